@@ -1,0 +1,46 @@
+# bfs — everything a fresh Debian machine needs is installed by these targets.
+SHELL := /bin/bash
+APT_PKGS := fuse libfuse2 attr rsync e2fsprogs util-linux zstd
+PREFIX ?= /usr/local
+
+.PHONY: all deps build native test demo bench bench-quick install clean
+
+all: build
+
+# System packages (FUSE helper and libfuse2, getfattr/setfattr for the tests) and npm packages.
+deps: node_modules/.bfs-deps
+
+node_modules/.bfs-deps: package.json package-lock.json
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	npm ci --no-audit --no-fund
+	@touch $@
+
+native/build/Release/bfs_native.node: native/bfs_native.c native/binding.gyp node_modules/.bfs-deps
+	cd native && ../node_modules/.bin/node-gyp rebuild >/dev/null
+
+native: native/build/Release/bfs_native.node
+
+build: deps native
+	./node_modules/.bin/tsc -p tsconfig.json
+
+test: build
+	./node_modules/.bin/vitest run
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	bash bench/run.sh full
+
+bench-quick: build
+	bash bench/run.sh quick
+
+install: build
+	ln -sf $(CURDIR)/bin/bfs $(PREFIX)/bin/bfs
+
+clean:
+	rm -rf dist native/build
