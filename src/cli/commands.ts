@@ -1,0 +1,220 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { Command, Option, InvalidArgumentError } from 'commander'
+import { EntryType } from '../format/catalog.js'
+import type { Manifest } from '../format/manifest.js'
+import { backupTree, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/backup.js'
+import { restoreTree } from '../repo/restore.js'
+import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
+import { ObjectReader } from '../repo/reader.js'
+import { Repository } from '../repo/repository.js'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
+import { humanBytes, modeString, ProgressLine, writeOut } from './output.js'
+import type { Ctx } from './main.js'
+
+const int = (name: string, min: number, max: number) => (v: string): number => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+/** Splits GEN[:PATH]. */
+function splitRef(ref: string): { gen: string; path: string } {
+  const i = ref.indexOf(':')
+  return i < 0 ? { gen: ref, path: '' } : { gen: ref.slice(0, i), path: ref.slice(i + 1) }
+}
+
+/** Runs `fn` with an AbortSignal that fires on SIGINT/SIGTERM. */
+async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController()
+  const onSig = (): void => ac.abort()
+  process.on('SIGINT', onSig)
+  process.on('SIGTERM', onSig)
+  try {
+    return await fn(ac.signal)
+  } finally {
+    process.off('SIGINT', onSig)
+    process.off('SIGTERM', onSig)
+  }
+}
+
+export function registerCommands(program: Command, ctx: Ctx): void {
+  program
+    .command('init')
+    .description('create an empty repository (a backup creates one too if the directory is absent)')
+    .action(() => {
+      const repo = Repository.init(ctx.repoDir())
+      process.stdout.write(`initialized bfs repository ${repo.dir}\n`)
+    })
+
+  program
+    .command('backup')
+    .description('back up a directory tree as a new generation (incremental against the last one of the same source)')
+    .argument('<src>', 'directory to back up')
+    .option('--label <text>', 'label stored with the generation', '')
+    .option('--exclude <pattern>', 'skip paths matching a glob (repeatable; * ? ** [..]; a pattern with / is anchored at SRC)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--one-file-system', 'do not descend into other filesystems')
+    .option('--full', 'read every file even if unchanged')
+    .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
+    .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
+    .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
+    .option('--frame-blocks <n>', 'blocks per independently decompressible frame', int('--frame-blocks', 1, 4096), DEFAULT_FRAME_BLOCKS)
+    .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
+    .option('--json', 'print the result as JSON')
+    .action(async (src: string, o) => {
+      if (o.unitBlocks % o.frameBlocks !== 0) throw new BfsError('BAD_INPUT', '--unit-blocks must be a multiple of --frame-blocks')
+      const repo = Repository.openOrInit(ctx.repoDir())
+      const line = new ProgressLine()
+      const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
+      if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
+      const res = await withSignals((signal) =>
+        backupTree(repo, {
+          source: src, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
+          threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
+          reporter: {
+            warn: (m) => line.warn(m),
+            progress: (p) => line.update(`${p.entries} entries, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
+          },
+        }),
+      ).finally(() => line.clear())
+      const m = res.manifest
+      const s = m.stats
+      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, skippedPaths: res.skippedPaths }) + '\n')
+      else {
+        process.stdout.write(
+          `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +
+            `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${s.dirs} dirs\n` +
+            `  read ${humanBytes(s.bytesRead)} of ${humanBytes(s.logicalBytes)}, stored ${humanBytes(s.storedBytes)} data + ${humanBytes(s.metaBytes)} metadata` +
+            (s.bytesRead ? `, ratio ${(s.bytesRead / Math.max(1, s.storedBytes)).toFixed(2)}` : '') +
+            `, ${s.seconds.toFixed(2)} s\n`,
+        )
+        if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+      }
+      if (res.skippedPaths.length) ctx.exitCode = EXIT.PARTIAL
+    })
+
+  const listGenerations = (o: { json?: boolean }): void => {
+    const repo = ctx.openRepo()
+    const gens = repo.generations()
+    if (o.json) {
+      process.stdout.write(JSON.stringify(gens.map((m) => ({ generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial }))) + '\n')
+      return
+    }
+    const rows = gens.map((m) => [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source, m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)])
+    const head = ['ID', 'TIME', 'LABEL', 'SOURCE', 'KIND', 'FILES', 'SIZE', 'STORED']
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+    for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => (i >= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n')
+  }
+
+  program
+    .command('generations')
+    .description('list the generations (kind "+" = incremental)')
+    .option('--json', 'print JSON')
+    .action(listGenerations)
+
+  program
+    .command('ls')
+    .description('without an argument, list generations; with GEN[:PATH], list a directory inside a generation like ls -l')
+    .argument('[ref]', 'GEN[:PATH]')
+    .option('--json', 'print JSON (generations only)')
+    .action((ref: string | undefined, o) => {
+      if (!ref) return listGenerations(o)
+      const repo = ctx.openRepo()
+      const { gen, path: p } = splitRef(ref)
+      const man = repo.resolve(gen)
+      const entries = repo.catalog(man.id)
+      const i = lookupPath(entries, Buffer.from(p))
+      if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
+      const e = entries[i]!
+      const list = e.type === EntryType.Dir ? Array.from({ length: e.childCount }, (_, k) => e.firstChild + k) : [i]
+      for (const c of list) {
+        const x = entries[c]!
+        const d = dataEntry(entries, c)
+        const when = new Date(x.mtimeSec * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')
+        const size = x.type === EntryType.CharDev || x.type === EntryType.BlockDev ? `${x.rdevMajor}, ${x.rdevMinor}` : String(d.size)
+        const name = e.type === EntryType.Dir ? x.name : pathOf(entries, c)
+        writeOut([`${modeString(x.type, x.mode)} ${String(x.nlink).padStart(3)} ${String(x.uid).padEnd(5)} ${String(x.gid).padEnd(5)} ${size.padStart(10)} ${when} `, name, x.type === EntryType.Symlink ? Buffer.concat([Buffer.from(' -> '), x.target!]) : '', '\n'])
+      }
+    })
+
+  program
+    .command('cat')
+    .description('write a file of a generation to stdout')
+    .argument('<ref>', 'GEN:PATH')
+    .action((ref: string) => {
+      const repo = ctx.openRepo()
+      const { gen, path: p } = splitRef(ref)
+      const man = repo.resolve(gen)
+      const entries = repo.catalog(man.id)
+      const i = lookupPath(entries, Buffer.from(p))
+      if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${man.id}`)
+      const e = entries[i]!
+      if (e.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
+      const d = dataEntry(entries, i)
+      if (!d.objGen) return
+      const reader = new ObjectReader(repo)
+      const extents = reader.resolver.resolve(d.objGen, d.objIndex)
+      const CH = 1 << 20
+      for (let pos = 0; pos < d.size; pos += CH) {
+        const buf = reader.read(extents, d.size, pos, CH)
+        let off = 0
+        while (off < buf.length) {
+          try {
+            off += fs.writeSync(1, buf, off, buf.length - off)
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
+            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return
+            throw err
+          }
+        }
+      }
+      reader.close()
+    })
+
+  program
+    .command('restore')
+    .description('restore a generation or a subtree into DEST (parallel; keeps modes, owners when root, ns times, links, xattrs, holes)')
+    .argument('<ref>', 'GEN[:PATH]')
+    .argument('<dest>', 'destination directory (created if absent)')
+    .option('--overwrite', 'replace existing files in DEST')
+    .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
+    .action(async (ref: string, dest: string, o) => {
+      const repo = ctx.openRepo()
+      const { gen, path: p } = splitRef(ref)
+      const man = repo.resolve(gen)
+      const entries = repo.catalog(man.id)
+      const root = lookupPath(entries, Buffer.from(p))
+      if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
+      let target = dest
+      if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
+      const line = new ProgressLine()
+      const res = await withSignals((signal) =>
+        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${x.files} files, ${humanBytes(x.bytes)}`) } }),
+      ).finally(() => line.clear())
+      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${res.entries} entries, ${humanBytes(res.bytes)}${res.errors.length ? `, ${res.errors.length} errors` : ''}\n`)
+      if (res.errors.length) ctx.exitCode = EXIT.ERROR
+    })
+
+  program
+    .command('verify')
+    .description('read every frame a generation needs and check checksums and structure; --against DIR compares with a live tree')
+    .argument('[gen]', 'generation (default: latest)')
+    .option('--all', 'verify every generation')
+    .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
+    .action(async (gen: string | undefined, o) => {
+      const repo = ctx.openRepo()
+      if (o.against) {
+        const man = repo.resolve(gen ?? 'latest')
+        const diffs = verifyAgainst(repo, man, o.against, (line) => process.stdout.write(line + '\n'))
+        process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${diffs} differences between gen${man.id} and ${path.resolve(o.against)}\n`)
+        if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
+        return
+      }
+      const mans: Manifest[] = o.all ? repo.generations() : [repo.resolve(gen ?? 'latest')]
+      if (mans.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+      const res = await verifyGenerations(repo, mans, (line) => process.stdout.write(line + '\n'))
+      process.stdout.write(res.problems === 0 ? `ok: ${mans.map((m) => `gen${m.id}`).join(', ')} verified (${res.units} units, ${res.frames} frames, ${humanBytes(res.rawBytes)})\n` : `${res.problems} problems found\n`)
+      if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+    })
+}

@@ -1,0 +1,47 @@
+import { createRequire } from 'node:module'
+import type * as Binding from 'zstd-napi/binding.js'
+
+/** The raw zstd-napi binding: contexts that compress into caller-owned buffers (no copies). */
+const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding
+
+/** Compresses independent zstd frames with the content checksum on (XXH64 of the raw bytes, checked on decompress). */
+export class FrameCompressor {
+  private readonly cctx = new binding.CCtx()
+  constructor(level: number) {
+    this.cctx.setParameter(binding.CParameter.compressionLevel, level)
+    this.cctx.setParameter(binding.CParameter.checksumFlag, 1)
+    this.cctx.setParameter(binding.CParameter.contentSizeFlag, 1)
+  }
+  /** Worst-case compressed size of `rawBytes`. */
+  static bound(rawBytes: number): number {
+    return binding.compressBound(rawBytes)
+  }
+  /** Compresses `src` into `dst`; returns the number of bytes written. */
+  compressInto(dst: Uint8Array, src: Uint8Array): number {
+    return this.cctx.compress2(dst, src)
+  }
+}
+
+/** Decompresses whole frames into caller-owned buffers. Throws on corrupt input or checksum mismatch. */
+export class FrameDecompressor {
+  private readonly dctx = new binding.DCtx()
+  /** Decompresses one frame; returns the number of raw bytes written. */
+  decompressInto(dst: Uint8Array, src: Uint8Array): number {
+    return this.dctx.decompress(dst, src)
+  }
+}
+
+/** One-shot helpers for metadata files. */
+export function compressBuffer(raw: Buffer, level = 3): Buffer {
+  const c = new FrameCompressor(level)
+  const dst = Buffer.allocUnsafe(FrameCompressor.bound(raw.length))
+  const n = c.compressInto(dst, raw)
+  return Buffer.from(dst.subarray(0, n))
+}
+
+export function decompressBuffer(stored: Buffer, rawBytes: number): Buffer {
+  const dst = Buffer.allocUnsafe(rawBytes)
+  const n = new FrameDecompressor().decompressInto(dst, stored)
+  if (n !== rawBytes) throw new Error(`decompressed ${n} bytes, expected ${rawBytes}`)
+  return dst
+}

@@ -1,0 +1,136 @@
+import { FormatError } from './errors.js'
+
+/**
+ * The manifest of a generation (JSON payload in a BFSMANI envelope): its commit record.
+ * See native-notes/format.md §"Manifest".
+ */
+export interface FileRef {
+  bytes: number
+  /** hex SHA-256 of the whole stored file */
+  sha256: string
+}
+
+export interface UnitRef {
+  index: number
+  bytes: number
+  rawBlocks: number
+}
+
+export interface GenStats {
+  entries: number
+  files: number
+  dirs: number
+  /** Sum of apparent sizes of regular files (or the volume size). */
+  logicalBytes: number
+  /** Bytes of unit files this generation added to the repository. */
+  storedBytes: number
+  /** Bytes of metadata files (catalog, maps, hashes, manifest not included). */
+  metaBytes: number
+  newFiles: number
+  changedFiles: number
+  unchangedFiles: number
+  skipped: number
+  bytesRead: number
+  seconds: number
+}
+
+export interface Manifest {
+  format: 1
+  id: number
+  /** ISO 8601 UTC time the backup started. */
+  time: string
+  label: string
+  /** Absolute path of what was backed up. */
+  source: string
+  host: string
+  kind: 'files' | 'volume'
+  group: string | null
+  /** The generation this one is incremental to (0 = full). */
+  parent: number
+  blockBytes: number
+  unitBlocks: number
+  frameBlocks: number
+  level: number
+  /** Number of 4 KiB blocks in this generation's data stream. */
+  streamBlocks: number
+  units: UnitRef[]
+  catalog: FileRef | null
+  maps: FileRef
+  hashes: FileRef
+  /** Volume generations: the block-map object of the volume. */
+  volumeObject: number | null
+  /** True when some source files could not be read (they are not in the catalog). */
+  partial: boolean
+  stats: GenStats
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const isRef = (v: unknown): v is FileRef =>
+  typeof v === 'object' && v !== null && isNum((v as FileRef).bytes) && typeof (v as FileRef).sha256 === 'string' && /^[0-9a-f]{64}$/.test((v as FileRef).sha256)
+
+export function encodeManifest(m: Manifest): Buffer {
+  return Buffer.from(JSON.stringify(m), 'utf8')
+}
+
+export function decodeManifest(payload: Buffer, what: string): Manifest {
+  let m: Manifest
+  try {
+    m = JSON.parse(payload.toString('utf8')) as Manifest
+  } catch {
+    throw new FormatError('BAD_VALUE', `${what}: manifest is not valid JSON`)
+  }
+  const bad = (field: string): never => {
+    throw new FormatError('BAD_VALUE', `${what}: manifest field '${field}' is missing or invalid`)
+  }
+  if (typeof m !== 'object' || m === null) bad('(root)')
+  if (m.format !== 1) bad('format')
+  for (const f of ['id', 'blockBytes', 'unitBlocks', 'frameBlocks', 'streamBlocks', 'parent', 'level'] as const) if (!isNum(m[f])) bad(f)
+  if (m.id < 1) bad('id')
+  if (m.blockBytes !== 4096) bad('blockBytes')
+  if (m.unitBlocks < 1 || m.frameBlocks < 1 || m.unitBlocks % m.frameBlocks !== 0) bad('unitBlocks')
+  if (typeof m.time !== 'string' || Number.isNaN(Date.parse(m.time))) bad('time')
+  if (typeof m.label !== 'string') bad('label')
+  if (typeof m.source !== 'string') bad('source')
+  if (typeof m.host !== 'string') bad('host')
+  if (m.kind !== 'files' && m.kind !== 'volume') bad('kind')
+  if (m.group !== null && typeof m.group !== 'string') bad('group')
+  if (!Array.isArray(m.units)) bad('units')
+  let blocks = 0
+  m.units.forEach((u, i) => {
+    if (!isNum(u.index) || u.index !== i || !isNum(u.bytes) || !isNum(u.rawBlocks) || u.rawBlocks > m.unitBlocks) bad(`units[${i}]`)
+    if (i < m.units.length - 1 && u.rawBlocks !== m.unitBlocks) bad(`units[${i}].rawBlocks`)
+    blocks += u.rawBlocks
+  })
+  if (blocks !== m.streamBlocks) bad('streamBlocks')
+  if (m.kind === 'files' ? !isRef(m.catalog) : m.catalog !== null) bad('catalog')
+  if (!isRef(m.maps)) bad('maps')
+  if (!isRef(m.hashes)) bad('hashes')
+  if (m.kind === 'volume' ? !isNum(m.volumeObject) : m.volumeObject !== null) bad('volumeObject')
+  if (typeof m.partial !== 'boolean') bad('partial')
+  if (typeof m.stats !== 'object' || m.stats === null) bad('stats')
+  return m
+}
+
+/** Repository config (JSON payload in a BFSCONF envelope). */
+export interface RepoConfig {
+  format: 1
+  repoId: string
+  created: string
+  blockBytes: 4096
+  /** Per-block hash: first 8 bytes of SHA-256 of the 4096-byte block. */
+  hashAlg: 'sha256-64'
+  compression: 'zstd'
+}
+
+export function decodeConfig(payload: Buffer, what: string): RepoConfig {
+  let c: RepoConfig
+  try {
+    c = JSON.parse(payload.toString('utf8')) as RepoConfig
+  } catch {
+    throw new FormatError('BAD_VALUE', `${what}: config is not valid JSON`)
+  }
+  if (typeof c !== 'object' || c === null || c.format !== 1 || c.blockBytes !== 4096 || c.hashAlg !== 'sha256-64' || c.compression !== 'zstd' || typeof c.repoId !== 'string') {
+    throw new FormatError('BAD_VALUE', `${what}: unsupported repository config`)
+  }
+  return c
+}

@@ -1,0 +1,488 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import * as native from '../native/index.js'
+import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, encodeCatalog, newEntry, type Entry } from '../format/catalog.js'
+import { encodeMaps, type MapObject } from '../format/maps.js'
+import type { GenStats, Manifest } from '../format/manifest.js'
+import { BLOCK_BYTES } from '../codec/hash.js'
+import { envelopeFor, fileRef, keys, Repository } from './repository.js'
+import { WriterLock } from './lock.js'
+import { WorkerPool } from './pool.js'
+import { StreamWriter } from './stream.js'
+import { storeObject, type BaseObject } from './objects.js'
+import { ObjectResolver } from './resolve.js'
+import { BfsError } from './errors.js'
+import { compileExcludes } from './exclude.js'
+
+export interface BackupOptions {
+  source: string
+  label?: string
+  /** Compression worker threads (default: CPUs). */
+  threads?: number
+  /** zstd level (default 3). */
+  level?: number
+  /** Blocks per unit (default 5120 = 20 MiB). */
+  unitBlocks?: number
+  /** Blocks per frame (default 64 = 256 KiB). */
+  frameBlocks?: number
+  excludes?: string[]
+  oneFileSystem?: boolean
+  /** Ignore the previous generation: read everything. */
+  full?: boolean
+  /** How long to wait for another writer's lock, ms (default 0: fail at once). */
+  lockWaitMs?: number
+  signal?: AbortSignal
+  reporter?: BackupReporter
+}
+
+export interface BackupProgress {
+  entries: number
+  bytesRead: number
+  storedBytes: number
+  path: string
+}
+
+/** The core never prints: warnings and progress go through this. */
+export interface BackupReporter {
+  warn(message: string): void
+  progress?(p: BackupProgress): void
+}
+
+export interface BackupResult {
+  manifest: Manifest
+  warnings: string[]
+  skippedPaths: string[]
+}
+
+export const DEFAULT_UNIT_BLOCKS = 5120
+export const DEFAULT_FRAME_BLOCKS = 64
+export const DEFAULT_LEVEL = 3
+
+const S_IFMT = 0o170000
+const TYPE_OF: Record<number, EntryType> = {
+  0o100000: EntryType.File,
+  0o040000: EntryType.Dir,
+  0o120000: EntryType.Symlink,
+  0o020000: EntryType.CharDev,
+  0o060000: EntryType.BlockDev,
+  0o010000: EntryType.Fifo,
+  0o140000: EntryType.Socket,
+}
+const O_NOATIME = fs.constants.O_NOATIME ?? 0
+
+/** Fills an entry's metadata from an 18-field stat record at offset o. */
+function fillMeta(e: Entry, st: Float64Array, o: number): void {
+  e.mode = st[o + native.S_MODE]! & 0o7777
+  e.uid = st[o + native.S_UID]!
+  e.gid = st[o + native.S_GID]!
+  e.atimeSec = st[o + native.S_ATIME_SEC]!
+  e.atimeNsec = st[o + native.S_ATIME_NSEC]!
+  e.mtimeSec = st[o + native.S_MTIME_SEC]!
+  e.mtimeNsec = st[o + native.S_MTIME_NSEC]!
+  e.ctimeSec = st[o + native.S_CTIME_SEC]!
+  e.ctimeNsec = st[o + native.S_CTIME_NSEC]!
+  e.srcDev = st[o + native.S_DEV]!
+  e.srcInoHi = st[o + native.S_INO_HI]!
+  e.srcInoLo = st[o + native.S_INO_LO]!
+  e.nlink = st[o + native.S_NLINK]!
+  if (e.type === EntryType.File || e.type === EntryType.Symlink) e.size = st[o + native.S_SIZE]!
+  if (e.type === EntryType.CharDev || e.type === EntryType.BlockDev) {
+    e.rdevMajor = st[o + native.S_RDEV_MAJOR]!
+    e.rdevMinor = st[o + native.S_RDEV_MINOR]!
+  }
+}
+
+function sameVersion(a: Entry, b: Entry): boolean {
+  return a.type === b.type && a.srcDev === b.srcDev && a.srcInoHi === b.srcInoHi && a.srcInoLo === b.srcInoLo && a.size === b.size &&
+    a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec && a.ctimeSec === b.ctimeSec && a.ctimeNsec === b.ctimeNsec
+}
+
+/** Removes what a crashed or killed writer left: generation dirs without a manifest, temp files. Call under the writer lock. */
+export function recoverRepository(repo: Repository): void {
+  const committed = new Set(repo.generationIds())
+  for (const k of repo.store.list('gens')) {
+    const id = Number(path.basename(k))
+    if (!Number.isInteger(id) || !committed.has(id)) repo.store.removeTree(k)
+  }
+  for (const k of repo.store.list('tmp')) if (!path.basename(k).startsWith('lock-')) repo.store.removeTree(k)
+  for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
+}
+
+/** Backs up a directory tree as a new file generation (incremental against the previous one from the same source). */
+export async function backupTree(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
+  const started = process.hrtime.bigint()
+  const startTime = new Date()
+  const source = path.resolve(opts.source)
+  let rootSt: Float64Array
+  try {
+    rootSt = native.lstatRecord(source)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${source} does not exist` : `cannot read source ${source}: ${code ?? (err as Error).message}`)
+  }
+  if ((rootSt[native.S_MODE]! & S_IFMT) !== 0o040000) throw new BfsError('BAD_INPUT', `source ${source} is not a directory (use --volume for an image or device)`)
+  try {
+    fs.accessSync(source, fs.constants.R_OK | fs.constants.X_OK)
+  } catch {
+    throw new BfsError('BAD_INPUT', `cannot read source directory ${source}: permission denied`)
+  }
+  const reporter = opts.reporter ?? { warn: () => undefined }
+  const lock = await WriterLock.acquire(repo.dir, `backup ${source}`, opts.lockWaitMs ?? 0)
+  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+  let genId = 0
+  let committed = false
+  try {
+    recoverRepository(repo)
+    const ids = repo.generationIds()
+    genId = (ids[ids.length - 1] ?? 0) + 1
+    repo.store.mkdirp(keys.genDir(genId))
+    const prevMan = opts.full ? undefined : [...repo.generations(null)].reverse().find((m) => m.kind === 'files' && m.source === source)
+    const result = await new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prevMan ?? null).run()
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    result.stats.seconds = Math.round(seconds * 1000) / 1000
+    const man: Manifest = {
+      format: 1,
+      id: genId,
+      time: startTime.toISOString(),
+      label: opts.label ?? '',
+      source,
+      host: os.hostname(),
+      kind: 'files',
+      group: null,
+      parent: prevMan?.id ?? 0,
+      blockBytes: BLOCK_BYTES,
+      unitBlocks: result.stream.unitBlocks,
+      frameBlocks: result.stream.frameBlocks,
+      level: result.stream.level,
+      streamBlocks: result.stream.totalBlocks,
+      units: result.stream.units,
+      catalog: result.catalog,
+      maps: result.maps,
+      hashes: result.hashes,
+      volumeObject: null,
+      partial: result.skippedPaths.length > 0,
+      stats: result.stats,
+    }
+    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+    repo.commitManifest(man)
+    committed = true
+    return { manifest: man, warnings: result.warnings, skippedPaths: result.skippedPaths }
+  } finally {
+    await pool.close()
+    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
+    lock.release()
+  }
+}
+
+interface DirTask {
+  index: number
+  path: Buffer
+  rel: string
+}
+
+class TreeWriter {
+  private readonly entries: Entry[] = []
+  private readonly objects: MapObject[] = []
+  private readonly stream: StreamWriter
+  private readonly warnings: string[] = []
+  private readonly skippedPaths: string[] = []
+  private readonly links = new Map<string, number>()
+  private readonly prevEntries: Entry[] = []
+  private readonly prevByPath = new Map<string, number>()
+  private readonly resolver: ObjectResolver
+  private readonly isExcluded: (rel: string, isDir: boolean) => boolean
+  private readonly rootDev: number
+  private readonly repoId: string
+  private readonly stats: GenStats = {
+    entries: 0, files: 0, dirs: 0, logicalBytes: 0, storedBytes: 0, metaBytes: 0,
+    newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, seconds: 0,
+  }
+  private lastProgress = 0
+
+  constructor(
+    private readonly repo: Repository,
+    pool: WorkerPool,
+    private readonly genId: number,
+    private readonly source: string,
+    private readonly rootSt: Float64Array,
+    private readonly opts: BackupOptions,
+    private readonly reporter: BackupReporter,
+    private readonly prev: Manifest | null,
+  ) {
+    this.stream = new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL)
+    this.resolver = new ObjectResolver(repo)
+    this.isExcluded = compileExcludes(opts.excludes ?? [])
+    this.rootDev = rootSt[native.S_DEV]!
+    const rst = native.lstatRecord(repo.dir)
+    this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
+    if (prev) {
+      const prevEntries = repo.catalog(prev.id)
+      const paths: string[] = new Array(prevEntries.length)
+      paths[0] = ''
+      for (let i = 1; i < prevEntries.length; i++) {
+        const e = prevEntries[i]!
+        const p = e.parent === 0 ? e.name.toString('latin1') : `${paths[e.parent]}/${e.name.toString('latin1')}`
+        paths[i] = p
+        this.prevByPath.set(p, i)
+      }
+      this.prevEntries = prevEntries
+    }
+  }
+
+  private warn(msg: string): void {
+    this.warnings.push(msg)
+    this.reporter.warn(msg)
+  }
+
+  private skip(rel: string, why: string): void {
+    this.skippedPaths.push(rel)
+    this.stats.skipped++
+    this.warn(`skipped ${rel || '.'}: ${why}`)
+  }
+
+  private checkAbort(): void {
+    if (this.opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+  }
+
+  private progress(rel: string): void {
+    if (!this.reporter.progress) return
+    const now = Date.now()
+    if (now - this.lastProgress < 100) return
+    this.lastProgress = now
+    this.reporter.progress({ entries: this.entries.length, bytesRead: this.stats.bytesRead, storedBytes: this.stream.storedBytes, path: rel })
+  }
+
+  async run() {
+    const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
+    fillMeta(root, this.rootSt, 0)
+    root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
+    this.entries.push(root)
+    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '' }]
+    while (stack.length) {
+      const t = stack.pop()!
+      const subdirs = await this.scanDir(t)
+      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
+    }
+    await this.stream.finish()
+    const store = this.repo.store
+    const hashesFile = envelopeFor('hashes', this.stream.hashes, false)
+    const mapsFile = envelopeFor('maps', encodeMaps(this.objects), true)
+    const catalogFile = envelopeFor('catalog', encodeCatalog(this.entries), true)
+    store.putSync(keys.hashes(this.genId), [hashesFile], { syncDir: false })
+    store.putSync(keys.maps(this.genId), [mapsFile], { syncDir: false })
+    store.putSync(keys.catalog(this.genId), [catalogFile], { syncDir: false })
+    store.syncDir(keys.genDir(this.genId))
+    this.stats.entries = this.entries.length
+    this.stats.storedBytes = this.stream.storedBytes
+    this.stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
+    return {
+      stream: this.stream,
+      stats: this.stats,
+      catalog: fileRef(catalogFile),
+      maps: fileRef(mapsFile),
+      hashes: fileRef(hashesFile),
+      warnings: this.warnings,
+      skippedPaths: this.skippedPaths,
+    }
+  }
+
+  /** Xattrs of a path, reusing the previous generation's when the inode's ctime has not changed. */
+  private xattrsOf(p: Buffer, e: Entry, prevIndex: number): Entry['xattrs'] {
+    const prev = prevIndex > 0 || (prevIndex === 0 && this.prevEntries.length) ? this.prevEntries[prevIndex] : undefined
+    if (prev && prev.ctimeSec === e.ctimeSec && prev.ctimeNsec === e.ctimeNsec && prev.srcInoLo === e.srcInoLo && prev.srcInoHi === e.srcInoHi) return prev.xattrs
+    try {
+      const x = native.getXattrs(p)
+      return x.length ? x : null
+    } catch {
+      return null
+    }
+  }
+
+  /** Lists one directory: its children get contiguous entry indices (sorted by name), files are stored now. */
+  private async scanDir(t: DirTask): Promise<DirTask[]> {
+    this.checkAbort()
+    let scan: native.DirScan
+    try {
+      scan = native.scanDir(t.path)
+    } catch (err) {
+      this.skip(t.rel, `cannot list directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      return []
+    }
+    const order = scan.names.map((_, i) => i).sort((a, b) => Buffer.compare(scan.names[a]!, scan.names[b]!))
+    const st = scan.stats
+    const F = native.STAT_FIELDS
+    const kids: Array<{ i: number; e: Entry; rel: string; path: Buffer }> = []
+    for (const i of order) {
+      const o = i * F
+      const name = scan.names[i]!
+      const rel = t.rel ? `${t.rel}/${name.toString('latin1')}` : name.toString('latin1')
+      if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
+      const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
+      if (type === undefined) continue
+      if (this.isExcluded(rel, type === EntryType.Dir)) continue
+      if (type === EntryType.Dir && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
+      const e = newEntry(type, t.index, name)
+      fillMeta(e, st, o)
+      kids.push({ i, e, rel, path: Buffer.concat([t.path, Buffer.from('/'), name]) })
+    }
+    const parent = this.entries[t.index]!
+    parent.firstChild = this.entries.length
+    parent.childCount = kids.length
+    for (const k of kids) this.entries.push(k.e)
+    const subdirs: DirTask[] = []
+    for (let j = 0; j < kids.length; j++) {
+      const { e, rel, path: p } = kids[j]!
+      const index = parent.firstChild + j
+      const prevIndex = this.prevByPath.get(rel) ?? -1
+      const prev = prevIndex > 0 ? this.prevEntries[prevIndex] : undefined
+      this.progress(rel)
+      switch (e.type) {
+        case EntryType.Dir:
+          this.stats.dirs++
+          e.xattrs = this.xattrsOf(p, e, prevIndex)
+          if (!this.opts.oneFileSystem || e.srcDev === this.rootDev) subdirs.push({ index, path: p, rel })
+          break
+        case EntryType.Symlink:
+          if (prev && prev.type === EntryType.Symlink && sameVersion(prev, e)) e.target = prev.target
+          else {
+            try {
+              e.target = fs.readlinkSync(p, { encoding: 'buffer' })
+            } catch (err) {
+              this.skip(rel, `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
+              e.target = Buffer.alloc(0)
+            }
+          }
+          e.xattrs = this.xattrsOf(p, e, prevIndex)
+          break
+        case EntryType.File:
+          await this.file(e, index, p, rel, prev, prevIndex)
+          break
+        default:
+          e.xattrs = this.xattrsOf(p, e, prevIndex)
+      }
+    }
+    // Entries of skipped files are dropped: compact this directory's children if any were removed.
+    this.compactChildren(t.index, subdirs)
+    return subdirs
+  }
+
+  /** Files that could not be read are removed from the catalog (they are listed as skipped). */
+  private readonly dropped = new Set<number>()
+  private compactChildren(dirIndex: number, subdirs: DirTask[]): void {
+    if (this.dropped.size === 0) return
+    const dir = this.entries[dirIndex]!
+    const start = dir.firstChild
+    const end = start + dir.childCount
+    const keep: Entry[] = []
+    const remap = new Map<number, number>()
+    for (let i = start; i < end; i++) {
+      if (this.dropped.has(i)) continue
+      remap.set(i, start + keep.length)
+      keep.push(this.entries[i]!)
+    }
+    if (keep.length === dir.childCount) return
+    // Only the last directory's children can be compacted: nothing after them was added yet.
+    this.entries.length = start
+    for (const e of keep) this.entries.push(e)
+    dir.childCount = keep.length
+    for (const s of subdirs) s.index = remap.get(s.index)!
+    for (const [k, v] of this.links) if (remap.has(v)) this.links.set(k, remap.get(v)!)
+    for (const e of keep) if (e.flags & ENTRY_FLAG_LINK_FOLLOWER && remap.has(e.linkLeader)) e.linkLeader = remap.get(e.linkLeader)!
+    this.dropped.clear()
+  }
+
+  private async file(e: Entry, index: number, p: Buffer, rel: string, prev: Entry | undefined, prevIndex: number): Promise<void> {
+    this.stats.files++
+    this.stats.logicalBytes += e.size
+    const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
+    if (linkKey) {
+      const leader = this.links.get(linkKey)
+      if (leader !== undefined) {
+        const l = this.entries[leader]!
+        e.flags |= ENTRY_FLAG_LINK_FOLLOWER
+        e.linkLeader = leader
+        e.xattrs = l.xattrs
+        e.size = l.size
+        this.stats.logicalBytes -= e.size
+        this.stats.unchangedFiles++
+        return
+      }
+    }
+    const prevObj = prev && prev.type === EntryType.File ? this.prevObject(prev) : null
+    if (prev && prevObj && sameVersion(prev, e)) {
+      e.objGen = prevObj.gen
+      e.objIndex = prevObj.index
+      e.xattrs = prev.xattrs
+      this.stats.unchangedFiles++
+      if (linkKey) this.links.set(linkKey, index)
+      return
+    }
+    let fd: number
+    try {
+      try {
+        fd = fs.openSync(p, fs.constants.O_RDONLY | O_NOATIME)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
+        fd = fs.openSync(p, fs.constants.O_RDONLY)
+      }
+    } catch (err) {
+      this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      this.dropped.add(index)
+      this.stats.files--
+      this.stats.logicalBytes -= e.size
+      return
+    }
+    try {
+      const st1 = native.fstatRecord(fd)
+      fillMeta(e, st1, 0)
+      e.xattrs = this.xattrsOf(p, e, -1)
+      const size = e.size
+      let regions = size > 0 ? [0, size] : []
+      if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+      const base = prevObj && !this.opts.full ? this.baseFor(prevObj.gen, prevObj.index) : null
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.stream, base)
+      if (stored) this.stats.bytesRead += stored.bytesRead
+      const st2 = native.fstatRecord(fd)
+      if (stored?.short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]) {
+        e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+        this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
+      }
+      if (prev) this.stats.changedFiles++
+      else this.stats.newFiles++
+      if (stored && stored.sameAsBase && base) {
+        e.objGen = base.gen
+        e.objIndex = base.index
+      } else if (stored && (stored.object.extents.length > 0 || stored.object.baseGen !== 0)) {
+        e.objGen = this.genId
+        e.objIndex = this.objects.length
+        this.objects.push(stored.object)
+      }
+      if (linkKey) this.links.set(linkKey, index)
+    } catch (err) {
+      if (err instanceof BfsError) throw err
+      this.skip(rel, `read error (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      this.dropped.add(index)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  /** The object a previous entry's data lives in (following its hard-link leader). */
+  private prevObject(prev: Entry): { gen: number; index: number } | null {
+    const src = prev.flags & ENTRY_FLAG_LINK_FOLLOWER ? this.prevEntries[prev.linkLeader]! : prev
+    return src.objGen ? { gen: src.objGen, index: src.objIndex } : null
+  }
+
+  private baseFor(gen: number, index: number): BaseObject {
+    const o = this.resolver.object(gen, index)
+    return {
+      gen,
+      index,
+      depth: o.depth,
+      sizeBytes: o.sizeBytes,
+      extents: this.resolver.resolve(gen, index),
+      hashesOf: (g) => this.repo.hashes(g),
+    }
+  }
+}

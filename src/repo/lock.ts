@@ -1,0 +1,81 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { BfsError } from './errors.js'
+
+/** What a lock file holds (JSON text, one line). */
+export interface LockInfo {
+  pid: number
+  host: string
+  time: string
+  command: string
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * The writer lock: REPO/lock, created atomically with link(2) from a private temp file.
+ * A lock of a dead process on this host is stale and is broken. Readers never lock.
+ */
+export class WriterLock {
+  private constructor(private readonly file: string) {}
+
+  static async acquire(repoDir: string, command: string, waitMs: number, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<WriterLock> {
+    const file = path.join(repoDir, 'lock')
+    const info: LockInfo = { pid: process.pid, host: os.hostname(), time: new Date().toISOString(), command }
+    const tmp = path.join(repoDir, 'tmp', `lock-${process.pid}-${Date.now()}`)
+    fs.mkdirSync(path.dirname(tmp), { recursive: true })
+    fs.writeFileSync(tmp, JSON.stringify(info) + '\n')
+    const deadline = Date.now() + waitMs
+    try {
+      for (;;) {
+        try {
+          fs.linkSync(tmp, file)
+          return new WriterLock(file)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new BfsError('IO', `cannot create lock ${file}: ${(err as Error).message}`)
+        }
+        const held = WriterLock.read(file)
+        if (held && held.host === os.hostname() && !pidAlive(held.pid)) {
+          // Stale: its writer died. Remove it only if it is still the same file.
+          const again = WriterLock.read(file)
+          if (again && again.pid === held.pid && again.time === held.time) fs.rmSync(file, { force: true })
+          continue
+        }
+        if (!held) {
+          // Unreadable or half-written lock: give its writer a moment, then treat it as stale.
+          const st = fs.statSync(file, { throwIfNoEntry: false })
+          if (st && Date.now() - st.mtimeMs > 10_000) fs.rmSync(file, { force: true })
+        }
+        if (Date.now() >= deadline) {
+          const who = held ? `pid ${held.pid} on ${held.host} (${held.command}, since ${held.time})` : 'another process'
+          throw new BfsError('LOCKED', `repository ${repoDir} is locked by ${who}; use --wait to wait for it`)
+        }
+        await sleep(200)
+      }
+    } finally {
+      fs.rmSync(tmp, { force: true })
+    }
+  }
+
+  static read(file: string): LockInfo | null {
+    try {
+      const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo
+      return typeof info.pid === 'number' && typeof info.host === 'string' ? info : null
+    } catch {
+      return null
+    }
+  }
+
+  release(): void {
+    const held = WriterLock.read(this.file)
+    if (held && held.pid === process.pid && held.host === os.hostname()) fs.rmSync(this.file, { force: true })
+  }
+}

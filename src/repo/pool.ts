@@ -1,0 +1,63 @@
+import os from 'node:os'
+import { Worker } from 'node:worker_threads'
+import type { WorkerReply, WorkerRequest } from './worker.js'
+
+/**
+ * N worker threads; work goes to a worker chosen by the caller (units round-robin by
+ * unit index) or to the least-busy one. Each call resolves with the worker's reply.
+ */
+export class WorkerPool {
+  private readonly workers: Worker[] = []
+  private readonly busy: number[] = []
+  private readonly pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void; worker: number }>()
+  private nextId = 1
+  private failed: Error | null = null
+
+  constructor(readonly size = os.availableParallelism()) {
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(new URL('./worker.js', import.meta.url))
+      w.on('message', (reply: WorkerReply) => {
+        const p = this.pending.get(reply.id)
+        if (!p) return
+        this.pending.delete(reply.id)
+        this.busy[p.worker]!--
+        if (reply.error) p.reject(Object.assign(new Error(reply.error), { code: reply.errorCode }))
+        else p.resolve(reply)
+      })
+      w.on('error', (err) => this.fail(err))
+      w.on('exit', (code) => {
+        if (code !== 0) this.fail(new Error(`worker thread exited with code ${code}`))
+      })
+      this.workers.push(w)
+      this.busy.push(0)
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failed = err
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id)
+      p.reject(err)
+    }
+  }
+
+  get inFlight(): number {
+    return this.pending.size
+  }
+
+  /** Runs `req` on worker `index % size` (or the least busy when index is undefined). */
+  run(req: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = [], index?: number): Promise<WorkerReply> {
+    if (this.failed) return Promise.reject(this.failed)
+    let w = index === undefined ? this.busy.indexOf(Math.min(...this.busy)) : index % this.size
+    const id = this.nextId++
+    this.busy[w]!++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, worker: w })
+      this.workers[w]!.postMessage({ ...req, id } as WorkerRequest, transfer)
+    })
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()))
+  }
+}

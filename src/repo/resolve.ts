@@ -1,0 +1,48 @@
+import { overlayExtents, type Extent, type MapObject } from '../format/maps.js'
+import { BLOCK_BYTES } from '../codec/hash.js'
+import { BfsError } from './errors.js'
+
+/** Where to find a generation's block maps (the Repository, or a test double over plain arrays). */
+export interface MapSource {
+  maps(gen: number): MapObject[]
+}
+
+/**
+ * Resolves block-map objects through their delta chains (newest wins per block) into full
+ * extent lists with no holes listed, memoized: each object is resolved once per process, so
+ * a read never walks the chain. Depth is bounded by MAX_DELTA_DEPTH at write time.
+ */
+export class ObjectResolver {
+  private readonly memo = new Map<string, Extent[]>()
+  constructor(private readonly src: MapSource) {}
+
+  object(gen: number, index: number): MapObject {
+    const objs = this.src.maps(gen)
+    const o = objs[index]
+    if (!o) throw new BfsError('CORRUPT', `gen${gen}: block-map object ${index} does not exist`)
+    return o
+  }
+
+  resolve(gen: number, index: number): Extent[] {
+    const key = `${gen}:${index}`
+    const hit = this.memo.get(key)
+    if (hit) return hit
+    const o = this.object(gen, index)
+    const blocks = Math.ceil(o.sizeBytes / BLOCK_BYTES)
+    let out: Extent[]
+    if (o.baseGen === 0) out = overlayExtents([], o.extents, blocks)
+    else {
+      if (o.baseGen >= gen) throw new BfsError('CORRUPT', `gen${gen}: object ${index} has base in a later generation ${o.baseGen}`)
+      out = overlayExtents(this.resolve(o.baseGen, o.baseIndex), o.extents, blocks)
+    }
+    this.memo.set(key, out)
+    return out
+  }
+}
+
+/** Number of data (non-hole) blocks in resolved extents. */
+export function dataBlocks(extents: Extent[]): number {
+  let n = 0
+  for (const e of extents) n += e.count
+  return n
+}

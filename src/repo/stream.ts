@@ -1,0 +1,127 @@
+import { BLOCK_BYTES, HASH_BYTES } from '../codec/hash.js'
+import { encodeSeekTableAndTrailer, encodeUnitHeader, frameCountFor, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
+import type { UnitRef } from '../format/manifest.js'
+import type { DiskStore } from '../store/disk.js'
+import { keys } from './repository.js'
+import type { WorkerPool } from './pool.js'
+import { BfsError } from './errors.js'
+
+/**
+ * The data stream of one generation being written: 4 KiB blocks packed into units of
+ * `unitBlocks`, each unit compressed by worker `unitIndex % threads` and written as
+ * gens/<id>/unit-<n>. Callers place data with reserve()/commit(); stream block numbers
+ * are dense (every unit but the last is full).
+ */
+export class StreamWriter {
+  private buf: Buffer
+  private fill = 0
+  private unitIndex = 0
+  private readonly spare: ArrayBuffer[] = []
+  private readonly inflight = new Set<Promise<void>>()
+  private error: Error | null = null
+  readonly units: UnitRef[] = []
+  /** 8-byte hash of every stream block, filled as units come back from the workers. */
+  hashes: Buffer
+  storedBytes = 0
+
+  constructor(
+    private readonly store: DiskStore,
+    private readonly pool: WorkerPool,
+    readonly genId: number,
+    readonly unitBlocks: number,
+    readonly frameBlocks: number,
+    readonly level: number,
+  ) {
+    this.buf = Buffer.from(new ArrayBuffer(unitBlocks * BLOCK_BYTES))
+    this.hashes = Buffer.alloc(unitBlocks * HASH_BYTES * 4)
+  }
+
+  /** Stream block number of the next block to be committed. */
+  get nextStreamBlock(): number {
+    return this.unitIndex * this.unitBlocks + this.fill
+  }
+
+  /** Free blocks in the current unit: space handed out by reserve() is at buffer[fill…]. */
+  async reserve(): Promise<{ buf: Buffer; offsetBytes: number; blocks: number }> {
+    if (this.error) throw this.error
+    if (this.fill === this.unitBlocks) await this.flushUnit()
+    return { buf: this.buf, offsetBytes: this.fill * BLOCK_BYTES, blocks: this.unitBlocks - this.fill }
+  }
+
+  /** Marks `blocks` blocks at the reserved position as written; returns their first stream block. */
+  commit(blocks: number): number {
+    const first = this.nextStreamBlock
+    this.fill += blocks
+    return first
+  }
+
+  /** Sends the current unit to its worker; waits when too many units are in flight (bounds memory). */
+  private async flushUnit(): Promise<void> {
+    if (this.fill === 0) return
+    const unitIndex = this.unitIndex
+    const rawBlocks = this.fill
+    const raw = this.buf.buffer as ArrayBuffer
+    this.unitIndex++
+    this.fill = 0
+    const next = this.spare.pop() ?? new ArrayBuffer(this.unitBlocks * BLOCK_BYTES)
+    this.buf = Buffer.from(next)
+    const p = this.compressAndWrite(unitIndex, rawBlocks, raw).catch((err: Error) => {
+      this.error ??= err
+    })
+    this.inflight.add(p)
+    void p.finally(() => this.inflight.delete(p))
+    while (this.inflight.size >= this.pool.size * 2) await Promise.race(this.inflight)
+    if (this.error) throw this.error
+  }
+
+  private async compressAndWrite(unitIndex: number, rawBlocks: number, raw: ArrayBuffer): Promise<void> {
+    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level }, [raw], unitIndex)
+    if (reply.raw && reply.raw.byteLength === this.unitBlocks * BLOCK_BYTES) this.spare.push(reply.raw)
+    const hashes = Buffer.from(reply.hashes!)
+    const need = (unitIndex * this.unitBlocks + rawBlocks) * HASH_BYTES
+    if (need > this.hashes.length) {
+      const grown = Buffer.alloc(Math.max(need, this.hashes.length * 2))
+      this.hashes.copy(grown)
+      this.hashes = grown
+    }
+    hashes.copy(this.hashes, unitIndex * this.unitBlocks * HASH_BYTES)
+    const checks = Buffer.from(reply.frameChecks!)
+    const header = encodeUnitHeader({ genId: this.genId, unitIndex, rawBlocks, frameBlocks: this.frameBlocks, frameCount: frameCountFor(rawBlocks, this.frameBlocks) })
+    const entries: SeekEntry[] = reply.frameSizes!.map((compBytes, f) => ({
+      compBytes,
+      rawBytes: Math.min(this.frameBlocks, rawBlocks - f * this.frameBlocks) * BLOCK_BYTES,
+      check: checks.subarray(f * HASH_BYTES, (f + 1) * HASH_BYTES),
+    }))
+    const comp = Buffer.from(reply.comp!)
+    const tail = encodeSeekTableAndTrailer(entries, UNIT_HEADER_BYTES + comp.length)
+    const key = keys.unit(this.genId, unitIndex)
+    let bytes: number
+    try {
+      bytes = await this.store.put(key, [header, comp, tail])
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      throw new BfsError('IO', code === 'ENOSPC' ? `disk full while writing ${this.store.path(key)}` : `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
+    }
+    this.storedBytes += bytes
+    this.units[unitIndex] = { index: unitIndex, bytes, rawBlocks }
+  }
+
+  /** Flushes the last unit and waits until every unit file is durable. */
+  async finish(): Promise<number> {
+    const blocks = this.nextStreamBlock
+    await this.flushUnit()
+    while (this.inflight.size) await Promise.race(this.inflight)
+    if (this.error) throw this.error
+    this.totalBlocks = blocks
+    this.hashes = this.hashes.subarray(0, blocks * HASH_BYTES)
+    return blocks
+  }
+
+  /** Blocks in the finished stream (valid after finish()). */
+  totalBlocks = 0
+
+  /** Waits for in-flight work after a failure, ignoring its errors (used before discarding a generation). */
+  async drain(): Promise<void> {
+    while (this.inflight.size) await Promise.race(this.inflight)
+  }
+}

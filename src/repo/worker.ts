@@ -1,0 +1,138 @@
+import fs from 'node:fs'
+import { parentPort } from 'node:worker_threads'
+import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
+import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES } from '../codec/hash.js'
+import { restoreFiles } from './restore-worker.js'
+
+/**
+ * Worker thread: compresses units into frames (hashing every block) and decompresses
+ * frames for restore and verify. Keeps its zstd contexts for its whole life.
+ */
+export interface WorkerRequest {
+  id: number
+  op: 'compress' | 'readFrames' | 'restoreFiles'
+  // compress
+  raw?: ArrayBuffer
+  rawBlocks?: number
+  frameBlocks?: number
+  level?: number
+  // readFrames: decompress and check frames of one unit file
+  path?: string
+  offsets?: number[]
+  compBytes?: number[]
+  checks?: ArrayBuffer
+  rawBytes?: number[]
+  keepData?: boolean
+  // restoreFiles
+  job?: unknown
+}
+
+export interface WorkerReply {
+  id: number
+  error?: string
+  errorCode?: string
+  comp?: ArrayBuffer
+  frameSizes?: number[]
+  frameChecks?: ArrayBuffer
+  hashes?: ArrayBuffer
+  raw?: ArrayBuffer
+  /** readFrames: indices of frames whose check failed, with reasons */
+  bad?: Array<{ frame: number; reason: string }>
+  data?: ArrayBuffer
+  result?: unknown
+}
+
+const compressors = new Map<number, FrameCompressor>()
+const decompressor = new FrameDecompressor()
+
+function compress(req: WorkerRequest): WorkerReply {
+  const raw = Buffer.from(req.raw!)
+  const rawBlocks = req.rawBlocks!
+  const frameBlocks = req.frameBlocks!
+  let c = compressors.get(req.level!)
+  if (!c) compressors.set(req.level!, (c = new FrameCompressor(req.level!)))
+  const frames = Math.ceil(rawBlocks / frameBlocks)
+  const hashes = Buffer.allocUnsafe(rawBlocks * HASH_BYTES)
+  const checks = Buffer.allocUnsafe(frames * HASH_BYTES)
+  const out = Buffer.allocUnsafe(FrameCompressor.bound(rawBlocks * BLOCK_BYTES) + frames * 64)
+  const frameSizes: number[] = []
+  let pos = 0
+  for (let f = 0; f < frames; f++) {
+    const b0 = f * frameBlocks
+    const nb = Math.min(frameBlocks, rawBlocks - b0)
+    hashBlocks(raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
+    frameCheck(hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
+    const n = c.compressInto(out.subarray(pos), raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
+    frameSizes.push(n)
+    pos += n
+  }
+  const comp = new ArrayBuffer(pos)
+  Buffer.from(comp).set(out.subarray(0, pos))
+  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), raw: req.raw }
+}
+
+function toAB(b: Buffer): ArrayBuffer {
+  const ab = new ArrayBuffer(b.length)
+  Buffer.from(ab).set(b)
+  return ab
+}
+
+/** Decompresses the listed frames of a unit file and checks each against its frame check. */
+function readFrames(req: WorkerRequest): WorkerReply {
+  const fd = fs.openSync(req.path!, 'r')
+  const bad: Array<{ frame: number; reason: string }> = []
+  const total = req.rawBytes!.reduce((a, b) => a + b, 0)
+  const data = req.keepData ? new ArrayBuffer(total) : null
+  const checks = Buffer.from(req.checks!)
+  try {
+    let outPos = 0
+    let scratch = Buffer.allocUnsafe(0)
+    for (let i = 0; i < req.offsets!.length; i++) {
+      const comp = Buffer.allocUnsafe(req.compBytes![i]!)
+      const got = fs.readSync(fd, comp, 0, comp.length, req.offsets![i]!)
+      const rawBytes = req.rawBytes![i]!
+      const dst = data ? Buffer.from(data, outPos, rawBytes) : scratch.length >= rawBytes ? scratch.subarray(0, rawBytes) : (scratch = Buffer.allocUnsafe(rawBytes))
+      outPos += rawBytes
+      if (got !== comp.length) {
+        bad.push({ frame: i, reason: 'truncated' })
+        continue
+      }
+      try {
+        const n = decompressor.decompressInto(dst, comp)
+        if (n !== rawBytes) throw new Error(`${n} bytes instead of ${rawBytes}`)
+      } catch (err) {
+        bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
+        continue
+      }
+      const blocks = rawBytes / BLOCK_BYTES
+      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
+      hashBlocks(dst, 0, blocks, hashes, 0)
+      if (!frameCheck(hashes).equals(checks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) bad.push({ frame: i, reason: 'checksum mismatch' })
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return { id: req.id, bad, data: data ?? undefined }
+}
+
+type Handler = (req: WorkerRequest) => WorkerReply | Promise<WorkerReply>
+const handlers: Record<string, Handler> = { compress, readFrames, restoreFiles }
+
+if (parentPort) {
+  const port = parentPort
+  port.on('message', async (req: WorkerRequest) => {
+    try {
+      const h = handlers[req.op]
+      if (!h) throw new Error(`unknown op ${req.op}`)
+      const reply = await h(req)
+      const transfer: ArrayBuffer[] = []
+      for (const k of ['comp', 'frameChecks', 'hashes', 'raw', 'data'] as const) {
+        const v = reply[k]
+        if (v instanceof ArrayBuffer) transfer.push(v)
+      }
+      port.postMessage(reply, transfer)
+    } catch (err) {
+      port.postMessage({ id: req.id, error: (err as Error).message, errorCode: (err as NodeJS.ErrnoException).code })
+    }
+  })
+}

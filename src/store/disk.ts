@@ -1,0 +1,107 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+
+/**
+ * Opaque files under a root directory, addressed by '/'-separated keys.
+ * Every put is write-once: tmp file → fsync → rename → fsync(dir). Knows nothing of bfs formats.
+ */
+export class DiskStore {
+  constructor(readonly root: string) {}
+
+  path(key: string): string {
+    return path.join(this.root, key)
+  }
+
+  exists(key: string): boolean {
+    return fs.existsSync(this.path(key))
+  }
+
+  readAll(key: string): Buffer {
+    return fs.readFileSync(this.path(key))
+  }
+
+  async readAllAsync(key: string): Promise<Buffer> {
+    return fs.promises.readFile(this.path(key))
+  }
+
+  size(key: string): number {
+    return fs.statSync(this.path(key)).size
+  }
+
+  /** Keys of the files directly inside `dir` (a key prefix naming a directory); [] if it does not exist. */
+  list(dir: string): string[] {
+    try {
+      return fs.readdirSync(this.path(dir)).map((n) => `${dir}/${n}`)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw err
+    }
+  }
+
+  mkdirp(dir: string): void {
+    fs.mkdirSync(this.path(dir), { recursive: true })
+  }
+
+  private tmpPath(key: string): string {
+    return `${this.path(key)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
+  }
+
+  /** Writes `parts` as the new file `key`, durably, synchronously. Fails if the key exists. */
+  putSync(key: string, parts: Uint8Array[], { syncDir = true } = {}): number {
+    const final = this.path(key)
+    if (fs.existsSync(final)) throw Object.assign(new Error(`refusing to overwrite stored file ${final}`), { code: 'EEXIST' })
+    const tmp = this.tmpPath(key)
+    const fd = fs.openSync(tmp, 'wx', 0o644)
+    let bytes = 0
+    try {
+      for (const p of parts) {
+        let off = 0
+        while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off)
+        bytes += p.length
+      }
+      fs.fsyncSync(fd)
+    } catch (err) {
+      fs.closeSync(fd)
+      fs.rmSync(tmp, { force: true })
+      throw err
+    }
+    fs.closeSync(fd)
+    fs.renameSync(tmp, final)
+    if (syncDir) this.syncDir(path.dirname(key))
+    return bytes
+  }
+
+  /** Async variant used by the backup pipeline so fsync runs off the main thread. The caller syncs the directory. */
+  async put(key: string, parts: Uint8Array[]): Promise<number> {
+    const final = this.path(key)
+    const tmp = this.tmpPath(key)
+    const fh = await fs.promises.open(tmp, 'wx', 0o644)
+    let bytes = 0
+    try {
+      for (const p of parts) bytes += p.length
+      await fh.writev(parts)
+      await fh.sync()
+    } catch (err) {
+      await fh.close()
+      await fs.promises.rm(tmp, { force: true })
+      throw err
+    }
+    await fh.close()
+    await fs.promises.rename(tmp, final)
+    return bytes
+  }
+
+  syncDir(dir: string): void {
+    const fd = fs.openSync(this.path(dir), 'r')
+    try {
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  removeTree(key: string): void {
+    fs.rmSync(this.path(key), { recursive: true, force: true })
+  }
+}
