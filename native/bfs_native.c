@@ -1,0 +1,834 @@
+/*
+ * bfs_native: the POSIX calls Node.js does not expose, as a plain-C N-API addon.
+ *
+ *   scanDirPacked readdir + fstatat(AT_SYMLINK_NOFOLLOW) of every child in one call
+ *                 (src/native/index.ts turns it into scanDir's { names, stats })
+ *   lstatRecord   lstat as an 18-double record
+ *   fstatRecord   fstat as an 18-double record
+ *   getXattrs     llistxattr + lgetxattr
+ *   setXattr      lsetxattr
+ *   dataRegions   lseek(SEEK_DATA / SEEK_HOLE) walk of an open file
+ *   setTimes      utimensat with nanoseconds, optionally AT_SYMLINK_NOFOLLOW
+ *   mknod         mknod(path, mode, makedev(major, minor))
+ *   blockDeviceSize  ioctl(BLKGETSIZE64)
+ *   fadvise       posix_fadvise
+ *
+ * Every call is synchronous. Paths are accepted as JS strings (UTF-8 encoded)
+ * or as Buffers/Uint8Arrays (raw bytes, used as they are). Failed system calls
+ * throw an Error shaped like Node's own fs errors:
+ *   { message: "ENOENT: no such file or directory, lgetxattr '/x'",
+ *     code: "ENOENT", errno: -2, syscall: "lgetxattr", path: "/x" }
+ * Bad arguments throw TypeError (code ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE)
+ * or RangeError (code ERR_OUT_OF_RANGE), again as Node does.
+ *
+ * The record layout (STAT_FIELDS doubles per entry) is mirrored by
+ * src/native/index.ts; keep the two in step.
+ */
+#include <node_api.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- record layout ------------------------------------------------------ */
+
+enum {
+  R_DEV = 0,
+  R_INO_HI = 1,
+  R_INO_LO = 2,
+  R_MODE = 3,
+  R_NLINK = 4,
+  R_UID = 5,
+  R_GID = 6,
+  R_RDEV_MAJOR = 7,
+  R_RDEV_MINOR = 8,
+  R_SIZE = 9,
+  R_BLOCKS = 10,
+  R_ATIME_SEC = 11,
+  R_ATIME_NSEC = 12,
+  R_MTIME_SEC = 13,
+  R_MTIME_NSEC = 14,
+  R_CTIME_SEC = 15,
+  R_CTIME_NSEC = 16,
+  R_ERRNO = 17,
+  STAT_FIELDS = 18
+};
+
+/* Largest number a double holds exactly. */
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+static void fill_record(double *r, const struct stat *st) {
+  uint64_t ino = (uint64_t)st->st_ino;
+  r[R_DEV] = (double)st->st_dev;
+  r[R_INO_HI] = (double)(uint32_t)(ino >> 32);
+  r[R_INO_LO] = (double)(uint32_t)(ino & 0xffffffffu);
+  r[R_MODE] = (double)st->st_mode;
+  r[R_NLINK] = (double)st->st_nlink;
+  r[R_UID] = (double)st->st_uid;
+  r[R_GID] = (double)st->st_gid;
+  r[R_RDEV_MAJOR] = (double)major(st->st_rdev);
+  r[R_RDEV_MINOR] = (double)minor(st->st_rdev);
+  r[R_SIZE] = (double)st->st_size;
+  r[R_BLOCKS] = (double)st->st_blocks;
+  r[R_ATIME_SEC] = (double)st->st_atim.tv_sec;
+  r[R_ATIME_NSEC] = (double)st->st_atim.tv_nsec;
+  r[R_MTIME_SEC] = (double)st->st_mtim.tv_sec;
+  r[R_MTIME_NSEC] = (double)st->st_mtim.tv_nsec;
+  r[R_CTIME_SEC] = (double)st->st_ctim.tv_sec;
+  r[R_CTIME_NSEC] = (double)st->st_ctim.tv_nsec;
+  r[R_ERRNO] = 0;
+}
+
+/* ---- error helpers ------------------------------------------------------ */
+
+/* Throws a generic Error for an N-API failure, unless one is already pending. */
+static void throw_napi_failure(napi_env env, const char *what) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return;
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  char msg[256];
+  snprintf(msg, sizeof msg, "bfs_native: N-API call failed (%s): %s", what,
+           info && info->error_message ? info->error_message : "unknown error");
+  napi_throw_error(env, "ERR_BFS_NATIVE", msg);
+}
+
+#define NAPI_TRY(env, call, fail_label)      \
+  do {                                       \
+    if ((call) != napi_ok) {                 \
+      throw_napi_failure((env), #call);      \
+      goto fail_label;                       \
+    }                                        \
+  } while (0)
+
+/* The errno's symbolic name, spelled as Node/libuv spell it. */
+static const char *errno_name(int err) {
+  switch (err) {
+    /* glibc names 95 "EOPNOTSUPP"; Node (libuv) reports it as ENOTSUP. */
+    case ENOTSUP: return "ENOTSUP";
+    case EAGAIN: return "EAGAIN";
+    default: break;
+  }
+  const char *n = strerrorname_np(err);
+  return n ? n : "EUNKNOWN";
+}
+
+/* Appends a property to an object, ignoring (already reported) failures. */
+static void set_named_string(napi_env env, napi_value obj, const char *key, const char *val) {
+  napi_value v;
+  if (napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &v) == napi_ok)
+    napi_set_named_property(env, obj, key, v);
+}
+
+/*
+ * Throws Error("<CODE>: <description>, <syscall> '<path>'") with code, errno
+ * (negative, as Node does), syscall and, when given, path. Invalid UTF-8 in
+ * the path is shown as U+FFFD in message/path (the bytes are not lost to the
+ * caller, who still holds its own Buffer).
+ */
+static void throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  const char *name = errno_name(err);
+  char descbuf[128];
+  const char *d = strerror_r(err, descbuf, sizeof descbuf);
+  char desc[128];
+  snprintf(desc, sizeof desc, "%s", d ? d : "unknown error");
+  desc[0] = (char)tolower((unsigned char)desc[0]);
+
+  size_t len = strlen(name) + strlen(desc) + strlen(syscall) + (path ? strlen(path) : 0) + 16;
+  char *msg = malloc(len);
+  if (!msg) {
+    napi_throw_error(env, name, desc);
+    return;
+  }
+  if (path)
+    snprintf(msg, len, "%s: %s, %s '%s'", name, desc, syscall, path);
+  else
+    snprintf(msg, len, "%s: %s, %s", name, desc, syscall);
+
+  napi_value code_v, msg_v, error, errno_v;
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_v) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_v) != napi_ok ||
+      napi_create_error(env, code_v, msg_v, &error) != napi_ok) {
+    free(msg);
+    throw_napi_failure(env, "create error");
+    return;
+  }
+  free(msg);
+  if (napi_create_int32(env, -err, &errno_v) == napi_ok)
+    napi_set_named_property(env, error, "errno", errno_v);
+  set_named_string(env, error, "syscall", syscall);
+  if (path) set_named_string(env, error, "path", path);
+  napi_throw(env, error);
+}
+
+static void throw_type(napi_env env, const char *code, const char *msg) {
+  napi_throw_type_error(env, code, msg);
+}
+
+static void throw_range(napi_env env, const char *msg) {
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+}
+
+/* ---- argument helpers --------------------------------------------------- */
+
+/*
+ * A string or Buffer/Uint8Array argument as a freshly malloc'd NUL-terminated
+ * byte string (caller frees). Strings are encoded as UTF-8; Buffers are taken
+ * as raw bytes. Embedded NUL bytes are rejected as Node rejects them.
+ */
+static char *get_cstring_arg(napi_env env, napi_value v, const char *argname) {
+  napi_valuetype t;
+  char msg[160];
+  if (napi_typeof(env, v, &t) != napi_ok) {
+    throw_napi_failure(env, "napi_typeof");
+    return NULL;
+  }
+  char *out = NULL;
+  size_t len = 0;
+  if (t == napi_string) {
+    if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+      throw_napi_failure(env, "napi_get_value_string_utf8");
+      return NULL;
+    }
+    out = malloc(len + 1);
+    if (!out) {
+      throw_errno(env, ENOMEM, "malloc", NULL);
+      return NULL;
+    }
+    size_t got = 0;
+    if (napi_get_value_string_utf8(env, v, out, len + 1, &got) != napi_ok) {
+      free(out);
+      throw_napi_failure(env, "napi_get_value_string_utf8");
+      return NULL;
+    }
+    len = got;
+  } else {
+    bool is_ta = false;
+    if (t == napi_object) napi_is_typedarray(env, v, &is_ta);
+    napi_typedarray_type tat = napi_int8_array;
+    void *data = NULL;
+    if (is_ta && napi_get_typedarray_info(env, v, &tat, &len, &data, NULL, NULL) != napi_ok) {
+      throw_napi_failure(env, "napi_get_typedarray_info");
+      return NULL;
+    }
+    if (!is_ta || tat != napi_uint8_array) {
+      snprintf(msg, sizeof msg,
+               "The \"%s\" argument must be of type string or an instance of Buffer or Uint8Array",
+               argname);
+      throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+      return NULL;
+    }
+    out = malloc(len + 1);
+    if (!out) {
+      throw_errno(env, ENOMEM, "malloc", NULL);
+      return NULL;
+    }
+    if (len) memcpy(out, data, len);
+    out[len] = 0;
+  }
+  if (memchr(out, 0, len) != NULL) {
+    free(out);
+    snprintf(msg, sizeof msg,
+             "The argument '%s' must be a string, Uint8Array, or Buffer without null bytes", argname);
+    throw_type(env, "ERR_INVALID_ARG_VALUE", msg);
+    return NULL;
+  }
+  return out;
+}
+
+/* A Buffer/Uint8Array argument's bytes, borrowed for the duration of the call. */
+static bool get_bytes_arg(napi_env env, napi_value v, const char *argname, void **data, size_t *len) {
+  bool is_ta = false;
+  napi_valuetype t;
+  napi_typedarray_type tat = napi_int8_array;
+  if (napi_typeof(env, v, &t) == napi_ok && t == napi_object) napi_is_typedarray(env, v, &is_ta);
+  if (is_ta && napi_get_typedarray_info(env, v, &tat, len, data, NULL, NULL) != napi_ok) {
+    throw_napi_failure(env, "napi_get_typedarray_info");
+    return false;
+  }
+  if (!is_ta || tat != napi_uint8_array) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be an instance of Buffer or Uint8Array", argname);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  return true;
+}
+
+/* An integral number argument within [lo, hi]. */
+static bool get_integer_arg(napi_env env, napi_value v, const char *argname, double lo, double hi,
+                            double *out) {
+  napi_valuetype t;
+  char msg[200];
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be of type number", argname);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  if (!isfinite(d) || d != trunc(d) || d < lo || d > hi) {
+    snprintf(msg, sizeof msg,
+             "The value of \"%s\" is out of range. It must be an integer >= %.0f and <= %.0f. Received %.17g",
+             argname, lo, hi, d);
+    throw_range(env, msg);
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
+static bool get_fd_arg(napi_env env, napi_value v, int *fd) {
+  double d;
+  if (!get_integer_arg(env, v, "fd", 0, 2147483647.0, &d)) return false;
+  *fd = (int)d;
+  return true;
+}
+
+static bool get_bool_arg(napi_env env, napi_value v, const char *argname, bool *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_boolean) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be of type boolean", argname);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  napi_get_value_bool(env, v, out);
+  return true;
+}
+
+#define GET_ARGS(env, info, n)                                              \
+  size_t argc = (n);                                                        \
+  napi_value argv[(n) > 0 ? (n) : 1];                                       \
+  if (napi_get_cb_info((env), (info), &argc, argv, NULL, NULL) != napi_ok) { \
+    throw_napi_failure((env), "napi_get_cb_info");                          \
+    return NULL;                                                            \
+  }                                                                         \
+  for (size_t i_ = argc; i_ < (size_t)(n); i_++) napi_get_undefined((env), &argv[i_])
+
+/* A fresh Float64Array of `count` doubles copied from `src`. */
+static napi_value make_f64_array(napi_env env, const double *src, size_t count) {
+  void *data = NULL;
+  napi_value ab, ta;
+  NAPI_TRY(env, napi_create_arraybuffer(env, count * sizeof(double), &data, &ab), fail);
+  if (count) memcpy(data, src, count * sizeof(double));
+  NAPI_TRY(env, napi_create_typedarray(env, napi_float64_array, count, ab, 0, &ta), fail);
+  return ta;
+fail:
+  return NULL;
+}
+
+/* ---- scanDir ------------------------------------------------------------ */
+
+typedef struct {
+  char *names;      /* all names back to back, no separators */
+  size_t names_len, names_cap;
+  uint32_t *name_end; /* end offset of name i in `names` (a directory's names fit in 4 GiB) */
+  double *recs;     /* STAT_FIELDS doubles per entry */
+  size_t n, cap;
+} scan_t;
+
+static void scan_free(scan_t *s) {
+  free(s->names);
+  free(s->name_end);
+  free(s->recs);
+}
+
+/* Reads the directory into `s`; on failure throws and returns false. */
+static bool scan_collect(napi_env env, const char *path, scan_t *s) {
+  memset(s, 0, sizeof *s);
+  int fd = openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    throw_errno(env, errno, "opendir", path);
+    return false;
+  }
+  DIR *dir = fdopendir(fd);
+  if (!dir) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, e, "fdopendir", path);
+    return false;
+  }
+  for (;;) {
+    errno = 0;
+    struct dirent *de = readdir(dir);
+    if (!de) {
+      if (errno) {
+        throw_errno(env, errno, "readdir", path);
+        goto fail;
+      }
+      break;
+    }
+    const char *nm = de->d_name;
+    if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0))) continue;
+    size_t nl = strlen(nm);
+
+    if (s->n == s->cap) {
+      size_t ncap = s->cap ? s->cap * 2 : 256;
+      uint32_t *ne = realloc(s->name_end, ncap * sizeof *ne);
+      if (ne) s->name_end = ne;
+      double *nr = ne ? realloc(s->recs, ncap * STAT_FIELDS * sizeof *nr) : NULL;
+      if (!ne || !nr) {
+        throw_errno(env, ENOMEM, "malloc", NULL);
+        goto fail;
+      }
+      s->recs = nr;
+      s->cap = ncap;
+    }
+    if (s->names_len + nl > s->names_cap) {
+      size_t ncap = s->names_cap ? s->names_cap * 2 : 8192;
+      while (ncap < s->names_len + nl) ncap *= 2;
+      char *nn = realloc(s->names, ncap);
+      if (!nn || ncap > UINT32_MAX) {
+        if (nn) s->names = nn;
+        throw_errno(env, ENOMEM, "malloc", NULL);
+        goto fail;
+      }
+      s->names = nn;
+      s->names_cap = ncap;
+    }
+    memcpy(s->names + s->names_len, nm, nl);
+    s->names_len += nl;
+    s->name_end[s->n] = (uint32_t)s->names_len;
+
+    double *r = s->recs + s->n * STAT_FIELDS;
+    struct stat st;
+    if (fstatat(dirfd(dir), nm, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      fill_record(r, &st);
+    } else {
+      memset(r, 0, STAT_FIELDS * sizeof *r);
+      r[R_ERRNO] = (double)errno;
+    }
+    s->n++;
+  }
+  closedir(dir);
+  return true;
+fail:
+  closedir(dir);
+  scan_free(s);
+  memset(s, 0, sizeof *s);
+  return false;
+}
+
+/*
+ * scanDirPacked(dirPath) -> { blob: Buffer, ends: Uint32Array, stats: Float64Array }:
+ * all names in one Buffer, name i being blob[ends[i-1] .. ends[i]) (ends[-1] = 0).
+ * One native Buffer per directory instead of one per name: a napi_create_buffer_copy
+ * per name costs a malloc'd backing store, an ArrayBuffer and GC sweeping each,
+ * which doubled the user CPU of a tree walk (native-notes/native-addon.md).
+ * src/native/index.ts slices the blob into per-name Buffers (views, no copies).
+ */
+static napi_value js_scan_dir_packed(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  char *path = get_cstring_arg(env, argv[0], "dirPath");
+  if (!path) return NULL;
+  scan_t s;
+  napi_value result = NULL;
+  if (!scan_collect(env, path, &s)) goto done;
+
+  napi_value obj, blob, ends_ab, ends, stats;
+  void *data = NULL;
+  NAPI_TRY(env, napi_create_object(env, &obj), done);
+  NAPI_TRY(env, napi_create_buffer_copy(env, s.names_len, s.names_len ? s.names : "", NULL, &blob), done);
+  NAPI_TRY(env, napi_create_arraybuffer(env, s.n * sizeof(uint32_t), &data, &ends_ab), done);
+  if (s.n) memcpy(data, s.name_end, s.n * sizeof(uint32_t));
+  NAPI_TRY(env, napi_create_typedarray(env, napi_uint32_array, s.n, ends_ab, 0, &ends), done);
+  stats = make_f64_array(env, s.recs, s.n * STAT_FIELDS);
+  if (!stats) goto done;
+  NAPI_TRY(env, napi_set_named_property(env, obj, "blob", blob), done);
+  NAPI_TRY(env, napi_set_named_property(env, obj, "ends", ends), done);
+  NAPI_TRY(env, napi_set_named_property(env, obj, "stats", stats), done);
+  result = obj;
+done:
+  scan_free(&s);
+  free(path);
+  return result;
+}
+
+/* ---- lstatRecord / fstatRecord ------------------------------------------ */
+
+static napi_value js_lstat_record(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  char *path = get_cstring_arg(env, argv[0], "path");
+  if (!path) return NULL;
+  struct stat st;
+  napi_value result = NULL;
+  if (lstat(path, &st) != 0) {
+    throw_errno(env, errno, "lstat", path);
+  } else {
+    double r[STAT_FIELDS];
+    fill_record(r, &st);
+    result = make_f64_array(env, r, STAT_FIELDS);
+  }
+  free(path);
+  return result;
+}
+
+static napi_value js_fstat_record(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    throw_errno(env, errno, "fstat", NULL);
+    return NULL;
+  }
+  double r[STAT_FIELDS];
+  fill_record(r, &st);
+  return make_f64_array(env, r, STAT_FIELDS);
+}
+
+/* ---- xattrs ------------------------------------------------------------- */
+
+/* Linux caps a name list and a value at 64 KiB (XATTR_LIST_MAX / XATTR_SIZE_MAX). */
+#define XATTR_BUF 65536
+
+static napi_value js_get_xattrs(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  char *path = get_cstring_arg(env, argv[0], "path");
+  if (!path) return NULL;
+
+  napi_value result = NULL, arr;
+  char *list = NULL, *value = NULL;
+  size_t list_cap = XATTR_BUF, value_cap = XATTR_BUF;
+  ssize_t list_len;
+
+  list = malloc(list_cap);
+  value = malloc(value_cap);
+  if (!list || !value) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    goto done;
+  }
+
+  for (int attempt = 0;; attempt++) {
+    list_len = llistxattr(path, list, list_cap);
+    if (list_len >= 0) break;
+    if (errno == ENOTSUP) {
+      list_len = 0; /* filesystem without xattrs: same as "none" */
+      break;
+    }
+    if (errno == ERANGE && attempt < 8) {
+      /* Cannot happen with a 64 KiB buffer on Linux, but be safe. */
+      ssize_t need = llistxattr(path, NULL, 0);
+      if (need < 0) continue;
+      char *nl = realloc(list, (size_t)need + 1);
+      if (!nl) {
+        throw_errno(env, ENOMEM, "malloc", NULL);
+        goto done;
+      }
+      list = nl;
+      list_cap = (size_t)need + 1;
+      continue;
+    }
+    throw_errno(env, errno, "llistxattr", path);
+    goto done;
+  }
+
+  NAPI_TRY(env, napi_create_array(env, &arr), done);
+  uint32_t count = 0;
+  for (ssize_t off = 0; off < list_len;) {
+    const char *name = list + off;
+    size_t nl = strnlen(name, (size_t)(list_len - off));
+    off += (ssize_t)nl + 1;
+    if (nl == 0) continue;
+
+    ssize_t vlen;
+    for (int attempt = 0;; attempt++) {
+      vlen = lgetxattr(path, name, value, value_cap);
+      if (vlen >= 0) break;
+      if (errno == ERANGE && attempt < 8) {
+        ssize_t need = lgetxattr(path, name, NULL, 0);
+        if (need < 0) continue;
+        char *nv = realloc(value, (size_t)need + 1);
+        if (!nv) {
+          throw_errno(env, ENOMEM, "malloc", NULL);
+          goto done;
+        }
+        value = nv;
+        value_cap = (size_t)need + 1;
+        continue;
+      }
+      break;
+    }
+    if (vlen < 0) {
+      /* Removed between list and get, or a listed name this fs will not read back. */
+      if (errno == ENODATA || errno == ENOTSUP) continue;
+      throw_errno(env, errno, "lgetxattr", path);
+      goto done;
+    }
+
+    napi_value pair, nb, vb;
+    NAPI_TRY(env, napi_create_buffer_copy(env, nl, name, NULL, &nb), done);
+    NAPI_TRY(env, napi_create_buffer_copy(env, (size_t)vlen, value, NULL, &vb), done);
+    NAPI_TRY(env, napi_create_array_with_length(env, 2, &pair), done);
+    NAPI_TRY(env, napi_set_element(env, pair, 0, nb), done);
+    NAPI_TRY(env, napi_set_element(env, pair, 1, vb), done);
+    NAPI_TRY(env, napi_set_element(env, arr, count++, pair), done);
+  }
+  result = arr;
+
+done:
+  free(list);
+  free(value);
+  free(path);
+  return result;
+}
+
+static napi_value js_set_xattr(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 3);
+  napi_value result = NULL;
+  char *name = NULL;
+  void *data = NULL;
+  size_t len = 0;
+  char *path = get_cstring_arg(env, argv[0], "path");
+  if (!path) return NULL;
+  name = get_cstring_arg(env, argv[1], "name");
+  if (!name) goto done;
+  if (!get_bytes_arg(env, argv[2], "value", &data, &len)) goto done;
+  if (lsetxattr(path, name, len ? data : "", len, 0) != 0) {
+    throw_errno(env, errno, "lsetxattr", path);
+    goto done;
+  }
+  napi_get_undefined(env, &result);
+done:
+  free(name);
+  free(path);
+  return result;
+}
+
+/* ---- dataRegions -------------------------------------------------------- */
+
+static napi_value js_data_regions(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 2);
+  int fd;
+  double size_d;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  if (!get_integer_arg(env, argv[1], "sizeBytes", 0, MAX_SAFE_INTEGER, &size_d)) return NULL;
+  off_t size = (off_t)size_d;
+
+  /* Regions as int64 pairs; a file rarely has many, grow as needed. */
+  off_t *reg = NULL;
+  size_t nreg = 0, regcap = 0;
+  napi_value result = NULL;
+
+  off_t saved = lseek(fd, 0, SEEK_CUR);
+  if (saved < 0) {
+    throw_errno(env, errno, "lseek", NULL);
+    return NULL;
+  }
+
+  off_t pos = 0;
+  bool failed = false;
+  while (pos < size) {
+    off_t data = lseek(fd, pos, SEEK_DATA);
+    off_t hole;
+    if (data < 0) {
+      int e = errno;
+      if (e == ENXIO) break; /* no data at or after pos */
+      if (e == EINVAL || e == EOPNOTSUPP) {
+        /* SEEK_DATA not supported here: treat the rest as data. */
+        data = pos;
+        hole = size;
+        goto add;
+      }
+      throw_errno(env, e, "lseek", NULL);
+      failed = true;
+      break;
+    }
+    if (data >= size) break;
+    hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) {
+      int e = errno;
+      if (e == ENXIO) {
+        hole = size; /* file shrank under us; clamp */
+      } else if (e == EINVAL || e == EOPNOTSUPP) {
+        hole = size;
+      } else {
+        throw_errno(env, e, "lseek", NULL);
+        failed = true;
+        break;
+      }
+    }
+    if (hole > size) hole = size;
+  add:
+    if (hole <= data) break; /* defensive: never loop without progress */
+    if (nreg > 0 && reg[nreg - 1] == data) {
+      reg[nreg - 1] = hole; /* merge touching regions */
+    } else {
+      if (nreg + 2 > regcap) {
+        size_t ncap = regcap ? regcap * 2 : 16;
+        off_t *nr = realloc(reg, ncap * sizeof *nr);
+        if (!nr) {
+          throw_errno(env, ENOMEM, "malloc", NULL);
+          failed = true;
+          break;
+        }
+        reg = nr;
+        regcap = ncap;
+      }
+      reg[nreg++] = data;
+      reg[nreg++] = hole;
+    }
+    pos = hole;
+  }
+
+  /* Put the file offset back where the caller had it. */
+  if (lseek(fd, saved, SEEK_SET) < 0 && !failed) {
+    throw_errno(env, errno, "lseek", NULL);
+    failed = true;
+  }
+
+  if (!failed) {
+    napi_value arr;
+    NAPI_TRY(env, napi_create_array_with_length(env, nreg, &arr), out);
+    for (size_t i = 0; i < nreg; i++) {
+      napi_value v;
+      NAPI_TRY(env, napi_create_double(env, (double)reg[i], &v), out);
+      NAPI_TRY(env, napi_set_element(env, arr, (uint32_t)i, v), out);
+    }
+    result = arr;
+  }
+out:
+  free(reg);
+  return result;
+}
+
+/* ---- setTimes ----------------------------------------------------------- */
+
+static napi_value js_set_times(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 6);
+  double as, an, ms, mn;
+  bool nofollow;
+  /* time_t is 64-bit; keep seconds within what a double holds exactly. */
+  if (!get_integer_arg(env, argv[1], "atimeSec", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, &as) ||
+      !get_integer_arg(env, argv[2], "atimeNsec", 0, 999999999, &an) ||
+      !get_integer_arg(env, argv[3], "mtimeSec", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, &ms) ||
+      !get_integer_arg(env, argv[4], "mtimeNsec", 0, 999999999, &mn) ||
+      !get_bool_arg(env, argv[5], "nofollow", &nofollow))
+    return NULL;
+  char *path = get_cstring_arg(env, argv[0], "path");
+  if (!path) return NULL;
+  struct timespec ts[2];
+  ts[0].tv_sec = (time_t)as;
+  ts[0].tv_nsec = (long)an;
+  ts[1].tv_sec = (time_t)ms;
+  ts[1].tv_nsec = (long)mn;
+  napi_value result = NULL;
+  if (utimensat(AT_FDCWD, path, ts, nofollow ? AT_SYMLINK_NOFOLLOW : 0) != 0)
+    throw_errno(env, errno, "utimensat", path);
+  else
+    napi_get_undefined(env, &result);
+  free(path);
+  return result;
+}
+
+/* ---- mknod -------------------------------------------------------------- */
+
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  double mode, maj, min;
+  if (!get_integer_arg(env, argv[1], "mode", 0, 4294967295.0, &mode) ||
+      !get_integer_arg(env, argv[2], "rdevMajor", 0, 4294967295.0, &maj) ||
+      !get_integer_arg(env, argv[3], "rdevMinor", 0, 4294967295.0, &min))
+    return NULL;
+  char *path = get_cstring_arg(env, argv[0], "path");
+  if (!path) return NULL;
+  napi_value result = NULL;
+  if (mknod(path, (mode_t)mode, makedev((unsigned int)maj, (unsigned int)min)) != 0)
+    throw_errno(env, errno, "mknod", path);
+  else
+    napi_get_undefined(env, &result);
+  free(path);
+  return result;
+}
+
+/* ---- blockDeviceSize ---------------------------------------------------- */
+
+static napi_value js_block_device_size(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  uint64_t bytes = 0;
+  if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) {
+    throw_errno(env, errno, "ioctl", NULL);
+    return NULL;
+  }
+  napi_value v;
+  NAPI_TRY(env, napi_create_double(env, (double)bytes, &v), fail);
+  return v;
+fail:
+  return NULL;
+}
+
+/* ---- fadvise ------------------------------------------------------------ */
+
+static napi_value js_fadvise(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  int fd;
+  double off, len;
+  if (!get_fd_arg(env, argv[0], &fd) ||
+      !get_integer_arg(env, argv[1], "offsetBytes", 0, MAX_SAFE_INTEGER, &off) ||
+      !get_integer_arg(env, argv[2], "lengthBytes", 0, MAX_SAFE_INTEGER, &len))
+    return NULL;
+  char advice_s[16];
+  size_t got = 0;
+  napi_valuetype t;
+  int advice = -1;
+  if (napi_typeof(env, argv[3], &t) == napi_ok && t == napi_string &&
+      napi_get_value_string_utf8(env, argv[3], advice_s, sizeof advice_s, &got) == napi_ok) {
+    if (!strcmp(advice_s, "sequential")) advice = POSIX_FADV_SEQUENTIAL;
+    else if (!strcmp(advice_s, "willneed")) advice = POSIX_FADV_WILLNEED;
+    else if (!strcmp(advice_s, "dontneed")) advice = POSIX_FADV_DONTNEED;
+    else if (!strcmp(advice_s, "normal")) advice = POSIX_FADV_NORMAL;
+  }
+  if (advice < 0) {
+    throw_type(env, "ERR_INVALID_ARG_VALUE",
+               "The argument 'advice' must be one of: 'sequential', 'willneed', 'dontneed', 'normal'");
+    return NULL;
+  }
+  int rc = posix_fadvise(fd, (off_t)off, (off_t)len, advice);
+  napi_value v;
+  NAPI_TRY(env, napi_get_boolean(env, rc == 0, &v), fail);
+  return v;
+fail:
+  return NULL;
+}
+
+/* ---- module ------------------------------------------------------------- */
+
+NAPI_MODULE_INIT() {
+  napi_value stat_fields;
+  if (napi_create_uint32(env, STAT_FIELDS, &stat_fields) != napi_ok) return NULL;
+  napi_property_descriptor props[] = {
+    {"scanDirPacked", NULL, js_scan_dir_packed, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lstatRecord", NULL, js_lstat_record, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"fstatRecord", NULL, js_fstat_record, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"getXattrs", NULL, js_get_xattrs, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setXattr", NULL, js_set_xattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dataRegions", NULL, js_data_regions, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setTimes", NULL, js_set_times, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blockDeviceSize", NULL, js_block_device_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"STAT_FIELDS", NULL, NULL, NULL, NULL, stat_fields, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+    return NULL;
+  return exports;
+}

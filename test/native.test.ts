@@ -1,0 +1,785 @@
+/**
+ * Tests of the bfs_native addon through its typed wrapper, on real files with
+ * real tools (stat, ls, setfattr/getfattr from Debian `attr`, truncate, dd,
+ * mkfifo, losetup/blockdev). No mocks.
+ *
+ * Where the files live: xattrs (user.*) and holes depend on the filesystem, so
+ * each candidate base directory is probed first (setfattr user.* must work and a
+ * truncated file must be sparse). The first one that passes is the main test
+ * directory: os.tmpdir() (ext4 on the development machines), else /var/tmp,
+ * else native/build/ inside the checkout. The filesystem-dependent tests (xattrs,
+ * dataRegions, setTimes) also run on every other passing candidate on a
+ * different filesystem, e.g. the tmpfs at /dev/shm.
+ */
+import { execFileSync, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import {
+  STAT_FIELDS,
+  S_ATIME_NSEC,
+  S_ATIME_SEC,
+  S_BLOCKS,
+  S_CTIME_NSEC,
+  S_CTIME_SEC,
+  S_DEV,
+  S_ERRNO,
+  S_GID,
+  S_INO_HI,
+  S_INO_LO,
+  S_MODE,
+  S_MTIME_NSEC,
+  S_MTIME_SEC,
+  S_NLINK,
+  S_RDEV_MAJOR,
+  S_RDEV_MINOR,
+  S_SIZE,
+  S_UID,
+  blockDeviceSize,
+  dataRegions,
+  fadvise,
+  fstatRecord,
+  getXattrs,
+  lstatRecord,
+  mknod,
+  scanDir,
+  setTimes,
+  setXattr,
+} from '../src/native/index.js'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const ADDON = path.resolve(HERE, '../native/build/Release/bfs_native.node')
+const IS_ROOT = process.getuid?.() === 0
+const S_IFMT = 0o170000
+const S_IFIFO = 0o010000
+const S_IFCHR = 0o020000
+const S_IFDIR = 0o040000
+const S_IFBLK = 0o060000
+const S_IFREG = 0o100000
+const S_IFLNK = 0o120000
+const S_IFSOCK = 0o140000
+
+/** Runs a tool; returns stdout as a Buffer (throws with stderr on failure). */
+function run(cmd: string, args: string[]): Buffer {
+  return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+}
+function runText(cmd: string, args: string[]): string {
+  return run(cmd, args).toString('utf8').trim()
+}
+
+/** Joins a directory (string) and a raw name (Buffer) into a raw path. */
+function rawJoin(dir: string, name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(dir + '/'), name])
+}
+
+interface TestFs {
+  base: string
+  dir: string
+  fsType: string
+  dev: number
+}
+
+/** Makes a temp dir under `base` and checks user xattrs and sparse files work there. */
+function probe(base: string): TestFs | undefined {
+  let dir: string
+  try {
+    fs.mkdirSync(base, { recursive: true })
+    dir = fs.mkdtempSync(path.join(base, 'bfs-native-'))
+  } catch {
+    return undefined
+  }
+  const keep = (() => {
+    const f = path.join(dir, 'probe')
+    fs.writeFileSync(f, 'p')
+    const r = spawnSync('setfattr', ['-n', 'user.probe', '-v', '1', f], { encoding: 'utf8' })
+    if (r.error) throw new Error(`setfattr is not installed (Debian package attr; run make deps): ${r.error.message}`)
+    if (r.status !== 0) return false // no user xattrs on this filesystem
+    const s = path.join(dir, 'sparse')
+    run('truncate', ['-s', '8M', s])
+    const fd = fs.openSync(s, 'r+')
+    fs.writeSync(fd, 'x', 4 << 20)
+    fs.closeSync(fd)
+    const sparse = fs.statSync(s).blocks * 512 < 1 << 20
+    fs.rmSync(f)
+    fs.rmSync(s)
+    return sparse
+  })()
+  if (!keep) {
+    fs.rmSync(dir, { recursive: true, force: true })
+    return undefined
+  }
+  return { base, dir, fsType: runText('stat', ['-f', '-c', '%T', dir]), dev: fs.statSync(dir).dev }
+}
+
+const candidates = [os.tmpdir(), '/var/tmp', path.resolve(HERE, '../native/build/test-tmp')]
+let main: TestFs | undefined
+for (const base of candidates) {
+  main = probe(base)
+  if (main) break
+}
+if (!main) throw new Error(`no directory with user xattrs and sparse files among ${candidates.join(', ')}`)
+const MAIN: TestFs = main
+// Further filesystems for the fs-dependent tests (tmpfs at /dev/shm here).
+const extra = ['/dev/shm']
+  .map((b) => (fs.existsSync(b) ? probe(b) : undefined))
+  .filter((t): t is TestFs => t !== undefined && t.dev !== MAIN.dev)
+const ALL_FS: TestFs[] = [MAIN, ...extra]
+
+afterAll(() => {
+  for (const t of ALL_FS) fs.rmSync(t.dir, { recursive: true, force: true })
+})
+
+let counter = 0
+/** A fresh subdirectory of a test filesystem's temp dir. */
+function freshDir(t: TestFs = MAIN): string {
+  const d = path.join(t.dir, `t${++counter}`)
+  fs.mkdirSync(d)
+  return d
+}
+
+/** Asserts a thrown error looks like Node's own fs errors. */
+function expectErrno(fn: () => unknown, code: string, errno: number, syscall: string, p?: string): void {
+  let err: unknown
+  try {
+    fn()
+  } catch (e) {
+    err = e
+  }
+  expect(err, `expected ${code} from ${syscall}`).toBeInstanceOf(Error)
+  const e = err as NodeJS.ErrnoException
+  expect(e.code).toBe(code)
+  expect(e.errno).toBe(-errno)
+  expect(e.syscall).toBe(syscall)
+  if (p !== undefined) {
+    expect(e.path).toBe(p)
+    expect(e.message).toMatch(new RegExp(`^${code}: [a-z][^,]*, ${syscall} '`))
+    expect(e.message.endsWith(`, ${syscall} '${p}'`)).toBe(true)
+  } else {
+    expect(e.message).toMatch(new RegExp(`^${code}: [a-z][^,]*, ${syscall}$`))
+  }
+}
+
+function expectArgError(fn: () => unknown, name: 'TypeError' | 'RangeError', code: string): void {
+  let err: unknown
+  try {
+    fn()
+  } catch (e) {
+    err = e
+  }
+  expect((err as Error)?.name).toBe(name)
+  expect((err as NodeJS.ErrnoException).code).toBe(code)
+}
+
+/** One entry as GNU stat prints it. */
+interface ToolStat {
+  dev: number
+  ino: bigint
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  rdevMajor: number
+  rdevMinor: number
+  size: number
+  blocks: number
+  atime: [number, number]
+  mtime: [number, number]
+  ctime: [number, number]
+}
+
+function parseTime(s: string): [number, number] {
+  // "%.9X" prints seconds.nanoseconds; before 1970 GNU stat prints e.g. "-1.000000005" for -1 s + 5 ns.
+  const [sec, frac] = s.split('.')
+  return [Number(sec), Number(frac)]
+}
+
+const STAT_FMT = '%d %i %f %h %u %g %t %T %s %b %.9X %.9Y %.9Z'
+function parseToolStat(line: string): ToolStat {
+  const f = line.split(' ')
+  return {
+    dev: Number(f[0]),
+    ino: BigInt(f[1]!),
+    mode: parseInt(f[2]!, 16),
+    nlink: Number(f[3]),
+    uid: Number(f[4]),
+    gid: Number(f[5]),
+    rdevMajor: parseInt(f[6]!, 16),
+    rdevMinor: parseInt(f[7]!, 16),
+    size: Number(f[8]),
+    blocks: Number(f[9]),
+    atime: parseTime(f[10]!),
+    mtime: parseTime(f[11]!),
+    ctime: parseTime(f[12]!),
+  }
+}
+
+/** `stat` (not following symlinks) of every entry of dir, keyed by the name's hex. */
+function toolStatDir(dir: string): Map<string, ToolStat> {
+  const out = run('sh', ['-c', `cd "$1" && exec stat --printf '%n\\0${STAT_FMT}\\0' -- * .[!.]*`, 'sh', dir])
+  const parts: Buffer[] = []
+  let start = 0
+  for (let i = 0; i < out.length; i++) {
+    if (out[i] === 0) {
+      parts.push(out.subarray(start, i))
+      start = i + 1
+    }
+  }
+  const m = new Map<string, ToolStat>()
+  for (let i = 0; i + 1 < parts.length; i += 2) m.set(parts[i]!.toString('hex'), parseToolStat(parts[i + 1]!.toString()))
+  return m
+}
+
+function toolStat(p: string): ToolStat {
+  return parseToolStat(runText('stat', ['--printf', STAT_FMT, '--', p]))
+}
+
+/** Names in readdir order, as `ls -f` lists them (raw bytes). */
+function lsF(dir: string): Buffer[] {
+  const out = run('ls', ['-f', '--zero', '--', dir])
+  const names: Buffer[] = []
+  let start = 0
+  for (let i = 0; i < out.length; i++) {
+    if (out[i] === 0) {
+      const n = out.subarray(start, i)
+      if (!n.equals(Buffer.from('.')) && !n.equals(Buffer.from('..'))) names.push(n)
+      start = i + 1
+    }
+  }
+  return names
+}
+
+function expectRecordMatches(rec: Float64Array, off: number, t: ToolStat): void {
+  expect(rec[off + S_ERRNO]).toBe(0)
+  expect(rec[off + S_DEV]).toBe(t.dev)
+  expect(BigInt(rec[off + S_INO_HI]!) * 2n ** 32n + BigInt(rec[off + S_INO_LO]!)).toBe(t.ino)
+  expect(rec[off + S_MODE]).toBe(t.mode)
+  expect(rec[off + S_NLINK]).toBe(t.nlink)
+  expect(rec[off + S_UID]).toBe(t.uid)
+  expect(rec[off + S_GID]).toBe(t.gid)
+  expect(rec[off + S_RDEV_MAJOR]).toBe(t.rdevMajor)
+  expect(rec[off + S_RDEV_MINOR]).toBe(t.rdevMinor)
+  expect(rec[off + S_SIZE]).toBe(t.size)
+  expect(rec[off + S_BLOCKS]).toBe(t.blocks)
+  expect([rec[off + S_ATIME_SEC], rec[off + S_ATIME_NSEC]]).toEqual(t.atime)
+  expect([rec[off + S_MTIME_SEC], rec[off + S_MTIME_NSEC]]).toEqual(t.mtime)
+  expect([rec[off + S_CTIME_SEC], rec[off + S_CTIME_NSEC]]).toEqual(t.ctime)
+}
+
+describe('test filesystems', () => {
+  it('found a directory with user xattrs and holes', () => {
+    // Logged so a run shows which filesystems were exercised.
+    console.log(`native tests on: ${ALL_FS.map((t) => `${t.dir} (${t.fsType})`).join(', ')}`)
+    expect(ALL_FS.length).toBeGreaterThan(0)
+  })
+})
+
+describe('scanDir', () => {
+  const RAW_NAME = Buffer.from([0x66, 0xff, 0xfe, 0x0a, 0x20]) // "f", invalid UTF-8, newline, space
+  let dir: string
+
+  beforeAll(() => {
+    dir = freshDir()
+    fs.writeFileSync(path.join(dir, 'file.txt'), 'hello')
+    fs.linkSync(path.join(dir, 'file.txt'), path.join(dir, 'hard'))
+    fs.mkdirSync(path.join(dir, 'sub'))
+    fs.symlinkSync('file.txt', path.join(dir, 'link'))
+    fs.symlinkSync('does-not-exist', path.join(dir, 'dangling'))
+    run('mkfifo', [path.join(dir, 'fifo')])
+    fs.writeFileSync(path.join(dir, '.hidden'), '')
+    fs.writeFileSync(rawJoin(dir, RAW_NAME), 'raw')
+    run('truncate', ['-s', '10M', path.join(dir, 'sparse')])
+    if (IS_ROOT) run('mknod', [path.join(dir, 'null-dev'), 'c', '1', '3'])
+  })
+
+  it('lists every child except . and .. in readdir order, names as raw bytes', () => {
+    const { names, stats } = scanDir(dir)
+    expect(names.every((n) => Buffer.isBuffer(n))).toBe(true)
+    expect(names.map((n) => n.toString('hex'))).toEqual(lsF(dir).map((n) => n.toString('hex')))
+    expect(names.some((n) => n.equals(RAW_NAME))).toBe(true)
+    expect(stats).toBeInstanceOf(Float64Array)
+    expect(stats.length).toBe(names.length * STAT_FIELDS)
+  })
+
+  it('gives for each child exactly what stat(1) reports (lstat semantics)', () => {
+    const tool = toolStatDir(dir)
+    const { names, stats } = scanDir(dir)
+    expect(names.length).toBe(tool.size)
+    names.forEach((name, i) => {
+      const t = tool.get(name.toString('hex'))
+      expect(t, `stat(1) lists ${name.toString('hex')}`).toBeDefined()
+      expectRecordMatches(stats, i * STAT_FIELDS, t!)
+    })
+    const byName = (n: string) => stats.subarray(names.findIndex((x) => x.equals(Buffer.from(n))) * STAT_FIELDS)
+    expect(byName('link')[S_MODE]! & S_IFMT).toBe(S_IFLNK) // not followed
+    expect(byName('link')[S_SIZE]).toBe('file.txt'.length)
+    expect(byName('dangling')[S_MODE]! & S_IFMT).toBe(S_IFLNK)
+    expect(byName('fifo')[S_MODE]! & S_IFMT).toBe(S_IFIFO)
+    expect(byName('sub')[S_MODE]! & S_IFMT).toBe(S_IFDIR)
+    expect(byName('hard')[S_NLINK]).toBe(2)
+    expect(byName('sparse')[S_SIZE]).toBe(10 << 20)
+    expect(byName('sparse')[S_BLOCKS]).toBe(0)
+    if (IS_ROOT) {
+      expect(byName('null-dev')[S_MODE]! & S_IFMT).toBe(S_IFCHR)
+      expect([byName('null-dev')[S_RDEV_MAJOR], byName('null-dev')[S_RDEV_MINOR]]).toEqual([1, 3])
+    }
+  })
+
+  it('accepts the directory as a Buffer of raw bytes', () => {
+    const sub = rawJoin(dir, Buffer.from([0xc3, 0x28])) // invalid UTF-8 directory name
+    fs.mkdirSync(sub)
+    fs.writeFileSync(Buffer.concat([sub, Buffer.from('/inner')]), 'x')
+    const { names, stats } = scanDir(sub)
+    expect(names.map(String)).toEqual(['inner'])
+    expect(stats[S_SIZE]).toBe(1)
+    fs.rmSync(sub, { recursive: true })
+  })
+
+  it('returns empty results for an empty directory', () => {
+    const { names, stats } = scanDir(freshDir())
+    expect(names).toEqual([])
+    expect(stats.length).toBe(0)
+  })
+
+  it('handles a large directory with long names (buffers grow)', () => {
+    const big = freshDir()
+    const expected = new Set<string>()
+    for (let i = 0; i < 3000; i++) {
+      const n = `${i}-${'n'.repeat(i % 250)}`
+      fs.writeFileSync(path.join(big, n), String(i))
+      expected.add(n)
+    }
+    const { names, stats } = scanDir(big)
+    expect(names.map(String).sort()).toEqual([...expected].sort())
+    const wrong = names.filter(
+      (n, i) =>
+        stats[i * STAT_FIELDS + S_SIZE] !== String(parseInt(String(n), 10)).length ||
+        (stats[i * STAT_FIELDS + S_MODE]! & S_IFMT) !== S_IFREG,
+    )
+    expect(wrong.map(String)).toEqual([])
+    // The name Buffers are independent views: distinct, non-overlapping byte ranges.
+    expect(names[0]!.equals(names[1]!)).toBe(false)
+    expect(names.map((n) => n.byteOffset + n.length).reduce((a, b) => Math.max(a, b))).toBeLessThanOrEqual(
+      names[0]!.buffer.byteLength,
+    )
+  })
+
+  it('throws ENOENT / ENOTDIR with syscall opendir', () => {
+    const missing = path.join(dir, 'missing')
+    expectErrno(() => scanDir(missing), 'ENOENT', 2, 'opendir', missing)
+    const file = path.join(dir, 'file.txt')
+    expectErrno(() => scanDir(file), 'ENOTDIR', 20, 'opendir', file)
+    const err = (() => {
+      try {
+        scanDir(missing)
+      } catch (e) {
+        return e as Error
+      }
+    })()
+    expect(err?.message).toBe(`ENOENT: no such file or directory, opendir '${missing}'`)
+  })
+
+  it('rejects bad arguments with typed errors', () => {
+    expectArgError(() => scanDir('a\0b'), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+    expectArgError(() => scanDir(Buffer.from('a\0b')), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+    expectArgError(() => scanDir(42 as unknown as string), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+  })
+
+  it('marks a child that cannot be stat()ed with S_ERRNO, and reports EACCES (as an unprivileged user)', () => {
+    // A directory with read but no search permission: readdir works, fstatat fails with EACCES.
+    // Root bypasses permission checks, so the check runs in a child process as uid/gid 65534.
+    const d = freshDir()
+    fs.chmodSync(MAIN.dir, 0o755)
+    fs.chmodSync(d, 0o755)
+    fs.mkdirSync(path.join(d, 'noexec'))
+    fs.writeFileSync(path.join(d, 'noexec', 'a'), 'x')
+    fs.chmodSync(path.join(d, 'noexec'), 0o444)
+    fs.mkdirSync(path.join(d, 'noread'))
+    fs.chmodSync(path.join(d, 'noread'), 0o311)
+    fs.copyFileSync(ADDON, path.join(d, 'addon.node'))
+    fs.writeFileSync(
+      path.join(d, 'child.cjs'),
+      `const n = require(${JSON.stringify(path.join(d, 'addon.node'))})
+      const r = n.scanDirPacked(${JSON.stringify(path.join(d, 'noexec'))})
+      let err = null
+      try { n.scanDirPacked(${JSON.stringify(path.join(d, 'noread'))}) } catch (e) { err = { code: e.code, errno: e.errno, syscall: e.syscall, message: e.message } }
+      process.stdout.write(JSON.stringify({ names: r.blob.toString(), stats: Array.from(r.stats), err }))`,
+    )
+    fs.chmodSync(path.join(d, 'child.cjs'), 0o644)
+    const [cmd, args] = IS_ROOT
+      ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(d, 'child.cjs')]]
+      : [process.execPath, [path.join(d, 'child.cjs')]]
+    const out = JSON.parse(runText(cmd as string, args as string[])) as {
+      names: string
+      stats: number[]
+      err: { code: string; errno: number; syscall: string; message: string } | null
+    }
+    expect(out.names).toBe('a')
+    const expected = new Array<number>(STAT_FIELDS).fill(0)
+    expected[S_ERRNO] = 13 // EACCES, every other field 0
+    expect(out.stats).toEqual(expected)
+    expect(out.err).toEqual({
+      code: 'EACCES',
+      errno: -13,
+      syscall: 'opendir',
+      message: `EACCES: permission denied, opendir '${path.join(d, 'noread')}'`,
+    })
+    fs.chmodSync(path.join(d, 'noexec'), 0o755)
+    fs.chmodSync(path.join(d, 'noread'), 0o755)
+  })
+})
+
+describe('lstatRecord / fstatRecord', () => {
+  it('match stat(1), without following symlinks', () => {
+    const d = freshDir()
+    const f = path.join(d, 'f')
+    fs.writeFileSync(f, 'x'.repeat(12345))
+    fs.symlinkSync('f', path.join(d, 'l'))
+    const rec = lstatRecord(f)
+    expect(rec).toBeInstanceOf(Float64Array)
+    expect(rec.length).toBe(STAT_FIELDS)
+    expectRecordMatches(rec, 0, toolStat(f))
+    const lrec = lstatRecord(Buffer.from(path.join(d, 'l')))
+    expectRecordMatches(lrec, 0, toolStat(path.join(d, 'l')))
+    expect(lrec[S_MODE]! & S_IFMT).toBe(S_IFLNK)
+    // Agrees with Node's own bigint lstat, to the nanosecond.
+    const ns = fs.lstatSync(f, { bigint: true })
+    expect(BigInt(rec[S_MTIME_SEC]!) * 1_000_000_000n + BigInt(rec[S_MTIME_NSEC]!)).toBe(ns.mtimeNs)
+    expect(BigInt(rec[S_CTIME_SEC]!) * 1_000_000_000n + BigInt(rec[S_CTIME_NSEC]!)).toBe(ns.ctimeNs)
+    expect(BigInt(rec[S_INO_HI]!) * 2n ** 32n + BigInt(rec[S_INO_LO]!)).toBe(ns.ino)
+  })
+
+  it('fstatRecord of an open fd equals lstatRecord of the file', () => {
+    const f = path.join(freshDir(), 'f')
+    fs.writeFileSync(f, 'abc')
+    const fd = fs.openSync(f, 'r')
+    try {
+      expect(Array.from(fstatRecord(fd))).toEqual(Array.from(lstatRecord(f)))
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('throw typed errors', () => {
+    const missing = path.join(MAIN.dir, 'nope', 'x')
+    expectErrno(() => lstatRecord(missing), 'ENOENT', 2, 'lstat', missing)
+    const f = path.join(freshDir(), 'f')
+    fs.writeFileSync(f, '')
+    const fd = fs.openSync(f, 'r')
+    fs.closeSync(fd)
+    expectErrno(() => fstatRecord(fd), 'EBADF', 9, 'fstat')
+    expectArgError(() => fstatRecord(-1), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => fstatRecord(1.5), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => fstatRecord('3' as unknown as number), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+  })
+})
+
+describe.each(ALL_FS.map((t) => [`${t.fsType} at ${t.base}`, t] as const))('on %s', (_label, T) => {
+  describe('getXattrs / setXattr', () => {
+    const sorted = (xs: Array<[Buffer, Buffer]>) =>
+      xs
+        .filter(([n]) => n.toString('latin1').startsWith('user.'))
+        .map(([n, v]) => [n.toString('hex'), v.toString('hex')])
+        .sort()
+
+    it('reads what setfattr wrote, byte for byte', () => {
+      const f = path.join(freshDir(T), 'f')
+      fs.writeFileSync(f, '')
+      run('setfattr', ['-n', 'user.text', '-v', 'hello world', f])
+      run('setfattr', ['-n', 'user.bin', '-v', '0x00ff0a00', f])
+      run('setfattr', ['-n', 'user.empty', f])
+      const xs = getXattrs(f)
+      expect(xs.every(([n, v]) => Buffer.isBuffer(n) && Buffer.isBuffer(v))).toBe(true)
+      expect(sorted(xs)).toEqual(
+        [
+          ['user.bin', Buffer.from([0x00, 0xff, 0x0a, 0x00])],
+          ['user.empty', Buffer.alloc(0)],
+          ['user.text', Buffer.from('hello world')],
+        ]
+          .map(([n, v]) => [Buffer.from(n as string).toString('hex'), (v as Buffer).toString('hex')])
+          .sort(),
+      )
+    })
+
+    it('writes what getfattr reads, including raw-byte names and values', () => {
+      const f = path.join(freshDir(T), 'f')
+      fs.writeFileSync(f, '')
+      const value = Buffer.alloc(3000)
+      for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff
+      setXattr(f, 'user.big', value)
+      setXattr(Buffer.from(f), Buffer.from('user.raw\xff', 'latin1'), Buffer.from([1, 2, 3]))
+      setXattr(f, 'user.zero', Buffer.alloc(0))
+      setXattr(f, 'user.big', value) // replaces
+      const raw = run('getfattr', ['--absolute-names', '--only-values', '-n', 'user.big', f])
+      expect(raw.equals(value)).toBe(true) // --only-values prints the raw bytes
+      const dump = runText('getfattr', ['--absolute-names', '-d', '-e', 'hex', f])
+      expect(dump).toContain('user.zero')
+      expect(dump).toContain('=0x010203') // user.raw\xff (getfattr escapes the name)
+      expect(sorted(getXattrs(f))).toEqual(
+        [
+          ['user.big', value],
+          [Buffer.from('user.raw\xff', 'latin1'), Buffer.from([1, 2, 3])],
+          ['user.zero', Buffer.alloc(0)],
+        ]
+          .map(([n, v]) => [Buffer.from(n as string | Buffer).toString('hex'), (v as Buffer).toString('hex')])
+          .sort(),
+      )
+    })
+
+    it('returns [] for a file without user xattrs', () => {
+      const f = path.join(freshDir(T), 'f')
+      fs.writeFileSync(f, '')
+      expect(sorted(getXattrs(f))).toEqual([])
+      expect(getXattrs(f).map(([n]) => n.toString())).toEqual(
+        runText('getfattr', ['--absolute-names', '-m', '-', '--', f])
+          .split('\n')
+          .filter((l) => l && !l.startsWith('#')),
+      )
+    })
+
+    it('does not follow symlinks', () => {
+      const d = freshDir(T)
+      fs.writeFileSync(path.join(d, 't'), '')
+      fs.symlinkSync('t', path.join(d, 'l'))
+      setXattr(path.join(d, 't'), 'user.on-target', Buffer.from('1'))
+      expect(sorted(getXattrs(path.join(d, 't')))).toHaveLength(1)
+      expect(sorted(getXattrs(path.join(d, 'l')))).toEqual([])
+      // user.* is not allowed on symlinks: lsetxattr must not silently set it on the target.
+      expectErrno(() => setXattr(path.join(d, 'l'), 'user.x', Buffer.from('1')), 'EPERM', 1, 'lsetxattr', path.join(d, 'l'))
+      expect(sorted(getXattrs(path.join(d, 't')))).toHaveLength(1)
+    })
+
+    it('throws typed errors', () => {
+      const missing = path.join(T.dir, 'missing')
+      expectErrno(() => getXattrs(missing), 'ENOENT', 2, 'llistxattr', missing)
+      expectErrno(() => setXattr(missing, 'user.x', Buffer.from('1')), 'ENOENT', 2, 'lsetxattr', missing)
+      const f = path.join(freshDir(T), 'f')
+      fs.writeFileSync(f, '')
+      expectErrno(() => setXattr(f, 'nonamespace', Buffer.from('1')), 'ENOTSUP', 95, 'lsetxattr', f)
+      expectErrno(() => setXattr(f, 'user.too-big', Buffer.alloc(65537)), 'E2BIG', 7, 'lsetxattr', f)
+      expectArgError(() => setXattr(f, 'user.x', 'str' as unknown as Buffer), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+      expectArgError(() => setXattr(f, 'user.\0x', Buffer.from('1')), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+    })
+  })
+
+  describe('dataRegions', () => {
+    function withFd<T>(p: string, fn: (fd: number) => T): T {
+      const fd = fs.openSync(p, 'r')
+      try {
+        return fn(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+    /** Writes one byte with dd at `offset`, without truncating. */
+    function ddByte(p: string, offset: number): void {
+      run('sh', ['-c', `printf x | dd of="$1" bs=1 seek=${offset} conv=notrunc status=none`, 'sh', p])
+    }
+    const size = (p: string) => fs.statSync(p).size
+
+    it('gives [0, size] for a file without holes and [] for empty and all-hole files', () => {
+      const d = freshDir(T)
+      fs.writeFileSync(path.join(d, 'dense'), Buffer.alloc(10000, 1))
+      fs.writeFileSync(path.join(d, 'empty'), '')
+      run('truncate', ['-s', '5M', path.join(d, 'hole')])
+      expect(withFd(path.join(d, 'dense'), (fd) => dataRegions(fd, 10000))).toEqual([0, 10000])
+      expect(withFd(path.join(d, 'empty'), (fd) => dataRegions(fd, 0))).toEqual([])
+      expect(withFd(path.join(d, 'hole'), (fd) => dataRegions(fd, 5 << 20))).toEqual([])
+    })
+
+    it('finds the data between holes, block-aligned, clipped to the size', () => {
+      const p = path.join(freshDir(T), 'sparse')
+      const total = (3 << 20) + 100
+      run('truncate', ['-s', String(total), p])
+      ddByte(p, 0)
+      ddByte(p, 1 << 20)
+      ddByte(p, (1 << 20) + 5000) // same region as the previous byte? only if in the same or next block
+      ddByte(p, total - 1)
+      const r = withFd(p, (fd) => dataRegions(fd, size(p)))
+      expect(r.length % 2).toBe(0)
+      for (let i = 0; i < r.length; i += 2) {
+        expect(r[i]).toBeLessThan(r[i + 1]!)
+        if (i > 0) expect(r[i]).toBeGreaterThan(r[i - 1]!) // sorted, holes between
+        expect(r[i]! % 4096).toBe(0)
+      }
+      const covered = (off: number) => r.some((_, i) => i % 2 === 0 && r[i]! <= off && off < r[i + 1]!)
+      for (const off of [0, 1 << 20, (1 << 20) + 5000, total - 1]) expect(covered(off)).toBe(true)
+      expect(covered(2 << 20)).toBe(false)
+      expect(r[0]).toBe(0)
+      expect(r[r.length - 1]).toBe(total)
+      // Data is whole blocks: the regions (rounded up to 4 KiB) are exactly the allocated space stat(1) reports.
+      const dataBytes = r.reduce((acc, v, i) => (i % 2 ? acc + (Math.ceil(v / 4096) * 4096 - r[i - 1]!) : acc), 0)
+      expect(dataBytes).toBe(toolStat(p).blocks * 512)
+      expect(r.length).toBe(6) // [0..4K) [1M..1M+8K) [3M..3M+100)
+    })
+
+    it('stays within sizeBytes, stops at the real end, and restores the file offset', () => {
+      const p = path.join(freshDir(T), 'dense')
+      fs.writeFileSync(p, Buffer.from('0123456789'.repeat(1000)))
+      withFd(p, (fd) => {
+        const buf = Buffer.alloc(4)
+        fs.readSync(fd, buf, 0, 4, null) // file offset now 4
+        expect(dataRegions(fd, 2000)).toEqual([0, 2000])
+        expect(dataRegions(fd, 20000)).toEqual([0, 10000]) // file is shorter than the caller thought
+        fs.readSync(fd, buf, 0, 4, null)
+        expect(buf.toString()).toBe('4567')
+      })
+    })
+
+    it('throws ESPIPE for a pipe and EBADF for a closed fd', () => {
+      const fifo = path.join(freshDir(T), 'fifo')
+      run('mkfifo', [fifo])
+      const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
+      try {
+        expectErrno(() => dataRegions(fd, 10), 'ESPIPE', 29, 'lseek')
+      } finally {
+        fs.closeSync(fd)
+      }
+      expectErrno(() => dataRegions(fd, 10), 'EBADF', 9, 'lseek')
+      expectArgError(() => dataRegions(0, -1), 'RangeError', 'ERR_OUT_OF_RANGE')
+    })
+  })
+
+  describe('setTimes', () => {
+    const times = (p: string) => {
+      const t = toolStat(p)
+      return [...t.atime, ...t.mtime]
+    }
+
+    it('sets atime and mtime to the nanosecond, including before 1970 and after 2106', () => {
+      const f = path.join(freshDir(T), 'f')
+      fs.writeFileSync(f, '')
+      setTimes(f, 1_700_000_000, 123_456_789, 1_600_000_000, 987_654_321, false)
+      expect(times(f)).toEqual([1_700_000_000, 123_456_789, 1_600_000_000, 987_654_321])
+      setTimes(Buffer.from(f), 2 ** 33, 1, 2 ** 32 + 5, 999_999_999, false)
+      expect(times(f)).toEqual([2 ** 33, 1, 2 ** 32 + 5, 999_999_999])
+      setTimes(f, -1, 0, -86_400 * 365, 500, false)
+      const ns = fs.statSync(f, { bigint: true })
+      expect(ns.atimeNs).toBe(-1_000_000_000n)
+      expect(ns.mtimeNs).toBe(BigInt(-86_400 * 365) * 1_000_000_000n + 500n)
+    })
+
+    it("nofollow=true sets a symlink's own times, false sets its target's", () => {
+      const d = freshDir(T)
+      fs.writeFileSync(path.join(d, 't'), '')
+      fs.symlinkSync('t', path.join(d, 'l'))
+      setTimes(path.join(d, 't'), 1000, 0, 2000, 0, false)
+      setTimes(path.join(d, 'l'), 3000, 1, 4000, 2, true)
+      expect(times(path.join(d, 'l'))).toEqual([3000, 1, 4000, 2])
+      expect(times(path.join(d, 't'))).toEqual([1000, 0, 2000, 0])
+      setTimes(path.join(d, 'l'), 5000, 3, 6000, 4, false)
+      expect(times(path.join(d, 't'))).toEqual([5000, 3, 6000, 4])
+      // The link's mtime is untouched (following it may refresh its atime: relatime).
+      expect(times(path.join(d, 'l')).slice(2)).toEqual([4000, 2])
+    })
+
+    it('throws typed errors', () => {
+      const missing = path.join(T.dir, 'missing')
+      expectErrno(() => setTimes(missing, 0, 0, 0, 0, false), 'ENOENT', 2, 'utimensat', missing)
+      expectArgError(() => setTimes(missing, 0, 1e9, 0, 0, false), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => setTimes(missing, 0, 0, 0, -1, false), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => setTimes(missing, 0.5, 0, 0, 0, false), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => setTimes(missing, 0, 0, 0, 0, 1 as unknown as boolean), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+    })
+  })
+})
+
+describe('mknod', () => {
+  const kind = (p: string) => runText('stat', ['--printf', '%F %t %T %a', p])
+
+  it('creates FIFOs and sockets', () => {
+    const d = freshDir()
+    const old = process.umask(0o022)
+    try {
+      mknod(path.join(d, 'fifo'), S_IFIFO | 0o666, 0, 0)
+      mknod(Buffer.from(path.join(d, 'sock')), S_IFSOCK | 0o640, 0, 0)
+    } finally {
+      process.umask(old)
+    }
+    expect(kind(path.join(d, 'fifo'))).toBe('fifo 0 0 644') // umask applied
+    expect(kind(path.join(d, 'sock'))).toBe('socket 0 0 640')
+    expect(lstatRecord(path.join(d, 'fifo'))[S_MODE]).toBe(S_IFIFO | 0o644)
+  })
+
+  it.skipIf(!IS_ROOT)('creates character and block devices with their numbers (root)', () => {
+    const d = freshDir()
+    mknod(path.join(d, 'chr'), S_IFCHR | 0o600, 1, 3)
+    mknod(path.join(d, 'blk'), S_IFBLK | 0o600, 7, 300)
+    expect(kind(path.join(d, 'chr'))).toBe('character special file 1 3 600')
+    expect(kind(path.join(d, 'blk'))).toBe('block special file 7 12c 600')
+    const rec = lstatRecord(path.join(d, 'blk'))
+    expect([rec[S_RDEV_MAJOR], rec[S_RDEV_MINOR]]).toEqual([7, 300])
+  })
+
+  it('throws typed errors', () => {
+    const d = freshDir()
+    mknod(path.join(d, 'f'), S_IFIFO | 0o600, 0, 0)
+    expectErrno(() => mknod(path.join(d, 'f'), S_IFIFO | 0o600, 0, 0), 'EEXIST', 17, 'mknod', path.join(d, 'f'))
+    expectErrno(() => mknod(path.join(d, 'no', 'f'), S_IFIFO | 0o600, 0, 0), 'ENOENT', 2, 'mknod', path.join(d, 'no', 'f'))
+    expectErrno(() => mknod(path.join(d, 'dir'), S_IFDIR | 0o700, 0, 0), 'EPERM', 1, 'mknod', path.join(d, 'dir'))
+    expectErrno(() => mknod(path.join(d, 'bad'), S_IFMT | 0o700, 0, 0), 'EINVAL', 22, 'mknod', path.join(d, 'bad'))
+    if (!IS_ROOT) expectErrno(() => mknod(path.join(d, 'c'), S_IFCHR | 0o600, 1, 3), 'EPERM', 1, 'mknod', path.join(d, 'c'))
+    expectArgError(() => mknod(path.join(d, 'g'), -1, 0, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+  })
+})
+
+describe('blockDeviceSize', () => {
+  it('throws ENOTTY for a regular file', () => {
+    const f = path.join(freshDir(), 'f')
+    fs.writeFileSync(f, 'x')
+    const fd = fs.openSync(f, 'r')
+    try {
+      expectErrno(() => blockDeviceSize(fd), 'ENOTTY', 25, 'ioctl')
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('gives the size of a loop device, as blockdev(8) does (root, loop devices available)', ({ skip }) => {
+    if (!IS_ROOT) return skip('needs root for losetup')
+    const img = path.join(freshDir(), 'disk.img')
+    run('truncate', ['-s', '3M', img])
+    const r = spawnSync('losetup', ['--find', '--show', img], { encoding: 'utf8' })
+    if (r.status !== 0) return skip(`no loop device: ${(r.stderr || String(r.error)).trim()}`)
+    const dev = r.stdout.trim()
+    try {
+      const fd = fs.openSync(dev, 'r')
+      try {
+        expect(blockDeviceSize(fd)).toBe(3 << 20)
+        expect(blockDeviceSize(fd)).toBe(Number(runText('blockdev', ['--getsize64', dev])))
+        expect(fstatRecord(fd)[S_MODE]! & S_IFMT).toBe(S_IFBLK)
+      } finally {
+        fs.closeSync(fd)
+      }
+    } finally {
+      run('losetup', ['-d', dev])
+    }
+  })
+})
+
+describe('fadvise', () => {
+  it('returns true when the kernel takes the hint and false when it fails', () => {
+    const d = freshDir()
+    const f = path.join(d, 'f')
+    fs.writeFileSync(f, Buffer.alloc(1 << 16))
+    const fd = fs.openSync(f, 'r')
+    try {
+      for (const a of ['sequential', 'willneed', 'dontneed', 'normal'] as const) expect(fadvise(fd, 0, 0, a)).toBe(true)
+      expect(fadvise(fd, 4096, 8192, 'willneed')).toBe(true)
+    } finally {
+      fs.closeSync(fd)
+    }
+    expect(fadvise(fd, 0, 0, 'normal')).toBe(false) // closed fd: EBADF, ignored
+    const fifo = path.join(d, 'fifo')
+    run('mkfifo', [fifo])
+    const pfd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
+    try {
+      expect(fadvise(pfd, 0, 0, 'sequential')).toBe(false) // ESPIPE, ignored
+    } finally {
+      fs.closeSync(pfd)
+    }
+    expectArgError(() => fadvise(0, 0, 0, 'random' as 'normal'), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+  })
+})
