@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 APT_PKGS := fuse libfuse2 attr rsync e2fsprogs util-linux zstd
 PREFIX ?= /usr/local
+# Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
+# try to download them, since this machine reaches only the npm and Debian registries.
+NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
+export npm_config_nodedir := $(NODEDIR)
 
 .PHONY: all deps build native test demo bench bench-quick install clean
 
@@ -20,7 +24,7 @@ node_modules/.bfs-deps: package.json package-lock.json
 	@touch $@
 
 native/build/Release/bfs_native.node: native/bfs_native.c native/binding.gyp node_modules/.bfs-deps
-	cd native && ../node_modules/.bin/node-gyp rebuild >/dev/null
+	cd native && ../node_modules/.bin/node-gyp rebuild $(if $(NODEDIR),--nodedir=$(NODEDIR)) >/dev/null
 
 native: native/build/Release/bfs_native.node
 

@@ -117,7 +117,7 @@ export function decodeCatalog(payload: Buffer, what: string): Entry[] {
     if (type < EntryType.File || type > EntryType.Socket) throw new FormatError('BAD_VALUE', `${what}: entry ${i} has unknown type ${type}`)
     const flags = r.u8()
     if (flags & ~KNOWN_FLAGS) throw new FormatError('BAD_VALUE', `${what}: entry ${i} has unknown flags ${flags}`)
-    const e = newEntry(type, r.varint(), Buffer.from(r.blob(4096)))
+    const e = newEntry(type, r.varint(), r.blob(4096))
     e.flags = flags
     if (e.parent >= n) throw new FormatError('BAD_VALUE', `${what}: entry ${i} has parent ${e.parent} out of range`)
     if (i > 0 && (e.name.length === 0 || e.name.includes(0x2f) || e.name.includes(0))) throw new FormatError('BAD_VALUE', `${what}: entry ${i} has an invalid name`)
@@ -143,7 +143,7 @@ export function decodeCatalog(payload: Buffer, what: string): Entry[] {
         } else { e.objGen = r.varint(); e.objIndex = r.varint() }
         break
       case EntryType.Symlink:
-        e.target = Buffer.from(r.blob(65536))
+        e.target = r.blob(65536)
         break
       case EntryType.CharDev:
       case EntryType.BlockDev:
@@ -153,7 +153,7 @@ export function decodeCatalog(payload: Buffer, what: string): Entry[] {
     if (flags & ENTRY_FLAG_XATTRS) {
       const count = r.count(2, 'xattr')
       e.xattrs = []
-      for (let j = 0; j < count; j++) e.xattrs.push([Buffer.from(r.blob(255)), Buffer.from(r.blob(1 << 20))])
+      for (let j = 0; j < count; j++) e.xattrs.push([r.blob(255), r.blob(1 << 20)])
     }
     entries[i] = e
   }

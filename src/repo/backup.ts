@@ -70,6 +70,7 @@ const TYPE_OF: Record<number, EntryType> = {
   0o140000: EntryType.Socket,
 }
 const O_NOATIME = fs.constants.O_NOATIME ?? 0
+const SLASH = Buffer.from('/')
 
 /** Fills an entry's metadata from an 18-field stat record at offset o. */
 function fillMeta(e: Entry, st: Float64Array, o: number): void {
@@ -179,6 +180,8 @@ interface DirTask {
   index: number
   path: Buffer
   rel: string
+  /** The same directory's entry in the previous generation, or -1. */
+  prevIndex: number
 }
 
 class TreeWriter {
@@ -189,11 +192,11 @@ class TreeWriter {
   private readonly skippedPaths: string[] = []
   private readonly links = new Map<string, number>()
   private readonly prevEntries: Entry[] = []
-  private readonly prevByPath = new Map<string, number>()
   private readonly resolver: ObjectResolver
   private readonly isExcluded: (rel: string, isDir: boolean) => boolean
   private readonly rootDev: number
   private readonly repoId: string
+  private readonly repoIno: Float64Array
   private readonly stats: GenStats = {
     entries: 0, files: 0, dirs: 0, logicalBytes: 0, storedBytes: 0, metaBytes: 0,
     newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, seconds: 0,
@@ -216,18 +219,8 @@ class TreeWriter {
     this.rootDev = rootSt[native.S_DEV]!
     const rst = native.lstatRecord(repo.dir)
     this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
-    if (prev) {
-      const prevEntries = repo.catalog(prev.id)
-      const paths: string[] = new Array(prevEntries.length)
-      paths[0] = ''
-      for (let i = 1; i < prevEntries.length; i++) {
-        const e = prevEntries[i]!
-        const p = e.parent === 0 ? e.name.toString('latin1') : `${paths[e.parent]}/${e.name.toString('latin1')}`
-        paths[i] = p
-        this.prevByPath.set(p, i)
-      }
-      this.prevEntries = prevEntries
-    }
+    this.repoIno = Float64Array.of(rst[native.S_DEV]!, rst[native.S_INO_HI]!, rst[native.S_INO_LO]!)
+    if (prev) this.prevEntries = repo.catalog(prev.id)
   }
 
   private warn(msg: string): void {
@@ -258,7 +251,7 @@ class TreeWriter {
     fillMeta(root, this.rootSt, 0)
     root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
     this.entries.push(root)
-    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '' }]
+    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevEntries.length ? 0 : -1 }]
     while (stack.length) {
       const t = stack.pop()!
       const subdirs = await this.scanDir(t)
@@ -309,57 +302,76 @@ class TreeWriter {
       this.skip(t.rel, `cannot list directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       return []
     }
-    const order = scan.names.map((_, i) => i).sort((a, b) => Buffer.compare(scan.names[a]!, scan.names[b]!))
+    const names = scan.names
+    const order = names.map((_, i) => i).sort((a, b) => Buffer.compare(names[a]!, names[b]!))
     const st = scan.stats
     const F = native.STAT_FIELDS
-    const kids: Array<{ i: number; e: Entry; rel: string; path: Buffer }> = []
+    const relOf = (name: Buffer): string => (t.rel ? `${t.rel}/${name.toString('latin1')}` : name.toString('latin1'))
+    const pathOf = (name: Buffer): Buffer => Buffer.concat([t.path, SLASH, name])
+    const excluding = (this.opts.excludes ?? []).length > 0
+    const kids: Entry[] = []
     for (const i of order) {
       const o = i * F
-      const name = scan.names[i]!
-      const rel = t.rel ? `${t.rel}/${name.toString('latin1')}` : name.toString('latin1')
       if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
       const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
       if (type === undefined) continue
-      if (this.isExcluded(rel, type === EntryType.Dir)) continue
-      if (type === EntryType.Dir && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
-      const e = newEntry(type, t.index, name)
+      if (excluding && this.isExcluded(relOf(names[i]!), type === EntryType.Dir)) continue
+      if (type === EntryType.Dir && st[o + native.S_INO_LO] === this.repoIno[2] && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
+      const e = newEntry(type, t.index, names[i]!)
       fillMeta(e, st, o)
-      kids.push({ i, e, rel, path: Buffer.concat([t.path, Buffer.from('/'), name]) })
+      kids.push(e)
     }
     const parent = this.entries[t.index]!
     parent.firstChild = this.entries.length
     parent.childCount = kids.length
-    for (const k of kids) this.entries.push(k.e)
+    for (const k of kids) this.entries.push(k)
+    // The previous generation's children of this directory, matched by a merge of two sorted lists.
+    const prevDir = t.prevIndex >= 0 ? this.prevEntries[t.prevIndex] : undefined
+    let pc = prevDir && prevDir.type === EntryType.Dir ? prevDir.firstChild : 0
+    const pcEnd = prevDir && prevDir.type === EntryType.Dir ? prevDir.firstChild + prevDir.childCount : 0
     const subdirs: DirTask[] = []
     for (let j = 0; j < kids.length; j++) {
-      const { e, rel, path: p } = kids[j]!
+      const e = kids[j]!
       const index = parent.firstChild + j
-      const prevIndex = this.prevByPath.get(rel) ?? -1
-      const prev = prevIndex > 0 ? this.prevEntries[prevIndex] : undefined
-      this.progress(rel)
-      switch (e.type) {
-        case EntryType.Dir:
-          this.stats.dirs++
-          e.xattrs = this.xattrsOf(p, e, prevIndex)
-          if (!this.opts.oneFileSystem || e.srcDev === this.rootDev) subdirs.push({ index, path: p, rel })
+      let prevIndex = -1
+      while (pc < pcEnd) {
+        const c = Buffer.compare(this.prevEntries[pc]!.name, e.name)
+        if (c < 0) pc++
+        else {
+          if (c === 0) prevIndex = pc++
           break
+        }
+      }
+      const prev = prevIndex > 0 ? this.prevEntries[prevIndex] : undefined
+      if (this.reporter.progress && (j & 63) === 0) this.progress(relOf(e.name))
+      switch (e.type) {
+        case EntryType.Dir: {
+          this.stats.dirs++
+          const p = pathOf(e.name)
+          e.xattrs = this.xattrsOf(p, e, prevIndex)
+          if (!this.opts.oneFileSystem || e.srcDev === this.rootDev) subdirs.push({ index, path: p, rel: relOf(e.name), prevIndex })
+          break
+        }
         case EntryType.Symlink:
-          if (prev && prev.type === EntryType.Symlink && sameVersion(prev, e)) e.target = prev.target
-          else {
+          if (prev && prev.type === EntryType.Symlink && sameVersion(prev, e)) {
+            e.target = prev.target
+            e.xattrs = prev.xattrs
+          } else {
+            const p = pathOf(e.name)
             try {
               e.target = fs.readlinkSync(p, { encoding: 'buffer' })
             } catch (err) {
-              this.skip(rel, `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
+              this.skip(relOf(e.name), `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
               e.target = Buffer.alloc(0)
             }
+            e.xattrs = this.xattrsOf(p, e, prevIndex)
           }
-          e.xattrs = this.xattrsOf(p, e, prevIndex)
           break
         case EntryType.File:
-          await this.file(e, index, p, rel, prev, prevIndex)
+          if (!this.unchangedFile(e, index, prev)) await this.file(e, index, pathOf(e.name), relOf(e.name), prev)
           break
         default:
-          e.xattrs = this.xattrsOf(p, e, prevIndex)
+          e.xattrs = prev && sameVersion(prev, e) ? prev.xattrs : this.xattrsOf(pathOf(e.name), e, prevIndex)
       }
     }
     // Entries of skipped files are dropped: compact this directory's children if any were removed.
@@ -392,9 +404,9 @@ class TreeWriter {
     this.dropped.clear()
   }
 
-  private async file(e: Entry, index: number, p: Buffer, rel: string, prev: Entry | undefined, prevIndex: number): Promise<void> {
+  /** Synchronous fast path: a hard link to a file already stored, or a file unchanged since the previous generation. */
+  private unchangedFile(e: Entry, index: number, prev: Entry | undefined): boolean {
     this.stats.files++
-    this.stats.logicalBytes += e.size
     const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
     if (linkKey) {
       const leader = this.links.get(linkKey)
@@ -404,20 +416,23 @@ class TreeWriter {
         e.linkLeader = leader
         e.xattrs = l.xattrs
         e.size = l.size
-        this.stats.logicalBytes -= e.size
-        this.stats.unchangedFiles++
-        return
+        return true
       }
     }
+    this.stats.logicalBytes += e.size
+    if (!prev || !sameVersion(prev, e)) return false
+    const prevObj = this.prevObject(prev)
+    e.objGen = prevObj?.gen ?? 0
+    e.objIndex = prevObj?.index ?? 0
+    e.xattrs = prev.xattrs
+    this.stats.unchangedFiles++
+    if (linkKey) this.links.set(linkKey, index)
+    return true
+  }
+
+  private async file(e: Entry, index: number, p: Buffer, rel: string, prev: Entry | undefined): Promise<void> {
+    const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
     const prevObj = prev && prev.type === EntryType.File ? this.prevObject(prev) : null
-    if (prev && prevObj && sameVersion(prev, e)) {
-      e.objGen = prevObj.gen
-      e.objIndex = prevObj.index
-      e.xattrs = prev.xattrs
-      this.stats.unchangedFiles++
-      if (linkKey) this.links.set(linkKey, index)
-      return
-    }
     let fd: number
     try {
       try {

@@ -70,7 +70,7 @@ export class StreamWriter {
     })
     this.inflight.add(p)
     void p.finally(() => this.inflight.delete(p))
-    while (this.inflight.size >= this.pool.size * 2) await Promise.race(this.inflight)
+    while (this.inflight.size > this.pool.size) await Promise.race(this.inflight)
     if (this.error) throw this.error
   }
 

@@ -43,6 +43,8 @@ export interface WorkerReply {
 }
 
 const compressors = new Map<number, FrameCompressor>()
+/** Reused output buffer: one unit's worst-case compressed size. */
+let compressOut = Buffer.allocUnsafe(0)
 const decompressor = new FrameDecompressor()
 
 function compress(req: WorkerRequest): WorkerReply {
@@ -54,7 +56,9 @@ function compress(req: WorkerRequest): WorkerReply {
   const frames = Math.ceil(rawBlocks / frameBlocks)
   const hashes = Buffer.allocUnsafe(rawBlocks * HASH_BYTES)
   const checks = Buffer.allocUnsafe(frames * HASH_BYTES)
-  const out = Buffer.allocUnsafe(FrameCompressor.bound(rawBlocks * BLOCK_BYTES) + frames * 64)
+  const need = FrameCompressor.bound(rawBlocks * BLOCK_BYTES) + frames * 64
+  if (compressOut.length < need) compressOut = Buffer.allocUnsafe(need)
+  const out = compressOut
   const frameSizes: number[] = []
   let pos = 0
   for (let f = 0; f < frames; f++) {

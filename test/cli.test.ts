@@ -1,0 +1,177 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+
+let work: string
+let src: string
+let repo: string
+beforeAll(() => {
+  work = tmpdir()
+  src = path.join(work, 'src')
+  repo = path.join(work, 'repo')
+  makeTree(src)
+})
+afterAll(() => {
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe('backup, list, cat, restore, verify', () => {
+  it('backs up every file type and restores an identical tree', () => {
+    const b = bfs(['backup', src, '--label', 'first', '--json'], { repo })
+    expect(b.stderr).toBe('')
+    expect(b.code).toBe(0)
+    const j = JSON.parse(b.stdout)
+    expect(j.generation).toBe('gen1')
+    expect(j.parent).toBe(0)
+    expect(j.stats.skipped).toBe(0)
+    // the 64 MiB sparse file costs almost nothing: only data blocks are read and stored
+    expect(j.stats.bytesRead).toBeLessThan(8 << 20)
+
+    const dest = path.join(work, 'restore1')
+    const r = bfs(['restore', 'gen1', dest], { repo })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(diffTree(src, dest)).toBe('')
+    expect(statTree(dest)).toBe(statTree(src))
+    // xattrs, hard links, holes
+    expect(sh(`cd '${dest}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`).stdout).toBe(sh(`cd '${src}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`).stdout)
+    expect(fs.statSync(path.join(dest, 'hello.txt')).ino).toBe(fs.statSync(path.join(dest, 'a/hardlink.txt')).ino)
+    expect(fs.statSync(path.join(dest, 'sparse.img')).blocks).toBeLessThan(64)
+    // the tree itself compares equal through verify --against, and tar sees the same archive listing
+    expect(bfs(['verify', '--against', dest, 'gen1'], { repo }).code).toBe(0)
+    expect(sh(`cd '${dest}' && tar --numeric-owner -cvvf /dev/null . | sort`).stdout).toBe(sh(`cd '${src}' && tar --numeric-owner -cvvf /dev/null . | sort`).stdout)
+  })
+
+  it('lists generations and directories, and cats files (including odd names)', () => {
+    const g = bfs(['generations'], { repo })
+    expect(g.code).toBe(0)
+    expect(g.stdout).toMatch(/^gen1\s+\S+\s+first\s/m)
+    expect(bfs(['ls'], { repo }).stdout).toBe(g.stdout)
+    const ls = bfs(['ls', 'latest:a'], { repo })
+    expect(ls.stdout).toMatch(/^lrwxrwxrwx .* link -> \.\.\/hello\.txt$/m)
+    expect(ls.stdout).toMatch(/^-rw-r--r-- +2 .* hardlink\.txt$/m)
+    expect(bfs(['cat', 'gen1:seq.txt'], { repo }).out.equals(fs.readFileSync(path.join(src, 'seq.txt')))).toBe(true)
+    expect(bfs(['cat', 'latest:random.bin'], { repo }).out.equals(fs.readFileSync(path.join(src, 'random.bin')))).toBe(true)
+    const odd = Buffer.from('odd\nname\xff\xfe.txt', 'latin1')
+    expect(bfs(['ls', 'gen1'], { repo }).out.includes(odd)).toBe(true)
+    const sparse = bfs(['cat', 'gen1:sparse.img'], { repo }).out
+    expect(sparse.length).toBe(64 << 20)
+    expect(sparse.equals(fs.readFileSync(path.join(src, 'sparse.img')))).toBe(true)
+  })
+
+  it('is incremental: unchanged files are not read, changed files store only changed blocks', () => {
+    sh(`cd '${src}' && printf 'X' | dd of=random.bin bs=1 seek=1000000 conv=notrunc status=none && echo appended >> seq.txt && echo new > a/new.txt && rm readonly`)
+    const b = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
+    expect(b.generation).toBe('gen2')
+    expect(b.parent).toBe(1)
+    expect(b.stats.newFiles).toBe(1)
+    expect(b.stats.changedFiles).toBe(2)
+    // one 4 KiB block of random.bin and the tail of seq.txt: far less than the 3 MiB file
+    expect(b.stats.storedBytes).toBeLessThan(64 << 10)
+    const dest = path.join(work, 'restore2')
+    expect(bfs(['restore', 'latest', dest], { repo }).code).toBe(0)
+    expect(diffTree(src, dest)).toBe('')
+    expect(statTree(dest)).toBe(statTree(src))
+    // the older generation is intact and still restores as it was
+    expect(bfs(['verify', '--against', src, 'gen1'], { repo }).stdout).toMatch(/^M random.bin: .*content differs/m)
+    expect(bfs(['verify', '--all'], { repo }).code).toBe(0)
+    const nochange = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
+    expect(nochange.stats.bytesRead).toBe(0)
+    expect(nochange.stats.storedBytes).toBe(0)
+    expect(nochange.stats.unchangedFiles).toBe(nochange.stats.files - 1) // the hard link follower is neither
+  })
+
+  it('restores a subtree and a single file, and refuses to overwrite', () => {
+    const dest = path.join(work, 'partial')
+    expect(bfs(['restore', 'latest:a', dest], { repo }).code).toBe(0)
+    expect(diffTree(`${src}/a`, dest)).toBe('')
+    const again = bfs(['restore', 'gen1:a', dest], { repo })
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/^bfs: restore would overwrite .*use --overwrite/)
+    expect(bfs(['restore', 'gen1:a', dest, '--overwrite'], { repo }).code).toBe(0)
+    const one = path.join(work, 'one')
+    fs.mkdirSync(one)
+    expect(bfs(['restore', 'gen1:seq.txt', one], { repo }).code).toBe(0)
+    expect(fs.readFileSync(path.join(one, 'seq.txt')).length).toBeGreaterThan(0)
+  })
+
+  it('honours --exclude', () => {
+    const r = path.join(work, 'repo-ex')
+    expect(bfs(['backup', src, '--exclude', '*.bin', '--exclude', '/a/b', '--json'], { repo: r }).code).toBe(0)
+    const ls = bfs(['ls', 'latest'], { repo: r }).stdout
+    expect(ls).not.toMatch(/random\.bin/)
+    expect(bfs(['ls', 'latest:a'], { repo: r }).stdout).not.toMatch(/ b$/m)
+    expect(bfs(['ls', 'latest:a/b'], { repo: r }).code).toBe(1)
+  })
+})
+
+describe('bad input gets one clear line and a documented exit code', () => {
+  it('missing source, not a repository, unknown generation, usage', () => {
+    const r = path.join(work, 'repo-bad')
+    const miss = bfs(['backup', path.join(work, 'nope')], { repo: r })
+    expect(miss.code).toBe(1)
+    expect(miss.stderr).toBe(`bfs: source ${path.join(work, 'nope')} does not exist\n`)
+    const notRepo = bfs(['generations'], { repo: src })
+    expect(notRepo.code).toBe(6)
+    expect(notRepo.stderr).toMatch(/^bfs: .* is not a bfs repository .*\n$/)
+    expect(bfs(['restore', 'gen99', path.join(work, 'x')], { repo }).stderr).toMatch(/^bfs: no generation gen99/)
+    expect(bfs(['restore', 'bogus', path.join(work, 'x')], { repo }).code).toBe(1)
+    expect(bfs(['backup'], { repo }).code).toBe(2)
+    expect(bfs(['frobnicate'], { repo }).code).toBe(2)
+    const help = bfs(['--help'])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/Exit status:[\s\S]*5 +the repository is locked/)
+  })
+
+  it('a foreign or corrupt metadata file is named in the error', () => {
+    const r = path.join(work, 'repo-corrupt')
+    expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
+    const cat = path.join(r, 'gens/00000001/catalog')
+    const buf = fs.readFileSync(cat)
+    buf[buf.length - 5] ^= 0x40
+    fs.chmodSync(cat, 0o644)
+    fs.writeFileSync(cat, buf)
+    const res = bfs(['ls', 'gen1'], { repo: r })
+    expect(res.code).toBe(6)
+    expect(res.stderr).toBe(`bfs: ${cat}: does not match its manifest (corrupt or replaced)\n`)
+    fs.writeFileSync(path.join(r, 'config'), 'hello')
+    expect(bfs(['generations'], { repo: r }).stderr).toMatch(/config: 5 bytes, too short for a bfs file/)
+  })
+
+  it('unreadable files and directories are skipped, listed, and give exit 3', () => {
+    // Run as an unprivileged user: root can read everything.
+    const base = fs.mkdtempSync('/var/tmp/bfs-nobody-')
+    fs.chmodSync(base, 0o755)
+    const s = path.join(base, 'src')
+    fs.mkdirSync(s)
+    fs.writeFileSync(path.join(s, 'ok'), 'ok')
+    fs.writeFileSync(path.join(s, 'secret'), 'secret')
+    fs.chmodSync(path.join(s, 'secret'), 0o000)
+    fs.mkdirSync(path.join(s, 'locked'))
+    fs.writeFileSync(path.join(s, 'locked/f'), 'f')
+    fs.chmodSync(path.join(s, 'locked'), 0o000)
+    fs.mkdirSync(path.join(base, 'repo'))
+    sh(`chown 65534:65534 '${base}/repo'`)
+    const u = sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${path.resolve('bin/bfs')}' backup '${s}'; echo "exit=$?"`)
+    fs.rmSync(base, { recursive: true, force: true })
+    expect(u.stderr).toMatch(/skipped locked: cannot list directory \(EACCES\)/)
+    expect(u.stderr).toMatch(/skipped secret: cannot open \(EACCES\)/)
+    expect(u.stdout).toMatch(/1 new, 0 changed, 0 unchanged, 2 skipped/)
+    expect(u.stdout).toMatch(/skipped:\n +secret\n +locked\n/)
+    expect(u.stdout).toMatch(/exit=3/)
+  })
+
+  it('a second writer fails clearly; --wait waits', async () => {
+    const r = path.join(work, 'repo-lock')
+    expect(bfs(['init'], { repo: r }).code).toBe(0)
+    fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), time: 'now', command: 'test' }))
+    const res = bfs(['backup', path.join(src, 'a')], { repo: r })
+    expect(res.code).toBe(5)
+    expect(res.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*use --wait/)
+    // a stale lock (dead pid on this host) is broken automatically
+    fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: 999999, host: (await import('node:os')).hostname(), time: 'then', command: 'test' }))
+    expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
+    expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
+  })
+})

@@ -1,0 +1,172 @@
+import { describe, expect, it } from 'vitest'
+import { ByteReader, ByteWriter } from '../src/format/bytes.js'
+import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
+import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, encodeSeekTableAndTrailer, encodeUnitHeader } from '../src/format/unit.js'
+import { decodeMaps, encodeMaps, overlayExtents, type Extent } from '../src/format/maps.js'
+import { decodeCatalog, encodeCatalog, newEntry } from '../src/format/catalog.js'
+import { decodeManifest } from '../src/format/manifest.js'
+import { FormatError } from '../src/format/errors.js'
+
+// Golden vectors: the byte layouts of native-notes/format.md. A change here is a format change.
+const GOLDEN = {
+  envelope: '4246534841534800010000000000000003000000000000000300000000000000ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad616263',
+  unitHeader: '424653554e495400010000000700000002000000640000004000000002000000',
+  seekTable: 'e8030000000004000102030405060708f4010000004002001112131415161718fc050000000000000200000000000000d662804519b2a0e842465355454e4400',
+  maps: '02904e000000010002010a80400100010201010000010200',
+  catalog: '0202000000ed030000000002050000000000000101010101000261ffa4030000000003000000030000000101000106757365722e610162',
+}
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).toBeInstanceOf(FormatError)
+    return (err as FormatError).code
+  }
+  throw new Error('expected a FormatError')
+}
+
+describe('varints', () => {
+  it('round-trips edge values', () => {
+    const vals = [0, 1, 127, 128, 16383, 16384, 2 ** 32, 2 ** 53 - 1]
+    const w = new ByteWriter(1)
+    for (const v of vals) w.varint(v).svarint(-Math.min(v, 2 ** 52))
+    const r = new ByteReader(w.finish(), 't')
+    for (const v of vals) {
+      expect(r.varint()).toBe(v)
+      expect(r.svarint()).toBe(v === 0 ? 0 : -Math.min(v, 2 ** 52))
+    }
+    expect(r.remaining).toBe(0)
+  })
+  it('rejects truncated and overlong varints', () => {
+    expect(code(() => new ByteReader(Buffer.from([0x80]), 't').varint())).toBe('TRUNCATED')
+    expect(code(() => new ByteReader(Buffer.alloc(9, 0xff), 't').varint())).toBe('BAD_VALUE')
+  })
+})
+
+describe('envelope', () => {
+  it('matches the golden vector and decodes', () => {
+    const b = encodeEnvelope('hashes', 0, 3, Buffer.from('abc'))
+    expect(b.toString('hex')).toBe(GOLDEN.envelope)
+    expect(decodeEnvelope('hashes', b, 'x').stored.toString()).toBe('abc')
+  })
+  it('names a foreign or wrong-kind file, and catches any flipped byte', () => {
+    const b = Buffer.from(GOLDEN.envelope, 'hex')
+    expect(() => decodeEnvelope('catalog', b, 'f')).toThrow(/is a bfs hashes file, expected catalog/)
+    expect(code(() => decodeEnvelope('hashes', Buffer.from('not a bfs file at all, just some text here that is long enough to pass the length check'), 'f'))).toBe('BAD_MAGIC')
+    const v = Buffer.from(b)
+    v.writeUInt16LE(2, 8)
+    expect(code(() => decodeEnvelope('hashes', v, 'f'))).toBe('BAD_VERSION')
+    const c = Buffer.from(b)
+    c[c.length - 1] ^= 1
+    expect(code(() => decodeEnvelope('hashes', c, 'f'))).toBe('BAD_CHECKSUM')
+    expect(code(() => decodeEnvelope('hashes', b.subarray(0, b.length - 1), 'f'))).toBe('TRUNCATED')
+  })
+})
+
+describe('unit file', () => {
+  const header = { genId: 7, unitIndex: 2, rawBlocks: 100, frameBlocks: 64, frameCount: 2 }
+  const entries = [
+    { compBytes: 1000, rawBytes: 262144, check: Buffer.from('0102030405060708', 'hex') },
+    { compBytes: 500, rawBytes: 147456, check: Buffer.from('1112131415161718', 'hex') },
+  ]
+  it('header, seek table and trailer match the golden vectors', () => {
+    expect(encodeUnitHeader(header).toString('hex')).toBe(GOLDEN.unitHeader)
+    expect(encodeSeekTableAndTrailer(entries, 32 + 1500).toString('hex')).toBe(GOLDEN.seekTable)
+    expect(decodeUnitHeader(Buffer.from(GOLDEN.unitHeader, 'hex'), 'u')).toEqual(header)
+  })
+  it('decodes the seek table into frame offsets', () => {
+    const tail = Buffer.from(GOLDEN.seekTable, 'hex')
+    const fileBytes = 32 + 1500 + tail.length
+    const t = decodeUnitTrailer(tail.subarray(tail.length - 32), fileBytes, header, 'u')
+    expect(t.seekTableOffset).toBe(1532)
+    const st = decodeSeekTable(tail.subarray(0, t.tableBytes), t.tableCheck, header, t.seekTableOffset, 4096, 'u')
+    expect(st.offsets).toEqual([32, 1032, 1532])
+    const bad = Buffer.from(tail)
+    bad[3] ^= 1
+    expect(code(() => decodeSeekTable(bad.subarray(0, t.tableBytes), t.tableCheck, header, t.seekTableOffset, 4096, 'u'))).toBe('BAD_CHECKSUM')
+  })
+  it('rejects a header whose frame count does not fit', () => {
+    const b = Buffer.from(GOLDEN.unitHeader, 'hex')
+    b.writeUInt32LE(3, 28)
+    expect(code(() => decodeUnitHeader(b, 'u'))).toBe('BAD_VALUE')
+    expect(code(() => decodeUnitTrailer(Buffer.alloc(32), 2000, header, 'u'))).toBe('TRUNCATED')
+  })
+})
+
+describe('block maps', () => {
+  const objs = [
+    { sizeBytes: 10000, baseGen: 0, baseIndex: 0, depth: 0, extents: [{ fileBlock: 0, count: 2, gen: 1, streamBlock: 5 }] },
+    { sizeBytes: 8192, baseGen: 1, baseIndex: 0, depth: 1, extents: [{ fileBlock: 1, count: 1, gen: 0, streamBlock: 0 }, { fileBlock: 2, count: 1, gen: 2, streamBlock: 0 }] },
+  ]
+  it('matches the golden vector and round-trips', () => {
+    const b = encodeMaps(objs)
+    expect(b.toString('hex')).toBe(GOLDEN.maps)
+    expect(decodeMaps(b, 'm')).toEqual(objs)
+  })
+  it('rejects trailing bytes, huge counts and inconsistent depth', () => {
+    expect(code(() => decodeMaps(Buffer.concat([Buffer.from(GOLDEN.maps, 'hex'), Buffer.from([0])]), 'm'))).toBe('TRAILING_BYTES')
+    expect(code(() => decodeMaps(Buffer.from([0xff, 0xff, 0x03]), 'm'))).toBe('BAD_VALUE')
+    expect(code(() => decodeMaps(encodeMaps([{ ...objs[0]!, depth: 1 }]), 'm'))).toBe('BAD_VALUE')
+  })
+  it('overlays a delta on its base: newer wins per block, zeros punch holes, clipped to size', () => {
+    const e = (fileBlock: number, count: number, gen: number, streamBlock: number): Extent => ({ fileBlock, count, gen, streamBlock })
+    const base = [e(0, 10, 1, 100)]
+    expect(overlayExtents(base, [e(3, 2, 2, 7)], 10)).toEqual([e(0, 3, 1, 100), e(3, 2, 2, 7), e(5, 5, 1, 105)])
+    expect(overlayExtents(base, [e(0, 1, 0, 0), e(9, 3, 2, 0)], 12)).toEqual([e(1, 8, 1, 101), e(9, 3, 2, 0)])
+    expect(overlayExtents(base, [], 4)).toEqual([e(0, 4, 1, 100)])
+    expect(overlayExtents([], [e(2, 2, 3, 9)], 100)).toEqual([e(2, 2, 3, 9)])
+    // a delta extent spanning two base extents
+    expect(overlayExtents([e(0, 2, 1, 0), e(4, 2, 1, 10)], [e(1, 4, 2, 50)], 6)).toEqual([e(0, 1, 1, 0), e(1, 4, 2, 50), e(5, 1, 1, 11)])
+    // adjacent pieces that continue each other are merged
+    expect(overlayExtents([e(0, 2, 1, 0)], [e(2, 2, 1, 2)], 4)).toEqual([e(0, 4, 1, 0)])
+  })
+})
+
+describe('catalog', () => {
+  const make = () => {
+    const root = newEntry(2, 0, Buffer.alloc(0))
+    root.mode = 0o755
+    root.firstChild = 1
+    root.childCount = 1
+    root.mtimeSec = 1
+    root.mtimeNsec = 5
+    const f = newEntry(1, 0, Buffer.from([0x61, 0xff]))
+    f.mode = 0o644
+    f.size = 3
+    f.objGen = 1
+    f.xattrs = [[Buffer.from('user.a'), Buffer.from('b')]]
+    f.mtimeSec = -2
+    return [root, f]
+  }
+  it('matches the golden vector and round-trips raw names, negative times and xattrs', () => {
+    const b = encodeCatalog(make())
+    expect(b.toString('hex')).toBe(GOLDEN.catalog)
+    const back = decodeCatalog(b, 'c')
+    expect(back[1]!.name).toEqual(Buffer.from([0x61, 0xff]))
+    expect(back[1]!.mtimeSec).toBe(-2)
+    expect(back[1]!.xattrs![0]![0].toString()).toBe('user.a')
+    expect(back[0]!.mtimeNsec).toBe(5)
+  })
+  it('rejects names with a slash, children out of range and broken parent links', () => {
+    const bad = make()
+    bad[1]!.name = Buffer.from('a/b')
+    expect(code(() => decodeCatalog(encodeCatalog(bad), 'c'))).toBe('BAD_VALUE')
+    const range = make()
+    range[0]!.childCount = 5
+    expect(code(() => decodeCatalog(encodeCatalog(range), 'c'))).toBe('BAD_VALUE')
+    const parent = make()
+    parent.push(newEntry(1, 1, Buffer.from('x')))
+    parent[0]!.childCount = 2
+    expect(code(() => decodeCatalog(encodeCatalog(parent), 'c'))).toBe('BAD_VALUE')
+    expect(code(() => decodeCatalog(Buffer.from(GOLDEN.catalog, 'hex').subarray(0, GOLDEN.catalog.length / 2 - 3), 'c'))).toBe('TRUNCATED')
+  })
+})
+
+describe('manifest', () => {
+  it('rejects missing or inconsistent fields with the field name', () => {
+    expect(() => decodeManifest(Buffer.from('{'), 'm')).toThrow(/not valid JSON/)
+    expect(() => decodeManifest(Buffer.from(JSON.stringify({ format: 1, id: 3 })), 'm')).toThrow(/manifest field 'blockBytes'/)
+    expect(() => decodeManifest(Buffer.from(JSON.stringify({ format: 2 })), 'm')).toThrow(/manifest field 'format'/)
+  })
+})

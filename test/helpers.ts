@@ -1,0 +1,88 @@
+import { spawnSync, spawn, type SpawnSyncReturns } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+export const ROOT = path.resolve(import.meta.dirname, '..')
+export const BFS = path.join(ROOT, 'bin', 'bfs')
+
+export interface Run {
+  code: number
+  stdout: string
+  stderr: string
+  out: Buffer
+}
+
+/** Runs the real CLI (compiled dist/) in its own process. */
+export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?: string; env?: Record<string, string> } = {}): Run {
+  const env = { ...process.env, ...opts.env }
+  delete env.BFS_REPO
+  if (opts.repo) env.BFS_REPO = opts.repo
+  const r: SpawnSyncReturns<Buffer> = spawnSync(BFS, args, { cwd: opts.cwd, env, input: opts.input, maxBuffer: 1 << 30 })
+  return { code: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString(), out: r.stdout }
+}
+
+export function sh(cmd: string, opts: { cwd?: string } = {}): Run {
+  const r = spawnSync('bash', ['-c', cmd], { cwd: opts.cwd, maxBuffer: 1 << 30 })
+  return { code: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString(), out: r.stdout }
+}
+
+export function tmpdir(prefix = 'bfs-test-'): string {
+  // Under /var/tmp: a real disk filesystem here (xattrs, SEEK_HOLE), not tmpfs.
+  const base = fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir()
+  return fs.mkdtempSync(path.join(base, prefix))
+}
+
+/**
+ * A tree with every file type bfs must keep: odd names (newline, invalid UTF-8), hard
+ * links, a symlink, a sparse file, xattrs, a fifo, empty file and dir, a deep path,
+ * setuid and read-only modes, ns mtimes, a multi-unit file.
+ */
+export function makeTree(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true })
+  const w = (p: string | Buffer, data: string | Buffer): void => fs.writeFileSync(typeof p === 'string' ? path.join(dir, p) : Buffer.concat([Buffer.from(dir + '/'), p]), data)
+  w('hello.txt', 'hello world\n')
+  w('empty', '')
+  fs.mkdirSync(path.join(dir, 'emptydir'))
+  fs.mkdirSync(path.join(dir, 'a/b/c/d/e/f/g/h'), { recursive: true })
+  w('a/b/c/d/e/f/g/h/deep.txt', 'deep\n')
+  w(Buffer.from('odd\nname\xff\xfe.txt', 'latin1'), 'odd name\n')
+  w('seq.txt', Array.from({ length: 50000 }, (_, i) => `line ${i}`).join('\n'))
+  // incompressible and multi-frame
+  const rnd = Buffer.alloc(3 << 20)
+  let x = 12345
+  for (let i = 0; i < rnd.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    rnd[i] = x >>> 24
+  }
+  w('random.bin', rnd)
+  fs.linkSync(path.join(dir, 'hello.txt'), path.join(dir, 'a/hardlink.txt'))
+  fs.symlinkSync('../hello.txt', path.join(dir, 'a/link'))
+  fs.symlinkSync('/nonexistent/target', path.join(dir, 'dangling'))
+  sh(`truncate -s 64M '${dir}/sparse.img' && printf 'data-in-the-middle' | dd of='${dir}/sparse.img' bs=1 seek=33554432 conv=notrunc status=none && printf 'tail' | dd of='${dir}/sparse.img' bs=1 seek=67108860 conv=notrunc status=none`)
+  sh(`mkfifo '${dir}/fifo' && setfattr -n user.color -v blue '${dir}/hello.txt' && setfattr -n user.bin -v 0x00ff10 '${dir}/seq.txt' && setfattr -n user.dir -v yes '${dir}/emptydir'`)
+  fs.writeFileSync(path.join(dir, 'setuid'), '#!/bin/sh\n')
+  fs.chmodSync(path.join(dir, 'setuid'), 0o4755)
+  fs.writeFileSync(path.join(dir, 'readonly'), 'ro\n')
+  fs.chmodSync(path.join(dir, 'readonly'), 0o444)
+  sh(`touch -d '2001-02-03 04:05:06.123456789' '${dir}/hello.txt' && touch -h -d '1999-12-31 23:59:59.5' '${dir}/a/link'`)
+  if (process.getuid?.() === 0) {
+    fs.chownSync(path.join(dir, 'seq.txt'), 1234, 5678)
+    sh(`mknod '${dir}/chardev' c 1 3`)
+  }
+}
+
+/** `stat` of every entry (type, mode, owner, size, ns mtime, link count, target), sorted, for comparing trees with real tools. */
+export function statTree(dir: string): string {
+  return sh(`cd '${dir}' && find . -mindepth 1 -not -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g|%s|%y|%h|%N' ; find . -mindepth 1 -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g'`).stdout
+}
+
+/** `diff -r` of two trees; returns its output minus the lines diff prints for matching fifos and device nodes (those are compared by statTree). */
+export function diffTree(a: string, b: string): string {
+  return sh(`diff -r --no-dereference '${a}' '${b}'`).stdout.split('\n').filter((l) => l && !/^File .* is a (fifo|character special file|block special file|socket) while file .* is a \1$/.test(l)).join('\n')
+}
+
+export function spawnBfs(args: string[], repo: string) {
+  const env = { ...process.env, BFS_REPO: repo }
+  return spawn(BFS, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+}
