@@ -99,6 +99,16 @@ function sameVersion(a: Entry, b: Entry): boolean {
     a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec && a.ctimeSec === b.ctimeSec && a.ctimeNsec === b.ctimeNsec
 }
 
+/** Turns a full disk (or quota) while writing generation `genId` into one clear error. */
+export function storageError(err: unknown, repo: Repository, genId: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  const msg = (err as Error).message ?? ''
+  if (code === 'ENOSPC' || code === 'EDQUOT' || msg.startsWith('disk full')) {
+    return new BfsError('IO', `disk full while writing gen${genId} to ${repo.dir}; it was discarded, older generations are intact`)
+  }
+  return err
+}
+
 /** Removes what a crashed or killed writer left: generation dirs without a manifest, temp files. Call under the writer lock. */
 export function recoverRepository(repo: Repository): void {
   const committed = new Set(repo.generationIds())
@@ -169,6 +179,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     repo.commitManifest(man)
     committed = true
     return { manifest: man, warnings: result.warnings, skippedPaths: result.skippedPaths }
+  } catch (err) {
+    throw storageError(err, repo, genId)
   } finally {
     await pool.close()
     if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))

@@ -79,6 +79,7 @@ function restoreOne(job: RestoreJob, f: RestoreFile): number {
   const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | (job.overwrite ? fs.constants.O_TRUNC : fs.constants.O_EXCL)
   const fd = fs.openSync(p, flags, 0o600)
   let written = 0
+  let ok = false
   try {
     let end = 0
     const ex = f.extents
@@ -106,8 +107,11 @@ function restoreOne(job: RestoreJob, f: RestoreFile): number {
     if (f.xattrs) for (const [n, v] of f.xattrs) native.setXattr(p, Buffer.from(n), Buffer.from(v))
     if (job.chown) fs.fchownSync(fd, f.uid, f.gid)
     fs.fchmodSync(fd, f.mode)
+    ok = true
   } finally {
     fs.closeSync(fd)
+    // Never leave damaged data behind looking like a restored file.
+    if (!ok) fs.rmSync(p, { force: true })
   }
   native.setTimes(p, f.times[0], f.times[1], f.times[2], f.times[3], false)
   return written

@@ -100,7 +100,7 @@ export class StreamWriter {
       bytes = await this.store.put(key, [header, comp, tail])
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
-      throw new BfsError('IO', code === 'ENOSPC' ? `disk full while writing ${this.store.path(key)}` : `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
+      throw code === 'ENOSPC' || code === 'EDQUOT' ? err : new BfsError('IO', `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
     }
     this.storedBytes += bytes
     this.units[unitIndex] = { index: unitIndex, bytes, rawBlocks }

@@ -1,0 +1,143 @@
+import fs from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, sh, spawnBfs, tmpdir } from './helpers.js'
+
+let work: string
+let src: string
+
+/** ~60 MB in 300 files: compressible text and some incompressible data, so a backup takes long enough to be killed mid-way. */
+function bigTree(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true })
+  for (let d = 0; d < 10; d++) {
+    fs.mkdirSync(path.join(dir, `d${d}`))
+    for (let f = 0; f < 30; f++) {
+      const n = 50_000 + ((d * 30 + f) % 7) * 60_000
+      const b = randomBytes(n)
+      if (f % 3 !== 0) for (let i = 0; i < n; i++) b[i] = 97 + (b[i]! & 15) // compressible text
+      fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), b)
+    }
+  }
+}
+
+beforeAll(() => {
+  work = tmpdir()
+  src = path.join(work, 'src')
+  bigTree(src)
+})
+afterAll(() => {
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+const waitExit = (p: ReturnType<typeof spawnBfs>): Promise<number | null> => new Promise((r) => p.on('exit', (code, sig) => r(sig ? null : code)))
+
+describe('crash safety', () => {
+  it('kill -9 at random moments never leaves a half generation; the next backup works and is incremental', async () => {
+    const repo = path.join(work, 'repo-kill')
+    expect(bfs(['backup', src], { repo }).code).toBe(0) // gen1
+    let committed = 1
+    for (let round = 0; round < 6; round++) {
+      // change something so each backup has work to do
+      fs.appendFileSync(path.join(src, `d${round}`, 'f1'), `round ${round}\n`)
+      fs.writeFileSync(path.join(src, `new${round}`), Buffer.alloc(3 << 20, round))
+      const p = spawnBfs(['backup', src, '--full', '--threads', '2'], repo)
+      const delay = 30 + Math.floor(Math.random() * 600)
+      await new Promise((r) => setTimeout(r, delay))
+      p.kill('SIGKILL')
+      const code = await waitExit(p)
+      if (code === 0) committed++
+      const gens = JSON.parse(bfs(['generations', '--json'], { repo }).stdout) as Array<{ id: number }>
+      expect(gens.map((g) => g.id)).toEqual(Array.from({ length: committed }, (_, i) => i + 1))
+      const v = bfs(['verify', '--all'], { repo })
+      expect(v.stdout + v.stderr).toMatch(/^ok: /m)
+      expect(v.code).toBe(0)
+    }
+    // the lock of the killed writer is stale and broken; leftovers are cleaned; still incremental
+    const b = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
+    expect(b.parent).toBe(committed)
+    expect(b.stats.unchangedFiles).toBeGreaterThan(250)
+    expect(fs.readdirSync(path.join(repo, 'gens')).length).toBe(committed + 1)
+    expect(fs.readdirSync(path.join(repo, 'tmp'))).toEqual([])
+    const dest = path.join(work, 'after-kill')
+    expect(bfs(['restore', 'latest', dest], { repo }).code).toBe(0)
+    expect(diffTree(src, dest)).toBe('')
+  }, 120_000)
+
+  it('Ctrl-C (SIGINT) stops a backup with exit 130 and commits nothing', async () => {
+    const repo = path.join(work, 'repo-int')
+    expect(bfs(['backup', src], { repo }).code).toBe(0)
+    const p = spawnBfs(['backup', src, '--full'], repo)
+    let err = ''
+    p.stderr.on('data', (d) => (err += d))
+    await new Promise((r) => setTimeout(r, 300))
+    p.kill('SIGINT')
+    const code = await waitExit(p)
+    if (code === 0) return // finished before the signal: nothing to check on this machine
+    expect(code).toBe(130)
+    expect(err).toMatch(/^bfs: interrupted; nothing was committed$/m)
+    expect(JSON.parse(bfs(['generations', '--json'], { repo }).stdout)).toHaveLength(1)
+    expect(fs.readdirSync(path.join(repo, 'gens'))).toEqual(['00000001'])
+    expect(fs.existsSync(path.join(repo, 'lock'))).toBe(false)
+  }, 60_000)
+
+  it('disk full: the unfinished generation is discarded, older ones stay intact', () => {
+    const mnt = path.join(work, 'small')
+    fs.mkdirSync(mnt)
+    expect(sh(`mount -t tmpfs -o size=12m tmpfs '${mnt}'`).code).toBe(0)
+    try {
+      const repo = path.join(mnt, 'repo')
+      const small = path.join(work, 'small-src')
+      fs.mkdirSync(small)
+      fs.writeFileSync(path.join(small, 'a'), 'a small file\n')
+      expect(bfs(['backup', small], { repo }).code).toBe(0)
+      const full = bfs(['backup', src], { repo })
+      expect(full.code).toBe(1)
+      expect(full.stderr).toMatch(/^bfs: disk full while writing gen2 to .*; it was discarded, older generations are intact\n$/)
+      expect(fs.readdirSync(path.join(repo, 'gens'))).toEqual(['00000001'])
+      expect(bfs(['verify', '--all'], { repo }).code).toBe(0)
+      expect(bfs(['cat', 'gen1:a'], { repo }).stdout).toBe('a small file\n')
+      expect(fs.existsSync(path.join(repo, 'lock'))).toBe(false)
+    } finally {
+      sh(`umount '${mnt}'`)
+    }
+  })
+})
+
+describe('corruption is reported, never returned as data', () => {
+  it('a flipped byte in a chunk is found by verify, restore and cat', () => {
+    const repo = path.join(work, 'repo-flip')
+    const s = path.join(work, 'flip-src')
+    fs.mkdirSync(s)
+    fs.writeFileSync(path.join(s, 'text'), Array.from({ length: 200000 }, (_, i) => `row ${i}`).join('\n'))
+    fs.writeFileSync(path.join(s, 'other'), 'other file\n')
+    expect(bfs(['backup', s, '--unit-blocks', '256'], { repo }).code).toBe(0)
+    expect(bfs(['verify'], { repo }).code).toBe(0)
+    const unit = path.join(repo, 'gens/00000001/unit-00000000')
+    const b = fs.readFileSync(unit)
+    b[b.length - 400] ^= 0x10 // inside the last frame: 'text', not 'other' (stored first)
+    fs.writeFileSync(unit, b)
+    const v = bfs(['verify'], { repo })
+    expect(v.code).toBe(4)
+    expect(v.stdout).toMatch(/^FAIL .*unit-00000000: frame \d+: /m)
+    const dest = path.join(work, 'flip-restore')
+    const r = bfs(['restore', 'gen1', dest], { repo })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/text: .*frame \d+ is corrupt/)
+    expect(fs.existsSync(path.join(dest, 'text'))).toBe(false)
+    expect(fs.readFileSync(path.join(dest, 'other'), 'utf8')).toBe('other file\n')
+    const c = bfs(['cat', 'gen1:text'], { repo })
+    expect(c.code).toBe(6)
+    expect(c.stderr).toMatch(/^bfs: .*unit-00000000: frame \d+ is corrupt/)
+  })
+
+  it('a truncated unit file is reported by verify', () => {
+    const repo = path.join(work, 'repo-trunc')
+    expect(bfs(['backup', path.join(src, 'd1')], { repo }).code).toBe(0)
+    const unit = path.join(repo, 'gens/00000001/unit-00000000')
+    fs.truncateSync(unit, fs.statSync(unit).size - 10)
+    const v = bfs(['verify'], { repo })
+    expect(v.code).toBe(4)
+    expect(v.stdout).toMatch(/unit-00000000: unit trailer missing/)
+  })
+})
