@@ -20,7 +20,7 @@ node_modules/.bfs-deps: package.json package-lock.json
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@touch $@
 
 native/build/Release/bfs_native.node: native/bfs_native.c native/binding.gyp node_modules/.bfs-deps

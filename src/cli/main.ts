@@ -28,6 +28,13 @@ export interface Ctx {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `bfs ls … | head`: a closed pipe ends the output quietly, never with a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+      throw err
+    })
+  }
   const program = new Command()
   program
     .name('bfs')

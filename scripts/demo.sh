@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job on the default repository: back up a sample tree, change it, back up again,
+# list the generations, restore and compare. Run by `make demo` on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BFS=./bin/bfs
+repo=$($BFS --help >/dev/null; node -e "import('./dist/repo/repository.js').then(m => console.log(m.defaultRepoDir()))")
+sample=${DEMO_DIR:-/tmp/bfs-demo}
+echo "== repository: $repo (set BFS_REPO or --repo to use another)"
+rm -rf "$sample" && mkdir -p "$sample/src/etc/nginx" "$sample/src/home/alice/photos" "$sample/src/var/log"
+# A sample tree: text, a hard link, a symlink, a sparse file, an xattr, odd names.
+for i in $(seq 1 200); do printf 'server_name host%d.example;\nlisten %d;\n' "$i" "$((8000 + i))" > "$sample/src/etc/nginx/site$i.conf"; done
+head -c 2000000 /dev/urandom > "$sample/src/home/alice/photos/cat.jpg"
+seq 1 200000 > "$sample/src/var/log/syslog"
+ln "$sample/src/var/log/syslog" "$sample/src/var/log/syslog.hardlink"
+ln -s ../../etc/nginx "$sample/src/home/alice/nginx"
+truncate -s 1G "$sample/src/var/disk.img" && echo tail | dd of="$sample/src/var/disk.img" bs=1 seek=500000000 conv=notrunc status=none
+touch "$sample/src/home/alice/$(printf 'odd\nname')"
+setfattr -n user.owner -v alice "$sample/src/home/alice/photos/cat.jpg" 2>/dev/null || true
+src="$sample/src"
+
+echo "== first backup"
+$BFS backup "$src" --label demo-first
+echo "== change the tree: append to a log, edit a config, add and remove files"
+echo "new line" >> "$src/var/log/syslog"
+sed -i 's/listen 8001/listen 9001/' "$src/etc/nginx/site1.conf"
+echo "hello" > "$src/home/alice/notes.txt"
+rm "$src/etc/nginx/site200.conf"
+echo "== second backup (incremental: only changed blocks are stored)"
+$BFS backup "$src" --label demo-second
+echo "== generations"
+$BFS generations
+echo "== ls latest:etc/nginx | head"
+$BFS ls latest:etc/nginx | head -5
+echo "== restore latest and compare with the source"
+rm -rf "$sample/restore"
+$BFS restore latest "$sample/restore"
+diff -r "$src" "$sample/restore" && echo "restore of latest: identical to the source"
+echo "== verify every frame, and the previous generation against the live tree"
+$BFS verify latest
+$BFS verify --against "$src" latest~1 || echo "(the differences above are the changes made between the two backups)"
