@@ -1,0 +1,401 @@
+import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catalog.js'
+import type { Extent } from '../format/maps.js'
+import type { Manifest } from '../format/manifest.js'
+import { BLOCK_BYTES } from '../codec/hash.js'
+import type { Repository } from '../repo/repository.js'
+import { ObjectResolver, dataBlocks } from '../repo/resolve.js'
+import { childIndex } from '../repo/tree.js'
+import { FrameCache } from './frames.js'
+
+/** An error a filesystem operation answers with (an errno name). */
+export class VfsError extends Error {
+  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE') {
+    super(errno)
+  }
+}
+
+/** Attributes of one node; times with nanoseconds. */
+export interface Attr {
+  ino: number
+  /** Type and permission bits, as st_mode. */
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  size: number
+  /** 512-byte units actually stored (holes excluded). */
+  blocks: number
+  rdevMajor: number
+  rdevMinor: number
+  atimeSec: number
+  atimeNsec: number
+  mtimeSec: number
+  mtimeNsec: number
+  ctimeSec: number
+  ctimeNsec: number
+}
+
+const TYPE_BITS: Record<number, number> = {
+  [EntryType.File]: 0o100000,
+  [EntryType.Dir]: 0o040000,
+  [EntryType.Symlink]: 0o120000,
+  [EntryType.CharDev]: 0o020000,
+  [EntryType.BlockDev]: 0o060000,
+  [EntryType.Fifo]: 0o010000,
+  [EntryType.Socket]: 0o140000,
+}
+
+/** Inode numbers: gen × 2^32 + 16 + entry index (the hard-link leader's for links); 1…15 are the repository root's own nodes. */
+const GEN_INO = 2 ** 32
+const SLASH = 0x2f
+
+/** One node: either an entry of a generation, or a synthetic node of the all-generations root. */
+export type Node =
+  | { kind: 'entry'; view: GenView; index: number }
+  | { kind: 'root' }
+  | { kind: 'byDate' }
+  | { kind: 'link'; target: Buffer; ino: number; time: number }
+
+function splitTime(iso: string): [number, number] {
+  const ms = Date.parse(iso)
+  return [Math.floor(ms / 1000), (ms % 1000) * 1e6]
+}
+
+/** A read-only view of one file generation. */
+export class GenView {
+  readonly entries: Entry[]
+  readonly resolver: ObjectResolver
+  private readonly linkCount = new Map<number, number>()
+  private readonly dirLinks: Uint32Array
+
+  constructor(
+    readonly repo: Repository,
+    readonly manifest: Manifest,
+  ) {
+    this.entries = repo.catalog(manifest.id)
+    this.resolver = new ObjectResolver(repo)
+    this.dirLinks = new Uint32Array(this.entries.length)
+    for (let i = 0; i < this.entries.length; i++) {
+      const e = this.entries[i]!
+      if (e.type === EntryType.Dir) this.dirLinks[i] = (this.dirLinks[i] ?? 0) + 2
+      if (i > 0 && e.type === EntryType.Dir) this.dirLinks[e.parent]!++
+      if (e.type === EntryType.File && (e.flags & ENTRY_FLAG_LINK_FOLLOWER || e.nlink > 1)) {
+        const l = this.leader(i)
+        this.linkCount.set(l, (this.linkCount.get(l) ?? 0) + 1)
+      }
+    }
+  }
+
+  leader(i: number): number {
+    const e = this.entries[i]!
+    return e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
+  }
+
+  ino(i: number): number {
+    return this.manifest.id * GEN_INO + 16 + this.leader(i)
+  }
+
+  /** Entry index of a path relative to this generation's root; -1 if absent (throws ENOTDIR through a non-directory). */
+  lookup(path: Buffer, start = 0): number {
+    let cur = 0
+    let s = start
+    while (s < path.length) {
+      let end = path.indexOf(SLASH, s)
+      if (end < 0) end = path.length
+      if (end > s) {
+        const e = this.entries[cur]!
+        if (e.type !== EntryType.Dir) throw new VfsError('ENOTDIR')
+        cur = childIndex(this.entries, cur, path.subarray(s, end))
+        if (cur < 0) return -1
+      }
+      s = end + 1
+    }
+    return cur
+  }
+
+  extents(i: number): Extent[] {
+    const d = this.entries[this.leader(i)]!
+    return d.objGen ? this.resolver.resolve(d.objGen, d.objIndex) : []
+  }
+
+  attr(i: number): Attr {
+    const e = this.entries[i]!
+    const d = this.entries[this.leader(i)]!
+    let size = 0
+    let blocks = 0
+    if (e.type === EntryType.File) {
+      size = d.size
+      blocks = dataBlocks(this.extents(i)) * (BLOCK_BYTES / 512)
+    } else if (e.type === EntryType.Symlink) size = e.target!.length
+    else if (e.type === EntryType.Dir) {
+      size = BLOCK_BYTES
+      blocks = BLOCK_BYTES / 512
+    }
+    return {
+      ino: this.ino(i),
+      mode: TYPE_BITS[e.type]! | e.mode,
+      nlink: e.type === EntryType.Dir ? this.dirLinks[i]! : this.linkCount.get(this.leader(i)) ?? 1,
+      uid: e.uid,
+      gid: e.gid,
+      size,
+      blocks,
+      rdevMajor: e.rdevMajor,
+      rdevMinor: e.rdevMinor,
+      atimeSec: e.atimeSec,
+      atimeNsec: e.atimeNsec,
+      mtimeSec: e.mtimeSec,
+      mtimeNsec: e.mtimeNsec,
+      ctimeSec: e.ctimeSec,
+      ctimeNsec: e.ctimeNsec,
+    }
+  }
+}
+
+/** An open regular file: its resolved extents, kept for the life of the handle. */
+interface Handle {
+  view: GenView
+  index: number
+  extents: Extent[]
+  size: number
+  /** Where the last read ended: a read starting here is sequential and triggers readahead. */
+  nextPos: number
+}
+
+export interface VfsOptions {
+  /** Bytes of decompressed frames to keep (default 64 MiB). */
+  cacheBytes?: number
+  /** Frames to prefetch ahead of a sequential reader (default 4; 0 disables). */
+  readaheadFrames?: number
+  /** Serve only this generation at the root (else every generation under genN/). */
+  generation?: number
+  /** Re-read the generation list at most this often, ms (default 1000). */
+  refreshMs?: number
+  now?: () => number
+}
+
+/**
+ * The read-only tree the mount serves, without any FUSE in it: one generation at the root,
+ * or all of them (gen1/ … genN/, latest, by-date/<time>), picking up new generations.
+ */
+export class Vfs {
+  readonly frames: FrameCache
+  private readonly views = new Map<number, GenView>()
+  private gens: Manifest[] = []
+  private lastRefresh = 0
+  private readonly handles = new Map<number, Handle>()
+  private nextHandle = 1
+  private readonly readahead: number
+  private readonly now: () => number
+
+  constructor(
+    readonly repo: Repository,
+    private readonly opts: VfsOptions = {},
+  ) {
+    this.frames = new FrameCache(repo, opts.cacheBytes ?? 64 << 20)
+    this.readahead = opts.readaheadFrames ?? 4
+    this.now = opts.now ?? Date.now
+    this.refresh(true)
+    if (opts.generation !== undefined) this.view(opts.generation)
+  }
+
+  private refresh(force = false): void {
+    if (this.opts.generation !== undefined && !force) return
+    const t = this.now()
+    if (!force && t - this.lastRefresh < (this.opts.refreshMs ?? 1000)) return
+    this.lastRefresh = t
+    this.gens = this.repo.generations().filter((m) => m.kind === 'files')
+  }
+
+  view(id: number): GenView {
+    let v = this.views.get(id)
+    if (!v) {
+      v = new GenView(this.repo, this.repo.manifest(id))
+      this.views.set(id, v)
+    }
+    return v
+  }
+
+  /** Resolves a raw path ('/'-separated, leading '/') to a node. */
+  resolve(path: Buffer): Node {
+    if (this.opts.generation !== undefined) {
+      const v = this.view(this.opts.generation)
+      const i = v.lookup(path)
+      if (i < 0) throw new VfsError('ENOENT')
+      return { kind: 'entry', view: v, index: i }
+    }
+    let s = 0
+    while (s < path.length && path[s] === SLASH) s++
+    if (s >= path.length) return { kind: 'root' }
+    let end = path.indexOf(SLASH, s)
+    if (end < 0) end = path.length
+    const first = path.toString('latin1', s, end)
+    if (first === 'latest' || first === 'by-date') {
+      const rest = path.subarray(end).toString('latin1').replace(/^\/+/, '')
+      if (first === 'latest') {
+        this.refresh()
+        const g = this.gens[this.gens.length - 1]
+        if (!g || rest) throw new VfsError(rest ? 'ENOTDIR' : 'ENOENT')
+        return { kind: 'link', target: Buffer.from(`gen${g.id}`), ino: 3, time: Date.parse(g.time) }
+      }
+      if (!rest) return { kind: 'byDate' }
+      this.refresh()
+      const k = this.gens.findIndex((m) => dateName(m, this.gens) === rest.split('/')[0])
+      if (k < 0) throw new VfsError('ENOENT')
+      if (rest.includes('/')) throw new VfsError('ENOTDIR')
+      const g = this.gens[k]!
+      return { kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: Date.parse(g.time) }
+    }
+    const m = /^gen(\d+)$/.exec(first)
+    if (!m) throw new VfsError('ENOENT')
+    const id = Number(m[1])
+    if (!this.gens.some((g) => g.id === id)) {
+      this.refresh()
+      if (!this.gens.some((g) => g.id === id)) throw new VfsError('ENOENT')
+    }
+    const v = this.view(id)
+    const i = v.lookup(path, end)
+    if (i < 0) throw new VfsError('ENOENT')
+    return { kind: 'entry', view: v, index: i }
+  }
+
+  attr(n: Node): Attr {
+    if (n.kind === 'entry') return n.view.attr(n.index)
+    const newest = this.gens[this.gens.length - 1]
+    const [sec, nsec] = splitTime(n.kind === 'link' ? new Date(n.time).toISOString() : newest?.time ?? new Date(0).toISOString())
+    const base = { uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, atimeSec: sec, atimeNsec: nsec, mtimeSec: sec, mtimeNsec: nsec, ctimeSec: sec, ctimeNsec: nsec }
+    if (n.kind === 'link') return { ...base, ino: n.ino, mode: 0o120777, nlink: 1, size: n.target.length, blocks: 0 }
+    if (n.kind === 'byDate') return { ...base, ino: 2, mode: 0o040555, nlink: 2, size: 4096, blocks: 8 }
+    return { ...base, ino: 1, mode: 0o040555, nlink: 3 + this.gens.length, size: 4096, blocks: 8 }
+  }
+
+  getattr(path: Buffer): Attr {
+    return this.attr(this.resolve(path))
+  }
+
+  /** Names and attributes of a directory's children (without . and ..). */
+  readdir(path: Buffer): { names: Buffer[]; attrs: Attr[] } {
+    const n = this.resolve(path)
+    if (n.kind === 'root') {
+      this.refresh()
+      const names = [...this.gens.map((g) => Buffer.from(`gen${g.id}`)), Buffer.from('by-date')]
+      if (this.gens.length) names.push(Buffer.from('latest'))
+      return { names, attrs: names.map((nm) => this.getattr(Buffer.concat([Buffer.from('/'), nm]))) }
+    }
+    if (n.kind === 'byDate') {
+      this.refresh()
+      const names = this.gens.map((g) => Buffer.from(dateName(g, this.gens)))
+      return { names, attrs: names.map((nm) => this.getattr(Buffer.concat([Buffer.from('/by-date/'), nm]))) }
+    }
+    if (n.kind === 'link') throw new VfsError('ENOTDIR')
+    const e = n.view.entries[n.index]!
+    if (e.type !== EntryType.Dir) throw new VfsError('ENOTDIR')
+    const names: Buffer[] = []
+    const attrs: Attr[] = []
+    for (let c = e.firstChild; c < e.firstChild + e.childCount; c++) {
+      names.push(n.view.entries[c]!.name)
+      attrs.push(n.view.attr(c))
+    }
+    return { names, attrs }
+  }
+
+  readlink(path: Buffer): Buffer {
+    const n = this.resolve(path)
+    if (n.kind === 'link') return n.target
+    if (n.kind !== 'entry' || n.view.entries[n.index]!.type !== EntryType.Symlink) throw new VfsError('EINVAL')
+    return n.view.entries[n.index]!.target!
+  }
+
+  listxattr(path: Buffer): Buffer[] {
+    const n = this.resolve(path)
+    if (n.kind !== 'entry') return []
+    return (n.view.entries[n.index]!.xattrs ?? []).map(([name]) => name)
+  }
+
+  getxattr(path: Buffer, name: Buffer): Buffer {
+    const n = this.resolve(path)
+    if (n.kind === 'entry') for (const [k, v] of n.view.entries[n.index]!.xattrs ?? []) if (k.equals(name)) return v
+    throw new VfsError('ENODATA')
+  }
+
+  /** Opens a regular file for reading; returns a handle number. */
+  open(path: Buffer): number {
+    const n = this.resolve(path)
+    if (n.kind !== 'entry') throw new VfsError(n.kind === 'link' ? 'EINVAL' : 'EISDIR')
+    const e = n.view.entries[n.index]!
+    if (e.type === EntryType.Dir) throw new VfsError('EISDIR')
+    if (e.type !== EntryType.File) throw new VfsError('ENOTSUP')
+    const h = this.nextHandle++
+    this.handles.set(h, { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entries[n.view.leader(n.index)]!.size, nextPos: -1 })
+    return h
+  }
+
+  release(handle: number): void {
+    this.handles.delete(handle)
+  }
+
+  /**
+   * Reads up to `len` bytes at `pos` into `dst`; returns the count (0 at EOF). Holes read
+   * as zeros. Sequential readers get the next frames prefetched.
+   */
+  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handles.get(handle)
+    if (!h) throw new VfsError('EBADF')
+    const end = Math.min(h.size, pos + len)
+    if (end <= pos) return 0
+    const sequential = pos === h.nextPos
+    h.nextPos = end
+    const x = h.extents
+    // first extent ending after pos
+    let lo = 0
+    let hi = x.length
+    const fb0 = Math.floor(pos / BLOCK_BYTES)
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (x[mid]!.fileBlock + x[mid]!.count <= fb0) lo = mid + 1
+      else hi = mid
+    }
+    let p = pos
+    let lastFrame: { gen: number; unit: number; frame: number } | null = null
+    for (let i = lo; p < end; i++) {
+      const ext = x[i]
+      const extStart = ext ? ext.fileBlock * BLOCK_BYTES : end
+      if (p < extStart) {
+        // a hole up to the next extent (or to the end)
+        const z = Math.min(end, extStart)
+        dst.fill(0, p - pos, z - pos)
+        p = z
+        if (!ext) break
+      }
+      const extEnd = Math.min(end, (ext.fileBlock + ext.count) * BLOCK_BYTES)
+      while (p < extEnd) {
+        const fb = Math.floor(p / BLOCK_BYTES)
+        const loc = this.frames.locate(ext.gen, ext.streamBlock + (fb - ext.fileBlock))
+        let frame: Buffer
+        try {
+          frame = await this.frames.get(ext.gen, loc.unit, loc.frame)
+        } catch (err) {
+          throw Object.assign(new VfsError('EIO'), { cause: err })
+        }
+        const inBlock = p - fb * BLOCK_BYTES
+        const from = loc.offset + inBlock
+        const n = Math.min(frame.length - from, extEnd - p)
+        frame.copy(dst, p - pos, from, from + n)
+        p += n
+        lastFrame = { gen: ext.gen, unit: loc.unit, frame: loc.frame }
+      }
+    }
+    if (sequential && lastFrame && this.readahead > 0) {
+      for (let k = 1; k <= this.readahead; k++) this.frames.prefetch(lastFrame.gen, lastFrame.unit, lastFrame.frame + k)
+    }
+    return end - pos
+  }
+
+  async close(): Promise<void> {
+    await this.frames.close()
+  }
+}
+
+/** by-date/ name of a generation: its ISO 8601 start time ('2026-11-22T04:28:01.123Z'), with '+genN' only if two generations share a millisecond. */
+export function dateName(m: Manifest, all: Manifest[]): string {
+  return all.some((o) => o !== m && o.time === m.time) ? `${m.time}+gen${m.id}` : m.time
+}

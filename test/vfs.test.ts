@@ -1,0 +1,113 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Repository } from '../src/repo/repository.js'
+import { Vfs, VfsError } from '../src/vfs/tree.js'
+import { bfs, makeTree, tmpdir } from './helpers.js'
+
+let work: string
+let src: string
+let repo: string
+beforeAll(() => {
+  work = tmpdir()
+  src = path.join(work, 'src')
+  repo = path.join(work, 'repo')
+  makeTree(src)
+  // small frames and units so reads cross frame and unit boundaries
+  expect(bfs(['backup', src, '--unit-blocks', '128', '--frame-blocks', '8'], { repo }).code).toBe(0)
+})
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
+
+const P = (s: string): Buffer => Buffer.from(s, 'latin1')
+const errno = (fn: () => unknown): string => {
+  try {
+    fn()
+  } catch (err) {
+    return (err as VfsError).errno
+  }
+  return 'none'
+}
+
+describe('vfs of one generation', () => {
+  it('reads any range exactly as the source, holes as zeros, with and without readahead', async () => {
+    for (const readaheadFrames of [0, 4]) {
+      const vfs = new Vfs(Repository.open(repo), { generation: 1, cacheBytes: 1 << 20, readaheadFrames })
+      for (const name of ['random.bin', 'seq.txt', 'sparse.img', 'hello.txt']) {
+        const want = fs.readFileSync(path.join(src, name))
+        const h = vfs.open(P(`/${name}`))
+        let seed = 42
+        const rnd = (n: number): number => {
+          seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
+          return seed % n
+        }
+        for (let k = 0; k < 60; k++) {
+          const pos = k === 0 ? 0 : rnd(want.length + 10)
+          const len = 1 + rnd(300_000)
+          const dst = Buffer.alloc(len)
+          const n = await vfs.read(h, dst, len, pos)
+          const exp = want.subarray(pos, pos + len)
+          expect(n).toBe(exp.length)
+          expect(dst.subarray(0, n).equals(exp)).toBe(true)
+        }
+        // a whole sequential pass in 128 KiB reads (the kernel's pattern)
+        const all = Buffer.alloc(want.length)
+        for (let pos = 0; pos < want.length; pos += 131072) await vfs.read(h, all.subarray(pos), Math.min(131072, want.length - pos), pos)
+        expect(all.equals(want)).toBe(true)
+        vfs.release(h)
+      }
+      if (readaheadFrames) expect(vfs.frames.stats.readaheads).toBeGreaterThan(0)
+      await vfs.close()
+    }
+  })
+
+  it('gives hard links one inode and their link count, holes in blocks, ns times, xattrs', async () => {
+    const vfs = new Vfs(Repository.open(repo), { generation: 1 })
+    const a = vfs.getattr(P('/hello.txt'))
+    const b = vfs.getattr(P('/a/hardlink.txt'))
+    expect(a.ino).toBe(b.ino)
+    expect(a.nlink).toBe(2)
+    expect(vfs.getattr(P('/seq.txt')).nlink).toBe(1)
+    const st = fs.statSync(path.join(src, 'hello.txt'), { bigint: true })
+    expect(BigInt(a.mtimeSec) * 1_000_000_000n + BigInt(a.mtimeNsec)).toBe(st.mtimeNs)
+    const sp = vfs.getattr(P('/sparse.img'))
+    expect(sp.size).toBe(64 << 20)
+    expect(sp.blocks).toBeLessThanOrEqual(16)
+    expect(vfs.getattr(P('/setuid')).mode).toBe(0o104755)
+    expect(vfs.readlink(P('/a/link')).toString()).toBe('../hello.txt')
+    expect(vfs.listxattr(P('/hello.txt')).map(String)).toEqual(['user.color'])
+    expect(vfs.getxattr(P('/hello.txt'), P('user.color')).toString()).toBe('blue')
+    expect(errno(() => vfs.getxattr(P('/hello.txt'), P('user.nope')))).toBe('ENODATA')
+    expect(errno(() => vfs.getattr(P('/nope')))).toBe('ENOENT')
+    expect(errno(() => vfs.getattr(P('/hello.txt/x')))).toBe('ENOTDIR')
+    expect(errno(() => vfs.open(P('/a')))).toBe('EISDIR')
+    const root = vfs.readdir(P('/'))
+    expect(root.names.map((n) => n.toString('latin1'))).toContain('odd\nname\xff\xfe.txt')
+    expect(vfs.getattr(P('/odd\nname\xff\xfe.txt')).size).toBe(9)
+    // directory link count = 2 + subdirectories
+    expect(vfs.getattr(P('/a')).nlink).toBe(3)
+    await vfs.close()
+  })
+})
+
+describe('vfs of the whole repository', () => {
+  it('lists genN/, latest and by-date/, and picks up a new generation without remounting', async () => {
+    let t = 0
+    const vfs = new Vfs(Repository.open(repo), { refreshMs: 1000, now: () => t })
+    expect(vfs.readdir(P('/')).names.map(String)).toEqual(['gen1', 'by-date', 'latest'])
+    expect(vfs.readlink(P('/latest')).toString()).toBe('gen1')
+    const [d] = vfs.readdir(P('/by-date')).names
+    expect(vfs.readlink(Buffer.concat([P('/by-date/'), d!])).toString()).toBe('../gen1')
+    expect(vfs.getattr(P('/gen1/a/hardlink.txt')).nlink).toBe(2)
+    fs.appendFileSync(path.join(src, 'hello.txt'), 'more\n')
+    expect(bfs(['backup', src], { repo }).code).toBe(0)
+    t += 5000
+    expect(vfs.readdir(P('/')).names.map(String)).toEqual(['gen1', 'gen2', 'by-date', 'latest'])
+    expect(vfs.readlink(P('/latest')).toString()).toBe('gen2')
+    const h = vfs.open(P('/gen2/hello.txt'))
+    const buf = Buffer.alloc(100)
+    const n = await vfs.read(h, buf, 100, 0)
+    expect(buf.subarray(0, n).toString()).toBe(fs.readFileSync(path.join(src, 'hello.txt'), 'utf8'))
+    expect(vfs.getattr(P('/gen1/hello.txt')).ino).not.toBe(vfs.getattr(P('/gen2/hello.txt')).ino)
+    await vfs.close()
+  })
+})
