@@ -5,6 +5,8 @@
 //   /wide/wN      one directory with 10,000 files (for ls -l)
 //   /links/a, /links/b   two hard links to one file: ino 2^40+7, nlink 2,
 //                 mtime 1700000000.123456789 (9-digit nanoseconds)
+//   /odd          BigInt ino 12345678901234567890, blksize 65536, blocks 7, nlink 3,
+//                 mtime -1.5 s (BigInt ns, before 1970), atime {sec: 10n, nsec: 5}, ctime 1234.5678 ms
 // Usage: node memfs-patched.cjs MOUNTPOINT ['{"statCache":true, ...fuse options}']
 // Extra (non-fuse) keys in the JSON: "readdirStats": false (readdir returns names only),
 // "preload": true (after mounting, push every /tree stat with fuse.cacheStats()).
@@ -30,7 +32,7 @@ const INO_BASE = 2 ** 33 // > 2^32 on purpose
 // On the stock (unpatched) binding, for A/B runs only: Dates and 32-bit inodes.
 const PATCHED = !!Fuse.STAT_FIELDS
 const compat = st => PATCHED ? st : Object.assign({}, st, {
-  ino: st.ino % 4294967296, mtime: st.mtime instanceof Date ? st.mtime : new Date(1700000000123), atime: DIR_T, ctime: DIR_T
+  ino: Number(BigInt.asUintN(32, BigInt(st.ino))), mtime: st.mtime instanceof Date ? st.mtime : new Date(1700000000123), atime: DIR_T, ctime: DIR_T
 })
 
 const NDIRS = 800, NFILES = 100, NWIDE = 10000
@@ -52,6 +54,7 @@ const treeStat = dirStat(2, NDIRS + 2)
 const wideStat = dirStat(3, 2)
 const linksStat = dirStat(4, 2)
 const bigStat = fileStat(5, SIZE)
+const oddStat = { ino: 12345678901234567890n, mode: 0o100644, nlink: 3, size: 1000, blksize: 65536, blocks: 7, mtimeNs: -1500000000n, atime: { sec: 10n, nsec: 5 }, ctime: 1234.5678, noXattrs: true }
 
 function lookup (p) {
   const st = lookupRaw(p)
@@ -61,6 +64,7 @@ function lookup (p) {
 function lookupRaw (p) {
   if (p === '/') return rootStat
   if (p === '/big') return bigStat
+  if (p === '/odd') return oddStat
   if (p === '/tree') return treeStat
   if (p === '/wide') return wideStat
   if (p === '/links') return linksStat
@@ -80,7 +84,7 @@ function lookupRaw (p) {
 }
 
 function listing (p) {
-  if (p === '/') return ['big', 'tree', 'wide', 'links']
+  if (p === '/') return ['big', 'tree', 'wide', 'links', 'odd']
   if (p === '/tree') return dirNames
   if (p === '/wide') return wideNames
   if (p === '/links') return ['a', 'b']
