@@ -1,6 +1,6 @@
 # bfs — everything a fresh Debian machine needs is installed by these targets.
 SHELL := /bin/bash
-APT_PKGS := fuse libfuse2 attr rsync e2fsprogs util-linux zstd
+APT_PKGS := fuse libfuse2 libfuse-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux zstd
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.
@@ -14,7 +14,7 @@ all: build
 # System packages (FUSE helper and libfuse2, getfattr/setfattr for the tests) and npm packages.
 deps: node_modules/.bfs-deps
 
-node_modules/.bfs-deps: package.json package-lock.json
+node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6.patch
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

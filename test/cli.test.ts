@@ -40,7 +40,7 @@ describe('backup, list, cat, restore, verify', () => {
     expect(fs.statSync(path.join(dest, 'sparse.img')).blocks).toBeLessThan(64)
     // the tree itself compares equal through verify --against, and tar sees the same archive listing
     expect(bfs(['verify', '--against', dest, 'gen1'], { repo }).code).toBe(0)
-    expect(sh(`cd '${dest}' && tar --numeric-owner -cvvf /dev/null . | sort`).stdout).toBe(sh(`cd '${src}' && tar --numeric-owner -cvvf /dev/null . | sort`).stdout)
+    expect(sh(`cd '${dest}' && tar --sort=name --numeric-owner -cvvf /dev/null .`).stdout).toBe(sh(`cd '${src}' && tar --sort=name --numeric-owner -cvvf /dev/null .`).stdout)
   })
 
   it('lists generations and directories, and cats files (including odd names)', () => {

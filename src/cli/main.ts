@@ -4,6 +4,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { registerCommands } from './commands.js'
+import { registerMount } from './mount.js'
 
 export const EXIT_HELP = `
 Exit status:
@@ -50,6 +51,7 @@ export async function main(argv: string[]): Promise<void> {
     exitCode: 0,
   }
   registerCommands(program, ctx)
+  registerMount(program, ctx)
   for (const c of program.commands) c.exitOverride().addHelpText('after', '') 
   try {
     await program.parseAsync(argv)

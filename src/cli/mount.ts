@@ -1,0 +1,195 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { BfsError } from '../repo/errors.js'
+import { Vfs } from '../vfs/tree.js'
+import { serveFuse } from '../fuse/adapter.js'
+import type { Ctx } from './main.js'
+
+/** Parses 64M, 1G, 512K or plain bytes. */
+export function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim())
+  if (!m) throw new InvalidArgumentError('a size like 64M, 1G or 1048576')
+  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()))
+}
+
+/** Mount points in /proc/self/mountinfo (octal escapes decoded). */
+export function mountPoints(): Map<string, string> {
+  const out = new Map<string, string>()
+  let text = ''
+  try {
+    text = fs.readFileSync('/proc/self/mountinfo', 'utf8')
+  } catch {
+    return out
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(' ')
+    if (f.length < 10) continue
+    const dash = f.indexOf('-')
+    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    out.set(mp, f[dash + 1] ?? '')
+  }
+  return out
+}
+
+function runtimeDir(): string {
+  const d = process.getuid?.() === 0 ? '/run/bfs' : path.join(process.env.XDG_RUNTIME_DIR || os.tmpdir(), `bfs-${process.getuid?.()}`)
+  fs.mkdirSync(d, { recursive: true, mode: 0o700 })
+  return d
+}
+
+const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.pid`)
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Checks a mount point before anything is started: exists, is a directory, empty, not mounted, not overlapping the repository. */
+function checkMountpoint(mnt: string, repoDir: string): void {
+  let st: fs.Stats
+  try {
+    st = fs.statSync(mnt)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOTCONN') throw new BfsError('BAD_INPUT', `${mnt} is a dead bfs mount; run 'bfs umount ${mnt}' first`)
+    throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `mount point ${mnt} does not exist` : `cannot use mount point ${mnt}: ${code}`)
+  }
+  if (mountPoints().has(mnt)) throw new BfsError('BAD_INPUT', `${mnt} is already a mount point`)
+  if (!st.isDirectory()) throw new BfsError('BAD_INPUT', `mount point ${mnt} is not a directory`)
+  if (fs.readdirSync(mnt).length > 0) throw new BfsError('BAD_INPUT', `mount point ${mnt} is not empty`)
+  const repo = fs.realpathSync(repoDir)
+  const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith('/') ? b : `${b}/`)
+  if (inside(mnt, repo) || inside(repo, mnt)) throw new BfsError('BAD_INPUT', `mount point ${mnt} overlaps the repository ${repo}`)
+}
+
+export function registerMount(program: Command, ctx: Ctx): void {
+  program
+    .command('mount')
+    .description('mount one generation (GEN MOUNTPOINT) or the whole repository (MOUNTPOINT: gen1/ … genN/, latest, by-date/) read-only')
+    .argument('<gen-or-mountpoint>', 'generation, or the mount point to mount every generation at')
+    .argument('[mountpoint]', 'mount point (an empty directory)')
+    .option('--foreground', 'stay in the foreground and serve until unmounted or interrupted')
+    .option('--allow-other', 'let other users in (the kernel checks permissions as in the source)')
+    .addOption(new Option('--cache-size <size>', 'decompressed-frame cache (e.g. 64M)').default(64 << 20, '64M').argParser(parseSize))
+    .addOption(new Option('--readahead <frames>', 'frames (256 KiB) to prefetch for sequential reads').default(4).argParser((v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0 || n > 256) throw new InvalidArgumentError('0 to 256')
+      return n
+    }))
+    .option('--log <file>', 'log file of the background mount (default: a file under /run/bfs or $XDG_RUNTIME_DIR)')
+    .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
+    .option('--debug', 'FUSE debug output (foreground)')
+    .action(async (a: string, b: string | undefined, o) => {
+      const repo = ctx.openRepo()
+      const genRef = b === undefined ? null : a
+      const mnt = path.resolve(b ?? a)
+      const man = genRef === null ? null : repo.resolve(genRef)
+      if (man && man.kind !== 'files') throw new BfsError('BAD_INPUT', `gen${man.id} is a volume generation; mounting volumes is not built yet`)
+      if (!o.foreground) {
+        checkMountpoint(mnt, repo.dir)
+        const log = path.resolve(o.log ?? path.join(runtimeDir(), `mount-${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.log`))
+        const logFd = fs.openSync(log, 'a', 0o600)
+        const args = [process.argv[1]!, '--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), '--readahead', String(o.readahead)]
+        if (o.allowOther) args.push('--allow-other')
+        const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env })
+        fs.closeSync(logFd)
+        const ready = await new Promise<boolean>((resolve) => {
+          let buf = ''
+          const pipe = child.stdio[3] as NodeJS.ReadableStream
+          pipe.on('data', (d: Buffer) => {
+            buf += d.toString()
+            if (buf.includes('ready')) resolve(true)
+          })
+          child.on('exit', () => resolve(false))
+        })
+        if (!ready) {
+          const tail = fs.readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('bfs: ')).pop()
+          throw new BfsError('IO', tail ? tail.replace(/^bfs: /, '') : `the mount process exited; see ${log}`)
+        }
+        child.unref()
+        ;(child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy()
+        process.stdout.write(`mounted ${man ? `gen${man.id}` : `repository ${repo.dir}`} at ${mnt} (pid ${child.pid}, log ${log}); unmount with: bfs umount ${mnt}\n`)
+        return
+      }
+      // Foreground: this process serves the mount. It never touches the mount point itself.
+      checkMountpoint(mnt, repo.dir)
+      const log = (m: string): void => void process.stderr.write(`${new Date().toISOString()} ${m}\n`)
+      const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead })
+      const server = await serveFuse(vfs, {
+        mountpoint: mnt,
+        allowOther: !!o.allowOther,
+        negativeTimeoutS: man ? 86400 : 0,
+        fsname: `bfs:${repo.dir}${man ? `:gen${man.id}` : ''}`,
+        log,
+        debug: !!o.debug,
+      }).catch((err: Error) => {
+        throw new BfsError('IO', `cannot mount ${mnt}: ${err.message}`)
+      })
+      fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
+      log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt}`)
+      if (o.readyFd) {
+        fs.writeSync(o.readyFd, 'ready\n')
+        fs.closeSync(o.readyFd)
+      }
+      await new Promise<void>((resolve) => {
+        let stopping = false
+        const stop = (sig: string): void => {
+          if (stopping) return
+          stopping = true
+          log(`${sig}: unmounting ${mnt}`)
+          server.unmount().then(resolve, (err: Error) => {
+            log(`unmount failed: ${err.message}`)
+            resolve()
+          })
+        }
+        process.on('SIGINT', () => stop('SIGINT'))
+        process.on('SIGTERM', () => stop('SIGTERM'))
+      })
+      fs.rmSync(pidFile(mnt), { force: true })
+      log(`cache: ${JSON.stringify(vfs.frames.stats)}`)
+      await vfs.close()
+      process.exit(0)
+    })
+
+  program
+    .command('umount')
+    .alias('unmount')
+    .description('unmount a bfs mount (also one whose process died)')
+    .argument('<mountpoint>')
+    .action(async (m: string) => {
+      const mnt = path.resolve(m)
+      const type = mountPoints().get(mnt)
+      if (!type) throw new BfsError('BAD_INPUT', `${mnt} is not mounted`)
+      if (!type.startsWith('fuse')) throw new BfsError('BAD_INPUT', `${mnt} is not a bfs mount (it is ${type})`)
+      let pid = 0
+      try {
+        pid = Number(fs.readFileSync(pidFile(mnt), 'utf8').trim())
+      } catch {
+        // no record: a mount whose process is gone, or not ours
+      }
+      if (pid && alive(pid)) {
+        // Ask the server to unmount itself: it finishes in-flight requests first.
+        process.kill(pid, 'SIGTERM')
+        for (let i = 0; i < 100 && mountPoints().has(mnt); i++) await new Promise((r) => setTimeout(r, 50))
+        for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50))
+      }
+      if (mountPoints().has(mnt)) {
+        const r = spawnSync('fusermount', ['-u', mnt], { encoding: 'utf8' })
+        if (r.status !== 0) {
+          if (/busy/i.test(r.stderr)) throw new BfsError('IO', `${mnt} is busy (a process is using it); close it and try again`)
+          const z = spawnSync('fusermount', ['-uz', mnt], { encoding: 'utf8' })
+          if (z.status !== 0) throw new BfsError('IO', `cannot unmount ${mnt}: ${(z.stderr || r.stderr).trim()}`)
+        }
+      }
+      fs.rmSync(pidFile(mnt), { force: true })
+      process.stdout.write(`unmounted ${mnt}\n`)
+    })
+}

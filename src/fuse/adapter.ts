@@ -1,0 +1,161 @@
+import { createRequire } from 'node:module'
+import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
+
+/**
+ * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
+ * native-notes/fuse-native.md). One handler per operation, one wrapper that calls back
+ * exactly once and maps errors through one errno table. Paths cross the binding as latin1
+ * strings, one char per byte, so names that are not UTF-8 round-trip.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type FuseCtor = any
+const require = createRequire(import.meta.url)
+let FuseMod: FuseCtor | null = null
+export function fuseBinding(): FuseCtor {
+  FuseMod ??= require('fuse-native')
+  return FuseMod
+}
+
+const ERRNO: Record<string, number> = {
+  ENOENT: -2, EIO: -5, EBADF: -9, EACCES: -13, ENOTDIR: -20, EISDIR: -21, EINVAL: -22, ERANGE: -34,
+  EROFS: -30, ENOSYS: -38, ENODATA: -61, ENOTSUP: -95,
+}
+
+export interface MountLog {
+  (message: string): void
+}
+
+export interface FuseServeOptions {
+  mountpoint: string
+  allowOther?: boolean
+  /** Seconds the kernel may cache attributes and entries (generations are immutable). */
+  attrTimeoutS?: number
+  /** Seconds the kernel may cache a failed lookup (0 for a whole-repository mount, whose root grows). */
+  negativeTimeoutS?: number
+  fsname?: string
+  log: MountLog
+  debug?: boolean
+}
+
+const P = (path: string): Buffer => Buffer.from(path, 'latin1')
+
+function makedev(major: number, minor: number): number {
+  return (major & 0xfff) * 256 + (minor & 0xff) + (minor & ~0xff) * 4096 + Math.floor(major / 4096) * 2 ** 32
+}
+
+export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
+  return {
+    ino: a.ino,
+    mode: a.mode,
+    nlink: a.nlink,
+    uid: a.uid,
+    gid: a.gid,
+    size: a.size,
+    blocks: a.blocks,
+    blksize: 4096,
+    rdev: a.rdevMajor || a.rdevMinor ? makedev(a.rdevMajor, a.rdevMinor) : 0,
+    atime: { sec: a.atimeSec, nsec: a.atimeNsec },
+    mtime: { sec: a.mtimeSec, nsec: a.mtimeNsec },
+    ctime: { sec: a.ctimeSec, nsec: a.ctimeNsec },
+    noXattrs: !hasXattrs,
+  }
+}
+
+/** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
+export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount(): Promise<void> }> {
+  const Fuse = fuseBinding()
+  const fail = (err: unknown, op: string, path: string): number => {
+    if (err instanceof VfsError) {
+      if (err.errno === 'EIO') opts.log(`${op} ${path}: ${(err.cause as Error | undefined)?.message ?? 'I/O error'}`)
+      return ERRNO[err.errno] ?? ERRNO.EIO!
+    }
+    opts.log(`${op} ${path}: ${(err as Error).message}`)
+    return ERRNO.EIO!
+  }
+  /** Wraps a synchronous handler: its result or its error reaches the callback exactly once. */
+  const sync = <A extends unknown[]>(op: string, fn: (path: string, ...a: A) => unknown[]) =>
+    (path: string, ...args: [...A, (...r: unknown[]) => void]) => {
+      const cb = args.pop() as (...r: unknown[]) => void
+      let res: unknown[]
+      try {
+        res = fn(path, ...(args as unknown as A))
+      } catch (err) {
+        return cb(fail(err, op, path))
+      }
+      cb(0, ...res)
+    }
+  const hasX = (path: Buffer): boolean => {
+    try {
+      return vfs.listxattr(path).length > 0
+    } catch {
+      return false
+    }
+  }
+  const erofs = (...args: unknown[]): void => (args[args.length - 1] as (e: number) => void)(ERRNO.EROFS!)
+  const ops = {
+    init: (cb: (e: number) => void) => cb(0),
+    statfs: sync('statfs', () => [{ bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 }]),
+    getattr: sync('getattr', (path) => {
+      const p = P(path)
+      return [toStat(vfs.getattr(p), hasX(p))]
+    }),
+    fgetattr: sync('fgetattr', (path) => {
+      const p = P(path)
+      return [toStat(vfs.getattr(p), hasX(p))]
+    }),
+    access: sync('access', (path, mode: number) => {
+      vfs.getattr(P(path))
+      if (mode & 2) throw new VfsError('EROFS')
+      return []
+    }),
+    readdir: sync('readdir', (path) => {
+      const d = vfs.readdir(P(path))
+      const base = path === '/' ? '/' : `${path}/`
+      return [d.names.map((n) => n.toString('latin1')), d.attrs.map((a, i) => toStat(a, hasX(P(base + d.names[i]!.toString('latin1')))))]
+    }),
+    readlink: sync('readlink', (path) => [vfs.readlink(P(path)).toString('latin1')]),
+    listxattr: sync('listxattr', (path) => [vfs.listxattr(P(path)).map((n) => n.toString('latin1'))]),
+    getxattr: sync('getxattr', (path, name: string) => [vfs.getxattr(P(path), P(name))]),
+    open: sync('open', (path, flags: number) => {
+      if ((flags & 3) !== 0) throw new VfsError('EROFS')
+      return [vfs.open(P(path))]
+    }),
+    release: sync('release', (_path, fd: number) => {
+      vfs.release(fd)
+      return []
+    }),
+    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+      // buf is libfuse's memory: fill it before calling back, never keep it after.
+      vfs.read(fd, buf, len, pos).then(cb, (err) => cb(fail(err, 'read', path)))
+    },
+    write: erofs, create: erofs, truncate: erofs, ftruncate: erofs, unlink: erofs, rmdir: erofs, mkdir: erofs,
+    rename: erofs, link: erofs, symlink: erofs, chmod: erofs, chown: erofs, utimens: erofs, setxattr: erofs,
+    removexattr: erofs, mknod: erofs,
+  }
+  const ttl = opts.attrTimeoutS ?? 86400
+  const fuse = new Fuse(opts.mountpoint, ops, {
+    timeout: false, // tape recalls may take minutes; the kernel has its own limits
+    useIno: true,
+    kernelCache: true,
+    attrTimeout: ttl,
+    entryTimeout: ttl,
+    negativeTimeout: opts.negativeTimeoutS ?? ttl,
+    statCache: { getattr: true },
+    readOnly: true,
+    defaultPermissions: true,
+    allowOther: !!opts.allowOther,
+    fsname: opts.fsname ?? 'bfs',
+    subtype: 'bfs',
+    maxRead: 1 << 20,
+    debug: !!opts.debug,
+  })
+  return new Promise((resolve, reject) => {
+    fuse.mount((err: Error | null) => {
+      if (err) return reject(err)
+      resolve({
+        unmount: () =>
+          new Promise<void>((res, rej) => fuse.unmount((e: Error | null) => (e ? rej(e) : res()))),
+      })
+    })
+  })
+}

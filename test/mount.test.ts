@@ -1,0 +1,205 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+
+// Real FUSE mounts, each served by its own `bfs mount` process. These must run in CI (root, /dev/fuse):
+// there is no skip. Every mount is unmounted in teardown.
+let work: string
+let src: string
+let repo: string
+const mounts = new Set<string>()
+
+/** `bfs mount [GEN] MNT [options]`; the mount point is the last argument before the options. */
+function mount(args: string[], r = repo): { code: number; stdout: string; stderr: string } {
+  const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1]!.startsWith('--')))
+  const mnt = path.resolve(positional[positional.length - 1]!)
+  const res = bfs(['mount', ...args], { repo: r })
+  if (res.code === 0) mounts.add(mnt)
+  return res
+}
+function umount(mnt: string): void {
+  bfs(['umount', mnt])
+  if (sh(`grep -q ' ${mnt} ' /proc/mounts`).code === 0) sh(`fusermount -uz '${mnt}'`)
+  mounts.delete(mnt)
+}
+const mkmnt = (name: string): string => {
+  const m = path.join(work, name)
+  fs.mkdirSync(m, { recursive: true })
+  return m
+}
+
+beforeAll(() => {
+  expect(fs.existsSync('/dev/fuse')).toBe(true)
+  work = tmpdir('bfs-mount-')
+  src = path.join(work, 'src')
+  repo = path.join(work, 'repo')
+  makeTree(src)
+  fs.writeFileSync(path.join(src, 'a/b/needle.txt'), 'the quick brown fox\n')
+  expect(bfs(['backup', src, '--frame-blocks', '16'], { repo }).code).toBe(0)
+})
+afterEach(() => {
+  for (const m of [...mounts]) umount(m)
+})
+afterAll(() => {
+  for (const m of [...mounts]) umount(m)
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe('one generation mounted read-only', () => {
+  it('is what the source was, for ls, stat, find, du, cat, sha256sum, grep, getfattr, readlink, diff, tar, rsync and cp -a', () => {
+    const mnt = mkmnt('m1')
+    const m = mount(['gen1', mnt])
+    expect(m.stderr).toBe('')
+    expect(m.code).toBe(0)
+    expect(m.stdout).toMatch(/^mounted gen1 at /)
+    expect(sh(`ls -la '${mnt}'`).code).toBe(0)
+    // every entry's type, mode, owner, size, ns mtime, link count, symlink target
+    expect(statTree(mnt)).toBe(statTree(src))
+    expect(diffTree(src, mnt)).toBe('')
+    expect(sh(`cd '${mnt}' && find . | sort`).stdout).toBe(sh(`cd '${src}' && find . | sort`).stdout)
+    expect(sh(`cd '${mnt}' && find . -type f -print0 | sort -z | xargs -0 sha256sum`).stdout).toBe(sh(`cd '${src}' && find . -type f -print0 | sort -z | xargs -0 sha256sum`).stdout)
+    expect(sh(`grep -r 'quick brown' '${mnt}'`).stdout).toBe(`${mnt}/a/b/needle.txt:the quick brown fox\n`)
+    expect(sh(`cd '${mnt}' && getfattr -d -m - hello.txt seq.txt emptydir`).stdout).toBe(sh(`cd '${src}' && getfattr -d -m - hello.txt seq.txt emptydir`).stdout)
+    expect(sh(`readlink '${mnt}/a/link'`).stdout).toBe('../hello.txt\n')
+    // holes: du shows the sparse file's allocation, not its size
+    expect(Number(sh(`du -k '${mnt}/sparse.img'`).stdout.split('\t')[0])).toBeLessThan(64)
+    expect(sh(`stat -c '%s' '${mnt}/sparse.img'`).stdout).toBe(`${64 << 20}\n`)
+    // hard links share an inode and a link count
+    const ino = sh(`stat -c '%i %h' '${mnt}/hello.txt' '${mnt}/a/hardlink.txt'`).stdout.split('\n')
+    expect(ino[0]).toBe(ino[1])
+    expect(ino[0]).toMatch(/ 2$/)
+    // tar sees the same archive, rsync sees nothing to do
+    expect(sh(`cd '${mnt}' && tar --sort=name --numeric-owner --full-time -cvvf /dev/null .`).stdout).toBe(sh(`cd '${src}' && tar --sort=name --numeric-owner --full-time -cvvf /dev/null .`).stdout)
+    const rs = sh(`rsync -a -n -i -H -X --specials --devices '${mnt}/' '${src}/'`)
+    expect(rs.stderr).toBe('')
+    expect(rs.stdout).toBe('')
+    // partial restore: cp -a of a subtree keeps modes, ns times, symlinks, xattrs
+    const out = path.join(work, 'cp-out')
+    expect(sh(`cp -a '${mnt}/a' '${out}' && cp -a '${mnt}/hello.txt' '${mnt}/emptydir' '${out}/'`).code).toBe(0)
+    expect(statTree(path.join(out))).toContain('./link|symbolic link|777|0:0|12|1999-12-31 23:59:59.500000000')
+    expect(diffTree(path.join(src, 'a'), path.join(out)).split('\n').filter((l) => !/^Only in .*cp-out: (hello.txt|emptydir)$/.test(l)).join('')).toBe('')
+    expect(sh(`stat -c '%y' '${out}/hello.txt'`).stdout).toBe('2001-02-03 04:05:06.123456789 +0000\n')
+    expect(sh(`getfattr --only-values -n user.dir '${out}/emptydir'`).stdout).toBe('yes')
+  })
+
+  it('odd names round-trip: newlines and invalid UTF-8 bytes', () => {
+    const mnt = mkmnt('m-odd')
+    expect(mount(['gen1', mnt]).code).toBe(0)
+    const odd = Buffer.from('odd\nname\xff\xfe.txt', 'latin1')
+    const names = fs.readdirSync(mnt, { encoding: 'buffer' })
+    expect(names.some((n) => n.equals(odd))).toBe(true)
+    const p = Buffer.concat([Buffer.from(mnt + '/'), odd])
+    expect(sh(`cat "$(printf '%s/odd\\nname\\377\\376.txt' '${mnt}')"`).stdout).toBe('odd name\n')
+    expect(fs.existsSync(p)).toBe(true)
+  })
+
+  it('every write fails with EROFS', () => {
+    const mnt = mkmnt('m-ro')
+    expect(mount(['gen1', mnt]).code).toBe(0)
+    for (const cmd of [
+      `touch '${mnt}/new'`, `rm '${mnt}/hello.txt'`, `mkdir '${mnt}/d'`, `mv '${mnt}/hello.txt' '${mnt}/x'`,
+      `chmod 600 '${mnt}/hello.txt'`, `truncate -s 0 '${mnt}/hello.txt'`, `setfattr -n user.x -v 1 '${mnt}/hello.txt'`,
+      `echo x >> '${mnt}/hello.txt'`, `ln -s x '${mnt}/sym'`, `touch '${mnt}/hello.txt'`,
+    ]) {
+      const r = sh(cmd)
+      expect(r.code, cmd).not.toBe(0)
+      expect(r.stderr, cmd).toMatch(/Read-only file system/)
+    }
+    expect(sh(`cat '${mnt}/hello.txt'`).stdout).toBe('hello world\n')
+  })
+
+  it('parallel readers do not deadlock', () => {
+    const mnt = mkmnt('m-par')
+    expect(mount(['gen1', mnt, '--cache-size', '1M'], repo).code).toBe(0)
+    const r = sh(`cd '${mnt}' && timeout 60 bash -c "for i in 1 2 3 4; do find . -type f -print0; done | xargs -0 -P8 -n4 cat | wc -c"`)
+    expect(r.code).toBe(0)
+    const one = Number(sh(`cd '${src}' && find . -type f -print0 | xargs -0 cat | wc -c`).stdout)
+    expect(Number(r.stdout)).toBe(4 * one)
+  })
+})
+
+describe('the whole repository mounted', () => {
+  it('shows gen1/ … genN/, latest and by-date/, and generations made after the mount', () => {
+    const mnt = mkmnt('m-all')
+    expect(mount([mnt]).code).toBe(0)
+    expect(sh(`ls '${mnt}'`).stdout).toBe('by-date\ngen1\nlatest\n')
+    expect(sh(`readlink '${mnt}/latest'`).stdout).toBe('gen1\n')
+    expect(sh(`cat '${mnt}/latest/hello.txt'`).stdout).toBe('hello world\n')
+    const d = sh(`ls '${mnt}/by-date'`).stdout.trim()
+    expect(d).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    expect(sh(`readlink '${mnt}/by-date/${d}'`).stdout).toBe('../gen1\n')
+    // a backup while mounted: mounts take no lock, and the new generation appears
+    fs.appendFileSync(path.join(src, 'hello.txt'), 'second\n')
+    const b = bfs(['backup', src], { repo })
+    expect(b.code).toBe(0)
+    sh('sleep 1.2')
+    expect(sh(`ls '${mnt}'`).stdout).toBe('by-date\ngen1\ngen2\nlatest\n')
+    expect(sh(`readlink '${mnt}/latest'`).stdout).toBe('gen2\n')
+    expect(sh(`cat '${mnt}/gen2/hello.txt'`).stdout).toBe('hello world\nsecond\n')
+    expect(sh(`cat '${mnt}/gen1/hello.txt'`).stdout).toBe('hello world\n')
+    expect(sh(`diff -r '${mnt}/gen2/a' '${src}/a'`).code).toBe(0)
+  })
+})
+
+describe('lifecycle and failure', () => {
+  it('clear errors for a missing, non-empty or mounted mount point and an unknown generation', () => {
+    const mnt = mkmnt('m-life')
+    expect(mount(['gen1', path.join(work, 'nope')]).stderr).toMatch(/^bfs: mount point .*nope does not exist\n$/)
+    fs.writeFileSync(path.join(work, 'full-dir-file'), '')
+    const full = mkmnt('m-full')
+    fs.writeFileSync(path.join(full, 'x'), '')
+    const ne = mount(['gen1', full])
+    expect(ne.code).toBe(1)
+    expect(ne.stderr).toMatch(/^bfs: mount point .* is not empty\n$/)
+    expect(mount(['gen99', mnt]).stderr).toMatch(/^bfs: no generation gen99/)
+    expect(mount(['gen1', mnt]).code).toBe(0)
+    const again = mount(['gen1', mnt])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/is already a mount point/)
+    expect(bfs(['umount', path.join(work, 'm-full')]).stderr).toMatch(/is not mounted/)
+    expect(mount(['gen1', repo]).stderr).toMatch(/is not empty|overlaps the repository/)
+  })
+
+  it('SIGTERM unmounts cleanly; a killed server is recovered by bfs umount', () => {
+    const mnt = mkmnt('m-sig')
+    const m = mount(['gen1', mnt])
+    const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
+    process.kill(pid, 'SIGTERM')
+    sh(`for i in $(seq 200); do grep -q ' ${mnt} ' /proc/mounts || break; sleep 0.1; done`)
+    expect(sh(`grep -c ' ${mnt} ' /proc/mounts`).stdout.trim()).toBe('0')
+    mounts.delete(mnt)
+    const m2 = mount(['gen1', mnt])
+    const pid2 = Number(/pid (\d+)/.exec(m2.stdout)![1])
+    process.kill(pid2, 'SIGKILL')
+    sh('sleep 0.3')
+    expect(sh(`ls '${mnt}'`).stderr).toMatch(/Transport endpoint is not connected/)
+    const u = bfs(['umount', mnt])
+    expect(u.code).toBe(0)
+    mounts.delete(mnt)
+    expect(sh(`grep -c ' ${mnt} ' /proc/mounts`).stdout.trim()).toBe('0')
+    expect(mount(['gen1', mnt]).code).toBe(0)
+  })
+
+  it('a corrupt frame fails that file with EIO, is logged, and the mount stays up', () => {
+    const r = path.join(work, 'repo-bad')
+    const s = path.join(work, 'bad-src')
+    fs.mkdirSync(s)
+    fs.writeFileSync(path.join(s, 'big'), Array.from({ length: 300000 }, (_, i) => `line ${i}`).join('\n'))
+    fs.writeFileSync(path.join(s, 'small'), 'small\n')
+    expect(bfs(['backup', s], { repo: r }).code).toBe(0)
+    const unit = path.join(r, 'gens/00000001/unit-00000000')
+    const b = fs.readFileSync(unit)
+    b[200] ^= 0x55 // in frame 0: the start of 'big' ('small' is stored after it, in the last frame)
+    fs.writeFileSync(unit, b)
+    const mnt = mkmnt('m-bad')
+    const m = mount(['gen1', mnt], r)
+    expect(m.code).toBe(0)
+    const c = sh(`cat '${mnt}/big' > /dev/null`)
+    expect(c.code).not.toBe(0)
+    expect(c.stderr).toMatch(/Input\/output error/)
+    expect(sh(`cat '${mnt}/small'`).stdout).toBe('small\n')
+    const log = /log (\S+)\)/.exec(m.stdout)![1]!
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/read \/big: .*frame \d+ is corrupt/)
+  })
+})

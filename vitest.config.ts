@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    // Real backups, restores and FUSE mounts on a 2-core machine: generous, not timed assertions.
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    // Test files run one at a time: several FUSE servers and backups at once on 2 cores only add noise.
+    fileParallelism: false,
+  },
+})
