@@ -810,6 +810,130 @@ fail:
   return NULL;
 }
 
+/* ---- XXH64 block hashes ------------------------------------------------- */
+/* XXH64 (seed 0), written from the public xxHash specification. Used for bfs's block
+ * hashes and frame checks: ~10x faster than SHA-256, 64 bits suffice to tell a block
+ * from the previous version at the same position and to detect corruption. */
+
+#define XXP1 11400714785074694791ULL
+#define XXP2 14029467366897019727ULL
+#define XXP3 1609587929392839161ULL
+#define XXP4 9650029242287828579ULL
+#define XXP5 2870177450012600261ULL
+
+static inline uint64_t xx_rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t xx_read64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; } /* little-endian hosts */
+static inline uint32_t xx_read32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t xx_round(uint64_t acc, uint64_t in) {
+  acc += in * XXP2;
+  acc = xx_rotl(acc, 31);
+  return acc * XXP1;
+}
+static inline uint64_t xx_merge(uint64_t acc, uint64_t v) {
+  acc ^= xx_round(0, v);
+  return acc * XXP1 + XXP4;
+}
+
+static uint64_t xxh64(const uint8_t *p, size_t len) {
+  const uint8_t *end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    const uint8_t *limit = end - 32;
+    uint64_t v1 = XXP1 + XXP2, v2 = XXP2, v3 = 0, v4 = (uint64_t)0 - XXP1;
+    do {
+      v1 = xx_round(v1, xx_read64(p));
+      v2 = xx_round(v2, xx_read64(p + 8));
+      v3 = xx_round(v3, xx_read64(p + 16));
+      v4 = xx_round(v4, xx_read64(p + 24));
+      p += 32;
+    } while (p <= limit);
+    h = xx_rotl(v1, 1) + xx_rotl(v2, 7) + xx_rotl(v3, 12) + xx_rotl(v4, 18);
+    h = xx_merge(h, v1);
+    h = xx_merge(h, v2);
+    h = xx_merge(h, v3);
+    h = xx_merge(h, v4);
+  } else {
+    h = XXP5;
+  }
+  h += (uint64_t)len;
+  while (p + 8 <= end) {
+    h ^= xx_round(0, xx_read64(p));
+    h = xx_rotl(h, 27) * XXP1 + XXP4;
+    p += 8;
+  }
+  if (p + 4 <= end) {
+    h ^= (uint64_t)xx_read32(p) * XXP1;
+    h = xx_rotl(h, 23) * XXP2 + XXP3;
+    p += 4;
+  }
+  while (p < end) {
+    h ^= (uint64_t)(*p) * XXP5;
+    h = xx_rotl(h, 11) * XXP1;
+    p++;
+  }
+  h ^= h >> 33;
+  h *= XXP2;
+  h ^= h >> 29;
+  h *= XXP3;
+  h ^= h >> 32;
+  return h;
+}
+
+static int get_buffer_arg(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len) {
+  bool is_buf = false;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf ||
+      napi_get_buffer_info(env, v, (void **)data, len) != napi_ok) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "The argument '%s' must be a Buffer", name);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* hashBlocks(src, srcOffset, blocks, out, outOffset): XXH64 of each 4096-byte block, 8 bytes LE each. */
+static napi_value js_hash_blocks(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 5);
+  uint8_t *src, *out;
+  size_t src_len, out_len;
+  double src_off, blocks, out_off;
+  if (!get_buffer_arg(env, argv[0], "src", &src, &src_len) ||
+      !get_integer_arg(env, argv[1], "srcOffset", 0, MAX_SAFE_INTEGER, &src_off) ||
+      !get_integer_arg(env, argv[2], "blocks", 0, MAX_SAFE_INTEGER, &blocks) ||
+      !get_buffer_arg(env, argv[3], "out", &out, &out_len) ||
+      !get_integer_arg(env, argv[4], "outOffset", 0, MAX_SAFE_INTEGER, &out_off))
+    return NULL;
+  size_t n = (size_t)blocks;
+  if ((size_t)src_off + n * 4096 > src_len || (size_t)out_off + n * 8 > out_len) {
+    throw_range(env, "hashBlocks: range outside the buffers");
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t h = xxh64(src + (size_t)src_off + i * 4096, 4096);
+    memcpy(out + (size_t)out_off + i * 8, &h, 8);
+  }
+  return NULL;
+}
+
+/* xxh64Into(src, out, outOffset): XXH64 of the whole of src, 8 bytes LE. */
+static napi_value js_xxh64_into(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 3);
+  uint8_t *src, *out;
+  size_t src_len, out_len;
+  double out_off;
+  if (!get_buffer_arg(env, argv[0], "src", &src, &src_len) ||
+      !get_buffer_arg(env, argv[1], "out", &out, &out_len) ||
+      !get_integer_arg(env, argv[2], "outOffset", 0, MAX_SAFE_INTEGER, &out_off))
+    return NULL;
+  if ((size_t)out_off + 8 > out_len) {
+    throw_range(env, "xxh64Into: output outside the buffer");
+    return NULL;
+  }
+  uint64_t h = xxh64(src, src_len);
+  memcpy(out + (size_t)out_off, &h, 8);
+  return NULL;
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 NAPI_MODULE_INIT() {
@@ -826,6 +950,8 @@ NAPI_MODULE_INIT() {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blockDeviceSize", NULL, js_block_device_size, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},
     {"STAT_FIELDS", NULL, NULL, NULL, NULL, stat_fields, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -163,6 +163,29 @@ describe('catalog', () => {
   })
 })
 
+describe('block hashes', () => {
+  it('XXH64 matches the reference vectors (xxhsum -H1)', async () => {
+    const { hashBlocks, frameCheck, zeroBlockHash } = await import('../src/codec/hash.js')
+    const { xxh64Into } = await import('../src/native/index.js')
+    const one = (b: Buffer): string => {
+      const o = Buffer.alloc(8)
+      xxh64Into(b, o, 0)
+      return o.readBigUInt64LE(0).toString(16).padStart(16, '0')
+    }
+    expect(one(Buffer.alloc(0))).toBe('ef46db3751d8e999')
+    expect(one(Buffer.from('a'))).toBe('d24ec4f1a98c6e5b')
+    expect(zeroBlockHash('xxh64').readBigUInt64LE(0).toString(16)).toBe('ac869b6f32d8bbdb')
+    const two = Buffer.alloc(8192)
+    two.write('hello', 4096)
+    const h = Buffer.alloc(16)
+    hashBlocks('xxh64', two, 0, 2, h, 0)
+    expect(h.subarray(0, 8).equals(zeroBlockHash('xxh64'))).toBe(true)
+    expect(frameCheck('xxh64', h).toString('hex')).toBe(Buffer.from(one(h), 'hex').reverse().toString('hex'))
+    // the older algorithm still works
+    expect(zeroBlockHash('sha256-64').toString('hex')).toBe('ad7facb2586fc6e9')
+  })
+})
+
 describe('manifest', () => {
   it('rejects missing or inconsistent fields with the field name', () => {
     expect(() => decodeManifest(Buffer.from('{'), 'm')).toThrow(/not valid JSON/)

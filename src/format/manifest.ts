@@ -117,8 +117,8 @@ export interface RepoConfig {
   repoId: string
   created: string
   blockBytes: 4096
-  /** Per-block hash: first 8 bytes of SHA-256 of the 4096-byte block. */
-  hashAlg: 'sha256-64'
+  /** Per-block hash: 'xxh64' (XXH64 of the block) or 'sha256-64' (first 8 bytes of SHA-256). */
+  hashAlg: 'xxh64' | 'sha256-64'
   compression: 'zstd'
 }
 
@@ -129,7 +129,7 @@ export function decodeConfig(payload: Buffer, what: string): RepoConfig {
   } catch {
     throw new FormatError('BAD_VALUE', `${what}: config is not valid JSON`)
   }
-  if (typeof c !== 'object' || c === null || c.format !== 1 || c.blockBytes !== 4096 || c.hashAlg !== 'sha256-64' || c.compression !== 'zstd' || typeof c.repoId !== 'string') {
+  if (typeof c !== 'object' || c === null || c.format !== 1 || c.blockBytes !== 4096 || (c.hashAlg !== 'xxh64' && c.hashAlg !== 'sha256-64') || c.compression !== 'zstd' || typeof c.repoId !== 'string') {
     throw new FormatError('BAD_VALUE', `${what}: unsupported repository config`)
   }
   return c

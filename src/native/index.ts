@@ -95,6 +95,8 @@ interface Addon {
   mknod(path: PathLike, mode: number, rdevMajor: number, rdevMinor: number): void
   blockDeviceSize(fd: number): number
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
+  hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
+  xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
 }
 
 // From src/native/ (vitest) and dist/native/ (after tsc) alike, the addon is two levels up.
@@ -267,4 +269,18 @@ export function blockDeviceSize(fd: number): number {
  */
 export function fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean {
   return addon().fadvise(fd, offsetBytes, lengthBytes, advice)
+}
+
+/**
+ * XXH64 (seed 0) of each of `blocks` 4096-byte blocks of `src` starting at byte
+ * `srcOffset`, written as 8 little-endian bytes each into `out` at `outOffset`.
+ * Throws RangeError if either range falls outside its buffer.
+ */
+export function hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void {
+  addon().hashBlocks(src, srcOffset, blocks, out, outOffset)
+}
+
+/** XXH64 (seed 0) of the whole of `src`, written as 8 little-endian bytes into `out` at `outOffset`. */
+export function xxh64Into(src: Buffer, out: Buffer, outOffset: number): void {
+  addon().xxh64Into(src, out, outOffset)
 }

@@ -225,7 +225,7 @@ class TreeWriter {
     private readonly reporter: BackupReporter,
     private readonly prev: Manifest | null,
   ) {
-    this.stream = new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL)
+    this.stream = new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
     this.resolver = new ObjectResolver(repo)
     this.isExcluded = compileExcludes(opts.excludes ?? [])
     this.rootDev = rootSt[native.S_DEV]!
@@ -510,6 +510,7 @@ class TreeWriter {
       sizeBytes: o.sizeBytes,
       extents: this.resolver.resolve(gen, index),
       hashesOf: (g) => this.repo.hashes(g),
+      hashAlg: this.repo.config.hashAlg,
     }
   }
 }

@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import { BLOCK_BYTES, blockHash, HASH_BYTES, isZeroBlock, ZERO_BLOCK_HASH } from '../codec/hash.js'
+import { BLOCK_BYTES, blockHash, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import type { StreamWriter } from './stream.js'
 
@@ -13,6 +13,7 @@ export interface BaseObject {
   extents: Extent[]
   /** Block hashes of generation `gen`'s stream, for any gen an extent names. */
   hashesOf(gen: number): Buffer
+  hashAlg: HashAlg
 }
 
 export interface StoredObject {
@@ -62,6 +63,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
   let short = false
   let changed = false
   let cursor = 0 // next file block not yet classified
+  const ZERO_BLOCK_HASH = base ? zeroBlockHash(base.hashAlg) : Buffer.alloc(0)
   const oldHash = (fb: number): Buffer => {
     const i = findExtent(base!.extents, fb)
     if (i < 0) return ZERO_BLOCK_HASH
@@ -111,7 +113,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
         if (base) {
           let h = ZERO_BLOCK_HASH
           if (!zero) {
-            blockHash(space.buf.subarray(off, off + BLOCK_BYTES), scratchHash, 0)
+            blockHash(base.hashAlg, space.buf.subarray(off, off + BLOCK_BYTES), scratchHash, 0)
             h = scratchHash
           }
           if (h.equals(oldHash(fb + i))) store = false

@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads'
 import type { WorkerReply, WorkerRequest } from './worker.js'
 
 /**
- * N worker threads; work goes to a worker chosen by the caller (units round-robin by
+ * N worker threads, started on first use (a backup with nothing to read never starts
+ * them); work goes to a worker chosen by the caller (units round-robin by
  * unit index) or to the least-busy one. Each call resolves with the worker's reply.
  */
 export class WorkerPool {
@@ -13,8 +14,10 @@ export class WorkerPool {
   private nextId = 1
   private failed: Error | null = null
 
-  constructor(readonly size = os.availableParallelism()) {
-    for (let i = 0; i < size; i++) {
+  constructor(readonly size = os.availableParallelism()) {}
+
+  private start(): void {
+    for (let i = 0; i < this.size; i++) {
       const w = new Worker(new URL('./worker.js', import.meta.url))
       w.on('message', (reply: WorkerReply) => {
         const p = this.pending.get(reply.id)
@@ -48,6 +51,7 @@ export class WorkerPool {
   /** Runs `req` on worker `index % size` (or the least busy when index is undefined). */
   run(req: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = [], index?: number): Promise<WorkerReply> {
     if (this.failed) return Promise.reject(this.failed)
+    if (this.workers.length === 0) this.start()
     let w = index === undefined ? this.busy.indexOf(Math.min(...this.busy)) : index % this.size
     const id = this.nextId++
     this.busy[w]!++

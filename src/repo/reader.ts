@@ -16,8 +16,10 @@ export class ObjectReader {
   private readonly units = new Map<string, UnitFile>()
   private readonly frames: LRUCache<string, Buffer>
   private readonly dec = new FrameDecompressor()
+  private readonly hashAlg: Repository['config']['hashAlg']
 
   constructor(private readonly repo: Repository, cacheBytes = 64 << 20, private readonly fullCheck = false) {
+    this.hashAlg = repo.config.hashAlg
     this.resolver = new ObjectResolver(repo)
     this.frames = new LRUCache<string, Buffer>({ maxSize: cacheBytes, sizeCalculation: (b) => b.length || 1 })
   }
@@ -47,7 +49,7 @@ export class ObjectReader {
       const u = this.unit(gen, unit)
       const e = u.table.entries[frame]
       if (!e) throw new Error(`gen${gen}: stream block ${sb} is past the end of unit ${unit}`)
-      data = u.readFrame(frame, Buffer.allocUnsafe(e.rawBytes), this.dec, this.fullCheck)
+      data = u.readFrame(frame, Buffer.allocUnsafe(e.rawBytes), this.dec, this.fullCheck ? this.hashAlg : null)
       this.frames.set(key, data)
     }
     return { data, offset: (inUnit - frame * m.frameBlocks) * BLOCK_BYTES }

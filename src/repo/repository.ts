@@ -9,6 +9,7 @@ import { decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, type MapObject } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
+import { DEFAULT_HASH_ALG } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 
 export const keys = {
@@ -74,7 +75,7 @@ export class Repository {
       repoId: randomBytes(16).toString('hex'),
       created: new Date().toISOString(),
       blockBytes: 4096,
-      hashAlg: 'sha256-64',
+      hashAlg: DEFAULT_HASH_ALG,
       compression: 'zstd',
     }
     // config is written last: a directory without it is not a repository yet.

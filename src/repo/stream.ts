@@ -1,4 +1,4 @@
-import { BLOCK_BYTES, HASH_BYTES } from '../codec/hash.js'
+import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { encodeSeekTableAndTrailer, encodeUnitHeader, frameCountFor, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import type { UnitRef } from '../format/manifest.js'
 import type { DiskStore } from '../store/disk.js'
@@ -31,6 +31,7 @@ export class StreamWriter {
     readonly unitBlocks: number,
     readonly frameBlocks: number,
     readonly level: number,
+    private readonly hashAlg: HashAlg,
   ) {
     this.buf = Buffer.from(new ArrayBuffer(unitBlocks * BLOCK_BYTES))
     this.hashes = Buffer.alloc(unitBlocks * HASH_BYTES * 4)
@@ -75,7 +76,7 @@ export class StreamWriter {
   }
 
   private async compressAndWrite(unitIndex: number, rawBlocks: number, raw: ArrayBuffer): Promise<void> {
-    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level }, [raw], unitIndex)
+    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg }, [raw], unitIndex)
     if (reply.raw && reply.raw.byteLength === this.unitBlocks * BLOCK_BYTES) this.spare.push(reply.raw)
     const hashes = Buffer.from(reply.hashes!)
     const need = (unitIndex * this.unitBlocks + rawBlocks) * HASH_BYTES

@@ -5,7 +5,7 @@ import {
 } from '../format/unit.js'
 import { FormatError } from '../format/errors.js'
 import { FrameDecompressor } from '../codec/zstd.js'
-import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES } from '../codec/hash.js'
+import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 
 /** An open unit file: header and seek table loaded, frames read on demand (synchronously). */
 export class UnitFile {
@@ -44,9 +44,10 @@ export class UnitFile {
 
   /**
    * Decompresses frame `i` into `dst` (at least rawBytes long). zstd checks its own XXH64
-   * content checksum; with `fullCheck` the frame check over every block hash is verified too.
+   * content checksum; with `fullCheck` (the repository's hash algorithm) the frame check
+   * over every block hash is verified too.
    */
-  readFrame(i: number, dst: Buffer, dec: FrameDecompressor, fullCheck = false): Buffer {
+  readFrame(i: number, dst: Buffer, dec: FrameDecompressor, fullCheck: HashAlg | null = null): Buffer {
     const e = this.table.entries[i]!
     const comp = this.readCompressed(i)
     const out = dst.subarray(0, e.rawBytes)
@@ -60,8 +61,8 @@ export class UnitFile {
     if (fullCheck) {
       const blocks = e.rawBytes / BLOCK_BYTES
       const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-      hashBlocks(out, 0, blocks, hashes, 0)
-      if (!frameCheck(hashes).equals(e.check)) throw new FormatError('BAD_CHECKSUM', `${this.path}: frame ${i} checksum mismatch (data is corrupt)`)
+      hashBlocks(fullCheck, out, 0, blocks, hashes, 0)
+      if (!frameCheck(fullCheck, hashes).equals(e.check)) throw new FormatError('BAD_CHECKSUM', `${this.path}: frame ${i} checksum mismatch (data is corrupt)`)
     }
     return out
   }

@@ -101,7 +101,7 @@ export async function verifyGenerations(repo: Repository, mans: Manifest[], prin
         const checks = Buffer.concat(t.entries.map((e) => e.check))
         tasks.push(
           pool
-            .run({ op: 'readFrames', path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
+            .run({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
             .then((r) => {
               for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
               rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
-import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES } from '../codec/hash.js'
+import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { restoreFiles } from './restore-worker.js'
 
 /**
@@ -16,6 +16,7 @@ export interface WorkerRequest {
   rawBlocks?: number
   frameBlocks?: number
   level?: number
+  hashAlg?: HashAlg
   // readFrames: decompress and check frames of one unit file
   path?: string
   offsets?: number[]
@@ -64,8 +65,8 @@ function compress(req: WorkerRequest): WorkerReply {
   for (let f = 0; f < frames; f++) {
     const b0 = f * frameBlocks
     const nb = Math.min(frameBlocks, rawBlocks - b0)
-    hashBlocks(raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
-    frameCheck(hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
+    hashBlocks(req.hashAlg!, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
+    frameCheck(req.hashAlg!, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
     const n = c.compressInto(out.subarray(pos), raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
     frameSizes.push(n)
     pos += n
@@ -110,8 +111,8 @@ function readFrames(req: WorkerRequest): WorkerReply {
       }
       const blocks = rawBytes / BLOCK_BYTES
       const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-      hashBlocks(dst, 0, blocks, hashes, 0)
-      if (!frameCheck(hashes).equals(checks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) bad.push({ frame: i, reason: 'checksum mismatch' })
+      hashBlocks(req.hashAlg!, dst, 0, blocks, hashes, 0)
+      if (!frameCheck(req.hashAlg!, hashes).equals(checks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) bad.push({ frame: i, reason: 'checksum mismatch' })
     }
   } finally {
     fs.closeSync(fd)
