@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+// node report.mjs RESULTS.jsonl OUTBASE MODE
+// Turns the raw records written by run.sh into one markdown table per corpus
+// (metric x tool, plus bfs / best-peer ratio), writes OUTBASE.md and OUTBASE.json,
+// and prints the markdown.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+
+const [resultsFile, outBase, mode = 'full'] = process.argv.slice(2)
+if (!resultsFile || !outBase) { console.error('usage: report.mjs RESULTS.jsonl OUTBASE MODE'); process.exit(64) }
+
+const records = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+const meta = {}
+for (const r of records) if (r.meta) meta[r.meta] = r.value
+
+const TOOLS = ['bfs', 'tar', 'squashfs', 'restic', 'borg', 'native']
+const PEERS = ['tar', 'squashfs', 'restic', 'borg']
+const HEAD = { bfs: 'bfs', tar: 'tar+zstd -3', squashfs: 'mksquashfs zstd(15) + squashfuse', restic: 'restic', borg: 'borg', native: 'native (source)' }
+
+// [metric, label, kind, derived-from]
+// kinds: time (s), int, one (1 decimal), rate (MB/s, higher is better), check, pair (median / p99 µs)
+const BACKUP_ROWS = [
+  ['full_wall_s', 'full backup wall s', 'time'],
+  ['full_mbps', 'full backup MB/s (apparent bytes)', 'rate', ['full_wall_s', 'apparent_bytes']],
+  ['full_rss_mib', 'full backup peak RSS MiB', 'int'],
+  ['repo_full_mb', 'repo size after full MB', 'one'],
+  ['nochange_wall_s', 'no-change backup wall s', 'time'],
+  ['nochange_rss_mib', 'no-change backup peak RSS MiB', 'int'],
+  ['nochange_growth_kb', 'repo growth per no-change backup kB', 'one'],
+  ['incr_wall_s', 'incremental backup wall s', 'time'],
+  ['incr_rss_mib', 'incremental backup peak RSS MiB', 'int'],
+  ['incr_growth_mb', 'repo growth per incremental MB', 'one'],
+  ['restore_wall_s', 'restore of generation 1 wall s', 'time'],
+  ['restore_mbps', 'restore MB/s (apparent bytes)', 'rate', ['restore_wall_s', 'apparent_bytes']],
+  ['restore_rss_mib', 'restore peak RSS MiB', 'int'],
+  ['restore_check', 'restored data identical to source', 'check'],
+  ['mount_ready_s', 'mount: start→mountpoint ready s (cold)', 'time'],
+  ['mount_ls_s', 'mount: start→first `ls` of backed-up root s (cold)', 'time'],
+]
+const ROWS = {
+  tree: [
+    ...BACKUP_ROWS,
+    ['find_s', '`find | wc -l` s (cold)', 'time'],
+    ['cat_s', 'cat every file s (cold)', 'time'],
+    ['cat_mbps', 'cat every file MB/s', 'rate', ['cat_s', 'file_bytes']],
+    ['cp_tools_s', '`cp -a tools/` s (cold)', 'time'],
+    ['mount_check', 'mounted tree identical to source (`diff -r`)', 'check'],
+    ['mount_rss_mib', 'mount daemon peak RSS (VmHWM) MiB', 'int'],
+  ],
+  img: [
+    ...BACKUP_ROWS,
+    ['dd_s', 'dd image bs=1M s (cold)', 'time'],
+    ['dd_mbps', 'dd image MB/s', 'rate', ['dd_s', 'apparent_bytes']],
+    ['pread_cold', '2000×4KiB random pread (cold) median / p99 µs', 'pair'],
+    ['pread_warm', '2000×4KiB random pread (warm) median / p99 µs', 'pair'],
+    ['mount_check', 'mounted image identical to source (`cmp`)', 'check'],
+    ['mount_rss_mib', 'mount daemon peak RSS (VmHWM) MiB', 'int'],
+  ],
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
+const fmtTime = (x) => (x < 0.1 ? x.toFixed(3) : x.toFixed(2))
+const fmtNum = (x, kind) => (kind === 'time' ? fmtTime(x) : kind === 'int' || kind === 'rate' ? String(Math.round(x)) : x.toFixed(1))
+
+// cell for a measured metric: {values, median, min, max, n, status, note, text}
+function baseCell(corpus, metric, tool) {
+  const recs = records.filter((r) => r.corpus === corpus && r.metric === metric && r.tool === tool)
+  const values = recs.filter((r) => typeof r.value === 'number').map((r) => r.value)
+  const st = recs.filter((r) => r.status)
+  const fail = st.find((r) => r.status === 'fail')
+  const cell = { values }
+  if (values.length) Object.assign(cell, { median: median(values), min: Math.min(...values), max: Math.max(...values), n: values.length })
+  const cached = st.find((r) => r.status === 'cached')
+  if (cached) cell.cached = cached.note
+  if (fail) Object.assign(cell, { status: 'fail', note: fail.note })
+  else if (!values.length && st.length) Object.assign(cell, { status: st[0].status, note: st[0].note })
+  return cell
+}
+function cellText(c, kind) {
+  if (c.status === 'fail') return 'FAIL'
+  if (c.median === undefined) return c.status === 'ok' ? 'ok' : c.note || ''
+  const v = fmtNum(c.median, kind)
+  if (kind !== 'time') return v
+  if (c.cached) return `${v} (n=1, cached ${c.cached.match(/\d{4}-\d\d-\d\d/)?.[0] || ''})`
+  return c.n > 1 ? `${v} (${fmtTime(c.min)}–${fmtTime(c.max)}, n=${c.n})` : `${v} (n=1)`
+}
+function makeCell(corpus, [metric, , kind, from], tool) {
+  if (kind === 'pair') {
+    const m = baseCell(corpus, `${metric}_median_us`, tool)
+    const p = baseCell(corpus, `${metric}_p99_us`, tool)
+    if (m.status === 'fail' || p.status === 'fail') return { status: 'fail', note: m.note || p.note, text: 'FAIL' }
+    if (m.median === undefined) return { ...m, text: cellText(m, kind) }
+    return { median: m.median, p99: p.median, n: m.n, values: m.values, p99_values: p.values, text: `${Math.round(m.median)} / ${Math.round(p.median)}` }
+  }
+  if (kind === 'rate') {
+    const [src, bytesKey] = from
+    const b = baseCell(corpus, src, tool)
+    const bytes = meta[`corpus_${corpus}`]?.[bytesKey]
+    if (b.median === undefined || b.status === 'fail' || !bytes) return { status: b.status, note: b.note, text: b.status === 'fail' ? 'FAIL' : cellText(b, kind) }
+    const rate = bytes / 1e6 / b.median
+    return { median: rate, n: b.n, text: String(Math.round(rate)) }
+  }
+  const c = baseCell(corpus, metric, tool)
+  c.text = cellText(c, kind)
+  return c
+}
+function ratio(cells, kind) {
+  if (kind === 'check') return ''
+  const b = cells.bfs
+  if (!b || b.median === undefined || b.status === 'fail') return '—'
+  const higher = kind === 'rate'
+  const peers = PEERS.filter((t) => cells[t] && cells[t].median !== undefined && cells[t].status !== 'fail')
+  if (!peers.length) return '—'
+  const best = peers.reduce((x, y) => ((higher ? cells[y].median > cells[x].median : cells[y].median < cells[x].median) ? y : x))
+  const r = (a, z) => (z === 0 ? (a === 0 ? '1.00' : '∞') : (a / z).toFixed(2))
+  const txt = kind === 'pair' ? `${r(b.median, cells[best].median)} / ${r(b.p99, cells[best].p99)}` : r(b.median, cells[best].median)
+  return `${txt}× (${best})`
+}
+
+function sh(cmd, args) { const r = spawnSync(cmd, args, { encoding: 'utf8' }); return ((r.stdout || '') + (r.stderr || '')).trim().split('\n')[0] }
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
+const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])
+const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bin', 'native', 'package.json'], { encoding: 'utf8' }).stdout.trim() ? ' (uncommitted changes in src/)' : ''
+const env = {
+  cores: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
+  tar: sh('tar', ['--version']), zstd: sh('zstd', ['--version']), mksquashfs: sh('mksquashfs', ['-version']), squashfuse: sh('dpkg-query', ['-W', '-f=${Version}', 'squashfuse']),
+  restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: commit + dirty,
+}
+
+const date = path.basename(outBase).slice(0, 10)
+const fails = records.filter((r) => r.status === 'fail')
+const lines = []
+lines.push(`# bfs benchmark ${date} (${mode})`, '')
+lines.push(`Machine: ${env.cores} cores (${env.cpu}), ${env.mem_gib} GiB RAM, Linux ${env.kernel}, Node ${env.node}. bfs ${env.bfs_commit}.`)
+lines.push(`Peers: ${env.tar}; ${env.zstd}; ${env.mksquashfs}, squashfuse ${env.squashfuse}; ${env.restic}; ${env.borg}.`)
+const f = meta.bfs_features || {}
+lines.push(`bfs features found: ${Object.entries(f).map(([k, v]) => `${k}=${v ? 'yes' : 'no'}`).join(', ')}.`)
+lines.push(`Restores and \`cp -a\` write to ${meta.restore_fs === 'tmpfs' ? 'a tmpfs (this VM\'s ext4 spends erratic tens of seconds of kernel CPU creating 78k files)' : 'the disk'}.`)
+lines.push(`Run took ${meta.elapsed_s ? (meta.elapsed_s / 60).toFixed(1) : '?'} min. Page cache ${meta.cold_ok === 1 ? 'dropped before every cold step' : 'could NOT be dropped: "cold" figures are warm'}.`)
+lines.push('', `Method: every tool does the same work, interleaved; median of ${meta.reps ?? 3} (min–max, n), one run when the first took over a minute. Backups start with the source in page cache. ` +
+  'Incremental = a line appended to every 100th file (tree) / ten random 4 KiB blocks overwritten (img). Restore and mount read generation 1. ' +
+  'Ratio = bfs / best peer (native excluded): below 1 is better for s, MiB, MB and µs, above 1 is better for MB/s.', '')
+const tables = {}
+for (const corpus of ['tree', 'img']) {
+  const cm = meta[`corpus_${corpus}`]
+  if (!cm) continue
+  const desc = corpus === 'tree'
+    ? `${(cm.apparent_bytes / 1e9).toFixed(2)} GB, ${cm.files.toLocaleString('en')} files, ${cm.dirs.toLocaleString('en')} dirs, ${cm.symlinks} symlinks`
+    : `${(cm.apparent_bytes / 2 ** 30).toFixed(2)} GiB sparse ext4 image, ${(cm.allocated_bytes / 1e9).toFixed(2)} GB allocated`
+  lines.push(`## corpus \`${corpus}\` (${desc})`, '')
+  lines.push(`| metric | ${TOOLS.map((t) => HEAD[t]).join(' | ')} | bfs / best peer |`)
+  lines.push(`|---|${TOOLS.map(() => '---').join('|')}|---|`)
+  tables[corpus] = []
+  for (const row of ROWS[corpus]) {
+    const cells = {}
+    for (const t of TOOLS) cells[t] = makeCell(corpus, row, t)
+    const rt = ratio(cells, row[2])
+    tables[corpus].push({ metric: row[0], label: row[1], cells, ratio: rt })
+    lines.push(`| ${row[1]} | ${TOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |`)
+  }
+  lines.push('')
+}
+if (fails.length) {
+  lines.push('## Failures', '')
+  for (const r of fails) lines.push(`- ${r.corpus} ${r.metric} ${r.tool}: ${r.note}`)
+  lines.push('')
+}
+const md = lines.join('\n')
+fs.writeFileSync(`${outBase}.md`, md)
+fs.writeFileSync(`${outBase}.json`, JSON.stringify({ date, mode, env, meta, tables, failures: fails, records }, null, 1) + '\n')
+console.log(md)

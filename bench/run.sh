@@ -1,0 +1,538 @@
+#!/usr/bin/env bash
+# bfs benchmark harness: bfs against tar|zstd, mksquashfs+squashfuse, restic and borg
+# on the same corpora, interleaved.  Usage: bash bench/run.sh full|quick
+# (make bench / make bench-quick).  See bench/README.md for what each figure means.
+set -uo pipefail
+MODE=${1:-full}
+case "$MODE" in full | quick) ;; *) echo "usage: $0 full|quick" >&2; exit 64 ;; esac
+
+BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_SRC/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/var/tmp/bfs-bench}
+# quick mode: one run of each step (a median of 3 does not fit in 3 minutes)
+if [ "$MODE" = quick ]; then REPS=${BENCH_REPS:-1}; else REPS=${BENCH_REPS:-3}; fi
+# mksquashfs at zstd level 15 is the slowest step by far (~3 min for both full corpora,
+# n=1); its image and the time and RSS measured when it was built are reused while the
+# corpus and mksquashfs are unchanged (the table says so). BENCH_SQUASHFS=build rebuilds.
+SQUASHFS=${BENCH_SQUASHFS:-reuse}
+TOOLS=(bfs tar squashfs restic borg)
+TARBALL=/usr/src/linux-source-6.1.tar.xz
+APT_PKGS=(linux-source restic borgbackup squashfs-tools squashfuse zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
+export BFS="$ROOT/bin/bfs"
+# shellcheck source=bench/lib.sh
+source "$BENCH_SRC/lib.sh"
+TOOL_SH=("bash" "$BENCH_SRC/tool.sh")
+
+# --------------------------------------------------------------------------
+# set-up: packages, work dir, corpora
+# --------------------------------------------------------------------------
+install_packages() {
+  local p missing=()
+  for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing Debian packages (${missing[*]}); run as root so the bench can install them"
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install failed"
+}
+
+tarball_id() { stat -c '%s-%Y' "$TARBALL"; }
+
+build_full_tree() {  # $BENCH_DIR/corpus/full/tree = linux-source-6.1.tar.xz extracted
+  local dir=$BENCH_DIR/corpus/full stamp
+  stamp="tree-v1 $(tarball_id)"
+  if [ -f "$dir/tree.ok" ] && [ "$(cat "$dir/tree.ok")" = "$stamp" ] && [ -d "$dir/tree" ]; then return 0; fi
+  log "corpus: extracting $TARBALL"
+  rm -rf "$dir/tree" "$dir/tree.tmp" "$dir/tree.ok"
+  mkdir -p "$dir/tree.tmp"
+  tar -xJf "$TARBALL" -C "$dir/tree.tmp" || die "extracting $TARBALL failed"
+  mv "$dir/tree.tmp/linux-source-6.1" "$dir/tree" && rmdir "$dir/tree.tmp" || die "unexpected layout in $TARBALL"
+  echo "$stamp" >"$dir/tree.ok"
+}
+
+build_quick_tree() {  # ~10 %: tools/ sound/ fs/ of the full tree (137 MB)
+  local dir=$BENCH_DIR/corpus/quick stamp d
+  stamp="qtree-v1 $(tarball_id)"
+  if [ -f "$dir/tree.ok" ] && [ "$(cat "$dir/tree.ok")" = "$stamp" ] && [ -d "$dir/tree" ]; then return 0; fi
+  log "corpus: copying the quick tree subset"
+  rm -rf "$dir/tree" "$dir/tree.ok"
+  mkdir -p "$dir/tree"
+  for d in tools sound fs; do cp -a "$BENCH_DIR/corpus/full/tree/$d" "$dir/tree/" || die "copy $d failed"; done
+  echo "$stamp" >"$dir/tree.ok"
+}
+
+build_img() {  # sparse ext4 image built with mkfs.ext4 -d (no loop device); deterministic
+  local dir=$BENCH_DIR/corpus/$MODE size=$1; shift
+  local stamp="img-v1 $size $* $(tarball_id)" d stage=$dir/img.stage
+  if [ -f "$dir/img.ok" ] && [ "$(cat "$dir/img.ok")" = "$stamp" ] && [ -f "$dir/img/$IMG_NAME" ]; then return 0; fi
+  log "corpus: building the $size ext4 image from $*"
+  rm -rf "$dir/img" "$stage" "$dir/img.ok"
+  mkdir -p "$dir/img" "$stage"
+  for d in "$@"; do cp -al "$BENCH_DIR/corpus/full/tree/$d" "$stage/" || die "staging $d failed"; done
+  truncate -s "$size" "$dir/img/$IMG_NAME"
+  E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -L bfs-bench -U 0b5c7a1e-6c6f-4e2d-9b1a-62666d62656e \
+    -E hash_seed=0b5c7a1e-6c6f-4e2d-9b1a-62666d62656e,root_owner=0:0 -d "$stage" "$dir/img/$IMG_NAME" \
+    || die "mkfs.ext4 -d failed"
+  rm -rf "$stage"
+  touch -d @1700000000 "$dir/img/$IMG_NAME"
+  echo "$stamp" >"$dir/img.ok"
+}
+
+corpus_meta() {  # corpus_meta NAME DIR -> meta record with sizes and counts
+  local name=$1 dir=$2 apparent
+  apparent=$(du -sb "$dir" | cut -f1)
+  find "$dir" -mindepth 1 -printf '%y %s %b\n' | awk -v n="$name" -v ap="$apparent" -v p="$dir" '
+    { if ($1 == "f") { f++; fb += $2; alloc += $3 * 512 } else if ($1 == "d") d++; else if ($1 == "l") l++ }
+    END { printf "{\"path\":\"%s\",\"apparent_bytes\":%.0f,\"file_bytes\":%.0f,\"allocated_bytes\":%.0f,\"files\":%d,\"dirs\":%d,\"symlinks\":%d}\n", p, ap, fb, alloc, f, d, l }' \
+    >"$RUN/corpus-$name.json"
+  rec_meta "corpus_$name" "$(cat "$RUN/corpus-$name.json")"
+  log "corpus $name: $(cat "$RUN/corpus-$name.json")"
+}
+
+# --------------------------------------------------------------------------
+# bfs feature detection: a step is "built" if `bfs <command> --help` exits 0 and
+# prints that command's usage
+# --------------------------------------------------------------------------
+declare -A BFS_HAS
+detect_bfs() {
+  local c
+  BFS_HAS[any]=0
+  if [ -f "$ROOT/dist/cli/main.js" ] && "$BFS" --help >/dev/null 2>&1; then BFS_HAS[any]=1; fi
+  for c in init backup restore mount umount generations; do
+    BFS_HAS[$c]=0
+    # exit 0 is not enough: commander prints the top-level help for an unknown command
+    [ "${BFS_HAS[any]}" = 1 ] && grep -q "^Usage: bfs $c\b" <<<"$("$BFS" "$c" --help 2>&1)" && BFS_HAS[$c]=1
+  done
+  BFS_HAS[volume]=0
+  [ "${BFS_HAS[backup]}" = 1 ] && grep -q -- '--volume' <<<"$("$BFS" backup --help 2>&1)" && BFS_HAS[volume]=1
+  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]}"
+  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]}}"
+}
+# bfs_can STEP -> 0 if bfs can run STEP (backup | restore | mount) on the current corpus
+bfs_can() {
+  [ "${BFS_HAS[init]}" = 1 ] && [ "${BFS_HAS[backup]}" = 1 ] || return 1
+  [ "$KIND" = tree ] || [ "${BFS_HAS[volume]}" = 1 ] || return 1
+  case $1 in
+    backup) return 0 ;;
+    restore) [ "${BFS_HAS[restore]}" = 1 ] ;;
+    mount) [ "${BFS_HAS[mount]}" = 1 ] && [ "${BFS_HAS[umount]}" = 1 ] ;;
+  esac
+}
+
+# --------------------------------------------------------------------------
+# per-corpus steps.  Globals: NAME (tree|img), KIND, SRC (backed-up directory),
+# REPO_OK[tool], GEN[tool] (first generation's name), NGEN[tool]
+# --------------------------------------------------------------------------
+declare -A REPO_OK GEN NGEN SIZE0
+repo_of() { echo "$RUN/repo/$NAME-$1"; }
+repo_mb() { du -sb "$(repo_of "$1")" | awk '{printf "%.1f", $1/1e6}'; }
+repo_bytes() { du -sb "$(repo_of "$1")" | cut -f1; }
+# skip_status METRIC TOOL STEP -> records n/a or skip for a tool that cannot run STEP; 0 if skipped
+skip_status() {
+  local metric=$1 tool=$2 step=$3
+  if [ "$tool" = bfs ] && ! bfs_can "$step"; then rec_status "$NAME" "$metric" bfs na "n/a (not built)"; return 0; fi
+  if [ "$step" != backup ] && [ "$tool" != native ] && [ "${REPO_OK[$tool]:-0}" != 1 ]; then
+    rec_status "$NAME" "$metric" "$tool" fail "skipped: no backup to read from"; return 0
+  fi
+  return 1
+}
+step_begin() { STEP_T0=$EPOCHREALTIME; log "== $NAME: $*"; }
+step_end() { log "== $NAME: $* done in $(fsub "$STEP_T0" "$EPOCHREALTIME") s"; }
+
+step_full_backup() {
+  local rep tool repo logf
+  step_begin "full backup (source in page cache), median of $REPS"
+  warm "$SRC"
+  for tool in "${TOOLS[@]}"; do REPO_OK[$tool]=0; skip_status full_wall_s "$tool" backup && REPO_OK[$tool]=skip; done
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for tool in "${TOOLS[@]}"; do
+      [ "${REPO_OK[$tool]}" = skip ] && continue
+      want_rep "$NAME.full.$tool" "$rep" || continue
+      repo=$(repo_of "$tool"); logf=$RUN/logs/$NAME-full-$tool-$rep.log
+      rm -rf "$repo"
+      if [ "$tool" = squashfs ] && [ "$rep" = 1 ] && squashfs_cached "$repo"; then continue; fi
+      if ! "${TOOL_SH[@]}" init "$tool" "$repo" >"$logf.init" 2>&1; then
+        rec_status "$NAME" full_wall_s "$tool" fail "init failed: $(tail_log "$logf.init")"; REPO_OK[$tool]=0; continue
+      fi
+      timed "$logf" "${TOOL_SH[@]}" backup "$tool" "$repo" "$SRC" g1
+      if [ "$RC" != 0 ]; then
+        rec_status "$NAME" full_wall_s "$tool" fail "exit $RC: $(tail_log "$logf")"; REPO_OK[$tool]=0; continue
+      fi
+      REPO_OK[$tool]=1; NGEN[$tool]=1
+      rec "$NAME" full_wall_s "$tool" "$rep" "$WALL"
+      rec "$NAME" full_rss_mib "$tool" "$rep" "$RSS_MIB"
+      rec "$NAME" repo_full_mb "$tool" "$rep" "$(repo_mb "$tool")"
+      note_first "$NAME.full.$tool" "$rep" "$WALL"
+      [ "$tool" = squashfs ] && squashfs_save "$repo"
+      log "   full backup $tool #$rep: ${WALL} s, ${RSS_MIB} MiB, repo $(repo_mb "$tool") MB"
+    done
+  done
+  for tool in "${TOOLS[@]}"; do [ "${REPO_OK[$tool]}" = skip ] && REPO_OK[$tool]=0; done
+  GEN[bfs]=gen1; GEN[borg]=g1; GEN[tar]=-; GEN[squashfs]=-
+  if [ "${REPO_OK[restic]}" = 1 ]; then
+    GEN[restic]=$(restic -q -r "$(repo_of restic)" snapshots --json 2>/dev/null \
+      | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s);process.stdout.write(a[0].short_id||a[0].id.slice(0,8))})')
+    [ -n "${GEN[restic]}" ] || { rec_status "$NAME" full_wall_s restic fail "cannot list restic snapshots"; REPO_OK[restic]=0; }
+  fi
+  step_end "full backup"
+}
+
+# squashfs image cache: $BENCH_DIR/cache/squashfs-MODE-NAME.{sqfs,json}, valid while the
+# corpus stamp and the mksquashfs version are unchanged
+squashfs_key() { echo "$(cat "$BENCH_DIR/corpus/$MODE/$NAME.ok") $(mksquashfs -version 2>&1 | head -1) zstd-default"; }
+squashfs_save() {
+  local c=$BENCH_DIR/cache/squashfs-$MODE-$NAME
+  mkdir -p "$BENCH_DIR/cache"
+  ln -f "$1/image.sqfs" "$c.sqfs.tmp" && mv -f "$c.sqfs.tmp" "$c.sqfs" || return 0
+  printf '{"key":%s,"date":"%s","wall_s":%s,"rss_mib":%s}\n' "$(json_str "$(squashfs_key)")" "$(date +%F)" "$WALL" "$RSS_MIB" >"$c.json"
+}
+squashfs_cached() {  # squashfs_cached REPO -> 0 when a cached image was put in REPO and recorded
+  local c=$BENCH_DIR/cache/squashfs-$MODE-$NAME v
+  [ "$SQUASHFS" = reuse ] && [ -f "$c.sqfs" ] && [ -f "$c.json" ] || return 1
+  v=$(node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1]));if(c.key!==process.argv[2])process.exit(1);console.log(c.wall_s,c.rss_mib,c.date)' "$c.json" "$(squashfs_key)") || return 1
+  mkdir -p "$1" && ln -f "$c.sqfs" "$1/image.sqfs" || return 1
+  set -- $v
+  rec "$NAME" full_wall_s squashfs 1 "$1"; rec "$NAME" full_rss_mib squashfs 1 "$2"
+  rec "$NAME" repo_full_mb squashfs 1 "$(repo_mb squashfs)"
+  rec_status "$NAME" full_wall_s squashfs cached "image and figures reused from the run of $3 (BENCH_SQUASHFS=build to rebuild)"
+  REPO_OK[squashfs]=1; FIRST_WALL[$NAME.full.squashfs]=999
+  log "   full backup squashfs: reusing the image built on $3 (${1} s, ${2} MiB)"
+}
+
+# again_backups KIND(nochange|incr): one round of backups by the incremental tools
+again_round() {
+  local kind=$1 rep=$2 tool logf
+  for tool in bfs restic borg; do
+    [ "${REPO_OK[$tool]:-0}" = 1 ] || continue
+    want_rep "$NAME.$kind.$tool" "$rep" || continue
+    NGEN[$tool]=$((NGEN[$tool] + 1))
+    logf=$RUN/logs/$NAME-$kind-$tool-$rep.log
+    timed "$logf" "${TOOL_SH[@]}" backup "$tool" "$(repo_of "$tool")" "$SRC" "g${NGEN[$tool]}"
+    if [ "$RC" != 0 ]; then
+      rec_status "$NAME" "${kind}_wall_s" "$tool" fail "exit $RC: $(tail_log "$logf")"; REPO_OK[$tool]=0; continue
+    fi
+    rec "$NAME" "${kind}_wall_s" "$tool" "$rep" "$WALL"
+    rec "$NAME" "${kind}_rss_mib" "$tool" "$rep" "$RSS_MIB"
+    note_first "$NAME.$kind.$tool" "$rep" "$WALL"
+    COUNT[$tool]=$((COUNT[$tool] + 1))
+    log "   $kind backup $tool #$rep: ${WALL} s, ${RSS_MIB} MiB"
+  done
+}
+declare -A COUNT
+again_begin() {
+  local kind=$1 tool
+  for tool in tar squashfs; do rec_status "$NAME" "${kind}_wall_s" "$tool" text "= full"; done
+  for tool in bfs restic borg; do
+    COUNT[$tool]=0
+    skip_status "${kind}_wall_s" "$tool" again && continue
+    SIZE0[$tool]=$(repo_bytes "$tool")
+  done
+}
+again_growth() {  # again_growth METRIC DIVISOR
+  local metric=$1 div=$2 tool
+  for tool in bfs restic borg; do
+    [ "${REPO_OK[$tool]:-0}" = 1 ] && [ "${COUNT[$tool]:-0}" -gt 0 ] || continue
+    rec "$NAME" "$metric" "$tool" 1 "$(awk -v a="${SIZE0[$tool]}" -v b="$(repo_bytes "$tool")" -v n="${COUNT[$tool]}" -v d="$div" 'BEGIN{printf "%.1f", (b-a)/n/d}')"
+  done
+}
+
+step_nochange() {
+  local rep
+  step_begin "backup with nothing changed, median of $REPS"
+  again_begin nochange
+  for ((rep = 1; rep <= REPS; rep++)); do again_round nochange "$rep"; done
+  again_growth nochange_growth_kb 1e3
+  step_end "no-change backup"
+}
+
+step_incremental() {
+  local rep state=$BENCH_DIR/corpus/$MODE/mutations-$NAME.json
+  step_begin "incremental backup ($([ "$KIND" = tree ] && echo 'a line appended to every 100th file' || echo 'ten random 4 KiB blocks overwritten')), median of $REPS"
+  again_begin incr
+  for ((rep = 1; rep <= REPS; rep++)); do
+    if [ "$KIND" = tree ]; then node "$BENCH_SRC/mutate.mjs" apply tree "$SRC" "$rep" "$state" >&2
+    else node "$BENCH_SRC/mutate.mjs" apply img "$BENCH_IMG" "$rep" "$state" >&2; fi || die "changing the corpus failed"
+    again_round incr "$rep"
+  done
+  again_growth incr_growth_mb 1e6
+  node "$BENCH_SRC/mutate.mjs" revert "$state" || die "reverting the corpus changes failed"
+  step_end "incremental backup"
+}
+
+# check_same SRC OTHER LOG -> diff -r (tree) or cmp (image); 0 when identical
+check_same() {
+  if [ "$KIND" = tree ]; then diff -r --no-dereference "$1" "$2" >"$3" 2>&1
+  else cmp "$1/$IMG_NAME" "$2" >"$3" 2>&1; fi
+}
+img_in() {  # the image file inside a restored/mounted root (bfs may restore the image as DEST itself)
+  if [ -f "$1" ]; then echo "$1"; else echo "$1/$IMG_NAME"; fi
+}
+
+step_restore() {
+  local rep tool dest root logf target
+  step_begin "restore of the first generation (repository in page cache), median of $REPS"
+  rec_status "$NAME" restore_wall_s squashfs text "—"
+  local rtools=(bfs tar restic borg) ok=()
+  for tool in "${rtools[@]}"; do skip_status restore_wall_s "$tool" restore || ok+=("$tool"); done
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for tool in "${ok[@]}"; do
+      want_rep "$NAME.restore.$tool" "$rep" || continue
+      dest=$OUTDIR/restore/$tool; logf=$RUN/logs/$NAME-restore-$tool-$rep.log
+      rm -rf "$dest"; mkdir -p "$OUTDIR/restore"
+      timed "$logf" "${TOOL_SH[@]}" restore "$tool" "$(repo_of "$tool")" "$dest" "${GEN[$tool]}"
+      if [ "$RC" != 0 ]; then rec_status "$NAME" restore_wall_s "$tool" fail "exit $RC: $(tail_log "$logf")"; rm -rf "$dest"; continue; fi
+      rec "$NAME" restore_wall_s "$tool" "$rep" "$WALL"
+      rec "$NAME" restore_rss_mib "$tool" "$rep" "$RSS_MIB"
+      note_first "$NAME.restore.$tool" "$rep" "$WALL"
+      log "   restore $tool #$rep: ${WALL} s, ${RSS_MIB} MiB"
+      if [ "$rep" = 1 ]; then
+        root=$("${TOOL_SH[@]}" root "$tool" restore "$dest" "${GEN[$tool]}" "$SRC")
+        target=$root; [ "$KIND" = img ] && target=$(img_in "$root")
+        stopwatch_start
+        if check_same "$SRC" "$target" "$logf.diff"; then rec_status "$NAME" restore_check "$tool" ok "identical"
+        else rec_status "$NAME" restore_check "$tool" fail "restored data differs from the source: $(tail_log "$logf.diff")"; fi
+        stopwatch_stop; log "   compare $tool restore with source: ${WALL} s"
+      fi
+      rm -rf "$dest"
+    done
+  done
+  step_end "restore"
+}
+
+# ---- mounts -------------------------------------------------------------------
+# start_mount TOOL RECORD(0|1) REP: cold mount; sets MNT MROOT MPID LPID. Times the mount
+# (start -> mountpoint appears, start -> `ls` of the backed-up root answers) if RECORD=1.
+start_mount() {
+  local tool=$1 record=$2 rep=$3 t0 now ready="" lsd="" rc launched=1 before="" logf=$RUN/logs/$NAME-mount-$1.log
+  MNT=$RUN/mnt/$tool; MPID=""
+  mkdir -p "$MNT"; force_umount "$MNT"
+  MROOT=$("${TOOL_SH[@]}" root "$tool" mount "$MNT" "${GEN[$tool]}" "$SRC")
+  [ "$tool" = bfs ] && before=" $(fuse_pids | tr '\n' ' ') "
+  drop_caches
+  t0=$EPOCHREALTIME
+  setsid "${TOOL_SH[@]}" mount "$tool" "$(repo_of "$tool")" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 &
+  LPID=$!; track_pid "$LPID"
+  while :; do
+    now=$EPOCHREALTIME
+    if [ -z "$ready" ] && is_mounted "$MNT"; then ready=$(fsub "$t0" "$now"); fi
+    if [ -n "$ready" ] && [ -n "$(ls -A "$MROOT" 2>/dev/null)" ]; then lsd=$(fsub "$t0" "$EPOCHREALTIME"); break; fi
+    if [ "$launched" = 1 ] && ! kill -0 "$LPID" 2>/dev/null; then
+      wait "$LPID"; rc=$?; launched=0
+      if [ "$rc" != 0 ]; then rec_status "$NAME" mount_ls_s "$tool" fail "mount exited $rc: $(tail_log "$logf")"; return 1; fi
+    fi
+    if awk -v a="$t0" -v b="$now" 'BEGIN{exit !(b-a > 120)}'; then
+      rec_status "$NAME" mount_ls_s "$tool" fail "mount did not answer ls within 120 s: $(tail_log "$logf")"; stop_mount "$tool"; return 1
+    fi
+    sleep 0.005
+  done
+  if kill -0 "$LPID" 2>/dev/null && [ "$tool" = restic ]; then MPID=$LPID; else MPID=$(mount_pid "$MNT"); fi
+  if [ -z "$MPID" ] && [ "$tool" = bfs ]; then  # daemon with other argv: the one new process holding /dev/fuse
+    local p new=()
+    for p in $(fuse_pids); do [[ "$before" == *" $p "* ]] || new+=("$p"); done
+    [ ${#new[@]} = 1 ] && MPID=${new[0]}
+  fi
+  [ -n "$MPID" ] || MPID=$LPID
+  [ "$MPID" != "$LPID" ] && track_pid "$MPID"
+  if [ "$record" = 1 ]; then
+    rec "$NAME" mount_ready_s "$tool" "$rep" "$ready"
+    rec "$NAME" mount_ls_s "$tool" "$rep" "$lsd"
+    note_first "$NAME.mount.$tool" "$rep" "$lsd"
+    log "   mount $tool #$rep: mountpoint ${ready} s, ls ${lsd} s (daemon pid $MPID)"
+  fi
+  return 0
+}
+stop_mount() {
+  local tool=$1
+  "${TOOL_SH[@]}" umount "$tool" "$MNT" >>"$RUN/logs/$NAME-mount-$tool.log" 2>&1
+  if is_mounted "$MNT"; then sleep 0.5; force_umount "$MNT" || rec_status "$NAME" mount_ls_s "$tool" fail "could not unmount $MNT"; fi
+  wait_pid_gone "$MPID" 10
+  kill -0 "$LPID" 2>/dev/null && wait_pid_gone "$LPID" 5
+  wait "$LPID" 2>/dev/null
+  return 0
+}
+mount_skip() {  # mount_skip TOOL -> 0 (and status records, once) when TOOL has no mount here
+  local tool=$1 m
+  case $tool in
+    tar) [ "$2" = 1 ] && for m in $MOUNT_METRICS; do rec_status "$NAME" "$m" tar text "no mount"; done; return 0 ;;
+    native) return 1 ;;
+  esac
+  if [ "$tool" = bfs ] && ! bfs_can mount; then
+    [ "$2" = 1 ] && for m in $MOUNT_METRICS; do rec_status "$NAME" "$m" bfs na "n/a (not built)"; done; return 0
+  fi
+  if [ "${REPO_OK[$tool]:-0}" != 1 ]; then
+    [ "$2" = 1 ] && rec_status "$NAME" mount_ls_s "$tool" fail "skipped: no backup to mount"; return 0
+  fi
+  return 1
+}
+# timed_read METRIC TOOL REP LOGTAG CMD... -> runs a read step, records METRIC (s), fails loudly
+timed_read() {
+  local metric=$1 tool=$2 rep=$3 tag=$4; shift 4
+  want_rep "$NAME.$metric.$tool" "$rep" || return 0
+  drop_caches
+  timed "$RUN/logs/$NAME-$tag-$tool-$rep.log" "$@"
+  if [ "$RC" != 0 ]; then rec_status "$NAME" "$metric" "$tool" fail "exit $RC: $(tail_log "$RUN/logs/$NAME-$tag-$tool-$rep.log")"; return 1; fi
+  rec "$NAME" "$metric" "$tool" "$rep" "$WALL"
+  note_first "$NAME.$metric.$tool" "$rep" "$WALL"
+  log "   $tag $tool #$rep: ${WALL} s"
+}
+mount_check() {  # rep 1: the mounted data must equal the source
+  local tool=$1 target=$MROOT logf=$RUN/logs/$NAME-mountdiff-$1.log
+  [ "$KIND" = img ] && target=$MROOT/$IMG_NAME
+  stopwatch_start
+  if check_same "$SRC" "$target" "$logf"; then rec_status "$NAME" mount_check "$tool" ok "identical"
+  else rec_status "$NAME" mount_check "$tool" fail "mounted data differs from the source: $(tail_log "$logf")"; fi
+  stopwatch_stop; log "   compare $tool mount with source: ${WALL} s"
+}
+
+step_mount_tree() {
+  local rep tool root rss
+  MOUNT_METRICS="mount_ready_s mount_ls_s find_s cat_s cp_tools_s mount_check mount_rss_mib"
+  step_begin "mounted generation: ls, find, cat of every file, cp -a tools/ (each cold), median of $REPS"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for tool in bfs squashfs restic borg native tar; do
+      mount_skip "$tool" "$rep" && continue
+      # session A: mount time, find | wc -l, cat of every file, diff -r, daemon peak RSS
+      if [ "$tool" = native ]; then root=$SRC
+      else
+        want_rep "$NAME.mount.$tool" "$rep" || want_rep "$NAME.find_s.$tool" "$rep" || want_rep "$NAME.cat_s.$tool" "$rep" || continue
+        start_mount "$tool" 1 "$rep" || continue
+        root=$MROOT
+      fi
+      if timed_read find_s "$tool" "$rep" find bash -c 'find "$1" | wc -l' _ "$root"; then
+        [ "$rep" = 1 ] && rec "$NAME" find_entries "$tool" 1 "$(tail -1 "$RUN/logs/$NAME-find-$tool-$rep.log")"
+      fi
+      timed_read cat_s "$tool" "$rep" cat bash -c 'cd "$1" && find . -type f -print0 | xargs -0 -r cat >/dev/null' _ "$root"
+      if [ "$tool" != native ]; then
+        [ "$rep" = 1 ] && mount_check "$tool"
+        rss=$(vmhwm_mib "$MPID"); [ -n "$rss" ] && rec "$NAME" mount_rss_mib "$tool" "$rep" "$rss"
+        stop_mount "$tool"
+      fi
+      # session B: cp -a tools/ from a fresh cold mount
+      want_rep "$NAME.cp_tools_s.$tool" "$rep" || continue
+      if [ "$tool" = native ]; then root=$SRC; else start_mount "$tool" 0 "$rep" || continue; root=$MROOT; fi
+      rm -rf "$OUTDIR/cp"; mkdir -p "$OUTDIR/cp"
+      timed_read cp_tools_s "$tool" "$rep" cp cp -a "$root/tools" "$OUTDIR/cp/"
+      rm -rf "$OUTDIR/cp"
+      [ "$tool" != native ] && stop_mount "$tool"
+    done
+  done
+  step_end "mount"
+}
+
+pread_run() {  # pread_run TOOL REP STATE(cold|warm) FILE
+  local tool=$1 rep=$2 state=$3 file=$4 out
+  if ! out=$(node "$BENCH_SRC/pread.mjs" "$file" 2000 42 2>&1); then
+    rec_status "$NAME" "pread_${state}_median_us" "$tool" fail "pread failed: $out"; return 1
+  fi
+  rec "$NAME" "pread_${state}_median_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).median_us)' "$out")"
+  rec "$NAME" "pread_${state}_p99_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).p99_us)' "$out")"
+  log "   pread $state $tool #$rep: $out"
+}
+
+step_mount_img() {
+  local rep tool file rss rss2
+  MOUNT_METRICS="mount_ready_s mount_ls_s dd_s pread_cold_median_us pread_warm_median_us mount_check mount_rss_mib"
+  step_begin "mounted image: dd bs=1M, 2000 random 4 KiB preads (cold, then warm), median of $REPS"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for tool in bfs squashfs restic borg native tar; do
+      mount_skip "$tool" "$rep" && continue
+      rss=""
+      # session A: mount time, dd of the image, cmp, daemon peak RSS
+      if [ "$tool" = native ]; then file=$BENCH_IMG
+      else
+        start_mount "$tool" 1 "$rep" || continue
+        file=$MROOT/$IMG_NAME
+      fi
+      timed_read dd_s "$tool" "$rep" dd dd if="$file" of=/dev/null bs=1M
+      if [ "$tool" != native ]; then
+        [ "$rep" = 1 ] && mount_check "$tool"
+        rss=$(vmhwm_mib "$MPID")
+        stop_mount "$tool"
+      fi
+      # session B: random preads on a fresh cold mount, then the same offsets again (warm)
+      if [ "$tool" != native ]; then start_mount "$tool" 0 "$rep" || continue; fi
+      drop_caches
+      pread_run "$tool" "$rep" cold "$file" && pread_run "$tool" "$rep" warm "$file"
+      if [ "$tool" != native ]; then
+        rss2=$(vmhwm_mib "$MPID")
+        rss=$(awk -v a="${rss:-0}" -v b="${rss2:-0}" 'BEGIN{print (a > b ? a : b)}')
+        rec "$NAME" mount_rss_mib "$tool" "$rep" "$rss"
+        stop_mount "$tool"
+      fi
+    done
+  done
+  step_end "mount"
+}
+
+bench_corpus() {  # bench_corpus NAME KIND SRC
+  NAME=$1 KIND=$2 SRC=$3
+  export BENCH_KIND=$KIND BENCH_IMG=$SRC/$IMG_NAME
+  REPO_OK=(); GEN=(); NGEN=(); FIRST_WALL=()
+  step_full_backup
+  step_nochange
+  step_incremental
+  step_restore
+  if [ "$KIND" = tree ]; then step_mount_tree; else step_mount_img; fi
+  rm -rf "$OUTDIR/restore" "$OUTDIR/cp"
+}
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || log "WARNING: not root: packages cannot be installed and the page cache cannot be dropped"
+install_packages
+RUN=$BENCH_DIR/run-$MODE
+mkdir -p "$BENCH_DIR"
+if [ -d "$RUN/mnt" ]; then for m in "$RUN"/mnt/*; do [ -d "$m" ] && force_umount "$m"; done; fi
+is_mounted "$RUN/out" && umount "$RUN/out"
+revert_mutations
+rm -rf "$RUN"
+mkdir -p "$RUN"/{repo,mnt,logs,out}
+: >"$RUN/pids"
+RESULTS=$RUN/results.jsonl
+: >"$RESULTS"
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+export RESTIC_PASSWORD=bfs-bench RESTIC_CACHE_DIR=$RUN/restic-cache BORG_BASE_DIR=$RUN/borg-home
+export XDG_CACHE_HOME=$RUN/cache
+
+# Restores and `cp -a` write into a tmpfs: on this kind of VM, ext4 spends 30-60 s of
+# erratic kernel CPU creating the tree's 78k files, which would drown the tools' own cost.
+OUTDIR=$RUN/out OUT_FS=disk
+if [ "${BENCH_RESTORE_FS:-tmpfs}" = tmpfs ]; then
+  if mount -t tmpfs -o size=8g,mode=0755 bfs-bench "$OUTDIR" 2>/dev/null; then OUT_FS=tmpfs
+  else log "WARNING: cannot mount a tmpfs for restores; restoring to $OUTDIR on disk"; fi
+fi
+log "bench mode=$MODE BENCH_DIR=$BENCH_DIR reps=$REPS squashfs=$SQUASHFS restore target=$OUT_FS"
+rec_meta reps "$REPS"
+rec_meta restore_fs "\"$OUT_FS\""
+rec_meta squashfs "\"$SQUASHFS\""
+drop_caches
+IMG_NAME=linux-6.1.img
+build_full_tree
+if [ "$MODE" = full ]; then
+  TREE=$BENCH_DIR/corpus/full/tree
+  build_img 2G drivers fs net include
+else
+  build_quick_tree
+  TREE=$BENCH_DIR/corpus/quick/tree
+  build_img 256M fs net include
+fi
+corpus_meta tree "$TREE"
+corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
+detect_bfs
+
+bench_corpus tree tree "$TREE"
+bench_corpus img img "$BENCH_DIR/corpus/$MODE/img"
+
+cleanup
+trap - EXIT
+rec_meta cold_ok "$COLD_OK"
+rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
+OUT=$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)
+mkdir -p "$BENCH_SRC/results"
+node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
+rm -rf "$RUN/repo"
+log "results: $OUT.md, $OUT.json (raw records and logs in $RUN)"
+if [ "$FAILURES" -gt 0 ]; then log "$FAILURES step(s) FAILED"; exit 1; fi
+log "all steps passed"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One operation of one tool, exactly as the benchmark runs it (run.sh times these
+# under /usr/bin/time -v, so single commands are exec'd to keep the RSS figure theirs).
+#
+#   tool.sh init    TOOL REPO
+#   tool.sh backup  TOOL REPO SRC NAME     NAME: archive name (borg), ignored elsewhere
+#   tool.sh restore TOOL REPO DEST GEN     GEN: first generation (bfs gen1, restic snapshot id, borg archive)
+#   tool.sh mount   TOOL REPO MNT GEN     returns once mounted (restic: stays in foreground)
+#   tool.sh umount  TOOL MNT
+#   tool.sh root    TOOL mount|restore DIR GEN SRC   path inside the mountpoint / restore dir holding SRC
+#
+# TOOL: bfs | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
+# Env: BFS (path of bin/bfs), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
+set -euo pipefail
+op=$1 tool=$2
+shift 2
+
+export RESTIC_PASSWORD=${RESTIC_PASSWORD:-bfs-bench}
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+
+case "$op:$tool" in
+  init:bfs) exec "$BFS" --repo "$1" init ;;
+  init:tar | init:squashfs) mkdir -p "$1" ;;
+  init:restic) exec restic -q -r "$1" init ;;
+  init:borg) exec borg init -e none "$1" ;;
+
+  backup:bfs)
+    if [ "$BENCH_KIND" = img ]; then exec "$BFS" --repo "$1" backup --volume "$BENCH_IMG"; fi
+    exec "$BFS" --repo "$1" backup "$2" ;;
+  backup:tar) tar -cf - -C "$2" . | zstd -T0 -3 -q -f -o "$1/archive.tar.zst" ;;
+  backup:squashfs) exec mksquashfs "$2" "$1/image.sqfs" -comp zstd -noappend -quiet -no-progress ;;
+  backup:restic) exec restic -q -r "$1" backup "$2" ;;
+  backup:borg) cd "$2" && exec borg create --compression zstd,3 "$1::$3" . ;;
+
+  restore:bfs) exec "$BFS" --repo "$1" restore "$3" "$2" ;;
+  restore:tar) mkdir -p "$2" && zstd -d -q -c "$1/archive.tar.zst" | tar -xf - -C "$2" ;;
+  restore:restic) exec restic -q -r "$1" restore "$3" --target "$2" ;;
+  restore:borg) mkdir -p "$2" && cd "$2" && exec borg extract "$1::$3" ;;
+
+  mount:bfs) exec "$BFS" --repo "$1" mount "$3" "$2" ;;
+  mount:squashfs) exec squashfuse "$1/image.sqfs" "$2" ;;
+  mount:restic) exec restic -q -r "$1" mount "$2" ;;
+  mount:borg) exec borg mount "$1::$3" "$2" ;;
+
+  umount:bfs) "$BFS" umount "$1" ;;
+  umount:*) fusermount -u "$1" 2>/dev/null || umount "$1" ;;
+
+  root:restic)
+    if [ "$1" = mount ]; then echo "$2/ids/$3$4"   # ids/<short id>/<absolute source path>
+    else echo "$2$4"; fi ;;                       # restore --target DEST recreates the absolute path
+  root:*) echo "$2" ;;
+
+  *) echo "tool.sh: unknown operation $op for $tool" >&2; exit 64 ;;
+esac
