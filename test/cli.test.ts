@@ -162,6 +162,40 @@ describe('bad input gets one clear line and a documented exit code', () => {
     expect(u.stdout).toMatch(/exit=3/)
   })
 
+  it('a file that changes while it is read is detected and warned about', () => {
+    const s = path.join(work, 'src-changing')
+    fs.mkdirSync(s)
+    sh(`head -c 300000000 /dev/zero | tr '\\0' 'x' > '${s}/big'`)
+    // a writer that keeps changing the file for the whole backup
+    const writer = sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`).stdout.trim()
+    try {
+      const r = bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') })
+      expect(r.code).toBe(0)
+      expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
+    } finally {
+      sh(`kill ${writer}`)
+    }
+    // it is read again next time, because its recorded times are those from before the read
+    const again = JSON.parse(bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') }).stdout)
+    expect(again.stats.changedFiles).toBe(1)
+  })
+
+  it('--wait waits for a live writer; a bounded wait gives up with exit 5', async () => {
+    const r = path.join(work, 'repo-wait')
+    expect(bfs(['init'], { repo: r }).code).toBe(0)
+    // a live writer: a detached process that exits after 3 s
+    const holder = Number(sh('setsid sleep 3 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim())
+    const host = (await import('node:os')).hostname()
+    fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: holder, host, time: 'now', command: 'test holder' }))
+    const t0 = Date.now()
+    const short = bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
+    expect(short.code).toBe(5)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
+    const long = bfs(['backup', path.join(src, 'a'), '--wait'], { repo: r })
+    expect(long.code).toBe(0)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2500)
+  })
+
   it('a second writer fails clearly; --wait waits', async () => {
     const r = path.join(work, 'repo-lock')
     expect(bfs(['init'], { repo: r }).code).toBe(0)

@@ -161,6 +161,34 @@ describe('lifecycle and failure', () => {
     expect(mount(['gen1', repo]).stderr).toMatch(/is not empty|overlaps the repository/)
   })
 
+  it('--allow-other lets other users in, with the kernel checking permissions as in the source', () => {
+    const base = fs.mkdtempSync('/var/tmp/bfs-perm-')
+    fs.chmodSync(base, 0o755)
+    const s = path.join(base, 'src')
+    fs.mkdirSync(s)
+    fs.writeFileSync(path.join(s, 'public'), 'public\n')
+    fs.writeFileSync(path.join(s, 'secret'), 'secret\n')
+    fs.chmodSync(path.join(s, 'secret'), 0o600)
+    const r = path.join(base, 'repo')
+    expect(bfs(['backup', s], { repo: r }).code).toBe(0)
+    const asNobody = (cmd: string) => sh(`setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "${cmd}"`)
+    try {
+      const closed = path.join(base, 'closed')
+      fs.mkdirSync(closed)
+      expect(mount(['gen1', closed], r).code).toBe(0)
+      expect(asNobody(`cat ${closed}/public`).stderr).toMatch(/Permission denied/)
+      const open = path.join(base, 'open')
+      fs.mkdirSync(open)
+      expect(mount(['gen1', open, '--allow-other'], r).code).toBe(0)
+      expect(asNobody(`cat ${open}/public`).stdout).toBe('public\n')
+      expect(asNobody(`cat ${open}/secret`).stderr).toMatch(/Permission denied/)
+      expect(sh(`cat ${open}/secret`).stdout).toBe('secret\n')
+    } finally {
+      for (const m of [...mounts]) if (m.startsWith(base)) umount(m)
+      fs.rmSync(base, { recursive: true, force: true })
+    }
+  })
+
   it('SIGTERM unmounts cleanly; a killed server is recovered by bfs umount', () => {
     const mnt = mkmnt('m-sig')
     const m = mount(['gen1', mnt])

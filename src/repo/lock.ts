@@ -11,12 +11,18 @@ export interface LockInfo {
   command: string
 }
 
-function pidAlive(pid: number): boolean {
+/** True while `pid` runs on this host; a zombie (exited, not yet reaped) counts as dead. */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true
   }
 }
 
