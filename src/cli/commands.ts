@@ -5,6 +5,8 @@ import { EntryType } from '../format/catalog.js'
 import type { Manifest } from '../format/manifest.js'
 import { backupTree, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/backup.js'
 import { restoreTree } from '../repo/restore.js'
+import { backupVolume, decideMode } from '../repo/volume.js'
+import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { ObjectReader } from '../repo/reader.js'
 import { Repository } from '../repo/repository.js'
@@ -50,10 +52,15 @@ export function registerCommands(program: Command, ctx: Ctx): void {
 
   program
     .command('backup')
-    .description('back up a directory tree as a new generation (incremental against the last one of the same source)')
-    .argument('<src>', 'directory to back up')
+    .description('back up a directory tree, a block device or an image file as a new generation (incremental against the last one of the same source)')
+    .argument('<src>', 'directory, block device or image file')
+    .option('--volume', 'back up SRC as a volume (same as --mode volume)')
+    .addOption(new Option('--mode <mode>', 'auto: a device or image, or the root of a mounted block-device filesystem with more than --volume-threshold files, is backed up as a volume; anything else as files').choices(['auto', 'file', 'volume']).default('auto'))
+    .option('--volume-threshold <files>', 'auto mode: files above which a whole filesystem is backed up as its device', int('--volume-threshold', 0, Number.MAX_SAFE_INTEGER), 100000)
+    .option('--base <gen>', 'volume: the generation to store the difference against (default: the last one of this source)')
     .option('--label <text>', 'label stored with the generation', '')
     .option('--exclude <pattern>', 'skip paths matching a glob (repeatable; * ? ** [..]; a pattern with / is anchored at SRC)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
     .option('--one-file-system', 'do not descend into other filesystems')
     .option('--full', 'read every file even if unchanged')
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
@@ -68,9 +75,18 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
+      const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
+      const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
+      if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
+      const base = o.base ? repo.resolve(o.base) : undefined
+      if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
+      const group = o.group ? readGroup(repo, o.group) : undefined
+      if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
+      const run = decision.mode === 'volume' ? backupVolume : backupTree
       const res = await withSignals((signal) =>
-        backupTree(repo, {
-          source: src, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
+        run(repo, {
+          base, group,
+          source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),
@@ -80,9 +96,10 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       ).finally(() => line.clear())
       const m = res.manifest
       const s = m.stats
-      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, skippedPaths: res.skippedPaths }) + '\n')
+      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths }) + '\n')
       else {
         process.stdout.write(
+          modeLine +
           `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +
             `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${s.dirs} dirs\n` +
             `  read ${humanBytes(s.bytesRead)} of ${humanBytes(s.logicalBytes)}, stored ${humanBytes(s.storedBytes)} data + ${humanBytes(s.metaBytes)} metadata` +
@@ -94,14 +111,15 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (res.skippedPaths.length) ctx.exitCode = EXIT.PARTIAL
     })
 
-  const listGenerations = (o: { json?: boolean }): void => {
+  const listGenerations = (o: { json?: boolean; group?: string }): void => {
     const repo = ctx.openRepo()
-    const gens = repo.generations()
+    if (o.group) readGroup(repo, o.group)
+    const gens = o.group ? repo.generations(o.group) : repo.generations()
     if (o.json) {
       process.stdout.write(JSON.stringify(gens.map((m) => ({ generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial }))) + '\n')
       return
     }
-    const rows = gens.map((m) => [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source, m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)])
+    const rows = gens.map((m) => [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)])
     const head = ['ID', 'TIME', 'LABEL', 'SOURCE', 'KIND', 'FILES', 'SIZE', 'STORED']
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
     for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => (i >= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n')
@@ -109,9 +127,47 @@ export function registerCommands(program: Command, ctx: Ctx): void {
 
   program
     .command('generations')
-    .description('list the generations (kind "+" = incremental)')
+    .description('list the generations (kind "+" = incremental; [name] = a group\'s generation)')
+    .option('--group <name>', 'only this group\'s chain')
     .option('--json', 'print JSON')
     .action(listGenerations)
+
+  const group = program.command('group').description('file groups: named include/exclude lists, each backed up on its own chain')
+  const showGroup = (g: Group): string =>
+    `${g.name}\n${g.includes.map((p) => `  include ${p}\n`).join('')}${g.excludes.map((p) => `  exclude ${p}\n`).join('')}`
+  group
+    .command('add')
+    .description('create a group, or add patterns to it (globs relative to the backup source: * ? ** [..]; a directory that matches brings its whole subtree)')
+    .argument('<name>')
+    .option('--include <pattern>', 'files to include (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--exclude <pattern>', 'files to leave out even if included (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action((name: string, o) => {
+      const g = addGroup(Repository.openOrInit(ctx.repoDir()), name, o.include, o.exclude)
+      process.stdout.write(showGroup(g))
+    })
+  group
+    .command('ls')
+    .description('list the groups')
+    .action(() => {
+      for (const g of listGroups(ctx.openRepo())) process.stdout.write(showGroup(g))
+    })
+  group
+    .command('show')
+    .argument('<name>')
+    .description('show a group and its generations')
+    .action((name: string) => {
+      const repo = ctx.openRepo()
+      process.stdout.write(showGroup(readGroup(repo, name)))
+      for (const m of repo.generations(name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${m.stats.files} files\n`)
+    })
+  group
+    .command('rm')
+    .argument('<name>')
+    .description('remove a group (its generations stay)')
+    .action((name: string) => {
+      removeGroup(ctx.openRepo(), name)
+      process.stdout.write(`removed group ${name}\n`)
+    })
 
   program
     .command('ls')
@@ -141,13 +197,13 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   program
     .command('cat')
     .description('write a file of a generation to stdout')
-    .argument('<ref>', 'GEN:PATH')
+    .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
     .action((ref: string) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = repo.resolve(gen)
       const entries = repo.catalog(man.id)
-      const i = lookupPath(entries, Buffer.from(p))
+      const i = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${man.id}`)
       const e = entries[i]!
       if (e.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
@@ -184,7 +240,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const { gen, path: p } = splitRef(ref)
       const man = repo.resolve(gen)
       const entries = repo.catalog(man.id)
-      const root = lookupPath(entries, Buffer.from(p))
+      const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
       let target = dest
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())

@@ -92,7 +92,6 @@ export function registerMount(program: Command, ctx: Ctx): void {
       const genRef = b === undefined ? null : a
       const mnt = path.resolve(b ?? a)
       const man = genRef === null ? null : repo.resolve(genRef)
-      if (man && man.kind !== 'files') throw new BfsError('BAD_INPUT', `gen${man.id} is a volume generation; mounting volumes is not built yet`)
       if (!o.foreground) {
         checkMountpoint(mnt, repo.dir)
         const log = path.resolve(o.log ?? path.join(runtimeDir(), `mount-${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.log`))

@@ -15,6 +15,7 @@ export const MAGIC = {
   catalog: 'BFSCATL\0',
   maps: 'BFSMAPS\0',
   hashes: 'BFSHASH\0',
+  group: 'BFSGRUP\0',
 } as const
 export type EnvelopeKind = keyof typeof MAGIC
 

@@ -54,11 +54,10 @@ export interface Manifest {
   /** Number of 4 KiB blocks in this generation's data stream. */
   streamBlocks: number
   units: UnitRef[]
-  catalog: FileRef | null
+  /** Files: the tree. Volumes: a root directory holding one regular file, the volume. */
+  catalog: FileRef
   maps: FileRef
   hashes: FileRef
-  /** Volume generations: the block-map object of the volume. */
-  volumeObject: number | null
   /** True when some source files could not be read (they are not in the catalog). */
   partial: boolean
   stats: GenStats
@@ -102,10 +101,9 @@ export function decodeManifest(payload: Buffer, what: string): Manifest {
     blocks += u.rawBlocks
   })
   if (blocks !== m.streamBlocks) bad('streamBlocks')
-  if (m.kind === 'files' ? !isRef(m.catalog) : m.catalog !== null) bad('catalog')
+  if (!isRef(m.catalog)) bad('catalog')
   if (!isRef(m.maps)) bad('maps')
   if (!isRef(m.hashes)) bad('hashes')
-  if (m.kind === 'volume' ? !isNum(m.volumeObject) : m.volumeObject !== null) bad('volumeObject')
   if (typeof m.partial !== 'boolean') bad('partial')
   if (typeof m.stats !== 'object' || m.stats === null) bad('stats')
   return m

@@ -14,6 +14,7 @@ import { storeObject, type BaseObject } from './objects.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { compileExcludes } from './exclude.js'
+import type { Group } from './groups.js'
 
 export interface BackupOptions {
   source: string
@@ -27,6 +28,8 @@ export interface BackupOptions {
   /** Blocks per frame (default 64 = 256 KiB). */
   frameBlocks?: number
   excludes?: string[]
+  /** Back up only this group's files, on the group's own chain. */
+  group?: Group
   oneFileSystem?: boolean
   /** Ignore the previous generation: read everything. */
   full?: boolean
@@ -120,10 +123,103 @@ export function recoverRepository(repo: Repository): void {
   for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
 }
 
-/** Backs up a directory tree as a new file generation (incremental against the previous one from the same source). */
-export async function backupTree(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
+/** What a generation writer produced, before its metadata files and manifest are written. */
+export interface GenerationBody {
+  entries: Entry[]
+  objects: MapObject[]
+  stream: StreamWriter
+  stats: GenStats
+  warnings: string[]
+  skippedPaths: string[]
+}
+
+export interface GenerationSpec {
+  source: string
+  kind: Manifest['kind']
+  group: string | null
+  /** The generation this one is incremental to (chosen under the lock, after recovery). */
+  choosePrev(repo: Repository): Manifest | null
+  build(ctx: { genId: number; pool: WorkerPool; prev: Manifest | null }): Promise<GenerationBody>
+}
+
+/**
+ * The one way a generation is written: writer lock, recovery of what a crashed writer
+ * left, the next id, the writer's data (units), then hashes, maps and catalog, then the
+ * manifest (the commit point). On any failure the unfinished generation is removed.
+ */
+export async function writeGeneration(repo: Repository, opts: BackupOptions, spec: GenerationSpec): Promise<BackupResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
+  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0)
+  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+  let genId = 0
+  let committed = false
+  try {
+    recoverRepository(repo)
+    const ids = repo.generationIds()
+    genId = (ids[ids.length - 1] ?? 0) + 1
+    repo.store.mkdirp(keys.genDir(genId))
+    const prev = spec.choosePrev(repo)
+    const body = await spec.build({ genId, pool, prev })
+    const store = repo.store
+    const hashesFile = envelopeFor('hashes', body.stream.hashes, false)
+    const mapsFile = envelopeFor('maps', encodeMaps(body.objects), true)
+    const catalogFile = envelopeFor('catalog', encodeCatalog(body.entries), true)
+    store.putSync(keys.hashes(genId), [hashesFile], { syncDir: false })
+    store.putSync(keys.maps(genId), [mapsFile], { syncDir: false })
+    store.putSync(keys.catalog(genId), [catalogFile], { syncDir: false })
+    store.syncDir(keys.genDir(genId))
+    const stats = body.stats
+    stats.entries = body.entries.length
+    stats.storedBytes = body.stream.storedBytes
+    stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
+    stats.seconds = Math.round((Number(process.hrtime.bigint() - started) / 1e9) * 1000) / 1000
+    const man: Manifest = {
+      format: 1,
+      id: genId,
+      time: startTime.toISOString(),
+      label: opts.label ?? '',
+      source: spec.source,
+      host: os.hostname(),
+      kind: spec.kind,
+      group: spec.group,
+      parent: prev?.id ?? 0,
+      blockBytes: BLOCK_BYTES,
+      unitBlocks: body.stream.unitBlocks,
+      frameBlocks: body.stream.frameBlocks,
+      level: body.stream.level,
+      streamBlocks: body.stream.totalBlocks,
+      units: body.stream.units,
+      catalog: fileRef(catalogFile),
+      maps: fileRef(mapsFile),
+      hashes: fileRef(hashesFile),
+      partial: body.skippedPaths.length > 0,
+      stats,
+    }
+    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+    repo.commitManifest(man)
+    committed = true
+    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
+  } catch (err) {
+    throw storageError(err, repo, genId)
+  } finally {
+    await pool.close()
+    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
+    lock.release()
+  }
+}
+
+/** A new stream for generation genId with the backup's unit, frame and level settings. */
+export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions): StreamWriter {
+  return new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+}
+
+export function emptyStats(): GenStats {
+  return { entries: 0, files: 0, dirs: 0, logicalBytes: 0, storedBytes: 0, metaBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, seconds: 0 }
+}
+
+/** Backs up a directory tree as a new file generation (incremental against the previous one from the same source). */
+export async function backupTree(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const source = path.resolve(opts.source)
   let rootSt: Float64Array
   try {
@@ -139,53 +235,13 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     throw new BfsError('BAD_INPUT', `cannot read source directory ${source}: permission denied`)
   }
   const reporter = opts.reporter ?? { warn: () => undefined }
-  const lock = await WriterLock.acquire(repo.dir, `backup ${source}`, opts.lockWaitMs ?? 0)
-  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
-  let genId = 0
-  let committed = false
-  try {
-    recoverRepository(repo)
-    const ids = repo.generationIds()
-    genId = (ids[ids.length - 1] ?? 0) + 1
-    repo.store.mkdirp(keys.genDir(genId))
-    const prevMan = opts.full ? undefined : [...repo.generations(null)].reverse().find((m) => m.kind === 'files' && m.source === source)
-    const result = await new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prevMan ?? null).run()
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9
-    result.stats.seconds = Math.round(seconds * 1000) / 1000
-    const man: Manifest = {
-      format: 1,
-      id: genId,
-      time: startTime.toISOString(),
-      label: opts.label ?? '',
-      source,
-      host: os.hostname(),
-      kind: 'files',
-      group: null,
-      parent: prevMan?.id ?? 0,
-      blockBytes: BLOCK_BYTES,
-      unitBlocks: result.stream.unitBlocks,
-      frameBlocks: result.stream.frameBlocks,
-      level: result.stream.level,
-      streamBlocks: result.stream.totalBlocks,
-      units: result.stream.units,
-      catalog: result.catalog,
-      maps: result.maps,
-      hashes: result.hashes,
-      volumeObject: null,
-      partial: result.skippedPaths.length > 0,
-      stats: result.stats,
-    }
-    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
-    repo.commitManifest(man)
-    committed = true
-    return { manifest: man, warnings: result.warnings, skippedPaths: result.skippedPaths }
-  } catch (err) {
-    throw storageError(err, repo, genId)
-  } finally {
-    await pool.close()
-    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
-    lock.release()
-  }
+  return writeGeneration(repo, opts, {
+    source,
+    kind: 'files',
+    group: opts.group?.name ?? null,
+    choosePrev: (r) => (opts.full ? null : [...r.generations(opts.group?.name ?? null)].reverse().find((m) => m.kind === 'files' && m.source === source) ?? null),
+    build: ({ genId, pool, prev }) => new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev).run(),
+  })
 }
 
 interface DirTask {
@@ -194,6 +250,8 @@ interface DirTask {
   rel: string
   /** The same directory's entry in the previous generation, or -1. */
   prevIndex: number
+  /** Group backups: this directory matched an include pattern, so its whole subtree is in. */
+  included: boolean
 }
 
 class TreeWriter {
@@ -206,13 +264,13 @@ class TreeWriter {
   private readonly prevEntries: Entry[] = []
   private readonly resolver: ObjectResolver
   private readonly isExcluded: (rel: string, isDir: boolean) => boolean
+  /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
+  private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
+  private readonly includedDirs = new Set<number>()
   private readonly rootDev: number
   private readonly repoId: string
   private readonly repoIno: Float64Array
-  private readonly stats: GenStats = {
-    entries: 0, files: 0, dirs: 0, logicalBytes: 0, storedBytes: 0, metaBytes: 0,
-    newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, seconds: 0,
-  }
+  private readonly stats: GenStats = emptyStats()
   private lastProgress = 0
 
   constructor(
@@ -225,9 +283,10 @@ class TreeWriter {
     private readonly reporter: BackupReporter,
     private readonly prev: Manifest | null,
   ) {
-    this.stream = new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+    this.stream = newStream(repo, pool, genId, opts)
     this.resolver = new ObjectResolver(repo)
-    this.isExcluded = compileExcludes(opts.excludes ?? [])
+    this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])
+    this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
     this.rootDev = rootSt[native.S_DEV]!
     const rst = native.lstatRecord(repo.dir)
     this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
@@ -258,38 +317,20 @@ class TreeWriter {
     this.reporter.progress({ entries: this.entries.length, bytesRead: this.stats.bytesRead, storedBytes: this.stream.storedBytes, path: rel })
   }
 
-  async run() {
+  async run(): Promise<GenerationBody> {
     const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
     fillMeta(root, this.rootSt, 0)
     root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
     this.entries.push(root)
-    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevEntries.length ? 0 : -1 }]
+    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevEntries.length ? 0 : -1, included: !this.isIncluded }]
     while (stack.length) {
       const t = stack.pop()!
       const subdirs = await this.scanDir(t)
       for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
     }
     await this.stream.finish()
-    const store = this.repo.store
-    const hashesFile = envelopeFor('hashes', this.stream.hashes, false)
-    const mapsFile = envelopeFor('maps', encodeMaps(this.objects), true)
-    const catalogFile = envelopeFor('catalog', encodeCatalog(this.entries), true)
-    store.putSync(keys.hashes(this.genId), [hashesFile], { syncDir: false })
-    store.putSync(keys.maps(this.genId), [mapsFile], { syncDir: false })
-    store.putSync(keys.catalog(this.genId), [catalogFile], { syncDir: false })
-    store.syncDir(keys.genDir(this.genId))
-    this.stats.entries = this.entries.length
-    this.stats.storedBytes = this.stream.storedBytes
-    this.stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
-    return {
-      stream: this.stream,
-      stats: this.stats,
-      catalog: fileRef(catalogFile),
-      maps: fileRef(mapsFile),
-      hashes: fileRef(hashesFile),
-      warnings: this.warnings,
-      skippedPaths: this.skippedPaths,
-    }
+    if (this.isIncluded) this.pruneToGroup()
+    return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths }
   }
 
   /** Xattrs of a path, reusing the previous generation's when the inode's ctime has not changed. */
@@ -320,7 +361,8 @@ class TreeWriter {
     const F = native.STAT_FIELDS
     const relOf = (name: Buffer): string => (t.rel ? `${t.rel}/${name.toString('latin1')}` : name.toString('latin1'))
     const pathOf = (name: Buffer): Buffer => Buffer.concat([t.path, SLASH, name])
-    const excluding = (this.opts.excludes ?? []).length > 0
+    const excluding = (this.opts.excludes ?? []).length > 0 || (this.opts.group?.excludes ?? []).length > 0
+    const kidIncluded: boolean[] = []
     const kids: Entry[] = []
     for (const i of order) {
       const o = i * F
@@ -328,7 +370,10 @@ class TreeWriter {
       const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
       if (type === undefined) continue
       if (excluding && this.isExcluded(relOf(names[i]!), type === EntryType.Dir)) continue
+      const inc = t.included || !!this.isIncluded?.(relOf(names[i]!), type === EntryType.Dir)
+      if (!inc && type !== EntryType.Dir) continue // not in the group: not read, not listed
       if (type === EntryType.Dir && st[o + native.S_INO_LO] === this.repoIno[2] && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
+      kidIncluded.push(inc)
       const e = newEntry(type, t.index, names[i]!)
       fillMeta(e, st, o)
       kids.push(e)
@@ -361,7 +406,8 @@ class TreeWriter {
           this.stats.dirs++
           const p = pathOf(e.name)
           e.xattrs = this.xattrsOf(p, e, prevIndex)
-          if (!this.opts.oneFileSystem || e.srcDev === this.rootDev) subdirs.push({ index, path: p, rel: relOf(e.name), prevIndex })
+          if (kidIncluded[j]) this.includedDirs.add(index)
+          if (!this.opts.oneFileSystem || e.srcDev === this.rootDev) subdirs.push({ index, path: p, rel: relOf(e.name), prevIndex, included: kidIncluded[j]! })
           break
         }
         case EntryType.Symlink:
@@ -389,6 +435,49 @@ class TreeWriter {
     // Entries of skipped files are dropped: compact this directory's children if any were removed.
     this.compactChildren(t.index, subdirs)
     return subdirs
+  }
+
+  /**
+   * Group backups: keep the group's files, the directories an include matched, and the
+   * directories on the way to them; renumber (each directory's children stay contiguous).
+   */
+  private pruneToGroup(): void {
+    const n = this.entries.length
+    const keep = new Uint8Array(n)
+    keep[0] = 1
+    for (let i = n - 1; i > 0; i--) {
+      const e = this.entries[i]!
+      if (e.type !== EntryType.Dir || this.includedDirs.has(i)) keep[i] = 1
+      if (keep[i]) keep[e.parent] = 1
+    }
+    if (!this.entries.some((e, i) => keep[i] && e.type !== EntryType.Dir)) {
+      throw new BfsError('BAD_INPUT', `group '${this.opts.group!.name}' matches no files in ${this.source}; nothing was committed`)
+    }
+    const newIndex = new Int32Array(n).fill(-1)
+    const out: Entry[] = []
+    for (let i = 0; i < n; i++) if (keep[i]) newIndex[i] = out.push(this.entries[i]!) - 1
+    let dirs = 0
+    for (let i = 0; i < n; i++) {
+      if (!keep[i]) continue
+      const e = this.entries[i]!
+      e.parent = newIndex[e.parent]!
+      if (e.flags & ENTRY_FLAG_LINK_FOLLOWER) e.linkLeader = newIndex[e.linkLeader]!
+      if (e.type === EntryType.Dir) {
+        if (i > 0) dirs++
+        let first = -1
+        let count = 0
+        for (let c = e.firstChild; c < e.firstChild + e.childCount; c++) {
+          if (!keep[c]) continue
+          if (first < 0) first = newIndex[c]!
+          count++
+        }
+        e.firstChild = first < 0 ? 0 : first
+        e.childCount = count
+      }
+    }
+    this.entries.length = 0
+    this.entries.push(...out)
+    this.stats.dirs = dirs
   }
 
   /** Files that could not be read are removed from the catalog (they are listed as skipped). */

@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import { BLOCK_BYTES, blockHash, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import type { StreamWriter } from './stream.js'
+import { BfsError } from './errors.js'
 
 /** The previous version of an object, for block-level incrementals. */
 export interface BaseObject {
@@ -55,7 +56,14 @@ class ExtentList {
  * into the stream. All-zero blocks become holes. With a base, only blocks whose hash
  * differs from the base's block at the same position are stored (a delta object).
  */
-export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null): Promise<StoredObject> {
+export interface StoreHooks {
+  /** Checked between reads: a long volume read stops promptly on Ctrl-C. */
+  signal?: AbortSignal
+  /** Called after each read with the bytes read so far (progress). */
+  onRead?(bytesRead: number): void
+}
+
+export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null, hooks: StoreHooks = {}): Promise<StoredObject> {
   const blocks = Math.ceil(sizeBytes / BLOCK_BYTES)
   const ext = new ExtentList()
   const gen = stream.genId
@@ -103,6 +111,8 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
         got += k
       }
       bytesRead += got
+      if (hooks.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+      hooks.onRead?.(bytesRead)
       if (got < n * BLOCK_BYTES) space.buf.fill(0, space.offsetBytes + got, space.offsetBytes + n * BLOCK_BYTES)
       const sb0 = stream.nextStreamBlock
       let keep = 0

@@ -155,7 +155,6 @@ export class Repository {
     let c = this.catalogCache.get(id)
     if (c) return c
     const man = this.manifest(id)
-    if (!man.catalog) throw new BfsError('BAD_INPUT', `gen${id} is a volume generation and has no file catalog`)
     c = this.readMeta('catalog', keys.catalog(id), (p, what) => decodeCatalog(p, what), man.catalog)
     this.catalogCache.set(id, c)
     return c

@@ -92,6 +92,12 @@ export class DiskStore {
     return bytes
   }
 
+  /** Atomically replaces `to` with `from` (both keys in one directory), then syncs the directory. */
+  rename(from: string, to: string): void {
+    fs.renameSync(this.path(from), this.path(to))
+    this.syncDir(path.dirname(to))
+  }
+
   syncDir(dir: string): void {
     const fd = fs.openSync(this.path(dir), 'r')
     try {

@@ -203,7 +203,7 @@ export class Vfs {
     const t = this.now()
     if (!force && t - this.lastRefresh < (this.opts.refreshMs ?? 1000)) return
     this.lastRefresh = t
-    this.gens = this.repo.generations().filter((m) => m.kind === 'files')
+    this.gens = this.repo.generations()
   }
 
   view(id: number): GenView {

@@ -1,0 +1,102 @@
+import path from 'node:path'
+import { envelopeFor, type Repository } from './repository.js'
+import { decodeEnvelope } from '../format/envelope.js'
+import { FormatError } from '../format/errors.js'
+import { BfsError } from './errors.js'
+import { globToRegExp } from './exclude.js'
+
+/**
+ * File groups (C5): named include/exclude lists stored as REPO/groups/<name> (a BFSGRUP
+ * envelope, JSON). A group file is replaced atomically (tmp → fsync → rename), never
+ * edited in place. A file may belong to several groups; each group has its own chain.
+ */
+export interface Group {
+  name: string
+  includes: string[]
+  excludes: string[]
+  created: string
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const groupKey = (name: string): string => `groups/${name}`
+
+/** Checks one pattern: non-empty, relative, no '..', balanced brackets; returns it normalized (no trailing '/' duplication). */
+export function checkPattern(p: string, what: string): string {
+  if (!p || !p.trim()) throw new BfsError('BAD_INPUT', `${what}: empty pattern`)
+  if (p.includes('\0')) throw new BfsError('BAD_INPUT', `${what} '${p}': contains a NUL byte`)
+  const parts = p.replace(/^\/+/, '').split('/')
+  if (parts.includes('..')) throw new BfsError('BAD_INPUT', `${what} '${p}': '..' is not allowed (patterns are relative to the backup source)`)
+  let depth = 0
+  for (const c of p) {
+    if (c === '[') depth++
+    else if (c === ']') depth = Math.max(0, depth - 1)
+  }
+  if (depth > 0) throw new BfsError('BAD_INPUT', `${what} '${p}': unbalanced '['`)
+  try {
+    globToRegExp(p)
+  } catch {
+    throw new BfsError('BAD_INPUT', `${what} '${p}': not a valid pattern`)
+  }
+  return p
+}
+
+export function readGroup(repo: Repository, name: string): Group {
+  if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
+  let file: Buffer
+  try {
+    file = repo.store.readAll(groupKey(name))
+  } catch {
+    throw new BfsError('BAD_INPUT', `no group '${name}' in ${repo.dir} (create it with 'bfs group add ${name} --include PATTERN')`)
+  }
+  try {
+    const g = JSON.parse(decodeEnvelope('group', file, repo.store.path(groupKey(name))).stored.toString('utf8')) as Group
+    if (g.name !== name || !Array.isArray(g.includes) || !Array.isArray(g.excludes)) throw new FormatError('BAD_VALUE', 'bad group')
+    return g
+  } catch (err) {
+    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.path(groupKey(name))}: not a valid group file`)
+  }
+}
+
+export function listGroups(repo: Repository): Group[] {
+  return repo.store.list('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort().map((n) => readGroup(repo, n))
+}
+
+/** Creates a group, or adds patterns to an existing one. */
+export function addGroup(repo: Repository, name: string, includes: string[], excludes: string[]): Group {
+  if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
+  const existing = repo.store.exists(groupKey(name)) ? readGroup(repo, name) : null
+  if (!existing && includes.length === 0) throw new BfsError('BAD_INPUT', `group '${name}' needs at least one --include`)
+  const inc = [...(existing?.includes ?? [])]
+  const exc = [...(existing?.excludes ?? [])]
+  for (const p of includes) {
+    checkPattern(p, '--include')
+    if (inc.includes(p)) throw new BfsError('BAD_INPUT', `--include '${p}' is already in group '${name}'`)
+    inc.push(p)
+  }
+  for (const p of excludes) {
+    checkPattern(p, '--exclude')
+    if (exc.includes(p)) throw new BfsError('BAD_INPUT', `--exclude '${p}' is already in group '${name}'`)
+    exc.push(p)
+  }
+  const both = inc.find((p) => exc.includes(p))
+  if (both) throw new BfsError('BAD_INPUT', `pattern '${both}' is both included and excluded in group '${name}'`)
+  const g: Group = { name, includes: inc, excludes: exc, created: existing?.created ?? new Date().toISOString() }
+  writeGroup(repo, g)
+  return g
+}
+
+function writeGroup(repo: Repository, g: Group): void {
+  repo.store.mkdirp('groups')
+  const file = envelopeFor('group', Buffer.from(JSON.stringify(g)), false)
+  // replace atomically: write under a temp key, then rename over the old file
+  const tmp = `groups/.${g.name}.new-${process.pid}`
+  repo.store.removeTree(tmp)
+  repo.store.putSync(tmp, [file])
+  repo.store.rename(tmp, groupKey(g.name))
+}
+
+export function removeGroup(repo: Repository, name: string): void {
+  readGroup(repo, name)
+  repo.store.removeTree(groupKey(name))
+  repo.store.syncDir('groups')
+}

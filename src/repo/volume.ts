@@ -1,0 +1,196 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import * as native from '../native/index.js'
+import { EntryType, newEntry, type Entry } from '../format/catalog.js'
+import type { Manifest } from '../format/manifest.js'
+import type { Repository } from './repository.js'
+import { BfsError } from './errors.js'
+import { ObjectResolver } from './resolve.js'
+import { storeObject, type BaseObject } from './objects.js'
+import { emptyStats, newStream, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
+
+const S_IFMT = 0o170000
+const S_IFREG = 0o100000
+const S_IFBLK = 0o060000
+const O_NOATIME = fs.constants.O_NOATIME ?? 0
+
+export interface VolumeOptions extends BackupOptions {
+  /** The generation to take the difference against (`--base genK`); default: the latest volume generation of this source. */
+  base?: Manifest
+}
+
+/**
+ * Backs up a block device or an image file as a volume generation: a catalog with one
+ * regular file (named after the source) whose block map covers the volume's block space.
+ * Holes and all-zero blocks are stored as holes; an incremental stores only blocks whose
+ * hash differs from the base generation's, and an image whose size, mtime and ctime are
+ * unchanged is not read at all.
+ */
+export async function backupVolume(repo: Repository, opts: VolumeOptions): Promise<BackupResult> {
+  const source = path.resolve(opts.source)
+  let fd: number
+  try {
+    try {
+      fd = fs.openSync(source, fs.constants.O_RDONLY | O_NOATIME)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
+      fd = fs.openSync(source, fs.constants.O_RDONLY)
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${source} does not exist` : code === 'EACCES' ? `cannot read ${source}: permission denied` : `cannot open ${source}: ${code ?? (err as Error).message}`)
+  }
+  try {
+    const st1 = native.fstatRecord(fd)
+    const fmt = st1[native.S_MODE]! & S_IFMT
+    if (fmt !== S_IFREG && fmt !== S_IFBLK) throw new BfsError('BAD_INPUT', `${source} is not a block device or an image file`)
+    const isDev = fmt === S_IFBLK
+    const sizeOf = (): number => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!)
+    const size = sizeOf()
+    const reporter = opts.reporter ?? { warn: () => undefined }
+    return await writeGeneration(repo, opts, {
+      source,
+      kind: 'volume',
+      group: null,
+      choosePrev: (r) => {
+        if (opts.full) return null
+        if (opts.base) return opts.base
+        return [...r.generations(null)].reverse().find((m) => m.kind === 'volume' && m.source === source) ?? null
+      },
+      build: async ({ genId, pool, prev }) => {
+        const stream = newStream(repo, pool, genId, opts)
+        const stats = emptyStats()
+        const warnings: string[] = []
+        const warn = (m: string): void => {
+          warnings.push(m)
+          reporter.warn(m)
+        }
+        const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
+        const now = Date.now()
+        root.mode = 0o755
+        root.atimeSec = root.mtimeSec = root.ctimeSec = Math.floor(now / 1000)
+        root.firstChild = 1
+        root.childCount = 1
+        const img = newEntry(EntryType.File, 0, Buffer.from(isDev ? `${path.basename(source)}.img` : path.basename(source)))
+        img.mode = st1[native.S_MODE]! & 0o7777
+        img.uid = st1[native.S_UID]!
+        img.gid = st1[native.S_GID]!
+        img.atimeSec = st1[native.S_ATIME_SEC]!
+        img.atimeNsec = st1[native.S_ATIME_NSEC]!
+        img.mtimeSec = st1[native.S_MTIME_SEC]!
+        img.mtimeNsec = st1[native.S_MTIME_NSEC]!
+        img.ctimeSec = st1[native.S_CTIME_SEC]!
+        img.ctimeNsec = st1[native.S_CTIME_NSEC]!
+        img.srcDev = st1[native.S_DEV]!
+        img.srcInoHi = st1[native.S_INO_HI]!
+        img.srcInoLo = st1[native.S_INO_LO]!
+        img.nlink = 1
+        img.size = size
+        const entries: Entry[] = [root, img]
+        stats.files = 1
+        stats.logicalBytes = size
+        const prevImg = prev ? repo.catalog(prev.id)[1] : undefined
+        if (prev && prevImg && prevImg.size > size) warn(`${source} shrank from ${prevImg.size} to ${size} bytes since gen${prev.id}`)
+        // An image file whose identity, size, mtime and ctime are those of the base is not read.
+        const unchanged = !isDev && prevImg && prevImg.srcDev === img.srcDev && prevImg.srcInoHi === img.srcInoHi && prevImg.srcInoLo === img.srcInoLo &&
+          prevImg.size === size && prevImg.mtimeSec === img.mtimeSec && prevImg.mtimeNsec === img.mtimeNsec && prevImg.ctimeSec === img.ctimeSec && prevImg.ctimeNsec === img.ctimeNsec
+        const objects = []
+        if (unchanged) {
+          img.objGen = prevImg!.objGen
+          img.objIndex = prevImg!.objIndex
+          stats.unchangedFiles = 1
+        } else {
+          let base: BaseObject | null = null
+          if (prevImg?.objGen) {
+            const resolver = new ObjectResolver(repo)
+            const o = resolver.object(prevImg.objGen, prevImg.objIndex)
+            base = { gen: prevImg.objGen, index: prevImg.objIndex, depth: o.depth, sizeBytes: o.sizeBytes, extents: resolver.resolve(prevImg.objGen, prevImg.objIndex), hashesOf: (g) => repo.hashes(g), hashAlg: repo.config.hashAlg }
+          }
+          let regions = size > 0 ? [0, size] : []
+          if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+          native.fadvise(fd, 0, 0, 'sequential')
+          let last = 0
+          const stored = await storeObject(fd, size, regions, stream, base, {
+            signal: opts.signal,
+            onRead: (n) => {
+              if (n - last >= 64 << 20) {
+                last = n
+                reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+              }
+            },
+          })
+          stats.bytesRead = stored.bytesRead
+          const after = sizeOf()
+          if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
+          if (prevImg) stats.changedFiles = 1
+          else stats.newFiles = 1
+          if (stored.sameAsBase && base) {
+            img.objGen = base.gen
+            img.objIndex = base.index
+          } else if (stored.object.extents.length > 0 || stored.object.baseGen !== 0) {
+            img.objGen = genId
+            img.objIndex = 0
+            objects.push(stored.object)
+          }
+        }
+        await stream.finish()
+        return { entries, objects, stream, stats, warnings, skippedPaths: [] }
+      },
+    })
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export interface ModeDecision {
+  mode: 'file' | 'volume'
+  /** The path to back up: the source, or the block device under a mounted filesystem's root. */
+  source: string
+  reason: string
+}
+
+/**
+ * Auto mode: a block device or an image file is a volume; a directory that is the root of a
+ * mounted block-device filesystem with more than `threshold` files (used inodes) and a
+ * readable device is backed up as a volume of that device; anything else as files.
+ */
+export function decideMode(src: string, threshold: number): ModeDecision {
+  const abs = path.resolve(src)
+  let st: fs.Stats
+  try {
+    st = fs.statSync(abs)
+  } catch {
+    return { mode: 'file', source: abs, reason: 'source not found' }
+  }
+  if (st.isBlockDevice()) return { mode: 'volume', source: abs, reason: `${abs} is a block device` }
+  if (st.isFile()) return { mode: 'volume', source: abs, reason: `${abs} is an image file` }
+  if (!st.isDirectory()) return { mode: 'file', source: abs, reason: 'not a directory, device or image' }
+  const real = fs.realpathSync(abs)
+  let dev: string | null = null
+  let fstype = ''
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ')
+    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    if (mp !== real) continue
+    const dash = f.indexOf('-')
+    fstype = f[dash + 1] ?? ''
+    dev = f[dash + 2] ?? null // the last mount on a point wins
+  }
+  if (!dev) return { mode: 'file', source: abs, reason: `${real} is not the root of a mounted filesystem` }
+  let isBlk = false
+  try {
+    isBlk = fs.statSync(dev).isBlockDevice()
+  } catch {
+    // e.g. tmpfs, overlay: no device node
+  }
+  if (!isBlk) return { mode: 'file', source: abs, reason: `${real} is on ${fstype} (${dev}), not a block device` }
+  const sf = fs.statfsSync(real)
+  const files = sf.files - sf.ffree
+  if (files <= threshold) return { mode: 'file', source: abs, reason: `${real} (${fstype} on ${dev}) holds ${files} files, not more than ${threshold}` }
+  try {
+    fs.accessSync(dev, fs.constants.R_OK)
+  } catch {
+    return { mode: 'file', source: abs, reason: `${real} holds ${files} files but ${dev} is not readable` }
+  }
+  return { mode: 'volume', source: dev, reason: `${real} is the root of ${dev} (${fstype}) with ${files} files, more than ${threshold}` }
+}

@@ -1,0 +1,223 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, sh, tmpdir } from './helpers.js'
+
+// Volume backups of real ext4 images made with mkfs.ext4 -d (no root needed to build them);
+// the loop mount from the bfs mount needs root and loop devices, as in CI.
+let work: string
+let tree: string
+let img: string
+const mounts: string[] = []
+
+function overwriteRandomBlocks(file: string, n: number, seed: number): number[] {
+  const size = fs.statSync(file).size
+  const fd = fs.openSync(file, 'r+')
+  const blocks: number[] = []
+  let x = seed
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
+    const b = x % (size / 4096)
+    blocks.push(b)
+    fs.writeSync(fd, randomBytes(4096), 0, 4096, b * 4096)
+  }
+  fs.closeSync(fd)
+  return blocks
+}
+
+beforeAll(() => {
+  work = tmpdir('bfs-vol-')
+  tree = path.join(work, 'tree')
+  for (let d = 0; d < 20; d++) {
+    fs.mkdirSync(path.join(tree, `d${d}`), { recursive: true })
+    for (let f = 0; f < 20; f++) fs.writeFileSync(path.join(tree, `d${d}`, `f${f}.txt`), `file ${d}/${f}\n`.repeat(200 + d * f))
+  }
+  fs.writeFileSync(path.join(tree, 'random.bin'), randomBytes(3 << 20))
+  img = path.join(work, 'disk.img')
+  expect(sh(`truncate -s 128M '${img}' && mkfs.ext4 -q -F -d '${tree}' '${img}'`).code).toBe(0)
+})
+afterAll(() => {
+  for (const m of mounts.reverse()) sh(`umount '${m}' 2>/dev/null; fusermount -u '${m}' 2>/dev/null; bfs umount '${m}' 2>/dev/null`)
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe('volume backup of an ext4 image', () => {
+  it('stores used blocks only, skips an unchanged image, stores only changed blocks, and restores byte for byte', () => {
+    const repo = path.join(work, 'repo')
+    const full = JSON.parse(bfs(['backup', '--volume', img, '--json'], { repo }).stdout)
+    expect(full.kind).toBe('volume')
+    expect(full.stats.logicalBytes).toBe(128 << 20)
+    // holes are not read, and stored data is far below the image size
+    expect(full.stats.bytesRead).toBeLessThan(fs.statSync(img).blocks * 512 + 4096)
+    expect(full.stats.storedBytes).toBeLessThan(16 << 20)
+    const same = JSON.parse(bfs(['backup', img, '--json'], { repo }).stdout)
+    expect(same.mode).toBe('volume')
+    expect(same.modeReason).toMatch(/is an image file/)
+    expect(same.stats.bytesRead).toBe(0)
+    expect(same.stats.storedBytes).toBe(0)
+    const copies: string[] = [path.join(work, 'gen1.img')]
+    fs.copyFileSync(img, copies[0]!)
+    for (let round = 0; round < 3; round++) {
+      overwriteRandomBlocks(img, 10, round + 7)
+      const inc = JSON.parse(bfs(['backup', img, '--json'], { repo }).stdout)
+      expect(inc.parent).toBe(inc.id - 1)
+      expect(inc.stats.storedBytes).toBeLessThanOrEqual(10 * 4200)
+      expect(inc.stats.storedBytes + inc.stats.metaBytes).toBeLessThan(200_000)
+      const copy = path.join(work, `gen${inc.id}.img`)
+      fs.copyFileSync(img, copy)
+      copies.push(copy)
+    }
+    // every generation restores exactly as the image was, as a sparse file
+    const gens = JSON.parse(bfs(['generations', '--json'], { repo }).stdout) as Array<{ id: number }>
+    expect(gens.map((g) => g.id)).toEqual([1, 2, 3, 4, 5])
+    for (const [id, copy] of [[1, copies[0]], [3, copies[1]], [5, copies[3]]] as const) {
+      const out = path.join(work, `restored-${id}.img`)
+      expect(bfs(['restore', `gen${id}`, out], { repo }).code).toBe(0)
+      expect(sh(`cmp '${copy}' '${out}'`).code).toBe(0)
+      expect(fs.statSync(out).blocks * 512).toBeLessThan(40 << 20)
+      expect(bfs(['cat', `gen${id}`], { repo }).out.equals(fs.readFileSync(copy))).toBe(true)
+    }
+    expect(bfs(['verify', '--all'], { repo }).code).toBe(0)
+    expect(bfs(['verify', '--against', img, 'latest'], { repo }).code).toBe(0)
+    expect(bfs(['verify', '--against', img, 'gen1'], { repo }).stdout).toMatch(/content differs/)
+    // --base: the difference against an older generation
+    const based = JSON.parse(bfs(['backup', img, '--base', 'gen1', '--json'], { repo }).stdout)
+    expect(based.parent).toBe(1)
+    expect(based.stats.storedBytes).toBeGreaterThan(20 * 4096)
+    const out = path.join(work, 'restored-based.img')
+    expect(bfs(['restore', 'latest', out], { repo }).code).toBe(0)
+    expect(sh(`cmp '${img}' '${out}'`).code).toBe(0)
+  })
+
+  it('mounts as one file of the full size with holes, which mount -o loop,ro shows as the filesystem was', () => {
+    const r = path.join(work, 'repo-mount')
+    const clean = path.join(work, 'clean.img')
+    expect(sh(`truncate -s 128M '${clean}' && mkfs.ext4 -q -F -d '${tree}' '${clean}'`).code).toBe(0)
+    expect(bfs(['backup', '--volume', clean], { repo: r }).code).toBe(0)
+    const mnt = path.join(work, 'mnt')
+    fs.mkdirSync(mnt)
+    const m = bfs(['mount', 'gen1', mnt], { repo: r })
+    expect(m.code).toBe(0)
+    mounts.push(mnt)
+    expect(sh(`ls '${mnt}'`).stdout).toBe('clean.img\n')
+    expect(sh(`stat -c '%s' '${mnt}/clean.img'`).stdout).toBe(`${128 << 20}\n`)
+    expect(Number(sh(`du -k '${mnt}/clean.img'`).stdout.split('\t')[0])).toBeLessThan(20_000)
+    expect(sh(`cmp '${mnt}/clean.img' '${clean}'`).code).toBe(0)
+    const fsdir = path.join(work, 'loop')
+    fs.mkdirSync(fsdir)
+    const lm = sh(`mount -o loop,ro '${mnt}/clean.img' '${fsdir}'`)
+    expect(lm.stderr).toBe('')
+    mounts.push(fsdir)
+    try {
+      expect(sh(`diff -r -x lost+found '${fsdir}' '${tree}'`).stdout).toBe('')
+    } finally {
+      expect(sh(`umount '${fsdir}'`).code).toBe(0)
+      mounts.pop()
+    }
+    expect(sh(`losetup -j '${mnt}/clean.img'`).stdout).toBe('')
+    expect(bfs(['umount', mnt]).code).toBe(0)
+    mounts.pop()
+  })
+
+  it('auto mode: a mounted block-device filesystem with more files than the threshold is backed up as its device', () => {
+    const r = path.join(work, 'repo-auto')
+    const dev = path.join(work, 'auto.img')
+    expect(sh(`truncate -s 64M '${dev}' && mkfs.ext4 -q -F -d '${tree}' '${dev}'`).code).toBe(0)
+    const mp = path.join(work, 'automnt')
+    fs.mkdirSync(mp)
+    expect(sh(`mount -o loop,ro '${dev}' '${mp}'`).code).toBe(0)
+    mounts.push(mp)
+    try {
+      const asVolume = JSON.parse(bfs(['backup', mp, '--volume-threshold', '100', '--json'], { repo: r }).stdout)
+      expect(asVolume.mode).toBe('volume')
+      expect(asVolume.modeReason).toMatch(/is the root of \/dev\/loop\d+ \(ext4\) with \d+ files, more than 100/)
+      expect(asVolume.source).toMatch(/^\/dev\/loop\d+$/)
+      const asFiles = JSON.parse(bfs(['backup', mp, '--json'], { repo: r }).stdout)
+      expect(asFiles.mode).toBe('file')
+      expect(asFiles.modeReason).toMatch(/holds \d+ files, not more than 100000/)
+      const forced = JSON.parse(bfs(['backup', mp, '--mode', 'file', '--volume-threshold', '1', '--json'], { repo: r }).stdout)
+      expect(forced.mode).toBe('file')
+      // the device volume restores to an image identical to the device (not to auto.img:
+      // even a read-only ext4 mount rewrites its journal superblock through the device)
+      const out = path.join(work, 'auto-restored.img')
+      expect(bfs(['restore', `gen${asVolume.id}`, out], { repo: r }).code).toBe(0)
+      expect(sh(`cmp '${out}' '${asVolume.source}'`).code).toBe(0)
+    } finally {
+      sh(`umount '${mp}'`)
+      mounts.pop()
+    }
+  })
+
+  it('bad input: unreadable device, size changing during the backup, an image that shrinks', () => {
+    const r = path.join(work, 'repo-bad')
+    const ro = path.join(work, 'private.img')
+    fs.writeFileSync(ro, randomBytes(1 << 20))
+    fs.chmodSync(ro, 0o600)
+    fs.chmodSync(work, 0o755)
+    fs.mkdirSync(path.join(work, 'nobody-repo'))
+    sh(`chown 65534 '${work}/nobody-repo'`)
+    const u = sh(`BFS_REPO='${work}/nobody-repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${path.resolve('bin/bfs')}' backup --volume '${ro}'; echo "exit=$?"`)
+    expect(u.stderr).toMatch(/^bfs: cannot read .*private\.img: permission denied$/m)
+    expect(u.stdout).toMatch(/exit=1/)
+    // a file that grows while it is read: the backup fails cleanly and commits nothing
+    const grow = path.join(work, 'grow.img')
+    fs.writeFileSync(grow, randomBytes(64 << 20))
+    const writer = sh(`(for i in $(seq 2000); do head -c 65536 /dev/urandom >> '${grow}'; done) >/dev/null 2>&1 & echo $!`).stdout.trim()
+    const g = bfs(['backup', '--volume', grow, '--threads', '1', '--level', '9'], { repo: r })
+    sh(`kill ${writer} 2>/dev/null`)
+    expect(g.stderr).toMatch(/^bfs: the size of .*grow\.img changed during the backup .*; nothing was committed\n$/)
+    expect(g.code).toBe(1)
+    expect(JSON.parse(bfs(['generations', '--json'], { repo: r }).stdout)).toEqual([])
+    // an image that shrinks between generations: warned about, stored, restores exactly
+    const shrink = path.join(work, 'shrink.img')
+    fs.writeFileSync(shrink, randomBytes(2 << 20))
+    expect(bfs(['backup', '--volume', shrink], { repo: r }).code).toBe(0)
+    fs.truncateSync(shrink, 1 << 20)
+    const s = bfs(['backup', '--volume', shrink], { repo: r })
+    expect(s.code).toBe(0)
+    expect(s.stderr).toMatch(/shrank from 2097152 to 1048576 bytes since gen1/)
+    const out = path.join(work, 'shrink-restored.img')
+    expect(bfs(['restore', 'latest', out], { repo: r }).code).toBe(0)
+    expect(sh(`cmp '${out}' '${shrink}'`).code).toBe(0)
+    // not a device or image
+    expect(bfs(['backup', '--volume', tree], { repo: r }).stderr).toMatch(/is not a block device or an image file/)
+  })
+})
+
+describe('groups', () => {
+  it('back up only their files, each on its own chain; bad patterns and empty groups are refused', () => {
+    const r = path.join(work, 'repo-groups')
+    const s = path.join(work, 'gsrc')
+    for (const d of ['dir_A/sub', 'dir_B', 'dir_C', 'dir_D']) fs.mkdirSync(path.join(s, d), { recursive: true })
+    for (const f of ['dir_A/a1', 'dir_A/sub/a2', 'dir_B/b1', 'dir_C/c1', 'dir_D/d1', 'dir_D/file_d', 'top']) fs.writeFileSync(path.join(s, f), f)
+    expect(bfs(['group', 'add', 'ac', '--include', 'dir_A/*', '--include', 'dir_C/*', '--exclude', 'dir_D/file_d'], { repo: r }).code).toBe(0)
+    expect(bfs(['group', 'add', 'd', '--include', 'dir_D', '--exclude', 'dir_D/file_d'], { repo: r }).code).toBe(0)
+    expect(bfs(['group', 'ls'], { repo: r }).stdout).toBe('ac\n  include dir_A/*\n  include dir_C/*\n  exclude dir_D/file_d\nd\n  include dir_D\n  exclude dir_D/file_d\n')
+    const ac = JSON.parse(bfs(['backup', '--group', 'ac', s, '--json'], { repo: r }).stdout)
+    expect(ac.group).toBe('ac')
+    expect(sh(`'${path.resolve('bin/bfs')}' --repo '${r}' restore gen${ac.id} '${work}/g-ac' >/dev/null && cd '${work}/g-ac' && find . -type f | sort`).stdout).toBe('./dir_A/a1\n./dir_A/sub/a2\n./dir_C/c1\n')
+    const d = JSON.parse(bfs(['backup', '--group', 'd', s, '--json'], { repo: r }).stdout)
+    expect(bfs(['ls', `gen${d.id}:dir_D`], { repo: r }).stdout).toMatch(/ d1\n$/)
+    // a file in several groups; each group's chain is its own
+    expect(bfs(['group', 'add', 'all', '--include', '*'], { repo: r }).code).toBe(0)
+    expect(JSON.parse(bfs(['backup', '--group', 'all', s, '--json'], { repo: r }).stdout).stats.files).toBe(7)
+    fs.appendFileSync(path.join(s, 'dir_A/a1'), '+')
+    const ac2 = JSON.parse(bfs(['backup', '--group', 'ac', s, '--json'], { repo: r }).stdout)
+    expect(ac2.parent).toBe(ac.id)
+    expect(ac2.stats.changedFiles).toBe(1)
+    expect(bfs(['generations', '--group', 'ac', '--json'], { repo: r }).stdout).toMatch(new RegExp(`^\\[\\{"generation":"gen${ac.id}".*"gen${ac2.id}"`))
+    // refusals
+    expect(bfs(['group', 'add', 'x', '--include', '[ab'], { repo: r }).stderr).toBe("bfs: --include '[ab': unbalanced '['\n")
+    expect(bfs(['group', 'add', 'x', '--include', 'p', '--exclude', 'p'], { repo: r }).stderr).toBe("bfs: pattern 'p' is both included and excluded in group 'x'\n")
+    expect(bfs(['group', 'add', 'x', '--include', '../etc'], { repo: r }).code).toBe(1)
+    expect(bfs(['group', 'add', 'ac', '--include', 'dir_A/*'], { repo: r }).stderr).toMatch(/already in group 'ac'/)
+    expect(bfs(['group', 'add', 'empty', '--include', 'nothing-here*'], { repo: r }).code).toBe(0)
+    const e = bfs(['backup', '--group', 'empty', s], { repo: r })
+    expect(e.code).toBe(1)
+    expect(e.stderr).toBe(`bfs: group 'empty' matches no files in ${s}; nothing was committed\n`)
+    expect(bfs(['backup', '--group', 'nope', s], { repo: r }).stderr).toMatch(/^bfs: no group 'nope'/)
+    expect(bfs(['group', 'rm', 'empty'], { repo: r }).code).toBe(0)
+    expect(bfs(['group', 'show', 'empty'], { repo: r }).code).toBe(1)
+  })
+})
