@@ -15,6 +15,7 @@ import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { compileExcludes } from './exclude.js'
 import type { Group } from './groups.js'
+import type { ReadResult } from './worker.js'
 
 export interface BackupOptions {
   source: string
@@ -267,6 +268,13 @@ class TreeWriter {
   /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
   private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
   private readonly includedDirs = new Set<number>()
+  /** Files whose data the workers are reading, by read tag. */
+  private readonly pending = new Map<number, { e: Entry; rel: string; isNew: boolean }>()
+  private nextTag = 1
+  /** Files that could not be read by a worker: removed from the catalog at the end. */
+  private readonly failed = new Set<Entry>()
+  /** 512-byte blocks the scan saw allocated for the file being stored (to spot sparse files). */
+  private scanBlocks = 0
   private readonly rootDev: number
   private readonly repoId: string
   private readonly repoIno: Float64Array
@@ -284,6 +292,7 @@ class TreeWriter {
     private readonly prev: Manifest | null,
   ) {
     this.stream = newStream(repo, pool, genId, opts)
+    this.stream.onReadResults = (r) => this.readResults(r)
     this.resolver = new ObjectResolver(repo)
     this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])
     this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
@@ -329,7 +338,9 @@ class TreeWriter {
       for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
     }
     await this.stream.finish()
-    if (this.isIncluded) this.pruneToGroup()
+    // Hard links share their leader's xattrs, which planned reads fill in only now.
+    for (const e of this.entries) if (e.flags & ENTRY_FLAG_LINK_FOLLOWER) e.xattrs = this.entries[e.linkLeader]!.xattrs
+    if (this.isIncluded || this.failed.size) this.compact()
     return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths }
   }
 
@@ -363,6 +374,7 @@ class TreeWriter {
     const pathOf = (name: Buffer): Buffer => Buffer.concat([t.path, SLASH, name])
     const excluding = (this.opts.excludes ?? []).length > 0 || (this.opts.group?.excludes ?? []).length > 0
     const kidIncluded: boolean[] = []
+    const kidBlocks: number[] = []
     const kids: Entry[] = []
     for (const i of order) {
       const o = i * F
@@ -374,6 +386,7 @@ class TreeWriter {
       if (!inc && type !== EntryType.Dir) continue // not in the group: not read, not listed
       if (type === EntryType.Dir && st[o + native.S_INO_LO] === this.repoIno[2] && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
       kidIncluded.push(inc)
+      kidBlocks.push(st[o + native.S_BLOCKS]!)
       const e = newEntry(type, t.index, names[i]!)
       fillMeta(e, st, o)
       kids.push(e)
@@ -426,7 +439,10 @@ class TreeWriter {
           }
           break
         case EntryType.File:
-          if (!this.unchangedFile(e, index, prev)) await this.file(e, index, pathOf(e.name), relOf(e.name), prev)
+          if (!this.unchangedFile(e, index, prev)) {
+            this.scanBlocks = kidBlocks[j]!
+            await this.file(e, index, pathOf(e.name), relOf(e.name), prev)
+          }
           break
         default:
           e.xattrs = prev && sameVersion(prev, e) ? prev.xattrs : this.xattrsOf(pathOf(e.name), e, prevIndex)
@@ -437,20 +453,56 @@ class TreeWriter {
     return subdirs
   }
 
+  /** What the workers found reading planned files: xattrs, bytes, changes while read, failures. */
+  private readResults(results: ReadResult[]): void {
+    for (const r of results) {
+      const p = this.pending.get(r.tag)
+      if (!p) continue
+      const e = p.e
+      this.stats.bytesRead += r.bytesRead
+      if (r.error) {
+        if (!this.failed.has(e)) {
+          this.failed.add(e)
+          this.skip(p.rel, `cannot ${r.errorAt ?? 'read'} (${r.error})`)
+          this.stats.files--
+          if (p.isNew) this.stats.newFiles--
+          else this.stats.changedFiles--
+          this.stats.logicalBytes -= e.size
+        }
+        continue
+      }
+      if (r.xattrs !== undefined) e.xattrs = r.xattrs ? r.xattrs.map(([n, v]) => [Buffer.from(n), Buffer.from(v)]) : null
+      const a = r.after
+      if (a && !(e.flags & ENTRY_FLAG_CHANGED_WHILE_READ) && (a[0] !== e.size || a[1] !== e.mtimeSec || a[2] !== e.mtimeNsec || a[3] !== e.ctimeSec || a[4] !== e.ctimeNsec)) {
+        e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+        this.warn(`${p.rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
+      }
+      if (a) this.pending.delete(r.tag)
+    }
+  }
+
   /**
-   * Group backups: keep the group's files, the directories an include matched, and the
-   * directories on the way to them; renumber (each directory's children stay contiguous).
+   * Removes files the workers could not read (and hard links to them) and, for a group
+   * backup, everything outside the group; renumbers (each directory's children stay contiguous).
    */
-  private pruneToGroup(): void {
+  private compact(): void {
     const n = this.entries.length
     const keep = new Uint8Array(n)
     keep[0] = 1
     for (let i = n - 1; i > 0; i--) {
       const e = this.entries[i]!
-      if (e.type !== EntryType.Dir || this.includedDirs.has(i)) keep[i] = 1
+      if (e.type !== EntryType.Dir || !this.isIncluded || this.includedDirs.has(i)) keep[i] = 1
+      if (this.failed.has(e)) keep[i] = 0
       if (keep[i]) keep[e.parent] = 1
     }
-    if (!this.entries.some((e, i) => keep[i] && e.type !== EntryType.Dir)) {
+    for (let i = 1; i < n; i++) {
+      const e = this.entries[i]!
+      if (keep[i] && e.flags & ENTRY_FLAG_LINK_FOLLOWER && !keep[e.linkLeader]) {
+        keep[i] = 0
+        this.skip(e.name.toString(), 'a hard link to a file that could not be read')
+      }
+    }
+    if (this.isIncluded && !this.entries.some((e, i) => keep[i] && e.type !== EntryType.Dir)) {
       throw new BfsError('BAD_INPUT', `group '${this.opts.group!.name}' matches no files in ${this.source}; nothing was committed`)
     }
     const newIndex = new Int32Array(n).fill(-1)
@@ -477,7 +529,7 @@ class TreeWriter {
     }
     this.entries.length = 0
     this.entries.push(...out)
-    this.stats.dirs = dirs
+    if (this.isIncluded) this.stats.dirs = dirs
   }
 
   /** Files that could not be read are removed from the catalog (they are listed as skipped). */
@@ -534,6 +586,26 @@ class TreeWriter {
   private async file(e: Entry, index: number, p: Buffer, rel: string, prev: Entry | undefined): Promise<void> {
     const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
     const prevObj = prev && prev.type === EntryType.File ? this.prevObject(prev) : null
+    // A new file that is not sparse: the compression worker reads it (file I/O in parallel,
+    // off this thread); the scan's stat is compared with an fstat after the read.
+    if ((!prevObj || this.opts.full) && e.size > 0 && this.scanBlocks * 512 >= e.size) {
+      const tag = this.nextTag++
+      this.pending.set(tag, { e, rel, isNew: !prev })
+      let pos = 0
+      let first = -1
+      while (pos < e.size) {
+        const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size)
+        if (first < 0) first = r.streamBlock
+        pos += r.bytes
+      }
+      e.objGen = this.genId
+      e.objIndex = this.objects.length
+      this.objects.push({ sizeBytes: e.size, baseGen: 0, baseIndex: 0, depth: 0, extents: [{ fileBlock: 0, count: Math.ceil(e.size / BLOCK_BYTES), gen: this.genId, streamBlock: first }] })
+      if (prev) this.stats.changedFiles++
+      else this.stats.newFiles++
+      if (linkKey) this.links.set(linkKey, index)
+      return
+    }
     let fd: number
     try {
       try {

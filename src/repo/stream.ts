@@ -4,6 +4,7 @@ import type { UnitRef } from '../format/manifest.js'
 import type { DiskStore } from '../store/disk.js'
 import { keys } from './repository.js'
 import type { WorkerPool } from './pool.js'
+import type { PlannedRead, ReadResult } from './worker.js'
 import { BfsError } from './errors.js'
 
 /**
@@ -20,6 +21,10 @@ export class StreamWriter {
   private readonly inflight = new Set<Promise<void>>()
   private error: Error | null = null
   readonly units: UnitRef[] = []
+  /** Ranges the worker will read into the current unit. */
+  private reads: PlannedRead[] = []
+  /** Told what the workers found when they read planned ranges. */
+  onReadResults: ((results: ReadResult[]) => void) | null = null
   /** 8-byte hash of every stream block, filled as units come back from the workers. */
   hashes: Buffer
   storedBytes = 0
@@ -56,17 +61,34 @@ export class StreamWriter {
     return first
   }
 
+  /**
+   * Plans a file range to be read by the worker that compresses the unit (so file I/O runs
+   * in parallel, off the main thread). Returns the first stream block and how many bytes
+   * of the range fit in the current unit; call again for the rest.
+   */
+  async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number): Promise<{ streamBlock: number; bytes: number }> {
+    if (this.error) throw this.error
+    if (this.fill === this.unitBlocks) await this.flushUnit()
+    const fitBytes = Math.min(bytes, (this.unitBlocks - this.fill) * BLOCK_BYTES)
+    const streamBlock = this.nextStreamBlock
+    this.reads.push({ tag, path, fileOffset, bytes: fitBytes, unitOffsetBytes: this.fill * BLOCK_BYTES, first, last: fileOffset + fitBytes >= totalBytes })
+    this.fill += Math.ceil(fitBytes / BLOCK_BYTES)
+    return { streamBlock, bytes: fitBytes }
+  }
+
   /** Sends the current unit to its worker; waits when too many units are in flight (bounds memory). */
   private async flushUnit(): Promise<void> {
     if (this.fill === 0) return
     const unitIndex = this.unitIndex
     const rawBlocks = this.fill
     const raw = this.buf.buffer as ArrayBuffer
+    const reads = this.reads
+    this.reads = []
     this.unitIndex++
     this.fill = 0
     const next = this.spare.pop() ?? new ArrayBuffer(this.unitBlocks * BLOCK_BYTES)
     this.buf = Buffer.from(next)
-    const p = this.compressAndWrite(unitIndex, rawBlocks, raw).catch((err: Error) => {
+    const p = this.compressAndWrite(unitIndex, rawBlocks, raw, reads).catch((err: Error) => {
       this.error ??= err
     })
     this.inflight.add(p)
@@ -75,8 +97,9 @@ export class StreamWriter {
     if (this.error) throw this.error
   }
 
-  private async compressAndWrite(unitIndex: number, rawBlocks: number, raw: ArrayBuffer): Promise<void> {
-    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg }, [raw], unitIndex)
+  private async compressAndWrite(unitIndex: number, rawBlocks: number, raw: ArrayBuffer, reads: PlannedRead[]): Promise<void> {
+    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads }, [raw], unitIndex)
+    if (reply.readResults) this.onReadResults?.(reply.readResults)
     if (reply.raw && reply.raw.byteLength === this.unitBlocks * BLOCK_BYTES) this.spare.push(reply.raw)
     const hashes = Buffer.from(reply.hashes!)
     const need = (unitIndex * this.unitBlocks + rawBlocks) * HASH_BYTES

@@ -3,6 +3,7 @@ import { parentPort } from 'node:worker_threads'
 import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { restoreFiles } from './restore-worker.js'
+import * as native from '../native/index.js'
 
 /**
  * Worker thread: compresses units into frames (hashing every block) and decompresses
@@ -26,6 +27,35 @@ export interface WorkerRequest {
   keepData?: boolean
   // restoreFiles
   job?: unknown
+  /** compress: file ranges to read into the unit first (the main thread only plans them). */
+  reads?: PlannedRead[]
+}
+
+/** A range of a source file that goes to unitOffsetBytes of a unit. */
+export interface PlannedRead {
+  /** Caller's tag (the catalog entry). */
+  tag: number
+  path: Uint8Array
+  fileOffset: number
+  bytes: number
+  unitOffsetBytes: number
+  /** The file's first range: also read its xattrs. */
+  first: boolean
+  /** The file's last range: also fstat it afterwards, for change detection. */
+  last: boolean
+}
+
+/** What reading one planned range found. */
+export interface ReadResult {
+  tag: number
+  bytesRead: number
+  /** errno name when the file could not be opened or read (its range is zeros). */
+  error?: string
+  /** Which call failed. */
+  errorAt?: 'open' | 'read'
+  xattrs?: Array<[Uint8Array, Uint8Array]> | null
+  /** fstat after reading, when last: size, mtime sec, mtime nsec, ctime sec, ctime nsec. */
+  after?: [number, number, number, number, number]
 }
 
 export interface WorkerReply {
@@ -33,6 +63,7 @@ export interface WorkerReply {
   error?: string
   errorCode?: string
   comp?: ArrayBuffer
+  readResults?: ReadResult[]
   frameSizes?: number[]
   frameChecks?: ArrayBuffer
   hashes?: ArrayBuffer
@@ -48,8 +79,59 @@ const compressors = new Map<number, FrameCompressor>()
 let compressOut = Buffer.allocUnsafe(0)
 const decompressor = new FrameDecompressor()
 
+const O_NOATIME = fs.constants.O_NOATIME ?? 0
+
+/** Reads the planned ranges into the unit; failures leave zeros and are reported. */
+function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
+  const results: ReadResult[] = []
+  for (const r of reads) {
+    const res: ReadResult = { tag: r.tag, bytesRead: 0 }
+    const path = Buffer.from(r.path.buffer, r.path.byteOffset, r.path.byteLength)
+    const padded = Math.ceil(r.bytes / BLOCK_BYTES) * BLOCK_BYTES
+    let fd = -1
+    try {
+      try {
+        fd = fs.openSync(path, fs.constants.O_RDONLY | O_NOATIME)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
+        fd = fs.openSync(path, fs.constants.O_RDONLY)
+      }
+      res.errorAt = 'read'
+      let got = 0
+      while (got < r.bytes) {
+        const n = fs.readSync(fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
+        if (n === 0) break
+        got += n
+      }
+      res.bytesRead = got
+      if (r.first) {
+        try {
+          const x = native.getXattrs(path)
+          res.xattrs = x.length ? x : null
+        } catch {
+          res.xattrs = null
+        }
+      }
+      if (r.last) {
+        const st = native.fstatRecord(fd)
+        res.after = [st[native.S_SIZE]!, st[native.S_MTIME_SEC]!, st[native.S_MTIME_NSEC]!, st[native.S_CTIME_SEC]!, st[native.S_CTIME_NSEC]!]
+      }
+    } catch (err) {
+      res.error = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+      res.errorAt ??= 'open'
+    } finally {
+      if (fd >= 0) fs.closeSync(fd)
+    }
+    raw.fill(0, r.unitOffsetBytes + res.bytesRead, r.unitOffsetBytes + padded)
+    if (!res.error) delete res.errorAt
+    results.push(res)
+  }
+  return results
+}
+
 function compress(req: WorkerRequest): WorkerReply {
   const raw = Buffer.from(req.raw!)
+  const readResults = req.reads?.length ? readPlanned(raw, req.reads) : undefined
   const rawBlocks = req.rawBlocks!
   const frameBlocks = req.frameBlocks!
   let c = compressors.get(req.level!)
@@ -73,7 +155,7 @@ function compress(req: WorkerRequest): WorkerReply {
   }
   const comp = new ArrayBuffer(pos)
   Buffer.from(comp).set(out.subarray(0, pos))
-  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), raw: req.raw }
+  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), raw: req.raw, readResults }
 }
 
 function toAB(b: Buffer): ArrayBuffer {
