@@ -17,7 +17,13 @@ export class StreamWriter {
   private buf: Buffer
   private fill = 0
   private unitIndex = 0
-  private readonly spare: ArrayBuffer[] = []
+  /**
+   * A fixed ring of (workers + 1) unit buffers in shared memory: the main thread fills one
+   * while each worker compresses another, nothing is copied or transferred, and memory is
+   * bounded by construction. Waiting for a free buffer is the backpressure.
+   */
+  private readonly free: Buffer[] = []
+  private readonly freed: Array<() => void> = []
   private readonly inflight = new Set<Promise<void>>()
   private error: Error | null = null
   readonly units: UnitRef[] = []
@@ -38,7 +44,8 @@ export class StreamWriter {
     readonly level: number,
     private readonly hashAlg: HashAlg,
   ) {
-    this.buf = Buffer.from(new ArrayBuffer(unitBlocks * BLOCK_BYTES))
+    for (let i = 0; i <= pool.size; i++) this.free.push(Buffer.from(new SharedArrayBuffer(unitBlocks * BLOCK_BYTES)))
+    this.buf = this.free.pop()!
     this.hashes = Buffer.alloc(unitBlocks * HASH_BYTES * 4)
   }
 
@@ -81,26 +88,29 @@ export class StreamWriter {
     if (this.fill === 0) return
     const unitIndex = this.unitIndex
     const rawBlocks = this.fill
-    const raw = this.buf.buffer as ArrayBuffer
+    const buf = this.buf
     const reads = this.reads
     this.reads = []
     this.unitIndex++
     this.fill = 0
-    const next = this.spare.pop() ?? new ArrayBuffer(this.unitBlocks * BLOCK_BYTES)
-    this.buf = Buffer.from(next)
-    const p = this.compressAndWrite(unitIndex, rawBlocks, raw, reads).catch((err: Error) => {
-      this.error ??= err
-    })
+    const p = this.compressAndWrite(unitIndex, rawBlocks, buf, reads)
+      .catch((err: Error) => {
+        this.error ??= err
+      })
+      .finally(() => {
+        this.free.push(buf)
+        this.freed.shift()?.()
+      })
     this.inflight.add(p)
     void p.finally(() => this.inflight.delete(p))
-    while (this.inflight.size > this.pool.size) await Promise.race(this.inflight)
+    while (this.free.length === 0) await new Promise<void>((r) => this.freed.push(r))
+    this.buf = this.free.pop()!
     if (this.error) throw this.error
   }
 
-  private async compressAndWrite(unitIndex: number, rawBlocks: number, raw: ArrayBuffer, reads: PlannedRead[]): Promise<void> {
-    const reply = await this.pool.run({ op: 'compress', raw, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads }, [raw], unitIndex)
+  private async compressAndWrite(unitIndex: number, rawBlocks: number, buf: Buffer, reads: PlannedRead[]): Promise<void> {
+    const reply = await this.pool.run({ op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads }, [], unitIndex)
     if (reply.readResults) this.onReadResults?.(reply.readResults)
-    if (reply.raw && reply.raw.byteLength === this.unitBlocks * BLOCK_BYTES) this.spare.push(reply.raw)
     const hashes = Buffer.from(reply.hashes!)
     const need = (unitIndex * this.unitBlocks + rawBlocks) * HASH_BYTES
     if (need > this.hashes.length) {

@@ -12,8 +12,8 @@ import * as native from '../native/index.js'
 export interface WorkerRequest {
   id: number
   op: 'compress' | 'readFrames' | 'restoreFiles'
-  // compress
-  raw?: ArrayBuffer
+  // compress: the unit, in shared memory (not copied, not transferred)
+  raw?: SharedArrayBuffer
   rawBlocks?: number
   frameBlocks?: number
   level?: number
@@ -67,7 +67,6 @@ export interface WorkerReply {
   frameSizes?: number[]
   frameChecks?: ArrayBuffer
   hashes?: ArrayBuffer
-  raw?: ArrayBuffer
   /** readFrames: indices of frames whose check failed, with reasons */
   bad?: Array<{ frame: number; reason: string }>
   data?: ArrayBuffer
@@ -75,8 +74,10 @@ export interface WorkerReply {
 }
 
 const compressors = new Map<number, FrameCompressor>()
-/** Reused output buffer: one unit's worst-case compressed size. */
+/** Reused output buffer: one frame's worst-case compressed size. */
 let compressOut = Buffer.allocUnsafe(0)
+/** Reused, growing buffer for a unit's compressed frames (only the used part is copied out). */
+let unitOut = Buffer.allocUnsafe(4 << 20)
 const decompressor = new FrameDecompressor()
 
 const O_NOATIME = fs.constants.O_NOATIME ?? 0
@@ -139,9 +140,11 @@ function compress(req: WorkerRequest): WorkerReply {
   const frames = Math.ceil(rawBlocks / frameBlocks)
   const hashes = Buffer.allocUnsafe(rawBlocks * HASH_BYTES)
   const checks = Buffer.allocUnsafe(frames * HASH_BYTES)
-  const need = FrameCompressor.bound(rawBlocks * BLOCK_BYTES) + frames * 64
-  if (compressOut.length < need) compressOut = Buffer.allocUnsafe(need)
-  const out = compressOut
+  // One frame at a time through a small reused buffer into a result that grows as needed:
+  // no worst-case 20 MiB buffer per worker.
+  const frameNeed = FrameCompressor.bound(frameBlocks * BLOCK_BYTES)
+  if (compressOut.length < frameNeed) compressOut = Buffer.allocUnsafe(frameNeed)
+  let out = unitOut
   const frameSizes: number[] = []
   let pos = 0
   for (let f = 0; f < frames; f++) {
@@ -149,13 +152,19 @@ function compress(req: WorkerRequest): WorkerReply {
     const nb = Math.min(frameBlocks, rawBlocks - b0)
     hashBlocks(req.hashAlg!, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
     frameCheck(req.hashAlg!, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
-    const n = c.compressInto(out.subarray(pos), raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
+    const n = c.compressInto(compressOut, raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
+    if (pos + n > out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(pos + n, Math.floor(out.length * 1.5)))
+      out.copy(grown, 0, 0, pos)
+      out = unitOut = grown
+    }
+    compressOut.copy(out, pos, 0, n)
     frameSizes.push(n)
     pos += n
   }
   const comp = new ArrayBuffer(pos)
   Buffer.from(comp).set(out.subarray(0, pos))
-  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), raw: req.raw, readResults }
+  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), readResults }
 }
 
 function toAB(b: Buffer): ArrayBuffer {
@@ -213,7 +222,7 @@ if (parentPort) {
       if (!h) throw new Error(`unknown op ${req.op}`)
       const reply = await h(req)
       const transfer: ArrayBuffer[] = []
-      for (const k of ['comp', 'frameChecks', 'hashes', 'raw', 'data'] as const) {
+      for (const k of ['comp', 'frameChecks', 'hashes', 'data'] as const) {
         const v = reply[k]
         if (v instanceof ArrayBuffer) transfer.push(v)
       }
