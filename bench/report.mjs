@@ -62,7 +62,8 @@ const ROWS = {
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 const fmtTime = (x) => (x < 0.1 ? x.toFixed(3) : x.toFixed(2))
-const fmtNum = (x, kind) => (kind === 'time' ? fmtTime(x) : kind === 'int' || kind === 'rate' ? String(Math.round(x)) : x.toFixed(1))
+const fmtOne = (x) => (Math.abs(x) >= 1 || x === 0 ? x.toFixed(1) : Math.abs(x) >= 0.1 ? x.toFixed(2) : x.toFixed(3))
+const fmtNum = (x, kind) => (kind === 'time' ? fmtTime(x) : kind === 'int' || kind === 'rate' ? String(Math.round(x)) : fmtOne(x))
 
 // cell for a measured metric: {values, median, min, max, n, status, note, text}
 function baseCell(corpus, metric, tool) {
@@ -125,7 +126,7 @@ const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])
 const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bin', 'native', 'package.json'], { encoding: 'utf8' }).stdout.trim() ? ' (uncommitted changes in src/)' : ''
 const env = {
   cores: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
-  tar: sh('tar', ['--version']), zstd: sh('zstd', ['--version']), mksquashfs: sh('mksquashfs', ['-version']), squashfuse: sh('dpkg-query', ['-W', '-f=${Version}', 'squashfuse']),
+  tar: sh('tar', ['--version']), zstd: sh('zstd', ['--version']).replace(/\*/g, '').replace(/,.*$/, '').trim(), mksquashfs: sh('mksquashfs', ['-version']), squashfuse: sh('dpkg-query', ['-W', '-f=${Version}', 'squashfuse']),
   restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: commit + dirty,
 }
 
@@ -139,7 +140,8 @@ const f = meta.bfs_features || {}
 lines.push(`bfs features found: ${Object.entries(f).map(([k, v]) => `${k}=${v ? 'yes' : 'no'}`).join(', ')}.`)
 lines.push(`Restores and \`cp -a\` write to ${meta.restore_fs === 'tmpfs' ? 'a tmpfs (this VM\'s ext4 spends erratic tens of seconds of kernel CPU creating 78k files)' : 'the disk'}.`)
 lines.push(`Run took ${meta.elapsed_s ? (meta.elapsed_s / 60).toFixed(1) : '?'} min. Page cache ${meta.cold_ok === 1 ? 'dropped before every cold step' : 'could NOT be dropped: "cold" figures are warm'}.`)
-lines.push('', `Method: every tool does the same work, interleaved; median of ${meta.reps ?? 3} (min–max, n), one run when the first took over a minute. Backups start with the source in page cache. ` +
+const repsText = (meta.reps ?? 3) > 1 ? `median of ${meta.reps ?? 3} (min–max, n), one run when the first took over a minute` : 'one run of each step (quick mode: no medians)'
+lines.push('', `Method: every tool does the same work, interleaved; ${repsText}. Backups start with the source in page cache. ` +
   'Incremental = a line appended to every 100th file (tree) / ten random 4 KiB blocks overwritten (img). Restore and mount read generation 1. ' +
   'Ratio = bfs / best peer (native excluded): below 1 is better for s, MiB, MB and µs, above 1 is better for MB/s.', '')
 const tables = {}
@@ -158,7 +160,7 @@ for (const corpus of ['tree', 'img']) {
     for (const t of TOOLS) cells[t] = makeCell(corpus, row, t)
     const rt = ratio(cells, row[2])
     tables[corpus].push({ metric: row[0], label: row[1], cells, ratio: rt })
-    lines.push(`| ${row[1]} | ${TOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |`)
+    lines.push(`| ${row[1].replace(/\|/g, '\\|')} | ${TOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |`)
   }
   lines.push('')
 }

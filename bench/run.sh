@@ -18,7 +18,7 @@ SQUASHFS=${BENCH_SQUASHFS:-reuse}
 TOOLS=(bfs tar squashfs restic borg)
 TARBALL=/usr/src/linux-source-6.1.tar.xz
 APT_PKGS=(linux-source restic borgbackup squashfs-tools squashfuse zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
-export BFS="$ROOT/bin/bfs"
+export BFS=${BENCH_BFS:-$ROOT/bin/bfs}   # BENCH_BFS: another bfs build to measure
 # shellcheck source=bench/lib.sh
 source "$BENCH_SRC/lib.sh"
 TOOL_SH=("bash" "$BENCH_SRC/tool.sh")
@@ -97,7 +97,7 @@ declare -A BFS_HAS
 detect_bfs() {
   local c
   BFS_HAS[any]=0
-  if [ -f "$ROOT/dist/cli/main.js" ] && "$BFS" --help >/dev/null 2>&1; then BFS_HAS[any]=1; fi
+  grep -q '^Usage: bfs' <<<"$("$BFS" --help 2>&1)" && BFS_HAS[any]=1   # fails without dist/
   for c in init backup restore mount umount generations; do
     BFS_HAS[$c]=0
     # exit 0 is not enough: commander prints the top-level help for an unknown command
@@ -529,7 +529,7 @@ cleanup
 trap - EXIT
 rec_meta cold_ok "$COLD_OK"
 rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
-OUT=$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)
+OUT=$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)
 mkdir -p "$BENCH_SRC/results"
 node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
 rm -rf "$RUN/repo"
