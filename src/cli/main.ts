@@ -1,5 +1,4 @@
 import { Command, CommanderError, Option } from 'commander'
-import os from 'node:os'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
@@ -52,7 +51,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   registerCommands(program, ctx)
   registerMount(program, ctx)
-  for (const c of program.commands) c.exitOverride().addHelpText('after', '') 
+  for (const c of program.commands) c.exitOverride()
   try {
     await program.parseAsync(argv)
     process.exitCode = ctx.exitCode
@@ -86,4 +85,3 @@ export function report(err: unknown): number {
   return EXIT.INTERNAL
 }
 
-export const hostName = os.hostname()

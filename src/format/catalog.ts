@@ -169,8 +169,3 @@ export function decodeCatalog(payload: Buffer, what: string): Entry[] {
   if (entries[0]!.type !== EntryType.Dir && entries[0]!.type !== EntryType.File) throw new FormatError('BAD_VALUE', `${what}: root must be a directory or a file`)
   return entries
 }
-
-/** Compare raw names bytewise: the order children are stored in. */
-export function compareNames(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b)
-}

@@ -16,6 +16,7 @@ import { BfsError } from './errors.js'
 import { compileExcludes } from './exclude.js'
 import type { Group } from './groups.js'
 import type { ReadResult } from './worker.js'
+import { openSource } from './source.js'
 
 export interface BackupOptions {
   source: string
@@ -73,7 +74,6 @@ const TYPE_OF: Record<number, EntryType> = {
   0o010000: EntryType.Fifo,
   0o140000: EntryType.Socket,
 }
-const O_NOATIME = fs.constants.O_NOATIME ?? 0
 const SLASH = Buffer.from('/')
 
 /** Fills an entry's metadata from an 18-field stat record at offset o. */
@@ -608,12 +608,7 @@ class TreeWriter {
     }
     let fd: number
     try {
-      try {
-        fd = fs.openSync(p, fs.constants.O_RDONLY | O_NOATIME)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
-        fd = fs.openSync(p, fs.constants.O_RDONLY)
-      }
+      fd = openSource(p)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.dropped.add(index)

@@ -3,7 +3,7 @@ import type { Extent } from '../format/maps.js'
 import { FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import { keys, Repository } from './repository.js'
-import { ObjectResolver } from './resolve.js'
+import { firstExtentEndingAfter, ObjectResolver } from './resolve.js'
 import { UnitFile } from './unitfile.js'
 
 /**
@@ -60,16 +60,7 @@ export class ObjectReader {
     const end = Math.min(sizeBytes, pos + len)
     if (end <= pos) return Buffer.alloc(0)
     const out = Buffer.alloc(end - pos)
-    // first extent that ends after pos
-    let lo = 0
-    let hi = extents.length
-    const fb0 = Math.floor(pos / BLOCK_BYTES)
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (extents[mid]!.fileBlock + extents[mid]!.count <= fb0) lo = mid + 1
-      else hi = mid
-    }
-    for (let i = lo; i < extents.length; i++) {
+    for (let i = firstExtentEndingAfter(extents, Math.floor(pos / BLOCK_BYTES)); i < extents.length; i++) {
       const x = extents[i]!
       const xs = x.fileBlock * BLOCK_BYTES
       if (xs >= end) break

@@ -209,19 +209,6 @@ export class Repository {
     this.store.putSync(keys.manifest(m.id), [file])
     this.manifestCache.set(m.id, m)
   }
-
-  storedBytes(): number {
-    let total = 0
-    const walk = (d: string): void => {
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name)
-        if (e.isDirectory()) walk(p)
-        else if (e.isFile()) total += fs.statSync(p).size
-      }
-    }
-    walk(this.dir)
-    return total
-  }
 }
 
 export function wrapFormat<T>(fn: () => T): T {

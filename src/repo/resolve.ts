@@ -40,6 +40,18 @@ export class ObjectResolver {
   }
 }
 
+/** Index of the first extent that ends after file block `fileBlock` (extents.length if none): where a read at that block starts. */
+export function firstExtentEndingAfter(extents: Extent[], fileBlock: number): number {
+  let lo = 0
+  let hi = extents.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (extents[mid]!.fileBlock + extents[mid]!.count <= fileBlock) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
 /** Number of data (non-hole) blocks in resolved extents. */
 export function dataBlocks(extents: Extent[]): number {
   let n = 0

@@ -153,9 +153,4 @@ export class StreamWriter {
 
   /** Blocks in the finished stream (valid after finish()). */
   totalBlocks = 0
-
-  /** Waits for in-flight work after a failure, ignoring its errors (used before discarding a generation). */
-  async drain(): Promise<void> {
-    while (this.inflight.size) await Promise.race(this.inflight)
-  }
 }

@@ -1,5 +1,4 @@
-import { EntryType, type Entry } from '../format/catalog.js'
-import { BfsError } from './errors.js'
+import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catalog.js'
 
 /** Index of the child of `dir` named `name` (binary search over sorted names); -1 if none. */
 export function childIndex(entries: Entry[], dir: number, name: Buffer): number {
@@ -38,13 +37,6 @@ export function lookupPath(entries: Entry[], rel: Buffer): number {
   return cur
 }
 
-/** Like lookupPath, but a clear error when the path is not in the generation. */
-export function requirePath(entries: Entry[], rel: string, genName: string): number {
-  const i = lookupPath(entries, Buffer.from(rel))
-  if (i < 0) throw new BfsError('BAD_INPUT', `${rel}: no such file or directory in ${genName}`)
-  return i
-}
-
 /** Raw path bytes of entry i relative to the root. */
 export function pathOf(entries: Entry[], i: number): Buffer {
   const parts: Buffer[] = []
@@ -52,8 +44,10 @@ export function pathOf(entries: Entry[], i: number): Buffer {
     parts.push(entries[i]!.name)
     i = entries[i]!.parent
   }
-  return Buffer.from(parts.reverse().flatMap((p, k) => (k ? [Buffer.from('/'), p] : [p])).reduce((a, b) => Buffer.concat([a, b]), Buffer.alloc(0)))
+  return Buffer.concat(parts.reverse().flatMap((p, k) => (k ? [SLASH, p] : [p])))
 }
+
+const SLASH = Buffer.from('/')
 
 /** All entries of the subtree rooted at `root`, in index order (parents before children). */
 export function subtree(entries: Entry[], root: number): number[] {
@@ -68,5 +62,5 @@ export function subtree(entries: Entry[], root: number): number[] {
 /** The entry holding a file's data: its hard-link leader, or itself. */
 export function dataEntry(entries: Entry[], i: number): Entry {
   const e = entries[i]!
-  return e.linkLeader && e.flags & 2 ? entries[e.linkLeader]! : e
+  return e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
 }

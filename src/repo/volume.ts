@@ -7,12 +7,12 @@ import type { Repository } from './repository.js'
 import { BfsError } from './errors.js'
 import { ObjectResolver } from './resolve.js'
 import { storeObject, type BaseObject } from './objects.js'
+import { openSource } from './source.js'
 import { emptyStats, newStream, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
 
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
 const S_IFBLK = 0o060000
-const O_NOATIME = fs.constants.O_NOATIME ?? 0
 
 export interface VolumeOptions extends BackupOptions {
   /** The generation to take the difference against (`--base genK`); default: the latest volume generation of this source. */
@@ -30,12 +30,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
   const source = path.resolve(opts.source)
   let fd: number
   try {
-    try {
-      fd = fs.openSync(source, fs.constants.O_RDONLY | O_NOATIME)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
-      fd = fs.openSync(source, fs.constants.O_RDONLY)
-    }
+    fd = openSource(source)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${source} does not exist` : code === 'EACCES' ? `cannot read ${source}: permission denied` : `cannot open ${source}: ${code ?? (err as Error).message}`)

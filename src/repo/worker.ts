@@ -4,6 +4,7 @@ import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { restoreFiles } from './restore-worker.js'
 import * as native from '../native/index.js'
+import { openSource } from './source.js'
 
 /**
  * Worker thread: compresses units into frames (hashing every block) and decompresses
@@ -24,7 +25,6 @@ export interface WorkerRequest {
   compBytes?: number[]
   checks?: ArrayBuffer
   rawBytes?: number[]
-  keepData?: boolean
   // restoreFiles
   job?: unknown
   /** compress: file ranges to read into the unit first (the main thread only plans them). */
@@ -80,7 +80,6 @@ let compressOut = Buffer.allocUnsafe(0)
 let unitOut = Buffer.allocUnsafe(4 << 20)
 const decompressor = new FrameDecompressor()
 
-const O_NOATIME = fs.constants.O_NOATIME ?? 0
 
 /** Reads the planned ranges into the unit; failures leave zeros and are reported. */
 function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
@@ -91,12 +90,7 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
     const padded = Math.ceil(r.bytes / BLOCK_BYTES) * BLOCK_BYTES
     let fd = -1
     try {
-      try {
-        fd = fs.openSync(path, fs.constants.O_RDONLY | O_NOATIME)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err
-        fd = fs.openSync(path, fs.constants.O_RDONLY)
-      }
+      fd = openSource(path)
       res.errorAt = 'read'
       let got = 0
       while (got < r.bytes) {
@@ -177,18 +171,14 @@ function toAB(b: Buffer): ArrayBuffer {
 function readFrames(req: WorkerRequest): WorkerReply {
   const fd = fs.openSync(req.path!, 'r')
   const bad: Array<{ frame: number; reason: string }> = []
-  const total = req.rawBytes!.reduce((a, b) => a + b, 0)
-  const data = req.keepData ? new ArrayBuffer(total) : null
   const checks = Buffer.from(req.checks!)
   try {
-    let outPos = 0
     let scratch = Buffer.allocUnsafe(0)
     for (let i = 0; i < req.offsets!.length; i++) {
       const comp = Buffer.allocUnsafe(req.compBytes![i]!)
       const got = fs.readSync(fd, comp, 0, comp.length, req.offsets![i]!)
       const rawBytes = req.rawBytes![i]!
-      const dst = data ? Buffer.from(data, outPos, rawBytes) : scratch.length >= rawBytes ? scratch.subarray(0, rawBytes) : (scratch = Buffer.allocUnsafe(rawBytes))
-      outPos += rawBytes
+      const dst = scratch.length >= rawBytes ? scratch.subarray(0, rawBytes) : (scratch = Buffer.allocUnsafe(rawBytes))
       if (got !== comp.length) {
         bad.push({ frame: i, reason: 'truncated' })
         continue
@@ -208,7 +198,7 @@ function readFrames(req: WorkerRequest): WorkerReply {
   } finally {
     fs.closeSync(fd)
   }
-  return { id: req.id, bad, data: data ?? undefined }
+  return { id: req.id, bad }
 }
 
 type Handler = (req: WorkerRequest) => WorkerReply | Promise<WorkerReply>

@@ -3,7 +3,7 @@ import type { Extent } from '../format/maps.js'
 import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from '../repo/repository.js'
-import { ObjectResolver, dataBlocks } from '../repo/resolve.js'
+import { ObjectResolver, dataBlocks, firstExtentEndingAfter } from '../repo/resolve.js'
 import { childIndex } from '../repo/tree.js'
 import { FrameCache } from './frames.js'
 
@@ -345,15 +345,7 @@ export class Vfs {
     const sequential = pos === h.nextPos
     h.nextPos = end
     const x = h.extents
-    // first extent ending after pos
-    let lo = 0
-    let hi = x.length
-    const fb0 = Math.floor(pos / BLOCK_BYTES)
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (x[mid]!.fileBlock + x[mid]!.count <= fb0) lo = mid + 1
-      else hi = mid
-    }
+    const lo = firstExtentEndingAfter(x, Math.floor(pos / BLOCK_BYTES))
     let p = pos
     let lastFrame: { gen: number; unit: number; frame: number } | null = null
     for (let i = lo; p < end; i++) {
