@@ -232,7 +232,7 @@ again_growth() {  # again_growth METRIC DIVISOR
   local metric=$1 div=$2 tool
   for tool in bfs restic borg; do
     [ "${REPO_OK[$tool]:-0}" = 1 ] && [ "${COUNT[$tool]:-0}" -gt 0 ] || continue
-    rec "$NAME" "$metric" "$tool" 1 "$(awk -v a="${SIZE0[$tool]}" -v b="$(repo_bytes "$tool")" -v n="${COUNT[$tool]}" -v d="$div" 'BEGIN{printf "%.1f", (b-a)/n/d}')"
+    rec "$NAME" "$metric" "$tool" 1 "$(awk -v a="${SIZE0[$tool]}" -v b="$(repo_bytes "$tool")" -v n="${COUNT[$tool]}" -v d="$div" 'BEGIN{printf "%.4f", (b-a)/n/d}')"
   done
 }
 
@@ -310,7 +310,7 @@ start_mount() {
   [ "$tool" = bfs ] && before=" $(fuse_pids | tr '\n' ' ') "
   drop_caches
   t0=$EPOCHREALTIME
-  setsid "${TOOL_SH[@]}" mount "$tool" "$(repo_of "$tool")" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 &
+  setsid "${TOOL_SH[@]}" mount "$tool" "$(repo_of "$tool")" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 9>&- &  # daemons must not hold the lock
   LPID=$!; track_pid "$LPID"
   while :; do
     now=$EPOCHREALTIME
@@ -483,6 +483,8 @@ bench_corpus() {  # bench_corpus NAME KIND SRC
 install_packages
 RUN=$BENCH_DIR/run-$MODE
 mkdir -p "$BENCH_DIR"
+exec 9>"$BENCH_DIR/.lock"   # one bench at a time per BENCH_DIR (they would also skew each other)
+flock -n 9 || die "another bench is running with BENCH_DIR=$BENCH_DIR"
 if [ -d "$RUN/mnt" ]; then for m in "$RUN"/mnt/*; do [ -d "$m" ] && force_umount "$m"; done; fi
 is_mounted "$RUN/out" && umount "$RUN/out"
 revert_mutations
