@@ -90,6 +90,7 @@ describe('backup, list, cat, restore, verify', () => {
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/^bfs: restore would overwrite .*use --overwrite/)
     expect(bfs(['restore', 'gen1:a', dest, '--overwrite'], { repo }).code).toBe(0)
+    expect(bfs(['restore', 'gen1:a', path.join(work, 'no/such/parent/a')], { repo }).code).toBe(0)
     const one = path.join(work, 'one')
     fs.mkdirSync(one)
     expect(bfs(['restore', 'gen1:seq.txt', one], { repo }).code).toBe(0)

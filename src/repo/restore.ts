@@ -52,6 +52,8 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
 
   // Refuse to overwrite unless asked: find conflicts before writing anything.
   const destExists = fs.existsSync(dest)
+  // Like restic, create the destination's missing parent directories.
+  fs.mkdirSync(path.dirname(dest), { recursive: true })
   if (destExists) {
     const st = fs.lstatSync(dest)
     if (root.type === EntryType.Dir && !st.isDirectory()) throw new BfsError('EXISTS', `${dest} exists and is not a directory`)
