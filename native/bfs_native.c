@@ -776,6 +776,31 @@ fail:
   return NULL;
 }
 
+/* ---- detach ------------------------------------------------------------- */
+
+/*
+ * detach(fd): become a daemon in place. setsid() (leave the terminal's session,
+ * so its Ctrl-C and hang-up no longer reach us; EPERM when already a session
+ * leader is fine), then dup2(fd, 1) and dup2(fd, 2) so stdout and stderr go to
+ * `fd` (a log file) and whoever waits on the old ones sees end-of-file.
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  if (setsid() < 0 && errno != EPERM) {
+    throw_errno(env, errno, "setsid", NULL);
+    return NULL;
+  }
+  if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+    throw_errno(env, errno, "dup2", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
 /* ---- fadvise ------------------------------------------------------------ */
 
 static napi_value js_fadvise(napi_env env, napi_callback_info info) {
@@ -949,6 +974,7 @@ NAPI_MODULE_INIT() {
     {"setTimes", NULL, js_set_times, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blockDeviceSize", NULL, js_block_device_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
     {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},

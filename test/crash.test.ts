@@ -111,7 +111,7 @@ describe('corruption is reported, never returned as data', () => {
     fs.mkdirSync(s)
     fs.writeFileSync(path.join(s, 'text'), Array.from({ length: 200000 }, (_, i) => `row ${i}`).join('\n'))
     fs.writeFileSync(path.join(s, 'other'), 'other file\n')
-    expect(bfs(['backup', s, '--unit-blocks', '256'], { repo }).code).toBe(0)
+    expect(bfs(['backup', s, '--unit-blocks', '256', '--frame-blocks', '64'], { repo }).code).toBe(0)
     expect(bfs(['verify'], { repo }).code).toBe(0)
     const unit = path.join(repo, 'gens/00000001/unit-00000000')
     const b = fs.readFileSync(unit)

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { ByteReader, ByteWriter } from '../src/format/bytes.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
 import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, encodeSeekTableAndTrailer, encodeUnitHeader } from '../src/format/unit.js'
-import { decodeMaps, encodeMaps, overlayExtents, type Extent } from '../src/format/maps.js'
-import { decodeCatalog, encodeCatalog, newEntry } from '../src/format/catalog.js'
+import { decodeMaps, encodeMaps, MapsIndex, overlayExtents, type Extent } from '../src/format/maps.js'
+import { CatalogIndex, decodeCatalog, encodeCatalog, EntryType, newEntry, type Entry } from '../src/format/catalog.js'
 import { decodeManifest } from '../src/format/manifest.js'
 import { FormatError } from '../src/format/errors.js'
 
@@ -109,6 +109,17 @@ describe('block maps', () => {
     expect(code(() => decodeMaps(Buffer.from([0xff, 0xff, 0x03]), 'm'))).toBe('BAD_VALUE')
     expect(code(() => decodeMaps(encodeMaps([{ ...objs[0]!, depth: 1 }]), 'm'))).toBe('BAD_VALUE')
   })
+  it('MapsIndex decodes each object on demand exactly as decodeMaps, and rejects what it rejects', () => {
+    const b = encodeMaps(objs)
+    const x = new MapsIndex(b, 'm')
+    expect(x.length).toBe(2)
+    expect([x.object(0), x.object(1)]).toEqual(objs)
+    expect(x.object(2)).toBeUndefined()
+    expect(x.object(-1)).toBeUndefined()
+    for (const bad of [Buffer.concat([b, Buffer.from([0])]), Buffer.from([0xff, 0xff, 0x03]), encodeMaps([{ ...objs[0]!, depth: 1 }]), b.subarray(0, b.length - 1)]) {
+      expect(code(() => new MapsIndex(bad, 'm'))).toBe(code(() => decodeMaps(bad, 'm')))
+    }
+  })
   it('overlays a delta on its base: newer wins per block, zeros punch holes, clipped to size', () => {
     const e = (fileBlock: number, count: number, gen: number, streamBlock: number): Extent => ({ fileBlock, count, gen, streamBlock })
     const base = [e(0, 10, 1, 100)]
@@ -160,6 +171,82 @@ describe('catalog', () => {
     parent[0]!.childCount = 2
     expect(code(() => decodeCatalog(encodeCatalog(parent), 'c'))).toBe('BAD_VALUE')
     expect(code(() => decodeCatalog(Buffer.from(GOLDEN.catalog, 'hex').subarray(0, GOLDEN.catalog.length / 2 - 3), 'c'))).toBe('TRUNCATED')
+  })
+})
+
+describe('catalog index (the mount reads catalogs through it)', () => {
+  /** A tree of 3 dirs, files, a hard link, a symlink, a device node and xattrs. */
+  const tree = (): Entry[] => {
+    const e = (type: EntryType, parent: number, name: string): Entry => {
+      const x = newEntry(type, parent, Buffer.from(name, 'latin1'))
+      x.mode = 0o644
+      x.mtimeSec = 1_700_000_000
+      x.mtimeNsec = 123
+      return x
+    }
+    const root = e(EntryType.Dir, 0, '')
+    const a = e(EntryType.Dir, 0, 'a')
+    const f = e(EntryType.File, 0, 'f\xff')
+    const l = e(EntryType.Symlink, 0, 'l')
+    const g = e(EntryType.File, 1, 'g')
+    const h = e(EntryType.File, 1, 'h')
+    const d = e(EntryType.CharDev, 1, 'null')
+    Object.assign(root, { firstChild: 1, childCount: 3 })
+    Object.assign(a, { firstChild: 4, childCount: 3 })
+    Object.assign(f, { size: 5, objGen: 1, objIndex: 0, nlink: 2, xattrs: [[Buffer.from('user.k'), Buffer.from('v')]] })
+    Object.assign(l, { target: Buffer.from('f\xff', 'latin1'), size: 2 })
+    Object.assign(g, { size: 5, nlink: 2, flags: 2, linkLeader: 2 })
+    Object.assign(h, { size: 0 })
+    Object.assign(d, { rdevMajor: 1, rdevMinor: 3 })
+    return [root, a, f, l, g, h, d]
+  }
+  it('decodes every entry as decodeCatalog does, and finds children by raw name', () => {
+    const b = encodeCatalog(tree())
+    const full = decodeCatalog(b, 'c')
+    const x = new CatalogIndex(b, 'c')
+    expect(x.length).toBe(full.length)
+    for (let i = 0; i < full.length; i++) {
+      expect(x.entry(i)).toEqual(full[i])
+      expect(x.name(i)).toEqual(full[i]!.name)
+      expect(x.type[i]).toBe(full[i]!.type)
+      expect(x.parent[i]).toBe(full[i]!.parent)
+      expect(x.leader[i]).toBe(full[i]!.flags & 2 ? full[i]!.linkLeader : i)
+    }
+    expect(x.childIndex(0, Buffer.from('a'))).toBe(1)
+    expect(x.childIndex(0, Buffer.from('f\xff', 'latin1'))).toBe(2)
+    expect(x.childIndex(0, Buffer.from('l'))).toBe(3)
+    expect(x.childIndex(0, Buffer.from('f'))).toBe(-1)
+    expect(x.childIndex(0, Buffer.from('m'))).toBe(-1)
+    expect(x.childIndex(1, Buffer.from('null'))).toBe(6)
+    expect(x.childIndex(1, Buffer.from('a'))).toBe(-1)
+  })
+  it('rejects exactly what decodeCatalog rejects, with the same error code (every truncation and every flipped byte)', () => {
+    const b = encodeCatalog(tree())
+    const outcome = (f: () => unknown): string => {
+      try {
+        f()
+        return 'ok'
+      } catch (err) {
+        return (err as { code?: string }).code ?? String(err)
+      }
+    }
+    const cases: Buffer[] = []
+    for (let n = 0; n < b.length; n++) cases.push(b.subarray(0, n))
+    for (let i = 0; i < b.length; i++) {
+      for (const bit of [0x01, 0x10, 0x80]) {
+        const c = Buffer.from(b)
+        c[i] ^= bit
+        cases.push(c)
+      }
+    }
+    cases.push(Buffer.concat([b, Buffer.from([0])]))
+    let rejected = 0
+    for (const c of cases) {
+      const want = outcome(() => decodeCatalog(c, 'c'))
+      expect(outcome(() => new CatalogIndex(c, 'c'))).toBe(want)
+      if (want !== 'ok') rejected++
+    }
+    expect(rejected).toBeGreaterThan(cases.length / 2)
   })
 })
 

@@ -189,6 +189,22 @@ describe('lifecycle and failure', () => {
     }
   })
 
+  it('a background mount is one detached process: own session, output to its log, the caller\'s pipe released', () => {
+    const mnt = mkmnt('m-detach')
+    const log = path.join(work, 'detach.log')
+    // $(...) returns only once every writer of the pipe is gone: the server must have let go of it
+    const r = sh(`out=$('${path.resolve('bin/bfs')}' --repo '${repo}' mount gen1 '${mnt}' --log '${log}'); echo "rc=$? $out"`)
+    expect(r.stdout).toMatch(/^rc=0 mounted gen1 at .*\(pid \d+, log /)
+    mounts.add(mnt)
+    const pid = Number(/pid (\d+)/.exec(r.stdout)![1])
+    // the server itself is the process that answered (no second Node process in between)
+    expect(sh(`ps -o sid= -p ${pid}`).stdout.trim()).toBe(String(pid))
+    expect(fs.readlinkSync(`/proc/${pid}/fd/1`)).toBe(log)
+    expect(fs.readlinkSync(`/proc/${pid}/fd/2`)).toBe(log)
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/serving gen1 of .* ms after start\)/)
+    expect(sh(`ls '${mnt}'`).stdout).toBe(sh(`ls '${src}'`).stdout)
+  })
+
   it('SIGTERM unmounts cleanly; a killed server is recovered by bfs umount', () => {
     const mnt = mkmnt('m-sig')
     const m = mount(['gen1', mnt])

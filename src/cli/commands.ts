@@ -66,11 +66,12 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
     .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
-    .option('--frame-blocks <n>', 'blocks per independently decompressible frame', int('--frame-blocks', 1, 4096), DEFAULT_FRAME_BLOCKS)
+    .option('--frame-blocks <n>', `blocks per independently decompressible frame (default ${DEFAULT_FRAME_BLOCKS.files} for files, ${DEFAULT_FRAME_BLOCKS.volume} for volumes)`, int('--frame-blocks', 1, 4096))
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      if (o.unitBlocks % o.frameBlocks !== 0) throw new BfsError('BAD_INPUT', '--unit-blocks must be a multiple of --frame-blocks')
+      if (o.frameBlocks !== undefined && o.unitBlocks % o.frameBlocks !== 0) throw new BfsError('BAD_INPUT', '--unit-blocks must be a multiple of --frame-blocks')
+      if (o.frameBlocks === undefined && o.unitBlocks % DEFAULT_FRAME_BLOCKS.files !== 0) throw new BfsError('BAD_INPUT', `--unit-blocks must be a multiple of ${DEFAULT_FRAME_BLOCKS.files} (or give --frame-blocks)`)
       const repo = Repository.openOrInit(ctx.repoDir())
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { BfsError } from '../repo/errors.js'
 import { Vfs } from '../vfs/tree.js'
 import { serveFuse } from '../fuse/adapter.js'
+import { detach } from '../native/index.js'
 import type { Ctx } from './main.js'
 
 /** Parses 64M, 1G, 512K or plain bytes. */
@@ -41,7 +42,18 @@ function runtimeDir(): string {
   return d
 }
 
-const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.pid`)
+const mountId = (mnt: string): string => createHash('sha1').update(mnt).digest('hex').slice(0, 16)
+const logFile = (mnt: string, given?: string): string => path.resolve(given ?? path.join(runtimeDir(), `mount-${mountId(mnt)}.log`))
+const mountedMessage = (what: string, mnt: string, pid: number, log: string): string =>
+  `mounted ${what} at ${mnt} (pid ${pid}, log ${log}); unmount with: bfs umount ${mnt}\n`
+
+function memoryLine(): string {
+  const m = process.memoryUsage()
+  const mib = (n: number): string => (n / 1048576).toFixed(1)
+  return `rss ${mib(m.rss)}, heap ${mib(m.heapUsed)}/${mib(m.heapTotal)}, external ${mib(m.external)}, arrayBuffers ${mib(m.arrayBuffers)}`
+}
+
+const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${mountId(mnt)}.pid`)
 
 function alive(pid: number): boolean {
   try {
@@ -78,8 +90,8 @@ export function registerMount(program: Command, ctx: Ctx): void {
     .argument('[mountpoint]', 'mount point (an empty directory)')
     .option('--foreground', 'stay in the foreground and serve until unmounted or interrupted')
     .option('--allow-other', 'let other users in (the kernel checks permissions as in the source)')
-    .addOption(new Option('--cache-size <size>', 'decompressed-frame cache (e.g. 64M)').default(64 << 20, '64M').argParser(parseSize))
-    .addOption(new Option('--readahead <frames>', 'frames (256 KiB) to prefetch for sequential reads').default(4).argParser((v) => {
+    .addOption(new Option('--cache-size <size>', 'decompressed-frame cache (e.g. 64M)').default(16 << 20, '16M').argParser(parseSize))
+    .addOption(new Option('--readahead <frames>', 'frames to prefetch for sequential reads').default(undefined, 'about 1 MiB').argParser((v) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 0 || n > 256) throw new InvalidArgumentError('0 to 256')
       return n
@@ -94,9 +106,9 @@ export function registerMount(program: Command, ctx: Ctx): void {
       const man = genRef === null ? null : repo.resolve(genRef)
       if (!o.foreground) {
         checkMountpoint(mnt, repo.dir)
-        const log = path.resolve(o.log ?? path.join(runtimeDir(), `mount-${createHash('sha1').update(mnt).digest('hex').slice(0, 16)}.log`))
+        const log = logFile(mnt, o.log)
         const logFd = fs.openSync(log, 'a', 0o600)
-        const args = [process.argv[1]!, '--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), '--readahead', String(o.readahead)]
+        const args = [process.argv[1]!, '--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
         if (o.allowOther) args.push('--allow-other')
         const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env })
         fs.closeSync(logFd)
@@ -115,12 +127,19 @@ export function registerMount(program: Command, ctx: Ctx): void {
         }
         child.unref()
         ;(child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy()
-        process.stdout.write(`mounted ${man ? `gen${man.id}` : `repository ${repo.dir}`} at ${mnt} (pid ${child.pid}, log ${log}); unmount with: bfs umount ${mnt}\n`)
+        process.stdout.write(mountedMessage(man ? `gen${man.id}` : `repository ${repo.dir}`, mnt, child.pid!, log))
         return
       }
       // Foreground: this process serves the mount. It never touches the mount point itself.
       checkMountpoint(mnt, repo.dir)
-      const log = (m: string): void => void process.stderr.write(`${new Date().toISOString()} ${m}\n`)
+      // After detach() stderr is the log file: plain writes to fd 2 (a stream handle made
+      // for a terminal would still point at the terminal).
+      let detached = false
+      const log = (m: string): void => {
+        const line = `${new Date().toISOString()} ${m}\n`
+        if (detached) fs.writeSync(2, line)
+        else process.stderr.write(line)
+      }
       const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead })
       const server = await serveFuse(vfs, {
         mountpoint: mnt,
@@ -133,11 +152,23 @@ export function registerMount(program: Command, ctx: Ctx): void {
         throw new BfsError('IO', `cannot mount ${mnt}: ${err.message}`)
       })
       fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
-      log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt}`)
+      if (process.env.BFS_DETACH === '1') {
+        // Started by bin/bfs for a background mount: say where we are, then detach
+        // (stdout and stderr to the log; the caller's terminal or pipe is released).
+        delete process.env.BFS_DETACH
+        const logPath = logFile(mnt, o.log)
+        const logFd = fs.openSync(logPath, 'a', 0o600)
+        fs.writeSync(1, mountedMessage(man ? `gen${man.id}` : `repository ${repo.dir}`, mnt, process.pid, logPath))
+        detach(logFd)
+        fs.closeSync(logFd)
+        detached = true
+      }
+      log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt} (${Math.round(performance.now())} ms after start)`)
       if (o.readyFd) {
         fs.writeSync(o.readyFd, 'ready\n')
         fs.closeSync(o.readyFd)
       }
+      vfs.startWarming()
       await new Promise<void>((resolve) => {
         let stopping = false
         const stop = (sig: string): void => {
@@ -149,11 +180,13 @@ export function registerMount(program: Command, ctx: Ctx): void {
             resolve()
           })
         }
+        // kill -USR2 <pid>: cache counters and memory to the log
+        process.on('SIGUSR2', () => log(`cache: ${JSON.stringify(vfs.frames.stats)}; memory MiB: ${memoryLine()}`))
         process.on('SIGINT', () => stop('SIGINT'))
         process.on('SIGTERM', () => stop('SIGTERM'))
       })
       fs.rmSync(pidFile(mnt), { force: true })
-      log(`cache: ${JSON.stringify(vfs.frames.stats)}`)
+      log(`cache: ${JSON.stringify(vfs.frames.stats)}; memory MiB: ${memoryLine()}`)
       await vfs.close()
       process.exit(0)
     })

@@ -124,6 +124,18 @@ export class ByteReader {
     return b
   }
   varint(): number {
+    // fast path: most varints here (modes, counts, deltas) are one byte
+    const pos = this.pos
+    if (pos < this.end) {
+      const b = this.buf[pos]!
+      if (b < 0x80) {
+        this.pos = pos + 1
+        return b
+      }
+    }
+    return this.varintSlow()
+  }
+  private varintSlow(): number {
     let result = 0
     let mul = 1
     for (let i = 0; i < 8; i++) {

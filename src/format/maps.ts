@@ -49,38 +49,71 @@ export function encodeMaps(objects: MapObject[]): Buffer {
   return w.finish()
 }
 
+/** Reads object `i` at the reader's position, checking it as it goes. */
+function readMapObject(r: ByteReader, i: number, what: string): MapObject {
+  const sizeBytes = r.varint()
+  const baseGen = r.varint()
+  const baseIndex = r.varint()
+  const depth = r.varint()
+  if ((baseGen === 0) !== (depth === 0) || depth > MAX_DELTA_DEPTH) throw new FormatError('BAD_VALUE', `${what}: object ${i} has base gen ${baseGen} and depth ${depth}`)
+  const count = r.count(3, 'extent')
+  const extents: Extent[] = new Array(count)
+  let next = 0
+  let lastStream = 0
+  for (let j = 0; j < count; j++) {
+    const fileBlock = next + r.varint()
+    const c = r.varint()
+    const gen = r.varint()
+    let streamBlock = 0
+    if (gen !== 0) {
+      streamBlock = lastStream + r.svarint()
+      if (streamBlock < 0) throw new FormatError('BAD_VALUE', `${what}: object ${i} extent ${j} has a negative stream block`)
+      lastStream = streamBlock + c
+    }
+    if (c <= 0) throw new FormatError('BAD_VALUE', `${what}: object ${i} extent ${j} is empty`)
+    extents[j] = { fileBlock, count: c, gen, streamBlock }
+    next = fileBlock + c
+  }
+  return { sizeBytes, baseGen, baseIndex, depth, extents }
+}
+
 export function decodeMaps(payload: Buffer, what: string): MapObject[] {
   const r = new ByteReader(payload, what)
   const n = r.count(5, 'object')
   const objects: MapObject[] = new Array(n)
-  for (let i = 0; i < n; i++) {
-    const sizeBytes = r.varint()
-    const baseGen = r.varint()
-    const baseIndex = r.varint()
-    const depth = r.varint()
-    if ((baseGen === 0) !== (depth === 0) || depth > MAX_DELTA_DEPTH) throw new FormatError('BAD_VALUE', `${what}: object ${i} has base gen ${baseGen} and depth ${depth}`)
-    const count = r.count(3, 'extent')
-    const extents: Extent[] = new Array(count)
-    let next = 0
-    let lastStream = 0
-    for (let j = 0; j < count; j++) {
-      const fileBlock = next + r.varint()
-      const c = r.varint()
-      const gen = r.varint()
-      let streamBlock = 0
-      if (gen !== 0) {
-        streamBlock = lastStream + r.svarint()
-        if (streamBlock < 0) throw new FormatError('BAD_VALUE', `${what}: object ${i} extent ${j} has a negative stream block`)
-        lastStream = streamBlock + c
-      }
-      if (c <= 0) throw new FormatError('BAD_VALUE', `${what}: object ${i} extent ${j} is empty`)
-      extents[j] = { fileBlock, count: c, gen, streamBlock }
-      next = fileBlock + c
-    }
-    objects[i] = { sizeBytes, baseGen, baseIndex, depth, extents }
-  }
+  for (let i = 0; i < n; i++) objects[i] = readMapObject(r, i, what)
   if (r.remaining !== 0) throw new FormatError('TRAILING_BYTES', `${what}: ${r.remaining} bytes after the last object`)
   return objects
+}
+
+/**
+ * A generation's block maps kept as their bytes plus the offset of each object, decoding
+ * an object when asked (the mount: a file's map is needed when it is opened or stat'ed,
+ * and holding 78k decoded maps would cost tens of MB). Every object is checked once,
+ * by decoding it, when the index is built.
+ */
+export class MapsIndex {
+  readonly length: number
+  private readonly offset: Uint32Array
+
+  constructor(
+    private readonly payload: Buffer,
+    private readonly what: string,
+  ) {
+    const r = new ByteReader(payload, what)
+    const n = (this.length = r.count(5, 'object'))
+    this.offset = new Uint32Array(n)
+    for (let i = 0; i < n; i++) {
+      this.offset[i] = r.pos
+      readMapObject(r, i, what)
+    }
+    if (r.remaining !== 0) throw new FormatError('TRAILING_BYTES', `${what}: ${r.remaining} bytes after the last object`)
+  }
+
+  object(i: number): MapObject | undefined {
+    if (!(i >= 0 && i < this.length)) return undefined
+    return readMapObject(new ByteReader(this.payload, this.what, this.offset[i]), i, this.what)
+  }
 }
 
 /**

@@ -95,6 +95,7 @@ interface Addon {
   mknod(path: PathLike, mode: number, rdevMajor: number, rdevMinor: number): void
   blockDeviceSize(fd: number): number
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
+  detach(fd: number): void
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
   xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
 }
@@ -258,6 +259,16 @@ export function mknod(path: PathLike, mode: number, rdevMajor: number, rdevMinor
  */
 export function blockDeviceSize(fd: number): number {
   return addon().blockDeviceSize(fd)
+}
+
+/**
+ * Becomes a daemon in place: setsid() (an existing session leader is fine), then
+ * dup2(fd, 1) and dup2(fd, 2), so stdout and stderr go to `fd` (a log file) and
+ * a terminal or pipe that waited on them is released.
+ * @throws {NativeError} syscall `'setsid'` or `'dup2'`.
+ */
+export function detach(fd: number): void {
+  addon().detach(fd)
 }
 
 /**

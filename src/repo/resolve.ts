@@ -2,23 +2,31 @@ import { overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 
-/** Where to find a generation's block maps (the Repository, or a test double over plain arrays). */
+/** Where to find a generation's block-map objects (the Repository, or a test double over plain arrays). */
 export interface MapSource {
-  maps(gen: number): MapObject[]
+  mapObject(gen: number, index: number): MapObject | undefined
+}
+
+/** A MapSource over plain arrays of objects per generation. */
+export function arrayMaps(maps: (gen: number) => MapObject[]): MapSource {
+  return { mapObject: (gen, index) => maps(gen)[index] }
 }
 
 /**
  * Resolves block-map objects through their delta chains (newest wins per block) into full
- * extent lists with no holes listed, memoized: each object is resolved once per process, so
- * a read never walks the chain. Depth is bounded by MAX_DELTA_DEPTH at write time.
+ * extent lists with no holes listed, memoized: each object is resolved once, so a read
+ * never walks the chain. Depth is bounded by MAX_DELTA_DEPTH at write time. With
+ * `memoLimit` (the mount) the memo is forgotten whenever it grows past that many objects.
  */
 export class ObjectResolver {
-  private readonly memo = new Map<string, Extent[]>()
-  constructor(private readonly src: MapSource) {}
+  private memo = new Map<string, Extent[]>()
+  constructor(
+    private readonly src: MapSource,
+    private readonly memoLimit = Infinity,
+  ) {}
 
   object(gen: number, index: number): MapObject {
-    const objs = this.src.maps(gen)
-    const o = objs[index]
+    const o = this.src.mapObject(gen, index)
     if (!o) throw new BfsError('CORRUPT', `gen${gen}: block-map object ${index} does not exist`)
     return o
   }
@@ -35,6 +43,7 @@ export class ObjectResolver {
       if (o.baseGen >= gen) throw new BfsError('CORRUPT', `gen${gen}: object ${index} has base in a later generation ${o.baseGen}`)
       out = overlayExtents(this.resolve(o.baseGen, o.baseIndex), o.extents, blocks)
     }
+    if (this.memo.size >= this.memoLimit) this.memo = new Map()
     this.memo.set(key, out)
     return out
   }

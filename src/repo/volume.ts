@@ -53,7 +53,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
         return [...r.generations(null)].reverse().find((m) => m.kind === 'volume' && m.source === source) ?? null
       },
       build: async ({ genId, pool, prev }) => {
-        const stream = newStream(repo, pool, genId, opts)
+        const stream = newStream(repo, pool, genId, opts, 'volume')
         const stats = emptyStats()
         const warnings: string[] = []
         const warn = (m: string): void => {

@@ -1,10 +1,9 @@
-import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catalog.js'
-import type { Extent } from '../format/maps.js'
+import { EntryType, type CatalogIndex, type Entry } from '../format/catalog.js'
+import type { Extent, MapObject, MapsIndex } from '../format/maps.js'
 import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from '../repo/repository.js'
-import { ObjectResolver, dataBlocks, firstExtentEndingAfter } from '../repo/resolve.js'
-import { childIndex } from '../repo/tree.js'
+import { ObjectResolver, dataBlocks, firstExtentEndingAfter, type MapSource } from '../repo/resolve.js'
 import { FrameCache } from './frames.js'
 
 /** An error a filesystem operation answers with (an errno name). */
@@ -61,9 +60,29 @@ function splitTime(iso: string): [number, number] {
   return [Math.floor(ms / 1000), (ms % 1000) * 1e6]
 }
 
+/** How far ahead a sequential reader is prefetched by default. */
+const READAHEAD_BYTES = 1 << 20
+
+/** Resolved extent lists a view remembers (then it starts over): bounds the mount's memory. */
+const RESOLVED_MEMO = 8192
+
+/** Block maps for the mount: each generation's maps indexed once, objects decoded when needed. */
+class LazyMaps implements MapSource {
+  private readonly index = new Map<number, MapsIndex>()
+  constructor(private readonly repo: Repository) {}
+  mapObject(gen: number, i: number): MapObject | undefined {
+    let x = this.index.get(gen)
+    if (!x) {
+      x = this.repo.mapsIndex(gen)
+      this.index.set(gen, x)
+    }
+    return x.object(i)
+  }
+}
+
 /** A read-only view of one file generation. */
 export class GenView {
-  readonly entries: Entry[]
+  readonly cat: CatalogIndex
   readonly resolver: ObjectResolver
   private readonly linkCount = new Map<number, number>()
   private readonly dirLinks: Uint32Array
@@ -71,24 +90,29 @@ export class GenView {
   constructor(
     readonly repo: Repository,
     readonly manifest: Manifest,
+    maps: MapSource = repo,
   ) {
-    this.entries = repo.catalog(manifest.id)
-    this.resolver = new ObjectResolver(repo)
-    this.dirLinks = new Uint32Array(this.entries.length)
-    for (let i = 0; i < this.entries.length; i++) {
-      const e = this.entries[i]!
-      if (e.type === EntryType.Dir) this.dirLinks[i] = (this.dirLinks[i] ?? 0) + 2
-      if (i > 0 && e.type === EntryType.Dir) this.dirLinks[e.parent]!++
-      if (e.type === EntryType.File && (e.flags & ENTRY_FLAG_LINK_FOLLOWER || e.nlink > 1)) {
-        const l = this.leader(i)
+    const cat = (this.cat = repo.catalogIndex(manifest.id))
+    this.resolver = new ObjectResolver(maps, RESOLVED_MEMO)
+    this.dirLinks = new Uint32Array(cat.length)
+    for (let i = 0; i < cat.length; i++) {
+      const t = cat.type[i]
+      if (t === EntryType.Dir) {
+        this.dirLinks[i] = this.dirLinks[i]! + 2
+        if (i > 0) this.dirLinks[cat.parent[i]!]!++
+      } else if (t === EntryType.File && (cat.leader[i] !== i || cat.nlink[i]! > 1)) {
+        const l = cat.leader[i]!
         this.linkCount.set(l, (this.linkCount.get(l) ?? 0) + 1)
       }
     }
   }
 
+  entry(i: number): Entry {
+    return this.cat.entry(i)
+  }
+
   leader(i: number): number {
-    const e = this.entries[i]!
-    return e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
+    return this.cat.leader[i]!
   }
 
   ino(i: number): number {
@@ -103,9 +127,8 @@ export class GenView {
       let end = path.indexOf(SLASH, s)
       if (end < 0) end = path.length
       if (end > s) {
-        const e = this.entries[cur]!
-        if (e.type !== EntryType.Dir) throw new VfsError('ENOTDIR')
-        cur = childIndex(this.entries, cur, path.subarray(s, end))
+        if (this.cat.type[cur] !== EntryType.Dir) throw new VfsError('ENOTDIR')
+        cur = this.cat.childIndex(cur, path.subarray(s, end))
         if (cur < 0) return -1
       }
       s = end + 1
@@ -114,13 +137,13 @@ export class GenView {
   }
 
   extents(i: number): Extent[] {
-    const d = this.entries[this.leader(i)]!
+    const d = this.entry(this.leader(i))
     return d.objGen ? this.resolver.resolve(d.objGen, d.objIndex) : []
   }
 
   attr(i: number): Attr {
-    const e = this.entries[i]!
-    const d = this.entries[this.leader(i)]!
+    const e = this.entry(i)
+    const d = this.leader(i) === i ? e : this.entry(this.leader(i))
     let size = 0
     let blocks = 0
     if (e.type === EntryType.File) {
@@ -162,9 +185,9 @@ interface Handle {
 }
 
 export interface VfsOptions {
-  /** Bytes of decompressed frames to keep (default 64 MiB). */
+  /** Bytes of decompressed frames to keep (default 16 MiB). */
   cacheBytes?: number
-  /** Frames to prefetch ahead of a sequential reader (default 4; 0 disables). */
+  /** Frames to prefetch ahead of a sequential reader (default: about 1 MiB of frames; 0 disables). */
   readaheadFrames?: number
   /** Serve only this generation at the root (else every generation under genN/). */
   generation?: number
@@ -184,15 +207,17 @@ export class Vfs {
   private lastRefresh = 0
   private readonly handles = new Map<number, Handle>()
   private nextHandle = 1
-  private readonly readahead: number
+  private readonly readahead: number | undefined
   private readonly now: () => number
+  private readonly maps: LazyMaps
 
   constructor(
     readonly repo: Repository,
     private readonly opts: VfsOptions = {},
   ) {
-    this.frames = new FrameCache(repo, opts.cacheBytes ?? 64 << 20)
-    this.readahead = opts.readaheadFrames ?? 4
+    this.frames = new FrameCache(repo, opts.cacheBytes ?? 16 << 20)
+    this.maps = new LazyMaps(repo)
+    this.readahead = opts.readaheadFrames
     this.now = opts.now ?? Date.now
     this.refresh(true)
     if (opts.generation !== undefined) this.view(opts.generation)
@@ -209,8 +234,9 @@ export class Vfs {
   view(id: number): GenView {
     let v = this.views.get(id)
     if (!v) {
-      v = new GenView(this.repo, this.repo.manifest(id))
+      v = new GenView(this.repo, this.repo.manifest(id), this.maps)
       this.views.set(id, v)
+      if (this.warming) this.frames.warm(id)
     }
     return v
   }
@@ -287,12 +313,13 @@ export class Vfs {
       return { names, attrs: names.map((nm) => this.getattr(Buffer.concat([Buffer.from('/by-date/'), nm]))) }
     }
     if (n.kind === 'link') throw new VfsError('ENOTDIR')
-    const e = n.view.entries[n.index]!
-    if (e.type !== EntryType.Dir) throw new VfsError('ENOTDIR')
+    const cat = n.view.cat
+    if (cat.type[n.index] !== EntryType.Dir) throw new VfsError('ENOTDIR')
     const names: Buffer[] = []
     const attrs: Attr[] = []
-    for (let c = e.firstChild; c < e.firstChild + e.childCount; c++) {
-      names.push(n.view.entries[c]!.name)
+    const first = cat.firstChild[n.index]!
+    for (let c = first; c < first + cat.childCount[n.index]!; c++) {
+      names.push(cat.name(c))
       attrs.push(n.view.attr(c))
     }
     return { names, attrs }
@@ -301,19 +328,19 @@ export class Vfs {
   readlink(path: Buffer): Buffer {
     const n = this.resolve(path)
     if (n.kind === 'link') return n.target
-    if (n.kind !== 'entry' || n.view.entries[n.index]!.type !== EntryType.Symlink) throw new VfsError('EINVAL')
-    return n.view.entries[n.index]!.target!
+    if (n.kind !== 'entry' || n.view.cat.type[n.index] !== EntryType.Symlink) throw new VfsError('EINVAL')
+    return n.view.entry(n.index).target!
   }
 
   listxattr(path: Buffer): Buffer[] {
     const n = this.resolve(path)
     if (n.kind !== 'entry') return []
-    return (n.view.entries[n.index]!.xattrs ?? []).map(([name]) => name)
+    return (n.view.entry(n.index).xattrs ?? []).map(([name]) => name)
   }
 
   getxattr(path: Buffer, name: Buffer): Buffer {
     const n = this.resolve(path)
-    if (n.kind === 'entry') for (const [k, v] of n.view.entries[n.index]!.xattrs ?? []) if (k.equals(name)) return v
+    if (n.kind === 'entry') for (const [k, v] of n.view.entry(n.index).xattrs ?? []) if (k.equals(name)) return v
     throw new VfsError('ENODATA')
   }
 
@@ -321,11 +348,11 @@ export class Vfs {
   open(path: Buffer): number {
     const n = this.resolve(path)
     if (n.kind !== 'entry') throw new VfsError(n.kind === 'link' ? 'EINVAL' : 'EISDIR')
-    const e = n.view.entries[n.index]!
-    if (e.type === EntryType.Dir) throw new VfsError('EISDIR')
-    if (e.type !== EntryType.File) throw new VfsError('ENOTSUP')
+    const t = n.view.cat.type[n.index]
+    if (t === EntryType.Dir) throw new VfsError('EISDIR')
+    if (t !== EntryType.File) throw new VfsError('ENOTSUP')
     const h = this.nextHandle++
-    this.handles.set(h, { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entries[n.view.leader(n.index)]!.size, nextPos: -1 })
+    this.handles.set(h, { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 })
     return h
   }
 
@@ -376,11 +403,20 @@ export class Vfs {
         lastFrame = { gen: ext.gen, unit: loc.unit, frame: loc.frame }
       }
     }
-    if (sequential && lastFrame && this.readahead > 0) {
-      for (let k = 1; k <= this.readahead; k++) this.frames.prefetch(lastFrame.gen, lastFrame.unit, lastFrame.frame + k)
+    if (sequential && lastFrame) {
+      const ahead = this.readahead ?? Math.max(1, Math.round(READAHEAD_BYTES / (this.repo.manifest(lastFrame.gen).frameBlocks * BLOCK_BYTES)))
+      for (let k = 1; k <= ahead; k++) this.frames.prefetch(lastFrame.gen, lastFrame.unit, lastFrame.frame + k)
     }
     return end - pos
   }
+
+  /** From now on, load each viewed generation's seek tables in the background (call once mounted). */
+  startWarming(): void {
+    this.warming = true
+    for (const id of this.views.keys()) this.frames.warm(id)
+  }
+
+  private warming = false
 
   async close(): Promise<void> {
     await this.frames.close()
