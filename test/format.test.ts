@@ -219,6 +219,10 @@ describe('catalog index (the mount reads catalogs through it)', () => {
     expect(x.childIndex(0, Buffer.from('m'))).toBe(-1)
     expect(x.childIndex(1, Buffer.from('null'))).toBe(6)
     expect(x.childIndex(1, Buffer.from('a'))).toBe(-1)
+    for (const probe of ['', 'a', 'b', 'f', 'f\xff', 'f\xff\x00', 'l', 'zz']) {
+      const b = Buffer.from(probe, 'latin1')
+      for (let i = 1; i < full.length; i++) expect(Math.sign(x.compareName(i, b))).toBe(Buffer.compare(full[i]!.name, b))
+    }
   })
   it('rejects exactly what decodeCatalog rejects, with the same error code (every truncation and every flipped byte)', () => {
     const b = encodeCatalog(tree())

@@ -336,6 +336,12 @@ export class CatalogIndex {
     return this.payload.subarray(s, s + this.nameLen[i]!)
   }
 
+  /** Buffer.compare(name of entry i, name). */
+  compareName(i: number, name: Buffer): number {
+    const s = this.nameStart[i]!
+    return this.payload.compare(name, 0, name.length, s, s + this.nameLen[i]!)
+  }
+
   /** Index of the child of `dir` named `name` (binary search over sorted names); -1 if none. */
   childIndex(dir: number, name: Buffer): number {
     let lo = this.firstChild[dir]!

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
-import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, encodeCatalog, newEntry, type Entry } from '../format/catalog.js'
+import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, encodeCatalog, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
 import { encodeMaps, type MapObject } from '../format/maps.js'
 import type { GenStats, Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
@@ -268,7 +268,8 @@ class TreeWriter {
   private readonly warnings: string[] = []
   private readonly skippedPaths: string[] = []
   private readonly links = new Map<string, number>()
-  private readonly prevEntries: Entry[] = []
+  /** The previous generation's catalog, read through its index: entries decoded as the merge reaches them. */
+  private prevCat: CatalogIndex | null = null
   private readonly resolver: ObjectResolver
   private readonly isExcluded: (rel: string, isDir: boolean) => boolean
   /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
@@ -306,7 +307,7 @@ class TreeWriter {
     const rst = native.lstatRecord(repo.dir)
     this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
     this.repoIno = Float64Array.of(rst[native.S_DEV]!, rst[native.S_INO_HI]!, rst[native.S_INO_LO]!)
-    if (prev) this.prevEntries = repo.catalog(prev.id)
+    if (prev) this.prevCat = repo.catalogIndex(prev.id)
   }
 
   private warn(msg: string): void {
@@ -337,7 +338,7 @@ class TreeWriter {
     fillMeta(root, this.rootSt, 0)
     root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
     this.entries.push(root)
-    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevEntries.length ? 0 : -1, included: !this.isIncluded }]
+    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevCat ? 0 : -1, included: !this.isIncluded }]
     while (stack.length) {
       const t = stack.pop()!
       const subdirs = await this.scanDir(t)
@@ -352,7 +353,7 @@ class TreeWriter {
 
   /** Xattrs of a path, reusing the previous generation's when the inode's ctime has not changed. */
   private xattrsOf(p: Buffer, e: Entry, prevIndex: number): Entry['xattrs'] {
-    const prev = prevIndex > 0 || (prevIndex === 0 && this.prevEntries.length) ? this.prevEntries[prevIndex] : undefined
+    const prev = this.prevEntry(prevIndex)
     if (prev && prev.ctimeSec === e.ctimeSec && prev.ctimeNsec === e.ctimeNsec && prev.srcInoLo === e.srcInoLo && prev.srcInoHi === e.srcInoHi) return prev.xattrs
     try {
       const x = native.getXattrs(p)
@@ -402,7 +403,7 @@ class TreeWriter {
     parent.childCount = kids.length
     for (const k of kids) this.entries.push(k)
     // The previous generation's children of this directory, matched by a merge of two sorted lists.
-    const prevDir = t.prevIndex >= 0 ? this.prevEntries[t.prevIndex] : undefined
+    const prevDir = this.prevEntry(t.prevIndex)
     let pc = prevDir && prevDir.type === EntryType.Dir ? prevDir.firstChild : 0
     const pcEnd = prevDir && prevDir.type === EntryType.Dir ? prevDir.firstChild + prevDir.childCount : 0
     const subdirs: DirTask[] = []
@@ -411,14 +412,14 @@ class TreeWriter {
       const index = parent.firstChild + j
       let prevIndex = -1
       while (pc < pcEnd) {
-        const c = Buffer.compare(this.prevEntries[pc]!.name, e.name)
+        const c = this.prevCat!.compareName(pc, e.name)
         if (c < 0) pc++
         else {
           if (c === 0) prevIndex = pc++
           break
         }
       }
-      const prev = prevIndex > 0 ? this.prevEntries[prevIndex] : undefined
+      const prev = prevIndex > 0 ? this.prevEntry(prevIndex) : undefined
       if (this.reporter.progress && (j & 63) === 0) this.progress(relOf(e.name))
       switch (e.type) {
         case EntryType.Dir: {
@@ -658,8 +659,13 @@ class TreeWriter {
   }
 
   /** The object a previous entry's data lives in (following its hard-link leader). */
+  private prevEntry(i: number): Entry | undefined {
+    const c = this.prevCat
+    return c && i >= 0 && i < c.length ? c.entry(i) : undefined
+  }
+
   private prevObject(prev: Entry): { gen: number; index: number } | null {
-    const src = prev.flags & ENTRY_FLAG_LINK_FOLLOWER ? this.prevEntries[prev.linkLeader]! : prev
+    const src = prev.flags & ENTRY_FLAG_LINK_FOLLOWER ? this.prevEntry(prev.linkLeader)! : prev
     return src.objGen ? { gen: src.objGen, index: src.objIndex } : null
   }
 
