@@ -244,6 +244,9 @@ describe('catalog index (the mount reads catalogs through it)', () => {
       }
     }
     cases.push(Buffer.concat([b, Buffer.from([0])]))
+    // one more entry announced, and only an invalid type byte of it present
+    cases.push(Buffer.concat([Buffer.from([b[0]! + 1]), b.subarray(1), Buffer.from([0])]))
+    cases.push(Buffer.concat([Buffer.from([b[0]! + 1]), b.subarray(1), Buffer.from([1])]))
     let rejected = 0
     for (const c of cases) {
       const want = outcome(() => decodeCatalog(c, 'c'))

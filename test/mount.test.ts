@@ -159,6 +159,12 @@ describe('lifecycle and failure', () => {
     expect(again.stderr).toMatch(/is already a mount point/)
     expect(bfs(['umount', path.join(work, 'm-full')]).stderr).toMatch(/is not mounted/)
     expect(mount(['gen1', repo]).stderr).toMatch(/is not empty|overlaps the repository/)
+    // an unusable log fails before anything is mounted, with one line
+    const m2 = mkmnt('m-badlog')
+    const bl = mount(['gen1', m2, '--log', path.join(work, 'no-such-dir', 'x.log')])
+    expect(bl.code).toBe(1)
+    expect(bl.stderr).toMatch(/^bfs: cannot open the log .*x\.log: ENOENT\n$/)
+    expect(sh(`grep -c ' ${m2} ' /proc/mounts`).stdout.trim()).toBe('0')
   })
 
   it('--allow-other lets other users in, with the kernel checking permissions as in the source', () => {
@@ -203,6 +209,13 @@ describe('lifecycle and failure', () => {
     expect(fs.readlinkSync(`/proc/${pid}/fd/2`)).toBe(log)
     expect(fs.readFileSync(log, 'utf8')).toMatch(/serving gen1 of .* ms after start\)/)
     expect(sh(`ls '${mnt}'`).stdout).toBe(sh(`ls '${src}'`).stdout)
+    // operands after `--` still mount (Node backgrounds a second process itself)
+    const m2 = mkmnt('m-dashdash')
+    const r2 = bfs(['mount', '--', 'gen1', m2], { repo })
+    expect(r2.stderr).toBe('')
+    expect(r2.code).toBe(0)
+    mounts.add(m2)
+    expect(sh(`ls '${m2}'`).stdout).toBe(sh(`ls '${src}'`).stdout)
   })
 
   it('SIGTERM unmounts cleanly; a killed server is recovered by bfs umount', () => {

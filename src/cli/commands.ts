@@ -3,7 +3,7 @@ import path from 'node:path'
 import { Command, Option, InvalidArgumentError } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import type { Manifest } from '../format/manifest.js'
-import { backupTree, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/backup.js'
+import { backupTree, streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/backup.js'
 import { restoreTree } from '../repo/restore.js'
 import { backupVolume, decideMode } from '../repo/volume.js'
 import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
@@ -70,8 +70,6 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      if (o.frameBlocks !== undefined && o.unitBlocks % o.frameBlocks !== 0) throw new BfsError('BAD_INPUT', '--unit-blocks must be a multiple of --frame-blocks')
-      if (o.frameBlocks === undefined && o.unitBlocks % DEFAULT_FRAME_BLOCKS.files !== 0) throw new BfsError('BAD_INPUT', `--unit-blocks must be a multiple of ${DEFAULT_FRAME_BLOCKS.files} (or give --frame-blocks)`)
       const repo = Repository.openOrInit(ctx.repoDir())
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
@@ -83,6 +81,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
       const group = o.group ? readGroup(repo, o.group) : undefined
       if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
+      streamGeometry(o, decision.mode === 'volume' ? 'volume' : 'files') // a bad --unit-blocks/--frame-blocks fails before anything starts
       const run = decision.mode === 'volume' ? backupVolume : backupTree
       const res = await withSignals((signal) =>
         run(repo, {

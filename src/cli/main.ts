@@ -27,7 +27,8 @@ export interface Ctx {
 
 export async function main(argv: string[]): Promise<void> {
   // `bfs ls … | head`: a closed pipe ends the output quietly, never with a stack trace.
-  for (const stream of [process.stdout, process.stderr]) {
+  // (Not for a mount that will detach: a stream made on a terminal keeps a private fd of it.)
+  if (process.env.BFS_DETACH !== '1') for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
       throw err

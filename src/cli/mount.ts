@@ -132,12 +132,25 @@ export function registerMount(program: Command, ctx: Ctx): void {
       }
       // Foreground: this process serves the mount. It never touches the mount point itself.
       checkMountpoint(mnt, repo.dir)
+      // Started by bin/bfs for a background mount: the log must be writable before we mount.
+      const detaching = process.env.BFS_DETACH === '1'
+      delete process.env.BFS_DETACH
+      let logPath = ''
+      let logFd = -1
+      if (detaching) {
+        logPath = logFile(mnt, o.log)
+        try {
+          logFd = fs.openSync(logPath, 'a', 0o600)
+        } catch (err) {
+          throw new BfsError('BAD_INPUT', `cannot open the log ${logPath}: ${(err as NodeJS.ErrnoException).code}`)
+        }
+      }
       // After detach() stderr is the log file: plain writes to fd 2 (a stream handle made
       // for a terminal would still point at the terminal).
       let detached = false
       const log = (m: string): void => {
         const line = `${new Date().toISOString()} ${m}\n`
-        if (detached) fs.writeSync(2, line)
+        if (detaching || detached) fs.writeSync(2, line)
         else process.stderr.write(line)
       }
       const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead })
@@ -151,22 +164,31 @@ export function registerMount(program: Command, ctx: Ctx): void {
       }).catch((err: Error) => {
         throw new BfsError('IO', `cannot mount ${mnt}: ${err.message}`)
       })
-      fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
-      if (process.env.BFS_DETACH === '1') {
-        // Started by bin/bfs for a background mount: say where we are, then detach
-        // (stdout and stderr to the log; the caller's terminal or pipe is released).
-        delete process.env.BFS_DETACH
-        const logPath = logFile(mnt, o.log)
-        const logFd = fs.openSync(logPath, 'a', 0o600)
-        fs.writeSync(1, mountedMessage(man ? `gen${man.id}` : `repository ${repo.dir}`, mnt, process.pid, logPath))
-        detach(logFd)
-        fs.closeSync(logFd)
-        detached = true
+      // Once mounted, any failure before "ready" must unmount again: the FUSE session
+      // would otherwise keep this process alive, serving, with its caller still waiting.
+      try {
+        fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
+        if (detaching) {
+          // say where we are, then detach (stdout and stderr to the log; the caller's
+          // terminal or pipe is released)
+          fs.writeSync(1, mountedMessage(man ? `gen${man.id}` : `repository ${repo.dir}`, mnt, process.pid, logPath))
+          detach(logFd)
+          fs.closeSync(logFd)
+          detached = true
+        }
+        log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt} (${Math.round(performance.now())} ms after start)`)
+      } catch (err) {
+        await server.unmount().catch(() => undefined)
+        fs.rmSync(pidFile(mnt), { force: true })
+        throw new BfsError('IO', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
       }
-      log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt} (${Math.round(performance.now())} ms after start)`)
       if (o.readyFd) {
-        fs.writeSync(o.readyFd, 'ready\n')
-        fs.closeSync(o.readyFd)
+        try {
+          fs.writeSync(o.readyFd, 'ready\n')
+          fs.closeSync(o.readyFd)
+        } catch {
+          // the launcher is gone (killed while waiting): keep serving, as it asked
+        }
       }
       vfs.startWarming()
       await new Promise<void>((resolve) => {

@@ -255,9 +255,10 @@ export class CatalogIndex {
     }
     for (; i < n; i++) {
       this.offset[i] = pos
-      if (pos + 2 > end) trunc()
+      if (pos >= end) trunc()
       const type = b[pos++]!
       if (type < EntryType.File || type > EntryType.Socket) bad(`has unknown type ${type}`)
+      if (pos >= end) trunc()
       const flags = b[pos++]!
       if (flags & ~KNOWN_FLAGS) bad(`has unknown flags ${flags}`)
       const parent = vi()
@@ -322,6 +323,7 @@ export class CatalogIndex {
 
   /** Entry i, decoded (a small cache keeps the recently used ones). */
   entry(i: number): Entry {
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`${this.what}: no entry ${i}`)
     let e = this.cache.get(i)
     if (e) return e
     if (this.cache.size >= 4096) this.cache = new Map()

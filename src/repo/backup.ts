@@ -218,7 +218,18 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
 
 /** A new stream for generation genId with the backup's unit, frame and level settings. */
 export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions, kind: keyof typeof DEFAULT_FRAME_BLOCKS): StreamWriter {
-  return new StreamWriter(repo.store, pool, genId, opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS, opts.frameBlocks ?? DEFAULT_FRAME_BLOCKS[kind], opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+  const { unitBlocks, frameBlocks } = streamGeometry(opts, kind)
+  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+}
+
+/** Unit and frame size of a backup; a unit must hold a whole number of frames. */
+export function streamGeometry(opts: Pick<BackupOptions, 'unitBlocks' | 'frameBlocks'>, kind: keyof typeof DEFAULT_FRAME_BLOCKS): { unitBlocks: number; frameBlocks: number } {
+  const unitBlocks = opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS
+  const frameBlocks = opts.frameBlocks ?? Math.min(DEFAULT_FRAME_BLOCKS[kind], unitBlocks)
+  if (unitBlocks % frameBlocks !== 0) {
+    throw new BfsError('BAD_INPUT', opts.frameBlocks === undefined ? `--unit-blocks must be a multiple of ${frameBlocks} (or give --frame-blocks)` : '--unit-blocks must be a multiple of --frame-blocks')
+  }
+  return { unitBlocks, frameBlocks }
 }
 
 export function emptyStats(): GenStats {
@@ -658,12 +669,13 @@ class TreeWriter {
     }
   }
 
-  /** The object a previous entry's data lives in (following its hard-link leader). */
+  /** Entry i of the previous generation's catalog, if there is one. */
   private prevEntry(i: number): Entry | undefined {
     const c = this.prevCat
     return c && i >= 0 && i < c.length ? c.entry(i) : undefined
   }
 
+  /** The object a previous entry's data lives in (following its hard-link leader). */
   private prevObject(prev: Entry): { gen: number; index: number } | null {
     const src = prev.flags & ENTRY_FLAG_LINK_FOLLOWER ? this.prevEntry(prev.linkLeader)! : prev
     return src.objGen ? { gen: src.objGen, index: src.objIndex } : null

@@ -60,7 +60,8 @@ export class FrameCache {
 
   private frameBuffer(bytes: number): Buffer {
     const ab = this.spareFrames.pop()
-    if (ab && ab.byteLength >= bytes) return Buffer.from(ab, 0, bytes)
+    // a spare much bigger than the frame would hold memory the cache does not count
+    if (ab && ab.byteLength >= bytes && ab.byteLength <= 2 * bytes) return Buffer.from(ab, 0, bytes)
     return Buffer.allocUnsafeSlow(bytes)
   }
 

@@ -236,7 +236,9 @@ export class Vfs {
     if (!v) {
       v = new GenView(this.repo, this.repo.manifest(id), this.maps)
       this.views.set(id, v)
-      if (this.warming) this.frames.warm(id)
+      // Only a single-generation mount warms: on the whole-repository mount `ls /` makes
+      // a view of every generation, and warming them all would hold every unit open.
+      if (this.warming && this.opts.generation === id) this.frames.warm(id)
     }
     return v
   }
@@ -413,7 +415,7 @@ export class Vfs {
   /** From now on, load each viewed generation's seek tables in the background (call once mounted). */
   startWarming(): void {
     this.warming = true
-    for (const id of this.views.keys()) this.frames.warm(id)
+    if (this.opts.generation !== undefined && this.views.has(this.opts.generation)) this.frames.warm(this.opts.generation)
   }
 
   private warming = false
