@@ -75,7 +75,10 @@ export async function verifyGenerations(repo: Repository, mans: Manifest[], prin
   let frames = 0
   let rawBytes = 0
   try {
-    const tasks: Promise<void>[] = []
+    // In-flight unit checks; each removes itself when done. (An earlier version spliced an
+    // array by indexOf from every race: a second splice of a finished task removed the
+    // last, still running one, and the pool was closed under it.)
+    const tasks = new Set<Promise<void>>()
     for (const g of [...needGens].sort((a, b) => a - b)) {
       let m: Manifest
       try {
@@ -98,15 +101,15 @@ export async function verifyGenerations(repo: Repository, mans: Manifest[], prin
         units++
         frames += t.entries.length
         const checks = Buffer.concat(t.entries.map((e) => e.check))
-        tasks.push(
-          pool
-            .run({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
-            .then((r) => {
-              for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
-              rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)
-            }, (err) => problem(`${p}: ${msg(err)}`)),
-        )
-        if (tasks.length >= pool.size * 2) await Promise.race(tasks.map((x) => x.then(() => tasks.splice(tasks.indexOf(x), 1))))
+        const task: Promise<void> = pool
+          .run({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
+          .then((r) => {
+            for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
+            rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)
+          }, (err) => problem(`${p}: ${msg(err)}`))
+          .finally(() => tasks.delete(task))
+        tasks.add(task)
+        if (tasks.size >= pool.size * 2) await Promise.race(tasks)
       }
     }
     await Promise.all(tasks)
