@@ -219,7 +219,8 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
 /** A new stream for generation genId with the backup's unit, frame and level settings. */
 export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions, kind: keyof typeof DEFAULT_FRAME_BLOCKS): StreamWriter {
   const { unitBlocks, frameBlocks } = streamGeometry(opts, kind)
-  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg)
+  // A volume backup reads data in the main thread: it fills a spare buffer while the workers compress.
+  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg, kind === 'volume')
 }
 
 /** Unit and frame size of a backup; a unit must hold a whole number of frames. */

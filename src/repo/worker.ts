@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
+import { encodeSeekTableAndTrailer, encodeUnitHeader, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { restoreFiles } from './restore-worker.js'
 import * as native from '../native/index.js'
@@ -19,6 +20,10 @@ export interface WorkerRequest {
   frameBlocks?: number
   level?: number
   hashAlg?: HashAlg
+  /** compress: write the unit file here (a new temporary file; the caller fsyncs and renames it). */
+  outPath?: string
+  genId?: number
+  unitIndex?: number
   // readFrames: decompress and check frames of one unit file
   path?: string
   offsets?: number[]
@@ -62,7 +67,8 @@ export interface WorkerReply {
   id: number
   error?: string
   errorCode?: string
-  comp?: ArrayBuffer
+  /** compress: bytes written to outPath */
+  fileBytes?: number
   readResults?: ReadResult[]
   frameSizes?: number[]
   frameChecks?: ArrayBuffer
@@ -156,9 +162,29 @@ function compress(req: WorkerRequest): WorkerReply {
     frameSizes.push(n)
     pos += n
   }
-  const comp = new ArrayBuffer(pos)
-  Buffer.from(comp).set(out.subarray(0, pos))
-  return { id: req.id, comp, frameSizes, frameChecks: toAB(checks), hashes: toAB(hashes), readResults }
+  const header = encodeUnitHeader({ genId: req.genId!, unitIndex: req.unitIndex!, rawBlocks, frameBlocks, frameCount: frames })
+  const entries: SeekEntry[] = frameSizes.map((compBytes, f) => ({
+    compBytes,
+    rawBytes: Math.min(frameBlocks, rawBlocks - f * frameBlocks) * BLOCK_BYTES,
+    check: checks.subarray(f * HASH_BYTES, (f + 1) * HASH_BYTES),
+  }))
+  const tail = encodeSeekTableAndTrailer(entries, UNIT_HEADER_BYTES + pos)
+  // The worker writes the file itself: the compressed unit never crosses to the main
+  // thread (no multi-MiB transfer per unit left for the main thread's GC to free).
+  const fd = fs.openSync(req.outPath!, 'wx', 0o644)
+  try {
+    writeAll(fd, header)
+    writeAll(fd, out.subarray(0, pos))
+    writeAll(fd, tail)
+  } finally {
+    fs.closeSync(fd)
+  }
+  return { id: req.id, fileBytes: header.length + pos + tail.length, hashes: toAB(hashes), readResults }
+}
+
+function writeAll(fd: number, b: Buffer): void {
+  let off = 0
+  while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off)
 }
 
 function toAB(b: Buffer): ArrayBuffer {
@@ -212,7 +238,7 @@ if (parentPort) {
       if (!h) throw new Error(`unknown op ${req.op}`)
       const reply = await h(req)
       const transfer: ArrayBuffer[] = []
-      for (const k of ['comp', 'frameChecks', 'hashes', 'data'] as const) {
+      for (const k of ['frameChecks', 'hashes', 'data'] as const) {
         const v = reply[k]
         if (v instanceof ArrayBuffer) transfer.push(v)
       }

@@ -43,7 +43,8 @@ export class DiskStore {
     fs.mkdirSync(this.path(dir), { recursive: true })
   }
 
-  private tmpPath(key: string): string {
+  /** A fresh temporary name next to `key` (for a writer that fills it elsewhere, then calls commitTmp). */
+  tmpPath(key: string): string {
     return `${this.path(key)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
   }
 
@@ -90,6 +91,21 @@ export class DiskStore {
     await fh.close()
     await fs.promises.rename(tmp, final)
     return bytes
+  }
+
+  /**
+   * Makes a temporary file written (and closed) by another thread durable and gives it its
+   * final name. The caller syncs the directory. fsync through a new descriptor flushes the
+   * file's dirty pages all the same.
+   */
+  async commitTmp(tmp: string, key: string): Promise<void> {
+    const fh = await fs.promises.open(tmp, 'r')
+    try {
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await fs.promises.rename(tmp, this.path(key))
   }
 
   /** Atomically replaces `to` with `from` (both keys in one directory), then syncs the directory. */
