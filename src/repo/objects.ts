@@ -1,5 +1,6 @@
 import fs from 'node:fs'
-import { BLOCK_BYTES, blockHash, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
+import { promisify } from 'node:util'
+import { BLOCK_BYTES, hashBlocks, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import type { StreamWriter } from './stream.js'
 import { BfsError } from './errors.js'
@@ -26,7 +27,9 @@ export interface StoredObject {
   sameAsBase: boolean
 }
 
-const scratchHash = Buffer.alloc(HASH_BYTES)
+/** Hashes of the blocks just read, and the base's hashes for the same positions (reused). */
+let newHashes = Buffer.alloc(0)
+let oldHashes = Buffer.alloc(0)
 
 /** Finds the extent covering fileBlock in sorted extents (binary search); -1 if a hole. */
 function findExtent(extents: Extent[], fileBlock: number): number {
@@ -40,6 +43,18 @@ function findExtent(extents: Extent[], fileBlock: number): number {
     else return mid
   }
   return -1
+}
+
+/** Index of the first extent starting at or after fileBlock (extents sorted). */
+function lowerBound(extents: Extent[], fileBlock: number): number {
+  let lo = 0
+  let hi = extents.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (extents[mid]!.fileBlock < fileBlock) lo = mid + 1
+    else hi = mid
+  }
+  return lo
 }
 
 class ExtentList {
@@ -72,30 +87,110 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
   let changed = false
   let cursor = 0 // next file block not yet classified
   const ZERO_BLOCK_HASH = base ? zeroBlockHash(base.hashAlg) : Buffer.alloc(0)
-  const oldHash = (fb: number): Buffer => {
-    const i = findExtent(base!.extents, fb)
-    if (i < 0) return ZERO_BLOCK_HASH
-    const e = base!.extents[i]!
-    const sb = e.streamBlock + (fb - e.fileBlock)
-    return base!.hashesOf(e.gen).subarray(sb * HASH_BYTES, (sb + 1) * HASH_BYTES)
+  /**
+   * Fills oldHashes[0…n) with the base's block hashes for file blocks fb…fb+n (a hole
+   * hashes as a zero block). fb only grows, so the base extents are walked once.
+   */
+  let bx = 0
+  const fillOldHashes = (fb: number, n: number): void => {
+    const list = base!.extents
+    let i = 0
+    while (i < n) {
+      const at = fb + i
+      while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
+      const e = list[bx]
+      if (!e || e.fileBlock > at) {
+        const upto = e ? Math.min(n, e.fileBlock - fb) : n
+        for (; i < upto; i++) ZERO_BLOCK_HASH.copy(oldHashes, i * HASH_BYTES)
+        continue
+      }
+      const take = Math.min(n - i, e.fileBlock + e.count - at)
+      const sb = e.streamBlock + (at - e.fileBlock)
+      base!.hashesOf(e.gen).copy(oldHashes, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
+      i += take
+    }
   }
   const holeUpTo = (endBlock: number): void => {
-    // A hole in the new version: in a delta, punch it only where the base had data.
+    // A hole in the new version: in a delta, punch it only where the base had data
+    // (walking the base extents that overlap it, not every block of it).
     if (base && endBlock > cursor) {
-      for (let fb = cursor; fb < endBlock; fb++) {
-        if (findExtent(base.extents, fb) >= 0) {
-          ext.add(fb, 1, 0, 0)
+      const list = base.extents
+      let i = findExtent(list, cursor)
+      if (i < 0) i = lowerBound(list, cursor)
+      for (; i < list.length && list[i]!.fileBlock < endBlock; i++) {
+        const e = list[i]!
+        const from = Math.max(cursor, e.fileBlock)
+        const to = Math.min(endBlock, e.fileBlock + e.count)
+        if (to > from) {
+          ext.add(from, to - from, 0, 0)
           changed = true
         }
       }
     }
     cursor = Math.max(cursor, endBlock)
   }
+  const stopIfAborted = (): void => {
+    if (hooks.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+  }
+  /** Appends count blocks of buf at off to the stream (across unit boundaries) as data of file block fb. */
+  const putBlocks = async (buf: Buffer, off: number, count: number, fb: number): Promise<void> => {
+    while (count > 0) {
+      const space = await stream.reserve()
+      const k = Math.min(space.blocks, count)
+      buf.copy(space.buf, space.offsetBytes, off, off + k * BLOCK_BYTES)
+      ext.add(fb, k, gen, stream.commit(k))
+      off += k * BLOCK_BYTES
+      fb += k
+      count -= k
+    }
+  }
   for (let r = 0; r < regions.length && !short; r += 2) {
     const startBlock = Math.floor(regions[r]! / BLOCK_BYTES)
     const endBlock = Math.min(blocks, Math.ceil(regions[r + 1]! / BLOCK_BYTES))
     holeUpTo(startBlock)
     let fb = Math.max(startBlock, cursor)
+    if (base) {
+      // Incremental: most blocks are unchanged and never reach the stream. Reads run ahead
+      // on the threadpool (two cores read the page cache at once) into private buffers; one
+      // native call hashes each chunk, and only blocks whose hash differs from the base's
+      // are copied into the stream.
+      for await (const c of readAhead(fd, fb, endBlock, sizeBytes)) {
+        bytesRead += c.got
+        stopIfAborted()
+        hooks.onRead?.(bytesRead)
+        const n = c.blocks
+        if (c.got < n * BLOCK_BYTES) c.buf.fill(0, c.got, n * BLOCK_BYTES)
+        if (newHashes.length < n * HASH_BYTES) {
+          newHashes = Buffer.alloc(n * HASH_BYTES)
+          oldHashes = Buffer.alloc(n * HASH_BYTES)
+        }
+        hashBlocks(base.hashAlg, c.buf, 0, n, newHashes, 0)
+        fillOldHashes(c.fb, n)
+        if (newHashes.compare(oldHashes, 0, n * HASH_BYTES, 0, n * HASH_BYTES) !== 0) {
+          let run = -1 // first block of a run of changed data blocks
+          for (let i = 0; i <= n; i++) {
+            const h = i * HASH_BYTES
+            let data = false
+            if (i < n && newHashes.compare(oldHashes, h, h + HASH_BYTES, h, h + HASH_BYTES) !== 0) {
+              changed = true
+              if (isZeroBlock(c.buf, i * BLOCK_BYTES)) ext.add(c.fb + i, 1, 0, 0)
+              else data = true
+            }
+            if (data && run < 0) run = i
+            else if (!data && run >= 0) {
+              await putBlocks(c.buf, run * BLOCK_BYTES, i - run, c.fb + run)
+              run = -1
+            }
+          }
+        }
+        cursor = c.fb + n
+        if (c.short) {
+          short = true
+          break
+        }
+      }
+      continue
+    }
     while (fb < endBlock) {
       const space = await stream.reserve()
       const n = Math.min(space.blocks, endBlock - fb)
@@ -111,36 +206,22 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
         got += k
       }
       bytesRead += got
-      if (hooks.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+      stopIfAborted()
       hooks.onRead?.(bytesRead)
       if (got < n * BLOCK_BYTES) space.buf.fill(0, space.offsetBytes + got, space.offsetBytes + n * BLOCK_BYTES)
       const sb0 = stream.nextStreamBlock
       let keep = 0
       for (let i = 0; i < n; i++) {
         const off = space.offsetBytes + i * BLOCK_BYTES
-        const zero = isZeroBlock(space.buf, off)
-        let store = !zero
-        if (base) {
-          let h = ZERO_BLOCK_HASH
-          if (!zero) {
-            blockHash(base.hashAlg, space.buf.subarray(off, off + BLOCK_BYTES), scratchHash, 0)
-            h = scratchHash
-          }
-          if (h.equals(oldHash(fb + i))) store = false
-          else {
-            changed = true
-            if (zero) ext.add(fb + i, 1, 0, 0)
-          }
-        }
-        if (store) {
-          if (keep !== i) space.buf.copyWithin(space.offsetBytes + keep * BLOCK_BYTES, off, off + BLOCK_BYTES)
-          ext.add(fb + i, 1, gen, sb0 + keep)
-          keep++
-        }
+        if (isZeroBlock(space.buf, off)) continue
+        if (keep !== i) space.buf.copyWithin(space.offsetBytes + keep * BLOCK_BYTES, off, off + BLOCK_BYTES)
+        ext.add(fb + i, 1, gen, sb0 + keep)
+        keep++
       }
       stream.commit(keep)
       fb += n
       cursor = fb
+      if (short) break
     }
   }
   holeUpTo(blocks)
@@ -151,4 +232,68 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
     return { object: { sizeBytes, baseGen: 0, baseIndex: 0, depth: 0, extents: overlayExtents(base.extents, ext.list, blocks) }, bytesRead, short, sameAsBase }
   }
   return { object: { sizeBytes, baseGen: base.gen, baseIndex: base.index, depth: base.depth + 1, extents: ext.list }, bytesRead, short, sameAsBase }
+}
+
+const fsp = { read: promisify(fs.read) as (fd: number, buf: Buffer, off: number, len: number, pos: number) => Promise<{ bytesRead: number }> }
+
+/** Blocks per read-ahead chunk, and how many chunks are read at once. */
+const AHEAD_CHUNK_BLOCKS = 1024
+const AHEAD_DEPTH = 3
+
+interface Chunk {
+  fb: number
+  blocks: number
+  buf: Buffer
+  /** Bytes read (less than blocks × 4096 only at the end of the file). */
+  got: number
+  /** The file ended before the bytes it was expected to hold. */
+  short: boolean
+}
+
+/**
+ * File blocks [fromBlock, endBlock) in chunks, in order, with up to AHEAD_DEPTH reads in
+ * flight on the threadpool. A chunk's buffer is reused once the consumer asks for the
+ * chunk after the next, so hold on to it no longer than that.
+ */
+async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number): AsyncGenerator<Chunk> {
+  const bufs = Array.from({ length: AHEAD_DEPTH + 1 }, () => Buffer.allocUnsafe(AHEAD_CHUNK_BLOCKS * BLOCK_BYTES))
+  const queue: Array<Promise<Chunk>> = []
+  let next = fromBlock
+  let k = 0
+  const issue = (): void => {
+    const fb = next
+    const blocks = Math.min(AHEAD_CHUNK_BLOCKS, endBlock - fb)
+    next += blocks
+    const buf = bufs[k++ % bufs.length]!
+    queue.push(readChunk(fd, buf, fb, blocks, sizeBytes))
+  }
+  try {
+    while (next < endBlock && queue.length < AHEAD_DEPTH) issue()
+    while (queue.length) {
+      const c = await queue.shift()!
+      if (next < endBlock && !c.short) issue()
+      yield c
+      if (c.short) return
+    }
+  } finally {
+    // Stopped early (error, abort, short read): let the reads still running finish before
+    // their buffers and the descriptor are released.
+    await Promise.allSettled(queue)
+  }
+}
+
+async function readChunk(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Promise<Chunk> {
+  const pos = fb * BLOCK_BYTES
+  const want = Math.min(blocks * BLOCK_BYTES, sizeBytes - pos)
+  let got = 0
+  let short = false
+  while (got < want) {
+    const { bytesRead } = await fsp.read(fd, buf, got, want - got, pos + got)
+    if (bytesRead === 0) {
+      short = true
+      break
+    }
+    got += bytesRead
+  }
+  return { fb, blocks, buf, got, short }
 }
