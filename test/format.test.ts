@@ -3,7 +3,7 @@ import { ByteReader, ByteWriter } from '../src/format/bytes.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
 import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, encodeSeekTableAndTrailer, encodeUnitHeader } from '../src/format/unit.js'
 import { decodeMaps, encodeMaps, MapsIndex, overlayExtents, type Extent } from '../src/format/maps.js'
-import { CatalogIndex, decodeCatalog, encodeCatalog, EntryType, newEntry, type Entry } from '../src/format/catalog.js'
+import { CatalogIndex, decodeCatalog, encodeCatalog, EntryType, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type Entry } from '../src/format/catalog.js'
 import { decodeManifest } from '../src/format/manifest.js'
 import { FormatError } from '../src/format/errors.js'
 
@@ -200,6 +200,29 @@ describe('catalog index (the mount reads catalogs through it)', () => {
     Object.assign(d, { rdevMajor: 1, rdevMinor: 3 })
     return [root, a, f, l, g, h, d]
   }
+  it('identity() reads the change-detection fields of every entry as decodeCatalog does', () => {
+    const entries = tree()
+    // large, negative and multi-byte values in every field identity() reads or skips
+    Object.assign(entries[2]!, { srcDev: 2 ** 40 + 7, srcInoHi: 3, srcInoLo: 2 ** 32 - 1, ctimeSec: -1, ctimeNsec: 999_999_999, atimeSec: -(2 ** 40), uid: 1e6, objGen: 300, objIndex: 2 ** 33 })
+    Object.assign(entries[5]!, { mtimeSec: 2 ** 45, size: 2 ** 50, objGen: 0, objIndex: 0 })
+    entries[4]!.name = Buffer.alloc(300, 0x61) // a name whose length takes two varint bytes
+    const b = encodeCatalog(entries)
+    const full = decodeCatalog(b, 'c')
+    const x = new CatalogIndex(b, 'c')
+    const id = new Float64Array(ID_FIELDS)
+    for (let i = 0; i < full.length; i++) {
+      const e = full[i]!
+      x.identity(i, id)
+      const file = e.type === EntryType.File && !(e.flags & 2)
+      expect(Array.from(id), `entry ${i}`).toEqual(
+        Array.from({ length: ID_FIELDS }, (_, k) =>
+          [e.type, e.flags, e.size, e.srcDev, e.srcInoHi, e.srcInoLo, e.mtimeSec, e.mtimeNsec, e.ctimeSec, e.ctimeNsec, file ? e.objGen : 0, file ? e.objIndex : 0, e.flags & 2 ? e.linkLeader : i][k],
+        ),
+      )
+    }
+    expect([ID_TYPE, ID_FLAGS, ID_SIZE, ID_DEV, ID_INO_HI, ID_INO_LO, ID_MTIME_SEC, ID_MTIME_NSEC, ID_CTIME_SEC, ID_CTIME_NSEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_LEADER]).toEqual([...Array(ID_FIELDS).keys()])
+  })
+
   it('decodes every entry as decodeCatalog does, and finds children by raw name', () => {
     const b = encodeCatalog(tree())
     const full = decodeCatalog(b, 'c')

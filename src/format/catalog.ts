@@ -177,6 +177,23 @@ export function decodeCatalog(payload: Buffer, what: string): Entry[] {
   return entries
 }
 
+/** Indices of CatalogIndex.identity()'s output. */
+export const ID_TYPE = 0
+export const ID_FLAGS = 1
+export const ID_SIZE = 2
+export const ID_DEV = 3
+export const ID_INO_HI = 4
+export const ID_INO_LO = 5
+export const ID_MTIME_SEC = 6
+export const ID_MTIME_NSEC = 7
+export const ID_CTIME_SEC = 8
+export const ID_CTIME_NSEC = 9
+export const ID_OBJ_GEN = 10
+export const ID_OBJ_INDEX = 11
+/** The entry holding the data (the hard-link leader, or the entry itself). */
+export const ID_LEADER = 12
+export const ID_FIELDS = 13
+
 /**
  * A catalog kept as its encoded bytes plus a few typed columns, decoding an entry
  * only when asked. The mount uses it: 84k entries as objects cost ~140 ms to build
@@ -330,6 +347,61 @@ export class CatalogIndex {
     e = readEntry(new ByteReader(this.payload, this.what, this.offset[i]), i, this.length, this.what)
     this.cache.set(i, e)
     return e
+  }
+
+  /**
+   * The fields of entry i that decide whether a file is unchanged, read straight from the
+   * bytes into `out` (indices ID_*), without decoding the entry: a no-change backup asks
+   * this of every file, and building 80k entry objects for it was a sixth of its time.
+   * The bytes were checked when the index was built.
+   */
+  identity(i: number, out: Float64Array): void {
+    const b = this.payload
+    let pos = this.offset[i]!
+    const vi = (): number => {
+      let x = b[pos++]!
+      if (x < 0x80) return x
+      let v = x & 0x7f
+      let mul = 0x80
+      do {
+        x = b[pos++]!
+        v += (x & 0x7f) * mul
+        mul *= 0x80
+      } while (x >= 0x80)
+      return v
+    }
+    const si = (): number => {
+      const z = vi()
+      return z % 2 === 0 ? z / 2 : -(z + 1) / 2
+    }
+    const type = b[pos++]!
+    const flags = b[pos++]!
+    vi() // parent
+    const nameLen = vi()
+    pos += nameLen // (not `pos += vi()`: that adds to pos as it was before vi() moved it)
+    vi(); vi(); vi() // mode, uid, gid
+    si(); vi() // atime
+    out[ID_TYPE] = type
+    out[ID_FLAGS] = flags
+    out[ID_MTIME_SEC] = si()
+    out[ID_MTIME_NSEC] = vi()
+    out[ID_CTIME_SEC] = si()
+    out[ID_CTIME_NSEC] = vi()
+    out[ID_SIZE] = vi()
+    out[ID_DEV] = vi()
+    out[ID_INO_HI] = vi()
+    out[ID_INO_LO] = vi()
+    vi() // nlink
+    out[ID_OBJ_GEN] = 0
+    out[ID_OBJ_INDEX] = 0
+    out[ID_LEADER] = i
+    if (type === EntryType.File) {
+      if (flags & ENTRY_FLAG_LINK_FOLLOWER) out[ID_LEADER] = vi()
+      else {
+        out[ID_OBJ_GEN] = vi()
+        out[ID_OBJ_INDEX] = vi()
+      }
+    }
   }
 
   /** Raw name bytes of entry i (a view into the catalog). */

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
-import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, encodeCatalog, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
+import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, encodeCatalog, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
 import { encodeMaps, type MapObject } from '../format/maps.js'
 import type { GenStats, Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
@@ -287,6 +287,8 @@ class TreeWriter {
   /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
   private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
   private readonly includedDirs = new Set<number>()
+  /** Scratch for CatalogIndex.identity(). */
+  private readonly id = new Float64Array(ID_FIELDS)
   /** Files whose data the workers are reading, by read tag. */
   private readonly pending = new Map<number, { e: Entry; rel: string; isNew: boolean }>()
   private nextTag = 1
@@ -431,7 +433,9 @@ class TreeWriter {
           break
         }
       }
-      const prev = prevIndex > 0 ? this.prevEntry(prevIndex) : undefined
+      // Files are checked against the previous catalog's bytes (CatalogIndex.identity);
+      // only other kinds, and files that changed, have their previous entry decoded.
+      const prev = prevIndex > 0 && e.type !== EntryType.File ? this.prevEntry(prevIndex) : undefined
       if (this.reporter.progress && (j & 63) === 0) this.progress(relOf(e.name))
       switch (e.type) {
         case EntryType.Dir: {
@@ -458,9 +462,9 @@ class TreeWriter {
           }
           break
         case EntryType.File:
-          if (!this.unchangedFile(e, index, prev)) {
+          if (!this.unchangedFile(e, index, prevIndex)) {
             this.scanBlocks = kidBlocks[j]!
-            await this.file(e, index, pathOf(e.name), relOf(e.name), prev)
+            await this.file(e, index, pathOf(e.name), relOf(e.name), prevIndex > 0 ? this.prevEntry(prevIndex) : undefined)
           }
           break
         default:
@@ -577,7 +581,7 @@ class TreeWriter {
   }
 
   /** Synchronous fast path: a hard link to a file already stored, or a file unchanged since the previous generation. */
-  private unchangedFile(e: Entry, index: number, prev: Entry | undefined): boolean {
+  private unchangedFile(e: Entry, index: number, prevIndex: number): boolean {
     this.stats.files++
     const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
     if (linkKey) {
@@ -592,11 +596,18 @@ class TreeWriter {
       }
     }
     this.stats.logicalBytes += e.size
-    if (!prev || !sameVersion(prev, e)) return false
-    const prevObj = this.prevObject(prev)
-    e.objGen = prevObj?.gen ?? 0
-    e.objIndex = prevObj?.index ?? 0
-    e.xattrs = prev.xattrs
+    const c = this.prevCat
+    if (!c || prevIndex <= 0) return false
+    // sameVersion(), against the previous entry's bytes
+    const id = this.id
+    c.identity(prevIndex, id)
+    if (id[ID_TYPE] !== e.type || id[ID_DEV] !== e.srcDev || id[ID_INO_HI] !== e.srcInoHi || id[ID_INO_LO] !== e.srcInoLo || id[ID_SIZE] !== e.size ||
+      id[ID_MTIME_SEC] !== e.mtimeSec || id[ID_MTIME_NSEC] !== e.mtimeNsec || id[ID_CTIME_SEC] !== e.ctimeSec || id[ID_CTIME_NSEC] !== e.ctimeNsec) return false
+    const flags = id[ID_FLAGS]!
+    if (flags & ENTRY_FLAG_LINK_FOLLOWER) c.identity(id[ID_LEADER]!, id) // the data is the leader's
+    e.objGen = id[ID_OBJ_GEN]!
+    e.objIndex = e.objGen ? id[ID_OBJ_INDEX]! : 0
+    e.xattrs = flags & ENTRY_FLAG_XATTRS ? c.entry(prevIndex).xattrs : null
     this.stats.unchangedFiles++
     if (linkKey) this.links.set(linkKey, index)
     return true

@@ -256,13 +256,16 @@ interface Chunk {
  * chunk after the next, so hold on to it no longer than that.
  */
 async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number): AsyncGenerator<Chunk> {
-  const bufs = Array.from({ length: AHEAD_DEPTH + 1 }, () => Buffer.allocUnsafe(AHEAD_CHUNK_BLOCKS * BLOCK_BYTES))
+  // Sized to the range: a small changed file in a file backup costs one small buffer.
+  const chunkBlocks = Math.min(AHEAD_CHUNK_BLOCKS, Math.max(1, endBlock - fromBlock))
+  const chunks = Math.ceil((endBlock - fromBlock) / chunkBlocks)
+  const bufs = Array.from({ length: Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES))
   const queue: Array<Promise<Chunk>> = []
   let next = fromBlock
   let k = 0
   const issue = (): void => {
     const fb = next
-    const blocks = Math.min(AHEAD_CHUNK_BLOCKS, endBlock - fb)
+    const blocks = Math.min(chunkBlocks, endBlock - fb)
     next += blocks
     const buf = bufs[k++ % bufs.length]!
     queue.push(readChunk(fd, buf, fb, blocks, sizeBytes))
