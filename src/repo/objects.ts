@@ -270,6 +270,12 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
     const buf = bufs[k++ % bufs.length]!
     queue.push(readChunk(fd, buf, fb, blocks, sizeBytes))
   }
+  if (chunks <= 1) {
+    // One chunk (a small changed file): read it here. A threadpool round trip per file,
+    // awaited one file after another, left the main thread idle a third of a 1 % backup.
+    yield readChunkSync(fd, bufs[0]!, fromBlock, endBlock - fromBlock, sizeBytes)
+    return
+  }
   try {
     while (next < endBlock && queue.length < AHEAD_DEPTH) issue()
     while (queue.length) {
@@ -283,6 +289,22 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
     // their buffers and the descriptor are released.
     await Promise.allSettled(queue)
   }
+}
+
+function readChunkSync(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Chunk {
+  const pos = fb * BLOCK_BYTES
+  const want = Math.min(blocks * BLOCK_BYTES, sizeBytes - pos)
+  let got = 0
+  let short = false
+  while (got < want) {
+    const k = fs.readSync(fd, buf, got, want - got, pos + got)
+    if (k === 0) {
+      short = true
+      break
+    }
+    got += k
+  }
+  return { fb, blocks, buf, got, short }
 }
 
 async function readChunk(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Promise<Chunk> {

@@ -44,6 +44,11 @@ export class WorkerPool {
     }
   }
 
+  /** Starts the threads now (their start-up then overlaps the caller's work); idempotent. */
+  prestart(): void {
+    if (this.workers.length === 0 && !this.failed) this.start()
+  }
+
   get inFlight(): number {
     return this.pending.size
   }

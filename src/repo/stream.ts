@@ -59,6 +59,9 @@ export class StreamWriter {
   /** Free blocks in the current unit: space handed out by reserve() is at buffer[fill…]. */
   async reserve(): Promise<{ buf: Buffer; offsetBytes: number; blocks: number }> {
     if (this.error) throw this.error
+    // The first data of a backup starts the workers: their start-up (~0.1 s) then overlaps
+    // the rest of the scan instead of following it (an incremental often fills one unit).
+    this.pool.prestart()
     if (this.fill === this.unitBlocks) await this.flushUnit()
     return { buf: this.buf, offsetBytes: this.fill * BLOCK_BYTES, blocks: this.unitBlocks - this.fill }
   }
@@ -77,6 +80,7 @@ export class StreamWriter {
    */
   async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number): Promise<{ streamBlock: number; bytes: number }> {
     if (this.error) throw this.error
+    this.pool.prestart()
     if (this.fill === this.unitBlocks) await this.flushUnit()
     const fitBytes = Math.min(bytes, (this.unitBlocks - this.fill) * BLOCK_BYTES)
     const streamBlock = this.nextStreamBlock
