@@ -53,8 +53,20 @@ export class ByteWriter {
   }
   /** Unsigned LEB128 varint (0 … 2^53-1). */
   varint(v: number): this {
+    if (this.pos + 8 > this.buf.length) this.ensure(8)
+    if (v >>> 0 === v) {
+      // 0 … 2^32-1, nearly every value in a catalog: bit operations, no division
+      const b = this.buf
+      let p = this.pos
+      while (v >= 0x80) {
+        b[p++] = (v & 0x7f) | 0x80
+        v >>>= 7
+      }
+      b[p++] = v
+      this.pos = p
+      return this
+    }
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`varint out of range: ${v}`)
-    this.ensure(8)
     while (v >= 0x80) {
       this.buf[this.pos++] = (v % 0x80) | 0x80
       v = Math.floor(v / 0x80)
