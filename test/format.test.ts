@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { ByteReader, ByteWriter } from '../src/format/bytes.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
 import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, encodeSeekTableAndTrailer, encodeUnitHeader } from '../src/format/unit.js'
-import { decodeMaps, encodeMaps, MapsIndex, overlayExtents, type Extent } from '../src/format/maps.js'
+import { decodeMaps, encodeMaps, MapsIndex, overlayExtents, type Extent, type MapObject } from '../src/format/maps.js'
+import { arrayMaps, dataBlocks, ObjectResolver } from '../src/repo/resolve.js'
 import { CatalogIndex, decodeCatalog, encodeCatalog, EntryType, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type Entry } from '../src/format/catalog.js'
 import { decodeManifest } from '../src/format/manifest.js'
 import { FormatError } from '../src/format/errors.js'
@@ -131,6 +132,24 @@ describe('block maps', () => {
     expect(overlayExtents([e(0, 2, 1, 0), e(4, 2, 1, 10)], [e(1, 4, 2, 50)], 6)).toEqual([e(0, 1, 1, 0), e(1, 4, 2, 50), e(5, 1, 1, 11)])
     // adjacent pieces that continue each other are merged
     expect(overlayExtents([e(0, 2, 1, 0)], [e(2, 2, 1, 2)], 4)).toEqual([e(0, 4, 1, 0)])
+  })
+  it('counts data blocks without resolving full maps, as resolving would', () => {
+    const e = (fileBlock: number, count: number, gen: number, streamBlock: number): Extent => ({ fileBlock, count, gen, streamBlock })
+    const maps: Record<number, MapObject[]> = {
+      1: [
+        { sizeBytes: 40960, baseGen: 0, baseIndex: 0, depth: 0, extents: [e(0, 3, 1, 0), e(5, 5, 1, 3)] },
+        { sizeBytes: 5 * 4096 + 1, baseGen: 0, baseIndex: 0, depth: 0, extents: [e(0, 2, 0, 0), e(2, 9, 1, 20)] }, // a hole extent, clipped at 6 blocks
+        { sizeBytes: 0, baseGen: 0, baseIndex: 0, depth: 0, extents: [] },
+      ],
+      2: [{ sizeBytes: 40960, baseGen: 1, baseIndex: 0, depth: 1, extents: [e(0, 1, 0, 0), e(3, 2, 2, 0)] }],
+    }
+    const r = new ObjectResolver(arrayMaps((g) => maps[g] ?? []))
+    const fresh = (): ObjectResolver => new ObjectResolver(arrayMaps((g) => maps[g] ?? []))
+    for (const [g, i, want] of [[1, 0, 8], [1, 1, 4], [1, 2, 0], [2, 0, 9]] as const) {
+      expect(fresh().dataBlocks(g, i)).toBe(want)
+      expect(dataBlocks(r.resolve(g, i))).toBe(want)
+      expect(r.dataBlocks(g, i)).toBe(want) // from the memo
+    }
   })
 })
 

@@ -111,7 +111,8 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount()
     readdir: sync('readdir', (path) => {
       const d = vfs.readdir(P(path))
       const base = path === '/' ? '/' : `${path}/`
-      return [d.names.map((n) => n.toString('latin1')), d.attrs.map((a, i) => toStat(a, hasX(P(base + d.names[i]!.toString('latin1')))))]
+      const names = d.names.map((n) => n.toString('latin1'))
+      return [names, d.attrs.map((a, i) => toStat(a, d.hasXattrs ? d.hasXattrs[i]! : hasX(P(base + names[i]!))))]
     }),
     readlink: sync('readlink', (path) => [vfs.readlink(P(path)).toString('latin1')]),
     listxattr: sync('listxattr', (path) => [vfs.listxattr(P(path)).map((n) => n.toString('latin1'))]),

@@ -31,6 +31,22 @@ export class ObjectResolver {
     return o
   }
 
+  /**
+   * Data (non-hole) blocks of an object. A full map is counted directly, without resolving
+   * or memoizing it: a directory listing asks this of every file (st_blocks), and
+   * resolving them all churned the memo the reads depend on.
+   */
+  dataBlocks(gen: number, index: number): number {
+    const hit = this.memo.get(`${gen}:${index}`)
+    if (hit) return dataBlocks(hit)
+    const o = this.object(gen, index)
+    if (o.baseGen !== 0) return dataBlocks(this.resolve(gen, index))
+    const blocks = Math.ceil(o.sizeBytes / BLOCK_BYTES)
+    let n = 0
+    for (const e of o.extents) if (e.gen !== 0 && e.fileBlock < blocks) n += Math.min(e.count, blocks - e.fileBlock)
+    return n
+  }
+
   resolve(gen: number, index: number): Extent[] {
     const key = `${gen}:${index}`
     const hit = this.memo.get(key)
