@@ -13,18 +13,23 @@ import { BfsError } from './errors.js'
  * are dense (every unit but the last is full).
  */
 export class StreamWriter {
-  private buf: Buffer
+  /** The current unit's buffer: taken only when the main thread writes data into it itself. */
+  private buf: Buffer | null = null
   private fill = 0
   private unitIndex = 0
   /**
    * A fixed ring of unit buffers in shared memory: each worker compresses one while (with
    * `spare`) the main thread fills another; nothing is copied or transferred, and memory is
-   * bounded by construction. Waiting for a free buffer is the backpressure. A file backup
-   * only plans reads (the workers do them), so planning the next unit while the workers are
-   * busy gains nothing and it runs without the spare: 20 MiB less at the default unit size.
+   * bounded by construction. A file backup only plans reads (the workers do them), so a
+   * unit needs a buffer only when it is sent: planning runs ahead of the buffers, up to
+   * `pool.size` planned units, and a worker that finishes finds its next unit planned (an
+   * earlier version planned only once a buffer was free, and each worker then sat idle a
+   * sixth of a full backup). File backups run without the spare: 20 MiB less by default.
    */
   private readonly free: Buffer[] = []
-  private readonly freed: Array<() => void> = []
+  /** Flushed units waiting for a buffer (in unit order), and who waits on that queue. */
+  private readonly queue: Array<{ unitIndex: number; rawBlocks: number; buf: Buffer | null; reads: PlannedRead[] }> = []
+  private readonly wakers: Array<() => void> = []
   private readonly inflight = new Set<Promise<void>>()
   private error: Error | null = null
   readonly units: UnitRef[] = []
@@ -47,7 +52,6 @@ export class StreamWriter {
     spare: boolean,
   ) {
     for (let i = 0; i < pool.size + (spare ? 1 : 0); i++) this.free.push(Buffer.from(new SharedArrayBuffer(unitBlocks * BLOCK_BYTES)))
-    this.buf = this.free.pop()!
     this.hashes = Buffer.alloc(unitBlocks * HASH_BYTES * 4)
   }
 
@@ -63,6 +67,12 @@ export class StreamWriter {
     // the rest of the scan instead of following it (an incremental often fills one unit).
     this.pool.prestart()
     if (this.fill === this.unitBlocks) await this.flushUnit()
+    // Queued units come first: the current unit takes a buffer only when none waits for one.
+    while (!this.buf) {
+      if (this.free.length && this.queue.length === 0) this.buf = this.free.pop()!
+      else await this.wait()
+      if (this.error) throw this.error
+    }
     return { buf: this.buf, offsetBytes: this.fill * BLOCK_BYTES, blocks: this.unitBlocks - this.fill }
   }
 
@@ -89,28 +99,44 @@ export class StreamWriter {
     return { streamBlock, bytes: fitBytes }
   }
 
-  /** Sends the current unit to its worker; waits when too many units are in flight (bounds memory). */
+  private wait(): Promise<void> {
+    return new Promise<void>((r) => this.wakers.push(r))
+  }
+
+  private wake(): void {
+    for (const w of this.wakers.splice(0)) w()
+  }
+
+  /** Sends queued units to their workers while buffers are free, in unit order. */
+  private dispatch(): void {
+    // After a failure nothing more is sent: the generation is discarded anyway.
+    while (!this.error && this.queue.length && (this.queue[0]!.buf || this.free.length)) {
+      const u = this.queue.shift()!
+      const buf = u.buf ?? this.free.pop()!
+      const p = this.compressAndWrite(u.unitIndex, u.rawBlocks, buf, u.reads)
+        .catch((err: Error) => {
+          this.error ??= err
+        })
+        .finally(() => {
+          this.free.push(buf)
+          this.inflight.delete(p)
+          this.dispatch()
+          this.wake()
+        })
+      this.inflight.add(p)
+    }
+  }
+
+  /** Queues the current unit for its worker; waits while too many units are planned ahead (bounds memory). */
   private async flushUnit(): Promise<void> {
     if (this.fill === 0) return
-    const unitIndex = this.unitIndex
-    const rawBlocks = this.fill
-    const buf = this.buf
-    const reads = this.reads
+    this.queue.push({ unitIndex: this.unitIndex, rawBlocks: this.fill, buf: this.buf, reads: this.reads })
+    this.buf = null
     this.reads = []
     this.unitIndex++
     this.fill = 0
-    const p = this.compressAndWrite(unitIndex, rawBlocks, buf, reads)
-      .catch((err: Error) => {
-        this.error ??= err
-      })
-      .finally(() => {
-        this.free.push(buf)
-        this.freed.shift()?.()
-      })
-    this.inflight.add(p)
-    void p.finally(() => this.inflight.delete(p))
-    while (this.free.length === 0) await new Promise<void>((r) => this.freed.push(r))
-    this.buf = this.free.pop()!
+    this.dispatch()
+    while (this.queue.length > this.pool.size && !this.error) await this.wait()
     if (this.error) throw this.error
   }
 
@@ -153,7 +179,7 @@ export class StreamWriter {
   async finish(): Promise<number> {
     const blocks = this.nextStreamBlock
     await this.flushUnit()
-    while (this.inflight.size) await Promise.race(this.inflight)
+    while (this.inflight.size || (this.queue.length && !this.error)) await this.wait()
     if (this.error) throw this.error
     this.totalBlocks = blocks
     this.hashes = this.hashes.subarray(0, blocks * HASH_BYTES)
