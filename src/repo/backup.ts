@@ -673,7 +673,10 @@ class TreeWriter {
       }
       if (linkKey) this.links.set(linkKey, index)
     } catch (err) {
-      if (err instanceof BfsError) throw err
+      // Our own errors, and a full disk while placing data in the stream, end the backup:
+      // only a problem with the source file skips it.
+      const code = (err as NodeJS.ErrnoException).code
+      if (err instanceof BfsError || code === 'ENOSPC' || code === 'EDQUOT') throw err
       this.skip(rel, `read error (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.dropped.add(index)
     } finally {

@@ -149,6 +149,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
     const endBlock = Math.min(blocks, Math.ceil(regions[r + 1]! / BLOCK_BYTES))
     holeUpTo(startBlock)
     let fb = Math.max(startBlock, cursor)
+    if (fb >= endBlock) continue
     if (base) {
       // Incremental: most blocks are unchanged and never reach the stream. Reads run ahead
       // on the threadpool (two cores read the page cache at once) into private buffers; one
@@ -171,16 +172,20 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
           for (let i = 0; i <= n; i++) {
             const h = i * HASH_BYTES
             let data = false
+            let zero = false
             if (i < n && newHashes.compare(oldHashes, h, h + HASH_BYTES, h, h + HASH_BYTES) !== 0) {
               changed = true
-              if (isZeroBlock(c.buf, i * BLOCK_BYTES)) ext.add(c.fb + i, 1, 0, 0)
+              if (isZeroBlock(c.buf, i * BLOCK_BYTES)) zero = true
               else data = true
             }
-            if (data && run < 0) run = i
-            else if (!data && run >= 0) {
+            // Extents must be added in file order: the pending run (blocks before i) first,
+            // then a hole at i (a block zeroed since the base).
+            if (!data && run >= 0) {
               await putBlocks(c.buf, run * BLOCK_BYTES, i - run, c.fb + run)
               run = -1
             }
+            if (zero) ext.add(c.fb + i, 1, 0, 0)
+            if (data && run < 0) run = i
           }
         }
         cursor = c.fb + n
@@ -252,8 +257,8 @@ interface Chunk {
 
 /**
  * File blocks [fromBlock, endBlock) in chunks, in order, with up to AHEAD_DEPTH reads in
- * flight on the threadpool. A chunk's buffer is reused once the consumer asks for the
- * chunk after the next, so hold on to it no longer than that.
+ * flight on the threadpool. A chunk's buffer is reused as soon as the consumer asks for
+ * the next chunk: use it only until then.
  */
 async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number): AsyncGenerator<Chunk> {
   // Sized to the range: a small changed file in a file backup costs one small buffer.
@@ -268,7 +273,11 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
     const blocks = Math.min(chunkBlocks, endBlock - fb)
     next += blocks
     const buf = bufs[k++ % bufs.length]!
-    queue.push(readChunk(fd, buf, fb, blocks, sizeBytes))
+    const p = readChunk(fd, buf, fb, blocks, sizeBytes)
+    // Handled when the consumer reaches it; a read error in a chunk still waiting in the
+    // queue must not become an unhandled rejection (which would kill the process).
+    p.catch(() => undefined)
+    queue.push(p)
   }
   if (chunks <= 1) {
     // One chunk (a small changed file): read it here. A threadpool round trip per file,

@@ -24,7 +24,7 @@ export class WorkerPool {
         if (!p) return
         this.pending.delete(reply.id)
         this.busy[p.worker]!--
-        if (reply.error) p.reject(Object.assign(new Error(reply.error), { code: reply.errorCode }))
+        if (reply.error) p.reject(Object.assign(new Error(reply.error), { code: reply.errorCode, syscall: reply.errorSyscall }))
         else p.resolve(reply)
       })
       w.on('error', (err) => this.fail(err))

@@ -20,8 +20,9 @@ export class StreamWriter {
   /**
    * A fixed ring of unit buffers in shared memory: each worker compresses one while (with
    * `spare`) the main thread fills another; nothing is copied or transferred, and memory is
-   * bounded by construction. A file backup only plans reads (the workers do them), so a
-   * unit needs a buffer only when it is sent: planning runs ahead of the buffers, up to
+   * bounded by construction. A file backup mostly plans reads (the workers do them; only
+   * sparse and changed files are read here, through reserve()), so a unit needs a buffer
+   * only when it is sent or written into here: planning runs ahead of the buffers, up to
    * `pool.size` planned units, and a worker that finishes finds its next unit planned (an
    * earlier version planned only once a buffer was free, and each worker then sat idle a
    * sixth of a full backup). File backups run without the spare: 20 MiB less by default.
@@ -171,7 +172,8 @@ export class StreamWriter {
   private writeError(err: unknown, key: string): Error {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOSPC' || code === 'EDQUOT') return err as Error
-    if (err instanceof BfsError || !code) return err as Error
+    // Only a failed system call is a write error; a worker's own failure passes as it is.
+    if (err instanceof BfsError || !code || !(err as NodeJS.ErrnoException).syscall) return err as Error
     return new BfsError('IO', `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
   }
 

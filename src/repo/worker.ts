@@ -67,11 +67,11 @@ export interface WorkerReply {
   id: number
   error?: string
   errorCode?: string
+  /** The failed system call, when the error is an fs error. */
+  errorSyscall?: string
   /** compress: bytes written to outPath */
   fileBytes?: number
   readResults?: ReadResult[]
-  frameSizes?: number[]
-  frameChecks?: ArrayBuffer
   hashes?: ArrayBuffer
   /** readFrames: indices of frames whose check failed, with reasons */
   bad?: Array<{ frame: number; reason: string }>
@@ -238,13 +238,13 @@ if (parentPort) {
       if (!h) throw new Error(`unknown op ${req.op}`)
       const reply = await h(req)
       const transfer: ArrayBuffer[] = []
-      for (const k of ['frameChecks', 'hashes', 'data'] as const) {
+      for (const k of ['hashes', 'data'] as const) {
         const v = reply[k]
         if (v instanceof ArrayBuffer) transfer.push(v)
       }
       port.postMessage(reply, transfer)
     } catch (err) {
-      port.postMessage({ id: req.id, error: (err as Error).message, errorCode: (err as NodeJS.ErrnoException).code })
+      port.postMessage({ id: req.id, error: (err as Error).message, errorCode: (err as NodeJS.ErrnoException).code, errorSyscall: (err as NodeJS.ErrnoException).syscall })
     }
   })
 }
