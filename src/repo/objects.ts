@@ -201,15 +201,8 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       const n = Math.min(space.blocks, endBlock - fb)
       const pos = fb * BLOCK_BYTES
       const want = Math.min(n * BLOCK_BYTES, sizeBytes - pos)
-      let got = 0
-      while (got < want) {
-        const k = fs.readSync(fd, space.buf, space.offsetBytes + got, want - got, pos + got)
-        if (k === 0) {
-          short = true
-          break
-        }
-        got += k
-      }
+      const got = readUpTo(fd, space.buf, space.offsetBytes, want, pos)
+      if (got < want) short = true
       bytesRead += got
       stopIfAborted()
       hooks.onRead?.(bytesRead)
@@ -303,17 +296,19 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
 function readChunkSync(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Chunk {
   const pos = fb * BLOCK_BYTES
   const want = Math.min(blocks * BLOCK_BYTES, sizeBytes - pos)
+  const got = readUpTo(fd, buf, 0, want, pos)
+  return { fb, blocks, buf, got, short: got < want }
+}
+
+/** Reads `want` bytes at file offset `pos` into buf[off…]; fewer only where the file ends. */
+function readUpTo(fd: number, buf: Buffer, off: number, want: number, pos: number): number {
   let got = 0
-  let short = false
   while (got < want) {
-    const k = fs.readSync(fd, buf, got, want - got, pos + got)
-    if (k === 0) {
-      short = true
-      break
-    }
+    const k = fs.readSync(fd, buf, off + got, want - got, pos + got)
+    if (k === 0) break
     got += k
   }
-  return { fb, blocks, buf, got, short }
+  return got
 }
 
 async function readChunk(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Promise<Chunk> {

@@ -73,26 +73,6 @@ export class DiskStore {
     return bytes
   }
 
-  /** Async variant used by the backup pipeline so fsync runs off the main thread. The caller syncs the directory. */
-  async put(key: string, parts: Uint8Array[]): Promise<number> {
-    const final = this.path(key)
-    const tmp = this.tmpPath(key)
-    const fh = await fs.promises.open(tmp, 'wx', 0o644)
-    let bytes = 0
-    try {
-      for (const p of parts) bytes += p.length
-      await fh.writev(parts)
-      await fh.sync()
-    } catch (err) {
-      await fh.close()
-      await fs.promises.rm(tmp, { force: true })
-      throw err
-    }
-    await fh.close()
-    await fs.promises.rename(tmp, final)
-    return bytes
-  }
-
   /**
    * Makes a temporary file written (and closed) by another thread durable and gives it its
    * final name. The caller syncs the directory. fsync through a new descriptor flushes the
