@@ -1,6 +1,6 @@
 # bfs — everything a fresh Debian machine needs is installed by these targets.
 SHELL := /bin/bash
-APT_PKGS := fuse libfuse2 libfuse-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux zstd
+APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux zstd
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.
@@ -20,6 +20,8 @@ node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# a changed patch cannot apply over the previously patched copy: let npm fetch it afresh
+	rm -rf node_modules/fuse-native
 	npm install --no-audit --no-fund
 	@touch $@
 

@@ -119,6 +119,95 @@ describe('one generation mounted read-only', () => {
   })
 })
 
+describe('the native read path', () => {
+  // A sparse file over many small units and frames, then changed in place: gen2's extents
+  // point into both generations' units. Random ranges are read in a child process (sync
+  // reads, never from the mount's own process) and compared with the source byte for byte.
+  const RANDOM_READS = `
+import fs from 'node:fs'
+const [mnt, ref, count] = process.argv.slice(2)
+const a = fs.openSync(mnt, 'r'), b = fs.openSync(ref, 'r')
+const size = fs.fstatSync(b).size
+if (fs.fstatSync(a).size !== size) { console.error('size differs'); process.exit(2) }
+let s = 12345
+const rnd = (n) => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return Math.floor((s / 4294967296) * n) }
+for (let i = 0; i < Number(count); i++) {
+  const pos = i % 5 === 0 ? rnd(size / 4096) * 4096 : rnd(size)
+  const len = i % 3 === 0 ? 4096 : 1 + rnd(300000)
+  const x = Buffer.alloc(len), y = Buffer.alloc(len)
+  const n = fs.readSync(a, x, 0, len, pos), m = fs.readSync(b, y, 0, len, pos)
+  if (n !== m || !x.subarray(0, n).equals(y.subarray(0, m))) { console.error('differs at ' + pos + ' +' + len); process.exit(1) }
+}
+const tail = Buffer.alloc(10)
+if (fs.readSync(a, tail, 0, 10, size) !== 0) { console.error('read past the end'); process.exit(3) }
+`
+  const statsOf = (m: { stdout: string }): string => {
+    const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
+    const log = /log (\S+)\)/.exec(m.stdout)![1]!
+    process.kill(pid, 'SIGUSR2')
+    for (let i = 0; i < 100; i++) {
+      const line = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('native reads:')).pop()
+      if (line) return line
+      sh('sleep 0.05')
+    }
+    throw new Error('no stats line in the mount log')
+  }
+
+  it('serves random ranges across holes, frames, units and generations exactly; --no-native-read the same in JavaScript', () => {
+    const r = path.join(work, 'repo-nr')
+    const s = path.join(work, 'nr-src')
+    fs.mkdirSync(s)
+    const f = path.join(s, 'big.bin')
+    const v1 = path.join(work, 'big.v1')
+    // 6 MiB: data, a 1 MiB hole, data, a zero-filled run, data up to an unaligned end
+    const fd = fs.openSync(f, 'w')
+    let seed = 7
+    const chunk = (n: number): Buffer => {
+      const b = Buffer.alloc(n)
+      for (let i = 0; i < n; i += 4) { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; b.writeUInt32LE(seed & 0x0f0f0f0f, i) }
+      return b
+    }
+    fs.writeSync(fd, chunk(2 << 20), 0, 2 << 20, 0)
+    fs.writeSync(fd, chunk(1 << 20), 0, 1 << 20, 3 << 20)
+    fs.writeSync(fd, Buffer.alloc(256 << 10), 0, 256 << 10, (4 << 20))
+    fs.writeSync(fd, chunk((2 << 20) - 1000), 0, (2 << 20) - 1000, (4 << 20) + (256 << 10))
+    fs.closeSync(fd)
+    fs.copyFileSync(f, v1)
+    fs.writeFileSync(path.join(s, 'small.txt'), 'small\n')
+    expect(bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r }).code).toBe(0)
+    // gen2: ten scattered blocks rewritten, one zeroed, and a tail grown
+    const fd2 = fs.openSync(f, 'r+')
+    for (let k = 0; k < 10; k++) fs.writeSync(fd2, chunk(4096), 0, 4096, ((k * 37 + 5) % 1500) * 4096 + (k % 2) * 100)
+    fs.writeSync(fd2, Buffer.alloc(4096), 0, 4096, 100 * 4096)
+    fs.writeSync(fd2, chunk(300000), 0, 300000, fs.fstatSync(fd2).size)
+    fs.closeSync(fd2)
+    expect(bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r }).code).toBe(0)
+    const script = path.join(work, 'random-reads.mjs')
+    fs.writeFileSync(script, RANDOM_READS)
+    for (const [gen, ref] of [['gen2', f], ['gen1', v1]] as const) {
+      for (const opt of [[], ['--no-native-read']]) {
+        const mnt = mkmnt(`m-nr-${gen}${opt.length ? '-js' : ''}`)
+        const m = mount([gen, mnt, '--cache-size', '1M', ...opt], r)
+        expect(m.code).toBe(0)
+        const run = sh(`node '${script}' '${mnt}/big.bin' '${ref}' 400`)
+        expect(run.stderr).toBe('')
+        expect(run.code).toBe(0)
+        expect(sh(`cmp '${mnt}/big.bin' '${ref}' && cat '${mnt}/small.txt'`).stdout).toBe('small\n')
+        const stats = statsOf(m)
+        if (opt.length) expect(stats).toMatch(/native reads: null/)
+        else {
+          const n = JSON.parse(/native reads: (\{[^}]*\})/.exec(stats)![1]!)
+          // most reads never reach JavaScript; the first of each unit may, until it is open
+          expect(n.served).toBeGreaterThan(50)
+          expect(n.fallbacks).toBeLessThan(n.served / 4)
+          expect(n.misses).toBeGreaterThan(0)
+        }
+        umount(mnt)
+      }
+    }
+  })
+})
+
 describe('the whole repository mounted', () => {
   it('shows gen1/ … genN/, latest and by-date/, and generations made after the mount', () => {
     const mnt = mkmnt('m-all')

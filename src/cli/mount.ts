@@ -96,6 +96,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       if (!Number.isInteger(n) || n < 0 || n > 256) throw new InvalidArgumentError('0 to 256')
       return n
     }))
+    .option('--no-native-read', 'serve every read in JavaScript (the native read path is on by default)')
     .option('--log <file>', 'log file of the background mount (default: a file under /run/bfs or $XDG_RUNTIME_DIR)')
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
@@ -110,6 +111,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         const logFd = fs.openSync(log, 'a', 0o600)
         const args = [process.argv[1]!, '--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
         if (o.allowOther) args.push('--allow-other')
+        if (o.nativeRead === false) args.push('--no-native-read')
         const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env })
         fs.closeSync(logFd)
         const ready = await new Promise<boolean>((resolve) => {
@@ -153,7 +155,8 @@ export function registerMount(program: Command, ctx: Ctx): void {
         if (detaching || detached) fs.writeSync(2, line)
         else process.stderr.write(line)
       }
-      const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead })
+      const nativeReads = o.nativeRead !== false
+      const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads })
       const server = await serveFuse(vfs, {
         mountpoint: mnt,
         allowOther: !!o.allowOther,
@@ -161,6 +164,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         fsname: `bfs:${repo.dir}${man ? `:gen${man.id}` : ''}`,
         log,
         debug: !!o.debug,
+        nativeReadCacheBytes: nativeReads ? o.cacheSize : 0,
       }).catch((err: Error) => {
         throw new BfsError('IO', `cannot mount ${mnt}: ${err.message}`)
       })
@@ -190,6 +194,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
           // the launcher is gone (killed while waiting): keep serving, as it asked
         }
       }
+      const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
       vfs.startWarming()
       await new Promise<void>((resolve) => {
         let stopping = false
@@ -203,12 +208,12 @@ export function registerMount(program: Command, ctx: Ctx): void {
           })
         }
         // kill -USR2 <pid>: cache counters and memory to the log
-        process.on('SIGUSR2', () => log(`cache: ${JSON.stringify(vfs.frames.stats)}; memory MiB: ${memoryLine()}`))
+        process.on('SIGUSR2', () => log(statsLine()))
         process.on('SIGINT', () => stop('SIGINT'))
         process.on('SIGTERM', () => stop('SIGTERM'))
       })
       fs.rmSync(pidFile(mnt), { force: true })
-      log(`cache: ${JSON.stringify(vfs.frames.stats)}; memory MiB: ${memoryLine()}`)
+      log(statsLine())
       await vfs.close()
       process.exit(0)
     })

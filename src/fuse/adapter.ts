@@ -35,6 +35,11 @@ export interface FuseServeOptions {
   fsname?: string
   log: MountLog
   debug?: boolean
+  /**
+   * Bytes of decompressed frames for the native read path (patched binding): reads of open
+   * files are then served on the libfuse threads without this event loop. 0 = off.
+   */
+  nativeReadCacheBytes?: number
 }
 
 const P = (path: string): Buffer => Buffer.from(path, 'latin1')
@@ -62,7 +67,15 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
 }
 
 /** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
-export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount(): Promise<void> }> {
+export interface NativeReadStats {
+  served: number
+  fallbacks: number
+  hits: number
+  misses: number
+  cachedBytes: number
+}
+
+export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount(): Promise<void>; nativeStats(): NativeReadStats | null }> {
   const Fuse = fuseBinding()
   const fail = (err: unknown, op: string, path: string): number => {
     if (err instanceof VfsError) {
@@ -153,9 +166,22 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount()
   return new Promise((resolve, reject) => {
     fuse.mount((err: Error | null) => {
       if (err) return reject(err)
+      const native = (opts.nativeReadCacheBytes ?? 0) > 0
+      if (native) {
+        fuse.nativeRead(opts.nativeReadCacheBytes)
+        vfs.attachNative({
+          unit: (id, fd, frameBytes, frames) => fuse.nativeReadUnit(id, fd, frameBytes, frames),
+          file: (h, size, extents) => fuse.nativeReadFile(h, size, extents),
+          release: (h) => fuse.nativeReadRelease(h),
+        })
+      }
       resolve({
+        // the native path stops before the caller closes the unit files it reads
         unmount: () =>
-          new Promise<void>((res, rej) => fuse.unmount((e: Error | null) => (e ? rej(e) : res()))),
+          new Promise<void>((res, rej) => fuse.unmount((e: Error | null) => (e ? rej(e) : res()))).finally(() => {
+            if (native) fuse.nativeReadClose()
+          }),
+        nativeStats: () => (native ? fuse.nativeReadInfo() : null),
       })
     })
   })

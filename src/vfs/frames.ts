@@ -23,6 +23,16 @@ interface UnitInfo {
 }
 
 /**
+ * A native read path (the patched fuse-native binding) that serves reads without this
+ * process's event loop, once it knows a handle's extents and the units they point into.
+ */
+export interface NativeReads {
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void
+  file(handle: number, size: number, extents: Float64Array): void
+  release(handle: number): void
+}
+
+/**
  * Asynchronous access to decompressed frames for the mount: repository files are read with
  * non-blocking I/O (never a sync call in the serving process), decompressed frames sit in
  * a byte-bounded LRU, and concurrent misses of one frame share a single load.
@@ -31,6 +41,10 @@ export class FrameCache {
   private readonly frames: LRUCache<string, Buffer>
   private readonly loading = new Map<string, Promise<Buffer>>()
   private readonly units = new Map<string, Promise<UnitInfo>>()
+  /** Native ids of units (gen:unit → id), and the units already open, for NativeReads. */
+  private readonly unitIds = new Map<string, number>()
+  private readonly openUnits: { id: number; gen: number; info: UnitInfo }[] = []
+  private native: NativeReads | null = null
   private readonly dec = new FrameDecompressor()
   readonly stats: FrameStats = { hits: 0, misses: 0, sharedLoads: 0, readaheads: 0, decompressedBytes: 0 }
 
@@ -83,9 +97,53 @@ export class FrameCache {
     if (!p) {
       p = this.openUnit(gen, unit)
       this.units.set(k, p)
-      p.catch(() => this.units.delete(k))
+      p.then(
+        (info) => {
+          if (this.closed) return
+          const id = this.unitId(gen, unit)
+          this.openUnits.push({ id, gen, info })
+          this.registerNative(id, gen, info)
+        },
+        () => this.units.delete(k),
+      )
     }
     return p
+  }
+
+  /** The native read path's id for a unit (assigned on first use, never reused). */
+  unitId(gen: number, unit: number): number {
+    const k = `${gen}:${unit}`
+    let id = this.unitIds.get(k)
+    if (id === undefined) {
+      id = this.unitIds.size
+      this.unitIds.set(k, id)
+    }
+    return id
+  }
+
+  /** Starts opening a unit not opened yet, so the native read path learns it; true if it did. */
+  ensureUnit(gen: number, unit: number): boolean {
+    if (this.units.has(`${gen}:${unit}`)) return false
+    this.unit(gen, unit).catch(() => undefined)
+    return true
+  }
+
+  /** Hands reads to a native path: every unit opened so far, and from now on, is registered with it. */
+  attachNative(n: NativeReads): void {
+    this.native = n
+    for (const u of this.openUnits) this.registerNative(u.id, u.gen, u.info)
+  }
+
+  private registerNative(id: number, gen: number, info: UnitInfo): void {
+    if (!this.native || id >= MAX_NATIVE_UNITS) return
+    const t = info.table
+    const frames = new Float64Array(t.entries.length * 3)
+    for (let f = 0; f < t.entries.length; f++) {
+      frames[3 * f] = t.offsets[f]!
+      frames[3 * f + 1] = t.entries[f]!.compBytes
+      frames[3 * f + 2] = t.entries[f]!.rawBytes
+    }
+    this.native.unit(id, info.fh.fd, this.repo.manifest(gen).frameBlocks * BLOCK_BYTES, frames)
   }
 
   private async openUnit(gen: number, unit: number): Promise<UnitInfo> {
@@ -208,6 +266,9 @@ export class FrameCache {
     this.frames.clear()
   }
 }
+
+/** Unit ids the native read path accepts (its table holds 2^22). */
+export const MAX_NATIVE_UNITS = 1 << 22
 
 /** Units whose seek tables warm() loads ahead (each keeps a file open). */
 const WARM_UNITS = 256

@@ -4,7 +4,7 @@ import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from '../repo/repository.js'
 import { ObjectResolver, dataBlocks, firstExtentEndingAfter, type MapSource } from '../repo/resolve.js'
-import { FrameCache } from './frames.js'
+import { FrameCache, type NativeReads } from './frames.js'
 
 /** An error a filesystem operation answers with (an errno name). */
 export class VfsError extends Error {
@@ -187,6 +187,11 @@ interface Handle {
 export interface VfsOptions {
   /** Bytes of decompressed frames to keep (default 16 MiB). */
   cacheBytes?: number
+  /**
+   * Reads will mostly be served by a native path with its own cache of cacheBytes
+   * (attachNative): this process then keeps only 1 MiB, for the few reads it still serves.
+   */
+  nativeReads?: boolean
   /** Frames to prefetch ahead of a sequential reader (default: about 1 MiB of frames; 0 disables). */
   readaheadFrames?: number
   /** Serve only this generation at the root (else every generation under genN/). */
@@ -215,7 +220,8 @@ export class Vfs {
     readonly repo: Repository,
     private readonly opts: VfsOptions = {},
   ) {
-    this.frames = new FrameCache(repo, opts.cacheBytes ?? 16 << 20)
+    const cacheBytes = opts.cacheBytes ?? 16 << 20
+    this.frames = new FrameCache(repo, opts.nativeReads ? 1 << 20 : cacheBytes)
     this.maps = new LazyMaps(repo)
     this.readahead = opts.readaheadFrames
     this.now = opts.now ?? Date.now
@@ -358,12 +364,51 @@ export class Vfs {
     if (t === EntryType.Dir) throw new VfsError('EISDIR')
     if (t !== EntryType.File) throw new VfsError('ENOTSUP')
     const h = this.nextHandle++
-    this.handles.set(h, { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 })
+    const handle: Handle = { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 }
+    this.handles.set(h, handle)
+    if (this.native) this.native.file(h, handle.size, this.nativeExtents(handle.extents))
     return h
+  }
+
+  /**
+   * A handle's extents for the native read path, split at unit boundaries: [file offset,
+   * length, unit id, offset in the unit] each. Units not open yet start opening; until they
+   * are, the native path hands their reads back to read().
+   */
+  private nativeExtents(x: Extent[]): Float64Array {
+    const out: number[] = []
+    let opening = 0
+    for (const e of x) {
+      const m = this.repo.manifest(e.gen)
+      let fb = e.fileBlock
+      let sb = e.streamBlock
+      let left = e.count
+      while (left > 0) {
+        const unit = Math.floor(sb / m.unitBlocks)
+        const inUnit = sb - unit * m.unitBlocks
+        const n = Math.min(left, m.unitBlocks - inUnit)
+        out.push(fb * BLOCK_BYTES, n * BLOCK_BYTES, this.frames.unitId(e.gen, unit), inUnit * BLOCK_BYTES)
+        // a huge file opens its first units now and the rest when first read (one fd each)
+        if (opening < EAGER_UNITS && this.frames.ensureUnit(e.gen, unit)) opening++
+        fb += n
+        sb += n
+        left -= n
+      }
+    }
+    return new Float64Array(out)
   }
 
   release(handle: number): void {
     this.handles.delete(handle)
+    this.native?.release(handle)
+  }
+
+  private native: NativeReads | null = null
+
+  /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
+  attachNative(n: NativeReads): void {
+    this.native = n
+    this.frames.attachNative(n)
   }
 
   /**
@@ -428,6 +473,9 @@ export class Vfs {
     await this.frames.close()
   }
 }
+
+/** Units an open() starts opening for the native read path. */
+const EAGER_UNITS = 64
 
 /** by-date/ name of a generation: its ISO 8601 start time ('2026-11-22T04:28:01.123Z'), with '+genN' only if two generations share a millisecond. */
 export function dateName(m: Manifest, all: Manifest[]): string {
