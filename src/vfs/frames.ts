@@ -143,7 +143,12 @@ export class FrameCache {
       frames[3 * f + 1] = t.entries[f]!.compBytes
       frames[3 * f + 2] = t.entries[f]!.rawBytes
     }
-    this.native.unit(id, info.fh.fd, this.repo.manifest(gen).frameBlocks * BLOCK_BYTES, frames)
+    try {
+      this.native.unit(id, info.fh.fd, this.repo.manifest(gen).frameBlocks * BLOCK_BYTES, frames)
+    } catch {
+      // a table the native path refuses (or no memory): its reads stay in JavaScript,
+      // which checks and reports what is wrong with the unit
+    }
   }
 
   private async openUnit(gen: number, unit: number): Promise<UnitInfo> {

@@ -4,7 +4,7 @@ import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from '../repo/repository.js'
 import { ObjectResolver, dataBlocks, firstExtentEndingAfter, type MapSource } from '../repo/resolve.js'
-import { FrameCache, type NativeReads } from './frames.js'
+import { FrameCache, MAX_NATIVE_UNITS, type NativeReads } from './frames.js'
 
 /** An error a filesystem operation answers with (an errno name). */
 export class VfsError extends Error {
@@ -366,7 +366,14 @@ export class Vfs {
     const h = this.nextHandle++
     const handle: Handle = { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 }
     this.handles.set(h, handle)
-    if (this.native) this.native.file(h, handle.size, this.nativeExtents(handle.extents))
+    if (this.native) {
+      const x = this.nativeExtents(handle.extents)
+      try {
+        if (x) this.native.file(h, handle.size, x)
+      } catch {
+        // refused (or no memory): this handle is read in JavaScript
+      }
+    }
     return h
   }
 
@@ -375,7 +382,7 @@ export class Vfs {
    * length, unit id, offset in the unit] each. Units not open yet start opening; until they
    * are, the native path hands their reads back to read().
    */
-  private nativeExtents(x: Extent[]): Float64Array {
+  private nativeExtents(x: Extent[]): Float64Array | null {
     const out: number[] = []
     let opening = 0
     for (const e of x) {
@@ -387,7 +394,9 @@ export class Vfs {
         const unit = Math.floor(sb / m.unitBlocks)
         const inUnit = sb - unit * m.unitBlocks
         const n = Math.min(left, m.unitBlocks - inUnit)
-        out.push(fb * BLOCK_BYTES, n * BLOCK_BYTES, this.frames.unitId(e.gen, unit), inUnit * BLOCK_BYTES)
+        const id = this.frames.unitId(e.gen, unit)
+        if (id >= MAX_NATIVE_UNITS) return null
+        out.push(fb * BLOCK_BYTES, n * BLOCK_BYTES, id, inUnit * BLOCK_BYTES)
         // a huge file opens its first units now and the rest when first read (one fd each)
         if (opening < EAGER_UNITS && this.frames.ensureUnit(e.gen, unit)) opening++
         fb += n
