@@ -30,7 +30,14 @@ afterAll(() => {
   fs.rmSync(work, { recursive: true, force: true })
 })
 
-const waitExit = (p: ReturnType<typeof spawnBfs>): Promise<number | null> => new Promise((r) => p.on('exit', (code, sig) => r(sig ? null : code)))
+/**
+ * The exit code of a child (null when a signal ended it). Call it right after spawning: a child that ends while the test
+ * sleeps emits 'exit' once, and a listener attached later would wait forever.
+ */
+const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
+  p.exitCode !== null || p.signalCode !== null
+    ? Promise.resolve(p.signalCode ? null : p.exitCode)
+    : new Promise((r) => p.once('exit', (code, sig) => r(sig ? null : code)))
 
 describe('crash safety', () => {
   it('kill -9 at random moments never leaves a half generation; the next backup works and is incremental', async () => {
@@ -42,10 +49,11 @@ describe('crash safety', () => {
       fs.appendFileSync(path.join(src, `d${round}`, 'f1'), `round ${round}\n`)
       fs.writeFileSync(path.join(src, `new${round}`), Buffer.alloc(3 << 20, round))
       const p = spawnBfs(['backup', src, '--full', '--threads', '2'], repo)
+      const exited = exitOf(p)
       const delay = 30 + Math.floor(Math.random() * 600)
       await new Promise((r) => setTimeout(r, delay))
       p.kill('SIGKILL')
-      const code = await waitExit(p)
+      const code = await exited
       const gens = JSON.parse(bfs(['generations', '--json'], { repo }).stdout) as Array<{ id: number }>
       // killed after its commit point (manifest renamed in), a backup's generation is whole
       if (code === 0 || gens.length === committed + 1) committed++
@@ -69,11 +77,12 @@ describe('crash safety', () => {
     const repo = path.join(work, 'repo-int')
     expect(bfs(['backup', src], { repo }).code).toBe(0)
     const p = spawnBfs(['backup', src, '--full'], repo)
+    const exited = exitOf(p)
     let err = ''
     p.stderr.on('data', (d) => (err += d))
     await new Promise((r) => setTimeout(r, 300))
     p.kill('SIGINT')
-    const code = await waitExit(p)
+    const code = await exited
     if (code === 0) return // finished before the signal: nothing to check on this machine
     expect(code).toBe(130)
     expect(err).toMatch(/^bfs: interrupted; nothing was committed$/m)
