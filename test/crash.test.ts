@@ -42,18 +42,23 @@ const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
 describe('crash safety', () => {
   it('kill -9 at random moments never leaves a half generation; the next backup works and is incremental', async () => {
     const repo = path.join(work, 'repo-kill')
+    const t0 = performance.now()
     expect(bfs(['backup', src], { repo }).code).toBe(0) // gen1
+    // kill within the time a full backup takes on this machine, so most rounds die mid-way however fast it is
+    const fullMs = Math.max(100, performance.now() - t0)
     let committed = 1
+    let killed = 0
     for (let round = 0; round < 6; round++) {
       // change something so each backup has work to do
       fs.appendFileSync(path.join(src, `d${round}`, 'f1'), `round ${round}\n`)
       fs.writeFileSync(path.join(src, `new${round}`), Buffer.alloc(3 << 20, round))
       const p = spawnBfs(['backup', src, '--full', '--threads', '2'], repo)
       const exited = exitOf(p)
-      const delay = 30 + Math.floor(Math.random() * 600)
+      const delay = Math.floor(fullMs * (0.05 + 0.9 * Math.random()))
       await new Promise((r) => setTimeout(r, delay))
       p.kill('SIGKILL')
       const code = await exited
+      if (code === null) killed++
       const gens = JSON.parse(bfs(['generations', '--json'], { repo }).stdout) as Array<{ id: number }>
       // killed after its commit point (manifest renamed in), a backup's generation is whole
       if (code === 0 || gens.length === committed + 1) committed++
@@ -62,6 +67,7 @@ describe('crash safety', () => {
       expect(v.stdout + v.stderr).toMatch(/^ok: /m)
       expect(v.code).toBe(0)
     }
+    expect(killed).toBeGreaterThan(0) // the test killed something, and was not only six finished backups
     // the lock of the killed writer is stale and broken; leftovers are cleaned; still incremental
     const b = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
     expect(b.parent).toBe(committed)
