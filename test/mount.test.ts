@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
 
 // Real FUSE mounts, each served by its own `bfs mount` process. These must run in CI (root, /dev/fuse):
 // there is no skip. Every mount is unmounted in teardown.
@@ -19,7 +19,8 @@ function mount(args: string[], r = repo): { code: number; stdout: string; stderr
   return res
 }
 function umount(mnt: string): void {
-  bfs(['umount', mnt])
+  // a mount a failed test left in use is detached lazily; its server exits once it is let go
+  if (bfs(['umount', mnt]).code !== 0) bfs(['umount', '--lazy', mnt])
   if (sh(`grep -q ' ${mnt} ' /proc/mounts`).code === 0) sh(`fusermount -uz '${mnt}'`)
   mounts.delete(mnt)
 }
@@ -288,9 +289,9 @@ describe('lifecycle and failure', () => {
     const mnt = mkmnt('m-detach')
     const log = path.join(work, 'detach.log')
     // $(...) returns only once every writer of the pipe is gone: the server must have let go of it
-    const r = sh(`out=$('${path.resolve('bin/bfs')}' --repo '${repo}' mount gen1 '${mnt}' --log '${log}'); echo "rc=$? $out"`)
+    mounts.add(mnt) // before any check: a failed one must still unmount it
+    const r = sh(`out=$('${BFS}' --repo '${repo}' mount gen1 '${mnt}' --log '${log}'); echo "rc=$? $out"`)
     expect(r.stdout).toMatch(/^rc=0 mounted gen1 at .*\(pid \d+, log /)
-    mounts.add(mnt)
     const pid = Number(/pid (\d+)/.exec(r.stdout)![1])
     // the server itself is the process that answered (no second Node process in between)
     expect(sh(`ps -o sid= -p ${pid}`).stdout.trim()).toBe(String(pid))
@@ -300,10 +301,10 @@ describe('lifecycle and failure', () => {
     expect(sh(`ls '${mnt}'`).stdout).toBe(sh(`ls '${src}'`).stdout)
     // operands after `--` still mount (Node backgrounds a second process itself)
     const m2 = mkmnt('m-dashdash')
-    const r2 = bfs(['mount', '--', 'gen1', m2], { repo })
-    expect(r2.stderr).toBe('')
-    expect(r2.code).toBe(0)
     mounts.add(m2)
+    const r2 = bfs(['mount', '--', 'gen1', m2], { repo })
+    expect(r2.code).toBe(0)
+    expect(r2.stderr).toBe('')
     expect(sh(`ls '${m2}'`).stdout).toBe(sh(`ls '${src}'`).stdout)
   })
 
@@ -318,12 +319,58 @@ describe('lifecycle and failure', () => {
     const m2 = mount(['gen1', mnt])
     const pid2 = Number(/pid (\d+)/.exec(m2.stdout)![1])
     process.kill(pid2, 'SIGKILL')
-    sh('sleep 0.3')
-    expect(sh(`ls '${mnt}'`).stderr).toMatch(/Transport endpoint is not connected/)
+    // until the process is gone (or a zombie) and the kernel has aborted its connection
+    sh(`for i in $(seq 100); do s=$(cut -d' ' -f3 /proc/${pid2}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && break; sleep 0.05; done`)
+    expect(sh(`ls '${mnt}'`).stderr).toMatch(/Transport endpoint is not connected|Software caused connection abort/)
     const u = bfs(['umount', mnt])
     expect(u.code).toBe(0)
     mounts.delete(mnt)
     expect(sh(`grep -c ' ${mnt} ' /proc/mounts`).stdout.trim()).toBe('0')
+    expect(mount(['gen1', mnt]).code).toBe(0)
+  })
+
+  it('umount is refused while the mount is in use; --lazy detaches it and still serves open files; an unmount from outside ends the server', () => {
+    const mnt = mkmnt('m-busy')
+    const m = mount(['gen1', mnt])
+    expect(m.code).toBe(0)
+    const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
+    const gone = (p: number): string => sh(`for i in $(seq 100); do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && { echo gone; exit; }; sleep 0.05; done; echo alive`).stdout.trim()
+    const mounted = (): boolean => sh(`grep -q ' ${mnt} ' /proc/mounts`).code === 0
+    // a reader holds seq.txt open: it reads a line, waits for the go file, then reads the rest
+    const go = path.join(work, 'busy-go')
+    const holder = `exec 3<'${mnt}/seq.txt'; read -r first <&3; while [ ! -e '${go}' ]; do sleep 0.05; done; echo "$first"; cat <&3 | wc -l`
+    const out = path.join(work, 'busy-out')
+    sh(`(${holder}) > '${out}' 2>&1 & echo $! > '${out}.pid'`)
+    sh(`for i in $(seq 100); do ls -l /proc/$(cat '${out}.pid')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+    // as umount(8): refused while in use, and the mount goes on serving
+    const u = bfs(['umount', mnt])
+    expect(u.code).toBe(1)
+    expect(u.stderr).toMatch(/^bfs: .*m-busy is busy \(a process is using it\); close it and try again, or detach it now with 'bfs umount --lazy'\n$/)
+    expect(mounted()).toBe(true)
+    expect(sh(`cat '${mnt}/hello.txt'`).stdout).toBe('hello world\n')
+    // the server's own SIGTERM is refused the same way (logged); the mount stays
+    process.kill(pid, 'SIGTERM')
+    sh('sleep 0.3')
+    expect(mounted()).toBe(true)
+    expect(sh(`cat '${mnt}/hello.txt'`).stdout).toBe('hello world\n')
+    // lazily: gone from the namespace at once, the open file still read to its end
+    const l = bfs(['umount', '--lazy', mnt])
+    expect(l.code).toBe(0)
+    expect(l.stdout).toMatch(/^detached .*m-busy; files still open there are served until they are closed\n$/)
+    expect(mounted()).toBe(false)
+    expect(sh(`cut -d' ' -f3 /proc/${pid}/stat`).stdout.trim()).toMatch(/^[RSD]$/) // still serving
+    fs.writeFileSync(go, '')
+    sh(`for i in $(seq 200); do kill -0 $(cat '${out}.pid') 2>/dev/null || break; sleep 0.05; done`)
+    expect(fs.readFileSync(out, 'utf8')).toBe('line 0\n49998\n') // the other lines (the last has no newline)
+    // the last file closed: the server ends by itself
+    expect(gone(pid)).toBe('gone')
+    mounts.delete(mnt)
+    // an unmount from outside (plain umount) ends the server too: no process left behind
+    const m2 = mount(['gen1', mnt])
+    const pid2 = Number(/pid (\d+)/.exec(m2.stdout)![1])
+    expect(sh(`umount '${mnt}'`).code).toBe(0)
+    mounts.delete(mnt)
+    expect(gone(pid2)).toBe('gone')
     expect(mount(['gen1', mnt]).code).toBe(0)
   })
 

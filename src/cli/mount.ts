@@ -5,8 +5,9 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { BfsError } from '../repo/errors.js'
+import { pidAlive } from '../repo/lock.js'
 import { Vfs } from '../vfs/tree.js'
-import { serveFuse } from '../fuse/adapter.js'
+import { MountBusyError, parseMountinfo, serveFuse } from '../fuse/adapter.js'
 import { detach } from '../native/index.js'
 import type { Ctx } from './main.js'
 
@@ -19,21 +20,11 @@ export function parseSize(v: string): number {
 
 /** Mount points in /proc/self/mountinfo (octal escapes decoded). */
 export function mountPoints(): Map<string, string> {
-  const out = new Map<string, string>()
-  let text = ''
   try {
-    text = fs.readFileSync('/proc/self/mountinfo', 'utf8')
+    return parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'))
   } catch {
-    return out
+    return new Map()
   }
-  for (const line of text.split('\n')) {
-    const f = line.split(' ')
-    if (f.length < 10) continue
-    const dash = f.indexOf('-')
-    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    out.set(mp, f[dash + 1] ?? '')
-  }
-  return out
 }
 
 function runtimeDir(): string {
@@ -55,12 +46,16 @@ function memoryLine(): string {
 
 const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${mountId(mnt)}.pid`)
 
-function alive(pid: number): boolean {
+/**
+ * A mount point as /proc/self/mountinfo spells it: absolute, its parent's symlinks resolved
+ * (not the last component: stat of a dead FUSE mount fails).
+ */
+function canonical(p: string): string {
+  const abs = path.resolve(p)
   try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs))
+  } catch {
+    return abs
   }
 }
 
@@ -90,7 +85,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
     .argument('[mountpoint]', 'mount point (an empty directory)')
     .option('--foreground', 'stay in the foreground and serve until unmounted or interrupted')
     .option('--allow-other', 'let other users in (the kernel checks permissions as in the source)')
-    .addOption(new Option('--cache-size <size>', 'decompressed-frame cache (e.g. 64M)').default(16 << 20, '16M').argParser(parseSize))
+    .addOption(new Option('--cache-size <size>', 'decompressed-frame cache (e.g. 64M; never less than 8 frames)').default(16 << 20, '16M').argParser(parseSize))
     .addOption(new Option('--readahead <frames>', 'frames to prefetch for sequential reads').default(undefined, 'about 1 MiB').argParser((v) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 0 || n > 256) throw new InvalidArgumentError('0 to 256')
@@ -103,7 +98,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
     .action(async (a: string, b: string | undefined, o) => {
       const repo = ctx.openRepo()
       const genRef = b === undefined ? null : a
-      const mnt = path.resolve(b ?? a)
+      const mnt = canonical(b ?? a)
       const man = genRef === null ? null : repo.resolve(genRef)
       if (!o.foreground) {
         checkMountpoint(mnt, repo.dir)
@@ -182,7 +177,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         }
         log(`serving ${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} at ${mnt} (${Math.round(performance.now())} ms after start)`)
       } catch (err) {
-        await server.unmount().catch(() => undefined)
+        await server.unmount({ lazy: true }).catch(() => undefined)
         fs.rmSync(pidFile(mnt), { force: true })
         throw new BfsError('IO', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
       }
@@ -196,35 +191,53 @@ export function registerMount(program: Command, ctx: Ctx): void {
       }
       const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
       vfs.startWarming()
-      await new Promise<void>((resolve) => {
+      // true once no native read is in progress, so the unit files may be closed
+      const drained = await new Promise<boolean>((resolve) => {
         let stopping = false
+        let lazyNext = false
         const stop = (sig: string): void => {
           if (stopping) return
           stopping = true
-          log(`${sig}: unmounting ${mnt}`)
-          server.unmount().then(resolve, (err: Error) => {
-            log(`unmount failed: ${err.message}`)
-            resolve()
+          const lazy = lazyNext
+          log(`${sig}: unmounting ${mnt}${lazy ? ' lazily (the files still open there are served until they are closed)' : ''}`)
+          server.unmount({ lazy }).then(resolve, (err: Error) => {
+            if (err instanceof MountBusyError) {
+              // as umount(8): a mount in use stays; the next signal detaches it lazily
+              log(`${mnt} is busy (a process is using it): still serving; unmount again once it is closed, or signal again to detach it lazily`)
+              stopping = false
+              lazyNext = true
+              return
+            }
+            log(`unmount failed: ${err.message}; detaching it lazily (the files still open there are served until they are closed)`)
+            server.unmount({ lazy: true }).then(resolve, (e: Error) => {
+              log(`lazy unmount failed: ${e.message}`)
+              resolve(false)
+            })
           })
         }
         // kill -USR2 <pid>: cache counters and memory to the log
         process.on('SIGUSR2', () => log(statsLine()))
         process.on('SIGINT', () => stop('SIGINT'))
         process.on('SIGTERM', () => stop('SIGTERM'))
+        // unmounted from outside (umount, fusermount): nothing left to serve
+        server.watchGone(() => stop('unmounted from outside'))
       })
       fs.rmSync(pidFile(mnt), { force: true })
       log(statsLine())
-      await vfs.close()
+      // a read still in progress on a libfuse thread may use a unit file: leave them to exit
+      if (drained) await vfs.close()
+      else log('reads were still in progress; exiting without closing the unit files first')
       process.exit(0)
     })
 
   program
     .command('umount')
     .alias('unmount')
-    .description('unmount a bfs mount (also one whose process died)')
+    .description('unmount a bfs mount (also one whose process died); refused while it is in use, as umount(8)')
     .argument('<mountpoint>')
-    .action(async (m: string) => {
-      const mnt = path.resolve(m)
+    .option('-l, --lazy', 'detach it now even while in use, as umount -l (files still open there are served until closed)')
+    .action(async (m: string, o: { lazy?: boolean }) => {
+      const mnt = canonical(m)
       const type = mountPoints().get(mnt)
       if (!type) throw new BfsError('BAD_INPUT', `${mnt} is not mounted`)
       if (!type.startsWith('fuse')) throw new BfsError('BAD_INPUT', `${mnt} is not a bfs mount (it is ${type})`)
@@ -234,18 +247,28 @@ export function registerMount(program: Command, ctx: Ctx): void {
       } catch {
         // no record: a mount whose process is gone, or not ours
       }
-      if (pid && alive(pid)) {
-        // Ask the server to unmount itself: it finishes in-flight requests first.
+      const busy = `${mnt} is busy (a process is using it); close it and try again, or detach it now with 'bfs umount --lazy'`
+      // Unmount here first, so that a mount in use is refused at once and its server goes
+      // on serving; then the server, its mount gone, finishes and exits.
+      const r = spawnSync('fusermount', [o.lazy ? '-uz' : '-u', mnt], { encoding: 'utf8' })
+      if (r.status !== 0 && mountPoints().has(mnt) && /busy/i.test(r.stderr)) throw new BfsError('IO', busy)
+      if (o.lazy && r.status === 0 && pid && pidAlive(pid)) {
+        // the server goes on serving the files still open there; it exits after the last is closed
+        process.stdout.write(`detached ${mnt}; files still open there are served until they are closed\n`)
+        return
+      }
+      if (pid && pidAlive(pid)) {
         process.kill(pid, 'SIGTERM')
         for (let i = 0; i < 100 && mountPoints().has(mnt); i++) await new Promise((r) => setTimeout(r, 50))
-        for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50))
+        for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 50))
       }
       if (mountPoints().has(mnt)) {
-        const r = spawnSync('fusermount', ['-u', mnt], { encoding: 'utf8' })
-        if (r.status !== 0) {
-          if (/busy/i.test(r.stderr)) throw new BfsError('IO', `${mnt} is busy (a process is using it); close it and try again`)
+        // a server that did not unmount it, or a dead mount ("transport endpoint is not connected")
+        const u = spawnSync('fusermount', ['-u', mnt], { encoding: 'utf8' })
+        if (u.status !== 0) {
+          if (/busy/i.test(u.stderr)) throw new BfsError('IO', busy)
           const z = spawnSync('fusermount', ['-uz', mnt], { encoding: 'utf8' })
-          if (z.status !== 0) throw new BfsError('IO', `cannot unmount ${mnt}: ${(z.stderr || r.stderr).trim()}`)
+          if (z.status !== 0) throw new BfsError('IO', `cannot unmount ${mnt}: ${(z.stderr || u.stderr).trim()}`)
         }
       }
       fs.rmSync(pidFile(mnt), { force: true })

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
 
@@ -66,7 +68,6 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   }
 }
 
-/** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
 export interface NativeReadStats {
   served: number
   fallbacks: number
@@ -75,7 +76,54 @@ export interface NativeReadStats {
   cachedBytes: number
 }
 
-export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount(): Promise<void>; nativeStats(): NativeReadStats | null }> {
+/** Mount points and their filesystem types, from the text of /proc/self/mountinfo. */
+export function parseMountinfo(text: string): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const f = line.split(' ')
+    if (f.length < 10) continue
+    const dash = f.indexOf('-')
+    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    out.set(mp, f[dash + 1] ?? '')
+  }
+  return out
+}
+
+/** Refused to unmount: something uses the mount, which goes on serving. */
+export class MountBusyError extends Error {
+  readonly code = 'EBUSY'
+}
+
+export interface FuseServer {
+  /**
+   * Unmounts, as umount(8) does: while a process uses the mount (an open file, a working
+   * directory) it is refused with a MountBusyError and the mount goes on serving. `lazy`
+   * detaches it at once instead (umount -l): the files still open there go on being
+   * served, and this resolves when the last is closed.
+   * Resolves true once the native read path has stopped, so the unit files it reads may be
+   * closed; false if a read of it was still in progress after `drainMs`.
+   */
+  unmount(opts?: { lazy?: boolean; drainMs?: number }): Promise<boolean>
+  /** Calls `gone` (once, within about a second) when the mount has gone away without unmount(): umount or fusermount from outside. */
+  watchGone(gone: () => void): void
+  nativeStats(): NativeReadStats | null
+}
+
+/** Frames of the largest size the native read path's cache holds at least (see --cache-size). */
+const NATIVE_MIN_FRAMES = 8
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+async function isMounted(mnt: string): Promise<boolean> {
+  try {
+    return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).has(mnt)
+  } catch {
+    return false
+  }
+}
+
+/** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
+export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer> {
   const Fuse = fuseBinding()
   const fail = (err: unknown, op: string, path: string): number => {
     if (err instanceof VfsError) {
@@ -168,19 +216,57 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<{ unmount()
       if (err) return reject(err)
       const native = (opts.nativeReadCacheBytes ?? 0) > 0
       if (native) {
-        fuse.nativeRead(opts.nativeReadCacheBytes)
+        // a cache smaller than a few frames would keep none, and decompress a whole frame
+        // for every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames seen
+        let cacheBytes = opts.nativeReadCacheBytes!
+        fuse.nativeRead(cacheBytes)
         vfs.attachNative({
-          unit: (id, fd, frameBytes, frames) => fuse.nativeReadUnit(id, fd, frameBytes, frames),
+          unit: (id, fd, frameBytes, frames) => {
+            if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fuse.nativeRead((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
+            fuse.nativeReadUnit(id, fd, frameBytes, frames)
+          },
           file: (h, size, extents) => fuse.nativeReadFile(h, size, extents),
           release: (h) => fuse.nativeReadRelease(h),
         })
       }
+      const mnt = opts.mountpoint
       resolve({
-        // the native path stops before the caller closes the unit files it reads
-        unmount: () =>
-          new Promise<void>((res, rej) => fuse.unmount((e: Error | null) => (e ? rej(e) : res()))).finally(() => {
-            if (native) fuse.nativeReadClose()
-          }),
+        async unmount({ lazy = false, drainMs = 60_000 } = {}) {
+          // fuse-native's own unmount is always lazy (fusermount -uz) and stops serving
+          // at once; unmount here as umount(8) would instead
+          const err = await new Promise<string | null>((res) =>
+            execFile('fusermount', [lazy ? '-uz' : '-u', mnt], (e, _out, stderr) => res(e ? String(stderr).trim() || e.message : null)),
+          )
+          if (err !== null && (await isMounted(mnt))) {
+            throw !lazy && /busy/i.test(err) ? new MountBusyError(`${mnt} is busy`) : new Error(err)
+          }
+          // The FUSE loop ends when the kernel lets the connection go: at once after a
+          // plain unmount, after a lazy one when the last file open there is closed. Until
+          // then those files are still served.
+          // (bounded after a plain one of ours: should the loop linger, fuse-native detaches
+          // anyway; a mount that was gone already may have been detached lazily by someone)
+          const untilClosed = lazy || err !== null
+          for (let t = Date.now() + 5000; !fuse.loopEnded() && (untilClosed || Date.now() < t); ) await sleep(20)
+          // fuse-native's bookkeeping; its own fusermount finds nothing left to unmount
+          await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
+          if (!native) return true
+          // no read starts any more; wait (without blocking this loop) for those in progress
+          // to finish before the caller closes the unit files they read
+          const until = Date.now() + drainMs
+          while (fuse.nativeReadClose() > 0) {
+            if (Date.now() > until) return false
+            await sleep(5)
+          }
+          return true
+        },
+        watchGone(gone) {
+          const t = setInterval(() => {
+            if (!fuse.loopEnded()) return
+            clearInterval(t)
+            gone()
+          }, 1000)
+          t.unref()
+        },
         nativeStats: () => (native ? fuse.nativeReadInfo() : null),
       })
     })

@@ -367,11 +367,12 @@ export class Vfs {
     const handle: Handle = { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 }
     this.handles.set(h, handle)
     if (this.native) {
-      const x = this.nativeExtents(handle.extents)
       try {
+        const x = this.nativeExtents(handle.extents)
         if (x) this.native.file(h, handle.size, x)
       } catch {
-        // refused (or no memory): this handle is read in JavaScript
+        // refused, no memory, or a manifest that cannot be read: this handle is read in
+        // JavaScript, whose reads report what is wrong
       }
     }
     return h
