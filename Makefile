@@ -1,6 +1,6 @@
 # bfs — everything a fresh Debian machine needs is installed by these targets.
 SHELL := /bin/bash
-APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux zstd
+APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
 
 let work: string
 let src: string
@@ -174,7 +174,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.chmodSync(path.join(s, 'locked'), 0o000)
     fs.mkdirSync(path.join(base, 'repo'))
     sh(`chown 65534:65534 '${base}/repo'`)
-    const u = sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${path.resolve('bin/bfs')}' backup '${s}'; echo "exit=$?"`)
+    const u = sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup '${s}'; echo "exit=$?"`)
     fs.rmSync(base, { recursive: true, force: true })
     expect(u.stderr).toMatch(/skipped locked: cannot list directory \(EACCES\)/)
     expect(u.stderr).toMatch(/skipped secret: cannot open \(EACCES\)/)

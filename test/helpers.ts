@@ -18,13 +18,23 @@ export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?:
   const env = { ...process.env, ...opts.env }
   delete env.BFS_REPO
   if (opts.repo) env.BFS_REPO = opts.repo
-  const r: SpawnSyncReturns<Buffer> = spawnSync(BFS, args, { cwd: opts.cwd, env, input: opts.input, maxBuffer: 1 << 30 })
-  return { code: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString(), out: r.stdout }
+  const r: SpawnSyncReturns<Buffer> = spawnSync(BFS, args, { cwd: opts.cwd, env, input: opts.input, maxBuffer: 1 << 30, timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' })
+  return result(r)
+}
+
+/**
+ * A synchronous child blocks the event loop, so vitest's own timeout could never end a hung
+ * one (a stuck mount, say): every child is killed after this, and the test then fails.
+ */
+const RUN_TIMEOUT_MS = 150_000
+
+function result(r: SpawnSyncReturns<Buffer>): Run {
+  const stderr = (r.stderr?.toString() ?? '') + (r.error ? `\n[test helper: ${r.error.message}]` : r.signal ? `\n[test helper: killed by ${r.signal}]` : '')
+  return { code: r.status ?? -1, stdout: r.stdout?.toString() ?? '', stderr, out: r.stdout ?? Buffer.alloc(0) }
 }
 
 export function sh(cmd: string, opts: { cwd?: string } = {}): Run {
-  const r = spawnSync('bash', ['-c', cmd], { cwd: opts.cwd, maxBuffer: 1 << 30 })
-  return { code: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString(), out: r.stdout }
+  return result(spawnSync('bash', ['-c', cmd], { cwd: opts.cwd, maxBuffer: 1 << 30, timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' }))
 }
 
 export function tmpdir(prefix = 'bfs-test-'): string {
@@ -39,6 +49,11 @@ export function tmpdir(prefix = 'bfs-test-'): string {
  * setuid and read-only modes, ns mtimes, a multi-unit file.
  */
 export function makeTree(dir: string): void {
+  // a tool missing here would leave the tree without what it makes, and fail far away
+  const must = (cmd: string): void => {
+    const r = sh(cmd)
+    if (r.code !== 0) throw new Error(`makeTree: ${cmd}: ${r.stderr.trim()}`)
+  }
   fs.mkdirSync(dir, { recursive: true })
   const w = (p: string | Buffer, data: string | Buffer): void => fs.writeFileSync(typeof p === 'string' ? path.join(dir, p) : Buffer.concat([Buffer.from(dir + '/'), p]), data)
   w('hello.txt', 'hello world\n')
@@ -59,16 +74,16 @@ export function makeTree(dir: string): void {
   fs.linkSync(path.join(dir, 'hello.txt'), path.join(dir, 'a/hardlink.txt'))
   fs.symlinkSync('../hello.txt', path.join(dir, 'a/link'))
   fs.symlinkSync('/nonexistent/target', path.join(dir, 'dangling'))
-  sh(`truncate -s 64M '${dir}/sparse.img' && printf 'data-in-the-middle' | dd of='${dir}/sparse.img' bs=1 seek=33554432 conv=notrunc status=none && printf 'tail' | dd of='${dir}/sparse.img' bs=1 seek=67108860 conv=notrunc status=none`)
-  sh(`mkfifo '${dir}/fifo' && setfattr -n user.color -v blue '${dir}/hello.txt' && setfattr -n user.bin -v 0x00ff10 '${dir}/seq.txt' && setfattr -n user.dir -v yes '${dir}/emptydir'`)
+  must(`truncate -s 64M '${dir}/sparse.img' && printf 'data-in-the-middle' | dd of='${dir}/sparse.img' bs=1 seek=33554432 conv=notrunc status=none && printf 'tail' | dd of='${dir}/sparse.img' bs=1 seek=67108860 conv=notrunc status=none`)
+  must(`mkfifo '${dir}/fifo' && setfattr -n user.color -v blue '${dir}/hello.txt' && setfattr -n user.bin -v 0x00ff10 '${dir}/seq.txt' && setfattr -n user.dir -v yes '${dir}/emptydir'`)
   fs.writeFileSync(path.join(dir, 'setuid'), '#!/bin/sh\n')
   fs.chmodSync(path.join(dir, 'setuid'), 0o4755)
   fs.writeFileSync(path.join(dir, 'readonly'), 'ro\n')
   fs.chmodSync(path.join(dir, 'readonly'), 0o444)
-  sh(`touch -d '2001-02-03 04:05:06.123456789' '${dir}/hello.txt' && touch -h -d '1999-12-31 23:59:59.5' '${dir}/a/link'`)
+  must(`touch -d '2001-02-03 04:05:06.123456789' '${dir}/hello.txt' && touch -h -d '1999-12-31 23:59:59.5' '${dir}/a/link'`)
   if (process.getuid?.() === 0) {
     fs.chownSync(path.join(dir, 'seq.txt'), 1234, 5678)
-    sh(`mknod '${dir}/chardev' c 1 3`)
+    must(`mknod '${dir}/chardev' c 1 3`)
   }
 }
 
