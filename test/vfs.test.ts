@@ -89,6 +89,27 @@ describe('vfs of one generation', () => {
   })
 })
 
+describe('file handles', () => {
+  it('stay below 2^31 (fuse-native passes them as int32): after the last they start again at 1, skipping open ones', async () => {
+    const vfs = new Vfs(Repository.open(repo), { generation: 1 })
+    const a = vfs.open(P('/hello.txt'))
+    expect(a).toBe(1)
+    const b = vfs.open(P('/seq.txt'))
+    ;(vfs as unknown as { nextHandle: number }).nextHandle = 0x7fffffff - 1 // as after 2^31 opens
+    const c = vfs.open(P('/hello.txt'))
+    expect(c).toBe(0x7fffffff)
+    const d = vfs.open(P('/seq.txt')) // wraps: 1 and 2 are still open
+    expect(d).toBe(3)
+    vfs.release(a)
+    vfs.release(b)
+    const buf = Buffer.alloc(64)
+    expect(buf.subarray(0, await vfs.read(c, buf, 64, 0)).toString()).toBe('hello world\n')
+    expect(buf.subarray(0, await vfs.read(d, buf, 7, 0)).toString()).toBe('line 0\n')
+    expect(vfs.open(P('/hello.txt'))).toBe(4) // numbers go on upwards; 1 and 2, released, are free at the next wrap
+    await vfs.close()
+  })
+})
+
 describe('vfs of the whole repository', () => {
   it('lists genN/, latest and by-date/, and picks up a new generation without remounting', async () => {
     let t = 0

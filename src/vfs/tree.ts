@@ -211,7 +211,7 @@ export class Vfs {
   private gens: Manifest[] = []
   private lastRefresh = 0
   private readonly handles = new Map<number, Handle>()
-  private nextHandle = 1
+  private nextHandle = 0
   private readonly readahead: number | undefined
   private readonly now: () => number
   private readonly maps: LazyMaps
@@ -363,7 +363,7 @@ export class Vfs {
     const t = n.view.cat.type[n.index]
     if (t === EntryType.Dir) throw new VfsError('EISDIR')
     if (t !== EntryType.File) throw new VfsError('ENOTSUP')
-    const h = this.nextHandle++
+    const h = this.newHandle()
     const handle: Handle = { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 }
     this.handles.set(h, handle)
     if (this.native) {
@@ -376,6 +376,17 @@ export class Vfs {
       }
     }
     return h
+  }
+
+  /**
+   * A handle number not in use. They cross fuse-native as 32-bit ints, so after 2^31 - 1
+   * opens they start again at 1, skipping those still open: a number is reused only after
+   * its release, and the kernel sends no read of a handle after its release.
+   */
+  private newHandle(): number {
+    do this.nextHandle = this.nextHandle >= MAX_HANDLE ? 1 : this.nextHandle + 1
+    while (this.handles.has(this.nextHandle))
+    return this.nextHandle
   }
 
   /**
@@ -483,6 +494,9 @@ export class Vfs {
     await this.frames.close()
   }
 }
+
+/** The largest handle number (fuse-native passes them as int32). */
+const MAX_HANDLE = 0x7fffffff
 
 /** Units an open() starts opening for the native read path. */
 const EAGER_UNITS = 64
