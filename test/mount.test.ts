@@ -207,6 +207,42 @@ if (fs.readSync(a, tail, 0, 10, size) !== 0) { console.error('read past the end'
       }
     }
   })
+
+  it('keeps at most --open-units unit files open, closing the least recently used, and still reads everything exactly', () => {
+    const r = path.join(work, 'repo-units')
+    const s = path.join(work, 'units-src')
+    fs.mkdirSync(s)
+    let seed = 99
+    for (let k = 0; k < 40; k++) {
+      const b = Buffer.alloc(200_000 + k * 1000)
+      for (let i = 0; i < b.length; i += 4) { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; b.writeUInt32LE(seed & 0x3f3f3f3f, i) }
+      fs.writeFileSync(path.join(s, `f${k}`), b)
+    }
+    // 256 KiB units: the 40 files span about 32 of them
+    expect(bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r }).code).toBe(0)
+    expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(25)
+    for (const opt of [[], ['--no-native-read']]) {
+      const mnt = mkmnt(`m-units${opt.length ? '-js' : ''}`)
+      const m = mount(['gen1', mnt, '--open-units', '3', '--cache-size', '1M', ...opt], r)
+      expect(m.code).toBe(0)
+      const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
+      // two passes over every file, eight readers at a time, compared with the source
+      for (let pass = 0; pass < 2; pass++) {
+        const run = sh(`cd '${mnt}' && ls | xargs -P8 -I{} cmp '{}' '${s}/{}'`)
+        expect(run.stderr).toBe('')
+        expect(run.code).toBe(0)
+      }
+      const stats = statsOf(m)
+      const closed = JSON.parse(/cache: (\{[^}]*\})/.exec(stats)![1]!).unitsClosed
+      expect(closed).toBeGreaterThan(20)
+      // the bound holds, but for units in use at the moment one was trimmed (8 readers)
+      const open = Number(/open units: (\d+)/.exec(stats)![1])
+      expect(open).toBeLessThanOrEqual(3 + 8)
+      const fds = sh(`ls -l /proc/${pid}/fd | grep -c '/gens/'`).stdout.trim()
+      expect(Number(fds)).toBe(open)
+      umount(mnt)
+    }
+  })
 })
 
 describe('the whole repository mounted', () => {

@@ -93,6 +93,11 @@ export function registerMount(program: Command, ctx: Ctx): void {
     }))
     .option('--no-native-read', 'serve every read in JavaScript (the native read path is on by default)')
     .option('--log <file>', 'log file of the background mount (default: a file under /run/bfs or $XDG_RUNTIME_DIR)')
+    .addOption(new Option('--open-units <n>', 'unit files kept open at most (one descriptor each)').default(undefined, '1024').argParser((v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new InvalidArgumentError('1 to 1048576')
+      return n
+    }))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
     .action(async (a: string, b: string | undefined, o) => {
@@ -107,6 +112,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         const args = [process.argv[1]!, '--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
         if (o.allowOther) args.push('--allow-other')
         if (o.nativeRead === false) args.push('--no-native-read')
+        if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
         const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env })
         fs.closeSync(logFd)
         const ready = await new Promise<boolean>((resolve) => {
@@ -151,7 +157,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         else process.stderr.write(line)
       }
       const nativeReads = o.nativeRead !== false
-      const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads })
+      const vfs = new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits })
       const server = await serveFuse(vfs, {
         mountpoint: mnt,
         allowOther: !!o.allowOther,
@@ -189,7 +195,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
           // the launcher is gone (killed while waiting): keep serving, as it asked
         }
       }
-      const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
+      const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
       vfs.startWarming()
       // true once no native read is in progress, so the unit files may be closed
       const drained = await new Promise<boolean>((resolve) => {

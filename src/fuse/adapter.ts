@@ -225,6 +225,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
             if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fuse.nativeRead((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
             fuse.nativeReadUnit(id, fd, frameBytes, frames)
           },
+          retire: (id) => fuse.nativeReadRetire(id),
           file: (h, size, extents) => fuse.nativeReadFile(h, size, extents),
           release: (h) => fuse.nativeReadRelease(h),
         })

@@ -15,11 +15,19 @@ export interface FrameStats {
   sharedLoads: number
   readaheads: number
   decompressedBytes: number
+  /** Units closed to stay within the open-unit bound. */
+  unitsClosed: number
 }
 
 interface UnitInfo {
   fh: fs.promises.FileHandle
   table: SeekTable
+  /** Loads reading through fh right now: such a unit is not closed. */
+  users: number
+  /** Closed to stay within the open-unit bound: open it again to read. */
+  closed: boolean
+  gen: number
+  id: number
 }
 
 /**
@@ -28,6 +36,8 @@ interface UnitInfo {
  */
 export interface NativeReads {
   unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void
+  /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed). */
+  retire(id: number): number
   file(handle: number, size: number, extents: Float64Array): void
   release(handle: number): void
 }
@@ -40,17 +50,20 @@ export interface NativeReads {
 export class FrameCache {
   private readonly frames: LRUCache<string, Buffer>
   private readonly loading = new Map<string, Promise<Buffer>>()
+  /** Units open or opening, least recently used first (each holds a file descriptor). */
   private readonly units = new Map<string, Promise<UnitInfo>>()
-  /** Native ids of units (gen:unit → id), and the units already open, for NativeReads. */
+  /** Native ids of units (gen:unit → id); the units of `units` that are open. */
   private readonly unitIds = new Map<string, number>()
-  private readonly openUnits: { id: number; gen: number; info: UnitInfo }[] = []
+  private readonly openUnits = new Map<string, UnitInfo>()
   private native: NativeReads | null = null
   private readonly dec = new FrameDecompressor()
-  readonly stats: FrameStats = { hits: 0, misses: 0, sharedLoads: 0, readaheads: 0, decompressedBytes: 0 }
+  readonly stats: FrameStats = { hits: 0, misses: 0, sharedLoads: 0, readaheads: 0, decompressedBytes: 0, unitsClosed: 0 }
 
   constructor(
     private readonly repo: Repository,
     cacheBytes: number,
+    /** Units kept open at most (one fd each), beyond those in use. */
+    private readonly maxOpenUnits = DEFAULT_OPEN_UNITS,
   ) {
     this.frames = new LRUCache<string, Buffer>({
       maxSize: Math.max(cacheBytes, 1 << 20),
@@ -94,20 +107,52 @@ export class FrameCache {
   private unit(gen: number, unit: number): Promise<UnitInfo> {
     const k = `${gen}:${unit}`
     let p = this.units.get(k)
-    if (!p) {
-      p = this.openUnit(gen, unit)
+    if (p) {
+      // most recently used last
+      this.units.delete(k)
       this.units.set(k, p)
-      p.then(
-        (info) => {
-          if (this.closed) return
-          const id = this.unitId(gen, unit)
-          this.openUnits.push({ id, gen, info })
-          this.registerNative(id, gen, info)
-        },
-        () => this.units.delete(k),
-      )
+      return p
     }
+    p = this.openUnit(gen, unit, this.unitId(gen, unit))
+    this.units.set(k, p)
+    p.then(
+      (info) => {
+        if (this.closed || this.units.get(k) !== p) return
+        this.openUnits.set(k, info)
+        this.registerNative(info)
+        this.trimUnits(k)
+      },
+      () => {
+        if (this.units.get(k) === p) this.units.delete(k)
+      },
+    )
     return p
+  }
+
+  /**
+   * Closes the least recently used units beyond maxOpenUnits: a mount that reads a large
+   * generation, or many, would otherwise hold a descriptor per unit it ever touched. A unit
+   * a load or a native read is using right now stays (the bound is exceeded for a while),
+   * and so does `keep`, the one just opened.
+   */
+  private trimUnits(keep: string): void {
+    if (this.openUnits.size <= this.maxOpenUnits) return
+    for (const k of this.units.keys()) {
+      if (this.openUnits.size <= this.maxOpenUnits) break
+      const info = this.openUnits.get(k)
+      if (!info || k === keep || info.users > 0) continue
+      if (this.native && this.native.retire(info.id) > 0) continue
+      info.closed = true
+      this.openUnits.delete(k)
+      this.units.delete(k)
+      this.stats.unitsClosed++
+      info.fh.close().catch(() => undefined)
+    }
+  }
+
+  /** Units open now. */
+  get openUnitCount(): number {
+    return this.openUnits.size
   }
 
   /** The native read path's id for a unit (assigned on first use, never reused). */
@@ -121,20 +166,21 @@ export class FrameCache {
     return id
   }
 
-  /** Starts opening a unit not opened yet, so the native read path learns it; true if it did. */
+  /** Starts opening a unit not opened yet, so the native read path learns it; true if it did (a unit open already counts as used now). */
   ensureUnit(gen: number, unit: number): boolean {
-    if (this.units.has(`${gen}:${unit}`)) return false
+    const opened = !this.units.has(`${gen}:${unit}`)
     this.unit(gen, unit).catch(() => undefined)
-    return true
+    return opened
   }
 
   /** Hands reads to a native path: every unit opened so far, and from now on, is registered with it. */
   attachNative(n: NativeReads): void {
     this.native = n
-    for (const u of this.openUnits) this.registerNative(u.id, u.gen, u.info)
+    for (const info of this.openUnits.values()) this.registerNative(info)
   }
 
-  private registerNative(id: number, gen: number, info: UnitInfo): void {
+  private registerNative(info: UnitInfo): void {
+    const { id, gen } = info
     if (!this.native || id >= MAX_NATIVE_UNITS) return
     const t = info.table
     const frames = new Float64Array(t.entries.length * 3)
@@ -151,7 +197,7 @@ export class FrameCache {
     }
   }
 
-  private async openUnit(gen: number, unit: number): Promise<UnitInfo> {
+  private async openUnit(gen: number, unit: number, id: number): Promise<UnitInfo> {
     const m = this.repo.manifest(gen)
     const ref = m.units[unit]
     const path = this.repo.store.path(keys.unit(gen, unit))
@@ -167,7 +213,7 @@ export class FrameCache {
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${path}: unit file truncated`)
       const t = decodeUnitTrailer(await readAt(fh, size - UNIT_TRAILER_BYTES, UNIT_TRAILER_BYTES, path), size, header, path)
       const table = decodeSeekTable(await readAt(fh, t.seekTableOffset, t.tableBytes, path), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, path)
-      return { fh, table }
+      return { fh, table, users: 0, closed: false, gen, id }
     } catch (err) {
       await fh.close()
       throw err
@@ -233,7 +279,17 @@ export class FrameCache {
   }
 
   private async load(gen: number, unit: number, frame: number): Promise<Buffer> {
-    const u = await this.unit(gen, unit)
+    let u = await this.unit(gen, unit)
+    while (u.closed) u = await this.unit(gen, unit) // closed by trimUnits meanwhile: open again
+    u.users++
+    try {
+      return await this.loadFrom(u, gen, unit, frame)
+    } finally {
+      u.users--
+    }
+  }
+
+  private async loadFrom(u: UnitInfo, gen: number, unit: number, frame: number): Promise<Buffer> {
     const e = u.table.entries[frame]
     if (!e) throw new FormatError('BAD_VALUE', `gen${gen}: frame ${frame} is past the end of unit ${unit}`)
     const off = u.table.offsets[frame]!
@@ -277,6 +333,9 @@ export const MAX_NATIVE_UNITS = 1 << 22
 
 /** Units whose seek tables warm() loads ahead (each keeps a file open). */
 const WARM_UNITS = 256
+
+/** Units a mount keeps open by default (one file descriptor each; see trimUnits). */
+export const DEFAULT_OPEN_UNITS = 1024
 
 /** Frames at least this big are pooled (smaller ones are the short last frame of a unit). */
 const FRAME_POOL_MIN = 64 << 10

@@ -198,6 +198,8 @@ export interface VfsOptions {
   generation?: number
   /** Re-read the generation list at most this often, ms (default 1000). */
   refreshMs?: number
+  /** Unit files kept open at most, one descriptor each (default 1024). */
+  maxOpenUnits?: number
   now?: () => number
 }
 
@@ -221,7 +223,7 @@ export class Vfs {
     private readonly opts: VfsOptions = {},
   ) {
     const cacheBytes = opts.cacheBytes ?? 16 << 20
-    this.frames = new FrameCache(repo, opts.nativeReads ? 1 << 20 : cacheBytes)
+    this.frames = new FrameCache(repo, opts.nativeReads ? 1 << 20 : cacheBytes, opts.maxOpenUnits)
     this.maps = new LazyMaps(repo)
     this.readahead = opts.readaheadFrames
     this.now = opts.now ?? Date.now
