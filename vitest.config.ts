@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 180_000,
     // Test files run one at a time: several FUSE servers and backups at once on 2 cores only add noise.
     fileParallelism: false,
+    setupFiles: ['test/setup.ts'],
   },
 })

@@ -410,6 +410,42 @@ describe('lifecycle and failure', () => {
     expect(mount(['gen1', mnt]).code).toBe(0)
   })
 
+  it('a server knows its mount by device: a newer mount at the same path is left alone, a moved one is still found', () => {
+    const mnt = mkmnt('m-same')
+    const m1 = mount(['gen1', mnt])
+    const pid1 = Number(/pid (\d+)/.exec(m1.stdout)![1])
+    const gone = (p: number): boolean => sh(`for i in $(seq 100); do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && exit 0; sleep 0.05; done; exit 1`).code === 0
+    // a reader keeps the first mount's connection alive after a lazy detach
+    const go = path.join(work, 'same-go')
+    sh(`(exec 3<'${mnt}/seq.txt'; while [ ! -e '${go}' ]; do sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go}.pid'`)
+    sh(`for i in $(seq 100); do ls -l /proc/$(cat '${go}.pid')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+    expect(bfs(['umount', '--lazy', mnt]).code).toBe(0)
+    // a second mount at the same path while the first server still serves its open file
+    const m2 = mount(['gen1', mnt])
+    expect(m2.code).toBe(0)
+    const pid2 = Number(/pid (\d+)/.exec(m2.stdout)![1])
+    fs.writeFileSync(go, '')
+    expect(gone(pid1)).toBe(true)
+    // the first server, ending, neither unmounted the second mount nor removed its record
+    expect(sh(`cut -d' ' -f3 /proc/${pid2}/stat`).stdout.trim()).toMatch(/^[RSD]$/)
+    expect(sh(`cat '${mnt}/hello.txt'`).stdout).toBe('hello world\n')
+    // moved with its parent directory, the mount is still found and unmounted by SIGTERM
+    const parent = path.join(work, 'mv-a')
+    fs.mkdirSync(path.join(parent, 'm'), { recursive: true })
+    const m3 = mount(['gen1', path.join(parent, 'm')])
+    const pid3 = Number(/pid (\d+)/.exec(m3.stdout)![1])
+    fs.renameSync(parent, path.join(work, 'mv-b'))
+    mounts.delete(path.join(parent, 'm'))
+    mounts.add(path.join(work, 'mv-b', 'm'))
+    process.kill(pid3, 'SIGTERM')
+    expect(gone(pid3)).toBe(true)
+    expect(sh(`grep -c ' ${work}/mv-' /proc/mounts`).stdout.trim()).toBe('0')
+    mounts.delete(path.join(work, 'mv-b', 'm'))
+    expect(bfs(['umount', mnt]).code).toBe(0)
+    mounts.delete(mnt)
+    expect(gone(pid2)).toBe(true)
+  })
+
   it('a corrupt frame fails that file with EIO, is logged, and the mount stays up', () => {
     const r = path.join(work, 'repo-bad')
     const s = path.join(work, 'bad-src')

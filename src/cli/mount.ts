@@ -27,8 +27,9 @@ export function mountPoints(): Map<string, string> {
   }
 }
 
+/** Where background mounts keep their pid files and logs ($BFS_RUNTIME_DIR overrides it). */
 function runtimeDir(): string {
-  const d = process.getuid?.() === 0 ? '/run/bfs' : path.join(process.env.XDG_RUNTIME_DIR || os.tmpdir(), `bfs-${process.getuid?.()}`)
+  const d = process.env.BFS_RUNTIME_DIR || (process.getuid?.() === 0 ? '/run/bfs' : path.join(process.env.XDG_RUNTIME_DIR || os.tmpdir(), `bfs-${process.getuid?.()}`))
   fs.mkdirSync(d, { recursive: true, mode: 0o700 })
   return d
 }
@@ -195,30 +196,51 @@ export function registerMount(program: Command, ctx: Ctx): void {
           // the launcher is gone (killed while waiting): keep serving, as it asked
         }
       }
+      // the record is ours unless a newer mount at this path (ours was detached) wrote its own
+      const dropPidFile = (): void => {
+        try {
+          if (fs.readFileSync(pidFile(mnt), 'utf8').trim() === String(process.pid)) fs.rmSync(pidFile(mnt), { force: true })
+        } catch {
+          // gone already
+        }
+      }
       const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
       vfs.startWarming()
       // true once no native read is in progress, so the unit files may be closed
       const drained = await new Promise<boolean>((resolve) => {
-        let stopping = false
+        // serving → (signal) unmounting → done; busy → serving again, and the next signal
+        // (or one that came while the first try was under way) detaches lazily; a signal
+        // while a lazy detach waits for open files ends the server at once
+        let phase: 'serving' | 'unmounting' | 'lazy' = 'serving'
         let lazyNext = false
+        const lazily = (why: string): void => {
+          phase = 'lazy'
+          log(`${why}: detaching ${mnt} lazily (the files still open there are served until they are closed; signal again to stop at once)`)
+          server.unmount({ lazy: true }).then(resolve, (e: Error) => {
+            log(`lazy unmount failed: ${e.message}`)
+            resolve(false)
+          })
+        }
         const stop = (sig: string): void => {
-          if (stopping) return
-          stopping = true
-          const lazy = lazyNext
-          log(`${sig}: unmounting ${mnt}${lazy ? ' lazily (the files still open there are served until they are closed)' : ''}`)
-          server.unmount({ lazy }).then(resolve, (err: Error) => {
-            if (err instanceof MountBusyError) {
-              // as umount(8): a mount in use stays; the next signal detaches it lazily
-              log(`${mnt} is busy (a process is using it): still serving; unmount again once it is closed, or signal again to detach it lazily`)
-              stopping = false
-              lazyNext = true
-              return
-            }
-            log(`unmount failed: ${err.message}; detaching it lazily (the files still open there are served until they are closed)`)
-            server.unmount({ lazy: true }).then(resolve, (e: Error) => {
-              log(`lazy unmount failed: ${e.message}`)
-              resolve(false)
-            })
+          if (phase === 'lazy') {
+            log(`${sig}: stopping now; files still open at ${mnt} fail from here on`)
+            dropPidFile()
+            process.exit(0)
+          }
+          if (phase === 'unmounting') {
+            lazyNext = true
+            return
+          }
+          if (lazyNext) return lazily(sig)
+          phase = 'unmounting'
+          log(`${sig}: unmounting ${mnt}`)
+          server.unmount().then(resolve, (err: Error) => {
+            if (!(err instanceof MountBusyError)) return lazily(`unmount failed (${err.message})`)
+            if (lazyNext) return lazily(`${mnt} is busy and was signalled again`)
+            // as umount(8): a mount in use stays; the next signal detaches it lazily
+            log(`${mnt} is busy (a process is using it): still serving; unmount again once it is closed, or signal again to detach it lazily`)
+            phase = 'serving'
+            lazyNext = true
           })
         }
         // kill -USR2 <pid>: cache counters and memory to the log
@@ -228,7 +250,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         // unmounted from outside (umount, fusermount): nothing left to serve
         server.watchGone(() => stop('unmounted from outside'))
       })
-      fs.rmSync(pidFile(mnt), { force: true })
+      dropPidFile()
       log(statsLine())
       // a read still in progress on a libfuse thread may use a unit file: leave them to exit
       if (drained) await vfs.close()
@@ -264,7 +286,11 @@ export function registerMount(program: Command, ctx: Ctx): void {
         return
       }
       if (pid && pidAlive(pid)) {
-        process.kill(pid, 'SIGTERM')
+        try {
+          process.kill(pid, 'SIGTERM')
+        } catch {
+          // gone meanwhile (it noticed the unmount), or not ours to signal
+        }
         for (let i = 0; i < 100 && mountPoints().has(mnt); i++) await new Promise((r) => setTimeout(r, 50))
         for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 50))
       }

@@ -76,17 +76,29 @@ export interface NativeReadStats {
   cachedBytes: number
 }
 
-/** Mount points and their filesystem types, from the text of /proc/self/mountinfo. */
-export function parseMountinfo(text: string): Map<string, string> {
-  const out = new Map<string, string>()
+export interface MountEntry {
+  point: string
+  type: string
+  /** major:minor of the mounted filesystem: for FUSE, one of its own per mount. */
+  dev: string
+}
+
+/** The mounts in the text of /proc/self/mountinfo, in mount order. */
+export function mountinfoEntries(text: string): MountEntry[] {
+  const out: MountEntry[] = []
   for (const line of text.split('\n')) {
     const f = line.split(' ')
     if (f.length < 10) continue
     const dash = f.indexOf('-')
-    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    out.set(mp, f[dash + 1] ?? '')
+    const point = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    out.push({ point, type: f[dash + 1] ?? '', dev: f[2]! })
   }
   return out
+}
+
+/** Mount points and their filesystem types (the last mount at a point wins). */
+export function parseMountinfo(text: string): Map<string, string> {
+  return new Map(mountinfoEntries(text).map((e) => [e.point, e.type]))
 }
 
 /** Refused to unmount: something uses the mount, which goes on serving. */
@@ -114,13 +126,17 @@ const NATIVE_MIN_FRAMES = 8
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-async function isMounted(mnt: string): Promise<boolean> {
+async function mounts(): Promise<MountEntry[] | null> {
   try {
-    return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).has(mnt)
+    return mountinfoEntries(await readFile('/proc/self/mountinfo', 'utf8'))
   } catch {
-    return false
+    return null
   }
 }
+
+/** fusermount's complaint, or null when it succeeded. */
+const fusermount = (flag: string, point: string): Promise<string | null> =>
+  new Promise((res) => execFile('fusermount', [flag, point], (e, _out, stderr) => res(e ? String(stderr).trim() || e.message : null)))
 
 /** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
 export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer> {
@@ -231,24 +247,34 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
         })
       }
       const mnt = opts.mountpoint
-      resolve({
+      // Which mount is ours, by its device number: the path alone could name a newer mount
+      // made there after ours was detached, or none after a parent directory was renamed.
+      let dev: string | null = null
+      /** Where our mount is now; null once it is detached (or the mount table unreadable). */
+      const ourPoint = async (): Promise<string | null> => {
+        const all = await mounts()
+        if (!all) return null
+        if (dev === null) return all.some((e) => e.point === mnt) ? mnt : null
+        return all.filter((e) => e.dev === dev).pop()?.point ?? null
+      }
+      const server: FuseServer = {
         async unmount({ lazy = false, drainMs = 60_000 } = {}) {
-          // fuse-native's own unmount is always lazy (fusermount -uz) and stops serving
-          // at once; unmount here as umount(8) would instead
-          const err = await new Promise<string | null>((res) =>
-            execFile('fusermount', [lazy ? '-uz' : '-u', mnt], (e, _out, stderr) => res(e ? String(stderr).trim() || e.message : null)),
-          )
-          if (err !== null && (await isMounted(mnt))) {
-            throw !lazy && /busy/i.test(err) ? new MountBusyError(`${mnt} is busy`) : new Error(err)
+          if (!fuse.loopEnded()) {
+            // fuse-native's own unmount is always lazy (fusermount -uz) and stops serving at
+            // once; unmount our mount where it is now, as umount(8) would
+            const point = await ourPoint()
+            const err = point === null ? null : await fusermount(lazy ? '-uz' : '-u', point)
+            if (err !== null && !fuse.loopEnded() && (await ourPoint()) !== null) {
+              throw !lazy && /busy/i.test(err) ? new MountBusyError(`${point} is busy`) : new Error(err)
+            }
+            // The FUSE loop ends when the kernel lets the connection go: at once after a
+            // plain unmount, after a lazy one (ours or anybody's) when the last file open
+            // there is closed; until then those files are still served. After a plain one of
+            // ours it is bounded: should the loop linger, fuse-native detaches anyway.
+            const untilClosed = lazy || point === null || err !== null
+            for (let t = Date.now() + 5000; !fuse.loopEnded() && (untilClosed || Date.now() < t); ) await sleep(20)
           }
-          // The FUSE loop ends when the kernel lets the connection go: at once after a
-          // plain unmount, after a lazy one when the last file open there is closed. Until
-          // then those files are still served.
-          // (bounded after a plain one of ours: should the loop linger, fuse-native detaches
-          // anyway; a mount that was gone already may have been detached lazily by someone)
-          const untilClosed = lazy || err !== null
-          for (let t = Date.now() + 5000; !fuse.loopEnded() && (untilClosed || Date.now() < t); ) await sleep(20)
-          // fuse-native's bookkeeping; its own fusermount finds nothing left to unmount
+          // fuse-native's bookkeeping (the patch skips its fusermount once the loop has ended)
           await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
           if (!native) return true
           // no read starts any more; wait (without blocking this loop) for those in progress
@@ -269,6 +295,10 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           t.unref()
         },
         nativeStats: () => (native ? fuse.nativeReadInfo() : null),
+      }
+      void mounts().then((all) => {
+        dev = all?.filter((e) => e.point === mnt).pop()?.dev ?? null
+        resolve(server)
       })
     })
   })

@@ -36,7 +36,7 @@ interface UnitInfo {
  */
 export interface NativeReads {
   unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void
-  /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed). */
+  /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed), or -1 if read since last asked (kept, once). */
   retire(id: number): number
   file(handle: number, size: number, extents: Float64Array): void
   release(handle: number): void
@@ -137,16 +137,24 @@ export class FrameCache {
    */
   private trimUnits(keep: string): void {
     if (this.openUnits.size <= this.maxOpenUnits) return
+    const readNatively: string[] = []
     for (const k of this.units.keys()) {
       if (this.openUnits.size <= this.maxOpenUnits) break
       const info = this.openUnits.get(k)
       if (!info || k === keep || info.users > 0) continue
-      if (this.native && this.native.retire(info.id) > 0) continue
+      const held = this.native ? this.native.retire(info.id) : 0
+      if (held < 0) readNatively.push(k) // read natively since last asked: a second chance
+      if (held !== 0) continue
       info.closed = true
       this.openUnits.delete(k)
       this.units.delete(k)
       this.stats.unitsClosed++
       info.fh.close().catch(() => undefined)
+    }
+    for (const k of readNatively) {
+      const p = this.units.get(k)!
+      this.units.delete(k)
+      this.units.set(k, p)
     }
   }
 
