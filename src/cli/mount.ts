@@ -248,7 +248,10 @@ export function registerMount(program: Command, ctx: Ctx): void {
         process.on('SIGINT', () => stop('SIGINT'))
         process.on('SIGTERM', () => stop('SIGTERM'))
         // unmounted from outside (umount, fusermount): nothing left to serve
-        server.watchGone(() => stop('unmounted from outside'))
+        // (an unmount of ours under way notices the same by itself)
+        server.watchGone(() => {
+          if (phase === 'serving') stop('unmounted from outside')
+        })
       })
       dropPidFile()
       log(statsLine())
