@@ -102,6 +102,18 @@ describe('backup, list, cat, restore, verify', () => {
     expect(bad.stdout).toContain(`${units[units.length - 1]}: frame 0`)
   })
 
+  it('cats a file of more units than it may have descriptors (64 here, for 115 units)', () => {
+    const r = path.join(work, 'repo-fds')
+    const s = path.join(work, 'fds-src')
+    fs.mkdirSync(s)
+    expect(sh(`head -c 30000000 /dev/urandom > '${s}/big'`).code).toBe(0)
+    expect(bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r }).code).toBe(0)
+    expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(100)
+    const c = sh(`ulimit -n 64; BFS_REPO='${r}' '${BFS}' cat gen1:big | cmp - '${s}/big' && echo same`)
+    expect(c.stderr).toBe('')
+    expect(c.stdout).toBe('same\n')
+  })
+
   it('restores a subtree and a single file, and refuses to overwrite', () => {
     const dest = path.join(work, 'partial')
     expect(bfs(['restore', 'latest:a', dest], { repo }).code).toBe(0)

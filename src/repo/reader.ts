@@ -24,16 +24,24 @@ export class ObjectReader {
     this.frames = new LRUCache<string, Buffer>({ maxSize: cacheBytes, sizeCalculation: (b) => b.length || 1 })
   }
 
+  /** An open unit; at most READER_OPEN_UNITS stay open (least recently used closed first). */
   private unit(gen: number, unit: number): UnitFile {
     const k = `${gen}:${unit}`
     let u = this.units.get(k)
-    if (!u) {
+    if (u) {
+      this.units.delete(k)
+    } else {
       const m = this.repo.manifest(gen)
       const ref = m.units[unit]
       if (!ref) throw new Error(`gen${gen} has no unit ${unit}`)
       u = UnitFile.open(this.repo.store.path(keys.unit(gen, unit)), { genId: gen, unitIndex: unit, rawBlocks: ref.rawBlocks, frameBlocks: m.frameBlocks })
-      this.units.set(k, u)
+      for (const [old, v] of this.units) {
+        if (this.units.size < READER_OPEN_UNITS) break
+        v.close()
+        this.units.delete(old)
+      }
     }
+    this.units.set(k, u)
     return u
   }
 
@@ -84,3 +92,9 @@ export class ObjectReader {
     this.units.clear()
   }
 }
+
+/**
+ * Unit files an ObjectReader keeps open: `bfs cat` of a large file or volume, or verify
+ * --against, would otherwise hold one descriptor per unit of it (a 1 TB image has 50,000).
+ */
+const READER_OPEN_UNITS = 32
