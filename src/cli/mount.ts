@@ -94,7 +94,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
     }))
     .option('--no-native-read', 'serve every read in JavaScript (the native read path is on by default)')
     .option('--log <file>', 'log file of the background mount (default: a file under /run/bfs or $XDG_RUNTIME_DIR)')
-    .addOption(new Option('--open-units <n>', 'unit files kept open at most (one descriptor each)').default(undefined, '1024').argParser((v) => {
+    .addOption(new Option('--open-units <n>', 'unit files kept open at most, one descriptor each (default 1024)').argParser((v) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new InvalidArgumentError('1 to 1048576')
       return n
