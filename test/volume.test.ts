@@ -38,7 +38,7 @@ beforeAll(() => {
   expect(sh(`truncate -s 128M '${img}' && mkfs.ext4 -q -F -d '${tree}' '${img}'`).code).toBe(0)
 })
 afterAll(() => {
-  // loop mounts with umount, bfs mounts with bfs umount (its server exits with it)
+  // loop mounts first; umount (as root) also removes a bfs mount, whose server then exits by itself
   for (const m of mounts.reverse()) sh(`umount '${m}' 2>/dev/null || '${BFS}' umount --lazy '${m}' 2>/dev/null || fusermount -uz '${m}' 2>/dev/null`)
   fs.rmSync(work, { recursive: true, force: true })
 })

@@ -53,10 +53,31 @@ const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${mountI
  */
 function canonical(p: string): string {
   const abs = path.resolve(p)
+  let viaParent = abs
   try {
-    return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs))
+    viaParent = path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs))
   } catch {
-    return abs
+    // a parent that does not resolve: as given
+  }
+  // a mount point as such: never stat it (a hung server would hang this command)
+  if (mountPoints().has(viaParent)) return viaParent
+  try {
+    return fs.realpathSync(abs) // a symlink to the mount point: the kernel records its target
+  } catch {
+    return viaParent
+  }
+}
+
+/** Whether pid is a live `bfs mount` server of mount point mnt (not a reused pid). */
+function isServerOf(pid: number, mnt: string): boolean {
+  if (!pidAlive(pid)) return false
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    const cwd = fs.readlinkSync(`/proc/${pid}/cwd`)
+    if (!argv.includes('mount') || !argv.includes('--foreground')) return false
+    return argv.some((a) => a !== '' && !a.startsWith('-') && (path.resolve(cwd, a) === mnt || canonical(path.resolve(cwd, a)) === mnt))
+  } catch {
+    return false
   }
 }
 
@@ -93,7 +114,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       return n
     }))
     .option('--no-native-read', 'serve every read in JavaScript (the native read path is on by default)')
-    .option('--log <file>', 'log file of the background mount (default: a file under /run/bfs or $XDG_RUNTIME_DIR)')
+    .option('--log <file>', 'log file of the background mount (default: a file under $BFS_RUNTIME_DIR, else /run/bfs for root, else $XDG_RUNTIME_DIR)')
     .addOption(new Option('--open-units <n>', 'unit files kept open at most, one descriptor each (default 1024)').argParser((v) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new InvalidArgumentError('1 to 1048576')
@@ -213,12 +234,17 @@ export function registerMount(program: Command, ctx: Ctx): void {
         // while a lazy detach waits for open files ends the server at once
         let phase: 'serving' | 'unmounting' | 'lazy' = 'serving'
         let lazyNext = false
-        const lazily = (why: string): void => {
+        const waiting = (): void => {
           phase = 'lazy'
-          log(`${why}: detaching ${mnt} lazily (the files still open there are served until they are closed; signal again to stop at once)`)
-          server.unmount({ lazy: true }).then(resolve, (e: Error) => {
-            log(`lazy unmount failed: ${e.message}`)
-            resolve(false)
+          log(`${mnt} is detached; the files still open there are served until they are closed (signal again to stop at once)`)
+        }
+        const lazily = (why: string): void => {
+          phase = 'unmounting'
+          log(`${why}: detaching ${mnt} lazily`)
+          server.unmount({ lazy: true, onDetached: waiting }).then(resolve, (e: Error) => {
+            // still mounted: keep serving rather than leave a dead mount behind
+            log(`lazy unmount failed: ${e.message}; still serving`)
+            phase = 'serving'
           })
         }
         const stop = (sig: string): void => {
@@ -234,7 +260,8 @@ export function registerMount(program: Command, ctx: Ctx): void {
           if (lazyNext) return lazily(sig)
           phase = 'unmounting'
           log(`${sig}: unmounting ${mnt}`)
-          server.unmount().then(resolve, (err: Error) => {
+          // (detached already from outside, lazily, with files still open: it waits for them)
+          server.unmount({ onDetached: waiting }).then(resolve, (err: Error) => {
             if (!(err instanceof MountBusyError)) return lazily(`unmount failed (${err.message})`)
             if (lazyNext) return lazily(`${mnt} is busy and was signalled again`)
             // as umount(8): a mount in use stays; the next signal detaches it lazily
@@ -271,7 +298,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       const mnt = canonical(m)
       const type = mountPoints().get(mnt)
       if (!type) throw new BfsError('BAD_INPUT', `${mnt} is not mounted`)
-      if (!type.startsWith('fuse')) throw new BfsError('BAD_INPUT', `${mnt} is not a bfs mount (it is ${type})`)
+      if (type !== 'fuse.bfs') throw new BfsError('BAD_INPUT', `${mnt} is not a bfs mount (it is ${type})`)
       let pid = 0
       try {
         pid = Number(fs.readFileSync(pidFile(mnt), 'utf8').trim())
@@ -283,6 +310,9 @@ export function registerMount(program: Command, ctx: Ctx): void {
       // on serving; then the server, its mount gone, finishes and exits.
       const r = spawnSync('fusermount', [o.lazy ? '-uz' : '-u', mnt], { encoding: 'utf8' })
       if (r.status !== 0 && mountPoints().has(mnt) && /busy/i.test(r.stderr)) throw new BfsError('IO', busy)
+      // a pid file left by a killed server may name a reused pid: only a bfs mount server of this mount point counts
+      if (pid && !isServerOf(pid, mnt)) pid = 0
+      if (o.lazy && r.status !== 0 && mountPoints().has(mnt)) throw new BfsError('IO', `cannot detach ${mnt}: ${r.stderr.trim()}`)
       if (o.lazy && r.status === 0 && pid && pidAlive(pid)) {
         // the server goes on serving the files still open there; it exits after the last is closed
         process.stdout.write(`detached ${mnt}; files still open there are served until they are closed\n`)

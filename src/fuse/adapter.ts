@@ -115,7 +115,7 @@ export interface FuseServer {
    * Resolves true once the native read path has stopped, so the unit files it reads may be
    * closed; false if a read of it was still in progress after `drainMs`.
    */
-  unmount(opts?: { lazy?: boolean; drainMs?: number }): Promise<boolean>
+  unmount(opts?: { lazy?: boolean; drainMs?: number; onDetached?: () => void }): Promise<boolean>
   /** Calls `gone` (once, within about a second) when the mount has gone away without unmount(): umount or fusermount from outside. */
   watchGone(gone: () => void): void
   nativeStats(): NativeReadStats | null
@@ -258,7 +258,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
         return all.filter((e) => e.dev === dev).pop()?.point ?? null
       }
       const server: FuseServer = {
-        async unmount({ lazy = false, drainMs = 60_000 } = {}) {
+        async unmount({ lazy = false, drainMs = 60_000, onDetached } = {}) {
           if (!fuse.loopEnded()) {
             // fuse-native's own unmount is always lazy (fusermount -uz) and stops serving at
             // once; unmount our mount where it is now, as umount(8) would
@@ -271,11 +271,15 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
             // plain unmount, after a lazy one (ours or anybody's) when the last file open
             // there is closed; until then those files are still served. After a plain one of
             // ours it is bounded: should the loop linger, fuse-native detaches anyway.
-            const untilClosed = lazy || point === null || err !== null
+            // (Without our device number, "not found" may only mean a path we cannot match:
+            // bounded too, rather than waiting forever on a mount that is still there.)
+            const untilClosed = dev !== null && (lazy || point === null || err !== null)
+            if (untilClosed && !fuse.loopEnded()) onDetached?.()
             for (let t = Date.now() + 5000; !fuse.loopEnded() && (untilClosed || Date.now() < t); ) await sleep(20)
           }
-          // fuse-native's bookkeeping (the patch skips its fusermount once the loop has ended)
-          await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
+          // fuse-native's bookkeeping, once the loop has ended (the patch then skips its
+          // fusermount; before that, its fusermount -uz of the path could hit a newer mount)
+          if (fuse.loopEnded()) await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
           if (!native) return true
           // no read starts any more; wait (without blocking this loop) for those in progress
           // to finish before the caller closes the unit files they read
