@@ -240,7 +240,14 @@ describe('bad input gets one clear line and a documented exit code', () => {
     expect(res.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*use --wait/)
     // a stale lock (dead pid on this host) is broken automatically
     fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: 999999, host: (await import('node:os')).hostname(), time: 'then', command: 'test' }))
+    // the lock's temp file of a writer killed while taking it is litter; a waiting writer's is not
+    const host = (await import('node:os')).hostname()
+    const dead = path.join(r, 'tmp', 'lock-999999-1')
+    const waiting = path.join(r, 'tmp', `lock-${process.pid}-2`)
+    fs.writeFileSync(dead, JSON.stringify({ pid: 999999, host, time: 'then', command: 'killed' }))
+    fs.writeFileSync(waiting, JSON.stringify({ pid: process.pid, host, time: 'now', command: 'waiting' }))
     expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
+    expect(fs.readdirSync(path.join(r, 'tmp'))).toEqual([path.basename(waiting)])
   })
 })

@@ -126,7 +126,10 @@ export function recoverRepository(repo: Repository): void {
     const id = Number(path.basename(k))
     if (!Number.isInteger(id) || !committed.has(id)) repo.store.removeTree(k)
   }
-  for (const k of repo.store.list('tmp')) if (!path.basename(k).startsWith('lock-')) repo.store.removeTree(k)
+  // a lock-* temp file is another writer's, waiting for the lock, unless that writer is dead
+  for (const k of repo.store.list('tmp')) {
+    if (!path.basename(k).startsWith('lock-') || WriterLock.isStaleTemp(repo.store.path(k))) repo.store.removeTree(k)
+  }
   for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
 }
 

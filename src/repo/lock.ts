@@ -71,6 +71,18 @@ export class WriterLock {
     }
   }
 
+  /**
+   * Whether tmp/lock-* file `file` is litter: its writer (pid, host inside) is dead on this
+   * host, or it was never completely written and is older than a few seconds. A live writer
+   * waiting for the lock keeps its own, so those stay.
+   */
+  static isStaleTemp(file: string): boolean {
+    const info = WriterLock.read(file)
+    if (info) return info.host === os.hostname() && !pidAlive(info.pid)
+    const st = fs.statSync(file, { throwIfNoEntry: false })
+    return !!st && Date.now() - st.mtimeMs > 10_000
+  }
+
   static read(file: string): LockInfo | null {
     try {
       const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo
