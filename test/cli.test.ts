@@ -242,9 +242,11 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: 999999, host: (await import('node:os')).hostname(), time: 'then', command: 'test' }))
     // the lock's temp file of a writer killed while taking it is litter; a waiting writer's is not
     const host = (await import('node:os')).hostname()
-    const dead = path.join(r, 'tmp', 'lock-999999-1')
-    const waiting = path.join(r, 'tmp', `lock-${process.pid}-2`)
+    const dead = path.join(r, 'tmp', `lock-${host}-999999-1`)
+    const cut = path.join(r, 'tmp', `lock-${host}-999998-1`) // killed before it was written
+    const waiting = path.join(r, 'tmp', `lock-${host}-${process.pid}-2`)
     fs.writeFileSync(dead, JSON.stringify({ pid: 999999, host, time: 'then', command: 'killed' }))
+    fs.writeFileSync(cut, '')
     fs.writeFileSync(waiting, JSON.stringify({ pid: process.pid, host, time: 'now', command: 'waiting' }))
     expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)

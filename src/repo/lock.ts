@@ -36,7 +36,8 @@ export class WriterLock {
   static async acquire(repoDir: string, command: string, waitMs: number, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<WriterLock> {
     const file = path.join(repoDir, 'lock')
     const info: LockInfo = { pid: process.pid, host: os.hostname(), time: new Date().toISOString(), command }
-    const tmp = path.join(repoDir, 'tmp', `lock-${process.pid}-${Date.now()}`)
+    // named after its writer (host, pid), so that even a file a kill cut short can be judged
+    const tmp = path.join(repoDir, 'tmp', `lock-${os.hostname()}-${process.pid}-${Date.now()}`)
     fs.mkdirSync(path.dirname(tmp), { recursive: true })
     fs.writeFileSync(tmp, JSON.stringify(info) + '\n')
     const deadline = Date.now() + waitMs
@@ -72,11 +73,13 @@ export class WriterLock {
   }
 
   /**
-   * Whether tmp/lock-* file `file` is litter: its writer (pid, host inside) is dead on this
-   * host, or it was never completely written and is older than a few seconds. A live writer
+   * Whether tmp/lock-* file `file` is litter: its writer (host and pid in its name, or in
+   * it) is dead on this host, or it is unreadable and older than a few seconds. A live writer
    * waiting for the lock keeps its own, so those stay.
    */
   static isStaleTemp(file: string): boolean {
+    const m = /^lock-(.+)-(\d+)-\d+$/.exec(path.basename(file))
+    if (m && m[1] === os.hostname()) return !pidAlive(Number(m[2]))
     const info = WriterLock.read(file)
     if (info) return info.host === os.hostname() && !pidAlive(info.pid)
     const st = fs.statSync(file, { throwIfNoEntry: false })
