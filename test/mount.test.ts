@@ -24,6 +24,15 @@ function umount(mnt: string): void {
   if (sh(`grep -q ' ${mnt} ' /proc/mounts`).code === 0) sh(`fusermount -uz '${mnt}'`)
   mounts.delete(mnt)
 }
+/** Waits (at most 5 s) until the process whose pid is in `pidFile` has seq.txt open. */
+const waitHolding = (pidFile: string): void => {
+  sh(`for i in $(seq 100); do ls -l /proc/$(cat '${pidFile}')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+}
+/** A background process that holds mnt/seq.txt open until file `go` exists (at most 60 s); its pid goes to go.pid. */
+const holdOpen = (mnt: string, go: string): void => {
+  sh(`(exec 3<'${mnt}/seq.txt'; for i in $(seq 1200); do [ -e '${go}' ] && break; sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go}.pid'`)
+  waitHolding(`${go}.pid`)
+}
 const mkmnt = (name: string): string => {
   const m = path.join(work, name)
   fs.mkdirSync(m, { recursive: true })
@@ -379,7 +388,7 @@ describe('lifecycle and failure', () => {
     const holder = `exec 3<'${mnt}/seq.txt'; read -r first <&3; for i in $(seq 1200); do [ -e '${go}' ] && break; sleep 0.05; done; echo "$first"; cat <&3 | wc -l`
     const out = path.join(work, 'busy-out')
     sh(`(${holder}) > '${out}' 2>&1 & echo $! > '${out}.pid'`)
-    sh(`for i in $(seq 100); do ls -l /proc/$(cat '${out}.pid')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+    waitHolding(`${out}.pid`)
     // as umount(8): refused while in use, and the mount goes on serving
     const u = bfs(['umount', mnt])
     expect(u.code).toBe(1)
@@ -417,8 +426,7 @@ describe('lifecycle and failure', () => {
     const pid3 = Number(/pid (\d+)/.exec(m3.stdout)![1])
     const log3 = /log (\S+)\)/.exec(m3.stdout)![1]!
     const go3 = path.join(work, 'busy-go3')
-    sh(`(exec 3<'${mnt}/seq.txt'; for i in $(seq 1200); do [ -e '${go3}' ] && break; sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go3}.pid'`)
-    sh(`for i in $(seq 100); do ls -l /proc/$(cat '${go3}.pid')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+    holdOpen(mnt, go3)
     expect(sh(`umount -l '${mnt}'`).code).toBe(0)
     mounts.delete(mnt)
     process.kill(pid3, 'SIGTERM')
@@ -439,8 +447,7 @@ describe('lifecycle and failure', () => {
     const gone = (p: number): boolean => sh(`for i in $(seq 100); do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && exit 0; sleep 0.05; done; exit 1`).code === 0
     // a reader keeps the first mount's connection alive after a lazy detach
     const go = path.join(work, 'same-go')
-    sh(`(exec 3<'${mnt}/seq.txt'; for i in $(seq 1200); do [ -e '${go}' ] && break; sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go}.pid'`)
-    sh(`for i in $(seq 100); do ls -l /proc/$(cat '${go}.pid')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+    holdOpen(mnt, go)
     expect(bfs(['umount', '--lazy', mnt]).code).toBe(0)
     // a second mount at the same path while the first server still serves its open file
     const m2 = mount(['gen1', mnt])

@@ -51,7 +51,7 @@ const pidFile = (mnt: string): string => path.join(runtimeDir(), `mount-${mountI
  * A mount point as /proc/self/mountinfo spells it: absolute, its parent's symlinks resolved
  * (not the last component: stat of a dead FUSE mount fails).
  */
-function canonical(p: string): string {
+function canonical(p: string, points = mountPoints()): string {
   const abs = path.resolve(p)
   let viaParent = abs
   try {
@@ -60,7 +60,7 @@ function canonical(p: string): string {
     // a parent that does not resolve: as given
   }
   // a mount point as such: never stat it (a hung server would hang this command)
-  if (mountPoints().has(viaParent)) return viaParent
+  if (points.has(viaParent)) return viaParent
   try {
     return fs.realpathSync(abs) // a symlink to the mount point: the kernel records its target
   } catch {
@@ -75,7 +75,8 @@ function isServerOf(pid: number, mnt: string): boolean {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
     const cwd = fs.readlinkSync(`/proc/${pid}/cwd`)
     if (!argv.includes('mount') || !argv.includes('--foreground')) return false
-    return argv.some((a) => a !== '' && !a.startsWith('-') && (path.resolve(cwd, a) === mnt || canonical(path.resolve(cwd, a)) === mnt))
+    const points = mountPoints()
+    return argv.some((a) => a !== '' && !a.startsWith('-') && (path.resolve(cwd, a) === mnt || canonical(path.resolve(cwd, a), points) === mnt))
   } catch {
     return false
   }

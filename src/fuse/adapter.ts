@@ -249,9 +249,10 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const mnt = opts.mountpoint
       // Which mount is ours, by its device number: the path alone could name a newer mount
       // made there after ours was detached, or none after a parent directory was renamed.
-      let dev: string | null = null
-      /** Where our mount is now; null once it is detached (or the mount table unreadable). */
-      const ourPoint = async (): Promise<string | null> => {
+      // Read once, off the start-up path: only unmount needs it.
+      const devAtStart = mounts().then((all) => all?.filter((e) => e.point === mnt).pop()?.dev ?? null)
+      /** Where our mount (device `dev`) is now; null once it is detached (or the mount table unreadable). */
+      const ourPoint = async (dev: string | null): Promise<string | null> => {
         const all = await mounts()
         if (!all) return null
         if (dev === null) return all.some((e) => e.point === mnt) ? mnt : null
@@ -260,11 +261,12 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const server: FuseServer = {
         async unmount({ lazy = false, drainMs = 60_000, onDetached } = {}) {
           if (!fuse.loopEnded()) {
+            const dev = await devAtStart
             // fuse-native's own unmount is always lazy (fusermount -uz) and stops serving at
             // once; unmount our mount where it is now, as umount(8) would
-            const point = await ourPoint()
+            const point = await ourPoint(dev)
             const err = point === null ? null : await fusermount(lazy ? '-uz' : '-u', point)
-            if (err !== null && !fuse.loopEnded() && (await ourPoint()) !== null) {
+            if (err !== null && !fuse.loopEnded() && (await ourPoint(dev)) !== null) {
               throw !lazy && /busy/i.test(err) ? new MountBusyError(`${point} is busy`) : new Error(err)
             }
             // The FUSE loop ends when the kernel lets the connection go: at once after a
@@ -300,10 +302,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
         },
         nativeStats: () => (native ? fuse.nativeReadInfo() : null),
       }
-      void mounts().then((all) => {
-        dev = all?.filter((e) => e.point === mnt).pop()?.dev ?? null
-        resolve(server)
-      })
+      resolve(server)
     })
   })
 }
