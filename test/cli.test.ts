@@ -6,19 +6,19 @@ import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js
 let work: string
 let src: string
 let repo: string
-beforeAll(() => {
+beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
   repo = path.join(work, 'repo')
-  makeTree(src)
+  await makeTree(src)
 })
 afterAll(() => {
   fs.rmSync(work, { recursive: true, force: true })
 })
 
 describe('backup, list, cat, restore, verify', () => {
-  it('backs up every file type and restores an identical tree', () => {
-    const b = bfs(['backup', src, '--label', 'first', '--json'], { repo })
+  it('backs up every file type and restores an identical tree', async () => {
+    const b = await bfs(['backup', src, '--label', 'first', '--json'], { repo })
     expect(b.stderr).toBe('')
     expect(b.code).toBe(0)
     const j = JSON.parse(b.stdout)
@@ -29,40 +29,40 @@ describe('backup, list, cat, restore, verify', () => {
     expect(j.stats.bytesRead).toBeLessThan(8 << 20)
 
     const dest = path.join(work, 'restore1')
-    const r = bfs(['restore', 'gen1', dest], { repo })
+    const r = await bfs(['restore', 'gen1', dest], { repo })
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
-    expect(diffTree(src, dest)).toBe('')
-    expect(statTree(dest)).toBe(statTree(src))
+    expect(await diffTree(src, dest)).toBe('')
+    expect(await statTree(dest)).toBe(await statTree(src))
     // xattrs, hard links, holes
-    expect(sh(`cd '${dest}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`).stdout).toBe(sh(`cd '${src}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`).stdout)
+    expect((await sh(`cd '${dest}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`)).stdout).toBe((await sh(`cd '${src}' && getfattr -d -m - --absolute-names hello.txt seq.txt emptydir`)).stdout)
     expect(fs.statSync(path.join(dest, 'hello.txt')).ino).toBe(fs.statSync(path.join(dest, 'a/hardlink.txt')).ino)
     expect(fs.statSync(path.join(dest, 'sparse.img')).blocks).toBeLessThan(64)
     // the tree itself compares equal through verify --against, and tar sees the same archive listing
-    expect(bfs(['verify', '--against', dest, 'gen1'], { repo }).code).toBe(0)
-    expect(sh(`cd '${dest}' && tar --sort=name --numeric-owner -cvvf /dev/null .`).stdout).toBe(sh(`cd '${src}' && tar --sort=name --numeric-owner -cvvf /dev/null .`).stdout)
+    expect((await bfs(['verify', '--against', dest, 'gen1'], { repo })).code).toBe(0)
+    expect((await sh(`cd '${dest}' && tar --sort=name --numeric-owner -cvvf /dev/null .`)).stdout).toBe((await sh(`cd '${src}' && tar --sort=name --numeric-owner -cvvf /dev/null .`)).stdout)
   })
 
-  it('lists generations and directories, and cats files (including odd names)', () => {
-    const g = bfs(['generations'], { repo })
+  it('lists generations and directories, and cats files (including odd names)', async () => {
+    const g = await bfs(['generations'], { repo })
     expect(g.code).toBe(0)
     expect(g.stdout).toMatch(/^gen1\s+\S+\s+first\s/m)
-    expect(bfs(['ls'], { repo }).stdout).toBe(g.stdout)
-    const ls = bfs(['ls', 'latest:a'], { repo })
+    expect((await bfs(['ls'], { repo })).stdout).toBe(g.stdout)
+    const ls = await bfs(['ls', 'latest:a'], { repo })
     expect(ls.stdout).toMatch(/^lrwxrwxrwx .* link -> \.\.\/hello\.txt$/m)
     expect(ls.stdout).toMatch(/^-rw-r--r-- +2 .* hardlink\.txt$/m)
-    expect(bfs(['cat', 'gen1:seq.txt'], { repo }).out.equals(fs.readFileSync(path.join(src, 'seq.txt')))).toBe(true)
-    expect(bfs(['cat', 'latest:random.bin'], { repo }).out.equals(fs.readFileSync(path.join(src, 'random.bin')))).toBe(true)
+    expect((await bfs(['cat', 'gen1:seq.txt'], { repo })).out.equals(fs.readFileSync(path.join(src, 'seq.txt')))).toBe(true)
+    expect((await bfs(['cat', 'latest:random.bin'], { repo })).out.equals(fs.readFileSync(path.join(src, 'random.bin')))).toBe(true)
     const odd = Buffer.from('odd\nname\xff\xfe.txt', 'latin1')
-    expect(bfs(['ls', 'gen1'], { repo }).out.includes(odd)).toBe(true)
-    const sparse = bfs(['cat', 'gen1:sparse.img'], { repo }).out
+    expect((await bfs(['ls', 'gen1'], { repo })).out.includes(odd)).toBe(true)
+    const sparse = (await bfs(['cat', 'gen1:sparse.img'], { repo })).out
     expect(sparse.length).toBe(64 << 20)
     expect(sparse.equals(fs.readFileSync(path.join(src, 'sparse.img')))).toBe(true)
   })
 
-  it('is incremental: unchanged files are not read, changed files store only changed blocks', () => {
-    sh(`cd '${src}' && printf 'X' | dd of=random.bin bs=1 seek=1000000 conv=notrunc status=none && echo appended >> seq.txt && echo new > a/new.txt && rm readonly`)
-    const b = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
+  it('is incremental: unchanged files are not read, changed files store only changed blocks', async () => {
+    await sh(`cd '${src}' && printf 'X' | dd of=random.bin bs=1 seek=1000000 conv=notrunc status=none && echo appended >> seq.txt && echo new > a/new.txt && rm readonly`)
+    const b = JSON.parse((await bfs(['backup', src, '--json'], { repo })).stdout)
     expect(b.generation).toBe('gen2')
     expect(b.parent).toBe(1)
     expect(b.stats.newFiles).toBe(1)
@@ -70,24 +70,24 @@ describe('backup, list, cat, restore, verify', () => {
     // one 4 KiB block of random.bin and the tail of seq.txt: far less than the 3 MiB file
     expect(b.stats.storedBytes).toBeLessThan(64 << 10)
     const dest = path.join(work, 'restore2')
-    expect(bfs(['restore', 'latest', dest], { repo }).code).toBe(0)
-    expect(diffTree(src, dest)).toBe('')
-    expect(statTree(dest)).toBe(statTree(src))
+    expect((await bfs(['restore', 'latest', dest], { repo })).code).toBe(0)
+    expect(await diffTree(src, dest)).toBe('')
+    expect(await statTree(dest)).toBe(await statTree(src))
     // the older generation is intact and still restores as it was
-    expect(bfs(['verify', '--against', src, 'gen1'], { repo }).stdout).toMatch(/^M random.bin: .*content differs/m)
-    expect(bfs(['verify', '--all'], { repo }).code).toBe(0)
-    const nochange = JSON.parse(bfs(['backup', src, '--json'], { repo }).stdout)
+    expect((await bfs(['verify', '--against', src, 'gen1'], { repo })).stdout).toMatch(/^M random.bin: .*content differs/m)
+    expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
+    const nochange = JSON.parse((await bfs(['backup', src, '--json'], { repo })).stdout)
     expect(nochange.stats.bytesRead).toBe(0)
     expect(nochange.stats.storedBytes).toBe(0)
     expect(nochange.stats.unchangedFiles).toBe(nochange.stats.files - 1) // the hard link follower is neither
   })
 
-  it('verifies a generation of many units, and finds a flipped byte in the last one', () => {
+  it('verifies a generation of many units, and finds a flipped byte in the last one', async () => {
     // ~50 units: more than the verifier keeps in flight, so a wrongly tracked queue shows
     // (it once closed its worker pool under the last running checks: false failures).
     const r = path.join(work, 'repo-many')
-    expect(bfs(['backup', src, '--unit-blocks', '16', '--frame-blocks', '8'], { repo: r }).code).toBe(0)
-    const ok = bfs(['verify', 'gen1'], { repo: r })
+    expect((await bfs(['backup', src, '--unit-blocks', '16', '--frame-blocks', '8'], { repo: r })).code).toBe(0)
+    const ok = await bfs(['verify', 'gen1'], { repo: r })
     expect(ok.stdout + ok.stderr).toMatch(/gen1 verified \((\d+) units/)
     expect(Number(/\((\d+) units/.exec(ok.stdout)![1])).toBeGreaterThan(40)
     expect(ok.code).toBe(0)
@@ -96,83 +96,83 @@ describe('backup, list, cat, restore, verify', () => {
     const b = fs.readFileSync(last)
     b[100] ^= 0xff
     fs.writeFileSync(last, b)
-    const bad = bfs(['verify', 'gen1'], { repo: r })
+    const bad = await bfs(['verify', 'gen1'], { repo: r })
     expect(bad.code).not.toBe(0)
     expect(bad.stdout.match(/^FAIL /gm)).toHaveLength(1)
     expect(bad.stdout).toContain(`${units[units.length - 1]}: frame 0`)
   })
 
-  it('cats a file of more units than it may have descriptors (64 here, for 115 units)', () => {
+  it('cats a file of more units than it may have descriptors (64 here, for 115 units)', async () => {
     const r = path.join(work, 'repo-fds')
     const s = path.join(work, 'fds-src')
     fs.mkdirSync(s)
-    expect(sh(`head -c 30000000 /dev/urandom > '${s}/big'`).code).toBe(0)
-    expect(bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r }).code).toBe(0)
+    expect((await sh(`head -c 30000000 /dev/urandom > '${s}/big'`)).code).toBe(0)
+    expect((await bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r })).code).toBe(0)
     expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(100)
-    const c = sh(`ulimit -n 64; BFS_REPO='${r}' '${BFS}' cat gen1:big | cmp - '${s}/big' && echo same`)
+    const c = await sh(`ulimit -n 64; BFS_REPO='${r}' '${BFS}' cat gen1:big | cmp - '${s}/big' && echo same`)
     expect(c.stderr).toBe('')
     expect(c.stdout).toBe('same\n')
   })
 
-  it('restores a subtree and a single file, and refuses to overwrite', () => {
+  it('restores a subtree and a single file, and refuses to overwrite', async () => {
     const dest = path.join(work, 'partial')
-    expect(bfs(['restore', 'latest:a', dest], { repo }).code).toBe(0)
-    expect(diffTree(`${src}/a`, dest)).toBe('')
-    const again = bfs(['restore', 'gen1:a', dest], { repo })
+    expect((await bfs(['restore', 'latest:a', dest], { repo })).code).toBe(0)
+    expect(await diffTree(`${src}/a`, dest)).toBe('')
+    const again = await bfs(['restore', 'gen1:a', dest], { repo })
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/^bfs: restore would overwrite .*use --overwrite/)
-    expect(bfs(['restore', 'gen1:a', dest, '--overwrite'], { repo }).code).toBe(0)
-    expect(bfs(['restore', 'gen1:a', path.join(work, 'no/such/parent/a')], { repo }).code).toBe(0)
+    expect((await bfs(['restore', 'gen1:a', dest, '--overwrite'], { repo })).code).toBe(0)
+    expect((await bfs(['restore', 'gen1:a', path.join(work, 'no/such/parent/a')], { repo })).code).toBe(0)
     const one = path.join(work, 'one')
     fs.mkdirSync(one)
-    expect(bfs(['restore', 'gen1:seq.txt', one], { repo }).code).toBe(0)
+    expect((await bfs(['restore', 'gen1:seq.txt', one], { repo })).code).toBe(0)
     expect(fs.readFileSync(path.join(one, 'seq.txt')).length).toBeGreaterThan(0)
   })
 
-  it('honours --exclude', () => {
+  it('honours --exclude', async () => {
     const r = path.join(work, 'repo-ex')
-    expect(bfs(['backup', src, '--exclude', '*.bin', '--exclude', '/a/b', '--json'], { repo: r }).code).toBe(0)
-    const ls = bfs(['ls', 'latest'], { repo: r }).stdout
+    expect((await bfs(['backup', src, '--exclude', '*.bin', '--exclude', '/a/b', '--json'], { repo: r })).code).toBe(0)
+    const ls = (await bfs(['ls', 'latest'], { repo: r })).stdout
     expect(ls).not.toMatch(/random\.bin/)
-    expect(bfs(['ls', 'latest:a'], { repo: r }).stdout).not.toMatch(/ b$/m)
-    expect(bfs(['ls', 'latest:a/b'], { repo: r }).code).toBe(1)
+    expect((await bfs(['ls', 'latest:a'], { repo: r })).stdout).not.toMatch(/ b$/m)
+    expect((await bfs(['ls', 'latest:a/b'], { repo: r })).code).toBe(1)
   })
 })
 
 describe('bad input gets one clear line and a documented exit code', () => {
-  it('missing source, not a repository, unknown generation, usage', () => {
+  it('missing source, not a repository, unknown generation, usage', async () => {
     const r = path.join(work, 'repo-bad')
-    const miss = bfs(['backup', path.join(work, 'nope')], { repo: r })
+    const miss = await bfs(['backup', path.join(work, 'nope')], { repo: r })
     expect(miss.code).toBe(1)
     expect(miss.stderr).toBe(`bfs: source ${path.join(work, 'nope')} does not exist\n`)
-    const notRepo = bfs(['generations'], { repo: src })
+    const notRepo = await bfs(['generations'], { repo: src })
     expect(notRepo.code).toBe(6)
     expect(notRepo.stderr).toMatch(/^bfs: .* is not a bfs repository .*\n$/)
-    expect(bfs(['restore', 'gen99', path.join(work, 'x')], { repo }).stderr).toMatch(/^bfs: no generation gen99/)
-    expect(bfs(['restore', 'bogus', path.join(work, 'x')], { repo }).code).toBe(1)
-    expect(bfs(['backup'], { repo }).code).toBe(2)
-    expect(bfs(['frobnicate'], { repo }).code).toBe(2)
-    const help = bfs(['--help'])
+    expect((await bfs(['restore', 'gen99', path.join(work, 'x')], { repo })).stderr).toMatch(/^bfs: no generation gen99/)
+    expect((await bfs(['restore', 'bogus', path.join(work, 'x')], { repo })).code).toBe(1)
+    expect((await bfs(['backup'], { repo })).code).toBe(2)
+    expect((await bfs(['frobnicate'], { repo })).code).toBe(2)
+    const help = await bfs(['--help'])
     expect(help.code).toBe(0)
     expect(help.stdout).toMatch(/Exit status:[\s\S]*5 +the repository is locked/)
   })
 
-  it('a foreign or corrupt metadata file is named in the error', () => {
+  it('a foreign or corrupt metadata file is named in the error', async () => {
     const r = path.join(work, 'repo-corrupt')
-    expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     const cat = path.join(r, 'gens/00000001/catalog')
     const buf = fs.readFileSync(cat)
     buf[buf.length - 5] ^= 0x40
     fs.chmodSync(cat, 0o644)
     fs.writeFileSync(cat, buf)
-    const res = bfs(['ls', 'gen1'], { repo: r })
+    const res = await bfs(['ls', 'gen1'], { repo: r })
     expect(res.code).toBe(6)
     expect(res.stderr).toBe(`bfs: ${cat}: does not match its manifest (corrupt or replaced)\n`)
     fs.writeFileSync(path.join(r, 'config'), 'hello')
-    expect(bfs(['generations'], { repo: r }).stderr).toMatch(/config: 5 bytes, too short for a bfs file/)
+    expect((await bfs(['generations'], { repo: r })).stderr).toMatch(/config: 5 bytes, too short for a bfs file/)
   })
 
-  it('unreadable files and directories are skipped, listed, and give exit 3', () => {
+  it('unreadable files and directories are skipped, listed, and give exit 3', async () => {
     // Run as an unprivileged user: root can read everything.
     const base = fs.mkdtempSync('/var/tmp/bfs-nobody-')
     fs.chmodSync(base, 0o755)
@@ -185,8 +185,8 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.writeFileSync(path.join(s, 'locked/f'), 'f')
     fs.chmodSync(path.join(s, 'locked'), 0o000)
     fs.mkdirSync(path.join(base, 'repo'))
-    sh(`chown 65534:65534 '${base}/repo'`)
-    const u = sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup '${s}'; echo "exit=$?"`)
+    await sh(`chown 65534:65534 '${base}/repo'`)
+    const u = await sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup '${s}'; echo "exit=$?"`)
     fs.rmSync(base, { recursive: true, force: true })
     expect(u.stderr).toMatch(/skipped locked: cannot list directory \(EACCES\)/)
     expect(u.stderr).toMatch(/skipped secret: cannot open \(EACCES\)/)
@@ -197,45 +197,45 @@ describe('bad input gets one clear line and a documented exit code', () => {
     expect(u.stdout).toMatch(/exit=3/)
   })
 
-  it('a file that changes while it is read is detected and warned about', () => {
+  it('a file that changes while it is read is detected and warned about', async () => {
     const s = path.join(work, 'src-changing')
     fs.mkdirSync(s)
-    sh(`head -c 300000000 /dev/zero | tr '\\0' 'x' > '${s}/big'`)
+    await sh(`head -c 300000000 /dev/zero | tr '\\0' 'x' > '${s}/big'`)
     // a writer that keeps changing the file for the whole backup
-    const writer = sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`).stdout.trim()
+    const writer = (await sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`)).stdout.trim()
     try {
-      const r = bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') })
+      const r = await bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') })
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
     } finally {
-      sh(`kill ${writer}`)
+      await sh(`kill ${writer}`)
     }
     // it is read again next time, because its recorded times are those from before the read
-    const again = JSON.parse(bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') }).stdout)
+    const again = JSON.parse((await bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') })).stdout)
     expect(again.stats.changedFiles).toBe(1)
   })
 
   it('--wait waits for a live writer; a bounded wait gives up with exit 5', async () => {
     const r = path.join(work, 'repo-wait')
-    expect(bfs(['init'], { repo: r }).code).toBe(0)
+    expect((await bfs(['init'], { repo: r })).code).toBe(0)
     // a live writer: a detached process that exits after 3 s
-    const holder = Number(sh('setsid sleep 3 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim())
+    const holder = Number((await sh('setsid sleep 3 </dev/null >/dev/null 2>&1 & echo $!')).stdout.trim())
     const host = (await import('node:os')).hostname()
     fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: holder, host, time: 'now', command: 'test holder' }))
     const t0 = Date.now()
-    const short = bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
+    const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
     expect(short.code).toBe(5)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
-    const long = bfs(['backup', path.join(src, 'a'), '--wait'], { repo: r })
+    const long = await bfs(['backup', path.join(src, 'a'), '--wait'], { repo: r })
     expect(long.code).toBe(0)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2500)
   })
 
   it('a second writer fails clearly; --wait waits', async () => {
     const r = path.join(work, 'repo-lock')
-    expect(bfs(['init'], { repo: r }).code).toBe(0)
+    expect((await bfs(['init'], { repo: r })).code).toBe(0)
     fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), time: 'now', command: 'test' }))
-    const res = bfs(['backup', path.join(src, 'a')], { repo: r })
+    const res = await bfs(['backup', path.join(src, 'a')], { repo: r })
     expect(res.code).toBe(5)
     expect(res.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*use --wait/)
     // a stale lock (dead pid on this host) is broken automatically
@@ -248,7 +248,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.writeFileSync(dead, JSON.stringify({ pid: 999999, host, time: 'then', command: 'killed' }))
     fs.writeFileSync(cut, '')
     fs.writeFileSync(waiting, JSON.stringify({ pid: process.pid, host, time: 'now', command: 'waiting' }))
-    expect(bfs(['backup', path.join(src, 'a')], { repo: r }).code).toBe(0)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
     expect(fs.readdirSync(path.join(r, 'tmp'))).toEqual([path.basename(waiting)])
   })

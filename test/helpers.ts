@@ -1,4 +1,4 @@
-import { spawnSync, spawn, type SpawnSyncReturns } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -13,28 +13,51 @@ export interface Run {
   out: Buffer
 }
 
-/** Runs the real CLI (compiled dist/) in its own process. */
-export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?: string; env?: Record<string, string> } = {}): Run {
+/**
+ * Runs the real CLI (compiled dist/) in its own process. Asynchronous on purpose: a
+ * synchronous child blocks this worker's event loop, and on a loaded machine vitest's RPC
+ * (birpc, 60 s) then times out although the test passed ("Timeout calling onTaskUpdate").
+ */
+export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?: string | Buffer; env?: Record<string, string> } = {}): Promise<Run> {
   const env = { ...process.env, ...opts.env }
   delete env.BFS_REPO
   if (opts.repo) env.BFS_REPO = opts.repo
-  const r: SpawnSyncReturns<Buffer> = spawnSync(BFS, args, { cwd: opts.cwd, env, input: opts.input, maxBuffer: 1 << 30, timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' })
-  return result(r)
+  return run(BFS, args, { cwd: opts.cwd, env, input: opts.input })
 }
 
-/**
- * A synchronous child blocks the event loop, so vitest's own timeout could never end a hung
- * one (a stuck mount, say): every child is killed after this, and the test then fails.
- */
+/** Every child is killed after this, so that a hang (a stuck mount, say) fails its test instead of stalling the run. */
 const RUN_TIMEOUT_MS = 150_000
 
-function result(r: SpawnSyncReturns<Buffer>): Run {
-  const stderr = (r.stderr?.toString() ?? '') + (r.error ? `\n[test helper: ${r.error.message}]` : r.signal ? `\n[test helper: killed by ${r.signal}]` : '')
-  return { code: r.status ?? -1, stdout: r.stdout?.toString() ?? '', stderr, out: r.stdout ?? Buffer.alloc(0) }
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string | Buffer }): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    let note = ''
+    const timer = setTimeout(() => {
+      note = `\n[test helper: killed after ${RUN_TIMEOUT_MS} ms]`
+      child.kill('SIGKILL')
+    }, RUN_TIMEOUT_MS)
+    child.stdout!.on('data', (b: Buffer) => out.push(b))
+    child.stderr!.on('data', (b: Buffer) => err.push(b))
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => undefined) // a child that exits without reading its input
+      child.stdin!.end(opts.input)
+    }
+    child.on('error', (e) => {
+      note += `\n[test helper: ${e.message}]`
+    })
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      const stdout = Buffer.concat(out)
+      if (signal && !note) note = `\n[test helper: killed by ${signal}]`
+      resolve({ code: code ?? -1, stdout: stdout.toString(), stderr: Buffer.concat(err).toString() + note, out: stdout })
+    })
+  })
 }
 
-export function sh(cmd: string, opts: { cwd?: string } = {}): Run {
-  return result(spawnSync('bash', ['-c', cmd], { cwd: opts.cwd, maxBuffer: 1 << 30, timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' }))
+export function sh(cmd: string, opts: { cwd?: string } = {}): Promise<Run> {
+  return run('bash', ['-c', cmd], { cwd: opts.cwd })
 }
 
 export function tmpdir(prefix = 'bfs-test-'): string {
@@ -48,10 +71,10 @@ export function tmpdir(prefix = 'bfs-test-'): string {
  * links, a symlink, a sparse file, xattrs, a fifo, empty file and dir, a deep path,
  * setuid and read-only modes, ns mtimes, a multi-unit file.
  */
-export function makeTree(dir: string): void {
+export async function makeTree(dir: string): Promise<void> {
   // a tool missing here would leave the tree without what it makes, and fail far away
-  const must = (cmd: string): void => {
-    const r = sh(cmd)
+  const must = async (cmd: string): Promise<void> => {
+    const r = await sh(cmd)
     if (r.code !== 0) throw new Error(`makeTree: ${cmd}: ${r.stderr.trim()}`)
   }
   fs.mkdirSync(dir, { recursive: true })
@@ -74,27 +97,27 @@ export function makeTree(dir: string): void {
   fs.linkSync(path.join(dir, 'hello.txt'), path.join(dir, 'a/hardlink.txt'))
   fs.symlinkSync('../hello.txt', path.join(dir, 'a/link'))
   fs.symlinkSync('/nonexistent/target', path.join(dir, 'dangling'))
-  must(`truncate -s 64M '${dir}/sparse.img' && printf 'data-in-the-middle' | dd of='${dir}/sparse.img' bs=1 seek=33554432 conv=notrunc status=none && printf 'tail' | dd of='${dir}/sparse.img' bs=1 seek=67108860 conv=notrunc status=none`)
-  must(`mkfifo '${dir}/fifo' && setfattr -n user.color -v blue '${dir}/hello.txt' && setfattr -n user.bin -v 0x00ff10 '${dir}/seq.txt' && setfattr -n user.dir -v yes '${dir}/emptydir'`)
+  await must(`truncate -s 64M '${dir}/sparse.img' && printf 'data-in-the-middle' | dd of='${dir}/sparse.img' bs=1 seek=33554432 conv=notrunc status=none && printf 'tail' | dd of='${dir}/sparse.img' bs=1 seek=67108860 conv=notrunc status=none`)
+  await must(`mkfifo '${dir}/fifo' && setfattr -n user.color -v blue '${dir}/hello.txt' && setfattr -n user.bin -v 0x00ff10 '${dir}/seq.txt' && setfattr -n user.dir -v yes '${dir}/emptydir'`)
   fs.writeFileSync(path.join(dir, 'setuid'), '#!/bin/sh\n')
   fs.chmodSync(path.join(dir, 'setuid'), 0o4755)
   fs.writeFileSync(path.join(dir, 'readonly'), 'ro\n')
   fs.chmodSync(path.join(dir, 'readonly'), 0o444)
-  must(`touch -d '2001-02-03 04:05:06.123456789' '${dir}/hello.txt' && touch -h -d '1999-12-31 23:59:59.5' '${dir}/a/link'`)
+  await must(`touch -d '2001-02-03 04:05:06.123456789' '${dir}/hello.txt' && touch -h -d '1999-12-31 23:59:59.5' '${dir}/a/link'`)
   if (process.getuid?.() === 0) {
     fs.chownSync(path.join(dir, 'seq.txt'), 1234, 5678)
-    must(`mknod '${dir}/chardev' c 1 3`)
+    await must(`mknod '${dir}/chardev' c 1 3`)
   }
 }
 
 /** `stat` of every entry (type, mode, owner, size, ns mtime, link count, target), sorted, for comparing trees with real tools. */
-export function statTree(dir: string): string {
-  return sh(`cd '${dir}' && find . -mindepth 1 -not -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g|%s|%y|%h|%N' ; find . -mindepth 1 -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g'`).stdout
+export async function statTree(dir: string): Promise<string> {
+  return (await sh(`cd '${dir}' && find . -mindepth 1 -not -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g|%s|%y|%h|%N' ; find . -mindepth 1 -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u:%g'`)).stdout
 }
 
 /** `diff -r` of two trees; returns its output minus the lines diff prints for matching fifos and device nodes (those are compared by statTree). */
-export function diffTree(a: string, b: string): string {
-  return sh(`diff -r --no-dereference '${a}' '${b}'`).stdout.split('\n').filter((l) => l && !/^File .* is a (fifo|character special file|block special file|socket) while file .* is a \1$/.test(l)).join('\n')
+export async function diffTree(a: string, b: string): Promise<string> {
+  return (await sh(`diff -r --no-dereference '${a}' '${b}'`)).stdout.split('\n').filter((l) => l && !/^File .* is a (fifo|character special file|block special file|socket) while file .* is a \1$/.test(l)).join('\n')
 }
 
 export function spawnBfs(args: string[], repo: string) {

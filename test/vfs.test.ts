@@ -8,13 +8,13 @@ import { bfs, makeTree, tmpdir } from './helpers.js'
 let work: string
 let src: string
 let repo: string
-beforeAll(() => {
+beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
   repo = path.join(work, 'repo')
-  makeTree(src)
+  await makeTree(src)
   // small frames and units so reads cross frame and unit boundaries
-  expect(bfs(['backup', src, '--unit-blocks', '128', '--frame-blocks', '8'], { repo }).code).toBe(0)
+  expect((await bfs(['backup', src, '--unit-blocks', '128', '--frame-blocks', '8'], { repo })).code).toBe(0)
 })
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 
@@ -120,7 +120,7 @@ describe('vfs of the whole repository', () => {
     expect(vfs.readlink(Buffer.concat([P('/by-date/'), d!])).toString()).toBe('../gen1')
     expect(vfs.getattr(P('/gen1/a/hardlink.txt')).nlink).toBe(2)
     fs.appendFileSync(path.join(src, 'hello.txt'), 'more\n')
-    expect(bfs(['backup', src], { repo }).code).toBe(0)
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
     t += 5000
     expect(vfs.readdir(P('/')).names.map(String)).toEqual(['gen1', 'gen2', 'by-date', 'latest'])
     expect(vfs.readlink(P('/latest')).toString()).toBe('gen2')
