@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default repository: back up a sample tree, change it, back up again,
-# list the generations, restore and compare. Run by `make demo` on a fresh machine.
+# list the generations, mount a generation and browse it with normal tools, make a partial
+# restore with cp -a, unmount; then a bulk restore and verify. Run by `make demo` on a fresh
+# machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BFS=./bin/bfs
@@ -18,7 +20,12 @@ truncate -s 1G "$sample/src/var/disk.img" && echo tail | dd of="$sample/src/var/
 touch "$sample/src/home/alice/$(printf 'odd\nname')"
 setfattr -n user.owner -v alice "$sample/src/home/alice/photos/cat.jpg" 2>/dev/null || true
 src="$sample/src"
+mnt="$sample/mnt"
+mkdir -p "$mnt"
+# never leave the demo's mount behind, whatever fails
+trap '$BFS umount "$mnt" >/dev/null 2>&1 || $BFS umount --lazy "$mnt" >/dev/null 2>&1 || true' EXIT
 
+if [ -f "$repo/config" ]; then echo "== using the existing repository"; else echo "== create the repository"; $BFS init; fi
 echo "== first backup"
 $BFS backup "$src" --label demo-first
 echo "== change the tree: append to a log, edit a config, add and remove files"
@@ -32,6 +39,22 @@ echo "== generations"
 $BFS generations
 echo "== ls latest:etc/nginx | head"
 $BFS ls latest:etc/nginx | head -5
+echo "== mount the first generation of this run read-only, and browse it with normal tools"
+$BFS mount latest~1 "$mnt"
+ls -l "$mnt/etc/nginx" | head -4
+echo "files in the mount: $(find "$mnt" | wc -l)"
+grep -h 'listen' "$mnt/etc/nginx/site1.conf"
+stat -c '%n: %s bytes, %b blocks allocated (sparse)' "$mnt/var/disk.img"
+getfattr -n user.owner "$mnt/home/alice/photos/cat.jpg" 2>/dev/null | grep owner || true
+echo "diff of var/log/syslog, the mount (first backup) against the live tree:"
+diff "$mnt/var/log/syslog" "$src/var/log/syslog" || true
+echo "== partial restore with cp -a from the mount (site200.conf was deleted after the first backup)"
+rm -rf "$sample/partial" && mkdir -p "$sample/partial"
+cp -a "$mnt/etc/nginx/site200.conf" "$mnt/home/alice" "$sample/partial/"
+ls -la "$sample/partial"
+cmp "$mnt/home/alice/photos/cat.jpg" "$sample/partial/alice/photos/cat.jpg" && echo "cp -a from the mount: identical"
+$BFS umount "$mnt"
+echo "== unmounted"
 echo "== restore latest and compare with the source"
 rm -rf "$sample/restore"
 $BFS restore latest "$sample/restore"

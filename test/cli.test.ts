@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, sh, statTree, tmpdir } from './helpers.js'
 
 let work: string
 let src: string
@@ -9,7 +9,7 @@ let repo: string
 beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
-  repo = path.join(work, 'repo')
+  repo = await newRepo(path.join(work, 'repo'))
   await makeTree(src)
 })
 afterAll(() => {
@@ -85,7 +85,7 @@ describe('backup, list, cat, restore, verify', () => {
   it('verifies a generation of many units, and finds a flipped byte in the last one', async () => {
     // ~50 units: more than the verifier keeps in flight, so a wrongly tracked queue shows
     // (it once closed its worker pool under the last running checks: false failures).
-    const r = path.join(work, 'repo-many')
+    const r = await newRepo(path.join(work, 'repo-many'))
     expect((await bfs(['backup', src, '--unit-blocks', '16', '--frame-blocks', '8'], { repo: r })).code).toBe(0)
     const ok = await bfs(['verify', 'gen1'], { repo: r })
     expect(ok.stdout + ok.stderr).toMatch(/gen1 verified \((\d+) units/)
@@ -103,7 +103,7 @@ describe('backup, list, cat, restore, verify', () => {
   })
 
   it('cats a file of more units than it may have descriptors (64 here, for 115 units)', async () => {
-    const r = path.join(work, 'repo-fds')
+    const r = await newRepo(path.join(work, 'repo-fds'))
     const s = path.join(work, 'fds-src')
     fs.mkdirSync(s)
     expect((await sh(`head -c 30000000 /dev/urandom > '${s}/big'`)).code).toBe(0)
@@ -130,7 +130,7 @@ describe('backup, list, cat, restore, verify', () => {
   })
 
   it('honours --exclude', async () => {
-    const r = path.join(work, 'repo-ex')
+    const r = await newRepo(path.join(work, 'repo-ex'))
     expect((await bfs(['backup', src, '--exclude', '*.bin', '--exclude', '/a/b', '--json'], { repo: r })).code).toBe(0)
     const ls = (await bfs(['ls', 'latest'], { repo: r })).stdout
     expect(ls).not.toMatch(/random\.bin/)
@@ -141,7 +141,7 @@ describe('backup, list, cat, restore, verify', () => {
 
 describe('bad input gets one clear line and a documented exit code', () => {
   it('missing source, not a repository, unknown generation, usage', async () => {
-    const r = path.join(work, 'repo-bad')
+    const r = await newRepo(path.join(work, 'repo-bad'))
     const miss = await bfs(['backup', path.join(work, 'nope')], { repo: r })
     expect(miss.code).toBe(1)
     expect(miss.stderr).toBe(`bfs: source ${path.join(work, 'nope')} does not exist\n`)
@@ -158,7 +158,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
   })
 
   it('a foreign or corrupt metadata file is named in the error', async () => {
-    const r = path.join(work, 'repo-corrupt')
+    const r = await newRepo(path.join(work, 'repo-corrupt'))
     expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     const cat = path.join(r, 'gens/00000001/catalog')
     const buf = fs.readFileSync(cat)
@@ -184,8 +184,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.mkdirSync(path.join(s, 'locked'))
     fs.writeFileSync(path.join(s, 'locked/f'), 'f')
     fs.chmodSync(path.join(s, 'locked'), 0o000)
-    fs.mkdirSync(path.join(base, 'repo'))
-    await sh(`chown 65534:65534 '${base}/repo'`)
+    await newRepo(path.join(base, 'repo'), 65534)
     const u = await sh(`BFS_REPO='${base}/repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup '${s}'; echo "exit=$?"`)
     fs.rmSync(base, { recursive: true, force: true })
     expect(u.stderr).toMatch(/skipped locked: cannot list directory \(EACCES\)/)
@@ -204,7 +203,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     // a writer that keeps changing the file for the whole backup
     const writer = (await sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`)).stdout.trim()
     try {
-      const r = await bfs(['backup', s, '--json'], { repo: path.join(work, 'repo-changing') })
+      const r = await bfs(['backup', s, '--json'], { repo: await newRepo(path.join(work, 'repo-changing')) })
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
     } finally {
@@ -251,5 +250,82 @@ describe('bad input gets one clear line and a documented exit code', () => {
     expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
     expect(fs.readdirSync(path.join(r, 'tmp'))).toEqual([path.basename(waiting)])
+  })
+})
+
+describe('the command line is strict', () => {
+  it('extra operands are a usage error (exit 2) and nothing is backed up', async () => {
+    const r = await newRepo(path.join(work, 'repo-strict'))
+    const two = await bfs(['backup', path.join(src, 'a'), path.join(src, 'emptydir')], { repo: r })
+    expect(two.code).toBe(2)
+    expect(two.stderr).toMatch(/^bfs: too many arguments for 'backup'\. Expected 1 argument but got 2\. \(see 'bfs backup --help'\)\n$/)
+    expect(fs.readdirSync(path.join(r, 'manifests'))).toEqual([])
+    for (const args of [['ls', 'gen1', 'extra'], ['cat', 'gen1:a', 'b'], ['verify', 'gen1', 'gen2'], ['init', 'somewhere'], ['generations', 'x'], ['restore', 'gen1', path.join(work, 'x'), 'y']]) {
+      const res = await bfs(args, { repo: r })
+      expect(res.code, args.join(' ')).toBe(2)
+      expect(res.stderr, args.join(' ')).toMatch(/^bfs: too many arguments for '[a-z]+'.*\n$/)
+    }
+  })
+
+  it('only bfs init creates a repository: a typo in --repo or BFS_REPO fails and creates nothing', async () => {
+    const typo = path.join(work, 'no-such-repo')
+    for (const res of [await bfs(['backup', path.join(src, 'a')], { repo: typo }), await bfs(['--repo', typo, 'backup', path.join(src, 'a')]), await bfs(['group', 'add', 'g', '--include', 'x'], { repo: typo })]) {
+      expect(res.code).toBe(6)
+      expect(res.stderr).toBe(`bfs: ${typo} is not a bfs repository (no config file; create one with 'bfs init')\n`)
+      expect(fs.existsSync(typo)).toBe(false)
+    }
+    // an existing empty directory is not a repository either until init
+    fs.mkdirSync(typo)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: typo })).code).toBe(6)
+    expect(fs.readdirSync(typo)).toEqual([])
+    expect((await bfs(['init'], { repo: typo })).code).toBe(0)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: typo })).code).toBe(0)
+  })
+
+  it('remote repository locations are refused, not made into local directories', async () => {
+    for (const loc of ['sftp:backup@host:/srv/repo', 's3:https://s3.example.com/bucket', 'rest:http://host:8000/', 'alice@host:repo', 'ssh://host/repo']) {
+      for (const res of [await bfs(['init'], { repo: loc, cwd: work }), await bfs(['--repo', loc, 'backup', path.join(src, 'a')], { cwd: work })]) {
+        expect(res.code, loc).toBe(2)
+        expect(res.stderr).toBe(`bfs: remote repositories are not supported ('${loc}'): give a local directory\n`)
+      }
+    }
+    expect(fs.readdirSync(work).filter((n) => /^(sftp:|s3:|rest:|alice@|ssh:)/.test(n))).toEqual([])
+  })
+
+  it('--version and version; usage errors are one line starting with bfs:', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    for (const args of [['--version'], ['version']]) {
+      const v = await bfs(args)
+      expect(v.code).toBe(0)
+      expect(v.stdout).toBe(`bfs ${pkg.version}\n`)
+    }
+    const cases: Array<[string[], RegExp]> = [
+      [['--bogus'], /^bfs: unknown option '--bogus' \(see 'bfs --help'\)\n$/],
+      [['frobnicate'], /^bfs: unknown command 'frobnicate' \(see 'bfs --help'\)\n$/],
+      [['backup'], /^bfs: missing required argument 'src' \(see 'bfs backup --help'\)\n$/],
+      [['backup', '--level', '99', src], /^bfs: option '--level <n>' argument '99' is invalid\. --level must be a whole number from 1 to 19 \(see 'bfs backup --help'\)\n$/],
+      [['mount'], /^bfs: missing required argument 'gen-or-mountpoint' \(see 'bfs mount --help'\)\n$/],
+    ]
+    for (const [args, re] of cases) {
+      const res = await bfs(args, { repo })
+      expect(res.code, args.join(' ')).toBe(2)
+      expect(res.stderr, args.join(' ')).toMatch(re)
+    }
+  })
+
+  it('counts are spelled with the right plural', async () => {
+    const r = await newRepo(path.join(work, 'repo-plural'))
+    const one = path.join(work, 'plural-src')
+    fs.mkdirSync(path.join(one, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(one, 'd/f'), 'x')
+    const b = await bfs(['backup', one], { repo: r })
+    expect(b.stdout).toMatch(/; 1 dir\n/)
+    const rs = await bfs(['restore', 'gen1:d/f', path.join(work, 'plural-out')], { repo: r })
+    expect(rs.stdout).toMatch(/: 1 entry, 1 B\n$/)
+    const v = await bfs(['verify', 'gen1'], { repo: r })
+    expect(v.stdout).toMatch(/\(1 unit, 1 frame, /)
+    fs.writeFileSync(path.join(one, 'd/f'), 'y')
+    const diff = await bfs(['verify', '--against', one, 'gen1'], { repo: r })
+    expect(diff.stdout).toMatch(/^1 difference between gen1/m)
   })
 })

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, sh, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, diffTree, sh, spawnBfs, tmpdir, newRepo } from './helpers.js'
 
 let work: string
 let src: string
@@ -41,7 +41,7 @@ const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
 
 describe('crash safety', () => {
   it('kill -9 at random moments never leaves a half generation; the next backup works and is incremental', async () => {
-    const repo = path.join(work, 'repo-kill')
+    const repo = await newRepo(path.join(work, 'repo-kill'))
     const t0 = performance.now()
     expect((await bfs(['backup', src], { repo })).code).toBe(0) // gen1
     // kill within the time a full backup takes on this machine, so most rounds die mid-way however fast it is
@@ -80,7 +80,7 @@ describe('crash safety', () => {
   })
 
   it('Ctrl-C (SIGINT) stops a backup with exit 130 and commits nothing', async () => {
-    const repo = path.join(work, 'repo-int')
+    const repo = await newRepo(path.join(work, 'repo-int'))
     expect((await bfs(['backup', src], { repo })).code).toBe(0)
     const p = spawnBfs(['backup', src, '--full'], repo)
     const exited = exitOf(p)
@@ -107,7 +107,7 @@ describe('crash safety', () => {
     fs.mkdirSync(mnt)
     expect((await sh(`mount -t tmpfs -o size=12m tmpfs '${mnt}'`)).code).toBe(0)
     try {
-      const repo = path.join(mnt, 'repo')
+      const repo = await newRepo(path.join(mnt, 'repo'))
       const small = path.join(work, 'small-src')
       fs.mkdirSync(small)
       fs.writeFileSync(path.join(small, 'a'), 'a small file\n')
@@ -127,7 +127,7 @@ describe('crash safety', () => {
 
 describe('corruption is reported, never returned as data', () => {
   it('a flipped byte in a chunk is found by verify, restore and cat', async () => {
-    const repo = path.join(work, 'repo-flip')
+    const repo = await newRepo(path.join(work, 'repo-flip'))
     const s = path.join(work, 'flip-src')
     fs.mkdirSync(s)
     fs.writeFileSync(path.join(s, 'text'), Array.from({ length: 200000 }, (_, i) => `row ${i}`).join('\n'))
@@ -153,7 +153,7 @@ describe('corruption is reported, never returned as data', () => {
   })
 
   it('a truncated unit file is reported by verify', async () => {
-    const repo = path.join(work, 'repo-trunc')
+    const repo = await newRepo(path.join(work, 'repo-trunc'))
     expect((await bfs(['backup', path.join(src, 'd1')], { repo })).code).toBe(0)
     const unit = path.join(repo, 'gens/00000001/unit-00000000')
     fs.truncateSync(unit, fs.statSync(unit).size - 10)

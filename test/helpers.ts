@@ -56,6 +56,17 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
   })
 }
 
+/** Makes a repository with `bfs init` (the only command that creates one) and returns its path. */
+export async function newRepo(dir: string, owner?: number): Promise<string> {
+  const r = await bfs(['init'], { repo: dir })
+  if (r.code !== 0) throw new Error(`bfs init ${dir}: ${r.stderr.trim()}`)
+  if (owner !== undefined) {
+    const c = await sh(`chown -R ${owner}:${owner} '${dir}'`)
+    if (c.code !== 0) throw new Error(`chown ${dir}: ${c.stderr.trim()}`)
+  }
+  return dir
+}
+
 export function sh(cmd: string, opts: { cwd?: string } = {}): Promise<Run> {
   return run('bash', ['-c', cmd], { cwd: opts.cwd })
 }

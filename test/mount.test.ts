@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { BFS, bfs, diffTree, makeTree, sh, statTree, tmpdir, newRepo } from './helpers.js'
 
 // Real FUSE mounts, each served by its own `bfs mount` process. These must run in CI (root, /dev/fuse):
 // there is no skip. Every mount is unmounted in teardown.
@@ -43,7 +43,7 @@ beforeAll(async () => {
   expect(fs.existsSync('/dev/fuse')).toBe(true)
   work = tmpdir('bfs-mount-')
   src = path.join(work, 'src')
-  repo = path.join(work, 'repo')
+  repo = await newRepo(path.join(work, 'repo'))
   await makeTree(src)
   fs.writeFileSync(path.join(src, 'a/b/needle.txt'), 'the quick brown fox\n')
   expect((await bfs(['backup', src, '--frame-blocks', '16'], { repo })).code).toBe(0)
@@ -164,7 +164,7 @@ if (fs.readSync(a, tail, 0, 10, size) !== 0) { console.error('read past the end'
   }
 
   it('serves random ranges across holes, frames, units and generations exactly; --no-native-read the same in JavaScript', async () => {
-    const r = path.join(work, 'repo-nr')
+    const r = await newRepo(path.join(work, 'repo-nr'))
     const s = path.join(work, 'nr-src')
     fs.mkdirSync(s)
     const f = path.join(s, 'big.bin')
@@ -218,7 +218,7 @@ if (fs.readSync(a, tail, 0, 10, size) !== 0) { console.error('read past the end'
   })
 
   it('keeps at most --open-units unit files open, closing the least recently used, and still reads everything exactly', async () => {
-    const r = path.join(work, 'repo-units')
+    const r = await newRepo(path.join(work, 'repo-units'))
     const s = path.join(work, 'units-src')
     fs.mkdirSync(s)
     let seed = 99
@@ -311,7 +311,7 @@ describe('lifecycle and failure', () => {
     fs.writeFileSync(path.join(s, 'public'), 'public\n')
     fs.writeFileSync(path.join(s, 'secret'), 'secret\n')
     fs.chmodSync(path.join(s, 'secret'), 0o600)
-    const r = path.join(base, 'repo')
+    const r = await newRepo(path.join(base, 'repo'))
     expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
     const asNobody = async (cmd: string) => await sh(`setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "${cmd}"`)
     try {
@@ -488,7 +488,7 @@ describe('lifecycle and failure', () => {
   })
 
   it('a corrupt frame fails that file with EIO, is logged, and the mount stays up', async () => {
-    const r = path.join(work, 'repo-bad')
+    const r = await newRepo(path.join(work, 'repo-bad'))
     const s = path.join(work, 'bad-src')
     fs.mkdirSync(s)
     fs.writeFileSync(path.join(s, 'big'), Array.from({ length: 300000 }, (_, i) => `line ${i}`).join('\n'))

@@ -3,7 +3,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError } from '../src/vfs/tree.js'
-import { bfs, makeTree, tmpdir } from './helpers.js'
+import { bfs, makeTree, tmpdir, newRepo } from './helpers.js'
 
 let work: string
 let src: string
@@ -11,7 +11,7 @@ let repo: string
 beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
-  repo = path.join(work, 'repo')
+  repo = await newRepo(path.join(work, 'repo'))
   await makeTree(src)
   // small frames and units so reads cross frame and unit boundaries
   expect((await bfs(['backup', src, '--unit-blocks', '128', '--frame-blocks', '8'], { repo })).code).toBe(0)

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, bfs, sh, tmpdir } from './helpers.js'
+import { BFS, bfs, sh, tmpdir, newRepo } from './helpers.js'
 
 // Volume backups of real ext4 images made with mkfs.ext4 -d (no root needed to build them);
 // the loop mount from the bfs mount needs root and loop devices, as in CI.
@@ -94,7 +94,7 @@ describe('volume backup of an ext4 image', () => {
   it('an incremental keeps long changed runs, zeroed blocks, punched holes and filled holes exact', async () => {
     // A synthetic sparse image (not ext4): data and holes placed so that the changes cross
     // read-ahead chunks (4 MiB) and units (--unit-blocks 256 = 1 MiB).
-    const repo = path.join(work, 'repo-edges')
+    const repo = await newRepo(path.join(work, 'repo-edges'))
     const f = path.join(work, 'edges.img')
     const MiB = 1 << 20
     await sh(`truncate -s 64M '${f}'`)
@@ -135,7 +135,7 @@ describe('volume backup of an ext4 image', () => {
   })
 
   it('mounts as one file of the full size with holes, which mount -o loop,ro shows as the filesystem was', async () => {
-    const r = path.join(work, 'repo-mount')
+    const r = await newRepo(path.join(work, 'repo-mount'))
     const clean = path.join(work, 'clean.img')
     expect((await sh(`truncate -s 128M '${clean}' && mkfs.ext4 -q -F -d '${tree}' '${clean}'`)).code).toBe(0)
     expect((await bfs(['backup', '--volume', clean], { repo: r })).code).toBe(0)
@@ -166,7 +166,7 @@ describe('volume backup of an ext4 image', () => {
   })
 
   it('auto mode: a mounted block-device filesystem with more files than the threshold is backed up as its device', async () => {
-    const r = path.join(work, 'repo-auto')
+    const r = await newRepo(path.join(work, 'repo-auto'))
     const dev = path.join(work, 'auto.img')
     expect((await sh(`truncate -s 64M '${dev}' && mkfs.ext4 -q -F -d '${tree}' '${dev}'`)).code).toBe(0)
     const mp = path.join(work, 'automnt')
@@ -195,13 +195,12 @@ describe('volume backup of an ext4 image', () => {
   })
 
   it('bad input: unreadable device, size changing during the backup, an image that shrinks', async () => {
-    const r = path.join(work, 'repo-bad')
+    const r = await newRepo(path.join(work, 'repo-bad'))
     const ro = path.join(work, 'private.img')
     fs.writeFileSync(ro, randomBytes(1 << 20))
     fs.chmodSync(ro, 0o600)
     fs.chmodSync(work, 0o755)
-    fs.mkdirSync(path.join(work, 'nobody-repo'))
-    await sh(`chown 65534 '${work}/nobody-repo'`)
+    await newRepo(path.join(work, 'nobody-repo'), 65534)
     const u = await sh(`BFS_REPO='${work}/nobody-repo' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup --volume '${ro}'; echo "exit=$?"`)
     expect(u.stderr).toMatch(/^bfs: cannot read .*private\.img: permission denied$/m)
     expect(u.stdout).toMatch(/exit=1/)
@@ -232,7 +231,7 @@ describe('volume backup of an ext4 image', () => {
 
 describe('groups', () => {
   it('back up only their files, each on its own chain; bad patterns and empty groups are refused', async () => {
-    const r = path.join(work, 'repo-groups')
+    const r = await newRepo(path.join(work, 'repo-groups'))
     const s = path.join(work, 'gsrc')
     for (const d of ['dir_A/sub', 'dir_B', 'dir_C', 'dir_D']) fs.mkdirSync(path.join(s, d), { recursive: true })
     for (const f of ['dir_A/a1', 'dir_A/sub/a2', 'dir_B/b1', 'dir_C/c1', 'dir_D/d1', 'dir_D/file_d', 'top']) fs.writeFileSync(path.join(s, f), f)

@@ -12,7 +12,7 @@ import { ObjectReader } from '../repo/reader.js'
 import { Repository } from '../repo/repository.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
-import { humanBytes, modeString, ProgressLine, writeOut } from './output.js'
+import { count, humanBytes, modeString, ProgressLine, writeOut } from './output.js'
 import type { Ctx } from './main.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
@@ -44,7 +44,7 @@ async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<
 export function registerCommands(program: Command, ctx: Ctx): void {
   program
     .command('init')
-    .description('create an empty repository (a backup creates one too if the directory is absent)')
+    .description('create an empty repository (the only command that creates one)')
     .action(() => {
       const repo = Repository.init(ctx.repoDir())
       process.stdout.write(`initialized bfs repository ${repo.dir}\n`)
@@ -70,7 +70,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      const repo = Repository.openOrInit(ctx.repoDir())
+      const repo = ctx.openRepo()
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
@@ -90,7 +90,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),
-            progress: (p) => line.update(`${p.entries} entries, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
+            progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
           },
         }),
       ).finally(() => line.clear())
@@ -101,7 +101,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
         process.stdout.write(
           modeLine +
           `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +
-            `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${s.dirs} dirs\n` +
+            `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs, 'dir')}\n` +
             `  read ${humanBytes(s.bytesRead)} of ${humanBytes(s.logicalBytes)}, stored ${humanBytes(s.storedBytes)} data + ${humanBytes(s.metaBytes)} metadata` +
             (s.bytesRead ? `, ratio ${(s.bytesRead / Math.max(1, s.storedBytes)).toFixed(2)}` : '') +
             `, ${s.seconds.toFixed(2)} s\n`,
@@ -142,7 +142,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--include <pattern>', 'files to include (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--exclude <pattern>', 'files to leave out even if included (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action((name: string, o) => {
-      const g = addGroup(Repository.openOrInit(ctx.repoDir()), name, o.include, o.exclude)
+      const g = addGroup(ctx.openRepo(), name, o.include, o.exclude)
       process.stdout.write(showGroup(g))
     })
   group
@@ -158,7 +158,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .action((name: string) => {
       const repo = ctx.openRepo()
       process.stdout.write(showGroup(readGroup(repo, name)))
-      for (const m of repo.generations(name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${m.stats.files} files\n`)
+      for (const m of repo.generations(name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${count(m.stats.files, 'file')}\n`)
     })
   group
     .command('rm')
@@ -246,9 +246,9 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
       const line = new ProgressLine()
       const res = await withSignals((signal) =>
-        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${x.files} files, ${humanBytes(x.bytes)}`) } }),
+        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
       ).finally(() => line.clear())
-      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${res.entries} entries, ${humanBytes(res.bytes)}${res.errors.length ? `, ${res.errors.length} errors` : ''}\n`)
+      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}\n`)
       if (res.errors.length) ctx.exitCode = EXIT.ERROR
     })
 
@@ -263,14 +263,14 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (o.against) {
         const man = repo.resolve(gen ?? 'latest')
         const diffs = verifyAgainst(repo, man, o.against, (line) => process.stdout.write(line + '\n'))
-        process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${diffs} differences between gen${man.id} and ${path.resolve(o.against)}\n`)
+        process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
         return
       }
       const mans: Manifest[] = o.all ? repo.generations() : [repo.resolve(gen ?? 'latest')]
       if (mans.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
       const res = await verifyGenerations(repo, mans, (line) => process.stdout.write(line + '\n'))
-      process.stdout.write(res.problems === 0 ? `ok: ${mans.map((m) => `gen${m.id}`).join(', ')} verified (${res.units} units, ${res.frames} frames, ${humanBytes(res.rawBytes)})\n` : `${res.problems} problems found\n`)
+      process.stdout.write(res.problems === 0 ? `ok: ${mans.map((m) => `gen${m.id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
     })
 }

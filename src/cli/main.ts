@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
@@ -17,6 +18,29 @@ Exit status:
 
 Repository: --repo DIR, else $BFS_REPO, else /var/lib/bfs (root) or $XDG_DATA_HOME/bfs.
 Generations: genN, N, latest, latest~K.`
+
+/** The version in package.json (two levels above dist/cli/ and src/cli/ alike). */
+export function version(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+/**
+ * Repository locations bfs cannot use: remote URLs as restic, Borg and rclone spell them
+ * (sftp:host:/path, s3:…, rest:…, user@host:path, ssh://…). Without this check such a
+ * string would quietly become a local directory of that name.
+ */
+const REMOTE_REPO = /^(?:(?:sftp|s3|rest|b2|azure|gs|swift|rclone|ssh|http|https|ftp|smb|webdav)(?::|\+)|[^/\s:]+@[^/\s:]+:)/i
+
+/** The repository directory the options and environment name, checked for remote locations. */
+export function checkRepoDir(dir: string): string {
+  if (REMOTE_REPO.test(dir)) throw new BfsError('USAGE', `remote repositories are not supported ('${dir}'): give a local directory`)
+  if (dir === '') throw new BfsError('USAGE', 'the repository path is empty (--repo or BFS_REPO)')
+  return dir
+}
 
 export interface Ctx {
   repoDir(): string
@@ -39,12 +63,19 @@ export async function main(argv: string[]): Promise<void> {
     .name('bfs')
     .description('Backup filesystem: generations of block maps and zstd chunks, mountable read-only.')
     .addOption(new Option('--repo <dir>', 'repository directory').env('BFS_REPO'))
-    .showHelpAfterError('(run bfs --help for usage)')
+    .version(`bfs ${version()}`, '--version', 'print the version of bfs')
     .addHelpText('after', EXIT_HELP)
+    // Operands a command does not take are an error, never silently dropped (`bfs backup
+    // /etc /home` backed up /etc alone). Set before the commands are made: they inherit it.
+    .allowExcessArguments(false)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // Usage errors read like every other error: one line starting with `bfs: `.
+      outputError: (s, write) => write(`bfs: ${s.trim().replace(/^error: /, '')} (see 'bfs ${helpPath(program, argv)}--help')\n`),
+    })
   const ctx: Ctx = {
-    repoDir: () => (program.opts().repo as string | undefined) ?? defaultRepoDir(),
+    repoDir: () => checkRepoDir((program.opts().repo as string | undefined) ?? defaultRepoDir()),
     openRepo: () => Repository.open(ctx.repoDir()),
     exitCode: 0,
   }
@@ -52,6 +83,12 @@ export async function main(argv: string[]): Promise<void> {
   const sub = subcommand(argv.slice(2))
   if (sub !== 'mount' && sub !== 'umount' && sub !== 'unmount') (await import('./commands.js')).registerCommands(program, ctx)
   ;(await import('./mount.js')).registerMount(program, ctx)
+  program
+    .command('version')
+    .description('print the version of bfs')
+    .action(() => {
+      process.stdout.write(`bfs ${version()}\n`)
+    })
   for (const c of program.commands) c.exitOverride()
   try {
     await program.parseAsync(argv)
@@ -59,6 +96,12 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     process.exitCode = report(err)
   }
+}
+
+/** `COMMAND ` when the command line names one of the program's commands (for the hint after a usage error), else ''. */
+function helpPath(program: Command, argv: string[]): string {
+  const sub = subcommand(argv.slice(2))
+  return sub && program.commands.some((c) => c.name() === sub || c.aliases().includes(sub)) ? `${sub} ` : ''
 }
 
 /** The first word that is not a global option (or its value), if any. */

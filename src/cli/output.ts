@@ -1,4 +1,10 @@
 /** Formatting helpers for the CLI; the core never prints. */
+
+/** `1 file`, `2 files`, `1 entry`, `3 entries` (`many` when the plural is not `one` + s). */
+export function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`
+}
+
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let i = 0

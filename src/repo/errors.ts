@@ -19,9 +19,10 @@ export const EXIT = {
   INTERNAL: 70,
 } as const
 
-export type RepoErrorCode = 'NOT_A_REPO' | 'CORRUPT' | 'LOCKED' | 'NO_SUCH_GEN' | 'BAD_INPUT' | 'EXISTS' | 'IO' | 'INTERRUPTED'
+export type RepoErrorCode = 'USAGE' | 'NOT_A_REPO' | 'CORRUPT' | 'LOCKED' | 'NO_SUCH_GEN' | 'BAD_INPUT' | 'EXISTS' | 'IO' | 'INTERRUPTED'
 
 const EXIT_FOR: Record<RepoErrorCode, number> = {
+  USAGE: EXIT.USAGE,
   NOT_A_REPO: EXIT.BAD_REPO,
   CORRUPT: EXIT.BAD_REPO,
   LOCKED: EXIT.LOCKED,

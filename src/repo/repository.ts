@@ -98,13 +98,6 @@ export class Repository {
     return new Repository(abs, store, config)
   }
 
-  /** Opens `dir`, creating the repository first if the directory does not exist (first backup). */
-  static openOrInit(dir: string): Repository {
-    const abs = path.resolve(dir)
-    if (!fs.existsSync(abs) || (fs.statSync(abs).isDirectory() && fs.readdirSync(abs).length === 0)) return Repository.init(abs)
-    return Repository.open(abs)
-  }
-
   /** Ids of committed generations, ascending. */
   generationIds(): number[] {
     const ids: number[] = []
