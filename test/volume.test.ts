@@ -45,7 +45,7 @@ afterAll(async () => {
 
 describe('volume backup of an ext4 image', () => {
   it('stores used blocks only, skips an unchanged image, stores only changed blocks, and restores byte for byte', async () => {
-    const repo = path.join(work, 'repo')
+    const repo = await newRepo(path.join(work, 'repo'))
     const full = JSON.parse((await bfs(['backup', '--volume', img, '--json'], { repo })).stdout)
     expect(full.kind).toBe('volume')
     expect(full.stats.logicalBytes).toBe(128 << 20)
