@@ -7,7 +7,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build native test demo bench bench-quick install clean
+.PHONY: all deps build native test test-load demo bench bench-quick install clean
 
 all: build
 
@@ -35,6 +35,10 @@ build: deps native
 
 test: build
 	./node_modules/.bin/vitest run
+
+# The suite while stress-ng keeps every core busy: tests must not need an idle machine.
+test-load: build
+	bash scripts/test-load.sh
 
 demo: build
 	bash scripts/demo.sh
