@@ -10,6 +10,7 @@ import { Vfs } from '../vfs/tree.js'
 import { MountBusyError, parseMountinfo, serveFuse } from '../fuse/adapter.js'
 import { detach } from '../native/index.js'
 import type { Ctx } from './main.js'
+import { resolveGen } from './output.js'
 
 /** Parses 64M, 1G, 512K or plain bytes. */
 export function parseSize(v: string): number {
@@ -125,9 +126,10 @@ export function registerMount(program: Command, ctx: Ctx): void {
     .option('--debug', 'FUSE debug output (foreground)')
     .action(async (a: string, b: string | undefined, o) => {
       const repo = ctx.openRepo()
-      const genRef = b === undefined ? null : a
       const mnt = canonical(b ?? a)
-      const man = genRef === null ? null : repo.resolve(genRef)
+      const man = b === undefined ? null : resolveGen(repo, a)
+      // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
+      const genRef = man ? `gen${man.id}` : null
       if (!o.foreground) {
         checkMountpoint(mnt, repo.dir)
         const log = logFile(mnt, o.log)

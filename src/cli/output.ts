@@ -1,3 +1,6 @@
+import type { Manifest } from '../format/manifest.js'
+import type { Repository } from '../repo/repository.js'
+
 /** Formatting helpers for the CLI; the core never prints. */
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
@@ -41,4 +44,11 @@ export class ProgressLine {
 /** Writes raw bytes (names may not be UTF-8) to stdout. */
 export function writeOut(parts: Array<string | Buffer>): void {
   process.stdout.write(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p))))
+}
+
+/** Resolves a generation name for a command, printing on stderr what the user should know (a damaged generation passed over). */
+export function resolveGen(repo: Repository, ref: string): Manifest {
+  const r = repo.resolveRef(ref)
+  for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  return r.manifest
 }

@@ -19,7 +19,7 @@ export const EXIT = {
   INTERNAL: 70,
 } as const
 
-export type RepoErrorCode = 'NOT_A_REPO' | 'CORRUPT' | 'LOCKED' | 'NO_SUCH_GEN' | 'BAD_INPUT' | 'EXISTS' | 'IO' | 'INTERRUPTED'
+export type RepoErrorCode = 'NOT_A_REPO' | 'CORRUPT' | 'LOCKED' | 'NO_SUCH_GEN' | 'BAD_INPUT' | 'USAGE' | 'EXISTS' | 'IO' | 'INTERRUPTED'
 
 const EXIT_FOR: Record<RepoErrorCode, number> = {
   NOT_A_REPO: EXIT.BAD_REPO,
@@ -27,6 +27,8 @@ const EXIT_FOR: Record<RepoErrorCode, number> = {
   LOCKED: EXIT.LOCKED,
   NO_SUCH_GEN: EXIT.ERROR,
   BAD_INPUT: EXIT.ERROR,
+  /** A malformed argument found after parsing (e.g. a generation name): as commander's own usage errors. */
+  USAGE: EXIT.USAGE,
   EXISTS: EXIT.ERROR,
   IO: EXIT.ERROR,
   INTERRUPTED: EXIT.INTERRUPTED,

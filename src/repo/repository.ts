@@ -21,7 +21,12 @@ export const keys = {
   catalog: (id: number) => `gens/${String(id).padStart(8, '0')}/catalog`,
   maps: (id: number) => `gens/${String(id).padStart(8, '0')}/maps`,
   hashes: (id: number) => `gens/${String(id).padStart(8, '0')}/hashes`,
+  /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
+  marker: (id: number) => `gens/${String(id).padStart(8, '0')}/${MARKER}`,
 }
+
+/** Name of the in-progress marker file inside gens/N. */
+export const MARKER = 'in-progress'
 
 /** Default repository: $BFS_REPO, else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs. */
 export function defaultRepoDir(env = process.env): string {
@@ -40,7 +45,40 @@ export function fileRef(file: Buffer): FileRef {
   return { bytes: file.length, sha256: createHash('sha256').update(file).digest('hex') }
 }
 
-const MANIFEST_RE = /^gen-(\d{8})$/
+const MANIFEST_RE = /^gen-(\d{8,})$/
+const GEN_DIR_RE = /^\d{8,}$/
+
+/**
+ * A generation that cannot be read: its manifest fails to read, decode or check, or it is
+ * missing while the generation's data (gens/N) is there. Only that generation is affected.
+ */
+export interface DamagedGeneration {
+  id: number
+  kind: 'bad-manifest' | 'missing-manifest'
+  /** One line: what is wrong, with the file's path. */
+  problem: string
+}
+
+export interface Resolved {
+  manifest: Manifest
+  /** What the user should be told on stderr (which generation `latest` was, damaged ones skipped). */
+  notes: string[]
+}
+
+export interface ResolveOptions {
+  /** Count only this group's chain (null: generations of no group). */
+  group?: string | null
+}
+
+/** Parses genN, N, latest, latest~K; anything else is a usage error. */
+export function parseGenRef(ref: string): { id: number } | { back: number } {
+  const m = /^(?:gen)?(\d+)$/.exec(ref)
+  if (m && Number.isSafeInteger(Number(m[1]))) return { id: Number(m[1]) }
+  const l = /^latest(?:~(\d+))?$/.exec(ref)
+  if (l && Number.isSafeInteger(Number(l[1] ?? 0))) return { back: Number(l[1] ?? 0) }
+  throw new BfsError('USAGE', `'${ref}' is not a generation (use genN, N, latest or latest~K)`)
+}
+
 
 /**
  * An open repository. Readers need no lock: they only ever see committed generations
@@ -51,6 +89,8 @@ export class Repository {
   private catalogCache = new Map<number, Entry[]>()
   private mapsCache = new Map<number, MapObject[]>()
   private hashesCache = new Map<number, Buffer>()
+  /** Manifests that failed to read: a damaged generation stays damaged for this process. */
+  private manifestErrors = new Map<number, BfsError>()
 
   private constructor(
     readonly dir: string,
@@ -105,7 +145,7 @@ export class Repository {
     return Repository.open(abs)
   }
 
-  /** Ids of committed generations, ascending. */
+  /** Ids of committed generations (a manifest file exists, readable or not), ascending. */
   generationIds(): number[] {
     const ids: number[] = []
     for (const k of this.store.list(keys.manifests)) {
@@ -115,40 +155,131 @@ export class Repository {
     return ids.sort((a, b) => a - b)
   }
 
+  /** Ids of the generation directories gens/N, committed or not, ascending. */
+  genDirIds(): number[] {
+    const ids: number[] = []
+    for (const k of this.store.list('gens')) {
+      const n = path.basename(k)
+      if (GEN_DIR_RE.test(n)) ids.push(Number(n))
+    }
+    return ids.sort((a, b) => a - b)
+  }
+
+  /** The id the next generation gets: above every manifest and every gens/N, so it never meets an orphan. */
+  nextGenerationId(): number {
+    return Math.max(0, ...this.generationIds(), ...this.genDirIds()) + 1
+  }
+
+  /**
+   * What a gens/N without a manifest is. 'unfinished': a writer's generation in progress,
+   * or what a crashed one left (recovery removes it): it carries the in-progress marker,
+   * holds nothing but temporary files, or (written before the marker existed) lies above
+   * every committed id and has no catalog, so no committed generation can refer into it
+   * and it cannot be a committed one that lost its manifest. 'orphan': anything else,
+   * most likely a committed generation whose manifest was lost: left alone, reported.
+   */
+  uncommittedState(id: number, newestCommitted = Math.max(0, ...this.generationIds())): 'unfinished' | 'orphan' {
+    const names = this.store.list(keys.genDir(id)).map((k) => path.basename(k))
+    if (names.includes(MARKER)) return 'unfinished'
+    if (names.every((n) => n.includes('.tmp-'))) return 'unfinished'
+    if (id > newestCommitted && !names.includes('catalog')) return 'unfinished'
+    return 'orphan'
+  }
+
+  /** The manifest of gen `id`, or the error that makes it damaged (for a committed id). */
+  private tryManifest(id: number): Manifest | BfsError {
+    const bad = this.manifestErrors.get(id)
+    if (bad) return bad
+    try {
+      return this.manifest(id)
+    } catch (err) {
+      if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+      this.manifestErrors.set(id, err)
+      return err
+    }
+  }
+
   manifest(id: number): Manifest {
     let m = this.manifestCache.get(id)
     if (m) return m
+    const bad = this.manifestErrors.get(id)
+    if (bad) throw bad
     m = this.readMeta('manifest', keys.manifest(id), (p, what) => decodeManifest(p, what))
     if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.path(keys.manifest(id))}: manifest names generation ${m.id}`)
     this.manifestCache.set(id, m)
     return m
   }
 
+  /** Readable generations, ascending (damaged ones are left out: see damagedGenerations). */
   generations(group?: string | null): Manifest[] {
-    const all = this.generationIds().map((id) => this.manifest(id))
+    const all: Manifest[] = []
+    for (const id of this.generationIds()) {
+      const m = this.tryManifest(id)
+      if (!(m instanceof BfsError)) all.push(m)
+    }
     return group === undefined ? all : all.filter((m) => m.group === group)
   }
 
   /**
-   * Resolves `gen3`, `3`, `latest`, `latest~1` to a manifest. With a group, `latest`
-   * counts only that group's chain.
+   * Generations that cannot be read, ascending: a manifest that fails to read, decode or
+   * check, and a gens/N that lost its manifest (an orphan; see uncommittedState).
    */
+  damagedGenerations(): DamagedGeneration[] {
+    const ids = this.generationIds()
+    const out: DamagedGeneration[] = []
+    for (const id of ids) {
+      const m = this.tryManifest(id)
+      if (m instanceof BfsError) out.push({ id, kind: 'bad-manifest', problem: m.message })
+    }
+    const committed = new Set(ids)
+    const newest = Math.max(0, ...ids)
+    for (const id of this.genDirIds()) {
+      if (committed.has(id) || this.uncommittedState(id, newest) !== 'orphan') continue
+      // committed since the manifests were listed (a writer unmarks gens/N only after its commit)
+      if (this.store.exists(keys.manifest(id))) continue
+      out.push({ id, kind: 'missing-manifest', problem: `${this.store.path(keys.manifest(id))} is missing, but ${this.store.path(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
+    }
+    return out.sort((a, b) => a.id - b.id)
+  }
+
+  /** Ids a new generation may refer into: those whose manifest reads. */
+  readableIds(): Set<number> {
+    return new Set(this.generations().map((m) => m.id))
+  }
+
+  /** Resolves `gen3`, `3`, `latest`, `latest~1` to a manifest (see resolveRef). */
   resolve(ref: string, group?: string | null): Manifest {
-    const gens = this.generations(group)
-    const m = /^(?:gen)?(\d+)$/.exec(ref)
-    if (m) {
-      const id = Number(m[1])
-      if (!this.generationIds().includes(id)) throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
-      return this.manifest(id)
+    return this.resolveRef(ref, { group }).manifest
+  }
+
+  /**
+   * Resolves `gen3`, `3`, `latest`, `latest~1`. `latest` counts readable generations only,
+   * within opts.group's chain (a note says when a newer damaged one was passed over). A
+   * damaged generation named explicitly is a CORRUPT error; a malformed name a usage error.
+   */
+  resolveRef(ref: string, opts: ResolveOptions = {}): Resolved {
+    const parsed = parseGenRef(ref)
+    if ('id' in parsed) {
+      const id = parsed.id
+      if (this.generationIds().includes(id)) {
+        const m = this.tryManifest(id)
+        if (m instanceof BfsError) throw new BfsError('CORRUPT', `gen${id} is damaged: ${m.message}`)
+        return { manifest: m, notes: [] }
+      }
+      const orphan = this.damagedGenerations().find((d) => d.id === id)
+      if (orphan) throw new BfsError('CORRUPT', `gen${id} is damaged: ${orphan.problem}`)
+      throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
     }
-    const l = /^latest(?:~(\d+))?$/.exec(ref)
-    if (l) {
-      const back = l[1] ? Number(l[1]) : 0
-      const g = gens[gens.length - 1 - back]
-      if (!g) throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations in ${this.dir} yet` : `${ref}: there are only ${gens.length} generations`)
-      return g
+    const back = parsed.back
+    const gens = this.generations(opts.group)
+    const g = gens[gens.length - 1 - back]
+    if (!g) throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations in ${this.dir} yet` : `${ref}: there ${gens.length === 1 ? 'is only 1 generation' : `are only ${gens.length} generations`}`)
+    const notes: string[] = []
+    const skipped = this.damagedGenerations().filter((d) => d.id > g.id)
+    if (skipped.length) {
+      notes.push(`warning: ${ref} is gen${g.id}; ${skipped.map((d) => `gen${d.id}`).join(', ')} ${skipped.length > 1 ? 'are' : 'is'} damaged and ${skipped.length > 1 ? 'were' : 'was'} not considered (see bfs verify --all)`)
     }
-    throw new BfsError('BAD_INPUT', `'${ref}' is not a generation (use genN, N, latest or latest~K)`)
+    return { manifest: g, notes }
   }
 
   catalog(id: number): Entry[] {
