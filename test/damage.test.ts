@@ -2,9 +2,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, diffTree, makeTree, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
+import { encodeEnvelope } from '../src/format/envelope.js'
 
-// Damage stays local (issue 11, items 4, 5, 6): one bad manifest, group file or unit
-// trailer takes down only what depends on it; recovery removes only what a crashed writer
+// Damage stays local (issue 11, items 4, 5, 6): one bad manifest, config, group file or
+// unit trailer takes down only what depends on it; recovery removes only what a crashed writer
 // can have left. Real files, the real CLI.
 
 let work: string
@@ -243,6 +244,66 @@ describe('recovery removes only what a crashed writer can have left (item 4)', (
     expect(b.json.id).toBe(2)
     expect(fs.readdirSync(genDir(repo, 2))).not.toContain('in-progress')
     expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
+  })
+})
+
+describe('a damaged config does not take the repository down', () => {
+  it('falls back to config-copy with a warning; verify reports it and says how to repair', async () => {
+    const { repo, src, src1 } = await threeGenerations('config')
+    expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(fs.readFileSync(path.join(repo, 'config')))).toBe(true)
+    flip(path.join(repo, 'config'), 70)
+    const g = await bfs(['generations'], { repo })
+    expect(g.code).toBe(0)
+    expect(g.stderr).toBe(`bfs: warning: ${repo}/config: checksum mismatch (file is corrupt); using its copy ${repo}/config-copy (repair: cp ${repo}/config-copy ${repo}/config)\n`)
+    const dest = path.join(work, 'config-out')
+    const r = await bfs(['restore', 'gen1', dest], { repo })
+    expect(r.code).toBe(0)
+    expect(await diffTree(src1, dest)).toBe('')
+    const v = await bfs(['verify', 'gen3'], { repo })
+    expect(v.stdout).toMatch(/^FAIL .*\/config: checksum mismatch .*repair: cp .*config-copy .*\/config\)$/m)
+    expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
+    expect(v.code).toBe(4)
+    fs.writeFileSync(path.join(src, 'new.txt'), 'new\n')
+    const b = await bfs(['backup', src], { repo })
+    expect(b.code).toBe(0)
+    // repaired as verify says: all is well again
+    expect((await sh(`cp '${repo}/config-copy' '${repo}/config'`)).code).toBe(0)
+    const ok = await bfs(['verify', '--all'], { repo })
+    expect(ok.stderr).toBe('')
+    expect(ok.code).toBe(0)
+  })
+
+  it('with no intact copy (a repository from before copies, or both damaged) infers the settings, sha256-64 too', async () => {
+    const dir = path.join(work, 'infer')
+    const src = path.join(dir, 'src')
+    const repo = path.join(dir, 'repo')
+    await makeTree(src)
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    // a repository whose block hash is sha256-64, made before config-copy existed
+    const cfg = { format: 1, repoId: '0123456789abcdef0123456789abcdef', created: '2026-01-01T00:00:00.000Z', blockBytes: 4096, hashAlg: 'sha256-64', compression: 'zstd' }
+    const file = encodeEnvelope('config', 0, JSON.stringify(cfg).length, Buffer.from(JSON.stringify(cfg)))
+    fs.writeFileSync(path.join(repo, 'config'), file)
+    fs.rmSync(path.join(repo, 'config-copy'))
+    expect((await bfs(['generations'], { repo })).stderr).toBe('') // an old repository reads as before
+    await backup(src, repo)
+    // its first writer added the copy
+    expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(file)).toBe(true)
+    fs.rmSync(path.join(repo, 'config-copy'))
+    flip(path.join(repo, 'config'), 80)
+    const v = await bfs(['verify', 'gen1'], { repo })
+    expect(v.stderr).toMatch(/^bfs: warning: .*\/config: checksum mismatch .*there is no copy of it .*hashAlg sha256-64, checked against gen1's data/)
+    // only the config is reported: the data checks out with the inferred hash
+    expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
+    expect(v.stdout).not.toMatch(/frame/)
+    expect(v.code).toBe(4)
+    // both damaged: the same
+    fs.writeFileSync(path.join(repo, 'config-copy'), fs.readFileSync(path.join(repo, 'config')))
+    const v2 = await bfs(['verify', 'gen1'], { repo })
+    expect(v2.stdout).not.toMatch(/frame/)
+    expect(v2.stderr).toMatch(/hashAlg sha256-64/)
+    const dest = path.join(dir, 'out')
+    expect((await bfs(['restore', 'gen1', dest], { repo })).code).toBe(0)
+    expect(await diffTree(src, dest)).toBe('')
   })
 })
 

@@ -12,7 +12,7 @@ import { ObjectReader } from '../repo/reader.js'
 import { parseGenRef, Repository } from '../repo/repository.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
-import { humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
+import { humanBytes, modeString, ProgressLine, repoWarning, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
@@ -70,7 +70,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      const repo = Repository.openOrInit(ctx.repoDir())
+      const repo = Repository.openOrInit(ctx.repoDir(), repoWarning)
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
@@ -151,7 +151,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--include <pattern>', 'files to include (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--exclude <pattern>', 'files to leave out even if included (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action((name: string, o) => {
-      const g = addGroup(Repository.openOrInit(ctx.repoDir()), name, o.include, o.exclude)
+      const g = addGroup(Repository.openOrInit(ctx.repoDir(), repoWarning), name, o.include, o.exclude)
       process.stdout.write(showGroup(g))
     })
   group

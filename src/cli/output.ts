@@ -46,6 +46,11 @@ export function writeOut(parts: Array<string | Buffer>): void {
   process.stdout.write(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p))))
 }
 
+/** A repository's warning at open (a damaged config and what is used instead), on stderr. */
+export function repoWarning(message: string): void {
+  process.stderr.write(`bfs: warning: ${message}\n`)
+}
+
 /** Resolves a generation name for a command, printing on stderr what the user should know (a damaged generation passed over). */
 export function resolveGen(repo: Repository, ref: string): Manifest {
   const r = repo.resolveRef(ref)

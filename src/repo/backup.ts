@@ -4,7 +4,8 @@ import path from 'node:path'
 import * as native from '../native/index.js'
 import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, encodeCatalog, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
 import { encodeMaps, type Extent, type MapObject } from '../format/maps.js'
-import type { GenStats, Manifest } from '../format/manifest.js'
+import { decodeConfig, type GenStats, type Manifest } from '../format/manifest.js'
+import { decodeEnvelope } from '../format/envelope.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import { envelopeFor, fileRef, keys, Repository } from './repository.js'
 import { WriterLock } from './lock.js'
@@ -142,6 +143,20 @@ export function recoverRepository(repo: Repository): void {
   for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
 }
 
+/** A repository made before config-copy existed gets one from its (sound) config. Call under the writer lock. */
+function ensureConfigCopy(repo: Repository): void {
+  const st = repo.checkConfig()
+  if (st.from !== 'config' || !st.copyMissing) return
+  const file = repo.store.readAll(keys.config)
+  // the bytes just read are the copy: they must still decode to the settings in use
+  try {
+    if (JSON.stringify(decodeConfig(decodeEnvelope('config', file, keys.config).stored, keys.config)) !== JSON.stringify(repo.config)) return
+  } catch {
+    return
+  }
+  repo.store.putSync(keys.configCopy, [file])
+}
+
 /**
  * Creates gens/N for the generation being written, marked in progress: the marker is
  * durable (and gens/N with it) before any unit is written, so a gens/N that holds data but
@@ -259,6 +274,7 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
   let committed = false
   try {
     recoverRepository(repo)
+    ensureConfigCopy(repo)
     genId = repo.nextGenerationId()
     startGenDir(repo, genId, spec.source)
     const prev = spec.choosePrev(repo)

@@ -9,11 +9,15 @@ import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
-import { DEFAULT_HASH_ALG } from '../codec/hash.js'
+import { BLOCK_BYTES, DEFAULT_HASH_ALG, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
+import { FrameDecompressor } from '../codec/zstd.js'
 import { BfsError } from './errors.js'
+import { UnitFile } from './unitfile.js'
 
 export const keys = {
   config: 'config',
+  /** A second, immutable copy of config (written by init, or by the first writer of an older repository). */
+  configCopy: 'config-copy',
   manifests: 'manifests',
   manifest: (id: number) => `manifests/gen-${String(id).padStart(8, '0')}`,
   genDir: (id: number) => `gens/${String(id).padStart(8, '0')}`,
@@ -59,15 +63,15 @@ export interface DamagedGeneration {
   problem: string
 }
 
+export interface ResolveOptions {
+  /** Count only this group's chain (null: generations of no group). */
+  group?: string | null
+}
+
 export interface Resolved {
   manifest: Manifest
   /** What the user should be told on stderr (which generation `latest` was, damaged ones skipped). */
   notes: string[]
-}
-
-export interface ResolveOptions {
-  /** Count only this group's chain (null: generations of no group). */
-  group?: string | null
 }
 
 /** Parses genN, N, latest, latest~K; anything else is a usage error. */
@@ -79,6 +83,17 @@ export function parseGenRef(ref: string): { id: number } | { back: number } {
   throw new BfsError('USAGE', `'${ref}' is not a generation (use genN, N, latest or latest~K)`)
 }
 
+/** Where the repository's settings came from when it was opened. */
+export interface ConfigState {
+  /** 'config': the file itself; 'copy': config-copy, config being damaged; 'inferred': neither was readable. */
+  from: 'config' | 'copy' | 'inferred'
+  /** What is wrong with config (and its copy) and how to repair it; null when config is sound. */
+  problem: string | null
+  /** config-copy is absent (a repository made before it existed): the next writer adds it. */
+  copyMissing: boolean
+  /** config-copy is present but damaged (config being sound). */
+  copyProblem: string | null
+}
 
 /**
  * An open repository. Readers need no lock: they only ever see committed generations
@@ -96,6 +111,7 @@ export class Repository {
     readonly dir: string,
     readonly store: DiskStore,
     readonly config: RepoConfig,
+    readonly configState: ConfigState = { from: 'config', problem: null, copyMissing: false, copyProblem: null },
   ) {}
 
   /** Creates an empty repository in `dir` (which may exist if empty). */
@@ -118,31 +134,65 @@ export class Repository {
       hashAlg: DEFAULT_HASH_ALG,
       compression: 'zstd',
     }
-    // config is written last: a directory without it is not a repository yet.
-    store.putSync(keys.config, [envelopeFor('config', Buffer.from(JSON.stringify(config)), false)])
+    // The copy first, config last: a directory without config is not a repository yet.
+    const file = envelopeFor('config', Buffer.from(JSON.stringify(config)), false)
+    store.putSync(keys.configCopy, [file])
+    store.putSync(keys.config, [file])
     return new Repository(abs, store, config)
   }
 
-  static open(dir: string): Repository {
+  /**
+   * Opens a repository. A damaged config does not take it down: its copy (config-copy) is
+   * used, else the settings are inferred (see inferConfig); `warn` hears about it once.
+   */
+  static open(dir: string, warn?: (message: string) => void): Repository {
     const abs = path.resolve(dir)
     const store = new DiskStore(abs)
-    let raw: Buffer
-    try {
-      raw = store.readAll(keys.config)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
-      throw new BfsError('IO', `cannot read ${store.path(keys.config)}: ${(err as Error).message}`)
+    const main = readConfigFile(store, keys.config)
+    if (main.config) {
+      const state: ConfigState = { from: 'config', problem: null, copyMissing: false, copyProblem: null }
+      // the copy is checked lazily (verify, and the next writer), not on every open
+      return new Repository(abs, store, main.config, state)
     }
-    const config = wrapFormat(() => decodeConfig(decodeEnvelope('config', raw, store.path(keys.config)).stored, store.path(keys.config)))
-    return new Repository(abs, store, config)
+    const copy = readConfigFile(store, keys.configCopy)
+    if (main.missing && copy.missing) throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
+    const cfgPath = store.path(keys.config)
+    const copyPath = store.path(keys.configCopy)
+    const what = main.missing ? `${cfgPath} is missing` : `${main.problem}`
+    if (copy.config) {
+      const problem = `${what}; using its copy ${copyPath} (repair: cp ${copyPath} ${cfgPath})`
+      warn?.(problem)
+      return new Repository(abs, store, copy.config, { from: 'copy', problem, copyMissing: false, copyProblem: null })
+    }
+    const inferred = inferConfig(store)
+    const problem = `${what}, and ${copy.missing ? 'there is no copy of it (config-copy: a repository made before copies were kept)' : copy.problem}; using settings inferred from the data (hashAlg ${inferred.config.hashAlg}${inferred.from ? `, checked against ${inferred.from}` : ': no data to infer it from, the default'}). Repair: put back config from a backup of this repository; until then bfs reads and writes it with these settings`
+    warn?.(problem)
+    return new Repository(abs, store, inferred.config, { from: 'inferred', problem, copyMissing: copy.missing, copyProblem: null })
   }
 
   /** Opens `dir`, creating the repository first if the directory does not exist (first backup). */
-  static openOrInit(dir: string): Repository {
+  static openOrInit(dir: string, warn?: (message: string) => void): Repository {
     const abs = path.resolve(dir)
     if (!fs.existsSync(abs) || (fs.statSync(abs).isDirectory() && fs.readdirSync(abs).length === 0)) return Repository.init(abs)
-    return Repository.open(abs)
+    return Repository.open(abs, warn)
+  }
+
+  /** A repository over `store` with given settings, for reading manifests before the settings are known. */
+  static probe(store: DiskStore, config: RepoConfig): Repository {
+    return new Repository(store.root, store, config)
+  }
+
+  /** The state of config and config-copy, the copy read now (for verify and writers). */
+  checkConfig(): ConfigState {
+    const st = { ...this.configState }
+    if (st.from !== 'config') return st
+    const copy = readConfigFile(this.store, keys.configCopy)
+    st.copyMissing = copy.missing
+    st.copyProblem = copy.problem ?? null
+    if (copy.config && JSON.stringify(copy.config) !== JSON.stringify(this.config)) {
+      st.copyProblem = `${this.store.path(keys.configCopy)} differs from ${this.store.path(keys.config)}`
+    }
+    return st
   }
 
   /** Ids of committed generations (a manifest file exists, readable or not), ascending. */
@@ -355,6 +405,58 @@ export class Repository {
     this.store.putSync(keys.manifest(m.id), [file])
     this.manifestCache.set(m.id, m)
   }
+}
+
+/** config or config-copy: its settings, or that it is missing, or what is wrong with it. */
+function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string } {
+  const what = store.path(key)
+  let raw: Buffer
+  try {
+    raw = store.readAll(key)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { missing: true }
+    if (code === 'EACCES' || code === 'EPERM') throw new BfsError('IO', `cannot read ${what}: ${(err as Error).message}`)
+    return { missing: false, problem: `${what}: cannot read (${code ?? (err as Error).message})` }
+  }
+  try {
+    return { config: decodeConfig(decodeEnvelope('config', raw, what).stored, what), missing: false }
+  } catch (err) {
+    if (err instanceof FormatError) return { missing: false, problem: err.message }
+    throw err
+  }
+}
+
+/**
+ * Settings of a repository whose config and copy are both unreadable. All but the block
+ * hash are fixed in format 1; the hash algorithm is the one whose frame check matches
+ * the first frame of the newest generation with data (both are tried).
+ */
+function inferConfig(store: DiskStore): { config: RepoConfig; from: string | null } {
+  const config: RepoConfig = { format: 1, repoId: '', created: '', blockBytes: 4096, hashAlg: DEFAULT_HASH_ALG, compression: 'zstd' }
+  const probe = Repository.probe(store, config)
+  const dec = new FrameDecompressor()
+  let tries = 0
+  for (const m of probe.generations().reverse()) {
+    if (m.units.length === 0 || tries++ >= 8) continue
+    let uf: UnitFile | null = null
+    try {
+      uf = UnitFile.open(store.path(keys.unit(m.id, 0)))
+      const e = uf.table.entries[0]!
+      const raw = uf.readFrame(0, Buffer.allocUnsafe(e.rawBytes), dec)
+      const blocks = e.rawBytes / BLOCK_BYTES
+      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
+      for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
+        hashBlocks(alg, raw, 0, blocks, hashes, 0)
+        if (frameCheck(alg, hashes).equals(e.check)) return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }
+      }
+    } catch {
+      // a damaged unit: try an older generation
+    } finally {
+      uf?.close()
+    }
+  }
+  return { config, from: null }
 }
 
 export function wrapFormat<T>(fn: () => T): T {

@@ -26,7 +26,7 @@ export interface VerifyOptions {
 }
 
 /**
- * Checks the structure of each generation (manifest,
+ * Checks the repository's config, then the structure of each generation (manifest,
  * catalog, maps, hashes against their checksums; every reference in range and into a
  * readable generation) and reads every frame of every unit the generations need, older
  * generations included, checking each frame's zstd checksum and block hashes. A damaged
@@ -38,6 +38,9 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
     problems++
     print(`FAIL ${line}`)
   }
+  const cfg = repo.checkConfig()
+  if (cfg.problem) problem(cfg.problem)
+  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.path(keys.config)} ${repo.store.path(keys.configCopy)})`)
   if (opts.all) for (const p of checkGroups(repo)) problem(p)
   const damaged = new Map(repo.damagedGenerations().map((d) => [d.id, d]))
   const readable = repo.readableIds()
