@@ -4,9 +4,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, diffTree, makeTree, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
 import { encodeEnvelope } from '../src/format/envelope.js'
 
-// Damage stays local (issue 11, items 4, 5, 6): one bad manifest, config, group file or
-// unit trailer takes down only what depends on it; recovery removes only what a crashed writer
-// can have left. Real files, the real CLI.
+// Damage stays local (issue 11, items 4, 5, 6, 10): one bad manifest, config, group file or
+// unit trailer takes down only what depends on it; recovery removes only what a crashed
+// writer can have left; `latest` is resolved within a source. Real files, the real CLI.
 
 let work: string
 beforeAll(() => {
@@ -366,6 +366,78 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
   })
 })
 
+describe('latest within a source (item 10)', () => {
+  it('several sources: --source picks the chain, a path the command is about is used, and bare latest says what it chose', async () => {
+    const dir = path.join(work, 'sources')
+    const repo = path.join(dir, 'repo')
+    const a = path.join(dir, 'a')
+    const b = path.join(dir, 'b')
+    fs.mkdirSync(a, { recursive: true })
+    fs.mkdirSync(b, { recursive: true })
+    fs.writeFileSync(path.join(a, 'file'), 'a1\n')
+    fs.writeFileSync(path.join(b, 'file'), 'b1\n')
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await backup(a, repo)).json.id).toBe(1)
+    expect((await backup(b, repo)).json.id).toBe(2)
+    fs.writeFileSync(path.join(a, 'file'), 'a2\n')
+    expect((await backup(a, repo)).json.id).toBe(3)
+    fs.writeFileSync(path.join(b, 'file'), 'b2\n')
+    expect((await backup(b, repo)).json.id).toBe(4)
+
+    const bare = await bfs(['cat', 'latest:file'], { repo })
+    expect(bare.stdout).toBe('b2\n')
+    expect(bare.stderr).toBe(`bfs: latest is gen4 (${b}); the repository holds 2 sources, pick one with --source\n`)
+    expect(bare.code).toBe(0)
+    const ca = await bfs(['cat', 'latest:file', '--source', a], { repo })
+    expect(ca.stdout).toBe('a2\n')
+    expect(ca.stderr).toBe('')
+    expect((await bfs(['cat', 'latest~1:file', '--source', a], { repo })).stdout).toBe('a1\n')
+    expect((await bfs(['ls', 'latest', '--source', path.relative(process.cwd(), a)], { repo })).stderr).toBe('')
+    const rs = await bfs(['restore', 'latest', path.join(dir, 'ra'), '--source', a], { repo })
+    expect(rs.stdout).toMatch(/^restored gen3 /)
+    expect(rs.stderr).toBe('')
+    expect(fs.readFileSync(path.join(dir, 'ra', 'file'), 'utf8')).toBe('a2\n')
+    const vs = await bfs(['verify', '--source', a], { repo })
+    expect(vs.stdout).toMatch(/^ok: gen3 verified/m)
+    expect(vs.stderr).toBe('')
+    // verify --against DIR: latest of DIR's own source
+    const va = await bfs(['verify', '--against', a], { repo })
+    expect(va.stdout).toBe(`gen3 matches ${a}\n`)
+    expect(va.stderr).toBe('')
+    expect(va.code).toBe(0)
+    // a directory that is no source (a restore, say): the newest overall, and it says so
+    const vr = await bfs(['verify', '--against', path.join(dir, 'ra')], { repo })
+    expect(vr.stderr).toBe(`bfs: latest is gen4 (${b}); the repository holds 2 sources, pick one with --source\n`)
+    // a source with no generations, and a generation of another source
+    const none = await bfs(['ls', 'latest', '--source', path.join(dir, 'c')], { repo })
+    expect(none.code).toBe(1)
+    expect(none.stderr).toBe(`bfs: no generations of ${path.join(dir, 'c')} in ${repo} (it holds generations of ${a}, ${b})\n`)
+    const other = await bfs(['ls', 'gen1', '--source', b], { repo })
+    expect(other.code).toBe(1)
+    expect(other.stderr).toBe(`bfs: gen1 is a generation of ${a}, not of ${b}\n`)
+  })
+
+  it('backup SRC --base latest is SRC\'s latest', async () => {
+    const dir = path.join(work, 'vol-sources')
+    const repo = path.join(dir, 'repo')
+    fs.mkdirSync(dir, { recursive: true })
+    const img = path.join(dir, 'disk.img')
+    const other = path.join(dir, 'other.img')
+    expect((await sh(`head -c 4M /dev/urandom > '${img}' && head -c 1M /dev/urandom > '${other}'`)).code).toBe(0)
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await backup(img, repo, ['--volume'])).json.id).toBe(1)
+    expect((await backup(other, repo, ['--volume'])).json.id).toBe(2)
+    expect((await sh(`printf 'x' | dd of='${img}' bs=1 seek=8192 conv=notrunc status=none`)).code).toBe(0)
+    const b = await backup(img, repo, ['--volume', '--base', 'latest'])
+    expect(b.json.parent).toBe(1)
+    expect(b.stderr).toBe('')
+    expect(b.json.stats.changedFiles).toBe(1)
+    const out = path.join(dir, 'restored.img')
+    expect((await bfs(['restore', 'gen3', out], { repo })).code).toBe(0)
+    expect(fs.readFileSync(out).equals(fs.readFileSync(img))).toBe(true)
+  })
+})
+
 // Real FUSE mounts, each served by its own `bfs mount` process; always unmounted in teardown.
 describe('mounts of a repository with a damaged generation', () => {
   const mounts = new Set<string>()
@@ -409,5 +481,29 @@ describe('mounts of a repository with a damaged generation', () => {
     const bad = await sh(`cat '${all}/gen3/two.txt' > /dev/null`)
     expect(bad.code).not.toBe(0)
     expect((await sh(`cmp '${all}/gen3/seq.txt' '${src3}/seq.txt'`)).code).toBe(0)
+  })
+
+  it('mount latest --source mounts that source\'s latest', async () => {
+    const dir = path.join(work, 'mount-src')
+    const repo = path.join(dir, 'repo')
+    const a = path.join(dir, 'a')
+    const b = path.join(dir, 'b')
+    fs.mkdirSync(a, { recursive: true })
+    fs.mkdirSync(b, { recursive: true })
+    fs.writeFileSync(path.join(a, 'file'), 'a\n')
+    fs.writeFileSync(path.join(b, 'file'), 'b\n')
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    await backup(a, repo)
+    await backup(b, repo)
+    const m = path.join(dir, 'm')
+    fs.mkdirSync(m)
+    const r = await mount(repo, m, ['latest', m, '--source', a])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toMatch(/^mounted gen1 at /)
+    expect(fs.readFileSync(path.join(m, 'file'), 'utf8')).toBe('a\n')
+    await umount(m)
+    const r2 = await mount(repo, m, ['latest', m])
+    expect(r2.stdout).toMatch(/^mounted gen2 at /)
+    expect(r2.stderr).toBe(`bfs: latest is gen2 (${b}); the repository holds 2 sources, pick one with --source\n`)
   })
 })

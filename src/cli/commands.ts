@@ -21,6 +21,8 @@ const int = (name: string, min: number, max: number) => (v: string): number => {
   return n
 }
 
+const SOURCE_HELP = 'latest and latest~K count only the generations of this source (the repository may hold several)'
+
 /** Splits GEN[:PATH]. */
 function splitRef(ref: string): { gen: string; path: string } {
   const i = ref.indexOf(':')
@@ -77,7 +79,8 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
-      const base = o.base ? resolveGen(repo, o.base) : undefined
+      // `--base latest`: the latest generation of SRC (when the repository holds any)
+      const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
       if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
       const group = o.group ? readGroup(repo, o.group) : undefined
       if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
@@ -183,11 +186,12 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .description('without an argument, list generations; with GEN[:PATH], list a directory inside a generation like ls -l')
     .argument('[ref]', 'GEN[:PATH]')
     .option('--json', 'print JSON (generations only)')
+    .option('--source <path>', SOURCE_HELP)
     .action((ref: string | undefined, o) => {
       if (!ref) return listGenerations(o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = resolveGen(repo, gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const i = lookupPath(entries, Buffer.from(p))
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -207,10 +211,11 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .command('cat')
     .description('write a file of a generation to stdout')
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
+    .option('--source <path>', SOURCE_HELP)
     .action((ref: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = resolveGen(repo, gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const i = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${man.id}`)
@@ -244,10 +249,11 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .argument('<dest>', 'destination directory (created if absent)')
     .option('--overwrite', 'replace existing files in DEST')
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
+    .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, dest: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = resolveGen(repo, gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -267,11 +273,13 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .argument('[gen]', 'generation (default: latest)')
     .option('--all', 'verify every generation')
     .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
+    .option('--source <path>', SOURCE_HELP)
     .action(async (gen: string | undefined, o) => {
-      if (o.all && (gen !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation or --against with it')
+      if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       const repo = ctx.openRepo()
       if (o.against) {
-        const man = resolveGen(repo, gen ?? 'latest')
+        // `latest` is the latest generation of DIR itself when DIR is one of the sources
+        const man = resolveGen(repo, gen ?? 'latest', o, o.against)
         const diffs = verifyAgainst(repo, man, o.against, (line) => process.stdout.write(line + '\n'))
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${diffs} differences between gen${man.id} and ${path.resolve(o.against)}\n`)
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
@@ -282,7 +290,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       else {
         // a damaged generation named explicitly is verified (reported), not refused
         const ref = parseGenRef(gen ?? 'latest')
-        ids = 'id' in ref && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest').id]
+        ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
       }
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
       const res = await verifyGenerations(repo, ids, (line) => process.stdout.write(line + '\n'), { all: !!o.all })

@@ -124,10 +124,12 @@ export function registerMount(program: Command, ctx: Ctx): void {
     }))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
+    .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
     .action(async (a: string, b: string | undefined, o) => {
+      if (b === undefined && o.source !== undefined) throw new BfsError('USAGE', '--source applies to a generation (bfs mount GEN MOUNTPOINT --source PATH); the whole-repository mount shows every source')
       const repo = ctx.openRepo()
       const mnt = canonical(b ?? a)
-      const man = b === undefined ? null : resolveGen(repo, a)
+      const man = b === undefined ? null : resolveGen(repo, a, o)
       // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
       const genRef = man ? `gen${man.id}` : null
       if (!o.foreground) {

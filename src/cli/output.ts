@@ -1,3 +1,4 @@
+import path from 'node:path'
 import type { Manifest } from '../format/manifest.js'
 import type { Repository } from '../repo/repository.js'
 
@@ -51,9 +52,13 @@ export function repoWarning(message: string): void {
   process.stderr.write(`bfs: warning: ${message}\n`)
 }
 
-/** Resolves a generation name for a command, printing on stderr what the user should know (a damaged generation passed over). */
-export function resolveGen(repo: Repository, ref: string): Manifest {
-  const r = repo.resolveRef(ref)
+/**
+ * Resolves a generation name for a command: `latest` within `--source` (else within
+ * `hint`, a path the command is about, when the repository holds generations of it),
+ * printing on stderr which generation `latest` was when that is not obvious.
+ */
+export function resolveGen(repo: Repository, ref: string, o: { source?: string }, hint?: string): Manifest {
+  const r = repo.resolveRef(ref, { source: o.source === undefined ? undefined : path.resolve(o.source), sourceHint: hint === undefined ? undefined : path.resolve(hint) })
   for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
   return r.manifest
 }

@@ -66,6 +66,10 @@ export interface DamagedGeneration {
 export interface ResolveOptions {
   /** Count only this group's chain (null: generations of no group). */
   group?: string | null
+  /** `latest`/`latest~K` within this source (an absolute path); genN must be of it. */
+  source?: string
+  /** A path the command is about: `latest` is resolved within it when the repository holds generations of it. */
+  sourceHint?: string
 }
 
 export interface Resolved {
@@ -304,8 +308,10 @@ export class Repository {
 
   /**
    * Resolves `gen3`, `3`, `latest`, `latest~1`. `latest` counts readable generations only,
-   * within opts.group's chain (a note says when a newer damaged one was passed over). A
-   * damaged generation named explicitly is a CORRUPT error; a malformed name a usage error.
+   * within opts.group's chain, and within a source: opts.source, else opts.sourceHint if
+   * the repository holds generations of it; else all sources, and a note says which
+   * generation and source it was when there are several. A damaged generation named
+   * explicitly is a CORRUPT error; a malformed name a usage error.
    */
   resolveRef(ref: string, opts: ResolveOptions = {}): Resolved {
     const parsed = parseGenRef(ref)
@@ -314,6 +320,7 @@ export class Repository {
       if (this.generationIds().includes(id)) {
         const m = this.tryManifest(id)
         if (m instanceof BfsError) throw new BfsError('CORRUPT', `gen${id} is damaged: ${m.message}`)
+        if (opts.source !== undefined && m.source !== opts.source) throw new BfsError('BAD_INPUT', `gen${id} is a generation of ${m.source}, not of ${opts.source}`)
         return { manifest: m, notes: [] }
       }
       const orphan = this.damagedGenerations().find((d) => d.id === id)
@@ -321,10 +328,23 @@ export class Repository {
       throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
     }
     const back = parsed.back
-    const gens = this.generations(opts.group)
+    let gens = this.generations(opts.group)
+    const sources = [...new Set(gens.map((m) => m.source))]
+    let within: string | undefined
+    if (opts.source !== undefined) {
+      within = opts.source
+      if (!sources.includes(within)) {
+        throw new BfsError('NO_SUCH_GEN', `no generations of ${within} in ${this.dir}${sources.length ? ` (it holds generations of ${sources.slice(0, 4).join(', ')}${sources.length > 4 ? ', …' : ''})` : ''}`)
+      }
+    } else if (opts.sourceHint !== undefined && sources.includes(opts.sourceHint)) within = opts.sourceHint
+    if (within !== undefined) gens = gens.filter((m) => m.source === within)
     const g = gens[gens.length - 1 - back]
-    if (!g) throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations in ${this.dir} yet` : `${ref}: there ${gens.length === 1 ? 'is only 1 generation' : `are only ${gens.length} generations`}`)
+    if (!g) {
+      const of = within !== undefined ? ` of ${within}` : ''
+      throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations${of} in ${this.dir} yet` : `${ref}: there ${gens.length === 1 ? 'is only 1 generation' : `are only ${gens.length} generations`}${of}`)
+    }
     const notes: string[] = []
+    if (within === undefined && sources.length > 1) notes.push(`${ref} is gen${g.id} (${g.source}); the repository holds ${sources.length} sources, pick one with --source`)
     const skipped = this.damagedGenerations().filter((d) => d.id > g.id)
     if (skipped.length) {
       notes.push(`warning: ${ref} is gen${g.id}; ${skipped.map((d) => `gen${d.id}`).join(', ')} ${skipped.length > 1 ? 'are' : 'is'} damaged and ${skipped.length > 1 ? 'were' : 'was'} not considered (see bfs verify --all)`)
