@@ -200,19 +200,22 @@ describe('recovery removes only what a crashed writer can have left (item 4)', (
     fs.cpSync(genDir(repo, 3), genDir(repo, 6), { recursive: true })
     // a stale marker beside a committed generation (killed between commit and unmarking)
     fs.writeFileSync(path.join(genDir(repo, 3), 'in-progress'), '')
+    // a stray file named like a generation is not a writer's: reported, kept
+    fs.writeFileSync(genDir(repo, 5), 'not a directory')
     // readers do not list a writer's unfinished generations as damaged
     const g = JSON.parse((await bfs(['generations', '--json'], { repo })).stdout) as Array<{ id: number; damaged?: string }>
-    expect(g.map((x) => [x.id, x.damaged ?? 'ok'])).toEqual([[1, 'ok'], [2, 'ok'], [3, 'ok'], [6, 'manifest missing']])
+    expect(g.map((x) => [x.id, x.damaged ?? 'ok'])).toEqual([[1, 'ok'], [2, 'ok'], [3, 'ok'], [5, 'manifest missing'], [6, 'manifest missing']])
 
     const b = await backup(src, repo)
     expect(b.json.id).toBe(7) // above the orphan gen6
-    expect(fs.readdirSync(path.join(repo, 'gens')).sort()).toEqual(['00000001', '00000002', '00000003', '00000006', '00000007'])
+    expect(fs.readdirSync(path.join(repo, 'gens')).sort()).toEqual(['00000001', '00000002', '00000003', '00000005', '00000006', '00000007'])
     expect(fs.existsSync(path.join(genDir(repo, 3), 'in-progress'))).toBe(false)
     expect(fs.existsSync(path.join(genDir(repo, 7), 'in-progress'))).toBe(false)
     expect(fs.readdirSync(genDir(repo, 6)).sort()).toEqual(fs.readdirSync(genDir(repo, 3)).sort())
     const v = await bfs(['verify', '--all'], { repo })
     expect(v.stdout).toMatch(/^FAIL gen6 is damaged: .*is missing/m)
-    expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
+    expect(v.stdout).toMatch(/^FAIL gen5 is damaged: /m)
+    expect(v.stdout.match(/^FAIL/gm)).toHaveLength(2)
     expect(v.code).toBe(4)
   })
 

@@ -233,7 +233,12 @@ export class Repository {
    * most likely a committed generation whose manifest was lost: left alone, reported.
    */
   uncommittedState(id: number, newestCommitted = Math.max(0, ...this.generationIds())): 'unfinished' | 'orphan' {
-    const names = this.store.list(keys.genDir(id)).map((k) => path.basename(k))
+    let names: string[]
+    try {
+      names = this.store.list(keys.genDir(id)).map((k) => path.basename(k))
+    } catch {
+      return 'orphan' // not a directory, or unreadable: not a writer's, so never removed
+    }
     if (names.includes(MARKER)) return 'unfinished'
     if (names.every((n) => n.includes('.tmp-'))) return 'unfinished'
     if (id > newestCommitted && !names.includes('catalog')) return 'unfinished'
