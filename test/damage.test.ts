@@ -109,8 +109,10 @@ describe('one damaged manifest stays local (item 5)', () => {
     expect(all.stdout).not.toMatch(/FAIL gen1/)
     expect(all.code).toBe(4)
 
-    // a new backup does not depend on gen2: what gen3 kept there is read again
+    // a new backup does not depend on gen2: what gen3 kept there is read again, unchanged
+    // (random.bin) or changed (two.txt, whose block-incremental base would be in gen2)
     fs.writeFileSync(path.join(src, 'four.txt'), 'fourth\n')
+    fs.appendFileSync(path.join(src, 'two.txt'), 'changed after gen3\n')
     const b = await backup(src, repo)
     expect(b.json.id).toBe(4)
     expect(b.json.parent).toBe(3)
@@ -142,6 +144,30 @@ describe('one damaged manifest stays local (item 5)', () => {
     expect(fs.existsSync(genDir(repo, 3))).toBe(true)
     expect((await bfs(['verify', 'latest'], { repo })).code).toBe(0)
     await restoresAs(repo, 'latest', src)
+  })
+
+  it('a volume whose base is in a damaged generation is read in full, and restores byte-identical', async () => {
+    const dir = path.join(work, 'volume')
+    const repo = path.join(dir, 'repo')
+    fs.mkdirSync(dir, { recursive: true })
+    const img = path.join(dir, 'disk.img')
+    expect((await sh(`head -c 6M /dev/urandom > '${img}'`)).code).toBe(0)
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    await backup(img, repo, ['--volume'])
+    expect((await sh(`printf 'second' | dd of='${img}' bs=1 seek=20480 conv=notrunc status=none`)).code).toBe(0)
+    expect((await backup(img, repo, ['--volume'])).json.parent).toBe(1) // a delta over gen1, in gen2
+    const g3 = await backup(img, repo, ['--volume'])
+    expect(g3.json.stats.unchangedFiles).toBe(1) // gen3 points at gen2's object
+    flip(manifest(repo, 2), 100)
+    const b = await backup(img, repo, ['--volume'])
+    expect(b.json.id).toBe(4)
+    expect(b.json.parent).toBe(3)
+    expect(b.json.stats.unchangedFiles).toBe(0)
+    expect(b.stderr).toMatch(/gen2 is damaged/)
+    expect((await bfs(['verify', 'gen4'], { repo })).code).toBe(0)
+    const out = path.join(dir, 'out.img')
+    expect((await bfs(['restore', 'gen4', out], { repo })).code).toBe(0)
+    expect(fs.readFileSync(out).equals(fs.readFileSync(img))).toBe(true)
   })
 
   it('a manifest replaced by one naming another generation is damaged too, and listed so', async () => {
