@@ -149,7 +149,10 @@ describe('bad input gets one clear line and a documented exit code', () => {
     expect(notRepo.code).toBe(6)
     expect(notRepo.stderr).toMatch(/^bfs: .* is not a bfs repository .*\n$/)
     expect((await bfs(['restore', 'gen99', path.join(work, 'x')], { repo })).stderr).toMatch(/^bfs: no generation gen99/)
-    expect((await bfs(['restore', 'bogus', path.join(work, 'x')], { repo })).code).toBe(1)
+    // a malformed generation name is a usage error (exit 2), one line
+    const bogus = await bfs(['restore', 'bogus', path.join(work, 'x')], { repo })
+    expect(bogus.code).toBe(2)
+    expect(bogus.stderr).toBe("bfs: 'bogus' is not a generation (use genN, N, latest or latest~K)\n")
     expect((await bfs(['backup'], { repo })).code).toBe(2)
     expect((await bfs(['frobnicate'], { repo })).code).toBe(2)
     const help = await bfs(['--help'])

@@ -62,6 +62,12 @@ describe('envelope', () => {
     c[c.length - 1] ^= 1
     expect(code(() => decodeEnvelope('hashes', c, 'f'))).toBe('BAD_CHECKSUM')
     expect(code(() => decodeEnvelope('hashes', b.subarray(0, b.length - 1), 'f'))).toBe('TRUNCATED')
+    // the reserved field (offset 12) is outside the payload checksum: it is checked by itself
+    for (let byte = 12; byte < 16; byte++) {
+      const r = Buffer.from(b)
+      r[byte] ^= 1
+      expect(code(() => decodeEnvelope('hashes', r, 'f'))).toBe('BAD_VALUE')
+    }
   })
 })
 
@@ -92,6 +98,21 @@ describe('unit file', () => {
     b.writeUInt32LE(3, 28)
     expect(code(() => decodeUnitHeader(b, 'u'))).toBe('BAD_VALUE')
     expect(code(() => decodeUnitTrailer(Buffer.alloc(32), 2000, header, 'u'))).toBe('TRUNCATED')
+  })
+  it('rejects a flipped byte in a reserved field: the trailer\'s (end−20) and the header\'s flags', () => {
+    const tail = Buffer.from(GOLDEN.seekTable, 'hex')
+    const fileBytes = 32 + 1500 + tail.length
+    for (let byte = 0; byte < 4; byte++) {
+      const t = Buffer.from(tail.subarray(tail.length - 32))
+      t[12 + byte] ^= 0x40 // trailer offset 12 = file offset end−20
+      expect(code(() => decodeUnitTrailer(t, fileBytes, header, 'u'))).toBe('BAD_VALUE')
+      expect(() => decodeUnitTrailer(t, fileBytes, header, 'u')).toThrow(/reserved/)
+    }
+    for (let byte = 0; byte < 2; byte++) {
+      const h = Buffer.from(GOLDEN.unitHeader, 'hex')
+      h[10 + byte] ^= 1
+      expect(code(() => decodeUnitHeader(h, 'u'))).toBe('BAD_VALUE')
+    }
   })
 })
 

@@ -9,10 +9,10 @@ import { backupVolume, decideMode } from '../repo/volume.js'
 import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { ObjectReader } from '../repo/reader.js'
-import { Repository } from '../repo/repository.js'
+import { parseGenRef, Repository } from '../repo/repository.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
-import { count, humanBytes, modeString, ProgressLine, writeOut } from './output.js'
+import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
@@ -20,6 +20,8 @@ const int = (name: string, min: number, max: number) => (v: string): number => {
   if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
   return n
 }
+
+const SOURCE_HELP = 'latest and latest~K count only the generations of this source (the repository may hold several)'
 
 /** Splits GEN[:PATH]. */
 function splitRef(ref: string): { gen: string; path: string } {
@@ -77,7 +79,8 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
-      const base = o.base ? repo.resolve(o.base) : undefined
+      // `--base latest`: the latest generation of SRC (when the repository holds any)
+      const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
       if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
       const group = o.group ? readGroup(repo, o.group) : undefined
       if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
@@ -115,14 +118,23 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     const repo = ctx.openRepo()
     if (o.group) readGroup(repo, o.group)
     const gens = o.group ? repo.generations(o.group) : repo.generations()
+    // damaged generations are listed too (their group is unknown), and named on stderr; the exit status stays 0
+    const damaged = repo.damagedGenerations()
+    const rows: Array<{ id: number; m?: Manifest; bad?: (typeof damaged)[number] }> = [...gens.map((m) => ({ id: m.id, m })), ...damaged.map((d) => ({ id: d.id, bad: d }))].sort((a, b) => a.id - b.id)
+    for (const d of damaged) process.stderr.write(`bfs: warning: gen${d.id} is damaged: ${d.problem}\n`)
+    if (damaged.length) process.stderr.write(`bfs: warning: ${damaged.length} damaged generation${damaged.length > 1 ? 's' : ''}; the others are intact (details: bfs verify --all)\n`)
     if (o.json) {
-      process.stdout.write(JSON.stringify(gens.map((m) => ({ generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial }))) + '\n')
+      process.stdout.write(JSON.stringify(rows.map(({ id, m, bad }) => m
+        ? { generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial }
+        : { generation: `gen${id}`, id, damaged: bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable', problem: bad!.problem })) + '\n')
       return
     }
-    const rows = gens.map((m) => [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)])
+    const table = rows.map(({ id, m, bad }) => m
+      ? [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)]
+      : [`gen${id}`, '-', '-', `(${bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable'})`, 'DAMAGED', '-', '-', '-'])
     const head = ['ID', 'TIME', 'LABEL', 'SOURCE', 'KIND', 'FILES', 'SIZE', 'STORED']
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-    for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => (i >= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n')
+    const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)))
+    for (const r of [head, ...table]) process.stdout.write(r.map((c, i) => (i >= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n')
   }
 
   program
@@ -174,11 +186,12 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .description('without an argument, list generations; with GEN[:PATH], list a directory inside a generation like ls -l')
     .argument('[ref]', 'GEN[:PATH]')
     .option('--json', 'print JSON (generations only)')
+    .option('--source <path>', SOURCE_HELP)
     .action((ref: string | undefined, o) => {
       if (!ref) return listGenerations(o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = repo.resolve(gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const i = lookupPath(entries, Buffer.from(p))
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -198,10 +211,11 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .command('cat')
     .description('write a file of a generation to stdout')
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
-    .action((ref: string) => {
+    .option('--source <path>', SOURCE_HELP)
+    .action((ref: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = repo.resolve(gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const i = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${man.id}`)
@@ -235,10 +249,11 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .argument('<dest>', 'destination directory (created if absent)')
     .option('--overwrite', 'replace existing files in DEST')
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
+    .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, dest: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = repo.resolve(gen)
+      const man = resolveGen(repo, gen, o)
       const entries = repo.catalog(man.id)
       const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -258,19 +273,28 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .argument('[gen]', 'generation (default: latest)')
     .option('--all', 'verify every generation')
     .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
+    .option('--source <path>', SOURCE_HELP)
     .action(async (gen: string | undefined, o) => {
+      if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       const repo = ctx.openRepo()
       if (o.against) {
-        const man = repo.resolve(gen ?? 'latest')
+        // `latest` is the latest generation of DIR itself when DIR is one of the sources
+        const man = resolveGen(repo, gen ?? 'latest', o, o.against)
         const diffs = verifyAgainst(repo, man, o.against, (line) => process.stdout.write(line + '\n'))
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
         return
       }
-      const mans: Manifest[] = o.all ? repo.generations() : [repo.resolve(gen ?? 'latest')]
-      if (mans.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
-      const res = await verifyGenerations(repo, mans, (line) => process.stdout.write(line + '\n'))
-      process.stdout.write(res.problems === 0 ? `ok: ${mans.map((m) => `gen${m.id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
+      let ids: number[]
+      if (o.all) ids = repo.generations().map((m) => m.id)
+      else {
+        // a damaged generation named explicitly is verified (reported), not refused
+        const ref = parseGenRef(gen ?? 'latest')
+        ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
+      }
+      if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+      const res = await verifyGenerations(repo, ids, (line) => process.stdout.write(line + '\n'), { all: !!o.all })
+      process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
     })
 }

@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<void> {
     })
   const ctx: Ctx = {
     repoDir: () => checkRepoDir((program.opts().repo as string | undefined) ?? defaultRepoDir()),
-    openRepo: () => Repository.open(ctx.repoDir()),
+    openRepo: () => Repository.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`)),
     exitCode: 0,
   }
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.

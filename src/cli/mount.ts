@@ -10,6 +10,7 @@ import { Vfs } from '../vfs/tree.js'
 import { MountBusyError, parseMountinfo, serveFuse } from '../fuse/adapter.js'
 import { detach } from '../native/index.js'
 import type { Ctx } from './main.js'
+import { resolveGen } from './output.js'
 
 /** Parses 64M, 1G, 512K or plain bytes. */
 export function parseSize(v: string): number {
@@ -123,11 +124,14 @@ export function registerMount(program: Command, ctx: Ctx): void {
     }))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
+    .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
     .action(async (a: string, b: string | undefined, o) => {
+      if (b === undefined && o.source !== undefined) throw new BfsError('USAGE', '--source applies to a generation (bfs mount GEN MOUNTPOINT --source PATH); the whole-repository mount shows every source')
       const repo = ctx.openRepo()
-      const genRef = b === undefined ? null : a
       const mnt = canonical(b ?? a)
-      const man = genRef === null ? null : repo.resolve(genRef)
+      const man = b === undefined ? null : resolveGen(repo, a, o)
+      // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
+      const genRef = man ? `gen${man.id}` : null
       if (!o.foreground) {
         checkMountpoint(mnt, repo.dir)
         const log = logFile(mnt, o.log)

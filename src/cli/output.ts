@@ -1,3 +1,7 @@
+import path from 'node:path'
+import type { Manifest } from '../format/manifest.js'
+import type { Repository } from '../repo/repository.js'
+
 /** Formatting helpers for the CLI; the core never prints. */
 
 /** `1 file`, `2 files`, `1 entry`, `3 entries` (`many` when the plural is not `one` + s). */
@@ -47,4 +51,20 @@ export class ProgressLine {
 /** Writes raw bytes (names may not be UTF-8) to stdout. */
 export function writeOut(parts: Array<string | Buffer>): void {
   process.stdout.write(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p))))
+}
+
+/** A repository's warning at open (a damaged config and what is used instead), on stderr. */
+export function repoWarning(message: string): void {
+  process.stderr.write(`bfs: warning: ${message}\n`)
+}
+
+/**
+ * Resolves a generation name for a command: `latest` within `--source` (else within
+ * `hint`, a path the command is about, when the repository holds generations of it),
+ * printing on stderr which generation `latest` was when that is not obvious.
+ */
+export function resolveGen(repo: Repository, ref: string, o: { source?: string }, hint?: string): Manifest {
+  const r = repo.resolveRef(ref, { source: o.source === undefined ? undefined : path.resolve(o.source), sourceHint: hint === undefined ? undefined : path.resolve(hint) })
+  for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  return r.manifest
 }

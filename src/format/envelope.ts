@@ -53,6 +53,7 @@ export function decodeEnvelope(kind: EnvelopeKind, file: Buffer, what: string): 
   if (version !== ENVELOPE_VERSION) throw new FormatError('BAD_VERSION', `${what}: format version ${version} is not supported (this bfs reads ${ENVELOPE_VERSION})`)
   const flags = file.readUInt16LE(10)
   if ((flags & ~FLAG_ZSTD) !== 0) throw new FormatError('BAD_VALUE', `${what}: unknown flags 0x${flags.toString(16)}`)
+  if (file.readUInt32LE(12) !== 0) throw new FormatError('BAD_VALUE', `${what}: reserved header field is not 0 (corrupt, or a newer format)`)
   const rawBytes = Number(file.readBigUInt64LE(16))
   const storedBytes = Number(file.readBigUInt64LE(24))
   if (storedBytes !== file.length - ENVELOPE_BYTES) {

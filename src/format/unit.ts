@@ -59,6 +59,8 @@ export function decodeUnitHeader(b: Buffer, what: string): UnitHeader {
   if (b.toString('latin1', 0, 8) !== UNIT_MAGIC) throw new FormatError('BAD_MAGIC', `${what}: not a bfs unit file (bad magic)`)
   const version = b.readUInt16LE(8)
   if (version !== UNIT_VERSION) throw new FormatError('BAD_VERSION', `${what}: unit format version ${version} is not supported`)
+  const flags = b.readUInt16LE(10)
+  if (flags !== 0) throw new FormatError('BAD_VALUE', `${what}: unit header flags 0x${flags.toString(16)} are not 0 (corrupt, or a newer format)`)
   const h: UnitHeader = {
     genId: b.readUInt32LE(12),
     unitIndex: b.readUInt32LE(16),
@@ -94,6 +96,8 @@ export function encodeSeekTableAndTrailer(entries: SeekEntry[], seekTableOffset:
 export function decodeUnitTrailer(t: Buffer, fileBytes: number, header: UnitHeader, what: string): { seekTableOffset: number; tableBytes: number; tableCheck: Buffer } {
   if (t.length !== UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${what}: too short for a unit trailer`)
   if (t.toString('latin1', 24, 32) !== UNIT_END_MAGIC) throw new FormatError('TRUNCATED', `${what}: unit trailer missing (file truncated or corrupt)`)
+  const reserved = t.readUInt32LE(12)
+  if (reserved !== 0) throw new FormatError('BAD_VALUE', `${what}: unit trailer reserved field is 0x${reserved.toString(16)}, not 0 (corrupt, or a newer format)`)
   const seekTableOffset = Number(t.readBigUInt64LE(0))
   const frameCount = t.readUInt32LE(8)
   const tableBytes = frameCount * SEEK_ENTRY_BYTES

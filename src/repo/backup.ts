@@ -3,8 +3,9 @@ import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
 import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, encodeCatalog, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
-import { encodeMaps, type MapObject } from '../format/maps.js'
-import type { GenStats, Manifest } from '../format/manifest.js'
+import { encodeMaps, type Extent, type MapObject } from '../format/maps.js'
+import { decodeConfig, type GenStats, type Manifest } from '../format/manifest.js'
+import { decodeEnvelope } from '../format/envelope.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import { envelopeFor, fileRef, keys, Repository } from './repository.js'
 import { WriterLock } from './lock.js'
@@ -119,18 +120,125 @@ export function storageError(err: unknown, repo: Repository, genId: number): unk
   return err
 }
 
-/** Removes what a crashed or killed writer left: generation dirs without a manifest, temp files. Call under the writer lock. */
+/**
+ * Removes what a crashed or killed writer can have left, and nothing else: a gens/N without
+ * a manifest that is unfinished (Repository.uncommittedState: marked in progress, only
+ * temporary files, or an old writer's above every committed id without a catalog), a
+ * stale in-progress marker beside a manifest, temp files. An orphan (a gens/N that lost
+ * its manifest) is left alone: `generations` lists it as damaged and verify reports it.
+ * Call under the writer lock.
+ */
 export function recoverRepository(repo: Repository): void {
-  const committed = new Set(repo.generationIds())
-  for (const k of repo.store.list('gens')) {
-    const id = Number(path.basename(k))
-    if (!Number.isInteger(id) || !committed.has(id)) repo.store.removeTree(k)
+  const ids = repo.generationIds()
+  const committed = new Set(ids)
+  const newest = Math.max(0, ...ids)
+  for (const id of repo.genDirIds()) {
+    if (committed.has(id)) repo.store.removeTree(keys.marker(id)) // killed between its commit and removing the marker
+    else if (repo.uncommittedState(id, newest) === 'unfinished') repo.store.removeTree(keys.genDir(id))
   }
   // a lock-* temp file is another writer's, waiting for the lock, unless that writer is dead
   for (const k of repo.store.list('tmp')) {
     if (!path.basename(k).startsWith('lock-') || WriterLock.isStaleTemp(repo.store.path(k))) repo.store.removeTree(k)
   }
   for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
+}
+
+/** A repository made before config-copy existed gets one from its (sound) config. Call under the writer lock. */
+function ensureConfigCopy(repo: Repository): void {
+  const st = repo.checkConfig()
+  if (st.from !== 'config' || !st.copyMissing) return
+  const file = repo.store.readAll(keys.config)
+  // the bytes just read are the copy: they must still decode to the settings in use
+  try {
+    if (JSON.stringify(decodeConfig(decodeEnvelope('config', file, keys.config).stored, keys.config)) !== JSON.stringify(repo.config)) return
+  } catch {
+    return
+  }
+  repo.store.putSync(keys.configCopy, [file])
+}
+
+/**
+ * Creates gens/N for the generation being written, marked in progress: the marker is
+ * durable (and gens/N with it) before any unit is written, so a gens/N that holds data but
+ * no marker and no manifest is never a crashed writer's.
+ */
+function startGenDir(repo: Repository, genId: number, source: string): void {
+  repo.store.mkdirp(keys.genDir(genId))
+  repo.store.putSync(keys.marker(genId), [Buffer.from(JSON.stringify({ pid: process.pid, host: os.hostname(), time: new Date().toISOString(), source }) + '\n')])
+  repo.store.syncDir('gens')
+}
+
+/**
+ * Which stored objects a new generation may refer to: those whose data (and base chain)
+ * lies entirely in generations whose manifest reads. Anything else (data in a damaged or
+ * missing generation, block maps that do not read) is read from the source afresh, so a
+ * new generation never depends on damage. With no damaged generation an unchanged file
+ * costs nothing here: an object can only refer to generations up to its own.
+ */
+export class SafeRefs {
+  private readonly readable: Set<number>
+  private readonly damaged: number[]
+  private readonly minDamaged: number
+  private readonly warned = new Set<string>()
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly resolver: ObjectResolver,
+    private readonly warn: (message: string) => void,
+  ) {
+    this.readable = repo.readableIds()
+    this.damaged = repo.damagedGenerations().map((d) => d.id)
+    this.minDamaged = Math.min(Infinity, ...this.damaged)
+  }
+
+  /** Whether object `index` of gen `gen` may be referred to as it is (an unchanged file). */
+  objectOk(gen: number, index: number): boolean {
+    if (gen < this.minDamaged && this.readable.has(gen)) return true
+    return this.check(gen, index) !== null
+  }
+
+  /** The object as a base for a block incremental, or null (read the file in full) when it depends on damage. */
+  base(gen: number, index: number): BaseObject | null {
+    const extents = this.check(gen, index)
+    if (!extents) return null
+    try {
+      for (const g of new Set(extents.map((x) => x.gen))) this.repo.hashes(g) // read now: a damaged hashes file means no base
+      const o = this.resolver.object(gen, index)
+      return { gen, index, depth: o.depth, sizeBytes: o.sizeBytes, extents, hashesOf: (g) => this.repo.hashes(g), hashAlg: this.repo.config.hashAlg }
+    } catch (err) {
+      return this.unusable(err)
+    }
+  }
+
+  /** The resolved extents of a usable object, or null. */
+  private check(gen: number, index: number): Extent[] | null {
+    let extents: Extent[]
+    try {
+      if (!this.readable.has(gen)) throw new BfsError('CORRUPT', `gen${gen} is damaged`)
+      extents = this.resolver.resolve(gen, index)
+    } catch (err) {
+      return this.unusable(err)
+    }
+    for (const x of extents) {
+      if (!this.readable.has(x.gen)) {
+        this.warnOnce(`gen${x.gen}`, `gen${x.gen} is damaged: files whose data is there are read again`)
+        return null
+      }
+    }
+    return extents
+  }
+
+  private unusable(err: unknown): null {
+    if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+    this.warnOnce(err.message, `${err.message}: files whose data depends on it are read again`)
+    return null
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return
+    this.warned.add(key)
+    this.warn(message)
+  }
 }
 
 /** What a generation writer produced, before its metadata files and manifest are written. */
@@ -166,9 +274,9 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
   let committed = false
   try {
     recoverRepository(repo)
-    const ids = repo.generationIds()
-    genId = (ids[ids.length - 1] ?? 0) + 1
-    repo.store.mkdirp(keys.genDir(genId))
+    ensureConfigCopy(repo)
+    genId = repo.nextGenerationId()
+    startGenDir(repo, genId, spec.source)
     const prev = spec.choosePrev(repo)
     const body = await spec.build({ genId, pool, prev })
     const store = repo.store
@@ -209,6 +317,8 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
     if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
     repo.commitManifest(man)
     committed = true
+    // not synced: a marker that outlives a crash beside its manifest is removed by the next recovery
+    repo.store.removeTree(keys.marker(genId))
     return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
   } catch (err) {
     throw storageError(err, repo, genId)
@@ -257,12 +367,27 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     throw new BfsError('BAD_INPUT', `cannot read source directory ${source}: permission denied`)
   }
   const reporter = opts.reporter ?? { warn: () => undefined }
+  let prevCat: CatalogIndex | null = null
   return writeGeneration(repo, opts, {
     source,
     kind: 'files',
     group: opts.group?.name ?? null,
-    choosePrev: (r) => (opts.full ? null : [...r.generations(opts.group?.name ?? null)].reverse().find((m) => m.kind === 'files' && m.source === source) ?? null),
-    build: ({ genId, pool, prev }) => new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev).run(),
+    // the newest readable generation of this source whose catalog reads (damaged ones are skipped)
+    choosePrev: (r) => {
+      if (opts.full) return null
+      for (const m of [...r.generations(opts.group?.name ?? null)].reverse()) {
+        if (m.kind !== 'files' || m.source !== source) continue
+        try {
+          prevCat = r.catalogIndex(m.id)
+          return m
+        } catch (err) {
+          if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+          reporter.warn(`gen${m.id} cannot be the base of this backup: ${err.message}`)
+        }
+      }
+      return null
+    },
+    build: ({ genId, pool, prev }) => new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev, prevCat).run(),
   })
 }
 
@@ -286,6 +411,10 @@ class TreeWriter {
   /** The previous generation's catalog, read through its index: entries decoded as the merge reaches them. */
   private prevCat: CatalogIndex | null = null
   private readonly resolver: ObjectResolver
+  /** Which previous objects may be referred to (none that depend on a damaged generation). */
+  private readonly refs: SafeRefs
+  /** Unchanged files read again because their stored data depends on a damaged generation. */
+  private reread = 0
   private readonly isExcluded: (rel: string, isDir: boolean) => boolean
   /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
   private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
@@ -314,6 +443,7 @@ class TreeWriter {
     private readonly opts: BackupOptions,
     private readonly reporter: BackupReporter,
     private readonly prev: Manifest | null,
+    prevCat: CatalogIndex | null,
   ) {
     this.stream = newStream(repo, pool, genId, opts, 'files')
     this.stream.onReadResults = (r) => this.readResults(r)
@@ -324,7 +454,8 @@ class TreeWriter {
     const rst = native.lstatRecord(repo.dir)
     this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
     this.repoIno = Float64Array.of(rst[native.S_DEV]!, rst[native.S_INO_HI]!, rst[native.S_INO_LO]!)
-    if (prev) this.prevCat = repo.catalogIndex(prev.id)
+    if (prev) this.prevCat = prevCat ?? repo.catalogIndex(prev.id)
+    this.refs = new SafeRefs(repo, this.resolver, (m) => this.warn(m))
   }
 
   private warn(msg: string): void {
@@ -365,6 +496,7 @@ class TreeWriter {
     // Hard links share their leader's xattrs, which planned reads fill in only now.
     for (const e of this.entries) if (e.flags & ENTRY_FLAG_LINK_FOLLOWER) e.xattrs = this.entries[e.linkLeader]!.xattrs
     if (this.isIncluded || this.failed.size) this.compact()
+    if (this.reread) this.warn(`${this.reread} unchanged file${this.reread > 1 ? 's were' : ' was'} read again: ${this.reread > 1 ? 'their' : 'its'} stored data depends on a damaged generation`)
     return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths }
   }
 
@@ -608,6 +740,11 @@ class TreeWriter {
       id[ID_MTIME_SEC] !== e.mtimeSec || id[ID_MTIME_NSEC] !== e.mtimeNsec || id[ID_CTIME_SEC] !== e.ctimeSec || id[ID_CTIME_NSEC] !== e.ctimeNsec) return false
     const flags = id[ID_FLAGS]!
     if (flags & ENTRY_FLAG_LINK_FOLLOWER) c.identity(id[ID_LEADER]!, id) // the data is the leader's
+    // data in a damaged generation is read again (file() finds no usable base either)
+    if (id[ID_OBJ_GEN] && !this.refs.objectOk(id[ID_OBJ_GEN]!, id[ID_OBJ_INDEX]!)) {
+      this.reread++
+      return false
+    }
     e.objGen = id[ID_OBJ_GEN]!
     e.objIndex = e.objGen ? id[ID_OBJ_INDEX]! : 0
     e.xattrs = flags & ENTRY_FLAG_XATTRS ? c.entry(prevIndex).xattrs : null
@@ -619,9 +756,11 @@ class TreeWriter {
   private async file(e: Entry, index: number, p: Buffer, rel: string, prev: Entry | undefined): Promise<void> {
     const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
     const prevObj = prev && prev.type === EntryType.File ? this.prevObject(prev) : null
-    // A new file that is not sparse: the compression worker reads it (file I/O in parallel,
+    // the previous version as the base of a block incremental (none if it depends on damage)
+    const base = prevObj && !this.opts.full ? this.refs.base(prevObj.gen, prevObj.index) : null
+    // A new file (or one without a usable base) that is not sparse: the compression worker reads it (file I/O in parallel,
     // off this thread); the scan's stat is compared with an fstat after the read.
-    if ((!prevObj || this.opts.full) && e.size > 0 && this.scanBlocks * 512 >= e.size) {
+    if (!base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
       const tag = this.nextTag++
       this.pending.set(tag, { e, rel, isNew: !prev })
       let pos = 0
@@ -656,7 +795,6 @@ class TreeWriter {
       const size = e.size
       let regions = size > 0 ? [0, size] : []
       if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-      const base = prevObj && !this.opts.full ? this.baseFor(prevObj.gen, prevObj.index) : null
       const stored = size === 0 ? null : await storeObject(fd, size, regions, this.stream, base)
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
@@ -697,18 +835,5 @@ class TreeWriter {
   private prevObject(prev: Entry): { gen: number; index: number } | null {
     const src = prev.flags & ENTRY_FLAG_LINK_FOLLOWER ? this.prevEntry(prev.linkLeader)! : prev
     return src.objGen ? { gen: src.objGen, index: src.objIndex } : null
-  }
-
-  private baseFor(gen: number, index: number): BaseObject {
-    const o = this.resolver.object(gen, index)
-    return {
-      gen,
-      index,
-      depth: o.depth,
-      sizeBytes: o.sizeBytes,
-      extents: this.resolver.resolve(gen, index),
-      hashesOf: (g) => this.repo.hashes(g),
-      hashAlg: this.repo.config.hashAlg,
-    }
   }
 }

@@ -22,12 +22,13 @@ export const EXIT = {
 export type RepoErrorCode = 'USAGE' | 'NOT_A_REPO' | 'CORRUPT' | 'LOCKED' | 'NO_SUCH_GEN' | 'BAD_INPUT' | 'EXISTS' | 'IO' | 'INTERRUPTED'
 
 const EXIT_FOR: Record<RepoErrorCode, number> = {
-  USAGE: EXIT.USAGE,
   NOT_A_REPO: EXIT.BAD_REPO,
   CORRUPT: EXIT.BAD_REPO,
   LOCKED: EXIT.LOCKED,
   NO_SUCH_GEN: EXIT.ERROR,
   BAD_INPUT: EXIT.ERROR,
+  /** A malformed argument found after parsing (e.g. a generation name): as commander's own usage errors. */
+  USAGE: EXIT.USAGE,
   EXISTS: EXIT.ERROR,
   IO: EXIT.ERROR,
   INTERRUPTED: EXIT.INTERRUPTED,

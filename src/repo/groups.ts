@@ -57,6 +57,25 @@ export function readGroup(repo: Repository, name: string): Group {
   }
 }
 
+/** One line per group file that does not read (verify --all); a writer's temporary files are not groups. */
+export function checkGroups(repo: Repository): string[] {
+  const out: string[] = []
+  for (const k of repo.store.list('groups')) {
+    const name = path.basename(k)
+    if (name.startsWith('.') && name.includes('.new-')) continue
+    if (!NAME_RE.test(name)) {
+      out.push(`${repo.store.path(k)}: not a group file (a group name is letters, digits, . _ -)`)
+      continue
+    }
+    try {
+      readGroup(repo, name)
+    } catch (err) {
+      out.push(`${(err as Error).message}${(err as Error).message.includes(repo.store.path(k)) ? '' : ` (${repo.store.path(k)})`}`)
+    }
+  }
+  return out
+}
+
 export function listGroups(repo: Repository): Group[] {
   return repo.store.list('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort().map((n) => readGroup(repo, n))
 }

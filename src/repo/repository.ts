@@ -9,11 +9,15 @@ import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
-import { DEFAULT_HASH_ALG } from '../codec/hash.js'
+import { BLOCK_BYTES, DEFAULT_HASH_ALG, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
+import { FrameDecompressor } from '../codec/zstd.js'
 import { BfsError } from './errors.js'
+import { UnitFile } from './unitfile.js'
 
 export const keys = {
   config: 'config',
+  /** A second, immutable copy of config (written by init, or by the first writer of an older repository). */
+  configCopy: 'config-copy',
   manifests: 'manifests',
   manifest: (id: number) => `manifests/gen-${String(id).padStart(8, '0')}`,
   genDir: (id: number) => `gens/${String(id).padStart(8, '0')}`,
@@ -21,7 +25,12 @@ export const keys = {
   catalog: (id: number) => `gens/${String(id).padStart(8, '0')}/catalog`,
   maps: (id: number) => `gens/${String(id).padStart(8, '0')}/maps`,
   hashes: (id: number) => `gens/${String(id).padStart(8, '0')}/hashes`,
+  /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
+  marker: (id: number) => `gens/${String(id).padStart(8, '0')}/${MARKER}`,
 }
+
+/** Name of the in-progress marker file inside gens/N. */
+export const MARKER = 'in-progress'
 
 /** Default repository: $BFS_REPO, else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs. */
 export function defaultRepoDir(env = process.env): string {
@@ -40,7 +49,55 @@ export function fileRef(file: Buffer): FileRef {
   return { bytes: file.length, sha256: createHash('sha256').update(file).digest('hex') }
 }
 
-const MANIFEST_RE = /^gen-(\d{8})$/
+const MANIFEST_RE = /^gen-(\d{8,})$/
+const GEN_DIR_RE = /^\d{8,}$/
+
+/**
+ * A generation that cannot be read: its manifest fails to read, decode or check, or it is
+ * missing while the generation's data (gens/N) is there. Only that generation is affected.
+ */
+export interface DamagedGeneration {
+  id: number
+  kind: 'bad-manifest' | 'missing-manifest'
+  /** One line: what is wrong, with the file's path. */
+  problem: string
+}
+
+export interface ResolveOptions {
+  /** Count only this group's chain (null: generations of no group). */
+  group?: string | null
+  /** `latest`/`latest~K` within this source (an absolute path); genN must be of it. */
+  source?: string
+  /** A path the command is about: `latest` is resolved within it when the repository holds generations of it. */
+  sourceHint?: string
+}
+
+export interface Resolved {
+  manifest: Manifest
+  /** What the user should be told on stderr (which generation `latest` was, damaged ones skipped). */
+  notes: string[]
+}
+
+/** Parses genN, N, latest, latest~K; anything else is a usage error. */
+export function parseGenRef(ref: string): { id: number } | { back: number } {
+  const m = /^(?:gen)?(\d+)$/.exec(ref)
+  if (m && Number.isSafeInteger(Number(m[1]))) return { id: Number(m[1]) }
+  const l = /^latest(?:~(\d+))?$/.exec(ref)
+  if (l && Number.isSafeInteger(Number(l[1] ?? 0))) return { back: Number(l[1] ?? 0) }
+  throw new BfsError('USAGE', `'${ref}' is not a generation (use genN, N, latest or latest~K)`)
+}
+
+/** Where the repository's settings came from when it was opened. */
+export interface ConfigState {
+  /** 'config': the file itself; 'copy': config-copy, config being damaged; 'inferred': neither was readable. */
+  from: 'config' | 'copy' | 'inferred'
+  /** What is wrong with config (and its copy) and how to repair it; null when config is sound. */
+  problem: string | null
+  /** config-copy is absent (a repository made before it existed): the next writer adds it. */
+  copyMissing: boolean
+  /** config-copy is present but damaged (config being sound). */
+  copyProblem: string | null
+}
 
 /**
  * An open repository. Readers need no lock: they only ever see committed generations
@@ -51,11 +108,14 @@ export class Repository {
   private catalogCache = new Map<number, Entry[]>()
   private mapsCache = new Map<number, MapObject[]>()
   private hashesCache = new Map<number, Buffer>()
+  /** Manifests that failed to read: a damaged generation stays damaged for this process. */
+  private manifestErrors = new Map<number, BfsError>()
 
   private constructor(
     readonly dir: string,
     readonly store: DiskStore,
     readonly config: RepoConfig,
+    readonly configState: ConfigState = { from: 'config', problem: null, copyMissing: false, copyProblem: null },
   ) {}
 
   /** Creates an empty repository in `dir` (which may exist if empty). */
@@ -78,27 +138,61 @@ export class Repository {
       hashAlg: DEFAULT_HASH_ALG,
       compression: 'zstd',
     }
-    // config is written last: a directory without it is not a repository yet.
-    store.putSync(keys.config, [envelopeFor('config', Buffer.from(JSON.stringify(config)), false)])
+    // The copy first, config last: a directory without config is not a repository yet.
+    const file = envelopeFor('config', Buffer.from(JSON.stringify(config)), false)
+    store.putSync(keys.configCopy, [file])
+    store.putSync(keys.config, [file])
     return new Repository(abs, store, config)
   }
 
-  static open(dir: string): Repository {
+  /**
+   * Opens a repository. A damaged config does not take it down: its copy (config-copy) is
+   * used, else the settings are inferred (see inferConfig); `warn` hears about it once.
+   */
+  static open(dir: string, warn?: (message: string) => void): Repository {
     const abs = path.resolve(dir)
     const store = new DiskStore(abs)
-    let raw: Buffer
-    try {
-      raw = store.readAll(keys.config)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
-      throw new BfsError('IO', `cannot read ${store.path(keys.config)}: ${(err as Error).message}`)
+    const main = readConfigFile(store, keys.config)
+    if (main.config) {
+      const state: ConfigState = { from: 'config', problem: null, copyMissing: false, copyProblem: null }
+      // the copy is checked lazily (verify, and the next writer), not on every open
+      return new Repository(abs, store, main.config, state)
     }
-    const config = wrapFormat(() => decodeConfig(decodeEnvelope('config', raw, store.path(keys.config)).stored, store.path(keys.config)))
-    return new Repository(abs, store, config)
+    const copy = readConfigFile(store, keys.configCopy)
+    if (main.missing && copy.missing) throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
+    const cfgPath = store.path(keys.config)
+    const copyPath = store.path(keys.configCopy)
+    const what = main.missing ? `${cfgPath} is missing` : `${main.problem}`
+    if (copy.config) {
+      const problem = `${what}; using its copy ${copyPath} (repair: cp ${copyPath} ${cfgPath})`
+      warn?.(problem)
+      return new Repository(abs, store, copy.config, { from: 'copy', problem, copyMissing: false, copyProblem: null })
+    }
+    const inferred = inferConfig(store)
+    const problem = `${what}, and ${copy.missing ? 'there is no copy of it (config-copy: a repository made before copies were kept)' : copy.problem}; using settings inferred from the data (hashAlg ${inferred.config.hashAlg}${inferred.from ? `, checked against ${inferred.from}` : ': no data to infer it from, the default'}). Repair: put back config from a backup of this repository; until then bfs reads and writes it with these settings`
+    warn?.(problem)
+    return new Repository(abs, store, inferred.config, { from: 'inferred', problem, copyMissing: copy.missing, copyProblem: null })
   }
 
-  /** Ids of committed generations, ascending. */
+  /** A repository over `store` with given settings, for reading manifests before the settings are known. */
+  static probe(store: DiskStore, config: RepoConfig): Repository {
+    return new Repository(store.root, store, config)
+  }
+
+  /** The state of config and config-copy, the copy read now (for verify and writers). */
+  checkConfig(): ConfigState {
+    const st = { ...this.configState }
+    if (st.from !== 'config') return st
+    const copy = readConfigFile(this.store, keys.configCopy)
+    st.copyMissing = copy.missing
+    st.copyProblem = copy.problem ?? null
+    if (copy.config && JSON.stringify(copy.config) !== JSON.stringify(this.config)) {
+      st.copyProblem = `${this.store.path(keys.configCopy)} differs from ${this.store.path(keys.config)}`
+    }
+    return st
+  }
+
+  /** Ids of committed generations (a manifest file exists, readable or not), ascending. */
   generationIds(): number[] {
     const ids: number[] = []
     for (const k of this.store.list(keys.manifests)) {
@@ -108,40 +202,152 @@ export class Repository {
     return ids.sort((a, b) => a - b)
   }
 
+  /** Ids of the generation directories gens/N, committed or not, ascending. */
+  genDirIds(): number[] {
+    const ids: number[] = []
+    for (const k of this.store.list('gens')) {
+      const n = path.basename(k)
+      if (GEN_DIR_RE.test(n)) ids.push(Number(n))
+    }
+    return ids.sort((a, b) => a - b)
+  }
+
+  /** The id the next generation gets: above every manifest and every gens/N, so it never meets an orphan. */
+  nextGenerationId(): number {
+    return Math.max(0, ...this.generationIds(), ...this.genDirIds()) + 1
+  }
+
+  /**
+   * What a gens/N without a manifest is. 'unfinished': a writer's generation in progress,
+   * or what a crashed one left (recovery removes it): it carries the in-progress marker,
+   * holds nothing but temporary files, or (written before the marker existed) lies above
+   * every committed id and has no catalog, so no committed generation can refer into it
+   * and it cannot be a committed one that lost its manifest. 'orphan': anything else,
+   * most likely a committed generation whose manifest was lost: left alone, reported.
+   */
+  uncommittedState(id: number, newestCommitted = Math.max(0, ...this.generationIds())): 'unfinished' | 'orphan' {
+    let names: string[]
+    try {
+      names = this.store.list(keys.genDir(id)).map((k) => path.basename(k))
+    } catch {
+      return 'orphan' // not a directory, or unreadable: not a writer's, so never removed
+    }
+    if (names.includes(MARKER)) return 'unfinished'
+    if (names.every((n) => n.includes('.tmp-'))) return 'unfinished'
+    if (id > newestCommitted && !names.includes('catalog')) return 'unfinished'
+    return 'orphan'
+  }
+
+  /** The manifest of gen `id`, or the error that makes it damaged (for a committed id). */
+  private tryManifest(id: number): Manifest | BfsError {
+    const bad = this.manifestErrors.get(id)
+    if (bad) return bad
+    try {
+      return this.manifest(id)
+    } catch (err) {
+      if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+      this.manifestErrors.set(id, err)
+      return err
+    }
+  }
+
   manifest(id: number): Manifest {
     let m = this.manifestCache.get(id)
     if (m) return m
+    const bad = this.manifestErrors.get(id)
+    if (bad) throw bad
     m = this.readMeta('manifest', keys.manifest(id), (p, what) => decodeManifest(p, what))
     if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.path(keys.manifest(id))}: manifest names generation ${m.id}`)
     this.manifestCache.set(id, m)
     return m
   }
 
+  /** Readable generations, ascending (damaged ones are left out: see damagedGenerations). */
   generations(group?: string | null): Manifest[] {
-    const all = this.generationIds().map((id) => this.manifest(id))
+    const all: Manifest[] = []
+    for (const id of this.generationIds()) {
+      const m = this.tryManifest(id)
+      if (!(m instanceof BfsError)) all.push(m)
+    }
     return group === undefined ? all : all.filter((m) => m.group === group)
   }
 
   /**
-   * Resolves `gen3`, `3`, `latest`, `latest~1` to a manifest. With a group, `latest`
-   * counts only that group's chain.
+   * Generations that cannot be read, ascending: a manifest that fails to read, decode or
+   * check, and a gens/N that lost its manifest (an orphan; see uncommittedState).
    */
+  damagedGenerations(): DamagedGeneration[] {
+    const ids = this.generationIds()
+    const out: DamagedGeneration[] = []
+    for (const id of ids) {
+      const m = this.tryManifest(id)
+      if (m instanceof BfsError) out.push({ id, kind: 'bad-manifest', problem: m.message })
+    }
+    const committed = new Set(ids)
+    const newest = Math.max(0, ...ids)
+    for (const id of this.genDirIds()) {
+      if (committed.has(id) || this.uncommittedState(id, newest) !== 'orphan') continue
+      // committed since the manifests were listed (a writer unmarks gens/N only after its commit)
+      if (this.store.exists(keys.manifest(id))) continue
+      out.push({ id, kind: 'missing-manifest', problem: `${this.store.path(keys.manifest(id))} is missing, but ${this.store.path(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
+    }
+    return out.sort((a, b) => a.id - b.id)
+  }
+
+  /** Ids a new generation may refer into: those whose manifest reads. */
+  readableIds(): Set<number> {
+    return new Set(this.generations().map((m) => m.id))
+  }
+
+  /** Resolves `gen3`, `3`, `latest`, `latest~1` to a manifest (see resolveRef). */
   resolve(ref: string, group?: string | null): Manifest {
-    const gens = this.generations(group)
-    const m = /^(?:gen)?(\d+)$/.exec(ref)
-    if (m) {
-      const id = Number(m[1])
-      if (!this.generationIds().includes(id)) throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
-      return this.manifest(id)
+    return this.resolveRef(ref, { group }).manifest
+  }
+
+  /**
+   * Resolves `gen3`, `3`, `latest`, `latest~1`. `latest` counts readable generations only,
+   * within opts.group's chain, and within a source: opts.source, else opts.sourceHint if
+   * the repository holds generations of it; else all sources, and a note says which
+   * generation and source it was when there are several. A damaged generation named
+   * explicitly is a CORRUPT error; a malformed name a usage error.
+   */
+  resolveRef(ref: string, opts: ResolveOptions = {}): Resolved {
+    const parsed = parseGenRef(ref)
+    if ('id' in parsed) {
+      const id = parsed.id
+      if (this.generationIds().includes(id)) {
+        const m = this.tryManifest(id)
+        if (m instanceof BfsError) throw new BfsError('CORRUPT', `gen${id} is damaged: ${m.message}`)
+        if (opts.source !== undefined && m.source !== opts.source) throw new BfsError('BAD_INPUT', `gen${id} is a generation of ${m.source}, not of ${opts.source}`)
+        return { manifest: m, notes: [] }
+      }
+      const orphan = this.damagedGenerations().find((d) => d.id === id)
+      if (orphan) throw new BfsError('CORRUPT', `gen${id} is damaged: ${orphan.problem}`)
+      throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
     }
-    const l = /^latest(?:~(\d+))?$/.exec(ref)
-    if (l) {
-      const back = l[1] ? Number(l[1]) : 0
-      const g = gens[gens.length - 1 - back]
-      if (!g) throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations in ${this.dir} yet` : `${ref}: there are only ${gens.length} generations`)
-      return g
+    const back = parsed.back
+    let gens = this.generations(opts.group)
+    const sources = [...new Set(gens.map((m) => m.source))]
+    let within: string | undefined
+    if (opts.source !== undefined) {
+      within = opts.source
+      if (!sources.includes(within)) {
+        throw new BfsError('NO_SUCH_GEN', `no generations of ${within} in ${this.dir}${sources.length ? ` (it holds generations of ${sources.slice(0, 4).join(', ')}${sources.length > 4 ? ', …' : ''})` : ''}`)
+      }
+    } else if (opts.sourceHint !== undefined && sources.includes(opts.sourceHint)) within = opts.sourceHint
+    if (within !== undefined) gens = gens.filter((m) => m.source === within)
+    const g = gens[gens.length - 1 - back]
+    if (!g) {
+      const of = within !== undefined ? ` of ${within}` : ''
+      throw new BfsError('NO_SUCH_GEN', gens.length === 0 ? `no generations${of} in ${this.dir} yet` : `${ref}: there ${gens.length === 1 ? 'is only 1 generation' : `are only ${gens.length} generations`}${of}`)
     }
-    throw new BfsError('BAD_INPUT', `'${ref}' is not a generation (use genN, N, latest or latest~K)`)
+    const notes: string[] = []
+    if (within === undefined && sources.length > 1) notes.push(`${ref} is gen${g.id} (${g.source}); the repository holds ${sources.length} sources, pick one with --source`)
+    const skipped = this.damagedGenerations().filter((d) => d.id > g.id)
+    if (skipped.length) {
+      notes.push(`warning: ${ref} is gen${g.id}; ${skipped.map((d) => `gen${d.id}`).join(', ')} ${skipped.length > 1 ? 'are' : 'is'} damaged and ${skipped.length > 1 ? 'were' : 'was'} not considered (see bfs verify --all)`)
+    }
+    return { manifest: g, notes }
   }
 
   catalog(id: number): Entry[] {
@@ -217,6 +423,58 @@ export class Repository {
     this.store.putSync(keys.manifest(m.id), [file])
     this.manifestCache.set(m.id, m)
   }
+}
+
+/** config or config-copy: its settings, or that it is missing, or what is wrong with it. */
+function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string } {
+  const what = store.path(key)
+  let raw: Buffer
+  try {
+    raw = store.readAll(key)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { missing: true }
+    if (code === 'EACCES' || code === 'EPERM') throw new BfsError('IO', `cannot read ${what}: ${(err as Error).message}`)
+    return { missing: false, problem: `${what}: cannot read (${code ?? (err as Error).message})` }
+  }
+  try {
+    return { config: decodeConfig(decodeEnvelope('config', raw, what).stored, what), missing: false }
+  } catch (err) {
+    if (err instanceof FormatError) return { missing: false, problem: err.message }
+    throw err
+  }
+}
+
+/**
+ * Settings of a repository whose config and copy are both unreadable. All but the block
+ * hash are fixed in format 1; the hash algorithm is the one whose frame check matches
+ * the first frame of the newest generation with data (both are tried).
+ */
+function inferConfig(store: DiskStore): { config: RepoConfig; from: string | null } {
+  const config: RepoConfig = { format: 1, repoId: '', created: '', blockBytes: 4096, hashAlg: DEFAULT_HASH_ALG, compression: 'zstd' }
+  const probe = Repository.probe(store, config)
+  const dec = new FrameDecompressor()
+  let tries = 0
+  for (const m of probe.generations().reverse()) {
+    if (m.units.length === 0 || tries++ >= 8) continue
+    let uf: UnitFile | null = null
+    try {
+      uf = UnitFile.open(store.path(keys.unit(m.id, 0)))
+      const e = uf.table.entries[0]!
+      const raw = uf.readFrame(0, Buffer.allocUnsafe(e.rawBytes), dec)
+      const blocks = e.rawBytes / BLOCK_BYTES
+      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
+      for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
+        hashBlocks(alg, raw, 0, blocks, hashes, 0)
+        if (frameCheck(alg, hashes).equals(e.check)) return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }
+      }
+    } catch {
+      // a damaged unit: try an older generation
+    } finally {
+      uf?.close()
+    }
+  }
+  return { config, from: null }
 }
 
 export function wrapFormat<T>(fn: () => T): T {

@@ -9,6 +9,7 @@ import { WorkerPool } from './pool.js'
 import { UnitFile } from './unitfile.js'
 import { ObjectReader } from './reader.js'
 import { BfsError } from './errors.js'
+import { checkGroups } from './groups.js'
 
 export interface VerifyResult {
   problems: number
@@ -19,56 +20,122 @@ export interface VerifyResult {
 
 const msg = (err: unknown): string => (err as Error).message
 
+export interface VerifyOptions {
+  /** `verify --all`: also report every damaged generation and check groups/. */
+  all?: boolean
+}
+
 /**
- * Checks the structure of each generation (manifest, catalog, maps, hashes against their
- * checksums; every reference in range) and reads every frame of every unit the generations
- * need, older generations included, checking each frame's zstd checksum and block hashes.
+ * Checks the repository's config, then the structure of each generation (manifest,
+ * catalog, maps, hashes against their checksums; every reference in range and into a
+ * readable generation) and reads every frame of every unit the generations need, older
+ * generations included, checking each frame's zstd checksum and block hashes. A damaged
+ * generation is reported, as is every generation that refers into it (one line per pair).
  */
-export async function verifyGenerations(repo: Repository, mans: Manifest[], print: (line: string) => void): Promise<VerifyResult> {
+export async function verifyGenerations(repo: Repository, ids: number[], print: (line: string) => void, opts: VerifyOptions = {}): Promise<VerifyResult> {
   let problems = 0
   const problem = (line: string): void => {
     problems++
     print(`FAIL ${line}`)
   }
-  const committed = new Set(repo.generationIds())
+  const cfg = repo.checkConfig()
+  if (cfg.problem) problem(cfg.problem)
+  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.path(keys.config)} ${repo.store.path(keys.configCopy)})`)
+  if (opts.all) for (const p of checkGroups(repo)) problem(p)
+  const damaged = new Map(repo.damagedGenerations().map((d) => [d.id, d]))
+  const readable = repo.readableIds()
+  /** Generations whose data is needed (their units are read below), metadata read. */
   const needGens = new Set<number>()
-  const visit = (id: number): void => {
-    if (needGens.has(id)) return
-    needGens.add(id)
-    let m: Manifest
+  const metaOk = new Map<number, boolean>()
+  const reported = new Set<number>()
+  const reportDamaged = (g: number): void => {
+    if (reported.has(g)) return
+    reported.add(g)
+    const d = damaged.get(g)
+    problem(d ? `gen${g} is damaged: ${d.problem}` : `gen${g} does not exist`)
+  }
+  /** Whether a generation's data can be used: readable manifest, hashes and maps. */
+  const need = (g: number): boolean => {
+    let ok = metaOk.get(g)
+    if (ok !== undefined) return ok
+    ok = false
+    if (readable.has(g)) {
+      try {
+        repo.manifest(g)
+        repo.hashes(g)
+        repo.maps(g)
+        needGens.add(g)
+        ok = true
+      } catch (err) {
+        problem(msg(err))
+      }
+    }
+    metaOk.set(g, ok)
+    return ok
+  }
+  // references of the generation being verified into damaged or missing ones, counted (not one line per file)
+  let badRefs = new Map<number, number>()
+  const countBad = (g: number): void => {
+    badRefs.set(g, (badRefs.get(g) ?? 0) + 1)
+  }
+  /** Damaged or missing generations each checked object depends on (memoized: a shared object is checked once). */
+  const objectBad = new Map<string, number[]>()
+  const checkObject = (g: number, k: number): number[] => {
+    const key = `${g}:${k}`
+    const hit = objectBad.get(key)
+    if (hit) return hit
+    const bad: number[] = []
+    objectBad.set(key, bad)
+    const o = repo.maps(g)[k]!
+    const use = (x: number): boolean => {
+      if (need(x)) return true
+      if (!readable.has(x) && !bad.includes(x)) bad.push(x)
+      return false
+    }
+    if (o.baseGen) {
+      if (o.baseGen >= g) problem(`gen${g}: object ${k} has its base in a later generation gen${o.baseGen}`)
+      else if (use(o.baseGen)) {
+        if (repo.maps(o.baseGen).length <= o.baseIndex) problem(`gen${g}: object ${k} has a missing base gen${o.baseGen}/${o.baseIndex}`)
+        else for (const b of checkObject(o.baseGen, o.baseIndex)) if (!bad.includes(b)) bad.push(b)
+      }
+    }
+    for (const x of o.extents) {
+      if (x.gen === 0) continue
+      if (x.gen > g) {
+        problem(`gen${g}: object ${k} refers to a later generation gen${x.gen}`)
+        continue
+      }
+      if (!use(x.gen)) continue
+      if (x.streamBlock + x.count > repo.manifest(x.gen).streamBlocks) problem(`gen${g}: object ${k} refers past the end of gen${x.gen}'s data`)
+    }
+    return bad
+  }
+  /** A generation asked for: its whole catalog and block maps, and what they refer to in older generations. */
+  const verifyGen = (id: number): void => {
+    if (!readable.has(id)) return reportDamaged(id)
+    badRefs = new Map()
     try {
-      m = repo.manifest(id)
-      {
-        const entries = repo.catalog(id)
-        const objsOf = (g: number): number => (committed.has(g) ? repo.maps(g).length : -1)
-        entries.forEach((e, i) => {
-          if (e.type === EntryType.File && !(e.flags & ENTRY_FLAG_LINK_FOLLOWER) && e.objGen) {
-            if (e.objGen > id || objsOf(e.objGen) <= e.objIndex) problem(`gen${id}: entry ${i} refers to missing object gen${e.objGen}/${e.objIndex}`)
-            else visit(e.objGen)
-          }
-        })
-      }
-      repo.hashes(id)
-      for (const [k, o] of repo.maps(id).entries()) {
-        if (o.baseGen) {
-          if (!committed.has(o.baseGen) || o.baseGen >= id || repo.maps(o.baseGen).length <= o.baseIndex) problem(`gen${id}: object ${k} has a missing base gen${o.baseGen}/${o.baseIndex}`)
-          else visit(o.baseGen)
-        }
-        for (const x of o.extents) {
-          if (x.gen === 0) continue
-          if (!committed.has(x.gen) || x.gen > id) {
-            problem(`gen${id}: object ${k} refers to missing gen${x.gen}`)
-            continue
-          }
-          if (x.streamBlock + x.count > repo.manifest(x.gen).streamBlocks) problem(`gen${id}: object ${k} refers past the end of gen${x.gen}'s data`)
-          if (x.gen !== id) visit(x.gen)
-        }
-      }
+      if (!need(id)) return
+      const entries = repo.catalog(id)
+      entries.forEach((e, i) => {
+        if (e.type !== EntryType.File || e.flags & ENTRY_FLAG_LINK_FOLLOWER || !e.objGen) return
+        if (e.objGen > id) problem(`gen${id}: entry ${i} refers to a later generation gen${e.objGen}`)
+        else if (!need(e.objGen)) {
+          if (!readable.has(e.objGen)) countBad(e.objGen)
+        } else if (repo.maps(e.objGen).length <= e.objIndex) problem(`gen${id}: entry ${i} refers to missing object gen${e.objGen}/${e.objIndex}`)
+        else for (const b of checkObject(e.objGen, e.objIndex)) countBad(b)
+      })
+      for (let k = 0; k < repo.maps(id).length; k++) for (const b of checkObject(id, k)) countBad(b)
     } catch (err) {
       problem(msg(err))
     }
+    for (const [g, n] of badRefs) {
+      problem(`gen${id}: ${n} reference${n > 1 ? 's' : ''} into ${damaged.has(g) ? 'damaged' : 'missing'} gen${g} (data that cannot be read)`)
+      reportDamaged(g)
+    }
   }
-  for (const m of mans) visit(m.id)
+  for (const id of ids) verifyGen(id)
+  if (opts.all) for (const id of damaged.keys()) reportDamaged(id)
 
   const pool = new WorkerPool(os.availableParallelism())
   let units = 0

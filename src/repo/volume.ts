@@ -6,9 +6,9 @@ import type { Manifest } from '../format/manifest.js'
 import type { Repository } from './repository.js'
 import { BfsError } from './errors.js'
 import { ObjectResolver } from './resolve.js'
-import { storeObject, type BaseObject } from './objects.js'
+import { storeObject } from './objects.js'
 import { openSource } from './source.js'
-import { emptyStats, newStream, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
+import { emptyStats, newStream, SafeRefs, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
 
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
@@ -50,7 +50,18 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
       choosePrev: (r) => {
         if (opts.full) return null
         if (opts.base) return opts.base
-        return [...r.generations(null)].reverse().find((m) => m.kind === 'volume' && m.source === source) ?? null
+        // the newest readable volume generation of this source whose catalog reads
+        for (const m of [...r.generations(null)].reverse()) {
+          if (m.kind !== 'volume' || m.source !== source) continue
+          try {
+            r.catalog(m.id)
+            return m
+          } catch (err) {
+            if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+            reporter.warn(`gen${m.id} cannot be the base of this backup: ${err.message}`)
+          }
+        }
+        return null
       },
       build: async ({ genId, pool, prev }) => {
         const stream = newStream(repo, pool, genId, opts, 'volume')
@@ -87,7 +98,9 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
         const prevImg = prev ? repo.catalog(prev.id)[1] : undefined
         if (prev && prevImg && prevImg.size > size) warn(`${source} shrank from ${prevImg.size} to ${size} bytes since gen${prev.id}`)
         // An image file whose identity, size, mtime and ctime are those of the base is not read.
-        const unchanged = !isDev && prevImg && prevImg.srcDev === img.srcDev && prevImg.srcInoHi === img.srcInoHi && prevImg.srcInoLo === img.srcInoLo &&
+        // a base whose data depends on a damaged generation is not used: the volume is read in full
+        const refs = new SafeRefs(repo, new ObjectResolver(repo), warn)
+        const unchanged = !isDev && prevImg && (!prevImg.objGen || refs.objectOk(prevImg.objGen, prevImg.objIndex)) && prevImg.srcDev === img.srcDev && prevImg.srcInoHi === img.srcInoHi && prevImg.srcInoLo === img.srcInoLo &&
           prevImg.size === size && prevImg.mtimeSec === img.mtimeSec && prevImg.mtimeNsec === img.mtimeNsec && prevImg.ctimeSec === img.ctimeSec && prevImg.ctimeNsec === img.ctimeNsec
         const objects = []
         if (unchanged) {
@@ -95,12 +108,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           img.objIndex = prevImg!.objIndex
           stats.unchangedFiles = 1
         } else {
-          let base: BaseObject | null = null
-          if (prevImg?.objGen) {
-            const resolver = new ObjectResolver(repo)
-            const o = resolver.object(prevImg.objGen, prevImg.objIndex)
-            base = { gen: prevImg.objGen, index: prevImg.objIndex, depth: o.depth, sizeBytes: o.sizeBytes, extents: resolver.resolve(prevImg.objGen, prevImg.objIndex), hashesOf: (g) => repo.hashes(g), hashAlg: repo.config.hashAlg }
-          }
+          const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
           let regions = size > 0 ? [0, size] : []
           if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
           native.fadvise(fd, 0, 0, 'sequential')
