@@ -38,9 +38,9 @@ $BFS backup "$src" --label demo-second
 echo "== generations"
 $BFS generations
 echo "== ls latest:etc/nginx | head"
-$BFS ls latest:etc/nginx | head -5
+$BFS ls --source "$src" latest:etc/nginx | head -5
 echo "== mount the first generation of this run read-only, and browse it with normal tools"
-$BFS mount latest~1 "$mnt"
+$BFS mount --source "$src" latest~1 "$mnt"
 ls -l "$mnt/etc/nginx" | head -4
 echo "files in the mount: $(find "$mnt" | wc -l)"
 grep -h 'listen' "$mnt/etc/nginx/site1.conf"
@@ -57,8 +57,8 @@ $BFS umount "$mnt"
 echo "== unmounted"
 echo "== restore latest and compare with the source"
 rm -rf "$sample/restore"
-$BFS restore latest "$sample/restore"
+$BFS restore --source "$src" latest "$sample/restore"
 diff -r "$src" "$sample/restore" && echo "restore of latest: identical to the source"
 echo "== verify every frame, and the previous generation against the live tree"
-$BFS verify latest
+$BFS verify --source "$src" latest
 $BFS verify --against "$src" latest~1 || echo "(the differences above are the changes made between the two backups)"
