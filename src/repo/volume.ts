@@ -8,6 +8,7 @@ import { BfsError } from './errors.js'
 import { ObjectResolver } from './resolve.js'
 import { storeObject, type BaseObject } from './objects.js'
 import { openSource } from './source.js'
+import { closeDeviceReader, openDeviceForRead, type DeviceReader } from './device.js'
 import { emptyStats, newStream, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
 
 const S_IFMT = 0o170000
@@ -103,17 +104,19 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           }
           let regions = size > 0 ? [0, size] : []
           if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-          native.fadvise(fd, 0, 0, 'sequential')
           let last = 0
-          const stored = await storeObject(fd, size, regions, stream, base, {
-            signal: opts.signal,
-            onRead: (n) => {
-              if (n - last >= 64 << 20) {
-                last = n
-                reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
-              }
-            },
-          })
+          const stored = await readSource(fd, source, isDev, (readFd, direct) =>
+            storeObject(readFd, size, regions, stream, base, {
+              direct,
+              signal: opts.signal,
+              onRead: (n) => {
+                if (n - last >= 64 << 20) {
+                  last = n
+                  reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+                }
+              },
+            }),
+          )
           stats.bytesRead = stored.bytesRead
           const after = sizeOf()
           if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
@@ -134,6 +137,23 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     })
   } finally {
     fs.closeSync(fd)
+  }
+}
+
+/**
+ * Runs `read` over the source so that it reads what is on it: a block device is read with
+ * O_DIRECT, past the device's page cache, which a mounted filesystem's writes bypass (see
+ * {@link openDeviceForRead} and native-notes/volumes.md); an image file through the page
+ * cache, which is where its writers' data is.
+ */
+async function readSource<T>(fd: number, source: string, isDev: boolean, read: (fd: number, direct: boolean) => Promise<T>): Promise<T> {
+  let dev: DeviceReader | null = null
+  try {
+    if (isDev) dev = openDeviceForRead(source)
+    else native.fadvise(fd, 0, 0, 'sequential')
+    return await read(dev?.fd ?? fd, dev?.direct ?? false)
+  } finally {
+    if (dev) closeDeviceReader(dev)
   }
 }
 
