@@ -191,7 +191,8 @@ describe('volume backup of an ext4 image', () => {
       expect((await bfs(['restore', `gen${asVolume.id}`, out], { repo: r })).code).toBe(0)
       expect((await sh(`dd if='${asVolume.source}' iflag=direct bs=1M status=none | cmp - '${out}'`)).code).toBe(0)
       expect((await sh(`cmp '${out}' '${dev}'`)).code).toBe(0)
-      } finally {
+      expect(asVolume.consistency).toBe('read-only')
+    } finally {
       await sh(`umount '${mp}'`)
       mounts.pop()
     }
@@ -372,8 +373,141 @@ describe('volume backup of a block device', () => {
     expect((await sh(`dd if='${dev}' iflag=direct bs=1M status=none | cmp - '${out}'`)).code).toBe(0)
     const v = await bfs(['verify', '--against', dev, 'latest'], { repo })
     expect(v.code, v.stdout + v.stderr).toBe(0)
+    // mounted read-write and not frozen: said in the summary and the manifest
+    expect(g2.stdout).toMatch(new RegExp(`^  consistency: mounted-rw: ${dev} was mounted read-write at ${mp} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload \\(ext4\\), or back up with --freeze$`, 'm'))
+    const gens = JSON.parse((await bfs(['generations', '--json'], { repo })).stdout) as Array<{ consistency: string }>
+    expect(gens.map((g) => g.consistency)).toEqual(['mounted-rw', 'mounted-rw'])
+    expect((await bfs(['generations'], { repo })).stdout).toMatch(/ volume\+ \(mounted-rw\) /)
+    // such an image has the journal's needs_recovery flag set: a plain read-only mount refuses it
+    expect((await loopMount(out, 'ro')).code).not.toBe(0)
+    // mounted read-only, and not mounted at all
+    await sh(`mount -o remount,ro '${mp}'`)
+    expect(JSON.parse((await bfs(['backup', '--volume', dev, '--json'], { repo })).stdout).consistency).toBe('read-only')
+    await unmount(mp)
+    const un = await bfs(['backup', '--volume', dev], { repo })
+    expect(un.stdout).toMatch(/^  consistency: unmounted \(nothing on \/dev\/loop\d+ was mounted\)$/m)
   })
 
+  it('--freeze: the filesystem is frozen while the device is read, the image is clean, and nothing is left frozen', async () => {
+    const { dev, mp } = await mountedExt4('frz')
+    const repo = path.join(work, 'repo-frz')
+    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(mp, `f${i}`), randomBytes(20_000))
+    // not synced: the freeze writes it out
+    const r = await bfs(['backup', '--volume', '--freeze', dev], { repo })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^  consistency: frozen \\(the filesystem at ${mp} was frozen while ${dev} was read: the image is clean\\)$`, 'm'))
+    expect(watchdogs(mp)).toEqual([])
+    expect((await sh(`timeout 20 sh -c "echo after > '${mp}/after'"`)).code).toBe(0)
+    const out = path.join(work, 'frz-restored.img')
+    expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+    const fsck = await sh(`e2fsck -fn '${out}'`)
+    expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0)
+    const m = await loopMount(out, 'ro') // no noload needed
+    expect(m.code, m.stderr).toBe(0)
+    expect((await sh(`diff -r -x lost+found -x after '${m.mp}' '${mp}'`)).stdout).toBe('')
+    await unmount(m.mp)
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)[0].consistency).toBe('frozen')
+    expect((await bfs(['generations'], { repo })).stdout).toMatch(/ volume \(frozen\) /)
+  })
+
+  it('--freeze: kill -9 of bfs while frozen thaws the filesystem promptly (the watchdog outlives bfs), and a deadline thaws it too', async () => {
+    const { dev, mp } = await mountedExt4('kill')
+    const repo = path.join(work, 'repo-kill')
+    fs.writeFileSync(path.join(mp, 'text'), Buffer.from('compressible text, slowly at level 19\n'.repeat(400_000)))
+    // kill -9 while frozen: stop bfs as soon as its watchdog exists (so it cannot thaw), wait
+    // until the filesystem is frozen, then kill it
+    const p = spawnBfs(['backup', '--volume', '--freeze', '--level', '19', '--threads', '1', dev], repo)
+    children.push(p)
+    const killed = exitOf(p)
+    const [wd] = await waitFor('the freeze watchdog', () => watchdogs(mp).length > 0 && watchdogs(mp))
+    process.kill(p.pid!, 'SIGSTOP')
+    const w = await blockedWriter(mp)
+    process.kill(p.pid!, 'SIGKILL')
+    expect((await killed).code).toBe(null)
+    expect(await w.done).toBe(0) // the blocked writer went through: thawed
+    expect((await sh(`timeout 20 sh -c "echo after > '${mp}/after' && sync -f '${mp}/after'"`)).code).toBe(0)
+    await waitFor('the watchdog to exit', () => procState(wd!) === null)
+    expect(watchdogs(mp)).toEqual([])
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)).toEqual([])
+    // the deadline: bfs stopped while frozen is thawed after --freeze-timeout, and fails
+    const q = spawnBfs(['backup', '--volume', '--freeze', '--freeze-timeout', '2', '--level', '19', '--threads', '1', dev], repo)
+    children.push(q)
+    const ended = exitOf(q)
+    await waitFor('the freeze watchdog', () => watchdogs(mp).length > 0)
+    process.kill(q.pid!, 'SIGSTOP')
+    const w2 = await blockedWriter(mp)
+    expect(await w2.done).toBe(0) // thawed by the watchdog at the deadline, bfs still stopped
+    process.kill(q.pid!, 'SIGCONT')
+    const e = await ended
+    expect(e.code).toBe(1)
+    expect(e.stderr).toBe('bfs: the filesystem was thawed at the --freeze-timeout deadline (2 s) before the device was read; nothing was committed (--freeze-timeout gives it more time)\n')
+    expect(watchdogs(mp)).toEqual([])
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)).toEqual([])
+  })
+
+  it('--freeze refuses, in one line and before creating anything: the repository on that filesystem, an unmounted device, an image file, files', async () => {
+    const { image, dev, mp } = await mountedExt4('refuse', 32)
+    const inside = path.join(mp, 'repo')
+    const r1 = await bfs(['backup', '--volume', '--freeze', dev], { repo: inside })
+    expect(r1.stderr).toBe(`bfs: --freeze: the repository ${inside} is on the filesystem of ${dev} (mounted at ${mp}), which could not be written to while frozen\n`)
+    expect(r1.code).toBe(1)
+    expect(fs.existsSync(inside)).toBe(false)
+    const repo = path.join(work, 'repo-refuse')
+    const r2 = await bfs(['backup', '--freeze', '--mode', 'file', mp], { repo })
+    expect(r2.stderr).toMatch(/^bfs: --freeze applies to volume backups of block devices; .* would be backed up as files \(requested\)\n$/)
+    expect(r2.code).toBe(1)
+    const r3 = await bfs(['backup', '--volume', '--freeze-timeout', '5', dev], { repo })
+    expect(r3.stderr).toBe('bfs: --freeze-timeout applies with --freeze\n')
+    expect((await bfs(['backup', '--volume', '--freeze', '--freeze-timeout', '0', dev], { repo })).code).toBe(2)
+    await unmount(mp)
+    const r4 = await bfs(['backup', '--volume', '--freeze', dev], { repo })
+    expect(r4.stderr).toBe(`bfs: --freeze: no filesystem on ${dev} is mounted, so there is nothing to freeze\n`)
+    const r5 = await bfs(['backup', '--volume', '--freeze', image], { repo })
+    expect(r5.stderr).toBe(`bfs: --freeze needs a block device; ${image} is an image file\n`)
+    expect(r5.code).toBe(1)
+    expect(fs.existsSync(repo)).toBe(false)
+  })
+
+  it('a filesystem on a partition of the device counts as mounted from it, and --freeze freezes it (a kernel with MBR partitions)', async ({ skip }) => {
+    // an MBR with one Linux partition from 1 MiB to the end, made by hand (no fdisk here)
+    const image = path.join(work, 'parted.img')
+    const mbr = Buffer.alloc(512)
+    const SECTORS = (48 << 20) / 512
+    mbr.writeUInt8(0x83, 446 + 4)
+    mbr.writeUInt32LE(2048, 446 + 8)
+    mbr.writeUInt32LE(SECTORS - 2048, 446 + 12)
+    mbr.writeUInt16LE(0xaa55, 510)
+    await sh(`truncate -s 48M '${image}'`)
+    const fd = fs.openSync(image, 'r+')
+    fs.writeSync(fd, mbr, 0, 512, 0)
+    fs.closeSync(fd)
+    const dev = (await sh(`losetup -P -f --show '${image}'`)).stdout.trim()
+    loops.push(dev)
+    const part = `${dev}p1`
+    // the kernel scans the table while it sets the loop device up; one built without
+    // CONFIG_MSDOS_PARTITION (this test machine's) makes no partition
+    if (!fs.existsSync(`/sys/block/${path.basename(dev)}/${path.basename(part)}`)) return skip('the kernel made no partition device from an MBR (CONFIG_MSDOS_PARTITION unset)')
+    await waitFor(`${part}`, () => fs.existsSync(part), 10_000)
+    expect((await sh(`mkfs.ext4 -q -F '${part}'`)).code).toBe(0)
+    const mp = path.join(work, 'parted-mnt')
+    fs.mkdirSync(mp)
+    expect((await sh(`mount '${part}' '${mp}'`)).code).toBe(0)
+    devMounts.push(mp)
+    fs.writeFileSync(path.join(mp, 'data'), randomBytes(100_000))
+    const repo = path.join(work, 'repo-parted')
+    expect(JSON.parse((await bfs(['backup', '--volume', dev, '--json'], { repo })).stdout).consistency).toBe('mounted-rw')
+    const f = await bfs(['backup', '--volume', '--freeze', dev, '--json'], { repo })
+    expect(f.code, f.stderr).toBe(0)
+    expect(JSON.parse(f.stdout).consistency).toBe('frozen')
+    expect(watchdogs(mp)).toEqual([])
+    const out = path.join(work, 'parted-restored.img')
+    expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+    const p1 = path.join(work, 'parted-p1.img')
+    expect((await sh(`dd if='${out}' of='${p1}' bs=1M skip=1 status=none && e2fsck -fn '${p1}'`)).code).toBe(0)
+    const m = await loopMount(p1, 'ro')
+    expect(m.code, m.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(m.mp, 'data')).equals(fs.readFileSync(path.join(mp, 'data')))).toBe(true)
+  })
 })
 
 describe('groups', () => {
