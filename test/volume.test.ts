@@ -508,6 +508,32 @@ describe('volume backup of a block device', () => {
     expect(m.code, m.stderr).toBe(0)
     expect(fs.readFileSync(path.join(m.mp, 'data')).equals(fs.readFileSync(path.join(mp, 'data')))).toBe(true)
   })
+
+  it('auto mode never picks a device it cannot open: files, and why (issue 11: `bfs backup /` failed with EPERM)', async () => {
+    // The filesystem is mounted through a device node in a directory that is then made
+    // nodev: the node still stats as a block device and access(2) allows it, but open(2)
+    // fails (EACCES), as the root disk of a container or VM may (EPERM).
+    const { dev, mp } = await mountedExt4('auto-noopen', 32)
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(mp, `f${i}`), `file ${i}\n`)
+    const nd = path.join(work, 'nodes')
+    fs.mkdirSync(nd)
+    const st = fs.statSync(dev)
+    const [maj, min] = [Math.floor(st.rdev / 256) & 0xfff, (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff)]
+    const node = path.join(nd, 'disk')
+    expect((await sh(`mknod '${node}' b ${maj} ${min}`)).code).toBe(0)
+    const mp2 = path.join(work, 'auto-noopen-2')
+    fs.mkdirSync(mp2)
+    expect((await sh(`mount '${node}' '${mp2}'`)).code).toBe(0) // the same filesystem, its source named by the node
+    devMounts.push(mp2)
+    expect((await sh(`mount --bind '${nd}' '${nd}' && mount -o remount,bind,nodev '${nd}' '${nd}'`)).code).toBe(0)
+    devMounts.push(nd)
+    const repo = path.join(work, 'repo-auto-noopen')
+    const r = await bfs(['backup', mp2, '--volume-threshold', '5'], { repo })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^mode: files \\(${mp2} is the root of ${node} \\(ext4\\) with \\d+ files, but ${node} cannot be opened: EACCES\\)$`, 'm'))
+    expect((await bfs(['ls', 'latest:f3'], { repo })).code).toBe(0)
+  })
 })
 
 describe('groups', () => {

@@ -243,8 +243,10 @@ export interface ModeDecision {
 
 /**
  * Auto mode: a block device or an image file is a volume; a directory that is the root of a
- * mounted block-device filesystem with more than `threshold` files (used inodes) and a
- * readable device is backed up as a volume of that device; anything else as files.
+ * mounted block-device filesystem with more than `threshold` files (used inodes) is backed
+ * up as a volume of that device if the device can be opened (it is opened and closed
+ * here: access(2) says yes to root where a device cgroup or an LSM then refuses the open);
+ * anything else as files, with the reason.
  */
 export function decideMode(src: string, threshold: number): ModeDecision {
   const abs = path.resolve(src)
@@ -258,17 +260,11 @@ export function decideMode(src: string, threshold: number): ModeDecision {
   if (st.isFile()) return { mode: 'volume', source: abs, reason: `${abs} is an image file` }
   if (!st.isDirectory()) return { mode: 'file', source: abs, reason: 'not a directory, device or image' }
   const real = fs.realpathSync(abs)
-  let dev: string | null = null
-  let fstype = ''
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ')
-    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    if (mp !== real) continue
-    const dash = f.indexOf('-')
-    fstype = f[dash + 1] ?? ''
-    dev = f[dash + 2] ?? null // the last mount on a point wins
-  }
-  if (!dev) return { mode: 'file', source: abs, reason: `${real} is not the root of a mounted filesystem` }
+  const here = readMounts().filter((m) => m.point === real)
+  const top = here[here.length - 1] // the last mount on a point is the one seen there
+  if (!top) return { mode: 'file', source: abs, reason: `${real} is not the root of a mounted filesystem` }
+  const dev = top.source
+  const fstype = top.type
   let isBlk = false
   try {
     isBlk = fs.statSync(dev).isBlockDevice()
@@ -280,9 +276,10 @@ export function decideMode(src: string, threshold: number): ModeDecision {
   const files = sf.files - sf.ffree
   if (files <= threshold) return { mode: 'file', source: abs, reason: `${real} (${fstype} on ${dev}) holds ${files} files, not more than ${threshold}` }
   try {
-    fs.accessSync(dev, fs.constants.R_OK)
-  } catch {
-    return { mode: 'file', source: abs, reason: `${real} holds ${files} files but ${dev} is not readable` }
+    fs.closeSync(openSource(dev))
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    return { mode: 'file', source: abs, reason: `${real} is the root of ${dev} (${fstype}) with ${files} files, but ${dev} cannot be opened: ${e.code ?? e.message}` }
   }
   return { mode: 'volume', source: dev, reason: `${real} is the root of ${dev} (${fstype}) with ${files} files, more than ${threshold}` }
 }
