@@ -11,6 +11,10 @@
  *   setTimes      utimensat with nanoseconds, optionally AT_SYMLINK_NOFOLLOW
  *   mknod         mknod(path, mode, makedev(major, minor))
  *   blockDeviceSize  ioctl(BLKGETSIZE64)
+ *   blockDeviceSectorSize  ioctl(BLKSSZGET)
+ *   flushBlockDevice ioctl(BLKFLSBUF)
+ *   alignedBuffer a 4096-aligned Buffer (posix_memalign), for O_DIRECT reads
+ *   freezeFs / thawFs  ioctl(FIFREEZE / FITHAW)
  *   fadvise       posix_fadvise
  *
  * Every call is synchronous. Paths are accepted as JS strings (UTF-8 encoded)
@@ -776,6 +780,98 @@ fail:
   return NULL;
 }
 
+/* ---- block devices: logical block size, buffer flush ------------------- */
+
+/* blockDeviceSectorSize(fd) -> ioctl(BLKSSZGET): the logical block size, the unit an
+ * O_DIRECT read's offset, length and buffer address must be multiples of. */
+static napi_value js_block_device_sector_size(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  int bytes = 0;
+  if (ioctl(fd, BLKSSZGET, &bytes) != 0) {
+    throw_errno(env, errno, "ioctl", NULL);
+    return NULL;
+  }
+  napi_value v;
+  NAPI_TRY(env, napi_create_int32(env, bytes, &v), fail);
+  return v;
+fail:
+  return NULL;
+}
+
+/* flushBlockDevice(fd) -> ioctl(BLKFLSBUF): writes the device's dirty page-cache pages
+ * and drops the clean ones (needs CAP_SYS_ADMIN). */
+static napi_value js_flush_block_device(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  if (ioctl(fd, BLKFLSBUF, 0) != 0) {
+    throw_errno(env, errno, "ioctl", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
+/* ---- alignedBuffer ------------------------------------------------------ */
+
+static void free_aligned(napi_env env, void *data, void *hint) {
+  int64_t adjusted;
+  napi_adjust_external_memory(env, -(int64_t)(uintptr_t)hint, &adjusted);
+  free(data);
+}
+
+/*
+ * alignedBuffer(bytes) -> a zero-filled Buffer whose memory starts on a 4096-byte
+ * boundary (posix_memalign), freed when the Buffer is collected. O_DIRECT reads need
+ * the buffer address aligned to the device's logical block size (≤ 4096); Node's own
+ * Buffers are not. Any 4096-multiple offset into it stays aligned.
+ */
+static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  double bytes_d;
+  if (!get_integer_arg(env, argv[0], "bytes", 1, 1073741824.0, &bytes_d)) return NULL;
+  size_t bytes = (size_t)bytes_d;
+  void *mem = NULL;
+  int rc = posix_memalign(&mem, 4096, bytes);
+  if (rc != 0) {
+    throw_errno(env, rc, "posix_memalign", NULL);
+    return NULL;
+  }
+  memset(mem, 0, bytes);
+  napi_value buf;
+  if (napi_create_external_buffer(env, bytes, mem, free_aligned, (void *)(uintptr_t)bytes, &buf) != napi_ok) {
+    free(mem);
+    throw_napi_failure(env, "napi_create_external_buffer");
+    return NULL;
+  }
+  int64_t adjusted;
+  napi_adjust_external_memory(env, (int64_t)bytes, &adjusted);
+  return buf;
+}
+
+/* ---- freezeFs / thawFs --------------------------------------------------- */
+
+/* freezeFs(fd) / thawFs(fd): ioctl(FIFREEZE / FITHAW) on an fd of a file or directory
+ * of the filesystem (its mount point): freeze syncs it and blocks every writer until the
+ * thaw. Needs CAP_SYS_ADMIN. */
+static napi_value freeze_thaw(napi_env env, napi_callback_info info, unsigned long req) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  if (ioctl(fd, req, 0) != 0) {
+    throw_errno(env, errno, "ioctl", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+static napi_value js_freeze_fs(napi_env env, napi_callback_info info) { return freeze_thaw(env, info, FIFREEZE); }
+static napi_value js_thaw_fs(napi_env env, napi_callback_info info) { return freeze_thaw(env, info, FITHAW); }
+
 /* ---- detach ------------------------------------------------------------- */
 
 /*
@@ -974,6 +1070,11 @@ NAPI_MODULE_INIT() {
     {"setTimes", NULL, js_set_times, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blockDeviceSize", NULL, js_block_device_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blockDeviceSectorSize", NULL, js_block_device_sector_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"flushBlockDevice", NULL, js_flush_block_device, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},

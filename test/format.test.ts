@@ -349,4 +349,15 @@ describe('manifest', () => {
     expect(() => decodeManifest(Buffer.from(JSON.stringify({ format: 1, id: 3 })), 'm')).toThrow(/manifest field 'blockBytes'/)
     expect(() => decodeManifest(Buffer.from(JSON.stringify({ format: 2 })), 'm')).toThrow(/manifest field 'format'/)
   })
+
+  it('consistency: optional (older manifests have none), one of four values, volumes only', () => {
+    const ref = { bytes: 10, sha256: 'ab'.repeat(32) }
+    const man = { format: 1, id: 2, time: '2026-11-22T10:00:00.000Z', label: '', source: '/dev/loop0', host: 'h', kind: 'volume', group: null, parent: 1, blockBytes: 4096, unitBlocks: 64, frameBlocks: 32, level: 3, streamBlocks: 3, units: [{ index: 0, bytes: 100, rawBlocks: 3 }], catalog: ref, maps: ref, hashes: ref, partial: false, stats: {} }
+    const dec = (m: object): ReturnType<typeof decodeManifest> => decodeManifest(Buffer.from(JSON.stringify(m)), 'm')
+    expect(dec(man).consistency).toBeUndefined()
+    for (const c of ['unmounted', 'read-only', 'frozen', 'mounted-rw']) expect(dec({ ...man, consistency: c }).consistency).toBe(c)
+    expect(() => dec({ ...man, consistency: 'clean' })).toThrow(/manifest field 'consistency'/)
+    expect(() => dec({ ...man, consistency: null })).toThrow(/manifest field 'consistency'/)
+    expect(() => dec({ ...man, kind: 'files', consistency: 'frozen' })).toThrow(/manifest field 'consistency'/)
+  })
 })

@@ -38,8 +38,13 @@ import {
   S_RDEV_MINOR,
   S_SIZE,
   S_UID,
+  alignedBuffer,
+  blockDeviceSectorSize,
   blockDeviceSize,
   dataRegions,
+  flushBlockDevice,
+  freezeFs,
+  thawFs,
   fadvise,
   fstatRecord,
   getXattrs,
@@ -755,6 +760,115 @@ describe('blockDeviceSize', () => {
       }
     } finally {
       run('losetup', ['-d', dev])
+    }
+  })
+})
+
+describe('blockDeviceSectorSize, flushBlockDevice', () => {
+  it('throw ENOTTY for a regular file', () => {
+    const f = path.join(freshDir(), 'f')
+    fs.writeFileSync(f, 'x')
+    const fd = fs.openSync(f, 'r')
+    try {
+      expectErrno(() => blockDeviceSectorSize(fd), 'ENOTTY', 25, 'ioctl')
+      expectErrno(() => flushBlockDevice(fd), 'ENOTTY', 25, 'ioctl')
+    } finally {
+      fs.closeSync(fd)
+    }
+    expectArgError(() => blockDeviceSectorSize(-1), 'RangeError', 'ERR_OUT_OF_RANGE')
+  })
+
+  it('give the logical block size of a loop device, as blockdev --getss does, and flush its cache (root)', ({ skip }) => {
+    if (!IS_ROOT) return skip('needs root for losetup')
+    const img = path.join(freshDir(), 'disk.img')
+    run('truncate', ['-s', '1M', img])
+    const r = spawnSync('losetup', ['--find', '--show', '--sector-size', '4096', img], { encoding: 'utf8' })
+    if (r.status !== 0) return skip(`no loop device: ${(r.stderr || String(r.error)).trim()}`)
+    const dev = r.stdout.trim()
+    try {
+      const fd = fs.openSync(dev, 'r')
+      try {
+        expect(blockDeviceSectorSize(fd)).toBe(4096)
+        expect(blockDeviceSectorSize(fd)).toBe(Number(runText('blockdev', ['--getss', dev])))
+        flushBlockDevice(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+    } finally {
+      run('losetup', ['-d', dev])
+    }
+  })
+})
+
+describe('alignedBuffer', () => {
+  it('is zero-filled and 4096-aligned: O_DIRECT reads into it work where a plain Buffer fails with EINVAL', () => {
+    const b = alignedBuffer(3 * 4096)
+    expect(b.length).toBe(3 * 4096)
+    expect(b.equals(Buffer.alloc(3 * 4096))).toBe(true)
+    const f = path.join(freshDir(), 'data')
+    const data = Buffer.alloc(3 * 4096, 0x5a)
+    fs.writeFileSync(f, data)
+    const fd = fs.openSync(f, fs.constants.O_RDONLY | fs.constants.O_DIRECT)
+    try {
+      expect(fs.readSync(fd, b, 0, 3 * 4096, 0)).toBe(3 * 4096)
+      expect(b.equals(data)).toBe(true)
+      b.fill(0)
+      expect(fs.readSync(fd, b, 4096, 4096, 8192)).toBe(4096) // a 4096-multiple offset stays aligned
+      expect(b.subarray(4096, 8192).equals(data.subarray(0, 4096))).toBe(true)
+      const plain = Buffer.alloc(2 * 4096)
+      let code = ''
+      try {
+        fs.readSync(fd, plain, 1, 4096, 0)
+      } catch (err) {
+        code = (err as NodeJS.ErrnoException).code!
+      }
+      expect(code).toBe('EINVAL')
+    } finally {
+      fs.closeSync(fd)
+    }
+    expectArgError(() => alignedBuffer(0), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => alignedBuffer(1.5), 'RangeError', 'ERR_OUT_OF_RANGE')
+  })
+})
+
+describe('freezeFs, thawFs', () => {
+  it('freeze a mounted ext4 (a second freeze: EBUSY), thaw it (a second thaw: EINVAL) (root)', ({ skip }) => {
+    if (!IS_ROOT) return skip('needs root for losetup and FIFREEZE')
+    const d = freshDir()
+    const img = path.join(d, 'fs.img')
+    const mnt = path.join(d, 'mnt')
+    fs.mkdirSync(mnt)
+    run('truncate', ['-s', '16M', img])
+    run('mkfs.ext4', ['-q', '-F', img])
+    const m = spawnSync('mount', ['-o', 'loop', img, mnt], { encoding: 'utf8' })
+    if (m.status !== 0) return skip(`no loop mount: ${m.stderr.trim()}`)
+    let fd = -1
+    try {
+      fd = fs.openSync(mnt, 'r')
+      freezeFs(fd)
+      try {
+        expectErrno(() => freezeFs(fd), 'EBUSY', 16, 'ioctl')
+      } finally {
+        thawFs(fd)
+      }
+      expectErrno(() => thawFs(fd), 'EINVAL', 22, 'ioctl')
+      fs.writeFileSync(path.join(mnt, 'after'), 'writable again') // would block if still frozen
+    } finally {
+      if (fd >= 0) {
+        try {
+          thawFs(fd)
+        } catch {
+          // not frozen: the normal case
+        }
+        fs.closeSync(fd)
+      }
+      run('umount', [mnt])
+    }
+    const tmpfd = fs.openSync('/proc/self/status', 'r') // procfs cannot be frozen
+    try {
+      expectErrno(() => freezeFs(tmpfd), 'ENOTSUP', 95, 'ioctl')
+    } finally {
+      fs.closeSync(tmpfd)
     }
   })
 })

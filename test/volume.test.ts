@@ -1,8 +1,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, bfs, sh, tmpdir, newRepo } from './helpers.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { BFS, bfs, newRepo, sh, spawnBfs, tmpdir } from './helpers.js'
 
 // Volume backups of real ext4 images made with mkfs.ext4 -d (no root needed to build them);
 // the loop mount from the bfs mount needs root and loop devices, as in CI.
@@ -183,11 +184,14 @@ describe('volume backup of an ext4 image', () => {
       expect(asFiles.modeReason).toMatch(/holds \d+ files, not more than 100000/)
       const forced = JSON.parse((await bfs(['backup', mp, '--mode', 'file', '--volume-threshold', '1', '--json'], { repo: r })).stdout)
       expect(forced.mode).toBe('file')
-      // the device volume restores to an image identical to the device (not to auto.img:
-      // even a read-only ext4 mount rewrites its journal superblock through the device)
+      // the device volume restores to an image identical to what is on the device, which is
+      // auto.img itself (a read-only ext4 mount rewrites its journal superblock, but only in
+      // the device's page cache, which bfs does not read: a buffered read would differ)
       const out = path.join(work, 'auto-restored.img')
       expect((await bfs(['restore', `gen${asVolume.id}`, out], { repo: r })).code).toBe(0)
-      expect((await sh(`cmp '${out}' '${asVolume.source}'`)).code).toBe(0)
+      expect((await sh(`dd if='${asVolume.source}' iflag=direct bs=1M status=none | cmp - '${out}'`)).code).toBe(0)
+      expect((await sh(`cmp '${out}' '${dev}'`)).code).toBe(0)
+      expect(asVolume.consistency).toBe('read-only')
     } finally {
       await sh(`umount '${mp}'`)
       mounts.pop()
@@ -226,6 +230,300 @@ describe('volume backup of an ext4 image', () => {
     expect((await sh(`cmp '${out}' '${shrink}'`)).code).toBe(0)
     // not a device or image
     expect((await bfs(['backup', '--volume', tree], { repo: r })).stderr).toMatch(/is not a block device or an image file/)
+  })
+})
+
+// Block devices: loop devices over ext4 images, mounted read-write as a user's disk would
+// be. Everything a test sets up is undone in afterEach, even when it fails: a frozen
+// filesystem is thawed first (a frozen one left behind blocks every writer to it, and
+// sync(2) machine-wide), then unmounted, then its loop device detached; bfs processes a
+// test started are killed.
+const loops: string[] = []
+const devMounts: string[] = []
+const children: ChildProcess[] = []
+afterEach(async () => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  for (const m of devMounts.splice(0).reverse()) await sh(`fsfreeze -u '${m}' 2>/dev/null; umount '${m}' 2>/dev/null || umount -l '${m}'`)
+  for (const l of loops.splice(0).reverse()) await sh(`losetup -d '${l}'`)
+})
+
+/**
+ * A new ext4 image of `mib` MiB, attached to a loop device and mounted read-write at a new
+ * directory. The filesystem writes nothing on its own once synced, so that what a test
+ * compares stays put: its inode tables and journal are zeroed by mkfs (not by a kernel
+ * thread after mounting) and reading a file does not update its atime.
+ */
+async function mountedExt4(name: string, mib = 64): Promise<{ image: string; dev: string; mp: string }> {
+  const image = path.join(work, `${name}.img`)
+  const mp = path.join(work, `${name}-mnt`)
+  fs.mkdirSync(mp)
+  expect((await sh(`truncate -s ${mib}M '${image}' && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 '${image}'`)).code).toBe(0)
+  const dev = (await sh(`losetup -f --show '${image}'`)).stdout.trim()
+  expect(dev).toMatch(/^\/dev\/loop\d+$/)
+  loops.push(dev)
+  expect((await sh(`mount -o noatime '${dev}' '${mp}'`)).code).toBe(0)
+  devMounts.push(mp)
+  return { image, dev, mp }
+}
+
+/** Loop-mounts an image at a new directory with the given options; the mount(8) result. */
+async function loopMount(image: string, opts: string): Promise<{ code: number; stderr: string; mp: string }> {
+  const mp = fs.mkdtempSync(path.join(work, 'lm-'))
+  const r = await sh(`mount -o loop,${opts} '${image}' '${mp}'`)
+  if (r.code === 0) devMounts.push(mp)
+  return { code: r.code, stderr: r.stderr, mp }
+}
+
+async function unmount(mp: string): Promise<void> {
+  expect((await sh(`umount '${mp}'`)).code).toBe(0)
+  devMounts.splice(devMounts.indexOf(mp), 1)
+}
+
+async function waitFor<T>(what: string, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await probe()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Pids of freeze watchdogs holding the filesystem mounted at mp (argv: node …/freeze-watchdog.js MS DEV=MP). */
+function watchdogs(mp: string): number[] {
+  const out: number[] = []
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue
+    let argv: string[]
+    try {
+      argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')
+    } catch {
+      continue
+    }
+    if (argv[1]?.endsWith('freeze-watchdog.js') && argv.some((a) => a.endsWith(`=${mp}`))) out.push(Number(p))
+  }
+  return out
+}
+
+const procState = (pid: number): string | null => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] ?? null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Waits until the filesystem at mp is frozen, seen from outside: a writer started there
+ * stays blocked in the kernel (state D) instead of finishing. Returns that writer, still
+ * blocked, and its exit promise: it finishes when the filesystem is thawed.
+ */
+async function blockedWriter(mp: string): Promise<{ child: ChildProcess; done: Promise<number | null> }> {
+  for (;;) {
+    if (watchdogs(mp).length === 0) throw new Error(`no freeze watchdog holds ${mp}: bfs thawed before the test saw it frozen`)
+    const child = spawn('sh', ['-c', `echo probe > '${mp}/.probe'`], { stdio: 'ignore' })
+    const done = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+    let blocked = 0
+    while (child.exitCode === null && blocked < 15) {
+      await new Promise((r) => setTimeout(r, 20))
+      blocked = procState(child.pid!) === 'D' ? blocked + 1 : 0
+    }
+    if (blocked >= 15) return { child, done }
+    await done // it could write: not frozen yet
+  }
+}
+
+const exitOf = (p: ChildProcess): Promise<{ code: number | null; stderr: string }> => {
+  let stderr = ''
+  p.stderr!.on('data', (b: Buffer) => (stderr += b))
+  return new Promise((r) => p.once('close', (code) => r({ code, stderr })))
+}
+
+describe('volume backup of a block device', () => {
+  it('of a mounted ext4 stores what is on the device, not the device page cache (issue 11: the rewritten file came back as zeros)', async () => {
+    const { dev, mp } = await mountedExt4('rw')
+    const repo = await newRepo(path.join(work, 'repo-dev'))
+    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(mp, `f${i}`), randomBytes(20_000 + i * 100))
+    await sh('sync')
+    const g1 = await bfs(['backup', '--volume', dev], { repo })
+    expect(g1.code).toBe(0)
+    // rewrite one file and add another: ext4 writes file data to the device directly, past
+    // the device's page cache, which still holds what the first backup read there
+    const rewritten = Buffer.from('the new content of f7\n'.repeat(500))
+    const added = randomBytes(300_000)
+    fs.writeFileSync(path.join(mp, 'f7'), rewritten)
+    fs.writeFileSync(path.join(mp, 'added'), added)
+    await sh('sync')
+    // and settle: a freeze checkpoints the journal, so the writeback of journalled metadata
+    // to its home blocks (some 30 s after the sync) cannot change the device under the
+    // byte-for-byte comparisons below
+    expect((await sh(`fsfreeze -f '${mp}' && fsfreeze -u '${mp}'`)).code).toBe(0)
+    const g2 = await bfs(['backup', '--volume', dev], { repo })
+    expect(g2.code).toBe(0)
+    const out = path.join(work, 'rw-restored.img')
+    expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+    const m = await loopMount(out, 'ro,noload')
+    expect(m.code).toBe(0)
+    expect(fs.readFileSync(path.join(m.mp, 'f7')).equals(rewritten)).toBe(true)
+    expect(fs.readFileSync(path.join(m.mp, 'added')).equals(added)).toBe(true)
+    expect((await sh(`diff -r -x lost+found '${m.mp}' '${mp}'`)).stdout).toBe('')
+    await unmount(m.mp)
+    // byte for byte what a read that bypasses every cache finds on the device now, and verify agrees
+    expect((await sh(`dd if='${dev}' iflag=direct bs=1M status=none | cmp - '${out}'`)).code).toBe(0)
+    const v = await bfs(['verify', '--against', dev, 'latest'], { repo })
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+    // mounted read-write and not frozen: said in the summary and the manifest
+    expect(g2.stdout).toMatch(new RegExp(`^  consistency: mounted-rw: ${dev} was mounted read-write at ${mp} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload \\(ext4\\), or back up with --freeze$`, 'm'))
+    const gens = JSON.parse((await bfs(['generations', '--json'], { repo })).stdout) as Array<{ consistency: string }>
+    expect(gens.map((g) => g.consistency)).toEqual(['mounted-rw', 'mounted-rw'])
+    expect((await bfs(['generations'], { repo })).stdout).toMatch(/ volume\+ \(mounted-rw\) /)
+    // such an image has the journal's needs_recovery flag set: a plain read-only mount refuses it
+    expect((await loopMount(out, 'ro')).code).not.toBe(0)
+    // mounted read-only, and not mounted at all
+    await sh(`mount -o remount,ro '${mp}'`)
+    expect(JSON.parse((await bfs(['backup', '--volume', dev, '--json'], { repo })).stdout).consistency).toBe('read-only')
+    await unmount(mp)
+    const un = await bfs(['backup', '--volume', dev], { repo })
+    expect(un.stdout).toMatch(/^  consistency: unmounted \(nothing on \/dev\/loop\d+ was mounted\)$/m)
+  })
+
+  it('--freeze: the filesystem is frozen while the device is read, the image is clean, and nothing is left frozen', async () => {
+    const { dev, mp } = await mountedExt4('frz')
+    const repo = await newRepo(path.join(work, 'repo-frz'))
+    for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(mp, `f${i}`), randomBytes(20_000))
+    // not synced: the freeze writes it out
+    const r = await bfs(['backup', '--volume', '--freeze', dev], { repo })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^  consistency: frozen \\(the filesystem at ${mp} was frozen while ${dev} was read: the image is clean\\)$`, 'm'))
+    expect(watchdogs(mp)).toEqual([])
+    expect((await sh(`timeout 20 sh -c "echo after > '${mp}/after'"`)).code).toBe(0)
+    const out = path.join(work, 'frz-restored.img')
+    expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+    const fsck = await sh(`e2fsck -fn '${out}'`)
+    expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0)
+    const m = await loopMount(out, 'ro') // no noload needed
+    expect(m.code, m.stderr).toBe(0)
+    expect((await sh(`diff -r -x lost+found -x after '${m.mp}' '${mp}'`)).stdout).toBe('')
+    await unmount(m.mp)
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)[0].consistency).toBe('frozen')
+    expect((await bfs(['generations'], { repo })).stdout).toMatch(/ volume \(frozen\) /)
+  })
+
+  it('--freeze: kill -9 of bfs while frozen thaws the filesystem promptly (the watchdog outlives bfs), and a deadline thaws it too', async () => {
+    const { dev, mp } = await mountedExt4('kill')
+    const repo = await newRepo(path.join(work, 'repo-kill'))
+    fs.writeFileSync(path.join(mp, 'text'), Buffer.from('compressible text, slowly at level 19\n'.repeat(400_000)))
+    // kill -9 while frozen: stop bfs as soon as its watchdog exists (so it cannot thaw), wait
+    // until the filesystem is frozen, then kill it
+    const p = spawnBfs(['backup', '--volume', '--freeze', '--level', '19', '--threads', '1', dev], repo)
+    children.push(p)
+    const killed = exitOf(p)
+    const [wd] = await waitFor('the freeze watchdog', () => watchdogs(mp).length > 0 && watchdogs(mp))
+    process.kill(p.pid!, 'SIGSTOP')
+    const w = await blockedWriter(mp)
+    process.kill(p.pid!, 'SIGKILL')
+    expect((await killed).code).toBe(null)
+    expect(await w.done).toBe(0) // the blocked writer went through: thawed
+    expect((await sh(`timeout 20 sh -c "echo after > '${mp}/after' && sync -f '${mp}/after'"`)).code).toBe(0)
+    await waitFor('the watchdog to exit', () => procState(wd!) === null)
+    expect(watchdogs(mp)).toEqual([])
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)).toEqual([])
+    // the deadline: bfs stopped while frozen is thawed after --freeze-timeout, and fails
+    const q = spawnBfs(['backup', '--volume', '--freeze', '--freeze-timeout', '2', '--level', '19', '--threads', '1', dev], repo)
+    children.push(q)
+    const ended = exitOf(q)
+    await waitFor('the freeze watchdog', () => watchdogs(mp).length > 0)
+    process.kill(q.pid!, 'SIGSTOP')
+    const w2 = await blockedWriter(mp)
+    expect(await w2.done).toBe(0) // thawed by the watchdog at the deadline, bfs still stopped
+    process.kill(q.pid!, 'SIGCONT')
+    const e = await ended
+    expect(e.code).toBe(1)
+    expect(e.stderr).toBe('bfs: the filesystem was thawed at the --freeze-timeout deadline (2 s) before the device was read; nothing was committed (--freeze-timeout gives it more time)\n')
+    expect(watchdogs(mp)).toEqual([])
+    expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)).toEqual([])
+  })
+
+  it('--freeze refuses, in one line and committing nothing: the repository on that filesystem, an unmounted device, an image file, files', async () => {
+    const { image, dev, mp } = await mountedExt4('refuse', 32)
+    const inside = await newRepo(path.join(mp, 'repo'))
+    const r1 = await bfs(['backup', '--volume', '--freeze', dev], { repo: inside })
+    expect(r1.stderr).toBe(`bfs: --freeze: the repository ${inside} is on the filesystem of ${dev} (mounted at ${mp}), which could not be written to while frozen\n`)
+    expect(r1.code).toBe(1)
+    expect(fs.readdirSync(path.join(inside, 'manifests'))).toEqual([])
+    const repo = await newRepo(path.join(work, 'repo-refuse'))
+    const r2 = await bfs(['backup', '--freeze', '--mode', 'file', mp], { repo })
+    expect(r2.stderr).toMatch(/^bfs: --freeze applies to volume backups of block devices; .* would be backed up as files \(requested\)\n$/)
+    expect(r2.code).toBe(1)
+    const r3 = await bfs(['backup', '--volume', '--freeze-timeout', '5', dev], { repo })
+    expect(r3.stderr).toBe('bfs: --freeze-timeout applies with --freeze\n')
+    expect((await bfs(['backup', '--volume', '--freeze', '--freeze-timeout', '0', dev], { repo })).code).toBe(2)
+    await unmount(mp)
+    const r4 = await bfs(['backup', '--volume', '--freeze', dev], { repo })
+    expect(r4.stderr).toBe(`bfs: --freeze: no filesystem on ${dev} is mounted, so there is nothing to freeze\n`)
+    const r5 = await bfs(['backup', '--volume', '--freeze', image], { repo })
+    expect(r5.stderr).toBe(`bfs: --freeze needs a block device; ${image} is an image file\n`)
+    expect(r5.code).toBe(1)
+    expect(fs.readdirSync(path.join(repo, 'manifests'))).toEqual([])
+  })
+
+  it('a filesystem on a slice of the device (a partition, or a loop device over it at an offset) counts as mounted from it, and --freeze freezes it', async () => {
+    // The kernel here parses no partition table (CONFIG_MSDOS_PARTITION and
+    // CONFIG_EFI_PARTITION unset) and has no device-mapper, so the slice is a loop device
+    // over the device from 1 MiB on: writes through it land on the device, like a
+    // partition's, and sysfs links it to the device only through its backing file.
+    const image = path.join(work, 'parted.img')
+    await sh(`truncate -s 48M '${image}'`)
+    const dev = (await sh(`losetup -f --show '${image}'`)).stdout.trim()
+    loops.push(dev)
+    const part = (await sh(`losetup -f --show -o 1048576 '${dev}'`)).stdout.trim()
+    expect(part).toMatch(/^\/dev\/loop\d+$/)
+    loops.push(part)
+    expect((await sh(`mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 '${part}'`)).code).toBe(0)
+    const mp = path.join(work, 'parted-mnt')
+    fs.mkdirSync(mp)
+    expect((await sh(`mount -o noatime '${part}' '${mp}'`)).code).toBe(0)
+    devMounts.push(mp)
+    fs.writeFileSync(path.join(mp, 'data'), randomBytes(100_000))
+    const repo = await newRepo(path.join(work, 'repo-parted'))
+    expect(JSON.parse((await bfs(['backup', '--volume', dev, '--json'], { repo })).stdout).consistency).toBe('mounted-rw')
+    const f = await bfs(['backup', '--volume', '--freeze', dev, '--json'], { repo })
+    expect(f.code, f.stderr).toBe(0)
+    expect(JSON.parse(f.stdout).consistency).toBe('frozen')
+    expect(watchdogs(mp)).toEqual([])
+    const out = path.join(work, 'parted-restored.img')
+    expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+    const p1 = path.join(work, 'parted-p1.img')
+    expect((await sh(`dd if='${out}' of='${p1}' bs=1M skip=1 status=none && e2fsck -fn '${p1}'`)).code).toBe(0)
+    const m = await loopMount(p1, 'ro')
+    expect(m.code, m.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(m.mp, 'data')).equals(fs.readFileSync(path.join(mp, 'data')))).toBe(true)
+  })
+
+  it('auto mode never picks a device it cannot open: files, and why (issue 11: `bfs backup /` failed with EPERM)', async () => {
+    // The filesystem is mounted through a device node in a directory that is then made
+    // nodev: the node still stats as a block device and access(2) allows it, but open(2)
+    // fails (EACCES), as the root disk of a container or VM may (EPERM).
+    const { dev, mp } = await mountedExt4('auto-noopen', 32)
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(mp, `f${i}`), `file ${i}\n`)
+    const nd = path.join(work, 'nodes')
+    fs.mkdirSync(nd)
+    const st = fs.statSync(dev)
+    const [maj, min] = [Math.floor(st.rdev / 256) & 0xfff, (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff)]
+    const node = path.join(nd, 'disk')
+    expect((await sh(`mknod '${node}' b ${maj} ${min}`)).code).toBe(0)
+    const mp2 = path.join(work, 'auto-noopen-2')
+    fs.mkdirSync(mp2)
+    expect((await sh(`mount '${node}' '${mp2}'`)).code).toBe(0) // the same filesystem, its source named by the node
+    devMounts.push(mp2)
+    expect((await sh(`mount --bind '${nd}' '${nd}' && mount -o remount,bind,nodev '${nd}' '${nd}'`)).code).toBe(0)
+    devMounts.push(nd)
+    const repo = await newRepo(path.join(work, 'repo-auto-noopen'))
+    const r = await bfs(['backup', mp2, '--volume-threshold', '5'], { repo })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^mode: files \\(${mp2} is the root of ${node} \\(ext4\\) with \\d+ files, but ${node} cannot be opened: EACCES\\)$`, 'm'))
+    expect((await bfs(['ls', 'latest:f3'], { repo })).code).toBe(0)
   })
 })
 

@@ -5,7 +5,8 @@ import { EntryType } from '../format/catalog.js'
 import type { Manifest } from '../format/manifest.js'
 import { backupTree, streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/backup.js'
 import { restoreTree } from '../repo/restore.js'
-import { backupVolume, decideMode } from '../repo/volume.js'
+import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
+import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
 import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { ObjectReader } from '../repo/reader.js'
@@ -14,6 +15,21 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
+
+/** The summary's consistency line of a volume generation. */
+function consistencyNote(m: Manifest, points: string[]): string {
+  const at = points.length ? ` at ${points.join(', ')}` : ''
+  switch (m.consistency) {
+    case 'frozen':
+      return `frozen (the filesystem${at} was frozen while ${m.source} was read: the image is clean)`
+    case 'read-only':
+      return `read-only (mounted read-only${at}: the image is clean)`
+    case 'mounted-rw':
+      return `mounted-rw: ${m.source} was mounted read-write${at} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload (ext4), or back up with --freeze`
+    default:
+      return `${m.consistency} (nothing on ${m.source} was mounted)`
+  }
+}
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v)
@@ -60,6 +76,8 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .addOption(new Option('--mode <mode>', 'auto: a device or image, or the root of a mounted block-device filesystem with more than --volume-threshold files, is backed up as a volume; anything else as files').choices(['auto', 'file', 'volume']).default('auto'))
     .option('--volume-threshold <files>', 'auto mode: files above which a whole filesystem is backed up as its device', int('--volume-threshold', 0, Number.MAX_SAFE_INTEGER), 100000)
     .option('--base <gen>', 'volume: the generation to store the difference against (default: the last one of this source)')
+    .option('--freeze', 'volume of a block device: freeze its mounted filesystems (FIFREEZE) while it is read, for a clean image; thawed on every way out, even if bfs is killed')
+    .option('--freeze-timeout <seconds>', `with --freeze: thaw after this long whatever happens; the backup then fails (default ${DEFAULT_FREEZE_TIMEOUT_S})`, int('--freeze-timeout', 1, 86400))
     .option('--label <text>', 'label stored with the generation', '')
     .option('--exclude <pattern>', 'skip paths matching a glob (repeatable; * ? ** [..]; a pattern with / is anchored at SRC)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
@@ -72,13 +90,16 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      const repo = ctx.openRepo()
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
+      if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
+      if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
+      if (o.freeze) checkFreeze(decision.source, ctx.repoDir()) // before anything is written, maybe on the filesystem to freeze
+      const repo = ctx.openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
       const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
       if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
@@ -88,7 +109,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const run = decision.mode === 'volume' ? backupVolume : backupTree
       const res = await withSignals((signal) =>
         run(repo, {
-          base, group,
+          base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
           source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
@@ -109,6 +130,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
             (s.bytesRead ? `, ratio ${(s.bytesRead / Math.max(1, s.storedBytes)).toFixed(2)}` : '') +
             `, ${s.seconds.toFixed(2)} s\n`,
         )
+        if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote(m, res.mountPoints ?? [])}\n`)
         if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
       }
       if (res.skippedPaths.length) ctx.exitCode = EXIT.PARTIAL
@@ -125,12 +147,12 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     if (damaged.length) process.stderr.write(`bfs: warning: ${damaged.length} damaged generation${damaged.length > 1 ? 's' : ''}; the others are intact (details: bfs verify --all)\n`)
     if (o.json) {
       process.stdout.write(JSON.stringify(rows.map(({ id, m, bad }) => m
-        ? { generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial }
+        ? { generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial, consistency: m.consistency ?? null }
         : { generation: `gen${id}`, id, damaged: bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable', problem: bad!.problem })) + '\n')
       return
     }
     const table = rows.map(({ id, m, bad }) => m
-      ? [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)]
+      ? [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : '') + (m.consistency ? ` (${m.consistency})` : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes)]
       : [`gen${id}`, '-', '-', `(${bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable'})`, 'DAMAGED', '-', '-', '-'])
     const head = ['ID', 'TIME', 'LABEL', 'SOURCE', 'KIND', 'FILES', 'SIZE', 'STORED']
     const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)))

@@ -61,7 +61,20 @@ export interface Manifest {
   /** True when some source files could not be read (they are not in the catalog). */
   partial: boolean
   stats: GenStats
+  /**
+   * Volume generations: what the filesystem on the source was doing while it was read
+   * (absent in generations written before it was recorded, and in file generations).
+   */
+  consistency?: VolumeConsistency
 }
+
+/**
+ * `unmounted` (nothing mounted from the source), `read-only` (mounted read-only), `frozen`
+ * (mounted read-write and frozen for the whole read: clean), `mounted-rw` (mounted
+ * read-write and not frozen: at best crash-consistent; ext4 needs `mount -o ro,noload`).
+ */
+export type VolumeConsistency = 'unmounted' | 'read-only' | 'frozen' | 'mounted-rw'
+export const VOLUME_CONSISTENCIES: readonly VolumeConsistency[] = ['unmounted', 'read-only', 'frozen', 'mounted-rw']
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 const isRef = (v: unknown): v is FileRef =>
@@ -106,6 +119,7 @@ export function decodeManifest(payload: Buffer, what: string): Manifest {
   if (!isRef(m.hashes)) bad('hashes')
   if (typeof m.partial !== 'boolean') bad('partial')
   if (typeof m.stats !== 'object' || m.stats === null) bad('stats')
+  if (m.consistency !== undefined && (m.kind !== 'volume' || !VOLUME_CONSISTENCIES.includes(m.consistency))) bad('consistency')
   return m
 }
 

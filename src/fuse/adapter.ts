@@ -81,7 +81,16 @@ export interface MountEntry {
   type: string
   /** major:minor of the mounted filesystem: for FUSE, one of its own per mount. */
   dev: string
+  /** What was mounted, as mount(8) was given it: a device path such as /dev/loop3, or e.g. `tmpfs`. */
+  source: string
+  /** This mount's options (`rw`/`ro`, nosuid, …). */
+  mountOptions: string[]
+  /** The filesystem's (superblock's) options: `ro` here means no mount of it can write. */
+  superOptions: string[]
 }
+
+/** Decodes mountinfo's octal escapes (\040 for a space, \012 for a newline…). */
+const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
 
 /** The mounts in the text of /proc/self/mountinfo, in mount order. */
 export function mountinfoEntries(text: string): MountEntry[] {
@@ -90,8 +99,7 @@ export function mountinfoEntries(text: string): MountEntry[] {
     const f = line.split(' ')
     if (f.length < 10) continue
     const dash = f.indexOf('-')
-    const point = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    out.push({ point, type: f[dash + 1] ?? '', dev: f[2]! })
+    out.push({ point: unescapeMountinfo(f[4]!), type: f[dash + 1] ?? '', dev: f[2]!, source: unescapeMountinfo(f[dash + 2] ?? ''), mountOptions: f[5]!.split(','), superOptions: (f[dash + 3] ?? '').split(',') })
   }
   return out
 }

@@ -94,6 +94,11 @@ interface Addon {
   setTimes(path: PathLike, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, nofollow: boolean): void
   mknod(path: PathLike, mode: number, rdevMajor: number, rdevMinor: number): void
   blockDeviceSize(fd: number): number
+  blockDeviceSectorSize(fd: number): number
+  flushBlockDevice(fd: number): void
+  alignedBuffer(bytes: number): Buffer
+  freezeFs(fd: number): void
+  thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
   detach(fd: number): void
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
@@ -259,6 +264,55 @@ export function mknod(path: PathLike, mode: number, rdevMajor: number, rdevMinor
  */
 export function blockDeviceSize(fd: number): number {
   return addon().blockDeviceSize(fd)
+}
+
+/**
+ * The logical block size of an open block device: ioctl(fd, BLKSSZGET), usually 512 or
+ * 4096. An O_DIRECT read's file offset, length and buffer address must be multiples of it.
+ * @throws {NativeError} syscall `'ioctl'`: ENOTTY when `fd` is not a block device, EBADF.
+ */
+export function blockDeviceSectorSize(fd: number): number {
+  return addon().blockDeviceSectorSize(fd)
+}
+
+/**
+ * ioctl(fd, BLKFLSBUF): writes the block device's dirty page-cache pages and drops its
+ * clean ones. Needs CAP_SYS_ADMIN.
+ * @throws {NativeError} syscall `'ioctl'`: EACCES without CAP_SYS_ADMIN, ENOTTY when
+ *   `fd` is not a block device.
+ */
+export function flushBlockDevice(fd: number): void {
+  addon().flushBlockDevice(fd)
+}
+
+/**
+ * A zero-filled Buffer of `bytes` bytes whose memory starts on a 4096-byte boundary
+ * (posix_memalign; freed when the Buffer is garbage-collected). O_DIRECT reads need an
+ * aligned buffer address, which Node's own Buffers do not have; a 4096-multiple offset
+ * into this one is aligned too. `bytes` is 1 … 1 GiB.
+ * @throws {NativeError} syscall `'posix_memalign'` (ENOMEM).
+ */
+export function alignedBuffer(bytes: number): Buffer {
+  return addon().alignedBuffer(bytes)
+}
+
+/**
+ * ioctl(fd, FIFREEZE) on an fd of a filesystem's mount point (any file of it): syncs the
+ * filesystem and blocks every writer to it until {@link thawFs}. The freeze belongs to the
+ * filesystem, not to the fd or the process: it outlives both. Needs CAP_SYS_ADMIN.
+ * @throws {NativeError} syscall `'ioctl'`: EBUSY already frozen, EOPNOTSUPP a filesystem
+ *   that cannot be frozen, EPERM without CAP_SYS_ADMIN.
+ */
+export function freezeFs(fd: number): void {
+  addon().freezeFs(fd)
+}
+
+/**
+ * ioctl(fd, FITHAW): thaws a filesystem frozen with {@link freezeFs}.
+ * @throws {NativeError} syscall `'ioctl'`: EINVAL when it is not frozen, EPERM.
+ */
+export function thawFs(fd: number): void {
+  addon().thawFs(fd)
 }
 
 /**

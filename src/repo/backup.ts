@@ -59,6 +59,8 @@ export interface BackupResult {
   manifest: Manifest
   warnings: string[]
   skippedPaths: string[]
+  /** Volumes: where filesystems on the source were mounted while it was read. */
+  mountPoints?: string[]
 }
 
 export const DEFAULT_UNIT_BLOCKS = 5120
@@ -249,6 +251,8 @@ export interface GenerationBody {
   stats: GenStats
   warnings: string[]
   skippedPaths: string[]
+  /** Volumes: the manifest's `consistency`. */
+  consistency?: Manifest['consistency']
 }
 
 export interface GenerationSpec {
@@ -313,6 +317,7 @@ export async function writeGeneration(repo: Repository, opts: BackupOptions, spe
       hashes: fileRef(hashesFile),
       partial: body.skippedPaths.length > 0,
       stats,
+      ...(body.consistency ? { consistency: body.consistency } : {}),
     }
     if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
     repo.commitManifest(man)

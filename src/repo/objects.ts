@@ -4,6 +4,7 @@ import { BLOCK_BYTES, hashBlocks, HASH_BYTES, isZeroBlock, zeroBlockHash, type H
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import type { StreamWriter } from './stream.js'
 import { BfsError } from './errors.js'
+import { alignedBuffer } from '../native/index.js'
 
 /** The previous version of an object, for block-level incrementals. */
 export interface BaseObject {
@@ -76,6 +77,12 @@ export interface StoreHooks {
   signal?: AbortSignal
   /** Called after each read with the bytes read so far (progress). */
   onRead?(bytesRead: number): void
+  /**
+   * `fd` was opened with O_DIRECT (a block device): every read goes into a 4096-aligned
+   * buffer at a 4096-aligned offset, through the read-ahead chunks (the stream's unit
+   * buffers are not aligned, so full reads are copied into them).
+   */
+  direct?: boolean
 }
 
 export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null, hooks: StoreHooks = {}): Promise<StoredObject> {
@@ -150,17 +157,36 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
     holeUpTo(startBlock)
     let fb = Math.max(startBlock, cursor)
     if (fb >= endBlock) continue
-    if (base) {
+    if (base || hooks.direct) {
       // Incremental: most blocks are unchanged and never reach the stream. Reads run ahead
       // on the threadpool (two cores read the page cache at once) into private buffers; one
       // native call hashes each chunk, and only blocks whose hash differs from the base's
       // are copied into the stream.
-      for await (const c of readAhead(fd, fb, endBlock, sizeBytes)) {
+      // A full read with O_DIRECT comes this way too (aligned chunk buffers), and copies
+      // each run of non-zero blocks into the stream.
+      for await (const c of readAhead(fd, fb, endBlock, sizeBytes, !!hooks.direct)) {
         bytesRead += c.got
         stopIfAborted()
         hooks.onRead?.(bytesRead)
         const n = c.blocks
         if (c.got < n * BLOCK_BYTES) c.buf.fill(0, c.got, n * BLOCK_BYTES)
+        if (!base) {
+          let run = -1
+          for (let i = 0; i <= n; i++) {
+            const data = i < n && !isZeroBlock(c.buf, i * BLOCK_BYTES)
+            if (!data && run >= 0) {
+              await putBlocks(c.buf, run * BLOCK_BYTES, i - run, c.fb + run)
+              run = -1
+            }
+            if (data && run < 0) run = i
+          }
+          cursor = c.fb + n
+          if (c.short) {
+            short = true
+            break
+          }
+          continue
+        }
         if (newHashes.length < n * HASH_BYTES) {
           newHashes = Buffer.alloc(n * HASH_BYTES)
           oldHashes = Buffer.alloc(n * HASH_BYTES)
@@ -253,11 +279,11 @@ interface Chunk {
  * flight on the threadpool. A chunk's buffer is reused as soon as the consumer asks for
  * the next chunk: use it only until then.
  */
-async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number): AsyncGenerator<Chunk> {
+async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number, direct = false): AsyncGenerator<Chunk> {
   // Sized to the range: a small changed file in a file backup costs one small buffer.
   const chunkBlocks = Math.min(AHEAD_CHUNK_BLOCKS, Math.max(1, endBlock - fromBlock))
   const chunks = Math.ceil((endBlock - fromBlock) / chunkBlocks)
-  const bufs = Array.from({ length: Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES))
+  const bufs = Array.from({ length: Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => (direct ? alignedBuffer(chunkBlocks * BLOCK_BYTES) : Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES)))
   const queue: Array<Promise<Chunk>> = []
   let next = fromBlock
   let k = 0

@@ -10,6 +10,7 @@ import { UnitFile } from './unitfile.js'
 import { ObjectReader } from './reader.js'
 import { BfsError } from './errors.js'
 import { checkGroups } from './groups.js'
+import { closeDeviceReader, openDeviceForRead, type DeviceReader } from './device.js'
 
 export interface VerifyResult {
   problems: number
@@ -200,12 +201,13 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
     // A volume: compare the image's bytes with a live image file or device.
     const img = entries[1]!
     const live = Buffer.from(root)
-    const size = fs.statSync(root).isBlockDevice() ? (() => { const fd = fs.openSync(root, 'r'); try { return native.blockDeviceSize(fd) } finally { fs.closeSync(fd) } })() : fs.statSync(root).size
+    const isDev = fs.statSync(root).isBlockDevice()
+    const size = isDev ? (() => { const fd = fs.openSync(root, 'r'); try { return native.blockDeviceSize(fd) } finally { fs.closeSync(fd) } })() : fs.statSync(root).size
     let n = 0
     if (size !== img.size) {
       print(`M ${img.name}: size ${img.size} != ${size}`)
       n++
-    } else if (!contentEqual(reader, img, live)) {
+    } else if (!contentEqual(reader, img, live, isDev)) {
       print(`M ${img.name}: content differs`)
       n++
     }
@@ -285,17 +287,19 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
   return diffs
 }
 
-function contentEqual(reader: ObjectReader, e: Entry, live: Buffer): boolean {
+function contentEqual(reader: ObjectReader, e: Entry, live: Buffer, device = false): boolean {
   const extents = e.objGen ? reader.resolver.resolve(e.objGen, e.objIndex) : []
-  let fd: number
+  let dr: DeviceReader
   try {
-    fd = fs.openSync(live, 'r')
+    // a device is read as a backup reads it: what is on it, not its (maybe stale) page cache
+    dr = device ? openDeviceForRead(live.toString()) : { fd: fs.openSync(live, 'r'), direct: false }
   } catch {
     return false
   }
+  const fd = dr.fd
   try {
     const CH = 1 << 20
-    const buf = Buffer.allocUnsafe(CH)
+    const buf = dr.direct ? native.alignedBuffer(CH) : Buffer.allocUnsafe(CH)
     for (let pos = 0; pos < e.size; pos += CH) {
       const want = reader.read(extents, e.size, pos, CH)
       let got = 0
@@ -308,6 +312,7 @@ function contentEqual(reader: ObjectReader, e: Entry, live: Buffer): boolean {
     }
     return true
   } finally {
-    fs.closeSync(fd)
+    if (device) closeDeviceReader(dr)
+    else fs.closeSync(fd)
   }
 }

@@ -9,6 +9,9 @@ import { ObjectResolver } from './resolve.js'
 import { storeObject } from './objects.js'
 import { openSource } from './source.js'
 import { emptyStats, newStream, SafeRefs, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
+import { closeDeviceReader, deviceMounts, filesystemOf, filesystemsOf, loopDevicesOf, mountState, openDeviceForRead, readMounts, type Consistency, type DeviceReader } from './device.js'
+import type { MountEntry } from '../fuse/adapter.js'
+import { DEFAULT_FREEZE_TIMEOUT_S, freezeFilesystems, type FrozenFilesystems } from './freeze.js'
 
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
@@ -17,6 +20,10 @@ const S_IFBLK = 0o060000
 export interface VolumeOptions extends BackupOptions {
   /** The generation to take the difference against (`--base genK`); default: the latest volume generation of this source. */
   base?: Manifest
+  /** Freeze the filesystems mounted from the device (FIFREEZE) while it is read (`--freeze`). */
+  freeze?: boolean
+  /** Thaw after this many seconds whatever happens (`--freeze-timeout`, default 600). */
+  freezeTimeoutS?: number
 }
 
 /**
@@ -43,7 +50,13 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     const sizeOf = (): number => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
-    return await writeGeneration(repo, opts, {
+    // What writes to the source while it is read: filesystems mounted from the device (its
+    // partitions, what is stacked on it), or from loop devices over the image file.
+    const mounts = sourceMounts(st1, isDev)
+    const state = mountState(mounts)
+    const toFreeze = opts.freeze ? freezeTargets(source, isDev, mounts, repo.dir) : []
+    const consistency: Consistency = opts.freeze ? 'frozen' : state
+    const res = await writeGeneration(repo, opts, {
       source,
       kind: 'volume',
       group: null,
@@ -111,17 +124,19 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
           let regions = size > 0 ? [0, size] : []
           if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-          native.fadvise(fd, 0, 0, 'sequential')
           let last = 0
-          const stored = await storeObject(fd, size, regions, stream, base, {
-            signal: opts.signal,
-            onRead: (n) => {
-              if (n - last >= 64 << 20) {
-                last = n
-                reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
-              }
-            },
-          })
+          const stored = await readSource(fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
+            storeObject(readFd, size, regions, stream, base, {
+              direct,
+              signal,
+              onRead: (n) => {
+                if (n - last >= 64 << 20) {
+                  last = n
+                  reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+                }
+              },
+            }),
+          )
           stats.bytesRead = stored.bytesRead
           const after = sizeOf()
           if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
@@ -137,12 +152,94 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           }
         }
         await stream.finish()
-        return { entries, objects, stream, stats, warnings, skippedPaths: [] }
+        return { entries, objects, stream, stats, warnings, skippedPaths: [], consistency }
       },
     })
+    return { ...res, mountPoints: mounts.map((m) => m.point) }
   } finally {
     fs.closeSync(fd)
   }
+}
+
+/**
+ * Runs `read` over the source so that it reads what is on it: a block device is read with
+ * O_DIRECT, past the device's page cache, which a mounted filesystem's writes bypass (see
+ * {@link openDeviceForRead} and native-notes/volumes.md); an image file through the page
+ * cache, which is where its writers' data is. With --freeze the read runs while the
+ * filesystems on the device are frozen, and they are thawed on every way out.
+ */
+async function readSource<T>(fd: number, source: string, isDev: boolean, toFreeze: MountEntry[], opts: VolumeOptions, read: (fd: number, direct: boolean, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController()
+  const onAbort = (): void => ac.abort()
+  if (opts.signal?.aborted) ac.abort()
+  else opts.signal?.addEventListener('abort', onAbort, { once: true })
+  let frozen: FrozenFilesystems | null = null
+  let dev: DeviceReader | null = null
+  const lostError = (lost: string): BfsError => new BfsError('BAD_INPUT', `${lost}; nothing was committed (--freeze-timeout gives it more time)`)
+  try {
+    if (toFreeze.length) {
+      frozen = await freezeFilesystems(toFreeze.map((m) => ({ dev: m.dev, point: m.point })), opts.freezeTimeoutS ?? DEFAULT_FREEZE_TIMEOUT_S)
+      frozen.onLost = () => ac.abort() // thawed under us: stop reading, commit nothing
+      if (frozen.lost) ac.abort()
+    }
+    // opened after the freeze: its fallback drops the device's cached pages once the
+    // filesystem has written everything out
+    if (isDev) dev = openDeviceForRead(source)
+    else native.fadvise(fd, 0, 0, 'sequential')
+    let out: T
+    try {
+      out = await read(dev?.fd ?? fd, dev?.direct ?? false, ac.signal)
+    } catch (err) {
+      if (frozen?.lost) throw lostError(frozen.lost)
+      throw err
+    }
+    if (frozen?.lost) throw lostError(frozen.lost)
+    return out
+  } finally {
+    if (dev) closeDeviceReader(dev)
+    opts.signal?.removeEventListener('abort', onAbort)
+    if (frozen) await frozen.thaw()
+  }
+}
+
+/** The mounts of filesystems that write to `source` (a block device or an image file), from its stat record. */
+function sourceMounts(st: Float64Array, isDev: boolean): MountEntry[] {
+  const all = readMounts()
+  return isDev
+    ? deviceMounts(`${st[native.S_RDEV_MAJOR]}:${st[native.S_RDEV_MINOR]}`, all)
+    : loopDevicesOf(st[native.S_DEV]!, st[native.S_INO_HI]! * 2 ** 32 + st[native.S_INO_LO]!).flatMap((d) => deviceMounts(d, all))
+}
+
+/**
+ * The refusals of --freeze, checked before anything is created (the repository neither):
+ * throws the same one-line BfsError backupVolume would. A source that cannot be opened is
+ * left for backupVolume to report.
+ */
+export function checkFreeze(source: string, repoDir: string): void {
+  const abs = path.resolve(source)
+  let st: Float64Array
+  try {
+    st = native.lstatRecord(fs.realpathSync(abs))
+  } catch {
+    return
+  }
+  const isDev = (st[native.S_MODE]! & S_IFMT) === S_IFBLK
+  freezeTargets(abs, isDev, sourceMounts(st, isDev), repoDir)
+}
+
+/**
+ * The filesystems --freeze freezes (one mount point each), or a one-line refusal: the
+ * source must be a block device with a mounted filesystem, and the repository must not be
+ * on one of them (the backup writes into it while they are frozen: it would hang).
+ */
+function freezeTargets(source: string, isDev: boolean, mounts: MountEntry[], repoDir: string): MountEntry[] {
+  if (!isDev) throw new BfsError('BAD_INPUT', `--freeze needs a block device; ${source} is an image file`)
+  if (mounts.length === 0) throw new BfsError('BAD_INPUT', `--freeze: no filesystem on ${source} is mounted, so there is nothing to freeze`)
+  const fss = filesystemsOf(mounts)
+  const repoFs = filesystemOf(repoDir)
+  const hit = fss.find((m) => m.dev === repoFs)
+  if (hit) throw new BfsError('BAD_INPUT', `--freeze: the repository ${repoDir} is on the filesystem of ${source} (mounted at ${hit.point}), which could not be written to while frozen`)
+  return fss
 }
 
 export interface ModeDecision {
@@ -154,8 +251,10 @@ export interface ModeDecision {
 
 /**
  * Auto mode: a block device or an image file is a volume; a directory that is the root of a
- * mounted block-device filesystem with more than `threshold` files (used inodes) and a
- * readable device is backed up as a volume of that device; anything else as files.
+ * mounted block-device filesystem with more than `threshold` files (used inodes) is backed
+ * up as a volume of that device if the device can be opened (it is opened and closed
+ * here: access(2) says yes to root where a device cgroup or an LSM then refuses the open);
+ * anything else as files, with the reason.
  */
 export function decideMode(src: string, threshold: number): ModeDecision {
   const abs = path.resolve(src)
@@ -169,17 +268,11 @@ export function decideMode(src: string, threshold: number): ModeDecision {
   if (st.isFile()) return { mode: 'volume', source: abs, reason: `${abs} is an image file` }
   if (!st.isDirectory()) return { mode: 'file', source: abs, reason: 'not a directory, device or image' }
   const real = fs.realpathSync(abs)
-  let dev: string | null = null
-  let fstype = ''
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ')
-    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    if (mp !== real) continue
-    const dash = f.indexOf('-')
-    fstype = f[dash + 1] ?? ''
-    dev = f[dash + 2] ?? null // the last mount on a point wins
-  }
-  if (!dev) return { mode: 'file', source: abs, reason: `${real} is not the root of a mounted filesystem` }
+  const here = readMounts().filter((m) => m.point === real)
+  const top = here[here.length - 1] // the last mount on a point is the one seen there
+  if (!top) return { mode: 'file', source: abs, reason: `${real} is not the root of a mounted filesystem` }
+  const dev = top.source
+  const fstype = top.type
   let isBlk = false
   try {
     isBlk = fs.statSync(dev).isBlockDevice()
@@ -191,9 +284,10 @@ export function decideMode(src: string, threshold: number): ModeDecision {
   const files = sf.files - sf.ffree
   if (files <= threshold) return { mode: 'file', source: abs, reason: `${real} (${fstype} on ${dev}) holds ${files} files, not more than ${threshold}` }
   try {
-    fs.accessSync(dev, fs.constants.R_OK)
-  } catch {
-    return { mode: 'file', source: abs, reason: `${real} holds ${files} files but ${dev} is not readable` }
+    fs.closeSync(openSource(dev))
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    return { mode: 'file', source: abs, reason: `${real} is the root of ${dev} (${fstype}) with ${files} files, but ${dev} cannot be opened: ${e.code ?? e.message}` }
   }
   return { mode: 'volume', source: dev, reason: `${real} is the root of ${dev} (${fstype}) with ${files} files, more than ${threshold}` }
 }
