@@ -11,7 +11,7 @@
  *   setTimes      utimensat with nanoseconds, optionally AT_SYMLINK_NOFOLLOW
  *   mknod         mknod(path, mode, makedev(major, minor))
  *   blockDeviceSize  ioctl(BLKGETSIZE64)
- *   openat2, mkdirat, symlinkat, mknodat, linkat, renameat2, unlinkat, fstatatRecord,
+ *   openat2, close, mkdirat, symlinkat, mknodat, linkat, renameat2, unlinkat, fstatatRecord,
  *   fchownat, fchmodat, utimensat, futimens, fsetxattr, setxattrat
  *                 directory-fd-relative calls, for a restore that never follows a
  *                 symlink it did not create (constants: atConstants)
@@ -969,6 +969,22 @@ static napi_value js_open_beneath_walk(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * close(fd). Node's fs.closeSync works on any fd, but in a worker thread it warns about
+ * an fd that thread's fs did not open ("closed but not opened in unmanaged mode").
+ * EINTR is not retried: on Linux the fd is closed anyway.
+ */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  if (close(fd) != 0 && errno != EINTR) {
+    throw_errno(env, errno, "close", NULL);
+    return NULL;
+  }
+  return make_undefined(env);
+}
+
 /* mkdirat(dirFd, path, mode) */
 static napi_value js_mkdirat(napi_env env, napi_callback_info info) {
   GET_ARGS(env, info, 3);
@@ -1487,6 +1503,7 @@ NAPI_MODULE_INIT() {
     {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},
     {"openat2", NULL, js_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"openBeneathWalk", NULL, js_open_beneath_walk, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mkdirat", NULL, js_mkdirat, NULL, NULL, NULL, napi_enumerable, NULL},
     {"symlinkat", NULL, js_symlinkat, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mknodat", NULL, js_mknodat, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -101,6 +101,7 @@ interface Addon {
   atConstants: AtConstants
   openat2(dirFd: number, path: PathLike, flags: number, mode: number, resolve: number): number
   openBeneathWalk(dirFd: number, path: PathLike, flags: number, mode: number): number
+  close(fd: number): void
   mkdirat(dirFd: number, path: PathLike, mode: number): void
   symlinkat(target: PathLike, dirFd: number, path: PathLike): void
   mknodat(dirFd: number, path: PathLike, mode: number, rdevMajor: number, rdevMinor: number): void
@@ -391,6 +392,15 @@ export function openat2(dirFd: number, path: PathLike, flags: number, mode: numb
  */
 export function openBeneathWalk(dirFd: number, path: PathLike, flags: number, mode: number): number {
   return addon().openBeneathWalk(dirFd, path, flags, mode)
+}
+
+/**
+ * close(fd), for fds this addon opened. (Node's `fs.closeSync` closes them too, but in a
+ * worker thread it warns about an fd that thread's `fs` did not open.)
+ * @throws {NativeError} syscall `'close'` (EBADF).
+ */
+export function close(fd: number): void {
+  addon().close(fd)
 }
 
 /**
