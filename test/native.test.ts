@@ -40,6 +40,7 @@ import {
   S_UID,
   atConstants,
   blockDeviceSize,
+  close,
   dataRegions,
   fadvise,
   fchmodat,
@@ -1015,6 +1016,16 @@ describe('directory-fd-relative calls (restore never follows a symlink it did no
     } finally {
       fs.closeSync(fd)
     }
+  })
+
+  it('close closes an fd the addon opened, and says EBADF for one that is not open', () => {
+    const { fd } = layout()
+    const sub = openat2(fd, 'sub', K.O_PATH | K.O_DIRECTORY, 0, SAFE)
+    close(sub)
+    expectErrno(() => fstatRecord(sub), 'EBADF', 9, 'fstat')
+    expectErrno(() => close(sub), 'EBADF', 9, 'close')
+    expectArgError(() => close(-1), 'RangeError', 'ERR_OUT_OF_RANGE')
+    fs.closeSync(fd)
   })
 
   it('futimens and fsetxattr act on an open file', () => {
