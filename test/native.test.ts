@@ -867,6 +867,12 @@ describe('directory-fd-relative calls (restore never follows a symlink it did no
         }
         expect(toolStat(path.join(d, 'sub/new')).mode).toBe(S_IFREG | 0o640)
         expectErrno(() => open(fd, 'sub/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600), 'EEXIST', 17, syscall, 'sub/new')
+        if (syscall === 'openat2') {
+          // an expected errno comes back as its negation instead of a thrown error; others still throw
+          expect(openat2(fd, 'sub/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600, SAFE, os.constants.errno.EEXIST)).toBe(-17)
+          expectErrno(() => openat2(fd, 'link/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600, SAFE, os.constants.errno.EEXIST), 'ELOOP', 40, syscall, 'link/new')
+          expectArgError(() => openat2(fd, 'sub/new', K.O_RDONLY, 0, SAFE, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+        }
       } finally {
         fs.closeSync(fd)
       }

@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import os from 'node:os'
 import * as native from '../native/index.js'
 import { DirFds, K, renameOver, safeResolve, setidSafeMode, tmpName, why } from './restore-fs.js'
 import { FrameDecompressor } from '../codec/zstd.js'
@@ -99,6 +100,8 @@ function frameFor(job: RestoreJob, gen: number, sb: number): { data: Buffer; off
   return { data: frameData, offset: blockInFrame * BLOCK_BYTES, blocksLeft: frameData.length / BLOCK_BYTES - blockInFrame }
 }
 
+const EEXIST = os.constants.errno.EEXIST
+
 /** Where a message names a file: base/dir/name. */
 function display(job: RestoreJob, f: RestoreFile): string {
   const parts = [Buffer.from(job.baseDisplay)]
@@ -121,20 +124,13 @@ function restoreOne(job: RestoreJob, f: RestoreFile, dirs: DirFds, result: Resto
   const dirFd = dirs.get(f.dir)
   const flags = k.O_WRONLY | k.O_CREAT | k.O_EXCL | k.O_NOFOLLOW
   let made: Buffer | string = name
-  let fd: number
-  try {
-    fd = native.openat2(dirFd, name, flags, 0o600, safeResolve())
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  let fd = native.openat2(dirFd, name, flags, 0o600, safeResolve(), EEXIST)
+  if (fd === -EEXIST) {
     if (!job.overwrite) throw new Error('exists (use --overwrite to replace it)')
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; fd === -EEXIST; attempt++) {
+      if (attempt >= 100) throw new Error('cannot find a free temporary name')
       made = tmpName()
-      try {
-        fd = native.openat2(dirFd, made, flags, 0o600, safeResolve())
-        break
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 100) throw e
-      }
+      fd = native.openat2(dirFd, made, flags, 0o600, safeResolve(), EEXIST)
     }
   }
   let written = 0
