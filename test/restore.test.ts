@@ -116,6 +116,18 @@ describe('restore --overwrite never follows what is planted in DEST', () => {
     expect(fs.readdirSync(dest).filter((n) => n.startsWith('.bfs-restore'))).toEqual([])
   })
 
+  it('DEST itself is the user\'s path: a symlink to a directory there is followed, as tar -C does', async () => {
+    const real = path.join(work, 'real-dest')
+    fs.mkdirSync(real)
+    const via = path.join(work, 'via-link')
+    fs.symlinkSync(real, via)
+    const r = await bfs(['restore', 'gen1', via], { repo })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(fs.lstatSync(via).isSymbolicLink()).toBe(true)
+    expect(await diffTree(src, real)).toBe('')
+  })
+
   it('a single file restored over a symlink replaces the symlink; a device node as DEST is refused', async () => {
     const victim = path.join(work, 'victim-single')
     await makeVictim(victim)
