@@ -40,13 +40,30 @@ import {
   S_UID,
   alignedBuffer,
   blockDeviceSectorSize,
+  atConstants,
   blockDeviceSize,
+  close,
   dataRegions,
   flushBlockDevice,
   freezeFs,
   thawFs,
   fadvise,
+  fchmodat,
+  fchownat,
+  fsetxattr,
   fstatRecord,
+  fstatatRecord,
+  futimens,
+  linkat,
+  mkdirat,
+  mknodat,
+  openBeneathWalk,
+  openat2,
+  renameat2,
+  setxattrat,
+  symlinkat,
+  unlinkat,
+  utimensat,
   getXattrs,
   lstatRecord,
   mknod,
@@ -895,5 +912,267 @@ describe('fadvise', () => {
       fs.closeSync(pfd)
     }
     expectArgError(() => fadvise(0, 0, 0, 'random' as 'normal'), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+  })
+})
+
+describe('directory-fd-relative calls (restore never follows a symlink it did not create)', () => {
+  const K = atConstants()
+  const SAFE = K.RESOLVE_NO_SYMLINKS | K.RESOLVE_BENEATH
+  /** d/ with sub/x (a file), link -> victim dir, flink -> victim file, and a victim beside it. */
+  const layout = (): { d: string; victim: string; fd: number } => {
+    const top = freshDir()
+    const d = path.join(top, 'd')
+    const victim = path.join(top, 'victim')
+    fs.mkdirSync(path.join(d, 'sub'), { recursive: true })
+    fs.mkdirSync(victim)
+    fs.writeFileSync(path.join(victim, 'secret'), 'victim data\n')
+    fs.writeFileSync(path.join(d, 'sub/x'), 'x data\n')
+    fs.symlinkSync(victim, path.join(d, 'link'))
+    fs.symlinkSync(path.join(victim, 'secret'), path.join(d, 'sub/flink'))
+    return { d, victim, fd: fs.openSync(d, 'r') }
+  }
+  const readFd = (fd: number): string => {
+    try {
+      return fs.readFileSync(fd, 'utf8')
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  it('atConstants gives the Linux values', () => {
+    expect(K.AT_FDCWD).toBe(-100)
+    expect(K.RESOLVE_NO_SYMLINKS).toBe(4)
+    expect(K.RESOLVE_BENEATH).toBe(8)
+    expect(K.O_NOFOLLOW).toBe(fs.constants.O_NOFOLLOW)
+    expect(K.O_DIRECTORY).toBe(fs.constants.O_DIRECTORY)
+    expect(K.O_PATH).toBeGreaterThan(0)
+  })
+
+  for (const [name, open] of [
+    ['openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)', (fd: number, p: string, flags: number, mode: number) => openat2(fd, p, flags, mode, SAFE)],
+    ['openBeneathWalk (its fallback)', openBeneathWalk],
+  ] as const) {
+    it(`${name} refuses a symlink in any component and a path that leaves dirFd`, () => {
+      const { d, fd } = layout()
+      const syscall = name.startsWith('openat2') ? 'openat2' : 'openat'
+      try {
+        expect(readFd(open(fd, 'sub/x', K.O_RDONLY, 0))).toBe('x data\n')
+        fs.closeSync(open(fd, 'sub', K.O_PATH | K.O_DIRECTORY, 0))
+        fs.closeSync(open(fd, 'sub/', K.O_RDONLY | K.O_DIRECTORY, 0))
+        expectErrno(() => open(fd, 'link', K.O_PATH | K.O_DIRECTORY, 0), 'ELOOP', 40, syscall, 'link')
+        expectErrno(() => open(fd, 'link/secret', K.O_RDONLY, 0), 'ELOOP', 40, syscall, 'link/secret')
+        expectErrno(() => open(fd, 'sub/flink', K.O_RDONLY, 0), 'ELOOP', 40, syscall, 'sub/flink')
+        expectErrno(() => open(fd, 'sub/flink', K.O_WRONLY | K.O_CREAT | K.O_TRUNC, 0o600), 'ELOOP', 40, syscall, 'sub/flink')
+        expectErrno(() => open(fd, 'link/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600), 'ELOOP', 40, syscall, 'link/new')
+        expectErrno(() => open(fd, '../d/sub/x', K.O_RDONLY, 0), 'EXDEV', 18, syscall, '../d/sub/x')
+        expectErrno(() => open(fd, d + '/sub/x', K.O_RDONLY, 0), 'EXDEV', 18, syscall, d + '/sub/x')
+        expectErrno(() => open(fd, 'sub/none', K.O_RDONLY, 0), 'ENOENT', 2, syscall, 'sub/none')
+        expectErrno(() => open(fd, 'sub/x/y', K.O_RDONLY, 0), 'ENOTDIR', 20, syscall, 'sub/x/y')
+        // O_PATH | O_NOFOLLOW on a final symlink gives the symlink itself (as openat2 documents)
+        const l = open(fd, 'sub/flink', K.O_PATH | K.O_NOFOLLOW, 0)
+        expect(fstatRecord(l)[S_MODE]! & S_IFMT).toBe(S_IFLNK)
+        fs.closeSync(l)
+        // O_CREAT | O_EXCL creates with the mode (minus umask) and then refuses
+        const old = process.umask(0o022)
+        try {
+          fs.closeSync(open(fd, 'sub/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o640))
+        } finally {
+          process.umask(old)
+        }
+        expect(toolStat(path.join(d, 'sub/new')).mode).toBe(S_IFREG | 0o640)
+        expectErrno(() => open(fd, 'sub/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600), 'EEXIST', 17, syscall, 'sub/new')
+        if (syscall === 'openat2') {
+          // an expected errno comes back as its negation instead of a thrown error; others still throw
+          expect(openat2(fd, 'sub/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600, SAFE, os.constants.errno.EEXIST)).toBe(-17)
+          expectErrno(() => openat2(fd, 'link/new', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600, SAFE, os.constants.errno.EEXIST), 'ELOOP', 40, syscall, 'link/new')
+          expectArgError(() => openat2(fd, 'sub/new', K.O_RDONLY, 0, SAFE, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+        }
+      } finally {
+        fs.closeSync(fd)
+      }
+      // the victim was neither read through nor written
+      expect(fs.readdirSync(path.join(d, '../victim'))).toEqual(['secret'])
+    })
+  }
+
+  it('openat2 without resolve flags follows symlinks (what the flags prevent), and rejects bad arguments', () => {
+    const { fd } = layout()
+    try {
+      expect(readFd(openat2(fd, 'link/secret', K.O_RDONLY, 0, 0))).toBe('victim data\n')
+      expect(readFd(openat2(K.AT_FDCWD, '/proc/self/fd/' + fd + '/sub/x', K.O_RDONLY, 0, 0))).toBe('x data\n')
+      const magic = '/proc/self/fd/' + fd + '/sub/x'
+      expectErrno(() => openat2(K.AT_FDCWD, magic, K.O_RDONLY, 0, K.RESOLVE_NO_MAGICLINKS), 'ELOOP', 40, 'openat2', magic)
+      expectErrno(() => openat2(fd, 'sub/x', K.O_RDONLY, 0, 1 << 20), 'EINVAL', 22, 'openat2', 'sub/x')
+      expectArgError(() => openat2(-1, 'x', 0, 0, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => openat2(fd, 'x', 0, 0o10000, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => openat2(fd, 'a\0b', 0, 0, 0), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('mkdirat, symlinkat, mknodat, linkat create names relative to dirFd and never follow the last component', () => {
+    const { d, victim, fd } = layout()
+    const sub = openat2(fd, 'sub', K.O_PATH | K.O_DIRECTORY, 0, SAFE)
+    try {
+      const old = process.umask(0)
+      try {
+        mkdirat(sub, 'dir', 0o751)
+        symlinkat(Buffer.from('t\xffarget', 'latin1'), sub, 'sl')
+        mknodat(sub, 'fifo', S_IFIFO | 0o604, 0, 0)
+        linkat(sub, 'x', sub, 'hard')
+        linkat(sub, 'flink', sub, 'flink2') // the symlink itself, not its target
+      } finally {
+        process.umask(old)
+      }
+      expect(toolStat(path.join(d, 'sub/dir')).mode).toBe(S_IFDIR | 0o751)
+      expect(fs.readlinkSync(path.join(d, 'sub/sl'), { encoding: 'buffer' })).toEqual(Buffer.from('t\xffarget', 'latin1'))
+      expect(toolStat(path.join(d, 'sub/fifo')).mode).toBe(S_IFIFO | 0o604)
+      expect(toolStat(path.join(d, 'sub/hard')).ino).toBe(toolStat(path.join(d, 'sub/x')).ino)
+      expect(toolStat(path.join(d, 'sub/flink2')).ino).toBe(toolStat(path.join(d, 'sub/flink')).ino)
+      // an existing symlink in the last place is EEXIST, never followed
+      expectErrno(() => mkdirat(fd, 'link', 0o700), 'EEXIST', 17, 'mkdirat', 'link')
+      expectErrno(() => symlinkat('x', sub, 'flink'), 'EEXIST', 17, 'symlinkat', 'flink')
+      expectErrno(() => mknodat(sub, 'flink', S_IFIFO | 0o600, 0, 0), 'EEXIST', 17, 'mknodat', 'flink')
+      expectErrno(() => linkat(sub, 'x', sub, 'flink'), 'EEXIST', 17, 'linkat', 'flink')
+      expectErrno(() => mkdirat(sub, 'none/dir', 0o700), 'ENOENT', 2, 'mkdirat', 'none/dir')
+      expect(fs.readdirSync(victim)).toEqual(['secret'])
+    } finally {
+      fs.closeSync(sub)
+      fs.closeSync(fd)
+    }
+  })
+
+  it('renameat2 replaces a symlink itself (never its target), exchanges, and refuses with RENAME_NOREPLACE', () => {
+    const { d, victim, fd } = layout()
+    try {
+      fs.writeFileSync(path.join(d, 'sub/tmp'), 'new\n')
+      renameat2(fd, 'sub/tmp', fd, 'sub/flink')
+      expect(fs.lstatSync(path.join(d, 'sub/flink')).isFile()).toBe(true)
+      expect(fs.readFileSync(path.join(d, 'sub/flink'), 'utf8')).toBe('new\n')
+      expect(fs.readFileSync(path.join(victim, 'secret'), 'utf8')).toBe('victim data\n')
+      renameat2(fd, 'sub', fd, 'link', K.RENAME_EXCHANGE)
+      expect(fs.lstatSync(path.join(d, 'sub')).isSymbolicLink()).toBe(true)
+      expect(fs.lstatSync(path.join(d, 'link')).isDirectory()).toBe(true)
+      expectErrno(() => renameat2(fd, 'link/x', fd, 'link/flink', K.RENAME_NOREPLACE), 'EEXIST', 17, 'renameat2', 'link/flink')
+      expectErrno(() => renameat2(fd, 'link/x', fd, 'none/y'), 'ENOENT', 2, 'renameat2', 'none/y')
+      fs.mkdirSync(path.join(d, 'full'))
+      fs.writeFileSync(path.join(d, 'full/f'), '')
+      expectErrno(() => renameat2(fd, 'link/x', fd, 'full'), 'EISDIR', 21, 'renameat2', 'full')
+      expect(fs.readdirSync(victim)).toEqual(['secret'])
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('unlinkat removes a symlink itself and only an empty directory with AT_REMOVEDIR', () => {
+    const { d, victim, fd } = layout()
+    try {
+      unlinkat(fd, 'link')
+      expect(fs.existsSync(path.join(d, 'link'))).toBe(false)
+      expect(fs.readdirSync(victim)).toEqual(['secret'])
+      expectErrno(() => unlinkat(fd, 'sub'), 'EISDIR', 21, 'unlinkat', 'sub')
+      expectErrno(() => unlinkat(fd, 'sub', K.AT_REMOVEDIR), 'ENOTEMPTY', 39, 'unlinkat', 'sub')
+      expectErrno(() => unlinkat(fd, 'sub/x', K.AT_REMOVEDIR), 'ENOTDIR', 20, 'unlinkat', 'sub/x')
+      fs.mkdirSync(path.join(d, 'empty'))
+      unlinkat(fd, 'empty', K.AT_REMOVEDIR)
+      expect(fs.existsSync(path.join(d, 'empty'))).toBe(false)
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('fstatatRecord matches stat(1), with and without following; AT_EMPTY_PATH is dirFd itself', () => {
+    const { d, fd } = layout()
+    try {
+      const l = fstatatRecord(fd, 'sub/flink', K.AT_SYMLINK_NOFOLLOW)
+      expectRecordMatches(l, 0, toolStat(path.join(d, 'sub/flink')))
+      expect(l[S_MODE]! & S_IFMT).toBe(S_IFLNK)
+      expect(fstatatRecord(fd, 'sub/flink', 0)[S_SIZE]).toBe('victim data\n'.length)
+      expectRecordMatches(fstatatRecord(fd, '', K.AT_EMPTY_PATH), 0, toolStat(d))
+      expectErrno(() => fstatatRecord(fd, 'none', 0), 'ENOENT', 2, 'fstatat', 'none')
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('fchmodat, utimensat and setxattrat with AT_SYMLINK_NOFOLLOW never reach a symlink target', () => {
+    const { d, victim, fd } = layout()
+    const before = toolStat(path.join(victim, 'secret'))
+    try {
+      expectErrno(() => fchmodat(fd, 'sub/flink', 0o777, K.AT_SYMLINK_NOFOLLOW), 'ENOTSUP', 95, 'fchmodat2', 'sub/flink')
+      utimensat(fd, 'sub/flink', 1000, 1, 2000, 2, K.AT_SYMLINK_NOFOLLOW)
+      expect(toolStat(path.join(d, 'sub/flink')).mtime).toEqual([2000, 2])
+      // user.* is not allowed on a symlink: refused, not applied to the target
+      expectErrno(() => setxattrat(fd, 'sub/flink', 'user.x', Buffer.from('1'), K.AT_SYMLINK_NOFOLLOW), 'EPERM', 1, 'setxattrat', 'sub/flink')
+      if (IS_ROOT) {
+        setxattrat(fd, 'sub/flink', 'trusted.bfs', Buffer.from('on the link'), K.AT_SYMLINK_NOFOLLOW)
+        expect(runText('getfattr', ['-h', '--only-values', '-n', 'trusted.bfs', path.join(d, 'sub/flink')])).toBe('on the link')
+        fchownat(fd, 'sub/flink', 1234, 5678, K.AT_SYMLINK_NOFOLLOW)
+        expect([toolStat(path.join(d, 'sub/flink')).uid, toolStat(path.join(d, 'sub/flink')).gid]).toEqual([1234, 5678])
+        fchownat(fd, 'sub/x', -1, 42, 0)
+        expect([toolStat(path.join(d, 'sub/x')).uid, toolStat(path.join(d, 'sub/x')).gid]).toEqual([0, 42])
+      }
+      // the target: not one byte, mode, time or xattr changed (its ctime says so)
+      expect(toolStat(path.join(victim, 'secret'))).toEqual(before)
+      // on what is not a symlink they act as usual, also on a fifo and on dirFd itself
+      mknodat(fd, 'fifo', S_IFIFO | 0o600, 0, 0)
+      fchmodat(fd, 'fifo', 0o4640, K.AT_SYMLINK_NOFOLLOW)
+      expect(toolStat(path.join(d, 'fifo')).mode).toBe(S_IFIFO | 0o4640)
+      fchmodat(fd, 'sub/x', 0o604, 0)
+      expect(toolStat(path.join(d, 'sub/x')).mode).toBe(S_IFREG | 0o604)
+      fchmodat(fd, '', 0o751, K.AT_EMPTY_PATH)
+      expect(toolStat(d).mode).toBe(S_IFDIR | 0o751)
+      utimensat(fd, 'sub/x', 5, 6, 7, 8, 0)
+      expect(toolStat(path.join(d, 'sub/x')).mtime).toEqual([7, 8])
+      setxattrat(fd, 'sub', 'user.color', Buffer.from([0, 0xff]), K.AT_SYMLINK_NOFOLLOW)
+      expect(getXattrs(path.join(d, 'sub'))).toEqual([[Buffer.from('user.color'), Buffer.from([0, 0xff])]])
+      setxattrat(fd, '', 'user.top', Buffer.from('t'), K.AT_EMPTY_PATH)
+      expect(getXattrs(d)).toEqual([[Buffer.from('user.top'), Buffer.from('t')]])
+      expectErrno(() => fchmodat(fd, 'none', 0o600, 0), 'ENOENT', 2, 'fchmodat2', 'none')
+      expectErrno(() => utimensat(fd, 'none', 0, 0, 0, 0, 0), 'ENOENT', 2, 'utimensat', 'none')
+      expectArgError(() => utimensat(fd, 'sub/x', 0, 1e9, 0, 0, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+      expectArgError(() => fchmodat(fd, 'sub/x', 0o10000, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('close closes an fd the addon opened, and says EBADF for one that is not open', () => {
+    const { fd } = layout()
+    const sub = openat2(fd, 'sub', K.O_PATH | K.O_DIRECTORY, 0, SAFE)
+    close(sub)
+    expectErrno(() => fstatRecord(sub), 'EBADF', 9, 'fstat')
+    expectErrno(() => close(sub), 'EBADF', 9, 'close')
+    expectArgError(() => close(-1), 'RangeError', 'ERR_OUT_OF_RANGE')
+    fs.closeSync(fd)
+  })
+
+  it('futimens and fsetxattr act on an open file', () => {
+    const { d, fd } = layout()
+    try {
+      const f = openat2(fd, 'sub/made', K.O_WRONLY | K.O_CREAT | K.O_EXCL, 0o600, SAFE)
+      try {
+        fs.writeSync(f, 'data')
+        fsetxattr(f, 'user.k', Buffer.from('v'))
+        futimens(f, 2 ** 33, 1, -5, 999_999_999)
+      } finally {
+        fs.closeSync(f)
+      }
+      const t = toolStat(path.join(d, 'sub/made'))
+      expect(t.atime).toEqual([2 ** 33, 1])
+      const ns = fs.statSync(path.join(d, 'sub/made'), { bigint: true })
+      expect(ns.mtimeNs).toBe(-5n * 1_000_000_000n + 999_999_999n)
+      expect(getXattrs(path.join(d, 'sub/made'))).toEqual([[Buffer.from('user.k'), Buffer.from('v')]])
+      const p = openat2(fd, 'sub', K.O_PATH | K.O_DIRECTORY, 0, SAFE)
+      try {
+        expectErrno(() => futimens(p, 0, 0, 0, 0), 'EBADF', 9, 'futimens')
+        expectErrno(() => fsetxattr(p, 'user.k', Buffer.from('v')), 'EBADF', 9, 'fsetxattr')
+      } finally {
+        fs.closeSync(p)
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
   })
 })

@@ -269,7 +269,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .description('restore a generation or a subtree into DEST (parallel; keeps modes, owners when root, ns times, links, xattrs, holes)')
     .argument('<ref>', 'GEN[:PATH]')
     .argument('<dest>', 'destination directory (created if absent)')
-    .option('--overwrite', 'replace existing files in DEST')
+    .option('--overwrite', 'replace what is in the way in DEST (renamed over, never written through; symlinks below DEST are never followed)')
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
     .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, dest: string, o) => {
@@ -285,7 +285,8 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const res = await withSignals((signal) =>
         restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
       ).finally(() => line.clear())
-      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}\n`)
+      const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
+      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
       if (res.errors.length) ctx.exitCode = EXIT.ERROR
     })
 

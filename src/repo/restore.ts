@@ -9,6 +9,7 @@ import { WorkerPool } from './pool.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { subtree } from './tree.js'
+import { createOrReplace, DirFds, K, notReplaced, setidSafeMode, why } from './restore-fs.js'
 import type { RestoreFile, RestoreJob, RestoreJobResult } from './restore-worker.js'
 
 export interface RestoreOptions {
@@ -26,186 +27,405 @@ export interface RestoreResult {
   files: number
   bytes: number
   errors: string[]
+  /** Entries restored without their setuid/setgid bits because their owner or group was not restored. */
+  setidDropped: number
+  /** Directories this restore created and removed again because its errors had left them empty. */
+  removedDirs: number
 }
 
 /** Bytes of file data per job handed to a worker: large enough to amortize, small enough to balance. */
 const JOB_BYTES = 16 << 20
 const JOB_FILES = 2000
 
+const S_IFMT = 0o170000
+const S_IFDIR = 0o040000
+const S_IFCHR = 0o020000
+const S_IFBLK = 0o060000
+const SLASH = Buffer.from('/')
+const EMPTY = Buffer.alloc(0)
+
 /**
  * Restores a generation (or a subtree) into `dest`: directories and special files first,
  * file data in parallel on worker threads (each decompressing its own frames), then hard
  * links, then metadata of everything else with directories last (bottom-up), so that
  * times and read-only modes stick.
+ *
+ * DEST itself and its missing parents are the caller's path and are followed like any
+ * path (as `tar -C` does). Below DEST nothing is ever reached through a symlink: DEST is
+ * opened once, every directory below it with openat2(RESOLVE_NO_SYMLINKS |
+ * RESOLVE_BENEATH) relative to that fd, and every entry is made with a single-name *at
+ * call in such a directory (restore-fs.ts). `overwrite` replaces what is in the way
+ * (rename over it, or remove a symlink or file where a directory goes) instead of
+ * writing through it.
+ *
+ * If the restore fails (errors, or an interruption), the directories it created that the
+ * failures left empty are removed again, bottom-up, never through a symlink; what
+ * remains holds restored entries, and the result (or the thrown error) says how many
+ * were removed.
  */
 export async function restoreTree(repo: Repository, man: Manifest, opts: RestoreOptions): Promise<RestoreResult> {
   const entries = repo.catalog(man.id)
-  const resolver = new ObjectResolver(repo)
-  const chown = process.getuid?.() === 0
+  const k = K()
+  const asRoot = process.getuid?.() === 0
+  const euid = process.geteuid?.() ?? 0
+  const egid = process.getegid?.() ?? 0
+  const overwrite = !!opts.overwrite
   const dest = path.resolve(opts.dest)
   const root = entries[opts.root]!
+  const rootIsDir = root.type === EntryType.Dir
   const order = subtree(entries, opts.root)
-  const target = new Map<number, Buffer>()
-  const destBuf = Buffer.from(dest)
-  target.set(opts.root, destBuf)
-  for (const i of order) if (i !== opts.root) target.set(i, Buffer.concat([target.get(entries[i]!.parent)!, Buffer.from('/'), entries[i]!.name]))
+  const dot = Buffer.from('.')
+  const dotdot = Buffer.from('..')
+  for (const i of order) {
+    const n = entries[i]!.name
+    if (i !== opts.root && (n.equals(dot) || n.equals(dotdot))) throw new BfsError('CORRUPT', `gen${man.id}: catalog entry ${i} is named "${n}"`)
+  }
 
-  // Refuse to overwrite unless asked: find conflicts before writing anything.
-  const destExists = fs.existsSync(dest)
-  // Like restic, create the destination's missing parent directories.
-  fs.mkdirSync(path.dirname(dest), { recursive: true })
-  if (destExists) {
-    const st = fs.lstatSync(dest)
-    if (root.type === EntryType.Dir && !st.isDirectory()) throw new BfsError('EXISTS', `${dest} exists and is not a directory`)
-    if (root.type !== EntryType.Dir && !opts.overwrite) throw new BfsError('EXISTS', `${dest} exists; use --overwrite to replace it`)
-    if (root.type === EntryType.Dir && !opts.overwrite && fs.readdirSync(dest).length > 0) {
+  // Everything is made relative to `base`: DEST for a directory, DEST's directory for anything else.
+  const base = rootIsDir ? dest : path.dirname(dest)
+  const rootName = rootIsDir ? EMPTY : Buffer.from(path.basename(dest))
+  const nameOf = (i: number): Buffer => (i === opts.root ? rootName : entries[i]!.name)
+  // Paths relative to base as latin1 strings (one char per byte: names need not be UTF-8).
+  const rel = new Map<number, string>()
+  rel.set(opts.root, rootName.toString('latin1'))
+  for (const i of order) {
+    if (i === opts.root) continue
+    const p = rel.get(entries[i]!.parent)!
+    const n = entries[i]!.name.toString('latin1')
+    rel.set(i, p.length ? `${p}/${n}` : n)
+  }
+  const dirRel = (i: number): string => (i === opts.root ? '' : rel.get(entries[i]!.parent)!)
+  const show = (i: number): string => (rel.get(i)!.length ? Buffer.concat([Buffer.from(base), SLASH, Buffer.from(rel.get(i)!, 'latin1')]).toString() : base)
+
+  // DEST as the user gave it (followed, like any path the user names).
+  let destStat: fs.Stats | undefined
+  try {
+    destStat = rootIsDir ? fs.statSync(dest) : fs.lstatSync(dest)
+  } catch {
+    // absent
+  }
+  if (destStat) {
+    if (rootIsDir && !destStat.isDirectory()) throw new BfsError('EXISTS', `${dest} exists and is not a directory`)
+    if (!rootIsDir) {
+      if (destStat.isDirectory()) throw new BfsError('EXISTS', `${dest} is a directory`)
+      if (!overwrite) throw new BfsError('EXISTS', `${dest} exists; use --overwrite to replace it`)
+      if (destStat.isBlockDevice() || destStat.isCharacterDevice()) throw new BfsError('BAD_INPUT', `${dest} is a device; restore replaces it with a file, it does not write into it (restore to an image file, then copy that)`)
+    }
+  }
+  // Like restic and tar, create the missing directories up to the base; remember which.
+  const createdAbove: string[] = []
+  for (let d = base; !fs.existsSync(d); d = path.dirname(d)) createdAbove.unshift(d)
+  if (createdAbove.length) fs.mkdirSync(base, { recursive: true })
+  const baseFd = fs.openSync(base, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+  const dirs = new DirFds(baseFd)
+  try {
+    return await restoreInto()
+  } finally {
+    dirs.close()
+    fs.closeSync(baseFd)
+  }
+
+  async function restoreInto(): Promise<RestoreResult> {
+    // Refuse to overwrite unless asked: find conflicts before writing anything. An
+    // existing real directory where the backup has one is merged into, as tar does.
+    if (!overwrite && rootIsDir && destStat && fs.readdirSync(dest).length > 0) {
       const conflicts: string[] = []
+      const absent = new Set<number>() // nothing below these need be looked at
       for (const i of order) {
         if (i === opts.root) continue
-        const t = target.get(i)!
-        try {
-          const s = fs.lstatSync(t)
-          if (!(s.isDirectory() && entries[i]!.type === EntryType.Dir)) conflicts.push(t.toString())
-        } catch {
-          // absent: fine
+        const e = entries[i]!
+        if (absent.has(e.parent)) {
+          absent.add(i)
+          continue
         }
-        if (conflicts.length >= 5) break
+        let st: Float64Array
+        try {
+          st = native.fstatatRecord(dirs.get(dirRel(i)), nameOf(i), k.AT_SYMLINK_NOFOLLOW)
+        } catch {
+          absent.add(i) // absent (or unreachable): fine, and so is everything below it
+          continue
+        }
+        if (!(e.type === EntryType.Dir && (st[native.S_MODE]! & S_IFMT) === S_IFDIR)) {
+          conflicts.push(show(i))
+          absent.add(i)
+          if (conflicts.length >= 5) break
+        }
       }
       if (conflicts.length) throw new BfsError('EXISTS', `restore would overwrite ${conflicts[0]}${conflicts.length > 1 ? ` and others` : ''}; use --overwrite or restore elsewhere`)
     }
-  }
 
-  const errors: string[] = []
-  const warn = (msg: string): void => {
-    errors.push(msg)
-    opts.reporter?.warn(msg)
-  }
-  // Phase 1: directories (writable while we fill them), symlinks, special files.
-  const linkFirst = new Map<number, number>() // leader entry → first restored member in this subtree
-  const dataFiles: number[] = []
-  const followers: number[] = []
-  for (const i of order) {
-    const e = entries[i]!
-    const t = target.get(i)!
-    try {
-      switch (e.type) {
-        case EntryType.Dir:
-          if (i === opts.root && destExists) break
-          try {
-            fs.mkdirSync(t, { mode: 0o700 })
-          } catch (err) {
-            if (!(opts.overwrite && (err as NodeJS.ErrnoException).code === 'EEXIST' && fs.lstatSync(t).isDirectory())) throw err
-          }
-          break
-        case EntryType.Symlink:
-          if (opts.overwrite) fs.rmSync(t, { force: true })
-          fs.symlinkSync(e.target!, t)
-          break
-        case EntryType.File: {
-          const leader = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
-          if (linkFirst.has(leader)) followers.push(i)
-          else {
-            linkFirst.set(leader, i)
-            dataFiles.push(i)
-          }
-          break
-        }
-        default: {
-          if (opts.overwrite) fs.rmSync(t, { force: true })
-          const fmt = { [EntryType.CharDev]: 0o020000, [EntryType.BlockDev]: 0o060000, [EntryType.Fifo]: 0o010000, [EntryType.Socket]: 0o140000 }[e.type]
-          native.mknod(t, fmt | 0o600, e.rdevMajor, e.rdevMinor)
-        }
-      }
-    } catch (err) {
-      warn(`${t}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    const errors: string[] = []
+    const warn = (msg: string): void => {
+      errors.push(msg)
+      opts.reporter?.warn(msg)
     }
-  }
+    let setidDropped = 0
+    let removedAbove = 0 // directories restore made on the way to DEST (and DEST's parents) and removed again
+    /** Directories this restore made, with their inode (so that cleaning up removes only those). */
+    const created = new Map<number, number>()
+    /** Entries that exist now as restore made or found them (directories, symlinks, special files). */
+    const made = new Set<number>()
+    /** Directories that could not be made or entered: nothing below them is restored. */
+    const failedDirs = new Set<number>()
 
-  // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
-  const gens: RestoreJob['gens'] = {}
-  const genInfo = (g: number): void => {
-    if (gens[g]) return
-    const m = repo.manifest(g)
-    gens[g] = { dir: repo.store.path(keys.genDir(g)), unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, units: m.units.map((u) => ({ rawBlocks: u.rawBlocks })) }
-  }
-  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
-  let bytes = 0
-  let filesDone = 0
-  try {
-    const jobs: RestoreFile[][] = [[]]
-    let jobBytes = 0
-    for (const i of dataFiles) {
+    // Phase 1: directories (writable while we fill them), symlinks, special files.
+    const linkFirst = new Map<number, number>() // leader entry → first restored member in this subtree
+    const dataFiles: number[] = []
+    const followers: number[] = []
+    for (const i of order) {
       const e = entries[i]!
-      const d = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
-      const flat: number[] = []
-      if (d.objGen) {
-        for (const x of resolver.resolve(d.objGen, d.objIndex)) {
-          genInfo(x.gen)
-          flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
+      if (i !== opts.root && failedDirs.has(e.parent)) {
+        if (e.type === EntryType.Dir) failedDirs.add(i)
+        continue
+      }
+      if (e.type === EntryType.File) {
+        const leader = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
+        if (linkFirst.has(leader)) followers.push(i)
+        else {
+          linkFirst.set(leader, i)
+          dataFiles.push(i)
+        }
+        continue
+      }
+      if (i === opts.root && rootIsDir) {
+        made.add(i)
+        continue
+      }
+      try {
+        const dirFd = dirs.get(dirRel(i))
+        const name = nameOf(i)
+        if (e.type === EntryType.Dir) {
+          const ino = makeDir(dirFd, name)
+          if (ino !== undefined) created.set(i, ino)
+        } else if (e.type === EntryType.Symlink) {
+          createOrReplace(dirFd, name, overwrite, (n) => native.symlinkat(e.target!, dirFd, n))
+        } else {
+          const fmt = { [EntryType.CharDev]: S_IFCHR, [EntryType.BlockDev]: S_IFBLK, [EntryType.Fifo]: 0o010000, [EntryType.Socket]: 0o140000 }[e.type]
+          createOrReplace(dirFd, name, overwrite, (n) => native.mknodat(dirFd, n, fmt | 0o600, e.rdevMajor, e.rdevMinor))
+        }
+        made.add(i)
+      } catch (err) {
+        if (e.type === EntryType.Dir) {
+          failedDirs.add(i)
+          warn(`${show(i)}: ${why(err)}; nothing below it was restored`)
+        } else {
+          warn(`${show(i)}: ${why(err)}`)
         }
       }
-      jobs[jobs.length - 1]!.push({
-        path: target.get(i)!, sizeBytes: d.size, mode: e.mode, uid: e.uid, gid: e.gid,
-        times: [e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec], xattrs: e.xattrs, extents: flat,
-      })
-      jobBytes += d.size
-      if (jobBytes >= JOB_BYTES || jobs[jobs.length - 1]!.length >= JOB_FILES) {
-        jobs.push([])
-        jobBytes = 0
+    }
+
+    /** mkdirat; an existing real directory is used as it is; with --overwrite anything else there is removed (never followed). Returns the inode of a directory it made. */
+    function makeDir(dirFd: number, name: Buffer): number | undefined {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          native.mkdirat(dirFd, name, 0o700)
+          const st = native.fstatatRecord(dirFd, name, k.AT_SYMLINK_NOFOLLOW)
+          return st[native.S_INO_HI]! * 2 ** 32 + st[native.S_INO_LO]!
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) throw err
+        }
+        let st: Float64Array
+        try {
+          st = native.fstatatRecord(dirFd, name, k.AT_SYMLINK_NOFOLLOW)
+        } catch {
+          continue // gone again: retry
+        }
+        if ((st[native.S_MODE]! & S_IFMT) === S_IFDIR) return undefined
+        if (!overwrite) throw notReplaced('exists and is not a directory (use --overwrite to replace it)')
+        try {
+          native.unlinkat(dirFd, name, 0) // a symlink is removed itself
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+        }
       }
     }
-    let next = 0
-    const runner = async (): Promise<void> => {
-      while (next < jobs.length) {
-        if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'restore interrupted')
-        const files = jobs[next++]!
-        if (!files.length) continue
-        const job: RestoreJob = { files, gens, overwrite: !!opts.overwrite, chown }
-        const reply = await pool.run({ op: 'restoreFiles', job })
-        const r = reply.result as RestoreJobResult
-        bytes += r.bytes
-        filesDone += files.length
-        for (const m of r.errors) warn(m)
-        opts.reporter?.progress?.({ files: filesDone, bytes })
+
+    // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
+    const resolver = new ObjectResolver(repo)
+    const gens: RestoreJob['gens'] = {}
+    const genInfo = (g: number): void => {
+      if (gens[g]) return
+      const m = repo.manifest(g)
+      gens[g] = { dir: repo.store.path(keys.genDir(g)), unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, units: m.units.map((u) => ({ rawBlocks: u.rawBlocks })) }
+    }
+    const failedFiles = new Set<number>()
+    let bytes = 0
+    let filesDone = 0
+    try {
+      const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+      try {
+        const jobs: RestoreFile[][] = [[]]
+        let jobBytes = 0
+        for (const i of dataFiles) {
+          const e = entries[i]!
+          const d = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
+          const flat: number[] = []
+          if (d.objGen) {
+            for (const x of resolver.resolve(d.objGen, d.objIndex)) {
+              genInfo(x.gen)
+              flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
+            }
+          }
+          jobs[jobs.length - 1]!.push({
+            index: i, dir: dirRel(i), name: nameOf(i).toString('latin1'), sizeBytes: d.size, mode: e.mode, uid: e.uid, gid: e.gid,
+            times: [e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec],
+            // copies: a view into the catalog would send the whole catalog with the job
+            xattrs: e.xattrs && e.xattrs.map(([n, v]) => [Uint8Array.from(n), Uint8Array.from(v)]),
+            extents: flat,
+          })
+          jobBytes += d.size
+          if (jobBytes >= JOB_BYTES || jobs[jobs.length - 1]!.length >= JOB_FILES) {
+            jobs.push([])
+            jobBytes = 0
+          }
+        }
+        let next = 0
+        let interrupted = false
+        // On a signal no further job starts, but jobs under way finish: a worker stopped in
+        // the middle of a file would leave it half written.
+        const runner = async (): Promise<void> => {
+          while (next < jobs.length) {
+            if (opts.signal?.aborted) {
+              interrupted = true
+              return
+            }
+            const files = jobs[next++]!
+            if (!files.length) continue
+            const job: RestoreJob = { files, gens, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
+            const reply = await pool.run({ op: 'restoreFiles', job })
+            const r = reply.result as RestoreJobResult
+            bytes += r.bytes
+            filesDone += files.length - r.failed.length
+            setidDropped += r.setidDropped
+            for (const i of r.failed) failedFiles.add(i)
+            for (const m of r.errors) warn(m)
+            opts.reporter?.progress?.({ files: filesDone, bytes })
+          }
+        }
+        await Promise.all(Array.from({ length: pool.size * 2 }, runner))
+        if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
+      } finally {
+        await pool.close()
+      }
+    } catch (err) {
+      // Interrupted (or worse): nothing more is restored; remove what is left empty.
+      const removed = cleanUp(true).size + removedAbove
+      if (err instanceof BfsError && err.code === 'INTERRUPTED') {
+        throw new BfsError('INTERRUPTED', `restore interrupted; ${filesDone} files were restored into ${base}, without the modes and times of their directories` + (removed ? `; removed ${removed} empty directories it had created` : ''))
+      }
+      throw err
+    }
+
+    // Phase 3: hard links, then metadata of everything that is not a regular file, deepest first.
+    for (const i of followers) {
+      const e = entries[i]!
+      const first = linkFirst.get(e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i)!
+      if (failedFiles.has(first)) {
+        warn(`${show(i)}: not linked: ${show(first)}, which it is a hard link of, could not be restored`)
+        continue
+      }
+      try {
+        const fromFd = dirs.get(dirRel(first))
+        const fromName = nameOf(first)
+        const dirFd = dirs.get(dirRel(i))
+        createOrReplace(dirFd, nameOf(i), overwrite, (n) => native.linkat(fromFd, fromName, dirFd, n, 0))
+      } catch (err) {
+        warn(`${show(i)}: cannot link (${why(err)})`)
       }
     }
-    await Promise.all(Array.from({ length: pool.size * 2 }, runner))
-  } finally {
-    await pool.close()
-  }
 
-  // Phase 3: hard links, then metadata of everything that is not a regular file, deepest first.
-  for (const i of followers) {
-    const e = entries[i]!
-    const leader = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
-    try {
-      if (opts.overwrite) fs.rmSync(target.get(i)!, { force: true })
-      fs.linkSync(target.get(linkFirst.get(leader)!)!, target.get(i)!)
-    } catch (err) {
-      warn(`${target.get(i)}: cannot link (${(err as NodeJS.ErrnoException).code})`)
+    const removed = errors.length ? cleanUp(false) : new Set<number>()
+    for (let x = order.length - 1; x >= 0; x--) {
+      const i = order[x]!
+      const e = entries[i]!
+      if (e.type === EntryType.File || !made.has(i) || removed.has(i)) continue
+      const problems: string[] = []
+      try {
+        setidDropped += applyMeta(i, e, problems)
+      } catch (err) {
+        problems.push(why(err))
+      }
+      if (problems.length) warn(`${show(i)}: cannot set metadata (${problems.join('; ')})`)
+    }
+    if (setidDropped) opts.reporter?.warn(`${setidDropped} file${setidDropped === 1 ? '' : 's'} restored without their setuid/setgid bits (their owner could not be restored)`)
+    return { entries: order.length, files: dataFiles.length + followers.length, bytes, errors, setidDropped, removedDirs: removed.size + removedAbove }
+
+    /**
+     * Removes, deepest first, the directories this restore made that are empty now:
+     * after an interruption all of them, else those the backup has entries in (an empty
+     * directory of the backup is restored, not left over). Each is checked to be the
+     * directory restore made (same inode) and removed with rmdir relative to its
+     * parent's fd, so never through a symlink and never with anything in it. Then DEST
+     * and the parents restore created for it, if they are empty now.
+     */
+    function cleanUp(interrupted: boolean): Set<number> {
+      removedAbove = 0
+      const gone = new Set<number>()
+      for (let x = order.length - 1; x >= 0; x--) {
+        const i = order[x]!
+        const ino = created.get(i)
+        if (ino === undefined || (!interrupted && entries[i]!.childCount === 0)) continue
+        try {
+          const dirFd = dirs.get(dirRel(i))
+          const st = native.fstatatRecord(dirFd, nameOf(i), k.AT_SYMLINK_NOFOLLOW)
+          if ((st[native.S_MODE]! & S_IFMT) !== S_IFDIR || st[native.S_INO_HI]! * 2 ** 32 + st[native.S_INO_LO]! !== ino) continue
+          native.unlinkat(dirFd, nameOf(i), k.AT_REMOVEDIR)
+          dirs.drop(rel.get(i)!)
+          gone.add(i)
+        } catch {
+          // not empty (it holds restored entries), or gone: leave it
+        }
+      }
+      // Then the directories restore made on the way to the base (DEST itself for a
+      // directory, unless the backup's directory is empty and restored as such), deepest
+      // first, as long as they are empty. These are the user's path: removed by name.
+      if (!rootIsDir || interrupted || root.childCount > 0) {
+        for (let a = createdAbove.length - 1; a >= 0; a--) {
+          try {
+            fs.rmdirSync(createdAbove[a]!)
+          } catch {
+            break
+          }
+          if (createdAbove[a] === dest) gone.add(opts.root)
+          else removedAbove++
+        }
+      }
+      return gone
     }
   }
-  for (let k = order.length - 1; k >= 0; k--) {
-    const i = order[k]!
-    const e = entries[i]!
-    if (e.type === EntryType.File) continue
-    const t = target.get(i)!
-    try {
-      applyMeta(t, e, chown)
-    } catch (err) {
-      warn(`${t}: cannot set metadata (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
-    }
-  }
-  return { entries: order.length, files: dataFiles.length + followers.length, bytes, errors }
-}
 
-function applyMeta(t: Buffer, e: Entry, chown: boolean): void {
-  if (e.xattrs) for (const [n, v] of e.xattrs) native.setXattr(t, n, v)
-  if (e.type === EntryType.Symlink) {
-    if (chown) fs.lchownSync(t, e.uid, e.gid)
-  } else {
-    if (chown) fs.chownSync(t, e.uid, e.gid)
-    fs.chmodSync(t, e.mode)
+  /**
+   * Owner, mode, xattrs and times of a directory, symlink or special file, in that order
+   * (chown clears setuid bits and security.capability), relative to its parent's fd with
+   * AT_SYMLINK_NOFOLLOW (the root directory through DEST's own fd). A step that fails is
+   * added to `problems` and the others are still made. Returns 1 if setuid or setgid
+   * bits were dropped.
+   */
+  function applyMeta(i: number, e: Entry, problems: string[]): number {
+    const step = (what: string, fn: () => void): boolean => {
+      try {
+        fn()
+        return true
+      } catch (err) {
+        problems.push(`${what}: ${why(err)}`)
+        return false
+      }
+    }
+    const top = i === opts.root && rootIsDir
+    const dirFd = top ? -1 : dirs.get(dirRel(i))
+    const name = nameOf(i)
+    const nofollow = k.AT_SYMLINK_NOFOLLOW
+    let ownerOk = e.uid === euid
+    let groupOk = e.gid === egid
+    if (asRoot) {
+      ownerOk = groupOk = step(`owner ${e.uid}:${e.gid}`, () => (top ? fs.fchownSync(baseFd, e.uid, e.gid) : native.fchownat(dirFd, name, e.uid, e.gid, nofollow)))
+    }
+    const mode = setidSafeMode(e.mode, false, ownerOk, groupOk)
+    if (e.type !== EntryType.Symlink) step('mode', () => (top ? fs.fchmodSync(baseFd, mode) : native.fchmodat(dirFd, name, mode, nofollow)))
+    if (e.xattrs) {
+      for (const [n, v] of e.xattrs) step(`xattr ${n}`, () => (top ? native.fsetxattr(baseFd, n, v) : native.setxattrat(dirFd, name, n, v, nofollow)))
+    }
+    step('times', () => (top ? native.futimens(baseFd, e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec) : native.utimensat(dirFd, name, e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec, nofollow)))
+    return e.type !== EntryType.Symlink && mode !== e.mode ? 1 : 0
   }
-  native.setTimes(t, e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec, true)
 }
