@@ -374,6 +374,23 @@ describe('BlockReader over real repositories (16-block units, 4-block frames, 5 
     await r.close()
   })
 
+  it('a synchronous read while an asynchronous open of the same unit is in flight: both read right, one copy stays open', async () => {
+    const store = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 1, rules: [{ fault: 'latency', latencyMs: 30, ops: ['open'] }] })
+    const r = reader({ store, readaheadFrames: 0 })
+    const f = open(r, 1, 'big.bin')
+    const want = truth.get(1)!.get('big.bin')!
+    const pos = 11 * 65536 + 3000
+    const a = Buffer.alloc(5000)
+    const pa = r.read(f, a, 5000, pos)
+    const b = Buffer.alloc(5000)
+    r.readSync(f, b, 5000, pos + 100)
+    await pa
+    expect(a.equals(want.subarray(pos, pos + 5000))).toBe(true)
+    expect(b.equals(want.subarray(pos + 100, pos + 5100))).toBe(true)
+    expect(r.openUnitCount).toBe(1)
+    await r.close()
+  })
+
   it('reads right through a slow store (latency on every operation), sync and async', async () => {
     const store = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 4, rules: [{ fault: 'latency', latencyMs: [1, 3] }] })
     const r = reader({ store })

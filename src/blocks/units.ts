@@ -95,8 +95,12 @@ export class UnitTable {
     opening.then(
       (info) => {
         if (this.closed || this.units.get(k) !== opening) {
-          // closed meanwhile, or replaced by a synchronous open of the same unit
-          if (!this.closed) void info.blob.close().catch(() => undefined)
+          // closed meanwhile (close() closes it), or replaced by a synchronous open of the
+          // same unit: loads waiting for this one see `closed` and ask again
+          if (!this.closed) {
+            info.closed = true
+            void info.blob.close().catch(() => undefined)
+          }
           return
         }
         this.adopt(k, info, false)
