@@ -24,6 +24,7 @@ MODE=${BENCH_MODE:-quick}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bfs-bench}
 case $STEP in full | nochange | incremental | restore | mount) ;; *) echo "ab.sh: STEP must be full, nochange, incremental, restore or mount" >&2; exit 64 ;; esac
 for b in "$OLD" "$NEW"; do [ -x "$b" ] || { echo "ab.sh: $b is not an executable bfs" >&2; exit 64; }; done
+OLD=$(readlink -f "$OLD") NEW=$(readlink -f "$NEW")
 OUTDIR=${AB_OUT:-$BENCH_DIR/ab-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUTDIR"
 
