@@ -16,8 +16,29 @@ if [ "$MODE" = quick ]; then REPS=${BENCH_REPS:-1}; else REPS=${BENCH_REPS:-3}; 
 # corpus and mksquashfs are unchanged (the table says so). BENCH_SQUASHFS=build rebuilds.
 SQUASHFS=${BENCH_SQUASHFS:-reuse}
 TOOLS=(bfs tar squashfs restic borg)
+# Subsets (bench/ab.sh uses them; a filtered run's report gets a -partial suffix):
+#   BENCH_TOOLS=bfs,restic      tools (columns), plus `native` for the mount reference
+#   BENCH_STEPS=restore,mount   of nochange, incremental, restore, mount (the full backup
+#                               always runs: every other step reads its repository)
+#   BENCH_CORPORA=img           of tree, img
+on_list() { [ -z "$2" ] || [[ ",$2," == *",$1,"* ]]; }
+tool_on() { on_list "$1" "${BENCH_TOOLS:-}"; }
+step_on() { on_list "$1" "${BENCH_STEPS:-}"; }
+check_list() {  # check_list VAR VALUE ALLOWED...: dies on a name not in ALLOWED
+  local var=$1 list=$2 x; shift 2
+  for x in ${list//,/ }; do [[ " $* " == *" $x "* ]] || { echo "$var: unknown name '$x' (one of: $*)" >&2; exit 64; }; done
+}
+check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native
+check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount
+check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
+FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
+_all=("${TOOLS[@]}"); TOOLS=()
+for t in "${_all[@]}"; do tool_on "$t" && TOOLS+=("$t"); done
 TARBALL=/usr/src/linux-source-6.1.tar.xz
-APT_PKGS=(linux-source restic borgbackup squashfs-tools squashfuse zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
+APT_PKGS=(linux-source zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
+tool_on restic && APT_PKGS+=(restic)
+tool_on borg && APT_PKGS+=(borgbackup)
+tool_on squashfs && APT_PKGS+=(squashfs-tools squashfuse)
 export BFS=${BENCH_BFS:-$ROOT/bin/bfs}   # BENCH_BFS: another bfs build to measure
 # shellcheck source=bench/lib.sh
 source "$BENCH_SRC/lib.sh"
@@ -172,7 +193,7 @@ step_full_backup() {
   done
   for tool in "${TOOLS[@]}"; do [ "${REPO_OK[$tool]}" = skip ] && REPO_OK[$tool]=0; done
   GEN[bfs]=gen1; GEN[borg]=g1; GEN[tar]=-; GEN[squashfs]=-
-  if [ "${REPO_OK[restic]}" = 1 ]; then
+  if [ "${REPO_OK[restic]:-0}" = 1 ]; then
     GEN[restic]=$(restic -q -r "$(repo_of restic)" snapshots --json 2>/dev/null \
       | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s);process.stdout.write(a[0].short_id||a[0].id.slice(0,8))})')
     [ -n "${GEN[restic]}" ] || { rec_status "$NAME" full_wall_s restic fail "cannot list restic snapshots"; REPO_OK[restic]=0; }
@@ -224,9 +245,10 @@ again_round() {
 declare -A COUNT
 again_begin() {
   local kind=$1 tool
-  for tool in tar squashfs; do rec_status "$NAME" "${kind}_wall_s" "$tool" text "= full"; done
+  for tool in tar squashfs; do tool_on "$tool" && rec_status "$NAME" "${kind}_wall_s" "$tool" text "= full"; done
   for tool in bfs restic borg; do
     COUNT[$tool]=0
+    tool_on "$tool" || continue
     skip_status "${kind}_wall_s" "$tool" again && continue
     SIZE0[$tool]=$(repo_bytes "$tool")
   done
@@ -274,9 +296,9 @@ img_in() {  # the image file inside a restored/mounted root (bfs may restore the
 step_restore() {
   local rep tool dest root logf target
   step_begin "restore of the first generation (repository in page cache), median of $REPS"
-  rec_status "$NAME" restore_wall_s squashfs text "—"
+  tool_on squashfs && rec_status "$NAME" restore_wall_s squashfs text "—"
   local rtools=(bfs tar restic borg) ok=()
-  for tool in "${rtools[@]}"; do skip_status restore_wall_s "$tool" restore || ok+=("$tool"); done
+  for tool in "${rtools[@]}"; do tool_on "$tool" || continue; skip_status restore_wall_s "$tool" restore || ok+=("$tool"); done
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in "${ok[@]}"; do
       want_rep "$NAME.restore.$tool" "$rep" || continue
@@ -393,6 +415,7 @@ step_mount_tree() {
   step_begin "mounted generation: ls, find, cat of every file, cp -a tools/ (each cold), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in bfs squashfs restic borg native tar; do
+      tool_on "$tool" || continue
       mount_skip "$tool" "$rep" && continue
       # session A: mount time, find | wc -l, cat of every file, diff -r, daemon peak RSS
       if [ "$tool" = native ]; then root=$SRC
@@ -438,6 +461,7 @@ step_mount_img() {
   step_begin "mounted image: dd bs=1M, 2000 random 4 KiB preads (cold, then warm), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in bfs squashfs restic borg native tar; do
+      tool_on "$tool" || continue
       mount_skip "$tool" "$rep" && continue
       rss=""
       # session A: mount time, dd of the image, cmp, daemon peak RSS
@@ -472,10 +496,12 @@ bench_corpus() {  # bench_corpus NAME KIND SRC
   export BENCH_KIND=$KIND BENCH_IMG=$SRC/$IMG_NAME
   REPO_OK=(); GEN=(); NGEN=(); FIRST_WALL=()
   step_full_backup
-  step_nochange
-  step_incremental
-  step_restore
-  if [ "$KIND" = tree ]; then step_mount_tree; else step_mount_img; fi
+  step_on nochange && step_nochange
+  step_on incremental && step_incremental
+  step_on restore && step_restore
+  if step_on mount; then
+    if [ "$KIND" = tree ]; then step_mount_tree; else step_mount_img; fi
+  fi
   rm -rf "$OUTDIR/restore" "$OUTDIR/cp"
 }
 
@@ -527,15 +553,15 @@ corpus_meta tree "$TREE"
 corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
 detect_bfs
 
-bench_corpus tree tree "$TREE"
-bench_corpus img img "$BENCH_DIR/corpus/$MODE/img"
+on_list tree "${BENCH_CORPORA:-}" && bench_corpus tree tree "$TREE"
+on_list img "${BENCH_CORPORA:-}" && bench_corpus img img "$BENCH_DIR/corpus/$MODE/img"
 
 cleanup
 trap - EXIT
 rec_meta cold_ok "$COLD_OK"
 rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
-OUT=$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)
-mkdir -p "$BENCH_SRC/results"
+OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && echo -partial)}
+mkdir -p "$(dirname "$OUT")"
 node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
 rm -rf "$RUN/repo"
 log "results: $OUT.md, $OUT.json (raw records and logs in $RUN)"

@@ -1,0 +1,304 @@
+import { BLOCK_BYTES } from '../codec/hash.js'
+import { FormatError } from '../format/errors.js'
+import { keys } from '../format/layout.js'
+import {
+  decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES, type SeekTable, type UnitHeader,
+} from '../format/unit.js'
+import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
+import { MAX_NATIVE_UNITS, type NativeSink } from './native.js'
+import type { GenGeometry, StreamSource } from './source.js'
+
+/** Counters a reader exposes for measuring which caching pays (the mount's stats line prints them). */
+export interface ReaderStats {
+  hits: number
+  misses: number
+  sharedLoads: number
+  readaheads: number
+  decompressedBytes: number
+  /** Units closed to stay within the open-unit bound. */
+  unitsClosed: number
+}
+
+/** One open unit: its blob, its validated seek table, and who is using it. */
+export interface UnitInfo {
+  readonly gen: number
+  readonly unit: number
+  /** Never reused: the native read path's id. */
+  readonly id: number
+  readonly blob: BlobReader
+  readonly table: SeekTable
+  /** Where the unit lives, for messages. */
+  readonly where: string
+  /** Loads reading through blob right now: such a unit is not closed. */
+  users: number
+  /** Closed to stay within the open-unit bound: open it again to read. */
+  closed: boolean
+}
+
+/** Units whose seek tables warm() loads ahead by default (each keeps a unit open). */
+export const WARM_UNITS = 256
+
+/** Units kept open by default (one descriptor each on disk; see trim). */
+export const DEFAULT_OPEN_UNITS = 1024
+
+/** Checks a unit's header against its generation's geometry. */
+function checkHeader(head: Buffer, where: string, gen: number, unit: number, g: GenGeometry, raw: number): UnitHeader {
+  const header = decodeUnitHeader(head, where)
+  if (header.genId !== gen || header.unitIndex !== unit || header.rawBlocks !== raw || header.frameBlocks !== g.frameBlocks) {
+    throw new FormatError('BAD_VALUE', `${where}: unit header does not match its manifest`)
+  }
+  return header
+}
+
+/**
+ * The units a BlockReader reads: opened through the store and validated once (header
+ * against the manifest, trailer, seek-table checksum), kept in an LRU bounded by
+ * maxOpenUnits (a unit in use by a load or a native read stays), registered with the native
+ * read path when it is attached and the blob has a local descriptor. One table serves both
+ * the synchronous entry points and the asynchronous ones.
+ */
+export class UnitTable {
+  /** Units open or opening, least recently used first. */
+  private readonly units = new Map<string, Promise<UnitInfo>>()
+  /** The units of `units` that are open. */
+  private readonly openUnits = new Map<string, UnitInfo>()
+  /** Native ids of units (gen:unit → id), assigned on first use, never reused. */
+  private readonly unitIds = new Map<string, number>()
+  private native: NativeSink | null = null
+  private closed = false
+
+  constructor(
+    private readonly store: Store,
+    private readonly source: StreamSource,
+    private readonly stats: ReaderStats,
+    private readonly maxOpenUnits = DEFAULT_OPEN_UNITS,
+  ) {}
+
+  /** Units open now. */
+  get openCount(): number {
+    return this.openUnits.size
+  }
+
+  /** The unit, opening it if needed (asynchronously; never blocks). */
+  unit(gen: number, unit: number): Promise<UnitInfo> {
+    const k = `${gen}:${unit}`
+    let p = this.units.get(k)
+    if (p) {
+      // most recently used last
+      this.units.delete(k)
+      this.units.set(k, p)
+      return p
+    }
+    const opening = this.openUnit(gen, unit, this.unitId(gen, unit))
+    p = opening
+    this.units.set(k, p)
+    opening.then(
+      (info) => {
+        if (this.closed || this.units.get(k) !== opening) {
+          // closed meanwhile (close() closes it), or replaced by a synchronous open of the
+          // same unit: loads waiting for this one see `closed` and ask again
+          if (!this.closed) {
+            info.closed = true
+            void info.blob.close().catch(() => undefined)
+          }
+          return
+        }
+        this.adopt(k, info, false)
+      },
+      () => {
+        if (this.units.get(k) === opening) this.units.delete(k)
+      },
+    )
+    return p
+  }
+
+  /** The unit, opening it synchronously if needed (store.sync; the CLI and worker threads). */
+  unitSync(gen: number, unit: number): UnitInfo {
+    const k = `${gen}:${unit}`
+    const info = this.openUnits.get(k)
+    if (info) {
+      const p = this.units.get(k)!
+      this.units.delete(k)
+      this.units.set(k, p)
+      return info
+    }
+    const opened = this.openUnitSync(gen, unit, this.unitId(gen, unit))
+    this.units.delete(k)
+    this.units.set(k, Promise.resolve(opened))
+    this.adopt(k, opened, true)
+    return opened
+  }
+
+  private adopt(k: string, info: UnitInfo, sync: boolean): void {
+    this.openUnits.set(k, info)
+    this.registerNative(info)
+    this.trim(k, sync)
+  }
+
+  /**
+   * Closes the least recently used units beyond maxOpenUnits: a reader of a large
+   * generation, or of many, would otherwise hold a descriptor per unit it ever touched. A
+   * unit a load or a native read is using right now stays (the bound is exceeded for a
+   * while), and so does `keep`, the one just opened. `sync`: called from a synchronous
+   * entry point, whose caller may not yield before the next open: close at once.
+   */
+  private trim(keep: string, sync: boolean): void {
+    if (this.openUnits.size <= this.maxOpenUnits) return
+    const readNatively: string[] = []
+    for (const k of this.units.keys()) {
+      if (this.openUnits.size <= this.maxOpenUnits) break
+      const info = this.openUnits.get(k)
+      if (!info || k === keep || info.users > 0) continue
+      const held = this.native && info.blob.localFd !== undefined ? this.native.retire(info.id) : 0
+      if (held < 0) readNatively.push(k) // read natively since last asked: a second chance
+      if (held !== 0) continue
+      info.closed = true
+      this.openUnits.delete(k)
+      this.units.delete(k)
+      this.stats.unitsClosed++
+      if (sync) closeBlobSync(info.blob)
+      else void info.blob.close().catch(() => undefined)
+    }
+    for (const k of readNatively) {
+      const p = this.units.get(k)!
+      this.units.delete(k)
+      this.units.set(k, p)
+    }
+  }
+
+  /** The native read path's id for a unit (assigned on first use, never reused). */
+  unitId(gen: number, unit: number): number {
+    const k = `${gen}:${unit}`
+    let id = this.unitIds.get(k)
+    if (id === undefined) {
+      id = this.unitIds.size
+      this.unitIds.set(k, id)
+    }
+    return id
+  }
+
+  /** false when the unit is open and its bytes are not on local disk (no descriptor): its reads are deferred to JavaScript. */
+  isLocal(gen: number, unit: number): boolean | undefined {
+    const info = this.openUnits.get(`${gen}:${unit}`)
+    return info ? info.blob.localFd !== undefined : undefined
+  }
+
+  /** Starts opening a unit not opened yet, so the native read path learns it; true if it did (a unit open already counts as used now). */
+  ensureUnit(gen: number, unit: number): boolean {
+    const opened = !this.units.has(`${gen}:${unit}`)
+    this.unit(gen, unit).catch(() => undefined)
+    return opened
+  }
+
+  /** Hands reads to a native path: every unit opened so far, and from now on, is registered with it. */
+  attachNative(n: NativeSink): void {
+    this.native = n
+    for (const info of this.openUnits.values()) this.registerNative(info)
+  }
+
+  private registerNative(info: UnitInfo): void {
+    const fd = info.blob.localFd
+    if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
+    const t = info.table
+    const frames = new Float64Array(t.entries.length * 3)
+    for (let f = 0; f < t.entries.length; f++) {
+      frames[3 * f] = t.offsets[f]!
+      frames[3 * f + 1] = t.entries[f]!.compBytes
+      frames[3 * f + 2] = t.entries[f]!.rawBytes
+    }
+    try {
+      this.native.unit(info.id, fd, this.source.geometry(info.gen).frameBlocks * BLOCK_BYTES, frames)
+    } catch {
+      // a table the native path refuses (or no memory): its reads stay in JavaScript,
+      // which checks and reports what is wrong with the unit
+    }
+  }
+
+  private expect(gen: number, unit: number): { g: GenGeometry; raw: number; key: string; where: string } {
+    const g = this.source.geometry(gen)
+    const raw = unit >= 0 && unit < g.unitRawBlocks.length ? g.unitRawBlocks[unit] : undefined
+    if (raw === undefined) throw new FormatError('BAD_VALUE', `gen${gen} has no unit ${unit}`)
+    const key = keys.unit(gen, unit)
+    return { g, raw, key, where: this.store.where(key) }
+  }
+
+  private async openUnit(gen: number, unit: number, id: number): Promise<UnitInfo> {
+    const { g, raw, key, where } = this.expect(gen, unit)
+    const blob = await this.store.open(key)
+    try {
+      const size = blob.sizeBytes
+      const header = checkHeader(await blob.read({ offset: 0, length: Math.min(UNIT_HEADER_BYTES, size) }), where, gen, unit, g, raw)
+      if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
+      const t = decodeUnitTrailer(await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, where)
+      const table = decodeSeekTable(await blob.read({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where)
+      return { gen, unit, id, blob, table, where, users: 0, closed: false }
+    } catch (err) {
+      await blob.close().catch(() => undefined)
+      throw err
+    }
+  }
+
+  private openUnitSync(gen: number, unit: number, id: number): UnitInfo {
+    const { g, raw, key, where } = this.expect(gen, unit)
+    const blob: SyncBlobReader = syncOf(this.store, key).openSync(key)
+    try {
+      const size = blob.sizeBytes
+      const header = checkHeader(blob.readSync({ offset: 0, length: Math.min(UNIT_HEADER_BYTES, size) }), where, gen, unit, g, raw)
+      if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
+      const t = decodeUnitTrailer(blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, where)
+      const table = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where)
+      return { gen, unit, id, blob, table, where, users: 0, closed: false }
+    } catch (err) {
+      blob.closeSync()
+      throw err
+    }
+  }
+
+  /**
+   * Opens gen's units and reads their seek tables in the background (at most `max`, 4 at a
+   * time), so the first cold read of each unit pays one store read instead of four (open,
+   * header, trailer, seek table). Errors are left for the reads that need the unit.
+   */
+  warm(gen: number, max = WARM_UNITS): void {
+    let n: number
+    try {
+      n = Math.min(this.source.geometry(gen).unitRawBlocks.length, max)
+    } catch {
+      return
+    }
+    let next = 0
+    const lane = async (): Promise<void> => {
+      while (next < n && !this.closed) await this.unit(gen, next++).catch(() => undefined)
+    }
+    for (let k = 0; k < 4; k++) void lane()
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const p of this.units.values()) {
+      try {
+        await (await p).blob.close()
+      } catch {
+        // it failed to open, or is closed already
+      }
+    }
+    this.units.clear()
+    this.openUnits.clear()
+  }
+}
+
+/** Closes a blob now when it can be (its sync face), else without waiting. */
+function closeBlobSync(b: BlobReader): void {
+  const s = b as Partial<SyncBlobReader>
+  if (s.closeSync) {
+    try {
+      s.closeSync.call(b)
+    } catch {
+      // nothing to report: the unit is no longer needed
+    }
+  } else void b.close().catch(() => undefined)
+}

@@ -1,0 +1,34 @@
+/**
+ * Where each file of a repository lives: the store keys of native-notes/format.md
+ * "Layout of a repository". The only place keys are spelled; stores know nothing of them.
+ *
+ * TODO(issue 12, after issue 11 merges): repo/repository.ts still has its own copy of
+ * `keys` and MANIFEST_RE; its users move here and that copy goes (test/store.test.ts checks
+ * that the two agree until then).
+ */
+
+const pad8 = (n: number): string => String(n).padStart(8, '0')
+
+export const keys = {
+  config: 'config',
+  manifests: 'manifests',
+  manifest: (gen: number) => `manifests/gen-${pad8(gen)}`,
+  gens: 'gens',
+  genDir: (gen: number) => `gens/${pad8(gen)}`,
+  unit: (gen: number, unit: number) => `gens/${pad8(gen)}/unit-${pad8(unit)}`,
+  catalog: (gen: number) => `gens/${pad8(gen)}/catalog`,
+  maps: (gen: number) => `gens/${pad8(gen)}/maps`,
+  hashes: (gen: number) => `gens/${pad8(gen)}/hashes`,
+  groups: 'groups',
+  group: (name: string) => `groups/${name}`,
+  /** The writer lock. */
+  lock: 'lock',
+  /** Writers' temporary files that are not next to their final key (lock candidates). */
+  tmp: 'tmp',
+} as const
+
+/** Name (last key segment) of a manifest: `gen-NNNNNNNN`. */
+export const MANIFEST_RE = /^gen-(\d{8})$/
+
+/** Name of a unit file: `unit-UUUUUUUU`. */
+export const UNIT_RE = /^unit-(\d{8})$/

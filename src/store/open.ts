@@ -1,0 +1,23 @@
+import { DiskBlobStore } from './disk.js'
+import { FaultyStore } from './faulty.js'
+import { MemStore } from './mem.js'
+import type { Store, StoreDescription } from './store.js'
+
+/**
+ * Re-creates a store from its description (Store.describe()), e.g. in a worker thread: the
+ * one place a tier is named. A memory store comes back as a read-only snapshot of the
+ * same shared buffers; a fault-injecting one with the same rules and seed (its PRNG mixed
+ * with the thread id, its counters its own).
+ */
+export function openStore(d: StoreDescription): Store {
+  switch (d.kind) {
+    case 'disk':
+      return DiskBlobStore.open(d.root)
+    case 'mem':
+      return new MemStore({ blobs: d.blobs, readOnly: true })
+    case 'faulty':
+      return new FaultyStore(openStore(d.inner), { seed: d.seed, rules: d.rules, exposeFd: d.exposeFd })
+    default:
+      throw new TypeError(`unknown store kind ${JSON.stringify((d as { kind: unknown }).kind)}`)
+  }
+}

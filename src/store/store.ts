@@ -1,0 +1,198 @@
+/**
+ * The store contract: opaque blobs under '/'-separated keys, read whole or by range,
+ * written atomically and never modified. Every tier (disk, memory, the fault-injecting
+ * wrapper; later a buffer cache, tape, object stores) implements it and passes
+ * test/store-conformance.ts. native-notes/store.md is the prose version of this file.
+ *
+ * Async is the contract (remote and slow tiers cannot be synchronous); `sync` is an
+ * optional synchronous face of the same store for code that must not yield (CLI
+ * metadata reads, worker-thread frame reads), null where a tier cannot offer it.
+ */
+
+/** A byte range of a blob: `length` bytes from `offset` (both non-negative integers). */
+export interface ByteRange {
+  offset: number
+  length: number
+}
+
+/**
+ * Error codes a store reports. ENOENT: no such blob; EEXIST: a 'create' over an existing
+ * key; EIO: the medium failed (and anything not listed); ENOSPC/EDQUOT: full (the CLI's
+ * "disk full" message depends on these surviving); EROFS: a read-only store (a worker's
+ * snapshot of a memory store); TRUNCATED: fewer bytes than asked for (a range past the
+ * end, or a blob that shrank); ENOSYNC: the synchronous face was asked of a store without one.
+ */
+export type StoreErrorCode = 'ENOENT' | 'EEXIST' | 'EIO' | 'ENOSPC' | 'EDQUOT' | 'EROFS' | 'TRUNCATED' | 'ENOSYNC'
+
+/** The one error type of the store layer: a code, the key, and a one-line message naming where(key). */
+export class StoreError extends Error {
+  override readonly name = 'StoreError'
+  constructor(
+    readonly code: StoreErrorCode,
+    readonly key: string,
+    message: string,
+    opts?: { cause?: unknown },
+  ) {
+    super(message, opts)
+  }
+}
+
+export interface BlobStat {
+  sizeBytes: number
+}
+
+export interface PutOptions {
+  /**
+   * 'create' (default): write-once, EEXIST if the key exists (not atomic against a
+   * concurrent creator: writers hold the writer lock). 'replace': atomic replace, a reader
+   * sees the old or the new bytes, never a mix. 'exclusive': create, atomic against
+   * concurrent creators (exactly one wins; the writer lock).
+   */
+  mode?: 'create' | 'replace' | 'exclusive'
+  /** false: the caller makes the listing durable later with flush(prefix) (one directory fsync for many puts). Default true. */
+  syncListing?: boolean
+}
+
+/** An opened blob: one open, many ranged reads. */
+export interface BlobReader {
+  readonly key: string
+  readonly sizeBytes: number
+  /** Exactly range.length bytes (into `into` when given, which must be long enough), or StoreError TRUNCATED/EIO. */
+  read(range: ByteRange, into?: Buffer): Promise<Buffer>
+  /**
+   * The blob's plaintext bytes on local disk as a file descriptor, for the native read
+   * path; undefined for remote, encrypted or fault-injected blobs. Valid until close().
+   */
+  readonly localFd: number | undefined
+  close(): Promise<void>
+}
+
+/** A BlobReader that can also read without yielding (from a store's sync face). */
+export interface SyncBlobReader extends BlobReader {
+  readSync(range: ByteRange, into?: Buffer): Buffer
+  closeSync(): void
+}
+
+/** A write in progress, by token: serializable, so one thread writes and another commits. */
+export interface Staged {
+  readonly token: string
+}
+
+export interface Store {
+  /** The whole blob, or a range of it. ENOENT if absent, TRUNCATED past its end. */
+  get(key: string, range?: ByteRange): Promise<Buffer>
+  open(key: string): Promise<BlobReader>
+  /** tmp → fsync → rename (or link, for 'exclusive'); multi-part data is written in order. */
+  put(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): Promise<void>
+  /** A staged write of `key`: invisible (has, list, get) until commitStaged. */
+  stage(key: string): Promise<Staged>
+  /** Writes the staged blob's bytes (once per token); returns the byte count. */
+  writeStaged(s: Staged, data: readonly Uint8Array[]): Promise<number>
+  /** Makes a written staged blob durable and visible under its key; EEXIST if the key exists. */
+  commitStaged(s: Staged, opts?: { syncListing?: boolean }): Promise<void>
+  abortStaged(s: Staged): Promise<void>
+  /** True for a blob (a prefix is not a blob). */
+  has(key: string): Promise<boolean>
+  /** ENOENT if absent (or a prefix). */
+  stat(key: string): Promise<BlobStat>
+  /** Keys of the direct children of `prefix` ('' = the top), blobs and sub-prefixes, sorted; [] if none. Never a temporary or staged name. */
+  list(prefix: string): Promise<string[]>
+  /** Removes a blob (absent is fine), or with `recursive` everything under a prefix. */
+  remove(key: string, opts?: { recursive?: boolean }): Promise<void>
+  /** Makes the listing under `prefix` durable (after puts with syncListing false). */
+  flush(prefix: string): Promise<void>
+  /** Removes this store's own litter (temporary files of dead writers) under `prefix`; returns how many. Call under the writer lock. */
+  sweep(prefix?: string): Promise<number>
+  /** Where a key lives, for messages only: never opened by a caller. */
+  where(key: string): string
+  /** Local directories holding this store's bytes (backup and mount keep out of them). */
+  localRoots(): string[]
+  /** How to re-create this store in another thread (openStore), or null if it cannot be shared. */
+  describe(): StoreDescription | null
+  readonly sync: SyncStore | null
+}
+
+/** The synchronous face: the same blobs, the same contract, no promises. */
+export interface SyncStore {
+  getSync(key: string, range?: ByteRange): Buffer
+  openSync(key: string): SyncBlobReader
+  putSync(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): void
+  writeStagedSync(s: Staged, data: readonly Uint8Array[]): number
+  hasSync(key: string): boolean
+  statSync(key: string): BlobStat
+  listSync(prefix: string): string[]
+  removeSync(key: string, opts?: { recursive?: boolean }): void
+  flushSync(prefix: string): void
+}
+
+/** Operations a FaultRule can name. */
+export type StoreOp = 'get' | 'open' | 'read' | 'put' | 'stage' | 'writeStaged' | 'commitStaged' | 'has' | 'stat' | 'list' | 'remove'
+
+/** One kind of fault FaultyStore injects; see store/faulty.ts. */
+export interface FaultRule {
+  /** Glob over keys: `*` within a segment, `**` across segments, `?` one character. Default: every key. */
+  keys?: string
+  /** Operations it applies to (default: every operation the fault makes sense for). */
+  ops?: StoreOp[]
+  fault: 'EIO' | 'ENOSPC' | 'EDQUOT' | 'ENOENT' | 'short' | 'flip' | 'latency' | 'torn'
+  /** Chance per matching call (default 1), drawn from the store's seeded PRNG. */
+  probability?: number
+  /** Skip the first `after` matching calls. */
+  after?: number
+  /** Inject at most `times` times. */
+  times?: number
+  /** 'latency': ms, or a [min, max] range drawn from the PRNG. */
+  latencyMs?: number | [number, number]
+  /** 'flip': bytes XORed with 0xff at seeded positions of what a read returns (default 1). */
+  flipBytes?: number
+  /** 'short': the blob looks truncated at this many bytes (stat, open, reads past it: TRUNCATED). */
+  shortBytes?: number
+}
+
+export type StoreDescription =
+  | { kind: 'disk'; root: string }
+  | { kind: 'mem'; blobs: Record<string, SharedArrayBuffer> }
+  | { kind: 'faulty'; seed: number; rules: FaultRule[]; exposeFd?: boolean; inner: StoreDescription }
+
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/
+/** Temporary and staged names a store writes next to a key; no key may look like one. */
+export const TEMP_MARK = '.tmp-'
+
+/**
+ * Throws TypeError unless `key` is '/'-separated segments of [A-Za-z0-9._-], none empty,
+ * '.' or '..', and none containing TEMP_MARK. With `prefix`, '' (the top) is allowed too.
+ */
+export function checkKey(key: string, prefix = false): void {
+  if (typeof key !== 'string') throw new TypeError(`store key must be a string, got ${typeof key}`)
+  if (prefix && key === '') return
+  const segs = key.split('/')
+  for (const s of segs) {
+    if (!SEGMENT_RE.test(s) || s === '.' || s === '..' || s.includes(TEMP_MARK)) throw new TypeError(`invalid store key ${JSON.stringify(key)}`)
+  }
+}
+
+/** Throws TypeError unless `r` is a range of non-negative integers (it does not know the size). */
+export function checkRange(r: ByteRange): void {
+  if (!Number.isSafeInteger(r.offset) || !Number.isSafeInteger(r.length) || r.offset < 0 || r.length < 0) {
+    throw new TypeError(`invalid byte range ${JSON.stringify(r)}`)
+  }
+}
+
+/** Checks `range` against a blob of `sizeBytes`: TRUNCATED if it ends past the end. */
+export function checkInBlob(key: string, where: string, r: ByteRange, sizeBytes: number): void {
+  checkRange(r)
+  if (r.offset + r.length > sizeBytes) {
+    throw new StoreError('TRUNCATED', key, `${where}: range ${r.offset}+${r.length} is past the end (${sizeBytes} bytes)`)
+  }
+}
+
+/** The parts of put/writeStaged data as an array. */
+export function partsOf(data: Uint8Array | readonly Uint8Array[]): readonly Uint8Array[] {
+  return data instanceof Uint8Array ? [data] : data
+}
+
+/** The store's sync face, or StoreError ENOSYNC. */
+export function syncOf(store: Store, key = ''): SyncStore {
+  if (!store.sync) throw new StoreError('ENOSYNC', key, `${store.where(key)}: this store cannot be read synchronously`)
+  return store.sync
+}

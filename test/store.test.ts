@@ -1,0 +1,198 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { afterAll, describe, expect, it } from 'vitest'
+import { DiskBlobStore, DiskStore } from '../src/store/disk.js'
+import { MemStore } from '../src/store/mem.js'
+import { FaultyStore } from '../src/store/faulty.js'
+import { openStore } from '../src/store/open.js'
+import type { Store } from '../src/store/store.js'
+import { keys as layoutKeys, MANIFEST_RE as LAYOUT_MANIFEST_RE } from '../src/format/layout.js'
+import { keys as repoKeys } from '../src/repo/repository.js'
+import { describeStore, storeError } from './store-conformance.js'
+import { ROOT, sh, tmpdir } from './helpers.js'
+
+const work = tmpdir('bfs-store-')
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
+let n = 0
+const diskDir = (): string => {
+  const d = path.join(work, `s${n++}`)
+  fs.mkdirSync(path.join(d, 'root'), { recursive: true })
+  return d
+}
+
+/** Runs a separate Node process that stages and writes `key` and exits without committing: a killed writer's litter (its pid is dead afterwards). */
+function litterFromDeadProcess(s: Store, key: string): Promise<void> {
+  const desc = s.describe()
+  const code = `
+    const { openStore } = await import(${JSON.stringify('file://' + path.join(ROOT, 'dist/store/open.js'))})
+    const s = openStore(JSON.parse(process.argv[1]))
+    const st = await s.stage(${JSON.stringify(key)})
+    await s.writeStaged(st, [Buffer.from('half a unit')])
+    process.exit(0)`
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code, JSON.stringify(desc)], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (b: Buffer) => (err += b))
+    child.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`litter writer exited ${c}: ${err}`))))
+  })
+}
+
+const disk = {
+  make: async (): Promise<Store> => DiskBlobStore.create(path.join(diskDir(), 'root')),
+  destroy: async (s: Store) => fs.rmSync(path.dirname(s.localRoots()[0]!), { recursive: true, force: true }),
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localRoots: (s: Store) => [s.where('')],
+  outside: (s: Store) => path.dirname(s.where('')),
+}
+const rootOf = (s: Store): string => (s instanceof FaultyStore ? rootOf(s.inner) : s.where(''))
+
+describeStore('disk', { ...disk, makeLitter: litterFromDeadProcess, localFd: true })
+
+describeStore('mem', {
+  make: async () => new MemStore(),
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: false,
+  localRoots: () => [],
+})
+
+describeStore('faulty (no rules) over disk', {
+  make: async () => new FaultyStore(await disk.make(), { seed: 1, rules: [] }),
+  destroy: async (s) => fs.rmSync(path.dirname(rootOf(s)), { recursive: true, force: true }),
+  makeLitter: litterFromDeadProcess,
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localFd: false,
+  manyKeys: 1000, // the listing is the disk store's, tested with 10,000 above; fsyncs make it slow
+  localRoots: (s) => [rootOf(s)],
+  outside: (s) => path.dirname(rootOf(s)),
+})
+
+describeStore('faulty (no rules, exposeFd) over disk', {
+  make: async () => new FaultyStore(await disk.make(), { seed: 1, rules: [], exposeFd: true }),
+  destroy: async (s) => fs.rmSync(path.dirname(rootOf(s)), { recursive: true, force: true }),
+  makeLitter: litterFromDeadProcess,
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localFd: true,
+  manyKeys: 1000,
+  localRoots: (s) => [rootOf(s)],
+})
+
+describeStore('faulty (no rules) over mem', {
+  make: async () => new FaultyStore(new MemStore(), { seed: 2, rules: [] }),
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: false,
+  localRoots: () => [],
+})
+
+describeStore('faulty (latency 1-3 ms) over disk', {
+  make: async () => new FaultyStore(await disk.make(), { seed: 3, rules: [{ fault: 'latency', latencyMs: [1, 3] }] }),
+  destroy: async (s) => fs.rmSync(path.dirname(rootOf(s)), { recursive: true, force: true }),
+  makeLitter: litterFromDeadProcess,
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localFd: false,
+  manyKeys: 1000,
+  localRoots: (s) => [rootOf(s)],
+})
+
+describe('disk store specifics', () => {
+  it('a full filesystem is ENOSPC (the CLI says "disk full" by that code), and leaves no temporary file', async () => {
+    const d = diskDir()
+    const mnt = path.join(d, 'small')
+    fs.mkdirSync(mnt)
+    const m = await sh(`mount -t tmpfs -o size=1m bfs-store-test '${mnt}'`)
+    if (m.code !== 0) throw new Error(`cannot mount a tmpfs for the test: ${m.stderr}`)
+    try {
+      const s = DiskBlobStore.open(mnt)
+      const e = await storeError(s.put('big', Buffer.alloc(2 << 20, 1)))
+      expect(e.code).toBe('ENOSPC')
+      expect(e.message).toContain(s.where('big'))
+      const e2 = await storeError(() => s.sync.putSync('big', Buffer.alloc(2 << 20, 1)))
+      expect(e2.code).toBe('ENOSPC')
+      const st = await s.stage('staged')
+      const e3 = await storeError(s.writeStaged(st, [Buffer.alloc(2 << 20, 1)]))
+      expect(e3.code).toBe('ENOSPC')
+      expect(fs.readdirSync(mnt)).toEqual([])
+    } finally {
+      await sh(`umount '${mnt}'`)
+    }
+  })
+
+  it('writes the temporary names bfs has always written (<key>.tmp-<pid>-<hex>), and sweep() reads the planned <host>-<pid> form too', async () => {
+    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+    const st = await s.stage('gens/00000001/unit-00000000')
+    await s.writeStaged(st, [Buffer.from('x')])
+    const names = fs.readdirSync(s.where('gens/00000001'))
+    expect(names.length).toBe(1)
+    expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    // the old face's tmpPath names the same way
+    expect(path.basename(new DiskStore(s.root).tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    // litter of a dead pid on this host (both name forms), another host's, an unparseable old one
+    const dead = 2 ** 22 + 12345 // above pid_max: never alive
+    const dir = s.where('gens/00000001')
+    const host = (await import('node:os')).hostname()
+    fs.writeFileSync(path.join(dir, `unit-00000001.tmp-${dead}-0badc0de`), '')
+    fs.writeFileSync(path.join(dir, `unit-00000002.tmp-${host}-${dead}-0badc0de`), '')
+    fs.writeFileSync(path.join(dir, `unit-00000003.tmp-other.host-${dead}-0badc0de`), '')
+    fs.writeFileSync(path.join(dir, 'unit-00000004.tmp-garbage'), '')
+    const old = new Date(Date.now() - 60_000)
+    fs.utimesSync(path.join(dir, 'unit-00000004.tmp-garbage'), old, old)
+    fs.writeFileSync(path.join(dir, 'unit-00000005.tmp-fresh-garbage'), '')
+    expect(await s.sweep()).toBe(3)
+    expect(fs.readdirSync(dir).sort()).toEqual([names[0], 'unit-00000003.tmp-other.host-' + dead + '-0badc0de', 'unit-00000005.tmp-fresh-garbage'].sort())
+    await s.commitStaged(st)
+    expect((await s.get('gens/00000001/unit-00000000')).toString()).toBe('x')
+  })
+
+  it('a staged-write token cannot name a file other than a temporary one next to its key', async () => {
+    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+    for (const token of ['config\n../../etc/passwd', 'config\nconfig', 'a/b\nb.tmp-1-ab/../x', 'nonsense', '../x\nx.tmp-1-ab']) {
+      let err: unknown
+      try {
+        await s.writeStaged({ token }, [Buffer.from('x')])
+      } catch (e) {
+        err = e
+      }
+      expect(err, token).toBeInstanceOf(TypeError)
+    }
+  })
+
+  it('open() refuses a missing or non-directory root with ENOENT; create() makes it', async () => {
+    const d = diskDir()
+    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'nope')))).code).toBe('ENOENT')
+    fs.writeFileSync(path.join(d, 'file'), 'x')
+    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'file')))).code).toBe('ENOENT')
+    const s = DiskBlobStore.create(path.join(d, 'made/deep'))
+    expect(fs.statSync(s.root).isDirectory()).toBe(true)
+    expect(openStore(s.describe()).where('x')).toBe(s.where('x'))
+  })
+})
+
+describe('format/layout.ts', () => {
+  it('spells every key as repo/repository.ts does until that copy goes', () => {
+    for (const k of ['config', 'manifests'] as const) expect(layoutKeys[k]).toBe(repoKeys[k])
+    for (const id of [1, 42, 99999999]) {
+      expect(layoutKeys.manifest(id)).toBe(repoKeys.manifest(id))
+      expect(layoutKeys.genDir(id)).toBe(repoKeys.genDir(id))
+      expect(layoutKeys.catalog(id)).toBe(repoKeys.catalog(id))
+      expect(layoutKeys.maps(id)).toBe(repoKeys.maps(id))
+      expect(layoutKeys.hashes(id)).toBe(repoKeys.hashes(id))
+      for (const u of [0, 7, 12345678]) expect(layoutKeys.unit(id, u)).toBe(repoKeys.unit(id, u))
+    }
+    expect(LAYOUT_MANIFEST_RE.test('gen-00000001')).toBe(true)
+    expect(LAYOUT_MANIFEST_RE.test('gen-00000001.tmp-1-ab')).toBe(false)
+  })
+})
