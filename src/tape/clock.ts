@@ -19,7 +19,7 @@ export interface Clock {
   now(): number
   /** Accounts `seconds` of operation `op` and, when scale > 0, sleeps seconds × scale real seconds. */
   spend(seconds: number, op: TapeOp): Promise<void>
-  /** Idles until simulated time `t` (no-op when already past it): waiting for another timeline, e.g. the robot. */
+  /** Idles until simulated time `t` (no-op when already past it): waiting for another timeline, e.g. the robot, whose real time has passed already (no sleep). */
   waitUntil(t: number): Promise<void>
   /** Totals per operation so far. */
   totals(): OpTotals
@@ -67,16 +67,23 @@ export class SimClock implements Clock {
   }
 
   async spend(seconds: number, op: TapeOp): Promise<void> {
-    if (!(seconds >= 0) || !Number.isFinite(seconds)) throw new RangeError(`cannot spend ${seconds} s`)
+    this.account(seconds, op)
+    if (this.scale > 0 && seconds > 0) await this.sleep(seconds * this.scale * 1000)
+  }
+
+  /** Accounts without sleeping (the real time passed elsewhere, e.g. in the robot's process). */
+  account(seconds: number, op: TapeOp): void {
+    if (!(seconds >= 0) || !Number.isFinite(seconds)) throw new RangeError(`cannot account ${seconds} s`)
+    if (seconds === 0 && op === 'idle') return
     this.t += seconds
     const s = this.sums[op]
     s.count++
     s.seconds += seconds
-    if (this.scale > 0 && seconds > 0) await this.sleep(seconds * this.scale * 1000)
   }
 
+  /** Another timeline's real time has passed already, so this only accounts the idle time. */
   async waitUntil(t: number): Promise<void> {
-    if (t > this.t) await this.spend(t - this.t, 'idle')
+    if (t > this.t) this.account(t - this.t, 'idle')
   }
 
   totals(): OpTotals {
