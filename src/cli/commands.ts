@@ -14,6 +14,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, writeOut } from './output.js'
 import type { Ctx } from './main.js'
+import { registerTier } from './tier.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v)
@@ -42,6 +43,7 @@ async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<
 }
 
 export function registerCommands(program: Command, ctx: Ctx): void {
+  registerTier(program, ctx)
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')
