@@ -559,7 +559,9 @@ export class VirtualTapeDrive implements TapeDrive {
       this.rec.block = 0
       this.rec.carry = 0
       await this.clock.spend(this.model.loadS, 'load')
-      await this.checkpoint()
+      // saved at once: after a crash the cartridge is still threaded, and its end of data
+      // is recovered from the cartridge file by whoever takes the drive next
+      await this.checkpoint(true)
     })
   }
 
@@ -572,7 +574,7 @@ export class VirtualTapeDrive implements TapeDrive {
       this.cart = null
       this.rec.loaded = false
       await this.clock.spend(this.model.unloadS, 'unload')
-      await this.checkpoint()
+      await this.checkpoint(true)
     })
   }
 
