@@ -7,7 +7,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build native test test-load demo bench bench-quick install clean
+.PHONY: all deps build native test test-load demo bench bench-quick bench-tape install clean
 
 all: build
 
@@ -48,6 +48,10 @@ bench: build
 
 bench-quick: build
 	bash bench/run.sh quick
+
+# The tape tier's scenarios on the virtual tape library, clock scale 0 (simulated hours).
+bench-tape: build
+	node bench/tape-sim.mjs
 
 install: build
 	ln -sf $(CURDIR)/bin/bfs $(PREFIX)/bin/bfs

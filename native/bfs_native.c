@@ -20,6 +20,7 @@
  *                 directory-fd-relative calls, for a restore that never follows a
  *                 symlink it did not create (constants: atConstants)
  *   fadvise       posix_fadvise
+ *   flock         flock(LOCK_EX | LOCK_SH | LOCK_UN, always with LOCK_NB)
  *
  * Every call is synchronous. Paths are accepted as JS strings (UTF-8 encoded)
  * or as Buffers/Uint8Arrays (raw bytes, used as they are). Failed system calls
@@ -47,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1461,6 +1463,46 @@ fail:
   return NULL;
 }
 
+/* ---- flock ------------------------------------------------------------- */
+
+/*
+ * flock(fd, mode): mode 'exclusive' | 'shared' | 'unlock', never blocking (LOCK_NB):
+ * true when the lock is taken (or released), false when another open file description
+ * holds a conflicting lock (EWOULDBLOCK). Callers that must wait poll from JS, so the
+ * event loop never blocks in the kernel. The lock belongs to the open file description:
+ * it goes with the last close of the fd, and with the process when it dies (kill -9).
+ */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 2);
+  int fd;
+  if (!get_fd_arg(env, argv[0], &fd)) return NULL;
+  char mode_s[16];
+  size_t got = 0;
+  napi_valuetype t;
+  int op = -1;
+  if (napi_typeof(env, argv[1], &t) == napi_ok && t == napi_string &&
+      napi_get_value_string_utf8(env, argv[1], mode_s, sizeof mode_s, &got) == napi_ok) {
+    if (!strcmp(mode_s, "exclusive")) op = LOCK_EX;
+    else if (!strcmp(mode_s, "shared")) op = LOCK_SH;
+    else if (!strcmp(mode_s, "unlock")) op = LOCK_UN;
+  }
+  if (op < 0) {
+    throw_type(env, "ERR_INVALID_ARG_VALUE", "The argument 'mode' must be one of: 'exclusive', 'shared', 'unlock'");
+    return NULL;
+  }
+  int rc;
+  do rc = flock(fd, op | LOCK_NB); while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EWOULDBLOCK) {
+    throw_errno(env, errno, "flock", NULL);
+    return NULL;
+  }
+  napi_value v;
+  NAPI_TRY(env, napi_get_boolean(env, rc == 0, &v), fail);
+  return v;
+fail:
+  return NULL;
+}
+
 /* ---- XXH64 block hashes ------------------------------------------------- */
 /* XXH64 (seed 0), written from the public xxHash specification. Used for bfs's block
  * hashes and frame checks: ~10x faster than SHA-256, 64 bits suffice to tell a block
@@ -1609,6 +1651,7 @@ NAPI_MODULE_INIT() {
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
     {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},
     {"openat2", NULL, js_openat2, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,7 +11,7 @@
  * dataRegions, setTimes) also run on every other passing candidate on a
  * different filesystem, e.g. the tmpfs at /dev/shm.
  */
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -51,6 +51,7 @@ import {
   fchmodat,
   fchownat,
   fsetxattr,
+  flock,
   fstatRecord,
   fstatatRecord,
   futimens,
@@ -1172,6 +1173,80 @@ describe('directory-fd-relative calls (restore never follows a symlink it did no
         fs.closeSync(p)
       }
     } finally {
+      fs.closeSync(fd)
+    }
+  })
+})
+
+describe('flock', () => {
+  /** Polls `cond` every 20 ms for up to 30 s (a loaded machine starts processes slowly). */
+  const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
+    for (let i = 0; i < 1500; i++) {
+      if (cond()) return
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    throw new Error(`timed out waiting for ${what}`)
+  }
+
+  it('excludes a second open file description in this process, shares shared locks, and unlocks', () => {
+    const f = path.join(freshDir(), 'lock')
+    fs.writeFileSync(f, '')
+    const a = fs.openSync(f, 'r+')
+    const b = fs.openSync(f, 'r')
+    try {
+      expect(flock(a, 'exclusive')).toBe(true)
+      expect(flock(b, 'exclusive')).toBe(false)
+      expect(flock(b, 'shared')).toBe(false)
+      expect(flock(a, 'unlock')).toBe(true)
+      expect(flock(b, 'shared')).toBe(true)
+      expect(flock(a, 'shared')).toBe(true)
+      expect(flock(a, 'exclusive')).toBe(false) // b still shares it
+      expect(flock(b, 'unlock')).toBe(true)
+      expect(flock(a, 'exclusive')).toBe(true) // a converts its shared lock
+    } finally {
+      fs.closeSync(a)
+      fs.closeSync(b)
+    }
+    const c = fs.openSync(f, 'r')
+    try {
+      expect(flock(c, 'exclusive')).toBe(true) // the close released a's lock
+    } finally {
+      fs.closeSync(c)
+    }
+    expectErrno(() => flock(c, 'shared'), 'EBADF', 9, 'flock')
+    expectArgError(() => flock(0, 'both' as 'shared'), 'TypeError', 'ERR_INVALID_ARG_VALUE')
+    expectArgError(() => flock(-1, 'shared'), 'RangeError', 'ERR_OUT_OF_RANGE')
+  })
+
+  it('conflicts with flock(1) in another process, and the kernel frees the lock when that process is killed -9', async () => {
+    const d = freshDir()
+    const f = path.join(d, 'lock')
+    const ready = path.join(d, 'ready')
+    fs.writeFileSync(f, '')
+    // flock(1) takes the lock, then its command says so and holds it (in a process group
+    // of its own, so that the kill below reaches flock and its command, and nothing else)
+    const child = spawn('flock', ['-x', f, 'sh', '-c', `touch '${ready}'; exec sleep 600`], { stdio: 'ignore', detached: true })
+    const killGroup = (): void => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+    const fd = fs.openSync(f, 'r')
+    try {
+      await waitFor(() => fs.existsSync(ready), 'flock(1) to take the lock')
+      expect(flock(fd, 'exclusive')).toBe(false)
+      expect(flock(fd, 'shared')).toBe(false)
+      const gone = new Promise((r) => child.on('exit', r))
+      killGroup()
+      await gone
+      await waitFor(() => flock(fd, 'exclusive'), 'the lock to be freed')
+      // and flock(1) now fails at once, exit 1
+      const r = spawnSync('flock', ['-n', '-x', f, 'true'])
+      expect(r.status).toBe(1)
+    } finally {
+      killGroup()
       fs.closeSync(fd)
     }
   })

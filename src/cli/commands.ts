@@ -15,6 +15,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
+import { registerTier } from './tier.js'
 
 /** The summary's consistency line of a volume generation. */
 function consistencyNote(m: Manifest, points: string[]): string {
@@ -60,6 +61,7 @@ async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<
 }
 
 export function registerCommands(program: Command, ctx: Ctx): void {
+  registerTier(program, ctx)
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')

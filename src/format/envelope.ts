@@ -16,6 +16,7 @@ export const MAGIC = {
   maps: 'BFSMAPS\0',
   hashes: 'BFSHASH\0',
   group: 'BFSGRUP\0',
+  tier: 'BFSTIER\0',
 } as const
 export type EnvelopeKind = keyof typeof MAGIC
 

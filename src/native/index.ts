@@ -100,6 +100,7 @@ interface Addon {
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
+  flock(fd: number, mode: FlockMode): boolean
   detach(fd: number): void
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
   xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
@@ -351,6 +352,23 @@ export function detach(fd: number): void {
  */
 export function fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean {
   return addon().fadvise(fd, offsetBytes, lengthBytes, advice)
+}
+
+/** What {@link flock} does: take an exclusive or a shared lock, or release it. */
+export type FlockMode = 'exclusive' | 'shared' | 'unlock'
+
+/**
+ * flock(fd, mode | LOCK_NB): an advisory whole-file lock that never blocks. Returns `true`
+ * when the lock was taken (or released), `false` when another open file description holds
+ * a conflicting lock. The lock belongs to the open file description, so two opens of one
+ * file in the same process conflict like two processes do; it is released by `'unlock'`,
+ * by the last close of the descriptor, and by the kernel when the process dies (even by
+ * kill -9), so a crashed holder never leaves it behind. Wait by polling with a timer.
+ * @throws {NativeError} syscall `'flock'`: EBADF, EINTR never (retried), ENOLCK.
+ * @throws {TypeError} code ERR_INVALID_ARG_VALUE for an unknown `mode`.
+ */
+export function flock(fd: number, mode: FlockMode): boolean {
+  return addon().flock(fd, mode)
 }
 
 /**

@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { mountinfoEntries, type MountEntry } from '../fuse/adapter.js'
+import { readMountsSync, type MountEntry } from '../os/mountinfo.js'
 import type { VolumeConsistency } from '../format/manifest.js'
 import { fadvise } from '../native/index.js'
 
@@ -17,7 +17,7 @@ export function majorMinor(dev: number): string {
 
 export function readMounts(): MountEntry[] {
   try {
-    return mountinfoEntries(fs.readFileSync('/proc/self/mountinfo', 'utf8'))
+    return readMountsSync()
   } catch {
     return []
   }

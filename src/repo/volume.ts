@@ -10,7 +10,7 @@ import { storeObject } from './objects.js'
 import { openSource } from './source.js'
 import { emptyStats, newStream, SafeRefs, writeGeneration, type BackupOptions, type BackupResult } from './backup.js'
 import { closeDeviceReader, deviceMounts, filesystemOf, filesystemsOf, loopDevicesOf, mountState, openDeviceForRead, readMounts, type Consistency, type DeviceReader } from './device.js'
-import type { MountEntry } from '../fuse/adapter.js'
+import type { MountEntry } from '../os/mountinfo.js'
 import { DEFAULT_FREEZE_TIMEOUT_S, freezeFilesystems, type FrozenFilesystems } from './freeze.js'
 
 const S_IFMT = 0o170000

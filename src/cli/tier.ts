@@ -1,0 +1,107 @@
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { addVtlTier, listTiers, openTier, tapeToBfs } from '../repo/tiers.js'
+import { MODELS } from '../tape/model.js'
+import { TAPE_OPS } from '../tape/model.js'
+import type { LibraryStatus } from '../tape/vtl.js'
+import { VirtualTapeLibrary } from '../tape/vtl.js'
+import { count, humanBytes } from './output.js'
+import type { Ctx } from './main.js'
+
+const int = (name: string, min: number, max: number) => (v: string): number => {
+  const n = Number(v)
+  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+const scale = (v: string): number => {
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('--clock-scale must be a number ≥ 0 (1 = real time, 0 = account only)')
+  return n
+}
+
+/** Simulated seconds as hours, minutes and seconds. */
+export function simTime(s: number): string {
+  if (s < 60) return `${s.toFixed(1)} s`
+  const hh = Math.floor(s / 3600)
+  const mm = Math.floor((s % 3600) / 60)
+  const ss = Math.floor(s % 60)
+  return hh ? `${hh} h ${String(mm).padStart(2, '0')} min ${String(ss).padStart(2, '0')} s` : `${mm} min ${String(ss).padStart(2, '0')} s`
+}
+
+function statusText(name: string, st: LibraryStatus): string {
+  const out: string[] = []
+  out.push(`tier ${name}: virtual tape library ${st.dir}`)
+  out.push(`  model ${st.model}, clock scale ${st.clockScale}${st.clockScale === 0 ? ' (accounting only)' : st.clockScale === 1 ? ' (real time)' : ''}`)
+  out.push(`  library clock ${simTime(st.now)} (simulated)`)
+  out.push(`drives:`)
+  for (const d of st.drives) {
+    const what = d.cartridge ? `${d.cartridge} ${d.loaded ? `loaded, block ${d.block}` : 'not loaded'}` : 'empty'
+    out.push(`  ${d.index}  ${what}; clock ${simTime(d.clock)}${d.backhitches ? `, ${count(d.backhitches, 'backhitch', 'backhitches')}` : ''}`)
+  }
+  out.push(`slots:`)
+  st.slots.forEach((s, i) => out.push(`  ${i}  ${s ?? 'empty'}`))
+  out.push(`cartridges:`)
+  for (const c of st.cartridges) out.push(`  ${c.label}  ${c.where}, ${humanBytes(c.fileBytes)} on disk`)
+  const ops = TAPE_OPS.filter((op) => st.totals[op].count > 0)
+  out.push(`operations:${ops.length ? '' : ' none yet'}`)
+  for (const op of ops) out.push(`  ${op.padEnd(8)} ${String(st.totals[op].count).padStart(7)} × ${simTime(st.totals[op].seconds)}`)
+  return out.join('\n') + '\n'
+}
+
+export function registerTier(program: Command, ctx: Ctx): void {
+  const tier = program.command('tier').description('storage tiers: virtual tape libraries that old generations will migrate to')
+  tier
+    .command('add')
+    .description('add a tier: creates a virtual tape library in DIR (which must not exist) with its cartridges in slots and its drives empty')
+    .argument('<name>', 'tier name (letters, digits, . _ -)')
+    .requiredOption('--vtl <dir>', 'directory of the virtual tape library to create')
+    .addOption(new Option('--model <model>', 'tape drive and media model').choices(Object.keys(MODELS)).default('lto9'))
+    .option('--cartridges <n>', 'cartridges (labelled BFS001L9, BFS002L9, …), one per slot', int('--cartridges', 1, 999), 10)
+    .option('--drives <n>', 'tape drives', int('--drives', 1, 64), 1)
+    .option('--clock-scale <f>', 'real seconds slept per simulated second: 1 = real time, 0 = account the time only', scale, 1)
+    .option('--json', 'print the tier as JSON')
+    .action((name: string, o) => {
+      const repo = ctx.openRepo()
+      const { tier: t, library } = addVtlTier(repo, name, { dir: o.vtl, model: o.model, cartridges: o.cartridges, drives: o.drives, clockScale: o.clockScale })
+      const st = library.status()
+      if (o.json) process.stdout.write(JSON.stringify({ ...t, cartridges: st.cartridges.map((c) => c.label), drives: st.drives.length, clockScale: st.clockScale }) + '\n')
+      else process.stdout.write(`added tier ${t.name}: virtual tape library ${t.dir} (${t.model}, ${count(st.cartridges.length, 'cartridge')} ${st.cartridges[0]!.label}…, ${count(st.drives.length, 'drive')}, clock scale ${st.clockScale})\n`)
+    })
+  tier
+    .command('ls')
+    .description('list the tiers')
+    .option('--json', 'print JSON')
+    .action((o) => {
+      const rows = listTiers(ctx.openRepo()).map((t) => {
+        try {
+          const s = VirtualTapeLibrary.readState(t.dir)
+          return { ...t, cartridges: s.cartridges.length, drives: s.drives.length, clockScale: s.clockScale, ok: true, error: '' }
+        } catch (err) {
+          return { ...t, cartridges: 0, drives: 0, clockScale: 0, ok: false, error: (tapeToBfs(err) as Error).message }
+        }
+      })
+      if (o.json) {
+        process.stdout.write(JSON.stringify(rows) + '\n')
+        return
+      }
+      const head = ['NAME', 'KIND', 'MODEL', 'CARTRIDGES', 'DRIVES', 'SCALE', 'DIR']
+      const cells = rows.map((r) => [r.name, r.kind, r.model, r.ok ? String(r.cartridges) : '?', r.ok ? String(r.drives) : '?', r.ok ? String(r.clockScale) : '?', r.ok ? r.dir : `${r.dir} (${r.error})`])
+      const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
+      for (const r of [head, ...cells]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+    })
+  tier
+    .command('status')
+    .description("a tier's library: drives, what is loaded where, positions, the simulated clock and what it was spent on")
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action((name: string, o) => {
+      const { library } = openTier(ctx.openRepo(), name)
+      let st: LibraryStatus
+      try {
+        st = library.status()
+      } catch (err) {
+        throw tapeToBfs(err)
+      }
+      process.stdout.write(o.json ? JSON.stringify({ name, ...st }) + '\n' : statusText(name, st))
+    })
+}
