@@ -71,6 +71,24 @@ async function restoresAs(repo: string, ref: string, src: string): Promise<void>
 }
 
 describe('one damaged manifest stays local (item 5)', () => {
+  it('restore of a generation that depends on a damaged one restores every file it can and names the others (exit 1)', async () => {
+    const { repo, src } = await threeGenerations('dependent')
+    flip(manifest(repo, 2), 100)
+    const dest = path.join(work, 'dependent-out')
+    const r = await bfs(['restore', 'gen3', dest], { repo })
+    expect(r.code).toBe(1)
+    // two.txt and random.bin keep their data in gen2 (random.bin: a delta over gen1)
+    const lost = r.stderr.split('\n').filter((l) => / not restored: .*gen-00000002/.test(l)).map((l) => l.replace(/^bfs: warning: (.*?): not restored: .*$/, '$1'))
+    expect(lost.sort()).toEqual([path.join(dest, 'random.bin'), path.join(dest, 'two.txt')])
+    expect(r.stdout).toMatch(/, 2 errors\n$/)
+    // everything else is there, exactly
+    for (const f of ['hello.txt', 'three.txt', 'seq.txt', 'a/b/c/d/e/f/g/h/deep.txt', 'sparse.img']) {
+      expect(fs.readFileSync(path.join(dest, f)).equals(fs.readFileSync(path.join(src, f))), f).toBe(true)
+    }
+    expect(fs.existsSync(path.join(dest, 'two.txt'))).toBe(false)
+    expect(fs.readlinkSync(path.join(dest, 'a/link'))).toBe('../hello.txt')
+  })
+
   it('a flipped byte in gen-00000002 of 3 generations: generations, restore gen1, cat, verify gen1 and a new backup all work', async () => {
     const { repo, src, src1 } = await threeGenerations('item5')
     flip(manifest(repo, 2), 100)
@@ -353,6 +371,13 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
     expect(v.stdout).toMatch(/^FAIL .*groups\/other: checksum mismatch/m)
     expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
     expect(v.code).toBe(4)
+    // group ls lists the group that reads and names the damaged one; the web group still backs up
+    const ls = await bfs(['group', 'ls'], { repo })
+    expect(ls.code).toBe(0)
+    expect(ls.stdout).toBe('web\n  include web\n')
+    expect(ls.stderr).toMatch(/^bfs: warning: damaged group file: .*groups\/other: checksum mismatch.*\n$/)
+    await backup(src, repo, ['--group', 'web'])
+    expect((await bfs(['group', 'show', 'other'], { repo })).code).toBe(6)
   })
 
   it('a flipped reserved byte in a unit trailer is found by verify and by reads', async () => {

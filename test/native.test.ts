@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import {
+  ADDON_FUNCTIONS,
   STAT_FIELDS,
   S_ATIME_NSEC,
   S_ATIME_SEC,
@@ -1249,5 +1250,14 @@ describe('flock', () => {
       killGroup()
       fs.closeSync(fd)
     }
+  })
+})
+
+describe('the addon and its typed wrapper agree', () => {
+  it('every function the built addon exports is one the wrapper checks for at load (and the wrapper checks no other)', async () => {
+    const { createRequire } = await import('node:module')
+    const raw = createRequire(import.meta.url)('../native/build/Release/bfs_native.node') as Record<string, unknown>
+    const exported = Object.keys(raw).filter((k) => typeof raw[k] === 'function').sort()
+    expect(exported).toEqual([...ADDON_FUNCTIONS].sort())
   })
 })

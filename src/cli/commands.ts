@@ -183,9 +183,11 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     })
   group
     .command('ls')
-    .description('list the groups')
+    .description('list the groups (a damaged group file is named on stderr; the others are listed)')
     .action(() => {
-      for (const g of listGroups(ctx.openRepo())) process.stdout.write(showGroup(g))
+      const { groups, damaged } = listGroups(ctx.openRepo())
+      for (const g of groups) process.stdout.write(showGroup(g))
+      for (const d of damaged) process.stderr.write(`bfs: warning: damaged group file: ${d}\n`)
     })
   group
     .command('show')

@@ -123,6 +123,54 @@ interface Addon {
   setxattrat(dirFd: number, path: PathLike, name: Buffer | string, value: Buffer, flags: number): void
 }
 
+/**
+ * Every function of the addon this module calls. A build from older sources lacks some (a
+ * checkout updated without `make native`): it is refused at load with one clear line, not
+ * with "x is not a function" deep inside a command. The type below fails to compile when a
+ * function of {@link Addon} is missing here; test/native.test.ts checks the built addon
+ * exports nothing that is missing here either.
+ */
+export const ADDON_FUNCTIONS = [
+  'scanDirPacked',
+  'lstatRecord',
+  'fstatRecord',
+  'getXattrs',
+  'setXattr',
+  'dataRegions',
+  'setTimes',
+  'mknod',
+  'blockDeviceSize',
+  'blockDeviceSectorSize',
+  'flushBlockDevice',
+  'alignedBuffer',
+  'freezeFs',
+  'thawFs',
+  'fadvise',
+  'flock',
+  'detach',
+  'hashBlocks',
+  'xxh64Into',
+  'openat2',
+  'openBeneathWalk',
+  'close',
+  'mkdirat',
+  'symlinkat',
+  'mknodat',
+  'linkat',
+  'renameat2',
+  'unlinkat',
+  'fstatatRecord',
+  'fchownat',
+  'fchmodat',
+  'utimensat',
+  'futimens',
+  'fsetxattr',
+  'setxattrat',
+] as const satisfies ReadonlyArray<keyof Addon>
+type AddonFunction = { [K in keyof Addon]: Addon[K] extends (...args: never[]) => unknown ? K : never }[keyof Addon]
+const everyFunctionListed: Exclude<AddonFunction, (typeof ADDON_FUNCTIONS)[number]> extends never ? true : never = true
+void everyFunctionListed
+
 // From src/native/ (vitest) and dist/native/ (after tsc) alike, the addon is two levels up.
 const ADDON_PATH = '../../native/build/Release/bfs_native.node'
 let loaded: Addon | undefined
@@ -143,6 +191,8 @@ function addon(): Addon {
   if (mod.STAT_FIELDS !== STAT_FIELDS) {
     throw new Error(`bfs native addon is out of date: STAT_FIELDS ${mod.STAT_FIELDS}, expected ${STAT_FIELDS}; run \`make native\``)
   }
+  const missing = ADDON_FUNCTIONS.filter((f) => typeof (mod as unknown as Record<string, unknown>)[f] !== 'function')
+  if (missing.length) throw new Error(`bfs native addon is out of date (it has no ${missing.join(', ')}): run \`make native\``)
   loaded = mod
   return mod
 }

@@ -76,8 +76,22 @@ export function checkGroups(repo: Repository): string[] {
   return out
 }
 
-export function listGroups(repo: Repository): Group[] {
-  return repo.store.list('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort().map((n) => readGroup(repo, n))
+/**
+ * The groups that read, sorted by name, and one line per group file that does not: one
+ * damaged group file does not hide the others (damage stays local).
+ */
+export function listGroups(repo: Repository): { groups: Group[]; damaged: string[] } {
+  const groups: Group[] = []
+  const damaged: string[] = []
+  for (const n of repo.store.list('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort()) {
+    try {
+      groups.push(readGroup(repo, n))
+    } catch (err) {
+      if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      damaged.push(err.message)
+    }
+  }
+  return { groups, damaged }
 }
 
 /** Creates a group, or adds patterns to an existing one. */

@@ -261,9 +261,18 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
           const d = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
           const flat: number[] = []
           if (d.objGen) {
-            for (const x of resolver.resolve(d.objGen, d.objIndex)) {
-              genInfo(x.gen)
-              flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
+            try {
+              for (const x of resolver.resolve(d.objGen, d.objIndex)) {
+                genInfo(x.gen)
+                flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
+              }
+            } catch (err) {
+              // Damage stays local: a file whose data lies in a damaged generation (its
+              // manifest or maps unreadable) is reported, the rest is restored.
+              if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+              warn(`${show(i)}: not restored: ${err.message}`)
+              failedFiles.add(i)
+              continue
             }
           }
           jobs[jobs.length - 1]!.push({
