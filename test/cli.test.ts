@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, sh, statTree, tmpdir } from './helpers.js'
+import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
 
 let work: string
 let src: string
@@ -220,17 +221,32 @@ describe('bad input gets one clear line and a documented exit code', () => {
   it('--wait waits for a live writer; a bounded wait gives up with exit 5', async () => {
     const r = path.join(work, 'repo-wait')
     expect((await bfs(['init'], { repo: r })).code).toBe(0)
-    // a live writer: a detached process that exits after 3 s
-    const holder = Number((await sh('setsid sleep 3 </dev/null >/dev/null 2>&1 & echo $!')).stdout.trim())
-    const host = (await import('node:os')).hostname()
-    fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: holder, host, time: 'now', command: 'test holder' }))
-    const t0 = Date.now()
-    const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
-    expect(short.code).toBe(5)
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
-    const long = await bfs(['backup', path.join(src, 'a'), '--wait'], { repo: r })
-    expect(long.code).toBe(0)
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(2500)
+    // A live writer: a detached process that lives until this test lets it go. (It used to
+    // sleep 3 s, and on a loaded machine it could be gone before bfs even looked at it.)
+    const holderProc = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' })
+    const holderGone = new Promise((res) => holderProc.once('exit', res))
+    try {
+      const host = (await import('node:os')).hostname()
+      fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: holderProc.pid, host, time: 'now', command: 'test holder' }))
+      const t0 = Date.now()
+      const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
+      expect(short.code).toBe(5)
+      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder/)
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
+      // an unbounded wait: it is still waiting once its lock candidate is there, and it
+      // commits once the holder is gone
+      const long = spawnBfs(['backup', path.join(src, 'a'), '--wait'], r)
+      const longExit = new Promise<number | null>((res) => long.once('exit', (code) => res(code)))
+      for (let i = 0; i < 3000 && !fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-')); i++) await new Promise((res) => setTimeout(res, 20))
+      expect(fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-'))).toBe(true)
+      expect(long.exitCode).toBe(null)
+      holderProc.kill('SIGKILL')
+      await holderGone
+      expect(await longExit).toBe(0)
+      expect(fs.readdirSync(path.join(r, 'manifests'))).toEqual(['gen-00000001'])
+    } finally {
+      holderProc.kill('SIGKILL')
+    }
   })
 
   it('a second writer fails clearly; --wait waits', async () => {

@@ -90,7 +90,7 @@ describe('crash safety', () => {
     // however long Node takes to start on this machine
     let ended = false
     void exited.then(() => (ended = true))
-    for (let i = 0; i < 1000 && !ended && !fs.existsSync(path.join(repo, 'lock')); i++) await new Promise((r) => setTimeout(r, 10))
+    for (let i = 0; i < 6000 && !ended && !fs.existsSync(path.join(repo, 'lock')); i++) await new Promise((r) => setTimeout(r, 10))
     await new Promise((r) => setTimeout(r, 100))
     p.kill('SIGINT')
     const code = await exited

@@ -114,7 +114,7 @@ describe('simulated clock', () => {
     const t0 = performance.now()
     await c.spend(3600, 'locate')
     await c.spend(16, 'load')
-    expect(performance.now() - t0).toBeLessThan(1000) // an hour was not slept
+    expect(performance.now() - t0).toBeLessThan(60_000) // an hour was not slept (a generous bound: the machine may be loaded)
     expect(c.now()).toBe(3616)
     expect(c.totals().locate).toEqual({ count: 1, seconds: 3600 })
     await c.waitUntil(4000)

@@ -161,7 +161,7 @@ describe('volume backup of an ext4 image', () => {
       mounts.pop()
     }
     // the loop device lets go of the image on its last close (udev may still hold it briefly)
-    expect((await sh(`for i in $(seq 40); do [ -z "$(losetup -j '${mnt}/clean.img')" ] && break; sleep 0.05; done; losetup -j '${mnt}/clean.img'`)).stdout).toBe('')
+    expect((await sh(`for i in $(seq 1200); do [ -z "$(losetup -j '${mnt}/clean.img')" ] && break; sleep 0.05; done; losetup -j '${mnt}/clean.img'`)).stdout).toBe('')
     expect((await bfs(['umount', mnt])).code).toBe(0)
     mounts.pop()
   })
