@@ -282,7 +282,7 @@ int nr_read (nr_t *nr, uint64_t fh, char *buf, size_t len, int64_t offset) {
       uint64_t z = xs < end ? xs : end;
       memset(buf + (pos - (uint64_t) offset), 0, z - pos);
       pos = z;
-      if (i >= f->n) break;
+      if (pos >= end) break;  // ends in the hole: the next extent's unit is not needed
     }
     nr_ext_t *e = &f->ext[i];
     uint64_t xe = e->file_off + e->len < end ? e->file_off + e->len : end;

@@ -153,6 +153,11 @@ describe('the native read path against the JavaScript reader', () => {
     const fh = 1_000_000
     fp.file(fh, 3 * 4096, new Float64Array([2 * 4096, 4096, NATIVE_DEFERRED, 0]))
     expect(fp.readForTest(fh, Buffer.alloc(4096), 2 * 4096)).toBe(-1)
+    // a read that ends in the hole before one is served: it needs nothing of that extent
+    const zeros = Buffer.alloc(4096, 1)
+    expect(fp.readForTest(fh, zeros, 0)).toBe(4096)
+    expect(zeros.equals(Buffer.alloc(4096))).toBe(true)
+    expect(fp.readForTest(fh, Buffer.alloc(100), 2 * 4096 - 100)).toBe(100)
     expect(fp.readForTest(fh, Buffer.alloc(8192), 4096)).toBe(-1)
     fp.release(fh)
 
