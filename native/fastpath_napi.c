@@ -13,6 +13,7 @@
  *   fastPathRelease(fp, fh)            fastPathInfo(fp) -> Float64Array
  *   fastPathClose(fp) -> int           fastPathRead(fp, fh, dst, pos) -> int (tests)
  *   fastPathHooks(fp) -> external of the fuse_native_hooks_t table
+ *   fastPathTestLoadDelay(fp, us)      tests: every frame load sleeps first
  *
  * Fast paths are never freed (a libfuse thread may call a hook of one at any time until the
  * process exits); closing one frees its tables. At most FP_MAX per process.
@@ -234,7 +235,7 @@ static napi_value js_fp_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-#define FP_INFO_FIELDS 5
+#define FP_INFO_FIELDS 6
 
 static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -245,7 +246,7 @@ static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   memset(&i, 0, sizeof i);
   if (fp->hooks.nr) nr_info(fp->hooks.nr, &i);
   double v[FP_INFO_FIELDS] = {(double)i.served, (double)i.fallbacks, (double)i.hits, (double)i.misses,
-                              (double)i.cached_bytes};
+                              (double)i.cached_bytes, (double)i.shared_loads};
   void *data = NULL;
   napi_value ab, ta;
   if (napi_create_arraybuffer(env, sizeof v, &data, &ab) != napi_ok) return NULL;
@@ -280,6 +281,16 @@ static napi_value js_fp_read(napi_env env, napi_callback_info info) {
   return fp_number(env, n);
 }
 
+static napi_value js_fp_test_delay(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  double us;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL || !fp_integer(env, argv[1], "us", 0, 60e6, &us)) return NULL;
+  if (fp->hooks.nr) nr_set_test_load_delay_us(fp->hooks.nr, (uint32_t)us);
+  return NULL;
+}
+
 static napi_value js_fp_hooks(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   if (!fp_args(env, info, 1, argv)) return NULL;
@@ -303,6 +314,7 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathClose", NULL, js_fp_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathRead", NULL, js_fp_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathHooks", NULL, js_fp_hooks, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathTestLoadDelay", NULL, js_fp_test_delay, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

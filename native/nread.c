@@ -54,6 +54,7 @@ typedef struct nr_frame_s {
   uint64_t key;
   char *data;
   uint32_t len, cap;
+  int loading;  // a thread is loading it: not in the LRU list yet (see nr_copy)
   struct nr_frame_s *hnext, *prev, *next;
 } nr_frame_t;
 
@@ -62,10 +63,12 @@ struct nr_s {
   pthread_mutex_t fmu;               // files
   nr_file_t *files[NR_FILE_BUCKETS];
   pthread_mutex_t cmu;               // frame cache
+  pthread_cond_t loaded;             // (with cmu) a load finished: waiting misses look again
   nr_frame_t *frames[NR_FRAME_BUCKETS];
-  nr_frame_t *head, *tail;           // LRU, head = most recently used
+  nr_frame_t *head, *tail;           // LRU of loaded frames, head = most recently used
   uint64_t bytes, max_bytes;
-  uint64_t hits, misses, fallbacks, served;
+  uint64_t hits, misses, shared_loads, fallbacks, served;
+  uint32_t test_delay_us;
   int closed, active, freed;
   // Buffers of evicted frames, reused for the next loads: the cache is full in steady
   // state, and a fresh 1 MiB malloc per miss costs page faults and fragments the heap.
@@ -186,30 +189,16 @@ static void nr_spare_free (nr_t *nr) {  // cmu held
   nr->spare_bytes = 0;
 }
 
-// Copies n bytes at `in` of frame fr of unit uid into dst; 0 on success, -1 to fall back.
-static int nr_copy (nr_t *nr, nr_unit_t *u, uint32_t uid, uint32_t fr, uint64_t in, char *dst, uint64_t n) {
-  uint64_t key = ((uint64_t) uid << 32) | fr;
-  pthread_mutex_lock(&nr->cmu);
-  for (nr_frame_t *f = nr->frames[nr_bucket(key)]; f != NULL; f = f->hnext) {
-    if (f->key != key) continue;
-    memcpy(dst, f->data + in, n);
-    if (nr->head != f) { nr_unlink(nr, f); nr_push_front(nr, f); }
-    nr->hits++;
-    pthread_mutex_unlock(&nr->cmu);
-    return 0;
-  }
-  nr->misses++;
-  uint32_t cap = 0;
-  char *data = nr_buffer(nr, u->raw[fr], &cap);
-  pthread_mutex_unlock(&nr->cmu);
-  if (data == NULL) return -1;
-
+// Reads and decompresses frame fr of unit u into data (rlen bytes); 0, or -1 on any error.
+static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rlen) {
+  uint32_t delay = __atomic_load_n(&nr->test_delay_us, __ATOMIC_RELAXED);
+  if (delay) usleep(delay);
   nr_tls_t *t = nr_tls();
-  uint32_t clen = u->comp[fr], rlen = u->raw[fr];
-  if (t == NULL) { free(data); return -1; }
+  uint32_t clen = u->comp[fr];
+  if (t == NULL) return -1;
   if (t->comp_cap < clen) {
     char *c = realloc(t->comp, clen);
-    if (c == NULL) { free(data); return -1; }
+    if (c == NULL) return -1;
     t->comp = c;
     t->comp_cap = clen;
   }
@@ -217,7 +206,7 @@ static int nr_copy (nr_t *nr, nr_unit_t *u, uint32_t uid, uint32_t fr, uint64_t 
   while (got < clen) {
     ssize_t r = pread(u->fd, t->comp + got, clen - got, (off_t) (u->off[fr] + got));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) { free(data); return -1; }
+    if (r <= 0) return -1;
     got += (size_t) r;
   }
   size_t dn = ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
@@ -226,28 +215,81 @@ static int nr_copy (nr_t *nr, nr_unit_t *u, uint32_t uid, uint32_t fr, uint64_t 
     t->comp = NULL;
     t->comp_cap = 0;
   }
-  if (ZSTD_isError(dn) || dn != rlen) { free(data); return -1; }
-  memcpy(dst, data + in, n);
+  return ZSTD_isError(dn) || dn != rlen ? -1 : 0;
+}
 
+static nr_frame_t *nr_find (nr_t *nr, uint64_t key) {  // cmu held
+  for (nr_frame_t *f = nr->frames[nr_bucket(key)]; f != NULL; f = f->hnext) if (f->key == key) return f;
+  return NULL;
+}
+
+// Copies n bytes at `in` of frame fr of unit uid into dst; 0 on success, -1 to fall back.
+//
+// Single flight: a miss announces its load with a `loading` record in the table (its buffer
+// reserved and counted, not in the LRU list, so never evicted) before it drops the lock. A
+// concurrent miss of the same frame finds the record and waits on `loaded` instead of
+// reading and decompressing the frame a second time. The loader publishes the frame (or,
+// when the load failed, removes the record) and wakes the waiters; a waiter that then finds
+// no frame answers -1, and JavaScript serves the read (and reports the error).
+static int nr_copy (nr_t *nr, nr_unit_t *u, uint32_t uid, uint32_t fr, uint64_t in, char *dst, uint64_t n) {
+  uint64_t key = ((uint64_t) uid << 32) | fr;
   pthread_mutex_lock(&nr->cmu);
-  nr_frame_t *dup = NULL;
-  for (nr_frame_t *f = nr->frames[nr_bucket(key)]; f != NULL; f = f->hnext) if (f->key == key) { dup = f; break; }
-  nr_frame_t *f = (dup == NULL && (uint64_t) cap + sizeof(nr_frame_t) <= nr->max_bytes) ? malloc(sizeof(nr_frame_t)) : NULL;
+  nr_frame_t *f = nr_find(nr, key);
+  int shared = 0;
+  if (f != NULL && f->loading) {
+    nr->shared_loads++;
+    shared = 1;
+    do pthread_cond_wait(&nr->loaded, &nr->cmu);
+    while ((f = nr_find(nr, key)) != NULL && f->loading);
+    if (f == NULL) { pthread_mutex_unlock(&nr->cmu); return -1; }  // its load failed
+  }
+  if (f != NULL) {
+    memcpy(dst, f->data + in, n);
+    if (nr->head != f) { nr_unlink(nr, f); nr_push_front(nr, f); }
+    if (!shared) nr->hits++;
+    pthread_mutex_unlock(&nr->cmu);
+    return 0;
+  }
+  nr->misses++;
+  uint32_t rlen = u->raw[fr], cap = 0;
+  char *data = nr_buffer(nr, rlen, &cap);
+  if (data == NULL) { pthread_mutex_unlock(&nr->cmu); return -1; }
+  // a frame larger than the whole cache is not cached, nor shared
+  f = (uint64_t) cap + sizeof(nr_frame_t) <= nr->max_bytes ? malloc(sizeof(nr_frame_t)) : NULL;
   if (f != NULL) {
     f->key = key;
     f->data = data;
     f->len = rlen;
     f->cap = cap;
+    f->loading = 1;
+    f->prev = f->next = NULL;
     f->hnext = nr->frames[nr_bucket(key)];
     nr->frames[nr_bucket(key)] = f;
-    nr_push_front(nr, f);
     nr->bytes += NR_COST(f);
     nr_evict_to(nr, nr->max_bytes);
-    data = NULL;
   }
   pthread_mutex_unlock(&nr->cmu);
-  free(data);
-  return 0;
+
+  int rc = nr_load(nr, u, fr, data, rlen);
+  if (rc == 0) memcpy(dst, data + in, n);
+  if (f == NULL) { free(data); return rc; }
+
+  pthread_mutex_lock(&nr->cmu);
+  if (rc == 0) {
+    f->loading = 0;
+    nr_push_front(nr, f);
+    nr_evict_to(nr, nr->max_bytes);
+  } else {
+    nr_frame_t **pp = &nr->frames[nr_bucket(key)];
+    while (*pp != f) pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    nr->bytes -= NR_COST(f);
+    free(f->data);
+    free(f);
+  }
+  pthread_cond_broadcast(&nr->loaded);
+  pthread_mutex_unlock(&nr->cmu);
+  return rc;
 }
 
 static nr_file_t *nr_file_find (nr_t *nr, uint64_t fh) {  // fmu held
@@ -316,6 +358,7 @@ nr_t *nr_new (uint64_t max_bytes) {
   if (nr == NULL) return NULL;
   pthread_mutex_init(&nr->fmu, NULL);
   pthread_mutex_init(&nr->cmu, NULL);
+  pthread_cond_init(&nr->loaded, NULL);
   nr->max_bytes = max_bytes;
   return nr;
 }
@@ -439,6 +482,7 @@ void nr_info (nr_t *nr, nr_info_t *out) {
   pthread_mutex_lock(&nr->cmu);
   out->hits = nr->hits;
   out->misses = nr->misses;
+  out->shared_loads = nr->shared_loads;
   out->cached_bytes = nr->bytes;
   pthread_mutex_unlock(&nr->cmu);
 }
@@ -475,5 +519,10 @@ void nr_free (nr_t *nr) {
   if (nr == NULL) return;
   pthread_mutex_destroy(&nr->fmu);
   pthread_mutex_destroy(&nr->cmu);
+  pthread_cond_destroy(&nr->loaded);
   free(nr);
+}
+
+void nr_set_test_load_delay_us (nr_t *nr, uint32_t us) {
+  __atomic_store_n(&nr->test_delay_us, us, __ATOMIC_RELAXED);
 }

@@ -27,6 +27,7 @@ typedef struct nr_s nr_t;
 
 typedef struct {
   uint64_t served, fallbacks, hits, misses, cached_bytes;
+  uint64_t shared_loads; /* misses that waited for another thread's load of the same frame */
 } nr_info_t;
 
 /* A new read path with a frame cache of max_bytes; NULL without memory. Never freed while
@@ -55,5 +56,9 @@ int nr_close(nr_t *nr);
 /* Frees nr itself: only once nr_close returned 0 and no thread can call nr_read on it any
  * more (the tests; a mount never frees its read path). */
 void nr_free(nr_t *nr);
+
+/* Tests only: every load sleeps this long before it reads, so that concurrent misses of the
+ * same frame meet it. */
+void nr_set_test_load_delay_us(nr_t *nr, uint32_t us);
 
 #endif

@@ -1,10 +1,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError } from '../src/vfs/tree.js'
 import { createFastPath, NATIVE_DEFERRED, type FastPath } from '../src/native/fastpath.js'
-import { bfs, newRepo, sh, tmpdir } from './helpers.js'
+import { bfs, newRepo, ROOT, sh, tmpdir } from './helpers.js'
 
 // The C read path (native/nread.c) against the JavaScript reader of the mount (src/vfs),
 // byte for byte, without FUSE: FastPath.readForTest runs on this thread the same C read a
@@ -224,6 +226,59 @@ describe('the native read path against the JavaScript reader', () => {
     expect(first.filter((x) => x === 0).length).toBe(ids.length - 1)
     expect(ids.map((id) => fp.retire(id))).toEqual(ids.map(() => 0))
     expect(fp.readForTest(h, b, 0)).toBe(-1)
+    expect(fp.close()).toBe(0)
+    await vfs.close()
+  })
+
+  it('concurrent misses of one frame from several threads share one load; a unit they hold is not retired', async () => {
+    const fp = createFastPath({ readCacheBytes: 1 << 20 })
+    const vfs = mountLike(1, fp)
+    const want = fs.readFileSync(path.join(refs[1]!, 'random.bin'))
+    const h = vfs.open(P('/random.bin'))
+    await warm(vfs, h, want.length) // units registered; the C frame cache is still cold
+    const ids = vfs.repo.manifest(1).units.map((_, u) => vfs.frames.unitId(1, u))
+    const THREADS = 4
+    // every load first sleeps 2 s: the threads, released together, all meet the first one
+    fp.setTestLoadDelay(2_000_000)
+    const go = new Int32Array(new SharedArrayBuffer(8)) // [go, workers ready]
+    const url = pathToFileURL(path.join(ROOT, 'dist/native/fastpath.js')).href
+    const code = `
+      const { workerData, parentPort } = require('node:worker_threads')
+      import(workerData.url).then(({ FastPath }) => {
+        const fp = FastPath.byId(workerData.id)
+        Atomics.add(workerData.go, 1, 1)
+        Atomics.wait(workerData.go, 0, 0)
+        const b = Buffer.alloc(3000)
+        const n = fp.readForTest(workerData.h, b, workerData.pos)
+        parentPort.postMessage({ n, b })
+      })`
+    const pos = 5 * FRAME + 100
+    const workers = Array.from({ length: THREADS }, (_, k) => new Worker(code, { eval: true, workerData: { url, id: fp.id, go, h, pos: pos + k * 1000 } }))
+    const results = workers.map((w) => new Promise<{ n: number; b: Uint8Array }>((res, rej) => { w.once('message', res); w.once('error', rej) }))
+    for (let t = Date.now(); Atomics.load(go, 1) < THREADS && Date.now() - t < 60_000; ) await new Promise((r) => setTimeout(r, 20))
+    Atomics.store(go, 0, 1)
+    Atomics.notify(go, 0)
+    // wait until one thread loads and the others wait for it
+    for (let t = Date.now(); fp.info().misses + fp.info().sharedLoads < THREADS && Date.now() - t < 60_000; ) await new Promise((r) => setTimeout(r, 20))
+    const during = fp.info()
+    // the unit they read is held: a retire refuses (after the second chance its reads earned)
+    const held = ids.map((id) => fp.retire(id))
+    const holder = held.indexOf(-1)
+    expect(held.filter((x) => x === -1).length).toBe(1)
+    expect(fp.retire(ids[holder]!)).toBeGreaterThanOrEqual(1)
+    const got = await Promise.all(results)
+    await Promise.all(workers.map((w) => w.terminate()))
+    for (let k = 0; k < THREADS; k++) {
+      expect(got[k]!.n).toBe(3000)
+      expect(Buffer.from(got[k]!.b).equals(want.subarray(pos + k * 1000, pos + k * 1000 + 3000))).toBe(true)
+    }
+    const after = fp.info()
+    expect(during.misses).toBe(1)
+    expect(after.misses).toBe(1)
+    expect(after.sharedLoads).toBeGreaterThanOrEqual(1)
+    expect(after.sharedLoads + after.hits).toBe(THREADS - 1)
+    // released by its readers, the unit goes
+    expect(fp.retire(ids[holder]!)).toBe(0)
     expect(fp.close()).toBe(0)
     await vfs.close()
   })

@@ -235,9 +235,10 @@ static void close_slot(nr_t *nr, int i) {
   nr_release(nr, atomic_load(&slots[i].fh));
 }
 
-static void round_(double seconds, uint64_t *s) {
+static void round_(double seconds, uint64_t *s, uint32_t delay_us) {
   nr_t *nr = nr_new(16 * FRAME_BYTES);
   if (nr == NULL) { fail("nr_new"); return; }
+  nr_set_test_load_delay_us(nr, delay_us); /* slow loads: more concurrent misses of one frame */
   for (uint32_t u = 0; u < UNITS; u++) if (rng_next(s) % 4) register_unit(nr, u);
   for (int i = 0; i < FILES; i++) open_slot(nr, i);
   atomic_store(&closing, 0);
@@ -290,13 +291,61 @@ static void round_(double seconds, uint64_t *s) {
   nr_info_t info;
   nr_info(nr, &info);
   if (info.cached_bytes != 0) fail("tables not freed by nr_close");
-  printf("round: served %llu fallbacks %llu hits %llu misses %llu; retired %llu, held %llu, second chances %llu; close polled %d\n",
+  printf("round: served %llu fallbacks %llu hits %llu misses %llu shared loads %llu; retired %llu, held %llu, second chances %llu; close polled %d\n",
          (unsigned long long)info.served, (unsigned long long)info.fallbacks, (unsigned long long)info.hits,
-         (unsigned long long)info.misses, (unsigned long long)retired, (unsigned long long)held,
+         (unsigned long long)info.misses, (unsigned long long)info.shared_loads, (unsigned long long)retired, (unsigned long long)held,
          (unsigned long long)second, polls);
   /* no reader still uses nr: they all saw cur == NULL or finished */
   for (int i = 0; i < FILES; i++) while (atomic_load(&slots[i].readers) > 0) sched_yield();
   nr_free(nr);
+}
+
+/* READERS threads miss one frame at once (a slow load, so they meet it): one load, shared. */
+static nr_t *sf_nr;
+static pthread_barrier_t sf_barrier;
+static int sf_rc[READERS];
+static uint8_t sf_buf[READERS][1000];
+
+static void *sf_reader(void *arg) {
+  uintptr_t k = (uintptr_t)arg;
+  pthread_barrier_wait(&sf_barrier);
+  sf_rc[k] = nr_read(sf_nr, 1, (char *)sf_buf[k], sizeof sf_buf[k], (int64_t)(BAD_FRAME * FRAME_BYTES + 100 * k));
+  return NULL;
+}
+
+static void single_flight(int corrupt) {
+  uint32_t u = corrupt ? BAD_UNIT : BAD_UNIT + 1;
+  sf_nr = nr_new(64 * FRAME_BYTES);
+  nr_set_test_load_delay_us(sf_nr, 50 * 1000);
+  int fd = open(upath[u], O_RDONLY);
+  double ext[4] = {0, UNIT_RAW, u, 0};
+  if (nr_unit(sf_nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3) || nr_file(sf_nr, 1, UNIT_RAW, ext, 4)) fail("single flight: register");
+  pthread_barrier_init(&sf_barrier, NULL, READERS);
+  pthread_t t[READERS];
+  for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, sf_reader, (void *)k);
+  for (int k = 0; k < READERS; k++) pthread_join(t[k], NULL);
+  pthread_barrier_destroy(&sf_barrier);
+  nr_info_t i;
+  nr_info(sf_nr, &i);
+  printf("single flight (%s frame): misses %llu, shared loads %llu, hits %llu\n", corrupt ? "corrupt" : "good",
+         (unsigned long long)i.misses, (unsigned long long)i.shared_loads, (unsigned long long)i.hits);
+  /* one load; the others waited for it (or, arriving after it, hit) */
+  if (i.misses != 1 || i.shared_loads + i.hits != READERS - 1 || i.shared_loads == 0) fail("single flight: not one shared load");
+  for (int k = 0; k < READERS; k++) {
+    if (corrupt) {
+      if (sf_rc[k] != -1) fail("single flight: a waiter of a failed load was served");
+      continue;
+    }
+    uint64_t off = BAD_FRAME * FRAME_BYTES + 100 * (uint64_t)k;
+    int ok = sf_rc[k] == (int)sizeof sf_buf[k];
+    for (size_t j = 0; ok && j < sizeof sf_buf[k]; j++) ok = sf_buf[k][j] == gen(u, off + j);
+    if (!ok) fail("single flight: wrong bytes");
+  }
+  if (!corrupt && i.cached_bytes == 0) fail("single flight: the frame was not cached");
+  if (corrupt && i.cached_bytes != 0) fail("single flight: a failed load left a record");
+  if (nr_close(sf_nr) != 0) fail("single flight: close");
+  close(fd);
+  nr_free(sf_nr);
 }
 
 int main(int argc, char **argv) {
@@ -307,9 +356,11 @@ int main(int argc, char **argv) {
   for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, reader, (void *)k);
   uint64_t s = 42;
   int rounds = seconds >= 2 ? (int)(seconds / 1.0) : 1;
-  for (int r = 0; r < rounds && !atomic_load(&failed); r++) round_(seconds / rounds, &s);
+  for (int r = 0; r < rounds && !atomic_load(&failed); r++) round_(seconds / rounds, &s, r % 2 ? 300 : 0);
   atomic_store(&stop, 1);
   for (int k = 0; k < READERS; k++) pthread_join(t[k], NULL);
+  single_flight(0);
+  single_flight(1);
   for (uint32_t u = 0; u < UNITS; u++) unlink(upath[u]);
   rmdir(dir);
   printf("nread_stress: %llu reads, %llu served, %llu fallbacks (%llu after close)\n", (unsigned long long)n_reads,

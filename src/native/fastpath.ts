@@ -31,6 +31,8 @@ export interface NativeReadStats {
   misses: number
   /** Bytes the frame cache holds (buffers and records). */
   cachedBytes: number
+  /** Misses that waited for another thread's load of the same frame instead of loading it again. */
+  sharedLoads: number
 }
 
 export interface FastPathOptions {
@@ -56,6 +58,7 @@ interface FastPathAddon {
   fastPathClose(fp: Ext): number
   fastPathRead(fp: Ext, fh: number, dst: Buffer, pos: number): number
   fastPathHooks(fp: Ext): FuseHooks
+  fastPathTestLoadDelay(fp: Ext, us: number): void
 }
 
 const addon = (): FastPathAddon => loadAddon() as FastPathAddon
@@ -142,7 +145,12 @@ export class FastPath {
 
   info(): NativeReadStats {
     const v = addon().fastPathInfo(this.ext)
-    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]! }
+    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]! }
+  }
+
+  /** Tests only: every frame load first sleeps `us` microseconds, so that concurrent misses of one frame meet. */
+  setTestLoadDelay(us: number): void {
+    addon().fastPathTestLoadDelay(this.ext, us)
   }
 
   /**
