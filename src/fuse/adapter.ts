@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
+import { createFastPath, type NativeReadStats } from '../native/fastpath.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -38,8 +39,9 @@ export interface FuseServeOptions {
   log: MountLog
   debug?: boolean
   /**
-   * Bytes of decompressed frames for the native read path (patched binding): reads of open
-   * files are then served on the libfuse threads without this event loop. 0 = off.
+   * Bytes of decompressed frames for the native read path (src/native/fastpath.ts, called
+   * by the patched binding through its hook table): reads of open files are then served on
+   * the libfuse threads without this event loop. 0 = off.
    */
   nativeReadCacheBytes?: number
 }
@@ -68,13 +70,7 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   }
 }
 
-export interface NativeReadStats {
-  served: number
-  fallbacks: number
-  hits: number
-  misses: number
-  cachedBytes: number
-}
+export type { NativeReadStats }
 
 export interface MountEntry {
   point: string
@@ -211,6 +207,11 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     removexattr: erofs, mknod: erofs,
   }
   const ttl = opts.attrTimeoutS ?? 86400
+  const native = (opts.nativeReadCacheBytes ?? 0) > 0
+  // a cache smaller than a few frames would keep none, and decompress a whole frame for
+  // every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames registered
+  let cacheBytes = opts.nativeReadCacheBytes ?? 0
+  const fp = native ? createFastPath({ readCacheBytes: cacheBytes }) : null
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
     useIno: true,
@@ -226,24 +227,20 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     subtype: 'bfs',
     maxRead: 1 << 20,
     debug: !!opts.debug,
+    hooks: fp?.hooks(),
   })
   return new Promise((resolve, reject) => {
     fuse.mount((err: Error | null) => {
       if (err) return reject(err)
-      const native = (opts.nativeReadCacheBytes ?? 0) > 0
-      if (native) {
-        // a cache smaller than a few frames would keep none, and decompress a whole frame
-        // for every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames seen
-        let cacheBytes = opts.nativeReadCacheBytes!
-        fuse.nativeRead(cacheBytes)
+      if (fp) {
         vfs.attachNative({
           unit: (id, fd, frameBytes, frames) => {
-            if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fuse.nativeRead((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
-            fuse.nativeReadUnit(id, fd, frameBytes, frames)
+            if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
+            fp.unit(id, fd, frameBytes, frames)
           },
-          retire: (id) => fuse.nativeReadRetire(id),
-          file: (h, size, extents) => fuse.nativeReadFile(h, size, extents),
-          release: (h) => fuse.nativeReadRelease(h),
+          retire: (id) => fp.retire(id),
+          file: (h, size, extents) => fp.file(h, size, extents),
+          release: (h) => fp.release(h),
         })
       }
       const mnt = opts.mountpoint
@@ -282,11 +279,11 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           // fuse-native's bookkeeping, once the loop has ended (the patch then skips its
           // fusermount; before that, its fusermount -uz of the path could hit a newer mount)
           if (fuse.loopEnded()) await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
-          if (!native) return true
+          if (!fp) return true
           // no read starts any more; wait (without blocking this loop) for those in progress
           // to finish before the caller closes the unit files they read
           const until = Date.now() + drainMs
-          while (fuse.nativeReadClose() > 0) {
+          while (fp.close() > 0) {
             if (Date.now() > until) return false
             await sleep(5)
           }
@@ -300,7 +297,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           }, 1000)
           t.unref()
         },
-        nativeStats: () => (native ? fuse.nativeReadInfo() : null),
+        nativeStats: () => fp?.info() ?? null,
       }
       resolve(server)
     })
