@@ -25,10 +25,17 @@ node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6
 	npm install --no-audit --no-fund
 	@touch $@
 
-native/build/Release/bfs_native.node: $(wildcard native/*.c native/*.h) native/binding.gyp node_modules/.bfs-deps
+# native/binding.gyp builds bfs_native.node and fuse-native's patched binding, fuse.node
+# (fuse-native.c, patched by `make deps`, against the system libfuse); fuse-native loads
+# the latter from its own build/Release/, so it is copied there (again after every
+# reinstall of fuse-native).
+native/build/Release/bfs_native.node native/build/Release/fuse.node &: $(wildcard native/*.c native/*.h) native/binding.gyp node_modules/.bfs-deps
 	cd native && ../node_modules/.bin/node-gyp rebuild $(if $(NODEDIR),--nodedir=$(NODEDIR)) >/dev/null
 
-native: native/build/Release/bfs_native.node
+node_modules/fuse-native/build/Release/fuse.node: native/build/Release/fuse.node
+	mkdir -p $(@D) && cp $< $@
+
+native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Release/fuse.node
 
 build: deps native
 	./node_modules/.bin/tsc -p tsconfig.json

@@ -3,14 +3,11 @@
 #   bash fuse-proto/check.sh            # checks + timings (~1 min)
 #   SKIP_DD=1 bash fuse-proto/check.sh  # without the 1 GiB dd / pread part
 # Needs: root or a user allowed to use /dev/fuse, fusermount (Debian: fuse), libfuse2,
-# and to build the binding: build-essential python3 libfuse-dev pkg-config.
-# If node_modules/fuse-native is not patched yet, a patched copy is built in
-# fuse-proto/.build/ (git-ignored); node_modules is never modified by this script.
+# and the patched binding built (make native).
 # Every FUSE server runs in its own process; everything mounted is unmounted on exit.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROTO=$ROOT/fuse-proto
-PATCH=$ROOT/patches/fuse-native+2.2.6.patch
 PASS=0
 FAIL=0
 SRV_PID=
@@ -63,23 +60,11 @@ start_server () {
 server_stats () { kill -USR2 "$SRV_PID"; sleep 0.3; grep '^stats:' "$SRV_LOG" | tail -1; }
 
 # --- the binding ------------------------------------------------------------
-if [ -f "$ROOT/node_modules/fuse-native/bfs-build.js" ]; then
-  FN=$ROOT/node_modules/fuse-native
-else
-  FN=$PROTO/.build/node_modules/fuse-native
-  if [ ! -f "$FN/bfs-build.js" ] || [ "$PATCH" -nt "$FN/bfs-build.js" ]; then
-    echo "# node_modules/fuse-native is not patched: building a patched copy in fuse-proto/.build/"
-    rm -rf "$PROTO/.build"
-    mkdir -p "$(dirname "$FN")"
-    cp -a "$ROOT/node_modules/fuse-native" "$FN"
-    rm -rf "$FN/build"
-    patch -p3 -s --forward -d "$FN" <"$PATCH" || { echo "patch does not apply"; exit 1; }
-  fi
-fi
-node "$FN/bfs-build.js" >/tmp/fuse-proto-build.$$.log 2>&1 || { cat /tmp/fuse-proto-build.$$.log; rm -f /tmp/fuse-proto-build.$$.log; exit 1; }
-rm -f /tmp/fuse-proto-build.$$.log
+# `make native` builds the patched binding and puts it where fuse-native loads it from.
+FN=$ROOT/node_modules/fuse-native
+node -e "require('$FN')" || { echo "the patched fuse-native binding does not load: run make native"; exit 1; }
 export FUSE_NATIVE_PATH=$FN
-echo "# binding: $FN ($(node "$FN/fuse-config.js" which) libfuse)"
+echo "# binding: $FN"
 
 MNT=$(mktemp -d /tmp/fuse-proto-mnt.XXXXXX)
 SRV_LOG=$(mktemp /tmp/fuse-proto-srv.XXXXXX)

@@ -28,6 +28,19 @@
           "cflags": ["-O2"]
         }
       }
+    },
+    {
+      # fuse-native's binding, patched (patches/fuse-native+2.2.6.patch), built here against
+      # the system libfuse 2.9 (Debian libfuse-dev); the Makefile copies it to
+      # node_modules/fuse-native/build/Release/, where fuse-native's index.js loads it from.
+      # Its own binding.gyp flags: -g -O3 -Wall.
+      "target_name": "fuse",
+      "sources": ["../node_modules/fuse-native/fuse-native.c"],
+      "include_dirs": [
+        "<!(node -p \"require('path').dirname(require.resolve('napi-macros/package.json', { paths: [require('path').resolve('../node_modules/fuse-native')] }))\")"
+      ],
+      "cflags": ["-g", "-O3", "-Wall", "<!@(pkg-config --cflags fuse)"],
+      "libraries": ["<!@(pkg-config --libs fuse)"]
     }
   ]
 }
