@@ -1,11 +1,12 @@
 {
   "targets": [
     {
-      # The native read path and the hook table: node-gyp's Release default -O3, as the
-      # fuse-native binding this code came from was built (bfs_native's POSIX calls are -O2).
+      # The native read path, the stat cache and the hook table: node-gyp's Release default
+      # -O3, as the fuse-native binding this code came from was built (bfs_native's POSIX
+      # calls are -O2).
       "target_name": "fastpath",
       "type": "static_library",
-      "sources": ["nread.c", "hooks.c"],
+      "sources": ["nread.c", "statcache.c", "hooks.c"],
       "defines": ["_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-fPIC"],
       "cflags_c": ["-std=gnu11"]

@@ -5,7 +5,8 @@
  * (ERR_INVALID_ARG_TYPE), wrong values TypeError (ERR_INVALID_ARG_VALUE) or RangeError
  * (ERR_OUT_OF_RANGE); no memory throws an Error with code ENOMEM.
  *
- *   fastPathNew(readCacheBytes)        -> fp (an external); readCacheBytes -1: no read path
+ *   fastPathNew(readCacheBytes, statEntries, statGetattr) -> fp (an external);
+ *                                      readCacheBytes -1: no read path; statEntries 0: no stat cache
  *   fastPathId(fp) -> id               fastPathById(id) -> fp (the same state, e.g. in a worker)
  *   fastPathCache(fp, bytes)           frame cache bound
  *   fastPathUnit(fp, id, fd, frameBytes, Float64Array [offset, comp, raw] per frame)
@@ -14,6 +15,10 @@
  *   fastPathClose(fp) -> int           fastPathRead(fp, fh, dst, pos) -> int (tests)
  *   fastPathHooks(fp) -> external of the fuse_native_hooks_t table
  *   fastPathTestLoadDelay(fp, us)      tests: every frame load sleeps first
+ *   fastPathStatInfo(fp) -> Float64Array [entries, hits, misses, inserts]
+ *   fastPathStatSeen(fp, dir|null, name, Float64Array [mode, size, ino, nlink, mtimeSec, mtimeNsec], flags)
+ *   fastPathStatGet(fp, path) -> Float64Array (as above, + flags) | null     (tests)
+ *   fastPathClose also empties the stat cache.
  *
  * Fast paths are never freed (a libfuse thread may call a hook of one at any time until the
  * process exits); closing one frees its tables. At most FP_MAX per process.
@@ -114,15 +119,25 @@ static napi_value fp_number(napi_env env, double d) {
 }
 
 static napi_value js_fp_new(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  double cache;
-  if (!fp_args(env, info, 1, argv) || !fp_integer(env, argv[0], "readCacheBytes", -1, 9007199254740991.0, &cache))
+  napi_value argv[3];
+  double cache, entries;
+  bool getattr = false;
+  napi_valuetype t;
+  if (!fp_args(env, info, 3, argv) || !fp_integer(env, argv[0], "readCacheBytes", -1, 9007199254740991.0, &cache) ||
+      !fp_integer(env, argv[1], "statEntries", 0, 1e9, &entries))
     return NULL;
+  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_boolean) {
+    fp_throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"statGetattr\" argument must be of type boolean");
+    return NULL;
+  }
+  napi_get_value_bool(env, argv[2], &getattr);
   fastpath_t *fp = calloc(1, sizeof *fp);
   nr_t *nr = cache >= 0 ? nr_new((uint64_t)cache) : NULL;
-  if (fp == NULL || (cache >= 0 && nr == NULL)) {
+  sc_t *sc = entries > 0 ? sc_new((size_t)entries, getattr) : NULL;
+  if (fp == NULL || (cache >= 0 && nr == NULL) || (entries > 0 && sc == NULL)) {
     free(fp);
     nr_free(nr);
+    sc_free(sc);
     fp_throw_enomem(env);
     return NULL;
   }
@@ -131,12 +146,13 @@ static napi_value js_fp_new(napi_env env, napi_callback_info info) {
     pthread_mutex_unlock(&fp_registry_mu);
     free(fp);
     nr_free(nr);
+    sc_free(sc);
     napi_throw_error(env, "EMFILE", "bfs_native: too many fast paths in this process");
     return NULL;
   }
   fp->magic = FP_MAGIC;
   fp->id = fp_count;
-  bfs_hooks_init(&fp->hooks, nr);
+  bfs_hooks_init(&fp->hooks, nr, sc);
   __atomic_store_n(&fp_registry[fp_count++], fp, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&fp_registry_mu);
   return fp_external(env, fp);
@@ -260,7 +276,9 @@ static napi_value js_fp_close(napi_env env, napi_callback_info info) {
   if (!fp_args(env, info, 1, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL) return NULL;
-  return fp_number(env, fp->hooks.nr ? nr_close(fp->hooks.nr) : 0);
+  int active = fp->hooks.nr ? nr_close(fp->hooks.nr) : 0;
+  if (fp->hooks.sc) sc_clear(fp->hooks.sc);
+  return fp_number(env, active);
 }
 
 static napi_value js_fp_read(napi_env env, napi_callback_info info) {
@@ -291,6 +309,101 @@ static napi_value js_fp_test_delay(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value fp_f64_array(napi_env env, const double *v, size_t n) {
+  void *data = NULL;
+  napi_value ab, ta;
+  if (napi_create_arraybuffer(env, n * sizeof(double), &data, &ab) != napi_ok) return NULL;
+  memcpy(data, v, n * sizeof(double));
+  if (napi_create_typedarray(env, napi_float64_array, n, ab, 0, &ta) != napi_ok) return NULL;
+  return ta;
+}
+
+static napi_value js_fp_stat_info(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!fp_args(env, info, 1, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  sc_info_t i;
+  memset(&i, 0, sizeof i);
+  if (fp->hooks.sc) sc_info(fp->hooks.sc, &i);
+  double v[4] = {(double)i.entries, (double)i.hits, (double)i.misses, (double)i.inserts};
+  return fp_f64_array(env, v, 4);
+}
+
+/* A Buffer argument's bytes as a NUL-terminated copy (caller frees); NULL after throwing. */
+static char *fp_bytes(napi_env env, napi_value v, const char *name, size_t *len) {
+  bool is_buf = false;
+  void *data = NULL;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, v, &data, len) != napi_ok) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be a Buffer", name);
+    fp_throw_type(env, "ERR_INVALID_ARG_TYPE", msg);
+    return NULL;
+  }
+  char *out = malloc(*len + 1);
+  if (out == NULL) {
+    fp_throw_enomem(env);
+    return NULL;
+  }
+  memcpy(out, data, *len);
+  out[*len] = 0;
+  return out;
+}
+
+static napi_value js_fp_stat_seen(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  napi_valuetype t;
+  const double *f;
+  size_t count, dlen = 0, nlen = 0;
+  double flags;
+  if (!fp_args(env, info, 5, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL || napi_typeof(env, argv[1], &t) != napi_ok) return NULL;
+  char *dir = t == napi_null ? NULL : fp_bytes(env, argv[1], "dir", &dlen);
+  if (t != napi_null && dir == NULL) return NULL;
+  char *name = fp_bytes(env, argv[2], "name", &nlen);
+  if (name == NULL || !fp_f64(env, argv[3], "fields", &f, &count) || !fp_integer(env, argv[4], "flags", 0, 3, &flags)) {
+    free(dir);
+    free(name);
+    return NULL;
+  }
+  if (count >= 6) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_mode = (mode_t)f[0];
+    st.st_size = (off_t)f[1];
+    st.st_ino = (ino_t)f[2];
+    st.st_nlink = (nlink_t)f[3];
+    st.st_mtim.tv_sec = (time_t)f[4];
+    st.st_mtim.tv_nsec = (long)f[5];
+    sc_seen(fp->hooks.sc, dir, name, nlen, &st, (uint32_t)flags);
+  }
+  free(dir);
+  free(name);
+  return NULL;
+}
+
+static napi_value js_fp_stat_get(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  size_t len = 0;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  char *path = fp_bytes(env, argv[1], "path", &len);
+  if (path == NULL) return NULL;
+  struct stat st;
+  uint32_t flags = 0;
+  int found = sc_get(fp->hooks.sc, path, &st, &flags, 0);
+  free(path);
+  if (!found) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  double v[7] = {(double)st.st_mode, (double)st.st_size, (double)st.st_ino, (double)st.st_nlink,
+                 (double)st.st_mtim.tv_sec, (double)st.st_mtim.tv_nsec, (double)flags};
+  return fp_f64_array(env, v, 7);
+}
+
 static napi_value js_fp_hooks(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   if (!fp_args(env, info, 1, argv)) return NULL;
@@ -315,6 +428,9 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathRead", NULL, js_fp_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathHooks", NULL, js_fp_hooks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathTestLoadDelay", NULL, js_fp_test_delay, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathStatInfo", NULL, js_fp_stat_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathStatSeen", NULL, js_fp_stat_seen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathStatGet", NULL, js_fp_stat_get, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
-import { createFastPath, type NativeReadStats } from '../native/fastpath.js'
+import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -115,6 +115,8 @@ export interface FuseServer {
   /** Calls `gone` (once, within about a second) when the mount has gone away without unmount(): umount or fusermount from outside. */
   watchGone(gone: () => void): void
   nativeStats(): NativeReadStats | null
+  /** getattr answered on the libfuse threads (hits) or not (misses), and what the cache holds. */
+  statCacheStats(): StatCacheStats
 }
 
 /** Frames of the largest size the native read path's cache holds at least (see --cache-size). */
@@ -211,7 +213,9 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
   // a cache smaller than a few frames would keep none, and decompress a whole frame for
   // every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames registered
   let cacheBytes = opts.nativeReadCacheBytes ?? 0
-  const fp = native ? createFastPath({ readCacheBytes: cacheBytes }) : null
+  // reads of registered handles (when native) and getattr of paths a readdir or getattr
+  // reply described (always: generations never change) are answered on the libfuse threads
+  const fp = createFastPath({ readCacheBytes: native ? cacheBytes : undefined, statCache: { getattr: true } })
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
     useIno: true,
@@ -219,7 +223,6 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     attrTimeout: ttl,
     entryTimeout: ttl,
     negativeTimeout: opts.negativeTimeoutS ?? ttl,
-    statCache: { getattr: true },
     readOnly: true,
     defaultPermissions: true,
     allowOther: !!opts.allowOther,
@@ -227,12 +230,12 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     subtype: 'bfs',
     maxRead: 1 << 20,
     debug: !!opts.debug,
-    hooks: fp?.hooks(),
+    hooks: fp.hooks(),
   })
   return new Promise((resolve, reject) => {
     fuse.mount((err: Error | null) => {
       if (err) return reject(err)
-      if (fp) {
+      if (native) {
         vfs.attachNative({
           unit: (id, fd, frameBytes, frames) => {
             if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
@@ -279,7 +282,6 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           // fuse-native's bookkeeping, once the loop has ended (the patch then skips its
           // fusermount; before that, its fusermount -uz of the path could hit a newer mount)
           if (fuse.loopEnded()) await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
-          if (!fp) return true
           // no read starts any more; wait (without blocking this loop) for those in progress
           // to finish before the caller closes the unit files they read
           const until = Date.now() + drainMs
@@ -297,7 +299,8 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           }, 1000)
           t.unref()
         },
-        nativeStats: () => fp?.info() ?? null,
+        nativeStats: () => (native ? fp.info() : null),
+        statCacheStats: () => fp.statInfo(),
       }
       resolve(server)
     })

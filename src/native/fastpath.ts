@@ -38,7 +38,38 @@ export interface NativeReadStats {
 export interface FastPathOptions {
   /** Bytes of decompressed frames the native read path caches; undefined: no native read path. */
   readCacheBytes?: number
+  /**
+   * The stat cache getattr is answered from on the libfuse threads (only for immutable
+   * trees: nothing in it is ever invalidated); undefined: none. It keeps the stats readdir
+   * replies carry, and with `getattr` also those getattr replies carry; at most
+   * `maxEntries` (default 262,144, about 190 bytes each with the path).
+   */
+  statCache?: { maxEntries?: number; getattr?: boolean }
 }
+
+/** Counters of the stat cache. */
+export interface StatCacheStats {
+  entries: number
+  /** getattr answered from the cache (never reached JavaScript), and not. */
+  hits: number
+  misses: number
+  inserts: number
+}
+
+/** What the stat cache keeps of a stat, as {@link FastPath.statGetForTest} shows it. */
+export interface CachedStat {
+  mode: number
+  size: number
+  ino: number
+  nlink: number
+  mtimeSec: number
+  mtimeNsec: number
+  /** 1: no xattrs (getxattr / listxattr answered natively); 2: never cached. */
+  flags: number
+}
+
+/** Default bound of the stat cache (entries). */
+export const STAT_CACHE_ENTRIES = 262_144
 
 /** The hook table for fuse-native's `hooks` mount option (a napi external; opaque here). */
 export type FuseHooks = { readonly __brand: 'fuse_native_hooks_t' }
@@ -46,7 +77,7 @@ export type FuseHooks = { readonly __brand: 'fuse_native_hooks_t' }
 type Ext = { readonly __brand: 'fastpath' }
 
 interface FastPathAddon {
-  fastPathNew(readCacheBytes: number): Ext
+  fastPathNew(readCacheBytes: number, statEntries: number, statGetattr: boolean): Ext
   fastPathId(fp: Ext): number
   fastPathById(id: number): Ext
   fastPathCache(fp: Ext, bytes: number): void
@@ -59,6 +90,9 @@ interface FastPathAddon {
   fastPathRead(fp: Ext, fh: number, dst: Buffer, pos: number): number
   fastPathHooks(fp: Ext): FuseHooks
   fastPathTestLoadDelay(fp: Ext, us: number): void
+  fastPathStatInfo(fp: Ext): Float64Array
+  fastPathStatSeen(fp: Ext, dir: Buffer | null, name: Buffer, fields: Float64Array, flags: number): void
+  fastPathStatGet(fp: Ext, path: Buffer): Float64Array | null
 }
 
 const addon = (): FastPathAddon => loadAddon() as FastPathAddon
@@ -80,7 +114,8 @@ export class FastPath {
    */
   static create(opts: FastPathOptions): FastPath {
     const bytes = opts.readCacheBytes
-    return new FastPath(addon().fastPathNew(bytes === undefined ? -1 : bytes), bytes !== undefined)
+    const sc = opts.statCache
+    return new FastPath(addon().fastPathNew(bytes === undefined ? -1 : bytes, sc ? (sc.maxEntries ?? STAT_CACHE_ENTRIES) : 0, !!sc?.getattr), bytes !== undefined)
   }
 
   /**
@@ -148,6 +183,25 @@ export class FastPath {
     return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]! }
   }
 
+  statInfo(): StatCacheStats {
+    const v = addon().fastPathStatInfo(this.ext)
+    return { entries: v[0]!, hits: v[1]!, misses: v[2]!, inserts: v[3]! }
+  }
+
+  /**
+   * Tests: what the binding hands the stat cache from a readdir reply (`dir` + "/" + `name`)
+   * or, with `dir` null, from a getattr reply (`name` is the whole path). Raw bytes.
+   */
+  statSeenForTest(dir: Buffer | null, name: Buffer, st: Omit<CachedStat, 'flags'>, flags = 0): void {
+    addon().fastPathStatSeen(this.ext, dir, name, new Float64Array([st.mode, st.size, st.ino, st.nlink, st.mtimeSec, st.mtimeNsec]), flags)
+  }
+
+  /** Tests: what a libfuse thread's getattr of `path` would be answered with, or null (asks JavaScript). */
+  statGetForTest(path: Buffer): CachedStat | null {
+    const v = addon().fastPathStatGet(this.ext, path)
+    return v && { mode: v[0]!, size: v[1]!, ino: v[2]!, nlink: v[3]!, mtimeSec: v[4]!, mtimeNsec: v[5]!, flags: v[6]! }
+  }
+
   /** Tests only: every frame load first sleeps `us` microseconds, so that concurrent misses of one frame meet. */
   setTestLoadDelay(us: number): void {
     addon().fastPathTestLoadDelay(this.ext, us)
@@ -156,7 +210,7 @@ export class FastPath {
   /**
    * Stops the native read path (later reads go to JavaScript) and returns the reads still in
    * progress. When that is 0 its tables are freed and the unit fds may be closed; otherwise
-   * ask again later. Never waits.
+   * ask again later. Never waits. Also empties the stat cache (call it once the mount is gone).
    */
   close(): number {
     return addon().fastPathClose(this.ext)
