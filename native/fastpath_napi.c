@@ -377,6 +377,7 @@ static napi_value js_fp_stat_seen(napi_env env, napi_callback_info info) {
     st.st_mtim.tv_sec = (time_t)f[4];
     st.st_mtim.tv_nsec = (long)f[5];
     sc_seen(fp->hooks.sc, dir, name, nlen, &st, (uint32_t)flags);
+    sc_seen(fp->hooks.sc, dir, NULL, 0, NULL, 0); /* a reply of one entry */
   }
   free(dir);
   free(name);

@@ -29,7 +29,9 @@ typedef struct fuse_native_hooks {
   int (*getattr)(void *ctx, const char *path, struct stat *st);
   /* libfuse thread: 1 when path is known to have no xattrs (ENODATA, empty list), else 0 */
   int (*no_xattrs)(void *ctx, const char *path);
-  /* JS thread: a stat JavaScript answered with; dir is NULL when name is a whole path */
+  /* JS thread: a stat JavaScript answered with; dir is NULL when name is a whole path
+   * (getattr). A readdir reply's entries end with a call whose name is NULL: the hook may
+   * hold a lock from its first entry to then. */
   void (*stat_seen)(void *ctx, const char *dir, const char *name, size_t name_len,
                     const struct stat *st, uint32_t flags);
 } fuse_native_hooks_t;

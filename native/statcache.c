@@ -32,6 +32,9 @@ struct sc_s {
   sc_table_t gen[2]; /* 0 = young, 1 = old */
   size_t max_entries;
   int getattr;
+  /* The JS thread holds the write lock from a readdir reply's first entry to its end (one
+   * lock per reply, as the binding's cache took it); only that thread reads or sets it. */
+  int writing;
   uint64_t hits, misses, inserts;
 };
 
@@ -162,7 +165,15 @@ static void sc_put_locked(sc_t *c, const char *full, size_t len, const struct st
 }
 
 void sc_seen(sc_t *c, const char *dir, const char *name, size_t nlen, const struct stat *st, uint32_t flags) {
-  if (c == NULL || name == NULL || st == NULL || st->st_mode == 0 || (flags & SC_NO_CACHE)) return;
+  if (c == NULL) return;
+  if (name == NULL) { /* the end of a readdir reply's entries */
+    if (c->writing) {
+      c->writing = 0;
+      pthread_rwlock_unlock(&c->lock);
+    }
+    return;
+  }
+  if (st == NULL || st->st_mode == 0 || (flags & SC_NO_CACHE)) return;
   if (dir == NULL && !c->getattr) return;
   if (dir != NULL && (nlen == 0 || (nlen == 1 && name[0] == '.') || (nlen == 2 && name[0] == '.' && name[1] == '.')))
     return;
@@ -176,9 +187,12 @@ void sc_seen(sc_t *c, const char *dir, const char *name, size_t nlen, const stru
   if (sep) full[plen] = '/';
   memcpy(full + plen + sep, name, nlen);
   full[len] = 0;
-  pthread_rwlock_wrlock(&c->lock);
+  if (!c->writing) {
+    pthread_rwlock_wrlock(&c->lock);
+    c->writing = dir != NULL; /* a readdir entry: held until the reply's end */
+  }
   sc_put_locked(c, full, len, st, flags);
-  pthread_rwlock_unlock(&c->lock);
+  if (!c->writing) pthread_rwlock_unlock(&c->lock);
   if (full != stackbuf) free(full);
 }
 

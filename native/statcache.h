@@ -32,7 +32,9 @@ sc_t *sc_new(size_t max_entries, int getattr);
 int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int count);
 /* A stat JavaScript answered with: dir + "/" + name (readdir), or, with dir NULL, the path
  * `name` (getattr: kept only if the cache was made with getattr). Entries flagged
- * SC_NO_CACHE, without a type (st_mode 0), and "." / ".." are not kept. */
+ * SC_NO_CACHE, without a type (st_mode 0), and "." / ".." are not kept. The calling thread
+ * holds the write lock from a readdir reply's first kept entry until a call with name NULL
+ * (the reply's end): one lock per reply. Only ever one calling thread (the JS thread). */
 void sc_seen(sc_t *c, const char *dir, const char *name, size_t name_len, const struct stat *st, uint32_t flags);
 void sc_info(sc_t *c, sc_info_t *out);
 /* Drops every entry (the table itself stays usable). */
