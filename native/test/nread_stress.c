@@ -20,7 +20,9 @@
  *     after it must answer -1), then starts a new one: a round.
  * Exit status 0 when every check held; the counters are printed.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
