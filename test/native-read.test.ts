@@ -5,7 +5,8 @@ import { Worker } from 'node:worker_threads'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError } from '../src/vfs/tree.js'
-import { createFastPath, NATIVE_DEFERRED, type FastPath } from '../src/native/fastpath.js'
+import { createFastPath, MAX_NATIVE_UNITS, NATIVE_DEFERRED, type FastPath } from '../src/native/fastpath.js'
+import { MAX_NATIVE_UNITS as VFS_MAX_NATIVE_UNITS, type NativeReads } from '../src/vfs/frames.js'
 import { bfs, newRepo, ROOT, sh, tmpdir } from './helpers.js'
 
 // The C read path (native/nread.c) against the JavaScript reader of the mount (src/vfs),
@@ -83,9 +84,18 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 /** A vfs of generation `gen` whose reads may be served by `fp` (as the mount wires them). */
 function mountLike(gen: number, fp: FastPath): Vfs {
   const vfs = new Vfs(Repository.open(repo), { generation: gen, cacheBytes: 1 << 20, nativeReads: true })
-  vfs.attachNative(fp)
+  const sink: NativeReads = fp // the vfs registers units and handles through the fast path's own calls
+  vfs.attachNative(sink)
   return vfs
 }
+
+it('the vfs and the fast path agree on the unit ids the native read path takes', () => {
+  expect(VFS_MAX_NATIVE_UNITS).toBe(MAX_NATIVE_UNITS)
+  const fp = createFastPath({ readCacheBytes: 1 << 20 })
+  expect(() => fp.unit(MAX_NATIVE_UNITS, 3, 4096, new Float64Array(0))).toThrow(RangeError)
+  expect(() => fp.unit(MAX_NATIVE_UNITS - 1, 3, 4096, new Float64Array(0))).not.toThrow()
+  expect(fp.close()).toBe(0)
+})
 
 /** Reads the whole file in JavaScript, which opens (and so registers natively) every unit it uses. */
 async function warm(vfs: Vfs, h: number, size: number): Promise<void> {

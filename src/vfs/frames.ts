@@ -7,7 +7,6 @@ import {
 } from '../format/unit.js'
 import { FormatError } from '../format/errors.js'
 import { keys, type Repository } from '../repo/repository.js'
-import { MAX_NATIVE_UNITS, type FastPath } from '../native/fastpath.js'
 
 /** Counters a mount exposes for measuring which caching pays. */
 export interface FrameStats {
@@ -32,11 +31,17 @@ interface UnitInfo {
 }
 
 /**
- * A native read path (bfs's C read path, src/native/fastpath.ts, called by the patched
- * fuse-native binding on its libfuse threads) that serves reads without this process's
- * event loop, once it knows a handle's extents and the units they point into.
+ * A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the
+ * fuse adapter; the vfs layer does not import native/) that serves reads without this
+ * process's event loop, once it knows a handle's extents and the units they point into.
  */
-export type NativeReads = Pick<FastPath, 'unit' | 'retire' | 'file' | 'release'>
+export interface NativeReads {
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void
+  /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed), or -1 if read since last asked (kept, once). */
+  retire(id: number): number
+  file(handle: number, size: number, extents: Float64Array): void
+  release(handle: number): void
+}
 
 /**
  * Asynchronous access to decompressed frames for the mount: repository files are read with
@@ -332,7 +337,8 @@ export class FrameCache {
   }
 }
 
-export { MAX_NATIVE_UNITS }
+/** Unit ids the native read path accepts (its table holds 2^22; fastpath.ts's MAX_NATIVE_UNITS, which a test compares). */
+export const MAX_NATIVE_UNITS = 1 << 22
 
 /** Units whose seek tables warm() loads ahead (each keeps a file open). */
 const WARM_UNITS = 256
