@@ -7,7 +7,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build native test test-load demo bench bench-quick bench-tape install clean
+.PHONY: all deps build native native-test test test-load demo bench bench-quick bench-tape install clean
 
 all: build
 
@@ -25,15 +25,38 @@ node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6
 	npm install --no-audit --no-fund
 	@touch $@
 
-native/build/Release/bfs_native.node: native/bfs_native.c native/binding.gyp node_modules/.bfs-deps
+# native/binding.gyp builds bfs_native.node and fuse-native's patched binding, fuse.node
+# (fuse-native.c, patched by `make deps`, against the system libfuse); fuse-native loads
+# the latter from its own build/Release/, so it is copied there (again after every
+# reinstall of fuse-native).
+native/build/Release/bfs_native.node native/build/Release/fuse.node &: $(wildcard native/*.c native/*.h) native/binding.gyp node_modules/.bfs-deps
 	cd native && ../node_modules/.bin/node-gyp rebuild $(if $(NODEDIR),--nodedir=$(NODEDIR)) >/dev/null
 
-native: native/build/Release/bfs_native.node
+node_modules/fuse-native/build/Release/fuse.node: native/build/Release/fuse.node
+	mkdir -p $(@D) && cp $< $@
+
+native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Release/fuse.node
 
 build: deps native
 	./node_modules/.bin/tsc -p tsconfig.json
 
-test: build
+# The native read path under threads, without Node or FUSE: native/test/nread_stress.c, built
+# with ThreadSanitizer and with AddressSanitizer + UBSan, a few seconds each.
+NATIVE_TEST_SECONDS ?= 4
+STRESS_SRC := native/test/nread_stress.c native/nread.c
+STRESS_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
+native/build/test/nread_stress_tsan: $(STRESS_SRC) native/nread.h
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -fsanitize=thread -o $@ $(STRESS_SRC) -lzstd -lpthread
+native/build/test/nread_stress_asan: $(STRESS_SRC) native/nread.h
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(STRESS_SRC) -lzstd -lpthread
+
+native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan
+	TSAN_OPTIONS=halt_on_error=1 native/build/test/nread_stress_tsan $(NATIVE_TEST_SECONDS)
+	ASAN_OPTIONS=detect_leaks=1 native/build/test/nread_stress_asan $(NATIVE_TEST_SECONDS)
+
+test: build native-test
 	./node_modules/.bin/vitest run
 
 # The suite while stress-ng keeps every core busy: tests must not need an idle machine.

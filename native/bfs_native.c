@@ -1629,6 +1629,9 @@ static napi_value js_xxh64_into(napi_env env, napi_callback_info info) {
 
 /* ---- module ------------------------------------------------------------- */
 
+/* fastpath_napi.c: the native read path and the fuse-native hook table */
+napi_value bfs_fastpath_init(napi_env env, napi_value exports);
+
 NAPI_MODULE_INIT() {
   napi_value stat_fields;
   if (napi_create_uint32(env, STAT_FIELDS, &stat_fields) != napi_ok) return NULL;
@@ -1675,5 +1678,5 @@ NAPI_MODULE_INIT() {
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;
-  return exports;
+  return bfs_fastpath_init(env, exports);
 }

@@ -1258,6 +1258,7 @@ describe('the addon and its typed wrapper agree', () => {
     const { createRequire } = await import('node:module')
     const raw = createRequire(import.meta.url)('../native/build/Release/bfs_native.node') as Record<string, unknown>
     const exported = Object.keys(raw).filter((k) => typeof raw[k] === 'function').sort()
-    expect(exported).toEqual([...ADDON_FUNCTIONS].sort())
+    const { FASTPATH_FUNCTIONS } = await import('../src/native/fastpath.js')
+    expect(exported).toEqual([...ADDON_FUNCTIONS, ...FASTPATH_FUNCTIONS].sort())
   })
 })

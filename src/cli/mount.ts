@@ -231,7 +231,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
           // gone already
         }
       }
-      const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; memory MiB: ${memoryLine()}`
+      const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
       vfs.startWarming()
       // true once no native read is in progress, so the unit files may be closed
       const drained = await new Promise<boolean>((resolve) => {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { readMounts, type MountEntry } from '../os/mountinfo.js'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
+import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -38,8 +39,9 @@ export interface FuseServeOptions {
   log: MountLog
   debug?: boolean
   /**
-   * Bytes of decompressed frames for the native read path (patched binding): reads of open
-   * files are then served on the libfuse threads without this event loop. 0 = off.
+   * Bytes of decompressed frames for the native read path (src/native/fastpath.ts, called
+   * by the patched binding through its hook table): reads of open files are then served on
+   * the libfuse threads without this event loop. 0 = off.
    */
   nativeReadCacheBytes?: number
 }
@@ -68,13 +70,7 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   }
 }
 
-export interface NativeReadStats {
-  served: number
-  fallbacks: number
-  hits: number
-  misses: number
-  cachedBytes: number
-}
+export type { NativeReadStats }
 
 /** Refused to unmount: something uses the mount, which goes on serving. */
 export class MountBusyError extends Error {
@@ -94,6 +90,8 @@ export interface FuseServer {
   /** Calls `gone` (once, within about a second) when the mount has gone away without unmount(): umount or fusermount from outside. */
   watchGone(gone: () => void): void
   nativeStats(): NativeReadStats | null
+  /** getattr answered on the libfuse threads (hits) or not (misses), and what the cache holds. */
+  statCacheStats(): StatCacheStats
 }
 
 /** Frames of the largest size the native read path's cache holds at least (see --cache-size). */
@@ -186,6 +184,13 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     removexattr: erofs, mknod: erofs,
   }
   const ttl = opts.attrTimeoutS ?? 86400
+  const native = (opts.nativeReadCacheBytes ?? 0) > 0
+  // a cache smaller than a few frames would keep none, and decompress a whole frame for
+  // every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames registered
+  let cacheBytes = opts.nativeReadCacheBytes ?? 0
+  // reads of registered handles (when native) and getattr of paths a readdir or getattr
+  // reply described (always: generations never change) are answered on the libfuse threads
+  const fp = createFastPath({ readCacheBytes: native ? cacheBytes : undefined, statCache: { getattr: true } })
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
     useIno: true,
@@ -193,7 +198,6 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     attrTimeout: ttl,
     entryTimeout: ttl,
     negativeTimeout: opts.negativeTimeoutS ?? ttl,
-    statCache: { getattr: true },
     readOnly: true,
     defaultPermissions: true,
     allowOther: !!opts.allowOther,
@@ -201,24 +205,20 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     subtype: 'bfs',
     maxRead: 1 << 20,
     debug: !!opts.debug,
+    hooks: fp.hooks(),
   })
   return new Promise((resolve, reject) => {
     fuse.mount((err: Error | null) => {
       if (err) return reject(err)
-      const native = (opts.nativeReadCacheBytes ?? 0) > 0
       if (native) {
-        // a cache smaller than a few frames would keep none, and decompress a whole frame
-        // for every 4 KiB read: it grows to hold NATIVE_MIN_FRAMES of the largest frames seen
-        let cacheBytes = opts.nativeReadCacheBytes!
-        fuse.nativeRead(cacheBytes)
         vfs.attachNative({
           unit: (id, fd, frameBytes, frames) => {
-            if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fuse.nativeRead((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
-            fuse.nativeReadUnit(id, fd, frameBytes, frames)
+            if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
+            fp.unit(id, fd, frameBytes, frames)
           },
-          retire: (id) => fuse.nativeReadRetire(id),
-          file: (h, size, extents) => fuse.nativeReadFile(h, size, extents),
-          release: (h) => fuse.nativeReadRelease(h),
+          retire: (id) => fp.retire(id),
+          file: (h, size, extents) => fp.file(h, size, extents),
+          release: (h) => fp.release(h),
         })
       }
       const mnt = opts.mountpoint
@@ -257,11 +257,10 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           // fuse-native's bookkeeping, once the loop has ended (the patch then skips its
           // fusermount; before that, its fusermount -uz of the path could hit a newer mount)
           if (fuse.loopEnded()) await new Promise<Error | null>((res) => fuse.unmount((x: Error | null) => res(x)))
-          if (!native) return true
           // no read starts any more; wait (without blocking this loop) for those in progress
           // to finish before the caller closes the unit files they read
           const until = Date.now() + drainMs
-          while (fuse.nativeReadClose() > 0) {
+          while (fp.close() > 0) {
             if (Date.now() > until) return false
             await sleep(5)
           }
@@ -275,7 +274,8 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
           }, 1000)
           t.unref()
         },
-        nativeStats: () => (native ? fuse.nativeReadInfo() : null),
+        nativeStats: () => (native ? fp.info() : null),
+        statCacheStats: () => fp.statInfo(),
       }
       resolve(server)
     })

@@ -197,6 +197,11 @@ function addon(): Addon {
   return mod
 }
 
+/** The loaded addon, for the other typed wrappers of src/native/ (fastpath.ts): loaded and checked as above. */
+export function loadAddon(): unknown {
+  return addon()
+}
+
 /**
  * Lists a directory and lstat()s every child in one native call
  * (open(O_DIRECTORY) + readdir + fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)).

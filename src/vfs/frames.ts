@@ -31,7 +31,8 @@ interface UnitInfo {
 }
 
 /**
- * A native read path (the patched fuse-native binding) that serves reads without this
+ * A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the
+ * fuse adapter; the vfs layer does not import native/) that serves reads without this
  * process's event loop, once it knows a handle's extents and the units they point into.
  */
 export interface NativeReads {
@@ -336,7 +337,7 @@ export class FrameCache {
   }
 }
 
-/** Unit ids the native read path accepts (its table holds 2^22). */
+/** Unit ids the native read path accepts (its table holds 2^22; fastpath.ts's MAX_NATIVE_UNITS, which a test compares). */
 export const MAX_NATIVE_UNITS = 1 << 22
 
 /** Units whose seek tables warm() loads ahead (each keeps a file open). */

@@ -1,0 +1,528 @@
+/*
+ * bfs's native read path: see nread.h. Moved here from the fuse-native patch
+ * (patches/fuse-native+2.2.6.patch, FUSE_NATIVE_BFS_PATCH 3) unchanged but for the
+ * N-API glue, which is in fastpath_napi.c now.
+ */
+#include "nread.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define NR_UNIT_CHUNK 1024
+#define NR_UNIT_CHUNKS 4096
+#define NR_FILE_BUCKETS 4096
+#define NR_FRAME_BUCKETS 4096
+#define NR_SPARE 2
+#define NR_KEEP_COMP (256 << 10)
+// Bytes a cached frame counts against the cache size: its buffer (which may be a reused,
+// larger one) and its record.
+#define NR_COST(f) ((uint64_t) (f)->cap + sizeof(nr_frame_t))
+
+typedef struct {
+  uint64_t frame_bytes;  // raw bytes of every frame but the last
+  uint32_t frames;
+  uint64_t *off;         // file offset of each compressed frame
+  uint32_t *comp;        // compressed bytes of each frame
+  uint32_t *raw;         // raw bytes of each frame
+  int fd;
+  // NR_EMPTY → (register) NR_LIVE → (retire, when no read holds it) NR_EMPTY. Readers hold
+  // `refs` while they use the tables and the fd; see nr_unit_get and nr_retire.
+  int state, refs;
+  // Set by every read of the unit, cleared by a retire that then refuses: a second chance,
+  // since JavaScript cannot see which units native reads use.
+  int accessed;
+} nr_unit_t;
+
+#define NR_EMPTY 0
+#define NR_LIVE 1
+#define NR_RETIRING 2
+
+typedef struct { uint64_t file_off, len, unit_off; uint32_t unit; } nr_ext_t;
+
+typedef struct nr_file_s {
+  uint64_t fh, size;
+  uint32_t n;
+  nr_ext_t *ext;
+  struct nr_file_s *next;
+} nr_file_t;
+
+typedef struct nr_frame_s {
+  uint64_t key;
+  char *data;
+  uint32_t len, cap;
+  int loading;  // a thread is loading it: not in the LRU list yet (see nr_copy)
+  struct nr_frame_s *hnext, *prev, *next;
+} nr_frame_t;
+
+struct nr_s {
+  nr_unit_t *units[NR_UNIT_CHUNKS];  // chunks allocated on demand, kept until close
+  pthread_mutex_t fmu;               // files
+  nr_file_t *files[NR_FILE_BUCKETS];
+  pthread_mutex_t cmu;               // frame cache
+  pthread_cond_t loaded;             // (with cmu) a load finished: waiting misses look again
+  nr_frame_t *frames[NR_FRAME_BUCKETS];
+  nr_frame_t *head, *tail;           // LRU of loaded frames, head = most recently used
+  uint64_t bytes, max_bytes;
+  uint64_t hits, misses, shared_loads, fallbacks, served;
+  uint32_t test_delay_us;
+  int closed, active, freed;
+  // Buffers of evicted frames, reused for the next loads: the cache is full in steady
+  // state, and a fresh 1 MiB malloc per miss costs page faults and fragments the heap.
+  char *spare[NR_SPARE];
+  uint32_t spare_cap[NR_SPARE];
+  int nspare;
+  uint64_t spare_bytes;              // counted against max_bytes with the cached frames
+};
+
+static pthread_key_t nr_tls_key;
+static pthread_once_t nr_tls_once = PTHREAD_ONCE_INIT;
+
+typedef struct { ZSTD_DCtx *dctx; char *comp; size_t comp_cap; } nr_tls_t;
+
+static void nr_tls_free (void *p) {
+  nr_tls_t *t = (nr_tls_t *) p;
+  if (t == NULL) return;
+  ZSTD_freeDCtx(t->dctx);
+  free(t->comp);
+  free(t);
+}
+
+static void nr_tls_init (void) { pthread_key_create(&nr_tls_key, nr_tls_free); }
+
+static nr_tls_t *nr_tls (void) {
+  pthread_once(&nr_tls_once, nr_tls_init);
+  nr_tls_t *t = (nr_tls_t *) pthread_getspecific(nr_tls_key);
+  if (t != NULL) return t;
+  t = calloc(1, sizeof(nr_tls_t));
+  if (t == NULL) return NULL;
+  t->dctx = ZSTD_createDCtx();
+  if (t->dctx == NULL) { free(t); return NULL; }
+  pthread_setspecific(nr_tls_key, t);
+  return t;
+}
+
+// Bucket of a frame key (unit << 32 | frame): a multiplicative hash, so that frame k of
+// every unit does not share one chain.
+static inline uint32_t nr_bucket (uint64_t key) {
+  return (uint32_t) ((key * 0x9E3779B97F4A7C15ULL) >> 52) % NR_FRAME_BUCKETS;
+}
+
+// A live unit, held (refs) until nr_unit_put; NULL if not registered (or being retired).
+// refs++ then state, against retire's state = RETIRING then refs: sequentially consistent
+// on both sides, so either the reader sees RETIRING or the retirer sees the reference.
+static nr_unit_t *nr_unit_get (nr_t *nr, uint32_t id) {
+  if (id >= (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) return NULL;
+  nr_unit_t *chunk = __atomic_load_n(&nr->units[id / NR_UNIT_CHUNK], __ATOMIC_ACQUIRE);
+  if (chunk == NULL) return NULL;
+  nr_unit_t *u = &chunk[id % NR_UNIT_CHUNK];
+  __atomic_add_fetch(&u->refs, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&u->state, __ATOMIC_SEQ_CST) == NR_LIVE) {
+    if (!__atomic_load_n(&u->accessed, __ATOMIC_RELAXED)) __atomic_store_n(&u->accessed, 1, __ATOMIC_RELAXED);
+    return u;
+  }
+  __atomic_sub_fetch(&u->refs, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void nr_unit_put (nr_unit_t *u) {
+  __atomic_sub_fetch(&u->refs, 1, __ATOMIC_SEQ_CST);
+}
+
+static void nr_unlink (nr_t *nr, nr_frame_t *f) {
+  if (f->prev) f->prev->next = f->next; else nr->head = f->next;
+  if (f->next) f->next->prev = f->prev; else nr->tail = f->prev;
+  f->prev = f->next = NULL;
+}
+
+static void nr_push_front (nr_t *nr, nr_frame_t *f) {
+  f->prev = NULL;
+  f->next = nr->head;
+  if (nr->head) nr->head->prev = f; else nr->tail = f;
+  nr->head = f;
+}
+
+static void nr_evict_to (nr_t *nr, uint64_t limit) {  // cmu held
+  while (nr->bytes + nr->spare_bytes > limit && nr->tail != NULL) {
+    nr_frame_t *f = nr->tail;
+    nr_unlink(nr, f);
+    nr_frame_t **pp = &nr->frames[nr_bucket(f->key)];
+    while (*pp != f) pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    nr->bytes -= NR_COST(f);
+    if (limit > 0 && nr->nspare < NR_SPARE) {
+      nr->spare[nr->nspare] = f->data;
+      nr->spare_cap[nr->nspare++] = f->cap;
+      nr->spare_bytes += f->cap;
+    } else free(f->data);
+    free(f);
+  }
+}
+
+// A buffer of at least n bytes (and not wastefully more), and its capacity; cmu held.
+static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
+  for (int k = 0; k < nr->nspare; k++) {
+    if (nr->spare_cap[k] >= n && nr->spare_cap[k] / 2 <= n) {
+      char *b = nr->spare[k];
+      *cap = nr->spare_cap[k];
+      nr->spare_bytes -= *cap;
+      nr->spare[k] = nr->spare[--nr->nspare];
+      nr->spare_cap[k] = nr->spare_cap[nr->nspare];
+      return b;
+    }
+  }
+  if (nr->nspare == NR_SPARE) {  // neither fits this size: let the older one go
+    free(nr->spare[0]);
+    nr->spare_bytes -= nr->spare_cap[0];
+    nr->spare[0] = nr->spare[--nr->nspare];
+    nr->spare_cap[0] = nr->spare_cap[nr->nspare];
+  }
+  *cap = n > 0 ? n : 1;
+  return malloc(*cap);
+}
+
+static void nr_spare_free (nr_t *nr) {  // cmu held
+  while (nr->nspare > 0) free(nr->spare[--nr->nspare]);
+  nr->spare_bytes = 0;
+}
+
+// Reads and decompresses frame fr of unit u into data (rlen bytes); 0, or -1 on any error.
+static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rlen) {
+  uint32_t delay = __atomic_load_n(&nr->test_delay_us, __ATOMIC_RELAXED);
+  if (delay) usleep(delay);
+  nr_tls_t *t = nr_tls();
+  uint32_t clen = u->comp[fr];
+  if (t == NULL) return -1;
+  if (t->comp_cap < clen) {
+    char *c = realloc(t->comp, clen);
+    if (c == NULL) return -1;
+    t->comp = c;
+    t->comp_cap = clen;
+  }
+  size_t got = 0;
+  while (got < clen) {
+    ssize_t r = pread(u->fd, t->comp + got, clen - got, (off_t) (u->off[fr] + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    got += (size_t) r;
+  }
+  size_t dn = ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
+  if (t->comp_cap > NR_KEEP_COMP) {  // each thread keeps at most a small input buffer
+    free(t->comp);
+    t->comp = NULL;
+    t->comp_cap = 0;
+  }
+  return ZSTD_isError(dn) || dn != rlen ? -1 : 0;
+}
+
+static nr_frame_t *nr_find (nr_t *nr, uint64_t key) {  // cmu held
+  for (nr_frame_t *f = nr->frames[nr_bucket(key)]; f != NULL; f = f->hnext) if (f->key == key) return f;
+  return NULL;
+}
+
+// Copies n bytes at `in` of frame fr of unit uid into dst; 0 on success, -1 to fall back.
+//
+// Single flight: a miss announces its load with a `loading` record in the table (its buffer
+// reserved and counted, not in the LRU list, so never evicted) before it drops the lock. A
+// concurrent miss of the same frame finds the record and waits on `loaded` instead of
+// reading and decompressing the frame a second time. The loader publishes the frame (or,
+// when the load failed, removes the record) and wakes the waiters; a waiter that then finds
+// no frame answers -1, and JavaScript serves the read (and reports the error).
+static int nr_copy (nr_t *nr, nr_unit_t *u, uint32_t uid, uint32_t fr, uint64_t in, char *dst, uint64_t n) {
+  uint64_t key = ((uint64_t) uid << 32) | fr;
+  pthread_mutex_lock(&nr->cmu);
+  nr_frame_t *f = nr_find(nr, key);
+  int shared = 0;
+  if (f != NULL && f->loading) {
+    nr->shared_loads++;
+    shared = 1;
+    do pthread_cond_wait(&nr->loaded, &nr->cmu);
+    while ((f = nr_find(nr, key)) != NULL && f->loading);
+    if (f == NULL) { pthread_mutex_unlock(&nr->cmu); return -1; }  // its load failed
+  }
+  if (f != NULL) {
+    memcpy(dst, f->data + in, n);
+    if (nr->head != f) { nr_unlink(nr, f); nr_push_front(nr, f); }
+    if (!shared) nr->hits++;
+    pthread_mutex_unlock(&nr->cmu);
+    return 0;
+  }
+  nr->misses++;
+  uint32_t rlen = u->raw[fr], cap = 0;
+  char *data = nr_buffer(nr, rlen, &cap);
+  if (data == NULL) { pthread_mutex_unlock(&nr->cmu); return -1; }
+  // a frame larger than the whole cache is not cached, nor shared
+  f = (uint64_t) cap + sizeof(nr_frame_t) <= nr->max_bytes ? malloc(sizeof(nr_frame_t)) : NULL;
+  if (f != NULL) {
+    f->key = key;
+    f->data = data;
+    f->len = rlen;
+    f->cap = cap;
+    f->loading = 1;
+    f->prev = f->next = NULL;
+    f->hnext = nr->frames[nr_bucket(key)];
+    nr->frames[nr_bucket(key)] = f;
+    nr->bytes += NR_COST(f);
+    nr_evict_to(nr, nr->max_bytes);
+  }
+  pthread_mutex_unlock(&nr->cmu);
+
+  int rc = nr_load(nr, u, fr, data, rlen);
+  if (rc == 0) memcpy(dst, data + in, n);
+  if (f == NULL) { free(data); return rc; }
+
+  pthread_mutex_lock(&nr->cmu);
+  if (rc == 0) {
+    f->loading = 0;
+    nr_push_front(nr, f);
+    nr_evict_to(nr, nr->max_bytes);
+  } else {
+    nr_frame_t **pp = &nr->frames[nr_bucket(key)];
+    while (*pp != f) pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    nr->bytes -= NR_COST(f);
+    free(f->data);
+    free(f);
+  }
+  pthread_cond_broadcast(&nr->loaded);
+  pthread_mutex_unlock(&nr->cmu);
+  return rc;
+}
+
+static nr_file_t *nr_file_find (nr_t *nr, uint64_t fh) {  // fmu held
+  for (nr_file_t *f = nr->files[fh % NR_FILE_BUCKETS]; f != NULL; f = f->next) if (f->fh == fh) return f;
+  return NULL;
+}
+
+int nr_read (nr_t *nr, uint64_t fh, char *buf, size_t len, int64_t offset) {
+  // active/closed is a store-then-load handshake with nr_close on both sides, so both need
+  // sequential consistency (acquire/release alone lets x86 reorder the store after the
+  // load, and close could free tables under a reader).
+  __atomic_add_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  int rc = -1;
+  if (__atomic_load_n(&nr->closed, __ATOMIC_SEQ_CST) || offset < 0 || len > INT32_MAX) goto out;
+  pthread_mutex_lock(&nr->fmu);
+  // The kernel sends release only after the last read of a handle has returned, so the
+  // entry stays valid after the lock is dropped.
+  nr_file_t *f = nr_file_find(nr, fh);
+  pthread_mutex_unlock(&nr->fmu);
+  if (f == NULL) goto out;
+  uint64_t pos = (uint64_t) offset;
+  if (pos >= f->size) { rc = 0; goto out; }
+  uint64_t end = pos + len < f->size ? pos + len : f->size;
+  uint32_t lo = 0, hi = f->n;  // first extent ending after pos
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    if (f->ext[mid].file_off + f->ext[mid].len <= pos) lo = mid + 1; else hi = mid;
+  }
+  for (uint32_t i = lo; pos < end; i++) {
+    uint64_t xs = i < f->n ? f->ext[i].file_off : end;
+    if (pos < xs) {  // a hole up to the next extent (or the end)
+      uint64_t z = xs < end ? xs : end;
+      memset(buf + (pos - (uint64_t) offset), 0, z - pos);
+      pos = z;
+      if (pos >= end) break;  // ends in the hole: the next extent's unit is not needed
+    }
+    nr_ext_t *e = &f->ext[i];
+    uint64_t xe = e->file_off + e->len < end ? e->file_off + e->len : end;
+    nr_unit_t *u = nr_unit_get(nr, e->unit);
+    if (u == NULL) goto out;
+    int ok = 1;
+    while (ok && pos < xe) {
+      uint64_t uo = e->unit_off + (pos - e->file_off);
+      uint64_t fr = uo / u->frame_bytes, in = uo % u->frame_bytes;
+      if (fr >= u->frames || in >= u->raw[fr]) { ok = 0; break; }
+      uint64_t n = u->raw[fr] - in;
+      if (n > xe - pos) n = xe - pos;
+      if (nr_copy(nr, u, e->unit, (uint32_t) fr, in, buf + (pos - (uint64_t) offset), n) != 0) { ok = 0; break; }
+      pos += n;
+    }
+    nr_unit_put(u);
+    if (!ok) goto out;
+  }
+  rc = (int) (end - (uint64_t) offset);
+out:
+  if (rc < 0) __atomic_add_fetch(&nr->fallbacks, 1, __ATOMIC_RELAXED);
+  else __atomic_add_fetch(&nr->served, 1, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  return rc;
+}
+
+// ---- control (one thread at a time: the JavaScript main thread) ------------------------
+
+nr_t *nr_new (uint64_t max_bytes) {
+  nr_t *nr = calloc(1, sizeof(nr_t));
+  if (nr == NULL) return NULL;
+  pthread_mutex_init(&nr->fmu, NULL);
+  pthread_mutex_init(&nr->cmu, NULL);
+  pthread_cond_init(&nr->loaded, NULL);
+  nr->max_bytes = max_bytes;
+  return nr;
+}
+
+void nr_set_cache (nr_t *nr, uint64_t max_bytes) {
+  pthread_mutex_lock(&nr->cmu);
+  nr->max_bytes = max_bytes;
+  nr_evict_to(nr, nr->max_bytes);
+  pthread_mutex_unlock(&nr->cmu);
+}
+
+const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *d, size_t count) {
+  if (nr->closed) return NULL;
+  if (id >= (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) return "unit id out of range";
+  if (fd <= 0 || frame_bytes == 0 || frame_bytes > 0xffffffffULL || (d == NULL && count != 0) || count % 3 != 0 || count / 3 > 0xffffffffULL) return "bad unit";
+  uint32_t frames = (uint32_t) (count / 3);
+  for (uint32_t k = 0; k < frames; k++) {
+    if (!(d[3 * k] >= 0) || !(d[3 * k + 1] >= 1) || d[3 * k + 1] > 0xffffffffU || !(d[3 * k + 2] >= 1) || d[3 * k + 2] > (double) frame_bytes) return "bad frame";
+  }
+  nr_unit_t *chunk = nr->units[id / NR_UNIT_CHUNK];
+  if (chunk == NULL) {
+    chunk = calloc(NR_UNIT_CHUNK, sizeof(nr_unit_t));
+    if (chunk == NULL) return "out of memory";
+    __atomic_store_n(&nr->units[id / NR_UNIT_CHUNK], chunk, __ATOMIC_RELEASE);
+  }
+  nr_unit_t *u = &chunk[id % NR_UNIT_CHUNK];
+  if (__atomic_load_n(&u->state, __ATOMIC_SEQ_CST) != NR_EMPTY) return NULL;  // registered already; units never change
+  free(u->off); free(u->comp); free(u->raw);  // (NULL unless a retire could not free them)
+  u->off = malloc(sizeof(uint64_t) * (frames ? frames : 1));
+  u->comp = malloc(sizeof(uint32_t) * (frames ? frames : 1));
+  u->raw = malloc(sizeof(uint32_t) * (frames ? frames : 1));
+  if (u->off == NULL || u->comp == NULL || u->raw == NULL) {
+    free(u->off); free(u->comp); free(u->raw);
+    u->off = NULL; u->comp = u->raw = NULL;
+    return "out of memory";
+  }
+  for (uint32_t k = 0; k < frames; k++) {
+    u->off[k] = (uint64_t) d[3 * k];
+    u->comp[k] = (uint32_t) d[3 * k + 1];
+    u->raw[k] = (uint32_t) d[3 * k + 2];
+  }
+  u->frames = frames;
+  u->frame_bytes = frame_bytes;
+  u->fd = fd;
+  __atomic_store_n(&u->accessed, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // published last
+  return NULL;
+}
+
+int nr_retire (nr_t *nr, uint32_t id) {
+  int held = 0;
+  if (!nr->freed && id < (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) {
+    nr_unit_t *chunk = nr->units[id / NR_UNIT_CHUNK];
+    nr_unit_t *u = chunk ? &chunk[id % NR_UNIT_CHUNK] : NULL;
+    if (u != NULL && __atomic_exchange_n(&u->accessed, 0, __ATOMIC_RELAXED)) {
+      held = -1;
+    } else if (u != NULL && __atomic_load_n(&u->state, __ATOMIC_SEQ_CST) == NR_LIVE) {
+      __atomic_store_n(&u->state, NR_RETIRING, __ATOMIC_SEQ_CST);
+      held = __atomic_load_n(&u->refs, __ATOMIC_SEQ_CST);
+      if (held == 0) {
+        free(u->off); free(u->comp); free(u->raw);
+        u->off = NULL; u->comp = u->raw = NULL;
+        u->frames = 0;
+        u->fd = 0;
+        __atomic_store_n(&u->state, NR_EMPTY, __ATOMIC_SEQ_CST);
+      } else {
+        __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // in use: stays, ask again later
+      }
+    }
+  }
+  return held;
+}
+
+const char *nr_file (nr_t *nr, uint64_t fh, uint64_t size, const double *d, size_t count) {
+  if (nr->closed) return NULL;
+  if ((d == NULL && count != 0) || count % 4 != 0 || count / 4 > 0xffffffffULL) return "bad file";
+  uint32_t n = (uint32_t) (count / 4);
+  double prev_end = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    const double *x = d + 4 * k;
+    if (!(x[0] >= prev_end) || !(x[1] >= 1) || x[0] + x[1] > (double) size + 4096 || !(x[3] >= 0) ||
+        !((x[2] >= 0 && x[2] < (double) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) || x[2] == (double) NR_DEFERRED)) return "bad extent";
+    prev_end = x[0] + x[1];
+  }
+  nr_file_t *f = calloc(1, sizeof(nr_file_t));
+  if (f == NULL) return "out of memory";
+  f->ext = malloc(sizeof(nr_ext_t) * (n ? n : 1));
+  if (f->ext == NULL) { free(f); return "out of memory"; }
+  for (uint32_t k = 0; k < n; k++) {
+    f->ext[k].file_off = (uint64_t) d[4 * k];
+    f->ext[k].len = (uint64_t) d[4 * k + 1];
+    f->ext[k].unit = (uint32_t) d[4 * k + 2];
+    f->ext[k].unit_off = (uint64_t) d[4 * k + 3];
+  }
+  f->n = n;
+  f->fh = fh;
+  f->size = size;
+  pthread_mutex_lock(&nr->fmu);
+  nr_file_t **pp = &nr->files[f->fh % NR_FILE_BUCKETS];
+  while (*pp != NULL && (*pp)->fh != f->fh) pp = &(*pp)->next;
+  nr_file_t *old = *pp;
+  if (old != NULL) { f->next = old->next; *pp = f; } else { f->next = NULL; *pp = f; }
+  pthread_mutex_unlock(&nr->fmu);
+  if (old != NULL) { free(old->ext); free(old); }
+  return NULL;
+}
+
+void nr_release (nr_t *nr, uint64_t fh) {
+  pthread_mutex_lock(&nr->fmu);
+  nr_file_t **pp = &nr->files[fh % NR_FILE_BUCKETS];
+  while (*pp != NULL && (*pp)->fh != fh) pp = &(*pp)->next;
+  nr_file_t *f = *pp;
+  if (f != NULL) *pp = f->next;
+  pthread_mutex_unlock(&nr->fmu);
+  if (f != NULL) { free(f->ext); free(f); }
+}
+
+void nr_info (nr_t *nr, nr_info_t *out) {
+  out->served = __atomic_load_n(&nr->served, __ATOMIC_RELAXED);
+  out->fallbacks = __atomic_load_n(&nr->fallbacks, __ATOMIC_RELAXED);
+  pthread_mutex_lock(&nr->cmu);
+  out->hits = nr->hits;
+  out->misses = nr->misses;
+  out->shared_loads = nr->shared_loads;
+  out->cached_bytes = nr->bytes;
+  pthread_mutex_unlock(&nr->cmu);
+}
+
+int nr_close (nr_t *nr) {
+  int active = 0;
+  if (!nr->freed) {
+    __atomic_store_n(&nr->closed, 1, __ATOMIC_SEQ_CST);
+    active = __atomic_load_n(&nr->active, __ATOMIC_SEQ_CST);
+    if (active == 0) {
+      nr->freed = 1;
+      pthread_mutex_lock(&nr->cmu);
+      nr_evict_to(nr, 0);
+      nr_spare_free(nr);
+      pthread_mutex_unlock(&nr->cmu);
+      pthread_mutex_lock(&nr->fmu);
+      for (int b = 0; b < NR_FILE_BUCKETS; b++) {
+        while (nr->files[b] != NULL) { nr_file_t *f = nr->files[b]; nr->files[b] = f->next; free(f->ext); free(f); }
+      }
+      pthread_mutex_unlock(&nr->fmu);
+      for (int c = 0; c < NR_UNIT_CHUNKS; c++) {
+        nr_unit_t *chunk = nr->units[c];
+        if (chunk == NULL) continue;
+        __atomic_store_n(&nr->units[c], NULL, __ATOMIC_RELEASE);
+        for (int k = 0; k < NR_UNIT_CHUNK; k++) { free(chunk[k].off); free(chunk[k].comp); free(chunk[k].raw); }
+        free(chunk);
+      }
+    }
+  }
+  return active;
+}
+
+void nr_free (nr_t *nr) {
+  if (nr == NULL) return;
+  pthread_mutex_destroy(&nr->fmu);
+  pthread_mutex_destroy(&nr->cmu);
+  pthread_cond_destroy(&nr->loaded);
+  free(nr);
+}
+
+void nr_set_test_load_delay_us (nr_t *nr, uint32_t us) {
+  __atomic_store_n(&nr->test_delay_us, us, __ATOMIC_RELAXED);
+}

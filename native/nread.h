@@ -1,0 +1,64 @@
+/*
+ * nread: bfs's native read path (see native-notes/native-addon.md, "The native read path").
+ *
+ * Plain C: no N-API, no libfuse. A read of a file handle whose extents and units the
+ * JavaScript side registered is served on the calling thread (a libfuse worker, through
+ * the hook table of native/fuse_hooks.h): pread of the compressed frame from the unit
+ * file, zstd decompression (which checks the frame's content checksum), copy out, with a
+ * byte-bounded LRU of decompressed frames. Anything it cannot serve (a handle or unit not
+ * registered, a deferred extent, an I/O error, a corrupt frame) returns -1 and the read is
+ * served in JavaScript, which reports the error.
+ *
+ * Threads: nr_read runs on any number of threads at once. Every other call is made by one
+ * control thread at a time (the JavaScript main thread), as the N-API glue does.
+ */
+#ifndef BFS_NREAD_H
+#define BFS_NREAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nr_s nr_t;
+
+/* Unit ids are < NR_MAX_UNITS (chunks of 1024 slots, 4096 chunks). */
+#define NR_MAX_UNITS (1024u * 4096u)
+/* Unit id of an extent the native path never serves (JavaScript does). */
+#define NR_DEFERRED 0xFFFFFFFFu
+
+typedef struct {
+  uint64_t served, fallbacks, hits, misses, cached_bytes;
+  uint64_t shared_loads; /* misses that waited for another thread's load of the same frame */
+} nr_info_t;
+
+/* A new read path with a frame cache of max_bytes; NULL without memory. Never freed while
+ * any thread may still call nr_read on it (see nr_free). */
+nr_t *nr_new(uint64_t max_bytes);
+/* Changes the frame cache's bound (evicting down to it). */
+void nr_set_cache(nr_t *nr, uint64_t max_bytes);
+/* Unit `id` is readable through `fd`; each frame but the last holds frame_bytes raw bytes;
+ * frames: [file offset, compressed bytes, raw bytes] per frame. NULL on success (also when
+ * the id is registered already: units never change), else why it was refused. */
+const char *nr_unit(nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *frames, size_t count);
+/* Unregisters unit `id` unless a read holds it: 0 (its fd may be closed now), the number of
+ * reads holding it, or -1 when it was read since the last call (kept once, mark cleared). */
+int nr_retire(nr_t *nr, uint32_t id);
+/* Handle fh is a file of `size` bytes: [file offset, length, unit id, unit offset] per
+ * extent, in file order; gaps read as zeros. Replaces an earlier registration of fh. */
+const char *nr_file(nr_t *nr, uint64_t fh, uint64_t size, const double *extents, size_t count);
+/* Forgets handle fh (the kernel sends no read of it after its release). */
+void nr_release(nr_t *nr, uint64_t fh);
+/* Bytes read into buf (0 at the end of the file), or -1: let JavaScript serve this read. */
+int nr_read(nr_t *nr, uint64_t fh, char *buf, size_t len, int64_t offset);
+void nr_info(nr_t *nr, nr_info_t *out);
+/* Stops the path (later reads return -1) and returns the reads still in progress; when
+ * there are none it frees the tables (unit fds may be closed then). Never waits. */
+int nr_close(nr_t *nr);
+/* Frees nr itself: only once nr_close returned 0 and no thread can call nr_read on it any
+ * more (the tests; a mount never frees its read path). */
+void nr_free(nr_t *nr);
+
+/* Tests only: every load sleeps this long before it reads, so that concurrent misses of the
+ * same frame meet it. */
+void nr_set_test_load_delay_us(nr_t *nr, uint32_t us);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * The stat cache the mount answers getattr (and "no xattrs") from on the libfuse threads,
+ * without a hop to the event loop: path -> struct stat, filled from the stats JavaScript
+ * answers readdir (and getattr) with. Moved here from the fuse-native patch (patch 3's
+ * fn_cache_*), same tables and locking; see native-notes/native-addon.md, "The stat cache".
+ *
+ * Only for immutable trees (bfs generations; the binding takes hooks only on read-only
+ * mounts): nothing is ever invalidated, entries go only when the table is full.
+ */
+#ifndef BFS_STATCACHE_H
+#define BFS_STATCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+typedef struct sc_s sc_t;
+
+typedef struct {
+  uint64_t entries, hits, misses, inserts;
+} sc_info_t;
+
+/* Flags of an entry (fuse_hooks.h: FUSE_NATIVE_STAT_NO_XATTRS / _NO_CACHE). */
+#define SC_NO_XATTRS 1u
+#define SC_NO_CACHE 2u
+
+/* A cache of at most max_entries (two generations of max_entries / 2: see statcache.c).
+ * getattr: also keep the stats JavaScript's getattr answers with (not only readdir's). */
+sc_t *sc_new(size_t max_entries, int getattr);
+/* 1 and *st / *flags (either may be NULL) filled when path is cached, else 0. count: add
+ * to hits / misses. Any thread. */
+int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int count);
+/* A stat JavaScript answered with: dir + "/" + name (readdir), or, with dir NULL, the path
+ * `name` (getattr: kept only if the cache was made with getattr). Entries flagged
+ * SC_NO_CACHE, without a type (st_mode 0), and "." / ".." are not kept. The calling thread
+ * holds the write lock from a readdir reply's first kept entry until a call with name NULL
+ * (the reply's end): one lock per reply. Only ever one calling thread (the JS thread). */
+void sc_seen(sc_t *c, const char *dir, const char *name, size_t name_len, const struct stat *st, uint32_t flags);
+void sc_info(sc_t *c, sc_info_t *out);
+/* Drops every entry (the table itself stays usable). */
+void sc_clear(sc_t *c);
+/* Frees c: only when no thread can use it any more (tests). */
+void sc_free(sc_t *c);
+
+#endif
