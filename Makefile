@@ -1,6 +1,8 @@
 # bfs — everything a fresh Debian machine needs is installed by these targets.
 SHELL := /bin/bash
-APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd
+# librust-blake3-dev: BLAKE3's official C sources, compiled into the addon (native/blake3-dir.sh);
+# b3sum: the Rust BLAKE3 tool, the tests' independent oracle for it.
+APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd librust-blake3-dev b3sum
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.
@@ -12,24 +14,30 @@ export npm_config_nodedir := $(NODEDIR)
 all: build
 
 # System packages (FUSE helper and libfuse2, getfattr/setfattr for the tests) and npm packages.
-deps: node_modules/.bfs-deps
+deps: node_modules/.bfs-deps node_modules/.bfs-apt
 
-node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6.patch
+# Its own stamp, remade when this Makefile (APT_PKGS) changes, so that a checkout built before
+# a package joined the list gets it without reinstalling the npm packages.
+node_modules/.bfs-apt: Makefile
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@mkdir -p node_modules && touch $@
+
+node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6.patch | node_modules/.bfs-apt
 	@# a changed patch cannot apply over the previously patched copy: let npm fetch it afresh
 	rm -rf node_modules/fuse-native
 	npm install --no-audit --no-fund
 	@touch $@
 
-# native/binding.gyp builds bfs_native.node and fuse-native's patched binding, fuse.node
-# (fuse-native.c, patched by `make deps`, against the system libfuse); fuse-native loads
-# the latter from its own build/Release/, so it is copied there (again after every
-# reinstall of fuse-native).
-native/build/Release/bfs_native.node native/build/Release/fuse.node &: $(wildcard native/*.c native/*.h) native/binding.gyp node_modules/.bfs-deps
+# native/binding.gyp builds bfs_native.node (with BLAKE3 from Debian's librust-blake3-dev,
+# found by blake3-dir.sh) and fuse-native's patched binding, fuse.node (fuse-native.c,
+# patched by `make deps`, against the system libfuse); fuse-native loads the latter from its
+# own build/Release/, so it is copied there (again after every reinstall of fuse-native).
+native/build/Release/bfs_native.node native/build/Release/fuse.node &: $(wildcard native/*.c native/*.h) native/binding.gyp native/blake3-dir.sh node_modules/.bfs-deps node_modules/.bfs-apt
+	@sh native/blake3-dir.sh >/dev/null
 	cd native && ../node_modules/.bin/node-gyp rebuild $(if $(NODEDIR),--nodedir=$(NODEDIR)) >/dev/null
 
 node_modules/fuse-native/build/Release/fuse.node: native/build/Release/fuse.node

@@ -21,6 +21,9 @@
  *                 symlink it did not create (constants: atConstants)
  *   fadvise       posix_fadvise
  *   flock         flock(LOCK_EX | LOCK_SH | LOCK_UN, always with LOCK_NB)
+ *   blake3Into, blake3HasherNew / Update / Final / Reset
+ *                 BLAKE3 (plain and keyed) with BLAKE3's official C implementation
+ *                 (Debian's librust-blake3-dev, compiled in by binding.gyp)
  *
  * Every call is synchronous. Paths are accepted as JS strings (UTF-8 encoded)
  * or as Buffers/Uint8Arrays (raw bytes, used as they are). Failed system calls
@@ -34,6 +37,8 @@
  * src/native/index.ts; keep the two in step.
  */
 #include <node_api.h>
+
+#include "blake3.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -1627,6 +1632,162 @@ static napi_value js_xxh64_into(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- BLAKE3 -------------------------------------------------------------- */
+
+/*
+ * The official C implementation (blake3.c + runtime SIMD dispatch). Outputs are 1 … 65536
+ * bytes (the extended output; 32 is the standard digest); a key is exactly 32 bytes, or
+ * null/undefined for the plain hash.
+ */
+#define BLAKE3_MAX_OUT 65536
+
+/* Tags the externals blake3HasherNew returns, so that no other external passes for one. */
+static const napi_type_tag BLAKE3_HASHER_TAG = {0x62667362336861ULL, 0x7368657231ULL};
+
+/* key argument: null/undefined = plain hash (returns 1, *key NULL); a 32-byte Buffer = keyed. */
+static int get_blake3_key_arg(napi_env env, napi_value v, const uint8_t **key) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) == napi_ok && (t == napi_null || t == napi_undefined)) {
+    *key = NULL;
+    return 1;
+  }
+  void *data;
+  size_t len;
+  if (!get_bytes_arg(env, v, "key", &data, &len)) return 0;
+  if (len != BLAKE3_KEY_LEN) {
+    throw_range(env, "blake3: a key is exactly 32 bytes");
+    return 0;
+  }
+  *key = data;
+  return 1;
+}
+
+/* A byte range [offset, offset+length) of a Buffer argument, checked against its size. */
+static int get_range_args(napi_env env, napi_value buf, napi_value off, napi_value len, const char *what,
+                          uint8_t **data, size_t *start, size_t *count) {
+  void *p;
+  size_t size;
+  double o, n;
+  if (!get_bytes_arg(env, buf, what, &p, &size) ||
+      !get_integer_arg(env, off, "offset", 0, MAX_SAFE_INTEGER, &o) ||
+      !get_integer_arg(env, len, "length", 0, MAX_SAFE_INTEGER, &n))
+    return 0;
+  if (o + n > (double)size) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "blake3: %s range [%.0f, %.0f) is outside its %zu bytes", what, o, o + n, size);
+    throw_range(env, msg);
+    return 0;
+  }
+  *data = p;
+  *start = (size_t)o;
+  *count = (size_t)n;
+  return 1;
+}
+
+static int get_out_range_args(napi_env env, napi_value buf, napi_value off, napi_value len,
+                              uint8_t **out, size_t *out_len) {
+  uint8_t *p;
+  size_t start, count;
+  if (!get_range_args(env, buf, off, len, "out", &p, &start, &count)) return 0;
+  if (count < 1 || count > BLAKE3_MAX_OUT) {
+    throw_range(env, "blake3: the output length must be 1 ... 65536 bytes");
+    return 0;
+  }
+  *out = p + start;
+  *out_len = count;
+  return 1;
+}
+
+/* blake3Into(src, srcOffset, srcLength, key|null, out, outOffset, outLength) */
+static napi_value js_blake3_into(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 7);
+  uint8_t *src, *out;
+  size_t src_start, src_len, out_len;
+  const uint8_t *key;
+  if (!get_range_args(env, argv[0], argv[1], argv[2], "src", &src, &src_start, &src_len) ||
+      !get_blake3_key_arg(env, argv[3], &key) ||
+      !get_out_range_args(env, argv[4], argv[5], argv[6], &out, &out_len))
+    return NULL;
+  blake3_hasher h;
+  if (key) blake3_hasher_init_keyed(&h, key);
+  else blake3_hasher_init(&h);
+  blake3_hasher_update(&h, src + src_start, src_len);
+  blake3_hasher_finalize(&h, out, out_len);
+  return NULL;
+}
+
+static void blake3_hasher_free(napi_env env, void *data, void *hint) {
+  free(data);
+}
+
+/* blake3HasherNew(key|null): an opaque incremental hasher (freed with its JS object). */
+static napi_value js_blake3_hasher_new(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  const uint8_t *key;
+  if (!get_blake3_key_arg(env, argv[0], &key)) return NULL;
+  blake3_hasher *h = malloc(sizeof *h);
+  if (!h) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  if (key) blake3_hasher_init_keyed(h, key);
+  else blake3_hasher_init(h);
+  napi_value ext;
+  if (napi_create_external(env, h, blake3_hasher_free, NULL, &ext) != napi_ok) {
+    free(h);
+    throw_napi_failure(env, "napi_create_external");
+    return NULL;
+  }
+  if (napi_type_tag_object(env, ext, &BLAKE3_HASHER_TAG) != napi_ok) {
+    throw_napi_failure(env, "napi_type_tag_object");
+    return NULL;
+  }
+  return ext;
+}
+
+static blake3_hasher *get_blake3_hasher_arg(napi_env env, napi_value v) {
+  napi_valuetype t;
+  bool tagged = false;
+  void *data = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
+      napi_check_object_type_tag(env, v, &BLAKE3_HASHER_TAG, &tagged) != napi_ok || !tagged ||
+      napi_get_value_external(env, v, &data) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"hasher\" argument must be a hasher from blake3HasherNew");
+    return NULL;
+  }
+  return data;
+}
+
+/* blake3HasherUpdate(hasher, src, srcOffset, srcLength) */
+static napi_value js_blake3_hasher_update(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  blake3_hasher *h = get_blake3_hasher_arg(env, argv[0]);
+  uint8_t *src;
+  size_t start, len;
+  if (!h || !get_range_args(env, argv[1], argv[2], argv[3], "src", &src, &start, &len)) return NULL;
+  blake3_hasher_update(h, src + start, len);
+  return NULL;
+}
+
+/* blake3HasherFinal(hasher, out, outOffset, outLength): the digest so far (the hasher may go on). */
+static napi_value js_blake3_hasher_final(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  blake3_hasher *h = get_blake3_hasher_arg(env, argv[0]);
+  uint8_t *out;
+  size_t out_len;
+  if (!h || !get_out_range_args(env, argv[1], argv[2], argv[3], &out, &out_len)) return NULL;
+  blake3_hasher_finalize(h, out, out_len);
+  return NULL;
+}
+
+/* blake3HasherReset(hasher): back to no input, same key. */
+static napi_value js_blake3_hasher_reset(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 1);
+  blake3_hasher *h = get_blake3_hasher_arg(env, argv[0]);
+  if (h) blake3_hasher_reset(h);
+  return NULL;
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 /* fastpath_napi.c: the native read path and the fuse-native hook table */
@@ -1637,6 +1798,8 @@ NAPI_MODULE_INIT() {
   if (napi_create_uint32(env, STAT_FIELDS, &stat_fields) != napi_ok) return NULL;
   napi_value at_constants = make_at_constants(env);
   if (!at_constants) return NULL;
+  napi_value blake3_version_v;
+  if (napi_create_string_utf8(env, blake3_version(), NAPI_AUTO_LENGTH, &blake3_version_v) != napi_ok) return NULL;
   napi_property_descriptor props[] = {
     {"scanDirPacked", NULL, js_scan_dir_packed, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lstatRecord", NULL, js_lstat_record, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1673,6 +1836,12 @@ NAPI_MODULE_INIT() {
     {"futimens", NULL, js_futimens, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fsetxattr", NULL, js_fsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setxattrat", NULL, js_setxattrat, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3Into", NULL, js_blake3_into, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3HasherNew", NULL, js_blake3_hasher_new, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3HasherUpdate", NULL, js_blake3_hasher_update, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3HasherFinal", NULL, js_blake3_hasher_final, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3HasherReset", NULL, js_blake3_hasher_reset, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"blake3Version", NULL, NULL, NULL, NULL, blake3_version_v, napi_enumerable, NULL},
     {"atConstants", NULL, NULL, NULL, NULL, at_constants, napi_enumerable, NULL},
     {"STAT_FIELDS", NULL, NULL, NULL, NULL, stat_fields, napi_enumerable, NULL},
   };

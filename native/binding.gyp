@@ -1,5 +1,48 @@
 {
+  "variables": {
+    # BLAKE3's official C implementation from Debian's librust-blake3-dev, through the symlink
+    # blake3-src that blake3-dir.sh points at the newest installed version (it fails with one
+    # line when the package is missing). The command runs when gyp reads this file.
+    "blake3_found": "<!(sh ./blake3-dir.sh)",
+    "blake3_dir": "blake3-src"
+  },
   "targets": [
+    {
+      # Upstream sources, compiled as they are (their own warnings are not ours to fix).
+      "target_name": "blake3",
+      "type": "static_library",
+      "sources": [
+        "<(blake3_dir)/blake3.c",
+        "<(blake3_dir)/blake3_dispatch.c",
+        "<(blake3_dir)/blake3_portable.c"
+      ],
+      "cflags": ["-fPIC"],
+      "cflags_c": ["-std=gnu11"],
+      "direct_dependent_settings": {
+        "include_dirs": ["<(blake3_dir)"]
+      },
+      "conditions": [
+        # x86-64 Linux: the SIMD kernels as upstream's unix assembly, chosen at run time by
+        # blake3_dispatch.c (SSE2, SSE4.1, AVX2, AVX-512).
+        ["target_arch=='x64' and OS=='linux'", {
+          "sources": [
+            "<(blake3_dir)/blake3_sse2_x86-64_unix.S",
+            "<(blake3_dir)/blake3_sse41_x86-64_unix.S",
+            "<(blake3_dir)/blake3_avx2_x86-64_unix.S",
+            "<(blake3_dir)/blake3_avx512_x86-64_unix.S"
+          ]
+        }, {
+          # anything else: the portable C code only
+          "defines": ["BLAKE3_NO_SSE2", "BLAKE3_NO_SSE41", "BLAKE3_NO_AVX2", "BLAKE3_NO_AVX512", "BLAKE3_USE_NEON=0"]
+        }]
+      ],
+      "configurations": {
+        "Release": {
+          "cflags!": ["-O3"],
+          "cflags": ["-O3"]
+        }
+      }
+    },
     {
       # The native read path, the stat cache and the hook table: node-gyp's Release default
       # -O3, as the fuse-native binding this code came from was built (bfs_native's POSIX
@@ -14,7 +57,7 @@
     {
       "target_name": "bfs_native",
       "sources": ["bfs_native.c", "fastpath_napi.c"],
-      "dependencies": ["fastpath"],
+      "dependencies": ["fastpath", "blake3"],
       "libraries": ["-lzstd", "-lpthread"],
       "defines": [
         "_GNU_SOURCE",

@@ -295,6 +295,33 @@ describe('recovery removes only what a crashed writer can have left (item 4)', (
 })
 
 describe('a damaged config does not take the repository down', () => {
+  it('a config of a later format is refused (exit 6), never taken for damage; one flipped version byte is damage', async () => {
+    const dir = path.join(work, 'newer')
+    const repo = path.join(dir, 'repo')
+    const src = path.join(dir, 'src')
+    fs.mkdirSync(src, { recursive: true })
+    fs.writeFileSync(path.join(src, 'f.txt'), 'data\n')
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    await backup(src, repo)
+    const v1 = fs.readFileSync(path.join(repo, 'config'))
+    // a later bfs's repository: both copies carry envelope version 2 (payload checksum intact)
+    const v2 = Buffer.from(v1)
+    v2.writeUInt16LE(2, 8)
+    fs.writeFileSync(path.join(repo, 'config'), v2)
+    fs.writeFileSync(path.join(repo, 'config-copy'), v2)
+    for (const args of [['generations'], ['backup', src], ['cat', 'gen1:f.txt']]) {
+      const r = await bfs(args, { repo })
+      expect(r.code, args.join(' ')).toBe(6)
+      expect(r.stderr).toBe(`bfs: ${repo} is a bfs repository of format 2; this bfs reads format 1: use a newer bfs\n`)
+    }
+    expect(fs.readdirSync(path.join(repo, 'manifests'))).toEqual(['gen-00000001'])
+    // only config says 2, its copy says 1: a flipped byte, repaired from the copy as before
+    fs.writeFileSync(path.join(repo, 'config-copy'), v1)
+    const g = await bfs(['generations'], { repo })
+    expect(g.code).toBe(0)
+    expect(g.stderr).toMatch(/format version 2 is not supported .*; using its copy/)
+  })
+
   it('falls back to config-copy with a warning; verify reports it and says how to repair', async () => {
     const { repo, src, src1 } = await threeGenerations('config')
     expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(fs.readFileSync(path.join(repo, 'config')))).toBe(true)

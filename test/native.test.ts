@@ -11,10 +11,11 @@
  * dataRegions, setTimes) also run on every other passing candidate on a
  * different filesystem, e.g. the tmpfs at /dev/shm.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -72,6 +73,11 @@ import {
   scanDir,
   setTimes,
   setXattr,
+  BLAKE3_OUT_BYTES,
+  Blake3Hasher,
+  blake3,
+  blake3Into,
+  blake3Version,
 } from '../src/native/index.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -1250,6 +1256,122 @@ describe('flock', () => {
       killGroup()
       fs.closeSync(fd)
     }
+  })
+})
+
+describe('BLAKE3 (the official C implementation from librust-blake3-dev)', () => {
+  // BLAKE3's own test vectors (test_vectors/test_vectors.json of github.com/BLAKE3-team/BLAKE3,
+  // copied unchanged): input byte i is i % 251; each output is 131 bytes of extended output,
+  // whose first 32 bytes are the standard digest.
+  const VECTORS = JSON.parse(fs.readFileSync(path.join(HERE, 'fixtures/blake3-test-vectors.json'), 'utf8')) as {
+    key: string
+    cases: Array<{ input_len: number; hash: string; keyed_hash: string }>
+  }
+  const KEY = Buffer.from(VECTORS.key, 'ascii')
+  const input = (n: number): Buffer => {
+    const b = Buffer.alloc(n)
+    for (let i = 0; i < n; i++) b[i] = i % 251
+    return b
+  }
+
+  it('reports the version of the sources it was built from', () => {
+    expect(blake3Version()).toMatch(/^\d+\.\d+\.\d+$/)
+  })
+
+  it('matches every official vector: plain and keyed, standard digest and extended output', () => {
+    expect(VECTORS.key).toBe('whats the Elvish word for friend')
+    expect(VECTORS.cases.length).toBeGreaterThanOrEqual(35)
+    for (const c of VECTORS.cases) {
+      const data = input(c.input_len)
+      const xof = c.hash.length / 2
+      expect(blake3(data).toString('hex'), `hash(${c.input_len})`).toBe(c.hash.slice(0, 64))
+      expect(blake3(data, null, xof).toString('hex'), `hash xof(${c.input_len})`).toBe(c.hash)
+      expect(blake3(data, KEY).toString('hex'), `keyed(${c.input_len})`).toBe(c.keyed_hash.slice(0, 64))
+      expect(blake3(data, KEY, xof).toString('hex'), `keyed xof(${c.input_len})`).toBe(c.keyed_hash)
+    }
+    // the empty input's digest, as published in the BLAKE3 paper and README
+    expect(blake3(Buffer.alloc(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262')
+  })
+
+  it('the incremental hasher gives the one-shot result for any split, and goes on after a digest', () => {
+    for (const c of VECTORS.cases) {
+      const data = input(c.input_len)
+      for (const step of [1, 63, 64, 65, 1000, 1024, 4096]) {
+        if (step === 1 && c.input_len > 8193) continue // slow in JS, and nothing new
+        const h = new Blake3Hasher(KEY)
+        for (let o = 0; o < data.length; o += step) h.update(data, o, Math.min(step, data.length - o))
+        expect(h.digest().toString('hex'), `keyed(${c.input_len}) in steps of ${step}`).toBe(c.keyed_hash.slice(0, 64))
+      }
+      const p = new Blake3Hasher()
+      p.update(data.subarray(0, c.input_len >> 1))
+      p.digest() // does not end the input
+      p.update(data.subarray(c.input_len >> 1))
+      expect(p.digest(c.hash.length / 2).toString('hex')).toBe(c.hash)
+      expect(p.reset().update(data).digest().toString('hex')).toBe(c.hash.slice(0, 64))
+    }
+  })
+
+  it('hashes a range of a buffer into a range of another', () => {
+    const data = input(5000)
+    const big = Buffer.concat([Buffer.alloc(7, 0xee), data, Buffer.alloc(9, 0xdd)])
+    const out = Buffer.alloc(40, 0xaa)
+    blake3Into(big, 7, 5000, KEY, out, 4, 32)
+    expect(out.subarray(4, 36).equals(blake3(data, KEY))).toBe(true)
+    expect(out.subarray(0, 4).equals(Buffer.alloc(4, 0xaa))).toBe(true)
+    expect(out.subarray(36).equals(Buffer.alloc(4, 0xaa))).toBe(true)
+    const d = Buffer.alloc(32)
+    new Blake3Hasher().update(big, 7, 5000).digestInto(d, 0)
+    expect(d.equals(blake3(data))).toBe(true)
+    expect(BLAKE3_OUT_BYTES).toBe(32)
+  })
+
+  it('agrees with b3sum (the Rust implementation) on large and odd-sized inputs, plain and keyed', async () => {
+    const dir = freshDir()
+    const key = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff))
+    const b3 = (args: string[], stdin?: Buffer): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const child = execFile('b3sum', ['--no-names', ...args], { encoding: 'buffer', maxBuffer: 1 << 20 }, (err, stdout) =>
+          err ? reject(err) : resolve(stdout.toString().trim()),
+        )
+        // b3sum reads stdin only for --keyed (the key); a write after it exited is EPIPE, not a failure
+        child.stdin!.on('error', () => {})
+        child.stdin!.end(stdin ?? Buffer.alloc(0))
+      })
+    let seed = 12345
+    for (const size of [0, 1, 1025, 65536, 65537, 1_000_003, 16 * 1024 * 1024 + 17]) {
+      const data = Buffer.alloc(size)
+      for (let i = 0; i < size; i++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+        data[i] = seed >>> 24
+      }
+      const f = path.join(dir, `in-${size}`)
+      fs.writeFileSync(f, data)
+      expect(blake3(data).toString('hex'), `plain ${size}`).toBe(await b3([f]))
+      expect(blake3(data, key).toString('hex'), `keyed ${size}`).toBe(await b3(['--keyed', f], key))
+      expect(blake3(data, null, 100).toString('hex'), `xof ${size}`).toBe(await b3(['--length', '100', f]))
+      // large inputs through the incremental hasher in 1 MiB pieces, as a file would be fed
+      const h = new Blake3Hasher(key)
+      for (let o = 0; o < size; o += 1 << 20) h.update(data, o, Math.min(1 << 20, size - o))
+      expect(h.digest().toString('hex'), `keyed incremental ${size}`).toBe(await b3(['--keyed', f], key))
+      fs.rmSync(f)
+    }
+  })
+
+  it('rejects a key that is not 32 bytes, ranges outside the buffers and a foreign hasher', () => {
+    const b = Buffer.alloc(10)
+    expectArgError(() => blake3(b, Buffer.alloc(31)), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3(b, Buffer.alloc(33)), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => new Blake3Hasher(Buffer.alloc(16)), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3(b, 'k' as unknown as Buffer), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+    expectArgError(() => blake3Into(b, 5, 6, null, Buffer.alloc(32), 0, 32), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3Into(b, 0, 10, null, Buffer.alloc(32), 1, 32), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3Into(b, 0, 10, null, Buffer.alloc(32), 0, 0), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3(b, null, 65537), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => blake3Into(b, -1, 1, null, Buffer.alloc(32), 0, 32), 'RangeError', 'ERR_OUT_OF_RANGE')
+    expectArgError(() => new Blake3Hasher().update(b, 3, 8), 'RangeError', 'ERR_OUT_OF_RANGE')
+    const raw = createRequire(import.meta.url)(ADDON) as { blake3HasherUpdate: (h: unknown, b: Buffer, o: number, l: number) => void }
+    expectArgError(() => raw.blake3HasherUpdate({}, b, 0, 1), 'TypeError', 'ERR_INVALID_ARG_TYPE')
+    expectArgError(() => raw.blake3HasherUpdate(null, b, 0, 1), 'TypeError', 'ERR_INVALID_ARG_TYPE')
   })
 })
 

@@ -6,6 +6,8 @@ export type FormatErrorCode =
   | 'BAD_CHECKSUM'
   | 'BAD_VALUE'
   | 'TRAILING_BYTES'
+  /** Well-formed, but needs a feature this bfs does not have (format 2 incompat features). */
+  | 'UNSUPPORTED_FEATURE'
 
 /** Raised by every decoder in format/: the bytes are not what the spec says. */
 export class FormatError extends Error {

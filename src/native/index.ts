@@ -104,6 +104,13 @@ interface Addon {
   detach(fd: number): void
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
   xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
+  blake3Into(src: Uint8Array, srcOffset: number, srcLength: number, key: Uint8Array | null, out: Uint8Array, outOffset: number, outLength: number): void
+  blake3HasherNew(key: Uint8Array | null): Blake3Handle
+  blake3HasherUpdate(hasher: Blake3Handle, src: Uint8Array, srcOffset: number, srcLength: number): void
+  blake3HasherFinal(hasher: Blake3Handle, out: Uint8Array, outOffset: number, outLength: number): void
+  blake3HasherReset(hasher: Blake3Handle): void
+  /** The version of the BLAKE3 C sources compiled in (`blake3_version()`), e.g. `'1.3.1'`. */
+  blake3Version: string
   atConstants: AtConstants
   openat2(dirFd: number, path: PathLike, flags: number, mode: number, resolve: number, quietErrno?: number): number
   openBeneathWalk(dirFd: number, path: PathLike, flags: number, mode: number): number
@@ -150,6 +157,11 @@ export const ADDON_FUNCTIONS = [
   'detach',
   'hashBlocks',
   'xxh64Into',
+  'blake3Into',
+  'blake3HasherNew',
+  'blake3HasherUpdate',
+  'blake3HasherFinal',
+  'blake3HasherReset',
   'openat2',
   'openBeneathWalk',
   'close',
@@ -438,6 +450,88 @@ export function hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: 
 /** XXH64 (seed 0) of the whole of `src`, written as 8 little-endian bytes into `out` at `outOffset`. */
 export function xxh64Into(src: Buffer, out: Buffer, outOffset: number): void {
   addon().xxh64Into(src, out, outOffset)
+}
+
+// ---- BLAKE3 -------------------------------------------------------------------------------
+
+/** An incremental BLAKE3 state held by the addon (freed with the object that holds it). */
+declare const blake3HandleBrand: unique symbol
+type Blake3Handle = { readonly [blake3HandleBrand]: true }
+
+/** Bytes of a BLAKE3 key (keyed mode). */
+export const BLAKE3_KEY_BYTES = 32
+/** Bytes of a standard BLAKE3 digest; longer outputs (up to 65,536 bytes) extend it (XOF). */
+export const BLAKE3_OUT_BYTES = 32
+
+/**
+ * BLAKE3 of `src[srcOffset, srcOffset + srcLength)` written into `out[outOffset, outOffset +
+ * outLength)`: the plain hash when `key` is null, keyed mode (a PRF) with a 32-byte `key`.
+ * `outLength` 32 is the standard digest; 1 … 65,536 bytes are the extended output, of which
+ * the standard digest is a prefix. Runs on the calling thread (BLAKE3's official C code with
+ * its run-time SIMD dispatch: AVX-512, AVX2, SSE4.1, SSE2 or portable). Throws RangeError if
+ * a range falls outside its buffer or the key is not 32 bytes.
+ */
+export function blake3Into(
+  src: Uint8Array,
+  srcOffset: number,
+  srcLength: number,
+  key: Uint8Array | null,
+  out: Uint8Array,
+  outOffset: number,
+  outLength: number = BLAKE3_OUT_BYTES,
+): void {
+  addon().blake3Into(src, srcOffset, srcLength, key, out, outOffset, outLength)
+}
+
+/** BLAKE3 of all of `data` (keyed if `key` is given), `outBytes` long (default 32). */
+export function blake3(data: Uint8Array, key: Uint8Array | null = null, outBytes: number = BLAKE3_OUT_BYTES): Buffer {
+  const out = Buffer.alloc(outBytes)
+  addon().blake3Into(data, 0, data.length, key, out, 0, outBytes)
+  return out
+}
+
+/**
+ * Incremental BLAKE3 for inputs that arrive in pieces or are too large for one buffer:
+ * `update()` any number of times, then `digest()`. The state stays usable after `digest()`
+ * (more `update()`s extend the same input), and `reset()` starts over with the same key.
+ * Feeding the input in any split gives the one-shot {@link blake3} result.
+ */
+export class Blake3Hasher {
+  private readonly handle: Blake3Handle
+
+  /** `key`: 32 bytes for keyed mode; null or omitted for the plain hash. */
+  constructor(key: Uint8Array | null = null) {
+    this.handle = addon().blake3HasherNew(key)
+  }
+
+  /** Adds `data[offset, offset + length)` (default: all of it from `offset`). */
+  update(data: Uint8Array, offset = 0, length: number = data.length - offset): this {
+    addon().blake3HasherUpdate(this.handle, data, offset, length)
+    return this
+  }
+
+  /** The digest of everything added so far, `outBytes` long (1 … 65,536; default 32). */
+  digest(outBytes: number = BLAKE3_OUT_BYTES): Buffer {
+    const out = Buffer.alloc(outBytes)
+    addon().blake3HasherFinal(this.handle, out, 0, outBytes)
+    return out
+  }
+
+  /** Writes the digest so far into `out[outOffset, outOffset + outLength)`. */
+  digestInto(out: Uint8Array, outOffset: number, outLength: number = BLAKE3_OUT_BYTES): void {
+    addon().blake3HasherFinal(this.handle, out, outOffset, outLength)
+  }
+
+  /** Forgets the input; the key stays. */
+  reset(): this {
+    addon().blake3HasherReset(this.handle)
+    return this
+  }
+}
+
+/** The version of BLAKE3's C sources the addon was built from (Debian's librust-blake3-dev). */
+export function blake3Version(): string {
+  return addon().blake3Version
 }
 
 // ---- directory-fd-relative calls ------------------------------------------------------

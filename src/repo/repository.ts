@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { DiskStore } from '../store/disk.js'
-import { decodeEnvelope, encodeEnvelope, FLAG_ZSTD, type EnvelopeKind } from '../format/envelope.js'
+import { decodeEnvelope, encodeEnvelope, ENVELOPE_VERSION, FLAG_ZSTD, type EnvelopeKind } from '../format/envelope.js'
 import { decodeConfig, decodeManifest, encodeManifest, type FileRef, type Manifest, type RepoConfig } from '../format/manifest.js'
 import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
@@ -160,6 +160,12 @@ export class Repository {
     }
     const copy = readConfigFile(store, keys.configCopy)
     if (main.missing && copy.missing) throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
+    // A repository of a later format: config says so, and its copy agrees (or there is none).
+    // Never treated as damage: this bfs would write format 1 into it.
+    const newer = main.newerVersion ?? (main.missing ? copy.newerVersion : undefined)
+    if (newer !== undefined && (copy.newerVersion !== undefined || copy.missing)) {
+      throw new BfsError('NOT_A_REPO', `${abs} is a bfs repository of format ${newer}; this bfs reads format ${ENVELOPE_VERSION}: use a newer bfs`)
+    }
     const cfgPath = store.path(keys.config)
     const copyPath = store.path(keys.configCopy)
     const what = main.missing ? `${cfgPath} is missing` : `${main.problem}`
@@ -426,7 +432,7 @@ export class Repository {
 }
 
 /** config or config-copy: its settings, or that it is missing, or what is wrong with it. */
-function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string } {
+function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string; newerVersion?: number } {
   const what = store.path(key)
   let raw: Buffer
   try {
@@ -440,8 +446,11 @@ function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; m
   try {
     return { config: decodeConfig(decodeEnvelope('config', raw, what).stored, what), missing: false }
   } catch (err) {
-    if (err instanceof FormatError) return { missing: false, problem: err.message }
-    throw err
+    if (!(err instanceof FormatError)) throw err
+    // a config envelope of a later format version (or a flipped version byte: open() tells
+    // them apart by the copy)
+    const newer = err.code === 'BAD_VERSION' && raw.length >= 10 && raw.readUInt16LE(8) > ENVELOPE_VERSION ? raw.readUInt16LE(8) : undefined
+    return { missing: false, problem: err.message, newerVersion: newer }
   }
 }
 

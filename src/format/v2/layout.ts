@@ -1,0 +1,54 @@
+/**
+ * Store keys of a format 2 repository (native-notes/format.md §2.3): the only place they are
+ * spelled. Numbers are 8 digits (revisions 4), zero-padded, so that sorted = numeric.
+ */
+const pad = (n: number, width: number): string => {
+  if (!Number.isSafeInteger(n) || n < 0 || String(n).length > width) throw new RangeError(`${n} does not fit ${width} digits`)
+  return String(n).padStart(width, '0')
+}
+const pad8 = (n: number): string => pad(n, 8)
+
+export const keys2 = {
+  config: 'config',
+  configCopy: 'config-copy',
+  /** The format 1 guard lock (§2.23.1); format 2 never takes or removes it. */
+  guardLock: 'lock',
+  keys: 'keys',
+  keyFile: (keyId: string) => `keys/${keyId}`,
+  runs: 'runs',
+  run: (n: number) => `runs/${pad8(n)}`,
+  manifests: 'manifests',
+  manifest: (gen: number) => `manifests/gen-${pad8(gen)}`,
+  retired: 'retired',
+  retiredManifest: (gen: number, rev: number) => `retired/gen-${pad8(gen)}-r${pad(rev, 4)}`,
+  gens: 'gens',
+  genDir: (n: number) => `gens/${pad8(n)}`,
+  stream: (n: number) => `gens/${pad8(n)}/stream`,
+  unit: (n: number, unit: number) => `gens/${pad8(n)}/unit-${pad8(unit)}`,
+  hashes: (n: number) => `gens/${pad8(n)}/hashes`,
+  pack: (n: number, pack: number) => `gens/${pad8(n)}/pack-${pad8(pack)}`,
+  index: 'index',
+  dedup: (run: number, seq: number) => `index/dedup-${pad8(run)}-${pad(seq, 4)}`,
+  history: 'history',
+  leases: 'leases',
+  lease: (name: string) => `leases/${name}`,
+  locks: 'locks',
+  maintenanceLock: 'locks/maintenance',
+  prune: 'prune',
+  plan: (run: number) => `prune/plan-${pad8(run)}`,
+  groups: 'groups',
+  group: (name: string) => `groups/${name}`,
+  tiers: 'tiers',
+  upgrade: 'upgrade',
+  upgradeManifest: (gen: number) => `upgrade/manifests/gen-${pad8(gen)}`,
+  upgradeRun: (n: number) => `upgrade/runs/${pad8(n)}`,
+  upgradeV1Manifest: (gen: number) => `upgrade/v1/gen-${pad8(gen)}`,
+  tmp: 'tmp',
+} as const
+
+export const RUN_RE = /^(\d{8})$/
+export const MANIFEST2_RE = /^gen-(\d{8})$/
+export const RETIRED_RE = /^gen-(\d{8})-r(\d{4})$/
+export const PACK_RE = /^pack-(\d{8})$/
+export const UNIT2_RE = /^unit-(\d{8})$/
+export const LEASE_RE = /^[0-9a-f]{16}$/
