@@ -14,7 +14,7 @@ import { parseGenRef, Repository } from '../repo/repository.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
-import type { Ctx } from './main.js'
+import type { Ctx } from './context.js'
 import { registerTier } from './tier.js'
 
 /** The summary's consistency line of a volume generation. */

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
+import type { Ctx } from './context.js'
 
 export const EXIT_HELP = `
 Exit status:
@@ -40,13 +41,6 @@ export function checkRepoDir(dir: string): string {
   if (REMOTE_REPO.test(dir)) throw new BfsError('USAGE', `remote repositories are not supported ('${dir}'): give a local directory`)
   if (dir === '') throw new BfsError('USAGE', 'the repository path is empty (--repo or BFS_REPO)')
   return dir
-}
-
-export interface Ctx {
-  repoDir(): string
-  openRepo(): Repository
-  /** Set by a command to choose the exit code. */
-  exitCode: number
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -10,7 +10,7 @@ import { Vfs } from '../vfs/tree.js'
 import { MountBusyError, serveFuse } from '../fuse/adapter.js'
 import { parseMountinfo } from '../os/mountinfo.js'
 import { detach } from '../native/index.js'
-import type { Ctx } from './main.js'
+import type { Ctx } from './context.js'
 import { resolveGen } from './output.js'
 
 /** Parses 64M, 1G, 512K or plain bytes. */
