@@ -1,10 +1,10 @@
-import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../codec/hash.js'
-import type { UnitRef } from '../format/manifest.js'
-import type { DiskStore } from '../store/disk.js'
-import { keys } from './repository.js'
-import type { WorkerPool } from './pool.js'
-import type { PlannedRead, ReadResult } from './worker.js'
-import { BfsError } from './errors.js'
+import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
+import type { UnitRef } from '../../format/manifest.js'
+import type { DiskStore } from '../../store/disk.js'
+import { keys } from '../repository.js'
+import type { WorkerPool } from '../pool.js'
+import type { PlannedRead, ReadResult } from '../worker.js'
+import { BfsError } from '../errors.js'
 
 /**
  * The data stream of one generation being written: 4 KiB blocks packed into units of
