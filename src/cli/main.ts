@@ -77,6 +77,7 @@ export async function main(argv: string[]): Promise<void> {
   const sub = subcommand(argv.slice(2))
   if (sub !== 'mount' && sub !== 'umount' && sub !== 'unmount') (await import('./commands.js')).registerCommands(program, ctx)
   ;(await import('./mount.js')).registerMount(program, ctx)
+  ;(await import('./umount.js')).registerUmount(program, ctx)
   program
     .command('version')
     .description('print the version of bfs')

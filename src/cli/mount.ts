@@ -1,27 +1,12 @@
-import { Command, InvalidArgumentError, Option } from 'commander'
+import { InvalidArgumentError, Option, type Command } from 'commander'
 import { BfsError } from '../repo/errors.js'
 import { Vfs } from '../vfs/tree.js'
 import { startInBackground, serveUntilUnmounted } from '../fuse/server.js'
-import { canonical, checkMountpoint, MountError, unmountBfs } from '../fuse/umount.js'
+import { canonical, checkMountpoint } from '../fuse/umount.js'
+import { parseSize } from './common.js'
+import { asBfsError } from './umount.js'
 import type { Ctx } from './context.js'
 import { resolveGen } from './output.js'
-
-/** Parses 64M, 1G, 512K or plain bytes. */
-export function parseSize(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim())
-  if (!m) throw new InvalidArgumentError('a size like 64M, 1G or 1048576')
-  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()))
-}
-
-/** The mount lifecycle's refusals as the CLI's errors (exit status 1 either way; the message as it is). */
-export async function asBfsError<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn()
-  } catch (err) {
-    if (err instanceof MountError) throw new BfsError(err.kind === 'bad-input' ? 'BAD_INPUT' : 'IO', err.message)
-    throw err
-  }
-}
 
 export function registerMount(program: Command, ctx: Ctx): void {
   program
@@ -78,15 +63,5 @@ export function registerMount(program: Command, ctx: Ctx): void {
         what,
         serving: `${man ? `gen${man.id}` : 'all generations'} of ${repo.dir}`,
       }))
-    })
-
-  program
-    .command('umount')
-    .alias('unmount')
-    .description('unmount a bfs mount (also one whose process died); refused while it is in use, as umount(8)')
-    .argument('<mountpoint>')
-    .option('-l, --lazy', 'detach it now even while in use, as umount -l (files still open there are served until closed)')
-    .action(async (m: string, o: { lazy?: boolean }) => {
-      process.stdout.write(await asBfsError(() => unmountBfs(m, { lazy: o.lazy })))
     })
 }
