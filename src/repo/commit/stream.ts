@@ -174,7 +174,7 @@ export class StreamWriter {
     if (code === 'ENOSPC' || code === 'EDQUOT') return err as Error
     // Only a failed system call is a write error; a worker's own failure passes as it is.
     if (err instanceof BfsError || !code || !(err as NodeJS.ErrnoException).syscall) return err as Error
-    return new BfsError('IO', `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
+    return new BfsError('IO', `cannot write ${this.store.where(key)}: ${(err as Error).message}`)
   }
 
   /** Flushes the last unit and waits until every unit file is durable. */
