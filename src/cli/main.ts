@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
+import type { Ctx } from './context.js'
 
 export const EXIT_HELP = `
 Exit status:
@@ -42,13 +43,6 @@ export function checkRepoDir(dir: string): string {
   return dir
 }
 
-export interface Ctx {
-  repoDir(): string
-  openRepo(): Repository
-  /** Set by a command to choose the exit code. */
-  exitCode: number
-}
-
 export async function main(argv: string[]): Promise<void> {
   // `bfs ls … | head`: a closed pipe ends the output quietly, never with a stack trace.
   // (Not for a mount that will detach: a stream made on a terminal keeps a private fd of it.)
@@ -83,6 +77,7 @@ export async function main(argv: string[]): Promise<void> {
   const sub = subcommand(argv.slice(2))
   if (sub !== 'mount' && sub !== 'umount' && sub !== 'unmount') (await import('./commands.js')).registerCommands(program, ctx)
   ;(await import('./mount.js')).registerMount(program, ctx)
+  ;(await import('./umount.js')).registerUmount(program, ctx)
   program
     .command('version')
     .description('print the version of bfs')

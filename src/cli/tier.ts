@@ -5,7 +5,7 @@ import { TAPE_OPS } from '../tape/model.js'
 import type { LibraryStatus } from '../tape/vtl.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import { count, humanBytes } from './output.js'
-import type { Ctx } from './main.js'
+import type { Ctx } from './context.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v)

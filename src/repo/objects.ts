@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { promisify } from 'node:util'
 import { BLOCK_BYTES, hashBlocks, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
-import type { StreamWriter } from './stream.js'
+import type { StreamWriter } from './commit/stream.js'
 import { BfsError } from './errors.js'
 import { alignedBuffer } from '../native/index.js'
 

@@ -12,25 +12,11 @@ import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
 import { BLOCK_BYTES, DEFAULT_HASH_ALG, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { FrameDecompressor } from '../codec/zstd.js'
 import { BfsError } from './errors.js'
-import { UnitFile } from './unitfile.js'
+import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES } from '../format/unit.js'
+import { syncOf, type SyncBlobReader } from '../store/store.js'
+import { keys, MARKER } from '../format/layout.js'
 
-export const keys = {
-  config: 'config',
-  /** A second, immutable copy of config (written by init, or by the first writer of an older repository). */
-  configCopy: 'config-copy',
-  manifests: 'manifests',
-  manifest: (id: number) => `manifests/gen-${String(id).padStart(8, '0')}`,
-  genDir: (id: number) => `gens/${String(id).padStart(8, '0')}`,
-  unit: (id: number, unit: number) => `gens/${String(id).padStart(8, '0')}/unit-${String(unit).padStart(8, '0')}`,
-  catalog: (id: number) => `gens/${String(id).padStart(8, '0')}/catalog`,
-  maps: (id: number) => `gens/${String(id).padStart(8, '0')}/maps`,
-  hashes: (id: number) => `gens/${String(id).padStart(8, '0')}/hashes`,
-  /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
-  marker: (id: number) => `gens/${String(id).padStart(8, '0')}/${MARKER}`,
-}
-
-/** Name of the in-progress marker file inside gens/N. */
-export const MARKER = 'in-progress'
+export { keys, MARKER }
 
 /** Default repository: $BFS_REPO, else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs. */
 export function defaultRepoDir(env = process.env): string {
@@ -166,8 +152,8 @@ export class Repository {
     if (newer !== undefined && (copy.newerVersion !== undefined || copy.missing)) {
       throw new BfsError('NOT_A_REPO', `${abs} is a bfs repository of format ${newer}; this bfs reads format ${ENVELOPE_VERSION}: use a newer bfs`)
     }
-    const cfgPath = store.path(keys.config)
-    const copyPath = store.path(keys.configCopy)
+    const cfgPath = store.where(keys.config)
+    const copyPath = store.where(keys.configCopy)
     const what = main.missing ? `${cfgPath} is missing` : `${main.problem}`
     if (copy.config) {
       const problem = `${what}; using its copy ${copyPath} (repair: cp ${copyPath} ${cfgPath})`
@@ -193,7 +179,7 @@ export class Repository {
     st.copyMissing = copy.missing
     st.copyProblem = copy.problem ?? null
     if (copy.config && JSON.stringify(copy.config) !== JSON.stringify(this.config)) {
-      st.copyProblem = `${this.store.path(keys.configCopy)} differs from ${this.store.path(keys.config)}`
+      st.copyProblem = `${this.store.where(keys.configCopy)} differs from ${this.store.where(keys.config)}`
     }
     return st
   }
@@ -263,7 +249,7 @@ export class Repository {
     const bad = this.manifestErrors.get(id)
     if (bad) throw bad
     m = this.readMeta('manifest', keys.manifest(id), (p, what) => decodeManifest(p, what))
-    if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.path(keys.manifest(id))}: manifest names generation ${m.id}`)
+    if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.where(keys.manifest(id))}: manifest names generation ${m.id}`)
     this.manifestCache.set(id, m)
     return m
   }
@@ -295,7 +281,7 @@ export class Repository {
       if (committed.has(id) || this.uncommittedState(id, newest) !== 'orphan') continue
       // committed since the manifests were listed (a writer unmarks gens/N only after its commit)
       if (this.store.exists(keys.manifest(id))) continue
-      out.push({ id, kind: 'missing-manifest', problem: `${this.store.path(keys.manifest(id))} is missing, but ${this.store.path(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
+      out.push({ id, kind: 'missing-manifest', problem: `${this.store.where(keys.manifest(id))} is missing, but ${this.store.where(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
     }
     return out.sort((a, b) => a.id - b.id)
   }
@@ -394,14 +380,14 @@ export class Repository {
     if (hit) return hit
     const man = this.manifest(id)
     const h = this.readMeta('hashes', keys.hashes(id), (p) => p, man.hashes)
-    if (h.length !== man.streamBlocks * 8) throw new BfsError('CORRUPT', `${this.store.path(keys.hashes(id))}: has ${h.length / 8} hashes for ${man.streamBlocks} blocks`)
+    if (h.length !== man.streamBlocks * 8) throw new BfsError('CORRUPT', `${this.store.where(keys.hashes(id))}: has ${h.length / 8} hashes for ${man.streamBlocks} blocks`)
     this.hashesCache.set(id, h)
     return h
   }
 
   /** Reads a metadata file, checks it against the manifest's reference, decodes it. */
   private readMeta<T>(kind: EnvelopeKind, key: string, decode: (payload: Buffer, what: string) => T, ref?: FileRef): T {
-    const what = this.store.path(key)
+    const what = this.store.where(key)
     let file: Buffer
     try {
       file = this.store.readAll(key)
@@ -433,7 +419,7 @@ export class Repository {
 
 /** config or config-copy: its settings, or that it is missing, or what is wrong with it. */
 function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string; newerVersion?: number } {
-  const what = store.path(key)
+  const what = store.where(key)
   let raw: Buffer
   try {
     raw = store.readAll(key)
@@ -466,11 +452,21 @@ function inferConfig(store: DiskStore): { config: RepoConfig; from: string | nul
   let tries = 0
   for (const m of probe.generations().reverse()) {
     if (m.units.length === 0 || tries++ >= 8) continue
-    let uf: UnitFile | null = null
+    // the first frame of unit 0, read through the store (header, trailer, seek table, frame)
+    let blob: SyncBlobReader | null = null
     try {
-      uf = UnitFile.open(store.path(keys.unit(m.id, 0)))
-      const e = uf.table.entries[0]!
-      const raw = uf.readFrame(0, Buffer.allocUnsafe(e.rawBytes), dec)
+      const key = keys.unit(m.id, 0)
+      const what = store.where(key)
+      blob = syncOf(store.blobs, key).openSync(key)
+      const size = blob.sizeBytes
+      const header = decodeUnitHeader(blob.readSync({ offset: 0, length: UNIT_HEADER_BYTES }), what)
+      if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) continue
+      const t = decodeUnitTrailer(blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, what)
+      const table = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, what)
+      const e = table.entries[0]!
+      const comp = blob.readSync({ offset: table.offsets[0]!, length: table.offsets[1]! - table.offsets[0]! })
+      const raw = Buffer.allocUnsafe(e.rawBytes)
+      if (dec.decompressInto(raw, comp) !== e.rawBytes) continue
       const blocks = e.rawBytes / BLOCK_BYTES
       const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
       for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
@@ -480,7 +476,7 @@ function inferConfig(store: DiskStore): { config: RepoConfig; from: string | nul
     } catch {
       // a damaged unit: try an older generation
     } finally {
-      uf?.close()
+      blob?.closeSync()
     }
   }
   return { config, from: null }

@@ -1,7 +1,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BfsError } from './errors.js'
+import { pidAlive } from '../../os/process.js'
+import { BfsError } from '../errors.js'
 
 /** What a lock file holds (JSON text, one line). */
 export interface LockInfo {
@@ -9,21 +10,6 @@ export interface LockInfo {
   host: string
   time: string
   command: string
-}
-
-/** True while `pid` runs on this host; a zombie (exited, not yet reaped) counts as dead. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return true
-  }
 }
 
 /**
