@@ -122,9 +122,6 @@ const PATH_RULES = [
 
 /** Places outside src/store and src/format that build repository paths, present when the check was added; shrink only. */
 export const PATHS_ALLOWED = [
-  // the writer lock's link(2) protocol (lock, tmp/lock-HOST-PID-MS) and recovery judging those candidates
-  'src/repo/commit/lock.ts: path.join/resolve onto a repository root x2',
-  'src/repo/commit/recover.ts: store.path() x1',
   // the compression workers write each unit to a temp file the main thread fsyncs and renames
   'src/repo/commit/stream.ts: tmpPath() x1',
   // readers that open unit files by path until they read through blocks/ (issue 12 steps 6-8)

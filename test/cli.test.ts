@@ -231,14 +231,18 @@ describe('bad input gets one clear line and a documented exit code', () => {
       const t0 = Date.now()
       const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
       expect(short.code).toBe(5)
-      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder/)
+      // it said it was waiting, and for whom, then gave up
+      expect(short.stderr).toMatch(/^bfs: waiting for the writer lock of .*, held by pid \d+ .*test holder/)
+      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder/m)
       expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
-      // an unbounded wait: it is still waiting once its lock candidate is there, and it
-      // commits once the holder is gone
+      // an unbounded wait: it is still waiting once it has said so, and it commits once the
+      // holder is gone
       const long = spawnBfs(['backup', path.join(src, 'a'), '--wait'], r)
       const longExit = new Promise<number | null>((res) => long.once('exit', (code) => res(code)))
-      for (let i = 0; i < 3000 && !fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-')); i++) await new Promise((res) => setTimeout(res, 20))
-      expect(fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-'))).toBe(true)
+      let longErr = ''
+      long.stderr.on('data', (d: Buffer) => (longErr += d.toString()))
+      for (let i = 0; i < 3000 && !longErr.includes('waiting for the writer lock') && long.exitCode === null; i++) await new Promise((res) => setTimeout(res, 20))
+      expect(longErr).toMatch(/^bfs: waiting for the writer lock of .*, held by pid \d+ .*test holder/)
       expect(long.exitCode).toBe(null)
       holderProc.kill('SIGKILL')
       await holderGone
@@ -266,9 +270,26 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.writeFileSync(dead, JSON.stringify({ pid: 999999, host, time: 'then', command: 'killed' }))
     fs.writeFileSync(cut, '')
     fs.writeFileSync(waiting, JSON.stringify({ pid: process.pid, host, time: 'now', command: 'waiting' }))
+    // the store's temporary files (<key>.tmp-HOST-PID-HEX; before: .tmp-PID-HEX) of a writer
+    // killed while taking the lock or committing are litter; a live process's are not
+    const litter = ['lock.tmp-' + host + '-999999-0badc0de', 'manifests/gen-00000007.tmp-' + host + '-999999-0badc0de', 'manifests/gen-00000008.tmp-999999-0badc0de']
+    const live = ['lock.tmp-' + host + '-' + process.pid + '-0badc0de', 'manifests/gen-00000009.tmp-' + host + '-' + process.pid + '-0badc0de', 'manifests/gen-00000009.tmp-other.host-999999-0badc0de']
+    for (const n of [...litter, ...live]) fs.writeFileSync(path.join(r, n), '')
     expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
     expect(fs.readdirSync(path.join(r, 'tmp'))).toEqual([path.basename(waiting)])
+    for (const n of litter) expect(fs.existsSync(path.join(r, n)), n).toBe(false)
+    for (const n of live) expect(fs.existsSync(path.join(r, n)), n).toBe(true)
+    // an unreadable lock (an older bfs did not fsync it: a power cut) holds while it is fresh,
+    // and is broken once it is older than 10 s
+    fs.writeFileSync(path.join(r, 'lock'), '')
+    const fresh = await bfs(['backup', path.join(src, 'a')], { repo: r })
+    expect(fresh.code).toBe(5)
+    expect(fresh.stderr).toMatch(/^bfs: repository .* is locked by another process/)
+    const old = new Date(Date.now() - 60_000)
+    fs.utimesSync(path.join(r, 'lock'), old, old)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
+    expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
   })
 })
 

@@ -131,19 +131,20 @@ describe('disk store specifics', () => {
     }
   })
 
-  it('writes the temporary names bfs has always written (<key>.tmp-<pid>-<hex>), and sweep() reads the planned <host>-<pid> form too', async () => {
+  it('writes temporary names <key>.tmp-<host>-<pid>-<hex>, and sweep() reads the older <pid>-<hex> form too', async () => {
     const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
     const st = await s.stage('gens/00000001/unit-00000000')
     await s.writeStaged(st, [Buffer.from('x')])
     const names = fs.readdirSync(s.where('gens/00000001'))
     expect(names.length).toBe(1)
-    expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    const host = (await import('node:os')).hostname()
+    const esc = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // the old face's tmpPath names the same way
-    expect(path.basename(new DiskStore(s.root).tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    expect(path.basename(new DiskStore(s.root).tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // litter of a dead pid on this host (both name forms), another host's, an unparseable old one
     const dead = 2 ** 22 + 12345 // above pid_max: never alive
     const dir = s.where('gens/00000001')
-    const host = (await import('node:os')).hostname()
     fs.writeFileSync(path.join(dir, `unit-00000001.tmp-${dead}-0badc0de`), '')
     fs.writeFileSync(path.join(dir, `unit-00000002.tmp-${host}-${dead}-0badc0de`), '')
     fs.writeFileSync(path.join(dir, `unit-00000003.tmp-other.host-${dead}-0badc0de`), '')

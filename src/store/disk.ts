@@ -133,12 +133,13 @@ export class DiskStore {
 }
 
 /**
- * A temporary name next to `final`: `<final>.tmp-<pid>-<8 hex>`, what bfs has always
- * written (native-notes/store.md: the planned `<final>.tmp-<host>-<pid>-<hex>`, which
- * sweep() already reads, comes with the switch of the writers, as a format.md change).
+ * A temporary name next to `final`: `<final>.tmp-<host>-<pid>-<8 hex>` (native-notes/format.md
+ * "Layout"), so that sweep() can tell a dead writer's litter from a live writer's file on
+ * this host and leave other hosts' alone. Names without the host (`.tmp-<pid>-<hex>`, what
+ * bfs wrote before) are read as this host's.
  */
 export function tempName(final: string): string {
-  return `${final}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`
+  return `${final}${TEMP_MARK}${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
 }
 
 /** `.tmp-[host-]pid-hex` at the end of a name: the writer that left it. */
@@ -384,7 +385,7 @@ export class DiskBlobStore implements Store {
       throw fail(err, key, f, 'stat')
     }
     if (!st.isFile()) throw new StoreError('ENOENT', key, `${f}: is a prefix, not a blob`)
-    return { sizeBytes: st.size }
+    return { sizeBytes: st.size, mtimeMs: st.mtimeMs }
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -420,8 +421,8 @@ export class DiskBlobStore implements Store {
     await this.fsyncDir(this.file(prefix, true), prefix, true)
   }
 
-  async sweep(prefix = ''): Promise<number> {
-    return this.sync.sweepSync(prefix)
+  async sweep(prefix = '', opts: { shallow?: boolean } = {}): Promise<number> {
+    return this.sync.sweepSync(prefix, opts)
   }
 
   /** The key and temporary file of a staged write (a token from any thread's store on this root). */
@@ -586,7 +587,7 @@ class DiskSyncFace implements SyncStore {
       throw fail(err, key, f, 'stat')
     }
     if (!st.isFile()) throw new StoreError('ENOENT', key, `${f}: is a prefix, not a blob`)
-    return { sizeBytes: st.size }
+    return { sizeBytes: st.size, mtimeMs: st.mtimeMs }
   }
 
   listSync(prefix: string): string[] {
@@ -623,7 +624,7 @@ class DiskSyncFace implements SyncStore {
   }
 
   /** sweep(), synchronously: walks the directories under `prefix`, removes temporary files of dead writers. */
-  sweepSync(prefix: string): number {
+  sweepSync(prefix: string, opts: { shallow?: boolean } = {}): number {
     const host = os.hostname()
     const now = Date.now()
     let removed = 0
@@ -638,7 +639,7 @@ class DiskSyncFace implements SyncStore {
       for (const e of ents) {
         const p = `${dir}/${e.name}`
         if (!e.name.includes(TEMP_MARK)) {
-          if (e.isDirectory()) walk(p)
+          if (e.isDirectory() && !opts.shallow) walk(p)
           continue
         }
         const m = TEMP_RE.exec(e.name)

@@ -24,6 +24,8 @@ export interface CommitOptions {
   threads?: number
   /** How long to wait for another writer's lock, ms (default 0: fail at once). */
   lockWaitMs?: number
+  /** Told once when the writer starts waiting for another writer's lock (what the user sees with --wait). */
+  onLockWait?: (message: string) => void
   /** Aborted: nothing is committed (BfsError INTERRUPTED). */
   signal?: AbortSignal
 }
@@ -89,12 +91,12 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0)
+  const lock = await WriterLock.acquire(repo.store.blobs, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: opts.onLockWait })
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false
   try {
-    recoverRepository(repo)
+    await recoverRepository(repo)
     ensureConfigCopy(repo)
     genId = repo.nextGenerationId()
     startGenDir(repo, genId, spec.source)
