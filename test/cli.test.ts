@@ -130,6 +130,24 @@ describe('backup, list, cat, restore, verify', () => {
     expect(fs.readFileSync(path.join(one, 'seq.txt')).length).toBeGreaterThan(0)
   })
 
+  it('keeps the repository out of its own backup (the directories its store occupies), and a mount out of the repository', async () => {
+    const s = path.join(work, 'self')
+    fs.mkdirSync(path.join(s, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(s, 'd/f'), 'x')
+    const r = path.join(s, 'repo')
+    expect((await bfs(['init'], { repo: r })).code).toBe(0)
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    const ls = await bfs(['ls', 'latest:'], { repo: r })
+    expect(ls.code).toBe(0)
+    expect(ls.stdout).toMatch(/ d\n/)
+    expect(ls.stdout).not.toMatch(/repo/)
+    fs.mkdirSync(path.join(r, 'mnt'))
+    const m = await bfs(['mount', 'latest', path.join(r, 'mnt')], { repo: r })
+    expect(m.code).toBe(1)
+    expect(m.stderr).toMatch(/^bfs: mount point .*mnt overlaps the repository .*\n$/)
+  })
+
   it('honours --exclude', async () => {
     const r = await newRepo(path.join(work, 'repo-ex'))
     expect((await bfs(['backup', src, '--exclude', '*.bin', '--exclude', '/a/b', '--json'], { repo: r })).code).toBe(0)
