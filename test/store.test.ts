@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DiskBlobStore, DiskStore } from '../src/store/disk.js'
+import { DiskStore } from '../src/store/disk.js'
 import { MemStore } from '../src/store/mem.js'
 import { FaultyStore } from '../src/store/faulty.js'
 import { openStore } from '../src/store/open.js'
@@ -39,7 +39,7 @@ function litterFromDeadProcess(s: Store, key: string): Promise<void> {
 }
 
 const disk = {
-  make: async (): Promise<Store> => DiskBlobStore.create(path.join(diskDir(), 'root')),
+  make: async (): Promise<Store> => DiskStore.create(path.join(diskDir(), 'root')),
   destroy: async (s: Store) => fs.rmSync(path.dirname(s.localRoots()[0]!), { recursive: true, force: true }),
   liveStagedSurvivesSweep: true,
   workerWrites: true,
@@ -116,7 +116,7 @@ describe('disk store specifics', () => {
     const m = await sh(`mount -t tmpfs -o size=1m bfs-store-test '${mnt}'`)
     if (m.code !== 0) throw new Error(`cannot mount a tmpfs for the test: ${m.stderr}`)
     try {
-      const s = DiskBlobStore.open(mnt)
+      const s = DiskStore.open(mnt)
       const e = await storeError(s.put('big', Buffer.alloc(2 << 20, 1)))
       expect(e.code).toBe('ENOSPC')
       expect(e.message).toContain(s.where('big'))
@@ -132,7 +132,7 @@ describe('disk store specifics', () => {
   })
 
   it('writes temporary names <key>.tmp-<host>-<pid>-<hex>, and sweep() reads the older <pid>-<hex> form too', async () => {
-    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
     const st = await s.stage('gens/00000001/unit-00000000')
     await s.writeStaged(st, [Buffer.from('x')])
     const names = fs.readdirSync(s.where('gens/00000001'))
@@ -141,7 +141,7 @@ describe('disk store specifics', () => {
     const esc = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
     expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // the old face's tmpPath names the same way
-    expect(path.basename(new DiskStore(s.root).tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
+    expect(path.basename(s.tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // litter of a dead pid on this host (both name forms), another host's, an unparseable old one
     const dead = 2 ** 22 + 12345 // above pid_max: never alive
     const dir = s.where('gens/00000001')
@@ -159,7 +159,7 @@ describe('disk store specifics', () => {
   })
 
   it('a staged-write token cannot name a file other than a temporary one next to its key', async () => {
-    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
     for (const token of ['config\n../../etc/passwd', 'config\nconfig', 'a/b\nb.tmp-1-ab/../x', 'nonsense', '../x\nx.tmp-1-ab']) {
       let err: unknown
       try {
@@ -173,10 +173,10 @@ describe('disk store specifics', () => {
 
   it('open() refuses a missing or non-directory root with ENOENT; create() makes it', async () => {
     const d = diskDir()
-    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'nope')))).code).toBe('ENOENT')
+    expect((await storeError(() => DiskStore.open(path.join(d, 'nope')))).code).toBe('ENOENT')
     fs.writeFileSync(path.join(d, 'file'), 'x')
-    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'file')))).code).toBe('ENOENT')
-    const s = DiskBlobStore.create(path.join(d, 'made/deep'))
+    expect((await storeError(() => DiskStore.open(path.join(d, 'file')))).code).toBe('ENOENT')
+    const s = DiskStore.create(path.join(d, 'made/deep'))
     expect(fs.statSync(s.root).isDirectory()).toBe(true)
     expect(openStore(s.describe()).where('x')).toBe(s.where('x'))
   })

@@ -261,7 +261,7 @@ class TreeWriter {
     this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])
     this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
     this.rootDev = rootSt[native.S_DEV]!
-    for (const dir of repo.store.blobs.localRoots()) {
+    for (const dir of repo.store.localRoots()) {
       const rst = native.lstatRecord(dir)
       this.keepOutIds.add(`${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`)
       this.keepOutInoLo.add(rst[native.S_INO_LO]!)

@@ -21,7 +21,7 @@ export interface Group {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const groupKey = (name: string): string => `groups/${name}`
 /** Group files are read and written through the store's synchronous face. */
-const meta = (repo: Repository): SyncStore => syncOf(repo.store.blobs)
+const meta = (repo: Repository): SyncStore => syncOf(repo.store)
 
 /** Checks one pattern: non-empty, relative, no '..', balanced brackets; returns it normalized (no trailing '/' duplication). */
 export function checkPattern(p: string, what: string): string {

@@ -27,7 +27,7 @@ export interface Tier {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const tierKey = (name: string): string => `tiers/${name}`
 /** Tier files are read and written through the store's synchronous face. */
-const meta = (repo: Repository): SyncStore => syncOf(repo.store.blobs)
+const meta = (repo: Repository): SyncStore => syncOf(repo.store)
 
 /** A TapeError as the CLI reports it. */
 export function tapeToBfs(err: unknown): unknown {

@@ -33,7 +33,7 @@ const SWEPT = ['', keys.manifests, keys.groups, 'tiers', keys.tmp]
  * left alone: `generations` lists it as damaged and verify reports it. Call under the
  * writer lock.
  */
-export async function recoverRepository(repo: Repository, store: Store = repo.store.blobs): Promise<void> {
+export async function recoverRepository(repo: Repository, store: Store = repo.store): Promise<void> {
   const s = syncOf(store)
   const ids = repo.generationIds()
   const committed = new Set(ids)
