@@ -89,6 +89,8 @@ export async function main(argv: string[]): Promise<void> {
     .action(() => {
       process.stdout.write(`bfs ${version()}\n`)
     })
+  // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
+  ;(await import('./help.js')).registerHelp(program)
   for (const c of program.commands) c.exitOverride()
   try {
     await program.parseAsync(argv)
