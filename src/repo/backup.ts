@@ -52,6 +52,8 @@ export interface BackupProgress {
 /** The core never prints: warnings and progress go through this. */
 export interface BackupReporter {
   warn(message: string): void
+  /** What the run is doing that is not a problem (waiting for the lock), one line each. */
+  note?(message: string): void
   progress?(p: BackupProgress): void
 }
 
@@ -272,7 +274,7 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: BackupOptions, spec: GenerationSpec): Promise<BackupResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0)
+  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0, undefined, (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.(m))
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false
