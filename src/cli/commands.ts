@@ -16,6 +16,7 @@ import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
 import { registerTier } from './tier.js'
+import { groupJson, lsEntry, printJson, restoreJson, verifyJson } from './json.js'
 
 /** The summary's consistency line of a volume generation. */
 function consistencyNote(m: Manifest, points: string[]): string {
@@ -178,24 +179,30 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .argument('<name>')
     .option('--include <pattern>', 'files to include (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--exclude <pattern>', 'files to leave out even if included (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--json', 'print the group as JSON')
     .action((name: string, o) => {
       const g = addGroup(ctx.openRepo(), name, o.include, o.exclude)
+      if (o.json) return printJson(groupJson(g))
       process.stdout.write(showGroup(g))
     })
   group
     .command('ls')
     .description('list the groups (a damaged group file is named on stderr; the others are listed)')
-    .action(() => {
+    .option('--json', 'print JSON')
+    .action((o) => {
       const { groups, damaged } = listGroups(ctx.openRepo())
-      for (const g of groups) process.stdout.write(showGroup(g))
+      if (o.json) printJson(groups.map((g) => groupJson(g)))
+      else for (const g of groups) process.stdout.write(showGroup(g))
       for (const d of damaged) process.stderr.write(`bfs: warning: damaged group file: ${d}\n`)
     })
   group
     .command('show')
     .argument('<name>')
     .description('show a group and its generations')
-    .action((name: string) => {
+    .option('--json', 'print JSON')
+    .action((name: string, o) => {
       const repo = ctx.openRepo()
+      if (o.json) return printJson(groupJson(readGroup(repo, name), repo.generations(name)))
       process.stdout.write(showGroup(readGroup(repo, name)))
       for (const m of repo.generations(name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${count(m.stats.files, 'file')}\n`)
     })
@@ -212,7 +219,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .command('ls')
     .description('without an argument, list generations; with GEN[:PATH], list a directory inside a generation like ls -l')
     .argument('[ref]', 'GEN[:PATH]')
-    .option('--json', 'print JSON (generations only)')
+    .option('--json', 'print JSON (the generations, or the entries of GEN[:PATH])')
     .option('--source <path>', SOURCE_HELP)
     .action((ref: string | undefined, o) => {
       if (!ref) return listGenerations(o)
@@ -224,6 +231,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
       const e = entries[i]!
       const list = e.type === EntryType.Dir ? Array.from({ length: e.childCount }, (_, k) => e.firstChild + k) : [i]
+      if (o.json) return printJson(list.map((c) => lsEntry(entries[c]!, dataEntry(entries, c), pathOf(entries, c))))
       for (const c of list) {
         const x = entries[c]!
         const d = dataEntry(entries, c)
@@ -277,6 +285,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--overwrite', 'replace what is in the way in DEST (renamed over, never written through; symlinks below DEST are never followed)')
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
     .option('--source <path>', SOURCE_HELP)
+    .option('--json', 'print the result as JSON')
     .action(async (ref: string, dest: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
@@ -290,6 +299,8 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       const res = await withSignals((signal) =>
         restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
       ).finally(() => line.clear())
+      if (res.errors.length) ctx.exitCode = EXIT.ERROR
+      if (o.json) return printJson(restoreJson({ generation: man.id, path: p, dest: path.resolve(target), res }))
       const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
       process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
       if (res.errors.length) ctx.exitCode = EXIT.ERROR
@@ -302,13 +313,18 @@ export function registerCommands(program: Command, ctx: Ctx): void {
     .option('--all', 'verify every generation')
     .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
     .option('--source <path>', SOURCE_HELP)
+    .option('--json', 'print the result as JSON (with the lines the text output lists)')
     .action(async (gen: string | undefined, o) => {
+      const lines: string[] = []
+      const print = (line: string): void => void (o.json ? lines.push(line) : process.stdout.write(line + '\n'))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       const repo = ctx.openRepo()
       if (o.against) {
         // `latest` is the latest generation of DIR itself when DIR is one of the sources
         const man = resolveGen(repo, gen ?? 'latest', o, o.against)
-        const diffs = verifyAgainst(repo, man, o.against, (line) => process.stdout.write(line + '\n'))
+        const diffs = verifyAgainst(repo, man, o.against, print)
+        if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
+        if (o.json) return printJson(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
         return
@@ -321,7 +337,9 @@ export function registerCommands(program: Command, ctx: Ctx): void {
         ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
       }
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
-      const res = await verifyGenerations(repo, ids, (line) => process.stdout.write(line + '\n'), { all: !!o.all })
+      const res = await verifyGenerations(repo, ids, print, { all: !!o.all })
+      if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+      if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
     })

@@ -86,8 +86,9 @@ export async function main(argv: string[]): Promise<void> {
   program
     .command('version')
     .description('print the version of bfs')
-    .action(() => {
-      process.stdout.write(`bfs ${version()}\n`)
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => {
+      process.stdout.write(o.json ? JSON.stringify({ version: version() }) + '\n' : `bfs ${version()}\n`)
     })
   // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
   ;(await import('./help.js')).registerHelp(program)
