@@ -207,3 +207,34 @@ describe('the backup service, run as systemd would run it', () => {
     expect(JSON.parse((await bfs(['generations', '--json'], { repo })).stdout)).toHaveLength(3)
   })
 })
+
+describe('under systemd, warnings and errors reach the journal at their priority', () => {
+  /** Runs bfs with stderr to a file and $JOURNAL_STREAM naming that file's device:inode (as systemd sets it for the journal's stream), or another's. */
+  async function asJournal(args: string, match: boolean): Promise<{ code: number; stderr: string }> {
+    const err = path.join(work, `stderr-${match}`)
+    fs.writeFileSync(err, '')
+    const other = path.join(work, 'other')
+    fs.writeFileSync(other, '')
+    const r = await sh(`JOURNAL_STREAM=$(stat -c %d:%i ${q(match ? err : other)}) ${q(path.join(ROOT, 'bin/bfs'))} ${args} 2>${q(err)}`)
+    return { code: r.code, stderr: fs.readFileSync(err, 'utf8') }
+  }
+
+  it('<4> before each warning and <3> before the error line when stderr is the journal stream; nothing otherwise', async () => {
+    const r = await newRepo(path.join(work, 'repo-journal'))
+    for (let i = 0; i < 2; i++) expect((await bfs(['backup', src], { repo: r })).code).toBe(0)
+    fs.writeFileSync(path.join(r, 'manifests', 'gen-00000001'), 'not a manifest') // gen1 damaged: generations warns, exit 0
+    const warn = await asJournal(`--repo ${q(r)} generations`, true)
+    expect(warn.code).toBe(0)
+    const lines = warn.stderr.trimEnd().split('\n')
+    expect(lines.length).toBeGreaterThanOrEqual(2)
+    for (const l of lines) expect(l).toMatch(/^<4>bfs: warning: /)
+    const err = await asJournal(`--repo ${q(path.join(work, 'no-repo'))} generations`, true)
+    expect(err.code).toBe(6)
+    expect(err.stderr).toMatch(/^<3>bfs: .* is not a bfs repository/)
+    expect(err.stderr.split('\n').filter(Boolean)).toHaveLength(1)
+    // $JOURNAL_STREAM inherited by a process whose stderr is something else: plain lines
+    const plain = await asJournal(`--repo ${q(r)} generations`, false)
+    expect(plain.stderr).toBe(warn.stderr.replace(/^<4>/gm, ''))
+    expect(plain.stderr).toMatch(/^bfs: warning: gen1 is damaged/m)
+  })
+})
