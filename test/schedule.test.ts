@@ -143,13 +143,15 @@ function execStart(unit: string, instance: string, files: Record<string, string>
   return { argv, env }
 }
 
-/** Runs argv (argv[0] an installed path, taken inside the stage) with env added, stdin, stdout and stderr not a terminal. */
-function runUnattended(argv: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const e = { ...process.env, ...env }
-    const child = spawn(path.join(stage, argv[0]!), argv.slice(1), { cwd: '/', env: e, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
+/**
+ * Runs argv (argv[0] an installed path, taken inside the stage) with env added, stdin, stdout
+ * and stderr not a terminal. `stderr()` is what it wrote there so far.
+ */
+function startUnattended(argv: string[], env: Record<string, string>): { done: Promise<{ code: number; stdout: string; stderr: string }>; stderr: () => string } {
+  let stdout = ''
+  let stderr = ''
+  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(path.join(stage, argv[0]!), argv.slice(1), { cwd: '/', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
     const timer = setTimeout(() => child.kill('SIGKILL'), 150_000)
@@ -158,7 +160,9 @@ function runUnattended(argv: string[], env: Record<string, string>): Promise<{ c
       resolve({ code: code ?? -1, stdout, stderr })
     })
   })
+  return { done, stderr: () => stderr }
 }
+const runUnattended = (argv: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> => startUnattended(argv, env).done
 
 describe('the backup service, run as systemd would run it', () => {
   const jobEnv = (): Record<string, string> => ({
@@ -185,12 +189,13 @@ describe('the backup service, run as systemd would run it', () => {
     try {
       fs.writeFileSync(path.join(repo, 'lock'), JSON.stringify({ pid: holder.pid, host: os.hostname(), time: 'now', command: 'backup /elsewhere' }))
       const { argv, env } = execStart(path.join(unitDir(), 'bfs-backup@.service'), 'nightly', jobEnv())
-      const run = runUnattended(argv, env)
-      // the writer waits (its lock candidate is in tmp/) until the holder is gone
-      for (let i = 0; i < 6000 && !fs.readdirSync(path.join(repo, 'tmp')).some((n) => n.startsWith('lock-')); i++) await new Promise((res) => setTimeout(res, 20))
+      const run = startUnattended(argv, env)
+      // the writer says it waits, and waits until the holder is gone (up to 120 s: BFS_WAIT)
+      for (let i = 0; i < 6000 && !run.stderr().includes('waiting'); i++) await new Promise((res) => setTimeout(res, 20))
+      expect(run.stderr()).toContain('waiting')
       holder.kill('SIGKILL')
       await gone
-      const r = await run
+      const r = await run.done
       expect(r.code).toBe(0)
       const lines = r.stderr.split('\n').filter(Boolean)
       expect(lines[0]).toMatch(new RegExp(`^bfs: repository ${repo} is locked by pid ${holder.pid} on \\S+ \\(backup /elsewhere, since now\\); waiting for it up to 120 s \\(--wait\\)$`))
