@@ -1,6 +1,5 @@
 import { Argument, Command, Help, Option } from 'commander'
 import { BfsError } from '../repo/errors.js'
-import { EXIT_HELP, version } from './main.js'
 
 /**
  * `bfs help COMMAND…` and `bfs generate man|bash|zsh`: the help text, the man page and the
@@ -30,7 +29,18 @@ function findCommand(program: Command, words: string[]): Command | undefined {
   return cur
 }
 
-export function registerHelp(program: Command): void {
+/** What the generated texts need from main.ts (passed in: help.ts imports nothing of the CLI, so it joins no import cycle). */
+export interface HelpInfo {
+  /** bfs's version. */
+  version: string
+  /** The exit status and repository text after the program's --help. */
+  exitHelp: string
+}
+let info: HelpInfo = { version: 'unknown', exitHelp: '' }
+const version = (): string => info.version
+
+export function registerHelp(program: Command, helpInfo: HelpInfo): void {
+  info = helpInfo
   program.helpCommand(false) // commander's own prints the program's help for an unknown command, exit 0
   program
     .command('help')
@@ -90,7 +100,7 @@ export function manPage(program: Command): string {
     if (cmd.aliases().length) out.push('.br', `Alias: ${cmd.aliases().map((a) => `\\fBbfs ${roff([...path.slice(0, -1), a].join(' '))}\\fR`).join(', ')}.`)
     opts(cmd)
   }
-  const exit = EXIT_HELP.trim().split('\n')
+  const exit = info.exitHelp.trim().split('\n')
   const codes = exit.filter((l) => /^\s+\d+\s/.test(l))
   out.push('.SH EXIT STATUS')
   for (const l of codes) {

@@ -93,7 +93,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(o.json ? JSON.stringify({ version: version() }) + '\n' : `bfs ${version()}\n`)
     })
   // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
-  ;(await import('./help.js')).registerHelp(program)
+  ;(await import('./help.js')).registerHelp(program, { version: version(), exitHelp: EXIT_HELP })
   for (const c of program.commands) c.exitOverride()
   try {
     await program.parseAsync(argv)
