@@ -26,6 +26,8 @@ export interface CommitOptions {
   lockWaitMs?: number
   /** Aborted: nothing is committed (BfsError INTERRUPTED). */
   signal?: AbortSignal
+  /** Told what the run is doing that is not a problem (waiting for the lock), one line each. */
+  reporter?: { warn(message: string): void; note?(message: string): void }
 }
 
 /** A committed generation: its manifest and what the writer had to say. */
@@ -89,7 +91,7 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0)
+  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0, undefined, (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m))
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false
