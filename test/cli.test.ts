@@ -250,8 +250,8 @@ describe('bad input gets one clear line and a documented exit code', () => {
       const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
       expect(short.code).toBe(5)
       // it said it was waiting, and for whom, then gave up
-      expect(short.stderr).toMatch(/^bfs: waiting for the writer lock of .*, held by pid \d+ .*test holder/)
-      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder/m)
+      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder.*; waiting for it up to 1 s \(--wait\)\n/)
+      expect(short.stderr).toMatch(/^bfs: repository .* is still locked by pid \d+ .*test holder.* after 1 s \(--wait\)$/m)
       expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
       // an unbounded wait: it is still waiting once it has said so, and it commits once the
       // holder is gone
@@ -259,8 +259,8 @@ describe('bad input gets one clear line and a documented exit code', () => {
       const longExit = new Promise<number | null>((res) => long.once('exit', (code) => res(code)))
       let longErr = ''
       long.stderr.on('data', (d: Buffer) => (longErr += d.toString()))
-      for (let i = 0; i < 3000 && !longErr.includes('waiting for the writer lock') && long.exitCode === null; i++) await new Promise((res) => setTimeout(res, 20))
-      expect(longErr).toMatch(/^bfs: waiting for the writer lock of .*, held by pid \d+ .*test holder/)
+      for (let i = 0; i < 3000 && !longErr.includes('waiting for it') && long.exitCode === null; i++) await new Promise((res) => setTimeout(res, 20))
+      expect(longErr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder.*; waiting for it as long as it takes \(--wait\)\n/)
       expect(long.exitCode).toBe(null)
       holderProc.kill('SIGKILL')
       await holderGone

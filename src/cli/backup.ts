@@ -70,12 +70,9 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
           source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
-          onLockWait: (m) => {
-            line.clear()
-            process.stderr.write(`bfs: ${m}\n`)
-          },
           reporter: {
             warn: (m) => line.warn(m),
+            note: (m) => line.note(m),
             progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
           },
         }),

@@ -6,13 +6,14 @@ import { SOURCE_HELP, splitRef } from './common.js'
 import { listGenerations } from './generations.js'
 import { modeString, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './context.js'
+import { lsEntry, printJson } from './json.js'
 
 export function registerLs(program: Command, ctx: Ctx): void {
   program
     .command('ls')
     .description('without an argument, list generations; with GEN[:PATH], list a directory inside a generation like ls -l')
     .argument('[ref]', 'GEN[:PATH]')
-    .option('--json', 'print JSON (generations only)')
+    .option('--json', 'print JSON (the generations, or the entries of GEN[:PATH])')
     .option('--source <path>', SOURCE_HELP)
     .action((ref: string | undefined, o) => {
       if (!ref) return listGenerations(ctx, o)
@@ -24,6 +25,7 @@ export function registerLs(program: Command, ctx: Ctx): void {
       if (i < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
       const e = entries[i]!
       const list = e.type === EntryType.Dir ? Array.from({ length: e.childCount }, (_, k) => e.firstChild + k) : [i]
+      if (o.json) return printJson(list.map((c) => lsEntry(entries[c]!, dataEntry(entries, c), pathOf(entries, c))))
       for (const c of list) {
         const x = entries[c]!
         const d = dataEntry(entries, c)

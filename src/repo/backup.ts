@@ -38,6 +38,8 @@ export interface BackupProgress {
 /** The core never prints: warnings and progress go through this. */
 export interface BackupReporter {
   warn(message: string): void
+  /** What the run is doing that is not a problem (waiting for the lock), one line each. */
+  note?(message: string): void
   progress?(p: BackupProgress): void
 }
 

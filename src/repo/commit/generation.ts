@@ -25,10 +25,10 @@ export interface CommitOptions {
   threads?: number
   /** How long to wait for another writer's lock, ms (default 0: fail at once). */
   lockWaitMs?: number
-  /** Told once when the writer starts waiting for another writer's lock (what the user sees with --wait). */
-  onLockWait?: (message: string) => void
   /** Aborted: nothing is committed (BfsError INTERRUPTED). */
   signal?: AbortSignal
+  /** Told what the run is doing that is not a problem (waiting for the lock), one line each. */
+  reporter?: { warn(message: string): void; note?(message: string): void }
 }
 
 /** A committed generation: its manifest and what the writer had to say. */
@@ -98,7 +98,7 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.store, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: opts.onLockWait })
+  const lock = await WriterLock.acquire(repo.store, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m) })
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false

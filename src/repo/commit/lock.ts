@@ -38,8 +38,10 @@ export class WriterLock {
   ) {}
 
   /**
-   * Takes the lock of `store` for `command`, waiting up to `waitMs` for a live holder
-   * (`onWait` hears once that it waits, and for whom); BfsError LOCKED when it gives up.
+   * Takes the lock of `store` for `command`, waiting up to `waitMs` for a live holder;
+   * BfsError LOCKED when it gives up. `onWait` is told once when the lock is held and
+   * acquire starts waiting for it (and once more when it got it), so that a run nobody
+   * watches says why it is not progressing.
    */
   static async acquire(
     store: Store,
@@ -51,11 +53,13 @@ export class WriterLock {
     const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)))
     const info: LockInfo = { pid: process.pid, host: os.hostname(), time: new Date().toISOString(), command }
     const bytes = Buffer.from(JSON.stringify(info) + '\n')
-    const deadline = Date.now() + waitMs
-    let told = false
+    const start = Date.now()
+    const deadline = start + waitMs
+    let waiting = false
     for (;;) {
       try {
         s.putSync(keys.lock, bytes, { mode: 'exclusive' })
+        if (waiting) opts.onWait?.(`got the repository lock after ${Math.round((Date.now() - start) / 1000)} s`)
         return new WriterLock(s, store.where(keys.lock))
       } catch (err) {
         if (!(err instanceof StoreError) || err.code !== 'EEXIST') throw new BfsError('IO', `cannot create lock ${store.where(keys.lock)}: ${(err as Error).message}`)
@@ -78,12 +82,13 @@ export class WriterLock {
       }
       if (!held.bytes) continue // released between our put and our read: try again
       const who = held.info ? `pid ${held.info.pid} on ${held.info.host} (${held.info.command}, since ${held.info.time})` : 'another process'
+      const repo = store.where('')
       if (Date.now() >= deadline) {
-        throw new BfsError('LOCKED', `repository ${store.where('')} is locked by ${who}; use --wait to wait for it`)
+        throw new BfsError('LOCKED', waiting ? `repository ${repo} is still locked by ${who} after ${Math.round(waitMs / 1000)} s (--wait)` : `repository ${repo} is locked by ${who}; use --wait to wait for it`)
       }
-      if (!told) {
-        told = true
-        opts.onWait?.(`waiting for the writer lock of ${store.where('')}, held by ${who}`)
+      if (!waiting) {
+        waiting = true
+        opts.onWait?.(`repository ${repo} is locked by ${who}; waiting for it ${waitMs >= Number.MAX_SAFE_INTEGER / 2 ? 'as long as it takes' : `up to ${Math.round(waitMs / 1000)} s`} (--wait)`)
       }
       await sleep(200)
     }
