@@ -9,6 +9,10 @@ import { openStore } from '../src/store/open.js'
 import type { Store } from '../src/store/store.js'
 import { keys as layoutKeys, MANIFEST_RE as LAYOUT_MANIFEST_RE } from '../src/format/layout.js'
 import { keys as repoKeys } from '../src/repo/repository.js'
+import { TapeStore } from '../src/store/tape.js'
+import { RepoTapeCatalog } from '../src/repo/tapecat.js'
+import { VirtualTapeLibrary } from '../src/tape/vtl.js'
+import { LTO9 } from '../src/tape/model.js'
 import { describeStore, storeError } from './store-conformance.js'
 import { ROOT, sh, tmpdir } from './helpers.js'
 
@@ -196,3 +200,33 @@ describe('format/layout.ts', () => {
     expect(LAYOUT_MANIFEST_RE.test('gen-00000001.tmp-1-ab')).toBe(false)
   })
 })
+
+// ---- the tape tier (issue 13): a virtual tape library with clock scale 0, its catalog in a disk store
+
+/** A tape store on a fresh one-drive library (clock scale 0), its catalog records in a disk store beside it. */
+async function tapeStore(): Promise<TapeStore> {
+  const d = diskDir()
+  VirtualTapeLibrary.create(path.join(d, 'vtl'), { model: LTO9, cartridges: 2, drives: 1, clockScale: 0 })
+  const meta = DiskBlobStore.create(path.join(d, 'meta'))
+  return new TapeStore({ tier: 'tape', library: VirtualTapeLibrary.open(path.join(d, 'vtl')), catalog: new RepoTapeCatalog(meta), engine: { windowMs: 0, lingerMs: 50 } })
+}
+
+describeStore('tape (virtual library, clock 0)', {
+  make: tapeStore,
+  destroy: async (s) => {
+    const t = s as TapeStore
+    await t.close()
+    await t.library.close()
+    fs.rmSync(path.dirname(t.library.dir), { recursive: true, force: true })
+  },
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: false,
+  manyKeys: 100,
+  localRoots: (s) => [(s as TapeStore).library.dir],
+})
+
