@@ -10,6 +10,8 @@ import type { Store } from '../src/store/store.js'
 import { keys as layoutKeys, MANIFEST_RE as LAYOUT_MANIFEST_RE } from '../src/format/layout.js'
 import { keys as repoKeys } from '../src/repo/repository.js'
 import { TapeStore } from '../src/store/tape.js'
+import { BufferCache, CacheStore, TapeSource } from '../src/store/cache.js'
+import { TieredStore } from '../src/store/tiered.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { VirtualTapeLibrary } from '../src/tape/vtl.js'
 import { LTO9 } from '../src/tape/model.js'
@@ -230,3 +232,47 @@ describeStore('tape (virtual library, clock 0)', {
   localRoots: (s) => [(s as TapeStore).library.dir],
 })
 
+/** The tape store above behind a buffer cache this process owns (tape through cache). */
+async function tapeThroughCache(): Promise<CacheStore> {
+  const tape = await tapeStore()
+  const cache = BufferCache.open(path.join(path.dirname(tape.library.dir), 'cache'), { owner: true, limitBytes: 64 << 20 })
+  return new CacheStore(cache, new TapeSource(tape, cache))
+}
+
+async function destroyCold(c: CacheStore): Promise<void> {
+  const tape = (c.source as TapeSource).tape
+  c.cache.close()
+  await tape.close()
+  await tape.library.close()
+  fs.rmSync(path.dirname(tape.library.dir), { recursive: true, force: true })
+}
+
+describeStore('tape through a buffer cache', {
+  make: tapeThroughCache,
+  destroy: async (s) => destroyCold(s as CacheStore),
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: true,
+  manyKeys: 100,
+  localRoots: (s) => [(s as CacheStore).cache.dir, ((s as CacheStore).source as TapeSource).tape.library.dir],
+})
+
+describeStore('tiered: disk, then tape through a buffer cache', {
+  make: async () => {
+    const cold = await tapeThroughCache()
+    const hot = DiskBlobStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
+    return new TieredStore({ hot, cold })
+  },
+  destroy: async (s) => destroyCold((s as TieredStore).cold!),
+  makeLitter: litterFromDeadProcess,
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localFd: true,
+  manyKeys: 1000,
+  localRoots: (s) => [(s as TieredStore).hot.where(''), (s as TieredStore).cold!.cache.dir, ((s as TieredStore).cold!.source as TapeSource).tape.library.dir],
+  outside: (s) => path.dirname((s as TieredStore).hot.where('')),
+})
