@@ -16,6 +16,7 @@ import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } from './output.js'
 import type { Ctx } from './main.js'
 import { registerTier } from './tier.js'
+import { registerMigrate } from './migrate.js'
 
 /** The summary's consistency line of a volume generation. */
 function consistencyNote(m: Manifest, points: string[]): string {
@@ -62,6 +63,7 @@ async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
+  registerMigrate(program, ctx)
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')

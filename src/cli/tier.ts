@@ -4,7 +4,7 @@ import { MODELS } from '../tape/model.js'
 import { TAPE_OPS } from '../tape/model.js'
 import type { LibraryStatus } from '../tape/vtl.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
-import { count, humanBytes } from './output.js'
+import { count, humanBytes, simTime } from './output.js'
 import type { Ctx } from './main.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
@@ -19,14 +19,7 @@ const scale = (v: string): number => {
   return n
 }
 
-/** Simulated seconds as hours, minutes and seconds. */
-export function simTime(s: number): string {
-  if (s < 60) return `${s.toFixed(1)} s`
-  const hh = Math.floor(s / 3600)
-  const mm = Math.floor((s % 3600) / 60)
-  const ss = Math.floor(s % 60)
-  return hh ? `${hh} h ${String(mm).padStart(2, '0')} min ${String(ss).padStart(2, '0')} s` : `${mm} min ${String(ss).padStart(2, '0')} s`
-}
+export { simTime } from './output.js'
 
 function statusText(name: string, st: LibraryStatus): string {
   const out: string[] = []

@@ -582,6 +582,7 @@ export class CacheStore implements Store {
         const p = got.get(e.key)!.finally(() => {
           if (this.inflight.get(e.key) === p) this.inflight.delete(e.key)
         })
+        p.catch(() => undefined) // a prefetch nobody waits for must not be an unhandled rejection
         this.inflight.set(e.key, p)
         out.set(e.key, p)
       }
@@ -680,15 +681,23 @@ export class CacheStore implements Store {
 }
 
 /**
- * The tape store of this process as a cache's source: fills are recalls by this process's
- * engine, written into the cache (of which this process is the owner) once verified.
+ * The tape stores of this process (one per tier, sharing one catalog) as a cache's source:
+ * fills are recalls by their engines, written into the cache (which this process owns)
+ * once verified.
  */
 export class TapeSource implements ColdSource {
+  private readonly tapes: Map<string, TapeStore>
+  readonly tape: TapeStore
+
   constructor(
-    readonly tape: TapeStore,
+    tapes: TapeStore | TapeStore[],
     readonly cache: BufferCache,
   ) {
     if (!cache.owner) throw new CacheBusy(`${cache.dir}: a tape source fills the cache, so it must own it`)
+    const list = Array.isArray(tapes) ? tapes : [tapes]
+    if (list.length === 0) throw new TypeError('a tape source needs a tape store')
+    this.tape = list[0]!
+    this.tapes = new Map(list.map((t) => [t.tier, t]))
   }
 
   get writer(): Store {
@@ -709,16 +718,32 @@ export class TapeSource implements ColdSource {
   }
 
   where(key: string): string {
-    return this.tape.where(key)
+    const e = this.tape.entry(key)
+    return (e ? this.tapes.get(e.loc.tier) : undefined)?.where(key) ?? this.tape.where(key)
   }
 
   localRoots(): string[] {
-    return this.tape.localRoots()
+    return [...this.tapes.values()].flatMap((t) => t.localRoots())
   }
 
   fill(entries: ColdEntry[], o: FillOptions): Map<string, Promise<void>> {
-    for (const _ of entries) this.cache.miss()
-    const got = this.tape.recall(entries, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal })
+    const got = new Map<string, Promise<void>>()
+    const byTier = new Map<string, ColdEntry[]>()
+    for (const e of entries) {
+      this.cache.miss()
+      const l = byTier.get(e.loc.tier)
+      if (l) l.push(e)
+      else byTier.set(e.loc.tier, [e])
+    }
+    for (const [tier, es] of byTier) {
+      const t = this.tapes.get(tier)
+      if (!t) {
+        for (const e of es) got.set(e.key, Promise.reject(new StoreError('EIO', e.key, `${this.where(e.key)}: on tier ${tier}, which this process has not opened`)))
+        continue
+      }
+      for (const [k, p] of t.recall(es, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal })) got.set(k, p)
+    }
+    for (const p of got.values()) p.catch(() => undefined) // each caller handles its own
     if (o.timeoutMs === undefined) return got
     const out = new Map<string, Promise<void>>()
     for (const [k, p] of got) out.set(k, withTimeout(p, o.timeoutMs, () => new StoreError('EIO', k, `${this.where(k)}: not recalled within ${Math.round(o.timeoutMs! / 1000)} s (the recall deadline)`)))
