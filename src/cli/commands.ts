@@ -17,6 +17,7 @@ import { count, humanBytes, modeString, ProgressLine, resolveGen, writeOut } fro
 import type { Ctx } from './main.js'
 import { registerTier } from './tier.js'
 import { registerMigrate } from './migrate.js'
+import { registerRecall } from './recall.js'
 
 /** The summary's consistency line of a volume generation. */
 function consistencyNote(m: Manifest, points: string[]): string {
@@ -64,6 +65,7 @@ async function withSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
   registerMigrate(program, ctx)
+  registerRecall(program, ctx)
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')

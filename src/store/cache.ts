@@ -314,6 +314,34 @@ export class BufferCache {
     }
   }
 
+  /**
+   * Entries and bytes as the files are now (any process; the owner's stats() also knows
+   * segments, pins and counters).
+   */
+  scan(): { entries: number; usedBytes: number; limitBytes: number } {
+    let entries = 0
+    let usedBytes = 0
+    const walk = (dir: string): void => {
+      let list: fs.Dirent[]
+      try {
+        list = fs.readdirSync(dir, { withFileTypes: true })
+      } catch {
+        return
+      }
+      for (const d of list) {
+        if (d.name.includes('.tmp-')) continue
+        const p = path.join(dir, d.name)
+        if (d.isDirectory()) walk(p)
+        else if (d.isFile()) {
+          entries++
+          usedBytes += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0
+        }
+      }
+    }
+    walk(path.join(this.dir, DATA))
+    return { entries, usedBytes, limitBytes: this.limit }
+  }
+
   /** Removes an entry from the accounting (not the file); true if it was there. */
   private drop(key: string): boolean {
     const e = this.get(key)

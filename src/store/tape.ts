@@ -517,37 +517,46 @@ export class TapeStore implements Store {
     await this.engine.bringCartridge(drive, label, this.driveWaitMs)
   }
 
-  /** Writes one tape file: header record, the blobs' bytes as 1 MiB records, an immediate filemark. */
+  /**
+   * Writes one tape file: header record, then each blob in records of 1 MiB starting on a
+   * record of its own (its last record short), then an immediate filemark. A blob's offset
+   * is its first record's index × recordBytes: units next to each other on tape are read
+   * one after the other without stepping back into a shared record.
+   */
   private async writeFile(drive: VirtualTapeDrive, cartridge: string, file: number, fileBlock: number, items: WriteItem[], onRead: (ms: number, bytes: number) => void): Promise<{ batch: TapeBatch; shas: Map<string, Buffer> }> {
     const rb = this.library.model.recordBytes
     const batchId = randomBytes(8)
-    let offset = 0
+    let records = 0
     const blobs: TapeBatch['blobs'] = []
     for (const it of items) {
-      blobs.push({ key: it.key, sizeBytes: it.sizeBytes, sha256: Buffer.alloc(32), offset, head: Buffer.alloc(0), tail: Buffer.alloc(0) })
-      offset += it.sizeBytes
+      blobs.push({ key: it.key, sizeBytes: it.sizeBytes, sha256: Buffer.alloc(32), offset: records * rb, head: Buffer.alloc(0), tail: Buffer.alloc(0) })
+      records += Math.ceil(it.sizeBytes / rb)
     }
-    const dataBytes = offset
-    const header = encodeTapeFileHeader({ repoId: this.repoId, batch: batchId, recordBytes: rb, dataBytes, blobs: blobs.map((b) => ({ key: b.key, bytes: b.sizeBytes, offset: b.offset })) })
+    const dataBlocks = records
+    const header = encodeTapeFileHeader({ repoId: this.repoId, batch: batchId, recordBytes: rb, dataBytes: dataBlocks * rb, blobs: blobs.map((b) => ({ key: b.key, bytes: b.sizeBytes, offset: b.offset })) })
     await drive.write([header])
-    // the stream: blobs back to back, cut into records; spooled in memory, then written
+    // spooled in memory, then written in large WRITEs (the drive streams from the spool)
     let spool: Buffer[] = []
     let spoolBytes = 0
     let partial = Buffer.alloc(0)
-    const flushSpool = async (final: boolean): Promise<void> => {
-      if (final && partial.length) {
-        spool.push(partial)
-        partial = Buffer.alloc(0)
-      }
+    const flushSpool = async (): Promise<void> => {
       if (spool.length) await drive.write(spool)
       spool = []
       spoolBytes = 0
     }
+    /** The rest of a blob: its short last record. */
+    const endBlob = async (): Promise<void> => {
+      if (partial.length) {
+        spool.push(partial)
+        spoolBytes += partial.length
+        partial = Buffer.alloc(0)
+      }
+      if (spoolBytes >= SPOOL_BYTES) await flushSpool()
+    }
     const push = async (chunk: Buffer): Promise<void> => {
       let c = chunk
       if (partial.length) {
-        const need = rb - partial.length
-        const take = c.subarray(0, need)
+        const take = c.subarray(0, rb - partial.length)
         partial = Buffer.concat([partial, take])
         c = c.subarray(take.length)
         if (partial.length === rb) {
@@ -562,7 +571,7 @@ export class TapeStore implements Store {
         c = c.subarray(rb)
       }
       if (c.length) partial = Buffer.from(c)
-      if (spoolBytes >= SPOOL_BYTES) await flushSpool(false)
+      if (spoolBytes >= SPOOL_BYTES) await flushSpool()
     }
     const shas = new Map<string, Buffer>()
     for (let i = 0; i < items.length; i++) {
@@ -585,13 +594,13 @@ export class TapeStore implements Store {
         b.tail = tailBytes > 0 ? Buffer.from(await src.read({ offset: it.sizeBytes - tailBytes, length: tailBytes })) : Buffer.alloc(0)
         b.sha256 = h.digest()
         shas.set(it.key, b.sha256)
+        await endBlob()
       } finally {
         await src.close()
       }
     }
-    await flushSpool(true)
+    await flushSpool()
     await drive.writeFilemarks(1, { immediate: true })
-    const dataBlocks = Math.ceil(dataBytes / rb)
     return { batch: { tier: this.tier, cartridge, batch: batchId, file, fileBlock, recordBytes: rb, dataBlocks, blobs }, shas }
   }
 
@@ -626,13 +635,14 @@ export class TapeStore implements Store {
           break
         }
         for (const rec of r.records) {
+          // record k holds bytes [k × recordBytes, + its length) of the file's positions
           const recEnd = pos + rec.length
           b.blobs.forEach((x, i) => {
             const s0 = Math.max(pos, x.offset)
             const e0 = Math.min(recEnd, x.offset + x.sizeBytes)
             if (s0 < e0) hashes[i]!.update(rec.subarray(s0 - pos, e0 - pos))
           })
-          pos = recEnd
+          pos += b.recordBytes
         }
         left -= r.count
         if (r.filemark || r.eod) {

@@ -1,8 +1,10 @@
 /**
  * The header record of a tape file bfs writes (native-notes/tape.md §"Tape files"): the
  * first record of every tape file, saying what the file holds, so that a tape can be read
- * without the repository's catalog. After it come the blobs' bytes back to back as one
- * stream cut into records of `recordBytes` (the last one short), then a filemark.
+ * without the repository's catalog. After it come the blobs, each starting a record of its
+ * own, in records of `recordBytes` (a blob's last record short), then a filemark. A blob's
+ * offset is its first record's index (counted from the record after the header) ×
+ * recordBytes.
  *
  * All integers little-endian:
  *
@@ -14,7 +16,7 @@
  *   32  8  batch id: random, also in the catalog record
  *   40  4  record bytes of the data stream
  *   44  4  blob count
- *   48  8  data bytes: length of the stream after this record
+ *   48  8  data bytes: records after this one × record bytes
  *   56  4  reserved = 0
  *   60  4  CRC-32 of the whole record with these 4 bytes as zeros
  *   64  …  per blob: u16 key length, key (UTF-8), u64 bytes, u64 offset in the stream
