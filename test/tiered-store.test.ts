@@ -210,6 +210,25 @@ describe('tiered store over tape through the buffer cache', () => {
     expect((await tiered.get('gens/00000005/unit-00000000')).equals(good)).toBe(true)
   })
 
+  it('offline eio: a range on tape fails EIO at once (nothing recalled); the copies and cached units still read', async () => {
+    const r = rig()
+    const data = blob(1 << 20)
+    await r.hot.put('gens/00000007/unit-00000000', data)
+    await r.hot.put('gens/00000007/unit-00000001', blob(1 << 20))
+    await migrate(r, ['gens/00000007/unit-00000000', 'gens/00000007/unit-00000001'])
+    await Promise.all(r.tiered.prefetch(['gens/00000007/unit-00000001']).values())
+    const served = reads(r)
+    const eio = new TieredStore({ hot: r.hot, cold: r.cold, offline: 'eio' })
+    const b = await eio.open('gens/00000007/unit-00000000')
+    expect((await b.read({ offset: 0, length: 32 })).equals(data.subarray(0, 32))).toBe(true)
+    const e = await b.read({ offset: 5000, length: 10 }).then(() => null, (x: StoreError) => x)
+    await b.close()
+    expect(e?.code).toBe('EIO')
+    expect(e?.message).toMatch(/gens\/00000007\/unit-00000000: on tape and not in the buffer cache \(offline: eio; recall it first\)$/)
+    expect((await eio.get('gens/00000007/unit-00000001', { offset: 5000, length: 10 })).length).toBe(10)
+    expect(reads(r)).toBe(served)
+  })
+
   it('writes go to disk; a create over a tape-resident key is EEXIST', async () => {
     const r = rig()
     await r.hot.put('gens/00000006/unit-00000000', blob(100_000))

@@ -14,6 +14,7 @@ import { neededUnits } from '../repo/needed.js'
 import type { Repository } from '../repo/repository.js'
 import { cacheDir, openDataStore, type RepoDataStore } from '../repo/stores.js'
 import { RepoTapeCatalog } from '../repo/tapecat.js'
+import { planRecall } from '../repo/recallplan.js'
 import { readTier, tapeToBfs } from '../repo/tiers.js'
 import { lookupPath } from '../repo/tree.js'
 import { BufferCache, CacheBusy } from '../store/cache.js'
@@ -21,8 +22,6 @@ import { RecallClient, ServiceSource, ServiceUnavailable } from '../store/recall
 import type { ServiceStatus } from '../store/recall/protocol.js'
 import { RecallService } from '../store/recall/service.js'
 import { TapeStore, type ColdEntry } from '../store/tape.js'
-import { modelByName } from '../tape/model.js'
-import { assignCartridges, type RecallRequest } from '../tape/schedule.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import { count, humanBytes, ProgressLine, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
 
@@ -154,27 +153,12 @@ export function estimateRecall(repo: Repository, manId: number, root: number): R
       }
     }
   }
-  const byTier = new Map<string, ColdEntry[]>()
-  for (const e of est.onTape) byTier.set(e.loc.tier, [...(byTier.get(e.loc.tier) ?? []), e])
-  const carts = new Set<string>()
-  for (const [name, es] of byTier) {
-    const tier = readTier(repo, name)
-    let st
-    try {
-      st = VirtualTapeLibrary.readState(tier.dir)
-    } catch (err) {
-      throw tapeToBfs(err)
-    }
-    const model = modelByName(st.model)!
-    est.clockScale = Math.max(est.clockScale, st.clockScale)
-    const reqs: RecallRequest[] = es.map((e, i) => ({ id: i, cartridge: e.loc.cartridge, block: e.loc.block, records: e.loc.records, arrival: 0 }))
-    for (const e of es) carts.add(e.loc.cartridge)
-    const drives = st.drives.map((d, index) => ({ index, head: { cartridge: d.loaded ? d.cartridge : null, block: d.loaded ? d.block : 0 }, freeAt: 0 }))
-    // a drive holding a cartridge it has not loaded is exchanged like a full one
-    const plan = assignCartridges(model, drives, reqs, 0)
-    est.seconds = Math.max(est.seconds, ...plan.flatMap((a) => a.cartridges.map((c) => c.end)))
-  }
-  est.cartridges = [...carts].sort()
+  const plan = planRecall(repo, est.onTape)
+  est.seconds = plan.seconds
+  est.cartridges = plan.cartridges
+  est.clockScale = plan.clockScale
+  // in the order the tape will give them (the recall asks for them in that order too)
+  est.onTape = plan.order
   return est
 }
 

@@ -60,6 +60,7 @@ class ColdBlob implements SyncBlobReader {
     private readonly cold: CacheStore | null,
     cached: SyncBlobReader | null,
     private readonly whereKey: string,
+    private readonly o: ReadPolicy = {},
   ) {
     this.innerSync = cached
   }
@@ -84,7 +85,10 @@ class ColdBlob implements SyncBlobReader {
     if (c) return c
     if (!this.cold) throw new StoreError('ENOENT', this.key, `${this.whereKey}: on tape, and this reader has no catalog`)
     if (!this.inner) {
-      this.inner = this.cold.open(this.key)
+      if (this.o.offline === 'eio' && !this.cold.cache.has(this.key, this.e.sizeBytes)) {
+        throw new StoreError('EIO', this.key, `${this.whereKey}: on tape and not in the buffer cache (offline: eio; recall it first)`)
+      }
+      this.inner = this.cold.open(this.key, { timeoutMs: this.o.recallTimeoutMs })
       this.inner.catch(() => {
         this.inner = null // the next read asks again
       })
@@ -124,7 +128,15 @@ class ColdBlob implements SyncBlobReader {
   }
 }
 
-export interface TieredOptions {
+/** How reads of blobs on tape behave. */
+export interface ReadPolicy {
+  /** 'wait' (default): a read of a range on tape waits for its recall; 'eio': fails EIO at once (the mount's --offline eio). */
+  offline?: 'wait' | 'eio'
+  /** bfs's own recall deadline, ms: a read still waiting then fails EIO (the recall goes on). Default: none. */
+  recallTimeoutMs?: number
+}
+
+export interface TieredOptions extends ReadPolicy {
   /** The disk tier (the repository's store): written to, and read first. */
   hot: Store
   /** The tape tier behind its buffer cache. */
@@ -137,9 +149,11 @@ export class TieredStore implements Store {
   /** The cache, read-only, when there is no catalog (a worker thread's store): cached blobs by key only. */
   private readonly cacheOnly: BufferCache | null
   readonly sync: SyncStore | null
+  readonly policy: ReadPolicy
 
   constructor(o: TieredOptions | { hot: Store; cacheDir: string }) {
     this.hot = o.hot
+    this.policy = 'cold' in o ? { offline: o.offline, recallTimeoutMs: o.recallTimeoutMs } : {}
     if ('cold' in o) {
       this.cold = o.cold
       this.cacheOnly = null
@@ -216,7 +230,7 @@ export class TieredStore implements Store {
     const e = this.cold.entry(key)
     if (!e) throw missing
     const cached = await this.cold.peek(key)
-    return new ColdBlob(key, e, this.cold, cached, this.cold.where(key))
+    return new ColdBlob(key, e, this.cold, cached, this.cold.where(key), this.policy)
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -335,7 +349,7 @@ class TieredSync implements SyncStore {
       if (!e) throw err
       const cached = cache!.openEntrySync(key, e.sizeBytes)
       if (cached) cold.source.touch(key)
-      return new ColdBlob(key, e, cold, cached, cold.where(key))
+      return new ColdBlob(key, e, cold, cached, cold.where(key), this.t.policy)
     }
   }
 
