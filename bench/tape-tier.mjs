@@ -263,7 +263,8 @@ export async function tierScenarios({ ROOT, BASE, m, p, log, h, seeds, only }) {
       const over = new Set()
       const add = () => {
         while (pending.size < k && next < blocks.length) {
-          const q = { id: id++, cartridge: 'A', block: blocks[next++], records: SLOT, arrival: t + id * 1e-9 }
+          // requests asked for at the same moment arrive together (as the engine stamps them)
+          const q = { id: id++, cartridge: 'A', block: blocks[next++], records: SLOT, arrival: t }
           pending.set(q.id, q)
         }
       }

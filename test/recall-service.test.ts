@@ -180,6 +180,9 @@ describe('recall service', () => {
     const n = unitKeys(s.repo, 1).length + unitKeys(s.repo, 2).length
     expect(dry.stdout).toMatch(new RegExp(`^gen2: \\d+ units needed: \\d+ on tape \\([\\d.]+ MiB on 1 cartridge: BFS001L9\\), 0 in the buffer cache, 0 on disk\\nestimated tape time .* \\(simulated\\)\\n$`))
     expect(servicePid(s)).toBeNull()
+    // neither the estimate nor the status changes anything in the repository
+    expect((await bfs(['tier', 'status', 'tape1'], { repo: s.repo, env: s.env })).stdout).toMatch(/^recall service: not running/m)
+    expect(fs.existsSync(path.join(s.repo, 'cache'))).toBe(false)
     const r = await bfs(['recall', 'gen2', '--json', '--buffer-cache', '1G'], { repo: s.repo, env: s.env })
     expect(r.code, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout)
@@ -196,6 +199,27 @@ describe('recall service', () => {
     expect(bad.code).toBe(1)
     expect(bad.stderr).toBe('bfs: nope: no such file or directory in gen2\n')
     expect(cacheIsClean(s)).toBe(j.onTape)
+  })
+
+  it('a corrupt record on tape: bfs recall names the unit and exits 1; the unit is never cached; the rest is recalled', async () => {
+    const s = await setup('corrupt', 0)
+    const keys = unitKeys(s.repo, 1)
+    const bad = keys[1]!
+    // flip a byte of that unit where the cartridge file holds it: its bytes are its disk file's, gone now; find them through the catalog's copy of its trailer
+    const repo = Repository.open(s.repo)
+    const e = new RepoTapeCatalog(repo.store.blobs).entry(bad)!
+    const cart = path.join(s.vtl, 'cartridges', `${e.loc.cartridge}.tape`)
+    const bytes = fs.readFileSync(cart)
+    const at = bytes.indexOf(e.tail)
+    expect(at).toBeGreaterThan(0)
+    bytes[at - 100]! ^= 0x20 // inside its last frame
+    fs.writeFileSync(cart, bytes)
+    const r = await bfs(['recall', 'gen1'], { repo: s.repo, env: s.env })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(new RegExp(`^bfs: .*${bad.replace(/\//g, '\\/')}: the bytes read from tape do not match the catalog's SHA-256 \\(corrupt on tape\\); not served$`, 'm'))
+    expect(r.stdout).toMatch(new RegExp(`^recalled ${keys.length - 1} units .*; 1 unit failed;`, 'm'))
+    expect(fs.existsSync(path.join(cacheDir(repo), 'data', bad))).toBe(false)
+    expect(cacheIsClean(s)).toBe(keys.length - 1)
   })
 
   it('kill -9 of the service during a recall: the client starts another, which completes; a half-written entry is never served', async () => {

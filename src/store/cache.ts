@@ -76,7 +76,7 @@ export class CacheBusy extends Error {
 }
 
 export class BufferCache {
-  readonly data: DiskBlobStore
+  private dataStore: DiskBlobStore | null = null
   private readonly probation = new Map<string, CacheEntry>()
   private readonly protectedSeg = new Map<string, CacheEntry>()
   private readonly pins = new Map<string, Set<string>>()
@@ -93,7 +93,6 @@ export class BufferCache {
     readonly owner: boolean,
     limitBytes: number,
   ) {
-    this.data = DiskBlobStore.create(path.join(dir, DATA))
     this.limit = limitBytes
   }
 
@@ -104,7 +103,8 @@ export class BufferCache {
    */
   static open(dir: string, o: { owner?: boolean; limitBytes?: number } = {}): BufferCache {
     const abs = path.resolve(dir)
-    fs.mkdirSync(path.join(abs, DATA), { recursive: true, mode: 0o700 })
+    // only the owner makes the directory: a reader (bfs tier status, a mount) changes nothing
+    if (o.owner) fs.mkdirSync(path.join(abs, DATA), { recursive: true, mode: 0o700 })
     const limit = o.limitBytes ?? readConfig(abs) ?? DEFAULT_CACHE_BYTES
     const c = new BufferCache(abs, !!o.owner, limit)
     if (o.owner) {
@@ -121,9 +121,28 @@ export class BufferCache {
     return c
   }
 
+  /** The entries' store, or null while the owner has not made it yet (a reader looks again next time). */
+  private get store(): DiskBlobStore | null {
+    if (!this.dataStore) {
+      try {
+        this.dataStore = DiskBlobStore.open(path.join(this.dir, DATA))
+      } catch {
+        return null
+      }
+    }
+    return this.dataStore
+  }
+
+  /** The owner's entries' store (it made the directory). */
+  get data(): DiskBlobStore {
+    const s = this.store
+    if (!s) throw new StoreError('ENOENT', '', `${path.join(this.dir, DATA)}: no buffer cache here yet`)
+    return s
+  }
+
   /** The file an entry lives in (for messages). */
   file(key: string): string {
-    return this.data.where(key)
+    return path.join(this.dir, DATA, key)
   }
 
   get limitBytes(): number {
@@ -134,9 +153,11 @@ export class BufferCache {
 
   /** Opens a cached entry, or null when there is none (or it is not `sizeBytes` long). */
   async openEntry(key: string, sizeBytes?: number): Promise<(BlobReader & SyncBlobReader) | null> {
+    const store = this.store
+    if (!store) return null
     let b: BlobReader & SyncBlobReader
     try {
-      b = (await this.data.open(key)) as BlobReader & SyncBlobReader
+      b = (await store.open(key)) as BlobReader & SyncBlobReader
     } catch (err) {
       if (err instanceof StoreError && err.code === 'ENOENT') return null
       throw err
@@ -149,9 +170,11 @@ export class BufferCache {
   }
 
   openEntrySync(key: string, sizeBytes?: number): SyncBlobReader | null {
+    const store = this.store
+    if (!store) return null
     let b: SyncBlobReader
     try {
-      b = this.data.sync.openSync(key)
+      b = store.sync.openSync(key)
     } catch (err) {
       if (err instanceof StoreError && err.code === 'ENOENT') return null
       throw err
@@ -169,8 +192,10 @@ export class BufferCache {
       const e = this.get(key)
       return !!e && (sizeBytes === undefined || e.bytes === sizeBytes)
     }
+    const store = this.store
+    if (!store) return false
     try {
-      const st = this.data.sync.statSync(key)
+      const st = store.sync.statSync(key)
       return sizeBytes === undefined || st.sizeBytes === sizeBytes
     } catch {
       return false
