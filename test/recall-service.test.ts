@@ -266,8 +266,39 @@ describe('recall service', () => {
     c2.close()
   })
 
+  it('a reader that gives up cancels its recall in the service, also the first request of a client not yet connected (sent once)', async () => {
+    // clock scale 0.2: the first mount (robot 10 s + load 16 s) takes ~5 s of real time, the window to cancel in
+    const s = await setup('cancel', 0.2)
+    const c = client(s)
+    const t = tieredVia(s, c)
+    const keys = unitKeys(s.repo, 1)
+    expect(keys.length).toBeGreaterThan(3)
+    const ac = new AbortController()
+    // the client's very first request: it connects (starting the service) while the request waits
+    const got = t.prefetch(keys, { signal: ac.signal })
+    expect(got.size).toBe(keys.length)
+    const watcher = client(s)
+    await until('the queue to fill', async () => ((await watcher.status())?.tiers[0]?.engine.pending ?? 0) > 0)
+    ac.abort()
+    const outcomes = await Promise.allSettled([...got.values()])
+    expect(outcomes.some((o) => o.status === 'rejected')).toBe(true)
+    // the service drops what nobody wants any more: nothing left in flight, the queue empty,
+    // and the engine cancelled requests rather than reading them all
+    await until('the service to drop the request', async () => {
+      const st = await watcher.status()
+      return st !== null && st.inflight === 0 && (st.tiers[0]?.engine.pending ?? 0) === 0
+    })
+    const st = (await watcher.status())!
+    expect(st.tiers[0]!.engine.counters.cancelled).toBeGreaterThan(0)
+    expect(st.tiers[0]!.engine.counters.served).toBeLessThan(keys.length)
+    expect(st.cache.entries).toBeLessThan(keys.length)
+    c.close()
+    watcher.close()
+    expect(cacheIsClean(s)).toBe(st.cache.entries)
+  })
+
   it('kill -9 of a client: its requests are cancelled, the service goes on; a recall deadline fails EIO', async () => {
-    const s = await setup('killcli', 0.05)
+    const s = await setup('killcli', 0.2)
     const p = spawn(BFS, ['--repo', s.repo, 'recall', 'gen1'], { env: { ...process.env, ...s.env }, stdio: 'ignore' })
     const exited = new Promise<void>((r) => p.once('close', () => r()))
     await until('the service to start', () => servicePid(s) !== null)
@@ -280,6 +311,8 @@ describe('recall service', () => {
       const st = await c.status()
       return st !== null && st.inflight <= 1 && (st.tiers[0]?.engine.pending ?? 0) === 0
     })
+    // cancelled, not read for nobody
+    expect((await c.status())!.tiers[0]!.engine.counters.cancelled).toBeGreaterThan(0)
     // bfs's own deadline: EIO with a clear message while the tape is slow
     const repo = Repository.open(s.repo)
     const cache = BufferCache.open(cacheDir(repo))

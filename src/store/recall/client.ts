@@ -42,6 +42,8 @@ interface Req {
   onProgress?: (p: RecallProgress) => void
   failed: number
   resolveDone: (r: { ok: number; failed: number }) => void
+  /** The connection it was last sent on (sent again on a new one). */
+  sentOn: net.Socket | null
 }
 
 /** The service could not be reached or started. */
@@ -133,6 +135,8 @@ export class RecallClient {
   }
 
   private sendRecall(r: Req): void {
+    if (!this.socket || r.sentOn === this.socket) return
+    r.sentOn = this.socket
     this.write({ op: 'recall', id: r.id, keys: [...r.left], pin: r.pin, ...(r.deadline !== undefined ? { deadline: r.deadline } : {}) })
   }
 
@@ -190,7 +194,7 @@ export class RecallClient {
     const perKey = new Map<string, Promise<void>>()
     let resolveDone!: Req['resolveDone']
     const done = new Promise<{ ok: number; failed: number }>((r) => (resolveDone = r))
-    const r: Req = { id: this.nextId++, keys: uniq, pin: !!o.pin, deadline: o.deadline, left: new Set(uniq), perKey: new Map(), onProgress: o.onProgress, failed: 0, resolveDone }
+    const r: Req = { id: this.nextId++, keys: uniq, pin: !!o.pin, deadline: o.deadline, left: new Set(uniq), perKey: new Map(), onProgress: o.onProgress, failed: 0, resolveDone, sentOn: null }
     for (const k of uniq) {
       const p = new Promise<void>((resolve, reject) => r.perKey.set(k, { resolve, reject }))
       p.catch(() => undefined) // each caller handles its own

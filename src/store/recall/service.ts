@@ -191,6 +191,7 @@ export class RecallService {
   }
 
   private recall(c: Conn, id: number, keys: string[], pin: boolean, deadline: number | undefined): void {
+    if (c.requests.has(id)) return // sent twice: the first one stands
     const uniq = [...new Set(keys)]
     const r = { keys: new Set(uniq), total: uniq.length, done: 0, failed: 0, bytes: 0, wants: new Map<string, Want>() }
     c.requests.set(id, r)
