@@ -142,9 +142,23 @@ export class RecallEngine {
     this.refreshClaims()
   }
 
-  /** The library's simulated time as this engine last saw it (the latest drive clock). */
+  /**
+   * The library's simulated time as this engine last saw it (the latest clock of its
+   * drives). With no drive held, from the library's state: a fresh engine (a service just
+   * started) on a library whose clock is hours along must not stamp its first requests
+   * with time 0, which would make them hours old to the scheduler's aging and age cap.
+   */
   now(): number {
-    for (const s of this.slots) if (s.session) this.lastNow = Math.max(this.lastNow, s.session.clock.now())
+    let held = false
+    for (const s of this.slots) {
+      if (!s.session) continue
+      held = true
+      this.lastNow = Math.max(this.lastNow, s.session.clock.now())
+    }
+    if (!held) {
+      const drives = this.lib.state().drives
+      for (const s of this.slots) this.lastNow = Math.max(this.lastNow, drives[s.index]?.clock ?? 0)
+    }
     return this.lastNow
   }
 
