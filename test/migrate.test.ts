@@ -178,7 +178,12 @@ describe('bfs migrate', () => {
       await checkAll(repo, expected)
     }
     expect(killed).toBeGreaterThan(0)
-    // the next run: the killed writer's lock is stale, its litter swept, leftovers removed
+    // the repository takes a backup after the kills (the killed writer's lock is stale), and the new generation reads back
+    const b = await bfs(['backup', path.join(work, 'kill-src'), '--unit-blocks', '256', '--frame-blocks', '64'], { repo })
+    expect(b.code, b.stderr).toBe(0)
+    expected.set(4, expected.get(3)!)
+    await checkAll(repo, expected)
+    // the next run: its litter swept, leftovers removed
     const fin = await bfs(['migrate', 'gen1-3', '--verify', '--json'], { repo })
     expect(fin.code, fin.stderr).toBe(0)
     expect(census(repo, all)).toEqual({ disk: 0, tape: total, both: 0, lost: [] })
