@@ -28,6 +28,12 @@ const opt = (name, def) => {
 const SEEDS = opt('--seeds', 5)
 const N = opt('--requests', 1000)
 const WRITE = !args.includes('--no-write')
+// --only d,f: just those sections (a–c: the scheduler on the library; d–i: the tiered store)
+const ONLY = (() => {
+  const i = args.indexOf('--only')
+  return i < 0 ? null : String(args[i + 1] ?? '').split(',')
+})()
+const want = (s) => !ONLY || ONLY.includes(s)
 const NOTES = !args.includes('--no-notes')
 const BASE = process.env.BENCH_TAPE_DIR || '/var/tmp'
 const m = LTO9
@@ -56,8 +62,8 @@ p(`| full tape read at native rate | ${h(cal.fullTapeReadS)} h | |`)
 p()
 
 // ---- (a) one full tape ----------------------------------------------------------------
+if (want('a')) {
 log('(a) filling one cartridge')
-{
   const { lib, drive, cleanup } = await sim.scratchLibrary(BASE, 'bfs-tape-sim-a', m, 1)
   try {
     const layouts = await sim.fillAll(lib, drive)
@@ -85,8 +91,8 @@ log('(a) filling one cartridge')
 }
 
 // ---- (b) ten cartridges, one drive ----------------------------------------------------
+if (want('b')) {
 log('(b) filling ten cartridges')
-{
   const { lib, drive, cleanup } = await sim.scratchLibrary(BASE, 'bfs-tape-sim-b', m, 10)
   try {
     const layouts = await sim.fillAll(lib, drive)
@@ -123,8 +129,8 @@ log('(b) filling ten cartridges')
 }
 
 // ---- (c) migration write --------------------------------------------------------------
+if (want('c')) {
 log('(c) migration writes')
-{
   const { lib, drive, cleanup } = await sim.scratchLibrary(BASE, 'bfs-tape-sim-c', m, 1)
   try {
     await lib.move({ slot: 0 }, { drive: 0 })
@@ -153,6 +159,12 @@ log('(c) migration writes')
   }
 }
 
+// ---- (d)–(i) through the tiered store --------------------------------------------------
+if (['d', 'e', 'f', 'g', 'h', 'i'].some(want)) {
+  const { tierScenarios } = await import('./tape-tier.mjs')
+  await tierScenarios({ ROOT, BASE, m, p, log, h, seeds: Math.min(SEEDS, 3), only: ONLY })
+}
+
 const secs = ((performance.now() - started) / 1000).toFixed(1)
 const report = out.join('\n')
 const date = new Date().toISOString().slice(0, 10)
@@ -164,7 +176,7 @@ if (WRITE) {
   fs.writeFileSync(file, doc)
   log(`wrote ${path.relative(ROOT, file)}`)
 }
-if (NOTES && WRITE) {
+if (NOTES && WRITE && !ONLY) {
   const notes = path.join(ROOT, 'native-notes/tape.md')
   const text = fs.readFileSync(notes, 'utf8')
   const begin = '<!-- bench-tape:begin -->'

@@ -9,6 +9,12 @@ import { openStore } from '../src/store/open.js'
 import type { Store } from '../src/store/store.js'
 import { keys as layoutKeys, MANIFEST_RE as LAYOUT_MANIFEST_RE } from '../src/format/layout.js'
 import { keys as repoKeys } from '../src/repo/repository.js'
+import { TapeStore } from '../src/store/tape.js'
+import { BufferCache, CacheStore, TapeSource } from '../src/store/cache.js'
+import { TieredStore } from '../src/store/tiered.js'
+import { RepoTapeCatalog } from '../src/repo/tapecat.js'
+import { VirtualTapeLibrary } from '../src/tape/vtl.js'
+import { LTO9 } from '../src/tape/model.js'
 import { describeStore, storeError } from './store-conformance.js'
 import { ROOT, sh, tmpdir } from './helpers.js'
 
@@ -192,4 +198,78 @@ describe('format/layout.ts', () => {
     expect(LAYOUT_MANIFEST_RE.test('gen-00000001')).toBe(true)
     expect(LAYOUT_MANIFEST_RE.test('gen-00000001.tmp-1-ab')).toBe(false)
   })
+})
+
+// ---- the tape tier (issue 13): a virtual tape library with clock scale 0, its catalog in a disk store
+
+/** A tape store on a fresh one-drive library (clock scale 0), its catalog records in a disk store beside it. */
+async function tapeStore(): Promise<TapeStore> {
+  const d = diskDir()
+  VirtualTapeLibrary.create(path.join(d, 'vtl'), { model: LTO9, cartridges: 2, drives: 1, clockScale: 0 })
+  const meta = DiskBlobStore.create(path.join(d, 'meta'))
+  return new TapeStore({ tier: 'tape', library: VirtualTapeLibrary.open(path.join(d, 'vtl')), catalog: new RepoTapeCatalog(meta), engine: { windowMs: 0, lingerMs: 50 } })
+}
+
+describeStore('tape (virtual library, clock 0)', {
+  make: tapeStore,
+  destroy: async (s) => {
+    const t = s as TapeStore
+    await t.close()
+    await t.library.close()
+    fs.rmSync(path.dirname(t.library.dir), { recursive: true, force: true })
+  },
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: false,
+  manyKeys: 100,
+  localRoots: (s) => [(s as TapeStore).library.dir],
+})
+
+/** The tape store above behind a buffer cache this process owns (tape through cache). */
+async function tapeThroughCache(): Promise<CacheStore> {
+  const tape = await tapeStore()
+  const cache = BufferCache.open(path.join(path.dirname(tape.library.dir), 'cache'), { owner: true, limitBytes: 64 << 20 })
+  return new CacheStore(cache, new TapeSource(tape, cache))
+}
+
+async function destroyCold(c: CacheStore): Promise<void> {
+  const tape = (c.source as TapeSource).tape
+  c.cache.close()
+  await tape.close()
+  await tape.library.close()
+  fs.rmSync(path.dirname(tape.library.dir), { recursive: true, force: true })
+}
+
+describeStore('tape through a buffer cache', {
+  make: tapeThroughCache,
+  destroy: async (s) => destroyCold(s as CacheStore),
+  makeLitter: async (s, key) => {
+    const st = await s.stage(key)
+    await s.writeStaged(st, [Buffer.from('abandoned')])
+  },
+  liveStagedSurvivesSweep: false,
+  workerWrites: false,
+  localFd: true,
+  manyKeys: 100,
+  localRoots: (s) => [(s as CacheStore).cache.dir, ((s as CacheStore).source as TapeSource).tape.library.dir],
+})
+
+describeStore('tiered: disk, then tape through a buffer cache', {
+  make: async () => {
+    const cold = await tapeThroughCache()
+    const hot = DiskBlobStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
+    return new TieredStore({ hot, cold })
+  },
+  destroy: async (s) => destroyCold((s as TieredStore).cold!),
+  makeLitter: litterFromDeadProcess,
+  liveStagedSurvivesSweep: true,
+  workerWrites: true,
+  localFd: true,
+  manyKeys: 1000,
+  localRoots: (s) => [(s as TieredStore).hot.where(''), (s as TieredStore).cold!.cache.dir, ((s as TieredStore).cold!.source as TapeSource).tape.library.dir],
+  outside: (s) => path.dirname((s as TieredStore).hot.where('')),
 })

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { drainQueue, runSteps } from '../src/tape/execute.js'
 import { capacityBlocks, locateSeconds, LTO9, readThroughSeconds } from '../src/tape/model.js'
-import { assignCartridges, decide, moveTo, planBatch, RecallQueue, type RecallRequest } from '../src/tape/schedule.js'
+import { assignCartridges, decide, moveTo, planBatch, RecallQueue, serviceSeconds, type RecallRequest } from '../src/tape/schedule.js'
 import { fillAll, lowerBound, pickRequests, rng, runStrategy, scratchLibrary } from '../src/tape/sim.js'
 import { tmpdir } from './helpers.js'
 
@@ -125,6 +125,25 @@ describe('recall ordering: batches and arrivals', () => {
     batch.add(req(1, 9_000_000), req(2, 100_000), req(3, 200_000))
     batch.served(batch.requests()[1]!)
     expect(batch.next({ cartridge: 'A', block: 100_020 }, 10_000)).toMatchObject({ request: { id: 3 }, urgent: false })
+  })
+
+  it('aging: an old request wins over a nearer new one once it arrived (cost difference / agingPerS) before it; a batch keeps its order by cost', () => {
+    const aging = { agingPerS: 0.01, ageCapS: 1e9 }
+    const head = { cartridge: 'A', block: 100_000 }
+    const none = () => false
+    // an old request far away, new ones keep arriving right ahead of the head
+    const far = req(3, 9_000_000, { arrival: 0 })
+    const fresh = (t: number): RecallRequest => req(4, 100_020, { arrival: t })
+    const gap = serviceSeconds(m, head.block, far) - serviceSeconds(m, head.block, fresh(0))
+    expect(gap).toBeGreaterThan(50)
+    const tipping = gap / 0.01
+    expect(decide(m, head, [far, fresh(tipping - 100)], tipping - 100, none, aging)).toMatchObject({ request: { id: 4 }, urgent: false })
+    expect(decide(m, head, [far, fresh(tipping + 100)], tipping + 100, none, aging)).toMatchObject({ request: { id: 3 }, urgent: false })
+    // without aging the near one always wins (until the age cap)
+    expect(decide(m, head, [far, fresh(tipping + 100)], tipping + 100, none, { ageCapS: 1e9 })).toMatchObject({ request: { id: 4 } })
+    // requests that arrive together: aging changes nothing
+    const batch = [req(5, 9_000_000), req(6, 100_000), req(7, 200_000)]
+    expect(decide(m, head, batch, 50_000, none, aging)).toMatchObject({ request: { id: 6 } })
   })
 
   it('serves a request whose deadline is near first, even on another cartridge', () => {

@@ -5,6 +5,8 @@
 import type { Command } from 'commander'
 import type { Ctx } from './context.js'
 import { registerTier } from './tier.js'
+import { registerMigrate } from './migrate.js'
+import { registerRecall } from './recall.js'
 import { registerInit } from './init.js'
 import { registerBackup } from './backup.js'
 import { registerGenerations } from './generations.js'
@@ -16,6 +18,8 @@ import { registerVerify } from './verify.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
+  registerMigrate(program, ctx)
+  registerRecall(program, ctx)
   registerInit(program, ctx)
   registerBackup(program, ctx)
   registerGenerations(program, ctx)

@@ -4,6 +4,28 @@ import type { Repository } from '../repo/repository.js'
 
 /** Formatting helpers for the CLI; the core never prints. */
 
+/** Simulated seconds as hours, minutes and seconds. */
+export function simTime(s: number): string {
+  if (s < 60) return `${s.toFixed(1)} s`
+  const hh = Math.floor(s / 3600)
+  const mm = Math.floor((s % 3600) / 60)
+  const ss = Math.floor(s % 60)
+  return hh ? `${hh} h ${String(mm).padStart(2, '0')} min ${String(ss).padStart(2, '0')} s` : `${mm} min ${String(ss).padStart(2, '0')} s`
+}
+
+/** 64M, 1G, 4GiB, 512K or plain bytes (as mount's --cache-size); null if it is not one. */
+export function sizeValue(v: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim())
+  return m ? Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase())) : null
+}
+
+/** A command's context as the command files use it (cli/main.ts makes it). */
+export interface CmdCtx {
+  openRepo(): Repository
+  repoDir(): string
+  exitCode: number
+}
+
 /** `1 file`, `2 files`, `1 entry`, `3 entries` (`many` when the plural is not `one` + s). */
 export function count(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`

@@ -4,8 +4,9 @@ import { MODELS } from '../tape/model.js'
 import { TAPE_OPS } from '../tape/model.js'
 import type { LibraryStatus } from '../tape/vtl.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
-import { count, humanBytes } from './output.js'
+import { count, humanBytes, simTime } from './output.js'
 import type { Ctx } from './context.js'
+import { registerServe, serviceStatus } from './recall.js'
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v)
@@ -19,14 +20,7 @@ const scale = (v: string): number => {
   return n
 }
 
-/** Simulated seconds as hours, minutes and seconds. */
-export function simTime(s: number): string {
-  if (s < 60) return `${s.toFixed(1)} s`
-  const hh = Math.floor(s / 3600)
-  const mm = Math.floor((s % 3600) / 60)
-  const ss = Math.floor(s % 60)
-  return hh ? `${hh} h ${String(mm).padStart(2, '0')} min ${String(ss).padStart(2, '0')} s` : `${mm} min ${String(ss).padStart(2, '0')} s`
-}
+export { simTime } from './output.js'
 
 function statusText(name: string, st: LibraryStatus): string {
   const out: string[] = []
@@ -91,17 +85,20 @@ export function registerTier(program: Command, ctx: Ctx): void {
     })
   tier
     .command('status')
-    .description("a tier's library: drives, what is loaded where, positions, the simulated clock and what it was spent on")
+    .description("a tier's library (drives, what is loaded where, positions, the simulated clock and what it was spent on), the recall service (drives, queue) and the buffer cache")
     .argument('<name>')
     .option('--json', 'print JSON')
-    .action((name: string, o) => {
-      const { library } = openTier(ctx.openRepo(), name)
+    .action(async (name: string, o) => {
+      const repo = ctx.openRepo()
+      const { library } = openTier(repo, name)
       let st: LibraryStatus
       try {
         st = library.status()
       } catch (err) {
         throw tapeToBfs(err)
       }
-      process.stdout.write(o.json ? JSON.stringify({ name, ...st }) + '\n' : statusText(name, st))
+      const svc = await serviceStatus(repo)
+      process.stdout.write(o.json ? JSON.stringify({ name, ...st, ...svc.json }) + '\n' : statusText(name, st) + svc.text.join('\n') + '\n')
     })
+  registerServe(tier, ctx)
 }

@@ -17,6 +17,7 @@ export const MAGIC = {
   hashes: 'BFSHASH\0',
   group: 'BFSGRUP\0',
   tier: 'BFSTIER\0',
+  tapecat: 'BFSTCAT\0',
 } as const
 export type EnvelopeKind = keyof typeof MAGIC
 

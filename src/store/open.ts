@@ -1,6 +1,7 @@
 import { DiskStore } from './disk.js'
 import { FaultyStore } from './faulty.js'
 import { MemStore } from './mem.js'
+import { TieredStore } from './tiered.js'
 import type { Store, StoreDescription } from './store.js'
 
 /**
@@ -15,6 +16,8 @@ export function openStore(d: StoreDescription): Store {
       return DiskStore.open(d.root)
     case 'mem':
       return new MemStore({ blobs: d.blobs, readOnly: true })
+    case 'tiered':
+      return new TieredStore({ hot: openStore(d.hot), cacheDir: d.cacheDir })
     case 'faulty':
       return new FaultyStore(openStore(d.inner), { seed: d.seed, rules: d.rules, exposeFd: d.exposeFd })
     default:

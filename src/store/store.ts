@@ -41,6 +41,8 @@ export interface BlobStat {
   sizeBytes: number
   /** When the blob was last written (ms since the epoch), where the store knows it (disk); for judging litter such as an unreadable lock. */
   mtimeMs?: number
+  /** SHA-256 of the whole blob (hex), where a tier keeps it (tape: its catalog); a cache checks what it fetches against it. */
+  sha256?: string
 }
 
 export interface PutOptions {
@@ -159,6 +161,8 @@ export type StoreDescription =
   | { kind: 'disk'; root: string }
   | { kind: 'mem'; blobs: Record<string, SharedArrayBuffer> }
   | { kind: 'faulty'; seed: number; rules: FaultRule[]; exposeFd?: boolean; inner: StoreDescription }
+  /** A tiered store in another thread: its disk tier, and its buffer cache read by key (no catalog: blobs on tape and not cached are not found). */
+  | { kind: 'tiered'; hot: StoreDescription; cacheDir: string }
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/
 /** Temporary and staged names a store writes next to a key; no key may look like one. */

@@ -39,6 +39,13 @@ export interface ScheduleOptions {
   ageCapS?: number
   /** A request with a deadline is urgent when serving it would end within this many seconds of it (default 60). */
   deadlineSlackS?: number
+  /**
+   * Aging: seconds of service cost forgiven per second a request has waited (default 0).
+   * Requests that arrived together keep their order by cost; among requests that arrived
+   * at different times (readers of a mount), an old one wins over a nearer new one once it
+   * has waited cost difference / agingPerS seconds, so the age cap is rarely reached.
+   */
+  agingPerS?: number
 }
 
 export const DEFAULT_AGE_CAP_S = 600
@@ -89,6 +96,7 @@ export function decide(m: TapeModel, head: HeadPosition, pending: Iterable<Recal
   const readThrough = opts.readThrough ?? true
   const ageCap = opts.ageCapS ?? DEFAULT_AGE_CAP_S
   const slack = opts.deadlineSlackS ?? DEFAULT_DEADLINE_SLACK_S
+  const aging = opts.agingPerS ?? 0
   let best: { r: RecallRequest; cost: number } | null = null
   let urgent: { r: RecallRequest; due: number; cost: number } | null = null
   let oldestElsewhere: RecallRequest | null = null
@@ -104,7 +112,8 @@ export function decide(m: TapeModel, head: HeadPosition, pending: Iterable<Recal
       if (!urgent || due < urgent.due || (due === urgent.due && cost < urgent.cost)) urgent = { r, due, cost }
     }
     if (here) {
-      if (!best || cost < best.cost || (cost === best.cost && (r.arrival < best.r.arrival || (r.arrival === best.r.arrival && r.block < best.r.block)))) best = { r, cost }
+      const aged = cost - aging * Math.max(0, now - r.arrival)
+      if (!best || aged < best.cost || (aged === best.cost && (r.arrival < best.r.arrival || (r.arrival === best.r.arrival && r.block < best.r.block)))) best = { r, cost: aged }
     } else if (!oldestElsewhere || r.arrival < oldestElsewhere.arrival) oldestElsewhere = r
   }
   if (urgent) {

@@ -1,0 +1,84 @@
+/**
+ * The recall service's protocol (native-notes/tape.md §"Recall service"): JSON lines over a
+ * Unix stream socket, one object per line, each way.
+ *
+ * Client → service:
+ *   {op:'hello', pid, cacheBytes?}                 first; cacheBytes sets the buffer cache's limit
+ *   {op:'recall', id, keys, pin?, deadline?}       bring keys into the cache; pin: keep them
+ *                                                  until unpinned (or this connection ends);
+ *                                                  deadline: simulated seconds (urgency)
+ *   {op:'cancel', id}                              the keys of request id that no one else wants
+ *   {op:'pin', keys} / {op:'unpin', keys | null}   pins of this connection (null: all)
+ *   {op:'touch', keys}                             cache hits (eviction order)
+ *   {op:'status'}
+ * Service → client:
+ *   {op:'hello', pid, version}
+ *   {op:'unit', id, key, ok, code?, error?}        one per key of a recall, as it completes
+ *   {op:'progress', id, done, failed, total, bytes, simNow}
+ *   {op:'done', id, ok, failed}                    after the last key of a recall
+ *   {op:'status', ...ServiceStatus}
+ *   {op:'error', error}                            a line it could not take
+ * A recall whose connection closes is cancelled (for keys no other client wants) and its
+ * pins are released.
+ */
+import type { CacheStats } from '../cache.js'
+import type { EngineStatus } from '../../tape/engine.js'
+
+export const PROTOCOL_VERSION = 1
+
+export type ClientMessage =
+  | { op: 'hello'; pid: number; cacheBytes?: number }
+  | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number }
+  | { op: 'cancel'; id: number }
+  | { op: 'pin'; keys: string[] }
+  | { op: 'unpin'; keys: string[] | null }
+  | { op: 'touch'; keys: string[] }
+  | { op: 'status' }
+
+export interface TierStatus {
+  tier: string
+  dir: string
+  clockScale: number
+  engine: EngineStatus
+}
+
+export interface ServiceStatus {
+  pid: number
+  startedAt: string
+  connections: number
+  /** Keys being recalled now, and how many clients wait for them. */
+  inflight: number
+  tiers: TierStatus[]
+  cache: CacheStats
+}
+
+export type ServiceMessage =
+  | { op: 'hello'; pid: number; version: number }
+  | { op: 'unit'; id: number; key: string; ok: boolean; code?: string; error?: string }
+  | { op: 'progress'; id: number; done: number; failed: number; total: number; bytes: number; simNow: number }
+  | { op: 'done'; id: number; ok: number; failed: number }
+  | ({ op: 'status' } & ServiceStatus)
+  | { op: 'error'; error: string }
+
+/** Splits a byte stream into JSON lines; calls `on` with each parsed object (bad lines go to `bad`). */
+export function lineReader(on: (msg: unknown) => void, bad: (line: string, err: Error) => void): (chunk: Buffer) => void {
+  let buf = ''
+  return (chunk) => {
+    buf += chunk.toString('utf8')
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      if (!line.trim()) continue
+      let msg: unknown
+      try {
+        msg = JSON.parse(line)
+      } catch (err) {
+        bad(line, err as Error)
+        continue
+      }
+      on(msg)
+    }
+  }
+}
+
+export const encode = (m: ClientMessage | ServiceMessage): string => JSON.stringify(m) + '\n'
