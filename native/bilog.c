@@ -63,6 +63,61 @@ struct bi_fan_range {
 #define INFLIGHT_MAX 512
 #define NBUCKETS 16384
 
+/* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
+#ifdef BILOG_PROF
+enum { PH_READ, PH_OWN, PH_FSTAT, PH_PROC, PH_CLASSIFY, PH_LOCK, PH_COPY, PH_EMIT, PH_ANSWER, PH_CLOSE, PH_EVENT, PH_N };
+static const char *const ph_name[PH_N] = {"read events", "own thread?", "fstat", "/proc syscall", "classify",
+                                          "lock wait", "pread old", "append log", "answer", "close fd",
+                                          "whole event"};
+#define PH_BUCKETS 20001 /* 0.5 µs buckets up to 10 ms, then one overflow bucket */
+static uint32_t ph_hist[PH_N][PH_BUCKETS];
+static uint64_t ph_count[PH_N], ph_sum[PH_N], ph_max[PH_N], ph_unknown;
+static uint64_t prof_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+static void prof_add(int ph, uint64_t ns) {
+  uint64_t k = ns / 500;
+  ph_hist[ph][k < PH_BUCKETS - 1 ? k : PH_BUCKETS - 1]++;
+  ph_count[ph]++;
+  ph_sum[ph] += ns;
+  if (ns > ph_max[ph]) ph_max[ph] = ns;
+}
+static double prof_pct(int ph, double q) {
+  uint64_t want = (uint64_t)(q * (double)ph_count[ph]), acc = 0;
+  for (int k = 0; k < PH_BUCKETS; k++)
+    if ((acc += ph_hist[ph][k]) > want) return k * 0.5;
+  return 0;
+}
+static void prof_dump(void) {
+  fprintf(stderr, "%-14s %9s %9s %9s %9s %10s %12s\n", "phase", "count", "mean_us", "p50_us", "p99_us", "max_us",
+          "total_ms");
+  for (int ph = 0; ph < PH_N; ph++)
+    if (ph_count[ph])
+      fprintf(stderr, "%-14s %9llu %9.1f %9.1f %9.1f %10.1f %12.1f\n", ph_name[ph], (unsigned long long)ph_count[ph],
+              ph_sum[ph] / 1000.0 / ph_count[ph], prof_pct(ph, 0.5), prof_pct(ph, 0.99), ph_max[ph] / 1000.0,
+              ph_sum[ph] / 1e6);
+  fprintf(stderr, "events whose syscall was unknown: %llu\n", (unsigned long long)ph_unknown);
+}
+#define PROF_T(v) uint64_t v = prof_ns()
+#define PROF_ADD(ph, t) prof_add(ph, prof_ns() - (t))
+/* BILOG_PROF_TRACE=FILE: (read done, answered) per event, CLOCK_MONOTONIC ns, written at the stop */
+#define TRACE_MAX 200000
+static uint64_t tr_read[TRACE_MAX], tr_ans[TRACE_MAX];
+static size_t tr_n;
+static void trace_dump(void) {
+  const char *f = getenv("BILOG_PROF_TRACE");
+  FILE *o = f ? fopen(f, "w") : NULL;
+  if (!o) return;
+  for (size_t i = 0; i < tr_n; i++) fprintf(o, "%llu %llu\n", (unsigned long long)tr_read[i], (unsigned long long)tr_ans[i]);
+  fclose(o);
+}
+#else
+#define PROF_T(v) ((void)0)
+#define PROF_ADD(ph, t) ((void)0)
+#endif
+
 /* ---- per-inode state ------------------------------------------------------ */
 
 typedef struct {
@@ -283,14 +338,18 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
     uint64_t want = n * BS;
     if (b0 * BS + want > end) want = end - b0 * BS;
     ssize_t r = 0;
+    PROF_T(tc);
     while ((uint64_t)r < want) {
       ssize_t k = pread(fd, b->copybuf + r, want - (uint64_t)r, (off_t)(b0 * BS + (uint64_t)r));
       if (k < 0 && errno == EINTR) continue;
       if (k <= 0) break;
       r += k;
     }
+    PROF_ADD(PH_COPY, tc);
     if (r > 0) {
+      PROF_T(te);
       uint64_t doff = emit(b, BIK_IMAGE, cause, p, b0 * BS, b->copybuf, (uint32_t)r, tid, nr);
+      PROF_ADD(PH_EMIT, te);
       if (!doff) return;
       for (uint64_t j = 0; j * BS < (uint64_t)r; j++) {
         uint64_t bytes = (uint64_t)r - j * BS;
@@ -500,21 +559,35 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
     if (!h->len) break;
     p += h->len;
   }
-  if (atomic_load(&b->shm->void_flag) || b->st.void_reason || is_own_thread(m->pid)) {
+  PROF_T(t1);
+  int own = is_own_thread(m->pid);
+  PROF_ADD(PH_OWN, t1);
+  if (atomic_load(&b->shm->void_flag) || b->st.void_reason || own) {
     if (!atomic_load(&b->shm->void_flag) && !b->st.void_reason) atomic_fetch_add(&b->own_events, 1);
     return;
   }
   struct stat st;
+  PROF_T(t2);
   if (fstat(m->fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  PROF_ADD(PH_FSTAT, t2);
   long long a[6] = {0};
+  PROF_T(t3);
   long nr = BILOG_KNOWN_ABI ? proc_syscall(m->pid, a) : -2;
+  PROF_ADD(PH_PROC, t3);
+#ifdef BILOG_PROF
+  if (nr == -2) ph_unknown++;
+#endif
   action_t act;
+  PROF_T(t4);
   classify(m, have_range, roff, rcnt, &st, nr, a, &act);
+  PROF_ADD(PH_CLASSIFY, t4);
   if (!act.note && !act.log) {
     atomic_fetch_add(&b->skipped, 1);
     return;
   }
+  PROF_T(t5);
   pthread_mutex_lock(&b->mu);
+  PROF_ADD(PH_LOCK, t5);
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
@@ -545,7 +618,10 @@ static void *listener(void *arg) {
       if (stopping) break;
       continue;
     }
+    PROF_T(tr);
     ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+    PROF_ADD(PH_READ, tr);
+    PROF_T(trd);
     if (len <= 0) {
       if (len < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (stopping) break;
@@ -559,9 +635,18 @@ static void *listener(void *arg) {
     left = len;
     for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
       if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
+      PROF_T(tev);
       handle_event(b, m);
+      PROF_T(ta);
       answer(b, m->fd);
+      PROF_ADD(PH_ANSWER, ta);
+#ifdef BILOG_PROF
+      if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
+#endif
+      PROF_T(tcl);
       close(m->fd);
+      PROF_ADD(PH_CLOSE, tcl);
+      PROF_ADD(PH_EVENT, tev);
     }
     atomic_store(&b->shm->ninflight, 0);
   }
@@ -1021,6 +1106,10 @@ int bilog_stop(bilog_t *b) {
     pthread_mutex_unlock(&b->mu);
   }
   if (b->shm && atomic_load(&b->shm->void_flag) && !b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+#ifdef BILOG_PROF
+  prof_dump();
+  trace_dump();
+#endif
   return (int)b->st.log_errno;
 }
 
