@@ -68,7 +68,12 @@ struct bi_fan_range {
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
 #define NBUCKETS 16384
-#define RING_BYTES (32u << 20) /* old bytes held in memory before the flusher writes them out */
+/* old bytes held in memory before the flusher writes them out (native/test builds a small one) */
+#ifndef RING_BYTES
+#define RING_BYTES (32u << 20)
+#endif
+_Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
+               "the ring must hold the largest record twice");
 #define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
 
 /* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
