@@ -39,6 +39,7 @@ SIZE=$((256 << 20))
 mkfifo "$W/ctl"
 # start_cap: a capture on the filesystem, T0 set when it returns
 start_cap() {
+  rm -f "$W/cap.out" # (a stale one would look like T0 already set)
   "$W/cap" "$W/mnt" "$W/cap.bilog" < "$W/ctl" > "$W/cap.out" 2> "$W/cap.err" &
   CAP_PID=$!
   exec 9> "$W/ctl"
