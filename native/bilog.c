@@ -501,8 +501,9 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
  * a reused TID is never taken for the old thread).
  *
  * "running" means the thread has queued the event but not yet gone to sleep: it will, so ask
- * again (sleeping, not spinning: at SCHED_FIFO a spin could keep it off this CPU) rather
- * than fall back to "unknown", which logs the whole file.
+ * again (sleeping, not spinning: at SCHED_FIFO a spin could keep it off this CPU), for up to
+ * ~1 s (a preempted writer may wait that long for a CPU on a saturated machine), rather than
+ * fall back to "unknown", which logs the whole file: far costlier for a big file.
  */
 static long proc_syscall(bilog_t *b, pid_t tid, long long a[6], int *own) {
   tslot_t *s = &b->tcache[(unsigned)tid % TCACHE];
@@ -528,10 +529,11 @@ static long proc_syscall(bilog_t *b, pid_t tid, long long a[6], int *own) {
     *own = s->own;
     if (*own) return -2; /* not needed: bfs's own threads are allowed at once */
     buf[n] = 0;
-    if (buf[0] == 'r') { /* "running" */
-      if (tries >= 500) return -2; /* ≥ 10 ms: give up, log conservatively */
-      struct timespec ts = {0, tries < 10 ? 2000 : 20000};
+    if (buf[0] == 'r') { /* "running": it will sleep soon (it may wait for a CPU first) */
+      if (tries >= 1100) return -2; /* ~1 s: give up, log conservatively */
+      struct timespec ts = {0, tries < 10 ? 2000 : tries < 100 ? 20000 : 1000000};
       nanosleep(&ts, NULL);
+      atomic_fetch_add(&b->shm->heartbeat, 1);
       continue;
     }
     if (buf[0] < '0' && buf[0] != '-') return -2;

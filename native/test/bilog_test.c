@@ -15,7 +15,12 @@
  * holds the T0 bytes of its file, the end record is last, the file has the length the
  * counters say; the live files differ from the copy (the writer did change them: the test
  * is not vacuous). The engine is built with a small ring (-DRING_BYTES) so that the flusher
- * wraps around and the listener waits for room. Exit 0 when every check held.
+ * wraps around and the listener waits for room.
+ *
+ * Then no_double_logging: a second capture while a writer process does 20,000 random 4 KiB
+ * pwrites into a 16 MiB file: the images must total exactly the distinct blocks written
+ * (the engine used to log a whole file when it caught a writer before it slept: "running"
+ * in /proc/TID/syscall). Exit 0 when every check held.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -257,6 +262,71 @@ static void check_log(const char *path, const bilog_stats_t *st) {
   free(m);
 }
 
+/* ---- no double logging ---------------------------------------------------------------- */
+
+#define ND_SIZE (16u << 20)
+#define ND_WRITES 20000
+
+static void no_double_logging(uint64_t seed) {
+  char p[4200], logpath[4200];
+  snprintf(p, sizeof p, "%s/nd", dir);
+  snprintf(logpath, sizeof logpath, "%s/nd.bilog", dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ftruncate(fd, ND_SIZE) != 0) {
+    FAIL("no_double_logging: %s", strerror(errno));
+    return;
+  }
+  close(fd);
+  static uint8_t written[ND_SIZE / 4096];
+  uint64_t s = seed * 104729 + 3, distinct = 0;
+  for (int k = 0; k < ND_WRITES; k++) {
+    uint64_t blk = rnd(&s) % (ND_SIZE / 4096);
+    if (!written[blk]) written[blk] = 1, distinct++;
+  }
+  int go[2];
+  if (pipe(go) != 0) return;
+  pid_t w = fork();
+  if (w == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(go[1]);
+    char c, buf[4096];
+    memset(buf, 0x5a, sizeof buf);
+    if (read(go[0], &c, 1) != 1) _exit(3);
+    int f = open(p, O_WRONLY);
+    uint64_t s2 = seed * 104729 + 3;
+    for (int k = 0; k < ND_WRITES; k++)
+      if (pwrite(f, buf, sizeof buf, (off_t)(rnd(&s2) % (ND_SIZE / 4096) * 4096)) != (ssize_t)sizeof buf) _exit(5);
+    _exit(0);
+  }
+  close(go[0]);
+  bilog_t *e;
+  const char *sc = "?";
+  int err = bilog_start(dir, logpath, NULL, &e, &sc);
+  if (err) {
+    FAIL("no_double_logging: bilog_start: %s: %s", sc, strerror(err));
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    return;
+  }
+  if (write(go[1], "g", 1) != 1) FAIL("no_double_logging: could not release the writer");
+  close(go[1]);
+  int ws;
+  waitpid(w, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("no_double_logging: the writer failed (status %d)", ws);
+  bilog_stop(e);
+  bilog_stats_t st;
+  bilog_stats(e, &st);
+  bilog_free(e);
+  if (st.image_bytes != distinct * 4096)
+    FAIL("no_double_logging: %llu image bytes for %llu distinct blocks written (%llu bytes)",
+         (unsigned long long)st.image_bytes, (unsigned long long)distinct, (unsigned long long)distinct * 4096);
+  printf("no_double_logging: events=%llu images=%llu image_bytes=%llu distinct_blocks=%llu\n",
+         (unsigned long long)st.events, (unsigned long long)st.images, (unsigned long long)st.image_bytes,
+         (unsigned long long)distinct);
+  unlink(p);
+  unlink(logpath);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: bilog_test DIR SEED\n");
@@ -341,6 +411,7 @@ int main(int argc, char **argv) {
     close(rfd[i]);
   }
   if (changed < NF / 2) FAIL("only %d of %d files changed: the writer did too little", changed, NF);
+  no_double_logging(seed);
   printf("bilog_test: events=%llu own=%llu skipped=%llu images=%llu image_bytes=%llu truncates=%llu stale=%llu "
          "records=%llu changed=%d/%d: %s\n",
          (unsigned long long)st.events, (unsigned long long)st.own_events, (unsigned long long)st.skipped,
