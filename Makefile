@@ -60,9 +60,22 @@ native/build/test/nread_stress_asan: $(STRESS_SRC) native/nread.h
 	@mkdir -p $(@D)
 	$(CC) $(STRESS_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(STRESS_SRC) -lzstd -lpthread
 
-native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan
+# The BI capture engine on a loop-mounted ext4 (native/test/bilog_test.c, run by
+# bilog_test.sh; skipped when not root or before Linux 6.14), with a 3 MiB ring so that its
+# flusher wraps around and the listener waits for room.
+BILOG_TEST_SRC := native/test/bilog_test.c native/bilog.c
+BILOG_TEST_DEPS := $(BILOG_TEST_SRC) native/bilog.h native/xxh64.h
+native/build/test/bilog_test_tsan: $(BILOG_TEST_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -fsanitize=thread -o $@ $(BILOG_TEST_SRC) -lpthread
+native/build/test/bilog_test_asan: $(BILOG_TEST_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
+
+native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan native/build/test/bilog_test_tsan native/build/test/bilog_test_asan
 	TSAN_OPTIONS=halt_on_error=1 native/build/test/nread_stress_tsan $(NATIVE_TEST_SECONDS)
 	ASAN_OPTIONS=detect_leaks=1 native/build/test/nread_stress_asan $(NATIVE_TEST_SECONDS)
+	TSAN_OPTIONS=halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 bash native/test/bilog_test.sh native/build/test/bilog_test_asan native/build/test/bilog_test_tsan
 
 test: build native-test
 	./node_modules/.bin/vitest run

@@ -4,9 +4,15 @@
  * native-notes/format.md §2.16.1.
  *
  * Locking: one mutex (b->mu) guards the inode table, the per-block bitmaps and the capture
- * file's end. The listener takes it only for events that change bytes (never for bfs's own
- * reads, which it answers first), so bilog_read_t0 must not hold it across its pread of the
- * live file: that pread raises an event the listener has to answer.
+ * file's end (log_end, and flushed: what the flusher has written out of the ring). The
+ * listener takes it only for events that change bytes (never for bfs's own reads, which it
+ * answers first), so bilog_read_t0 must not hold it across its pread of the live file: that
+ * pread raises an event the listener has to answer.
+ *
+ * Threads: the listener (SCHED_FIFO when allowed) answers events; before it allows a change
+ * it copies the old bytes into a memory ring (emit), and the flusher thread (normal
+ * priority) writes the ring out to the capture file in batches, so no file write is on a
+ * writer's path. A full ring makes the listener wait for the flusher (backpressure).
  */
 #include "bilog.h"
 #include "xxh64.h"
@@ -62,6 +68,68 @@ struct bi_fan_range {
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
 #define NBUCKETS 16384
+/* old bytes held in memory before the flusher writes them out (native/test builds a small one) */
+#ifndef RING_BYTES
+#define RING_BYTES (32u << 20)
+#endif
+_Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
+               "the ring must hold the largest record twice");
+#define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
+
+/* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
+#ifdef BILOG_PROF
+enum { PH_READ, PH_RINGWAIT, PH_FSTAT, PH_PROC, PH_CLASSIFY, PH_LOCK, PH_COPY, PH_EMIT, PH_ANSWER, PH_CLOSE, PH_EVENT, PH_N };
+static const char *const ph_name[PH_N] = {"read events", "ring full", "fstat", "/proc syscall", "classify",
+                                          "lock wait", "pread old", "append log", "answer", "close fd",
+                                          "whole event"};
+#define PH_BUCKETS 20001 /* 0.5 µs buckets up to 10 ms, then one overflow bucket */
+static uint32_t ph_hist[PH_N][PH_BUCKETS];
+static uint64_t ph_count[PH_N], ph_sum[PH_N], ph_max[PH_N], ph_unknown;
+static uint64_t prof_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+static void prof_add(int ph, uint64_t ns) {
+  uint64_t k = ns / 500;
+  ph_hist[ph][k < PH_BUCKETS - 1 ? k : PH_BUCKETS - 1]++;
+  ph_count[ph]++;
+  ph_sum[ph] += ns;
+  if (ns > ph_max[ph]) ph_max[ph] = ns;
+}
+static double prof_pct(int ph, double q) {
+  uint64_t want = (uint64_t)(q * (double)ph_count[ph]), acc = 0;
+  for (int k = 0; k < PH_BUCKETS; k++)
+    if ((acc += ph_hist[ph][k]) > want) return k * 0.5;
+  return 0;
+}
+static void prof_dump(void) {
+  fprintf(stderr, "%-14s %9s %9s %9s %9s %10s %12s\n", "phase", "count", "mean_us", "p50_us", "p99_us", "max_us",
+          "total_ms");
+  for (int ph = 0; ph < PH_N; ph++)
+    if (ph_count[ph])
+      fprintf(stderr, "%-14s %9llu %9.1f %9.1f %9.1f %10.1f %12.1f\n", ph_name[ph], (unsigned long long)ph_count[ph],
+              ph_sum[ph] / 1000.0 / ph_count[ph], prof_pct(ph, 0.5), prof_pct(ph, 0.99), ph_max[ph] / 1000.0,
+              ph_sum[ph] / 1e6);
+  fprintf(stderr, "events whose syscall was unknown: %llu\n", (unsigned long long)ph_unknown);
+}
+#define PROF_T(v) uint64_t v = prof_ns()
+#define PROF_ADD(ph, t) prof_add(ph, prof_ns() - (t))
+/* BILOG_PROF_TRACE=FILE: (read done, answered) per event, CLOCK_MONOTONIC ns, written at the stop */
+#define TRACE_MAX 200000
+static uint64_t tr_read[TRACE_MAX], tr_ans[TRACE_MAX];
+static size_t tr_n;
+static void trace_dump(void) {
+  const char *f = getenv("BILOG_PROF_TRACE");
+  FILE *o = f ? fopen(f, "w") : NULL;
+  if (!o) return;
+  for (size_t i = 0; i < tr_n; i++) fprintf(o, "%llu %llu\n", (unsigned long long)tr_read[i], (unsigned long long)tr_ans[i]);
+  fclose(o);
+}
+#else
+#define PROF_T(v) ((void)0)
+#define PROF_ADD(ph, t) ((void)0)
+#endif
 
 /* ---- per-inode state ------------------------------------------------------ */
 
@@ -92,10 +160,27 @@ typedef struct {
   _Atomic int inflight[INFLIGHT_MAX]; /* event fds the listener read and has not answered */
 } shm_t;
 
+/* A writer thread seen by the listener: its /proc/TID/syscall, kept open. While a pread of
+ * fd succeeds, the thread it was opened for is alive, so it is the thread with that TID. */
+typedef struct {
+  pid_t tid;
+  int fd;
+  int own; /* a thread of this process (bfs's own reads are allowed at once) */
+} tslot_t;
+
 struct bilog {
   pthread_mutex_t mu;
   int fanfd, logfd;
-  uint64_t log_end, seq;
+  /* The capture file's bytes [flushed, log_end) are in ring (at offset % RING_BYTES) and not yet
+   * in the file; the flusher thread writes them out. Both under mu. */
+  uint64_t log_end, flushed, seq;
+  uint8_t *ring;
+  pthread_cond_t data_cv, space_cv;
+  int flusher_stop;
+  pthread_t fthr;
+  int fthr_started;
+  tslot_t tcache[TCACHE]; /* the listener's alone */
+  int taskdir;            /* /proc/self/task */
   inode_t **buckets;
   pthread_t thr;
   int thr_started;
@@ -200,12 +285,38 @@ static int write_all(int fd, struct iovec *iov, int n) {
   return 0;
 }
 
+/* Copies len bytes into the ring at capture-file offset at (under mu, with room for them). */
+static void ring_put(bilog_t *b, uint64_t at, const void *src, uint64_t len) {
+  uint64_t pos = at % RING_BYTES, first = len < RING_BYTES - pos ? len : RING_BYTES - pos;
+  if (!len) return;
+  memcpy(b->ring + pos, src, first);
+  if (len > first) memcpy(b->ring, (const uint8_t *)src + first, len - first);
+}
+
 /*
- * Appends one record (under mu). Returns the capture-file offset of its data, or 0 when the
- * write failed: then the run is void (the listener goes on allowing, logging nothing).
+ * Appends one record (under mu) to the ring; the flusher writes it to the capture file.
+ * Returns the capture-file offset of its data, or 0 when the log failed (a write of the
+ * flusher): then the run is void (the listener goes on allowing, logging nothing). May wait
+ * for room in the ring, releasing mu meanwhile (backpressure: the writer stays blocked).
+ *
+ * Why memory is enough before FAN_ALLOW: the capture file is only read by this process, while
+ * it runs (bilog_read_t0 reads the ring for bytes not yet written out) and after bilog_stop,
+ * which writes everything out first. If the process dies, the run is void whether the bytes
+ * were in the ring or in the page cache (there is no end record), so neither fsync nor a
+ * write before allowing adds to the promise.
  */
 static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t off, const void *data, uint32_t len,
                      pid_t tid, int nr) {
+  uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
+  /* room in the ring: wait for the flusher (mu is released meanwhile; callers expect that) */
+  if (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
+    PROF_T(tw);
+    while (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
+      pthread_cond_signal(&b->data_cv);
+      pthread_cond_wait(&b->space_cv, &b->mu);
+    }
+    PROF_ADD(PH_RINGWAIT, tw);
+  }
   if (b->st.log_errno) return 0;
   uint8_t h[BILOG_RECORD_BYTES];
   memset(h, 0, sizeof h);
@@ -230,19 +341,89 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
   put64(h + 88, bfs_xxh64(data, len));
   put64(h + 96, bfs_xxh64(h, 96));
   static const uint8_t zeros[8];
-  struct iovec iov[3] = {{h, sizeof h}, {(void *)data, len}, {(void *)zeros, (8 - len % 8) % 8}};
-  int err = write_all(b->logfd, iov, 3);
-  if (err) {
-    b->st.log_errno = (uint64_t)err;
-    b->st.void_reason = BIR_LISTENER;
-    b->seq--;
-    return 0;
-  }
-  uint64_t dataoff = b->log_end + sizeof h;
-  b->log_end += sizeof h + len + (8 - len % 8) % 8;
+  uint64_t pad = (8 - len % 8) % 8;
+  uint64_t at = b->log_end;
+  ring_put(b, at, h, sizeof h);
+  ring_put(b, at + sizeof h, data, len);
+  ring_put(b, at + sizeof h + len, zeros, pad);
+  b->log_end += total;
   b->st.records++;
   b->st.log_bytes = b->log_end;
-  return dataoff;
+  /* the flusher batches: woken early only when the ring fills up (else it looks every 2 ms) */
+  if (b->log_end - b->flushed >= RING_BYTES / 8) pthread_cond_signal(&b->data_cv);
+  return at + sizeof h;
+}
+
+/*
+ * The flusher thread: writes the ring's bytes [flushed, log_end) to the capture file, in
+ * batches (it looks every 2 ms, or when emit finds the ring filling up or full). A failed
+ * write voids the run: log_errno is set, waiters are released and nothing more is logged
+ * (what is in the ring stays readable). It stops once flusher_stop is set and all is out.
+ */
+static void *flusher(void *arg) {
+  bilog_t *b = arg;
+  prctl(PR_SET_NAME, "bfs-bilog-fl", 0, 0, 0);
+  /* the ring's pages, faulted in here rather than one by one on the listener's path (without
+   * touching bytes the listener may be writing already); kernels before 5.14 say EINVAL */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  madvise(b->ring, RING_BYTES, MADV_POPULATE_WRITE);
+  pthread_mutex_lock(&b->mu);
+  for (;;) {
+    if (b->flushed == b->log_end || b->st.log_errno) {
+      if (b->flusher_stop) break;
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 2000000;
+      if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+      pthread_cond_timedwait(&b->data_cv, &b->mu, &ts);
+      continue;
+    }
+    uint64_t from = b->flushed, to = b->log_end;
+    pthread_mutex_unlock(&b->mu);
+    /* the ring holds [from, to) until flushed moves: emit writes only beyond log_end */
+    int err = 0;
+    uint64_t done = from;
+    while (done < to && !err) {
+      uint64_t pos = done % RING_BYTES, n = to - done;
+      if (n > RING_BYTES - pos) n = RING_BYTES - pos;
+      if (n > 8u << 20) n = 8u << 20;
+      ssize_t w = pwrite(b->logfd, b->ring + pos, n, (off_t)done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) err = w < 0 ? errno : EIO;
+      else done += (uint64_t)w;
+    }
+    pthread_mutex_lock(&b->mu);
+    b->flushed = done;
+    if (err && !b->st.log_errno) {
+      b->st.log_errno = (uint64_t)err;
+      b->st.void_reason = BIR_LISTENER;
+    }
+    pthread_cond_broadcast(&b->space_cv);
+    atomic_fetch_add(&b->shm->heartbeat, 1); /* progress: a listener waiting for room is not stalled */
+  }
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
+}
+
+/*
+ * Copies capture-file bytes [at, at+len) into dst (under mu): from the file below flushed,
+ * from the ring above. 0 or -errno.
+ */
+static int log_read(bilog_t *b, uint8_t *dst, uint64_t at, uint64_t len) {
+  while (len && at < b->flushed) {
+    uint64_t n = b->flushed - at < len ? b->flushed - at : len;
+    ssize_t k = pread(b->logfd, dst, n, (off_t)at);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return k < 0 ? -errno : -EIO;
+    dst += k, at += (uint64_t)k, len -= (uint64_t)k;
+  }
+  if (!len) return 0;
+  uint64_t pos = at % RING_BYTES, first = len < RING_BYTES - pos ? len : RING_BYTES - pos;
+  memcpy(dst, b->ring + pos, first);
+  if (len > first) memcpy(dst + first, b->ring, len - first);
+  return 0;
 }
 
 static void note_first(bilog_t *b, inode_t *p, pid_t tid, int nr) {
@@ -283,14 +464,18 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
     uint64_t want = n * BS;
     if (b0 * BS + want > end) want = end - b0 * BS;
     ssize_t r = 0;
+    PROF_T(tc);
     while ((uint64_t)r < want) {
       ssize_t k = pread(fd, b->copybuf + r, want - (uint64_t)r, (off_t)(b0 * BS + (uint64_t)r));
       if (k < 0 && errno == EINTR) continue;
       if (k <= 0) break;
       r += k;
     }
+    PROF_ADD(PH_COPY, tc);
     if (r > 0) {
+      PROF_T(te);
       uint64_t doff = emit(b, BIK_IMAGE, cause, p, b0 * BS, b->copybuf, (uint32_t)r, tid, nr);
+      PROF_ADD(PH_EMIT, te);
       if (!doff) return;
       for (uint64_t j = 0; j * BS < (uint64_t)r; j++) {
         uint64_t bytes = (uint64_t)r - j * BS;
@@ -308,23 +493,55 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
 
 /* ---- classifying an event ----------------------------------------------------- */
 
-/* /proc/TID/syscall: the call the blocked thread is in. Returns its number, -1 when it is not
- * in one (a page fault), -2 when unknown. */
-static long proc_syscall(pid_t tid, long long a[6]) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
-  int f = open(path, O_RDONLY | O_CLOEXEC);
-  if (f < 0) return -2;
-  ssize_t n = read(f, buf, sizeof buf - 1);
-  close(f);
-  if (n <= 0) return -2;
-  buf[n] = 0;
-  if (buf[0] < '0' && buf[0] != '-') return -2;
-  if (buf[0] == 'r') return -2; /* "running" */
-  char *q = buf;
-  long nr = strtol(q, &q, 10);
-  for (int i = 0; i < 6; i++) a[i] = (long long)strtoull(q, &q, 0);
-  return nr;
+/*
+ * /proc/TID/syscall of the event's thread (blocked until we answer): the call it is in, and
+ * whether it is one of this process's threads (*own). Returns the call's number, -1 when it is
+ * not in one (a page fault), -2 when unknown. The file stays open in b->tcache (a pread at 0
+ * renders it afresh; it fails with ESRCH once its thread is gone, and then it is reopened, so
+ * a reused TID is never taken for the old thread).
+ *
+ * "running" means the thread has queued the event but not yet gone to sleep: it will, so ask
+ * again (sleeping, not spinning: at SCHED_FIFO a spin could keep it off this CPU), for up to
+ * ~1 s (a preempted writer may wait that long for a CPU on a saturated machine), rather than
+ * fall back to "unknown", which logs the whole file: far costlier for a big file.
+ */
+static long proc_syscall(bilog_t *b, pid_t tid, long long a[6], int *own) {
+  tslot_t *s = &b->tcache[(unsigned)tid % TCACHE];
+  char buf[512];
+  *own = 0;
+  for (int tries = 0;; tries++) {
+    ssize_t n = -1;
+    if (s->fd >= 0 && s->tid == tid) n = pread(s->fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) {
+      char path[64];
+      if (s->fd >= 0) close(s->fd);
+      s->fd = -1;
+      snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
+      int f = open(path, O_RDONLY | O_CLOEXEC);
+      if (f < 0) return -2;
+      snprintf(path, sizeof path, "%d", (int)tid);
+      s->tid = tid;
+      s->fd = f;
+      s->own = tid == getpid() || (b->taskdir >= 0 && faccessat(b->taskdir, path, F_OK, 0) == 0);
+      n = pread(f, buf, sizeof buf - 1, 0);
+      if (n <= 0) return -2;
+    }
+    *own = s->own;
+    if (*own) return -2; /* not needed: bfs's own threads are allowed at once */
+    buf[n] = 0;
+    if (buf[0] == 'r') { /* "running": it will sleep soon (it may wait for a CPU first) */
+      if (tries >= 1100) return -2; /* ~1 s: give up, log conservatively */
+      struct timespec ts = {0, tries < 10 ? 2000 : tries < 100 ? 20000 : 1000000};
+      nanosleep(&ts, NULL);
+      atomic_fetch_add(&b->shm->heartbeat, 1);
+      continue;
+    }
+    if (buf[0] < '0' && buf[0] != '-') return -2;
+    char *q = buf;
+    long nr = strtol(q, &q, 10);
+    for (int i = 0; i < 6; i++) a[i] = (long long)strtoull(q, &q, 0);
+    return nr;
+  }
 }
 
 /* The open flags of the thread's fd (from /proc/TID/fdinfo), or -1. */
@@ -469,13 +686,6 @@ static void classify(const struct fanotify_event_metadata *m, int have_range, ui
 #undef WHOLE
 }
 
-static int is_own_thread(pid_t tid) {
-  char path[64];
-  if (tid == getpid()) return 1;
-  snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
-  return access(path, F_OK) == 0;
-}
-
 static void answer(bilog_t *b, int fd) {
   struct fanotify_response r = {.fd = fd, .response = FAN_ALLOW};
   ssize_t w;
@@ -500,21 +710,36 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
     if (!h->len) break;
     p += h->len;
   }
-  if (atomic_load(&b->shm->void_flag) || b->st.void_reason || is_own_thread(m->pid)) {
-    if (!atomic_load(&b->shm->void_flag) && !b->st.void_reason) atomic_fetch_add(&b->own_events, 1);
+  if (atomic_load(&b->shm->void_flag) || b->st.void_reason) return;
+  /* the calling thread's syscall, and whether it is one of bfs's own (allowed at once) */
+  long long a[6] = {0};
+  int own = 0;
+  PROF_T(t3);
+  long nr = proc_syscall(b, m->pid, a, &own);
+  PROF_ADD(PH_PROC, t3);
+  if (own) {
+    atomic_fetch_add(&b->own_events, 1);
     return;
   }
+  if (!BILOG_KNOWN_ABI) nr = -2;
+#ifdef BILOG_PROF
+  if (nr == -2) ph_unknown++;
+#endif
   struct stat st;
+  PROF_T(t2);
   if (fstat(m->fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
-  long long a[6] = {0};
-  long nr = BILOG_KNOWN_ABI ? proc_syscall(m->pid, a) : -2;
+  PROF_ADD(PH_FSTAT, t2);
   action_t act;
+  PROF_T(t4);
   classify(m, have_range, roff, rcnt, &st, nr, a, &act);
+  PROF_ADD(PH_CLASSIFY, t4);
   if (!act.note && !act.log) {
     atomic_fetch_add(&b->skipped, 1);
     return;
   }
+  PROF_T(t5);
   pthread_mutex_lock(&b->mu);
+  PROF_ADD(PH_LOCK, t5);
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
@@ -545,7 +770,10 @@ static void *listener(void *arg) {
       if (stopping) break;
       continue;
     }
+    PROF_T(tr);
     ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+    PROF_ADD(PH_READ, tr);
+    PROF_T(trd);
     if (len <= 0) {
       if (len < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (stopping) break;
@@ -559,9 +787,18 @@ static void *listener(void *arg) {
     left = len;
     for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
       if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
+      PROF_T(tev);
       handle_event(b, m);
+      PROF_T(ta);
       answer(b, m->fd);
+      PROF_ADD(PH_ANSWER, ta);
+#ifdef BILOG_PROF
+      if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
+#endif
+      PROF_T(tcl);
       close(m->fd);
+      PROF_ADD(PH_CLOSE, tcl);
+      PROF_ADD(PH_EVENT, tev);
     }
     atomic_store(&b->shm->ninflight, 0);
   }
@@ -729,15 +966,26 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   int err = 0;
   const char *where = "malloc";
   if (!b) return ENOMEM;
-  b->fanfd = b->logfd = -1;
+  b->fanfd = b->logfd = b->taskdir = -1;
+  for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
+  pthread_cond_init(&b->data_cv, NULL);
+  pthread_cond_init(&b->space_cv, NULL);
   b->stall_ms = opts && opts->stall_ms > 0 ? opts->stall_ms : 10000;
   b->buckets = calloc(NBUCKETS, sizeof *b->buckets);
   b->evbuf = malloc(EVBUF_BYTES);
-  if (posix_memalign((void **)&b->copybuf, 4096, BILOG_MAX_DATA)) b->copybuf = NULL;
+  /* mappings of their own, which the watchdog (forked) and any other child do not inherit: no
+   * copy-on-write faults on the listener's path */
+  b->copybuf = mmap(NULL, BILOG_MAX_DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (b->copybuf == MAP_FAILED) b->copybuf = NULL;
+  b->ring = mmap(NULL, RING_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (b->ring == MAP_FAILED) b->ring = NULL;
+  if (b->ring) madvise(b->ring, RING_BYTES, MADV_DONTFORK);
+  if (b->copybuf) madvise(b->copybuf, BILOG_MAX_DATA, MADV_DONTFORK);
+  b->taskdir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (b->shm == MAP_FAILED) b->shm = NULL;
-  if (!b->buckets || !b->evbuf || !b->copybuf || !b->shm) {
+  if (!b->buckets || !b->evbuf || !b->copybuf || !b->shm || !b->ring) {
     err = ENOMEM;
     goto fail;
   }
@@ -768,7 +1016,13 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
     where = "write";
     goto fail;
   }
-  b->log_end = sizeof h;
+  b->log_end = b->flushed = sizeof h;
+  /* the flusher, at the creating thread's (normal) priority */
+  if ((err = pthread_create(&b->fthr, NULL, flusher, b))) {
+    where = "pthread_create";
+    goto fail;
+  }
+  b->fthr_started = 1;
 
   b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
@@ -930,11 +1184,7 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
     uint64_t have = blk * BS + ibytes; /* image bytes end here; zeros after (format.md §2.16.1) */
     if (have > s) {
       uint64_t ce = have < e ? have : e;
-      ssize_t k = pread(b->logfd, (uint8_t *)buf + (s - off), ce - s, (off_t)(ioff + (s - blk * BS)));
-      if (k != (ssize_t)(ce - s)) {
-        rc = k < 0 ? -errno : -EIO;
-        break;
-      }
+      if ((rc = log_read(b, (uint8_t *)buf + (s - off), ioff + (s - blk * BS), ce - s))) break;
       s = ce;
     }
     if (e > s) memset((uint8_t *)buf + (s - off), 0, e - s);
@@ -1015,12 +1265,20 @@ int bilog_stop(bilog_t *b) {
   }
   if (b->fanfd >= 0) close(b->fanfd); /* the kernel allows anything left */
   b->fanfd = -1;
-  if (b->logfd >= 0) {
+  if (b->logfd >= 0 && b->fthr_started) {
     pthread_mutex_lock(&b->mu);
     if (b->thr_started && b->log_end) emit(b, BIK_END, 0, NULL, b->seq, NULL, 0, 0, -1);
+    b->flusher_stop = 1; /* it writes out the rest, then returns */
+    pthread_cond_signal(&b->data_cv);
     pthread_mutex_unlock(&b->mu);
+    pthread_join(b->fthr, NULL);
+    b->fthr_started = 0;
   }
   if (b->shm && atomic_load(&b->shm->void_flag) && !b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+#ifdef BILOG_PROF
+  prof_dump();
+  trace_dump();
+#endif
   return (int)b->st.log_errno;
 }
 
@@ -1028,6 +1286,10 @@ void bilog_free(bilog_t *b) {
   if (!b) return;
   bilog_stop(b);
   if (b->logfd >= 0) close(b->logfd);
+  for (int i = 0; i < TCACHE; i++)
+    if (b->tcache[i].fd >= 0) close(b->tcache[i].fd);
+  if (b->taskdir >= 0) close(b->taskdir);
+  if (b->ring) munmap(b->ring, RING_BYTES);
   if (b->buckets) {
     for (size_t i = 0; i < NBUCKETS; i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
@@ -1040,8 +1302,10 @@ void bilog_free(bilog_t *b) {
   }
   if (b->shm) munmap(b->shm, sizeof(shm_t));
   free(b->unc);
-  free(b->copybuf);
+  if (b->copybuf) munmap(b->copybuf, BILOG_MAX_DATA);
   free(b->evbuf);
   pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->data_cv);
+  pthread_cond_destroy(&b->space_cv);
   free(b);
 }

@@ -1,0 +1,423 @@
+/*
+ * The BI capture engine (native/bilog.c) without Node: built with AddressSanitizer + UBSan and
+ * with ThreadSanitizer by `make native-test`, run by native/test/bilog_test.sh on a fresh ext4
+ * loop filesystem (root, Linux >= 6.14; the script skips otherwise).
+ *
+ *   bilog_test DIR SEED    (DIR: the root of that filesystem, empty)
+ *
+ * Files of many sizes are made in DIR and kept in memory (the copy "at T0"). A writer
+ * PROCESS (forked before the engine starts, so it is not one of "our" threads, and released
+ * through a pipe once T0 is set) then changes them in every way the engine classifies:
+ * pwrite, write at the file position, O_APPEND, ftruncate, truncate, O_TRUNC rewrites, punch
+ * hole, collapse range, shared mmap writes. Meanwhile two reader threads read every file at
+ * T0 (bilog_read_t0 with mark_read, each block once, in shuffled chunks) and compare with
+ * the copy. After the stop: every record of the capture file has valid checksums, every image
+ * holds the T0 bytes of its file, the end record is last, the file has the length the
+ * counters say; the live files differ from the copy (the writer did change them: the test
+ * is not vacuous). The engine is built with a small ring (-DRING_BYTES) so that the flusher
+ * wraps around and the listener waits for room.
+ *
+ * Then no_double_logging: a second capture while a writer process does 20,000 random 4 KiB
+ * pwrites into a 16 MiB file: the images must total exactly the distinct blocks written
+ * (the engine used to log a whole file when it caught a writer before it slept: "running"
+ * in /proc/TID/syscall). Exit 0 when every check held.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../bilog.h"
+#include "../xxh64.h"
+
+#define NF 9
+static const uint64_t SIZES[NF] = {0, 1, 4095, 4096 + 17, 100000, 300000, (1 << 20) + 123, 3 << 20, 6 << 20};
+#define OPS 400
+
+static char dir[4096];
+static uint8_t *t0copy[NF];
+static uint64_t t0ino[NF];
+static int rfd[NF];
+static bilog_t *eng;
+static int failures;
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+
+#define FAIL(...)                                                                                                  \
+  do {                                                                                                             \
+    pthread_mutex_lock(&fail_mu);                                                                                  \
+    fprintf(stderr, "bilog_test: FAIL: " __VA_ARGS__);                                                             \
+    fputc('\n', stderr);                                                                                           \
+    failures++;                                                                                                    \
+    pthread_mutex_unlock(&fail_mu);                                                                                \
+  } while (0)
+
+static uint64_t rnd(uint64_t *s) { /* xorshift64* */
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return *s * 2685821657736338717ULL;
+}
+
+static void path_of(int i, char *out, size_t n) { snprintf(out, n, "%s/f%d", dir, i); }
+
+/* ---- the writer process ------------------------------------------------------------ */
+
+static void writer(int go_fd, uint64_t seed) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char c;
+  if (read(go_fd, &c, 1) != 1) _exit(3);
+  uint64_t s = seed * 7919 + 1;
+  static uint8_t buf[65536];
+  for (int op = 0; op < OPS; op++) {
+    int i = op == 0 ? NF - 1 : (int)(rnd(&s) % NF);
+    char p[4200];
+    path_of(i, p, sizeof p);
+    struct stat st;
+    if (stat(p, &st) != 0) _exit(4);
+    uint64_t size = (uint64_t)st.st_size;
+    for (size_t k = 0; k < sizeof buf; k += 8) memcpy(buf + k, &(uint64_t){rnd(&s)}, 8);
+    uint64_t len = 1 + rnd(&s) % 20000, off = rnd(&s) % (size + 5000);
+    int kind = (int)(rnd(&s) % 9), fd = -1;
+    if (op == 0) kind = 5; /* first, the largest file rewritten: its T0 content logged, more than the test's ring */
+    switch (kind) {
+      case 0: /* pwrite, may extend */
+        fd = open(p, O_WRONLY);
+        if (pwrite(fd, buf, len, (off_t)off) < 0) _exit(5);
+        break;
+      case 1: /* write at the file position */
+        fd = open(p, O_RDWR);
+        lseek(fd, (off_t)off, SEEK_SET);
+        if (write(fd, buf, len) < 0) _exit(5);
+        break;
+      case 2: /* append */
+        fd = open(p, O_WRONLY | O_APPEND);
+        if (write(fd, buf, len) < 0) _exit(5);
+        break;
+      case 3: /* ftruncate, shorter or longer */
+        fd = open(p, O_RDWR);
+        if (ftruncate(fd, (off_t)(rnd(&s) % (size + 10000))) < 0) _exit(5);
+        break;
+      case 4:
+        if (truncate(p, (off_t)(rnd(&s) % (size + 1))) < 0) _exit(5);
+        break;
+      case 5: /* O_TRUNC rewrite */
+        fd = open(p, O_WRONLY | O_TRUNC);
+        if (write(fd, buf, len) < 0) _exit(5);
+        break;
+      case 6:
+        fd = open(p, O_RDWR);
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len); /* may fail */
+        break;
+      case 7: /* collapse range: block-aligned, strictly inside the file (else EINVAL, fine) */
+        fd = open(p, O_RDWR);
+        fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, (off_t)(off / 4096 * 4096), 4096);
+        break;
+      case 8: { /* shared writable mapping */
+        if (size == 0) break;
+        fd = open(p, O_RDWR);
+        uint64_t mo = off / 4096 % (size / 4096 + 1) * 4096, ml = size - mo;
+        if (ml == 0) break;
+        uint8_t *m = mmap(NULL, ml, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)mo);
+        if (m == MAP_FAILED) _exit(6);
+        for (uint64_t k = 0; k < ml; k += 1 + rnd(&s) % 9000) m[k] ^= 0xa5;
+        msync(m, ml, MS_SYNC);
+        munmap(m, ml);
+        break;
+      }
+    }
+    if (fd >= 0) close(fd);
+  }
+  _exit(0);
+}
+
+/* ---- the readers ---------------------------------------------------------------------- */
+
+typedef struct {
+  int first; /* reads files first, first + 2, ... */
+  uint64_t seed;
+} reader_arg_t;
+
+static void *reader(void *arg) {
+  reader_arg_t *ra = arg;
+  uint64_t s = ra->seed;
+  uint8_t *buf = malloc(300000);
+  for (int i = ra->first; i < NF; i += 2) {
+    bilog_t0stat_t ts;
+    if (bilog_t0_stat(eng, rfd[i], &ts) != 0 || ts.size != SIZES[i]) {
+      FAIL("f%d: T0 size %llu, expected %llu", i, (unsigned long long)ts.size, (unsigned long long)SIZES[i]);
+      continue;
+    }
+    /* chunks of random sizes, read in a shuffled order, each once */
+    uint64_t starts[4096], n = 0;
+    for (uint64_t o = 0; o < SIZES[i] && n < 4096; o += 1 + rnd(&s) % 300000) starts[n++] = o;
+    for (uint64_t k = n; k > 1; k--) {
+      uint64_t j = rnd(&s) % k, t = starts[k - 1];
+      starts[k - 1] = starts[j];
+      starts[j] = t;
+    }
+    for (uint64_t k = 0; k < n; k++) {
+      uint64_t o = starts[k], e = SIZES[i];
+      for (uint64_t m = 0; m < n; m++) /* the chunk ends where the next one starts */
+        if (starts[m] > o && starts[m] < e) e = starts[m];
+      ssize_t r = bilog_read_t0(eng, rfd[i], buf, e - o, o, 1);
+      if (r != (ssize_t)(e - o)) {
+        FAIL("f%d: read_t0 [%llu, %llu) returned %zd", i, (unsigned long long)o, (unsigned long long)e, r);
+        continue;
+      }
+      if (memcmp(buf, t0copy[i] + o, e - o) != 0) {
+        uint64_t d = 0;
+        while (buf[d] == t0copy[i][o + d]) d++;
+        FAIL("f%d: read_t0 [%llu, %llu) differs from the T0 copy at %llu", i, (unsigned long long)o,
+             (unsigned long long)e, (unsigned long long)(o + d));
+      }
+      struct timespec ts2 = {0, (long)(rnd(&s) % 300000)}; /* let the writer interleave */
+      nanosleep(&ts2, NULL);
+    }
+    /* beyond the T0 size: nothing */
+    if (bilog_read_t0(eng, rfd[i], buf, 10, SIZES[i], 0) != 0) FAIL("f%d: read_t0 at the T0 size is not empty", i);
+  }
+  free(buf);
+  return NULL;
+}
+
+/* ---- the capture file ------------------------------------------------------------------- */
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+static void check_log(const char *path, const bilog_stats_t *st) {
+  int fd = open(path, O_RDONLY);
+  struct stat lst;
+  if (fd < 0 || fstat(fd, &lst) != 0) {
+    FAIL("capture file: %s", strerror(errno));
+    return;
+  }
+  uint8_t *m = malloc((size_t)lst.st_size + 1);
+  if (pread(fd, m, (size_t)lst.st_size, 0) != lst.st_size) FAIL("capture file: short read");
+  close(fd);
+  if ((uint64_t)lst.st_size != st->log_bytes)
+    FAIL("capture file: %lld bytes, the counters say %llu", (long long)lst.st_size, (unsigned long long)st->log_bytes);
+  if (lst.st_size < BILOG_HEADER_BYTES || memcmp(m, "BFSBILG", 8) != 0 || get64(m + 56) != bfs_xxh64(m, 56)) {
+    free(m);
+    FAIL("capture file: bad header");
+    return;
+  }
+  uint64_t at = BILOG_HEADER_BYTES, n = 0, images = 0, seq = 0;
+  int ended = 0;
+  while (at + BILOG_RECORD_BYTES <= (uint64_t)lst.st_size) {
+    const uint8_t *h = m + at;
+    uint32_t len = get32(h + 8);
+    if (ended) FAIL("capture file: a record after the end record, at %llu", (unsigned long long)at);
+    if (memcmp(h, "BIR1", 4) != 0 || get64(h + 96) != bfs_xxh64(h, 96)) {
+      FAIL("capture file: bad record header at %llu", (unsigned long long)at);
+      break;
+    }
+    if (at + BILOG_RECORD_BYTES + len > (uint64_t)lst.st_size) {
+      FAIL("capture file: record at %llu runs past the end", (unsigned long long)at);
+      break;
+    }
+    const uint8_t *data = h + BILOG_RECORD_BYTES;
+    if (get64(h + 88) != bfs_xxh64(data, len)) FAIL("capture file: bad data checksum at %llu", (unsigned long long)at);
+    if (get64(h + 16) != ++seq && h[4] != BIK_END) FAIL("capture file: seq %llu, expected %llu", (unsigned long long)get64(h + 16), (unsigned long long)seq);
+    if (h[4] == BIK_END) ended = 1;
+    if (h[4] == BIK_IMAGE) {
+      uint64_t ino = get64(h + 32), off = get64(h + 40);
+      int i = -1;
+      for (int k = 0; k < NF; k++)
+        if (t0ino[k] == ino) i = k;
+      if (i < 0) FAIL("capture file: an image of inode %llu, not one of the files", (unsigned long long)ino);
+      else if (off + len > SIZES[i] || memcmp(data, t0copy[i] + off, len) != 0)
+        FAIL("capture file: the image of f%d at %llu (+%u) is not its T0 bytes", i, (unsigned long long)off, len);
+      images++;
+    }
+    n++;
+    at += BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
+  }
+  if (at != (uint64_t)lst.st_size) FAIL("capture file: %llu bytes of junk at the end", (unsigned long long)(lst.st_size - at));
+  if (!ended) FAIL("capture file: no end record");
+  if (n != st->records) FAIL("capture file: %llu records, the counters say %llu", (unsigned long long)n, (unsigned long long)st->records);
+  if (images != st->images) FAIL("capture file: %llu images, the counters say %llu", (unsigned long long)images, (unsigned long long)st->images);
+  free(m);
+}
+
+/* ---- no double logging ---------------------------------------------------------------- */
+
+#define ND_SIZE (16u << 20)
+#define ND_WRITES 20000
+
+static void no_double_logging(uint64_t seed) {
+  char p[4200], logpath[4200];
+  snprintf(p, sizeof p, "%s/nd", dir);
+  snprintf(logpath, sizeof logpath, "%s/nd.bilog", dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ftruncate(fd, ND_SIZE) != 0) {
+    FAIL("no_double_logging: %s", strerror(errno));
+    return;
+  }
+  close(fd);
+  static uint8_t written[ND_SIZE / 4096];
+  uint64_t s = seed * 104729 + 3, distinct = 0;
+  for (int k = 0; k < ND_WRITES; k++) {
+    uint64_t blk = rnd(&s) % (ND_SIZE / 4096);
+    if (!written[blk]) written[blk] = 1, distinct++;
+  }
+  int go[2];
+  if (pipe(go) != 0) return;
+  pid_t w = fork();
+  if (w == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(go[1]);
+    char c, buf[4096];
+    memset(buf, 0x5a, sizeof buf);
+    if (read(go[0], &c, 1) != 1) _exit(3);
+    int f = open(p, O_WRONLY);
+    uint64_t s2 = seed * 104729 + 3;
+    for (int k = 0; k < ND_WRITES; k++)
+      if (pwrite(f, buf, sizeof buf, (off_t)(rnd(&s2) % (ND_SIZE / 4096) * 4096)) != (ssize_t)sizeof buf) _exit(5);
+    _exit(0);
+  }
+  close(go[0]);
+  bilog_t *e;
+  const char *sc = "?";
+  int err = bilog_start(dir, logpath, NULL, &e, &sc);
+  if (err) {
+    FAIL("no_double_logging: bilog_start: %s: %s", sc, strerror(err));
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    return;
+  }
+  if (write(go[1], "g", 1) != 1) FAIL("no_double_logging: could not release the writer");
+  close(go[1]);
+  int ws;
+  waitpid(w, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("no_double_logging: the writer failed (status %d)", ws);
+  bilog_stop(e);
+  bilog_stats_t st;
+  bilog_stats(e, &st);
+  bilog_free(e);
+  if (st.image_bytes != distinct * 4096)
+    FAIL("no_double_logging: %llu image bytes for %llu distinct blocks written (%llu bytes)",
+         (unsigned long long)st.image_bytes, (unsigned long long)distinct, (unsigned long long)distinct * 4096);
+  printf("no_double_logging: events=%llu images=%llu image_bytes=%llu distinct_blocks=%llu\n",
+         (unsigned long long)st.events, (unsigned long long)st.images, (unsigned long long)st.image_bytes,
+         (unsigned long long)distinct);
+  unlink(p);
+  unlink(logpath);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: bilog_test DIR SEED\n");
+    return 2;
+  }
+  snprintf(dir, sizeof dir, "%s", argv[1]);
+  uint64_t seed = strtoull(argv[2], NULL, 10), s = seed | 1;
+  for (int i = 0; i < NF; i++) {
+    char p[4200];
+    path_of(i, p, sizeof p);
+    t0copy[i] = malloc(SIZES[i] + 1);
+    for (uint64_t k = 0; k < SIZES[i]; k++) t0copy[i][k] = (uint8_t)(rnd(&s) >> 56);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    struct stat st;
+    if (fd < 0 || write(fd, t0copy[i], SIZES[i]) != (ssize_t)SIZES[i] || fstat(fd, &st) != 0) {
+      perror(p);
+      return 1;
+    }
+    close(fd);
+    t0ino[i] = st.st_ino;
+  }
+  int go[2];
+  if (pipe(go) != 0) return perror("pipe"), 1;
+  pid_t w = fork();
+  if (w == 0) {
+    close(go[1]);
+    writer(go[0], seed);
+  }
+  close(go[0]);
+
+  char logpath[4200];
+  snprintf(logpath, sizeof logpath, "%s/capture.bilog", dir); /* on the watched filesystem: raises no events */
+  const char *sc = "?";
+  int err = bilog_start(dir, logpath, NULL, &eng, &sc);
+  if (err) {
+    fprintf(stderr, "bilog_test: bilog_start: %s: %s\n", sc, strerror(err));
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    return 1;
+  }
+  for (int i = 0; i < NF; i++) { /* after T0, as bfs does: reads through fds from before raise no events */
+    char p[4200];
+    path_of(i, p, sizeof p);
+    rfd[i] = open(p, O_RDONLY);
+  }
+  size_t nunc;
+  bilog_uncovered(eng, &nunc);
+  if (nunc) FAIL("%zu files reported uncovered; none are open for writing at T0", nunc);
+  if (write(go[1], "g", 1) != 1) FAIL("could not release the writer");
+  close(go[1]);
+
+  pthread_t rt[2];
+  reader_arg_t ra[2] = {{0, seed * 31 + 7}, {1, seed * 37 + 11}};
+  for (int k = 0; k < 2; k++) pthread_create(&rt[k], NULL, reader, &ra[k]);
+  for (int k = 0; k < 2; k++) pthread_join(rt[k], NULL);
+  int ws;
+  waitpid(w, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("the writer failed (status %d)", ws);
+
+  err = bilog_stop(eng);
+  bilog_stats_t st;
+  bilog_stats(eng, &st);
+  if (err || st.log_errno) FAIL("bilog_stop: %s", strerror(err ? err : (int)st.log_errno));
+  if (st.void_reason) FAIL("the run is void (reason %llu)", (unsigned long long)st.void_reason);
+  if (st.images == 0) FAIL("no images were logged: the writer and the readers did not overlap");
+  if (st.own_events == 0) FAIL("no events of our own reads were seen");
+  check_log(logpath, &st);
+  bilog_free(eng);
+
+  int changed = 0;
+  for (int i = 0; i < NF; i++) {
+    char p[4200];
+    path_of(i, p, sizeof p);
+    int fd = open(p, O_RDONLY);
+    struct stat lst;
+    fstat(fd, &lst);
+    uint8_t *live = malloc((size_t)lst.st_size + 1);
+    ssize_t r = pread(fd, live, (size_t)lst.st_size, 0);
+    if ((uint64_t)lst.st_size != SIZES[i] || r != lst.st_size || memcmp(live, t0copy[i], SIZES[i]) != 0) changed++;
+    free(live);
+    close(fd);
+    close(rfd[i]);
+  }
+  if (changed < NF / 2) FAIL("only %d of %d files changed: the writer did too little", changed, NF);
+  no_double_logging(seed);
+  printf("bilog_test: events=%llu own=%llu skipped=%llu images=%llu image_bytes=%llu truncates=%llu stale=%llu "
+         "records=%llu changed=%d/%d: %s\n",
+         (unsigned long long)st.events, (unsigned long long)st.own_events, (unsigned long long)st.skipped,
+         (unsigned long long)st.images, (unsigned long long)st.image_bytes, (unsigned long long)st.truncates,
+         (unsigned long long)st.stale_blocks, (unsigned long long)st.records, changed, NF,
+         failures ? "FAILED" : "ok");
+  for (int i = 0; i < NF; i++) free(t0copy[i]);
+  return failures ? 1 : 0;
+}
