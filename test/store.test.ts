@@ -206,7 +206,7 @@ describe('format/layout.ts', () => {
 async function tapeStore(): Promise<TapeStore> {
   const d = diskDir()
   VirtualTapeLibrary.create(path.join(d, 'vtl'), { model: LTO9, cartridges: 2, drives: 1, clockScale: 0 })
-  const meta = DiskBlobStore.create(path.join(d, 'meta'))
+  const meta = DiskStore.create(path.join(d, 'meta'))
   return new TapeStore({ tier: 'tape', library: VirtualTapeLibrary.open(path.join(d, 'vtl')), catalog: new RepoTapeCatalog(meta), engine: { windowMs: 0, lingerMs: 50 } })
 }
 
@@ -261,7 +261,7 @@ describeStore('tape through a buffer cache', {
 describeStore('tiered: disk, then tape through a buffer cache', {
   make: async () => {
     const cold = await tapeThroughCache()
-    const hot = DiskBlobStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
+    const hot = DiskStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
     return new TieredStore({ hot, cold })
   },
   destroy: async (s) => destroyCold((s as TieredStore).cold!),

@@ -728,8 +728,8 @@ export class CacheStore implements Store {
     await this.source.writer?.flush(prefix)
   }
 
-  async sweep(prefix?: string): Promise<number> {
-    return (await this.source.writer?.sweep(prefix)) ?? 0
+  async sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return (await this.source.writer?.sweep(prefix, opts)) ?? 0
   }
 }
 
