@@ -6,7 +6,7 @@ import { FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import { FormatError } from '../format/errors.js'
 import { UnitFile } from './unitfile.js'
-import type { WorkerReply, WorkerRequest } from './worker.js'
+import type { WorkerReply, WorkerRequest } from './workers/protocol.js'
 
 /** One regular file for a restore worker to create, fill and finish. */
 export interface RestoreFile {

@@ -6,6 +6,7 @@ import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catal
 import type { Manifest } from '../format/manifest.js'
 import { keys, Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
+import type { ReadFramesReply } from './worker.js'
 import { UnitFile } from './unitfile.js'
 import { ObjectReader } from './reader.js'
 import { BfsError } from './errors.js'
@@ -170,7 +171,7 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
         frames += t.entries.length
         const checks = Buffer.concat(t.entries.map((e) => e.check))
         const task: Promise<void> = pool
-          .run({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
+          .run<ReadFramesReply>({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
           .then((r) => {
             for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
             rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)
