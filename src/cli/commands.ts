@@ -9,7 +9,7 @@ import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
 import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
 import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
-import { ObjectReader } from '../repo/reader.js'
+import { CommandReader } from '../repo/read.js'
 import { parseGenRef, Repository } from '../repo/repository.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
@@ -249,22 +249,19 @@ export function registerCommands(program: Command, ctx: Ctx): void {
       if (e.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
       const d = dataEntry(entries, i)
       if (!d.objGen) return
-      const reader = new ObjectReader(repo)
-      const extents = reader.resolver.resolve(d.objGen, d.objIndex)
-      const CH = 1 << 20
-      for (let pos = 0; pos < d.size; pos += CH) {
-        const buf = reader.read(extents, d.size, pos, CH)
-        let off = 0
-        while (off < buf.length) {
+      const reader = new CommandReader(repo)
+      reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
+        for (const end = off + len; off < end; ) {
           try {
-            off += fs.writeSync(1, buf, off, buf.length - off)
+            off += fs.writeSync(1, buf, off, end - off)
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return
+            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
             throw err
           }
         }
-      }
+        return true
+      })
       reader.close()
     })
 

@@ -8,7 +8,7 @@ import { keys, Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
 import type { ReadFramesReply } from './worker.js'
 import { UnitFile } from './unitfile.js'
-import { ObjectReader } from './reader.js'
+import { CommandReader } from './read.js'
 import { BfsError } from './errors.js'
 import { checkGroups } from './groups.js'
 import { closeDeviceReader, openDeviceForRead, type DeviceReader } from './device.js'
@@ -197,7 +197,7 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
   const root = path.resolve(dir)
   if (!fs.existsSync(root)) throw new BfsError('BAD_INPUT', `${root} does not exist`)
   const entries = repo.catalog(man.id)
-  const reader = new ObjectReader(repo)
+  const reader = new CommandReader(repo)
   if (man.kind === 'volume') {
     // A volume: compare the image's bytes with a live image file or device.
     const img = entries[1]!
@@ -288,8 +288,8 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
   return diffs
 }
 
-function contentEqual(reader: ObjectReader, e: Entry, live: Buffer, device = false): boolean {
-  const extents = e.objGen ? reader.resolver.resolve(e.objGen, e.objIndex) : []
+function contentEqual(reader: CommandReader, e: Entry, live: Buffer, device = false): boolean {
+  const f = reader.open(e.objGen, e.objIndex, e.size)
   let dr: DeviceReader
   try {
     // a device is read as a backup reads it: what is on it, not its (maybe stale) page cache
@@ -301,15 +301,16 @@ function contentEqual(reader: ObjectReader, e: Entry, live: Buffer, device = fal
   try {
     const CH = 1 << 20
     const buf = dr.direct ? native.alignedBuffer(CH) : Buffer.allocUnsafe(CH)
+    const want = Buffer.allocUnsafe(CH)
     for (let pos = 0; pos < e.size; pos += CH) {
-      const want = reader.read(extents, e.size, pos, CH)
+      const len = reader.reader.readSync(f, want, CH, pos)
       let got = 0
-      while (got < want.length) {
-        const n = fs.readSync(fd, buf, got, want.length - got, pos + got)
+      while (got < len) {
+        const n = fs.readSync(fd, buf, got, len - got, pos + got)
         if (n === 0) return false
         got += n
       }
-      if (!buf.subarray(0, got).equals(want)) return false
+      if (!buf.subarray(0, got).equals(want.subarray(0, len))) return false
     }
     return true
   } finally {
