@@ -61,7 +61,7 @@ export interface HashCursor {
   fill(fb: number, n: number, out: Buffer, unknown?: Uint8Array): void
 }
 
-/** What scanUnitSync found in a unit: frames and raw bytes scanned, its size, and every bad frame. */
+/** What scanUnitSync found in a unit: frames and raw bytes scanned (bad frames included), its size, and every bad frame. */
 export interface UnitScan {
   frames: number
   rawBytes: number
@@ -306,6 +306,7 @@ export class BlockReader {
     try {
       for (let i = 0; i < t.entries.length; i++) {
         const e = t.entries[i]!
+        rawBytes += e.rawBytes
         if (this.scanComp.length < e.compBytes) this.scanComp = Buffer.allocUnsafe(e.compBytes)
         if (this.scanRaw.length < e.rawBytes) this.scanRaw = Buffer.allocUnsafe(e.rawBytes)
         let comp: Buffer
@@ -324,7 +325,6 @@ export class BlockReader {
           bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
           continue
         }
-        rawBytes += e.rawBytes
         if (check === 'full' && !checkFrame(this.hashAlg, raw, e.check)) bad.push({ frame: i, reason: 'checksum mismatch' })
       }
     } finally {

@@ -66,6 +66,11 @@ export class WorkerPool {
     })
   }
 
+  /** Runs `req` on every worker (each gets it after the jobs sent to it before; e.g. a reader spec before the jobs that use it). */
+  broadcast<R extends WorkerReply = WorkerReply>(req: Omit<WorkerRequest, 'id'>): Promise<R[]> {
+    return Promise.all(Array.from({ length: this.size }, (_, i) => this.run<R>(req, [], i)))
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()))
   }

@@ -6,8 +6,9 @@ import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catal
 import type { Manifest } from '../format/manifest.js'
 import { keys, Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
-import type { ReadFramesReply } from './worker.js'
-import { UnitFile } from './unitfile.js'
+import { WorkerReaders } from './readers.js'
+import { dataStoreOf } from './stream-source.js'
+import type { ScanUnitReply, ScanUnitRequest } from './verify-worker.js'
 import { CommandReader } from './read.js'
 import { BfsError } from './errors.js'
 import { checkGroups } from './groups.js'
@@ -140,42 +141,41 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
   if (opts.all) for (const id of damaged.keys()) reportDamaged(id)
 
   const pool = new WorkerPool(os.availableParallelism())
+  const readers = new WorkerReaders(repo, pool)
   let units = 0
   let frames = 0
   let rawBytes = 0
   try {
+    const todo: Manifest[] = []
+    for (const g of [...needGens].sort((a, b) => a - b)) {
+      try {
+        todo.push(repo.manifest(g))
+        readers.add(g)
+      } catch {
+        continue
+      }
+    }
+    // Workers open, validate and read the units themselves (each within its share of the
+    // open-unit budget); the main thread only schedules (gen, unit).
+    if (todo.some((m) => m.units.length)) await readers.start()
     // In-flight unit checks; each removes itself when done. (An earlier version spliced an
     // array by indexOf from every race: a second splice of a finished task removed the
     // last, still running one, and the pool was closed under it.)
     const tasks = new Set<Promise<void>>()
-    for (const g of [...needGens].sort((a, b) => a - b)) {
-      let m: Manifest
-      try {
-        m = repo.manifest(g)
-      } catch {
-        continue
-      }
+    for (const m of todo) {
       for (const u of m.units) {
-        const p = repo.store.path(keys.unit(g, u.index))
-        let uf: UnitFile
-        try {
-          uf = UnitFile.open(p, { genId: g, unitIndex: u.index, rawBlocks: u.rawBlocks, frameBlocks: m.frameBlocks })
-          if (fs.statSync(p).size !== u.bytes) problem(`${p}: size does not match the manifest`)
-        } catch (err) {
-          problem((err as NodeJS.ErrnoException).code === 'ENOENT' ? `${p}: missing` : msg(err))
-          continue
-        }
-        const t = uf.table
-        uf.close()
-        units++
-        frames += t.entries.length
-        const checks = Buffer.concat(t.entries.map((e) => e.check))
+        const where = dataStoreOf(repo).where(keys.unit(m.id, u.index))
+        const req: Omit<ScanUnitRequest, 'id'> = { op: 'scanUnit', specId: readers.spec.id, gen: m.id, unit: u.index }
         const task: Promise<void> = pool
-          .run<ReadFramesReply>({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
+          .run<ScanUnitReply>(req)
           .then((r) => {
-            for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
-            rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)
-          }, (err) => problem(`${p}: ${msg(err)}`))
+            if (!r.scan) return problem(r.missing ? `${where}: missing` : r.failed!)
+            if (r.scan.sizeBytes !== u.bytes) problem(`${where}: size does not match the manifest`)
+            units++
+            frames += r.scan.frames
+            rawBytes += r.scan.rawBytes
+            for (const b of r.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
+          }, (err) => problem(`${where}: ${msg(err)}`))
           .finally(() => tasks.delete(task))
         tasks.add(task)
         if (tasks.size >= pool.size * 2) await Promise.race(tasks)
@@ -183,6 +183,7 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
     }
     await Promise.all(tasks)
   } finally {
+    await readers.close()
     await pool.close()
   }
   return { problems, units, frames, rawBytes }

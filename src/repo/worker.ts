@@ -1,16 +1,19 @@
 import fs from 'node:fs'
 import { parentPort } from 'node:worker_threads'
-import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
+import { FrameCompressor } from '../codec/zstd.js'
 import { encodeSeekTableAndTrailer, encodeUnitHeader, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { restoreFiles } from './restore-worker.js'
+import { scanUnit } from './verify-worker.js'
+import { closeSpecReader, readerFromSpec, type ReaderSpec } from '../blocks/spec.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
 import { openSource } from './source.js'
 
 /**
- * Worker thread: compresses units into frames (hashing every block) and decompresses
- * frames for restore and verify. Keeps its zstd contexts for its whole life.
+ * Worker thread: compresses units into frames (hashing every block); restore and verify
+ * jobs read through the thread's block readers (built from ReaderSpecs). Keeps its zstd
+ * contexts for its whole life.
  */
 
 /** compress: one unit in shared memory (not copied, not transferred), written by the worker to a temporary file. */
@@ -34,22 +37,6 @@ export interface CompressReply extends WorkerReply {
   fileBytes: number
   hashes: ArrayBuffer
   readResults?: ReadResult[]
-}
-
-/** readFrames: decompress and check every frame of one unit file. */
-export interface ReadFramesRequest extends WorkerRequest {
-  op: 'readFrames'
-  hashAlg: HashAlg
-  path: string
-  offsets: number[]
-  compBytes: number[]
-  checks: ArrayBuffer
-  rawBytes: number[]
-}
-
-export interface ReadFramesReply extends WorkerReply {
-  /** Frames whose check failed, with reasons. */
-  bad: Array<{ frame: number; reason: string }>
 }
 
 /** A range of a source file that goes to unitOffsetBytes of a unit. */
@@ -84,8 +71,6 @@ const compressors = new Map<number, FrameCompressor>()
 let compressOut = Buffer.allocUnsafe(0)
 /** Reused, growing buffer for a unit's compressed frames (only the used part is copied out). */
 let unitOut = Buffer.allocUnsafe(4 << 20)
-const decompressor = new FrameDecompressor()
-
 
 /** Reads the planned ranges into the unit; failures leave zeros and are reported. */
 function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
@@ -194,42 +179,19 @@ function toAB(b: Buffer): ArrayBuffer {
   return ab
 }
 
-/** Decompresses the listed frames of a unit file and checks each against its frame check. */
-function readFrames(r: WorkerRequest): ReadFramesReply {
-  const req = r as ReadFramesRequest
-  const fd = fs.openSync(req.path, 'r')
-  const bad: Array<{ frame: number; reason: string }> = []
-  const checks = Buffer.from(req.checks)
-  try {
-    let scratch = Buffer.allocUnsafe(0)
-    for (let i = 0; i < req.offsets.length; i++) {
-      const comp = Buffer.allocUnsafe(req.compBytes[i]!)
-      const got = fs.readSync(fd, comp, 0, comp.length, req.offsets[i]!)
-      const rawBytes = req.rawBytes[i]!
-      const dst = scratch.length >= rawBytes ? scratch.subarray(0, rawBytes) : (scratch = Buffer.allocUnsafe(rawBytes))
-      if (got !== comp.length) {
-        bad.push({ frame: i, reason: 'truncated' })
-        continue
-      }
-      try {
-        const n = decompressor.decompressInto(dst, comp)
-        if (n !== rawBytes) throw new Error(`${n} bytes instead of ${rawBytes}`)
-      } catch (err) {
-        bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
-        continue
-      }
-      const blocks = rawBytes / BLOCK_BYTES
-      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-      hashBlocks(req.hashAlg, dst, 0, blocks, hashes, 0)
-      if (!frameCheck(req.hashAlg, hashes).equals(checks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) bad.push({ frame: i, reason: 'checksum mismatch' })
-    }
-  } finally {
-    fs.closeSync(fd)
-  }
-  return { id: req.id, bad }
+/** readerSpec: build this thread's reader for a spec (sent to every worker before the jobs that name it). */
+function readerSpec(req: WorkerRequest): WorkerReply {
+  readerFromSpec(req.spec as ReaderSpec)
+  return { id: req.id }
 }
 
-const handlers: Record<string, Handler> = { compress, readFrames, restoreFiles }
+/** closeReader: close this thread's reader for a spec (its units' descriptors belong to the process). */
+async function closeReader(req: WorkerRequest): Promise<WorkerReply> {
+  await closeSpecReader(req.specId as string)
+  return { id: req.id }
+}
+
+const handlers: Record<string, Handler> = { compress, restoreFiles, scanUnit, readerSpec, closeReader }
 
 if (parentPort) {
   const port = parentPort
