@@ -120,6 +120,11 @@ export class BlockReader {
     return g
   }
 
+  /** The native read path's id of a unit (assigned on first use, never reused). */
+  unitId(gen: number, unit: number): number {
+    return this.units.unitId(gen, unit)
+  }
+
   /** Units open now. */
   get openUnitCount(): number {
     return this.units.openCount
