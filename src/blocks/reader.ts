@@ -352,36 +352,7 @@ export class BlockReader {
    * up), from the stored per-generation hashes: no frame is read. See HashCursor.
    */
   hashCursor(f: OpenFile): HashCursor {
-    const list = f.extents
-    const zero = zeroBlockHash(this.hashAlg)
-    let bx = 0
-    let lastFb = 0
-    return {
-      fill: (fb: number, n: number, out: Buffer, unknown?: Uint8Array): void => {
-        if (fb < lastFb) bx = firstExtentEndingAfter(list, fb)
-        lastFb = fb
-        if (unknown) unknown.fill(0, 0, n)
-        let i = 0
-        while (i < n) {
-          const at = fb + i
-          while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
-          const e = list[bx]
-          if (!e || e.fileBlock > at) {
-            const upto = e ? Math.min(n, e.fileBlock - fb) : n
-            for (; i < upto; i++) zero.copy(out, i * HASH_BYTES)
-            continue
-          }
-          const take = Math.min(n - i, e.fileBlock + e.count - at)
-          if (e.kind === Kind.Deferred) {
-            if (unknown) unknown.fill(1, i, i + take)
-          } else {
-            const sb = e.streamBlock + (at - e.fileBlock)
-            this.source.blockHashes(e.gen).copy(out, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
-          }
-          i += take
-        }
-      },
-    }
+    return hashCursor(f.extents, this.hashAlg, (gen) => this.source.blockHashes(gen))
   }
 
   // ---------------------------------------------------------------- native read path
@@ -436,3 +407,41 @@ export class BlockReader {
 
 /** What the vfs gets: the asynchronous entry points only (a mount never blocks its event loop). */
 export type AsyncBlockReader = Omit<BlockReader, 'readSync' | 'visitSync' | 'scanUnitSync'>
+
+/**
+ * Old block hashes along resolved extents (see HashCursor): the stored hashes of each
+ * extent's generation (`blockHashes`), a zero-block hash for holes, "unknown" for deferred
+ * extents. BlockReader.hashCursor serves an open object with it; backup's comparisons
+ * (repo/objects.ts) call it with the base object's extents.
+ */
+export function hashCursor(list: readonly ReadExtent[], hashAlg: HashAlg, blockHashes: (gen: number) => Buffer): HashCursor {
+  const zero = zeroBlockHash(hashAlg)
+  let bx = 0
+  let lastFb = 0
+  return {
+    fill: (fb: number, n: number, out: Buffer, unknown?: Uint8Array): void => {
+      if (fb < lastFb) bx = firstExtentEndingAfter(list, fb)
+      lastFb = fb
+      if (unknown) unknown.fill(0, 0, n)
+      let i = 0
+      while (i < n) {
+        const at = fb + i
+        while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
+        const e = list[bx]
+        if (!e || e.fileBlock > at) {
+          const upto = e ? Math.min(n, e.fileBlock - fb) : n
+          for (; i < upto; i++) zero.copy(out, i * HASH_BYTES)
+          continue
+        }
+        const take = Math.min(n - i, e.fileBlock + e.count - at)
+        if (e.kind === Kind.Deferred) {
+          if (unknown) unknown.fill(1, i, i + take)
+        } else {
+          const sb = e.streamBlock + (at - e.fileBlock)
+          blockHashes(e.gen).copy(out, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
+        }
+        i += take
+      }
+    },
+  }
+}
