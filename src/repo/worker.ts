@@ -3,9 +3,7 @@ import { parentPort } from 'node:worker_threads'
 import { FrameCompressor } from '../codec/zstd.js'
 import { encodeSeekTableAndTrailer, encodeUnitHeader, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
-import { restoreFiles } from './restore-worker.js'
-import { scanUnit } from './verify-worker.js'
-import { closeSpecReader, readerFromSpec, type ReaderSpec } from '../blocks/spec.js'
+import type { ReaderSpec } from '../blocks/spec.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
 import { openSource } from './source.js'
@@ -179,19 +177,25 @@ function toAB(b: Buffer): ArrayBuffer {
   return ab
 }
 
-/** readerSpec: build this thread's reader for a spec (sent to every worker before the jobs that name it). */
-function readerSpec(req: WorkerRequest): WorkerReply {
-  readerFromSpec(req.spec as ReaderSpec)
-  return { id: req.id }
+/*
+ * The reading jobs' modules (the block reader, the stores, restore's file creation) load on
+ * a thread's first such job: backup's compress workers never load them.
+ */
+const handlers: Record<string, Handler> = {
+  compress,
+  restoreFiles: async (req) => (await import('./restore-worker.js')).restoreFiles(req),
+  scanUnit: async (req) => (await import('./verify-worker.js')).scanUnit(req),
+  /** Builds this thread's reader for a spec (sent to every worker before the jobs that name it). */
+  readerSpec: async (req) => {
+    ;(await import('../blocks/spec.js')).readerFromSpec(req.spec as ReaderSpec)
+    return { id: req.id }
+  },
+  /** Closes this thread's reader for a spec (its units' descriptors belong to the process). */
+  closeReader: async (req) => {
+    await (await import('../blocks/spec.js')).closeSpecReader(req.specId as string)
+    return { id: req.id }
+  },
 }
-
-/** closeReader: close this thread's reader for a spec (its units' descriptors belong to the process). */
-async function closeReader(req: WorkerRequest): Promise<WorkerReply> {
-  await closeSpecReader(req.specId as string)
-  return { id: req.id }
-}
-
-const handlers: Record<string, Handler> = { compress, restoreFiles, scanUnit, readerSpec, closeReader }
 
 if (parentPort) {
   const port = parentPort
