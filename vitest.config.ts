@@ -3,9 +3,11 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     // Real backups, restores and FUSE mounts on a 2-core machine: generous, not timed assertions.
-    testTimeout: 180_000,
-    hookTimeout: 180_000,
-    teardownTimeout: 180_000,
+    // These only catch hangs. A test that takes 25 s on an idle machine took 180 s with the
+    // machine at load 18 (stress-ng plus other suites), so the limits leave room for that.
+    testTimeout: 600_000,
+    hookTimeout: 600_000,
+    teardownTimeout: 600_000,
     // A child process per test file: a test worker never shares its event loop with another
     // loop with anything else, and the helpers never block that loop (test/helpers.ts).
     pool: 'forks',

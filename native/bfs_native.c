@@ -1792,6 +1792,8 @@ static napi_value js_blake3_hasher_reset(napi_env env, napi_callback_info info) 
 
 /* fastpath_napi.c: the native read path and the fuse-native hook table */
 napi_value bfs_fastpath_init(napi_env env, napi_value exports);
+/* bilog_napi.c: the before-image capture engine (bilog.c) */
+napi_value bfs_bilog_init(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
   napi_value stat_fields;
@@ -1847,5 +1849,6 @@ NAPI_MODULE_INIT() {
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;
-  return bfs_fastpath_init(env, exports);
+  if (!bfs_fastpath_init(env, exports)) return NULL;
+  return bfs_bilog_init(env, exports);
 }

@@ -97,7 +97,7 @@ beforeAll(async () => {
   patch('new.bin', 199_990, randomBuf(10, 9))
   await backup() // gen5
   repo = Repository.open(repoDir)
-}, 300_000)
+}, 600_000)
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 
 /** A generation's object for a file: extents, size, object ref. */

@@ -26,7 +26,7 @@ export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?:
 }
 
 /** Every child is killed after this, so that a hang (a stuck mount, say) fails its test instead of stalling the run. */
-const RUN_TIMEOUT_MS = 150_000
+const RUN_TIMEOUT_MS = 480_000
 
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string | Buffer }): Promise<Run> {
   return new Promise((resolve) => {

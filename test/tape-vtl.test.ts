@@ -43,7 +43,7 @@ function node(script: string, opts: { onLine?: (line: string) => void } = {}): {
     for (const l of lines) opts.onLine?.(l)
   })
   child.stderr.on('data', (b: Buffer) => (err += b.toString()))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 150_000)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 480_000)
   return {
     done: new Promise((resolve) => child.on('close', (code, signal) => (clearTimeout(timer), resolve({ code, signal, out, err })))),
     kill: (sig) => child.kill(sig),

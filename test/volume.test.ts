@@ -279,7 +279,7 @@ async function unmount(mp: string): Promise<void> {
   devMounts.splice(devMounts.indexOf(mp), 1)
 }
 
-async function waitFor<T>(what: string, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => T | null | undefined | false | Promise<T | null | undefined | false>, ms = 300_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
     const v = await probe()

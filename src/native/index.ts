@@ -128,6 +128,14 @@ interface Addon {
   futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void
   fsetxattr(fd: number, name: Buffer | string, value: Buffer): void
   setxattrat(dirFd: number, path: PathLike, name: Buffer | string, value: Buffer, flags: number): void
+  bilogStart(watchPath: PathLike, logPath: PathLike, stallMs: number, fifoPriority: number): BiCaptureHandle
+  bilogInfo(h: BiCaptureHandle): Float64Array
+  bilogStats(h: BiCaptureHandle): Float64Array
+  bilogUncovered(h: BiCaptureHandle): Array<[number, number, number, number, number, string]>
+  bilogReadT0(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead: boolean): number
+  bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
+  bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
+  bilogStop(h: BiCaptureHandle): Float64Array
 }
 
 /**
@@ -178,6 +186,14 @@ export const ADDON_FUNCTIONS = [
   'futimens',
   'fsetxattr',
   'setxattrat',
+  'bilogStart',
+  'bilogInfo',
+  'bilogStats',
+  'bilogUncovered',
+  'bilogReadT0',
+  'bilogMarkRead',
+  'bilogT0Stat',
+  'bilogStop',
 ] as const satisfies ReadonlyArray<keyof Addon>
 type AddonFunction = { [K in keyof Addon]: Addon[K] extends (...args: never[]) => unknown ? K : never }[keyof Addon]
 const everyFunctionListed: Exclude<AddonFunction, (typeof ADDON_FUNCTIONS)[number]> extends never ? true : never = true
@@ -755,4 +771,155 @@ export function fsetxattr(fd: number, name: Buffer | string, value: Buffer): voi
  */
 export function setxattrat(dirFd: number, path: PathLike, name: Buffer | string, value: Buffer, flags: number): void {
   addon().setxattrat(dirFd, path, name, value, flags)
+}
+
+// ---- before-image capture (native/bilog.c; native-notes/bilog.md) ----
+
+/** Opaque handle of a running capture (an N-API external). */
+export type BiCaptureHandle = { readonly __brand: 'BiCaptureHandle' }
+
+/** Why a file (or the whole run) is not covered by a capture (format.md §2.16.1, kind 3). */
+export const BI_REASON = { fdAtT0: 1, unclassified: 4, listener: 5, mappingAtT0: 6 } as const
+
+/** A file with a writable fd or a shared writable mapping open at T0 (found in /proc). */
+export interface BiUncovered {
+  reason: number
+  pid: number
+  /** -1 for a mapping. */
+  fd: number
+  dev: number
+  ino: number
+  /** As /proc showed it (the fd's link, or the mapping's path). */
+  path: string
+}
+
+/** Counters of a capture; `voidReason` non-zero means the run cannot be trusted. */
+export interface BiStats {
+  events: number
+  /** Events of bfs's own threads (allowed at once). */
+  ownEvents: number
+  openEvents: number
+  /** Events that needed no record (reads by other processes, private mappings, …). */
+  skipped: number
+  firstSights: number
+  /** Image records and the bytes they hold. */
+  images: number
+  imageBytes: number
+  truncates: number
+  uncovered: number
+  logBytes: number
+  records: number
+  /** Blocks bfs had marked read and a writer changed afterwards (reading them again fails). */
+  staleBlocks: number
+  /** 0, or {@link BI_REASON}.listener when the listener stalled or a capture-file write failed. */
+  voidReason: number
+  /** errno of a failed capture-file write, else 0. */
+  logErrno: number
+}
+
+/** What a file looked like at T0. */
+export interface BiT0Stat {
+  sizeBytes: number
+  mtimeSec: number
+  mtimeNsec: number
+  ctimeSec: number
+  ctimeNsec: number
+  /** i_generation, 0 when the filesystem has none. */
+  igen: number
+  /** A {@link BI_REASON} when the capture does not cover this file, else 0. */
+  uncovered: number
+}
+
+function biStats(v: Float64Array): BiStats {
+  return {
+    events: v[0], ownEvents: v[1], openEvents: v[2], skipped: v[3], firstSights: v[4], images: v[5], imageBytes: v[6],
+    truncates: v[7], uncovered: v[8], logBytes: v[9], records: v[10], staleBlocks: v[11], voidReason: v[12], logErrno: v[13],
+  }
+}
+
+/**
+ * A running before-image capture on one filesystem (Linux ≥ 6.14, root; ext4, xfs, btrfs).
+ *
+ * The listener is a C thread of this process (never Node's event loop); a forked watchdog
+ * process voids the run and answers writers itself when the listener stalls for `stallMs`,
+ * and exits when this process dies (the kernel then releases every writer).
+ * Read files through {@link readAtT0}; say what you have stored with {@link markRead}.
+ */
+export class BiCapture {
+  private constructor(private readonly h: BiCaptureHandle) {}
+
+  /**
+   * Sets the filesystem mark on the filesystem holding `watchPath`; T0 is the moment it is
+   * in place (when this returns). `logPath` is created (truncated) before the mark.
+   *
+   * @param opts.stallMs watchdog limit in ms (default 10000).
+   * @param opts.fifoPriority SCHED_FIFO priority of the listener, 1 … 99 (default 10), -1: do not ask.
+   * @throws {NativeError} syscall `'fanotify_mark'` with code `'ENOTSUP'` on tmpfs, FUSE,
+   *   overlayfs (no pre-content hooks) — {@link biUnsupportedMessage} words it for the user —,
+   *   `'EINVAL'` on kernels without pre-content events, `'EPERM'` without CAP_SYS_ADMIN;
+   *   `'open'` for the capture file.
+   */
+  static start(watchPath: PathLike, logPath: PathLike, opts: { stallMs?: number; fifoPriority?: number } = {}): BiCapture {
+    return new BiCapture(addon().bilogStart(watchPath, logPath, opts.stallMs ?? 0, opts.fifoPriority ?? 0))
+  }
+
+  /** T0 (wall clock), whether the listener got SCHED_FIFO (and the errno when not), the watchdog's pid. */
+  info(): { t0Sec: number; t0Nsec: number; fifo: boolean; schedErrno: number; fsDev: number; watchdogPid: number } {
+    const v = addon().bilogInfo(this.h)
+    return { t0Sec: v[0], t0Nsec: v[1], fifo: v[2] === 1, schedErrno: v[3], fsDev: v[4], watchdogPid: v[5] }
+  }
+
+  stats(): BiStats {
+    return biStats(addon().bilogStats(this.h))
+  }
+
+  /** Files with a writable fd or shared writable mapping open at T0 (scanned before and after the mark). */
+  uncovered(): BiUncovered[] {
+    return addon().bilogUncovered(this.h).map(([reason, pid, fd, dev, ino, path]) => ({ reason, pid, fd, dev, ino, path }))
+  }
+
+  /**
+   * Reads `length` bytes at `position` of the file open as `fd` as they were at T0 (the live
+   * bytes with the before-images laid over them) into `buf` at `bufOffset`. Returns the bytes
+   * read: fewer only at the T0 size, 0 at or beyond it. With `markRead`, the blocks wholly
+   * inside the range (and a last one ending at the T0 size) are marked read in the same step.
+   *
+   * @throws {NativeError} `'ESTALE'` when a block in the range was marked read and written
+   *   since; `'EXDEV'` for a file on another filesystem; `'ECANCELED'` after {@link stop}.
+   */
+  readAtT0(fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead = false): number {
+    return addon().bilogReadT0(this.h, fd, buf, bufOffset, length, position, markRead)
+  }
+
+  /** bfs has read (and keeps) [offset, offset+length) of fd as at T0: those whole blocks need no more logging. */
+  markRead(fd: number, offset: number, length: number): void {
+    addon().bilogMarkRead(this.h, fd, offset, length)
+  }
+
+  /** The file's size and times at T0. */
+  t0Stat(fd: number): BiT0Stat {
+    const v = addon().bilogT0Stat(this.h, fd)
+    return { sizeBytes: v[0], mtimeSec: v[1], mtimeNsec: v[2], ctimeSec: v[3], ctimeNsec: v[4], igen: v[5], uncovered: v[6] }
+  }
+
+  /**
+   * Removes the mark, answers what is queued, stops the listener and the watchdog, appends
+   * the end record. Returns the final counters. Reads at T0 fail afterwards.
+   */
+  stop(): BiStats {
+    return biStats(addon().bilogStop(this.h))
+  }
+}
+
+/**
+ * The one line for a user when {@link BiCapture.start} fails because the filesystem or
+ * kernel has no pre-content events; undefined for any other error.
+ */
+export function biUnsupportedMessage(err: unknown, watchPath: string): string | undefined {
+  const e = err as NativeError
+  if (e?.syscall !== 'fanotify_mark' && e?.syscall !== 'fanotify_init') return undefined
+  if (e.code === 'ENOTSUP')
+    return `online capture is not supported on the filesystem of ${watchPath}: it has no fanotify pre-content events (ext4, xfs and btrfs have them; tmpfs, FUSE and overlayfs do not)`
+  if (e.code === 'EINVAL') return `online capture needs fanotify pre-content events (Linux 6.14 or later): this kernel refused them for ${watchPath}`
+  return undefined
 }

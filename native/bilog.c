@@ -1,0 +1,1047 @@
+/*
+ * bilog: the before-image capture engine. See bilog.h for the interface and
+ * native-notes/bilog.md for the design; the capture file's bytes are specified in
+ * native-notes/format.md §2.16.1.
+ *
+ * Locking: one mutex (b->mu) guards the inode table, the per-block bitmaps and the capture
+ * file's end. The listener takes it only for events that change bytes (never for bfs's own
+ * reads, which it answers first), so bilog_read_t0 must not hold it across its pread of the
+ * live file: that pread raises an event the listener has to answer.
+ */
+#include "bilog.h"
+#include "xxh64.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The installed uapi headers predate pre-content events (Linux 6.14). */
+#ifndef FAN_PRE_ACCESS
+#define FAN_PRE_ACCESS 0x00100000
+#endif
+#ifndef FAN_EVENT_INFO_TYPE_RANGE
+#define FAN_EVENT_INFO_TYPE_RANGE 6
+#endif
+struct bi_fan_range {
+  struct fanotify_event_info_header hdr;
+  uint32_t pad;
+  uint64_t offset;
+  uint64_t count;
+};
+#ifndef FAN_REPORT_TID
+#define FAN_REPORT_TID 0x00000100
+#endif
+#ifndef FAN_MARK_FILESYSTEM
+#define FAN_MARK_FILESYSTEM 0x00000100
+#endif
+
+#define BS 4096ULL
+#define CHUNK_BLOCKS 512 /* blocks per chunk of the per-inode tables (2 MiB of file) */
+#define RUN_BLOCKS 256   /* blocks per image record at most (1 MiB) */
+#define EVBUF_BYTES 65536
+#define INFLIGHT_MAX 512
+#define NBUCKETS 16384
+
+/* ---- per-inode state ------------------------------------------------------ */
+
+typedef struct {
+  uint64_t logged[CHUNK_BLOCKS / 64], read[CHUNK_BLOCKS / 64], stale[CHUNK_BLOCKS / 64];
+  uint64_t img[CHUNK_BLOCKS]; /* (capture-file offset << 13) | bytes, when logged */
+} chunk_t;
+
+typedef struct inode {
+  uint64_t dev, ino;
+  uint32_t igen;
+  int first_logged; /* its kind 0 record is in the capture file */
+  int uncovered;
+  uint64_t t0size;
+  int64_t msec, csec;
+  uint32_t mnsec, cnsec;
+  chunk_t **chunks;
+  uint64_t nchunks;
+  struct inode *next;
+} inode_t;
+
+/* Shared with the watchdog process (MAP_SHARED | MAP_ANONYMOUS, inherited by fork). */
+typedef struct {
+  _Atomic uint64_t heartbeat;
+  _Atomic int void_flag; /* set by the watchdog when it took over */
+  _Atomic int stop;
+  _Atomic int ninflight;
+  _Atomic int inflight[INFLIGHT_MAX]; /* event fds the listener read and has not answered */
+} shm_t;
+
+struct bilog {
+  pthread_mutex_t mu;
+  int fanfd, logfd;
+  uint64_t log_end, seq;
+  inode_t **buckets;
+  pthread_t thr;
+  int thr_started;
+  _Atomic int stop;
+  int stopped;
+  shm_t *shm;
+  pid_t wd_pid;
+  int stall_ms;
+  bilog_info_t info;
+  bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
+  _Atomic uint64_t events, own_events, open_events, skipped;
+  int void_logged;
+  bilog_uncovered_t *unc;
+  size_t nunc, capunc;
+  uint64_t log_dev, log_ino;
+  uint8_t *copybuf;
+  char *evbuf;
+};
+
+static uint64_t now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static inline size_t bucket_of(uint64_t dev, uint64_t ino) {
+  uint64_t h = (ino * 0x9E3779B97F4A7C15ULL) ^ (dev * 0xC2B2AE3D27D4EB4FULL);
+  return (size_t)(h >> 50) & (NBUCKETS - 1);
+}
+
+static inode_t *find_inode(bilog_t *b, uint64_t dev, uint64_t ino) {
+  for (inode_t *p = b->buckets[bucket_of(dev, ino)]; p; p = p->next)
+    if (p->dev == dev && p->ino == ino) return p;
+  return NULL;
+}
+
+/* Under mu. st must be the file's state at T0 (see bilog_read_t0 and handle_event). */
+static inode_t *get_inode(bilog_t *b, const struct stat *st, int fd) {
+  inode_t *p = find_inode(b, st->st_dev, st->st_ino);
+  if (p) return p;
+  p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->dev = st->st_dev;
+  p->ino = st->st_ino;
+  p->t0size = (uint64_t)st->st_size;
+  p->msec = st->st_mtim.tv_sec;
+  p->mnsec = (uint32_t)st->st_mtim.tv_nsec;
+  p->csec = st->st_ctim.tv_sec;
+  p->cnsec = (uint32_t)st->st_ctim.tv_nsec;
+  int gen = 0;
+  if (fd >= 0 && ioctl(fd, FS_IOC_GETVERSION, &gen) == 0) p->igen = (uint32_t)gen;
+  for (size_t i = 0; i < b->nunc; i++)
+    if (b->unc[i].dev == p->dev && b->unc[i].ino == p->ino) p->uncovered = b->unc[i].reason;
+  size_t k = bucket_of(p->dev, p->ino);
+  p->next = b->buckets[k];
+  b->buckets[k] = p;
+  return p;
+}
+
+static chunk_t *get_chunk(inode_t *p, uint64_t block, int create) {
+  uint64_t c = block / CHUNK_BLOCKS;
+  if (c >= p->nchunks) {
+    if (!create) return NULL;
+    uint64_t n = p->nchunks ? p->nchunks : 4;
+    while (n <= c) n *= 2;
+    chunk_t **t = realloc(p->chunks, n * sizeof *t);
+    if (!t) return NULL;
+    memset(t + p->nchunks, 0, (n - p->nchunks) * sizeof *t);
+    p->chunks = t;
+    p->nchunks = n;
+  }
+  if (!p->chunks[c] && create) p->chunks[c] = calloc(1, sizeof(chunk_t));
+  return p->chunks[c];
+}
+
+#define BIT(a, i) (((a)[(i) / 64] >> ((i) % 64)) & 1)
+#define SETBIT(a, i) ((a)[(i) / 64] |= 1ULL << ((i) % 64))
+
+/* ---- the capture file ------------------------------------------------------ */
+
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+static int write_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (uint8_t *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
+/*
+ * Appends one record (under mu). Returns the capture-file offset of its data, or 0 when the
+ * write failed: then the run is void (the listener goes on allowing, logging nothing).
+ */
+static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t off, const void *data, uint32_t len,
+                     pid_t tid, int nr) {
+  if (b->st.log_errno) return 0;
+  uint8_t h[BILOG_RECORD_BYTES];
+  memset(h, 0, sizeof h);
+  memcpy(h, "BIR1", 4);
+  h[4] = (uint8_t)kind;
+  h[5] = (uint8_t)cause;
+  put32(h + 8, len);
+  put64(h + 16, ++b->seq);
+  if (p) {
+    put32(h + 12, p->igen);
+    put64(h + 24, p->dev);
+    put64(h + 32, p->ino);
+    put64(h + 48, p->t0size);
+    put64(h + 56, (uint64_t)p->msec);
+    put32(h + 64, p->mnsec);
+    put32(h + 68, p->cnsec);
+    put64(h + 72, (uint64_t)p->csec);
+  }
+  put64(h + 40, off);
+  put32(h + 80, (uint32_t)tid);
+  put32(h + 84, (uint32_t)nr);
+  put64(h + 88, bfs_xxh64(data, len));
+  put64(h + 96, bfs_xxh64(h, 96));
+  static const uint8_t zeros[8];
+  struct iovec iov[3] = {{h, sizeof h}, {(void *)data, len}, {(void *)zeros, (8 - len % 8) % 8}};
+  int err = write_all(b->logfd, iov, 3);
+  if (err) {
+    b->st.log_errno = (uint64_t)err;
+    b->st.void_reason = BIR_LISTENER;
+    b->seq--;
+    return 0;
+  }
+  uint64_t dataoff = b->log_end + sizeof h;
+  b->log_end += sizeof h + len + (8 - len % 8) % 8;
+  b->st.records++;
+  b->st.log_bytes = b->log_end;
+  return dataoff;
+}
+
+static void note_first(bilog_t *b, inode_t *p, pid_t tid, int nr) {
+  if (p->first_logged) return;
+  if (emit(b, BIK_FIRST, 0, p, 0, NULL, 0, tid, nr)) {
+    p->first_logged = 1;
+    b->st.first_sights++;
+  }
+}
+
+/*
+ * Logs the not-yet-logged, not-yet-read blocks of [off, end) (under mu), reading their
+ * current bytes through fd (the event's fd: no events). Blocks already read by bfs are
+ * marked stale instead: bfs must not read them at T0 again.
+ */
+static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end, int cause, pid_t tid, int nr) {
+  if (end > p->t0size) end = p->t0size;
+  for (uint64_t blk = off / BS; blk * BS < end;) {
+    chunk_t *c = get_chunk(p, blk, 1);
+    if (!c) {
+      b->st.void_reason = BIR_LISTENER;
+      return;
+    }
+    uint64_t i = blk % CHUNK_BLOCKS;
+    if (BIT(c->logged, i) || BIT(c->read, i)) {
+      if (BIT(c->read, i) && !BIT(c->logged, i) && !BIT(c->stale, i)) {
+        SETBIT(c->stale, i);
+        b->st.stale_blocks++;
+      }
+      blk++;
+      continue;
+    }
+    /* a run of blocks to log, within one chunk, ≤ 1 MiB */
+    uint64_t b0 = blk, n = 1;
+    while (n < RUN_BLOCKS && (b0 + n) * BS < end && (b0 + n) % CHUNK_BLOCKS != 0 &&
+           !BIT(c->logged, (b0 + n) % CHUNK_BLOCKS) && !BIT(c->read, (b0 + n) % CHUNK_BLOCKS))
+      n++;
+    uint64_t want = n * BS;
+    if (b0 * BS + want > end) want = end - b0 * BS;
+    ssize_t r = 0;
+    while ((uint64_t)r < want) {
+      ssize_t k = pread(fd, b->copybuf + r, want - (uint64_t)r, (off_t)(b0 * BS + (uint64_t)r));
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      r += k;
+    }
+    if (r > 0) {
+      uint64_t doff = emit(b, BIK_IMAGE, cause, p, b0 * BS, b->copybuf, (uint32_t)r, tid, nr);
+      if (!doff) return;
+      for (uint64_t j = 0; j * BS < (uint64_t)r; j++) {
+        uint64_t bytes = (uint64_t)r - j * BS;
+        if (bytes > BS) bytes = BS;
+        SETBIT(c->logged, (b0 + j) % CHUNK_BLOCKS);
+        c->img[(b0 + j) % CHUNK_BLOCKS] = ((doff + j * BS) << 13) | bytes;
+      }
+      b->st.images++;
+      b->st.image_bytes += (uint64_t)r;
+    }
+    atomic_fetch_add(&b->shm->heartbeat, 1); /* a long copy is progress, not a stall */
+    blk = b0 + n;
+  }
+}
+
+/* ---- classifying an event ----------------------------------------------------- */
+
+/* /proc/TID/syscall: the call the blocked thread is in. Returns its number, -1 when it is not
+ * in one (a page fault), -2 when unknown. */
+static long proc_syscall(pid_t tid, long long a[6]) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return -2;
+  ssize_t n = read(f, buf, sizeof buf - 1);
+  close(f);
+  if (n <= 0) return -2;
+  buf[n] = 0;
+  if (buf[0] < '0' && buf[0] != '-') return -2;
+  if (buf[0] == 'r') return -2; /* "running" */
+  char *q = buf;
+  long nr = strtol(q, &q, 10);
+  for (int i = 0; i < 6; i++) a[i] = (long long)strtoull(q, &q, 0);
+  return nr;
+}
+
+/* The open flags of the thread's fd (from /proc/TID/fdinfo), or -1. */
+static long fd_flags(pid_t tid, long long fd) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/fdinfo/%lld", (int)tid, fd);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return -1;
+  ssize_t n = read(f, buf, sizeof buf - 1);
+  close(f);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *q = strstr(buf, "flags:");
+  return q ? strtol(q + 6, NULL, 8) : -1;
+}
+
+/* Whether the thread's fd is the file st describes. */
+static int fd_is(pid_t tid, long long fd, const struct stat *st) {
+  char path[64];
+  struct stat s;
+  snprintf(path, sizeof path, "/proc/%d/fd/%lld", (int)tid, fd);
+  return stat(path, &s) == 0 && s.st_dev == st->st_dev && s.st_ino == st->st_ino;
+}
+
+typedef struct {
+  int log;          /* 0 nothing, 1 log [off, end) */
+  int note;         /* the call may change the size: record the T0 state first */
+  int cause;        /* BIC_* */
+  int trunc;        /* write a kind 2 record with new_eof */
+  uint64_t off, end, new_eof;
+} action_t;
+
+#ifdef __x86_64__
+enum { NR_READ = 0, NR_WRITE = 1, NR_OPEN = 2, NR_MMAP = 9, NR_PREAD = 17, NR_PWRITE = 18, NR_READV = 19,
+       NR_WRITEV = 20, NR_MADVISE = 28, NR_SENDFILE = 40, NR_EXECVE = 59, NR_TRUNCATE = 76, NR_FTRUNCATE = 77,
+       NR_CREAT = 85, NR_READAHEAD = 187, NR_IO_SUBMIT = 209, NR_FADVISE = 221, NR_OPENAT = 257, NR_SPLICE = 275,
+       NR_FALLOCATE = 285, NR_PREADV = 295, NR_PWRITEV = 296, NR_OPEN_BY_HANDLE = 304, NR_EXECVEAT = 322,
+       NR_COPY_FILE_RANGE = 326, NR_PREADV2 = 327, NR_PWRITEV2 = 328, NR_IO_URING = 426 };
+#define BILOG_KNOWN_ABI 1
+#else
+#define BILOG_KNOWN_ABI 0
+#endif
+
+static void classify(const struct fanotify_event_metadata *m, int have_range, uint64_t roff, uint64_t rcnt,
+                     const struct stat *st, long nr, const long long *a, action_t *act) {
+  uint64_t size = (uint64_t)st->st_size;
+  memset(act, 0, sizeof *act);
+  act->off = 0;
+  act->end = size;
+  if (!have_range) {
+    roff = 0;
+    rcnt = size;
+  }
+#define LOG_RANGE(o, e, c) (act->log = 1, act->note = 1, act->off = (o), act->end = (e), act->cause = (c))
+#define WHOLE(c) LOG_RANGE(0, size, c)
+  if (!BILOG_KNOWN_ABI) {
+    /* no syscall table for this architecture: every open and access logs the whole file */
+    WHOLE(BIC_UNKNOWN);
+    return;
+  }
+#if BILOG_KNOWN_ABI
+  if (m->mask & FAN_OPEN_PERM) {
+    long long fl;
+    switch (nr) {
+      case NR_OPEN: fl = a[1]; break;
+      case NR_OPENAT: case NR_OPEN_BY_HANDLE: fl = a[2]; break;
+      case NR_CREAT: fl = O_TRUNC; break;
+      case NR_EXECVE: case NR_EXECVEAT: fl = 0; break;
+      default: fl = -1; /* openat2 (flags behind a pointer), io_uring, a kernel opener */
+    }
+    if (fl == -1) {
+      WHOLE(BIC_UNKNOWN);
+    } else if (fl & O_TRUNC) {
+      WHOLE(BIC_OTRUNC);
+      act->trunc = size > 0;
+      act->new_eof = 0;
+    }
+    return;
+  }
+  uint64_t rend = roff + rcnt < roff ? UINT64_MAX : roff + rcnt;
+  switch (nr) {
+    case -1: /* not in a syscall: a page fault; shared writable mappings were logged at mmap() */
+    case NR_READ: case NR_PREAD: case NR_READV: case NR_PREADV: case NR_PREADV2: case NR_READAHEAD:
+    case NR_FADVISE: case NR_MADVISE: case NR_EXECVE: case NR_EXECVEAT:
+      return;
+    case NR_WRITE: case NR_WRITEV: {
+      long fl = fd_flags(m->pid, a[0]);
+      if (fl >= 0 && (fl & O_APPEND)) {
+        act->note = 1; /* appends overwrite nothing, but change the size */
+        return;
+      }
+      LOG_RANGE(roff, rend, BIC_WRITE);
+      return;
+    }
+    case NR_PWRITE: case NR_PWRITEV: case NR_PWRITEV2: case NR_IO_SUBMIT: case NR_IO_URING:
+      LOG_RANGE(roff, rend, BIC_WRITE);
+      return;
+    case NR_SENDFILE: /* (out_fd, in_fd, ...) */
+      if (fd_is(m->pid, a[0], st)) LOG_RANGE(roff, rend, BIC_WRITE);
+      return;
+    case NR_SPLICE: case NR_COPY_FILE_RANGE: /* (fd_in, off_in, fd_out, ...) */
+      if (fd_is(m->pid, a[2], st)) LOG_RANGE(roff, rend, BIC_WRITE);
+      return;
+    case NR_TRUNCATE: case NR_FTRUNCATE: {
+      uint64_t len = (uint64_t)a[1];
+      act->note = 1;
+      if (len < size) {
+        LOG_RANGE(len / BS * BS, size, BIC_TRUNCATE);
+        act->trunc = 1;
+        act->new_eof = len;
+      }
+      return;
+    }
+    case NR_FALLOCATE: { /* (fd, mode, offset, len) */
+      long long mode = a[1];
+      uint64_t o = (uint64_t)a[2], l = (uint64_t)a[3];
+      act->note = 1;
+      if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) {
+        LOG_RANGE(o / BS * BS, size, BIC_FALLOCATE);
+        act->trunc = 1;
+        act->new_eof = o;
+      } else if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+        uint64_t s = o < roff ? o : roff, e = o + l > rend ? o + l : rend;
+        LOG_RANGE(s, e, BIC_FALLOCATE);
+      }
+      return;
+    }
+    case NR_MMAP: { /* (addr, len, prot, flags, fd, off): a later mprotect may add PROT_WRITE */
+      if (!(a[3] & MAP_SHARED)) return;
+      long fl = fd_flags(m->pid, a[4]);
+      if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY) return;
+      uint64_t o = (uint64_t)a[5], l = (uint64_t)a[1];
+      LOG_RANGE(o, o + l < o ? UINT64_MAX : o + l, BIC_MMAP);
+      return;
+    }
+    default:
+      WHOLE(BIC_UNKNOWN); /* an unknown caller: the conservative answer */
+      return;
+  }
+#endif
+#undef LOG_RANGE
+#undef WHOLE
+}
+
+static int is_own_thread(pid_t tid) {
+  char path[64];
+  if (tid == getpid()) return 1;
+  snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+  return access(path, F_OK) == 0;
+}
+
+static void answer(bilog_t *b, int fd) {
+  struct fanotify_response r = {.fd = fd, .response = FAN_ALLOW};
+  ssize_t w;
+  do w = write(b->fanfd, &r, sizeof r);
+  while (w < 0 && errno == EINTR);
+  /* ENOENT: the watchdog answered it already (the run is void then) */
+}
+
+static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
+  atomic_fetch_add(&b->events, 1);
+  if (m->mask & FAN_OPEN_PERM) atomic_fetch_add(&b->open_events, 1);
+  int have_range = 0;
+  uint64_t roff = 0, rcnt = 0;
+  for (char *p = (char *)m + m->metadata_len; p + sizeof(struct fanotify_event_info_header) <= (char *)m + m->event_len;) {
+    struct fanotify_event_info_header *h = (void *)p;
+    if (h->info_type == FAN_EVENT_INFO_TYPE_RANGE && h->len >= sizeof(struct bi_fan_range)) {
+      struct bi_fan_range *r = (void *)p;
+      roff = r->offset;
+      rcnt = r->count;
+      have_range = 1;
+    }
+    if (!h->len) break;
+    p += h->len;
+  }
+  if (atomic_load(&b->shm->void_flag) || b->st.void_reason || is_own_thread(m->pid)) {
+    if (!atomic_load(&b->shm->void_flag) && !b->st.void_reason) atomic_fetch_add(&b->own_events, 1);
+    return;
+  }
+  struct stat st;
+  if (fstat(m->fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  long long a[6] = {0};
+  long nr = BILOG_KNOWN_ABI ? proc_syscall(m->pid, a) : -2;
+  action_t act;
+  classify(m, have_range, roff, rcnt, &st, nr, a, &act);
+  if (!act.note && !act.log) {
+    atomic_fetch_add(&b->skipped, 1);
+    return;
+  }
+  pthread_mutex_lock(&b->mu);
+  inode_t *p = get_inode(b, &st, m->fd);
+  if (!p) {
+    b->st.void_reason = BIR_LISTENER;
+  } else {
+    note_first(b, p, m->pid, (int)nr);
+    if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
+    if (act.log && act.off < act.end) log_range(b, p, m->fd, act.off, act.end, act.cause, m->pid, (int)nr);
+  }
+  pthread_mutex_unlock(&b->mu);
+}
+
+static void *listener(void *arg) {
+  bilog_t *b = arg;
+  prctl(PR_SET_NAME, "bfs-bilog", 0, 0, 0);
+  struct pollfd pf = {.fd = b->fanfd, .events = POLLIN};
+  for (;;) {
+    atomic_fetch_add(&b->shm->heartbeat, 1);
+    if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
+      pthread_mutex_lock(&b->mu);
+      if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+      emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
+      b->void_logged = 1;
+      pthread_mutex_unlock(&b->mu);
+    }
+    int stopping = atomic_load(&b->stop);
+    int pr = poll(&pf, 1, stopping ? 0 : 100);
+    if (pr <= 0) {
+      if (stopping) break;
+      continue;
+    }
+    ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+    if (len <= 0) {
+      if (len < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (stopping) break;
+      continue;
+    }
+    int k = 0;
+    ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
+    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
+      if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
+    atomic_store(&b->shm->ninflight, k);
+    left = len;
+    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+      if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
+      handle_event(b, m);
+      answer(b, m->fd);
+      close(m->fd);
+    }
+    atomic_store(&b->shm->ninflight, 0);
+  }
+  return NULL;
+}
+
+/* ---- the watchdog process ------------------------------------------------------ */
+
+/*
+ * Forked from the capturing process; uses only async-signal-safe calls. It leaves the
+ * capturing process's session and ignores terminal signals (Ctrl-C, Ctrl-Z), keeps only the
+ * fanotify fd, and
+ * - exits when bfs dies (its parent changes): closing the last fd of the group makes the
+ *   kernel allow every pending event;
+ * - when the listener's heartbeat has not moved for stall_ms (bfs stopped or hung), voids
+ *   the run and answers every event itself — the ones the listener read (their fd numbers
+ *   are in shared memory) and every queued one — until bfs resumes and stops it, or dies.
+ */
+static void watchdog(bilog_t *b, pid_t parent, int fanfd) {
+  setsid();
+  for (int s = 1; s < 32; s++) signal(s, SIG_DFL);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  signal(SIGTSTP, SIG_IGN);
+  signal(SIGTTIN, SIG_IGN);
+  signal(SIGTTOU, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  prctl(PR_SET_NAME, "bfs-bilog-wd", 0, 0, 0);
+  /* every other inherited fd (the capture file, Node's, the event fds) closed */
+  if (fanfd > 3) syscall(SYS_close_range, 3, fanfd - 1, 0);
+  syscall(SYS_close_range, fanfd + 1, ~0U, 0);
+  shm_t *s = b->shm;
+  uint64_t last = atomic_load(&s->heartbeat), since = now_ms();
+  int takeover = 0;
+  char *buf = b->evbuf; /* the parent's, copied on write */
+  for (;;) {
+    if (getppid() != parent || atomic_load(&s->stop)) _exit(0);
+    uint64_t hb = atomic_load(&s->heartbeat), t = now_ms();
+    if (hb != last) {
+      last = hb;
+      since = t;
+    } else if (!takeover && t - since > (uint64_t)b->stall_ms) {
+      atomic_store(&s->void_flag, 1);
+      takeover = 1;
+    }
+    if (!takeover) {
+      struct timespec ts = {0, 20 * 1000000};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    int n = atomic_load(&s->ninflight);
+    for (int i = 0; i < n && i < INFLIGHT_MAX; i++) {
+      struct fanotify_response r = {.fd = atomic_load(&s->inflight[i]), .response = FAN_ALLOW};
+      if (write(fanfd, &r, sizeof r) < 0) { /* answered already */ }
+    }
+    struct pollfd pf = {.fd = fanfd, .events = POLLIN};
+    if (poll(&pf, 1, 20) <= 0) continue;
+    ssize_t len = read(fanfd, buf, EVBUF_BYTES);
+    if (len <= 0) continue;
+    for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
+      if (m->fd < 0) continue;
+      struct fanotify_response r = {.fd = m->fd, .response = FAN_ALLOW};
+      if (write(fanfd, &r, sizeof r) < 0) { /* nothing to do */ }
+      close(m->fd);
+    }
+  }
+}
+
+/* ---- what the capture does not cover: /proc ---------------------------------------- */
+
+static void add_unc(bilog_t *b, int reason, pid_t pid, int fd, uint64_t dev, uint64_t ino, const char *path) {
+  if (dev == b->log_dev && ino == b->log_ino) return;
+  for (size_t i = 0; i < b->nunc; i++)
+    if (b->unc[i].dev == dev && b->unc[i].ino == ino && b->unc[i].reason == reason) return;
+  if (b->nunc == b->capunc) {
+    size_t n = b->capunc ? b->capunc * 2 : 16;
+    bilog_uncovered_t *t = realloc(b->unc, n * sizeof *t);
+    if (!t) return;
+    b->unc = t;
+    b->capunc = n;
+  }
+  bilog_uncovered_t *u = &b->unc[b->nunc++];
+  memset(u, 0, sizeof *u);
+  u->reason = reason;
+  u->pid = pid;
+  u->fd = fd;
+  u->dev = dev;
+  u->ino = ino;
+  snprintf(u->path, sizeof u->path, "%s", path);
+}
+
+/* Files on the filesystem open for writing, or mapped shared and writable, by any process. */
+static void scan_proc(bilog_t *b) {
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *endp;
+    long pid = strtol(e->d_name, &endp, 10);
+    if (*endp || pid <= 0) continue;
+    char path[128], link[256];
+    snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+    DIR *fdd = opendir(path);
+    if (fdd) {
+      struct dirent *f;
+      while ((f = readdir(fdd))) {
+        long fd = strtol(f->d_name, &endp, 10);
+        if (*endp || f->d_name[0] == '.') continue;
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%ld/fd/%ld", pid, fd);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != b->info.fs_dev) continue;
+        long fl = fd_flags((pid_t)pid, fd);
+        if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY) continue;
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        link[n > 0 ? n : 0] = 0;
+        add_unc(b, BIR_FD_AT_T0, (pid_t)pid, (int)fd, st.st_dev, st.st_ino, link);
+      }
+      closedir(fdd);
+    }
+    snprintf(path, sizeof path, "/proc/%ld/maps", pid);
+    FILE *mf = fopen(path, "re");
+    if (mf) {
+      char line[4352];
+      while (fgets(line, sizeof line, mf)) {
+        char perms[8] = {0};
+        unsigned maj, min;
+        unsigned long long ino;
+        int pos = 0;
+        if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu %n", perms, &maj, &min, &ino, &pos) < 4) continue;
+        if (perms[1] != 'w' || perms[3] != 's' || ino == 0) continue;
+        if (makedev(maj, min) != b->info.fs_dev) continue;
+        char *nl = strchr(line + pos, '\n');
+        if (nl) *nl = 0;
+        add_unc(b, BIR_MAP_AT_T0, (pid_t)pid, -1, makedev(maj, min), ino, line + pos);
+      }
+      fclose(mf);
+    }
+  }
+  closedir(d);
+}
+
+/* ---- the interface ---------------------------------------------------------------- */
+
+static void write_header(bilog_t *b, uint8_t *h) {
+  memset(h, 0, BILOG_HEADER_BYTES);
+  memcpy(h, "BFSBILG", 8);
+  put16(h + 8, 1);
+  put16(h + 10, BILOG_HEADER_BYTES);
+  put32(h + 12, (uint32_t)BS);
+  put64(h + 16, (uint64_t)b->info.t0_sec);
+  put32(h + 24, b->info.t0_nsec);
+  put32(h + 28, b->info.fifo ? 1 : 0);
+  put64(h + 32, b->info.fs_dev);
+  put64(h + 56, bfs_xxh64(h, 56));
+}
+
+int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t *opts, bilog_t **out,
+                const char **syscall_name) {
+  bilog_t *b = calloc(1, sizeof *b);
+  int err = 0;
+  const char *where = "malloc";
+  if (!b) return ENOMEM;
+  b->fanfd = b->logfd = -1;
+  pthread_mutex_init(&b->mu, NULL);
+  b->stall_ms = opts && opts->stall_ms > 0 ? opts->stall_ms : 10000;
+  b->buckets = calloc(NBUCKETS, sizeof *b->buckets);
+  b->evbuf = malloc(EVBUF_BYTES);
+  if (posix_memalign((void **)&b->copybuf, 4096, BILOG_MAX_DATA)) b->copybuf = NULL;
+  b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (b->shm == MAP_FAILED) b->shm = NULL;
+  if (!b->buckets || !b->evbuf || !b->copybuf || !b->shm) {
+    err = ENOMEM;
+    goto fail;
+  }
+  struct stat wst;
+  if (stat(watch_path, &wst) != 0) {
+    err = errno;
+    where = "stat";
+    goto fail;
+  }
+  b->info.fs_dev = wst.st_dev;
+
+  /* the capture file, opened (and its header written) before the mark: no events for it */
+  b->logfd = open(log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (b->logfd < 0) {
+    err = errno;
+    where = "open";
+    goto fail;
+  }
+  struct stat lst;
+  fstat(b->logfd, &lst);
+  b->log_dev = lst.st_dev;
+  b->log_ino = lst.st_ino;
+  /* the header first (T0 still 0: rewritten in place once the mark is set), then records */
+  uint8_t h[BILOG_HEADER_BYTES];
+  write_header(b, h);
+  struct iovec iov = {h, sizeof h};
+  if ((err = write_all(b->logfd, &iov, 1))) {
+    where = "write";
+    goto fail;
+  }
+  b->log_end = sizeof h;
+
+  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
+                           O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+  if (b->fanfd < 0) {
+    err = errno;
+    where = "fanotify_init";
+    goto fail;
+  }
+  scan_proc(b); /* an fd that closes between this scan and the one after the mark */
+
+  /* the listener, before the mark (events must find it running) */
+  int prio = opts ? opts->fifo_priority : 0;
+  if (prio == 0) prio = 10;
+  int rc = EPERM;
+  if (prio > 0) {
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    struct sched_param sp = {.sched_priority = prio};
+    pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+    pthread_attr_setschedparam(&at, &sp);
+    rc = pthread_create(&b->thr, &at, listener, b);
+    pthread_attr_destroy(&at);
+    if (rc == 0) b->info.fifo = 1;
+    else b->info.sched_errno = rc;
+  }
+  if (rc != 0) {
+    rc = pthread_create(&b->thr, NULL, listener, b);
+    if (rc != 0) {
+      err = rc;
+      where = "pthread_create";
+      goto fail;
+    }
+  }
+  b->thr_started = 1;
+
+  /* the watchdog, before the mark: it must not hold any event fd */
+  pid_t parent = getpid();
+  pid_t wd = fork();
+  if (wd < 0) {
+    err = errno;
+    where = "fork";
+    goto fail;
+  }
+  if (wd == 0) watchdog(b, parent, b->fanfd);
+  b->wd_pid = b->info.watchdog_pid = wd;
+
+  if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_PRE_ACCESS | FAN_OPEN_PERM, AT_FDCWD,
+                    watch_path) != 0) {
+    err = errno;
+    where = "fanotify_mark";
+    goto fail;
+  }
+  /* T0 */
+  struct timespec t0;
+  clock_gettime(CLOCK_REALTIME, &t0);
+  b->info.t0_sec = t0.tv_sec;
+  b->info.t0_nsec = (uint32_t)t0.tv_nsec;
+  scan_proc(b);
+
+  pthread_mutex_lock(&b->mu);
+  write_header(b, h);
+  err = pwrite(b->logfd, h, sizeof h, 0) == (ssize_t)sizeof h ? 0 : errno ? errno : EIO;
+  for (size_t i = 0; !err && i < b->nunc; i++) {
+    inode_t tmp = {.dev = b->unc[i].dev, .ino = b->unc[i].ino};
+    struct stat fst;
+    char path[128];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)b->unc[i].pid, b->unc[i].fd);
+    if (b->unc[i].fd >= 0 && stat(path, &fst) == 0 && fst.st_ino == b->unc[i].ino) tmp.t0size = (uint64_t)fst.st_size;
+    emit(b, BIK_UNCOVERED, b->unc[i].reason, &tmp, 0, NULL, 0, b->unc[i].pid, -1);
+    b->st.uncovered++;
+  }
+  pthread_mutex_unlock(&b->mu);
+  if (err || b->st.log_errno) {
+    err = err ? err : (int)b->st.log_errno;
+    where = "write";
+    goto fail;
+  }
+  *out = b;
+  return 0;
+fail:
+  if (syscall_name) *syscall_name = where;
+  bilog_stop(b);
+  bilog_free(b);
+  return err;
+}
+
+void bilog_info(bilog_t *b, bilog_info_t *out) { *out = b->info; }
+
+void bilog_stats(bilog_t *b, bilog_stats_t *out) {
+  pthread_mutex_lock(&b->mu);
+  *out = b->st;
+  pthread_mutex_unlock(&b->mu);
+  out->events = atomic_load(&b->events);
+  out->own_events = atomic_load(&b->own_events);
+  out->open_events = atomic_load(&b->open_events);
+  out->skipped = atomic_load(&b->skipped);
+  if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
+}
+
+const bilog_uncovered_t *bilog_uncovered(bilog_t *b, size_t *n) {
+  *n = b->nunc;
+  return b->unc;
+}
+
+/* The blocks of [off, off+len) bfs may call read: whole ones, and a last one ending at the T0 size. */
+static void block_span(const inode_t *p, uint64_t off, uint64_t len, uint64_t *first, uint64_t *last_excl) {
+  uint64_t end = off + len;
+  if (end > p->t0size) end = p->t0size;
+  *first = (off + BS - 1) / BS;
+  *last_excl = end == p->t0size ? (end + BS - 1) / BS : end / BS;
+}
+
+static int fd_state(bilog_t *b, int fd, struct stat *st) {
+  if (fstat(fd, st) != 0) return -errno;
+  if (!S_ISREG(st->st_mode)) return -EINVAL;
+  if (st->st_dev != b->info.fs_dev) return -EXDEV;
+  return 0;
+}
+
+ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
+  struct stat st;
+  if (b->stopped) return -ECANCELED;
+  int rc = fd_state(b, fd, &st);
+  if (rc) return rc;
+  /* the inode's T0 state: if the listener has not seen it, nothing changed it yet (under mu) */
+  pthread_mutex_lock(&b->mu);
+  if (fstat(fd, &st) != 0) rc = -errno;
+  inode_t *p = rc ? NULL : get_inode(b, &st, fd);
+  uint64_t t0size = p ? p->t0size : 0;
+  pthread_mutex_unlock(&b->mu);
+  if (rc) return rc;
+  if (!p) return -ENOMEM;
+  if (off >= t0size || len == 0) return 0;
+  size_t n = len;
+  if (n > t0size - off) n = (size_t)(t0size - off);
+  /* the live bytes, without the lock: this pread raises an event the listener answers */
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = pread(fd, (uint8_t *)buf + got, n - got, (off_t)(off + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return -errno;
+    if (k == 0) break;
+    got += (size_t)k;
+  }
+  memset((uint8_t *)buf + got, 0, n - got); /* beyond today's EOF, within T0's: see the images */
+  /* every block changed since T0 was logged before its change was allowed: lay the images over */
+  pthread_mutex_lock(&b->mu);
+  for (uint64_t blk = off / BS; blk * BS < off + n; blk++) {
+    chunk_t *c = get_chunk(p, blk, mark_read);
+    uint64_t i = blk % CHUNK_BLOCKS;
+    if (c && BIT(c->stale, i)) {
+      rc = -ESTALE;
+      break;
+    }
+    if (!c || !BIT(c->logged, i)) continue;
+    uint64_t img = c->img[i], ioff = img >> 13, ibytes = img & 8191;
+    uint64_t s = blk * BS > off ? blk * BS : off, e = (blk + 1) * BS < off + n ? (blk + 1) * BS : off + n;
+    uint64_t have = blk * BS + ibytes; /* image bytes end here; zeros after (format.md §2.16.1) */
+    if (have > s) {
+      uint64_t ce = have < e ? have : e;
+      ssize_t k = pread(b->logfd, (uint8_t *)buf + (s - off), ce - s, (off_t)(ioff + (s - blk * BS)));
+      if (k != (ssize_t)(ce - s)) {
+        rc = k < 0 ? -errno : -EIO;
+        break;
+      }
+      s = ce;
+    }
+    if (e > s) memset((uint8_t *)buf + (s - off), 0, e - s);
+  }
+  if (!rc && mark_read) {
+    uint64_t f, l;
+    block_span(p, off, n, &f, &l);
+    for (uint64_t blk = f; blk < l; blk++) {
+      chunk_t *c = get_chunk(p, blk, 1);
+      if (c) SETBIT(c->read, blk % CHUNK_BLOCKS);
+    }
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc ? rc : (ssize_t)n;
+}
+
+int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {
+  struct stat st;
+  if (b->stopped) return -ECANCELED;
+  int rc = fd_state(b, fd, &st);
+  if (rc) return rc;
+  pthread_mutex_lock(&b->mu);
+  if (fstat(fd, &st) != 0) rc = -errno;
+  inode_t *p = rc ? NULL : get_inode(b, &st, fd);
+  if (p) {
+    uint64_t f, l;
+    block_span(p, off, len, &f, &l);
+    for (uint64_t blk = f; blk < l; blk++) {
+      chunk_t *c = get_chunk(p, blk, 1);
+      if (!c) {
+        rc = -ENOMEM;
+        break;
+      }
+      SETBIT(c->read, blk % CHUNK_BLOCKS);
+    }
+  } else if (!rc) {
+    rc = -ENOMEM;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+int bilog_t0_stat(bilog_t *b, int fd, bilog_t0stat_t *out) {
+  struct stat st;
+  if (b->stopped) return -ECANCELED;
+  int rc = fd_state(b, fd, &st);
+  if (rc) return rc;
+  pthread_mutex_lock(&b->mu);
+  if (fstat(fd, &st) != 0) rc = -errno;
+  inode_t *p = rc ? NULL : get_inode(b, &st, fd);
+  if (p) {
+    out->size = p->t0size;
+    out->mtime_sec = p->msec;
+    out->mtime_nsec = p->mnsec;
+    out->ctime_sec = p->csec;
+    out->ctime_nsec = p->cnsec;
+    out->igen = p->igen;
+    out->uncovered = p->uncovered;
+  } else if (!rc) {
+    rc = -ENOMEM;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+int bilog_stop(bilog_t *b) {
+  if (!b || b->stopped) return b ? (int)b->st.log_errno : 0;
+  b->stopped = 1;
+  if (b->fanfd >= 0) fanotify_mark(b->fanfd, FAN_MARK_FLUSH | FAN_MARK_FILESYSTEM, 0, AT_FDCWD, NULL);
+  atomic_store(&b->stop, 1);
+  if (b->thr_started) pthread_join(b->thr, NULL); /* it answers what is queued, then returns */
+  if (b->wd_pid > 0) {
+    atomic_store(&b->shm->stop, 1);
+    int status;
+    while (waitpid(b->wd_pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    b->wd_pid = 0;
+  }
+  if (b->fanfd >= 0) close(b->fanfd); /* the kernel allows anything left */
+  b->fanfd = -1;
+  if (b->logfd >= 0) {
+    pthread_mutex_lock(&b->mu);
+    if (b->thr_started && b->log_end) emit(b, BIK_END, 0, NULL, b->seq, NULL, 0, 0, -1);
+    pthread_mutex_unlock(&b->mu);
+  }
+  if (b->shm && atomic_load(&b->shm->void_flag) && !b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+  return (int)b->st.log_errno;
+}
+
+void bilog_free(bilog_t *b) {
+  if (!b) return;
+  bilog_stop(b);
+  if (b->logfd >= 0) close(b->logfd);
+  if (b->buckets) {
+    for (size_t i = 0; i < NBUCKETS; i++)
+      for (inode_t *p = b->buckets[i], *n; p; p = n) {
+        n = p->next;
+        for (uint64_t c = 0; c < p->nchunks; c++) free(p->chunks[c]);
+        free(p->chunks);
+        free(p);
+      }
+    free(b->buckets);
+  }
+  if (b->shm) munmap(b->shm, sizeof(shm_t));
+  free(b->unc);
+  free(b->copybuf);
+  free(b->evbuf);
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+}

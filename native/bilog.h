@@ -1,0 +1,108 @@
+/*
+ * bilog: the before-image (BI) capture engine (issue 14, phase A). Plain C, no Node: the
+ * N-API glue is bilog_napi.c, the test without Node native/test/bilog_test.c.
+ *
+ * One fanotify FAN_CLASS_PRE_CONTENT group with one filesystem mark (FAN_PRE_ACCESS |
+ * FAN_OPEN_PERM), answered by a C thread (SCHED_FIFO when allowed). T0 is the moment the
+ * mark is in place. Before a call that would change bytes bfs has not read yet is allowed,
+ * their old content is appended to the capture file (native-notes/format.md §2.16.1), once
+ * per 4 KiB block. bfs reads files "at T0" through bilog_read_t0 (live bytes overlaid by
+ * the images) and says which ranges it has read (bilog_mark_read): those need no logging.
+ * A watchdog process releases writers and voids the run when the listener stalls; when the
+ * whole process dies the kernel releases them. See native-notes/bilog.md.
+ *
+ * Thread safety: every function may be called from any thread while the engine runs,
+ * except bilog_stop/bilog_free (once, from one thread, after every other call returned).
+ */
+#ifndef BFS_BILOG_H
+#define BFS_BILOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct bilog bilog_t;
+
+typedef struct {
+  /** Watchdog: a listener heartbeat older than this voids the run and releases writers; 0 = 10000. */
+  int stall_ms;
+  /** SCHED_FIFO priority of the listener thread (1 … 99); 0 = 10; -1 = do not ask. */
+  int fifo_priority;
+} bilog_opts_t;
+
+/** Record kinds and causes of the capture file (format.md §2.16.1). */
+enum { BIK_FIRST = 0, BIK_IMAGE = 1, BIK_TRUNC = 2, BIK_UNCOVERED = 3, BIK_END = 4 };
+enum { BIC_WRITE = 1, BIC_OTRUNC = 2, BIC_TRUNCATE = 3, BIC_FALLOCATE = 4, BIC_MMAP = 5, BIC_UNKNOWN = 6 };
+enum { BIR_FD_AT_T0 = 1, BIR_UNCLASSIFIED = 4, BIR_LISTENER = 5, BIR_MAP_AT_T0 = 6 };
+
+#define BILOG_HEADER_BYTES 64
+#define BILOG_RECORD_BYTES 104
+#define BILOG_MAX_DATA (1u << 20)
+
+typedef struct {
+  int64_t t0_sec;
+  uint32_t t0_nsec;
+  int fifo;        /* 1 when the listener runs at SCHED_FIFO */
+  int sched_errno; /* why not (EPERM, ...), 0 when it does or was not asked */
+  uint64_t fs_dev;
+  pid_t watchdog_pid;
+} bilog_info_t;
+
+/** Counters (monotonic while the engine runs). */
+typedef struct {
+  uint64_t events, own_events, open_events, skipped, first_sights, images, image_bytes, truncates,
+      uncovered, log_bytes, records, stale_blocks, void_reason, log_errno;
+} bilog_stats_t;
+
+/** One file the capture does not cover (found in /proc before and after the mark). */
+typedef struct {
+  int reason; /* BIR_FD_AT_T0 or BIR_MAP_AT_T0 */
+  pid_t pid;
+  int fd; /* -1 for a mapping */
+  uint64_t dev, ino;
+  char path[256];
+} bilog_uncovered_t;
+
+/** What a file looked like at T0, as bfs should store it. */
+typedef struct {
+  uint64_t size;
+  int64_t mtime_sec, ctime_sec;
+  uint32_t mtime_nsec, ctime_nsec;
+  uint32_t igen;
+  int uncovered; /* a reason (BIR_*) when the capture does not cover it, else 0 */
+} bilog_t0stat_t;
+
+/**
+ * Starts capture on the filesystem holding `watch_path`, appending to a new `log_path`
+ * (created, truncated; opened before the mark). Returns 0, or an errno with *syscall naming
+ * the call that failed ("fanotify_init", "fanotify_mark" — EOPNOTSUPP on tmpfs, FUSE,
+ * overlayfs; EINVAL on kernels without pre-content events —, "open", "fork", ...).
+ */
+int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t *opts, bilog_t **out,
+                const char **syscall);
+void bilog_info(bilog_t *b, bilog_info_t *out);
+void bilog_stats(bilog_t *b, bilog_stats_t *out);
+/** The files found not covered; valid until bilog_free. */
+const bilog_uncovered_t *bilog_uncovered(bilog_t *b, size_t *n);
+
+/**
+ * Reads up to `len` bytes of the file open as `fd` at `off`, as they were at T0. Returns the
+ * bytes read (0 at or beyond the T0 size), or -errno: -ESTALE when a block in the range was
+ * marked read and written since (read it before marking it), -EXDEV for a file on another
+ * filesystem, -ECANCELED after bilog_stop. With mark_read, the blocks wholly in the range
+ * (and a last partial block ending at the T0 size) are marked read in the same step.
+ */
+ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read);
+/** bfs has read [off, off+len) of fd (bytes as at T0): whole blocks in it need no more logging. */
+int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len);
+/** The T0 size and times of the file open as fd. 0 or -errno. */
+int bilog_t0_stat(bilog_t *b, int fd, bilog_t0stat_t *out);
+
+/**
+ * Removes the mark, answers what is queued, stops the listener and the watchdog, appends the
+ * end record. Returns 0 or the errno of a failed log write. bilog_stats stays valid.
+ */
+int bilog_stop(bilog_t *b);
+void bilog_free(bilog_t *b);
+
+#endif

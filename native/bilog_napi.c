@@ -1,0 +1,353 @@
+/*
+ * N-API glue of the BI capture engine (bilog.h): what src/native/index.ts calls. Part of
+ * bfs_native.node (bfs_native.c calls bfs_bilog_init from its module init). Conventions as in
+ * bfs_native.c: synchronous calls; failed system calls throw an Error shaped like Node's fs
+ * errors ({ code: 'ENOTSUP', errno: -95, syscall: 'fanotify_mark', path }); wrong argument
+ * types TypeError (ERR_INVALID_ARG_TYPE), wrong values RangeError (ERR_OUT_OF_RANGE).
+ *
+ *   bilogStart(watchPath, logPath, stallMs, fifoPriority) -> handle (an external)
+ *   bilogInfo(h) -> Float64Array [t0Sec, t0Nsec, fifo, schedErrno, fsDev, watchdogPid]
+ *   bilogStats(h) -> Float64Array (BILOG_STATS order, see index.ts)
+ *   bilogUncovered(h) -> Array<[reason, pid, fd, dev, ino, path]>
+ *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
+ *   bilogMarkRead(h, fd, offset, length)
+ *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
+ *   bilogStop(h) -> Float64Array (stats after the stop)
+ *
+ * A handle is freed with its JS object (after an implicit stop); bilogStop may come first.
+ */
+#include <node_api.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bilog.h"
+
+static const napi_type_tag BILOG_TAG = {0x62696c6f67686e64ULL, 0x6266732d62696c67ULL};
+
+typedef struct {
+  bilog_t *b;
+} bl_handle_t;
+
+static const char *bl_errno_name(int err) {
+  if (err == EOPNOTSUPP) return "ENOTSUP";
+  const char *n = strerrorname_np(err);
+  return n ? n : "EUNKNOWN";
+}
+
+static void bl_throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  char descbuf[128], msg[PATH_MAX + 256];
+  const char *d = strerror_r(err, descbuf, sizeof descbuf);
+  char desc[128];
+  snprintf(desc, sizeof desc, "%s", d ? d : "unknown error");
+  if (desc[0] >= 'A' && desc[0] <= 'Z') desc[0] = (char)(desc[0] - 'A' + 'a');
+  if (path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", bl_errno_name(err), desc, syscall, path);
+  else snprintf(msg, sizeof msg, "%s: %s, %s", bl_errno_name(err), desc, syscall);
+  napi_value code_v, msg_v, error, v;
+  if (napi_create_string_utf8(env, bl_errno_name(err), NAPI_AUTO_LENGTH, &code_v) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_v) != napi_ok ||
+      napi_create_error(env, code_v, msg_v, &error) != napi_ok) {
+    napi_throw_error(env, "ERR_BFS_NATIVE", "bilog: could not create an error");
+    return;
+  }
+  if (napi_create_int32(env, -err, &v) == napi_ok) napi_set_named_property(env, error, "errno", v);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v) == napi_ok) napi_set_named_property(env, error, "syscall", v);
+  if (path && napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v) == napi_ok) napi_set_named_property(env, error, "path", v);
+  napi_throw(env, error);
+}
+
+static bool bl_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  for (size_t i = argc; i < n; i++) napi_get_undefined(env, &argv[i]);
+  return true;
+}
+
+static bool bl_integer(napi_env env, napi_value v, const char *name, double lo, double hi, double *out) {
+  napi_valuetype t;
+  char msg[200];
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    snprintf(msg, sizeof msg, "The \"%s\" argument must be of type number", name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  if (!isfinite(d) || d != trunc(d) || d < lo || d > hi) {
+    snprintf(msg, sizeof msg, "The value of \"%s\" is out of range. It must be an integer >= %.0f and <= %.0f. Received %.17g",
+             name, lo, hi, d);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
+/* A path: a string (UTF-8) or a Buffer (raw bytes), no NUL inside. Returns a malloc'd string. */
+static char *bl_path(napi_env env, napi_value v, const char *name) {
+  napi_valuetype t;
+  char msg[160];
+  bool isbuf = false;
+  napi_typeof(env, v, &t);
+  if (t == napi_string) {
+    size_t len = 0;
+    napi_get_value_string_utf8(env, v, NULL, 0, &len);
+    char *s = malloc(len + 1);
+    if (!s) return NULL;
+    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+    if (strlen(s) != len) {
+      free(s);
+      goto nul;
+    }
+    return s;
+  }
+  if (napi_is_typedarray(env, v, &isbuf) == napi_ok && isbuf) {
+    void *data;
+    size_t len;
+    napi_typedarray_type tt;
+    napi_get_typedarray_info(env, v, &tt, &len, &data, NULL, NULL);
+    if (tt == napi_uint8_array) {
+      if (memchr(data, 0, len)) goto nul;
+      char *s = malloc(len + 1);
+      if (!s) return NULL;
+      memcpy(s, data, len);
+      s[len] = 0;
+      return s;
+    }
+  }
+  snprintf(msg, sizeof msg, "The \"%s\" argument must be of type string or an instance of Buffer", name);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+nul:
+  snprintf(msg, sizeof msg, "The argument '%s' must be a string or Uint8Array without null bytes", name);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+  return NULL;
+}
+
+static bilog_t *bl_get(napi_env env, napi_value v, bool running) {
+  napi_valuetype t;
+  bool tagged = false;
+  void *data = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
+      napi_check_object_type_tag(env, v, &BILOG_TAG, &tagged) != napi_ok || !tagged ||
+      napi_get_value_external(env, v, &data) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"capture\" argument must be a handle from bilogStart");
+    return NULL;
+  }
+  bl_handle_t *h = data;
+  if (!h->b) {
+    napi_throw_error(env, "ERR_BFS_BILOG_STOPPED", "bilog: this capture was stopped");
+    return NULL;
+  }
+  (void)running;
+  return h->b;
+}
+
+static void bl_finalize(napi_env env, void *data, void *hint) {
+  bl_handle_t *h = data;
+  if (h->b) bilog_free(h->b);
+  free(h);
+}
+
+static napi_value bl_f64(napi_env env, const double *vals, size_t n) {
+  napi_value ab, arr;
+  void *p;
+  if (napi_create_arraybuffer(env, n * sizeof(double), &p, &ab) != napi_ok) return NULL;
+  memcpy(p, vals, n * sizeof(double));
+  if (napi_create_typedarray(env, napi_float64_array, n, ab, 0, &arr) != napi_ok) return NULL;
+  return arr;
+}
+
+static napi_value js_bilog_start(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  double stall, prio;
+  char *watch = bl_path(env, argv[0], "watchPath");
+  if (!watch) return NULL;
+  char *logp = bl_path(env, argv[1], "logPath");
+  if (!logp) {
+    free(watch);
+    return NULL;
+  }
+  napi_value ret = NULL;
+  if (bl_integer(env, argv[2], "stallMs", 0, 86400000, &stall) && bl_integer(env, argv[3], "fifoPriority", -1, 99, &prio)) {
+    bilog_opts_t o = {.stall_ms = (int)stall, .fifo_priority = (int)prio};
+    bilog_t *b = NULL;
+    const char *sc = "bilog_start";
+    int err = bilog_start(watch, logp, &o, &b, &sc);
+    if (err) {
+      bl_throw_errno(env, err, sc, strcmp(sc, "open") == 0 || strcmp(sc, "write") == 0 ? logp : watch);
+    } else {
+      bl_handle_t *h = malloc(sizeof *h);
+      napi_value ext;
+      if (!h) {
+        bilog_free(b);
+        bl_throw_errno(env, ENOMEM, "malloc", NULL);
+      } else {
+        h->b = b;
+        if (napi_create_external(env, h, bl_finalize, NULL, &ext) != napi_ok ||
+            napi_type_tag_object(env, ext, &BILOG_TAG) != napi_ok) {
+          napi_throw_error(env, "ERR_BFS_NATIVE", "bilog: could not create the handle");
+        } else {
+          ret = ext;
+        }
+      }
+    }
+  }
+  free(watch);
+  free(logp);
+  return ret;
+}
+
+static napi_value js_bilog_info(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], false);
+  if (!b) return NULL;
+  bilog_info_t i;
+  bilog_info(b, &i);
+  double v[6] = {(double)i.t0_sec, i.t0_nsec, i.fifo, i.sched_errno, (double)i.fs_dev, i.watchdog_pid};
+  return bl_f64(env, v, 6);
+}
+
+static napi_value stats_array(napi_env env, bilog_t *b) {
+  bilog_stats_t s;
+  bilog_stats(b, &s);
+  double v[14] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
+                  (double)s.first_sights, (double)s.images, (double)s.image_bytes, (double)s.truncates,
+                  (double)s.uncovered, (double)s.log_bytes, (double)s.records, (double)s.stale_blocks,
+                  (double)s.void_reason, (double)s.log_errno};
+  return bl_f64(env, v, 14);
+}
+
+static napi_value js_bilog_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], false);
+  return b ? stats_array(env, b) : NULL;
+}
+
+static napi_value js_bilog_uncovered(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], false);
+  if (!b) return NULL;
+  size_t n;
+  const bilog_uncovered_t *u = bilog_uncovered(b, &n);
+  napi_value arr;
+  if (napi_create_array_with_length(env, n, &arr) != napi_ok) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    napi_value row, v;
+    napi_create_array_with_length(env, 6, &row);
+    napi_create_int32(env, u[i].reason, &v);
+    napi_set_element(env, row, 0, v);
+    napi_create_int32(env, u[i].pid, &v);
+    napi_set_element(env, row, 1, v);
+    napi_create_int32(env, u[i].fd, &v);
+    napi_set_element(env, row, 2, v);
+    napi_create_double(env, (double)u[i].dev, &v);
+    napi_set_element(env, row, 3, v);
+    napi_create_double(env, (double)u[i].ino, &v);
+    napi_set_element(env, row, 4, v);
+    napi_create_string_utf8(env, u[i].path, NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, row, 5, v);
+    napi_set_element(env, arr, (uint32_t)i, row);
+  }
+  return arr;
+}
+
+static napi_value js_bilog_read_t0(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!bl_args(env, info, 7, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double fd, boff, len, pos;
+  bool mark = false;
+  void *data;
+  size_t size;
+  bool isbuf = false;
+  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
+  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
+    return NULL;
+  }
+  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
+      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
+      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
+    return NULL;
+  napi_get_value_bool(env, argv[6], &mark);
+  ssize_t r = bilog_read_t0(b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, mark);
+  if (r < 0) {
+    bl_throw_errno(env, (int)-r, "bilogReadT0", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
+static napi_value js_bilog_mark_read(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double fd, off, len;
+  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd) ||
+      !bl_integer(env, argv[2], "offset", 0, 9007199254740991.0, &off) ||
+      !bl_integer(env, argv[3], "length", 0, 9007199254740991.0, &len))
+    return NULL;
+  int r = bilog_mark_read(b, (int)fd, (uint64_t)off, (uint64_t)len);
+  if (r < 0) bl_throw_errno(env, -r, "bilogMarkRead", NULL);
+  return NULL;
+}
+
+static napi_value js_bilog_t0_stat(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!bl_args(env, info, 2, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double fd;
+  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
+  bilog_t0stat_t s;
+  int r = bilog_t0_stat(b, (int)fd, &s);
+  if (r < 0) {
+    bl_throw_errno(env, -r, "bilogT0Stat", NULL);
+    return NULL;
+  }
+  double v[7] = {(double)s.size, (double)s.mtime_sec, s.mtime_nsec, (double)s.ctime_sec, s.ctime_nsec, s.igen, s.uncovered};
+  return bl_f64(env, v, 7);
+}
+
+static napi_value js_bilog_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], false);
+  if (!b) return NULL;
+  int err = bilog_stop(b);
+  napi_value s = stats_array(env, b);
+  if (err) {
+    bl_throw_errno(env, err, "write", NULL);
+    return NULL;
+  }
+  return s;
+}
+
+napi_value bfs_bilog_init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"bilogStart", NULL, js_bilog_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogInfo", NULL, js_bilog_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogStats", NULL, js_bilog_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogUncovered", NULL, js_bilog_uncovered, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogReadT0", NULL, js_bilog_read_t0, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogMarkRead", NULL, js_bilog_mark_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogT0Stat", NULL, js_bilog_t0_stat, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogStop", NULL, js_bilog_stop, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
