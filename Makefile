@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 # librust-blake3-dev: BLAKE3's official C sources, compiled into the addon (native/blake3-dir.sh);
 # b3sum: the Rust BLAKE3 tool, the tests' independent oracle for it.
-APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd librust-blake3-dev b3sum xfsprogs
+APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd librust-blake3-dev b3sum xfsprogs zsh man-db systemd
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build native native-test test test-load demo bench bench-quick bench-tape install clean
+.PHONY: all deps build docs native native-test test test-load demo bench bench-quick bench-tape install uninstall clean
 
 all: build
 
@@ -84,8 +84,55 @@ bench-quick: build
 bench-tape: build
 	node bench/tape-sim.mjs
 
-install: build
-	ln -sf $(CURDIR)/bin/bfs $(PREFIX)/bin/bfs
+# The man page and the completion scripts, generated from the command definitions
+# (bfs generate), so they are never written twice.
+GEN_DOCS := dist/share/bfs.1 dist/share/bfs.bash dist/share/_bfs
+docs: build
+	@mkdir -p dist/share
+	./bin/bfs generate man > dist/share/bfs.1
+	./bin/bfs generate bash > dist/share/bfs.bash
+	./bin/bfs generate zsh > dist/share/_bfs
+
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]: bfs itself (dist/, the native addons,
+# the runtime npm packages) under $(LIBDIR), the command in $(BINDIR) (a relative symlink,
+# so a DESTDIR stage can be moved), the man page, bash and zsh completions, the systemd
+# units and examples (job settings, a cron line). Nothing is enabled or configured.
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib/bfs
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DOCDIR ?= $(PREFIX)/share/doc/bfs
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+install: docs
+	@set -e; d='$(DESTDIR)'; \
+	mods=$$(npm ls --omit=dev --parseable --all 2>/dev/null | sed -n 's|^$(CURDIR)/||p' | grep '^node_modules/'); \
+	[ -n "$$mods" ] || { echo 'bfs: npm ls found no runtime packages (make deps)' >&2; exit 1; }; \
+	rm -rf "$$d$(LIBDIR)"; \
+	install -d "$$d$(LIBDIR)/bin" "$$d$(LIBDIR)/native/build/Release" "$$d$(BINDIR)" "$$d$(MANDIR)/man1" "$$d$(UNITDIR)" \
+	  "$$d$(DOCDIR)/examples" "$$d$(BASHCOMPDIR)" "$$d$(ZSHCOMPDIR)"; \
+	install -m 755 bin/bfs "$$d$(LIBDIR)/bin/bfs"; \
+	install -m 644 package.json "$$d$(LIBDIR)/package.json"; \
+	cp -a dist "$$d$(LIBDIR)/dist"; \
+	install -m 755 native/build/Release/bfs_native.node native/build/Release/fuse.node "$$d$(LIBDIR)/native/build/Release/"; \
+	for m in $$mods; do cp -a --parents "$$m" "$$d$(LIBDIR)/"; done; \
+	ln -sfn "$$(realpath -m --relative-to='$(BINDIR)' '$(LIBDIR)/bin/bfs')" "$$d$(BINDIR)/bfs"; \
+	install -m 644 dist/share/bfs.1 "$$d$(MANDIR)/man1/bfs.1"; \
+	install -m 644 dist/share/bfs.bash "$$d$(BASHCOMPDIR)/bfs"; \
+	install -m 644 dist/share/_bfs "$$d$(ZSHCOMPDIR)/_bfs"; \
+	for u in bfs-backup@.service bfs-backup@.timer bfs-forget@.service bfs-forget@.timer; do \
+	  $(SUBST) contrib/systemd/$$u.in > "$$d$(UNITDIR)/$$u"; chmod 644 "$$d$(UNITDIR)/$$u"; done; \
+	for f in backup-job.env forget-job.env; do $(SUBST) contrib/systemd/$$f > "$$d$(DOCDIR)/examples/$$f"; done; \
+	$(SUBST) contrib/cron/bfs.cron.in > "$$d$(DOCDIR)/examples/bfs.cron"; \
+	echo "installed bfs in $$d$(PREFIX) (units in $$d$(UNITDIR); job settings go in $(SYSCONFDIR)/bfs/JOB.env)"
+
+uninstall:
+	rm -rf '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(DOCDIR)'
+	rm -f '$(DESTDIR)$(BINDIR)/bfs' '$(DESTDIR)$(MANDIR)/man1/bfs.1' '$(DESTDIR)$(BASHCOMPDIR)/bfs' '$(DESTDIR)$(ZSHCOMPDIR)/_bfs'
+	rm -f $(foreach u,bfs-backup@.service bfs-backup@.timer bfs-forget@.service bfs-forget@.timer,'$(DESTDIR)$(UNITDIR)/$(u)')
 
 clean:
 	rm -rf dist native/build

@@ -103,6 +103,47 @@ export function check(root = ROOT, allowed = ALLOWED) {
   }
 }
 
+/**
+ * "Nothing outside the store layer builds a repository path" (ARCHITECTURE.md, issue 12):
+ * code outside src/store/ and src/format/ that asks a store for a file path, makes a temp
+ * path, joins a path onto a repository root, or spells a repository directory in a string.
+ * A heuristic over the text (comments dropped), one line per file and kind with its count.
+ */
+const PATH_RULES = [
+  ['store.path()', /\bstore\.path\(/g],
+  ['tmpPath()', /\btmpPath\(/g],
+  ['path.join/resolve onto a repository root', /\bpath\.(?:join|resolve)\(\s*(?:repo\.dir|repoDir|repo\.root|store\.root)\b/g],
+  ["a 'gens/', 'units/' or 'manifests/' string", /(['"`])(?:gens|units|manifests)\//g],
+]
+
+/** Places outside src/store and src/format that build repository paths, present when the check was added; shrink only. */
+export const PATHS_ALLOWED = [
+  // the writer lock's link(2) protocol (lock, tmp/lock-HOST-PID-MS) and recovery judging those candidates
+  'src/repo/commit/lock.ts: path.join/resolve onto a repository root x2',
+  'src/repo/commit/recover.ts: store.path() x1',
+  // the compression workers write each unit to a temp file the main thread fsyncs and renames
+  'src/repo/commit/stream.ts: tmpPath() x1',
+]
+
+/** The path check over src/ of `root`: { violations, stale } (lines). */
+export function checkPaths(root = ROOT, allowed = PATHS_ALLOWED) {
+  const src = path.join(root, 'src')
+  const found = []
+  for (const f of walk(src)) {
+    const rel = path.relative(root, f).split(path.sep).join('/')
+    const layer = path.relative(src, f).split(path.sep)[0]
+    if (layer === 'store' || layer === 'format') continue
+    const text = fs.readFileSync(f, 'utf8')
+    const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1')
+    for (const [what, re] of PATH_RULES) {
+      const n = [...code.matchAll(re)].length
+      if (n) found.push(`${rel}: ${what} x${n}`)
+    }
+  }
+  const allow = new Set(allowed)
+  return { violations: found.filter((v) => !allow.has(v)), stale: allowed.filter((a) => !found.includes(a)) }
+}
+
 /** Strongly connected components with more than one file (Tarjan), each as one closed path from its smallest file. */
 function cycles(edges) {
   let index = 0
@@ -165,5 +206,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const { violations, stale } = check()
   for (const v of violations) console.log(v)
   for (const s of stale) console.log(`stale allow-list entry (fixed: remove it from scripts/layers.mjs ALLOWED): ${s}`)
-  process.exit(violations.length || stale.length ? 1 : 0)
+  const paths = checkPaths()
+  for (const v of paths.violations) console.log(`builds a repository path outside src/store: ${v}`)
+  for (const s of paths.stale) console.log(`stale allow-list entry (fixed: remove or update it in scripts/layers.mjs PATHS_ALLOWED): ${s}`)
+  process.exit(violations.length || stale.length || paths.violations.length || paths.stale.length ? 1 : 0)
 }

@@ -2,11 +2,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 // @ts-expect-error plain .mjs script without types
-import { check } from '../scripts/layers.mjs'
+import { check, checkPaths } from '../scripts/layers.mjs'
 import { ROOT, tmpdir } from './helpers.js'
 
 type Result = { violations: string[]; stale: string[] }
 const run = check as (root?: string, allowed?: string[]) => Result
+const runPaths = checkPaths as (root?: string, allowed?: string[]) => Result
 
 describe('layering (scripts/layers.mjs)', () => {
   it('src/ has no import outside the layer table and no cycle but the allow-listed ones, and no stale allow-list entry', () => {
@@ -44,5 +45,32 @@ describe('layering (scripts/layers.mjs)', () => {
     const allowed = run(work, ['src/vfs/v.ts imports fuse-native: vfs may use no package'])
     expect(allowed.violations).not.toContain('src/vfs/v.ts imports fuse-native: vfs may use no package')
     expect(allowed.stale).toEqual([])
+  })
+
+  it('nothing outside src/store and src/format builds a repository path but the allow-listed places, and no stale entry', () => {
+    const r = runPaths(ROOT)
+    expect(r.violations).toEqual([])
+    expect(r.stale).toEqual([])
+  })
+
+  it('finds each way of building a repository path, outside the store and format layers only', () => {
+    write('src/repo/p.ts', [
+      "import path from 'node:path'",
+      'export const a = (repo: { dir: string; store: Record<string, (k: string) => string> }) => [',
+      "  repo.store.path('config'), repo.store.tmpPath('x'), path.join(repo.dir, 'lock'),",
+      "  `gens/${1}`, 'gens/00000001/catalog', 'manifests/gen-00000001',",
+      ']',
+      "// repo.store.path('in a comment') is not code",
+    ].join('\n'))
+    write('src/store/q.ts', "import path from 'node:path'\nexport const b = (root: string) => [path.join(root, 'gens/x'), 'units/y']\n")
+    write('src/format/k.ts', "export const keys = { unit: (g: number) => `gens/${g}/unit` }\n")
+    const r = runPaths(work, ['src/repo/old.ts: store.path() x1'])
+    expect(r.violations.sort()).toEqual([
+      "src/repo/p.ts: a 'gens/', 'units/' or 'manifests/' string x3",
+      'src/repo/p.ts: path.join/resolve onto a repository root x1',
+      'src/repo/p.ts: store.path() x1',
+      'src/repo/p.ts: tmpPath() x1',
+    ])
+    expect(r.stale).toEqual(['src/repo/old.ts: store.path() x1'])
   })
 })

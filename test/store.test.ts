@@ -182,16 +182,12 @@ describe('disk store specifics', () => {
 })
 
 describe('format/layout.ts', () => {
-  it('spells every key as repo/repository.ts does until that copy goes', () => {
-    for (const k of ['config', 'manifests'] as const) expect(layoutKeys[k]).toBe(repoKeys[k])
-    for (const id of [1, 42, 99999999]) {
-      expect(layoutKeys.manifest(id)).toBe(repoKeys.manifest(id))
-      expect(layoutKeys.genDir(id)).toBe(repoKeys.genDir(id))
-      expect(layoutKeys.catalog(id)).toBe(repoKeys.catalog(id))
-      expect(layoutKeys.maps(id)).toBe(repoKeys.maps(id))
-      expect(layoutKeys.hashes(id)).toBe(repoKeys.hashes(id))
-      for (const u of [0, 7, 12345678]) expect(layoutKeys.unit(id, u)).toBe(repoKeys.unit(id, u))
-    }
+  it('is the one spelling of the keys: repo/repository.ts re-exports it, and keys are what format.md says', () => {
+    expect(repoKeys).toBe(layoutKeys)
+    expect(layoutKeys.unit(1, 7)).toBe('gens/00000001/unit-00000007')
+    expect(layoutKeys.manifest(42)).toBe('manifests/gen-00000042')
+    expect(layoutKeys.marker(3)).toBe('gens/00000003/in-progress')
+    expect(layoutKeys.configCopy).toBe('config-copy')
     expect(LAYOUT_MANIFEST_RE.test('gen-00000001')).toBe(true)
     expect(LAYOUT_MANIFEST_RE.test('gen-00000001.tmp-1-ab')).toBe(false)
   })

@@ -5,6 +5,7 @@ import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
 import type { Ctx } from './context.js'
+import { journalPriorities, writeError } from './journal.js'
 
 export const EXIT_HELP = `
 Exit status:
@@ -45,6 +46,7 @@ export function checkRepoDir(dir: string): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  journalPriorities() // under systemd: warnings and errors at their syslog priority
   // `bfs ls … | head`: a closed pipe ends the output quietly, never with a stack trace.
   // (Not for a mount that will detach: a stream made on a terminal keeps a private fd of it.)
   if (process.env.BFS_DETACH !== '1') for (const stream of [process.stdout, process.stderr]) {
@@ -78,12 +80,16 @@ export async function main(argv: string[]): Promise<void> {
   const sub = subcommand(argv.slice(2))
   if (sub !== 'mount' && sub !== 'umount' && sub !== 'unmount') (await import('./commands.js')).registerCommands(program, ctx)
   ;(await import('./mount.js')).registerMount(program, ctx)
+  ;(await import('./umount.js')).registerUmount(program, ctx)
   program
     .command('version')
     .description('print the version of bfs')
-    .action(() => {
-      process.stdout.write(`bfs ${version()}\n`)
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => {
+      process.stdout.write(o.json ? JSON.stringify({ version: version() }) + '\n' : `bfs ${version()}\n`)
     })
+  // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
+  ;(await import('./help.js')).registerHelp(program, { version: version(), exitHelp: EXIT_HELP })
   for (const c of program.commands) c.exitOverride()
   try {
     await program.parseAsync(argv)
@@ -117,20 +123,20 @@ export function report(err: unknown): number {
   }
   if (process.env.BFS_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`)
   if (err instanceof BfsError) {
-    process.stderr.write(`bfs: ${err.message}\n`)
+    writeError(`bfs: ${err.message}\n`)
     return err.exitCode
   }
   if (err instanceof FormatError) {
-    process.stderr.write(`bfs: ${err.message}\n`)
+    writeError(`bfs: ${err.message}\n`)
     return EXIT.BAD_REPO
   }
   const e = err as NodeJS.ErrnoException
   if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
     const what = e.code === 'ENOSPC' ? 'disk full' : e.message
-    process.stderr.write(`bfs: ${what}\n`)
+    writeError(`bfs: ${what}\n`)
     return EXIT.ERROR
   }
-  process.stderr.write(`bfs: internal error: ${e?.message ?? String(err)} (BFS_DEBUG=1 shows where)\n`)
+  writeError(`bfs: internal error: ${e?.message ?? String(err)} (BFS_DEBUG=1 shows where)\n`)
   return EXIT.INTERNAL
 }
 

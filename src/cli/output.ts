@@ -41,6 +41,11 @@ export class ProgressLine {
     if (this.shown) process.stderr.write(`\r${' '.repeat((process.stderr.columns || 80) - 1)}\r`)
     this.shown = false
   }
+  /** Prints a note (`bfs: …`, not a warning) on its own line without garbling the progress line. */
+  note(msg: string): void {
+    this.clear()
+    process.stderr.write(`bfs: ${msg}\n`)
+  }
   /** Prints a warning on its own line without garbling the progress line. */
   warn(msg: string): void {
     this.clear()

@@ -1,16 +1,15 @@
 /**
  * Where each file of a repository lives: the store keys of native-notes/format.md
  * "Layout of a repository". The only place keys are spelled; stores know nothing of them.
- *
- * TODO(issue 12, after issue 11 merges): repo/repository.ts still has its own copy of
- * `keys` and MANIFEST_RE; its users move here and that copy goes (test/store.test.ts checks
- * that the two agree until then).
+ * (repo/repository.ts re-exports `keys` for its older importers.)
  */
 
 const pad8 = (n: number): string => String(n).padStart(8, '0')
 
 export const keys = {
   config: 'config',
+  /** A second, immutable copy of config (written by init, or by the first writer of an older repository). */
+  configCopy: 'config-copy',
   manifests: 'manifests',
   manifest: (gen: number) => `manifests/gen-${pad8(gen)}`,
   gens: 'gens',
@@ -19,6 +18,8 @@ export const keys = {
   catalog: (gen: number) => `gens/${pad8(gen)}/catalog`,
   maps: (gen: number) => `gens/${pad8(gen)}/maps`,
   hashes: (gen: number) => `gens/${pad8(gen)}/hashes`,
+  /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
+  marker: (gen: number) => `gens/${pad8(gen)}/${MARKER}`,
   groups: 'groups',
   group: (name: string) => `groups/${name}`,
   /** The writer lock. */
@@ -26,6 +27,9 @@ export const keys = {
   /** Writers' temporary files that are not next to their final key (lock candidates). */
   tmp: 'tmp',
 } as const
+
+/** Name of the in-progress marker file inside gens/N. */
+export const MARKER = 'in-progress'
 
 /** Name (last key segment) of a manifest: `gen-NNNNNNNN`. */
 export const MANIFEST_RE = /^gen-(\d{8})$/

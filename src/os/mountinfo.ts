@@ -47,3 +47,12 @@ export function readMountsSync(): MountEntry[] {
 export async function readMounts(): Promise<MountEntry[]> {
   return mountinfoEntries(await readFile('/proc/self/mountinfo', 'utf8'))
 }
+
+/** Mount points of this namespace and their filesystem types, read now (synchronous); empty if mountinfo cannot be read. */
+export function mountPointsSync(): Map<string, string> {
+  try {
+    return parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'))
+  } catch {
+    return new Map()
+  }
+}

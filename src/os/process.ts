@@ -3,8 +3,8 @@ import fs from 'node:fs'
 /**
  * True while `pid` runs on this host; a zombie (exited, not yet reaped) counts as dead.
  *
- * TODO(issue 12 step 2): repo/lock.ts has the same function; it moves here (the store's
- * sweep needs it, and store/ may not import repo/), and that copy goes.
+ * The one copy: the writer lock, the store's sweep and the mount server's umount all use it
+ * (os/ is a leaf, so store/ and fuse/ may import it where they may not import repo/).
  */
 export function pidAlive(pid: number): boolean {
   try {

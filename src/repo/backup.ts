@@ -1,16 +1,13 @@
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
-import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, encodeCatalog, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, newEntry, type CatalogIndex, type Entry } from '../format/catalog.js'
-import { encodeMaps, type Extent, type MapObject } from '../format/maps.js'
-import { decodeConfig, type GenStats, type Manifest } from '../format/manifest.js'
-import { decodeEnvelope } from '../format/envelope.js'
+import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, newEntry, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, type CatalogIndex, type Entry } from '../format/catalog.js'
+import type { Extent, MapObject } from '../format/maps.js'
+import type { GenStats, Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
-import { envelopeFor, fileRef, keys, Repository } from './repository.js'
-import { WriterLock } from './lock.js'
-import { WorkerPool } from './pool.js'
-import { StreamWriter } from './stream.js'
+import type { Repository } from './repository.js'
+import type { WorkerPool } from './pool.js'
+import { emptyStats, newStream, writeGeneration, type CommitOptions, type CommitResult, type GenerationBody, type StreamSettings, type StreamWriter } from './commit/index.js'
 import { storeObject, type BaseObject } from './objects.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
@@ -19,26 +16,15 @@ import type { Group } from './groups.js'
 import type { ReadResult } from './worker.js'
 import { openSource } from './source.js'
 
-export interface BackupOptions {
+/** A backup's options: the commit's (label, threads, lock wait, signal), the stream's (unit, frame, level), and these. */
+export interface BackupOptions extends CommitOptions, StreamSettings {
   source: string
-  label?: string
-  /** Compression worker threads (default: CPUs). */
-  threads?: number
-  /** zstd level (default 3). */
-  level?: number
-  /** Blocks per unit (default 5120 = 20 MiB). */
-  unitBlocks?: number
-  /** Blocks per frame (default 64 = 256 KiB). */
-  frameBlocks?: number
   excludes?: string[]
   /** Back up only this group's files, on the group's own chain. */
   group?: Group
   oneFileSystem?: boolean
   /** Ignore the previous generation: read everything. */
   full?: boolean
-  /** How long to wait for another writer's lock, ms (default 0: fail at once). */
-  lockWaitMs?: number
-  signal?: AbortSignal
   reporter?: BackupReporter
 }
 
@@ -52,26 +38,15 @@ export interface BackupProgress {
 /** The core never prints: warnings and progress go through this. */
 export interface BackupReporter {
   warn(message: string): void
+  /** What the run is doing that is not a problem (waiting for the lock), one line each. */
+  note?(message: string): void
   progress?(p: BackupProgress): void
 }
 
-export interface BackupResult {
-  manifest: Manifest
-  warnings: string[]
-  skippedPaths: string[]
+export interface BackupResult extends CommitResult {
   /** Volumes: where filesystems on the source were mounted while it was read. */
   mountPoints?: string[]
 }
-
-export const DEFAULT_UNIT_BLOCKS = 5120
-/**
- * Frame size by kind of generation. File trees: 1 MiB frames compress ~10% better than
- * 256 KiB ones (Linux tree: 215 vs 231 MB), and files are read sequentially. Volumes are
- * read at random (loop mounts, preads): 128 KiB frames halve the decompression behind a
- * cold 4 KiB read (~110 µs instead of ~230 µs) for ~4% more stored bytes.
- */
-export const DEFAULT_FRAME_BLOCKS = { files: 256, volume: 32 } as const
-export const DEFAULT_LEVEL = 3
 
 const S_IFMT = 0o170000
 const TYPE_OF: Record<number, EntryType> = {
@@ -110,64 +85,6 @@ function fillMeta(e: Entry, st: Float64Array, o: number): void {
 function sameVersion(a: Entry, b: Entry): boolean {
   return a.type === b.type && a.srcDev === b.srcDev && a.srcInoHi === b.srcInoHi && a.srcInoLo === b.srcInoLo && a.size === b.size &&
     a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec && a.ctimeSec === b.ctimeSec && a.ctimeNsec === b.ctimeNsec
-}
-
-/** Turns a full disk (or quota) while writing generation `genId` into one clear error. */
-export function storageError(err: unknown, repo: Repository, genId: number): unknown {
-  const code = (err as NodeJS.ErrnoException).code
-  const msg = (err as Error).message ?? ''
-  if (code === 'ENOSPC' || code === 'EDQUOT' || msg.startsWith('disk full')) {
-    return new BfsError('IO', `disk full while writing gen${genId} to ${repo.dir}; it was discarded, older generations are intact`)
-  }
-  return err
-}
-
-/**
- * Removes what a crashed or killed writer can have left, and nothing else: a gens/N without
- * a manifest that is unfinished (Repository.uncommittedState: marked in progress, only
- * temporary files, or an old writer's above every committed id without a catalog), a
- * stale in-progress marker beside a manifest, temp files. An orphan (a gens/N that lost
- * its manifest) is left alone: `generations` lists it as damaged and verify reports it.
- * Call under the writer lock.
- */
-export function recoverRepository(repo: Repository): void {
-  const ids = repo.generationIds()
-  const committed = new Set(ids)
-  const newest = Math.max(0, ...ids)
-  for (const id of repo.genDirIds()) {
-    if (committed.has(id)) repo.store.removeTree(keys.marker(id)) // killed between its commit and removing the marker
-    else if (repo.uncommittedState(id, newest) === 'unfinished') repo.store.removeTree(keys.genDir(id))
-  }
-  // a lock-* temp file is another writer's, waiting for the lock, unless that writer is dead
-  for (const k of repo.store.list('tmp')) {
-    if (!path.basename(k).startsWith('lock-') || WriterLock.isStaleTemp(repo.store.path(k))) repo.store.removeTree(k)
-  }
-  for (const k of repo.store.list('manifests')) if (k.includes('.tmp-')) repo.store.removeTree(k)
-}
-
-/** A repository made before config-copy existed gets one from its (sound) config. Call under the writer lock. */
-function ensureConfigCopy(repo: Repository): void {
-  const st = repo.checkConfig()
-  if (st.from !== 'config' || !st.copyMissing) return
-  const file = repo.store.readAll(keys.config)
-  // the bytes just read are the copy: they must still decode to the settings in use
-  try {
-    if (JSON.stringify(decodeConfig(decodeEnvelope('config', file, keys.config).stored, keys.config)) !== JSON.stringify(repo.config)) return
-  } catch {
-    return
-  }
-  repo.store.putSync(keys.configCopy, [file])
-}
-
-/**
- * Creates gens/N for the generation being written, marked in progress: the marker is
- * durable (and gens/N with it) before any unit is written, so a gens/N that holds data but
- * no marker and no manifest is never a crashed writer's.
- */
-function startGenDir(repo: Repository, genId: number, source: string): void {
-  repo.store.mkdirp(keys.genDir(genId))
-  repo.store.putSync(keys.marker(genId), [Buffer.from(JSON.stringify({ pid: process.pid, host: os.hostname(), time: new Date().toISOString(), source }) + '\n')])
-  repo.store.syncDir('gens')
 }
 
 /**
@@ -241,118 +158,6 @@ export class SafeRefs {
     this.warned.add(key)
     this.warn(message)
   }
-}
-
-/** What a generation writer produced, before its metadata files and manifest are written. */
-export interface GenerationBody {
-  entries: Entry[]
-  objects: MapObject[]
-  stream: StreamWriter
-  stats: GenStats
-  warnings: string[]
-  skippedPaths: string[]
-  /** Volumes: the manifest's `consistency`. */
-  consistency?: Manifest['consistency']
-}
-
-export interface GenerationSpec {
-  source: string
-  kind: Manifest['kind']
-  group: string | null
-  /** The generation this one is incremental to (chosen under the lock, after recovery). */
-  choosePrev(repo: Repository): Manifest | null
-  build(ctx: { genId: number; pool: WorkerPool; prev: Manifest | null }): Promise<GenerationBody>
-}
-
-/**
- * The one way a generation is written: writer lock, recovery of what a crashed writer
- * left, the next id, the writer's data (units), then hashes, maps and catalog, then the
- * manifest (the commit point). On any failure the unfinished generation is removed.
- */
-export async function writeGeneration(repo: Repository, opts: BackupOptions, spec: GenerationSpec): Promise<BackupResult> {
-  const started = process.hrtime.bigint()
-  const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0)
-  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
-  let genId = 0
-  let committed = false
-  try {
-    recoverRepository(repo)
-    ensureConfigCopy(repo)
-    genId = repo.nextGenerationId()
-    startGenDir(repo, genId, spec.source)
-    const prev = spec.choosePrev(repo)
-    const body = await spec.build({ genId, pool, prev })
-    const store = repo.store
-    const hashesFile = envelopeFor('hashes', body.stream.hashes, false)
-    const mapsFile = envelopeFor('maps', encodeMaps(body.objects), true)
-    const catalogFile = envelopeFor('catalog', encodeCatalog(body.entries), true)
-    store.putSync(keys.hashes(genId), [hashesFile], { syncDir: false })
-    store.putSync(keys.maps(genId), [mapsFile], { syncDir: false })
-    store.putSync(keys.catalog(genId), [catalogFile], { syncDir: false })
-    store.syncDir(keys.genDir(genId))
-    const stats = body.stats
-    stats.entries = body.entries.length
-    stats.storedBytes = body.stream.storedBytes
-    stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
-    stats.seconds = Math.round((Number(process.hrtime.bigint() - started) / 1e9) * 1000) / 1000
-    const man: Manifest = {
-      format: 1,
-      id: genId,
-      time: startTime.toISOString(),
-      label: opts.label ?? '',
-      source: spec.source,
-      host: os.hostname(),
-      kind: spec.kind,
-      group: spec.group,
-      parent: prev?.id ?? 0,
-      blockBytes: BLOCK_BYTES,
-      unitBlocks: body.stream.unitBlocks,
-      frameBlocks: body.stream.frameBlocks,
-      level: body.stream.level,
-      streamBlocks: body.stream.totalBlocks,
-      units: body.stream.units,
-      catalog: fileRef(catalogFile),
-      maps: fileRef(mapsFile),
-      hashes: fileRef(hashesFile),
-      partial: body.skippedPaths.length > 0,
-      stats,
-      ...(body.consistency ? { consistency: body.consistency } : {}),
-    }
-    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
-    repo.commitManifest(man)
-    committed = true
-    // not synced: a marker that outlives a crash beside its manifest is removed by the next recovery
-    repo.store.removeTree(keys.marker(genId))
-    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
-  } catch (err) {
-    throw storageError(err, repo, genId)
-  } finally {
-    await pool.close()
-    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
-    lock.release()
-  }
-}
-
-/** A new stream for generation genId with the backup's unit, frame and level settings. */
-export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: BackupOptions, kind: keyof typeof DEFAULT_FRAME_BLOCKS): StreamWriter {
-  const { unitBlocks, frameBlocks } = streamGeometry(opts, kind)
-  // A volume backup reads data in the main thread: it fills a spare buffer while the workers compress.
-  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg, kind === 'volume')
-}
-
-/** Unit and frame size of a backup; a unit must hold a whole number of frames. */
-export function streamGeometry(opts: Pick<BackupOptions, 'unitBlocks' | 'frameBlocks'>, kind: keyof typeof DEFAULT_FRAME_BLOCKS): { unitBlocks: number; frameBlocks: number } {
-  const unitBlocks = opts.unitBlocks ?? DEFAULT_UNIT_BLOCKS
-  const frameBlocks = opts.frameBlocks ?? Math.min(DEFAULT_FRAME_BLOCKS[kind], unitBlocks)
-  if (unitBlocks % frameBlocks !== 0) {
-    throw new BfsError('BAD_INPUT', opts.frameBlocks === undefined ? `--unit-blocks must be a multiple of ${frameBlocks} (or give --frame-blocks)` : '--unit-blocks must be a multiple of --frame-blocks')
-  }
-  return { unitBlocks, frameBlocks }
-}
-
-export function emptyStats(): GenStats {
-  return { entries: 0, files: 0, dirs: 0, logicalBytes: 0, storedBytes: 0, metaBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, seconds: 0 }
 }
 
 /** Backs up a directory tree as a new file generation (incremental against the previous one from the same source). */

@@ -49,11 +49,11 @@ export function readGroup(repo: Repository, name: string): Group {
     throw new BfsError('BAD_INPUT', `no group '${name}' in ${repo.dir} (create it with 'bfs group add ${name} --include PATTERN')`)
   }
   try {
-    const g = JSON.parse(decodeEnvelope('group', file, repo.store.path(groupKey(name))).stored.toString('utf8')) as Group
+    const g = JSON.parse(decodeEnvelope('group', file, repo.store.where(groupKey(name))).stored.toString('utf8')) as Group
     if (g.name !== name || !Array.isArray(g.includes) || !Array.isArray(g.excludes)) throw new FormatError('BAD_VALUE', 'bad group')
     return g
   } catch (err) {
-    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.path(groupKey(name))}: not a valid group file`)
+    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.where(groupKey(name))}: not a valid group file`)
   }
 }
 
@@ -64,13 +64,13 @@ export function checkGroups(repo: Repository): string[] {
     const name = path.basename(k)
     if (name.startsWith('.') && name.includes('.new-')) continue
     if (!NAME_RE.test(name)) {
-      out.push(`${repo.store.path(k)}: not a group file (a group name is letters, digits, . _ -)`)
+      out.push(`${repo.store.where(k)}: not a group file (a group name is letters, digits, . _ -)`)
       continue
     }
     try {
       readGroup(repo, name)
     } catch (err) {
-      out.push(`${(err as Error).message}${(err as Error).message.includes(repo.store.path(k)) ? '' : ` (${repo.store.path(k)})`}`)
+      out.push(`${(err as Error).message}${(err as Error).message.includes(repo.store.where(k)) ? '' : ` (${repo.store.where(k)})`}`)
     }
   }
   return out

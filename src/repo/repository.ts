@@ -13,24 +13,9 @@ import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 import { BlockReader } from '../blocks/reader.js'
 import { plainSource } from '../blocks/source.js'
+import { keys, MARKER } from '../format/layout.js'
 
-export const keys = {
-  config: 'config',
-  /** A second, immutable copy of config (written by init, or by the first writer of an older repository). */
-  configCopy: 'config-copy',
-  manifests: 'manifests',
-  manifest: (id: number) => `manifests/gen-${String(id).padStart(8, '0')}`,
-  genDir: (id: number) => `gens/${String(id).padStart(8, '0')}`,
-  unit: (id: number, unit: number) => `gens/${String(id).padStart(8, '0')}/unit-${String(unit).padStart(8, '0')}`,
-  catalog: (id: number) => `gens/${String(id).padStart(8, '0')}/catalog`,
-  maps: (id: number) => `gens/${String(id).padStart(8, '0')}/maps`,
-  hashes: (id: number) => `gens/${String(id).padStart(8, '0')}/hashes`,
-  /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
-  marker: (id: number) => `gens/${String(id).padStart(8, '0')}/${MARKER}`,
-}
-
-/** Name of the in-progress marker file inside gens/N. */
-export const MARKER = 'in-progress'
+export { keys, MARKER }
 
 /** Default repository: $BFS_REPO, else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs. */
 export function defaultRepoDir(env = process.env): string {
@@ -166,8 +151,8 @@ export class Repository {
     if (newer !== undefined && (copy.newerVersion !== undefined || copy.missing)) {
       throw new BfsError('NOT_A_REPO', `${abs} is a bfs repository of format ${newer}; this bfs reads format ${ENVELOPE_VERSION}: use a newer bfs`)
     }
-    const cfgPath = store.path(keys.config)
-    const copyPath = store.path(keys.configCopy)
+    const cfgPath = store.where(keys.config)
+    const copyPath = store.where(keys.configCopy)
     const what = main.missing ? `${cfgPath} is missing` : `${main.problem}`
     if (copy.config) {
       const problem = `${what}; using its copy ${copyPath} (repair: cp ${copyPath} ${cfgPath})`
@@ -193,7 +178,7 @@ export class Repository {
     st.copyMissing = copy.missing
     st.copyProblem = copy.problem ?? null
     if (copy.config && JSON.stringify(copy.config) !== JSON.stringify(this.config)) {
-      st.copyProblem = `${this.store.path(keys.configCopy)} differs from ${this.store.path(keys.config)}`
+      st.copyProblem = `${this.store.where(keys.configCopy)} differs from ${this.store.where(keys.config)}`
     }
     return st
   }
@@ -263,7 +248,7 @@ export class Repository {
     const bad = this.manifestErrors.get(id)
     if (bad) throw bad
     m = this.readMeta('manifest', keys.manifest(id), (p, what) => decodeManifest(p, what))
-    if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.path(keys.manifest(id))}: manifest names generation ${m.id}`)
+    if (m.id !== id) throw new BfsError('CORRUPT', `${this.store.where(keys.manifest(id))}: manifest names generation ${m.id}`)
     this.manifestCache.set(id, m)
     return m
   }
@@ -295,7 +280,7 @@ export class Repository {
       if (committed.has(id) || this.uncommittedState(id, newest) !== 'orphan') continue
       // committed since the manifests were listed (a writer unmarks gens/N only after its commit)
       if (this.store.exists(keys.manifest(id))) continue
-      out.push({ id, kind: 'missing-manifest', problem: `${this.store.path(keys.manifest(id))} is missing, but ${this.store.path(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
+      out.push({ id, kind: 'missing-manifest', problem: `${this.store.where(keys.manifest(id))} is missing, but ${this.store.where(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
     }
     return out.sort((a, b) => a.id - b.id)
   }
@@ -394,14 +379,14 @@ export class Repository {
     if (hit) return hit
     const man = this.manifest(id)
     const h = this.readMeta('hashes', keys.hashes(id), (p) => p, man.hashes)
-    if (h.length !== man.streamBlocks * 8) throw new BfsError('CORRUPT', `${this.store.path(keys.hashes(id))}: has ${h.length / 8} hashes for ${man.streamBlocks} blocks`)
+    if (h.length !== man.streamBlocks * 8) throw new BfsError('CORRUPT', `${this.store.where(keys.hashes(id))}: has ${h.length / 8} hashes for ${man.streamBlocks} blocks`)
     this.hashesCache.set(id, h)
     return h
   }
 
   /** Reads a metadata file, checks it against the manifest's reference, decodes it. */
   private readMeta<T>(kind: EnvelopeKind, key: string, decode: (payload: Buffer, what: string) => T, ref?: FileRef): T {
-    const what = this.store.path(key)
+    const what = this.store.where(key)
     let file: Buffer
     try {
       file = this.store.readAll(key)
@@ -433,7 +418,7 @@ export class Repository {
 
 /** config or config-copy: its settings, or that it is missing, or what is wrong with it. */
 function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; missing: boolean; problem?: string; newerVersion?: number } {
-  const what = store.path(key)
+  const what = store.where(key)
   let raw: Buffer
   try {
     raw = store.readAll(key)

@@ -53,11 +53,11 @@ export function readTier(repo: Repository, name: string): Tier {
     throw new BfsError('BAD_INPUT', `no tier '${name}' in ${repo.dir} (add one with 'bfs tier add ${name} --vtl DIR')`)
   }
   try {
-    const t = JSON.parse(decodeEnvelope('tier', file, repo.store.path(tierKey(name))).stored.toString('utf8')) as Tier
+    const t = JSON.parse(decodeEnvelope('tier', file, repo.store.where(tierKey(name))).stored.toString('utf8')) as Tier
     if (t.name !== name || t.kind !== 'vtl' || typeof t.dir !== 'string' || typeof t.model !== 'string') throw new FormatError('BAD_VALUE', 'bad tier')
     return t
   } catch (err) {
-    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.path(tierKey(name))}: not a valid tier file`)
+    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.where(tierKey(name))}: not a valid tier file`)
   }
 }
 

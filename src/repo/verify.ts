@@ -43,7 +43,7 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
   }
   const cfg = repo.checkConfig()
   if (cfg.problem) problem(cfg.problem)
-  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.path(keys.config)} ${repo.store.path(keys.configCopy)})`)
+  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.where(keys.config)} ${repo.store.where(keys.configCopy)})`)
   if (opts.all) for (const p of checkGroups(repo)) problem(p)
   const damaged = new Map(repo.damagedGenerations().map((d) => [d.id, d]))
   const readable = repo.readableIds()

@@ -32,6 +32,11 @@ export class DiskStore {
     return path.join(this.root, key)
   }
 
+  /** Where a key lives, for messages only (the Store contract's where()). */
+  where(key: string): string {
+    return key === '' ? this.root : path.join(this.root, key)
+  }
+
   exists(key: string): boolean {
     return fs.existsSync(this.path(key))
   }

@@ -1,7 +1,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BfsError } from './errors.js'
+import { pidAlive } from '../../os/process.js'
+import { BfsError } from '../errors.js'
 
 /** What a lock file holds (JSON text, one line). */
 export interface LockInfo {
@@ -11,21 +12,6 @@ export interface LockInfo {
   command: string
 }
 
-/** True while `pid` runs on this host; a zombie (exited, not yet reaped) counts as dead. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return true
-  }
-}
-
 /**
  * The writer lock: REPO/lock, created atomically with link(2) from a private temp file.
  * A lock of a dead process on this host is stale and is broken. Readers never lock.
@@ -33,18 +19,25 @@ export function pidAlive(pid: number): boolean {
 export class WriterLock {
   private constructor(private readonly file: string) {}
 
-  static async acquire(repoDir: string, command: string, waitMs: number, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<WriterLock> {
+  /**
+   * `onWait` is told once when the lock is held and acquire starts waiting for it (and
+   * once more when it got it), so that a run nobody watches says why it is not progressing.
+   */
+  static async acquire(repoDir: string, command: string, waitMs: number, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)), onWait?: (message: string) => void): Promise<WriterLock> {
     const file = path.join(repoDir, 'lock')
     const info: LockInfo = { pid: process.pid, host: os.hostname(), time: new Date().toISOString(), command }
     // named after its writer (host, pid), so that even a file a kill cut short can be judged
     const tmp = path.join(repoDir, 'tmp', `lock-${os.hostname()}-${process.pid}-${Date.now()}`)
     fs.mkdirSync(path.dirname(tmp), { recursive: true })
     fs.writeFileSync(tmp, JSON.stringify(info) + '\n')
-    const deadline = Date.now() + waitMs
+    const start = Date.now()
+    const deadline = start + waitMs
+    let waiting = false
     try {
       for (;;) {
         try {
           fs.linkSync(tmp, file)
+          if (waiting) onWait?.(`got the repository lock after ${Math.round((Date.now() - start) / 1000)} s`)
           return new WriterLock(file)
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new BfsError('IO', `cannot create lock ${file}: ${(err as Error).message}`)
@@ -63,7 +56,12 @@ export class WriterLock {
         }
         if (Date.now() >= deadline) {
           const who = held ? `pid ${held.pid} on ${held.host} (${held.command}, since ${held.time})` : 'another process'
-          throw new BfsError('LOCKED', `repository ${repoDir} is locked by ${who}; use --wait to wait for it`)
+          throw new BfsError('LOCKED', waiting ? `repository ${repoDir} is still locked by ${who} after ${Math.round(waitMs / 1000)} s (--wait)` : `repository ${repoDir} is locked by ${who}; use --wait to wait for it`)
+        }
+        if (!waiting) {
+          waiting = true
+          const who = held ? `pid ${held.pid} on ${held.host} (${held.command}, since ${held.time})` : 'another process'
+          onWait?.(`repository ${repoDir} is locked by ${who}; waiting for it ${waitMs >= Number.MAX_SAFE_INTEGER / 2 ? 'as long as it takes' : `up to ${Math.round(waitMs / 1000)} s`} (--wait)`)
         }
         await sleep(200)
       }

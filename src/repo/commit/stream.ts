@@ -1,10 +1,10 @@
-import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../codec/hash.js'
-import type { UnitRef } from '../format/manifest.js'
-import type { DiskStore } from '../store/disk.js'
-import { keys } from './repository.js'
-import type { WorkerPool } from './pool.js'
-import type { CompressReply, CompressRequest, PlannedRead, ReadResult } from './worker.js'
-import { BfsError } from './errors.js'
+import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
+import type { UnitRef } from '../../format/manifest.js'
+import type { DiskStore } from '../../store/disk.js'
+import { keys } from '../repository.js'
+import type { WorkerPool } from '../pool.js'
+import type { CompressReply, CompressRequest, PlannedRead, ReadResult } from '../worker.js'
+import { BfsError } from '../errors.js'
 
 /**
  * The data stream of one generation being written: 4 KiB blocks packed into units of
@@ -175,7 +175,7 @@ export class StreamWriter {
     if (code === 'ENOSPC' || code === 'EDQUOT') return err as Error
     // Only a failed system call is a write error; a worker's own failure passes as it is.
     if (err instanceof BfsError || !code || !(err as NodeJS.ErrnoException).syscall) return err as Error
-    return new BfsError('IO', `cannot write ${this.store.path(key)}: ${(err as Error).message}`)
+    return new BfsError('IO', `cannot write ${this.store.where(key)}: ${(err as Error).message}`)
   }
 
   /** Flushes the last unit and waits until every unit file is durable. */

@@ -1,0 +1,97 @@
+import { Option, type Command } from 'commander'
+import type { Manifest } from '../format/manifest.js'
+import { backupTree } from '../repo/backup.js'
+import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
+import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
+import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
+import { readGroup } from '../repo/groups.js'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { int, withSignals } from './common.js'
+import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import type { Ctx } from './context.js'
+
+/** The summary's consistency line of a volume generation. */
+function consistencyNote(m: Manifest, points: string[]): string {
+  const at = points.length ? ` at ${points.join(', ')}` : ''
+  switch (m.consistency) {
+    case 'frozen':
+      return `frozen (the filesystem${at} was frozen while ${m.source} was read: the image is clean)`
+    case 'read-only':
+      return `read-only (mounted read-only${at}: the image is clean)`
+    case 'mounted-rw':
+      return `mounted-rw: ${m.source} was mounted read-write${at} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload (ext4), or back up with --freeze`
+    default:
+      return `${m.consistency} (nothing on ${m.source} was mounted)`
+  }
+}
+
+export function registerBackup(program: Command, ctx: Ctx): void {
+  program
+    .command('backup')
+    .description('back up a directory tree, a block device or an image file as a new generation (incremental against the last one of the same source)')
+    .argument('<src>', 'directory, block device or image file')
+    .option('--volume', 'back up SRC as a volume (same as --mode volume)')
+    .addOption(new Option('--mode <mode>', 'auto: a device or image, or the root of a mounted block-device filesystem with more than --volume-threshold files, is backed up as a volume; anything else as files').choices(['auto', 'file', 'volume']).default('auto'))
+    .option('--volume-threshold <files>', 'auto mode: files above which a whole filesystem is backed up as its device', int('--volume-threshold', 0, Number.MAX_SAFE_INTEGER), 100000)
+    .option('--base <gen>', 'volume: the generation to store the difference against (default: the last one of this source)')
+    .option('--freeze', 'volume of a block device: freeze its mounted filesystems (FIFREEZE) while it is read, for a clean image; thawed on every way out, even if bfs is killed')
+    .option('--freeze-timeout <seconds>', `with --freeze: thaw after this long whatever happens; the backup then fails (default ${DEFAULT_FREEZE_TIMEOUT_S})`, int('--freeze-timeout', 1, 86400))
+    .option('--label <text>', 'label stored with the generation', '')
+    .option('--exclude <pattern>', 'skip paths matching a glob (repeatable; * ? ** [..]; a pattern with / is anchored at SRC)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
+    .option('--one-file-system', 'do not descend into other filesystems')
+    .option('--full', 'read every file even if unchanged')
+    .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
+    .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
+    .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
+    .option('--frame-blocks <n>', `blocks per independently decompressible frame (default ${DEFAULT_FRAME_BLOCKS.files} for files, ${DEFAULT_FRAME_BLOCKS.volume} for volumes)`, int('--frame-blocks', 1, 4096))
+    .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
+    .option('--json', 'print the result as JSON')
+    .action(async (src: string, o) => {
+      const line = new ProgressLine()
+      const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
+      if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
+      const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
+      const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
+      if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
+      if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
+      if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
+      if (o.freeze) checkFreeze(decision.source, ctx.repoDir()) // before anything is written, maybe on the filesystem to freeze
+      const repo = ctx.openRepo()
+      // `--base latest`: the latest generation of SRC (when the repository holds any)
+      const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
+      if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
+      const group = o.group ? readGroup(repo, o.group) : undefined
+      if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
+      streamGeometry(o, decision.mode === 'volume' ? 'volume' : 'files') // a bad --unit-blocks/--frame-blocks fails before anything starts
+      const run = decision.mode === 'volume' ? backupVolume : backupTree
+      const res = await withSignals((signal) =>
+        run(repo, {
+          base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
+          source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
+          threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
+          reporter: {
+            warn: (m) => line.warn(m),
+            note: (m) => line.note(m),
+            progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
+          },
+        }),
+      ).finally(() => line.clear())
+      const m = res.manifest
+      const s = m.stats
+      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths }) + '\n')
+      else {
+        process.stdout.write(
+          modeLine +
+          `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +
+            `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs, 'dir')}\n` +
+            `  read ${humanBytes(s.bytesRead)} of ${humanBytes(s.logicalBytes)}, stored ${humanBytes(s.storedBytes)} data + ${humanBytes(s.metaBytes)} metadata` +
+            (s.bytesRead ? `, ratio ${(s.bytesRead / Math.max(1, s.storedBytes)).toFixed(2)}` : '') +
+            `, ${s.seconds.toFixed(2)} s\n`,
+        )
+        if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote(m, res.mountPoints ?? [])}\n`)
+        if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+      }
+      if (res.skippedPaths.length) ctx.exitCode = EXIT.PARTIAL
+    })
+}

@@ -1,0 +1,42 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { Option, type Command } from 'commander'
+import { EntryType } from '../format/catalog.js'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { restoreTree } from '../repo/restore.js'
+import { lookupPath } from '../repo/tree.js'
+import { int, SOURCE_HELP, splitRef, withSignals } from './common.js'
+import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import type { Ctx } from './context.js'
+import { printJson, restoreJson } from './json.js'
+
+export function registerRestore(program: Command, ctx: Ctx): void {
+  program
+    .command('restore')
+    .description('restore a generation or a subtree into DEST (parallel; keeps modes, owners when root, ns times, links, xattrs, holes)')
+    .argument('<ref>', 'GEN[:PATH]')
+    .argument('<dest>', 'destination directory (created if absent)')
+    .option('--overwrite', 'replace what is in the way in DEST (renamed over, never written through; symlinks below DEST are never followed)')
+    .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
+    .option('--source <path>', SOURCE_HELP)
+    .option('--json', 'print the result as JSON')
+    .action(async (ref: string, dest: string, o) => {
+      const repo = ctx.openRepo()
+      const { gen, path: p } = splitRef(ref)
+      const man = resolveGen(repo, gen, o)
+      const entries = repo.catalog(man.id)
+      const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
+      if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
+      let target = dest
+      if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
+      const line = new ProgressLine()
+      const res = await withSignals((signal) =>
+        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
+      ).finally(() => line.clear())
+      if (res.errors.length) ctx.exitCode = EXIT.ERROR
+      if (o.json) return printJson(restoreJson({ generation: man.id, path: p, dest: path.resolve(target), res }))
+      const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
+      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
+      if (res.errors.length) ctx.exitCode = EXIT.ERROR
+    })
+}

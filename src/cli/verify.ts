@@ -1,0 +1,49 @@
+import path from 'node:path'
+import type { Command } from 'commander'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { parseGenRef } from '../repo/repository.js'
+import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
+import { SOURCE_HELP } from './common.js'
+import { count, humanBytes, resolveGen } from './output.js'
+import type { Ctx } from './context.js'
+import { printJson, verifyJson } from './json.js'
+
+export function registerVerify(program: Command, ctx: Ctx): void {
+  program
+    .command('verify')
+    .description('read every frame a generation needs and check checksums and structure; --against DIR compares with a live tree')
+    .argument('[gen]', 'generation (default: latest)')
+    .option('--all', 'verify every generation')
+    .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
+    .option('--source <path>', SOURCE_HELP)
+    .option('--json', 'print the result as JSON (with the lines the text output lists)')
+    .action(async (gen: string | undefined, o) => {
+      const lines: string[] = []
+      const print = (line: string): void => void (o.json ? lines.push(line) : process.stdout.write(line + '\n'))
+      if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
+      const repo = ctx.openRepo()
+      if (o.against) {
+        // `latest` is the latest generation of DIR itself when DIR is one of the sources
+        const man = resolveGen(repo, gen ?? 'latest', o, o.against)
+        const diffs = verifyAgainst(repo, man, o.against, print)
+        if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
+        if (o.json) return printJson(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
+        process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
+        if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
+        return
+      }
+      let ids: number[]
+      if (o.all) ids = repo.generations().map((m) => m.id)
+      else {
+        // a damaged generation named explicitly is verified (reported), not refused
+        const ref = parseGenRef(gen ?? 'latest')
+        ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
+      }
+      if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+      const res = await verifyGenerations(repo, ids, print, { all: !!o.all })
+      if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+      if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
+      process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
+      if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+    })
+}

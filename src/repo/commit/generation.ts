@@ -1,0 +1,154 @@
+/**
+ * The one way a generation is committed (native-notes/format.md "Write order"): every
+ * writer — backup of a tree, of a volume, and later merge, migrate and compact — builds its
+ * body through a GenerationSpec and commits it here.
+ */
+import os from 'node:os'
+import { encodeCatalog, type Entry } from '../../format/catalog.js'
+import { decodeEnvelope } from '../../format/envelope.js'
+import { decodeConfig, type GenStats, type Manifest } from '../../format/manifest.js'
+import { encodeMaps, type MapObject } from '../../format/maps.js'
+import { BLOCK_BYTES } from '../../codec/hash.js'
+import { BfsError } from '../errors.js'
+import { WorkerPool } from '../pool.js'
+import { envelopeFor, fileRef, keys, type Repository } from '../repository.js'
+import { WriterLock } from './lock.js'
+import { recoverRepository, storageError } from './recover.js'
+import type { StreamWriter } from './stream.js'
+
+/** What every writer's options have in common (a backup's BackupOptions extends it). */
+export interface CommitOptions {
+  /** Label stored in the manifest. */
+  label?: string
+  /** Compression worker threads (default: CPUs). */
+  threads?: number
+  /** How long to wait for another writer's lock, ms (default 0: fail at once). */
+  lockWaitMs?: number
+  /** Aborted: nothing is committed (BfsError INTERRUPTED). */
+  signal?: AbortSignal
+  /** Told what the run is doing that is not a problem (waiting for the lock), one line each. */
+  reporter?: { warn(message: string): void; note?(message: string): void }
+}
+
+/** A committed generation: its manifest and what the writer had to say. */
+export interface CommitResult {
+  manifest: Manifest
+  warnings: string[]
+  skippedPaths: string[]
+}
+
+/** A repository made before config-copy existed gets one from its (sound) config. Call under the writer lock. */
+function ensureConfigCopy(repo: Repository): void {
+  const st = repo.checkConfig()
+  if (st.from !== 'config' || !st.copyMissing) return
+  const file = repo.store.readAll(keys.config)
+  // the bytes just read are the copy: they must still decode to the settings in use
+  try {
+    if (JSON.stringify(decodeConfig(decodeEnvelope('config', file, keys.config).stored, keys.config)) !== JSON.stringify(repo.config)) return
+  } catch {
+    return
+  }
+  repo.store.putSync(keys.configCopy, [file])
+}
+
+/**
+ * Creates gens/N for the generation being written, marked in progress: the marker is
+ * durable (and gens/N with it) before any unit is written, so a gens/N that holds data but
+ * no marker and no manifest is never a crashed writer's.
+ */
+function startGenDir(repo: Repository, genId: number, source: string): void {
+  repo.store.mkdirp(keys.genDir(genId))
+  repo.store.putSync(keys.marker(genId), [Buffer.from(JSON.stringify({ pid: process.pid, host: os.hostname(), time: new Date().toISOString(), source }) + '\n')])
+  repo.store.syncDir('gens')
+}
+
+/** What a generation writer produced, before its metadata files and manifest are written. */
+export interface GenerationBody {
+  entries: Entry[]
+  objects: MapObject[]
+  stream: StreamWriter
+  stats: GenStats
+  warnings: string[]
+  skippedPaths: string[]
+  /** Volumes: the manifest's `consistency`. */
+  consistency?: Manifest['consistency']
+}
+
+export interface GenerationSpec {
+  source: string
+  kind: Manifest['kind']
+  group: string | null
+  /** The generation this one is incremental to (chosen under the lock, after recovery). */
+  choosePrev(repo: Repository): Manifest | null
+  build(ctx: { genId: number; pool: WorkerPool; prev: Manifest | null }): Promise<GenerationBody>
+}
+
+/**
+ * The one way a generation is written: writer lock, recovery of what a crashed writer
+ * left, the next id, the writer's data (units), then hashes, maps and catalog, then the
+ * manifest (the commit point). On any failure the unfinished generation is removed.
+ */
+export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
+  const started = process.hrtime.bigint()
+  const startTime = new Date()
+  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0, undefined, (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m))
+  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+  let genId = 0
+  let committed = false
+  try {
+    recoverRepository(repo)
+    ensureConfigCopy(repo)
+    genId = repo.nextGenerationId()
+    startGenDir(repo, genId, spec.source)
+    const prev = spec.choosePrev(repo)
+    const body = await spec.build({ genId, pool, prev })
+    const store = repo.store
+    const hashesFile = envelopeFor('hashes', body.stream.hashes, false)
+    const mapsFile = envelopeFor('maps', encodeMaps(body.objects), true)
+    const catalogFile = envelopeFor('catalog', encodeCatalog(body.entries), true)
+    store.putSync(keys.hashes(genId), [hashesFile], { syncDir: false })
+    store.putSync(keys.maps(genId), [mapsFile], { syncDir: false })
+    store.putSync(keys.catalog(genId), [catalogFile], { syncDir: false })
+    store.syncDir(keys.genDir(genId))
+    const stats = body.stats
+    stats.entries = body.entries.length
+    stats.storedBytes = body.stream.storedBytes
+    stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
+    stats.seconds = Math.round((Number(process.hrtime.bigint() - started) / 1e9) * 1000) / 1000
+    const man: Manifest = {
+      format: 1,
+      id: genId,
+      time: startTime.toISOString(),
+      label: opts.label ?? '',
+      source: spec.source,
+      host: os.hostname(),
+      kind: spec.kind,
+      group: spec.group,
+      parent: prev?.id ?? 0,
+      blockBytes: BLOCK_BYTES,
+      unitBlocks: body.stream.unitBlocks,
+      frameBlocks: body.stream.frameBlocks,
+      level: body.stream.level,
+      streamBlocks: body.stream.totalBlocks,
+      units: body.stream.units,
+      catalog: fileRef(catalogFile),
+      maps: fileRef(mapsFile),
+      hashes: fileRef(hashesFile),
+      partial: body.skippedPaths.length > 0,
+      stats,
+      ...(body.consistency ? { consistency: body.consistency } : {}),
+    }
+    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+    repo.commitManifest(man)
+    committed = true
+    // not synced: a marker that outlives a crash beside its manifest is removed by the next recovery
+    repo.store.removeTree(keys.marker(genId))
+    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
+  } catch (err) {
+    throw storageError(err, repo, genId)
+  } finally {
+    await pool.close()
+    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
+    lock.release()
+  }
+}
