@@ -1143,6 +1143,19 @@ static int fd_state(bilog_t *b, int fd, struct stat *st) {
   return 0;
 }
 
+/* Marks the blocks of [off, off+len) as read by bfs (no more logging needed); -ENOMEM when a
+ * chunk could not be made (the blocks before it are marked). Under b->mu. */
+static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
+  uint64_t f, l;
+  block_span(p, off, len, &f, &l);
+  for (uint64_t blk = f; blk < l; blk++) {
+    chunk_t *c = get_chunk(p, blk, 1);
+    if (!c) return -ENOMEM;
+    SETBIT(c->read, blk % CHUNK_BLOCKS);
+  }
+  return 0;
+}
+
 ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
   struct stat st;
   if (b->stopped) return -ECANCELED;
@@ -1189,14 +1202,8 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
     }
     if (e > s) memset((uint8_t *)buf + (s - off), 0, e - s);
   }
-  if (!rc && mark_read) {
-    uint64_t f, l;
-    block_span(p, off, n, &f, &l);
-    for (uint64_t blk = f; blk < l; blk++) {
-      chunk_t *c = get_chunk(p, blk, 1);
-      if (c) SETBIT(c->read, blk % CHUNK_BLOCKS);
-    }
-  }
+  /* a block left unmarked (no memory for its chunk) is only logged again if written: harmless */
+  if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
   return rc ? rc : (ssize_t)n;
 }
@@ -1210,16 +1217,7 @@ int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {
   if (fstat(fd, &st) != 0) rc = -errno;
   inode_t *p = rc ? NULL : get_inode(b, &st, fd);
   if (p) {
-    uint64_t f, l;
-    block_span(p, off, len, &f, &l);
-    for (uint64_t blk = f; blk < l; blk++) {
-      chunk_t *c = get_chunk(p, blk, 1);
-      if (!c) {
-        rc = -ENOMEM;
-        break;
-      }
-      SETBIT(c->read, blk % CHUNK_BLOCKS);
-    }
+    rc = mark_span(p, off, len);
   } else if (!rc) {
     rc = -ENOMEM;
   }

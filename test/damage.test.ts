@@ -276,7 +276,7 @@ describe('recovery removes only what a crashed writer can have left (item 4)', (
     const p = spawnBfs(['backup', src, '--threads', '1'], repo)
     const exited = new Promise((r) => p.once('close', r))
     // wait until its first unit is in gens/2, then kill it
-    await sh(`for i in $(seq 1200); do ls '${genDir(repo, 2)}' 2>/dev/null | grep -q '^unit-[0-9]*$' && break; sleep 0.05; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do ls '${genDir(repo, 2)}' 2>/dev/null | grep -q '^unit-[0-9]*$' && break; sleep 0.05; done`)
     p.kill('SIGKILL')
     await exited
     const names = fs.readdirSync(genDir(repo, 2))

@@ -26,11 +26,11 @@ async function umount(mnt: string): Promise<void> {
 }
 /** Waits (at most 60 s: a loaded machine starts processes slowly) until the process whose pid is in `pidFile` has seq.txt open. */
 const waitHolding = async (pidFile: string): Promise<void> => {
-  await sh(`for i in $(seq 1200); do ls -l /proc/$(cat '${pidFile}')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
+  await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do ls -l /proc/$(cat '${pidFile}')/fd 2>/dev/null | grep -q seq.txt && break; sleep 0.05; done`)
 }
 /** A background process that holds mnt/seq.txt open until file `go` exists (at most 60 s); its pid goes to go.pid. */
 const holdOpen = async (mnt: string, go: string): Promise<void> => {
-  await sh(`(exec 3<'${mnt}/seq.txt'; for i in $(seq 1200); do [ -e '${go}' ] && break; sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go}.pid'`)
+  await sh(`(exec 3<'${mnt}/seq.txt'; end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do [ -e '${go}' ] && break; sleep 0.05; done) >/dev/null 2>&1 & echo $! > '${go}.pid'`)
   await waitHolding(`${go}.pid`)
 }
 const mkmnt = (name: string): string => {
@@ -270,7 +270,7 @@ describe('the whole repository mounted', () => {
     const b = await bfs(['backup', src], { repo })
     expect(b.code).toBe(0)
     // the listing is cached for about a second (kernel and vfs): wait until gen2 shows
-    await sh(`for i in $(seq 600); do ls '${mnt}' | grep -q '^gen2$' && break; sleep 0.1; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do ls '${mnt}' | grep -q '^gen2$' && break; sleep 0.1; done`)
     expect((await sh(`ls '${mnt}'`)).stdout).toBe('by-date\ngen1\ngen2\nlatest\n')
     expect((await sh(`readlink '${mnt}/latest'`)).stdout).toBe('gen2\n')
     expect((await sh(`cat '${mnt}/gen2/hello.txt'`)).stdout).toBe('hello world\nsecond\n')
@@ -360,14 +360,14 @@ describe('lifecycle and failure', () => {
     const m = await mount(['gen1', mnt])
     const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
     process.kill(pid, 'SIGTERM')
-    await sh(`for i in $(seq 600); do grep -q ' ${mnt} ' /proc/mounts || break; sleep 0.1; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do grep -q ' ${mnt} ' /proc/mounts || break; sleep 0.1; done`)
     expect((await sh(`grep -c ' ${mnt} ' /proc/mounts`)).stdout.trim()).toBe('0')
     mounts.delete(mnt)
     const m2 = await mount(['gen1', mnt])
     const pid2 = Number(/pid (\d+)/.exec(m2.stdout)![1])
     process.kill(pid2, 'SIGKILL')
     // until the process is gone (or a zombie) and the kernel has aborted its connection
-    await sh(`for i in $(seq 1200); do s=$(cut -d' ' -f3 /proc/${pid2}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && break; sleep 0.05; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do s=$(cut -d' ' -f3 /proc/${pid2}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && break; sleep 0.05; done`)
     expect((await sh(`ls '${mnt}'`)).stderr).toMatch(/Transport endpoint is not connected|Software caused connection abort/)
     const u = await bfs(['umount', mnt])
     expect(u.code).toBe(0)
@@ -381,12 +381,12 @@ describe('lifecycle and failure', () => {
     const m = await mount(['gen1', mnt])
     expect(m.code).toBe(0)
     const pid = Number(/pid (\d+)/.exec(m.stdout)![1])
-    const gone = async (p: number): Promise<string> => (await sh(`for i in $(seq 1200); do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && { echo gone; exit; }; sleep 0.05; done; echo alive`)).stdout.trim()
+    const gone = async (p: number): Promise<string> => (await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && { echo gone; exit; }; sleep 0.05; done; echo alive`)).stdout.trim()
     const mounted = async (): Promise<boolean> => (await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0
     // a reader holds seq.txt open: it reads a line, waits for the go file, then reads the rest
     const go = path.join(work, 'busy-go')
     // (bounded: a failed check must not leave it, and so the server, waiting forever)
-    const holder = `exec 3<'${mnt}/seq.txt'; read -r first <&3; for i in $(seq 1200); do [ -e '${go}' ] && break; sleep 0.05; done; echo "$first"; cat <&3 | wc -l`
+    const holder = `exec 3<'${mnt}/seq.txt'; read -r first <&3; end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do [ -e '${go}' ] && break; sleep 0.05; done; echo "$first"; cat <&3 | wc -l`
     const out = path.join(work, 'busy-out')
     await sh(`(${holder}) > '${out}' 2>&1 & echo $! > '${out}.pid'`)
     await waitHolding(`${out}.pid`)
@@ -399,7 +399,7 @@ describe('lifecycle and failure', () => {
     // the server's own SIGTERM is refused the same way (logged); the mount stays
     const log = /log (\S+)\)/.exec(m.stdout)![1]!
     process.kill(pid, 'SIGTERM')
-    await sh(`for i in $(seq 1200); do grep -q 'is busy (a process is using it): still serving' '${log}' && break; sleep 0.05; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do grep -q 'is busy (a process is using it): still serving' '${log}' && break; sleep 0.05; done`)
     expect(fs.readFileSync(log, 'utf8')).toMatch(/SIGTERM: unmounting .*m-busy\n.*m-busy is busy \(a process is using it\): still serving;/)
     expect(await mounted()).toBe(true)
     expect((await sh(`cat '${mnt}/hello.txt'`)).stdout).toBe('hello world\n')
@@ -410,7 +410,7 @@ describe('lifecycle and failure', () => {
     expect(await mounted()).toBe(false)
     expect((await sh(`cut -d' ' -f3 /proc/${pid}/stat`)).stdout.trim()).toMatch(/^[RSD]$/) // still serving
     fs.writeFileSync(go, '')
-    await sh(`for i in $(seq 1200); do kill -0 $(cat '${out}.pid') 2>/dev/null || break; sleep 0.05; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do kill -0 $(cat '${out}.pid') 2>/dev/null || break; sleep 0.05; done`)
     expect(fs.readFileSync(out, 'utf8')).toBe('line 0\n49998\n') // the other lines (the last has no newline)
     // the last file closed: the server ends by itself
     expect(await gone(pid)).toBe('gone')
@@ -431,7 +431,7 @@ describe('lifecycle and failure', () => {
     expect((await sh(`umount -l '${mnt}'`)).code).toBe(0)
     mounts.delete(mnt)
     process.kill(pid3, 'SIGTERM')
-    await sh(`for i in $(seq 1200); do grep -q 'is detached; the files still open there are served' '${log3}' && break; sleep 0.05; done`)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do grep -q 'is detached; the files still open there are served' '${log3}' && break; sleep 0.05; done`)
     expect(fs.readFileSync(log3, 'utf8')).toMatch(/is detached; the files still open there are served until they are closed \(signal again to stop at once\)/)
     expect((await sh(`cut -d' ' -f3 /proc/${pid3}/stat`)).stdout.trim()).toMatch(/^[RSD]$/)
     process.kill(pid3, 'SIGTERM')
@@ -445,7 +445,7 @@ describe('lifecycle and failure', () => {
     const mnt = mkmnt('m-same')
     const m1 = await mount(['gen1', mnt])
     const pid1 = Number(/pid (\d+)/.exec(m1.stdout)![1])
-    const gone = async (p: number): Promise<boolean> => (await sh(`for i in $(seq 1200); do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && exit 0; sleep 0.05; done; exit 1`)).code === 0
+    const gone = async (p: number): Promise<boolean> => (await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do s=$(cut -d' ' -f3 /proc/${p}/stat 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ] && exit 0; sleep 0.05; done; exit 1`)).code === 0
     // a reader keeps the first mount's connection alive after a lazy detach
     const go = path.join(work, 'same-go')
     await holdOpen(mnt, go)

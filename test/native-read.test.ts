@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError } from '../src/vfs/tree.js'
 import { createFastPath, MAX_NATIVE_UNITS, NATIVE_DEFERRED, type FastPath } from '../src/native/fastpath.js'
-import { MAX_NATIVE_UNITS as VFS_MAX_NATIVE_UNITS, type NativeReads } from '../src/vfs/frames.js'
+import { MAX_NATIVE_UNITS as VFS_MAX_NATIVE_UNITS, type NativeSink as NativeReads } from '../src/blocks/native.js'
 import { bfs, newRepo, ROOT, sh, tmpdir } from './helpers.js'
 
 // The C read path (native/nread.c) against the JavaScript reader of the mount (src/vfs),
@@ -220,14 +220,14 @@ describe('the native read path against the JavaScript reader', () => {
     const want = fs.readFileSync(path.join(refs[1]!, 'random.bin'))
     const h = vfs.open(P('/random.bin'))
     await warm(vfs, h, want.length)
-    const ids = vfs.repo.manifest(1).units.map((_, u) => vfs.frames.unitId(1, u))
+    const ids = vfs.repo.manifest(1).units.map((_, u) => vfs.reader.unitId(1, u))
     // read only by JavaScript so far: every unit goes at once
     expect(ids.map((id) => fp.retire(id))).toEqual(ids.map(() => 0))
     const b = Buffer.alloc(500)
     expect(fp.readForTest(h, b, 0)).toBe(-1)
     expect(fp.retire(ids[0]!)).toBe(0) // retired already
     // registered again (as the vfs does when it opens a unit again)
-    vfs.frames.attachNative(fp)
+    vfs.reader.attachNative(fp)
     expect(fp.readForTest(h, b, 0)).toBe(500)
     expect(b.equals(want.subarray(0, 500))).toBe(true)
     // the one unit read natively since it was registered is kept once, the others go
@@ -246,7 +246,7 @@ describe('the native read path against the JavaScript reader', () => {
     const want = fs.readFileSync(path.join(refs[1]!, 'random.bin'))
     const h = vfs.open(P('/random.bin'))
     await warm(vfs, h, want.length) // units registered; the C frame cache is still cold
-    const ids = vfs.repo.manifest(1).units.map((_, u) => vfs.frames.unitId(1, u))
+    const ids = vfs.repo.manifest(1).units.map((_, u) => vfs.reader.unitId(1, u))
     const THREADS = 4
     // every load first sleeps 2 s: the threads, released together, all meet the first one
     fp.setTestLoadDelay(2_000_000)

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, ROOT, sh, spawnBfs, statTree, tmpdir, newRepo } from './helpers.js'
+import { BFS, bfs, diffTree, ROOT, sh, spawnBfs, statTree, tmpdir, newRepo } from './helpers.js'
 
 const IS_ROOT = process.getuid?.() === 0
 let work: string
@@ -404,5 +404,26 @@ describe('a restore that fails', () => {
     for (const f of left) expect(fs.readFileSync(path.join(dest, f)).equals(fs.readFileSync(path.join(s, f)))).toBe(true)
     expect((await sh(`cd '${dest}' && find . -mindepth 1 -type d -empty`)).stdout).toBe('')
     expect(fs.readdirSync(dest).length).toBe(left.length)
+  })
+})
+
+describe('one open-unit budget per process (issue 12)', () => {
+  // Before: each restore worker kept up to 65 unit files open (then closed them all), so
+  // 4 workers could hold 260 descriptors; now the workers share 64 (16 each here).
+  it('restore and verify of files of more units than the process may have descriptors: the worker threads share 64 open units', async () => {
+    const r = await newRepo(path.join(work, 'repo-fds'))
+    const s = path.join(work, 'fds-src')
+    fs.mkdirSync(s)
+    for (let i = 0; i < 4; i++) expect((await sh(`head -c 24000000 /dev/urandom > '${s}/f${i}'`)).code).toBe(0)
+    expect((await bfs(['backup', s, '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r })).code).toBe(0)
+    expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(350)
+    const dest = path.join(work, 'fds-dest')
+    const res = await sh(`ulimit -n 150; BFS_REPO='${r}' '${BFS}' restore gen1 '${dest}' --threads 4`)
+    expect(res.stderr).toBe('')
+    expect(res.code).toBe(0)
+    expect(await diffTree(s, dest)).toBe('')
+    const v = await sh(`ulimit -n 150; BFS_REPO='${r}' '${BFS}' verify gen1`)
+    expect(v.stderr).toBe('')
+    expect(v.stdout).toMatch(/^ok: gen1 verified/)
   })
 })

@@ -55,7 +55,7 @@ describe('vfs of one generation', () => {
         expect(all.equals(want)).toBe(true)
         vfs.release(h)
       }
-      if (readaheadFrames) expect(vfs.frames.stats.readaheads).toBeGreaterThan(0)
+      if (readaheadFrames) expect(vfs.reader.stats.readaheads).toBeGreaterThan(0)
       await vfs.close()
     }
   })

@@ -12,10 +12,12 @@
 //   pread  20,000 reads of 4 KiB at seeded random 4 KiB-aligned offsets of the image
 //          generation's file, one at a time (bench/pread.mjs's pattern, more of them).
 // Implementations:
-//   old    vfs/tree.ts Vfs.open/read/release over vfs/frames.ts (what `bfs mount
-//          --no-native-read` runs today), cache --cache bytes (default 16 MiB, the mount's);
-//   new    blocks/reader.ts BlockReader.read over the Store contract (the same lookups
-//          through GenView), same cache and readahead.
+//   old    vfs/tree.ts Vfs.open/read/release (what `bfs mount --no-native-read` runs),
+//          cache --cache bytes (default 16 MiB, the mount's). Before issue 12's switch-over
+//          it read through vfs/frames.ts; since then through BlockReader, so run this
+//          script from two trees (the base and the branch) to compare the mount's path;
+//   new    blocks/reader.ts BlockReader.read over the Store contract directly (the same
+//          lookups through GenView), same cache and readahead.
 // Each child prints wall ms, bytes, a checksum (both implementations must agree) and its
 // peak RSS. The parent runs old/new alternately (A B B A …) and prints medians.
 //

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache'
 import { FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { FormatError } from '../format/errors.js'
-import type { SyncBlobReader } from '../store/store.js'
+import { StoreError, type SyncBlobReader } from '../store/store.js'
 import type { StreamSource } from './source.js'
 import type { ReaderStats, UnitInfo, UnitTable } from './units.js'
 
@@ -120,7 +120,12 @@ export class FrameCache {
       if (!e) throw new FormatError('BAD_VALUE', `gen${gen}: frame ${frame} is past the end of unit ${unit}`)
       const scratch = this.compBuffer(e.compBytes)
       try {
-        const comp = await u.blob.read({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
+        let comp: Buffer
+        try {
+          comp = await u.blob.read({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
+        } catch (err) {
+          throw shortUnit(err, u, frame)
+        }
         return this.decode(u, frame, comp)
       } finally {
         this.spare(scratch)
@@ -144,7 +149,12 @@ export class FrameCache {
     if (!e) throw new FormatError('BAD_VALUE', `gen${gen}: frame ${frame} is past the end of unit ${unit}`)
     const scratch = this.compBuffer(e.compBytes)
     try {
-      const comp = (u.blob as SyncBlobReader).readSync({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
+      let comp: Buffer
+      try {
+        comp = (u.blob as SyncBlobReader).readSync({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
+      } catch (err) {
+        throw shortUnit(err, u, frame)
+      }
       return this.decode(u, frame, comp)
     } finally {
       this.spare(scratch)
@@ -179,6 +189,12 @@ export class FrameCache {
   clear(): void {
     this.frames.clear()
   }
+}
+
+/** A unit that ends before a frame its seek table lists is a damaged stored file (FormatError TRUNCATED); other errors stay as they are. */
+function shortUnit(err: unknown, u: UnitInfo, frame: number): unknown {
+  if (err instanceof StoreError && err.code === 'TRUNCATED') return new FormatError('TRUNCATED', `${u.where}: frame ${frame} is truncated (the unit ends early)`)
+  return err
 }
 
 /** Whether a decompressed frame matches its frame check (the hash over its block hashes). */

@@ -61,7 +61,7 @@ export interface HashCursor {
   fill(fb: number, n: number, out: Buffer, unknown?: Uint8Array): void
 }
 
-/** What scanUnitSync found in a unit: frames and raw bytes scanned, its size, and every bad frame. */
+/** What scanUnitSync found in a unit: frames and raw bytes scanned (bad frames included), its size, and every bad frame. */
 export interface UnitScan {
   frames: number
   rawBytes: number
@@ -118,6 +118,11 @@ export class BlockReader {
     this.lastGen = gen
     this.lastGeo = g
     return g
+  }
+
+  /** The native read path's id of a unit (assigned on first use, never reused). */
+  unitId(gen: number, unit: number): number {
+    return this.units.unitId(gen, unit)
   }
 
   /** Units open now. */
@@ -306,6 +311,7 @@ export class BlockReader {
     try {
       for (let i = 0; i < t.entries.length; i++) {
         const e = t.entries[i]!
+        rawBytes += e.rawBytes
         if (this.scanComp.length < e.compBytes) this.scanComp = Buffer.allocUnsafe(e.compBytes)
         if (this.scanRaw.length < e.rawBytes) this.scanRaw = Buffer.allocUnsafe(e.rawBytes)
         let comp: Buffer
@@ -324,7 +330,6 @@ export class BlockReader {
           bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
           continue
         }
-        rawBytes += e.rawBytes
         if (check === 'full' && !checkFrame(this.hashAlg, raw, e.check)) bad.push({ frame: i, reason: 'checksum mismatch' })
       }
     } finally {
@@ -347,36 +352,7 @@ export class BlockReader {
    * up), from the stored per-generation hashes: no frame is read. See HashCursor.
    */
   hashCursor(f: OpenFile): HashCursor {
-    const list = f.extents
-    const zero = zeroBlockHash(this.hashAlg)
-    let bx = 0
-    let lastFb = 0
-    return {
-      fill: (fb: number, n: number, out: Buffer, unknown?: Uint8Array): void => {
-        if (fb < lastFb) bx = firstExtentEndingAfter(list, fb)
-        lastFb = fb
-        if (unknown) unknown.fill(0, 0, n)
-        let i = 0
-        while (i < n) {
-          const at = fb + i
-          while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
-          const e = list[bx]
-          if (!e || e.fileBlock > at) {
-            const upto = e ? Math.min(n, e.fileBlock - fb) : n
-            for (; i < upto; i++) zero.copy(out, i * HASH_BYTES)
-            continue
-          }
-          const take = Math.min(n - i, e.fileBlock + e.count - at)
-          if (e.kind === Kind.Deferred) {
-            if (unknown) unknown.fill(1, i, i + take)
-          } else {
-            const sb = e.streamBlock + (at - e.fileBlock)
-            this.source.blockHashes(e.gen).copy(out, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
-          }
-          i += take
-        }
-      },
-    }
+    return hashCursor(f.extents, this.hashAlg, (gen) => this.source.blockHashes(gen))
   }
 
   // ---------------------------------------------------------------- native read path
@@ -431,3 +407,41 @@ export class BlockReader {
 
 /** What the vfs gets: the asynchronous entry points only (a mount never blocks its event loop). */
 export type AsyncBlockReader = Omit<BlockReader, 'readSync' | 'visitSync' | 'scanUnitSync'>
+
+/**
+ * Old block hashes along resolved extents (see HashCursor): the stored hashes of each
+ * extent's generation (`blockHashes`), a zero-block hash for holes, "unknown" for deferred
+ * extents. BlockReader.hashCursor serves an open object with it; backup's comparisons
+ * (repo/objects.ts) call it with the base object's extents.
+ */
+export function hashCursor(list: readonly ReadExtent[], hashAlg: HashAlg, blockHashes: (gen: number) => Buffer): HashCursor {
+  const zero = zeroBlockHash(hashAlg)
+  let bx = 0
+  let lastFb = 0
+  return {
+    fill: (fb: number, n: number, out: Buffer, unknown?: Uint8Array): void => {
+      if (fb < lastFb) bx = firstExtentEndingAfter(list, fb)
+      lastFb = fb
+      if (unknown) unknown.fill(0, 0, n)
+      let i = 0
+      while (i < n) {
+        const at = fb + i
+        while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
+        const e = list[bx]
+        if (!e || e.fileBlock > at) {
+          const upto = e ? Math.min(n, e.fileBlock - fb) : n
+          for (; i < upto; i++) zero.copy(out, i * HASH_BYTES)
+          continue
+        }
+        const take = Math.min(n - i, e.fileBlock + e.count - at)
+        if (e.kind === Kind.Deferred) {
+          if (unknown) unknown.fill(1, i, i + take)
+        } else {
+          const sb = e.streamBlock + (at - e.fileBlock)
+          blockHashes(e.gen).copy(out, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
+        }
+        i += take
+      }
+    },
+  }
+}

@@ -66,6 +66,21 @@ export function readerFromSpec(spec: ReaderSpec): BlockReader {
   return r.reader
 }
 
+/** This thread's reader for the spec named `id` (readerFromSpec made it); throws if there is none. */
+export function specReader(id: string): BlockReader {
+  const r = readers.get(id)
+  if (!r) throw new Error(`no reader for spec ${id} in this thread`)
+  return r.reader
+}
+
+/** Closes and forgets this thread's reader for the spec named `id` (its units' descriptors are the process's: a worker that exits does not close them). */
+export async function closeSpecReader(id: string): Promise<void> {
+  const r = readers.get(id)
+  if (!r) return
+  readers.delete(id)
+  await r.reader.close()
+}
+
 /** Closes and forgets this thread's spec readers (a worker, before it exits). */
 export async function closeSpecReaders(): Promise<void> {
   const all = [...readers.values()]

@@ -38,8 +38,20 @@ export interface UnitInfo {
 /** Units whose seek tables warm() loads ahead by default (each keeps a unit open). */
 export const WARM_UNITS = 256
 
-/** Units kept open by default (one descriptor each on disk; see trim). */
+/** Units kept open by default (one descriptor each on disk; see trim): the mount's default (--open-units). */
 export const DEFAULT_OPEN_UNITS = 1024
+
+/**
+ * Unit blobs the one-shot commands (cat, verify, restore) keep open in one process, all
+ * readers and worker threads together: a command reading a file of 50,000 units must not
+ * run out of descriptors, and the bound is the same whatever the command.
+ */
+export const PROCESS_OPEN_UNITS = 64
+
+/** One reader's share of PROCESS_OPEN_UNITS when `readers` read at once (worker threads): at least 4, so a reader never thrashes. */
+export function openUnitShare(readers: number): number {
+  return Math.max(4, Math.floor(PROCESS_OPEN_UNITS / Math.max(1, readers)))
+}
 
 /** Checks a unit's header against its generation's geometry. */
 function checkHeader(head: Buffer, where: string, gen: number, unit: number, g: GenGeometry, raw: number): UnitHeader {

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import type { Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
-import { ObjectReader } from '../repo/reader.js'
+import { CommandReader } from '../repo/read.js'
 import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP, splitRef } from './common.js'
 import { resolveGen } from './output.js'
@@ -25,22 +25,19 @@ export function registerCat(program: Command, ctx: Ctx): void {
       if (e.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
       const d = dataEntry(entries, i)
       if (!d.objGen) return
-      const reader = new ObjectReader(repo)
-      const extents = reader.resolver.resolve(d.objGen, d.objIndex)
-      const CH = 1 << 20
-      for (let pos = 0; pos < d.size; pos += CH) {
-        const buf = reader.read(extents, d.size, pos, CH)
-        let off = 0
-        while (off < buf.length) {
+      const reader = new CommandReader(repo)
+      reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
+        for (const end = off + len; off < end; ) {
           try {
-            off += fs.writeSync(1, buf, off, buf.length - off)
+            off += fs.writeSync(1, buf, off, end - off)
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return
+            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
             throw err
           }
         }
-      }
+        return true
+      })
       reader.close()
     })
 }

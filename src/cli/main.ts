@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
+import { applyTestHooks } from '../repo/test-hooks.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
 
@@ -72,7 +73,7 @@ export async function main(argv: string[]): Promise<void> {
     })
   const ctx: Ctx = {
     repoDir: () => checkRepoDir((program.opts().repo as string | undefined) ?? defaultRepoDir()),
-    openRepo: () => Repository.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`)),
+    openRepo: () => applyTestHooks(Repository.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`))),
     exitCode: 0,
   }
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.

@@ -1,10 +1,11 @@
 import fs from 'node:fs'
 import { promisify } from 'node:util'
-import { BLOCK_BYTES, hashBlocks, HASH_BYTES, isZeroBlock, zeroBlockHash, type HashAlg } from '../codec/hash.js'
+import { BLOCK_BYTES, hashBlocks, HASH_BYTES, isZeroBlock, type HashAlg } from '../codec/hash.js'
 import { MAX_DELTA_DEPTH, overlayExtents, type Extent, type MapObject } from '../format/maps.js'
 import type { StreamWriter } from './commit/stream.js'
 import { BfsError } from './errors.js'
 import { alignedBuffer } from '../native/index.js'
+import { hashCursor } from '../blocks/reader.js'
 
 /** The previous version of an object, for block-level incrementals. */
 export interface BaseObject {
@@ -93,28 +94,20 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
   let short = false
   let changed = false
   let cursor = 0 // next file block not yet classified
-  const ZERO_BLOCK_HASH = base ? zeroBlockHash(base.hashAlg) : Buffer.alloc(0)
   /**
    * Fills oldHashes[0…n) with the base's block hashes for file blocks fb…fb+n (a hole
-   * hashes as a zero block). fb only grows, so the base extents are walked once.
+   * hashes as a zero block), through the block reader's hash cursor (fb only grows, so
+   * the base extents are walked once). A block whose old hash is unknown (a range another
+   * layer claims) is made to differ: it is stored again.
    */
-  let bx = 0
+  const old = base ? hashCursor(base.extents, base.hashAlg, (g) => base.hashesOf(g)) : null
+  let unknown = new Uint8Array(0)
   const fillOldHashes = (fb: number, n: number): void => {
-    const list = base!.extents
-    let i = 0
-    while (i < n) {
-      const at = fb + i
-      while (bx < list.length && list[bx]!.fileBlock + list[bx]!.count <= at) bx++
-      const e = list[bx]
-      if (!e || e.fileBlock > at) {
-        const upto = e ? Math.min(n, e.fileBlock - fb) : n
-        for (; i < upto; i++) ZERO_BLOCK_HASH.copy(oldHashes, i * HASH_BYTES)
-        continue
-      }
-      const take = Math.min(n - i, e.fileBlock + e.count - at)
-      const sb = e.streamBlock + (at - e.fileBlock)
-      base!.hashesOf(e.gen).copy(oldHashes, i * HASH_BYTES, sb * HASH_BYTES, (sb + take) * HASH_BYTES)
-      i += take
+    if (unknown.length < n) unknown = new Uint8Array(n)
+    old!.fill(fb, n, oldHashes, unknown)
+    for (let i = unknown.indexOf(1); i >= 0 && i < n; i = unknown.indexOf(1, i + 1)) {
+      newHashes.copy(oldHashes, i * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES)
+      oldHashes[i * HASH_BYTES] ^= 0xff
     }
   }
   const holeUpTo = (endBlock: number): void => {

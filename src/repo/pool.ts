@@ -1,6 +1,6 @@
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
-import type { WorkerReply, WorkerRequest } from './worker.js'
+import type { WorkerReply, WorkerRequest } from './workers/protocol.js'
 
 /**
  * N worker threads, started on first use (a backup with nothing to read never starts
@@ -54,16 +54,21 @@ export class WorkerPool {
   }
 
   /** Runs `req` on worker `index % size` (or the least busy when index is undefined). */
-  run(req: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = [], index?: number): Promise<WorkerReply> {
+  run<R extends WorkerReply = WorkerReply>(req: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = [], index?: number): Promise<R> {
     if (this.failed) return Promise.reject(this.failed)
     if (this.workers.length === 0) this.start()
     let w = index === undefined ? this.busy.indexOf(Math.min(...this.busy)) : index % this.size
     const id = this.nextId++
     this.busy[w]!++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, worker: w })
+      this.pending.set(id, { resolve: resolve as (r: WorkerReply) => void, reject, worker: w })
       this.workers[w]!.postMessage({ ...req, id } as WorkerRequest, transfer)
     })
+  }
+
+  /** Runs `req` on every worker (each gets it after the jobs sent to it before; e.g. a reader spec before the jobs that use it). */
+  broadcast<R extends WorkerReply = WorkerReply>(req: Omit<WorkerRequest, 'id'>): Promise<R[]> {
+    return Promise.all(Array.from({ length: this.size }, (_, i) => this.run<R>(req, [], i)))
   }
 
   async close(): Promise<void> {

@@ -9,11 +9,11 @@ import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
-import { BLOCK_BYTES, DEFAULT_HASH_ALG, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
-import { FrameDecompressor } from '../codec/zstd.js'
+import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
 import { BfsError } from './errors.js'
-import { decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES } from '../format/unit.js'
-import { StoreError, syncOf, type SyncBlobReader, type SyncStore } from '../store/store.js'
+import { StoreError, syncOf, type SyncStore } from '../store/store.js'
+import { BlockReader } from '../blocks/reader.js'
+import { plainSource } from '../blocks/source.js'
 import { keys, MARKER } from '../format/layout.js'
 
 export { keys, MARKER }
@@ -461,35 +461,21 @@ function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; m
 function inferConfig(store: DiskStore): { config: RepoConfig; from: string | null } {
   const config: RepoConfig = { format: 1, repoId: '', created: '', blockBytes: 4096, hashAlg: DEFAULT_HASH_ALG, compression: 'zstd' }
   const probe = Repository.probe(store, config)
-  const dec = new FrameDecompressor()
   let tries = 0
   for (const m of probe.generations().reverse()) {
     if (m.units.length === 0 || tries++ >= 8) continue
-    // the first frame of unit 0, read through the store (header, trailer, seek table, frame)
-    let blob: SyncBlobReader | null = null
-    try {
-      const key = keys.unit(m.id, 0)
-      const what = store.where(key)
-      blob = syncOf(store, key).openSync(key)
-      const size = blob.sizeBytes
-      const header = decodeUnitHeader(blob.readSync({ offset: 0, length: UNIT_HEADER_BYTES }), what)
-      if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) continue
-      const t = decodeUnitTrailer(blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, what)
-      const table = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, what)
-      const e = table.entries[0]!
-      const comp = blob.readSync({ offset: table.offsets[0]!, length: table.offsets[1]! - table.offsets[0]! })
-      const raw = Buffer.allocUnsafe(e.rawBytes)
-      if (dec.decompressInto(raw, comp) !== e.rawBytes) continue
-      const blocks = e.rawBytes / BLOCK_BYTES
-      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-      for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
-        hashBlocks(alg, raw, 0, blocks, hashes, 0)
-        if (frameCheck(alg, hashes).equals(e.check)) return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }
+    const geometry = { [m.id]: { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) } }
+    for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
+      // frame 0 read with its frame check compared under `alg`: only the right one passes
+      const reader = new BlockReader({ store, source: plainSource(geometry), hashAlg: alg, fullCheck: true, maxOpenUnits: 1 })
+      try {
+        reader.readSync(reader.file([{ fileBlock: 0, count: 1, gen: m.id, streamBlock: 0 }], BLOCK_BYTES), Buffer.allocUnsafe(BLOCK_BYTES), BLOCK_BYTES, 0)
+        return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }
+      } catch {
+        // the other algorithm, or a damaged unit: try an older generation
+      } finally {
+        void reader.close()
       }
-    } catch {
-      // a damaged unit: try an older generation
-    } finally {
-      blob?.closeSync()
     }
   }
   return { config, from: null }

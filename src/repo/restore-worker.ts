@@ -2,11 +2,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import * as native from '../native/index.js'
 import { DirFds, K, renameOver, safeResolve, setidSafeMode, tmpName, why } from './restore-fs.js'
-import { FrameDecompressor } from '../codec/zstd.js'
-import { BLOCK_BYTES } from '../codec/hash.js'
-import { FormatError } from '../format/errors.js'
-import { UnitFile } from './unitfile.js'
-import type { WorkerReply, WorkerRequest } from './worker.js'
+import type { Extent } from '../format/maps.js'
+import { specReader } from '../blocks/spec.js'
+import type { BlockReader } from '../blocks/reader.js'
+import type { WorkerReply, WorkerRequest } from './workers/protocol.js'
 
 /** One regular file for a restore worker to create, fill and finish. */
 export interface RestoreFile {
@@ -32,8 +31,8 @@ export interface RestoreFile {
 
 export interface RestoreJob {
   files: RestoreFile[]
-  /** gen id → { unit file path prefix info } */
-  gens: Record<number, { dir: string; unitBlocks: number; frameBlocks: number; units: Array<{ rawBlocks: number }> }>
+  /** The ReaderSpec (sent to every worker before the jobs) whose reader reads the data. */
+  specId: string
   /**
    * An fd of the directory every `dir` is relative to, opened by the main thread: worker
    * threads share the process's fd table. Never closed here.
@@ -58,46 +57,11 @@ export interface RestoreJobResult {
   setidDropped: number
 }
 
-const dec = new FrameDecompressor()
-const units = new Map<string, UnitFile>()
-let frameKey = ''
-let frameBuf = Buffer.allocUnsafe(0)
-let frameData: Buffer = Buffer.allocUnsafe(0)
-
-function unitFile(job: RestoreJob, gen: number, unit: number): UnitFile {
-  const key = `${gen}:${unit}`
-  let u = units.get(key)
-  if (!u) {
-    const g = job.gens[gen]
-    if (!g || !g.units[unit]) throw new FormatError('BAD_VALUE', `gen${gen} has no unit ${unit}`)
-    if (units.size > 64) {
-      for (const v of units.values()) v.close()
-      units.clear()
-    }
-    u = UnitFile.open(`${g.dir}/unit-${String(unit).padStart(8, '0')}`, { genId: gen, unitIndex: unit, rawBlocks: g.units[unit]!.rawBlocks, frameBlocks: g.frameBlocks })
-    units.set(key, u)
-  }
-  return u
-}
-
-/** Returns the decompressed frame holding stream block `sb` of `gen` and the block's offset in it. */
-function frameFor(job: RestoreJob, gen: number, sb: number): { data: Buffer; offset: number; blocksLeft: number } {
-  const g = job.gens[gen]!
-  const unit = Math.floor(sb / g.unitBlocks)
-  const inUnit = sb - unit * g.unitBlocks
-  const frame = Math.floor(inUnit / g.frameBlocks)
-  const key = `${gen}:${unit}:${frame}`
-  const u = unitFile(job, gen, unit)
-  if (key !== frameKey) {
-    const raw = u.table.entries[frame]?.rawBytes
-    if (raw === undefined) throw new FormatError('BAD_VALUE', `gen${gen}: stream block ${sb} is past the end of unit ${unit}`)
-    if (frameBuf.length < raw) frameBuf = Buffer.allocUnsafe(Math.max(raw, g.frameBlocks * BLOCK_BYTES))
-    frameKey = ''
-    frameData = u.readFrame(frame, frameBuf, dec)
-    frameKey = key
-  }
-  const blockInFrame = inUnit - frame * g.frameBlocks
-  return { data: frameData, offset: blockInFrame * BLOCK_BYTES, blocksLeft: frameData.length / BLOCK_BYTES - blockInFrame }
+/** A file's flattened extents as the block reader takes them. */
+function extentsOf(flat: number[]): Extent[] {
+  const out: Extent[] = new Array(flat.length / 4)
+  for (let i = 0, k = 0; i < flat.length; i += 4, k++) out[k] = { fileBlock: flat[i]!, count: flat[i + 1]!, gen: flat[i + 2]!, streamBlock: flat[i + 3]! }
+  return out
 }
 
 const EEXIST = os.constants.errno.EEXIST
@@ -118,7 +82,7 @@ function display(job: RestoreJob, f: RestoreFile): string {
  * link or fifo that was there). Metadata errors are reported and keep the file; a data
  * error removes what was written (and leaves an entry that was replaced as it was).
  */
-function restoreOne(job: RestoreJob, f: RestoreFile, dirs: DirFds, result: RestoreJobResult): number {
+function restoreOne(job: RestoreJob, reader: BlockReader, f: RestoreFile, dirs: DirFds, result: RestoreJobResult): number {
   const k = K()
   const name = Buffer.from(f.name, 'latin1')
   const dirFd = dirs.get(f.dir)
@@ -138,26 +102,15 @@ function restoreOne(job: RestoreJob, f: RestoreFile, dirs: DirFds, result: Resto
   const meta: string[] = []
   try {
     let end = 0
-    const ex = f.extents
-    for (let i = 0; i < ex.length; i += 4) {
-      let fb = ex[i]!
-      let left = ex[i + 1]!
-      const gen = ex[i + 2]!
-      let sb = ex[i + 3]!
-      while (left > 0) {
-        const fr = frameFor(job, gen, sb)
-        const n = Math.min(left, fr.blocksLeft)
-        const pos = fb * BLOCK_BYTES
-        const len = Math.min(n * BLOCK_BYTES, f.sizeBytes - pos)
-        if (len <= 0) break
+    if (f.extents.length) {
+      // frame views straight to the file (no copy); holes are skipped and stay holes
+      reader.visitSync(reader.file(extentsOf(f.extents), f.sizeBytes), 0, f.sizeBytes, (p) => {
+        if (!p.data) return
         let off = 0
-        while (off < len) off += fs.writeSync(fd, fr.data, fr.offset + off, len - off, pos + off)
-        written += len
-        end = pos + len
-        fb += n
-        sb += n
-        left -= n
-      }
+        while (off < p.bytes) off += fs.writeSync(fd, p.data, p.offset + off, p.bytes - off, p.filePos + off)
+        written += p.bytes
+        end = p.filePos + p.bytes
+      })
     }
     if (end < f.sizeBytes) fs.ftruncateSync(fd, f.sizeBytes)
     // Owner before mode (chown clears setuid bits), xattrs after both (chown also clears
@@ -206,11 +159,12 @@ function restoreOne(job: RestoreJob, f: RestoreFile, dirs: DirFds, result: Resto
 export function restoreFiles(req: WorkerRequest): WorkerReply {
   const job = req.job as RestoreJob
   const result: RestoreJobResult = { bytes: 0, errors: [], failed: [], setidDropped: 0 }
+  const reader = specReader(job.specId)
   const dirs = new DirFds(job.baseFd, 4)
   try {
     for (const f of job.files) {
       try {
-        result.bytes += restoreOne(job, f, dirs, result)
+        result.bytes += restoreOne(job, reader, f, dirs, result)
       } catch (err) {
         result.failed.push(f.index)
         result.errors.push(`${display(job, f)}: ${why(err)}`)

@@ -4,8 +4,9 @@ import path from 'node:path'
 import * as native from '../native/index.js'
 import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catalog.js'
 import type { Manifest } from '../format/manifest.js'
-import { Repository, keys } from './repository.js'
+import { Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
+import { WorkerReaders } from './readers.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { subtree } from './tree.js'
@@ -242,17 +243,12 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
 
     // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
     const resolver = new ObjectResolver(repo)
-    const gens: RestoreJob['gens'] = {}
-    const genInfo = (g: number): void => {
-      if (gens[g]) return
-      const m = repo.manifest(g)
-      gens[g] = { dir: repo.store.path(keys.genDir(g)), unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, units: m.units.map((u) => ({ rawBlocks: u.rawBlocks })) }
-    }
     const failedFiles = new Set<number>()
     let bytes = 0
     let filesDone = 0
     try {
       const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+      const readers = new WorkerReaders(repo, pool)
       try {
         const jobs: RestoreFile[][] = [[]]
         let jobBytes = 0
@@ -263,7 +259,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
           if (d.objGen) {
             try {
               for (const x of resolver.resolve(d.objGen, d.objIndex)) {
-                genInfo(x.gen)
+                readers.add(x.gen)
                 flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
               }
             } catch (err) {
@@ -288,6 +284,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
             jobBytes = 0
           }
         }
+        await readers.start()
         let next = 0
         let interrupted = false
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
@@ -300,7 +297,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
             }
             const files = jobs[next++]!
             if (!files.length) continue
-            const job: RestoreJob = { files, gens, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
+            const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
             const reply = await pool.run({ op: 'restoreFiles', job })
             const r = reply.result as RestoreJobResult
             bytes += r.bytes
@@ -314,6 +311,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
         await Promise.all(Array.from({ length: pool.size * 2 }, runner))
         if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
       } finally {
+        await readers.close()
         await pool.close()
       }
     } catch (err) {

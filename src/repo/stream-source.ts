@@ -1,5 +1,7 @@
 import type { GenGeometry, StreamSource } from '../blocks/source.js'
 import { BlockReader, type ReaderOptions } from '../blocks/reader.js'
+import type { Claimer } from '../blocks/extents.js'
+import type { Store } from '../store/store.js'
 import type { Repository } from './repository.js'
 
 /**
@@ -25,7 +27,31 @@ export function repoStreamSource(repo: Repository): StreamSource {
   }
 }
 
-/** A BlockReader over a repository's store (the Store face of its directory). */
+/** What the readers of a repository read through, when the composition root says so (repo/test-hooks.ts). */
+export interface ReadLayers {
+  /** The store unit blobs are read from, instead of the repository's own (e.g. a FaultyStore over it). */
+  data?: Store
+  /** Layers that serve ranges of objects themselves (deferred extents). */
+  claimers?: Claimer[]
+}
+
+const layers = new WeakMap<Repository, ReadLayers>()
+
+/** Makes every reader of `repo` made from now on read through `l`. */
+export function setReadLayers(repo: Repository, l: ReadLayers): void {
+  layers.set(repo, l)
+}
+
+/**
+ * The store a repository's stored data (units) is read from.
+ * TODO(issue 12, with Repository over { meta, data }): repo.data.
+ */
+export function dataStoreOf(repo: Repository): Store {
+  return layers.get(repo)?.data ?? repo.store
+}
+
+/** A BlockReader over a repository's data store, with the claimers installed for it. */
 export function repoBlockReader(repo: Repository, opts: Omit<ReaderOptions, 'store' | 'source' | 'hashAlg'> = {}): BlockReader {
-  return new BlockReader({ ...opts, store: repo.store.blobs, source: repoStreamSource(repo), hashAlg: repo.config.hashAlg })
+  const claimers = layers.get(repo)?.claimers
+  return new BlockReader({ ...(claimers ? { claimers } : {}), ...opts, store: dataStoreOf(repo), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg })
 }

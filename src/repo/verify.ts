@@ -6,8 +6,10 @@ import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catal
 import type { Manifest } from '../format/manifest.js'
 import { keys, Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
-import { UnitFile } from './unitfile.js'
-import { ObjectReader } from './reader.js'
+import { WorkerReaders } from './readers.js'
+import { dataStoreOf } from './stream-source.js'
+import type { ScanUnitReply, ScanUnitRequest } from './verify-worker.js'
+import { CommandReader } from './read.js'
 import { BfsError } from './errors.js'
 import { checkGroups } from './groups.js'
 import { closeDeviceReader, openDeviceForRead, type DeviceReader } from './device.js'
@@ -41,7 +43,7 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
   }
   const cfg = repo.checkConfig()
   if (cfg.problem) problem(cfg.problem)
-  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.path(keys.config)} ${repo.store.path(keys.configCopy)})`)
+  if (cfg.copyProblem) problem(`${cfg.copyProblem} (repair: cp ${repo.store.where(keys.config)} ${repo.store.where(keys.configCopy)})`)
   if (opts.all) for (const p of checkGroups(repo)) problem(p)
   const damaged = new Map(repo.damagedGenerations().map((d) => [d.id, d]))
   const readable = repo.readableIds()
@@ -139,42 +141,41 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
   if (opts.all) for (const id of damaged.keys()) reportDamaged(id)
 
   const pool = new WorkerPool(os.availableParallelism())
+  const readers = new WorkerReaders(repo, pool)
   let units = 0
   let frames = 0
   let rawBytes = 0
   try {
+    const todo: Manifest[] = []
+    for (const g of [...needGens].sort((a, b) => a - b)) {
+      try {
+        todo.push(repo.manifest(g))
+        readers.add(g)
+      } catch {
+        continue
+      }
+    }
+    // Workers open, validate and read the units themselves (each within its share of the
+    // open-unit budget); the main thread only schedules (gen, unit).
+    if (todo.some((m) => m.units.length)) await readers.start()
     // In-flight unit checks; each removes itself when done. (An earlier version spliced an
     // array by indexOf from every race: a second splice of a finished task removed the
     // last, still running one, and the pool was closed under it.)
     const tasks = new Set<Promise<void>>()
-    for (const g of [...needGens].sort((a, b) => a - b)) {
-      let m: Manifest
-      try {
-        m = repo.manifest(g)
-      } catch {
-        continue
-      }
+    for (const m of todo) {
       for (const u of m.units) {
-        const p = repo.store.path(keys.unit(g, u.index))
-        let uf: UnitFile
-        try {
-          uf = UnitFile.open(p, { genId: g, unitIndex: u.index, rawBlocks: u.rawBlocks, frameBlocks: m.frameBlocks })
-          if (fs.statSync(p).size !== u.bytes) problem(`${p}: size does not match the manifest`)
-        } catch (err) {
-          problem((err as NodeJS.ErrnoException).code === 'ENOENT' ? `${p}: missing` : msg(err))
-          continue
-        }
-        const t = uf.table
-        uf.close()
-        units++
-        frames += t.entries.length
-        const checks = Buffer.concat(t.entries.map((e) => e.check))
+        const where = dataStoreOf(repo).where(keys.unit(m.id, u.index))
+        const req: Omit<ScanUnitRequest, 'id'> = { op: 'scanUnit', specId: readers.spec.id, gen: m.id, unit: u.index }
         const task: Promise<void> = pool
-          .run({ op: 'readFrames', hashAlg: repo.config.hashAlg, path: p, offsets: t.offsets.slice(0, -1), compBytes: t.entries.map((e) => e.compBytes), rawBytes: t.entries.map((e) => e.rawBytes), checks: checks.buffer.slice(checks.byteOffset, checks.byteOffset + checks.length) as ArrayBuffer })
+          .run<ScanUnitReply>(req)
           .then((r) => {
-            for (const b of r.bad ?? []) problem(`${p}: frame ${b.frame}: ${b.reason}`)
-            rawBytes += t.entries.reduce((a, e) => a + e.rawBytes, 0)
-          }, (err) => problem(`${p}: ${msg(err)}`))
+            if (!r.scan) return problem(r.missing ? `${where}: missing` : r.failed!)
+            if (r.scan.sizeBytes !== u.bytes) problem(`${where}: size does not match the manifest`)
+            units++
+            frames += r.scan.frames
+            rawBytes += r.scan.rawBytes
+            for (const b of r.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
+          }, (err) => problem(`${where}: ${msg(err)}`))
           .finally(() => tasks.delete(task))
         tasks.add(task)
         if (tasks.size >= pool.size * 2) await Promise.race(tasks)
@@ -182,6 +183,7 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
     }
     await Promise.all(tasks)
   } finally {
+    await readers.close()
     await pool.close()
   }
   return { problems, units, frames, rawBytes }
@@ -196,7 +198,7 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
   const root = path.resolve(dir)
   if (!fs.existsSync(root)) throw new BfsError('BAD_INPUT', `${root} does not exist`)
   const entries = repo.catalog(man.id)
-  const reader = new ObjectReader(repo)
+  const reader = new CommandReader(repo)
   if (man.kind === 'volume') {
     // A volume: compare the image's bytes with a live image file or device.
     const img = entries[1]!
@@ -287,8 +289,8 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
   return diffs
 }
 
-function contentEqual(reader: ObjectReader, e: Entry, live: Buffer, device = false): boolean {
-  const extents = e.objGen ? reader.resolver.resolve(e.objGen, e.objIndex) : []
+function contentEqual(reader: CommandReader, e: Entry, live: Buffer, device = false): boolean {
+  const f = reader.open(e.objGen, e.objIndex, e.size)
   let dr: DeviceReader
   try {
     // a device is read as a backup reads it: what is on it, not its (maybe stale) page cache
@@ -300,15 +302,16 @@ function contentEqual(reader: ObjectReader, e: Entry, live: Buffer, device = fal
   try {
     const CH = 1 << 20
     const buf = dr.direct ? native.alignedBuffer(CH) : Buffer.allocUnsafe(CH)
+    const want = Buffer.allocUnsafe(CH)
     for (let pos = 0; pos < e.size; pos += CH) {
-      const want = reader.read(extents, e.size, pos, CH)
+      const len = reader.reader.readSync(f, want, CH, pos)
       let got = 0
-      while (got < want.length) {
-        const n = fs.readSync(fd, buf, got, want.length - got, pos + got)
+      while (got < len) {
+        const n = fs.readSync(fd, buf, got, len - got, pos + got)
         if (n === 0) return false
         got += n
       }
-      if (!buf.subarray(0, got).equals(want)) return false
+      if (!buf.subarray(0, got).equals(want.subarray(0, len))) return false
     }
     return true
   } finally {

@@ -1,39 +1,40 @@
 import fs from 'node:fs'
 import { parentPort } from 'node:worker_threads'
-import { FrameCompressor, FrameDecompressor } from '../codec/zstd.js'
+import { FrameCompressor } from '../codec/zstd.js'
 import { encodeSeekTableAndTrailer, encodeUnitHeader, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
-import { restoreFiles } from './restore-worker.js'
+import type { ReaderSpec } from '../blocks/spec.js'
+import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
 import { openSource } from './source.js'
 
 /**
- * Worker thread: compresses units into frames (hashing every block) and decompresses
- * frames for restore and verify. Keeps its zstd contexts for its whole life.
+ * Worker thread: compresses units into frames (hashing every block); restore and verify
+ * jobs read through the thread's block readers (built from ReaderSpecs). Keeps its zstd
+ * contexts for its whole life.
  */
-export interface WorkerRequest {
-  id: number
-  op: 'compress' | 'readFrames' | 'restoreFiles'
-  // compress: the unit, in shared memory (not copied, not transferred)
-  raw?: SharedArrayBuffer
-  rawBlocks?: number
-  frameBlocks?: number
-  level?: number
-  hashAlg?: HashAlg
-  /** compress: write the unit file here (a new temporary file; the caller fsyncs and renames it). */
-  outPath?: string
-  genId?: number
-  unitIndex?: number
-  // readFrames: decompress and check frames of one unit file
-  path?: string
-  offsets?: number[]
-  compBytes?: number[]
-  checks?: ArrayBuffer
-  rawBytes?: number[]
-  // restoreFiles
-  job?: unknown
-  /** compress: file ranges to read into the unit first (the main thread only plans them). */
+
+/** compress: one unit in shared memory (not copied, not transferred), written by the worker to a temporary file. */
+export interface CompressRequest extends WorkerRequest {
+  op: 'compress'
+  raw: SharedArrayBuffer
+  rawBlocks: number
+  frameBlocks: number
+  level: number
+  hashAlg: HashAlg
+  /** Write the unit file here (a new temporary file; the caller fsyncs and renames it). */
+  outPath: string
+  genId: number
+  unitIndex: number
+  /** File ranges to read into the unit first (the main thread only plans them). */
   reads?: PlannedRead[]
+}
+
+export interface CompressReply extends WorkerReply {
+  /** Bytes written to outPath. */
+  fileBytes: number
+  hashes: ArrayBuffer
+  readResults?: ReadResult[]
 }
 
 /** A range of a source file that goes to unitOffsetBytes of a unit. */
@@ -63,29 +64,11 @@ export interface ReadResult {
   after?: [number, number, number, number, number]
 }
 
-export interface WorkerReply {
-  id: number
-  error?: string
-  errorCode?: string
-  /** The failed system call, when the error is an fs error. */
-  errorSyscall?: string
-  /** compress: bytes written to outPath */
-  fileBytes?: number
-  readResults?: ReadResult[]
-  hashes?: ArrayBuffer
-  /** readFrames: indices of frames whose check failed, with reasons */
-  bad?: Array<{ frame: number; reason: string }>
-  data?: ArrayBuffer
-  result?: unknown
-}
-
 const compressors = new Map<number, FrameCompressor>()
 /** Reused output buffer: one frame's worst-case compressed size. */
 let compressOut = Buffer.allocUnsafe(0)
 /** Reused, growing buffer for a unit's compressed frames (only the used part is copied out). */
 let unitOut = Buffer.allocUnsafe(4 << 20)
-const decompressor = new FrameDecompressor()
-
 
 /** Reads the planned ranges into the unit; failures leave zeros and are reported. */
 function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
@@ -130,13 +113,14 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
   return results
 }
 
-function compress(req: WorkerRequest): WorkerReply {
-  const raw = Buffer.from(req.raw!)
+function compress(r: WorkerRequest): CompressReply {
+  const req = r as CompressRequest
+  const raw = Buffer.from(req.raw)
   const readResults = req.reads?.length ? readPlanned(raw, req.reads) : undefined
-  const rawBlocks = req.rawBlocks!
-  const frameBlocks = req.frameBlocks!
-  let c = compressors.get(req.level!)
-  if (!c) compressors.set(req.level!, (c = new FrameCompressor(req.level!)))
+  const rawBlocks = req.rawBlocks
+  const frameBlocks = req.frameBlocks
+  let c = compressors.get(req.level)
+  if (!c) compressors.set(req.level, (c = new FrameCompressor(req.level)))
   const frames = Math.ceil(rawBlocks / frameBlocks)
   const hashes = Buffer.allocUnsafe(rawBlocks * HASH_BYTES)
   const checks = Buffer.allocUnsafe(frames * HASH_BYTES)
@@ -150,8 +134,8 @@ function compress(req: WorkerRequest): WorkerReply {
   for (let f = 0; f < frames; f++) {
     const b0 = f * frameBlocks
     const nb = Math.min(frameBlocks, rawBlocks - b0)
-    hashBlocks(req.hashAlg!, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
-    frameCheck(req.hashAlg!, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
+    hashBlocks(req.hashAlg, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
+    frameCheck(req.hashAlg, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
     const n = c.compressInto(compressOut, raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
     if (pos + n > out.length) {
       const grown = Buffer.allocUnsafe(Math.max(pos + n, Math.floor(out.length * 1.5)))
@@ -162,7 +146,7 @@ function compress(req: WorkerRequest): WorkerReply {
     frameSizes.push(n)
     pos += n
   }
-  const header = encodeUnitHeader({ genId: req.genId!, unitIndex: req.unitIndex!, rawBlocks, frameBlocks, frameCount: frames })
+  const header = encodeUnitHeader({ genId: req.genId, unitIndex: req.unitIndex, rawBlocks, frameBlocks, frameCount: frames })
   const entries: SeekEntry[] = frameSizes.map((compBytes, f) => ({
     compBytes,
     rawBytes: Math.min(frameBlocks, rawBlocks - f * frameBlocks) * BLOCK_BYTES,
@@ -171,7 +155,7 @@ function compress(req: WorkerRequest): WorkerReply {
   const tail = encodeSeekTableAndTrailer(entries, UNIT_HEADER_BYTES + pos)
   // The worker writes the file itself: the compressed unit never crosses to the main
   // thread (no multi-MiB transfer per unit left for the main thread's GC to free).
-  const fd = fs.openSync(req.outPath!, 'wx', 0o644)
+  const fd = fs.openSync(req.outPath, 'wx', 0o644)
   try {
     writeAll(fd, header)
     writeAll(fd, out.subarray(0, pos))
@@ -193,42 +177,25 @@ function toAB(b: Buffer): ArrayBuffer {
   return ab
 }
 
-/** Decompresses the listed frames of a unit file and checks each against its frame check. */
-function readFrames(req: WorkerRequest): WorkerReply {
-  const fd = fs.openSync(req.path!, 'r')
-  const bad: Array<{ frame: number; reason: string }> = []
-  const checks = Buffer.from(req.checks!)
-  try {
-    let scratch = Buffer.allocUnsafe(0)
-    for (let i = 0; i < req.offsets!.length; i++) {
-      const comp = Buffer.allocUnsafe(req.compBytes![i]!)
-      const got = fs.readSync(fd, comp, 0, comp.length, req.offsets![i]!)
-      const rawBytes = req.rawBytes![i]!
-      const dst = scratch.length >= rawBytes ? scratch.subarray(0, rawBytes) : (scratch = Buffer.allocUnsafe(rawBytes))
-      if (got !== comp.length) {
-        bad.push({ frame: i, reason: 'truncated' })
-        continue
-      }
-      try {
-        const n = decompressor.decompressInto(dst, comp)
-        if (n !== rawBytes) throw new Error(`${n} bytes instead of ${rawBytes}`)
-      } catch (err) {
-        bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
-        continue
-      }
-      const blocks = rawBytes / BLOCK_BYTES
-      const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-      hashBlocks(req.hashAlg!, dst, 0, blocks, hashes, 0)
-      if (!frameCheck(req.hashAlg!, hashes).equals(checks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES))) bad.push({ frame: i, reason: 'checksum mismatch' })
-    }
-  } finally {
-    fs.closeSync(fd)
-  }
-  return { id: req.id, bad }
+/*
+ * The reading jobs' modules (the block reader, the stores, restore's file creation) load on
+ * a thread's first such job: backup's compress workers never load them.
+ */
+const handlers: Record<string, Handler> = {
+  compress,
+  restoreFiles: async (req) => (await import('./restore-worker.js')).restoreFiles(req),
+  scanUnit: async (req) => (await import('./verify-worker.js')).scanUnit(req),
+  /** Builds this thread's reader for a spec (sent to every worker before the jobs that name it). */
+  readerSpec: async (req) => {
+    ;(await import('../blocks/spec.js')).readerFromSpec(req.spec as ReaderSpec)
+    return { id: req.id }
+  },
+  /** Closes this thread's reader for a spec (its units' descriptors belong to the process). */
+  closeReader: async (req) => {
+    await (await import('../blocks/spec.js')).closeSpecReader(req.specId as string)
+    return { id: req.id }
+  },
 }
-
-type Handler = (req: WorkerRequest) => WorkerReply | Promise<WorkerReply>
-const handlers: Record<string, Handler> = { compress, readFrames, restoreFiles }
 
 if (parentPort) {
   const port = parentPort

@@ -127,23 +127,6 @@ export class DiskStore implements Store {
   }
 
   /**
-   * @deprecated This store itself: the name callers used while the old path-based class
-   * and this one were two (repo.store.blobs). Goes once no caller is left.
-   */
-  get blobs(): DiskStore {
-    return this
-  }
-
-  /**
-   * @deprecated The file of a key, for the readers that still open unit files by path
-   * (repo/reader.ts, restore.ts, verify.ts, vfs/frames.ts) until they read through the
-   * block reader. Nothing else may use it (scripts/layers.mjs checkPaths).
-   */
-  path(key: string): string {
-    return path.join(this.root, key)
-  }
-
-  /**
    * @deprecated A fresh temporary name next to `key`, for the compression workers that
    * write a unit another thread commits with commitTmp (repo/commit/stream.ts, worker.ts's
    * outPath). Goes when they use stage / writeStagedSync / commitStaged.
@@ -436,13 +419,6 @@ export class DiskStore implements Store {
   }
 }
 
-/**
- * @deprecated The name DiskStore had while an older, path-based DiskStore existed; kept for
- * callers on branches made before the rename.
- */
-export const DiskBlobStore = DiskStore
-/** @deprecated See the value DiskBlobStore. */
-export type DiskBlobStore = DiskStore
 
 /** The synchronous face of a DiskStore (same files, same rules). */
 class DiskSyncFace implements SyncStore {

@@ -3,8 +3,13 @@ import type { Extent, MapObject, MapsIndex } from '../format/maps.js'
 import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from '../repo/repository.js'
-import { ObjectResolver, dataBlocks, firstExtentEndingAfter, type MapSource } from '../repo/resolve.js'
-import { FrameCache, MAX_NATIVE_UNITS, type NativeReads } from './frames.js'
+import { ObjectResolver, type MapSource } from '../repo/resolve.js'
+import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
+import type { NativeSink } from '../blocks/native.js'
+import { repoBlockReader } from '../repo/stream-source.js'
+
+/** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
+export type NativeReads = NativeSink
 
 /** An error a filesystem operation answers with (an errno name). */
 export class VfsError extends Error {
@@ -59,9 +64,6 @@ function splitTime(iso: string): [number, number] {
   const ms = Date.parse(iso)
   return [Math.floor(ms / 1000), (ms % 1000) * 1e6]
 }
-
-/** How far ahead a sequential reader is prefetched by default. */
-const READAHEAD_BYTES = 1 << 20
 
 /** Resolved extent lists a view remembers (then it starts over): bounds the mount's memory. */
 const RESOLVED_MEMO = 8192
@@ -174,14 +176,11 @@ export class GenView {
   }
 }
 
-/** An open regular file: its resolved extents, kept for the life of the handle. */
+/** An open regular file: the reader's open object (its resolved extents), kept for the life of the handle. */
 interface Handle {
   view: GenView
   index: number
-  extents: Extent[]
-  size: number
-  /** Where the last read ended: a read starting here is sequential and triggers readahead. */
-  nextPos: number
+  file: OpenFile
 }
 
 export interface VfsOptions {
@@ -208,13 +207,13 @@ export interface VfsOptions {
  * or all of them (gen1/ … genN/, latest, by-date/<time>), picking up new generations.
  */
 export class Vfs {
-  readonly frames: FrameCache
+  /** The block reader the mount reads through (asynchronous entry points only: a mount never blocks its event loop). */
+  readonly reader: AsyncBlockReader
   private readonly views = new Map<number, GenView>()
   private gens: Manifest[] = []
   private lastRefresh = 0
   private readonly handles = new Map<number, Handle>()
   private nextHandle = 0
-  private readonly readahead: number | undefined
   private readonly now: () => number
   private readonly maps: LazyMaps
 
@@ -223,9 +222,8 @@ export class Vfs {
     private readonly opts: VfsOptions = {},
   ) {
     const cacheBytes = opts.cacheBytes ?? 16 << 20
-    this.frames = new FrameCache(repo, opts.nativeReads ? 1 << 20 : cacheBytes, opts.maxOpenUnits)
+    this.reader = repoBlockReader(repo, { cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes, maxOpenUnits: opts.maxOpenUnits, readaheadFrames: opts.readaheadFrames })
     this.maps = new LazyMaps(repo)
-    this.readahead = opts.readaheadFrames
     this.now = opts.now ?? Date.now
     this.refresh(true)
     if (opts.generation !== undefined) this.view(opts.generation)
@@ -246,7 +244,7 @@ export class Vfs {
       this.views.set(id, v)
       // Only a single-generation mount warms: on the whole-repository mount `ls /` makes
       // a view of every generation, and warming them all would hold every unit open.
-      if (this.warming && this.opts.generation === id) this.frames.warm(id)
+      if (this.warming && this.opts.generation === id) this.reader.warm(id)
     }
     return v
   }
@@ -366,12 +364,13 @@ export class Vfs {
     if (t === EntryType.Dir) throw new VfsError('EISDIR')
     if (t !== EntryType.File) throw new VfsError('ENOTSUP')
     const h = this.newHandle()
-    const handle: Handle = { view: n.view, index: n.index, extents: n.view.extents(n.index), size: n.view.entry(n.view.leader(n.index)).size, nextPos: -1 }
+    const d = n.view.entry(n.view.leader(n.index))
+    const handle: Handle = { view: n.view, index: n.index, file: this.reader.file(n.view.extents(n.index), d.size, d.objGen ? { gen: d.objGen, index: d.objIndex } : undefined) }
     this.handles.set(h, handle)
     if (this.native) {
       try {
-        const x = this.nativeExtents(handle.extents)
-        if (x) this.native.file(h, handle.size, x)
+        const x = this.reader.nativeExtents(handle.file)
+        if (x) this.native.file(h, handle.file.sizeBytes, x)
       } catch {
         // refused, no memory, or a manifest that cannot be read: this handle is read in
         // JavaScript, whose reads report what is wrong
@@ -391,36 +390,6 @@ export class Vfs {
     return this.nextHandle
   }
 
-  /**
-   * A handle's extents for the native read path, split at unit boundaries: [file offset,
-   * length, unit id, offset in the unit] each. Units not open yet start opening; until they
-   * are, the native path hands their reads back to read().
-   */
-  private nativeExtents(x: Extent[]): Float64Array | null {
-    const out: number[] = []
-    let opening = 0
-    for (const e of x) {
-      const m = this.repo.manifest(e.gen)
-      let fb = e.fileBlock
-      let sb = e.streamBlock
-      let left = e.count
-      while (left > 0) {
-        const unit = Math.floor(sb / m.unitBlocks)
-        const inUnit = sb - unit * m.unitBlocks
-        const n = Math.min(left, m.unitBlocks - inUnit)
-        const id = this.frames.unitId(e.gen, unit)
-        if (id >= MAX_NATIVE_UNITS) return null
-        out.push(fb * BLOCK_BYTES, n * BLOCK_BYTES, id, inUnit * BLOCK_BYTES)
-        // a huge file opens its first units now and the rest when first read (one fd each)
-        if (opening < EAGER_UNITS && this.frames.ensureUnit(e.gen, unit)) opening++
-        fb += n
-        sb += n
-        left -= n
-      }
-    }
-    return new Float64Array(out)
-  }
-
   release(handle: number): void {
     this.handles.delete(handle)
     this.native?.release(handle)
@@ -431,7 +400,7 @@ export class Vfs {
   /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
   attachNative(n: NativeReads): void {
     this.native = n
-    this.frames.attachNative(n)
+    this.reader.attachNative(n)
   }
 
   /**
@@ -441,67 +410,34 @@ export class Vfs {
   async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handles.get(handle)
     if (!h) throw new VfsError('EBADF')
-    const end = Math.min(h.size, pos + len)
-    if (end <= pos) return 0
-    const sequential = pos === h.nextPos
-    h.nextPos = end
-    const x = h.extents
-    const lo = firstExtentEndingAfter(x, Math.floor(pos / BLOCK_BYTES))
-    let p = pos
-    let lastFrame: { gen: number; unit: number; frame: number } | null = null
-    for (let i = lo; p < end; i++) {
-      const ext = x[i]
-      const extStart = ext ? ext.fileBlock * BLOCK_BYTES : end
-      if (p < extStart) {
-        // a hole up to the next extent (or to the end)
-        const z = Math.min(end, extStart)
-        dst.fill(0, p - pos, z - pos)
-        p = z
-        if (!ext) break
-      }
-      const extEnd = Math.min(end, (ext.fileBlock + ext.count) * BLOCK_BYTES)
-      while (p < extEnd) {
-        const fb = Math.floor(p / BLOCK_BYTES)
-        const loc = this.frames.locate(ext.gen, ext.streamBlock + (fb - ext.fileBlock))
-        let frame: Buffer
-        try {
-          frame = await this.frames.get(ext.gen, loc.unit, loc.frame)
-        } catch (err) {
-          throw Object.assign(new VfsError('EIO'), { cause: err })
-        }
-        const inBlock = p - fb * BLOCK_BYTES
-        const from = loc.offset + inBlock
-        const n = Math.min(frame.length - from, extEnd - p)
-        frame.copy(dst, p - pos, from, from + n)
-        p += n
-        lastFrame = { gen: ext.gen, unit: loc.unit, frame: loc.frame }
-      }
+    try {
+      return await this.reader.read(h.file, dst, len, pos)
+    } catch (err) {
+      throw Object.assign(new VfsError('EIO'), { cause: err })
     }
-    if (sequential && lastFrame) {
-      const ahead = this.readahead ?? Math.max(1, Math.round(READAHEAD_BYTES / (this.repo.manifest(lastFrame.gen).frameBlocks * BLOCK_BYTES)))
-      for (let k = 1; k <= ahead; k++) this.frames.prefetch(lastFrame.gen, lastFrame.unit, lastFrame.frame + k)
-    }
-    return end - pos
+  }
+
+  /** The reader under its old name (cli/mount.ts's stats line reads frames.stats and frames.openUnitCount). */
+  get frames(): AsyncBlockReader {
+    return this.reader
   }
 
   /** From now on, load each viewed generation's seek tables in the background (call once mounted). */
   startWarming(): void {
     this.warming = true
-    if (this.opts.generation !== undefined && this.views.has(this.opts.generation)) this.frames.warm(this.opts.generation)
+    if (this.opts.generation !== undefined && this.views.has(this.opts.generation)) this.reader.warm(this.opts.generation)
   }
 
   private warming = false
 
   async close(): Promise<void> {
-    await this.frames.close()
+    await this.reader.close()
   }
 }
 
 /** The largest handle number (fuse-native passes them as int32). */
 const MAX_HANDLE = 0x7fffffff
 
-/** Units an open() starts opening for the native read path. */
-const EAGER_UNITS = 64
 
 /** by-date/ name of a generation: its ISO 8601 start time ('2026-11-22T04:28:01.123Z'), with '+genN' only if two generations share a millisecond. */
 export function dateName(m: Manifest, all: Manifest[]): string {

@@ -3,7 +3,7 @@ import type { UnitRef } from '../../format/manifest.js'
 import type { DiskStore } from '../../store/disk.js'
 import { keys } from '../repository.js'
 import type { WorkerPool } from '../pool.js'
-import type { PlannedRead, ReadResult } from '../worker.js'
+import type { CompressReply, CompressRequest, PlannedRead, ReadResult } from '../worker.js'
 import { BfsError } from '../errors.js'
 
 /**
@@ -144,14 +144,15 @@ export class StreamWriter {
   private async compressAndWrite(unitIndex: number, rawBlocks: number, buf: Buffer, reads: PlannedRead[]): Promise<void> {
     const key = keys.unit(this.genId, unitIndex)
     const tmp = this.store.tmpPath(key)
-    let reply
+    let reply: CompressReply
     try {
-      reply = await this.pool.run({ op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, outPath: tmp, genId: this.genId, unitIndex }, [], unitIndex)
+      const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, outPath: tmp, genId: this.genId, unitIndex }
+      reply = await this.pool.run<CompressReply>(req, [], unitIndex)
     } catch (err) {
       throw this.writeError(err, key)
     }
     if (reply.readResults) this.onReadResults?.(reply.readResults)
-    const hashes = Buffer.from(reply.hashes!)
+    const hashes = Buffer.from(reply.hashes)
     const need = (unitIndex * this.unitBlocks + rawBlocks) * HASH_BYTES
     if (need > this.hashes.length) {
       const grown = Buffer.alloc(Math.max(need, this.hashes.length * 2))
@@ -164,7 +165,7 @@ export class StreamWriter {
     } catch (err) {
       throw this.writeError(err, key)
     }
-    const bytes = reply.fileBytes!
+    const bytes = reply.fileBytes
     this.storedBytes += bytes
     this.units[unitIndex] = { index: unitIndex, bytes, rawBlocks }
   }
