@@ -12,7 +12,7 @@
  * `tiered.prefetch(unitsOfFile)` when a file whose units are on tape is opened, so that
  * concurrent readers give the scheduler enough to order (native-notes/tape.md bench (e)).
  */
-import path from 'node:path'
+import { keys } from '../format/layout.js'
 import { BufferCache, CacheBusy, CacheStore, TapeSource, type ColdSource } from '../store/cache.js'
 import type { Store } from '../store/store.js'
 import { TapeStore } from '../store/tape.js'
@@ -26,7 +26,7 @@ import { readTier, tapeToBfs } from './tiers.js'
 
 /** Where a repository's disk buffer cache lives: REPO/cache (see tape.md for why, and how to put it elsewhere). */
 export function cacheDir(repo: Repository): string {
-  return path.join(repo.dir, 'cache')
+  return repo.store.localDir(keys.cache)
 }
 
 export interface DataStoreOptions {

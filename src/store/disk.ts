@@ -126,29 +126,6 @@ export class DiskStore implements Store {
     this.sync = new DiskSyncFace(this)
   }
 
-  /**
-   * @deprecated A fresh temporary name next to `key`, for the compression workers that
-   * write a unit another thread commits with commitTmp (repo/commit/stream.ts, worker.ts's
-   * outPath). Goes when they use stage / writeStagedSync / commitStaged.
-   */
-  tmpPath(key: string): string {
-    return tempName(this.file(key))
-  }
-
-  /**
-   * @deprecated Makes a temporary file written (and closed) by another thread durable and
-   * gives it its final name; the caller flushes the listing. See tmpPath.
-   */
-  async commitTmp(tmp: string, key: string): Promise<void> {
-    const fh = await fs.promises.open(tmp, 'r')
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await fs.promises.rename(tmp, this.file(key))
-  }
-
   /** Makes an empty prefix (a directory) that lists before anything is put under it (a fresh repository's layout). */
   makePrefix(prefix: string): void {
     const d = this.file(prefix)
@@ -195,6 +172,15 @@ export class DiskStore implements Store {
 
   localRoots(): string[] {
     return [this.root]
+  }
+
+  /**
+   * The local directory at `prefix`, for a tier that keeps its own files next to this store's
+   * blobs and manages them itself (the disk buffer cache): the one way out of the store's keys
+   * to a path. Not made here.
+   */
+  localDir(prefix: string): string {
+    return this.file(prefix)
   }
 
   describe(): StoreDescription {
