@@ -115,6 +115,20 @@ describe('backup, list, cat, restore, verify', () => {
     expect(c.stdout).toBe('same\n')
   })
 
+  it('one compression worker given several units at once writes each of them intact (an image with --threads 1, so the spare buffer queues a second unit on it)', async () => {
+    // A worker once awaited its store between compressing a unit into its reused buffer and
+    // writing it: the next queued unit overwrote the buffer, and units were stored with
+    // another unit's frames (caught only by reading them back).
+    const r = await newRepo(path.join(work, 'repo-one-worker'))
+    const img = path.join(work, 'one-worker.img')
+    expect((await sh(`head -c 12000000 /dev/urandom > '${img}'`)).code).toBe(0)
+    const b = await bfs(['backup', '--volume', img, '--threads', '1', '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r })
+    expect(b.code, b.stderr).toBe(0)
+    expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(40)
+    expect((await bfs(['verify', 'gen1'], { repo: r })).code).toBe(0)
+    expect((await bfs(['cat', 'gen1'], { repo: r })).out.equals(fs.readFileSync(img))).toBe(true)
+  })
+
   it('restores a subtree and a single file, and refuses to overwrite', async () => {
     const dest = path.join(work, 'partial')
     expect((await bfs(['restore', 'latest:a', dest], { repo })).code).toBe(0)

@@ -117,6 +117,10 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
 
 async function compress(r: WorkerRequest): Promise<CompressReply> {
   const req = r as CompressRequest
+  // The only await, and before this thread's shared buffers (compressOut, unitOut) are
+  // touched: the pool may queue several units on one worker, and a compress that yielded
+  // after filling unitOut would have it overwritten by the next before writing it.
+  const store = stores.get(JSON.stringify(req.store)) ?? (await storeOf(req.store))
   const raw = Buffer.from(req.raw)
   const readResults = req.reads?.length ? readPlanned(raw, req.reads) : undefined
   const rawBlocks = req.rawBlocks
@@ -157,7 +161,6 @@ async function compress(r: WorkerRequest): Promise<CompressReply> {
   const tail = encodeSeekTableAndTrailer(entries, UNIT_HEADER_BYTES + pos)
   // The worker writes the file itself: the compressed unit never crosses to the main
   // thread (no multi-MiB transfer per unit left for the main thread's GC to free).
-  const store = await storeOf(req.store)
   if (!store.sync) throw new Error(`${store.where('')}: the compress workers need a store with a synchronous face`)
   const fileBytes = store.sync.writeStagedSync(req.staged, [header, out.subarray(0, pos), tail])
   return { id: req.id, fileBytes, hashes: toAB(hashes), readResults }
