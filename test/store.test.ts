@@ -146,8 +146,6 @@ describe('disk store specifics', () => {
     const host = (await import('node:os')).hostname()
     const esc = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
     expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
-    // the old face's tmpPath names the same way
-    expect(path.basename(s.tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // litter of a dead pid on this host (both name forms), another host's, an unparseable old one
     const dead = 2 ** 22 + 12345 // above pid_max: never alive
     const dir = s.where('gens/00000001')
