@@ -6,7 +6,7 @@
 #
 # OLD_BFS, NEW_BFS: paths of bin/bfs of two built trees (e.g. a scratch worktree of the
 #   base: git worktree add /work/wt/scratch-x BASE && make -C /work/wt/scratch-x build).
-# STEP: full | nochange | incremental | restore | mount — what bench/run.sh runs besides
+# STEP: full | nochange | incremental | restore | mount, or a comma list (restore,mount) — what bench/run.sh runs besides
 #   the full backup (which always runs: every other step reads its repository).
 # N: runs of each build, in the order A B B A A B … (default 5).
 # Env: BENCH_MODE quick|full (default quick), BENCH_CORPORA tree,img (default both),
@@ -22,7 +22,9 @@ OLD=$1 NEW=$2 STEP=$3 N=${4:-5}
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MODE=${BENCH_MODE:-quick}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/bfs-bench}
-case $STEP in full | nochange | incremental | restore | mount) ;; *) echo "ab.sh: STEP must be full, nochange, incremental, restore or mount" >&2; exit 64 ;; esac
+for s in ${STEP//,/ }; do
+  case $s in full | nochange | incremental | restore | mount) ;; *) echo "ab.sh: STEP must be full, nochange, incremental, restore or mount, or a comma list of them" >&2; exit 64 ;; esac
+done
 for b in "$OLD" "$NEW"; do [ -x "$b" ] || { echo "ab.sh: $b is not an executable bfs" >&2; exit 64; }; done
 OLD=$(readlink -f "$OLD") NEW=$(readlink -f "$NEW")
 OUTDIR=${AB_OUT:-$BENCH_DIR/ab-$(date +%Y%m%d-%H%M%S)}

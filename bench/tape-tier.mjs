@@ -22,7 +22,7 @@ export async function tierScenarios({ ROOT, BASE, m, p, log, h, seeds, only }) {
   const { lowerBound } = await d('tape/sim.js')
   const { encodeTapeFileHeader } = await d('tape/tapefile.js')
   const { rng } = await d('tape/rng.js')
-  const { DiskBlobStore } = await d('store/disk.js')
+  const { DiskStore } = await d('store/disk.js')
   const { BufferCache, CacheStore, TapeSource } = await d('store/cache.js')
   const { TapeStore } = await d('store/tape.js')
   const { TieredStore } = await d('store/tiered.js')
@@ -48,7 +48,7 @@ export async function tierScenarios({ ROOT, BASE, m, p, log, h, seeds, only }) {
     VirtualTapeLibrary.create(path.join(dir, 'vtl'), { model: m, cartridges: carts, drives: 1, clockScale: 0 })
     const lib = VirtualTapeLibrary.open(path.join(dir, 'vtl'))
     const drive = await lib.drive(0)
-    const hot = DiskBlobStore.create(path.join(dir, 'repo'))
+    const hot = DiskStore.create(path.join(dir, 'repo'))
     const catalog = new RepoTapeCatalog(hot)
     const random = rng(seed)
     const fileRecords = 1 + PER_FILE * SLOT + 1

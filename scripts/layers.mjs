@@ -118,15 +118,8 @@ const PATH_RULES = [
 
 /** Places outside src/store and src/format that build repository paths, present when the check was added; shrink only. */
 export const PATHS_ALLOWED = [
-  // the writer lock's link(2) protocol (lock, tmp/lock-HOST-PID-MS) and recovery judging those candidates
-  'src/repo/commit/lock.ts: path.join/resolve onto a repository root x2',
-  'src/repo/commit/recover.ts: store.path() x1',
-  // the compression workers write each unit to a temp file the main thread fsyncs and renames
-  'src/repo/commit/stream.ts: tmpPath() x1',
   // not a path into the repository: the recall service's name is a hash of the repository's real path
   'src/os/runtime.ts: path.join/resolve onto a repository root x1',
-  // the disk buffer cache's directory under the repository (moves behind the store's local roots)
-  'src/repo/stores.ts: path.join/resolve onto a repository root x1',
 ]
 
 /** The path check over src/ of `root`: { violations, stale } (lines). */

@@ -12,7 +12,7 @@ import { keys } from '../src/format/layout.js'
 import type { Extent } from '../src/format/maps.js'
 import { Repository } from '../src/repo/repository.js'
 import { repoStreamSource } from '../src/repo/stream-source.js'
-import { DiskBlobStore } from '../src/store/disk.js'
+import { DiskStore } from '../src/store/disk.js'
 import { FaultyStore } from '../src/store/faulty.js'
 import { MemStore } from '../src/store/mem.js'
 import { StoreError, type FaultRule, type Store } from '../src/store/store.js'
@@ -110,7 +110,7 @@ function objectOf(gen: number, name: string): { extents: Extent[]; size: number;
 }
 
 function reader(opts: { store?: Store; cacheBytes?: number; maxOpenUnits?: number; readaheadFrames?: number; claimers?: Claimer[]; fullCheck?: boolean } = {}): BlockReader {
-  return new BlockReader({ store: opts.store ?? DiskBlobStore.open(repoDir), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, ...opts })
+  return new BlockReader({ store: opts.store ?? DiskStore.open(repoDir), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, ...opts })
 }
 
 function open(r: BlockReader, gen: number, name: string): OpenFile {
@@ -375,7 +375,7 @@ describe('BlockReader over real repositories (16-block units, 4-block frames, 5 
   })
 
   it('single-flight: concurrent reads of one cold frame make one store read; a cached frame makes none', async () => {
-    const f0 = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 1, rules: [{ fault: 'latency', latencyMs: 20, ops: ['read'] }] })
+    const f0 = new FaultyStore(DiskStore.open(repoDir), { seed: 1, rules: [{ fault: 'latency', latencyMs: 20, ops: ['read'] }] })
     const r = reader({ store: f0, readaheadFrames: 0 })
     const f = open(r, 1, 'big.bin')
     const want = truth.get(1)!.get('big.bin')!
@@ -396,7 +396,7 @@ describe('BlockReader over real repositories (16-block units, 4-block frames, 5 
   })
 
   it('a synchronous read while an asynchronous open of the same unit is in flight: both read right, one copy stays open', async () => {
-    const store = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 1, rules: [{ fault: 'latency', latencyMs: 30, ops: ['open'] }] })
+    const store = new FaultyStore(DiskStore.open(repoDir), { seed: 1, rules: [{ fault: 'latency', latencyMs: 30, ops: ['open'] }] })
     const r = reader({ store, readaheadFrames: 0 })
     const f = open(r, 1, 'big.bin')
     const want = truth.get(1)!.get('big.bin')!
@@ -413,7 +413,7 @@ describe('BlockReader over real repositories (16-block units, 4-block frames, 5 
   })
 
   it('reads right through a slow store (latency on every operation), sync and async', async () => {
-    const store = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 4, rules: [{ fault: 'latency', latencyMs: [1, 3] }] })
+    const store = new FaultyStore(DiskStore.open(repoDir), { seed: 4, rules: [{ fault: 'latency', latencyMs: [1, 3] }] })
     const r = reader({ store })
     for (const name of ['big.bin', 'new.bin', 'sparse.img']) {
       const want = truth.get(5)!.get(name)!
@@ -442,7 +442,7 @@ async function failure(p: Promise<unknown> | (() => unknown)): Promise<Error & {
 
 describe('BlockReader surfaces every store fault as an error, never as wrong bytes', () => {
   const bigUnit = (u: number): string => keys.unit(1, u)
-  const faulty = (rules: FaultRule[]): FaultyStore => new FaultyStore(DiskBlobStore.open(repoDir), { seed: 11, rules })
+  const faulty = (rules: FaultRule[]): FaultyStore => new FaultyStore(DiskStore.open(repoDir), { seed: 11, rules })
   const want = (): Buffer => truth.get(1)!.get('big.bin')!
 
   it('EIO reading one unit fails the reads that need it (async, sync, scan), and only those; a later read retries', async () => {
@@ -544,7 +544,7 @@ describe('BlockReader surfaces every store fault as an error, never as wrong byt
   })
 
   it('errors reach every concurrent reader of a shared load', async () => {
-    const store = new FaultyStore(DiskBlobStore.open(repoDir), { seed: 1, rules: [{ keys: bigUnit(10), ops: ['read'], fault: 'EIO', after: 3 }, { fault: 'latency', latencyMs: 10, ops: ['read'] }] })
+    const store = new FaultyStore(DiskStore.open(repoDir), { seed: 1, rules: [{ keys: bigUnit(10), ops: ['read'], fault: 'EIO', after: 3 }, { fault: 'latency', latencyMs: 10, ops: ['read'] }] })
     const r = reader({ store, readaheadFrames: 0 })
     const f = open(r, 1, 'big.bin')
     await r.read(f, Buffer.alloc(1), 1, 9 * 65536) // warm another unit
@@ -634,7 +634,7 @@ describe('deferred extents', () => {
   it('units of a store without local descriptors are never registered natively, and become NATIVE_DEFERRED once open', async () => {
     const registered: number[] = []
     const sink: NativeSink = { unit: (id) => registered.push(id), retire: () => 0, file: () => undefined, release: () => undefined }
-    const r = reader({ store: new FaultyStore(DiskBlobStore.open(repoDir), { seed: 1, rules: [] }) })
+    const r = reader({ store: new FaultyStore(DiskStore.open(repoDir), { seed: 1, rules: [] }) })
     r.attachNative(sink)
     const f = open(r, 1, 'small')
     r.readSync(f, Buffer.alloc(10), 10, 0) // opens its unit
@@ -647,7 +647,7 @@ describe('deferred extents', () => {
 
 /** The repository's blobs copied into a memory store. */
 async function memCopy(): Promise<MemStore> {
-  const disk = DiskBlobStore.open(repoDir)
+  const disk = DiskStore.open(repoDir)
   const mem = new MemStore()
   const walk = async (prefix: string): Promise<void> => {
     for (const k of await disk.list(prefix)) {
@@ -675,7 +675,7 @@ describe('BlockReader on other stores and threads', () => {
   })
 
   it('a store without a synchronous face: the async path reads, the sync entry points fail ENOSYNC', async () => {
-    const disk = DiskBlobStore.open(repoDir)
+    const disk = DiskStore.open(repoDir)
     const noSync: Store = Object.assign(Object.create(disk) as Store, { sync: null })
     const r = reader({ store: noSync })
     const f = open(r, 1, 'small')
@@ -692,7 +692,7 @@ describe('BlockReader on other stores and threads', () => {
   it('a worker thread builds its reader from a ReaderSpec and reads the same bytes (disk and memory stores)', async () => {
     const src = repoStreamSource(repo)
     const mem = await memCopy()
-    for (const store of [DiskBlobStore.open(repoDir), mem] as Store[]) {
+    for (const store of [DiskStore.open(repoDir), mem] as Store[]) {
       const spec: ReaderSpec = {
         id: 'test',
         store: store.describe()!,
@@ -729,7 +729,7 @@ describe('BlockReader on other stores and threads', () => {
       for (const [name, want] of truth.get(3)!) expect(got[name]).toBe((await import('node:crypto')).createHash('sha256').update(want).digest('hex'))
     }
     // the same spec id in this thread is one reader, which learns new generations from later specs
-    const spec: ReaderSpec = { id: 'main', store: DiskBlobStore.open(repoDir).describe(), hashAlg: repo.config.hashAlg, geometry: { 1: specGeometry(src.geometry(1)) }, cacheBytes: 1 << 20, maxOpenUnits: 4 }
+    const spec: ReaderSpec = { id: 'main', store: DiskStore.open(repoDir).describe(), hashAlg: repo.config.hashAlg, geometry: { 1: specGeometry(src.geometry(1)) }, cacheBytes: 1 << 20, maxOpenUnits: 4 }
     const a = readerFromSpec(spec)
     const b = readerFromSpec({ ...spec, geometry: { 2: specGeometry(src.geometry(2)) } })
     expect(b).toBe(a)

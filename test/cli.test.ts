@@ -115,6 +115,20 @@ describe('backup, list, cat, restore, verify', () => {
     expect(c.stdout).toBe('same\n')
   })
 
+  it('one compression worker given several units at once writes each of them intact (an image with --threads 1, so the spare buffer queues a second unit on it)', async () => {
+    // A worker once awaited its store between compressing a unit into its reused buffer and
+    // writing it: the next queued unit overwrote the buffer, and units were stored with
+    // another unit's frames (caught only by reading them back).
+    const r = await newRepo(path.join(work, 'repo-one-worker'))
+    const img = path.join(work, 'one-worker.img')
+    expect((await sh(`head -c 12000000 /dev/urandom > '${img}'`)).code).toBe(0)
+    const b = await bfs(['backup', '--volume', img, '--threads', '1', '--unit-blocks', '64', '--frame-blocks', '16'], { repo: r })
+    expect(b.code, b.stderr).toBe(0)
+    expect(fs.readdirSync(path.join(r, 'gens/00000001')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(40)
+    expect((await bfs(['verify', 'gen1'], { repo: r })).code).toBe(0)
+    expect((await bfs(['cat', 'gen1'], { repo: r })).out.equals(fs.readFileSync(img))).toBe(true)
+  })
+
   it('restores a subtree and a single file, and refuses to overwrite', async () => {
     const dest = path.join(work, 'partial')
     expect((await bfs(['restore', 'latest:a', dest], { repo })).code).toBe(0)
@@ -128,6 +142,24 @@ describe('backup, list, cat, restore, verify', () => {
     fs.mkdirSync(one)
     expect((await bfs(['restore', 'gen1:seq.txt', one], { repo })).code).toBe(0)
     expect(fs.readFileSync(path.join(one, 'seq.txt')).length).toBeGreaterThan(0)
+  })
+
+  it('keeps the repository out of its own backup (the directories its store occupies), and a mount out of the repository', async () => {
+    const s = path.join(work, 'self')
+    fs.mkdirSync(path.join(s, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(s, 'd/f'), 'x')
+    const r = path.join(s, 'repo')
+    expect((await bfs(['init'], { repo: r })).code).toBe(0)
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    const ls = await bfs(['ls', 'latest:'], { repo: r })
+    expect(ls.code).toBe(0)
+    expect(ls.stdout).toMatch(/ d\n/)
+    expect(ls.stdout).not.toMatch(/repo/)
+    fs.mkdirSync(path.join(r, 'mnt'))
+    const m = await bfs(['mount', 'latest', path.join(r, 'mnt')], { repo: r })
+    expect(m.code).toBe(1)
+    expect(m.stderr).toMatch(/^bfs: mount point .*mnt overlaps the repository .*\n$/)
   })
 
   it('honours --exclude', async () => {
@@ -231,14 +263,18 @@ describe('bad input gets one clear line and a documented exit code', () => {
       const t0 = Date.now()
       const short = await bfs(['backup', path.join(src, 'a'), '--wait', '1'], { repo: r })
       expect(short.code).toBe(5)
-      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder/)
+      // it said it was waiting, and for whom, then gave up
+      expect(short.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder.*; waiting for it up to 1 s \(--wait\)\n/)
+      expect(short.stderr).toMatch(/^bfs: repository .* is still locked by pid \d+ .*test holder.* after 1 s \(--wait\)$/m)
       expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
-      // an unbounded wait: it is still waiting once its lock candidate is there, and it
-      // commits once the holder is gone
+      // an unbounded wait: it is still waiting once it has said so, and it commits once the
+      // holder is gone
       const long = spawnBfs(['backup', path.join(src, 'a'), '--wait'], r)
       const longExit = new Promise<number | null>((res) => long.once('exit', (code) => res(code)))
-      for (let i = 0; i < 3000 && !fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-')); i++) await new Promise((res) => setTimeout(res, 20))
-      expect(fs.readdirSync(path.join(r, 'tmp')).some((n) => n.startsWith('lock-'))).toBe(true)
+      let longErr = ''
+      long.stderr.on('data', (d: Buffer) => (longErr += d.toString()))
+      for (let i = 0; i < 3000 && !longErr.includes('waiting for it') && long.exitCode === null; i++) await new Promise((res) => setTimeout(res, 20))
+      expect(longErr).toMatch(/^bfs: repository .* is locked by pid \d+ .*test holder.*; waiting for it as long as it takes \(--wait\)\n/)
       expect(long.exitCode).toBe(null)
       holderProc.kill('SIGKILL')
       await holderGone
@@ -266,9 +302,26 @@ describe('bad input gets one clear line and a documented exit code', () => {
     fs.writeFileSync(dead, JSON.stringify({ pid: 999999, host, time: 'then', command: 'killed' }))
     fs.writeFileSync(cut, '')
     fs.writeFileSync(waiting, JSON.stringify({ pid: process.pid, host, time: 'now', command: 'waiting' }))
+    // the store's temporary files (<key>.tmp-HOST-PID-HEX; before: .tmp-PID-HEX) of a writer
+    // killed while taking the lock or committing are litter; a live process's are not
+    const litter = ['lock.tmp-' + host + '-999999-0badc0de', 'manifests/gen-00000007.tmp-' + host + '-999999-0badc0de', 'manifests/gen-00000008.tmp-999999-0badc0de']
+    const live = ['lock.tmp-' + host + '-' + process.pid + '-0badc0de', 'manifests/gen-00000009.tmp-' + host + '-' + process.pid + '-0badc0de', 'manifests/gen-00000009.tmp-other.host-999999-0badc0de']
+    for (const n of [...litter, ...live]) fs.writeFileSync(path.join(r, n), '')
     expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
     expect(fs.readdirSync(path.join(r, 'tmp'))).toEqual([path.basename(waiting)])
+    for (const n of litter) expect(fs.existsSync(path.join(r, n)), n).toBe(false)
+    for (const n of live) expect(fs.existsSync(path.join(r, n)), n).toBe(true)
+    // an unreadable lock (an older bfs did not fsync it: a power cut) holds while it is fresh,
+    // and is broken once it is older than 10 s
+    fs.writeFileSync(path.join(r, 'lock'), '')
+    const fresh = await bfs(['backup', path.join(src, 'a')], { repo: r })
+    expect(fresh.code).toBe(5)
+    expect(fresh.stderr).toMatch(/^bfs: repository .* is locked by another process/)
+    const old = new Date(Date.now() - 60_000)
+    fs.utimesSync(path.join(r, 'lock'), old, old)
+    expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
+    expect(fs.existsSync(path.join(r, 'lock'))).toBe(false)
   })
 })
 

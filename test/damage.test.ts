@@ -407,6 +407,31 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
     expect((await bfs(['group', 'show', 'other'], { repo })).code).toBe(6)
   })
 
+  it('group files are replaced through the store: no temporary file stays, a dead writer\'s is swept by the next writer, a live one stays, none is a group', async () => {
+    const dir = path.join(work, 'groups-tmp')
+    const repo = path.join(dir, 'repo')
+    const src = path.join(dir, 'src')
+    fs.mkdirSync(path.join(src, 'web'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
+    expect((await bfs(['group', 'add', 'web', '--include', 'more'], { repo })).code).toBe(0) // replaced
+    expect(fs.readdirSync(path.join(repo, 'groups'))).toEqual(['web'])
+    const host = (await import('node:os')).hostname()
+    const dead = `web.tmp-${host}-999999-0badc0de` // a group add killed before its rename
+    const live = `web.tmp-${host}-${process.pid}-0badc0de`
+    const older = '.web.new-999999' // what an older bfs used as its temporary name
+    for (const n of [dead, live, older]) fs.writeFileSync(path.join(repo, 'groups', n), 'partial')
+    const ls = await bfs(['group', 'ls'], { repo })
+    expect(ls.stdout).toBe('web\n  include web\n  include more\n')
+    expect(ls.stderr).toBe('')
+    await backup(src, repo, ['--group', 'web'])
+    expect(fs.readdirSync(path.join(repo, 'groups')).sort()).toEqual([older, live, 'web'].sort())
+    const v = await bfs(['verify', '--all'], { repo })
+    expect(v.stdout).not.toMatch(/FAIL/)
+    expect(v.code).toBe(0)
+  })
+
   it('a flipped reserved byte in a unit trailer is found by verify and by reads', async () => {
     const dir = path.join(work, 'trailer')
     const repo = path.join(dir, 'repo')

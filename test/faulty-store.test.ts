@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DiskBlobStore } from '../src/store/disk.js'
+import { DiskStore } from '../src/store/disk.js'
 import { MemStore } from '../src/store/mem.js'
 import { FaultyStore, globRe } from '../src/store/faulty.js'
 import type { FaultRule, Store } from '../src/store/store.js'
@@ -11,7 +11,7 @@ import { tmpdir } from './helpers.js'
 const work = tmpdir('bfs-faulty-')
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 let n = 0
-const disk = (): DiskBlobStore => DiskBlobStore.create(path.join(work, `d${n++}`))
+const disk = (): DiskStore => DiskStore.create(path.join(work, `d${n++}`))
 
 async function filled(inner: Store = new MemStore()): Promise<Store> {
   for (let u = 0; u < 3; u++) await inner.put(`gens/00000001/unit-0000000${u}`, Buffer.alloc(10_000, 0x10 + u))

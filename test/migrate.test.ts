@@ -68,7 +68,7 @@ async function checkAll(repo: string, expected: Map<number, Map<string, string>>
 
 /** Where each unit of the generations is: on disk, on tape (catalog), both, or neither. */
 function census(repo: string, gens: number[]): { disk: number; tape: number; both: number; lost: string[] } {
-  const cat = new RepoTapeCatalog(Repository.open(repo).store.blobs)
+  const cat = new RepoTapeCatalog(Repository.open(repo).store)
   const out = { disk: 0, tape: 0, both: 0, lost: [] as string[] }
   for (const g of gens) {
     for (const k of unitKeys(repo, g)) {
@@ -150,7 +150,7 @@ describe('bfs migrate', () => {
     } catch {
       // the tier's library is gone: reading gen3 must not need it — read with the disk store alone
     }
-    const got = await readGeneration(repo, 3, Repository.open(repo).store.blobs)
+    const got = await readGeneration(repo, 3, Repository.open(repo).store)
     for (const [p, h] of expected.get(3)!) expect(got.get(p), p).toBe(h)
     fs.renameSync(path.join(work, 'keep-vtl-away'), path.join(work, 'keep-vtl'))
     await checkAll(repo, expected)

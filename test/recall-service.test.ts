@@ -109,13 +109,13 @@ function client(s: Setup, o: { cacheBytes?: number } = {}): RecallClient {
 function tieredVia(s: Setup, c: RecallClient): TieredStore {
   const repo = Repository.open(s.repo)
   const cache = BufferCache.open(cacheDir(repo))
-  return new TieredStore({ hot: repo.store.blobs, cold: new CacheStore(cache, new ServiceSource(new RepoTapeCatalog(repo.store.blobs), c, cache)) })
+  return new TieredStore({ hot: repo.store, cold: new CacheStore(cache, new ServiceSource(new RepoTapeCatalog(repo.store), c, cache)) })
 }
 
 /** Every cache entry is whole and matches the catalog's SHA-256; no temporary file is left. */
 function cacheIsClean(s: Setup): number {
   const repo = Repository.open(s.repo)
-  const cat = new RepoTapeCatalog(repo.store.blobs)
+  const cat = new RepoTapeCatalog(repo.store)
   let n = 0
   const walk = (dir: string, rel: string): void => {
     for (const d of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -210,7 +210,7 @@ describe('recall service', () => {
     const bad = keys[1]!
     // flip a byte of that unit where the cartridge file holds it: its bytes are its disk file's, gone now; find them through the catalog's copy of its trailer
     const repo = Repository.open(s.repo)
-    const e = new RepoTapeCatalog(repo.store.blobs).entry(bad)!
+    const e = new RepoTapeCatalog(repo.store).entry(bad)!
     const cart = path.join(s.vtl, 'cartridges', `${e.loc.cartridge}.tape`)
     const bytes = fs.readFileSync(cart)
     const at = bytes.indexOf(e.tail)
@@ -319,7 +319,7 @@ describe('recall service', () => {
     // bfs's own deadline: EIO with a clear message while the tape is slow
     const repo = Repository.open(s.repo)
     const cache = BufferCache.open(cacheDir(repo))
-    const slow = new TieredStore({ hot: repo.store.blobs, cold: new CacheStore(cache, new ServiceSource(new RepoTapeCatalog(repo.store.blobs), c, cache, { timeoutMs: 50 })) })
+    const slow = new TieredStore({ hot: repo.store, cold: new CacheStore(cache, new ServiceSource(new RepoTapeCatalog(repo.store), c, cache, { timeoutMs: 50 })) })
     const key = unitKeys(s.repo, 1).reverse().find((k) => !cache.has(k))!
     const e = await slow.get(key, { offset: 100, length: 10 }).then(() => null, (x: Error) => x)
     expect(e?.message).toMatch(/: not recalled within 0 s \(bfs's recall deadline\)$/)

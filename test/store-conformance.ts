@@ -471,7 +471,7 @@ export function describeStore(name: string, c: StoreCase): void {
           for (const [k, v] of Object.entries(blobs)) expect(got[k]).toBe(sha(v) + ':' + sha(v.subarray(Math.floor(v.length / 2))))
         })
 
-        it('15. sweep() removes only litter (a dead writer\'s staged write) and counts it', async () => {
+        it('15. sweep() removes only litter (a dead writer\'s staged write), shallow or deep, and counts it', async () => {
           if (skip()) return
           const f = face()
           await f.put('sw/kept', Buffer.from('kept'))
@@ -479,8 +479,9 @@ export function describeStore(name: string, c: StoreCase): void {
           await c.makeLitter(store, 'sw/deeper/litter')
           const live = await store.stage('sw/live')
           await f.writeStaged(live, [Buffer.from('live')])
+          // shallow: sw/litter (mem: and the abandoned sw/live), not sw/deeper/litter
+          expect(await store.sweep('sw', { shallow: true })).toBe(c.liveStagedSurvivesSweep ? 1 : 2)
           expect(await store.sweep('sw/deeper')).toBe(1)
-          expect(await store.sweep()).toBe(c.liveStagedSurvivesSweep ? 1 : 2)
           expect(await store.sweep()).toBe(0)
           expect((await f.get('sw/kept')).toString()).toBe('kept')
           if (c.liveStagedSurvivesSweep) {

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DiskBlobStore, DiskStore } from '../src/store/disk.js'
+import { DiskStore } from '../src/store/disk.js'
 import { MemStore } from '../src/store/mem.js'
 import { FaultyStore } from '../src/store/faulty.js'
 import { openStore } from '../src/store/open.js'
@@ -45,7 +45,7 @@ function litterFromDeadProcess(s: Store, key: string): Promise<void> {
 }
 
 const disk = {
-  make: async (): Promise<Store> => DiskBlobStore.create(path.join(diskDir(), 'root')),
+  make: async (): Promise<Store> => DiskStore.create(path.join(diskDir(), 'root')),
   destroy: async (s: Store) => fs.rmSync(path.dirname(s.localRoots()[0]!), { recursive: true, force: true }),
   liveStagedSurvivesSweep: true,
   workerWrites: true,
@@ -122,7 +122,7 @@ describe('disk store specifics', () => {
     const m = await sh(`mount -t tmpfs -o size=1m bfs-store-test '${mnt}'`)
     if (m.code !== 0) throw new Error(`cannot mount a tmpfs for the test: ${m.stderr}`)
     try {
-      const s = DiskBlobStore.open(mnt)
+      const s = DiskStore.open(mnt)
       const e = await storeError(s.put('big', Buffer.alloc(2 << 20, 1)))
       expect(e.code).toBe('ENOSPC')
       expect(e.message).toContain(s.where('big'))
@@ -137,19 +137,18 @@ describe('disk store specifics', () => {
     }
   })
 
-  it('writes the temporary names bfs has always written (<key>.tmp-<pid>-<hex>), and sweep() reads the planned <host>-<pid> form too', async () => {
-    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+  it('writes temporary names <key>.tmp-<host>-<pid>-<hex>, and sweep() reads the older <pid>-<hex> form too', async () => {
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
     const st = await s.stage('gens/00000001/unit-00000000')
     await s.writeStaged(st, [Buffer.from('x')])
     const names = fs.readdirSync(s.where('gens/00000001'))
     expect(names.length).toBe(1)
-    expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${process.pid}-[0-9a-f]{8}$`))
-    // the old face's tmpPath names the same way
-    expect(path.basename(new DiskStore(s.root).tmpPath('manifests/gen-00000001'))).toMatch(new RegExp(`^gen-00000001\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    const host = (await import('node:os')).hostname()
+    const esc = host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    expect(names[0]).toMatch(new RegExp(`^unit-00000000\\.tmp-${esc}-${process.pid}-[0-9a-f]{8}$`))
     // litter of a dead pid on this host (both name forms), another host's, an unparseable old one
     const dead = 2 ** 22 + 12345 // above pid_max: never alive
     const dir = s.where('gens/00000001')
-    const host = (await import('node:os')).hostname()
     fs.writeFileSync(path.join(dir, `unit-00000001.tmp-${dead}-0badc0de`), '')
     fs.writeFileSync(path.join(dir, `unit-00000002.tmp-${host}-${dead}-0badc0de`), '')
     fs.writeFileSync(path.join(dir, `unit-00000003.tmp-other.host-${dead}-0badc0de`), '')
@@ -164,7 +163,7 @@ describe('disk store specifics', () => {
   })
 
   it('a staged-write token cannot name a file other than a temporary one next to its key', async () => {
-    const s = DiskBlobStore.create(path.join(diskDir(), 'root'))
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
     for (const token of ['config\n../../etc/passwd', 'config\nconfig', 'a/b\nb.tmp-1-ab/../x', 'nonsense', '../x\nx.tmp-1-ab']) {
       let err: unknown
       try {
@@ -178,10 +177,10 @@ describe('disk store specifics', () => {
 
   it('open() refuses a missing or non-directory root with ENOENT; create() makes it', async () => {
     const d = diskDir()
-    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'nope')))).code).toBe('ENOENT')
+    expect((await storeError(() => DiskStore.open(path.join(d, 'nope')))).code).toBe('ENOENT')
     fs.writeFileSync(path.join(d, 'file'), 'x')
-    expect((await storeError(() => DiskBlobStore.open(path.join(d, 'file')))).code).toBe('ENOENT')
-    const s = DiskBlobStore.create(path.join(d, 'made/deep'))
+    expect((await storeError(() => DiskStore.open(path.join(d, 'file')))).code).toBe('ENOENT')
+    const s = DiskStore.create(path.join(d, 'made/deep'))
     expect(fs.statSync(s.root).isDirectory()).toBe(true)
     expect(openStore(s.describe()).where('x')).toBe(s.where('x'))
   })
@@ -205,7 +204,7 @@ describe('format/layout.ts', () => {
 async function tapeStore(): Promise<TapeStore> {
   const d = diskDir()
   VirtualTapeLibrary.create(path.join(d, 'vtl'), { model: LTO9, cartridges: 2, drives: 1, clockScale: 0 })
-  const meta = DiskBlobStore.create(path.join(d, 'meta'))
+  const meta = DiskStore.create(path.join(d, 'meta'))
   return new TapeStore({ tier: 'tape', library: VirtualTapeLibrary.open(path.join(d, 'vtl')), catalog: new RepoTapeCatalog(meta), engine: { windowMs: 0, lingerMs: 50 } })
 }
 
@@ -260,7 +259,7 @@ describeStore('tape through a buffer cache', {
 describeStore('tiered: disk, then tape through a buffer cache', {
   make: async () => {
     const cold = await tapeThroughCache()
-    const hot = DiskBlobStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
+    const hot = DiskStore.create(path.join(path.dirname(cold.cache.dir), 'hot'))
     return new TieredStore({ hot, cold })
   },
   destroy: async (s) => destroyCold((s as TieredStore).cold!),

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { DiskBlobStore } from '../src/store/disk.js'
+import { DiskStore } from '../src/store/disk.js'
 import { BufferCache, CacheBusy, CacheStore, TapeSource } from '../src/store/cache.js'
 import { TapeStore, type WriteItem } from '../src/store/tape.js'
 import { TieredStore } from '../src/store/tiered.js'
@@ -28,7 +28,7 @@ afterEach(async () => {
 
 interface Rig {
   dir: string
-  hot: DiskBlobStore
+  hot: DiskStore
   tape: TapeStore
   cache: BufferCache
   cold: CacheStore
@@ -40,7 +40,7 @@ interface Rig {
 function rig(o: { cacheBytes?: number } = {}): Rig {
   const dir = path.join(work, `r${n++}`)
   VirtualTapeLibrary.create(path.join(dir, 'vtl'), { model: LTO9, cartridges: 2, drives: 1, clockScale: 0 })
-  const hot = DiskBlobStore.create(path.join(dir, 'repo'))
+  const hot = DiskStore.create(path.join(dir, 'repo'))
   const lib = VirtualTapeLibrary.open(path.join(dir, 'vtl'))
   const tape = new TapeStore({ tier: 'tape1', library: lib, catalog: new RepoTapeCatalog(hot), engine: { windowMs: 5, lingerMs: 100 } })
   const cache = BufferCache.open(path.join(dir, 'cache'), { owner: true, limitBytes: o.cacheBytes ?? 256 << 20 })

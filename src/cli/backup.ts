@@ -56,7 +56,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
       if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
       if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
-      if (o.freeze) checkFreeze(decision.source, ctx.repoDir()) // before anything is written, maybe on the filesystem to freeze
+      if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       const repo = ctx.openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
       const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined

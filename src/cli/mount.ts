@@ -40,7 +40,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
       const genRef = man ? `gen${man.id}` : null
       const what = man ? `gen${man.id}` : `repository ${repo.dir}`
-      await asBfsError(() => checkMountpoint(mnt, [repo.dir]))
+      await asBfsError(() => checkMountpoint(mnt, repo.store.localRoots()))
       if (!o.foreground) {
         const args = ['--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
         if (o.allowOther) args.push('--allow-other')

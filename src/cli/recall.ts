@@ -79,7 +79,7 @@ export async function runService(repo: Repository, idleS: number): Promise<numbe
     fs.closeSync(fd)
     return 1
   }
-  const catalog = new RepoTapeCatalog(repo.store.blobs)
+  const catalog = new RepoTapeCatalog(repo.store)
   const service = new RecallService({
     socketPath: paths.socket,
     cache,
@@ -136,9 +136,9 @@ export interface RecallEstimate {
 /** What a recall of `man` under `root` would bring back, and how long the tape would take (no tape touched). */
 export function estimateRecall(repo: Repository, manId: number, root: number): RecallEstimate {
   const man = repo.manifest(manId)
-  const catalog = new RepoTapeCatalog(repo.store.blobs)
+  const catalog = new RepoTapeCatalog(repo.store)
   const cache = BufferCache.open(cacheDir(repo))
-  const disk = repo.store.blobs.sync
+  const disk = repo.store.sync
   const est: RecallEstimate = { units: 0, onDisk: 0, inCache: 0, onTape: [], tapeBytes: 0, cartridges: [], seconds: 0, clockScale: 0 }
   for (const u of neededUnits(repo, man, root)) {
     est.units++

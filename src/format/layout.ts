@@ -26,6 +26,8 @@ export const keys = {
   lock: 'lock',
   /** Writers' temporary files that are not next to their final key (lock candidates). */
   tmp: 'tmp',
+  /** The disk buffer cache of units recalled from tape: a local directory, not store blobs (native-notes/tape.md). */
+  cache: 'cache',
 } as const
 
 /** Name of the in-progress marker file inside gens/N. */

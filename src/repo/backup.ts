@@ -239,8 +239,10 @@ class TreeWriter {
   /** 512-byte blocks the scan saw allocated for the file being stored (to spot sparse files). */
   private scanBlocks = 0
   private readonly rootDev: number
-  private readonly repoId: string
-  private readonly repoIno: Float64Array
+  /** dev:inoHi:inoLo of each local directory holding the repository's bytes (the store's localRoots): never backed up. */
+  private readonly keepOutIds = new Set<string>()
+  /** Their inoLo, a cheap first test. */
+  private readonly keepOutInoLo = new Set<number>()
   private readonly stats: GenStats = emptyStats()
   private lastProgress = 0
 
@@ -261,9 +263,11 @@ class TreeWriter {
     this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])
     this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
     this.rootDev = rootSt[native.S_DEV]!
-    const rst = native.lstatRecord(repo.dir)
-    this.repoId = `${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`
-    this.repoIno = Float64Array.of(rst[native.S_DEV]!, rst[native.S_INO_HI]!, rst[native.S_INO_LO]!)
+    for (const dir of repo.store.localRoots()) {
+      const rst = native.lstatRecord(dir)
+      this.keepOutIds.add(`${rst[native.S_DEV]}:${rst[native.S_INO_HI]}:${rst[native.S_INO_LO]}`)
+      this.keepOutInoLo.add(rst[native.S_INO_LO]!)
+    }
     if (prev) this.prevCat = prevCat ?? repo.catalogIndex(prev.id)
     this.refs = new SafeRefs(repo, this.resolver, (m) => this.warn(m))
   }
@@ -350,7 +354,7 @@ class TreeWriter {
       if (excluding && this.isExcluded(relOf(names[i]!), type === EntryType.Dir)) continue
       const inc = t.included || !!this.isIncluded?.(relOf(names[i]!), type === EntryType.Dir)
       if (!inc && type !== EntryType.Dir) continue // not in the group: not read, not listed
-      if (type === EntryType.Dir && st[o + native.S_INO_LO] === this.repoIno[2] && `${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}` === this.repoId) continue
+      if (type === EntryType.Dir && this.keepOutInoLo.has(st[o + native.S_INO_LO]!) && this.keepOutIds.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)) continue
       kidIncluded.push(inc)
       kidBlocks.push(st[o + native.S_BLOCKS]!)
       const e = newEntry(type, t.index, names[i]!)

@@ -4,6 +4,7 @@ import { decodeEnvelope } from '../format/envelope.js'
 import { FormatError } from '../format/errors.js'
 import { BfsError } from './errors.js'
 import { globToRegExp } from './exclude.js'
+import { syncOf, type SyncStore } from '../store/store.js'
 
 /**
  * File groups (C5): named include/exclude lists stored as REPO/groups/<name> (a BFSGRUP
@@ -19,6 +20,8 @@ export interface Group {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const groupKey = (name: string): string => `groups/${name}`
+/** Group files are read and written through the store's synchronous face. */
+const meta = (repo: Repository): SyncStore => syncOf(repo.store)
 
 /** Checks one pattern: non-empty, relative, no '..', balanced brackets; returns it normalized (no trailing '/' duplication). */
 export function checkPattern(p: string, what: string): string {
@@ -44,7 +47,7 @@ export function readGroup(repo: Repository, name: string): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
   let file: Buffer
   try {
-    file = repo.store.readAll(groupKey(name))
+    file = meta(repo).getSync(groupKey(name))
   } catch {
     throw new BfsError('BAD_INPUT', `no group '${name}' in ${repo.dir} (create it with 'bfs group add ${name} --include PATTERN')`)
   }
@@ -60,7 +63,7 @@ export function readGroup(repo: Repository, name: string): Group {
 /** One line per group file that does not read (verify --all); a writer's temporary files are not groups. */
 export function checkGroups(repo: Repository): string[] {
   const out: string[] = []
-  for (const k of repo.store.list('groups')) {
+  for (const k of meta(repo).listSync('groups')) {
     const name = path.basename(k)
     if (name.startsWith('.') && name.includes('.new-')) continue
     if (!NAME_RE.test(name)) {
@@ -83,7 +86,7 @@ export function checkGroups(repo: Repository): string[] {
 export function listGroups(repo: Repository): { groups: Group[]; damaged: string[] } {
   const groups: Group[] = []
   const damaged: string[] = []
-  for (const n of repo.store.list('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort()) {
+  for (const n of meta(repo).listSync('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort()) {
     try {
       groups.push(readGroup(repo, n))
     } catch (err) {
@@ -97,7 +100,7 @@ export function listGroups(repo: Repository): { groups: Group[]; damaged: string
 /** Creates a group, or adds patterns to an existing one. */
 export function addGroup(repo: Repository, name: string, includes: string[], excludes: string[]): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
-  const existing = repo.store.exists(groupKey(name)) ? readGroup(repo, name) : null
+  const existing = meta(repo).hasSync(groupKey(name)) ? readGroup(repo, name) : null
   if (!existing && includes.length === 0) throw new BfsError('BAD_INPUT', `group '${name}' needs at least one --include`)
   const inc = [...(existing?.includes ?? [])]
   const exc = [...(existing?.excludes ?? [])]
@@ -119,17 +122,13 @@ export function addGroup(repo: Repository, name: string, includes: string[], exc
 }
 
 function writeGroup(repo: Repository, g: Group): void {
-  repo.store.mkdirp('groups')
   const file = envelopeFor('group', Buffer.from(JSON.stringify(g)), false)
-  // replace atomically: write under a temp key, then rename over the old file
-  const tmp = `groups/.${g.name}.new-${process.pid}`
-  repo.store.removeTree(tmp)
-  repo.store.putSync(tmp, [file])
-  repo.store.rename(tmp, groupKey(g.name))
+  // replaced atomically (tmp → fsync → rename → fsync groups/): a reader sees the old or the new group
+  meta(repo).putSync(groupKey(g.name), file, { mode: 'replace' })
 }
 
 export function removeGroup(repo: Repository, name: string): void {
   readGroup(repo, name)
-  repo.store.removeTree(groupKey(name))
-  repo.store.syncDir('groups')
+  meta(repo).removeSync(groupKey(name))
+  meta(repo).flushSync('groups')
 }

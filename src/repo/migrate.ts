@@ -109,7 +109,7 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
     const newestIds = new Set(newest.map((m) => m.id))
     chosen = chosen.filter((m) => !newestIds.has(m.id))
   }
-  const disk = repo.store.blobs.sync
+  const disk = repo.store.sync
   const plan: MigratePlan = { tier, gens: chosen.map((m) => m.id), units: [], bytes: 0, leftovers: [], kept: 0, onTape: 0 }
   for (const m of chosen) {
     for (const u of m.units) {
@@ -121,7 +121,7 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
         continue
       }
       if (!onDisk) {
-        o.reporter?.warn?.(`${repo.store.blobs.where(key)} is missing and not on tape: gen${m.id} is damaged there (bfs verify)`)
+        o.reporter?.warn?.(`${repo.store.where(key)} is missing and not on tape: gen${m.id} is damaged there (bfs verify)`)
         continue
       }
       if (keep.has(key)) {
@@ -137,11 +137,11 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
 
 /** Runs a migration (see the file's comment). */
 export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise<MigrateResult> {
-  const lock = o.dryRun ? null : await WriterLock.acquire(repo.dir, 'migrate', o.lockWaitMs ?? 0)
+  const lock = o.dryRun ? null : await WriterLock.acquire(repo.store, 'migrate', o.lockWaitMs ?? 0)
   let lib: VirtualTapeLibrary | null = null
   let tape: TapeStore | null = null
   try {
-    const disk = repo.store.blobs
+    const disk = repo.store
     // a killed migration's half-written catalog record (its pid is dead) is litter
     if (lock) await disk.sweep('tape')
     const catalog = new RepoTapeCatalog(disk)

@@ -11,6 +11,7 @@ import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
 import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
 import { BfsError } from './errors.js'
+import { StoreError, syncOf, type SyncStore } from '../store/store.js'
 import { BlockReader } from '../blocks/reader.js'
 import { plainSource } from '../blocks/source.js'
 import { keys, MARKER } from '../format/layout.js'
@@ -109,12 +110,11 @@ export class Repository {
     if (fs.existsSync(abs)) {
       const st = fs.statSync(abs)
       if (!st.isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
-      if (fs.existsSync(path.join(abs, keys.config))) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
+      if (DiskStore.open(abs).sync.hasSync(keys.config)) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
       if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
     }
-    fs.mkdirSync(abs, { recursive: true, mode: 0o700 })
-    const store = new DiskStore(abs)
-    for (const d of ['manifests', 'gens', 'tmp']) store.mkdirp(d)
+    const store = DiskStore.create(abs)
+    for (const d of [keys.manifests, keys.gens, keys.tmp]) store.makePrefix(d)
     const config: RepoConfig = {
       format: 1,
       repoId: randomBytes(16).toString('hex'),
@@ -125,8 +125,9 @@ export class Repository {
     }
     // The copy first, config last: a directory without config is not a repository yet.
     const file = envelopeFor('config', Buffer.from(JSON.stringify(config)), false)
-    store.putSync(keys.configCopy, [file])
-    store.putSync(keys.config, [file])
+    const meta = syncOf(store)
+    meta.putSync(keys.configCopy, file)
+    meta.putSync(keys.config, file)
     return new Repository(abs, store, config)
   }
 
@@ -136,7 +137,13 @@ export class Repository {
    */
   static open(dir: string, warn?: (message: string) => void): Repository {
     const abs = path.resolve(dir)
-    const store = new DiskStore(abs)
+    let store: DiskStore
+    try {
+      store = DiskStore.open(abs)
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NOT_A_REPO', `${abs} is not a bfs repository (no config file; create one with 'bfs init')`)
+      throw err
+    }
     const main = readConfigFile(store, keys.config)
     if (main.config) {
       const state: ConfigState = { from: 'config', problem: null, copyMissing: false, copyProblem: null }
@@ -170,6 +177,11 @@ export class Repository {
     return new Repository(store.root, store, config)
   }
 
+  /** The store's synchronous face: metadata (manifests, catalogs, maps, hashes, config) is read and written through it. */
+  get meta(): SyncStore {
+    return syncOf(this.store)
+  }
+
   /** The state of config and config-copy, the copy read now (for verify and writers). */
   checkConfig(): ConfigState {
     const st = { ...this.configState }
@@ -186,7 +198,7 @@ export class Repository {
   /** Ids of committed generations (a manifest file exists, readable or not), ascending. */
   generationIds(): number[] {
     const ids: number[] = []
-    for (const k of this.store.list(keys.manifests)) {
+    for (const k of this.meta.listSync(keys.manifests)) {
       const m = MANIFEST_RE.exec(path.basename(k))
       if (m) ids.push(Number(m[1]))
     }
@@ -196,7 +208,7 @@ export class Repository {
   /** Ids of the generation directories gens/N, committed or not, ascending. */
   genDirIds(): number[] {
     const ids: number[] = []
-    for (const k of this.store.list('gens')) {
+    for (const k of this.meta.listSync(keys.gens)) {
       const n = path.basename(k)
       if (GEN_DIR_RE.test(n)) ids.push(Number(n))
     }
@@ -219,12 +231,14 @@ export class Repository {
   uncommittedState(id: number, newestCommitted = Math.max(0, ...this.generationIds())): 'unfinished' | 'orphan' {
     let names: string[]
     try {
-      names = this.store.list(keys.genDir(id)).map((k) => path.basename(k))
+      if (this.meta.hasSync(keys.genDir(id))) return 'orphan' // a file, not a directory: not a writer's
+      // (temporary names are not listed: a gens/N holding only those lists as empty)
+      names = this.meta.listSync(keys.genDir(id)).map((k) => path.basename(k))
     } catch {
       return 'orphan' // not a directory, or unreadable: not a writer's, so never removed
     }
     if (names.includes(MARKER)) return 'unfinished'
-    if (names.every((n) => n.includes('.tmp-'))) return 'unfinished'
+    if (names.length === 0) return 'unfinished'
     if (id > newestCommitted && !names.includes('catalog')) return 'unfinished'
     return 'orphan'
   }
@@ -279,7 +293,7 @@ export class Repository {
     for (const id of this.genDirIds()) {
       if (committed.has(id) || this.uncommittedState(id, newest) !== 'orphan') continue
       // committed since the manifests were listed (a writer unmarks gens/N only after its commit)
-      if (this.store.exists(keys.manifest(id))) continue
+      if (this.meta.hasSync(keys.manifest(id))) continue
       out.push({ id, kind: 'missing-manifest', problem: `${this.store.where(keys.manifest(id))} is missing, but ${this.store.where(keys.genDir(id))} holds gen${id}'s data (a lost manifest; bfs leaves the data alone)` })
     }
     return out.sort((a, b) => a.id - b.id)
@@ -389,9 +403,9 @@ export class Repository {
     const what = this.store.where(key)
     let file: Buffer
     try {
-      file = this.store.readAll(key)
+      file = this.meta.getSync(key)
     } catch (err) {
-      throw new BfsError('CORRUPT', `${what}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      throw new BfsError('CORRUPT', `${what}: cannot read (${errnoOf(err) ?? (err as Error).message})`)
     }
     if (ref && (file.length !== ref.bytes || fileRef(file).sha256 !== ref.sha256)) throw new BfsError('CORRUPT', `${what}: does not match its manifest (corrupt or replaced)`)
     return wrapFormat(() => {
@@ -411,7 +425,7 @@ export class Repository {
   /** Writes a manifest: the commit point of generation m.id. */
   commitManifest(m: Manifest): void {
     const file = envelopeFor('manifest', encodeManifest(m), false)
-    this.store.putSync(keys.manifest(m.id), [file])
+    this.meta.putSync(keys.manifest(m.id), file)
     this.manifestCache.set(m.id, m)
   }
 }
@@ -421,9 +435,9 @@ function readConfigFile(store: DiskStore, key: string): { config?: RepoConfig; m
   const what = store.where(key)
   let raw: Buffer
   try {
-    raw = store.readAll(key)
+    raw = syncOf(store).getSync(key)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    const code = errnoOf(err)
     if (code === 'ENOENT' || code === 'ENOTDIR') return { missing: true }
     if (code === 'EACCES' || code === 'EPERM') throw new BfsError('IO', `cannot read ${what}: ${(err as Error).message}`)
     return { missing: false, problem: `${what}: cannot read (${code ?? (err as Error).message})` }
@@ -453,7 +467,7 @@ function inferConfig(store: DiskStore): { config: RepoConfig; from: string | nul
     const geometry = { [m.id]: { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) } }
     for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
       // frame 0 read with its frame check compared under `alg`: only the right one passes
-      const reader = new BlockReader({ store: store.blobs, source: plainSource(geometry), hashAlg: alg, fullCheck: true, maxOpenUnits: 1 })
+      const reader = new BlockReader({ store, source: plainSource(geometry), hashAlg: alg, fullCheck: true, maxOpenUnits: 1 })
       try {
         reader.readSync(reader.file([{ fileBlock: 0, count: 1, gen: m.id, streamBlock: 0 }], BLOCK_BYTES), Buffer.allocUnsafe(BLOCK_BYTES), BLOCK_BYTES, 0)
         return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }
@@ -465,6 +479,12 @@ function inferConfig(store: DiskStore): { config: RepoConfig; from: string | nul
     }
   }
   return { config, from: null }
+}
+
+/** The system error code behind a store's error (EACCES, EISDIR, …), else its own code. */
+function errnoOf(err: unknown): string | undefined {
+  if (err instanceof StoreError) return (err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.code
+  return (err as NodeJS.ErrnoException).code
 }
 
 export function wrapFormat<T>(fn: () => T): T {

@@ -4,7 +4,7 @@
  * the disk buffer cache (native-notes/tape.md §"Reading a repository with a tape tier").
  *
  * TODO(issue 12 switch-over, for the lead): cat, restore, verify and the mount build their
- * BlockReader over `openDataStore(repo).store` instead of `repo.store.blobs` (mount and
+ * BlockReader over `openDataStore(repo).store` instead of `repo.store` (mount and
  * cat with recall 'service'; restore the same, after `planRecall` + prefetch with a pin, in
  * passes that fit the cache; verify either way). A tape-resident unit then reads like any
  * other: header, seek table and trailer from the catalog, frames from the cache, localFd
@@ -12,7 +12,7 @@
  * `tiered.prefetch(unitsOfFile)` when a file whose units are on tape is opened, so that
  * concurrent readers give the scheduler enough to order (native-notes/tape.md bench (e)).
  */
-import path from 'node:path'
+import { keys } from '../format/layout.js'
 import { BufferCache, CacheBusy, CacheStore, TapeSource, type ColdSource } from '../store/cache.js'
 import type { Store } from '../store/store.js'
 import { TapeStore } from '../store/tape.js'
@@ -26,7 +26,7 @@ import { readTier, tapeToBfs } from './tiers.js'
 
 /** Where a repository's disk buffer cache lives: REPO/cache (see tape.md for why, and how to put it elsewhere). */
 export function cacheDir(repo: Repository): string {
-  return path.join(repo.dir, 'cache')
+  return repo.store.localDir(keys.cache)
 }
 
 export interface DataStoreOptions {
@@ -58,11 +58,11 @@ export interface RepoDataStore {
 
 /** Whether any unit was ever migrated (a tape catalog record exists). */
 export function hasTapeCatalog(repo: Repository): boolean {
-  return repo.store.blobs.sync.listSync(TAPE_PREFIX).some((k) => /\/rec-\d{8,}$/.test(k))
+  return repo.store.sync.listSync(TAPE_PREFIX).some((k) => /\/rec-\d{8,}$/.test(k))
 }
 
 export function openDataStore(repo: Repository, o: DataStoreOptions = {}): RepoDataStore {
-  const disk = repo.store.blobs
+  const disk = repo.store
   if (!hasTapeCatalog(repo)) return { store: disk, tiered: null, catalog: null, tapes: [], close: async () => undefined }
   const catalog = new RepoTapeCatalog(disk)
   if ((o.recall ?? 'service') === 'service') {

@@ -47,7 +47,7 @@ export function setReadLayers(repo: Repository, l: ReadLayers): void {
  * TODO(issue 12, with Repository over { meta, data }): repo.data.
  */
 export function dataStoreOf(repo: Repository): Store {
-  return layers.get(repo)?.data ?? repo.store.blobs
+  return layers.get(repo)?.data ?? repo.store
 }
 
 /** A BlockReader over a repository's data store, with the claimers installed for it. */

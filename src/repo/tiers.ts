@@ -4,6 +4,7 @@ import { envelopeFor, type Repository } from './repository.js'
 import { decodeEnvelope } from '../format/envelope.js'
 import { FormatError } from '../format/errors.js'
 import { BfsError } from './errors.js'
+import { syncOf, type SyncStore } from '../store/store.js'
 import { TapeError } from '../tape/device.js'
 import { modelByName, MODELS } from '../tape/model.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
@@ -25,6 +26,8 @@ export interface Tier {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const tierKey = (name: string): string => `tiers/${name}`
+/** Tier files are read and written through the store's synchronous face. */
+const meta = (repo: Repository): SyncStore => syncOf(repo.store)
 
 /** A TapeError as the CLI reports it. */
 export function tapeToBfs(err: unknown): unknown {
@@ -48,7 +51,7 @@ export function readTier(repo: Repository, name: string): Tier {
   checkName(name)
   let file: Buffer
   try {
-    file = repo.store.readAll(tierKey(name))
+    file = meta(repo).getSync(tierKey(name))
   } catch {
     throw new BfsError('BAD_INPUT', `no tier '${name}' in ${repo.dir} (add one with 'bfs tier add ${name} --vtl DIR')`)
   }
@@ -62,8 +65,8 @@ export function readTier(repo: Repository, name: string): Tier {
 }
 
 export function listTiers(repo: Repository): Tier[] {
-  return repo.store
-    .list('tiers')
+  return meta(repo)
+    .listSync('tiers')
     .map((k) => path.basename(k))
     .filter((n) => NAME_RE.test(n))
     .sort()
@@ -85,7 +88,7 @@ export interface AddVtlOptions {
  */
 export function addVtlTier(repo: Repository, name: string, o: AddVtlOptions): { tier: Tier; library: VirtualTapeLibrary } {
   checkName(name)
-  if (repo.store.exists(tierKey(name))) throw new BfsError('EXISTS', `tier '${name}' already exists in ${repo.dir}`)
+  if (meta(repo).hasSync(tierKey(name))) throw new BfsError('EXISTS', `tier '${name}' already exists in ${repo.dir}`)
   const model = modelByName(o.model)
   if (!model) throw new BfsError('USAGE', `unknown tape model '${o.model}' (known: ${Object.keys(MODELS).join(', ')})`)
   const dir = path.resolve(o.dir)
@@ -98,11 +101,8 @@ export function addVtlTier(repo: Repository, name: string, o: AddVtlOptions): { 
   }
   const tier: Tier = { name, kind: 'vtl', dir, model: model.name, created: new Date().toISOString() }
   try {
-    repo.store.mkdirp('tiers')
-    const tmp = `tiers/.${name}.new-${process.pid}`
-    repo.store.removeTree(tmp)
-    repo.store.putSync(tmp, [envelopeFor('tier', Buffer.from(JSON.stringify(tier)), false)])
-    repo.store.rename(tmp, tierKey(name))
+    // written once (tmp → fsync → rename → fsync tiers/)
+    meta(repo).putSync(tierKey(name), envelopeFor('tier', Buffer.from(JSON.stringify(tier)), false))
   } catch (err) {
     fs.rmSync(dir, { recursive: true, force: true })
     throw err

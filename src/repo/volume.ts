@@ -55,7 +55,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     // partitions, what is stacked on it), or from loop devices over the image file.
     const mounts = sourceMounts(st1, isDev)
     const state = mountState(mounts)
-    const toFreeze = opts.freeze ? freezeTargets(source, isDev, mounts, repo.dir) : []
+    const toFreeze = opts.freeze ? freezeTargets(source, isDev, mounts, repo.store.localRoots()) : []
     const consistency: Consistency = opts.freeze ? 'frozen' : state
     const res = await writeGeneration(repo, opts, {
       source,
@@ -216,7 +216,7 @@ function sourceMounts(st: Float64Array, isDev: boolean): MountEntry[] {
  * throws the same one-line BfsError backupVolume would. A source that cannot be opened is
  * left for backupVolume to report.
  */
-export function checkFreeze(source: string, repoDir: string): void {
+export function checkFreeze(source: string, repoRoots: string[]): void {
   const abs = path.resolve(source)
   let st: Float64Array
   try {
@@ -225,7 +225,7 @@ export function checkFreeze(source: string, repoDir: string): void {
     return
   }
   const isDev = (st[native.S_MODE]! & S_IFMT) === S_IFBLK
-  freezeTargets(abs, isDev, sourceMounts(st, isDev), repoDir)
+  freezeTargets(abs, isDev, sourceMounts(st, isDev), repoRoots)
 }
 
 /**
@@ -233,13 +233,15 @@ export function checkFreeze(source: string, repoDir: string): void {
  * source must be a block device with a mounted filesystem, and the repository must not be
  * on one of them (the backup writes into it while they are frozen: it would hang).
  */
-function freezeTargets(source: string, isDev: boolean, mounts: MountEntry[], repoDir: string): MountEntry[] {
+/** The filesystems to freeze; refuses when one holds any of the repository's local directories (`roots`: its store's localRoots()). */
+function freezeTargets(source: string, isDev: boolean, mounts: MountEntry[], roots: string[]): MountEntry[] {
   if (!isDev) throw new BfsError('BAD_INPUT', `--freeze needs a block device; ${source} is an image file`)
   if (mounts.length === 0) throw new BfsError('BAD_INPUT', `--freeze: no filesystem on ${source} is mounted, so there is nothing to freeze`)
   const fss = filesystemsOf(mounts)
-  const repoFs = filesystemOf(repoDir)
-  const hit = fss.find((m) => m.dev === repoFs)
-  if (hit) throw new BfsError('BAD_INPUT', `--freeze: the repository ${repoDir} is on the filesystem of ${source} (mounted at ${hit.point}), which could not be written to while frozen`)
+  for (const root of roots) {
+    const hit = fss.find((m) => m.dev === filesystemOf(root))
+    if (hit) throw new BfsError('BAD_INPUT', `--freeze: the repository ${root} is on the filesystem of ${source} (mounted at ${hit.point}), which could not be written to while frozen`)
+  }
   return fss
 }
 

@@ -4,6 +4,7 @@ import { FrameCompressor } from '../codec/zstd.js'
 import { encodeSeekTableAndTrailer, encodeUnitHeader, UNIT_HEADER_BYTES, type SeekEntry } from '../format/unit.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import type { ReaderSpec } from '../blocks/spec.js'
+import type { Staged, Store, StoreDescription } from '../store/store.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
 import { openSource } from './source.js'
@@ -22,8 +23,9 @@ export interface CompressRequest extends WorkerRequest {
   frameBlocks: number
   level: number
   hashAlg: HashAlg
-  /** Write the unit file here (a new temporary file; the caller fsyncs and renames it). */
-  outPath: string
+  /** The repository's store (its description) and a staged write of the unit there: the worker writes it, the caller commits it. */
+  store: StoreDescription
+  staged: Staged
   genId: number
   unitIndex: number
   /** File ranges to read into the unit first (the main thread only plans them). */
@@ -31,7 +33,7 @@ export interface CompressRequest extends WorkerRequest {
 }
 
 export interface CompressReply extends WorkerReply {
-  /** Bytes written to outPath. */
+  /** Bytes written to the staged blob. */
   fileBytes: number
   hashes: ArrayBuffer
   readResults?: ReadResult[]
@@ -113,8 +115,12 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
   return results
 }
 
-function compress(r: WorkerRequest): CompressReply {
+async function compress(r: WorkerRequest): Promise<CompressReply> {
   const req = r as CompressRequest
+  // The only await, and before this thread's shared buffers (compressOut, unitOut) are
+  // touched: the pool may queue several units on one worker, and a compress that yielded
+  // after filling unitOut would have it overwritten by the next before writing it.
+  const store = stores.get(JSON.stringify(req.store)) ?? (await storeOf(req.store))
   const raw = Buffer.from(req.raw)
   const readResults = req.reads?.length ? readPlanned(raw, req.reads) : undefined
   const rawBlocks = req.rawBlocks
@@ -155,20 +161,18 @@ function compress(r: WorkerRequest): CompressReply {
   const tail = encodeSeekTableAndTrailer(entries, UNIT_HEADER_BYTES + pos)
   // The worker writes the file itself: the compressed unit never crosses to the main
   // thread (no multi-MiB transfer per unit left for the main thread's GC to free).
-  const fd = fs.openSync(req.outPath, 'wx', 0o644)
-  try {
-    writeAll(fd, header)
-    writeAll(fd, out.subarray(0, pos))
-    writeAll(fd, tail)
-  } finally {
-    fs.closeSync(fd)
-  }
-  return { id: req.id, fileBytes: header.length + pos + tail.length, hashes: toAB(hashes), readResults }
+  if (!store.sync) throw new Error(`${store.where('')}: the compress workers need a store with a synchronous face`)
+  const fileBytes = store.sync.writeStagedSync(req.staged, [header, out.subarray(0, pos), tail])
+  return { id: req.id, fileBytes, hashes: toAB(hashes), readResults }
 }
 
-function writeAll(fd: number, b: Buffer): void {
-  let off = 0
-  while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off)
+/** This thread's stores, by description (opened on the first unit written to each). */
+const stores = new Map<string, Store>()
+async function storeOf(d: StoreDescription): Promise<Store> {
+  const k = JSON.stringify(d)
+  let s = stores.get(k)
+  if (!s) stores.set(k, (s = (await import('../store/open.js')).openStore(d)))
+  return s
 }
 
 function toAB(b: Buffer): ArrayBuffer {

@@ -29,7 +29,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { flock } from '../native/index.js'
-import { DiskBlobStore } from './disk.js'
+import { DiskStore } from './disk.js'
 import {
   checkKey, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader,
@@ -76,7 +76,7 @@ export class CacheBusy extends Error {
 }
 
 export class BufferCache {
-  private dataStore: DiskBlobStore | null = null
+  private dataStore: DiskStore | null = null
   private readonly probation = new Map<string, CacheEntry>()
   private readonly protectedSeg = new Map<string, CacheEntry>()
   private readonly pins = new Map<string, Set<string>>()
@@ -122,10 +122,10 @@ export class BufferCache {
   }
 
   /** The entries' store, or null while the owner has not made it yet (a reader looks again next time). */
-  private get store(): DiskBlobStore | null {
+  private get store(): DiskStore | null {
     if (!this.dataStore) {
       try {
-        this.dataStore = DiskBlobStore.open(path.join(this.dir, DATA))
+        this.dataStore = DiskStore.open(path.join(this.dir, DATA))
       } catch {
         return null
       }
@@ -134,7 +134,7 @@ export class BufferCache {
   }
 
   /** The owner's entries' store (it made the directory). */
-  get data(): DiskBlobStore {
+  get data(): DiskStore {
     const s = this.store
     if (!s) throw new StoreError('ENOENT', '', `${path.join(this.dir, DATA)}: no buffer cache here yet`)
     return s
@@ -728,8 +728,8 @@ export class CacheStore implements Store {
     await this.source.writer?.flush(prefix)
   }
 
-  async sweep(prefix?: string): Promise<number> {
-    return (await this.source.writer?.sweep(prefix)) ?? 0
+  async sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return (await this.source.writer?.sweep(prefix, opts)) ?? 0
   }
 }
 

@@ -10,135 +10,13 @@ import {
 } from './store.js'
 
 /**
- * Opaque files under a root directory, addressed by '/'-separated keys.
- * Every put is write-once: tmp file → fsync → rename → fsync(dir). Knows nothing of bfs formats.
- *
- * TODO(issue 12, after issue 11 merges): this is the old face, kept as it is for its
- * callers; they move to DiskBlobStore (the Store contract, below; `blobs` is it for this
- * root), then this class goes and DiskBlobStore takes its name. The two cannot be one class
- * yet only because both have a `list` (this one synchronous).
- */
-export class DiskStore {
-  constructor(readonly root: string) {}
-
-  private blobStore: DiskBlobStore | null = null
-
-  /** The Store contract over the same directory. */
-  get blobs(): DiskBlobStore {
-    return (this.blobStore ??= DiskBlobStore.open(this.root))
-  }
-
-  path(key: string): string {
-    return path.join(this.root, key)
-  }
-
-  /** Where a key lives, for messages only (the Store contract's where()). */
-  where(key: string): string {
-    return key === '' ? this.root : path.join(this.root, key)
-  }
-
-  exists(key: string): boolean {
-    return fs.existsSync(this.path(key))
-  }
-
-  readAll(key: string): Buffer {
-    return fs.readFileSync(this.path(key))
-  }
-
-  async readAllAsync(key: string): Promise<Buffer> {
-    return fs.promises.readFile(this.path(key))
-  }
-
-  size(key: string): number {
-    return fs.statSync(this.path(key)).size
-  }
-
-  /** Keys of the files directly inside `dir` (a key prefix naming a directory); [] if it does not exist. */
-  list(dir: string): string[] {
-    try {
-      return fs.readdirSync(this.path(dir)).map((n) => `${dir}/${n}`)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw err
-    }
-  }
-
-  mkdirp(dir: string): void {
-    fs.mkdirSync(this.path(dir), { recursive: true })
-  }
-
-  /** A fresh temporary name next to `key` (for a writer that fills it elsewhere, then calls commitTmp). */
-  tmpPath(key: string): string {
-    return tempName(this.path(key))
-  }
-
-  /** Writes `parts` as the new file `key`, durably, synchronously. Fails if the key exists. */
-  putSync(key: string, parts: Uint8Array[], { syncDir = true } = {}): number {
-    const final = this.path(key)
-    if (fs.existsSync(final)) throw Object.assign(new Error(`refusing to overwrite stored file ${final}`), { code: 'EEXIST' })
-    const tmp = this.tmpPath(key)
-    const fd = fs.openSync(tmp, 'wx', 0o644)
-    let bytes = 0
-    try {
-      for (const p of parts) {
-        let off = 0
-        while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off)
-        bytes += p.length
-      }
-      fs.fsyncSync(fd)
-    } catch (err) {
-      fs.closeSync(fd)
-      fs.rmSync(tmp, { force: true })
-      throw err
-    }
-    fs.closeSync(fd)
-    fs.renameSync(tmp, final)
-    if (syncDir) this.syncDir(path.dirname(key))
-    return bytes
-  }
-
-  /**
-   * Makes a temporary file written (and closed) by another thread durable and gives it its
-   * final name. The caller syncs the directory. fsync through a new descriptor flushes the
-   * file's dirty pages all the same.
-   */
-  async commitTmp(tmp: string, key: string): Promise<void> {
-    const fh = await fs.promises.open(tmp, 'r')
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await fs.promises.rename(tmp, this.path(key))
-  }
-
-  /** Atomically replaces `to` with `from` (both keys in one directory), then syncs the directory. */
-  rename(from: string, to: string): void {
-    fs.renameSync(this.path(from), this.path(to))
-    this.syncDir(path.dirname(to))
-  }
-
-  syncDir(dir: string): void {
-    const fd = fs.openSync(this.path(dir), 'r')
-    try {
-      fs.fsyncSync(fd)
-    } finally {
-      fs.closeSync(fd)
-    }
-  }
-
-  removeTree(key: string): void {
-    fs.rmSync(this.path(key), { recursive: true, force: true })
-  }
-}
-
-/**
- * A temporary name next to `final`: `<final>.tmp-<pid>-<8 hex>`, what bfs has always
- * written (native-notes/store.md: the planned `<final>.tmp-<host>-<pid>-<hex>`, which
- * sweep() already reads, comes with the switch of the writers, as a format.md change).
+ * A temporary name next to `final`: `<final>.tmp-<host>-<pid>-<8 hex>` (native-notes/format.md
+ * "Layout"), so that sweep() can tell a dead writer's litter from a live writer's file on
+ * this host and leave other hosts' alone. Names without the host (`.tmp-<pid>-<hex>`, what
+ * bfs wrote before) are read as this host's.
  */
 export function tempName(final: string): string {
-  return `${final}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`
+  return `${final}${TEMP_MARK}${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
 }
 
 /** `.tmp-[host-]pid-hex` at the end of a name: the writer that left it. */
@@ -242,25 +120,35 @@ class DiskBlob implements SyncBlobReader {
  * then renamed (link(2) for 'exclusive'); the directory is fsynced unless the caller batches
  * that with flush(). Opened blobs expose their descriptor (localFd) for the native read path.
  */
-export class DiskBlobStore implements Store {
+export class DiskStore implements Store {
   readonly sync: DiskSyncFace
   private constructor(readonly root: string) {
     this.sync = new DiskSyncFace(this)
   }
 
+  /** Makes an empty prefix (a directory) that lists before anything is put under it (a fresh repository's layout). */
+  makePrefix(prefix: string): void {
+    const d = this.file(prefix)
+    try {
+      fs.mkdirSync(d, { recursive: true })
+    } catch (err) {
+      throw fail(err, prefix, d, 'make the prefix')
+    }
+  }
+
   /** Makes `dir` (and its parents; 0700 if new) and opens it. */
-  static create(dir: string): DiskBlobStore {
+  static create(dir: string): DiskStore {
     const root = path.resolve(dir)
     try {
       fs.mkdirSync(root, { recursive: true, mode: 0o700 })
     } catch (err) {
       throw fail(err, '', root, 'create the store directory')
     }
-    return DiskBlobStore.open(root)
+    return DiskStore.open(root)
   }
 
   /** Opens the store in an existing directory: ENOENT if it is missing or not a directory. */
-  static open(dir: string): DiskBlobStore {
+  static open(dir: string): DiskStore {
     const root = path.resolve(dir)
     let st: fs.Stats | undefined
     try {
@@ -269,7 +157,7 @@ export class DiskBlobStore implements Store {
       throw fail(err, '', root, 'open the store')
     }
     if (!st.isDirectory()) throw new StoreError('ENOENT', '', `${root}: not a directory`)
-    return new DiskBlobStore(root)
+    return new DiskStore(root)
   }
 
   /** The file of a (checked) key. */
@@ -284,6 +172,15 @@ export class DiskBlobStore implements Store {
 
   localRoots(): string[] {
     return [this.root]
+  }
+
+  /**
+   * The local directory at `prefix`, for a tier that keeps its own files next to this store's
+   * blobs and manages them itself (the disk buffer cache): the one way out of the store's keys
+   * to a path. Not made here.
+   */
+  localDir(prefix: string): string {
+    return this.file(prefix)
   }
 
   describe(): StoreDescription {
@@ -384,7 +281,7 @@ export class DiskBlobStore implements Store {
       throw fail(err, key, f, 'stat')
     }
     if (!st.isFile()) throw new StoreError('ENOENT', key, `${f}: is a prefix, not a blob`)
-    return { sizeBytes: st.size }
+    return { sizeBytes: st.size, mtimeMs: st.mtimeMs }
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -420,8 +317,8 @@ export class DiskBlobStore implements Store {
     await this.fsyncDir(this.file(prefix, true), prefix, true)
   }
 
-  async sweep(prefix = ''): Promise<number> {
-    return this.sync.sweepSync(prefix)
+  async sweep(prefix = '', opts: { shallow?: boolean } = {}): Promise<number> {
+    return this.sync.sweepSync(prefix, opts)
   }
 
   /** The key and temporary file of a staged write (a token from any thread's store on this root). */
@@ -508,9 +405,10 @@ export class DiskBlobStore implements Store {
   }
 }
 
-/** The synchronous face of a DiskBlobStore (same files, same rules). */
+
+/** The synchronous face of a DiskStore (same files, same rules). */
 class DiskSyncFace implements SyncStore {
-  constructor(private readonly s: DiskBlobStore) {}
+  constructor(private readonly s: DiskStore) {}
 
   getSync(key: string, range?: ByteRange): Buffer {
     const b = this.openSync(key)
@@ -586,7 +484,7 @@ class DiskSyncFace implements SyncStore {
       throw fail(err, key, f, 'stat')
     }
     if (!st.isFile()) throw new StoreError('ENOENT', key, `${f}: is a prefix, not a blob`)
-    return { sizeBytes: st.size }
+    return { sizeBytes: st.size, mtimeMs: st.mtimeMs }
   }
 
   listSync(prefix: string): string[] {
@@ -623,7 +521,7 @@ class DiskSyncFace implements SyncStore {
   }
 
   /** sweep(), synchronously: walks the directories under `prefix`, removes temporary files of dead writers. */
-  sweepSync(prefix: string): number {
+  sweepSync(prefix: string, opts: { shallow?: boolean } = {}): number {
     const host = os.hostname()
     const now = Date.now()
     let removed = 0
@@ -638,7 +536,7 @@ class DiskSyncFace implements SyncStore {
       for (const e of ents) {
         const p = `${dir}/${e.name}`
         if (!e.name.includes(TEMP_MARK)) {
-          if (e.isDirectory()) walk(p)
+          if (e.isDirectory() && !opts.shallow) walk(p)
           continue
         }
         const m = TEMP_RE.exec(e.name)

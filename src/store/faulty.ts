@@ -312,8 +312,8 @@ export class FaultyStore implements Store {
     return this.inner.flush(prefix)
   }
 
-  sweep(prefix?: string): Promise<number> {
-    return this.inner.sweep(prefix)
+  sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return this.inner.sweep(prefix, opts)
   }
 }
 

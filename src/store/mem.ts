@@ -210,11 +210,12 @@ export class MemStore implements Store {
    * Drops every staged write not committed: a memory store lives in one process, so
    * under the writer lock (where sweep is called) any staged write left is abandoned.
    */
-  async sweep(prefix = ''): Promise<number> {
+  async sweep(prefix = '', opts: { shallow?: boolean } = {}): Promise<number> {
     checkKey(prefix, true)
     let n = 0
     for (const [t, st] of this.pending) {
-      if (prefix === '' || st.key.startsWith(`${prefix}/`)) {
+      const rest = prefix === '' ? st.key : st.key.startsWith(`${prefix}/`) ? st.key.slice(prefix.length + 1) : null
+      if (rest !== null && !(opts.shallow && rest.includes('/'))) {
         this.pending.delete(t)
         n++
       }

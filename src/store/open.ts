@@ -1,4 +1,4 @@
-import { DiskBlobStore } from './disk.js'
+import { DiskStore } from './disk.js'
 import { FaultyStore } from './faulty.js'
 import { MemStore } from './mem.js'
 import { TieredStore } from './tiered.js'
@@ -13,7 +13,7 @@ import type { Store, StoreDescription } from './store.js'
 export function openStore(d: StoreDescription): Store {
   switch (d.kind) {
     case 'disk':
-      return DiskBlobStore.open(d.root)
+      return DiskStore.open(d.root)
     case 'mem':
       return new MemStore({ blobs: d.blobs, readOnly: true })
     case 'tiered':

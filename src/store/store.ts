@@ -39,6 +39,8 @@ export class StoreError extends Error {
 
 export interface BlobStat {
   sizeBytes: number
+  /** When the blob was last written (ms since the epoch), where the store knows it (disk); for judging litter such as an unreadable lock. */
+  mtimeMs?: number
   /** SHA-256 of the whole blob (hex), where a tier keeps it (tape: its catalog); a cache checks what it fetches against it. */
   sha256?: string
 }
@@ -103,8 +105,12 @@ export interface Store {
   remove(key: string, opts?: { recursive?: boolean }): Promise<void>
   /** Makes the listing under `prefix` durable (after puts with syncListing false). */
   flush(prefix: string): Promise<void>
-  /** Removes this store's own litter (temporary files of dead writers) under `prefix`; returns how many. Call under the writer lock. */
-  sweep(prefix?: string): Promise<number>
+  /**
+   * Removes this store's own litter (temporary files of dead writers) under `prefix`; returns
+   * how many. `shallow`: only directly under `prefix`, not under its sub-prefixes. Call under
+   * the writer lock.
+   */
+  sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number>
   /** Where a key lives, for messages only: never opened by a caller. */
   where(key: string): string
   /** Local directories holding this store's bytes (backup and mount keep out of them). */

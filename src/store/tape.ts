@@ -409,10 +409,11 @@ export class TapeStore implements Store {
   }
 
   /** Staged writes live in this process only: under the writer lock any left are abandoned. */
-  async sweep(prefix = ''): Promise<number> {
+  async sweep(prefix = '', opts: { shallow?: boolean } = {}): Promise<number> {
     let n = 0
     for (const [t, st] of this.staged) {
-      if (prefix === '' || st.key.startsWith(prefix + '/')) {
+      const rest = prefix === '' ? st.key : st.key.startsWith(prefix + '/') ? st.key.slice(prefix.length + 1) : null
+      if (rest !== null && !(opts.shallow && rest.includes('/'))) {
         this.staged.delete(t)
         n++
       }

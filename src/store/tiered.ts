@@ -304,8 +304,8 @@ export class TieredStore implements Store {
     return this.hot.flush(prefix)
   }
 
-  async sweep(prefix?: string): Promise<number> {
-    return (await this.hot.sweep(prefix)) + ((await this.cold?.sweep(prefix)) ?? 0)
+  async sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return (await this.hot.sweep(prefix, opts)) + ((await this.cold?.sweep(prefix, opts)) ?? 0)
   }
 }
 

@@ -9,6 +9,7 @@ import { decodeEnvelope } from '../../format/envelope.js'
 import { decodeConfig, type GenStats, type Manifest } from '../../format/manifest.js'
 import { encodeMaps, type MapObject } from '../../format/maps.js'
 import { BLOCK_BYTES } from '../../codec/hash.js'
+import { syncOf, type SyncStore } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { WorkerPool } from '../pool.js'
 import { envelopeFor, fileRef, keys, type Repository } from '../repository.js'
@@ -41,14 +42,19 @@ export interface CommitResult {
 function ensureConfigCopy(repo: Repository): void {
   const st = repo.checkConfig()
   if (st.from !== 'config' || !st.copyMissing) return
-  const file = repo.store.readAll(keys.config)
+  const file = meta(repo).getSync(keys.config)
   // the bytes just read are the copy: they must still decode to the settings in use
   try {
     if (JSON.stringify(decodeConfig(decodeEnvelope('config', file, keys.config).stored, keys.config)) !== JSON.stringify(repo.config)) return
   } catch {
     return
   }
-  repo.store.putSync(keys.configCopy, [file])
+  meta(repo).putSync(keys.configCopy, file)
+}
+
+/** The repository's store, synchronous face: the commit's metadata is written through it. */
+function meta(repo: Repository): SyncStore {
+  return syncOf(repo.store)
 }
 
 /**
@@ -57,9 +63,10 @@ function ensureConfigCopy(repo: Repository): void {
  * no marker and no manifest is never a crashed writer's.
  */
 function startGenDir(repo: Repository, genId: number, source: string): void {
-  repo.store.mkdirp(keys.genDir(genId))
-  repo.store.putSync(keys.marker(genId), [Buffer.from(JSON.stringify({ pid: process.pid, host: os.hostname(), time: new Date().toISOString(), source }) + '\n')])
-  repo.store.syncDir('gens')
+  const s = meta(repo)
+  // the put makes gens/N and fsyncs it with the marker in it; then gens/ itself
+  s.putSync(keys.marker(genId), Buffer.from(JSON.stringify({ pid: process.pid, host: os.hostname(), time: new Date().toISOString(), source }) + '\n'))
+  s.flushSync(keys.gens)
 }
 
 /** What a generation writer produced, before its metadata files and manifest are written. */
@@ -91,25 +98,25 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.dir, `backup ${spec.source}`, opts.lockWaitMs ?? 0, undefined, (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m))
+  const lock = await WriterLock.acquire(repo.store, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m) })
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false
   try {
-    recoverRepository(repo)
+    await recoverRepository(repo)
     ensureConfigCopy(repo)
     genId = repo.nextGenerationId()
     startGenDir(repo, genId, spec.source)
     const prev = spec.choosePrev(repo)
     const body = await spec.build({ genId, pool, prev })
-    const store = repo.store
+    const store = meta(repo)
     const hashesFile = envelopeFor('hashes', body.stream.hashes, false)
     const mapsFile = envelopeFor('maps', encodeMaps(body.objects), true)
     const catalogFile = envelopeFor('catalog', encodeCatalog(body.entries), true)
-    store.putSync(keys.hashes(genId), [hashesFile], { syncDir: false })
-    store.putSync(keys.maps(genId), [mapsFile], { syncDir: false })
-    store.putSync(keys.catalog(genId), [catalogFile], { syncDir: false })
-    store.syncDir(keys.genDir(genId))
+    store.putSync(keys.hashes(genId), hashesFile, { syncListing: false })
+    store.putSync(keys.maps(genId), mapsFile, { syncListing: false })
+    store.putSync(keys.catalog(genId), catalogFile, { syncListing: false })
+    store.flushSync(keys.genDir(genId))
     const stats = body.stats
     stats.entries = body.entries.length
     stats.storedBytes = body.stream.storedBytes
@@ -142,13 +149,13 @@ export async function writeGeneration(repo: Repository, opts: CommitOptions, spe
     repo.commitManifest(man)
     committed = true
     // not synced: a marker that outlives a crash beside its manifest is removed by the next recovery
-    repo.store.removeTree(keys.marker(genId))
+    meta(repo).removeSync(keys.marker(genId))
     return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
   } catch (err) {
     throw storageError(err, repo, genId)
   } finally {
     await pool.close()
-    if (!committed && genId > 0) repo.store.removeTree(keys.genDir(genId))
+    if (!committed && genId > 0) meta(repo).removeSync(keys.genDir(genId), { recursive: true })
     lock.release()
   }
 }

@@ -1,6 +1,6 @@
 import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
 import type { UnitRef } from '../../format/manifest.js'
-import type { DiskStore } from '../../store/disk.js'
+import type { Staged, Store, StoreDescription } from '../../store/store.js'
 import { keys } from '../repository.js'
 import type { WorkerPool } from '../pool.js'
 import type { CompressReply, CompressRequest, PlannedRead, ReadResult } from '../worker.js'
@@ -41,9 +41,11 @@ export class StreamWriter {
   /** 8-byte hash of every stream block, filled as units come back from the workers. */
   hashes: Buffer
   storedBytes = 0
+  /** The store as the workers open it (they write the units' staged blobs themselves). */
+  private readonly described: StoreDescription
 
   constructor(
-    private readonly store: DiskStore,
+    private readonly store: Store,
     private readonly pool: WorkerPool,
     readonly genId: number,
     readonly unitBlocks: number,
@@ -54,6 +56,9 @@ export class StreamWriter {
   ) {
     for (let i = 0; i < pool.size + (spare ? 1 : 0); i++) this.free.push(Buffer.from(new SharedArrayBuffer(unitBlocks * BLOCK_BYTES)))
     this.hashes = Buffer.alloc(unitBlocks * HASH_BYTES * 4)
+    const d = store.describe()
+    if (!d) throw new TypeError(`${store.where('')}: a generation's units are written by worker threads, and this store cannot be opened in one`)
+    this.described = d
   }
 
   /** Stream block number of the next block to be committed. */
@@ -143,12 +148,15 @@ export class StreamWriter {
 
   private async compressAndWrite(unitIndex: number, rawBlocks: number, buf: Buffer, reads: PlannedRead[]): Promise<void> {
     const key = keys.unit(this.genId, unitIndex)
-    const tmp = this.store.tmpPath(key)
     let reply: CompressReply
+    let staged: Staged | null = null
     try {
-      const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, outPath: tmp, genId: this.genId, unitIndex }
+      staged = await this.store.stage(key)
+      const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, store: this.described, staged, genId: this.genId, unitIndex }
       reply = await this.pool.run<CompressReply>(req, [], unitIndex)
     } catch (err) {
+      // a staged blob is invisible; dropping it here only saves the next writer's sweep the work
+      if (staged) await this.store.abortStaged(staged).catch(() => undefined)
       throw this.writeError(err, key)
     }
     if (reply.readResults) this.onReadResults?.(reply.readResults)
@@ -161,7 +169,8 @@ export class StreamWriter {
     }
     hashes.copy(this.hashes, unitIndex * this.unitBlocks * HASH_BYTES)
     try {
-      await this.store.commitTmp(tmp, key)
+      // the listing is flushed once for all units (finish → the commit)
+      await this.store.commitStaged(staged!, { syncListing: false })
     } catch (err) {
       throw this.writeError(err, key)
     }
