@@ -171,7 +171,8 @@ const stores = new Map<string, Store>()
 async function storeOf(d: StoreDescription): Promise<Store> {
   const k = JSON.stringify(d)
   let s = stores.get(k)
-  if (!s) stores.set(k, (s = (await import('../store/open.js')).openStore(d)))
+  // a disk store without loading every tier's module into every compress worker (RSS)
+  if (!s) stores.set(k, (s = d.kind === 'disk' ? (await import('../store/disk.js')).DiskStore.open(d.root) : (await import('../store/open.js')).openStore(d)))
   return s
 }
 
