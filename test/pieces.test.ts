@@ -1,0 +1,569 @@
+/**
+ * The pieces layer (src/pieces/, native-notes/pieces.md): packs written through the store as
+ * staged writes, the piece reader (ranged gets, checks, bounded cache, single flight), the
+ * tree writer's reuse of unchanged directories and pages, DIRDELTAs, paging, the lazy tree
+ * reader, and file maps — over real trees on disk and over DiskStore, MemStore and
+ * FaultyStore.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import v8 from 'node:v8'
+import vm from 'node:vm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { xxh64Seed0 } from '../src/codec/hash.js'
+import { FormatError } from '../src/format/errors.js'
+import { type Extent, PieceKind } from '../src/format/v2/common.js'
+import { type Entry2, FileType, cutDirPages, encodeDir, encodeDirDelta, newEntry2 } from '../src/format/v2/dir.js'
+import { keys2 } from '../src/format/v2/layout.js'
+import { decodePackTable, decodePackTrailer } from '../src/format/v2/pack.js'
+import { MapReader, MapWriter } from '../src/pieces/maps.js'
+import { PackWriter } from '../src/pieces/packs.js'
+import { PieceReader } from '../src/pieces/reader.js'
+import { type DirRef, TreeReader } from '../src/pieces/tree-reader.js'
+import { TreeWriter } from '../src/pieces/tree-writer.js'
+import { DiskStore } from '../src/store/disk.js'
+import { FaultyStore } from '../src/store/faulty.js'
+import { MemStore } from '../src/store/mem.js'
+import { StoreError, type Store } from '../src/store/store.js'
+import { makeTree, sh, tmpdir } from './helpers.js'
+import { type Gen, syntheticExtents, walkTree } from './pieces-walk.js'
+
+v8.setFlagsFromString('--expose-gc')
+const gc = vm.runInNewContext('gc') as () => void
+
+const scratch: string[] = []
+afterAll(() => {
+  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true })
+})
+const newDir = (p: string): string => {
+  const d = tmpdir(p)
+  scratch.push(d)
+  return d
+}
+
+interface Repo {
+  store: FaultyStore
+  packs: PackWriter
+  reader: PieceReader
+  tree: TreeWriter
+  maps: MapWriter
+  treeReader: TreeReader
+}
+
+/** One run's writers over `store` (a FaultyStore wrapper that counts calls). */
+function openRun(store: FaultyStore, run: number, cacheBytes?: number): Repo {
+  const packs = new PackWriter(store, { run, packBytes: 1 << 20 })
+  const reader = new PieceReader(store, { cacheBytes })
+  return { store, packs, reader, tree: new TreeWriter(packs, reader), maps: new MapWriter(packs, reader), treeReader: new TreeReader(reader) }
+}
+
+/** Bytes of the pack files run `run` wrote. */
+async function packBytes(store: Store, run: number): Promise<number> {
+  let n = 0
+  for (const k of await store.list(keys2.genDir(run))) n += (await store.stat(k)).sizeBytes
+  return n
+}
+
+/**
+ * Reads every directory (readdir) and symlink (readlink) of the tree at `dir` once, so that
+ * relatime has updated their atimes before a walk records them (a walk reads both).
+ */
+async function settleAtimes(dir: string): Promise<void> {
+  await sh(`find '${dir}' -type d -exec ls -a {} + > /dev/null; find '${dir}' -type l -exec readlink {} + > /dev/null`)
+}
+
+/** The generated tree: makeTree's kinds and odd names, a wide directory (paged), a deep one, many small ones, fragmented files. */
+async function generateTree(dir: string): Promise<{ files: number }> {
+  await makeTree(dir)
+  let files = 0
+  const wide = path.join(dir, 'wide')
+  fs.mkdirSync(wide)
+  for (let i = 0; i < 6000; i++) fs.writeFileSync(path.join(wide, `f${String(i).padStart(5, '0')}`), `w${i}\n`)
+  files += 6000
+  let deep = path.join(dir, 'deep')
+  for (let i = 0; i < 60; i++) deep = path.join(deep, `d${i}`)
+  fs.mkdirSync(deep, { recursive: true })
+  fs.writeFileSync(path.join(deep, 'leaf'), 'leaf\n')
+  for (let d = 0; d < 300; d++) {
+    const sub = path.join(dir, 'many', `d${String(d).padStart(3, '0')}`)
+    fs.mkdirSync(sub, { recursive: true })
+    for (let f = 0; f < 5; f++) fs.writeFileSync(path.join(sub, `file${f}`), `${d}/${f}\n`)
+    files += 5
+  }
+  // names with every odd byte but '/' and NUL
+  const odd = path.join(dir, 'odd')
+  fs.mkdirSync(odd)
+  for (let b = 1; b < 256; b++) {
+    if (b === 0x2f || b === 0x2e) continue
+    fs.writeFileSync(Buffer.concat([Buffer.from(odd + '/'), Buffer.from([b, 0x78, b])]), String(b))
+    files++
+  }
+  fs.writeFileSync(Buffer.concat([Buffer.from(odd + '/'), Buffer.from('\u00e9t\u00e9 \ud83d\ude00 \\ * ?', 'utf8')]), 'utf8')
+  // maps: 8 extents (a MAPLEAF), 5,120 extents (a MAPINNER over leaves)
+  await sh(`truncate -s 64K '${dir}/mid.frag' && truncate -s 40M '${dir}/big.frag'`)
+  return { files: files + 20 }
+}
+
+/** Reads the stored tree completely and compares it with the directory on disk. */
+async function compareTree(dir: string, gen: Gen, r: TreeReader, maps: MapReader, extents: Map<string, Extent[]>): Promise<number> {
+  let n = 0
+  const visit = async (p: Buffer, e: Entry2): Promise<void> => {
+    const st = fs.lstatSync(p, { bigint: true })
+    expect(Number(st.mode & 0o7777n)).toBe(e.mode)
+    expect(Number(st.mtimeNs / 1_000_000_000n)).toBe(e.mtimeSec)
+    expect(Number(st.mtimeNs % 1_000_000_000n)).toBe(e.mtimeNsec)
+    n++
+    if (e.type === FileType.Dir) {
+      expect(st.isDirectory()).toBe(true)
+      expect(e.nlink).toBe(Number(st.nlink))
+      const names = (fs.readdirSync(p, { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare)
+      const stored: Entry2[] = []
+      for await (const c of r.entries(e.dir)) stored.push(c)
+      expect(stored.map((c) => c.name.toString('hex'))).toEqual(names.map((x) => x.toString('hex')))
+      expect(e.dir?.entries ?? 0).toBe(names.length)
+      for (const c of stored) await visit(Buffer.concat([p, Buffer.from('/'), c.name]), c)
+    } else if (e.type === FileType.File) {
+      expect(st.isFile()).toBe(true)
+      expect(e.size).toBe(Number(st.size))
+      const want = extents.get(p.toString('latin1'))
+      if (want) expect(await maps.extents(e)).toEqual(want)
+      if (p.toString().endsWith('big.frag')) expect(e.map?.kind).toBe('ref')
+    } else if (e.type === FileType.Symlink) {
+      expect(e.target!.equals(fs.readlinkSync(p, { encoding: 'buffer' }) as Buffer)).toBe(true)
+    }
+  }
+  await visit(Buffer.from(dir), gen.root)
+  return n
+}
+
+const stores: Array<[string, () => Store]> = [
+  ['MemStore', () => new MemStore()],
+  ['DiskStore', () => DiskStore.create(newDir('bfs-pieces-repo-'))],
+  // latency on a third of the reads: loads finish out of order, concurrent misses overlap
+  ['FaultyStore (latency)', () => new FaultyStore(new MemStore(), { seed: 7, rules: [{ fault: 'latency', ops: ['get'], probability: 0.3, latencyMs: [0, 2] }] })],
+]
+
+describe('a real tree written as pieces and read back lazily', () => {
+  let src: string
+  let fileCount: number
+  beforeAll(async () => {
+    src = path.join(newDir('bfs-pieces-src-'), 'tree')
+    fileCount = (await generateTree(src)).files
+    await settleAtimes(src)
+  })
+
+  for (const [name, make] of stores) {
+    it(`round trip, no-change generation, lookups and listings over ${name}`, async () => {
+      const store = new FaultyStore(make(), { seed: 1, rules: [] })
+      const extents = new Map<string, Extent[]>()
+      const g1 = openRun(store, 1)
+      const gen1 = await walkTree(src, { tree: g1.tree, maps: g1.maps, reader: g1.treeReader, run: 1, extents }, null)
+      const s1 = await g1.packs.finish()
+      expect(gen1.stats.files).toBeGreaterThanOrEqual(fileCount - 30)
+      expect(s1.packs).toBeGreaterThanOrEqual(1)
+      expect(g1.tree.stats.indexPieces).toBeGreaterThanOrEqual(1) // wide/ is paged
+      expect(g1.maps.stats.trees).toBeGreaterThanOrEqual(2)
+      expect(g1.tree.stats.reused).toBe(0)
+
+      // everything reads back, through a cold reader
+      const cold = new PieceReader(store)
+      const n = await compareTree(src, gen1, new TreeReader(cold), new MapReader(cold), extents)
+      expect(n).toBe(gen1.stats.files + gen1.stats.dirs + (n - gen1.stats.files - gen1.stats.dirs))
+      expect(n).toBeGreaterThan(7000)
+
+      // the same tree again: nothing written, not even a pack file
+      const g2 = openRun(store, 2)
+      const gen2 = await walkTree(src, { tree: g2.tree, maps: g2.maps, reader: g2.treeReader, run: 2 }, gen1)
+      const s2 = await g2.packs.finish()
+      expect(gen2.stats.changedDirs).toBe(0)
+      expect(gen2.stats.changedFiles).toBe(0)
+      expect(s2.pieces).toBe(0)
+      expect(await store.list(keys2.genDir(2))).toEqual([])
+      expect(gen2.root.dir).toEqual(gen1.root.dir)
+      expect(gen2.nextOrd).toBe(gen1.nextOrd)
+
+      // a lookup loads only the pieces on its way: one DIR per directory of the path
+      const deepPath = ['deep', ...Array.from({ length: 60 }, (_, i) => `d${i}`), 'leaf'].map((s) => Buffer.from(s))
+      store.resetCounts()
+      const r1 = new TreeReader(new PieceReader(store))
+      const leaf = await r1.lookupPath(gen2.root, deepPath)
+      expect(leaf?.name.toString()).toBe('leaf')
+      expect(leaf?.size).toBe(5)
+      expect(store.count('get')).toBe(62) // the root's piece, deep/, d0 … d59
+      expect(r1.pieces.stats.loads).toBe(62)
+      // wide/ has 6,000 entries: its DIRINDEX and one page
+      store.resetCounts()
+      const r2 = new TreeReader(new PieceReader(store))
+      const f = await r2.lookupPath(gen2.root, [Buffer.from('wide'), Buffer.from('f03333')])
+      expect(f?.size).toBe(6)
+      expect(store.count('get')).toBe(3)
+      expect(await r2.lookupPath(gen2.root, [Buffer.from('wide'), Buffer.from('f03333x')])).toBeNull()
+      expect(await r2.lookupPath(gen2.root, [Buffer.from('hello.txt'), Buffer.from('x')])).toBeNull()
+      expect(await r2.lookupPath(gen2.root, [Buffer.from('odd'), Buffer.from([0xff, 0x78, 0xff])])).not.toBeNull()
+
+      // concurrent lookups of one path share the loads (single flight)
+      store.resetCounts()
+      const r3 = new TreeReader(new PieceReader(store))
+      const all = await Promise.all(Array.from({ length: 40 }, () => r3.lookupPath(gen2.root, deepPath)))
+      expect(all.every((e) => e?.name.toString() === 'leaf')).toBe(true)
+      expect(store.count('get')).toBe(62)
+
+      // a listing in pages of 500 = the whole listing, loading pages as it goes
+      const wide = (await r2.lookupPath(gen2.root, [Buffer.from('wide')]))!
+      const names: string[] = []
+      let after: Buffer | null = null
+      for (;;) {
+        const page: { entries: Entry2[]; more: boolean } = await r2.list(wide.dir, { after, limit: 500 })
+        names.push(...page.entries.map((e) => e.name.toString()))
+        if (!page.more) break
+        after = page.entries[page.entries.length - 1]!.name
+      }
+      expect(names).toEqual(Array.from({ length: 6000 }, (_, i) => `f${String(i).padStart(5, '0')}`))
+      store.resetCounts()
+      const r4 = new TreeReader(new PieceReader(store))
+      const first = await r4.list(wide.dir, { limit: 10 })
+      expect(first.entries.length).toBe(10)
+      expect(first.more).toBe(true)
+      expect(store.count('get')).toBe(2) // the index and the first page
+
+      // maps: the tree of big.frag read whole and by block
+      const mr = new MapReader(new PieceReader(store))
+      const big = (await r2.lookupPath(gen2.root, [Buffer.from('big.frag')]))!
+      expect(big.map?.kind).toBe('ref')
+      const ext = await mr.extents(big)
+      expect(ext.length).toBe(5120)
+      expect(await mr.find(big, 0)).toEqual(ext[0])
+      expect(await mr.find(big, 1)).toBeNull() // a hole
+      expect(await mr.find(big, 8190)).toEqual(ext[4095])
+      expect(await mr.find(big, 10240)).toBeNull() // past the end
+    })
+  }
+
+  it('1 % of the files changed: only their directories and ancestors are written, small and proportional', async () => {
+    const store = new FaultyStore(DiskStore.create(newDir('bfs-pieces-repo-')), { seed: 1, rules: [] })
+    const g1 = openRun(store, 1)
+    const gen1 = await walkTree(src, { tree: g1.tree, maps: g1.maps, reader: g1.treeReader, run: 1 }, null)
+    await g1.packs.finish()
+    const full = await packBytes(store, 1)
+
+    // change 1 %: 62 files of wide/, 15 of many/*/ (15 directories), one in the deep chain
+    const changed: string[] = []
+    for (let i = 0; i < 6000; i += 100) changed.push(`wide/f${String(i).padStart(5, '0')}`)
+    changed.push('wide/f05999', 'wide/f05998')
+    for (let d = 0; d < 300; d += 20) changed.push(`many/d${String(d).padStart(3, '0')}/file2`)
+    changed.push(['deep', ...Array.from({ length: 60 }, (_, i) => `d${i}`), 'leaf'].join('/'))
+    for (const c of changed) fs.appendFileSync(path.join(src, c), 'changed\n')
+    expect(changed.length).toBeGreaterThanOrEqual(Math.floor(gen1.stats.files / 100))
+
+    const extents = new Map<string, Extent[]>()
+    const g2 = openRun(store, 2)
+    const gen2 = await walkTree(src, { tree: g2.tree, maps: g2.maps, reader: g2.treeReader, run: 2, extents }, gen1)
+    const s2 = await g2.packs.finish()
+    const growth = await packBytes(store, 2)
+    expect(gen2.stats.changedFiles).toBe(changed.length)
+    // written: wide's touched pages + its index, the 15 many/dNNN, many/ itself, the 61 deep
+    // directories and deep/'s, and the root — nothing else
+    const dirPieces = g2.tree.stats.dirPieces + g2.tree.stats.deltaPieces + g2.tree.stats.indexPieces
+    expect(dirPieces).toBeLessThanOrEqual(3 + 1 + 15 + 1 + 61 + 1 + 1)
+    expect(g2.tree.stats.deltaPieces).toBeGreaterThanOrEqual(1) // many/ (300 entries, 15 changed) and wide's pages
+    expect(s2.pieces).toBe(dirPieces)
+    // proportional: a few hundred bytes per changed directory, far below the full tree
+    expect(growth).toBeLessThan(32 * 1024 + 600 * dirPieces)
+    expect(growth * 5).toBeLessThan(full) // 62 of its pieces are the deep chain of 61 directories and their parents
+    console.log(`pieces: full tree ${full} B in ${g1.packs.stats.pieces} pieces; 1 % change (${changed.length} files) ${growth} B in ${s2.pieces} pieces (${g2.tree.stats.deltaPieces} deltas)`)
+
+    // both generations read correctly (the new one shares the old one's pieces)
+    const cold = new PieceReader(store)
+    await compareTree(src, gen2, new TreeReader(cold), new MapReader(cold), extents)
+    const t = new TreeReader(new PieceReader(store))
+    const old = await t.lookupPath(gen1.root, [Buffer.from('wide'), Buffer.from('f00100')])
+    const neu = await t.lookupPath(gen2.root, [Buffer.from('wide'), Buffer.from('f00100')])
+    expect(old!.size).toBe(5)
+    expect(neu!.size).toBe(5 + 8)
+    expect(neu!.ord).toBe(old!.ord)
+
+    // a third generation with no change writes nothing again
+    const g3 = openRun(store, 3)
+    const gen3 = await walkTree(src, { tree: g3.tree, maps: g3.maps, reader: g3.treeReader, run: 3 }, gen2)
+    expect((await g3.packs.finish()).pieces).toBe(0)
+    expect(gen3.root.dir).toEqual(gen2.root.dir)
+  })
+})
+
+/** n synthetic file entries named by `name(i)` (sorted when name is). */
+function fileEntry(name: string, ord: number, size = 100): Entry2 {
+  const e = newEntry2(FileType.File, Buffer.from(name))
+  e.ord = ord
+  e.mode = 0o644
+  e.size = size
+  e.mtimeSec = 1_700_000_000 + ord
+  e.srcInoLo = ord
+  e.map = size ? { kind: 'inline', extents: [{ fileBlock: 0, count: Math.ceil(size / 4096), stream: 1, streamBlock: ord }] } : null
+  e.dataBlocks = size ? Math.ceil(size / 4096) : 0
+  return e
+}
+
+describe('directory pieces: deltas, pages, reuse', () => {
+  it('a big directory is paged exactly as cutDirPages cuts it, and one changed entry rewrites one page and the index', async () => {
+    const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
+    const entries = Array.from({ length: 20_000 }, (_, i) => fileEntry(`name-${String(i).padStart(6, '0')}`, i + 1))
+    const g1 = openRun(store, 1)
+    const ref1 = (await g1.tree.writeDir(entries, null))!
+    await g1.packs.finish()
+    const pages = cutDirPages(entries, xxh64Seed0)
+    expect(pages.length).toBeGreaterThan(2)
+    const top = await g1.reader.piece(ref1.child)
+    expect(top.kind).toBe(PieceKind.DirIndex)
+    if (top.kind !== PieceKind.DirIndex) return
+    expect(top.index.children.map((c) => c.entries)).toEqual(pages.map((p) => p.length))
+    expect(g1.tree.stats.dirPieces).toBe(pages.length)
+
+    const next = entries.slice()
+    next[12_345] = fileEntry('name-012345', 12_346, 5000)
+    const g2 = openRun(store, 2)
+    const ref2 = (await g2.tree.writeDir(next, ref1))!
+    await g2.packs.finish()
+    expect(g2.tree.stats.dirPieces + g2.tree.stats.deltaPieces).toBe(1)
+    expect(g2.tree.stats.deltaPieces).toBe(1) // a page of ≥ 256 entries with one put
+    expect(g2.tree.stats.indexPieces).toBe(1)
+    const r = new TreeReader(new PieceReader(store))
+    expect((await r.lookup(ref2, Buffer.from('name-012345')))!.size).toBe(5000)
+    expect((await r.lookup(ref1, Buffer.from('name-012345')))!.size).toBe(100)
+    const all: Entry2[] = []
+    for await (const e of r.entries(ref2)) all.push(e)
+    expect(all.length).toBe(20_000)
+
+    // written again unchanged: everything reused, the DIRINDEX too
+    const g3 = openRun(store, 3)
+    const ref3 = (await g3.tree.writeDir(next, ref2))!
+    expect((await g3.packs.finish()).pieces).toBe(0)
+    expect(ref3).toEqual(ref2)
+  })
+
+  it('deltas are cumulative over their base DIR, depth 1, until a DIR pays off again', async () => {
+    const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
+    let list = Array.from({ length: 1000 }, (_, i) => fileEntry(`e${String(i).padStart(4, '0')}`, i + 1))
+    let run = 1
+    const w0 = openRun(store, run)
+    let ref = (await w0.tree.writeDir(list, null))!
+    await w0.packs.finish()
+    const firstBase = ref.child
+    const kinds: number[] = []
+    const bases: string[] = []
+    for (let round = 0; round < 40; round++) {
+      // 10 more entries differ from the first generation each round
+      list = list.map((e, i) => (i >= round * 10 && i < round * 10 + 10 ? fileEntry(e.name.toString(), e.ord, 5000 + round) : e))
+      const w = openRun(store, ++run)
+      ref = (await w.tree.writeDir(list, ref))!
+      await w.packs.finish()
+      const p = await w.reader.piece(ref.child)
+      kinds.push(p.kind)
+      if (p.kind === PieceKind.DirDelta) {
+        // over a DIR, never over the previous delta
+        expect((await w.reader.piece(p.delta.base)).kind).toBe(PieceKind.Dir)
+        bases.push(p.delta.base.id.toString('hex'))
+      }
+      const r = new TreeReader(new PieceReader(store))
+      const got: Entry2[] = []
+      for await (const e of r.entries(ref)) got.push(e)
+      expect(got.map((e) => e.size)).toEqual(list.map((e) => e.size))
+    }
+    const firstDir = kinds.indexOf(PieceKind.Dir)
+    expect(firstDir).toBeGreaterThan(5) // deltas while they stay ≤ ¼ of the base
+    expect(kinds.slice(0, firstDir).every((k) => k === PieceKind.DirDelta)).toBe(true)
+    expect(bases.slice(0, firstDir).every((b) => b === firstBase.id.toString('hex'))).toBe(true) // cumulative: one base
+    expect(kinds[firstDir + 1]).toBe(PieceKind.DirDelta) // and deltas again over the new DIR
+  })
+
+  it('entries out of order are refused by the writer', async () => {
+    const store = new MemStore()
+    const g = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 1)
+    const w = g.tree.openDir(null)
+    await w.add(fileEntry('b', 1))
+    await expect(w.add(fileEntry('a', 2))).rejects.toThrow(RangeError)
+    await expect(w.add(fileEntry('b', 3))).rejects.toThrow(RangeError)
+  })
+})
+
+describe('map pieces', () => {
+  it('a changed region of a big map rewrites one leaf and the root; the rest is reused', async () => {
+    const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
+    const size = 64 << 20 // 16,384 blocks: root shift 20, children of shift 12 (4,096 blocks)
+    const ext = syntheticExtents(Buffer.from('x.frag'), size, 1, { block: 0 })
+    const g1 = openRun(store, 1)
+    const m1 = await g1.maps.write(ext, size, null)
+    await g1.packs.finish()
+    expect(m1.map?.kind).toBe('ref')
+    expect(g1.maps.stats.written).toBe(5) // 4 leaves + the root
+    const e1 = { map: m1.map, size, dataBlocks: m1.dataBlocks }
+    const mr = new MapReader(new PieceReader(store))
+    expect(await mr.extents(e1)).toEqual(ext)
+
+    // blocks 5000 … 5001 rewritten into stream 2: inside the second leaf
+    const ext2 = ext.map((e) => (e.fileBlock === 5000 ? { ...e, stream: 2, streamBlock: 0 } : e))
+    const g2 = openRun(store, 2)
+    const m2 = await g2.maps.write(ext2, size, e1)
+    await g2.packs.finish()
+    expect(g2.maps.stats.written).toBe(2)
+    expect(g2.maps.stats.reused).toBe(3)
+    const e2 = { map: m2.map, size, dataBlocks: m2.dataBlocks }
+    expect(await new MapReader(new PieceReader(store)).extents(e2)).toEqual(ext2)
+    expect(await mr.find(e2, 5000)).toEqual({ fileBlock: 5000, count: 1, stream: 2, streamBlock: 0 })
+    // unchanged: nothing written
+    const g3 = openRun(store, 3)
+    const m3 = await g3.maps.write(ext2, size, e2)
+    expect((await g3.packs.finish()).pieces).toBe(0)
+    expect(m3.map).toEqual(m2.map)
+  })
+
+  it('small maps stay inline and write no piece', async () => {
+    const store = new MemStore()
+    const g = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 1)
+    const m = await g.maps.write([{ fileBlock: 0, count: 3, stream: 1, streamBlock: 9 }], 10_000, null)
+    expect(m).toEqual({ map: { kind: 'inline', extents: [{ fileBlock: 0, count: 3, stream: 1, streamBlock: 9 }] }, dataBlocks: 3 })
+    expect(await g.maps.write([], 0, null)).toEqual({ map: null, dataBlocks: 0 })
+    expect((await g.packs.finish()).pieces).toBe(0)
+  })
+})
+
+describe('damage is an error, never wrong data', () => {
+  let base: MemStore
+  let root: DirRef
+  beforeAll(async () => {
+    base = new MemStore()
+    const g = openRun(new FaultyStore(base, { seed: 1, rules: [] }), 1)
+    const dirs: DirRef[] = []
+    for (let d = 0; d < 20; d++) dirs.push((await g.tree.writeDir(Array.from({ length: 50 }, (_, i) => fileEntry(`f${String(i).padStart(2, '0')}`, d * 100 + i + 1)), null))!)
+    root = (await g.tree.writeDir(dirs.map((r, d) => {
+      const e = newEntry2(FileType.Dir, Buffer.from(`d${String(d).padStart(2, '0')}`))
+      e.ord = 5000 + d
+      e.dir = r
+      return e
+    }), null))!
+    await g.packs.finish()
+  })
+
+  async function readAll(store: Store): Promise<number> {
+    const r = new TreeReader(new PieceReader(store))
+    let n = 0
+    for await (const d of r.entries(root)) for await (const _ of r.entries(d.dir)) n++
+    return n
+  }
+
+  it('a flipped byte in a pack file on disk is a FormatError naming the pack and the offset', async () => {
+    const dir = newDir('bfs-pieces-flip-')
+    const disk = DiskStore.create(dir)
+    for (const k of await base.list('gens/00000001')) await disk.put(k, await base.get(k))
+    expect(await readAll(disk)).toBe(1000)
+    const file = path.join(dir, keys2.pack(1, 0))
+    const bytes = fs.readFileSync(file)
+    const rows = decodePackTable(bytes.subarray(Number(bytes.readBigUInt64LE(bytes.length - 32)), bytes.length - 32), decodePackTrailer(bytes.subarray(bytes.length - 32), bytes.length, false, 'pack'), false, 'pack')
+    // every piece, one at a time: each flipped byte is caught where it is
+    for (const row of rows.filter((_, i) => i % 5 === 0 || i === rows.length - 1)) {
+      for (const at of [0, Math.floor(row.storedLen / 2), row.storedLen - 1]) {
+        const damaged = Buffer.from(bytes)
+        damaged[row.offset + at]! ^= 0x40
+        fs.writeFileSync(file, damaged)
+        const err = await readAll(disk).then(() => null, (e: unknown) => e)
+        expect(err).toBeInstanceOf(FormatError)
+        expect((err as Error).message).toContain('pack-00000000')
+        expect((err as Error).message).toContain(`at offset ${row.offset}`)
+      }
+    }
+    fs.writeFileSync(file, bytes)
+    expect(await readAll(disk)).toBe(1000)
+  })
+
+  it('flipped, short and failed reads through FaultyStore are errors; a retry after a transient EIO reads the right entries', async () => {
+    const flip = new FaultyStore(base, { seed: 3, rules: [{ fault: 'flip', keys: 'gens/*/pack-*', flipBytes: 1 }] })
+    await expect(readAll(flip)).rejects.toThrow(FormatError)
+    const short = new FaultyStore(base, { seed: 3, rules: [{ fault: 'short', keys: 'gens/*/pack-*', shortBytes: 2000 }] })
+    const e1 = await readAll(short).then(() => null, (e: unknown) => e)
+    expect(e1).toBeInstanceOf(StoreError)
+    expect((e1 as StoreError).code).toBe('TRUNCATED')
+    const eio = new FaultyStore(base, { seed: 3, rules: [{ fault: 'EIO', keys: 'gens/*/pack-*', after: 7, times: 1 }] })
+    const reader = new PieceReader(eio)
+    const r = new TreeReader(reader)
+    const walk = async (): Promise<number> => {
+      let n = 0
+      for await (const d of r.entries(root)) for await (const _ of r.entries(d.dir)) n++
+      return n
+    }
+    const e2 = await walk().then(() => null, (e: unknown) => e)
+    expect(e2).toBeInstanceOf(StoreError)
+    expect((e2 as StoreError).code).toBe('EIO')
+    expect(await walk()).toBe(1000) // the failure was not cached
+    // the missing pack
+    const gone = new MemStore()
+    await expect(readAll(gone)).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  it('a DIRDELTA over a DIRDELTA (depth 2) and a child written after its parent are refused', async () => {
+    const store = new MemStore()
+    const packs = new PackWriter(store, { run: 1, packBytes: 1 << 20 })
+    const list = Array.from({ length: 100 }, (_, i) => fileEntry(`n${String(i).padStart(3, '0')}`, i + 1))
+    const dirRef = packs.add(encodeDir(list))
+    const d1 = packs.add(encodeDirDelta({ base: dirRef, resultEntries: 100, ops: [{ op: 'put', entry: fileEntry('n001', 2, 7) }] }))
+    const d2 = packs.add(encodeDirDelta({ base: d1, resultEntries: 100, ops: [{ op: 'put', entry: fileEntry('n002', 3, 7) }] }))
+    await packs.finish()
+    const r = new TreeReader(new PieceReader(store))
+    expect((await r.lookup({ child: d1, entries: 100 }, Buffer.from('n001')))!.size).toBe(7)
+    await expect(r.lookup({ child: d2, entries: 100 }, Buffer.from('n001'))).rejects.toThrow(/not a DIR/)
+    // an entry count that does not match the piece
+    await expect(r.lookup({ child: dirRef, entries: 99 }, Buffer.from('n001'))).rejects.toThrow(FormatError)
+  })
+})
+
+describe('memory', () => {
+  it('writing a 200k-entry tree keeps the heap bounded (the walk holds its open path, not the tree)', async () => {
+    const store = DiskStore.create(newDir('bfs-pieces-mem-'))
+    const packs = new PackWriter(store, { run: 1 })
+    const reader = new PieceReader(store, { cacheBytes: 8 << 20 })
+    const tree = new TreeWriter(packs, reader)
+    gc()
+    const before = process.memoryUsage().heapUsed
+    let peak = 0
+    let ord = 1
+    const sample = (): void => {
+      gc()
+      peak = Math.max(peak, process.memoryUsage().heapUsed - before)
+    }
+    // 190 directories of 1,000 files (in 19 parents) and one directory of 10,000 (paged)
+    const top = tree.openDir(null)
+    for (let p = 0; p < 19; p++) {
+      const parent = tree.openDir(null)
+      for (let d = 0; d < 10; d++) {
+        const w = tree.openDir(null)
+        for (let f = 0; f < 1000; f++) await w.add(fileEntry(`file-${String(f).padStart(5, '0')}-with-a-longer-name.txt`, ord++, 1 + f * 97))
+        const e = newEntry2(FileType.Dir, Buffer.from(`d${d}`))
+        e.ord = ord++
+        e.dir = await w.close()
+        await parent.add(e)
+        if (d % 3 === 0) sample()
+      }
+      const e = newEntry2(FileType.Dir, Buffer.from(`p${String(p).padStart(2, '0')}`))
+      e.ord = ord++
+      e.dir = await parent.close()
+      await top.add(e)
+    }
+    const big = tree.openDir(null)
+    for (let f = 0; f < 10_000; f++) {
+      await big.add(fileEntry(`big-${String(f).padStart(6, '0')}`, ord++, 4096))
+      if (f % 2500 === 0) sample()
+    }
+    const e = newEntry2(FileType.Dir, Buffer.from('zz-big'))
+    e.ord = ord++
+    e.dir = await big.close()
+    await top.add(e)
+    const root = await top.close()
+    const stats = await packs.finish()
+    sample()
+    expect(ord).toBeGreaterThan(200_000)
+    console.log(`memory: ${ord - 1} entries, ${stats.pieces} pieces in ${stats.packs} packs (${stats.packFileBytes} B); heap growth peak ${(peak / 1048576).toFixed(1)} MiB`)
+    // 200k decoded entries would be > 100 MiB; the writer holds one page per open directory
+    expect(peak).toBeLessThan(40 << 20)
+    const r = new TreeReader(new PieceReader(store))
+    const hit = await r.lookupPath({ ...newEntry2(FileType.Dir, Buffer.alloc(0)), dir: root }, [Buffer.from('p07'), Buffer.from('d3'), Buffer.from('file-00042-with-a-longer-name.txt')])
+    expect(hit?.size).toBe(1 + 42 * 97)
+  })
+})
