@@ -14,8 +14,10 @@ import { xxh64Seed0 } from '../src/codec/hash.js'
 import { FormatError } from '../src/format/errors.js'
 import { type Extent, PieceKind } from '../src/format/v2/common.js'
 import { type Entry2, FileType, cutDirPages, encodeDir, encodeDirDelta, newEntry2 } from '../src/format/v2/dir.js'
+import { type IdRow, type LinkRow, TableKind, cutIdPages } from '../src/format/v2/idtable.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { decodePackTable, decodePackTrailer } from '../src/format/v2/pack.js'
+import { IdTableReader, IdTableWriter } from '../src/pieces/idtables.js'
 import { MapReader, MapWriter } from '../src/pieces/maps.js'
 import { PackWriter } from '../src/pieces/packs.js'
 import { PieceReader } from '../src/pieces/reader.js'
@@ -426,6 +428,61 @@ describe('map pieces', () => {
   })
 })
 
+describe('identity tables (the links table)', () => {
+  const row = (i: number, nlink = 2): LinkRow => ({ srcDev: 2049, srcInoHi: 0, srcInoLo: 1000 + i * 3, source: 0, ord: 50_000 + i, nlinkInGen: nlink })
+  it('a big table is paged as cutIdPages cuts it, read by lookups, and one changed row rewrites one page and the index', async () => {
+    const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
+    const rows = Array.from({ length: 10_000 }, (_, i) => row(i))
+    const g1 = openRun(store, 1)
+    const w1 = new IdTableWriter(g1.packs, g1.reader, TableKind.Links, null)
+    for (const r of rows) await w1.add(r)
+    const t1 = (await w1.close())!
+    await g1.packs.finish()
+    const pages = cutIdPages(rows, xxh64Seed0)
+    expect(w1.stats.written).toBe(pages.length + 1)
+    const top = await new PieceReader(store).piece(t1.ref)
+    expect(top.kind).toBe(PieceKind.IdIndex)
+    if (top.kind === PieceKind.IdIndex) expect(top.index.children.map((c) => c.rows)).toEqual(pages.map((p) => p.length))
+
+    store.resetCounts()
+    const rd = new IdTableReader(new PieceReader(store), TableKind.Links)
+    expect(await rd.find(t1, row(7777))).toEqual(row(7777))
+    expect(store.count('get')).toBe(2) // the index and one page
+    expect(await rd.find(t1, { srcDev: 2049, srcInoHi: 0, srcInoLo: 1001 })).toBeNull()
+    const all: IdRow[] = []
+    for await (const r of rd.rows(t1)) all.push(r)
+    expect(all).toEqual(rows)
+
+    const rows2 = rows.slice()
+    rows2[5000] = row(5000, 3)
+    const g2 = openRun(store, 2)
+    const w2 = new IdTableWriter(g2.packs, g2.reader, TableKind.Links, t1)
+    for (const r of rows2) await w2.add(r)
+    const t2 = (await w2.close())!
+    await g2.packs.finish()
+    expect(w2.stats.written).toBe(2)
+    expect(w2.stats.reused).toBe(pages.length - 1)
+    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t2, row(5000)))).toEqual(row(5000, 3))
+    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t1, row(5000)))).toEqual(row(5000, 2))
+  })
+
+  it('a small table is one IDPAGE, an empty one none, rows out of order are refused', async () => {
+    const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
+    const g = openRun(store, 1)
+    const w = new IdTableWriter(g.packs, g.reader, TableKind.Links, null)
+    for (let i = 0; i < 4096; i++) await w.add(row(i))
+    const t = (await w.close())!
+    expect(w.stats.written).toBe(1)
+    expect(await new IdTableWriter(g.packs, g.reader, TableKind.Links, null).close()).toBeNull()
+    const bad = new IdTableWriter(g.packs, g.reader, TableKind.Links, null)
+    await bad.add(row(5))
+    await expect(bad.add(row(4))).rejects.toThrow(RangeError)
+    await g.packs.finish()
+    expect((await new PieceReader(store).piece(t.ref)).kind).toBe(PieceKind.IdPage)
+    expect(await new IdTableReader(new PieceReader(store), TableKind.Links).find(t, row(4095))).toEqual(row(4095))
+  })
+})
+
 describe('damage is an error, never wrong data', () => {
   let base: MemStore
   let root: DirRef
@@ -479,8 +536,9 @@ describe('damage is an error, never wrong data', () => {
     await expect(readAll(flip)).rejects.toThrow(FormatError)
     const short = new FaultyStore(base, { seed: 3, rules: [{ fault: 'short', keys: 'gens/*/pack-*', shortBytes: 2000 }] })
     const e1 = await readAll(short).then(() => null, (e: unknown) => e)
-    expect(e1).toBeInstanceOf(StoreError)
-    expect((e1 as StoreError).code).toBe('TRUNCATED')
+    expect(e1).toBeInstanceOf(FormatError)
+    expect((e1 as FormatError).code).toBe('TRUNCATED')
+    expect((e1 as Error).message).toMatch(/pack-00000000 at offset \d+: the pack ends before/)
     const eio = new FaultyStore(base, { seed: 3, rules: [{ fault: 'EIO', keys: 'gens/*/pack-*', after: 7, times: 1 }] })
     const reader = new PieceReader(eio)
     const r = new TreeReader(reader)

@@ -5,8 +5,9 @@ import { FormatError } from '../format/errors.js'
 import { type PieceRef, MAX_PIECE_RAW_BYTES, PIECE_KIND_NAMES, PieceKind, checkPieceId, comparePieceRefs, pieceKind } from '../format/v2/common.js'
 import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, decodeDirDelta, decodeDirIndex } from '../format/v2/dir.js'
 import { keys2 } from '../format/v2/layout.js'
+import { type IdIndex, type IdPage, decodeIdIndex, decodeIdPage } from '../format/v2/idtable.js'
 import { type MapInner, type MapLeaf, decodeMapInner, decodeMapLeaf } from '../format/v2/map.js'
-import type { Store } from '../store/store.js'
+import { type Store, StoreError } from '../store/store.js'
 
 /** Default bytes of decoded pieces kept (a reader's cache; mounts and backups pass their own). */
 export const DEFAULT_PIECE_CACHE_BYTES = 64 << 20
@@ -22,7 +23,9 @@ export type DecodedPiece =
   | { kind: typeof PieceKind.DirIndex; rawLen: number; index: DirIndex }
   | { kind: typeof PieceKind.MapLeaf; rawLen: number; leaf: MapLeaf }
   | { kind: typeof PieceKind.MapInner; rawLen: number; inner: MapInner }
-  | { kind: typeof PieceKind.IdPage | typeof PieceKind.IdIndex | typeof PieceKind.BiLog | typeof PieceKind.BiList; rawLen: number; payload: Buffer }
+  | { kind: typeof PieceKind.IdPage; rawLen: number; page: IdPage }
+  | { kind: typeof PieceKind.IdIndex; rawLen: number; index: IdIndex }
+  | { kind: typeof PieceKind.BiLog | typeof PieceKind.BiList; rawLen: number; payload: Buffer }
 
 export interface PieceReaderOptions {
   /** The BLAKE3 key of piece ids (32 zero bytes for an unencrypted repository). */
@@ -68,6 +71,10 @@ function heapBytes(p: DecodedPiece): number {
       return 200 + p.leaf.extents.length * 72
     case PieceKind.MapInner:
       return 200 + p.inner.children.length * 220
+    case PieceKind.IdPage:
+      return 200 + p.page.rows.length * 200
+    case PieceKind.IdIndex:
+      return 200 + p.index.children.length * 240
     default:
       return 200 + p.payload.length
   }
@@ -81,10 +88,11 @@ function heapBytes(p: DecodedPiece): number {
  * which must be a DIR (R3) earlier in write order (R1). Decoded pieces stay in a byte-bounded
  * LRU keyed by id, and concurrent requests for one piece share a single load.
  *
- * Failures: stored bytes that are not the piece the ref promises are a FormatError whose
- * message names the pack file and the offset; a store failure (missing pack, EIO, a range
- * past the end) is the StoreError, which names the key. Nothing wrong is ever returned or
- * cached.
+ * Failures: stored bytes that are not the piece the ref promises (a flipped byte, a pack that
+ * ends before the piece, a frame that does not decompress, an id mismatch, a decoder's check)
+ * are a FormatError whose message names the pack file and the offset; a store failure (a
+ * missing pack, EIO) is the StoreError, which names the key. Nothing wrong is ever returned,
+ * and failures are not cached (a retry after a transient EIO reads again).
  */
 export class PieceReader {
   readonly stats: PieceReaderStats = { requests: 0, hits: 0, joined: 0, loads: 0, bytesRead: 0 }
@@ -117,7 +125,14 @@ export class PieceReader {
   /** The raw payload of a piece, checked (not cached: verify and tests use it). */
   async payload(ref: PieceRef): Promise<Buffer> {
     const what = this.where(ref)
-    const stored = await this.store.get(keys2.pack(ref.run, ref.pack), { offset: ref.offset, length: ref.storedLen })
+    let stored: Buffer
+    try {
+      stored = await this.store.get(keys2.pack(ref.run, ref.pack), { offset: ref.offset, length: ref.storedLen })
+    } catch (err) {
+      // the pack ends before the piece: damage (a truncated pack, or a ref that is wrong)
+      if (err instanceof StoreError && err.code === 'TRUNCATED') throw new FormatError('TRUNCATED', `${what}: the pack ends before the ${ref.storedLen}-byte piece (truncated or corrupt)`)
+      throw err
+    }
     this.stats.loads++
     this.stats.bytesRead += stored.length
     if (stored.length !== ref.storedLen) throw new FormatError('TRUNCATED', `${what}: read ${stored.length} bytes of a ${ref.storedLen}-byte piece`)
@@ -184,6 +199,12 @@ export class PieceReader {
         break
       case PieceKind.MapInner:
         d = { kind, rawLen: raw.length, inner: decodeMapInner(raw, what) }
+        break
+      case PieceKind.IdPage:
+        d = { kind, rawLen: raw.length, page: decodeIdPage(raw, what) }
+        break
+      case PieceKind.IdIndex:
+        d = { kind, rawLen: raw.length, index: decodeIdIndex(raw, what) }
         break
       default:
         d = { kind, rawLen: raw.length, payload: raw } as DecodedPiece
