@@ -12,8 +12,8 @@ import vm from 'node:vm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { xxh64Seed0 } from '../src/codec/hash.js'
 import { FormatError } from '../src/format/errors.js'
-import { type Extent, PieceKind } from '../src/format/v2/common.js'
-import { type Entry2, FileType, cutDirPages, encodeDir, encodeDirDelta, newEntry2 } from '../src/format/v2/dir.js'
+import { type Extent, type PieceRef, PieceKind } from '../src/format/v2/common.js'
+import { type Entry2, FileType, cutDirPages, encodeDir, encodeDirDelta, encodeDirIndex, newEntry2 } from '../src/format/v2/dir.js'
 import { type IdRow, type LinkRow, TableKind, cutIdPages } from '../src/format/v2/idtable.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { decodePackTable, decodePackTrailer } from '../src/format/v2/pack.js'
@@ -375,6 +375,36 @@ describe('directory pieces: deltas, pages, reuse', () => {
     expect(kinds.slice(0, firstDir).every((k) => k === PieceKind.DirDelta)).toBe(true)
     expect(bases.slice(0, firstDir).every((b) => b === firstBase.id.toString('hex'))).toBe(true) // cumulative: one base
     expect(kinds[firstDir + 1]).toBe(PieceKind.DirDelta) // and deltas again over the new DIR
+  })
+
+  it("a two-level DIRINDEX is read with each child's name range carried down, and a page outside its range is refused", async () => {
+    const store = new MemStore()
+    const packs = new PackWriter(store, { run: 1, packBytes: 1 << 20 })
+    const names = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']
+    const page = (from: number, to: number) => packs.add(encodeDir(names.slice(from, to).map((n, i) => fileEntry(n, from + i + 1))))
+    const p0 = page(0, 2) // a b
+    const p1 = page(2, 4) // c d
+    const p2 = page(4, 6) // e f
+    const p3 = page(6, 8) // g h
+    const node = (kids: Array<[string, PieceRef, number]>, level: number) =>
+      packs.add(encodeDirIndex({ level, totalEntries: kids.reduce((s, k) => s + k[2], 0), children: kids.map(([n, ref, entries]) => ({ firstName: Buffer.from(n), ref, entries })) }))
+    const n0 = node([['', p0, 2], ['c', p1, 2]], 0)
+    const n1 = node([['', p2, 2], ['g', p3, 2]], 0) // its first child's range starts at 'e'
+    const root = node([['', n0, 4], ['e', n1, 4]], 1)
+    // the same shape with a lower node whose first page does not start at its range's first name
+    const bad1 = node([['', p1, 2], ['g', p3, 2]], 0)
+    const badRoot = node([['', n0, 4], ['e', bad1, 4]], 1)
+    await packs.finish()
+    const r = new TreeReader(new PieceReader(store))
+    const dir = { child: root, entries: 8 }
+    for (const n of names) expect((await r.lookup(dir, Buffer.from(n)))?.name.toString()).toBe(n)
+    expect(await r.lookup(dir, Buffer.from('ee'))).toBeNull()
+    const all: string[] = []
+    for await (const e of r.entries(dir)) all.push(e.name.toString())
+    expect(all).toEqual(names)
+    expect((await r.list(dir, { after: Buffer.from('d'), limit: 3 })).entries.map((e) => e.name.toString())).toEqual(['e', 'f', 'g'])
+    await expect(r.lookup({ child: badRoot, entries: 8 }, Buffer.from('f'))).rejects.toThrow(/starts with "c", its index says "e"/)
+    await expect(r.lookup({ child: root, entries: 9 }, Buffer.from('f'))).rejects.toThrow(FormatError)
   })
 
   it('entries out of order are refused by the writer', async () => {
