@@ -530,12 +530,13 @@ describe('damage is an error, never wrong data', () => {
     await g.packs.finish()
   })
 
-  async function readAll(store: Store): Promise<number> {
+  async function readAllFrom(store: Store, top: DirRef): Promise<number> {
     const r = new TreeReader(new PieceReader(store))
     let n = 0
-    for await (const d of r.entries(root)) for await (const _ of r.entries(d.dir)) n++
+    for await (const d of r.entries(top)) for await (const _ of r.entries(d.dir)) n++
     return n
   }
+  const readAll = (store: Store): Promise<number> => readAllFrom(store, root)
 
   it('a flipped byte in a pack file on disk is a FormatError naming the pack and the offset', async () => {
     const dir = newDir('bfs-pieces-flip-')
@@ -559,6 +560,53 @@ describe('damage is an error, never wrong data', () => {
     }
     fs.writeFileSync(file, bytes)
     expect(await readAll(disk)).toBe(1000)
+  })
+
+  it('a new generation never depends on damage: an unreadable previous directory is written afresh, the rest reused', async () => {
+    // the previous generation with d05's piece damaged
+    const store = new MemStore()
+    const bytes = Buffer.from(await base.get(keys2.pack(1, 0)))
+    const r0 = new TreeReader(new PieceReader(base))
+    const d05 = (await r0.lookup(root, Buffer.from('d05')))!
+    bytes[d05.dir!.child.offset + 3]! ^= 0x01
+    await store.put(keys2.pack(1, 0), bytes)
+    const g2 = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 2)
+    const dirs: DirRef[] = []
+    for (let d = 0; d < 20; d++) {
+      const prev = (await g2.treeReader.lookup(root, Buffer.from(`d${String(d).padStart(2, '0')}`)))!.dir
+      dirs.push((await g2.tree.writeDir(Array.from({ length: 50 }, (_, i) => fileEntry(`f${String(i).padStart(2, '0')}`, d * 100 + i + 1)), prev))!)
+    }
+    const root2 = (await g2.tree.writeDir(dirs.map((r, d) => {
+      const e = newEntry2(FileType.Dir, Buffer.from(`d${String(d).padStart(2, '0')}`))
+      e.ord = 5000 + d
+      e.dir = r
+      return e
+    }), root))!
+    await g2.packs.finish()
+    expect(g2.tree.unreadable.count).toBe(1)
+    expect(g2.tree.unreadable.messages[0]).toMatch(/pack-00000000 at offset \d+/)
+    expect(g2.tree.stats.reused).toBe(19)
+    expect(g2.tree.stats.dirPieces).toBe(2) // d05 afresh, and the root that points at it
+    expect(dirs[5]!.child.run).toBe(2)
+    expect(dirs[4]!.child.run).toBe(1)
+    expect(await readAllFrom(store, root2)).toBe(1000)
+    await expect(readAllFrom(store, root)).rejects.toThrow(FormatError)
+  })
+
+  it('a map or identity table whose previous pieces are unreadable is written afresh', async () => {
+    const store = new MemStore()
+    const size = 64 << 20
+    const ext = syntheticExtents(Buffer.from('x.frag'), size, 1, { block: 0 })
+    const g1 = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 1)
+    const m1 = await g1.maps.write(ext, size, null)
+    await g1.packs.finish()
+    const faulty = new FaultyStore(store, { seed: 1, rules: [{ fault: 'EIO', keys: 'gens/00000001/**' }] })
+    const g2 = openRun(faulty, 2)
+    const m2 = await g2.maps.write(ext, size, { map: m1.map, size, dataBlocks: m1.dataBlocks })
+    await g2.packs.finish()
+    expect(g2.maps.unreadable.count).toBe(1)
+    expect(g2.maps.stats.written).toBe(5)
+    expect(await new MapReader(new PieceReader(store)).extents({ map: m2.map, size, dataBlocks: m2.dataBlocks })).toEqual(ext)
   })
 
   it('flipped, short and failed reads through FaultyStore are errors; a retry after a transient EIO reads the right entries', async () => {

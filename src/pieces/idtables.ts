@@ -16,7 +16,7 @@ import {
   groupIdChildren,
 } from '../format/v2/idtable.js'
 import type { PackWriter } from './packs.js'
-import type { PieceReader } from './reader.js'
+import { type PieceReader, Workarounds, isPieceFailure } from './reader.js'
 
 /** A stored identity table (the manifest's `links`, later `biIndex`): its top piece and its row count. */
 export interface IdTableRef {
@@ -45,6 +45,8 @@ export class IdTableWriter {
   private closed = false
   /** Pieces written and reused. */
   readonly stats = { written: 0, reused: 0 }
+  /** Pieces of the previous table that could not be read (not reused). */
+  readonly unreadable = new Workarounds()
 
   constructor(
     private readonly packs: PackWriter,
@@ -72,15 +74,19 @@ export class IdTableWriter {
     if (this.known) return this.known
     const known = new Map<string, PieceRef>()
     if (this.prev) {
-      known.set(hex(this.prev.ref.id), this.prev.ref)
+      // every piece whose ref may be copied is read and checked first (§2.20.10); an
+      // unreadable one is written afresh
       const visit = async (ref: PieceRef): Promise<void> => {
-        const p = await this.pieces.pieceOf(ref, [PieceKind.IdPage, PieceKind.IdIndex], 'identity table piece')
-        if (p.kind !== PieceKind.IdIndex) return
-        const ix = p.index
-        for (const c of ix.children) {
-          known.set(hex(c.ref.id), c.ref)
-          if (ix.level > 0) await visit(c.ref)
+        let p
+        try {
+          p = await this.pieces.pieceOf(ref, [PieceKind.IdPage, PieceKind.IdIndex], 'identity table piece')
+        } catch (err) {
+          if (!isPieceFailure(err)) throw err
+          this.unreadable.note(err)
+          return
         }
+        known.set(hex(ref.id), ref)
+        if (p.kind === PieceKind.IdIndex) for (const c of p.index.children) await visit(c.ref)
       }
       await visit(this.prev.ref)
     }

@@ -3,7 +3,7 @@ import { type Extent, type PieceRef, BLOCK_BYTES, PieceKind, canonicalExtents, c
 import type { Entry2, FileMap } from '../format/v2/dir.js'
 import { buildMap, clipExtents, expectMapNode, findExtent, mapChildSlot, rootShift } from '../format/v2/map.js'
 import type { PackWriter } from './packs.js'
-import type { PieceReader } from './reader.js'
+import { type PieceReader, Workarounds, isPieceFailure } from './reader.js'
 
 export interface MapWriterStats {
   /** Maps stored inline in their entry. */
@@ -33,6 +33,8 @@ export interface StoredMap {
  */
 export class MapWriter {
   readonly stats: MapWriterStats = { inline: 0, trees: 0, written: 0, reused: 0 }
+  /** Nodes of previous maps that could not be read (the new map does not reuse them). */
+  readonly unreadable = new Workarounds()
 
   constructor(
     readonly packs: PackWriter,
@@ -41,8 +43,8 @@ export class MapWriter {
 
   /**
    * The stored map of a file of `sizeBytes` whose data is `extents` (sorted, data only;
-   * made canonical and clipped to the size here). `prev`: the file's previous entry (its map
-   * tree's node ids are looked up for reuse; only its inner nodes are read).
+   * made canonical and clipped to the size here). `prev`: the file's previous entry, for a
+   * block-incremental (its map's nodes are read and reused where equal).
    */
   async write(extents: readonly Extent[], sizeBytes: number, prev?: Pick<Entry2, 'map' | 'size' | 'dataBlocks'> | null): Promise<StoredMap> {
     const known = new Map<string, PieceRef>()
@@ -64,12 +66,23 @@ export class MapWriter {
     return { map, dataBlocks }
   }
 
-  /** Ids → refs of a previous map's nodes: the root and every inner node's children (leaves of shift 12 are never read). */
+  /**
+   * Ids → refs of a previous map's nodes, each read and checked (a new generation copies a
+   * ref only from a piece it has read: §2.20.10; a block-incremental has read them anyway, so
+   * they come from the cache). An unreadable node and what is below it are left out (counted
+   * in `unreadable`): the new map writes them afresh.
+   */
   private async collect(ref: PieceRef, shift: number, known: Map<string, PieceRef>): Promise<void> {
+    let p
+    try {
+      p = await this.pieces.pieceOf(ref, [PieceKind.MapLeaf, PieceKind.MapInner], 'map node')
+    } catch (err) {
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      return
+    }
     known.set(ref.id.toString('hex'), ref)
-    if (shift === 12) return
-    const p = await this.pieces.pieceOf(ref, [PieceKind.MapLeaf, PieceKind.MapInner], 'map node')
-    if (p.kind !== PieceKind.MapInner) return
+    if (p.kind !== PieceKind.MapInner || shift <= 12) return
     for (const c of p.inner.children) await this.collect(c.ref, shift - 8, known)
   }
 }

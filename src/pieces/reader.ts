@@ -9,6 +9,25 @@ import { type IdIndex, type IdPage, decodeIdIndex, decodeIdPage } from '../forma
 import { type MapInner, type MapLeaf, decodeMapInner, decodeMapLeaf } from '../format/v2/map.js'
 import { type Store, StoreError } from '../store/store.js'
 
+/**
+ * Whether `err` is a failure to read a stored piece (a FormatError or a StoreError): what a
+ * writer treats as "the previous generation's piece is unreadable" (format.md §2.20.10: new
+ * generations never depend on damage), as opposed to a bug.
+ */
+export function isPieceFailure(err: unknown): err is FormatError | StoreError {
+  return err instanceof FormatError || err instanceof StoreError
+}
+
+/** Keeps the first few messages of failures a writer worked around (for its warning). */
+export class Workarounds {
+  count = 0
+  readonly messages: string[] = []
+  note(err: Error): void {
+    this.count++
+    if (this.messages.length < 20) this.messages.push(err.message)
+  }
+}
+
 /** Default bytes of decoded pieces kept (a reader's cache; mounts and backups pass their own). */
 export const DEFAULT_PIECE_CACHE_BYTES = 64 << 20
 
@@ -140,7 +159,7 @@ export class PieceReader {
     try {
       raw = decompressFrame(stored, MAX_PIECE_RAW_BYTES, this.dctx)
     } catch (err) {
-      throw new FormatError('BAD_CHECKSUM', `${what}: the piece's ${ref.storedLen} stored bytes are not a valid zstd frame (${(err as Error).message}): the pack is corrupt`)
+      throw new FormatError('BAD_CHECKSUM', `${what}: the piece's ${ref.storedLen} stored bytes do not decompress (${(err as Error).message}): the pack is corrupt`)
     }
     checkPieceId(raw, ref, (b) => pieceIdOf(b, this.idKey), what)
     return raw

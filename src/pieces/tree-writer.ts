@@ -17,7 +17,7 @@ import {
   groupIndexChildren,
 } from '../format/v2/dir.js'
 import type { PackWriter } from './packs.js'
-import type { DecodedPiece, PieceReader } from './reader.js'
+import { type DecodedPiece, type PieceReader, Workarounds, isPieceFailure } from './reader.js'
 import type { DirRef } from './tree-reader.js'
 
 export interface TreeWriterOptions {
@@ -68,6 +68,12 @@ const hex = (b: Buffer): string => b.toString('hex')
  */
 export class TreeWriter {
   readonly stats: TreeWriterStats = { dirs: 0, reused: 0, dirPieces: 0, deltaPieces: 0, indexPieces: 0 }
+  /**
+   * Previous-generation pieces that could not be read (damaged, missing, EIO): the directory
+   * or page was written afresh instead of reused or delta-coded (§2.20.10; the backup warns
+   * with the count).
+   */
+  readonly unreadable = new Workarounds()
   readonly xxh64: Xxh64Fn
   readonly dirDelta: boolean
 
@@ -90,6 +96,17 @@ export class TreeWriter {
     const w = this.openDir(prev)
     for await (const e of entries) await w.add(e)
     return w.close()
+  }
+
+  /** A previous-generation piece, or null (counted in `unreadable`) when it cannot be read. */
+  async prevPiece<K extends DecodedPiece['kind']>(ref: PieceRef, kinds: readonly K[], role: string): Promise<Extract<DecodedPiece, { kind: K }> | null> {
+    try {
+      return await this.pieces.pieceOf(ref, kinds, role)
+    } catch (err) {
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      return null
+    }
   }
 
   /** Appends a piece unless `known` (pieces of the previous generation seen on the way) holds its id. */
@@ -188,9 +205,9 @@ export class DirWriter {
     for (const b of enc) w.bytes(b)
     const dirPayload = finishPiece(w)
     if (!prev) return this.t.put(dirPayload, 'dir', this.known)
-    const p = await this.t.pieces.piece(prev.ref)
-    this.known.set(hex(prev.ref.id), prev.ref)
-    if (p.kind === PieceKind.Dir || p.kind === PieceKind.DirDelta) {
+    const p = await this.t.prevPiece(prev.ref, [PieceKind.Dir, PieceKind.DirDelta], 'previous directory page')
+    if (p) {
+      this.known.set(hex(prev.ref.id), prev.ref)
       // rule 1: the same entries as the previous generation's (resolved) list
       if (p.kind === PieceKind.Dir ? this.t.packs.idOf(dirPayload).equals(prev.ref.id) : sameList(p.entries, enc)) {
         this.t.stats.reused++
@@ -199,7 +216,8 @@ export class DirWriter {
       // rule 2: a cumulative delta over the base
       if (this.t.dirDelta) {
         const baseRef = p.kind === PieceKind.Dir ? prev.ref : p.delta.base
-        const base = p.kind === PieceKind.Dir ? p : await this.t.pieces.pieceOf(baseRef, [PieceKind.Dir], 'DIRDELTA base')
+        const base = p.kind === PieceKind.Dir ? p : await this.t.prevPiece(baseRef, [PieceKind.Dir], 'DIRDELTA base')
+        if (!base) return this.t.put(dirPayload, 'dir', this.known)
         this.known.set(hex(baseRef.id), baseRef)
         const ops = diffEncoded(base.entries, entries, enc)
         // the base itself again (a delta with no ops): its ref is the answer (equal bytes, equal id)
@@ -220,8 +238,8 @@ export class DirWriter {
   private async loadPrevIndex(): Promise<void> {
     this.prevPages = new Map()
     if (!this.prev) return
-    const top = await this.t.pieces.piece(this.prev.child)
-    if (top.kind !== PieceKind.DirIndex) return
+    const top = await this.t.prevPiece(this.prev.child, [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex], 'previous directory')
+    if (top?.kind !== PieceKind.DirIndex) return
     this.known.set(hex(this.prev.child.id), this.prev.child)
     const visit = async (p: Extract<DecodedPiece, { kind: typeof PieceKind.DirIndex }>, lo: Buffer): Promise<void> => {
       const kids = p.index.children
@@ -230,8 +248,10 @@ export class DirWriter {
         const first = c.firstName.length ? c.firstName : lo
         if (p.index.level === 0) this.prevPages!.set(hex(first), { ref: c.ref, entries: c.entries })
         else {
+          const sub = await this.t.prevPiece(c.ref, [PieceKind.DirIndex], 'DIRINDEX child')
+          if (!sub) continue // its pages are written afresh
           this.known.set(hex(c.ref.id), c.ref)
-          await visit(await this.t.pieces.pieceOf(c.ref, [PieceKind.DirIndex], 'DIRINDEX child'), first)
+          await visit(sub, first)
         }
       }
     }
@@ -247,8 +267,8 @@ export class DirWriter {
     if (!this.paged) {
       let prev: PrevPage | null = null
       if (this.prev) {
-        const p = await this.t.pieces.piece(this.prev.child)
-        if (p.kind !== PieceKind.DirIndex) prev = { ref: this.prev.child, entries: this.prev.entries }
+        const p = await this.t.prevPiece(this.prev.child, [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex], 'previous directory')
+        if (p && p.kind !== PieceKind.DirIndex) prev = { ref: this.prev.child, entries: this.prev.entries }
       }
       const ref = await this.writeList(this.buf, this.enc, prev)
       await this.t.packs.settle()
