@@ -65,7 +65,7 @@ export function pieceIdOf(payload: Uint8Array, key: Uint8Array = ZERO_ID_KEY): B
 
 /** XXH64 (seed 0) of `bytes` as an unsigned 64-bit number: the page-cut hash of unencrypted repositories (format.md §2.13.5). */
 export function xxh64Seed0(bytes: Buffer): bigint {
-  const out = Buffer.allocUnsafe(8)
-  native.xxh64Into(bytes, out, 0)
-  return out.readBigUInt64LE(0)
+  native.xxh64Into(bytes, xxhOut, 0)
+  return xxhOut.readBigUInt64LE(0)
 }
+const xxhOut = Buffer.alloc(8)

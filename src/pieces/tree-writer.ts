@@ -1,4 +1,5 @@
 import { xxh64Seed0 } from '../codec/hash.js'
+import { ByteWriter } from '../format/bytes.js'
 import { type PieceRef, type Xxh64Fn, PieceKind, finishPiece, pieceWriter } from '../format/v2/common.js'
 import {
   type DirOp,
@@ -15,6 +16,7 @@ import {
   encodeDirIndex,
   entryBytes,
   groupIndexChildren,
+  writeEntry,
 } from '../format/v2/dir.js'
 import type { PackWriter } from './packs.js'
 import { type DecodedPiece, type PieceReader, Workarounds, isPieceFailure } from './reader.js'
@@ -124,11 +126,22 @@ export class TreeWriter {
   }
 }
 
+/**
+ * Encodings of consecutive entries: one buffer and the offsets where each starts (the last
+ * offset is the end). `at(k)` is a view of entry k's bytes.
+ */
+interface EncodedList {
+  bytes: Buffer
+  offs: readonly number[]
+}
+const encAt = (l: EncodedList, k: number): Buffer => l.bytes.subarray(l.offs[k]!, l.offs[k + 1]!)
+
 /** One directory being written (see TreeWriter). */
 export class DirWriter {
-  /** Entries not yet written into a page, with their encodings. */
+  /** Entries not yet written into a page, their encodings back to back in `w`, and where each starts in it (+ the end). */
   private buf: Entry2[] = []
-  private enc: Buffer[] = []
+  private w = new ByteWriter(16 << 10)
+  private offs: number[] = [0]
   /** Where pages end in `buf` (exclusive), as the cut rule found them. */
   private cuts: number[] = []
   private pageCount = 0
@@ -136,8 +149,6 @@ export class DirWriter {
   /** Beyond one DIR: pages are written as they complete. */
   private paged = false
   private total = 0
-  /** Encoded bytes of all entries while the directory may still be one DIR. */
-  private unpagedBytes = 0
   private last: Buffer | null = null
   private readonly children: IndexChild[] = []
   private closed = false
@@ -150,22 +161,33 @@ export class DirWriter {
     private readonly prev: DirRef | null,
   ) {}
 
-  /** Adds the next entry (names strictly increasing). */
-  async add(e: Entry2): Promise<void> {
-    if (this.closed) throw new Error('directory writer: add after close')
-    if (this.last && Buffer.compare(this.last, e.name) >= 0) throw new RangeError(`directory writer: ${JSON.stringify(e.name.toString('latin1'))} does not come after ${JSON.stringify(this.last.toString('latin1'))}`)
+  /**
+   * Adds the next entry (names strictly increasing). Returns a promise when it wrote pages
+   * (await every add before the next one: `await w.add(e)` in any case).
+   */
+  add(e: Entry2): Promise<void> | undefined {
+    if (this.closed) return Promise.reject(new Error('directory writer: add after close'))
+    if (this.last && Buffer.compare(this.last, e.name) >= 0) return Promise.reject(new RangeError(`directory writer: ${JSON.stringify(e.name.toString('latin1'))} does not come after ${JSON.stringify(this.last.toString('latin1'))}`))
+    const start = this.w.length
+    try {
+      writeEntry(this.w, e)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     this.last = e.name
-    const b = entryBytes(e)
+    const size = this.w.length - start
     // the page cut of §2.13.5, run on every directory (it decides only once the directory is paged)
-    if (this.pageCount > 0 && this.pageBytes + b.length > DIR_MAX_BYTES) this.cut(this.buf.length)
+    if (this.pageCount > 0 && this.pageBytes + size > DIR_MAX_BYTES) this.cut(this.buf.length)
     this.buf.push(e)
-    this.enc.push(b)
+    this.offs.push(this.w.length)
     this.total++
     this.pageCount++
-    this.pageBytes += b.length
+    this.pageBytes += size
     if ((this.pageCount >= PAGE_MIN_ENTRIES && (this.t.xxh64(e.name) & PAGE_CUT_MASK) === 0n) || this.pageCount >= PAGE_MAX_ENTRIES) this.cut(this.buf.length)
-    if (!this.paged && (this.total > DIR_MAX_ENTRIES || (this.unpagedBytes += b.length) > DIR_MAX_BYTES)) this.paged = true
-    if (this.paged && this.cuts.length) await this.writePages()
+    // not paged yet: `w` holds every entry so far
+    if (!this.paged && (this.total > DIR_MAX_ENTRIES || this.w.length > DIR_MAX_BYTES)) this.paged = true
+    if (this.paged && this.cuts.length) return this.writePages()
+    return undefined
   }
 
   private cut(at: number): void {
@@ -174,21 +196,28 @@ export class DirWriter {
     this.pageBytes = 0
   }
 
-  /** Writes the complete pages at the front of `buf`. */
+  /** Writes the complete pages at the front of `buf`, and keeps the rest. */
   private async writePages(): Promise<void> {
     if (!this.prevPages) await this.loadPrevIndex()
+    const all = this.w.finish()
     let from = 0
     for (const to of this.cuts) {
-      await this.writePage(this.buf.slice(from, to), this.enc.slice(from, to))
+      const base = this.offs[from]!
+      await this.writePage(this.buf.slice(from, to), { bytes: all.subarray(base, this.offs[to]!), offs: this.offs.slice(from, to + 1).map((o) => o - base) })
       from = to
     }
+    const rest = all.subarray(this.offs[from]!)
+    const w = new ByteWriter(Math.max(16 << 10, rest.length * 2))
+    w.bytes(rest)
+    const base = this.offs[from]!
+    this.offs = this.offs.slice(from).map((o) => o - base)
+    this.w = w
     this.buf = this.buf.slice(from)
-    this.enc = this.enc.slice(from)
     this.cuts = []
     await this.t.packs.settle()
   }
 
-  private async writePage(entries: Entry2[], enc: Buffer[]): Promise<void> {
+  private async writePage(entries: Entry2[], enc: EncodedList): Promise<void> {
     const firstName = this.children.length === 0 ? Buffer.alloc(0) : entries[0]!.name
     const prev = this.prevPages!.get(hex(firstName)) ?? null
     const ref = await this.writeList(entries, enc, prev)
@@ -199,10 +228,9 @@ export class DirWriter {
    * The writer rule of §2.13.3 for one list (a whole directory or a page) against the
    * previous generation's piece of the same place.
    */
-  private async writeList(entries: Entry2[], enc: Buffer[], prev: PrevPage | null): Promise<PieceRef> {
-    const w = pieceWriter(PieceKind.Dir, 16 + enc.reduce((s, b) => s + b.length, 0))
-    w.varint(entries.length)
-    for (const b of enc) w.bytes(b)
+  private async writeList(entries: Entry2[], enc: EncodedList, prev: PrevPage | null): Promise<PieceRef> {
+    const w = pieceWriter(PieceKind.Dir, 16 + enc.bytes.length)
+    w.varint(entries.length).bytes(enc.bytes)
     const dirPayload = finishPiece(w)
     if (!prev) return this.t.put(dirPayload, 'dir', this.known)
     const p = await this.t.prevPiece(prev.ref, [PieceKind.Dir, PieceKind.DirDelta], 'previous directory page')
@@ -270,7 +298,7 @@ export class DirWriter {
         const p = await this.t.prevPiece(this.prev.child, [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex], 'previous directory')
         if (p && p.kind !== PieceKind.DirIndex) prev = { ref: this.prev.child, entries: this.prev.entries }
       }
-      const ref = await this.writeList(this.buf, this.enc, prev)
+      const ref = await this.writeList(this.buf, { bytes: this.w.finish(), offs: this.offs }, prev)
       await this.t.packs.settle()
       return { child: ref, entries: this.total }
     }
@@ -298,14 +326,14 @@ export class DirWriter {
 }
 
 /** Whether `list` encodes to exactly the entries `enc`. */
-function sameList(list: readonly Entry2[], enc: readonly Buffer[]): boolean {
-  if (list.length !== enc.length) return false
-  for (let i = 0; i < list.length; i++) if (!entryBytes(list[i]!).equals(enc[i]!)) return false
+function sameList(list: readonly Entry2[], enc: EncodedList): boolean {
+  if (list.length !== enc.offs.length - 1) return false
+  for (let i = 0; i < list.length; i++) if (!entryBytes(list[i]!).equals(encAt(enc, i))) return false
   return true
 }
 
 /** format/v2/dir.ts diffDir with the new side already encoded. */
-function diffEncoded(base: readonly Entry2[], next: readonly Entry2[], enc: readonly Buffer[]): DirOp[] {
+function diffEncoded(base: readonly Entry2[], next: readonly Entry2[], enc: EncodedList): DirOp[] {
   const ops: DirOp[] = []
   let i = 0
   let j = 0
@@ -314,7 +342,7 @@ function diffEncoded(base: readonly Entry2[], next: readonly Entry2[], enc: read
     if (c < 0) ops.push({ op: 'delete', name: base[i++]!.name })
     else if (c > 0) ops.push({ op: 'put', entry: next[j++]! })
     else {
-      if (!entryBytes(base[i]!).equals(enc[j]!)) ops.push({ op: 'put', entry: next[j]! })
+      if (!entryBytes(base[i]!).equals(encAt(enc, j))) ops.push({ op: 'put', entry: next[j]! })
       i++
       j++
     }
