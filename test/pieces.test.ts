@@ -407,6 +407,54 @@ describe('directory pieces: deltas, pages, reuse', () => {
     await expect(r.lookup({ child: root, entries: 9 }, Buffer.from('f'))).rejects.toThrow(FormatError)
   })
 
+  it('a directory of more than 4,096 pages gets a two-level DIRINDEX that reads back (1,048,832 entries)', async () => {
+    // names chosen so that every page ends after exactly 256 entries (the cut hash hits on
+    // each 256th name): 4,097 pages, one more than a level-0 index holds
+    const PAGES = 4097
+    const name = (p: number, i: number, k = 0): string => `n${String(p).padStart(5, '0')}-${String(i).padStart(3, '0')}${k ? `-${k}` : ''}`
+    const lastOfPage: string[] = []
+    for (let p = 0; p < PAGES; p++) {
+      let k = 1
+      while ((xxh64Seed0(Buffer.from(name(p, 255, k))) & 2047n) !== 0n) k++
+      lastOfPage.push(name(p, 255, k))
+    }
+    const store = DiskStore.create(newDir('bfs-pieces-huge-'))
+    const packs = new PackWriter(store, { run: 1 })
+    const tree = new TreeWriter(packs, new PieceReader(store, { cacheBytes: 8 << 20 }))
+    const w = tree.openDir(null)
+    let ord = 1
+    for (let p = 0; p < PAGES; p++) {
+      for (let i = 0; i < 255; i++) await w.add(fileEntry(name(p, i), ord++, 0))
+      await w.add(fileEntry(lastOfPage[p]!, ord++, 0))
+    }
+    const ref = (await w.close())!
+    await packs.finish()
+    expect(ref.entries).toBe(PAGES * 256)
+    expect(tree.stats.dirPieces).toBe(PAGES)
+    expect(tree.stats.indexPieces).toBeGreaterThan(2) // the level-0 nodes and the root
+    const faulty = new FaultyStore(store, { seed: 1, rules: [] })
+    const reader = new PieceReader(faulty)
+    const top = await reader.piece(ref.child)
+    expect(top.kind === PieceKind.DirIndex && top.index.level).toBe(1)
+    const r = new TreeReader(reader)
+    faulty.resetCounts()
+    for (const [p, i] of [[0, 0], [2049, 17], [4096, 254]] as const) expect((await r.lookup(ref, Buffer.from(name(p, i))))?.name.toString()).toBe(name(p, i))
+    expect((await r.lookup(ref, Buffer.from(lastOfPage[3000]!)))?.name.toString()).toBe(lastOfPage[3000])
+    expect(await r.lookup(ref, Buffer.from(name(3000, 255)))).toBeNull()
+    expect(faulty.count('get')).toBeLessThanOrEqual(1 + 4 * 2) // the root, then a level-0 node and a page each
+    // a listing across a level-0 node's boundary
+    const names: string[] = []
+    let after: Buffer | null = Buffer.from(name(1000, 100))
+    for (let n = 0; n < 20; n++) {
+      const page: { entries: Entry2[]; more: boolean } = await r.list(ref, { after, limit: 400 })
+      names.push(...page.entries.map((e) => e.name.toString()))
+      after = page.entries[page.entries.length - 1]!.name
+    }
+    expect(names.length).toBe(8000)
+    expect(names[0]).toBe(name(1000, 101))
+    for (let i = 1; i < names.length; i++) expect(names[i]! > names[i - 1]!).toBe(true)
+  })
+
   it('entries out of order are refused by the writer', async () => {
     const store = new MemStore()
     const g = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 1)
