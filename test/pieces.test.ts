@@ -524,24 +524,24 @@ describe('identity tables (the links table)', () => {
 
     store.resetCounts()
     const rd = new IdTableReader(new PieceReader(store), TableKind.Links)
-    expect(await rd.find(t1, row(7777))).toEqual(row(7777))
+    expect(await rd.find(t1.ref, row(7777))).toEqual(row(7777))
     expect(store.count('get')).toBe(2) // the index and one page
-    expect(await rd.find(t1, { srcDev: 2049, srcInoHi: 0, srcInoLo: 1001 })).toBeNull()
+    expect(await rd.find(t1.ref, { srcDev: 2049, srcInoHi: 0, srcInoLo: 1001 })).toBeNull()
     const all: IdRow[] = []
-    for await (const r of rd.rows(t1)) all.push(r)
+    for await (const r of rd.rows(t1.ref)) all.push(r)
     expect(all).toEqual(rows)
 
     const rows2 = rows.slice()
     rows2[5000] = row(5000, 3)
     const g2 = openRun(store, 2)
-    const w2 = new IdTableWriter(g2.packs, g2.reader, TableKind.Links, t1)
+    const w2 = new IdTableWriter(g2.packs, g2.reader, TableKind.Links, t1.ref)
     for (const r of rows2) await w2.add(r)
     const t2 = (await w2.close())!
     await g2.packs.finish()
     expect(w2.stats.written).toBe(2)
     expect(w2.stats.reused).toBe(pages.length - 1)
-    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t2, row(5000)))).toEqual(row(5000, 3))
-    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t1, row(5000)))).toEqual(row(5000, 2))
+    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t2.ref, row(5000)))).toEqual(row(5000, 3))
+    expect((await new IdTableReader(new PieceReader(store), TableKind.Links).find(t1.ref, row(5000)))).toEqual(row(5000, 2))
   })
 
   it('a small table is one IDPAGE, an empty one none, rows out of order are refused', async () => {
@@ -557,7 +557,7 @@ describe('identity tables (the links table)', () => {
     await expect(bad.add(row(4))).rejects.toThrow(RangeError)
     await g.packs.finish()
     expect((await new PieceReader(store).piece(t.ref)).kind).toBe(PieceKind.IdPage)
-    expect(await new IdTableReader(new PieceReader(store), TableKind.Links).find(t, row(4095))).toEqual(row(4095))
+    expect(await new IdTableReader(new PieceReader(store), TableKind.Links).find(t.ref, row(4095))).toEqual(row(4095))
   })
 })
 

@@ -18,7 +18,7 @@ import {
 import type { PackWriter } from './packs.js'
 import { type PieceReader, Workarounds, isPieceFailure } from './reader.js'
 
-/** A stored identity table (the manifest's `links`, later `biIndex`): its top piece and its row count. */
+/** A stored identity table as the writer returns it: its top piece (the manifest's `links`, later `biIndex`) and its row count. */
 export interface IdTableRef {
   ref: PieceRef
   rows: number
@@ -52,7 +52,8 @@ export class IdTableWriter {
     private readonly packs: PackWriter,
     private readonly pieces: PieceReader,
     readonly tableKind: TableKind,
-    private readonly prev: IdTableRef | null,
+    /** The previous generation's table (the manifest's `links`), whose unchanged pieces are reused. */
+    private readonly prev: PieceRef | null,
     private readonly xxh64: Xxh64Fn = xxh64Seed0,
   ) {}
 
@@ -88,7 +89,7 @@ export class IdTableWriter {
         known.set(hex(ref.id), ref)
         if (p.kind === PieceKind.IdIndex) for (const c of p.index.children) await visit(c.ref)
       }
-      await visit(this.prev.ref)
+      await visit(this.prev)
     }
     this.known = known
     return known
@@ -156,7 +157,8 @@ export class IdTableReader {
     readonly tableKind: TableKind,
   ) {}
 
-  async find(table: IdTableRef | null, x: Identity): Promise<IdRow | null> {
+  /** The row of identity `x` in the table whose top piece is `table` (the manifest's ref), or null. */
+  async find(table: PieceRef | null, x: Identity): Promise<IdRow | null> {
     if (!table) return null
     for await (const rows of this.pages(table, x)) {
       const i = findRow(rows, x)
@@ -165,16 +167,17 @@ export class IdTableReader {
     return null
   }
 
-  async *rows(table: IdTableRef | null): AsyncGenerator<IdRow> {
+  async *rows(table: PieceRef | null): AsyncGenerator<IdRow> {
     if (!table) return
     for await (const rows of this.pages(table, null)) yield* rows
   }
 
-  private async *pages(table: IdTableRef, start: Identity | null): AsyncGenerator<IdRow[]> {
-    yield* this.walk(table.ref, table.rows, null, null, null, start)
+  private async *pages(table: PieceRef, start: Identity | null): AsyncGenerator<IdRow[]> {
+    yield* this.walk(table, null, null, null, null, start)
   }
 
-  private async *walk(ref: PieceRef, rows: number, level: number | null, lo: Identity | null, hi: Identity | null, start: Identity | null): AsyncGenerator<IdRow[]> {
+  /** `rows`: what the parent says the node holds (null for the top: a manifest holds no count). */
+  private async *walk(ref: PieceRef, rows: number | null, level: number | null, lo: Identity | null, hi: Identity | null, start: Identity | null): AsyncGenerator<IdRow[]> {
     const what = this.pieces.where(ref)
     const bad = (m: string): never => {
       throw new FormatError('BAD_VALUE', `${what}: identity table ${m}`)
@@ -185,7 +188,7 @@ export class IdTableReader {
       const ix = p.index
       if (ix.tableKind !== this.tableKind) bad(`is of kind ${ix.tableKind}, expected ${this.tableKind}`)
       if (level !== null && ix.level !== level) bad(`node of level ${ix.level} where level ${level} is expected`)
-      if (ix.totalRows !== rows) bad(`node holds ${ix.totalRows} rows, its parent says ${rows}`)
+      if (rows !== null && ix.totalRows !== rows) bad(`node holds ${ix.totalRows} rows, its parent says ${rows}`)
       const kids = ix.children
       if (kids.length > 1 && ((lo && compareIdentity(kids[1]!, lo) <= 0) || (hi && compareIdentity(kids[kids.length - 1]!, hi) >= 0))) bad("node has children outside its parent's range")
       for (let i = start ? findIdChild(kids, start) : 0; i < kids.length; i++) {
@@ -201,7 +204,7 @@ export class IdTableReader {
     const page = p.page
     if (page.tableKind !== this.tableKind) bad(`page is of kind ${page.tableKind}, expected ${this.tableKind}`)
     const list = page.rows
-    if (list.length !== rows) bad(`page holds ${list.length} rows, its parent says ${rows}`)
+    if (rows !== null && list.length !== rows) bad(`page holds ${list.length} rows, its parent says ${rows}`)
     if (lo && compareIdentity(list[0]!, lo) !== 0) bad('page does not start with its first identity')
     if (hi && compareIdentity(list[list.length - 1]!, hi) >= 0) bad("page reaches into the next page's identities")
     yield list
