@@ -5,6 +5,7 @@
  * reader, and file maps — over real trees on disk and over DiskStore, MemStore and
  * FaultyStore.
  */
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import v8 from 'node:v8'
@@ -696,6 +697,50 @@ describe('damage is an error, never wrong data', () => {
     await expect(r.lookup({ child: d2, entries: 100 }, Buffer.from('n001'))).rejects.toThrow(/not a DIR/)
     // an entry count that does not match the piece
     await expect(r.lookup({ child: dirRef, entries: 99 }, Buffer.from('n001'))).rejects.toThrow(FormatError)
+  })
+})
+
+describe('pack writes', () => {
+  it('packs are staged writes, committed in order at their size limit; a full disk fails the run and leaves no litter', async () => {
+    const dir = newDir('bfs-pieces-packs-')
+    const disk = DiskStore.create(dir)
+    const store = new FaultyStore(disk, { seed: 1, rules: [] })
+    const packs = new PackWriter(store, { run: 3, packBytes: 1 << 20 })
+    // incompressible pieces of ~100 KiB: eleven fill a 1 MiB pack
+    const piece = (): Buffer => {
+      const b = randomBytes(100_000)
+      return encodeDir([{ ...fileEntry('x', 1), xattrs: [[Buffer.from('user.x'), b.subarray(0, 65536)], [Buffer.from('user.y'), b.subarray(65536)]] }])
+    }
+    const refs = []
+    for (let i = 0; i < 30; i++) {
+      refs.push(packs.add(piece()))
+      await packs.settle()
+    }
+    const stats = await packs.finish()
+    expect(stats.packs).toBe(3)
+    expect(new Set(refs.map((r) => r.pack))).toEqual(new Set([0, 1, 2]))
+    for (let i = 1; i < refs.length; i++) expect(refs[i]!.pack > refs[i - 1]!.pack || refs[i]!.offset > refs[i - 1]!.offset).toBe(true)
+    expect(store.count('stage')).toBe(3)
+    expect(store.count('commitStaged')).toBe(3)
+    expect(await store.list(keys2.genDir(3))).toEqual([keys2.pack(3, 0), keys2.pack(3, 1), keys2.pack(3, 2)])
+    for (const r of [refs[0]!, refs[17]!, refs[29]!]) expect((await new PieceReader(store).piece(r)).kind).toBe(PieceKind.Dir)
+    for (let k = 0; k < 3; k++) expect((await disk.stat(keys2.pack(3, k))).sizeBytes).toBeLessThanOrEqual((1 << 20) + 64 + 32 + 52 * 12)
+
+    // ENOSPC on the second pack's write: the run fails with it, the first pack stays, no temporary file is left
+    const full = new FaultyStore(disk, { seed: 1, rules: [{ fault: 'ENOSPC', keys: 'gens/00000004/pack-*', ops: ['writeStaged'], after: 1 }] })
+    const p4 = new PackWriter(full, { run: 4, packBytes: 1 << 20 })
+    const err = await (async () => {
+      for (let i = 0; i < 30; i++) {
+        p4.add(piece())
+        await p4.settle()
+      }
+      await p4.finish()
+    })().then(() => null, (e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreError)
+    expect((err as StoreError).code).toBe('ENOSPC')
+    expect(() => p4.add(piece())).toThrow(StoreError) // a failed writer stays failed
+    expect(await disk.list(keys2.genDir(4))).toEqual([keys2.pack(4, 0)])
+    expect(fs.readdirSync(path.join(dir, keys2.genDir(4))).filter((n) => n.includes('.tmp-'))).toEqual([])
   })
 })
 
