@@ -12,7 +12,7 @@ import type { Extent } from '../src/format/v2/common.js'
 import { type Entry2, FileType, newEntry2 } from '../src/format/v2/dir.js'
 import { getXattrs } from '../src/native/index.js'
 import type { MapWriter } from '../src/pieces/maps.js'
-import type { DirRef, TreeReader } from '../src/pieces/tree-reader.js'
+import { type DirRef, type TreeReader, PrevCursor } from '../src/pieces/tree-reader.js'
 import type { TreeWriter } from '../src/pieces/tree-writer.js'
 
 export interface Gen {
@@ -103,19 +103,13 @@ export async function walkTree(dir: string, deps: WalkDeps, prev: Gen | null, st
     stats.dirs++
     const names = (fs.readdirSync(p, { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare)
     const w = deps.tree.openDir(prevDir)
-    const prevIt = deps.reader.entries(prevDir)[Symbol.asyncIterator]()
-    let pe: Entry2 | null = (await prevIt.next()).value ?? null
+    // merge of two sorted lists: the previous generation's entries read lazily, page by page
+    const prevCursor = new PrevCursor(deps.reader, prevDir)
     let subdirs = 0
     let changed = false
     for (const name of names) {
-      // merge of two sorted lists: the previous generation's entries read lazily, page by page
-      while (pe && Buffer.compare(pe.name, name) < 0) {
-        changed = true // a deleted entry
-        pe = (await prevIt.next()).value ?? null
-      }
-      const old = pe && pe.name.equals(name) ? pe : null
-      if (old) pe = (await prevIt.next()).value ?? null
-      else changed = true
+      const old = await prevCursor.seek(name)
+      if (!old) changed = true
       const full = cat(p, name)
       const st = fs.lstatSync(full, { bigint: true })
       const e = newEntry2(typeOf(st), Buffer.from(name))
@@ -165,7 +159,7 @@ export async function walkTree(dir: string, deps: WalkDeps, prev: Gen | null, st
       }
       await w.add(e)
     }
-    if (pe) changed = true
+    if ((await prevCursor.finish()) > 0) changed = true // deleted entries
     if (changed) stats.changedDirs++
     return { ref: await w.close(), subdirs }
   }

@@ -22,7 +22,7 @@ import { IdTableReader, IdTableWriter } from '../src/pieces/idtables.js'
 import { MapReader, MapWriter } from '../src/pieces/maps.js'
 import { PackWriter } from '../src/pieces/packs.js'
 import { PieceReader } from '../src/pieces/reader.js'
-import { type DirRef, TreeReader } from '../src/pieces/tree-reader.js'
+import { type DirRef, PrevCursor, TreeReader } from '../src/pieces/tree-reader.js'
 import { TreeWriter } from '../src/pieces/tree-writer.js'
 import { DiskStore } from '../src/store/disk.js'
 import { FaultyStore } from '../src/store/faulty.js'
@@ -223,6 +223,17 @@ describe('a real tree written as pieces and read back lazily', () => {
         after = page.entries[page.entries.length - 1]!.name
       }
       expect(names).toEqual(Array.from({ length: 6000 }, (_, i) => `f${String(i).padStart(5, '0')}`))
+      // by position (FUSE readdir offsets): pages before the position are skipped unread
+      store.resetCounts()
+      const r5 = new TreeReader(new PieceReader(store))
+      expect((await r5.listAt(wide.dir, 2999, 5)).map((e) => e.name.toString())).toEqual(['f02999', 'f03000', 'f03001', 'f03002', 'f03003'])
+      expect(store.count('get')).toBeLessThanOrEqual(3) // the index and the page(s) holding 2999 … 3003
+      const byPos: string[] = []
+      for (let i = 0; i < 6000; i += 700) byPos.push(...(await r5.listAt(wide.dir, i, 700)).map((e) => e.name.toString()))
+      expect(byPos).toEqual(names)
+      expect(await r5.listAt(wide.dir, 6000, 10)).toEqual([])
+      const hello = await r5.listAt(gen2.root.dir, 0, 1000)
+      expect(hello.length).toBe(gen2.root.dir!.entries)
       store.resetCounts()
       const r4 = new TreeReader(new PieceReader(store))
       const first = await r4.list(wide.dir, { limit: 10 })
@@ -455,6 +466,24 @@ describe('directory pieces: deltas, pages, reuse', () => {
     expect(names.length).toBe(8000)
     expect(names[0]).toBe(name(1000, 101))
     for (let i = 1; i < names.length; i++) expect(names[i]! > names[i - 1]!).toBe(true)
+  })
+
+  it('PrevCursor merges a new listing with the previous one: hits, new names, and the deleted ones counted', async () => {
+    const store = new MemStore()
+    const g = openRun(new FaultyStore(store, { seed: 1, rules: [] }), 1)
+    const prev = (await g.tree.writeDir(['b', 'd', 'f', 'h'].map((n, i) => fileEntry(n, i + 1)), null))!
+    await g.packs.finish()
+    const r = new TreeReader(new PieceReader(store))
+    const c = new PrevCursor(r, prev)
+    expect(await c.seek(Buffer.from('a'))).toBeNull()
+    expect((await c.seek(Buffer.from('b')))?.ord).toBe(1)
+    expect(await c.seek(Buffer.from('e'))).toBeNull() // d passed over: deleted
+    expect((await c.seek(Buffer.from('f')))?.ord).toBe(3)
+    await expect(c.seek(Buffer.from('f'))).rejects.toThrow(RangeError)
+    expect(await c.finish()).toBe(2) // d and h
+    const empty = new PrevCursor(r, null)
+    expect(await empty.seek(Buffer.from('x'))).toBeNull()
+    expect(await empty.finish()).toBe(0)
   })
 
   it('entries out of order are refused by the writer', async () => {

@@ -86,6 +86,25 @@ export class TreeReader {
     return { entries: out, more: false }
   }
 
+  /**
+   * Up to `limit` entries of `dir` from position `index` (0-based, in name order): a listing
+   * by offset, as FUSE's readdir asks for it. Pages before the one holding `index` are skipped
+   * by the index's entry counts, without being read.
+   */
+  async listAt(dir: DirRef | null, index: number, limit: number): Promise<Entry2[]> {
+    const out: Entry2[] = []
+    if (!dir || index >= dir.entries || limit <= 0) return out
+    let skip = Math.max(0, index)
+    for await (const page of this.walk(dir.child, dir.entries, null, null, null, null, 'directory', skip)) {
+      // the walk starts at the page holding `index`; `skip` counts what precedes it in that page
+      const from = page.skipped
+      for (let i = from; i < page.entries.length && out.length < limit; i++) out.push(page.entries[i]!)
+      if (out.length >= limit) break
+      skip = 0
+    }
+    return out
+  }
+
   /** Every entry of `dir` in name order, one page in memory at a time (the backup's merge with the previous generation). */
   async *entries(dir: DirRef | null): AsyncGenerator<Entry2> {
     if (!dir) return
@@ -104,7 +123,7 @@ export class TreeReader {
    * One node: `level` null for the directory's own piece (any kind), else the DIRINDEX level
    * expected (−1: a page). `lo`/`hi`: the name range the parent gives it (null: open).
    */
-  private async *walk(ref: PieceRef, entries: number, level: number | null, lo: Buffer | null, hi: Buffer | null, start: Buffer | null, role: string): AsyncGenerator<DirPage> {
+  private async *walk(ref: PieceRef, entries: number, level: number | null, lo: Buffer | null, hi: Buffer | null, start: Buffer | null, role: string, skip = 0): AsyncGenerator<DirPage & { skipped: number }> {
     const where = (): string => this.pieces.where(ref)
     const bad = (m: string): never => {
       throw new FormatError('BAD_VALUE', `${where()}: ${role} ${m}`)
@@ -119,13 +138,16 @@ export class TreeReader {
       // names inside the parent's range: every first name but the (empty) first lies in (lo, hi)
       if (kids.length > 1 && ((lo && cmp(kids[1]!.firstName, lo) <= 0) || (hi && cmp(kids[kids.length - 1]!.firstName, hi) >= 0))) bad("has children outside its parent's name range")
       let i = start ? findIndexChild(kids, start) : 0
+      // by position: skip whole children by their entry counts
+      while (skip > 0 && i < kids.length - 1 && skip >= kids[i]!.entries) skip -= kids[i++]!.entries
       for (; i < kids.length; i++) {
         const c = kids[i]!
         if (comparePieceRefs(c.ref, ref) >= 0) bad(`child ${i} is not written before it (R1)`)
         const clo = c.firstName.length ? c.firstName : lo
         const chi = i + 1 < kids.length ? kids[i + 1]!.firstName : hi
-        yield* this.walk(c.ref, c.entries, ix.level - 1, clo, chi, start, `page ${i} of a DIRINDEX`)
+        yield* this.walk(c.ref, c.entries, ix.level - 1, clo, chi, start, `page ${i} of a DIRINDEX`, skip)
         start = null
+        skip = 0
       }
       return
     }
@@ -133,6 +155,65 @@ export class TreeReader {
     if (list.length !== entries) bad(`holds ${list.length} entries, its parent says ${entries}`)
     if (lo && !list[0]!.name.equals(lo)) bad(`starts with ${show(list[0]!.name)}, its index says ${show(lo)}`)
     if (hi && cmp(list[list.length - 1]!.name, hi) >= 0) bad(`reaches ${show(list[list.length - 1]!.name)}, into the next page's names`)
-    yield { entries: list }
+    yield { entries: list, skipped: Math.min(skip, list.length) }
+  }
+}
+
+/**
+ * The previous generation's listing of one directory as a cursor for the backup's merge of
+ * two sorted lists: `seek(name)` (names strictly increasing) returns the previous entry of
+ * that name or null, passing over the entries before it (`gone` counts those: deleted since).
+ * Reads one page at a time through `TreeReader.entries`.
+ */
+export class PrevCursor {
+  private readonly it: AsyncIterator<Entry2> | null
+  private cur: Entry2 | null = null
+  private started = false
+  private last: Buffer | null = null
+  /** Previous entries passed over without a match (deleted or renamed since). */
+  gone = 0
+
+  constructor(reader: TreeReader, dir: DirRef | null) {
+    this.it = dir ? reader.entries(dir)[Symbol.asyncIterator]() : null
+  }
+
+  private async next(): Promise<void> {
+    const r = await this.it!.next()
+    this.cur = r.done ? null : r.value
+  }
+
+  async seek(name: Buffer): Promise<Entry2 | null> {
+    if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
+    this.last = name
+    if (!this.it) return null
+    if (!this.started) {
+      this.started = true
+      await this.next()
+    }
+    while (this.cur && Buffer.compare(this.cur.name, name) < 0) {
+      this.gone++
+      await this.next()
+    }
+    if (this.cur && this.cur.name.equals(name)) {
+      const hit = this.cur
+      await this.next()
+      return hit
+    }
+    return null
+  }
+
+  /** Counts the entries after the last name sought (deleted since) and closes the listing. */
+  async finish(): Promise<number> {
+    if (this.it) {
+      if (!this.started) {
+        this.started = true
+        await this.next()
+      }
+      while (this.cur) {
+        this.gone++
+        await this.next()
+      }
+    }
+    return this.gone
   }
 }
