@@ -24,8 +24,10 @@ export const RULES = {
   store: { layers: ['tape', 'os', 'native'], packages: [], builtins: '*' },
   blocks: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
   bilog: { layers: ['store', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
-  repo: { layers: ['blocks', 'bilog', 'store', 'tape', 'codec', 'format', 'native', 'os'], packages: [], builtins: '*' },
-  vfs: { layers: ['repo', 'blocks', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
+  // format 2 metadata: packs, the piece reader and its cache, directory trees and file maps (native-notes/pieces.md)
+  pieces: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: [] },
+  repo: { layers: ['pieces', 'blocks', 'bilog', 'store', 'tape', 'codec', 'format', 'native', 'os'], packages: [], builtins: '*' },
+  vfs: { layers: ['repo', 'pieces', 'blocks', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
   fuse: { layers: ['vfs', 'blocks', 'native', 'os'], packages: ['fuse-native'], builtins: '*' },
   cli: { layers: '*', packages: ['commander'], builtins: '*' },
 }

@@ -54,6 +54,7 @@ import {
   findEntry,
   findIndexChild,
   fitsInline,
+  inlineMapBytes,
   fitsOneDir,
   groupIndexChildren,
   newEntry2,
@@ -427,6 +428,38 @@ describe('entries (§2.13.1)', () => {
     expect(fitsInline([])).toBe(false)
     expect(fitsInline([0, 2, 4, 6].map((b) => ({ fileBlock: b, count: 1, stream: 3, streamBlock: b })))).toBe(true)
     expect(fitsInline([0, 2, 4, 6, 8].map((b) => ({ fileBlock: b, count: 1, stream: 3, streamBlock: b })))).toBe(false)
+  })
+})
+
+describe('inline map size (§2.13.1)', () => {
+  it('inlineMapBytes counts exactly the bytes writeExtentList writes (it no longer encodes to measure)', () => {
+    let x = 99
+    const rnd = (n: number): number => {
+      x = (x * 1103515245 + 12345) >>> 0
+      return x % n
+    }
+    const scales = [1, 100, 1 << 14, 1 << 21, 2 ** 35, 2 ** 49]
+    for (let t = 0; t < 3000; t++) {
+      const list: Extent[] = []
+      let fb = scales[rnd(scales.length)]! * rnd(3)
+      for (let i = 0, n = 1 + rnd(4); i < n; i++) {
+        fb += rnd(2) ? 0 : 1 + rnd(scales[rnd(scales.length)]!)
+        const count = 1 + rnd(scales[rnd(4)]!)
+        list.push({ fileBlock: fb, count, stream: 1 + rnd(scales[rnd(4)]!), streamBlock: rnd(scales[rnd(scales.length)]!) })
+        fb += count
+      }
+      const canon = canonicalExtents(list)
+      const w = new ByteWriter(64)
+      writeExtentList(w, canon)
+      expect(inlineMapBytes(canon)).toBe(canon.length > 4 ? Infinity : w.length)
+    }
+    // svarint boundaries of the stream block delta: −64 (1 byte), 64 and −65 (2 bytes), …
+    for (const d of [-64, -65, 63, 64, -8192, -8193, 8191, 8192, -(2 ** 20), 2 ** 20]) {
+      const list: Extent[] = [{ fileBlock: 0, count: 1, stream: 1, streamBlock: 2 ** 21 }, { fileBlock: 5, count: 1, stream: 1, streamBlock: 2 ** 21 + 1 + d }]
+      const w = new ByteWriter(64)
+      writeExtentList(w, list)
+      expect(inlineMapBytes(list)).toBe(w.length)
+    }
   })
 })
 

@@ -54,3 +54,18 @@ export function zeroBlockHash(alg: HashAlg): Buffer {
 export function isZeroBlock(data: Buffer, offset: number): boolean {
   return data.compare(ZERO_BLOCK, 0, BLOCK_BYTES, offset, offset + BLOCK_BYTES) === 0
 }
+
+/** The all-zero BLAKE3 key: piece ids and content digests of unencrypted repositories (format.md §2.5). */
+export const ZERO_ID_KEY = Buffer.alloc(32)
+
+/** Keyed BLAKE3 (32 bytes) of a raw piece payload: its id (format.md §2.5). */
+export function pieceIdOf(payload: Uint8Array, key: Uint8Array = ZERO_ID_KEY): Buffer {
+  return native.blake3(payload, key)
+}
+
+/** XXH64 (seed 0) of `bytes` as an unsigned 64-bit number: the page-cut hash of unencrypted repositories (format.md §2.13.5). */
+export function xxh64Seed0(bytes: Buffer): bigint {
+  native.xxh64Into(bytes, xxhOut, 0)
+  return xxhOut.readBigUInt64LE(0)
+}
+const xxhOut = Buffer.alloc(8)

@@ -45,3 +45,31 @@ export function decompressBuffer(stored: Buffer, rawBytes: number): Buffer {
   if (n !== rawBytes) throw new Error(`decompressed ${n} bytes, expected ${rawBytes}`)
   return dst
 }
+
+/**
+ * Decompresses one whole zstd frame whose header records its content size (bfs writes every
+ * frame with it), refusing one that claims more than `maxRawBytes` before allocating. Throws
+ * a plain Error on anything wrong (the caller names the place); zstd's content checksum is
+ * checked when the frame has one.
+ */
+export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: FrameDecompressor = new FrameDecompressor()): Buffer {
+  let size: number | null
+  try {
+    size = binding.getFrameContentSize(stored)
+  } catch (err) {
+    throw new Error(`not a zstd frame (${(err as Error).message})`)
+  }
+  if (size === null || !Number.isSafeInteger(size) || size < 0) throw new Error('zstd frame without a content size')
+  if (size > maxRawBytes) throw new Error(`zstd frame of ${size} bytes, at most ${maxRawBytes} allowed`)
+  let frameBytes: number
+  try {
+    frameBytes = binding.findFrameCompressedSize(stored)
+  } catch (err) {
+    throw new Error(`not a whole zstd frame (${(err as Error).message})`)
+  }
+  if (frameBytes !== stored.length) throw new Error(`${stored.length} bytes hold a zstd frame of ${frameBytes} bytes and something else`)
+  const dst = Buffer.allocUnsafe(size)
+  const n = dctx.decompressInto(dst, stored)
+  if (n !== size) throw new Error(`zstd frame decompressed to ${n} bytes, its header says ${size}`)
+  return dst
+}

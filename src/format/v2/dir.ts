@@ -129,12 +129,35 @@ export function newEntry2(type: FileType, name: Buffer): Entry2 {
   }
 }
 
-/** Bytes of an inline map's extent list (count included), or Infinity when it cannot be inline. */
+const varintBytes = (v: number): number => {
+  let n = 1
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80)
+    n++
+  }
+  return n
+}
+
+/**
+ * Bytes of an inline map's extent list (count included), or Infinity when it cannot be inline
+ * (counted, not encoded: this runs for every file entry written; extents that are not a valid
+ * list are refused by the encoder that follows).
+ */
 export function inlineMapBytes(extents: readonly Extent[]): number {
   if (extents.length < 1 || extents.length > INLINE_MAX_EXTENTS) return Infinity
-  const w = new ByteWriter(64)
-  writeExtentList(w, extents)
-  return w.length
+  let n = varintBytes(extents.length)
+  let next = 0
+  let lastStream = 0
+  for (const e of extents) {
+    n += varintBytes(e.fileBlock - next) + varintBytes(e.count) + varintBytes(e.stream)
+    if (e.stream !== 0) {
+      const d = e.streamBlock - lastStream
+      n += varintBytes(d >= 0 ? d * 2 : -d * 2 - 1)
+      lastStream = e.streamBlock + e.count
+    }
+    next = e.fileBlock + e.count
+  }
+  return n
 }
 
 /** Whether a canonical map is stored inline (exactly when it fits: §2.13.1). */
@@ -152,7 +175,7 @@ function nameProblem(name: Buffer, max: number): string | null {
 }
 
 /** What is wrong with an entry (the same rules for encoder and decoder), or null. */
-function entryProblem(e: Entry2, root: boolean, nameMax: number): string | null {
+function entryProblem(e: Entry2, root: boolean, nameMax: number, flags: number = e.flags): string | null {
   if (root) {
     if (e.name.length !== 0) return 'is a root entry with a name'
     if (e.type !== FileType.Dir) return 'is a root entry that is not a directory'
@@ -162,15 +185,15 @@ function entryProblem(e: Entry2, root: boolean, nameMax: number): string | null 
     if (p) return `has ${p}`
   }
   if (!(e.type >= FileType.File && e.type <= FileType.Socket)) return `has unknown type ${e.type}`
-  if (e.flags & ~E_KNOWN) return `has unknown flags 0x${e.flags.toString(16)}`
+  if (flags & ~E_KNOWN) return `has unknown flags 0x${flags.toString(16)}`
   if (!root && e.ord === 0) return 'has ord 0 (only the root has it)'
   if (e.mode > 0o7777) return `has mode 0o${e.mode.toString(8)} beyond the permission bits`
   if (e.atimeNsec > 999_999_999 || e.mtimeNsec > 999_999_999 || e.ctimeNsec > 999_999_999) return 'has nanoseconds over 999,999,999'
   const dir = e.type === FileType.Dir
   const file = e.type === FileType.File
-  if (dir && e.flags & E_LINKED) return 'is a linked directory'
-  if (!file && e.flags & E_CHANGED_WHILE_READ) return 'is changed-while-read but not a file'
-  if (!dir && e.flags & E_SYNTHETIC) return 'is synthetic but not a directory'
+  if (dir && flags & E_LINKED) return 'is a linked directory'
+  if (!file && flags & E_CHANGED_WHILE_READ) return 'is changed-while-read but not a file'
+  if (!dir && flags & E_SYNTHETIC) return 'is synthetic but not a directory'
   if (!file && e.type !== FileType.Symlink && e.size !== 0) return `has size ${e.size}`
   if (dir && e.dir && e.dir.entries < 1) return 'is a directory piece with no entries'
   if (!dir && e.dir) return 'has a directory piece but is not a directory'
@@ -215,7 +238,7 @@ function structuralFlags(e: Entry2): number {
 /** Writes one entry (§2.13.1). `root`: the manifest's root entry (empty name, ord 0 allowed). */
 export function writeEntry(w: ByteWriter, e: Entry2, root = false): void {
   const flags = structuralFlags(e)
-  const p = entryProblem({ ...e, flags }, root, NAME_MAX_WRITE)
+  const p = entryProblem(e, root, NAME_MAX_WRITE, flags)
   if (p) throw new RangeError(`entry ${JSON.stringify(e.name.toString('latin1'))} ${p}`)
   w.blob(e.name).u8(e.type).varint(flags).varint(e.ord)
   w.varint(e.mode).varint(e.uid).varint(e.gid)

@@ -195,10 +195,15 @@ export class PackBuilder {
    * table into its stored form (AEAD message ‖ tag).
    */
   finish(sealTable?: (plainTable: Buffer) => Buffer): Buffer {
+    return Buffer.concat(this.finishParts(sealTable))
+  }
+
+  /** The whole file as its parts in order (header, pieces, table, trailer), for a writer that writes parts without joining them. */
+  finishParts(sealTable?: (plainTable: Buffer) => Buffer): Buffer[] {
     const encrypted = (this.header.flags & PACK_FLAG_ENCRYPTED) !== 0
     if (encrypted !== !!sealTable) throw new RangeError('an encrypted pack needs sealTable, an unencrypted one none')
     const plain = encodePackTable(this.rows)
     const stored = sealTable ? sealTable(plain) : plain
-    return Buffer.concat([...this.parts, stored, encodePackTrailer(this.at, this.rows.length, stored, encrypted)])
+    return [...this.parts, stored, encodePackTrailer(this.at, this.rows.length, stored, encrypted)]
   }
 }
