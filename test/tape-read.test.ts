@@ -12,6 +12,7 @@ import { recallServicePaths } from '../src/os/runtime.js'
 import { pidAlive } from '../src/os/process.js'
 import { Repository } from '../src/repo/repository.js'
 import { cacheDir } from '../src/repo/stores.js'
+import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { BufferCache } from '../src/store/cache.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
 import { hashTree, unitKeys } from './tape-helpers.js'
@@ -96,6 +97,27 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
   return { name, repo, src, env, vtl }
 }
 
+/** Flips a byte inside `key`'s last frame where its cartridge file holds it (found by the catalog's copy of its trailer). */
+function corrupt(s: Setup, key: string): void {
+  const e = new RepoTapeCatalog(Repository.open(s.repo).store).entry(key)!
+  const cart = path.join(s.vtl, 'cartridges', `${e.loc.cartridge}.tape`)
+  const bytes = fs.readFileSync(cart)
+  const at = bytes.indexOf(e.tail)
+  expect(at).toBeGreaterThan(0)
+  bytes[at - 100]! ^= 0x20
+  fs.writeFileSync(cart, bytes)
+}
+
+/** Whether the repository's recall service runs (its lock's pid is alive). */
+function serviceUp(s: Setup): boolean {
+  try {
+    const pid = Number(fs.readFileSync(recallServicePaths(s.repo, s.env).lock, 'utf8').trim())
+    return pid > 0 && pidAlive(pid)
+  } catch {
+    return false
+  }
+}
+
 /** Units in the buffer cache now. */
 function cached(s: Setup): number {
   const r = Repository.open(s.repo)
@@ -154,5 +176,26 @@ describe('restore from tape with a buffer cache of 10 % of its data', () => {
     expect(j.service!.cache.inserts).toBe(unitKeys(s.repo, 1).length)
     expect(j.service!.cache.usedBytes).toBeLessThanOrEqual(limit)
     expect(unitKeys(s.repo, 1).length).toBeGreaterThanOrEqual(20) // many passes
+  }, 600_000)
+})
+
+describe('verify of a migrated generation', () => {
+  it('reads every unit from tape (recalled pass by pass) and finds a corrupt record', async () => {
+    const s = await setup('verify')
+    const v = await bfs(['verify', 'gen1'], { repo: s.repo, env: s.env })
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+    expect(v.stdout).toMatch(new RegExp(`^ok: gen1 verified \\(${unitKeys(s.repo, 1).length} units, `, 'm'))
+    const a = await bfs(['verify', 'gen1', '--against', s.src], { repo: s.repo, env: s.env })
+    expect(a.code, a.stdout + a.stderr).toBe(0)
+    expect(a.stdout).toMatch(/^gen1 matches /m)
+    // a corrupt record on tape (the cache emptied first): verify names the unit and exits 4
+    fs.rmSync(path.join(cacheDir(Repository.open(s.repo)), 'data'), { recursive: true, force: true })
+    await until('the recall service to go idle', () => !fs.existsSync(recallServicePaths(s.repo, s.env).socket) || !serviceUp(s))
+    const bad = unitKeys(s.repo, 1)[2]!
+    corrupt(s, bad)
+    const c = await bfs(['verify', 'gen1'], { repo: s.repo, env: s.env })
+    expect(c.code, c.stdout + c.stderr).toBe(4)
+    expect(c.stdout).toMatch(new RegExp(`^FAIL .*${bad.replace(/\//g, '\\/')}: the bytes read from tape do not match the catalog's SHA-256 \\(corrupt on tape\\); not served$`, 'm'))
+    expect(c.stdout).toMatch(/^1 problem found$/m)
   }, 600_000)
 })

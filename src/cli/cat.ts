@@ -4,11 +4,9 @@ import { EntryType } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
 import { CommandReader } from '../repo/read.js'
 import { dataEntry, lookupPath } from '../repo/tree.js'
-import { SOURCE_HELP, splitRef, withSignals } from './common.js'
+import { SOURCE_HELP, splitRef } from './common.js'
 import { neededUnits } from '../repo/needed.js'
-import type { Repository } from '../repo/repository.js'
-import { bringIn, planTapePasses } from '../repo/tapepasses.js'
-import { holder, openReadStore, type ReadStore } from './datastore.js'
+import { openReadStore, recallFor } from './datastore.js'
 import { resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 
@@ -38,15 +36,6 @@ export function registerCat(program: Command, ctx: Ctx): void {
         await rs?.close()
       }
     })
-}
-
-/** Recalls what `keys` need from tape in one pinned pass; a unit that cannot be recalled fails the command. */
-export async function recallFor(repo: Repository, rs: ReadStore, keys: string[]): Promise<void> {
-  const plan = planTapePasses(repo, rs.tiered, keys, Infinity)
-  if (!plan.keys) return
-  const failed = await withSignals((signal) => bringIn(rs.tiered, plan.passes.flat(), holder(), signal))
-  const first = failed.values().next()
-  if (!first.done) throw new BfsError('IO', first.value)
 }
 
 function readOut(reader: CommandReader, d: { objGen: number; objIndex: number; size: number }): void {

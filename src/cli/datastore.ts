@@ -8,6 +8,8 @@
 import type { Repository } from '../repo/repository.js'
 import type { RepoDataStore } from '../repo/stores.js'
 import { useDataStore } from '../repo/stream-source.js'
+import { BfsError } from '../repo/errors.js'
+import { withSignals } from './common.js'
 import type { TieredStore, ReadPolicy } from '../store/tiered.js'
 
 export interface ReadStoreOptions {
@@ -62,4 +64,14 @@ export async function openReadStore(repo: Repository, o: ReadStoreOptions = {}):
 /** The pin holder of this process's reads. */
 export function holder(): string {
   return `bfs-${process.pid}`
+}
+
+/** Recalls what `keys` need from tape in one pinned pass; a unit that cannot be recalled fails the command. */
+export async function recallFor(repo: Repository, rs: ReadStore, keys: string[]): Promise<void> {
+  const { bringIn, planTapePasses } = await import('../repo/tapepasses.js')
+  const plan = planTapePasses(repo, rs.tiered, keys, Infinity)
+  if (!plan.keys) return
+  const failed = await withSignals((signal) => bringIn(rs.tiered, plan.passes.flat(), holder(), signal))
+  const first = failed.values().next()
+  if (!first.done) throw new BfsError('IO', first.value)
 }
