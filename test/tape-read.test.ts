@@ -199,3 +199,100 @@ describe('verify of a migrated generation', () => {
     expect(c.stdout).toMatch(/^1 problem found$/m)
   }, 600_000)
 })
+
+describe('the mount of a tape-resident generation', () => {
+  let s: Setup
+  beforeAll(async () => {
+    s = await setup('mount')
+  }, 600_000)
+
+  async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string; log: string }> {
+    const mnt = path.join(work, name)
+    const log = path.join(work, `${name}.log`)
+    fs.mkdirSync(mnt, { recursive: true })
+    const m = await bfs(['mount', 'gen1', mnt, '--log', log, ...opts], { repo: s.repo, env: s.env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    return { mnt, log }
+  }
+
+  const residency = async (f: string): Promise<string> => {
+    const r = await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)
+    expect(r.code, r.stderr).toBe(0)
+    return r.stdout
+  }
+
+  it('cp -a of a tape-resident subtree equals the source; user.bfs.residency says tape, then cache', async () => {
+    const { mnt } = await mountGen('mnt-cp')
+    expect(await residency(path.join(mnt, 'sub', 'deep', 'f5'))).toBe('tape')
+    expect(await residency(path.join(mnt, 'top.bin'))).toBe('tape')
+    // not listed (cp -a must not copy it): only asked for by name
+    expect((await sh(`getfattr -d '${path.join(mnt, 'top.bin')}'`)).stdout).not.toContain('residency')
+    const dest = path.join(work, 'mnt-cp-dest')
+    const cp = await sh(`cp -a '${path.join(mnt, 'sub')}' '${dest}'`)
+    expect(cp.code, cp.stderr).toBe(0)
+    expect((await sh(`diff -r '${path.join(s.src, 'sub')}' '${dest}'`)).code).toBe(0)
+    expect(await residency(path.join(mnt, 'sub', 'deep', 'f5'))).toBe('cache')
+    // top.bin's units are still on tape (perhaps one shared with what was read)
+    expect(await residency(path.join(mnt, 'top.bin'))).toMatch(/^tape( \d+\/\d+ units)?$/)
+    const all = path.join(work, 'mnt-cp-all')
+    expect((await sh(`cp -a '${mnt}' '${all}'`)).code).toBe(0)
+    expect((await sh(`diff -r '${s.src}' '${all}'`)).code).toBe(0)
+    expect(await residency(path.join(mnt, 'top.bin'))).toBe('cache')
+    await umount(mnt)
+  }, 600_000)
+})
+
+describe('the mount with --offline eio and a recall deadline', () => {
+  let s: Setup
+  beforeAll(async () => {
+    s = await setup('offline')
+  }, 600_000)
+
+  async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string; log: string }> {
+    const mnt = path.join(work, name)
+    const log = path.join(work, `${name}.log`)
+    fs.mkdirSync(mnt, { recursive: true })
+    const m = await bfs(['mount', 'gen1', mnt, '--log', log, ...opts], { repo: s.repo, env: s.env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    return { mnt, log }
+  }
+
+  it('--offline eio: a read of data on tape fails with EIO at once and recalls nothing', async () => {
+    const { mnt } = await mountGen('mnt-eio', ['--offline', 'eio'])
+    const r = await sh(`cat '${path.join(mnt, 'top.bin')}' > /dev/null`)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/Input\/output error/)
+    expect(cached(s)).toBe(0)
+    // metadata never needs tape
+    expect((await sh(`ls -lR '${mnt}'`)).code).toBe(0)
+    await umount(mnt)
+  }, 600_000)
+
+  it('a recall deadline gives EIO and one log line; the mount keeps serving, and the recall goes on', async () => {
+    // the library slow from now on: a recall takes seconds of real time (robot, load, locate)
+    const state = path.join(s.vtl, 'state.json')
+    const st = JSON.parse(fs.readFileSync(state, 'utf8')) as { clockScale: number }
+    st.clockScale = 0.25
+    fs.writeFileSync(state, JSON.stringify(st, null, 1) + '\n')
+    const { mnt, log } = await mountGen('mnt-deadline', ['--recall-timeout', '1'])
+    const f = path.join(mnt, 'sub', 'deep', 'f6')
+    const t0 = Date.now()
+    const r = await sh(`cat '${f}' > /dev/null`)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/Input\/output error/)
+    expect(Date.now() - t0).toBeLessThan(60_000)
+    await until('the log line', () => /read \/sub\/deep\/f6: .*not recalled within 1 s \(bfs's recall deadline\)/.test(fs.readFileSync(log, 'utf8')))
+    const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => /not recalled within/.test(l))
+    expect(lines, lines.join('\n')).toHaveLength(1)
+    expect((await sh(`ls -l '${mnt}/sub'`)).code).toBe(0)
+    // the recall went on: once the units are in, the same file reads whole
+    await until('the recall', async () => (await residency(f)) === 'cache', 300_000)
+    const again = await sh(`cmp '${f}' '${path.join(s.src, 'sub', 'deep', 'f6')}'`)
+    expect(again.code, again.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
+
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+})

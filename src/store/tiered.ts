@@ -17,7 +17,7 @@
  * Writes go to disk. The synchronous face serves disk blobs and cached ones; a range that
  * needs tape fails ENOSYNC there (recall first: prefetch()).
  */
-import { BufferCache, type CacheStore, type FillOptions } from './cache.js'
+import { BufferCache, withTimeout, type CacheStore, type FillOptions } from './cache.js'
 import {
   checkInBlob, checkKey, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
@@ -88,12 +88,17 @@ class ColdBlob implements SyncBlobReader {
       if (this.o.offline === 'eio' && !this.cold.cache.has(this.key, this.e.sizeBytes)) {
         throw new StoreError('EIO', this.key, `${this.whereKey}: on tape and not in the buffer cache (offline: eio; recall it first)`)
       }
-      this.inner = this.cold.open(this.key, { timeoutMs: this.o.recallTimeoutMs })
-      this.inner.catch(() => {
-        this.inner = null // the next read asks again
+      // no deadline on the recall itself: it goes on for the next read (and other readers)
+      const p = this.cold.open(this.key)
+      this.inner = p
+      p.catch(() => {
+        if (this.inner === p) this.inner = null // the next read asks again
       })
     }
-    const b = await this.inner
+    // bfs's recall deadline applies to each read's wait, also when the unit was asked for
+    // before (a prefetch at open): the read fails EIO, the recall goes on
+    const ms = this.o.recallTimeoutMs
+    const b = ms === undefined ? await this.inner : await withTimeout(this.inner, ms, () => new StoreError('EIO', this.key, `${this.whereKey}: not recalled within ${ms / 1000} s (bfs's recall deadline)`))
     if (this.closed) {
       await b.close()
       throw new StoreError('EIO', this.key, `${this.whereKey}: read after close`)

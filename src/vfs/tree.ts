@@ -7,6 +7,8 @@ import { ObjectResolver, type MapSource } from '../repo/resolve.js'
 import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
 import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
+import { extentUnits } from '../repo/needed.js'
+import type { TieredStore } from '../store/tiered.js'
 
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
@@ -200,7 +202,18 @@ export interface VfsOptions {
   /** Unit files kept open at most, one descriptor each (default 1024). */
   maxOpenUnits?: number
   now?: () => number
+  /**
+   * The repository's tiered store when units are on tape (the reader reads through it):
+   * opening a file whose units are on tape asks for them all (the scheduler orders what
+   * concurrent readers want), and `user.bfs.residency` says where a file's units are.
+   */
+  tape?: TieredStore | null
+  /** Called by close() after the reader is closed (the data store's close). */
+  onClose?: () => Promise<void>
 }
+
+/** The extended attribute that tells where a file's data is (mount of a repository with a tape tier). */
+export const RESIDENCY_XATTR = 'user.bfs.residency'
 
 /**
  * The read-only tree the mount serves, without any FUSE in it: one generation at the root,
@@ -352,6 +365,7 @@ export class Vfs {
 
   getxattr(path: Buffer, name: Buffer): Buffer {
     const n = this.resolve(path)
+    if (this.opts.tape && n.kind === 'entry' && name.toString('latin1') === RESIDENCY_XATTR && n.view.cat.type[n.index] === EntryType.File) return Buffer.from(this.residency(n.view, n.index))
     if (n.kind === 'entry') for (const [k, v] of n.view.entry(n.index).xattrs ?? []) if (k.equals(name)) return v
     throw new VfsError('ENODATA')
   }
@@ -367,6 +381,7 @@ export class Vfs {
     const d = n.view.entry(n.view.leader(n.index))
     const handle: Handle = { view: n.view, index: n.index, file: this.reader.file(n.view.extents(n.index), d.size, d.objGen ? { gen: d.objGen, index: d.objIndex } : undefined) }
     this.handles.set(h, handle)
+    if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') this.prefetch(n.view.extents(n.index), d.size)
     if (this.native) {
       try {
         const x = this.reader.nativeExtents(handle.file)
@@ -377,6 +392,63 @@ export class Vfs {
       }
     }
     return h
+  }
+
+  /** Whether the native read path may answer "no xattrs" for regular files (not with a tape tier: user.bfs.residency). */
+  get virtualXattrs(): boolean {
+    return !!this.opts.tape
+  }
+
+  /** Where each unit of a file is, by the tiered store: disk, cache (recalled), tape. */
+  private unitResidency(extents: readonly Extent[], size: number): Array<'disk' | 'cache' | 'tape'> {
+    const t = this.opts.tape!
+    const hot = t.hot.sync
+    return extentUnits(this.repo, extents, size).map((k) => {
+      if (hot?.hasSync(k) || !t.cold) return 'disk'
+      const e = t.cold.entry(k)
+      if (!e) return 'disk' // not migrated (a damaged one reads as missing)
+      return t.cold.cache.has(k, e.sizeBytes) ? 'cache' : 'tape'
+    })
+  }
+
+  /**
+   * user.bfs.residency of a regular file: `disk`, `cache` or `tape` when all its units are
+   * there (a file without data: `disk`); a mix names the slowest tier with its share,
+   * `tape 3/5 units` (the rest in the cache or on disk), `cache 2/5 units` (the rest on disk).
+   */
+  private residency(v: GenView, i: number): string {
+    const d = v.entry(v.leader(i))
+    const r = this.unitResidency(v.extents(i), d.size)
+    for (const tier of ['tape', 'cache'] as const) {
+      const n = r.filter((x) => x === tier).length
+      if (n) return n === r.length ? tier : `${tier} ${n}/${r.length} units`
+    }
+    return 'disk'
+  }
+
+  /**
+   * Asks for the units of a file being opened that are on tape (not pinned: the cache
+   * evicts them as usual), so that concurrent readers give the scheduler many requests to
+   * order (native-notes/tape.md bench (f)); at most a quarter of the buffer cache.
+   */
+  private prefetch(extents: readonly Extent[], size: number): void {
+    const t = this.opts.tape!
+    try {
+      const keys = extentUnits(this.repo, extents, size)
+      const r = this.unitResidency(extents, size)
+      const want: string[] = []
+      let bytes = 0
+      const budget = (t.cold?.cache.limitBytes ?? 0) / 4
+      for (let j = 0; j < keys.length; j++) {
+        if (r[j] !== 'tape') continue
+        bytes += t.cold!.entry(keys[j]!)!.sizeBytes
+        if (want.length && bytes > budget) break
+        want.push(keys[j]!)
+      }
+      if (want.length) t.prefetch(want)
+    } catch {
+      // a prefetch is only a hint: the reads say what is wrong
+    }
   }
 
   /**
@@ -432,6 +504,7 @@ export class Vfs {
 
   async close(): Promise<void> {
     await this.reader.close()
+    await this.opts.onClose?.()
   }
 }
 
