@@ -65,7 +65,7 @@ interface Setup {
  */
 async function setup(name: string, o: { clockScale?: number; cacheBytes?: string } = {}): Promise<Setup> {
   const repo = await newRepo(path.join(work, name))
-  const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3', BFS_TAPE_PREVIEW: '1' }
+  const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3' }
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
   services.add(recallServicePaths(repo, env).lock)
   const src = path.join(work, `${name}-src`)

@@ -3,14 +3,8 @@
  * been migrated to a tape tier — a TieredStore over the disk store, the tape catalog and
  * the disk buffer cache (native-notes/tape.md §"Reading a repository with a tape tier").
  *
- * TODO(issue 12 switch-over, for the lead): cat, restore, verify and the mount build their
- * BlockReader over `openDataStore(repo).store` instead of `repo.store` (mount and
- * cat with recall 'service'; restore the same, after `planRecall` + prefetch with a pin, in
- * passes that fit the cache; verify either way). A tape-resident unit then reads like any
- * other: header, seek table and trailer from the catalog, frames from the cache, localFd
- * once cached (the native path), deferred to JavaScript until then. The mount should call
- * `tiered.prefetch(unitsOfFile)` when a file whose units are on tape is opened, so that
- * concurrent readers give the scheduler enough to order (native-notes/tape.md bench (e)).
+ * The reading commands and the mount open it through src/cli/datastore.ts openReadStore
+ * (native-notes/tape.md §"Reading through the commands and the mount").
  */
 import { keys } from '../format/layout.js'
 import { BufferCache, CacheBusy, CacheStore, TapeSource, type ColdSource } from '../store/cache.js'
