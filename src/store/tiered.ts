@@ -192,6 +192,20 @@ export class TieredStore implements Store {
     return hot ? { kind: 'tiered', hot, cacheDir: this.cache.dir } : null
   }
 
+  /** Where `key` is now, synchronously (disk, cached, or only on tape); undefined if nowhere. For user.bfs.residency. */
+  residencySync(key: string): Residency | undefined {
+    if (safeHas(this.hot, key)) return 'disk'
+    if (!this.cold) return this.cache.has(key) ? 'cache' : undefined
+    const e = this.cold.entry(key)
+    if (!e) return undefined
+    return this.cold.cache.has(key, e.sizeBytes) ? 'cache' : 'tape'
+  }
+
+  /** The buffer cache's size limit, bytes. */
+  get cacheLimitBytes(): number {
+    return this.cache.limitBytes
+  }
+
   /** Where `key` is now, or undefined if nowhere. */
   async residency(key: string): Promise<Residency | undefined> {
     if (await this.hot.has(key)) return 'disk'

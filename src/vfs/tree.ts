@@ -8,7 +8,6 @@ import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
 import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
 import { extentUnits } from '../repo/needed.js'
-import type { TieredStore } from '../store/tiered.js'
 
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
@@ -207,9 +206,21 @@ export interface VfsOptions {
    * opening a file whose units are on tape asks for them all (the scheduler orders what
    * concurrent readers want), and `user.bfs.residency` says where a file's units are.
    */
-  tape?: TieredStore | null
+  tape?: TapeTier | null
   /** Called by close() after the reader is closed (the data store's close). */
   onClose?: () => Promise<void>
+}
+
+/** What the vfs uses of the repository's tiered store (store/tiered.ts TieredStore) when units are on tape. */
+export interface TapeTier {
+  readonly policy: { offline?: 'wait' | 'eio' }
+  /** Where a unit is now: disk, cache (recalled) or tape; undefined if nowhere. */
+  residencySync(key: string): 'disk' | 'cache' | 'tape' | undefined
+  /** A unit's catalog entry, when it was migrated. */
+  coldEntry(key: string): { sizeBytes: number } | undefined
+  /** Asks for units on tape (not pinned). */
+  prefetch(keys: string[]): unknown
+  readonly cacheLimitBytes: number
 }
 
 /** The extended attribute that tells where a file's data is (mount of a repository with a tape tier). */
@@ -402,13 +413,8 @@ export class Vfs {
   /** Where each unit of a file is, by the tiered store: disk, cache (recalled), tape. */
   private unitResidency(extents: readonly Extent[], size: number): Array<'disk' | 'cache' | 'tape'> {
     const t = this.opts.tape!
-    const hot = t.hot.sync
-    return extentUnits(this.repo, extents, size).map((k) => {
-      if (hot?.hasSync(k) || !t.cold) return 'disk'
-      const e = t.cold.entry(k)
-      if (!e) return 'disk' // not migrated (a damaged one reads as missing)
-      return t.cold.cache.has(k, e.sizeBytes) ? 'cache' : 'tape'
-    })
+    // a unit nowhere (damaged) counts as disk: its reads say what is wrong
+    return extentUnits(this.repo, extents, size).map((k) => t.residencySync(k) ?? 'disk')
   }
 
   /**
@@ -438,10 +444,10 @@ export class Vfs {
       const r = this.unitResidency(extents, size)
       const want: string[] = []
       let bytes = 0
-      const budget = (t.cold?.cache.limitBytes ?? 0) / 4
+      const budget = t.cacheLimitBytes / 4
       for (let j = 0; j < keys.length; j++) {
         if (r[j] !== 'tape') continue
-        bytes += t.cold!.entry(keys[j]!)!.sizeBytes
+        bytes += t.coldEntry(keys[j]!)?.sizeBytes ?? 0
         if (want.length && bytes > budget) break
         want.push(keys[j]!)
       }
