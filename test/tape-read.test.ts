@@ -7,6 +7,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { spawn } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
 import { pidAlive } from '../src/os/process.js'
@@ -291,6 +292,31 @@ describe('the mount with --offline eio and a recall deadline', () => {
     await until('the recall', async () => (await residency(f)) === 'cache', 300_000)
     const again = await sh(`cmp '${f}' '${path.join(s.src, 'sub', 'deep', 'f6')}'`)
     expect(again.code, again.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
+
+  it('a reader killed while it waits for tape exits at once (its page-cache read is a background FUSE request); the recall goes on', async () => {
+    // the library is slow since the test above
+    const { mnt } = await mountGen('mnt-kill')
+    const f = path.join(mnt, 'top.bin')
+    expect(await residency(f)).toMatch(/^tape/)
+    const reader = spawn('cat', [f], { stdio: ['ignore', 'ignore', 'ignore'] })
+    const exited = new Promise<void>((r) => reader.on('exit', () => r()))
+    await until('the reader to wait in the kernel', () => {
+      try {
+        return /^State:\s+D/m.test(fs.readFileSync(`/proc/${reader.pid}/status`, 'utf8'))
+      } catch {
+        return false
+      }
+    })
+    reader.kill('SIGKILL')
+    const t0 = Date.now()
+    await exited
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    expect(await residency(f)).toMatch(/^tape/) // not recalled yet: the reader did not wait for it
+    await until('the recall', async () => (await residency(f)) === 'cache', 300_000)
+    const r = await sh(`cmp '${f}' '${path.join(s.src, 'top.bin')}'`)
+    expect(r.code, r.stderr).toBe(0)
     await umount(mnt)
   }, 600_000)
 
