@@ -322,3 +322,28 @@ describe('the mount with --offline eio and a recall deadline', () => {
 
   const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
+
+describe('a repository without a tape tier', () => {
+  it('reads as before: no recall service, no buffer cache, no residency attribute (the tiered store is never opened)', async () => {
+    const repo = await newRepo(path.join(work, 'plain'))
+    const env = { BFS_RUNTIME_DIR: path.join(work, 'plain-run') }
+    fs.mkdirSync(env.BFS_RUNTIME_DIR, { recursive: true })
+    const src = path.join(work, 'plain-src')
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, 'a'), randomBytes(300_000))
+    expect((await bfs(['backup', src], { repo, env })).code).toBe(0)
+    expect((await bfs(['cat', 'gen1:a'], { repo, env })).out.equals(fs.readFileSync(path.join(src, 'a')))).toBe(true)
+    expect((await bfs(['restore', 'gen1', path.join(work, 'plain-dest')], { repo, env })).code).toBe(0)
+    expect((await bfs(['verify'], { repo, env })).code).toBe(0)
+    const mnt = path.join(work, 'plain-mnt')
+    fs.mkdirSync(mnt)
+    expect((await bfs(['mount', 'gen1', mnt], { repo, env })).code).toBe(0)
+    mounts.add(mnt)
+    const g = await sh(`getfattr -n user.bfs.residency '${path.join(mnt, 'a')}'`)
+    expect(g.code).not.toBe(0)
+    expect(g.stderr).toMatch(/No such attribute/)
+    await umount(mnt)
+    expect(fs.readdirSync(env.BFS_RUNTIME_DIR).filter((n) => n.startsWith('recall-'))).toEqual([])
+    expect(fs.existsSync(path.join(repo, 'cache'))).toBe(false)
+  }, 600_000)
+})
