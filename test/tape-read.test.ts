@@ -207,14 +207,14 @@ describe('the mount of a tape-resident generation', () => {
     s = await setup('mount')
   }, 600_000)
 
-  async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string; log: string }> {
+  async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string; log: string; pid: number }> {
     const mnt = path.join(work, name)
     const log = path.join(work, `${name}.log`)
     fs.mkdirSync(mnt, { recursive: true })
     const m = await bfs(['mount', 'gen1', mnt, '--log', log, ...opts], { repo: s.repo, env: s.env })
     expect(m.code, m.stderr).toBe(0)
     mounts.add(mnt)
-    return { mnt, log }
+    return { mnt, log, pid: Number(/pid (\d+)/.exec(m.stdout)![1]) }
   }
 
   const residency = async (f: string): Promise<string> => {
@@ -223,8 +223,21 @@ describe('the mount of a tape-resident generation', () => {
     return r.stdout
   }
 
+  /** The mount's native read counters (its stats line, SIGUSR2). */
+  async function nativeStats(pid: number, log: string): Promise<{ served: number; fallbacks: number }> {
+    const seen = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('native reads:')).length
+    process.kill(pid, 'SIGUSR2')
+    let line: string | undefined
+    await until('the stats line', () => {
+      const all = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('native reads:'))
+      line = all[seen]
+      return !!line
+    })
+    return JSON.parse(/native reads: (\{[^}]*\})/.exec(line!)![1]!) as { served: number; fallbacks: number }
+  }
+
   it('cp -a of a tape-resident subtree equals the source; user.bfs.residency says tape, then cache', async () => {
-    const { mnt } = await mountGen('mnt-cp')
+    const { mnt, log, pid } = await mountGen('mnt-cp')
     expect(await residency(path.join(mnt, 'sub', 'deep', 'f5'))).toBe('tape')
     expect(await residency(path.join(mnt, 'top.bin'))).toBe('tape')
     // not listed (cp -a must not copy it): only asked for by name
@@ -240,6 +253,13 @@ describe('the mount of a tape-resident generation', () => {
     expect((await sh(`cp -a '${mnt}' '${all}'`)).code).toBe(0)
     expect((await sh(`diff -r '${s.src}' '${all}'`)).code).toBe(0)
     expect(await residency(path.join(mnt, 'top.bin'))).toBe('cache')
+    // once recalled, a unit opened while it was on tape is served by the native read path:
+    // top.bin read again past the page cache never needs JavaScript's read
+    const before = await nativeStats(pid, log)
+    expect((await sh(`dd if='${path.join(mnt, 'top.bin')}' iflag=nocache count=0 status=none && cat '${path.join(mnt, 'top.bin')}' > /dev/null`)).code).toBe(0)
+    const after = await nativeStats(pid, log)
+    expect(after.served, JSON.stringify({ before, after })).toBeGreaterThan(before.served)
+    expect(after.fallbacks).toBe(before.fallbacks)
     await umount(mnt)
   }, 600_000)
 })

@@ -98,10 +98,14 @@ class ColdBlob implements SyncBlobReader {
     // bfs's recall deadline applies to each read's wait, also when the unit was asked for
     // before (a prefetch at open): the read fails EIO, the recall goes on
     const ms = this.o.recallTimeoutMs
-    const b = ms === undefined ? await this.inner : await withTimeout(this.inner, ms, () => new StoreError('EIO', this.key, `${this.whereKey}: not recalled within ${ms / 1000} s (bfs's recall deadline)`))
-    if (this.closed) {
-      await b.close()
-      throw new StoreError('EIO', this.key, `${this.whereKey}: read after close`)
+    const p = this.inner
+    const b = ms === undefined ? await p : await withTimeout(p, ms, () => new StoreError('EIO', this.key, `${this.whereKey}: not recalled within ${ms / 1000} s (bfs's recall deadline)`))
+    if (this.closed) throw new StoreError('EIO', this.key, `${this.whereKey}: read after close`) // close() closes b
+    if (!this.innerSync && this.inner === p) {
+      // cached now: read from the entry directly, and its descriptor is the blob's localFd
+      // from here on (the block reader then hands the unit to the native read path)
+      this.innerSync = b
+      this.inner = null
     }
     return b.readSync(r, into)
   }
