@@ -343,6 +343,36 @@ describe('the mount with --offline eio and a recall deadline', () => {
   const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
+describe('the mount with --tape-readahead', () => {
+  let s: Setup
+  beforeAll(async () => {
+    s = await setup('readahead')
+  }, 600_000)
+
+  async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string }> {
+    const mnt = path.join(work, name)
+    fs.mkdirSync(mnt, { recursive: true })
+    const m = await bfs(['mount', 'gen1', mnt, ...opts], { repo: s.repo, env: s.env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    return { mnt }
+  }
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+
+  it('--tape-readahead N: opening a file also asks for the next files of its directory', async () => {
+    // --readahead 0: no frame readahead in stream order (which crosses into the next units,
+    // other files' data, and recalls them too), so only the option brings siblings in
+    const { mnt } = await mountGen('mnt-ra', ['--tape-readahead', '10', '--readahead', '0'])
+    const next = path.join(mnt, 'sub', 'f3')
+    expect(await residency(next)).toBe('tape')
+    expect((await sh(`cat '${path.join(mnt, 'sub', 'f0')}' > /dev/null`)).code).toBe(0)
+    // that file was never opened: its units came with f0's open
+    await until('the readahead', async () => (await residency(next)) === 'cache', 300_000)
+    await umount(mnt)
+  }, 600_000)
+
+})
+
 describe('a repository without a tape tier', () => {
   it('reads as before: no recall service, no buffer cache, no residency attribute (the tiered store is never opened)', async () => {
     const repo = await newRepo(path.join(work, 'plain'))

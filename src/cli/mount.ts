@@ -37,6 +37,11 @@ export function registerMount(program: Command, ctx: Ctx): void {
       return n
     }))
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs)").argParser(parseSize))
+    .addOption(new Option('--tape-readahead <files>', 'with units on tape: opening a file also asks for those of the next FILES files of its directory (default 0)').argParser((v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new InvalidArgumentError('0 to 100000')
+      return n
+    }))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
     .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
@@ -57,6 +62,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
         if (o.offline !== 'wait') args.push('--offline', o.offline)
         if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
         if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
+        if (o.tapeReadahead !== undefined) args.push('--tape-readahead', String(o.tapeReadahead))
         process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log, what })))
         return
       }
@@ -64,7 +70,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       const nativeReads = o.nativeRead !== false
       // units on tape: read through the tiered store and the repository's recall service
       const rs = await openReadStore(repo, { cacheBytes: o.bufferCache, policy: { offline: o.offline, recallTimeoutMs: o.recallTimeout === undefined ? undefined : o.recallTimeout * 1000 } })
-      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits, tape: rs?.tiered ?? null, onClose: rs?.close }), {
+      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits, tape: rs?.tiered ?? null, tapeReadaheadFiles: o.tapeReadahead, onClose: rs?.close }), {
         mountpoint: mnt,
         allowOther: !!o.allowOther,
         negativeTimeoutS: man ? 86400 : 0,

@@ -207,6 +207,13 @@ export interface VfsOptions {
    * concurrent readers want), and `user.bfs.residency` says where a file's units are.
    */
   tape?: TapeTier | null
+  /**
+   * With a tape tier: opening a file also asks for the units on tape of the next this many
+   * regular files of its directory (catalog = readdir order), so that readers going through a
+   * directory in order (`find | xargs cat`, `cp -r`) give the scheduler a deeper queue.
+   * Default 0 (only the file's own units).
+   */
+  tapeReadaheadFiles?: number
   /** Called by close() after the reader is closed (the data store's close). */
   onClose?: () => Promise<void>
 }
@@ -392,7 +399,10 @@ export class Vfs {
     const d = n.view.entry(n.view.leader(n.index))
     const handle: Handle = { view: n.view, index: n.index, file: this.reader.file(n.view.extents(n.index), d.size, d.objGen ? { gen: d.objGen, index: d.objIndex } : undefined) }
     this.handles.set(h, handle)
-    if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') this.prefetch(n.view.extents(n.index), d.size)
+    if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
+      this.prefetch(n.view.extents(n.index), d.size)
+      if (this.opts.tapeReadaheadFiles) this.prefetchSiblings(n.view, n.index, this.opts.tapeReadaheadFiles)
+    }
     if (this.native) {
       try {
         const x = this.reader.nativeExtents(handle.file)
@@ -454,6 +464,18 @@ export class Vfs {
       if (want.length) t.prefetch(want)
     } catch {
       // a prefetch is only a hint: the reads say what is wrong
+    }
+  }
+
+  /** prefetch() of the next `count` regular files after entry `i` in its directory. */
+  private prefetchSiblings(v: GenView, i: number, count: number): void {
+    const cat = v.cat
+    const p = cat.parent[i]!
+    const end = cat.firstChild[p]! + cat.childCount[p]!
+    for (let c = i + 1, files = 0; c < end && files < count; c++) {
+      if (cat.type[c] !== EntryType.File) continue
+      files++
+      this.prefetch(v.extents(c), v.entry(v.leader(c)).size)
     }
   }
 
