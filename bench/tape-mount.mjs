@@ -181,10 +181,10 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
   try {
     // ---- (j) find | xargs -P8 cat through the mount -----------------------------------------
     const jrows = []
-    for (const [upf, ra] of want('j') ? [[10, 0], [1, 0], [1, 64]] : []) {
+    for (const [upf, ra, frames] of want('j') ? [[10, 0, null], [1, 0, 0], [1, 0, null], [1, 64, null]] : []) {
       await build(upf)
       const t0 = await reset()
-      bfs(['mount', 'gen1', mnt, ...(ra ? ['--tape-readahead', String(ra)] : [])])
+      bfs(['mount', 'gen1', mnt, ...(ra ? ['--tape-readahead', String(ra)] : []), ...(frames === null ? [] : ['--readahead', String(frames)])])
       let real
       let st
       try {
@@ -195,8 +195,8 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       } finally {
         umount()
       }
-      log(`(j) ${upf} units per file, readahead ${ra}: find | xargs -P8 cat through the mount: ${h(st.clock - t0)} h simulated, ${st.served} recalls, ${st.mounts} mounts; ${real.toFixed(0)} s real`)
-      jrows.push(`| ${N / upf} files of ${upf} unit${upf > 1 ? 's' : ''} (${ra ? `\`--tape-readahead ${ra}\`: each open also asks for the next ${ra} files of its directory` : upf > 1 ? 'each open asks for all its units: the per-file prefetch' : 'each open waits for one recall'}) | **${h(st.clock - t0)}** | ${st.served} | ${st.mounts} | ${real.toFixed(0)} s | ≤ 4.2 h |`)
+      log(`(j) ${upf} units per file, tape readahead ${ra}, frame readahead ${frames}: find | xargs -P8 cat through the mount: ${h(st.clock - t0)} h simulated, ${st.served} recalls, ${st.mounts} mounts; ${real.toFixed(0)} s real`)
+      jrows.push(`| ${N / upf} files of ${upf} unit${upf > 1 ? 's' : ''} (${ra ? `\`--tape-readahead ${ra}\`: each open also asks for the next ${ra} files of its directory` : upf > 1 ? 'each open asks for all its units: the per-file prefetch' : frames === 0 ? '`--readahead 0`: each open waits for its one recall, nothing else asked for' : 'each open waits for its recall; the frame readahead reaches into the next units of the stream'}) | **${h(st.clock - t0)}** | ${st.served} | ${st.mounts} | ${real.toFixed(0)} s | ≤ 4.2 h |`)
     }
     if (jrows.length) {
       p('### (j) `find | xargs -P8 cat` through a real mount (no `bfs recall` first)')
