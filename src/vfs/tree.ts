@@ -445,37 +445,39 @@ export class Vfs {
   /**
    * Asks for the units of a file being opened that are on tape (not pinned: the cache
    * evicts them as usual), so that concurrent readers give the scheduler many requests to
-   * order (native-notes/tape.md bench (f)); at most a quarter of the buffer cache.
+   * order (native-notes/tape.md bench (f)); at most `budget` bytes (default a quarter of
+   * the buffer cache). Returns the bytes asked for.
    */
-  private prefetch(extents: readonly Extent[], size: number): void {
+  private prefetch(extents: readonly Extent[], size: number, budget = this.opts.tape!.cacheLimitBytes / 4): number {
     const t = this.opts.tape!
+    let bytes = 0
     try {
       const keys = extentUnits(this.repo, extents, size)
-      const r = this.unitResidency(extents, size)
       const want: string[] = []
-      let bytes = 0
-      const budget = t.cacheLimitBytes / 4
-      for (let j = 0; j < keys.length; j++) {
-        if (r[j] !== 'tape') continue
-        bytes += t.coldEntry(keys[j]!)?.sizeBytes ?? 0
-        if (want.length && bytes > budget) break
-        want.push(keys[j]!)
+      for (const k of keys) {
+        if (t.residencySync(k) !== 'tape') continue
+        const b = t.coldEntry(k)?.sizeBytes ?? 0
+        if (bytes + b > budget && (want.length || budget <= 0)) break
+        bytes += b
+        want.push(k)
       }
       if (want.length) t.prefetch(want)
     } catch {
       // a prefetch is only a hint: the reads say what is wrong
     }
+    return bytes
   }
 
-  /** prefetch() of the next `count` regular files after entry `i` in its directory. */
+  /** prefetch() of the next `count` regular files after entry `i` in its directory, a quarter of the buffer cache in all. */
   private prefetchSiblings(v: GenView, i: number, count: number): void {
     const cat = v.cat
     const p = cat.parent[i]!
     const end = cat.firstChild[p]! + cat.childCount[p]!
-    for (let c = i + 1, files = 0; c < end && files < count; c++) {
+    let budget = this.opts.tape!.cacheLimitBytes / 4
+    for (let c = i + 1, files = 0; c < end && files < count && budget > 0; c++) {
       if (cat.type[c] !== EntryType.File) continue
       files++
-      this.prefetch(v.extents(c), v.entry(v.leader(c)).size)
+      budget -= this.prefetch(v.extents(c), v.entry(v.leader(c)).size, budget)
     }
   }
 
