@@ -26,15 +26,21 @@ beforeAll(() => {
 })
 afterAll(async () => {
   for (const m of mounts) await umount(m)
+  const killed: number[] = []
   for (const lock of services) {
     try {
       const pid = Number(fs.readFileSync(lock, 'utf8').trim())
-      if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL')
+      if (pid > 0 && pidAlive(pid)) {
+        process.kill(pid, 'SIGKILL')
+        killed.push(pid)
+      }
     } catch {
       // none
     }
   }
-  fs.rmSync(work, { recursive: true, force: true })
+  await until('the recall services to exit', () => killed.every((pid) => !pidAlive(pid)), 30_000)
+  // a mount server writes its last log line (in work/) as it exits after its unmount
+  fs.rmSync(work, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
 })
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
