@@ -28,7 +28,7 @@ const opt = (name, def) => {
 const SEEDS = opt('--seeds', 5)
 const N = opt('--requests', 1000)
 const WRITE = !args.includes('--no-write')
-// --only d,f: just those sections (a–c: the scheduler on the library; d–i: the tiered store)
+// --only d,f: just those sections (a–c: the scheduler on the library; d–i: the tiered store; j–k: the commands and a real mount)
 const ONLY = (() => {
   const i = args.indexOf('--only')
   return i < 0 ? null : String(args[i + 1] ?? '').split(',')
@@ -163,6 +163,12 @@ log('(c) migration writes')
 if (['d', 'e', 'f', 'g', 'h', 'i'].some(want)) {
   const { tierScenarios } = await import('./tape-tier.mjs')
   await tierScenarios({ ROOT, BASE, m, p, log, h, seeds: Math.min(SEEDS, 3), only: ONLY })
+}
+
+// ---- (j)–(k) through the real commands and a real mount ----------------------------------
+if (['j', 'k'].some(want)) {
+  const { mountScenarios } = await import('./tape-mount.mjs')
+  await mountScenarios({ ROOT, BASE, m, p, log, h, only: ONLY })
 }
 
 const secs = ((performance.now() - started) / 1000).toFixed(1)

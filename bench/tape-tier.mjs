@@ -409,7 +409,7 @@ export async function tierScenarios({ ROOT, BASE, m, p, log, h, seeds, only }) {
     const GIB = Number(process.env.BENCH_MIGRATE_GIB || 2)
     for (let i = 0; i < GIB * 8; i++) fs.writeFileSync(path.join(dir, 'src', `f${i}`), randomBytes(128 << 20))
     const bfs = (args) => {
-      const r = spawnSync(path.join(ROOT, 'bin/bfs'), args, { env: { ...process.env, BFS_REPO: path.join(dir, 'repo'), BFS_TAPE_PREVIEW: '1' }, encoding: 'utf8' })
+      const r = spawnSync(path.join(ROOT, 'bin/bfs'), args, { env: { ...process.env, BFS_REPO: path.join(dir, 'repo') }, encoding: 'utf8' })
       if (r.status !== 0) throw new Error(`bfs ${args.join(' ')}: ${r.stderr}`)
       return r.stdout
     }

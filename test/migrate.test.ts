@@ -12,8 +12,6 @@ import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { openDataStore } from '../src/repo/stores.js'
 import { bfs, newRepo, spawnBfs, tmpdir } from './helpers.js'
 
-// migrate is a preview until the read paths read from tape (src/cli/migrate.ts); these tests run it
-process.env.BFS_TAPE_PREVIEW = '1'
 import { hashTree, readGeneration, unitKeys } from './tape-helpers.js'
 
 let work: string
@@ -93,11 +91,6 @@ describe('bfs migrate', () => {
     fs.copyFileSync(path.join(repo, 'gens/00000002/unit-00000000'), aside)
     const dry = await bfs(['migrate', 'gen1-gen2', '--dry-run'], { repo })
     expect(dry.stdout).toMatch(/^would migrate \d+ units \([\d.]+ MiB\) of gen1, gen2 to tier tape1\n$/)
-    expect(fs.existsSync(path.join(repo, 'tape'))).toBe(false)
-    // a preview until the read paths read from tape: without BFS_TAPE_PREVIEW=1 it refuses, moving nothing
-    const refused = await bfs(['migrate', 'gen1-gen2'], { repo, env: { BFS_TAPE_PREVIEW: '' } })
-    expect(refused.code).toBe(1)
-    expect(refused.stderr).toMatch(/^bfs: migrate is a preview: cat, restore, verify and mounts do not read from tape yet.*BFS_TAPE_PREVIEW=1.*\n$/)
     expect(fs.existsSync(path.join(repo, 'tape'))).toBe(false)
     expect(fs.existsSync(path.join(repo, 'gens/00000002/unit-00000000'))).toBe(true)
     const m = await bfs(['migrate', 'gen1-gen2', '--verify', '--file-size', '4M', '--json'], { repo })

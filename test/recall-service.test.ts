@@ -21,8 +21,6 @@ import { pidAlive } from '../src/os/process.js'
 import { BFS, bfs, newRepo, tmpdir } from './helpers.js'
 import { hashTree, readGeneration, unitKeys } from './tape-helpers.js'
 
-// migrate is a preview until the read paths read from tape (src/cli/migrate.ts)
-process.env.BFS_TAPE_PREVIEW = '1'
 
 let work: string
 const started = new Set<number>() // service pids seen, killed in afterAll if still alive

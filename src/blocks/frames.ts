@@ -126,6 +126,7 @@ export class FrameCache {
         } catch (err) {
           throw shortUnit(err, u, frame)
         }
+        this.units.localNow(u)
         return this.decode(u, frame, comp)
       } finally {
         this.spare(scratch)

@@ -208,6 +208,18 @@ export class UnitTable {
     for (const info of this.openUnits.values()) this.registerNative(info)
   }
 
+  /** Units the native read path was told about. */
+  private readonly registered = new WeakSet<UnitInfo>()
+
+  /**
+   * A unit opened without a local descriptor whose blob has one now (a unit on tape, read
+   * once its recall is in the buffer cache: store/tiered.ts) is handed to the native read
+   * path from now on; its earlier reads were deferred to JavaScript.
+   */
+  localNow(info: UnitInfo): void {
+    if (this.native && !info.closed && !this.registered.has(info) && info.blob.localFd !== undefined) this.registerNative(info)
+  }
+
   private registerNative(info: UnitInfo): void {
     const fd = info.blob.localFd
     if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
@@ -220,6 +232,7 @@ export class UnitTable {
     }
     try {
       this.native.unit(info.id, fd, this.source.geometry(info.gen).frameBlocks * BLOCK_BYTES, frames)
+      this.registered.add(info)
     } catch {
       // a table the native path refuses (or no memory): its reads stay in JavaScript,
       // which checks and reports what is wrong with the unit

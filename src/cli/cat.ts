@@ -5,6 +5,8 @@ import { BfsError } from '../repo/errors.js'
 import { CommandReader } from '../repo/read.js'
 import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP, splitRef } from './common.js'
+import { neededUnits } from '../repo/needed.js'
+import { openReadStore, recallFor } from './datastore.js'
 import { resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 
@@ -14,7 +16,7 @@ export function registerCat(program: Command, ctx: Ctx): void {
     .description('write a file of a generation to stdout')
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
     .option('--source <path>', SOURCE_HELP)
-    .action((ref: string, o) => {
+    .action(async (ref: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)
@@ -25,19 +27,29 @@ export function registerCat(program: Command, ctx: Ctx): void {
       if (e.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
       const d = dataEntry(entries, i)
       if (!d.objGen) return
-      const reader = new CommandReader(repo)
-      reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
-        for (const end = off + len; off < end; ) {
-          try {
-            off += fs.writeSync(1, buf, off, end - off)
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-            if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
-            throw err
-          }
-        }
-        return true
-      })
-      reader.close()
+      // units on tape: recalled (pinned) before the synchronous read, in the tape's order
+      const rs = await openReadStore(repo)
+      try {
+        if (rs) await recallFor(repo, rs, neededUnits(repo, man, i).map((u) => u.key))
+        readOut(new CommandReader(repo), d)
+      } finally {
+        await rs?.close()
+      }
     })
+}
+
+function readOut(reader: CommandReader, d: { objGen: number; objIndex: number; size: number }): void {
+  reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
+    for (const end = off + len; off < end; ) {
+      try {
+        off += fs.writeSync(1, buf, off, end - off)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
+        if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
+        throw err
+      }
+    }
+    return true
+  })
+  reader.close()
 }

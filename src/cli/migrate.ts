@@ -85,11 +85,6 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
         throw new BfsError('USAGE', 'say what to migrate: generations, --older-than or --keep-on-disk')
       }
       if (!(o.fileSize >= 1 << 20)) throw new BfsError('USAGE', '--file-size must be at least 1M')
-      // Until the read paths read through the tiered store (issue 13 item 5), a migrated unit is
-      // readable by `bfs recall` and the store only: cat, restore, verify and mounts would fail.
-      if (!o.dryRun && process.env.BFS_TAPE_PREVIEW !== '1') {
-        throw new BfsError('BAD_INPUT', 'migrate is a preview: cat, restore, verify and mounts do not read from tape yet, so migrated generations would not be readable by them; set BFS_TAPE_PREVIEW=1 to run it anyway (--dry-run works)')
-      }
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('USAGE', '--wait takes a number of seconds')
       const repo = ctx.openRepo()

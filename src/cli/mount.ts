@@ -7,6 +7,7 @@ import { parseSize } from './common.js'
 import { asBfsError } from './umount.js'
 import type { Ctx } from './context.js'
 import { resolveGen } from './output.js'
+import { openReadStore } from './datastore.js'
 
 export function registerMount(program: Command, ctx: Ctx): void {
   program
@@ -29,6 +30,18 @@ export function registerMount(program: Command, ctx: Ctx): void {
       if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new InvalidArgumentError('1 to 1048576')
       return n
     }))
+    .addOption(new Option('--offline <mode>', "reads of data on tape: 'wait' for the recall, or fail at once with EIO ('eio': nothing is recalled)").choices(['wait', 'eio']).default('wait'))
+    .addOption(new Option('--recall-timeout <seconds>', 'a read still waiting for its recall from tape after this long fails with EIO (the recall goes on); default: no limit').argParser((v) => {
+      const n = Number(v)
+      if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('a number of seconds > 0')
+      return n
+    }))
+    .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs)").argParser(parseSize))
+    .addOption(new Option('--tape-readahead <files>', 'with units on tape: opening a file also asks for those of the next FILES files of its directory (default 0)').argParser((v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new InvalidArgumentError('0 to 100000')
+      return n
+    }))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
     .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
@@ -46,12 +59,18 @@ export function registerMount(program: Command, ctx: Ctx): void {
         if (o.allowOther) args.push('--allow-other')
         if (o.nativeRead === false) args.push('--no-native-read')
         if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
+        if (o.offline !== 'wait') args.push('--offline', o.offline)
+        if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
+        if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
+        if (o.tapeReadahead !== undefined) args.push('--tape-readahead', String(o.tapeReadahead))
         process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log, what })))
         return
       }
       // Foreground: this process serves the mount until it is unmounted, then exits.
       const nativeReads = o.nativeRead !== false
-      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits }), {
+      // units on tape: read through the tiered store and the repository's recall service
+      const rs = await openReadStore(repo, { cacheBytes: o.bufferCache, policy: { offline: o.offline, recallTimeoutMs: o.recallTimeout === undefined ? undefined : o.recallTimeout * 1000 } })
+      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits, tape: rs?.tiered ?? null, tapeReadaheadFiles: o.tapeReadahead, onClose: rs?.close }), {
         mountpoint: mnt,
         allowOther: !!o.allowOther,
         negativeTimeoutS: man ? 86400 : 0,

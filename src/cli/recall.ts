@@ -23,6 +23,7 @@ import type { ServiceStatus } from '../store/recall/protocol.js'
 import { RecallService } from '../store/recall/service.js'
 import { TapeStore, type ColdEntry } from '../store/tape.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
+import type { ReadPolicy } from '../store/tiered.js'
 import { count, humanBytes, ProgressLine, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
 
 /** Seconds a service waits with nothing to do before it exits ($BFS_RECALL_IDLE_S). */
@@ -53,9 +54,10 @@ export function recallClient(repo: Repository, o: { cacheBytes?: number; start?:
  * service when units are on tape (this is what cat, restore and the mount use after the
  * issue-12 switch-over), else the disk store.
  */
-export function recallStores(repo: Repository, o: { cacheBytes?: number; timeoutMs?: number } = {}): RepoDataStore {
+export function recallStores(repo: Repository, o: { cacheBytes?: number; timeoutMs?: number; policy?: ReadPolicy } = {}): RepoDataStore {
   return openDataStore(repo, {
     recall: 'service',
+    policy: o.policy,
     service: (r, catalog, cache) => new ServiceSource(catalog, recallClient(r, { cacheBytes: o.cacheBytes }), cache, { timeoutMs: o.timeoutMs }),
   })
 }

@@ -5,8 +5,9 @@ import { EntryType } from '../format/catalog.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { restoreTree } from '../repo/restore.js'
 import { lookupPath } from '../repo/tree.js'
-import { int, SOURCE_HELP, splitRef, withSignals } from './common.js'
-import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
+import { holder, openReadStore } from './datastore.js'
+import { count, humanBytes, ProgressLine, resolveGen, simTime } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, restoreJson } from './json.js'
 
@@ -19,6 +20,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .option('--overwrite', 'replace what is in the way in DEST (renamed over, never written through; symlinks below DEST are never followed)')
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
     .option('--source <path>', SOURCE_HELP)
+    .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs); the restore recalls in passes that fit it").argParser(parseSize))
     .option('--json', 'print the result as JSON')
     .action(async (ref: string, dest: string, o) => {
       const repo = ctx.openRepo()
@@ -30,9 +32,24 @@ export function registerRestore(program: Command, ctx: Ctx): void {
       let target = dest
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
       const line = new ProgressLine()
+      // units on tape: read through the tiered store (workers too), planned up front
+      const rs = await openReadStore(repo, { cacheBytes: o.bufferCache })
+      const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache } : null
       const res = await withSignals((signal) =>
-        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
-      ).finally(() => line.clear())
+        restoreTree(repo, man, {
+          root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, tape,
+          reporter: {
+            warn: (m) => line.warn(m),
+            progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`),
+            tapePlan: (x) => {
+              if (x.onTape) line.update(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
+            },
+          },
+        }),
+      ).finally(async () => {
+        line.clear()
+        await rs?.close()
+      })
       if (res.errors.length) ctx.exitCode = EXIT.ERROR
       if (o.json) return printJson(restoreJson({ generation: man.id, path: p, dest: path.resolve(target), res }))
       const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''

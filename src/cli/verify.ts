@@ -3,7 +3,9 @@ import type { Command } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
-import { SOURCE_HELP } from './common.js'
+import { SOURCE_HELP, withSignals } from './common.js'
+import { holder, openReadStore, recallFor } from './datastore.js'
+import { neededUnits } from '../repo/needed.js'
 import { count, humanBytes, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, verifyJson } from './json.js'
@@ -25,7 +27,15 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       if (o.against) {
         // `latest` is the latest generation of DIR itself when DIR is one of the sources
         const man = resolveGen(repo, gen ?? 'latest', o, o.against)
-        const diffs = verifyAgainst(repo, man, o.against, print)
+        // units on tape: recalled (pinned, in the tape's order) before the synchronous comparison
+        const rs = await openReadStore(repo)
+        let diffs: number
+        try {
+          if (rs) await recallFor(repo, rs, neededUnits(repo, man).map((u) => u.key))
+          diffs = verifyAgainst(repo, man, o.against, print)
+        } finally {
+          await rs?.close()
+        }
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
         if (o.json) return printJson(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
@@ -40,7 +50,9 @@ export function registerVerify(program: Command, ctx: Ctx): void {
         ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
       }
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
-      const res = await verifyGenerations(repo, ids, print, { all: !!o.all })
+      // units on tape: recalled pass by pass and checked like the others
+      const rs = await openReadStore(repo)
+      const res = await withSignals((signal) => verifyGenerations(repo, ids, print, { all: !!o.all, signal, tape: rs ? { tiered: rs.tiered, holder: holder() } : null })).finally(() => rs?.close())
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
       if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)

@@ -94,6 +94,9 @@ export interface FuseServer {
   statCacheStats(): StatCacheStats
 }
 
+/** A file's reads failing on bfs's recall deadline are logged once in this long. */
+const DEADLINE_LOG_MS = 30_000
+
 /** Frames of the largest size the native read path's cache holds at least (see --cache-size). */
 const NATIVE_MIN_FRAMES = 8
 
@@ -114,9 +117,22 @@ const fusermount = (flag: string, point: string): Promise<string | null> =>
 /** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
 export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer> {
   const Fuse = fuseBinding()
+  // A read past bfs's recall deadline is logged once per file and half minute: the kernel's
+  // readahead and its retry of a failed page send several reads for one read(2).
+  const deadlineLogged = new Map<string, number>()
+  const quiet = (path: string, msg: string): boolean => {
+    if (!msg.includes("bfs's recall deadline")) return false
+    const now = Date.now()
+    const last = deadlineLogged.get(path)
+    if (last !== undefined && now - last < DEADLINE_LOG_MS) return true
+    if (deadlineLogged.size > 10_000) deadlineLogged.clear()
+    deadlineLogged.set(path, now)
+    return false
+  }
   const fail = (err: unknown, op: string, path: string): number => {
     if (err instanceof VfsError) {
-      if (err.errno === 'EIO') opts.log(`${op} ${path}: ${(err.cause as Error | undefined)?.message ?? 'I/O error'}`)
+      const msg = (err.cause as Error | undefined)?.message ?? 'I/O error'
+      if (err.errno === 'EIO' && !quiet(path, msg)) opts.log(`${op} ${path}: ${msg}`)
       return ERRNO[err.errno] ?? ERRNO.EIO!
     }
     opts.log(`${op} ${path}: ${(err as Error).message}`)
@@ -134,7 +150,10 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       }
       cb(0, ...res)
     }
+  // with a tape tier every regular file has user.bfs.residency (not listed): never "no xattrs" natively
+  const virtualX = vfs.virtualXattrs
   const hasX = (path: Buffer): boolean => {
+    if (virtualX) return true
     try {
       return vfs.listxattr(path).length > 0
     } catch {
@@ -162,7 +181,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const d = vfs.readdir(P(path))
       const base = path === '/' ? '/' : `${path}/`
       const names = d.names.map((n) => n.toString('latin1'))
-      return [names, d.attrs.map((a, i) => toStat(a, d.hasXattrs ? d.hasXattrs[i]! : hasX(P(base + names[i]!))))]
+      return [names, d.attrs.map((a, i) => toStat(a, virtualX || (d.hasXattrs ? d.hasXattrs[i]! : hasX(P(base + names[i]!)))))]
     }),
     readlink: sync('readlink', (path) => [vfs.readlink(P(path)).toString('latin1')]),
     listxattr: sync('listxattr', (path) => [vfs.listxattr(P(path)).map((n) => n.toString('latin1'))]),

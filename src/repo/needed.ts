@@ -1,6 +1,7 @@
 import { EntryType } from '../format/catalog.js'
 import { keys } from '../format/layout.js'
 import type { Manifest } from '../format/manifest.js'
+import type { Extent } from '../format/maps.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Repository } from './repository.js'
 import { ObjectResolver } from './resolve.js'
@@ -49,4 +50,17 @@ export function neededUnits(repo: Repository, man: Manifest, root = 0, resolver 
     }
   }
   return [...out.values()].sort((a, b) => a.gen - b.gen || a.unit - b.unit)
+}
+
+/** The store keys of the units `extents` (a file's resolved block map) read within the file's `sizeBytes`, in file order. */
+export function extentUnits(repo: Repository, extents: readonly Extent[], sizeBytes: number): string[] {
+  const blocks = Math.ceil(sizeBytes / BLOCK_BYTES)
+  const out = new Set<string>()
+  for (const x of extents) {
+    if (x.gen === 0 || x.fileBlock >= blocks) continue
+    const n = Math.min(x.count, blocks - x.fileBlock)
+    const ub = repo.manifest(x.gen).unitBlocks
+    for (let u = Math.floor(x.streamBlock / ub); u * ub < x.streamBlock + n; u++) out.add(keys.unit(x.gen, u))
+  }
+  return [...out]
 }

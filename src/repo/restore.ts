@@ -10,6 +10,10 @@ import { WorkerReaders } from './readers.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { subtree } from './tree.js'
+import { bringIn, planTapePasses, type TapePlan } from './tapepasses.js'
+import type { TieredStore } from '../store/tiered.js'
+import { BLOCK_BYTES } from '../codec/hash.js'
+import { keys } from '../format/layout.js'
 import { createOrReplace, DirFds, K, notReplaced, setidSafeMode, why } from './restore-fs.js'
 import type { RestoreFile, RestoreJob, RestoreJobResult } from './restore-worker.js'
 
@@ -20,7 +24,27 @@ export interface RestoreOptions {
   overwrite?: boolean
   threads?: number
   signal?: AbortSignal
-  reporter?: { warn(msg: string): void; progress?(p: { files: number; bytes: number }): void }
+  reporter?: { warn(msg: string): void; progress?(p: { files: number; bytes: number }): void; tapePlan?(p: TapePlan): void }
+  /**
+   * The repository's tiered store when units are on tape (the readers of `repo` read
+   * through it: useDataStore): the units not on disk are recalled up front, pinned for
+   * `holder`, in passes of half of `passBytes` (default: the buffer cache's limit).
+   */
+  tape?: { tiered: TieredStore; holder: string; passBytes?: number } | null
+}
+
+/** The store keys of the units a file's extents (fileBlock, count, gen, streamBlock)* read within its size. */
+function unitsOf(repo: Repository, flat: number[], sizeBytes: number): string[] {
+  const blocks = Math.ceil(sizeBytes / BLOCK_BYTES)
+  const out = new Set<string>()
+  for (let j = 0; j < flat.length; j += 4) {
+    const [fileBlock, count, gen, streamBlock] = [flat[j]!, flat[j + 1]!, flat[j + 2]!, flat[j + 3]!]
+    if (gen === 0 || fileBlock >= blocks) continue
+    const n = Math.min(count, blocks - fileBlock)
+    const ub = repo.manifest(gen).unitBlocks
+    for (let u = Math.floor(streamBlock / ub); u * ub < streamBlock + n; u++) out.add(keys.unit(gen, u))
+  }
+  return [...out]
 }
 
 export interface RestoreResult {
@@ -242,16 +266,17 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
     }
 
     // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
+    // Units on tape (a tiered store): planned up front, recalled pass by pass (restoreTape).
     const resolver = new ObjectResolver(repo)
     const failedFiles = new Set<number>()
     let bytes = 0
     let filesDone = 0
+    const tape = opts.tape ?? null
     try {
       const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
       const readers = new WorkerReaders(repo, pool)
       try {
-        const jobs: RestoreFile[][] = [[]]
-        let jobBytes = 0
+        const all: Array<{ f: RestoreFile; size: number; units: string[] }> = []
         for (const i of dataFiles) {
           const e = entries[i]!
           const d = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
@@ -271,45 +296,119 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
               continue
             }
           }
-          jobs[jobs.length - 1]!.push({
-            index: i, dir: dirRel(i), name: nameOf(i).toString('latin1'), sizeBytes: d.size, mode: e.mode, uid: e.uid, gid: e.gid,
-            times: [e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec],
-            // copies: a view into the catalog would send the whole catalog with the job
-            xattrs: e.xattrs && e.xattrs.map(([n, v]) => [Uint8Array.from(n), Uint8Array.from(v)]),
-            extents: flat,
+          all.push({
+            f: {
+              index: i, dir: dirRel(i), name: nameOf(i).toString('latin1'), sizeBytes: d.size, mode: e.mode, uid: e.uid, gid: e.gid,
+              times: [e.atimeSec, e.atimeNsec, e.mtimeSec, e.mtimeNsec],
+              // copies: a view into the catalog would send the whole catalog with the job
+              xattrs: e.xattrs && e.xattrs.map(([n, v]) => [Uint8Array.from(n), Uint8Array.from(v)]),
+              extents: flat,
+            },
+            size: d.size,
+            units: tape ? unitsOf(repo, flat, d.size) : [],
           })
-          jobBytes += d.size
-          if (jobBytes >= JOB_BYTES || jobs[jobs.length - 1]!.length >= JOB_FILES) {
-            jobs.push([])
-            jobBytes = 0
+        }
+        /** Jobs of ~16 MiB (at most JOB_FILES files) of `list`, in its order. */
+        const makeJobs = (list: typeof all): RestoreFile[][] => {
+          const jobs: RestoreFile[][] = [[]]
+          let jobBytes = 0
+          for (const x of list) {
+            jobs[jobs.length - 1]!.push(x.f)
+            jobBytes += x.size
+            if (jobBytes >= JOB_BYTES || jobs[jobs.length - 1]!.length >= JOB_FILES) {
+              jobs.push([])
+              jobBytes = 0
+            }
           }
+          return jobs
         }
         await readers.start()
-        let next = 0
         let interrupted = false
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
         // the middle of a file would leave it half written.
-        const runner = async (): Promise<void> => {
-          while (next < jobs.length) {
-            if (opts.signal?.aborted) {
-              interrupted = true
-              return
+        const runJobs = async (jobs: RestoreFile[][]): Promise<void> => {
+          let next = 0
+          const runner = async (): Promise<void> => {
+            while (next < jobs.length) {
+              if (opts.signal?.aborted) {
+                interrupted = true
+                return
+              }
+              const files = jobs[next++]!
+              if (!files.length) continue
+              const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
+              const reply = await pool.run({ op: 'restoreFiles', job })
+              const r = reply.result as RestoreJobResult
+              bytes += r.bytes
+              filesDone += files.length - r.failed.length
+              setidDropped += r.setidDropped
+              for (const i of r.failed) failedFiles.add(i)
+              for (const m of r.errors) warn(m)
+              opts.reporter?.progress?.({ files: filesDone, bytes })
             }
-            const files = jobs[next++]!
-            if (!files.length) continue
-            const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
-            const reply = await pool.run({ op: 'restoreFiles', job })
-            const r = reply.result as RestoreJobResult
-            bytes += r.bytes
-            filesDone += files.length - r.failed.length
-            setidDropped += r.setidDropped
-            for (const i of r.failed) failedFiles.add(i)
-            for (const m of r.errors) warn(m)
-            opts.reporter?.progress?.({ files: filesDone, bytes })
+          }
+          await Promise.all(Array.from({ length: pool.size * 2 }, runner))
+          if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
+        }
+        if (!tape) await runJobs(makeJobs(all))
+        else {
+          // The whole set planned up front: the units not on disk in the tape's order, in
+          // passes of half the buffer cache (the next pass is recalled while one is
+          // restored); a file is restored once the pass holding its last unit is in, and a
+          // unit stays pinned until every file that reads it is restored.
+          const plan = planTapePasses(repo, tape.tiered, all.flatMap((x) => x.units), Math.max(1, Math.floor((tape.passBytes ?? tape.tiered.cold!.cache.limitBytes) / 2)))
+          opts.reporter?.tapePlan?.(plan)
+          const groups: Array<typeof all> = Array.from({ length: plan.passes.length + 1 }, () => [])
+          const refs = new Map<string, number>()
+          for (const x of all) {
+            let p = -1
+            for (const k of x.units) {
+              const q = plan.passOf.get(k)
+              if (q === undefined) continue
+              p = Math.max(p, q)
+              refs.set(k, (refs.get(k) ?? 0) + 1)
+            }
+            groups[p + 1]!.push(x)
+          }
+          const failedUnits = new Map<string, string>()
+          const recall = (p: number): Promise<Map<string, string>> => {
+            const r = bringIn(tape.tiered, plan.passes[p]!, tape.holder, opts.signal)
+            r.catch(() => undefined) // awaited below; meanwhile an interruption must not be unhandled
+            return r
+          }
+          try {
+            let pending = plan.passes.length ? recall(0) : null
+            await runJobs(makeJobs(groups[0]!))
+            for (let p = 0; p < plan.passes.length; p++) {
+              for (const [k, why] of await pending!) failedUnits.set(k, why)
+              pending = p + 1 < plan.passes.length ? recall(p + 1) : null
+              const ready: typeof all = []
+              for (const x of groups[p + 1]!) {
+                const bad = x.units.find((k) => failedUnits.has(k))
+                if (bad === undefined) ready.push(x)
+                else {
+                  warn(`${show(x.f.index)}: not restored: ${failedUnits.get(bad)}`)
+                  failedFiles.add(x.f.index)
+                }
+              }
+              await runJobs(makeJobs(ready))
+              const done: string[] = []
+              for (const x of groups[p + 1]!) {
+                for (const k of x.units) {
+                  const n = refs.get(k)
+                  if (n === undefined) continue
+                  if (n <= 1) {
+                    refs.delete(k)
+                    done.push(k)
+                  } else refs.set(k, n - 1)
+                }
+              }
+              if (done.length) tape.tiered.unpin(done, tape.holder)
+            }
+          } finally {
+            tape.tiered.unpin(null, tape.holder)
           }
         }
-        await Promise.all(Array.from({ length: pool.size * 2 }, runner))
-        if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
       } finally {
         await readers.close()
         await pool.close()

@@ -3,20 +3,14 @@
  * been migrated to a tape tier — a TieredStore over the disk store, the tape catalog and
  * the disk buffer cache (native-notes/tape.md §"Reading a repository with a tape tier").
  *
- * TODO(issue 12 switch-over, for the lead): cat, restore, verify and the mount build their
- * BlockReader over `openDataStore(repo).store` instead of `repo.store` (mount and
- * cat with recall 'service'; restore the same, after `planRecall` + prefetch with a pin, in
- * passes that fit the cache; verify either way). A tape-resident unit then reads like any
- * other: header, seek table and trailer from the catalog, frames from the cache, localFd
- * once cached (the native path), deferred to JavaScript until then. The mount should call
- * `tiered.prefetch(unitsOfFile)` when a file whose units are on tape is opened, so that
- * concurrent readers give the scheduler enough to order (native-notes/tape.md bench (e)).
+ * The reading commands and the mount open it through src/cli/datastore.ts openReadStore
+ * (native-notes/tape.md §"Reading through the commands and the mount").
  */
 import { keys } from '../format/layout.js'
 import { BufferCache, CacheBusy, CacheStore, TapeSource, type ColdSource } from '../store/cache.js'
 import type { Store } from '../store/store.js'
 import { TapeStore } from '../store/tape.js'
-import { TieredStore } from '../store/tiered.js'
+import { TieredStore, type ReadPolicy } from '../store/tiered.js'
 import type { EngineOptions } from '../tape/engine.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import { BfsError } from './errors.js'
@@ -44,6 +38,8 @@ export interface DataStoreOptions {
   engine?: EngineOptions
   /** 'service': how a client reaches and starts the service (recall/client.ts). */
   service?: (repo: Repository, catalog: RepoTapeCatalog, cache: BufferCache) => ColdSource
+  /** How reads of units on tape behave (the mount's --offline and recall deadline). */
+  policy?: ReadPolicy
 }
 
 export interface RepoDataStore {
@@ -69,7 +65,7 @@ export function openDataStore(repo: Repository, o: DataStoreOptions = {}): RepoD
     if (!o.service) throw new TypeError("openDataStore: recall 'service' needs the service client (recall/client.ts serviceSource)")
     const cache = BufferCache.open(cacheDir(repo))
     const source = o.service(repo, catalog, cache)
-    const tiered = new TieredStore({ hot: disk, cold: new CacheStore(cache, source) })
+    const tiered = new TieredStore({ hot: disk, cold: new CacheStore(cache, source), ...o.policy })
     return { store: tiered, tiered, catalog, tapes: [], close: async () => (source as { close?: () => Promise<void> }).close?.() }
   }
   const tiers = new Set<string>()
@@ -97,7 +93,7 @@ export function openDataStore(repo: Repository, o: DataStoreOptions = {}): RepoD
     if (err instanceof CacheBusy) throw new BfsError('LOCKED', `${err.message}: the repository's recall service owns it`)
     throw err
   }
-  const tiered = new TieredStore({ hot: disk, cold: new CacheStore(cache, new TapeSource(tapes, cache)) })
+  const tiered = new TieredStore({ hot: disk, cold: new CacheStore(cache, new TapeSource(tapes, cache)), ...o.policy })
   return {
     store: tiered,
     tiered,

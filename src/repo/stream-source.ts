@@ -29,17 +29,35 @@ export function repoStreamSource(repo: Repository): StreamSource {
 
 /** What the readers of a repository read through, when the composition root says so (repo/test-hooks.ts). */
 export interface ReadLayers {
-  /** The store unit blobs are read from, instead of the repository's own (e.g. a FaultyStore over it). */
-  data?: Store
+  /** Wraps the store unit blobs are read from (e.g. a FaultyStore over it); applied over the data store in use. */
+  wrap?: (data: Store) => Store
   /** Layers that serve ranges of objects themselves (deferred extents). */
   claimers?: Claimer[]
 }
 
-const layers = new WeakMap<Repository, ReadLayers>()
+interface RepoLayers extends ReadLayers {
+  /** The repository's data store, when it is not its disk store (a TieredStore: units on tape). */
+  base?: Store
+  /** wrap(base ?? repo.store), made once. */
+  made?: Store
+}
 
-/** Makes every reader of `repo` made from now on read through `l`. */
+const layers = new WeakMap<Repository, RepoLayers>()
+
+/** Makes every reader of `repo` made from now on read through `l` (test hooks). */
 export function setReadLayers(repo: Repository, l: ReadLayers): void {
-  layers.set(repo, l)
+  const cur = layers.get(repo)
+  layers.set(repo, { ...l, base: cur?.base })
+}
+
+/**
+ * Makes every reader of `repo` made from now on read units from `data` (the repository's
+ * data store across its tiers: repo/stores.ts openDataStore), under any test layer; null
+ * goes back to the disk store.
+ */
+export function useDataStore(repo: Repository, data: Store | null): void {
+  const cur = layers.get(repo) ?? {}
+  layers.set(repo, { wrap: cur.wrap, claimers: cur.claimers, base: data ?? undefined })
 }
 
 /**
@@ -47,7 +65,10 @@ export function setReadLayers(repo: Repository, l: ReadLayers): void {
  * TODO(issue 12, with Repository over { meta, data }): repo.data.
  */
 export function dataStoreOf(repo: Repository): Store {
-  return layers.get(repo)?.data ?? repo.store
+  const l = layers.get(repo)
+  if (!l) return repo.store
+  if (!l.made) l.made = l.wrap ? l.wrap(l.base ?? repo.store) : (l.base ?? repo.store)
+  return l.made
 }
 
 /** A BlockReader over a repository's data store, with the claimers installed for it. */

@@ -2,7 +2,7 @@ import { FaultyStore } from '../store/faulty.js'
 import type { FaultRule } from '../store/store.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Claimer } from '../blocks/extents.js'
-import { dataStoreOf, setReadLayers, type ReadLayers } from './stream-source.js'
+import { setReadLayers, type ReadLayers } from './stream-source.js'
 import type { Repository } from './repository.js'
 
 /**
@@ -24,7 +24,7 @@ export function applyTestHooks(repo: Repository, env: NodeJS.ProcessEnv = proces
   const l: ReadLayers = {}
   if (env.BFS_TEST_FAULTS) {
     const o = JSON.parse(env.BFS_TEST_FAULTS) as { seed?: number; rules: FaultRule[]; exposeFd?: boolean }
-    l.data = new FaultyStore(dataStoreOf(repo), { seed: o.seed ?? 1, rules: o.rules, exposeFd: o.exposeFd })
+    l.wrap = (data) => new FaultyStore(data, { seed: o.seed ?? 1, rules: o.rules, exposeFd: o.exposeFd })
   }
   if (env.BFS_TEST_CLAIM) {
     const o = JSON.parse(env.BFS_TEST_CLAIM) as { fileBlock: number; count: number; byte: number }

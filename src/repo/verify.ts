@@ -8,6 +8,8 @@ import { keys, Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
 import { WorkerReaders } from './readers.js'
 import { dataStoreOf } from './stream-source.js'
+import { bringIn, planTapePasses } from './tapepasses.js'
+import type { TieredStore } from '../store/tiered.js'
 import type { ScanUnitReply, ScanUnitRequest } from './verify-worker.js'
 import { CommandReader } from './read.js'
 import { BfsError } from './errors.js'
@@ -26,6 +28,13 @@ const msg = (err: unknown): string => (err as Error).message
 export interface VerifyOptions {
   /** `verify --all`: also report every damaged generation and check groups/. */
   all?: boolean
+  /**
+   * The repository's tiered store when units are on tape (its readers read through it):
+   * the units not on disk are recalled in passes that fit the buffer cache, each pinned for
+   * `holder` while its units are checked.
+   */
+  tape?: { tiered: TieredStore; holder: string } | null
+  signal?: AbortSignal
 }
 
 /**
@@ -162,23 +171,48 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
     // array by indexOf from every race: a second splice of a finished task removed the
     // last, still running one, and the pool was closed under it.)
     const tasks = new Set<Promise<void>>()
+    const scan = async (m: Manifest, u: Manifest['units'][number]): Promise<void> => {
+      const where = dataStoreOf(repo).where(keys.unit(m.id, u.index))
+      const req: Omit<ScanUnitRequest, 'id'> = { op: 'scanUnit', specId: readers.spec.id, gen: m.id, unit: u.index }
+      const task: Promise<void> = pool
+        .run<ScanUnitReply>(req)
+        .then((r) => {
+          if (!r.scan) return problem(r.missing ? `${where}: missing` : r.failed!)
+          if (r.scan.sizeBytes !== u.bytes) problem(`${where}: size does not match the manifest`)
+          units++
+          frames += r.scan.frames
+          rawBytes += r.scan.rawBytes
+          for (const b of r.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
+        }, (err) => problem(`${where}: ${msg(err)}`))
+        .finally(() => tasks.delete(task))
+      tasks.add(task)
+      if (tasks.size >= pool.size * 2) await Promise.race(tasks)
+    }
+    const tape = opts.tape ?? null
+    const plan = tape ? planTapePasses(repo, tape.tiered, todo.flatMap((m) => m.units.map((u) => keys.unit(m.id, u.index)))) : null
+    // units on disk (and, without a tape tier, all of them) first; then those on tape, recalled pass by pass
+    const later: Array<Array<[Manifest, Manifest['units'][number]]>> = Array.from({ length: plan?.passes.length ?? 0 }, () => [])
     for (const m of todo) {
       for (const u of m.units) {
-        const where = dataStoreOf(repo).where(keys.unit(m.id, u.index))
-        const req: Omit<ScanUnitRequest, 'id'> = { op: 'scanUnit', specId: readers.spec.id, gen: m.id, unit: u.index }
-        const task: Promise<void> = pool
-          .run<ScanUnitReply>(req)
-          .then((r) => {
-            if (!r.scan) return problem(r.missing ? `${where}: missing` : r.failed!)
-            if (r.scan.sizeBytes !== u.bytes) problem(`${where}: size does not match the manifest`)
-            units++
-            frames += r.scan.frames
-            rawBytes += r.scan.rawBytes
-            for (const b of r.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
-          }, (err) => problem(`${where}: ${msg(err)}`))
-          .finally(() => tasks.delete(task))
-        tasks.add(task)
-        if (tasks.size >= pool.size * 2) await Promise.race(tasks)
+        const p = plan?.passOf.get(keys.unit(m.id, u.index))
+        if (p === undefined) await scan(m, u)
+        else later[p]!.push([m, u])
+      }
+    }
+    if (tape && plan) {
+      try {
+        for (let p = 0; p < plan.passes.length; p++) {
+          const failed = await bringIn(tape.tiered, plan.passes[p]!, tape.holder, opts.signal)
+          for (const [m, u] of later[p]!) {
+            const why = failed.get(keys.unit(m.id, u.index))
+            if (why !== undefined) problem(why)
+            else await scan(m, u)
+          }
+          await Promise.all(tasks)
+          tape.tiered.unpin(plan.passes[p]!, tape.holder)
+        }
+      } finally {
+        tape.tiered.unpin(null, tape.holder)
       }
     }
     await Promise.all(tasks)

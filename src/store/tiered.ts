@@ -17,7 +17,7 @@
  * Writes go to disk. The synchronous face serves disk blobs and cached ones; a range that
  * needs tape fails ENOSYNC there (recall first: prefetch()).
  */
-import { BufferCache, type CacheStore, type FillOptions } from './cache.js'
+import { BufferCache, withTimeout, type CacheStore, type FillOptions } from './cache.js'
 import {
   checkInBlob, checkKey, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
@@ -88,15 +88,24 @@ class ColdBlob implements SyncBlobReader {
       if (this.o.offline === 'eio' && !this.cold.cache.has(this.key, this.e.sizeBytes)) {
         throw new StoreError('EIO', this.key, `${this.whereKey}: on tape and not in the buffer cache (offline: eio; recall it first)`)
       }
-      this.inner = this.cold.open(this.key, { timeoutMs: this.o.recallTimeoutMs })
-      this.inner.catch(() => {
-        this.inner = null // the next read asks again
+      // no deadline on the recall itself: it goes on for the next read (and other readers)
+      const p = this.cold.open(this.key)
+      this.inner = p
+      p.catch(() => {
+        if (this.inner === p) this.inner = null // the next read asks again
       })
     }
-    const b = await this.inner
-    if (this.closed) {
-      await b.close()
-      throw new StoreError('EIO', this.key, `${this.whereKey}: read after close`)
+    // bfs's recall deadline applies to each read's wait, also when the unit was asked for
+    // before (a prefetch at open): the read fails EIO, the recall goes on
+    const ms = this.o.recallTimeoutMs
+    const p = this.inner
+    const b = ms === undefined ? await p : await withTimeout(p, ms, () => new StoreError('EIO', this.key, `${this.whereKey}: not recalled within ${ms / 1000} s (bfs's recall deadline)`))
+    if (this.closed) throw new StoreError('EIO', this.key, `${this.whereKey}: read after close`) // close() closes b
+    if (!this.innerSync && this.inner === p) {
+      // cached now: read from the entry directly, and its descriptor is the blob's localFd
+      // from here on (the block reader then hands the unit to the native read path)
+      this.innerSync = b
+      this.inner = null
     }
     return b.readSync(r, into)
   }
@@ -185,6 +194,20 @@ export class TieredStore implements Store {
   describe(): StoreDescription | null {
     const hot = this.hot.describe()
     return hot ? { kind: 'tiered', hot, cacheDir: this.cache.dir } : null
+  }
+
+  /** Where `key` is now, synchronously (disk, cached, or only on tape); undefined if nowhere. For user.bfs.residency. */
+  residencySync(key: string): Residency | undefined {
+    if (safeHas(this.hot, key)) return 'disk'
+    if (!this.cold) return this.cache.has(key) ? 'cache' : undefined
+    const e = this.cold.entry(key)
+    if (!e) return undefined
+    return this.cold.cache.has(key, e.sizeBytes) ? 'cache' : 'tape'
+  }
+
+  /** The buffer cache's size limit, bytes. */
+  get cacheLimitBytes(): number {
+    return this.cache.limitBytes
   }
 
   /** Where `key` is now, or undefined if nowhere. */

@@ -7,6 +7,7 @@ import { ObjectResolver, type MapSource } from '../repo/resolve.js'
 import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
 import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
+import { extentUnits } from '../repo/needed.js'
 
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
@@ -200,7 +201,37 @@ export interface VfsOptions {
   /** Unit files kept open at most, one descriptor each (default 1024). */
   maxOpenUnits?: number
   now?: () => number
+  /**
+   * The repository's tiered store when units are on tape (the reader reads through it):
+   * opening a file whose units are on tape asks for them all (the scheduler orders what
+   * concurrent readers want), and `user.bfs.residency` says where a file's units are.
+   */
+  tape?: TapeTier | null
+  /**
+   * With a tape tier: opening a file also asks for the units on tape of the next this many
+   * regular files of its directory (catalog = readdir order), so that readers going through a
+   * directory in order (`find | xargs cat`, `cp -r`) give the scheduler a deeper queue.
+   * Default 0 (only the file's own units).
+   */
+  tapeReadaheadFiles?: number
+  /** Called by close() after the reader is closed (the data store's close). */
+  onClose?: () => Promise<void>
 }
+
+/** What the vfs uses of the repository's tiered store (store/tiered.ts TieredStore) when units are on tape. */
+export interface TapeTier {
+  readonly policy: { offline?: 'wait' | 'eio' }
+  /** Where a unit is now: disk, cache (recalled) or tape; undefined if nowhere. */
+  residencySync(key: string): 'disk' | 'cache' | 'tape' | undefined
+  /** A unit's catalog entry, when it was migrated. */
+  coldEntry(key: string): { sizeBytes: number } | undefined
+  /** Asks for units on tape (not pinned). */
+  prefetch(keys: string[]): unknown
+  readonly cacheLimitBytes: number
+}
+
+/** The extended attribute that tells where a file's data is (mount of a repository with a tape tier). */
+export const RESIDENCY_XATTR = 'user.bfs.residency'
 
 /**
  * The read-only tree the mount serves, without any FUSE in it: one generation at the root,
@@ -352,6 +383,7 @@ export class Vfs {
 
   getxattr(path: Buffer, name: Buffer): Buffer {
     const n = this.resolve(path)
+    if (this.opts.tape && n.kind === 'entry' && name.toString('latin1') === RESIDENCY_XATTR && n.view.cat.type[n.index] === EntryType.File) return Buffer.from(this.residency(n.view, n.index))
     if (n.kind === 'entry') for (const [k, v] of n.view.entry(n.index).xattrs ?? []) if (k.equals(name)) return v
     throw new VfsError('ENODATA')
   }
@@ -367,6 +399,10 @@ export class Vfs {
     const d = n.view.entry(n.view.leader(n.index))
     const handle: Handle = { view: n.view, index: n.index, file: this.reader.file(n.view.extents(n.index), d.size, d.objGen ? { gen: d.objGen, index: d.objIndex } : undefined) }
     this.handles.set(h, handle)
+    if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
+      this.prefetch(n.view.extents(n.index), d.size)
+      if (this.opts.tapeReadaheadFiles) this.prefetchSiblings(n.view, n.index, this.opts.tapeReadaheadFiles)
+    }
     if (this.native) {
       try {
         const x = this.reader.nativeExtents(handle.file)
@@ -377,6 +413,72 @@ export class Vfs {
       }
     }
     return h
+  }
+
+  /** Whether the native read path may answer "no xattrs" for regular files (not with a tape tier: user.bfs.residency). */
+  get virtualXattrs(): boolean {
+    return !!this.opts.tape
+  }
+
+  /** Where each unit of a file is, by the tiered store: disk, cache (recalled), tape. */
+  private unitResidency(extents: readonly Extent[], size: number): Array<'disk' | 'cache' | 'tape'> {
+    const t = this.opts.tape!
+    // a unit nowhere (damaged) counts as disk: its reads say what is wrong
+    return extentUnits(this.repo, extents, size).map((k) => t.residencySync(k) ?? 'disk')
+  }
+
+  /**
+   * user.bfs.residency of a regular file: `disk`, `cache` or `tape` when all its units are
+   * there (a file without data: `disk`); a mix names the slowest tier with its share,
+   * `tape 3/5 units` (the rest in the cache or on disk), `cache 2/5 units` (the rest on disk).
+   */
+  private residency(v: GenView, i: number): string {
+    const d = v.entry(v.leader(i))
+    const r = this.unitResidency(v.extents(i), d.size)
+    for (const tier of ['tape', 'cache'] as const) {
+      const n = r.filter((x) => x === tier).length
+      if (n) return n === r.length ? tier : `${tier} ${n}/${r.length} units`
+    }
+    return 'disk'
+  }
+
+  /**
+   * Asks for the units of a file being opened that are on tape (not pinned: the cache
+   * evicts them as usual), so that concurrent readers give the scheduler many requests to
+   * order (native-notes/tape.md bench (f)); at most `budget` bytes (default a quarter of
+   * the buffer cache). Returns the bytes asked for.
+   */
+  private prefetch(extents: readonly Extent[], size: number, budget = this.opts.tape!.cacheLimitBytes / 4): number {
+    const t = this.opts.tape!
+    let bytes = 0
+    try {
+      const keys = extentUnits(this.repo, extents, size)
+      const want: string[] = []
+      for (const k of keys) {
+        if (t.residencySync(k) !== 'tape') continue
+        const b = t.coldEntry(k)?.sizeBytes ?? 0
+        if (bytes + b > budget && (want.length || budget <= 0)) break
+        bytes += b
+        want.push(k)
+      }
+      if (want.length) t.prefetch(want)
+    } catch {
+      // a prefetch is only a hint: the reads say what is wrong
+    }
+    return bytes
+  }
+
+  /** prefetch() of the next `count` regular files after entry `i` in its directory, a quarter of the buffer cache in all. */
+  private prefetchSiblings(v: GenView, i: number, count: number): void {
+    const cat = v.cat
+    const p = cat.parent[i]!
+    const end = cat.firstChild[p]! + cat.childCount[p]!
+    let budget = this.opts.tape!.cacheLimitBytes / 4
+    for (let c = i + 1, files = 0; c < end && files < count && budget > 0; c++) {
+      if (cat.type[c] !== EntryType.File) continue
+      files++
+      budget -= this.prefetch(v.extents(c), v.entry(v.leader(c)).size, budget)
+    }
   }
 
   /**
@@ -432,6 +534,7 @@ export class Vfs {
 
   async close(): Promise<void> {
     await this.reader.close()
+    await this.opts.onClose?.()
   }
 }
 
