@@ -6,7 +6,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { restoreTree } from '../repo/restore.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, SOURCE_HELP, splitRef, withSignals } from './common.js'
-import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import { count, humanBytes, progressText, ProgressLine, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, restoreJson } from './json.js'
 
@@ -30,8 +30,9 @@ export function registerRestore(program: Command, ctx: Ctx): void {
       let target = dest
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
       const line = new ProgressLine()
+      const started = Date.now()
       const res = await withSignals((signal) =>
-        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`) } }),
+        restoreTree(repo, man, { root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path) } }),
       ).finally(() => line.clear())
       if (res.errors.length) ctx.exitCode = EXIT.ERROR
       if (o.json) return printJson(restoreJson({ generation: man.id, path: p, dest: path.resolve(target), res }))

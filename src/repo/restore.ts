@@ -20,7 +20,7 @@ export interface RestoreOptions {
   overwrite?: boolean
   threads?: number
   signal?: AbortSignal
-  reporter?: { warn(msg: string): void; progress?(p: { files: number; bytes: number }): void }
+  reporter?: { warn(msg: string): void; progress?(p: RestoreProgress): void }
 }
 
 export interface RestoreResult {
@@ -37,6 +37,17 @@ export interface RestoreResult {
 /** Bytes of file data per job handed to a worker: large enough to amortize, small enough to balance. */
 const JOB_BYTES = 16 << 20
 const JOB_FILES = 2000
+
+/** Where a restore's file data stands: done of the totals known before the first byte is written. */
+export interface RestoreProgress {
+  /** Files (hard-link groups count once) whose data is written. */
+  files: number
+  bytes: number
+  totalFiles: number
+  totalBytes: number
+  /** The last file written, relative to the restored root; '' before the first. */
+  path: string
+}
 
 const S_IFMT = 0o170000
 const S_IFDIR = 0o040000
@@ -284,6 +295,13 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
             jobBytes = 0
           }
         }
+        let totalFiles = 0
+        let totalBytes = 0
+        for (const j of jobs) {
+          totalFiles += j.length
+          for (const f of j) totalBytes += f.sizeBytes
+        }
+        opts.reporter?.progress?.({ files: 0, bytes: 0, totalFiles, totalBytes, path: '' })
         await readers.start()
         let next = 0
         let interrupted = false
@@ -305,7 +323,8 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
             setidDropped += r.setidDropped
             for (const i of r.failed) failedFiles.add(i)
             for (const m of r.errors) warn(m)
-            opts.reporter?.progress?.({ files: filesDone, bytes })
+            const last = files[files.length - 1]!
+            opts.reporter?.progress?.({ files: filesDone, bytes, totalFiles, totalBytes, path: last.dir ? `${last.dir}/${last.name}` : last.name })
           }
         }
         await Promise.all(Array.from({ length: pool.size * 2 }, runner))
