@@ -482,6 +482,25 @@ describe('restore progress', () => {
     expect(p.stderr).toBe('')
     expect(p.stdout).toMatch(/^restored gen1 to .*\n$/)
   })
+
+  it('verify on a TTY shows units and stored bytes checked of the totals, rate, ETA and the unit; nothing when not a TTY', async () => {
+    const cmd = `stty cols 250; BFS_REPO='${prepo}' '${BFS}' verify gen1`
+    const r = await sh(`script -qec ${JSON.stringify(cmd)} /dev/null`)
+    expect(r.code).toBe(0)
+    const units = Number(/ok: gen1 verified \((\d+) units?,/.exec(r.stdout)![1])
+    expect(units).toBeGreaterThanOrEqual(2)
+    const lines = r.stdout.split('\r').map((s) => s.replace(/\n/g, '').trim()).filter((s) => s.startsWith('verifying: '))
+    expect(lines[0]).toMatch(new RegExp(`^verifying: 0/${units} units, 0 B/`))
+    // every unit counted once, the last line at the totals, each naming a unit file that exists
+    const done = lines.map((l) => Number(/^verifying: (\d+)\//.exec(l)![1]))
+    expect(done).toEqual([...Array(units + 1).keys()])
+    expect(lines[units]).toMatch(new RegExp(`^verifying: ${units}/${units} units, (\\S+ \\S+)/\\1 \\(100%\\), \\S+ \\S+/s, ETA 0s {2}/\\S+$`))
+    for (const l of lines.slice(1)) expect(fs.existsSync(/ {2}(\/\S+)$/.exec(l)![1]!)).toBe(true)
+    const p = await bfs(['verify', 'gen1'], { repo: prepo })
+    expect(p.code).toBe(0)
+    expect(p.stderr).toBe('')
+    expect(p.stdout).toMatch(/^ok: gen1 verified .*\n$/)
+  })
 })
 
 /** humanBytes(n) as a regular expression. */

@@ -59,15 +59,15 @@ export function shortDuration(s: number): string {
 
 /**
  * A progress line with totals: `12/40 files, 1.2 MiB/4.0 MiB (30%), 3.1 MiB/s, ETA 2s` (the
- * current path goes to ProgressLine.update's `tail`).
+ * current path goes to ProgressLine.update's `tail`); `what` names what `files` counts (verify: units).
  * Rate and ETA from the bytes done since `startMs` (no ETA before the first bytes).
  */
-export function progressText(p: { files: number; totalFiles: number; bytes: number; totalBytes: number }, startMs: number, nowMs = Date.now()): string {
+export function progressText(p: { files: number; totalFiles: number; bytes: number; totalBytes: number }, startMs: number, nowMs = Date.now(), what = 'file'): string {
   const secs = Math.max(0.001, (nowMs - startMs) / 1000)
   const rate = p.bytes / secs
   const pct = p.totalBytes > 0 ? Math.floor((100 * p.bytes) / p.totalBytes) : p.totalFiles > 0 ? Math.floor((100 * p.files) / p.totalFiles) : 100
   const eta = p.bytes > 0 && p.totalBytes >= p.bytes ? `, ETA ${shortDuration((p.totalBytes - p.bytes) / rate)}` : ''
-  return `${p.files}/${count(p.totalFiles, 'file')}, ${humanBytes(p.bytes)}/${humanBytes(p.totalBytes)} (${pct}%), ${humanBytes(Math.round(rate))}/s${eta}`
+  return `${p.files}/${count(p.totalFiles, what)}, ${humanBytes(p.bytes)}/${humanBytes(p.totalBytes)} (${pct}%), ${humanBytes(Math.round(rate))}/s${eta}`
 }
 
 /** A one-line progress display on stderr, only when stderr is a terminal. */

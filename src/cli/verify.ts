@@ -4,7 +4,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { SOURCE_HELP } from './common.js'
-import { count, humanBytes, resolveGen } from './output.js'
+import { count, humanBytes, progressText, ProgressLine, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, verifyJson } from './json.js'
 
@@ -19,7 +19,9 @@ export function registerVerify(program: Command, ctx: Ctx): void {
     .option('--json', 'print the result as JSON (with the lines the text output lists)')
     .action(async (gen: string | undefined, o) => {
       const lines: string[] = []
-      const print = (line: string): void => void (o.json ? lines.push(line) : process.stdout.write(line + '\n'))
+      const line = new ProgressLine()
+      // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
+      const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       const repo = ctx.openRepo()
       if (o.against) {
@@ -40,7 +42,11 @@ export function registerVerify(program: Command, ctx: Ctx): void {
         ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
       }
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
-      const res = await verifyGenerations(repo, ids, print, { all: !!o.all })
+      const started = Date.now()
+      const res = await verifyGenerations(repo, ids, print, {
+        all: !!o.all,
+        progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
+      }).finally(() => line.clear())
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
       if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
