@@ -279,6 +279,86 @@ describe('the whole repository mounted', () => {
   })
 })
 
+describe('. and .. in listings', () => {
+  // Every Linux filesystem lists `.` and `..` (squashfuse does): `ls -a` showed neither.
+  let dsrc: string
+  let drepo: string
+  beforeAll(async () => {
+    dsrc = path.join(work, 'dots-src')
+    drepo = await newRepo(path.join(work, 'dots-repo'))
+    await makeTree(dsrc)
+    // a few thousand long names: the kernel reads the listing in many getdents calls
+    // (each offset a page into libfuse's copy), so a lost or repeated page shows in the counts
+    fs.mkdirSync(path.join(dsrc, 'wide'))
+    for (let i = 0; i < 4000; i++) fs.writeFileSync(path.join(dsrc, 'wide', `file-with-a-rather-long-name-${String(i).padStart(5, '0')}`), i % 7 ? '' : `${i}\n`)
+    expect((await bfs(['backup', dsrc], { repo: drepo })).code).toBe(0)
+  })
+
+  /** `ls -ai1b DIR` as name → inode number. */
+  const lsInodes = async (dir: string): Promise<Map<string, string>> => {
+    const r = await sh(`ls -ai1b '${dir}'`) // -b: the odd name's newline escaped
+    expect(r.code).toBe(0)
+    const m = new Map<string, string>()
+    for (const line of r.stdout.split('\n').filter(Boolean)) {
+      const [, ino, name] = /^\s*(\d+) (.*)$/.exec(line)!
+      expect(m.has(name!)).toBe(false)
+      m.set(name!, ino!)
+    }
+    return m
+  }
+  const ino = async (p: string): Promise<string> => (await sh(`stat -c %i '${p}'`)).stdout.trim()
+
+  it('ls -a lists them with the inodes stat gives; find, diff -r and cp -a see each entry once, as in the source', async () => {
+    const mnt = mkmnt('m-dots')
+    expect((await mount(['gen1', mnt], drepo)).code).toBe(0)
+    expect((await sh(`ls -a '${mnt}/a'`)).stdout).toBe((await sh(`ls -a '${dsrc}/a'`)).stdout)
+    expect((await sh(`ls -a '${mnt}/a'`)).stdout).toMatch(/^\.\n\.\.\n/)
+    expect((await sh(`ls -a '${mnt}/emptydir'`)).stdout).toBe('.\n..\n')
+    for (const [dir, parent] of [[mnt, `${mnt}/..`], [`${mnt}/a`, mnt], [`${mnt}/a/b/c`, `${mnt}/a/b`], [`${mnt}/emptydir`, mnt]] as const) {
+      const m = await lsInodes(dir)
+      expect(m.get('.')).toBe(await ino(dir))
+      expect(m.get('..')).toBe(await ino(parent))
+    }
+    // ls -la: . and .. are directories with the directory's own mode and link count
+    const la = (await sh(`ls -la '${mnt}/a' | awk '$NF=="." || $NF==".." {print $1, $2, $NF}'`)).stdout
+    const sa = (await sh(`stat -c '%A %h' '${mnt}/a' '${mnt}'`)).stdout.split('\n')
+    expect(la).toBe(`${sa[0]} .\n${sa[1]} ..\n`)
+    // the wide directory, read in many getdents calls: nothing lost, nothing twice
+    expect((await sh(`ls -a '${mnt}/wide' | wc -l`)).stdout.trim()).toBe('4002')
+    expect((await sh(`ls -af '${mnt}/wide' | sort | uniq -d`)).stdout).toBe('')
+    expect((await sh(`find '${mnt}/wide' -maxdepth 1 | wc -l`)).stdout.trim()).toBe('4001')
+    expect((await sh(`cd '${mnt}/wide' && ls -a`)).stdout).toBe((await sh(`cd '${dsrc}/wide' && ls -a`)).stdout)
+    // whole-tree tools skip . and .. themselves: counts and contents as in the source
+    expect((await sh(`find '${mnt}' | wc -l`)).stdout).toBe((await sh(`find '${dsrc}' | wc -l`)).stdout)
+    expect((await sh(`cd '${mnt}' && find . | sort | uniq -d`)).stdout).toBe('')
+    expect(await diffTree(dsrc, mnt)).toBe('')
+    const copy = path.join(work, 'dots-copy')
+    expect((await sh(`cp -a '${mnt}' '${copy}'`)).code).toBe(0)
+    expect(await diffTree(dsrc, copy)).toBe('')
+    expect(await statTree(copy)).toBe(await statTree(dsrc))
+    fs.rmSync(copy, { recursive: true, force: true })
+    // bfs ls is not a filesystem listing: no . or .. there, in text or JSON
+    const ls = await bfs(['ls', 'gen1:/a'], { repo: drepo })
+    expect(ls.code).toBe(0)
+    expect(ls.stdout).not.toMatch(/ \.\.?$/m)
+    const lj = await bfs(['ls', '--json', 'gen1:/a'], { repo: drepo })
+    expect((JSON.parse(lj.stdout) as { name: string }[]).map((e) => e.name).sort()).toEqual(fs.readdirSync(path.join(dsrc, 'a')).sort())
+  })
+
+  it('the whole-repository mount lists them at its root, in by-date/ and in each generation', async () => {
+    const mnt = mkmnt('m-dots-all')
+    expect((await mount([mnt], drepo)).code).toBe(0)
+    expect((await sh(`ls -a '${mnt}'`)).stdout).toBe('.\n..\nby-date\ngen1\nlatest\n')
+    for (const [dir, parent] of [[mnt, `${mnt}/..`], [`${mnt}/by-date`, mnt], [`${mnt}/gen1`, mnt], [`${mnt}/gen1/a`, `${mnt}/gen1`]] as const) {
+      const m = await lsInodes(dir)
+      expect(m.get('.')).toBe(await ino(dir))
+      expect(m.get('..')).toBe(await ino(parent))
+    }
+    expect((await sh(`find '${mnt}/gen1' | wc -l`)).stdout).toBe((await sh(`find '${dsrc}' | wc -l`)).stdout)
+    expect((await sh(`ls -ab '${mnt}/latest/' | wc -l`)).stdout.trim()).toBe(String(fs.readdirSync(dsrc).length + 2))
+  })
+})
+
 describe('lifecycle and failure', () => {
   it('clear errors for a missing, non-empty or mounted mount point and an unknown generation', async () => {
     const mnt = mkmnt('m-life')

@@ -427,3 +427,90 @@ describe('one open-unit budget per process (issue 12)', () => {
     expect(v.stdout).toMatch(/^ok: gen1 verified/)
   })
 })
+
+describe('restore progress', () => {
+  // On a terminal: files and bytes done of the totals, rate, ETA and the last file written;
+  // nothing on stderr when it is not one (cron, systemd, pipes).
+  let psrc: string
+  let prepo: string
+  beforeAll(async () => {
+    psrc = path.join(work, 'progress-src')
+    prepo = await newRepo(path.join(work, 'progress-repo'))
+    fs.mkdirSync(path.join(psrc, 'many'), { recursive: true })
+    // more files than one restore job takes (2000) and more bytes (16 MiB): several updates
+    for (let i = 0; i < 2500; i++) fs.writeFileSync(path.join(psrc, 'many', `f${i}`), `file ${i}\n`)
+    await sh(`head -c 20M /dev/urandom > '${psrc}/big.bin'`)
+    expect((await bfs(['backup', psrc], { repo: prepo })).code).toBe(0)
+  })
+
+  it('on a TTY shows done/expected files and bytes, rate, ETA and the current file; nothing when not a TTY', async () => {
+    const dest = path.join(work, 'progress-tty')
+    // a wide terminal: the whole path fits (at 80 columns it is cut from its start, below)
+    const cmd = `stty cols 200; BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen1 '${dest}'`
+    const r = await sh(`script -qec ${JSON.stringify(cmd)} /dev/null`)
+    expect(r.code).toBe(0)
+    const screen = r.stdout.split('\r').map((s) => s.trim())
+    const lines = screen.filter((s) => s.startsWith('restoring: '))
+    const total = (20 << 20) + [...Array(2500).keys()].reduce((n, i) => n + `file ${i}\n`.length, 0)
+    // the totals are known before the first byte: every update says "of 2501 files, of N bytes"
+    expect(lines.length).toBeGreaterThanOrEqual(2)
+    for (const l of lines) expect(l).toMatch(new RegExp(`^restoring: \\d+/2501 files, [\\d.]+ [KMG]?i?B/${humanBytesRe(total)} \\(\\d+%\\), [\\d.]+ [KMG]?i?B/s`))
+    expect(lines[0]).toMatch(/^restoring: 0\/2501 files, 0 B\//)
+    expect(lines.some((l) => / \(100%\), .*ETA 0s {2}\S/.test(l) && l.startsWith('restoring: 2501/2501 files'))).toBe(true)
+    // the current file: one the restore wrote, relative to the restored root
+    const named = lines.map((l) => /ETA \S+ {2}(.+)$/.exec(l)?.[1]).filter((x): x is string => !!x)
+    expect(named.length).toBeGreaterThanOrEqual(1)
+    for (const n of named) expect(fs.existsSync(path.join(psrc, n))).toBe(true)
+    expect(r.stdout).toMatch(/restored gen1 to .*: 2503 entries/)
+    expect(await diffTree(psrc, dest)).toBe('')
+    // 80 columns: every line fits; a path too long for the room left is cut from its start
+    const deep = path.join(work, 'progress-deep-src')
+    const long = 'a-directory-with-a-long-name/'.repeat(4)
+    fs.mkdirSync(path.join(deep, long), { recursive: true })
+    fs.writeFileSync(path.join(deep, long, 'the-file.txt'), 'x\n')
+    expect((await bfs(['backup', deep], { repo: prepo })).code).toBe(0)
+    const c80 = `stty cols 80; BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen2 '${path.join(work, 'progress-80')}'`
+    const r80 = await sh(`script -qec ${JSON.stringify(c80)} /dev/null`)
+    expect(r80.code).toBe(0)
+    const l80 = r80.stdout.split('\r').map((s) => s.replace(/\n/g, '')).filter((s) => s.startsWith('restoring: '))
+    for (const l of l80) expect(l.length).toBeLessThanOrEqual(79)
+    expect(l80.some((l) => /ETA 0s {2}…[^ ]*-long-name\/the-file\.txt *$/.test(l))).toBe(true)
+    // not a terminal: the result line only
+    const dest2 = path.join(work, 'progress-pipe')
+    const p = await bfs(['restore', '--threads', '1', 'gen1', dest2], { repo: prepo })
+    expect(p.code).toBe(0)
+    expect(p.stderr).toBe('')
+    expect(p.stdout).toMatch(/^restored gen1 to .*\n$/)
+  })
+
+  it('verify on a TTY shows units and stored bytes checked of the totals, rate, ETA and the unit; nothing when not a TTY', async () => {
+    const cmd = `stty cols 250; BFS_REPO='${prepo}' '${BFS}' verify gen1`
+    const r = await sh(`script -qec ${JSON.stringify(cmd)} /dev/null`)
+    expect(r.code).toBe(0)
+    const units = Number(/ok: gen1 verified \((\d+) units?,/.exec(r.stdout)![1])
+    expect(units).toBeGreaterThanOrEqual(2)
+    const lines = r.stdout.split('\r').map((s) => s.replace(/\n/g, '').trim()).filter((s) => s.startsWith('verifying: '))
+    expect(lines[0]).toMatch(new RegExp(`^verifying: 0/${units} units, 0 B/`))
+    // every unit counted once, the last line at the totals, each naming a unit file that exists
+    const done = lines.map((l) => Number(/^verifying: (\d+)\//.exec(l)![1]))
+    expect(done).toEqual([...Array(units + 1).keys()])
+    expect(lines[units]).toMatch(new RegExp(`^verifying: ${units}/${units} units, (\\S+ \\S+)/\\1 \\(100%\\), \\S+ \\S+/s, ETA 0s {2}/\\S+$`))
+    for (const l of lines.slice(1)) expect(fs.existsSync(/ {2}(\/\S+)$/.exec(l)![1]!)).toBe(true)
+    const p = await bfs(['verify', 'gen1'], { repo: prepo })
+    expect(p.code).toBe(0)
+    expect(p.stderr).toBe('')
+    expect(p.stdout).toMatch(/^ok: gen1 verified .*\n$/)
+  })
+})
+
+/** humanBytes(n) as a regular expression. */
+function humanBytesRe(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB']
+  let i = 0
+  let v = n
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return `${(i === 0 ? String(n) : v.toFixed(v < 10 ? 2 : 1)).replace('.', '\\.')} ${units[i]}`
+}

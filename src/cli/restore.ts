@@ -7,7 +7,7 @@ import { restoreTree } from '../repo/restore.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
 import { holder, openReadStore } from './datastore.js'
-import { count, humanBytes, ProgressLine, resolveGen, simTime } from './output.js'
+import { count, humanBytes, progressText, ProgressLine, resolveGen, simTime } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, restoreJson } from './json.js'
 
@@ -35,12 +35,13 @@ export function registerRestore(program: Command, ctx: Ctx): void {
       // units on tape: read through the tiered store (workers too), planned up front
       const rs = await openReadStore(repo, { cacheBytes: o.bufferCache })
       const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache } : null
+      const started = Date.now()
       const res = await withSignals((signal) =>
         restoreTree(repo, man, {
           root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, tape,
           reporter: {
             warn: (m) => line.warn(m),
-            progress: (x) => line.update(`${count(x.files, 'file')}, ${humanBytes(x.bytes)}`),
+            progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path),
             tapePlan: (x) => {
               if (x.onTape) line.update(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
             },

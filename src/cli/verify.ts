@@ -6,7 +6,7 @@ import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { SOURCE_HELP, withSignals } from './common.js'
 import { holder, openReadStore, recallFor } from './datastore.js'
 import { neededUnits } from '../repo/needed.js'
-import { count, humanBytes, resolveGen } from './output.js'
+import { count, humanBytes, progressText, ProgressLine, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 import { printJson, verifyJson } from './json.js'
 
@@ -21,7 +21,9 @@ export function registerVerify(program: Command, ctx: Ctx): void {
     .option('--json', 'print the result as JSON (with the lines the text output lists)')
     .action(async (gen: string | undefined, o) => {
       const lines: string[] = []
-      const print = (line: string): void => void (o.json ? lines.push(line) : process.stdout.write(line + '\n'))
+      const line = new ProgressLine()
+      // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
+      const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       const repo = ctx.openRepo()
       if (o.against) {
@@ -52,7 +54,18 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
       // units on tape: recalled pass by pass and checked like the others
       const rs = await openReadStore(repo)
-      const res = await withSignals((signal) => verifyGenerations(repo, ids, print, { all: !!o.all, signal, tape: rs ? { tiered: rs.tiered, holder: holder() } : null })).finally(() => rs?.close())
+      const started = Date.now()
+      const res = await withSignals((signal) =>
+        verifyGenerations(repo, ids, print, {
+          all: !!o.all,
+          signal,
+          tape: rs ? { tiered: rs.tiered, holder: holder() } : null,
+          progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
+        }),
+      ).finally(async () => {
+        line.clear()
+        await rs?.close()
+      })
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
       if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)

@@ -70,6 +70,11 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   }
 }
 
+/** The stat of a `.` or `..` readdir entry: for d_ino and d_type only, never kept by the stat cache. */
+function dotStat(a: Attr): Record<string, unknown> {
+  return { ...toStat(a, true), noCache: true }
+}
+
 export type { NativeReadStats }
 
 /** Refused to unmount: something uses the mount, which goes on serving. */
@@ -178,10 +183,20 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       return []
     }),
     readdir: sync('readdir', (path) => {
-      const d = vfs.readdir(P(path))
+      const p = P(path)
+      const d = vfs.readdir(p)
       const base = path === '/' ? '/' : `${path}/`
       const names = d.names.map((n) => n.toString('latin1'))
-      return [names, d.attrs.map((a, i) => toStat(a, virtualX || (d.hasXattrs ? d.hasXattrs[i]! : hasX(P(base + names[i]!)))))]
+      const stats = d.attrs.map((a, i) => toStat(a, virtualX || (d.hasXattrs ? d.hasXattrs[i]! : hasX(P(base + names[i]!)))))
+      // `.` and `..` lead the listing, as on every Linux filesystem (`ls -a`, `ls -ai`: their
+      // d_ino is the directory's and its parent's ino). `..` of the mount root is the root
+      // itself, as on ext4: the kernel resolves `..` at a mount root without asking us.
+      // noCache: a listing's stats feed the stat cache by dir + "/" + name, and these two
+      // names describe other paths (the cache skips them too; this says so at the source).
+      const self = vfs.getattr(p)
+      const slash = path.lastIndexOf('/')
+      const parent = path === '/' ? self : vfs.getattr(P(slash <= 0 ? '/' : path.slice(0, slash)))
+      return [['.', '..', ...names], [dotStat(self), dotStat(parent), ...stats]]
     }),
     readlink: sync('readlink', (path) => [vfs.readlink(P(path)).toString('latin1')]),
     listxattr: sync('listxattr', (path) => [vfs.listxattr(P(path)).map((n) => n.toString('latin1'))]),

@@ -24,7 +24,7 @@ export interface RestoreOptions {
   overwrite?: boolean
   threads?: number
   signal?: AbortSignal
-  reporter?: { warn(msg: string): void; progress?(p: { files: number; bytes: number }): void; tapePlan?(p: TapePlan): void }
+  reporter?: { warn(msg: string): void; progress?(p: RestoreProgress): void; tapePlan?(p: TapePlan): void }
   /**
    * The repository's tiered store when units are on tape (the readers of `repo` read
    * through it: useDataStore): the units not on disk are recalled up front, pinned for
@@ -61,6 +61,17 @@ export interface RestoreResult {
 /** Bytes of file data per job handed to a worker: large enough to amortize, small enough to balance. */
 const JOB_BYTES = 16 << 20
 const JOB_FILES = 2000
+
+/** Where a restore's file data stands: done of the totals known before the first byte is written. */
+export interface RestoreProgress {
+  /** Files (hard-link groups count once) whose data is written. */
+  files: number
+  bytes: number
+  totalFiles: number
+  totalBytes: number
+  /** The last file written, relative to the restored root; '' before the first. */
+  path: string
+}
 
 const S_IFMT = 0o170000
 const S_IFDIR = 0o040000
@@ -322,6 +333,10 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
           }
           return jobs
         }
+        const totalFiles = all.length
+        let totalBytes = 0
+        for (const x of all) totalBytes += x.size
+        opts.reporter?.progress?.({ files: 0, bytes: 0, totalFiles, totalBytes, path: '' })
         await readers.start()
         let interrupted = false
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
@@ -344,7 +359,8 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
               setidDropped += r.setidDropped
               for (const i of r.failed) failedFiles.add(i)
               for (const m of r.errors) warn(m)
-              opts.reporter?.progress?.({ files: filesDone, bytes })
+              const last = files[files.length - 1]!
+              opts.reporter?.progress?.({ files: filesDone, bytes, totalFiles, totalBytes, path: last.dir ? `${last.dir}/${last.name}` : last.name })
             }
           }
           await Promise.all(Array.from({ length: pool.size * 2 }, runner))

@@ -35,6 +35,11 @@ export interface VerifyOptions {
    */
   tape?: { tiered: TieredStore; holder: string } | null
   signal?: AbortSignal
+  /**
+   * After the structure checks and after each unit read: units and their stored bytes checked
+   * of those the generations need, and the last unit checked ('' before the first).
+   */
+  progress?(p: { units: number; totalUnits: number; bytes: number; totalBytes: number; path: string }): void
 }
 
 /**
@@ -166,6 +171,15 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
     }
     // Workers open, validate and read the units themselves (each within its share of the
     // open-unit budget); the main thread only schedules (gen, unit).
+    let unitsSeen = 0
+    let bytesSeen = 0
+    let totalUnits = 0
+    let totalBytes = 0
+    for (const m of todo) {
+      totalUnits += m.units.length
+      for (const u of m.units) totalBytes += u.bytes
+    }
+    opts.progress?.({ units: 0, totalUnits, bytes: 0, totalBytes, path: '' })
     if (todo.some((m) => m.units.length)) await readers.start()
     // In-flight unit checks; each removes itself when done. (An earlier version spliced an
     // array by indexOf from every race: a second splice of a finished task removed the
@@ -184,7 +198,12 @@ export async function verifyGenerations(repo: Repository, ids: number[], print: 
           rawBytes += r.scan.rawBytes
           for (const b of r.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
         }, (err) => problem(`${where}: ${msg(err)}`))
-        .finally(() => tasks.delete(task))
+        .finally(() => {
+          tasks.delete(task)
+          unitsSeen++
+          bytesSeen += u.bytes
+          opts.progress?.({ units: unitsSeen, totalUnits, bytes: bytesSeen, totalBytes, path: where })
+        })
       tasks.add(task)
       if (tasks.size >= pool.size * 2) await Promise.race(tasks)
     }
