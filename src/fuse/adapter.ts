@@ -258,7 +258,9 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const mnt = opts.mountpoint
       // Which mount is ours, by its device number: the path alone could name a newer mount
       // made there after ours was detached, or none after a parent directory was renamed.
-      // Read once, off the start-up path: only unmount needs it.
+      // Read once, before the mount is reported ready (one read of the mount table): read
+      // later, a parent renamed right after the launcher returned hid it, and SIGTERM then
+      // left the moved mount behind (the mount test's "a moved one is still found" flaked).
       const devAtStart = mounts().then((all) => all?.filter((e) => e.point === mnt).pop()?.dev ?? null)
       /** Where our mount (device `dev`) is now; null once it is detached (or the mount table unreadable). */
       const ourPoint = async (dev: string | null): Promise<string | null> => {
@@ -311,7 +313,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
         nativeStats: () => (native ? fp.info() : null),
         statCacheStats: () => fp.statInfo(),
       }
-      resolve(server)
+      void devAtStart.then(() => resolve(server), () => resolve(server))
     })
   })
 }
