@@ -118,6 +118,15 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
   }).catch((err: Error) => {
     throw new MountError('io', `cannot mount ${mnt}: ${err.message}`)
   })
+  // SIGINT/SIGTERM are caught from here on: until a listener exists Node leaves them at
+  // their default action, and a signal between the announcement (the caller's pipe
+  // released, `bfs mount` returned) and the serving loop's listeners killed this process
+  // and left its mount behind. Signals caught early are acted on once the loop is set up.
+  const early: string[] = []
+  const onEarlyInt = (): void => void early.push('SIGINT')
+  const onEarlyTerm = (): void => void early.push('SIGTERM')
+  process.on('SIGINT', onEarlyInt)
+  process.on('SIGTERM', onEarlyTerm)
   // Once mounted, any failure before "ready" must unmount again: the FUSE session
   // would otherwise keep this process alive, serving, with its caller still waiting.
   try {
@@ -201,6 +210,9 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
     process.on('SIGUSR2', () => log(statsLine()))
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
+    process.off('SIGINT', onEarlyInt)
+    process.off('SIGTERM', onEarlyTerm)
+    for (const sig of early.splice(0)) stop(sig)
     // unmounted from outside (umount, fusermount): nothing left to serve
     // (an unmount of ours under way notices the same by itself)
     server.watchGone(() => {
