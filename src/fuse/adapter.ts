@@ -258,10 +258,9 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const mnt = opts.mountpoint
       // Which mount is ours, by its device number: the path alone could name a newer mount
       // made there after ours was detached, or none after a parent directory was renamed.
-      // Read once, before the mount is reported ready (one read of the mount table): read
-      // later, a parent renamed right after the launcher returned hid it, and SIGTERM then
-      // left the moved mount behind (the mount test's "a moved one is still found" flaked).
-      // (Polled briefly: the mount table may show the mount a moment after the callback.)
+      // Read once, before the mount is reported ready (one read of the mount table), so
+      // that a parent directory renamed right after `bfs mount` returns cannot hide it;
+      // polled briefly in case the table shows the mount a moment after the callback.
       const devAtStart = (async (): Promise<string | null> => {
         for (let t = Date.now() + 10_000; ; await sleep(10)) {
           const all = await mounts()
