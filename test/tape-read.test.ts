@@ -70,7 +70,7 @@ interface Setup {
  * A repository with one generation of `src` (files over several 128 KiB units, small
  * files, a subdirectory, a hard link, a hole), migrated to a tier of the given clock scale.
  */
-async function setup(name: string, o: { clockScale?: number; cacheBytes?: string } = {}): Promise<Setup> {
+async function setup(name: string, o: { clockScale?: number; cacheBytes?: string; many?: number } = {}): Promise<Setup> {
   const repo = await newRepo(path.join(work, name))
   const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3' }
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
@@ -83,6 +83,9 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
     fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
   }
   fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
+  // many/m00 …: small files that come first in the tree's order (before small.txt and sub/)
+  if (o.many) fs.mkdirSync(path.join(src, 'many'))
+  for (let i = 0; i < (o.many ?? 0); i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
   fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
   fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
   const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
@@ -349,10 +352,10 @@ describe('the mount with --offline eio and a recall deadline', () => {
   const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
-describe('the mount with --tape-readahead', () => {
+describe('the mount\'s readahead over the tree', () => {
   let s: Setup
   beforeAll(async () => {
-    s = await setup('readahead')
+    s = await setup('readahead', { many: 60 })
   }, 600_000)
 
   async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string }> {
@@ -365,18 +368,46 @@ describe('the mount with --tape-readahead', () => {
   }
   const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 
-  it('--tape-readahead N: opening a file also asks for the next files of its directory', async () => {
-    // --readahead 0: no frame readahead in stream order (which crosses into the next units,
-    // other files' data, and recalls them too), so only the option brings siblings in
-    const { mnt } = await mountGen('mnt-ra', ['--tape-readahead', '10', '--readahead', '0'])
-    const next = path.join(mnt, 'sub', 'f3')
-    expect(await residency(next)).toBe('tape')
-    expect((await sh(`cat '${path.join(mnt, 'sub', 'f0')}' > /dev/null`)).code).toBe(0)
-    // that file was never opened: its units came with f0's open
-    await until('the readahead', async () => (await residency(next)) === 'cache', 300_000)
+  it('--tape-readahead 0: opens in order ask for nothing ahead', async () => {
+    const { mnt } = await mountGen('mnt-ra0', ['--tape-readahead', '0', '--readahead', '0'])
+    const d = path.join(mnt, 'sub', 'deep')
+    for (const f of ['f4', 'f5', 'f7']) expect(await residency(path.join(d, f))).not.toBe('cache')
+    // f4, f5 in order (f6 and f7 come next): nothing ahead
+    expect((await sh(`cat '${path.join(d, 'f4')}' '${path.join(d, 'f5')}' > /dev/null`)).code).toBe(0)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(path.join(d, 'f7'))).toMatch(/^tape/)
     await umount(mnt)
   }, 600_000)
 
+  it('asks ahead once opens follow the tree\'s order, within the directory the opens span, across directories; a lone open asks for its own file only', async () => {
+    // --readahead 0: no frame readahead in stream order (which crosses into the next units,
+    // other files' data, and recalls them too), so only the readahead over the tree brings
+    // other files' units in
+    const { mnt } = await mountGen('mnt-ra', ['--readahead', '0'])
+    const m = (i: number): string => path.join(mnt, 'many', `m${String(i).padStart(2, '0')}`)
+    for (const f of [m(30), m(45), m(55), path.join(mnt, 'sub', 'deep', 'f7')]) expect(await residency(f)).toBe('tape')
+    // two opens far apart in the tree's order (m30, then top.bin after sub/): no readahead
+    expect((await sh(`cat '${m(30)}' > /dev/null && cat '${path.join(mnt, 'top.bin')}' > /dev/null`)).code).toBe(0)
+    expect(await residency(m(30))).toBe('cache')
+    expect(await residency(path.join(mnt, 'top.bin'))).toBe('cache')
+    // (the clock scale is 0: anything asked for with those opens would be in by now)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(m(45))).toBe('tape')
+    // two opens in order: the files that come next are asked for, never opened; but only
+    // inside the directory the opens were in so far (a `cp -a many/` does not want sub/)
+    expect((await sh(`cat '${m(0)}' '${m(1)}' > /dev/null`)).code).toBe(0)
+    await until('the readahead over the tree', async () => (await residency(m(55))) === 'cache', 300_000)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(path.join(mnt, 'sub', 'deep', 'f7'))).toMatch(/^tape/)
+    // opens in order that leave many/ (for small.txt, next in the root): the walk widens to
+    // the root and goes on into sub/deep
+    expect((await sh(`cat '${m(58)}' '${m(59)}' '${path.join(mnt, 'small.txt')}' > /dev/null`)).code).toBe(0)
+    await until('the readahead into sub/deep', async () => (await residency(path.join(mnt, 'sub', 'deep', 'f7'))) === 'cache', 300_000)
+    // and what was recalled ahead reads right
+    const r = await sh(`diff -r '${path.join(s.src, 'many')}' '${path.join(mnt, 'many')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
 })
 
 describe('a repository without a tape tier', () => {

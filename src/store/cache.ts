@@ -497,6 +497,11 @@ export interface FillOptions {
   signal?: AbortSignal
   /** Pin every key for this holder (before it is fetched, so it stays until unpinned). */
   pin?: string
+  /**
+   * No reader waits for these yet (a mount's readahead over the tree): the scheduler orders
+   * them by cost alone until a fetch without `ahead` of the same key promotes them.
+   */
+  ahead?: boolean
 }
 
 /**
@@ -512,6 +517,8 @@ export interface ColdSource {
   localRoots(): string[]
   /** Brings entries into the cache (verified); one promise per key. */
   fill(entries: ColdEntry[], o: FillOptions): Map<string, Promise<void>>
+  /** A reader now waits for these keys, filled with `ahead`: ordinary requests from now. */
+  promote(keys: string[]): void
   touch(key: string): void
   pin(keys: string[], holder: string): void
   unpin(keys: string[] | null, holder: string): void
@@ -569,6 +576,8 @@ class CachedBlob implements SyncBlobReader {
 export class CacheStore implements Store {
   readonly sync = null
   private readonly inflight = new Map<string, Promise<void>>()
+  /** Keys in flight that were fetched ahead and not yet promoted. */
+  private readonly aheadKeys = new Set<string>()
 
   constructor(
     readonly cache: BufferCache,
@@ -620,13 +629,16 @@ export class CacheStore implements Store {
   fetch(keys: string[], o: FillOptions = {}): Map<string, Promise<void>> {
     const out = new Map<string, Promise<void>>()
     const want: ColdEntry[] = []
+    const promote: string[] = []
     if (o.pin) this.source.pin(keys, o.pin)
     for (const key of keys) {
       if (out.has(key)) continue
       const e = this.need(key)
       const running = this.inflight.get(key)
-      if (running) out.set(key, running)
-      else if (this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
+      if (running) {
+        out.set(key, running)
+        if (!o.ahead && this.aheadKeys.delete(key)) promote.push(key)
+      } else if (this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
       else want.push(e)
     }
     if (want.length) {
@@ -638,8 +650,16 @@ export class CacheStore implements Store {
         p.catch(() => undefined) // a prefetch nobody waits for must not be an unhandled rejection
         this.inflight.set(e.key, p)
         out.set(e.key, p)
+        if (o.ahead) {
+          this.aheadKeys.add(e.key)
+          const forget = (): void => {
+            if (this.inflight.get(e.key) !== p) this.aheadKeys.delete(e.key)
+          }
+          p.then(forget, forget)
+        }
       }
     }
+    if (promote.length) this.source.promote(promote)
     return out
   }
 
@@ -789,13 +809,20 @@ export class TapeSource implements ColdSource {
         for (const e of es) got.set(e.key, Promise.reject(new StoreError('EIO', e.key, `${this.where(e.key)}: on tier ${tier}, which this process has not opened`)))
         continue
       }
-      for (const [k, p] of t.recall(es, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal })) got.set(k, p)
+      for (const [k, p] of t.recall(es, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal, ahead: o.ahead })) got.set(k, p)
     }
     for (const p of got.values()) p.catch(() => undefined) // each caller handles its own
     if (o.timeoutMs === undefined) return got
     const out = new Map<string, Promise<void>>()
     for (const [k, p] of got) out.set(k, withTimeout(p, o.timeoutMs, () => new StoreError('EIO', k, `${this.where(k)}: not recalled within ${Math.round(o.timeoutMs! / 1000)} s (the recall deadline)`)))
     return out
+  }
+
+  promote(keys: string[]): void {
+    for (const k of keys) {
+      const e = this.tape.entry(k)
+      if (e) this.tapes.get(e.loc.tier)?.promote(k)
+    }
   }
 
   touch(key: string): void {

@@ -8,6 +8,10 @@ import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
 import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
 import { extentUnits } from '../repo/needed.js'
+import { TreeAhead } from './treeahead.js'
+
+/** Units asked for ahead at most by the tape readahead over the tree (`bfs mount --tape-readahead`). */
+export const DEFAULT_TAPE_READAHEAD_UNITS = 256
 
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
@@ -208,12 +212,13 @@ export interface VfsOptions {
    */
   tape?: TapeTier | null
   /**
-   * With a tape tier: opening a file also asks for the units on tape of the next this many
-   * regular files of its directory (catalog = readdir order), so that readers going through a
-   * directory in order (`find | xargs cat`, `cp -r`) give the scheduler a deeper queue.
-   * Default 0 (only the file's own units).
+   * With a tape tier: once opens follow the tree's traversal order, the units on tape of the
+   * files that come next are asked for ahead, this many at most (and a quarter of the buffer
+   * cache), so that readers going through a tree in order (`find | xargs cat`, `cp -a`) give
+   * the scheduler a deep queue (vfs/treeahead.ts). Default 256; 0: only each opened file's
+   * own units.
    */
-  tapeReadaheadFiles?: number
+  tapeReadaheadUnits?: number
   /** Called by close() after the reader is closed (the data store's close). */
   onClose?: () => Promise<void>
 }
@@ -225,8 +230,8 @@ export interface TapeTier {
   residencySync(key: string): 'disk' | 'cache' | 'tape' | undefined
   /** A unit's catalog entry, when it was migrated. */
   coldEntry(key: string): { sizeBytes: number } | undefined
-  /** Asks for units on tape (not pinned). */
-  prefetch(keys: string[]): unknown
+  /** Asks for units on tape (not pinned); `ahead`: no reader waits for them yet. */
+  prefetch(keys: string[], o?: { ahead?: boolean }): unknown
   readonly cacheLimitBytes: number
 }
 
@@ -244,6 +249,8 @@ export class Vfs {
   private gens: Manifest[] = []
   private lastRefresh = 0
   private readonly handles = new Map<number, Handle>()
+  /** The tape readahead over the tree, per generation shown. */
+  private readonly treeAhead = new WeakMap<GenView, TreeAhead>()
   private nextHandle = 0
   private readonly now: () => number
   private readonly maps: LazyMaps
@@ -401,7 +408,7 @@ export class Vfs {
     this.handles.set(h, handle)
     if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
       this.prefetch(n.view.extents(n.index), d.size)
-      if (this.opts.tapeReadaheadFiles) this.prefetchSiblings(n.view, n.index, this.opts.tapeReadaheadFiles)
+      this.aheadOf(n.view)?.opened(n.index)
     }
     if (this.native) {
       try {
@@ -468,17 +475,42 @@ export class Vfs {
     return bytes
   }
 
-  /** prefetch() of the next `count` regular files after entry `i` in its directory, a quarter of the buffer cache in all. */
-  private prefetchSiblings(v: GenView, i: number, count: number): void {
-    const cat = v.cat
-    const p = cat.parent[i]!
-    const end = cat.firstChild[p]! + cat.childCount[p]!
-    let budget = this.opts.tape!.cacheLimitBytes / 4
-    for (let c = i + 1, files = 0; c < end && files < count && budget > 0; c++) {
-      if (cat.type[c] !== EntryType.File) continue
-      files++
-      budget -= this.prefetch(v.extents(c), v.entry(v.leader(c)).size, budget)
+  /** The tape readahead over `v`'s tree (null when off). */
+  private aheadOf(v: GenView): TreeAhead | null {
+    const units = this.opts.tapeReadaheadUnits ?? DEFAULT_TAPE_READAHEAD_UNITS
+    if (units <= 0) return null
+    let a = this.treeAhead.get(v)
+    if (!a) {
+      const t = this.opts.tape!
+      a = new TreeAhead(
+        {
+          cat: v.cat,
+          unitsOnTape: (i) => {
+            try {
+              const out: Array<{ key: string; bytes: number }> = []
+              for (const key of extentUnits(this.repo, v.extents(i), v.entry(v.leader(i)).size)) {
+                // the catalog first (memory): a unit never migrated costs no look at the disk
+                const e = t.coldEntry(key)
+                if (e && t.residencySync(key) === 'tape') out.push({ key, bytes: e.sizeBytes })
+              }
+              return out
+            } catch {
+              return [] // a readahead is only a hint: the reads say what is wrong
+            }
+          },
+          ask: (keys) => {
+            try {
+              t.prefetch(keys, { ahead: true })
+            } catch {
+              // only a hint
+            }
+          },
+        },
+        { maxUnits: units, maxBytes: t.cacheLimitBytes / 4 },
+      )
+      this.treeAhead.set(v, a)
     }
+    return a
   }
 
   /**

@@ -4,9 +4,13 @@
  *
  * Client → service:
  *   {op:'hello', pid, cacheBytes?}                 first; cacheBytes sets the buffer cache's limit
- *   {op:'recall', id, keys, pin?, deadline?}       bring keys into the cache; pin: keep them
+ *   {op:'recall', id, keys, pin?, deadline?, ahead?}  bring keys into the cache; pin: keep them
  *                                                  until unpinned (or this connection ends);
- *                                                  deadline: simulated seconds (urgency)
+ *                                                  deadline: simulated seconds (urgency);
+ *                                                  ahead: no reader waits for them yet (a
+ *                                                  mount's readahead: ordered by cost alone)
+ *   {op:'promote', keys}                           a reader now waits for these keys, asked
+ *                                                  for ahead (by anyone): ordinary requests now
  *   {op:'cancel', id}                              the keys of request id that no one else wants
  *   {op:'pin', keys} / {op:'unpin', keys | null}   pins of this connection (null: all)
  *   {op:'touch', keys}                             cache hits (eviction order)
@@ -24,11 +28,12 @@
 import type { CacheStats } from '../cache.js'
 import type { EngineStatus } from '../../tape/engine.js'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 export type ClientMessage =
   | { op: 'hello'; pid: number; cacheBytes?: number }
-  | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number }
+  | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number; ahead?: boolean }
+  | { op: 'promote'; keys: string[] }
   | { op: 'cancel'; id: number }
   | { op: 'pin'; keys: string[] }
   | { op: 'unpin'; keys: string[] | null }

@@ -39,6 +39,8 @@ interface Inflight {
   entry: ColdEntry
   wanters: Set<Want>
   abort: AbortController
+  /** Every wanter so far asked for it ahead (no reader waits): the engine orders it by cost alone. */
+  ahead: boolean
 }
 
 interface Conn {
@@ -158,7 +160,10 @@ export class RecallService {
           this.send(c, { op: 'hello', pid: process.pid, version: PROTOCOL_VERSION })
           return
         case 'recall':
-          this.recall(c, m.id, m.keys, !!m.pin, m.deadline)
+          this.recall(c, m.id, m.keys, !!m.pin, m.deadline, !!m.ahead)
+          return
+        case 'promote':
+          for (const k of m.keys) this.promote(k)
           return
         case 'cancel': {
           const r = c.requests.get(m.id)
@@ -190,7 +195,19 @@ export class RecallService {
     }
   }
 
-  private recall(c: Conn, id: number, keys: string[], pin: boolean, deadline: number | undefined): void {
+  /** A reader waits for `key` now: if it is being recalled ahead, it becomes an ordinary request. */
+  private promote(key: string): void {
+    const f = this.inflight.get(key)
+    if (!f?.ahead) return
+    f.ahead = false
+    try {
+      this.tape(f.entry.loc.tier).promote(key)
+    } catch {
+      // its tier is gone: the recall fails on its own
+    }
+  }
+
+  private recall(c: Conn, id: number, keys: string[], pin: boolean, deadline: number | undefined, ahead = false): void {
     if (c.requests.has(id)) return // sent twice: the first one stands
     const uniq = [...new Set(keys)]
     const r = { keys: new Set(uniq), total: uniq.length, done: 0, failed: 0, bytes: 0, wants: new Map<string, Want>() }
@@ -218,22 +235,23 @@ export class RecallService {
       const f = this.inflight.get(key)
       if (f) {
         f.wanters.add(w)
+        if (!ahead) this.promote(key)
         continue
       }
-      this.fill(e, w, deadline)
+      this.fill(e, w, deadline, ahead)
     }
   }
 
   /** Recalls one key for its wanters (others may join); every wanter hears the outcome. */
-  private fill(e: ColdEntry, first: Want, deadline: number | undefined): void {
-    const f: Inflight = { entry: e, wanters: new Set([first]), abort: new AbortController() }
+  private fill(e: ColdEntry, first: Want, deadline: number | undefined, ahead: boolean): void {
+    const f: Inflight = { entry: e, wanters: new Set([first]), abort: new AbortController(), ahead }
     this.inflight.set(e.key, f)
     this.armIdle()
     let p: Promise<void>
     try {
       const tape = this.tape(e.loc.tier)
       this.o.cache.miss()
-      p = tape.recall([e], (x, chunks) => this.o.cache.insert(x.key, x.sha256, chunks), { deadline, signal: f.abort.signal }).get(e.key)!
+      p = tape.recall([e], (x, chunks) => this.o.cache.insert(x.key, x.sha256, chunks), { deadline, signal: f.abort.signal, ahead }).get(e.key)!
     } catch (err) {
       p = Promise.reject(err)
     }
