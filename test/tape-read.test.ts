@@ -70,7 +70,7 @@ interface Setup {
  * A repository with one generation of `src` (files over several 128 KiB units, small
  * files, a subdirectory, a hard link, a hole), migrated to a tier of the given clock scale.
  */
-async function setup(name: string, o: { clockScale?: number; cacheBytes?: string; many?: number } = {}): Promise<Setup> {
+async function setup(name: string, o: { clockScale?: number; cacheBytes?: string; many?: number; migrate?: boolean } = {}): Promise<Setup> {
   const repo = await newRepo(path.join(work, name))
   const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3' }
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
@@ -95,11 +95,13 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
   expect(b.code, b.stderr).toBe(0)
   const vtl = path.join(work, `${name}-vtl`)
   expect((await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', String(o.clockScale ?? 0), '--cartridges', '2'], { repo })).code).toBe(0)
-  const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo, env })
-  expect(m.code, m.stderr).toBe(0)
-  // every unit is on tape only
   const r = Repository.open(repo)
-  for (const k of unitKeys(repo, 1)) expect(r.store.sync.hasSync(k), k).toBe(false)
+  if (o.migrate !== false) {
+    const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo, env })
+    expect(m.code, m.stderr).toBe(0)
+    // every unit is on tape only
+    for (const k of unitKeys(repo, 1)) expect(r.store.sync.hasSync(k), k).toBe(false)
+  }
   if (o.cacheBytes) {
     // the buffer cache's limit is kept in its config.json by the first owner
     BufferCache.open(cacheDir(r), { owner: true, limitBytes: Number(o.cacheBytes) }).close()
@@ -408,6 +410,36 @@ describe('the mount\'s readahead over the tree', () => {
     expect(r.code, r.stderr).toBe(0)
     await umount(mnt)
   }, 600_000)
+})
+
+describe('a mount started before the generation is migrated', () => {
+  it('reads the units migrate moved to tape meanwhile (through the recall service), and says where they are', async () => {
+    const s = await setup('late', { migrate: false })
+    const mnt = path.join(work, 'late-mnt')
+    fs.mkdirSync(mnt)
+    // --open-units 2: the mount keeps two unit files open (it opens some at start: those it
+    // can still read from after migrate removes them); the others must come from tape
+    const m = await bfs(['mount', 'gen1', mnt, '--readahead', '0', '--open-units', '2'], { repo: s.repo, env: s.env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    const f = path.join(mnt, 'top.bin')
+    expect(await residency(f)).toBe('disk')
+    // migrate frees the disk copies while the mount serves the generation
+    const mg = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo: s.repo, env: s.env })
+    expect(mg.code, mg.stderr).toBe(0)
+    for (const k of unitKeys(s.repo, 1)) expect(Repository.open(s.repo).store.sync.hasSync(k), k).toBe(false)
+    expect(await residency(f)).toBe('tape')
+    // never read before: nothing in the page cache; read through the recall service
+    const r = await sh(`cmp '${f}' '${path.join(s.src, 'top.bin')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    const d = await sh(`diff -r '${s.src}' '${mnt}'`)
+    expect(d.code, d.stderr).toBe(0)
+    // (a unit served from a descriptor opened before the migrate is recalled by the prefetch at open)
+    await until('top.bin in the cache', async () => (await residency(f)) === 'cache')
+    await umount(mnt)
+  }, 600_000)
+
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
 describe('a repository without a tape tier', () => {
