@@ -7,7 +7,8 @@
  *   {op:'recall', id, keys, pin?, deadline?}       bring keys into the cache; pin: keep them
  *                                                  until unpinned (or this connection ends);
  *                                                  deadline: simulated seconds (urgency)
- *   {op:'cancel', id}                              the keys of request id that no one else wants
+ *   {op:'cancel', id, keys?}                       the keys of request id (or only those of
+ *                                                  `keys`, protocol 2) that no one else wants
  *   {op:'pin', keys} / {op:'unpin', keys | null}   pins of this connection (null: all)
  *   {op:'touch', keys}                             cache hits (eviction order)
  *   {op:'status'}
@@ -24,12 +25,13 @@
 import type { CacheStats } from '../cache.js'
 import type { EngineStatus } from '../../tape/engine.js'
 
-export const PROTOCOL_VERSION = 1
+/** 2: cancel takes `keys` (a client cancels some keys of a request only if the service says 2 or more). */
+export const PROTOCOL_VERSION = 2
 
 export type ClientMessage =
   | { op: 'hello'; pid: number; cacheBytes?: number }
   | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number }
-  | { op: 'cancel'; id: number }
+  | { op: 'cancel'; id: number; keys?: string[] }
   | { op: 'pin'; keys: string[] }
   | { op: 'unpin'; keys: string[] | null }
   | { op: 'touch'; keys: string[] }
