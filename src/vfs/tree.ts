@@ -14,7 +14,7 @@ export type NativeReads = NativeSink
 
 /** An error a filesystem operation answers with (an errno name). */
 export class VfsError extends Error {
-  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE') {
+  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE' | 'EINTR') {
     super(errno)
   }
 }
@@ -182,6 +182,20 @@ interface Handle {
   view: GenView
   index: number
   file: OpenFile
+  /** With a tape tier: its reads in JavaScript (see Vfs.flush). */
+  waits?: TapeWaits
+  /** With a tape tier: its file's unit keys, computed when a flush first needs them. */
+  keys?: string[]
+}
+
+/** A handle's reads in JavaScript on a mount with a tape tier: what a flush interrupts. */
+interface TapeWaits {
+  /** Reads in progress. */
+  reads: number
+  /** Aborted by a flush that interrupts them (then replaced: later reads are not). */
+  ctl: AbortController
+  /** A flush gave up its reads (its reader closed); it wants nothing until it reads again. */
+  gaveUp: boolean
 }
 
 export interface VfsOptions {
@@ -227,6 +241,10 @@ export interface TapeTier {
   coldEntry(key: string): { sizeBytes: number } | undefined
   /** Asks for units on tape (not pinned). */
   prefetch(keys: string[]): unknown
+  /** Whether a recall of `key` asked for by this process is outstanding. */
+  recalling?(key: string): boolean
+  /** Gives up this process's outstanding recalls of `keys` (its waiters fail); returns how many. */
+  cancel?(keys: string[]): number
   readonly cacheLimitBytes: number
 }
 
@@ -497,6 +515,57 @@ export class Vfs {
     this.native?.release(handle)
   }
 
+  /**
+   * Whether close(2) should reach flush() (the adapter registers a FUSE flush only then):
+   * with a tape tier, a reader interrupted while it waits for a recall closes its file,
+   * and the flush is the one message that says so in time (native-notes/tape.md,
+   * "Interrupting a read"). Without one, a close costs no round trip to JavaScript.
+   */
+  get cancelsOnFlush(): boolean {
+    return !!this.opts.tape
+  }
+
+  /**
+   * A close(2) of a descriptor of `handle` (FUSE_FLUSH; the release comes only once the
+   * kernel's background reads of it are answered). Nothing to do unless reads of the
+   * handle are in progress in JavaScript while a unit of its file is being recalled: then
+   * its reader is going away (killed, interrupted) while it waits for tape, so those reads
+   * answer EINTR at once, and the recalls of its file's units that no other open handle of
+   * this mount may read are given up (the recall service cancels each unless another
+   * process wants it). Another process sharing the descriptor (fork, dup) that is still
+   * reading is not failed for good: the kernel retries an interrupted page read, which
+   * asks again. Returns what it did, or null when it did nothing.
+   */
+  flush(handle: number): { reads: number; cancelled: number } | null {
+    const h = this.handles.get(handle)
+    const w = h?.waits
+    const t = this.opts.tape
+    if (!h || !w || w.reads === 0 || !t?.recalling) return null
+    const waiting = this.keysOf(h).filter((k) => t.recalling!(k))
+    if (waiting.length === 0) return null // reads from disk or the cache: they end by themselves
+    const reads = w.reads
+    w.ctl.abort()
+    w.ctl = new AbortController()
+    w.gaveUp = true
+    if (!t.cancel) return { reads, cancelled: 0 }
+    const wanted = new Set<string>()
+    for (const [n, o] of this.handles) if (n !== handle && !o.waits?.gaveUp) for (const k of this.keysOf(o)) wanted.add(k)
+    const drop = waiting.filter((k) => !wanted.has(k))
+    return { reads, cancelled: drop.length ? t.cancel(drop) : 0 }
+  }
+
+  /** The unit keys of an open handle's file (remembered for the handle). */
+  private keysOf(h: Handle): string[] {
+    if (!h.keys) {
+      try {
+        h.keys = extentUnits(this.repo, h.view.extents(h.index), h.view.entry(h.view.leader(h.index)).size)
+      } catch {
+        h.keys = [] // a map that cannot be read: its reads say what is wrong
+      }
+    }
+    return h.keys
+  }
+
   private native: NativeReads | null = null
 
   /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
@@ -512,10 +581,34 @@ export class Vfs {
   async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handles.get(handle)
     if (!h) throw new VfsError('EBADF')
+    if (this.opts.tape) return this.readTape(h, dst, len, pos)
     try {
       return await this.reader.read(h.file, dst, len, pos)
     } catch (err) {
       throw Object.assign(new VfsError('EIO'), { cause: err })
+    }
+  }
+
+  /**
+   * read() with a tape tier: counted for flush(), which may interrupt it (EINTR at once).
+   * It reads into its own buffer, copied into `dst` only when it is answered with data: an
+   * interrupted read's load goes on, and libfuse's buffer must not be written after the answer.
+   */
+  private async readTape(h: Handle, dst: Buffer, len: number, pos: number): Promise<number> {
+    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), gaveUp: false })
+    w.gaveUp = false
+    const signal = w.ctl.signal
+    const own = Buffer.allocUnsafe(Math.min(len, Math.max(0, h.file.sizeBytes - pos)))
+    w.reads++
+    try {
+      const n = await untilAborted(this.reader.read(h.file, own, own.length, pos), signal)
+      own.copy(dst, 0, 0, n)
+      return n
+    } catch (err) {
+      if (signal.aborted) throw new VfsError('EINTR')
+      throw Object.assign(new VfsError('EIO'), { cause: err })
+    } finally {
+      w.reads--
     }
   }
 
@@ -536,6 +629,24 @@ export class Vfs {
     await this.reader.close()
     await this.opts.onClose?.()
   }
+}
+
+/** `p`, or a rejection as soon as `signal` aborts (p goes on; its outcome is then dropped). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', abort, { once: true })
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', abort)
+        resolve(v)
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', abort)
+        reject(e)
+      },
+    )
+  })
 }
 
 /** The largest handle number (fuse-native passes them as int32). */
