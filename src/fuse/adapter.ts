@@ -218,15 +218,15 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     removexattr: erofs, mknod: erofs,
   }
   // With a tape tier, a close(2) is the one message that tells a reader went away while it
-  // waited for a recall (native-notes/tape.md, "Interrupting a read"): flush() interrupts
-  // its reads and gives up what nobody else here reads. Without one, no flush op: the kernel
+  // waited for a recall (native-notes/tape.md, "Interrupting a read"): flush() gives up the
+  // recalls that only closed files' reads wait for, and answers those reads. Without one, no flush op: the kernel
   // then stops sending FLUSH after the first ENOSYS, and a close costs no JS round trip.
   if (vfs.cancelsOnFlush) {
     Object.assign(ops, {
       flush: (path: string, fd: number, cb: (e: number) => void) => {
         try {
           const done = vfs.flush(fd)
-          if (done) opts.log(`read ${path}: its reader closed the file while ${done.reads === 1 ? 'a read' : `${done.reads} reads`} waited for tape: interrupted (EINTR); ${done.cancelled} unit recall${done.cancelled === 1 ? '' : 's'} given up`)
+          if (done) opts.log(`close of ${path}: ${done.cancelled} unit recall${done.cancelled === 1 ? '' : 's'} given up (no open file needs them), ${done.reads} read${done.reads === 1 ? '' : 's'} of closed files waiting for them interrupted (EINTR)`)
         } catch (err) {
           opts.log(`flush ${path}: ${(err as Error).message}`)
         }

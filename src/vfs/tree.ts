@@ -188,14 +188,14 @@ interface Handle {
   keys?: string[]
 }
 
-/** A handle's reads in JavaScript on a mount with a tape tier: what a flush interrupts. */
+/** A handle's reads in JavaScript on a mount with a tape tier, and whether it was closed (see Vfs.flush). */
 interface TapeWaits {
   /** Reads in progress. */
   reads: number
-  /** Aborted by a flush that interrupts them (then replaced: later reads are not). */
+  /** Aborted when a flush interrupts them (then replaced: later reads are not). */
   ctl: AbortController
-  /** A flush gave up its reads (its reader closed); it wants nothing until it reads again. */
-  gaveUp: boolean
+  /** A descriptor of it was closed (FUSE flush) and it has not been read since: it wants nothing. */
+  closed: boolean
 }
 
 export interface VfsOptions {
@@ -511,6 +511,8 @@ export class Vfs {
   }
 
   release(handle: number): void {
+    const h = this.handles.get(handle)
+    if (h) this.stranded.delete(h)
     this.handles.delete(handle)
     this.native?.release(handle)
   }
@@ -527,32 +529,51 @@ export class Vfs {
 
   /**
    * A close(2) of a descriptor of `handle` (FUSE_FLUSH; the release comes only once the
-   * kernel's background reads of it are answered). Nothing to do unless reads of the
-   * handle are in progress in JavaScript while a unit of its file is being recalled: then
-   * its reader is going away (killed, interrupted) while it waits for tape, so those reads
-   * answer EINTR at once, and the recalls of its file's units that no other open handle of
-   * this mount may read are given up (the recall service cancels each unless another
-   * process wants it). Another process sharing the descriptor (fork, dup) that is still
-   * reading is not failed for good: the kernel retries an interrupted page read, which
-   * asks again. Returns what it did, or null when it did nothing.
+   * kernel's background reads of it are answered). The handle wants nothing from now on
+   * (until it is read again: a process sharing the descriptor, fork or dup). Reads of closed
+   * handles still in progress in JavaScript while units of their files are being recalled
+   * are *stranded*: their readers went away (killed, interrupted) while they waited for
+   * tape. Each flush while some are stranded (rare: any other flush returns at once) gives
+   * up the recalls they wait for that no open, not closed handle's file needs (the recall
+   * service cancels each unless another process wants it) and answers the stranded reads of
+   * those units EINTR at once. Stranded reads of a unit another handle still needs are left
+   * to complete: another reader of the same file may be waiting for the very pages they
+   * bring (the kernel's readahead is shared by the file's readers), and that wait is
+   * killable, while a synchronous read of its own would not be once it reached us. A
+   * process sharing a closed descriptor that is still reading is not failed for good: the
+   * kernel retries a page read that came back with an error, which asks again. Returns
+   * what it did, or null when it did nothing.
    */
   flush(handle: number): { reads: number; cancelled: number } | null {
     const h = this.handles.get(handle)
-    const w = h?.waits
     const t = this.opts.tape
-    if (!h || !w || w.reads === 0 || !t?.recalling) return null
-    const waiting = this.keysOf(h).filter((k) => t.recalling!(k))
-    if (waiting.length === 0) return null // reads from disk or the cache: they end by themselves
-    const reads = w.reads
-    w.ctl.abort()
-    w.ctl = new AbortController()
-    w.gaveUp = true
-    if (!t.cancel) return { reads, cancelled: 0 }
-    const wanted = new Set<string>()
-    for (const [n, o] of this.handles) if (n !== handle && !o.waits?.gaveUp) for (const k of this.keysOf(o)) wanted.add(k)
-    const drop = waiting.filter((k) => !wanted.has(k))
-    return { reads, cancelled: drop.length ? t.cancel(drop) : 0 }
+    if (!h || !t?.recalling) return null
+    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
+    w.closed = true
+    if (w.reads > 0) this.stranded.add(h)
+    if (this.stranded.size === 0) return null
+    // the units stranded reads may be waiting for
+    const waited = new Set<string>()
+    for (const s of this.stranded) for (const k of this.keysOf(s)) if (t.recalling(k)) waited.add(k)
+    if (waited.size === 0) return null // reads from disk or the cache: they end by themselves
+    for (const o of this.handles.values()) {
+      if (o.waits?.closed) continue
+      for (const k of this.keysOf(o)) waited.delete(k)
+      if (waited.size === 0) return null
+    }
+    let reads = 0
+    for (const s of [...this.stranded]) {
+      if (!this.keysOf(s).some((k) => waited.has(k))) continue
+      reads += s.waits!.reads
+      s.waits!.ctl.abort()
+      s.waits!.ctl = new AbortController()
+      this.stranded.delete(s)
+    }
+    return { reads, cancelled: t.cancel ? t.cancel([...waited]) : 0 }
   }
+
+  /** Closed handles with reads in progress (see flush). */
+  private readonly stranded = new Set<Handle>()
 
   /** The unit keys of an open handle's file (remembered for the handle). */
   private keysOf(h: Handle): string[] {
@@ -595,8 +616,12 @@ export class Vfs {
    * interrupted read's load goes on, and libfuse's buffer must not be written after the answer.
    */
   private async readTape(h: Handle, dst: Buffer, len: number, pos: number): Promise<number> {
-    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), gaveUp: false })
-    w.gaveUp = false
+    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
+    if (w.closed) {
+      // read after a close: another process shares the descriptor, it wants the file again
+      w.closed = false
+      this.stranded.delete(h)
+    }
     const signal = w.ctl.signal
     const own = Buffer.allocUnsafe(Math.min(len, Math.max(0, h.file.sizeBytes - pos)))
     w.reads++
@@ -608,7 +633,7 @@ export class Vfs {
       if (signal.aborted) throw new VfsError('EINTR')
       throw Object.assign(new VfsError('EIO'), { cause: err })
     } finally {
-      w.reads--
+      if (--w.reads === 0) this.stranded.delete(h)
     }
   }
 
