@@ -303,12 +303,12 @@ describe('recall service', () => {
     // the library's one drive is held by another process: nothing can start, all stays queued
     const holder = spawn('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] })
     const holderGone = new Promise<void>((r) => holder.on('close', () => r()))
+    const c = client(s)
+    const watcher = client(s)
     try {
       let out = ''
       holder.stdout!.on('data', (d: Buffer) => (out += String(d)))
       await until('the drive to be held', () => out.includes('held'))
-      const c = client(s)
-      const watcher = client(s)
       const t = tieredVia(s, c)
       const keys = unitKeys(s.repo, 1)
       expect(keys.length).toBeGreaterThan(3)
@@ -331,11 +331,14 @@ describe('recall service', () => {
       expect(drop.filter((k) => cache.has(k))).toEqual([])
       expect(keys.slice(2).filter((k) => !cache.has(k))).toEqual([])
       expect(drop.some((k) => t.recalling(k))).toBe(false)
+    } finally {
       c.close()
       watcher.close()
-    } finally {
       holder.kill('SIGKILL')
       await holderGone
+      // the service exits once idle (after 2 s): before afterAll removes its runtime directory
+      const pid = servicePid(s)
+      if (pid !== null) await until('the service to exit', () => !pidAlive(pid), 60_000)
     }
   })
 
