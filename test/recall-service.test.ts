@@ -343,6 +343,50 @@ describe('recall service', () => {
     expect(cacheIsClean(s)).toBe(keys.length)
   })
 
+  it('TieredStore.cancel(keys) gives up only those keys of a request (per-key cancel, protocol 2): the service cancels them, the others are recalled', async () => {
+    const s = await setup('cancel-keys', 0)
+    // the library's one drive is held by another process: nothing can start, all stays queued
+    const holder = spawn('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    const holderGone = new Promise<void>((r) => holder.on('close', () => r()))
+    const c = client(s)
+    const watcher = client(s)
+    try {
+      let out = ''
+      holder.stdout!.on('data', (d: Buffer) => (out += String(d)))
+      await until('the drive to be held', () => out.includes('held'))
+      const t = tieredVia(s, c)
+      const keys = unitKeys(s.repo, 1)
+      expect(keys.length).toBeGreaterThan(3)
+      const got = t.prefetch(keys) // one request for them all
+      await until('the queue to fill', async () => ((await watcher.status())?.tiers[0]?.engine.pending ?? 0) === keys.length)
+      const drop = keys.slice(0, 2)
+      expect(drop.every((k) => t.recalling(k))).toBe(true)
+      expect(t.cancel(drop)).toBe(2)
+      for (const k of drop) await expect(got.get(k)!).rejects.toThrow(/recall cancelled/)
+      await until('the service to cancel them', async () => {
+        const st = await watcher.status()
+        return st !== null && st.tiers[0]!.engine.pending === keys.length - 2 && st.tiers[0]!.engine.counters.cancelled === 2 && st.inflight === keys.length - 2
+      })
+      // a key nobody here is fetching is not cancelled
+      expect(t.cancel(drop)).toBe(0)
+      holder.kill('SIGKILL')
+      await holderGone
+      for (const k of keys.slice(2)) await got.get(k)!
+      const cache = BufferCache.open(cacheDir(Repository.open(s.repo)))
+      expect(drop.filter((k) => cache.has(k))).toEqual([])
+      expect(keys.slice(2).filter((k) => !cache.has(k))).toEqual([])
+      expect(drop.some((k) => t.recalling(k))).toBe(false)
+    } finally {
+      c.close()
+      watcher.close()
+      holder.kill('SIGKILL')
+      await holderGone
+      // the service exits once idle (after 2 s): before afterAll removes its runtime directory
+      const pid = servicePid(s)
+      if (pid !== null) await until('the service to exit', () => !pidAlive(pid), 60_000)
+    }
+  })
+
   it('kill -9 of a client: its requests are cancelled, the service goes on; a recall deadline fails EIO', async () => {
     const s = await setup('killcli', 0.2)
     const p = spawn(BFS, ['--repo', s.repo, 'recall', 'gen1'], { env: { ...process.env, ...s.env }, stdio: 'ignore' })

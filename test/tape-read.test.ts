@@ -7,14 +7,16 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { spawn } from 'node:child_process'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
 import { pidAlive } from '../src/os/process.js'
 import { Repository } from '../src/repo/repository.js'
 import { cacheDir } from '../src/repo/stores.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { BufferCache } from '../src/store/cache.js'
+import { extentUnits } from '../src/repo/needed.js'
+import { GenView } from '../src/vfs/tree.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
 import { hashTree, unitKeys } from './tape-helpers.js'
 
@@ -326,32 +328,207 @@ describe('the mount with --offline eio and a recall deadline', () => {
     await umount(mnt)
   }, 600_000)
 
-  it('a reader killed while it waits for tape exits at once (its page-cache read is a background FUSE request); the recall goes on', async () => {
-    // the library is slow since the test above
-    const { mnt } = await mountGen('mnt-kill')
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+})
+
+describe('a reader interrupted while it waits for tape', () => {
+  // The library's one drive is held by another process (flock on its lock, as a migration
+  // holding it would): a recall cannot start, so it stays in the engine's queue, where a
+  // cancel takes it out (a recall being read on a drive is not cancelled, it completes).
+  let s: Setup
+  // the service stays up between the steps (its counters are read); killed in afterAll
+  let env: Record<string, string>
+  beforeAll(async () => {
+    s = await setup('intr')
+    env = { ...s.env, BFS_RECALL_IDLE_S: '600' }
+  }, 600_000)
+
+  const children = new Set<ChildProcess>()
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    await until('the test processes to exit', () => [...children].every((c) => c.exitCode !== null || c.signalCode !== null), 30_000)
+    children.clear()
+    for (const m of [...mounts]) if (m.includes('mnt-intr')) await umount(m)
+    // the servers' last steps after the unmount touch their runtime directory (in work/)
+    await until('the mount servers to exit', () => [...servers].every((pid) => !pidAlive(pid)), 120_000)
+    servers.clear()
+  })
+  const servers = new Set<number>()
+
+  function start(cmd: string, args: string[], out: 'ignore' | 'pipe' = 'ignore'): { p: ChildProcess; exited: Promise<number | null>; stdout: Buffer[] } {
+    const p = spawn(cmd, args, { stdio: ['ignore', out, 'ignore'] })
+    children.add(p)
+    const stdout: Buffer[] = []
+    p.stdout?.on('data', (d: Buffer) => stdout.push(d))
+    const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)))
+    return { p, exited, stdout }
+  }
+
+  /** Holds drive 0 of the library until release(): another process with the drive's flock (flock(1), no fork). */
+  async function holdDrive(): Promise<{ release: () => Promise<void> }> {
+    const h = start('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], 'pipe')
+    await until('the drive to be held', () => Buffer.concat(h.stdout).includes('held') || h.p.exitCode !== null, 60_000)
+    expect(h.p.exitCode).toBeNull()
+    return {
+      release: async () => {
+        h.p.kill('SIGKILL')
+        await h.exited
+      },
+    }
+  }
+
+  async function mountGen(name: string): Promise<{ mnt: string; log: string }> {
+    const mnt = path.join(work, name)
+    const log = path.join(work, `${name}.log`)
+    fs.mkdirSync(mnt, { recursive: true })
+    // --readahead 0: no frame readahead into the next units (other files' data)
+    // no frame readahead and no readahead over the tree: each reader's file's units only, so
+    // that the queue's counts are exact
+    const m = await bfs(['mount', 'gen1', mnt, '--log', log, '--readahead', '0', '--tape-readahead', '0'], { repo: s.repo, env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    servers.add(Number(/pid (\d+)/.exec(m.stdout)![1]))
+    return { mnt, log }
+  }
+
+  /** The recall service's engine queue and counters (bfs tier status --json). */
+  async function engine(): Promise<{ pending: number; cancelled: number; served: number; inflight: number }> {
+    const st = await bfs(['tier', 'status', 'tape1', '--json'], { repo: s.repo, env })
+    expect(st.code, st.stderr).toBe(0)
+    const j = JSON.parse(st.stdout) as { service: { inflight: number; tiers: Array<{ engine: { pending: number; counters: { cancelled: number; served: number } } }> } | null }
+    if (!j.service) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
+    const e = j.service.tiers[0]!.engine
+    return { pending: e.pending, cancelled: e.counters.cancelled, served: e.counters.served, inflight: j.service.inflight }
+  }
+
+  /** The unit keys of a file of gen1 (as the mount computes them). */
+  function fileUnits(rel: string): string[] {
+    const r = Repository.open(s.repo)
+    const v = new GenView(r, r.manifest(1))
+    const i = v.lookup(Buffer.from(rel))
+    return extentUnits(r, v.extents(i), v.entry(v.leader(i)).size)
+  }
+  const cachedKeys = (keys: string[]): string[] => {
+    const c = BufferCache.open(cacheDir(Repository.open(s.repo)))
+    return keys.filter((k) => c.has(k))
+  }
+  const inD = (pid: number | undefined): boolean => {
+    try {
+      return /^State:\s+D/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+    } catch {
+      return false
+    }
+  }
+
+  it('a reader killed while its read waits for a recall exits at once, and its recall is cancelled (not recalled, not cached); the next read recalls it', async () => {
+    const units = fileUnits('top.bin')
+    expect(units.length).toBeGreaterThan(1)
+    expect(cachedKeys(units)).toEqual([])
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-kill')
     const f = path.join(mnt, 'top.bin')
-    expect(await residency(f)).toMatch(/^tape/)
-    const reader = spawn('cat', [f], { stdio: ['ignore', 'ignore', 'ignore'] })
-    const exited = new Promise<void>((r) => reader.on('exit', () => r()))
-    await until('the reader to wait in the kernel', () => {
-      try {
-        return /^State:\s+D/m.test(fs.readFileSync(`/proc/${reader.pid}/status`, 'utf8'))
-      } catch {
-        return false
-      }
-    })
-    reader.kill('SIGKILL')
+    const reader = start('cat', [f])
+    // its open asked for the file's units, its read waits for them in the kernel
+    await until('the recalls to be queued', async () => (await engine()).pending === units.length)
+    await until('the reader to wait in the kernel', () => inD(reader.p.pid))
+    reader.p.kill('SIGKILL')
     const t0 = Date.now()
-    await exited
+    await reader.exited
     expect(Date.now() - t0).toBeLessThan(10_000)
-    expect(await residency(f)).toMatch(/^tape/) // not recalled yet: the reader did not wait for it
-    await until('the recall', async () => (await residency(f)) === 'cache', 300_000)
+    // its close's FUSE_FLUSH gave the recalls up: out of the engine's queue, none left in flight
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + units.length
+    }, 60_000)
+    await until('the log line', () => new RegExp(`close of /top\\.bin: ${units.length} unit recalls given up \\(no open file needs them\\), \\d+ reads? of closed files waiting for them interrupted \\(EINTR\\)`).test(fs.readFileSync(log, 'utf8')))
+    expect((await engine()).served).toBe(before.served)
+    await drive.release()
+    // nothing was recalled: the units are on tape only, and nothing comes later
+    await sleep(1000)
+    expect(cachedKeys(units)).toEqual([])
+    expect((await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout).toBe('tape')
+    // the mount goes on serving: the same file read again is recalled and right
     const r = await sh(`cmp '${f}' '${path.join(s.src, 'top.bin')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    expect(cachedKeys(units).sort()).toEqual([...units].sort())
+    await umount(mnt)
+  }, 600_000)
+
+  it('of two readers of one file, the one killed does not cancel what the other waits for; a killed reader of another file does', async () => {
+    const x = 'sub/deep/f7'
+    const y = 'sub/f2'
+    const xu = fileUnits(x)
+    const yu = fileUnits(y)
+    expect(xu.filter((k) => yu.includes(k))).toEqual([]) // no unit shared
+    expect(cachedKeys([...xu, ...yu])).toEqual([])
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-two')
+    const a = start('cat', [path.join(mnt, x)])
+    await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
+    const b = start('cat', [path.join(mnt, x)], 'pipe')
+    await until('the second reader to wait', () => inD(b.p.pid))
+    const c = start('cat', [path.join(mnt, y)])
+    await until('the third reader to wait', async () => inD(c.p.pid) && (await engine()).pending === xu.length + yu.length)
+    a.p.kill('SIGKILL')
+    c.p.kill('SIGKILL')
+    await a.exited
+    await c.exited
+    // y's recalls are cancelled; x's stay queued for the reader still waiting
+    await until("y's recalls to be cancelled", async () => {
+      const e = await engine()
+      return e.cancelled === before.cancelled + yu.length && e.pending === xu.length
+    }, 60_000)
+    // the other reader still waits, for the pages the killed one's reads will bring (their
+    // recalls are not cancelled, and those reads are left to complete)
+    await sleep(500)
+    expect(b.p.exitCode, fs.readFileSync(log, 'utf8')).toBeNull()
+    expect(inD(b.p.pid)).toBe(true)
+    expect((await engine()).pending).toBe(xu.length)
+    await drive.release()
+    expect(await b.exited).toBe(0)
+    expect(Buffer.concat(b.stdout).equals(fs.readFileSync(path.join(s.src, x)))).toBe(true)
+    expect(cachedKeys(yu)).toEqual([])
+    const r = await sh(`cmp '${path.join(mnt, y)}' '${path.join(s.src, y)}'`)
     expect(r.code, r.stderr).toBe(0)
     await umount(mnt)
   }, 600_000)
 
-  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+  it('two readers of one file killed one after the other: the second still exits at once, and then the recall is cancelled', async () => {
+    // a file none of whose units the tests above brought into the cache
+    const x = ['sub/deep/f5', 'sub/deep/f4', 'sub/f3', 'sub/f0', 'sub/deep/f6'].find((f) => cachedKeys(fileUnits(f)).length === 0)!
+    expect(x).toBeDefined()
+    const xu = fileUnits(x)
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt } = await mountGen('mnt-intr-both')
+    const a = start('cat', [path.join(mnt, x)])
+    await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
+    const b = start('cat', [path.join(mnt, x)])
+    await until('the second reader to wait', () => inD(b.p.pid))
+    a.p.kill('SIGKILL')
+    await a.exited
+    // the second one still wants them: nothing is cancelled
+    await sleep(1000)
+    expect(await engine()).toMatchObject({ pending: xu.length, cancelled: before.cancelled })
+    expect(b.p.exitCode).toBeNull()
+    // killed in turn, it is not held (it waits for the first one's reads, killably) ...
+    b.p.kill('SIGKILL')
+    const t0 = Date.now()
+    await b.exited
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    // ... and its close gives the recalls up
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + xu.length
+    }, 60_000)
+    await drive.release()
+    expect(cachedKeys(xu)).toEqual([])
+    const r = await sh(`cmp '${path.join(mnt, x)}' '${path.join(s.src, x)}'`)
+    expect(r.code, r.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
 })
 
 describe('the mount\'s readahead over the tree', () => {

@@ -520,6 +520,12 @@ export interface ColdSource {
   /** A reader now waits for these keys, filled with `ahead`: ordinary requests from now. */
   promote(keys: string[]): void
   touch(key: string): void
+  /**
+   * Gives up this process's recalls of `keys` that are still outstanding (their promises
+   * fail); what is below cancels each unless someone else wants it. Returns the keys given
+   * up. Optional: a source without it never cancels.
+   */
+  cancel?(keys: string[]): number
   pin(keys: string[], holder: string): void
   unpin(keys: string[] | null, holder: string): void
   /** Writes go here, when the source takes them (the tape store in one process). */
@@ -682,6 +688,22 @@ export class CacheStore implements Store {
 
   get(key: string, range?: ByteRange): Promise<Buffer> {
     return getByOpen(this, key, range)
+  }
+
+  /** Whether a fetch of `key` by this store is outstanding (a reader may be waiting for it). */
+  recalling(key: string): boolean {
+    return this.inflight.has(key)
+  }
+
+  /**
+   * Gives up the outstanding fetches of `keys` (a mount's reader was interrupted while it
+   * waited for them): everyone in this process waiting on one of them fails (EIO "recall
+   * cancelled"; a ColdBlob then asks again on its next read), so the caller must know that
+   * nobody else here wants them. Returns the keys given up.
+   */
+  cancel(keys: string[]): number {
+    const mine = keys.filter((k) => this.inflight.has(k))
+    return mine.length && this.source.cancel ? this.source.cancel(mine) : 0
   }
 
   async has(key: string): Promise<boolean> {

@@ -66,6 +66,8 @@ export class RecallClient {
   private statusWaiters: Array<(s: ServiceStatus) => void> = []
   private nextId = 1
   private closed = false
+  /** The protocol version the connected service said in its hello (0 until it answered). */
+  private serviceVersion = 0
   /** Services this client started (tests; logs). */
   starts = 0
 
@@ -111,6 +113,7 @@ export class RecallClient {
 
   private adopt(s: net.Socket): void {
     this.socket = s
+    this.serviceVersion = 0
     s.on('data', lineReader((m) => this.onMessage(m as ServiceMessage), () => undefined))
     s.on('error', () => undefined)
     s.on('close', () => this.lost(s))
@@ -185,6 +188,9 @@ export class RecallClient {
       case 'status':
         for (const w of this.statusWaiters.splice(0)) w(m)
         return
+      case 'hello':
+        this.serviceVersion = typeof m.version === 'number' ? m.version : 0
+        return
       default:
     }
   }
@@ -243,6 +249,40 @@ export class RecallClient {
     if (!r) return
     this.write({ op: 'cancel', id })
     this.failAll(r, new StoreError('EIO', '', 'recall cancelled'))
+  }
+
+  /**
+   * Gives up `keys` wherever they are still outstanding in this client's requests: a
+   * request all of whose outstanding keys are among them is cancelled as by cancel(); from
+   * the others only those keys are (a service that does not know per-key cancels, protocol
+   * 1, keeps them: the recall goes on, nothing else fails). Their promises fail EIO "recall
+   * cancelled"; the service cancels each unless another client wants it. Returns the keys
+   * given up.
+   */
+  cancelKeys(keys: Iterable<string>): number {
+    const drop = new Set(keys)
+    let n = 0
+    for (const r of [...this.reqs.values()]) {
+      const mine = [...r.left].filter((k) => drop.has(k))
+      if (mine.length === 0) continue
+      if (mine.length === r.left.size) {
+        n += mine.length
+        this.cancel(r.id)
+        continue
+      }
+      // not sent on this connection yet: it is sent (again) without them
+      if (r.sentOn === this.socket && this.socket) {
+        if (this.serviceVersion < 2) continue
+        this.write({ op: 'cancel', id: r.id, keys: mine })
+      }
+      for (const k of mine) {
+        r.left.delete(k)
+        r.failed++
+        r.perKey.get(k)?.reject(new StoreError('EIO', k, `${k}: recall cancelled`))
+        n++
+      }
+    }
+    return n
   }
 
   pin(keys: string[]): void {
@@ -378,6 +418,10 @@ export class ServiceSource implements ColdSource {
 
   touch(key: string): void {
     this.client.touch(key)
+  }
+
+  cancel(keys: string[]): number {
+    return this.client.cancelKeys(keys)
   }
 
   pin(keys: string[]): void {

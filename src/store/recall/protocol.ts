@@ -11,7 +11,8 @@
  *                                                  mount's readahead: ordered by cost alone)
  *   {op:'promote', keys}                           a reader now waits for these keys, asked
  *                                                  for ahead (by anyone): ordinary requests now
- *   {op:'cancel', id}                              the keys of request id that no one else wants
+ *   {op:'cancel', id, keys?}                       the keys of request id (or only those of
+ *                                                  `keys`) that no one else wants
  *   {op:'pin', keys} / {op:'unpin', keys | null}   pins of this connection (null: all)
  *   {op:'touch', keys}                             cache hits (eviction order)
  *   {op:'status'}
@@ -28,13 +29,17 @@
 import type { CacheStats } from '../cache.js'
 import type { EngineStatus } from '../../tape/engine.js'
 
+/**
+ * 2: `recall` takes `ahead`, `promote` is new, `cancel` takes `keys` (a client cancels some
+ * keys of a request only if the service says 2 or more).
+ */
 export const PROTOCOL_VERSION = 2
 
 export type ClientMessage =
   | { op: 'hello'; pid: number; cacheBytes?: number }
   | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number; ahead?: boolean }
   | { op: 'promote'; keys: string[] }
-  | { op: 'cancel'; id: number }
+  | { op: 'cancel'; id: number; keys?: string[] }
   | { op: 'pin'; keys: string[] }
   | { op: 'unpin'; keys: string[] | null }
   | { op: 'touch'; keys: string[] }

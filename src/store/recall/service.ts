@@ -168,6 +168,17 @@ export class RecallService {
         case 'cancel': {
           const r = c.requests.get(m.id)
           if (!r) return
+          if (Array.isArray(m.keys)) {
+            // only these keys of the request (a mount's reader gave up on them): the others go on
+            const gone = new StoreError('EIO', '', 'cancelled')
+            for (const key of m.keys) {
+              const w = r.wants.get(key)
+              if (!w) continue
+              this.unwant(key, w)
+              this.finishFor(c, m.id, key, false, gone)
+            }
+            return
+          }
           for (const [key, w] of r.wants) this.unwant(key, w)
           for (const key of r.wants.keys()) this.send(c, { op: 'unit', id: m.id, key, ok: false, code: 'EIO', error: 'cancelled' })
           c.requests.delete(m.id)
