@@ -613,6 +613,18 @@ describe('a mount started before the generation is migrated', () => {
     expect(d.code, d.stderr).toBe(0)
     // (a unit served from a descriptor opened before the migrate is recalled by the prefetch at open)
     await until('top.bin in the cache', async () => (await residency(f)) === 'cache')
+    // the mount started the recall service: it must not hold the mount's /dev/fuse (an
+    // inherited one keeps a dead server's connection alive: readers hang, not ENOTCONN)
+    const svc = Number(fs.readFileSync(recallServicePaths(s.repo, s.env).lock, 'utf8').trim())
+    expect(pidAlive(svc)).toBe(true)
+    const fds = fs.readdirSync(`/proc/${svc}/fd`).map((n) => {
+      try {
+        return fs.readlinkSync(`/proc/${svc}/fd/${n}`)
+      } catch {
+        return ''
+      }
+    })
+    expect(fds).not.toContain('/dev/fuse')
     await umount(mnt)
   }, 600_000)
 
