@@ -28,6 +28,8 @@ export interface ServiceOptions {
   /** Exit after this long without connections or work (ms). */
   idleMs: number
   log: (line: string) => void
+  /** Called once when stopping begins (idle, or stop()): the process's guard against a stop that never ends. */
+  onStopping?: () => void
 }
 
 interface Want {
@@ -320,6 +322,7 @@ export class RecallService {
 
   /** Stops listening, cancels what is pending, gives the drives back, saves the cache index. */
   stop(): Promise<void> {
+    if (!this.stopped) this.o.onStopping?.()
     this.stopped ??= (async () => {
       if (this.idleTimer) clearTimeout(this.idleTimer)
       const server = this.server
