@@ -111,8 +111,13 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     const tree = path.join(mnt, 'tree')
     const copy = path.join(work, 'copy')
     await makeTree(tree)
-    await must(`cp -a ${tree} ${copy} && sync`)
+    // a first (offline) generation, then changes: the online one reads changed files
+    // against it (block incremental) and new ones in full
     const repo = await newRepo(path.join(work, 'repo'))
+    expect((await bfs(['backup', tree], { repo })).code).toBe(0)
+    await must(`head -c 300000 /dev/urandom | dd of=${tree}/d0/f10 bs=4096 seek=100 conv=notrunc status=none && truncate -s 1000000 ${tree}/d1/f12 && echo more >> ${tree}/d2/f09`)
+    await must(`mkdir ${tree}/d3 && cp -a ${tree}/d1/. ${tree}/d3/`)
+    await must(`cp -a ${tree} ${copy} && sync`)
     const t0 = path.join(work, 't0')
     const stop = path.join(work, 'stop')
 
@@ -124,6 +129,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     const res = JSON.parse(r.stdout)
+    expect(res.parent).toBe(1)
     expect(res.online.captured).toBe(true)
     expect(res.online.uncovered).toEqual([])
     expect(fs.readFileSync(t0, 'utf8')).toBe(res.online.t0 + '\n')
@@ -187,6 +193,29 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     } finally {
       holder.kill('SIGKILL')
     }
+  }, 300_000)
+
+  it('a file created or renamed over after T0 (before the walk reaches it) is listed as not covered', async () => {
+    const mnt = await makeExt4('born')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(path.join(tree, 'z'), { recursive: true })
+    for (let i = 0; i < 6; i++) await must(`head -c 8000000 /dev/urandom > ${tree}/a${i}`) // read first: slow at --level 19
+    fs.writeFileSync(path.join(tree, 'z', 'old'), 'old\n')
+    fs.writeFileSync(path.join(tree, 'z', 'kept'), 'kept\n')
+    const repo = await newRepo(path.join(work, 'repo-born'))
+    const t0 = path.join(work, 't0-born')
+    const w = spawn('bash', ['-c', `while [ ! -e ${t0} ]; do sleep 0.005; done; echo new > ${tree}/z/new; echo replaced > ${tree}/z/tmp; mv ${tree}/z/tmp ${tree}/z/old; echo ok`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(w)
+    let wout = ''
+    w.stdout!.on('data', (b: Buffer) => (wout += b.toString()))
+    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--json'], { repo })
+    await waitFor(() => wout === 'ok\n', 'the writer')
+    expect(r.code).toBe(3)
+    const res = JSON.parse(r.stdout)
+    expect(res.online.uncovered).toEqual([
+      { path: 'z/new', reason: 'created or replaced after T0' },
+      { path: 'z/old', reason: 'created or replaced after T0' },
+    ])
   }, 300_000)
 
   it('a run whose capture is voided (bfs stopped while a writer waits) commits nothing and says so', async () => {

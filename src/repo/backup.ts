@@ -293,6 +293,8 @@ class TreeWriter {
   private capDir: string | null = null
   /** `--online`: what the run did, for the summary. */
   online: OnlineReport | undefined
+  /** `--online`: T0 in ns since the epoch. */
+  private t0Ns = 0n
 
   constructor(
     private readonly repo: Repository,
@@ -404,6 +406,7 @@ class TreeWriter {
     this.keepOutIds.add(`${dst[native.S_DEV]}:${dst[native.S_INO_HI]}:${dst[native.S_INO_LO]}`)
     this.keepOutInoLo.add(dst[native.S_INO_LO]!)
     const i = this.cap.info()
+    this.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
     const t0 = new Date(i.t0Sec * 1000).toISOString().replace(/\.\d+Z$/, `.${String(i.t0Nsec).padStart(9, '0')}Z`)
     this.online = { captured: true, t0, uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0 }
     this.writeT0File(t0)
@@ -766,10 +769,15 @@ class TreeWriter {
         e.ctimeSec = t0.ctimeSec
         e.ctimeNsec = t0.ctimeNsec
         this.stats.logicalBytes += e.size - scanned
-        if (t0.uncovered) {
-          // writes through an fd or mapping from before T0 raise no event: the copy may be torn
+        // Writes through an fd or mapping from before T0 raise no event: the copy may be torn.
+        // An inode born after T0 was not there at T0 (created, or renamed over the file that
+        // was): stored as it is now. (Birth times are coarse: one created within a clock tick
+        // of T0 is not seen.)
+        const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
+        const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > this.t0Ns ? 'created or replaced after T0' : ''
+        if (why) {
           e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
-          this.online!.uncovered.push({ path: rel, reason: BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}` })
+          this.online!.uncovered.push({ path: rel, reason: why })
         }
       }
       e.xattrs = this.xattrsOf(p, e, -1)
