@@ -41,7 +41,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
     .option('--one-file-system', 'do not descend into other filesystems')
     .option('--full', 'read every file even if unchanged')
-    .addOption(new Option('--online [when]', 'files: store the tree as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Not for volumes: block devices and image files are not covered').choices(['on', 'auto']).preset('on'))
+    .addOption(new Option('--online [when]', 'files: store the tree as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Not for volumes: block devices and image files are not covered. Exit 3 lists files open for writing at T0').choices(['on', 'auto']).preset('on'))
     .option('--t0-file <path>', 'with --online: create this file once T0 is set (for scripts)')
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
     .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
