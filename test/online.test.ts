@@ -171,12 +171,17 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect(await diffTree(copy, out2)).not.toBe('')
   }, 600_000)
 
-  it('a file open for writing at T0 is listed as not covered (summary, --json) and the exit code is 3', async () => {
+  it('a file open for writing at T0, and one on another filesystem inside the tree, are listed as not covered (summary, --json); exit 3', async () => {
     const mnt = await makeExt4('held')
     const tree = path.join(mnt, 'tree')
     fs.mkdirSync(tree)
     fs.writeFileSync(path.join(tree, 'held'), Buffer.alloc(50_000, 1))
     fs.writeFileSync(path.join(tree, 'free'), Buffer.alloc(50_000, 2))
+    // another filesystem inside the tree: not captured (the mark is on the source's), listed
+    fs.mkdirSync(path.join(tree, 'sub'))
+    await must(`mount -t tmpfs -o size=1M bfs-online-sub ${tree}/sub`)
+    mounts.push(path.join(tree, 'sub'))
+    fs.writeFileSync(path.join(tree, 'sub', 'other'), 'other fs\n')
     const holder = spawn('python3', ['-c', 'import os, sys, time\nfd = os.open(sys.argv[1], os.O_WRONLY)\nprint("ready", flush=True)\ntime.sleep(600)', path.join(tree, 'held')], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(holder)
     await new Promise<void>((r) => holder.stdout!.once('data', () => r()))
@@ -184,12 +189,18 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     try {
       const r = await bfs(['backup', tree, '--online'], { repo })
       expect(r.code).toBe(3)
-      expect(r.stdout).toMatch(/online: the tree as it was at T0 \S+, except 1 file below/)
-      expect(r.stdout).toContain('not covered (stored as read, may be inconsistent):\n    held (open for writing at T0)\n')
+      expect(r.stdout).toMatch(/online: the tree as it was at T0 \S+, except 2 files below/)
+      expect(r.stdout).toContain('not covered (stored as read, may be inconsistent):\n    held (open for writing at T0)\n    sub/other (on another filesystem than the source, read as it is)\n')
       expect(r.stdout).not.toMatch(/^ {4}free/m)
       const j = await bfs(['backup', tree, '--online', '--full', '--json'], { repo })
       expect(j.code).toBe(3)
-      expect(JSON.parse(j.stdout).online.uncovered).toEqual([{ path: 'held', reason: 'open for writing at T0' }])
+      expect(JSON.parse(j.stdout).online.uncovered).toEqual([
+        { path: 'held', reason: 'open for writing at T0' },
+        { path: 'sub/other', reason: 'on another filesystem than the source, read as it is' },
+      ])
+      const out = path.join(work, 'restored-held')
+      expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+      expect(await diffTree(tree, out)).toBe('')
     } finally {
       holder.kill('SIGKILL')
     }

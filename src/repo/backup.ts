@@ -758,7 +758,13 @@ class TreeWriter {
       const st1 = native.fstatRecord(fd)
       const scanned = e.size
       fillMeta(e, st1, 0)
-      const cap = this.cap
+      // The capture covers the source's filesystem only (a mount inside the tree, a btrfs
+      // subvolume: another st_dev): such a file is read as it is, and listed.
+      const cap = this.cap && e.srcDev === this.rootDev ? this.cap : null
+      if (this.cap && !cap) {
+        e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+        this.online!.uncovered.push({ path: rel, reason: 'on another filesystem than the source, read as it is' })
+      }
       if (cap) {
         // --online: the file as it was at T0 — its size and times then, its bytes through the
         // before-images (each block read once and marked read: later writes to it are not logged).
