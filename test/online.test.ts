@@ -103,7 +103,10 @@ async function sizesAndTimes(dir: string): Promise<string> {
   return must(`cd '${dir}' && find . -type f -printf '%P %s %T@\\n' | sort`)
 }
 
-const BACKUP = ['--threads', '1', '--level', '19', '--exclude', '*-journal', '--json']
+// Slow on purpose: one compression thread at level 19, and small units, so that reading
+// (which waits for a free unit buffer) lasts as long as the compression and the writer
+// overlaps it.
+const BACKUP = ['--threads', '1', '--level', '19', '--unit-blocks', '16', '--exclude', '*-journal', '--json']
 
 describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6.14)', () => {
   it('stores the tree as it was at T0 while a writer hammers it (restore and mount equal the copy); without --online it differs', async () => {
@@ -116,7 +119,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     const repo = await newRepo(path.join(work, 'repo'))
     expect((await bfs(['backup', tree], { repo })).code).toBe(0)
     await must(`head -c 300000 /dev/urandom | dd of=${tree}/d0/f10 bs=4096 seek=100 conv=notrunc status=none && truncate -s 1000000 ${tree}/d1/f12 && echo more >> ${tree}/d2/f09`)
-    await must(`mkdir ${tree}/d3 && cp -a ${tree}/d1/. ${tree}/d3/`)
+    await must(`mkdir -p ${tree}/d3/a ${tree}/d3/b && cp -a ${tree}/d1/. ${tree}/d3/a/ && cp -a ${tree}/d2/. ${tree}/d3/b/`)
     await must(`cp -a ${tree} ${copy} && sync`)
     const t0 = path.join(work, 't0')
     const stop = path.join(work, 'stop')

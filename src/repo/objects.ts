@@ -283,7 +283,7 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
   // Sized to the range: a small changed file in a file backup costs one small buffer.
   const chunkBlocks = Math.min(AHEAD_CHUNK_BLOCKS, Math.max(1, endBlock - fromBlock))
   const chunks = Math.ceil((endBlock - fromBlock) / chunkBlocks)
-  const bufs = Array.from({ length: Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => (direct ? alignedBuffer(chunkBlocks * BLOCK_BYTES) : Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES)))
+  const bufs = Array.from({ length: read ? 1 : Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => (direct ? alignedBuffer(chunkBlocks * BLOCK_BYTES) : Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES)))
   const queue: Array<Promise<Chunk>> = []
   let next = fromBlock
   let k = 0
