@@ -12,7 +12,8 @@ Exit status:
   0    success
   1    error (bad input, I/O error, disk full; nothing committed)
   2    wrong command line
-  3    backup finished, but some files could not be read (listed as skipped)
+  3    backup finished, but some files could not be read (listed as skipped),
+       or (--online) were not covered by the capture (listed)
   4    verify found damage or differences
   5    the repository is locked by another writer (see --wait)
   6    not a bfs repository, or a stored file is foreign or corrupt
