@@ -1,4 +1,6 @@
 import fs from 'node:fs'
+import { isFormat2 } from '../repo/v2/repo2.js'
+import { catV2 } from './v2.js'
 import type { Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
@@ -17,6 +19,7 @@ export function registerCat(program: Command, ctx: Ctx): void {
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
     .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, o) => {
+      if (isFormat2(ctx.repoDir())) return catV2(ctx, ref)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)

@@ -1,0 +1,220 @@
+/**
+ * A format 2 repository (native-notes/format.md "Format 2"): its store, its config, and the
+ * small records every command reads (manifests, stream records, run records). Issue 15 step 1:
+ * init, the streaming file backup (commit/generation2.ts, v2/backup2.ts) and a minimal reader
+ * (v2/read2.ts) use it; leases, the v1 adapter and upgrade are not built yet
+ * (native-notes/v2-backup.md).
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
+import { MANIFEST2_RE, RUN_RE, keys2 } from '../../format/v2/layout.js'
+import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, guardLock } from '../../format/v2/records.js'
+import { FormatError } from '../../format/errors.js'
+import { DiskStore } from '../../store/disk.js'
+import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
+import { BfsError } from '../errors.js'
+
+/** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
+export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
+  return encodeEnvelope2(kind, 0, payload.length, payload)
+}
+
+/** The payload of an unencrypted, uncompressed envelope v2 (what this step writes). */
+export function payloadOf(kind: Envelope2Kind, file: Buffer, what: string): Buffer {
+  const env = decodeEnvelope2(kind, file, what)
+  if (env.flags !== 0) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: compressed or encrypted ${kind} envelopes are not read by this bfs yet`)
+  return env.stored
+}
+
+/**
+ * Whether `dir` holds a format 2 repository: its config (or, config being unreadable, its
+ * copy) is an envelope of version 2. Used by the commands that have a format 2 path before
+ * they open the repository the format 1 way (which refuses a version 2 config, exit 6).
+ */
+export function isFormat2(dir: string): boolean {
+  for (const name of [keys2.config, keys2.configCopy]) {
+    let fd: number
+    try {
+      fd = fs.openSync(path.join(dir, name), 'r')
+    } catch {
+      continue
+    }
+    try {
+      const b = Buffer.alloc(10)
+      if (fs.readSync(fd, b, 0, 10, 0) === 10 && b.subarray(0, 8).toString('latin1') === 'BFSCONF\0') return b.readUInt16LE(8) === 2
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+  return false
+}
+
+export class Repo2 {
+  private readonly streams = new Map<number, StreamRecord>()
+
+  private constructor(
+    readonly dir: string,
+    readonly store: Store,
+    readonly config: ConfigV2,
+    /** An unknown rocompat feature: no writer may run. */
+    readonly readOnly: boolean,
+  ) {}
+
+  get sync(): SyncStore {
+    return syncOf(this.store)
+  }
+
+  /**
+   * `bfs init --format 2`: the guard lock first (format.md §2.23.1: a format 1 writer stops at
+   * it, exit 5), then config-copy, then config (a directory without config is not a
+   * repository yet). Features: `pieces` (incompat), and `v1-streams` (compat) because this
+   * step's stream writer still writes format 1 unit files (§2.9 says a format 2 reader reads
+   * both; see native-notes/v2-backup.md).
+   */
+  static init(dir: string): Repo2 {
+    const abs = path.resolve(dir)
+    if (fs.existsSync(abs)) {
+      if (!fs.statSync(abs).isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
+      if (fs.existsSync(path.join(abs, keys2.config))) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
+      if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
+    }
+    const store = DiskStore.create(abs)
+    for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.tmp]) store.makePrefix(d)
+    const created = new Date().toISOString()
+    const config: ConfigV2 = {
+      format: 2,
+      repoId: randomBytes(16).toString('hex'),
+      created,
+      blockBytes: 4096,
+      hashAlg: 'xxh64',
+      compression: 'zstd',
+      features: { incompat: ['pieces'], rocompat: [], compat: ['v1-streams'] },
+      defaults: { ...DEFAULTS, frameBlocks: { ...DEFAULTS.frameBlocks } },
+      encryption: null,
+      mac: null,
+      extra: {},
+    }
+    const s = syncOf(store)
+    s.putSync(keys2.guardLock, guardLock(created))
+    const file = envelope2('config', encodeConfigV2(config))
+    s.putSync(keys2.configCopy, file)
+    s.putSync(keys2.config, file)
+    return new Repo2(abs, store, config, false)
+  }
+
+  /** Opens a format 2 repository; its config's features are checked (§2.7). */
+  static open(dir: string, warn?: (m: string) => void): Repo2 {
+    const abs = path.resolve(dir)
+    const store = DiskStore.open(abs)
+    const s = syncOf(store)
+    let config: ConfigV2 | null = null
+    let problem = ''
+    for (const key of [keys2.config, keys2.configCopy]) {
+      try {
+        config = decodeConfigV2(payloadOf('config', s.getSync(key), store.where(key)), store.where(key))
+        if (key === keys2.configCopy) warn?.(`${problem}; using its copy ${store.where(key)}`)
+        break
+      } catch (err) {
+        if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+        problem ||= err.message
+      }
+    }
+    if (!config) throw new BfsError('CORRUPT', `${problem}, and its copy cannot be read either`)
+    let access
+    try {
+      access = checkFeatures(config, store.where(keys2.config))
+    } catch (err) {
+      if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+      throw err
+    }
+    return new Repo2(abs, store, config, access.readOnly)
+  }
+
+  /** Names (the last key component) of the direct children of a prefix. */
+  private names(prefix: string): string[] {
+    return this.sync.listSync(prefix).map((k) => k.slice(k.lastIndexOf('/') + 1))
+  }
+
+  /** Ids of the committed generations, ascending. */
+  generationIds(): number[] {
+    return this.names(keys2.manifests).map((n) => MANIFEST2_RE.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => a - b)
+  }
+
+  manifest(id: number): ManifestV2 {
+    const key = keys2.manifest(id)
+    let file: Buffer
+    try {
+      file = this.sync.getSync(key)
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NO_SUCH_GEN', `no generation ${id}`)
+      throw err
+    }
+    try {
+      return decodeManifestV2(payloadOf('manifest', file, this.store.where(key)), this.store.where(key))
+    } catch (err) {
+      if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+      throw err
+    }
+  }
+
+  /** `N`, `genN` or `latest` (the newest committed generation). */
+  resolve(ref: string): ManifestV2 {
+    const ids = this.generationIds()
+    if (ref === 'latest') {
+      if (!ids.length) throw new BfsError('BAD_INPUT', 'the repository has no generation yet')
+      return this.manifest(ids[ids.length - 1]!)
+    }
+    const m = /^(?:gen)?(\d+)$/.exec(ref)
+    if (!m) throw new BfsError('BAD_INPUT', `${ref}: not a generation (N, genN or latest)`)
+    return this.manifest(Number(m[1]))
+  }
+
+  /** The stream record of run `n` (cached: immutable). */
+  stream(n: number): StreamRecord {
+    let r = this.streams.get(n)
+    if (!r) {
+      const key = keys2.stream(n)
+      try {
+        r = decodeStreamRecord(payloadOf('stream', this.sync.getSync(key), this.store.where(key)), this.store.where(key))
+      } catch (err) {
+        if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+        throw err
+      }
+      this.streams.set(n, r)
+    }
+    return r
+  }
+
+  /** Run records (unreadable ones are skipped: recovery leaves them for verify). */
+  runs(): RunRecord[] {
+    const out: RunRecord[] = []
+    for (const name of this.names(keys2.runs)) {
+      const m = RUN_RE.exec(name)
+      if (!m) continue
+      const key = keys2.run(Number(m[1]))
+      try {
+        out.push(decodeRunRecord(payloadOf('run', this.sync.getSync(key), this.store.where(key)), this.store.where(key)))
+      } catch (err) {
+        if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+      }
+    }
+    return out
+  }
+
+  /** The highest number in runs/, manifests/ and gens/ (§2.20.3 step 2). */
+  highestId(): number {
+    let hi = 0
+    for (const n of this.names(keys2.runs)) if (RUN_RE.test(n)) hi = Math.max(hi, Number(n))
+    for (const n of this.names(keys2.gens)) if (RUN_RE.test(n)) hi = Math.max(hi, Number(n))
+    for (const id of this.generationIds()) hi = Math.max(hi, id)
+    return hi
+  }
+
+  static host(): string {
+    return os.hostname()
+  }
+}
