@@ -1,0 +1,214 @@
+/**
+ * Format 2 file backups end to end (issue 15 step 1): `bfs init --format 2`, `bfs backup`,
+ * `bfs ls GEN:PATH` and `bfs cat GEN:PATH` through the real CLI on real trees; a no-change
+ * backup writes (almost) nothing, a 1 % change writes in proportion, and kill -9 mid-backup
+ * leaves the repository usable.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, makeTree, sh, spawnBfs, tmpdir } from './helpers.js'
+
+let work: string
+beforeAll(() => {
+  work = tmpdir('bfs-v2-')
+})
+afterAll(() => {
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+async function init2(name: string): Promise<string> {
+  const repo = path.join(work, name)
+  const r = await bfs(['init', '--format', '2'], { repo })
+  expect(r.code, r.stderr).toBe(0)
+  return repo
+}
+
+/** Bytes of every file under a repository (what a backup added is the difference). */
+async function repoBytes(repo: string): Promise<number> {
+  const r = await sh(`find '${repo}' -type f -printf '%s\\n' | awk '{s+=$1} END {print s+0}'`)
+  return Number(r.stdout.trim())
+}
+
+/** Every regular file of a tree, relative, whose name is valid UTF-8 (argv cannot carry the others). */
+function filesOf(dir: string, rel = ''): string[] {
+  const out: string[] = []
+  for (const d of fs.readdirSync(path.join(dir, rel), { withFileTypes: true, encoding: 'buffer' })) {
+    const name = d.name.toString('utf8')
+    if (!Buffer.from(name).equals(d.name)) continue
+    const r = rel ? `${rel}/${name}` : name
+    if (d.isDirectory()) out.push(...filesOf(dir, r))
+    else if (d.isFile()) out.push(r)
+  }
+  return out
+}
+
+async function expectSameFiles(repo: string, gen: string, src: string, files = filesOf(src)): Promise<void> {
+  expect(files.length).toBeGreaterThan(0)
+  for (const f of files) {
+    const r = await bfs(['cat', `${gen}:${f}`], { repo })
+    expect(r.code, `${f}: ${r.stderr}`).toBe(0)
+    expect(sha(r.out), f).toBe(sha(fs.readFileSync(path.join(src, f))))
+  }
+}
+
+const statsOf = (stdout: string): Record<string, unknown> => JSON.parse(stdout) as Record<string, unknown>
+
+describe('format 2: init', () => {
+  it('init --format 2 writes the guard lock and a version 2 config with its features; format 1 commands refuse it in one line (exit 6)', async () => {
+    const repo = await init2('init')
+    const cfg = fs.readFileSync(path.join(repo, 'config'))
+    expect(cfg.subarray(0, 8).toString('latin1')).toBe('BFSCONF\0')
+    expect(cfg.readUInt16LE(8)).toBe(2)
+    const json = JSON.parse(cfg.subarray(64).toString('utf8')) as { format: number; features: { incompat: string[]; compat: string[] } }
+    expect(json.format).toBe(2)
+    expect(json.features.incompat).toEqual(['pieces'])
+    expect(json.features.compat).toEqual(['v1-streams'])
+    expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(cfg)).toBe(true)
+    expect(JSON.parse(fs.readFileSync(path.join(repo, 'lock'), 'utf8'))).toMatchObject({ pid: 0, command: 'format 2 repository' })
+    for (const args of [['verify'], ['restore', 'latest', path.join(work, 'nowhere')], ['generations']]) {
+      const r = await bfs(args, { repo })
+      expect(r.code, `${args[0]}: ${r.stderr}`).toBe(6)
+      expect(r.stderr).toMatch(/^bfs: .*format 2.*\n$/)
+    }
+    const bad = await bfs(['init', '--format', '3'], { repo: path.join(work, 'init3') })
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/^bfs: --format takes 1 or 2/)
+    // format 1 stays the default
+    const v1 = path.join(work, 'v1')
+    expect((await bfs(['init'], { repo: v1 })).code).toBe(0)
+    expect(fs.readFileSync(path.join(v1, 'config')).readUInt16LE(8)).toBe(1)
+  })
+})
+
+describe('format 2: backup, ls, cat', () => {
+  let repo: string
+  let src: string
+  beforeAll(async () => {
+    repo = await init2('tree')
+    src = path.join(work, 'src')
+    await makeTree(src)
+  })
+
+  it('a full backup of a real tree reads back: cat of every file equals the source (sha256), ls lists what is there', async () => {
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    const m = statsOf(r.stdout)
+    expect(m.generation).toBe('gen1')
+    await expectSameFiles(repo, '1', src)
+    const ls = await bfs(['ls', '1:'], { repo })
+    expect(ls.code, ls.stderr).toBe(0)
+    for (const name of ['hello.txt', 'a', 'emptydir', 'sparse.img', 'random.bin', 'fifo']) expect(ls.stdout).toMatch(new RegExp(` ${name.replace('.', '\\.')}\\n`))
+    expect(ls.stdout).toMatch(/^l.* dangling -> \/nonexistent\/target$/m)
+    const lsA = await bfs(['ls', '1:a', '--json'], { repo })
+    const a = JSON.parse(lsA.stdout) as Array<{ name: string; type: string; size: number; target?: string }>
+    expect(a.map((x) => x.name)).toEqual(['b', 'hardlink.txt', 'link'])
+    expect(a.find((x) => x.name === 'link')).toMatchObject({ type: 'symlink', target: '../hello.txt' })
+    expect(a.find((x) => x.name === 'hardlink.txt')).toMatchObject({ type: 'file', size: 12 })
+    // a deep path, looked up directory by directory
+    const deep = await bfs(['cat', 'latest:a/b/c/d/e/f/g/h/deep.txt'], { repo })
+    expect(deep.stdout).toBe('deep\n')
+    // errors: one line, documented codes
+    const missing = await bfs(['cat', '1:no/such'], { repo })
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^bfs: no\/such: no such file in gen1\n$/)
+    const dir = await bfs(['cat', '1:a'], { repo })
+    expect(dir.stderr).toMatch(/^bfs: a: is not a regular file\n$/)
+    expect((await bfs(['ls', '9:'], { repo })).code).not.toBe(0)
+  })
+
+  it('a second backup with no change writes almost nothing (no piece, no pack, no unit) and reads the same', async () => {
+    // settle the atimes the first backup's readdir/readlink may have moved (relatime): the walk does not use O_NOATIME on directories yet
+    await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null; find '${src}' -type l -exec readlink {} + >/dev/null`)
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null; find '${src}' -type l -exec readlink {} + >/dev/null`)
+    const before = await repoBytes(repo)
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    const m = statsOf(r.stdout) as { id: number; stats: Record<string, number>; stream: unknown }
+    const growth = (await repoBytes(repo)) - before
+    expect(m.stats.newFiles + m.stats.changedFiles).toBe(0)
+    expect(m.stats.pieces).toBe(0)
+    expect(m.stream).toBeNull()
+    expect(fs.existsSync(path.join(repo, 'gens', String(m.id).padStart(8, '0')))).toBe(false)
+    // the manifest and the run record only
+    expect(growth).toBeLessThan(4096)
+    await expectSameFiles(repo, String(m.id), src)
+  })
+})
+
+describe('format 2: incremental growth', () => {
+  it('1 % of the files changed: the backup stores about that much data and a little metadata, and both generations read back', async () => {
+    const repo = await init2('growth')
+    const src = path.join(work, 'src-growth')
+    const FILE = 8192
+    for (let d = 0; d < 20; d++) {
+      fs.mkdirSync(path.join(src, `d${String(d).padStart(2, '0')}`), { recursive: true })
+      for (let f = 0; f < 50; f++) fs.writeFileSync(path.join(src, `d${String(d).padStart(2, '0')}`, `f${String(f).padStart(3, '0')}`), randomBytes(FILE))
+    }
+    await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null`)
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null`)
+    const full = await repoBytes(repo)
+    // 10 of 1,000 files rewritten (new content, same size)
+    const changed: string[] = []
+    for (let k = 0; k < 10; k++) {
+      const rel = `d${String(k * 2).padStart(2, '0')}/f${String(k * 5).padStart(3, '0')}`
+      fs.writeFileSync(path.join(src, rel), randomBytes(FILE))
+      changed.push(rel)
+    }
+    const old = Object.fromEntries(changed.map((f) => [f, sha(fs.readFileSync(path.join(src, f)))]))
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    const m = statsOf(r.stdout) as { id: number; stats: Record<string, number> }
+    expect(m.stats.changedFiles).toBe(10)
+    expect(m.stats.unchangedFiles).toBe(990)
+    const growth = (await repoBytes(repo)) - full
+    const changedBytes = 10 * FILE
+    // the target (issue 15): ≤ 2 × the changed data + 1 MB; here much tighter: the data, 10 directories and the root
+    expect(growth).toBeGreaterThanOrEqual(changedBytes)
+    expect(growth).toBeLessThan(2 * changedBytes + 64 * 1024)
+    expect(growth).toBeLessThan(full / 20)
+    await expectSameFiles(repo, String(m.id), src, [...changed, 'd01/f001', 'd19/f049'])
+    // the old generation still has the old content
+    for (const f of changed) expect(sha((await bfs(['cat', `1:${f}`], { repo })).out)).not.toBe(old[f])
+  })
+})
+
+describe('format 2: crash safety', () => {
+  it('kill -9 during a backup: the next backup succeeds, the killed run is aborted and its files gone, older generations read', async () => {
+    const repo = await init2('kill')
+    const src = path.join(work, 'src-kill')
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, 'small.txt'), 'first generation\n')
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    // enough incompressible data that the backup is still running when its first unit exists
+    for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(src, `big${i}`), randomBytes(24 << 20))
+    const p = spawnBfs(['backup', src, '--threads', '1'], repo)
+    const exited = new Promise<number | null>((res) => p.once('close', (code, sig) => res(sig ? null : code)))
+    const unit0 = path.join(repo, 'gens', '00000002', 'unit-00000000')
+    for (let t = 0; !fs.existsSync(unit0); t++) {
+      if (p.exitCode !== null) break
+      await new Promise((res) => setTimeout(res, 20))
+    }
+    p.kill('SIGKILL')
+    expect(await exited).toBeNull() // killed, not finished
+    expect(fs.existsSync(path.join(repo, 'manifests', 'gen-00000002'))).toBe(false)
+    const run2 = fs.readFileSync(path.join(repo, 'runs', '00000002'))
+    expect(JSON.parse(run2.subarray(64).toString())).toMatchObject({ state: 'running' })
+    // the older generation reads while the dead run's files are still there
+    expect((await bfs(['cat', '1:small.txt'], { repo })).stdout).toBe('first generation\n')
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(statsOf(r.stdout).id).toBe(3)
+    expect(JSON.parse(fs.readFileSync(path.join(repo, 'runs', '00000002')).subarray(64).toString())).toMatchObject({ state: 'aborted' })
+    expect(fs.existsSync(path.join(repo, 'gens', '00000002'))).toBe(false)
+    expect((await bfs(['cat', '1:small.txt'], { repo })).stdout).toBe('first generation\n')
+    await expectSameFiles(repo, '3', src, ['small.txt', 'big0', 'big7'])
+    const ls = await bfs(['ls'], { repo })
+    expect(ls.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(['gen1', 'gen3'])
+  })
+})
