@@ -19,13 +19,17 @@ import type { Extent } from '../../format/v2/common.js'
 import { type Entry2, E_CHANGED_WHILE_READ, FileType, newEntry2 } from '../../format/v2/dir.js'
 import type { ManifestV2 } from '../../format/v2/records.js'
 import { MapWriter, type StoredMap } from '../../pieces/maps.js'
+import { Workarounds as Unreadable } from '../../pieces/reader.js'
 import { type Workarounds, isPieceFailure } from '../../pieces/reader.js'
 import { type DirRef, PrevCursor, TreeReader } from '../../pieces/tree-reader.js'
 import { TreeWriter } from '../../pieces/tree-writer.js'
 import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
 import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
 import { BfsError } from '../errors.js'
-import { storeObject } from '../objects.js'
+import { type BaseObject, storeObject } from '../objects.js'
+import { MAX_DELTA_DEPTH } from '../../format/maps.js'
+import { MapReader } from '../../pieces/maps.js'
+import { StreamSource2 } from './read2.js'
 import { openSource } from '../source.js'
 import type { Repo2 } from './repo2.js'
 
@@ -115,7 +119,7 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
       }
       return null
     },
-    build: (ctx) => new Walk2(ctx, source, rootSt, opts, reporter).run(),
+    build: (ctx) => new Walk2(repo, ctx, source, rootSt, opts, reporter).run(),
   })
 }
 
@@ -156,7 +160,13 @@ class SafeCursor {
 class Walk2 {
   private readonly tree: TreeWriter
   private readonly maps: MapWriter
+  private readonly mapReader: MapReader
   private readonly reader: TreeReader
+  private readonly streams: StreamSource2
+  /** Block hashes of the streams bases' extents name (whole files for now: see v2-backup.md). */
+  private readonly hashes = new Map<number, Buffer>()
+  /** Previous maps or hashes that could not be read: those files were stored whole. */
+  private readonly noBase = new Unreadable()
   private nextOrd: number
   private readonly warnings: string[] = []
   private readonly skippedPaths: string[] = []
@@ -165,6 +175,7 @@ class Walk2 {
   private readonly stats = { entries: 0, files: 0, dirs: 0, logicalBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
 
   constructor(
+    private readonly repo: Repo2,
     private readonly ctx: Generation2Context,
     private readonly source: string,
     private readonly rootSt: Float64Array,
@@ -174,6 +185,8 @@ class Walk2 {
     this.tree = new TreeWriter(ctx.packs, ctx.pieces)
     this.maps = new MapWriter(ctx.packs, ctx.pieces)
     this.reader = new TreeReader(ctx.pieces)
+    this.mapReader = new MapReader(ctx.pieces)
+    this.streams = new StreamSource2(repo)
     this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
   }
 
@@ -197,6 +210,7 @@ class Walk2 {
     const r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
     root.dir = r.ref
     root.nlink = 2 + r.subdirs
+    if (this.noBase.count) this.warn(`${this.noBase.count} changed file${this.noBase.count > 1 ? 's were' : ' was'} stored whole: ${this.noBase.count > 1 ? 'their' : 'its'} previous map or block hashes could not be read (${this.noBase.messages[0] ?? ''})`)
     for (const [what, w] of [['directory', this.tree.unreadable], ['map', this.maps.unreadable]] as const) {
       if (w.count) this.warn(`${w.count} ${what} piece${w.count > 1 ? 's' : ''} of the previous generation could not be read and ${w.count > 1 ? 'were' : 'was'} written afresh (${w.messages[0] ?? ''})`)
     }
@@ -278,6 +292,29 @@ class Walk2 {
     return { ref, subdirs }
   }
 
+  /**
+   * The previous version of a changed file as the base of a block-incremental: its resolved
+   * extents and the block hashes of the streams they name; storeObject then stores only the
+   * blocks whose hash differs. Depth is set at the limit so that storeObject returns the
+   * whole resolved map (format 2 maps are never deltas, §2.13.1). Null (stored whole) when
+   * the map or a hashes file cannot be read (§2.20.10).
+   */
+  private async baseOf(old: Entry2): Promise<BaseObject | null> {
+    try {
+      const ext = await this.mapReader.extents(old)
+      for (const x of ext) if (!this.hashes.has(x.stream)) this.hashes.set(x.stream, this.streams.blockHashes(x.stream))
+      return {
+        gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: this.repo.config.hashAlg,
+        extents: ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock })),
+        hashesOf: (g) => this.hashes.get(g)!,
+      }
+    } catch (err) {
+      if (!isPieceFailure(err) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      this.noBase.note(err as Error)
+      return null
+    }
+  }
+
   /** Fills a file entry's map: copied from an unchanged previous entry, else stored. False: skipped. */
   private async file(e: Entry2, full: Buffer, rel: string, old: Entry2 | null): Promise<boolean> {
     this.stats.files++
@@ -313,17 +350,19 @@ class Walk2 {
       const size = e.size
       let regions = size > 0 ? [0, size] : []
       if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, null)
+      const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base)
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
       if (stored?.short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]) {
         e.flags |= E_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }
-      const extents: Extent[] = (stored?.object.extents ?? []).map((x) => ({ fileBlock: x.fileBlock, count: x.count, stream: x.gen, streamBlock: x.streamBlock }))
+      const extents: Extent[] = (stored?.object.extents ?? []).filter((x) => x.gen !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, stream: x.gen, streamBlock: x.streamBlock }))
       const last = extents[extents.length - 1]
       if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
-      const m = await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+      // nothing differs from the previous version: its map stays (no piece written)
+      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
       e.map = m.map
       e.dataBlocks = m.dataBlocks
       if (old) this.stats.changedFiles++
