@@ -69,7 +69,7 @@ describe('format 2: init', () => {
     expect(json.features.compat).toEqual(['v1-streams'])
     expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(cfg)).toBe(true)
     expect(JSON.parse(fs.readFileSync(path.join(repo, 'lock'), 'utf8'))).toMatchObject({ pid: 0, command: 'format 2 repository' })
-    for (const args of [['verify'], ['restore', 'latest', path.join(work, 'nowhere')], ['generations']]) {
+    for (const args of [['verify'], ['restore', 'latest', path.join(work, 'nowhere')], ['group', 'ls']]) {
       const r = await bfs(args, { repo })
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(6)
       expect(r.stderr).toMatch(/^bfs: .*format 2.*\n$/)
@@ -240,6 +240,7 @@ describe('format 2: crash safety', () => {
     expect(fs.existsSync(path.join(repo, 'gens', '00000002'))).toBe(false)
     expect((await bfs(['cat', '1:small.txt'], { repo })).stdout).toBe('first generation\n')
     await expectSameFiles(repo, '3', src, ['small.txt', 'big0', 'big7'])
+    expect((await bfs(['generations'], { repo })).stdout).toBe((await bfs(['ls'], { repo })).stdout)
     const ls = await bfs(['ls'], { repo })
     expect(ls.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(['gen1', 'gen3'])
   })
