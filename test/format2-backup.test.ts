@@ -210,6 +210,30 @@ describe('format 2: block-incremental', () => {
   })
 })
 
+describe('format 2: damage stays local', () => {
+  it('a damaged pack of the previous generation: the next backup warns, stores the tree afresh and reads back; the damaged one fails in one line (exit 6)', async () => {
+    const repo = await init2('damage')
+    const src = path.join(work, 'src-damage')
+    for (const d of ['x', 'y/z']) fs.mkdirSync(path.join(src, d), { recursive: true })
+    for (const f of ['top.txt', 'x/a.txt', 'y/b.txt', 'y/z/c.bin']) fs.writeFileSync(path.join(src, f), randomBytes(5000 + f.length))
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    // every piece of gen1 rots (the pack's header and trailer stay: readers never need the table)
+    const pack = path.join(repo, 'gens', '00000001', 'pack-00000000')
+    const b = fs.readFileSync(pack)
+    for (let i = 64; i < b.length - 32; i++) b[i] ^= 0x5a
+    fs.writeFileSync(pack, b)
+    const bad = await bfs(['cat', '1:x/a.txt'], { repo })
+    expect(bad.code).toBe(6)
+    expect(bad.stderr).toMatch(/^bfs: gen1:x\/a\.txt: .*pack-00000000.*\n$/)
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^bfs: \d+ directory piece.* of the previous generation could not be read/m)
+    const m = statsOf(r.stdout) as { id: number; stats: Record<string, number> }
+    expect(m.stats.newFiles).toBe(4) // nothing taken from the damaged listing
+    await expectSameFiles(repo, String(m.id), src)
+  })
+})
+
 describe('format 2: crash safety', () => {
   it('kill -9 during a backup: the next backup succeeds, the killed run is aborted and its files gone, older generations read', async () => {
     const repo = await init2('kill')
