@@ -317,6 +317,7 @@ class Walk2 {
 
   /** Fills a file entry's map: copied from an unchanged previous entry, else stored. False: skipped. */
   private async file(e: Entry2, full: Buffer, rel: string, old: Entry2 | null): Promise<boolean> {
+    this.checkAbort()
     this.stats.files++
     this.stats.logicalBytes += e.size
     if (!this.opts.full && sameVersion(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
@@ -351,7 +352,7 @@ class Walk2 {
       let regions = size > 0 ? [0, size] : []
       if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
       const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base)
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal })
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
       if (stored?.short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]) {
