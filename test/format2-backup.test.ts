@@ -98,16 +98,21 @@ describe('format 2: backup, ls, cat', () => {
     expect(r.code, r.stderr).toBe(0)
     const m = statsOf(r.stdout)
     expect(m.generation).toBe('gen1')
+    // hard links: flagged `linked`, and a links table in the manifest (§2.15)
+    expect(m.links).toMatch(/^1\.\d+\.\d+\.\d+:[0-9a-f]{64}$/)
     await expectSameFiles(repo, '1', src)
     const ls = await bfs(['ls', '1:'], { repo })
     expect(ls.code, ls.stderr).toBe(0)
     for (const name of ['hello.txt', 'a', 'emptydir', 'sparse.img', 'random.bin', 'fifo']) expect(ls.stdout).toMatch(new RegExp(` ${name.replace('.', '\\.')}\\n`))
     expect(ls.stdout).toMatch(/^l.* dangling -> \/nonexistent\/target$/m)
     const lsA = await bfs(['ls', '1:a', '--json'], { repo })
-    const a = JSON.parse(lsA.stdout) as Array<{ name: string; type: string; size: number; target?: string }>
+    const a = JSON.parse(lsA.stdout) as Array<{ name: string; type: string; size: number; target?: string; linked: boolean }>
     expect(a.map((x) => x.name)).toEqual(['b', 'hardlink.txt', 'link'])
     expect(a.find((x) => x.name === 'link')).toMatchObject({ type: 'symlink', target: '../hello.txt' })
-    expect(a.find((x) => x.name === 'hardlink.txt')).toMatchObject({ type: 'file', size: 12 })
+    expect(a.find((x) => x.name === 'hardlink.txt')).toMatchObject({ type: 'file', size: 12, linked: true })
+    const top = JSON.parse((await bfs(['ls', '1:', '--json'], { repo })).stdout) as Array<{ name: string; linked: boolean }>
+    expect(top.find((x) => x.name === 'hello.txt')!.linked).toBe(true)
+    expect(top.filter((x) => x.linked).map((x) => x.name)).toEqual(['hello.txt'])
     // a deep path, looked up directory by directory
     const deep = await bfs(['cat', 'latest:a/b/c/d/e/f/g/h/deep.txt'], { repo })
     expect(deep.stdout).toBe('deep\n')

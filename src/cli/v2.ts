@@ -5,7 +5,8 @@
  * one line (exit 6).
  */
 import fs from 'node:fs'
-import { FileType, type Entry2 } from '../format/v2/dir.js'
+import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
+import { pieceRefToString } from '../format/v2/common.js'
 import { BfsError } from '../repo/errors.js'
 import { backupTree2 } from '../repo/v2/backup2.js'
 import { GenReader2 } from '../repo/v2/read2.js'
@@ -37,7 +38,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   )
   const m = res.manifest
   const s = m.stats as Record<string, number>
-  if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, rootEntry: undefined, skippedPaths: res.skippedPaths }) + '\n')
+  if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths }) + '\n')
   else {
     process.stdout.write(
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
@@ -80,7 +81,7 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
 }
 
 function jsonOf(x: Entry2, p: string): Record<string, unknown> {
-  return { name: x.name.toString('utf8'), nameBase64: x.name.toString('base64'), path: p, type: ['', 'file', 'dir', 'symlink', 'char', 'block', 'fifo', 'socket'][x.type], mode: x.mode, uid: x.uid, gid: x.gid, size: x.size, nlink: x.nlink, ord: x.ord, dataBlocks: x.dataBlocks, ...(x.target ? { target: x.target.toString('utf8') } : {}) }
+  return { name: x.name.toString('utf8'), nameBase64: x.name.toString('base64'), path: p, type: ['', 'file', 'dir', 'symlink', 'char', 'block', 'fifo', 'socket'][x.type], mode: x.mode, uid: x.uid, gid: x.gid, size: x.size, nlink: x.nlink, linked: (x.flags & E_LINKED) !== 0, ord: x.ord, dataBlocks: x.dataBlocks, ...(x.target ? { target: x.target.toString('utf8') } : {}) }
 }
 
 export async function catV2(ctx: Ctx, ref: string): Promise<void> {

@@ -13,6 +13,7 @@ import os from 'node:os'
 import { createHash } from 'node:crypto'
 import { HASH_BYTES } from '../../codec/hash.js'
 import type { Entry2 } from '../../format/v2/dir.js'
+import type { PieceRef } from '../../format/v2/common.js'
 import { keys2 } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, encodeManifestV2, encodeRunRecord, encodeStreamRecord } from '../../format/v2/records.js'
 import { PackWriter } from '../../pieces/packs.js'
@@ -32,6 +33,8 @@ export const BACKUP_PIECE_CACHE_BYTES = 4 << 20
 
 export interface Generation2Body {
   rootEntry: Entry2
+  /** The links table (§2.15), null when no entry is linked. */
+  links: PieceRef | null
   nextOrd: number
   /** The stats object of the manifest (format 1's fields and the pieces' own). */
   stats: Record<string, number>
@@ -146,7 +149,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: [],
       host: os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
       sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
-      rootEntry: body.rootEntry, links: null, biLog: null, biIndex: null,
+      rootEntry: body.rootEntry, links: body.links, biLog: null, biIndex: null,
       stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,
     }
     // step 8, the commit point; then step 9

@@ -16,7 +16,10 @@ import path from 'node:path'
 import * as native from '../../native/index.js'
 import { BLOCK_BYTES } from '../../codec/hash.js'
 import type { Extent } from '../../format/v2/common.js'
-import { type Entry2, E_CHANGED_WHILE_READ, FileType, newEntry2 } from '../../format/v2/dir.js'
+import { type Entry2, E_CHANGED_WHILE_READ, E_LINKED, FileType, newEntry2 } from '../../format/v2/dir.js'
+import { compareIdentity, type Identity, type PieceRef } from '../../format/v2/common.js'
+import { type LinkRow, TableKind } from '../../format/v2/idtable.js'
+import { IdTableReader, IdTableWriter } from '../../pieces/idtables.js'
 import type { ManifestV2 } from '../../format/v2/records.js'
 import { MapWriter, type StoredMap } from '../../pieces/maps.js'
 import { Workarounds as Unreadable } from '../../pieces/reader.js'
@@ -165,6 +168,15 @@ class Walk2 {
   private readonly streams: StreamSource2
   /** Block hashes of the streams bases' extents name (whole files for now: see v2-backup.md). */
   private readonly hashes = new Map<number, Buffer>()
+  /**
+   * The links table being collected (§2.15): one row per identity of a `linked` entry
+   * (source nlink > 1), its group ord carried from the previous generation's table or
+   * allocated now. Memory: proportional to the hard-linked files (a spill to a sorted
+   * temporary file is a next step).
+   */
+  private readonly linkRows = new Map<string, LinkRow>()
+  private readonly prevLinks: PieceRef | null
+  private readonly idReader: IdTableReader
   /** Previous maps or hashes that could not be read: those files were stored whole. */
   private readonly noBase = new Unreadable()
   private nextOrd: number
@@ -187,6 +199,8 @@ class Walk2 {
     this.reader = new TreeReader(ctx.pieces)
     this.mapReader = new MapReader(ctx.pieces)
     this.streams = new StreamSource2(repo)
+    this.prevLinks = ctx.prev?.links ?? null
+    this.idReader = new IdTableReader(ctx.pieces, TableKind.Links)
     this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
   }
 
@@ -214,7 +228,8 @@ class Walk2 {
     for (const [what, w] of [['directory', this.tree.unreadable], ['map', this.maps.unreadable]] as const) {
       if (w.count) this.warn(`${w.count} ${what} piece${w.count > 1 ? 's' : ''} of the previous generation could not be read and ${w.count > 1 ? 'were' : 'was'} written afresh (${w.messages[0] ?? ''})`)
     }
-    return { rootEntry: root, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written }, warnings: this.warnings, skippedPaths: this.skippedPaths }
+    const links = await this.linksTable()
+    return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written }, warnings: this.warnings, skippedPaths: this.skippedPaths }
   }
 
   private checkAbort(): void {
@@ -283,6 +298,7 @@ class Walk2 {
         default:
           e.xattrs = sameVersion(old, e) ? old.xattrs : xattrsOf(full)
       }
+      if (e.type !== FileType.Dir && e.nlink > 1) await this.link(e)
       await w.add(e)
     }
     if ((await cursor.finish()) > 0) changed = true
@@ -290,6 +306,35 @@ class Walk2 {
     const ref = await w.close()
     await this.ctx.packs.settle()
     return { ref, subdirs }
+  }
+
+  /** A hard-linked entry: flag `linked`, and count it in its identity's links row. */
+  private async link(e: Entry2): Promise<void> {
+    e.flags |= E_LINKED
+    const key = `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}`
+    let row = this.linkRows.get(key)
+    if (!row) {
+      const id: Identity = { srcDev: e.srcDev, srcInoHi: e.srcInoHi, srcInoLo: e.srcInoLo }
+      let prev = null
+      try {
+        prev = this.prevLinks ? ((await this.idReader.find(this.prevLinks, id)) as LinkRow | null) : null
+      } catch (err) {
+        if (!isPieceFailure(err)) throw err
+        this.noBase.note(err)
+      }
+      row = { ...id, source: 0, ord: prev && prev.source === 0 ? prev.ord : this.nextOrd++, nlinkInGen: 0 }
+      this.linkRows.set(key, row)
+    }
+    row.nlinkInGen++
+  }
+
+  /** The links table, written once the walk is done (rows sorted by identity), or null. */
+  private async linksTable(): Promise<PieceRef | null> {
+    if (!this.linkRows.size) return null
+    const w = new IdTableWriter(this.ctx.packs, this.ctx.pieces, TableKind.Links, this.prevLinks)
+    for (const row of [...this.linkRows.values()].sort(compareIdentity)) await w.add(row)
+    const t = await w.close()
+    return t?.ref ?? null
   }
 
   /**
