@@ -145,6 +145,20 @@ describe('format 2: backup, ls, cat', () => {
   })
 })
 
+describe('format 2: the repository inside the source', () => {
+  it('is left out of the backup (its files change while the walk runs)', async () => {
+    const src = path.join(work, 'src-inside')
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, 'data.txt'), 'data\n')
+    const repo = path.join(src, 'repo')
+    expect((await bfs(['init', '--format', '2'], { repo })).code).toBe(0)
+    const r = await bfs(['backup', src], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect((await bfs(['ls', '1:'], { repo })).stdout).not.toMatch(/ repo\n/)
+    expect((await bfs(['cat', '1:data.txt'], { repo })).stdout).toBe('data\n')
+  })
+})
+
 describe('format 2: incremental growth', () => {
   it('1 % of the files changed: the backup stores about that much data and a little metadata, and both generations read back', async () => {
     const repo = await init2('growth')

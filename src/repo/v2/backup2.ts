@@ -175,6 +175,8 @@ class Walk2 {
    * temporary file is a next step).
    */
   private readonly linkRows = new Map<string, LinkRow>()
+  /** dev:inoHi:inoLo of each local directory holding the repository's bytes: never backed up (the repository may sit inside the source). */
+  private readonly keepOut = new Set<string>()
   private readonly prevLinks: PieceRef | null
   private readonly idReader: IdTableReader
   /** Previous maps or hashes that could not be read: those files were stored whole. */
@@ -200,6 +202,10 @@ class Walk2 {
     this.mapReader = new MapReader(ctx.pieces)
     this.streams = new StreamSource2(repo)
     this.prevLinks = ctx.prev?.links ?? null
+    for (const dir of repo.store.localRoots()) {
+      const st = native.lstatRecord(dir)
+      this.keepOut.add(`${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`)
+    }
     this.idReader = new IdTableReader(ctx.pieces, TableKind.Links)
     this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
   }
@@ -260,6 +266,7 @@ class Walk2 {
       if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
       const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
       if (type === undefined) continue
+      if (type === FileType.Dir && this.keepOut.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)) continue
       const name = names[i]!
       const full = Buffer.concat([p, SLASH, name])
       const childRel = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1')
