@@ -258,10 +258,19 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       const mnt = opts.mountpoint
       // Which mount is ours, by its device number: the path alone could name a newer mount
       // made there after ours was detached, or none after a parent directory was renamed.
-      // Read once, before the mount is reported ready (one read of the mount table): read
-      // later, a parent renamed right after the launcher returned hid it, and SIGTERM then
-      // left the moved mount behind (the mount test's "a moved one is still found" flaked).
-      const devAtStart = mounts().then((all) => all?.filter((e) => e.point === mnt).pop()?.dev ?? null)
+      // Read once, before the mount is reported ready (one read of the mount table), so
+      // that a parent directory renamed right after `bfs mount` returns cannot hide it;
+      // polled briefly in case the table shows the mount a moment after the callback.
+      const devAtStart = (async (): Promise<string | null> => {
+        for (let t = Date.now() + 10_000; ; await sleep(10)) {
+          const all = await mounts()
+          const dev = all?.filter((e) => e.point === mnt).pop()?.dev ?? null
+          if (dev !== null || !all || Date.now() > t) {
+            if (dev === null) opts.log(`${mnt} is not in the mount table${all ? '' : ' (unreadable)'}: unmounting will go by its path, so a moved mount point would not be found`)
+            return dev
+          }
+        }
+      })()
       /** Where our mount (device `dev`) is now; null once it is detached (or the mount table unreadable). */
       const ourPoint = async (dev: string | null): Promise<string | null> => {
         const all = await mounts()

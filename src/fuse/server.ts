@@ -106,7 +106,21 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
     if (detaching || detached) fs.writeSync(2, line)
     else process.stderr.write(line)
   }
+  // SIGINT/SIGTERM are caught from before the mount: until a listener exists Node leaves
+  // them at their default action, and a signal between the mount (or the announcement: the
+  // caller's pipe released, `bfs mount` returned) and the serving loop's listeners killed
+  // this process and left its mount behind. Signals caught early are acted on once the loop
+  // is set up; if starting fails, the listeners go and a signal kills again.
+  const early: string[] = []
+  const onEarlyInt = (): void => void early.push('SIGINT')
+  const onEarlyTerm = (): void => void early.push('SIGTERM')
+  const dropEarly = (): void => {
+    process.off('SIGINT', onEarlyInt)
+    process.off('SIGTERM', onEarlyTerm)
+  }
   const vfs = makeVfs()
+  process.on('SIGINT', onEarlyInt)
+  process.on('SIGTERM', onEarlyTerm)
   const server = await serveFuse(vfs, {
     mountpoint: mnt,
     allowOther: o.allowOther,
@@ -116,6 +130,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
     debug: o.debug,
     nativeReadCacheBytes: o.nativeReadCacheBytes,
   }).catch((err: Error) => {
+    dropEarly()
     throw new MountError('io', `cannot mount ${mnt}: ${err.message}`)
   })
   // Once mounted, any failure before "ready" must unmount again: the FUSE session
@@ -132,6 +147,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
     }
     log(`serving ${o.serving} at ${mnt} (${Math.round(performance.now())} ms after start)`)
   } catch (err) {
+    dropEarly()
     await server.unmount({ lazy: true }).catch(() => undefined)
     fs.rmSync(pidFile(mnt), { force: true })
     throw new MountError('io', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
@@ -201,6 +217,8 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
     process.on('SIGUSR2', () => log(statsLine()))
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
+    dropEarly()
+    for (const sig of early.splice(0)) stop(sig)
     // unmounted from outside (umount, fusermount): nothing left to serve
     // (an unmount of ours under way notices the same by itself)
     server.watchGone(() => {

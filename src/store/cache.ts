@@ -32,7 +32,7 @@ import { flock } from '../native/index.js'
 import { DiskStore } from './disk.js'
 import {
   checkKey, StoreError,
-  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader,
+  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader, getByOpen
 } from './store.js'
 import type { ColdEntry, TapeStore } from './tape.js'
 
@@ -660,13 +660,8 @@ export class CacheStore implements Store {
     throw new StoreError('EIO', key, `${this.where(key)}: recalled, but gone from the buffer cache ${this.cache.dir} before it could be opened (is the cache too small for the recalls in flight?)`)
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const b = await this.open(key)
-    try {
-      return await b.read(range ?? { offset: 0, length: b.sizeBytes })
-    } finally {
-      await b.close()
-    }
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    return getByOpen(this, key, range)
   }
 
   async has(key: string): Promise<boolean> {

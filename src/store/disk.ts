@@ -6,7 +6,7 @@ import { pidAlive } from '../os/process.js'
 import {
   checkInBlob, checkKey, checkRange, partsOf, StoreError, TEMP_MARK,
   type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type StoreErrorCode,
-  type SyncBlobReader, type SyncStore,
+  type SyncBlobReader, type SyncStore, getByOpen
 } from './store.js'
 
 /**
@@ -187,13 +187,8 @@ export class DiskStore implements Store {
     return { kind: 'disk', root: this.root }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const b = await this.open(key)
-    try {
-      return await b.read(range ?? { offset: 0, length: b.sizeBytes })
-    } finally {
-      await b.close()
-    }
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    return getByOpen(this, key, range)
   }
 
   async open(key: string): Promise<DiskBlob> {

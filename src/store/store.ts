@@ -202,6 +202,16 @@ export function partsOf(data: Uint8Array | readonly Uint8Array[]): readonly Uint
 }
 
 /** The store's sync face, or StoreError ENOSYNC. */
+/** get() for a store that reads through open(): the blob opened, `range` (default: all of it) read, closed. */
+export async function getByOpen(store: Pick<Store, 'open'>, key: string, range?: ByteRange): Promise<Buffer> {
+  const b = await store.open(key)
+  try {
+    return await b.read(range ?? { offset: 0, length: b.sizeBytes })
+  } finally {
+    await b.close()
+  }
+}
+
 export function syncOf(store: Store, key = ''): SyncStore {
   if (!store.sync) throw new StoreError('ENOSYNC', key, `${store.where(key)}: this store cannot be read synchronously`)
   return store.sync

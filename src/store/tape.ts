@@ -16,7 +16,7 @@ import { decodeTapeFileHeader, encodeTapeFileHeader, tapeFileHeaderBytes } from 
 import type { VirtualTapeDrive, VirtualTapeLibrary } from '../tape/vtl.js'
 import {
   checkInBlob, checkKey, partsOf, StoreError,
-  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription,
+  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, getByOpen
 } from './store.js'
 
 /** Where a blob is on tape. */
@@ -312,13 +312,8 @@ export class TapeStore implements Store {
     return got!
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const b = await this.open(key)
-    try {
-      return await b.read(range ?? { offset: 0, length: b.sizeBytes })
-    } finally {
-      await b.close()
-    }
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    return getByOpen(this, key, range)
   }
 
   async open(key: string): Promise<BlobReader> {

@@ -20,7 +20,7 @@
 import { BufferCache, withTimeout, type CacheStore, type FillOptions } from './cache.js'
 import {
   checkInBlob, checkKey, StoreError,
-  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
+  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore, getByOpen
 } from './store.js'
 import type { ColdEntry } from './tape.js'
 
@@ -256,13 +256,8 @@ export class TieredStore implements Store {
     return new ColdBlob(key, e, this.cold, cached, this.cold.where(key), this.policy)
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const b = await this.open(key)
-    try {
-      return await b.read(range ?? { offset: 0, length: b.sizeBytes })
-    } finally {
-      await b.close()
-    }
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    return getByOpen(this, key, range)
   }
 
   async has(key: string): Promise<boolean> {

@@ -182,9 +182,14 @@ export class StreamWriter {
   private writeError(err: unknown, key: string): Error {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOSPC' || code === 'EDQUOT') return err as Error
-    // Only a failed system call is a write error; a worker's own failure passes as it is.
-    if (err instanceof BfsError || !code || !(err as NodeJS.ErrnoException).syscall) return err as Error
-    return new BfsError('IO', `cannot write ${this.store.where(key)}: ${(err as Error).message}`)
+    // A failed system call or a store error (a worker's arrives as its message and code, no
+    // syscall) is a write error that ends the backup: left as it was, backup's per-file catch
+    // took it for a read error of each remaining source file. A worker's own failure (no
+    // code) passes as it is.
+    if (err instanceof BfsError || !code) return err as Error
+    const where = this.store.where(key)
+    const m = (err as Error).message
+    return new BfsError('IO', m.includes(where) ? m : `cannot write ${where}: ${m}`)
   }
 
   /** Flushes the last unit and waits until every unit file is durable. */
