@@ -74,13 +74,105 @@ describe('format 2: init', () => {
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(6)
       expect(r.stderr).toMatch(/^bfs: .*format 2.*\n$/)
     }
+    // a bad option value is a usage error (README "Exit status": 2)
     const bad = await bfs(['init', '--format', '3'], { repo: path.join(work, 'init3') })
-    expect(bad.code).toBe(1)
-    expect(bad.stderr).toMatch(/^bfs: --format takes 1 or 2/)
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/^bfs: option '--format <n>' argument '3' is invalid.*\n$/)
+    expect(fs.existsSync(path.join(work, 'init3'))).toBe(false)
     // format 1 stays the default
     const v1 = path.join(work, 'v1')
     expect((await bfs(['init'], { repo: v1 })).code).toBe(0)
     expect(fs.readFileSync(path.join(v1, 'config')).readUInt16LE(8)).toBe(1)
+  })
+})
+
+/** Every file under `dir`, relative, with its size and mtime: what a command that must write nothing may not change. */
+async function snapshot(dir: string): Promise<string> {
+  return (await sh(`cd '${dir}' && find . -printf '%p %s %T@\\n' | sort`)).stdout
+}
+
+describe('format 2: commands and options without a format 2 path yet', () => {
+  let repo: string
+  let src: string
+  beforeAll(async () => {
+    repo = await init2('refusals')
+    src = path.join(work, 'refusals-src')
+    fs.mkdirSync(path.join(src, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'd', 'f'), 'one\n')
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    fs.writeFileSync(path.join(src, 'd', 'f'), 'two, longer\n')
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+  })
+
+  it('mount, restore, verify, migrate, recall, group and tier refuse it in one line naming the command (exit 6) and write nothing', async () => {
+    const mnt = path.join(work, 'refusals-mnt')
+    fs.mkdirSync(mnt, { recursive: true })
+    const before = await snapshot(repo)
+    const cmds: string[][] = [
+      ['mount', '1', mnt], ['mount', mnt], ['restore', '1', path.join(work, 'refusals-out')], ['verify'], ['verify', '--all'],
+      ['migrate', '1', '--tier', 't'], ['recall', '1'], ['group', 'add', 'g', '--include', '*'], ['group', 'ls'], ['tier', 'add', 't', '--vtl', path.join(work, 'refusals-vtl')], ['tier', 'ls'],
+    ]
+    for (const args of cmds) {
+      const r = await bfs(args, { repo })
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(6)
+      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, ls, cat and generations)\n`)
+    }
+    expect(await snapshot(repo)).toBe(before)
+    expect(fs.existsSync(path.join(work, 'refusals-out'))).toBe(false)
+    expect(fs.existsSync(path.join(work, 'refusals-vtl'))).toBe(false)
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mnt)
+  })
+
+  it('generation names are those of format 1 (N, genN, latest, latest~K; a malformed one exits 2); --source picks the source, --group is refused by name', async () => {
+    expect((await bfs(['cat', 'latest:d/f'], { repo })).stdout).toBe('two, longer\n')
+    expect((await bfs(['cat', 'latest~1:d/f'], { repo })).stdout).toBe('one\n')
+    expect((await bfs(['cat', 'gen1:d/f'], { repo })).stdout).toBe('one\n')
+    for (const ref of ['bogus:d/f', 'gen1x:d/f', 'latest~x:d/f']) {
+      const r = await bfs(['cat', ref], { repo })
+      expect(r.code, `${ref}: ${r.stderr}`).toBe(2)
+      expect(r.stderr).toMatch(/^bfs: '.*' is not a generation \(use genN, N, latest or latest~K\)\n$/)
+    }
+    const far = await bfs(['ls', 'latest~2:'], { repo })
+    expect(far.code).toBe(1)
+    expect(far.stderr).toMatch(/^bfs: no generation latest~2 in .*\n$/)
+    expect((await bfs(['cat', 'latest:d/f', '--source', src], { repo })).stdout).toBe('two, longer\n')
+    const other = await bfs(['cat', 'latest:d/f', '--source', '/elsewhere'], { repo })
+    expect(other.code).toBe(1)
+    expect(other.stderr).toMatch(/^bfs: no generation latest of \/elsewhere in .*\n$/)
+    const wrong = await bfs(['ls', '1:', '--source', '/elsewhere'], { repo })
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toBe(`bfs: gen1 is a generation of ${src}, not of /elsewhere\n`)
+    expect((await bfs(['ls', '--source', '/elsewhere'], { repo })).stdout).toBe('')
+    const group = await bfs(['generations', '--group', 'g'], { repo })
+    expect(group.code).toBe(1)
+    expect(group.stderr).toBe('bfs: --group is not supported on a format 2 repository yet\n')
+  })
+
+  it('a damaged manifest damages only its generation: ls lists it marked (exit 0), latest passes over it, naming it exits 6', async () => {
+    const r = await init2('damaged-manifest')
+    for (const text of ['first\n', 'second\n']) {
+      fs.writeFileSync(path.join(src, 'd', 'f'), text)
+      expect((await bfs(['backup', src], { repo: r })).code).toBe(0)
+    }
+    const man = path.join(r, 'manifests', 'gen-00000002')
+    const b = fs.readFileSync(man)
+    b[b.length - 3] ^= 0xff
+    fs.writeFileSync(man, b)
+    const ls = await bfs(['ls'], { repo: r })
+    expect(ls.code, ls.stderr).toBe(0)
+    expect(ls.stdout).toMatch(/^gen1 .*\ngen2  \(manifest unreadable\)  DAMAGED\n$/)
+    expect(ls.stderr).toMatch(/^bfs: warning: gen2 is damaged: .*gen-00000002.*\n$/)
+    const json = JSON.parse((await bfs(['generations', '--json'], { repo: r })).stdout) as Array<Record<string, unknown>>
+    expect(json.map((g) => [g.id, g.damaged ?? null])).toEqual([[1, null], [2, 'manifest unreadable']])
+    expect((await bfs(['cat', 'latest:d/f'], { repo: r })).stdout).toBe('first\n')
+    const named = await bfs(['cat', '2:d/f'], { repo: r })
+    expect(named.code).toBe(6)
+    expect(named.stderr).toMatch(/^bfs: .*gen-00000002.*\n$/)
+    // the next backup takes gen1 as its parent and commits gen3
+    const next = await bfs(['backup', src], { repo: r })
+    expect(next.code, next.stderr).toBe(0)
+    expect(next.stdout).toMatch(/^gen3 committed \(incremental to gen1; format 2\)/)
+    expect((await bfs(['cat', 'latest:d/f'], { repo: r })).stdout).toBe('second\n')
   })
 })
 

@@ -19,7 +19,7 @@ export function registerCat(program: Command, ctx: Ctx): void {
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
     .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, o) => {
-      if (isFormat2(ctx.repoDir())) return catV2(ctx, ref)
+      if (isFormat2(ctx.repoDir())) return catV2(ctx, ref, o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)

@@ -1,16 +1,14 @@
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { Repository } from '../repo/repository.js'
 import type { Ctx } from './context.js'
-import { BfsError } from '../repo/errors.js'
 import { initV2 } from './v2.js'
 
 export function registerInit(program: Command, ctx: Ctx): void {
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')
-    .option('--format <n>', 'on-disk format: 1 (the default) or 2 (issue 15, in development: file backups, ls and cat only)', '1')
+    .addOption(new Option('--format <n>', 'on-disk format: 1 (the default) or 2 (issue 15, in development: file backups, ls and cat only)').choices(['1', '2']).default('1'))
     .action((o: { format: string }) => {
-      if (o.format !== '1' && o.format !== '2') throw new BfsError('BAD_INPUT', `--format takes 1 or 2, not ${o.format}`)
       if (o.format === '2') return void process.stdout.write(`initialized bfs repository ${initV2(ctx.repoDir())} (format 2)\n`)
       const repo = Repository.init(ctx.repoDir())
       process.stdout.write(`initialized bfs repository ${repo.dir}\n`)

@@ -17,6 +17,7 @@ import { FormatError } from '../../format/errors.js'
 import { DiskStore } from '../../store/disk.js'
 import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
 import { BfsError } from '../errors.js'
+import { parseGenRef } from '../repository.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
 export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
@@ -36,21 +37,32 @@ export function payloadOf(kind: Envelope2Kind, file: Buffer, what: string): Buff
  * they open the repository the format 1 way (which refuses a version 2 config, exit 6).
  */
 export function isFormat2(dir: string): boolean {
-  for (const name of [keys2.config, keys2.configCopy]) {
-    let fd: number
+  let store: DiskStore
+  try {
+    store = DiskStore.open(dir)
+  } catch (err) {
+    if (err instanceof StoreError) return false
+    throw err
+  }
+  for (const key of [keys2.config, keys2.configCopy]) {
+    let b: Buffer
     try {
-      fd = fs.openSync(path.join(dir, name), 'r')
-    } catch {
-      continue
+      b = store.sync.getSync(key, { offset: 0, length: 10 })
+    } catch (err) {
+      if (err instanceof StoreError) continue
+      throw err
     }
-    try {
-      const b = Buffer.alloc(10)
-      if (fs.readSync(fd, b, 0, 10, 0) === 10 && b.subarray(0, 8).toString('latin1') === 'BFSCONF\0') return b.readUInt16LE(8) === 2
-    } finally {
-      fs.closeSync(fd)
-    }
+    if (b.subarray(0, 8).toString('latin1') === 'BFSCONF\0') return b.readUInt16LE(8) === 2
   }
   return false
+}
+
+/**
+ * The refusal of a command that has no format 2 path yet (issue 15 step 1): one line, exit 6
+ * (README "format 2"), naming the command and what a format 2 repository takes so far.
+ */
+export function notYetOnFormat2(dir: string, command = 'this command'): BfsError {
+  return new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, ls, cat and generations)`)
 }
 
 export class Repo2 {
@@ -79,7 +91,7 @@ export class Repo2 {
     const abs = path.resolve(dir)
     if (fs.existsSync(abs)) {
       if (!fs.statSync(abs).isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
-      if (fs.existsSync(path.join(abs, keys2.config))) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
+      if (DiskStore.open(abs).sync.hasSync(keys2.config)) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
       if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
     }
     const store = DiskStore.create(abs)
@@ -150,7 +162,7 @@ export class Repo2 {
     try {
       file = this.sync.getSync(key)
     } catch (err) {
-      if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NO_SUCH_GEN', `no generation ${id}`)
+      if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NO_SUCH_GEN', `no generation ${id} in ${this.dir}`)
       throw err
     }
     try {
@@ -161,16 +173,37 @@ export class Repo2 {
     }
   }
 
-  /** `N`, `genN` or `latest` (the newest committed generation). */
-  resolve(ref: string): ManifestV2 {
-    const ids = this.generationIds()
-    if (ref === 'latest') {
-      if (!ids.length) throw new BfsError('BAD_INPUT', 'the repository has no generation yet')
-      return this.manifest(ids[ids.length - 1]!)
+  /**
+   * Committed generations, ascending, each its manifest or, when it does not read, the
+   * problem (§2.20.10: a damaged manifest makes only its generation damaged).
+   */
+  generations(): Array<{ id: number; manifest: ManifestV2 } | { id: number; problem: string }> {
+    return this.generationIds().map((id) => {
+      try {
+        return { id, manifest: this.manifest(id) }
+      } catch (err) {
+        if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+        return { id, problem: err.message }
+      }
+    })
+  }
+
+  /**
+   * `N`, `genN`, `latest` or `latest~K` (format 1's names, parseGenRef: anything else is a
+   * usage error). `latest` counts the generations whose manifest reads (§2.20.10), of
+   * `source` when given; a generation named by number must be of it.
+   */
+  resolve(ref: string, source?: string): ManifestV2 {
+    const parsed = parseGenRef(ref)
+    if ('id' in parsed) {
+      const m = this.manifest(parsed.id)
+      if (source !== undefined && m.sources[0]?.path !== source) throw new BfsError('BAD_INPUT', `gen${m.id} is a generation of ${m.sources[0]?.path}, not of ${source}`)
+      return m
     }
-    const m = /^(?:gen)?(\d+)$/.exec(ref)
-    if (!m) throw new BfsError('BAD_INPUT', `${ref}: not a generation (N, genN or latest)`)
-    return this.manifest(Number(m[1]))
+    const gens = this.generations().flatMap((g) => ('manifest' in g && (source === undefined || g.manifest.sources[0]?.path === source) ? [g.manifest] : []))
+    const m = gens[gens.length - 1 - parsed.back]
+    if (!m) throw new BfsError('NO_SUCH_GEN', `no generation ${ref}${source !== undefined ? ` of ${source}` : ''} in ${this.dir}`)
+    return m
   }
 
   /** The stream record of run `n` (cached: immutable). */
