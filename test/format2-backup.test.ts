@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, makeTree, sh, spawnBfs, tmpdir } from './helpers.js'
+import { BFS, bfs, makeTree, sh, spawnBfs, tmpdir } from './helpers.js'
 
 let work: string
 beforeAll(() => {
@@ -346,6 +346,46 @@ describe('format 2: damage stays local', () => {
 })
 
 describe('format 2: crash safety', () => {
+  it('write order under strace: every directory that received an object (gens/N in gens/ included) is fsynced before the manifest that refers to it is created', async () => {
+    const repo = await init2('order')
+    const src = path.join(work, 'order-src')
+    fs.mkdirSync(path.join(src, 'sub'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'sub', 'f'), randomBytes(100_000))
+    const trace = path.join(work, 'order.trace')
+    const r = await sh(`strace -f -y -qq -e trace=fsync,fdatasync,mkdir,mkdirat,link,linkat,rename,renameat,renameat2 -o '${trace}' '${BFS}' --repo '${repo}' backup '${src}'`)
+    expect(r.code, r.stderr).toBe(0)
+    // successful calls, in order: [call, directory that changed or was synced]
+    const events: Array<[string, string]> = []
+    // a call another thread interrupted is split in two lines (`<unfinished ...>`, `<... call resumed>`): joined, placed where it returned
+    const pending = new Map<string, string>()
+    for (const raw of fs.readFileSync(trace, 'utf8').split('\n')) {
+      const cut = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(raw)
+      if (cut) {
+        pending.set(cut[1]!, cut[2]!)
+        continue
+      }
+      const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(raw)
+      const line = resumed ? `${resumed[1]} ${pending.get(resumed[1]!) ?? ''}${resumed[2]}` : raw
+      const m = /^\d+\s+(\w+)\((.*)\)\s+= 0$/.exec(line)
+      if (!m) continue
+      const [call, args] = [m[1]!, m[2]!]
+      const quoted = [...args.matchAll(/"([^"]*)"/g)].map((q) => q[1]!)
+      // fsync(fd</path>); mkdir, link and rename change the directory of their (last) path
+      if (call.startsWith('fsync') || call === 'fdatasync') events.push(['fsync', /<([^>]*)>/.exec(args)![1]!])
+      else events.push(['changed', path.dirname(quoted[quoted.length - 1]!)])
+    }
+    const commit = events.findIndex(([c, d], i) => c === 'changed' && d === path.join(repo, 'manifests') && i > 0)
+    expect(commit).toBeGreaterThan(0)
+    const unsynced = new Set<string>()
+    for (const [c, d] of events.slice(0, commit)) {
+      if (!d.startsWith(repo)) continue
+      if (c === 'changed') unsynced.add(d)
+      else unsynced.delete(d)
+    }
+    expect([...unsynced]).toEqual([])
+    expect(events.slice(0, commit).some(([c, d]) => c === 'fsync' && d === path.join(repo, 'gens'))).toBe(true)
+  })
+
   it('kill -9 during a backup: the next backup succeeds, the killed run is aborted and its files gone, older generations read', async () => {
     const repo = await init2('kill')
     const src = path.join(work, 'src-kill')

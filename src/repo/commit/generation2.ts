@@ -142,7 +142,12 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       repo.sync.putSync(keys2.stream(N), rec, { syncListing: false })
       metaBytes += hashesFile.length + rec.length
     }
-    if (blocks > 0 || packStats.packs > 0) repo.sync.flushSync(keys2.genDir(N))
+    if (blocks > 0 || packStats.packs > 0) {
+      repo.sync.flushSync(keys2.genDir(N))
+      // gens/N itself was made by the run's first write: its entry in gens/ must be durable
+      // before the manifest refers to it (§2.20.2), or a power cut could lose the directory
+      repo.sync.flushSync(keys2.gens)
+    }
     if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
     const stats = { ...body.stats, storedBytes: stream.storedBytes, metaBytes, pieces: packStats.pieces, pieceBytes: packStats.storedBytes, packs: packStats.packs, seconds: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000 }
     const man: ManifestV2 = {
