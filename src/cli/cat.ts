@@ -1,4 +1,3 @@
-import fs from 'node:fs'
 import { isFormat2 } from '../repo/v2/repo2.js'
 import { catV2 } from './v2.js'
 import type { Command } from 'commander'
@@ -9,7 +8,7 @@ import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP, splitRef } from './common.js'
 import { neededUnits } from '../repo/needed.js'
 import { openReadStore, recallFor } from './datastore.js'
-import { resolveGen } from './output.js'
+import { resolveGen, writeStdout } from './output.js'
 import type { Ctx } from './context.js'
 
 export function registerCat(program: Command, ctx: Ctx): void {
@@ -42,17 +41,6 @@ export function registerCat(program: Command, ctx: Ctx): void {
 }
 
 function readOut(reader: CommandReader, d: { objGen: number; objIndex: number; size: number }): void {
-  reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
-    for (const end = off + len; off < end; ) {
-      try {
-        off += fs.writeSync(1, buf, off, end - off)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-        if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
-        throw err
-      }
-    }
-    return true
-  })
+  reader.each(reader.open(d.objGen, d.objIndex, d.size), writeStdout)
   reader.close()
 }

@@ -4,7 +4,6 @@
  * meets a format 2 repository in ctx.openRepo (cli/main.ts), which refuses it in one line
  * naming the command (notYetOnFormat2, exit 6).
  */
-import fs from 'node:fs'
 import path from 'node:path'
 import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
 import { pieceRefToString } from '../format/v2/common.js'
@@ -14,7 +13,7 @@ import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
-import { count, humanBytes, modeString, writeOut } from './output.js'
+import { count, humanBytes, modeString, writeOut, writeStdout } from './output.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
@@ -112,18 +111,7 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
     if (!e) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${r.manifest.id}`)
     if (e.type !== FileType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
     const f = await r.open(e, p)
-    r.each(f, (buf, off, len) => {
-      for (const end = off + len; off < end; ) {
-        try {
-          off += fs.writeSync(1, buf, off, end - off)
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-          if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
-          throw err
-        }
-      }
-      return true
-    })
+    r.each(f, writeStdout)
   } finally {
     await r.close()
   }

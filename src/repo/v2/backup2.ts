@@ -7,9 +7,10 @@
  * a directory is written when its subtree is done (post-order, TreeWriter), so only the open
  * path is in memory, never the tree.
  *
- * Step 1 limits (native-notes/v2-backup.md): changed files are stored whole (no
- * block-incremental against the previous map yet); hard links are stored once per run but
- * written as independent entries (no `linked` flag, no links table); no excludes or groups.
+ * Changed files are block-incrementals against their previous map; hard-linked entries are
+ * flagged `linked` and counted in the links table. Step 1 limits (native-notes/v2-backup.md):
+ * whole hashes files read for the block-incremental, links rows in memory, no excludes, groups
+ * or --one-file-system.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -34,6 +35,7 @@ import { MAX_DELTA_DEPTH } from '../../format/maps.js'
 import { MapReader } from '../../pieces/maps.js'
 import { StreamSource2 } from './read2.js'
 import { openSource } from '../source.js'
+import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion } from '../backup.js'
 import type { Repo2 } from './repo2.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
@@ -42,43 +44,11 @@ export interface Backup2Options extends CommitOptions, StreamSettings {
   full?: boolean
 }
 
-const S_IFMT = 0o170000
-const TYPE_OF: Record<number, FileType> = {
-  0o100000: FileType.File,
-  0o040000: FileType.Dir,
-  0o120000: FileType.Symlink,
-  0o020000: FileType.CharDev,
-  0o060000: FileType.BlockDev,
-  0o010000: FileType.Fifo,
-  0o140000: FileType.Socket,
-}
 const SLASH = Buffer.from('/')
 
-function fill(e: Entry2, st: Float64Array, o: number): void {
-  e.mode = st[o + native.S_MODE]! & 0o7777
-  e.uid = st[o + native.S_UID]!
-  e.gid = st[o + native.S_GID]!
-  e.atimeSec = st[o + native.S_ATIME_SEC]!
-  e.atimeNsec = st[o + native.S_ATIME_NSEC]!
-  e.mtimeSec = st[o + native.S_MTIME_SEC]!
-  e.mtimeNsec = st[o + native.S_MTIME_NSEC]!
-  e.ctimeSec = st[o + native.S_CTIME_SEC]!
-  e.ctimeNsec = st[o + native.S_CTIME_NSEC]!
-  e.srcDev = st[o + native.S_DEV]!
-  e.srcInoHi = st[o + native.S_INO_HI]!
-  e.srcInoLo = st[o + native.S_INO_LO]!
-  e.nlink = st[o + native.S_NLINK]!
-  if (e.type === FileType.File || e.type === FileType.Symlink) e.size = st[o + native.S_SIZE]!
-  if (e.type === FileType.CharDev || e.type === FileType.BlockDev) {
-    e.rdevMajor = st[o + native.S_RDEV_MAJOR]!
-    e.rdevMinor = st[o + native.S_RDEV_MINOR]!
-  }
-}
-
-/** Same inode, size, mtime and ctime: the incremental test of format 1. */
-function sameVersion(prev: Entry2 | null, e: Entry2): prev is Entry2 {
-  return !!prev && prev.type === e.type && prev.srcDev === e.srcDev && prev.srcInoHi === e.srcInoHi && prev.srcInoLo === e.srcInoLo && prev.size === e.size &&
-    prev.mtimeSec === e.mtimeSec && prev.mtimeNsec === e.mtimeNsec && prev.ctimeSec === e.ctimeSec && prev.ctimeNsec === e.ctimeNsec
+/** sameVersion against a previous entry that may be missing. */
+function unchanged(prev: Entry2 | null, e: Entry2): prev is Entry2 {
+  return !!prev && sameVersion(prev, e)
 }
 
 function xattrsOf(p: Buffer): Entry2['xattrs'] {
@@ -223,10 +193,10 @@ class Walk2 {
 
   async run() {
     const root = newEntry2(FileType.Dir, Buffer.alloc(0))
-    fill(root, this.rootSt, 0)
+    fillMeta(root, this.rootSt, 0)
     root.ord = 0
     const prevRoot = this.ctx.prev?.rootEntry ?? null
-    root.xattrs = sameVersion(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
+    root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
     const r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
     root.dir = r.ref
     root.nlink = 2 + r.subdirs
@@ -264,7 +234,7 @@ class Walk2 {
     for (const i of order) {
       const o = i * F
       if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
-      const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
+      const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT] as FileType | undefined
       if (type === undefined) continue
       if (type === FileType.Dir && this.keepOut.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)) continue
       const name = names[i]!
@@ -273,13 +243,13 @@ class Walk2 {
       const old = await cursor.seek(name)
       if (!old) changed = true
       const e = newEntry2(type, Buffer.from(name))
-      fill(e, st, o)
+      fillMeta(e, st, o)
       e.ord = old && old.type === e.type ? old.ord : this.nextOrd++
       this.stats.entries++
       switch (type) {
         case FileType.Dir: {
           subdirs++
-          e.xattrs = sameVersion(old, e) ? old.xattrs : xattrsOf(full)
+          e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
           const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null)
           e.dir = sub.ref
           e.nlink = 2 + sub.subdirs
@@ -289,7 +259,7 @@ class Walk2 {
           if (!(await this.file(e, full, childRel, old))) continue
           break
         case FileType.Symlink:
-          if (sameVersion(old, e) && old.target) {
+          if (unchanged(old, e) && old.target) {
             e.target = old.target
             e.xattrs = old.xattrs
           } else {
@@ -303,7 +273,7 @@ class Walk2 {
           }
           break
         default:
-          e.xattrs = sameVersion(old, e) ? old.xattrs : xattrsOf(full)
+          e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
       }
       if (e.type !== FileType.Dir && e.nlink > 1) await this.link(e)
       await w.add(e)
@@ -372,7 +342,7 @@ class Walk2 {
     this.checkAbort()
     this.stats.files++
     this.stats.logicalBytes += e.size
-    if (!this.opts.full && sameVersion(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
+    if (!this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
       e.map = old.map
       e.dataBlocks = old.dataBlocks
       e.xattrs = old.xattrs
@@ -398,7 +368,7 @@ class Walk2 {
     }
     try {
       const st1 = native.fstatRecord(fd)
-      fill(e, st1, 0)
+      fillMeta(e, st1, 0)
       e.xattrs = xattrsOf(full)
       const size = e.size
       let regions = size > 0 ? [0, size] : []
@@ -407,7 +377,7 @@ class Walk2 {
       const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal })
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
-      if (stored?.short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]) {
+      if (changedWhileRead(st1, st2, !!stored?.short)) {
         e.flags |= E_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }

@@ -19,6 +19,7 @@ import { MapReader } from '../../pieces/maps.js'
 import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
 import { TreeReader } from '../../pieces/tree-reader.js'
 import { BfsError } from '../errors.js'
+import { eachBytes } from '../read.js'
 import { type Repo2, payloadOf } from './repo2.js'
 
 /** Stream geometry and hashes of format 2 streams, from their stream records (read once each, immutable). */
@@ -89,15 +90,7 @@ export class GenReader2 {
 
   /** Hands a file's bytes to `write` in order (holes as zeros) until the end or until it returns false. */
   each(f: OpenFile, write: (data: Buffer, offset: number, bytes: number) => boolean): void {
-    const CH = 1 << 20
-    let go = true
-    for (let pos = 0; go && pos < f.sizeBytes; pos += CH) {
-      this.blocks!.visitSync(f, pos, CH, (piece) => {
-        if (!go) return
-        if (piece.data) go = write(piece.data, piece.offset, piece.bytes)
-        else for (let off = 0; go && off < piece.bytes; off += ZEROS.length) go = write(ZEROS, 0, Math.min(ZEROS.length, piece.bytes - off))
-      })
-    }
+    eachBytes(this.blocks!, f, write)
   }
 
   async close(): Promise<void> {
@@ -109,5 +102,3 @@ export class GenReader2 {
     return err
   }
 }
-
-const ZEROS = Buffer.alloc(1 << 20)

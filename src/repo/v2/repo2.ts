@@ -5,7 +5,6 @@
  * (v2/read2.ts) use it; leases, the v1 adapter and upgrade are not built yet
  * (native-notes/v2-backup.md).
  */
-import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -17,7 +16,7 @@ import { FormatError } from '../../format/errors.js'
 import { DiskStore } from '../../store/disk.js'
 import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
 import { BfsError } from '../errors.js'
-import { parseGenRef } from '../repository.js'
+import { checkNewRepoDir, parseGenRef } from '../repository.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
 export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
@@ -88,12 +87,7 @@ export class Repo2 {
    * both; see native-notes/v2-backup.md).
    */
   static init(dir: string): Repo2 {
-    const abs = path.resolve(dir)
-    if (fs.existsSync(abs)) {
-      if (!fs.statSync(abs).isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
-      if (DiskStore.open(abs).sync.hasSync(keys2.config)) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
-      if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
-    }
+    const abs = checkNewRepoDir(dir)
     const store = DiskStore.create(abs)
     for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.tmp]) store.makePrefix(d)
     const created = new Date().toISOString()
