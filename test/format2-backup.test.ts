@@ -386,6 +386,27 @@ describe('format 2: crash safety', () => {
     expect(events.slice(0, commit).some(([c, d]) => c === 'fsync' && d === path.join(repo, 'gens'))).toBe(true)
   })
 
+  it('a manifest create that fails after it landed (lost acknowledgement): the backup fails in one line, but the generation it committed keeps its files, reads back, and its run says committed', async () => {
+    const repo = await init2('unacked')
+    const src = path.join(work, 'unacked-src')
+    fs.mkdirSync(src, { recursive: true })
+    const data = randomBytes(300_000)
+    fs.writeFileSync(path.join(src, 'f'), data)
+    const env = { BFS_TEST_FAULTS: JSON.stringify({ seed: 1, rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'unacked' }] }) }
+    const r = await bfs(['backup', src], { repo, env })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^bfs: .*manifests\/gen-00000001: put: injected EIO after the write landed\n$/)
+    expect(fs.existsSync(path.join(repo, 'manifests', 'gen-00000001'))).toBe(true)
+    const cat = await bfs(['cat', '1:f'], { repo })
+    expect(cat.code, cat.stderr).toBe(0)
+    expect(sha(cat.out)).toBe(sha(data))
+    const run = JSON.parse(fs.readFileSync(path.join(repo, 'runs', '00000001')).subarray(64).toString('utf8')) as { state: string }
+    expect(run.state).toBe('committed')
+    const next = await bfs(['backup', src], { repo })
+    expect(next.code, next.stderr).toBe(0)
+    expect(next.stdout).toMatch(/^gen2 committed \(incremental to gen1; format 2\)/)
+  })
+
   it('kill -9 during a backup: the next backup succeeds, the killed run is aborted and its files gone, older generations read', async () => {
     const repo = await init2('kill')
     const src = path.join(work, 'src-kill')

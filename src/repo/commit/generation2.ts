@@ -168,8 +168,11 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     await pool.close()
     if (!committed) {
       try {
-        repo.sync.removeSync(keys2.genDir(N), { recursive: true })
-        putRun(repo, { ...run, state: 'aborted', ended: new Date().toISOString() }, 'replace')
+        // recovery's rule (§2.20.6): a manifest that landed although its create failed (a lost
+        // acknowledgement: the directory fsync after the link) is a commit; nothing is deleted
+        const landed = repo.sync.hasSync(keys2.manifest(N))
+        if (!landed) repo.sync.removeSync(keys2.genDir(N), { recursive: true })
+        putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
       } catch {
         // the next writer's recovery finishes it (the record still says running, with our dead pid)
       }

@@ -17,6 +17,7 @@ import { DiskStore } from '../../store/disk.js'
 import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
+import { testStore2 } from '../test-hooks.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
 export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
@@ -115,7 +116,7 @@ export class Repo2 {
   /** Opens a format 2 repository; its config's features are checked (§2.7). */
   static open(dir: string, warn?: (m: string) => void): Repo2 {
     const abs = path.resolve(dir)
-    const store = DiskStore.open(abs)
+    const store = testStore2(DiskStore.open(abs))
     const s = syncOf(store)
     let config: ConfigV2 | null = null
     let problem = ''
