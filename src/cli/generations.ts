@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { isFormat2 } from '../repo/v2/repo2.js'
+import { isFormat2 } from '../repo/v2/detect.js'
 import { lsV2 } from './v2.js'
 import type { Manifest } from '../format/manifest.js'
 import { readGroup } from '../repo/groups.js'

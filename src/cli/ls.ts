@@ -1,4 +1,4 @@
-import { isFormat2 } from '../repo/v2/repo2.js'
+import { isFormat2 } from '../repo/v2/detect.js'
 import { lsV2 } from './v2.js'
 import type { Command } from 'commander'
 import { EntryType } from '../format/catalog.js'

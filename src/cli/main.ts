@@ -4,7 +4,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
-import { isFormat2, notYetOnFormat2 } from '../repo/v2/repo2.js'
+import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
 

@@ -31,40 +31,6 @@ export function payloadOf(kind: Envelope2Kind, file: Buffer, what: string): Buff
   return env.stored
 }
 
-/**
- * Whether `dir` holds a format 2 repository: its config (or, config being unreadable, its
- * copy) is an envelope of version 2. Used by the commands that have a format 2 path before
- * they open the repository the format 1 way (which refuses a version 2 config, exit 6).
- */
-export function isFormat2(dir: string): boolean {
-  let store: DiskStore
-  try {
-    store = DiskStore.open(dir)
-  } catch (err) {
-    if (err instanceof StoreError) return false
-    throw err
-  }
-  for (const key of [keys2.config, keys2.configCopy]) {
-    let b: Buffer
-    try {
-      b = store.sync.getSync(key, { offset: 0, length: 10 })
-    } catch (err) {
-      if (err instanceof StoreError) continue
-      throw err
-    }
-    if (b.subarray(0, 8).toString('latin1') === 'BFSCONF\0') return b.readUInt16LE(8) === 2
-  }
-  return false
-}
-
-/**
- * The refusal of a command that has no format 2 path yet (issue 15 step 1): one line, exit 6
- * (README "format 2"), naming the command and what a format 2 repository takes so far.
- */
-export function notYetOnFormat2(dir: string, command = 'this command'): BfsError {
-  return new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, ls, cat and generations)`)
-}
-
 export class Repo2 {
   private readonly streams = new Map<number, StreamRecord>()
 
