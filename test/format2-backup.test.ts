@@ -123,6 +123,20 @@ describe('format 2: commands and options without a format 2 path yet', () => {
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mnt)
   })
 
+  it('backup options format 2 does not take yet are refused by name (exit 1) before anything is written', async () => {
+    const before = await snapshot(repo)
+    const opts: Array<[string, string[]]> = [
+      ['--volume/--mode volume', ['--volume']], ['--volume/--mode volume', ['--mode', 'volume']], ['--base', ['--base', '1']], ['--freeze', ['--freeze']],
+      ['--freeze-timeout', ['--freeze-timeout', '5']], ['--group', ['--group', 'g']], ['--exclude', ['--exclude', '*.tmp']], ['--one-file-system', ['--one-file-system']],
+    ]
+    for (const [name, args] of opts) {
+      const r = await bfs(['backup', ...args, src], { repo })
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1)
+      expect(r.stderr).toBe(`bfs: ${name} is not supported on a format 2 repository yet\n`)
+    }
+    expect(await snapshot(repo)).toBe(before)
+  })
+
   it('generation names are those of format 1 (N, genN, latest, latest~K; a malformed one exits 2); --source picks the source, --group is refused by name', async () => {
     expect((await bfs(['cat', 'latest:d/f'], { repo })).stdout).toBe('two, longer\n')
     expect((await bfs(['cat', 'latest~1:d/f'], { repo })).stdout).toBe('one\n')

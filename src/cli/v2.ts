@@ -22,6 +22,7 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
   ['--volume/--mode volume', (o) => !!o.volume || o.mode === 'volume'],
   ['--base', (o) => o.base !== undefined],
   ['--freeze', (o) => !!o.freeze],
+  ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
   ['--exclude', (o) => Array.isArray(o.exclude) && o.exclude.length > 0],
   ['--one-file-system', (o) => !!o.oneFileSystem],
