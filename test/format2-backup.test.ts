@@ -231,6 +231,30 @@ describe('format 2: backup, ls, cat', () => {
     expect((await bfs(['ls', '9:'], { repo })).code).not.toBe(0)
   })
 
+  it('ls --json prints the fields of format 1, the same values for the same tree (names as bytes: UTF-8 or null, with base64), plus linked, ord and dataBlocks', async () => {
+    const v1 = path.join(work, 'tree-v1')
+    expect((await bfs(['init'], { repo: v1 })).code).toBe(0)
+    const b1 = await bfs(['backup', src], { repo: v1 })
+    expect(b1.code, b1.stderr).toBe(0)
+    const refs = ['1:', '1:a', '1:a/link', '1:a/b/c', 'latest:hello.txt']
+    for (const ref of refs) {
+      const one = await bfs(['ls', ref, '--json'], { repo: v1 })
+      const two = await bfs(['ls', ref, '--json'], { repo })
+      expect(one.code, one.stderr).toBe(0)
+      expect(two.code, two.stderr).toBe(0)
+      const j1 = JSON.parse(one.stdout) as Array<Record<string, unknown>>
+      const j2 = JSON.parse(two.stdout) as Array<Record<string, unknown>>
+      // atime: each backup's own reads may move it
+      const strip = (x: Record<string, unknown>, extra: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(x).filter(([k]) => k !== 'atime' && !extra.includes(k)))
+      expect(j2.map((x) => strip(x, ['linked', 'ord', 'dataBlocks'])), ref).toEqual(j1.map((x) => strip(x, [])))
+      for (const x of j2) expect(Object.keys(x)).toEqual(expect.arrayContaining(['linked', 'ord', 'dataBlocks']))
+    }
+    const top = JSON.parse((await bfs(['ls', '1:', '--json'], { repo })).stdout) as Array<Record<string, unknown>>
+    const odd = top.find((x) => x.nameBase64 === Buffer.from('odd\nname\xff\xfe.txt', 'latin1').toString('base64'))!
+    expect(odd).toMatchObject({ name: null, path: null })
+    if (process.getuid?.() === 0) expect(top.find((x) => x.name === 'chardev')).toMatchObject({ type: 'chardev', rdevMajor: 1, rdevMinor: 3 })
+  })
+
   it('a second backup with no change writes almost nothing (no piece, no pack, no unit) and reads the same', async () => {
     // settle the atimes the first backup's readdir/readlink may have moved (relatime): the walk does not use O_NOATIME on directories yet
     await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null; find '${src}' -type l -exec readlink {} + >/dev/null`)

@@ -13,8 +13,10 @@ import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
+import { lsEntry } from './json.js'
 import { count, humanBytes, modeString, writeOut, writeStdout } from './output.js'
 
+const SLASH = Buffer.from('/')
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
 /** Options of `bfs backup` that format 2 does not take yet: refused by name rather than ignored. */
@@ -82,24 +84,27 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     }
     return
   }
-  const { gen, path: p } = splitRef(ref)
+  const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
-  const e = await r.lookup(p)
-  if (!e) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${r.manifest.id}`)
+  const e = await r.lookup(asked)
+  if (!e) throw new BfsError('BAD_INPUT', `${asked}: no such file or directory in gen${r.manifest.id}`)
+  // the path as format 1 prints it: no leading, trailing or doubled slash, no '.'
+  const p = asked.split('/').filter((c) => c !== '' && c !== '.').join('/')
   if (e.type !== FileType.Dir) {
-    if (o.json) return void process.stdout.write(JSON.stringify([jsonOf(e, p)]) + '\n')
+    if (o.json) return void process.stdout.write(JSON.stringify([jsonOf(e, Buffer.from(p))]) + '\n')
     return writeOut(lsLine(e, p))
   }
   const out: unknown[] = []
   for await (const x of r.entries(e, p)) {
-    if (o.json) out.push(jsonOf(x, p ? `${p}/${x.name.toString('latin1')}` : x.name.toString('latin1')))
+    if (o.json) out.push(jsonOf(x, p ? Buffer.concat([Buffer.from(p), SLASH, x.name]) : x.name))
     else writeOut(lsLine(x, x.name))
   }
   if (o.json) process.stdout.write(JSON.stringify(out) + '\n')
 }
 
-function jsonOf(x: Entry2, p: string): Record<string, unknown> {
-  return { name: x.name.toString('utf8'), nameBase64: x.name.toString('base64'), path: p, type: ['', 'file', 'dir', 'symlink', 'char', 'block', 'fifo', 'socket'][x.type], mode: x.mode, uid: x.uid, gid: x.gid, size: x.size, nlink: x.nlink, linked: (x.flags & E_LINKED) !== 0, ord: x.ord, dataBlocks: x.dataBlocks, ...(x.target ? { target: x.target.toString('utf8') } : {}) }
+/** Format 1's JSON of an entry (README "JSON output"), plus format 2's own: linked, ord, dataBlocks. */
+function jsonOf(x: Entry2, p: Buffer): Record<string, unknown> {
+  return { ...lsEntry(x, x, p), linked: (x.flags & E_LINKED) !== 0, ord: x.ord, dataBlocks: x.dataBlocks }
 }
 
 export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): Promise<void> {
