@@ -10,9 +10,12 @@ import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 
 /**
- * Whether `dir` holds a format 2 repository: its config (or, config being unreadable, its
- * copy) is an envelope of version 2. Used by the commands that have a format 2 path before
- * they open the repository the format 1 way; every other command meets it in ctx.openRepo.
+ * Whether `dir` holds a format 2 repository: `config` is an envelope of version 2 and its
+ * copy does not say version 1, or `config` is missing or unreadable and its copy is of version
+ * 2. A version 2 `config` beside a version 1 copy is a format 1 repository with a flipped
+ * byte (format 1 repairs it from the copy, as issue 11 wants), not a format 2 one. Used by
+ * the commands that have a format 2 path before they open the repository the format 1 way;
+ * every other command meets it in ctx.openRepo.
  */
 export function isFormat2(dir: string): boolean {
   let store: DiskStore
@@ -22,17 +25,20 @@ export function isFormat2(dir: string): boolean {
     if (err instanceof StoreError) return false
     throw err
   }
-  for (const key of [keys2.config, keys2.configCopy]) {
-    let b: Buffer
-    try {
-      b = store.sync.getSync(key, { offset: 0, length: 10 })
-    } catch (err) {
-      if (err instanceof StoreError) continue
-      throw err
-    }
-    if (b.subarray(0, 8).toString('latin1') === 'BFSCONF\0') return b.readUInt16LE(8) === 2
+  const [config, copy] = [keys2.config, keys2.configCopy].map((key) => envelopeVersion(store, key))
+  return config === 2 ? copy !== 1 : config === null && copy === 2
+}
+
+/** The envelope version of a config file, or null when it is missing or not a config envelope. */
+function envelopeVersion(store: DiskStore, key: string): number | null {
+  let b: Buffer
+  try {
+    b = store.sync.getSync(key, { offset: 0, length: 10 })
+  } catch (err) {
+    if (err instanceof StoreError) return null
+    throw err
   }
-  return false
+  return b.subarray(0, 8).toString('latin1') === 'BFSCONF\0' ? b.readUInt16LE(8) : null
 }
 
 /**
