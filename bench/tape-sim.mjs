@@ -4,7 +4,7 @@
 // every figure is simulated time as the library's clock accounted it for the drive's
 // commands. Usage: node bench/tape-sim.mjs [--seeds N] [--requests N] [--no-write]
 // (make bench-tape). Prints a markdown report and writes it to
-// bench/results/YYYY-MM-DD-tape.md; the tables also replace the generated section of
+// bench/results/YYYY-MM-DD-tape.md (with --only d,f: YYYY-MM-DD-tape-df.md); the tables also replace the generated section of
 // native-notes/tape.md unless --no-notes.
 import fs from 'node:fs'
 import path from 'node:path'
@@ -174,7 +174,8 @@ if (['j', 'k'].some(want)) {
 const secs = ((performance.now() - started) / 1000).toFixed(1)
 const report = out.join('\n')
 const date = new Date().toISOString().slice(0, 10)
-const file = path.join(ROOT, 'bench/results', `${date}-tape.md`)
+// a partial run (--only) must not replace the day's full report
+const file = path.join(ROOT, 'bench/results', ONLY ? `${date}-tape-${ONLY.join('')}.md` : `${date}-tape.md`)
 const doc = `# bfs tape simulation, ${date}\n\n\`make bench-tape\` (bench/tape-sim.mjs): ${SEEDS} seeds, ${N} requests, clock scale 0, ${secs} s of real time on ${process.env.HOSTNAME || 'this machine'}.\n\n${report}\n`
 process.stdout.write(doc)
 if (WRITE) {

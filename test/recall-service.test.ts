@@ -16,6 +16,7 @@ import { cacheDir } from '../src/repo/stores.js'
 import { recallServicePaths } from '../src/os/runtime.js'
 import { BufferCache, CacheStore } from '../src/store/cache.js'
 import { RecallClient, ServiceSource } from '../src/store/recall/client.js'
+import { VirtualTapeLibrary } from '../src/tape/vtl.js'
 import { TieredStore } from '../src/store/tiered.js'
 import { pidAlive } from '../src/os/process.js'
 import { BFS, bfs, newRepo, tmpdir } from './helpers.js'
@@ -296,6 +297,94 @@ describe('recall service', () => {
     c.close()
     watcher.close()
     expect(cacheIsClean(s)).toBe(st.cache.entries)
+  })
+
+  it('units asked ahead wait as such until a reader of any client waits for one: then it is promoted; all arrive once', async () => {
+    const s = await setup('ahead', 0)
+    // this process holds the library's drive: the service queues every request and serves none until it is given back
+    const lib = VirtualTapeLibrary.open(s.vtl)
+    const drives = await Promise.all(lib.state().drives.map((_, i) => lib.drive(i)))
+    const c1 = client(s)
+    const c2 = client(s)
+    const t1 = tieredVia(s, c1)
+    const t2 = tieredVia(s, c2)
+    const keys = unitKeys(s.repo, 1)
+    expect(keys.length).toBeGreaterThan(3)
+    const engine = async () => (await c2.status())?.tiers[0]?.engine
+    try {
+      const got = t1.prefetch(keys, { ahead: true })
+      await until('the queue to fill', async () => ((await engine())?.pending ?? 0) === keys.length)
+      expect((await engine())!.pendingAhead).toBe(keys.length)
+      // another client's reader of the last key: the service joins the two wants and promotes it
+      const read2 = t2.get(keys[keys.length - 1]!)
+      read2.catch(() => undefined) // awaited below; a failed check above must not leave it unhandled
+      await until('the other client\'s reader promoted', async () => (await engine())!.pendingAhead === keys.length - 1)
+      // this client's own reader of the first key: its cache store finds it in flight, asked ahead, and promotes it
+      const read1 = t1.get(keys[0]!)
+      read1.catch(() => undefined)
+      await until('this client\'s reader promoted', async () => (await engine())!.pendingAhead === keys.length - 2)
+      const e = (await engine())!
+      expect(e.pending).toBe(keys.length)
+      expect(e.counters.served).toBe(0)
+      for (const d of drives) await d.release()
+      const [b2, b1] = await Promise.all([read2, read1])
+      expect(b2.length).toBeGreaterThan(0)
+      expect(b1.length).toBeGreaterThan(0)
+      await Promise.all(got.values())
+      const st = (await engine())!
+      expect(st.counters.served).toBe(keys.length) // each unit once
+      expect(st.pending).toBe(0)
+    } finally {
+      for (const d of drives) await d.release().catch(() => undefined)
+      await lib.close()
+      c1.close()
+      c2.close()
+    }
+    expect(cacheIsClean(s)).toBe(keys.length)
+  })
+
+  it('TieredStore.cancel(keys) gives up only those keys of a request (per-key cancel, protocol 2): the service cancels them, the others are recalled', async () => {
+    const s = await setup('cancel-keys', 0)
+    // the library's one drive is held by another process: nothing can start, all stays queued
+    const holder = spawn('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    const holderGone = new Promise<void>((r) => holder.on('close', () => r()))
+    const c = client(s)
+    const watcher = client(s)
+    try {
+      let out = ''
+      holder.stdout!.on('data', (d: Buffer) => (out += String(d)))
+      await until('the drive to be held', () => out.includes('held'))
+      const t = tieredVia(s, c)
+      const keys = unitKeys(s.repo, 1)
+      expect(keys.length).toBeGreaterThan(3)
+      const got = t.prefetch(keys) // one request for them all
+      await until('the queue to fill', async () => ((await watcher.status())?.tiers[0]?.engine.pending ?? 0) === keys.length)
+      const drop = keys.slice(0, 2)
+      expect(drop.every((k) => t.recalling(k))).toBe(true)
+      expect(t.cancel(drop)).toBe(2)
+      for (const k of drop) await expect(got.get(k)!).rejects.toThrow(/recall cancelled/)
+      await until('the service to cancel them', async () => {
+        const st = await watcher.status()
+        return st !== null && st.tiers[0]!.engine.pending === keys.length - 2 && st.tiers[0]!.engine.counters.cancelled === 2 && st.inflight === keys.length - 2
+      })
+      // a key nobody here is fetching is not cancelled
+      expect(t.cancel(drop)).toBe(0)
+      holder.kill('SIGKILL')
+      await holderGone
+      for (const k of keys.slice(2)) await got.get(k)!
+      const cache = BufferCache.open(cacheDir(Repository.open(s.repo)))
+      expect(drop.filter((k) => cache.has(k))).toEqual([])
+      expect(keys.slice(2).filter((k) => !cache.has(k))).toEqual([])
+      expect(drop.some((k) => t.recalling(k))).toBe(false)
+    } finally {
+      c.close()
+      watcher.close()
+      holder.kill('SIGKILL')
+      await holderGone
+      // the service exits once idle (after 2 s): before afterAll removes its runtime directory
+      const pid = servicePid(s)
+      if (pid !== null) await until('the service to exit', () => !pidAlive(pid), 60_000)
+    }
   })
 
   it('kill -9 of a client: its requests are cancelled, the service goes on; a recall deadline fails EIO', async () => {

@@ -62,7 +62,7 @@ describe('recall engine', () => {
    * one. Returns when the far one was served (simulated seconds after it arrived) and how
    * many near ones were served before and after it.
    */
-  async function farFirst(name: string, schedule: ScheduleOptions, nearCount: number): Promise<{ farDoneAt: number; nearBefore: number; nearAfter: number; nearSeconds: number }> {
+  async function farFirst(name: string, schedule: ScheduleOptions, nearCount: number, ahead: { promoteAfter?: number } | null = null): Promise<{ farDoneAt: number; nearBefore: number; nearAfter: number; nearSeconds: number; promotedAt: number }> {
     const { lib, drive, cleanup } = await scratchLibrary(base, name, m, 1)
     let engine: RecallEngine | null = null
     try {
@@ -82,7 +82,9 @@ describe('recall engine', () => {
       let farDoneAt = -1
       let nearBefore = 0
       let nearAfter = 0
-      const far = eng.submit({ cartridge: cart, block: end - 2000, records: 1, sink: () => undefined }).done.then(() => {
+      let promotedAt = -1
+      const farJob = eng.submit({ cartridge: cart, block: end - 2000, records: 1, ahead: !!ahead, sink: () => undefined })
+      const far = farJob.done.then(() => {
         farDoneAt = eng.now() - t0
       })
       const GAP = 4000 // blocks between near requests: ~10.5 s to read through
@@ -99,6 +101,10 @@ describe('recall engine', () => {
         eng.submit({ cartridge: cart, block, records: 1, sink: () => undefined }).done.then(() => {
           if (farDoneAt < 0) nearBefore++
           else nearAfter++
+          if (ahead?.promoteAfter === nearBefore && promotedAt < 0) {
+            promotedAt = eng.now() - t0
+            expect(eng.promote(farJob.id)).toBe(true)
+          }
           if (nearBefore + nearAfter === nearCount) allNear()
           submitNear() // the next one arrives as this one is served: always a cheaper request waiting
         }, failed)
@@ -106,7 +112,7 @@ describe('recall engine', () => {
       submitNear()
       submitNear()
       await Promise.all([far, nearAll])
-      return { farDoneAt, nearBefore, nearAfter, nearSeconds: eng.now() - t0 }
+      return { farDoneAt, nearBefore, nearAfter, nearSeconds: eng.now() - t0, promotedAt }
     } finally {
       await engine?.close()
       await cleanup()
@@ -131,5 +137,19 @@ describe('recall engine', () => {
     const unfair = await farFirst('starve-engine-control', { ageCapS: Infinity, agingPerS: 0 }, nearCount)
     expect(unfair.nearAfter).toBe(0)
     expect(unfair.farDoneAt).toBeGreaterThan(3600 + 150)
+  }, 300_000)
+
+  it('a request asked for ahead waits for everything cheaper; once a reader waits for it (promote), it ages and is served within the cap', async () => {
+    const nearCount = 420
+    // ahead, never promoted: no aging and no cap, so the cheaper requests all go first
+    const ahead = await farFirst('ahead-engine', {}, nearCount, {})
+    expect(ahead.nearAfter).toBe(0)
+    expect(ahead.farDoneAt).toBeGreaterThan(3600 + 150)
+    // promoted after 100 near ones: from then an ordinary request arriving then (aging, the cap)
+    const promoted = await farFirst('ahead-promoted', {}, nearCount, { promoteAfter: 100 })
+    expect(promoted.promotedAt).toBeGreaterThan(0)
+    expect(promoted.nearBefore).toBeGreaterThan(100)
+    expect(promoted.nearAfter).toBeGreaterThan(0)
+    expect(promoted.farDoneAt - promoted.promotedAt).toBeLessThanOrEqual(3600 + 150)
   }, 300_000)
 })

@@ -7,14 +7,16 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { spawn } from 'node:child_process'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
 import { pidAlive } from '../src/os/process.js'
 import { Repository } from '../src/repo/repository.js'
 import { cacheDir } from '../src/repo/stores.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { BufferCache } from '../src/store/cache.js'
+import { extentUnits } from '../src/repo/needed.js'
+import { GenView } from '../src/vfs/tree.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
 import { hashTree, unitKeys } from './tape-helpers.js'
 
@@ -70,7 +72,7 @@ interface Setup {
  * A repository with one generation of `src` (files over several 128 KiB units, small
  * files, a subdirectory, a hard link, a hole), migrated to a tier of the given clock scale.
  */
-async function setup(name: string, o: { clockScale?: number; cacheBytes?: string } = {}): Promise<Setup> {
+async function setup(name: string, o: { clockScale?: number; cacheBytes?: string; many?: number; migrate?: boolean } = {}): Promise<Setup> {
   const repo = await newRepo(path.join(work, name))
   const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3' }
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
@@ -83,6 +85,9 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
     fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
   }
   fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
+  // many/m00 …: small files that come first in the tree's order (before small.txt and sub/)
+  if (o.many) fs.mkdirSync(path.join(src, 'many'))
+  for (let i = 0; i < (o.many ?? 0); i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
   fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
   fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
   const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
@@ -92,11 +97,13 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
   expect(b.code, b.stderr).toBe(0)
   const vtl = path.join(work, `${name}-vtl`)
   expect((await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', String(o.clockScale ?? 0), '--cartridges', '2'], { repo })).code).toBe(0)
-  const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo, env })
-  expect(m.code, m.stderr).toBe(0)
-  // every unit is on tape only
   const r = Repository.open(repo)
-  for (const k of unitKeys(repo, 1)) expect(r.store.sync.hasSync(k), k).toBe(false)
+  if (o.migrate !== false) {
+    const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo, env })
+    expect(m.code, m.stderr).toBe(0)
+    // every unit is on tape only
+    for (const k of unitKeys(repo, 1)) expect(r.store.sync.hasSync(k), k).toBe(false)
+  }
   if (o.cacheBytes) {
     // the buffer cache's limit is kept in its config.json by the first owner
     BufferCache.open(cacheDir(r), { owner: true, limitBytes: Number(o.cacheBytes) }).close()
@@ -321,38 +328,213 @@ describe('the mount with --offline eio and a recall deadline', () => {
     await umount(mnt)
   }, 600_000)
 
-  it('a reader killed while it waits for tape exits at once (its page-cache read is a background FUSE request); the recall goes on', async () => {
-    // the library is slow since the test above
-    const { mnt } = await mountGen('mnt-kill')
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+})
+
+describe('a reader interrupted while it waits for tape', () => {
+  // The library's one drive is held by another process (flock on its lock, as a migration
+  // holding it would): a recall cannot start, so it stays in the engine's queue, where a
+  // cancel takes it out (a recall being read on a drive is not cancelled, it completes).
+  let s: Setup
+  // the service stays up between the steps (its counters are read); killed in afterAll
+  let env: Record<string, string>
+  beforeAll(async () => {
+    s = await setup('intr')
+    env = { ...s.env, BFS_RECALL_IDLE_S: '600' }
+  }, 600_000)
+
+  const children = new Set<ChildProcess>()
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    await until('the test processes to exit', () => [...children].every((c) => c.exitCode !== null || c.signalCode !== null), 30_000)
+    children.clear()
+    for (const m of [...mounts]) if (m.includes('mnt-intr')) await umount(m)
+    // the servers' last steps after the unmount touch their runtime directory (in work/)
+    await until('the mount servers to exit', () => [...servers].every((pid) => !pidAlive(pid)), 120_000)
+    servers.clear()
+  })
+  const servers = new Set<number>()
+
+  function start(cmd: string, args: string[], out: 'ignore' | 'pipe' = 'ignore'): { p: ChildProcess; exited: Promise<number | null>; stdout: Buffer[] } {
+    const p = spawn(cmd, args, { stdio: ['ignore', out, 'ignore'] })
+    children.add(p)
+    const stdout: Buffer[] = []
+    p.stdout?.on('data', (d: Buffer) => stdout.push(d))
+    const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)))
+    return { p, exited, stdout }
+  }
+
+  /** Holds drive 0 of the library until release(): another process with the drive's flock (flock(1), no fork). */
+  async function holdDrive(): Promise<{ release: () => Promise<void> }> {
+    const h = start('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], 'pipe')
+    await until('the drive to be held', () => Buffer.concat(h.stdout).includes('held') || h.p.exitCode !== null, 60_000)
+    expect(h.p.exitCode).toBeNull()
+    return {
+      release: async () => {
+        h.p.kill('SIGKILL')
+        await h.exited
+      },
+    }
+  }
+
+  async function mountGen(name: string): Promise<{ mnt: string; log: string }> {
+    const mnt = path.join(work, name)
+    const log = path.join(work, `${name}.log`)
+    fs.mkdirSync(mnt, { recursive: true })
+    // --readahead 0: no frame readahead into the next units (other files' data)
+    // no frame readahead and no readahead over the tree: each reader's file's units only, so
+    // that the queue's counts are exact
+    const m = await bfs(['mount', 'gen1', mnt, '--log', log, '--readahead', '0', '--tape-readahead', '0'], { repo: s.repo, env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    servers.add(Number(/pid (\d+)/.exec(m.stdout)![1]))
+    return { mnt, log }
+  }
+
+  /** The recall service's engine queue and counters (bfs tier status --json). */
+  async function engine(): Promise<{ pending: number; cancelled: number; served: number; inflight: number }> {
+    const st = await bfs(['tier', 'status', 'tape1', '--json'], { repo: s.repo, env })
+    expect(st.code, st.stderr).toBe(0)
+    const j = JSON.parse(st.stdout) as { service: { inflight: number; tiers: Array<{ engine: { pending: number; counters: { cancelled: number; served: number } } }> } | null }
+    if (!j.service) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
+    const e = j.service.tiers[0]!.engine
+    return { pending: e.pending, cancelled: e.counters.cancelled, served: e.counters.served, inflight: j.service.inflight }
+  }
+
+  /** The unit keys of a file of gen1 (as the mount computes them). */
+  function fileUnits(rel: string): string[] {
+    const r = Repository.open(s.repo)
+    const v = new GenView(r, r.manifest(1))
+    const i = v.lookup(Buffer.from(rel))
+    return extentUnits(r, v.extents(i), v.entry(v.leader(i)).size)
+  }
+  const cachedKeys = (keys: string[]): string[] => {
+    const c = BufferCache.open(cacheDir(Repository.open(s.repo)))
+    return keys.filter((k) => c.has(k))
+  }
+  const inD = (pid: number | undefined): boolean => {
+    try {
+      return /^State:\s+D/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+    } catch {
+      return false
+    }
+  }
+
+  it('a reader killed while its read waits for a recall exits at once, and its recall is cancelled (not recalled, not cached); the next read recalls it', async () => {
+    const units = fileUnits('top.bin')
+    expect(units.length).toBeGreaterThan(1)
+    expect(cachedKeys(units)).toEqual([])
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-kill')
     const f = path.join(mnt, 'top.bin')
-    expect(await residency(f)).toMatch(/^tape/)
-    const reader = spawn('cat', [f], { stdio: ['ignore', 'ignore', 'ignore'] })
-    const exited = new Promise<void>((r) => reader.on('exit', () => r()))
-    await until('the reader to wait in the kernel', () => {
-      try {
-        return /^State:\s+D/m.test(fs.readFileSync(`/proc/${reader.pid}/status`, 'utf8'))
-      } catch {
-        return false
-      }
-    })
-    reader.kill('SIGKILL')
+    const reader = start('cat', [f])
+    // its open asked for the file's units, its read waits for them in the kernel
+    await until('the recalls to be queued', async () => (await engine()).pending === units.length)
+    await until('the reader to wait in the kernel', () => inD(reader.p.pid))
+    reader.p.kill('SIGKILL')
     const t0 = Date.now()
-    await exited
+    await reader.exited
     expect(Date.now() - t0).toBeLessThan(10_000)
-    expect(await residency(f)).toMatch(/^tape/) // not recalled yet: the reader did not wait for it
-    await until('the recall', async () => (await residency(f)) === 'cache', 300_000)
+    // its close's FUSE_FLUSH gave the recalls up: out of the engine's queue, none left in flight
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + units.length
+    }, 60_000)
+    await until('the log line', () => new RegExp(`close of /top\\.bin: ${units.length} unit recalls given up \\(no open file needs them\\), \\d+ reads? of closed files waiting for them interrupted \\(EINTR\\)`).test(fs.readFileSync(log, 'utf8')))
+    expect((await engine()).served).toBe(before.served)
+    await drive.release()
+    // nothing was recalled: the units are on tape only, and nothing comes later
+    await sleep(1000)
+    expect(cachedKeys(units)).toEqual([])
+    expect((await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout).toBe('tape')
+    // the mount goes on serving: the same file read again is recalled and right
     const r = await sh(`cmp '${f}' '${path.join(s.src, 'top.bin')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    expect(cachedKeys(units).sort()).toEqual([...units].sort())
+    await umount(mnt)
+  }, 600_000)
+
+  it('of two readers of one file, the one killed does not cancel what the other waits for; a killed reader of another file does', async () => {
+    const x = 'sub/deep/f7'
+    const y = 'sub/f2'
+    const xu = fileUnits(x)
+    const yu = fileUnits(y)
+    expect(xu.filter((k) => yu.includes(k))).toEqual([]) // no unit shared
+    expect(cachedKeys([...xu, ...yu])).toEqual([])
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-two')
+    const a = start('cat', [path.join(mnt, x)])
+    await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
+    const b = start('cat', [path.join(mnt, x)], 'pipe')
+    await until('the second reader to wait', () => inD(b.p.pid))
+    const c = start('cat', [path.join(mnt, y)])
+    await until('the third reader to wait', async () => inD(c.p.pid) && (await engine()).pending === xu.length + yu.length)
+    a.p.kill('SIGKILL')
+    c.p.kill('SIGKILL')
+    await a.exited
+    await c.exited
+    // y's recalls are cancelled; x's stay queued for the reader still waiting
+    await until("y's recalls to be cancelled", async () => {
+      const e = await engine()
+      return e.cancelled === before.cancelled + yu.length && e.pending === xu.length
+    }, 60_000)
+    // the other reader still waits, for the pages the killed one's reads will bring (their
+    // recalls are not cancelled, and those reads are left to complete)
+    await sleep(500)
+    expect(b.p.exitCode, fs.readFileSync(log, 'utf8')).toBeNull()
+    expect(inD(b.p.pid)).toBe(true)
+    expect((await engine()).pending).toBe(xu.length)
+    await drive.release()
+    expect(await b.exited).toBe(0)
+    expect(Buffer.concat(b.stdout).equals(fs.readFileSync(path.join(s.src, x)))).toBe(true)
+    expect(cachedKeys(yu)).toEqual([])
+    const r = await sh(`cmp '${path.join(mnt, y)}' '${path.join(s.src, y)}'`)
     expect(r.code, r.stderr).toBe(0)
     await umount(mnt)
   }, 600_000)
 
-  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+  it('two readers of one file killed one after the other: the second still exits at once, and then the recall is cancelled', async () => {
+    // a file none of whose units the tests above brought into the cache
+    const x = ['sub/deep/f5', 'sub/deep/f4', 'sub/f3', 'sub/f0', 'sub/deep/f6'].find((f) => cachedKeys(fileUnits(f)).length === 0)!
+    expect(x).toBeDefined()
+    const xu = fileUnits(x)
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt } = await mountGen('mnt-intr-both')
+    const a = start('cat', [path.join(mnt, x)])
+    await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
+    const b = start('cat', [path.join(mnt, x)])
+    await until('the second reader to wait', () => inD(b.p.pid))
+    a.p.kill('SIGKILL')
+    await a.exited
+    // the second one still wants them: nothing is cancelled
+    await sleep(1000)
+    expect(await engine()).toMatchObject({ pending: xu.length, cancelled: before.cancelled })
+    expect(b.p.exitCode).toBeNull()
+    // killed in turn, it is not held (it waits for the first one's reads, killably) ...
+    b.p.kill('SIGKILL')
+    const t0 = Date.now()
+    await b.exited
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    // ... and its close gives the recalls up
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + xu.length
+    }, 60_000)
+    await drive.release()
+    expect(cachedKeys(xu)).toEqual([])
+    const r = await sh(`cmp '${path.join(mnt, x)}' '${path.join(s.src, x)}'`)
+    expect(r.code, r.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
 })
 
-describe('the mount with --tape-readahead', () => {
+describe('the mount\'s readahead over the tree', () => {
   let s: Setup
   beforeAll(async () => {
-    s = await setup('readahead')
+    s = await setup('readahead', { many: 60 })
   }, 600_000)
 
   async function mountGen(name: string, opts: string[] = []): Promise<{ mnt: string }> {
@@ -365,18 +547,88 @@ describe('the mount with --tape-readahead', () => {
   }
   const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 
-  it('--tape-readahead N: opening a file also asks for the next files of its directory', async () => {
-    // --readahead 0: no frame readahead in stream order (which crosses into the next units,
-    // other files' data, and recalls them too), so only the option brings siblings in
-    const { mnt } = await mountGen('mnt-ra', ['--tape-readahead', '10', '--readahead', '0'])
-    const next = path.join(mnt, 'sub', 'f3')
-    expect(await residency(next)).toBe('tape')
-    expect((await sh(`cat '${path.join(mnt, 'sub', 'f0')}' > /dev/null`)).code).toBe(0)
-    // that file was never opened: its units came with f0's open
-    await until('the readahead', async () => (await residency(next)) === 'cache', 300_000)
+  it('--tape-readahead 0: opens in order ask for nothing ahead', async () => {
+    const { mnt } = await mountGen('mnt-ra0', ['--tape-readahead', '0', '--readahead', '0'])
+    const d = path.join(mnt, 'sub', 'deep')
+    for (const f of ['f4', 'f5', 'f7']) expect(await residency(path.join(d, f))).not.toBe('cache')
+    // f4, f5 in order (f6 and f7 come next): nothing ahead
+    expect((await sh(`cat '${path.join(d, 'f4')}' '${path.join(d, 'f5')}' > /dev/null`)).code).toBe(0)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(path.join(d, 'f7'))).toMatch(/^tape/)
     await umount(mnt)
   }, 600_000)
 
+  it('asks ahead once opens follow the tree\'s order, within the directory the opens span, across directories; a lone open asks for its own file only', async () => {
+    // --readahead 0: no frame readahead in stream order (which crosses into the next units,
+    // other files' data, and recalls them too), so only the readahead over the tree brings
+    // other files' units in
+    const { mnt } = await mountGen('mnt-ra', ['--readahead', '0'])
+    const m = (i: number): string => path.join(mnt, 'many', `m${String(i).padStart(2, '0')}`)
+    for (const f of [m(30), m(45), m(55), path.join(mnt, 'sub', 'deep', 'f7')]) expect(await residency(f)).toBe('tape')
+    // two opens far apart in the tree's order (m30, then top.bin after sub/): no readahead
+    expect((await sh(`cat '${m(30)}' > /dev/null && cat '${path.join(mnt, 'top.bin')}' > /dev/null`)).code).toBe(0)
+    expect(await residency(m(30))).toBe('cache')
+    expect(await residency(path.join(mnt, 'top.bin'))).toBe('cache')
+    // (the clock scale is 0: anything asked for with those opens would be in by now)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(m(45))).toBe('tape')
+    // two opens in order: the files that come next are asked for, never opened; but only
+    // inside the directory the opens were in so far (a `cp -a many/` does not want sub/)
+    expect((await sh(`cat '${m(0)}' '${m(1)}' > /dev/null`)).code).toBe(0)
+    await until('the readahead over the tree', async () => (await residency(m(55))) === 'cache', 300_000)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(await residency(path.join(mnt, 'sub', 'deep', 'f7'))).toMatch(/^tape/)
+    // opens in order that leave many/ (for small.txt, next in the root): the walk widens to
+    // the root and goes on into sub/deep
+    expect((await sh(`cat '${m(58)}' '${m(59)}' '${path.join(mnt, 'small.txt')}' > /dev/null`)).code).toBe(0)
+    await until('the readahead into sub/deep', async () => (await residency(path.join(mnt, 'sub', 'deep', 'f7'))) === 'cache', 300_000)
+    // and what was recalled ahead reads right
+    const r = await sh(`diff -r '${path.join(s.src, 'many')}' '${path.join(mnt, 'many')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    await umount(mnt)
+  }, 600_000)
+})
+
+describe('a mount started before the generation is migrated', () => {
+  it('reads the units migrate moved to tape meanwhile (through the recall service), and says where they are', async () => {
+    const s = await setup('late', { migrate: false })
+    const mnt = path.join(work, 'late-mnt')
+    fs.mkdirSync(mnt)
+    // --open-units 2: the mount keeps two unit files open (it opens some at start: those it
+    // can still read from after migrate removes them); the others must come from tape
+    const m = await bfs(['mount', 'gen1', mnt, '--readahead', '0', '--open-units', '2'], { repo: s.repo, env: s.env })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    const f = path.join(mnt, 'top.bin')
+    expect(await residency(f)).toBe('disk')
+    // migrate frees the disk copies while the mount serves the generation
+    const mg = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo: s.repo, env: s.env })
+    expect(mg.code, mg.stderr).toBe(0)
+    for (const k of unitKeys(s.repo, 1)) expect(Repository.open(s.repo).store.sync.hasSync(k), k).toBe(false)
+    expect(await residency(f)).toBe('tape')
+    // never read before: nothing in the page cache; read through the recall service
+    const r = await sh(`cmp '${f}' '${path.join(s.src, 'top.bin')}'`)
+    expect(r.code, r.stderr).toBe(0)
+    const d = await sh(`diff -r '${s.src}' '${mnt}'`)
+    expect(d.code, d.stderr).toBe(0)
+    // (a unit served from a descriptor opened before the migrate is recalled by the prefetch at open)
+    await until('top.bin in the cache', async () => (await residency(f)) === 'cache')
+    // the mount started the recall service: it must not hold the mount's /dev/fuse (an
+    // inherited one keeps a dead server's connection alive: readers hang, not ENOTCONN)
+    const svc = Number(fs.readFileSync(recallServicePaths(s.repo, s.env).lock, 'utf8').trim())
+    expect(pidAlive(svc)).toBe(true)
+    const fds = fs.readdirSync(`/proc/${svc}/fd`).map((n) => {
+      try {
+        return fs.readlinkSync(`/proc/${svc}/fd/${n}`)
+      } catch {
+        return ''
+      }
+    })
+    expect(fds).not.toContain('/dev/fuse')
+    await umount(mnt)
+  }, 600_000)
+
+  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
 describe('a repository without a tape tier', () => {

@@ -146,6 +146,25 @@ describe('recall ordering: batches and arrivals', () => {
     expect(decide(m, head, batch, 50_000, none, aging)).toMatchObject({ request: { id: 6 } })
   })
 
+  it('ahead: a request no reader waits for yet gets no aging and never turns urgent; a waiting reader\'s keeps both', () => {
+    const aging = { agingPerS: 0.01, ageCapS: 600 }
+    const head = { cartridge: 'A', block: 100_000 }
+    const all = () => true // every one overtaken
+    const far = (o: Partial<RecallRequest>): RecallRequest => req(1, 9_000_000, { arrival: 0, ...o })
+    const near = req(2, 100_020, { arrival: 5_000 })
+    // 5,000 s old and overtaken: a reader's far request is urgent (age cap); one asked for ahead is not, the near one goes first
+    expect(decide(m, head, [far({}), near], 5_000, all, aging)).toMatchObject({ request: { id: 1 }, urgent: true })
+    expect(decide(m, head, [far({ ahead: true }), near], 5_000, all, aging)).toMatchObject({ request: { id: 2 }, urgent: false })
+    // below the cap, aging alone: the gap is forgiven after gap / 0.01 s for a reader's request, never for one ahead
+    const gap = serviceSeconds(m, head.block, far({})) - serviceSeconds(m, head.block, near)
+    const t = gap / 0.01 + 100
+    const noCap = { agingPerS: 0.01, ageCapS: 1e9 }
+    expect(decide(m, head, [far({}), req(2, 100_020, { arrival: t })], t, all, noCap)).toMatchObject({ request: { id: 1 } })
+    expect(decide(m, head, [far({ ahead: true }), req(2, 100_020, { arrival: t })], t, all, noCap)).toMatchObject({ request: { id: 2 } })
+    // among requests ahead, cost alone
+    expect(decide(m, head, [far({ ahead: true }), req(2, 100_020, { ahead: true })], t, all, aging)).toMatchObject({ request: { id: 2 }, urgent: false })
+  })
+
   it('serves a request whose deadline is near first, even on another cartridge', () => {
     const pending = [req(1, 5000), req(2, 5020), req(3, 9_000_000, { cartridge: 'B', deadline: 400 })]
     const none = () => false

@@ -25,10 +25,10 @@ export interface ReadStore {
   close(): Promise<void>
 }
 
-/** Whether units were ever migrated: the tape catalog's directory has records (a listing only). */
+/** Whether units were ever migrated (the tape catalog's directory has records) or a tape tier is configured: listings only. */
 function maybeOnTape(repo: Repository): boolean {
   try {
-    return repo.store.sync.listSync('tape').length > 0
+    return repo.store.sync.listSync('tape').length > 0 || repo.store.sync.listSync('tiers').length > 0
   } catch {
     return false
   }
@@ -41,8 +41,10 @@ function maybeOnTape(repo: Repository): boolean {
  */
 export async function openReadStore(repo: Repository, o: ReadStoreOptions = {}): Promise<ReadStore | null> {
   if (!maybeOnTape(repo)) return null
-  const { hasTapeCatalog } = await import('../repo/stores.js')
-  if (!hasTapeCatalog(repo)) return null
+  const { mayReachTape } = await import('../repo/stores.js')
+  // a tier without a catalog yet: a migrate may free units on disk while this reader runs
+  // (a mount started before it); the catalog is read again when a unit is missing
+  if (!mayReachTape(repo)) return null
   const { recallStores } = await import('./recall.js')
   const ds: RepoDataStore = recallStores(repo, { cacheBytes: o.cacheBytes, policy: o.policy })
   if (!ds.tiered) {

@@ -37,7 +37,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       return n
     }))
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs)").argParser(parseSize))
-    .addOption(new Option('--tape-readahead <files>', 'with units on tape: opening a file also asks for those of the next FILES files of its directory (default 0)').argParser((v) => {
+    .addOption(new Option('--tape-readahead <units>', 'with units on tape: once files are opened in the tree\'s order (find, cp -a), ask for the units on tape of the files that come next, UNITS at most (and a quarter of the buffer cache; default 256, 0: off)').argParser((v) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new InvalidArgumentError('0 to 100000')
       return n
@@ -70,7 +70,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       const nativeReads = o.nativeRead !== false
       // units on tape: read through the tiered store and the repository's recall service
       const rs = await openReadStore(repo, { cacheBytes: o.bufferCache, policy: { offline: o.offline, recallTimeoutMs: o.recallTimeout === undefined ? undefined : o.recallTimeout * 1000 } })
-      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits, tape: rs?.tiered ?? null, tapeReadaheadFiles: o.tapeReadahead, onClose: rs?.close }), {
+      await asBfsError(() => serveUntilUnmounted(() => new Vfs(repo, { generation: man?.id, cacheBytes: o.cacheSize, readaheadFrames: o.readahead, nativeReads, maxOpenUnits: o.openUnits, tape: rs?.tiered ?? null, tapeReadaheadUnits: o.tapeReadahead, onClose: rs?.close }), {
         mountpoint: mnt,
         allowOther: !!o.allowOther,
         negativeTimeoutS: man ? 86400 : 0,

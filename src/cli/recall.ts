@@ -174,7 +174,7 @@ function statusLines(s: ServiceStatus | null, cache: { dir: string; entries: num
   out.push(`recall service: running, pid ${s.pid} since ${s.startedAt}, ${count(s.connections, 'client')}, ${count(s.inflight, 'unit')} being recalled`)
   for (const t of s.tiers) {
     const q = Object.entries(t.engine.pendingByCartridge).map(([c, n]) => `${c}: ${n}`).join(', ')
-    out.push(`  tier ${t.tier}: queue ${count(t.engine.pending, 'request')}${q ? ` (${q})` : ''}; served ${t.engine.counters.served}, ${t.engine.counters.mounts} mounts, ${t.engine.counters.locates} locates, ${t.engine.counters.readThroughs} read-throughs`)
+    out.push(`  tier ${t.tier}: queue ${count(t.engine.pending, 'request')}${q ? ` (${q})` : ''}${t.engine.pendingAhead ? `, ${t.engine.pendingAhead} asked ahead` : ''}; served ${t.engine.counters.served}, ${t.engine.counters.mounts} mounts, ${t.engine.counters.locates} locates, ${t.engine.counters.readThroughs} read-throughs`)
     for (const d of t.engine.drives) out.push(`    drive ${d.index}: ${d.state}${d.cartridge ? `, ${d.cartridge} ${d.loaded ? `loaded at block ${d.block}` : 'not loaded'}` : ', empty'}${d.held ? '' : ' (not held)'}`)
   }
   const c = s.cache

@@ -20,7 +20,7 @@ export function fuseBinding(): FuseCtor {
 }
 
 const ERRNO: Record<string, number> = {
-  ENOENT: -2, EIO: -5, EBADF: -9, EACCES: -13, ENOTDIR: -20, EISDIR: -21, EINVAL: -22, ERANGE: -34,
+  ENOENT: -2, EINTR: -4, EIO: -5, EBADF: -9, EACCES: -13, ENOTDIR: -20, EISDIR: -21, EINVAL: -22, ERANGE: -34,
   EROFS: -30, ENOSYS: -38, ENODATA: -61, ENOTSUP: -95,
 }
 
@@ -216,6 +216,23 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     write: erofs, create: erofs, truncate: erofs, ftruncate: erofs, unlink: erofs, rmdir: erofs, mkdir: erofs,
     rename: erofs, link: erofs, symlink: erofs, chmod: erofs, chown: erofs, utimens: erofs, setxattr: erofs,
     removexattr: erofs, mknod: erofs,
+  }
+  // With a tape tier, a close(2) is the one message that tells a reader went away while it
+  // waited for a recall (native-notes/tape.md, "Interrupting a read"): flush() gives up the
+  // recalls that only closed files' reads wait for, and answers those reads. Without one, no flush op: the kernel
+  // then stops sending FLUSH after the first ENOSYS, and a close costs no JS round trip.
+  if (vfs.cancelsOnFlush) {
+    Object.assign(ops, {
+      flush: (path: string, fd: number, cb: (e: number) => void) => {
+        try {
+          const done = vfs.flush(fd)
+          if (done) opts.log(`close of ${path}: ${done.cancelled} unit recall${done.cancelled === 1 ? '' : 's'} given up (no open file needs them), ${done.reads} read${done.reads === 1 ? '' : 's'} of closed files waiting for them interrupted (EINTR)`)
+        } catch (err) {
+          opts.log(`flush ${path}: ${(err as Error).message}`)
+        }
+        cb(0)
+      },
+    })
   }
   const ttl = opts.attrTimeoutS ?? 86400
   const native = (opts.nativeReadCacheBytes ?? 0) > 0

@@ -57,9 +57,19 @@ export function hasTapeCatalog(repo: Repository): boolean {
   return repo.store.sync.listSync(TAPE_PREFIX).some((k) => /\/rec-\d{8,}$/.test(k))
 }
 
+/**
+ * Whether a reader of the repository may meet units on tape during its run: some were
+ * migrated already, or a tape tier is configured (a `bfs migrate` may free units on disk
+ * while a mount started before it still serves them).
+ */
+export function mayReachTape(repo: Repository): boolean {
+  return hasTapeCatalog(repo) || repo.store.sync.listSync('tiers').length > 0
+}
+
 export function openDataStore(repo: Repository, o: DataStoreOptions = {}): RepoDataStore {
   const disk = repo.store
-  if (!hasTapeCatalog(repo)) return { store: disk, tiered: null, catalog: null, tapes: [], close: async () => undefined }
+  // through the recall service, a configured tier is enough: the catalog is read again on a miss
+  if (!((o.recall ?? 'service') === 'service' ? mayReachTape(repo) : hasTapeCatalog(repo))) return { store: disk, tiered: null, catalog: null, tapes: [], close: async () => undefined }
   const catalog = new RepoTapeCatalog(disk)
   if ((o.recall ?? 'service') === 'service') {
     if (!o.service) throw new TypeError("openDataStore: recall 'service' needs the service client (recall/client.ts serviceSource)")

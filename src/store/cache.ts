@@ -497,6 +497,11 @@ export interface FillOptions {
   signal?: AbortSignal
   /** Pin every key for this holder (before it is fetched, so it stays until unpinned). */
   pin?: string
+  /**
+   * No reader waits for these yet (a mount's readahead over the tree): the scheduler orders
+   * them by cost alone until a fetch without `ahead` of the same key promotes them.
+   */
+  ahead?: boolean
 }
 
 /**
@@ -512,7 +517,15 @@ export interface ColdSource {
   localRoots(): string[]
   /** Brings entries into the cache (verified); one promise per key. */
   fill(entries: ColdEntry[], o: FillOptions): Map<string, Promise<void>>
+  /** A reader now waits for these keys, filled with `ahead`: ordinary requests from now. */
+  promote(keys: string[]): void
   touch(key: string): void
+  /**
+   * Gives up this process's recalls of `keys` that are still outstanding (their promises
+   * fail); what is below cancels each unless someone else wants it. Returns the keys given
+   * up. Optional: a source without it never cancels.
+   */
+  cancel?(keys: string[]): number
   pin(keys: string[], holder: string): void
   unpin(keys: string[] | null, holder: string): void
   /** Writes go here, when the source takes them (the tape store in one process). */
@@ -569,6 +582,8 @@ class CachedBlob implements SyncBlobReader {
 export class CacheStore implements Store {
   readonly sync = null
   private readonly inflight = new Map<string, Promise<void>>()
+  /** Keys in flight that were fetched ahead and not yet promoted. */
+  private readonly aheadKeys = new Set<string>()
 
   constructor(
     readonly cache: BufferCache,
@@ -620,13 +635,16 @@ export class CacheStore implements Store {
   fetch(keys: string[], o: FillOptions = {}): Map<string, Promise<void>> {
     const out = new Map<string, Promise<void>>()
     const want: ColdEntry[] = []
+    const promote: string[] = []
     if (o.pin) this.source.pin(keys, o.pin)
     for (const key of keys) {
       if (out.has(key)) continue
       const e = this.need(key)
       const running = this.inflight.get(key)
-      if (running) out.set(key, running)
-      else if (this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
+      if (running) {
+        out.set(key, running)
+        if (!o.ahead && this.aheadKeys.delete(key)) promote.push(key)
+      } else if (this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
       else want.push(e)
     }
     if (want.length) {
@@ -638,8 +656,16 @@ export class CacheStore implements Store {
         p.catch(() => undefined) // a prefetch nobody waits for must not be an unhandled rejection
         this.inflight.set(e.key, p)
         out.set(e.key, p)
+        if (o.ahead) {
+          this.aheadKeys.add(e.key)
+          const forget = (): void => {
+            if (this.inflight.get(e.key) !== p) this.aheadKeys.delete(e.key)
+          }
+          p.then(forget, forget)
+        }
       }
     }
+    if (promote.length) this.source.promote(promote)
     return out
   }
 
@@ -662,6 +688,22 @@ export class CacheStore implements Store {
 
   get(key: string, range?: ByteRange): Promise<Buffer> {
     return getByOpen(this, key, range)
+  }
+
+  /** Whether a fetch of `key` by this store is outstanding (a reader may be waiting for it). */
+  recalling(key: string): boolean {
+    return this.inflight.has(key)
+  }
+
+  /**
+   * Gives up the outstanding fetches of `keys` (a mount's reader was interrupted while it
+   * waited for them): everyone in this process waiting on one of them fails (EIO "recall
+   * cancelled"; a ColdBlob then asks again on its next read), so the caller must know that
+   * nobody else here wants them. Returns the keys given up.
+   */
+  cancel(keys: string[]): number {
+    const mine = keys.filter((k) => this.inflight.has(k))
+    return mine.length && this.source.cancel ? this.source.cancel(mine) : 0
   }
 
   async has(key: string): Promise<boolean> {
@@ -789,13 +831,20 @@ export class TapeSource implements ColdSource {
         for (const e of es) got.set(e.key, Promise.reject(new StoreError('EIO', e.key, `${this.where(e.key)}: on tier ${tier}, which this process has not opened`)))
         continue
       }
-      for (const [k, p] of t.recall(es, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal })) got.set(k, p)
+      for (const [k, p] of t.recall(es, (e, chunks) => this.cache.insert(e.key, e.sha256, chunks), { deadline: o.deadline, signal: o.signal, ahead: o.ahead })) got.set(k, p)
     }
     for (const p of got.values()) p.catch(() => undefined) // each caller handles its own
     if (o.timeoutMs === undefined) return got
     const out = new Map<string, Promise<void>>()
     for (const [k, p] of got) out.set(k, withTimeout(p, o.timeoutMs, () => new StoreError('EIO', k, `${this.where(k)}: not recalled within ${Math.round(o.timeoutMs! / 1000)} s (the recall deadline)`)))
     return out
+  }
+
+  promote(keys: string[]): void {
+    for (const k of keys) {
+      const e = this.tape.entry(k)
+      if (e) this.tapes.get(e.loc.tier)?.promote(k)
+    }
   }
 
   touch(key: string): void {

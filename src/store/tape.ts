@@ -253,7 +253,18 @@ export class TapeStore implements Store {
    * with StoreError EIO on a mismatch, so a sink must not make the bytes visible before
    * `done` resolves for that key (the cache writes a temporary file and renames it after).
    */
-  recall(entries: ColdEntry[], sink: (e: ColdEntry, chunks: Buffer[]) => void | Promise<void>, o: { deadline?: number; signal?: AbortSignal } = {}): Map<string, Promise<void>> {
+  /** Engine requests of keys asked for ahead (`recall`'s `ahead`), until they are done or promoted. */
+  private readonly aheadIds = new Map<string, number>()
+
+  /** A reader now waits for `key`, recalled ahead: the engine orders it as any other request from now. */
+  promote(key: string): void {
+    const id = this.aheadIds.get(key)
+    if (id === undefined) return
+    this.aheadIds.delete(key)
+    this.engine.promote(id)
+  }
+
+  recall(entries: ColdEntry[], sink: (e: ColdEntry, chunks: Buffer[]) => void | Promise<void>, o: { deadline?: number; signal?: AbortSignal; ahead?: boolean } = {}): Map<string, Promise<void>> {
     const out = new Map<string, Promise<void>>()
     const ids: number[] = []
     for (const e of entries) {
@@ -272,6 +283,7 @@ export class TapeStore implements Store {
         block: e.loc.block,
         records: e.loc.records,
         deadline: o.deadline,
+        ahead: !!o.ahead,
         sink: async (records) => {
           chunks = sliceBlob(records, e.loc.skip, e.sizeBytes)
           const h = createHash('sha256')
@@ -287,6 +299,13 @@ export class TapeStore implements Store {
         },
       })
       ids.push(id)
+      if (o.ahead) {
+        this.aheadIds.set(e.key, id)
+        const forget = (): void => {
+          if (this.aheadIds.get(e.key) === id) this.aheadIds.delete(e.key)
+        }
+        done.then(forget, forget)
+      }
       out.set(
         e.key,
         done.catch((err: unknown) => {

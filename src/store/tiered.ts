@@ -230,6 +230,16 @@ export class TieredStore implements Store {
     return this.cold.fetch(want, o)
   }
 
+  /** Whether a recall of `key` asked for by this process is outstanding. */
+  recalling(key: string): boolean {
+    return this.cold?.recalling(key) ?? false
+  }
+
+  /** Gives up this process's outstanding recalls of `keys` (CacheStore.cancel: nobody else here may be waiting for them). */
+  cancel(keys: string[]): number {
+    return this.cold?.cancel(keys) ?? 0
+  }
+
   /** Releases pins of `holder` (on `keys`, or all of them). */
   unpin(keys: string[] | null, holder: string): void {
     this.cold?.source.unpin(keys, holder)

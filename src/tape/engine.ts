@@ -38,6 +38,8 @@ export interface ReadJob {
   records: number
   /** Serve it before this simulated time if at all possible (schedule.ts deadlines). */
   deadline?: number
+  /** Asked for ahead of any reader (schedule.ts `ahead`): ordered by cost alone until promote(). */
+  ahead?: boolean
   /** Receives the records read (the engine waits for it before the drive moves on). */
   sink: (records: Buffer[]) => void | Promise<void>
 }
@@ -84,6 +86,8 @@ export interface EngineDriveStatus {
 export interface EngineStatus {
   drives: EngineDriveStatus[]
   pending: number
+  /** Of those, asked for ahead and not promoted (no reader waits for them yet). */
+  pendingAhead: number
   pendingByCartridge: Record<string, number>
   counters: EngineCounters
 }
@@ -175,7 +179,7 @@ export class RecallEngine {
     })
     const idle = this.pending.size === 0 && this.slots.every((s) => !s.busy)
     // arrival breaks ties by order, so that requests submitted together never overtake each other's arrival
-    this.pending.set(id, { id, cartridge: j.cartridge, block: j.block, records: j.records, arrival: this.now(), deadline: j.deadline, sink: j.sink, resolve, reject })
+    this.pending.set(id, { id, cartridge: j.cartridge, block: j.block, records: j.records, arrival: this.now(), deadline: j.deadline, ahead: !!j.ahead, sink: j.sink, resolve, reject })
     if (idle && this.windowMs > 0 && !this.windowTimer) {
       this.windowTimer = setTimeout(() => {
         this.windowTimer = null
@@ -183,6 +187,21 @@ export class RecallEngine {
       }, this.windowMs)
     } else this.pump()
     return { id, done }
+  }
+
+  /**
+   * A reader now waits for request `id`, asked for ahead: from here it is an ordinary
+   * request arriving now (it ages, and can become urgent). False if it is not pending.
+   */
+  promote(id: number): boolean {
+    const j = this.pending.get(id)
+    if (!j) return false
+    if (j.ahead) {
+      j.ahead = false
+      j.arrival = this.now()
+      this.overtaken.delete(id)
+    }
+    return true
   }
 
   /** Cancels a request that has not been started; false if it is being read or done. */
@@ -211,6 +230,7 @@ export class RecallEngine {
         return { index: s.index, held: !!s.session, cartridge: r.cartridge, loaded: r.loaded, block: r.block, clock: r.clock, state: s.state }
       }),
       pending: this.pending.size,
+      pendingAhead: [...this.pending.values()].filter((j) => j.ahead).length,
       pendingByCartridge: byCart,
       counters: { ...this.counters },
     }

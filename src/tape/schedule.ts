@@ -15,6 +15,9 @@
  *   first, even on another cartridge. Requests that arrive together (a restore's plan) do
  *   not overtake each other, so a batch is ordered purely by cost.
  * - New requests can be added at any time: they join the current plan.
+ * - Requests asked for ahead of any reader (`ahead`) are ordered by cost alone: they never
+ *   age or become urgent, so a waiting reader's request is never held behind them for
+ *   longer than by any other cheaper request.
  */
 import { exchangeSeconds, locateSeconds, mountSeconds, readThroughSeconds, type TapeModel } from './model.js'
 
@@ -30,6 +33,14 @@ export interface RecallRequest {
   arrival: number
   /** Serve it before this time if at all possible (simulated seconds). */
   deadline?: number
+  /**
+   * Asked for ahead of any reader (a mount's readahead over the tree, not a read waiting
+   * for it): ordered by cost alone — no aging bonus, never urgent — so that it deepens the
+   * queue the scheduler orders without taking a turn from a waiting reader. A reader that
+   * comes to wait for it promotes it (the engine's `promote`): from then it is an ordinary
+   * request that arrived at that moment.
+   */
+  ahead?: boolean
 }
 
 export interface ScheduleOptions {
@@ -105,14 +116,14 @@ export function decide(m: TapeModel, head: HeadPosition, pending: Iterable<Recal
   for (const r of pending) {
     const here = r.cartridge === head.cartridge
     const cost = here ? serviceSeconds(m, head.block, r, readThrough) : Infinity
-    const overdue = overtaken(r) && now - r.arrival >= ageCap
+    const overdue = !r.ahead && overtaken(r) && now - r.arrival >= ageCap
     const pressed = r.deadline !== undefined && now + (here ? cost : change + serviceSeconds(m, 0, r, false)) >= r.deadline - slack
     if (overdue || pressed) {
       const due = dueTime(r, ageCap)
       if (!urgent || due < urgent.due || (due === urgent.due && cost < urgent.cost)) urgent = { r, due, cost }
     }
     if (here) {
-      const aged = cost - aging * Math.max(0, now - r.arrival)
+      const aged = r.ahead ? cost : cost - aging * Math.max(0, now - r.arrival)
       if (!best || aged < best.cost || (aged === best.cost && (r.arrival < best.r.arrival || (r.arrival === best.r.arrival && r.block < best.r.block)))) best = { r, cost: aged }
     } else if (!oldestElsewhere || r.arrival < oldestElsewhere.arrival) oldestElsewhere = r
   }

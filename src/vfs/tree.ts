@@ -8,13 +8,17 @@ import type { AsyncBlockReader, OpenFile } from '../blocks/reader.js'
 import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
 import { extentUnits } from '../repo/needed.js'
+import { TreeAhead } from './treeahead.js'
+
+/** Units asked for ahead at most by the tape readahead over the tree (`bfs mount --tape-readahead`). */
+export const DEFAULT_TAPE_READAHEAD_UNITS = 256
 
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
 
 /** An error a filesystem operation answers with (an errno name). */
 export class VfsError extends Error {
-  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE') {
+  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE' | 'EINTR') {
     super(errno)
   }
 }
@@ -182,6 +186,20 @@ interface Handle {
   view: GenView
   index: number
   file: OpenFile
+  /** With a tape tier: its reads in JavaScript (see Vfs.flush). */
+  waits?: TapeWaits
+  /** With a tape tier: its file's unit keys, computed when a flush first needs them. */
+  keys?: string[]
+}
+
+/** A handle's reads in JavaScript on a mount with a tape tier, and whether it was closed (see Vfs.flush). */
+interface TapeWaits {
+  /** Reads in progress. */
+  reads: number
+  /** Aborted when a flush interrupts them (then replaced: later reads are not). */
+  ctl: AbortController
+  /** A descriptor of it was closed (FUSE flush) and it has not been read since: it wants nothing. */
+  closed: boolean
 }
 
 export interface VfsOptions {
@@ -208,12 +226,13 @@ export interface VfsOptions {
    */
   tape?: TapeTier | null
   /**
-   * With a tape tier: opening a file also asks for the units on tape of the next this many
-   * regular files of its directory (catalog = readdir order), so that readers going through a
-   * directory in order (`find | xargs cat`, `cp -r`) give the scheduler a deeper queue.
-   * Default 0 (only the file's own units).
+   * With a tape tier: once opens follow the tree's traversal order, the units on tape of the
+   * files that come next are asked for ahead, this many at most (and a quarter of the buffer
+   * cache), so that readers going through a tree in order (`find | xargs cat`, `cp -a`) give
+   * the scheduler a deep queue (vfs/treeahead.ts). Default 256; 0: only each opened file's
+   * own units.
    */
-  tapeReadaheadFiles?: number
+  tapeReadaheadUnits?: number
   /** Called by close() after the reader is closed (the data store's close). */
   onClose?: () => Promise<void>
 }
@@ -225,8 +244,12 @@ export interface TapeTier {
   residencySync(key: string): 'disk' | 'cache' | 'tape' | undefined
   /** A unit's catalog entry, when it was migrated. */
   coldEntry(key: string): { sizeBytes: number } | undefined
-  /** Asks for units on tape (not pinned). */
-  prefetch(keys: string[]): unknown
+  /** Asks for units on tape (not pinned); `ahead`: no reader waits for them yet. */
+  prefetch(keys: string[], o?: { ahead?: boolean }): unknown
+  /** Whether a recall of `key` asked for by this process is outstanding. */
+  recalling?(key: string): boolean
+  /** Gives up this process's outstanding recalls of `keys` (its waiters fail); returns how many. */
+  cancel?(keys: string[]): number
   readonly cacheLimitBytes: number
 }
 
@@ -244,6 +267,8 @@ export class Vfs {
   private gens: Manifest[] = []
   private lastRefresh = 0
   private readonly handles = new Map<number, Handle>()
+  /** The tape readahead over the tree, per generation shown. */
+  private readonly treeAhead = new WeakMap<GenView, TreeAhead>()
   private nextHandle = 0
   private readonly now: () => number
   private readonly maps: LazyMaps
@@ -401,7 +426,7 @@ export class Vfs {
     this.handles.set(h, handle)
     if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
       this.prefetch(n.view.extents(n.index), d.size)
-      if (this.opts.tapeReadaheadFiles) this.prefetchSiblings(n.view, n.index, this.opts.tapeReadaheadFiles)
+      this.aheadOf(n.view)?.opened(n.index)
     }
     if (this.native) {
       try {
@@ -468,17 +493,42 @@ export class Vfs {
     return bytes
   }
 
-  /** prefetch() of the next `count` regular files after entry `i` in its directory, a quarter of the buffer cache in all. */
-  private prefetchSiblings(v: GenView, i: number, count: number): void {
-    const cat = v.cat
-    const p = cat.parent[i]!
-    const end = cat.firstChild[p]! + cat.childCount[p]!
-    let budget = this.opts.tape!.cacheLimitBytes / 4
-    for (let c = i + 1, files = 0; c < end && files < count && budget > 0; c++) {
-      if (cat.type[c] !== EntryType.File) continue
-      files++
-      budget -= this.prefetch(v.extents(c), v.entry(v.leader(c)).size, budget)
+  /** The tape readahead over `v`'s tree (null when off). */
+  private aheadOf(v: GenView): TreeAhead | null {
+    const units = this.opts.tapeReadaheadUnits ?? DEFAULT_TAPE_READAHEAD_UNITS
+    if (units <= 0) return null
+    let a = this.treeAhead.get(v)
+    if (!a) {
+      const t = this.opts.tape!
+      a = new TreeAhead(
+        {
+          cat: v.cat,
+          unitsOnTape: (i) => {
+            try {
+              const out: Array<{ key: string; bytes: number }> = []
+              for (const key of extentUnits(this.repo, v.extents(i), v.entry(v.leader(i)).size)) {
+                // the catalog first (memory): a unit never migrated costs no look at the disk
+                const e = t.coldEntry(key)
+                if (e && t.residencySync(key) === 'tape') out.push({ key, bytes: e.sizeBytes })
+              }
+              return out
+            } catch {
+              return [] // a readahead is only a hint: the reads say what is wrong
+            }
+          },
+          ask: (keys) => {
+            try {
+              t.prefetch(keys, { ahead: true })
+            } catch {
+              // only a hint
+            }
+          },
+        },
+        { maxUnits: units, maxBytes: t.cacheLimitBytes / 4 },
+      )
+      this.treeAhead.set(v, a)
     }
+    return a
   }
 
   /**
@@ -493,8 +543,80 @@ export class Vfs {
   }
 
   release(handle: number): void {
+    const h = this.handles.get(handle)
+    if (h) this.stranded.delete(h)
     this.handles.delete(handle)
     this.native?.release(handle)
+  }
+
+  /**
+   * Whether close(2) should reach flush() (the adapter registers a FUSE flush only then):
+   * with a tape tier, a reader interrupted while it waits for a recall closes its file,
+   * and the flush is the one message that says so in time (native-notes/tape.md,
+   * "Interrupting a read"). Without one, a close costs no round trip to JavaScript.
+   */
+  get cancelsOnFlush(): boolean {
+    return !!this.opts.tape
+  }
+
+  /**
+   * A close(2) of a descriptor of `handle` (FUSE_FLUSH; the release comes only once the
+   * kernel's background reads of it are answered). The handle wants nothing from now on
+   * (until it is read again: a process sharing the descriptor, fork or dup). Reads of closed
+   * handles still in progress in JavaScript while units of their files are being recalled
+   * are *stranded*: their readers went away (killed, interrupted) while they waited for
+   * tape. Each flush while some are stranded (rare: any other flush returns at once) gives
+   * up the recalls they wait for that no open, not closed handle's file needs (the recall
+   * service cancels each unless another process wants it) and answers the stranded reads of
+   * those units EINTR at once. Stranded reads of a unit another handle still needs are left
+   * to complete: another reader of the same file may be waiting for the very pages they
+   * bring (the kernel's readahead is shared by the file's readers), and that wait is
+   * killable, while a synchronous read of its own would not be once it reached us. A
+   * process sharing a closed descriptor that is still reading is not failed for good: the
+   * kernel retries a page read that came back with an error, which asks again. Returns
+   * what it did, or null when it did nothing.
+   */
+  flush(handle: number): { reads: number; cancelled: number } | null {
+    const h = this.handles.get(handle)
+    const t = this.opts.tape
+    if (!h || !t?.recalling) return null
+    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
+    w.closed = true
+    if (w.reads > 0) this.stranded.add(h)
+    if (this.stranded.size === 0) return null
+    // the units stranded reads may be waiting for
+    const waited = new Set<string>()
+    for (const s of this.stranded) for (const k of this.keysOf(s)) if (t.recalling(k)) waited.add(k)
+    if (waited.size === 0) return null // reads from disk or the cache: they end by themselves
+    for (const o of this.handles.values()) {
+      if (o.waits?.closed) continue
+      for (const k of this.keysOf(o)) waited.delete(k)
+      if (waited.size === 0) return null
+    }
+    let reads = 0
+    for (const s of [...this.stranded]) {
+      if (!this.keysOf(s).some((k) => waited.has(k))) continue
+      reads += s.waits!.reads
+      s.waits!.ctl.abort()
+      s.waits!.ctl = new AbortController()
+      this.stranded.delete(s)
+    }
+    return { reads, cancelled: t.cancel ? t.cancel([...waited]) : 0 }
+  }
+
+  /** Closed handles with reads in progress (see flush). */
+  private readonly stranded = new Set<Handle>()
+
+  /** The unit keys of an open handle's file (remembered for the handle). */
+  private keysOf(h: Handle): string[] {
+    if (!h.keys) {
+      try {
+        h.keys = extentUnits(this.repo, h.view.extents(h.index), h.view.entry(h.view.leader(h.index)).size)
+      } catch {
+        h.keys = [] // a map that cannot be read: its reads say what is wrong
+      }
+    }
+    return h.keys
   }
 
   private native: NativeReads | null = null
@@ -512,10 +634,38 @@ export class Vfs {
   async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handles.get(handle)
     if (!h) throw new VfsError('EBADF')
+    if (this.opts.tape) return this.readTape(h, dst, len, pos)
     try {
       return await this.reader.read(h.file, dst, len, pos)
     } catch (err) {
       throw Object.assign(new VfsError('EIO'), { cause: err })
+    }
+  }
+
+  /**
+   * read() with a tape tier: counted for flush(), which may interrupt it (EINTR at once).
+   * It reads into its own buffer, copied into `dst` only when it is answered with data: an
+   * interrupted read's load goes on, and libfuse's buffer must not be written after the answer.
+   */
+  private async readTape(h: Handle, dst: Buffer, len: number, pos: number): Promise<number> {
+    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
+    if (w.closed) {
+      // read after a close: another process shares the descriptor, it wants the file again
+      w.closed = false
+      this.stranded.delete(h)
+    }
+    const signal = w.ctl.signal
+    const own = Buffer.allocUnsafe(Math.min(len, Math.max(0, h.file.sizeBytes - pos)))
+    w.reads++
+    try {
+      const n = await untilAborted(this.reader.read(h.file, own, own.length, pos), signal)
+      own.copy(dst, 0, 0, n)
+      return n
+    } catch (err) {
+      if (signal.aborted) throw new VfsError('EINTR')
+      throw Object.assign(new VfsError('EIO'), { cause: err })
+    } finally {
+      if (--w.reads === 0) this.stranded.delete(h)
     }
   }
 
@@ -536,6 +686,24 @@ export class Vfs {
     await this.reader.close()
     await this.opts.onClose?.()
   }
+}
+
+/** `p`, or a rejection as soon as `signal` aborts (p goes on; its outcome is then dropped). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', abort, { once: true })
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', abort)
+        resolve(v)
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', abort)
+        reject(e)
+      },
+    )
+  })
 }
 
 /** The largest handle number (fuse-native passes them as int32). */

@@ -37,6 +37,8 @@ interface Req {
   keys: string[]
   pin: boolean
   deadline?: number
+  /** Asked for ahead of any reader (protocol `ahead`). */
+  ahead: boolean
   left: Set<string>
   perKey: Map<string, { resolve: () => void; reject: (e: unknown) => void }>
   onProgress?: (p: RecallProgress) => void
@@ -64,6 +66,8 @@ export class RecallClient {
   private statusWaiters: Array<(s: ServiceStatus) => void> = []
   private nextId = 1
   private closed = false
+  /** The protocol version the connected service said in its hello (0 until it answered). */
+  private serviceVersion = 0
   /** Services this client started (tests; logs). */
   starts = 0
 
@@ -109,6 +113,7 @@ export class RecallClient {
 
   private adopt(s: net.Socket): void {
     this.socket = s
+    this.serviceVersion = 0
     s.on('data', lineReader((m) => this.onMessage(m as ServiceMessage), () => undefined))
     s.on('error', () => undefined)
     s.on('close', () => this.lost(s))
@@ -137,7 +142,23 @@ export class RecallClient {
   private sendRecall(r: Req): void {
     if (!this.socket || r.sentOn === this.socket) return
     r.sentOn = this.socket
-    this.write({ op: 'recall', id: r.id, keys: [...r.left], pin: r.pin, ...(r.deadline !== undefined ? { deadline: r.deadline } : {}) })
+    this.write({ op: 'recall', id: r.id, keys: [...r.left], pin: r.pin, ...(r.deadline !== undefined ? { deadline: r.deadline } : {}), ...(r.ahead ? { ahead: true } : {}) })
+    // sent again on a new connection: keys promoted since are promoted again
+    if (r.ahead) {
+      const p = [...r.left].filter((k) => this.promoted.has(k))
+      if (p.length) this.write({ op: 'promote', keys: p })
+    }
+  }
+
+  /** Keys asked for ahead that a reader now waits for (until they are done). */
+  private readonly promoted = new Set<string>()
+
+  /** A reader now waits for these keys, which were asked for ahead: the service orders them as any other request from now. */
+  promote(keys: string[]): void {
+    const mine = keys.filter((k) => [...this.reqs.values()].some((r) => r.ahead && r.left.has(k)))
+    if (!mine.length) return
+    for (const k of mine) this.promoted.add(k)
+    if (this.socket) this.write({ op: 'promote', keys: mine })
   }
 
   private onMessage(m: ServiceMessage): void {
@@ -146,6 +167,7 @@ export class RecallClient {
         const r = this.reqs.get(m.id)
         if (!r || !r.left.has(m.key)) return
         r.left.delete(m.key)
+        this.promoted.delete(m.key)
         const k = r.perKey.get(m.key)
         if (m.ok) k?.resolve()
         else {
@@ -166,6 +188,9 @@ export class RecallClient {
       case 'status':
         for (const w of this.statusWaiters.splice(0)) w(m)
         return
+      case 'hello':
+        this.serviceVersion = typeof m.version === 'number' ? m.version : 0
+        return
       default:
     }
   }
@@ -178,6 +203,7 @@ export class RecallClient {
 
   private failAll(r: Req, err: unknown): void {
     for (const key of r.left) {
+      this.promoted.delete(key)
       r.failed++
       r.perKey.get(key)?.reject(err instanceof StoreError ? err : new StoreError('EIO', key, `${key}: ${(err as Error).message}`))
     }
@@ -189,12 +215,12 @@ export class RecallClient {
    * Asks the service to bring `keys` into the cache. `perKey` resolves (or fails) per key;
    * `done` when all are settled. `signal` cancels what is not done.
    */
-  recall(keys: string[], o: { pin?: boolean; deadline?: number; signal?: AbortSignal; onProgress?: (p: RecallProgress) => void } = {}): { perKey: Map<string, Promise<void>>; done: Promise<{ ok: number; failed: number }> } {
+  recall(keys: string[], o: { pin?: boolean; deadline?: number; ahead?: boolean; signal?: AbortSignal; onProgress?: (p: RecallProgress) => void } = {}): { perKey: Map<string, Promise<void>>; done: Promise<{ ok: number; failed: number }> } {
     const uniq = [...new Set(keys)]
     const perKey = new Map<string, Promise<void>>()
     let resolveDone!: Req['resolveDone']
     const done = new Promise<{ ok: number; failed: number }>((r) => (resolveDone = r))
-    const r: Req = { id: this.nextId++, keys: uniq, pin: !!o.pin, deadline: o.deadline, left: new Set(uniq), perKey: new Map(), onProgress: o.onProgress, failed: 0, resolveDone, sentOn: null }
+    const r: Req = { id: this.nextId++, keys: uniq, pin: !!o.pin, deadline: o.deadline, ahead: !!o.ahead, left: new Set(uniq), perKey: new Map(), onProgress: o.onProgress, failed: 0, resolveDone, sentOn: null }
     for (const k of uniq) {
       const p = new Promise<void>((resolve, reject) => r.perKey.set(k, { resolve, reject }))
       p.catch(() => undefined) // each caller handles its own
@@ -223,6 +249,40 @@ export class RecallClient {
     if (!r) return
     this.write({ op: 'cancel', id })
     this.failAll(r, new StoreError('EIO', '', 'recall cancelled'))
+  }
+
+  /**
+   * Gives up `keys` wherever they are still outstanding in this client's requests: a
+   * request all of whose outstanding keys are among them is cancelled as by cancel(); from
+   * the others only those keys are (a service that does not know per-key cancels, protocol
+   * 1, keeps them: the recall goes on, nothing else fails). Their promises fail EIO "recall
+   * cancelled"; the service cancels each unless another client wants it. Returns the keys
+   * given up.
+   */
+  cancelKeys(keys: Iterable<string>): number {
+    const drop = new Set(keys)
+    let n = 0
+    for (const r of [...this.reqs.values()]) {
+      const mine = [...r.left].filter((k) => drop.has(k))
+      if (mine.length === 0) continue
+      if (mine.length === r.left.size) {
+        n += mine.length
+        this.cancel(r.id)
+        continue
+      }
+      // not sent on this connection yet: it is sent (again) without them
+      if (r.sentOn === this.socket && this.socket) {
+        if (this.serviceVersion < 2) continue
+        this.write({ op: 'cancel', id: r.id, keys: mine })
+      }
+      for (const k of mine) {
+        r.left.delete(k)
+        r.failed++
+        r.perKey.get(k)?.reject(new StoreError('EIO', k, `${k}: recall cancelled`))
+        n++
+      }
+    }
+    return n
   }
 
   pin(keys: string[]): void {
@@ -340,7 +400,7 @@ export class ServiceSource implements ColdSource {
   }
 
   fill(entries: ColdEntry[], o: FillOptions): Map<string, Promise<void>> {
-    const { perKey } = this.client.recall(entries.map((e) => e.key), { pin: !!o.pin, deadline: o.deadline, signal: o.signal })
+    const { perKey } = this.client.recall(entries.map((e) => e.key), { pin: !!o.pin, deadline: o.deadline, ahead: o.ahead, signal: o.signal })
     const timeout = o.timeoutMs ?? this.o.timeoutMs
     if (timeout === undefined) return perKey
     const out = new Map<string, Promise<void>>()
@@ -352,8 +412,16 @@ export class ServiceSource implements ColdSource {
     return out
   }
 
+  promote(keys: string[]): void {
+    this.client.promote(keys)
+  }
+
   touch(key: string): void {
     this.client.touch(key)
+  }
+
+  cancel(keys: string[]): number {
+    return this.client.cancelKeys(keys)
   }
 
   pin(keys: string[]): void {

@@ -4,10 +4,15 @@
  *
  * Client → service:
  *   {op:'hello', pid, cacheBytes?}                 first; cacheBytes sets the buffer cache's limit
- *   {op:'recall', id, keys, pin?, deadline?}       bring keys into the cache; pin: keep them
+ *   {op:'recall', id, keys, pin?, deadline?, ahead?}  bring keys into the cache; pin: keep them
  *                                                  until unpinned (or this connection ends);
- *                                                  deadline: simulated seconds (urgency)
- *   {op:'cancel', id}                              the keys of request id that no one else wants
+ *                                                  deadline: simulated seconds (urgency);
+ *                                                  ahead: no reader waits for them yet (a
+ *                                                  mount's readahead: ordered by cost alone)
+ *   {op:'promote', keys}                           a reader now waits for these keys, asked
+ *                                                  for ahead (by anyone): ordinary requests now
+ *   {op:'cancel', id, keys?}                       the keys of request id (or only those of
+ *                                                  `keys`) that no one else wants
  *   {op:'pin', keys} / {op:'unpin', keys | null}   pins of this connection (null: all)
  *   {op:'touch', keys}                             cache hits (eviction order)
  *   {op:'status'}
@@ -24,12 +29,17 @@
 import type { CacheStats } from '../cache.js'
 import type { EngineStatus } from '../../tape/engine.js'
 
-export const PROTOCOL_VERSION = 1
+/**
+ * 2: `recall` takes `ahead`, `promote` is new, `cancel` takes `keys` (a client cancels some
+ * keys of a request only if the service says 2 or more).
+ */
+export const PROTOCOL_VERSION = 2
 
 export type ClientMessage =
   | { op: 'hello'; pid: number; cacheBytes?: number }
-  | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number }
-  | { op: 'cancel'; id: number }
+  | { op: 'recall'; id: number; keys: string[]; pin?: boolean; deadline?: number; ahead?: boolean }
+  | { op: 'promote'; keys: string[] }
+  | { op: 'cancel'; id: number; keys?: string[] }
   | { op: 'pin'; keys: string[] }
   | { op: 'unpin'; keys: string[] | null }
   | { op: 'touch'; keys: string[] }

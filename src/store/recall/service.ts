@@ -39,6 +39,8 @@ interface Inflight {
   entry: ColdEntry
   wanters: Set<Want>
   abort: AbortController
+  /** Every wanter so far asked for it ahead (no reader waits): the engine orders it by cost alone. */
+  ahead: boolean
 }
 
 interface Conn {
@@ -158,11 +160,25 @@ export class RecallService {
           this.send(c, { op: 'hello', pid: process.pid, version: PROTOCOL_VERSION })
           return
         case 'recall':
-          this.recall(c, m.id, m.keys, !!m.pin, m.deadline)
+          this.recall(c, m.id, m.keys, !!m.pin, m.deadline, !!m.ahead)
+          return
+        case 'promote':
+          for (const k of m.keys) this.promote(k)
           return
         case 'cancel': {
           const r = c.requests.get(m.id)
           if (!r) return
+          if (Array.isArray(m.keys)) {
+            // only these keys of the request (a mount's reader gave up on them): the others go on
+            const gone = new StoreError('EIO', '', 'cancelled')
+            for (const key of m.keys) {
+              const w = r.wants.get(key)
+              if (!w) continue
+              this.unwant(key, w)
+              this.finishFor(c, m.id, key, false, gone)
+            }
+            return
+          }
           for (const [key, w] of r.wants) this.unwant(key, w)
           for (const key of r.wants.keys()) this.send(c, { op: 'unit', id: m.id, key, ok: false, code: 'EIO', error: 'cancelled' })
           c.requests.delete(m.id)
@@ -190,7 +206,19 @@ export class RecallService {
     }
   }
 
-  private recall(c: Conn, id: number, keys: string[], pin: boolean, deadline: number | undefined): void {
+  /** A reader waits for `key` now: if it is being recalled ahead, it becomes an ordinary request. */
+  private promote(key: string): void {
+    const f = this.inflight.get(key)
+    if (!f?.ahead) return
+    f.ahead = false
+    try {
+      this.tape(f.entry.loc.tier).promote(key)
+    } catch {
+      // its tier is gone: the recall fails on its own
+    }
+  }
+
+  private recall(c: Conn, id: number, keys: string[], pin: boolean, deadline: number | undefined, ahead = false): void {
     if (c.requests.has(id)) return // sent twice: the first one stands
     const uniq = [...new Set(keys)]
     const r = { keys: new Set(uniq), total: uniq.length, done: 0, failed: 0, bytes: 0, wants: new Map<string, Want>() }
@@ -218,22 +246,23 @@ export class RecallService {
       const f = this.inflight.get(key)
       if (f) {
         f.wanters.add(w)
+        if (!ahead) this.promote(key)
         continue
       }
-      this.fill(e, w, deadline)
+      this.fill(e, w, deadline, ahead)
     }
   }
 
   /** Recalls one key for its wanters (others may join); every wanter hears the outcome. */
-  private fill(e: ColdEntry, first: Want, deadline: number | undefined): void {
-    const f: Inflight = { entry: e, wanters: new Set([first]), abort: new AbortController() }
+  private fill(e: ColdEntry, first: Want, deadline: number | undefined, ahead: boolean): void {
+    const f: Inflight = { entry: e, wanters: new Set([first]), abort: new AbortController(), ahead }
     this.inflight.set(e.key, f)
     this.armIdle()
     let p: Promise<void>
     try {
       const tape = this.tape(e.loc.tier)
       this.o.cache.miss()
-      p = tape.recall([e], (x, chunks) => this.o.cache.insert(x.key, x.sha256, chunks), { deadline, signal: f.abort.signal }).get(e.key)!
+      p = tape.recall([e], (x, chunks) => this.o.cache.insert(x.key, x.sha256, chunks), { deadline, signal: f.abort.signal, ahead }).get(e.key)!
     } catch (err) {
       p = Promise.reject(err)
     }
