@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { backupV2 } from './v2.js'
 import type { Manifest } from '../format/manifest.js'
 import { backupTree } from '../repo/backup.js'
 import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
@@ -50,6 +52,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
+      if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')

@@ -4,6 +4,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
+import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
 
@@ -74,7 +75,12 @@ export async function main(argv: string[]): Promise<void> {
     })
   const ctx: Ctx = {
     repoDir: () => checkRepoDir((program.opts().repo as string | undefined) ?? defaultRepoDir()),
-    openRepo: () => applyTestHooks(Repository.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`))),
+    openRepo: () => {
+      const dir = ctx.repoDir()
+      // a format 2 repository reaches this only in the commands with no format 2 path yet
+      if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
+      return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
+    },
     exitCode: 0,
   }
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.

@@ -76,8 +76,9 @@ export interface BackupResult extends CommitResult {
   online?: OnlineReport
 }
 
-const S_IFMT = 0o170000
-const TYPE_OF: Record<number, EntryType> = {
+export const S_IFMT = 0o170000
+/** A stat mode's file type as an entry type (format 2's FileType has the same numbers). */
+export const TYPE_OF: Record<number, EntryType> = {
   0o100000: EntryType.File,
   0o040000: EntryType.Dir,
   0o120000: EntryType.Symlink,
@@ -88,8 +89,11 @@ const TYPE_OF: Record<number, EntryType> = {
 }
 const SLASH = Buffer.from('/')
 
+/** The stat fields an entry of either format keeps (format 1's Entry, format 2's Entry2): the same names, the same type numbers. */
+export type StatFields = Pick<Entry, 'mode' | 'uid' | 'gid' | 'atimeSec' | 'atimeNsec' | 'mtimeSec' | 'mtimeNsec' | 'ctimeSec' | 'ctimeNsec' | 'srcDev' | 'srcInoHi' | 'srcInoLo' | 'nlink' | 'size' | 'rdevMajor' | 'rdevMinor'> & { type: number }
+
 /** Fills an entry's metadata from an 18-field stat record at offset o. */
-function fillMeta(e: Entry, st: Float64Array, o: number): void {
+export function fillMeta(e: StatFields, st: Float64Array, o: number): void {
   e.mode = st[o + native.S_MODE]! & 0o7777
   e.uid = st[o + native.S_UID]!
   e.gid = st[o + native.S_GID]!
@@ -110,9 +114,15 @@ function fillMeta(e: Entry, st: Float64Array, o: number): void {
   }
 }
 
-function sameVersion(a: Entry, b: Entry): boolean {
+/** Same inode, size, mtime and ctime: the incremental test (an unchanged file is not read again). */
+export function sameVersion(a: StatFields, b: StatFields): boolean {
   return a.type === b.type && a.srcDev === b.srcDev && a.srcInoHi === b.srcInoHi && a.srcInoLo === b.srcInoLo && a.size === b.size &&
     a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec && a.ctimeSec === b.ctimeSec && a.ctimeNsec === b.ctimeNsec
+}
+
+/** Whether a file changed between two fstat records taken before and after it was read (or it read short). */
+export function changedWhileRead(st1: Float64Array, st2: Float64Array, short: boolean): boolean {
+  return short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]
 }
 
 /**
@@ -796,7 +806,7 @@ class TreeWriter {
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = cap ? null : native.fstatRecord(fd)
       // With --online a change after T0 is not one: what was read is the file at T0.
-      if (stored?.short || (st2 && (st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]))) {
+      if (st2 ? changedWhileRead(st1, st2, !!stored?.short) : !!stored?.short) {
         e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }
