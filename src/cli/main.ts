@@ -98,6 +98,9 @@ export async function main(argv: string[]): Promise<void> {
   // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
   ;(await import('./help.js')).registerHelp(program, { version: version(), exitHelp: EXIT_HELP })
   for (const c of program.commands) c.exitOverride()
+  // `--online` takes an optional value (on|auto): a bare one followed by SRC would take SRC
+  // as its value (`bfs backup --online /data`); it means `--online=on` there
+  argv = argv.map((a, i) => (a === '--online' && !['on', 'auto'].includes(argv[i + 1] ?? '') ? '--online=on' : a))
   try {
     await program.parseAsync(argv)
     process.exitCode = ctx.exitCode
