@@ -304,15 +304,27 @@ describe('a damaged config does not take the repository down', () => {
     expect((await bfs(['init'], { repo })).code).toBe(0)
     await backup(src, repo)
     const v1 = fs.readFileSync(path.join(repo, 'config'))
-    // a later bfs's repository: both copies carry envelope version 2 (payload checksum intact)
+    // a later bfs's repository: both copies carry envelope version 3 (payload checksum intact);
+    // version 2 is format 2 now, which this bfs reads (issue 15)
+    const v3 = Buffer.from(v1)
+    v3.writeUInt16LE(3, 8)
+    fs.writeFileSync(path.join(repo, 'config'), v3)
+    fs.writeFileSync(path.join(repo, 'config-copy'), v3)
+    for (const args of [['generations'], ['backup', src], ['cat', 'gen1:f.txt']]) {
+      const r = await bfs(args, { repo })
+      expect(r.code, args.join(' ')).toBe(6)
+      expect(r.stderr).toBe(`bfs: ${repo} is a bfs repository of format 3; this bfs reads format 1: use a newer bfs\n`)
+    }
+    expect(fs.readdirSync(path.join(repo, 'manifests'))).toEqual(['gen-00000001'])
+    // version 2 on both, over a payload that is no format 2 config: refused as such, in one line, never inferred or written to
     const v2 = Buffer.from(v1)
     v2.writeUInt16LE(2, 8)
     fs.writeFileSync(path.join(repo, 'config'), v2)
     fs.writeFileSync(path.join(repo, 'config-copy'), v2)
-    for (const args of [['generations'], ['backup', src], ['cat', 'gen1:f.txt']]) {
+    for (const args of [['generations'], ['backup', src], ['cat', 'gen1:f.txt'], ['verify']]) {
       const r = await bfs(args, { repo })
       expect(r.code, args.join(' ')).toBe(6)
-      expect(r.stderr).toBe(`bfs: ${repo} is a bfs repository of format 2; this bfs reads format 1: use a newer bfs\n`)
+      expect(r.stderr, args.join(' ')).toMatch(/^bfs: [^\n]*\n$/)
     }
     expect(fs.readdirSync(path.join(repo, 'manifests'))).toEqual(['gen-00000001'])
     // only config says 2, its copy says 1: a flipped byte, repaired from the copy as before

@@ -148,6 +148,23 @@ describe('FaultyStore', () => {
     expect(await outcome(f.put('other', Buffer.from('x')))).toBe('ok')
   })
 
+  it("'unacked': a put or a staged commit lands, then fails EIO (a lost acknowledgement); sync puts too", async () => {
+    const inner = disk()
+    const f = new FaultyStore(inner, { seed: 1, rules: [{ fault: 'unacked', keys: 'manifests/*' }] })
+    const e = await storeError(f.put('manifests/gen-00000001', Buffer.from('m1')))
+    expect(e.code).toBe('EIO')
+    expect(e.message).toMatch(/injected EIO after the write landed/)
+    expect((await inner.get('manifests/gen-00000001')).toString()).toBe('m1')
+    expect(() => f.sync!.putSync('manifests/gen-00000002', Buffer.from('m2'), { mode: 'exclusive' })).toThrow(/injected EIO after the write landed/)
+    expect(inner.sync.getSync('manifests/gen-00000002').toString()).toBe('m2')
+    const st = await f.stage('manifests/gen-00000003')
+    await f.writeStaged(st, [Buffer.from('m3')])
+    expect((await storeError(f.commitStaged(st))).code).toBe('EIO')
+    expect((await inner.get('manifests/gen-00000003')).toString()).toBe('m3')
+    expect(await outcome(f.put('runs/00000001', Buffer.from('x')))).toBe('ok')
+    expect(f.injected.map((i) => i.fault)).toEqual(['unacked', 'unacked', 'unacked'])
+  })
+
   it('counts every call by operation and key, and hides the descriptor unless exposeFd', async () => {
     const inner = disk()
     await filled(inner)

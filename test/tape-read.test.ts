@@ -396,8 +396,8 @@ describe('a reader interrupted while it waits for tape', () => {
     const st = await bfs(['tier', 'status', 'tape1', '--json'], { repo: s.repo, env })
     expect(st.code, st.stderr).toBe(0)
     const j = JSON.parse(st.stdout) as { service: { inflight: number; tiers: Array<{ engine: { pending: number; counters: { cancelled: number; served: number } } }> } | null }
-    if (!j.service) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
-    const e = j.service.tiers[0]!.engine
+    const e = j.service?.tiers[0]?.engine // (a service just started may not list its tier yet)
+    if (!j.service || !e) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
     return { pending: e.pending, cancelled: e.counters.cancelled, served: e.counters.served, inflight: j.service.inflight }
   }
 
@@ -419,6 +419,90 @@ describe('a reader interrupted while it waits for tape', () => {
       return false
     }
   }
+
+  // A synchronous read (O_DIRECT: no page cache, no background readahead; the kernel's
+  // request_wait_answer) that reached the mount: the kernel sends FUSE_INTERRUPT when its
+  // reader gets a signal, and the patched binding passes it on (FUSE_NATIVE_BFS_PATCH 5).
+  // Before, a killed reader was held in state D until the recall came in. (First in this
+  // block: neither test leaves any unit in the cache, so the tests below see none.)
+  const uncached = (): string => {
+    const x = ['sub/deep/f5', 'sub/deep/f4', 'sub/f3', 'sub/f0', 'sub/deep/f6'].find((f) => cachedKeys(fileUnits(f)).length === 0)
+    expect(x).toBeDefined()
+    return x!
+  }
+  /** The kernel stack of pid: in its O_DIRECT read it shows request_wait_answer called from fuse_direct_io. */
+  const stack = (pid: number | undefined): string => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/stack`, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+  /** Resolves the exit code, or 'held' if the process has not exited within ms. */
+  const exitWithin = (c: { exited: Promise<number | null> }, ms: number): Promise<number | null | 'held'> =>
+    Promise.race([c.exited, sleep(ms).then(() => 'held' as const)])
+
+  it('a reader killed in a synchronous read (O_DIRECT) that waits for a recall exits at once (FUSE_INTERRUPT, EINTR), and its close cancels the recall', async () => {
+    const x = uncached()
+    const xu = fileUnits(x)
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-sync')
+    const a = start('dd', [`if=${path.join(mnt, x)}`, 'of=/dev/null', 'bs=65536', 'count=1', 'iflag=direct'])
+    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(stack(a.p.pid)) && (await engine()).pending === xu.length)
+    a.p.kill('SIGKILL')
+    expect(await exitWithin(a, 10_000), fs.readFileSync(log, 'utf8')).not.toBe('held')
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + xu.length
+    }, 60_000)
+    expect(fs.readFileSync(log, 'utf8')).toMatch(new RegExp(`read of /${x.replace(/\//g, '\\/')} interrupted while it waited for tape \\(EINTR\\)`))
+    await drive.release()
+    expect(cachedKeys(xu)).toEqual([])
+    await umount(mnt)
+  }, 600_000)
+
+  it('a reader that handles the signal (SIGINT in Python) gets EINTR from its synchronous read at once; its recall is kept until it closes the file', async () => {
+    const x = uncached()
+    const xu = fileUnits(x)
+    const before = await engine()
+    const drive = await holdDrive()
+    const { mnt, log } = await mountGen('mnt-intr-eintr')
+    // reads with O_DIRECT into an aligned buffer; on KeyboardInterrupt (Python's SIGINT
+    // handler: the read returned EINTR) says so, and closes the file when sent SIGUSR1
+    const py = [
+      'import os, sys, mmap, signal',
+      'signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])',
+      'fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)',
+      'm = mmap.mmap(-1, 65536)',
+      'try:',
+      '    n = os.readv(fd, [m]); print("read", n, flush=True)',
+      'except KeyboardInterrupt:',
+      '    print("interrupted", flush=True)',
+      'signal.sigwait([signal.SIGUSR1])',
+      'os.close(fd)',
+      'print("closed", flush=True)',
+    ].join('\n')
+    const a = start('python3', ['-c', py, path.join(mnt, x)], 'pipe')
+    const said = (w: string): boolean => Buffer.concat(a.stdout).toString().includes(w)
+    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(stack(a.p.pid)) && (await engine()).pending === xu.length)
+    a.p.kill('SIGINT')
+    await until('the read to return EINTR', () => said('interrupted') || said('read') || a.p.exitCode !== null, 10_000)
+    expect(Buffer.concat(a.stdout).toString()).toBe('interrupted\n')
+    await until('the log line', () => /interrupted while it waited for tape \(EINTR\)/.test(fs.readFileSync(log, 'utf8')), 10_000)
+    // the reader lives on with the file open: nothing is given up yet
+    expect(await engine()).toMatchObject({ pending: xu.length, cancelled: before.cancelled })
+    a.p.kill('SIGUSR1')
+    expect(await a.exited).toBe(0)
+    expect(said('closed')).toBe(true)
+    await until('the recalls to be cancelled', async () => {
+      const e = await engine()
+      return e.pending === 0 && e.inflight === 0 && e.cancelled === before.cancelled + xu.length
+    }, 60_000)
+    await drive.release()
+    expect(cachedKeys(xu)).toEqual([])
+    await umount(mnt)
+  }, 600_000)
 
   it('a reader killed while its read waits for a recall exits at once, and its recall is cancelled (not recalled, not cached); the next read recalls it', async () => {
     const units = fileUnits('top.bin')

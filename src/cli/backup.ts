@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { backupV2 } from './v2.js'
 import type { Manifest } from '../format/manifest.js'
 import { backupTree } from '../repo/backup.js'
 import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
@@ -41,6 +43,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
     .option('--one-file-system', 'do not descend into other filesystems')
     .option('--full', 'read every file even if unchanged')
+    .addOption(new Option('--online [when]', 'files: store the tree as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Not for volumes: block devices and image files are not covered. Exit 3 lists files open for writing at T0').choices(['on', 'auto']).preset('on'))
+    .option('--t0-file <path>', 'with --online: create this file once T0 is set (for scripts)')
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
     .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
@@ -48,6 +52,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
+      if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
@@ -56,6 +61,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
       if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
       if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
+      if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
+      if (o.online && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--online applies to file backups; ${decision.source} would be backed up as a volume (${decision.reason}): block devices and image files are not covered (use --mode file for a directory)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       const repo = ctx.openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
@@ -69,6 +76,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
         run(repo, {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
           source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
+          online: o.online, t0File: o.t0File,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),
@@ -79,7 +87,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       ).finally(() => line.clear())
       const m = res.manifest
       const s = m.stats
-      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths }) + '\n')
+      const online = 'online' in res ? res.online : undefined
+      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) }) + '\n')
       else {
         process.stdout.write(
           modeLine +
@@ -91,7 +100,18 @@ export function registerBackup(program: Command, ctx: Ctx): void {
         )
         if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote(m, res.mountPoints ?? [])}\n`)
         if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+        if (online) {
+          if (!online.captured) process.stdout.write(`  online: not available (${online.unavailable}); files were read as they were at the time\n`)
+          else {
+            process.stdout.write(
+              `  online: the tree as it was at T0 ${online.t0}` +
+                (online.uncovered.length ? `, except ${count(online.uncovered.length, 'file')} below` : '') +
+                `; ${count(online.events, 'event')} of other processes intercepted, ${humanBytes(online.imageBytes)} of before-images logged\n`,
+            )
+            if (online.uncovered.length) process.stdout.write(`  not covered (stored as read, may be inconsistent):\n${online.uncovered.map((u) => `    ${u.path} (${u.reason})\n`).join('')}`)
+          }
+        }
       }
-      if (res.skippedPaths.length) ctx.exitCode = EXIT.PARTIAL
+      if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
     })
 }

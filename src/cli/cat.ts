@@ -1,4 +1,5 @@
-import fs from 'node:fs'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { catV2 } from './v2.js'
 import type { Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
@@ -7,7 +8,7 @@ import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP, splitRef } from './common.js'
 import { neededUnits } from '../repo/needed.js'
 import { openReadStore, recallFor } from './datastore.js'
-import { resolveGen } from './output.js'
+import { resolveGen, writeStdout } from './output.js'
 import type { Ctx } from './context.js'
 
 export function registerCat(program: Command, ctx: Ctx): void {
@@ -17,6 +18,7 @@ export function registerCat(program: Command, ctx: Ctx): void {
     .argument('<ref>', 'GEN:PATH (for a volume generation, GEN alone is the image)')
     .option('--source <path>', SOURCE_HELP)
     .action(async (ref: string, o) => {
+      if (isFormat2(ctx.repoDir())) return catV2(ctx, ref, o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)
@@ -39,17 +41,6 @@ export function registerCat(program: Command, ctx: Ctx): void {
 }
 
 function readOut(reader: CommandReader, d: { objGen: number; objIndex: number; size: number }): void {
-  reader.each(reader.open(d.objGen, d.objIndex, d.size), (buf, off, len) => {
-    for (const end = off + len; off < end; ) {
-      try {
-        off += fs.writeSync(1, buf, off, end - off)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
-        if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
-        throw err
-      }
-    }
-    return true
-  })
+  reader.each(reader.open(d.objGen, d.objIndex, d.size), writeStdout)
   reader.close()
 }

@@ -1,4 +1,6 @@
 import type { Command } from 'commander'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { lsV2 } from './v2.js'
 import type { Manifest } from '../format/manifest.js'
 import { readGroup } from '../repo/groups.js'
 import { humanBytes } from './output.js'
@@ -34,5 +36,5 @@ export function registerGenerations(program: Command, ctx: Ctx): void {
     .description('list the generations (kind "+" = incremental; [name] = a group\'s generation)')
     .option('--group <name>', 'only this group\'s chain')
     .option('--json', 'print JSON')
-    .action((o) => listGenerations(ctx, o))
+    .action((o) => (isFormat2(ctx.repoDir()) ? lsV2(ctx, undefined, o) : listGenerations(ctx, o)))
 }

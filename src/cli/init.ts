@@ -1,12 +1,15 @@
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { Repository } from '../repo/repository.js'
 import type { Ctx } from './context.js'
+import { initV2 } from './v2.js'
 
 export function registerInit(program: Command, ctx: Ctx): void {
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')
-    .action(() => {
+    .addOption(new Option('--format <n>', 'on-disk format: 1 (the default) or 2 (issue 15, in development: file backups, ls and cat only)').choices(['1', '2']).default('1'))
+    .action((o: { format: string }) => {
+      if (o.format === '2') return void process.stdout.write(`initialized bfs repository ${initV2(ctx.repoDir())} (format 2)\n`)
       const repo = Repository.init(ctx.repoDir())
       process.stdout.write(`initialized bfs repository ${repo.dir}\n`)
     })

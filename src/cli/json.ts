@@ -24,11 +24,14 @@ function text(b: Buffer): string | null {
   return Buffer.from(s, 'utf8').equals(b) ? s : null
 }
 
+/** What lsEntry prints of an entry: fields format 1's Entry and format 2's Entry2 share (the same type numbers). */
+export type LsFields = Pick<Entry, 'name' | 'mode' | 'uid' | 'gid' | 'nlink' | 'mtimeSec' | 'mtimeNsec' | 'atimeSec' | 'atimeNsec' | 'ctimeSec' | 'ctimeNsec' | 'target' | 'rdevMajor' | 'rdevMinor'> & { type: number }
+
 /**
  * One entry of `bfs ls --json GEN[:PATH]`. Names and link targets are bytes: `name` is the
  * name when it is valid UTF-8 (else null), `nameBase64` is always the exact bytes.
  */
-export function lsEntry(x: Entry, data: Entry, path: Buffer): Record<string, unknown> {
+export function lsEntry(x: LsFields, data: Pick<Entry, 'size'>, path: Buffer): Record<string, unknown> {
   const out: Record<string, unknown> = {
     name: text(x.name),
     nameBase64: x.name.toString('base64'),

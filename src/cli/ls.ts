@@ -1,3 +1,5 @@
+import { isFormat2 } from '../repo/v2/detect.js'
+import { lsV2 } from './v2.js'
 import type { Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
@@ -16,6 +18,7 @@ export function registerLs(program: Command, ctx: Ctx): void {
     .option('--json', 'print JSON (the generations, or the entries of GEN[:PATH])')
     .option('--source <path>', SOURCE_HELP)
     .action((ref: string | undefined, o) => {
+      if (isFormat2(ctx.repoDir())) return lsV2(ctx, ref, o)
       if (!ref) return listGenerations(ctx, o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)

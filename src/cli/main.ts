@@ -4,6 +4,7 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
+import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
 
@@ -12,7 +13,8 @@ Exit status:
   0    success
   1    error (bad input, I/O error, disk full; nothing committed)
   2    wrong command line
-  3    backup finished, but some files could not be read (listed as skipped)
+  3    backup finished, but some files could not be read (listed as skipped),
+       or (--online) were not covered by the capture (listed)
   4    verify found damage or differences
   5    the repository is locked by another writer (see --wait)
   6    not a bfs repository, or a stored file is foreign or corrupt
@@ -73,7 +75,12 @@ export async function main(argv: string[]): Promise<void> {
     })
   const ctx: Ctx = {
     repoDir: () => checkRepoDir((program.opts().repo as string | undefined) ?? defaultRepoDir()),
-    openRepo: () => applyTestHooks(Repository.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`))),
+    openRepo: () => {
+      const dir = ctx.repoDir()
+      // a format 2 repository reaches this only in the commands with no format 2 path yet
+      if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
+      return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
+    },
     exitCode: 0,
   }
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.
@@ -91,6 +98,9 @@ export async function main(argv: string[]): Promise<void> {
   // `bfs help COMMAND…` and `bfs generate man|bash|zsh` (src/cli/help.ts)
   ;(await import('./help.js')).registerHelp(program, { version: version(), exitHelp: EXIT_HELP })
   for (const c of program.commands) c.exitOverride()
+  // `--online` takes an optional value (on|auto): a bare one followed by SRC would take SRC
+  // as its value (`bfs backup --online /data`); it means `--online=on` there
+  argv = argv.map((a, i) => (a === '--online' && !['on', 'auto'].includes(argv[i + 1] ?? '') ? '--online=on' : a))
   try {
     await program.parseAsync(argv)
     process.exitCode = ctx.exitCode

@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import path from 'node:path'
 import type { Manifest } from '../format/manifest.js'
 import type { Repository } from '../repo/repository.js'
@@ -120,4 +121,21 @@ export function resolveGen(repo: Repository, ref: string, o: { source?: string }
   const r = repo.resolveRef(ref, { source: o.source === undefined ? undefined : path.resolve(o.source), sourceHint: hint === undefined ? undefined : path.resolve(hint) })
   for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
   return r.manifest
+}
+
+/**
+ * Writes bytes to fd 1 whole (a non-blocking pipe may take part or say EAGAIN); false when
+ * the reader went away (EPIPE: `bfs cat … | head`), which ends the copy quietly.
+ */
+export function writeStdout(buf: Buffer, off: number, len: number): boolean {
+  for (const end = off + len; off < end; ) {
+    try {
+      off += fs.writeSync(1, buf, off, end - off)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false
+      throw err
+    }
+  }
+  return true
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { readMounts, type MountEntry } from '../os/mountinfo.js'
 import { createRequire } from 'node:module'
-import { VfsError, type Attr, type Vfs } from '../vfs/tree.js'
+import { VfsError, type Attr, type InterruptibleRead, type Vfs } from '../vfs/tree.js'
 import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
 
 /**
@@ -209,9 +209,14 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
       vfs.release(fd)
       return []
     }),
-    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+    // req: the patched binding tells when the kernel interrupts this read (its reader got a
+    // signal while it waited): with a tape tier, a read waiting for a recall answers EINTR
+    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void, req?: InterruptibleRead) => {
       // buf is libfuse's memory: fill it before calling back, never keep it after.
-      vfs.read(fd, buf, len, pos).then(cb, (err) => cb(fail(err, 'read', path)))
+      vfs.read(fd, buf, len, pos, req).then(cb, (err) => {
+        if ((err as { interrupted?: boolean }).interrupted) opts.log(`read of ${path} interrupted while it waited for tape (EINTR): its close gives up the unit recalls no other open file needs`)
+        cb(fail(err, 'read', path))
+      })
     },
     write: erofs, create: erofs, truncate: erofs, ftruncate: erofs, unlink: erofs, rmdir: erofs, mkdir: erofs,
     rename: erofs, link: erofs, symlink: erofs, chmod: erofs, chown: erofs, utimens: erofs, setxattr: erofs,

@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
 import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, newEntry, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, type CatalogIndex, type Entry } from '../format/catalog.js'
@@ -25,7 +26,32 @@ export interface BackupOptions extends CommitOptions, StreamSettings {
   oneFileSystem?: boolean
   /** Ignore the previous generation: read everything. */
   full?: boolean
+  /**
+   * `--online`: read the tree as it was at T0 through a before-image capture
+   * (native-notes/bilog.md). 'on' fails on a filesystem without pre-content events; 'auto'
+   * backs up without it there and says so.
+   */
+  online?: 'on' | 'auto'
+  /** With `online`: created once T0 is set (for scripts and tests). */
+  t0File?: string
   reporter?: BackupReporter
+}
+
+/** What an `--online` run did (absent without `--online`). */
+export interface OnlineReport {
+  /** Whether the capture ran ('auto' on a filesystem without pre-content events: false). */
+  captured: boolean
+  /** Why not, when it did not. */
+  unavailable?: string
+  /** T0, ISO 8601 (with nanoseconds) — when captured. */
+  t0?: string
+  /** Files of the tree with a writable fd or shared writable mapping open at T0: stored as read, maybe inconsistent. */
+  uncovered: Array<{ path: string; reason: string }>
+  /** Writes intercepted after T0, before-images logged and their bytes, truncations seen. */
+  events: number
+  images: number
+  imageBytes: number
+  truncates: number
 }
 
 export interface BackupProgress {
@@ -46,10 +72,13 @@ export interface BackupReporter {
 export interface BackupResult extends CommitResult {
   /** Volumes: where filesystems on the source were mounted while it was read. */
   mountPoints?: string[]
+  /** `--online` runs. */
+  online?: OnlineReport
 }
 
-const S_IFMT = 0o170000
-const TYPE_OF: Record<number, EntryType> = {
+export const S_IFMT = 0o170000
+/** A stat mode's file type as an entry type (format 2's FileType has the same numbers). */
+export const TYPE_OF: Record<number, EntryType> = {
   0o100000: EntryType.File,
   0o040000: EntryType.Dir,
   0o120000: EntryType.Symlink,
@@ -60,8 +89,11 @@ const TYPE_OF: Record<number, EntryType> = {
 }
 const SLASH = Buffer.from('/')
 
+/** The stat fields an entry of either format keeps (format 1's Entry, format 2's Entry2): the same names, the same type numbers. */
+export type StatFields = Pick<Entry, 'mode' | 'uid' | 'gid' | 'atimeSec' | 'atimeNsec' | 'mtimeSec' | 'mtimeNsec' | 'ctimeSec' | 'ctimeNsec' | 'srcDev' | 'srcInoHi' | 'srcInoLo' | 'nlink' | 'size' | 'rdevMajor' | 'rdevMinor'> & { type: number }
+
 /** Fills an entry's metadata from an 18-field stat record at offset o. */
-function fillMeta(e: Entry, st: Float64Array, o: number): void {
+export function fillMeta(e: StatFields, st: Float64Array, o: number): void {
   e.mode = st[o + native.S_MODE]! & 0o7777
   e.uid = st[o + native.S_UID]!
   e.gid = st[o + native.S_GID]!
@@ -82,9 +114,15 @@ function fillMeta(e: Entry, st: Float64Array, o: number): void {
   }
 }
 
-function sameVersion(a: Entry, b: Entry): boolean {
+/** Same inode, size, mtime and ctime: the incremental test (an unchanged file is not read again). */
+export function sameVersion(a: StatFields, b: StatFields): boolean {
   return a.type === b.type && a.srcDev === b.srcDev && a.srcInoHi === b.srcInoHi && a.srcInoLo === b.srcInoLo && a.size === b.size &&
     a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec && a.ctimeSec === b.ctimeSec && a.ctimeNsec === b.ctimeNsec
+}
+
+/** Whether a file changed between two fstat records taken before and after it was read (or it read short). */
+export function changedWhileRead(st1: Float64Array, st2: Float64Array, short: boolean): boolean {
+  return short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]
 }
 
 /**
@@ -178,7 +216,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   }
   const reporter = opts.reporter ?? { warn: () => undefined }
   let prevCat: CatalogIndex | null = null
-  return writeGeneration(repo, opts, {
+  let online: OnlineReport | undefined
+  const res = await writeGeneration(repo, opts, {
     source,
     kind: 'files',
     group: opts.group?.name ?? null,
@@ -197,8 +236,21 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
       }
       return null
     },
-    build: ({ genId, pool, prev }) => new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev, prevCat).run(),
+    build: async ({ genId, pool, prev }) => {
+      const w = new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev, prevCat)
+      const body = await w.run()
+      online = w.online
+      return body
+    },
   })
+  return online ? { ...res, online } : res
+}
+
+const BI_REASON_TEXT: Record<number, string> = {
+  [native.BI_REASON.fdAtT0]: 'open for writing at T0',
+  [native.BI_REASON.mappingAtT0]: 'mapped shared and writable at T0',
+  [native.BI_REASON.unclassified]: 'a write the capture could not classify',
+  [native.BI_REASON.listener]: 'the capture listener stalled',
 }
 
 interface DirTask {
@@ -245,6 +297,14 @@ class TreeWriter {
   private readonly keepOutInoLo = new Set<number>()
   private readonly stats: GenStats = emptyStats()
   private lastProgress = 0
+  /** `--online`: the running capture (null without one, and after it stopped). */
+  private cap: native.BiCapture | null = null
+  /** `--online`: the capture file's directory while it runs. */
+  private capDir: string | null = null
+  /** `--online`: what the run did, for the summary. */
+  online: OnlineReport | undefined
+  /** `--online`: T0 in ns since the epoch. */
+  private t0Ns = 0n
 
   constructor(
     private readonly repo: Repository,
@@ -296,22 +356,123 @@ class TreeWriter {
   }
 
   async run(): Promise<GenerationBody> {
-    const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
-    fillMeta(root, this.rootSt, 0)
-    root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
-    this.entries.push(root)
-    const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevCat ? 0 : -1, included: !this.isIncluded }]
-    while (stack.length) {
-      const t = stack.pop()!
-      const subdirs = await this.scanDir(t)
-      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
+    try {
+      this.startCapture()
+      const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
+      fillMeta(root, this.rootSt, 0)
+      root.xattrs = this.xattrsOf(Buffer.from(this.source), root, 0)
+      this.entries.push(root)
+      const stack: DirTask[] = [{ index: 0, path: Buffer.from(this.source), rel: '', prevIndex: this.prevCat ? 0 : -1, included: !this.isIncluded }]
+      while (stack.length) {
+        const t = stack.pop()!
+        const subdirs = await this.scanDir(t)
+        for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
+      }
+    } catch (err) {
+      this.abortCapture()
+      throw err
     }
+    // Every file was read: writers need not wait for the listener while the stream is finished.
+    this.stopCapture()
     await this.stream.finish()
     // Hard links share their leader's xattrs, which planned reads fill in only now.
     for (const e of this.entries) if (e.flags & ENTRY_FLAG_LINK_FOLLOWER) e.xattrs = this.entries[e.linkLeader]!.xattrs
     if (this.isIncluded || this.failed.size) this.compact()
     if (this.reread) this.warn(`${this.reread} unchanged file${this.reread > 1 ? 's were' : ' was'} read again: ${this.reread > 1 ? 'their' : 'its'} stored data depends on a damaged generation`)
     return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths }
+  }
+
+  /**
+   * `--online`: sets the capture's mark on the source's filesystem (T0 is when this returns),
+   * then creates `--t0-file`. On a filesystem or kernel without pre-content events, 'on'
+   * fails with one line; 'auto' warns once and goes on without a capture.
+   */
+  private startCapture(): void {
+    const mode = this.opts.online
+    if (!mode) return
+    const base = process.env.TMPDIR || (fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir())
+    let dir: string
+    try {
+      dir = fs.mkdtempSync(path.join(base, 'bfs-online-'))
+    } catch (err) {
+      throw new BfsError('IO', `cannot create the online capture's directory in ${base}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    try {
+      this.cap = native.BiCapture.start(this.source, path.join(dir, 'capture.bilog'))
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true })
+      const e = err as native.NativeError
+      const why = native.biUnsupportedMessage(err, this.source) ?? (e.code === 'EPERM' ? `online capture needs root (CAP_SYS_ADMIN for fanotify pre-content events) on ${this.source}` : undefined)
+      if (!why) throw new BfsError('IO', `cannot start the online capture on ${this.source}: ${e.syscall ? `${e.syscall}: ` : ''}${e.code ?? e.message}`)
+      if (mode === 'on') throw new BfsError('BAD_INPUT', `${why} (--online=auto backs up without it)`)
+      this.warn(`--online=auto: ${why}; backing up without it, so a file written during the backup may be stored torn`)
+      this.online = { captured: false, unavailable: why, uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0 }
+      this.writeT0File(new Date().toISOString())
+      return
+    }
+    this.capDir = dir
+    // the capture file's directory is never backed up (the source may hold it)
+    const dst = native.lstatRecord(dir)
+    this.keepOutIds.add(`${dst[native.S_DEV]}:${dst[native.S_INO_HI]}:${dst[native.S_INO_LO]}`)
+    this.keepOutInoLo.add(dst[native.S_INO_LO]!)
+    const i = this.cap.info()
+    this.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
+    const t0 = new Date(i.t0Sec * 1000).toISOString().replace(/\.\d+Z$/, `.${String(i.t0Nsec).padStart(9, '0')}Z`)
+    this.online = { captured: true, t0, uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0 }
+    this.writeT0File(t0)
+  }
+
+  private writeT0File(t0: string): void {
+    if (!this.opts.t0File) return
+    try {
+      fs.writeFileSync(this.opts.t0File, t0 + '\n')
+    } catch (err) {
+      throw new BfsError('BAD_INPUT', `cannot create --t0-file ${this.opts.t0File}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+
+  /**
+   * Ends the capture after the last read. A voided run (the listener stalled, the capture
+   * file could not be written) fails: nothing is committed, since the files read may not
+   * be as they were at T0.
+   */
+  private stopCapture(): void {
+    const cap = this.cap
+    if (!cap) return
+    this.cap = null
+    let st: native.BiStats
+    try {
+      st = cap.stop()
+    } finally {
+      this.removeCapDir()
+    }
+    const o = this.online!
+    o.events = st.events - st.ownEvents
+    o.images = st.images
+    o.imageBytes = st.imageBytes
+    o.truncates = st.truncates
+    if (st.voidReason) {
+      const errno = st.logErrno ? Object.entries(os.constants.errno).find(([, v]) => v === st.logErrno)?.[0] ?? `errno ${st.logErrno}` : ''
+      const why = errno ? `writing the capture file failed (${errno})` : (BI_REASON_TEXT[st.voidReason] ?? `reason ${st.voidReason}`)
+      throw new BfsError('IO', `the online capture was voided: ${why}, so the files read may not be as they were at T0; nothing was committed`)
+    }
+  }
+
+  /** The capture after a failure: stopped (writers released), its file removed. */
+  private abortCapture(): void {
+    const cap = this.cap
+    this.cap = null
+    try {
+      cap?.stop()
+    } catch {
+      // the run fails anyway
+    }
+    this.removeCapDir()
+  }
+
+  private removeCapDir(): void {
+    if (this.capDir) fs.rmSync(this.capDir, { recursive: true, force: true })
+    this.capDir = null
   }
 
   /** Xattrs of a path, reusing the previous generation's when the inode's ctime has not changed. */
@@ -574,7 +735,8 @@ class TreeWriter {
     const base = prevObj && !this.opts.full ? this.refs.base(prevObj.gen, prevObj.index) : null
     // A new file (or one without a usable base) that is not sparse: the compression worker reads it (file I/O in parallel,
     // off this thread); the scan's stat is compared with an fstat after the read.
-    if (!base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
+    // Not with --online: the capture engine's reads run on this thread.
+    if (!this.cap && !base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
       const tag = this.nextTag++
       this.pending.set(tag, { e, rel, isNew: !prev })
       let pos = 0
@@ -604,15 +766,47 @@ class TreeWriter {
     }
     try {
       const st1 = native.fstatRecord(fd)
+      const scanned = e.size
       fillMeta(e, st1, 0)
+      // The capture covers the source's filesystem only (a mount inside the tree, a btrfs
+      // subvolume: another st_dev): such a file is read as it is, and listed.
+      const cap = this.cap && e.srcDev === this.rootDev ? this.cap : null
+      if (this.cap && !cap) {
+        e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+        this.online!.uncovered.push({ path: rel, reason: 'on another filesystem than the source, read as it is' })
+      }
+      if (cap) {
+        // --online: the file as it was at T0 — its size and times then, its bytes through the
+        // before-images (each block read once and marked read: later writes to it are not logged).
+        const t0 = cap.t0Stat(fd)
+        e.size = t0.sizeBytes
+        e.mtimeSec = t0.mtimeSec
+        e.mtimeNsec = t0.mtimeNsec
+        e.ctimeSec = t0.ctimeSec
+        e.ctimeNsec = t0.ctimeNsec
+        this.stats.logicalBytes += e.size - scanned
+        // Writes through an fd or mapping from before T0 raise no event: the copy may be torn.
+        // An inode born after T0 was not there at T0 (created, or renamed over the file that
+        // was): stored as it is now. (Birth times are coarse: one created within a clock tick
+        // of T0 is not seen.)
+        const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
+        const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > this.t0Ns ? 'created or replaced after T0' : ''
+        if (why) {
+          e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+          this.online!.uncovered.push({ path: rel, reason: why })
+        }
+      }
       e.xattrs = this.xattrsOf(p, e, -1)
       const size = e.size
       let regions = size > 0 ? [0, size] : []
-      if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.stream, base)
+      // (with --online the whole T0 size is read: a hole punched since T0 was data then)
+      if (!cap && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+      const hooks = cap ? { read: (buf: Buffer, off: number, len: number, pos: number) => cap.readAtT0(fd, buf, off, len, pos, true) } : undefined
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.stream, base, hooks)
       if (stored) this.stats.bytesRead += stored.bytesRead
-      const st2 = native.fstatRecord(fd)
-      if (stored?.short || st2[native.S_SIZE] !== st1[native.S_SIZE] || st2[native.S_MTIME_SEC] !== st1[native.S_MTIME_SEC] || st2[native.S_MTIME_NSEC] !== st1[native.S_MTIME_NSEC] || st2[native.S_CTIME_NSEC] !== st1[native.S_CTIME_NSEC]) {
+      const st2 = cap ? null : native.fstatRecord(fd)
+      // With --online a change after T0 is not one: what was read is the file at T0.
+      if (st2 ? changedWhileRead(st1, st2, !!stored?.short) : !!stored?.short) {
         e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }

@@ -84,6 +84,13 @@ export interface StoreHooks {
    * buffers are not aligned, so full reads are copied into them).
    */
   direct?: boolean
+  /**
+   * Reads the source instead of pread(2) (`bfs backup --online`: the bytes as they were at
+   * T0, through the capture engine): fills buf[off…off+len) from file offset pos and returns
+   * the bytes read, fewer only where the file ends. Reads are synchronous then (the engine's
+   * handle lives on this thread); without it nothing changes.
+   */
+  read?: (buf: Buffer, off: number, len: number, pos: number) => number
 }
 
 export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null, hooks: StoreHooks = {}): Promise<StoredObject> {
@@ -157,7 +164,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       // are copied into the stream.
       // A full read with O_DIRECT comes this way too (aligned chunk buffers), and copies
       // each run of non-zero blocks into the stream.
-      for await (const c of readAhead(fd, fb, endBlock, sizeBytes, !!hooks.direct)) {
+      for await (const c of readAhead(fd, fb, endBlock, sizeBytes, !!hooks.direct, hooks.read)) {
         bytesRead += c.got
         stopIfAborted()
         hooks.onRead?.(bytesRead)
@@ -220,7 +227,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       const n = Math.min(space.blocks, endBlock - fb)
       const pos = fb * BLOCK_BYTES
       const want = Math.min(n * BLOCK_BYTES, sizeBytes - pos)
-      const got = readUpTo(fd, space.buf, space.offsetBytes, want, pos)
+      const got = readUpTo(fd, space.buf, space.offsetBytes, want, pos, hooks.read)
       if (got < want) short = true
       bytesRead += got
       stopIfAborted()
@@ -272,11 +279,11 @@ interface Chunk {
  * flight on the threadpool. A chunk's buffer is reused as soon as the consumer asks for
  * the next chunk: use it only until then.
  */
-async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number, direct = false): AsyncGenerator<Chunk> {
+async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeBytes: number, direct = false, read?: StoreHooks['read']): AsyncGenerator<Chunk> {
   // Sized to the range: a small changed file in a file backup costs one small buffer.
   const chunkBlocks = Math.min(AHEAD_CHUNK_BLOCKS, Math.max(1, endBlock - fromBlock))
   const chunks = Math.ceil((endBlock - fromBlock) / chunkBlocks)
-  const bufs = Array.from({ length: Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => (direct ? alignedBuffer(chunkBlocks * BLOCK_BYTES) : Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES)))
+  const bufs = Array.from({ length: read ? 1 : Math.min(AHEAD_DEPTH + 1, Math.max(1, chunks)) }, () => (direct ? alignedBuffer(chunkBlocks * BLOCK_BYTES) : Buffer.allocUnsafe(chunkBlocks * BLOCK_BYTES)))
   const queue: Array<Promise<Chunk>> = []
   let next = fromBlock
   let k = 0
@@ -290,6 +297,17 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
     // queue must not become an unhandled rejection (which would kill the process).
     p.catch(() => undefined)
     queue.push(p)
+  }
+  if (read) {
+    // A reader of our own (the capture engine's, synchronous): chunk by chunk on this thread.
+    for (let fb = fromBlock; fb < endBlock; ) {
+      const blocks = Math.min(chunkBlocks, endBlock - fb)
+      const c = readChunkSync(fd, bufs[0]!, fb, blocks, sizeBytes, read)
+      yield c
+      if (c.short) return
+      fb += blocks
+    }
+    return
   }
   if (chunks <= 1) {
     // One chunk (a small changed file): read it here. A threadpool round trip per file,
@@ -312,18 +330,18 @@ async function* readAhead(fd: number, fromBlock: number, endBlock: number, sizeB
   }
 }
 
-function readChunkSync(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number): Chunk {
+function readChunkSync(fd: number, buf: Buffer, fb: number, blocks: number, sizeBytes: number, read?: StoreHooks['read']): Chunk {
   const pos = fb * BLOCK_BYTES
   const want = Math.min(blocks * BLOCK_BYTES, sizeBytes - pos)
-  const got = readUpTo(fd, buf, 0, want, pos)
+  const got = readUpTo(fd, buf, 0, want, pos, read)
   return { fb, blocks, buf, got, short: got < want }
 }
 
 /** Reads `want` bytes at file offset `pos` into buf[off…]; fewer only where the file ends. */
-function readUpTo(fd: number, buf: Buffer, off: number, want: number, pos: number): number {
+function readUpTo(fd: number, buf: Buffer, off: number, want: number, pos: number, read?: StoreHooks['read']): number {
   let got = 0
   while (got < want) {
-    const k = fs.readSync(fd, buf, off + got, want - got, pos + got)
+    const k = read ? read(buf, off + got, want - got, pos + got) : fs.readSync(fd, buf, off + got, want - got, pos + got)
     if (k === 0) break
     got += k
   }

@@ -31,15 +31,7 @@ export class CommandReader {
    * views of a zero buffer), until the end or until `write` returns false.
    */
   each(f: OpenFile, write: (data: Buffer, offset: number, bytes: number) => boolean): void {
-    const CH = 1 << 20
-    let go = true
-    for (let pos = 0; go && pos < f.sizeBytes; pos += CH) {
-      this.reader.visitSync(f, pos, CH, (p) => {
-        if (!go) return
-        if (p.data) go = write(p.data, p.offset, p.bytes)
-        else for (let off = 0; go && off < p.bytes; off += ZEROS.length) go = write(ZEROS, 0, Math.min(ZEROS.length, p.bytes - off))
-      })
-    }
+    eachBytes(this.reader, f, write)
   }
 
   /** Closes the units it opened. */
@@ -49,3 +41,19 @@ export class CommandReader {
 }
 
 const ZEROS = Buffer.alloc(1 << 20)
+
+/**
+ * Hands a file's bytes to `write` in order, without copying (frame views; holes as views of
+ * a zero buffer), until the end or until `write` returns false; format 1 and 2 readers alike.
+ */
+export function eachBytes(reader: BlockReader, f: OpenFile, write: (data: Buffer, offset: number, bytes: number) => boolean): void {
+  const CH = 1 << 20
+  let go = true
+  for (let pos = 0; go && pos < f.sizeBytes; pos += CH) {
+    reader.visitSync(f, pos, CH, (p) => {
+      if (!go) return
+      if (p.data) go = write(p.data, p.offset, p.bytes)
+      else for (let off = 0; go && off < p.bytes; off += ZEROS.length) go = write(ZEROS, 0, Math.min(ZEROS.length, p.bytes - off))
+    })
+  }
+}

@@ -64,6 +64,20 @@ export interface Resolved {
   notes: string[]
 }
 
+/**
+ * `bfs init`'s target, either format: absent, or an empty directory (EXISTS when it is a
+ * repository already, its config key being the same in both formats). Returns it absolute.
+ */
+export function checkNewRepoDir(dir: string): string {
+  const abs = path.resolve(dir)
+  if (fs.existsSync(abs)) {
+    if (!fs.statSync(abs).isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
+    if (DiskStore.open(abs).sync.hasSync(keys.config)) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
+    if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
+  }
+  return abs
+}
+
 /** Parses genN, N, latest, latest~K; anything else is a usage error. */
 export function parseGenRef(ref: string): { id: number } | { back: number } {
   const m = /^(?:gen)?(\d+)$/.exec(ref)
@@ -106,13 +120,7 @@ export class Repository {
 
   /** Creates an empty repository in `dir` (which may exist if empty). */
   static init(dir: string): Repository {
-    const abs = path.resolve(dir)
-    if (fs.existsSync(abs)) {
-      const st = fs.statSync(abs)
-      if (!st.isDirectory()) throw new BfsError('BAD_INPUT', `${abs} exists and is not a directory`)
-      if (DiskStore.open(abs).sync.hasSync(keys.config)) throw new BfsError('EXISTS', `${abs} is already a bfs repository`)
-      if (fs.readdirSync(abs).length > 0) throw new BfsError('BAD_INPUT', `${abs} is not empty; refusing to make it a repository`)
-    }
+    const abs = checkNewRepoDir(dir)
     const store = DiskStore.create(abs)
     for (const d of [keys.manifests, keys.gens, keys.tmp]) store.makePrefix(d)
     const config: RepoConfig = {

@@ -1,5 +1,5 @@
 import { FaultyStore } from '../store/faulty.js'
-import type { FaultRule } from '../store/store.js'
+import type { FaultRule, Store } from '../store/store.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
 import type { Claimer } from '../blocks/extents.js'
 import { setReadLayers, type ReadLayers } from './stream-source.js'
@@ -18,6 +18,9 @@ import type { Repository } from './repository.js'
  *   blocks of every object (clipped to its size) and serves them as that byte: the mount's
  *   deferred extents, end to end (the native read path hands them back to JavaScript).
  *   Restore and verify workers do not see claims (issue 12: they read data and holes only).
+ *
+ * A format 2 repository (testStore2) takes BFS_TEST_FAULTS over its whole store, metadata
+ * and units alike (the rules' key globs choose what fails, e.g. `manifests/*`).
  */
 export function applyTestHooks(repo: Repository, env: NodeJS.ProcessEnv = process.env): Repository {
   if (env.NODE_ENV !== 'test' || (!env.BFS_TEST_FAULTS && !env.BFS_TEST_CLAIM)) return repo
@@ -49,4 +52,11 @@ export function testClaimer(fileBlock: number, count: number, byte: number): Cla
       dst.fill(byte)
     },
   }
+}
+
+/** Format 2: the repository's store wrapped in a FaultyStore when BFS_TEST_FAULTS is set (NODE_ENV=test only). */
+export function testStore2(store: Store, env: NodeJS.ProcessEnv = process.env): Store {
+  if (env.NODE_ENV !== 'test' || !env.BFS_TEST_FAULTS) return store
+  const o = JSON.parse(env.BFS_TEST_FAULTS) as { seed?: number; rules: FaultRule[]; exposeFd?: boolean }
+  return new FaultyStore(store, { seed: o.seed ?? 1, rules: o.rules, exposeFd: o.exposeFd })
 }

@@ -29,6 +29,7 @@ const DEFAULT_OPS: Record<FaultRule['fault'], readonly StoreOp[]> = {
   flip: ['get', 'read'],
   latency: ['get', 'open', 'read', 'put', 'stage', 'writeStaged', 'commitStaged', 'has', 'stat', 'list', 'remove'],
   torn: ['put', 'writeStaged'],
+  unacked: ['put', 'commitStaged'],
 }
 
 /** mulberry32: a small, fast, seedable PRNG; uniform in [0, 1). */
@@ -75,11 +76,12 @@ interface Firing {
   shortBytes: number
   flipBytes: number
   torn: boolean
+  unacked: boolean
 }
 
 /**
  * A wrapper that injects faults into another store: errors (EIO, ENOSPC, EDQUOT, ENOENT),
- * short blobs, flipped bytes, latency and torn writes, per key glob and operation, always or
+ * short blobs, flipped bytes, latency, torn writes and lost acknowledgements, per key glob and operation, always or
  * with a seeded probability, after N calls, at most M times. Records what it injected and
  * counts every call, so tests can assert both that a fault fired and how often a layer
  * above went to the store (single-flight). Test-only; see native-notes/store.md.
@@ -139,7 +141,7 @@ export class FaultyStore implements Store {
       if (r.probability !== undefined && r.probability < 1 && this.rnd() >= r.probability) continue
       a.fired++
       this.injected.push({ op, key, fault: r.fault })
-      f ??= { latencyMs: 0, error: null, shortBytes: -1, flipBytes: 0, torn: false }
+      f ??= { latencyMs: 0, error: null, shortBytes: -1, flipBytes: 0, torn: false, unacked: false }
       switch (r.fault) {
         case 'latency': {
           const l = r.latencyMs ?? 1
@@ -154,6 +156,9 @@ export class FaultyStore implements Store {
           break
         case 'torn':
           f.torn = true
+          break
+        case 'unacked':
+          f.unacked = true
           break
         default:
           f.error ??= r.fault
@@ -238,6 +243,7 @@ export class FaultyStore implements Store {
       throw new StoreError('EIO', key, `${this.where(key)}: put: injected torn write`)
     }
     await this.inner.put(key, data, opts)
+    if (f?.unacked) throw unackedError(this, 'put', key)
   }
 
   async stage(key: string): Promise<Staged> {
@@ -267,7 +273,8 @@ export class FaultyStore implements Store {
     await this.delay(f)
     const e = this.errorOf(f, 'commitStaged', key)
     if (e) throw e
-    return this.inner.commitStaged(s, opts)
+    await this.inner.commitStaged(s, opts)
+    if (f?.unacked) throw unackedError(this, 'commitStaged', key)
   }
 
   abortStaged(ws: Staged): Promise<void> {
@@ -401,6 +408,7 @@ class FaultySyncFace implements SyncStore {
     const f = this.enter('put', key)
     if (f?.torn) throw new StoreError('EIO', key, `${this.s.where(key)}: put: injected torn write`)
     this.inner.putSync(key, data, opts)
+    if (f?.unacked) throw unackedError(this.s, 'put', key)
   }
 
   writeStagedSync(ws: Staged, data: readonly Uint8Array[]): number {
@@ -441,6 +449,11 @@ class FaultySyncFace implements SyncStore {
 }
 
 /** The first half of the data (what a write cut short leaves). */
+/** The error of an 'unacked' fault: the write is done, the caller is told it failed. */
+function unackedError(s: Pick<Store, 'where'>, op: StoreOp, key: string): StoreError {
+  return new StoreError('EIO', key, `${s.where(key)}: ${op}: injected EIO after the write landed`)
+}
+
 function tornParts(parts: readonly Uint8Array[]): Uint8Array[] {
   let n = 0
   for (const p of parts) n += p.length

@@ -200,6 +200,22 @@ interface TapeWaits {
   ctl: AbortController
   /** A descriptor of it was closed (FUSE flush) and it has not been read since: it wants nothing. */
   closed: boolean
+  /**
+   * A read of it waiting for tape was interrupted by the kernel (its reader got a signal) and
+   * answered EINTR: its next flush gives up what its file is still waiting for, as for a
+   * stranded read (then cleared).
+   */
+  interrupted?: boolean
+}
+
+/**
+ * What fuse-native passes with a read (the patched binding, FUSE_NATIVE_BFS_PATCH 5):
+ * `oninterrupt` is called once if the kernel interrupts the request while it waits for its
+ * answer (its reader got a signal in a synchronous read). The read must still be answered.
+ */
+export interface InterruptibleRead {
+  interrupted: boolean
+  oninterrupt: (() => void) | null
 }
 
 export interface VfsOptions {
@@ -583,10 +599,14 @@ export class Vfs {
     const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
     w.closed = true
     if (w.reads > 0) this.stranded.add(h)
-    if (this.stranded.size === 0) return null
-    // the units stranded reads may be waiting for
+    // a read of it was interrupted while it waited for tape (answered EINTR then, see readTape):
+    // its reader is gone now, and what it waited for is given up like a stranded read's
+    const gone = w.interrupted === true
+    w.interrupted = false
+    if (this.stranded.size === 0 && !gone) return null
+    // the units stranded (and interrupted) reads may be waiting for
     const waited = new Set<string>()
-    for (const s of this.stranded) for (const k of this.keysOf(s)) if (t.recalling(k)) waited.add(k)
+    for (const s of gone ? [...this.stranded, h] : this.stranded) for (const k of this.keysOf(s)) if (t.recalling(k)) waited.add(k)
     if (waited.size === 0) return null // reads from disk or the cache: they end by themselves
     for (const o of this.handles.values()) {
       if (o.waits?.closed) continue
@@ -631,10 +651,10 @@ export class Vfs {
    * Reads up to `len` bytes at `pos` into `dst`; returns the count (0 at EOF). Holes read
    * as zeros. Sequential readers get the next frames prefetched.
    */
-  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
+  async read(handle: number, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
     const h = this.handles.get(handle)
     if (!h) throw new VfsError('EBADF')
-    if (this.opts.tape) return this.readTape(h, dst, len, pos)
+    if (this.opts.tape) return this.readTape(h, dst, len, pos, req)
     try {
       return await this.reader.read(h.file, dst, len, pos)
     } catch (err) {
@@ -646,8 +666,13 @@ export class Vfs {
    * read() with a tape tier: counted for flush(), which may interrupt it (EINTR at once).
    * It reads into its own buffer, copied into `dst` only when it is answered with data: an
    * interrupted read's load goes on, and libfuse's buffer must not be written after the answer.
+   * When the kernel interrupts it (`req`: its reader got a signal in a synchronous read)
+   * while units of its file are being recalled, it answers EINTR at once and marks the
+   * handle, whose next flush (the killed reader's close) gives up what it waited for. Not
+   * at once: a reader that survives the signal (it handles it) reads again and keeps
+   * its recall's place in the queue.
    */
-  private async readTape(h: Handle, dst: Buffer, len: number, pos: number): Promise<number> {
+  private async readTape(h: Handle, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
     const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
     if (w.closed) {
       // read after a close: another process shares the descriptor, it wants the file again
@@ -656,15 +681,27 @@ export class Vfs {
     }
     const signal = w.ctl.signal
     const own = Buffer.allocUnsafe(Math.min(len, Math.max(0, h.file.sizeBytes - pos)))
+    const stop = req ? new AbortController() : null
+    if (req) {
+      req.oninterrupt = () => {
+        const t = this.opts.tape
+        // a read from disk or the cache ends by itself: answered as usual
+        if (!t?.recalling || !this.keysOf(h).some((k) => t.recalling!(k))) return
+        w.interrupted = true
+        stop!.abort()
+      }
+    }
     w.reads++
     try {
-      const n = await untilAborted(this.reader.read(h.file, own, own.length, pos), signal)
+      const n = await untilAborted(this.reader.read(h.file, own, own.length, pos), signal, stop?.signal)
       own.copy(dst, 0, 0, n)
       return n
     } catch (err) {
       if (signal.aborted) throw new VfsError('EINTR')
+      if (stop?.signal.aborted) throw Object.assign(new VfsError('EINTR'), { interrupted: true })
       throw Object.assign(new VfsError('EIO'), { cause: err })
     } finally {
+      if (req) req.oninterrupt = null
       if (--w.reads === 0) this.stranded.delete(h)
     }
   }
@@ -688,18 +725,24 @@ export class Vfs {
   }
 }
 
-/** `p`, or a rejection as soon as `signal` aborts (p goes on; its outcome is then dropped). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+/** `p`, or a rejection as soon as `signal` (or `also`) aborts (p goes on; its outcome is then dropped). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal, also?: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const abort = (): void => reject(signal.reason)
+    const abortAlso = (): void => reject(also!.reason)
     signal.addEventListener('abort', abort, { once: true })
+    also?.addEventListener('abort', abortAlso, { once: true })
+    const done = (): void => {
+      signal.removeEventListener('abort', abort)
+      also?.removeEventListener('abort', abortAlso)
+    }
     p.then(
       (v) => {
-        signal.removeEventListener('abort', abort)
+        done()
         resolve(v)
       },
       (e: unknown) => {
-        signal.removeEventListener('abort', abort)
+        done()
         reject(e)
       },
     )

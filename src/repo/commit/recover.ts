@@ -11,7 +11,7 @@ import type { Repository } from '../repository.js'
 import { parseLock, STALE_UNREADABLE_MS } from './lock.js'
 
 /** Turns a full disk (or quota) while writing generation `genId` into one clear error. */
-export function storageError(err: unknown, repo: Repository, genId: number): unknown {
+export function storageError(err: unknown, repo: Pick<Repository, 'dir'>, genId: number): unknown {
   const code = (err as NodeJS.ErrnoException).code
   const msg = (err as Error).message ?? ''
   if (code === 'ENOSPC' || code === 'EDQUOT' || msg.startsWith('disk full')) {

@@ -1,0 +1,181 @@
+/**
+ * The commit of a format 2 generation (native-notes/format.md §2.20.3): the one way a format 2
+ * writer commits, as writeGeneration is for format 1. Claim the run (runs/N, a conditional
+ * create), recover this host's dead runs, let the writer build its body (data into the stream,
+ * pieces into the run's packs), then: the last unit, the hashes, the last pack, the stream
+ * record, `gens/N/` made durable — and only then `manifests/gen-N` (conditional create, the
+ * commit point) and `runs/N` → committed.
+ *
+ * Not here yet (issue 15 step 1, next steps in native-notes/v2-backup.md): the lease and its
+ * heartbeat (steps 1 and 7; the run record's `lease` is ''), history records, BI ingestion.
+ */
+import os from 'node:os'
+import { createHash } from 'node:crypto'
+import { HASH_BYTES } from '../../codec/hash.js'
+import type { Entry2 } from '../../format/v2/dir.js'
+import type { PieceRef } from '../../format/v2/common.js'
+import { keys2 } from '../../format/v2/layout.js'
+import { type ManifestV2, type RunRecord, encodeManifestV2, encodeRunRecord, encodeStreamRecord } from '../../format/v2/records.js'
+import { PackWriter } from '../../pieces/packs.js'
+import { PieceReader } from '../../pieces/reader.js'
+import { pidAlive } from '../../os/process.js'
+import { StoreError } from '../../store/store.js'
+import { BfsError } from '../errors.js'
+import { WorkerPool } from '../pool.js'
+import { type Repo2, envelope2 } from '../v2/repo2.js'
+import type { CommitOptions } from './generation.js'
+import { storageError } from './recover.js'
+import { StreamWriter } from './stream.js'
+import { DEFAULT_LEVEL } from './geometry.js'
+
+/** A backup's piece cache: small (native-notes/pieces.md "Memory": a big one only slows a backup). */
+export const BACKUP_PIECE_CACHE_BYTES = 4 << 20
+
+export interface Generation2Body {
+  rootEntry: Entry2
+  /** The links table (§2.15), null when no entry is linked. */
+  links: PieceRef | null
+  nextOrd: number
+  /** The stats object of the manifest (format 1's fields and the pieces' own). */
+  stats: Record<string, number>
+  warnings: string[]
+  skippedPaths: string[]
+}
+
+export interface Generation2Context {
+  run: number
+  pool: WorkerPool
+  stream: StreamWriter
+  packs: PackWriter
+  pieces: PieceReader
+  prev: ManifestV2 | null
+}
+
+export interface Generation2Spec {
+  source: string
+  kind: 'files'
+  /** Stream geometry of this run. */
+  unitBlocks: number
+  frameBlocks: number
+  level?: number
+  choosePrev(repo: Repo2): ManifestV2 | null
+  build(ctx: Generation2Context): Promise<Generation2Body>
+}
+
+export interface Commit2Result {
+  manifest: ManifestV2
+  warnings: string[]
+  skippedPaths: string[]
+}
+
+const runKey = keys2.run
+
+function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void {
+  repo.sync.putSync(runKey(r.run), envelope2('run', encodeRunRecord(r)), { mode })
+}
+
+/**
+ * Dead runs of this host (§2.20.6, the part step 1 needs): a `running` record whose pid is
+ * gone. With its manifest present the run committed (it died between steps 8 and 9);
+ * without, nothing reachable references `gens/N/`: it is deleted, then the record says aborted.
+ * Runs of other hosts wait for leases (not built yet): they are left alone.
+ */
+export async function recoverRuns2(repo: Repo2): Promise<number> {
+  // temporary files of dead writers (the store's sweep keeps a live writer's)
+  for (const prefix of ['', keys2.manifests, keys2.runs, keys2.tmp]) await repo.store.sweep(prefix, { shallow: true })
+  let n = 0
+  const host = os.hostname()
+  for (const r of repo.runs()) {
+    if (r.state !== 'running' || r.host !== host || r.pid === process.pid || pidAlive(r.pid)) continue
+    const committed = repo.sync.hasSync(keys2.manifest(r.run))
+    if (!committed) repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
+    putRun(repo, { ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+    n++
+  }
+  if (n) repo.sync.flushSync(keys2.runs)
+  return n
+}
+
+/** Claims the next run id: runs/N created exclusively, N+1 when another writer got N. */
+function claimRun(repo: Repo2, kind: RunRecord['kind']): RunRecord {
+  for (let n = repo.highestId() + 1; ; n++) {
+    const r: RunRecord = { run: n, kind, state: 'running', host: os.hostname(), pid: process.pid, lease: '', started: new Date().toISOString(), gen: n }
+    try {
+      putRun(repo, r, 'exclusive')
+      return r
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'EEXIST') continue
+      throw err
+    }
+  }
+}
+
+/** Writes a format 2 generation; on any failure before the commit point, its run is aborted and gens/N removed. */
+export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: Generation2Spec): Promise<Commit2Result> {
+  if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; no backup`)
+  const t0 = process.hrtime.bigint()
+  const startTime = new Date()
+  await recoverRuns2(repo)
+  const run = claimRun(repo, 'backup')
+  const N = run.run
+  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+  let committed = false
+  try {
+    const level = spec.level ?? DEFAULT_LEVEL
+    const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, false)
+    const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes })
+    const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES })
+    const prev = spec.choosePrev(repo)
+    const body = await spec.build({ run: N, pool, stream, packs, pieces, prev })
+    // §2.20.3 step 6: the last unit, the hashes, the last pack, the stream record, then gens/N durable
+    const blocks = await stream.finish()
+    const packStats = await packs.finish()
+    let metaBytes = packStats.packFileBytes
+    if (blocks > 0) {
+      const hashes = stream.hashes.subarray(0, blocks * HASH_BYTES)
+      const hashesFile = envelope2('hashes', Buffer.from(hashes))
+      repo.sync.putSync(keys2.hashes(N), hashesFile, { syncListing: false })
+      const rec = envelope2('stream', encodeStreamRecord({
+        stream: N, unitBlocks: stream.unitBlocks, frameBlocks: stream.frameBlocks, streamBlocks: blocks, units: Math.ceil(blocks / stream.unitBlocks),
+        level, hashAlg: repo.config.hashAlg, hashes: { bytes: hashesFile.length, sha256: createHash('sha256').update(hashes).digest('hex') }, created: new Date().toISOString(),
+      }))
+      repo.sync.putSync(keys2.stream(N), rec, { syncListing: false })
+      metaBytes += hashesFile.length + rec.length
+    }
+    if (blocks > 0 || packStats.packs > 0) {
+      repo.sync.flushSync(keys2.genDir(N))
+      // gens/N itself was made by the run's first write: its entry in gens/ must be durable
+      // before the manifest refers to it (§2.20.2), or a power cut could lose the directory
+      repo.sync.flushSync(keys2.gens)
+    }
+    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+    const stats = { ...body.stats, storedBytes: stream.storedBytes, metaBytes, pieces: packStats.pieces, pieceBytes: packStats.storedBytes, packs: packStats.packs, seconds: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000 }
+    const man: ManifestV2 = {
+      format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: [],
+      host: os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
+      sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
+      rootEntry: body.rootEntry, links: body.links, biLog: null, biIndex: null,
+      stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,
+    }
+    // step 8, the commit point; then step 9
+    repo.sync.putSync(keys2.manifest(N), envelope2('manifest', encodeManifestV2(man)), { mode: 'exclusive' })
+    committed = true
+    putRun(repo, { ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')
+    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
+  } catch (err) {
+    throw storageError(err, repo, N)
+  } finally {
+    await pool.close()
+    if (!committed) {
+      try {
+        // recovery's rule (§2.20.6): a manifest that landed although its create failed (a lost
+        // acknowledgement: the directory fsync after the link) is a commit; nothing is deleted
+        const landed = repo.sync.hasSync(keys2.manifest(N))
+        if (!landed) repo.sync.removeSync(keys2.genDir(N), { recursive: true })
+        putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+      } catch {
+        // the next writer's recovery finishes it (the record still says running, with our dead pid)
+      }
+    }
+  }
+}

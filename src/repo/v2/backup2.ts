@@ -1,0 +1,404 @@
+/**
+ * The streaming file backup of format 2 (native-notes/format.md §2.20.3 step 4–5): the source
+ * tree is walked depth first, one directory at a time; each directory's listing (sorted
+ * bytewise) is merged with the previous generation's, read lazily page by page (PrevCursor);
+ * unchanged files copy ord, map, dataBlocks and xattrs from their previous entry; new and
+ * changed files are stored through the stream (units) and get a map (inline or map pieces);
+ * a directory is written when its subtree is done (post-order, TreeWriter), so only the open
+ * path is in memory, never the tree.
+ *
+ * Changed files are block-incrementals against their previous map; hard-linked entries are
+ * flagged `linked` and counted in the links table. Step 1 limits (native-notes/v2-backup.md):
+ * whole hashes files read for the block-incremental, links rows in memory, no excludes, groups
+ * or --one-file-system.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import * as native from '../../native/index.js'
+import { BLOCK_BYTES } from '../../codec/hash.js'
+import type { Extent } from '../../format/v2/common.js'
+import { type Entry2, E_CHANGED_WHILE_READ, E_LINKED, FileType, newEntry2 } from '../../format/v2/dir.js'
+import { compareIdentity, type Identity, type PieceRef } from '../../format/v2/common.js'
+import { type LinkRow, TableKind } from '../../format/v2/idtable.js'
+import { IdTableReader, IdTableWriter } from '../../pieces/idtables.js'
+import type { ManifestV2 } from '../../format/v2/records.js'
+import { MapWriter, type StoredMap } from '../../pieces/maps.js'
+import { Workarounds as Unreadable } from '../../pieces/reader.js'
+import { type Workarounds, isPieceFailure } from '../../pieces/reader.js'
+import { type DirRef, PrevCursor, TreeReader } from '../../pieces/tree-reader.js'
+import { TreeWriter } from '../../pieces/tree-writer.js'
+import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
+import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
+import { BfsError } from '../errors.js'
+import { type BaseObject, storeObject } from '../objects.js'
+import { MAX_DELTA_DEPTH } from '../../format/maps.js'
+import { MapReader } from '../../pieces/maps.js'
+import { StreamSource2 } from './read2.js'
+import { openSource } from '../source.js'
+import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion } from '../backup.js'
+import type { Repo2 } from './repo2.js'
+
+export interface Backup2Options extends CommitOptions, StreamSettings {
+  source: string
+  /** Read every file even if unchanged. */
+  full?: boolean
+}
+
+const SLASH = Buffer.from('/')
+
+/** sameVersion against a previous entry that may be missing. */
+function unchanged(prev: Entry2 | null, e: Entry2): prev is Entry2 {
+  return !!prev && sameVersion(prev, e)
+}
+
+function xattrsOf(p: Buffer): Entry2['xattrs'] {
+  try {
+    const x = native.getXattrs(p)
+    return x.length ? x.sort((a, b) => Buffer.compare(a[0], b[0])) : null
+  } catch {
+    return null
+  }
+}
+
+/** Backs up a directory tree as a new format 2 generation, incremental to the newest one of the same source. */
+export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Commit2Result> {
+  const source = path.resolve(opts.source)
+  let rootSt: Float64Array
+  try {
+    rootSt = native.lstatRecord(source)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${source} does not exist` : `cannot read source ${source}: ${code ?? (err as Error).message}`)
+  }
+  if ((rootSt[native.S_MODE]! & S_IFMT) !== 0o040000) throw new BfsError('BAD_INPUT', `source ${source} is not a directory (format 2 repositories take file backups only so far)`)
+  const { unitBlocks, frameBlocks } = streamGeometry(opts, 'files')
+  const reporter = opts.reporter ?? { warn: () => undefined }
+  return writeGeneration2(repo, opts, {
+    source,
+    kind: 'files',
+    unitBlocks,
+    frameBlocks,
+    level: opts.level,
+    choosePrev: (r) => {
+      if (opts.full) return null
+      for (const id of r.generationIds().reverse()) {
+        try {
+          const m = r.manifest(id)
+          if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source) return m
+        } catch (err) {
+          if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+          reporter.warn(`gen${id} cannot be the base of this backup: ${err.message}`)
+        }
+      }
+      return null
+    },
+    build: (ctx) => new Walk2(repo, ctx, source, rootSt, opts, reporter).run(),
+  })
+}
+
+/**
+ * PrevCursor with §2.20.10's fallback: a previous piece that cannot be read (damaged,
+ * missing, EIO) ends the merge for this directory; the rest of its entries are new (stored
+ * afresh) and the failure is counted.
+ */
+class SafeCursor {
+  private c: PrevCursor | null
+  constructor(reader: TreeReader, dir: DirRef | null, private readonly unreadable: Workarounds) {
+    this.c = new PrevCursor(reader, dir)
+  }
+
+  async seek(name: Buffer): Promise<Entry2 | null> {
+    try {
+      return this.c ? await this.c.seek(name) : null
+    } catch (err) {
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      this.c = null
+      return null
+    }
+  }
+
+  /** Whether entries of the previous listing were passed over (deleted since). */
+  async finish(): Promise<number> {
+    try {
+      return this.c ? await this.c.finish() : 1
+    } catch (err) {
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      return 1
+    }
+  }
+}
+
+class Walk2 {
+  private readonly tree: TreeWriter
+  private readonly maps: MapWriter
+  private readonly mapReader: MapReader
+  private readonly reader: TreeReader
+  private readonly streams: StreamSource2
+  /** Block hashes of the streams bases' extents name (whole files for now: see v2-backup.md). */
+  private readonly hashes = new Map<number, Buffer>()
+  /**
+   * The links table being collected (§2.15): one row per identity of a `linked` entry
+   * (source nlink > 1), its group ord carried from the previous generation's table or
+   * allocated now. Memory: proportional to the hard-linked files (a spill to a sorted
+   * temporary file is a next step).
+   */
+  private readonly linkRows = new Map<string, LinkRow>()
+  /** dev:inoHi:inoLo of each local directory holding the repository's bytes: never backed up (the repository may sit inside the source). */
+  private readonly keepOut = new Set<string>()
+  private readonly prevLinks: PieceRef | null
+  private readonly idReader: IdTableReader
+  /** Previous maps or hashes that could not be read: those files were stored whole. */
+  private readonly noBase = new Unreadable()
+  private nextOrd: number
+  private readonly warnings: string[] = []
+  private readonly skippedPaths: string[] = []
+  /** Hard-linked files stored in this run (dev:ino → map): stored once. */
+  private readonly links = new Map<string, StoredMap>()
+  private readonly stats = { entries: 0, files: 0, dirs: 0, logicalBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
+
+  constructor(
+    private readonly repo: Repo2,
+    private readonly ctx: Generation2Context,
+    private readonly source: string,
+    private readonly rootSt: Float64Array,
+    private readonly opts: Backup2Options,
+    private readonly reporter: { warn(m: string): void },
+  ) {
+    this.tree = new TreeWriter(ctx.packs, ctx.pieces)
+    this.maps = new MapWriter(ctx.packs, ctx.pieces)
+    this.reader = new TreeReader(ctx.pieces)
+    this.mapReader = new MapReader(ctx.pieces)
+    this.streams = new StreamSource2(repo)
+    this.prevLinks = ctx.prev?.links ?? null
+    for (const dir of repo.store.localRoots()) {
+      const st = native.lstatRecord(dir)
+      this.keepOut.add(`${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`)
+    }
+    this.idReader = new IdTableReader(ctx.pieces, TableKind.Links)
+    this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
+  }
+
+  private warn(m: string): void {
+    this.warnings.push(m)
+    this.reporter.warn(m)
+  }
+
+  private skip(rel: string, why: string): void {
+    this.skippedPaths.push(rel)
+    this.stats.skipped++
+    this.warn(`skipped ${rel || '.'}: ${why}`)
+  }
+
+  async run() {
+    const root = newEntry2(FileType.Dir, Buffer.alloc(0))
+    fillMeta(root, this.rootSt, 0)
+    root.ord = 0
+    const prevRoot = this.ctx.prev?.rootEntry ?? null
+    root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
+    const r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
+    root.dir = r.ref
+    root.nlink = 2 + r.subdirs
+    if (this.noBase.count) this.warn(`${this.noBase.count} changed file${this.noBase.count > 1 ? 's were' : ' was'} stored whole: ${this.noBase.count > 1 ? 'their' : 'its'} previous map or block hashes could not be read (${this.noBase.messages[0] ?? ''})`)
+    for (const [what, w] of [['directory', this.tree.unreadable], ['map', this.maps.unreadable]] as const) {
+      if (w.count) this.warn(`${w.count} ${what} piece${w.count > 1 ? 's' : ''} of the previous generation could not be read and ${w.count > 1 ? 'were' : 'was'} written afresh (${w.messages[0] ?? ''})`)
+    }
+    const links = await this.linksTable()
+    return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written }, warnings: this.warnings, skippedPaths: this.skippedPaths }
+  }
+
+  private checkAbort(): void {
+    if (this.opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+  }
+
+  /** One directory, its subtree first: returns its DirRef (null when empty) and its number of subdirectories. */
+  private async dir(p: Buffer, rel: string, prevDir: DirRef | null): Promise<{ ref: DirRef | null; subdirs: number }> {
+    this.checkAbort()
+    this.stats.dirs++
+    let scan: native.DirScan
+    try {
+      scan = native.scanDir(p)
+    } catch (err) {
+      this.skip(rel, `cannot list directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      return { ref: null, subdirs: 0 }
+    }
+    const names = scan.names
+    const st = scan.stats
+    const F = native.STAT_FIELDS
+    const order = names.map((_, i) => i).sort((a, b) => Buffer.compare(names[a]!, names[b]!))
+    const cursor = new SafeCursor(this.reader, prevDir, this.tree.unreadable)
+    const w = this.tree.openDir(prevDir)
+    let subdirs = 0
+    let changed = false
+    for (const i of order) {
+      const o = i * F
+      if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
+      const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT] as FileType | undefined
+      if (type === undefined) continue
+      if (type === FileType.Dir && this.keepOut.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)) continue
+      const name = names[i]!
+      const full = Buffer.concat([p, SLASH, name])
+      const childRel = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1')
+      const old = await cursor.seek(name)
+      if (!old) changed = true
+      const e = newEntry2(type, Buffer.from(name))
+      fillMeta(e, st, o)
+      e.ord = old && old.type === e.type ? old.ord : this.nextOrd++
+      this.stats.entries++
+      switch (type) {
+        case FileType.Dir: {
+          subdirs++
+          e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
+          const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null)
+          e.dir = sub.ref
+          e.nlink = 2 + sub.subdirs
+          break
+        }
+        case FileType.File:
+          if (!(await this.file(e, full, childRel, old))) continue
+          break
+        case FileType.Symlink:
+          if (unchanged(old, e) && old.target) {
+            e.target = old.target
+            e.xattrs = old.xattrs
+          } else {
+            try {
+              e.target = fs.readlinkSync(full, { encoding: 'buffer' })
+            } catch (err) {
+              this.skip(childRel, `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
+              continue
+            }
+            e.xattrs = xattrsOf(full)
+          }
+          break
+        default:
+          e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
+      }
+      if (e.type !== FileType.Dir && e.nlink > 1) await this.link(e)
+      await w.add(e)
+    }
+    if ((await cursor.finish()) > 0) changed = true
+    if (changed) this.stats.changedDirs++
+    const ref = await w.close()
+    await this.ctx.packs.settle()
+    return { ref, subdirs }
+  }
+
+  /** A hard-linked entry: flag `linked`, and count it in its identity's links row. */
+  private async link(e: Entry2): Promise<void> {
+    e.flags |= E_LINKED
+    const key = `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}`
+    let row = this.linkRows.get(key)
+    if (!row) {
+      const id: Identity = { srcDev: e.srcDev, srcInoHi: e.srcInoHi, srcInoLo: e.srcInoLo }
+      let prev = null
+      try {
+        prev = this.prevLinks ? ((await this.idReader.find(this.prevLinks, id)) as LinkRow | null) : null
+      } catch (err) {
+        if (!isPieceFailure(err)) throw err
+        this.noBase.note(err)
+      }
+      row = { ...id, source: 0, ord: prev && prev.source === 0 ? prev.ord : this.nextOrd++, nlinkInGen: 0 }
+      this.linkRows.set(key, row)
+    }
+    row.nlinkInGen++
+  }
+
+  /** The links table, written once the walk is done (rows sorted by identity), or null. */
+  private async linksTable(): Promise<PieceRef | null> {
+    if (!this.linkRows.size) return null
+    const w = new IdTableWriter(this.ctx.packs, this.ctx.pieces, TableKind.Links, this.prevLinks)
+    for (const row of [...this.linkRows.values()].sort(compareIdentity)) await w.add(row)
+    const t = await w.close()
+    return t?.ref ?? null
+  }
+
+  /**
+   * The previous version of a changed file as the base of a block-incremental: its resolved
+   * extents and the block hashes of the streams they name; storeObject then stores only the
+   * blocks whose hash differs. Depth is set at the limit so that storeObject returns the
+   * whole resolved map (format 2 maps are never deltas, §2.13.1). Null (stored whole) when
+   * the map or a hashes file cannot be read (§2.20.10).
+   */
+  private async baseOf(old: Entry2): Promise<BaseObject | null> {
+    try {
+      const ext = await this.mapReader.extents(old)
+      for (const x of ext) if (!this.hashes.has(x.stream)) this.hashes.set(x.stream, this.streams.blockHashes(x.stream))
+      return {
+        gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: this.repo.config.hashAlg,
+        extents: ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock })),
+        hashesOf: (g) => this.hashes.get(g)!,
+      }
+    } catch (err) {
+      if (!isPieceFailure(err) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      this.noBase.note(err as Error)
+      return null
+    }
+  }
+
+  /** Fills a file entry's map: copied from an unchanged previous entry, else stored. False: skipped. */
+  private async file(e: Entry2, full: Buffer, rel: string, old: Entry2 | null): Promise<boolean> {
+    this.checkAbort()
+    this.stats.files++
+    this.stats.logicalBytes += e.size
+    if (!this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
+      e.map = old.map
+      e.dataBlocks = old.dataBlocks
+      e.xattrs = old.xattrs
+      this.stats.unchangedFiles++
+      return true
+    }
+    const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
+    const linked = linkKey ? this.links.get(linkKey) : undefined
+    if (linked) {
+      e.map = linked.map
+      e.dataBlocks = linked.dataBlocks
+      e.xattrs = xattrsOf(full)
+      return true
+    }
+    let fd: number
+    try {
+      fd = openSource(full)
+    } catch (err) {
+      this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+      this.stats.files--
+      this.stats.logicalBytes -= e.size
+      return false
+    }
+    try {
+      const st1 = native.fstatRecord(fd)
+      fillMeta(e, st1, 0)
+      e.xattrs = xattrsOf(full)
+      const size = e.size
+      let regions = size > 0 ? [0, size] : []
+      if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+      const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal })
+      if (stored) this.stats.bytesRead += stored.bytesRead
+      const st2 = native.fstatRecord(fd)
+      if (changedWhileRead(st1, st2, !!stored?.short)) {
+        e.flags |= E_CHANGED_WHILE_READ
+        this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
+      }
+      const extents: Extent[] = (stored?.object.extents ?? []).filter((x) => x.gen !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, stream: x.gen, streamBlock: x.streamBlock }))
+      const last = extents[extents.length - 1]
+      if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
+      // nothing differs from the previous version: its map stays (no piece written)
+      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+      e.map = m.map
+      e.dataBlocks = m.dataBlocks
+      if (old) this.stats.changedFiles++
+      else this.stats.newFiles++
+      if (linkKey) this.links.set(linkKey, m)
+      return true
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (err instanceof BfsError || code === 'ENOSPC' || code === 'EDQUOT' || !code) throw err
+      this.skip(rel, `read error (${code})`)
+      return false
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Reading a format 2 generation (issue 15 step 1, the minimal reader): a generation is its
+ * manifest's root entry; paths are looked up directory by directory through the TreeReader
+ * (one piece per directory on the path, plus index levels), files' maps resolved by the
+ * MapReader, and data read by the existing BlockReader, whose StreamSource here is the
+ * runs' stream records (`gens/S/stream`) and hashes files. Nothing is loaded that the
+ * command does not visit. Leases (quick commands: §10 decision 3, retry once on ENOENT) are
+ * not built yet.
+ */
+import type { Extent as V1Extent } from '../../format/maps.js'
+import type { Entry2 } from '../../format/v2/dir.js'
+import { FileType } from '../../format/v2/dir.js'
+import { keys2 } from '../../format/v2/layout.js'
+import type { ManifestV2 } from '../../format/v2/records.js'
+import { FormatError } from '../../format/errors.js'
+import { BlockReader, type OpenFile } from '../../blocks/reader.js'
+import type { GenGeometry, StreamSource } from '../../blocks/source.js'
+import { MapReader } from '../../pieces/maps.js'
+import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
+import { TreeReader } from '../../pieces/tree-reader.js'
+import { BfsError } from '../errors.js'
+import { eachBytes } from '../read.js'
+import { type Repo2, payloadOf } from './repo2.js'
+
+/** Stream geometry and hashes of format 2 streams, from their stream records (read once each, immutable). */
+export class StreamSource2 implements StreamSource {
+  constructor(private readonly repo: Repo2) {}
+
+  geometry(stream: number): GenGeometry {
+    const r = this.repo.stream(stream)
+    const raw = new Array<number>(r.units).fill(r.unitBlocks)
+    raw[r.units - 1] = r.streamBlocks - (r.units - 1) * r.unitBlocks
+    return { unitBlocks: r.unitBlocks, frameBlocks: r.frameBlocks, unitRawBlocks: raw }
+  }
+
+  blockHashes(stream: number): Buffer {
+    const key = keys2.hashes(stream)
+    return payloadOf('hashes', this.repo.sync.getSync(key), this.repo.store.where(key))
+  }
+}
+
+export class GenReader2 {
+  readonly pieces: PieceReader
+  readonly tree: TreeReader
+  readonly maps: MapReader
+  private blocks: BlockReader | null = null
+
+  constructor(
+    readonly repo: Repo2,
+    readonly manifest: ManifestV2,
+    cacheBytes = 16 << 20,
+  ) {
+    this.pieces = new PieceReader(repo.store, { cacheBytes })
+    this.tree = new TreeReader(this.pieces)
+    this.maps = new MapReader(this.pieces)
+  }
+
+  /** The entry at a slash-separated path ('' or '/' = the root), or null. */
+  async lookup(p: string): Promise<Entry2 | null> {
+    const parts = p.split('/').filter((c) => c !== '' && c !== '.').map((c) => Buffer.from(c))
+    try {
+      return await this.tree.lookupPath(this.manifest.rootEntry, parts)
+    } catch (err) {
+      throw this.damage(err, p)
+    }
+  }
+
+  /** The entries of a directory entry, in name order, a page at a time. */
+  async *entries(dir: Entry2, p: string): AsyncGenerator<Entry2> {
+    if (dir.type !== FileType.Dir || !dir.dir) return
+    try {
+      for await (const e of this.tree.entries(dir.dir)) yield e
+    } catch (err) {
+      throw this.damage(err, p)
+    }
+  }
+
+  /** A file entry opened for the block reader (its map resolved into extents). */
+  async open(e: Entry2, p: string): Promise<OpenFile> {
+    let ext
+    try {
+      ext = await this.maps.extents(e)
+    } catch (err) {
+      throw this.damage(err, p)
+    }
+    const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
+    this.blocks ??= new BlockReader({ store: this.repo.store, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    return this.blocks.file(v1, e.size)
+  }
+
+  /** Hands a file's bytes to `write` in order (holes as zeros) until the end or until it returns false. */
+  each(f: OpenFile, write: (data: Buffer, offset: number, bytes: number) => boolean): void {
+    eachBytes(this.blocks!, f, write)
+  }
+
+  async close(): Promise<void> {
+    await this.blocks?.close()
+  }
+
+  private damage(err: unknown, p: string): unknown {
+    if (err instanceof FormatError || isPieceFailure(err)) return new BfsError('CORRUPT', `gen${this.manifest.id}:${p}: ${(err as Error).message}`)
+    return err
+  }
+}

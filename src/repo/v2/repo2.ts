@@ -1,0 +1,214 @@
+/**
+ * A format 2 repository (native-notes/format.md "Format 2"): its store, its config, and the
+ * small records every command reads (manifests, stream records, run records). Issue 15 step 1:
+ * init, the streaming file backup (commit/generation2.ts, v2/backup2.ts) and a minimal reader
+ * (v2/read2.ts) use it; leases, the v1 adapter and upgrade are not built yet
+ * (native-notes/v2-backup.md).
+ */
+import os from 'node:os'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
+import { MANIFEST2_RE, RUN_RE, keys2 } from '../../format/v2/layout.js'
+import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, guardLock } from '../../format/v2/records.js'
+import { FormatError } from '../../format/errors.js'
+import { DiskStore } from '../../store/disk.js'
+import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
+import { BfsError } from '../errors.js'
+import { checkNewRepoDir, parseGenRef } from '../repository.js'
+import { testStore2 } from '../test-hooks.js'
+
+/** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
+export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
+  return encodeEnvelope2(kind, 0, payload.length, payload)
+}
+
+/** The payload of an unencrypted, uncompressed envelope v2 (what this step writes). */
+export function payloadOf(kind: Envelope2Kind, file: Buffer, what: string): Buffer {
+  const env = decodeEnvelope2(kind, file, what)
+  if (env.flags !== 0) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: compressed or encrypted ${kind} envelopes are not read by this bfs yet`)
+  return env.stored
+}
+
+export class Repo2 {
+  private readonly streams = new Map<number, StreamRecord>()
+
+  private constructor(
+    readonly dir: string,
+    readonly store: Store,
+    readonly config: ConfigV2,
+    /** An unknown rocompat feature: no writer may run. */
+    readonly readOnly: boolean,
+  ) {}
+
+  get sync(): SyncStore {
+    return syncOf(this.store)
+  }
+
+  /**
+   * `bfs init --format 2`: the guard lock first (format.md §2.23.1: a format 1 writer stops at
+   * it, exit 5), then config-copy, then config (a directory without config is not a
+   * repository yet). Features: `pieces` (incompat), and `v1-streams` (compat) because this
+   * step's stream writer still writes format 1 unit files (§2.9 says a format 2 reader reads
+   * both; see native-notes/v2-backup.md).
+   */
+  static init(dir: string): Repo2 {
+    const abs = checkNewRepoDir(dir)
+    const store = DiskStore.create(abs)
+    for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.tmp]) store.makePrefix(d)
+    const created = new Date().toISOString()
+    const config: ConfigV2 = {
+      format: 2,
+      repoId: randomBytes(16).toString('hex'),
+      created,
+      blockBytes: 4096,
+      hashAlg: 'xxh64',
+      compression: 'zstd',
+      features: { incompat: ['pieces'], rocompat: [], compat: ['v1-streams'] },
+      defaults: { ...DEFAULTS, frameBlocks: { ...DEFAULTS.frameBlocks } },
+      encryption: null,
+      mac: null,
+      extra: {},
+    }
+    const s = syncOf(store)
+    s.putSync(keys2.guardLock, guardLock(created))
+    const file = envelope2('config', encodeConfigV2(config))
+    s.putSync(keys2.configCopy, file)
+    s.putSync(keys2.config, file)
+    return new Repo2(abs, store, config, false)
+  }
+
+  /** Opens a format 2 repository; its config's features are checked (§2.7). */
+  static open(dir: string, warn?: (m: string) => void): Repo2 {
+    const abs = path.resolve(dir)
+    const store = testStore2(DiskStore.open(abs))
+    const s = syncOf(store)
+    let config: ConfigV2 | null = null
+    let problem = ''
+    for (const key of [keys2.config, keys2.configCopy]) {
+      try {
+        config = decodeConfigV2(payloadOf('config', s.getSync(key), store.where(key)), store.where(key))
+        if (key === keys2.configCopy) warn?.(`${problem}; using its copy ${store.where(key)}`)
+        break
+      } catch (err) {
+        if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+        problem ||= err.message
+      }
+    }
+    if (!config) throw new BfsError('CORRUPT', `${problem}, and its copy cannot be read either`)
+    let access
+    try {
+      access = checkFeatures(config, store.where(keys2.config))
+    } catch (err) {
+      if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+      throw err
+    }
+    return new Repo2(abs, store, config, access.readOnly)
+  }
+
+  /** Names (the last key component) of the direct children of a prefix. */
+  private names(prefix: string): string[] {
+    return this.sync.listSync(prefix).map((k) => k.slice(k.lastIndexOf('/') + 1))
+  }
+
+  /** Ids of the committed generations, ascending. */
+  generationIds(): number[] {
+    return this.names(keys2.manifests).map((n) => MANIFEST2_RE.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => a - b)
+  }
+
+  manifest(id: number): ManifestV2 {
+    const key = keys2.manifest(id)
+    let file: Buffer
+    try {
+      file = this.sync.getSync(key)
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NO_SUCH_GEN', `no generation ${id} in ${this.dir}`)
+      throw err
+    }
+    try {
+      return decodeManifestV2(payloadOf('manifest', file, this.store.where(key)), this.store.where(key))
+    } catch (err) {
+      if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+      throw err
+    }
+  }
+
+  /**
+   * Committed generations, ascending, each its manifest or, when it does not read, the
+   * problem (§2.20.10: a damaged manifest makes only its generation damaged).
+   */
+  generations(): Array<{ id: number; manifest: ManifestV2 } | { id: number; problem: string }> {
+    return this.generationIds().map((id) => {
+      try {
+        return { id, manifest: this.manifest(id) }
+      } catch (err) {
+        if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+        return { id, problem: err.message }
+      }
+    })
+  }
+
+  /**
+   * `N`, `genN`, `latest` or `latest~K` (format 1's names, parseGenRef: anything else is a
+   * usage error). `latest` counts the generations whose manifest reads (§2.20.10), of
+   * `source` when given; a generation named by number must be of it.
+   */
+  resolve(ref: string, source?: string): ManifestV2 {
+    const parsed = parseGenRef(ref)
+    if ('id' in parsed) {
+      const m = this.manifest(parsed.id)
+      if (source !== undefined && m.sources[0]?.path !== source) throw new BfsError('BAD_INPUT', `gen${m.id} is a generation of ${m.sources[0]?.path}, not of ${source}`)
+      return m
+    }
+    const gens = this.generations().flatMap((g) => ('manifest' in g && (source === undefined || g.manifest.sources[0]?.path === source) ? [g.manifest] : []))
+    const m = gens[gens.length - 1 - parsed.back]
+    if (!m) throw new BfsError('NO_SUCH_GEN', `no generation ${ref}${source !== undefined ? ` of ${source}` : ''} in ${this.dir}`)
+    return m
+  }
+
+  /** The stream record of run `n` (cached: immutable). */
+  stream(n: number): StreamRecord {
+    let r = this.streams.get(n)
+    if (!r) {
+      const key = keys2.stream(n)
+      try {
+        r = decodeStreamRecord(payloadOf('stream', this.sync.getSync(key), this.store.where(key)), this.store.where(key))
+      } catch (err) {
+        if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+        throw err
+      }
+      this.streams.set(n, r)
+    }
+    return r
+  }
+
+  /** Run records (unreadable ones are skipped: recovery leaves them for verify). */
+  runs(): RunRecord[] {
+    const out: RunRecord[] = []
+    for (const name of this.names(keys2.runs)) {
+      const m = RUN_RE.exec(name)
+      if (!m) continue
+      const key = keys2.run(Number(m[1]))
+      try {
+        out.push(decodeRunRecord(payloadOf('run', this.sync.getSync(key), this.store.where(key)), this.store.where(key)))
+      } catch (err) {
+        if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+      }
+    }
+    return out
+  }
+
+  /** The highest number in runs/, manifests/ and gens/ (§2.20.3 step 2). */
+  highestId(): number {
+    let hi = 0
+    for (const n of this.names(keys2.runs)) if (RUN_RE.test(n)) hi = Math.max(hi, Number(n))
+    for (const n of this.names(keys2.gens)) if (RUN_RE.test(n)) hi = Math.max(hi, Number(n))
+    for (const id of this.generationIds()) hi = Math.max(hi, id)
+    return hi
+  }
+
+  static host(): string {
+    return os.hostname()
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * `bfs backup --online` (issue 14 phase B, format 1) on a real ext4 filesystem on a loop
+ * device: a writer process starts when `--t0-file` appears and hammers the tree (pwrites,
+ * appends, O_TRUNC rewrites, truncates, punched holes, collapsed ranges, shared mmap writes,
+ * `cp` over files, SQLite transactions) while bfs reads it; the generation must equal the
+ * copy taken before the writer started — through `bfs restore` and through `bfs mount`, byte
+ * for byte, in size and mtime. The same run without `--online` must differ (the control).
+ * Also: a file open for writing at T0 is reported (exit 3); tmpfs refuses `--online` with one
+ * line and `--online=auto` backs up without it, saying so. Needs root and Linux ≥ 6.14.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, newRepo, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
+
+const IS_ROOT = process.getuid?.() === 0
+const [major, minor] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
+const HAS_PRECONTENT = major > 6 || (major === 6 && minor >= 14)
+const WRITER = path.join(ROOT, 'test', 'fixtures', 'online-writer.py')
+
+const work = tmpdir('bfs-online-test-')
+const mounts: string[] = []
+const fuseMounts = new Set<string>()
+const loops: string[] = []
+const children: ChildProcess[] = []
+
+async function must(cmd: string): Promise<string> {
+  const r = await sh(cmd)
+  if (r.code !== 0) throw new Error(`${cmd}: ${r.stderr}`)
+  return r.stdout
+}
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  for (const m of fuseMounts) {
+    if ((await bfs(['umount', m])).code !== 0) await bfs(['umount', '--lazy', m])
+    if ((await sh(`grep -q ' ${m} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${m}'`)
+  }
+  for (const m of mounts.reverse()) await sh(`umount ${m} || umount -l ${m}`)
+  for (const d of loops) await sh(`losetup -d ${d}`)
+  fs.rmSync(work, { recursive: true, force: true })
+}, 120_000)
+
+/** A fresh ext4 on a loop device, mounted at work/<name>. */
+async function makeExt4(name: string): Promise<string> {
+  const img = path.join(work, `${name}.img`)
+  const mnt = path.join(work, name)
+  fs.mkdirSync(mnt, { recursive: true })
+  await must(`truncate -s 400M ${img} && mkfs.ext4 -q -F ${img}`)
+  const dev = (await must(`losetup --find --show ${img}`)).trim()
+  loops.push(dev)
+  await must(`mount ${dev} ${mnt}`)
+  mounts.push(mnt)
+  return mnt
+}
+
+/** Files of many sizes (random bytes, some compressible, one sparse) in a few directories, and a SQLite database. */
+async function makeTree(dir: string): Promise<void> {
+  const sizes = [0, 1, 100, 4095, 4096, 4097, 12288, 65543, 300_000, 1 << 20, 3 * (1 << 20) + 123, 2_500_000, 5_000_000]
+  for (let d = 0; d < 3; d++) {
+    const sub = path.join(dir, `d${d}`)
+    fs.mkdirSync(sub, { recursive: true })
+    for (const [i, size] of sizes.entries()) {
+      const f = path.join(sub, `f${String(i).padStart(2, '0')}`)
+      // half random, half text (compressible): the compressor is busy either way
+      await must(i % 2 ? `head -c ${size} /dev/urandom > ${f}` : `yes "line $RANDOM of ${f}" | head -c ${size} > ${f}`)
+    }
+    await must(`truncate -s 20M ${sub}/sparse && head -c 200000 /dev/urandom | dd of=${sub}/sparse bs=4096 seek=1000 conv=notrunc status=none`)
+  }
+  await must(`python3 ${WRITER} setup ${dir}`)
+}
+
+/** Starts the writer; it waits for `t0File` ('-': starts at once) and runs until `stop` exists. */
+function startWriter(dir: string, t0File: string, stop: string, seed: number): { done: Promise<number>; ops: () => number } {
+  const src = path.join(work, 'cp-source')
+  if (!fs.existsSync(src)) fs.writeFileSync(src, Buffer.alloc(123_457, 7))
+  const child = spawn('python3', [WRITER, 'run', dir, t0File, stop, src, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let lines = 0
+  let err = ''
+  child.stdout!.on('data', (b: Buffer) => (lines += b.toString().split('\n').length - 1))
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()))
+  const done = new Promise<number>((resolve) =>
+    child.on('close', (code) => {
+      if (code !== 0) console.error(`writer: ${err}`)
+      resolve(code ?? -1)
+    }),
+  )
+  return { done, ops: () => lines }
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Size and mtime (ns) of every regular file, sorted: what `diff -r` does not compare. */
+async function sizesAndTimes(dir: string): Promise<string> {
+  return must(`cd '${dir}' && find . -type f -printf '%P %s %T@\\n' | sort`)
+}
+
+// Slow on purpose: one compression thread at level 19, and small units, so that reading
+// (which waits for a free unit buffer) lasts as long as the compression and the writer
+// overlaps it.
+const BACKUP = ['--threads', '1', '--level', '19', '--unit-blocks', '16', '--exclude', '*-journal', '--json']
+
+describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6.14)', () => {
+  it('stores the tree as it was at T0 while a writer hammers it (restore and mount equal the copy); without --online it differs', async () => {
+    const mnt = await makeExt4('hammer')
+    const tree = path.join(mnt, 'tree')
+    const copy = path.join(work, 'copy')
+    await makeTree(tree)
+    // a first (offline) generation, then changes: the online one reads changed files
+    // against it (block incremental) and new ones in full
+    const repo = await newRepo(path.join(work, 'repo'))
+    expect((await bfs(['backup', tree], { repo })).code).toBe(0)
+    await must(`head -c 300000 /dev/urandom | dd of=${tree}/d0/f10 bs=4096 seek=100 conv=notrunc status=none && truncate -s 1000000 ${tree}/d1/f12 && echo more >> ${tree}/d2/f09`)
+    await must(`mkdir -p ${tree}/d3/a ${tree}/d3/b && cp -a ${tree}/d1/. ${tree}/d3/a/ && cp -a ${tree}/d2/. ${tree}/d3/b/`)
+    await must(`cp -a ${tree} ${copy} && sync`)
+    const t0 = path.join(work, 't0')
+    const stop = path.join(work, 'stop')
+
+    const writer = startWriter(tree, t0, stop, 1)
+    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, ...BACKUP], { repo })
+    const opsDuring = writer.ops()
+    fs.writeFileSync(stop, '')
+    expect(await writer.done).toBe(0)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const res = JSON.parse(r.stdout)
+    expect(res.parent).toBe(1)
+    expect(res.online.captured).toBe(true)
+    expect(res.online.uncovered).toEqual([])
+    expect(fs.readFileSync(t0, 'utf8')).toBe(res.online.t0 + '\n')
+    // the writer really ran during the backup, and changed blocks bfs had not read yet
+    expect(opsDuring).toBeGreaterThan(0)
+    expect(res.online.images).toBeGreaterThan(0)
+    expect(await diffTree(copy, tree)).not.toBe('')
+
+    const out = path.join(work, 'restored')
+    const rr = await bfs(['restore', res.generation, out], { repo })
+    expect(rr.stderr).toBe('')
+    expect(rr.code).toBe(0)
+    expect(await diffTree(copy, out)).toBe('')
+    expect(await sizesAndTimes(out)).toBe(await sizesAndTimes(copy))
+    // the database as it was at T0: byte for byte, and sound
+    expect((await must(`python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])" ${out}/db/app.sqlite`)).trim()).toBe('ok')
+
+    const m = path.join(work, 'mnt')
+    fs.mkdirSync(m)
+    const mr = await bfs(['mount', res.generation, m], { repo })
+    expect(mr.code).toBe(0)
+    fuseMounts.add(m)
+    expect(await diffTree(copy, m)).toBe('')
+    expect(await sizesAndTimes(m)).toBe(await sizesAndTimes(copy))
+    expect((await bfs(['umount', m])).code).toBe(0)
+    fuseMounts.delete(m)
+
+    // control: the same tree, the same writer (started first), no --online
+    await must(`rm -rf ${tree} ${stop} && cp -a ${copy} ${tree} && sync`)
+    const repo2 = await newRepo(path.join(work, 'repo2'))
+    const control = startWriter(tree, '-', stop, 1)
+    await waitFor(() => control.ops() >= 5, 'the control writer to start')
+    const c = await bfs(['backup', tree, ...BACKUP], { repo: repo2 })
+    fs.writeFileSync(stop, '')
+    expect(await control.done).toBe(0)
+    expect([0, 3]).toContain(c.code) // a file may change while it is read: warned, not an error
+    const out2 = path.join(work, 'restored-control')
+    expect((await bfs(['restore', 'latest', out2], { repo: repo2 })).code).toBe(0)
+    expect(await diffTree(copy, out2)).not.toBe('')
+  }, 600_000)
+
+  it('a file open for writing at T0, and one on another filesystem inside the tree, are listed as not covered (summary, --json); exit 3', async () => {
+    const mnt = await makeExt4('held')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(tree)
+    fs.writeFileSync(path.join(tree, 'held'), Buffer.alloc(50_000, 1))
+    fs.writeFileSync(path.join(tree, 'free'), Buffer.alloc(50_000, 2))
+    // another filesystem inside the tree: not captured (the mark is on the source's), listed
+    fs.mkdirSync(path.join(tree, 'sub'))
+    await must(`mount -t tmpfs -o size=1M bfs-online-sub ${tree}/sub`)
+    mounts.push(path.join(tree, 'sub'))
+    fs.writeFileSync(path.join(tree, 'sub', 'other'), 'other fs\n')
+    const holder = spawn('python3', ['-c', 'import os, sys, time\nfd = os.open(sys.argv[1], os.O_WRONLY)\nprint("ready", flush=True)\ntime.sleep(600)', path.join(tree, 'held')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(holder)
+    await new Promise<void>((r) => holder.stdout!.once('data', () => r()))
+    const repo = await newRepo(path.join(work, 'repo-held'))
+    try {
+      const r = await bfs(['backup', tree, '--online'], { repo })
+      expect(r.code).toBe(3)
+      expect(r.stdout).toMatch(/online: the tree as it was at T0 \S+, except 2 files below/)
+      expect(r.stdout).toContain('not covered (stored as read, may be inconsistent):\n    held (open for writing at T0)\n    sub/other (on another filesystem than the source, read as it is)\n')
+      expect(r.stdout).not.toMatch(/^ {4}free/m)
+      const j = await bfs(['backup', tree, '--online', '--full', '--json'], { repo })
+      expect(j.code).toBe(3)
+      expect(JSON.parse(j.stdout).online.uncovered).toEqual([
+        { path: 'held', reason: 'open for writing at T0' },
+        { path: 'sub/other', reason: 'on another filesystem than the source, read as it is' },
+      ])
+      const out = path.join(work, 'restored-held')
+      expect((await bfs(['restore', 'latest', out], { repo })).code).toBe(0)
+      expect(await diffTree(tree, out)).toBe('')
+    } finally {
+      holder.kill('SIGKILL')
+    }
+  }, 300_000)
+
+  it('a file created or renamed over after T0 (before the walk reaches it) is listed as not covered', async () => {
+    const mnt = await makeExt4('born')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(path.join(tree, 'z'), { recursive: true })
+    for (let i = 0; i < 6; i++) await must(`head -c 8000000 /dev/urandom > ${tree}/a${i}`) // read first: slow at --level 19
+    fs.writeFileSync(path.join(tree, 'z', 'old'), 'old\n')
+    fs.writeFileSync(path.join(tree, 'z', 'kept'), 'kept\n')
+    const repo = await newRepo(path.join(work, 'repo-born'))
+    const t0 = path.join(work, 't0-born')
+    const w = spawn('bash', ['-c', `while [ ! -e ${t0} ]; do sleep 0.005; done; echo new > ${tree}/z/new; echo replaced > ${tree}/z/tmp; mv ${tree}/z/tmp ${tree}/z/old; echo ok`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(w)
+    let wout = ''
+    w.stdout!.on('data', (b: Buffer) => (wout += b.toString()))
+    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--json'], { repo })
+    await waitFor(() => wout === 'ok\n', 'the writer')
+    expect(r.code).toBe(3)
+    const res = JSON.parse(r.stdout)
+    expect(res.online.uncovered).toEqual([
+      { path: 'z/new', reason: 'created or replaced after T0' },
+      { path: 'z/old', reason: 'created or replaced after T0' },
+    ])
+  }, 300_000)
+
+  it('a run whose capture is voided (bfs stopped while a writer waits) commits nothing and says so', async () => {
+    const mnt = await makeExt4('void')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(tree)
+    for (let i = 0; i < 8; i++) await must(`head -c 8000000 /dev/urandom > ${tree}/f${i}`)
+    const repo = await newRepo(path.join(work, 'repo-void'))
+    const t0 = path.join(work, 't0-void')
+    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19'], repo)
+    children.push(b)
+    let out = ''
+    let err = ''
+    b.stdout!.on('data', (x: Buffer) => (out += x.toString()))
+    b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
+    const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
+    await waitFor(() => fs.existsSync(t0), 'T0')
+    b.kill('SIGSTOP')
+    // the last file is not read yet: its write waits for the listener until the watchdog (10 s) voids the run
+    const dd = await sh(`dd if=/dev/zero of=${tree}/f7 bs=4096 count=1 conv=notrunc status=none`)
+    expect(dd.code).toBe(0)
+    b.kill('SIGCONT')
+    expect(await exited).toBe(1)
+    expect(err).toMatch(/^bfs: the online capture was voided: the capture listener stalled, so the files read may not be as they were at T0; nothing was committed\n$/)
+    expect(out).toBe('')
+    expect((await bfs(['generations'], { repo })).stdout).not.toMatch(/gen1/)
+  }, 300_000)
+
+  it('tmpfs: --online fails with one line (exit 1); --online=auto backs up without it and says so in one line', async () => {
+    const tm = path.join(work, 'tmpfs')
+    fs.mkdirSync(tm)
+    await must(`mount -t tmpfs -o size=8M bfs-online-test ${tm}`)
+    mounts.push(tm)
+    fs.writeFileSync(path.join(tm, 'a'), 'hello\n')
+    const repo = await newRepo(path.join(work, 'repo-tmpfs'))
+    const r = await bfs(['backup', tm, '--online'], { repo })
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/^bfs: online capture is not supported on the filesystem of .*tmpfs: it has no fanotify pre-content events .*\(--online=auto backs up without it\)\n$/)
+    // a bare --online before SRC is the flag, not SRC taken as its value (was: usage error, exit 2)
+    const before = await bfs(['backup', '--online', tm], { repo })
+    expect(before.code, before.stderr).toBe(1)
+    expect(before.stderr).toMatch(/^bfs: online capture is not supported on the filesystem of /)
+    const t0 = path.join(work, 't0-tmpfs')
+    const a = await bfs(['backup', tm, '--online=auto', '--t0-file', t0], { repo })
+    expect(a.code).toBe(0)
+    expect(a.stderr).toMatch(/^bfs: warning: --online=auto: online capture is not supported on the filesystem of .*; backing up without it, so a file written during the backup may be stored torn\n$/)
+    expect(a.stdout).toMatch(/gen1 committed/)
+    expect(a.stdout).toMatch(/online: not available/)
+    expect(fs.existsSync(t0)).toBe(true)
+    const out = path.join(work, 'restored-tmpfs')
+    expect((await bfs(['restore', 'gen1', out], { repo })).code).toBe(0)
+    expect(await diffTree(tm, out)).toBe('')
+  }, 120_000)
+
+  it('refuses --online for a volume and --t0-file without --online (one line, exit 1)', async () => {
+    const repo = await newRepo(path.join(work, 'repo-bad'))
+    const img = path.join(work, 'vol.img')
+    await must(`truncate -s 1M ${img}`)
+    const v = await bfs(['backup', img, '--volume', '--online'], { repo })
+    expect(v.code).toBe(1)
+    expect(v.stderr).toMatch(/^bfs: --online applies to file backups; .* block devices and image files are not covered .*\n$/)
+    const t = await bfs(['backup', work, '--t0-file', path.join(work, 'x')], { repo })
+    expect(t.code).toBe(1)
+    expect(t.stderr).toBe('bfs: --t0-file applies with --online\n')
+  }, 120_000)
+})
