@@ -442,7 +442,11 @@ export class Vfs {
     this.handles.set(h, handle)
     if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
       this.prefetch(n.view.extents(n.index), d.size)
-      this.aheadOf(n.view)?.opened(n.index)
+      try {
+        this.aheadOf(n.view)?.opened(n.index)
+      } catch {
+        // the readahead is only a hint: an open never fails for it
+      }
     }
     if (this.native) {
       try {
@@ -523,9 +527,9 @@ export class Vfs {
             try {
               const out: Array<{ key: string; bytes: number }> = []
               for (const key of extentUnits(this.repo, v.extents(i), v.entry(v.leader(i)).size)) {
-                // the catalog first (memory): a unit never migrated costs no look at the disk
-                const e = t.coldEntry(key)
-                if (e && t.residencySync(key) === 'tape') out.push({ key, bytes: e.sizeBytes })
+                // where it is first: a unit on disk costs one stat, while a catalog miss
+                // reads the catalog's directory again (a unit may have just been migrated)
+                if (t.residencySync(key) === 'tape') out.push({ key, bytes: t.coldEntry(key)?.sizeBytes ?? 0 })
               }
               return out
             } catch {
