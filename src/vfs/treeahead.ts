@@ -93,8 +93,13 @@ export class TreeAhead {
   readonly counters: TreeAheadCounters = { inOrder: 0, elsewhere: 0, askedUnits: 0 }
   private last = -1
   private streak = 0
-  /** Files taken into the window, in traversal order, with the units each added (consumed as opens reach them). */
-  private readonly window = new Map<number, { units: number; bytes: number }>()
+  /**
+   * Files whose units were asked for ahead, in traversal order, with those units (consumed as
+   * opens reach them). Files with nothing on tape are not kept: a tree on disk walked in
+   * order costs no memory here.
+   */
+  private readonly window = new Map<number, { keys: string[]; bytes: number }>()
+  /** The units in the window (a unit shared by neighbours is asked for once). */
   private readonly keys = new Set<string>()
   private units = 0
   private bytes = 0
@@ -154,7 +159,8 @@ export class TreeAhead {
   private consume(i: number): void {
     for (const [f, w] of this.window) {
       this.window.delete(f)
-      this.units -= w.units
+      for (const k of w.keys) this.keys.delete(k)
+      this.units -= w.keys.length
       this.bytes -= w.bytes
       if (f === i) break
     }
@@ -170,18 +176,20 @@ export class TreeAhead {
         break
       }
       this.frontier = f
-      let units = 0
+      const keys: string[] = []
       let bytes = 0
       for (const u of this.src.unitsOnTape(f)) {
         if (this.keys.has(u.key)) continue
         this.keys.add(u.key)
-        ask.push(u.key)
-        units++
+        keys.push(u.key)
         bytes += u.bytes
       }
-      this.window.set(f, { units, bytes })
-      this.units += units
-      this.bytes += bytes
+      if (keys.length) {
+        ask.push(...keys)
+        this.window.set(f, { keys, bytes })
+        this.units += keys.length
+        this.bytes += bytes
+      }
       if (this.units >= this.o.maxUnits || this.bytes >= this.o.maxBytes || ++looked >= MAX_WALK) break
     }
     if (ask.length) {
