@@ -163,6 +163,13 @@ describe('recall ordering: batches and arrivals', () => {
     expect(decide(m, head, [far({ ahead: true }), req(2, 100_020, { arrival: t })], t, all, noCap)).toMatchObject({ request: { id: 2 } })
     // among requests ahead, cost alone
     expect(decide(m, head, [far({ ahead: true }), req(2, 100_020, { ahead: true })], t, all, aging)).toMatchObject({ request: { id: 2 }, urgent: false })
+    // only requests ahead on the mounted cartridge, a reader waits on another: that cartridge first
+    const none = () => false
+    expect(decide(m, head, [req(2, 100_020, { ahead: true }), req(3, 5_000, { cartridge: 'B', arrival: 10 })], 20, none, aging)).toMatchObject({ kind: 'switch', cartridge: 'B' })
+    // a reader here too: the mounted cartridge is served (the others' turn comes by aging and the cap)
+    expect(decide(m, head, [req(2, 100_020, { ahead: true }), req(4, 200_000), req(3, 5_000, { cartridge: 'B', arrival: 10 })], 20, none, aging)).toMatchObject({ kind: 'serve' })
+    // nothing here: to a reader's cartridge before one with only requests ahead, though those are older
+    expect(decide(m, { cartridge: 'A', block: 0 }, [req(5, 5_000, { cartridge: 'C', ahead: true, arrival: 0 }), req(3, 5_000, { cartridge: 'B', arrival: 10 })], 20, none, aging)).toMatchObject({ kind: 'switch', cartridge: 'B' })
   })
 
   it('serves a request whose deadline is near first, even on another cartridge', () => {

@@ -85,12 +85,14 @@ export async function runService(repo: Repository, idleS: number): Promise<numbe
   // A stop that does not finish must not leave the service behind (four of them, started by
   // a bench's mounts, once outlived SIGTERM and their idle timeout, idle in epoll): the
   // buffer cache and the library are crash-safe (kill -9 of the service is tested), so
-  // after 10 s it exits anyway. Unref'd: a service that exits on its own is not held.
+  // after 5 minutes it exits anyway: longer than any drive operation a stop waits for (a
+  // locate end to end ~2 min, an exchange ~2 min, at clock scale 1). Unref'd: a service
+  // that exits on its own is not held.
   const exitAnyway = (): void => {
     setTimeout(() => {
-      log('stopping, but still running 10 s later: exiting')
+      log('stopping, but still running 5 minutes later: exiting')
       process.exit(1)
-    }, 10_000).unref()
+    }, 300_000).unref()
   }
   const service = new RecallService({
     socketPath: paths.socket,

@@ -111,6 +111,9 @@ export function decide(m: TapeModel, head: HeadPosition, pending: Iterable<Recal
   let best: { r: RecallRequest; cost: number } | null = null
   let urgent: { r: RecallRequest; due: number; cost: number } | null = null
   let oldestElsewhere: RecallRequest | null = null
+  // the oldest request a reader waits for on another cartridge, and whether one waits here
+  let readerElsewhere: RecallRequest | null = null
+  let readerHere = false
   // getting to another cartridge: an exchange, or a mount into an empty drive
   const change = head.cartridge === null ? mountSeconds(m) : exchangeSeconds(m, head.block)
   for (const r of pending) {
@@ -125,14 +128,21 @@ export function decide(m: TapeModel, head: HeadPosition, pending: Iterable<Recal
     if (here) {
       const aged = r.ahead ? cost : cost - aging * Math.max(0, now - r.arrival)
       if (!best || aged < best.cost || (aged === best.cost && (r.arrival < best.r.arrival || (r.arrival === best.r.arrival && r.block < best.r.block)))) best = { r, cost: aged }
-    } else if (!oldestElsewhere || r.arrival < oldestElsewhere.arrival) oldestElsewhere = r
+      if (!r.ahead) readerHere = true
+    } else {
+      if (!oldestElsewhere || r.arrival < oldestElsewhere.arrival) oldestElsewhere = r
+      if (!r.ahead && (!readerElsewhere || r.arrival < readerElsewhere.arrival)) readerElsewhere = r
+    }
   }
   if (urgent) {
     if (urgent.r.cartridge === head.cartridge) return { kind: 'serve', request: urgent.r, move: moveTo(m, head.block, urgent.r.block, readThrough), urgent: true }
     return { kind: 'switch', cartridge: urgent.r.cartridge, urgent: true }
   }
+  // only requests asked ahead here, and a reader waits on another cartridge: the reader first
+  if (best && !readerHere && readerElsewhere) return { kind: 'switch', cartridge: readerElsewhere.cartridge, urgent: false }
   if (best) return { kind: 'serve', request: best.r, move: moveTo(m, head.block, best.r.block, readThrough), urgent: false }
-  if (oldestElsewhere) return { kind: 'switch', cartridge: oldestElsewhere.cartridge, urgent: false }
+  const next = readerElsewhere ?? oldestElsewhere
+  if (next) return { kind: 'switch', cartridge: next.cartridge, urgent: false }
   return null
 }
 

@@ -179,6 +179,8 @@ export class TreeAhead {
       const keys: string[] = []
       let bytes = 0
       for (const u of this.src.unitsOnTape(f)) {
+        // a file larger than what is left of the budget gets what fits (its reader asks for the rest)
+        if ((this.units + keys.length >= this.o.maxUnits || this.bytes + bytes + u.bytes > this.o.maxBytes) && (keys.length || this.units)) break
         if (this.keys.has(u.key)) continue
         this.keys.add(u.key)
         keys.push(u.key)

@@ -277,6 +277,7 @@ export class RecallClient {
       }
       for (const k of mine) {
         r.left.delete(k)
+        this.promoted.delete(k)
         r.failed++
         r.perKey.get(k)?.reject(new StoreError('EIO', k, `${k}: recall cancelled`))
         n++
