@@ -1156,7 +1156,9 @@ static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
   return 0;
 }
 
-ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
+/* bilog_read_t0 and bilog_read_live: `live` zeroes the logged blocks instead of laying their
+ * images over the live bytes, and counts them in *logged (the BI log holds them). */
+static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read, int live, uint64_t *logged) {
   struct stat st;
   if (b->stopped) return -ECANCELED;
   int rc = fd_state(b, fd, &st);
@@ -1194,6 +1196,11 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
     if (!c || !BIT(c->logged, i)) continue;
     uint64_t img = c->img[i], ioff = img >> 13, ibytes = img & 8191;
     uint64_t s = blk * BS > off ? blk * BS : off, e = (blk + 1) * BS < off + n ? (blk + 1) * BS : off + n;
+    if (live) {
+      memset((uint8_t *)buf + (s - off), 0, e - s);
+      if (logged) (*logged)++;
+      continue;
+    }
     uint64_t have = blk * BS + ibytes; /* image bytes end here; zeros after (format.md §2.16.1) */
     if (have > s) {
       uint64_t ce = have < e ? have : e;
@@ -1206,6 +1213,15 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
   if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
   return rc ? rc : (ssize_t)n;
+}
+
+ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
+  return read_span(b, fd, buf, len, off, mark_read, 0, NULL);
+}
+
+ssize_t bilog_read_live(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, uint64_t *logged) {
+  if (logged) *logged = 0;
+  return read_span(b, fd, buf, len, off, 1, 1, logged);
 }
 
 int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {
