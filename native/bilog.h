@@ -101,6 +101,11 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
  * one logged before it.
  */
 ssize_t bilog_read_live(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, uint64_t *logged);
+/**
+ * bfs will not read the file (dev, ino): it keeps it as an earlier generation stored it (its
+ * ctime has not moved since). Its writes from now on are allowed without images. 0 or -errno.
+ */
+int bilog_ignore(bilog_t *b, uint64_t dev, uint64_t ino);
 /** bfs has read [off, off+len) of fd (bytes as at T0): whole blocks in it need no more logging. */
 int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len);
 /** The T0 size and times of the file open as fd. 0 or -errno. */

@@ -11,6 +11,7 @@
  *   bilogUncovered(h) -> Array<[reason, pid, fd, dev, ino, path]>
  *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
  *   bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged]
+ *   bilogIgnore(h, dev, inoHi, inoLo)
  *   bilogMarkRead(h, fd, offset, length)
  *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
  *   bilogStop(h) -> Float64Array (stats after the stop)
@@ -326,6 +327,25 @@ static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* bilogIgnore(h, dev, inoHi, inoLo) */
+static napi_value js_bilog_ignore(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double dev, hi, lo;
+  if (!bl_integer(env, argv[1], "dev", 0, 9007199254740991.0, &dev) ||
+      !bl_integer(env, argv[2], "inoHi", 0, 4294967295.0, &hi) ||
+      !bl_integer(env, argv[3], "inoLo", 0, 4294967295.0, &lo))
+    return NULL;
+  int rc = bilog_ignore(b, (uint64_t)dev, ((uint64_t)hi << 32) | (uint64_t)lo);
+  if (rc < 0) {
+    bl_throw_errno(env, -rc, "bilogIgnore", NULL);
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value js_bilog_mark_read(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!bl_args(env, info, 4, argv)) return NULL;
@@ -380,6 +400,7 @@ napi_value bfs_bilog_init(napi_env env, napi_value exports) {
       {"bilogUncovered", NULL, js_bilog_uncovered, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadT0", NULL, js_bilog_read_t0, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadLive", NULL, js_bilog_read_live, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogIgnore", NULL, js_bilog_ignore, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogMarkRead", NULL, js_bilog_mark_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogT0Stat", NULL, js_bilog_t0_stat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogStop", NULL, js_bilog_stop, NULL, NULL, NULL, napi_enumerable, NULL},

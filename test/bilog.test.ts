@@ -213,6 +213,26 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     for (const [b, data] of blocks) expect(data.equals(t0bytes.subarray(b * 4096, (b + 1) * 4096)), `image of block ${b}`).toBe(true)
   })
 
+  it('ignore(dev, inode): writes to a file bfs keeps from an earlier generation log no images; other files still do', async () => {
+    const mnt = await makeFs('ext4', 'ext4-ignore')
+    const kept = path.join(mnt, 'kept')
+    const other = path.join(mnt, 'other')
+    fs.writeFileSync(kept, Buffer.alloc(65536, 1))
+    fs.writeFileSync(other, Buffer.alloc(65536, 2))
+    await must('sync')
+    const cap = BiCapture.start(mnt, path.join(work, 'ignore.bilog'))
+    try {
+      const st = fs.statSync(kept, { bigint: true })
+      cap.ignore(Number(st.dev), Number(st.ino >> 32n), Number(st.ino & 0xffffffffn))
+      await must(`head -c 8192 /dev/urandom | dd of=${kept} bs=4096 seek=3 conv=notrunc status=none`)
+      expect(cap.stats().images).toBe(0)
+      await must(`head -c 8192 /dev/urandom | dd of=${other} bs=4096 seek=3 conv=notrunc status=none`)
+      expect(cap.stats().images).toBeGreaterThan(0) // (dd writes each 4 KiB block on its own: one image each)
+    } finally {
+      cap.stop()
+    }
+  })
+
   it('a SIGKILLed capturer leaves no writer hanging (the kernel releases it once the watchdog exits)', async () => {
     const mnt = await makeFs('ext4', 'kill')
     fs.writeFileSync(path.join(mnt, 'victim'), Buffer.alloc(8192, 1))

@@ -134,6 +134,7 @@ interface Addon {
   bilogUncovered(h: BiCaptureHandle): Array<[number, number, number, number, number, string]>
   bilogReadT0(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead: boolean): number
   bilogReadLive(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
+  bilogIgnore(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): void
   bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
   bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
   bilogStop(h: BiCaptureHandle): Float64Array
@@ -193,6 +194,7 @@ export const ADDON_FUNCTIONS = [
   'bilogUncovered',
   'bilogReadT0',
   'bilogReadLive',
+  'bilogIgnore',
   'bilogMarkRead',
   'bilogT0Stat',
   'bilogStop',
@@ -905,6 +907,14 @@ export class BiCapture {
    */
   readLive(fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number] {
     return addon().bilogReadLive(this.h, fd, buf, bufOffset, length, position)
+  }
+
+  /**
+   * bfs keeps the file (st_dev, inode) as an earlier generation stored it and will not read
+   * it (its ctime has not moved since): its writes from now on are allowed without images.
+   */
+  ignore(dev: number, inoHi: number, inoLo: number): void {
+    addon().bilogIgnore(this.h, dev, inoHi, inoLo)
   }
 
   /** bfs has read (and keeps) [offset, offset+length) of fd as at T0: those whole blocks need no more logging. */

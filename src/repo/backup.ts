@@ -625,6 +625,8 @@ class TreeWriter {
     e.objGen = id[ID_OBJ_GEN]!
     e.objIndex = e.objGen ? id[ID_OBJ_INDEX]! : 0
     e.xattrs = flags & ENTRY_FLAG_XATTRS ? c.entry(prevIndex).xattrs : null
+    // --online: kept as stored, never read; writes to it from now on need no before-images
+    if (this.online?.active && e.srcDev === this.rootDev) this.online.keep(e.srcDev, e.srcInoHi, e.srcInoLo)
     this.stats.unchangedFiles++
     if (linkKey) this.links.set(linkKey, index)
     return true

@@ -120,6 +120,11 @@ export class OnlineCapture {
     this.stored.set(identity(dev, BigInt(inoHi) * 2n ** 32n + BigInt(inoLo)), index)
   }
 
+  /** bfs keeps the file as an earlier generation stored it and will not read it: its writes need no images. */
+  keep(dev: number, inoHi: number, inoLo: number): void {
+    this.cap?.ignore(dev, inoHi, inoLo)
+  }
+
   /** The file was listed as not covered. */
   uncovered(p: string, reason: string): void {
     this.report.uncovered.push({ path: p, reason })

@@ -145,6 +145,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
             img.objGen = prevImg!.objGen
             img.objIndex = prevImg!.objIndex
             stats.unchangedFiles = 1
+            cap?.keep(img.srcDev, img.srcInoHi, img.srcInoLo)
           } else {
             const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
             let regions = imgSize > 0 ? [0, imgSize] : []
