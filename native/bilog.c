@@ -143,6 +143,7 @@ typedef struct inode {
   uint32_t igen;
   int first_logged; /* its kind 0 record is in the capture file */
   int uncovered;
+  int ignored; /* bfs keeps the file as an earlier generation stored it: its writes need no images */
   uint64_t t0size;
   int64_t msec, csec;
   uint32_t mnsec, cnsec;
@@ -743,6 +744,8 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
+  } else if (p->ignored) {
+    atomic_fetch_add(&b->skipped, 1);
   } else {
     note_first(b, p, m->pid, (int)nr);
     if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
@@ -1156,7 +1159,9 @@ static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
   return 0;
 }
 
-ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
+/* bilog_read_t0 and bilog_read_live: `live` zeroes the logged blocks instead of laying their
+ * images over the live bytes, and counts them in *logged (the BI log holds them). */
+static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read, int live, uint64_t *logged) {
   struct stat st;
   if (b->stopped) return -ECANCELED;
   int rc = fd_state(b, fd, &st);
@@ -1194,6 +1199,11 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
     if (!c || !BIT(c->logged, i)) continue;
     uint64_t img = c->img[i], ioff = img >> 13, ibytes = img & 8191;
     uint64_t s = blk * BS > off ? blk * BS : off, e = (blk + 1) * BS < off + n ? (blk + 1) * BS : off + n;
+    if (live) {
+      memset((uint8_t *)buf + (s - off), 0, e - s);
+      if (logged) (*logged)++;
+      continue;
+    }
     uint64_t have = blk * BS + ibytes; /* image bytes end here; zeros after (format.md §2.16.1) */
     if (have > s) {
       uint64_t ce = have < e ? have : e;
@@ -1206,6 +1216,31 @@ ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, i
   if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
   return rc ? rc : (ssize_t)n;
+}
+
+ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read) {
+  return read_span(b, fd, buf, len, off, mark_read, 0, NULL);
+}
+
+ssize_t bilog_read_live(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, uint64_t *logged) {
+  if (logged) *logged = 0;
+  return read_span(b, fd, buf, len, off, 1, 1, logged);
+}
+
+int bilog_ignore(bilog_t *b, uint64_t dev, uint64_t ino) {
+  if (b->stopped) return -ECANCELED;
+  pthread_mutex_lock(&b->mu);
+  inode_t *p = find_inode(b, (dev_t)dev, (ino_t)ino);
+  if (!p && (p = calloc(1, sizeof *p))) {
+    p->dev = dev;
+    p->ino = ino;
+    size_t k = bucket_of(p->dev, p->ino);
+    p->next = b->buckets[k];
+    b->buckets[k] = p;
+  }
+  if (p) p->ignored = 1;
+  pthread_mutex_unlock(&b->mu);
+  return p ? 0 : -ENOMEM;
 }
 
 int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {

@@ -93,6 +93,19 @@ const bilog_uncovered_t *bilog_uncovered(bilog_t *b, size_t *n);
  * (and a last partial block ending at the T0 size) are marked read in the same step.
  */
 ssize_t bilog_read_t0(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read);
+/**
+ * Like bilog_read_t0 with mark_read, but the blocks that were logged (changed since T0 before
+ * this read) read as zeros instead of their images, and *logged counts them: the caller
+ * stores the live bytes and the BI log the images (format.md, "Before-image log (format 1)").
+ * Each block must be read once: a block logged after its read was marked cannot be told from
+ * one logged before it.
+ */
+ssize_t bilog_read_live(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, uint64_t *logged);
+/**
+ * bfs will not read the file (dev, ino): it keeps it as an earlier generation stored it (its
+ * ctime has not moved since). Its writes from now on are allowed without images. 0 or -errno.
+ */
+int bilog_ignore(bilog_t *b, uint64_t dev, uint64_t ino);
 /** bfs has read [off, off+len) of fd (bytes as at T0): whole blocks in it need no more logging. */
 int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len);
 /** The T0 size and times of the file open as fd. 0 or -errno. */

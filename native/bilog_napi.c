@@ -10,6 +10,8 @@
  *   bilogStats(h) -> Float64Array (BILOG_STATS order, see index.ts)
  *   bilogUncovered(h) -> Array<[reason, pid, fd, dev, ino, path]>
  *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
+ *   bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged]
+ *   bilogIgnore(h, dev, inoHi, inoLo)
  *   bilogMarkRead(h, fd, offset, length)
  *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
  *   bilogStop(h) -> Float64Array (stats after the stop)
@@ -291,6 +293,59 @@ static napi_value js_bilog_read_t0(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged (read as zeros)] */
+static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!bl_args(env, info, 6, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double fd, boff, len, pos;
+  void *data;
+  size_t size;
+  bool isbuf = false;
+  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
+  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
+    return NULL;
+  }
+  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
+      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
+      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
+    return NULL;
+  uint64_t logged = 0;
+  ssize_t r = bilog_read_live(b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, &logged);
+  if (r < 0) {
+    bl_throw_errno(env, (int)-r, "bilogReadLive", NULL);
+    return NULL;
+  }
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_double(env, (double)r, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_double(env, (double)logged, &v);
+  napi_set_element(env, arr, 1, v);
+  return arr;
+}
+
+/* bilogIgnore(h, dev, inoHi, inoLo) */
+static napi_value js_bilog_ignore(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double dev, hi, lo;
+  if (!bl_integer(env, argv[1], "dev", 0, 9007199254740991.0, &dev) ||
+      !bl_integer(env, argv[2], "inoHi", 0, 4294967295.0, &hi) ||
+      !bl_integer(env, argv[3], "inoLo", 0, 4294967295.0, &lo))
+    return NULL;
+  int rc = bilog_ignore(b, (uint64_t)dev, ((uint64_t)hi << 32) | (uint64_t)lo);
+  if (rc < 0) {
+    bl_throw_errno(env, -rc, "bilogIgnore", NULL);
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value js_bilog_mark_read(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!bl_args(env, info, 4, argv)) return NULL;
@@ -344,6 +399,8 @@ napi_value bfs_bilog_init(napi_env env, napi_value exports) {
       {"bilogStats", NULL, js_bilog_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogUncovered", NULL, js_bilog_uncovered, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadT0", NULL, js_bilog_read_t0, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogReadLive", NULL, js_bilog_read_live, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogIgnore", NULL, js_bilog_ignore, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogMarkRead", NULL, js_bilog_mark_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogT0Stat", NULL, js_bilog_t0_stat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogStop", NULL, js_bilog_stop, NULL, NULL, NULL, napi_enumerable, NULL},

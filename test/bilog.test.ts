@@ -174,6 +174,65 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     })
   }
 
+  it('readLive: blocks written after T0 before the read come back as zeros and counted; their images are in the capture file; blocks written after the read are not logged', async () => {
+    const mnt = await makeFs('ext4', 'ext4-live')
+    const file = path.join(mnt, 'f')
+    const t0bytes = Buffer.alloc(16 * 4096)
+    for (let i = 0; i < t0bytes.length; i += 4) t0bytes.writeUInt32LE((i * 2654435761) >>> 0, i)
+    fs.writeFileSync(file, t0bytes)
+    await must('sync')
+    const logPath = path.join(work, 'live.bilog')
+    const cap = BiCapture.start(mnt, logPath)
+    try {
+      // another process overwrites blocks 2 and 5 (and half of block 9) after T0
+      await must(`head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=2 conv=notrunc status=none && head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=5 conv=notrunc status=none && head -c 100 /dev/urandom | dd of=${file} bs=1 seek=${9 * 4096 + 50} conv=notrunc status=none`)
+      const live = fs.readFileSync(file)
+      const fd = fs.openSync(file, 'r')
+      const buf = Buffer.alloc(t0bytes.length)
+      const [n, zeroed] = cap.readLive(fd, buf, 0, buf.length, 0)
+      expect(n).toBe(t0bytes.length)
+      expect(zeroed).toBe(3)
+      for (let b = 0; b < 16; b++) {
+        const got = buf.subarray(b * 4096, (b + 1) * 4096)
+        if (b === 2 || b === 5 || b === 9) expect(got.equals(Buffer.alloc(4096)), `block ${b}`).toBe(true)
+        else expect(got.equals(live.subarray(b * 4096, (b + 1) * 4096)), `block ${b}`).toBe(true)
+      }
+      // written after bfs read it: not logged any more
+      const before = cap.stats().images
+      await must(`head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=7 conv=notrunc status=none`)
+      expect(cap.stats().images).toBe(before)
+      fs.closeSync(fd)
+    } finally {
+      cap.stop()
+    }
+    // the capture file holds the T0 bytes of exactly the zeroed blocks
+    const images = decodeBiLog(fs.readFileSync(logPath), xxh64).records.filter((r) => r.kind === BiKind.image)
+    const blocks = new Map<number, Buffer>()
+    for (const r of images) for (let i = 0; i * 4096 < r.data.length; i++) blocks.set(Number(r.offset) / 4096 + i, r.data.subarray(i * 4096, (i + 1) * 4096))
+    expect([...blocks.keys()].sort((a, b) => a - b)).toEqual([2, 5, 9])
+    for (const [b, data] of blocks) expect(data.equals(t0bytes.subarray(b * 4096, (b + 1) * 4096)), `image of block ${b}`).toBe(true)
+  })
+
+  it('ignore(dev, inode): writes to a file bfs keeps from an earlier generation log no images; other files still do', async () => {
+    const mnt = await makeFs('ext4', 'ext4-ignore')
+    const kept = path.join(mnt, 'kept')
+    const other = path.join(mnt, 'other')
+    fs.writeFileSync(kept, Buffer.alloc(65536, 1))
+    fs.writeFileSync(other, Buffer.alloc(65536, 2))
+    await must('sync')
+    const cap = BiCapture.start(mnt, path.join(work, 'ignore.bilog'))
+    try {
+      const st = fs.statSync(kept, { bigint: true })
+      cap.ignore(Number(st.dev), Number(st.ino >> 32n), Number(st.ino & 0xffffffffn))
+      await must(`head -c 8192 /dev/urandom | dd of=${kept} bs=4096 seek=3 conv=notrunc status=none`)
+      expect(cap.stats().images).toBe(0)
+      await must(`head -c 8192 /dev/urandom | dd of=${other} bs=4096 seek=3 conv=notrunc status=none`)
+      expect(cap.stats().images).toBeGreaterThan(0) // (dd writes each 4 KiB block on its own: one image each)
+    } finally {
+      cap.stop()
+    }
+  })
+
   it('a SIGKILLed capturer leaves no writer hanging (the kernel releases it once the watchdog exits)', async () => {
     const mnt = await makeFs('ext4', 'kill')
     fs.writeFileSync(path.join(mnt, 'victim'), Buffer.alloc(8192, 1))

@@ -4,20 +4,23 @@
  * appends, O_TRUNC rewrites, truncates, punched holes, collapsed ranges, shared mmap writes,
  * `cp` over files, SQLite transactions) while bfs reads it; the generation must equal the
  * copy taken before the writer started — through `bfs restore` and through `bfs mount`, byte
- * for byte, in size and mtime. The same run without `--online` must differ (the control).
- * Also: a file open for writing at T0 is reported (exit 3); tmpfs refuses `--online` with one
+ * for byte, in size and mtime, and through `bfs cat` of each changed file; `bfs verify`
+ * checks the generation's BI log; a later backup compares against it through the log. The
+ * same run without `--online` must differ (the control). The same for an image file
+ * (`--volume --online`), and a damaged BI log is reported. Also: a file open for writing at T0 is reported (exit 3); tmpfs refuses `--online` with one
  * line and `--online=auto` backs up without it, saying so. Needs root and Linux ≥ 6.14.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, newRepo, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, BFS, diffTree, newRepo, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
 
 const IS_ROOT = process.getuid?.() === 0
 const [major, minor] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
 const HAS_PRECONTENT = major > 6 || (major === 6 && minor >= 14)
 const WRITER = path.join(ROOT, 'test', 'fixtures', 'online-writer.py')
+const IMAGE_WRITER = path.join(ROOT, 'test', 'fixtures', 'image-writer.py')
 
 const work = tmpdir('bfs-online-test-')
 const mounts: string[] = []
@@ -90,6 +93,23 @@ function startWriter(dir: string, t0File: string, stop: string, seed: number): {
   return { done, ops: () => lines }
 }
 
+/** The same for an image file (test/fixtures/image-writer.py); `keepSize`: pwrites only. */
+function startImageWriter(img: string, t0File: string, stop: string, seed: number, keepSize = false): { done: Promise<number>; ops: () => number } {
+  const child = spawn('python3', [IMAGE_WRITER, img, t0File, stop, String(seed), ...(keepSize ? ['--no-size'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let lines = 0
+  let err = ''
+  child.stdout!.on('data', (b: Buffer) => (lines += b.toString().split('\n').length - 1))
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()))
+  const done = new Promise<number>((resolve) =>
+    child.on('close', (code) => {
+      if (code !== 0) console.error(`image writer: ${err}`)
+      resolve(code ?? -1)
+    }),
+  )
+  return { done, ops: () => lines }
+}
+
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
   const end = Date.now() + timeoutMs
   while (!cond()) {
@@ -140,6 +160,9 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect(opsDuring).toBeGreaterThan(0)
     expect(res.online.images).toBeGreaterThan(0)
     expect(await diffTree(copy, tree)).not.toBe('')
+    // blocks written after T0 before bfs read them are in the generation's BI log, not its maps
+    expect(res.online.biBlocks).toBeGreaterThan(0)
+    expect(res.biLog.bytes).toBeGreaterThan(0)
 
     const out = path.join(work, 'restored')
     const rr = await bfs(['restore', res.generation, out], { repo })
@@ -159,6 +182,23 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect(await sizesAndTimes(m)).toBe(await sizesAndTimes(copy))
     expect((await bfs(['umount', m])).code).toBe(0)
     fuseMounts.delete(m)
+    // cat of each file the writer changed reads the T0 bytes; verify checks the BI log's images
+    const changed = (await sh(`diff -rq ${copy} ${tree} | grep '^Files' | cut -d' ' -f2`)).stdout.split('\n').filter(Boolean)
+    expect(changed.length).toBeGreaterThan(0)
+    for (const f of changed) await must(`BFS_REPO=${repo} ${BFS} cat '${res.generation}:${path.relative(copy, f)}' | cmp - '${f}'`)
+    const v = await bfs(['verify', res.generation], { repo })
+    expect(v.stdout + v.stderr).not.toMatch(/FAIL/)
+    expect(v.code).toBe(0)
+    // the next backup (offline, the writer stopped) compares against the T0 generation
+    // through its BI log: it restores as the tree is now, and the T0 one still as it was
+    const r3 = await bfs(['backup', tree, '--exclude', '*-journal', '--json'], { repo })
+    expect(r3.code).toBe(0)
+    const out3 = path.join(work, 'restored-later')
+    expect((await bfs(['restore', JSON.parse(r3.stdout).generation, out3], { repo })).code).toBe(0)
+    expect(await diffTree(tree, out3)).toBe('')
+    const out4 = path.join(work, 'restored-again')
+    expect((await bfs(['restore', res.generation, out4], { repo })).code).toBe(0)
+    expect(await diffTree(copy, out4)).toBe('')
 
     // control: the same tree, the same writer (started first), no --online
     await must(`rm -rf ${tree} ${stop} && cp -a ${copy} ${tree} && sync`)
@@ -285,13 +325,101 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect(await diffTree(tm, out)).toBe('')
   }, 120_000)
 
-  it('refuses --online for a volume and --t0-file without --online (one line, exit 1)', async () => {
+  it('--volume --online: an image file written during the backup is stored as it was at T0 (restore, mount, cat, verify, a later incremental); without --online it differs', async () => {
+    const mnt = await makeExt4('image')
+    const img = path.join(mnt, 'disk.img')
+    const copy = path.join(work, 'disk-copy.img')
+    // 24 MiB: random and text blocks, a hole, more random data after it
+    await must(`head -c 8M /dev/urandom > ${img} && yes "a line of the image" | head -c 8M >> ${img} && truncate -s 24M ${img} && head -c 1M /dev/urandom | dd of=${img} bs=4096 seek=5000 conv=notrunc status=none`)
+    await must(`cp --sparse=always ${img} ${copy} && sync`)
+    const repo = await newRepo(path.join(work, 'repo-img'))
+    const t0 = path.join(work, 't0-img')
+    const stop = path.join(work, 'stop-img')
+    const IMG_BACKUP = ['--volume', '--threads', '1', '--level', '19', '--unit-blocks', '16', '--json']
+    const writer = startImageWriter(img, t0, stop, 3)
+    const r = await bfs(['backup', img, '--online', '--t0-file', t0, ...IMG_BACKUP], { repo })
+    const opsDuring = writer.ops()
+    fs.writeFileSync(stop, '')
+    expect(await writer.done).toBe(0)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const res = JSON.parse(r.stdout)
+    expect(res.kind).toBe('volume')
+    expect(res.online.captured).toBe(true)
+    expect(res.online.uncovered).toEqual([])
+    expect(opsDuring).toBeGreaterThan(0)
+    // the writer changed blocks bfs had not read yet: their before-images are in the generation
+    expect(res.online.biBlocks).toBeGreaterThan(0)
+    expect(res.biLog.bytes).toBeGreaterThan(0)
+    expect((await sh(`cmp -s ${img} ${copy}`)).code).not.toBe(0)
+
+    const out = path.join(work, 'restored-img')
+    const rr = await bfs(['restore', res.generation, out], { repo })
+    expect(rr.stderr).toBe('')
+    expect(rr.code).toBe(0)
+    await must(`cmp ${out} ${copy}`)
+    await must(`BFS_REPO=${repo} ${BFS} cat ${res.generation}:disk.img | cmp - ${copy}`)
+    const v = await bfs(['verify', res.generation], { repo })
+    expect(v.stdout + v.stderr).not.toMatch(/FAIL/)
+    expect(v.code).toBe(0)
+    const m = path.join(work, 'mnt-img')
+    fs.mkdirSync(m)
+    expect((await bfs(['mount', res.generation, m], { repo })).code).toBe(0)
+    fuseMounts.add(m)
+    await must(`cmp ${m}/disk.img ${copy}`)
+    expect((await bfs(['umount', m])).code).toBe(0)
+    fuseMounts.delete(m)
+
+    // a later backup of the image as it is now is a block incremental against the T0 one,
+    // which it reads through the BI log: both restore right
+    const later = path.join(work, 'disk-later.img')
+    await must(`cp --sparse=always ${img} ${later}`)
+    const r2 = await bfs(['backup', img, ...IMG_BACKUP], { repo })
+    expect(r2.code).toBe(0)
+    expect(JSON.parse(r2.stdout).parent).toBe(1)
+    const out2 = path.join(work, 'restored-img2')
+    expect((await bfs(['restore', 'latest', out2], { repo })).code).toBe(0)
+    await must(`cmp ${out2} ${later}`)
+    const out1 = path.join(work, 'restored-img1')
+    expect((await bfs(['restore', 'gen1', out1], { repo })).code).toBe(0)
+    await must(`cmp ${out1} ${copy}`)
+
+    // a damaged BI log: verify says so (exit 4), and a read fails with one line (exit 6)
+    const bl = path.join(repo, 'gens', '00000001', 'bilog')
+    const bytes = fs.readFileSync(bl)
+    bytes[bytes.length - 3] ^= 0x55
+    fs.writeFileSync(bl, bytes)
+    const vb = await bfs(['verify', 'gen1'], { repo })
+    expect(vb.code).toBe(4)
+    expect(vb.stdout + vb.stderr).toMatch(/bilog/)
+    const cb = await bfs(['cat', 'gen1:disk.img'], { repo })
+    expect(cb.code).toBe(6)
+    expect(cb.stderr).toMatch(/^bfs: .*bilog.*\n$/)
+
+    // control: the same image, the same writer (pwrites only, started first), no --online
+    fs.rmSync(stop)
+    await must(`cp --sparse=always ${copy} ${img} && sync`)
+    const repo2 = await newRepo(path.join(work, 'repo-img2'))
+    const control = startImageWriter(img, '-', stop, 3, true)
+    await waitFor(() => control.ops() >= 5, 'the control writer to start')
+    const c = await bfs(['backup', img, ...IMG_BACKUP], { repo: repo2 })
+    fs.writeFileSync(stop, '')
+    expect(await control.done).toBe(0)
+    expect(c.code).toBe(0)
+    const outc = path.join(work, 'restored-img-control')
+    expect((await bfs(['restore', 'latest', outc], { repo: repo2 })).code).toBe(0)
+    expect((await sh(`cmp -s ${outc} ${copy}`)).code).not.toBe(0)
+  }, 600_000)
+
+  it('refuses --online for a block device and --t0-file without --online (one line, exit 1)', async () => {
     const repo = await newRepo(path.join(work, 'repo-bad'))
     const img = path.join(work, 'vol.img')
     await must(`truncate -s 1M ${img}`)
-    const v = await bfs(['backup', img, '--volume', '--online'], { repo })
+    const dev = (await must(`losetup --find --show ${img}`)).trim()
+    loops.push(dev)
+    const v = await bfs(['backup', dev, '--volume', '--online'], { repo })
     expect(v.code).toBe(1)
-    expect(v.stderr).toMatch(/^bfs: --online applies to file backups; .* block devices and image files are not covered .*\n$/)
+    expect(v.stderr).toMatch(/^bfs: --online covers directories and image files, not block devices: \/dev\/loop\d+ is one .*\n$/)
     const t = await bfs(['backup', work, '--t0-file', path.join(work, 'x')], { repo })
     expect(t.code).toBe(1)
     expect(t.stderr).toBe('bfs: --t0-file applies with --online\n')

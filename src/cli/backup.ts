@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
@@ -27,6 +28,15 @@ function consistencyNote(m: Manifest, points: string[]): string {
   }
 }
 
+/** Whether a path is a block device (false when it cannot be stat'ed: the backup reports that). */
+function isBlockDevice(p: string): boolean {
+  try {
+    return fs.statSync(p).isBlockDevice()
+  } catch {
+    return false
+  }
+}
+
 export function registerBackup(program: Command, ctx: Ctx): void {
   program
     .command('backup')
@@ -43,7 +53,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--group <name>', 'back up only the files of this group (see bfs group), on its own chain of generations')
     .option('--one-file-system', 'do not descend into other filesystems')
     .option('--full', 'read every file even if unchanged')
-    .addOption(new Option('--online [when]', 'files: store the tree as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Not for volumes: block devices and image files are not covered. Exit 3 lists files open for writing at T0').choices(['on', 'auto']).preset('on'))
+    .addOption(new Option('--online [when]', 'store the tree (or, with --volume, the image file) as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Block devices are not covered. Exit 3 lists files open for writing at T0').choices(['on', 'auto']).preset('on'))
     .option('--t0-file <path>', 'with --online: create this file once T0 is set (for scripts)')
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
     .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
@@ -62,7 +72,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
       if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
       if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
-      if (o.online && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--online applies to file backups; ${decision.source} would be backed up as a volume (${decision.reason}): block devices and image files are not covered (use --mode file for a directory)`)
+      if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       const repo = ctx.openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
@@ -104,9 +114,11 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           if (!online.captured) process.stdout.write(`  online: not available (${online.unavailable}); files were read as they were at the time\n`)
           else {
             process.stdout.write(
-              `  online: the tree as it was at T0 ${online.t0}` +
+              `  online: the ${decision.mode === 'volume' ? 'image' : 'tree'} as it was at T0 ${online.t0}` +
                 (online.uncovered.length ? `, except ${count(online.uncovered.length, 'file')} below` : '') +
-                `; ${count(online.events, 'event')} of other processes intercepted, ${humanBytes(online.imageBytes)} of before-images logged\n`,
+                `; ${count(online.events, 'event')} of other processes intercepted, ${humanBytes(online.imageBytes)} of before-images logged` +
+                (online.biBlocks ? `, ${humanBytes(online.biBlocks * 4096)} of them kept in the generation's BI log` : '') +
+                '\n',
             )
             if (online.uncovered.length) process.stdout.write(`  not covered (stored as read, may be inconsistent):\n${online.uncovered.map((u) => `    ${u.path} (${u.reason})\n`).join('')}`)
           }

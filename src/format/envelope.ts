@@ -18,6 +18,7 @@ export const MAGIC = {
   group: 'BFSGRUP\0',
   tier: 'BFSTIER\0',
   tapecat: 'BFSTCAT\0',
+  bilog: 'BFSBLOG\0',
 } as const
 export type EnvelopeKind = keyof typeof MAGIC
 

@@ -18,6 +18,8 @@ export const keys = {
   catalog: (gen: number) => `gens/${pad8(gen)}/catalog`,
   maps: (gen: number) => `gens/${pad8(gen)}/maps`,
   hashes: (gen: number) => `gens/${pad8(gen)}/hashes`,
+  /** The generation's before-image log (--online backups that logged images of files they stored). */
+  bilog: (gen: number) => `gens/${pad8(gen)}/bilog`,
   /** Marks gens/N as being written: created right after the mkdir, removed after the commit. */
   marker: (gen: number) => `gens/${pad8(gen)}/${MARKER}`,
   groups: 'groups',

@@ -66,6 +66,31 @@ export interface Manifest {
    * (absent in generations written before it was recorded, and in file generations).
    */
   consistency?: VolumeConsistency
+  /**
+   * `gens/N/bilog` (size and SHA-256), present exactly when the generation has a BI log:
+   * readers lay its images over the maps (native-notes/format.md §"Before-image log").
+   */
+  biLog?: FileRef
+  /** `--online` backups: what the capture did (a record; format.md §"Manifest"). */
+  online?: ManifestOnline
+}
+
+/** The manifest's record of an `--online` backup. */
+export interface ManifestOnline {
+  /** Whether the capture ran (`--online=auto` without pre-content events: false, and `unavailable` says why). */
+  captured: boolean
+  unavailable?: string
+  /** T0, ISO 8601 with nanoseconds (when captured). */
+  t0?: string
+  /** Files stored as read, not as at T0 (flagged changed-while-read in the catalog). */
+  uncovered: Array<{ path: string; reason: string }>
+  events: number
+  images: number
+  imageBytes: number
+  truncates: number
+  /** Records and 4 KiB blocks of the generation's BI log. */
+  biRecords: number
+  biBlocks: number
 }
 
 /**
@@ -120,6 +145,8 @@ export function decodeManifest(payload: Buffer, what: string): Manifest {
   if (typeof m.partial !== 'boolean') bad('partial')
   if (typeof m.stats !== 'object' || m.stats === null) bad('stats')
   if (m.consistency !== undefined && (m.kind !== 'volume' || !VOLUME_CONSISTENCIES.includes(m.consistency))) bad('consistency')
+  if (m.biLog !== undefined && !isRef(m.biLog)) bad('biLog')
+  if (m.online !== undefined && (typeof m.online !== 'object' || m.online === null || typeof m.online.captured !== 'boolean' || !Array.isArray(m.online.uncovered))) bad('online')
   return m
 }
 

@@ -133,6 +133,8 @@ interface Addon {
   bilogStats(h: BiCaptureHandle): Float64Array
   bilogUncovered(h: BiCaptureHandle): Array<[number, number, number, number, number, string]>
   bilogReadT0(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead: boolean): number
+  bilogReadLive(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
+  bilogIgnore(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): void
   bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
   bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
   bilogStop(h: BiCaptureHandle): Float64Array
@@ -191,6 +193,8 @@ export const ADDON_FUNCTIONS = [
   'bilogStats',
   'bilogUncovered',
   'bilogReadT0',
+  'bilogReadLive',
+  'bilogIgnore',
   'bilogMarkRead',
   'bilogT0Stat',
   'bilogStop',
@@ -889,6 +893,28 @@ export class BiCapture {
    */
   readAtT0(fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead = false): number {
     return addon().bilogReadT0(this.h, fd, buf, bufOffset, length, position, markRead)
+  }
+
+  /**
+   * Reads `length` bytes at `position` of `fd` as they are now, except that every block
+   * logged so far (changed since T0 before this read) reads as zeros: the caller stores these
+   * bytes and the BI log the logged blocks' images (native-notes/format.md, "Before-image
+   * log"). Marks the blocks read, like {@link readAtT0} with `markRead`; each block must be
+   * read once. Returns `[bytes read, blocks read as zeros]`; bytes are fewer only at the T0
+   * size.
+   *
+   * @throws {NativeError} as {@link readAtT0}.
+   */
+  readLive(fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number] {
+    return addon().bilogReadLive(this.h, fd, buf, bufOffset, length, position)
+  }
+
+  /**
+   * bfs keeps the file (st_dev, inode) as an earlier generation stored it and will not read
+   * it (its ctime has not moved since): its writes from now on are allowed without images.
+   */
+  ignore(dev: number, inoHi: number, inoLo: number): void {
+    addon().bilogIgnore(this.h, dev, inoHi, inoLo)
   }
 
   /** bfs has read (and keeps) [offset, offset+length) of fd as at T0: those whole blocks need no more logging. */

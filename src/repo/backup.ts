@@ -16,6 +16,7 @@ import { compileExcludes } from './exclude.js'
 import type { Group } from './groups.js'
 import type { ReadResult } from './worker.js'
 import { openSource } from './source.js'
+import { BI_REASON_TEXT, OnlineCapture, type OnlineReport } from './online.js'
 
 /** A backup's options: the commit's (label, threads, lock wait, signal), the stream's (unit, frame, level), and these. */
 export interface BackupOptions extends CommitOptions, StreamSettings {
@@ -37,22 +38,7 @@ export interface BackupOptions extends CommitOptions, StreamSettings {
   reporter?: BackupReporter
 }
 
-/** What an `--online` run did (absent without `--online`). */
-export interface OnlineReport {
-  /** Whether the capture ran ('auto' on a filesystem without pre-content events: false). */
-  captured: boolean
-  /** Why not, when it did not. */
-  unavailable?: string
-  /** T0, ISO 8601 (with nanoseconds) — when captured. */
-  t0?: string
-  /** Files of the tree with a writable fd or shared writable mapping open at T0: stored as read, maybe inconsistent. */
-  uncovered: Array<{ path: string; reason: string }>
-  /** Writes intercepted after T0, before-images logged and their bytes, truncations seen. */
-  events: number
-  images: number
-  imageBytes: number
-  truncates: number
-}
+export type { OnlineReport } from './online.js'
 
 export interface BackupProgress {
   entries: number
@@ -239,18 +225,11 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     build: async ({ genId, pool, prev }) => {
       const w = new TreeWriter(repo, pool, genId, source, rootSt, opts, reporter, prev, prevCat)
       const body = await w.run()
-      online = w.online
+      online = w.onlineReport
       return body
     },
   })
   return online ? { ...res, online } : res
-}
-
-const BI_REASON_TEXT: Record<number, string> = {
-  [native.BI_REASON.fdAtT0]: 'open for writing at T0',
-  [native.BI_REASON.mappingAtT0]: 'mapped shared and writable at T0',
-  [native.BI_REASON.unclassified]: 'a write the capture could not classify',
-  [native.BI_REASON.listener]: 'the capture listener stalled',
 }
 
 interface DirTask {
@@ -297,14 +276,8 @@ class TreeWriter {
   private readonly keepOutInoLo = new Set<number>()
   private readonly stats: GenStats = emptyStats()
   private lastProgress = 0
-  /** `--online`: the running capture (null without one, and after it stopped). */
-  private cap: native.BiCapture | null = null
-  /** `--online`: the capture file's directory while it runs. */
-  private capDir: string | null = null
-  /** `--online`: what the run did, for the summary. */
-  online: OnlineReport | undefined
-  /** `--online`: T0 in ns since the epoch. */
-  private t0Ns = 0n
+  /** `--online`: the capture (null without --online). */
+  private online: OnlineCapture | null = null
 
   constructor(
     private readonly repo: Repository,
@@ -369,110 +342,39 @@ class TreeWriter {
         for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!)
       }
     } catch (err) {
-      this.abortCapture()
+      this.online?.abort()
       throw err
     }
     // Every file was read: writers need not wait for the listener while the stream is finished.
-    this.stopCapture()
+    let biLog: Buffer | null = null
+    if (this.online) {
+      this.online.stop()
+      biLog = await this.online.ingest(this.stream, this.genId)
+    }
     await this.stream.finish()
     // Hard links share their leader's xattrs, which planned reads fill in only now.
     for (const e of this.entries) if (e.flags & ENTRY_FLAG_LINK_FOLLOWER) e.xattrs = this.entries[e.linkLeader]!.xattrs
     if (this.isIncluded || this.failed.size) this.compact()
     if (this.reread) this.warn(`${this.reread} unchanged file${this.reread > 1 ? 's were' : ' was'} read again: ${this.reread > 1 ? 'their' : 'its'} stored data depends on a damaged generation`)
-    return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths }
+    return { entries: this.entries, objects: this.objects, stream: this.stream, stats: this.stats, warnings: this.warnings, skippedPaths: this.skippedPaths, ...(this.online ? { online: this.online.report } : {}), ...(biLog ? { biLog } : {}) }
   }
 
-  /**
-   * `--online`: sets the capture's mark on the source's filesystem (T0 is when this returns),
-   * then creates `--t0-file`. On a filesystem or kernel without pre-content events, 'on'
-   * fails with one line; 'auto' warns once and goes on without a capture.
-   */
+  /** `--online`: what the run did (after run()). */
+  get onlineReport(): OnlineReport | undefined {
+    return this.online?.report
+  }
+
+  /** `--online`: sets the capture's mark (T0); its directory is never backed up. */
   private startCapture(): void {
-    const mode = this.opts.online
-    if (!mode) return
-    const base = process.env.TMPDIR || (fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir())
-    let dir: string
-    try {
-      dir = fs.mkdtempSync(path.join(base, 'bfs-online-'))
-    } catch (err) {
-      throw new BfsError('IO', `cannot create the online capture's directory in ${base}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    if (!this.opts.online) return
+    this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m))
+    const dir = this.online.captureDir
+    if (dir) {
+      // the capture file's directory is never backed up (the source may hold it)
+      const dst = native.lstatRecord(dir)
+      this.keepOutIds.add(`${dst[native.S_DEV]}:${dst[native.S_INO_HI]}:${dst[native.S_INO_LO]}`)
+      this.keepOutInoLo.add(dst[native.S_INO_LO]!)
     }
-    try {
-      this.cap = native.BiCapture.start(this.source, path.join(dir, 'capture.bilog'))
-    } catch (err) {
-      fs.rmSync(dir, { recursive: true, force: true })
-      const e = err as native.NativeError
-      const why = native.biUnsupportedMessage(err, this.source) ?? (e.code === 'EPERM' ? `online capture needs root (CAP_SYS_ADMIN for fanotify pre-content events) on ${this.source}` : undefined)
-      if (!why) throw new BfsError('IO', `cannot start the online capture on ${this.source}: ${e.syscall ? `${e.syscall}: ` : ''}${e.code ?? e.message}`)
-      if (mode === 'on') throw new BfsError('BAD_INPUT', `${why} (--online=auto backs up without it)`)
-      this.warn(`--online=auto: ${why}; backing up without it, so a file written during the backup may be stored torn`)
-      this.online = { captured: false, unavailable: why, uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0 }
-      this.writeT0File(new Date().toISOString())
-      return
-    }
-    this.capDir = dir
-    // the capture file's directory is never backed up (the source may hold it)
-    const dst = native.lstatRecord(dir)
-    this.keepOutIds.add(`${dst[native.S_DEV]}:${dst[native.S_INO_HI]}:${dst[native.S_INO_LO]}`)
-    this.keepOutInoLo.add(dst[native.S_INO_LO]!)
-    const i = this.cap.info()
-    this.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
-    const t0 = new Date(i.t0Sec * 1000).toISOString().replace(/\.\d+Z$/, `.${String(i.t0Nsec).padStart(9, '0')}Z`)
-    this.online = { captured: true, t0, uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0 }
-    this.writeT0File(t0)
-  }
-
-  private writeT0File(t0: string): void {
-    if (!this.opts.t0File) return
-    try {
-      fs.writeFileSync(this.opts.t0File, t0 + '\n')
-    } catch (err) {
-      throw new BfsError('BAD_INPUT', `cannot create --t0-file ${this.opts.t0File}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-    }
-  }
-
-  /**
-   * Ends the capture after the last read. A voided run (the listener stalled, the capture
-   * file could not be written) fails: nothing is committed, since the files read may not
-   * be as they were at T0.
-   */
-  private stopCapture(): void {
-    const cap = this.cap
-    if (!cap) return
-    this.cap = null
-    let st: native.BiStats
-    try {
-      st = cap.stop()
-    } finally {
-      this.removeCapDir()
-    }
-    const o = this.online!
-    o.events = st.events - st.ownEvents
-    o.images = st.images
-    o.imageBytes = st.imageBytes
-    o.truncates = st.truncates
-    if (st.voidReason) {
-      const errno = st.logErrno ? Object.entries(os.constants.errno).find(([, v]) => v === st.logErrno)?.[0] ?? `errno ${st.logErrno}` : ''
-      const why = errno ? `writing the capture file failed (${errno})` : (BI_REASON_TEXT[st.voidReason] ?? `reason ${st.voidReason}`)
-      throw new BfsError('IO', `the online capture was voided: ${why}, so the files read may not be as they were at T0; nothing was committed`)
-    }
-  }
-
-  /** The capture after a failure: stopped (writers released), its file removed. */
-  private abortCapture(): void {
-    const cap = this.cap
-    this.cap = null
-    try {
-      cap?.stop()
-    } catch {
-      // the run fails anyway
-    }
-    this.removeCapDir()
-  }
-
-  private removeCapDir(): void {
-    if (this.capDir) fs.rmSync(this.capDir, { recursive: true, force: true })
-    this.capDir = null
   }
 
   /** Xattrs of a path, reusing the previous generation's when the inode's ctime has not changed. */
@@ -723,6 +625,8 @@ class TreeWriter {
     e.objGen = id[ID_OBJ_GEN]!
     e.objIndex = e.objGen ? id[ID_OBJ_INDEX]! : 0
     e.xattrs = flags & ENTRY_FLAG_XATTRS ? c.entry(prevIndex).xattrs : null
+    // --online: kept as stored, never read; writes to it from now on need no before-images
+    if (this.online?.active && e.srcDev === this.rootDev) this.online.keep(e.srcDev, e.srcInoHi, e.srcInoLo)
     this.stats.unchangedFiles++
     if (linkKey) this.links.set(linkKey, index)
     return true
@@ -736,7 +640,8 @@ class TreeWriter {
     // A new file (or one without a usable base) that is not sparse: the compression worker reads it (file I/O in parallel,
     // off this thread); the scan's stat is compared with an fstat after the read.
     // Not with --online: the capture engine's reads run on this thread.
-    if (!this.cap && !base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
+    const capturing = !!this.online?.active
+    if (!capturing && !base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
       const tag = this.nextTag++
       this.pending.set(tag, { e, rel, isNew: !prev })
       let pos = 0
@@ -770,10 +675,10 @@ class TreeWriter {
       fillMeta(e, st1, 0)
       // The capture covers the source's filesystem only (a mount inside the tree, a btrfs
       // subvolume: another st_dev): such a file is read as it is, and listed.
-      const cap = this.cap && e.srcDev === this.rootDev ? this.cap : null
-      if (this.cap && !cap) {
+      const cap = capturing && e.srcDev === this.rootDev ? this.online! : null
+      if (capturing && !cap) {
         e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
-        this.online!.uncovered.push({ path: rel, reason: 'on another filesystem than the source, read as it is' })
+        this.online!.uncovered(rel, 'on another filesystem than the source, read as it is')
       }
       if (cap) {
         // --online: the file as it was at T0 — its size and times then, its bytes through the
@@ -790,10 +695,10 @@ class TreeWriter {
         // was): stored as it is now. (Birth times are coarse: one created within a clock tick
         // of T0 is not seen.)
         const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
-        const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > this.t0Ns ? 'created or replaced after T0' : ''
+        const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
         if (why) {
           e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
-          this.online!.uncovered.push({ path: rel, reason: why })
+          cap.uncovered(rel, why)
         }
       }
       e.xattrs = this.xattrsOf(p, e, -1)
@@ -801,7 +706,10 @@ class TreeWriter {
       let regions = size > 0 ? [0, size] : []
       // (with --online the whole T0 size is read: a hole punched since T0 was data then)
       if (!cap && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-      const hooks = cap ? { read: (buf: Buffer, off: number, len: number, pos: number) => cap.readAtT0(fd, buf, off, len, pos, true) } : undefined
+      // --online: the live bytes, with the blocks changed since T0 (before this read) as zeros:
+      // their before-images go into the generation's BI log, which readers lay over the map
+      let logged = 0
+      const hooks = cap ? { read: cap.readHook(fd, (n) => (logged += n)) } : undefined
       const stored = size === 0 ? null : await storeObject(fd, size, regions, this.stream, base, hooks)
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = cap ? null : native.fstatRecord(fd)
@@ -812,13 +720,15 @@ class TreeWriter {
       }
       if (prev) this.stats.changedFiles++
       else this.stats.newFiles++
-      if (stored && stored.sameAsBase && base) {
+      // (a file with blocks in the BI log needs an object of its own for the log to lay them over)
+      if (stored && stored.sameAsBase && base && !logged) {
         e.objGen = base.gen
         e.objIndex = base.index
-      } else if (stored && (stored.object.extents.length > 0 || stored.object.baseGen !== 0)) {
+      } else if (stored && (stored.object.extents.length > 0 || stored.object.baseGen !== 0 || logged)) {
         e.objGen = this.genId
         e.objIndex = this.objects.length
         this.objects.push(stored.object)
+        if (logged) cap!.noteStored(e.srcDev, e.srcInoHi, e.srcInoLo, e.objIndex)
       }
       if (linkKey) this.links.set(linkKey, index)
     } catch (err) {

@@ -6,7 +6,8 @@ import { DiskStore } from '../store/disk.js'
 import { decodeEnvelope, encodeEnvelope, ENVELOPE_VERSION, FLAG_ZSTD, type EnvelopeKind } from '../format/envelope.js'
 import { decodeConfig, decodeManifest, encodeManifest, type FileRef, type Manifest, type RepoConfig } from '../format/manifest.js'
 import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
-import { decodeMaps, MapsIndex, type MapObject } from '../format/maps.js'
+import { decodeMaps, MapsIndex, type Extent, type MapObject } from '../format/maps.js'
+import { decodeGenBiLog, genBiOverlays, type GenBiLog } from '../format/bilog-gen.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
 import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
@@ -108,6 +109,8 @@ export class Repository {
   private catalogCache = new Map<number, Entry[]>()
   private mapsCache = new Map<number, MapObject[]>()
   private hashesCache = new Map<number, Buffer>()
+  /** Per generation, its BI log's overlays by object (null: the generation has no BI log). */
+  private biCache = new Map<number, Map<number, Extent[]> | null>()
   /** Manifests that failed to read: a damaged generation stays damaged for this process. */
   private manifestErrors = new Map<number, BfsError>()
 
@@ -385,6 +388,24 @@ export class Repository {
   /** The block maps as bytes plus an index, decoding objects on demand (not cached here: the mount keeps it). */
   mapsIndex(id: number): MapsIndex {
     return this.readMeta('maps', keys.maps(id), (p, what) => new MapsIndex(p, what), this.manifest(id).maps)
+  }
+
+  /** Generation `id`'s before-image log, decoded and checked (null when it has none). */
+  biLog(id: number): GenBiLog | null {
+    const man = this.manifest(id)
+    if (!man.biLog) return null
+    return this.readMeta('bilog', keys.bilog(id), (p, what) => decodeGenBiLog(p, what, id, Number.MAX_SAFE_INTEGER, man.streamBlocks), man.biLog)
+  }
+
+  /** The image extents gen `id`'s BI log lays over its object `index` (MapSource); undefined for none. */
+  biOverlay(id: number, index: number): Extent[] | undefined {
+    let o = this.biCache.get(id)
+    if (o === undefined) {
+      const log = this.biLog(id)
+      o = log ? genBiOverlays(log) : null
+      this.biCache.set(id, o)
+    }
+    return o?.get(index)
   }
 
   maps(id: number): MapObject[] {

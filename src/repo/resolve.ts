@@ -5,6 +5,11 @@ import { BfsError } from './errors.js'
 /** Where to find a generation's block-map objects (the Repository, or a test double over plain arrays). */
 export interface MapSource {
   mapObject(gen: number, index: number): MapObject | undefined
+  /**
+   * The before-image extents generation `gen`'s BI log lays over its object `index`
+   * (native-notes/format.md §"Before-image log"), or undefined; absent: no BI logs.
+   */
+  biOverlay?(gen: number, index: number): Extent[] | undefined
 }
 
 /** A MapSource over plain arrays of objects per generation. */
@@ -40,7 +45,7 @@ export class ObjectResolver {
     const hit = this.memo.get(`${gen}:${index}`)
     if (hit) return dataBlocks(hit)
     const o = this.object(gen, index)
-    if (o.baseGen !== 0) return dataBlocks(this.resolve(gen, index))
+    if (o.baseGen !== 0 || this.src.biOverlay?.(gen, index)) return dataBlocks(this.resolve(gen, index))
     const blocks = Math.ceil(o.sizeBytes / BLOCK_BYTES)
     let n = 0
     for (const e of o.extents) if (e.gen !== 0 && e.fileBlock < blocks) n += Math.min(e.count, blocks - e.fileBlock)
@@ -59,6 +64,9 @@ export class ObjectResolver {
       if (o.baseGen >= gen) throw new BfsError('CORRUPT', `gen${gen}: object ${index} has base in a later generation ${o.baseGen}`)
       out = overlayExtents(this.resolve(o.baseGen, o.baseIndex), o.extents, blocks)
     }
+    // an --online generation's before-images: the blocks changed after T0 before bfs read them
+    const bi = this.src.biOverlay?.(gen, index)
+    if (bi) out = overlayExtents(out, bi, blocks)
     if (this.memo.size >= this.memoLimit) this.memo = new Map()
     this.memo.set(key, out)
     return out

@@ -13,6 +13,8 @@ import { emptyStats, newStream, writeGeneration } from './commit/index.js'
 import { closeDeviceReader, deviceMounts, filesystemOf, filesystemsOf, loopDevicesOf, mountState, openDeviceForRead, readMounts, type Consistency, type DeviceReader } from './device.js'
 import type { MountEntry } from '../os/mountinfo.js'
 import { DEFAULT_FREEZE_TIMEOUT_S, freezeFilesystems, type FrozenFilesystems } from './freeze.js'
+import { BI_REASON_TEXT, OnlineCapture } from './online.js'
+import { ENTRY_FLAG_CHANGED_WHILE_READ } from '../format/catalog.js'
 
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
@@ -48,6 +50,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     const fmt = st1[native.S_MODE]! & S_IFMT
     if (fmt !== S_IFREG && fmt !== S_IFBLK) throw new BfsError('BAD_INPUT', `${source} is not a block device or an image file`)
     const isDev = fmt === S_IFBLK
+    if (opts.online && isDev) throw new BfsError('BAD_INPUT', `--online covers image files, not block devices: ${source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
     const sizeOf = (): number => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
@@ -78,85 +81,125 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
         return null
       },
       build: async ({ genId, pool, prev }) => {
-        const stream = newStream(repo, pool, genId, opts, 'volume')
-        const stats = emptyStats()
         const warnings: string[] = []
         const warn = (m: string): void => {
           warnings.push(m)
           reporter.warn(m)
         }
-        const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
-        const now = Date.now()
-        root.mode = 0o755
-        root.atimeSec = root.mtimeSec = root.ctimeSec = Math.floor(now / 1000)
-        root.firstChild = 1
-        root.childCount = 1
-        const img = newEntry(EntryType.File, 0, Buffer.from(isDev ? `${path.basename(source)}.img` : path.basename(source)))
-        img.mode = st1[native.S_MODE]! & 0o7777
-        img.uid = st1[native.S_UID]!
-        img.gid = st1[native.S_GID]!
-        img.atimeSec = st1[native.S_ATIME_SEC]!
-        img.atimeNsec = st1[native.S_ATIME_NSEC]!
-        img.mtimeSec = st1[native.S_MTIME_SEC]!
-        img.mtimeNsec = st1[native.S_MTIME_NSEC]!
-        img.ctimeSec = st1[native.S_CTIME_SEC]!
-        img.ctimeNsec = st1[native.S_CTIME_NSEC]!
-        img.srcDev = st1[native.S_DEV]!
-        img.srcInoHi = st1[native.S_INO_HI]!
-        img.srcInoLo = st1[native.S_INO_LO]!
-        img.nlink = 1
-        img.size = size
-        const entries: Entry[] = [root, img]
-        stats.files = 1
-        stats.logicalBytes = size
-        const prevImg = prev ? repo.catalog(prev.id)[1] : undefined
-        if (prev && prevImg && prevImg.size > size) warn(`${source} shrank from ${prevImg.size} to ${size} bytes since gen${prev.id}`)
-        // An image file whose identity, size, mtime and ctime are those of the base is not read.
-        // a base whose data depends on a damaged generation is not used: the volume is read in full
-        const refs = new SafeRefs(repo, new ObjectResolver(repo), warn)
-        const unchanged = !isDev && prevImg && (!prevImg.objGen || refs.objectOk(prevImg.objGen, prevImg.objIndex)) && prevImg.srcDev === img.srcDev && prevImg.srcInoHi === img.srcInoHi && prevImg.srcInoLo === img.srcInoLo &&
-          prevImg.size === size && prevImg.mtimeSec === img.mtimeSec && prevImg.mtimeNsec === img.mtimeNsec && prevImg.ctimeSec === img.ctimeSec && prevImg.ctimeNsec === img.ctimeNsec
-        const objects = []
-        if (unchanged) {
-          img.objGen = prevImg!.objGen
-          img.objIndex = prevImg!.objIndex
-          stats.unchangedFiles = 1
-        } else {
-          const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
-          let regions = size > 0 ? [0, size] : []
-          if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-          let last = 0
-          const stored = await readSource(fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
-            storeObject(readFd, size, regions, stream, base, {
-              direct,
-              signal,
-              onRead: (n) => {
-                if (n - last >= 64 << 20) {
-                  last = n
-                  reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
-                }
-              },
-            }),
-          )
-          stats.bytesRead = stored.bytesRead
-          const after = sizeOf()
-          if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
-          if (prevImg) stats.changedFiles = 1
-          else stats.newFiles = 1
-          if (stored.sameAsBase && base) {
-            img.objGen = base.gen
-            img.objIndex = base.index
-          } else if (stored.object.extents.length > 0 || stored.object.baseGen !== 0) {
-            img.objGen = genId
-            img.objIndex = 0
-            objects.push(stored.object)
+        // --online: T0 is set here, under the lock; the image is taken as it was then
+        const online = opts.online ? OnlineCapture.start(source, opts.online, opts.t0File, warn) : null
+        try {
+          const cap = online?.active ? online : null
+          const stream = newStream(repo, pool, genId, opts, 'volume')
+          const stats = emptyStats()
+          const root = newEntry(EntryType.Dir, 0, Buffer.alloc(0))
+          const now = Date.now()
+          root.mode = 0o755
+          root.atimeSec = root.mtimeSec = root.ctimeSec = Math.floor(now / 1000)
+          root.firstChild = 1
+          root.childCount = 1
+          const img = newEntry(EntryType.File, 0, Buffer.from(isDev ? `${path.basename(source)}.img` : path.basename(source)))
+          img.mode = st1[native.S_MODE]! & 0o7777
+          img.uid = st1[native.S_UID]!
+          img.gid = st1[native.S_GID]!
+          img.atimeSec = st1[native.S_ATIME_SEC]!
+          img.atimeNsec = st1[native.S_ATIME_NSEC]!
+          img.mtimeSec = st1[native.S_MTIME_SEC]!
+          img.mtimeNsec = st1[native.S_MTIME_NSEC]!
+          img.ctimeSec = st1[native.S_CTIME_SEC]!
+          img.ctimeNsec = st1[native.S_CTIME_NSEC]!
+          img.srcDev = st1[native.S_DEV]!
+          img.srcInoHi = st1[native.S_INO_HI]!
+          img.srcInoLo = st1[native.S_INO_LO]!
+          img.nlink = 1
+          img.size = size
+          let imgSize = size
+          if (cap) {
+            // the image as it was at T0: its size and times then
+            const t0 = cap.t0Stat(fd)
+            img.size = imgSize = t0.sizeBytes
+            img.mtimeSec = t0.mtimeSec
+            img.mtimeNsec = t0.mtimeNsec
+            img.ctimeSec = t0.ctimeSec
+            img.ctimeNsec = t0.ctimeNsec
+            // writes through an fd or mapping from before T0, and a loop device's (a kernel
+            // writer), raise no event: the image may be torn
+            const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : mounts.length ? `a filesystem on a loop device over it is mounted (${mounts.map((m) => m.point).join(', ')}): the loop device writes from the kernel, which the capture does not see` : ''
+            if (why) {
+              img.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+              cap.uncovered(img.name.toString(), why)
+            }
           }
+          const entries: Entry[] = [root, img]
+          stats.files = 1
+          stats.logicalBytes = imgSize
+          const prevImg = prev ? repo.catalog(prev.id)[1] : undefined
+          if (prev && prevImg && prevImg.size > imgSize) warn(`${source} shrank from ${prevImg.size} to ${imgSize} bytes since gen${prev.id}`)
+          // An image file whose identity, size, mtime and ctime are those of the base is not read.
+          // a base whose data depends on a damaged generation is not used: the volume is read in full
+          const refs = new SafeRefs(repo, new ObjectResolver(repo), warn)
+          const unchanged = !isDev && prevImg && (!prevImg.objGen || refs.objectOk(prevImg.objGen, prevImg.objIndex)) && prevImg.srcDev === img.srcDev && prevImg.srcInoHi === img.srcInoHi && prevImg.srcInoLo === img.srcInoLo &&
+            prevImg.size === imgSize && prevImg.mtimeSec === img.mtimeSec && prevImg.mtimeNsec === img.mtimeNsec && prevImg.ctimeSec === img.ctimeSec && prevImg.ctimeNsec === img.ctimeNsec
+          const objects = []
+          if (unchanged) {
+            img.objGen = prevImg!.objGen
+            img.objIndex = prevImg!.objIndex
+            stats.unchangedFiles = 1
+            cap?.keep(img.srcDev, img.srcInoHi, img.srcInoLo)
+          } else {
+            const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
+            let regions = imgSize > 0 ? [0, imgSize] : []
+            // (with --online the whole T0 size is read: a hole punched since T0 was data then)
+            if (!cap && !isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+            let last = 0
+            let logged = 0
+            const stored = await readSource(fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
+              storeObject(readFd, imgSize, regions, stream, base, {
+                direct,
+                signal,
+                // --online: the live bytes with the blocks changed since T0 as zeros (their images go into the BI log)
+                ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
+                onRead: (n) => {
+                  if (n - last >= 64 << 20) {
+                    last = n
+                    reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+                  }
+                },
+              }),
+            )
+            stats.bytesRead = stored.bytesRead
+            const after = sizeOf()
+            // (--online: what was read is the image at T0, whatever its size is now)
+            if (!cap && (after !== size || stored.short)) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
+            if (prevImg) stats.changedFiles = 1
+            else stats.newFiles = 1
+            if (cap && stored.short) throw new BfsError('IO', `${source}: short read at T0; nothing was committed`)
+            // (an image with blocks in the BI log needs an object of its own for the log to lay them over)
+            if (stored.sameAsBase && base && !logged) {
+              img.objGen = base.gen
+              img.objIndex = base.index
+            } else if (stored.object.extents.length > 0 || stored.object.baseGen !== 0 || logged) {
+              img.objGen = genId
+              img.objIndex = 0
+              objects.push(stored.object)
+              if (logged) cap!.noteStored(img.srcDev, img.srcInoHi, img.srcInoLo, 0)
+            }
+          }
+          // the last read is done: writers stop paying; the images go into the stream before it ends
+          let biLog: Buffer | null = null
+          if (online) {
+            online.stop()
+            biLog = await online.ingest(stream, genId)
+          }
+          await stream.finish()
+          return { entries, objects, stream, stats, warnings, skippedPaths: [], consistency, ...(online ? { online: online.report } : {}), ...(biLog ? { biLog } : {}) }
+        } catch (err) {
+          online?.abort()
+          throw err
         }
-        await stream.finish()
-        return { entries, objects, stream, stats, warnings, skippedPaths: [], consistency }
       },
     })
-    return { ...res, mountPoints: mounts.map((m) => m.point) }
+    return { ...res, mountPoints: mounts.map((m) => m.point), ...(res.manifest.online ? { online: res.manifest.online } : {}) }
   } finally {
     fs.closeSync(fd)
   }

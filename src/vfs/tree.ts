@@ -85,6 +85,9 @@ class LazyMaps implements MapSource {
     }
     return x.object(i)
   }
+  biOverlay(gen: number, i: number): Extent[] | undefined {
+    return this.repo.biOverlay(gen, i)
+  }
 }
 
 /** A read-only view of one file generation. */

@@ -79,6 +79,10 @@ export interface GenerationBody {
   skippedPaths: string[]
   /** Volumes: the manifest's `consistency`. */
   consistency?: Manifest['consistency']
+  /** `--online`: the manifest's `online` record. */
+  online?: Manifest['online']
+  /** `--online`: the BI log's payload (gens/N/bilog), when the run logged images of files it stored. */
+  biLog?: Buffer
 }
 
 export interface GenerationSpec {
@@ -116,11 +120,13 @@ export async function writeGeneration(repo: Repository, opts: CommitOptions, spe
     store.putSync(keys.hashes(genId), hashesFile, { syncListing: false })
     store.putSync(keys.maps(genId), mapsFile, { syncListing: false })
     store.putSync(keys.catalog(genId), catalogFile, { syncListing: false })
+    const biLogFile = body.biLog ? envelopeFor('bilog', body.biLog, true) : null
+    if (biLogFile) store.putSync(keys.bilog(genId), biLogFile, { syncListing: false })
     store.flushSync(keys.genDir(genId))
     const stats = body.stats
     stats.entries = body.entries.length
     stats.storedBytes = body.stream.storedBytes
-    stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length
+    stats.metaBytes = hashesFile.length + mapsFile.length + catalogFile.length + (biLogFile?.length ?? 0)
     stats.seconds = Math.round((Number(process.hrtime.bigint() - started) / 1e9) * 1000) / 1000
     const man: Manifest = {
       format: 1,
@@ -144,6 +150,8 @@ export async function writeGeneration(repo: Repository, opts: CommitOptions, spe
       partial: body.skippedPaths.length > 0,
       stats,
       ...(body.consistency ? { consistency: body.consistency } : {}),
+      ...(biLogFile ? { biLog: fileRef(biLogFile) } : {}),
+      ...(body.online ? { online: body.online } : {}),
     }
     if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
     repo.commitManifest(man)

@@ -1,0 +1,275 @@
+/**
+ * `bfs backup --online` (issue 14): the before-image capture around a backup's reads, for
+ * file and volume backups alike — start (T0, `--t0-file`), the reads (live bytes with the
+ * blocks changed since T0 as zeros), stop, and the ingestion of the capture file into the
+ * generation's BI log (native-notes/format.md §"Before-image log", native-notes/bilog.md).
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import * as native from '../native/index.js'
+import { decodeBiLog, BiKind } from '../format/bilog.js'
+import { encodeGenBiLog, GenBiKind, type GenBiRecord } from '../format/bilog-gen.js'
+import type { Extent } from '../format/maps.js'
+import type { ManifestOnline } from '../format/manifest.js'
+import { BLOCK_BYTES, xxh64Seed0 } from '../codec/hash.js'
+import { BfsError } from './errors.js'
+import type { StreamWriter } from './commit/index.js'
+
+/** What an `--online` run did (absent without `--online`); also the manifest's `online` record. */
+export type OnlineReport = ManifestOnline
+
+export const BI_REASON_TEXT: Record<number, string> = {
+  [native.BI_REASON.fdAtT0]: 'open for writing at T0',
+  [native.BI_REASON.mappingAtT0]: 'mapped shared and writable at T0',
+  [native.BI_REASON.unclassified]: 'a write the capture could not classify',
+  [native.BI_REASON.listener]: 'the capture listener stalled',
+}
+
+const identity = (dev: number | bigint, ino: number | bigint): string => `${dev}:${ino}`
+
+/** A running (or, with --online=auto on an unsupported filesystem, absent) capture. */
+export class OnlineCapture {
+  private cap: native.BiCapture | null = null
+  private dir: string | null = null
+  private logPath = ''
+  /** T0 in ns since the epoch (0 when not captured). */
+  t0Ns = 0n
+  readonly report: OnlineReport
+  /** Files stored with blocks read as zeros (their images go into the BI log): identity → object index. */
+  private readonly stored = new Map<string, number>()
+
+  private constructor(report: OnlineReport) {
+    this.report = report
+  }
+
+  /**
+   * Sets the capture's mark on the filesystem holding `watch` (T0 is when this returns), then
+   * creates `t0File`. On a filesystem or kernel without pre-content events, 'on' fails with
+   * one line; 'auto' warns and returns a capture that captures nothing.
+   */
+  static start(watch: string, mode: 'on' | 'auto', t0File: string | undefined, warn: (m: string) => void): OnlineCapture {
+    const base = process.env.TMPDIR || (fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir())
+    let dir: string
+    try {
+      dir = fs.mkdtempSync(path.join(base, 'bfs-online-'))
+    } catch (err) {
+      throw new BfsError('IO', `cannot create the online capture's directory in ${base}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    const empty = { uncovered: [], events: 0, images: 0, imageBytes: 0, truncates: 0, biRecords: 0, biBlocks: 0 }
+    let cap: native.BiCapture
+    try {
+      cap = native.BiCapture.start(watch, path.join(dir, 'capture.bilog'))
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true })
+      const e = err as native.NativeError
+      const why = native.biUnsupportedMessage(err, watch) ?? (e.code === 'EPERM' ? `online capture needs root (CAP_SYS_ADMIN for fanotify pre-content events) on ${watch}` : undefined)
+      if (!why) throw new BfsError('IO', `cannot start the online capture on ${watch}: ${e.syscall ? `${e.syscall}: ` : ''}${e.code ?? e.message}`)
+      if (mode === 'on') throw new BfsError('BAD_INPUT', `${why} (--online=auto backs up without it)`)
+      warn(`--online=auto: ${why}; backing up without it, so a file written during the backup may be stored torn`)
+      const c = new OnlineCapture({ captured: false, unavailable: why, ...empty })
+      writeT0File(t0File, new Date().toISOString())
+      return c
+    }
+    const i = cap.info()
+    const t0 = new Date(i.t0Sec * 1000).toISOString().replace(/\.\d+Z$/, `.${String(i.t0Nsec).padStart(9, '0')}Z`)
+    const c = new OnlineCapture({ captured: true, t0, ...empty })
+    c.cap = cap
+    c.dir = dir
+    c.logPath = path.join(dir, 'capture.bilog')
+    c.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
+    try {
+      writeT0File(t0File, t0)
+    } catch (err) {
+      c.abort()
+      throw err
+    }
+    return c
+  }
+
+  /** The capture file's directory while the capture exists (never backed up). */
+  get captureDir(): string | null {
+    return this.dir
+  }
+
+  /** Whether reads go through the capture (false after stop, or when it never ran). */
+  get active(): boolean {
+    return this.cap !== null
+  }
+
+  /** The file's size and times at T0, and whether writes to it are not covered (a reason, or 0). */
+  t0Stat(fd: number): native.BiT0Stat {
+    return this.cap!.t0Stat(fd)
+  }
+
+  /**
+   * A storeObject read hook for `fd`: the live bytes, with each block logged since T0 read as
+   * zeros (its image goes into the BI log); `onLogged(n)` hears how many such blocks a read had.
+   */
+  readHook(fd: number, onLogged: (blocks: number) => void): (buf: Buffer, off: number, len: number, pos: number) => number {
+    const cap = this.cap!
+    return (buf, off, len, pos) => {
+      const [n, z] = cap.readLive(fd, buf, off, len, pos)
+      if (z) onLogged(z)
+      return n
+    }
+  }
+
+  /** The file (st_dev, inode) was stored as object `index` of the generation with blocks read as zeros: its images go into the BI log. */
+  noteStored(dev: number, inoHi: number, inoLo: number, index: number): void {
+    this.stored.set(identity(dev, BigInt(inoHi) * 2n ** 32n + BigInt(inoLo)), index)
+  }
+
+  /** bfs keeps the file as an earlier generation stored it and will not read it: its writes need no images. */
+  keep(dev: number, inoHi: number, inoLo: number): void {
+    this.cap?.ignore(dev, inoHi, inoLo)
+  }
+
+  /** The file was listed as not covered. */
+  uncovered(p: string, reason: string): void {
+    this.report.uncovered.push({ path: p, reason })
+  }
+
+  /**
+   * Ends the capture after the last read (writers stop paying now). A voided run (the
+   * listener stalled, the capture file could not be written) fails: nothing is committed,
+   * since the files read may not be as they were at T0.
+   */
+  stop(): void {
+    const cap = this.cap
+    if (!cap) return
+    this.cap = null
+    let st: native.BiStats
+    try {
+      st = cap.stop()
+    } catch (err) {
+      this.dispose()
+      throw err
+    }
+    const o = this.report
+    o.events = st.events - st.ownEvents
+    o.images = st.images
+    o.imageBytes = st.imageBytes
+    o.truncates = st.truncates
+    if (st.voidReason) {
+      this.dispose()
+      const errno = st.logErrno ? Object.entries(os.constants.errno).find(([, v]) => v === st.logErrno)?.[0] ?? `errno ${st.logErrno}` : ''
+      const why = errno ? `writing the capture file failed (${errno})` : (BI_REASON_TEXT[st.voidReason] ?? `reason ${st.voidReason}`)
+      throw new BfsError('IO', `the online capture was voided: ${why}, so the files read may not be as they were at T0; nothing was committed`)
+    }
+  }
+
+  /**
+   * After stop, before the stream is finished: appends the images of the files stored with
+   * blocks read as zeros to `stream` (generation `gen`) and returns the BI log's payload
+   * (null when there is nothing to log). Removes the capture file.
+   */
+  async ingest(stream: StreamWriter, gen: number): Promise<Buffer | null> {
+    if (!this.logPath) return null
+    try {
+      if (this.stored.size === 0) return null
+      let file: Buffer
+      try {
+        file = fs.readFileSync(this.logPath)
+      } catch (err) {
+        throw new BfsError('IO', `cannot read the online capture file ${this.logPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      }
+      const log = decodeBiLog(file, xxh64Seed0)
+      if (!log.ended) throw new BfsError('IO', `the online capture file ${this.logPath} has no end record (${log.tornBytes} bytes torn); nothing was committed`)
+      const records: GenBiRecord[] = []
+      let blocks = 0
+      for (const r of log.records) {
+        if (r.kind !== BiKind.image && r.kind !== BiKind.truncate && r.kind !== BiKind.uncovered) continue
+        const object = this.stored.get(identity(r.dev, r.ino))
+        if (object === undefined) continue
+        const ino = r.ino
+        const rec: GenBiRecord = {
+          seq: Number(r.seq),
+          kind: r.kind === BiKind.image ? GenBiKind.image : r.kind === BiKind.truncate ? GenBiKind.truncate : GenBiKind.uncovered,
+          cause: r.cause,
+          object,
+          srcDev: Number(r.dev),
+          srcInoHi: Number(ino >> 32n),
+          srcInoLo: Number(ino & 0xffffffffn),
+          igen: r.igen,
+          offset: Number(r.offset),
+          length: r.kind === BiKind.image ? r.data.length : 0,
+          t0Size: Number(r.t0Size),
+          mtimeSec: Number(r.mtimeSec),
+          mtimeNsec: r.mtimeNsec,
+          ctimeSec: Number(r.ctimeSec),
+          ctimeNsec: r.ctimeNsec,
+          check: Buffer.alloc(8),
+          extents: [],
+        }
+        rec.check.writeBigUInt64LE(xxh64Seed0(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
+        if (r.kind === BiKind.image) {
+          rec.extents = await putImage(stream, gen, r.data, rec.offset / BLOCK_BYTES)
+          blocks += Math.ceil(r.data.length / BLOCK_BYTES)
+        }
+        records.push(rec)
+      }
+      this.report.biRecords = records.length
+      this.report.biBlocks = blocks
+      if (records.length === 0) return null
+      return encodeGenBiLog({ t0Sec: Number(log.header.t0Sec), t0Nsec: log.header.t0Nsec, records })
+    } finally {
+      this.dispose()
+    }
+  }
+
+  /** The capture after a failure: stopped (writers released), its file removed. */
+  abort(): void {
+    const cap = this.cap
+    this.cap = null
+    try {
+      cap?.stop()
+    } catch {
+      // the run fails anyway
+    }
+    this.dispose()
+  }
+
+  private dispose(): void {
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true })
+    this.dir = null
+    this.logPath = ''
+  }
+}
+
+function writeT0File(t0File: string | undefined, t0: string): void {
+  if (!t0File) return
+  try {
+    fs.writeFileSync(t0File, t0 + '\n')
+  } catch (err) {
+    throw new BfsError('BAD_INPUT', `cannot create --t0-file ${t0File}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/** Appends an image's non-zero blocks to the stream; its extents from file block `fb` (gen 0 for all-zero blocks). */
+async function putImage(stream: StreamWriter, gen: number, data: Buffer, fb: number): Promise<Extent[]> {
+  const out: Extent[] = []
+  const add = (fileBlock: number, count: number, g: number, sb: number): void => {
+    const last = out[out.length - 1]
+    if (last && last.gen === g && last.fileBlock + last.count === fileBlock && (g === 0 || last.streamBlock + last.count === sb)) last.count += count
+    else out.push({ fileBlock, count, gen: g, streamBlock: g === 0 ? 0 : sb })
+  }
+  const n = Math.ceil(data.length / BLOCK_BYTES)
+  for (let i = 0; i < n; i++) {
+    const block = data.subarray(i * BLOCK_BYTES, Math.min(data.length, (i + 1) * BLOCK_BYTES))
+    if (isZero(block)) {
+      add(fb + i, 1, 0, 0)
+      continue
+    }
+    const space = await stream.reserve()
+    block.copy(space.buf, space.offsetBytes)
+    if (block.length < BLOCK_BYTES) space.buf.fill(0, space.offsetBytes + block.length, space.offsetBytes + BLOCK_BYTES)
+    add(fb + i, 1, gen, stream.commit(1))
+  }
+  return out
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false
+  return true
+}
