@@ -135,6 +135,9 @@ interface Addon {
   bilogReadT0(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead: boolean): number
   bilogReadLive(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
   bilogIgnore(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): void
+  bilogShare(h: BiCaptureHandle): number
+  bilogUnshare(h: BiCaptureHandle): void
+  bilogReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
   bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
   bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
   bilogStop(h: BiCaptureHandle): Float64Array
@@ -195,6 +198,9 @@ export const ADDON_FUNCTIONS = [
   'bilogReadT0',
   'bilogReadLive',
   'bilogIgnore',
+  'bilogShare',
+  'bilogUnshare',
+  'bilogReadLiveShared',
   'bilogMarkRead',
   'bilogT0Stat',
   'bilogStop',
@@ -910,6 +916,20 @@ export class BiCapture {
   }
 
   /**
+   * Lets worker threads read through this capture: returns an id for
+   * {@link biReadLiveShared} (valid until {@link unshare} or {@link stop}, which wait for
+   * the shared reads in progress).
+   */
+  share(): number {
+    return addon().bilogShare(this.h)
+  }
+
+  /** Ends {@link share}: waits for shared reads in progress; later ones fail with ECANCELED. */
+  unshare(): void {
+    addon().bilogUnshare(this.h)
+  }
+
+  /**
    * bfs keeps the file (st_dev, inode) as an earlier generation stored it and will not read
    * it (its ctime has not moved since): its writes from now on are allowed without images.
    */
@@ -935,6 +955,15 @@ export class BiCapture {
   stop(): BiStats {
     return biStats(addon().bilogStop(this.h))
   }
+}
+
+/**
+ * {@link BiCapture.readLive} from any thread (a worker's), through the capture shared as
+ * `id` ({@link BiCapture.share}).
+ * @throws {NativeError} `'ECANCELED'` when the capture is no longer shared; else as readLive.
+ */
+export function biReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number] {
+  return addon().bilogReadLiveShared(id, fd, buf, bufOffset, length, position)
 }
 
 /**

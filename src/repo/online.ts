@@ -36,6 +36,8 @@ export class OnlineCapture {
   /** T0 in ns since the epoch (0 when not captured). */
   t0Ns = 0n
   readonly report: OnlineReport
+  /** The id worker threads read through the capture with (PlannedRead.bilog; 0 when not capturing). */
+  sharedId = 0
   /** Files stored with blocks read as zeros (their images go into the BI log): identity → object index. */
   private readonly stored = new Map<string, number>()
 
@@ -79,6 +81,7 @@ export class OnlineCapture {
     c.logPath = path.join(dir, 'capture.bilog')
     c.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
     try {
+      c.sharedId = cap.share()
       writeT0File(t0File, t0)
     } catch (err) {
       c.abort()
@@ -139,6 +142,7 @@ export class OnlineCapture {
     const cap = this.cap
     if (!cap) return
     this.cap = null
+    this.sharedId = 0
     let st: native.BiStats
     try {
       st = cap.stop()
@@ -222,6 +226,7 @@ export class OnlineCapture {
   abort(): void {
     const cap = this.cap
     this.cap = null
+    this.sharedId = 0
     try {
       cap?.stop()
     } catch {
