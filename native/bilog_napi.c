@@ -12,6 +12,8 @@
  *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
  *   bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged]
  *   bilogIgnore(h, dev, inoHi, inoLo)
+ *   bilogOpenQuiet(h, path) -> fd; bilogOpenQuietShared(id, path) -> fd (any thread);
+ *   bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered];
  *   bilogShare(h) -> id; bilogUnshare(h); bilogReadLiveShared(id, fd, buf, bufOffset, length, position) -> [bytes, logged] (any thread)
  *   bilogMarkRead(h, fd, offset, length)
  *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
@@ -487,6 +489,103 @@ static napi_value js_bilog_t0_stat(napi_env env, napi_callback_info info) {
   return bl_f64(env, v, 7);
 }
 
+/* A path argument (Buffer of raw bytes, or string) as a NUL-terminated copy; NULL after throwing. */
+static char *bl_path_arg(napi_env env, napi_value v) {
+  bool isbuf = false;
+  if (napi_is_buffer(env, v, &isbuf) == napi_ok && isbuf) {
+    void *data;
+    size_t n;
+    napi_get_buffer_info(env, v, &data, &n);
+    if (n == 0 || n >= PATH_MAX || memchr(data, 0, n)) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "bad path");
+      return NULL;
+    }
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, data, n);
+    p[n] = 0;
+    return p;
+  }
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok || n == 0 || n >= PATH_MAX) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"path\" argument must be a Buffer or a string");
+    return NULL;
+  }
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  napi_get_value_string_utf8(env, v, p, n + 1, &n);
+  return p;
+}
+
+static napi_value bl_open_quiet(napi_env env, bilog_t *b, napi_value pathv) {
+  char *path = bl_path_arg(env, pathv);
+  if (!path) return NULL;
+  int fd = bilog_open_quiet(b, path);
+  free(path);
+  if (fd < 0) {
+    bl_throw_errno(env, -fd, "open", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_create_int32(env, fd, &v);
+  return v;
+}
+
+/* bilogOpenQuiet(h, path) -> fd */
+static napi_value js_bilog_open_quiet(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!bl_args(env, info, 2, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  return bl_open_quiet(env, b, argv[1]);
+}
+
+/* bilogOpenQuietShared(id, path) -> fd (any thread) */
+static napi_value js_bilog_open_quiet_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!bl_args(env, info, 2, argv)) return NULL;
+  double idd;
+  if (!bl_integer(env, argv[0], "id", 1, 4294967295.0, &idd)) return NULL;
+  int slot = -1;
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX; i++)
+    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
+      slot = i;
+      bl_sh[i].active++;
+    }
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (slot < 0) {
+    bl_throw_errno(env, ECANCELED, "bilogOpenQuietShared", NULL);
+    return NULL;
+  }
+  napi_value r = bl_open_quiet(env, bl_sh[slot].b, argv[1]);
+  pthread_mutex_lock(&bl_sh_mu);
+  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
+  pthread_mutex_unlock(&bl_sh_mu);
+  return r;
+}
+
+/* bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered] */
+static napi_value js_bilog_t0_stat_ino(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double dev, hi, lo;
+  if (!bl_integer(env, argv[1], "dev", 0, 9007199254740991.0, &dev) ||
+      !bl_integer(env, argv[2], "inoHi", 0, 4294967295.0, &hi) ||
+      !bl_integer(env, argv[3], "inoLo", 0, 4294967295.0, &lo))
+    return NULL;
+  bilog_t0stat_t s;
+  int r = bilog_t0_stat_ino(b, (uint64_t)dev, ((uint64_t)hi << 32) | (uint64_t)lo, &s);
+  if (r < 0) {
+    bl_throw_errno(env, -r, "bilogT0StatIno", NULL);
+    return NULL;
+  }
+  double v[8] = {r, (double)s.size, (double)s.mtime_sec, s.mtime_nsec, (double)s.ctime_sec, s.ctime_nsec, s.igen, s.uncovered};
+  return bl_f64(env, v, 8);
+}
+
 static napi_value js_bilog_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!bl_args(env, info, 1, argv)) return NULL;
@@ -514,6 +613,9 @@ napi_value bfs_bilog_init(napi_env env, napi_value exports) {
       {"bilogShare", NULL, js_bilog_share, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogUnshare", NULL, js_bilog_unshare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadLiveShared", NULL, js_bilog_read_live_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogOpenQuiet", NULL, js_bilog_open_quiet, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogOpenQuietShared", NULL, js_bilog_open_quiet_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogT0StatIno", NULL, js_bilog_t0_stat_ino, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogMarkRead", NULL, js_bilog_mark_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogT0Stat", NULL, js_bilog_t0_stat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogStop", NULL, js_bilog_stop, NULL, NULL, NULL, napi_enumerable, NULL},

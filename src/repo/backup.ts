@@ -651,21 +651,8 @@ class TreeWriter {
     const captured = capturing && e.srcDev === this.rootDev
     if (!base && e.size > 0 && (captured || (!capturing && this.scanBlocks * 512 >= e.size))) {
       if (captured) {
-        let fd: number
-        try {
-          fd = openSource(p)
-        } catch (err) {
-          this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
-          this.dropped.add(index)
-          this.stats.files--
-          this.stats.logicalBytes -= e.size
-          return
-        }
-        try {
-          this.atT0(this.online!, fd, e, rel)
-        } finally {
-          fs.closeSync(fd)
-        }
+        // (no open here: every open is a round trip through the listener; the worker opens it quietly)
+        this.atT0Ino(this.online!, p, e, rel)
         if (e.size === 0) {
           // empty at T0
           if (prev) this.stats.changedFiles++
@@ -696,7 +683,8 @@ class TreeWriter {
     }
     let fd: number
     try {
-      fd = openSource(p)
+      // --online: an fd whose reads raise no events
+      fd = captured ? this.online!.openQuiet(p) : openSource(p)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.dropped.add(index)
@@ -780,6 +768,34 @@ class TreeWriter {
     // of T0 is not seen.)
     const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
     const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
+    if (why) {
+      e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+      cap.uncovered(rel, why)
+    }
+  }
+
+  /**
+   * atT0 without an fd: the capture's T0 state of the inode if it has seen it, else the scan's
+   * stat (nothing changed the file between T0 and the scan, which came after T0); the birth
+   * time from a statx by path (which raises no event).
+   */
+  private atT0Ino(cap: OnlineCapture, p: Buffer, e: Entry, rel: string): void {
+    const { t0, uncovered } = cap.t0StatIno(e.srcDev, e.srcInoHi, e.srcInoLo)
+    if (t0) {
+      this.stats.logicalBytes += t0.sizeBytes - e.size
+      e.size = t0.sizeBytes
+      e.mtimeSec = t0.mtimeSec
+      e.mtimeNsec = t0.mtimeNsec
+      e.ctimeSec = t0.ctimeSec
+      e.ctimeNsec = t0.ctimeNsec
+    }
+    let born = 0n
+    try {
+      born = fs.lstatSync(p, { bigint: true }).birthtimeNs
+    } catch {
+      // gone: the worker's open says so
+    }
+    const why = uncovered ? (BI_REASON_TEXT[uncovered] ?? `reason ${uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
     if (why) {
       e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
       cap.uncovered(rel, why)

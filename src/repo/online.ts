@@ -100,6 +100,16 @@ export class OnlineCapture {
     return this.cap !== null
   }
 
+  /** A read-only fd of a file whose reads raise no events (BiCapture.openQuiet). */
+  openQuiet(p: Buffer): number {
+    return this.cap!.openQuiet(p)
+  }
+
+  /** T0 size and times of (st_dev, inode) if the capture has seen it (else null: as it is now), and whether it is not covered. */
+  t0StatIno(dev: number, inoHi: number, inoLo: number): { t0: native.BiT0Stat | null; uncovered: number } {
+    return this.cap!.t0StatIno(dev, inoHi, inoLo)
+  }
+
   /** The file's size and times at T0, and whether writes to it are not covered (a reason, or 0). */
   t0Stat(fd: number): native.BiT0Stat {
     return this.cap!.t0Stat(fd)
@@ -150,6 +160,7 @@ export class OnlineCapture {
       this.dispose()
       throw err
     }
+    if (process.env.BFS_DEBUG) process.stderr.write(`bfs: online capture: ${JSON.stringify(st)}\n`)
     const o = this.report
     o.events = st.events - st.ownEvents
     o.images = st.images

@@ -88,7 +88,8 @@ export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
     const padded = Math.ceil(r.bytes / BLOCK_BYTES) * BLOCK_BYTES
     let fd = -1
     try {
-      fd = openSource(path)
+      // --online: an fd whose reads raise no events (each would be a round trip through the listener)
+      fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openSource(path)
       res.errorAt = 'read'
       let got = 0
       while (got < r.bytes) {
@@ -118,7 +119,8 @@ export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
       res.error = (err as NodeJS.ErrnoException).code ?? (err as Error).message
       res.errorAt ??= 'open'
     } finally {
-      if (fd >= 0) fs.closeSync(fd)
+      // (a quiet fd is not Node's: fs.closeSync would warn about it in a worker thread)
+      if (fd >= 0) r.bilog ? native.close(fd) : fs.closeSync(fd)
     }
     raw.fill(0, r.unitOffsetBytes + res.bytesRead, r.unitOffsetBytes + padded)
     if (!res.error) delete res.errorAt
