@@ -68,6 +68,7 @@ struct bi_fan_range {
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
 #define NBUCKETS 16384
+#define QUIET_SLOTS 64
 /* old bytes held in memory before the flusher writes them out (native/test builds a small one) */
 #ifndef RING_BYTES
 #define RING_BYTES (32u << 20)
@@ -199,7 +200,26 @@ struct bilog {
   uint64_t log_dev, log_ino;
   uint8_t *copybuf;
   char *evbuf;
+  /* bfs's own opens (bilog_open_quiet): the event's fd, which raises no events, kept per
+   * opening thread until that thread claims it (quiet_mu; the slot's fd is -1 when empty) */
+  pthread_mutex_t quiet_mu;
+  struct {
+    pid_t tid;
+    int fd;
+  } quiet[QUIET_SLOTS];
 };
+
+/* The listener: an own thread's open, in a slot for bilog_open_quiet. */
+static void quiet_keep(bilog_t *b, pid_t tid, int evfd) {
+  int d = fcntl(evfd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return;
+  pthread_mutex_lock(&b->quiet_mu);
+  int i = (int)((unsigned)tid % QUIET_SLOTS), old = b->quiet[i].fd;
+  b->quiet[i].tid = tid;
+  b->quiet[i].fd = d;
+  pthread_mutex_unlock(&b->quiet_mu);
+  if (old >= 0) close(old); /* an open nobody claimed (not through bilog_open_quiet) */
+}
 
 static uint64_t now_ms(void) {
   struct timespec t;
@@ -720,6 +740,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   PROF_ADD(PH_PROC, t3);
   if (own) {
     atomic_fetch_add(&b->own_events, 1);
+    if (m->mask & FAN_OPEN_PERM) quiet_keep(b, m->pid, m->fd);
     return;
   }
   if (!BILOG_KNOWN_ABI) nr = -2;
@@ -972,6 +993,8 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   b->fanfd = b->logfd = b->taskdir = -1;
   for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
+  pthread_mutex_init(&b->quiet_mu, NULL);
+  for (int i = 0; i < QUIET_SLOTS; i++) b->quiet[i].fd = -1;
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
   b->stall_ms = opts && opts->stall_ms > 0 ? opts->stall_ms : 10000;
@@ -1260,6 +1283,55 @@ int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {
   return rc;
 }
 
+int bilog_open_quiet(bilog_t *b, const char *path) {
+  if (b->stopped) return -ECANCELED;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  /* the open waited for the listener's answer, so its fd is in this thread's slot by now */
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  int q = -1;
+  pthread_mutex_lock(&b->quiet_mu);
+  int i = (int)((unsigned)tid % QUIET_SLOTS);
+  if (b->quiet[i].tid == tid && b->quiet[i].fd >= 0) {
+    q = b->quiet[i].fd;
+    b->quiet[i].fd = -1;
+  }
+  pthread_mutex_unlock(&b->quiet_mu);
+  struct stat a, c;
+  if (q >= 0 && fstat(fd, &a) == 0 && fstat(q, &c) == 0 && a.st_dev == c.st_dev && a.st_ino == c.st_ino && S_ISREG(c.st_mode)) {
+    int fl = fcntl(q, F_GETFL);
+    if (fl >= 0) (void)fcntl(q, F_SETFL, fl | O_NOATIME); /* as the open asked (EPERM: left as it is) */
+    close(fd);
+    return q;
+  }
+  if (q >= 0) close(q);
+  return fd; /* not found (the mark is gone, or not a regular file): reads raise events, as without this */
+}
+
+int bilog_t0_stat_ino(bilog_t *b, uint64_t dev, uint64_t ino, bilog_t0stat_t *out) {
+  if (b->stopped) return -ECANCELED;
+  memset(out, 0, sizeof *out);
+  int found = 0;
+  pthread_mutex_lock(&b->mu);
+  inode_t *p = find_inode(b, dev, ino);
+  if (p && !p->ignored) {
+    out->size = p->t0size;
+    out->mtime_sec = p->msec;
+    out->mtime_nsec = p->mnsec;
+    out->ctime_sec = p->csec;
+    out->ctime_nsec = p->cnsec;
+    out->igen = p->igen;
+    out->uncovered = p->uncovered;
+    found = 1;
+  } else {
+    for (size_t i = 0; i < b->nunc; i++)
+      if (b->unc[i].dev == dev && b->unc[i].ino == ino) out->uncovered = b->unc[i].reason;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return found;
+}
+
 int bilog_t0_stat(bilog_t *b, int fd, bilog_t0stat_t *out) {
   struct stat st;
   if (b->stopped) return -ECANCELED;
@@ -1298,6 +1370,13 @@ int bilog_stop(bilog_t *b) {
   }
   if (b->fanfd >= 0) close(b->fanfd); /* the kernel allows anything left */
   b->fanfd = -1;
+  pthread_mutex_lock(&b->quiet_mu);
+  for (int i = 0; i < QUIET_SLOTS; i++)
+    if (b->quiet[i].fd >= 0) {
+      close(b->quiet[i].fd);
+      b->quiet[i].fd = -1;
+    }
+  pthread_mutex_unlock(&b->quiet_mu);
   if (b->logfd >= 0 && b->fthr_started) {
     pthread_mutex_lock(&b->mu);
     if (b->thr_started && b->log_end) emit(b, BIK_END, 0, NULL, b->seq, NULL, 0, 0, -1);

@@ -108,6 +108,19 @@ ssize_t bilog_read_live(bilog_t *b, int fd, void *buf, size_t len, uint64_t off,
 int bilog_ignore(bilog_t *b, uint64_t dev, uint64_t ino);
 /** bfs has read [off, off+len) of fd (bytes as at T0): whole blocks in it need no more logging. */
 int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len);
+/**
+ * Opens a regular file at `path` read-only (O_NOATIME where allowed, O_NOFOLLOW) so that
+ * reads through the returned fd raise no events: the listener keeps the fd of the open's own
+ * permission event (which raises none) for the opening thread. Falls back to the plain fd
+ * when there is none. Returns the fd (the caller closes it) or -errno.
+ */
+int bilog_open_quiet(bilog_t *b, const char *path);
+/**
+ * The T0 state of (dev, ino) if the capture has seen the inode: 1 and *out filled. 0 when it
+ * has not — nothing changed it since T0, so its current stat is its T0 state (out->uncovered
+ * still says whether it had a writer at T0). -errno on error.
+ */
+int bilog_t0_stat_ino(bilog_t *b, uint64_t dev, uint64_t ino, bilog_t0stat_t *out);
 /** The T0 size and times of the file open as fd. 0 or -errno. */
 int bilog_t0_stat(bilog_t *b, int fd, bilog_t0stat_t *out);
 

@@ -12,6 +12,9 @@
  *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
  *   bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged]
  *   bilogIgnore(h, dev, inoHi, inoLo)
+ *   bilogOpenQuiet(h, path) -> fd; bilogOpenQuietShared(id, path) -> fd (any thread);
+ *   bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered];
+ *   bilogShare(h) -> id; bilogUnshare(h); bilogReadLiveShared(id, fd, buf, bufOffset, length, position) -> [bytes, logged] (any thread)
  *   bilogMarkRead(h, fd, offset, length)
  *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
  *   bilogStop(h) -> Float64Array (stats after the stop)
@@ -29,6 +32,32 @@
 #include <string.h>
 
 #include "bilog.h"
+#include <pthread.h>
+
+/* Captures shared with worker threads (bilogShare): the addon's statics are one per process,
+ * so a worker's instance finds the capture by id. A read holds the slot (active) so that
+ * unsharing, stop and the finalizer wait for reads in progress before the engine can go. */
+#define BL_SHARED_MAX 8
+static pthread_mutex_t bl_sh_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bl_sh_cv = PTHREAD_COND_INITIALIZER;
+static struct {
+  bilog_t *b;
+  uint32_t id;
+  int active;
+} bl_sh[BL_SHARED_MAX];
+static uint32_t bl_sh_next = 1;
+
+/* Removes every share of b, waiting for its reads in progress. */
+static void bl_unshare_ptr(bilog_t *b) {
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX; i++) {
+    if (bl_sh[i].b != b) continue;
+    while (bl_sh[i].active) pthread_cond_wait(&bl_sh_cv, &bl_sh_mu);
+    bl_sh[i].b = NULL;
+    bl_sh[i].id = 0;
+  }
+  pthread_mutex_unlock(&bl_sh_mu);
+}
 
 static const napi_type_tag BILOG_TAG = {0x62696c6f67686e64ULL, 0x6266732d62696c67ULL};
 
@@ -152,6 +181,7 @@ static bilog_t *bl_get(napi_env env, napi_value v, bool running) {
 
 static void bl_finalize(napi_env env, void *data, void *hint) {
   bl_handle_t *h = data;
+  if (h->b) bl_unshare_ptr(h->b);
   if (h->b) bilog_free(h->b);
   free(h);
 }
@@ -327,6 +357,87 @@ static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* bilogShare(h) -> id: worker threads read through the capture with bilogReadLiveShared(id, …) */
+static napi_value js_bilog_share(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  uint32_t id = 0;
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX && !id; i++)
+    if (!bl_sh[i].b) {
+      bl_sh[i].b = b;
+      bl_sh[i].id = id = bl_sh_next++;
+      bl_sh[i].active = 0;
+    }
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (!id) {
+    bl_throw_errno(env, EMFILE, "bilogShare", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_create_uint32(env, id, &v);
+  return v;
+}
+
+/* bilogUnshare(h): waits for the shared reads in progress */
+static napi_value js_bilog_unshare(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!bl_args(env, info, 1, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], false);
+  if (!b) return NULL;
+  bl_unshare_ptr(b);
+  return NULL;
+}
+
+/* bilogReadLiveShared(id, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged] (any thread) */
+static napi_value js_bilog_read_live_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!bl_args(env, info, 6, argv)) return NULL;
+  double idd, fd, boff, len, pos;
+  void *data;
+  size_t size;
+  bool isbuf = false;
+  if (!bl_integer(env, argv[0], "id", 1, 4294967295.0, &idd) || !bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
+  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
+    return NULL;
+  }
+  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
+      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
+      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
+    return NULL;
+  int slot = -1;
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX; i++)
+    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
+      slot = i;
+      bl_sh[i].active++;
+    }
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (slot < 0) {
+    bl_throw_errno(env, ECANCELED, "bilogReadLiveShared", NULL);
+    return NULL;
+  }
+  uint64_t logged = 0;
+  ssize_t r = bilog_read_live(bl_sh[slot].b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, &logged);
+  pthread_mutex_lock(&bl_sh_mu);
+  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (r < 0) {
+    bl_throw_errno(env, (int)-r, "bilogReadLiveShared", NULL);
+    return NULL;
+  }
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_double(env, (double)r, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_double(env, (double)logged, &v);
+  napi_set_element(env, arr, 1, v);
+  return arr;
+}
+
 /* bilogIgnore(h, dev, inoHi, inoLo) */
 static napi_value js_bilog_ignore(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -378,11 +489,109 @@ static napi_value js_bilog_t0_stat(napi_env env, napi_callback_info info) {
   return bl_f64(env, v, 7);
 }
 
+/* A path argument (Buffer of raw bytes, or string) as a NUL-terminated copy; NULL after throwing. */
+static char *bl_path_arg(napi_env env, napi_value v) {
+  bool isbuf = false;
+  if (napi_is_buffer(env, v, &isbuf) == napi_ok && isbuf) {
+    void *data;
+    size_t n;
+    napi_get_buffer_info(env, v, &data, &n);
+    if (n == 0 || n >= PATH_MAX || memchr(data, 0, n)) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "bad path");
+      return NULL;
+    }
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, data, n);
+    p[n] = 0;
+    return p;
+  }
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok || n == 0 || n >= PATH_MAX) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"path\" argument must be a Buffer or a string");
+    return NULL;
+  }
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  napi_get_value_string_utf8(env, v, p, n + 1, &n);
+  return p;
+}
+
+static napi_value bl_open_quiet(napi_env env, bilog_t *b, napi_value pathv) {
+  char *path = bl_path_arg(env, pathv);
+  if (!path) return NULL;
+  int fd = bilog_open_quiet(b, path);
+  free(path);
+  if (fd < 0) {
+    bl_throw_errno(env, -fd, "open", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_create_int32(env, fd, &v);
+  return v;
+}
+
+/* bilogOpenQuiet(h, path) -> fd */
+static napi_value js_bilog_open_quiet(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!bl_args(env, info, 2, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  return bl_open_quiet(env, b, argv[1]);
+}
+
+/* bilogOpenQuietShared(id, path) -> fd (any thread) */
+static napi_value js_bilog_open_quiet_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!bl_args(env, info, 2, argv)) return NULL;
+  double idd;
+  if (!bl_integer(env, argv[0], "id", 1, 4294967295.0, &idd)) return NULL;
+  int slot = -1;
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX; i++)
+    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
+      slot = i;
+      bl_sh[i].active++;
+    }
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (slot < 0) {
+    bl_throw_errno(env, ECANCELED, "bilogOpenQuietShared", NULL);
+    return NULL;
+  }
+  napi_value r = bl_open_quiet(env, bl_sh[slot].b, argv[1]);
+  pthread_mutex_lock(&bl_sh_mu);
+  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
+  pthread_mutex_unlock(&bl_sh_mu);
+  return r;
+}
+
+/* bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered] */
+static napi_value js_bilog_t0_stat_ino(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!bl_args(env, info, 4, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  double dev, hi, lo;
+  if (!bl_integer(env, argv[1], "dev", 0, 9007199254740991.0, &dev) ||
+      !bl_integer(env, argv[2], "inoHi", 0, 4294967295.0, &hi) ||
+      !bl_integer(env, argv[3], "inoLo", 0, 4294967295.0, &lo))
+    return NULL;
+  bilog_t0stat_t s;
+  int r = bilog_t0_stat_ino(b, (uint64_t)dev, ((uint64_t)hi << 32) | (uint64_t)lo, &s);
+  if (r < 0) {
+    bl_throw_errno(env, -r, "bilogT0StatIno", NULL);
+    return NULL;
+  }
+  double v[8] = {r, (double)s.size, (double)s.mtime_sec, s.mtime_nsec, (double)s.ctime_sec, s.ctime_nsec, s.igen, s.uncovered};
+  return bl_f64(env, v, 8);
+}
+
 static napi_value js_bilog_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!bl_args(env, info, 1, argv)) return NULL;
   bilog_t *b = bl_get(env, argv[0], false);
   if (!b) return NULL;
+  bl_unshare_ptr(b);
   int err = bilog_stop(b);
   napi_value s = stats_array(env, b);
   if (err) {
@@ -401,6 +610,12 @@ napi_value bfs_bilog_init(napi_env env, napi_value exports) {
       {"bilogReadT0", NULL, js_bilog_read_t0, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadLive", NULL, js_bilog_read_live, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogIgnore", NULL, js_bilog_ignore, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogShare", NULL, js_bilog_share, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogUnshare", NULL, js_bilog_unshare, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogReadLiveShared", NULL, js_bilog_read_live_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogOpenQuiet", NULL, js_bilog_open_quiet, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogOpenQuietShared", NULL, js_bilog_open_quiet_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogT0StatIno", NULL, js_bilog_t0_stat_ino, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogMarkRead", NULL, js_bilog_mark_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogT0Stat", NULL, js_bilog_t0_stat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogStop", NULL, js_bilog_stop, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -233,6 +233,42 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     }
   })
 
+  it('openQuiet: reads through its fd raise no events (only the open is a round trip through the listener); t0StatIno knows an inode only once something changed it', async () => {
+    const mnt = await makeFs('ext4', 'ext4-quiet')
+    const file = path.join(mnt, 'f')
+    fs.writeFileSync(file, Buffer.alloc(5 * 4096, 3))
+    fs.writeFileSync(path.join(mnt, 'g'), Buffer.alloc(3 * 4096, 4))
+    await must('sync')
+    const cap = BiCapture.start(mnt, path.join(work, 'quiet.bilog'))
+    try {
+      const buf = Buffer.alloc(4096)
+      const own = (): number => cap.stats().ownEvents
+      let before = own()
+      const plain = fs.openSync(file, 'r')
+      for (let i = 0; i < 3; i++) fs.readSync(plain, buf, 0, 4096, i * 4096)
+      fs.closeSync(plain)
+      expect(own() - before).toBe(4) // the open and each read
+      before = own()
+      const quiet = cap.openQuiet(file)
+      for (let i = 0; i < 3; i++) expect(fs.readSync(quiet, buf, 0, 4096, i * 4096)).toBe(4096)
+      expect(buf.equals(Buffer.alloc(4096, 3))).toBe(true)
+      const [n] = cap.readLive(quiet, Buffer.alloc(5 * 4096), 0, 5 * 4096, 0)
+      expect(n).toBe(5 * 4096)
+      fs.closeSync(quiet)
+      expect(own() - before).toBe(1) // the open only
+      // a directory or a missing file: one line, as open(2) says
+      expect(() => cap.openQuiet(path.join(mnt, 'missing'))).toThrow(/ENOENT/)
+      const other = path.join(mnt, 'g')
+      const st = fs.statSync(other, { bigint: true })
+      const ino = [Number(st.dev), Number(st.ino >> 32n), Number(st.ino & 0xffffffffn)] as const
+      expect(cap.t0StatIno(...ino).t0).toBe(null) // nothing changed it: its stat now is its T0 state
+      await must(`echo more >> ${other}`)
+      expect(cap.t0StatIno(...ino).t0?.sizeBytes).toBe(3 * 4096)
+    } finally {
+      cap.stop()
+    }
+  })
+
   it('a SIGKILLed capturer leaves no writer hanging (the kernel releases it once the watchdog exits)', async () => {
     const mnt = await makeFs('ext4', 'kill')
     fs.writeFileSync(path.join(mnt, 'victim'), Buffer.alloc(8192, 1))

@@ -262,7 +262,9 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     children.push(w)
     let wout = ''
     w.stdout!.on('data', (b: Buffer) => (wout += b.toString()))
-    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--json'], { repo })
+    // small units: the walk waits for their compression (the workers read the big files), so
+    // it reaches z/ long after the writer is done
+    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--unit-blocks', '16', '--json'], { repo })
     await waitFor(() => wout === 'ok\n', 'the writer')
     expect(r.code).toBe(3)
     const res = JSON.parse(r.stdout)

@@ -111,7 +111,7 @@ export function manPage(program: Command): string {
   out.push('.SH ENVIRONMENT')
   out.push('.TP', '\\fBBFS_REPO\\fR', 'the repository directory when \\fB\\-\\-repo\\fR is not given (else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs)')
   out.push('.TP', '\\fBBFS_RUNTIME_DIR\\fR', 'where background mounts keep their pid files and logs')
-  out.push('.TP', '\\fBBFS_DEBUG\\fR', 'set to 1: a stack trace with an internal error')
+  out.push('.TP', '\\fBBFS_DEBUG\\fR', 'set to 1: a stack trace with an internal error, and the online capture\'s counters')
   out.push('.SH GENERATIONS', roff(exit.filter((l) => /^(Repository|Generations):/.test(l)).join('\n.br\n')))
   out.push('.SH FILES', '.TP', '\\fB/etc/bfs/\\fIJOB\\fB.env\\fR', 'the settings of the systemd units \\fBbfs\\-backup@\\fIJOB\\fB.service\\fR and \\fBbfs\\-forget@\\fIJOB\\fB.service\\fR (see the README, "Scheduled backups")')
   out.push('.SH SEE ALSO', '\\fBsystemd.timer\\fR(5), \\fBcron\\fR(8), \\fBfusermount\\fR(1)')

@@ -135,6 +135,12 @@ interface Addon {
   bilogReadT0(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number, markRead: boolean): number
   bilogReadLive(h: BiCaptureHandle, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
   bilogIgnore(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): void
+  bilogShare(h: BiCaptureHandle): number
+  bilogOpenQuiet(h: BiCaptureHandle, path: PathLike): number
+  bilogOpenQuietShared(id: number, path: PathLike): number
+  bilogT0StatIno(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): Float64Array
+  bilogUnshare(h: BiCaptureHandle): void
+  bilogReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
   bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
   bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
   bilogStop(h: BiCaptureHandle): Float64Array
@@ -195,6 +201,12 @@ export const ADDON_FUNCTIONS = [
   'bilogReadT0',
   'bilogReadLive',
   'bilogIgnore',
+  'bilogShare',
+  'bilogOpenQuiet',
+  'bilogOpenQuietShared',
+  'bilogT0StatIno',
+  'bilogUnshare',
+  'bilogReadLiveShared',
   'bilogMarkRead',
   'bilogT0Stat',
   'bilogStop',
@@ -910,6 +922,40 @@ export class BiCapture {
   }
 
   /**
+   * Lets worker threads read through this capture: returns an id for
+   * {@link biReadLiveShared} (valid until {@link unshare} or {@link stop}, which wait for
+   * the shared reads in progress).
+   */
+  share(): number {
+    return addon().bilogShare(this.h)
+  }
+
+  /**
+   * Opens a regular file read-only (O_NOATIME where allowed, O_NOFOLLOW) so that reads
+   * through the fd raise no events (each would be a round trip through the listener): the fd
+   * of the open's own permission event, kept for the opening thread. Falls back to a plain
+   * fd. The caller closes it.
+   */
+  openQuiet(path: PathLike): number {
+    return addon().bilogOpenQuiet(this.h, path)
+  }
+
+  /**
+   * The T0 size and times of (st_dev, inode) when the capture has seen it; null when it has
+   * not (nothing changed it since T0: its current stat is its T0 state). `uncovered` either
+   * way, as {@link t0Stat}'s.
+   */
+  t0StatIno(dev: number, inoHi: number, inoLo: number): { t0: BiT0Stat | null; uncovered: number } {
+    const v = addon().bilogT0StatIno(this.h, dev, inoHi, inoLo)
+    return { t0: v[0] ? { sizeBytes: v[1]!, mtimeSec: v[2]!, mtimeNsec: v[3]!, ctimeSec: v[4]!, ctimeNsec: v[5]!, igen: v[6]!, uncovered: v[7]! } : null, uncovered: v[7]! }
+  }
+
+  /** Ends {@link share}: waits for shared reads in progress; later ones fail with ECANCELED. */
+  unshare(): void {
+    addon().bilogUnshare(this.h)
+  }
+
+  /**
    * bfs keeps the file (st_dev, inode) as an earlier generation stored it and will not read
    * it (its ctime has not moved since): its writes from now on are allowed without images.
    */
@@ -935,6 +981,20 @@ export class BiCapture {
   stop(): BiStats {
     return biStats(addon().bilogStop(this.h))
   }
+}
+
+/**
+ * {@link BiCapture.readLive} from any thread (a worker's), through the capture shared as
+ * `id` ({@link BiCapture.share}).
+ * @throws {NativeError} `'ECANCELED'` when the capture is no longer shared; else as readLive.
+ */
+export function biReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number] {
+  return addon().bilogReadLiveShared(id, fd, buf, bufOffset, length, position)
+}
+
+/** {@link BiCapture.openQuiet} from any thread, through the capture shared as `id`. */
+export function biOpenQuietShared(id: number, path: PathLike): number {
+  return addon().bilogOpenQuietShared(id, path)
 }
 
 /**

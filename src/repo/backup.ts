@@ -14,7 +14,7 @@ import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
 import { compileExcludes } from './exclude.js'
 import type { Group } from './groups.js'
-import type { ReadResult } from './worker.js'
+import { readPlanned, type ReadResult } from './worker.js'
 import { openSource } from './source.js'
 import { BI_REASON_TEXT, OnlineCapture, type OnlineReport } from './online.js'
 
@@ -263,7 +263,7 @@ class TreeWriter {
   /** Scratch for CatalogIndex.identity(). */
   private readonly id = new Float64Array(ID_FIELDS)
   /** Files whose data the workers are reading, by read tag. */
-  private readonly pending = new Map<number, { e: Entry; rel: string; isNew: boolean }>()
+  private readonly pending = new Map<number, { e: Entry; rel: string; isNew: boolean; online: boolean }>()
   private nextTag = 1
   /** Files that could not be read by a worker: removed from the catalog at the end. */
   private readonly failed = new Set<Entry>()
@@ -348,6 +348,8 @@ class TreeWriter {
     // Every file was read: writers need not wait for the listener while the stream is finished.
     let biLog: Buffer | null = null
     if (this.online) {
+      // every read through the capture is done before it stops (the workers' too)
+      if (this.online.active) await this.stream.settleReads(readPlanned)
       this.online.stop()
       biLog = await this.online.ingest(this.stream, this.genId)
     }
@@ -507,8 +509,11 @@ class TreeWriter {
         continue
       }
       if (r.xattrs !== undefined) e.xattrs = r.xattrs ? r.xattrs.map(([n, v]) => [Buffer.from(n), Buffer.from(v)]) : null
+      // --online: blocks read as zeros have their images in the capture, for the BI log
+      if (r.logged) this.online!.noteStored(e.srcDev, e.srcInoHi, e.srcInoLo, e.objIndex)
       const a = r.after
-      if (a && !(e.flags & ENTRY_FLAG_CHANGED_WHILE_READ) && (a[0] !== e.size || a[1] !== e.mtimeSec || a[2] !== e.mtimeNsec || a[3] !== e.ctimeSec || a[4] !== e.ctimeNsec)) {
+      // (--online: a change after T0 is not one; what was read is the file at T0)
+      if (a && !p.online && !(e.flags & ENTRY_FLAG_CHANGED_WHILE_READ) && (a[0] !== e.size || a[1] !== e.mtimeSec || a[2] !== e.mtimeNsec || a[3] !== e.ctimeSec || a[4] !== e.ctimeNsec)) {
         e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
         this.warn(`${p.rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }
@@ -639,21 +644,38 @@ class TreeWriter {
     const base = prevObj && !this.opts.full ? this.refs.base(prevObj.gen, prevObj.index) : null
     // A new file (or one without a usable base) that is not sparse: the compression worker reads it (file I/O in parallel,
     // off this thread); the scan's stat is compared with an fstat after the read.
-    // Not with --online: the capture engine's reads run on this thread.
+    // With --online (the file on the source's filesystem) the worker reads it through the
+    // shared capture, sparse or not (the whole T0 size is read), after its T0 size and times
+    // are taken here.
     const capturing = !!this.online?.active
-    if (!capturing && !base && e.size > 0 && this.scanBlocks * 512 >= e.size) {
+    const captured = capturing && e.srcDev === this.rootDev
+    if (!base && e.size > 0 && (captured || (!capturing && this.scanBlocks * 512 >= e.size))) {
+      if (captured) {
+        // (no open here: every open is a round trip through the listener; the worker opens it quietly)
+        this.atT0Ino(this.online!, p, e, rel)
+        if (e.size === 0) {
+          // empty at T0
+          if (prev) this.stats.changedFiles++
+          else this.stats.newFiles++
+          if (linkKey) this.links.set(linkKey, index)
+          return
+        }
+      }
       const tag = this.nextTag++
-      this.pending.set(tag, { e, rel, isNew: !prev })
+      this.pending.set(tag, { e, rel, isNew: !prev, online: captured })
+      // the object first: a read's result (which names it for the BI log) can arrive while later ranges are planned
+      e.objGen = this.genId
+      e.objIndex = this.objects.length
+      const obj: MapObject = { sizeBytes: e.size, baseGen: 0, baseIndex: 0, depth: 0, extents: [] }
+      this.objects.push(obj)
       let pos = 0
       let first = -1
       while (pos < e.size) {
-        const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size)
+        const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size, captured ? this.online!.sharedId : 0)
         if (first < 0) first = r.streamBlock
         pos += r.bytes
       }
-      e.objGen = this.genId
-      e.objIndex = this.objects.length
-      this.objects.push({ sizeBytes: e.size, baseGen: 0, baseIndex: 0, depth: 0, extents: [{ fileBlock: 0, count: Math.ceil(e.size / BLOCK_BYTES), gen: this.genId, streamBlock: first }] })
+      obj.extents.push({ fileBlock: 0, count: Math.ceil(e.size / BLOCK_BYTES), gen: this.genId, streamBlock: first })
       if (prev) this.stats.changedFiles++
       else this.stats.newFiles++
       if (linkKey) this.links.set(linkKey, index)
@@ -661,7 +683,8 @@ class TreeWriter {
     }
     let fd: number
     try {
-      fd = openSource(p)
+      // --online: an fd whose reads raise no events
+      fd = captured ? this.online!.openQuiet(p) : openSource(p)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.dropped.add(index)
@@ -681,25 +704,8 @@ class TreeWriter {
         this.online!.uncovered(rel, 'on another filesystem than the source, read as it is')
       }
       if (cap) {
-        // --online: the file as it was at T0 — its size and times then, its bytes through the
-        // before-images (each block read once and marked read: later writes to it are not logged).
-        const t0 = cap.t0Stat(fd)
-        e.size = t0.sizeBytes
-        e.mtimeSec = t0.mtimeSec
-        e.mtimeNsec = t0.mtimeNsec
-        e.ctimeSec = t0.ctimeSec
-        e.ctimeNsec = t0.ctimeNsec
-        this.stats.logicalBytes += e.size - scanned
-        // Writes through an fd or mapping from before T0 raise no event: the copy may be torn.
-        // An inode born after T0 was not there at T0 (created, or renamed over the file that
-        // was): stored as it is now. (Birth times are coarse: one created within a clock tick
-        // of T0 is not seen.)
-        const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
-        const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
-        if (why) {
-          e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
-          cap.uncovered(rel, why)
-        }
+        e.size = scanned // (logicalBytes counted it; atT0 counts the T0 size instead)
+        this.atT0(cap, fd, e, rel)
       }
       e.xattrs = this.xattrsOf(p, e, -1)
       const size = e.size
@@ -740,6 +746,59 @@ class TreeWriter {
       this.dropped.add(index)
     } finally {
       fs.closeSync(fd)
+    }
+  }
+
+  /**
+   * --online: the file as it was at T0 — its size and times then (its bytes are read through
+   * the capture: each block once, marked read, so later writes to it are not logged). Adjusts
+   * logicalBytes from the scanned size to the T0 size. Lists it when not covered.
+   */
+  private atT0(cap: OnlineCapture, fd: number, e: Entry, rel: string): void {
+    const t0 = cap.t0Stat(fd)
+    this.stats.logicalBytes += t0.sizeBytes - e.size
+    e.size = t0.sizeBytes
+    e.mtimeSec = t0.mtimeSec
+    e.mtimeNsec = t0.mtimeNsec
+    e.ctimeSec = t0.ctimeSec
+    e.ctimeNsec = t0.ctimeNsec
+    // Writes through an fd or mapping from before T0 raise no event: the copy may be torn.
+    // An inode born after T0 was not there at T0 (created, or renamed over the file that
+    // was): stored as it is now. (Birth times are coarse: one created within a clock tick
+    // of T0 is not seen.)
+    const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
+    const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
+    if (why) {
+      e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+      cap.uncovered(rel, why)
+    }
+  }
+
+  /**
+   * atT0 without an fd: the capture's T0 state of the inode if it has seen it, else the scan's
+   * stat (nothing changed the file between T0 and the scan, which came after T0); the birth
+   * time from a statx by path (which raises no event).
+   */
+  private atT0Ino(cap: OnlineCapture, p: Buffer, e: Entry, rel: string): void {
+    const { t0, uncovered } = cap.t0StatIno(e.srcDev, e.srcInoHi, e.srcInoLo)
+    if (t0) {
+      this.stats.logicalBytes += t0.sizeBytes - e.size
+      e.size = t0.sizeBytes
+      e.mtimeSec = t0.mtimeSec
+      e.mtimeNsec = t0.mtimeNsec
+      e.ctimeSec = t0.ctimeSec
+      e.ctimeNsec = t0.ctimeNsec
+    }
+    let born = 0n
+    try {
+      born = fs.lstatSync(p, { bigint: true }).birthtimeNs
+    } catch {
+      // gone: the worker's open says so
+    }
+    const why = uncovered ? (BI_REASON_TEXT[uncovered] ?? `reason ${uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
+    if (why) {
+      e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+      cap.uncovered(rel, why)
     }
   }
 

@@ -36,6 +36,8 @@ export class OnlineCapture {
   /** T0 in ns since the epoch (0 when not captured). */
   t0Ns = 0n
   readonly report: OnlineReport
+  /** The id worker threads read through the capture with (PlannedRead.bilog; 0 when not capturing). */
+  sharedId = 0
   /** Files stored with blocks read as zeros (their images go into the BI log): identity → object index. */
   private readonly stored = new Map<string, number>()
 
@@ -79,6 +81,7 @@ export class OnlineCapture {
     c.logPath = path.join(dir, 'capture.bilog')
     c.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
     try {
+      c.sharedId = cap.share()
       writeT0File(t0File, t0)
     } catch (err) {
       c.abort()
@@ -95,6 +98,16 @@ export class OnlineCapture {
   /** Whether reads go through the capture (false after stop, or when it never ran). */
   get active(): boolean {
     return this.cap !== null
+  }
+
+  /** A read-only fd of a file whose reads raise no events (BiCapture.openQuiet). */
+  openQuiet(p: Buffer): number {
+    return this.cap!.openQuiet(p)
+  }
+
+  /** T0 size and times of (st_dev, inode) if the capture has seen it (else null: as it is now), and whether it is not covered. */
+  t0StatIno(dev: number, inoHi: number, inoLo: number): { t0: native.BiT0Stat | null; uncovered: number } {
+    return this.cap!.t0StatIno(dev, inoHi, inoLo)
   }
 
   /** The file's size and times at T0, and whether writes to it are not covered (a reason, or 0). */
@@ -139,6 +152,7 @@ export class OnlineCapture {
     const cap = this.cap
     if (!cap) return
     this.cap = null
+    this.sharedId = 0
     let st: native.BiStats
     try {
       st = cap.stop()
@@ -146,6 +160,7 @@ export class OnlineCapture {
       this.dispose()
       throw err
     }
+    if (process.env.BFS_DEBUG) process.stderr.write(`bfs: online capture: ${JSON.stringify(st)}\n`)
     const o = this.report
     o.events = st.events - st.ownEvents
     o.images = st.images
@@ -222,6 +237,7 @@ export class OnlineCapture {
   abort(): void {
     const cap = this.cap
     this.cap = null
+    this.sharedId = 0
     try {
       cap?.stop()
     } catch {

@@ -51,6 +51,11 @@ export interface PlannedRead {
   first: boolean
   /** The file's last range: also fstat it afterwards, for change detection. */
   last: boolean
+  /**
+   * `--online`: the capture shared under this id (BiCapture.share): read through it — the
+   * live bytes, with blocks changed since T0 as zeros (ReadResult.logged counts them).
+   */
+  bilog?: number
 }
 
 /** What reading one planned range found. */
@@ -64,6 +69,8 @@ export interface ReadResult {
   xattrs?: Array<[Uint8Array, Uint8Array]> | null
   /** fstat after reading, when last: size, mtime sec, mtime nsec, ctime sec, ctime nsec. */
   after?: [number, number, number, number, number]
+  /** With `bilog`: blocks read as zeros because their before-images are in the capture. */
+  logged?: number
 }
 
 const compressors = new Map<number, FrameCompressor>()
@@ -72,8 +79,8 @@ let compressOut = Buffer.allocUnsafe(0)
 /** Reused, growing buffer for a unit's compressed frames (only the used part is copied out). */
 let unitOut = Buffer.allocUnsafe(4 << 20)
 
-/** Reads the planned ranges into the unit; failures leave zeros and are reported. */
-function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
+/** Reads the planned ranges into the unit; failures leave zeros and are reported. (Also run on the main thread: StreamWriter.settleReads.) */
+export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
   const results: ReadResult[] = []
   for (const r of reads) {
     const res: ReadResult = { tag: r.tag, bytesRead: 0 }
@@ -81,11 +88,17 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
     const padded = Math.ceil(r.bytes / BLOCK_BYTES) * BLOCK_BYTES
     let fd = -1
     try {
-      fd = openSource(path)
+      // --online: an fd whose reads raise no events (each would be a round trip through the listener)
+      fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openSource(path)
       res.errorAt = 'read'
       let got = 0
       while (got < r.bytes) {
-        const n = fs.readSync(fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
+        let n: number
+        if (r.bilog) {
+          const [k, z] = native.biReadLiveShared(r.bilog, fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
+          n = k
+          if (z) res.logged = (res.logged ?? 0) + z
+        } else n = fs.readSync(fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
         if (n === 0) break
         got += n
       }
@@ -106,7 +119,8 @@ function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
       res.error = (err as NodeJS.ErrnoException).code ?? (err as Error).message
       res.errorAt ??= 'open'
     } finally {
-      if (fd >= 0) fs.closeSync(fd)
+      // (a quiet fd is not Node's: fs.closeSync would warn about it in a worker thread)
+      if (fd >= 0) r.bilog ? native.close(fd) : fs.closeSync(fd)
     }
     raw.fill(0, r.unitOffsetBytes + res.bytesRead, r.unitOffsetBytes + padded)
     if (!res.error) delete res.errorAt

@@ -94,13 +94,13 @@ export class StreamWriter {
    * in parallel, off the main thread). Returns the first stream block and how many bytes
    * of the range fit in the current unit; call again for the rest.
    */
-  async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number): Promise<{ streamBlock: number; bytes: number }> {
+  async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number, bilog = 0): Promise<{ streamBlock: number; bytes: number }> {
     if (this.error) throw this.error
     this.pool.prestart()
     if (this.fill === this.unitBlocks) await this.flushUnit()
     const fitBytes = Math.min(bytes, (this.unitBlocks - this.fill) * BLOCK_BYTES)
     const streamBlock = this.nextStreamBlock
-    this.reads.push({ tag, path, fileOffset, bytes: fitBytes, unitOffsetBytes: this.fill * BLOCK_BYTES, first, last: fileOffset + fitBytes >= totalBytes })
+    this.reads.push({ tag, path, fileOffset, bytes: fitBytes, unitOffsetBytes: this.fill * BLOCK_BYTES, first, last: fileOffset + fitBytes >= totalBytes, ...(bilog ? { bilog } : {}) })
     this.fill += Math.ceil(fitBytes / BLOCK_BYTES)
     return { streamBlock, bytes: fitBytes }
   }
@@ -190,6 +190,24 @@ export class StreamWriter {
     const where = this.store.where(key)
     const m = (err as Error).message
     return new BfsError('IO', m.includes(where) ? m : `cannot write ${where}: ${m}`)
+  }
+
+  /**
+   * Settles every planned read: those of the unit being filled are done here, on this thread,
+   * by `readHere` (the unit stays open), then this waits for the units already sent to the
+   * workers. Their results reach onReadResults before it returns. (`--online`: the capture
+   * must outlive every read through it, and images still go into this stream afterwards.)
+   */
+  async settleReads(readHere: (raw: Buffer, reads: PlannedRead[]) => ReadResult[]): Promise<void> {
+    // (a unit of planned reads only has no buffer yet; a full one goes to its worker)
+    if (this.reads.length) await this.reserve()
+    if (this.reads.length) {
+      const results = readHere(this.buf!, this.reads)
+      this.reads = []
+      this.onReadResults?.(results)
+    }
+    while (this.inflight.size || (this.queue.length && !this.error)) await this.wait()
+    if (this.error) throw this.error
   }
 
   /** Flushes the last unit and waits until every unit file is durable. */
