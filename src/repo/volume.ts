@@ -153,20 +153,28 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
             if (!cap && !isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
             let last = 0
             let logged = 0
-            const stored = await readSource(fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
-              storeObject(readFd, imgSize, regions, stream, base, {
-                direct,
-                signal,
-                // --online: the live bytes with the blocks changed since T0 as zeros (their images go into the BI log)
-                ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
-                onRead: (n) => {
-                  if (n - last >= 64 << 20) {
-                    last = n
-                    reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
-                  }
-                },
-              }),
-            )
+            // --online: read through an fd whose reads raise no capture events (each would be a
+            // round trip through the listener, queued with the writers' events)
+            const quietFd = cap ? cap.openQuiet(Buffer.from(source)) : -1
+            let stored: Awaited<ReturnType<typeof storeObject>>
+            try {
+              stored = await readSource(quietFd >= 0 ? quietFd : fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
+                storeObject(readFd, imgSize, regions, stream, base, {
+                  direct,
+                  signal,
+                  // --online: the live bytes with the blocks changed since T0 as zeros (their images go into the BI log)
+                  ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
+                  onRead: (n) => {
+                    if (n - last >= 64 << 20) {
+                      last = n
+                      reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+                    }
+                  },
+                }),
+              )
+            } finally {
+              if (quietFd >= 0) native.close(quietFd)
+            }
             stats.bytesRead = stored.bytesRead
             const after = sizeOf()
             // (--online: what was read is the image at T0, whatever its size is now)
