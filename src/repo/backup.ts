@@ -348,10 +348,15 @@ class TreeWriter {
     // Every file was read: writers need not wait for the listener while the stream is finished.
     let biLog: Buffer | null = null
     if (this.online) {
-      // every read through the capture is done before it stops (the workers' too)
-      if (this.online.active) await this.stream.settleReads(readPlanned)
-      this.online.stop()
-      biLog = await this.online.ingest(this.stream, this.genId)
+      try {
+        // every read through the capture is done before it stops (the workers' too)
+        if (this.online.active) await this.stream.settleReads(readPlanned)
+        this.online.stop()
+        biLog = await this.online.ingest(this.stream, this.genId)
+      } catch (err) {
+        this.online.abort() // writers released, the capture file removed
+        throw err
+      }
     }
     await this.stream.finish()
     // Hard links share their leader's xattrs, which planned reads fill in only now.
