@@ -176,13 +176,13 @@ online_alone() {
   log "   $name writer alone #$rep (${secs} s): $(cat "$logf.writer")"
 }
 
-# online_read NAME KIND MODE FILE_IN_GEN: reads generation 1 of MODE's repository through
+# online_read NAME KIND MODE FILE_IN_GEN REP: reads generation 1 of MODE's repository through
 # a cold mount: img: dd of the image, then 2000 random preads (cold, warm) on a fresh mount;
 # tree: cat of the writer's files, then the preads on the largest of them
 online_read() {
-  local name=$1 kind=$2 mode=$3 rel=$4 repo=$RUN/repo/$1-$3 mnt=$RUN/mnt/$1-$3 logf=$RUN/logs/$1-read-$3 out
+  local name=$1 kind=$2 mode=$3 rel=$4 rep=$5 repo=$RUN/repo/$1-$3 mnt=$RUN/mnt/$1-$3 logf=$RUN/logs/$1-read-$3-$5 out
   if [ "${ONLINE_OK[$name-$mode]:-0}" != 1 ]; then
-    rec_status "$name" read_dd_s "$mode" text "— (no generation)"; rec_status "$name" pread_cold_median_us "$mode" text "—"
+    [ "$rep" = 1 ] && { rec_status "$name" read_dd_s "$mode" text "— (no generation)"; rec_status "$name" pread_cold_median_us "$mode" text "—"; }
     return 0
   fi
   if ! online_mount "$repo" "$mnt" "$logf"; then rec_status "$name" read_dd_s "$mode" fail "mount failed: $(tail_log "$logf.mount")"; return 1; fi
@@ -192,16 +192,16 @@ online_read() {
   else (cd "$mnt" && xargs -d '\n' -r cat <"$ONLINE_DIR/list.rel" >/dev/null) 2>"$logf.dd"; fi
   local rc=$?
   stopwatch_stop
-  if [ "$rc" = 0 ]; then rec_num "$name" read_dd_s "$mode" 1 "$WALL"; else rec_status "$name" read_dd_s "$mode" fail "read failed: $(tail_log "$logf.dd")"; fi
-  log "   $name read $mode: $([ "$kind" = img ] && echo dd || echo cat) ${WALL} s"
+  if [ "$rc" = 0 ]; then rec_num "$name" read_dd_s "$mode" "$rep" "$WALL"; else rec_status "$name" read_dd_s "$mode" fail "read failed: $(tail_log "$logf.dd")"; fi
+  log "   $name read $mode #$rep: $([ "$kind" = img ] && echo dd || echo cat) ${WALL} s"
   online_umount "$mnt"
   online_mount "$repo" "$mnt" "$logf" || return 1
   drop_caches
   for st in cold warm; do
     if out=$(node "$BENCH_SRC/pread.mjs" "$mnt/$rel" 2000 42 2>&1); then
-      rec_num "$name" "pread_${st}_median_us" "$mode" 1 "$(json_get <(echo "$out") j.median_us)"
-      rec_num "$name" "pread_${st}_p99_us" "$mode" 1 "$(json_get <(echo "$out") j.p99_us)"
-      log "   $name pread $st $mode: $out"
+      rec_num "$name" "pread_${st}_median_us" "$mode" "$rep" "$(json_get <(echo "$out") j.median_us)"
+      rec_num "$name" "pread_${st}_p99_us" "$mode" "$rep" "$(json_get <(echo "$out") j.p99_us)"
+      log "   $name pread $st $mode #$rep: $out"
     else rec_status "$name" "pread_${st}_median_us" "$mode" fail "pread failed: $out"; break; fi
   done
   online_umount "$mnt"
@@ -248,7 +248,11 @@ online_source() {
     secs=$(awk -v s="${secs:-10}" 'BEGIN{printf "%.1f", s < 5 ? 5 : s}')
     online_alone "$name" "$rep" "$secs"
   done
-  for mode in offline online; do online_read "$name" "$kind" "$mode" "$rel"; done
+  # the reads: REPS times, alternating which generation goes first
+  for ((rep = 1; rep <= REPS; rep++)); do
+    if [ $((rep % 2)) = 1 ]; then order="offline online"; else order="online offline"; fi
+    for mode in $order; do online_read "$name" "$kind" "$mode" "$rel" "$rep"; done
+  done
   step_end "online: $name"
 }
 
