@@ -102,7 +102,7 @@ writer_rec() {
 # writer running; records the backup's and the writer's figures. Sets OB_WALL ("" if failed).
 online_backup() {
   local name=$1 kind=$2 mode=$3 rep=$4 src=$5
-  local repo=$RUN/repo/$name-$mode logf=$RUN/logs/$name-$mode-$rep t0f=$ONLINE_DIR/t0 args=() bpid wpid rc t0 t1 l0 msg v
+  local repo=$RUN/repo/$name-$mode logf=$RUN/logs/$name-$mode-$rep t0f=$ONLINE_DIR/t0 args=() bpid wpid rc t0 t1 l0 msg v i
   OB_WALL=""; ONLINE_OK[$name-$mode]=0
   rm -rf "$repo" "$t0f"
   "$BFS" --repo "$repo" init >"$logf.init" 2>&1 || { rec_status "$name" backup_wall_s "$mode" fail "init failed: $(tail_log "$logf.init")"; return 1; }
@@ -119,6 +119,8 @@ online_backup() {
   t0=$EPOCHREALTIME
   /usr/bin/time -v -o "$logf.time" "$BFS" --repo "$repo" backup "${args[@]}" --json >"$logf.json" 2>"$logf.err" &
   bpid=$!; track_pid "$bpid"
+  # bfs itself (the child of /usr/bin/time, which a TERM would orphan) is stopped by cleanup too
+  for ((i = 0; i < 100; i++)); do v=$(pgrep -P "$bpid" | head -1); [ -n "$v" ] && { track_pid "$v"; break; }; sleep 0.02; done
   if [ "$mode" = offline ]; then  # started with the backup
     "$ONLINE_WRITER" --rate "$ONLINE_RATE" --seed "$rep" "${WRITER_ARGS[@]}" >"$logf.writer" 2>&1 &
     wpid=$!; track_pid "$wpid"
