@@ -147,9 +147,15 @@ online_backup() {
   writer_rec "$name" "$mode" "$rep" "$logf.writer"
   if [ "$mode" = online ]; then
     v=$(json_get "$logf.json" 'j.online&&j.online.captured'); [ "$v" = true ] || rec_status "$name" bi_bytes online fail "no capture: $(json_get "$logf.json" 'JSON.stringify(j.online)')"
-    for v in imageBytes:bi_bytes events:bi_events images:bi_images; do
+    for v in imageBytes:bi_bytes events:bi_events images:bi_images biRecords:bi_kept_records; do
       rec_num "$name" "${v#*:}" online "$rep" "$(json_get "$logf.json" "j.online.${v%%:*}")"
     done
+    # once the BI log is part of the generation: the blocks kept in it, and its file's size
+    # (format 1: gens/NNNNNNNN/bilog, zstd; absent when nothing was kept)
+    rec_num "$name" bi_kept_bytes online "$rep" "$(json_get "$logf.json" 'j.online.biBlocks===undefined?undefined:j.online.biBlocks*4096')"
+    if [ -n "$(json_get "$logf.json" 'j.online.biBlocks')" ]; then
+      rec_num "$name" bi_stored_bytes online "$rep" "$(find "$repo" -path '*/gens/*' -name bilog -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+    fi
   fi
   log "   $name $mode #$rep: backup ${OB_WALL} s (load $l0 → $(load1)); writer $(cat "$logf.writer")$([ "$mode" = online ] && echo "; online $(json_get "$logf.json" 'JSON.stringify(j.online)')")"
   return 0
