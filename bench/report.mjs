@@ -124,10 +124,12 @@ function sh(cmd, args) { const r = spawnSync(cmd, args, { encoding: 'utf8' }); r
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])
 const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bin', 'native', 'package.json'], { encoding: 'utf8' }).stdout.trim() ? ' (uncommitted changes in src/)' : ''
+// BENCH_BFS: another build was measured; name its commit (the bench's own is the one above)
+const other = process.env.BENCH_BFS ? `${sh('git', ['-C', path.dirname(path.dirname(path.resolve(process.env.BENCH_BFS))), 'rev-parse', '--short', 'HEAD'])} (BENCH_BFS=${process.env.BENCH_BFS}; bench scripts ${commit})` : ''
 const env = {
   cores: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
   tar: sh('tar', ['--version']), zstd: sh('zstd', ['--version']).replace(/\*/g, '').replace(/,.*$/, '').trim(), mksquashfs: sh('mksquashfs', ['-version']), squashfuse: sh('dpkg-query', ['-W', '-f=${Version}', 'squashfuse']),
-  restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: commit + dirty,
+  restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: other || commit + dirty,
 }
 
 const date = path.basename(outBase).slice(0, 10)
