@@ -15,6 +15,10 @@
  *   --start-file P    wait for P to exist before the first write (polled every 0.2 ms)
  *   --stop-file P     stop once P exists (checked every 100 writes and while waiting)
  *   --duration S      stop after S seconds of writing
+ *   --data P          write 4 KiB slices (at random 4 KiB-aligned offsets) of the first
+ *                     64 MiB of P, e.g. the source's own kind of bytes; without it, a
+ *                     letter pattern (which compresses ~1000:1, and, left in the source,
+ *                     makes later before-images compress like it)
  *   --trace P         write "start_ns latency_ns" per write to P
  * Prints one JSON line: writes, seconds, writes_per_s, p50/p90/p99/p999/max µs, the largest
  * lag behind the schedule (ms), the distinct 4 KiB blocks written, files touched. */
@@ -67,7 +71,7 @@ static int cmp_u64(const void *a, const void *b) {
 int main(int argc, char **argv) {
   double rate = 2000, duration = 0;
   uint64_t seed = 1;
-  const char *start_file = NULL, *stop_file = NULL, *list = NULL, *trace = NULL;
+  const char *start_file = NULL, *stop_file = NULL, *list = NULL, *trace = NULL, *data = NULL;
   struct target *t = NULL;
   size_t nt = 0, cap = 0;
   for (int i = 1; i < argc; i++) {
@@ -81,6 +85,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--duration")) duration = strtod(v, NULL), i++;
     else if (!strcmp(a, "--list")) list = v, i++;
     else if (!strcmp(a, "--trace")) trace = v, i++;
+    else if (!strcmp(a, "--data")) data = v, i++;
     else if (opt) return fprintf(stderr, "online-writer: unknown option %s\n", a), 64;
     else {
       if (nt == cap) t = realloc(t, (cap = cap ? cap * 2 : 64) * sizeof *t);
@@ -115,6 +120,18 @@ int main(int argc, char **argv) {
   }
   nt = keep;
   if (!nt) return fprintf(stderr, "online-writer: no file of 4 KiB or more\n"), 64;
+  char *donor = NULL;
+  uint64_t donor_blocks = 0;
+  if (data) { /* read before the start: the writer's first writes must not wait for it */
+    int dfd = open(data, O_RDONLY | O_CLOEXEC);
+    if (dfd < 0) return perror(data), 1;
+    donor = malloc(64 << 20);
+    ssize_t got = 0, r;
+    while (got < (64 << 20) && (r = read(dfd, donor + got, (size_t)(64 << 20) - (size_t)got)) > 0) got += r;
+    close(dfd);
+    donor_blocks = (uint64_t)got / 4096;
+    if (!donor_blocks) return fprintf(stderr, "online-writer: %s is under 4 KiB\n", data), 64;
+  }
   signal(SIGTERM, on_sig);
   signal(SIGINT, on_sig);
   rng_state = seed;
@@ -151,11 +168,14 @@ int main(int argc, char **argv) {
       touched++;
     }
     if (!(x->seen[blk / 8] & (1u << (blk % 8)))) x->seen[blk / 8] |= (uint8_t)(1u << (blk % 8)), distinct++;
-    /* new bytes each write (a counter and the target), compressible like the rest */
-    memset(buf, 'a' + (int)(n % 26), sizeof buf);
-    snprintf(buf, 64, "online-writer %zu %llu\n", n, (unsigned long long)blk);
+    const char *src = buf;
+    if (donor) src = donor + (rnd() % donor_blocks) * 4096;
+    else { /* new bytes each write (a counter and the target) */
+      memset(buf, 'a' + (int)(n % 26), sizeof buf);
+      snprintf(buf, 64, "online-writer %zu %llu\n", n, (unsigned long long)blk);
+    }
     uint64_t a = now_ns();
-    if (pwrite(x->fd, buf, sizeof buf, (off_t)(blk * 4096)) != (ssize_t)sizeof buf) return perror("pwrite"), 1;
+    if (pwrite(x->fd, src, 4096, (off_t)(blk * 4096)) != 4096) return perror("pwrite"), 1;
     uint64_t b = now_ns();
     if (n == cap_lat) {
       cap_lat *= 2;

@@ -235,12 +235,15 @@ online_source() {
   local name=$1 kind=$2 src=$3 rep mode order secs rel
   NAME=$name   # (step_begin / step_end print it)
   step_begin "online: $name: backup offline vs --online with a writer at $ONLINE_RATE random 4 KiB writes/s, then the writer alone; median of $REPS"
-  if [ "$kind" = img ]; then WRITER_ARGS=("$src"); rel=$(basename "$src")
+  # the writer's bytes: slices of the image's cached content (a tar of the tree), so what it
+  # leaves in the source compresses like the source (a later run's before-images are of it)
+  local donor=$BENCH_DIR/corpus/$MODE/online-img.raw
+  if [ "$kind" = img ]; then WRITER_ARGS=(--data "$donor" "$src"); rel=$(basename "$src")
   else
     # every 20th file of 4 KiB or more (sorted): ~1,900 files of the full tree, ~270 of quick
     (cd "$src" && find . -type f -size +4095c | LC_ALL=C sort | awk 'NR % 20 == 0' | sed 's|^\./||') >"$ONLINE_DIR/list.rel"
     sed "s|^|$src/|" "$ONLINE_DIR/list.rel" >"$ONLINE_DIR/list"
-    WRITER_ARGS=(--list "$ONLINE_DIR/list")
+    WRITER_ARGS=(--data "$donor" --list "$ONLINE_DIR/list")
     rel=$(cd "$src" && xargs -d '\n' stat -c '%s %n' <"$ONLINE_DIR/list.rel" | sort -n | tail -1 | cut -d' ' -f2-)
     rec_meta "${name}_writer_files" "{\"files\":$(wc -l <"$ONLINE_DIR/list"),\"largest\":$(json_str "$rel")}"
   fi
