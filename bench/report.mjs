@@ -184,7 +184,7 @@ const ONLINE_ROWS = [
   ['w_bound_mb', 'distinct blocks × 4096 MB (upper bound of the BI bytes)', 'one'],
   ['bi_mb', 'before-images captured MB (`online.imageBytes`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
   ['bi_kept_mb', 'BI blocks kept in the generation × 4096 MB (`online.biBlocks`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
-  ['bi_stored_mb', 'stored BI log file MB (`gens/N/bilog`, zstd)', 'one'],
+  ['bi_stored_mb', 'stored BI log file MB (`gens/N/bilog`: the records; the images are in the data stream, so in the repository size)', 'one'],
   ['bi_events', 'events of other processes intercepted', 'int'],
   ['bi_images', 'before-image records', 'int'],
   ['repo_mb', 'repository size after the backup MB', 'one', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(3)}× offline`, undefined] }, ''],
