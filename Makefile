@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-load demo bench bench-quick bench-tape install uninstall clean
+.PHONY: all deps build docs native native-test test test-load demo bench bench-quick bench-online bench-tape install uninstall clean
 
 all: build
 
@@ -93,6 +93,11 @@ bench: build
 
 bench-quick: build
 	bash bench/run.sh quick
+
+# Only the online step (issue 14: backups of a live tree / image file with before-image
+# capture, against the same backups offline); BENCH_MODE=quick for the small sources.
+bench-online: build
+	BENCH_STEPS=online bash bench/run.sh $(or $(BENCH_MODE),full)
 
 # The tape tier's scenarios on the virtual tape library, clock scale 0 (simulated hours).
 bench-tape: build

@@ -135,6 +135,8 @@ cleanup() {
     done <"$RUN/pids"
     : >"$RUN/pids"
   fi
+  # the online step's loop filesystem (bench/online.sh), once its writers and backups are gone
+  declare -F online_teardown >/dev/null && online_teardown
   if [ -n "${RUN:-}" ] && is_mounted "$RUN/out"; then umount "$RUN/out" || umount -l "$RUN/out"; fi
   revert_mutations
 }

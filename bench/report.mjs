@@ -124,10 +124,12 @@ function sh(cmd, args) { const r = spawnSync(cmd, args, { encoding: 'utf8' }); r
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])
 const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bin', 'native', 'package.json'], { encoding: 'utf8' }).stdout.trim() ? ' (uncommitted changes in src/)' : ''
+// BENCH_BFS: another build was measured; name its commit (the bench's own is the one above)
+const other = process.env.BENCH_BFS ? `${sh('git', ['-C', path.dirname(path.dirname(path.resolve(process.env.BENCH_BFS))), 'rev-parse', '--short', 'HEAD'])} (BENCH_BFS=${process.env.BENCH_BFS}; bench scripts ${commit})` : ''
 const env = {
   cores: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
   tar: sh('tar', ['--version']), zstd: sh('zstd', ['--version']).replace(/\*/g, '').replace(/,.*$/, '').trim(), mksquashfs: sh('mksquashfs', ['-version']), squashfuse: sh('dpkg-query', ['-W', '-f=${Version}', 'squashfuse']),
-  restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: commit + dirty,
+  restic: sh('restic', ['version']), borg: sh('borg', ['--version']), bfs_commit: other || commit + dirty,
 }
 
 const date = path.basename(outBase).slice(0, 10)
@@ -147,7 +149,7 @@ lines.push('', `Method: every tool does the same work, interleaved; ${repsText}.
 const tables = {}
 for (const corpus of ['tree', 'img']) {
   const cm = meta[`corpus_${corpus}`]
-  if (!cm) continue
+  if (!cm || !records.some((r) => r.corpus === corpus)) continue
   const desc = corpus === 'tree'
     ? `${(cm.apparent_bytes / 1e9).toFixed(2)} GB, ${cm.files.toLocaleString('en')} files, ${cm.dirs.toLocaleString('en')} dirs, ${cm.symlinks} symlinks`
     : `${(cm.apparent_bytes / 2 ** 30).toFixed(2)} GiB sparse ext4 image, ${(cm.allocated_bytes / 1e9).toFixed(2)} GB allocated`
@@ -161,6 +163,79 @@ for (const corpus of ['tree', 'img']) {
     const rt = ratio(cells, row[2])
     tables[corpus].push({ metric: row[0], label: row[1], cells, ratio: rt })
     lines.push(`| ${row[1].replace(/\|/g, '\\|')} | ${TOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |`)
+  }
+  lines.push('')
+}
+// ---- the online step (bench/online.sh): its own sources and columns -------------------
+// columns: the writer alone, during the offline backup, during the --online backup
+const OTOOLS = ['none', 'offline', 'online']
+const OHEAD = { none: 'writer alone (no backup)', offline: 'bfs backup (offline)', online: 'bfs backup --online' }
+// [metric, label, kind, compare(cells) -> [ratio text, meets target?] | undefined, target text]
+const ratioOf = (a, b) => (a && b && a.median !== undefined && b.median !== undefined && b.median !== 0 ? a.median / b.median : undefined)
+const ONLINE_ROWS = [
+  ['backup_wall_s', 'backup wall s (writer running)', 'time', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(2)}× offline`, r <= 1.15] }, '≤ 1.15× offline'],
+  ['w_p50_us', 'writer 4 KiB pwrite p50 µs', 'one', (c) => { const r = ratioOf(c.online, c.none); return c.online?.median === undefined ? undefined : [r === undefined ? '' : `${r.toFixed(1)}× alone`, c.online.median <= 50] }, '≤ 50 µs (online)'],
+  ['w_p99_us', 'writer pwrite p99 µs', 'one', (c) => { const r = ratioOf(c.online, c.none); return c.online?.median === undefined ? undefined : [r === undefined ? '' : `${r.toFixed(1)}× alone`, c.online.median <= 250] }, '≤ 250 µs (online)'],
+  ['w_max_us', 'writer pwrite max µs', 'int'],
+  ['w_writes_per_s', 'writer throughput writes/s', 'int', (c) => { const r = ratioOf(c.online, c.none); return r === undefined ? undefined : [`${(r * 100).toFixed(1)} % of alone`, r >= 0.8] }, '≥ 80 % of alone'],
+  ['w_max_lag_ms', 'writer: largest lag behind its schedule ms', 'one'],
+  ['w_writes', 'writes', 'int'],
+  ['w_distinct_blocks', 'distinct 4 KiB blocks written', 'int'],
+  ['w_bound_mb', 'distinct blocks × 4096 MB (upper bound of the BI bytes)', 'one'],
+  ['bi_mb', 'before-images captured MB (`online.imageBytes`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
+  ['bi_kept_mb', 'BI blocks kept in the generation × 4096 MB (`online.biBlocks`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
+  ['bi_stored_mb', 'stored BI log file MB (`gens/N/bilog`: the records; the images are in the data stream, so in the repository size)', 'one'],
+  ['bi_events', 'events of other processes intercepted', 'int'],
+  ['bi_images', 'before-image records', 'int'],
+  ['repo_mb', 'repository size after the backup MB', 'one', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(3)}× offline`, undefined] }, ''],
+  ['backup_rss_mib', 'backup peak RSS MiB', 'int'],
+  ['listener_sched', 'capture listener thread: scheduling class / rt priority (`ps -L`)', 'check'],
+  ['load1_start', 'load average (1 min) at the start', 'one'],
+  ['load1_end', 'load average (1 min) at the end', 'one'],
+  ['read_dd_s', 'read gen1 through a cold mount: dd of the image / cat of the writer\'s files s', 'time', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(2)}× offline`, undefined] }, 'no measurable change'],
+  ['pread_cold', 'gen1: 2000×4KiB random pread (cold) median / p99 µs', 'pair', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(2)} / ${(c.online.p99 / c.offline.p99).toFixed(2)}× offline`, undefined] }, 'no measurable change'],
+  ['pread_warm', 'gen1: the same preads (warm) median / p99 µs', 'pair'],
+]
+function onlineCell(corpus, row, tool) {
+  const [metric, , kind] = row
+  const MB = { w_bound_mb: 'w_bound_bytes', bi_mb: 'bi_bytes', bi_kept_mb: 'bi_kept_bytes', bi_stored_mb: 'bi_stored_bytes' }
+  if (MB[metric]) {
+    const c = baseCell(corpus, MB[metric], tool)
+    if (c.median !== undefined) for (const k of ['median', 'min', 'max']) c[k] /= 1e6
+    c.values = (c.values || []).map((v) => v / 1e6)
+    c.text = c.median === undefined ? (c.status === 'fail' ? 'FAIL' : c.note || '') : fmtOne(c.median)
+    return c
+  }
+  if (kind === 'pair') return makeCell(corpus, row, tool)
+  const c = baseCell(corpus, metric, tool)
+  c.text = cellText(c, kind)
+  return c
+}
+for (const corpus of ['online_tree', 'online_img']) {
+  if (!records.some((r) => r.corpus === corpus)) continue
+  const of = meta.online_fs || {}
+  const wf = meta[`${corpus}_writer_files`]
+  lines.push(`## online: \`${corpus === 'online_tree' ? 'bfs backup TREE' : 'bfs backup --volume IMG'} --online\` with a writer (issue 14)`, '')
+  lines.push(`Source: ${corpus === 'online_tree' ? `the tree (as corpus \`tree\`) copied into` : `a ${of.image || '?'} image file (the first bytes of a reproducible tar of the tree) in`} a ${of.size || '?'} ext4 on a loop device (the capture marks the whole filesystem). ` +
+    `Writer: ${of.rate || '?'} random 4 KiB pwrites/s ${wf ? `into ${wf.files} files of the tree (every 20th of 4 KiB or more; preads on the largest, \`${wf.largest}\`)` : 'into the image file'}, running during each backup (online: from T0, \`--t0-file\`), and alone for as long as the online backup took. ` +
+    'No peer does this (restic, borg and the others need a snapshot): the comparison is the same bfs backup offline, during which the writer changes the source as it is read. ' +
+    (records.some((r) => r.corpus === corpus && r.metric === 'bi_kept_bytes')
+      ? 'The online generation keeps its BI log (`gens/N/bilog`), so the read rows compare a generation read through its BI log with one without.'
+      : 'This bfs keeps no BI log in the generation (`online.biBlocks` absent), so the read rows compare two generations of the same kind.'), '')
+  lines.push(`| metric | ${OTOOLS.map((t) => OHEAD[t]).join(' | ')} | --online vs. | target | met |`)
+  lines.push('|---|---|---|---|---|---|---|')
+  tables[corpus] = []
+  const bound = baseCell(corpus, 'w_bound_bytes', 'online')
+  for (const row of ONLINE_ROWS) {
+    const cells = {}
+    for (const t of OTOOLS) cells[t] = onlineCell(corpus, row, t)
+    if (row[0] === 'bi_mb' || row[0] === 'bi_kept_mb') cells.__bound = bound.median === undefined ? undefined : bound.median / 1e6
+    const cmp = row[3] ? row[3](cells) : undefined
+    const met = cmp ? (cmp[1] === undefined ? '' : cmp[1] ? 'yes' : '**NO**') : ''
+    const target = row[4] || ''
+    delete cells.__bound
+    tables[corpus].push({ metric: row[0], label: row[1], cells, compare: cmp?.[0], target, met })
+    lines.push(`| ${row[1].replace(/\|/g, '\\|')} | ${OTOOLS.map((t) => (cells[t].text || '').replace(/\|/g, '\\|')).join(' | ')} | ${cmp?.[0] ?? ''} | ${target} | ${met} |`)
   }
   lines.push('')
 }

@@ -19,7 +19,9 @@ TOOLS=(bfs tar squashfs restic borg)
 # Subsets (bench/ab.sh uses them; a filtered run's report gets a -partial suffix):
 #   BENCH_TOOLS=bfs,restic      tools (columns), plus `native` for the mount reference
 #   BENCH_STEPS=restore,mount   of nochange, incremental, restore, mount (the full backup
-#                               always runs: every other step reads its repository)
+#                               always runs: every other step reads its repository), and
+#                               online (bench/online.sh: its own sources; `online` alone
+#                               runs no other step)
 #   BENCH_CORPORA=img           of tree, img
 on_list() { [ -z "$2" ] || [[ ",$2," == *",$1,"* ]]; }
 tool_on() { on_list "$1" "${BENCH_TOOLS:-}"; }
@@ -29,9 +31,17 @@ check_list() {  # check_list VAR VALUE ALLOWED...: dies on a name not in ALLOWED
   for x in ${list//,/ }; do [[ " $* " == *" $x "* ]] || { echo "$var: unknown name '$x' (one of: $*)" >&2; exit 64; }; done
 }
 check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native
-check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount
+check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online
 check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
 FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
+# the per-corpus steps (full backup and the steps reading it) run unless BENCH_STEPS names
+# only `online`
+corpus_steps_on() {
+  local s
+  [ -z "${BENCH_STEPS:-}" ] && return 0
+  for s in full nochange incremental restore mount; do step_on "$s" && return 0; done
+  return 1
+}
 _all=("${TOOLS[@]}"); TOOLS=()
 for t in "${_all[@]}"; do tool_on "$t" && TOOLS+=("$t"); done
 TARBALL=/usr/src/linux-source-6.1.tar.xz
@@ -39,9 +49,12 @@ APT_PKGS=(linux-source zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
 tool_on restic && APT_PKGS+=(restic)
 tool_on borg && APT_PKGS+=(borgbackup)
 tool_on squashfs && APT_PKGS+=(squashfs-tools squashfuse)
+step_on online && APT_PKGS+=(gcc tar coreutils)
 export BFS=${BENCH_BFS:-$ROOT/bin/bfs}   # BENCH_BFS: another bfs build to measure
 # shellcheck source=bench/lib.sh
 source "$BENCH_SRC/lib.sh"
+# shellcheck source=bench/online.sh
+source "$BENCH_SRC/online.sh"
 TOOL_SH=("bash" "$BENCH_SRC/tool.sh")
 
 # --------------------------------------------------------------------------
@@ -516,6 +529,7 @@ exec 9>"$BENCH_DIR/.lock"   # one bench at a time per BENCH_DIR (they would also
 flock -n 9 || die "another bench is running with BENCH_DIR=$BENCH_DIR"
 if [ -d "$RUN/mnt" ]; then for m in "$RUN"/mnt/*; do [ -d "$m" ] && force_umount "$m"; done; fi
 is_mounted "$RUN/out" && umount "$RUN/out"
+online_stale   # a loop filesystem left by a run that was killed (before rm -rf "$RUN")
 revert_mutations
 rm -rf "$RUN"
 mkdir -p "$RUN"/{repo,mnt,logs,out}
@@ -543,18 +557,25 @@ IMG_NAME=linux-6.1.img
 build_full_tree
 if [ "$MODE" = full ]; then
   TREE=$BENCH_DIR/corpus/full/tree
-  build_img 2G drivers fs net include
+  corpus_steps_on && build_img 2G drivers fs net include
 else
   build_quick_tree
   TREE=$BENCH_DIR/corpus/quick/tree
-  build_img 256M fs net include
+  corpus_steps_on && build_img 256M fs net include
 fi
 corpus_meta tree "$TREE"
-corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
+corpus_steps_on && corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
 detect_bfs
 
-on_list tree "${BENCH_CORPORA:-}" && bench_corpus tree tree "$TREE"
-on_list img "${BENCH_CORPORA:-}" && bench_corpus img img "$BENCH_DIR/corpus/$MODE/img"
+if corpus_steps_on; then
+  on_list tree "${BENCH_CORPORA:-}" && bench_corpus tree tree "$TREE"
+  on_list img "${BENCH_CORPORA:-}" && bench_corpus img img "$BENCH_DIR/corpus/$MODE/img"
+fi
+if step_on online; then
+  if [ "$(id -u)" != 0 ]; then rec_status online_tree backup_wall_s online na "n/a (needs root: loop device, fanotify)"
+  elif [ "${BFS_HAS[backup]}" != 1 ]; then rec_status online_tree backup_wall_s online na "n/a (not built)"
+  else bench_online; fi
+fi
 
 cleanup
 trap - EXIT
