@@ -192,6 +192,7 @@ export class OnlineCapture {
       const log = decodeBiLog(file, xxh64Seed0)
       if (!log.ended) throw new BfsError('IO', `the online capture file ${this.logPath} has no end record (${log.tornBytes} bytes torn); nothing was committed`)
       const records: GenBiRecord[] = []
+      const images: Array<{ rec: GenBiRecord; data: Buffer }> = []
       let blocks = 0
       for (const r of log.records) {
         if (r.kind !== BiKind.image && r.kind !== BiKind.truncate && r.kind !== BiKind.uncovered) continue
@@ -219,11 +220,16 @@ export class OnlineCapture {
         }
         rec.check.writeBigUInt64LE(xxh64Seed0(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
         if (r.kind === BiKind.image) {
-          rec.extents = await putImage(stream, gen, r.data, rec.offset / BLOCK_BYTES)
+          images.push({ rec, data: r.data })
           blocks += Math.ceil(r.data.length / BLOCK_BYTES)
         }
         records.push(rec)
       }
+      // The images go into the stream in file order (object, offset), not in the order they
+      // were intercepted: a reader of a file then finds its images together, in the order it
+      // reads them (a dd of an image, a cat of a file), instead of one frame per image.
+      images.sort((a, b) => a.rec.object - b.rec.object || a.rec.offset - b.rec.offset)
+      for (const { rec, data } of images) rec.extents = await putImage(stream, gen, data, rec.offset / BLOCK_BYTES)
       this.report.biRecords = records.length
       this.report.biBlocks = blocks
       if (records.length === 0) return null
