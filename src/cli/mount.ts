@@ -8,6 +8,7 @@ import { asBfsError } from './umount.js'
 import type { Ctx } from './context.js'
 import { resolveGen } from './output.js'
 import { openReadStore } from './datastore.js'
+import { isFormat2 } from '../repo/v2/detect.js'
 
 export function registerMount(program: Command, ctx: Ctx): void {
   program
@@ -47,6 +48,8 @@ export function registerMount(program: Command, ctx: Ctx): void {
     .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
     .action(async (a: string, b: string | undefined, o) => {
       if (b === undefined && o.source !== undefined) throw new BfsError('USAGE', '--source applies to a generation (bfs mount GEN MOUNTPOINT --source PATH); the whole-repository mount shows every source')
+      // format 2: the lazy mount of one generation (cli/mount2.ts), loaded only then
+      if (isFormat2(ctx.repoDir())) return (await import('./mount2.js')).mountV2(ctx.repoDir(), a, b, o)
       const repo = ctx.openRepo()
       const mnt = canonical(b ?? a)
       const man = b === undefined ? null : resolveGen(repo, a, o)
