@@ -158,6 +158,11 @@ describe('format 2: one generation mounted read-only', () => {
     expect(none.code).not.toBe(0)
     expect(none.stderr).toMatch(/^bfs: .*gen-00000009|^bfs: .*9/)
     expect(none.stderr.split('\n').length).toBe(2)
+    // --piece-cache is format 2's: a format 1 repository refuses it by name
+    const r1 = path.join(work, 'v1-repo')
+    expect((await bfs(['init'], { repo: r1 })).code).toBe(0)
+    const v1 = await bfs(['mount', '--piece-cache', '1M', '1', mnt], { repo: r1 })
+    expect([v1.code, v1.stderr]).toEqual([1, 'bfs: --piece-cache applies to format 2 repositories only\n'])
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mnt)
   })
 })
@@ -178,7 +183,7 @@ describe('format 2 mount: lazy', () => {
 
     // no damage yet: the mount reads nothing until asked, then only what it visits
     const mnt = mkmnt('m-lazy')
-    const m = await mount(['1', mnt], r)
+    const m = await mount(['--piece-cache', '1M', '1', mnt], r)
     expect(m.code, m.stderr).toBe(0)
     const server = serverOf(m.stdout)
     expect((await pieceStats(server)).loads).toBe(0)
@@ -190,7 +195,10 @@ describe('format 2 mount: lazy', () => {
     expect((await sh(`cat '${mnt}/d3/sub/x'`)).stdout).toBe('x of 3\n')
     expect((await pieceStats(server)).loads).toBe(3)
     expect((await sh(`find '${mnt}' | wc -l`)).stdout.trim()).toBe(String(1 + 21 + 20 * 32 + 5))
-    expect((await pieceStats(server)).loads).toBe(1 + 20 * 2 + 1)
+    const all = await pieceStats(server)
+    expect(all.loads).toBe(1 + 20 * 2 + 1)
+    expect(all.cachedBytes).toBeGreaterThan(0)
+    expect(all.cachedBytes).toBeLessThanOrEqual(1 << 20)
     await umount(mnt)
 
     // rot the bytes of broken/'s piece only (found through the reader, as the mount would)

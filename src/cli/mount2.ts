@@ -35,12 +35,13 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     if (o.allowOther) args.push('--allow-other')
     if (o.nativeRead === false) args.push('--no-native-read')
     if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
+    if (o.pieceCache !== undefined) args.push('--piece-cache', String(o.pieceCache))
     process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
     return
   }
   const nativeReads = o.nativeRead !== false
   const cacheBytes = o.cacheSize as number
-  await asBfsError(() => serveUntilUnmounted(() => new Vfs2(repo, man, { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined }), {
+  await asBfsError(() => serveUntilUnmounted(() => new Vfs2(repo, man, { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }), {
     mountpoint: mnt,
     allowOther: !!o.allowOther,
     negativeTimeoutS: 86400,

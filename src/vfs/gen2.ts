@@ -2,7 +2,7 @@
  * The lazy tree a mount of a format 2 generation serves (issue 15 item 3): opening it reads
  * nothing but the manifest (whose root entry is inline), a directory's piece is read on its
  * first lookup or readdir, and decoded pieces live in one PieceReader's byte-bounded cache
- * (64 MiB by default), so the mount's memory does not grow with the tree. Files are read
+ * (32 MiB by default, `--piece-cache`), so the mount's memory does not grow with the tree. Files are read
  * through the same BlockReader (and native read path) as format 1's mount.
  *
  * Unlike format 1's Vfs (tree.ts), whose catalog is in memory and answers synchronously, every
@@ -26,7 +26,7 @@ import type { Repo2 } from '../repo/v2/repo2.js'
 import { VfsError, type Attr, type NativeReads } from './tree.js'
 
 /** Bytes of decoded pieces a mount keeps by default. */
-export const MOUNT_PIECE_CACHE_BYTES = 64 << 20
+export const MOUNT_PIECE_CACHE_BYTES = 32 << 20
 
 /** Directory entries remembered by path (the way to a deep path is not looked up again each time). */
 const DIR_MEMO = 4096
@@ -208,10 +208,15 @@ export class Vfs2 {
       const names: Buffer[] = []
       const attrs: Attr[] = []
       const hasXattrs: boolean[] = []
-      for await (const c of this.tree.entries(e.dir)) {
-        names.push(c.name)
-        attrs.push((c.flags & E_LINKED) !== 0 ? this.attrOf(c, await this.linkRow(c)) : this.attrOf(c, null))
-        hasXattrs.push(!!c.xattrs?.length)
+      // a page at a time (an async step per entry costs more than the page's decoding)
+      if (e.dir) {
+        for await (const page of this.tree.pages(e.dir, null)) {
+          for (const c of page.entries) {
+            names.push(c.name)
+            attrs.push((c.flags & E_LINKED) !== 0 ? this.attrOf(c, await this.linkRow(c)) : this.attrOf(c, null))
+            hasXattrs.push(!!c.xattrs?.length)
+          }
+        }
       }
       const slash = p.lastIndexOf(SLASH)
       const self = await this.attr(e)
