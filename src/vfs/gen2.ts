@@ -2,7 +2,7 @@
  * The lazy tree a mount of a format 2 generation serves (issue 15 item 3): opening it reads
  * nothing but the manifest (whose root entry is inline), a directory's piece is read on its
  * first lookup or readdir, and decoded pieces live in one PieceReader's byte-bounded cache
- * (32 MiB by default, `--piece-cache`), so the mount's memory does not grow with the tree. Files are read
+ * (16 MiB by default, `--piece-cache`), so the mount's memory does not grow with the tree. Files are read
  * through the same BlockReader (and native read path) as format 1's mount.
  *
  * Unlike format 1's Vfs (tree.ts), whose catalog is in memory and answers synchronously, every
@@ -26,7 +26,7 @@ import type { Repo2 } from '../repo/v2/repo2.js'
 import { VfsError, type Attr, type NativeReads } from './tree.js'
 
 /** Bytes of decoded pieces a mount keeps by default. */
-export const MOUNT_PIECE_CACHE_BYTES = 32 << 20
+export const MOUNT_PIECE_CACHE_BYTES = 16 << 20
 
 /** Directory entries remembered by path (the way to a deep path is not looked up again each time). */
 const DIR_MEMO = 4096
