@@ -147,11 +147,8 @@ describe('format 2: one generation mounted read-only', () => {
     expect((await sh(`ls '${mnt}/nope' '${mnt}/a/nope/x' '${mnt}/hello.txt/x'`)).stderr).toMatch(/nope': No such file or directory[\s\S]*nope\/x': No such file or directory[\s\S]*hello.txt\/x': Not a directory/)
   })
 
-  it('refuses the whole-repository mount and the tape options by name, and a missing generation, without mounting', async () => {
+  it('refuses the tape options by name, and a missing generation, without mounting', async () => {
     const mnt = mkmnt('m-refused')
-    const whole = await bfs(['mount', mnt], { repo })
-    expect(whole.code).toBe(6)
-    expect(whole.stderr).toBe(`bfs: ${repo} is a format 2 repository: 'bfs mount MOUNTPOINT' (every generation) does not support format 2 yet; mount one generation: bfs mount GEN MOUNTPOINT\n`)
     const tape = await bfs(['mount', '1', mnt, '--tape-readahead', '4'], { repo })
     expect([tape.code, tape.stderr]).toEqual([1, 'bfs: --tape-readahead is not supported on a format 2 repository yet\n'])
     const none = await bfs(['mount', '9', mnt], { repo })
@@ -231,6 +228,42 @@ describe('format 2 mount: lazy', () => {
 })
 
 describe('format 2 mount: generations', () => {
+  it('the whole repository: gen1/ … genN/, latest and by-date/, . and .. with their inode numbers, and generations made after the mount', async () => {
+    const r = await init2(path.join(work, 'all-repo'))
+    const s = path.join(work, 'all-src')
+    await makeTree(s)
+    await sh(`find '${s}' > /dev/null`)
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    const mnt = mkmnt('m-all')
+    const m = await mount([mnt], r)
+    expect(m.code, m.stderr).toBe(0)
+    expect(m.stdout).toMatch(/^mounted repository .*all-repo at /)
+    expect((await sh(`ls -a '${mnt}'`)).stdout).toBe('.\n..\nby-date\ngen1\nlatest\n')
+    expect((await sh(`readlink '${mnt}/latest'`)).stdout).toBe('gen1\n')
+    expect((await sh(`cat '${mnt}/latest/hello.txt'`)).stdout).toBe('hello world\n')
+    const d = (await sh(`ls '${mnt}/by-date'`)).stdout.trim()
+    expect(d).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    expect((await sh(`readlink '${mnt}/by-date/${d}'`)).stdout).toBe('../gen1\n')
+    expect(await diffTree(s, `${mnt}/gen1`)).toBe('')
+    expect(await statTree(`${mnt}/gen1`)).toBe(await statTree(s))
+    // . and .. of the mount's root, by-date/, a generation's root and a directory in it
+    const ino = async (p: string): Promise<string> => (await sh(`stat -c %i '${p}'`)).stdout.trim()
+    const dots = async (dir: string): Promise<string[]> => (await sh(`ls -ai '${dir}' | awk '$2 == "." || $2 == ".." {print $1}'`)).stdout.trim().split('\n')
+    for (const [dir, parent] of [[mnt, `${mnt}/..`], [`${mnt}/by-date`, mnt], [`${mnt}/gen1`, mnt], [`${mnt}/gen1/a`, `${mnt}/gen1`]] as const) {
+      expect(await dots(dir), dir).toEqual([await ino(dir), await ino(parent)])
+    }
+    expect(await ino(`${mnt}/gen1`)).toBe(String(2 ** 32 + 16))
+    // a backup while mounted: the new generation appears (the list is read again at most once a second)
+    fs.appendFileSync(path.join(s, 'hello.txt'), 'second\n')
+    expect((await bfs(['backup', s], { repo: r })).code).toBe(0)
+    await sh(`end=$((SECONDS+300)); while [ $SECONDS -lt $end ]; do ls '${mnt}' | grep -q '^gen2$' && break; sleep 0.1; done`)
+    expect((await sh(`ls '${mnt}'`)).stdout).toBe('by-date\ngen1\ngen2\nlatest\n')
+    expect((await sh(`readlink '${mnt}/latest'`)).stdout).toBe('gen2\n')
+    expect((await sh(`cat '${mnt}/gen2/hello.txt' '${mnt}/gen1/hello.txt'`)).stdout).toBe('hello world\nsecond\nhello world\n')
+    expect(await diffTree(s, `${mnt}/gen2`)).toBe('')
+    expect((await sh(`ls '${mnt}/gen3' '${mnt}/latest/x' '${mnt}/nope'`)).stderr.split('\n').filter(Boolean)).toHaveLength(3)
+  })
+
   it('a second generation after changes mounts with the new content, beside the first; unchanged paths keep their inode number below 2^32 (§2.19)', async () => {
     const r = await init2(path.join(work, 'gens-repo'))
     const s = path.join(work, 'gens-src')

@@ -1,12 +1,12 @@
 /**
  * `bfs mount GEN MOUNTPOINT` on a format 2 repository (issue 15 item 3): the lazy tree of
  * vfs/gen2.ts served by the same FUSE server as format 1's mount (background child, ready
- * pipe, pid file, signals, native reads). The whole-repository mount and the tape options are
- * refused by name: format 2 has neither yet.
+ * pipe, pid file, signals, native reads); without GEN, every generation (Repo2Vfs: gen1/ …
+ * genN/, latest, by-date/). The tape options are refused by name: format 2 has no tiers yet.
  */
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
-import { Vfs2 } from '../vfs/gen2.js'
+import { Repo2Vfs, Vfs2 } from '../vfs/gen2.js'
 import { serveUntilUnmounted, startInBackground } from '../fuse/server.js'
 import { canonical, checkMountpoint } from '../fuse/umount.js'
 import { asBfsError } from './umount.js'
@@ -21,17 +21,17 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 ]
 
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
-  if (b === undefined) throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs mount MOUNTPOINT' (every generation) does not support format 2 yet; mount one generation: bfs mount GEN MOUNTPOINT`)
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
   const repo = Repo2.open(dir, warn)
-  const mnt = canonical(b)
+  const mnt = canonical(b ?? a)
   // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
-  const man = repo.resolve(a, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
-  const what = `gen${man.id}`
+  const man = b === undefined ? null : repo.resolve(a, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
+  const genRef = man ? `gen${man.id}` : null
+  const what = man ? `gen${man.id}` : `repository ${repo.dir}`
   await asBfsError(() => checkMountpoint(mnt, repo.store.localRoots()))
   if (!o.foreground) {
-    const args = ['--repo', repo.dir, 'mount', what, mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
+    const args = ['--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
     if (o.allowOther) args.push('--allow-other')
     if (o.nativeRead === false) args.push('--no-native-read')
     if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
@@ -41,16 +41,18 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   }
   const nativeReads = o.nativeRead !== false
   const cacheBytes = o.cacheSize as number
-  await asBfsError(() => serveUntilUnmounted(() => new Vfs2(repo, man, { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }), {
+  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }
+  await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, vo)), {
     mountpoint: mnt,
     allowOther: !!o.allowOther,
-    negativeTimeoutS: 86400,
-    fsname: `bfs:${repo.dir}:${what}`,
+    // the whole repository's root grows: failed lookups are not cached
+    negativeTimeoutS: man ? 86400 : 0,
+    fsname: `bfs:${repo.dir}${man ? `:gen${man.id}` : ''}`,
     debug: !!o.debug,
     nativeReadCacheBytes: nativeReads ? cacheBytes : 0,
     readyFd: o.readyFd as number | undefined,
     log: o.log as string | undefined,
     what,
-    serving: `${what} of ${repo.dir} (format 2)`,
+    serving: `${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} (format 2)`,
   }))
 }

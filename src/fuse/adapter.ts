@@ -3,7 +3,7 @@ import { readMounts, type MountEntry } from '../os/mountinfo.js'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type InterruptibleRead, type Vfs } from '../vfs/tree.js'
 import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
-import type { Vfs2 } from '../vfs/gen2.js'
+import type { LazyVfs } from '../vfs/gen2.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -76,7 +76,7 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
  * is read on its first lookup or readdir): each handler calls back exactly once, with the
  * result or with the errno `fail` maps its error to.
  */
-function lazyOps(vfs: Vfs2, fail: (err: unknown, op: string, path: string) => number): Record<string, unknown> {
+function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) => number): Record<string, unknown> {
   const wrap = <A extends unknown[]>(op: string, fn: (path: string, ...a: A) => Promise<unknown[]>) =>
     (path: string, ...args: [...A, (...r: unknown[]) => void]) => {
       const cb = args.pop() as (...r: unknown[]) => void
@@ -174,11 +174,11 @@ const fusermount = (flag: string, point: string): Promise<string | null> =>
 
 /**
  * Mounts `served` read-only at opts.mountpoint; resolves once the kernel accepted the mount.
- * Format 1's Vfs answers metadata synchronously (its catalog is in memory); format 2's Vfs2
+ * Format 1's Vfs answers metadata synchronously (its catalog is in memory); format 2's Vfs2 and Repo2Vfs
  * reads pieces as it goes, so its operations are the asynchronous ones of lazyOps.
  */
-export function serveFuse(served: Vfs | Vfs2, opts: FuseServeOptions): Promise<FuseServer> {
-  // the ops below are format 1's; a Vfs2 replaces them (lazyOps) and shares the rest
+export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promise<FuseServer> {
+  // the ops below are format 1's; a LazyVfs replaces them (lazyOps) and shares the rest
   // (attachNative, virtualXattrs and cancelsOnFlush: false)
   const vfs = served as Vfs
   const Fuse = fuseBinding()

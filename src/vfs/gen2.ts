@@ -68,6 +68,36 @@ export interface Listing {
   parent: Attr
 }
 
+/** Open handles of a mount (shared by the generations of a whole-repository mount: FUSE names a handle by its number only). */
+interface Handles {
+  map: Map<number, Handle>
+  next: number
+  native: NativeReads | null
+}
+
+/** What the views of one mount share. */
+export interface Vfs2Parts {
+  pieces: PieceReader
+  reader: BlockReader
+  handles: Handles
+}
+
+export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
+  const cacheBytes = opts.cacheBytes ?? 16 << 20
+  return {
+    pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES }),
+    reader: new BlockReader({
+      store: repo.store,
+      source: new StreamSource2(repo),
+      hashAlg: repo.config.hashAlg,
+      cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,
+      maxOpenUnits: opts.maxOpenUnits,
+      readaheadFrames: opts.readaheadFrames,
+    }),
+    handles: { map: new Map(), next: 0, native: null },
+  }
+}
+
 /** A read-only, lazily loaded view of one format 2 generation. */
 export class Vfs2 {
   /** Tells the adapter to use the asynchronous operations. */
@@ -80,28 +110,21 @@ export class Vfs2 {
   private readonly inoBase: number
   /** Directory entries by path (latin1), least recently used first. */
   private readonly dirs = new Map<string, Entry2>()
-  private readonly handles = new Map<number, Handle>()
-  private nextHandle = 0
-  private native: NativeReads | null = null
+  private readonly h: Handles
 
+  /** `parts`: the piece cache, block reader and handles, shared by the views of a whole-repository mount (pieces are shared between generations). */
   constructor(
     readonly repo: Repo2,
     readonly manifest: ManifestV2,
     opts: Vfs2Options = {},
+    parts: Vfs2Parts = vfs2Parts(repo, opts),
   ) {
-    this.pieces = new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES })
+    this.pieces = parts.pieces
     this.tree = new TreeReader(this.pieces)
     this.maps = new MapReader(this.pieces)
     this.links = new IdTableReader(this.pieces, TableKind.Links)
-    const cacheBytes = opts.cacheBytes ?? 16 << 20
-    this.reader = new BlockReader({
-      store: repo.store,
-      source: new StreamSource2(repo),
-      hashAlg: repo.config.hashAlg,
-      cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,
-      maxOpenUnits: opts.maxOpenUnits,
-      readaheadFrames: opts.readaheadFrames,
-    })
+    this.reader = parts.reader
+    this.h = parts.handles
     this.inoBase = manifest.id * GEN_INO + 16 + (manifest.sources[0]?.ordBase ?? 0)
   }
 
@@ -256,11 +279,11 @@ export class Vfs2 {
     const v1: V1Extent[] = extents.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
     const file = this.reader.file(v1, e.size)
     const h = this.newHandle()
-    this.handles.set(h, { file })
-    if (this.native) {
+    this.h.map.set(h, { file })
+    if (this.h.native) {
       try {
         const x = this.reader.nativeExtents(file)
-        if (x) this.native.file(h, file.sizeBytes, x)
+        if (x) this.h.native.file(h, file.sizeBytes, x)
       } catch {
         // a stream record that cannot be read, or no room: this handle is read in JavaScript, whose reads say what is wrong
       }
@@ -269,18 +292,19 @@ export class Vfs2 {
   }
 
   private newHandle(): number {
-    do this.nextHandle = this.nextHandle >= 0x7fffffff ? 1 : this.nextHandle + 1
-    while (this.handles.has(this.nextHandle))
-    return this.nextHandle
+    const h = this.h
+    do h.next = h.next >= 0x7fffffff ? 1 : h.next + 1
+    while (h.map.has(h.next))
+    return h.next
   }
 
   release(handle: number): void {
-    this.handles.delete(handle)
-    this.native?.release(handle)
+    this.h.map.delete(handle)
+    this.h.native?.release(handle)
   }
 
   async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
-    const h = this.handles.get(handle)
+    const h = this.h.map.get(handle)
     if (!h) throw new VfsError('EBADF')
     try {
       return await this.reader.read(h.file, dst, len, pos)
@@ -291,7 +315,7 @@ export class Vfs2 {
 
   /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
   attachNative(n: NativeReads): void {
-    this.native = n
+    this.h.native = n
     this.reader.attachNative(n)
   }
 
@@ -317,6 +341,223 @@ export class Vfs2 {
   }
 }
 
+/** A node of the whole-repository mount: a path in a generation, or one of its own nodes. */
+type Node2 = { kind: 'gen'; view: Vfs2; rest: Buffer } | { kind: 'root' } | { kind: 'byDate' } | { kind: 'link'; target: Buffer; ino: number; time: string }
+
+/** by-date/ name of a generation: its start time, with '+genN' only if two generations share it (as format 1's dateName). */
+function dateName2(m: ManifestV2, all: readonly ManifestV2[]): string {
+  return all.some((o) => o !== m && o.time === m.time) ? `${m.time}+gen${m.id}` : m.time
+}
+
+function splitTime(iso: string): [number, number] {
+  const ms = Date.parse(iso)
+  return [Math.floor(ms / 1000), (ms % 1000) * 1e6]
+}
+
+/**
+ * The whole format 2 repository mounted (`bfs mount MOUNTPOINT`), as format 1's Vfs shows it:
+ * gen1/ … genN/ (each a lazy Vfs2 view; all share one piece cache, block reader and handle
+ * table, so a piece shared by generations is decoded once), `latest` and by-date/<time>
+ * symlinks, and generations committed after the mount (the list is read again at most once
+ * a second; manifests are read once each). A damaged manifest's generation is not shown.
+ */
+export class Repo2Vfs {
+  readonly lazy = true
+  readonly virtualXattrs = false
+  readonly cancelsOnFlush = false
+  private readonly parts: Vfs2Parts
+  private gens: ManifestV2[] = []
+  private readonly known = new Map<number, ManifestV2 | null>()
+  private lastRefresh = 0
+  private readonly views = new Map<number, Vfs2>()
+
+  constructor(
+    readonly repo: Repo2,
+    private readonly opts: Vfs2Options & { refreshMs?: number } = {},
+  ) {
+    this.parts = vfs2Parts(repo, opts)
+    this.refresh(true)
+  }
+
+  private refresh(force = false): void {
+    const t = Date.now()
+    if (!force && t - this.lastRefresh < (this.opts.refreshMs ?? 1000)) return
+    this.lastRefresh = t
+    const out: ManifestV2[] = []
+    for (const id of this.repo.generationIds()) {
+      let m = this.known.get(id)
+      if (m === undefined) {
+        try {
+          m = this.repo.manifest(id)
+        } catch {
+          m = null // damaged (or gone): not shown
+        }
+        this.known.set(id, m)
+      }
+      if (m) out.push(m)
+    }
+    this.gens = out
+  }
+
+  private view(m: ManifestV2): Vfs2 {
+    let v = this.views.get(m.id)
+    if (!v) {
+      v = new Vfs2(this.repo, m, this.opts, this.parts)
+      this.views.set(m.id, v)
+    }
+    return v
+  }
+
+  private route(path: Buffer): Node2 {
+    const p = trim(path)
+    if (p.length === 0) return { kind: 'root' }
+    let end = p.indexOf(SLASH)
+    if (end < 0) end = p.length
+    const first = p.toString('latin1', 0, end)
+    const rest = p.subarray(Math.min(end + 1, p.length))
+    if (first === 'latest') {
+      this.refresh()
+      const g = this.gens[this.gens.length - 1]
+      if (!g || rest.length) throw new VfsError(rest.length ? 'ENOTDIR' : 'ENOENT')
+      return { kind: 'link', target: Buffer.from(`gen${g.id}`), ino: 3, time: g.time }
+    }
+    if (first === 'by-date') {
+      if (!rest.length) return { kind: 'byDate' }
+      this.refresh()
+      const slash = rest.indexOf(SLASH)
+      const name = rest.toString('latin1', 0, slash < 0 ? rest.length : slash)
+      const k = this.gens.findIndex((m) => dateName2(m, this.gens) === name)
+      if (k < 0) throw new VfsError('ENOENT')
+      if (slash >= 0) throw new VfsError('ENOTDIR')
+      const g = this.gens[k]!
+      return { kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }
+    }
+    const m = /^gen(\d+)$/.exec(first)
+    if (!m) throw new VfsError('ENOENT')
+    const id = Number(m[1])
+    let g = this.gens.find((x) => x.id === id)
+    if (!g) {
+      this.refresh()
+      g = this.gens.find((x) => x.id === id)
+      if (!g) throw new VfsError('ENOENT')
+    }
+    return { kind: 'gen', view: this.view(g), rest }
+  }
+
+  /** Attributes of the mount's own nodes (times: the link's generation, else the newest). */
+  private own(n: Exclude<Node2, { kind: 'gen' }>): Attr {
+    const [sec, nsec] = splitTime(n.kind === 'link' ? n.time : this.gens[this.gens.length - 1]?.time ?? new Date(0).toISOString())
+    const base = { uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, atimeSec: sec, atimeNsec: nsec, mtimeSec: sec, mtimeNsec: nsec, ctimeSec: sec, ctimeNsec: nsec }
+    if (n.kind === 'link') return { ...base, ino: n.ino, mode: 0o120777, nlink: 1, size: n.target.length, blocks: 0 }
+    if (n.kind === 'byDate') return { ...base, ino: 2, mode: 0o040555, nlink: 2, size: 4096, blocks: 8 }
+    return { ...base, ino: 1, mode: 0o040555, nlink: 3 + this.gens.length, size: 4096, blocks: 8 }
+  }
+
+  async resolve(path: Buffer): Promise<void> {
+    const n = this.route(path)
+    if (n.kind === 'gen') await n.view.resolve(n.rest)
+  }
+
+  async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
+    const n = this.route(path)
+    return n.kind === 'gen' ? n.view.stat(n.rest) : { attr: this.own(n), hasXattrs: false }
+  }
+
+  async readdir(path: Buffer): Promise<Listing> {
+    const n = this.route(path)
+    if (n.kind === 'link') throw new VfsError('ENOTDIR')
+    if (n.kind === 'gen') {
+      const d = await n.view.readdir(n.rest)
+      // a generation's root: its parent is the mount's root
+      if (n.rest.length === 0) d.parent = this.own({ kind: 'root' })
+      return d
+    }
+    this.refresh()
+    const root = this.own({ kind: 'root' })
+    if (n.kind === 'byDate') {
+      const names = this.gens.map((g) => Buffer.from(dateName2(g, this.gens)))
+      const attrs = this.gens.map((g, k) => this.own({ kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }))
+      return { names, attrs, hasXattrs: names.map(() => false), self: this.own(n), parent: root }
+    }
+    const names: Buffer[] = []
+    const attrs: Attr[] = []
+    const hasXattrs: boolean[] = []
+    for (const g of this.gens) {
+      names.push(Buffer.from(`gen${g.id}`))
+      attrs.push(await this.view(g).attr(g.rootEntry))
+      hasXattrs.push(!!g.rootEntry.xattrs?.length)
+    }
+    names.push(Buffer.from('by-date'))
+    attrs.push(this.own({ kind: 'byDate' }))
+    hasXattrs.push(false)
+    const last = this.gens[this.gens.length - 1]
+    if (last) {
+      names.push(Buffer.from('latest'))
+      attrs.push(this.own({ kind: 'link', target: Buffer.from(`gen${last.id}`), ino: 3, time: last.time }))
+      hasXattrs.push(false)
+    }
+    return { names, attrs, hasXattrs, self: root, parent: root }
+  }
+
+  async readlink(path: Buffer): Promise<Buffer> {
+    const n = this.route(path)
+    if (n.kind === 'link') return n.target
+    if (n.kind === 'gen') return n.view.readlink(n.rest)
+    throw new VfsError('EINVAL')
+  }
+
+  async listxattr(path: Buffer): Promise<Buffer[]> {
+    const n = this.route(path)
+    return n.kind === 'gen' ? n.view.listxattr(n.rest) : []
+  }
+
+  async getxattr(path: Buffer, name: Buffer): Promise<Buffer> {
+    const n = this.route(path)
+    if (n.kind === 'gen') return n.view.getxattr(n.rest, name)
+    throw new VfsError('ENODATA')
+  }
+
+  async open(path: Buffer): Promise<number> {
+    const n = this.route(path)
+    if (n.kind === 'gen') return n.view.open(n.rest)
+    throw new VfsError(n.kind === 'link' ? 'EINVAL' : 'EISDIR')
+  }
+
+  release(handle: number): void {
+    this.parts.handles.map.delete(handle)
+    this.parts.handles.native?.release(handle)
+  }
+
+  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.parts.handles.map.get(handle)
+    if (!h) throw new VfsError('EBADF')
+    try {
+      return await this.parts.reader.read(h.file, dst, len, pos)
+    } catch (err) {
+      throw Object.assign(new VfsError('EIO'), { cause: err })
+    }
+  }
+
+  attachNative(n: NativeReads): void {
+    this.parts.handles.native = n
+    this.parts.reader.attachNative(n)
+  }
+
+  get frames(): AsyncBlockReader {
+    return this.parts.reader
+  }
+
+  startWarming(): void {}
+
+  get pieceStats(): Record<string, number> {
+    return { ...this.parts.pieces.stats, cachedBytes: this.parts.pieces.cachedBytes, generationsViewed: this.views.size }
+  }
+
+  async close(): Promise<void> {
+    await this.parts.reader.close()
+  }
+}
+
 /** A path without leading, trailing or doubled slashes. */
 function trim(p: Buffer): Buffer {
   let s = 0
@@ -327,3 +568,6 @@ function trim(p: Buffer): Buffer {
   if (!t.includes('//')) return t
   return Buffer.from(t.toString('latin1').replace(/\/+/g, '/'), 'latin1')
 }
+
+/** What a format 2 mount serves: one generation, or the whole repository. */
+export type LazyVfs = Vfs2 | Repo2Vfs
