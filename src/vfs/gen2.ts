@@ -28,8 +28,8 @@ import { VfsError, type Attr, type NativeReads } from './tree.js'
 /** Bytes of decoded pieces a mount keeps by default. */
 export const MOUNT_PIECE_CACHE_BYTES = 16 << 20
 
-/** Directory entries remembered by path (the way to a deep path is not looked up again each time). */
-const DIR_MEMO = 4096
+/** Directory entries remembered by path (the way to a deep path is not looked up again each time); each may keep an 8 KiB Buffer pool slab alive (its name), so few. */
+const DIR_MEMO = 1024
 
 const GEN_INO = 2 ** 32
 const SLASH = 0x2f
