@@ -8,6 +8,7 @@ import { asBfsError } from './umount.js'
 import type { Ctx } from './context.js'
 import { resolveGen } from './output.js'
 import { openReadStore } from './datastore.js'
+import { isFormat2 } from '../repo/v2/detect.js'
 
 export function registerMount(program: Command, ctx: Ctx): void {
   program
@@ -42,11 +43,15 @@ export function registerMount(program: Command, ctx: Ctx): void {
       if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new InvalidArgumentError('0 to 100000')
       return n
     }))
+    .addOption(new Option('--piece-cache <size>', 'format 2 repositories: decoded directory and map pieces kept (e.g. 64M; default 16M)').argParser(parseSize))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
     .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')
     .action(async (a: string, b: string | undefined, o) => {
       if (b === undefined && o.source !== undefined) throw new BfsError('USAGE', '--source applies to a generation (bfs mount GEN MOUNTPOINT --source PATH); the whole-repository mount shows every source')
+      // format 2: the lazy mount of one generation (cli/mount2.ts), loaded only then
+      if (isFormat2(ctx.repoDir())) return (await import('./mount2.js')).mountV2(ctx.repoDir(), a, b, o)
+      if (o.pieceCache !== undefined) throw new BfsError('BAD_INPUT', '--piece-cache applies to format 2 repositories only')
       const repo = ctx.openRepo()
       const mnt = canonical(b ?? a)
       const man = b === undefined ? null : resolveGen(repo, a, o)

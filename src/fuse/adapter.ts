@@ -3,6 +3,7 @@ import { readMounts, type MountEntry } from '../os/mountinfo.js'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type InterruptibleRead, type Vfs } from '../vfs/tree.js'
 import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
+import type { LazyVfs } from '../vfs/gen2.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -70,6 +71,58 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   }
 }
 
+/**
+ * The operations of a format 2 mount, whose tree answers asynchronously (a directory's piece
+ * is read on its first lookup or readdir): each handler calls back exactly once, with the
+ * result or with the errno `fail` maps its error to.
+ */
+function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) => number): Record<string, unknown> {
+  const wrap = <A extends unknown[]>(op: string, fn: (path: string, ...a: A) => Promise<unknown[]>) =>
+    (path: string, ...args: [...A, (...r: unknown[]) => void]) => {
+      const cb = args.pop() as (...r: unknown[]) => void
+      let p: Promise<unknown[]>
+      try {
+        p = fn(path, ...(args as unknown as A))
+      } catch (err) {
+        return cb(fail(err, op, path))
+      }
+      p.then((res) => cb(0, ...res), (err: unknown) => cb(fail(err, op, path)))
+    }
+  const stat = async (path: string): Promise<unknown[]> => {
+    const s = await vfs.stat(P(path))
+    return [toStat(s.attr, s.hasXattrs)]
+  }
+  return {
+    getattr: wrap('getattr', stat),
+    fgetattr: wrap('fgetattr', stat),
+    access: wrap('access', async (path, mode: number) => {
+      await vfs.resolve(P(path))
+      if (mode & 2) throw new VfsError('EROFS')
+      return []
+    }),
+    readdir: wrap('readdir', async (path) => {
+      // `.` and `..` first, as format 1's readdir (see there)
+      const d = await vfs.readdir(P(path))
+      return [['.', '..', ...d.names.map((n) => n.toString('latin1'))], [dotStat(d.self), dotStat(d.parent), ...d.attrs.map((a, i) => toStat(a, d.hasXattrs[i]!))]]
+    }),
+    readlink: wrap('readlink', async (path) => [(await vfs.readlink(P(path))).toString('latin1')]),
+    listxattr: wrap('listxattr', async (path) => [(await vfs.listxattr(P(path))).map((n) => n.toString('latin1'))]),
+    getxattr: wrap('getxattr', async (path, name: string) => [await vfs.getxattr(P(path), P(name))]),
+    open: wrap('open', async (path, flags: number) => {
+      if ((flags & 3) !== 0) throw new VfsError('EROFS')
+      return [await vfs.open(P(path))]
+    }),
+    release: wrap('release', async (_path, fd: number) => {
+      vfs.release(fd)
+      return []
+    }),
+    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+      // buf is libfuse's memory: fill it before calling back, never keep it after.
+      vfs.read(fd, buf, len, pos).then(cb, (err) => cb(fail(err, 'read', path)))
+    },
+  }
+}
+
 /** The stat of a `.` or `..` readdir entry: for d_ino and d_type only, never kept by the stat cache. */
 function dotStat(a: Attr): Record<string, unknown> {
   return { ...toStat(a, true), noCache: true }
@@ -119,8 +172,15 @@ async function mounts(): Promise<MountEntry[] | null> {
 const fusermount = (flag: string, point: string): Promise<string | null> =>
   new Promise((res) => execFile('fusermount', [flag, point], (e, _out, stderr) => res(e ? String(stderr).trim() || e.message : null)))
 
-/** Mounts `vfs` read-only at opts.mountpoint; resolves once the kernel accepted the mount. */
-export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer> {
+/**
+ * Mounts `served` read-only at opts.mountpoint; resolves once the kernel accepted the mount.
+ * Format 1's Vfs answers metadata synchronously (its catalog is in memory); format 2's Vfs2 and Repo2Vfs
+ * reads pieces as it goes, so its operations are the asynchronous ones of lazyOps.
+ */
+export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promise<FuseServer> {
+  // the ops below are format 1's; a LazyVfs replaces them (lazyOps) and shares the rest
+  // (attachNative, virtualXattrs and cancelsOnFlush: false)
+  const vfs = served as Vfs
   const Fuse = fuseBinding()
   // A read past bfs's recall deadline is logged once per file and half minute: the kernel's
   // readahead and its retry of a failed page send several reads for one read(2).
@@ -222,6 +282,7 @@ export function serveFuse(vfs: Vfs, opts: FuseServeOptions): Promise<FuseServer>
     rename: erofs, link: erofs, symlink: erofs, chmod: erofs, chown: erofs, utimens: erofs, setxattr: erofs,
     removexattr: erofs, mknod: erofs,
   }
+  if ('lazy' in served) Object.assign(ops, lazyOps(served, fail))
   // With a tape tier, a close(2) is the one message that tells a reader went away while it
   // waited for a recall (native-notes/tape.md, "Interrupting a read"): flush() gives up the
   // recalls that only closed files' reads wait for, and answers those reads. Without one, no flush op: the kernel

@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import { spawn } from 'node:child_process'
 import { detach } from '../native/index.js'
 import type { Vfs } from '../vfs/tree.js'
+import type { LazyVfs } from '../vfs/gen2.js'
 import { MountBusyError, serveFuse } from './adapter.js'
 import { logFile, pidFile } from './runtime.js'
 import { MountError } from './umount.js'
@@ -83,7 +84,7 @@ export interface ServeOptions {
  * then drains, closes and exits the process. Detaches from the terminal first when bin/bfs
  * started it that way (BFS_DETACH=1). It never touches the mount point itself.
  */
-export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): Promise<never> {
+export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: ServeOptions): Promise<never> {
   const mnt = o.mountpoint
   // Started by bin/bfs for a background mount: the log must be writable before we mount.
   const detaching = process.env.BFS_DETACH === '1'
@@ -168,7 +169,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs, o: ServeOptions): 
       // gone already
     }
   }
-  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
+  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; ${'pieceStats' in vfs ? `pieces: ${JSON.stringify(vfs.pieceStats)}; ` : ''}stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
   vfs.startWarming()
   // true once no native read is in progress, so the unit files may be closed
   const drained = await new Promise<boolean>((resolve) => {

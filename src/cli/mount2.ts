@@ -1,0 +1,58 @@
+/**
+ * `bfs mount GEN MOUNTPOINT` on a format 2 repository (issue 15 item 3): the lazy tree of
+ * vfs/gen2.ts served by the same FUSE server as format 1's mount (background child, ready
+ * pipe, pid file, signals, native reads); without GEN, every generation (Repo2Vfs: gen1/ …
+ * genN/, latest, by-date/). The tape options are refused by name: format 2 has no tiers yet.
+ */
+import { BfsError } from '../repo/errors.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import { Repo2Vfs, Vfs2 } from '../vfs/gen2.js'
+import { serveUntilUnmounted, startInBackground } from '../fuse/server.js'
+import { canonical, checkMountpoint } from '../fuse/umount.js'
+import { asBfsError } from './umount.js'
+import path from 'node:path'
+
+/** Options of `bfs mount` that format 2 does not take yet: refused by name rather than ignored. */
+const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
+  ['--offline', (o) => o.offline !== undefined && o.offline !== 'wait'],
+  ['--recall-timeout', (o) => o.recallTimeout !== undefined],
+  ['--buffer-cache', (o) => o.bufferCache !== undefined],
+  ['--tape-readahead', (o) => o.tapeReadahead !== undefined],
+]
+
+export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
+  for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
+  const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+  const repo = Repo2.open(dir, warn)
+  const mnt = canonical(b ?? a)
+  // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
+  const man = b === undefined ? null : repo.resolve(a, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
+  const genRef = man ? `gen${man.id}` : null
+  const what = man ? `gen${man.id}` : `repository ${repo.dir}`
+  await asBfsError(() => checkMountpoint(mnt, repo.store.localRoots()))
+  if (!o.foreground) {
+    const args = ['--repo', repo.dir, 'mount', ...(genRef ? [genRef] : []), mnt, '--foreground', '--ready-fd', '3', '--cache-size', String(o.cacheSize), ...(o.readahead === undefined ? [] : ['--readahead', String(o.readahead)])]
+    if (o.allowOther) args.push('--allow-other')
+    if (o.nativeRead === false) args.push('--no-native-read')
+    if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
+    if (o.pieceCache !== undefined) args.push('--piece-cache', String(o.pieceCache))
+    process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
+    return
+  }
+  const nativeReads = o.nativeRead !== false
+  const cacheBytes = o.cacheSize as number
+  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }
+  await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, vo)), {
+    mountpoint: mnt,
+    allowOther: !!o.allowOther,
+    // the whole repository's root grows: failed lookups are not cached
+    negativeTimeoutS: man ? 86400 : 0,
+    fsname: `bfs:${repo.dir}${man ? `:gen${man.id}` : ''}`,
+    debug: !!o.debug,
+    nativeReadCacheBytes: nativeReads ? cacheBytes : 0,
+    readyFd: o.readyFd as number | undefined,
+    log: o.log as string | undefined,
+    what,
+    serving: `${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} (format 2)`,
+  }))
+}

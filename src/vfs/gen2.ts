@@ -1,0 +1,573 @@
+/**
+ * The lazy tree a mount of a format 2 generation serves (issue 15 item 3): opening it reads
+ * nothing but the manifest (whose root entry is inline), a directory's piece is read on its
+ * first lookup or readdir, and decoded pieces live in one PieceReader's byte-bounded cache
+ * (16 MiB by default, `--piece-cache`), so the mount's memory does not grow with the tree. Files are read
+ * through the same BlockReader (and native read path) as format 1's mount.
+ *
+ * Unlike format 1's Vfs (tree.ts), whose catalog is in memory and answers synchronously, every
+ * operation here may have to read a piece: the adapter calls the asynchronous entry points
+ * (fuse/adapter.ts lazyOps). Inode numbers follow format.md §2.19: gen × 2^32 + 16 + ordBase
+ * + ord, a `linked` entry taking its links row's ord (so hard links share it) and its
+ * st_nlink from the row's nlinkInGen.
+ */
+import { FormatError } from '../format/errors.js'
+import type { Extent as V1Extent } from '../format/maps.js'
+import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
+import { TableKind, type LinkRow } from '../format/v2/idtable.js'
+import type { ManifestV2 } from '../format/v2/records.js'
+import { BlockReader, type AsyncBlockReader, type OpenFile } from '../blocks/reader.js'
+import { IdTableReader } from '../pieces/idtables.js'
+import { MapReader } from '../pieces/maps.js'
+import { PieceReader, isPieceFailure } from '../pieces/reader.js'
+import { TreeReader } from '../pieces/tree-reader.js'
+import { StreamSource2 } from '../repo/v2/read2.js'
+import type { Repo2 } from '../repo/v2/repo2.js'
+import { VfsError, type Attr, type NativeReads } from './tree.js'
+
+/** Bytes of decoded pieces a mount keeps by default. */
+export const MOUNT_PIECE_CACHE_BYTES = 16 << 20
+
+/** Directory entries remembered by path (the way to a deep path is not looked up again each time); each may keep an 8 KiB Buffer pool slab alive (its name), so few. */
+const DIR_MEMO = 1024
+
+const GEN_INO = 2 ** 32
+const SLASH = 0x2f
+
+const TYPE_BITS: Record<number, number> = {
+  [FileType.File]: 0o100000,
+  [FileType.Dir]: 0o040000,
+  [FileType.Symlink]: 0o120000,
+  [FileType.CharDev]: 0o020000,
+  [FileType.BlockDev]: 0o060000,
+  [FileType.Fifo]: 0o010000,
+  [FileType.Socket]: 0o140000,
+}
+
+export interface Vfs2Options {
+  /** Bytes of decompressed frames to keep (default 16 MiB). */
+  cacheBytes?: number
+  /** Reads will mostly be served by the native path (attachNative): this process keeps 1 MiB of frames. */
+  nativeReads?: boolean
+  readaheadFrames?: number
+  maxOpenUnits?: number
+  /** Bytes of decoded pieces to keep (default MOUNT_PIECE_CACHE_BYTES). */
+  pieceCacheBytes?: number
+}
+
+interface Handle {
+  file: OpenFile
+}
+
+/** What readdir answers: the children (without . and ..), and the attributes of the directory and its parent. */
+export interface Listing {
+  names: Buffer[]
+  attrs: Attr[]
+  hasXattrs: boolean[]
+  self: Attr
+  parent: Attr
+}
+
+/** Open handles of a mount (shared by the generations of a whole-repository mount: FUSE names a handle by its number only). */
+interface Handles {
+  map: Map<number, Handle>
+  next: number
+  native: NativeReads | null
+}
+
+/** What the views of one mount share. */
+export interface Vfs2Parts {
+  pieces: PieceReader
+  reader: BlockReader
+  handles: Handles
+}
+
+export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
+  const cacheBytes = opts.cacheBytes ?? 16 << 20
+  return {
+    pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES }),
+    reader: new BlockReader({
+      store: repo.store,
+      source: new StreamSource2(repo),
+      hashAlg: repo.config.hashAlg,
+      cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,
+      maxOpenUnits: opts.maxOpenUnits,
+      readaheadFrames: opts.readaheadFrames,
+    }),
+    handles: { map: new Map(), next: 0, native: null },
+  }
+}
+
+/** A read-only, lazily loaded view of one format 2 generation. */
+export class Vfs2 {
+  /** Tells the adapter to use the asynchronous operations. */
+  readonly lazy = true
+  readonly reader: AsyncBlockReader
+  readonly pieces: PieceReader
+  private readonly tree: TreeReader
+  private readonly maps: MapReader
+  private readonly links: IdTableReader
+  private readonly inoBase: number
+  /** Directory entries by path (latin1), least recently used first. */
+  private readonly dirs = new Map<string, Entry2>()
+  private readonly h: Handles
+
+  /** `parts`: the piece cache, block reader and handles, shared by the views of a whole-repository mount (pieces are shared between generations). */
+  constructor(
+    readonly repo: Repo2,
+    readonly manifest: ManifestV2,
+    opts: Vfs2Options = {},
+    parts: Vfs2Parts = vfs2Parts(repo, opts),
+  ) {
+    this.pieces = parts.pieces
+    this.tree = new TreeReader(this.pieces)
+    this.maps = new MapReader(this.pieces)
+    this.links = new IdTableReader(this.pieces, TableKind.Links)
+    this.reader = parts.reader
+    this.h = parts.handles
+    this.inoBase = manifest.id * GEN_INO + 16 + (manifest.sources[0]?.ordBase ?? 0)
+  }
+
+  /** A piece or store failure as EIO for this path (the message names the generation, the path and the place). */
+  private damage(err: unknown, path: Buffer): unknown {
+    if (err instanceof VfsError) return err
+    if (err instanceof FormatError || isPieceFailure(err)) {
+      return Object.assign(new VfsError('EIO'), { cause: new Error(`gen${this.manifest.id}:${trim(path).toString('latin1')}: ${(err as Error).message}`) })
+    }
+    return err
+  }
+
+  /** The entry at a raw path ('/'-separated; '' or '/' = the root). */
+  async resolve(path: Buffer): Promise<Entry2> {
+    try {
+      return await this.walk(trim(path))
+    } catch (err) {
+      throw this.damage(err, path)
+    }
+  }
+
+  private async walk(p: Buffer): Promise<Entry2> {
+    if (p.length === 0) return this.manifest.rootEntry
+    const key = p.toString('latin1')
+    const memo = this.dirs.get(key)
+    if (memo) {
+      this.dirs.delete(key)
+      this.dirs.set(key, memo)
+      return memo
+    }
+    const slash = p.lastIndexOf(SLASH)
+    const parent = await this.walk(slash < 0 ? p.subarray(0, 0) : p.subarray(0, slash))
+    if (parent.type !== FileType.Dir) throw new VfsError('ENOTDIR')
+    const e = await this.tree.lookup(parent.dir, p.subarray(slash + 1))
+    if (!e) throw new VfsError('ENOENT')
+    if (e.type === FileType.Dir) {
+      this.dirs.set(key, e)
+      if (this.dirs.size > DIR_MEMO) this.dirs.delete(this.dirs.keys().next().value!)
+    }
+    return e
+  }
+
+  /** The links row of a `linked` entry (its inode ord and link count). */
+  private async linkRow(e: Entry2): Promise<LinkRow> {
+    const row = await this.links.find(this.manifest.links, e)
+    if (!row || !('nlinkInGen' in row)) throw new FormatError('BAD_VALUE', `the links table has no row for the hard-linked entry ${JSON.stringify(e.name.toString('latin1'))} (device ${e.srcDev}, inode ${e.srcInoHi * GEN_INO + e.srcInoLo})`)
+    return row
+  }
+
+  /** Attributes of an entry (a links table lookup for a hard-linked one). */
+  async attr(e: Entry2): Promise<Attr> {
+    return (e.flags & E_LINKED) !== 0 ? this.attrOf(e, await this.linkRow(e)) : this.attrOf(e, null)
+  }
+
+  /** Attributes of an entry, given its links row when it is hard-linked. */
+  private attrOf(e: Entry2, row: LinkRow | null): Attr {
+    const ord = row ? row.ord : e.ord
+    const nlink = row ? row.nlinkInGen : e.type === FileType.Dir ? e.nlink : 1
+    let size = 0
+    let blocks = 0
+    if (e.type === FileType.File) {
+      size = e.size
+      blocks = e.dataBlocks * 8
+    } else if (e.type === FileType.Symlink) size = e.target?.length ?? 0
+    else if (e.type === FileType.Dir) {
+      size = 4096
+      blocks = 8
+    }
+    return {
+      ino: this.inoBase + ord,
+      mode: TYPE_BITS[e.type]! | e.mode,
+      nlink,
+      uid: e.uid,
+      gid: e.gid,
+      size,
+      blocks,
+      rdevMajor: e.rdevMajor,
+      rdevMinor: e.rdevMinor,
+      atimeSec: e.atimeSec,
+      atimeNsec: e.atimeNsec,
+      mtimeSec: e.mtimeSec,
+      mtimeNsec: e.mtimeNsec,
+      ctimeSec: e.ctimeSec,
+      ctimeNsec: e.ctimeNsec,
+    }
+  }
+
+  /** Attributes of a path, and whether it has extended attributes. */
+  async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
+    const e = await this.resolve(path)
+    try {
+      return { attr: await this.attr(e), hasXattrs: !!e.xattrs?.length }
+    } catch (err) {
+      throw this.damage(err, path)
+    }
+  }
+
+  /** A directory's children in name order, with their attributes (all pages read; as format 1's readdir answers in one go). */
+  async readdir(path: Buffer): Promise<Listing> {
+    const p = trim(path)
+    const e = await this.resolve(p)
+    if (e.type !== FileType.Dir) throw new VfsError('ENOTDIR')
+    try {
+      const names: Buffer[] = []
+      const attrs: Attr[] = []
+      const hasXattrs: boolean[] = []
+      // a page at a time (an async step per entry costs more than the page's decoding)
+      if (e.dir) {
+        for await (const page of this.tree.pages(e.dir, null)) {
+          for (const c of page.entries) {
+            names.push(c.name)
+            attrs.push((c.flags & E_LINKED) !== 0 ? this.attrOf(c, await this.linkRow(c)) : this.attrOf(c, null))
+            hasXattrs.push(!!c.xattrs?.length)
+          }
+        }
+      }
+      const slash = p.lastIndexOf(SLASH)
+      const self = await this.attr(e)
+      const parent = p.length === 0 ? self : await this.attr(await this.walk(slash < 0 ? p.subarray(0, 0) : p.subarray(0, slash)))
+      return { names, attrs, hasXattrs, self, parent }
+    } catch (err) {
+      throw this.damage(err, path)
+    }
+  }
+
+  async readlink(path: Buffer): Promise<Buffer> {
+    const e = await this.resolve(path)
+    if (e.type !== FileType.Symlink) throw new VfsError('EINVAL')
+    return e.target ?? Buffer.alloc(0)
+  }
+
+  async listxattr(path: Buffer): Promise<Buffer[]> {
+    return ((await this.resolve(path)).xattrs ?? []).map(([name]) => name)
+  }
+
+  async getxattr(path: Buffer, name: Buffer): Promise<Buffer> {
+    for (const [k, v] of (await this.resolve(path)).xattrs ?? []) if (k.equals(name)) return v
+    throw new VfsError('ENODATA')
+  }
+
+  /** Opens a regular file: its map resolved (map pieces read now), a handle number returned. */
+  async open(path: Buffer): Promise<number> {
+    const e = await this.resolve(path)
+    if (e.type === FileType.Dir) throw new VfsError('EISDIR')
+    if (e.type !== FileType.File) throw new VfsError('ENOTSUP')
+    let extents
+    try {
+      extents = await this.maps.extents(e)
+    } catch (err) {
+      throw this.damage(err, path)
+    }
+    const v1: V1Extent[] = extents.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
+    const file = this.reader.file(v1, e.size)
+    const h = this.newHandle()
+    this.h.map.set(h, { file })
+    if (this.h.native) {
+      try {
+        const x = this.reader.nativeExtents(file)
+        if (x) this.h.native.file(h, file.sizeBytes, x)
+      } catch {
+        // a stream record that cannot be read, or no room: this handle is read in JavaScript, whose reads say what is wrong
+      }
+    }
+    return h
+  }
+
+  private newHandle(): number {
+    const h = this.h
+    do h.next = h.next >= 0x7fffffff ? 1 : h.next + 1
+    while (h.map.has(h.next))
+    return h.next
+  }
+
+  release(handle: number): void {
+    this.h.map.delete(handle)
+    this.h.native?.release(handle)
+  }
+
+  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.h.map.get(handle)
+    if (!h) throw new VfsError('EBADF')
+    try {
+      return await this.reader.read(h.file, dst, len, pos)
+    } catch (err) {
+      throw Object.assign(new VfsError('EIO'), { cause: err })
+    }
+  }
+
+  /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
+  attachNative(n: NativeReads): void {
+    this.h.native = n
+    this.reader.attachNative(n)
+  }
+
+  /** No tape tier on format 2 yet: no virtual xattrs, no flush. */
+  readonly virtualXattrs = false
+  readonly cancelsOnFlush = false
+
+  /** The block reader (the server's stats line reads frames.stats and frames.openUnitCount). */
+  get frames(): AsyncBlockReader {
+    return this.reader
+  }
+
+  /** Nothing to warm: a unit is opened when a file in it is. */
+  startWarming(): void {}
+
+  /** For the server's stats line: the piece cache's counters and bytes held. */
+  get pieceStats(): Record<string, number> {
+    return { ...this.pieces.stats, cachedBytes: this.pieces.cachedBytes, dirsRemembered: this.dirs.size }
+  }
+
+  async close(): Promise<void> {
+    await this.reader.close()
+  }
+}
+
+/** A node of the whole-repository mount: a path in a generation, or one of its own nodes. */
+type Node2 = { kind: 'gen'; view: Vfs2; rest: Buffer } | { kind: 'root' } | { kind: 'byDate' } | { kind: 'link'; target: Buffer; ino: number; time: string }
+
+/** by-date/ name of a generation: its start time, with '+genN' only if two generations share it (as format 1's dateName). */
+function dateName2(m: ManifestV2, all: readonly ManifestV2[]): string {
+  return all.some((o) => o !== m && o.time === m.time) ? `${m.time}+gen${m.id}` : m.time
+}
+
+function splitTime(iso: string): [number, number] {
+  const ms = Date.parse(iso)
+  return [Math.floor(ms / 1000), (ms % 1000) * 1e6]
+}
+
+/**
+ * The whole format 2 repository mounted (`bfs mount MOUNTPOINT`), as format 1's Vfs shows it:
+ * gen1/ … genN/ (each a lazy Vfs2 view; all share one piece cache, block reader and handle
+ * table, so a piece shared by generations is decoded once), `latest` and by-date/<time>
+ * symlinks, and generations committed after the mount (the list is read again at most once
+ * a second; manifests are read once each). A damaged manifest's generation is not shown.
+ */
+export class Repo2Vfs {
+  readonly lazy = true
+  readonly virtualXattrs = false
+  readonly cancelsOnFlush = false
+  private readonly parts: Vfs2Parts
+  private gens: ManifestV2[] = []
+  private readonly known = new Map<number, ManifestV2 | null>()
+  private lastRefresh = 0
+  private readonly views = new Map<number, Vfs2>()
+
+  constructor(
+    readonly repo: Repo2,
+    private readonly opts: Vfs2Options & { refreshMs?: number } = {},
+  ) {
+    this.parts = vfs2Parts(repo, opts)
+    this.refresh(true)
+  }
+
+  private refresh(force = false): void {
+    const t = Date.now()
+    if (!force && t - this.lastRefresh < (this.opts.refreshMs ?? 1000)) return
+    this.lastRefresh = t
+    const out: ManifestV2[] = []
+    for (const id of this.repo.generationIds()) {
+      let m = this.known.get(id)
+      if (m === undefined) {
+        try {
+          m = this.repo.manifest(id)
+        } catch {
+          m = null // damaged (or gone): not shown
+        }
+        this.known.set(id, m)
+      }
+      if (m) out.push(m)
+    }
+    this.gens = out
+  }
+
+  private view(m: ManifestV2): Vfs2 {
+    let v = this.views.get(m.id)
+    if (!v) {
+      v = new Vfs2(this.repo, m, this.opts, this.parts)
+      this.views.set(m.id, v)
+    }
+    return v
+  }
+
+  private route(path: Buffer): Node2 {
+    const p = trim(path)
+    if (p.length === 0) return { kind: 'root' }
+    let end = p.indexOf(SLASH)
+    if (end < 0) end = p.length
+    const first = p.toString('latin1', 0, end)
+    const rest = p.subarray(Math.min(end + 1, p.length))
+    if (first === 'latest') {
+      this.refresh()
+      const g = this.gens[this.gens.length - 1]
+      if (!g || rest.length) throw new VfsError(rest.length ? 'ENOTDIR' : 'ENOENT')
+      return { kind: 'link', target: Buffer.from(`gen${g.id}`), ino: 3, time: g.time }
+    }
+    if (first === 'by-date') {
+      if (!rest.length) return { kind: 'byDate' }
+      this.refresh()
+      const slash = rest.indexOf(SLASH)
+      const name = rest.toString('latin1', 0, slash < 0 ? rest.length : slash)
+      const k = this.gens.findIndex((m) => dateName2(m, this.gens) === name)
+      if (k < 0) throw new VfsError('ENOENT')
+      if (slash >= 0) throw new VfsError('ENOTDIR')
+      const g = this.gens[k]!
+      return { kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }
+    }
+    const m = /^gen(\d+)$/.exec(first)
+    if (!m) throw new VfsError('ENOENT')
+    const id = Number(m[1])
+    let g = this.gens.find((x) => x.id === id)
+    if (!g) {
+      this.refresh()
+      g = this.gens.find((x) => x.id === id)
+      if (!g) throw new VfsError('ENOENT')
+    }
+    return { kind: 'gen', view: this.view(g), rest }
+  }
+
+  /** Attributes of the mount's own nodes (times: the link's generation, else the newest). */
+  private own(n: Exclude<Node2, { kind: 'gen' }>): Attr {
+    const [sec, nsec] = splitTime(n.kind === 'link' ? n.time : this.gens[this.gens.length - 1]?.time ?? new Date(0).toISOString())
+    const base = { uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, atimeSec: sec, atimeNsec: nsec, mtimeSec: sec, mtimeNsec: nsec, ctimeSec: sec, ctimeNsec: nsec }
+    if (n.kind === 'link') return { ...base, ino: n.ino, mode: 0o120777, nlink: 1, size: n.target.length, blocks: 0 }
+    if (n.kind === 'byDate') return { ...base, ino: 2, mode: 0o040555, nlink: 2, size: 4096, blocks: 8 }
+    return { ...base, ino: 1, mode: 0o040555, nlink: 3 + this.gens.length, size: 4096, blocks: 8 }
+  }
+
+  async resolve(path: Buffer): Promise<void> {
+    const n = this.route(path)
+    if (n.kind === 'gen') await n.view.resolve(n.rest)
+  }
+
+  async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
+    const n = this.route(path)
+    return n.kind === 'gen' ? n.view.stat(n.rest) : { attr: this.own(n), hasXattrs: false }
+  }
+
+  async readdir(path: Buffer): Promise<Listing> {
+    const n = this.route(path)
+    if (n.kind === 'link') throw new VfsError('ENOTDIR')
+    if (n.kind === 'gen') {
+      const d = await n.view.readdir(n.rest)
+      // a generation's root: its parent is the mount's root
+      if (n.rest.length === 0) d.parent = this.own({ kind: 'root' })
+      return d
+    }
+    this.refresh()
+    const root = this.own({ kind: 'root' })
+    if (n.kind === 'byDate') {
+      const names = this.gens.map((g) => Buffer.from(dateName2(g, this.gens)))
+      const attrs = this.gens.map((g, k) => this.own({ kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }))
+      return { names, attrs, hasXattrs: names.map(() => false), self: this.own(n), parent: root }
+    }
+    const names: Buffer[] = []
+    const attrs: Attr[] = []
+    const hasXattrs: boolean[] = []
+    for (const g of this.gens) {
+      names.push(Buffer.from(`gen${g.id}`))
+      attrs.push(await this.view(g).attr(g.rootEntry))
+      hasXattrs.push(!!g.rootEntry.xattrs?.length)
+    }
+    names.push(Buffer.from('by-date'))
+    attrs.push(this.own({ kind: 'byDate' }))
+    hasXattrs.push(false)
+    const last = this.gens[this.gens.length - 1]
+    if (last) {
+      names.push(Buffer.from('latest'))
+      attrs.push(this.own({ kind: 'link', target: Buffer.from(`gen${last.id}`), ino: 3, time: last.time }))
+      hasXattrs.push(false)
+    }
+    return { names, attrs, hasXattrs, self: root, parent: root }
+  }
+
+  async readlink(path: Buffer): Promise<Buffer> {
+    const n = this.route(path)
+    if (n.kind === 'link') return n.target
+    if (n.kind === 'gen') return n.view.readlink(n.rest)
+    throw new VfsError('EINVAL')
+  }
+
+  async listxattr(path: Buffer): Promise<Buffer[]> {
+    const n = this.route(path)
+    return n.kind === 'gen' ? n.view.listxattr(n.rest) : []
+  }
+
+  async getxattr(path: Buffer, name: Buffer): Promise<Buffer> {
+    const n = this.route(path)
+    if (n.kind === 'gen') return n.view.getxattr(n.rest, name)
+    throw new VfsError('ENODATA')
+  }
+
+  async open(path: Buffer): Promise<number> {
+    const n = this.route(path)
+    if (n.kind === 'gen') return n.view.open(n.rest)
+    throw new VfsError(n.kind === 'link' ? 'EINVAL' : 'EISDIR')
+  }
+
+  release(handle: number): void {
+    this.parts.handles.map.delete(handle)
+    this.parts.handles.native?.release(handle)
+  }
+
+  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.parts.handles.map.get(handle)
+    if (!h) throw new VfsError('EBADF')
+    try {
+      return await this.parts.reader.read(h.file, dst, len, pos)
+    } catch (err) {
+      throw Object.assign(new VfsError('EIO'), { cause: err })
+    }
+  }
+
+  attachNative(n: NativeReads): void {
+    this.parts.handles.native = n
+    this.parts.reader.attachNative(n)
+  }
+
+  get frames(): AsyncBlockReader {
+    return this.parts.reader
+  }
+
+  startWarming(): void {}
+
+  get pieceStats(): Record<string, number> {
+    return { ...this.parts.pieces.stats, cachedBytes: this.parts.pieces.cachedBytes, generationsViewed: this.views.size }
+  }
+
+  async close(): Promise<void> {
+    await this.parts.reader.close()
+  }
+}
+
+/** A path without leading, trailing or doubled slashes. */
+function trim(p: Buffer): Buffer {
+  let s = 0
+  let e = p.length
+  while (s < e && p[s] === SLASH) s++
+  while (e > s && p[e - 1] === SLASH) e--
+  const t = p.subarray(s, e)
+  if (!t.includes('//')) return t
+  return Buffer.from(t.toString('latin1').replace(/\/+/g, '/'), 'latin1')
+}
+
+/** What a format 2 mount serves: one generation, or the whole repository. */
+export type LazyVfs = Vfs2 | Repo2Vfs
