@@ -293,27 +293,45 @@ static napi_value js_bilog_uncovered(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* A read's arguments at argv[0…4]: fd, buf, bufOffset, length, position. false after throwing. */
+typedef struct {
+  int fd;
+  uint8_t *dst;
+  size_t len;
+  uint64_t pos;
+} bl_read_args_t;
+
+static bool bl_read_args(napi_env env, napi_value *argv, bl_read_args_t *a) {
+  double fd, boff, len, pos;
+  void *data;
+  size_t size;
+  bool isbuf = false;
+  if (!bl_integer(env, argv[0], "fd", 0, 2147483647, &fd)) return false;
+  if (napi_is_buffer(env, argv[1], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
+    return false;
+  }
+  if (!bl_integer(env, argv[2], "bufOffset", 0, (double)size, &boff) ||
+      !bl_integer(env, argv[3], "length", 0, (double)size - boff, &len) ||
+      !bl_integer(env, argv[4], "position", 0, 9007199254740991.0, &pos))
+    return false;
+  a->fd = (int)fd;
+  a->dst = (uint8_t *)data + (size_t)boff;
+  a->len = (size_t)len;
+  a->pos = (uint64_t)pos;
+  return true;
+}
+
 static napi_value js_bilog_read_t0(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   if (!bl_args(env, info, 7, argv)) return NULL;
   bilog_t *b = bl_get(env, argv[0], true);
   if (!b) return NULL;
-  double fd, boff, len, pos;
+  bl_read_args_t a;
+  if (!bl_read_args(env, argv + 1, &a)) return NULL;
   bool mark = false;
-  void *data;
-  size_t size;
-  bool isbuf = false;
-  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
-  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
-    return NULL;
-  }
-  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
-      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
-      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
-    return NULL;
   napi_get_value_bool(env, argv[6], &mark);
-  ssize_t r = bilog_read_t0(b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, mark);
+  ssize_t r = bilog_read_t0(b, a.fd, a.dst, a.len, a.pos, mark);
   if (r < 0) {
     bl_throw_errno(env, (int)-r, "bilogReadT0", NULL);
     return NULL;
@@ -323,29 +341,14 @@ static napi_value js_bilog_read_t0(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged (read as zeros)] */
-static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  if (!bl_args(env, info, 6, argv)) return NULL;
-  bilog_t *b = bl_get(env, argv[0], true);
-  if (!b) return NULL;
-  double fd, boff, len, pos;
-  void *data;
-  size_t size;
-  bool isbuf = false;
-  if (!bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
-  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
-    return NULL;
-  }
-  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
-      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
-      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
-    return NULL;
+/* bilog_read_live with a read's arguments at argv[0…4] -> [bytes read, blocks logged (read as zeros)] */
+static napi_value bl_read_live(napi_env env, bilog_t *b, napi_value *argv, const char *what) {
+  bl_read_args_t a;
+  if (!bl_read_args(env, argv, &a)) return NULL;
   uint64_t logged = 0;
-  ssize_t r = bilog_read_live(b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, &logged);
+  ssize_t r = bilog_read_live(b, a.fd, a.dst, a.len, a.pos, &logged);
   if (r < 0) {
-    bl_throw_errno(env, (int)-r, "bilogReadLive", NULL);
+    bl_throw_errno(env, (int)-r, what, NULL);
     return NULL;
   }
   napi_value arr, v;
@@ -355,6 +358,37 @@ static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)logged, &v);
   napi_set_element(env, arr, 1, v);
   return arr;
+}
+
+/* bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged (read as zeros)] */
+static napi_value js_bilog_read_live(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!bl_args(env, info, 6, argv)) return NULL;
+  bilog_t *b = bl_get(env, argv[0], true);
+  if (!b) return NULL;
+  return bl_read_live(env, b, argv + 1, "bilogReadLive");
+}
+
+/* The shared capture `id` (argv), held until bl_sh_release: its slot, or -1 after throwing. */
+static int bl_sh_acquire(napi_env env, napi_value idv, const char *what) {
+  double idd;
+  if (!bl_integer(env, idv, "id", 1, 4294967295.0, &idd)) return -1;
+  int slot = -1;
+  pthread_mutex_lock(&bl_sh_mu);
+  for (int i = 0; i < BL_SHARED_MAX; i++)
+    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
+      slot = i;
+      bl_sh[i].active++;
+    }
+  pthread_mutex_unlock(&bl_sh_mu);
+  if (slot < 0) bl_throw_errno(env, ECANCELED, what, NULL);
+  return slot;
+}
+
+static void bl_sh_release(int slot) {
+  pthread_mutex_lock(&bl_sh_mu);
+  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
+  pthread_mutex_unlock(&bl_sh_mu);
 }
 
 /* bilogShare(h) -> id: worker threads read through the capture with bilogReadLiveShared(id, …) */
@@ -395,47 +429,11 @@ static napi_value js_bilog_unshare(napi_env env, napi_callback_info info) {
 static napi_value js_bilog_read_live_shared(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (!bl_args(env, info, 6, argv)) return NULL;
-  double idd, fd, boff, len, pos;
-  void *data;
-  size_t size;
-  bool isbuf = false;
-  if (!bl_integer(env, argv[0], "id", 1, 4294967295.0, &idd) || !bl_integer(env, argv[1], "fd", 0, 2147483647, &fd)) return NULL;
-  if (napi_is_buffer(env, argv[2], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"buffer\" argument must be a Buffer");
-    return NULL;
-  }
-  if (!bl_integer(env, argv[3], "bufOffset", 0, (double)size, &boff) ||
-      !bl_integer(env, argv[4], "length", 0, (double)size - boff, &len) ||
-      !bl_integer(env, argv[5], "position", 0, 9007199254740991.0, &pos))
-    return NULL;
-  int slot = -1;
-  pthread_mutex_lock(&bl_sh_mu);
-  for (int i = 0; i < BL_SHARED_MAX; i++)
-    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
-      slot = i;
-      bl_sh[i].active++;
-    }
-  pthread_mutex_unlock(&bl_sh_mu);
-  if (slot < 0) {
-    bl_throw_errno(env, ECANCELED, "bilogReadLiveShared", NULL);
-    return NULL;
-  }
-  uint64_t logged = 0;
-  ssize_t r = bilog_read_live(bl_sh[slot].b, (int)fd, (uint8_t *)data + (size_t)boff, (size_t)len, (uint64_t)pos, &logged);
-  pthread_mutex_lock(&bl_sh_mu);
-  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
-  pthread_mutex_unlock(&bl_sh_mu);
-  if (r < 0) {
-    bl_throw_errno(env, (int)-r, "bilogReadLiveShared", NULL);
-    return NULL;
-  }
-  napi_value arr, v;
-  napi_create_array_with_length(env, 2, &arr);
-  napi_create_double(env, (double)r, &v);
-  napi_set_element(env, arr, 0, v);
-  napi_create_double(env, (double)logged, &v);
-  napi_set_element(env, arr, 1, v);
-  return arr;
+  int slot = bl_sh_acquire(env, argv[0], "bilogReadLiveShared");
+  if (slot < 0) return NULL;
+  napi_value r = bl_read_live(env, bl_sh[slot].b, argv + 1, "bilogReadLiveShared");
+  bl_sh_release(slot);
+  return r;
 }
 
 /* bilogIgnore(h, dev, inoHi, inoLo) */
@@ -544,24 +542,10 @@ static napi_value js_bilog_open_quiet(napi_env env, napi_callback_info info) {
 static napi_value js_bilog_open_quiet_shared(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!bl_args(env, info, 2, argv)) return NULL;
-  double idd;
-  if (!bl_integer(env, argv[0], "id", 1, 4294967295.0, &idd)) return NULL;
-  int slot = -1;
-  pthread_mutex_lock(&bl_sh_mu);
-  for (int i = 0; i < BL_SHARED_MAX; i++)
-    if (bl_sh[i].b && bl_sh[i].id == (uint32_t)idd) {
-      slot = i;
-      bl_sh[i].active++;
-    }
-  pthread_mutex_unlock(&bl_sh_mu);
-  if (slot < 0) {
-    bl_throw_errno(env, ECANCELED, "bilogOpenQuietShared", NULL);
-    return NULL;
-  }
+  int slot = bl_sh_acquire(env, argv[0], "bilogOpenQuietShared");
+  if (slot < 0) return NULL;
   napi_value r = bl_open_quiet(env, bl_sh[slot].b, argv[1]);
-  pthread_mutex_lock(&bl_sh_mu);
-  if (--bl_sh[slot].active == 0) pthread_cond_broadcast(&bl_sh_cv);
-  pthread_mutex_unlock(&bl_sh_mu);
+  bl_sh_release(slot);
   return r;
 }
 

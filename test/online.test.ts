@@ -74,11 +74,9 @@ async function makeTree(dir: string): Promise<void> {
   await must(`python3 ${WRITER} setup ${dir}`)
 }
 
-/** Starts the writer; it waits for `t0File` ('-': starts at once) and runs until `stop` exists. */
-function startWriter(dir: string, t0File: string, stop: string, seed: number): { done: Promise<number>; ops: () => number } {
-  const src = path.join(work, 'cp-source')
-  if (!fs.existsSync(src)) fs.writeFileSync(src, Buffer.alloc(123_457, 7))
-  const child = spawn('python3', [WRITER, 'run', dir, t0File, stop, src, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** Runs a writer script: its exit code once it ends, and how many operations (output lines) it has done. */
+function runWriter(args: string[], label: string): { done: Promise<number>; ops: () => number } {
+  const child = spawn('python3', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let lines = 0
   let err = ''
@@ -86,28 +84,23 @@ function startWriter(dir: string, t0File: string, stop: string, seed: number): {
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()))
   const done = new Promise<number>((resolve) =>
     child.on('close', (code) => {
-      if (code !== 0) console.error(`writer: ${err}`)
+      if (code !== 0) console.error(`${label}: ${err}`)
       resolve(code ?? -1)
     }),
   )
   return { done, ops: () => lines }
 }
 
+/** Starts the writer; it waits for `t0File` ('-': starts at once) and runs until `stop` exists. */
+function startWriter(dir: string, t0File: string, stop: string, seed: number): { done: Promise<number>; ops: () => number } {
+  const src = path.join(work, 'cp-source')
+  if (!fs.existsSync(src)) fs.writeFileSync(src, Buffer.alloc(123_457, 7))
+  return runWriter([WRITER, 'run', dir, t0File, stop, src, String(seed)], 'writer')
+}
+
 /** The same for an image file (test/fixtures/image-writer.py); `keepSize`: pwrites only. */
 function startImageWriter(img: string, t0File: string, stop: string, seed: number, keepSize = false): { done: Promise<number>; ops: () => number } {
-  const child = spawn('python3', [IMAGE_WRITER, img, t0File, stop, String(seed), ...(keepSize ? ['--no-size'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let lines = 0
-  let err = ''
-  child.stdout!.on('data', (b: Buffer) => (lines += b.toString().split('\n').length - 1))
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString()))
-  const done = new Promise<number>((resolve) =>
-    child.on('close', (code) => {
-      if (code !== 0) console.error(`image writer: ${err}`)
-      resolve(code ?? -1)
-    }),
-  )
-  return { done, ops: () => lines }
+  return runWriter([IMAGE_WRITER, img, t0File, stop, String(seed), ...(keepSize ? ['--no-size'] : [])], 'image writer')
 }
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import { ByteReader, ByteWriter } from './bytes.js'
 import { FormatError } from './errors.js'
-import type { Extent } from './maps.js'
+import { writeExtents, type Extent } from './maps.js'
 
 export const GenBiKind = { image: 1, truncate: 2, uncovered: 3 } as const
 
@@ -54,20 +54,7 @@ export function encodeGenBiLog(log: GenBiLog): Buffer {
     w.svarint(r.mtimeSec).varint(r.mtimeNsec).svarint(r.ctimeSec).varint(r.ctimeNsec)
     if (r.check.length !== 8) throw new RangeError('a BI record check is 8 bytes')
     w.bytes(r.check)
-    if (r.kind === GenBiKind.image) {
-      w.varint(r.extents.length)
-      let next = r.offset / BLOCK
-      let lastStream = 0
-      for (const e of r.extents) {
-        if (e.fileBlock < next || e.count <= 0) throw new RangeError('BI extents must be sorted, non-overlapping and non-empty')
-        w.varint(e.fileBlock - next).varint(e.count).varint(e.gen)
-        if (e.gen !== 0) {
-          w.svarint(e.streamBlock - lastStream)
-          lastStream = e.streamBlock + e.count
-        }
-        next = e.fileBlock + e.count
-      }
-    }
+    if (r.kind === GenBiKind.image) writeExtents(w, r.extents, r.offset / BLOCK)
     prev = r.seq
   }
   return w.finish()

@@ -33,20 +33,29 @@ export function encodeMaps(objects: MapObject[]): Buffer {
   const w = new ByteWriter(64 + objects.length * 16)
   w.varint(objects.length)
   for (const o of objects) {
-    w.varint(o.sizeBytes).varint(o.baseGen).varint(o.baseIndex).varint(o.depth).varint(o.extents.length)
-    let next = 0
-    let lastStream = 0
-    for (const e of o.extents) {
-      if (e.fileBlock < next || e.count <= 0) throw new RangeError('extents must be sorted, non-overlapping and non-empty')
-      w.varint(e.fileBlock - next).varint(e.count).varint(e.gen)
-      if (e.gen !== 0) {
-        w.svarint(e.streamBlock - lastStream)
-        lastStream = e.streamBlock + e.count
-      }
-      next = e.fileBlock + e.count
-    }
+    w.varint(o.sizeBytes).varint(o.baseGen).varint(o.baseIndex).varint(o.depth)
+    writeExtents(w, o.extents)
   }
   return w.finish()
+}
+
+/**
+ * `varint count`, then each extent as `fileBlockGap, count, gen, streamBlockDelta if gen ≠ 0`
+ * (format.md §"Block maps"), the first gap counted from file block `first`.
+ */
+export function writeExtents(w: ByteWriter, extents: readonly Extent[], first = 0): void {
+  w.varint(extents.length)
+  let next = first
+  let lastStream = 0
+  for (const e of extents) {
+    if (e.fileBlock < next || e.count <= 0) throw new RangeError('extents must be sorted, non-overlapping and non-empty')
+    w.varint(e.fileBlock - next).varint(e.count).varint(e.gen)
+    if (e.gen !== 0) {
+      w.svarint(e.streamBlock - lastStream)
+      lastStream = e.streamBlock + e.count
+    }
+    next = e.fileBlock + e.count
+  }
 }
 
 /** Reads object `i` at the reader's position, checking it as it goes. */
