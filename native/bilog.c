@@ -75,6 +75,7 @@ struct bi_fan_range {
 #endif
 _Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
                "the ring must hold the largest record twice");
+#define BILOG_MAX_LISTENERS 8
 #define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
 
 /* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
@@ -184,8 +185,13 @@ struct bilog {
   tslot_t tcache[TCACHE]; /* the listener's alone */
   int taskdir;            /* /proc/self/task */
   inode_t **buckets;
-  pthread_t thr;
-  int thr_started;
+  /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
+   * answered on the writer's own CPU: waking the listener and then the writer are local
+   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
+   * group; whoever takes lmu first reads and answers what is queued, one at a time. */
+  pthread_t thr[BILOG_MAX_LISTENERS];
+  int thr_started; /* how many */
+  pthread_mutex_t lmu;
   _Atomic int stop;
   int stopped;
   shm_t *shm;
@@ -775,18 +781,73 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   pthread_mutex_unlock(&b->mu);
 }
 
+typedef struct {
+  bilog_t *b;
+  int cpu; /* pinned to it, or -1 */
+} listener_arg_t;
+
+/* Reads the queued events and answers them; with lmu held. Returns -1 at the end (stopping
+ * and nothing queued). */
+static void note_void(bilog_t *b) {
+  if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
+    pthread_mutex_lock(&b->mu);
+    if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+    emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
+    b->void_logged = 1;
+    pthread_mutex_unlock(&b->mu);
+  }
+}
+
+static int listen_once(bilog_t *b, int stopping) {
+  note_void(b);
+  PROF_T(tr);
+  ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+  PROF_ADD(PH_READ, tr);
+  PROF_T(trd);
+  if (len <= 0) return stopping && !(len < 0 && errno == EINTR) ? -1 : 0; /* EAGAIN: another listener took them */
+  int k = 0;
+  ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
+  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
+    if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
+  atomic_store(&b->shm->ninflight, k);
+  left = len;
+  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+    if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
+    PROF_T(tev);
+    handle_event(b, m);
+    PROF_T(ta);
+    answer(b, m->fd);
+    PROF_ADD(PH_ANSWER, ta);
+#ifdef BILOG_PROF
+    if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
+#endif
+    PROF_T(tcl);
+    close(m->fd);
+    PROF_ADD(PH_CLOSE, tcl);
+    PROF_ADD(PH_EVENT, tev);
+  }
+  atomic_store(&b->shm->ninflight, 0);
+  return 0;
+}
+
 static void *listener(void *arg) {
-  bilog_t *b = arg;
+  listener_arg_t la = *(listener_arg_t *)arg;
+  free(arg);
+  bilog_t *b = la.b;
   prctl(PR_SET_NAME, "bfs-bilog", 0, 0, 0);
+  if (la.cpu >= 0) {
+    cpu_set_t cs;
+    CPU_ZERO(&cs);
+    CPU_SET(la.cpu, &cs);
+    pthread_setaffinity_np(pthread_self(), sizeof cs, &cs); /* best effort */
+  }
   struct pollfd pf = {.fd = b->fanfd, .events = POLLIN};
   for (;;) {
     atomic_fetch_add(&b->shm->heartbeat, 1);
     if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
-      pthread_mutex_lock(&b->mu);
-      if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
-      emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
-      b->void_logged = 1;
-      pthread_mutex_unlock(&b->mu);
+      pthread_mutex_lock(&b->lmu);
+      note_void(b);
+      pthread_mutex_unlock(&b->lmu);
     }
     int stopping = atomic_load(&b->stop);
     int pr = poll(&pf, 1, stopping ? 0 : 100);
@@ -794,39 +855,57 @@ static void *listener(void *arg) {
       if (stopping) break;
       continue;
     }
-    PROF_T(tr);
-    ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
-    PROF_ADD(PH_READ, tr);
-    PROF_T(trd);
-    if (len <= 0) {
-      if (len < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (stopping) break;
-      continue;
-    }
-    int k = 0;
-    ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
-    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
-      if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
-    atomic_store(&b->shm->ninflight, k);
-    left = len;
-    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
-      if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
-      PROF_T(tev);
-      handle_event(b, m);
-      PROF_T(ta);
-      answer(b, m->fd);
-      PROF_ADD(PH_ANSWER, ta);
-#ifdef BILOG_PROF
-      if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
-#endif
-      PROF_T(tcl);
-      close(m->fd);
-      PROF_ADD(PH_CLOSE, tcl);
-      PROF_ADD(PH_EVENT, tev);
-    }
-    atomic_store(&b->shm->ninflight, 0);
+    pthread_mutex_lock(&b->lmu);
+    int end = listen_once(b, stopping);
+    pthread_mutex_unlock(&b->lmu);
+    if (end < 0) break;
   }
   return NULL;
+}
+
+/* Starts the listeners (at SCHED_FIFO prio when prio > 0 and allowed); 0 or an errno. */
+static int start_listeners(bilog_t *b, int prio) {
+  cpu_set_t cs;
+  int cpus[BILOG_MAX_LISTENERS], n = 0;
+  const char *env = getenv("BFS_BILOG_LISTENERS"); /* a count, for measurements: 1 = one, unpinned */
+  int want = env && *env ? atoi(env) : BILOG_MAX_LISTENERS;
+  if (want > 1 && sched_getaffinity(0, sizeof cs, &cs) == 0)
+    for (int c = 0; c < CPU_SETSIZE && n < want && n < BILOG_MAX_LISTENERS; c++)
+      if (CPU_ISSET(c, &cs)) cpus[n++] = c;
+  if (n <= 1) cpus[0] = -1, n = 1; /* one CPU (or more than we pin for): one listener, unpinned */
+  else {
+    /* more CPUs than listeners: unpinned, as one */
+    int total = CPU_COUNT(&cs);
+    if (total > n) cpus[0] = -1, n = 1;
+  }
+  for (int i = 0; i < n; i++) {
+    listener_arg_t *la = malloc(sizeof *la);
+    if (!la) return ENOMEM;
+    la->b = b;
+    la->cpu = cpus[i];
+    int rc = EPERM;
+    if (prio > 0) {
+      pthread_attr_t at;
+      pthread_attr_init(&at);
+      struct sched_param sp = {.sched_priority = prio};
+      pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+      pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+      pthread_attr_setschedparam(&at, &sp);
+      rc = pthread_create(&b->thr[i], &at, listener, la);
+      pthread_attr_destroy(&at);
+      if (rc == 0) b->info.fifo = 1;
+      else b->info.sched_errno = rc;
+    }
+    if (rc != 0) {
+      rc = pthread_create(&b->thr[i], NULL, listener, la);
+      if (rc != 0) {
+        free(la);
+        return rc;
+      }
+    }
+    b->thr_started++;
+  }
+  return 0;
 }
 
 /* ---- the watchdog process ------------------------------------------------------ */
@@ -994,6 +1073,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
   pthread_mutex_init(&b->quiet_mu, NULL);
+  pthread_mutex_init(&b->lmu, NULL);
   for (int i = 0; i < QUIET_SLOTS; i++) b->quiet[i].fd = -1;
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
@@ -1059,31 +1139,13 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   scan_proc(b); /* an fd that closes between this scan and the one after the mark */
 
-  /* the listener, before the mark (events must find it running) */
+  /* the listeners, before the mark (events must find them running) */
   int prio = opts ? opts->fifo_priority : 0;
   if (prio == 0) prio = 10;
-  int rc = EPERM;
-  if (prio > 0) {
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    struct sched_param sp = {.sched_priority = prio};
-    pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
-    pthread_attr_setschedpolicy(&at, SCHED_FIFO);
-    pthread_attr_setschedparam(&at, &sp);
-    rc = pthread_create(&b->thr, &at, listener, b);
-    pthread_attr_destroy(&at);
-    if (rc == 0) b->info.fifo = 1;
-    else b->info.sched_errno = rc;
+  if ((err = start_listeners(b, prio))) {
+    where = "pthread_create";
+    goto fail;
   }
-  if (rc != 0) {
-    rc = pthread_create(&b->thr, NULL, listener, b);
-    if (rc != 0) {
-      err = rc;
-      where = "pthread_create";
-      goto fail;
-    }
-  }
-  b->thr_started = 1;
 
   /* the watchdog, before the mark: it must not hold any event fd */
   pid_t parent = getpid();
@@ -1360,7 +1422,7 @@ int bilog_stop(bilog_t *b) {
   b->stopped = 1;
   if (b->fanfd >= 0) fanotify_mark(b->fanfd, FAN_MARK_FLUSH | FAN_MARK_FILESYSTEM, 0, AT_FDCWD, NULL);
   atomic_store(&b->stop, 1);
-  if (b->thr_started) pthread_join(b->thr, NULL); /* it answers what is queued, then returns */
+  for (int i = 0; i < b->thr_started; i++) pthread_join(b->thr[i], NULL); /* they answer what is queued, then return */
   if (b->wd_pid > 0) {
     atomic_store(&b->shm->stop, 1);
     int status;
@@ -1417,6 +1479,7 @@ void bilog_free(bilog_t *b) {
   if (b->copybuf) munmap(b->copybuf, BILOG_MAX_DATA);
   free(b->evbuf);
   pthread_mutex_destroy(&b->mu);
+  pthread_mutex_destroy(&b->lmu);
   pthread_cond_destroy(&b->data_cv);
   pthread_cond_destroy(&b->space_cv);
   free(b);
