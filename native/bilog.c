@@ -58,6 +58,9 @@ struct bi_fan_range {
 #ifndef FAN_REPORT_TID
 #define FAN_REPORT_TID 0x00000100
 #endif
+#ifndef FAN_MARK_EVICTABLE
+#define FAN_MARK_EVICTABLE 0x00000200
+#endif
 #ifndef FAN_MARK_FILESYSTEM
 #define FAN_MARK_FILESYSTEM 0x00000100
 #endif
@@ -146,6 +149,7 @@ typedef struct inode {
   int first_logged; /* its kind 0 record is in the capture file */
   int uncovered;
   int ignored; /* bfs keeps the file as an earlier generation stored it: its writes need no images */
+  int settled; /* bfs has read (or the log holds) every block of its T0 bytes: nothing to log */
   uint64_t t0size;
   int64_t msec, csec;
   uint32_t mnsec, cnsec;
@@ -199,7 +203,8 @@ struct bilog {
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
-  _Atomic uint64_t events, own_events, open_events, skipped;
+  _Atomic uint64_t events, own_events, open_events, skipped, settled_marks;
+  _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
   int void_logged;
   bilog_uncovered_t *unc;
   size_t nunc, capunc;
@@ -771,7 +776,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
-  } else if (p->ignored) {
+  } else if (p->ignored || p->settled) {
     atomic_fetch_add(&b->skipped, 1);
   } else {
     note_first(b, p, m->pid, (int)nr);
@@ -1130,7 +1135,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   b->fthr_started = 1;
 
-  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
+  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_MARKS,
                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   if (b->fanfd < 0) {
     err = errno;
@@ -1208,6 +1213,7 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->own_events = atomic_load(&b->own_events);
   out->open_events = atomic_load(&b->open_events);
   out->skipped = atomic_load(&b->skipped);
+  out->settled = atomic_load(&b->settled_marks);
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1244,6 +1250,39 @@ static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
   return 0;
 }
 
+/* Whether every block of the inode's T0 bytes has been read by bfs or has its image in the
+ * log, none stale: then nothing any later change does to the file matters. Under b->mu. */
+static int all_settled(inode_t *p) {
+  uint64_t nblk = (p->t0size + BS - 1) / BS;
+  for (uint64_t c0 = 0; c0 * CHUNK_BLOCKS < nblk; c0++) {
+    chunk_t *c = c0 < p->nchunks ? p->chunks[c0] : NULL;
+    if (!c) return 0;
+    uint64_t n = nblk - c0 * CHUNK_BLOCKS < CHUNK_BLOCKS ? nblk - c0 * CHUNK_BLOCKS : CHUNK_BLOCKS;
+    for (uint64_t w = 0; w * 64 < n; w++) {
+      uint64_t want = n - w * 64 >= 64 ? ~0ULL : (1ULL << (n - w * 64)) - 1;
+      if (((c->read[w] | c->logged[w]) & want) != want || (c->stale[w] & want)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* After bfs's read reached the T0 end of the file: when every block is settled, the file
+ * gets an ignore mark (evictable: it does not pin the inode), so its writers raise no events
+ * from now on and no longer wait for the listener. Best effort: without the mark, their
+ * events are answered as before (the inode is skipped). */
+static void settle(bilog_t *b, int fd, inode_t *p) {
+  pthread_mutex_lock(&b->mu);
+  int now = !p->settled && !p->ignored && !p->uncovered && all_settled(p);
+  if (now) p->settled = 1;
+  pthread_mutex_unlock(&b->mu);
+  if (!now || atomic_load(&b->no_marks) || b->stopped) return;
+  if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE,
+                    FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, NULL) == 0)
+    atomic_fetch_add(&b->settled_marks, 1);
+  else if (errno == ENOSPC || errno == EINVAL)
+    atomic_store(&b->no_marks, 1); /* out of marks, or a kernel without evictable marks */
+}
+
 /* bilog_read_t0 and bilog_read_live: `live` zeroes the logged blocks instead of laying their
  * images over the live bytes, and counts them in *logged (the BI log holds them). */
 static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read, int live, uint64_t *logged) {
@@ -1259,7 +1298,10 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   pthread_mutex_unlock(&b->mu);
   if (rc) return rc;
   if (!p) return -ENOMEM;
-  if (off >= t0size || len == 0) return 0;
+  if (off >= t0size || len == 0) {
+    if (mark_read && len) settle(b, fd, p);
+    return 0;
+  }
   size_t n = len;
   if (n > t0size - off) n = (size_t)(t0size - off);
   /* the live bytes, without the lock: this pread raises an event the listener answers */
@@ -1272,12 +1314,19 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
     got += (size_t)k;
   }
   memset((uint8_t *)buf + got, 0, n - got); /* beyond today's EOF, within T0's: see the images */
-  /* every block changed since T0 was logged before its change was allowed: lay the images over */
+  /* every block changed since T0 was logged before its change was allowed: lay the images over.
+   * A settled file's writers raise no events any more: its blocks bfs read (and did not log)
+   * are read again only if the file is unchanged since T0, by a stat after the pread (a write
+   * moves the ctime before it changes any byte). */
+  struct stat st2;
+  int changed = 0;
   pthread_mutex_lock(&b->mu);
+  if (p->settled)
+    changed = fstat(fd, &st2) != 0 || st2.st_ctim.tv_sec != p->csec || (uint32_t)st2.st_ctim.tv_nsec != p->cnsec;
   for (uint64_t blk = off / BS; blk * BS < off + n; blk++) {
     chunk_t *c = get_chunk(p, blk, mark_read);
     uint64_t i = blk % CHUNK_BLOCKS;
-    if (c && BIT(c->stale, i)) {
+    if (c && (BIT(c->stale, i) || (changed && BIT(c->read, i) && !BIT(c->logged, i)))) {
       rc = -ESTALE;
       break;
     }
@@ -1300,6 +1349,7 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   /* a block left unmarked (no memory for its chunk) is only logged again if written: harmless */
   if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
+  if (!rc && mark_read && off + n >= t0size) settle(b, fd, p);
   return rc ? rc : (ssize_t)n;
 }
 
