@@ -140,7 +140,9 @@ static void trace_dump(void) {
 
 typedef struct {
   uint64_t logged[CHUNK_BLOCKS / 64], read[CHUNK_BLOCKS / 64], stale[CHUNK_BLOCKS / 64];
-  uint64_t img[CHUNK_BLOCKS]; /* (capture-file offset << 13) | bytes, when logged */
+  /* (capture-file offset << 13) | bytes of each logged block; allocated with the chunk's first
+   * image (most files are only read: their chunks stay at 200 bytes, not 4.3 KiB) */
+  uint64_t *img;
 } chunk_t;
 
 typedef struct inode {
@@ -493,6 +495,10 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
     while (n < RUN_BLOCKS && (b0 + n) * BS < end && (b0 + n) % CHUNK_BLOCKS != 0 &&
            !BIT(c->logged, (b0 + n) % CHUNK_BLOCKS) && !BIT(c->read, (b0 + n) % CHUNK_BLOCKS))
       n++;
+    if (!c->img && !(c->img = calloc(CHUNK_BLOCKS, sizeof *c->img))) {
+      b->st.void_reason = BIR_LISTENER;
+      return;
+    }
     uint64_t want = n * BS;
     if (b0 * BS + want > end) want = end - b0 * BS;
     ssize_t r = 0;
@@ -1518,7 +1524,10 @@ void bilog_free(bilog_t *b) {
     for (size_t i = 0; i < NBUCKETS; i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
         n = p->next;
-        for (uint64_t c = 0; c < p->nchunks; c++) free(p->chunks[c]);
+        for (uint64_t c = 0; c < p->nchunks; c++) {
+          if (p->chunks[c]) free(p->chunks[c]->img);
+          free(p->chunks[c]);
+        }
         free(p->chunks);
         free(p);
       }
