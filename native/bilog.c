@@ -58,6 +58,9 @@ struct bi_fan_range {
 #ifndef FAN_REPORT_TID
 #define FAN_REPORT_TID 0x00000100
 #endif
+#ifndef FAN_MARK_EVICTABLE
+#define FAN_MARK_EVICTABLE 0x00000200
+#endif
 #ifndef FAN_MARK_FILESYSTEM
 #define FAN_MARK_FILESYSTEM 0x00000100
 #endif
@@ -75,6 +78,7 @@ struct bi_fan_range {
 #endif
 _Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
                "the ring must hold the largest record twice");
+#define BILOG_MAX_LISTENERS 8
 #define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
 
 /* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
@@ -136,7 +140,9 @@ static void trace_dump(void) {
 
 typedef struct {
   uint64_t logged[CHUNK_BLOCKS / 64], read[CHUNK_BLOCKS / 64], stale[CHUNK_BLOCKS / 64];
-  uint64_t img[CHUNK_BLOCKS]; /* (capture-file offset << 13) | bytes, when logged */
+  /* (capture-file offset << 13) | bytes of each logged block; allocated with the chunk's first
+   * image (most files are only read: their chunks stay at 200 bytes, not 4.3 KiB) */
+  uint64_t *img;
 } chunk_t;
 
 typedef struct inode {
@@ -145,6 +151,7 @@ typedef struct inode {
   int first_logged; /* its kind 0 record is in the capture file */
   int uncovered;
   int ignored; /* bfs keeps the file as an earlier generation stored it: its writes need no images */
+  int settled; /* bfs has read (or the log holds) every block of its T0 bytes: nothing to log */
   uint64_t t0size;
   int64_t msec, csec;
   uint32_t mnsec, cnsec;
@@ -184,8 +191,13 @@ struct bilog {
   tslot_t tcache[TCACHE]; /* the listener's alone */
   int taskdir;            /* /proc/self/task */
   inode_t **buckets;
-  pthread_t thr;
-  int thr_started;
+  /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
+   * answered on the writer's own CPU: waking the listener and then the writer are local
+   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
+   * group; whoever takes lmu first reads and answers what is queued, one at a time. */
+  pthread_t thr[BILOG_MAX_LISTENERS];
+  int thr_started; /* how many */
+  pthread_mutex_t lmu;
   _Atomic int stop;
   int stopped;
   shm_t *shm;
@@ -193,7 +205,8 @@ struct bilog {
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
-  _Atomic uint64_t events, own_events, open_events, skipped;
+  _Atomic uint64_t events, own_events, open_events, skipped, settled_marks;
+  _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
   int void_logged;
   bilog_uncovered_t *unc;
   size_t nunc, capunc;
@@ -482,6 +495,10 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
     while (n < RUN_BLOCKS && (b0 + n) * BS < end && (b0 + n) % CHUNK_BLOCKS != 0 &&
            !BIT(c->logged, (b0 + n) % CHUNK_BLOCKS) && !BIT(c->read, (b0 + n) % CHUNK_BLOCKS))
       n++;
+    if (!c->img && !(c->img = calloc(CHUNK_BLOCKS, sizeof *c->img))) {
+      b->st.void_reason = BIR_LISTENER;
+      return;
+    }
     uint64_t want = n * BS;
     if (b0 * BS + want > end) want = end - b0 * BS;
     ssize_t r = 0;
@@ -765,7 +782,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
-  } else if (p->ignored) {
+  } else if (p->ignored || p->settled) {
     atomic_fetch_add(&b->skipped, 1);
   } else {
     note_first(b, p, m->pid, (int)nr);
@@ -775,18 +792,73 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   pthread_mutex_unlock(&b->mu);
 }
 
+typedef struct {
+  bilog_t *b;
+  int cpu; /* pinned to it, or -1 */
+} listener_arg_t;
+
+/* Reads the queued events and answers them; with lmu held. Returns -1 at the end (stopping
+ * and nothing queued). */
+static void note_void(bilog_t *b) {
+  if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
+    pthread_mutex_lock(&b->mu);
+    if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+    emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
+    b->void_logged = 1;
+    pthread_mutex_unlock(&b->mu);
+  }
+}
+
+static int listen_once(bilog_t *b, int stopping) {
+  note_void(b);
+  PROF_T(tr);
+  ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+  PROF_ADD(PH_READ, tr);
+  PROF_T(trd);
+  if (len <= 0) return stopping && !(len < 0 && errno == EINTR) ? -1 : 0; /* EAGAIN: another listener took them */
+  int k = 0;
+  ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
+  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
+    if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
+  atomic_store(&b->shm->ninflight, k);
+  left = len;
+  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+    if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
+    PROF_T(tev);
+    handle_event(b, m);
+    PROF_T(ta);
+    answer(b, m->fd);
+    PROF_ADD(PH_ANSWER, ta);
+#ifdef BILOG_PROF
+    if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
+#endif
+    PROF_T(tcl);
+    close(m->fd);
+    PROF_ADD(PH_CLOSE, tcl);
+    PROF_ADD(PH_EVENT, tev);
+  }
+  atomic_store(&b->shm->ninflight, 0);
+  return 0;
+}
+
 static void *listener(void *arg) {
-  bilog_t *b = arg;
+  listener_arg_t la = *(listener_arg_t *)arg;
+  free(arg);
+  bilog_t *b = la.b;
   prctl(PR_SET_NAME, "bfs-bilog", 0, 0, 0);
+  if (la.cpu >= 0) {
+    cpu_set_t cs;
+    CPU_ZERO(&cs);
+    CPU_SET(la.cpu, &cs);
+    pthread_setaffinity_np(pthread_self(), sizeof cs, &cs); /* best effort */
+  }
   struct pollfd pf = {.fd = b->fanfd, .events = POLLIN};
   for (;;) {
     atomic_fetch_add(&b->shm->heartbeat, 1);
     if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
-      pthread_mutex_lock(&b->mu);
-      if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
-      emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
-      b->void_logged = 1;
-      pthread_mutex_unlock(&b->mu);
+      pthread_mutex_lock(&b->lmu);
+      note_void(b);
+      pthread_mutex_unlock(&b->lmu);
     }
     int stopping = atomic_load(&b->stop);
     int pr = poll(&pf, 1, stopping ? 0 : 100);
@@ -794,39 +866,57 @@ static void *listener(void *arg) {
       if (stopping) break;
       continue;
     }
-    PROF_T(tr);
-    ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
-    PROF_ADD(PH_READ, tr);
-    PROF_T(trd);
-    if (len <= 0) {
-      if (len < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (stopping) break;
-      continue;
-    }
-    int k = 0;
-    ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
-    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
-      if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
-    atomic_store(&b->shm->ninflight, k);
-    left = len;
-    for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
-      if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
-      PROF_T(tev);
-      handle_event(b, m);
-      PROF_T(ta);
-      answer(b, m->fd);
-      PROF_ADD(PH_ANSWER, ta);
-#ifdef BILOG_PROF
-      if (tr_n < TRACE_MAX) tr_read[tr_n] = trd, tr_ans[tr_n++] = prof_ns();
-#endif
-      PROF_T(tcl);
-      close(m->fd);
-      PROF_ADD(PH_CLOSE, tcl);
-      PROF_ADD(PH_EVENT, tev);
-    }
-    atomic_store(&b->shm->ninflight, 0);
+    pthread_mutex_lock(&b->lmu);
+    int end = listen_once(b, stopping);
+    pthread_mutex_unlock(&b->lmu);
+    if (end < 0) break;
   }
   return NULL;
+}
+
+/* Starts the listeners (at SCHED_FIFO prio when prio > 0 and allowed); 0 or an errno. */
+static int start_listeners(bilog_t *b, int prio) {
+  cpu_set_t cs;
+  int cpus[BILOG_MAX_LISTENERS], n = 0;
+  const char *env = getenv("BFS_BILOG_LISTENERS"); /* a count, for measurements: 1 = one, unpinned */
+  int want = env && *env ? atoi(env) : BILOG_MAX_LISTENERS;
+  if (want > 1 && sched_getaffinity(0, sizeof cs, &cs) == 0)
+    for (int c = 0; c < CPU_SETSIZE && n < want && n < BILOG_MAX_LISTENERS; c++)
+      if (CPU_ISSET(c, &cs)) cpus[n++] = c;
+  if (n <= 1) cpus[0] = -1, n = 1; /* one CPU (or more than we pin for): one listener, unpinned */
+  else {
+    /* more CPUs than listeners: unpinned, as one */
+    int total = CPU_COUNT(&cs);
+    if (total > n) cpus[0] = -1, n = 1;
+  }
+  for (int i = 0; i < n; i++) {
+    listener_arg_t *la = malloc(sizeof *la);
+    if (!la) return ENOMEM;
+    la->b = b;
+    la->cpu = cpus[i];
+    int rc = EPERM;
+    if (prio > 0) {
+      pthread_attr_t at;
+      pthread_attr_init(&at);
+      struct sched_param sp = {.sched_priority = prio};
+      pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+      pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+      pthread_attr_setschedparam(&at, &sp);
+      rc = pthread_create(&b->thr[i], &at, listener, la);
+      pthread_attr_destroy(&at);
+      if (rc == 0) b->info.fifo = 1;
+      else b->info.sched_errno = rc;
+    }
+    if (rc != 0) {
+      rc = pthread_create(&b->thr[i], NULL, listener, la);
+      if (rc != 0) {
+        free(la);
+        return rc;
+      }
+    }
+    b->thr_started++;
+  }
+  return 0;
 }
 
 /* ---- the watchdog process ------------------------------------------------------ */
@@ -994,6 +1084,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
   pthread_mutex_init(&b->quiet_mu, NULL);
+  pthread_mutex_init(&b->lmu, NULL);
   for (int i = 0; i < QUIET_SLOTS; i++) b->quiet[i].fd = -1;
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
@@ -1050,7 +1141,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   b->fthr_started = 1;
 
-  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
+  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_MARKS,
                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   if (b->fanfd < 0) {
     err = errno;
@@ -1059,31 +1150,13 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   scan_proc(b); /* an fd that closes between this scan and the one after the mark */
 
-  /* the listener, before the mark (events must find it running) */
+  /* the listeners, before the mark (events must find them running) */
   int prio = opts ? opts->fifo_priority : 0;
   if (prio == 0) prio = 10;
-  int rc = EPERM;
-  if (prio > 0) {
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    struct sched_param sp = {.sched_priority = prio};
-    pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
-    pthread_attr_setschedpolicy(&at, SCHED_FIFO);
-    pthread_attr_setschedparam(&at, &sp);
-    rc = pthread_create(&b->thr, &at, listener, b);
-    pthread_attr_destroy(&at);
-    if (rc == 0) b->info.fifo = 1;
-    else b->info.sched_errno = rc;
+  if ((err = start_listeners(b, prio))) {
+    where = "pthread_create";
+    goto fail;
   }
-  if (rc != 0) {
-    rc = pthread_create(&b->thr, NULL, listener, b);
-    if (rc != 0) {
-      err = rc;
-      where = "pthread_create";
-      goto fail;
-    }
-  }
-  b->thr_started = 1;
 
   /* the watchdog, before the mark: it must not hold any event fd */
   pid_t parent = getpid();
@@ -1146,6 +1219,7 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->own_events = atomic_load(&b->own_events);
   out->open_events = atomic_load(&b->open_events);
   out->skipped = atomic_load(&b->skipped);
+  out->settled = atomic_load(&b->settled_marks);
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1182,6 +1256,39 @@ static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
   return 0;
 }
 
+/* Whether every block of the inode's T0 bytes has been read by bfs or has its image in the
+ * log, none stale: then nothing any later change does to the file matters. Under b->mu. */
+static int all_settled(inode_t *p) {
+  uint64_t nblk = (p->t0size + BS - 1) / BS;
+  for (uint64_t c0 = 0; c0 * CHUNK_BLOCKS < nblk; c0++) {
+    chunk_t *c = c0 < p->nchunks ? p->chunks[c0] : NULL;
+    if (!c) return 0;
+    uint64_t n = nblk - c0 * CHUNK_BLOCKS < CHUNK_BLOCKS ? nblk - c0 * CHUNK_BLOCKS : CHUNK_BLOCKS;
+    for (uint64_t w = 0; w * 64 < n; w++) {
+      uint64_t want = n - w * 64 >= 64 ? ~0ULL : (1ULL << (n - w * 64)) - 1;
+      if (((c->read[w] | c->logged[w]) & want) != want || (c->stale[w] & want)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* After bfs's read reached the T0 end of the file: when every block is settled, the file
+ * gets an ignore mark (evictable: it does not pin the inode), so its writers raise no events
+ * from now on and no longer wait for the listener. Best effort: without the mark, their
+ * events are answered as before (the inode is skipped). */
+static void settle(bilog_t *b, int fd, inode_t *p) {
+  pthread_mutex_lock(&b->mu);
+  int now = !p->settled && !p->ignored && !p->uncovered && all_settled(p);
+  if (now) p->settled = 1;
+  pthread_mutex_unlock(&b->mu);
+  if (!now || atomic_load(&b->no_marks) || b->stopped) return;
+  if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE,
+                    FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, NULL) == 0)
+    atomic_fetch_add(&b->settled_marks, 1);
+  else if (errno == ENOSPC || errno == EINVAL)
+    atomic_store(&b->no_marks, 1); /* out of marks, or a kernel without evictable marks */
+}
+
 /* bilog_read_t0 and bilog_read_live: `live` zeroes the logged blocks instead of laying their
  * images over the live bytes, and counts them in *logged (the BI log holds them). */
 static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off, int mark_read, int live, uint64_t *logged) {
@@ -1197,7 +1304,10 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   pthread_mutex_unlock(&b->mu);
   if (rc) return rc;
   if (!p) return -ENOMEM;
-  if (off >= t0size || len == 0) return 0;
+  if (off >= t0size || len == 0) {
+    if (mark_read && len) settle(b, fd, p);
+    return 0;
+  }
   size_t n = len;
   if (n > t0size - off) n = (size_t)(t0size - off);
   /* the live bytes, without the lock: this pread raises an event the listener answers */
@@ -1210,12 +1320,19 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
     got += (size_t)k;
   }
   memset((uint8_t *)buf + got, 0, n - got); /* beyond today's EOF, within T0's: see the images */
-  /* every block changed since T0 was logged before its change was allowed: lay the images over */
+  /* every block changed since T0 was logged before its change was allowed: lay the images over.
+   * A settled file's writers raise no events any more: its blocks bfs read (and did not log)
+   * are read again only if the file is unchanged since T0, by a stat after the pread (a write
+   * moves the ctime before it changes any byte). */
+  struct stat st2;
+  int changed = 0;
   pthread_mutex_lock(&b->mu);
+  if (p->settled)
+    changed = fstat(fd, &st2) != 0 || st2.st_ctim.tv_sec != p->csec || (uint32_t)st2.st_ctim.tv_nsec != p->cnsec;
   for (uint64_t blk = off / BS; blk * BS < off + n; blk++) {
     chunk_t *c = get_chunk(p, blk, mark_read);
     uint64_t i = blk % CHUNK_BLOCKS;
-    if (c && BIT(c->stale, i)) {
+    if (c && (BIT(c->stale, i) || (changed && BIT(c->read, i) && !BIT(c->logged, i)))) {
       rc = -ESTALE;
       break;
     }
@@ -1238,6 +1355,7 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   /* a block left unmarked (no memory for its chunk) is only logged again if written: harmless */
   if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
+  if (!rc && mark_read && off + n >= t0size) settle(b, fd, p);
   return rc ? rc : (ssize_t)n;
 }
 
@@ -1360,7 +1478,7 @@ int bilog_stop(bilog_t *b) {
   b->stopped = 1;
   if (b->fanfd >= 0) fanotify_mark(b->fanfd, FAN_MARK_FLUSH | FAN_MARK_FILESYSTEM, 0, AT_FDCWD, NULL);
   atomic_store(&b->stop, 1);
-  if (b->thr_started) pthread_join(b->thr, NULL); /* it answers what is queued, then returns */
+  for (int i = 0; i < b->thr_started; i++) pthread_join(b->thr[i], NULL); /* they answer what is queued, then return */
   if (b->wd_pid > 0) {
     atomic_store(&b->shm->stop, 1);
     int status;
@@ -1406,7 +1524,10 @@ void bilog_free(bilog_t *b) {
     for (size_t i = 0; i < NBUCKETS; i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
         n = p->next;
-        for (uint64_t c = 0; c < p->nchunks; c++) free(p->chunks[c]);
+        for (uint64_t c = 0; c < p->nchunks; c++) {
+          if (p->chunks[c]) free(p->chunks[c]->img);
+          free(p->chunks[c]);
+        }
         free(p->chunks);
         free(p);
       }
@@ -1417,6 +1538,7 @@ void bilog_free(bilog_t *b) {
   if (b->copybuf) munmap(b->copybuf, BILOG_MAX_DATA);
   free(b->evbuf);
   pthread_mutex_destroy(&b->mu);
+  pthread_mutex_destroy(&b->lmu);
   pthread_cond_destroy(&b->data_cv);
   pthread_cond_destroy(&b->space_cv);
   free(b);

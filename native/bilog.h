@@ -51,7 +51,8 @@ typedef struct {
 /** Counters (monotonic while the engine runs). */
 typedef struct {
   uint64_t events, own_events, open_events, skipped, first_sights, images, image_bytes, truncates,
-      uncovered, log_bytes, records, stale_blocks, void_reason, log_errno;
+      uncovered, log_bytes, records, stale_blocks, void_reason, log_errno,
+      settled; /* files whose every T0 block bfs has read or logged: given an ignore mark */
 } bilog_stats_t;
 
 /** One file the capture does not cover (found in /proc before and after the mark). */

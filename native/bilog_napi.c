@@ -250,11 +250,11 @@ static napi_value js_bilog_info(napi_env env, napi_callback_info info) {
 static napi_value stats_array(napi_env env, bilog_t *b) {
   bilog_stats_t s;
   bilog_stats(b, &s);
-  double v[14] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
+  double v[15] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
                   (double)s.first_sights, (double)s.images, (double)s.image_bytes, (double)s.truncates,
                   (double)s.uncovered, (double)s.log_bytes, (double)s.records, (double)s.stale_blocks,
-                  (double)s.void_reason, (double)s.log_errno};
-  return bl_f64(env, v, 14);
+                  (double)s.void_reason, (double)s.log_errno, (double)s.settled};
+  return bl_f64(env, v, 15);
 }
 
 static napi_value js_bilog_stats(napi_env env, napi_callback_info info) {

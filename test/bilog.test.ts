@@ -213,6 +213,41 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     for (const [b, data] of blocks) expect(data.equals(t0bytes.subarray(b * 4096, (b + 1) * 4096)), `image of block ${b}`).toBe(true)
   })
 
+  it('settled: once bfs has read a file to its T0 end (every block read or logged), its writers raise no events; a re-read after a change is stale; a file read in part still raises them', async () => {
+    const mnt = await makeFs('ext4', 'ext4-settled')
+    const whole = path.join(mnt, 'whole')
+    const part = path.join(mnt, 'part')
+    fs.writeFileSync(whole, Buffer.alloc(8 * 4096, 5))
+    fs.writeFileSync(part, Buffer.alloc(8 * 4096, 6))
+    await must('sync')
+    const cap = BiCapture.start(mnt, path.join(work, 'settled.bilog'))
+    try {
+      // block 3 of whole changes before bfs reads it: logged, read as zeros; the rest read
+      await must(`head -c 4096 /dev/urandom | dd of=${whole} bs=4096 seek=3 conv=notrunc status=none`)
+      const fd = cap.openQuiet(whole)
+      const buf = Buffer.alloc(8 * 4096)
+      expect(cap.readLive(fd, buf, 0, 4 * 4096, 0)[0]).toBe(4 * 4096)
+      expect(cap.stats().settled).toBe(0) // not at its end yet
+      expect(cap.readLive(fd, buf, 4 * 4096, 4 * 4096, 4 * 4096)[0]).toBe(4 * 4096)
+      expect(cap.stats().settled).toBe(1)
+      const pfd = cap.openQuiet(part)
+      expect(cap.readLive(pfd, buf, 0, 4 * 4096, 0)[0]).toBe(4 * 4096) // half of it
+      const events = cap.stats().events
+      // writes, an O_TRUNC rewrite and an append to the settled file: no event at all
+      await must(`head -c 8192 /dev/urandom | dd of=${whole} bs=4096 seek=5 conv=notrunc status=none && echo x > ${whole} && echo y >> ${whole}`)
+      expect(cap.stats().events).toBe(events)
+      // the half-read one still raises them (its unread half must be logged)
+      await must(`head -c 4096 /dev/urandom | dd of=${part} bs=4096 seek=6 conv=notrunc status=none`)
+      expect(cap.stats().events).toBeGreaterThan(events)
+      // the settled file changed behind the capture's back: reading it again is refused
+      expect(() => cap.readLive(fd, buf, 0, 4096, 0)).toThrow(/ESTALE/)
+      fs.closeSync(fd)
+      fs.closeSync(pfd)
+    } finally {
+      cap.stop()
+    }
+  })
+
   it('ignore(dev, inode): writes to a file bfs keeps from an earlier generation log no images; other files still do', async () => {
     const mnt = await makeFs('ext4', 'ext4-ignore')
     const kept = path.join(mnt, 'kept')

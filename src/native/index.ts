@@ -831,6 +831,8 @@ export interface BiStats {
   voidReason: number
   /** errno of a failed capture-file write, else 0. */
   logErrno: number
+  /** Files bfs had read in full (every T0 block read or logged): their writers raise no more events. */
+  settled: number
 }
 
 /** What a file looked like at T0. */
@@ -850,6 +852,7 @@ function biStats(v: Float64Array): BiStats {
   return {
     events: v[0], ownEvents: v[1], openEvents: v[2], skipped: v[3], firstSights: v[4], images: v[5], imageBytes: v[6],
     truncates: v[7], uncovered: v[8], logBytes: v[9], records: v[10], staleBlocks: v[11], voidReason: v[12], logErrno: v[13],
+    settled: v[14],
   }
 }
 
