@@ -97,7 +97,13 @@ export class GenReader2 {
     await this.blocks?.close()
   }
 
+  /** A piece or store failure as the one-line damage of `genN:p` (exit 6); anything else as it is. */
+  damageOf(err: unknown, p: string): unknown {
+    return this.damage(err, p)
+  }
+
   private damage(err: unknown, p: string): unknown {
+    if (err instanceof BfsError && err.code === 'CORRUPT') return new BfsError('CORRUPT', `gen${this.manifest.id}:${p}: ${err.message}`)
     if (err instanceof FormatError || isPieceFailure(err)) return new BfsError('CORRUPT', `gen${this.manifest.id}:${p}: ${(err as Error).message}`)
     return err
   }
