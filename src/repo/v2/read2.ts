@@ -75,6 +75,16 @@ export class GenReader2 {
     }
   }
 
+  /** The entries of a directory entry a page at a time (one await per page, not per entry: restore, verify). */
+  async *pages(dir: Entry2, p: string): AsyncGenerator<readonly Entry2[]> {
+    if (dir.type !== FileType.Dir || !dir.dir) return
+    try {
+      for await (const page of this.tree.pages(dir.dir, null)) yield page.entries
+    } catch (err) {
+      throw this.damage(err, p)
+    }
+  }
+
   /** A file entry opened for the block reader (its map resolved into extents). */
   async open(e: Entry2, p: string): Promise<OpenFile> {
     let ext

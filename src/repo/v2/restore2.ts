@@ -16,7 +16,7 @@ import type { RestoreSet } from '../restore.js'
 import { type GenReader2, StreamSource2 } from './read2.js'
 
 /** A format 2 entry carried as a format 1 catalog entry (the map kept for the data phase). */
-type Entry1 = Entry & { map?: Entry2['map']; dataBlocks?: number }
+type Entry1 = Entry & { map: Entry2['map']; dataBlocks: number }
 
 const SLASH = Buffer.from('/')
 
@@ -44,7 +44,6 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
   }
   const add = (x: Entry2, parent: number): number => {
     const i = entries.length
-    const e = x as unknown as Entry1
     let flags = 0
     let linkLeader = 0
     if (x.type === FileType.File && x.flags & E_LINKED) {
@@ -56,14 +55,14 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
         linkLeader = l
       }
     }
-    // the Entry2 becomes the catalog entry in place: the fields they share are the same
-    e.flags = flags
-    e.parent = parent
-    e.firstChild = 0
-    e.childCount = 0
-    e.objGen = 0
-    e.objIndex = 0
-    e.linkLeader = linkLeader
+    // a catalog entry of one shape for all (adding fields to the Entry2s would give 100k objects new shapes)
+    const e: Entry1 = {
+      type: x.type as number as EntryType, flags, parent, name: x.name, mode: x.mode, uid: x.uid, gid: x.gid,
+      atimeSec: x.atimeSec, atimeNsec: x.atimeNsec, mtimeSec: x.mtimeSec, mtimeNsec: x.mtimeNsec, ctimeSec: x.ctimeSec, ctimeNsec: x.ctimeNsec,
+      size: x.size, srcDev: x.srcDev, srcInoHi: x.srcInoHi, srcInoLo: x.srcInoLo, nlink: x.nlink,
+      firstChild: 0, childCount: 0, objGen: 0, objIndex: 0, linkLeader,
+      target: x.target, rdevMajor: x.rdevMajor, rdevMinor: x.rdevMinor, xattrs: x.xattrs, map: x.map, dataBlocks: x.dataBlocks,
+    }
     entries.push(e)
     return i
   }
@@ -76,10 +75,12 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
     dirs[d] = undefined as never // read once: let it go
     let n = 0
     try {
-      for await (const c of r.entries(dir, pathOf(index))) {
-        const i = add(c, index)
-        n++
-        if (c.type === FileType.Dir && c.dir) dirs.push({ index: i, dir: c })
+      for await (const page of r.pages(dir, pathOf(index))) {
+        for (const c of page) {
+          const i = add(c, index)
+          n++
+          if (c.type === FileType.Dir && c.dir) dirs.push({ index: i, dir: c })
+        }
       }
     } catch (err) {
       if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
@@ -100,7 +101,7 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
       if (e.type !== EntryType.File || !e.map) return []
       const flat: number[] = []
       try {
-        const list = await r.maps.extents({ map: e.map, size: e.size, dataBlocks: e.dataBlocks ?? 0 })
+        const list = await r.maps.extents({ map: e.map, size: e.size, dataBlocks: e.dataBlocks })
         for (const x of list) {
           // the run's stream record must read (cached), and the extent lie within its stream
           const s = r.repo.stream(x.stream)

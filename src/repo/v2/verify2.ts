@@ -90,31 +90,33 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
       const { e: dir, path: dp } = dirs[d]!
       dirs[d] = undefined as never
       try {
-        for await (const c of r.entries(dir, pathStr(dp))) {
-          const cp = dp.length ? Buffer.concat([dp, SLASH, c.name]) : c.name
-          if (c.type === FileType.Dir) {
-            if (c.dir) dirs.push({ e: c, path: cp })
-            continue
-          }
-          if (c.type !== FileType.File) continue
-          if (c.flags & E_LINKED) linked.set(`${c.srcDev}:${c.srcInoHi}:${c.srcInoLo}`, pathStr(cp))
-          if (!c.map) continue
-          try {
-            const ext = await r.maps.extents(c)
-            const past = new Set<number>()
-            for (const x of ext) {
-              const rec = streamOf(x.stream)
-              if (rec && x.streamBlock + x.count > rec.streamBlocks && !past.has(x.stream)) {
-                past.add(x.stream)
-                problem(`gen${id}:${pathStr(cp)}: the map refers past the end of stream ${x.stream} (${rec.streamBlocks} blocks)`)
-              }
+        for await (const page of r.pages(dir, pathStr(dp))) {
+          for (const c of page) {
+            const cp = (): Buffer => (dp.length ? Buffer.concat([dp, SLASH, c.name]) : c.name)
+            if (c.type === FileType.Dir) {
+              if (c.dir) dirs.push({ e: c, path: cp() })
+              continue
             }
-          } catch (err) {
-            problem(msg(r.damageOf(err, pathStr(cp))))
+            if (c.type !== FileType.File) continue
+            if (c.flags & E_LINKED) linked.set(`${c.srcDev}:${c.srcInoHi}:${c.srcInoLo}`, pathStr(cp()))
+            if (!c.map) continue
+            try {
+              const ext = await r.maps.extents(c)
+              const past = new Set<number>()
+              for (const x of ext) {
+                const rec = streamOf(x.stream)
+                if (rec && x.streamBlock + x.count > rec.streamBlocks && !past.has(x.stream)) {
+                  past.add(x.stream)
+                  problem(`gen${id}:${pathStr(cp())}: the map refers past the end of stream ${x.stream} (${rec.streamBlocks} blocks)`)
+                }
+              }
+            } catch (err) {
+              problem(msg(r.damageOf(err, pathStr(cp()))))
+            }
           }
         }
       } catch (err) {
-        // r.entries names genN:path itself
+        // r.pages names genN:path itself
         if (!(err instanceof BfsError)) throw err
         problem(err.message)
       }
