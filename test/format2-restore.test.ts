@@ -180,6 +180,29 @@ describe('format 2: damage, and verify', () => {
     expect(ag.stderr).toBe('bfs: --against is not supported on a format 2 repository yet\n')
   })
 
+  it('a damaged manifest: verify --all and verify N name it (exit 4); bare verify takes the latest that reads (exit 0)', async () => {
+    const s3 = path.join(work, 'src-man')
+    fs.mkdirSync(s3)
+    fs.writeFileSync(path.join(s3, 'f'), 'one\n')
+    const r3 = await init2(path.join(work, 'repo-man'))
+    expect((await bfs(['backup', s3], { repo: r3 })).code).toBe(0)
+    fs.writeFileSync(path.join(s3, 'f'), 'two\n')
+    expect((await bfs(['backup', s3], { repo: r3 })).code).toBe(0)
+    const key = path.join(r3, keys2.manifest(2))
+    const m = fs.readFileSync(key)
+    m[m.length - 2] ^= 0xff
+    fs.writeFileSync(key, m)
+    const all = await bfs(['verify', '--all'], { repo: r3 })
+    expect(all.code).toBe(4)
+    expect(all.stdout).toMatch(/^FAIL gen2 is damaged: .*gen-00000002.*\n1 problem found\n$/)
+    const two = await bfs(['verify', '2'], { repo: r3 })
+    expect(two.code).toBe(4)
+    expect(two.stdout).toMatch(/^FAIL gen2 is damaged: /)
+    const latest = await bfs(['verify'], { repo: r3 })
+    expect(latest.code, latest.stdout).toBe(0)
+    expect(latest.stdout).toMatch(/^ok: gen1 verified /)
+  })
+
   it('a rotted directory piece: restore names genN:path in one line, restores the rest (exit 1); a subtree beside it restores (exit 0); verify exits 4 naming it', async () => {
     await rotDir(r, '1', 'broken')
     const out = path.join(work, 'out-dmg')
