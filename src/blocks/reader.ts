@@ -1,4 +1,4 @@
-import { BLOCK_BYTES, HASH_BYTES, zeroBlockHash, type HashAlg } from '../codec/hash.js'
+import { BLOCK_BYTES, HASH_BYTES, hashBlocks, zeroBlockHash, type HashAlg } from '../codec/hash.js'
 import { FrameDecompressor } from '../codec/zstd.js'
 import type { Extent } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
@@ -301,7 +301,7 @@ export class BlockReader {
    * content checksum), 'full' also compares each frame's frame check. A bad frame is listed,
    * not thrown; a unit that cannot be opened or validated throws. Bypasses the frame cache.
    */
-  scanUnitSync(gen: number, unit: number, check: 'zstd' | 'full'): UnitScan {
+  scanUnitSync(gen: number, unit: number, check: 'zstd' | 'full', expect?: Buffer): UnitScan {
     const u = this.units.unitSync(gen, unit)
     const blob = u.blob as SyncBlobReader
     const t = u.table
@@ -331,6 +331,20 @@ export class BlockReader {
           continue
         }
         if (check === 'full' && !checkFrame(this.hashAlg, raw, e.check)) bad.push({ frame: i, reason: 'checksum mismatch' })
+        else if (expect) {
+          // the stored block hashes (format 2's hashes file) of the unit's blocks, from its first
+          const blocks = e.rawBytes / BLOCK_BYTES
+          const first = (rawBytes - e.rawBytes) / BLOCK_BYTES
+          if (this.scanHashes.length < blocks * HASH_BYTES) this.scanHashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
+          hashBlocks(this.hashAlg, raw, 0, blocks, this.scanHashes, 0)
+          for (let b = 0; b < blocks; b++) {
+            const at = (first + b) * HASH_BYTES
+            if (at + HASH_BYTES > expect.length || !this.scanHashes.subarray(b * HASH_BYTES, (b + 1) * HASH_BYTES).equals(expect.subarray(at, at + HASH_BYTES))) {
+              bad.push({ frame: i, reason: `block ${first + b} of the unit does not match its stored block hash` })
+              break
+            }
+          }
+        }
       }
     } finally {
       u.users--
@@ -339,6 +353,7 @@ export class BlockReader {
   }
 
   private scanComp = Buffer.alloc(0)
+  private scanHashes = Buffer.alloc(0)
   private scanRaw = Buffer.alloc(0)
   private scanDecoder: FrameDecompressor | null = null
   private get scanDec(): FrameDecompressor {

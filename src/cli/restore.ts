@@ -3,7 +3,9 @@ import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
 import { BfsError, EXIT } from '../repo/errors.js'
-import { restoreTree } from '../repo/restore.js'
+import { restoreTree, type RestoreResult } from '../repo/restore.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { restoreV2 } from './v2.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
 import { holder, openReadStore } from './datastore.js'
@@ -23,6 +25,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs); the restore recalls in passes that fit it").argParser(parseSize))
     .option('--json', 'print the result as JSON')
     .action(async (ref: string, dest: string, o) => {
+      if (isFormat2(ctx.repoDir())) return restoreV2(ctx, ref, dest, o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)
@@ -51,10 +54,14 @@ export function registerRestore(program: Command, ctx: Ctx): void {
         line.clear()
         await rs?.close()
       })
-      if (res.errors.length) ctx.exitCode = EXIT.ERROR
-      if (o.json) return printJson(restoreJson({ generation: man.id, path: p, dest: path.resolve(target), res }))
-      const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
-      process.stdout.write(`restored gen${man.id}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
-      if (res.errors.length) ctx.exitCode = EXIT.ERROR
+      reportRestore(ctx, o, man.id, p, target, res)
     })
+}
+
+/** The end of a restore, either format: the result line (or JSON), exit 1 when something was not restored. */
+export function reportRestore(ctx: Ctx, o: { json?: boolean }, gen: number, p: string, target: string, res: RestoreResult): void {
+  if (res.errors.length) ctx.exitCode = EXIT.ERROR
+  if (o.json) return printJson(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
+  const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
+  process.stdout.write(`restored gen${gen}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
 }

@@ -4,17 +4,23 @@
  * meets a format 2 repository in ctx.openRepo (cli/main.ts), which refuses it in one line
  * naming the command (notYetOnFormat2, exit 6).
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
 import { pieceRefToString } from '../format/v2/common.js'
-import { BfsError } from '../repo/errors.js'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { parseGenRef } from '../repo/repository.js'
+import { verifyGenerations2 } from '../repo/v2/verify2.js'
 import { backupTree2 } from '../repo/v2/backup2.js'
+import { restoreEntries } from '../repo/restore.js'
+import { restoreSet2 } from '../repo/v2/restore2.js'
+import { reportRestore } from './restore.js'
 import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
-import { lsEntry } from './json.js'
-import { count, humanBytes, modeString, writeOut, writeStdout } from './output.js'
+import { lsEntry, printJson, verifyJson } from './json.js'
+import { count, humanBytes, modeString, progressText, ProgressLine, writeOut, writeStdout } from './output.js'
 
 const SLASH = Buffer.from('/')
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -122,6 +128,66 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   } finally {
     await r.close()
   }
+}
+
+/**
+ * `bfs restore GEN[:PATH] DEST` of a format 2 generation: the tree read directory by directory
+ * below PATH (repo/v2/restore2.ts), restored by format 1's restore (the same options, output
+ * and exit codes); `--buffer-cache` (units on tape) refused by name.
+ */
+export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
+  if (o.bufferCache !== undefined) throw new BfsError('BAD_INPUT', '--buffer-cache is not supported on a format 2 repository yet (it has no tape tier)')
+  const { source } = readOptions(o)
+  const repo = Repo2.open(ctx.repoDir(), warn)
+  const { gen, path: p } = splitRef(ref)
+  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const set = await restoreSet2(r, p)
+  const root = set.entries[0]!
+  let target = dest
+  if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
+  const line = new ProgressLine()
+  const started = Date.now()
+  const res = await withSignals((signal) =>
+    restoreEntries(set, {
+      root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
+      reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path) },
+    }),
+  ).finally(async () => {
+    line.clear()
+    await r.close()
+  })
+  reportRestore(ctx, o, r.manifest.id, p, target, res)
+}
+
+/**
+ * `bfs verify [GEN]` (or `--all`) of a format 2 repository (repo/v2/verify2.ts): format 1's
+ * output and exit codes (4 when something is damaged); `--against` refused by name.
+ */
+export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<string, unknown>): Promise<void> {
+  if (o.against !== undefined) throw new BfsError('BAD_INPUT', '--against is not supported on a format 2 repository yet')
+  const { source } = readOptions(o)
+  const repo = Repo2.open(ctx.repoDir(), warn)
+  const lines: string[] = []
+  const line = new ProgressLine()
+  const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
+  let ids: number[]
+  if (o.all) ids = repo.generationIds()
+  else {
+    // a damaged generation named by number is verified (reported), not refused, as on format 1
+    const ref = parseGenRef(gen ?? 'latest')
+    ids = 'id' in ref && source === undefined && repo.generationIds().includes(ref.id) ? [ref.id] : [repo.resolve(gen ?? 'latest', source).id]
+  }
+  if (ids.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+  const started = Date.now()
+  const res = await withSignals((signal) =>
+    verifyGenerations2(repo, ids, print, {
+      signal,
+      progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
+    }),
+  ).finally(() => line.clear())
+  if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+  if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
+  process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
 }
 
 /** `bfs init --format 2`. */

@@ -2,6 +2,8 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { verifyV2 } from './v2.js'
 import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { SOURCE_HELP, withSignals } from './common.js'
 import { holder, openReadStore, recallFor } from './datastore.js'
@@ -25,6 +27,7 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
       const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
+      if (isFormat2(ctx.repoDir())) return verifyV2(ctx, gen, o)
       const repo = ctx.openRepo()
       if (o.against) {
         // `latest` is the latest generation of DIR itself when DIR is one of the sources

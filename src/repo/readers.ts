@@ -1,8 +1,36 @@
 import { openUnitShare } from '../blocks/units.js'
 import type { ReaderSpec } from '../blocks/spec.js'
+import type { GenGeometry } from '../blocks/source.js'
+import type { HashAlg } from '../codec/hash.js'
+import type { Store } from '../store/store.js'
 import type { WorkerPool } from './pool.js'
-import type { Repository } from './repository.js'
+import { Repository } from './repository.js'
 import { dataStoreOf } from './stream-source.js'
+
+/**
+ * Where worker readers read from: the store units are read from, the hash algorithm, and the
+ * geometry of each stream a job may name (format 1: a generation's, from its manifest;
+ * format 2: a run's stream, from its stream record).
+ */
+export interface ReaderOrigin {
+  dir: string
+  store: Store
+  hashAlg: HashAlg
+  geometry(gen: number): GenGeometry
+}
+
+/** A format 1 repository as a ReaderOrigin. */
+function originOf(repo: Repository): ReaderOrigin {
+  return {
+    dir: repo.dir,
+    store: dataStoreOf(repo),
+    hashAlg: repo.config.hashAlg,
+    geometry: (gen) => {
+      const m = repo.manifest(gen)
+      return { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) }
+    },
+  }
+}
 
 let specs = 0
 
@@ -16,21 +44,22 @@ export class WorkerReaders {
   readonly spec: ReaderSpec
   private sent = false
 
-  constructor(repo: Repository, private readonly pool: WorkerPool, cacheBytes = 1 << 20) {
-    const store = dataStoreOf(repo).describe()
+  constructor(repo: Repository | ReaderOrigin, private readonly pool: WorkerPool, cacheBytes = 1 << 20) {
+    const origin = repo instanceof Repository ? originOf(repo) : repo
+    const store = origin.store.describe()
     // every store a repository is opened on today describes itself (disk, and faulty over it)
-    if (!store) throw new Error(`${repo.dir}: this repository's store cannot be shared with worker threads`)
-    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: repo.config.hashAlg, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size) }
-    this.repo = repo
+    if (!store) throw new Error(`${origin.dir}: this repository's store cannot be shared with worker threads`)
+    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: origin.hashAlg, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size) }
+    this.origin = origin
   }
 
-  private readonly repo: Repository
+  private readonly origin: ReaderOrigin
 
-  /** Adds generation `gen`'s geometry (its manifest must be readable); before start(). */
+  /** Adds generation (format 2: stream) `gen`'s geometry (its manifest or stream record must be readable); before start(). */
   add(gen: number): void {
     if (this.spec.geometry[gen]) return
-    const m = this.repo.manifest(gen)
-    this.spec.geometry[gen] = { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) }
+    const g = this.origin.geometry(gen)
+    this.spec.geometry[gen] = { unitBlocks: g.unitBlocks, frameBlocks: g.frameBlocks, unitRawBlocks: Array.from(g.unitRawBlocks) }
   }
 
   /** Sends the spec to every worker, once, before the first job that names it. */

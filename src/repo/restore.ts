@@ -101,6 +101,60 @@ const EMPTY = Buffer.alloc(0)
  */
 export async function restoreTree(repo: Repository, man: Manifest, opts: RestoreOptions): Promise<RestoreResult> {
   const entries = repo.catalog(man.id)
+  const resolver = new ObjectResolver(repo)
+  return restoreEntries(
+    {
+      label: `gen${man.id}`,
+      entries,
+      order: subtree(entries, opts.root),
+      problems: [],
+      extents: (d) => {
+        const flat: number[] = []
+        if (d.objGen) for (const x of resolver.resolve(d.objGen, d.objIndex)) flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
+        return flat
+      },
+      readers: (pool) => new WorkerReaders(repo, pool),
+      unitsOf: (flat, size) => unitsOf(repo, flat, size),
+      planTape: (tiered, units, passBytes) => planTapePasses(repo, tiered, units, passBytes),
+    },
+    opts,
+  )
+}
+
+/**
+ * What restoreEntries restores: entries in the shape of format 1's catalog (parent indexes,
+ * childCount, hard-link followers naming their leader), whoever read them (format 1's
+ * catalog, or format 2's tree walked directory by directory: repo/v2/restore2.ts), and how
+ * to find their data.
+ */
+export interface RestoreSet {
+  /** For messages: `genN`. */
+  label: string
+  entries: Entry[]
+  /** The entries to restore (opts.root and everything below it), parents before children. */
+  order: number[]
+  /**
+   * Damage met while reading the entries (a directory piece that does not read): the entry
+   * below which something could not be read, and the line naming the damage. Each is an
+   * error of the restore; what was read is restored.
+   */
+  problems: Array<{ index: number; message: string }>
+  /**
+   * The data of file entry `d` (a link leader's for a follower) as flattened extents
+   * (fileBlock, count, stream, streamBlock)*, stream 0 = a hole; a BfsError CORRUPT for data
+   * that cannot be found (the file is reported, the rest restored).
+   */
+  extents(d: Entry, i: number): number[] | Promise<number[]>
+  /** The worker threads' readers of the streams the extents name. */
+  readers(pool: WorkerPool): WorkerReaders
+  /** Units on tape (format 1 only): the store keys a file's extents read, and the recall plan. */
+  unitsOf?(flat: number[], sizeBytes: number): string[]
+  planTape?(tiered: TieredStore, units: string[], passBytes: number): TapePlan
+}
+
+/** Restores a RestoreSet (see restoreTree: the same for both formats). */
+export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Promise<RestoreResult> {
+  const entries = set.entries
   const k = K()
   const asRoot = process.getuid?.() === 0
   const euid = process.geteuid?.() ?? 0
@@ -109,12 +163,12 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
   const dest = path.resolve(opts.dest)
   const root = entries[opts.root]!
   const rootIsDir = root.type === EntryType.Dir
-  const order = subtree(entries, opts.root)
+  const order = set.order
   const dot = Buffer.from('.')
   const dotdot = Buffer.from('..')
   for (const i of order) {
     const n = entries[i]!.name
-    if (i !== opts.root && (n.equals(dot) || n.equals(dotdot))) throw new BfsError('CORRUPT', `gen${man.id}: catalog entry ${i} is named "${n}"`)
+    if (i !== opts.root && (n.equals(dot) || n.equals(dotdot))) throw new BfsError('CORRUPT', `${set.label}: catalog entry ${i} is named "${n}"`)
   }
 
   // Everything is made relative to `base`: DEST for a directory, DEST's directory for anything else.
@@ -195,6 +249,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
       errors.push(msg)
       opts.reporter?.warn(msg)
     }
+    for (const p of set.problems) warn(`${show(p.index)}: what is below it was not restored: ${p.message}`)
     let setidDropped = 0
     let removedAbove = 0 // directories restore made on the way to DEST (and DEST's parents) and removed again
     /** Directories this restore made, with their inode (so that cleaning up removes only those). */
@@ -278,34 +333,29 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
 
     // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
     // Units on tape (a tiered store): planned up front, recalled pass by pass (restoreTape).
-    const resolver = new ObjectResolver(repo)
     const failedFiles = new Set<number>()
     let bytes = 0
     let filesDone = 0
     const tape = opts.tape ?? null
     try {
       const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
-      const readers = new WorkerReaders(repo, pool)
+      const readers = set.readers(pool)
       try {
         const all: Array<{ f: RestoreFile; size: number; units: string[] }> = []
         for (const i of dataFiles) {
           const e = entries[i]!
           const d = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
-          const flat: number[] = []
-          if (d.objGen) {
-            try {
-              for (const x of resolver.resolve(d.objGen, d.objIndex)) {
-                readers.add(x.gen)
-                flat.push(x.fileBlock, x.count, x.gen, x.streamBlock)
-              }
-            } catch (err) {
-              // Damage stays local: a file whose data lies in a damaged generation (its
-              // manifest or maps unreadable) is reported, the rest is restored.
-              if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
-              warn(`${show(i)}: not restored: ${err.message}`)
-              failedFiles.add(i)
-              continue
-            }
+          let flat: number[]
+          try {
+            flat = await set.extents(d, i)
+            for (let j = 2; j < flat.length; j += 4) if (flat[j]) readers.add(flat[j]!)
+          } catch (err) {
+            // Damage stays local: a file whose data lies in a damaged generation (its
+            // manifest or maps unreadable) is reported, the rest is restored.
+            if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+            warn(`${show(i)}: not restored: ${err.message}`)
+            failedFiles.add(i)
+            continue
           }
           all.push({
             f: {
@@ -316,7 +366,7 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
               extents: flat,
             },
             size: d.size,
-            units: tape ? unitsOf(repo, flat, d.size) : [],
+            units: tape && set.unitsOf ? set.unitsOf(flat, d.size) : [],
           })
         }
         /** Jobs of ~16 MiB (at most JOB_FILES files) of `list`, in its order. */
@@ -366,13 +416,13 @@ export async function restoreTree(repo: Repository, man: Manifest, opts: Restore
           await Promise.all(Array.from({ length: pool.size * 2 }, runner))
           if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
         }
-        if (!tape) await runJobs(makeJobs(all))
+        if (!tape || !set.planTape) await runJobs(makeJobs(all))
         else {
           // The whole set planned up front: the units not on disk in the tape's order, in
           // passes of half the buffer cache (the next pass is recalled while one is
           // restored); a file is restored once the pass holding its last unit is in, and a
           // unit stays pinned until every file that reads it is restored.
-          const plan = planTapePasses(repo, tape.tiered, all.flatMap((x) => x.units), Math.max(1, Math.floor((tape.passBytes ?? tape.tiered.cold!.cache.limitBytes) / 2)))
+          const plan = set.planTape(tape.tiered, all.flatMap((x) => x.units), Math.max(1, Math.floor((tape.passBytes ?? tape.tiered.cold!.cache.limitBytes) / 2)))
           opts.reporter?.tapePlan?.(plan)
           const groups: Array<typeof all> = Array.from({ length: plan.passes.length + 1 }, () => [])
           const refs = new Map<string, number>()

@@ -8,6 +8,8 @@ export interface ScanUnitRequest extends WorkerRequest {
   specId: string
   gen: number
   unit: number
+  /** The stored block hashes of the unit's blocks (format 2: its slice of the hashes file), compared with the data's. */
+  hashes?: Uint8Array
 }
 
 export interface ScanUnitReply extends WorkerReply {
@@ -22,7 +24,7 @@ export interface ScanUnitReply extends WorkerReply {
 export function scanUnit(r: WorkerRequest): ScanUnitReply {
   const req = r as ScanUnitRequest
   try {
-    return { id: req.id, scan: specReader(req.specId).scanUnitSync(req.gen, req.unit, 'full') }
+    return { id: req.id, scan: specReader(req.specId).scanUnitSync(req.gen, req.unit, 'full', req.hashes ? Buffer.from(req.hashes.buffer, req.hashes.byteOffset, req.hashes.byteLength) : undefined) }
   } catch (err) {
     return { id: req.id, failed: (err as Error).message, missing: (err as { code?: string }).code === 'ENOENT' }
   }

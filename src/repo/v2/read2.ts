@@ -75,6 +75,16 @@ export class GenReader2 {
     }
   }
 
+  /** The entries of a directory entry a page at a time (one await per page, not per entry: restore, verify). */
+  async *pages(dir: Entry2, p: string): AsyncGenerator<readonly Entry2[]> {
+    if (dir.type !== FileType.Dir || !dir.dir) return
+    try {
+      for await (const page of this.tree.pages(dir.dir, null)) yield page.entries
+    } catch (err) {
+      throw this.damage(err, p)
+    }
+  }
+
   /** A file entry opened for the block reader (its map resolved into extents). */
   async open(e: Entry2, p: string): Promise<OpenFile> {
     let ext
@@ -97,7 +107,13 @@ export class GenReader2 {
     await this.blocks?.close()
   }
 
+  /** A piece or store failure as the one-line damage of `genN:p` (exit 6); anything else as it is. */
+  damageOf(err: unknown, p: string): unknown {
+    return this.damage(err, p)
+  }
+
   private damage(err: unknown, p: string): unknown {
+    if (err instanceof BfsError && err.code === 'CORRUPT') return new BfsError('CORRUPT', `gen${this.manifest.id}:${p}: ${err.message}`)
     if (err instanceof FormatError || isPieceFailure(err)) return new BfsError('CORRUPT', `gen${this.manifest.id}:${p}: ${(err as Error).message}`)
     return err
   }

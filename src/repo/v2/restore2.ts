@@ -1,0 +1,119 @@
+/**
+ * `bfs restore` of a format 2 generation (or a subtree of it): the tree is read directory by
+ * directory from the subtree's root (TreeReader: only the pieces on the path and below it),
+ * turned into entries of format 1's catalog shape, and restored by format 1's restore
+ * (repo/restore.ts restoreEntries: the same directories, symlinks, special files, file data on
+ * worker threads, hard links, metadata bottom-up, the same damage handling). File maps are
+ * resolved as the data phase reaches each file (MapReader); the workers read the runs'
+ * streams through their stream records' geometry.
+ */
+import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../../format/catalog.js'
+import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
+import { FormatError } from '../../format/errors.js'
+import { BfsError } from '../errors.js'
+import { WorkerReaders } from '../readers.js'
+import type { RestoreSet } from '../restore.js'
+import { type GenReader2, StreamSource2 } from './read2.js'
+
+/** A format 2 entry carried as a format 1 catalog entry (the map kept for the data phase). */
+type Entry1 = Entry & { map: Entry2['map']; dataBlocks: number }
+
+const SLASH = Buffer.from('/')
+
+/**
+ * The entries of `path` (a subtree; '' = the whole generation) of the generation `r` reads,
+ * as a RestoreSet whose root is entry 0. A directory whose pieces do not read is restored
+ * with what could be read of it, and named in `problems` (genN:path and the damage); damage
+ * on the way to `path` itself is thrown (BfsError CORRUPT, exit 6): there is nothing to restore.
+ */
+export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreSet> {
+  const gen = r.manifest.id
+  const rootPath = path.split('/').filter((c) => c !== '' && c !== '.').join('/')
+  const top = await r.lookup(rootPath)
+  if (!top) throw new BfsError('BAD_INPUT', `${rootPath}: no such file or directory in gen${gen}`)
+  const entries: Entry1[] = []
+  const problems: RestoreSet['problems'] = []
+  /** Hard-linked files (E_LINKED) by source identity → the first one met (the leader). */
+  const leaders = new Map<string, number>()
+  /** The generation-relative path of entry i (for messages). */
+  const pathOf = (i: number): string => {
+    const parts: Buffer[] = []
+    for (let j = i; j !== 0; j = entries[j]!.parent) parts.unshift(entries[j]!.name)
+    if (rootPath) parts.unshift(Buffer.from(rootPath))
+    return Buffer.concat(parts.flatMap((p, k) => (k ? [SLASH, p] : [p]))).toString()
+  }
+  const add = (x: Entry2, parent: number): number => {
+    const i = entries.length
+    let flags = 0
+    let linkLeader = 0
+    if (x.type === FileType.File && x.flags & E_LINKED) {
+      const id = `${x.srcDev}:${x.srcInoHi}:${x.srcInoLo}`
+      const l = leaders.get(id)
+      if (l === undefined) leaders.set(id, i)
+      else {
+        flags = ENTRY_FLAG_LINK_FOLLOWER
+        linkLeader = l
+      }
+    }
+    // a catalog entry of one shape for all (adding fields to the Entry2s would give 100k objects new shapes)
+    const e: Entry1 = {
+      type: x.type as number as EntryType, flags, parent, name: x.name, mode: x.mode, uid: x.uid, gid: x.gid,
+      atimeSec: x.atimeSec, atimeNsec: x.atimeNsec, mtimeSec: x.mtimeSec, mtimeNsec: x.mtimeNsec, ctimeSec: x.ctimeSec, ctimeNsec: x.ctimeNsec,
+      size: x.size, srcDev: x.srcDev, srcInoHi: x.srcInoHi, srcInoLo: x.srcInoLo, nlink: x.nlink,
+      firstChild: 0, childCount: 0, objGen: 0, objIndex: 0, linkLeader,
+      target: x.target, rdevMajor: x.rdevMajor, rdevMinor: x.rdevMinor, xattrs: x.xattrs, map: x.map, dataBlocks: x.dataBlocks,
+    }
+    entries.push(e)
+    return i
+  }
+  // Breadth first, one directory at a time: parents before children, as restore wants them.
+  const dirs: Array<{ index: number; dir: Entry2 }> = []
+  add(top, 0)
+  if (top.type === FileType.Dir && top.dir) dirs.push({ index: 0, dir: top })
+  for (let d = 0; d < dirs.length; d++) {
+    const { index, dir } = dirs[d]!
+    dirs[d] = undefined as never // read once: let it go
+    let n = 0
+    try {
+      for await (const page of r.pages(dir, pathOf(index))) {
+        for (const c of page) {
+          const i = add(c, index)
+          n++
+          if (c.type === FileType.Dir && c.dir) dirs.push({ index: i, dir: c })
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      problems.push({ index, message: err.message })
+      n++ // it has entries that were not restored: an empty restored directory is not the backup's
+    }
+    entries[index]!.childCount = n
+  }
+  const order = Array.from({ length: entries.length }, (_, i) => i)
+  const source = new StreamSource2(r.repo)
+  return {
+    label: `gen${gen}`,
+    entries,
+    order,
+    problems,
+    extents: async (d, i) => {
+      const e = d as Entry1
+      if (e.type !== EntryType.File || !e.map) return []
+      const flat: number[] = []
+      try {
+        const list = await r.maps.extents({ map: e.map, size: e.size, dataBlocks: e.dataBlocks })
+        for (const x of list) {
+          // the run's stream record must read (cached), and the extent lie within its stream
+          const s = r.repo.stream(x.stream)
+          if (x.streamBlock + x.count > s.streamBlocks) throw new FormatError('BAD_VALUE', `the map refers past the end of stream ${x.stream} (${s.streamBlocks} blocks)`)
+          flat.push(x.fileBlock, x.count, x.stream, x.streamBlock)
+        }
+      } catch (err) {
+        throw r.damageOf(err, pathOf(i))
+      }
+      return flat
+    },
+    readers: (pool) =>
+      new WorkerReaders({ dir: r.repo.dir, store: r.repo.store, hashAlg: r.repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool),
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * `bfs verify` of format 2 generations: everything a generation's manifest reaches is read and
+ * checked — every directory piece (DIR, DIRDELTA and its base, DIRINDEX) and map piece
+ * (MAPINNER, MAPLEAF), each against its id (the piece digest), the links table, every map's
+ * extents against the stream records of the runs they name — and then every unit of those
+ * streams is read on worker threads: each frame decompressed, checked against its frame check,
+ * and its blocks hashed and compared with the stream's stored block hashes (the hashes file,
+ * itself checked against the stream record's sha256). One FAIL line per problem, as format 1's
+ * verify (repo/verify.ts) prints them; the damage of a directory names genN:path.
+ */
+import os from 'node:os'
+import { createHash } from 'node:crypto'
+import { BLOCK_BYTES, HASH_BYTES } from '../../codec/hash.js'
+import { decodeConfigV2 } from '../../format/v2/config.js'
+import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
+import { TableKind } from '../../format/v2/idtable.js'
+import { keys2 } from '../../format/v2/layout.js'
+import type { StreamRecord } from '../../format/v2/records.js'
+import { IdTableReader } from '../../pieces/idtables.js'
+import { BfsError } from '../errors.js'
+import { WorkerPool } from '../pool.js'
+import { WorkerReaders } from '../readers.js'
+import type { VerifyOptions, VerifyResult } from '../verify.js'
+import type { ScanUnitReply, ScanUnitRequest } from '../verify-worker.js'
+import { GenReader2, StreamSource2 } from './read2.js'
+import { type Repo2, payloadOf } from './repo2.js'
+
+const msg = (err: unknown): string => (err as Error).message
+const SLASH = Buffer.from('/')
+
+/** Decoded pieces a verify keeps (a DIRDELTA's base is read once for all the deltas over it). */
+const VERIFY_PIECE_CACHE = 16 << 20
+
+export async function verifyGenerations2(repo: Repo2, ids: number[], print: (line: string) => void, opts: Pick<VerifyOptions, 'signal' | 'progress'> = {}): Promise<VerifyResult> {
+  let problems = 0
+  const problem = (line: string): void => {
+    problems++
+    print(`FAIL ${line}`)
+  }
+  const check = (): void => {
+    if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'verify interrupted')
+  }
+  // the config and its copy: each must read (open() used whichever did)
+  for (const key of [keys2.config, keys2.configCopy]) {
+    const where = repo.store.where(key)
+    try {
+      decodeConfigV2(payloadOf('config', repo.sync.getSync(key), where), where)
+    } catch (err) {
+      problem(`${msg(err)}${key === keys2.configCopy ? ` (repair: cp ${repo.store.where(keys2.config)} ${where})` : ''}`)
+    }
+  }
+
+  /** Streams the generations' maps name: their records read (null: reported). */
+  const streams = new Map<number, StreamRecord | null>()
+  const streamOf = (s: number): StreamRecord | null => {
+    if (streams.has(s)) return streams.get(s)!
+    let rec: StreamRecord | null = null
+    try {
+      rec = repo.stream(s)
+    } catch (err) {
+      problem(`stream ${s} (run ${s}): ${msg(err)}`)
+    }
+    streams.set(s, rec)
+    return rec
+  }
+
+  for (const id of ids) {
+    check()
+    let man
+    try {
+      man = repo.manifest(id)
+    } catch (err) {
+      if (!(err instanceof BfsError)) throw err
+      problem(err.code === 'NO_SUCH_GEN' ? `gen${id} does not exist` : `gen${id} is damaged: ${err.message}`)
+      continue
+    }
+    const r = new GenReader2(repo, man, VERIFY_PIECE_CACHE)
+    // this run's own stream: its record says as many blocks as the manifest
+    if (man.stream) {
+      const rec = streamOf(man.run)
+      if (rec && rec.streamBlocks !== man.stream.blocks) problem(`gen${id}: the manifest says its stream has ${man.stream.blocks} blocks, its stream record ${rec.streamBlocks}`)
+    }
+    /** Identities of the hard-linked files met, and a path of each (for the message). */
+    const linked = new Map<string, string>()
+    const pathStr = (p: Buffer): string => p.toString()
+    // breadth first, one directory at a time
+    const dirs: Array<{ e: Entry2; path: Buffer }> = [{ e: man.rootEntry, path: Buffer.alloc(0) }]
+    for (let d = 0; d < dirs.length; d++) {
+      check()
+      const { e: dir, path: dp } = dirs[d]!
+      dirs[d] = undefined as never
+      try {
+        for await (const page of r.pages(dir, pathStr(dp))) {
+          for (const c of page) {
+            const cp = (): Buffer => (dp.length ? Buffer.concat([dp, SLASH, c.name]) : c.name)
+            if (c.type === FileType.Dir) {
+              if (c.dir) dirs.push({ e: c, path: cp() })
+              continue
+            }
+            if (c.type !== FileType.File) continue
+            if (c.flags & E_LINKED) linked.set(`${c.srcDev}:${c.srcInoHi}:${c.srcInoLo}`, pathStr(cp()))
+            if (!c.map) continue
+            try {
+              const ext = await r.maps.extents(c)
+              const past = new Set<number>()
+              for (const x of ext) {
+                const rec = streamOf(x.stream)
+                if (rec && x.streamBlock + x.count > rec.streamBlocks && !past.has(x.stream)) {
+                  past.add(x.stream)
+                  problem(`gen${id}:${pathStr(cp())}: the map refers past the end of stream ${x.stream} (${rec.streamBlocks} blocks)`)
+                }
+              }
+            } catch (err) {
+              problem(msg(r.damageOf(err, pathStr(cp()))))
+            }
+          }
+        }
+      } catch (err) {
+        // r.pages names genN:path itself
+        if (!(err instanceof BfsError)) throw err
+        problem(err.message)
+      }
+    }
+    // the links table: every row reads, every hard-linked file has one
+    if (man.links || linked.size) {
+      try {
+        const rows = new IdTableReader(r.pieces, TableKind.Links)
+        for await (const row of rows.rows(man.links)) linked.delete(`${row.srcDev}:${row.srcInoHi}:${row.srcInoLo}`)
+        for (const p of linked.values()) problem(`gen${id}:${p}: hard-linked, and the links table has no row for it`)
+      } catch (err) {
+        problem(`gen${id}: links table: ${msg(err)}`)
+      }
+    }
+    for (const ref of [man.biLog, man.biIndex]) {
+      if (!ref) continue
+      try {
+        await r.pieces.payload(ref)
+      } catch (err) {
+        problem(`gen${id}: ${msg(err)}`)
+      }
+    }
+    await r.close()
+  }
+
+  // The streams' hashes files, then every unit of them on the workers.
+  const todo: Array<{ rec: StreamRecord; hashes: Buffer | null }> = []
+  for (const [s, rec] of [...streams].sort((a, b) => a[0] - b[0])) {
+    if (!rec) continue
+    const key = keys2.hashes(s)
+    const where = repo.store.where(key)
+    let hashes: Buffer | null = null
+    try {
+      const file = repo.sync.getSync(key)
+      if (file.length !== rec.hashes.bytes) throw new Error(`${file.length} bytes, the stream record says ${rec.hashes.bytes}`)
+      hashes = payloadOf('hashes', file, where)
+      if (hashes.length !== rec.streamBlocks * HASH_BYTES) throw new Error(`${hashes.length / HASH_BYTES} hashes for ${rec.streamBlocks} blocks`)
+      if (rec.hashes.sha256 !== null && createHash('sha256').update(hashes).digest('hex') !== rec.hashes.sha256) throw new Error("does not match the stream record's sha256")
+    } catch (err) {
+      problem(`${where}: ${msg(err)}`)
+      hashes = null
+    }
+    todo.push({ rec, hashes })
+  }
+  const pool = new WorkerPool(os.availableParallelism())
+  const source = new StreamSource2(repo)
+  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool)
+  let units = 0
+  let frames = 0
+  let rawBytes = 0
+  try {
+    let totalUnits = 0
+    let totalBytes = 0
+    for (const t of todo) {
+      readers.add(t.rec.stream)
+      totalUnits += t.rec.units
+      totalBytes += t.rec.streamBlocks * BLOCK_BYTES
+    }
+    let unitsSeen = 0
+    let bytesSeen = 0
+    opts.progress?.({ units: 0, totalUnits, bytes: 0, totalBytes, path: '' })
+    if (totalUnits) await readers.start()
+    const tasks = new Set<Promise<void>>()
+    for (const { rec, hashes } of todo) {
+      for (let u = 0; u < rec.units; u++) {
+        check()
+        const where = repo.store.where(keys2.unit(rec.stream, u))
+        const first = u * rec.unitBlocks
+        const last = Math.min(rec.streamBlocks, first + rec.unitBlocks)
+        const req: Omit<ScanUnitRequest, 'id'> = {
+          op: 'scanUnit', specId: readers.spec.id, gen: rec.stream, unit: u,
+          ...(hashes ? { hashes: Uint8Array.from(hashes.subarray(first * HASH_BYTES, last * HASH_BYTES)) } : {}),
+        }
+        const task: Promise<void> = pool
+          .run<ScanUnitReply>(req)
+          .then((x) => {
+            if (!x.scan) return problem(x.missing ? `${where}: missing` : x.failed!)
+            units++
+            frames += x.scan.frames
+            rawBytes += x.scan.rawBytes
+            if (x.scan.rawBytes !== (last - first) * BLOCK_BYTES) problem(`${where}: holds ${x.scan.rawBytes / BLOCK_BYTES} blocks, the stream record says ${last - first}`)
+            for (const b of x.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
+          }, (err) => problem(`${where}: ${msg(err)}`))
+          .finally(() => {
+            tasks.delete(task)
+            unitsSeen++
+            bytesSeen += (last - first) * BLOCK_BYTES
+            opts.progress?.({ units: unitsSeen, totalUnits, bytes: bytesSeen, totalBytes, path: where })
+          })
+        tasks.add(task)
+        if (tasks.size >= pool.size * 2) await Promise.race(tasks)
+      }
+    }
+    await Promise.all(tasks)
+  } finally {
+    await readers.close()
+    await pool.close()
+  }
+  return { problems, units, frames, rawBytes }
+}
