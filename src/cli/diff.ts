@@ -186,9 +186,9 @@ export function registerDiff(program: Command, ctx: Ctx): void {
   program
     .command('diff')
     .description('list what changed between two generations (added +, removed -, changed M with what changed), from the catalogs and block maps without reading file data')
-    .argument('<genA>', 'the older generation (N, genN, latest, latest~K)')
-    .argument('<genB>', 'the newer generation')
-    .argument('[path]', 'only this file or directory and what is below it')
+    .argument('<gen-a>', 'the older generation (N, genN, latest, latest~K)')
+    .argument('<gen-b>', 'the newer generation')
+    .argument('[subtree]', 'a path in the generations: only this file or directory and what is below it')
     .option('--json', 'print one JSON object per change, then a statistics object')
     .option('--source <path>', SOURCE_HELP)
     .action((ga: string, gb: string, p: string | undefined, o) => {
