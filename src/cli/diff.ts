@@ -42,9 +42,12 @@ export interface Change {
 
 const SLASH = Buffer.from('/')
 
+const NONE: never[] = []
+
 function sameXattrs(a: Entry, b: Entry): boolean {
-  const x = a.xattrs ?? []
-  const y = b.xattrs ?? []
+  if (a.xattrs === null && b.xattrs === null) return true
+  const x = a.xattrs ?? NONE
+  const y = b.xattrs ?? NONE
   if (x.length !== y.length) return false
   return x.every(([n, v], k) => n.equals(y[k]![0]) && v.equals(y[k]![1]))
 }
@@ -114,9 +117,12 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
     if (e.type === EntryType.Dir) for (let c = e.firstChild; c < e.firstChild + e.childCount; c++) one(es, c, Buffer.concat([path, SLASH, es[c]!.name]), mod)
   }
 
-  const both = (i: number, j: number, path: Buffer): void => {
+  /** `dir` + '/' + the entry's name, or `path` itself when `name` is null (PATH's root). */
+  const both = (i: number, j: number, dir: Buffer, name: Buffer | null): void => {
     const a = A[i]!
     const b = B[j]!
+    let p: Buffer | null = name === null ? dir : null
+    const pathOf = (): Buffer => (p ??= Buffer.concat([dir, SLASH, name!]))
     const what: string[] = []
     if (a.type !== b.type) what.push('type')
     else if (a.type === EntryType.File) {
@@ -138,11 +144,11 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
         if (a.type === EntryType.File) stats.removedBytes += before
         if (b.type === EntryType.File) stats.addedBytes += after
       }
-      emit({ modifier: 'M', path, type: b.type, what, sizeBefore: before, sizeAfter: after })
+      emit({ modifier: 'M', path: pathOf(), type: b.type, what, sizeBefore: before, sizeAfter: after })
     }
-    if (a.type === EntryType.Dir && b.type === EntryType.Dir) children(i, j, path)
-    else if (a.type === EntryType.Dir) for (let c = a.firstChild; c < a.firstChild + a.childCount; c++) one(A, c, Buffer.concat([path, SLASH, A[c]!.name]), '-')
-    else if (b.type === EntryType.Dir) for (let c = b.firstChild; c < b.firstChild + b.childCount; c++) one(B, c, Buffer.concat([path, SLASH, B[c]!.name]), '+')
+    if (a.type === EntryType.Dir && b.type === EntryType.Dir) children(i, j, pathOf())
+    else if (a.type === EntryType.Dir) for (let c = a.firstChild; c < a.firstChild + a.childCount; c++) one(A, c, Buffer.concat([pathOf(), SLASH, A[c]!.name]), '-')
+    else if (b.type === EntryType.Dir) for (let c = b.firstChild; c < b.firstChild + b.childCount; c++) one(B, c, Buffer.concat([pathOf(), SLASH, B[c]!.name]), '+')
   }
 
   /** Merge-joins two directories' children (sorted by name bytes). */
@@ -158,7 +164,7 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
       const c = x >= xe ? 1 : y >= ye ? -1 : Buffer.compare(A[x]!.name, B[y]!.name)
       if (c < 0) one(A, x, sub(A[x]!.name), '-'), x++
       else if (c > 0) one(B, y, sub(B[y]!.name), '+'), y++
-      else both(x, y, sub(A[x]!.name)), x++, y++
+      else both(x, y, path, A[x]!.name), x++, y++
     }
   }
 
@@ -172,7 +178,7 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
   if (i < 0) one(B, j, root, '+')
   else if (j < 0) one(A, i, root, '-')
   else if (!clean) children(i, j, root)
-  else both(i, j, root)
+  else both(i, j, root, null)
   return stats
 }
 
