@@ -4,7 +4,8 @@
  * block-map object reference is the same in both (carried over unchanged) has the same
  * content; otherwise the resolved extents are compared (the same extents: the same content)
  * and, when they differ, the stored 8-byte hashes of their blocks (data stored again: the same
- * hashes). File data is never read or decompressed. Format 1 only: on a format 2 repository ctx.openRepo refuses it by name.
+ * hashes). File data is never read or decompressed.
+ * Format 2: cli/diff2.ts.
  */
 import type { Command } from 'commander'
 import { EntryType, type Entry } from '../format/catalog.js'
@@ -16,11 +17,13 @@ import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP } from './common.js'
 import type { Ctx } from './context.js'
 import { humanBytes, resolveGen, writeOut } from './output.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { diffV2 } from './diff2.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
 
-type Kind = 'files' | 'dirs' | 'others'
-const kindOf = (t: EntryType): Kind => (t === EntryType.File ? 'files' : t === EntryType.Dir ? 'dirs' : 'others')
+export type Kind = 'files' | 'dirs' | 'others'
+export const kindOf = (t: EntryType): Kind => (t === EntryType.File ? 'files' : t === EntryType.Dir ? 'dirs' : 'others')
 
 export interface DiffStats {
   added: Record<Kind, number>
@@ -40,11 +43,11 @@ export interface Change {
   sizeAfter: number | null
 }
 
-const SLASH = Buffer.from('/')
+export const SLASH = Buffer.from('/')
 
 const NONE: never[] = []
 
-function sameXattrs(a: Entry, b: Entry): boolean {
+export function sameXattrs(a: Pick<Entry, 'xattrs'>, b: Pick<Entry, 'xattrs'>): boolean {
   if (a.xattrs === null && b.xattrs === null) return true
   const x = a.xattrs ?? NONE
   const y = b.xattrs ?? NONE
@@ -197,46 +200,53 @@ export function registerDiff(program: Command, ctx: Ctx): void {
     .argument('[subtree]', 'a path in the generations: only this file or directory and what is below it')
     .option('--json', 'print one JSON object per change, then a statistics object')
     .option('--source <path>', SOURCE_HELP)
-    .action((ga: string, gb: string, p: string | undefined, o) => {
+    .action(async (ga: string, gb: string, p: string | undefined, o) => {
+      if (isFormat2(ctx.repoDir())) return printDiff(o, (emit, begin) => diffV2(ctx.repoDir(), ga, gb, p ?? '', o, emit, begin))
       const repo = ctx.openRepo()
       const a = resolveGen(repo, ga, o)
       const b = resolveGen(repo, gb, o)
-      const rel = p ?? ''
-      const stats = diffGenerations(repo, a.id, b.id, rel, (c) => {
-        const path = c.path.length ? c.path : SLASH
-        if (o.json) {
-          process.stdout.write(JSON.stringify({
-            message_type: 'change', path: text(path), pathBase64: path.toString('base64'), modifier: c.modifier,
-            type: TYPES[c.type] ?? 'unknown', what: c.what, sizeBefore: c.sizeBefore, sizeAfter: c.sizeAfter,
-          }) + '\n')
-          return
-        }
-        const dir = c.type === EntryType.Dir && c.path.length ? '/' : ''
-        let tail = ''
-        if (c.modifier === 'M') {
-          const sz = c.what.includes('content') || c.what.includes('type') ? (c.sizeBefore !== c.sizeAfter ? `; ${c.sizeBefore} -> ${c.sizeAfter} B` : `; ${c.sizeAfter} B`) : ''
-          tail = `  (${c.what.join(', ')}${sz})`
-        } else if (c.type !== EntryType.Dir) tail = `  (${c.modifier === '+' ? c.sizeAfter : c.sizeBefore} B)`
-        writeOut([`${c.modifier}    `, path, dir, tail, '\n'])
-      }, () => {
-        if (!o.json) writeOut([`comparing gen${a.id} to gen${b.id}:\n\n`])
-      })
-      if (o.json) {
-        process.stdout.write(JSON.stringify({
-          message_type: 'statistics', source_generation: `gen${a.id}`, target_generation: `gen${b.id}`,
-          changed_files: stats.changed.files, changed_dirs: stats.changed.dirs, changed_others: stats.changed.others,
-          added: { ...stats.added, bytes: stats.addedBytes }, removed: { ...stats.removed, bytes: stats.removedBytes },
-        }) + '\n')
-        return
-      }
-      const col = (n: number): string => String(n).padStart(5)
-      writeOut([
-        '\n',
-        `Files:   ${col(stats.added.files)} new, ${col(stats.removed.files)} removed, ${col(stats.changed.files)} changed\n`,
-        `Dirs:    ${col(stats.added.dirs)} new, ${col(stats.removed.dirs)} removed, ${col(stats.changed.dirs)} changed\n`,
-        `Others:  ${col(stats.added.others)} new, ${col(stats.removed.others)} removed, ${col(stats.changed.others)} changed\n`,
-        `  Added:   ${humanBytes(stats.addedBytes)}\n`,
-        `  Removed: ${humanBytes(stats.removedBytes)}\n`,
-      ])
+      return printDiff(o, (emit, begin) => ({ a: a.id, b: b.id, stats: diffGenerations(repo, a.id, b.id, p ?? '', emit, () => begin(a.id, b.id)) }))
     })
+}
+
+type Runner = (emit: (c: Change) => void, begin: (a: number, b: number) => void) => { a: number; b: number; stats: DiffStats } | Promise<{ a: number; b: number; stats: DiffStats }>
+
+/** Prints the changes as they come (text or --json), then the counts. */
+async function printDiff(o: { json?: boolean }, run: Runner): Promise<void> {
+  const { a, b, stats } = await run((c) => {
+    const path = c.path.length ? c.path : SLASH
+    if (o.json) {
+      process.stdout.write(JSON.stringify({
+        message_type: 'change', path: text(path), pathBase64: path.toString('base64'), modifier: c.modifier,
+        type: TYPES[c.type] ?? 'unknown', what: c.what, sizeBefore: c.sizeBefore, sizeAfter: c.sizeAfter,
+      }) + '\n')
+      return
+    }
+    const dir = c.type === EntryType.Dir && c.path.length ? '/' : ''
+    let tail = ''
+    if (c.modifier === 'M') {
+      const sz = c.what.includes('content') || c.what.includes('type') ? (c.sizeBefore !== c.sizeAfter ? `; ${c.sizeBefore} -> ${c.sizeAfter} B` : `; ${c.sizeAfter} B`) : ''
+      tail = `  (${c.what.join(', ')}${sz})`
+    } else if (c.type !== EntryType.Dir) tail = `  (${c.modifier === '+' ? c.sizeAfter : c.sizeBefore} B)`
+    writeOut([`${c.modifier}    `, path, dir, tail, '\n'])
+  }, (a, b) => {
+    if (!o.json) writeOut([`comparing gen${a} to gen${b}:\n\n`])
+  })
+  if (o.json) {
+    process.stdout.write(JSON.stringify({
+      message_type: 'statistics', source_generation: `gen${a}`, target_generation: `gen${b}`,
+      changed_files: stats.changed.files, changed_dirs: stats.changed.dirs, changed_others: stats.changed.others,
+      added: { ...stats.added, bytes: stats.addedBytes }, removed: { ...stats.removed, bytes: stats.removedBytes },
+    }) + '\n')
+    return
+  }
+  const col = (n: number): string => String(n).padStart(5)
+  writeOut([
+    '\n',
+    `Files:   ${col(stats.added.files)} new, ${col(stats.removed.files)} removed, ${col(stats.changed.files)} changed\n`,
+    `Dirs:    ${col(stats.added.dirs)} new, ${col(stats.removed.dirs)} removed, ${col(stats.changed.dirs)} changed\n`,
+    `Others:  ${col(stats.added.others)} new, ${col(stats.removed.others)} removed, ${col(stats.changed.others)} changed\n`,
+    `  Added:   ${humanBytes(stats.addedBytes)}\n`,
+    `  Removed: ${humanBytes(stats.removedBytes)}\n`,
+  ])
 }
