@@ -152,6 +152,7 @@ typedef struct inode {
   int uncovered;
   int ignored; /* bfs keeps the file as an earlier generation stored it: its writes need no images */
   int settled; /* bfs has read (or the log holds) every block of its T0 bytes: nothing to log */
+  int marked;  /* settled or ignored, and given an ignore mark (at its first event after that) */
   uint64_t t0size;
   int64_t msec, csec;
   uint32_t mnsec, cnsec;
@@ -205,7 +206,7 @@ struct bilog {
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
-  _Atomic uint64_t events, own_events, open_events, skipped, settled_marks;
+  _Atomic uint64_t events, own_events, open_events, skipped, settled_files;
   _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
   int void_logged;
   bilog_uncovered_t *unc;
@@ -732,6 +733,8 @@ static void answer(bilog_t *b, int fd) {
   /* ENOENT: the watchdog answered it already (the run is void then) */
 }
 
+static void ignore_mark(bilog_t *b, int fd);
+
 static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   atomic_fetch_add(&b->events, 1);
   if (m->mask & FAN_OPEN_PERM) atomic_fetch_add(&b->open_events, 1);
@@ -777,6 +780,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
     return;
   }
   PROF_T(t5);
+  int want_mark = 0;
   pthread_mutex_lock(&b->mu);
   PROF_ADD(PH_LOCK, t5);
   inode_t *p = get_inode(b, &st, m->fd);
@@ -784,12 +788,14 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
     b->st.void_reason = BIR_LISTENER;
   } else if (p->ignored || p->settled) {
     atomic_fetch_add(&b->skipped, 1);
+    if (!p->marked) p->marked = want_mark = 1;
   } else {
     note_first(b, p, m->pid, (int)nr);
     if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
     if (act.log && act.off < act.end) log_range(b, p, m->fd, act.off, act.end, act.cause, m->pid, (int)nr);
   }
   pthread_mutex_unlock(&b->mu);
+  if (want_mark) ignore_mark(b, m->fd);
 }
 
 typedef struct {
@@ -1219,7 +1225,7 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->own_events = atomic_load(&b->own_events);
   out->open_events = atomic_load(&b->open_events);
   out->skipped = atomic_load(&b->skipped);
-  out->settled = atomic_load(&b->settled_marks);
+  out->settled = atomic_load(&b->settled_files);
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1272,20 +1278,27 @@ static int all_settled(inode_t *p) {
   return 1;
 }
 
-/* After bfs's read reached the T0 end of the file: when every block is settled, the file
- * gets an ignore mark (evictable: it does not pin the inode), so its writers raise no events
- * from now on and no longer wait for the listener. Best effort: without the mark, their
- * events are answered as before (the inode is skipped). */
-static void settle(bilog_t *b, int fd, inode_t *p) {
+/* After bfs's read reached the T0 end of the file: when every block is settled, nothing its
+ * writers do matters any more. The listener answers their next event at once and gives the
+ * file an ignore mark then (ignore_mark), so files no one touches cost no syscall. */
+static void settle(bilog_t *b, inode_t *p) {
   pthread_mutex_lock(&b->mu);
-  int now = !p->settled && !p->ignored && !p->uncovered && all_settled(p);
-  if (now) p->settled = 1;
+  if (!p->settled && !p->ignored && !p->uncovered && all_settled(p)) {
+    p->settled = 1;
+    atomic_fetch_add(&b->settled_files, 1);
+  }
   pthread_mutex_unlock(&b->mu);
-  if (!now || atomic_load(&b->no_marks) || b->stopped) return;
+}
+
+/* The listener, at the first event of a settled or ignored file: an inode ignore mark for
+ * FAN_PRE_ACCESS | FAN_OPEN_PERM through the event's fd, so its writers raise no more events
+ * (evictable: it does not pin the inode; evicted, the events come back and are skipped).
+ * Best effort. */
+static void ignore_mark(bilog_t *b, int fd) {
+  if (atomic_load(&b->no_marks)) return;
   if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE,
-                    FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, NULL) == 0)
-    atomic_fetch_add(&b->settled_marks, 1);
-  else if (errno == ENOSPC || errno == EINVAL)
+                    FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, NULL) != 0 &&
+      (errno == ENOSPC || errno == EINVAL))
     atomic_store(&b->no_marks, 1); /* out of marks, or a kernel without evictable marks */
 }
 
@@ -1305,7 +1318,7 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   if (rc) return rc;
   if (!p) return -ENOMEM;
   if (off >= t0size || len == 0) {
-    if (mark_read && len) settle(b, fd, p);
+    if (mark_read && len) settle(b, p);
     return 0;
   }
   size_t n = len;
@@ -1355,7 +1368,7 @@ static ssize_t read_span(bilog_t *b, int fd, void *buf, size_t len, uint64_t off
   /* a block left unmarked (no memory for its chunk) is only logged again if written: harmless */
   if (!rc && mark_read) (void)mark_span(p, off, n);
   pthread_mutex_unlock(&b->mu);
-  if (!rc && mark_read && off + n >= t0size) settle(b, fd, p);
+  if (!rc && mark_read && off + n >= t0size) settle(b, p);
   return rc ? rc : (ssize_t)n;
 }
 

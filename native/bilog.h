@@ -52,7 +52,7 @@ typedef struct {
 typedef struct {
   uint64_t events, own_events, open_events, skipped, first_sights, images, image_bytes, truncates,
       uncovered, log_bytes, records, stale_blocks, void_reason, log_errno,
-      settled; /* files whose every T0 block bfs has read or logged: given an ignore mark */
+      settled; /* files whose every T0 block bfs has read or logged (their writers need no images) */
 } bilog_stats_t;
 
 /** One file the capture does not cover (found in /proc before and after the mark). */
