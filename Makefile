@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-load demo bench bench-quick bench-online bench-tape install uninstall clean
+.PHONY: all deps build docs native native-test test test-load demo bench bench-quick bench-online bench-many bench-tape install uninstall clean
 
 all: build
 
@@ -98,6 +98,11 @@ bench-quick: build
 # capture, against the same backups offline); BENCH_MODE=quick for the small sources.
 bench-online: build
 	BENCH_STEPS=online bash bench/run.sh $(or $(BENCH_MODE),full)
+
+# Only the many-small-files step (issue 15: 1,000 × 1,000 files of 0–200 bytes;
+# BENCH_MODE=quick: 100 × 1,000).
+bench-many: build
+	BENCH_STEPS=many bash bench/run.sh $(or $(BENCH_MODE),full)
 
 # The tape tier's scenarios on the virtual tape library, clock scale 0 (simulated hours).
 bench-tape: build

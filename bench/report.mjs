@@ -239,6 +239,91 @@ for (const corpus of ['online_tree', 'online_img']) {
   }
   lines.push('')
 }
+// ---- the many step (bench/many.sh, issue 15): 1M / 100k small files -------------------
+// [metric, label, kind, target text, met(cells, ctx) -> true | false | undefined]
+const MTOOLS = ['bfs', 'bfs1', 'restic', 'borg', 'squashfs']
+const MHEAD = { bfs: 'bfs (format 2)', bfs1: 'bfs format 1', restic: 'restic', borg: 'borg', squashfs: 'mksquashfs zstd(15) + squashfuse' }
+const MB = 1e6 / 2 ** 20   // MiB per MB
+const med = (c) => (c && c.status !== 'fail' ? c.median : undefined)
+const lt = (a, b) => (a === undefined || b === undefined ? undefined : a <= b)
+const MANY_ROWS = [
+  ['full_wall_s', 'full backup wall s', 'time', '≤ 1/2 restic', (c) => lt(med(c.bfs), med(c.restic) / 2)],
+  ['full_rss_mib', 'full backup peak RSS MiB', 'int', '≤ 250 MB (238 MiB)', (c) => lt(med(c.bfs), 250 * MB)],
+  ['repo_full_mb', 'repository size after full MB', 'one'],
+  ['nochange_wall_s', 'no-change backup wall s', 'time', '≤ 1/3 restic', (c) => lt(med(c.bfs), med(c.restic) / 3)],
+  ['nochange_rss_mib', 'no-change backup peak RSS MiB', 'int'],
+  ['nochange_growth_kb', 'repository growth per no-change backup kB', 'one', '≤ 100 KB', (c) => lt(med(c.bfs), 100)],
+  ['incr_wall_s', '1 % changed: backup wall s', 'time'],
+  ['incr_rss_mib', '1 % changed: backup peak RSS MiB', 'int'],
+  ['incr_growth_mb', '1 % changed: repository growth per backup MB', 'one', (x) => x.incrTarget, (c, x) => lt(med(c.bfs), x.incrLimit)],
+  ['mount_ready_s', 'mount: start→mountpoint in the mount table s (cold)', 'time'],
+  ['mount_ls_s', 'mount: start→first successful `ls` s (cold)', 'time', '≤ 0.3 s', (c) => lt(med(c.bfs), 0.3)],
+  ['find_s', 'mount: `find MNT | wc -l` s (cold)', 'time', '≤ squashfuse', (c) => lt(med(c.bfs), med(c.squashfs))],
+  ['find_entries', 'mount: entries `find` listed', 'int'],
+  ['mount_rss_mib', 'mount server peak RSS (VmHWM) after find MiB', 'int', '≤ 100 MB (95 MiB)', (c) => lt(med(c.bfs), 100 * MB)],
+  ['mount_vmrss_mib', 'mount server RSS (VmRSS) after find MiB', 'int'],
+  ['mount_check', 'mounted tree identical to source (`diff -r`; 1M: every 100th directory, and the entry count)', 'check'],
+  ['ls_s', (x) => `ls of ${x.dir} s (warm)`, 'time', '≤ 0.3 s', (c) => lt(med(c.bfs), 0.3)],
+  ['ls_cold_s', (x) => `ls of ${x.dir} s (cold, n=1)`, 'time'],
+  ['cat_s', (x) => `cat of ${x.file} s (warm)`, 'time', '≤ 0.3 s', (c) => lt(med(c.bfs), 0.3)],
+  ['cat_cold_s', (x) => `cat of ${x.file} s (cold, n=1)`, 'time'],
+  ['lookup_check', 'ls lists the directory, cat prints the file', 'check'],
+]
+function manyCell(corpus, metric, kind, tool) {
+  const scaled = { nochange_growth_kb: ['nochange_growth_b', 1e3], incr_growth_mb: ['incr_growth_b', 1e6] }[metric]
+  const c = baseCell(corpus, scaled ? scaled[0] : metric, tool)
+  if (scaled && c.median !== undefined) { for (const k of ['median', 'min', 'max']) c[k] /= scaled[1]; c.values = c.values.map((v) => v / scaled[1]) }
+  c.text = cellText(c, kind)
+  if (metric === 'lookup_check' && c.median === undefined && !c.status && records.some((r) => r.corpus === corpus && r.metric === 'cat_s' && r.tool === tool && typeof r.value === 'number')) c.text = 'ok'
+  return c
+}
+if (records.some((r) => r.corpus === 'many')) {
+  const cm = meta.corpus_many || {}
+  const big = cm.files >= 1e6
+  const ctx = { dir: big ? 'd0500' : 'd0050' }
+  ctx.file = `${ctx.dir}/file-00500.txt`
+  const changed = baseCell('many', 'incr_changed_bytes', 'corpus')
+  const appended = baseCell('many', 'incr_appended_bytes', 'corpus')
+  const nchanged = baseCell('many', 'incr_changed_files', 'corpus')
+  if (changed.median !== undefined) {
+    ctx.incrLimit = (2 * changed.median + 1e6) / 1e6
+    ctx.incrTarget = `≤ 2× changed + 1 MB = ${ctx.incrLimit.toFixed(2)} MB`
+  } else ctx.incrTarget = '≤ 2× changed + 1 MB'
+  lines.push(`## issue 15: many (${(cm.files || 0).toLocaleString('en')} files of 0–200 bytes in ${(cm.dirs || 0).toLocaleString('en')} directories, ${((cm.file_bytes || 0) / 1e6).toFixed(1)} MB of file data)`, '')
+  lines.push('Corpus built by `bench/many-corpus.mjs` (seed 15, fixed mtimes) on ext4 in /var/tmp; the bfs column is a format 2 repository (`bfs init --format 2`), ' +
+    '`bfs format 1` the default format. 1 % changed = a line appended to every 100th file (sorted walk)' +
+    (changed.median !== undefined ? `: ${Math.round(nchanged.median).toLocaleString('en')} files, ${(changed.median / 1e6).toFixed(2)} MB in the changed files (the "changed" of the target), of which ${(appended.median / 1e3).toFixed(0)} kB appended since the full backup (median over the rounds)` : '') +
+    '; growth is the mean over the rounds. Mount: `bfs mount gen1 MNT` / `squashfuse IMAGE MNT` after dropping the page cache; `find` cold on that mount; the server\'s RSS read right after it. ' +
+    'ls / cat: `bfs ls gen1:DIR`, `bfs cat gen1:FILE`; `restic ls SNAP /SRC/DIR`, `restic dump`; `borg list REPO::g1 DIR`, `borg extract --stdout`; whole commands (process start included). ' +
+    'Targets apply to the bfs (format 2) column.', '')
+  lines.push(`| metric | ${MTOOLS.map((t) => MHEAD[t]).join(' | ')} | target | met |`)
+  lines.push(`|---|${MTOOLS.map(() => '---').join('|')}|---|---|`)
+  tables.many = []
+  for (const [metric, label0, kind, target0, test] of MANY_ROWS) {
+    const cells = {}
+    for (const t of MTOOLS) cells[t] = manyCell('many', metric, kind, t)
+    if (MTOOLS.every((t) => !cells[t].text)) continue
+    const label = typeof label0 === 'function' ? label0(ctx) : label0
+    const target = typeof target0 === 'function' ? target0(ctx) : target0 || ''
+    const ok = test ? test(cells, ctx) : undefined
+    const met = ok === undefined ? (test ? 'n/a' : '') : ok ? 'yes' : '**NO**'
+    tables.many.push({ metric, label, cells, target, met })
+    lines.push(`| ${label.replace(/\|/g, '\\|')} | ${MTOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${target} | ${met} |`)
+  }
+  // peak RSS flatness: the 1M figure over the 100k one (a full run backs up both)
+  const small = big ? baseCell('many_100k', 'full_rss_mib', 'bfs') : undefined
+  const bigRss = med(baseCell('many', 'full_rss_mib', 'bfs'))
+  let rtext = '', rmet = 'n/a'
+  if (!big) rtext = 'only the 100k corpus in this run (a full run backs up both)'
+  else if (small?.median !== undefined && bigRss !== undefined) {
+    const r = bigRss / small.median
+    rtext = `${r.toFixed(2)} (1M ${Math.round(bigRss)} MiB / 100k ${Math.round(small.median)} MiB${small.n > 1 ? `, n=${small.n}` : ''})`
+    rmet = r <= 1.3 ? 'yes' : '**NO**'
+    tables.many.push({ metric: 'full_rss_ratio', label: 'full backup peak RSS 1M / 100k', cells: { bfs: { median: r, text: r.toFixed(2) } }, target: '≤ 1.3', met: rmet })
+  } else rtext = 'no 100k figure in this run'
+  lines.push(`| full backup peak RSS 1M / 100k | ${rtext} | ${MTOOLS.slice(1).map(() => '').join(' | ')} | ≤ 1.3 (with ≤ 250 MB) | ${rmet} |`)
+  lines.push('')
+}
 if (fails.length) {
   lines.push('## Failures', '')
   for (const r of fails) lines.push(`- ${r.corpus} ${r.metric} ${r.tool}: ${r.note}`)

@@ -21,7 +21,8 @@ TOOLS=(bfs tar squashfs restic borg)
 #   BENCH_STEPS=restore,mount   of nochange, incremental, restore, mount (the full backup
 #                               always runs: every other step reads its repository), and
 #                               online (bench/online.sh: its own sources; `online` alone
-#                               runs no other step)
+#                               runs no other step), and many (bench/many.sh: the
+#                               issue 15 corpus of 1M / 100k small files, its own steps)
 #   BENCH_CORPORA=img           of tree, img
 on_list() { [ -z "$2" ] || [[ ",$2," == *",$1,"* ]]; }
 tool_on() { on_list "$1" "${BENCH_TOOLS:-}"; }
@@ -30,8 +31,8 @@ check_list() {  # check_list VAR VALUE ALLOWED...: dies on a name not in ALLOWED
   local var=$1 list=$2 x; shift 2
   for x in ${list//,/ }; do [[ " $* " == *" $x "* ]] || { echo "$var: unknown name '$x' (one of: $*)" >&2; exit 64; }; done
 }
-check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native
-check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online
+check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native bfs1
+check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online many
 check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
 FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
 # the per-corpus steps (full backup and the steps reading it) run unless BENCH_STEPS names
@@ -44,8 +45,11 @@ corpus_steps_on() {
 }
 _all=("${TOOLS[@]}"); TOOLS=()
 for t in "${_all[@]}"; do tool_on "$t" && TOOLS+=("$t"); done
+# the Linux tree: the corpora of the per-corpus steps, and the online step's sources
+linux_on() { corpus_steps_on || step_on online; }
 TARBALL=/usr/src/linux-source-6.1.tar.xz
-APT_PKGS=(linux-source zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
+APT_PKGS=(zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
+linux_on && APT_PKGS+=(linux-source)
 tool_on restic && APT_PKGS+=(restic)
 tool_on borg && APT_PKGS+=(borgbackup)
 tool_on squashfs && APT_PKGS+=(squashfs-tools squashfuse)
@@ -55,6 +59,8 @@ export BFS=${BENCH_BFS:-$ROOT/bin/bfs}   # BENCH_BFS: another bfs build to measu
 source "$BENCH_SRC/lib.sh"
 # shellcheck source=bench/online.sh
 source "$BENCH_SRC/online.sh"
+# shellcheck source=bench/many.sh
+source "$BENCH_SRC/many.sh"
 TOOL_SH=("bash" "$BENCH_SRC/tool.sh")
 
 # --------------------------------------------------------------------------
@@ -139,8 +145,10 @@ detect_bfs() {
   done
   BFS_HAS[volume]=0
   [ "${BFS_HAS[backup]}" = 1 ] && grep -q -- '--volume' <<<"$("$BFS" backup --help 2>&1)" && BFS_HAS[volume]=1
-  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]}"
-  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]}}"
+  BFS_HAS[format2]=0   # bfs init --format 2 (issue 15; the many step's bfs column)
+  [ "${BFS_HAS[init]}" = 1 ] && grep -q -- '--format' <<<"$("$BFS" init --help 2>&1)" && BFS_HAS[format2]=1
+  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]} format2=${BFS_HAS[format2]}"
+  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]},\"format2\":${BFS_HAS[format2]}}"
 }
 # bfs_can STEP -> 0 if bfs can run STEP (backup | restore | mount) on the current corpus
 bfs_can() {
@@ -236,10 +244,12 @@ squashfs_cached() {  # squashfs_cached REPO -> 0 when a cached image was put in 
   log "   full backup squashfs: reusing the image built on $3 (${1} s, ${2} MiB)"
 }
 
-# again_backups KIND(nochange|incr): one round of backups by the incremental tools
+# the tools with incremental backups (bench_many adds bfs1)
+AGAIN_TOOLS=(bfs restic borg)
+# again_round KIND(nochange|incr) REP: one round of backups by the incremental tools
 again_round() {
   local kind=$1 rep=$2 tool logf
-  for tool in bfs restic borg; do
+  for tool in "${AGAIN_TOOLS[@]}"; do
     [ "${REPO_OK[$tool]:-0}" = 1 ] || continue
     want_rep "$NAME.$kind.$tool" "$rep" || continue
     NGEN[$tool]=$((NGEN[$tool] + 1))
@@ -259,7 +269,7 @@ declare -A COUNT
 again_begin() {
   local kind=$1 tool
   for tool in tar squashfs; do tool_on "$tool" && rec_status "$NAME" "${kind}_wall_s" "$tool" text "= full"; done
-  for tool in bfs restic borg; do
+  for tool in "${AGAIN_TOOLS[@]}"; do
     COUNT[$tool]=0
     tool_on "$tool" || continue
     skip_status "${kind}_wall_s" "$tool" again && continue
@@ -268,7 +278,7 @@ again_begin() {
 }
 again_growth() {  # again_growth METRIC DIVISOR
   local metric=$1 div=$2 tool
-  for tool in bfs restic borg; do
+  for tool in "${AGAIN_TOOLS[@]}"; do
     [ "${REPO_OK[$tool]:-0}" = 1 ] && [ "${COUNT[$tool]:-0}" -gt 0 ] || continue
     rec "$NAME" "$metric" "$tool" 1 "$(awk -v a="${SIZE0[$tool]}" -v b="$(repo_bytes "$tool")" -v n="${COUNT[$tool]}" -v d="$div" 'BEGIN{printf "%.4f", (b-a)/n/d}')"
   done
@@ -554,17 +564,19 @@ rec_meta restore_fs "\"$OUT_FS\""
 rec_meta squashfs "\"$SQUASHFS\""
 drop_caches
 IMG_NAME=linux-6.1.img
-build_full_tree
-if [ "$MODE" = full ]; then
-  TREE=$BENCH_DIR/corpus/full/tree
-  corpus_steps_on && build_img 2G drivers fs net include
-else
-  build_quick_tree
-  TREE=$BENCH_DIR/corpus/quick/tree
-  corpus_steps_on && build_img 256M fs net include
+if linux_on; then
+  build_full_tree
+  if [ "$MODE" = full ]; then
+    TREE=$BENCH_DIR/corpus/full/tree
+    corpus_steps_on && build_img 2G drivers fs net include
+  else
+    build_quick_tree
+    TREE=$BENCH_DIR/corpus/quick/tree
+    corpus_steps_on && build_img 256M fs net include
+  fi
+  corpus_meta tree "$TREE"
+  corpus_steps_on && corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
 fi
-corpus_meta tree "$TREE"
-corpus_steps_on && corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
 detect_bfs
 
 if corpus_steps_on; then
@@ -576,12 +588,13 @@ if step_on online; then
   elif [ "${BFS_HAS[backup]}" != 1 ]; then rec_status online_tree backup_wall_s online na "n/a (not built)"
   else bench_online; fi
 fi
+step_on many && bench_many
 
 cleanup
 trap - EXIT
 rec_meta cold_ok "$COLD_OK"
 rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
-OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && echo -partial)}
+OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && { [ "${BENCH_STEPS:-}" = many ] && [ -z "${BENCH_TOOLS:-}" ] && echo -many || echo -partial; })}
 mkdir -p "$(dirname "$OUT")"
 node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
 rm -rf "$RUN/repo"

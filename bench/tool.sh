@@ -8,9 +8,11 @@
 #   tool.sh mount   TOOL REPO MNT GEN     returns once mounted (restic: stays in foreground)
 #   tool.sh umount  TOOL MNT
 #   tool.sh root    TOOL mount|restore DIR GEN SRC   path inside the mountpoint / restore dir holding SRC
+#   tool.sh ls      TOOL REPO GEN SRC PATH    list directory PATH (relative to SRC) of the first backup
+#   tool.sh cat     TOOL REPO GEN SRC PATH    write file PATH (relative to SRC) of the first backup to stdout
 #
-# TOOL: bfs | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
-# Env: BFS (path of bin/bfs), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
+# TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
+# Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
 set -euo pipefail
 op=$1 tool=$2
 shift 2
@@ -18,8 +20,10 @@ shift 2
 export RESTIC_PASSWORD=${RESTIC_PASSWORD:-bfs-bench}
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
+if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=; fi   # format 1 is bfs's default
+
 case "$op:$tool" in
-  init:bfs) exec "$BFS" --repo "$1" init ;;
+  init:bfs) exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ;;
   init:tar | init:squashfs) mkdir -p "$1" ;;
   init:restic) exec restic -q -r "$1" init ;;
   init:borg) exec borg init -e none "$1" ;;
@@ -44,6 +48,13 @@ case "$op:$tool" in
 
   umount:bfs) "$BFS" umount "$1" ;;
   umount:*) fusermount -u "$1" 2>/dev/null || umount "$1" ;;
+
+  ls:bfs) exec "$BFS" --repo "$1" ls "$2:$4" ;;
+  ls:restic) exec restic -q -r "$1" ls "$2" "$3/$4" ;;
+  ls:borg) exec borg list "$1::$2" "$4" ;;
+  cat:bfs) exec "$BFS" --repo "$1" cat "$2:$4" ;;
+  cat:restic) exec restic -q -r "$1" dump "$2" "$3/$4" ;;
+  cat:borg) exec borg extract --stdout "$1::$2" "$4" ;;
 
   root:restic)
     if [ "$1" = mount ]; then echo "$2/ids/$3$4"   # ids/<short id>/<absolute source path>

@@ -13,6 +13,7 @@ import { registerGenerations } from './generations.js'
 import { registerGroup } from './group.js'
 import { registerLs } from './ls.js'
 import { registerCat } from './cat.js'
+import { registerDiff } from './diff.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 
@@ -25,6 +26,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerGenerations(program, ctx)
   registerGroup(program, ctx)
   registerLs(program, ctx)
+  registerDiff(program, ctx)
   registerCat(program, ctx)
   registerRestore(program, ctx)
   registerVerify(program, ctx)

@@ -126,7 +126,7 @@ type Kind = 'gen' | 'gen-or-dir' | 'file' | 'dir' | 'cmd' | 'none' | `choices:${
 function kindOf(name: string): Kind {
   if (name === 'command') return 'cmd' // bfs help COMMAND…
   if (name === 'gen-or-mountpoint') return 'gen-or-dir'
-  if (name === 'ref' || name === 'gen') return 'gen'
+  if (name === 'ref' || /^gen(-[ab])?$/.test(name)) return 'gen'
   if (/^(dir|mountpoint|vtl|dest)$/.test(name)) return 'dir'
   if (/^(src|path|file)$/.test(name)) return 'file'
   return 'none'

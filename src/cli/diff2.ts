@@ -1,0 +1,168 @@
+/**
+ * `bfs diff` on a format 2 repository: the two trees walked directory by directory through
+ * their pieces. A directory whose piece is the same in both generations (unchanged
+ * directories share pieces) is skipped whole without reading it: the fast path. Files: the
+ * same map (inline extents or map piece) is the same content; otherwise the extents, then
+ * the streams' stored block hashes, are compared. No file data is read.
+ */
+import path from 'node:path'
+import type { Entry2 } from '../format/v2/dir.js'
+import { FileType } from '../format/v2/dir.js'
+import type { Extent } from '../format/v2/common.js'
+import { BfsError } from '../repo/errors.js'
+import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff.js'
+
+const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: number; pack: number; offset: number }): boolean =>
+  a.run === b.run && a.pack === b.pack && a.offset === b.offset
+
+export async function diffV2(
+  dir: string, ga: string, gb: string, rel: string, o: Record<string, unknown>,
+  emit: (c: Change) => void, begin: (a: number, b: number) => void,
+): Promise<{ a: number; b: number; stats: DiffStats }> {
+  if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
+  const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
+  const repo = Repo2.open(dir, warn)
+  const A = new GenReader2(repo, repo.resolve(ga, source))
+  const B = new GenReader2(repo, repo.resolve(gb, source))
+  const idA = A.manifest.id
+  const idB = B.manifest.id
+  const streams = new StreamSource2(repo)
+  const hashes = new Map<number, Buffer>()
+  const hashesOf = (s: number): Buffer => {
+    let h = hashes.get(s)
+    if (!h) hashes.set(s, (h = streams.blockHashes(s)))
+    return h
+  }
+  const stats: DiffStats = {
+    added: { files: 0, dirs: 0, others: 0 }, removed: { files: 0, dirs: 0, others: 0 }, changed: { files: 0, dirs: 0, others: 0 },
+    addedBytes: 0, removedBytes: 0,
+  }
+  const sizeOf = (e: Entry2): number => (e.type === FileType.File || e.type === FileType.Symlink ? e.size : 0)
+
+  const list = async (r: GenReader2, d: Entry2, p: Buffer): Promise<Entry2[]> => {
+    const out: Entry2[] = []
+    for await (const page of r.pages(d, p.toString())) out.push(...page)
+    return out
+  }
+
+  const sameBlocks = (x: Extent[], y: Extent[]): boolean => {
+    let k = 0
+    let l = 0
+    let offX = 0
+    let offY = 0
+    while (k < x.length && l < y.length) {
+      const p = x[k]!
+      const q = y[l]!
+      if (p.fileBlock + offX !== q.fileBlock + offY) return false
+      const n = Math.min(p.count - offX, q.count - offY)
+      const sp = (p.streamBlock + offX) * 8
+      const sq = (q.streamBlock + offY) * 8
+      if (p.stream !== q.stream || p.streamBlock + offX !== q.streamBlock + offY) {
+        if (p.stream === 0 || q.stream === 0) return false
+        if (hashesOf(p.stream).compare(hashesOf(q.stream), sq, sq + n * 8, sp, sp + n * 8) !== 0) return false
+      }
+      offX += n
+      offY += n
+      if (offX === p.count) k++, offX = 0
+      if (offY === q.count) l++, offY = 0
+    }
+    return k === x.length && l === y.length
+  }
+
+  const sameContent = async (a: Entry2, b: Entry2, p: Buffer): Promise<boolean> => {
+    if (a.size !== b.size) return false
+    if (!a.map && !b.map) return true
+    if (!a.map || !b.map) return false
+    if (a.map.kind === 'ref' && b.map.kind === 'ref' && samePiece(a.map.root, b.map.root)) return true
+    let x: Extent[]
+    let y: Extent[]
+    try {
+      x = await A.maps.extents(a)
+    } catch (err) {
+      throw A.damageOf(err, p.toString())
+    }
+    try {
+      y = await B.maps.extents(b)
+    } catch (err) {
+      throw B.damageOf(err, p.toString())
+    }
+    return sameBlocks(x, y)
+  }
+
+  const one = async (r: GenReader2, e: Entry2, p: Buffer, mod: '+' | '-'): Promise<void> => {
+    const size = sizeOf(e)
+    const k = kindOf(e.type as number)
+    if (mod === '+') {
+      stats.added[k]++
+      if (e.type === FileType.File) stats.addedBytes += size
+    } else {
+      stats.removed[k]++
+      if (e.type === FileType.File) stats.removedBytes += size
+    }
+    emit({ modifier: mod, path: p, type: e.type as number, what: [], sizeBefore: mod === '-' ? size : null, sizeAfter: mod === '+' ? size : null })
+    if (e.type === FileType.Dir) for (const c of await list(r, e, p)) await one(r, c, Buffer.concat([p, SLASH, c.name]), mod)
+  }
+
+  const both = async (a: Entry2, b: Entry2, p: Buffer): Promise<void> => {
+    const what: string[] = []
+    if (a.type !== b.type) what.push('type')
+    else if (a.type === FileType.File) {
+      if (!(await sameContent(a, b, p))) what.push('content')
+    } else if (a.type === FileType.CharDev || a.type === FileType.BlockDev) {
+      if (a.rdevMajor !== b.rdevMajor || a.rdevMinor !== b.rdevMinor) what.push('content')
+    }
+    if (a.mode !== b.mode) what.push('mode')
+    if (a.uid !== b.uid || a.gid !== b.gid) what.push('owner')
+    if (a.type !== FileType.Dir && (a.mtimeSec !== b.mtimeSec || a.mtimeNsec !== b.mtimeNsec)) what.push('mtime')
+    if (!sameXattrs(a, b)) what.push('xattrs')
+    if (a.type === FileType.Symlink && b.type === FileType.Symlink && !(a.target ?? Buffer.alloc(0)).equals(b.target ?? Buffer.alloc(0))) what.push('target')
+    if (what.length) {
+      stats.changed[kindOf(b.type as number)]++
+      const before = sizeOf(a)
+      const after = sizeOf(b)
+      if (what.includes('content') || what.includes('type')) {
+        if (a.type === FileType.File) stats.removedBytes += before
+        if (b.type === FileType.File) stats.addedBytes += after
+      }
+      emit({ modifier: 'M', path: p, type: b.type as number, what, sizeBefore: before, sizeAfter: after })
+    }
+    if (a.type === FileType.Dir && b.type === FileType.Dir) await children(a, b, p)
+    else if (a.type === FileType.Dir) for (const c of await list(A, a, p)) await one(A, c, Buffer.concat([p, SLASH, c.name]), '-')
+    else if (b.type === FileType.Dir) for (const c of await list(B, b, p)) await one(B, c, Buffer.concat([p, SLASH, c.name]), '+')
+  }
+
+  /** Merge-joins two directories' entries; the same piece on both sides: nothing below changed. */
+  const children = async (a: Entry2, b: Entry2, p: Buffer): Promise<void> => {
+    if (a.dir && b.dir && samePiece(a.dir.child, b.dir.child)) return
+    const xs = await list(A, a, p)
+    const ys = await list(B, b, p)
+    let x = 0
+    let y = 0
+    while (x < xs.length || y < ys.length) {
+      const c = x >= xs.length ? 1 : y >= ys.length ? -1 : Buffer.compare(xs[x]!.name, ys[y]!.name)
+      if (c < 0) await one(A, xs[x]!, Buffer.concat([p, SLASH, xs[x]!.name]), '-'), x++
+      else if (c > 0) await one(B, ys[y]!, Buffer.concat([p, SLASH, ys[y]!.name]), '+'), y++
+      else await both(xs[x]!, ys[y]!, Buffer.concat([p, SLASH, xs[x]!.name])), x++, y++
+    }
+  }
+
+  try {
+    const i = await A.lookup(rel)
+    const j = await B.lookup(rel)
+    if (!i && !j) throw new BfsError('BAD_INPUT', `${rel}: no such file or directory in gen${idA} or gen${idB}`)
+    const clean = rel.split('/').filter((s) => s && s !== '.').join('/')
+    const root = clean ? Buffer.from('/' + clean) : Buffer.alloc(0)
+    begin(idA, idB)
+    if (!i) await one(B, j!, root, '+')
+    else if (!j) await one(A, i, root, '-')
+    else if (!clean) await children(i, j, root)
+    else await both(i, j, root)
+  } finally {
+    await A.close()
+    await B.close()
+  }
+  return { a: idA, b: idB, stats }
+}
