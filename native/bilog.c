@@ -803,8 +803,7 @@ typedef struct {
   int cpu; /* pinned to it, or -1 */
 } listener_arg_t;
 
-/* Reads the queued events and answers them; with lmu held. Returns -1 at the end (stopping
- * and nothing queued). */
+/* The watchdog took over (the run is void): say so in the log, once. */
 static void note_void(bilog_t *b) {
   if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
     pthread_mutex_lock(&b->mu);
@@ -815,6 +814,8 @@ static void note_void(bilog_t *b) {
   }
 }
 
+/* Reads the queued events and answers them; with lmu held. Returns -1 at the end (stopping
+ * and nothing queued); an empty read (EAGAIN: another listener took them) is not the end. */
 static int listen_once(bilog_t *b, int stopping) {
   note_void(b);
   PROF_T(tr);
