@@ -19,41 +19,9 @@ import type { Ctx } from './context.js'
 import { humanBytes, resolveGen, writeOut } from './output.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { diffV2 } from './diff2.js'
+import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
-
-export type Kind = 'files' | 'dirs' | 'others'
-export const kindOf = (t: EntryType): Kind => (t === EntryType.File ? 'files' : t === EntryType.Dir ? 'dirs' : 'others')
-
-export interface DiffStats {
-  added: Record<Kind, number>
-  removed: Record<Kind, number>
-  changed: Record<Kind, number>
-  addedBytes: number
-  removedBytes: number
-}
-
-export interface Change {
-  modifier: '+' | '-' | 'M'
-  path: Buffer
-  type: EntryType
-  /** For M: what changed (content, type, mode, owner, mtime, xattrs, target). */
-  what: string[]
-  sizeBefore: number | null
-  sizeAfter: number | null
-}
-
-export const SLASH = Buffer.from('/')
-
-const NONE: never[] = []
-
-export function sameXattrs(a: Pick<Entry, 'xattrs'>, b: Pick<Entry, 'xattrs'>): boolean {
-  if (a.xattrs === null && b.xattrs === null) return true
-  const x = a.xattrs ?? NONE
-  const y = b.xattrs ?? NONE
-  if (x.length !== y.length) return false
-  return x.every(([n, v], k) => n.equals(y[k]![0]) && v.equals(y[k]![1]))
-}
 
 /** Compares two generations' catalogs below `rel`, calling `emit` for each change in path order. */
 export function diffGenerations(repo: Repository, genA: number, genB: number, rel: string, emit: (c: Change) => void, begin: () => void = () => undefined): DiffStats {

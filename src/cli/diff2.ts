@@ -12,7 +12,7 @@ import type { Extent } from '../format/v2/common.js'
 import { BfsError } from '../repo/errors.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
-import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff.js'
+import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: number; pack: number; offset: number }): boolean =>

@@ -2,16 +2,16 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { EntryType } from '../format/catalog.js'
-import { BfsError, EXIT } from '../repo/errors.js'
-import { restoreTree, type RestoreResult } from '../repo/restore.js'
+import { BfsError } from '../repo/errors.js'
+import { restoreTree } from '../repo/restore.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { restoreV2 } from './v2.js'
+import { reportRestore } from './restore-report.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
 import { holder, openReadStore } from './datastore.js'
-import { count, humanBytes, progressText, ProgressLine, resolveGen, simTime } from './output.js'
+import { count, progressText, ProgressLine, resolveGen, simTime } from './output.js'
 import type { Ctx } from './context.js'
-import { printJson, restoreJson } from './json.js'
 
 export function registerRestore(program: Command, ctx: Ctx): void {
   program
@@ -58,10 +58,3 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     })
 }
 
-/** The end of a restore, either format: the result line (or JSON), exit 1 when something was not restored. */
-export function reportRestore(ctx: Ctx, o: { json?: boolean }, gen: number, p: string, target: string, res: RestoreResult): void {
-  if (res.errors.length) ctx.exitCode = EXIT.ERROR
-  if (o.json) return printJson(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
-  const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
-  process.stdout.write(`restored gen${gen}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
-}
