@@ -38,10 +38,11 @@ $BFS backup "$src" --label demo-second
 echo "== generations"
 $BFS generations
 echo "== ls latest:etc/nginx | head"
-$BFS ls --source "$src" latest:etc/nginx | head -5
+# (sed, not head: head exits early, and with pipefail the writer's SIGPIPE would end the demo)
+$BFS ls --source "$src" latest:etc/nginx | sed -n 1,5p
 echo "== mount the first generation of this run read-only, and browse it with normal tools"
 $BFS mount --source "$src" latest~1 "$mnt"
-ls -l "$mnt/etc/nginx" | head -4
+ls -l "$mnt/etc/nginx" | sed -n 1,4p
 echo "files in the mount: $(find "$mnt" | wc -l)"
 grep -h 'listen' "$mnt/etc/nginx/site1.conf"
 stat -c '%n: %s bytes, %b blocks allocated (sparse)' "$mnt/var/disk.img"
