@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url'
 import { BfsError } from './errors.js'
 import { thawFs } from '../native/index.js'
 
-const WATCHDOG = fileURLToPath(new URL('./freeze-watchdog.js', import.meta.url))
+// '../repo/': also right from the bundle in dist/cli/ (Makefile build)
+const WATCHDOG = fileURLToPath(new URL('../repo/freeze-watchdog.js', import.meta.url))
 
 /** Default for --freeze-timeout: how long a filesystem may stay frozen at most. */
 export const DEFAULT_FREEZE_TIMEOUT_S = 600

@@ -18,7 +18,7 @@ export class WorkerPool {
 
   private start(): void {
     for (let i = 0; i < this.size; i++) {
-      const w = new Worker(new URL('./worker.js', import.meta.url))
+      const w = new Worker(new URL('../repo/worker.js', import.meta.url)) // '../repo/': also right from the bundle in dist/cli/
       w.on('message', (reply: WorkerReply) => {
         const p = this.pending.get(reply.id)
         if (!p) return
