@@ -4,6 +4,7 @@ import { createRequire } from 'node:module'
 import { VfsError, type Attr, type InterruptibleRead, type Vfs } from '../vfs/tree.js'
 import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
 import type { LazyVfs } from '../vfs/gen2.js'
+import { STAT_FIELDS, makedev, packAttr } from '../vfs/statpack.js'
 
 /**
  * The only importer of fuse-native (patched: patches/fuse-native+2.2.6.patch, see
@@ -48,10 +49,6 @@ export interface FuseServeOptions {
 }
 
 const P = (path: string): Buffer => Buffer.from(path, 'latin1')
-
-function makedev(major: number, minor: number): number {
-  return (major & 0xfff) * 256 + (minor & 0xff) + (minor & ~0xff) * 4096 + Math.floor(major / 4096) * 2 ** 32
-}
 
 export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
   return {
@@ -101,9 +98,12 @@ function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) =>
       return []
     }),
     readdir: wrap('readdir', async (path) => {
-      // `.` and `..` first, as format 1's readdir (see there)
+      // `.` and `..` first, as format 1's readdir (see there): their slots are left for us;
+      // the stats go to the binding packed (vfs/statpack.ts)
       const d = await vfs.readdir(P(path))
-      return [['.', '..', ...d.names.map((n) => n.toString('latin1'))], [dotStat(d.self), dotStat(d.parent), ...d.attrs.map((a, i) => toStat(a, d.hasXattrs[i]!))]]
+      packAttr(d.stats, 0, d.self, true, true)
+      packAttr(d.stats, STAT_FIELDS, d.parent, true, true)
+      return [d.names, d.stats]
     }),
     readlink: wrap('readlink', async (path) => [(await vfs.readlink(P(path))).toString('latin1')]),
     listxattr: wrap('listxattr', async (path) => [(await vfs.listxattr(P(path))).map((n) => n.toString('latin1'))]),

@@ -24,6 +24,7 @@ import { TreeReader } from '../pieces/tree-reader.js'
 import { StreamSource2 } from '../repo/v2/read2.js'
 import type { Repo2 } from '../repo/v2/repo2.js'
 import { VfsError, type Attr, type NativeReads } from './tree.js'
+import { F_ATIME, F_BLKSIZE, F_BLOCKS, F_CTIME, F_FLAGS, F_GID, F_MODE, F_MTIME, F_NLINK, F_RDEV, F_SIZE, F_UID, STAT_FIELDS, STAT_NO_XATTRS, makedev, packAttr, packIno } from './statpack.js'
 
 /** Bytes of decoded pieces a mount keeps by default. */
 export const MOUNT_PIECE_CACHE_BYTES = 16 << 20
@@ -59,13 +60,39 @@ interface Handle {
   file: OpenFile
 }
 
-/** What readdir answers: the children (without . and ..), and the attributes of the directory and its parent. */
+/**
+ * What readdir answers, in the form the patched binding takes: `.`, `..`, then the children
+ * in name order (latin1 strings: one char per byte), and their stats packed (vfs/statpack.ts:
+ * STAT_FIELDS doubles each; slots 0 and 1, `.` and `..`, are left for the adapter to fill from
+ * `self` and `parent`). A 1,000-entry directory then costs no Attr or stat object per entry.
+ */
 export interface Listing {
-  names: Buffer[]
-  attrs: Attr[]
-  hasXattrs: boolean[]
+  names: string[]
+  stats: Float64Array
   self: Attr
   parent: Attr
+}
+
+/** A listing's arrays while it is built: `.` and `..` reserved. */
+class ListingBuilder {
+  readonly names: string[] = ['.', '..']
+  stats = new Float64Array(STAT_FIELDS * 64)
+
+  /** The offset of the next entry's stat (room made for it). */
+  next(name: string): number {
+    const o = this.names.length * STAT_FIELDS
+    if (o + STAT_FIELDS > this.stats.length) {
+      const grown = new Float64Array(this.stats.length * 2)
+      grown.set(this.stats)
+      this.stats = grown
+    }
+    this.names.push(name)
+    return o
+  }
+
+  done(self: Attr, parent: Attr): Listing {
+    return { names: this.names, stats: this.stats.subarray(0, this.names.length * STAT_FIELDS), self, parent }
+  }
 }
 
 /** Open handles of a mount (shared by the generations of a whole-repository mount: FUSE names a handle by its number only). */
@@ -96,6 +123,19 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
     }),
     handles: { map: new Map(), next: 0, native: null },
   }
+}
+
+/** st_size of an entry (directories: 4096, as format 1 answers). */
+function sizeOf(e: Entry2): number {
+  if (e.type === FileType.File) return e.size
+  if (e.type === FileType.Symlink) return e.target?.length ?? 0
+  return e.type === FileType.Dir ? 4096 : 0
+}
+
+/** st_blocks of an entry: 512-byte units of the blocks stored (holes excluded). */
+function blocksOf(e: Entry2): number {
+  if (e.type === FileType.File) return e.dataBlocks * 8
+  return e.type === FileType.Dir ? 8 : 0
 }
 
 /** A read-only, lazily loaded view of one format 2 generation. */
@@ -183,16 +223,8 @@ export class Vfs2 {
   private attrOf(e: Entry2, row: LinkRow | null): Attr {
     const ord = row ? row.ord : e.ord
     const nlink = row ? row.nlinkInGen : e.type === FileType.Dir ? e.nlink : 1
-    let size = 0
-    let blocks = 0
-    if (e.type === FileType.File) {
-      size = e.size
-      blocks = e.dataBlocks * 8
-    } else if (e.type === FileType.Symlink) size = e.target?.length ?? 0
-    else if (e.type === FileType.Dir) {
-      size = 4096
-      blocks = 8
-    }
+    const size = sizeOf(e)
+    const blocks = blocksOf(e)
     return {
       ino: this.inoBase + ord,
       mode: TYPE_BITS[e.type]! | e.mode,
@@ -212,6 +244,26 @@ export class Vfs2 {
     }
   }
 
+  /** attrOf(e, row) packed at arr[o] (vfs/statpack.ts), without the Attr object: readdir's per-entry path. */
+  private packEntry(arr: Float64Array, o: number, e: Entry2, row: LinkRow | null): void {
+    arr[o + F_MODE] = TYPE_BITS[e.type]! | e.mode
+    arr[o + F_UID] = e.uid
+    arr[o + F_GID] = e.gid
+    arr[o + F_SIZE] = sizeOf(e)
+    arr[o + F_NLINK] = row ? row.nlinkInGen || 1 : e.type === FileType.Dir ? e.nlink || 1 : 1
+    packIno(arr, o, this.inoBase + (row ? row.ord : e.ord))
+    arr[o + F_RDEV] = e.rdevMajor || e.rdevMinor ? makedev(e.rdevMajor, e.rdevMinor) : 0
+    arr[o + F_BLKSIZE] = 4096
+    arr[o + F_BLOCKS] = blocksOf(e)
+    arr[o + F_ATIME] = e.atimeSec
+    arr[o + F_ATIME + 1] = e.atimeNsec
+    arr[o + F_MTIME] = e.mtimeSec
+    arr[o + F_MTIME + 1] = e.mtimeNsec
+    arr[o + F_CTIME] = e.ctimeSec
+    arr[o + F_CTIME + 1] = e.ctimeNsec
+    arr[o + F_FLAGS] = e.xattrs?.length ? 0 : STAT_NO_XATTRS
+  }
+
   /** Attributes of a path, and whether it has extended attributes. */
   async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
     const e = await this.resolve(path)
@@ -228,23 +280,20 @@ export class Vfs2 {
     const e = await this.resolve(p)
     if (e.type !== FileType.Dir) throw new VfsError('ENOTDIR')
     try {
-      const names: Buffer[] = []
-      const attrs: Attr[] = []
-      const hasXattrs: boolean[] = []
+      const l = new ListingBuilder()
       // a page at a time (an async step per entry costs more than the page's decoding)
       if (e.dir) {
         for await (const page of this.tree.pages(e.dir, null)) {
           for (const c of page.entries) {
-            names.push(c.name)
-            attrs.push((c.flags & E_LINKED) !== 0 ? this.attrOf(c, await this.linkRow(c)) : this.attrOf(c, null))
-            hasXattrs.push(!!c.xattrs?.length)
+            const o = l.next(c.name.toString('latin1'))
+            this.packEntry(l.stats, o, c, (c.flags & E_LINKED) !== 0 ? await this.linkRow(c) : null)
           }
         }
       }
       const slash = p.lastIndexOf(SLASH)
       const self = await this.attr(e)
       const parent = p.length === 0 ? self : await this.attr(await this.walk(slash < 0 ? p.subarray(0, 0) : p.subarray(0, slash)))
-      return { names, attrs, hasXattrs, self, parent }
+      return l.done(self, parent)
     } catch (err) {
       throw this.damage(err, path)
     }
@@ -474,29 +523,17 @@ export class Repo2Vfs {
     }
     this.refresh()
     const root = this.own({ kind: 'root' })
+    const l = new ListingBuilder()
+    // names are ASCII: latin1 = UTF-8
     if (n.kind === 'byDate') {
-      const names = this.gens.map((g) => Buffer.from(dateName2(g, this.gens)))
-      const attrs = this.gens.map((g, k) => this.own({ kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }))
-      return { names, attrs, hasXattrs: names.map(() => false), self: this.own(n), parent: root }
+      this.gens.forEach((g, k) => packAttr(l.stats, l.next(dateName2(g, this.gens)), this.own({ kind: 'link', target: Buffer.from(`../gen${g.id}`), ino: 16 + k, time: g.time }), false))
+      return l.done(this.own(n), root)
     }
-    const names: Buffer[] = []
-    const attrs: Attr[] = []
-    const hasXattrs: boolean[] = []
-    for (const g of this.gens) {
-      names.push(Buffer.from(`gen${g.id}`))
-      attrs.push(await this.view(g).attr(g.rootEntry))
-      hasXattrs.push(!!g.rootEntry.xattrs?.length)
-    }
-    names.push(Buffer.from('by-date'))
-    attrs.push(this.own({ kind: 'byDate' }))
-    hasXattrs.push(false)
+    for (const g of this.gens) packAttr(l.stats, l.next(`gen${g.id}`), await this.view(g).attr(g.rootEntry), !!g.rootEntry.xattrs?.length)
+    packAttr(l.stats, l.next('by-date'), this.own({ kind: 'byDate' }), false)
     const last = this.gens[this.gens.length - 1]
-    if (last) {
-      names.push(Buffer.from('latest'))
-      attrs.push(this.own({ kind: 'link', target: Buffer.from(`gen${last.id}`), ino: 3, time: last.time }))
-      hasXattrs.push(false)
-    }
-    return { names, attrs, hasXattrs, self: root, parent: root }
+    if (last) packAttr(l.stats, l.next('latest'), this.own({ kind: 'link', target: Buffer.from(`gen${last.id}`), ino: 3, time: last.time }), false)
+    return l.done(root, root)
   }
 
   async readlink(path: Buffer): Promise<Buffer> {
