@@ -6,7 +6,7 @@ import { BfsError } from '../repo/errors.js'
 import { dataEntry, lookupPath, pathOf } from '../repo/tree.js'
 import { SOURCE_HELP, splitRef } from './common.js'
 import { listGenerations } from './generations.js'
-import { modeString, resolveGen, writeOut } from './output.js'
+import { modeString, OutBuffer, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
 import { lsEntry, printJson } from './json.js'
 
@@ -29,13 +29,15 @@ export function registerLs(program: Command, ctx: Ctx): void {
       const e = entries[i]!
       const list = e.type === EntryType.Dir ? Array.from({ length: e.childCount }, (_, k) => e.firstChild + k) : [i]
       if (o.json) return printJson(list.map((c) => lsEntry(entries[c]!, dataEntry(entries, c), pathOf(entries, c))))
+      const lines = new OutBuffer()
       for (const c of list) {
         const x = entries[c]!
         const d = dataEntry(entries, c)
         const when = new Date(x.mtimeSec * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')
         const size = x.type === EntryType.CharDev || x.type === EntryType.BlockDev ? `${x.rdevMajor}, ${x.rdevMinor}` : String(d.size)
         const name = e.type === EntryType.Dir ? x.name : pathOf(entries, c)
-        writeOut([`${modeString(x.type, x.mode)} ${String(x.nlink).padStart(3)} ${String(x.uid).padEnd(5)} ${String(x.gid).padEnd(5)} ${size.padStart(10)} ${when} `, name, x.type === EntryType.Symlink ? Buffer.concat([Buffer.from(' -> '), x.target!]) : '', '\n'])
+        lines.add([`${modeString(x.type, x.mode)} ${String(x.nlink).padStart(3)} ${String(x.uid).padEnd(5)} ${String(x.gid).padEnd(5)} ${size.padStart(10)} ${when} `, name, x.type === EntryType.Symlink ? Buffer.concat([Buffer.from(' -> '), x.target!]) : '', '\n'])
       }
+      lines.flush()
     })
 }

@@ -20,7 +20,7 @@ import { Repo2 } from '../repo/v2/repo2.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, printJson, verifyJson } from './json.js'
-import { count, humanBytes, modeString, progressText, ProgressLine, writeOut, writeStdout } from './output.js'
+import { count, humanBytes, modeString, OutBuffer, progressText, ProgressLine, writeOut, writeStdout } from './output.js'
 
 const SLASH = Buffer.from('/')
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -102,10 +102,12 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     return writeOut(lsLine(e, p))
   }
   const out: unknown[] = []
+  const lines = new OutBuffer()
   for await (const x of r.entries(e, p)) {
     if (o.json) out.push(jsonOf(x, p ? Buffer.concat([Buffer.from(p), SLASH, x.name]) : x.name))
-    else writeOut(lsLine(x, x.name))
+    else lines.add(lsLine(x, x.name))
   }
+  lines.flush()
   if (o.json) process.stdout.write(JSON.stringify(out) + '\n')
 }
 
