@@ -43,7 +43,7 @@ export function registerMount(program: Command, ctx: Ctx): void {
       if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new InvalidArgumentError('0 to 100000')
       return n
     }))
-    .addOption(new Option('--piece-cache <size>', 'format 2 repositories: decoded directory and map pieces kept (e.g. 64M; default 16M)').argParser(parseSize))
+    .addOption(new Option('--piece-cache <size>', 'format 2 repositories: decoded directory and map pieces kept (e.g. 64M; default 2M)').argParser(parseSize))
     .addOption(new Option('--ready-fd <fd>').hideHelp().argParser(Number))
     .option('--debug', 'FUSE debug output (foreground)')
     .option('--source <path>', 'with GEN: latest and latest~K count only the generations of this source')

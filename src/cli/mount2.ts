@@ -6,7 +6,7 @@
  */
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
-import { Repo2Vfs, Vfs2 } from '../vfs/gen2.js'
+import { MOUNT_STAT_CACHE_ENTRIES, Repo2Vfs, Vfs2 } from '../vfs/gen2.js'
 import { serveUntilUnmounted, startInBackground } from '../fuse/server.js'
 import { canonical, checkMountpoint } from '../fuse/umount.js'
 import { asBfsError } from './umount.js'
@@ -50,6 +50,7 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     fsname: `bfs:${repo.dir}${man ? `:gen${man.id}` : ''}`,
     debug: !!o.debug,
     nativeReadCacheBytes: nativeReads ? cacheBytes : 0,
+    statCacheEntries: MOUNT_STAT_CACHE_ENTRIES,
     readyFd: o.readyFd as number | undefined,
     log: o.log as string | undefined,
     what,

@@ -35,6 +35,8 @@ export interface FuseServeOptions {
   allowOther?: boolean
   /** Seconds the kernel may cache attributes and entries (generations are immutable). */
   attrTimeoutS?: number
+  /** Entries the native stat cache keeps at most (default STAT_CACHE_ENTRIES, 262,144: ~190 B each). */
+  statCacheEntries?: number
   /** Seconds the kernel may cache a failed lookup (0 for a whole-repository mount, whose root grows). */
   negativeTimeoutS?: number
   fsname?: string
@@ -307,7 +309,7 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
   let cacheBytes = opts.nativeReadCacheBytes ?? 0
   // reads of registered handles (when native) and getattr of paths a readdir or getattr
   // reply described (always: generations never change) are answered on the libfuse threads
-  const fp = createFastPath({ readCacheBytes: native ? cacheBytes : undefined, statCache: { getattr: true } })
+  const fp = createFastPath({ readCacheBytes: native ? cacheBytes : undefined, statCache: { getattr: true, maxEntries: opts.statCacheEntries } })
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
     useIno: true,

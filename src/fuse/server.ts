@@ -70,6 +70,8 @@ export interface ServeOptions {
   debug: boolean
   /** The native read path's frame cache, bytes (0: native reads off). */
   nativeReadCacheBytes: number
+  /** Entries of the native stat cache (default: the adapter's). */
+  statCacheEntries?: number
   /** Write "ready" here once serving (the background launcher's pipe). */
   readyFd?: number
   /** The log file when started detaching (BFS_DETACH=1, from bin/bfs). */
@@ -130,6 +132,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
     log,
     debug: o.debug,
     nativeReadCacheBytes: o.nativeReadCacheBytes,
+    statCacheEntries: o.statCacheEntries,
   }).catch((err: Error) => {
     dropEarly()
     throw new MountError('io', `cannot mount ${mnt}: ${err.message}`)
