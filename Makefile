@@ -51,10 +51,12 @@ native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Rele
 # each, compile); one file loads in ~0.1 s. Workers (repo/worker.js) and the tests use tsc's
 # dist/ and src/. The bundle sits one level below dist/ as every module did, so the relative
 # URLs in the code (package.json, native addon, worker, watchdog) resolve the same from it.
+# --minify-whitespace drops the comments (names stay, for stack traces): the bundle is then
+# ASCII, which V8 reads and scans faster (`bfs ls --help` 178 -> 165 ms of CPU per run).
 build: deps native
 	./node_modules/.bin/tsc -p tsconfig.json
 	./node_modules/.bin/esbuild dist/cli/run.js --bundle --platform=node --format=esm --target=node20 \
-	  --packages=external --log-level=warning --outfile=dist/cli/bfs.mjs
+	  --packages=external --minify-whitespace --log-level=warning --outfile=dist/cli/bfs.mjs
 
 # The native read path under threads, without Node or FUSE: native/test/nread_stress.c, built
 # with ThreadSanitizer and with AddressSanitizer + UBSan, a few seconds each.
