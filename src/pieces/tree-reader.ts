@@ -196,6 +196,34 @@ export class PrevCursor {
     return this.page[this.at]!
   }
 
+  /**
+   * seek() without a promise when the answer lies in the page at hand (the common case):
+   * undefined when it does not (the current page is used up; nothing was consumed beyond
+   * it): then call seek().
+   */
+  seekSync(name: Buffer): Entry2 | null | undefined {
+    if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
+    if (!this.it) {
+      this.last = name
+      return null
+    }
+    while (this.at < this.page.length) {
+      const c = this.page[this.at]!
+      const d = Buffer.compare(c.name, name)
+      if (d > 0) {
+        this.last = name
+        return null
+      }
+      this.at++
+      if (d === 0) {
+        this.last = name
+        return c
+      }
+      this.gone++
+    }
+    return this.ended ? ((this.last = name), null) : undefined
+  }
+
   async seek(name: Buffer): Promise<Entry2 | null> {
     if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
     this.last = name

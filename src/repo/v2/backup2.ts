@@ -172,6 +172,11 @@ class SafeCursor {
     this.c = new PrevCursor(reader, dir)
   }
 
+  /** The previous entry of `name` when known without waiting (see PrevCursor.seekSync), else undefined: call seek(). */
+  seekSync(name: Buffer): Entry2 | null | undefined {
+    return this.c ? this.c.seekSync(name) : null
+  }
+
   async seek(name: Buffer): Promise<Entry2 | null> {
     try {
       return this.c ? await this.c.seek(name) : null
@@ -389,7 +394,8 @@ class Walk2 {
           const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT] as FileType | undefined
           if (type === undefined) continue
           if (type === FileType.Dir && !this.isWalkedDir(st, o)) continue
-          const old = await cursor.seek(names[i]!)
+          let old = cursor.seekSync(names[i]!)
+          if (old === undefined) old = await cursor.seek(names[i]!)
           win.push({ k: k - 1, type, old, pre: null })
           if (type === FileType.Dir) break
           if (type !== FileType.File) continue
@@ -420,7 +426,8 @@ class Walk2 {
               this.stats.unchangedFiles++
             }
             if (old.nlink > 1) await this.link(old)
-            await add(old, true)
+            if (same && held.length < DIR_MAX_ENTRIES) held.push(old)
+            else await add(old, true)
             continue
           }
           const name = names[i]!
