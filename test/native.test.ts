@@ -41,6 +41,13 @@ import {
   S_SIZE,
   S_UID,
   alignedBuffer,
+  adviseHugePages,
+  READ_FILE_INFO,
+  READ_FILE_SHORT,
+  READ_FILE_XATTRS,
+  ReadFileStep,
+  readFilesAsync,
+  scanDirAsync,
   blockDeviceSectorSize,
   atConstants,
   blockDeviceSize,
@@ -458,6 +465,90 @@ describe('scanDir', () => {
     })
     fs.chmodSync(path.join(d, 'noexec'), 0o755)
     fs.chmodSync(path.join(d, 'noread'), 0o755)
+  })
+})
+
+describe('scanDirAsync, readFilesAsync, adviseHugePages (the format 2 walk)', () => {
+  it('scanDirAsync gives what scanDir gives, sorted bytewise; a missing directory rejects with ENOENT (opendir)', async () => {
+    const d = freshDir()
+    for (const n of ['b', 'a', 'C', 'ab']) fs.writeFileSync(path.join(d, n), n)
+    fs.writeFileSync(rawJoin(d, Buffer.from([0x61, 0xff])), 'raw')
+    const sync = scanDir(d)
+    const as = await scanDirAsync(d)
+    const hex = (b: Buffer): string => b.toString('hex')
+    expect(as.names.map(hex)).toEqual([...sync.names].sort(Buffer.compare).map(hex))
+    as.names.forEach((n, i) => {
+      const j = sync.names.findIndex((m) => m.equals(n))
+      expect([...as.stats.subarray(i * STAT_FIELDS, (i + 1) * STAT_FIELDS)]).toEqual([...sync.stats.subarray(j * STAT_FIELDS, (j + 1) * STAT_FIELDS)])
+    })
+    await expect(scanDirAsync(path.join(d, 'missing'))).rejects.toMatchObject({ code: 'ENOENT', syscall: 'opendir' })
+  })
+
+  it('readFilesAsync reads small files whole, zero-filled to the block, with both fstats; leaves the others to the caller and says why', async () => {
+    const d = freshDir()
+    const small = Buffer.from('hello, small file')
+    fs.writeFileSync(path.join(d, 'small'), small)
+    const two = Buffer.alloc(4096 + 10, 7)
+    two.fill(0, 0, 4096) // first block all zero
+    fs.writeFileSync(path.join(d, 'two'), two)
+    fs.writeFileSync(path.join(d, 'grown'), Buffer.alloc(5000, 1)) // two blocks, one slot given
+    run('truncate', ['-s', '64K', path.join(d, 'sparse')])
+    fs.mkdirSync(path.join(d, 'dir'))
+    fs.writeFileSync(path.join(d, 'xattr'), 'x')
+    run('setfattr', ['-n', 'user.k', '-v', 'v', path.join(d, 'xattr')])
+    const names = ['small', 'two', 'grown', 'missing', 'sparse', 'dir', 'xattr'].map((n) => Buffer.from(n))
+    const slotBlocks = [1, 2, 1, 1, 16, 1, 1]
+    const ends = new Uint32Array(names.length)
+    const slots = new Uint32Array(2 * names.length)
+    let len = 0
+    let block = 0
+    names.forEach((n, i) => {
+      len += n.length
+      ends[i] = len
+      slots[2 * i] = block
+      slots[2 * i + 1] = slotBlocks[i]!
+      block += slotBlocks[i]!
+    })
+    const out = Buffer.alloc(block * 4096, 0xee)
+    const recs = new Float64Array(2 * STAT_FIELDS * names.length)
+    const info = new Int32Array(READ_FILE_INFO * names.length)
+    await readFilesAsync(Buffer.from(d), Buffer.concat(names), ends, slots, out, recs, info)
+    const at = (i: number) => ({ err: info[i * 5]!, step: info[i * 5 + 1]!, got: info[i * 5 + 2]!, flags: info[i * 5 + 3]!, zero: info[i * 5 + 4]! })
+    // small: its bytes, then zeros to the end of the block; st1 = st2 = stat of the file
+    expect(at(0)).toEqual({ err: 0, step: ReadFileStep.Ok, got: small.length, flags: 0, zero: 0 })
+    expect(out.subarray(0, small.length).equals(small)).toBe(true)
+    expect(out.subarray(small.length, 4096).every((b) => b === 0)).toBe(true)
+    const st = lstatRecord(path.join(d, 'small'))
+    expect([...recs.subarray(0, STAT_FIELDS)]).toEqual([...st].map((v, k) => (k === S_ATIME_SEC || k === S_ATIME_NSEC ? recs[k] : v)))
+    expect(recs[STAT_FIELDS + S_SIZE]).toBe(small.length)
+    // two blocks, the first all zero (mask bit 0), the second zero-filled after its 10 bytes
+    expect(at(1)).toMatchObject({ step: ReadFileStep.Ok, got: two.length, zero: 1 })
+    expect(out.subarray(4096, 4096 + two.length).equals(two)).toBe(true)
+    expect(out.subarray(4096 + two.length, 3 * 4096).every((b) => b === 0)).toBe(true)
+    // bigger than its slot, missing, sparse, not a regular file: left alone (their slots untouched)
+    expect(at(2)).toMatchObject({ step: ReadFileStep.TooBig, got: 0 })
+    expect(out.subarray(3 * 4096, 4 * 4096).every((b) => b === 0xee)).toBe(true)
+    expect(at(3)).toMatchObject({ err: 2, step: ReadFileStep.Open }) // ENOENT
+    expect(at(4)).toMatchObject({ step: ReadFileStep.Sparse }) // (the test directory makes holes: probed above)
+    expect(at(5)).toMatchObject({ step: ReadFileStep.NotRegular })
+    expect(at(6)).toMatchObject({ step: ReadFileStep.Ok, got: 1 })
+    expect(at(6).flags & READ_FILE_XATTRS).toBe(READ_FILE_XATTRS)
+    expect(at(0).flags & READ_FILE_SHORT).toBe(0)
+    // a directory that cannot be opened: every file says so
+    const info2 = new Int32Array(READ_FILE_INFO)
+    await readFilesAsync(path.join(d, 'missing'), Buffer.from('small'), new Uint32Array([5]), new Uint32Array([0, 1]), Buffer.alloc(4096), new Float64Array(2 * STAT_FIELDS), info2)
+    expect([info2[0], info2[1]]).toEqual([2, ReadFileStep.Dir])
+    // arrays too short for the names: a RangeError, nothing read
+    expect(() => readFilesAsync(d, Buffer.from('small'), new Uint32Array([5]), new Uint32Array(1), Buffer.alloc(4096), new Float64Array(2 * STAT_FIELDS), new Int32Array(5))).toThrow(RangeError)
+  })
+
+  it('adviseHugePages takes a large buffer (true where the kernel has transparent huge pages) and says false for a small one', () => {
+    expect(adviseHugePages(Buffer.alloc(1024))).toBe(false)
+    const thp = fs.existsSync('/sys/kernel/mm/transparent_hugepage/enabled') && !/\[never\]/.test(fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))
+    const big = Buffer.from(new SharedArrayBuffer(8 << 20))
+    expect(adviseHugePages(big)).toBe(thp)
+    big.fill(1)
+    expect(big[(8 << 20) - 1]).toBe(1)
   })
 })
 

@@ -166,52 +166,86 @@ export class TreeReader {
  * Reads one page at a time through `TreeReader.entries`.
  */
 export class PrevCursor {
-  private readonly it: AsyncIterator<Entry2> | null
-  private cur: Entry2 | null = null
-  private started = false
+  /** The pages, the current one, and the position in it (entries are taken from a page synchronously). */
+  private readonly it: AsyncIterator<DirPage> | null
+  private page: Entry2[] = []
+  private at = 0
+  private ended: boolean
   private last: Buffer | null = null
   /** Previous entries passed over without a match (deleted or renamed since). */
   gone = 0
 
   constructor(reader: TreeReader, dir: DirRef | null) {
-    this.it = dir ? reader.entries(dir)[Symbol.asyncIterator]() : null
+    this.it = dir ? reader.pages(dir, null)[Symbol.asyncIterator]() : null
+    this.ended = !this.it
   }
 
-  private async next(): Promise<void> {
-    const r = await this.it!.next()
-    this.cur = r.done ? null : r.value
+  /** The current entry, the next page read when this one is done; null at the end. */
+  private async cur(): Promise<Entry2 | null> {
+    while (this.at >= this.page.length) {
+      if (this.ended) return null
+      const r = await this.it!.next()
+      if (r.done) {
+        this.ended = true
+        this.page = []
+        return null
+      }
+      this.page = r.value.entries
+      this.at = 0
+    }
+    return this.page[this.at]!
+  }
+
+  /**
+   * seek() without a promise when the answer lies in the page at hand (the common case):
+   * undefined when it does not (the current page is used up; nothing was consumed beyond
+   * it): then call seek().
+   */
+  seekSync(name: Buffer): Entry2 | null | undefined {
+    if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
+    if (!this.it) {
+      this.last = name
+      return null
+    }
+    while (this.at < this.page.length) {
+      const c = this.page[this.at]!
+      const d = Buffer.compare(c.name, name)
+      if (d > 0) {
+        this.last = name
+        return null
+      }
+      this.at++
+      if (d === 0) {
+        this.last = name
+        return c
+      }
+      this.gone++
+    }
+    return this.ended ? ((this.last = name), null) : undefined
   }
 
   async seek(name: Buffer): Promise<Entry2 | null> {
     if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
     this.last = name
     if (!this.it) return null
-    if (!this.started) {
-      this.started = true
-      await this.next()
-    }
-    while (this.cur && Buffer.compare(this.cur.name, name) < 0) {
+    for (;;) {
+      // within a page: no await
+      const c = this.at < this.page.length ? this.page[this.at]! : await this.cur()
+      if (!c) return null
+      const d = Buffer.compare(c.name, name)
+      if (d > 0) return null
+      this.at++
+      if (d === 0) return c
       this.gone++
-      await this.next()
     }
-    if (this.cur && this.cur.name.equals(name)) {
-      const hit = this.cur
-      await this.next()
-      return hit
-    }
-    return null
   }
 
   /** Counts the entries after the last name sought (deleted since) and closes the listing. */
   async finish(): Promise<number> {
     if (this.it) {
-      if (!this.started) {
-        this.started = true
-        await this.next()
-      }
-      while (this.cur) {
-        this.gone++
-        await this.next()
+      while (await this.cur()) {
+        this.gone += this.page.length - this.at
+        this.at = this.page.length
       }
     }
     return this.gone
