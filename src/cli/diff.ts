@@ -11,7 +11,6 @@ import type { Command } from 'commander'
 import { EntryType, type Entry } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
 import { ObjectResolver } from '../repo/resolve.js'
-import type { Extent } from '../format/maps.js'
 import type { Repository } from '../repo/repository.js'
 import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP } from './common.js'
@@ -19,7 +18,7 @@ import type { Ctx } from './context.js'
 import { humanBytes, resolveGen, writeOut } from './output.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { diffV2 } from './diff2.js'
-import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
+import { kindOf, sameBlocks, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
 
@@ -45,31 +44,7 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
     if (x.length === y.length && x.every((p, k) => p.fileBlock === y[k]!.fileBlock && p.count === y[k]!.count && p.gen === y[k]!.gen && p.streamBlock === y[k]!.streamBlock)) return true
     // different extents: the same data may have been stored again (a file re-read after a
     // ctime change); its blocks' stored hashes (metadata, no data read) then say so
-    return sameBlocks(x, y)
-  }
-
-  /** Whether two resolved extent lists cover the same file blocks with blocks of the same stored hashes. */
-  const sameBlocks = (x: Extent[], y: Extent[]): boolean => {
-    let k = 0
-    let l = 0
-    let offX = 0
-    let offY = 0
-    while (k < x.length && l < y.length) {
-      const p = x[k]!
-      const q = y[l]!
-      if (p.fileBlock + offX !== q.fileBlock + offY) return false
-      const n = Math.min(p.count - offX, q.count - offY)
-      const hp = repo.hashes(p.gen)
-      const hq = repo.hashes(q.gen)
-      const sp = (p.streamBlock + offX) * 8
-      const sq = (q.streamBlock + offY) * 8
-      if (hp.compare(hq, sq, sq + n * 8, sp, sp + n * 8) !== 0) return false
-      offX += n
-      offY += n
-      if (offX === p.count) k++, offX = 0
-      if (offY === q.count) l++, offY = 0
-    }
-    return k === x.length && l === y.length
+    return sameBlocks(x, y, (e) => e.gen, (g) => repo.hashes(g))
   }
 
   /** The whole subtree at es[i] as added (+) or removed (-). */

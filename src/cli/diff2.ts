@@ -12,7 +12,7 @@ import type { Extent } from '../format/v2/common.js'
 import { BfsError } from '../repo/errors.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
-import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
+import { kindOf, sameBlocks, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: number; pack: number; offset: number }): boolean =>
@@ -48,30 +48,6 @@ export async function diffV2(
     return out
   }
 
-  const sameBlocks = (x: Extent[], y: Extent[]): boolean => {
-    let k = 0
-    let l = 0
-    let offX = 0
-    let offY = 0
-    while (k < x.length && l < y.length) {
-      const p = x[k]!
-      const q = y[l]!
-      if (p.fileBlock + offX !== q.fileBlock + offY) return false
-      const n = Math.min(p.count - offX, q.count - offY)
-      const sp = (p.streamBlock + offX) * 8
-      const sq = (q.streamBlock + offY) * 8
-      if (p.stream !== q.stream || p.streamBlock + offX !== q.streamBlock + offY) {
-        if (p.stream === 0 || q.stream === 0) return false
-        if (hashesOf(p.stream).compare(hashesOf(q.stream), sq, sq + n * 8, sp, sp + n * 8) !== 0) return false
-      }
-      offX += n
-      offY += n
-      if (offX === p.count) k++, offX = 0
-      if (offY === q.count) l++, offY = 0
-    }
-    return k === x.length && l === y.length
-  }
-
   const sameContent = async (a: Entry2, b: Entry2, p: Buffer): Promise<boolean> => {
     if (a.size !== b.size) return false
     if (!a.map && !b.map) return true
@@ -89,7 +65,7 @@ export async function diffV2(
     } catch (err) {
       throw B.damageOf(err, p.toString())
     }
-    return sameBlocks(x, y)
+    return sameBlocks(x, y, (e) => e.stream, hashesOf)
   }
 
   const one = async (r: GenReader2, e: Entry2, p: Buffer, mod: '+' | '-'): Promise<void> => {
