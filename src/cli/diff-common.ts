@@ -79,3 +79,27 @@ export function sameBlocks<E extends BlockRun>(x: readonly E[], y: readonly E[],
   }
   return k === x.length && l === y.length
 }
+
+/** The fields of an entry (format 1's Entry, format 2's Entry2: the same type numbers) that diff and log compare. */
+export type Compared = Pick<Entry, 'mode' | 'uid' | 'gid' | 'mtimeSec' | 'mtimeNsec' | 'xattrs' | 'target' | 'rdevMajor' | 'rdevMinor'> & { type: number }
+
+/**
+ * What changed from `a` to `b`, in diff's order: type, content, mode, owner, mtime (not for
+ * directories: theirs moves with every entry added or removed), xattrs, target.
+ * `contentDiffers`: the caller's verdict on two files' data (block maps, hashes).
+ */
+export function whatChanged(a: Compared, b: Compared, contentDiffers: boolean): string[] {
+  const what: string[] = []
+  if (a.type !== b.type) what.push('type')
+  else if (a.type === EntryType.File) {
+    if (contentDiffers) what.push('content')
+  } else if (a.type === EntryType.CharDev || a.type === EntryType.BlockDev) {
+    if (a.rdevMajor !== b.rdevMajor || a.rdevMinor !== b.rdevMinor) what.push('content')
+  }
+  if (a.mode !== b.mode) what.push('mode')
+  if (a.uid !== b.uid || a.gid !== b.gid) what.push('owner')
+  if (a.type !== EntryType.Dir && (a.mtimeSec !== b.mtimeSec || a.mtimeNsec !== b.mtimeNsec)) what.push('mtime')
+  if (!sameXattrs(a, b)) what.push('xattrs')
+  if (a.type === EntryType.Symlink && b.type === EntryType.Symlink && !(a.target ?? Buffer.alloc(0)).equals(b.target ?? Buffer.alloc(0))) what.push('target')
+  return what
+}
