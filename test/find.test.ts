@@ -195,7 +195,7 @@ describe(`bfs find (format ${FORMAT})`, () => {
 })
 
 describe(`bfs log (format ${FORMAT})`, () => {
-  const row = (l: string): string => l.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?Z?/, '$1TIME')
+  const row = (l: string): string => l.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  /, '$1TIME  ')
   it('present, absent, what changed from the version before', async () => {
     const r = await bfs(['log', 'etc/hosts'], { repo })
     expect(r.stderr).toBe('')

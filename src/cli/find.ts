@@ -18,7 +18,7 @@ import type { CatalogIndex } from '../format/catalog.js'
 import { FileType, type Entry2 } from '../format/v2/dir.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { ObjectResolver } from '../repo/resolve.js'
-import type { Repository } from '../repo/repository.js'
+import type { MetaScratch, Repository } from '../repo/repository.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
@@ -100,17 +100,20 @@ function find1(ci: CatalogIndex, pat: PathPattern, o: FindOptions): Match[] {
   const walk = (dir: number, m: number, prefix: Buffer): void => {
     const first = ci.firstChild[dir]!
     const end = first + ci.childCount[dir]!
+    const b = ci.payload
     for (let c = first; c < end; c++) {
-      const name = ci.name(c)
-      const n = pat.step(m, name, 0, name.length)
+      const s = ci.nameStart[c]!
+      const n = pat.step(m, b, s, s + ci.nameLen[c]!) // in place: no Buffer per entry
       if (n === 0) continue
+      const name = ci.name(c)
       const isDir = ci.type[c] === EntryType.Dir
       let p: Buffer | null = null
       if (pat.matched(n) && (!pat.dirOnly || isDir)) {
         const e = ci.entry(c)
         if (inTime(e, o)) {
           const size = e.type === EntryType.File ? (ci.leader[c] === c ? e.size : ci.entry(ci.leader[c]!).size) : e.type === EntryType.Symlink ? e.size : 0
-          out.push({ path: (p = Buffer.concat([prefix, SLASH, name])), e: { ...e, size } })
+          // copies: the catalog's bytes are reused for the next generation
+          out.push({ path: (p = Buffer.concat([prefix, SLASH, name])), e: { ...e, size, name: Buffer.from(e.name), target: e.target && Buffer.from(e.target) } })
         }
       }
       if (isDir && pat.descend(n) && ci.childCount[c]! > 0) walk(c, n, p ?? Buffer.concat([prefix, SLASH, name]))
@@ -218,7 +221,7 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
   let firstGroup = true
   for (const { g, matches } of results) {
     if (!matches.length) continue
-    writeOut([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/\.\d+Z$/, '')}:\n`])
+    writeOut([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
     for (const x of matches) {
       writeOut([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${shortTime(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/' : '', '\n'])
@@ -259,10 +262,11 @@ async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<v
   }
   const repo = ctx.openRepo()
   const { gens } = select1(repo, o)
+  const scratch: MetaScratch = {} // one buffer for every catalog (find1 copies what it keeps)
   for (const g of gens) {
     let ci: CatalogIndex
     try {
-      ci = repo.catalogIndex(g.id)
+      ci = repo.catalogIndex(g.id, scratch)
     } catch (err) {
       if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
       warn(`gen${g.id}: ${err.message}`)
@@ -376,7 +380,7 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
   }
   writeOut([`versions of ${shown}:\n`])
   for (const v of versions) {
-    const head = `gen${v.g.id}`.padEnd(7) + ` ${v.g.time.replace('T', ' ').replace(/\.\d+Z$/, '')}  ${v.status.padEnd(9)}`
+    const head = `gen${v.g.id}`.padEnd(7) + ` ${v.g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}  ${v.status.padEnd(9)}`
     if (!v.e) writeOut([head.trimEnd(), '\n'])
     else writeOut([`${head}  ${(TYPES[v.e.type] ?? '?').padEnd(8)} ${String(v.e.size).padStart(12)}  ${shortTime(v.e.mtimeSec)}${v.what.length ? `  (${v.what.join(', ')})` : ''}\n`])
   }
