@@ -239,7 +239,6 @@ async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<v
     // one reader (one piece cache) for every generation: the walk only uses its tree reader
     const { r, close } = sharedReader(repo, gens[0]!.id)
     const f = new Find2(r, pat)
-    const t0 = performance.now()
     try {
       for (const g of gens) {
         const man = repo.manifest(g.id)
@@ -253,7 +252,6 @@ async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<v
           continue
         }
         results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
-        if (process.env.BFS_DEBUG_FIND) warn(`gen${g.id}: ${(performance.now() - t0).toFixed(0)} ms, pieces ${JSON.stringify(r.pieces.stats)}`)
       }
     } finally {
       await close()
