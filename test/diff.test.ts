@@ -174,3 +174,61 @@ describe(`bfs diff (format ${FORMAT})`, () => {
     expect(notRepo.code).toBe(6)
   })
 })
+
+/**
+ * Sparse files (format 1: a hole is a gap in the resolved map; format 2: a gap too, stream 0
+ * only in BI overlays): zeros written into a hole are still a hole (no content change), data
+ * written into it is a change though size and mtime stay, and a file re-read unchanged (ctime
+ * moved) is no change. Each is re-read by the backup (its ctime moved), so the block maps
+ * differ and the comparison goes down to the extents and the stored hashes.
+ */
+describe(`bfs diff of sparse files (format ${FORMAT})`, () => {
+  let sw: string
+  let ss: string
+  let sr: string
+  beforeAll(async () => {
+    sw = tmpdir('bfs-diff-sparse-')
+    ss = path.join(sw, 'src')
+    sr = path.join(sw, 'repo')
+    fs.mkdirSync(ss)
+    expect((await bfs(['init', '--format', FORMAT], { repo: sr })).code).toBe(0)
+    // block 0 data, blocks 1-2 a hole, block 3 data (16 KiB)
+    const make = (n: string): string =>
+      `truncate -s 16384 ${n} && printf head | dd of=${n} conv=notrunc status=none && printf tail | dd of=${n} bs=1 seek=12288 conv=notrunc status=none && touch -d '2010-01-02 03:04:05' ${n}`
+    const prep = await sh(['zeroed', 'filled', 'same', 'moved'].map(make).join(' && '), { cwd: ss })
+    expect(prep.stderr).toBe('')
+    expect((await bfs(['backup', ss], { repo: sr })).code).toBe(0)
+    const change = await sh(
+      [
+        // zeros into the hole: still all holes there
+        'dd if=/dev/zero of=zeroed bs=4096 seek=1 count=2 conv=notrunc status=none',
+        // data into the hole, same size
+        'printf data | dd of=filled bs=4096 seek=1 conv=notrunc status=none',
+        // the same bytes again: only the ctime moves
+        'chmod 600 same && chmod 644 same',
+        // the data block moved into the hole, the old place now zeros
+        'printf tail | dd of=moved bs=4096 seek=2 conv=notrunc status=none && dd if=/dev/zero of=moved bs=4096 seek=3 count=1 conv=notrunc status=none',
+        `touch -d '2010-01-02 03:04:05' zeroed filled same moved`,
+      ].join(' && '),
+      { cwd: ss },
+    )
+    expect(change.stderr).toBe('')
+    expect((await bfs(['backup', ss], { repo: sr })).code).toBe(0)
+  }, 240_000)
+  afterAll(() => {
+    fs.rmSync(sw, { recursive: true, force: true })
+  })
+
+  it('zeros into a hole and a re-read are no change; data into a hole or moved is', async () => {
+    const r = await bfs(['diff', '1', '2'], { repo: sr })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout.split('\n').slice(0, 5)).toEqual([
+      'comparing gen1 to gen2:',
+      '',
+      'M    /filled  (content; 16384 B)',
+      'M    /moved  (content; 16384 B)',
+      '',
+    ])
+  })
+})

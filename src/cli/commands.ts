@@ -14,6 +14,7 @@ import { registerGroup } from './group.js'
 import { registerLs } from './ls.js'
 import { registerCat } from './cat.js'
 import { registerDiff } from './diff.js'
+import { registerFind } from './find.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 
@@ -27,6 +28,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerGroup(program, ctx)
   registerLs(program, ctx)
   registerDiff(program, ctx)
+  registerFind(program, ctx)
   registerCat(program, ctx)
   registerRestore(program, ctx)
   registerVerify(program, ctx)

@@ -11,7 +11,6 @@ import type { Command } from 'commander'
 import { EntryType, type Entry } from '../format/catalog.js'
 import { BfsError } from '../repo/errors.js'
 import { ObjectResolver } from '../repo/resolve.js'
-import type { Extent } from '../format/maps.js'
 import type { Repository } from '../repo/repository.js'
 import { dataEntry, lookupPath } from '../repo/tree.js'
 import { SOURCE_HELP } from './common.js'
@@ -19,9 +18,25 @@ import type { Ctx } from './context.js'
 import { humanBytes, resolveGen, writeOut } from './output.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { diffV2 } from './diff2.js'
-import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
+import { kindOf, sameBlocks, SLASH, whatChanged, type Change, type DiffStats } from './diff-common.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
+
+/**
+ * Whether two files (their data entries: the hard-link leaders) have the same content: the
+ * same block-map object, else the same resolved extents, else the same stored hashes.
+ */
+export function sameContent1(repo: Repository, resolver: ObjectResolver, a: Pick<Entry, 'size' | 'objGen' | 'objIndex'>, b: Pick<Entry, 'size' | 'objGen' | 'objIndex'>): boolean {
+  if (a.size !== b.size) return false
+  if (a.objGen === b.objGen && a.objIndex === b.objIndex) return true
+  if (!a.objGen || !b.objGen) return false
+  const x = resolver.resolve(a.objGen, a.objIndex)
+  const y = resolver.resolve(b.objGen, b.objIndex)
+  if (x.length === y.length && x.every((p, k) => p.fileBlock === y[k]!.fileBlock && p.count === y[k]!.count && p.gen === y[k]!.gen && p.streamBlock === y[k]!.streamBlock)) return true
+  // different extents: the same data may have been stored again (a file re-read after a
+  // ctime change); its blocks' stored hashes (metadata, no data read) then say so
+  return sameBlocks(x, y, (e) => e.gen, (g) => repo.hashes(g))
+}
 
 /** Compares two generations' catalogs below `rel`, calling `emit` for each change in path order. */
 export function diffGenerations(repo: Repository, genA: number, genB: number, rel: string, emit: (c: Change) => void, begin: () => void = () => undefined): DiffStats {
@@ -34,43 +49,7 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
   }
   const sizeOf = (es: Entry[], i: number): number => (es[i]!.type === EntryType.File ? dataEntry(es, i).size : es[i]!.type === EntryType.Symlink ? es[i]!.size : 0)
 
-  const sameContent = (i: number, j: number): boolean => {
-    const a = dataEntry(A, i)
-    const b = dataEntry(B, j)
-    if (a.size !== b.size) return false
-    if (a.objGen === b.objGen && a.objIndex === b.objIndex) return true
-    if (!a.objGen || !b.objGen) return false
-    const x = resolver.resolve(a.objGen, a.objIndex)
-    const y = resolver.resolve(b.objGen, b.objIndex)
-    if (x.length === y.length && x.every((p, k) => p.fileBlock === y[k]!.fileBlock && p.count === y[k]!.count && p.gen === y[k]!.gen && p.streamBlock === y[k]!.streamBlock)) return true
-    // different extents: the same data may have been stored again (a file re-read after a
-    // ctime change); its blocks' stored hashes (metadata, no data read) then say so
-    return sameBlocks(x, y)
-  }
-
-  /** Whether two resolved extent lists cover the same file blocks with blocks of the same stored hashes. */
-  const sameBlocks = (x: Extent[], y: Extent[]): boolean => {
-    let k = 0
-    let l = 0
-    let offX = 0
-    let offY = 0
-    while (k < x.length && l < y.length) {
-      const p = x[k]!
-      const q = y[l]!
-      if (p.fileBlock + offX !== q.fileBlock + offY) return false
-      const n = Math.min(p.count - offX, q.count - offY)
-      const hp = repo.hashes(p.gen)
-      const hq = repo.hashes(q.gen)
-      const sp = (p.streamBlock + offX) * 8
-      const sq = (q.streamBlock + offY) * 8
-      if (hp.compare(hq, sq, sq + n * 8, sp, sp + n * 8) !== 0) return false
-      offX += n
-      offY += n
-      if (offX === p.count) k++, offX = 0
-      if (offY === q.count) l++, offY = 0
-    }
-    return k === x.length && l === y.length
-  }
+  const sameContent = (i: number, j: number): boolean => sameContent1(repo, resolver, dataEntry(A, i), dataEntry(B, j))
 
   /** The whole subtree at es[i] as added (+) or removed (-). */
   const one = (es: Entry[], i: number, path: Buffer, mod: '+' | '-'): void => {
@@ -94,19 +73,7 @@ export function diffGenerations(repo: Repository, genA: number, genB: number, re
     const b = B[j]!
     let p: Buffer | null = name === null ? dir : null
     const pathOf = (): Buffer => (p ??= Buffer.concat([dir, SLASH, name!]))
-    const what: string[] = []
-    if (a.type !== b.type) what.push('type')
-    else if (a.type === EntryType.File) {
-      if (!sameContent(i, j)) what.push('content')
-    } else if (a.type === EntryType.CharDev || a.type === EntryType.BlockDev) {
-      if (a.rdevMajor !== b.rdevMajor || a.rdevMinor !== b.rdevMinor) what.push('content')
-    }
-    if (a.mode !== b.mode) what.push('mode')
-    if (a.uid !== b.uid || a.gid !== b.gid) what.push('owner')
-    // a directory's mtime moves with every entry added or removed in it: only its own changes are listed
-    if (a.type !== EntryType.Dir && (a.mtimeSec !== b.mtimeSec || a.mtimeNsec !== b.mtimeNsec)) what.push('mtime')
-    if (!sameXattrs(a, b)) what.push('xattrs')
-    if (a.type === EntryType.Symlink && b.type === EntryType.Symlink && !(a.target ?? Buffer.alloc(0)).equals(b.target ?? Buffer.alloc(0))) what.push('target')
+    const what = whatChanged(a, b, a.type === EntryType.File && b.type === EntryType.File && !sameContent(i, j))
     if (what.length) {
       stats.changed[kindOf(b.type)]++
       const before = sizeOf(A, i)

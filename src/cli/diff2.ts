@@ -12,11 +12,35 @@ import type { Extent } from '../format/v2/common.js'
 import { BfsError } from '../repo/errors.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
-import { kindOf, sameXattrs, SLASH, type Change, type DiffStats } from './diff-common.js'
+import { kindOf, sameBlocks, SLASH, whatChanged, type Change, type DiffStats } from './diff-common.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: number; pack: number; offset: number }): boolean =>
   a.run === b.run && a.pack === b.pack && a.offset === b.offset
+
+/**
+ * Whether two files have the same content: no map on both sides, the same map piece, else
+ * the same extents or stored hashes (sameBlocks). `ra`/`rb` read their maps (damage named `genN:p`).
+ */
+export async function sameContent2(ra: GenReader2, rb: GenReader2, a: Entry2, b: Entry2, p: string, hashesOf: (stream: number) => Buffer): Promise<boolean> {
+  if (a.size !== b.size) return false
+  if (!a.map && !b.map) return true
+  if (!a.map || !b.map) return false
+  if (a.map.kind === 'ref' && b.map.kind === 'ref' && samePiece(a.map.root, b.map.root)) return true
+  let x: Extent[]
+  let y: Extent[]
+  try {
+    x = await ra.maps.extents(a)
+  } catch (err) {
+    throw ra.damageOf(err, p)
+  }
+  try {
+    y = await rb.maps.extents(b)
+  } catch (err) {
+    throw rb.damageOf(err, p)
+  }
+  return sameBlocks(x, y, (e) => e.stream, hashesOf)
+}
 
 export async function diffV2(
   dir: string, ga: string, gb: string, rel: string, o: Record<string, unknown>,
@@ -48,49 +72,7 @@ export async function diffV2(
     return out
   }
 
-  const sameBlocks = (x: Extent[], y: Extent[]): boolean => {
-    let k = 0
-    let l = 0
-    let offX = 0
-    let offY = 0
-    while (k < x.length && l < y.length) {
-      const p = x[k]!
-      const q = y[l]!
-      if (p.fileBlock + offX !== q.fileBlock + offY) return false
-      const n = Math.min(p.count - offX, q.count - offY)
-      const sp = (p.streamBlock + offX) * 8
-      const sq = (q.streamBlock + offY) * 8
-      if (p.stream !== q.stream || p.streamBlock + offX !== q.streamBlock + offY) {
-        if (p.stream === 0 || q.stream === 0) return false
-        if (hashesOf(p.stream).compare(hashesOf(q.stream), sq, sq + n * 8, sp, sp + n * 8) !== 0) return false
-      }
-      offX += n
-      offY += n
-      if (offX === p.count) k++, offX = 0
-      if (offY === q.count) l++, offY = 0
-    }
-    return k === x.length && l === y.length
-  }
-
-  const sameContent = async (a: Entry2, b: Entry2, p: Buffer): Promise<boolean> => {
-    if (a.size !== b.size) return false
-    if (!a.map && !b.map) return true
-    if (!a.map || !b.map) return false
-    if (a.map.kind === 'ref' && b.map.kind === 'ref' && samePiece(a.map.root, b.map.root)) return true
-    let x: Extent[]
-    let y: Extent[]
-    try {
-      x = await A.maps.extents(a)
-    } catch (err) {
-      throw A.damageOf(err, p.toString())
-    }
-    try {
-      y = await B.maps.extents(b)
-    } catch (err) {
-      throw B.damageOf(err, p.toString())
-    }
-    return sameBlocks(x, y)
-  }
+  const sameContent = (a: Entry2, b: Entry2, p: Buffer): Promise<boolean> => sameContent2(A, B, a, b, p.toString(), hashesOf)
 
   const one = async (r: GenReader2, e: Entry2, p: Buffer, mod: '+' | '-'): Promise<void> => {
     const size = sizeOf(e)
@@ -107,18 +89,7 @@ export async function diffV2(
   }
 
   const both = async (a: Entry2, b: Entry2, p: Buffer): Promise<void> => {
-    const what: string[] = []
-    if (a.type !== b.type) what.push('type')
-    else if (a.type === FileType.File) {
-      if (!(await sameContent(a, b, p))) what.push('content')
-    } else if (a.type === FileType.CharDev || a.type === FileType.BlockDev) {
-      if (a.rdevMajor !== b.rdevMajor || a.rdevMinor !== b.rdevMinor) what.push('content')
-    }
-    if (a.mode !== b.mode) what.push('mode')
-    if (a.uid !== b.uid || a.gid !== b.gid) what.push('owner')
-    if (a.type !== FileType.Dir && (a.mtimeSec !== b.mtimeSec || a.mtimeNsec !== b.mtimeNsec)) what.push('mtime')
-    if (!sameXattrs(a, b)) what.push('xattrs')
-    if (a.type === FileType.Symlink && b.type === FileType.Symlink && !(a.target ?? Buffer.alloc(0)).equals(b.target ?? Buffer.alloc(0))) what.push('target')
+    const what = whatChanged(a, b, a.type === FileType.File && b.type === FileType.File && !(await sameContent(a, b, p)))
     if (what.length) {
       stats.changed[kindOf(b.type as number)]++
       const before = sizeOf(a)

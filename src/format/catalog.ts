@@ -211,12 +211,13 @@ export class CatalogIndex {
   readonly leader: Uint32Array
   readonly nlink: Uint32Array
   private readonly offset: Uint32Array
-  private readonly nameStart: Uint32Array
-  private readonly nameLen: Uint16Array
+  /** Entry i's name is bytes [nameStart[i], nameStart[i] + nameLen[i]) of `payload` (bfs find matches names in place). */
+  readonly nameStart: Uint32Array
+  readonly nameLen: Uint16Array
   private cache = new Map<number, Entry>()
 
   constructor(
-    private readonly payload: Buffer,
+    readonly payload: Buffer,
     private readonly what: string,
   ) {
     const r = new ByteReader(payload, what)

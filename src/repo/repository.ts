@@ -9,7 +9,7 @@ import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type Extent, type MapObject } from '../format/maps.js'
 import { decodeGenBiLog, genBiOverlays, type GenBiLog } from '../format/bilog-gen.js'
 import { FormatError } from '../format/errors.js'
-import { compressBuffer, decompressBuffer } from '../codec/zstd.js'
+import { compressBuffer, decompressBuffer, FrameDecompressor } from '../codec/zstd.js'
 import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 import { StoreError, syncOf, type SyncStore } from '../store/store.js'
@@ -375,9 +375,14 @@ export class Repository {
     return c
   }
 
-  /** The catalog as bytes plus an index, decoding entries on demand (not cached here: the mount keeps it). */
-  catalogIndex(id: number): CatalogIndex {
-    return this.readMeta('catalog', keys.catalog(id), (p, what) => new CatalogIndex(p, what), this.manifest(id).catalog)
+  /**
+   * The catalog as bytes plus an index, decoding entries on demand (not cached here: the mount
+   * keeps it). With `scratch` its bytes are decompressed into that buffer, reused from call to
+   * call (bfs find reads one catalog after another: a fresh 5 MB buffer each time cost more in
+   * page faults than the decompression); the index is then valid only until the next such call.
+   */
+  catalogIndex(id: number, scratch?: MetaScratch): CatalogIndex {
+    return this.readMeta('catalog', keys.catalog(id), (p, what) => new CatalogIndex(p, what), this.manifest(id).catalog, scratch)
   }
 
   /** Object `index` of gen `id`'s block maps (MapSource). */
@@ -428,7 +433,7 @@ export class Repository {
   }
 
   /** Reads a metadata file, checks it against the manifest's reference, decodes it. */
-  private readMeta<T>(kind: EnvelopeKind, key: string, decode: (payload: Buffer, what: string) => T, ref?: FileRef): T {
+  private readMeta<T>(kind: EnvelopeKind, key: string, decode: (payload: Buffer, what: string) => T, ref?: FileRef, scratch?: MetaScratch): T {
     const what = this.store.where(key)
     let file: Buffer
     try {
@@ -442,7 +447,12 @@ export class Repository {
       let payload = env.stored
       if (env.flags & FLAG_ZSTD) {
         try {
-          payload = decompressBuffer(env.stored, env.rawBytes)
+          if (scratch) {
+            if (!scratch.buf || scratch.buf.length < env.rawBytes) scratch.buf = Buffer.allocUnsafe(Math.ceil(env.rawBytes * 1.25))
+            payload = scratch.buf.subarray(0, env.rawBytes)
+            const n = (scratch.dctx ??= new FrameDecompressor()).decompressInto(payload, env.stored)
+            if (n !== env.rawBytes) throw new Error(`decompressed ${n} bytes, expected ${env.rawBytes}`)
+          } else payload = decompressBuffer(env.stored, env.rawBytes)
         } catch (err) {
           throw new FormatError('BAD_CHECKSUM', `${what}: cannot decompress (${(err as Error).message})`)
         }
@@ -457,6 +467,12 @@ export class Repository {
     this.meta.putSync(keys.manifest(m.id), file)
     this.manifestCache.set(m.id, m)
   }
+}
+
+/** A buffer (and decompression context) that metadata reads may reuse: see catalogIndex. */
+export interface MetaScratch {
+  buf?: Buffer
+  dctx?: FrameDecompressor
 }
 
 /** config or config-copy: its settings, or that it is missing, or what is wrong with it. */

@@ -49,8 +49,10 @@ export class GenReader2 {
     readonly repo: Repo2,
     readonly manifest: ManifestV2,
     cacheBytes = 16 << 20,
+    /** A piece reader to share (bfs find and log: one cache for every generation); else its own. */
+    pieces?: PieceReader,
   ) {
-    this.pieces = new PieceReader(repo.store, { cacheBytes })
+    this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes })
     this.tree = new TreeReader(this.pieces)
     this.maps = new MapReader(this.pieces)
   }

@@ -1,0 +1,407 @@
+/**
+ * `bfs find PATTERN` and `bfs log [GEN:]PATH` (issue 17): which generations hold a path, and
+ * the versions of one path across generations, from the catalogs (format 1) or directory
+ * pieces (format 2) alone: no file data is read.
+ *
+ * Format 1: each generation's catalog is read as bytes plus an index (CatalogIndex: one
+ * checking pass, no entry objects) and walked with the pattern's state machine; names are
+ * matched in place, and only matches are decoded. Format 2: the trees are walked through one
+ * shared piece reader, and the matches below a directory are kept per (piece id, pattern
+ * state): a directory piece shared by several generations (pieces are content-addressed, so
+ * the same piece is the same subtree) is read and matched once, whatever the number of
+ * generations that hold it.
+ */
+import path from 'node:path'
+import type { Command } from 'commander'
+import { EntryType, type Entry } from '../format/catalog.js'
+import type { CatalogIndex } from '../format/catalog.js'
+import { FileType, type Entry2 } from '../format/v2/dir.js'
+import { BfsError, EXIT } from '../repo/errors.js'
+import { ObjectResolver } from '../repo/resolve.js'
+import type { MetaScratch, Repository } from '../repo/repository.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import { PieceReader } from '../pieces/reader.js'
+import type { BlobReader, ByteRange, Store } from '../store/store.js'
+import { SOURCE_HELP, splitRef } from './common.js'
+import type { Ctx } from './context.js'
+import { whatChanged, SLASH, type Compared } from './diff-common.js'
+import { sameContent1 } from './diff.js'
+import { sameContent2 } from './diff2.js'
+import { PathPattern, parseTime, selectGens, shortTime, type GenInfo } from './find-select.js'
+import { lsEntry, type LsFields } from './json.js'
+import { writeOut } from './output.js'
+
+const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
+const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+
+/** A match: its path from the root with a leading '/', and its entry (format 1 or 2: the same field names and type numbers). */
+interface Match {
+  path: Buffer
+  e: LsFields & { size: number }
+}
+
+interface FindOptions {
+  gens?: string
+  newer?: number
+  older?: number
+  json?: boolean
+  ignoreCase?: boolean
+  source?: string
+  group?: string
+}
+
+/** The generations to look in: --source, --gens; a damaged one is named on stderr and left out. */
+interface Selection {
+  gens: GenInfo[]
+}
+
+function select1(repo: Repository, o: FindOptions): Selection {
+  const source = o.source === undefined ? undefined : path.resolve(o.source)
+  let all: GenInfo[] = repo.generations().map((m) => ({ id: m.id, time: m.time, source: m.source }))
+  if (source !== undefined) {
+    if (!all.some((g) => g.source === source)) throw new BfsError('NO_SUCH_GEN', `no generations of ${source} in ${repo.dir}`)
+    all = all.filter((g) => g.source === source)
+  }
+  const gens = selectGens(o.gens, all, (ref) => repo.resolveRef(ref, { source }).manifest.id)
+  const ids = new Set(gens.map((g) => g.id))
+  const lo = gens[0]?.id ?? 0
+  const hi = gens.at(-1)?.id ?? 0
+  for (const d of repo.damagedGenerations()) if (o.gens === undefined ? true : d.id >= lo && d.id <= hi && !ids.has(d.id)) warn(`warning: gen${d.id} is damaged and was not searched: ${d.problem}`)
+  return { gens }
+}
+
+function select2(repo: Repo2, o: FindOptions): Selection {
+  if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
+  const source = o.source === undefined ? undefined : path.resolve(o.source)
+  const rows = repo.generations()
+  let all: GenInfo[] = rows.flatMap((g) => ('manifest' in g ? [{ id: g.id, time: g.manifest.time, source: g.manifest.sources[0]?.path ?? '' }] : []))
+  if (source !== undefined) {
+    if (!all.some((g) => g.source === source)) throw new BfsError('NO_SUCH_GEN', `no generations of ${source} in ${repo.dir}`)
+    all = all.filter((g) => g.source === source)
+  }
+  const gens = selectGens(o.gens, all, (ref) => repo.resolve(ref, source).id)
+  for (const g of rows) if ('problem' in g) warn(`warning: gen${g.id} is damaged and was not searched: ${g.problem}`)
+  return { gens }
+}
+
+/** Whether an entry's mtime passes --newer/--older. */
+function inTime(e: { mtimeSec: number; mtimeNsec: number }, o: FindOptions): boolean {
+  const ms = e.mtimeSec * 1000 + e.mtimeNsec / 1e6
+  return (o.newer === undefined || ms > o.newer) && (o.older === undefined || ms < o.older)
+}
+
+// ---- format 1 ----
+
+/** The matches of `pat` in one catalog, in path order (a directory before what is below it). */
+function find1(ci: CatalogIndex, pat: PathPattern, o: FindOptions): Match[] {
+  const out: Match[] = []
+  const walk = (dir: number, m: number, prefix: Buffer): void => {
+    const first = ci.firstChild[dir]!
+    const end = first + ci.childCount[dir]!
+    const b = ci.payload
+    for (let c = first; c < end; c++) {
+      const s = ci.nameStart[c]!
+      const n = pat.step(m, b, s, s + ci.nameLen[c]!) // in place: no Buffer per entry
+      if (n === 0) continue
+      const name = ci.name(c)
+      const isDir = ci.type[c] === EntryType.Dir
+      let p: Buffer | null = null
+      if (pat.matched(n) && (!pat.dirOnly || isDir)) {
+        const e = ci.entry(c)
+        if (inTime(e, o)) {
+          const size = e.type === EntryType.File ? (ci.leader[c] === c ? e.size : ci.entry(ci.leader[c]!).size) : e.type === EntryType.Symlink ? e.size : 0
+          // copies: the catalog's bytes are reused for the next generation
+          out.push({ path: (p = Buffer.concat([prefix, SLASH, name])), e: { ...e, size, name: Buffer.from(e.name), target: e.target && Buffer.from(e.target) } })
+        }
+      }
+      if (isDir && pat.descend(n) && ci.childCount[c]! > 0) walk(c, n, p ?? Buffer.concat([prefix, SLASH, name]))
+    }
+  }
+  if (ci.type[0] === EntryType.Dir) walk(0, pat.start, Buffer.alloc(0))
+  return out
+}
+
+// ---- format 2 ----
+
+/** Matches below a directory, relative to it (each path starts with '/'). */
+type Rel = Array<{ rel: Buffer; e: Entry2 }>
+
+class Find2 {
+  /**
+   * (piece id, pattern state) → the matches below that directory: a shared piece is read and
+   * matched once. Promises, so that concurrent walks of one piece share one.
+   */
+  private readonly memo = new Map<string, Promise<Rel>>()
+  constructor(
+    private readonly r: GenReader2,
+    private readonly pat: PathPattern,
+  ) {}
+
+  below(d: Entry2, m: number, p: string): Promise<Rel> {
+    if (!d.dir) return Promise.resolve([])
+    const key = `${d.dir.child.id.toString('hex')}:${m}`
+    let hit = this.memo.get(key)
+    if (!hit) {
+      this.memo.set(key, (hit = this.walk(d, m, p)))
+      hit.catch(() => undefined) // awaited by the caller; never an unhandled rejection meanwhile
+    }
+    return hit
+  }
+
+  /**
+   * One directory: its pages in order, the subdirectories of a page walked concurrently (the
+   * piece loads overlap: a cold tree is thousands of small reads), the results in name order.
+   */
+  private async walk(d: Entry2, m: number, p: string): Promise<Rel> {
+    const out: Rel = []
+    for await (const page of this.r.pages(d, p)) {
+      const parts: Array<{ rel: Buffer; e: Entry2; self: boolean; sub: Promise<Rel> | null }> = []
+      for (const e of page) {
+        const n = this.pat.step(m, e.name, 0, e.name.length)
+        if (n === 0) continue
+        const isDir = e.type === FileType.Dir
+        const self = this.pat.matched(n) && (!this.pat.dirOnly || isDir)
+        const sub = isDir && e.dir && this.pat.descend(n) ? this.below(e, n, `${p}/${e.name.toString()}`) : null
+        if (self || sub) parts.push({ rel: Buffer.concat([SLASH, e.name]), e, self, sub })
+      }
+      for (const x of parts) {
+        if (x.self) out.push({ rel: x.rel, e: x.e })
+        if (x.sub) for (const y of await x.sub) out.push({ rel: Buffer.concat([x.rel, y.rel]), e: y.e })
+      }
+    }
+    return out
+  }
+}
+
+/**
+ * `store` with each pack file opened once and kept open until `close`: a cold walk reads
+ * thousands of small pieces from a few packs, and open + fstat + close per piece were most
+ * of its time. Everything else is the store's own.
+ */
+function keepPacksOpen(store: Store): { store: Store; close(): Promise<void> } {
+  const blobs = new Map<string, Promise<BlobReader>>()
+  const get = (key: string, range?: ByteRange): Promise<Buffer> => {
+    if (!range) return store.get(key)
+    let b = blobs.get(key)
+    if (!b) {
+      blobs.set(key, (b = store.open(key)))
+      b.catch(() => blobs.delete(key)) // a failed open is not kept (the read below reports it)
+    }
+    return b.then((x) => x.read(range))
+  }
+  const proxy = new Proxy(store, {
+    get(t, prop) {
+      if (prop === 'get') return get
+      const v = Reflect.get(t, prop, t) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v
+    },
+  })
+  return { store: proxy, close: async () => void (await Promise.allSettled([...blobs.values()].map((b) => b.then((x) => x.close())))) }
+}
+
+/** A reader for every generation of a format 2 repository: one piece cache, the packs kept open. */
+function sharedReader(repo: Repo2, first: number): { r: GenReader2; close(): Promise<void> } {
+  const packs = keepPacksOpen(repo.store)
+  const r = new GenReader2(repo, repo.manifest(first), 0, new PieceReader(packs.store, { cacheBytes: 64 << 20 }))
+  return { r, close: async () => (await r.close(), await packs.close()) }
+}
+
+// ---- output ----
+
+function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[] }>): void {
+  if (o.json) {
+    process.stdout.write(JSON.stringify(results.filter((x) => x.matches.length).map(({ g, matches }) => ({
+      generation: `gen${g.id}`, id: g.id, time: g.time, source: g.source, hits: matches.length,
+      matches: matches.map((x) => lsEntry(x.e, x.e, x.path)),
+    }))) + '\n')
+    return
+  }
+  let firstGroup = true
+  for (const { g, matches } of results) {
+    if (!matches.length) continue
+    writeOut([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
+    firstGroup = false
+    for (const x of matches) {
+      writeOut([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${shortTime(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/' : '', '\n'])
+    }
+  }
+}
+
+async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<void> {
+  const pat = new PathPattern(pattern, !!o.ignoreCase)
+  const results: Array<{ g: GenInfo; matches: Match[] }> = []
+  if (isFormat2(ctx.repoDir())) {
+    const repo = Repo2.open(ctx.repoDir(), warn)
+    const { gens } = select2(repo, o)
+    if (!gens.length) return printFind(o, results)
+    // one reader (one piece cache) for every generation: the walk only uses its tree reader
+    const { r, close } = sharedReader(repo, gens[0]!.id)
+    const f = new Find2(r, pat)
+    try {
+      for (const g of gens) {
+        const man = repo.manifest(g.id)
+        let rel: Rel
+        try {
+          rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
+        } catch (err) {
+          if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+          warn(`gen${g.id}: ${err.message.replace(/^gen\d+:/, '')}`)
+          ctx.exitCode = EXIT.BAD_REPO
+          continue
+        }
+        results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
+      }
+    } finally {
+      await close()
+    }
+    return printFind(o, results)
+  }
+  const repo = ctx.openRepo()
+  const { gens } = select1(repo, o)
+  const scratch: MetaScratch = {} // one buffer for every catalog (find1 copies what it keeps)
+  for (const g of gens) {
+    let ci: CatalogIndex
+    try {
+      ci = repo.catalogIndex(g.id, scratch)
+    } catch (err) {
+      if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+      warn(`gen${g.id}: ${err.message}`)
+      ctx.exitCode = EXIT.BAD_REPO
+      continue
+    }
+    results.push({ g, matches: find1(ci, pat, o) })
+  }
+  printFind(o, results)
+}
+
+// ---- log ----
+
+interface Version {
+  g: GenInfo
+  e: (LsFields & Compared & { size: number }) | null
+  /** added, changed, unchanged, removed, absent */
+  status: string
+  what: string[]
+}
+
+async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> {
+  // GEN:PATH: the path's history up to GEN (in GEN's source); PATH alone: every generation
+  const colon = ref.indexOf(':')
+  const { gen, path: rawPath } = colon < 0 ? { gen: undefined, path: ref } : splitRef(ref)
+  const parts = rawPath.split('/').filter((c) => c !== '' && c !== '.')
+  if (!parts.length) throw new BfsError('USAGE', `bfs log needs a path inside the generations, not '${ref}'`)
+  const shown = '/' + parts.join('/')
+  const versions: Version[] = []
+  const add = (g: GenInfo, e: Version['e'], contentDiffers: (prev: Version) => Promise<boolean> | boolean): Promise<void> | void => {
+    const prev = versions.at(-1)
+    if (!e) return void versions.push({ g, e, status: prev?.e ? 'removed' : 'absent', what: [] })
+    if (!prev?.e) return void versions.push({ g, e, status: 'added', what: [] })
+    const both = prev.e.type === EntryType.File && e.type === EntryType.File
+    return (async () => {
+      const what = whatChanged(prev.e!, e, both && (await contentDiffers(prev)))
+      versions.push({ g, e, status: what.length ? 'changed' : 'unchanged', what })
+    })()
+  }
+  if (isFormat2(ctx.repoDir())) {
+    const repo = Repo2.open(ctx.repoDir(), warn)
+    let { gens } = select2(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolve(gen, undefined).sources[0]?.path })
+    if (gen !== undefined) {
+      const upTo = repo.resolve(gen, o.source === undefined ? undefined : path.resolve(o.source)).id
+      gens = gens.filter((g) => g.id <= upTo)
+    }
+    if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
+    const { r, close } = sharedReader(repo, gens[0]!.id)
+    const streams = new StreamSource2(repo)
+    const hashes = new Map<number, Buffer>()
+    const hashesOf = (s: number): Buffer => {
+      let h = hashes.get(s)
+      if (!h) hashes.set(s, (h = streams.blockHashes(s)))
+      return h
+    }
+    const entries = new Map<number, Entry2>()
+    try {
+      for (const g of gens) {
+        const man = repo.manifest(g.id)
+        let e: Entry2 | null
+        try {
+          e = await r.tree.lookupPath(man.rootEntry, parts.map((c) => Buffer.from(c)))
+        } catch (err) {
+          throw new BfsError('CORRUPT', `gen${g.id}:${shown}: ${(err as Error).message}`)
+        }
+        if (e) entries.set(g.id, e)
+        await add(g, e, (prev) => sameContent2(r, r, entries.get(prev.g.id)!, e!, shown, hashesOf).then((same) => !same))
+      }
+    } finally {
+      await close()
+    }
+  } else {
+    const repo = ctx.openRepo()
+    let { gens } = select1(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolveRef(gen, {}).manifest.source })
+    if (gen !== undefined) {
+      const upTo = repo.resolveRef(gen, { source: o.source === undefined ? undefined : path.resolve(o.source) }).manifest.id
+      gens = gens.filter((g) => g.id <= upTo)
+    }
+    if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
+    const resolver = new ObjectResolver(repo)
+    const data = new Map<number, Entry>()
+    for (const g of gens) {
+      const ci = repo.catalogIndex(g.id)
+      let i = 0
+      for (const c of parts) {
+        if (ci.type[i] !== EntryType.Dir) {
+          i = -1
+          break
+        }
+        i = ci.childIndex(i, Buffer.from(c))
+        if (i < 0) break
+      }
+      if (i < 0) {
+        await add(g, null, () => false)
+        continue
+      }
+      const e = ci.entry(i)
+      const d = ci.leader[i] === i ? e : ci.entry(ci.leader[i]!)
+      data.set(g.id, d)
+      await add(g, { ...e, size: e.type === EntryType.File ? d.size : e.size }, (prev) => !sameContent1(repo, resolver, data.get(prev.g.id)!, d))
+    }
+  }
+  if (!versions.some((v) => v.e)) throw new BfsError('BAD_INPUT', `${shown}: not in any of the ${versions.length} generation${versions.length === 1 ? '' : 's'} looked in`)
+  if (o.json) {
+    process.stdout.write(JSON.stringify(versions.map((v) => ({
+      generation: `gen${v.g.id}`, id: v.g.id, time: v.g.time, present: !!v.e, status: v.status, what: v.what,
+      contentChanged: v.status === 'changed' ? v.what.includes('content') || v.what.includes('type') : v.status === 'unchanged' ? false : null,
+      entry: v.e ? lsEntry(v.e, v.e, Buffer.from(shown)) : null,
+    }))) + '\n')
+    return
+  }
+  writeOut([`versions of ${shown}:\n`])
+  for (const v of versions) {
+    const head = `gen${v.g.id}`.padEnd(7) + ` ${v.g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}  ${v.status.padEnd(9)}`
+    if (!v.e) writeOut([head.trimEnd(), '\n'])
+    else writeOut([`${head}  ${(TYPES[v.e.type] ?? '?').padEnd(8)} ${String(v.e.size).padStart(12)}  ${shortTime(v.e.mtimeSec)}${v.what.length ? `  (${v.what.join(', ')})` : ''}\n`])
+  }
+}
+
+export function registerFind(program: Command, ctx: Ctx): void {
+  program
+    .command('find')
+    .description('list the generations holding a path or name that matches PATTERN (a glob: without a slash it matches a name at any depth, with one the whole path), from the catalogs without reading file data')
+    .argument('<pattern>', 'a glob: *, ?, [...], ** (any number of directories); a trailing / matches directories only')
+    .option('--gens <range>', 'only these generations: A..B (either end may be left out), a list (1,3,5..7); names as elsewhere (3, gen3, latest, latest~2)')
+    .option('--newer <time>', 'only entries modified after TIME: a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 12h)', parseTime)
+    .option('--older <time>', 'only entries modified before TIME (as --newer)', parseTime)
+    .option('-i, --ignore-case', 'match names without regard to case')
+    .option('--json', 'print JSON: an array of {generation, id, time, source, hits, matches}')
+    .option('--source <path>', 'only the generations of this source')
+    .action((pattern: string, o: FindOptions) => findCommand(ctx, pattern, o))
+  program
+    .command('log')
+    .description('the versions of one path across generations: present or not, type, size, mtime, and what changed from the version before (content from the block maps and hashes, no file data read)')
+    .argument('<path>', 'PATH (every generation), or GEN:PATH (the generations of GEN\'s source up to GEN)')
+    .option('--gens <range>', 'only these generations (as bfs find)')
+    .option('--json', 'print JSON: an array of {generation, id, time, present, status, what, contentChanged, entry}')
+    .option('--source <path>', SOURCE_HELP)
+    .action((ref: string, o: FindOptions) => logCommand(ctx, ref, o))
+}
