@@ -113,23 +113,26 @@ export function writeOut(parts: Array<string | Buffer>): void {
  * on reading the repository). `flush()` at the end, and before anything else goes to stdout.
  */
 export class OutBuffer {
-  private parts: Buffer[] = []
-  private bytes = 0
+  private buf = Buffer.allocUnsafe(1 << 16)
+  private len = 0
 
   add(parts: Array<string | Buffer>): void {
     for (const p of parts) {
-      const b = typeof p === 'string' ? Buffer.from(p) : p
-      this.parts.push(b)
-      this.bytes += b.length
+      // a string's UTF-8 is at most 3 bytes per UTF-16 unit
+      const need = typeof p === 'string' ? p.length * 3 : p.length
+      if (this.len + need > this.buf.length) {
+        this.flush()
+        if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need)
+      }
+      this.len += typeof p === 'string' ? this.buf.write(p, this.len) : p.copy(this.buf, this.len)
     }
-    if (this.bytes >= 1 << 16) this.flush()
   }
 
   flush(): void {
-    if (this.bytes === 0) return
-    process.stdout.write(this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.bytes))
-    this.parts = []
-    this.bytes = 0
+    if (this.len === 0) return
+    // a copy: stdout may keep the chunk past this call (a pipe that is full)
+    process.stdout.write(Buffer.from(this.buf.subarray(0, this.len)))
+    this.len = 0
   }
 }
 
