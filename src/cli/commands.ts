@@ -16,6 +16,7 @@ import { registerCat } from './cat.js'
 import { registerDiff } from './diff.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
+import { registerForget } from './forget.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
@@ -30,4 +31,5 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerCat(program, ctx)
   registerRestore(program, ctx)
   registerVerify(program, ctx)
+  registerForget(program, ctx)
 }
