@@ -110,8 +110,11 @@ export function listLeases(repo: Repo2): LeaseRecord[] {
 export class Lease {
   private timer: NodeJS.Timeout | null = null
   private renewing: Promise<void> | null = null
+  private queued: Promise<void> | null = null
   /** process.hrtime of the last write that landed (monotonic: §2.20.3 step 7). */
   private lastRenewal: bigint
+  /** Date.now() of the same: the monotonic clock stops while the machine sleeps, this one does not. */
+  private lastRenewalWall: number
   private released = false
   private readonly onExit = (): void => this.removeSync()
 
@@ -122,6 +125,7 @@ export class Lease {
     private readonly heartbeatMs: number,
   ) {
     this.lastRenewal = process.hrtime.bigint()
+    this.lastRenewalWall = Date.now()
     this.timer = setInterval(() => void this.renew(), heartbeatMs)
     this.timer.unref()
     process.on('exit', this.onExit)
@@ -137,11 +141,13 @@ export class Lease {
 
   /** Creates `leases/<rand16>` (exclusive create, another name on the rare collision) and starts its heartbeat. */
   static take(repo: Repo2, kind: Exclude<LeaseKind, 'maintenance'>, o: LeaseOptions = {}): Lease {
+    const fresh = newPrefix(repo, keys2.leases)
     for (;;) {
       const name = randomBytes(8).toString('hex')
       const rec = ownRecord(name, kind, o)
       try {
         repo.sync.putSync(keys2.lease(name), envelope2('lease', encodeLease(rec)), { mode: 'exclusive' })
+        if (fresh) repo.sync.flushSync('') // leases/ was just made: its entry in the top directory too (§2.20.2)
         return new Lease(repo, keys2.lease(name), rec, o.heartbeatMs ?? LEASE_HEARTBEAT_MS)
       } catch (err) {
         if (err instanceof StoreError && err.code === 'EEXIST') continue
@@ -163,6 +169,7 @@ export class Lease {
     opts: LeaseOptions & { waitMs?: number; onWait?: (m: string) => void; pollMs?: number } = {},
   ): Promise<Lease> {
     const key = keys2.maintenanceLock
+    const fresh = newPrefix(repo, keys2.locks)
     const waitMs = opts.waitMs ?? 0
     const start = Date.now()
     let waiting = false
@@ -170,10 +177,11 @@ export class Lease {
       const rec = ownRecord('maintenance', 'maintenance', { ...opts, command: opts.command ?? command })
       try {
         repo.sync.putSync(key, envelope2('lease', encodeLease(rec)), { mode: 'exclusive' })
+        if (fresh) repo.sync.flushSync('')
         if (waiting) opts.onWait?.(`got the maintenance lock after ${Math.round((Date.now() - start) / 1000)} s`)
         return new Lease(repo, key, rec, opts.heartbeatMs ?? LEASE_HEARTBEAT_MS)
       } catch (err) {
-        if (!(err instanceof StoreError) || err.code !== 'EEXIST') throw new BfsError('IO', `cannot create the maintenance lock ${repo.store.where(key)}: ${(err as Error).message}`)
+        if (!(err instanceof StoreError) || err.code !== 'EEXIST') throw new BfsError('IO', `cannot take the maintenance lock: ${(err as Error).message}`)
       }
       const held = readLease(repo, key)
       if (!held) continue // released between our create and our read
@@ -211,18 +219,29 @@ export class Lease {
     }
   }
 
-  /** Rewrites the record with `renewed` = now (atomic replace; asynchronous, one at a time). */
+  /**
+   * Rewrites the record with `renewed` = now (atomic replace; asynchronous, one write at a
+   * time: a call while one is under way queues one more, which writes the record as it is then).
+   */
   renew(): Promise<void> {
     if (this.released) return Promise.resolve()
-    if (this.renewing) return this.renewing
+    if (this.renewing) {
+      this.queued ??= this.renewing.then(() => {
+        this.queued = null
+        return this.renew()
+      })
+      return this.queued
+    }
     const rec: LeaseRecord = { ...this.record, renewed: new Date().toISOString() }
     const t = process.hrtime.bigint()
+    const wall = Date.now()
     this.renewing = this.repo.store
       .put(this.key, envelope2('lease', encodeLease(rec)), { mode: 'replace' })
       .then(() => {
         if (this.released) return void this.removeSync() // released while the write was under way
-        this.record = rec
+        this.record = { ...this.record, renewed: rec.renewed } // pins set meanwhile stay (the queued write has them)
         this.lastRenewal = t
+        this.lastRenewalWall = wall
       })
       .catch(() => undefined) // a missed heartbeat: lapsed() tells the owner before it commits
       .finally(() => {
@@ -231,16 +250,20 @@ export class Lease {
     return this.renewing
   }
 
-  /** Replaces the pins (`gen@rev`) and writes the record at once. */
-  async setPins(pins: string[]): Promise<void> {
-    await this.renewing
-    this.record = { ...this.record, pins }
-    await this.renew()
+  /** Replaces the pins (`gen@rev`) and writes the record (resolves once a write holding them landed or failed). */
+  setPins(pins: string[]): Promise<void> {
+    this.record = { ...this.record, pins: [...pins] }
+    return this.renew()
   }
 
-  /** True when the last renewal that landed is older than expiry − skew (§2.20.3 step 7: prune may treat us as dead). */
+  /**
+   * True when the last renewal that landed is older than expiry − skew (§2.20.3 step 7: prune
+   * or another host's recovery may treat us as dead), by the monotonic clock or by the wall
+   * clock, whichever says older: CLOCK_MONOTONIC stops while the machine is suspended, and a
+   * machine that slept past the expiry must not commit.
+   */
   lapsed(): boolean {
-    const ageMs = Number(process.hrtime.bigint() - this.lastRenewal) / 1e6
+    const ageMs = Math.max(Number(process.hrtime.bigint() - this.lastRenewal) / 1e6, Date.now() - this.lastRenewalWall)
     return ageMs >= this.record.expiresAfterMs - MAX_CLOCK_SKEW_MS
   }
 
@@ -262,6 +285,25 @@ export class Lease {
       // the lease lapses on its own (its pid is dead once we exit)
     }
   }
+}
+
+/**
+ * A reader's lease (§2.20.4: mount, restore, verify, cat, ls, diff), best effort: where the
+ * repository cannot be written (permissions, a read-only filesystem, a full disk) the reader
+ * goes on without one, as format 1's readers always did — it is then unprotected from a prune.
+ */
+export function readerLease(repo: Repo2, kind: Exclude<LeaseKind, 'maintenance'>, pins?: string[]): Lease | null {
+  try {
+    return Lease.take(repo, kind, pins ? { pins } : {})
+  } catch (err) {
+    if (err instanceof StoreError) return null
+    throw err
+  }
+}
+
+/** Whether `prefix` is not yet a directory of the repository's top (a repository made before leases). */
+function newPrefix(repo: Repo2, prefix: string): boolean {
+  return !repo.sync.listSync('').includes(prefix)
 }
 
 function who(l: LeaseRecord): string {
