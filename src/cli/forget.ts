@@ -5,7 +5,7 @@
  * the other generations read as before. Format 1 repositories are refused (exit 6).
  */
 import path from 'node:path'
-import { InvalidArgumentError, type Command } from 'commander'
+import { InvalidArgumentError, Option, type Command } from 'commander'
 import { BfsError } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
 import { isFormat2 } from '../repo/v2/detect.js'
@@ -96,7 +96,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
     .option('--keep-monthly <n>', 'keep the newest generation of each of the last n months that have one', keepCount('--keep-monthly'))
     .option('--keep-yearly <n>', 'keep the newest generation of each of the last n years that have one', keepCount('--keep-yearly'))
     .option('--keep-within <duration>', 'keep every generation newer than the newest one minus this (2d, 1w3d, 12h, 1y5m7d2h; m = months)', within)
-    .option('--group-by <fields>', "apply the policy per group of generations with the same values of these (host, source, label; '' for one group)", groupBy, ['host', 'source'] as GroupField[])
+    .addOption(new Option('--group-by <fields>', "apply the policy per group of generations with the same values of these (host, source, label; '' for one group)").argParser(groupBy).default(['host', 'source'] as GroupField[], 'host,source'))
     .option('--source <path>', `${SOURCE_HELP}; with a policy, only this source's generations are considered`)
     .option('-n, --dry-run', 'say what would be kept (and which rule keeps it) and what would be removed; change nothing')
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
