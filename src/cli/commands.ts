@@ -17,6 +17,7 @@ import { registerDiff } from './diff.js'
 import { registerFind } from './find.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
+import { registerForget } from './forget.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
@@ -32,4 +33,5 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerCat(program, ctx)
   registerRestore(program, ctx)
   registerVerify(program, ctx)
+  registerForget(program, ctx)
 }

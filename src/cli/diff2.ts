@@ -12,6 +12,8 @@ import type { Extent } from '../format/v2/common.js'
 import { BfsError } from '../repo/errors.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
+import { readerLease } from '../repo/v2/lease.js'
+import { pinName } from '../format/v2/records.js'
 import { kindOf, sameBlocks, SLASH, whatChanged, type Change, type DiffStats } from './diff-common.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -49,8 +51,10 @@ export async function diffV2(
   if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
   const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
   const repo = Repo2.open(dir, warn)
+  const lease = readerLease(repo, 'ls') // §2.20.4 (removed at exit)
   const A = new GenReader2(repo, repo.resolve(ga, source))
   const B = new GenReader2(repo, repo.resolve(gb, source))
+  await lease?.setPins([...new Set([pinName(A.manifest.id, A.manifest.rev), pinName(B.manifest.id, B.manifest.rev)])])
   const idA = A.manifest.id
   const idB = B.manifest.id
   const streams = new StreamSource2(repo)

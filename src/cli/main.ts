@@ -16,8 +16,10 @@ Exit status:
   3    backup finished, but some files could not be read (listed as skipped),
        or (--online) were not covered by the capture (listed)
   4    verify found damage or differences
-  5    the repository is locked by another writer (see --wait)
-  6    not a bfs repository, or a stored file is foreign or corrupt
+  5    the repository is locked by another writer, or its maintenance lock is
+       held (see --wait)
+  6    not a bfs repository, or a stored file is foreign or corrupt, or the
+       repository's format does not have the command
   70   internal error (a bug: please report it)
   130  interrupted (nothing committed)
 

@@ -6,6 +6,8 @@
  */
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
+import { readerLease } from '../repo/v2/lease.js'
+import { pinName } from '../format/v2/records.js'
 import { MOUNT_STAT_CACHE_ENTRIES, Repo2Vfs, Vfs2 } from '../vfs/gen2.js'
 import { serveUntilUnmounted, startInBackground } from '../fuse/server.js'
 import { canonical, checkMountpoint } from '../fuse/umount.js'
@@ -24,6 +26,9 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
   const repo = Repo2.open(dir, warn)
+  // the serving process (--foreground, also the background child) holds a lease pinning what it
+  // serves (format.md §2.20.4), taken before the manifests are listed; removed when it exits
+  const lease = o.foreground ? readerLease(repo, 'mount') : null
   const mnt = canonical(b ?? a)
   // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
   const man = b === undefined ? null : repo.resolve(a, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
@@ -39,10 +44,16 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
     return
   }
+  const pins = new Set<string>()
+  if (man) await lease?.setPins([pinName(man.id, man.rev)])
+  const onOpen = (m: { id: number; rev: number }): void => {
+    pins.add(pinName(m.id, m.rev))
+    void lease?.setPins([...pins])
+  }
   const nativeReads = o.nativeRead !== false
   const cacheBytes = o.cacheSize as number
   const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }
-  await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, vo)), {
+  await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, { ...vo, onOpen })), {
     mountpoint: mnt,
     allowOther: !!o.allowOther,
     // the whole repository's root grows: failed lookups are not cached

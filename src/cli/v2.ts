@@ -17,6 +17,8 @@ import { restoreSet2 } from '../repo/v2/restore2.js'
 import { reportRestore } from './restore-report.js'
 import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
+import { readerLease } from '../repo/v2/lease.js'
+import { pinName } from '../format/v2/records.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, printJson, verifyJson } from './json.js'
@@ -75,6 +77,8 @@ function readOptions(o: Record<string, unknown>): { source?: string } {
 export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, unknown>): Promise<void> {
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  // §2.20.4: a lease before the manifests are listed (removed at exit; none where the repository is read-only)
+  const lease = readerLease(repo, 'ls')
   if (!ref) {
     // a damaged manifest is listed, marked, and named on stderr; the others list as usual (§2.20.10)
     const rows = repo.generations().filter((g) => source === undefined || !('manifest' in g) || g.manifest.sources[0]?.path === source)
@@ -93,6 +97,7 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
   }
   const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
+  await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const e = await r.lookup(asked)
   if (!e) throw new BfsError('BAD_INPUT', `${asked}: no such file or directory in gen${r.manifest.id}`)
   // the path as format 1 prints it: no leading, trailing or doubled slash, no '.'
@@ -119,8 +124,10 @@ function jsonOf(x: Entry2, p: Buffer): Record<string, unknown> {
 export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): Promise<void> {
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  const lease = readerLease(repo, 'cat')
   const { gen, path: p } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
+  await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   try {
     const e = await r.lookup(p)
     if (!e) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${r.manifest.id}`)
@@ -141,8 +148,10 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   if (o.bufferCache !== undefined) throw new BfsError('BAD_INPUT', '--buffer-cache is not supported on a format 2 repository yet (it has no tape tier)')
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  const lease = readerLease(repo, 'restore')
   const { gen, path: p } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
+  await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const set = await restoreSet2(r, p)
   const root = set.entries[0]!
   let target = dest
@@ -169,6 +178,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   if (o.against !== undefined) throw new BfsError('BAD_INPUT', '--against is not supported on a format 2 repository yet')
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  const lease = readerLease(repo, 'verify')
   const lines: string[] = []
   const line = new ProgressLine()
   const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
@@ -180,6 +190,14 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
     ids = 'id' in ref && source === undefined && repo.generationIds().includes(ref.id) ? [ref.id] : [repo.resolve(gen ?? 'latest', source).id]
   }
   if (ids.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+  // pinned: the generations whose manifests read (a damaged one is verified, not pinned)
+  await lease?.setPins(ids.flatMap((id) => {
+    try {
+      return [pinName(id, repo.manifest(id).rev)]
+    } catch {
+      return []
+    }
+  }))
   const started = Date.now()
   const res = await withSignals((signal) =>
     verifyGenerations2(repo, ids, print, {

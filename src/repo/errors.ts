@@ -9,9 +9,9 @@ export const EXIT = {
   PARTIAL: 3,
   /** verify found damage or differences. */
   VERIFY_FAILED: 4,
-  /** Another writer holds the repository lock. */
+  /** Another writer holds the repository lock (format 2: the maintenance lock). */
   LOCKED: 5,
-  /** Not a bfs repository, or a stored file is foreign or corrupt. */
+  /** Not a bfs repository, or a stored file is foreign or corrupt, or the repository's format does not have the command. */
   BAD_REPO: 6,
   /** Interrupted by a signal; nothing was committed. */
   INTERRUPTED: 130,

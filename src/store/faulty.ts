@@ -30,6 +30,7 @@ const DEFAULT_OPS: Record<FaultRule['fault'], readonly StoreOp[]> = {
   latency: ['get', 'open', 'read', 'put', 'stage', 'writeStaged', 'commitStaged', 'has', 'stat', 'list', 'remove'],
   torn: ['put', 'writeStaged'],
   unacked: ['put', 'commitStaged'],
+  kill: ['get', 'open', 'read', 'put', 'stage', 'writeStaged', 'commitStaged', 'has', 'stat', 'list', 'remove'],
 }
 
 /** mulberry32: a small, fast, seedable PRNG; uniform in [0, 1). */
@@ -81,7 +82,7 @@ interface Firing {
 
 /**
  * A wrapper that injects faults into another store: errors (EIO, ENOSPC, EDQUOT, ENOENT),
- * short blobs, flipped bytes, latency, torn writes and lost acknowledgements, per key glob and operation, always or
+ * short blobs, flipped bytes, latency, torn writes, lost acknowledgements and crashes (SIGKILL), per key glob and operation, always or
  * with a seeded probability, after N calls, at most M times. Records what it injected and
  * counts every call, so tests can assert both that a fault fired and how often a layer
  * above went to the store (single-flight). Test-only; see native-notes/store.md.
@@ -159,6 +160,10 @@ export class FaultyStore implements Store {
           break
         case 'unacked':
           f.unacked = true
+          break
+        case 'kill':
+          // a crash right here: nothing after this call happens (no exit handlers, no cleanup)
+          process.kill(process.pid, 'SIGKILL')
           break
         default:
           f.error ??= r.fault

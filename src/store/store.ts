@@ -143,7 +143,8 @@ export interface FaultRule {
   /** Operations it applies to (default: every operation the fault makes sense for). */
   ops?: StoreOp[]
   /** 'unacked': the write lands, then fails with EIO (a lost acknowledgement: a failed directory fsync after the rename, an S3 PUT that timed out after it landed). */
-  fault: 'EIO' | 'ENOSPC' | 'EDQUOT' | 'ENOENT' | 'short' | 'flip' | 'latency' | 'torn' | 'unacked'
+  /** 'kill': the process dies (SIGKILL) at the call, before it runs: a crash at that point (the CLI's crash tests). */
+  fault: 'EIO' | 'ENOSPC' | 'EDQUOT' | 'ENOENT' | 'short' | 'flip' | 'latency' | 'torn' | 'unacked' | 'kill'
   /** Chance per matching call (default 1), drawn from the store's seeded PRNG. */
   probability?: number
   /** Skip the first `after` matching calls. */

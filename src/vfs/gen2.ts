@@ -436,7 +436,7 @@ export class Repo2Vfs {
 
   constructor(
     readonly repo: Repo2,
-    private readonly opts: Vfs2Options & { refreshMs?: number } = {},
+    private readonly opts: Vfs2Options & { refreshMs?: number; onOpen?: (m: ManifestV2) => void } = {},
   ) {
     this.parts = vfs2Parts(repo, opts)
     this.refresh(true)
@@ -465,6 +465,7 @@ export class Repo2Vfs {
   private view(m: ManifestV2): Vfs2 {
     let v = this.views.get(m.id)
     if (!v) {
+      this.opts.onOpen?.(m) // the mount's lease pins it (format.md §2.20.4)
       v = new Vfs2(this.repo, m, this.opts, this.parts)
       this.views.set(m.id, v)
     }

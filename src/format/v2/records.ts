@@ -303,6 +303,8 @@ export interface LeaseRecord {
   expiresAfterMs: number
   /** `gen@rev` the holder has open; authoritative when present. */
   pins?: string[]
+  /** Optional: the command holding it (`forget`, …), for messages naming the holder. */
+  command?: string
 }
 
 const PIN_RE = /^[1-9]\d{0,7}@[1-9]\d{0,8}$/
@@ -310,6 +312,7 @@ const PIN_RE = /^[1-9]\d{0,7}@[1-9]\d{0,8}$/
 export function encodeLease(l: LeaseRecord): Buffer {
   const o: Json = { lease: l.lease, kind: l.kind, host: l.host, pid: l.pid, pidStart: l.pidStart, started: l.started, renewed: l.renewed, expiresAfterMs: l.expiresAfterMs }
   if (l.pins) o.pins = l.pins
+  if (l.command !== undefined) o.command = l.command
   const b = Buffer.from(JSON.stringify(o), 'utf8')
   decodeLease(b, 'lease (encoder)')
   return b
@@ -334,6 +337,7 @@ export function decodeLease(payload: Buffer, what: string): LeaseRecord {
     l.pins = f.strings('pins')
     if (l.pins.some((p) => !PIN_RE.test(p))) f.bad('pins')
   }
+  if (f.optional('command')) l.command = f.str('command')
   return l
 }
 

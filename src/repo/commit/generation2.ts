@@ -6,8 +6,8 @@
  * record, `gens/N/` made durable — and only then `manifests/gen-N` (conditional create, the
  * commit point) and `runs/N` → committed.
  *
- * Not here yet (issue 15 step 1, next steps in native-notes/v2-backup.md): the lease and its
- * heartbeat (steps 1 and 7; the run record's `lease` is ''), history records, BI ingestion.
+ * The lease (steps 1 and 7, repo/v2/lease.ts) is held from before the claim until the record
+ * says committed or aborted. Not here yet: history records, BI ingestion.
  */
 import os from 'node:os'
 import { createHash } from 'node:crypto'
@@ -23,6 +23,7 @@ import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { WorkerPool } from '../pool.js'
 import { type Repo2, envelope2 } from '../v2/repo2.js'
+import { holderAlive, Lease, listLeases, readLease } from '../v2/lease.js'
 import type { CommitOptions } from './generation.js'
 import { storageError } from './recover.js'
 import { StreamWriter } from './stream.js'
@@ -75,31 +76,46 @@ function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void 
 }
 
 /**
- * Dead runs of this host (§2.20.6, the part step 1 needs): a `running` record whose pid is
- * gone. With its manifest present the run committed (it died between steps 8 and 9);
- * without, nothing reachable references `gens/N/`: it is deleted, then the record says aborted.
- * Runs of other hosts wait for leases (not built yet): they are left alone.
+ * Dead backup runs (§2.20.6): a `running` record of this host whose pid is gone, or of any
+ * host whose lease (the record names it) is gone or dead (§2.8.5: on this host by pid and start
+ * time, elsewhere expired). With its manifest present the run committed (it died between
+ * steps 8 and 9); without, nothing reachable references `gens/N/`: it is deleted, then the
+ * record says aborted. Another host's record without a lease (written before leases existed)
+ * is left alone.
  */
 export async function recoverRuns2(repo: Repo2): Promise<number> {
   // temporary files of dead writers (the store's sweep keeps a live writer's)
-  for (const prefix of ['', keys2.manifests, keys2.runs, keys2.tmp]) await repo.store.sweep(prefix, { shallow: true })
+  for (const prefix of ['', keys2.manifests, keys2.runs, keys2.retired, keys2.leases, keys2.locks, keys2.tmp]) await repo.store.sweep(prefix, { shallow: true })
   let n = 0
   const host = os.hostname()
   for (const r of repo.runs()) {
-    if (r.state !== 'running' || r.host !== host || r.pid === process.pid || pidAlive(r.pid)) continue
+    if (r.state !== 'running' || r.kind !== 'backup' || (r.host === host && r.pid === process.pid)) continue
+    if (!runDead(repo, r, host)) continue
     const committed = repo.sync.hasSync(keys2.manifest(r.run))
     if (!committed) repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
     putRun(repo, { ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
     n++
   }
   if (n) repo.sync.flushSync(keys2.runs)
+  // leases this host's dead processes left (kill -9): litter once their runs are recovered
+  for (const l of listLeases(repo)) if (l.host === host && !holderAlive(l)) repo.sync.removeSync(keys2.lease(l.lease))
   return n
 }
 
+/** Whether a `running` record's writer is gone (see recoverRuns2). */
+function runDead(repo: Repo2, r: RunRecord, host: string): boolean {
+  if (r.host === host && !pidAlive(r.pid)) return true
+  if (r.lease === '') return false // this host: its pid runs; another host: no lease to judge by
+  const l = readLease(repo, keys2.lease(r.lease))
+  if (!l) return true // its writer deletes its lease only after the record says committed
+  if (!l.record) return false // unreadable: being written, or damaged; not judged
+  return !holderAlive(l.record)
+}
+
 /** Claims the next run id: runs/N created exclusively, N+1 when another writer got N. */
-function claimRun(repo: Repo2, kind: RunRecord['kind']): RunRecord {
+function claimRun(repo: Repo2, kind: RunRecord['kind'], lease: string): RunRecord {
   for (let n = repo.highestId() + 1; ; n++) {
-    const r: RunRecord = { run: n, kind, state: 'running', host: os.hostname(), pid: process.pid, lease: '', started: new Date().toISOString(), gen: n }
+    const r: RunRecord = { run: n, kind, state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString(), gen: n }
     try {
       putRun(repo, r, 'exclusive')
       return r
@@ -115,8 +131,16 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
   if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; no backup`)
   const t0 = process.hrtime.bigint()
   const startTime = new Date()
-  await recoverRuns2(repo)
-  const run = claimRun(repo, 'backup')
+  // §2.20.3 step 1: the lease, before anything is listed (a parent retired later stays protected by it)
+  const lease = Lease.take(repo, 'backup')
+  let run: RunRecord
+  try {
+    await recoverRuns2(repo)
+    run = claimRun(repo, 'backup', lease.name)
+  } catch (err) {
+    lease.release()
+    throw err
+  }
   const N = run.run
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let committed = false
@@ -149,6 +173,10 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       repo.sync.flushSync(keys2.gens)
     }
     if (opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
+    // step 7: renew the lease and check it never lapsed (a machine that slept past its expiry
+    // may have been judged dead: prune, or another host's recovery, may have removed gens/N)
+    await lease.renew()
+    if (lease.lapsed()) throw new BfsError('IO', `the backup's lease ${lease.key} was not renewed in time (the machine slept, or the repository was unwritable); nothing was committed`)
     const stats = { ...body.stats, storedBytes: stream.storedBytes, metaBytes, pieces: packStats.pieces, pieceBytes: packStats.storedBytes, packs: packStats.packs, seconds: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000 }
     const man: ManifestV2 = {
       format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: [],
@@ -166,16 +194,21 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     throw storageError(err, repo, N)
   } finally {
     await pool.close()
-    if (!committed) {
-      try {
-        // recovery's rule (§2.20.6): a manifest that landed although its create failed (a lost
-        // acknowledgement: the directory fsync after the link) is a commit; nothing is deleted
-        const landed = repo.sync.hasSync(keys2.manifest(N))
-        if (!landed) repo.sync.removeSync(keys2.genDir(N), { recursive: true })
-        putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
-      } catch {
-        // the next writer's recovery finishes it (the record still says running, with our dead pid)
+    try {
+      if (!committed) {
+        try {
+          // recovery's rule (§2.20.6): a manifest that landed although its create failed (a lost
+          // acknowledgement: the directory fsync after the link) is a commit; nothing is deleted
+          const landed = repo.sync.hasSync(keys2.manifest(N))
+          if (!landed) repo.sync.removeSync(keys2.genDir(N), { recursive: true })
+          putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+        } catch {
+          // the next writer's recovery finishes it (the record still says running, with our dead pid)
+        }
       }
+    } finally {
+      // step 9's end, and on every way out: after the record says what happened
+      lease.release()
     }
   }
 }

@@ -56,7 +56,7 @@ export class Repo2 {
   static init(dir: string): Repo2 {
     const abs = checkNewRepoDir(dir)
     const store = DiskStore.create(abs)
-    for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.tmp]) store.makePrefix(d)
+    for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.leases, keys2.locks, keys2.retired, keys2.tmp]) store.makePrefix(d)
     const created = new Date().toISOString()
     const config: ConfigV2 = {
       format: 2,
