@@ -53,10 +53,9 @@ native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Rele
 # URLs in the code (package.json, native addon, worker, watchdog) resolve the same from it.
 # --minify-whitespace drops the comments (names stay, for stack traces): the bundle is then
 # ASCII, which V8 reads and scans faster (`bfs ls --help` 178 -> 165 ms of CPU per run).
+# (The commands are package.json's "build" script, so that `npm run build` makes the same.)
 build: deps native
-	./node_modules/.bin/tsc -p tsconfig.json
-	./node_modules/.bin/esbuild dist/cli/run.js --bundle --platform=node --format=esm --target=node20 \
-	  --packages=external --minify-whitespace --log-level=warning --outfile=dist/cli/bfs.mjs
+	npm run -s build
 
 # The native read path under threads, without Node or FUSE: native/test/nread_stress.c, built
 # with ThreadSanitizer and with AddressSanitizer + UBSan, a few seconds each.
