@@ -58,12 +58,7 @@ export async function diffV2(
   const idA = A.manifest.id
   const idB = B.manifest.id
   const streams = new StreamSource2(repo)
-  const hashes = new Map<number, Buffer>()
-  const hashesOf = (s: number): Buffer => {
-    let h = hashes.get(s)
-    if (!h) hashes.set(s, (h = streams.blockHashes(s)))
-    return h
-  }
+  const hashesOf = (s: number): Buffer => streams.cachedBlockHashes(s)
   const stats: DiffStats = {
     added: { files: 0, dirs: 0, others: 0 }, removed: { files: 0, dirs: 0, others: 0 }, changed: { files: 0, dirs: 0, others: 0 },
     addedBytes: 0, removedBytes: 0,

@@ -314,12 +314,7 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
     if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
     const { r, close } = sharedReader(repo, gens[0]!.id)
     const streams = new StreamSource2(repo)
-    const hashes = new Map<number, Buffer>()
-    const hashesOf = (s: number): Buffer => {
-      let h = hashes.get(s)
-      if (!h) hashes.set(s, (h = streams.blockHashes(s)))
-      return h
-    }
+    const hashesOf = (s: number): Buffer => streams.cachedBlockHashes(s)
     const entries = new Map<number, Entry2>()
     try {
       for (const g of gens) {

@@ -663,13 +663,17 @@ class Walk2 {
       e.flags |= E_CHANGED_WHILE_READ
       this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
     }
-    const m = await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+    this.stored(e, old, linkKey, await this.maps.write(extents, size, old?.type === FileType.File ? old : null))
+    return true
+  }
+
+  /** A stored file's map on its entry, counted, and remembered for its other hard links. */
+  private stored(e: Entry2, old: Entry2 | null, linkKey: string, m: StoredMap): void {
     e.map = m.map
     e.dataBlocks = m.dataBlocks
     if (old) this.stats.changedFiles++
     else this.stats.newFiles++
     if (linkKey) this.links.set(linkKey, m)
-    return true
   }
 
   /** Fills a file entry's map: copied from an unchanged previous entry, else stored. False: skipped. */
@@ -721,12 +725,7 @@ class Walk2 {
       const last = extents[extents.length - 1]
       if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
       // nothing differs from the previous version: its map stays (no piece written)
-      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
-      e.map = m.map
-      e.dataBlocks = m.dataBlocks
-      if (old) this.stats.changedFiles++
-      else this.stats.newFiles++
-      if (linkKey) this.links.set(linkKey, m)
+      this.stored(e, old, linkKey, stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null))
       return true
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code

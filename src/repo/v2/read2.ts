@@ -37,6 +37,15 @@ export class StreamSource2 implements StreamSource {
     const key = keys2.hashes(stream)
     return payloadOf('hashes', this.repo.sync.getSync(key), this.repo.store.where(key))
   }
+
+  private readonly hashesRead = new Map<number, Buffer>()
+
+  /** blockHashes, each stream's file read once per source (diff, find and log compare many entries of few streams). */
+  cachedBlockHashes(stream: number): Buffer {
+    let h = this.hashesRead.get(stream)
+    if (!h) this.hashesRead.set(stream, (h = this.blockHashes(stream)))
+    return h
+  }
 }
 
 export class GenReader2 {
