@@ -61,6 +61,31 @@ struct bi_fan_range {
 #ifndef FAN_MARK_EVICTABLE
 #define FAN_MARK_EVICTABLE 0x00000200
 #endif
+#ifndef FAN_MARK_IGNORE
+#define FAN_MARK_IGNORE 0x00000400
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef RESOLVE_NO_XDEV
+#define RESOLVE_NO_XDEV 0x01
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_BENEATH 0x08
+#endif
+/* openat2(2)'s argument (linux/openat2.h, spelled out: not every libc ships it) */
+struct bilog_open_how {
+  uint64_t flags, mode, resolve;
+};
+
 #ifndef FAN_MARK_FILESYSTEM
 #define FAN_MARK_FILESYSTEM 0x00000100
 #endif
@@ -206,7 +231,7 @@ struct bilog {
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
-  _Atomic uint64_t events, own_events, open_events, skipped, settled_files;
+  _Atomic uint64_t events, own_events, open_events, skipped, settled_files, tree_opens;
   _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
   int void_logged;
   bilog_uncovered_t *unc;
@@ -221,6 +246,18 @@ struct bilog {
     pid_t tid;
     int fd;
   } quiet[QUIET_SLOTS];
+  /* The quiet tree: a private, detached clone of the mount at the watched directory
+   * (open_tree(OPEN_TREE_CLONE): no path leads to it, only this fd), with an ignore mark for
+   * FAN_PRE_ACCESS | FAN_OPEN_PERM on that mount. Opens and reads through it raise no events
+   * at all (the filesystem mark's events are masked by the mount's ignore mask in the kernel),
+   * so bfs's own reads cost no round trip through the listener. -1 when the kernel refused it
+   * (then the quiet slots above are used). tree_rw: open_quiet holds it shared, stop
+   * exclusive to close the fd. tree_root: the watched directory as given (absolute), and
+   * tree_real its realpath, the prefixes a path must have to be opened through the tree. */
+  int treefd;
+  pthread_rwlock_t tree_rw;
+  char *tree_root, *tree_real;
+  size_t tree_rootlen, tree_reallen;
 };
 
 /* The listener: an own thread's open, in a slot for bilog_open_quiet. */
@@ -1081,13 +1118,106 @@ static void write_header(bilog_t *b, uint8_t *h) {
   put64(h + 56, bfs_xxh64(h, 56));
 }
 
+
+/* The quiet tree (see struct bilog). Any failure leaves treefd -1 and the reason in
+ * info.quiet_tree_errno: bfs's opens then go through the quiet slots, as before. */
+static void quiet_tree_start(bilog_t *b, const char *watch_path, const struct stat *wst) {
+  int err = 0;
+  char *dir = strdup(watch_path);
+  if (!dir) {
+    b->info.quiet_tree_errno = ENOMEM;
+    return;
+  }
+  if (!S_ISDIR(wst->st_mode)) { /* an image file: the tree of its directory */
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+      free(dir);
+      dir = strdup(".");
+    } else if (slash == dir) {
+      slash[1] = 0;
+    } else {
+      *slash = 0;
+    }
+    if (!dir) {
+      b->info.quiet_tree_errno = ENOMEM;
+      return;
+    }
+  }
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+  char *real = realpath(dir, NULL);
+  int fd = real ? (int)syscall(SYS_open_tree, AT_FDCWD, real, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) : -1;
+  struct stat rst;
+  if (!real || fd < 0) {
+    err = errno;
+  } else if (fstatat(fd, "", &rst, AT_EMPTY_PATH) != 0) {
+    err = errno;
+  } else if (rst.st_dev != wst->st_dev) {
+    err = EXDEV; /* the directory is on another filesystem than the watched file */
+  } else if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORE | FAN_MARK_IGNORED_SURV_MODIFY,
+                           FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, ".") != 0 &&
+             fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+                           FAN_PRE_ACCESS | FAN_OPEN_PERM, fd, ".") != 0) {
+    err = errno;
+  }
+  if (err || dir[0] != '/') {
+    if (fd >= 0) close(fd);
+    free(dir);
+    free(real);
+    b->info.quiet_tree_errno = err ? err : EINVAL;
+    return;
+  }
+  b->treefd = fd;
+  b->tree_root = dir;
+  b->tree_rootlen = strlen(dir);
+  b->tree_real = real;
+  b->tree_reallen = strlen(real);
+}
+
+/* The part of path below the quiet tree's root ("" for none), NULL when path is not below it. */
+static const char *tree_rel(const char *root, size_t len, const char *path) {
+  if (len == 1 && root[0] == '/') return path[0] == '/' && path[1] ? path + 1 : NULL;
+  return strncmp(path, root, len) == 0 && path[len] == '/' && path[len + 1] ? path + len + 1 : NULL;
+}
+
+/* An fd of path opened through the quiet tree, or -1 (not below it, not the same file as path
+ * names in bfs's namespace: a mount inside the tree, a symlink on the way, a race). */
+static int tree_open(bilog_t *b, const char *path) {
+  if (b->treefd < 0) return -1;
+  const char *rel = tree_rel(b->tree_root, b->tree_rootlen, path);
+  if (!rel) rel = tree_rel(b->tree_real, b->tree_reallen, path);
+  if (!rel) return -1;
+  int fd = -1;
+  pthread_rwlock_rdlock(&b->tree_rw);
+  if (b->treefd >= 0) {
+    /* beneath the clone's root, never across a mount (the clone has none: a path crossing a
+     * submount in bfs's namespace would name the directory under it), no magic links */
+    struct bilog_open_how how = {.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME,
+                                 .resolve = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS};
+    fd = (int)syscall(SYS_openat2, b->treefd, rel, &how, sizeof how);
+    if (fd < 0 && errno == EPERM) {
+      how.flags &= ~(uint64_t)O_NOATIME;
+      fd = (int)syscall(SYS_openat2, b->treefd, rel, &how, sizeof how);
+    }
+  }
+  pthread_rwlock_unlock(&b->tree_rw);
+  if (fd < 0) return -1;
+  /* the same inode as the path in bfs's namespace (lstat raises no event), a regular file */
+  struct stat a, c;
+  if (fstat(fd, &c) == 0 && S_ISREG(c.st_mode) && lstat(path, &a) == 0 && a.st_dev == c.st_dev && a.st_ino == c.st_ino)
+    return fd;
+  close(fd);
+  return -1;
+}
+
 int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t *opts, bilog_t **out,
                 const char **syscall_name) {
   bilog_t *b = calloc(1, sizeof *b);
   int err = 0;
   const char *where = "malloc";
   if (!b) return ENOMEM;
-  b->fanfd = b->logfd = b->taskdir = -1;
+  b->fanfd = b->logfd = b->taskdir = b->treefd = -1;
+  pthread_rwlock_init(&b->tree_rw, NULL);
   for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
   pthread_mutex_init(&b->quiet_mu, NULL);
@@ -1156,6 +1286,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
     goto fail;
   }
   scan_proc(b); /* an fd that closes between this scan and the one after the mark */
+  quiet_tree_start(b, watch_path, &wst); /* before the watchdog's fork (it closes every fd) */
 
   /* the listeners, before the mark (events must find them running) */
   int prio = opts ? opts->fifo_priority : 0;
@@ -1227,6 +1358,7 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->open_events = atomic_load(&b->open_events);
   out->skipped = atomic_load(&b->skipped);
   out->settled = atomic_load(&b->settled_files);
+  out->tree_opens = atomic_load(&b->tree_opens);
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1417,6 +1549,11 @@ int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len) {
 
 int bilog_open_quiet(bilog_t *b, const char *path) {
   if (b->stopped) return -ECANCELED;
+  int tfd = tree_open(b, path);
+  if (tfd >= 0) {
+    atomic_fetch_add(&b->tree_opens, 1);
+    return tfd;
+  }
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
   if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -1502,6 +1639,10 @@ int bilog_stop(bilog_t *b) {
   }
   if (b->fanfd >= 0) close(b->fanfd); /* the kernel allows anything left */
   b->fanfd = -1;
+  pthread_rwlock_wrlock(&b->tree_rw);
+  if (b->treefd >= 0) close(b->treefd); /* fds opened through it keep the clone until closed */
+  b->treefd = -1;
+  pthread_rwlock_unlock(&b->tree_rw);
   pthread_mutex_lock(&b->quiet_mu);
   for (int i = 0; i < QUIET_SLOTS; i++)
     if (b->quiet[i].fd >= 0) {
@@ -1551,6 +1692,9 @@ void bilog_free(bilog_t *b) {
   free(b->unc);
   if (b->copybuf) munmap(b->copybuf, BILOG_MAX_DATA);
   free(b->evbuf);
+  free(b->tree_root);
+  free(b->tree_real);
+  pthread_rwlock_destroy(&b->tree_rw);
   pthread_mutex_destroy(&b->mu);
   pthread_mutex_destroy(&b->lmu);
   pthread_cond_destroy(&b->data_cv);

@@ -46,13 +46,15 @@ typedef struct {
   int sched_errno; /* why not (EPERM, ...), 0 when it does or was not asked */
   uint64_t fs_dev;
   pid_t watchdog_pid;
+  int quiet_tree_errno; /* 0: bfs's opens go through the quiet tree; else why not (see bilog.c) */
 } bilog_info_t;
 
 /** Counters (monotonic while the engine runs). */
 typedef struct {
   uint64_t events, own_events, open_events, skipped, first_sights, images, image_bytes, truncates,
       uncovered, log_bytes, records, stale_blocks, void_reason, log_errno,
-      settled; /* files whose every T0 block bfs has read or logged (their writers need no images) */
+      settled,    /* files whose every T0 block bfs has read or logged (their writers need no images) */
+      tree_opens; /* bilog_open_quiet calls served through the quiet tree (no event at all) */
 } bilog_stats_t;
 
 /** One file the capture does not cover (found in /proc before and after the mark). */

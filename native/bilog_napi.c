@@ -6,7 +6,7 @@
  * types TypeError (ERR_INVALID_ARG_TYPE), wrong values RangeError (ERR_OUT_OF_RANGE).
  *
  *   bilogStart(watchPath, logPath, stallMs, fifoPriority) -> handle (an external)
- *   bilogInfo(h) -> Float64Array [t0Sec, t0Nsec, fifo, schedErrno, fsDev, watchdogPid]
+ *   bilogInfo(h) -> Float64Array [t0Sec, t0Nsec, fifo, schedErrno, fsDev, watchdogPid, quietTreeErrno]
  *   bilogStats(h) -> Float64Array (BILOG_STATS order, see index.ts)
  *   bilogUncovered(h) -> Array<[reason, pid, fd, dev, ino, path]>
  *   bilogReadT0(h, fd, buf, bufOffset, length, position, markRead) -> bytes read
@@ -243,18 +243,19 @@ static napi_value js_bilog_info(napi_env env, napi_callback_info info) {
   if (!b) return NULL;
   bilog_info_t i;
   bilog_info(b, &i);
-  double v[6] = {(double)i.t0_sec, i.t0_nsec, i.fifo, i.sched_errno, (double)i.fs_dev, i.watchdog_pid};
-  return bl_f64(env, v, 6);
+  double v[7] = {(double)i.t0_sec, i.t0_nsec, i.fifo, i.sched_errno, (double)i.fs_dev, i.watchdog_pid, i.quiet_tree_errno};
+  return bl_f64(env, v, 7);
 }
 
 static napi_value stats_array(napi_env env, bilog_t *b) {
   bilog_stats_t s;
   bilog_stats(b, &s);
-  double v[15] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
+  double v[16] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
                   (double)s.first_sights, (double)s.images, (double)s.image_bytes, (double)s.truncates,
                   (double)s.uncovered, (double)s.log_bytes, (double)s.records, (double)s.stale_blocks,
-                  (double)s.void_reason, (double)s.log_errno, (double)s.settled};
-  return bl_f64(env, v, 15);
+                  (double)s.void_reason, (double)s.log_errno, (double)s.settled,
+                  (double)s.tree_opens};
+  return bl_f64(env, v, 16);
 }
 
 static napi_value js_bilog_stats(napi_env env, napi_callback_info info) {

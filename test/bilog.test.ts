@@ -290,14 +290,41 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       for (let i = 0; i < 3; i++) fs.readSync(plain, buf, 0, 4096, i * 4096)
       fs.closeSync(plain)
       expect(own() - before).toBe(4) // the open and each read
+      // through the quiet tree (a private clone of the mount with an ignore mark): not even the open
+      expect(cap.info().quietTreeErrno).toBe(0)
       before = own()
+      const trees = cap.stats().treeOpens
       const quiet = cap.openQuiet(file)
       for (let i = 0; i < 3; i++) expect(fs.readSync(quiet, buf, 0, 4096, i * 4096)).toBe(4096)
       expect(buf.equals(Buffer.alloc(4096, 3))).toBe(true)
       const [n] = cap.readLive(quiet, Buffer.alloc(5 * 4096), 0, 5 * 4096, 0)
       expect(n).toBe(5 * 4096)
       fs.closeSync(quiet)
+      expect(own() - before).toBe(0)
+      expect(cap.stats().treeOpens - trees).toBe(1)
+      // a path the tree does not serve (relative, so not below the watched directory as given):
+      // the open is one round trip, its reads none
+      before = own()
+      const rel = cap.openQuiet(path.relative(process.cwd(), file))
+      for (let i = 0; i < 3; i++) expect(fs.readSync(rel, buf, 0, 4096, i * 4096)).toBe(4096)
+      fs.closeSync(rel)
       expect(own() - before).toBe(1) // the open only
+      expect(cap.stats().treeOpens - trees).toBe(1)
+      // a mount inside the tree hides a file of the watched filesystem: the file bfs opens is the
+      // one the path names in its namespace (the tmpfs one), never the hidden one under it
+      const sub = path.join(mnt, 'sub')
+      fs.mkdirSync(sub)
+      fs.writeFileSync(path.join(sub, 'x'), 'hidden under the mount')
+      await must(`mount -t tmpfs -o size=1m bfs-quiet-sub ${sub}`)
+      try {
+        fs.writeFileSync(path.join(sub, 'x'), 'on the tmpfs')
+        const xfd = cap.openQuiet(path.join(sub, 'x'))
+        expect(fs.readFileSync(xfd, 'utf8')).toBe('on the tmpfs')
+        fs.closeSync(xfd)
+      } finally {
+        await must(`umount ${sub}`)
+      }
+      expect(cap.stats().treeOpens - trees).toBe(1)
       // a directory or a missing file: one line, as open(2) says
       expect(() => cap.openQuiet(path.join(mnt, 'missing'))).toThrow(/ENOENT/)
       const other = path.join(mnt, 'g')

@@ -884,6 +884,8 @@ export interface BiStats {
   logErrno: number
   /** Files bfs had read in full (every T0 block read or logged): their writers raise no more events. */
   settled: number
+  /** {@link BiCapture.openQuiet} calls served through the quiet tree: no event, no round trip. */
+  treeOpens: number
 }
 
 /** What a file looked like at T0. */
@@ -903,7 +905,7 @@ function biStats(v: Float64Array): BiStats {
   return {
     events: v[0], ownEvents: v[1], openEvents: v[2], skipped: v[3], firstSights: v[4], images: v[5], imageBytes: v[6],
     truncates: v[7], uncovered: v[8], logBytes: v[9], records: v[10], staleBlocks: v[11], voidReason: v[12], logErrno: v[13],
-    settled: v[14],
+    settled: v[14], treeOpens: v[15],
   }
 }
 
@@ -933,10 +935,14 @@ export class BiCapture {
     return new BiCapture(addon().bilogStart(watchPath, logPath, opts.stallMs ?? 0, opts.fifoPriority ?? 0))
   }
 
-  /** T0 (wall clock), whether the listener got SCHED_FIFO (and the errno when not), the watchdog's pid. */
-  info(): { t0Sec: number; t0Nsec: number; fifo: boolean; schedErrno: number; fsDev: number; watchdogPid: number } {
+  /**
+   * T0 (wall clock), whether the listener got SCHED_FIFO (and the errno when not), the
+   * watchdog's pid, and `quietTreeErrno`: 0 when {@link openQuiet} opens through the quiet tree
+   * (a private clone of the watched mount whose opens and reads raise no events), else why not.
+   */
+  info(): { t0Sec: number; t0Nsec: number; fifo: boolean; schedErrno: number; fsDev: number; watchdogPid: number; quietTreeErrno: number } {
     const v = addon().bilogInfo(this.h)
-    return { t0Sec: v[0], t0Nsec: v[1], fifo: v[2] === 1, schedErrno: v[3], fsDev: v[4], watchdogPid: v[5] }
+    return { t0Sec: v[0], t0Nsec: v[1], fifo: v[2] === 1, schedErrno: v[3], fsDev: v[4], watchdogPid: v[5], quietTreeErrno: v[6] }
   }
 
   stats(): BiStats {
@@ -986,9 +992,11 @@ export class BiCapture {
 
   /**
    * Opens a regular file read-only (O_NOATIME where allowed, O_NOFOLLOW) so that reads
-   * through the fd raise no events (each would be a round trip through the listener): the fd
-   * of the open's own permission event, kept for the opening thread. Falls back to a plain
-   * fd. The caller closes it.
+   * through the fd raise no events (each would be a round trip through the listener). An
+   * absolute path below the watched directory is opened through the quiet tree (a private
+   * clone of its mount with an ignore mark: the open raises no event either) when it names the
+   * same inode there; otherwise the fd of the open's own permission event, kept for the
+   * opening thread; otherwise a plain fd. The caller closes it.
    */
   openQuiet(path: PathLike): number {
     return addon().bilogOpenQuiet(this.h, path)
