@@ -12,6 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { bfs, BFS, diffTree, newRepo, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
@@ -293,6 +294,43 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     expect((await bfs(['generations'], { repo })).stdout).not.toMatch(/gen1/)
   }, 300_000)
 
+  it('while the capture is on, every thread of bfs runs at nice +10 (--online-nice N; 0 leaves them as they are)', async () => {
+    const mnt = await makeExt4('nice')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(tree)
+    for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(tree, `f${i}`), Buffer.alloc(100_000, i))
+    const nices = (pid: number): number[] =>
+      fs.readdirSync(`/proc/${pid}/task`).map((t) => Number(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]))
+    for (const [args, want] of [[[], 10], [['--online-nice', '3'], 3], [['--online-nice', '0'], 0]] as const) {
+      const repo = await newRepo(path.join(work, `repo-nice-${want}`))
+      // a fifo as --t0-file: bfs creates it once T0 is set and blocks there until it is read
+      const t0 = path.join(work, `t0-nice-${want}`)
+      await must(`mkfifo ${t0}`)
+      const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0, ...args], repo)
+      children.push(b)
+      const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
+      // (bin/bfs execs node: the pid is the main thread's, blocked in openat(2) of the fifo)
+      await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
+      const during = nices(b.pid!)
+      expect(during.length).toBeGreaterThan(3)
+      expect(new Set(during)).toEqual(new Set([want]))
+      expect(fs.readFileSync(t0, 'utf8')).toMatch(/^\d{4}-\d\d-\d\dT/)
+      expect(await exited).toBe(0)
+    }
+  }, 300_000)
+
+  it('lowerPriority: every thread of the process this much lower, then back', async () => {
+    const { lowerPriority } = await import('../src/repo/online.js')
+    const base = os.getPriority(process.pid)
+    const restore = lowerPriority(4)
+    try {
+      expect(os.getPriority(process.pid)).toBe(Math.min(19, base + 4))
+    } finally {
+      restore()
+    }
+    expect(os.getPriority(process.pid)).toBe(base)
+  })
+
   it('tmpfs: --online fails with one line (exit 1); --online=auto backs up without it and says so in one line', async () => {
     const tm = path.join(work, 'tmpfs')
     fs.mkdirSync(tm)
@@ -418,5 +456,8 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     const t = await bfs(['backup', work, '--t0-file', path.join(work, 'x')], { repo })
     expect(t.code).toBe(1)
     expect(t.stderr).toBe('bfs: --t0-file applies with --online\n')
+    const n = await bfs(['backup', work, '--online-nice', '5'], { repo })
+    expect(n.code).toBe(1)
+    expect(n.stderr).toBe('bfs: --online-nice applies with --online\n')
   }, 120_000)
 })

@@ -9,6 +9,7 @@ import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
 import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
 import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
+import { DEFAULT_ONLINE_NICE } from '../repo/online.js'
 import { int, withSignals } from './common.js'
 import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
@@ -55,6 +56,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--full', 'read every file even if unchanged')
     .addOption(new Option('--online [when]', 'store the tree (or, with --volume, the image file) as it was when the backup started (T0), although it is written meanwhile, without a snapshot (Linux 6.14+, root, ext4/xfs/btrfs); "auto" backs up without it where the filesystem cannot (write --online=auto). Block devices are not covered. Exit 3 lists files open for writing at T0').choices(['on', 'auto']).preset('on'))
     .option('--t0-file <path>', 'with --online: create this file once T0 is set (for scripts)')
+    .option('--online-nice <n>', `with --online: run bfs's own threads this much lower (nice, 0-19) while the capture holds writers up, so that they get a CPU first (default ${DEFAULT_ONLINE_NICE}; 0: unchanged)`, int('--online-nice', 0, 19))
     .addOption(new Option('--threads <n>', 'compression worker threads').default(undefined, 'CPUs').argParser(int('--threads', 1, 256)))
     .option('--level <n>', 'zstd compression level', int('--level', 1, 19), DEFAULT_LEVEL)
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
@@ -72,6 +74,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
       if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
       if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
+      if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
       if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       const repo = ctx.openRepo()
@@ -86,7 +89,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
         run(repo, {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
           source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
-          online: o.online, t0File: o.t0File,
+          online: o.online, t0File: o.t0File, onlineNice: o.onlineNice,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),

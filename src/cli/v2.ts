@@ -37,6 +37,7 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
   ['--exclude', (o) => Array.isArray(o.exclude) && o.exclude.length > 0],
   ['--one-file-system', (o) => !!o.oneFileSystem],
   ['--online', (o) => o.online !== undefined],
+  ['--online-nice', (o) => o.onlineNice !== undefined],
 ]
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>): Promise<void> {

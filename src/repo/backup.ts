@@ -35,6 +35,11 @@ export interface BackupOptions extends CommitOptions, StreamSettings {
   online?: 'on' | 'auto'
   /** With `online`: created once T0 is set (for scripts and tests). */
   t0File?: string
+  /**
+   * With `online`: how much lower (nice) bfs's own threads run while the capture is on, so that
+   * the writers it holds up get a CPU first (default {@link DEFAULT_ONLINE_NICE}; 0: unchanged).
+   */
+  onlineNice?: number
   reporter?: BackupReporter
 }
 
@@ -374,7 +379,7 @@ class TreeWriter {
   /** `--online`: sets the capture's mark (T0); its directory is never backed up. */
   private startCapture(): void {
     if (!this.opts.online) return
-    this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m))
+    this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m), this.opts.onlineNice)
     const dir = this.online.captureDir
     if (dir) {
       // the capture file's directory is never backed up (the source may hold it)

@@ -87,7 +87,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           reporter.warn(m)
         }
         // --online: T0 is set here, under the lock; the image is taken as it was then
-        const online = opts.online ? OnlineCapture.start(source, opts.online, opts.t0File, warn) : null
+        const online = opts.online ? OnlineCapture.start(source, opts.online, opts.t0File, warn, opts.onlineNice) : null
         try {
           const cap = online?.active ? online : null
           const stream = newStream(repo, pool, genId, opts, 'volume')
