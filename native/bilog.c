@@ -234,6 +234,9 @@ struct bilog {
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
   _Atomic uint64_t events, own_events, open_events, skipped, settled_files, tree_opens;
   _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
+  /* set (before the writer is allowed) once an event of another process may change a file:
+   * until then no file has changed since T0, and bilog_t0_stat_ino answers without the lock */
+  _Atomic int foreign;
   int void_logged;
   bilog_uncovered_t *unc;
   size_t nunc, capunc;
@@ -823,6 +826,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   int want_mark = 0;
   pthread_mutex_lock(&b->mu);
   PROF_ADD(PH_LOCK, t5);
+  atomic_store(&b->foreign, 1);
   inode_t *p = get_inode(b, &st, m->fd);
   if (!p) {
     b->st.void_reason = BIR_LISTENER;
@@ -1593,6 +1597,9 @@ int bilog_open_quiet(bilog_t *b, const char *path) {
 int bilog_t0_stat_ino(bilog_t *b, uint64_t dev, uint64_t ino, bilog_t0stat_t *out) {
   if (b->stopped) return -ECANCELED;
   memset(out, 0, sizeof *out);
+  /* nothing changed since T0 and nothing is uncovered (nunc is set before bilog_start returns):
+   * the caller's stat is the T0 state */
+  if (!atomic_load(&b->foreign) && b->nunc == 0) return 0;
   int found = 0;
   pthread_mutex_lock(&b->mu);
   inode_t *p = find_inode(b, dev, ino);

@@ -790,6 +790,9 @@ class TreeWriter {
    * time from a statx by path (which raises no event).
    */
   private atT0Ino(cap: OnlineCapture, p: Buffer, e: Entry, rel: string): void {
+    // a file born after T0 has its ctime after T0 too (the birth sets both; a ctime never
+    // goes back): only those need the birth time (a statx by path, ~10 µs with its BigInts)
+    const changedAfterT0 = e.ctimeSec > cap.t0Sec || (e.ctimeSec === cap.t0Sec && e.ctimeNsec > cap.t0Nsec)
     const { t0, uncovered } = cap.t0StatIno(e.srcDev, e.srcInoHi, e.srcInoLo)
     if (t0) {
       this.stats.logicalBytes += t0.sizeBytes - e.size
@@ -800,10 +803,12 @@ class TreeWriter {
       e.ctimeNsec = t0.ctimeNsec
     }
     let born = 0n
-    try {
-      born = fs.lstatSync(p, { bigint: true }).birthtimeNs
-    } catch {
-      // gone: the worker's open says so
+    if (changedAfterT0) {
+      try {
+        born = fs.lstatSync(p, { bigint: true }).birthtimeNs
+      } catch {
+        // gone: the worker's open says so
+      }
     }
     const why = uncovered ? (BI_REASON_TEXT[uncovered] ?? `reason ${uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
     if (why) {

@@ -80,6 +80,9 @@ export class OnlineCapture {
   private logPath = ''
   /** T0 in ns since the epoch (0 when not captured). */
   t0Ns = 0n
+  /** T0's seconds and nanoseconds (0 when not captured). */
+  t0Sec = 0
+  t0Nsec = 0
   readonly report: OnlineReport
   /** The id worker threads read through the capture with (PlannedRead.bilog; 0 when not capturing). */
   sharedId = 0
@@ -127,6 +130,8 @@ export class OnlineCapture {
     c.dir = dir
     c.logPath = path.join(dir, 'capture.bilog')
     c.t0Ns = BigInt(i.t0Sec) * 1_000_000_000n + BigInt(i.t0Nsec)
+    c.t0Sec = i.t0Sec
+    c.t0Nsec = i.t0Nsec
     c.restorePriority = lowerPriority(nice)
     try {
       c.sharedId = cap.share()
