@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { BFS, bfs, newRepo, sh, spawnBfs, tmpdir } from './helpers.js'
+import { Repository } from '../src/repo/repository.js'
+import { GenView } from '../src/vfs/tree.js'
 
 // Volume backups of real ext4 images made with mkfs.ext4 -d (no root needed to build them);
 // the loop mount from the bfs mount needs root and loop devices, as in CI.
@@ -134,6 +136,34 @@ describe('volume backup of an ext4 image', () => {
     expect(again.stats.storedBytes).toBe(0)
     expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
   })
+
+  it('keeps the stored stream in phase with the image (stream block = file block, modulo the frame) across scattered zero blocks; zeros stay holes', async () => {
+    const img = path.join(work, 'phase.img')
+    const data = randomBytes(1200 * 4096)
+    const zeroAt = [3, 4, 100, 101, 102, 333, 500, 640, 641, 700]
+    for (const b of zeroAt) data.fill(0, b * 4096, (b + 1) * 4096)
+    data.fill(0, 800 * 4096, 870 * 4096) // a run longer than a 32-block frame
+    fs.writeFileSync(img, data)
+    const repo = await newRepo(path.join(work, 'repo-phase'))
+    const r = await bfs(['backup', img, '--volume', '--frame-blocks', '32', '--unit-blocks', '256'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    const rp = Repository.open(repo)
+    const man = rp.manifest(1)
+    expect(man.frameBlocks).toBe(32)
+    const v = new GenView(rp, man)
+    const i = v.lookup(Buffer.from('/phase.img'))
+    expect(i).toBeGreaterThanOrEqual(0)
+    const ext = v.extents(i).filter((e) => e.gen !== 0)
+    expect(ext.length).toBeGreaterThan(1)
+    for (const e of ext) expect((((e.streamBlock - e.fileBlock) % 32) + 32) % 32, JSON.stringify(e)).toBe(0)
+    // the zero blocks are holes: no extent covers them
+    const covered = new Set<number>()
+    for (const e of ext) for (let b = e.fileBlock; b < e.fileBlock + e.count; b++) covered.add(b)
+    for (const b of [...zeroAt, 800, 835, 869]) expect(covered.has(b), `block ${b}`).toBe(false)
+    expect(covered.size).toBe(1200 - zeroAt.length - 70)
+    expect((await sh(`${BFS} --repo ${repo} cat gen1:phase.img | cmp - ${img}`)).code).toBe(0)
+    expect((await bfs(['verify'], { repo })).code).toBe(0)
+  }, 120_000)
 
   it('mounts as one file of the full size with holes, which mount -o loop,ro shows as the filesystem was', async () => {
     const r = await newRepo(path.join(work, 'repo-mount'))

@@ -91,6 +91,18 @@ export interface StoreHooks {
    * handle lives on this thread); without it nothing changes.
    */
   read?: (buf: Buffer, off: number, len: number, pos: number) => number
+  /**
+   * Keep a full read's stream in phase with the file (a volume): a file block and its
+   * stream block stay congruent modulo the frame size, so that a read of F aligned blocks
+   * needs one frame, not two. All-zero blocks are still holes in the map, but a run of them
+   * shorter than a frame leaves its slots in the stream as zeros (nothing refers to them;
+   * they compress to a few bytes); only whole frames of them are left out. Without it an
+   * image with scattered zero blocks (or an --online image, whose blocks written after T0
+   * read as zeros) is stored shifted, and parallel reads of neighbouring ranges wait for
+   * each other's loads of the frames they share (a dd of a 1 GiB image through the mount:
+   * 19.9k futex calls against 457 aligned, ~1.3-1.5x the time).
+   */
+  alignFrames?: boolean
 }
 
 export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null, hooks: StoreHooks = {}): Promise<StoredObject> {
@@ -139,8 +151,25 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
   const stopIfAborted = (): void => {
     if (hooks.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
   }
+  // alignFrames (full reads only): stream block ≡ file block (mod F), so that the frames of
+  // the stream and the file's F-block ranges coincide (units hold whole frames and fill
+  // without gaps, so the phase survives unit boundaries)
+  const F = hooks.alignFrames && !base ? stream.frameBlocks : 0
+  /** alignFrames: zero blocks into the stream, unreferenced, until file block fb's slot is in phase. */
+  const padTo = async (fb: number): Promise<void> => {
+    if (!F) return
+    let pad = (((fb - stream.nextStreamBlock) % F) + F) % F
+    while (pad > 0) {
+      const space = await stream.reserve()
+      const k = Math.min(space.blocks, pad)
+      space.buf.fill(0, space.offsetBytes, space.offsetBytes + k * BLOCK_BYTES)
+      stream.commit(k)
+      pad -= k
+    }
+  }
   /** Appends count blocks of buf at off to the stream (across unit boundaries) as data of file block fb. */
   const putBlocks = async (buf: Buffer, off: number, count: number, fb: number): Promise<void> => {
+    await padTo(fb)
     while (count > 0) {
       const space = await stream.reserve()
       const k = Math.min(space.blocks, count)
@@ -223,6 +252,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       continue
     }
     while (fb < endBlock) {
+      await padTo(fb)
       const space = await stream.reserve()
       const n = Math.min(space.blocks, endBlock - fb)
       const pos = fb * BLOCK_BYTES
@@ -238,6 +268,13 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       for (let i = 0; i < n; i++) {
         const off = space.offsetBytes + i * BLOCK_BYTES
         if (isZeroBlock(space.buf, off)) continue
+        if (F) {
+          // in phase: the chunk starts in phase (padTo), so the zero blocks skipped since,
+          // modulo F, are the slots to leave as zeros (they are behind i: already looked at)
+          const pad = (i - keep) % F
+          if (pad) space.buf.fill(0, space.offsetBytes + keep * BLOCK_BYTES, space.offsetBytes + (keep + pad) * BLOCK_BYTES)
+          keep += pad
+        }
         if (keep !== i) space.buf.copyWithin(space.offsetBytes + keep * BLOCK_BYTES, off, off + BLOCK_BYTES)
         ext.add(fb + i, 1, gen, sb0 + keep)
         keep++

@@ -162,6 +162,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
                 storeObject(readFd, imgSize, regions, stream, base, {
                   direct,
                   signal,
+                  alignFrames: true,
                   // --online: the live bytes with the blocks changed since T0 as zeros (their images go into the BI log)
                   ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
                   onRead: (n) => {
