@@ -8,6 +8,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, sh, tmpdir } from './helpers.js'
+import { listLeases } from '../src/repo/v2/lease.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
 
 const FORMAT = process.env.BFS_FIND_TEST_FORMAT ?? '1'
 let work: string
@@ -236,3 +238,36 @@ describe(`bfs log (format ${FORMAT})`, () => {
     expect(j[2]!.entry).toBe(null)
   })
 })
+
+// Format 2: find and log hold a reader's lease (§2.20.4) while they read, as ls, cat, restore,
+// verify and diff do, so that forget/prune cannot delete what they read; killed while reading
+// a directory piece (BFS_TEST_FAULTS kill, as format2-leases.test.ts), each leaves the lease it
+// held: kind ls, named by its command, pinning every generation it searches.
+if (FORMAT === '2') {
+  describe('bfs find and bfs log hold a lease (format 2)', () => {
+    const leasesDir = (): string => path.join(repo, 'leases')
+    const leaseFiles = (): string[] => (fs.existsSync(leasesDir()) ? fs.readdirSync(leasesDir()) : [])
+    const killInPieces = { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'gens/*/pack-*', ops: ['open', 'get', 'read'], fault: 'kill' }] }) }
+    it('killed mid-way, each leaves its lease: kind ls, its command, every generation it reads pinned; ended, none is left', async () => {
+      const cases: Array<[string[], string, string[]]> = [
+        [['find', 'hosts'], 'find', ['1@1', '2@1', '3@1', '4@1']],
+        [['find', 'hosts', '--gens', '2..3'], 'find', ['2@1', '3@1']],
+        [['log', 'etc/hosts'], 'log', ['1@1', '2@1', '3@1', '4@1']],
+        [['log', 'gen2:etc/hosts'], 'log', ['1@1', '2@1']],
+      ]
+      for (const [args, command, pins] of cases) {
+        fs.rmSync(leasesDir(), { recursive: true, force: true })
+        const r = await bfs(args, { repo, env: killInPieces })
+        expect(r.stderr, args.join(' ')).toContain('killed by SIGKILL')
+        const ls = listLeases(Repo2.open(repo))
+        expect(ls, args.join(' ')).toEqual([expect.objectContaining({ kind: 'ls', command, pins })])
+        expect(ls[0]!.pid).not.toBe(process.pid)
+      }
+      fs.rmSync(leasesDir(), { recursive: true, force: true })
+      for (const args of [['find', 'hosts'], ['find', '--json', 'nothing-like-it'], ['log', 'etc/hosts'], ['log', 'nope']]) {
+        await bfs(args, { repo })
+        expect(leaseFiles(), args.join(' ')).toEqual([])
+      }
+    })
+  })
+}

@@ -22,6 +22,8 @@ import type { MetaScratch, Repository } from '../repo/repository.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
+import { type Lease, readerLease } from '../repo/v2/lease.js'
+import { pinName } from '../format/v2/records.js'
 import { PieceReader } from '../pieces/reader.js'
 import type { BlobReader, ByteRange, Store } from '../store/store.js'
 import { SOURCE_HELP, splitRef } from './common.js'
@@ -229,32 +231,49 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
   }
 }
 
+/** The matches in each of `gens` (format 2), into `results`; a damaged one is named and left out (exit 3). */
+async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOptions, ctx: Ctx, results: Array<{ g: GenInfo; matches: Match[] }>): Promise<void> {
+  // one reader (one piece cache) for every generation: the walk only uses its tree reader
+  const { r, close } = sharedReader(repo, gens[0]!.id)
+  const f = new Find2(r, pat)
+  try {
+    for (const g of gens) {
+      const man = repo.manifest(g.id)
+      let rel: Rel
+      try {
+        rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
+      } catch (err) {
+        if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+        warn(`gen${g.id}: ${err.message.replace(/^gen\d+:/, '')}`)
+        ctx.exitCode = EXIT.BAD_REPO
+        continue
+      }
+      results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
+    }
+  } finally {
+    await close()
+  }
+}
+
+/** Pins every generation to be read in the reader's lease (§2.20.4), at the revision of its manifest. */
+async function pinAll(lease: Lease | null, repo: Repo2, gens: GenInfo[]): Promise<void> {
+  await lease?.setPins(gens.map((g) => pinName(g.id, repo.manifest(g.id).rev)))
+}
+
 async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<void> {
   const pat = new PathPattern(pattern, !!o.ignoreCase)
   const results: Array<{ g: GenInfo; matches: Match[] }> = []
   if (isFormat2(ctx.repoDir())) {
     const repo = Repo2.open(ctx.repoDir(), warn)
-    const { gens } = select2(repo, o)
-    if (!gens.length) return printFind(o, results)
-    // one reader (one piece cache) for every generation: the walk only uses its tree reader
-    const { r, close } = sharedReader(repo, gens[0]!.id)
-    const f = new Find2(r, pat)
+    // §2.20.4: a lease before the manifests are listed, so that forget/prune leaves what is read
+    const lease = readerLease(repo, 'ls', undefined, 'find')
     try {
-      for (const g of gens) {
-        const man = repo.manifest(g.id)
-        let rel: Rel
-        try {
-          rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
-        } catch (err) {
-          if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
-          warn(`gen${g.id}: ${err.message.replace(/^gen\d+:/, '')}`)
-          ctx.exitCode = EXIT.BAD_REPO
-          continue
-        }
-        results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
-      }
+      const { gens } = select2(repo, o)
+      await pinAll(lease, repo, gens)
+      if (!gens.length) return printFind(o, results)
+      await find2(repo, gens, pat, o, ctx, results)
     } finally {
-      await close()
+      lease?.release()
     }
     return printFind(o, results)
   }
@@ -287,6 +306,15 @@ interface Version {
 }
 
 async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> {
+  const held: Array<Lease | null> = [] // format 2: the lease, released when done
+  try {
+    await log(ctx, ref, o, (l) => void held.push(l))
+  } finally {
+    for (const l of held) l?.release()
+  }
+}
+
+async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null) => void): Promise<void> {
   // GEN:PATH: the path's history up to GEN (in GEN's source); PATH alone: every generation
   const colon = ref.indexOf(':')
   const { gen, path: rawPath } = colon < 0 ? { gen: undefined, path: ref } : splitRef(ref)
@@ -306,12 +334,16 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
   }
   if (isFormat2(ctx.repoDir())) {
     const repo = Repo2.open(ctx.repoDir(), warn)
+    // §2.20.4: a lease before the manifests are listed (as find)
+    const lease = readerLease(repo, 'ls', undefined, 'log')
+    held(lease)
     let { gens } = select2(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolve(gen, undefined).sources[0]?.path })
     if (gen !== undefined) {
       const upTo = repo.resolve(gen, o.source === undefined ? undefined : path.resolve(o.source)).id
       gens = gens.filter((g) => g.id <= upTo)
     }
     if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
+    await pinAll(lease, repo, gens)
     const { r, close } = sharedReader(repo, gens[0]!.id)
     const streams = new StreamSource2(repo)
     const hashesOf = (s: number): Buffer => streams.cachedBlockHashes(s)
