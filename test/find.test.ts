@@ -129,6 +129,17 @@ describe(`bfs find (format ${FORMAT})`, () => {
     expect(e.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/docs/', '/etc/hosts', '/etc/nginx/sites/'])
     const f = groups((await bfs(['find', 'l*', '--gens', '1'], { repo })).stdout)
     expect(f.gen1!).toEqual([L('symlink', 9, '/link')])
+    // a trailing ** is what is inside the directory, not the directory itself
+    const g = groups((await bfs(['find', 'etc/**', '--gens', '1'], { repo })).stdout)
+    expect(g.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/etc/hosts', '/etc/nginx/', '/etc/nginx/nginx.conf', '/etc/nginx/sites/', '/etc/nginx/sites/default.conf'])
+    const h = groups((await bfs(['find', 'etc', '--gens', '1'], { repo })).stdout)
+    expect(h.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/etc/'])
+  })
+
+  it('bfs help find explains etc, etc/, /etc, etc/* and etc/**', async () => {
+    const r = await bfs(['help', 'find'])
+    expect(r.code).toBe(0)
+    for (const re of [/^ +etc +.*any depth/m, /^ +etc\/ +.*director.*any depth/m, /^ +\/etc +.*root/m, /^ +etc\/\*\* +.*not etc itself/m]) expect(r.stdout).toMatch(re)
   })
 
   it('--ignore-case; case-sensitive by default', async () => {

@@ -15,7 +15,8 @@ type NameMatch = (b: Buffer, s: number, e: number) => boolean
  * A compiled pattern: components, `null` for `**` (any number of components, none included).
  * A pattern without a slash is `** / NAME` (it matches a base name at any depth); with one,
  * the whole path from the generation's root (a leading `/` is allowed). A trailing `/`
- * matches directories only.
+ * matches directories only; a trailing `**` one or more components (`etc/**`: what is inside
+ * etc, not etc).
  */
 export class PathPattern {
   readonly segs: Array<NameMatch | null>
@@ -32,6 +33,9 @@ export class PathPattern {
     const parts = p.includes('/') ? p.replace(/^\//, '').split('/') : ['**', p]
     if (parts.some((c) => c === '')) throw bad(pattern, 'it has an empty component (//)')
     if (parts.length > 30) throw bad(pattern, 'it has more than 30 components')
+    // a trailing ** is everything inside, not the directory itself (gitignore's `dir/**`, as
+    // restic): one name, then any number of directories (`etc/**` = `etc/*/**`)
+    if (parts.at(-1) === '**') parts.splice(-1, 0, '*')
     this.segs = parts.map((c) => (c === '**' ? null : component(c, ignoreCase, pattern)))
     this.full = 1 << this.segs.length
     this.start = this.close(1)

@@ -411,6 +411,17 @@ async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null
   }
 }
 
+/** `bfs help find`: what the pattern forms match (paths from the generation's root). */
+const FIND_PATTERNS = `
+Patterns (a path is from the generation's root; a volume generation holds one file, named
+after its source: the image file's name, or NAME.img for a block device /dev/NAME):
+  etc          every entry named etc, at any depth (a file or a directory)
+  etc/         every directory named etc, at any depth
+  /etc         the entry etc at the root (any pattern with a slash is from the root)
+  etc/*        the entries directly inside the root's etc
+  etc/**       everything inside the root's etc, at any depth, not etc itself
+  etc/**/*.conf  the .conf files anywhere below the root's etc (** may be no directory)`
+
 export function registerFind(program: Command, ctx: Ctx): void {
   program
     .command('find')
@@ -422,6 +433,7 @@ export function registerFind(program: Command, ctx: Ctx): void {
     .option('-i, --ignore-case', 'match names without regard to case')
     .option('--json', 'print JSON: an array of {generation, id, time, source, hits, matches}')
     .option('--source <path>', 'only the generations of this source')
+    .addHelpText('after', FIND_PATTERNS)
     .action((pattern: string, o: FindOptions) => findCommand(ctx, pattern, o))
   program
     .command('log')
