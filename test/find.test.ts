@@ -282,3 +282,46 @@ if (FORMAT === '2') {
     })
   })
 }
+
+// Format 1 volume generations (backup --volume): one regular file named after the source (the
+// image file's name; NAME.img for a block device /dev/NAME) below an unnamed root. find lists
+// it like any file, with its size and mtime, and log follows its versions; its source path
+// (an absolute path on the host) is not a path inside the generation (--source selects by it).
+if (FORMAT === '1') {
+  describe('bfs find and bfs log on volume generations (format 1)', () => {
+    it('the image is found by its name like any file, with size and mtime; log shows its versions', async () => {
+      const vrepo = path.join(work, 'vrepo')
+      const img = path.join(work, 'vol', 'disk.img')
+      fs.mkdirSync(path.dirname(img))
+      expect((await bfs(['init'], { repo: vrepo })).code).toBe(0)
+      fs.writeFileSync(img, Buffer.alloc(1 << 20, 7))
+      fs.utimesSync(img, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'))
+      const b1 = await bfs(['backup', '--volume', img], { repo: vrepo })
+      expect(b1.code, b1.stderr).toBe(0)
+      fs.appendFileSync(img, Buffer.alloc(4096, 9))
+      fs.utimesSync(img, new Date('2021-06-01T00:00:00Z'), new Date('2021-06-01T00:00:00Z'))
+      const b2 = await bfs(['backup', '--volume', img], { repo: vrepo })
+      expect(b2.code, b2.stderr).toBe(0)
+      // and a file tree in the same repository: one search covers both kinds
+      expect((await bfs(['backup', src], { repo: vrepo })).code).toBe(0)
+      for (const pattern of ['disk.img', '*.img', '/disk.img', 'disk.*']) {
+        const r = await bfs(['find', pattern], { repo: vrepo })
+        expect(r.stderr, pattern).toBe('')
+        expect(r.code, pattern).toBe(0)
+        expect(groups(r.stdout), pattern).toEqual({ gen1: [L('file', 1 << 20, '/disk.img')], gen2: [L('file', (1 << 20) + 4096, '/disk.img', '2021-06-01 00:00:00')] })
+      }
+      const all = groups((await bfs(['find', '*', '--gens', '..2'], { repo: vrepo })).stdout)
+      expect(all).toEqual({ gen1: [L('file', 1 << 20, '/disk.img')], gen2: [L('file', (1 << 20) + 4096, '/disk.img', '2021-06-01 00:00:00')] })
+      const j = JSON.parse((await bfs(['find', '--json', 'disk.img', '--source', img], { repo: vrepo })).stdout) as Array<Record<string, unknown>>
+      expect(j.map((x) => [x.generation, x.source, x.hits])).toEqual([['gen1', img, 1], ['gen2', img, 1]])
+      expect((j[1]!.matches as unknown[])[0]).toMatchObject({ path: '/disk.img', type: 'file', size: (1 << 20) + 4096, mtime: '2021-06-01T00:00:00.000000000Z' })
+      // the source path is where the image was on the host, not a path in the generation
+      expect((await bfs(['find', img], { repo: vrepo })).stdout).toBe('')
+      const l = await bfs(['log', 'disk.img', '--source', img], { repo: vrepo })
+      expect(l.code, l.stderr).toBe(0)
+      expect(l.stdout.trim().split('\n').slice(1).map((x) => x.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  /, '$1TIME  '))).toEqual([
+        V(1, 'added', 'file', 1 << 20), V(2, 'changed', 'file', (1 << 20) + 4096, '2021-06-01 00:00:00', 'content, mtime'),
+      ])
+    })
+  })
+}
