@@ -325,3 +325,72 @@ if (FORMAT === '1') {
     })
   })
 }
+
+// A damaged generation (native-notes/format.md; damage.test.ts flips bytes the same way): find
+// and log name it on stderr in one line, go on with the others, and exit 3 (they finished, but
+// did not search everything). Format 1: gen2's catalog; format 2: gen2's manifest, then the
+// directory pieces in gen2's packs.
+describe(`a damaged generation (format ${FORMAT})`, () => {
+  const flipAll = (file: string): void => {
+    const b = fs.readFileSync(file)
+    for (let i = 0; i < b.length; i += 64) b[i] = b[i]! ^ 0x10
+    fs.writeFileSync(file, b)
+  }
+  const copy = async (name: string): Promise<string> => {
+    const d = path.join(work, name)
+    expect((await sh(`cp -a '${repo}' '${d}'`)).code).toBe(0)
+    return d
+  }
+  const gen = (id: number): string => String(id).padStart(8, '0')
+  const WARN = (id: number): RegExp => new RegExp(`^bfs: warning: gen${id} is damaged and was not searched: \\S`)
+  const row = (l: string): string => l.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  /, '$1TIME  ')
+
+  it('find and log: one warning line naming it, the other generations as before, exit 3', async () => {
+    const intact = groups((await bfs(['find', 'hosts'], { repo })).stdout)
+    const dmg = await copy('damaged-1')
+    flipAll(FORMAT === '1' ? path.join(dmg, 'gens', gen(2), 'catalog') : path.join(dmg, 'manifests', `gen-${gen(2)}`))
+    const r = await bfs(['find', 'hosts'], { repo: dmg })
+    expect(r.code, r.stderr).toBe(3)
+    expect(r.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect(groups(r.stdout)).toEqual({ gen1: intact.gen1, gen4: intact.gen4 })
+    const j = await bfs(['find', '--json', 'hosts'], { repo: dmg })
+    expect(j.code).toBe(3)
+    expect(j.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect((JSON.parse(j.stdout) as Array<{ generation: string }>).map((x) => x.generation)).toEqual(['gen1', 'gen4'])
+    // not among the generations asked for: not searched, not a problem
+    const other = await bfs(['find', 'hosts', '--gens', '3..4'], { repo: dmg })
+    expect([other.code, other.stderr]).toEqual([0, ''])
+    expect(Object.keys(groups(other.stdout))).toEqual(['gen4'])
+    const l = await bfs(['log', 'etc/hosts'], { repo: dmg })
+    expect(l.code, l.stderr).toBe(3)
+    expect(l.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect(l.stdout.trim().split('\n').map(row)).toEqual(['versions of /etc/hosts:', V(1, 'added', 'file', 20), V(3, 'removed'), V(4, 'added', 'file', 11)])
+  })
+
+  if (FORMAT === '1') {
+    it('a damaged manifest too (gen3), with a damaged catalog (gen2): both named, exit 3', async () => {
+      const dmg = await copy('damaged-2')
+      flipAll(path.join(dmg, 'gens', gen(2), 'catalog'))
+      flipAll(path.join(dmg, 'manifests', `gen-${gen(3)}`))
+      const r = await bfs(['find', 'main.c'], { repo: dmg })
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stderr.trimEnd().split('\n').sort()).toEqual([expect.stringMatching(WARN(2)), expect.stringMatching(WARN(3))])
+      expect(Object.keys(groups(r.stdout))).toEqual(['gen1', 'gen4'])
+    })
+  } else {
+    it("gen2's directory pieces damaged: each generation that needs one is named once, gen1 is listed as before, exit 3", async () => {
+      const intact = groups((await bfs(['find', 'hosts'], { repo })).stdout)
+      const dmg = await copy('damaged-2')
+      const packs = fs.readdirSync(path.join(dmg, 'gens', gen(2))).filter((f) => f.startsWith('pack-'))
+      expect(packs.length).toBeGreaterThan(0)
+      for (const p of packs) flipAll(path.join(dmg, 'gens', gen(2), p))
+      const r = await bfs(['find', 'hosts'], { repo: dmg })
+      expect(r.code, r.stderr).toBe(3)
+      const lines = r.stderr.trimEnd().split('\n')
+      expect(lines[0]).toMatch(WARN(2))
+      for (const x of lines) expect(x).toMatch(/^bfs: warning: gen[234] is damaged and was not searched: \S.*pack-\d+/)
+      expect(new Set(lines.map((x) => x.split(' ')[2])).size).toBe(lines.length)
+      expect(groups(r.stdout).gen1).toEqual(intact.gen1)
+    })
+  }
+})
