@@ -67,6 +67,12 @@ describe('find patterns', () => {
     expect(matches('README', 'readme', { ignoreCase: true })).toBe(true)
     expect(matches('sites/', 'etc/sites', { dir: true })).toBe(true)
     expect(matches('sites/', 'etc/sites')).toBe(false)
+    // a - outside a class (with a wildcard elsewhere) is a plain character, as is an escaped one
+    expect(matches('file-0000[01].txt', 'file-00001.txt')).toBe(true)
+    expect(matches('file-0000[01].txt', 'file-00002.txt')).toBe(false)
+    expect(matches('a-*', 'a-b')).toBe(true)
+    expect(matches('a\\-b*', 'a-bc')).toBe(true)
+    expect(matches('[a\\-]x', '-x')).toBe(true)
   })
   it('bad patterns are usage errors (exit 2)', () => {
     for (const p of ['', '/', '[abc', 'a//b', '[z-a]', 'x\\']) {

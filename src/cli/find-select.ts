@@ -74,7 +74,9 @@ function bad(pattern: string, why: string): BfsError {
   return new BfsError('USAGE', `bad pattern '${pattern}': ${why}`)
 }
 
+/** Characters to escape inside a class (`-` too); outside one, `\-` is a syntax error with the `u` flag. */
 const RE_SPECIAL = /[\\^$.*+?()[\]{}|/-]/g
+const RE_SPECIAL_OUTSIDE = /[\\^$.*+?()[\]{}|/]/g
 
 /** One component: literal bytes when it has no `*`, `?`, `[`, `\` (and case counts), else a RegExp over its UTF-8 text. */
 function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
@@ -92,7 +94,7 @@ function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
     } else if (ch === '?') re += '.'
     else if (ch === '\\') {
       if (i + 1 >= cps.length) throw bad(pattern, 'it ends with a lone \\')
-      re += cps[++i]!.replace(RE_SPECIAL, '\\$&')
+      re += cps[++i]!.replace(RE_SPECIAL_OUTSIDE, '\\$&')
     } else if (ch === '[') {
       let j = i + 1
       let cls = ''
@@ -124,7 +126,7 @@ function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
       if (!closed) throw bad(pattern, 'a [ has no closing ]')
       re += `[${cls}]`
       i = j
-    } else re += ch.replace(RE_SPECIAL, '\\$&')
+    } else re += ch.replace(RE_SPECIAL_OUTSIDE, '\\$&')
   }
   const rx = new RegExp(`^(?:${re})$`, ignoreCase ? 'sui' : 'su')
   return (b, s, e) => rx.test(b.toString('utf8', s, e))
