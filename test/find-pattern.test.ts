@@ -34,6 +34,23 @@ describe('find patterns', () => {
     expect(matches('**/x', 'a/x')).toBe(true)
     expect(matches('etc/**', 'etc/a/b')).toBe(true)
   })
+  it('a trailing ** matches everything inside, not the directory itself (gitignore, restic)', () => {
+    for (const p of ['etc/**', '/etc/**', 'etc/**/', 'etc/**/**']) {
+      expect(matches(p, 'etc', { dir: true }), p).toBe(false)
+      expect(matches(p, 'etc/x', { dir: true }), p).toBe(true)
+      expect(matches(p, 'etc/a/b', { dir: true }), p).toBe(true)
+      expect(matches(p, 'usr/etc/x', { dir: true }), p).toBe(false)
+    }
+    expect(matches('**', 'etc')).toBe(true) // no slash: a name at any depth, so any entry
+    expect(matches('/**', 'etc')).toBe(true) // inside the root
+    expect(matches('etc/**/x', 'etc/x')).toBe(true) // in the middle, ** still spans zero directories
+    // without **: etc a name at any depth, etc/ a directory at any depth, /etc the root's
+    expect(matches('etc', 'usr/etc')).toBe(true)
+    expect(matches('etc/', 'usr/etc', { dir: true })).toBe(true)
+    expect(matches('etc/', 'usr/etc')).toBe(false)
+    expect(matches('/etc', 'usr/etc')).toBe(false)
+    expect(matches('/etc', 'etc')).toBe(true)
+  })
   it('?, classes, negation, escapes, UTF-8 characters, case', () => {
     expect(matches('?.c', 'a.c')).toBe(true)
     expect(matches('?.c', 'ab.c')).toBe(false)
@@ -50,6 +67,12 @@ describe('find patterns', () => {
     expect(matches('README', 'readme', { ignoreCase: true })).toBe(true)
     expect(matches('sites/', 'etc/sites', { dir: true })).toBe(true)
     expect(matches('sites/', 'etc/sites')).toBe(false)
+    // a - outside a class (with a wildcard elsewhere) is a plain character, as is an escaped one
+    expect(matches('file-0000[01].txt', 'file-00001.txt')).toBe(true)
+    expect(matches('file-0000[01].txt', 'file-00002.txt')).toBe(false)
+    expect(matches('a-*', 'a-b')).toBe(true)
+    expect(matches('a\\-b*', 'a-bc')).toBe(true)
+    expect(matches('[a\\-]x', '-x')).toBe(true)
   })
   it('bad patterns are usage errors (exit 2)', () => {
     for (const p of ['', '/', '[abc', 'a//b', '[z-a]', 'x\\']) {

@@ -8,6 +8,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, sh, tmpdir } from './helpers.js'
+import { listLeases } from '../src/repo/v2/lease.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
 
 const FORMAT = process.env.BFS_FIND_TEST_FORMAT ?? '1'
 let work: string
@@ -127,6 +129,17 @@ describe(`bfs find (format ${FORMAT})`, () => {
     expect(e.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/docs/', '/etc/hosts', '/etc/nginx/sites/'])
     const f = groups((await bfs(['find', 'l*', '--gens', '1'], { repo })).stdout)
     expect(f.gen1!).toEqual([L('symlink', 9, '/link')])
+    // a trailing ** is what is inside the directory, not the directory itself
+    const g = groups((await bfs(['find', 'etc/**', '--gens', '1'], { repo })).stdout)
+    expect(g.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/etc/hosts', '/etc/nginx/', '/etc/nginx/nginx.conf', '/etc/nginx/sites/', '/etc/nginx/sites/default.conf'])
+    const h = groups((await bfs(['find', 'etc', '--gens', '1'], { repo })).stdout)
+    expect(h.gen1!.map((l) => l.split('  ').at(-1))).toEqual(['/etc/'])
+  })
+
+  it('bfs help find explains etc, etc/, /etc, etc/* and etc/**', async () => {
+    const r = await bfs(['help', 'find'])
+    expect(r.code).toBe(0)
+    for (const re of [/^ +etc +.*any depth/m, /^ +etc\/ +.*director.*any depth/m, /^ +\/etc +.*root/m, /^ +etc\/\*\* +.*not etc itself/m]) expect(r.stdout).toMatch(re)
   })
 
   it('--ignore-case; case-sensitive by default', async () => {
@@ -235,4 +248,149 @@ describe(`bfs log (format ${FORMAT})`, () => {
     expect(j[1]).toMatchObject({ id: 2, what: ['content', 'mtime'], entry: expect.objectContaining({ path: '/etc/hosts', size: 32, type: 'file' }) })
     expect(j[2]!.entry).toBe(null)
   })
+})
+
+// Format 2: find and log hold a reader's lease (§2.20.4) while they read, as ls, cat, restore,
+// verify and diff do, so that forget/prune cannot delete what they read; killed while reading
+// a directory piece (BFS_TEST_FAULTS kill, as format2-leases.test.ts), each leaves the lease it
+// held: kind ls, named by its command, pinning every generation it searches.
+if (FORMAT === '2') {
+  describe('bfs find and bfs log hold a lease (format 2)', () => {
+    const leasesDir = (): string => path.join(repo, 'leases')
+    const leaseFiles = (): string[] => (fs.existsSync(leasesDir()) ? fs.readdirSync(leasesDir()) : [])
+    const killInPieces = { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'gens/*/pack-*', ops: ['open', 'get', 'read'], fault: 'kill' }] }) }
+    it('killed mid-way, each leaves its lease: kind ls, its command, every generation it reads pinned; ended, none is left', async () => {
+      const cases: Array<[string[], string, string[]]> = [
+        [['find', 'hosts'], 'find', ['1@1', '2@1', '3@1', '4@1']],
+        [['find', 'hosts', '--gens', '2..3'], 'find', ['2@1', '3@1']],
+        [['log', 'etc/hosts'], 'log', ['1@1', '2@1', '3@1', '4@1']],
+        [['log', 'gen2:etc/hosts'], 'log', ['1@1', '2@1']],
+      ]
+      for (const [args, command, pins] of cases) {
+        fs.rmSync(leasesDir(), { recursive: true, force: true })
+        const r = await bfs(args, { repo, env: killInPieces })
+        expect(r.stderr, args.join(' ')).toContain('killed by SIGKILL')
+        const ls = listLeases(Repo2.open(repo))
+        expect(ls, args.join(' ')).toEqual([expect.objectContaining({ kind: 'ls', command, pins })])
+        expect(ls[0]!.pid).not.toBe(process.pid)
+      }
+      fs.rmSync(leasesDir(), { recursive: true, force: true })
+      for (const args of [['find', 'hosts'], ['find', '--json', 'nothing-like-it'], ['log', 'etc/hosts'], ['log', 'nope']]) {
+        await bfs(args, { repo })
+        expect(leaseFiles(), args.join(' ')).toEqual([])
+      }
+    })
+  })
+}
+
+// Format 1 volume generations (backup --volume): one regular file named after the source (the
+// image file's name; NAME.img for a block device /dev/NAME) below an unnamed root. find lists
+// it like any file, with its size and mtime, and log follows its versions; its source path
+// (an absolute path on the host) is not a path inside the generation (--source selects by it).
+if (FORMAT === '1') {
+  describe('bfs find and bfs log on volume generations (format 1)', () => {
+    it('the image is found by its name like any file, with size and mtime; log shows its versions', async () => {
+      const vrepo = path.join(work, 'vrepo')
+      const img = path.join(work, 'vol', 'disk.img')
+      fs.mkdirSync(path.dirname(img))
+      expect((await bfs(['init'], { repo: vrepo })).code).toBe(0)
+      fs.writeFileSync(img, Buffer.alloc(1 << 20, 7))
+      fs.utimesSync(img, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'))
+      const b1 = await bfs(['backup', '--volume', img], { repo: vrepo })
+      expect(b1.code, b1.stderr).toBe(0)
+      fs.appendFileSync(img, Buffer.alloc(4096, 9))
+      fs.utimesSync(img, new Date('2021-06-01T00:00:00Z'), new Date('2021-06-01T00:00:00Z'))
+      const b2 = await bfs(['backup', '--volume', img], { repo: vrepo })
+      expect(b2.code, b2.stderr).toBe(0)
+      // and a file tree in the same repository: one search covers both kinds
+      expect((await bfs(['backup', src], { repo: vrepo })).code).toBe(0)
+      for (const pattern of ['disk.img', '*.img', '/disk.img', 'disk.*']) {
+        const r = await bfs(['find', pattern], { repo: vrepo })
+        expect(r.stderr, pattern).toBe('')
+        expect(r.code, pattern).toBe(0)
+        expect(groups(r.stdout), pattern).toEqual({ gen1: [L('file', 1 << 20, '/disk.img')], gen2: [L('file', (1 << 20) + 4096, '/disk.img', '2021-06-01 00:00:00')] })
+      }
+      const all = groups((await bfs(['find', '*', '--gens', '..2'], { repo: vrepo })).stdout)
+      expect(all).toEqual({ gen1: [L('file', 1 << 20, '/disk.img')], gen2: [L('file', (1 << 20) + 4096, '/disk.img', '2021-06-01 00:00:00')] })
+      const j = JSON.parse((await bfs(['find', '--json', 'disk.img', '--source', img], { repo: vrepo })).stdout) as Array<Record<string, unknown>>
+      expect(j.map((x) => [x.generation, x.source, x.hits])).toEqual([['gen1', img, 1], ['gen2', img, 1]])
+      expect((j[1]!.matches as unknown[])[0]).toMatchObject({ path: '/disk.img', type: 'file', size: (1 << 20) + 4096, mtime: '2021-06-01T00:00:00.000000000Z' })
+      // the source path is where the image was on the host, not a path in the generation
+      expect((await bfs(['find', img], { repo: vrepo })).stdout).toBe('')
+      const l = await bfs(['log', 'disk.img', '--source', img], { repo: vrepo })
+      expect(l.code, l.stderr).toBe(0)
+      expect(l.stdout.trim().split('\n').slice(1).map((x) => x.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  /, '$1TIME  '))).toEqual([
+        V(1, 'added', 'file', 1 << 20), V(2, 'changed', 'file', (1 << 20) + 4096, '2021-06-01 00:00:00', 'content, mtime'),
+      ])
+    })
+  })
+}
+
+// A damaged generation (native-notes/format.md; damage.test.ts flips bytes the same way): find
+// and log name it on stderr in one line, go on with the others, and exit 3 (they finished, but
+// did not search everything). Format 1: gen2's catalog; format 2: gen2's manifest, then the
+// directory pieces in gen2's packs.
+describe(`a damaged generation (format ${FORMAT})`, () => {
+  const flipAll = (file: string): void => {
+    const b = fs.readFileSync(file)
+    for (let i = 0; i < b.length; i += 64) b[i] = b[i]! ^ 0x10
+    fs.writeFileSync(file, b)
+  }
+  const copy = async (name: string): Promise<string> => {
+    const d = path.join(work, name)
+    expect((await sh(`cp -a '${repo}' '${d}'`)).code).toBe(0)
+    return d
+  }
+  const gen = (id: number): string => String(id).padStart(8, '0')
+  const WARN = (id: number): RegExp => new RegExp(`^bfs: warning: gen${id} is damaged and was not searched: \\S`)
+  const row = (l: string): string => l.replace(/^(gen\d+ +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  /, '$1TIME  ')
+
+  it('find and log: one warning line naming it, the other generations as before, exit 3', async () => {
+    const intact = groups((await bfs(['find', 'hosts'], { repo })).stdout)
+    const dmg = await copy('damaged-1')
+    flipAll(FORMAT === '1' ? path.join(dmg, 'gens', gen(2), 'catalog') : path.join(dmg, 'manifests', `gen-${gen(2)}`))
+    const r = await bfs(['find', 'hosts'], { repo: dmg })
+    expect(r.code, r.stderr).toBe(3)
+    expect(r.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect(groups(r.stdout)).toEqual({ gen1: intact.gen1, gen4: intact.gen4 })
+    const j = await bfs(['find', '--json', 'hosts'], { repo: dmg })
+    expect(j.code).toBe(3)
+    expect(j.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect((JSON.parse(j.stdout) as Array<{ generation: string }>).map((x) => x.generation)).toEqual(['gen1', 'gen4'])
+    // not among the generations asked for: not searched, not a problem
+    const other = await bfs(['find', 'hosts', '--gens', '3..4'], { repo: dmg })
+    expect([other.code, other.stderr]).toEqual([0, ''])
+    expect(Object.keys(groups(other.stdout))).toEqual(['gen4'])
+    const l = await bfs(['log', 'etc/hosts'], { repo: dmg })
+    expect(l.code, l.stderr).toBe(3)
+    expect(l.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(WARN(2))])
+    expect(l.stdout.trim().split('\n').map(row)).toEqual(['versions of /etc/hosts:', V(1, 'added', 'file', 20), V(3, 'removed'), V(4, 'added', 'file', 11)])
+  })
+
+  if (FORMAT === '1') {
+    it('a damaged manifest too (gen3), with a damaged catalog (gen2): both named, exit 3', async () => {
+      const dmg = await copy('damaged-2')
+      flipAll(path.join(dmg, 'gens', gen(2), 'catalog'))
+      flipAll(path.join(dmg, 'manifests', `gen-${gen(3)}`))
+      const r = await bfs(['find', 'main.c'], { repo: dmg })
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stderr.trimEnd().split('\n').sort()).toEqual([expect.stringMatching(WARN(2)), expect.stringMatching(WARN(3))])
+      expect(Object.keys(groups(r.stdout))).toEqual(['gen1', 'gen4'])
+    })
+  } else {
+    it("gen2's directory pieces damaged: each generation that needs one is named once, gen1 is listed as before, exit 3", async () => {
+      const intact = groups((await bfs(['find', 'hosts'], { repo })).stdout)
+      const dmg = await copy('damaged-2')
+      const packs = fs.readdirSync(path.join(dmg, 'gens', gen(2))).filter((f) => f.startsWith('pack-'))
+      expect(packs.length).toBeGreaterThan(0)
+      for (const p of packs) flipAll(path.join(dmg, 'gens', gen(2), p))
+      const r = await bfs(['find', 'hosts'], { repo: dmg })
+      expect(r.code, r.stderr).toBe(3)
+      const lines = r.stderr.trimEnd().split('\n')
+      expect(lines[0]).toMatch(WARN(2))
+      for (const x of lines) expect(x).toMatch(/^bfs: warning: gen[234] is damaged and was not searched: \S.*pack-\d+/)
+      expect(new Set(lines.map((x) => x.split(' ')[2])).size).toBe(lines.length)
+      expect(groups(r.stdout).gen1).toEqual(intact.gen1)
+    })
+  }
 })

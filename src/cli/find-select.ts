@@ -15,7 +15,8 @@ type NameMatch = (b: Buffer, s: number, e: number) => boolean
  * A compiled pattern: components, `null` for `**` (any number of components, none included).
  * A pattern without a slash is `** / NAME` (it matches a base name at any depth); with one,
  * the whole path from the generation's root (a leading `/` is allowed). A trailing `/`
- * matches directories only.
+ * matches directories only; a trailing `**` one or more components (`etc/**`: what is inside
+ * etc, not etc).
  */
 export class PathPattern {
   readonly segs: Array<NameMatch | null>
@@ -32,6 +33,9 @@ export class PathPattern {
     const parts = p.includes('/') ? p.replace(/^\//, '').split('/') : ['**', p]
     if (parts.some((c) => c === '')) throw bad(pattern, 'it has an empty component (//)')
     if (parts.length > 30) throw bad(pattern, 'it has more than 30 components')
+    // a trailing ** is everything inside, not the directory itself (gitignore's `dir/**`, as
+    // restic): one name, then any number of directories (`etc/**` = `etc/*/**`)
+    if (parts.at(-1) === '**') parts.splice(-1, 0, '*')
     this.segs = parts.map((c) => (c === '**' ? null : component(c, ignoreCase, pattern)))
     this.full = 1 << this.segs.length
     this.start = this.close(1)
@@ -70,7 +74,9 @@ function bad(pattern: string, why: string): BfsError {
   return new BfsError('USAGE', `bad pattern '${pattern}': ${why}`)
 }
 
+/** Characters to escape inside a class (`-` too); outside one, `\-` is a syntax error with the `u` flag. */
 const RE_SPECIAL = /[\\^$.*+?()[\]{}|/-]/g
+const RE_SPECIAL_OUTSIDE = /[\\^$.*+?()[\]{}|/]/g
 
 /** One component: literal bytes when it has no `*`, `?`, `[`, `\` (and case counts), else a RegExp over its UTF-8 text. */
 function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
@@ -88,7 +94,7 @@ function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
     } else if (ch === '?') re += '.'
     else if (ch === '\\') {
       if (i + 1 >= cps.length) throw bad(pattern, 'it ends with a lone \\')
-      re += cps[++i]!.replace(RE_SPECIAL, '\\$&')
+      re += cps[++i]!.replace(RE_SPECIAL_OUTSIDE, '\\$&')
     } else if (ch === '[') {
       let j = i + 1
       let cls = ''
@@ -120,7 +126,7 @@ function component(c: string, ignoreCase: boolean, pattern: string): NameMatch {
       if (!closed) throw bad(pattern, 'a [ has no closing ]')
       re += `[${cls}]`
       i = j
-    } else re += ch.replace(RE_SPECIAL, '\\$&')
+    } else re += ch.replace(RE_SPECIAL_OUTSIDE, '\\$&')
   }
   const rx = new RegExp(`^(?:${re})$`, ignoreCase ? 'sui' : 'su')
   return (b, s, e) => rx.test(b.toString('utf8', s, e))

@@ -17,11 +17,14 @@ import { EntryType, type Entry } from '../format/catalog.js'
 import type { CatalogIndex } from '../format/catalog.js'
 import { FileType, type Entry2 } from '../format/v2/dir.js'
 import { BfsError, EXIT } from '../repo/errors.js'
+import { FormatError } from '../format/errors.js'
 import { ObjectResolver } from '../repo/resolve.js'
 import type { MetaScratch, Repository } from '../repo/repository.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
+import { type Lease, readerLease } from '../repo/v2/lease.js'
+import { pinName } from '../format/v2/records.js'
 import { PieceReader } from '../pieces/reader.js'
 import type { BlobReader, ByteRange, Store } from '../store/store.js'
 import { SOURCE_HELP, splitRef } from './common.js'
@@ -52,38 +55,52 @@ interface FindOptions {
   group?: string
 }
 
-/** The generations to look in: --source, --gens; a damaged one is named on stderr and left out. */
+/**
+ * The generations to look in (--source, --gens), and the damaged ones (a manifest that does
+ * not read) that --gens asks for: the caller names them (see `damage`) and leaves them out.
+ */
 interface Selection {
   gens: GenInfo[]
+  damaged: Array<{ id: number; problem: string }>
+}
+
+/** The generations of `all` that --source and --gens ask for; of `damaged`, those --gens asks for (their source is unknown). */
+function selectFrom(o: FindOptions, all: GenInfo[], damaged: Selection['damaged'], dir: string, resolve: (ref: string, source: string | undefined) => number): Selection {
+  const source = o.source === undefined ? undefined : path.resolve(o.source)
+  if (source !== undefined) {
+    if (!all.some((g) => g.source === source)) throw new BfsError('NO_SUCH_GEN', `no generations of ${source} in ${dir}`)
+    all = all.filter((g) => g.source === source)
+  }
+  const gens = selectGens(o.gens, all, (ref) => resolve(ref, source))
+  const asked = (id: number): boolean => o.gens === undefined || selectGens(o.gens, [{ id, time: '', source: '' }], (ref) => resolve(ref, source)).length > 0
+  return { gens, damaged: damaged.filter((d) => asked(d.id)) }
 }
 
 function select1(repo: Repository, o: FindOptions): Selection {
-  const source = o.source === undefined ? undefined : path.resolve(o.source)
-  let all: GenInfo[] = repo.generations().map((m) => ({ id: m.id, time: m.time, source: m.source }))
-  if (source !== undefined) {
-    if (!all.some((g) => g.source === source)) throw new BfsError('NO_SUCH_GEN', `no generations of ${source} in ${repo.dir}`)
-    all = all.filter((g) => g.source === source)
-  }
-  const gens = selectGens(o.gens, all, (ref) => repo.resolveRef(ref, { source }).manifest.id)
-  const ids = new Set(gens.map((g) => g.id))
-  const lo = gens[0]?.id ?? 0
-  const hi = gens.at(-1)?.id ?? 0
-  for (const d of repo.damagedGenerations()) if (o.gens === undefined ? true : d.id >= lo && d.id <= hi && !ids.has(d.id)) warn(`warning: gen${d.id} is damaged and was not searched: ${d.problem}`)
-  return { gens }
+  const all = repo.generations().map((m) => ({ id: m.id, time: m.time, source: m.source }))
+  return selectFrom(o, all, repo.damagedGenerations(), repo.dir, (ref, source) => repo.resolveRef(ref, { source }).manifest.id)
 }
 
 function select2(repo: Repo2, o: FindOptions): Selection {
   if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
-  const source = o.source === undefined ? undefined : path.resolve(o.source)
   const rows = repo.generations()
-  let all: GenInfo[] = rows.flatMap((g) => ('manifest' in g ? [{ id: g.id, time: g.manifest.time, source: g.manifest.sources[0]?.path ?? '' }] : []))
-  if (source !== undefined) {
-    if (!all.some((g) => g.source === source)) throw new BfsError('NO_SUCH_GEN', `no generations of ${source} in ${repo.dir}`)
-    all = all.filter((g) => g.source === source)
-  }
-  const gens = selectGens(o.gens, all, (ref) => repo.resolve(ref, source).id)
-  for (const g of rows) if ('problem' in g) warn(`warning: gen${g.id} is damaged and was not searched: ${g.problem}`)
-  return { gens }
+  const all = rows.flatMap((g) => ('manifest' in g ? [{ id: g.id, time: g.manifest.time, source: g.manifest.sources[0]?.path ?? '' }] : []))
+  const damaged = rows.flatMap((g) => ('problem' in g ? [{ id: g.id, problem: g.problem }] : []))
+  return selectFrom(o, all, damaged, repo.dir, (ref, source) => repo.resolve(ref, source).id)
+}
+
+/**
+ * Names a damaged generation on stderr in one line and makes the exit status 3 (EXIT.PARTIAL:
+ * the search finished, but did not cover it); the other generations go on as usual.
+ */
+function damage(ctx: Ctx, id: number, problem: string): void {
+  warn(`warning: gen${id} is damaged and was not searched: ${problem}`)
+  ctx.exitCode = EXIT.PARTIAL
+}
+
+/** A format 2 read error's message without its leading `genN:PATH: ` (PATH kept where there is one). */
+function problemOf(err: Error): string {
+  return err.message.replace(/^gen\d+:(\S*): /, (_, p: string) => (p ? `${p}: ` : ''))
 }
 
 /** Whether an entry's mtime passes --newer/--older. */
@@ -229,37 +246,55 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
   }
 }
 
+/** The matches in each of `gens` (format 2), into `results`; a damaged one is named and left out (exit 3). */
+async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOptions, ctx: Ctx, results: Array<{ g: GenInfo; matches: Match[] }>): Promise<void> {
+  // one reader (one piece cache) for every generation: the walk only uses its tree reader
+  const { r, close } = sharedReader(repo, gens[0]!.id)
+  const f = new Find2(r, pat)
+  try {
+    for (const g of gens) {
+      const man = repo.manifest(g.id)
+      let rel: Rel
+      try {
+        rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
+      } catch (err) {
+        if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+        damage(ctx, g.id, problemOf(err))
+        continue
+      }
+      results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
+    }
+  } finally {
+    await close()
+  }
+}
+
+/** Pins every generation to be read in the reader's lease (§2.20.4), at the revision of its manifest. */
+async function pinAll(lease: Lease | null, repo: Repo2, gens: GenInfo[]): Promise<void> {
+  await lease?.setPins(gens.map((g) => pinName(g.id, repo.manifest(g.id).rev)))
+}
+
 async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<void> {
   const pat = new PathPattern(pattern, !!o.ignoreCase)
   const results: Array<{ g: GenInfo; matches: Match[] }> = []
   if (isFormat2(ctx.repoDir())) {
     const repo = Repo2.open(ctx.repoDir(), warn)
-    const { gens } = select2(repo, o)
-    if (!gens.length) return printFind(o, results)
-    // one reader (one piece cache) for every generation: the walk only uses its tree reader
-    const { r, close } = sharedReader(repo, gens[0]!.id)
-    const f = new Find2(r, pat)
+    // §2.20.4: a lease before the manifests are listed, so that forget/prune leaves what is read
+    const lease = readerLease(repo, 'ls', undefined, 'find')
     try {
-      for (const g of gens) {
-        const man = repo.manifest(g.id)
-        let rel: Rel
-        try {
-          rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
-        } catch (err) {
-          if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
-          warn(`gen${g.id}: ${err.message.replace(/^gen\d+:/, '')}`)
-          ctx.exitCode = EXIT.BAD_REPO
-          continue
-        }
-        results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
-      }
+      const { gens, damaged } = select2(repo, o)
+      for (const d of damaged) damage(ctx, d.id, d.problem)
+      await pinAll(lease, repo, gens)
+      if (!gens.length) return printFind(o, results)
+      await find2(repo, gens, pat, o, ctx, results)
     } finally {
-      await close()
+      lease?.release()
     }
     return printFind(o, results)
   }
   const repo = ctx.openRepo()
-  const { gens } = select1(repo, o)
+  const { gens, damaged } = select1(repo, o)
+  for (const d of damaged) damage(ctx, d.id, d.problem)
   const scratch: MetaScratch = {} // one buffer for every catalog (find1 copies what it keeps)
   for (const g of gens) {
     let ci: CatalogIndex
@@ -267,8 +302,7 @@ async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<v
       ci = repo.catalogIndex(g.id, scratch)
     } catch (err) {
       if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
-      warn(`gen${g.id}: ${err.message}`)
-      ctx.exitCode = EXIT.BAD_REPO
+      damage(ctx, g.id, err.message)
       continue
     }
     results.push({ g, matches: find1(ci, pat, o) })
@@ -287,6 +321,15 @@ interface Version {
 }
 
 async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> {
+  const held: Array<Lease | null> = [] // format 2: the lease, released when done
+  try {
+    await log(ctx, ref, o, (l) => void held.push(l))
+  } finally {
+    for (const l of held) l?.release()
+  }
+}
+
+async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null) => void): Promise<void> {
   // GEN:PATH: the path's history up to GEN (in GEN's source); PATH alone: every generation
   const colon = ref.indexOf(':')
   const { gen, path: rawPath } = colon < 0 ? { gen: undefined, path: ref } : splitRef(ref)
@@ -306,12 +349,18 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
   }
   if (isFormat2(ctx.repoDir())) {
     const repo = Repo2.open(ctx.repoDir(), warn)
-    let { gens } = select2(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolve(gen, undefined).sources[0]?.path })
+    // §2.20.4: a lease before the manifests are listed (as find)
+    const lease = readerLease(repo, 'ls', undefined, 'log')
+    held(lease)
+    let { gens, damaged } = select2(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolve(gen, undefined).sources[0]?.path })
     if (gen !== undefined) {
       const upTo = repo.resolve(gen, o.source === undefined ? undefined : path.resolve(o.source)).id
       gens = gens.filter((g) => g.id <= upTo)
+      damaged = damaged.filter((d) => d.id <= upTo)
     }
+    for (const d of damaged) damage(ctx, d.id, d.problem)
     if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
+    await pinAll(lease, repo, gens)
     const { r, close } = sharedReader(repo, gens[0]!.id)
     const streams = new StreamSource2(repo)
     const hashesOf = (s: number): Buffer => streams.cachedBlockHashes(s)
@@ -323,7 +372,9 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
         try {
           e = await r.tree.lookupPath(man.rootEntry, parts.map((c) => Buffer.from(c)))
         } catch (err) {
-          throw new BfsError('CORRUPT', `gen${g.id}:${shown}: ${(err as Error).message}`)
+          if (!(err instanceof BfsError && err.code === 'CORRUPT') && !(err instanceof FormatError)) throw err
+          damage(ctx, g.id, `${shown}: ${problemOf(err)}`)
+          continue
         }
         if (e) entries.set(g.id, e)
         await add(g, e, (prev) => sameContent2(r, r, entries.get(prev.g.id)!, e!, shown, hashesOf).then((same) => !same))
@@ -333,16 +384,25 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
     }
   } else {
     const repo = ctx.openRepo()
-    let { gens } = select1(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolveRef(gen, {}).manifest.source })
+    let { gens, damaged } = select1(repo, gen === undefined ? o : { ...o, source: o.source ?? repo.resolveRef(gen, {}).manifest.source })
     if (gen !== undefined) {
       const upTo = repo.resolveRef(gen, { source: o.source === undefined ? undefined : path.resolve(o.source) }).manifest.id
       gens = gens.filter((g) => g.id <= upTo)
+      damaged = damaged.filter((d) => d.id <= upTo)
     }
+    for (const d of damaged) damage(ctx, d.id, d.problem)
     if (!gens.length) throw new BfsError('NO_SUCH_GEN', `no generations to look in`)
     const resolver = new ObjectResolver(repo)
     const data = new Map<number, Entry>()
     for (const g of gens) {
-      const ci = repo.catalogIndex(g.id)
+      let ci: CatalogIndex
+      try {
+        ci = repo.catalogIndex(g.id)
+      } catch (err) {
+        if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
+        damage(ctx, g.id, err.message)
+        continue
+      }
       let i = 0
       for (const c of parts) {
         if (ci.type[i] !== EntryType.Dir) {
@@ -379,6 +439,17 @@ async function logCommand(ctx: Ctx, ref: string, o: FindOptions): Promise<void> 
   }
 }
 
+/** `bfs help find`: what the pattern forms match (paths from the generation's root). */
+const FIND_PATTERNS = `
+Patterns (a path is from the generation's root; a volume generation holds one file, named
+after its source: the image file's name, or NAME.img for a block device /dev/NAME):
+  etc          every entry named etc, at any depth (a file or a directory)
+  etc/         every directory named etc, at any depth
+  /etc         the entry etc at the root (any pattern with a slash is from the root)
+  etc/*        the entries directly inside the root's etc
+  etc/**       everything inside the root's etc, at any depth, not etc itself
+  etc/**/*.conf  the .conf files anywhere below the root's etc (** may be no directory)`
+
 export function registerFind(program: Command, ctx: Ctx): void {
   program
     .command('find')
@@ -390,6 +461,7 @@ export function registerFind(program: Command, ctx: Ctx): void {
     .option('-i, --ignore-case', 'match names without regard to case')
     .option('--json', 'print JSON: an array of {generation, id, time, source, hits, matches}')
     .option('--source <path>', 'only the generations of this source')
+    .addHelpText('after', FIND_PATTERNS)
     .action((pattern: string, o: FindOptions) => findCommand(ctx, pattern, o))
   program
     .command('log')

@@ -14,7 +14,8 @@ Exit status:
   1    error (bad input, I/O error, disk full; nothing committed)
   2    wrong command line
   3    backup finished, but some files could not be read (listed as skipped),
-       or (--online) were not covered by the capture (listed)
+       or (--online) were not covered by the capture (listed); find or log
+       finished, but some generations are damaged and were not searched (named)
   4    verify found damage or differences
   5    the repository is locked by another writer, or its maintenance lock is
        held (see --wait)

@@ -5,7 +5,7 @@ export const EXIT = {
   ERROR: 1,
   /** Wrong command line. */
   USAGE: 2,
-  /** The backup finished but some files could not be read (they are listed). */
+  /** The backup finished but some files could not be read (they are listed); find/log finished but some generations are damaged (named). */
   PARTIAL: 3,
   /** verify found damage or differences. */
   VERIFY_FAILED: 4,

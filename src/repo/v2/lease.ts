@@ -288,13 +288,14 @@ export class Lease {
 }
 
 /**
- * A reader's lease (§2.20.4: mount, restore, verify, cat, ls, diff), best effort: where the
- * repository cannot be written (permissions, a read-only filesystem, a full disk) the reader
- * goes on without one, as format 1's readers always did — it is then unprotected from a prune.
+ * A reader's lease (§2.20.4: mount, restore, verify, cat, ls, diff, find, log), best effort:
+ * where the repository cannot be written (permissions, a read-only filesystem, a full disk) the
+ * reader goes on without one, as format 1's readers always did — it is then unprotected from a
+ * prune. `command` names the command in the record where the kind does not (find: kind `ls`).
  */
-export function readerLease(repo: Repo2, kind: Exclude<LeaseKind, 'maintenance'>, pins?: string[]): Lease | null {
+export function readerLease(repo: Repo2, kind: Exclude<LeaseKind, 'maintenance'>, pins?: string[], command?: string): Lease | null {
   try {
-    return Lease.take(repo, kind, pins ? { pins } : {})
+    return Lease.take(repo, kind, { ...(pins ? { pins } : {}), ...(command !== undefined ? { command } : {}) })
   } catch (err) {
     if (err instanceof StoreError) return null
     throw err
