@@ -74,6 +74,8 @@ export interface ServeOptions {
   statCacheEntries?: number
   /** Write "ready" here once serving (the background launcher's pipe). */
   readyFd?: number
+  /** Work started before the mount that must have finished before it is announced (the pid file, "ready"). */
+  beforeReady?: Promise<unknown>
   /** The log file when started detaching (BFS_DETACH=1, from bin/bfs). */
   log?: string
   /** For messages: what is mounted ("gen3", "repository /r") and what is served ("gen3 of /r", "all generations of /r"). */
@@ -140,6 +142,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
   // Once mounted, any failure before "ready" must unmount again: the FUSE session
   // would otherwise keep this process alive, serving, with its caller still waiting.
   try {
+    await o.beforeReady
     fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
     if (detaching) {
       // say where we are, then detach (stdout and stderr to the log; the caller's
