@@ -13,6 +13,7 @@ import type { LazyVfs } from '../vfs/gen2.js'
 import { MountBusyError, serveFuse } from './adapter.js'
 import { logFile, pidFile } from './runtime.js'
 import { MountError } from './umount.js'
+import { announceReady } from './ready.js'
 
 const mountedMessage = (what: string, mnt: string, pid: number, log: string): string =>
   `mounted ${what} at ${mnt} (pid ${pid}, log ${log}); unmount with: bfs umount ${mnt}\n`
@@ -159,14 +160,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
     fs.rmSync(pidFile(mnt), { force: true })
     throw new MountError('io', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
-  if (o.readyFd) {
-    try {
-      fs.writeSync(o.readyFd, 'ready\n')
-      fs.closeSync(o.readyFd)
-    } catch {
-      // the launcher is gone (killed while waiting): keep serving, as it asked
-    }
-  }
+  if (o.readyFd) announceReady(o.readyFd)
   // the record is ours unless a newer mount at this path (ours was detached) wrote its own
   const dropPidFile = (): void => {
     try {
