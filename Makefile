@@ -46,7 +46,12 @@ node_modules/fuse-native/build/Release/fuse.node: native/build/Release/fuse.node
 
 native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Release/fuse.node
 
-# dist/cli/bfs.mjs: the whole CLI in one module (esbuild), what bin/bfs runs. Loading ~130
+# dist/cli/bfs.cjs: the whole CLI in one module (esbuild), what bin/bfs runs (through
+# dist/cli/load.cjs, which compiles it with a V8 code cache, one per set of Node options,
+# taken by scripts/code-cache.mjs: issue 15, mount ready). CommonJS, not ESM: Node 20 takes
+# code caches of scripts only, and a CommonJS bundle loads the builtins of a module reached
+# by a dynamic import() when that import runs, not at start-up. commander and lru-cache are
+# bundled too (no ESM resolution, no CommonJS translation). Loading ~130
 # separate ES modules cost `bfs ls` 0.3-0.4 s of its ~0.5 s here (resolution, one file
 # each, compile); one file loads in ~0.1 s. Workers (repo/worker.js) and the tests use tsc's
 # dist/ and src/. The bundle sits one level below dist/ as every module did, so the relative

@@ -45,7 +45,11 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     return
   }
   const pins = new Set<string>()
-  if (man) await lease?.setPins([pinName(man.id, man.rev)])
+  // The pin is written while fuse-native loads and the mount is made, and has landed before
+  // `ready` (bfs mount returns with its generation pinned). Until then the lease, taken
+  // before the manifests were listed and without pins, protects every generation retired
+  // after it started (format.md §2.20.4): the one served among them.
+  const pinned = man ? lease?.setPins([pinName(man.id, man.rev)]) : undefined
   const onOpen = (m: { id: number; rev: number }): void => {
     pins.add(pinName(m.id, m.rev))
     void lease?.setPins([...pins])
@@ -63,6 +67,7 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     nativeReadCacheBytes: nativeReads ? cacheBytes : 0,
     statCacheEntries: MOUNT_STAT_CACHE_ENTRIES,
     readyFd: o.readyFd as number | undefined,
+    beforeReady: pinned,
     log: o.log as string | undefined,
     what,
     serving: `${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} (format 2)`,

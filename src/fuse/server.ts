@@ -13,6 +13,7 @@ import type { LazyVfs } from '../vfs/gen2.js'
 import { MountBusyError, serveFuse } from './adapter.js'
 import { logFile, pidFile } from './runtime.js'
 import { MountError } from './umount.js'
+import { announceReady } from './ready.js'
 
 const mountedMessage = (what: string, mnt: string, pid: number, log: string): string =>
   `mounted ${what} at ${mnt} (pid ${pid}, log ${log}); unmount with: bfs umount ${mnt}\n`
@@ -74,6 +75,8 @@ export interface ServeOptions {
   statCacheEntries?: number
   /** Write "ready" here once serving (the background launcher's pipe). */
   readyFd?: number
+  /** Work started before the mount that must have finished before it is announced (the pid file, "ready"). */
+  beforeReady?: Promise<unknown>
   /** The log file when started detaching (BFS_DETACH=1, from bin/bfs). */
   log?: string
   /** For messages: what is mounted ("gen3", "repository /r") and what is served ("gen3 of /r", "all generations of /r"). */
@@ -140,6 +143,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
   // Once mounted, any failure before "ready" must unmount again: the FUSE session
   // would otherwise keep this process alive, serving, with its caller still waiting.
   try {
+    await o.beforeReady
     fs.writeFileSync(pidFile(mnt), `${process.pid}\n`)
     if (detaching) {
       // say where we are, then detach (stdout and stderr to the log; the caller's
@@ -156,14 +160,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
     fs.rmSync(pidFile(mnt), { force: true })
     throw new MountError('io', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
-  if (o.readyFd) {
-    try {
-      fs.writeSync(o.readyFd, 'ready\n')
-      fs.closeSync(o.readyFd)
-    } catch {
-      // the launcher is gone (killed while waiting): keep serving, as it asked
-    }
-  }
+  if (o.readyFd) announceReady(o.readyFd)
   // the record is ours unless a newer mount at this path (ours was detached) wrote its own
   const dropPidFile = (): void => {
     try {
