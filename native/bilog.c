@@ -77,6 +77,16 @@ struct bi_fan_range {
 #ifndef SYS_openat2
 #define SYS_openat2 437
 #endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+/* mount_setattr(2)'s argument (linux/mount.h, spelled out as openat2's) */
+struct bilog_mount_attr {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
 #ifndef RESOLVE_NO_XDEV
 #define RESOLVE_NO_XDEV 0x01
 #define RESOLVE_NO_MAGICLINKS 0x02
@@ -874,6 +884,12 @@ static int listen_once(bilog_t *b, int stopping) {
   atomic_store(&b->shm->ninflight, k);
   left = len;
   for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+    if (m->mask & FAN_Q_OVERFLOW) { /* events were dropped (their writes allowed unseen) */
+      pthread_mutex_lock(&b->mu);
+      if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
+      pthread_mutex_unlock(&b->mu);
+      continue;
+    }
     if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
     PROF_T(tev);
     handle_event(b, m);
@@ -1155,7 +1171,12 @@ static void quiet_tree_start(bilog_t *b, const char *watch_path, const struct st
   char *real = realpath(dir, NULL);
   int fd = real ? (int)syscall(SYS_open_tree, AT_FDCWD, real, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) : -1;
   struct stat rst;
+  /* read-only before the ignore mark: a process that reaches the clone anyway (through
+   * /proc/<bfs>/fd/N, when allowed to ptrace bfs) cannot write through it unseen */
+  struct bilog_mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
   if (!real || fd < 0) {
+    err = errno;
+  } else if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &ro, sizeof ro) != 0) {
     err = errno;
   } else if (fstatat(fd, "", &rst, AT_EMPTY_PATH) != 0) {
     err = errno;
@@ -1294,7 +1315,9 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   b->fthr_started = 1;
 
-  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_MARKS,
+  /* FAN_UNLIMITED_QUEUE: on a full queue the kernel would drop a permission event and let
+   * its write through unseen (FAN_Q_OVERFLOW; listen_once voids the run if one comes) */
+  b->fanfd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_MARKS | FAN_UNLIMITED_QUEUE,
                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   if (b->fanfd < 0) {
     err = errno;

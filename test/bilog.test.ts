@@ -302,6 +302,22 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       fs.closeSync(quiet)
       expect(own() - before).toBe(0)
       expect(cap.stats().treeOpens - trees).toBe(1)
+      // the clone is read-only: reached through /proc/self/fd (as a process allowed to ptrace
+      // bfs could), it cannot be written through unseen
+      // (the clone's fd is an O_PATH fd of a directory holding this very file `f`)
+      const fst = fs.statSync(file)
+      const clones = fs.readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          const flags = parseInt(/^flags:\s+([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8)
+          const st = fs.statSync(`/proc/self/fd/${fd}/f`)
+          return (flags & 0o10000000) !== 0 && st.ino === fst.ino && st.dev === fst.dev
+        } catch {
+          return false
+        }
+      })
+      expect(clones.length).toBeGreaterThanOrEqual(1)
+      for (const fd of clones) expect(() => fs.openSync(`/proc/self/fd/${fd}/f`, 'r+')).toThrow(/EROFS/)
+      expect(fs.readFileSync(file).equals(Buffer.alloc(5 * 4096, 3))).toBe(true)
       // a path the tree does not serve (relative, so not below the watched directory as given):
       // the open is one round trip, its reads none
       before = own()

@@ -33,8 +33,8 @@ export const DEFAULT_ONLINE_NICE = 10
  * Lowers the CPU priority (raises the nice value) of every thread of this process by `by`
  * (up to 19) and returns what puts them back. On Linux a nice value is per thread
  * (setpriority(PRIO_PROCESS, tid)); threads started meanwhile inherit the creating thread's,
- * and are set to the main thread's former value on the way back. The capture's listeners run
- * at SCHED_FIFO, where the nice value does not count. Why: a writer the capture blocked is
+ * and are set to the main thread's former value on the way back. The capture's own threads
+ * (`bfs-bilog*`: listeners, flusher) are left as they are. Why: a writer the capture blocked is
  * woken when the listener answers, then waits for a CPU; with bfs's compression and read
  * threads at nice 0 on a busy machine that wait was the writer's p99 (bench online step:
  * 473 → 159 µs on the tree, 1,677 → 309 µs on the image with nice +10). Failures (EPERM, a
@@ -52,6 +52,10 @@ export function lowerPriority(by: number): () => void {
   }
   for (const tid of tasks()) {
     try {
+      // not the capture's own threads: its listeners (SCHED_FIFO where allowed, else nice 0
+      // must stay nice 0 to answer writers) and its flusher (a full ring makes the listener,
+      // and so a writer, wait for it)
+      if (fs.readFileSync(`/proc/self/task/${tid}/comm`, 'latin1').startsWith('bfs-bilog')) continue
       const p = os.getPriority(tid)
       before.set(tid, p)
       os.setPriority(tid, Math.min(19, p + by))
@@ -63,6 +67,7 @@ export function lowerPriority(by: number): () => void {
   return () => {
     for (const tid of tasks()) {
       try {
+        if (!before.has(tid) && fs.readFileSync(`/proc/self/task/${tid}/comm`, 'latin1').startsWith('bfs-bilog')) continue
         os.setPriority(tid, before.get(tid) ?? base)
       } catch {
         // gone, or not allowed (raising a priority needs CAP_SYS_NICE; --online needs root)
