@@ -351,14 +351,21 @@ static char *fp_bytes(napi_env env, napi_value v, const char *name, size_t *len)
 }
 
 static napi_value js_fp_stat_seen(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
+  napi_value argv[6];
   napi_valuetype t;
   const double *f;
   size_t count, dlen = 0, nlen = 0;
   double flags;
-  if (!fp_args(env, info, 5, argv)) return NULL;
+  if (!fp_args(env, info, 6, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL || napi_typeof(env, argv[1], &t) != napi_ok) return NULL;
+  bool more = false; /* argv[5] true: the reply goes on (its end is a later call with name null) */
+  napi_get_value_bool(env, argv[5], &more);
+  napi_valuetype nt;
+  if (napi_typeof(env, argv[2], &nt) == napi_ok && nt == napi_null) {
+    sc_seen(fp->hooks.sc, NULL, NULL, 0, NULL, 0); /* the end of a reply */
+    return NULL;
+  }
   char *dir = t == napi_null ? NULL : fp_bytes(env, argv[1], "dir", &dlen);
   if (t != napi_null && dir == NULL) return NULL;
   char *name = fp_bytes(env, argv[2], "name", &nlen);
@@ -377,7 +384,7 @@ static napi_value js_fp_stat_seen(napi_env env, napi_callback_info info) {
     st.st_mtim.tv_sec = (time_t)f[4];
     st.st_mtim.tv_nsec = (long)f[5];
     sc_seen(fp->hooks.sc, dir, name, nlen, &st, (uint32_t)flags);
-    sc_seen(fp->hooks.sc, dir, NULL, 0, NULL, 0); /* a reply of one entry */
+    if (!more) sc_seen(fp->hooks.sc, dir, NULL, 0, NULL, 0); /* a reply of one entry */
   }
   free(dir);
   free(name);

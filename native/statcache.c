@@ -1,10 +1,16 @@
 /*
- * The mount's stat cache: see statcache.h. The tables and the locking are those of the
- * fuse-native patch's fn_cache (patch 3), without what bfs never used (ttl, invalidation,
- * preloading): two generations bound the memory; inserts go to the young table, and when
- * it holds max_entries/2 entries the old table is dropped and the young one becomes old.
- * Lookups check young, then old. One rwlock: readers are the libfuse threads, the writer
- * the JavaScript thread (readdir and getattr replies).
+ * The mount's stat cache: see statcache.h and native-notes/native-addon.md.
+ *
+ * Two stores. A readdir reply is kept whole, as one listing of its directory (one block:
+ * entries, their names, and a small open-addressing index by name), so a reply costs one
+ * allocation and one short write-lock, not one of each per entry. Listings are bounded by
+ * their entries in all (max_entries) and evicted whole by CLOCK (a lookup sets the
+ * listing's reference bit; eviction gives a referenced listing a second turn). getattr
+ * replies (a whole path, dir NULL) go to the per-path tables of before: two generations,
+ * inserts to the young table; when it holds max_entries/2 entries the old table is dropped
+ * and the young one becomes old. Lookups check the path tables, then the listing of the
+ * path's directory. One rwlock: readers are the libfuse threads, the writer the JavaScript
+ * thread, which builds a reply's listing without the lock and takes it once to publish it.
  */
 #include "statcache.h"
 
@@ -27,14 +33,51 @@ typedef struct {
   size_t count;
 } sc_table_t;
 
+/* One entry of a listing: its stat and flags, its name at names + name_off. */
+typedef struct {
+  struct stat st;
+  uint32_t flags;
+  uint32_t name_off;
+  uint32_t name_len;
+} sc_lent_t;
+
+/* A directory's last readdir reply: one malloc'd block holding this header, then n entries,
+ * then the index (mask + 1 slots of entry number + 1, 0 = empty), then the names, then the
+ * directory's path. */
+typedef struct sc_listing_s {
+  struct sc_listing_s *hnext;          /* bucket chain */
+  struct sc_listing_s *cnext, *cprev;  /* the CLOCK ring (insertion order) */
+  uint64_t hash;                       /* of the directory's path */
+  uint32_t n, mask, dir_len;
+  int ref;                             /* set by lookups (under the read lock: atomic) */
+  sc_lent_t *ents;
+  uint32_t *index;
+  char *names;
+  char *dir;
+} sc_listing_t;
+
+/* The reply being received (JS thread only, no lock): grows by doubling. */
+typedef struct {
+  int active;
+  char *dir;
+  size_t dir_len;
+  sc_lent_t *ents;
+  size_t n, cap;
+  char *names;
+  size_t names_len, names_cap;
+  int failed; /* an allocation failed: the reply is not kept */
+} sc_build_t;
+
 struct sc_s {
   pthread_rwlock_t lock;
-  sc_table_t gen[2]; /* 0 = young, 1 = old */
+  sc_table_t gen[2]; /* getattr replies: 0 = young, 1 = old */
+  sc_listing_t **lbuckets;
+  size_t nlbuckets; /* power of two */
+  size_t nlistings, lentries;
+  sc_listing_t *hand; /* the CLOCK ring's oldest listing (NULL: none) */
   size_t max_entries;
   int getattr;
-  /* The JS thread holds the write lock from a readdir reply's first entry to its end (one
-   * lock per reply, as the binding's cache took it); only that thread reads or sets it. */
-  int writing;
+  sc_build_t b;
   uint64_t hits, misses, inserts;
 };
 
@@ -110,14 +153,171 @@ static void sc_table_grow(sc_table_t *t) {
   t->nbuckets = n;
 }
 
+/* The directory part of a stored path: "/" stays, a trailing '/' goes. */
+static size_t sc_dir_len(const char *dir, size_t len) {
+  while (len > 1 && dir[len - 1] == '/') len--;
+  return len;
+}
+
+static sc_listing_t *sc_listing_find(sc_t *c, uint64_t h, const char *dir, size_t len) {
+  if (c->nlbuckets == 0) return NULL;
+  for (sc_listing_t *l = c->lbuckets[h & (c->nlbuckets - 1)]; l; l = l->hnext)
+    if (l->hash == h && l->dir_len == len && memcmp(l->dir, dir, len) == 0) return l;
+  return NULL;
+}
+
+/* Write lock held: takes l out of the table and the ring (the caller frees it). */
+static void sc_listing_unlink(sc_t *c, sc_listing_t *l) {
+  sc_listing_t **pp = &c->lbuckets[l->hash & (c->nlbuckets - 1)];
+  while (*pp && *pp != l) pp = &(*pp)->hnext;
+  if (*pp) *pp = l->hnext;
+  if (l->cnext == l) {
+    c->hand = NULL;
+  } else {
+    l->cprev->cnext = l->cnext;
+    l->cnext->cprev = l->cprev;
+    if (c->hand == l) c->hand = l->cnext;
+  }
+  c->nlistings--;
+  c->lentries -= l->n;
+}
+
+/* Write lock held: publishes l (replacing the directory's older listing, which goes on
+ * *dead), then evicts by CLOCK until the entries fit (evicted listings go on *dead too,
+ * chained through hnext, to be freed after the lock is dropped). */
+static void sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
+  sc_listing_t *old = sc_listing_find(c, l->hash, l->dir, l->dir_len);
+  if (old) {
+    sc_listing_unlink(c, old);
+    old->hnext = *dead;
+    *dead = old;
+  }
+  while (c->hand && c->lentries + l->n > c->max_entries) {
+    sc_listing_t *v = c->hand;
+    if (__atomic_exchange_n(&v->ref, 0, __ATOMIC_RELAXED) && c->nlistings > 1) {
+      c->hand = v->cnext; /* referenced since its last turn: a second chance */
+      continue;
+    }
+    sc_listing_unlink(c, v);
+    v->hnext = *dead;
+    *dead = v;
+  }
+  if (c->nlistings + 1 > c->nlbuckets) {
+    size_t n = c->nlbuckets ? c->nlbuckets * 2 : 256;
+    sc_listing_t **b = calloc(n, sizeof(sc_listing_t *));
+    if (b != NULL) {
+      for (size_t i = 0; i < c->nlbuckets; i++) {
+        sc_listing_t *x = c->lbuckets[i];
+        while (x) {
+          sc_listing_t *next = x->hnext;
+          x->hnext = b[x->hash & (n - 1)];
+          b[x->hash & (n - 1)] = x;
+          x = next;
+        }
+      }
+      free(c->lbuckets);
+      c->lbuckets = b;
+      c->nlbuckets = n;
+    }
+  }
+  if (c->nlbuckets == 0) {
+    l->hnext = *dead;
+    *dead = l;
+    return;
+  }
+  l->hnext = c->lbuckets[l->hash & (c->nlbuckets - 1)];
+  c->lbuckets[l->hash & (c->nlbuckets - 1)] = l;
+  if (c->hand == NULL) {
+    l->cnext = l->cprev = l;
+    c->hand = l;
+  } else { /* newest: just before the hand */
+    l->cnext = c->hand;
+    l->cprev = c->hand->cprev;
+    c->hand->cprev->cnext = l;
+    c->hand->cprev = l;
+  }
+  c->nlistings++;
+  c->lentries += l->n;
+}
+
+static void sc_free_chain(sc_listing_t *l) {
+  while (l) {
+    sc_listing_t *next = l->hnext;
+    free(l);
+    l = next;
+  }
+}
+
+/* Index of name in l (entry number), or -1. */
+static long sc_listing_lookup(const sc_listing_t *l, const char *name, size_t nlen) {
+  uint64_t h = sc_hash(name, nlen);
+  for (uint32_t i = (uint32_t)h & l->mask;; i = (i + 1) & l->mask) {
+    uint32_t k = l->index[i];
+    if (k == 0) return -1;
+    const sc_lent_t *e = &l->ents[k - 1];
+    if (e->name_len == nlen && memcmp(l->names + e->name_off, name, nlen) == 0) return (long)(k - 1);
+  }
+}
+
+/* The reply received so far as one listing block (NULL: nothing to keep, or no memory). */
+static sc_listing_t *sc_build_finish(sc_t *c) {
+  sc_build_t *b = &c->b;
+  if (b->failed || b->n == 0 || b->n > c->max_entries) return NULL;
+  uint32_t slots = 4;
+  while (slots < b->n * 2) slots *= 2;
+  size_t sz = sizeof(sc_listing_t) + b->n * sizeof(sc_lent_t) + (size_t)slots * sizeof(uint32_t) + b->names_len + b->dir_len + 1;
+  sc_listing_t *l = malloc(sz);
+  if (l == NULL) return NULL;
+  memset(l, 0, sizeof *l);
+  l->ents = (sc_lent_t *)(l + 1);
+  l->index = (uint32_t *)(l->ents + b->n);
+  l->names = (char *)(l->index + slots);
+  l->dir = l->names + b->names_len;
+  memcpy(l->ents, b->ents, b->n * sizeof(sc_lent_t));
+  memcpy(l->names, b->names, b->names_len);
+  memcpy(l->dir, b->dir, b->dir_len);
+  l->dir[b->dir_len] = 0;
+  l->dir_len = (uint32_t)b->dir_len;
+  l->hash = sc_hash(l->dir, l->dir_len);
+  l->mask = slots - 1;
+  memset(l->index, 0, (size_t)slots * sizeof(uint32_t));
+  for (uint32_t k = 0; k < b->n; k++) {
+    const sc_lent_t *e = &l->ents[k];
+    uint64_t h = sc_hash(l->names + e->name_off, e->name_len);
+    uint32_t i = (uint32_t)h & l->mask;
+    int dup = 0;
+    for (; l->index[i]; i = (i + 1) & l->mask) {
+      sc_lent_t *o = &l->ents[l->index[i] - 1];
+      if (o->name_len == e->name_len && memcmp(l->names + o->name_off, l->names + e->name_off, e->name_len) == 0) {
+        /* a name twice in one reply: the later stat wins, as a later insert did */
+        o->st = e->st;
+        o->flags = e->flags;
+        dup = 1;
+        break;
+      }
+    }
+    if (!dup) l->index[i] = k + 1;
+  }
+  l->n = (uint32_t)b->n; /* entries counted against the bound (duplicates too: they take room) */
+  return l;
+}
+
+static void sc_build_reset(sc_build_t *b) {
+  b->active = 0;
+  b->failed = 0;
+  b->n = 0;
+  b->names_len = 0;
+  b->dir_len = 0;
+}
+
 sc_t *sc_new(size_t max_entries, int getattr) {
   sc_t *c = calloc(1, sizeof(sc_t));
   if (c == NULL) return NULL;
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init(&attr);
 #if defined(__GLIBC__)
-  /* Readers (libfuse threads) never nest; let the writer (the JS thread, inserting a
-   * readdir's entries) in promptly instead of queueing behind readers. */
+  /* Readers (libfuse threads) never nest; let the writer (the JS thread, publishing a
+   * readdir's listing) in promptly instead of queueing behind readers. */
   pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 #endif
   int rc = pthread_rwlock_init(&c->lock, &attr);
@@ -164,36 +364,91 @@ static void sc_put_locked(sc_t *c, const char *full, size_t len, const struct st
   if (young->count > young->nbuckets) sc_table_grow(young);
 }
 
+/* Starts receiving a reply: records its directory (JS thread, no lock). */
+static void sc_build_open(sc_t *c, const char *dir) {
+  sc_build_t *b = &c->b;
+  size_t dl = sc_dir_len(dir, strlen(dir));
+  char *d = realloc(b->dir, dl + 1);
+  b->active = 1;
+  if (d == NULL) {
+    b->failed = 1;
+    return;
+  }
+  b->dir = d;
+  memcpy(b->dir, dir, dl);
+  b->dir[dl] = 0;
+  b->dir_len = dl;
+}
+
+/* Appends one entry to the reply being built (JS thread, no lock). */
+static void sc_build_add(sc_t *c, const char *name, size_t nlen, const struct stat *st, uint32_t flags) {
+  sc_build_t *b = &c->b;
+  if (b->failed) return;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    sc_lent_t *e = realloc(b->ents, cap * sizeof(sc_lent_t));
+    if (e == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->ents = e;
+    b->cap = cap;
+  }
+  if (b->names_len + nlen > b->names_cap || b->names_len + nlen > UINT32_MAX) {
+    size_t cap = b->names_cap ? b->names_cap : 4096;
+    while (cap < b->names_len + nlen) cap *= 2;
+    char *n = cap <= UINT32_MAX ? realloc(b->names, cap) : NULL;
+    if (n == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->names = n;
+    b->names_cap = cap;
+  }
+  sc_lent_t *e = &b->ents[b->n++];
+  e->st = *st;
+  e->flags = flags;
+  e->name_off = (uint32_t)b->names_len;
+  e->name_len = (uint32_t)nlen;
+  memcpy(b->names + b->names_len, name, nlen);
+  b->names_len += nlen;
+}
+
 void sc_seen(sc_t *c, const char *dir, const char *name, size_t nlen, const struct stat *st, uint32_t flags) {
   if (c == NULL) return;
-  if (name == NULL) { /* the end of a readdir reply's entries */
-    if (c->writing) {
-      c->writing = 0;
-      pthread_rwlock_unlock(&c->lock);
-    }
-    return;
-  }
-  if (st == NULL || st->st_mode == 0 || (flags & SC_NO_CACHE)) return;
-  if (dir == NULL && !c->getattr) return;
-  if (dir != NULL && (nlen == 0 || (nlen == 1 && name[0] == '.') || (nlen == 2 && name[0] == '.' && name[1] == '.')))
-    return;
-  size_t plen = dir ? strlen(dir) : 0;
-  int sep = plen > 0 && dir[plen - 1] != '/';
-  size_t len = plen + (size_t)sep + nlen;
-  char stackbuf[4096];
-  char *full = len < sizeof stackbuf ? stackbuf : malloc(len + 1);
-  if (full == NULL) return;
-  if (plen) memcpy(full, dir, plen);
-  if (sep) full[plen] = '/';
-  memcpy(full + plen + sep, name, nlen);
-  full[len] = 0;
-  if (!c->writing) {
+  if (name == NULL) { /* the end of a readdir reply's entries: publish its listing */
+    if (!c->b.active) return;
+    sc_listing_t *l = sc_build_finish(c);
+    sc_listing_t *dead = NULL;
     pthread_rwlock_wrlock(&c->lock);
-    c->writing = dir != NULL; /* a readdir entry: held until the reply's end */
+    if (l != NULL) {
+      sc_listing_put(c, l, &dead);
+      c->inserts += l->n;
+    } else if (c->b.dir_len > 0) {
+      /* nothing kept for this reply: a listing of before would be stale */
+      sc_listing_t *old = sc_listing_find(c, sc_hash(c->b.dir, c->b.dir_len), c->b.dir, c->b.dir_len);
+      if (old) {
+        sc_listing_unlink(c, old);
+        dead = old;
+        old->hnext = NULL;
+      }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    sc_free_chain(dead);
+    sc_build_reset(&c->b);
+    return;
   }
-  sc_put_locked(c, full, len, st, flags);
-  if (!c->writing) pthread_rwlock_unlock(&c->lock);
-  if (full != stackbuf) free(full);
+  if (dir != NULL) {
+    if (!c->b.active) sc_build_open(c, dir);
+    if (st == NULL || st->st_mode == 0 || (flags & SC_NO_CACHE)) return;
+    if (nlen == 0 || (nlen == 1 && name[0] == '.') || (nlen == 2 && name[0] == '.' && name[1] == '.')) return;
+    sc_build_add(c, name, nlen, st, flags);
+    return;
+  }
+  if (st == NULL || st->st_mode == 0 || (flags & SC_NO_CACHE) || !c->getattr) return;
+  pthread_rwlock_wrlock(&c->lock);
+  sc_put_locked(c, name, nlen, st, flags);
+  pthread_rwlock_unlock(&c->lock);
 }
 
 int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int count) {
@@ -208,6 +463,26 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
     if (st) *st = e->st;
     if (flags) *flags = e->flags;
     found = 1;
+  } else if (c->nlistings > 0) {
+    const char *slash = NULL;
+    for (size_t i = len; i > 0; i--)
+      if (path[i - 1] == '/') {
+        slash = path + i - 1;
+        break;
+      }
+    if (slash != NULL && (size_t)(slash - path) + 1 < len) {
+      size_t dl = slash == path ? 1 : (size_t)(slash - path);
+      sc_listing_t *l = sc_listing_find(c, sc_hash(path, dl), path, dl);
+      if (l != NULL) {
+        long k = sc_listing_lookup(l, slash + 1, len - (size_t)(slash - path) - 1);
+        if (k >= 0) {
+          if (st) *st = l->ents[k].st;
+          if (flags) *flags = l->ents[k].flags;
+          found = 1;
+        }
+        if (!__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);
+      }
+    }
   }
   pthread_rwlock_unlock(&c->lock);
   if (count) __atomic_fetch_add(found ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
@@ -216,11 +491,23 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
 
 void sc_info(sc_t *c, sc_info_t *out) {
   pthread_rwlock_rdlock(&c->lock);
-  out->entries = c->gen[0].count + c->gen[1].count;
+  out->entries = c->gen[0].count + c->gen[1].count + c->lentries;
   out->inserts = c->inserts;
   pthread_rwlock_unlock(&c->lock);
   out->hits = __atomic_load_n(&c->hits, __ATOMIC_RELAXED);
   out->misses = __atomic_load_n(&c->misses, __ATOMIC_RELAXED);
+}
+
+/* Write lock held: every listing goes on the returned chain. */
+static sc_listing_t *sc_listings_take(sc_t *c) {
+  sc_listing_t *dead = NULL;
+  while (c->hand) {
+    sc_listing_t *l = c->hand;
+    sc_listing_unlink(c, l);
+    l->hnext = dead;
+    dead = l;
+  }
+  return dead;
 }
 
 void sc_clear(sc_t *c) {
@@ -228,13 +515,20 @@ void sc_clear(sc_t *c) {
   sc_table_free(&c->gen[0]);
   sc_table_free(&c->gen[1]);
   sc_table_init(&c->gen[0], 1024);
+  sc_listing_t *dead = sc_listings_take(c);
   pthread_rwlock_unlock(&c->lock);
+  sc_free_chain(dead);
 }
 
 void sc_free(sc_t *c) {
   if (c == NULL) return;
   sc_table_free(&c->gen[0]);
   sc_table_free(&c->gen[1]);
+  sc_free_chain(sc_listings_take(c));
+  free(c->lbuckets);
+  free(c->b.dir);
+  free(c->b.ents);
+  free(c->b.names);
   pthread_rwlock_destroy(&c->lock);
   free(c);
 }

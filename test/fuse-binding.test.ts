@@ -44,24 +44,40 @@ describe("bfs's stat cache (no FUSE)", () => {
 
   it('keeps what readdir and getattr replies said, joined to full paths, as raw bytes', () => {
     const fp = createFastPath({ statCache: { getattr: true } })
-    fp.statSeenForTest(P('/'), P('a'), st(1))
-    fp.statSeenForTest(P('/dir'), P('b\xff\n'), st(2), 1)
+    fp.statReplyForTest(P('/'), [[P('a'), st(1)]])
+    fp.statReplyForTest(P('/dir'), [[P('b\xff\n'), st(2), 1], [P('.'), st(4)], [P('..'), st(5)], [P('nocache'), st(6), 2], [P('notype'), { ...st(7), mode: 0 }]])
     fp.statSeenForTest(null, P('/dir/c'), st(3))
-    fp.statSeenForTest(P('/dir'), P('.'), st(4))
-    fp.statSeenForTest(P('/dir'), P('..'), st(5))
-    fp.statSeenForTest(P('/dir'), P('nocache'), st(6), 2)
-    fp.statSeenForTest(P('/dir'), P('notype'), { ...st(7), mode: 0 })
     expect(fp.statGetForTest(P('/a'))).toEqual({ ...st(1), flags: 0 })
     expect(fp.statGetForTest(P('/dir/b\xff\n'))).toEqual({ ...st(2), flags: 1 })
     expect(fp.statGetForTest(P('/dir/c'))).toEqual({ ...st(3), flags: 0 })
-    for (const p of ['/dir/.', '/dir/..', '/dir/nocache', '/dir/notype', '/dir/b', '/a/']) expect(fp.statGetForTest(P(p))).toBeNull()
-    // a newer stat of a path replaces the older
-    fp.statSeenForTest(P('/'), P('a'), st(9))
+    for (const p of ['/dir/.', '/dir/..', '/dir/nocache', '/dir/notype', '/dir/b', '/a/', '/', '/dir/', 'a', '/dir/b\xff\n/x']) expect(fp.statGetForTest(P(p))).toBeNull()
+    // a newer reply of a directory replaces its older listing whole
+    fp.statReplyForTest(P('/'), [[P('a'), st(9)], [P('z'), st(10)]])
     expect(fp.statGetForTest(P('/a'))!.ino).toBe(9)
-    expect(fp.statInfo()).toMatchObject({ entries: 3, inserts: 3 })
+    expect(fp.statGetForTest(P('/z'))!.ino).toBe(10)
+    fp.statReplyForTest(P('/dir/'), [[P('d'), st(11)]]) // a trailing slash names the same directory
+    expect(fp.statGetForTest(P('/dir/b\xff\n'))).toBeNull()
+    expect(fp.statGetForTest(P('/dir/d'))!.ino).toBe(11)
+    expect(fp.statGetForTest(P('/dir/c'))!.ino).toBe(3) // getattr replies are kept apart
+    // a reply with nothing to keep drops the directory's listing
+    fp.statReplyForTest(P('/'), [[P('.'), st(12)]])
+    expect(fp.statGetForTest(P('/a'))).toBeNull()
+    expect(fp.statInfo()).toMatchObject({ entries: 2, inserts: 6 })
     // close (after the mount is gone) empties it
     expect(fp.close()).toBe(0)
-    expect(fp.statGetForTest(P('/a'))).toBeNull()
+    expect(fp.statGetForTest(P('/dir/d'))).toBeNull()
+    expect(fp.statGetForTest(P('/dir/c'))).toBeNull()
+  })
+
+  it('finds every name of a big listing, duplicates resolved to the later stat', () => {
+    const fp = createFastPath({ statCache: { maxEntries: 10_000 } })
+    const names = Array.from({ length: 5000 }, (_, i) => `f${(i * 7919) % 5000}`)
+    fp.statReplyForTest(P('/big'), [...names.map((n, i): [Buffer, ReturnType<typeof st>] => [P(n), st(i + 1)]), [P('f17'), st(99_999)]])
+    names.forEach((n, i) => {
+      if (n !== 'f17') expect(fp.statGetForTest(P(`/big/${n}`))!.ino).toBe(i + 1)
+    })
+    expect(fp.statGetForTest(P('/big/f17'))!.ino).toBe(99_999)
+    expect(fp.statGetForTest(P('/big/f5000'))).toBeNull()
   })
 
   it('without getattr, keeps only what readdir said', () => {
@@ -72,15 +88,24 @@ describe("bfs's stat cache (no FUSE)", () => {
     expect(fp.statGetForTest(P('/y'))).not.toBeNull()
   })
 
-  it('is bounded: two generations of maxEntries/2, the older dropped whole', () => {
+  it('is bounded: whole listings evicted oldest first, a looked-up one kept a turn longer', () => {
     const fp = createFastPath({ statCache: { maxEntries: 100 } })
-    for (let i = 0; i < 250; i++) fp.statSeenForTest(P('/d'), P(`f${i}`), st(i + 1))
-    const info = fp.statInfo()
-    expect(info.inserts).toBe(250)
-    expect(info.entries).toBeLessThanOrEqual(100)
-    expect(fp.statGetForTest(P('/d/f249'))).not.toBeNull() // young
-    expect(fp.statGetForTest(P('/d/f160'))).not.toBeNull() // old
-    expect(fp.statGetForTest(P('/d/f0'))).toBeNull() // dropped
+    const reply = (d: number): void => fp.statReplyForTest(P(`/d${d}`), Array.from({ length: 10 }, (_, i): [Buffer, ReturnType<typeof st>] => [P(`f${i}`), st(d * 100 + i + 1)]))
+    for (let d = 0; d < 10; d++) reply(d)
+    expect(fp.statInfo()).toMatchObject({ entries: 100, inserts: 100 })
+    expect(fp.statGetForTest(P('/d0/f3'))!.ino).toBe(4) // referenced: a second chance
+    reply(10)
+    reply(11)
+    expect(fp.statInfo().entries).toBeLessThanOrEqual(100)
+    expect(fp.statGetForTest(P('/d0/f9'))).not.toBeNull()
+    expect(fp.statGetForTest(P('/d1/f0'))).toBeNull() // the oldest unreferenced, dropped whole
+    expect(fp.statGetForTest(P('/d2/f0'))).toBeNull()
+    expect(fp.statGetForTest(P('/d3/f0'))).not.toBeNull()
+    expect(fp.statGetForTest(P('/d11/f9'))!.ino).toBe(1110)
+    // a reply larger than the whole bound is not kept (and drops nothing)
+    fp.statReplyForTest(P('/huge'), Array.from({ length: 101 }, (_, i): [Buffer, ReturnType<typeof st>] => [P(`h${i}`), st(i + 1)]))
+    expect(fp.statGetForTest(P('/huge/h0'))).toBeNull()
+    expect(fp.statGetForTest(P('/d11/f9'))).not.toBeNull()
   })
 })
 

@@ -91,7 +91,7 @@ interface FastPathAddon {
   fastPathHooks(fp: Ext): FuseHooks
   fastPathTestLoadDelay(fp: Ext, us: number): void
   fastPathStatInfo(fp: Ext): Float64Array
-  fastPathStatSeen(fp: Ext, dir: Buffer | null, name: Buffer, fields: Float64Array, flags: number): void
+  fastPathStatSeen(fp: Ext, dir: Buffer | null, name: Buffer | null, fields: Float64Array, flags: number, more?: boolean): void
   fastPathStatGet(fp: Ext, path: Buffer): Float64Array | null
 }
 
@@ -222,8 +222,14 @@ export class FastPath {
    * Tests: what the binding hands the stat cache from a readdir reply (`dir` + "/" + `name`)
    * or, with `dir` null, from a getattr reply (`name` is the whole path). Raw bytes.
    */
-  statSeenForTest(dir: Buffer | null, name: Buffer, st: Omit<CachedStat, 'flags'>, flags = 0): void {
-    addon().fastPathStatSeen(this.ext, dir, name, new Float64Array([st.mode, st.size, st.ino, st.nlink, st.mtimeSec, st.mtimeNsec]), flags)
+  statSeenForTest(dir: Buffer | null, name: Buffer, st: Omit<CachedStat, 'flags'>, flags = 0, more = false): void {
+    addon().fastPathStatSeen(this.ext, dir, name, new Float64Array([st.mode, st.size, st.ino, st.nlink, st.mtimeSec, st.mtimeNsec]), flags, more)
+  }
+
+  /** Tests: a whole readdir reply of `dir` (what the binding hands the stat cache, entry by entry, then the end). */
+  statReplyForTest(dir: Buffer, entries: Array<[name: Buffer, st: Omit<CachedStat, 'flags'>, flags?: number]>): void {
+    for (const [name, st, flags] of entries) this.statSeenForTest(dir, name, st, flags ?? 0, true)
+    addon().fastPathStatSeen(this.ext, dir, null, new Float64Array(0), 0, false)
   }
 
   /** Tests: what a libfuse thread's getattr of `path` would be answered with, or null (asks JavaScript). */
