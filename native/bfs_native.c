@@ -43,6 +43,7 @@
 #include <node_api.h>
 
 #include "blake3.h"
+#include "dirlist.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -1701,6 +1702,61 @@ static napi_value js_flush_block_device(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* ---- dirListing ----------------------------------------------------------- */
+
+/*
+ * dirListing(payload, inoBase) -> [names, stats] | null: a format 2 DIR piece's listing in the
+ * form the patched binding's readdir takes (dirlist.c): names = one Buffer, ".", ".." and
+ * each entry's name, each ended by a NUL; stats = Float64Array of STAT_FIELDS doubles per
+ * name, slots 0 and 1 (".", "..") left zero for the caller. null: declined (a hard-linked
+ * entry, or anything the JavaScript decoder would refuse): list it in JavaScript.
+ */
+static napi_value js_dir_listing(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 2);
+  bool is_buf = false;
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"payload\" argument must be an instance of Buffer");
+    return NULL;
+  }
+  double ino_base;
+  if (!get_integer_arg(env, argv[1], "inoBase", 0, 9007199254740991.0, &ino_base)) return NULL;
+  napi_value nul;
+  napi_get_null(env, &nul);
+  size_t n = dl_count((const uint8_t *)data, len);
+  if (n == 0) return nul;
+  /* names take at most the payload's bytes (each name is stored with its length) */
+  size_t cap = 5 + len;
+  char *names = malloc(cap);
+  napi_value ab, stats, out_names, out;
+  void *sdata = NULL;
+  if (names == NULL) return nul;
+  if (napi_create_arraybuffer(env, (n + 2) * DL_STAT_FIELDS * sizeof(double), &sdata, &ab) != napi_ok) {
+    free(names);
+    return NULL;
+  }
+  memcpy(names, ".\0..\0", 5);
+  size_t used = 0;
+  double *st = (double *)sdata;
+  memset(st, 0, 2 * DL_STAT_FIELDS * sizeof(double));
+  if (!dl_parse((const uint8_t *)data, len, ino_base, names + 5, cap - 5, &used, st + 2 * DL_STAT_FIELDS, n)) {
+    free(names);
+    return nul;
+  }
+  void *nb = NULL;
+  if (napi_create_buffer_copy(env, 5 + used, names, &nb, &out_names) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, (n + 2) * DL_STAT_FIELDS, ab, 0, &stats) != napi_ok ||
+      napi_create_array_with_length(env, 2, &out) != napi_ok) {
+    free(names);
+    return NULL;
+  }
+  free(names);
+  napi_set_element(env, out, 0, out_names);
+  napi_set_element(env, out, 1, stats);
+  return out;
+}
+
 /* ---- alignedBuffer ------------------------------------------------------ */
 
 static void free_aligned(napi_env env, void *data, void *hint) {
@@ -2198,6 +2254,7 @@ NAPI_MODULE_INIT() {
     {"flushBlockDevice", NULL, js_flush_block_device, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adviseHugePages", NULL, js_advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -56,7 +56,7 @@
     },
     {
       "target_name": "bfs_native",
-      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c"],
+      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c", "dirlist.c"],
       "dependencies": ["fastpath", "blake3"],
       "libraries": ["-lzstd", "-lpthread"],
       "defines": [

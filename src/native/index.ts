@@ -100,6 +100,7 @@ interface Addon {
   flushBlockDevice(fd: number): void
   alignedBuffer(bytes: number): Buffer
   adviseHugePages(buf: Uint8Array): boolean
+  dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
@@ -172,6 +173,7 @@ export const ADDON_FUNCTIONS = [
   'flushBlockDevice',
   'alignedBuffer',
   'adviseHugePages',
+  'dirListing',
   'freezeFs',
   'thawFs',
   'fadvise',
@@ -458,6 +460,16 @@ export function flushBlockDevice(fd: number): void {
  */
 export function adviseHugePages(buf: Uint8Array): boolean {
   return addon().adviseHugePages(buf)
+}
+
+/**
+ * A format 2 DIR piece's listing as the patched binding's readdir takes it (native/dirlist.c):
+ * names = one Buffer (".", "..", then each entry's name, each ended by a NUL), stats =
+ * STAT_FIELDS doubles per name with slots 0 and 1 left zero; inode numbers inoBase + ord.
+ * null: declined (a hard-linked entry, or a piece the JavaScript decoder would refuse).
+ */
+export function dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null {
+  return addon().dirListing(payload, inoBase)
 }
 
 export function alignedBuffer(bytes: number): Buffer {

@@ -121,6 +121,8 @@ export class PieceReader {
   private readonly idKey: Buffer
   private readonly cache: LRUCache<string, DecodedPiece>
   private readonly loading = new Map<string, Promise<DecodedPiece>>()
+  /** Raw DIR payloads for the native listing (dirPayload): ~40 bytes an entry, against ~600 decoded. */
+  private readonly raws: LRUCache<string, Buffer>
   private readonly dctx = new FrameDecompressor()
 
   constructor(
@@ -132,6 +134,38 @@ export class PieceReader {
       maxSize: Math.max(opts.cacheBytes ?? DEFAULT_PIECE_CACHE_BYTES, 1 << 20),
       sizeCalculation: (p) => heapBytes(p),
     })
+    this.raws = new LRUCache<string, Buffer>({
+      maxSize: Math.max((opts.cacheBytes ?? DEFAULT_PIECE_CACHE_BYTES) >> 1, 1 << 20),
+      sizeCalculation: (b) => b.length + 64,
+    })
+  }
+
+  /**
+   * The checked raw payload of `ref` when it is a DIR piece (for a listing in C: vfs/gen2.ts),
+   * or null when it is another kind (then loaded, decoded and cached as piece() does). Raw
+   * payloads have their own byte-bounded cache, half the decoded one's bound.
+   */
+  async dirPayload(ref: PieceRef): Promise<Buffer | null> {
+    this.stats.requests++
+    const key = ref.id.toString('hex')
+    const hit = this.raws.get(key)
+    if (hit) {
+      this.stats.hits++
+      return hit
+    }
+    if (this.cache.has(key) || this.loading.has(key)) return null // decoded already: not a DIR, or listed in JavaScript before
+    const raw = await this.payload(ref)
+    if (raw[0] !== PieceKind.Dir) {
+      // decode what was read (the caller's piece() joins it) rather than read it again
+      if (!this.cache.has(key) && !this.loading.has(key)) {
+        const p = this.load(ref, raw).finally(() => this.loading.delete(key))
+        p.catch(() => {}) // the caller's piece() reports it
+        this.loading.set(key, p)
+      }
+      return null
+    }
+    this.raws.set(key, raw)
+    return raw
   }
 
   /** Estimated bytes of decoded pieces held. */
@@ -196,8 +230,9 @@ export class PieceReader {
     return p as Extract<DecodedPiece, { kind: K }>
   }
 
-  private async load(ref: PieceRef): Promise<DecodedPiece> {
-    const raw = await this.payload(ref)
+  private async load(ref: PieceRef, read?: Buffer): Promise<DecodedPiece> {
+    // a DIR listed in C has its raw payload cached: decode that rather than read it again
+    const raw = read ?? this.raws.get(ref.id.toString('hex')) ?? (await this.payload(ref))
     const what = this.where(ref)
     const kind = pieceKind(raw, what)
     let d: DecodedPiece

@@ -23,6 +23,7 @@ import { PieceReader, isPieceFailure } from '../pieces/reader.js'
 import { TreeReader } from '../pieces/tree-reader.js'
 import { StreamSource2 } from '../repo/v2/read2.js'
 import type { Repo2 } from '../repo/v2/repo2.js'
+import { dirListing } from '../codec/dirlist.js'
 import { VfsError, type Attr, type NativeReads } from './tree.js'
 import { F_ATIME, F_BLKSIZE, F_BLOCKS, F_CTIME, F_FLAGS, F_GID, F_MODE, F_MTIME, F_NLINK, F_RDEV, F_SIZE, F_UID, STAT_FIELDS, STAT_NO_XATTRS, makedev, packAttr, packIno } from './statpack.js'
 
@@ -68,6 +69,8 @@ export interface Vfs2Options {
   maxOpenUnits?: number
   /** Bytes of decoded pieces to keep (default MOUNT_PIECE_CACHE_BYTES). */
   pieceCacheBytes?: number
+  /** List single-piece directories in C (default true; tests compare both ways). */
+  nativeListing?: boolean
 }
 
 interface Handle {
@@ -81,7 +84,8 @@ interface Handle {
  * `self` and `parent`). A 1,000-entry directory then costs no Attr or stat object per entry.
  */
 export interface Listing {
-  names: string[]
+  /** Strings, or one Buffer of the names each ended by a NUL (the native listing). */
+  names: string[] | Buffer
   stats: Float64Array
   self: Attr
   parent: Attr
@@ -162,6 +166,8 @@ export class Vfs2 {
   private readonly maps: MapReader
   private readonly links: IdTableReader
   private readonly inoBase: number
+  /** List single-piece directories in C (native/dirlist.c); false: always in JavaScript. */
+  private readonly nativeListing: boolean
   /** Directory entries by path (latin1), least recently used first. */
   private readonly dirs = new Map<string, Entry2>()
   private readonly h: Handles
@@ -180,6 +186,7 @@ export class Vfs2 {
     this.reader = parts.reader
     this.h = parts.handles
     this.inoBase = manifest.id * GEN_INO + 16 + (manifest.sources[0]?.ordBase ?? 0)
+    this.nativeListing = opts.nativeListing ?? true
   }
 
   /** A piece or store failure as EIO for this path (the message names the generation, the path and the place). */
@@ -294,6 +301,19 @@ export class Vfs2 {
     const e = await this.resolve(p)
     if (e.type !== FileType.Dir) throw new VfsError('ENOTDIR')
     try {
+      const slash = p.lastIndexOf(SLASH)
+      const parentOf = async (self: Attr): Promise<Attr> => (p.length === 0 ? self : this.attr(await this.walk(slash < 0 ? p.subarray(0, 0) : p.subarray(0, slash))))
+      // one DIR piece (no index, no delta): listed in C from its raw payload (native/dirlist.c),
+      // no JavaScript object per entry; it declines what it cannot answer exactly (hard links,
+      // anything the decoder would refuse), and the decoded path below answers or reports it
+      if (e.dir && this.nativeListing) {
+        const raw = await this.pieces.dirPayload(e.dir.child)
+        const d = raw && dirListing(raw, this.inoBase)
+        if (d && d[1].length === (e.dir.entries + 2) * STAT_FIELDS) {
+          const self = await this.attr(e)
+          return { names: d[0], stats: d[1], self, parent: await parentOf(self) }
+        }
+      }
       const l = new ListingBuilder()
       // a page at a time (an async step per entry costs more than the page's decoding)
       if (e.dir) {
@@ -304,10 +324,8 @@ export class Vfs2 {
           }
         }
       }
-      const slash = p.lastIndexOf(SLASH)
       const self = await this.attr(e)
-      const parent = p.length === 0 ? self : await this.attr(await this.walk(slash < 0 ? p.subarray(0, 0) : p.subarray(0, slash)))
-      return l.done(self, parent)
+      return l.done(self, await parentOf(self))
     } catch (err) {
       throw this.damage(err, path)
     }

@@ -1,0 +1,270 @@
+/*
+ * A format 2 DIR piece's listing for readdir, in C (native-notes/native-addon.md, "The
+ * native listing"; the entry layout is native-notes/format.md §2.13.1): one pass over the
+ * piece's raw payload writes every entry's name (NUL-ended, after "." and "..") and its stat
+ * packed as the patched fuse-native binding takes it (statpack.ts: STAT_FIELDS doubles), so
+ * a 1,000-entry directory costs no JavaScript object per entry.
+ *
+ * It declines (returns 0) whatever it does not answer exactly as the JavaScript decoder:
+ * a hard-linked entry (E_LINKED: its inode number and link count are in the links table) and
+ * anything the decoder would refuse among the fields a listing shows (the header, varints in
+ * their shortest form, counts, names, types, flags, modes, nanoseconds, sizes, device
+ * numbers, sort order, the end). The caller then lists the directory in JavaScript, which
+ * reports the damage. Maps and xattr contents are stepped over with their bounds checked;
+ * their finer rules are checked when a file is opened or its xattrs read.
+ */
+#include "dirlist.h"
+
+#include <string.h>
+
+#define KIND_DIR 1
+#define KIND_VERSION 1
+#define PAGE_MAX_ENTRIES 8192
+#define MIN_ENTRY_BYTES 19
+#define NAME_MAX_READ 4096
+#define SYMLINK_TARGET_MAX 65536
+#define XATTR_NAME_MAX 255
+#define XATTR_VALUE_MAX 65536
+#define INLINE_MAX_EXTENTS 4
+#define INLINE_MAX_BYTES 48
+#define ID_BYTES 32
+
+#define E_XATTRS 1
+#define E_LINKED 2
+#define E_CHANGED_WHILE_READ 4
+#define E_INLINE_MAP 8
+#define E_MAP_REF 16
+#define E_SYNTHETIC 32
+#define E_EMPTY_DIR 64
+#define E_KNOWN 127
+
+enum { T_FILE = 1, T_DIR, T_SYMLINK, T_CHR, T_BLK, T_FIFO, T_SOCK };
+static const double TYPE_BITS[8] = {0, 0100000, 0040000, 0120000, 0020000, 0060000, 0010000, 0140000};
+
+/* statpack.ts field offsets */
+enum { F_MODE = 0, F_UID = 1, F_GID = 2, F_SIZE = 3, F_NLINK = 5, F_INO_LO = 6, F_INO_HI = 7, F_RDEV = 8,
+       F_BLKSIZE = 9, F_BLOCKS = 10, F_ATIME = 11, F_MTIME = 13, F_CTIME = 15, F_FLAGS = 17 };
+#define STAT_NO_XATTRS 1
+
+typedef struct {
+  const uint8_t *p;
+  size_t pos, len;
+  int bad;
+} rd_t;
+
+#define MAX_SAFE 9007199254740991ULL
+
+/* A varint as the StrictReader reads it: ≤ 8 bytes, shortest form, ≤ 2^53 − 1. */
+static uint64_t rd_varint(rd_t *r) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) {
+    if (r->pos >= r->len) {
+      r->bad = 1;
+      return 0;
+    }
+    uint8_t b = r->p[r->pos++];
+    v |= (uint64_t)(b & 0x7f) << (7 * i);
+    if ((b & 0x80) == 0) {
+      if ((i > 0 && b == 0) || v > MAX_SAFE) r->bad = 1;
+      return v;
+    }
+  }
+  r->bad = 1;
+  return 0;
+}
+
+static double rd_svarint(rd_t *r) {
+  uint64_t v = rd_varint(r);
+  return (v & 1) ? -(double)((v + 1) / 2) : (double)(v / 2);
+}
+
+/* A blob's bytes (length ≤ max, within the payload), or NULL. */
+static const uint8_t *rd_blob(rd_t *r, size_t max, size_t *n) {
+  uint64_t l = rd_varint(r);
+  if (r->bad || l > max || l > r->len - r->pos) {
+    r->bad = 1;
+    return NULL;
+  }
+  const uint8_t *b = r->p + r->pos;
+  r->pos += (size_t)l;
+  *n = (size_t)l;
+  return b;
+}
+
+static void rd_skip(rd_t *r, size_t n) {
+  if (n > r->len - r->pos) r->bad = 1;
+  else r->pos += n;
+}
+
+/* A PieceRef (run ≥ 1, stored length ≥ 1; the rest is checked when it is followed). */
+static void rd_piece_ref(rd_t *r) {
+  uint64_t run = rd_varint(r);
+  rd_varint(r);
+  rd_varint(r);
+  uint64_t stored = rd_varint(r);
+  if (run < 1 || stored < 1) r->bad = 1;
+  rd_skip(r, ID_BYTES);
+}
+
+size_t dl_count(const uint8_t *p, size_t len) {
+  if (len < 2 || p[0] != KIND_DIR || p[1] != KIND_VERSION) return 0;
+  rd_t r = {p, 2, len, 0};
+  uint64_t n = rd_varint(&r);
+  if (r.bad || n == 0 || n > PAGE_MAX_ENTRIES || n * MIN_ENTRY_BYTES > len - r.pos) return 0;
+  return (size_t)n;
+}
+
+int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t names_cap, size_t *names_len,
+             double *stats, size_t n_expected) {
+  if (dl_count(p, len) != n_expected || n_expected == 0) return 0;
+  rd_t r = {p, 2, len, 0};
+  rd_varint(&r);
+  size_t out = 0;
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  for (size_t k = 0; k < n_expected; k++) {
+    size_t nl = 0;
+    const uint8_t *name = rd_blob(&r, NAME_MAX_READ, &nl);
+    if (r.bad || nl == 0 || memchr(name, '/', nl) || memchr(name, 0, nl)) return 0;
+    if (prev) { /* strictly increasing, as Buffer.compare */
+      size_t m = prev_len < nl ? prev_len : nl;
+      int c = memcmp(prev, name, m);
+      if (c > 0 || (c == 0 && prev_len >= nl)) return 0;
+    }
+    prev = name;
+    prev_len = nl;
+    if (r.pos >= r.len) return 0;
+    unsigned type = r.p[r.pos++];
+    if (type < T_FILE || type > T_SOCK) return 0;
+    uint64_t flags = rd_varint(&r);
+    if (r.bad || (flags & ~(uint64_t)E_KNOWN)) return 0;
+    if (flags & E_LINKED) return 0; /* the links table has its inode and link count */
+    if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
+    if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
+    if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
+    if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
+    if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
+    uint64_t ord = rd_varint(&r), mode = rd_varint(&r), uid = rd_varint(&r), gid = rd_varint(&r);
+    double as = rd_svarint(&r);
+    uint64_t an = rd_varint(&r);
+    double ms = rd_svarint(&r);
+    uint64_t mn = rd_varint(&r);
+    double cs = rd_svarint(&r);
+    uint64_t cn = rd_varint(&r);
+    uint64_t size = rd_varint(&r);
+    rd_varint(&r); /* srcDev, srcInoHi, srcInoLo */
+    rd_varint(&r);
+    rd_varint(&r);
+    uint64_t nlink = rd_varint(&r);
+    if (r.bad || ord == 0 || mode > 07777 || an > 999999999 || mn > 999999999 || cn > 999999999) return 0;
+    if (type != T_FILE && type != T_SYMLINK && size != 0) return 0;
+    double st_size = 0, blocks = 0, rdev = 0;
+    switch (type) {
+      case T_DIR:
+        if (!(flags & E_EMPTY_DIR)) {
+          rd_piece_ref(&r);
+          if (rd_varint(&r) < 1) return 0;
+        }
+        st_size = 4096;
+        blocks = 8;
+        break;
+      case T_FILE: {
+        uint64_t data_blocks = rd_varint(&r);
+        if (flags & E_INLINE_MAP) {
+          /* readExtentList(limit: the file's blocks, at most 4) and the entry's map rules */
+          size_t start = r.pos;
+          uint64_t x = rd_varint(&r);
+          if (r.bad || x < 1 || x > INLINE_MAX_EXTENTS || x * 3 > r.len - r.pos) return 0;
+          int64_t limit = (int64_t)((size + 4095) / 4096), next = 0, last_stream = 0, data = 0;
+          int64_t pfb = -1, pcount = 0, psb = 0;
+          uint64_t pstream = 0;
+          for (uint64_t i = 0; i < x; i++) {
+            int64_t fb = next + (int64_t)rd_varint(&r);
+            int64_t count = (int64_t)rd_varint(&r);
+            uint64_t stream = rd_varint(&r);
+            int64_t sb = 0;
+            if (stream != 0) {
+              uint64_t d = rd_varint(&r);
+              sb = last_stream + ((d & 1) ? -(int64_t)((d + 1) / 2) : (int64_t)(d / 2));
+              last_stream = sb + count;
+            }
+            if (r.bad || count < 1 || stream == 0 || sb < 0 || fb + count > (int64_t)MAX_SAFE || fb + count > limit) return 0;
+            if (pfb >= 0 && pfb + pcount == fb && pstream == stream && psb + pcount == sb) return 0; /* not canonical */
+            pfb = fb, pcount = count, pstream = stream, psb = sb;
+            next = fb + count;
+            data += count;
+          }
+          if (r.pos - start > INLINE_MAX_BYTES || (uint64_t)data != data_blocks) return 0;
+        } else if (flags & E_MAP_REF) {
+          rd_piece_ref(&r);
+          uint64_t extents = rd_varint(&r);
+          if (extents < 1 || data_blocks < 1 || extents > data_blocks) return 0;
+        } else if (data_blocks != 0) {
+          return 0;
+        }
+        st_size = (double)size;
+        blocks = (double)data_blocks * 8;
+        break;
+      }
+      case T_SYMLINK: {
+        size_t tl = 0;
+        rd_blob(&r, SYMLINK_TARGET_MAX, &tl);
+        if (r.bad || tl == 0) return 0;
+        st_size = (double)tl; /* as the JavaScript listing: the target's length */
+        break;
+      }
+      case T_CHR:
+      case T_BLK: {
+        uint64_t major = rd_varint(&r), minor = rd_varint(&r);
+        /* glibc's makedev, as statpack.ts */
+        if (major || minor)
+          rdev = (double)(major & 0xfff) * 256 + (double)(minor & 0xff) + (double)(minor & ~(uint64_t)0xff) * 4096 +
+                 (double)(major / 4096) * 4294967296.0;
+        break;
+      }
+      default:
+        break;
+    }
+    int has_xattrs = 0;
+    if (flags & E_XATTRS) {
+      uint64_t x = rd_varint(&r);
+      if (r.bad || x == 0 || x * 2 > r.len - r.pos) return 0;
+      for (uint64_t i = 0; i < x; i++) {
+        size_t a = 0, b = 0;
+        const uint8_t *xn = rd_blob(&r, XATTR_NAME_MAX, &a);
+        rd_blob(&r, XATTR_VALUE_MAX, &b);
+        if (r.bad || a == 0 || memchr(xn, 0, a)) return 0;
+      }
+      has_xattrs = 1;
+    }
+    if (r.bad) return 0;
+    if (out + nl + 1 > names_cap) return 0;
+    memcpy(names + out, name, nl);
+    names[out + nl] = 0;
+    out += nl + 1;
+    double *s = stats + k * DL_STAT_FIELDS;
+    memset(s, 0, DL_STAT_FIELDS * sizeof(double));
+    s[F_MODE] = TYPE_BITS[type] + (double)mode;
+    s[F_UID] = (double)uid;
+    s[F_GID] = (double)gid;
+    s[F_SIZE] = st_size;
+    s[F_NLINK] = type == T_DIR ? (nlink ? (double)nlink : 1) : 1;
+    double ino = ino_base + (double)ord;
+    double lo = ino - 4294967296.0 * (double)(uint64_t)(ino / 4294967296.0);
+    s[F_INO_LO] = lo;
+    s[F_INO_HI] = (ino - lo) / 4294967296.0;
+    s[F_RDEV] = rdev;
+    s[F_BLKSIZE] = 4096;
+    s[F_BLOCKS] = blocks;
+    s[F_ATIME] = as;
+    s[F_ATIME + 1] = (double)an;
+    s[F_MTIME] = ms;
+    s[F_MTIME + 1] = (double)mn;
+    s[F_CTIME] = cs;
+    s[F_CTIME + 1] = (double)cn;
+    s[F_FLAGS] = has_xattrs ? 0 : STAT_NO_XATTRS;
+  }
+  if (r.pos != r.len) return 0; /* trailing bytes */
+  *names_len = out;
+  return 1;
+}

@@ -1,0 +1,177 @@
+/**
+ * The native listing of format 2 directories (native/dirlist.c, issue 15: `find` over a
+ * mount): for every directory of a real backup, Vfs2's readdir through C answers exactly
+ * what the JavaScript decoder answers (names, and every packed stat field bit for bit), and
+ * declines what it cannot answer (hard links); a damaged piece is never listed differently
+ * from what the decoder reads (it declines, and JavaScript reports the damage). No FUSE here:
+ * test/format2-mount.test.ts checks the same listings through real mounts.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, makeTree, sh, tmpdir } from './helpers.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
+import { Vfs2 } from '../src/vfs/gen2.js'
+import { STAT_FIELDS } from '../src/vfs/statpack.js'
+import { dirListing } from '../src/codec/dirlist.js'
+import { PieceReader } from '../src/pieces/reader.js'
+import { decodeDir, FileType } from '../src/format/v2/dir.js'
+import type { PieceRef } from '../src/format/v2/common.js'
+
+let work: string
+let src: string
+let repoDir: string
+
+beforeAll(async () => {
+  work = tmpdir('bfs-dirlist-')
+  src = path.join(work, 'src')
+  await makeTree(src) // hard links at the top and in a/: those directories are declined
+  // every kind of entry in directories without hard links
+  const k = path.join(src, 'kinds')
+  fs.mkdirSync(path.join(k, 'sub/empty'), { recursive: true })
+  fs.writeFileSync(path.join(k, 'small'), 'x')
+  fs.writeFileSync(path.join(k, 'zero'), '')
+  fs.symlinkSync('a-target-of-some-length', path.join(k, 'sym'))
+  const r = await sh(
+    [
+      `cd '${k}'`,
+      'mkfifo fifo',
+      'mknod chr c 4 64 && mknod blk b 4095 300000',
+      // many data islands: a map too long to stay inline (a map reference)
+      'truncate -s 8M frag && for i in 0 2 4 6 8 10 12 14 16 18; do printf "island-$i" | dd of=frag bs=4096 seek=$((i*32)) conv=notrunc status=none; done',
+      'head -c 300000 /dev/urandom > big',
+      "setfattr -n user.a -v 1 small && setfattr -n user.b -v '' zero && setfattr -n user.c -v dir sub",
+      "touch -d '1960-01-01 00:00:00.25' small && touch -h -d '2100-06-07 08:09:10.999999999' sym",
+      'chmod 7777 zero && chown 4294967294:77 big',
+      'python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.bind(\'sock\')"',
+      'mkdir wide && cd wide && for i in $(seq 1 600); do echo $i > "f$i"; done',
+    ].join(' && '),
+  )
+  expect(r.code, r.stderr).toBe(0)
+  repoDir = path.join(work, 'repo')
+  expect((await bfs(['init', '--format', '2'], { repo: repoDir })).code).toBe(0)
+  const b = await bfs(['backup', src], { repo: repoDir })
+  expect(b.code, b.stderr).toBe(0)
+}, 300_000)
+
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
+
+/** Every directory of the source tree, as the mount names it (relative, '' = the root). */
+function dirsOf(root: string): string[] {
+  const out = ['']
+  const walk = (rel: string): void => {
+    for (const e of fs.readdirSync(Buffer.from(path.join(root, rel), 'latin1'), { withFileTypes: true, encoding: 'buffer' })) {
+      if (!e.isDirectory()) continue
+      const r = (rel ? rel + '/' : '') + e.name.toString('latin1')
+      out.push(r)
+      walk(r)
+    }
+  }
+  walk('')
+  return out
+}
+
+const namesOf = (n: string[] | Buffer): string[] => (Array.isArray(n) ? n : n.toString('latin1').split('\0').slice(0, -1))
+
+describe('the native listing of a format 2 directory', () => {
+  it('answers every directory of a real backup as the JavaScript decoder does, bit for bit', async () => {
+    const repo = Repo2.open(repoDir)
+    const man = repo.resolve('1')
+    const js = new Vfs2(repo, man, { nativeListing: false })
+    const c = new Vfs2(repo, man, { nativeListing: true })
+    let native = 0
+    let declined = 0
+    const dirs = dirsOf(src)
+    expect(dirs.length).toBeGreaterThan(12)
+    for (const d of dirs) {
+      const p = Buffer.from(d, 'latin1')
+      const a = await js.readdir(p)
+      const b = await c.readdir(p)
+      expect(Array.isArray(a.names)).toBe(true)
+      if (Buffer.isBuffer(b.names)) native++
+      else declined++
+      expect(namesOf(b.names), d).toEqual(namesOf(a.names))
+      // slots 0 and 1 (. and ..) are filled by the adapter from self/parent
+      expect(b.self, d).toEqual(a.self)
+      expect(b.parent, d).toEqual(a.parent)
+      expect(b.stats.length, d).toBe(a.stats.length)
+      expect(Array.from(b.stats.subarray(2 * STAT_FIELDS)), d).toEqual(Array.from(a.stats.subarray(2 * STAT_FIELDS)))
+    }
+    // the root and a/ hold hard links (declined); every other non-empty directory is listed in C
+    expect(declined).toBeGreaterThanOrEqual(2)
+    expect(native).toBeGreaterThanOrEqual(dirs.length - 2 - 3) // empty directories have no piece
+    // an entry of each kind went through C
+    const k = await c.readdir(Buffer.from('kinds'))
+    expect(Buffer.isBuffer(k.names)).toBe(true)
+    expect(namesOf(k.names)).toEqual(['.', '..', 'big', 'blk', 'chr', 'fifo', 'frag', 'small', 'sock', 'sub', 'sym', 'wide', 'zero'])
+    await js.close()
+    await c.close()
+  })
+
+  it('never lists a damaged piece differently from the decoder: it declines, and JavaScript reports', async () => {
+    const repo = Repo2.open(repoDir)
+    const man = repo.resolve('1')
+    const pieces = new PieceReader(repo.store)
+    // the DIR pieces of kinds/ and kinds/wide, raw
+    const refs: PieceRef[] = []
+    const root = await pieces.piece(man.rootEntry.dir!.child)
+    const kinds = root.kind === 1 ? root.entries.find((e) => e.name.toString() === 'kinds')! : null
+    expect(kinds?.type).toBe(FileType.Dir)
+    refs.push(kinds!.dir!.child)
+    const kp = await pieces.piece(kinds!.dir!.child)
+    if (kp.kind === 1) refs.push(kp.entries.find((e) => e.name.toString() === 'wide')!.dir!.child)
+    let x = 99
+    const rnd = (n: number): number => {
+      x = (x * 1103515245 + 12345) >>> 0
+      return x % n
+    }
+    let listed = 0
+    let declined = 0
+    for (const ref of refs) {
+      const raw = await pieces.payload(ref)
+      expect(dirListing(raw, 1000)).not.toBeNull()
+      // truncated anywhere: declined
+      for (let cut = 0; cut < raw.length; cut += Math.max(1, raw.length >> 6)) expect(dirListing(raw.subarray(0, cut), 1000)).toBeNull()
+      expect(dirListing(Buffer.concat([raw, Buffer.from([0])]), 1000)).toBeNull()
+      for (let t = 0; t < 1500; t++) {
+        const m = Buffer.from(raw)
+        for (let f = 1 + rnd(3); f > 0; f--) m[rnd(m.length)] ^= 1 << rnd(8)
+        const got = dirListing(m, 1000)
+        let decoded: ReturnType<typeof decodeDir> | null = null
+        let why = ''
+        try {
+          decoded = decodeDir(m, 'test')
+        } catch (err) {
+          decoded = null
+          why = (err as Error).message
+        }
+        if (got === null) {
+          declined++
+          continue
+        }
+        listed++
+        expect(decoded, `the decoder refuses a piece C listed: ${why}`).not.toBeNull()
+        const names = decoded!.map((e) => e.name.toString('latin1'))
+        const want = decoded!.map((e) => [e.mode, 1000 + e.ord, e.mtimeSec, e.mtimeNsec].join())
+        const have = decoded!.map((_, i) => {
+          const o = (i + 2) * STAT_FIELDS
+          return [got[1][o]! & 0o7777, got[1][o + 6]! + got[1][o + 7]! * 2 ** 32, got[1][o + 13], got[1][o + 14]].join()
+        })
+        if (namesOf(got[0]).slice(2).join('/') !== names.join('/') || have.join(' ') !== want.join(' ')) {
+          expect(namesOf(got[0]).slice(2)).toEqual(names)
+          expect(have).toEqual(want)
+        }
+      }
+    }
+    expect(declined).toBeGreaterThan(100)
+    expect(listed).toBeGreaterThan(100) // flips in data the listing does not show
+  }, 120_000)
+
+  it('refuses what is not a Buffer, and declines what is not a DIR piece', () => {
+    expect(() => dirListing('x' as unknown as Buffer, 0)).toThrow(TypeError)
+    expect(() => dirListing(Buffer.alloc(4), -1)).toThrow(RangeError)
+    expect(dirListing(Buffer.from([3, 1, 1, 0]), 0)).toBeNull() // a DIRINDEX
+    expect(dirListing(Buffer.from([1, 2, 1]), 0)).toBeNull() // version 2
+    expect(dirListing(Buffer.alloc(0), 0)).toBeNull()
+  })
+})
