@@ -4,6 +4,7 @@
  * `--host` — and the filters of `bfs generations` (--source, --host, --tag, --label,
  * --since, --until), shared by format 1 and format 2.
  */
+import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
@@ -78,10 +79,24 @@ const ONE_SOURCE_ONLY: Array<[string, (o: Record<string, unknown>) => boolean]> 
   ['--t0-file', (o) => o.t0File !== undefined],
 ]
 
-/** Several sources: refuses what applies to one source only (exit 2). */
+/**
+ * Several sources: refuses what applies to one source only (exit 2), and a source that is
+ * missing or not a directory (exit 1) before anything is written, so that a typo in the last
+ * one does not leave the others' generations committed.
+ */
 export function checkSeveral(sources: string[], o: Record<string, unknown>): void {
   if (sources.length < 2) return
   for (const [name, used] of ONE_SOURCE_ONLY) if (used(o)) throw new BfsError('USAGE', `${name} takes one source; ${sources.length} were given`)
+  for (const src of sources) {
+    let st: fs.Stats
+    try {
+      st = fs.lstatSync(src)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${src} does not exist` : `cannot read source ${src}: ${code ?? (err as Error).message}`)
+    }
+    if (!st.isDirectory()) throw new BfsError('BAD_INPUT', `source ${src} is not a directory (several sources are directories; back up a device or image on its own)`)
+  }
 }
 
 /**
