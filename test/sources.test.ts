@@ -8,7 +8,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, sh, tmpdir } from './helpers.js'
+import { randomBytes } from 'node:crypto'
+import { bfs, diffTree, sh, spawnBfs, tmpdir } from './helpers.js'
+import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
 
 const SIG = 'Signature: 8a477f597d28d172789f06886806bc55'
 let work: string
@@ -168,7 +170,7 @@ describe.each(['1', '2'])('format %s', (format) => {
   })
 
   if (format === '1') {
-    it('several sources take the writer lock once: a held lock fails the run before anything is committed (exit 5)', async () => {
+    it('several sources take the writer lock once, for the whole run: a held lock fails it before anything is committed (exit 5)', async () => {
       const repo = await init()
       const a = path.join(work, 'lock-a')
       const b = path.join(work, 'lock-b')
@@ -181,8 +183,51 @@ describe.each(['1', '2'])('format %s', (format) => {
       expect(r.stderr).toMatch(/^bfs: repository .* is locked by pid \d+ .*\n$/)
       expect(fs.readdirSync(path.join(repo, 'manifests'))).toEqual([])
       fs.rmSync(path.join(repo, 'lock'))
-      expect((await bfs(['backup', a, b], { repo })).code).toBe(0)
+      // while it runs, the lock is the run's, for both sources (not one per generation)
+      fs.writeFileSync(`${b}/big`, randomBytes(48 << 20))
+      const p = spawnBfs(['backup', a, b, '--threads', '1'], repo)
+      const seen = new Set<string>()
+      let sawBetween = false
+      const done = new Promise<number>((resolve) => p.on('exit', (c) => resolve(c ?? -1)))
+      let exited = false
+      void done.then(() => (exited = true))
+      while (!exited) {
+        try {
+          seen.add((JSON.parse(fs.readFileSync(path.join(repo, 'lock'), 'utf8')) as { command: string }).command)
+          if (fs.existsSync(path.join(repo, 'manifests', 'gen-00000001'))) sawBetween = true
+        } catch {
+          // no lock (yet, or any more), or caught mid-write
+        }
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      expect(await done).toBe(0)
+      expect([...seen]).toEqual([`backup ${a} ${b}`])
+      expect(sawBetween).toBe(true) // the lock was held after the first generation was committed
       expect((await gens(repo)).map((g) => g.source)).toEqual([a, b])
+    })
+  }
+
+  if (format === '1') {
+    it('a manifest written before tags existed reads as no tags, and is still the incremental base', async () => {
+      const repo = await init()
+      const a = path.join(work, 'old-a')
+      write(`${a}/f`, 'a\n')
+      expect((await bfs(['backup', a], { repo })).code).toBe(0)
+      const file = path.join(repo, 'manifests', 'gen-00000001')
+      const m = JSON.parse(decodeEnvelope('manifest', fs.readFileSync(file), file).stored.toString()) as Record<string, unknown>
+      expect(m.tags).toEqual([])
+      delete m.tags
+      const payload = Buffer.from(JSON.stringify(m))
+      fs.writeFileSync(file, encodeEnvelope('manifest', 0, payload.length, payload))
+      const g = await gens(repo)
+      expect(g.map((x) => [x.id, x.tags, x.host])).toEqual([[1, [], os.hostname()]])
+      expect(await gens(repo, ['--tag', 'x'])).toEqual([])
+      const text = await bfs(['generations'], { repo })
+      expect(text.stderr).toBe('')
+      expect(text.stdout).toMatch(/^gen1 .* -\n$/m)
+      const next = await bfs(['backup', a, '--json', '--tag', 'x'], { repo })
+      expect(backupJson(next.stdout).parent).toBe(1)
+      expect((await gens(repo, ['--tag', 'x'])).map((x) => x.id)).toEqual([2])
     })
   }
 
