@@ -162,6 +162,17 @@ describe.each(['1', '2'])('format %s', (format) => {
     expect(ls.stdout).toMatch(/ new\.txt$/m)
     expect((await bfs(['cat', '--source', s1, 'latest:conf3'], { repo })).stdout).toBe('setting 3 changed\n')
     if (format === '1') expect((await bfs(['verify', '--against', s1], { repo })).code).toBe(0)
+    // a mount of one of them is that source's tree (real FUSE, unmounted in every case)
+    const mnt = path.join(work, `multi-mnt-f${format}`)
+    fs.mkdirSync(mnt)
+    const m = await bfs(['mount', 'gen5', mnt], { repo })
+    expect(m.code, m.stderr).toBe(0)
+    try {
+      expect(await diffTree(s2, mnt)).toBe('')
+    } finally {
+      if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
+    }
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mnt)
     expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
 
     // a subset of the set: each source still finds its own base
