@@ -14,15 +14,15 @@ import { parseWithin, subtractWithin } from '../repo/v2/retention.js'
 import { WriterLock } from '../repo/commit/index.js'
 import type { Repository } from '../repo/repository.js'
 
-const collect = (v: string, acc: string[]): string[] => [...acc, v]
+const collect = (v: string, acc: string[] = []): string[] => [...acc, v]
 
 /** The options this module adds to `bfs backup`. */
 export function addBackupSourceOptions(cmd: Command): Command {
   return cmd
-    .option('--exclude-file <file>', 'read --exclude patterns from FILE, one per line (blank lines and lines starting with # ignored; repeatable)', collect, [] as string[])
+    .option('--exclude-file <file>', 'read --exclude patterns from FILE, one per line (blank lines and lines starting with # ignored; repeatable)', collect)
     .option('--exclude-caches', 'skip the contents of directories holding a valid CACHEDIR.TAG (the directory and the tag file are kept)')
-    .option('--exclude-if-present <name>', 'skip the contents of directories holding an entry named NAME (the directory and NAME are kept; repeatable)', collect, [] as string[])
-    .option('--tag <tag>', 'tag stored with the generation (repeatable; a,b adds both)', collect, [] as string[])
+    .option('--exclude-if-present <name>', 'skip the contents of directories holding an entry named NAME (the directory and NAME are kept; repeatable)', collect)
+    .option('--tag <tag>', 'tag stored with the generation (repeatable; a,b adds both)', collect)
     .option('--host <name>', 'host name stored with the generation, and whose generations are the incremental base (default: this machine\'s)')
 }
 
@@ -152,9 +152,9 @@ export function parseSince(v: string): number {
 /** The options of the filters on `bfs generations`. */
 export function addGenerationFilters(cmd: Command): Command {
   return cmd
-    .option('--source <path>', 'only generations of this source (repeatable: any of them)', collect, [] as string[])
-    .option('--host <name>', 'only generations of this host (repeatable: any of them)', collect, [] as string[])
-    .option('--tag <tag>', 'only generations holding this tag (repeatable, a,b: every tag given)', collect, [] as string[])
+    .option('--source <path>', 'only generations of this source (repeatable: any of them)', collect)
+    .option('--host <name>', 'only generations of this host (repeatable: any of them)', collect)
+    .option('--tag <tag>', 'only generations holding this tag (repeatable, a,b: every tag given)', collect)
     .option('--label <text>', 'only generations with exactly this label')
     .option('--since <time>', 'only generations made at or after TIME: a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 1w3d, 12h)', parseSince)
     .option('--until <time>', 'only generations made at or before TIME (as --since)', parseSince)
