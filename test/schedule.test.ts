@@ -53,7 +53,7 @@ describe('make install DESTDIR=… PREFIX=…', () => {
     expect(v.stderr).toBe('')
     expect(v.stdout).toBe(`bfs ${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version}\n[]\n`)
     const man = await sh(`MANWIDTH=120 man -l ${q(at('share/man/man1/bfs.1'))} | col -b`)
-    expect(man.stdout).toMatch(/^ {3}bfs backup \[options\] <src>$/m)
+    expect(man.stdout).toMatch(/^ {3}bfs backup \[options\] <src...>$/m)
   })
 })
 

@@ -13,6 +13,7 @@ import { DEFAULT_ONLINE_NICE } from '../repo/online.js'
 import { int, withSignals } from './common.js'
 import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
 import type { Ctx } from './context.js'
+import { addBackupSourceOptions, checkSeveral, checkSources, eachSource, sourceOptions } from './sources.js'
 
 /** The summary's consistency line of a volume generation. */
 function consistencyNote(m: Manifest, points: string[]): string {
@@ -39,10 +40,10 @@ function isBlockDevice(p: string): boolean {
 }
 
 export function registerBackup(program: Command, ctx: Ctx): void {
-  program
+  const cmd = program
     .command('backup')
-    .description('back up a directory tree, a block device or an image file as a new generation (incremental against the last one of the same source)')
-    .argument('<src>', 'directory, block device or image file')
+    .description('back up a directory tree, a block device or an image file as a new generation (incremental against the last one of the same source); several directories make one generation each, in one run under one lock')
+    .argument('<src...>', 'directory, block device or image file (several: directories)')
     .option('--volume', 'back up SRC as a volume (same as --mode volume)')
     .addOption(new Option('--mode <mode>', 'auto: a device or image, or the root of a mounted block-device filesystem with more than --volume-threshold files, is backed up as a volume; anything else as files').choices(['auto', 'file', 'volume']).default('auto'))
     .option('--volume-threshold <files>', 'auto mode: files above which a whole filesystem is backed up as its device', int('--volume-threshold', 0, Number.MAX_SAFE_INTEGER), 100000)
@@ -62,12 +63,23 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
     .option('--frame-blocks <n>', `blocks per independently decompressible frame (default ${DEFAULT_FRAME_BLOCKS.files} for files, ${DEFAULT_FRAME_BLOCKS.volume} for volumes)`, int('--frame-blocks', 1, 4096))
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
-    .option('--json', 'print the result as JSON')
-    .action(async (src: string, o) => {
-      if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
-      const line = new ProgressLine()
+    .option('--json', 'print the result as JSON (several sources: one line per generation)')
+  addBackupSourceOptions(cmd)
+    .action(async (srcs: string[], o) => {
+      // issue 17 item 4 (cli/sources.ts): several sources, one generation each
+      const sources = checkSources(srcs)
+      checkSeveral(sources, o)
+      const more = sourceOptions(o)
+      if (isFormat2(ctx.repoDir())) {
+        for (const src of sources) await backupV2(ctx, src, o, more)
+        return
+      }
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
+      let repoOpened: ReturnType<Ctx['openRepo']> | undefined
+      const openRepo = (): ReturnType<Ctx['openRepo']> => (repoOpened ??= ctx.openRepo())
+      await eachSource(openRepo, sources, waitMs, (m) => process.stderr.write(`bfs: ${m}\n`), async (src, heldLock) => {
+      const line = new ProgressLine()
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
@@ -77,7 +89,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
       if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
-      const repo = ctx.openRepo()
+      const repo = openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
       const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
       if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
@@ -88,7 +100,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       const res = await withSignals((signal) =>
         run(repo, {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
-          source: decision.source, label: o.label, excludes: o.exclude, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
+          source: decision.source, label: o.label, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, heldLock, oneFileSystem: !!o.oneFileSystem, full: !!o.full,
           online: o.online, t0File: o.t0File, onlineNice: o.onlineNice,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
@@ -128,5 +140,6 @@ export function registerBackup(program: Command, ctx: Ctx): void {
         }
       }
       if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
+      })
     })
 }

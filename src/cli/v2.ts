@@ -12,6 +12,8 @@ import { BfsError, EXIT } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
 import { verifyGenerations2 } from '../repo/v2/verify2.js'
 import { backupTree2 } from '../repo/v2/backup2.js'
+import type { TagRules } from '../repo/exclude.js'
+import { genFilter, matches } from './sources.js'
 import { restoreEntries } from '../repo/restore.js'
 import { restoreSet2 } from '../repo/v2/restore2.js'
 import { reportRestore } from './restore-report.js'
@@ -34,18 +36,17 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
   ['--freeze', (o) => !!o.freeze],
   ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
-  ['--exclude', (o) => Array.isArray(o.exclude) && o.exclude.length > 0],
   ['--one-file-system', (o) => !!o.oneFileSystem],
   ['--online', (o) => o.online !== undefined],
   ['--online-nice', (o) => o.onlineNice !== undefined],
 ]
 
-export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>): Promise<void> {
+export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const res = await withSignals((signal) =>
     backupTree2(repo, {
-      source: src, label: o.label as string, full: !!o.full, threads: o.threads as number | undefined, level: o.level as number,
+      source: src, label: o.label as string, full: !!o.full, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
       unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal, reporter: { warn },
     }),
   )
@@ -82,17 +83,20 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
   const lease = readerLease(repo, 'ls')
   if (!ref) {
     // a damaged manifest is listed, marked, and named on stderr; the others list as usual (§2.20.10)
-    const rows = repo.generations().filter((g) => source === undefined || !('manifest' in g) || g.manifest.sources[0]?.path === source)
-    const damaged = rows.filter((g) => 'problem' in g)
+    // the filters of `bfs generations` (cli/sources.ts); a damaged manifest matches none but is still named
+    const filter = genFilter(o)
+    const all = repo.generations()
+    const rows = filter ? all.filter((g) => 'manifest' in g && matches(filter, { time: g.manifest.time, host: g.manifest.host, tags: g.manifest.tags, label: g.manifest.label, sources: g.manifest.sources.map((s) => s.path) })) : all
+    const damaged = all.filter((g) => 'problem' in g)
     for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
-        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, parent: g.manifest.sources[0]?.parent, partial: g.manifest.partial, stats: g.manifest.stats }
+        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, partial: g.manifest.partial, stats: g.manifest.stats }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
     for (const g of rows) {
       const m = 'manifest' in g ? g.manifest : null
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.label ? `  ${m.label}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
+      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
     }
     return
   }

@@ -43,6 +43,11 @@ export interface Manifest {
   /** Absolute path of what was backed up. */
   source: string
   host: string
+  /**
+   * `--tag`s (written since issue 17; absent in older manifests: read as none). Each a
+   * non-empty string without a comma.
+   */
+  tags?: string[]
   kind: 'files' | 'volume'
   group: string | null
   /** The generation this one is incremental to (0 = full). */
@@ -129,6 +134,7 @@ export function decodeManifest(payload: Buffer, what: string): Manifest {
   if (typeof m.label !== 'string') bad('label')
   if (typeof m.source !== 'string') bad('source')
   if (typeof m.host !== 'string') bad('host')
+  if (m.tags !== undefined && (!Array.isArray(m.tags) || m.tags.some((t) => typeof t !== 'string' || t === '' || t.includes(',')))) bad('tags')
   if (m.kind !== 'files' && m.kind !== 'volume') bad('kind')
   if (m.group !== null && typeof m.group !== 'string') bad('group')
   if (!Array.isArray(m.units)) bad('units')

@@ -12,7 +12,7 @@ import { emptyStats, newStream, writeGeneration, type CommitOptions, type Commit
 import { storeObject, type BaseObject } from './objects.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
-import { compileExcludes } from './exclude.js'
+import { compileExcludes, compileTagRules, type TagRules } from './exclude.js'
 import type { Group } from './groups.js'
 import { readPlanned, type ReadResult } from './worker.js'
 import { openSource } from './source.js'
@@ -22,6 +22,8 @@ import { BI_REASON_TEXT, OnlineCapture, type OnlineReport } from './online.js'
 export interface BackupOptions extends CommitOptions, StreamSettings {
   source: string
   excludes?: string[]
+  /** `--exclude-caches`, `--exclude-if-present NAME`: directories whose contents are skipped (exclude.ts). */
+  tagRules?: TagRules
   /** Back up only this group's files, on the group's own chain. */
   group?: Group
   oneFileSystem?: boolean
@@ -206,6 +208,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     throw new BfsError('BAD_INPUT', `cannot read source directory ${source}: permission denied`)
   }
   const reporter = opts.reporter ?? { warn: () => undefined }
+  // the parent is the newest generation of the same source and host (as restic's)
+  const host = opts.host ?? os.hostname()
   let prevCat: CatalogIndex | null = null
   let online: OnlineReport | undefined
   const res = await writeGeneration(repo, opts, {
@@ -216,7 +220,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     choosePrev: (r) => {
       if (opts.full) return null
       for (const m of [...r.generations(opts.group?.name ?? null)].reverse()) {
-        if (m.kind !== 'files' || m.source !== source) continue
+        if (m.kind !== 'files' || m.source !== source || m.host !== host) continue
         try {
           prevCat = r.catalogIndex(m.id)
           return m
@@ -264,6 +268,7 @@ class TreeWriter {
   private readonly isExcluded: (rel: string, isDir: boolean) => boolean
   /** Group backups: does an include pattern match this path? (null: no group, everything is in) */
   private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
+  private readonly tagged: ReturnType<typeof compileTagRules>
   private readonly includedDirs = new Set<number>()
   /** Scratch for CatalogIndex.identity(). */
   private readonly id = new Float64Array(ID_FIELDS)
@@ -300,6 +305,7 @@ class TreeWriter {
     this.resolver = new ObjectResolver(repo)
     this.isExcluded = compileExcludes([...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])])
     this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
+    this.tagged = compileTagRules(opts.tagRules ?? {})
     this.rootDev = rootSt[native.S_DEV]!
     for (const dir of repo.store.localRoots()) {
       const rst = native.lstatRecord(dir)
@@ -421,9 +427,12 @@ class TreeWriter {
     const kidIncluded: boolean[] = []
     const kidBlocks: number[] = []
     const kids: Entry[] = []
+    // a tagged directory (--exclude-caches, --exclude-if-present): only its tag files are kept
+    const onlyTags = this.tagged?.(t.path, names, (i) => !st[i * F + native.S_ERRNO] && (st[i * F + native.S_MODE]! & S_IFMT) === 0o100000) ?? null
     for (const i of order) {
       const o = i * F
       if (st[o + native.S_ERRNO]) continue // vanished between readdir and stat
+      if (onlyTags && !onlyTags.has(i)) continue
       const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT]
       if (type === undefined) continue
       if (excluding && this.isExcluded(relOf(names[i]!), type === EntryType.Dir)) continue

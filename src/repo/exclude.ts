@@ -1,3 +1,6 @@
+import fs from 'node:fs'
+import { BfsError } from './errors.js'
+
 /**
  * --exclude patterns, as in tar/rsync: `*` and `?` match within one name, `**` across
  * directories, `[…]` a character class. A pattern without '/' matches a name at any
@@ -46,4 +49,67 @@ export function compileExcludes(patterns: string[]): (rel: string, isDir: boolea
     }
     return false
   }
+}
+
+/** The tag file of a cache directory (https://bford.info/cachedir/). */
+export const CACHEDIR_TAG = 'CACHEDIR.TAG'
+/** What a CACHEDIR.TAG must start with to count: anything else is an ordinary file. */
+export const CACHEDIR_SIGNATURE = Buffer.from('Signature: 8a477f597d28d172789f06886806bc55')
+
+/** `--exclude-caches` and `--exclude-if-present NAME`: directories whose contents are skipped. */
+export interface TagRules {
+  caches?: boolean
+  ifPresent?: string[]
+}
+
+/** Whether the regular file at `p` starts with the CACHEDIR.TAG signature (unreadable: no). */
+function isCacheTag(p: Buffer): boolean {
+  let fd = -1
+  try {
+    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    const b = Buffer.alloc(CACHEDIR_SIGNATURE.length)
+    const n = fs.readSync(fd, b, 0, b.length, 0)
+    return n === b.length && b.equals(CACHEDIR_SIGNATURE)
+  } catch {
+    return false
+  } finally {
+    if (fd >= 0) fs.closeSync(fd)
+  }
+}
+
+/**
+ * Compiles the tag rules: the result, given a directory's path and listing (`isFile(i)`:
+ * entry i is a regular file), returns the indices of the tag files to keep when the
+ * directory is tagged (its other entries are skipped; the directory itself and its tag files
+ * are kept, as tar's --exclude-tag and Borg's --keep-exclude-tags do), or null when it is
+ * not. A CACHEDIR.TAG counts only as a regular file starting with the signature.
+ */
+export function compileTagRules(rules: TagRules): ((dir: Buffer, names: Buffer[], isFile: (i: number) => boolean) => Set<number> | null) | null {
+  const present = new Set((rules.ifPresent ?? []).map((n) => Buffer.from(n, 'utf8').toString('latin1')))
+  if (!rules.caches && present.size === 0) return null
+  return (dir, names, isFile) => {
+    let keep: Set<number> | null = null
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!.toString('latin1')
+      const tag = present.has(name) || (rules.caches && name === CACHEDIR_TAG && isFile(i) && isCacheTag(Buffer.concat([dir, Buffer.from('/'), names[i]!])))
+      if (tag) (keep ??= new Set()).add(i)
+    }
+    return keep
+  }
+}
+
+/**
+ * `--exclude-file FILE`: one pattern per line, as restic reads it (surrounding blanks
+ * trimmed; empty lines and lines starting with `#` ignored). A file that cannot be read is a
+ * one-line error (exit 1, as a missing source).
+ */
+export function readExcludeFile(file: string): string[] {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new BfsError('BAD_INPUT', `cannot read exclude file ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (code ?? (err as Error).message)}`)
+  }
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
 }

@@ -21,6 +21,15 @@ import type { StreamWriter } from './stream.js'
 export interface CommitOptions {
   /** Label stored in the manifest. */
   label?: string
+  /** `--tag`s stored in the manifest (default none). */
+  tags?: string[]
+  /** `--host`: the host name stored in the manifest (default: this machine's). */
+  host?: string
+  /**
+   * The writer lock, already held by the caller for several generations in a row (one
+   * backup of several sources): this commit neither takes nor releases it.
+   */
+  heldLock?: WriterLock
   /** Compression worker threads (default: CPUs). */
   threads?: number
   /** How long to wait for another writer's lock, ms (default 0: fail at once). */
@@ -102,7 +111,7 @@ export interface GenerationSpec {
 export async function writeGeneration(repo: Repository, opts: CommitOptions, spec: GenerationSpec): Promise<CommitResult> {
   const started = process.hrtime.bigint()
   const startTime = new Date()
-  const lock = await WriterLock.acquire(repo.store, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m) })
+  const lock = opts.heldLock ?? await WriterLock.acquire(repo.store, `backup ${spec.source}`, opts.lockWaitMs ?? 0, { onWait: (m) => (opts.reporter?.note ?? opts.reporter?.warn)?.call(opts.reporter, m) })
   const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
   let genId = 0
   let committed = false
@@ -134,7 +143,8 @@ export async function writeGeneration(repo: Repository, opts: CommitOptions, spe
       time: startTime.toISOString(),
       label: opts.label ?? '',
       source: spec.source,
-      host: os.hostname(),
+      host: opts.host ?? os.hostname(),
+      tags: opts.tags ?? [],
       kind: spec.kind,
       group: spec.group,
       parent: prev?.id ?? 0,
@@ -164,6 +174,6 @@ export async function writeGeneration(repo: Repository, opts: CommitOptions, spe
   } finally {
     await pool.close()
     if (!committed && genId > 0) meta(repo).removeSync(keys.genDir(genId), { recursive: true })
-    lock.release()
+    if (!opts.heldLock) lock.release()
   }
 }

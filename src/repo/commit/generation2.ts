@@ -179,8 +179,8 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     if (lease.lapsed()) throw new BfsError('IO', `the backup's lease ${lease.key} was not renewed in time (the machine slept, or the repository was unwritable); nothing was committed`)
     const stats = { ...body.stats, storedBytes: stream.storedBytes, metaBytes, pieces: packStats.pieces, pieceBytes: packStats.storedBytes, packs: packStats.packs, seconds: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000 }
     const man: ManifestV2 = {
-      format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: [],
-      host: os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
+      format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: opts.tags ?? [],
+      host: opts.host ?? os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
       sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
       rootEntry: body.rootEntry, links: body.links, biLog: null, biIndex: null,
       stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,

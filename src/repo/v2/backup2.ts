@@ -9,10 +9,11 @@
  *
  * Changed files are block-incrementals against their previous map; hard-linked entries are
  * flagged `linked` and counted in the links table. Step 1 limits (native-notes/v2-backup.md):
- * whole hashes files read for the block-incremental, links rows in memory, no excludes, groups
- * or --one-file-system.
+ * whole hashes files read for the block-incremental, links rows in memory, no groups or
+ * --one-file-system. Excludes (issue 17) as format 1's: exclude.ts.
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import * as native from '../../native/index.js'
 import { BLOCK_BYTES } from '../../codec/hash.js'
@@ -35,6 +36,7 @@ import { MAX_DELTA_DEPTH } from '../../format/maps.js'
 import { MapReader } from '../../pieces/maps.js'
 import { StreamSource2 } from './read2.js'
 import { openSource } from '../source.js'
+import { compileExcludes, compileTagRules, type TagRules } from '../exclude.js'
 import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion } from '../backup.js'
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
@@ -43,6 +45,10 @@ export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
   /** Read every file even if unchanged. */
   full?: boolean
+  /** `--exclude` patterns (exclude.ts), and `--exclude-file`'s. */
+  excludes?: string[]
+  /** `--exclude-caches`, `--exclude-if-present NAME`. */
+  tagRules?: TagRules
 }
 
 const SLASH = Buffer.from('/')
@@ -86,6 +92,10 @@ interface PreRead {
 /** A directory whose subdirectories are scanned ahead: its listing in walk order, and how far. */
 interface ScanFrame {
   dir: Buffer
+  /** The directory's path from the source (for excludes). */
+  rel: string
+  /** A tagged directory (--exclude-caches, --exclude-if-present): the only entries kept, its tag files. */
+  onlyTags: Set<number> | null
   names: Buffer[]
   st: Float64Array
   order: number[]
@@ -138,6 +148,8 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
   if ((rootSt[native.S_MODE]! & S_IFMT) !== 0o040000) throw new BfsError('BAD_INPUT', `source ${source} is not a directory (format 2 repositories take file backups only so far)`)
   const { unitBlocks, frameBlocks } = streamGeometry(opts, 'files')
   const reporter = opts.reporter ?? { warn: () => undefined }
+  // parents are per host and source (format.md §2.20.3 step 3)
+  const host = opts.host ?? os.hostname()
   return writeGeneration2(repo, opts, {
     source,
     kind: 'files',
@@ -149,7 +161,7 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
       for (const id of r.generationIds().reverse()) {
         try {
           const m = r.manifest(id)
-          if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source) return m
+          if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source && m.host === host) return m
         } catch (err) {
           if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
           reporter.warn(`gen${id} cannot be the base of this backup: ${err.message}`)
@@ -257,6 +269,19 @@ class Walk2 {
     }
     this.idReader = new IdTableReader(ctx.pieces, TableKind.Links)
     this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
+    this.isExcluded = (opts.excludes ?? []).length ? compileExcludes(opts.excludes!) : null
+    this.tagged = compileTagRules(opts.tagRules ?? {})
+  }
+
+  private readonly isExcluded: ((rel: string, isDir: boolean) => boolean) | null
+  private readonly tagged: ReturnType<typeof compileTagRules>
+
+  /** Whether entry i of a directory's listing is left out by an exclude or a tag (`isDir`: it is a directory). */
+  private leftOut(f: ScanFrame, i: number, isDir: boolean): boolean {
+    if (f.onlyTags && !f.onlyTags.has(i)) return true
+    if (!this.isExcluded) return false
+    const name = f.names[i]!.toString('latin1')
+    return this.isExcluded(f.rel ? `${f.rel}/${name}` : name, isDir)
   }
 
   private warn(m: string): void {
@@ -310,7 +335,7 @@ class Walk2 {
         continue
       }
       const k = f.order[f.pos++]!
-      if (this.isWalkedDir(f.st, k * F)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
+      if (this.isWalkedDir(f.st, k * F) && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
     }
   }
 
@@ -350,7 +375,8 @@ class Walk2 {
     // (scanDirAsync sorts on the threadpool: the sort here only checks, n − 1 comparisons)
     const order = names.map((_, i) => i).sort((a, b) => Buffer.compare(names[a]!, names[b]!))
     // the position in `order` of each entry taken (for the parent frame of subdirectories)
-    const frame: ScanFrame = { dir: p, names, st, order, pos: 0 }
+    const onlyTags = this.tagged?.(p, names, (i) => !st[i * F + native.S_ERRNO] && (st[i * F + native.S_MODE]! & S_IFMT) === 0o100000) ?? null
+    const frame: ScanFrame = { dir: p, rel, onlyTags, names, st, order, pos: 0 }
     this.frames.push(frame)
     this.scanAhead()
     const cursor = new SafeCursor(this.reader, prevDir, this.tree.unreadable)
@@ -394,6 +420,7 @@ class Walk2 {
           const type = TYPE_OF[st[o + native.S_MODE]! & S_IFMT] as FileType | undefined
           if (type === undefined) continue
           if (type === FileType.Dir && !this.isWalkedDir(st, o)) continue
+          if (this.leftOut(frame, i, type === FileType.Dir)) continue
           let old = cursor.seekSync(names[i]!)
           if (old === undefined) old = await cursor.seek(names[i]!)
           win.push({ k: k - 1, type, old, pre: null })
