@@ -11,7 +11,8 @@ import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { DEFAULT_ONLINE_NICE } from '../repo/online.js'
 import { int, withSignals } from './common.js'
-import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import { count, humanBytes, resolveGen } from './output.js'
+import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 
 /** The summary's consistency line of a volume generation. */
@@ -62,10 +63,11 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
     .option('--frame-blocks <n>', `blocks per independently decompressible frame (default ${DEFAULT_FRAME_BLOCKS.files} for files, ${DEFAULT_FRAME_BLOCKS.volume} for volumes)`, int('--frame-blocks', 1, 4096))
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the result (message_type "summary")')
+    .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
     .action(async (src: string, o) => {
       if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
-      const line = new ProgressLine()
+      const line = new Progress({ action: 'backup', json: !!o.json, quiet: !!o.quiet })
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
@@ -93,16 +95,16 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),
-            note: (m) => line.note(m),
-            progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
+            note: (m) => line.wait(m), // (the only note: waiting for the lock)
+            progress: (p) => line.update({ files: p.files, totalFiles: p.expectedFiles, bytes: p.bytes, totalBytes: p.expectedBytes, path: p.path }),
           },
         }),
-      ).finally(() => line.clear())
+      ).finally(() => line.finish())
       const m = res.manifest
       const s = m.stats
       const online = 'online' in res ? res.online : undefined
-      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) }) + '\n')
-      else {
+      if (o.json) line.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) })
+      else if (line.textSummary) {
         process.stdout.write(
           modeLine +
           `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +
