@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { figures, Progress, statusLine, statusObject, type ProgressStream } from '../src/cli/progress.js'
+import { durationText, figures, Progress, statusLine, statusObject, type ProgressStream } from '../src/cli/progress.js'
 import { BFS, bfs, sh, tmpdir } from './helpers.js'
 
 /** A stream that keeps what is written, with a terminal's attributes when asked. */
@@ -18,14 +18,14 @@ describe('formatter and ETA (injected clock)', () => {
     expect(f.rate).toBe((25 << 20) / 10)
     expect(f.fraction).toBe(0.25)
     expect(f.etaS).toBe(30)
-    expect(statusLine('backup', { files: 50, totalFiles: 100, bytes: 25 << 20, totalBytes: 100 << 20, path: 'a/b' }, 10_000, 120)).toBe('backup 10s 50/100 files, 25.0 MiB/100.0 MiB (25%), 2.50 MiB/s, ETA 30s  a/b')
+    expect(statusLine('backing up:', { files: 50, totalFiles: 100, bytes: 25 << 20, totalBytes: 100 << 20, path: 'a/b' }, 10_000, 120)).toBe('backing up: 50/100 files, 25.0 MiB/100.0 MiB (25%), 2.50 MiB/s, ETA 30s  a/b')
   })
 
   it('from the files when only a file total is known; "?" when there is none', () => {
     expect(figures({ files: 30, totalFiles: 40, bytes: 0, totalBytes: 0 }, 3_000)).toMatchObject({ fraction: 0.75, etaS: 1 })
     const none = { files: 7, totalFiles: null, bytes: 2048, totalBytes: null }
     expect(figures(none, 2_000)).toMatchObject({ fraction: null, etaS: null, rate: 1024 })
-    expect(statusLine('backup', none, 2_000, 80)).toBe('backup 2s 7/? files, 2.00 KiB/?, 1.00 KiB/s, ETA ?')
+    expect(statusLine('backing up:', none, 2_000, 80)).toBe('backing up: 7/? files, 2.00 KiB/?, 1.00 KiB/s, ETA ?')
     // nothing done yet: no ETA
     expect(figures({ files: 0, totalFiles: 10, bytes: 0, totalBytes: 100 }, 5_000).etaS).toBeNull()
   })
@@ -47,8 +47,10 @@ describe('formatter and ETA (injected clock)', () => {
   })
 
   it('units and durations', () => {
-    expect(statusLine('verify', { files: 1, totalFiles: 1, bytes: 0, totalBytes: 0 }, 3_725_000, 80, 'unit')).toMatch(/^verify 1h02m 1\/1 unit, /)
-    expect(statusLine('verify', { files: 1, totalFiles: 3, bytes: 0, totalBytes: 0 }, 65_000, 80, 'unit')).toMatch(/^verify 1m05s 1\/3 units, /)
+    expect(statusLine('verifying:', { files: 1, totalFiles: 1, bytes: 0, totalBytes: 0 }, 3_725_000, 80, 'unit')).toMatch(/^verifying: 1\/1 unit, 0 B\/0 B \(100%\), 0 B\/s, ETA 0s$/)
+    expect(statusLine('verifying:', { files: 1, totalFiles: 3, bytes: 0, totalBytes: 0 }, 65_000, 80, 'unit')).toMatch(/^verifying: 1\/3 units, .*ETA 2m10s$/)
+    expect(durationText(42.4)).toBe('42s')
+    expect(durationText(3_725)).toBe('1h02m')
   })
 
   it('JSON status object with restic\'s field names', () => {
@@ -70,7 +72,7 @@ describe('formatter and ETA (injected clock)', () => {
     p.update(s(2)) // too soon
     t += 200
     p.update(s(3))
-    expect(err.text.split('\r').filter(Boolean)).toEqual([`backup 0s 1/10 files, 10 B/100 B (10%), 0 B/s, ETA ?  f1\x1b[K`, `backup 0s 3/10 files, 30 B/100 B (30%), 120 B/s, ETA 1s  f3\x1b[K`])
+    expect(err.text.split('\r').filter(Boolean)).toEqual([`backup: 1/10 files, 10 B/100 B (10%), 0 B/s, ETA ?  f1\x1b[K`, `backup: 3/10 files, 30 B/100 B (30%), 120 B/s, ETA 1s  f3\x1b[K`])
     err.text = ''
     p.warn('careful')
     expect(err.text).toBe('\r\x1b[Kbfs: warning: careful\n')
@@ -101,6 +103,12 @@ describe('formatter and ETA (injected clock)', () => {
     expect(lines[3]).toEqual({ message_type: 'summary', action: 'verify', ok: true })
     expect(err.text).toBe('')
     expect(p.textSummary).toBe(false)
+    // --json --quiet: the summary alone
+    const qOut = sink()
+    const q = new Progress({ action: 'verify', json: true, quiet: true, err, out: qOut, now: () => (t += 2_000) })
+    for (let i = 0; i < 5; i++) q.update(s)
+    q.summary({ ok: true })
+    expect(qOut.text).toBe('{"message_type":"summary","action":"verify","ok":true}\n')
   })
 
   it('plain (not a terminal) and quiet: no status; quiet keeps warnings and the lock wait only', () => {
@@ -226,18 +234,18 @@ for (const format of ['1', '2']) {
     it('on a terminal: a status line redrawn in place, cleared, then the summary', async () => {
       const b = await onTty(['backup', src], repo)
       expect(b.code, b.out).toBe(0)
-      expect(b.out).toMatch(/\rbackup \d+s \d+\/\d+ files, [^\r\n]*\x1b\[K/)
+      expect(b.out).toMatch(/\rbacking up: \d+\/\d+ files, [^\r\n]*\x1b\[K/)
       // cleared before the summary, which ends the output
       expect(b.out).toMatch(/\r\x1b\[K(mode: files[^\n]*\r?\n)?gen\d+ committed/)
       expect(b.out).toMatch(/ s\r?\n$/)
       const dest = path.join(work, `out${format}-tty`)
       const r = await onTty(['restore', 'latest', dest], repo)
       expect(r.code, r.out).toBe(0)
-      expect(r.out).toMatch(new RegExp(`\\rrestore \\d+s \\d+/${files} files, [^\\r\\n]*\\x1b\\[K`))
+      expect(r.out).toMatch(new RegExp(`\\rrestoring: \\d+/${files} files, [^\\r\\n]*\\x1b\\[K`))
       expect(r.out).toMatch(/\r\x1b\[Krestored gen\d+ to [^\n]*\r?\n$/)
       const v = await onTty(['verify'], repo)
       expect(v.code, v.out).toBe(0)
-      expect(v.out).toMatch(/\rverify \d+s \d+\/\d+ units?, [^\r\n]*\x1b\[K/)
+      expect(v.out).toMatch(/\rverifying: \d+\/\d+ units?, [^\r\n]*\x1b\[K/)
       expect(v.out).toMatch(/\r\x1b\[Kok: gen\d+ verified[^\n]*\r?\n$/)
     })
   })

@@ -67,7 +67,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
     .action(async (src: string, o) => {
       if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
-      const line = new Progress({ action: 'backup', json: !!o.json, quiet: !!o.quiet })
+      const line = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)

@@ -12,7 +12,7 @@
  * - `json` (--json): a status object per line on stdout at most every JSON_INTERVAL_MS (the
  *   first after one interval, so that a short run prints its summary alone), then the
  *   command's summary object with `message_type: "summary"`; `message_type: "wait"` when
- *   waiting for a lock.
+ *   waiting for a lock. With --quiet too: no status lines.
  *
  * The commands' cores call `update` from their main thread with counters they keep anyway;
  * `update` only reads the clock and returns until a redraw is due: no stat, no syscall per
@@ -39,8 +39,10 @@ export interface ProgressStream {
 }
 
 export interface ProgressOptions {
-  /** `backup`, `restore`, `verify`…: the status line's first word and the JSON `action`. */
+  /** `backup`, `restore`, `verify`…: the JSON `action`. */
   action: string
+  /** The status line's start (default `ACTION:`): `backing up:`, `restoring:`, `verifying:`. */
+  label?: string
   json?: boolean
   quiet?: boolean
   /** What `files` counts (verify: `unit`). */
@@ -105,17 +107,17 @@ export function figures(s: ProgressState, elapsedMs: number): ProgressFigures {
 }
 
 /**
- * The status line: `backup 1234/5000 files, 1.20 GiB/4.00 GiB (30%), 12.3 MiB/s, ETA 2m05s  path`,
+ * The status line: `backing up: 1234/5000 files, 1.20 GiB/4.00 GiB (30%), 12.3 MiB/s, ETA 2m05s  path`,
  * cut to `columns - 1` characters, the path shortened from its start (`…`) to fit.
  */
-export function statusLine(action: string, s: ProgressState, elapsedMs: number, columns: number, unit = 'file'): string {
+export function statusLine(label: string, s: ProgressState, elapsedMs: number, columns: number, unit = 'file'): string {
   const f = figures(s, elapsedMs)
   const plural = s.totalFiles === 1 ? unit : unit === 'entry' ? 'entries' : `${unit}s`
   const tf = s.totalFiles === null ? '?' : String(s.totalFiles)
   const tb = s.totalBytes === null ? '?' : bytesText(s.totalBytes)
   const pct = f.fraction === null ? '' : ` (${Math.floor(f.fraction * 100)}%)`
   const eta = f.etaS === null ? '?' : durationText(f.etaS)
-  let text = `${action} ${durationText(f.elapsedS)} ${s.files}/${tf} ${plural}, ${bytesText(s.bytes)}/${tb}${pct}, ${bytesText(f.rate)}/s, ETA ${eta}`
+  let text = `${label} ${s.files}/${tf} ${plural}, ${bytesText(s.bytes)}/${tb}${pct}, ${bytesText(f.rate)}/s, ETA ${eta}`
   const width = Math.max(20, columns) - 1
   const p = s.path ?? ''
   if (p) {
@@ -156,7 +158,10 @@ export class Progress {
   private readonly ttyMs: number
   private readonly jsonMs: number
   private readonly action: string
+  private readonly label: string
   private readonly unit: string
+  /** --json --quiet: the summary (and a lock wait) only, no status lines. */
+  private readonly noStatus: boolean
   /** When the first counters came (lock waits and set-up before are not the run's rate). */
   private start = -1
   private due = 0
@@ -168,8 +173,10 @@ export class Progress {
     this.out = o.out ?? process.stdout
     this.now = o.now ?? Date.now
     this.action = o.action
+    this.label = o.label ?? `${o.action}:`
     this.unit = o.unit ?? 'file'
     this.mode = o.mode ?? (o.json ? 'json' : o.quiet ? 'quiet' : this.err.isTTY ? 'tty' : 'plain')
+    this.noStatus = this.mode === 'json' && !!o.quiet
     const t = testInterval()
     this.ttyMs = o.ttyIntervalMs ?? t ?? TTY_INTERVAL_MS
     this.jsonMs = o.jsonIntervalMs ?? t ?? JSON_INTERVAL_MS
@@ -182,7 +189,7 @@ export class Progress {
 
   /** New counters: redrawn (tty) or printed (json) when due; otherwise one clock read. */
   update(s: ProgressState): void {
-    if (this.mode === 'plain' || this.mode === 'quiet') return
+    if (this.mode === 'plain' || this.mode === 'quiet' || this.noStatus) return
     const now = this.now()
     if (this.start < 0) {
       this.start = now
@@ -197,7 +204,7 @@ export class Progress {
   private emit(s: ProgressState, now: number): void {
     if (this.mode === 'json') this.out.write(JSON.stringify(statusObject(this.action, s, now - this.start)) + '\n')
     else {
-      this.err.write(`\r${statusLine(this.action, s, now - this.start, this.err.columns || 80, this.unit)}\x1b[K`)
+      this.err.write(`\r${statusLine(this.label, s, now - this.start, this.err.columns || 80, this.unit)}\x1b[K`)
       this.shown = true
     }
   }

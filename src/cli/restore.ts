@@ -36,7 +36,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
       let target = dest
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
-      const line = new Progress({ action: 'restore', json: !!o.json, quiet: !!o.quiet })
+      const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
       // units on tape: read through the tiered store (workers too), planned up front
       const rs = await openReadStore(repo, { cacheBytes: o.bufferCache })
       const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache } : null

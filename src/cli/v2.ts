@@ -44,7 +44,7 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const repo = Repo2.open(ctx.repoDir(), warn)
-  const prog = new Progress({ action: 'backup', json: !!o.json, quiet: !!o.quiet })
+  const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
   const res = await withSignals((signal) =>
     backupTree2(repo, {
       source: src, label: o.label as string, full: !!o.full, threads: o.threads as number | undefined, level: o.level as number,
@@ -163,7 +163,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const root = set.entries[0]!
   let target = dest
   if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
-  const line = new Progress({ action: 'restore', json: !!o.json, quiet: !!o.quiet })
+  const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
   const res = await withSignals((signal) =>
     restoreEntries(set, {
       root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
@@ -186,7 +186,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'verify')
   const lines: string[] = []
-  const line = new Progress({ action: 'verify', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
+  const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
   const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
   let ids: number[]
   if (o.all) ids = repo.generationIds()

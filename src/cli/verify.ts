@@ -25,7 +25,7 @@ export function registerVerify(program: Command, ctx: Ctx): void {
     .option('-q, --quiet', 'print nothing but problems, warnings and errors (no progress, no "ok" line)')
     .action(async (gen: string | undefined, o) => {
       const lines: string[] = []
-      const line = new Progress({ action: 'verify', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
+      const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
       const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
