@@ -251,10 +251,11 @@ for (const format of ['1', '2']) {
   })
 }
 
-describe('waiting for the lock (format 1 backup)', () => {
+describe('waiting for the lock (format 1 backup, migrate)', () => {
   const repo = path.join(work, 'repo-lock')
   it('says so once, naming the holder, in text, --quiet, --json and on a terminal', async () => {
     expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['backup', path.join(src, 'd1')], { repo })).code).toBe(0)
     // a live holder, as cli.test.ts does it: a process that lives until this test lets it go
     const holder = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' })
     const gone = new Promise((res) => holder.once('exit', res))
@@ -277,6 +278,10 @@ describe('waiting for the lock (format 1 backup)', () => {
       const t = await onTty(['backup', src, '--wait', '1'], repo)
       expect(t.code).toBe(5)
       expect(t.out.match(new RegExp(said.source, 'g'))).toHaveLength(1)
+      // migrate waits for the same lock, and says so too
+      const m = await bfs(['migrate', 'gen1', '--wait', '1'], { repo })
+      expect(m.code).toBe(5)
+      expect(m.stderr.match(new RegExp(`^bfs: ${said.source}$`, 'gm')), m.stderr).toHaveLength(1)
     } finally {
       holder.kill('SIGKILL')
       await gone
