@@ -194,10 +194,14 @@ for (const format of ['1', '2']) {
       } finally {
         fs.rmSync(path.join(src, 'd0', 'added'))
       }
+      // --full compares with nothing, but estimates from the latest generation all the same
+      const full = jsonLines((await bfs(['backup', src, '--json', '--full'], { repo, env: EVERY })).stdout)
+      expect(full[0]).toMatchObject({ message_type: 'status', total_files: files + 1, total_bytes: bytes + 4 })
+      expect(full.at(-1)!.stats).toMatchObject({ files, logicalBytes: bytes, unchangedFiles: 0 })
       // without the test hook a short run prints its summary alone (one line, as before)
       const plain = await bfs(['backup', src, '--json'], { repo })
       expect(plain.stdout.trimEnd().split('\n')).toHaveLength(1)
-      expect(JSON.parse(plain.stdout)).toMatchObject({ message_type: 'summary', generation: 'gen3' })
+      expect(JSON.parse(plain.stdout)).toMatchObject({ message_type: 'summary', generation: 'gen4' })
     })
 
     it('restore and verify --json: exact totals, summary last', async () => {
@@ -250,6 +254,19 @@ for (const format of ['1', '2']) {
     })
   })
 }
+
+describe('--quiet and the note naming `latest`', () => {
+  it('a repository of two sources: restore latest says which generation it took, not with --quiet', async () => {
+    const repo = path.join(work, 'repo-two')
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    for (const d of ['d2', 'd3']) expect((await bfs(['backup', path.join(src, d)], { repo })).code).toBe(0)
+    const said = await bfs(['restore', 'latest', path.join(work, 'two-a')], { repo })
+    expect(said.code).toBe(0)
+    expect(said.stderr).toMatch(/^bfs: latest is gen2 .*--source/m)
+    const q = await bfs(['restore', 'latest', path.join(work, 'two-b'), '-q'], { repo })
+    expect([q.code, q.stdout, q.stderr]).toEqual([0, '', ''])
+  })
+})
 
 describe('waiting for the lock (format 1 backup, migrate)', () => {
   const repo = path.join(work, 'repo-lock')

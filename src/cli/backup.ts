@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
@@ -87,6 +88,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
       streamGeometry(o, decision.mode === 'volume' ? 'volume' : 'files') // a bad --unit-blocks/--frame-blocks fails before anything starts
       const run = decision.mode === 'volume' ? backupVolume : backupTree
+      // --full compares with no previous generation; the progress totals are still the latest one's of SRC
+      const est = o.full && decision.mode === 'file' ? repo.generations(group?.name ?? null).filter((g) => g.kind === 'files' && g.source === path.resolve(decision.source)).at(-1)?.stats : undefined
       const res = await withSignals((signal) =>
         run(repo, {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
@@ -96,7 +99,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           reporter: {
             warn: (m) => line.warn(m),
             note: (m) => line.wait(m), // (the only note: waiting for the lock)
-            progress: (p) => line.update({ files: p.files, totalFiles: p.expectedFiles, bytes: p.bytes, totalBytes: p.expectedBytes, path: p.path }),
+            progress: (p) => line.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
           },
         }),
       ).finally(() => line.finish())

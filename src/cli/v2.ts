@@ -45,13 +45,15 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
+  // --full compares with no previous generation; the progress totals are still the latest one's of SRC
+  const est = o.full ? latestStats(repo, path.resolve(src)) : undefined
   const res = await withSignals((signal) =>
     backupTree2(repo, {
       source: src, label: o.label as string, full: !!o.full, threads: o.threads as number | undefined, level: o.level as number,
       unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
       reporter: {
         warn: (m) => (prog.clear(), warn(m)),
-        progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles, bytes: p.bytes, totalBytes: p.expectedBytes, path: p.path }),
+        progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
       },
     }),
   ).finally(() => prog.finish())
@@ -67,6 +69,19 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
   }
   if (res.skippedPaths.length) ctx.exitCode = 3
+}
+
+/** The stats of the newest readable generation of `source` (format 2), if any. */
+function latestStats(repo: Repo2, source: string): Record<string, number> | undefined {
+  for (const id of repo.generationIds().reverse()) {
+    try {
+      const m = repo.manifest(id)
+      if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source) return m.stats as Record<string, number>
+    } catch {
+      // a damaged manifest: the one before
+    }
+  }
+  return undefined
 }
 
 function lsLine(x: Entry2, name: Buffer | string): Array<string | Buffer> {
