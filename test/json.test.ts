@@ -70,7 +70,7 @@ describe('--json', () => {
     const n = async (cmd: string): Promise<number> => Number((await sh(cmd)).stdout.trim())
     const [entries, files, bytes] = [await n(`find '${dest}' | wc -l`), await n(`find '${dest}' -type f | wc -l`), await n(`find '${dest}' -type f -printf '%s\\n' | paste -sd+ | bc`)]
     expect([entries, files, bytes]).toEqual([11, 2, 17])
-    expect(JSON.parse(r.stdout)).toEqual({ generation: 'gen1', path: 'a', dest, entries, files, bytes, errors: [], setidDropped: 0, removedDirs: 0 })
+    expect(JSON.parse(r.stdout)).toEqual({ message_type: 'summary', action: 'restore', generation: 'gen1', path: 'a', dest, entries, files, bytes, errors: [], setidDropped: 0, removedDirs: 0 })
     const v = await bfs(['verify', '--json'], { repo })
     expect(v.code).toBe(0)
     expect(JSON.parse(v.stdout)).toMatchObject({ generations: ['gen1'], ok: true, problems: 0, lines: [] })

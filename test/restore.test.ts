@@ -446,10 +446,12 @@ describe('restore progress', () => {
   it('on a TTY shows done/expected files and bytes, rate, ETA and the current file; nothing when not a TTY', async () => {
     const dest = path.join(work, 'progress-tty')
     // a wide terminal: the whole path fits (at 80 columns it is cut from its start, below)
-    const cmd = `stty cols 200; BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen1 '${dest}'`
+    // (every update drawn: BFS_TEST_PROGRESS_MS=0 lifts the 5-a-second limit, NODE_ENV=test only)
+    const cmd = `stty cols 200; BFS_TEST_PROGRESS_MS=0 BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen1 '${dest}'`
     const r = await sh(`script -qec ${JSON.stringify(cmd)} /dev/null`)
     expect(r.code).toBe(0)
-    const screen = r.stdout.split('\r').map((s) => s.trim())
+    // (each line is drawn after a carriage return and ends with ESC[K, erase to the end of the line)
+    const screen = r.stdout.split('\r').map((s) => s.replace(/\x1b\[K/g, '').trim())
     const lines = screen.filter((s) => s.startsWith('restoring: '))
     const total = (20 << 20) + [...Array(2500).keys()].reduce((n, i) => n + `file ${i}\n`.length, 0)
     // the totals are known before the first byte: every update says "of 2501 files, of N bytes"
@@ -469,10 +471,10 @@ describe('restore progress', () => {
     fs.mkdirSync(path.join(deep, long), { recursive: true })
     fs.writeFileSync(path.join(deep, long, 'the-file.txt'), 'x\n')
     expect((await bfs(['backup', deep], { repo: prepo })).code).toBe(0)
-    const c80 = `stty cols 80; BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen2 '${path.join(work, 'progress-80')}'`
+    const c80 = `stty cols 80; BFS_TEST_PROGRESS_MS=0 BFS_REPO='${prepo}' '${BFS}' restore --threads 1 gen2 '${path.join(work, 'progress-80')}'`
     const r80 = await sh(`script -qec ${JSON.stringify(c80)} /dev/null`)
     expect(r80.code).toBe(0)
-    const l80 = r80.stdout.split('\r').map((s) => s.replace(/\n/g, '')).filter((s) => s.startsWith('restoring: '))
+    const l80 = r80.stdout.split('\r').map((s) => s.replace(/\n|\x1b\[K/g, '')).filter((s) => s.startsWith('restoring: '))
     for (const l of l80) expect(l.length).toBeLessThanOrEqual(79)
     expect(l80.some((l) => /ETA 0s {2}…[^ ]*-long-name\/the-file\.txt *$/.test(l))).toBe(true)
     // not a terminal: the result line only
@@ -484,12 +486,12 @@ describe('restore progress', () => {
   })
 
   it('verify on a TTY shows units and stored bytes checked of the totals, rate, ETA and the unit; nothing when not a TTY', async () => {
-    const cmd = `stty cols 250; BFS_REPO='${prepo}' '${BFS}' verify gen1`
+    const cmd = `stty cols 250; BFS_TEST_PROGRESS_MS=0 BFS_REPO='${prepo}' '${BFS}' verify gen1`
     const r = await sh(`script -qec ${JSON.stringify(cmd)} /dev/null`)
     expect(r.code).toBe(0)
     const units = Number(/ok: gen1 verified \((\d+) units?,/.exec(r.stdout)![1])
     expect(units).toBeGreaterThanOrEqual(2)
-    const lines = r.stdout.split('\r').map((s) => s.replace(/\n/g, '').trim()).filter((s) => s.startsWith('verifying: '))
+    const lines = r.stdout.split('\r').map((s) => s.replace(/\n|\x1b\[K/g, '').trim()).filter((s) => s.startsWith('verifying: '))
     expect(lines[0]).toMatch(new RegExp(`^verifying: 0/${units} units, 0 B/`))
     // every unit counted once, the last line at the totals, each naming a unit file that exists
     const done = lines.map((l) => Number(/^verifying: (\d+)\//.exec(l)![1]))

@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
@@ -11,7 +12,8 @@ import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { DEFAULT_ONLINE_NICE } from '../repo/online.js'
 import { int, withSignals } from './common.js'
-import { count, humanBytes, ProgressLine, resolveGen } from './output.js'
+import { count, humanBytes, resolveGen } from './output.js'
+import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 import { addBackupSourceOptions, checkSeveral, checkSources, eachSource, sourceOptions } from './sources.js'
 
@@ -63,7 +65,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--unit-blocks <n>', 'blocks (4 KiB) per unit', int('--unit-blocks', 16, 1 << 20), DEFAULT_UNIT_BLOCKS)
     .option('--frame-blocks <n>', `blocks per independently decompressible frame (default ${DEFAULT_FRAME_BLOCKS.files} for files, ${DEFAULT_FRAME_BLOCKS.volume} for volumes)`, int('--frame-blocks', 1, 4096))
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
-    .option('--json', 'print the result as JSON (several sources: one line per generation)')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the result (message_type "summary"; several sources: one per generation)')
+    .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
   addBackupSourceOptions(cmd)
     .action(async (srcs: string[], o) => {
       // issue 17 item 4 (cli/sources.ts): several sources, one generation each
@@ -79,7 +82,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       let repoOpened: ReturnType<Ctx['openRepo']> | undefined
       const openRepo = (): ReturnType<Ctx['openRepo']> => (repoOpened ??= ctx.openRepo())
       await eachSource(openRepo, sources, waitMs, (m) => process.stderr.write(`bfs: ${m}\n`), async (src, heldLock) => {
-      const line = new ProgressLine()
+      const line = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
@@ -97,6 +100,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (group && decision.mode === 'volume') throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
       streamGeometry(o, decision.mode === 'volume' ? 'volume' : 'files') // a bad --unit-blocks/--frame-blocks fails before anything starts
       const run = decision.mode === 'volume' ? backupVolume : backupTree
+      // --full compares with no previous generation; the progress totals are still the latest one's of SRC
+      const est = o.full && decision.mode === 'file' ? repo.generations(group?.name ?? null).filter((g) => g.kind === 'files' && g.source === path.resolve(decision.source)).at(-1)?.stats : undefined
       const res = await withSignals((signal) =>
         run(repo, {
           base, group, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout,
@@ -105,16 +110,16 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
             warn: (m) => line.warn(m),
-            note: (m) => line.note(m),
-            progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
+            note: (m) => line.wait(m), // (the only note: waiting for the lock)
+            progress: (p) => line.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
           },
         }),
-      ).finally(() => line.clear())
+      ).finally(() => line.finish())
       const m = res.manifest
       const s = m.stats
       const online = 'online' in res ? res.online : undefined
-      if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) }) + '\n')
-      else {
+      if (o.json) line.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) })
+      else if (line.textSummary) {
         process.stdout.write(
           modeLine +
           `gen${m.id} committed (${m.parent ? `incremental to gen${m.parent}` : 'full'})\n` +

@@ -110,6 +110,7 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
           signal: ac.signal,
           reporter: {
             warn: (m) => line.warn(m),
+            note: (m) => line.note(m), // waiting for the lock
             progress: (p) => line.update(`migrating: ${p.blobs}/${p.totalBlobs} units, ${humanBytes(p.bytes)} of ${humanBytes(p.totalBytes)} written, ${p.committedBlobs} committed`),
           },
         })

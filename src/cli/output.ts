@@ -144,11 +144,11 @@ export function repoWarning(message: string): void {
 /**
  * Resolves a generation name for a command: `latest` within `--source` (else within
  * `hint`, a path the command is about, when the repository holds generations of it),
- * printing on stderr which generation `latest` was when that is not obvious.
+ * printing on stderr which generation `latest` was when that is not obvious (not with --quiet).
  */
-export function resolveGen(repo: Repository, ref: string, o: { source?: string }, hint?: string): Manifest {
+export function resolveGen(repo: Repository, ref: string, o: { source?: string; quiet?: boolean }, hint?: string): Manifest {
   const r = repo.resolveRef(ref, { source: o.source === undefined ? undefined : path.resolve(o.source), sourceHint: hint === undefined ? undefined : path.resolve(hint) })
-  for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  if (!o.quiet) for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
   return r.manifest
 }
 

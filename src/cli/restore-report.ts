@@ -3,13 +3,15 @@ import path from 'node:path'
 import { EXIT } from '../repo/errors.js'
 import type { RestoreResult } from '../repo/restore.js'
 import type { Ctx } from './context.js'
-import { printJson, restoreJson } from './json.js'
+import { restoreJson } from './json.js'
 import { count, humanBytes } from './output.js'
+import type { Progress } from './progress.js'
 
-/** The end of a restore, either format: the result line (or JSON), exit 1 when something was not restored. */
-export function reportRestore(ctx: Ctx, o: { json?: boolean }, gen: number, p: string, target: string, res: RestoreResult): void {
+/** The end of a restore, either format: the result line (or the JSON summary; nothing with --quiet), exit 1 when something was not restored. */
+export function reportRestore(ctx: Ctx, prog: Progress, gen: number, p: string, target: string, res: RestoreResult): void {
   if (res.errors.length) ctx.exitCode = EXIT.ERROR
-  if (o.json) return printJson(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
+  if (prog.mode === 'json') return prog.summary(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
+  if (!prog.textSummary) return
   const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
   process.stdout.write(`restored gen${gen}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
 }

@@ -10,7 +10,8 @@ import { reportRestore } from './restore-report.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
 import { holder, openReadStore } from './datastore.js'
-import { count, progressText, ProgressLine, resolveGen, simTime } from './output.js'
+import { count, resolveGen, simTime } from './output.js'
+import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 
 export function registerRestore(program: Command, ctx: Ctx): void {
@@ -23,7 +24,8 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)))
     .option('--source <path>', SOURCE_HELP)
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs); the restore recalls in passes that fit it").argParser(parseSize))
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the result (message_type "summary")')
+    .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
     .action(async (ref: string, dest: string, o) => {
       if (isFormat2(ctx.repoDir())) return restoreV2(ctx, ref, dest, o)
       const repo = ctx.openRepo()
@@ -34,27 +36,26 @@ export function registerRestore(program: Command, ctx: Ctx): void {
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
       let target = dest
       if (entries[root]!.type !== EntryType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, entries[root]!.name.toString())
-      const line = new ProgressLine()
+      const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
       // units on tape: read through the tiered store (workers too), planned up front
       const rs = await openReadStore(repo, { cacheBytes: o.bufferCache })
       const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache } : null
-      const started = Date.now()
       const res = await withSignals((signal) =>
         restoreTree(repo, man, {
           root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, tape,
           reporter: {
             warn: (m) => line.warn(m),
-            progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path),
+            progress: (x) => line.update(x),
             tapePlan: (x) => {
-              if (x.onTape) line.update(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
+              if (x.onTape) line.show(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
             },
           },
         }),
       ).finally(async () => {
-        line.clear()
+        line.finish()
         await rs?.close()
       })
-      reportRestore(ctx, o, man.id, p, target, res)
+      reportRestore(ctx, line, man.id, p, target, res)
     })
 }
 

@@ -23,8 +23,9 @@ import { readerLease } from '../repo/v2/lease.js'
 import { pinName } from '../format/v2/records.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
-import { lsEntry, printJson, verifyJson } from './json.js'
-import { count, humanBytes, modeString, OutBuffer, progressText, ProgressLine, writeOut, writeStdout } from './output.js'
+import { lsEntry, verifyJson } from './json.js'
+import { count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
+import { Progress } from './progress.js'
 
 const SLASH = Buffer.from('/')
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -44,16 +45,23 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
+  // --full compares with no previous generation; the progress totals are still the latest one's of SRC
+  const est = o.full ? latestStats(repo, path.resolve(src)) : undefined
   const res = await withSignals((signal) =>
     backupTree2(repo, {
       source: src, label: o.label as string, full: !!o.full, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
-      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal, reporter: { warn },
+      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
+      reporter: {
+        warn: (m) => (prog.clear(), warn(m)),
+        progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
+      },
     }),
-  )
+  ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
-  if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths }) + '\n')
-  else {
+  if (o.json) prog.summary({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
+  else if (prog.textSummary) {
     process.stdout.write(
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
         `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs ?? 0, 'dir')}\n` +
@@ -62,6 +70,19 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
   }
   if (res.skippedPaths.length) ctx.exitCode = 3
+}
+
+/** The stats of the newest readable generation of `source` (format 2), if any. */
+function latestStats(repo: Repo2, source: string): Record<string, number> | undefined {
+  for (const id of repo.generationIds().reverse()) {
+    try {
+      const m = repo.manifest(id)
+      if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source) return m.stats as Record<string, number>
+    } catch {
+      // a damaged manifest: the one before
+    }
+  }
+  return undefined
 }
 
 function lsLine(x: Entry2, name: Buffer | string): Array<string | Buffer> {
@@ -161,18 +182,17 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const root = set.entries[0]!
   let target = dest
   if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
-  const line = new ProgressLine()
-  const started = Date.now()
+  const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
   const res = await withSignals((signal) =>
     restoreEntries(set, {
       root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
-      reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path) },
+      reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(x) },
     }),
   ).finally(async () => {
-    line.clear()
+    line.finish()
     await r.close()
   })
-  reportRestore(ctx, o, r.manifest.id, p, target, res)
+  reportRestore(ctx, line, r.manifest.id, p, target, res)
 }
 
 /**
@@ -185,7 +205,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'verify')
   const lines: string[] = []
-  const line = new ProgressLine()
+  const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
   const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
   let ids: number[]
   if (o.all) ids = repo.generationIds()
@@ -203,15 +223,15 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
       return []
     }
   }))
-  const started = Date.now()
   const res = await withSignals((signal) =>
     verifyGenerations2(repo, ids, print, {
       signal,
-      progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
+      progress: (x) => line.update({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes, path: x.path }),
     }),
-  ).finally(() => line.clear())
+  ).finally(() => line.finish())
   if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
-  if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
+  if (o.json) return line.summary(verifyJson({ generations: ids, lines, result: res }))
+  if (res.problems === 0 && !line.textSummary) return
   process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
 }
 

@@ -8,9 +8,10 @@ import { verifyGenerations, verifyAgainst } from '../repo/verify.js'
 import { SOURCE_HELP, withSignals } from './common.js'
 import { holder, openReadStore, recallFor } from './datastore.js'
 import { neededUnits } from '../repo/needed.js'
-import { count, humanBytes, progressText, ProgressLine, resolveGen } from './output.js'
+import { count, humanBytes, resolveGen } from './output.js'
+import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
-import { printJson, verifyJson } from './json.js'
+import { verifyJson } from './json.js'
 
 export function registerVerify(program: Command, ctx: Ctx): void {
   program
@@ -20,10 +21,11 @@ export function registerVerify(program: Command, ctx: Ctx): void {
     .option('--all', 'verify every generation')
     .option('--against <dir>', 'compare the generation with a live directory tree and list each difference')
     .option('--source <path>', SOURCE_HELP)
-    .option('--json', 'print the result as JSON (with the lines the text output lists)')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the result (message_type "summary", with the lines the text output lists)')
+    .option('-q, --quiet', 'print nothing but problems, warnings and errors (no progress, no "ok" line)')
     .action(async (gen: string | undefined, o) => {
       const lines: string[] = []
-      const line = new ProgressLine()
+      const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
       const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
@@ -42,7 +44,8 @@ export function registerVerify(program: Command, ctx: Ctx): void {
           await rs?.close()
         }
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
-        if (o.json) return printJson(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
+        if (o.json) return line.summary(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
+        if (diffs === 0 && !line.textSummary) return
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
         if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
         return
@@ -57,20 +60,20 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
       // units on tape: recalled pass by pass and checked like the others
       const rs = await openReadStore(repo)
-      const started = Date.now()
       const res = await withSignals((signal) =>
         verifyGenerations(repo, ids, print, {
           all: !!o.all,
           signal,
           tape: rs ? { tiered: rs.tiered, holder: holder() } : null,
-          progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
+          progress: (x) => line.update({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes, path: x.path }),
         }),
       ).finally(async () => {
-        line.clear()
+        line.finish()
         await rs?.close()
       })
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
-      if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
+      if (o.json) return line.summary(verifyJson({ generations: ids, lines, result: res }))
+      if (res.problems === 0 && !line.textSummary) return
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
       if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
     })

@@ -52,6 +52,12 @@ export interface BackupProgress {
   bytesRead: number
   storedBytes: number
   path: string
+  /** Files met so far and their logical bytes (unchanged ones included: GenStats' files and logicalBytes). */
+  files: number
+  bytes: number
+  /** The same figures of the previous generation of the source, the estimate of the totals (null: none). */
+  expectedFiles: number | null
+  expectedBytes: number | null
 }
 
 /** The core never prints: warnings and progress go through this. */
@@ -331,12 +337,16 @@ class TreeWriter {
     if (this.opts.signal?.aborted) throw new BfsError('INTERRUPTED', 'interrupted; nothing was committed')
   }
 
-  private progress(rel: string): void {
+  /** `behind`: bytes of the current file still to plan (a big file reports as its reads go). */
+  private progress(rel: string, behind = 0): void {
     if (!this.reporter.progress) return
     const now = Date.now()
     if (now - this.lastProgress < 100) return
     this.lastProgress = now
-    this.reporter.progress({ entries: this.entries.length, bytesRead: this.stats.bytesRead, storedBytes: this.stream.storedBytes, path: rel })
+    this.reporter.progress({
+      entries: this.entries.length, bytesRead: this.stats.bytesRead, storedBytes: this.stream.storedBytes, path: rel,
+      files: this.stats.files, bytes: this.stats.logicalBytes - behind, expectedFiles: this.prev?.stats.files ?? null, expectedBytes: this.prev?.stats.logicalBytes ?? null,
+    })
   }
 
   async run(): Promise<GenerationBody> {
@@ -693,6 +703,7 @@ class TreeWriter {
         const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size, captured ? this.online!.sharedId : 0)
         if (first < 0) first = r.streamBlock
         pos += r.bytes
+        if (this.reporter.progress && pos < e.size) this.progress(rel, e.size - pos)
       }
       obj.extents.push({ fileBlock: 0, count: Math.ceil(e.size / BLOCK_BYTES), gen: this.genId, streamBlock: first })
       if (prev) this.stats.changedFiles++

@@ -51,7 +51,7 @@ export interface MigrateOptions {
   /** How long to wait for a drive another process (the recall service) holds, ms (default 10 min). */
   driveWaitMs?: number
   signal?: AbortSignal
-  reporter?: { progress?: (p: WriteProgress & { totalBlobs: number; totalBytes: number }) => void; warn?: (m: string) => void }
+  reporter?: { progress?: (p: WriteProgress & { totalBlobs: number; totalBytes: number }) => void; warn?: (m: string) => void; note?: (m: string) => void }
   /** Overrides the library's clock scale (tests). */
   clockScale?: number
 }
@@ -137,7 +137,7 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
 
 /** Runs a migration (see the file's comment). */
 export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise<MigrateResult> {
-  const lock = o.dryRun ? null : await WriterLock.acquire(repo.store, 'migrate', o.lockWaitMs ?? 0)
+  const lock = o.dryRun ? null : await WriterLock.acquire(repo.store, 'migrate', o.lockWaitMs ?? 0, { onWait: (m) => o.reporter?.note?.(m) })
   let lib: VirtualTapeLibrary | null = null
   let tape: TapeStore | null = null
   try {

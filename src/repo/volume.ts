@@ -168,7 +168,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
                   onRead: (n) => {
                     if (n - last >= 64 << 20) {
                       last = n
-                      reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source })
+                      reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source, files: 0, bytes: n, expectedFiles: 1, expectedBytes: imgSize })
                     }
                   },
                 }),

@@ -37,12 +37,14 @@ import { MapReader } from '../../pieces/maps.js'
 import { StreamSource2 } from './read2.js'
 import { openSource } from '../source.js'
 import { compileExcludes, compileTagRules, type TagRules } from '../exclude.js'
-import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion } from '../backup.js'
+import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
+  /** Warnings, and progress (format 1's BackupProgress, from the counters the walk keeps). */
+  reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }
   /** Read every file even if unchanged. */
   full?: boolean
   /** `--exclude` patterns (exclude.ts), and `--exclude-file`'s. */
@@ -247,6 +249,7 @@ class Walk2 {
    * memory does not. At most a window's worth (WINDOW_BYTES, WINDOW / CHUNK chunks) is kept.
    */
   private readonly freeChunks: ReadChunk[] = []
+  private lastProgress = 0
   private readonly stats = { entries: 0, files: 0, dirs: 0, logicalBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
 
   constructor(
@@ -255,7 +258,7 @@ class Walk2 {
     private readonly source: string,
     private readonly rootSt: Float64Array,
     private readonly opts: Backup2Options,
-    private readonly reporter: { warn(m: string): void },
+    private readonly reporter: { warn(m: string): void; progress?(p: BackupProgress): void },
   ) {
     this.tree = new TreeWriter(ctx.packs, ctx.pieces)
     this.maps = new MapWriter(ctx.packs, ctx.pieces)
@@ -282,6 +285,18 @@ class Walk2 {
     if (!this.isExcluded) return false
     const name = f.names[i]!.toString('latin1')
     return this.isExcluded(f.rel ? `${f.rel}/${name}` : name, isDir)
+  }
+
+  /** At most every 100 ms, after a window of entries (one clock read per window). */
+  private progress(rel: string, name: Buffer): void {
+    const now = Date.now()
+    if (now - this.lastProgress < 100) return
+    this.lastProgress = now
+    const prev = this.ctx.prev?.stats as Record<string, number> | undefined
+    this.reporter.progress!({
+      entries: this.stats.entries, bytesRead: this.stats.bytesRead, storedBytes: 0, path: rel ? `${rel}/${name.toString()}` : name.toString(),
+      files: this.stats.files, bytes: this.stats.logicalBytes, expectedFiles: prev?.files ?? null, expectedBytes: prev?.logicalBytes ?? null,
+    })
   }
 
   private warn(m: string): void {
@@ -502,6 +517,7 @@ class Walk2 {
           await add(e, false)
         }
         for (const c of chunks) void c.done.then(() => this.freeChunks.length < WINDOW / CHUNK && this.freeChunks.push(c), () => undefined)
+        if (this.reporter.progress && win.length) this.progress(rel, names[order[win[win.length - 1]!.k]!]!)
       }
     } finally {
       // (an error: the reads of the window still in flight finish into buffers nobody reads)
