@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
@@ -64,6 +65,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
+      ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })
       if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
@@ -92,7 +94,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           online: o.online, t0File: o.t0File, onlineNice: o.onlineNice,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
-            warn: (m) => line.warn(m),
+            warn: (m) => (ctx.history.warn(m), line.warn(m)),
             note: (m) => line.note(m),
             progress: (p) => line.update(`${count(p.entries, 'entry', 'entries')}, ${humanBytes(p.bytesRead)} read, ${humanBytes(p.storedBytes)} stored  ${p.path}`),
           },
@@ -100,6 +102,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       ).finally(() => line.clear())
       const m = res.manifest
       const s = m.stats
+      ctx.history.set({ sources: [m.source], gens: [m.id], bytes: { read: s.bytesRead, stored: s.storedBytes, metadata: s.metaBytes } })
       const online = 'online' in res ? res.online : undefined
       if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) }) + '\n')
       else {

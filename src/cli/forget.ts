@@ -120,9 +120,10 @@ export function registerForget(program: Command, ctx: Ctx): void {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs forget' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
+      const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
+      if (!o.dryRun) ctx.history.begin(() => dir, 'forget', { sources: source === undefined ? [] : [source] }) // a dry run changes nothing: not recorded
       const repo = Repo2.open(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was forgotten`)
-      const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
       const plan = (exclude: number[] = []): ForgetPlan => {
         if (!byPolicy) return planByIds(repo, namedIds(repo, refs, source).filter((id) => !exclude.includes(id)))
         const p = planByPolicy(repo, policy, o.groupBy as GroupField[], 'local', new Set(exclude))
@@ -140,6 +141,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
         try {
           await withSignals(async (signal) => {
             finished = finishInterrupted(repo)
+            ctx.history.set({ gens: finished })
             chosen = plan()
             const retiredBy = repo.highestId()
             for (const g of chosen.gens) {
@@ -147,6 +149,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
               if (signal.aborted) throw new BfsError('INTERRUPTED', `interrupted: forgot ${forgotten.length ? forgotten.map((id) => `gen${id}`).join(', ') : 'nothing'}; the others are kept`)
               retireGeneration(repo, g.id, retiredBy)
               forgotten.push(g.id)
+              ctx.history.set({ gens: [...finished, ...forgotten] })
             }
           })
         } finally {

@@ -8,7 +8,11 @@ import { count, humanBytes } from './output.js'
 
 /** The end of a restore, either format: the result line (or JSON), exit 1 when something was not restored. */
 export function reportRestore(ctx: Ctx, o: { json?: boolean }, gen: number, p: string, target: string, res: RestoreResult): void {
-  if (res.errors.length) ctx.exitCode = EXIT.ERROR
+  ctx.history.set({ bytes: { restored: res.bytes } })
+  if (res.errors.length) {
+    ctx.exitCode = EXIT.ERROR
+    ctx.history.fail(`${count(res.errors.length, 'error')}: ${res.errors[0]}`)
+  }
   if (o.json) return printJson(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
   const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
   process.stdout.write(`restored gen${gen}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)

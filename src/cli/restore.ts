@@ -25,10 +25,12 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs); the restore recalls in passes that fit it").argParser(parseSize))
     .option('--json', 'print the result as JSON')
     .action(async (ref: string, dest: string, o) => {
+      ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
       if (isFormat2(ctx.repoDir())) return restoreV2(ctx, ref, dest, o)
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)
+      ctx.history.set({ sources: [man.source], gens: [man.id] })
       const entries = repo.catalog(man.id)
       const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -43,7 +45,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
         restoreTree(repo, man, {
           root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, tape,
           reporter: {
-            warn: (m) => line.warn(m),
+            warn: (m) => (ctx.history.warn(m), line.warn(m)),
             progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path),
             tapePlan: (x) => {
               if (x.onTape) line.update(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)

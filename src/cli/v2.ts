@@ -46,11 +46,13 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const res = await withSignals((signal) =>
     backupTree2(repo, {
       source: src, label: o.label as string, full: !!o.full, threads: o.threads as number | undefined, level: o.level as number,
-      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal, reporter: { warn },
+      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
+      reporter: { warn: (m) => (ctx.history.warn(m), warn(m)) },
     }),
   )
   const m = res.manifest
   const s = m.stats as Record<string, number>
+  ctx.history.set({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
   if (o.json) process.stdout.write(JSON.stringify({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths }) + '\n')
   else {
     process.stdout.write(
@@ -152,6 +154,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const lease = readerLease(repo, 'restore')
   const { gen, path: p } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
+  ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const set = await restoreSet2(r, p)
   const root = set.entries[0]!
@@ -162,7 +165,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const res = await withSignals((signal) =>
     restoreEntries(set, {
       root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
-      reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path) },
+      reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(`restoring: ${progressText(x, started)}`, x.path) },
     }),
   ).finally(async () => {
     line.clear()
@@ -182,7 +185,8 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   const lease = readerLease(repo, 'verify')
   const lines: string[] = []
   const line = new ProgressLine()
-  const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
+  let first: string | undefined
+  const print = (l: string): void => void ((first ??= l), o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
   let ids: number[]
   if (o.all) ids = repo.generationIds()
   else {
@@ -191,6 +195,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
     ids = 'id' in ref && source === undefined && repo.generationIds().includes(ref.id) ? [ref.id] : [repo.resolve(gen ?? 'latest', source).id]
   }
   if (ids.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+  ctx.history.set({ gens: ids, sources: repo.generations().flatMap((g) => ('manifest' in g && ids.includes(g.id) ? g.manifest.sources.map((s) => s.path) : [])) })
   // pinned: the generations whose manifests read (a damaged one is verified, not pinned)
   await lease?.setPins(ids.flatMap((id) => {
     try {
@@ -206,7 +211,11 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
       progress: (x) => line.update(`verifying: ${progressText({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes }, started, Date.now(), 'unit')}`, x.path),
     }),
   ).finally(() => line.clear())
-  if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+  ctx.history.set({ bytes: { verified: res.rawBytes } })
+  if (res.problems) {
+    ctx.exitCode = EXIT.VERIFY_FAILED
+    ctx.history.fail(`${count(res.problems, 'problem')} found${first ? `: ${first}` : ''}`)
+  }
   if (o.json) return printJson(verifyJson({ generations: ids, lines, result: res }))
   process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
 }

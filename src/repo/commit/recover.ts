@@ -21,7 +21,7 @@ export function storageError(err: unknown, repo: Pick<Repository, 'dir'>, genId:
 }
 
 /** Prefixes whose temporary files are swept, each without its sub-prefixes ('' = the top: lock and config temps). */
-const SWEPT = ['', keys.manifests, keys.groups, 'tiers', keys.tmp]
+const SWEPT = ['', keys.manifests, keys.groups, 'tiers', 'history', keys.tmp]
 
 /**
  * Removes what a crashed or killed writer can have left, and nothing else: a gens/N without
