@@ -132,6 +132,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
       let finished: number[]
       let chosen: ForgetPlan
       const forgotten: number[] = []
+      const sources: string[] = source === undefined ? [] : [source]
       if (o.dryRun) {
         finished = finishInterrupted(repo, true)
         chosen = plan(finished)
@@ -149,7 +150,8 @@ export function registerForget(program: Command, ctx: Ctx): void {
               if (signal.aborted) throw new BfsError('INTERRUPTED', `interrupted: forgot ${forgotten.length ? forgotten.map((id) => `gen${id}`).join(', ') : 'nothing'}; the others are kept`)
               retireGeneration(repo, g.id, retiredBy)
               forgotten.push(g.id)
-              ctx.history.set({ gens: [...finished, ...forgotten] })
+              sources.push(g.source)
+              ctx.history.set({ gens: [...finished, ...forgotten], sources })
             }
           })
         } finally {
