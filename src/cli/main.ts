@@ -26,7 +26,9 @@ Exit status:
   130  interrupted (nothing committed)
 
 Repository: --repo DIR, else $BFS_REPO, else /var/lib/bfs (root) or $XDG_DATA_HOME/bfs.
-Generations: genN, N, latest, latest~K.`
+Generations: genN, N, latest, latest~K.
+History: backup, restore, verify and forget are recorded in the repository with
+their outcome and exit status (bfs history); read-only commands are not.`
 
 /** The version in package.json (two levels above dist/cli/ and src/cli/ alike). */
 export function version(): string {
