@@ -122,6 +122,12 @@ describe.each([1, 2])('format %i', (format) => {
     expect(r.error).toMatch(/does not exist|no such file/i)
     expect(b.stderr).toContain(r.error!)
     expect((await bfs(['history', '--last', '1'], { repo })).stdout).toMatch(/backup +failed \(1\) .* error: /)
+    // a command line refused before the run starts is no run: not recorded (such refusals write nothing)
+    const n = (await history(repo)).length
+    const refused = await bfs(['backup', small, '--freeze-timeout', '5'], { repo })
+    expect(refused.code).toBe(1)
+    expect((await bfs(['backup', small, '--level', '99'], { repo })).code).toBe(2)
+    expect(await history(repo)).toHaveLength(n)
   })
 
   it.skipIf(!IS_ROOT)('a backup that skips an unreadable file is recorded partial (exit 3) with its warning', async () => {

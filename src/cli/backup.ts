@@ -65,7 +65,6 @@ export function registerBackup(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for another writer to finish (default: forever)')
     .option('--json', 'print the result as JSON')
     .action(async (src: string, o) => {
-      ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })
       if (isFormat2(ctx.repoDir())) return backupV2(ctx, src, o)
       const line = new ProgressLine()
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
@@ -79,6 +78,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
       if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
+      // recorded from here: what was refused above (options that do not go together) is not a run
+      ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })
       const repo = ctx.openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
       const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined

@@ -121,7 +121,6 @@ export function registerForget(program: Command, ctx: Ctx): void {
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs forget' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
       const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
-      if (!o.dryRun) ctx.history.begin(() => dir, 'forget', { sources: source === undefined ? [] : [source] }) // a dry run changes nothing: not recorded
       const repo = Repo2.open(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was forgotten`)
       const plan = (exclude: number[] = []): ForgetPlan => {
@@ -138,6 +137,8 @@ export function registerForget(program: Command, ctx: Ctx): void {
         chosen = plan(finished)
       } else {
         plan() // a name that does not resolve fails here, before the lock is taken
+        // recorded from here (a dry run changes nothing, and a command line refused above is not a run)
+        ctx.history.begin(() => dir, 'forget', { sources: source === undefined ? [] : [source] })
         const lock = await Lease.maintenance(repo, 'forget', { waitMs, onWait: warn })
         try {
           await withSignals(async (signal) => {

@@ -25,8 +25,8 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .addOption(new Option('--buffer-cache <size>', "with units on tape: the buffer cache's size limit (kept for later runs); the restore recalls in passes that fit it").argParser(parseSize))
     .option('--json', 'print the result as JSON')
     .action(async (ref: string, dest: string, o) => {
-      ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
       if (isFormat2(ctx.repoDir())) return restoreV2(ctx, ref, dest, o)
+      ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)

@@ -42,6 +42,7 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
+  ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const res = await withSignals((signal) =>
     backupTree2(repo, {
@@ -149,6 +150,7 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
  */
 export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
   if (o.bufferCache !== undefined) throw new BfsError('BAD_INPUT', '--buffer-cache is not supported on a format 2 repository yet (it has no tape tier)')
+  ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
@@ -180,6 +182,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
  */
 export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<string, unknown>): Promise<void> {
   if (o.against !== undefined) throw new BfsError('BAD_INPUT', '--against is not supported on a format 2 repository yet')
+  ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'verify')

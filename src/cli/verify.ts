@@ -28,8 +28,8 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       let first: string | undefined
       const print = (l: string): void => void ((first ??= l), o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
-      ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
       if (isFormat2(ctx.repoDir())) return verifyV2(ctx, gen, o)
+      ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
       const repo = ctx.openRepo()
       if (o.against) {
         // `latest` is the latest generation of DIR itself when DIR is one of the sources

@@ -50,7 +50,13 @@ export function newRecordKey(started: string): string {
 
 /** Writes (or replaces) a record: temporary file, fsync, rename, fsync of `history/` (the store's put). */
 export function writeRecord(dir: string, key: string, r: HistoryRecord): void {
-  DiskStore.open(dir).sync.putSync(key, encodeHistory(r), { mode: 'replace' })
+  const store = DiskStore.open(dir)
+  if (!fs.existsSync(path.join(store.root, HISTORY_PREFIX))) {
+    // the first record: history/ made and its entry in the top directory made durable
+    store.makePrefix(HISTORY_PREFIX)
+    store.sync.flushSync('')
+  }
+  store.sync.putSync(key, encodeHistory(r), { mode: 'replace' })
 }
 
 export interface ListedRecord extends HistoryRecord {
