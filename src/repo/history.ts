@@ -8,7 +8,6 @@
  */
 import fs from 'node:fs'
 import os from 'node:os'
-import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { decodeHistory, encodeHistory, HISTORY_NAME_RE, HISTORY_PREFIX, historyName, type HistoryRecord, type HistoryState } from '../format/history.js'
 import { pidAlive } from '../os/process.js'
@@ -18,7 +17,13 @@ import { pidStartOf } from './v2/lease.js'
 
 /** Whether `dir` looks like a repository of either format (its config or the copy is there): only those get history. */
 export function isRepositoryDir(dir: string): boolean {
-  return ['config', 'config-copy'].some((f) => fs.existsSync(path.join(dir, f)))
+  let store: DiskStore
+  try {
+    store = DiskStore.open(dir)
+  } catch {
+    return false
+  }
+  return ['config', 'config-copy'].some((f) => store.sync.hasSync(f))
 }
 
 /** The outcome an exit status means. */
@@ -51,7 +56,7 @@ export function newRecordKey(started: string): string {
 /** Writes (or replaces) a record: temporary file, fsync, rename, fsync of `history/` (the store's put). */
 export function writeRecord(dir: string, key: string, r: HistoryRecord): void {
   const store = DiskStore.open(dir)
-  if (!fs.existsSync(path.join(store.root, HISTORY_PREFIX))) {
+  if (!fs.existsSync(store.where(HISTORY_PREFIX))) {
     // the first record: history/ made and its entry in the top directory made durable
     store.makePrefix(HISTORY_PREFIX)
     store.sync.flushSync('')
@@ -92,7 +97,7 @@ export function readHistory(dir: string, warn: (m: string) => void): ListedRecor
     }
     let r: HistoryRecord
     try {
-      r = decodeHistory(store.sync.getSync(key), path.join(dir, key))
+      r = decodeHistory(store.sync.getSync(key), store.where(key))
     } catch (err) {
       warn(`${(err as Error).message}; skipped`)
       continue
