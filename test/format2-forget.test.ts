@@ -288,7 +288,12 @@ describe('format 2 forget: crash safety and the maintenance lock', () => {
     const waited = await bfs(['forget', '1', '--wait', '1'], { repo: r })
     expect(waited.code).toBe(5)
     expect(waited.stderr).toMatch(/^bfs: the maintenance lock of .* is held by pid \d+ .*; waiting for it up to 1 s \(--wait\)\nbfs: .*still held by pid \d+ .* after 1 s \(--wait\); 'forget' did nothing\n$/)
-    expect(await snapshot(r)).toBe(before)
+    // nothing changed but the history, which records both runs as failed with exit 5 (issue 17)
+    const noHistory = (t: string): string => t.split('\n').filter((l) => !l.startsWith('./history/')).join('\n')
+    expect(noHistory(await snapshot(r))).toBe(noHistory(before))
+    const runs = JSON.parse(await ok(['history', '--json', '--last', '2'], r)) as Array<{ command: string; result: string; exit: number; error: string }>
+    expect(runs.map((x) => [x.command, x.result, x.exit])).toEqual([['forget', 'failed', 5], ['forget', 'failed', 5]])
+    expect(runs[0]!.error).toMatch(/maintenance lock is held by pid/)
     // forget --wait, then the holder dies: forget goes on
     const child = spawn(BFS, ['forget', '1', '--wait'], { env: { ...process.env, BFS_REPO: r }, stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)

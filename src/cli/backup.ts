@@ -92,6 +92,8 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
       if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
+      // recorded from here: what was refused above (options that do not go together) is not a run
+      ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })
       const repo = openRepo()
       // `--base latest`: the latest generation of SRC (when the repository holds any)
       const base = o.base ? resolveGen(repo, o.base, {}, decision.source) : undefined
@@ -109,7 +111,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
           online: o.online, t0File: o.t0File, onlineNice: o.onlineNice,
           threads: o.threads, level: o.level, unitBlocks: o.unitBlocks, frameBlocks: o.frameBlocks, lockWaitMs: waitMs, signal,
           reporter: {
-            warn: (m) => line.warn(m),
+            warn: (m) => (ctx.history.warn(m), line.warn(m)),
             note: (m) => line.wait(m), // (the only note: waiting for the lock)
             progress: (p) => line.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
           },
@@ -117,6 +119,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       ).finally(() => line.finish())
       const m = res.manifest
       const s = m.stats
+      ctx.history.add({ sources: [m.source], gens: [m.id], bytes: { read: s.bytesRead, stored: s.storedBytes, metadata: s.metaBytes } })
       const online = 'online' in res ? res.online : undefined
       if (o.json) line.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, skippedPaths: res.skippedPaths, ...(online ? { online } : {}) })
       else if (line.textSummary) {

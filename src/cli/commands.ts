@@ -18,6 +18,7 @@ import { registerFind } from './find.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 import { registerForget } from './forget.js'
+import { registerHistory } from './history.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
@@ -34,4 +35,5 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerRestore(program, ctx)
   registerVerify(program, ctx)
   registerForget(program, ctx)
+  registerHistory(program, ctx)
 }

@@ -120,9 +120,9 @@ export function registerForget(program: Command, ctx: Ctx): void {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs forget' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
+      const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
       const repo = Repo2.open(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was forgotten`)
-      const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
       const plan = (exclude: number[] = []): ForgetPlan => {
         if (!byPolicy) return planByIds(repo, namedIds(repo, refs, source).filter((id) => !exclude.includes(id)))
         const p = planByPolicy(repo, policy, o.groupBy as GroupField[], 'local', new Set(exclude))
@@ -131,15 +131,19 @@ export function registerForget(program: Command, ctx: Ctx): void {
       let finished: number[]
       let chosen: ForgetPlan
       const forgotten: number[] = []
+      const sources: string[] = source === undefined ? [] : [source]
       if (o.dryRun) {
         finished = finishInterrupted(repo, true)
         chosen = plan(finished)
       } else {
         plan() // a name that does not resolve fails here, before the lock is taken
+        // recorded from here (a dry run changes nothing, and a command line refused above is not a run)
+        ctx.history.begin(() => dir, 'forget', { sources: source === undefined ? [] : [source] })
         const lock = await Lease.maintenance(repo, 'forget', { waitMs, onWait: warn })
         try {
           await withSignals(async (signal) => {
             finished = finishInterrupted(repo)
+            ctx.history.set({ gens: finished })
             chosen = plan()
             const retiredBy = repo.highestId()
             for (const g of chosen.gens) {
@@ -147,6 +151,8 @@ export function registerForget(program: Command, ctx: Ctx): void {
               if (signal.aborted) throw new BfsError('INTERRUPTED', `interrupted: forgot ${forgotten.length ? forgotten.map((id) => `gen${id}`).join(', ') : 'nothing'}; the others are kept`)
               retireGeneration(repo, g.id, retiredBy)
               forgotten.push(g.id)
+              sources.push(g.source)
+              ctx.history.set({ gens: [...finished, ...forgotten], sources })
             }
           })
         } finally {

@@ -7,6 +7,7 @@ import { applyTestHooks } from '../repo/test-hooks.js'
 import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
+import { RunRecorder } from './record.js'
 
 export const EXIT_HELP = `
 Exit status:
@@ -25,7 +26,9 @@ Exit status:
   130  interrupted (nothing committed)
 
 Repository: --repo DIR, else $BFS_REPO, else /var/lib/bfs (root) or $XDG_DATA_HOME/bfs.
-Generations: genN, N, latest, latest~K.`
+Generations: genN, N, latest, latest~K.
+History: backup, restore, verify and forget are recorded in the repository with
+their outcome and exit status (bfs history); read-only commands are not.`
 
 /** The version in package.json (two levels above dist/cli/ and src/cli/ alike). */
 export function version(): string {
@@ -85,6 +88,7 @@ export async function main(argv: string[]): Promise<void> {
       return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
     },
     exitCode: 0,
+    history: new RunRecorder(argv.slice(2)),
   }
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.
   const sub = subcommand(argv.slice(2))
@@ -107,8 +111,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv)
     process.exitCode = ctx.exitCode
+    ctx.history.finish(ctx.exitCode, null)
   } catch (err) {
-    process.exitCode = report(err)
+    const { code, line } = reportError(err)
+    process.exitCode = code
+    ctx.history.finish(code, line)
   }
 }
 
@@ -130,26 +137,24 @@ function subcommand(args: string[]): string | undefined {
 
 /** One line on stderr for every expected failure; a stack only with BFS_DEBUG=1. */
 export function report(err: unknown): number {
+  return reportError(err).code
+}
+
+/** report(), with the line it printed (without `bfs: `; null when it printed none): the history keeps it. */
+export function reportError(err: unknown): { code: number; line: string | null } {
   if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0
-    return EXIT.USAGE
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return { code: 0, line: null }
+    return { code: EXIT.USAGE, line: err.message.trim().replace(/^error: /, '') }
   }
   if (process.env.BFS_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`)
-  if (err instanceof BfsError) {
-    writeError(`bfs: ${err.message}\n`)
-    return err.exitCode
+  const say = (code: number, line: string): { code: number; line: string } => {
+    writeError(`bfs: ${line}\n`)
+    return { code, line }
   }
-  if (err instanceof FormatError) {
-    writeError(`bfs: ${err.message}\n`)
-    return EXIT.BAD_REPO
-  }
+  if (err instanceof BfsError) return say(err.exitCode, err.message)
+  if (err instanceof FormatError) return say(EXIT.BAD_REPO, err.message)
   const e = err as NodeJS.ErrnoException
-  if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
-    const what = e.code === 'ENOSPC' ? 'disk full' : e.message
-    writeError(`bfs: ${what}\n`)
-    return EXIT.ERROR
-  }
-  writeError(`bfs: internal error: ${e?.message ?? String(err)} (BFS_DEBUG=1 shows where)\n`)
-  return EXIT.INTERNAL
+  if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return say(EXIT.ERROR, e.code === 'ENOSPC' ? 'disk full' : e.message)
+  return say(EXIT.INTERNAL, `internal error: ${e?.message ?? String(err)} (BFS_DEBUG=1 shows where)`)
 }
 

@@ -9,7 +9,11 @@ import type { Progress } from './progress.js'
 
 /** The end of a restore, either format: the result line (or the JSON summary; nothing with --quiet), exit 1 when something was not restored. */
 export function reportRestore(ctx: Ctx, prog: Progress, gen: number, p: string, target: string, res: RestoreResult): void {
-  if (res.errors.length) ctx.exitCode = EXIT.ERROR
+  ctx.history.set({ bytes: { restored: res.bytes } })
+  if (res.errors.length) {
+    ctx.exitCode = EXIT.ERROR
+    ctx.history.fail(`${count(res.errors.length, 'error')}: ${res.errors[0]}`)
+  }
   if (prog.mode === 'json') return prog.summary(restoreJson({ generation: gen, path: p, dest: path.resolve(target), res }))
   if (!prog.textSummary) return
   const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''

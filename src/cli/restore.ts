@@ -28,9 +28,11 @@ export function registerRestore(program: Command, ctx: Ctx): void {
     .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
     .action(async (ref: string, dest: string, o) => {
       if (isFormat2(ctx.repoDir())) return restoreV2(ctx, ref, dest, o)
+      ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
       const man = resolveGen(repo, gen, o)
+      ctx.history.set({ sources: [man.source], gens: [man.id] })
       const entries = repo.catalog(man.id)
       const root = man.kind === 'volume' && !p ? 1 : lookupPath(entries, Buffer.from(p))
       if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
@@ -44,7 +46,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
         restoreTree(repo, man, {
           root, dest: target, overwrite: !!o.overwrite, threads: o.threads, signal, tape,
           reporter: {
-            warn: (m) => line.warn(m),
+            warn: (m) => (ctx.history.warn(m), line.warn(m)),
             progress: (x) => line.update(x),
             tapePlan: (x) => {
               if (x.onTape) line.show(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)

@@ -44,6 +44,7 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
+  ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
   // --full compares with no previous generation; the progress totals are still the latest one's of SRC
@@ -53,13 +54,14 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
       source: src, label: o.label as string, full: !!o.full, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
       unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
       reporter: {
-        warn: (m) => (prog.clear(), warn(m)),
+        warn: (m) => (ctx.history.warn(m), prog.clear(), warn(m)),
         progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
       },
     }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
+  ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
   if (o.json) prog.summary({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
     process.stdout.write(
@@ -172,11 +174,13 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
  */
 export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
   if (o.bufferCache !== undefined) throw new BfsError('BAD_INPUT', '--buffer-cache is not supported on a format 2 repository yet (it has no tape tier)')
+  ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
   const { gen, path: p } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
+  ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const set = await restoreSet2(r, p)
   const root = set.entries[0]!
@@ -186,7 +190,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const res = await withSignals((signal) =>
     restoreEntries(set, {
       root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
-      reporter: { warn: (m) => line.warn(m), progress: (x) => line.update(x) },
+      reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(x) },
     }),
   ).finally(async () => {
     line.finish()
@@ -201,12 +205,14 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
  */
 export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<string, unknown>): Promise<void> {
   if (o.against !== undefined) throw new BfsError('BAD_INPUT', '--against is not supported on a format 2 repository yet')
+  ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'verify')
   const lines: string[] = []
   const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
-  const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
+  let first: string | undefined
+  const print = (l: string): void => void ((first ??= l), o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
   let ids: number[]
   if (o.all) ids = repo.generationIds()
   else {
@@ -215,6 +221,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
     ids = 'id' in ref && source === undefined && repo.generationIds().includes(ref.id) ? [ref.id] : [repo.resolve(gen ?? 'latest', source).id]
   }
   if (ids.length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+  ctx.history.set({ gens: ids, sources: repo.generations().flatMap((g) => ('manifest' in g && ids.includes(g.id) ? g.manifest.sources.map((s) => s.path) : [])) })
   // pinned: the generations whose manifests read (a damaged one is verified, not pinned)
   await lease?.setPins(ids.flatMap((id) => {
     try {
@@ -229,7 +236,11 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
       progress: (x) => line.update({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes, path: x.path }),
     }),
   ).finally(() => line.finish())
-  if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+  ctx.history.set({ bytes: { verified: res.rawBytes } })
+  if (res.problems) {
+    ctx.exitCode = EXIT.VERIFY_FAILED
+    ctx.history.fail(`${count(res.problems, 'problem')} found${first ? `: ${first}` : ''}`)
+  }
   if (o.json) return line.summary(verifyJson({ generations: ids, lines, result: res }))
   if (res.problems === 0 && !line.textSummary) return
   process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)

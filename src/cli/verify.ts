@@ -27,13 +27,16 @@ export function registerVerify(program: Command, ctx: Ctx): void {
       const lines: string[] = []
       const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       // a FAIL line on the terminal the progress line is on: cleared first, redrawn at the next update
-      const print = (l: string): void => void (o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
+      let first: string | undefined
+      const print = (l: string): void => void ((first ??= l), o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
       if (o.all && (gen !== undefined || o.source !== undefined || o.against !== undefined)) throw new BfsError('USAGE', '--all verifies every generation: give no generation, --source or --against with it')
       if (isFormat2(ctx.repoDir())) return verifyV2(ctx, gen, o)
+      ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
       const repo = ctx.openRepo()
       if (o.against) {
         // `latest` is the latest generation of DIR itself when DIR is one of the sources
         const man = resolveGen(repo, gen ?? 'latest', o, o.against)
+        ctx.history.set({ sources: [man.source], gens: [man.id] })
         // units on tape: recalled (pinned, in the tape's order) before the synchronous comparison
         const rs = await openReadStore(repo)
         let diffs: number
@@ -43,7 +46,10 @@ export function registerVerify(program: Command, ctx: Ctx): void {
         } finally {
           await rs?.close()
         }
-        if (diffs) ctx.exitCode = EXIT.VERIFY_FAILED
+        if (diffs) {
+          ctx.exitCode = EXIT.VERIFY_FAILED
+          ctx.history.fail(`${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}${first ? `: ${first}` : ''}`)
+        }
         if (o.json) return line.summary(verifyJson({ generations: [man.id], against: path.resolve(o.against), lines, differences: diffs }))
         if (diffs === 0 && !line.textSummary) return
         process.stdout.write(diffs === 0 ? `gen${man.id} matches ${path.resolve(o.against)}\n` : `${count(diffs, 'difference')} between gen${man.id} and ${path.resolve(o.against)}\n`)
@@ -58,6 +64,7 @@ export function registerVerify(program: Command, ctx: Ctx): void {
         ids = 'id' in ref && o.source === undefined && repo.damagedGenerations().some((d) => d.id === ref.id) ? [ref.id] : [resolveGen(repo, gen ?? 'latest', o).id]
       }
       if (ids.length === 0 && repo.damagedGenerations().length === 0) throw new BfsError('NO_SUCH_GEN', `no generations in ${repo.dir}`)
+      ctx.history.set({ gens: ids, sources: repo.generations().filter((m) => ids.includes(m.id)).map((m) => m.source) })
       // units on tape: recalled pass by pass and checked like the others
       const rs = await openReadStore(repo)
       const res = await withSignals((signal) =>
@@ -71,7 +78,11 @@ export function registerVerify(program: Command, ctx: Ctx): void {
         line.finish()
         await rs?.close()
       })
-      if (res.problems) ctx.exitCode = EXIT.VERIFY_FAILED
+      ctx.history.set({ bytes: { verified: res.rawBytes } })
+      if (res.problems) {
+        ctx.exitCode = EXIT.VERIFY_FAILED
+        ctx.history.fail(`${count(res.problems, 'problem')} found${first ? `: ${first}` : ''}`)
+      }
       if (o.json) return line.summary(verifyJson({ generations: ids, lines, result: res }))
       if (res.problems === 0 && !line.textSummary) return
       process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)

@@ -86,6 +86,7 @@ function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void 
 export async function recoverRuns2(repo: Repo2): Promise<number> {
   // temporary files of dead writers (the store's sweep keeps a live writer's)
   for (const prefix of ['', keys2.manifests, keys2.runs, keys2.retired, keys2.leases, keys2.locks, keys2.tmp]) await repo.store.sweep(prefix, { shallow: true })
+  await repo.store.sweep(keys2.history, { shallow: true }).catch(() => undefined) // best effort (issue 17): never stops a backup
   let n = 0
   const host = os.hostname()
   for (const r of repo.runs()) {

@@ -43,6 +43,8 @@ export async function recoverRepository(repo: Repository, store: Store = repo.st
     else if (repo.uncommittedState(id, newest) === 'unfinished') s.removeSync(keys.genDir(id), { recursive: true })
   }
   for (const prefix of SWEPT) await store.sweep(prefix, { shallow: true })
+  // history records (issue 17): best effort, a history/ the sweep cannot read never stops a writer
+  await store.sweep('history', { shallow: true }).catch(() => undefined)
   // tmp/ held an older bfs's lock candidates (lock-HOST-PID-MS) and its other temporary
   // files: a candidate is a waiting writer's unless that writer is dead
   for (const k of s.listSync(keys.tmp)) {

@@ -1,0 +1,108 @@
+/**
+ * The run history of a repository (native-notes/format.md §2.8.6), either format: writing a
+ * record (`running` at the start, replaced with the outcome at the end) and reading them all
+ * back, a `running` record whose process is gone judged `interrupted`.
+ *
+ * Nothing here may make the command it records fail: the writer's errors are the caller's to
+ * turn into warnings, and a record that does not decode is skipped with a warning.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import { randomBytes } from 'node:crypto'
+import { decodeHistory, encodeHistory, HISTORY_NAME_RE, HISTORY_PREFIX, historyName, type HistoryRecord, type HistoryState } from '../format/history.js'
+import { pidAlive } from '../os/process.js'
+import { DiskStore } from '../store/disk.js'
+import { TEMP_MARK } from '../store/store.js'
+import { pidStartOf } from './v2/lease.js'
+
+/** Whether `dir` looks like a repository of either format (its config or the copy is there): only those get history. */
+export function isRepositoryDir(dir: string): boolean {
+  let store: DiskStore
+  try {
+    store = DiskStore.open(dir)
+  } catch {
+    return false
+  }
+  return ['config', 'config-copy'].some((f) => store.sync.hasSync(f))
+}
+
+/** The outcome an exit status means. */
+export function stateOfExit(exit: number): Exclude<HistoryState, 'running'> {
+  if (exit === 0) return 'ok'
+  if (exit === 3) return 'partial'
+  if (exit >= 128) return 'interrupted'
+  return 'failed'
+}
+
+/** A new `running` record of this process, started now. */
+export function newRecord(command: string, argv: string[]): HistoryRecord {
+  let user: string
+  try {
+    user = os.userInfo().username
+  } catch {
+    user = String(process.getuid?.() ?? '')
+  }
+  return {
+    command, state: 'running', host: os.hostname(), user, pid: process.pid, pidStart: pidStartOf(process.pid) ?? 0, argv,
+    started: new Date().toISOString(), ended: null, exit: null, sources: [], gens: [], bytes: {}, warnings: 0, firstWarnings: [], error: null,
+  }
+}
+
+/** Where a record of `started` is written: a fresh name (8 random hex digits after the start second). */
+export function newRecordKey(started: string): string {
+  return `${HISTORY_PREFIX}/${historyName(started, randomBytes(4).toString('hex'))}`
+}
+
+/** Writes (or replaces) a record: temporary file, fsync, rename, fsync of `history/` (the store's put). */
+export function writeRecord(dir: string, key: string, r: HistoryRecord): void {
+  const store = DiskStore.open(dir)
+  if (!fs.existsSync(store.where(HISTORY_PREFIX))) {
+    // the first record: history/ made and its entry in the top directory made durable
+    store.makePrefix(HISTORY_PREFIX)
+    store.sync.flushSync('')
+  }
+  store.sync.putSync(key, encodeHistory(r), { mode: 'replace' })
+}
+
+export interface ListedRecord extends HistoryRecord {
+  /** Its name in `history/`. */
+  id: string
+  /** `running` as stored, judged: `interrupted` when its process is gone (this host: pid dead or another process under it). */
+  result: HistoryState
+}
+
+/** Whether a `running` record's process is certainly gone: only on its own host (elsewhere it cannot be told). */
+export function recordOrphaned(r: HistoryRecord, host = os.hostname()): boolean {
+  if (r.state !== 'running' || r.host !== host) return false
+  if (!pidAlive(r.pid)) return true
+  if (r.pidStart === 0) return false
+  const start = pidStartOf(r.pid)
+  return start !== null && start !== r.pidStart
+}
+
+/**
+ * Every record of the repository in `dir`, oldest first (by start, then name). A temporary
+ * file is passed over; a foreign name or a record that does not decode is skipped with a
+ * warning.
+ */
+export function readHistory(dir: string, warn: (m: string) => void): ListedRecord[] {
+  const store = DiskStore.open(dir)
+  const out: ListedRecord[] = []
+  for (const key of store.sync.listSync(HISTORY_PREFIX)) {
+    const name = key.slice(HISTORY_PREFIX.length + 1)
+    if (name.includes(TEMP_MARK)) continue
+    if (!HISTORY_NAME_RE.test(name)) {
+      warn(`${HISTORY_PREFIX}/${name}: not a history record, skipped`)
+      continue
+    }
+    let r: HistoryRecord
+    try {
+      r = decodeHistory(store.sync.getSync(key), store.where(key))
+    } catch (err) {
+      warn(`${(err as Error).message}; skipped`)
+      continue
+    }
+    out.push({ ...r, id: name, result: recordOrphaned(r) ? 'interrupted' : r.state })
+  }
+  return out.sort((a, b) => Date.parse(a.started) - Date.parse(b.started) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+}
