@@ -55,7 +55,7 @@ typedef struct {
 #define MAX_SAFE 9007199254740991ULL
 
 /* A varint as the StrictReader reads it: ≤ 8 bytes, shortest form, ≤ 2^53 − 1. */
-static uint64_t rd_varint(rd_t *r) {
+static uint64_t rd_varint_slow(rd_t *r) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) {
     if (r->pos >= r->len) {
@@ -71,6 +71,12 @@ static uint64_t rd_varint(rd_t *r) {
   }
   r->bad = 1;
   return 0;
+}
+
+/* Most varints of an entry (types, modes, counts, nanoseconds of 0) are one byte. */
+static inline uint64_t rd_varint(rd_t *r) {
+  if (__builtin_expect(r->pos < r->len && r->p[r->pos] < 0x80, 1)) return r->p[r->pos++];
+  return rd_varint_slow(r);
 }
 
 static double rd_svarint(rd_t *r) {
