@@ -56,6 +56,21 @@ typedef struct {
 
 /* A varint as the StrictReader reads it: ≤ 8 bytes, shortest form, ≤ 2^53 − 1. */
 static uint64_t rd_varint_slow(rd_t *r) {
+  if (r->len - r->pos >= 8) { /* no bounds check per byte */
+    const uint8_t *q = r->p + r->pos;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+      uint8_t b = q[i];
+      v |= (uint64_t)(b & 0x7f) << (7 * i);
+      if ((b & 0x80) == 0) {
+        if ((i > 0 && b == 0) || v > MAX_SAFE) r->bad = 1;
+        r->pos += (size_t)i + 1;
+        return v;
+      }
+    }
+    r->bad = 1;
+    return 0;
+  }
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) {
     if (r->pos >= r->len) {
