@@ -195,6 +195,11 @@ export class PieceReader {
     return raw
   }
 
+  /** Whether piece ids are unkeyed (32 zero bytes: an unencrypted repository). */
+  get plainIds(): boolean {
+    return this.idKey.equals(ZERO_ID_KEY)
+  }
+
   /** Estimated bytes of decoded pieces held. */
   get cachedBytes(): number {
     return this.cache.calculatedSize

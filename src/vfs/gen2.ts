@@ -287,6 +287,27 @@ export class Vfs2 {
     arr[o + F_FLAGS] = e.xattrs?.length ? 0 : STAT_NO_XATTRS
   }
 
+  /**
+   * What readdir in C needs to serve this generation without JavaScript (native/dirsrc.c),
+   * or null: only for a repository on local disk, unencrypted, with the native listing on.
+   */
+  dirSource(): { root: Buffer; key: Buffer; inoBase: number; rootStat: Float64Array; rootRef: Float64Array | null; rootId: Buffer | null } | null {
+    const where = this.repo.store.describe()
+    if (!this.nativeListing || where?.kind !== 'disk' || !this.pieces.plainIds) return null
+    const root = this.manifest.rootEntry
+    const rootStat = new Float64Array(STAT_FIELDS)
+    packAttr(rootStat, 0, this.attrOf(root, null), !!root.xattrs?.length)
+    const c = root.dir?.child
+    return {
+      root: Buffer.from(where.root),
+      key: Buffer.alloc(32),
+      inoBase: this.inoBase,
+      rootStat,
+      rootRef: c ? new Float64Array([c.run, c.pack, c.offset, c.storedLen, root.dir!.entries]) : null,
+      rootId: c ? c.id : null,
+    }
+  }
+
   /** Attributes of a path, and whether it has extended attributes. */
   async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
     const e = await this.resolve(path)
