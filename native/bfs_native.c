@@ -1740,7 +1740,7 @@ static napi_value js_dir_listing(napi_env env, napi_callback_info info) {
   size_t used = 0;
   double *st = (double *)sdata;
   memset(st, 0, 2 * DL_STAT_FIELDS * sizeof(double));
-  if (!dl_parse((const uint8_t *)data, len, ino_base, names + 5, cap - 5, &used, st + 2 * DL_STAT_FIELDS, n)) {
+  if (!dl_parse((const uint8_t *)data, len, ino_base, names + 5, cap - 5, &used, st + 2 * DL_STAT_FIELDS, n, NULL)) {
     free(names);
     return nul;
   }

@@ -49,14 +49,15 @@
       # calls are -O2).
       "target_name": "fastpath",
       "type": "static_library",
-      "sources": ["nread.c", "statcache.c", "hooks.c"],
+      "sources": ["nread.c", "statcache.c", "hooks.c", "dirlist.c", "dirsrc.c"],
+      "dependencies": ["blake3"],
       "defines": ["_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-fPIC"],
       "cflags_c": ["-std=gnu11"]
     },
     {
       "target_name": "bfs_native",
-      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c", "dirlist.c"],
+      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c"],
       "dependencies": ["fastpath", "blake3"],
       "libraries": ["-lzstd", "-lpthread"],
       "defines": [

@@ -16,6 +16,7 @@
 #include "dirlist.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #define KIND_DIR 1
 #define KIND_VERSION 1
@@ -55,7 +56,22 @@ typedef struct {
 #define MAX_SAFE 9007199254740991ULL
 
 /* A varint as the StrictReader reads it: ≤ 8 bytes, shortest form, ≤ 2^53 − 1. */
-static uint64_t rd_varint(rd_t *r) {
+static uint64_t rd_varint_slow(rd_t *r) {
+  if (r->len - r->pos >= 8) { /* no bounds check per byte */
+    const uint8_t *q = r->p + r->pos;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+      uint8_t b = q[i];
+      v |= (uint64_t)(b & 0x7f) << (7 * i);
+      if ((b & 0x80) == 0) {
+        if ((i > 0 && b == 0) || v > MAX_SAFE) r->bad = 1;
+        r->pos += (size_t)i + 1;
+        return v;
+      }
+    }
+    r->bad = 1;
+    return 0;
+  }
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) {
     if (r->pos >= r->len) {
@@ -71,6 +87,12 @@ static uint64_t rd_varint(rd_t *r) {
   }
   r->bad = 1;
   return 0;
+}
+
+/* Most varints of an entry (types, modes, counts, nanoseconds of 0) are one byte. */
+static inline uint64_t rd_varint(rd_t *r) {
+  if (__builtin_expect(r->pos < r->len && r->p[r->pos] < 0x80, 1)) return r->p[r->pos++];
+  return rd_varint_slow(r);
 }
 
 static double rd_svarint(rd_t *r) {
@@ -97,13 +119,39 @@ static void rd_skip(rd_t *r, size_t n) {
 }
 
 /* A PieceRef (run ≥ 1, stored length ≥ 1; the rest is checked when it is followed). */
-static void rd_piece_ref(rd_t *r) {
+static void rd_piece_ref(rd_t *r, dl_ref_t *out) {
   uint64_t run = rd_varint(r);
-  rd_varint(r);
-  rd_varint(r);
+  uint64_t pack = rd_varint(r);
+  uint64_t offset = rd_varint(r);
   uint64_t stored = rd_varint(r);
-  if (run < 1 || stored < 1) r->bad = 1;
+  if (run < 1 || stored < 1 || stored > UINT32_MAX) r->bad = 1;
+  if (out && !r->bad && r->len - r->pos >= ID_BYTES) {
+    out->run = run;
+    out->pack = pack;
+    out->offset = offset;
+    out->stored_len = (uint32_t)stored;
+    memcpy(out->id, r->p + r->pos, ID_BYTES);
+  }
   rd_skip(r, ID_BYTES);
+}
+
+void dl_to_stat(const double *s, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_mode = (mode_t)s[F_MODE];
+  st->st_uid = (uid_t)s[F_UID];
+  st->st_gid = (gid_t)s[F_GID];
+  st->st_size = (off_t)s[F_SIZE];
+  st->st_nlink = (nlink_t)s[F_NLINK];
+  st->st_ino = (ino_t)((uint64_t)s[F_INO_LO] + ((uint64_t)s[F_INO_HI] << 32));
+  st->st_rdev = (dev_t)s[F_RDEV];
+  st->st_blksize = (blksize_t)s[F_BLKSIZE];
+  st->st_blocks = (blkcnt_t)s[F_BLOCKS];
+  st->st_atim.tv_sec = (time_t)s[F_ATIME];
+  st->st_atim.tv_nsec = (long)s[F_ATIME + 1];
+  st->st_mtim.tv_sec = (time_t)s[F_MTIME];
+  st->st_mtim.tv_nsec = (long)s[F_MTIME + 1];
+  st->st_ctim.tv_sec = (time_t)s[F_CTIME];
+  st->st_ctim.tv_nsec = (long)s[F_CTIME + 1];
 }
 
 size_t dl_count(const uint8_t *p, size_t len) {
@@ -115,7 +163,7 @@ size_t dl_count(const uint8_t *p, size_t len) {
 }
 
 int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t names_cap, size_t *names_len,
-             double *stats, size_t n_expected) {
+             double *stats, size_t n_expected, dl_ref_t *refs) {
   if (dl_count(p, len) != n_expected || n_expected == 0) return 0;
   rd_t r = {p, 2, len, 0};
   rd_varint(&r);
@@ -162,8 +210,13 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
     switch (type) {
       case T_DIR:
         if (!(flags & E_EMPTY_DIR)) {
-          rd_piece_ref(&r);
-          if (rd_varint(&r) < 1) return 0;
+          rd_piece_ref(&r, refs ? &refs[k] : NULL);
+          uint64_t entries = rd_varint(&r);
+          if (entries < 1) return 0;
+          if (refs) {
+            refs[k].entries = entries > UINT32_MAX ? 0 : (uint32_t)entries;
+            refs[k].has = entries <= UINT32_MAX;
+          }
         }
         st_size = 4096;
         blocks = 8;
@@ -196,7 +249,7 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
           }
           if (r.pos - start > INLINE_MAX_BYTES || (uint64_t)data != data_blocks) return 0;
         } else if (flags & E_MAP_REF) {
-          rd_piece_ref(&r);
+          rd_piece_ref(&r, NULL);
           uint64_t extents = rd_varint(&r);
           if (extents < 1 || data_blocks < 1 || extents > data_blocks) return 0;
         } else if (data_blocks != 0) {
@@ -238,6 +291,8 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
       has_xattrs = 1;
     }
     if (r.bad) return 0;
+    if (refs && type != T_DIR) refs[k].has = 0;
+    if (refs && type == T_DIR && (flags & E_EMPTY_DIR)) refs[k].has = 0;
     if (out + nl + 1 > names_cap) return 0;
     memcpy(names + out, name, nl);
     names[out + nl] = 0;

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "hooks.h"
+#include "dirlist.h"
 
 #define FP_MAGIC 0x6874617074736166ULL /* "fastpath" */
 #define FP_MAX 4096
@@ -421,6 +422,136 @@ static napi_value js_fp_hooks(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* fastPathDirSource(fp, root, key, inoBase, rootStat, rootRef, rootId): readdir of this
+ * generation in C from now on (dirsrc.c). rootStat: STAT_FIELDS doubles (statpack.ts);
+ * rootRef: Float64Array [run, pack, offset, storedLen, entries] or null (an empty root);
+ * rootId: the root piece's 32-byte id (ignored without rootRef). Once per fast path. */
+static napi_value js_fp_dir_source(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!fp_args(env, info, 7, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  size_t rlen = 0, klen = 0, count = 0, rcount = 0;
+  const double *st = NULL, *rf = NULL;
+  double ino_base;
+  char *root = fp_bytes(env, argv[1], "root", &rlen);
+  if (root == NULL) return NULL;
+  char *key = fp_bytes(env, argv[2], "key", &klen);
+  if (key == NULL) {
+    free(root);
+    return NULL;
+  }
+  napi_valuetype t;
+  napi_typeof(env, argv[5], &t);
+  dl_ref_t ref;
+  memset(&ref, 0, sizeof ref);
+  bool ok = klen == 32 && fp_integer(env, argv[3], "inoBase", 0, 9007199254740991.0, &ino_base) &&
+            fp_f64(env, argv[4], "rootStat", &st, &count) && count >= DL_STAT_FIELDS;
+  if (ok && t != napi_null) {
+    size_t idlen = 0;
+    char *id = NULL;
+    ok = fp_f64(env, argv[5], "rootRef", &rf, &rcount) && rcount >= 5 && (id = fp_bytes(env, argv[6], "rootId", &idlen)) != NULL && idlen == 32;
+    if (ok) {
+      ref.run = (uint64_t)rf[0];
+      ref.pack = (uint64_t)rf[1];
+      ref.offset = (uint64_t)rf[2];
+      ref.stored_len = (uint32_t)rf[3];
+      ref.entries = (uint32_t)rf[4];
+      memcpy(ref.id, id, 32);
+      ref.has = 1;
+    }
+    free(id);
+  }
+  if (!ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) fp_throw_type(env, "ERR_INVALID_ARG_VALUE", "fastPathDirSource: a 32-byte key, a stat of STAT_FIELDS doubles, and a root reference of 5 numbers with a 32-byte id");
+    free(root);
+    free(key);
+    return NULL;
+  }
+  struct stat rst;
+  dl_to_stat(st, &rst);
+  ds_t *ds = fp->hooks.sc ? ds_new(root, (const uint8_t *)key, ino_base, &rst, &ref) : NULL;
+  free(root);
+  free(key);
+  if (ds != NULL) {
+    ds_t *expected = NULL;
+    if (!__atomic_compare_exchange_n(&fp->hooks.ds, &expected, ds, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+      fp_throw_type(env, "ERR_INVALID_STATE", "fastPathDirSource: this fast path has one already");
+      return NULL; /* (ds is leaked: once per mount, a caller's bug) */
+    }
+  }
+  return NULL;
+}
+
+static napi_value js_fp_dir_info(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!fp_args(env, info, 1, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  uint64_t served = 0, fallbacks = 0;
+  ds_t *ds = __atomic_load_n(&fp->hooks.ds, __ATOMIC_ACQUIRE);
+  if (ds) ds_stats(ds, &served, &fallbacks);
+  double v[2] = {(double)served, (double)fallbacks};
+  return fp_f64_array(env, v, 2);
+}
+
+/* Tests: what a libfuse thread's readdir of path would fill (names and stats), or null. */
+static int fp_collect(void *buf, const char *name, const struct stat *st, off_t off) {
+  (void)off;
+  napi_env env = ((napi_env *)buf)[0];
+  napi_value arr = ((napi_value *)buf)[1];
+  uint32_t n = 0;
+  napi_get_array_length(env, arr, &n);
+  napi_value o, v;
+  napi_create_array_with_length(env, 3, &o);
+  napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &v);
+  napi_set_element(env, o, 0, v);
+  napi_create_double(env, (double)st->st_ino, &v);
+  napi_set_element(env, o, 1, v);
+  napi_create_double(env, (double)st->st_mode, &v);
+  napi_set_element(env, o, 2, v);
+  napi_set_element(env, arr, n, o);
+  return 0;
+}
+
+static napi_value js_fp_readdir_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[2], arr, nul;
+  size_t len = 0;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  char *path = fp_bytes(env, argv[1], "path", &len);
+  if (path == NULL) return NULL;
+  napi_create_array(env, &arr);
+  void *buf[2] = {(void *)env, (void *)arr};
+  ds_t *ds = __atomic_load_n(&fp->hooks.ds, __ATOMIC_ACQUIRE);
+  int rc = ds ? ds_readdir(ds, fp->hooks.sc, path, buf, fp_collect) : -1;
+  free(path);
+  napi_get_null(env, &nul);
+  return rc == 0 ? arr : nul;
+}
+
+static napi_value js_fp_pack_path(napi_env env, napi_callback_info info) {
+  napi_value argv[3], out;
+  size_t len = 0;
+  double run, pack;
+  if (!fp_args(env, info, 3, argv)) return NULL;
+  char *root = fp_bytes(env, argv[0], "root", &len);
+  if (root == NULL) return NULL;
+  char path[4096 + 64];
+  bool ok = fp_integer(env, argv[1], "run", 0, 9007199254740991.0, &run) && fp_integer(env, argv[2], "pack", 0, 9007199254740991.0, &pack) &&
+            ds_pack_path(root, (uint64_t)run, (uint64_t)pack, path, sizeof path) == 0;
+  free(root);
+  if (!ok) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  napi_create_string_latin1(env, path, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
 napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"fastPathNew", NULL, js_fp_new, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -439,6 +570,10 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathStatInfo", NULL, js_fp_stat_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathStatSeen", NULL, js_fp_stat_seen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathStatGet", NULL, js_fp_stat_get, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathDirSource", NULL, js_fp_dir_source, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathDirInfo", NULL, js_fp_dir_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathReaddirForTest", NULL, js_fp_readdir_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packPathForTest", NULL, js_fp_pack_path, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

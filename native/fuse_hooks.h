@@ -18,7 +18,7 @@
 
 /* ---- fuse_native_hooks_t (copy in fuse-native.c) ---- */
 #define FUSE_NATIVE_HOOKS_MAGIC 0x31764b4f4f485346ULL /* "FSHOOKv1" */
-#define FUSE_NATIVE_HOOKS_ABI 1
+#define FUSE_NATIVE_HOOKS_ABI 2
 typedef struct fuse_native_hooks {
   uint64_t magic;
   uint32_t abi, size; /* size = sizeof(fuse_native_hooks_t) of the side that filled it */
@@ -34,6 +34,10 @@ typedef struct fuse_native_hooks {
    * hold a lock from its first entry to then. */
   void (*stat_seen)(void *ctx, const char *dir, const char *name, size_t name_len,
                     const struct stat *st, uint32_t flags);
+  /* libfuse thread: 0 when the whole listing was given to fill (".", "..", every entry; as
+   * libfuse 2.9's fuse_fill_dir_t, offsets 0), else < 0: ask JavaScript (nothing filled) */
+  int (*readdir)(void *ctx, const char *path, void *buf,
+                 int (*fill)(void *buf, const char *name, const struct stat *st, off_t off));
 } fuse_native_hooks_t;
 /* ---- end of fuse_native_hooks_t ---- */
 

@@ -22,6 +22,13 @@ static void hook_stat_seen(void *ctx, const char *dir, const char *name, size_t 
   sc_seen(((bfs_hooks_t *)ctx)->sc, dir, name, name_len, st, flags);
 }
 
+static int hook_readdir(void *ctx, const char *path, void *buf,
+                        int (*fill)(void *buf, const char *name, const struct stat *st, off_t off)) {
+  bfs_hooks_t *h = (bfs_hooks_t *)ctx;
+  ds_t *ds = __atomic_load_n(&h->ds, __ATOMIC_ACQUIRE);
+  return ds ? ds_readdir(ds, h->sc, path, buf, fill) : -1;
+}
+
 void bfs_hooks_init(bfs_hooks_t *h, nr_t *nr, sc_t *sc) {
   memset(&h->table, 0, sizeof h->table);
   h->table.magic = FUSE_NATIVE_HOOKS_MAGIC;
@@ -30,10 +37,12 @@ void bfs_hooks_init(bfs_hooks_t *h, nr_t *nr, sc_t *sc) {
   h->table.ctx = h;
   h->nr = nr;
   h->sc = sc;
+  h->ds = NULL;
   if (nr != NULL) h->table.read = hook_read;
   if (sc != NULL) {
     h->table.getattr = hook_getattr;
     h->table.no_xattrs = hook_no_xattrs;
     h->table.stat_seen = hook_stat_seen;
+    h->table.readdir = hook_readdir;
   }
 }

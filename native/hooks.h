@@ -10,11 +10,13 @@
 #include "fuse_hooks.h"
 #include "nread.h"
 #include "statcache.h"
+#include "dirsrc.h"
 
 typedef struct bfs_hooks {
   fuse_native_hooks_t table; /* table.ctx points back here */
   nr_t *nr;                  /* NULL: every read is served in JavaScript */
   sc_t *sc;                  /* NULL: every getattr goes to JavaScript */
+  ds_t *ds;                  /* set once (atomically) by the mount; NULL: readdir in JavaScript */
 } bfs_hooks_t;
 
 /* Fills h->table for the parts that are not NULL. */

@@ -13,6 +13,7 @@
  * thread, which builds a reply's listing without the lock and takes it once to publish it.
  */
 #include "statcache.h"
+#include "dirlist.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,12 +34,14 @@ typedef struct {
   size_t count;
 } sc_table_t;
 
-/* One entry of a listing: its stat and flags, its name at names + name_off. */
+/* One entry of a listing: its stat and flags, its name at names + name_off, and (listings
+ * published whole by the native readdir) a directory's piece reference (ref.has). */
 typedef struct {
   struct stat st;
   uint32_t flags;
   uint32_t name_off;
   uint32_t name_len;
+  dl_ref_t ref;
 } sc_lent_t;
 
 /* A directory's last readdir reply: one malloc'd block holding this header, then n entries,
@@ -406,6 +409,7 @@ static void sc_build_add(sc_t *c, const char *name, size_t nlen, const struct st
     b->names_cap = cap;
   }
   sc_lent_t *e = &b->ents[b->n++];
+  e->ref.has = 0;
   e->st = *st;
   e->flags = flags;
   e->name_off = (uint32_t)b->names_len;
@@ -486,6 +490,81 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
   }
   pthread_rwlock_unlock(&c->lock);
   if (count) __atomic_fetch_add(found ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
+  return found;
+}
+
+void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
+                const struct stat *stats, const uint32_t *flags, const void *refs) {
+  if (c == NULL || n == 0 || n > c->max_entries) return;
+  dir_len = sc_dir_len(dir, dir_len);
+  size_t names_len = 0;
+  for (size_t k = 0; k < n; k++) names_len += name_lens[k];
+  uint32_t slots = 4;
+  while (slots < n * 2) slots *= 2;
+  size_t sz = sizeof(sc_listing_t) + n * sizeof(sc_lent_t) + (size_t)slots * sizeof(uint32_t) + names_len + dir_len + 1;
+  sc_listing_t *l = malloc(sz);
+  if (l == NULL) return;
+  memset(l, 0, sizeof *l);
+  l->ents = (sc_lent_t *)(l + 1);
+  l->index = (uint32_t *)(l->ents + n);
+  l->names = (char *)(l->index + slots);
+  l->dir = l->names + names_len;
+  memcpy(l->dir, dir, dir_len);
+  l->dir[dir_len] = 0;
+  l->dir_len = (uint32_t)dir_len;
+  l->hash = sc_hash(l->dir, l->dir_len);
+  l->mask = slots - 1;
+  memset(l->index, 0, (size_t)slots * sizeof(uint32_t));
+  size_t off = 0;
+  const dl_ref_t *r = (const dl_ref_t *)refs;
+  for (size_t k = 0; k < n; k++) {
+    sc_lent_t *e = &l->ents[k];
+    e->st = stats[k];
+    e->flags = flags[k];
+    e->name_off = (uint32_t)off;
+    e->name_len = (uint32_t)name_lens[k];
+    if (r) e->ref = r[k];
+    else e->ref.has = 0;
+    memcpy(l->names + off, names[k], name_lens[k]);
+    off += name_lens[k];
+    uint64_t h = sc_hash(l->names + e->name_off, e->name_len);
+    uint32_t i = (uint32_t)h & l->mask;
+    while (l->index[i]) i = (i + 1) & l->mask; /* names of a DIR piece are distinct */
+    l->index[i] = (uint32_t)k + 1;
+  }
+  l->n = (uint32_t)n;
+  sc_listing_t *dead = NULL;
+  pthread_rwlock_wrlock(&c->lock);
+  sc_listing_put(c, l, &dead);
+  c->inserts += n;
+  pthread_rwlock_unlock(&c->lock);
+  sc_free_chain(dead);
+}
+
+int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) {
+  if (c == NULL || path == NULL) return 0;
+  size_t len = strlen(path);
+  const char *slash = NULL;
+  for (size_t i = len; i > 0; i--)
+    if (path[i - 1] == '/') {
+      slash = path + i - 1;
+      break;
+    }
+  if (slash == NULL || (size_t)(slash - path) + 1 >= len) return 0;
+  size_t dl = slash == path ? 1 : (size_t)(slash - path);
+  int found = 0;
+  pthread_rwlock_rdlock(&c->lock);
+  sc_listing_t *l = c->nlistings ? sc_listing_find(c, sc_hash(path, dl), path, dl) : NULL;
+  if (l != NULL) {
+    long k = sc_listing_lookup(l, slash + 1, len - (size_t)(slash - path) - 1);
+    if (k >= 0 && l->ents[k].ref.has) {
+      *st = l->ents[k].st;
+      memcpy(ref, &l->ents[k].ref, sizeof(dl_ref_t));
+      found = 1;
+    }
+    if (!__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);
+  }
+  pthread_rwlock_unlock(&c->lock);
   return found;
 }
 

@@ -36,6 +36,15 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
  * holds the write lock from a readdir reply's first kept entry until a call with name NULL
  * (the reply's end): one lock per reply. Only ever one calling thread (the JS thread). */
 void sc_seen(sc_t *c, const char *dir, const char *name, size_t name_len, const struct stat *st, uint32_t flags);
+/* A whole listing published at once (the native readdir, on a libfuse thread; any thread):
+ * n entries, names[i] of name_lens[i] bytes, their stats and flags, and per entry a
+ * directory's piece reference (refs[i].has; refs may be NULL). Replaces dir's listing. */
+struct dl_ref_s;
+void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
+                const struct stat *stats, const uint32_t *flags, const void *refs /* dl_ref_t[n] */);
+/* 1 and *st, *ref (a dl_ref_t) filled when path is a cached directory with a piece
+ * reference (published by sc_publish), else 0. */
+int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref);
 void sc_info(sc_t *c, sc_info_t *out);
 /* Drops every entry (the table itself stays usable). */
 void sc_clear(sc_t *c);

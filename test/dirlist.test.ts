@@ -8,8 +8,10 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, makeTree, sh, tmpdir } from './helpers.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { createFastPath, packPathForTest } from '../src/native/fastpath.js'
+import { keys2 } from '../src/format/v2/layout.js'
 import { Repo2 } from '../src/repo/v2/repo2.js'
 import { Vfs2 } from '../src/vfs/gen2.js'
 import { STAT_FIELDS } from '../src/vfs/statpack.js'
@@ -52,7 +54,19 @@ beforeAll(async () => {
   expect((await bfs(['init', '--format', '2'], { repo: repoDir })).code).toBe(0)
   const b = await bfs(['backup', src], { repo: repoDir })
   expect(b.code, b.stderr).toBe(0)
+  // gen2: kinds/ alone (no hard links anywhere: every directory can be listed in C)
+  const b2 = await bfs(['backup', k], { repo: repoDir })
+  expect(b2.code, b2.stderr).toBe(0)
 }, 300_000)
+
+const mounts = new Set<string>()
+afterEach(async () => {
+  for (const m of mounts) {
+    if ((await bfs(['umount', m])).code !== 0) await bfs(['umount', '--lazy', m])
+    if ((await sh(`grep -q ' ${m} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${m}'`)
+    mounts.delete(m)
+  }
+})
 
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 
@@ -174,4 +188,102 @@ describe('the native listing of a format 2 directory', () => {
     expect(dirListing(Buffer.from([1, 2, 1]), 0)).toBeNull() // version 2
     expect(dirListing(Buffer.alloc(0), 0)).toBeNull()
   })
+})
+
+describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thread does it', () => {
+  it('answers a generation from its root down as JavaScript does, and hands back what it cannot', async () => {
+    const repo = Repo2.open(repoDir)
+    const man = repo.resolve('2')
+    const js = new Vfs2(repo, man, { nativeListing: false })
+    const v = new Vfs2(repo, man)
+    const ds = v.dirSource()
+    expect(ds).not.toBeNull()
+    const fp = createFastPath({ statCache: { getattr: true } })
+    fp.dirSource(ds!)
+    const same = async (p: string): Promise<void> => {
+      const c = fp.readdirForTest(Buffer.from(p))
+      expect(c, p).not.toBeNull()
+      const d = await js.readdir(Buffer.from(p === '/' ? '' : p.slice(1)))
+      const names = namesOf(d.names)
+      expect(c!.map((x) => x[0]), p).toEqual(names)
+      // . and ..: the directory's and its parent's inode numbers and types; then every entry's
+      const want = [d.self, d.parent].map((a) => [a.ino, a.mode])
+      for (let i = 2; i < names.length; i++) want.push([d.stats[i * STAT_FIELDS + 6]! + d.stats[i * STAT_FIELDS + 7]! * 2 ** 32, d.stats[i * STAT_FIELDS]!])
+      expect(c!.map((x) => [x[1], x[2]]), p).toEqual(want)
+      // and every entry's full stat is what getattr will now answer without JavaScript
+      for (let i = 2; i < names.length; i++) {
+        const g = fp.statGetForTest(Buffer.from(`${p === '/' ? '' : p}/${names[i]}`, 'latin1'))
+        expect(g?.ino).toBe(want[i]![0])
+        expect(g?.size).toBe(d.stats[i * STAT_FIELDS + 3])
+        expect(g?.mtimeNsec).toBe(d.stats[i * STAT_FIELDS + 14])
+      }
+    }
+    // a child first: nothing tells C where its piece is yet
+    expect(fp.readdirForTest(Buffer.from('/sub'))).toBeNull()
+    await same('/')
+    await same('/sub')
+    await same('/wide')
+    expect(fp.readdirForTest(Buffer.from('/sub/empty'))).toBeNull() // an empty directory has no piece: JavaScript answers it
+    expect(fp.readdirForTest(Buffer.from('/small'))).toBeNull() // not a directory
+    expect(fp.dirInfo()).toEqual({ served: 3, fallbacks: 3 })
+    // the pack path C opens is the store's
+    expect(packPathForTest('/r', 1, 2)).toBe(path.join('/r', keys2.pack(1, 2)))
+    expect(packPathForTest('/r', 12345678, 99999999)).toBe(path.join('/r', keys2.pack(12345678, 99999999)))
+    expect(packPathForTest('/r', 100000000, 1)).toBeNull()
+    expect(fp.close()).toBe(0)
+    await js.close()
+    await v.close()
+  })
+
+  it('declines a damaged piece (JavaScript then reports it)', async () => {
+    const copy = path.join(work, 'repo-damaged')
+    await sh(`rm -rf '${copy}' && cp -a '${repoDir}' '${copy}'`)
+    const repo = Repo2.open(copy)
+    const man = repo.resolve('2')
+    const v = new Vfs2(repo, man)
+    const fp = createFastPath({ statCache: { getattr: true } })
+    fp.dirSource(v.dirSource()!)
+    expect(fp.readdirForTest(Buffer.from('/'))).not.toBeNull()
+    const wide = (await new Vfs2(repo, man, { nativeListing: false }).stat(Buffer.from('wide'))).attr
+    expect(wide.mode & 0o170000).toBe(0o040000)
+    // rot one byte in the middle of wide/'s stored piece
+    const e = man.rootEntry.dir!
+    const root = await new PieceReader(repo.store).piece(e.child)
+    const ref = root.kind === 1 ? root.entries.find((x) => x.name.toString() === 'wide')!.dir!.child : null
+    const pack = path.join(copy, keys2.pack(ref!.run, ref!.pack))
+    const b = fs.readFileSync(pack)
+    b[ref!.offset + (ref!.storedLen >> 1)] ^= 0x40
+    fs.writeFileSync(pack, b)
+    expect(fp.readdirForTest(Buffer.from('/wide'))).toBeNull()
+    expect(fp.readdirForTest(Buffer.from('/sub'))).not.toBeNull()
+    expect(fp.dirInfo()).toEqual({ served: 2, fallbacks: 1 })
+    await expect(v.readdir(Buffer.from('wide'))).rejects.toMatchObject({ errno: 'EIO' })
+    expect(fp.close()).toBe(0)
+  })
+
+  it('through a real mount: the tree is what the source was, listed in C (find, ls -l, stat, getfattr, diff -r)', async () => {
+    const mnt = path.join(work, 'mnt-kinds')
+    fs.mkdirSync(mnt, { recursive: true })
+    const m = await bfs(['mount', '2', mnt], { repo: repoDir })
+    expect(m.code, m.stderr).toBe(0)
+    mounts.add(mnt)
+    const k = path.join(src, 'kinds')
+    expect(await diffTree(k, mnt)).toBe('')
+    expect(await statTree(mnt)).toBe(await statTree(k))
+    expect((await sh(`cd '${mnt}' && find . | sort`)).stdout).toBe((await sh(`cd '${k}' && find . | sort`)).stdout)
+    expect((await sh(`getfattr -d '${mnt}/small' '${mnt}/sub'`)).stdout).toMatch(/user\.a="1"[\s\S]*user\.c="dir"/)
+    expect((await sh(`ls -ln --time-style=+%s.%N '${mnt}/wide' | wc -l`)).stdout.trim()).toBe('601')
+    // the server says how many directories C listed
+    const pid = Number(/\(pid (\d+), log (.*)\);/.exec(m.stdout)![1])
+    const log = /\(pid (\d+), log (.*)\);/.exec(m.stdout)![2]!
+    const before = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(' stat cache: ')).length
+    process.kill(pid, 'SIGUSR2')
+    let line = ''
+    for (let t = Date.now() + 60_000; Date.now() < t && !line; await new Promise((r) => setTimeout(r, 50))) {
+      const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(' stat cache: '))
+      if (lines.length > before) line = lines[lines.length - 1]!
+    }
+    const sc = JSON.parse(/ stat cache: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>
+    expect(sc.readdirInC).toBeGreaterThanOrEqual(3)
+  }, 120_000)
 })

@@ -115,7 +115,7 @@ describe('format 2: commands and options without a format 2 path yet', () => {
     for (const args of cmds) {
       const r = await bfs(args, { repo })
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(6)
-      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, ls, cat, diff, generations, mount, restore, verify and forget)\n`)
+      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget)\n`)
     }
     expect(await snapshot(repo)).toBe(before)
     expect(fs.existsSync(path.join(work, 'refusals-vtl'))).toBe(false)

@@ -57,6 +57,12 @@ async function pieceStats(server: { pid: number; log: string }): Promise<Record<
   throw new Error(`no stats line in ${server.log}`)
 }
 
+/** The stat cache's counters (with readdirInC) of the server's latest stats line (after pieceStats asked for one). */
+async function statCacheStats(server: { pid: number; log: string }): Promise<Record<string, number>> {
+  const lines = fs.readFileSync(server.log, 'utf8').split('\n').filter((l) => l.includes(' stat cache: '))
+  return JSON.parse(/ stat cache: (\{[^}]*\});/.exec(lines[lines.length - 1]!)![1]!) as Record<string, number>
+}
+
 beforeAll(async () => {
   expect(fs.existsSync('/dev/fuse')).toBe(true)
   work = tmpdir('bfs-v2mount-')
@@ -192,8 +198,11 @@ describe('format 2 mount: lazy', () => {
     expect((await sh(`cat '${mnt}/d3/sub/x'`)).stdout).toBe('x of 3\n')
     expect((await pieceStats(server)).loads).toBe(3)
     expect((await sh(`find '${mnt}' | wc -l`)).stdout.trim()).toBe(String(1 + 21 + 20 * 32 + 5))
+    // find lists every directory in C (native/dirsrc.c): from the root's listing down, each
+    // piece read once there; JavaScript read nothing more
     const all = await pieceStats(server)
-    expect(all.loads).toBe(1 + 20 * 2 + 1)
+    expect(all.loads).toBe(3)
+    expect((await statCacheStats(server)).readdirInC).toBe(1 + 20 * 2 + 1)
     expect(all.cachedBytes).toBeGreaterThan(0)
     expect(all.cachedBytes).toBeLessThanOrEqual(1 << 20)
     await umount(mnt)

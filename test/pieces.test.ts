@@ -175,6 +175,22 @@ describe('a real tree written as pieces and read back lazily', () => {
       expect(n).toBe(Number((await sh(`find '${src}' -printf . | wc -c`)).stdout.trim()))
       expect(n).toBeGreaterThan(7000)
 
+      // packs kept open (as a mount reads): the same answers, no get, each pack opened once
+      store.resetCounts()
+      const kept = new PieceReader(store, { openPacks: 8 })
+      expect(await compareTree(src, gen1, new TreeReader(kept), new MapReader(kept), extents)).toBe(n)
+      expect(store.count('get')).toBe(0)
+      expect(s1.packs).toBeLessThanOrEqual(8)
+      expect(store.count('open')).toBe(s1.packs)
+      expect(kept.stats.loads).toBeGreaterThan(10 * s1.packs)
+      kept.close()
+      // one kept open: evicted packs are closed and opened again when read again, never wrong
+      store.resetCounts()
+      const one = new PieceReader(store, { openPacks: 1, cacheBytes: 1 << 20 })
+      expect(await compareTree(src, gen1, new TreeReader(one), new MapReader(one), extents)).toBe(n)
+      expect(store.count('open')).toBeGreaterThanOrEqual(s1.packs)
+      one.close()
+
       // the same tree again: nothing written, not even a pack file
       const g2 = openRun(store, 2)
       const gen2 = await walkTree(src, { tree: g2.tree, maps: g2.maps, reader: g2.treeReader, run: 2 }, gen1)

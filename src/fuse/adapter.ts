@@ -310,6 +310,9 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
   // reads of registered handles (when native) and getattr of paths a readdir or getattr
   // reply described (always: generations never change) are answered on the libfuse threads
   const fp = createFastPath({ readCacheBytes: native ? cacheBytes : undefined, statCache: { getattr: true, maxEntries: opts.statCacheEntries } })
+  // a format 2 generation: readdir in C on the libfuse threads where it can (native/dirsrc.c)
+  const dirSource = 'dirSource' in served && typeof served.dirSource === 'function' ? served.dirSource() : null
+  if (dirSource) fp.dirSource(dirSource)
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
     useIno: true,
@@ -405,7 +408,7 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
           t.unref()
         },
         nativeStats: () => (native ? fp.info() : null),
-        statCacheStats: () => fp.statInfo(),
+        statCacheStats: () => ({ ...fp.statInfo(), ...(dirSource ? { readdirInC: fp.dirInfo().served, readdirFallbacks: fp.dirInfo().fallbacks } : {}) }),
       }
       void devAtStart.then(() => resolve(server), () => resolve(server))
     })

@@ -48,6 +48,32 @@ export interface FastPathOptions {
 }
 
 /** Counters of the stat cache. */
+/**
+ * What readdir in C (native/dirsrc.c) needs to serve a format 2 generation on the libfuse
+ * threads: the repository's directory, the piece id key, the inode base, the root's stat
+ * (STAT_FIELDS doubles) and its piece reference ([run, pack, offset, storedLen, entries] and
+ * id; null for an empty root).
+ */
+export interface DirSource {
+  root: Buffer
+  key: Buffer
+  inoBase: number
+  rootStat: Float64Array
+  rootRef: Float64Array | null
+  rootId: Buffer | null
+}
+
+/** Readdirs served in C, and those asked of JavaScript after C could not. */
+export interface DirSourceStats {
+  served: number
+  fallbacks: number
+}
+
+/** Tests: the path of a pack as readdir in C opens it. */
+export function packPathForTest(root: string, run: number, pack: number): string | null {
+  return addon().packPathForTest(Buffer.from(root), run, pack)
+}
+
 export interface StatCacheStats {
   entries: number
   /** getattr answered from the cache (never reached JavaScript), and not. */
@@ -93,6 +119,10 @@ interface FastPathAddon {
   fastPathStatInfo(fp: Ext): Float64Array
   fastPathStatSeen(fp: Ext, dir: Buffer | null, name: Buffer | null, fields: Float64Array, flags: number, more?: boolean): void
   fastPathStatGet(fp: Ext, path: Buffer): Float64Array | null
+  fastPathDirSource(fp: Ext, root: Buffer, key: Buffer, inoBase: number, rootStat: Float64Array, rootRef: Float64Array | null, rootId: Buffer | null): void
+  fastPathDirInfo(fp: Ext): Float64Array
+  fastPathReaddirForTest(fp: Ext, path: Buffer): Array<[name: string, ino: number, mode: number]> | null
+  packPathForTest(root: Buffer, run: number, pack: number): string | null
 }
 
 /** Every fast-path function of the addon (checked at first use, and against the built addon by test/native.test.ts, as ADDON_FUNCTIONS in index.ts). */
@@ -113,6 +143,10 @@ export const FASTPATH_FUNCTIONS = [
   'fastPathStatInfo',
   'fastPathStatSeen',
   'fastPathStatGet',
+  'fastPathDirSource',
+  'fastPathDirInfo',
+  'fastPathReaddirForTest',
+  'packPathForTest',
 ] as const satisfies ReadonlyArray<keyof FastPathAddon>
 type FastPathFunction = { [K in keyof FastPathAddon]: FastPathAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof FastPathAddon]
 const everyFastPathFunctionListed: Exclude<FastPathFunction, (typeof FASTPATH_FUNCTIONS)[number]> extends never ? true : never = true
@@ -211,6 +245,21 @@ export class FastPath {
   info(): NativeReadStats {
     const v = addon().fastPathInfo(this.ext)
     return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]! }
+  }
+
+  /** From now on, readdir of this generation in C where it can (once per fast path). */
+  dirSource(d: DirSource): void {
+    addon().fastPathDirSource(this.ext, d.root, d.key, d.inoBase, d.rootStat, d.rootRef, d.rootId)
+  }
+
+  dirInfo(): DirSourceStats {
+    const v = addon().fastPathDirInfo(this.ext)
+    return { served: v[0]!, fallbacks: v[1]! }
+  }
+
+  /** Tests: what a libfuse thread's readdir of `path` would give the filler ([name, ino, mode] each), or null (asks JavaScript). */
+  readdirForTest(path: Buffer): Array<[name: string, ino: number, mode: number]> | null {
+    return addon().fastPathReaddirForTest(this.ext, path)
   }
 
   statInfo(): StatCacheStats {

@@ -7,7 +7,7 @@ import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, de
 import { keys2 } from '../format/v2/layout.js'
 import { type IdIndex, type IdPage, decodeIdIndex, decodeIdPage } from '../format/v2/idtable.js'
 import { type MapInner, type MapLeaf, decodeMapInner, decodeMapLeaf } from '../format/v2/map.js'
-import { type Store, StoreError } from '../store/store.js'
+import { type BlobReader, type Store, StoreError } from '../store/store.js'
 
 /**
  * Whether `err` is a failure to read a stored piece (a FormatError or a StoreError): what a
@@ -51,6 +51,18 @@ export interface PieceReaderOptions {
   idKey?: Buffer
   /** Bytes of decoded pieces to keep (estimated; default 64 MiB, at least 1 MiB). */
   cacheBytes?: number
+  /**
+   * Keep up to this many packs open between reads (a mount: one open, fstat and close fewer
+   * per piece; packs are immutable). 0 (default): open and close each pack per read.
+   */
+  openPacks?: number
+}
+
+/** An open pack shared by reads: closed once evicted and no read holds it. */
+interface OpenPack {
+  blob: Promise<BlobReader>
+  users: number
+  evicted: boolean
 }
 
 export interface PieceReaderStats {
@@ -116,11 +128,17 @@ function heapBytes(p: DecodedPiece): number {
  * missing pack, EIO) is the StoreError, which names the key. Nothing wrong is ever returned,
  * and failures are not cached (a retry after a transient EIO reads again).
  */
+function closePack(p: OpenPack): void {
+  p.blob.then((b) => b.close()).catch(() => {})
+}
+
 export class PieceReader {
   readonly stats: PieceReaderStats = { requests: 0, hits: 0, joined: 0, loads: 0, bytesRead: 0 }
   private readonly idKey: Buffer
   private readonly cache: LRUCache<string, DecodedPiece>
   private readonly loading = new Map<string, Promise<DecodedPiece>>()
+  /** Open packs (openPacks > 0), least recently used first. */
+  private readonly packs: LRUCache<string, OpenPack> | null
   /** Raw DIR payloads for the native listing (dirPayload): ~40 bytes an entry, against ~600 decoded. */
   private readonly raws: LRUCache<string, Buffer>
   private readonly dctx = new FrameDecompressor()
@@ -134,6 +152,15 @@ export class PieceReader {
       maxSize: Math.max(opts.cacheBytes ?? DEFAULT_PIECE_CACHE_BYTES, 1 << 20),
       sizeCalculation: (p) => heapBytes(p),
     })
+    this.packs = opts.openPacks
+      ? new LRUCache<string, OpenPack>({
+          max: opts.openPacks,
+          dispose: (p) => {
+            p.evicted = true
+            if (p.users === 0) closePack(p)
+          },
+        })
+      : null
     this.raws = new LRUCache<string, Buffer>({
       maxSize: Math.max((opts.cacheBytes ?? DEFAULT_PIECE_CACHE_BYTES) >> 1, 1 << 20),
       sizeCalculation: (b) => b.length + 64,
@@ -168,6 +195,11 @@ export class PieceReader {
     return raw
   }
 
+  /** Whether piece ids are unkeyed (32 zero bytes: an unencrypted repository). */
+  get plainIds(): boolean {
+    return this.idKey.equals(ZERO_ID_KEY)
+  }
+
   /** Estimated bytes of decoded pieces held. */
   get cachedBytes(): number {
     return this.cache.calculatedSize
@@ -183,7 +215,7 @@ export class PieceReader {
     const what = this.where(ref)
     let stored: Buffer
     try {
-      stored = await this.store.get(keys2.pack(ref.run, ref.pack), { offset: ref.offset, length: ref.storedLen })
+      stored = await this.read(keys2.pack(ref.run, ref.pack), ref.offset, ref.storedLen)
     } catch (err) {
       // the pack ends before the piece: damage (a truncated pack, or a ref that is wrong)
       if (err instanceof StoreError && err.code === 'TRUNCATED') throw new FormatError('TRUNCATED', `${what}: the pack ends before the ${ref.storedLen}-byte piece (truncated or corrupt)`)
@@ -200,6 +232,31 @@ export class PieceReader {
     }
     checkPieceId(raw, ref, (b) => pieceIdOf(b, this.idKey), what)
     return raw
+  }
+
+  /** Closes the packs kept open (those a read holds, once it is done). */
+  close(): void {
+    this.packs?.clear()
+  }
+
+  /** Bytes of a pack, through an open pack when packs are kept open. */
+  private async read(key: string, offset: number, length: number): Promise<Buffer> {
+    if (!this.packs) return this.store.get(key, { offset, length })
+    let p = this.packs.get(key)
+    if (!p) {
+      p = { blob: this.store.open(key), users: 0, evicted: false }
+      const mine = p
+      p.blob.catch(() => {
+        if (this.packs!.peek(key) === mine) this.packs!.delete(key) // a failed open is not kept
+      })
+      this.packs.set(key, p)
+    }
+    p.users++
+    try {
+      return await (await p.blob).read({ offset, length })
+    } finally {
+      if (--p.users === 0 && p.evicted) closePack(p)
+    }
   }
 
   /** A decoded piece (cached, single flight). */

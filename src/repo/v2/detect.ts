@@ -46,5 +46,5 @@ function envelopeVersion(store: DiskStore, key: string): number | null {
  * (README "format 2"), naming the command and what a format 2 repository takes so far.
  */
 export function notYetOnFormat2(dir: string, command = 'this command'): BfsError {
-  return new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, ls, cat, diff, generations, mount, restore, verify and forget)`)
+  return new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget)`)
 }
