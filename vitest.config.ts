@@ -14,5 +14,9 @@ export default defineConfig({
     // Test files run one at a time: several FUSE servers and backups at once on 2 cores only add noise.
     fileParallelism: false,
     setupFiles: ['test/setup.ts'],
+    // backup/restore/verify --json print status lines after a second (restic's JSON lines); the
+    // tests that parse one summary document would then depend on the machine's speed. Off here
+    // (NODE_ENV=test only); test/progress.test.ts and the terminal tests set it to 0.
+    env: { BFS_TEST_PROGRESS_MS: '86400000' },
   },
 })

@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { durationText, figures, Progress, statusLine, statusObject, type ProgressStream } from '../src/cli/progress.js'
 import { BFS, bfs, sh, tmpdir } from './helpers.js'
 
+// vitest.config.ts turns status lines off for the other test files; these tests are about them
+delete process.env.BFS_TEST_PROGRESS_MS
+
 /** A stream that keeps what is written, with a terminal's attributes when asked. */
 function sink(tty = false, columns = 80): ProgressStream & { text: string } {
   const s = { text: '', isTTY: tty, columns, write: (x: string) => ((s.text += x), true) }

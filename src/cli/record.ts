@@ -34,21 +34,21 @@ export class RunRecorder {
   /**
    * Starts this process's record in the repository at `dir` (once; later calls only add what
    * they give). Nothing is recorded where `dir` is not a repository: the command fails on its
-   * own. `readOnly` (restore, verify): a repository this user cannot write is checked without
+   * own. A repository this user cannot write (or on a read-only mount) is used without
    * a record and without a warning, as format 2's leases are.
    */
-  begin(repoDir: () => string, command: string, info: { sources?: string[]; gens?: number[] } = {}, opts: { readOnly?: boolean } = {}): void {
+  begin(repoDir: () => string, command: string, info: { sources?: string[]; gens?: number[] } = {}, _opts: { readOnly?: boolean } = {}): void {
     if (this.rec) return this.add(info) // a second begin in one run (several sources): joined
     let dir: string
     try {
       dir = repoDir() // a bad --repo fails the command itself, in its own time
       if (!isRepositoryDir(dir)) return
-      if (opts.readOnly) {
-        try {
-          fs.accessSync(dir, fs.constants.W_OK)
-        } catch {
-          return
-        }
+      // a repository this user (or mount) cannot write gets no record and no warning: a
+      // command that must write there fails on its own, in its own words
+      try {
+        fs.accessSync(dir, fs.constants.W_OK)
+      } catch {
+        return
       }
     } catch {
       return

@@ -14,6 +14,8 @@ import { pidAlive } from '../os/process.js'
 import { DiskStore } from '../store/disk.js'
 import { TEMP_MARK } from '../store/store.js'
 import { pidStartOf } from './v2/lease.js'
+import { isFormat2 } from './v2/detect.js'
+import { isGuardLock } from '../format/v2/records.js'
 
 /** Whether `dir` looks like a repository of either format (its config or the copy is there): only those get history. */
 export function isRepositoryDir(dir: string): boolean {
@@ -23,7 +25,17 @@ export function isRepositoryDir(dir: string): boolean {
   } catch {
     return false
   }
-  return ['config', 'config-copy'].some((f) => store.sync.hasSync(f))
+  if (!['config', 'config-copy'].some((f) => store.sync.hasSync(f))) return false
+  // a format 2 repository this bfs does not read as one (a damaged config, a version 1 copy):
+  // its guard lock (format.md §2.23.1) will stop the command, which must write nothing there
+  if (!isFormat2(dir) && store.sync.hasSync('lock')) {
+    try {
+      if (isGuardLock(fs.readFileSync(store.where('lock')))) return false
+    } catch {
+      // unreadable: the command's own lock handling says what is wrong
+    }
+  }
+  return true
 }
 
 /** The outcome an exit status means. */
