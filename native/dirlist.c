@@ -29,6 +29,9 @@
 #define INLINE_MAX_EXTENTS 4
 #define INLINE_MAX_BYTES 48
 #define ID_BYTES 32
+#define MAX_OBJECT_NUMBER 99999999ULL      /* common.ts */
+#define PACK_HEADER_BYTES 64ULL            /* common.ts */
+#define MAX_PIECE_STORED_BYTES (1114112ULL) /* common.ts: 1 MiB + 64 KiB */
 
 #define E_XATTRS 1
 #define E_LINKED 2
@@ -118,13 +121,16 @@ static void rd_skip(rd_t *r, size_t n) {
   else r->pos += n;
 }
 
-/* A PieceRef (run ≥ 1, stored length ≥ 1; the rest is checked when it is followed). */
+/* A PieceRef with checkRef's rules (common.ts): run 1 … MAX_OBJECT_NUMBER, pack ≤ it, the
+ * offset past the pack header, stored length 1 … MAX_PIECE_STORED_BYTES. */
 static void rd_piece_ref(rd_t *r, dl_ref_t *out) {
   uint64_t run = rd_varint(r);
   uint64_t pack = rd_varint(r);
   uint64_t offset = rd_varint(r);
   uint64_t stored = rd_varint(r);
-  if (run < 1 || stored < 1 || stored > UINT32_MAX) r->bad = 1;
+  if (run < 1 || run > MAX_OBJECT_NUMBER || pack > MAX_OBJECT_NUMBER || offset < PACK_HEADER_BYTES || stored < 1 ||
+      stored > MAX_PIECE_STORED_BYTES)
+    r->bad = 1;
   if (out && !r->bad && r->len - r->pos >= ID_BYTES) {
     out->run = run;
     out->pack = pack;
@@ -269,6 +275,8 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
       case T_CHR:
       case T_BLK: {
         uint64_t major = rd_varint(&r), minor = rd_varint(&r);
+        /* statpack.ts's makedev works on 32-bit signed minors: decline what it would not match */
+        if (minor > 0x7fffffffULL) return 0;
         /* glibc's makedev, as statpack.ts */
         if (major || minor)
           rdev = (double)(major & 0xfff) * 256 + (double)(minor & 0xff) + (double)(minor & ~(uint64_t)0xff) * 4096 +
@@ -282,11 +290,20 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
     if (flags & E_XATTRS) {
       uint64_t x = rd_varint(&r);
       if (r.bad || x == 0 || x * 2 > r.len - r.pos) return 0;
+      const uint8_t *pxn = NULL;
+      size_t pa = 0;
       for (uint64_t i = 0; i < x; i++) {
         size_t a = 0, b = 0;
         const uint8_t *xn = rd_blob(&r, XATTR_NAME_MAX, &a);
         rd_blob(&r, XATTR_VALUE_MAX, &b);
         if (r.bad || a == 0 || memchr(xn, 0, a)) return 0;
+        if (pxn) { /* names strictly increasing, as Buffer.compare */
+          size_t m = pa < a ? pa : a;
+          int c = memcmp(pxn, xn, m);
+          if (c > 0 || (c == 0 && pa >= a)) return 0;
+        }
+        pxn = xn;
+        pa = a;
       }
       has_xattrs = 1;
     }

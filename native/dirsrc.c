@@ -115,9 +115,10 @@ static int ds_get(ds_t *d, uint64_t run, uint64_t pack, int *slot) {
     if (d->fds[i].fd >= 0 && d->fds[i].run == run && d->fds[i].pack == pack) {
       d->fds[i].users++;
       d->fds[i].used = ++d->tick;
+      int fd = d->fds[i].fd; /* (users > 0 keeps the slot; read it under the lock anyway) */
       pthread_mutex_unlock(&d->mu);
       *slot = i;
-      return d->fds[i].fd;
+      return fd;
     }
     if (d->fds[i].users == 0 && (free_slot < 0 || d->fds[i].fd < 0 || (d->fds[free_slot].fd >= 0 && d->fds[i].used < d->fds[free_slot].used)))
       free_slot = i;

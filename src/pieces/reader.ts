@@ -137,6 +137,7 @@ export class PieceReader {
   private readonly idKey: Buffer
   private readonly cache: LRUCache<string, DecodedPiece>
   private readonly loading = new Map<string, Promise<DecodedPiece>>()
+  private closed = false
   /** Open packs (openPacks > 0), least recently used first. */
   private readonly packs: LRUCache<string, OpenPack> | null
   /** Raw DIR payloads for the native listing (dirPayload): ~40 bytes an entry, against ~600 decoded. */
@@ -236,12 +237,13 @@ export class PieceReader {
 
   /** Closes the packs kept open (those a read holds, once it is done). */
   close(): void {
+    this.closed = true
     this.packs?.clear()
   }
 
   /** Bytes of a pack, through an open pack when packs are kept open. */
   private async read(key: string, offset: number, length: number): Promise<Buffer> {
-    if (!this.packs) return this.store.get(key, { offset, length })
+    if (!this.packs || this.closed) return this.store.get(key, { offset, length }) // (closed: nothing kept open after)
     let p = this.packs.get(key)
     if (!p) {
       p = { blob: this.store.open(key), users: 0, evicted: false }
