@@ -324,6 +324,94 @@ if (records.some((r) => r.corpus === 'many')) {
   lines.push(`| full backup peak RSS 1M / 100k | ${rtext} | ${MTOOLS.slice(1).map(() => '').join(' | ')} | ≤ 1.3 (with ≤ 250 MB) | ${rmet} |`)
   lines.push('')
 }
+// ---- the admin step (bench/admin.sh, issue 17): diff, find, rename/copy growth ---------
+const ATOOLS = ['bfs1', 'bfs2', 'restic', 'borg']
+const AHEAD = { bfs1: 'bfs format 1 (default)', bfs2: 'bfs format 2', restic: 'restic', borg: 'borg' }
+// [metric, label, kind, scale, target text, test(bfs median, restic median) -> bool]
+const quick = (lim) => (b, r) => (b === undefined || r === undefined ? undefined : b <= lim && b <= r / 3)
+const ADMIN_ROWS = [
+  ['full_wall_s', 'generation 1 (full backup) wall s', 'time'],
+  ['incr_wall_s', 'generations 2–N: backup wall s', 'time'],
+  ['incr_growth_b', 'generations 2–N: repository growth per backup MB', 'one', 1e6],
+  ['repo_mb', 'repository size after N generations MB', 'one'],
+  ['diff_warm_s', '`diff latest~1 latest` s (warm)', 'time', 1, '≤ 0.5 s and ≤ 1/3 restic', quick(0.5)],
+  ['diff_cold_s', '`diff latest~1 latest` s (cold)', 'time', 1, '≤ 0.5 s and ≤ 1/3 restic', quick(0.5)],
+  ['diff_counts', 'diff: files new / removed / changed (checked against the change made)', 'counts'],
+  ['find_Makefile_warm_s', '`find Makefile` over N generations s (warm)', 'time', 1, '≤ 1 s and ≤ 1/3 restic', quick(1)],
+  ['find_Makefile_cold_s', '`find Makefile` over N generations s (cold)', 'time', 1, '≤ 1 s and ≤ 1/3 restic', quick(1)],
+  ['find_Makefile_hits', '`find Makefile`: entries found (all generations; checked against restic)', 'int'],
+  ['find_ext4_jbd2.c_warm_s', '`find ext4_jbd2.c` over N generations s (warm)', 'time', 1, '≤ 1 s and ≤ 1/3 restic', quick(1)],
+  ['find_ext4_jbd2.c_cold_s', '`find ext4_jbd2.c` over N generations s (cold)', 'time', 1, '≤ 1 s and ≤ 1/3 restic', quick(1)],
+  ['find_ext4_jbd2.c_hits', '`find ext4_jbd2.c`: entries found', 'int'],
+  ['nochange_growth_b', 'no-change backup: repository growth kB', 'one', 1e3],
+  ['nochange_wall_s', 'no-change backup wall s', 'time'],
+  ['rename_growth_b', 'backup after 1 % renamed or copied: repository growth MB', 'one', 1e6, '≤ 1.1× restic', (b, r) => (b === undefined || r === undefined ? undefined : b <= 1.1 * r)],
+  ['rename_wall_s', 'backup after 1 % renamed or copied: wall s', 'time'],
+]
+function adminCell(metric, kind, scale, tool) {
+  if (kind === 'counts') {
+    const v = ['new', 'removed', 'changed'].map((k) => baseCell('admin', `diff_${k}`, tool).median)
+    const chk = baseCell('admin', 'diff_check', tool)
+    if (v[0] === undefined) return { text: chk.status === 'fail' ? 'FAIL' : '' }
+    return { values: v, text: `${v.join(' / ')}${chk.status === 'fail' ? ' FAIL' : chk.status === 'ok' ? ' ok' : ''}`, status: chk.status }
+  }
+  const c = baseCell('admin', metric, tool)
+  if (scale && scale !== 1 && c.median !== undefined) { for (const k of ['median', 'min', 'max']) c[k] /= scale; c.values = c.values.map((v) => v / scale) }
+  if (kind === 'time' || scale) c.text = cellText(c, kind === 'time' ? 'time' : 'time').replace(/^([\d.]+)/, (m) => (kind === 'time' ? m : fmtOne(c.median)))
+  else c.text = cellText(c, kind)
+  if (scale && c.median !== undefined && kind !== 'time') c.text = c.n > 1 ? `${fmtOne(c.median)} (${fmtOne(c.min)}–${fmtOne(c.max)}, n=${c.n})` : fmtOne(c.median)
+  if (metric.endsWith('_hits')) {
+    const chk = baseCell('admin', metric.replace(/_hits$/, '_check'), tool)
+    if (chk.status === 'fail') c.text += ' FAIL'
+  }
+  return c
+}
+if (records.some((r) => r.corpus === 'admin')) {
+  const cm = meta.corpus_admin || {}
+  const ngen = 1 + new Set(records.filter((r) => r.corpus === 'admin' && r.metric === 'incr_wall_s').map((r) => r.rep)).size
+  const mut = (k) => baseCell('admin', `mut_${k}`, 'corpus')
+  const ren = (k) => baseCell('admin', `ren_${k}`, 'corpus').median
+  const load = (k) => baseCell('admin', k, 'host').median
+  const areps = Math.max(0, ...records.filter((r) => r.corpus === 'admin' && r.metric === 'diff_warm_s').map((r) => r.rep))
+  lines.push(`## issue 17: admin — diff, find, renamed and copied files (${ngen} generations of the Linux tree: ${(cm.files || 0).toLocaleString('en')} files, ${((cm.apparent_bytes || 0) / 1e9).toFixed(2)} GB at generation 1)`, '')
+  lines.push(`Generations 2–${ngen}: before each, \`mutate.mjs gen\` changes 1 % of the files (seeded by the generation): ` +
+    `${Math.round(mut('changed').median)} changed (a line appended), ${Math.round(mut('removed').median)} removed, ${Math.round(mut('added').median)} added (a header line + the bytes of another file of the tree); ` +
+    `${(mut('changed_bytes').median / 1e6).toFixed(1)} MB in the changed files, ${(mut('added_bytes').median / 1e6).toFixed(2)} MB added (medians over the generations). ` +
+    `bfs: \`bfs diff latest~1 latest\`, \`bfs find NAME\`; restic: \`restic diff ID${ngen - 1} ID${ngen}\`, \`restic find NAME\` (all snapshots); whole commands, process start included, output to a file. ` +
+    `Per repetition each tool runs once cold (\`sync; echo 3 > /proc/sys/vm/drop_caches\` first; restic's cache directory is kept, filled by its backups, as a user has it) and right after once warm; ${areps} repetition${areps === 1 ? '' : 's'}, interleaved, median (min–max, n). ` +
+    `Load average (1 min) ${load('load1_timing_start')} at the start of the timings, ${load('load1_timing_end')} at their end (${load('load1_start')} at the start of the step, ${load('load1_end')} at its end; 2 cores, other work running). ` +
+    `Then a no-change backup and a backup after \`mutate.mjs rename\`: ${ren('renamed')} files renamed (${ren('moved')} of them into another directory) and ${ren('copied')} copied into another directory, ` +
+    `${((ren('renamed_bytes') + ren('copied_bytes')) / 1e6).toFixed(2)} MB of file data (${(ren('renamed_bytes') / 1e6).toFixed(2)} renamed, ${(ren('copied_bytes') / 1e6).toFixed(2)} copied). ` +
+    'Growth = `du -sb` of the repository directory after the backup minus before. borg backs up only the last two states (from an empty repository: what it stores for a rename depends on the chunks already stored, not on earlier archives). ' +
+    'Targets apply to both bfs columns (met: format 1 / format 2).', '')
+  lines.push(`| metric | ${ATOOLS.map((t) => AHEAD[t]).join(' | ')} | bfs f1 / restic | bfs f2 / restic | target | met (f1 / f2) |`)
+  lines.push(`|---|${ATOOLS.map(() => '---').join('|')}|---|---|---|---|`)
+  tables.admin = []
+  for (const [metric, label0, kind, scale, target = '', test] of ADMIN_ROWS) {
+    const cells = {}
+    for (const t of ATOOLS) cells[t] = adminCell(metric, kind, scale, t)
+    if (ATOOLS.every((t) => !cells[t].text)) continue
+    const label = label0.replace(/\bN\b/g, String(ngen))
+    const r = med(cells.restic)
+    const ratios = ['bfs1', 'bfs2'].map((t) => { const b = med(cells[t]); return b === undefined || r === undefined || kind === 'counts' || metric.endsWith('_hits') ? '' : r === 0 ? '∞' : `${(b / r).toFixed(2)}×` })
+    const mets = test ? ['bfs1', 'bfs2'].map((t) => { const ok = test(med(cells[t]), r); return ok === undefined ? 'n/a' : ok ? 'yes' : '**NO**' }) : undefined
+    tables.admin.push({ metric, label, cells, ratio_f1: ratios[0], ratio_f2: ratios[1], target, met_f1: mets?.[0], met_f2: mets?.[1] })
+    lines.push(`| ${label.replace(/\|/g, '\\|')} | ${ATOOLS.map((t) => (cells[t].text || '').replace(/\|/g, '\\|')).join(' | ')} | ${ratios[0]} | ${ratios[1]} | ${target} | ${mets ? mets.join(' / ') : ''} |`)
+  }
+  // what the renames and copies cost beyond a backup of an unchanged tree
+  const extra = {}
+  for (const t of ATOOLS) {
+    const a = med(baseCell('admin', 'rename_growth_b', t)), b = med(baseCell('admin', 'nochange_growth_b', t))
+    extra[t] = a === undefined || b === undefined ? { text: '' } : { median: (a - b) / 1e6, text: fmtOne((a - b) / 1e6) }
+  }
+  if (ATOOLS.some((t) => extra[t].text)) {
+    const r = extra.restic.median
+    const rt = ['bfs1', 'bfs2'].map((t) => (extra[t].median === undefined || !r ? '' : `${(extra[t].median / r).toFixed(2)}×`))
+    tables.admin.push({ metric: 'rename_minus_nochange_mb', label: 'rename/copy growth minus no-change growth MB', cells: extra, ratio_f1: rt[0], ratio_f2: rt[1] })
+    lines.push(`| rename/copy growth minus no-change growth MB | ${ATOOLS.map((t) => extra[t].text).join(' | ')} | ${rt[0]} | ${rt[1]} |  |  |`)
+  }
+  lines.push('')
+}
 if (fails.length) {
   lines.push('## Failures', '')
   for (const r of fails) lines.push(`- ${r.corpus} ${r.metric} ${r.tool}: ${r.note}`)

@@ -22,7 +22,9 @@ TOOLS=(bfs tar squashfs restic borg)
 #                               always runs: every other step reads its repository), and
 #                               online (bench/online.sh: its own sources; `online` alone
 #                               runs no other step), and many (bench/many.sh: the
-#                               issue 15 corpus of 1M / 100k small files, its own steps)
+#                               issue 15 corpus of 1M / 100k small files, its own steps),
+#                               and admin (bench/admin.sh: issue 17's diff, find and
+#                               rename/copy figures on 20 generations of a copy of the tree)
 #   BENCH_CORPORA=img           of tree, img
 on_list() { [ -z "$2" ] || [[ ",$2," == *",$1,"* ]]; }
 tool_on() { on_list "$1" "${BENCH_TOOLS:-}"; }
@@ -32,7 +34,7 @@ check_list() {  # check_list VAR VALUE ALLOWED...: dies on a name not in ALLOWED
   for x in ${list//,/ }; do [[ " $* " == *" $x "* ]] || { echo "$var: unknown name '$x' (one of: $*)" >&2; exit 64; }; done
 }
 check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native bfs1
-check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online many
+check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online many admin
 check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
 FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
 # the per-corpus steps (full backup and the steps reading it) run unless BENCH_STEPS names
@@ -46,7 +48,7 @@ corpus_steps_on() {
 _all=("${TOOLS[@]}"); TOOLS=()
 for t in "${_all[@]}"; do tool_on "$t" && TOOLS+=("$t"); done
 # the Linux tree: the corpora of the per-corpus steps, and the online step's sources
-linux_on() { corpus_steps_on || step_on online; }
+linux_on() { corpus_steps_on || step_on online || step_on admin; }
 TARBALL=/usr/src/linux-source-6.1.tar.xz
 APT_PKGS=(zstd time fuse libfuse2 e2fsprogs util-linux diffutils)
 linux_on && APT_PKGS+=(linux-source)
@@ -61,6 +63,8 @@ source "$BENCH_SRC/lib.sh"
 source "$BENCH_SRC/online.sh"
 # shellcheck source=bench/many.sh
 source "$BENCH_SRC/many.sh"
+# shellcheck source=bench/admin.sh
+source "$BENCH_SRC/admin.sh"
 TOOL_SH=("bash" "$BENCH_SRC/tool.sh")
 
 # --------------------------------------------------------------------------
@@ -589,12 +593,13 @@ if step_on online; then
   else bench_online; fi
 fi
 step_on many && bench_many
+step_on admin && bench_admin
 
 cleanup
 trap - EXIT
 rec_meta cold_ok "$COLD_OK"
 rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
-OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && { [ "${BENCH_STEPS:-}" = many ] && [ -z "${BENCH_TOOLS:-}" ] && echo -many || echo -partial; })}
+OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && { case "${BENCH_STEPS:-}:${BENCH_TOOLS:-}" in many:) echo -many ;; admin:) echo -admin ;; *) echo -partial ;; esac; })}
 mkdir -p "$(dirname "$OUT")"
 node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
 rm -rf "$RUN/repo"

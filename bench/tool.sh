@@ -11,7 +11,7 @@
 #   tool.sh ls      TOOL REPO GEN SRC PATH    list directory PATH (relative to SRC) of the first backup
 #   tool.sh cat     TOOL REPO GEN SRC PATH    write file PATH (relative to SRC) of the first backup to stdout
 #
-# TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
+# TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | bfs2 (bfs, format 2) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
 # Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
 set -euo pipefail
 op=$1 tool=$2
@@ -21,6 +21,7 @@ export RESTIC_PASSWORD=${RESTIC_PASSWORD:-bfs-bench}
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=; fi   # format 1 is bfs's default
+if [ "$tool" = bfs2 ]; then tool=bfs BFS_FORMAT=2; fi
 
 case "$op:$tool" in
   init:bfs) exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ;;
