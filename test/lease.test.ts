@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { keys2 } from '../src/format/v2/layout.js'
 import { decodeLease, encodeLease, LEASE_EXPIRES_MS, type LeaseRecord } from '../src/format/v2/records.js'
 import { BfsError } from '../src/repo/errors.js'
@@ -79,6 +79,38 @@ describe('leases', () => {
     }
     expect(fs.existsSync(path.join(repo.dir, l.key))).toBe(false)
     l.release() // twice is fine
+  })
+
+  it('leases and the lock are atomic but not fsynced (§2.8.5: worthless after a crash), while other objects still are', async () => {
+    const fh = await fs.promises.open(path.join(repo.dir, 'config'), 'r')
+    const proto = Object.getPrototypeOf(fh) as { sync: () => Promise<void> }
+    await fh.close()
+    const syncs = vi.spyOn(fs, 'fsyncSync')
+    const asyncSyncs = vi.spyOn(proto, 'sync')
+    try {
+      // the control: a durable write fsyncs its file and its directory
+      repo.sync.putSync('leases/control-durable', Buffer.from('x'), { mode: 'replace' })
+      expect(syncs.mock.calls.length).toBeGreaterThanOrEqual(2)
+      await repo.store.put('leases/control-durable', Buffer.from('y'), { mode: 'replace' })
+      expect(asyncSyncs.mock.calls.length).toBeGreaterThanOrEqual(2)
+      repo.sync.removeSync('leases/control-durable')
+      syncs.mockClear()
+      asyncSyncs.mockClear()
+      const l = Lease.take(repo, 'mount', { pins: ['1@1'] })
+      await l.setPins(['1@1', '2@1'])
+      await l.renew()
+      const m = await Lease.maintenance(repo, 'prune')
+      expect(readLease(repo, l.key)!.record!.pins).toEqual(['1@1', '2@1'])
+      expect(readLease(repo, keys2.maintenanceLock)!.record!.command).toBe('prune')
+      l.release()
+      m.release()
+      expect(syncs).not.toHaveBeenCalled()
+      expect(asyncSyncs).not.toHaveBeenCalled()
+      expect(fs.readdirSync(path.join(repo.dir, 'leases')).filter((n) => n.includes('.tmp'))).toEqual([])
+    } finally {
+      syncs.mockRestore()
+      asyncSyncs.mockRestore()
+    }
   })
 
   it('the heartbeat renews on its own, and a process that exits without release() leaves no lease', async () => {

@@ -214,9 +214,10 @@ export class DiskStore implements Store {
     const mode = opts.mode ?? 'create'
     if (mode === 'create' && (await this.exists(f, key))) throw new StoreError('EEXIST', key, `${f}: refusing to overwrite a stored blob`)
     const tmp = tempName(f)
-    await this.writeTemp(tmp, key, partsOf(data), true)
+    const durable = opts.durable !== false
+    await this.writeTemp(tmp, key, partsOf(data), durable)
     await this.publish(tmp, f, key, mode)
-    if (opts.syncListing !== false) await this.fsyncDir(path.dirname(f), key)
+    if (durable && opts.syncListing !== false) await this.fsyncDir(path.dirname(f), key)
   }
 
   async stage(key: string): Promise<Staged> {
@@ -437,7 +438,8 @@ class DiskSyncFace implements SyncStore {
     const mode = opts.mode ?? 'create'
     if (mode === 'create' && this.exists(f, key)) throw new StoreError('EEXIST', key, `${f}: refusing to overwrite a stored blob`)
     const tmp = tempName(f)
-    this.writeTemp(tmp, key, partsOf(data), true)
+    const durable = opts.durable !== false
+    this.writeTemp(tmp, key, partsOf(data), durable)
     try {
       if (mode === 'exclusive') {
         try {
@@ -451,7 +453,7 @@ class DiskSyncFace implements SyncStore {
       const e = fail(err, key, f, 'write')
       throw e.code === 'EEXIST' ? new StoreError('EEXIST', key, `${f}: exists (another writer created it first)`, { cause: err }) : e
     }
-    if (opts.syncListing !== false) this.fsyncDir(path.dirname(f), key)
+    if (durable && opts.syncListing !== false) this.fsyncDir(path.dirname(f), key)
   }
 
   writeStagedSync(st: Staged, data: readonly Uint8Array[]): number {

@@ -55,6 +55,13 @@ export interface PutOptions {
   mode?: 'create' | 'replace' | 'exclusive'
   /** false: the caller makes the listing durable later with flush(prefix) (one directory fsync for many puts). Default true. */
   syncListing?: boolean
+  /**
+   * false: neither the bytes nor the listing are fsynced. For records whose worth ends with
+   * the process that wrote them (leases and locks, §2.20.2): after a crash their holder is
+   * dead whatever the disk kept, and other processes see them without an fsync. The write is
+   * still whole-or-nothing to readers (temporary file, then rename or link). Default true.
+   */
+  durable?: boolean
 }
 
 /** An opened blob: one open, many ranged reads. */

@@ -146,7 +146,7 @@ export class Lease {
       const name = randomBytes(8).toString('hex')
       const rec = ownRecord(name, kind, o)
       try {
-        repo.sync.putSync(keys2.lease(name), envelope2('lease', encodeLease(rec)), { mode: 'exclusive' })
+        repo.sync.putSync(keys2.lease(name), envelope2('lease', encodeLease(rec)), { mode: 'exclusive', durable: false })
         if (fresh) repo.sync.flushSync('') // leases/ was just made: its entry in the top directory too (§2.20.2)
         return new Lease(repo, keys2.lease(name), rec, o.heartbeatMs ?? LEASE_HEARTBEAT_MS)
       } catch (err) {
@@ -176,7 +176,7 @@ export class Lease {
     for (;;) {
       const rec = ownRecord('maintenance', 'maintenance', { ...opts, command: opts.command ?? command })
       try {
-        repo.sync.putSync(key, envelope2('lease', encodeLease(rec)), { mode: 'exclusive' })
+        repo.sync.putSync(key, envelope2('lease', encodeLease(rec)), { mode: 'exclusive', durable: false })
         if (fresh) repo.sync.flushSync('')
         if (waiting) opts.onWait?.(`got the maintenance lock after ${Math.round((Date.now() - start) / 1000)} s`)
         return new Lease(repo, key, rec, opts.heartbeatMs ?? LEASE_HEARTBEAT_MS)
@@ -236,7 +236,7 @@ export class Lease {
     const t = process.hrtime.bigint()
     const wall = Date.now()
     this.renewing = this.repo.store
-      .put(this.key, envelope2('lease', encodeLease(rec)), { mode: 'replace' })
+      .put(this.key, envelope2('lease', encodeLease(rec)), { mode: 'replace', durable: false })
       .then(() => {
         if (this.released) return void this.removeSync() // released while the write was under way
         this.record = { ...this.record, renewed: rec.renewed } // pins set meanwhile stay (the queued write has them)
