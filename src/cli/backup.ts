@@ -81,7 +81,9 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (Number.isNaN(waitMs)) throw new BfsError('BAD_INPUT', '--wait takes a number of seconds')
       let repoOpened: ReturnType<Ctx['openRepo']> | undefined
       const openRepo = (): ReturnType<Ctx['openRepo']> => (repoOpened ??= ctx.openRepo())
-      await eachSource(openRepo, sources, waitMs, (m) => process.stderr.write(`bfs: ${m}\n`), async (src, heldLock) => {
+      // several sources take the lock before the first: its wait is said as a single source's is (a JSON `wait` line with --json)
+      const lockWait = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
+      await eachSource(openRepo, sources, waitMs, (m) => lockWait.wait(m), async (src, heldLock) => {
       const line = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
