@@ -247,21 +247,24 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     const mnt = await makeExt4('born')
     const tree = path.join(mnt, 'tree')
     fs.mkdirSync(path.join(tree, 'z'), { recursive: true })
-    for (let i = 0; i < 6; i++) await must(`head -c 8000000 /dev/urandom > ${tree}/a${i}`) // read first: slow at --level 19
+    for (let i = 0; i < 6; i++) await must(`head -c 1000000 /dev/urandom > ${tree}/a${i}`)
     fs.writeFileSync(path.join(tree, 'z', 'old'), 'old\n')
     fs.writeFileSync(path.join(tree, 'z', 'kept'), 'kept\n')
     const repo = await newRepo(path.join(work, 'repo-born'))
+    // a fifo as --t0-file: bfs blocks there once T0 is set, before it reads anything; the
+    // writer acts then, and reading the fifo lets bfs go on (no race with the walk)
     const t0 = path.join(work, 't0-born')
-    const w = spawn('bash', ['-c', `while [ ! -e ${t0} ]; do sleep 0.005; done; echo new > ${tree}/z/new; echo replaced > ${tree}/z/tmp; mv ${tree}/z/tmp ${tree}/z/old; echo ok`], { stdio: ['ignore', 'pipe', 'inherit'] })
-    children.push(w)
-    let wout = ''
-    w.stdout!.on('data', (b: Buffer) => (wout += b.toString()))
-    // small units: the walk waits for their compression (the workers read the big files), so
-    // it reaches z/ long after the writer is done
-    const r = await bfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--unit-blocks', '16', '--json'], { repo })
-    await waitFor(() => wout === 'ok\n', 'the writer')
-    expect(r.code).toBe(3)
-    const res = JSON.parse(r.stdout)
+    await must(`mkfifo ${t0}`)
+    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0, '--json'], repo)
+    children.push(b)
+    let out = ''
+    b.stdout!.on('data', (x: Buffer) => (out += x.toString()))
+    const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
+    await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
+    await must(`echo new > ${tree}/z/new; echo replaced > ${tree}/z/tmp; mv ${tree}/z/tmp ${tree}/z/old`)
+    expect((await sh(`cat ${t0}`)).code).toBe(0) // lets bfs go on
+    expect(await exited).toBe(3)
+    const res = JSON.parse(out)
     expect(res.online.uncovered).toEqual([
       { path: 'z/new', reason: 'created or replaced after T0' },
       { path: 'z/old', reason: 'created or replaced after T0' },
@@ -272,22 +275,26 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     const mnt = await makeExt4('void')
     const tree = path.join(mnt, 'tree')
     fs.mkdirSync(tree)
-    for (let i = 0; i < 8; i++) await must(`head -c 8000000 /dev/urandom > ${tree}/f${i}`)
+    for (let i = 0; i < 8; i++) await must(`head -c 1000000 /dev/urandom > ${tree}/f${i}`)
     const repo = await newRepo(path.join(work, 'repo-void'))
+    // a fifo as --t0-file: bfs creates it once T0 is set and blocks there, before it reads a
+    // file, until the fifo is read (no race with the walk on a loaded machine)
     const t0 = path.join(work, 't0-void')
-    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19'], repo)
+    await must(`mkfifo ${t0}`)
+    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0], repo)
     children.push(b)
     let out = ''
     let err = ''
     b.stdout!.on('data', (x: Buffer) => (out += x.toString()))
     b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
     const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
-    await waitFor(() => fs.existsSync(t0), 'T0')
+    await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
     b.kill('SIGSTOP')
-    // the last file is not read yet: its write waits for the listener until the watchdog (10 s) voids the run
+    // nothing is read yet: the write waits for the stopped listener until the watchdog (10 s) voids the run
     const dd = await sh(`dd if=/dev/zero of=${tree}/f7 bs=4096 count=1 conv=notrunc status=none`)
     expect(dd.code).toBe(0)
     b.kill('SIGCONT')
+    expect((await sh(`cat ${t0}`)).code).toBe(0) // lets bfs go on
     expect(await exited).toBe(1)
     expect(err).toMatch(/^bfs: the online capture was voided: the capture listener stalled, so the files read may not be as they were at T0; nothing was committed\n$/)
     expect(out).toBe('')
