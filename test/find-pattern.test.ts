@@ -1,6 +1,7 @@
 /** bfs find's pattern (cli/find-select.ts): paths matched component by component, as the walks do. */
 import { describe, expect, it } from 'vitest'
-import { PathPattern, selectGens } from '../src/cli/find-select.js'
+import { PathPattern, parseTime, selectGens } from '../src/cli/find-select.js'
+import { parseSince } from '../src/cli/sources.js'
 
 /** Whether `p` (a path from the root, no leading slash) matches, walking its components as find does. */
 function matches(pattern: string, p: string, opts: { ignoreCase?: boolean; dir?: boolean } = {}): boolean {
@@ -90,5 +91,20 @@ describe('find patterns', () => {
     expect(ids('4..4')).toEqual([])
     expect(() => ids('5..2')).toThrow(expect.objectContaining({ code: 'USAGE' }))
     expect(() => ids('x')).toThrow(expect.objectContaining({ code: 'USAGE' }))
+  })
+})
+
+describe('times on the command line (find --newer/--older, generations --since/--until)', () => {
+  const DAY = 86_400_000
+  it('one syntax: forget\'s durations (m is months), or an ISO date or time', () => {
+    const ago = (v: string): number => (Date.now() - parseTime(v)) / DAY
+    expect(ago('2m')).toBeGreaterThan(55) // two months, not two minutes
+    expect(ago('2m')).toBeLessThan(63)
+    expect(ago('1w3d')).toBeCloseTo(10, 0)
+    expect(ago('12h')).toBeCloseTo(0.5, 1)
+    expect(parseTime('2026-01-31T12:00:00Z')).toBe(Date.parse('2026-01-31T12:00:00Z'))
+    expect(parseTime('2026-01-31 12:00')).toBe(Date.parse('2026-01-31T12:00'))
+    for (const bad of ['30min', 'yesterday', '2d2d', '']) expect(() => parseTime(bad), bad).toThrow(/a date .* or a duration before now/)
+    expect(parseSince).toBe(parseTime)
   })
 })

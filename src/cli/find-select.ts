@@ -6,7 +6,7 @@
 import { InvalidArgumentError } from 'commander'
 import { BfsError } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
-import { parseDuration } from './migrate.js'
+import { parseWithin, subtractWithin } from '../repo/v2/retention.js'
 
 /** One component's matcher over name bytes [s, e) of `b`. */
 type NameMatch = (b: Buffer, s: number, e: number) => boolean
@@ -171,16 +171,20 @@ function resolveName(ref: string, resolve: (ref: string) => number): number {
 }
 
 /**
- * `--newer` / `--older`: an ISO date or time (`2026-01-31`, `2026-01-31T12:00:00Z`,
- * `2026-01-31 12:00`) or a duration before now (`2d`, `12h`, `30m`, `2w`): epoch ms.
+ * A point in time on the command line — find's and log's `--newer`/`--older`, generations'
+ * `--since`/`--until` — one syntax for all: an ISO date or time (`2026-01-31`,
+ * `2026-01-31T12:00:00Z`, `2026-01-31 12:00`) or a duration before now in forget's syntax
+ * (`2d`, `1w3d`, `12h`, `1y5m`: m is months, as in restic's and Borg's retention): epoch ms.
  */
 export function parseTime(v: string): number {
-  if (/^\d+(?:\.\d+)?\s*[smhdwy]?$/i.test(v.trim())) return Date.now() - parseDuration(v)
-  if (/^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(v.trim())) {
-    const ms = Date.parse(v.trim().replace(' ', 'T'))
+  const s = v.trim()
+  const w = parseWithin(s)
+  if (w) return subtractWithin(Date.now(), w, 'local')
+  if (/^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(s)) {
+    const ms = Date.parse(s.replace(' ', 'T'))
     if (!Number.isNaN(ms)) return ms
   }
-  throw new InvalidArgumentError('a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 12h, 30m, 2w)')
+  throw new InvalidArgumentError('a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 1w3d, 12h; m is months)')
 }
 
 /** `2026-11-30 10:00:00` (UTC) of seconds since the epoch. */

@@ -456,7 +456,7 @@ export function registerFind(program: Command, ctx: Ctx): void {
     .description('list the generations holding a path or name that matches PATTERN (a glob: without a slash it matches a name at any depth, with one the whole path), from the catalogs without reading file data')
     .argument('<pattern>', 'a glob: *, ?, [...], ** (any number of directories); a trailing / matches directories only')
     .option('--gens <range>', 'only these generations: A..B (either end may be left out), a list (1,3,5..7); names as elsewhere (3, gen3, latest, latest~2)')
-    .option('--newer <time>', 'only entries modified after TIME: a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 12h)', parseTime)
+    .option('--newer <time>', 'only entries modified after TIME: a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 1w3d, 12h; m is months)', parseTime)
     .option('--older <time>', 'only entries modified before TIME (as --newer)', parseTime)
     .option('-i, --ignore-case', 'match names without regard to case')
     .option('--json', 'print JSON: an array of {generation, id, time, source, hits, matches}')

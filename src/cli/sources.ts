@@ -10,7 +10,7 @@ import path from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
 import { BfsError } from '../repo/errors.js'
 import { readExcludeFile, type TagRules } from '../repo/exclude.js'
-import { parseWithin, subtractWithin } from '../repo/v2/retention.js'
+import { parseTime } from './find-select.js'
 import { WriterLock } from '../repo/commit/index.js'
 import type { Repository } from '../repo/repository.js'
 
@@ -134,20 +134,8 @@ export interface GenFilter {
   untilMs?: number
 }
 
-/**
- * `--since` / `--until`: an ISO date or time (`2026-01-31`, `2026-01-31T12:00:00Z`) or a
- * duration before now in forget's syntax (`2d`, `1w3d`, `12h`, `1y5m`: m is months).
- */
-export function parseSince(v: string): number {
-  const s = v.trim()
-  const w = parseWithin(s)
-  if (w) return subtractWithin(Date.now(), w, 'local')
-  if (/^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(s)) {
-    const ms = Date.parse(s.replace(' ', 'T'))
-    if (!Number.isNaN(ms)) return ms
-  }
-  throw new InvalidArgumentError('a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration before now (2d, 1w3d, 12h; m is months)')
-}
+/** `--since` / `--until`: the syntax of find's `--newer` (cli/find-select.ts `parseTime`). */
+export const parseSince = parseTime
 
 /** The options of the filters on `bfs generations`. */
 export function addGenerationFilters(cmd: Command): Command {
