@@ -80,7 +80,7 @@ function printText(plan: ForgetPlan, byPolicy: boolean, dryRun: boolean, finishe
   const gone = (dryRun ? plan.gens.filter((g) => !g.keep).map((g) => g.id) : [...forgotten]).sort((a, b) => a - b)
   const names = gone.map((id) => `gen${id}`).join(', ')
   if (dryRun) out.push(gone.length ? `dry run: would forget ${names}; nothing was changed` : 'dry run: nothing to forget; nothing was changed')
-  else out.push(gone.length ? `forgot ${names} (no data was deleted: a prune reclaims it, and prune is not built yet)` : 'nothing to forget')
+  else out.push(gone.length ? `forgot ${names} (no data was deleted: bfs prune reclaims it)` : 'nothing to forget')
   process.stdout.write(out.join('\n') + '\n')
 }
 
