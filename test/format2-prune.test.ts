@@ -4,7 +4,8 @@
  * stream records and retired manifests nothing needs; verify --all passes, every kept
  * generation restores byte-identical (diff -r) and the repository shrinks; --dry-run changes
  * nothing; a generation mounted (its own process) and then forgotten keeps reading across a
- * prune, and its data goes only once it is unmounted; kill -9 (BFS_TEST_FAULTS `kill`) at
+ * prune, and its data goes only once it is unmounted; a backup running meanwhile (stalled at
+ * its commit point) is left alone and its parent, forgotten meanwhile, kept by its lease; kill -9 (BFS_TEST_FAULTS `kill`) at
  * every step of the sweep leaves every committed generation intact, and the next prune ends
  * with the same repository as an uninterrupted one; leases protect what they pin; a reader
  * that appears while prune marks stops it before anything is deleted.
@@ -185,8 +186,9 @@ describe('format 2 prune', () => {
     fs.mkdirSync(mnt, { recursive: true })
     await ok(['mount', 'gen2', mnt], h.repo)
     mounts.add(mnt)
-    // read part of it before (the serving process has the generation open)
-    expect(fs.readFileSync(path.join(mnt, 'small'), 'utf8')).toBe('generation 2\n')
+    // only listed before the prune: no unit is open yet, so a prune that deleted gen2's data
+    // would make the reads below fail (an open unit's fd would keep its inode readable)
+    expect(fs.readdirSync(mnt).sort()).toEqual(['big2', 'keep', 'small'])
     await ok(['forget', '1', '2', '3'], h.repo)
     const res = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
     expect(res.retired.kept.map((r: any) => r.generation)).toEqual(['gen2'])
@@ -201,6 +203,38 @@ describe('format 2 prune', () => {
     const next = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
     expect(next.retired.dropped).toEqual(['gen-00000002-r0001'])
     expect(next.streams.dropped).toEqual([2])
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [4])
+  })
+
+  it('a backup running during the prune: its run is left alone, its parent forgotten meanwhile stays (its lease), and it commits a generation that verifies and restores identical', async () => {
+    const h = await history('backup', 3)
+    fs.rmSync(path.join(h.src, 'big3'))
+    fs.writeFileSync(path.join(h.src, 'big4'), Buffer.alloc(200_000, 4))
+    fs.writeFileSync(path.join(h.src, 'small'), 'generation 4\n')
+    const snap4 = path.join(path.dirname(h.repo), 'snap4')
+    await sh(`cp -a '${h.src}' '${snap4}'`)
+    h.snaps.set(4, snap4)
+    // the backup stalls 5 s at its commit point (its data and pieces are written by then)
+    const backup = bfs(['backup', h.src], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'latency', latencyMs: 5000 }] }) } })
+    const streamRec = path.join(h.repo, keys2.stream(4))
+    for (let i = 0; i < 200 && !fs.existsSync(streamRec); i++) await new Promise((r) => setTimeout(r, 50))
+    expect(fs.existsSync(streamRec)).toBe(true)
+    await ok(['forget', '1', '2', '3'], h.repo) // gen3 is the running backup's parent
+    const res = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
+    expect(res.leftAlone).toEqual([{ run: 4, why: 'its run is still running' }])
+    expect(res.retired.kept.map((r: any) => [r.generation, r.why.replace(/pid \d+/, 'pid P')])).toEqual([
+      ['gen1', 'in use by pid P on ' + os.hostname() + ' (backup)'], ['gen2', 'in use by pid P on ' + os.hostname() + ' (backup)'], ['gen3', 'in use by pid P on ' + os.hostname() + ' (backup)'],
+    ])
+    const b = await backup
+    expect(b.code, b.stderr).toBe(0)
+    expect(await ids(h.repo)).toEqual([4])
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [4])
+    // once it is done, the retired generations go; stream 1 stays (gen4 holds the constant part)
+    const next = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
+    expect(next.retired.dropped).toHaveLength(3)
+    expect(next.streams.dropped).toEqual([2, 3])
     await ok(['verify', '--all'], h.repo)
     await restoresIdentical(h, [4])
   })
