@@ -17,7 +17,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
-import { decodePrunePlan, decodeRunRecord, encodeLease, LEASE_EXPIRES_MS, type LeaseRecord } from '../src/format/v2/records.js'
+import { decodePrunePlan, decodeRunRecord, encodeLease, encodeRunRecord, LEASE_EXPIRES_MS, type LeaseRecord } from '../src/format/v2/records.js'
 import { pidStartOf } from '../src/repo/v2/lease.js'
 import { recheckLeases, survey } from '../src/repo/v2/prune.js'
 import { envelope2, payloadOf, Repo2 } from '../src/repo/v2/repo2.js'
@@ -309,6 +309,43 @@ describe('format 2 prune', () => {
     const later = new Date(sv.t1.getTime() + 1000).toISOString()
     putLease(h.repo, { lease: 'eeeeeeeeeeeeeeee', pid: s.pid!, started: later, renewed: later })
     recheckLeases(repo, sv, null)
+  })
+
+  it("a killed backup's run is recovered by the next writer; an aborted run's gens/K left behind goes whole; a damaged generation stops the prune before anything is deleted (exit 6)", async () => {
+    const h = await history('aborted', 3)
+    fs.writeFileSync(path.join(h.src, 'big9'), Buffer.alloc(100_000, 9))
+    const crash = await bfs(['backup', h.src], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'kill' }] }) } })
+    expect(crash.stderr).toContain('killed by SIGKILL')
+    expect(fs.existsSync(path.join(h.repo, keys2.stream(4)))).toBe(true)
+    // a run recorded aborted whose gens/K is still there (its writer's clean-up failed): made by hand
+    const crash2 = await bfs(['backup', h.src], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'kill' }] }) } })
+    expect(crash2.stderr).toContain('killed by SIGKILL')
+    // (the second backup recovered run 4 first: its gens/ went, and it is aborted)
+    expect(fs.existsSync(path.join(h.repo, keys2.genDir(4)))).toBe(false)
+    const runKey = path.join(h.repo, keys2.run(5))
+    const r5 = decodeRunRecord(payloadOf('run', fs.readFileSync(runKey), 'run'), 'run')
+    expect(r5.state).toBe('running')
+    fs.writeFileSync(runKey, envelope2('run', encodeRunRecord({ ...r5, state: 'aborted', ended: new Date().toISOString() })))
+    // a flipped byte in gen3's pack: what gen3 references cannot be known, nothing is deleted
+    await ok(['forget', '1', '2'], h.repo)
+    const pack = path.join(h.repo, keys2.pack(3, 0))
+    const good = fs.readFileSync(pack)
+    const bad = Buffer.from(good)
+    bad[80] ^= 0xff
+    fs.writeFileSync(pack, bad)
+    const snap = await snapshot(path.join(h.repo, 'gens'))
+    const refused = await bfs(['prune'], { repo: h.repo })
+    expect(refused.code).toBe(6)
+    expect(refused.stderr).toMatch(/^bfs: gen3: .*prune deletes nothing \(bfs verify\)\n$/)
+    expect(await snapshot(path.join(h.repo, 'gens'))).toBe(snap)
+    expect(fs.readdirSync(path.join(h.repo, 'retired'))).toHaveLength(2)
+    fs.writeFileSync(pack, good)
+    const res = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
+    expect(res.abortedRuns).toEqual([5])
+    expect(fs.existsSync(path.join(h.repo, keys2.genDir(5)))).toBe(false)
+    expect(res.streams.dropped).toEqual([2])
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [3])
   })
 
   it('refuses bad command lines, format 1 repositories and a held maintenance lock in one line', async () => {
