@@ -348,6 +348,27 @@ describe('format 2 prune', () => {
     await restoresIdentical(h, [3])
   })
 
+  it('forget --prune forgets, then prunes in the same command (one history record); with --dry-run prune is not simulated', async () => {
+    const h = await history('forget-prune', 4)
+    const dry = await ok(['forget', '--keep-last', '2', '--prune', '--dry-run'], h.repo)
+    expect(dry).toMatch(/prune: not simulated by --dry-run/)
+    expect(await ids(h.repo)).toEqual([1, 2, 3, 4])
+    const res = JSON.parse(await ok(['forget', '--keep-last', '2', '--prune', '--json'], h.repo)) as Record<string, any>
+    expect([...res.forgotten].sort()).toEqual([1, 2])
+    expect(res.prune.retired.dropped).toEqual(['gen-00000001-r0001', 'gen-00000002-r0001'])
+    expect(res.prune.streams.dropped).toEqual([2])
+    expect(fs.readdirSync(path.join(h.repo, 'retired'))).toEqual([])
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [3, 4])
+    const hist = JSON.parse(await ok(['history', '--json'], h.repo)) as Array<Record<string, any>>
+    expect(hist.filter((x) => x.command === 'prune')).toEqual([])
+    const last = hist.filter((x) => x.command === 'forget').pop()!
+    expect(last).toMatchObject({ result: 'ok', generations: [1, 2] })
+    expect(last.bytes.reclaimed).toBe(res.prune.bytes.reclaimable)
+    const text = await ok(['forget', '--keep-last', '1', '--prune'], h.repo)
+    expect(text).toMatch(/forgot gen3 [^]*reclaimed .* \(prune run \d+\)\n$/)
+  })
+
   it('refuses bad command lines, format 1 repositories and a held maintenance lock in one line', async () => {
     const h = await history('refuse', 2)
     const bad = await bfs(['prune', '--grace', 'soon'], { repo: h.repo })

@@ -35,7 +35,7 @@ export function parseGrace(v: string): number {
 const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
 const gensOf = (names: string[]): string => names.map((n) => n.replace(/^gen-0*(\d+)-r0*(\d+)$/, 'gen$1 rev $2')).join(', ')
 
-function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): object {
+export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): object {
   return {
     dryRun,
     run,
@@ -55,7 +55,7 @@ function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: num
   }
 }
 
-function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): void {
+export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): void {
   const out: string[] = []
   const w = dryRun ? 'would delete' : 'deleted'
   out.push(`roots: ${plural(sv.committed.length, 'committed generation')}${d.retiredKept.length ? `, ${plural(d.retiredKept.length, 'retired one')} kept` : ''}; ${plural(marks.pieces, 'piece')} walked`)
@@ -67,6 +67,59 @@ function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: 
   else out.push(`kept: ${plural(d.units.kept, 'fully used unit')}, ${plural(d.packsKept, 'pack')}`)
   out.push(dryRun ? `dry run: would reclaim ${humanBytes(d.plan.bytes.reclaim)}; nothing was changed` : `reclaimed ${humanBytes(d.plan.bytes.reclaim)} (prune run ${run})`)
   process.stdout.write(out.join('\n') + '\n')
+}
+
+export interface PruneOutcome {
+  sv: Survey
+  marks: Marks
+  d: Decision
+  run: number
+}
+
+/**
+ * A prune under the maintenance lock (steps of format.md §2.20.7 "as built"): lock, lease,
+ * recovery, run P, survey, mark, decide, plan, leases again, sweep, run committed, older plans
+ * deleted. The caller has begun the history record (`bfs forget --prune` joins its own).
+ */
+export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; waitMs: number }): Promise<PruneOutcome> {
+  const lock = await Lease.maintenance(repo, 'prune', { waitMs: o.waitMs, onWait: warn })
+  let lease: Lease | null = null
+  let run: RunRecord | null = null
+  let done = false
+  try {
+    lease = Lease.take(repo, 'prune', { command: 'prune' })
+    return await withSignals(async (signal) => {
+      const check = (): void => {
+        if (signal.aborted) throw new BfsError('INTERRUPTED', 'prune interrupted; every generation is intact, and the next prune finishes the job')
+      }
+      await recoverRuns2(repo) // dead backups of this host (and of any host, by their leases)
+      run = claimPruneRun(repo, lease!.name)
+      recoverMaintenanceRuns(repo, run.run)
+      const sv = survey(repo, o.graceMs, lease!.name)
+      check()
+      const marks = await mark(repo, rootsOf(sv))
+      check()
+      const d = decide(repo, sv, marks)
+      writePlan(repo, run.run, d)
+      recheckLeases(repo, sv, lease!.name)
+      ctx.history.add({ gens: sv.retired.filter((r) => !r.protected).map((r) => r.id), bytes: { reclaimed: d.plan.bytes.reclaim } })
+      sweep(repo, d, check)
+      endPruneRun(repo, run, 'committed')
+      done = true
+      dropOldPlans(repo, run.run)
+      return { sv, marks, d, run: run.run }
+    })
+  } finally {
+    if (run && !done) {
+      try {
+        endPruneRun(repo, run, 'aborted')
+      } catch {
+        // the next prune marks it aborted (its lease is gone)
+      }
+    }
+    lease?.release()
+    lock.release()
+  }
 }
 
 export function registerPrune(program: Command, ctx: Ctx): void {
@@ -99,44 +152,11 @@ export function registerPrune(program: Command, ctx: Ctx): void {
         d = decide(repo, sv, marks)
       } else {
         ctx.history.begin(() => dir, 'prune')
-        const lock = await Lease.maintenance(repo, 'prune', { waitMs, onWait: warn })
-        let lease: Lease | null = null
-        let run: RunRecord | null = null
-        let done = false
-        try {
-          lease = Lease.take(repo, 'prune', { command: 'prune' })
-          await withSignals(async (signal) => {
-            const check = (): void => {
-              if (signal.aborted) throw new BfsError('INTERRUPTED', 'prune interrupted; every generation is intact, and the next prune finishes the job')
-            }
-            await recoverRuns2(repo) // dead backups of this host (and of any host, by their leases)
-            run = claimPruneRun(repo, lease!.name)
-            runNo = run.run
-            recoverMaintenanceRuns(repo, run.run)
-            sv = survey(repo, graceMs, lease!.name)
-            check()
-            marks = await mark(repo, rootsOf(sv))
-            check()
-            d = decide(repo, sv, marks)
-            writePlan(repo, run.run, d)
-            recheckLeases(repo, sv, lease!.name)
-            ctx.history.set({ gens: sv.retired.filter((r) => !r.protected).map((r) => r.id), bytes: { reclaimed: d.plan.bytes.reclaim } })
-            sweep(repo, d, check)
-            endPruneRun(repo, run, 'committed')
-            done = true
-            dropOldPlans(repo, run.run)
-          })
-        } finally {
-          if (run && !done) {
-            try {
-              endPruneRun(repo, run, 'aborted')
-            } catch {
-              // the next prune marks it aborted (its lease is gone)
-            }
-          }
-          lease?.release()
-          lock.release()
-        }
+        const done = await pruneNow(repo, ctx, { graceMs, waitMs })
+        sv = done.sv
+        marks = done.marks
+        d = done.d
+        runNo = done.run
       }
       if (o.json) process.stdout.write(JSON.stringify(report(sv!, marks!, d!, !!o.dryRun, runNo)) + '\n')
       else printText(sv!, marks!, d!, !!o.dryRun, runNo)
