@@ -17,7 +17,10 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
-import { decodePrunePlan, decodeRunRecord, encodeLease, encodeRunRecord, LEASE_EXPIRES_MS, type LeaseRecord } from '../src/format/v2/records.js'
+import { PieceKind, finishPiece, pieceWriter, writePieceRef } from '../src/format/v2/common.js'
+import { type BiOverlayRow, encodeIdPage, TableKind } from '../src/format/v2/idtable.js'
+import { PackWriter } from '../src/pieces/packs.js'
+import { decodePrunePlan, decodeRunRecord, encodeLease, encodeManifestV2, encodeRunRecord, LEASE_EXPIRES_MS, type LeaseRecord } from '../src/format/v2/records.js'
 import { pidStartOf } from '../src/repo/v2/lease.js'
 import { recheckLeases, survey } from '../src/repo/v2/prune.js'
 import { envelope2, payloadOf, Repo2 } from '../src/repo/v2/repo2.js'
@@ -367,6 +370,44 @@ describe('format 2 prune', () => {
     expect(last.bytes.reclaimed).toBe(res.prune.bytes.reclaimable)
     const text = await ok(['forget', '--keep-last', '1', '--prune'], h.repo)
     expect(text).toMatch(/forgot gen3 [^]*reclaimed .* \(prune run \d+\)\n$/)
+  })
+
+  it('BI data is marked: the BI index overlays keep the blocks they name, the BI log its pages (a generation written by hand: no backup writes BI in format 2 yet)', async () => {
+    const h = await history('bi', 2)
+    await ok(['forget', '1'], h.repo)
+    const before = JSON.parse(await ok(['prune', '--dry-run', '--json'], h.repo)) as Record<string, any>
+    expect(before.units.partlyUsed).toBe(1) // stream 1: big1 is dead, the constant part lives
+    // gen3 = gen2's tree plus a BI index whose overlay names every block of stream 1, and a BI log
+    const repo = Repo2.open(h.repo)
+    const s1 = repo.stream(1)
+    const packs = new PackWriter(repo.store, { run: 3 })
+    const row: BiOverlayRow = { srcDev: 1, srcInoHi: 0, srcInoLo: 5, igen: 0, t0Size: s1.streamBlocks * 4096, t0MtimeSec: 0, t0MtimeNsec: 0, t0CtimeSec: 0, t0CtimeNsec: 0, flags: 0, overlay: { kind: 'inline', extents: [{ fileBlock: 0, count: s1.streamBlocks, stream: 1, streamBlock: 0 }] } }
+    const biIndex = packs.add(encodeIdPage({ tableKind: TableKind.BiOverlay, rows: [row] }))
+    const page = packs.add(finishPiece(pieceWriter(PieceKind.BiLog).varint(1).varint(0)))
+    const w = pieceWriter(PieceKind.BiList).varint(1)
+    writePieceRef(w, page)
+    const biLog = packs.add(finishPiece(w.varint(0)))
+    await packs.finish()
+    const m2 = repo.manifest(2)
+    const m3 = { ...m2, id: 3, run: 3, rev: 1, biIndex, biLog, stream: null, sources: m2.sources.map((x) => ({ ...x, parent: 2 })) }
+    const now = new Date().toISOString()
+    repo.sync.putSync(keys2.run(3), envelope2('run', encodeRunRecord({ run: 3, kind: 'backup', state: 'committed', host: os.hostname(), pid: process.pid, lease: '', started: now, ended: now, gen: 3 })))
+    repo.sync.putSync(keys2.manifest(3), envelope2('manifest', encodeManifestV2(m3)))
+    const res = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
+    expect(res.committed).toEqual([2, 3])
+    expect(res.leftAlone).toEqual([])
+    expect(res.units.partlyUsed).toBe(0) // every block of stream 1 is live through the overlay
+    expect(res.units.deleted).toBe(0)
+    expect(fs.existsSync(path.join(h.repo, keys2.pack(3, 0)))).toBe(true)
+    expect(res.pieces).toBe(before.pieces + 3) // the IDPAGE, the BILIST, the BILOG page
+    // gen3 forgotten: stream 1 is partly used again, run 3's pack goes
+    await ok(['forget', '3'], h.repo)
+    const after = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
+    expect(after.units.partlyUsed).toBe(1)
+    expect(after.packs.deleted).toBe(1)
+    expect(fs.existsSync(path.join(h.repo, keys2.genDir(3)))).toBe(false)
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [2])
   })
 
   it('refuses bad command lines, format 1 repositories and a held maintenance lock in one line', async () => {

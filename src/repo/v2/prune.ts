@@ -270,7 +270,7 @@ export async function mark(repo: Repo2, roots: ManifestV2[]): Promise<Marks> {
           const page = readPieceRef(r)
           if (visit(page)) await reader.payload(page)
         }
-        const own = streamOf(m.run)
+        const own = m.stream ? streamOf(m.run) : null
         if (own) {
           own.all = true
           own.bits.fill(0xff)
