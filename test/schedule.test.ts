@@ -91,13 +91,16 @@ describe('systemd units', () => {
     }
   })
 
-  it("bfs-forget's ExecCondition, run for real, exits 1-254 while bfs forget has no --prune (systemd then skips the unit, not fails it)", async () => {
+  it("bfs-forget's ExecCondition, run for real, exits 0 now that bfs forget has --prune (with a bfs without it: 1-254, and systemd skips the unit, not fails it)", async () => {
     const unit = fs.readFileSync(path.join(unitDir(), 'bfs-forget@.service'), 'utf8')
     const m = /^ExecCondition=\/bin\/sh -c "(.*)"$/m.exec(unit)
     expect(m).not.toBe(null)
     const r = await sh(`sh -c ${q(m![1]!.replace('/usr/local/bin/bfs', path.join(stage, PREFIX, 'bin/bfs')))}`)
     expect(r.stderr).toBe('')
-    expect(r.code).toBe(1) // when forget takes --prune this is 0 and the unit runs: then change this test
+    expect(r.code).toBe(0)
+    // with a bfs whose forget has no --prune, the same gate fails without a message (exit 1)
+    const older = await sh(`sh -c ${q(m![1]!.replace('/usr/local/bin/bfs help forget', 'echo usage: bfs forget --keep-daily'))}`)
+    expect(older.code).toBe(1)
     // the gate looks at the real help: `bfs help forget` works and is what grep reads
     expect((await sh(`${q(path.join(stage, PREFIX, 'bin/bfs'))} help forget`)).stdout).toMatch(/--keep-daily/)
   })

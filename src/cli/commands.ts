@@ -18,6 +18,7 @@ import { registerFind } from './find.js'
 import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 import { registerForget } from './forget.js'
+import { registerPrune } from './prune.js'
 import { registerHistory } from './history.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
@@ -35,5 +36,6 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerRestore(program, ctx)
   registerVerify(program, ctx)
   registerForget(program, ctx)
+  registerPrune(program, ctx)
   registerHistory(program, ctx)
 }

@@ -15,6 +15,7 @@ import { Repo2 } from '../repo/v2/repo2.js'
 import { BUCKET_RULES, isEmptyPolicy, NO_POLICY, parseKeepCount, parseWithin, type Policy, type Within } from '../repo/v2/retention.js'
 import { SOURCE_HELP, withSignals } from './common.js'
 import type { Ctx } from './context.js'
+import { printText as printPrune, pruneNow, report as pruneReport, type PruneOutcome } from './prune.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
@@ -80,7 +81,7 @@ function printText(plan: ForgetPlan, byPolicy: boolean, dryRun: boolean, finishe
   const gone = (dryRun ? plan.gens.filter((g) => !g.keep).map((g) => g.id) : [...forgotten]).sort((a, b) => a - b)
   const names = gone.map((id) => `gen${id}`).join(', ')
   if (dryRun) out.push(gone.length ? `dry run: would forget ${names}; nothing was changed` : 'dry run: nothing to forget; nothing was changed')
-  else out.push(gone.length ? `forgot ${names} (no data was deleted: a prune reclaims it, and prune is not built yet)` : 'nothing to forget')
+  else out.push(gone.length ? `forgot ${names} (no data was deleted: bfs prune reclaims it)` : 'nothing to forget')
   process.stdout.write(out.join('\n') + '\n')
 }
 
@@ -100,6 +101,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
     .option('--source <path>', `${SOURCE_HELP}; with a policy, only this source's generations are considered`)
     .option('-n, --dry-run', 'say what would be kept (and which rule keeps it) and what would be removed; change nothing')
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
+    .option('--prune', 'then run bfs prune: reclaim the space nothing needs any more (with --dry-run: not simulated)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nCount options take a whole number or \'unlimited\'. Rules are independent: a generation is kept when any rule keeps it. With no generation named and no --keep-* rule, forget refuses (it would forget everything).')
     .action(async (refs: string[], o: Record<string, unknown>) => {
@@ -159,6 +161,9 @@ export function registerForget(program: Command, ctx: Ctx): void {
           lock.release()
         }
       }
+      // --prune: after the forget's lock is released, a prune takes it again (its own run)
+      let pruned: PruneOutcome | null = null
+      if (o.prune && !o.dryRun) pruned = await pruneNow(repo, ctx, { graceMs: 0, waitMs })
       if (o.json) {
         process.stdout.write(JSON.stringify({
           dryRun: !!o.dryRun,
@@ -166,7 +171,12 @@ export function registerForget(program: Command, ctx: Ctx): void {
           generations: chosen!.gens.map((g) => ({ generation: `gen${g.id}`, id: g.id, time: g.time, host: g.host, source: g.source, label: g.label, group: g.group, action: g.keep ? 'keep' : 'remove', reasons: g.reasons })),
           damaged: chosen!.damaged.map((d) => ({ generation: `gen${d.id}`, id: d.id, problem: d.problem })),
           forgotten,
+          ...(o.prune ? { prune: pruned ? pruneReport(pruned.sv, pruned.marks, pruned.d, false, pruned.run) : null } : {}),
         }) + '\n')
-      } else printText(chosen!, byPolicy, !!o.dryRun, finished!, forgotten)
+      } else {
+        printText(chosen!, byPolicy, !!o.dryRun, finished!, forgotten)
+        if (pruned) printPrune(pruned.sv, pruned.marks, pruned.d, false, pruned.run)
+        else if (o.prune) process.stdout.write('prune: not simulated by --dry-run (after forgetting, bfs prune --dry-run says what it would reclaim)\n')
+      }
     })
 }

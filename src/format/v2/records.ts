@@ -375,3 +375,80 @@ export function pinName(gen: number, rev: number): string {
   return `${gen}@${rev}`
 }
 
+
+// ---- prune plan (§2.8.7) ------------------------------------------------------------------
+
+export interface PrunePlan {
+  run: number
+  /** ISO: when the mark began (T1). */
+  t1: string
+  leasesSeen: Array<{ lease: string; started: string }>
+  /** `gen@rev` of every root walked. */
+  roots: string[]
+  /** Per stream (decimal key): its dead blocks, the units to rewrite (none as built) and to delete. */
+  streams: Record<string, { deadBlocks: number; rewrite: number[]; delete: number[] }>
+  /** Streams whose `stream` and `hashes` go (no unit left once the deletions are done). */
+  streamsDrop: number[]
+  packs: { delete: string[] }
+  dedup: { merge: string[] }
+  /** Names in `retired/` to delete (no longer protected). */
+  retiredDrop: string[]
+  /** Runs whose state is aborted and whose `gens/K/` is still there. */
+  abortedDrop: number[]
+  bytes: { live: number; dead: number; reclaim: number }
+}
+
+const PACK_NAME_RE = /^[1-9]\d{0,7}\.\d{1,8}$/
+const RETIRED_NAME_RE = /^gen-\d{8}-r\d{4}$/
+
+export function encodePrunePlan(p: PrunePlan): Buffer {
+  const b = Buffer.from(JSON.stringify({
+    run: p.run, t1: p.t1, leasesSeen: p.leasesSeen, roots: p.roots, streams: p.streams, streamsDrop: p.streamsDrop,
+    packs: { delete: p.packs.delete }, dedup: { merge: p.dedup.merge }, retiredDrop: p.retiredDrop, abortedDrop: p.abortedDrop, bytes: p.bytes,
+  }), 'utf8')
+  decodePrunePlan(b, 'prune plan (encoder)')
+  return b
+}
+
+export function decodePrunePlan(payload: Buffer, what: string): PrunePlan {
+  const o = parseJsonObject(payload, what, 'prune plan')
+  const f = fields(o, what, 'prune plan')
+  const ints = (v: unknown, field: string): number[] => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0)) f.bad(field)
+    return [...(v as number[])]
+  }
+  const strs = (v: unknown, field: string, re: RegExp): string[] => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || !re.test(x))) f.bad(field)
+    return [...(v as string[])]
+  }
+  const run = f.int('run', 1, ID_MAX)
+  const t1 = f.time('t1')
+  if (!Array.isArray(o.leasesSeen)) f.bad('leasesSeen')
+  const leasesSeen = (o.leasesSeen as unknown[]).map((x, i) => {
+    const lf = fields(x as Json, what, `prune plan leasesSeen[${i}]`)
+    return { lease: lf.str('lease', RAND16_RE), started: lf.time('started') }
+  })
+  const roots = strs(o.roots, 'roots', PIN_RE)
+  if (typeof o.streams !== 'object' || o.streams === null || Array.isArray(o.streams)) f.bad('streams')
+  const streams: PrunePlan['streams'] = {}
+  for (const [k, v] of Object.entries(o.streams as Json)) {
+    if (!/^[1-9]\d{0,7}$/.test(k) || typeof v !== 'object' || v === null) f.bad('streams')
+    const sf = fields(v as Json, what, `prune plan streams.${k}`)
+    streams[k] = { deadBlocks: sf.int('deadBlocks'), rewrite: ints((v as Json).rewrite, `streams.${k}.rewrite`), delete: ints((v as Json).delete, `streams.${k}.delete`) }
+  }
+  const packs = o.packs as Json
+  const dedup = o.dedup as Json
+  if (typeof packs !== 'object' || packs === null || typeof dedup !== 'object' || dedup === null) f.bad('packs')
+  const bytes = o.bytes as Json
+  if (typeof bytes !== 'object' || bytes === null) f.bad('bytes')
+  const bf = fields(bytes, what, 'prune plan bytes')
+  return {
+    run, t1, leasesSeen, roots, streams,
+    streamsDrop: ints(o.streamsDrop, 'streamsDrop'),
+    packs: { delete: strs(packs.delete, 'packs.delete', PACK_NAME_RE) },
+    dedup: { merge: strs(dedup.merge, 'dedup.merge', /^dedup-\d{8}-\d{4}$/) },
+    retiredDrop: strs(o.retiredDrop, 'retiredDrop', RETIRED_NAME_RE),
+    abortedDrop: ints(o.abortedDrop, 'abortedDrop'),
+    bytes: { live: bf.int('live'), dead: bf.int('dead'), reclaim: bf.int('reclaim') },
+  }
+}

@@ -2,8 +2,8 @@
  * `bfs verify` of format 2 generations: everything a generation's manifest reaches is read and
  * checked — every directory piece (DIR, DIRDELTA and its base, DIRINDEX) and map piece
  * (MAPINNER, MAPLEAF), each against its id (the piece digest), the links table, every map's
- * extents against the stream records of the runs they name — and then every unit of those
- * streams is read on worker threads: each frame decompressed, checked against its frame check,
+ * extents against the stream records of the runs they name — and then every unit those maps read
+ * (a prune deletes the others) is read on worker threads: each frame decompressed, checked against its frame check,
  * and its blocks hashed and compared with the stream's stored block hashes (the hashes file,
  * itself checked against the stream record's sha256). One FAIL line per problem, as format 1's
  * verify (repo/verify.ts) prints them; the damage of a directory names genN:path.
@@ -64,6 +64,9 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
     return rec
   }
 
+  /** Per stream, the units the generations' maps read: only those must be there (prune deletes units nothing reads). */
+  const usedUnits = new Map<number, Set<number>>()
+
   for (const id of ids) {
     check()
     let man
@@ -105,6 +108,13 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
               const past = new Set<number>()
               for (const x of ext) {
                 const rec = streamOf(x.stream)
+                if (rec) {
+                  // the units this extent reads (a prune deletes the others: §2.20.7)
+                  let set = usedUnits.get(x.stream)
+                  if (!set) usedUnits.set(x.stream, (set = new Set()))
+                  const last = Math.min(x.streamBlock + x.count, rec.streamBlocks) - 1
+                  for (let u = Math.floor(x.streamBlock / rec.unitBlocks); u <= Math.floor(last / rec.unitBlocks); u++) set.add(u)
+                }
                 if (rec && x.streamBlock + x.count > rec.streamBlocks && !past.has(x.stream)) {
                   past.add(x.stream)
                   problem(`gen${id}:${pathStr(cp())}: the map refers past the end of stream ${x.stream} (${rec.streamBlocks} blocks)`)
@@ -172,8 +182,10 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
     let totalBytes = 0
     for (const t of todo) {
       readers.add(t.rec.stream)
-      totalUnits += t.rec.units
-      totalBytes += t.rec.streamBlocks * BLOCK_BYTES
+      for (const u of usedUnits.get(t.rec.stream) ?? []) {
+        totalUnits++
+        totalBytes += (Math.min(t.rec.streamBlocks, (u + 1) * t.rec.unitBlocks) - u * t.rec.unitBlocks) * BLOCK_BYTES
+      }
     }
     let unitsSeen = 0
     let bytesSeen = 0
@@ -181,7 +193,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
     if (totalUnits) await readers.start()
     const tasks = new Set<Promise<void>>()
     for (const { rec, hashes } of todo) {
-      for (let u = 0; u < rec.units; u++) {
+      for (const u of [...(usedUnits.get(rec.stream) ?? [])].sort((a, b) => a - b)) {
         check()
         const where = repo.store.where(keys2.unit(rec.stream, u))
         const first = u * rec.unitBlocks

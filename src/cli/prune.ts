@@ -1,0 +1,164 @@
+/**
+ * `bfs prune` (issue 16 item 3): reclaims the space of a format 2 repository that no
+ * committed generation, no protected retired one and no running backup references
+ * (native-notes/format.md §2.20.7, repo/v2/prune.ts): units with no live block, packs with no
+ * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data.
+ * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
+ * (their leases pin what they use). `--dry-run` changes nothing.
+ */
+import path from 'node:path'
+import { InvalidArgumentError, type Command } from 'commander'
+import { BfsError } from '../repo/errors.js'
+import { recoverRuns2 } from '../repo/commit/generation2.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { Lease } from '../repo/v2/lease.js'
+import {
+  type Decision, type Marks, type Survey, claimPruneRun, decide, dropOldPlans, endPruneRun, mark, recheckLeases, recoverMaintenanceRuns, rootsOf, survey, sweep, writePlan,
+} from '../repo/v2/prune.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import type { RunRecord } from '../format/v2/records.js'
+import { withSignals } from './common.js'
+import type { Ctx } from './context.js'
+import { humanBytes } from './output.js'
+
+const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
+
+/** `0`, `90s`, `30m`, `12h`, `2d`, `1w` → milliseconds. */
+export function parseGrace(v: string): number {
+  const m = /^(\d{1,9})([smhdw]?)$/.exec(v.trim())
+  if (!m || (m[2] === '' && m[1] !== '0')) throw new InvalidArgumentError('a duration like 0, 90s, 30m, 12h, 2d or 1w')
+  return Number(m[1]) * (m[2] ? UNIT_MS[m[2]]! : 0)
+}
+
+const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
+const gensOf = (names: string[]): string => names.map((n) => n.replace(/^gen-0*(\d+)-r0*(\d+)$/, 'gen$1 rev $2')).join(', ')
+
+export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): object {
+  return {
+    dryRun,
+    run,
+    roots: marks.roots,
+    committed: sv.committed.map((m) => m.id),
+    retired: {
+      dropped: d.plan.retiredDrop,
+      kept: d.retiredKept.map((r) => ({ name: r.name, generation: `gen${r.id}`, rev: r.rev, why: r.why })),
+    },
+    pieces: marks.pieces,
+    units: { deleted: d.units.delete, deletedBytes: d.units.deleteBytes, partlyUsed: d.units.partly, partlyUsedDeadBytes: d.units.partlyDeadBytes, whole: d.units.kept },
+    packs: { deleted: d.plan.packs.delete.length, kept: d.packsKept },
+    streams: { dropped: d.plan.streamsDrop },
+    abortedRuns: d.plan.abortedDrop,
+    leftAlone: d.leftAlone,
+    bytes: { live: d.plan.bytes.live, dead: d.plan.bytes.dead, reclaimable: d.plan.bytes.reclaim },
+  }
+}
+
+export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): void {
+  const out: string[] = []
+  const w = dryRun ? 'would delete' : 'deleted'
+  out.push(`roots: ${plural(sv.committed.length, 'committed generation')}${d.retiredKept.length ? `, ${plural(d.retiredKept.length, 'retired one')} kept` : ''}; ${plural(marks.pieces, 'piece')} walked`)
+  for (const r of d.retiredKept) out.push(`  kept retired gen${r.id} rev ${r.rev}: ${r.why}`)
+  for (const a of d.leftAlone) out.push(`  left gens/${String(a.run).padStart(8, '0')} alone: ${a.why}`)
+  out.push(`bytes: live ${humanBytes(d.plan.bytes.live)}, dead ${humanBytes(d.plan.bytes.dead)}, reclaimable ${humanBytes(d.plan.bytes.reclaim)}`)
+  out.push(`${w}: ${plural(d.units.delete, 'unit')} (${humanBytes(d.units.deleteBytes)}), ${plural(d.plan.packs.delete.length, 'pack')}, the records of ${plural(d.plan.streamsDrop.length, 'emptied stream')}, ${plural(d.plan.retiredDrop.length, 'retired manifest')}${d.plan.retiredDrop.length ? ` (${gensOf(d.plan.retiredDrop)})` : ''}, data of ${plural(d.plan.abortedDrop.length, 'aborted run')}`)
+  if (d.units.partly) out.push(`kept: ${plural(d.units.partly, 'partly used unit')} holding ~${humanBytes(d.units.partlyDeadBytes)} of dead data (rewriting partly used units is not built yet), ${plural(d.units.kept, 'fully used unit')}, ${plural(d.packsKept, 'pack')}`)
+  else out.push(`kept: ${plural(d.units.kept, 'fully used unit')}, ${plural(d.packsKept, 'pack')}`)
+  out.push(dryRun ? `dry run: would reclaim ${humanBytes(d.plan.bytes.reclaim)}; nothing was changed` : `reclaimed ${humanBytes(d.plan.bytes.reclaim)} (prune run ${run})`)
+  process.stdout.write(out.join('\n') + '\n')
+}
+
+export interface PruneOutcome {
+  sv: Survey
+  marks: Marks
+  d: Decision
+  run: number
+}
+
+/**
+ * A prune under the maintenance lock (steps of format.md §2.20.7 "as built"): lock, lease,
+ * recovery, run P, survey, mark, decide, plan, leases again, sweep, run committed, older plans
+ * deleted. The caller has begun the history record (`bfs forget --prune` joins its own).
+ */
+export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; waitMs: number }): Promise<PruneOutcome> {
+  const lock = await Lease.maintenance(repo, 'prune', { waitMs: o.waitMs, onWait: warn })
+  let lease: Lease | null = null
+  let run: RunRecord | null = null
+  let done = false
+  try {
+    lease = Lease.take(repo, 'prune', { command: 'prune' })
+    return await withSignals(async (signal) => {
+      const check = (): void => {
+        if (signal.aborted) throw new BfsError('INTERRUPTED', 'prune interrupted; every generation is intact, and the next prune finishes the job')
+      }
+      await recoverRuns2(repo) // dead backups of this host (and of any host, by their leases)
+      run = claimPruneRun(repo, lease!.name)
+      recoverMaintenanceRuns(repo, run.run)
+      const sv = survey(repo, o.graceMs, lease!.name)
+      check()
+      const marks = await mark(repo, rootsOf(sv))
+      check()
+      const d = decide(repo, sv, marks)
+      writePlan(repo, run.run, d)
+      recheckLeases(repo, sv, lease!.name)
+      ctx.history.add({ gens: sv.retired.filter((r) => !r.protected).map((r) => r.id), bytes: { reclaimed: d.plan.bytes.reclaim } })
+      sweep(repo, d, check)
+      endPruneRun(repo, run, 'committed')
+      done = true
+      dropOldPlans(repo, run.run)
+      return { sv, marks, d, run: run.run }
+    })
+  } finally {
+    if (run && !done) {
+      try {
+        endPruneRun(repo, run, 'aborted')
+      } catch {
+        // the next prune marks it aborted (its lease is gone)
+      }
+    }
+    lease?.release()
+    lock.release()
+  }
+}
+
+export function registerPrune(program: Command, ctx: Ctx): void {
+  program
+    .command('prune')
+    .description('reclaim the space of data no generation references any more (after forget) in a format 2 repository: deletes whole units, packs and retired manifests nothing needs; mounts, restores and backups may keep running')
+    .option('-n, --dry-run', 'say what would be reclaimed (bytes live, dead, reclaimable; units and packs to delete); change nothing')
+    .option('--grace <duration>', 'keep retired (forgotten) generations this long after they were forgotten, as roots (0, 90s, 30m, 12h, 2d, 1w)', parseGrace, 0)
+    .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: Record<string, unknown>) => {
+      const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
+      if (!(waitMs >= 0)) throw new BfsError('USAGE', '--wait takes a number of seconds')
+      const graceMs = o.grace as number
+      const dir = ctx.repoDir()
+      if (!isFormat2(dir)) {
+        ctx.openRepo() // not a repository at all: exit 6 with its own message
+        throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs prune' needs a format 2 one (bfs init --format 2); nothing was changed`)
+      }
+      const repo = Repo2.open(dir, warn)
+      if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was pruned`)
+      let sv: Survey
+      let marks: Marks
+      let d: Decision
+      let runNo: number | null = null
+      if (o.dryRun) {
+        // reads only: no lock, no lease, no run, no history (a concurrent prune may delete what it reads: an error, never damage)
+        sv = survey(repo, graceMs, null)
+        marks = await mark(repo, rootsOf(sv))
+        d = decide(repo, sv, marks)
+      } else {
+        ctx.history.begin(() => dir, 'prune')
+        const done = await pruneNow(repo, ctx, { graceMs, waitMs })
+        sv = done.sv
+        marks = done.marks
+        d = done.d
+        runNo = done.run
+      }
+      if (o.json) process.stdout.write(JSON.stringify(report(sv!, marks!, d!, !!o.dryRun, runNo)) + '\n')
+      else printText(sv!, marks!, d!, !!o.dryRun, runNo)
+    })
+}

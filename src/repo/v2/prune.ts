@@ -1,0 +1,571 @@
+/**
+ * `bfs prune` on a format 2 repository (native-notes/format.md §2.20.7): mark → plan → sweep.
+ *
+ * - **survey** (step 1–2): T1, the leases (L1), the run records, the committed manifests and
+ *   the retired ones; which retired manifests are protected (younger than the grace, pinned by
+ *   a live lease, or retired less than the skew before a live lease without pins started) and
+ *   which runs are still running with a live writer (their `gens/N/` is not touched at all).
+ * - **mark** (step 3): every root is walked — directory pieces (DIR, DIRDELTA and its base,
+ *   DIRINDEX), map pieces, the links table, BI overlays (the BI log conservatively: its pages,
+ *   and the whole of its run's own stream) — each piece once per id, every place a piece is
+ *   referenced from marked live; live blocks per stream as a bitmap.
+ * - **decide** (step 4): units with no live block, packs with no live piece, streams left with
+ *   no unit, unprotected retired manifests, `gens/K/` of aborted runs.
+ * - **sweep** (steps 5, 6, 8, 10, 11): the plan [exclusive], the leases listed again (a live
+ *   lease started before T1 that was not seen: abort, nothing deleted), then the deletions in
+ *   that order; the run committed; older plans deleted.
+ *
+ * Not built: step 7 (rewriting partly used units: `--max-unused`), step 9 (dedup objects do
+ * not exist yet), packing old history. Every deletion is of garbage and atomic on its own:
+ * after kill -9 the next prune marks from scratch and finishes.
+ */
+import os from 'node:os'
+import { PieceKind, type Extent, type PieceRef } from '../../format/v2/common.js'
+import { pieceReader, readPieceRef } from '../../format/v2/common.js'
+import { type Entry2, FileType } from '../../format/v2/dir.js'
+import { FormatError } from '../../format/errors.js'
+import { keys2, PACK_RE, RETIRED_RE, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
+import {
+  type LeaseRecord, type ManifestV2, type PrunePlan, type RunRecord, MAX_CLOCK_SKEW_MS,
+  decodeManifestV2, encodePrunePlan, encodeRunRecord, pinName,
+} from '../../format/v2/records.js'
+import type { BiOverlayRow } from '../../format/v2/idtable.js'
+import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
+import { StoreError } from '../../store/store.js'
+import { BfsError } from '../errors.js'
+import { holderAlive, listLeases, readLease } from './lease.js'
+import { type Repo2, envelope2, payloadOf } from './repo2.js'
+
+const PRUNE_PIECE_CACHE = 16 << 20
+
+export interface RetiredInfo {
+  /** Its name in `retired/`. */
+  name: string
+  id: number
+  rev: number
+  bytes: number
+  manifest: ManifestV2 | null
+  protected: boolean
+  /** Why it is kept (grace, pinned by a lease, a lease older than it). */
+  why: string
+}
+
+export interface Survey {
+  t1: Date
+  leases: LeaseRecord[]
+  committed: ManifestV2[]
+  retired: RetiredInfo[]
+  /** Runs still running with a live writer: their gens/N is left alone. */
+  running: Set<number>
+  runs: RunRecord[]
+}
+
+/** Whether a live lease protects a retired manifest (§2.20.4, §2.20.7 step 2). */
+function protectedBy(l: LeaseRecord, id: number, rev: number, retiredAtMs: number): boolean {
+  if (l.pins) return l.pins.includes(pinName(id, rev))
+  return Date.parse(l.started) < retiredAtMs + MAX_CLOCK_SKEW_MS
+}
+
+/**
+ * Steps 1–2: T1, the leases live now (`self`: prune's own lease, left out), runs, committed
+ * and retired manifests, and which retired ones are protected. A committed manifest that does
+ * not decode stops the prune (what it references cannot be known): BfsError CORRUPT.
+ */
+export function survey(repo: Repo2, graceMs: number, self: string | null, now = new Date()): Survey {
+  const t1 = now
+  const host = os.hostname()
+  const leases = listLeases(repo).filter((l) => l.lease !== self && holderAlive(l, t1.getTime(), host))
+  const runs = repo.runs()
+  const running = new Set<number>()
+  for (const r of runs) if (r.state === 'running' && runWriterLive(repo, r, host)) running.add(r.run)
+  const committed: ManifestV2[] = []
+  for (const g of repo.generations()) {
+    if (!('manifest' in g)) throw new BfsError('CORRUPT', `gen${g.id} is damaged (${g.problem}): what it references cannot be known, so prune deletes nothing (bfs verify)`)
+    committed.push(g.manifest)
+  }
+  const retired: RetiredInfo[] = []
+  for (const k of repo.sync.listSync(keys2.retired)) {
+    const name = k.slice(k.lastIndexOf('/') + 1)
+    const m = RETIRED_RE.exec(name)
+    if (!m) continue
+    const [id, rev] = [Number(m[1]), Number(m[2])]
+    let file: Buffer
+    try {
+      file = repo.sync.getSync(k)
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ENOENT') continue
+      throw err
+    }
+    let man: ManifestV2 | null = null
+    try {
+      man = decodeManifestV2(payloadOf('manifest', file, repo.store.where(k)), repo.store.where(k), true)
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err
+    }
+    const info: RetiredInfo = { name, id, rev, bytes: file.length, manifest: man, protected: false, why: '' }
+    if (!man) {
+      // what it references cannot be known: kept, and walked by nobody; its data may go
+      info.protected = true
+      info.why = 'damaged (does not decode): kept for bfs verify'
+    } else {
+      const at = Date.parse(man.retired!.retiredAt)
+      const holder = leases.find((l) => protectedBy(l, id, rev, at))
+      if (t1.getTime() - at < graceMs) {
+        info.protected = true
+        info.why = 'retired within --grace'
+      } else if (holder) {
+        info.protected = true
+        info.why = `in use by pid ${holder.pid} on ${holder.host} (${holder.command ?? holder.kind})`
+      } else if (repo.sync.hasSync(keys2.manifest(id)) && committed.some((c) => c.id === id && c.rev === rev)) {
+        // an interrupted forget (both copies): still committed, walked as such; the copy stays for forget to finish
+        info.protected = true
+        info.why = 'still committed (an interrupted forget: the next forget finishes it)'
+      }
+    }
+    retired.push(info)
+  }
+  return { t1, leases, committed, retired, running, runs }
+}
+
+/** Whether a `running` run record's writer may still be writing (§2.20.6; a record another host wrote without a lease: yes). */
+function runWriterLive(repo: Repo2, r: RunRecord, host: string): boolean {
+  if (r.host === host && r.pid === process.pid) return false // our own claim: nothing of it is in gens/
+  if (r.lease === '') return r.host !== host || holderAliveByPid(r.pid)
+  const l = readLease(repo, keys2.lease(r.lease))
+  if (!l) return false
+  if (!l.record) return true // being written: judged live
+  return holderAlive(l.record)
+}
+
+function holderAliveByPid(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Live blocks of one stream: a bitmap over its stream blocks. */
+export interface StreamMarks {
+  stream: number
+  unitBlocks: number
+  streamBlocks: number
+  units: number
+  bits: Uint8Array
+  /** Every block live (a BI log's run: marked whole). */
+  all: boolean
+}
+
+export interface Marks {
+  /** Roots walked, `gen@rev`. */
+  roots: string[]
+  /** Live blocks per stream (only streams with a readable record). */
+  streams: Map<number, StreamMarks>
+  /** Streams referenced whose record does not read: nothing of theirs is deleted. */
+  unknownStreams: Set<number>
+  /** Live pieces per pack `run.pack`: their stored bytes. */
+  packs: Map<string, number>
+  /** Distinct pieces walked. */
+  pieces: number
+}
+
+/** Step 3: walks every root; each piece is decoded once per id, every place it is referenced from is live. */
+export async function mark(repo: Repo2, roots: ManifestV2[]): Promise<Marks> {
+  const reader = new PieceReader(repo.store, { cacheBytes: PRUNE_PIECE_CACHE })
+  const marks: Marks = { roots: [], streams: new Map(), unknownStreams: new Set(), packs: new Map(), pieces: 0 }
+  const seenIds = new Set<string>()
+  const seenPlaces = new Set<string>()
+  const place = (ref: PieceRef): void => {
+    const k = `${ref.run}.${ref.pack}.${ref.offset}`
+    if (seenPlaces.has(k)) return
+    seenPlaces.add(k)
+    const p = `${ref.run}.${ref.pack}`
+    marks.packs.set(p, (marks.packs.get(p) ?? 0) + ref.storedLen)
+  }
+  /** Marks the place live; true when this id is new (its children must be walked). */
+  const visit = (ref: PieceRef): boolean => {
+    place(ref)
+    const id = ref.id.toString('hex')
+    if (seenIds.has(id)) return false
+    seenIds.add(id)
+    marks.pieces++
+    return true
+  }
+  const streamOf = (s: number): StreamMarks | null => {
+    let m = marks.streams.get(s)
+    if (m) return m
+    if (marks.unknownStreams.has(s)) return null
+    try {
+      const r = repo.stream(s)
+      m = { stream: s, unitBlocks: r.unitBlocks, streamBlocks: r.streamBlocks, units: r.units, bits: new Uint8Array(Math.ceil(r.streamBlocks / 8)), all: false }
+      marks.streams.set(s, m)
+      return m
+    } catch (err) {
+      if (!(err instanceof BfsError) && !(err instanceof StoreError)) throw err
+      marks.unknownStreams.add(s)
+      return null
+    }
+  }
+  const extents = (list: readonly Extent[]): void => {
+    for (const x of list) {
+      if (x.stream === 0) continue // zeros (BI overlays)
+      const m = streamOf(x.stream)
+      if (!m) continue
+      const end = Math.min(x.streamBlock + x.count, m.streamBlocks)
+      for (let b = x.streamBlock; b < end; b++) m.bits[b >> 3]! |= 1 << (b & 7)
+    }
+  }
+  const mapTree = async (ref: PieceRef): Promise<void> => {
+    if (!visit(ref)) return
+    const p = await reader.pieceOf(ref, [PieceKind.MapLeaf, PieceKind.MapInner], 'map node')
+    if (p.kind === PieceKind.MapLeaf) extents(p.leaf.extents)
+    else for (const c of p.inner.children) await mapTree(c.ref)
+  }
+  const dirPiece = async (ref: PieceRef): Promise<void> => {
+    if (!visit(ref)) return
+    const p = await reader.pieceOf(ref, [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex], 'directory')
+    if (p.kind === PieceKind.DirIndex) {
+      for (const c of p.index.children) await dirPiece(c.ref)
+      return
+    }
+    if (p.kind === PieceKind.DirDelta) visit(p.delta.base) // its base is read with it: live (its entries are walked through the delta's result)
+    for (const e of p.entries) await entry(e)
+  }
+  const entry = async (e: Entry2): Promise<void> => {
+    if (e.type === FileType.Dir) {
+      if (e.dir) await dirPiece(e.dir.child)
+      return
+    }
+    if (!e.map) return
+    if (e.map.kind === 'inline') extents(e.map.extents)
+    else await mapTree(e.map.root)
+  }
+  const idTable = async (ref: PieceRef, row?: (r: BiOverlayRow) => Promise<void>): Promise<void> => {
+    if (!visit(ref)) return
+    const p = await reader.pieceOf(ref, [PieceKind.IdIndex, PieceKind.IdPage], 'identity table node')
+    if (p.kind === PieceKind.IdIndex) for (const c of p.index.children) await idTable(c.ref, row)
+    else if (row) for (const r of p.page.rows) await row(r as BiOverlayRow)
+  }
+  for (const m of roots) {
+    const root = pinName(m.id, m.rev)
+    marks.roots.push(root)
+    try {
+      await entry(m.rootEntry)
+      for (const s of m.sources) if (s.rootEntry) await entry(s.rootEntry)
+      if (m.links) await idTable(m.links)
+      if (m.biIndex) {
+        await idTable(m.biIndex, async (r) => {
+          if (r.overlay?.kind === 'inline') extents(r.overlay.extents)
+          else if (r.overlay) await mapTree(r.overlay.root)
+        })
+      }
+      if (m.biLog && visit(m.biLog)) {
+        // BILIST: varint pageCount, the BILOG pages' refs, varint totalRecords. The records'
+        // data lies in the run's own stream (or zeros): that stream is kept whole.
+        const raw = await reader.payload(m.biLog)
+        const r = pieceReader(raw, PieceKind.BiList, reader.where(m.biLog))
+        const pages = r.varint()
+        for (let i = 0; i < pages; i++) {
+          const page = readPieceRef(r)
+          if (visit(page)) await reader.payload(page)
+        }
+        const own = m.stream ? streamOf(m.run) : null
+        if (own) {
+          own.all = true
+          own.bits.fill(0xff)
+        }
+      }
+    } catch (err) {
+      if (err instanceof FormatError || isPieceFailure(err)) {
+        throw new BfsError('CORRUPT', `gen${m.id}${m.retired ? ` (retired, rev ${m.rev})` : ''}: ${(err as Error).message}: what it references cannot be known, so prune deletes nothing (bfs verify)`)
+      }
+      throw err
+    }
+  }
+  reader.close()
+  return marks
+}
+
+/** Live blocks in [from, to) of a stream's bitmap. */
+export function liveIn(m: StreamMarks, from: number, to: number): number {
+  let n = 0
+  for (let b = from; b < to; b++) if (m.bits[b >> 3]! & (1 << (b & 7))) n++
+  return n
+}
+
+export interface Decision {
+  plan: Omit<PrunePlan, 'run'>
+  /** Units deleted / kept partly used / kept whole, with bytes. */
+  units: { delete: number; deleteBytes: number; partly: number; partlyDeadBytes: number; kept: number }
+  packsKept: number
+  /** Retired manifests kept, with why. */
+  retiredKept: RetiredInfo[]
+  /** gens/N directories left alone, with why (running runs, orphans, unknown streams). */
+  leftAlone: Array<{ run: number; why: string }>
+  /** Keys to delete in step order. */
+  deleteUnits: string[]
+  deletePacks: string[]
+  deleteStreams: string[]
+  deleteRetired: string[]
+  deleteGens: string[]
+}
+
+/** Step 4: what goes. */
+export function decide(repo: Repo2, sv: Survey, marks: Marks): Decision {
+  const byRun = new Map(sv.runs.map((r) => [r.run, r]))
+  const committedRuns = new Set(sv.committed.map((m) => m.id))
+  const d: Decision = {
+    plan: {
+      t1: sv.t1.toISOString(), leasesSeen: sv.leases.map((l) => ({ lease: l.lease, started: l.started })).filter((l) => /^[0-9a-f]{16}$/.test(l.lease)),
+      roots: marks.roots, streams: {}, streamsDrop: [], packs: { delete: [] }, dedup: { merge: [] }, retiredDrop: [], abortedDrop: [], bytes: { live: 0, dead: 0, reclaim: 0 },
+    },
+    units: { delete: 0, deleteBytes: 0, partly: 0, partlyDeadBytes: 0, kept: 0 },
+    packsKept: 0, retiredKept: [], leftAlone: [],
+    deleteUnits: [], deletePacks: [], deleteStreams: [], deleteRetired: [], deleteGens: [],
+  }
+  const b = d.plan.bytes
+  const size = (key: string): number => {
+    try {
+      return repo.sync.statSync(key).sizeBytes
+    } catch {
+      return 0
+    }
+  }
+  for (const name of repo.sync.listSync(keys2.gens).map((k) => k.slice(k.lastIndexOf('/') + 1))) {
+    if (!RUN_RE.test(name)) continue
+    const run = Number(name)
+    const rec = byRun.get(run)
+    if (sv.running.has(run)) {
+      d.leftAlone.push({ run, why: 'its run is still running' })
+      continue
+    }
+    const files = repo.sync.listSync(keys2.genDir(run)).map((k) => k.slice(k.lastIndexOf('/') + 1))
+    const liveHere = marks.streams.has(run) || [...marks.packs.keys()].some((p) => p.startsWith(`${run}.`))
+    if (rec && (rec.state === 'aborted' || (rec.state === 'running' && !committedRuns.has(run)))) {
+      if (liveHere) {
+        d.leftAlone.push({ run, why: `its run is ${rec.state} and yet a root refers to it (bfs verify)` })
+        continue
+      }
+      if (rec.state === 'running') {
+        // a dead writer's run (its recovery was not done: another host's): recovery's rule
+        d.leftAlone.push({ run, why: 'its run was left running by a writer that is gone (the next backup on its host recovers it)' })
+        continue
+      }
+      d.plan.abortedDrop.push(run)
+      let n = 0
+      for (const f of files) n += size(`${keys2.genDir(run)}/${f}`)
+      b.reclaim += n
+      d.deleteGens.push(keys2.genDir(run))
+      continue
+    }
+    if (!rec) {
+      d.leftAlone.push({ run, why: 'no run record (an orphan: left for bfs verify)' })
+      continue
+    }
+    if (marks.unknownStreams.has(run)) {
+      d.leftAlone.push({ run, why: 'its stream record does not read and a root refers to it' })
+      continue
+    }
+    // units
+    const unitFiles = new Map<number, number>()
+    for (const f of files) {
+      const m = UNIT2_RE.exec(f)
+      if (m) unitFiles.set(Number(m[1]), size(keys2.unit(run, Number(m[1]))))
+    }
+    let unitsLeft = unitFiles.size
+    if (files.includes('stream')) {
+      let geometry: { unitBlocks: number; streamBlocks: number; units: number } | null = marks.streams.get(run) ?? null
+      if (!geometry) {
+        try {
+          geometry = repo.stream(run)
+        } catch {
+          geometry = null
+        }
+      }
+      if (!geometry) {
+        d.leftAlone.push({ run, why: 'its stream record does not read' })
+        continue
+      }
+      const sm = marks.streams.get(run)
+      const del: number[] = []
+      let dead = 0
+      for (const [u, bytes] of [...unitFiles].sort((x, y) => x[0] - y[0])) {
+        const from = u * geometry.unitBlocks
+        const to = Math.min(geometry.streamBlocks, from + geometry.unitBlocks)
+        const raw = Math.max(0, to - from)
+        const live = sm && raw > 0 ? liveIn(sm, from, to) : 0
+        dead += raw - live
+        if (live === 0) {
+          del.push(u)
+          d.deleteUnits.push(keys2.unit(run, u))
+          d.units.delete++
+          d.units.deleteBytes += bytes
+          b.reclaim += bytes
+          b.dead += bytes
+          unitsLeft--
+        } else {
+          const deadBytes = Math.round((bytes * (raw - live)) / raw)
+          b.live += bytes - deadBytes
+          b.dead += deadBytes
+          if (live < raw) {
+            d.units.partly++
+            d.units.partlyDeadBytes += deadBytes
+          } else d.units.kept++
+        }
+      }
+      if (dead > 0 || del.length) d.plan.streams[String(run)] = { deadBlocks: dead, rewrite: [], delete: del }
+      if (unitsLeft === 0) {
+        d.plan.streamsDrop.push(run)
+        for (const k of [keys2.hashes(run), keys2.stream(run)]) {
+          if (!files.includes(k.slice(k.lastIndexOf('/') + 1))) continue
+          const n = size(k)
+          b.reclaim += n
+          b.dead += n
+          d.deleteStreams.push(k)
+        }
+      } else {
+        for (const k of [keys2.hashes(run), keys2.stream(run)]) b.live += size(k)
+      }
+    }
+    // packs
+    for (const f of files) {
+      const m = PACK_RE.exec(f)
+      if (!m) continue
+      const pack = Number(m[1])
+      const n = size(keys2.pack(run, pack))
+      const live = marks.packs.get(`${run}.${pack}`)
+      if (live === undefined) {
+        d.plan.packs.delete.push(`${run}.${pack}`)
+        d.deletePacks.push(keys2.pack(run, pack))
+        b.reclaim += n
+        b.dead += n
+      } else {
+        d.packsKept++
+        b.live += Math.min(n, live)
+        b.dead += Math.max(0, n - live)
+      }
+    }
+  }
+  for (const r of sv.retired) {
+    if (r.protected) {
+      d.retiredKept.push(r)
+      continue
+    }
+    d.plan.retiredDrop.push(r.name)
+    d.deleteRetired.push(`${keys2.retired}/${r.name}`)
+    b.reclaim += r.bytes
+  }
+  return d
+}
+
+/** Roots of a survey: committed manifests and protected retired ones that decode. */
+export function rootsOf(sv: Survey): ManifestV2[] {
+  return [...sv.committed, ...sv.retired.flatMap((r) => (r.protected && r.manifest && !sv.committed.some((c) => c.id === r.id && c.rev === r.rev) ? [r.manifest] : []))]
+}
+
+function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void {
+  repo.sync.putSync(keys2.run(r.run), envelope2('run', encodeRunRecord(r)), { mode })
+}
+
+/** Claims run P for this prune (runs/P exclusive, the next id when another writer got it). */
+export function claimPruneRun(repo: Repo2, lease: string): RunRecord {
+  for (let n = repo.highestId() + 1; ; n++) {
+    const r: RunRecord = { run: n, kind: 'prune', state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString() }
+    try {
+      putRun(repo, r, 'exclusive')
+      return r
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'EEXIST') continue
+      throw err
+    }
+  }
+}
+
+/** Ends run P: committed or aborted. */
+export function endPruneRun(repo: Repo2, r: RunRecord, state: 'committed' | 'aborted'): void {
+  putRun(repo, { ...r, state, ended: new Date().toISOString() }, 'replace')
+  repo.sync.flushSync(keys2.runs)
+}
+
+/**
+ * Runs of kind prune (and compact, merge's siblings that delete nothing on recovery) left
+ * `running` by a dead writer: marked aborted (§2.20.6); their work is finished by this prune.
+ */
+export function recoverMaintenanceRuns(repo: Repo2, self: number): number {
+  const host = os.hostname()
+  let n = 0
+  for (const r of repo.runs()) {
+    if (r.run === self || r.state !== 'running' || (r.kind !== 'prune' && r.kind !== 'compact')) continue
+    if (runWriterLive(repo, r, host)) continue
+    putRun(repo, { ...r, state: 'aborted', ended: new Date().toISOString() }, 'replace')
+    n++
+  }
+  if (n) repo.sync.flushSync(keys2.runs)
+  return n
+}
+
+/** Step 5: the plan [exclusive], durable. */
+export function writePlan(repo: Repo2, run: number, d: Decision): void {
+  const fresh = !repo.sync.listSync('').includes(keys2.prune)
+  repo.sync.putSync(keys2.plan(run), envelope2('plan', encodePrunePlan({ run, ...d.plan })), { mode: 'exclusive' })
+  if (fresh) repo.sync.flushSync('')
+}
+
+/**
+ * Step 6: the leases again. A live lease started before T1 that the survey did not list (its
+ * record landed after the listing) may be using a retired manifest judged unprotected: the
+ * prune stops before deleting anything (BfsError LOCKED, exit 5: run it again).
+ */
+export function recheckLeases(repo: Repo2, sv: Survey, self: string | null): void {
+  const seen = new Set(sv.leases.map((l) => l.lease))
+  for (const l of listLeases(repo)) {
+    if (l.lease === self || seen.has(l.lease)) continue
+    if (Date.parse(l.started) >= sv.t1.getTime()) continue
+    if (!holderAlive(l)) continue
+    throw new BfsError('LOCKED', `a reader (pid ${l.pid} on ${l.host}, ${l.command ?? l.kind}, since ${l.started}) appeared while prune was marking; nothing was deleted: run prune again`)
+  }
+}
+
+/** Steps 8 and 10: the deletions, in order; `onStep` after each key (progress, interruption). */
+export function sweep(repo: Repo2, d: Decision, onStep: () => void = () => {}): void {
+  const del = (keys: string[], prefixOf: (k: string) => string, recursive = false): void => {
+    const dirs = new Set<string>()
+    for (const k of keys) {
+      onStep()
+      repo.sync.removeSync(k, recursive ? { recursive: true } : {})
+      dirs.add(prefixOf(k))
+    }
+    for (const p of dirs) repo.sync.flushSync(p)
+  }
+  const parent = (k: string): string => k.slice(0, k.lastIndexOf('/'))
+  del(d.deleteUnits, parent)
+  del(d.deletePacks, parent)
+  del(d.deleteStreams, parent)
+  // gens/N directories left empty
+  const emptied = new Set([...d.deleteUnits, ...d.deletePacks, ...d.deleteStreams].map(parent))
+  let removedDirs = false
+  for (const dir of emptied) {
+    if (repo.sync.listSync(dir).length === 0) {
+      onStep()
+      repo.sync.removeSync(dir, { recursive: true })
+      removedDirs = true
+    }
+  }
+  del(d.deleteRetired, parent)
+  del(d.deleteGens, () => keys2.gens, true)
+  if (removedDirs) repo.sync.flushSync(keys2.gens)
+}
+
+/** Step 11's end: plans of earlier prunes deleted. */
+export function dropOldPlans(repo: Repo2, run: number): void {
+  let n = 0
+  for (const k of repo.sync.listSync(keys2.prune)) {
+    const m = /^plan-(\d{8})$/.exec(k.slice(k.lastIndexOf('/') + 1))
+    if (m && Number(m[1]) < run) {
+      repo.sync.removeSync(k)
+      n++
+    }
+  }
+  if (n) repo.sync.flushSync(keys2.prune)
+}
