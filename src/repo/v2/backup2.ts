@@ -672,7 +672,11 @@ class Walk2 {
       const k = digest.toString('latin1')
       const first = dups.get(k)
       if (first === undefined) dups.set(k, j)
-      else dupOf[j] = first
+      else {
+        dupOf[j] = first
+        this.dedup.stats.hits++
+        this.dedup.stats.bytes += size
+      }
     }
     let from = 0 // pending copy: chunk bytes [from, to) → stream space at `at`
     let to = 0
