@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, sh, tmpdir } from './helpers.js'
+import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { Repo2, envelope2 } from '../src/repo/v2/repo2.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeManifestV2, encodeRunRecord } from '../src/format/v2/records.js'
@@ -233,6 +233,31 @@ describe('hits are used only from committed generations of that revision', () =>
     const g = await backup(repo, src)
     expect(g.stats.dedupHits).toBe(1)
     expect(g.stats.storedBytes).toBe(0)
+  })
+})
+
+describe('damage stays local', () => {
+  it('a hit whose map piece does not read is stored again, with a warning, and reads back', async () => {
+    const src = path.join(work, 'dmg-src')
+    const repo = await init2(path.join(work, 'dmg-repo'))
+    // every other block zero: 256 extents, so the map is a map piece in gen1's pack, not inline
+    const frag = Buffer.alloc(2 << 20)
+    for (let b = 0; b < 512; b += 2) randomBytes(4096).copy(frag, b * 4096)
+    put(path.join(src, 'd/frag'), frag)
+    expect((await backup(repo, src)).stats.mapPieces).toBeGreaterThan(0)
+    const pack = path.join(repo, keys2.pack(1, 0))
+    const b = fs.readFileSync(pack)
+    for (let i = 64; i < b.length - 32; i++) b[i] ^= 0x5a
+    fs.writeFileSync(pack, b)
+    fs.renameSync(path.join(src, 'd/frag'), path.join(src, 'd/frag-moved'))
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^bfs: 1 file already stored was stored again: the stored copy's map could not be read \(.*pack-00000000/m)
+    const g = JSON.parse(r.stdout.trim().split('\n').pop()!) as Summary
+    expect(g.stats.dedupHits).toBe(0)
+    expect(g.stats.storedBytes).toBeGreaterThanOrEqual(1 << 20)
+    const c = await sh(`'${BFS}' --repo '${repo}' cat ${g.id}:d/frag-moved | cmp - '${src}/d/frag-moved'`)
+    expect(c.code, c.stderr).toBe(0)
   })
 })
 

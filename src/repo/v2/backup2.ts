@@ -31,6 +31,7 @@ import { TreeWriter } from '../../pieces/tree-writer.js'
 import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
 import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
 import { BfsError } from '../errors.js'
+import { FormatError } from '../../format/errors.js'
 import { type BaseObject, storeObject } from '../objects.js'
 import { MAX_DELTA_DEPTH } from '../../format/maps.js'
 import { MapReader } from '../../pieces/maps.js'
@@ -239,6 +240,8 @@ class Walk2 {
   private readonly idReader: IdTableReader
   /** Previous maps or hashes that could not be read: those files were stored whole. */
   private readonly noBase = new Unreadable()
+  /** Dedup hits whose map could not be read: those files were stored. */
+  private readonly noDedup = new Unreadable()
   private nextOrd: number
   private readonly warnings: string[] = []
   private readonly skippedPaths: string[] = []
@@ -333,6 +336,7 @@ class Walk2 {
     const links = await this.linksTable()
     // §2.20.3 step 6: the run's last dedup object, before the manifest
     this.dedup.finish()
+    if (this.noDedup.count) this.warn(`${this.noDedup.count} file${this.noDedup.count > 1 ? 's' : ''} already stored ${this.noDedup.count > 1 ? 'were' : 'was'} stored again: the stored copy's map could not be read (${this.noDedup.messages[0] ?? ''})`)
     if (this.dedup.problems.length) this.warn(`dedup index: ${this.dedup.problems.length} object${this.dedup.problems.length > 1 ? 's or pages' : ' or page'} could not be read and ${this.dedup.problems.length > 1 ? 'were' : 'was'} passed over (${this.dedup.problems[0]})`)
     const d = this.dedup.stats
     return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed }, warnings: this.warnings, skippedPaths: this.skippedPaths }
@@ -645,6 +649,25 @@ class Walk2 {
   }
 
   /**
+   * A dedup hit, if its map can be used: a map reference must read (a damaged map piece of an
+   * older generation is not copied into this one, §2.20.10: the file is stored instead).
+   */
+  private async usable(hit: StoredMap | null, size: number): Promise<StoredMap | null> {
+    if (!hit) return null
+    if (hit.map?.kind === 'ref') {
+      try {
+        await this.mapReader.extents({ map: hit.map, size, dataBlocks: hit.dataBlocks })
+      } catch (err) {
+        if (!isPieceFailure(err) && !(err instanceof BfsError && err.code === 'CORRUPT') && !(err instanceof FormatError)) throw err
+        this.noDedup.note(err as Error)
+        return null
+      }
+    }
+    this.dedup.used(size)
+    return hit
+  }
+
+  /**
    * A read chunk's blocks into the stream, in file order, all at once: every file read whole
    * gets its extents (all-zero blocks are holes), and runs contiguous in the chunk and in the
    * stream are copied in one go (one copy per 4 KiB file was a sixth of a full backup).
@@ -664,7 +687,7 @@ class Walk2 {
       if (!this.dedup.wants(size) || c.info[inf + 2] !== size || c.info[inf + 3]! & READ_FILE_SHORT) continue
       const digest = contentDigest(c.out, c.slots[2 * j]! * BLOCK_BYTES, size)
       c.digests[j] = digest
-      const hit = this.dedup.lookup(digest, size)
+      const hit = await this.usable(this.dedup.lookup(digest, size), size)
       if (hit) {
         c.hits[j] = hit
         continue
@@ -674,8 +697,7 @@ class Walk2 {
       if (first === undefined) dups.set(k, j)
       else {
         dupOf[j] = first
-        this.dedup.stats.hits++
-        this.dedup.stats.bytes += size
+        this.dedup.used(size)
       }
     }
     let from = 0 // pending copy: chunk bytes [from, to) → stream space at `at`
@@ -813,7 +835,7 @@ class Walk2 {
       if (this.dedup.wants(size)) {
         digest = fileDigest(fd, size)
         if (digest && changedWhileRead(st1, native.fstatRecord(fd), false)) digest = null
-        const hit = digest ? this.dedup.lookup(digest, size) : null
+        const hit = digest ? await this.usable(this.dedup.lookup(digest, size), size) : null
         if (hit) {
           this.stats.bytesRead += size
           this.stored(e, old, linkKey, hit)

@@ -194,7 +194,7 @@ export class Dedup {
     return entries
   }
 
-  /** The map of an already stored file with this digest and size, or null. */
+  /** The map of an already stored file with this digest and size, or null (the caller checks a map reference reads, and calls used()). */
   lookup(digest: Buffer, size: number): StoredMap | null {
     const mine = this.batch.get(digest.toString('latin1'))
     if (mine) return mine.sizeBytes === size ? this.hit(mine) : null
@@ -223,9 +223,13 @@ export class Dedup {
   }
 
   private hit(e: DedupEntry): StoredMap {
-    this.stats.hits++
-    this.stats.bytes += e.sizeBytes
     return { map: e.map, dataBlocks: e.dataBlocks }
+  }
+
+  /** Counts a hit the caller used. */
+  used(size: number): void {
+    this.stats.hits++
+    this.stats.bytes += size
   }
 
   /** Indexes a file this run stored (its map is in this run's tree). */
