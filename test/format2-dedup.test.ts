@@ -261,6 +261,37 @@ describe('damage stays local', () => {
   })
 })
 
+describe('a damaged index object', () => {
+  it('verify names it (exit 4); a backup passes over it with a warning and stores the file', async () => {
+    const src = path.join(work, 'rot-src')
+    const repo = await init2(path.join(work, 'rot-repo'))
+    const data = randomBytes(300_000)
+    put(path.join(src, 'f'), data)
+    await backup(repo, src)
+    const key = path.join(repo, keys2.dedup(1, 0))
+    const b = fs.readFileSync(key)
+    b[70] ^= 0x01 // the first entry's digest: the page no longer matches its fence and filters
+    fs.writeFileSync(key, b)
+    const v = await bfs(['verify', '1'], { repo })
+    expect(v.code, v.stdout + v.stderr).toBe(4)
+    expect(v.stdout).toMatch(/^FAIL .*index\/dedup-00000001-0000.*: /m)
+    // the directory check: a rotted filter is found by the trailer's check
+    const d = Buffer.from(b)
+    d[70] ^= 0x01
+    d[d.length - 40] ^= 0x01
+    fs.writeFileSync(key, d)
+    expect((await bfs(['verify', '1'], { repo })).stdout).toMatch(/dedup-00000001-0000.*directory check does not match/)
+    fs.renameSync(path.join(src, 'f'), path.join(src, 'g'))
+    const r = await bfs(['backup', src, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^bfs: dedup index: 1 object or page could not be read and was passed over \(.*dedup-00000001-0000.*directory check/m)
+    const g = JSON.parse(r.stdout.trim().split('\n').pop()!) as Summary
+    expect(g.stats.dedupHits).toBe(0)
+    expect(g.stats.storedBytes).toBeGreaterThanOrEqual(300_000)
+    expect((await bfs(['verify', '2'], { repo })).code).toBe(0)
+  })
+})
+
 describe('within one backup', () => {
   it('copies among new files are stored once (small files read together and large ones)', async () => {
     const src = path.join(work, 'one-src')

@@ -69,6 +69,29 @@ export function removeDedupOf(repo: Repo2, run: number): void {
   for (const k of dedupKeysOf(repo, run)) repo.sync.removeSync(k)
 }
 
+/** Every entry of one object, fully decoded and checked (verify). */
+export function readDedupObject(repo: Repo2, key: string): DedupEntry[] {
+  const m = DEDUP_RE.exec(key.slice(key.lastIndexOf('/') + 1))
+  if (!m) throw new RangeError(`${key}: not a dedup object`)
+  const what = repo.store.where(key)
+  const b = repo.sync.getSync(key)
+  if (b.length < DEDUP_HEADER_BYTES + DEDUP_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${what}: ${b.length} bytes`)
+  const t = decodeDedupTrailer(b.subarray(b.length - DEDUP_TRAILER_BYTES), b.length, what)
+  const dir = decodeDedupDirectory(b.subarray(0, DEDUP_HEADER_BYTES), b.subarray(t.D, t.D + t.dirLen), t, Number(m[1]), Number(m[2]), what)
+  const out: DedupEntry[] = []
+  dir.fences.forEach((f, p) => {
+    const entries = decodeDedupPage(b.subarray(f.offset, f.offset + f.storedLen), `${what} page ${p}`)
+    if (!entries.length || !entries[0]!.digest.subarray(0, 8).equals(f.prefix)) throw new FormatError('BAD_VALUE', `${what} page ${p}: its fence does not match its first entry`)
+    if (out.length && Buffer.compare(out[out.length - 1]!.digest, entries[0]!.digest) >= 0) throw new FormatError('BAD_VALUE', `${what} page ${p}: entries not sorted by digest`)
+    for (const e of entries) {
+      if (!mayHaveDigest(dir, e.digest) || !mayHaveSize(dir, e.sizeBytes)) throw new FormatError('BAD_VALUE', `${what} page ${p}: an entry its filters do not hold`)
+      out.push(e)
+    }
+  })
+  if (out.length !== dir.entries) throw new FormatError('BAD_VALUE', `${what}: ${out.length} entries, the header says ${dir.entries}`)
+  return out
+}
+
 interface LoadedObject {
   key: string
   dir: DedupDirectory
