@@ -16,6 +16,7 @@ import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { Repo2, envelope2 } from '../src/repo/v2/repo2.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeManifestV2, encodeRunRecord } from '../src/format/v2/records.js'
+import { type DedupEntry, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
 
 const MB = 1_000_000
 let work: string
@@ -79,11 +80,19 @@ describe('renamed, copied and hard-linked files store no data', () => {
     put(path.join(src, 'a/small1'), small)
     put(path.join(src, 'a/small2'), randomBytes(30_000))
     put(path.join(src, 'a/text.txt'), 'hello\n'.repeat(1000))
+    // sparse: its digest is taken while it is stored (holes as zeros), later by a read pass of its own: the two must agree
+    put(path.join(src, 'a/sparse'), '')
+    fs.truncateSync(path.join(src, 'a/sparse'), 8 << 20)
+    const fd = fs.openSync(path.join(src, 'a/sparse'), 'r+')
+    fs.writeSync(fd, randomBytes(10_000), 0, 10_000, 3 << 20)
+    fs.writeSync(fd, 'tail', (8 << 20) - 4)
+    fs.closeSync(fd)
     const g1 = await backup(repo, src)
     expect(g1.stats.dedupHits).toBe(0)
-    expect(g1.stats.dedupIndexed).toBe(5)
+    expect(g1.stats.dedupIndexed).toBe(6)
     fs.mkdirSync(path.join(src, 'b'))
     fs.renameSync(path.join(src, 'a/big'), path.join(src, 'b/big-renamed'))
+    fs.renameSync(path.join(src, 'a/sparse'), path.join(src, 'b/sparse-renamed'))
     fs.copyFileSync(path.join(src, 'a/other'), path.join(src, 'b/other-copy'))
     fs.linkSync(path.join(src, 'b/other-copy'), path.join(src, 'b/other-link'))
     fs.copyFileSync(path.join(src, 'a/small1'), path.join(src, 'b/small1-copy'))
@@ -94,9 +103,9 @@ describe('renamed, copied and hard-linked files store no data', () => {
   it('the next backup stores only the file with new content', async () => {
     const before = await du(repo)
     g2 = await backup(repo, src)
-    // big (renamed), other-copy (its hard link takes the same map, not a lookup), small1-copy
-    expect(g2.stats.dedupHits).toBe(3)
-    expect(g2.stats.dedupBytes).toBe(5 * MB + 3 * MB + 20_000)
+    // big and sparse (renamed), other-copy (its hard link takes the same map, not a lookup), small1-copy
+    expect(g2.stats.dedupHits).toBe(4)
+    expect(g2.stats.dedupBytes).toBe(5 * MB + 3 * MB + 20_000 + (8 << 20))
     // the run's data = the same-size file (random: incompressible), nothing else
     expect(g2.stats.storedBytes).toBeGreaterThanOrEqual(5 * MB)
     expect(g2.stats.storedBytes).toBeLessThan(5 * MB + 64 * 1024)
@@ -140,7 +149,7 @@ describe('renamed, copied and hard-linked files store no data', () => {
     expect(r.code, r.stderr).toBe(0)
     mounts.add(mnt)
     expect(await diffTree(src, mnt)).toBe('')
-    for (const f of ['b/big-renamed', 'b/other-copy', 'b/small1-copy', 'c/same-size-copy', 'c/small2-moved']) {
+    for (const f of ['b/big-renamed', 'b/sparse-renamed', 'b/other-copy', 'b/small1-copy', 'c/same-size-copy', 'c/small2-moved']) {
       expect((await sh(`cmp '${src}/${f}' '${mnt}/${f}'`)).code, f).toBe(0)
     }
     expect(fs.statSync(path.join(mnt, 'b/other-copy')).nlink).toBe(2)
@@ -289,6 +298,34 @@ describe('a damaged index object', () => {
     expect(g.stats.dedupHits).toBe(0)
     expect(g.stats.storedBytes).toBeGreaterThanOrEqual(300_000)
     expect((await bfs(['verify', '2'], { repo })).code).toBe(0)
+  })
+})
+
+describe('the object encoding', () => {
+  it('many entries: several pages, every digest found through the filters and fences, others not', () => {
+    const entries: DedupEntry[] = []
+    for (let i = 0; i < 5000; i++) {
+      entries.push({ digest: randomBytes(32), sizeBytes: 4096 * (1 + (i % 300)), gen: 7, rev: 1, dataBlocks: 1 + (i % 300),
+        map: i % 2 ? { kind: 'inline', extents: [{ fileBlock: 0, count: 1 + (i % 300), stream: 7, streamBlock: i * 300 }] } : { kind: 'ref', root: { run: 7, pack: 0, offset: 64 + i, storedLen: 100, id: randomBytes(32) }, extentCount: 5 } })
+    }
+    entries.push({ ...entries[0]!, gen: 7 }) // a duplicate digest: one entry
+    const obj = encodeDedupObject(7, 3, entries)
+    const t = decodeDedupTrailer(obj.subarray(obj.length - 32), obj.length, 'obj')
+    const dir = decodeDedupDirectory(obj.subarray(0, 64), obj.subarray(t.D, t.D + t.dirLen), t, 7, 3, 'obj')
+    expect(dir.entries).toBe(5000)
+    expect(dir.fences.length).toBeGreaterThan(2)
+    for (const f of dir.fences) expect(f.storedLen).toBeLessThanOrEqual(64 << 10)
+    const pages = dir.fences.map((f, p) => decodeDedupPage(obj.subarray(f.offset, f.offset + f.storedLen), `page ${p}`))
+    for (const e of entries) {
+      expect(mayHaveDigest(dir, e.digest) && mayHaveSize(dir, e.sizeBytes)).toBe(true)
+      const found = pagesOf(dir, e.digest).flatMap((p) => pages[p]!).find((x) => x.digest.equals(e.digest))
+      expect(found?.sizeBytes).toBe(e.sizeBytes)
+      expect(found?.map).toEqual(e.map)
+    }
+    let falsePositives = 0
+    for (let i = 0; i < 5000; i++) if (mayHaveDigest(dir, randomBytes(32))) falsePositives++
+    expect(falsePositives).toBeLessThan(250) // ~1 % expected with 10 bits per entry and 7 probes
+    expect(() => decodeDedupDirectory(obj.subarray(0, 64), obj.subarray(t.D, t.D + t.dirLen), t, 7, 4, 'obj')).toThrow(/header says run 7 seq 3/)
   })
 })
 

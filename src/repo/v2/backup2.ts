@@ -41,7 +41,7 @@ import { compileExcludes, compileTagRules, type TagRules } from '../exclude.js'
 import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
-import { Dedup, contentDigest, fileDigest } from './dedup.js'
+import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
@@ -832,7 +832,9 @@ class Walk2 {
       if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
       // dedup (§2.17): the content's digest first; a copy already stored is referred to, nothing read again or stored
       let digest: Buffer | null = null
-      if (this.dedup.wants(size)) {
+      let streamed: StreamDigest | null = null
+      if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size)
+      else if (this.dedup.wants(size)) {
         digest = fileDigest(fd, size)
         if (digest && changedWhileRead(st1, native.fstatRecord(fd), false)) digest = null
         const hit = digest ? await this.usable(this.dedup.lookup(digest, size), size) : null
@@ -843,7 +845,8 @@ class Walk2 {
         }
       }
       const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal })
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, ...(streamed ? { onData: (b: Buffer, o: number, l: number, p: number) => streamed.update(b, o, l, p) } : {}) })
+      if (streamed) digest = streamed.digest()
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
       if (changedWhileRead(st1, st2, !!stored?.short)) {

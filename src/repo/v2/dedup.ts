@@ -56,6 +56,44 @@ export function fileDigest(fd: number, size: number): Buffer | null {
   return h.digest()
 }
 
+const ZEROS = Buffer.alloc(64 << 10)
+
+/**
+ * The content digest of a file taken from the ranges storeObject reads (StoreHooks.onData):
+ * what lies between them and after the last one reads as zeros (holes). Null when the
+ * ranges were not in order or ran past the size (the file changed: no digest).
+ */
+export class StreamDigest {
+  private readonly h = new Blake3Hasher(CONTENT_KEY)
+  private at = 0
+  private bad = false
+  constructor(private readonly size: number) {}
+
+  private zeros(n: number): void {
+    while (n > 0) {
+      const k = Math.min(n, ZEROS.length)
+      this.h.update(ZEROS, 0, k)
+      n -= k
+    }
+  }
+
+  update(buf: Buffer, off: number, len: number, pos: number): void {
+    if (this.bad || pos < this.at || pos + len > this.size) {
+      this.bad = true
+      return
+    }
+    this.zeros(pos - this.at)
+    this.h.update(buf, off, len)
+    this.at = pos + len
+  }
+
+  digest(): Buffer | null {
+    if (this.bad) return null
+    this.zeros(this.size - this.at)
+    return this.h.digest()
+  }
+}
+
 /** Keys of a run's dedup objects. */
 export function dedupKeysOf(repo: Repo2, run: number): string[] {
   return repo.sync.listSync(keys2.index).filter((k) => {
@@ -120,6 +158,7 @@ export class Dedup {
   private readonly pages = new Map<string, DedupEntry[]>()
   /** This run's entries not yet written: digest (latin1) → entry. */
   private batch = new Map<string, DedupEntry>()
+  private batchSizes = new Set<number>()
   private seq = 0
   readonly problems: string[] = []
 
@@ -217,6 +256,17 @@ export class Dedup {
     return entries
   }
 
+  /**
+   * Whether some stored file may have this size (the size filters, and this run's entries not
+   * yet written): when not, no lookup can hit, and the digest is taken while the file is
+   * stored instead of in a read pass of its own.
+   */
+  maySize(size: number): boolean {
+    if (this.batchSizes.has(size)) return true
+    for (const o of this.load()) if (mayHaveSize(o.dir, size)) return true
+    return false
+  }
+
   /** The map of an already stored file with this digest and size, or null (the caller checks a map reference reads, and calls used()). */
   lookup(digest: Buffer, size: number): StoredMap | null {
     const mine = this.batch.get(digest.toString('latin1'))
@@ -261,6 +311,7 @@ export class Dedup {
     const k = digest.toString('latin1')
     if (this.batch.has(k)) return
     this.batch.set(k, { digest, sizeBytes: size, gen: this.run, rev: 1, dataBlocks: m.dataBlocks, map: m.map })
+    this.batchSizes.add(size)
     if (this.batch.size >= DEDUP_OBJECT_ENTRIES) this.writeBatch()
   }
 
@@ -270,6 +321,7 @@ export class Dedup {
     this.repo.sync.putSync(key, encodeDedupObject(this.run, this.seq, [...this.batch.values()]), { syncListing: false })
     this.stats.indexed += this.batch.size
     this.batch = new Map()
+    this.batchSizes = new Set()
     const o = this.open(key, this.run, this.seq, true)
     this.seq++
     if (o) {
