@@ -16,7 +16,7 @@ import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { Repo2, envelope2 } from '../src/repo/v2/repo2.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeManifestV2, encodeRunRecord } from '../src/format/v2/records.js'
-import { type DedupEntry, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
+import { type DedupEntry, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, findInPage, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
 
 const MB = 1_000_000
 let work: string
@@ -321,6 +321,15 @@ describe('the object encoding', () => {
       const found = pagesOf(dir, e.digest).flatMap((p) => pages[p]!).find((x) => x.digest.equals(e.digest))
       expect(found?.sizeBytes).toBe(e.sizeBytes)
       expect(found?.map).toEqual(e.map)
+      // the in-place scan a backup's lookup uses finds the same entry
+      const p = pagesOf(dir, e.digest)[0]!
+      const raw = obj.subarray(dir.fences[p]!.offset, dir.fences[p]!.offset + dir.fences[p]!.storedLen)
+      expect(findInPage(raw, e.digest, 'page')).toEqual(found)
+    }
+    for (let i = 0; i < 200; i++) {
+      const d = randomBytes(32)
+      const p = pagesOf(dir, d)
+      if (p.length) expect(findInPage(obj.subarray(dir.fences[p[0]!]!.offset, dir.fences[p[0]!]!.offset + dir.fences[p[0]!]!.storedLen), d, 'page')).toBeNull()
     }
     let falsePositives = 0
     for (let i = 0; i < 5000; i++) if (mayHaveDigest(dir, randomBytes(32))) falsePositives++

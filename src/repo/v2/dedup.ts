@@ -15,8 +15,8 @@
 import fs from 'node:fs'
 import { Blake3Hasher, blake3Into } from '../../native/index.js'
 import {
-  type DedupDirectory, type DedupEntry, DEDUP_HEADER_BYTES, DEDUP_TRAILER_BYTES,
-  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, mayHaveDigest, mayHaveSize, pagesOf,
+  type DedupDirectory, type DedupEntry, DEDUP_HEADER_BYTES, DEDUP_TRAILER_BYTES, DedupBatch,
+  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, findInPage, mayHaveDigest, mayHaveSize, pagesOf,
 } from '../../format/v2/dedup.js'
 import { FormatError } from '../../format/errors.js'
 import { keys2 } from '../../format/v2/layout.js'
@@ -28,8 +28,8 @@ import type { Repo2 } from './repo2.js'
 export const DEDUP_RE = /^dedup-(\d{8})-(\d{4})$/
 /** Entries per object: a run's objects are written as this many accumulate (memory bounded), the last at the end. */
 export const DEDUP_OBJECT_ENTRIES = 1 << 16
-/** Index pages kept decoded (64 KiB raw each at most). */
-const PAGE_CACHE = 64
+/** Raw index pages kept (64 KiB each at most). */
+const PAGE_CACHE = 16
 /** Unencrypted repositories' content key (§2.5): the all-zero key, BLAKE3's keyed mode. */
 const CONTENT_KEY = Buffer.alloc(32)
 const READ_BYTES = 1 << 20
@@ -155,10 +155,9 @@ export class Dedup {
   private loaded: LoadedObject[] | null = null
   private readonly revs = new Map<number, number | null>()
   private committed: Set<number> | null = null
-  private readonly pages = new Map<string, DedupEntry[]>()
-  /** This run's entries not yet written: digest (latin1) → entry. */
-  private batch = new Map<string, DedupEntry>()
-  private batchSizes = new Set<number>()
+  private readonly pages = new Map<string, Buffer>()
+  /** This run's entries not yet written (encoded as they come: an object per entry cost a full backup ~80 MB of heap). */
+  private batch = new DedupBatch()
   private seq = 0
   readonly problems: string[] = []
 
@@ -234,26 +233,27 @@ export class Dedup {
     return r
   }
 
-  private page(o: LoadedObject, p: number): DedupEntry[] | null {
+  /** Raw page p of an object (a few cached), or null when it does not read. */
+  private page(o: LoadedObject, p: number): Buffer | null {
     const ck = `${o.key}:${p}`
-    let entries = this.pages.get(ck)
-    if (entries) {
+    let page = this.pages.get(ck)
+    if (page) {
       this.pages.delete(ck)
-      this.pages.set(ck, entries)
-      return entries
+      this.pages.set(ck, page)
+      return page
     }
     const f = o.dir.fences[p]!
     try {
-      entries = decodeDedupPage(this.repo.sync.getSync(o.key, { offset: f.offset, length: f.storedLen }), `${this.repo.store.where(o.key)} page ${p}`)
+      page = this.repo.sync.getSync(o.key, { offset: f.offset, length: f.storedLen })
     } catch (err) {
-      if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+      if (!(err instanceof StoreError)) throw err
       this.problem(err.message)
       return null
     }
     this.stats.pages++
-    this.pages.set(ck, entries)
+    this.pages.set(ck, page)
     if (this.pages.size > PAGE_CACHE) this.pages.delete(this.pages.keys().next().value!)
-    return entries
+    return page
   }
 
   /**
@@ -262,34 +262,32 @@ export class Dedup {
    * stored instead of in a read pass of its own.
    */
   maySize(size: number): boolean {
-    if (this.batchSizes.has(size)) return true
+    if (this.batch.sizes.has(size)) return true
     for (const o of this.load()) if (mayHaveSize(o.dir, size)) return true
     return false
   }
 
   /** The map of an already stored file with this digest and size, or null (the caller checks a map reference reads, and calls used()). */
   lookup(digest: Buffer, size: number): StoredMap | null {
-    const mine = this.batch.get(digest.toString('latin1'))
+    const mine = this.batch.find(digest)
     if (mine) return mine.sizeBytes === size ? this.hit(mine) : null
     for (const o of this.load()) {
       if (!mayHaveSize(o.dir, size) || !mayHaveDigest(o.dir, digest)) continue
       for (const p of pagesOf(o.dir, digest)) {
-        const entries = this.page(o, p)
-        if (!entries) continue
-        let lo = 0
-        let hi = entries.length - 1
-        while (lo <= hi) {
-          const mid = (lo + hi) >>> 1
-          const c = Buffer.compare(entries[mid]!.digest, digest)
-          if (c < 0) lo = mid + 1
-          else if (c > 0) hi = mid - 1
-          else {
-            const e = entries[mid]!
-            const live = o.own ? e.gen === this.run : e.gen < this.run && this.revOf(e.gen) === e.rev
-            if (e.sizeBytes === size && live) return this.hit(e)
-            break
-          }
+        const page = this.page(o, p)
+        if (!page) continue
+        let e: DedupEntry | null
+        try {
+          e = findInPage(page, digest, `${this.repo.store.where(o.key)} page ${p}`)
+        } catch (err) {
+          if (!(err instanceof FormatError)) throw err
+          this.problem(err.message)
+          continue
         }
+        if (!e) continue
+        const live = o.own ? e.gen === this.run : e.gen < this.run && this.revOf(e.gen) === e.rev
+        if (e.sizeBytes === size && live) return this.hit(e)
+        break
       }
     }
     return null
@@ -308,20 +306,16 @@ export class Dedup {
   /** Indexes a file this run stored (its map is in this run's tree). */
   add(digest: Buffer, size: number, m: StoredMap): void {
     if (!m.map || m.dataBlocks < 1) return // all zeros: nothing stored, nothing to share
-    const k = digest.toString('latin1')
-    if (this.batch.has(k)) return
-    this.batch.set(k, { digest, sizeBytes: size, gen: this.run, rev: 1, dataBlocks: m.dataBlocks, map: m.map })
-    this.batchSizes.add(size)
-    if (this.batch.size >= DEDUP_OBJECT_ENTRIES) this.writeBatch()
+    if (!this.batch.add({ digest, sizeBytes: size, gen: this.run, rev: 1, dataBlocks: m.dataBlocks, map: m.map })) return
+    if (this.batch.count >= DEDUP_OBJECT_ENTRIES) this.writeBatch()
   }
 
   private writeBatch(): void {
-    if (!this.batch.size) return
+    if (!this.batch.count) return
     const key = keys2.dedup(this.run, this.seq)
-    this.repo.sync.putSync(key, encodeDedupObject(this.run, this.seq, [...this.batch.values()]), { syncListing: false })
-    this.stats.indexed += this.batch.size
-    this.batch = new Map()
-    this.batchSizes = new Set()
+    this.repo.sync.putSync(key, this.batch.encode(this.run, this.seq), { syncListing: false })
+    this.stats.indexed += this.batch.count
+    this.batch = new DedupBatch()
     const o = this.open(key, this.run, this.seq, true)
     this.seq++
     if (o) {
