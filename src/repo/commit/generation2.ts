@@ -24,6 +24,7 @@ import { BfsError } from '../errors.js'
 import { WorkerPool } from '../pool.js'
 import { type Repo2, envelope2 } from '../v2/repo2.js'
 import { holderAlive, Lease, listLeases, readLease } from '../v2/lease.js'
+import { removeDedupOf } from '../v2/dedup.js'
 import type { CommitOptions } from './generation.js'
 import { storageError } from './recover.js'
 import { StreamWriter } from './stream.js'
@@ -85,7 +86,7 @@ function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void 
  */
 export async function recoverRuns2(repo: Repo2): Promise<number> {
   // temporary files of dead writers (the store's sweep keeps a live writer's)
-  for (const prefix of ['', keys2.manifests, keys2.runs, keys2.retired, keys2.leases, keys2.locks, keys2.tmp]) await repo.store.sweep(prefix, { shallow: true })
+  for (const prefix of ['', keys2.manifests, keys2.runs, keys2.retired, keys2.leases, keys2.locks, keys2.tmp, keys2.index]) await repo.store.sweep(prefix, { shallow: true })
   await repo.store.sweep(keys2.history, { shallow: true }).catch(() => undefined) // best effort (issue 17): never stops a backup
   let n = 0
   const host = os.hostname()
@@ -93,7 +94,10 @@ export async function recoverRuns2(repo: Repo2): Promise<number> {
     if (r.state !== 'running' || r.kind !== 'backup' || (r.host === host && r.pid === process.pid)) continue
     if (!runDead(repo, r, host)) continue
     const committed = repo.sync.hasSync(keys2.manifest(r.run))
-    if (!committed) repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
+    if (!committed) {
+      repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
+      removeDedupOf(repo, r.run)
+    }
     putRun(repo, { ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
     n++
   }
@@ -201,7 +205,10 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
           // recovery's rule (§2.20.6): a manifest that landed although its create failed (a lost
           // acknowledgement: the directory fsync after the link) is a commit; nothing is deleted
           const landed = repo.sync.hasSync(keys2.manifest(N))
-          if (!landed) repo.sync.removeSync(keys2.genDir(N), { recursive: true })
+          if (!landed) {
+            repo.sync.removeSync(keys2.genDir(N), { recursive: true })
+            removeDedupOf(repo, N)
+          }
           putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
         } catch {
           // the next writer's recovery finishes it (the record still says running, with our dead pid)

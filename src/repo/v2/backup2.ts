@@ -31,6 +31,7 @@ import { TreeWriter } from '../../pieces/tree-writer.js'
 import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
 import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
 import { BfsError } from '../errors.js'
+import { FormatError } from '../../format/errors.js'
 import { type BaseObject, storeObject } from '../objects.js'
 import { MAX_DELTA_DEPTH } from '../../format/maps.js'
 import { MapReader } from '../../pieces/maps.js'
@@ -40,6 +41,7 @@ import { compileExcludes, compileTagRules, type TagRules } from '../exclude.js'
 import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
+import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
@@ -83,6 +85,9 @@ interface ReadChunk {
   /** Whether the blocks went into the stream yet (place), and each file's extents there. */
   placed: boolean
   extents: Extent[][]
+  /** Per file: its content digest (dedup candidates read whole), and the map of an already stored copy (nothing placed). */
+  digests: Array<Buffer | null>
+  hits: Array<StoredMap | null>
 }
 
 /** Where a file of a window was read: its chunk and its index in it. */
@@ -235,6 +240,8 @@ class Walk2 {
   private readonly idReader: IdTableReader
   /** Previous maps or hashes that could not be read: those files were stored whole. */
   private readonly noBase = new Unreadable()
+  /** Dedup hits whose map could not be read: those files were stored. */
+  private readonly noDedup = new Unreadable()
   private nextOrd: number
   private readonly warnings: string[] = []
   private readonly skippedPaths: string[] = []
@@ -251,6 +258,8 @@ class Walk2 {
   private readonly freeChunks: ReadChunk[] = []
   private lastProgress = 0
   private readonly stats = { entries: 0, files: 0, dirs: 0, logicalBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
+  /** Content dedup (§2.17): lookups, and this run's index objects. */
+  private readonly dedup: Dedup
 
   constructor(
     private readonly repo: Repo2,
@@ -265,6 +274,7 @@ class Walk2 {
     this.reader = new TreeReader(ctx.pieces)
     this.mapReader = new MapReader(ctx.pieces)
     this.streams = new StreamSource2(repo)
+    this.dedup = new Dedup(repo, ctx.run)
     this.prevLinks = ctx.prev?.links ?? null
     for (const dir of repo.store.localRoots()) {
       const st = native.lstatRecord(dir)
@@ -324,7 +334,12 @@ class Walk2 {
       if (w.count) this.warn(`${w.count} ${what} piece${w.count > 1 ? 's' : ''} of the previous generation could not be read and ${w.count > 1 ? 'were' : 'was'} written afresh (${w.messages[0] ?? ''})`)
     }
     const links = await this.linksTable()
-    return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written }, warnings: this.warnings, skippedPaths: this.skippedPaths }
+    // §2.20.3 step 6: the run's last dedup object, before the manifest
+    this.dedup.finish()
+    if (this.noDedup.count) this.warn(`${this.noDedup.count} file${this.noDedup.count > 1 ? 's' : ''} already stored ${this.noDedup.count > 1 ? 'were' : 'was'} stored again: the stored copy's map could not be read (${this.noDedup.messages[0] ?? ''})`)
+    if (this.dedup.problems.length) this.warn(`dedup index: ${this.dedup.problems.length} object${this.dedup.problems.length > 1 ? 's or pages' : ' or page'} could not be read and ${this.dedup.problems.length > 1 ? 'were' : 'was'} passed over (${this.dedup.problems[0]})`)
+    const d = this.dedup.stats
+    return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed, dedupPagesRead: d.pages }, warnings: this.warnings, skippedPaths: this.skippedPaths }
   }
 
   private checkAbort(): void {
@@ -548,7 +563,7 @@ class Walk2 {
     let chunk = this.freeChunks.pop()
     if (!chunk || chunk.out.length < block * BLOCK_BYTES || chunk.ends.length < n) {
       const nn = Math.max(n, CHUNK)
-      chunk = { done: Promise.resolve(), out: Buffer.allocUnsafe(Math.max(block, CHUNK) * BLOCK_BYTES), recs: new Float64Array(2 * F * nn), info: new Int32Array(READ_FILE_INFO * nn), slots: new Uint32Array(2 * nn), ends: new Uint32Array(nn), names: Buffer.allocUnsafe(nn * 64), placed: false, extents: [] }
+      chunk = { done: Promise.resolve(), out: Buffer.allocUnsafe(Math.max(block, CHUNK) * BLOCK_BYTES), recs: new Float64Array(2 * F * nn), info: new Int32Array(READ_FILE_INFO * nn), slots: new Uint32Array(2 * nn), ends: new Uint32Array(nn), names: Buffer.allocUnsafe(nn * 64), placed: false, extents: [], digests: [], hits: [] }
     }
     const ends = chunk.ends.subarray(0, n)
     const slots = chunk.slots
@@ -573,6 +588,8 @@ class Walk2 {
     const c = chunk
     c.placed = false
     c.extents = new Array<Extent[]>(n)
+    c.digests = new Array<Buffer | null>(n).fill(null)
+    c.hits = new Array<StoredMap | null>(n).fill(null)
     c.done = native.readFilesAsync(p, c.names.subarray(0, len), ends, slots, c.out, c.recs, c.info)
     c.done.catch(() => undefined) // awaited by the first file of the chunk stored
     for (let j = 0; j < n; j++) win[idx[j]!]!.pre = { chunk: c, j }
@@ -632,6 +649,25 @@ class Walk2 {
   }
 
   /**
+   * A dedup hit, if its map can be used: a map reference must read (a damaged map piece of an
+   * older generation is not copied into this one, §2.20.10: the file is stored instead).
+   */
+  private async usable(hit: StoredMap | null, size: number): Promise<StoredMap | null> {
+    if (!hit) return null
+    if (hit.map?.kind === 'ref') {
+      try {
+        await this.mapReader.extents({ map: hit.map, size, dataBlocks: hit.dataBlocks })
+      } catch (err) {
+        if (!isPieceFailure(err) && !(err instanceof BfsError && err.code === 'CORRUPT') && !(err instanceof FormatError)) throw err
+        this.noDedup.note(err as Error)
+        return null
+      }
+    }
+    this.dedup.used(size)
+    return hit
+  }
+
+  /**
    * A read chunk's blocks into the stream, in file order, all at once: every file read whole
    * gets its extents (all-zero blocks are holes), and runs contiguous in the chunk and in the
    * stream are copied in one go (one copy per 4 KiB file was a sixth of a full backup).
@@ -640,6 +676,30 @@ class Walk2 {
     c.placed = true
     const stream = this.ctx.stream
     const n = c.extents.length
+    // dedup (§2.17): a file read whole whose content is already stored takes that map; a
+    // second copy within the chunk takes the first's extents; neither is placed
+    const dups = new Map<string, number>()
+    const dupOf: number[] = []
+    for (let j = 0; j < n; j++) {
+      const inf = j * READ_FILE_INFO
+      if (c.info[inf + 1] !== ReadFileStep.Ok) continue
+      const size = c.recs[j * 2 * native.STAT_FIELDS + native.S_SIZE]!
+      if (!this.dedup.wants(size) || c.info[inf + 2] !== size || c.info[inf + 3]! & READ_FILE_SHORT) continue
+      const digest = contentDigest(c.out, c.slots[2 * j]! * BLOCK_BYTES, size)
+      c.digests[j] = digest
+      const hit = await this.usable(this.dedup.lookup(digest, size), size)
+      if (hit) {
+        c.hits[j] = hit
+        continue
+      }
+      const k = digest.toString('latin1')
+      const first = dups.get(k)
+      if (first === undefined) dups.set(k, j)
+      else {
+        dupOf[j] = first
+        this.dedup.used(size)
+      }
+    }
     let from = 0 // pending copy: chunk bytes [from, to) → stream space at `at`
     let to = 0
     let space: { buf: Buffer; offsetBytes: number; blocks: number } | null = null
@@ -651,7 +711,11 @@ class Walk2 {
     for (let j = 0; j < n; j++) {
       const ext: Extent[] = []
       c.extents[j] = ext
-      if (c.info[j * READ_FILE_INFO + 1] !== ReadFileStep.Ok) continue
+      if (c.info[j * READ_FILE_INFO + 1] !== ReadFileStep.Ok || c.hits[j]) continue
+      if (dupOf[j] !== undefined) {
+        for (const x of c.extents[dupOf[j]!]!) ext.push({ ...x })
+        continue
+      }
       const zero = c.info[j * READ_FILE_INFO + 4]!
       const blocks = Math.ceil(c.recs[j * 2 * native.STAT_FIELDS + native.S_SIZE]! / BLOCK_BYTES)
       const first = c.slots[2 * j]!
@@ -702,11 +766,21 @@ class Walk2 {
     if (!c.placed) await this.place(c)
     const extents = c.extents[pre.j]!
     this.stats.bytesRead += got
+    let consistent = true
     if (changedWhileRead(c.recs.subarray(r1, r1 + F), c.recs.subarray(r1 + F, r1 + 2 * F), short)) {
       e.flags |= E_CHANGED_WHILE_READ
+      consistent = false
       this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
     }
-    this.stored(e, old, linkKey, await this.maps.write(extents, size, old?.type === FileType.File ? old : null))
+    const hit = c.hits[pre.j]
+    if (hit) {
+      this.stored(e, old, linkKey, hit)
+      return true
+    }
+    const m = await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+    this.stored(e, old, linkKey, m)
+    const digest = c.digests[pre.j]
+    if (digest && consistent) this.dedup.add(digest, size, m)
     return true
   }
 
@@ -756,11 +830,27 @@ class Walk2 {
       const size = e.size
       let regions = size > 0 ? [0, size] : []
       if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+      // dedup (§2.17): the content's digest first; a copy already stored is referred to, nothing read again or stored
+      let digest: Buffer | null = null
+      let streamed: StreamDigest | null = null
+      if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size)
+      else if (this.dedup.wants(size)) {
+        digest = fileDigest(fd, size)
+        if (digest && changedWhileRead(st1, native.fstatRecord(fd), false)) digest = null
+        const hit = digest ? await this.usable(this.dedup.lookup(digest, size), size) : null
+        if (hit) {
+          this.stats.bytesRead += size
+          this.stored(e, old, linkKey, hit)
+          return true
+        }
+      }
       const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal })
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, ...(streamed ? { onData: (b: Buffer, o: number, l: number, p: number) => streamed.update(b, o, l, p) } : {}) })
+      if (streamed) digest = streamed.digest()
       if (stored) this.stats.bytesRead += stored.bytesRead
       const st2 = native.fstatRecord(fd)
       if (changedWhileRead(st1, st2, !!stored?.short)) {
+        digest = null
         e.flags |= E_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }
@@ -768,7 +858,9 @@ class Walk2 {
       const last = extents[extents.length - 1]
       if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
       // nothing differs from the previous version: its map stays (no piece written)
-      this.stored(e, old, linkKey, stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null))
+      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+      this.stored(e, old, linkKey, m)
+      if (digest) this.dedup.add(digest, size, m)
       return true
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code

@@ -23,6 +23,8 @@ import { WorkerReaders } from '../readers.js'
 import type { VerifyOptions, VerifyResult } from '../verify.js'
 import type { ScanUnitReply, ScanUnitRequest } from '../verify-worker.js'
 import { GenReader2, StreamSource2 } from './read2.js'
+import { dedupKeysOf, readDedupObject } from './dedup.js'
+import { extentDataBlocks } from '../../format/v2/common.js'
 import { type Repo2, payloadOf } from './repo2.js'
 
 const msg = (err: unknown): string => (err as Error).message
@@ -150,6 +152,27 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
       }
     }
     await r.close()
+    // the dedup objects this backup wrote (§2.17): each decodes whole, its entries name this
+    // generation and, when inline, blocks of streams that exist
+    if (man.run === id) {
+      for (const key of dedupKeysOf(repo, id)) {
+        check()
+        try {
+          for (const e of readDedupObject(repo, key)) {
+            if (e.gen !== id) throw new Error(`an entry names gen${e.gen}`)
+            if (e.map.kind === 'inline') {
+              if (extentDataBlocks(e.map.extents) !== e.dataBlocks) throw new Error(`an entry has ${e.dataBlocks} data blocks, its map ${extentDataBlocks(e.map.extents)}`)
+              for (const x of e.map.extents) {
+                const rec = x.stream <= id ? streamOf(x.stream) : null
+                if (!rec || x.streamBlock + x.count > rec.streamBlocks) throw new Error(`an entry refers to blocks ${x.streamBlock}+${x.count} of stream ${x.stream}, which it does not have`)
+              }
+            } else if (e.map.root.run > id) throw new Error(`an entry's map is a piece of run ${e.map.root.run}`)
+          }
+        } catch (err) {
+          problem(`${repo.store.where(key)}: ${msg(err)}`)
+        }
+      }
+    }
   }
 
   // The streams' hashes files, then every unit of them on the workers.
