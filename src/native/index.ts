@@ -1077,8 +1077,8 @@ export function biReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset:
  * looked up a second time to prove it is the same file (otherwise it is, as openQuiet does:
  * a file renamed over since the scan is read as the path names it now), and the open's fstat
  * serves the read. (So the scanned inode is read even if a mount made since the scan hides
- * its path in bfs's namespace: the quiet tree has no mounts.) `out` (a Float64Array of at least 2) receives
- * `[bytes read, blocks read as zeros]`.
+ * its path in bfs's namespace: the quiet tree has no mounts.) `out` (a Float64Array of at
+ * least 2) receives `[bytes read, blocks read as zeros]`.
  * @throws {NativeError} syscall `'open'` when the file could not be opened, `'read'` when it
  *   could not be read (as {@link biReadLiveShared}); `'ECANCELED'` when no longer shared.
  */
