@@ -119,6 +119,15 @@ int bilog_mark_read(bilog_t *b, int fd, uint64_t off, uint64_t len);
  */
 int bilog_open_quiet(bilog_t *b, const char *path);
 /**
+ * bilog_open_quiet, bilog_read_live and close in one call, for a range of a file bfs's scan
+ * found at `path` as inode (dev, ino): when the quiet tree's fd is that inode, the lstat that
+ * proves it is the file `path` names is skipped, and the open's fstat serves the read (one
+ * fstat per file, as offline). Returns the bytes read or -errno; *at_open says whether the open
+ * failed (1) or the read (0).
+ */
+ssize_t bilog_read_file(bilog_t *b, const char *path, uint64_t dev, uint64_t ino, void *buf, size_t len, uint64_t off,
+                        uint64_t *logged, int *at_open);
+/**
  * The T0 state of (dev, ino) if the capture has seen the inode: 1 and *out filled. 0 when it
  * has not — nothing changed it since T0, so its current stat is its T0 state (out->uncovered
  * still says whether it had a writer at T0). -errno on error.

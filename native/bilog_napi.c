@@ -13,8 +13,11 @@
  *   bilogReadLive(h, fd, buf, bufOffset, length, position) -> [bytes read, blocks logged]
  *   bilogIgnore(h, dev, inoHi, inoLo)
  *   bilogOpenQuiet(h, path) -> fd; bilogOpenQuietShared(id, path) -> fd (any thread);
- *   bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered];
+ *   bilogT0StatIno(h, dev, inoHi, inoLo) -> [found, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered],
+ *     or undefined when not found and covered (found 0, uncovered 0: most files);
  *   bilogShare(h) -> id; bilogUnshare(h); bilogReadLiveShared(id, fd, buf, bufOffset, length, position) -> [bytes, logged] (any thread)
+ *   bilogReadFileShared(id, path, dev, inoHi, inoLo, buf, bufOffset, length, position, out) (any thread): open quietly,
+ *     read live, close; out (a Float64Array of 2) = [bytes, logged]; errors thrown with syscall 'open' or 'read'
  *   bilogMarkRead(h, fd, offset, length)
  *   bilogT0Stat(h, fd) -> Float64Array [size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec, igen, uncovered]
  *   bilogStop(h) -> Float64Array (stats after the stop)
@@ -437,6 +440,58 @@ static napi_value js_bilog_read_live_shared(napi_env env, napi_callback_info inf
   return r;
 }
 
+static char *bl_path_arg(napi_env env, napi_value v);
+
+/* bilogReadFileShared(id, path, dev, inoHi, inoLo, buf, bufOffset, length, position, out) (any thread):
+ * bilog_read_file; out[0] = bytes read, out[1] = blocks logged (read as zeros). One call per
+ * file range: no fd, no result array to make. */
+static napi_value js_bilog_read_file_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  if (!bl_args(env, info, 10, argv)) return NULL;
+  double dev, hi, lo;
+  if (!bl_integer(env, argv[2], "dev", 0, 9007199254740991.0, &dev) ||
+      !bl_integer(env, argv[3], "inoHi", 0, 4294967295.0, &hi) || !bl_integer(env, argv[4], "inoLo", 0, 4294967295.0, &lo))
+    return NULL;
+  /* (fd is checked by bl_read_args: a placeholder 0 in its slot) */
+  napi_value rargv[5];
+  napi_create_int32(env, 0, &rargv[0]);
+  rargv[1] = argv[5];
+  rargv[2] = argv[6];
+  rargv[3] = argv[7];
+  rargv[4] = argv[8];
+  bl_read_args_t a;
+  if (!bl_read_args(env, rargv, &a)) return NULL;
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  size_t tlen = 0;
+  void *tdata = NULL;
+  if (napi_is_typedarray(env, argv[9], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[9], &tt, &tlen, &tdata, NULL, NULL) != napi_ok || tt != napi_float64_array || tlen < 2) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "The \"out\" argument must be a Float64Array of 2");
+    return NULL;
+  }
+  char *path = bl_path_arg(env, argv[1]);
+  if (!path) return NULL;
+  int slot = bl_sh_acquire(env, argv[0], "bilogReadFileShared");
+  if (slot < 0) {
+    free(path);
+    return NULL;
+  }
+  uint64_t logged = 0;
+  int at_open = 0;
+  ssize_t r = bilog_read_file(bl_sh[slot].b, path, (uint64_t)dev, ((uint64_t)hi << 32) | (uint64_t)lo, a.dst, a.len, a.pos,
+                              &logged, &at_open);
+  bl_sh_release(slot);
+  free(path);
+  if (r < 0) {
+    bl_throw_errno(env, (int)-r, at_open ? "open" : "read", NULL);
+    return NULL;
+  }
+  ((double *)tdata)[0] = (double)r;
+  ((double *)tdata)[1] = (double)logged;
+  return NULL;
+}
+
 /* bilogIgnore(h, dev, inoHi, inoLo) */
 static napi_value js_bilog_ignore(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -567,6 +622,11 @@ static napi_value js_bilog_t0_stat_ino(napi_env env, napi_callback_info info) {
     bl_throw_errno(env, -r, "bilogT0StatIno", NULL);
     return NULL;
   }
+  if (r == 0 && s.uncovered == 0) { /* the common case (not seen, covered): no array to make */
+    napi_value u;
+    napi_get_undefined(env, &u);
+    return u;
+  }
   double v[8] = {r, (double)s.size, (double)s.mtime_sec, s.mtime_nsec, (double)s.ctime_sec, s.ctime_nsec, s.igen, s.uncovered};
   return bl_f64(env, v, 8);
 }
@@ -598,6 +658,7 @@ napi_value bfs_bilog_init(napi_env env, napi_value exports) {
       {"bilogShare", NULL, js_bilog_share, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogUnshare", NULL, js_bilog_unshare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogReadLiveShared", NULL, js_bilog_read_live_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bilogReadFileShared", NULL, js_bilog_read_file_shared, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogOpenQuiet", NULL, js_bilog_open_quiet, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogOpenQuietShared", NULL, js_bilog_open_quiet_shared, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bilogT0StatIno", NULL, js_bilog_t0_stat_ino, NULL, NULL, NULL, napi_enumerable, NULL},

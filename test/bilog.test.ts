@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BiCapture, BI_REASON, biUnsupportedMessage, xxh64Into } from '../src/native/index.js'
+import { BiCapture, BI_REASON, biReadFileShared, biUnsupportedMessage, xxh64Into } from '../src/native/index.js'
 import { BiKind, decodeBiLog } from '../src/format/bilog.js'
 import { ROOT, sh, tmpdir } from './helpers.js'
 
@@ -349,6 +349,80 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       expect(cap.t0StatIno(...ino).t0).toBe(null) // nothing changed it: its stat now is its T0 state
       await must(`echo more >> ${other}`)
       expect(cap.t0StatIno(...ino).t0?.sizeBytes).toBe(3 * 4096)
+    } finally {
+      cap.stop()
+    }
+  })
+
+  it('biReadFileShared: a range read in one call (quiet open, live read, close) — the T0 size, blocks changed before the read as zeros, no events; a path that no longer names the inode the scan found is opened as openQuiet opens it; a mount made since the scan does not hide the scanned file', async () => {
+    const mnt = await makeFs('ext4', 'ext4-readfile')
+    const file = path.join(mnt, 'f')
+    const t0bytes = Buffer.alloc(6 * 4096 + 100)
+    for (let i = 0; i + 4 <= t0bytes.length; i += 4) t0bytes.writeUInt32LE((i * 2654435761) >>> 0, i)
+    fs.writeFileSync(file, t0bytes)
+    fs.writeFileSync(path.join(mnt, 'old'), 'the file the scan saw')
+    fs.mkdirSync(path.join(mnt, 'sub'))
+    fs.writeFileSync(path.join(mnt, 'sub', 'x'), 'hidden under the mount')
+    await must('sync')
+    const idOf = (p: string): [number, number, number] => {
+      const st = fs.statSync(p, { bigint: true })
+      return [Number(st.dev), Number(st.ino >> 32n), Number(st.ino & 0xffffffffn)]
+    }
+    const scanned = idOf(file)
+    const oldId = idOf(path.join(mnt, 'old'))
+    const cap = BiCapture.start(mnt, path.join(work, 'readfile.bilog'))
+    const id = cap.share()
+    const out = new Float64Array(2)
+    try {
+      // another process overwrites block 1 and appends after T0: block 1 is logged (read as
+      // zeros), and the read ends at the T0 size
+      await must(`head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=1 conv=notrunc status=none && echo appended >> ${file}`)
+      const live = fs.readFileSync(file)
+      const { ownEvents, treeOpens } = cap.stats()
+      const buf = Buffer.alloc(8 * 4096, 0xee)
+      biReadFileShared(id, file, ...scanned, buf, 4096, 8 * 4096 - 4096, 0, out)
+      expect([...out]).toEqual([t0bytes.length, 1])
+      expect(buf.subarray(0, 4096).equals(Buffer.alloc(4096, 0xee))).toBe(true) // before bufOffset: untouched
+      const got = buf.subarray(4096, 4096 + t0bytes.length)
+      expect(got.subarray(4096, 8192).equals(Buffer.alloc(4096))).toBe(true)
+      expect(got.subarray(0, 4096).equals(live.subarray(0, 4096))).toBe(true)
+      expect(got.subarray(8192).equals(live.subarray(8192, t0bytes.length))).toBe(true)
+      expect(cap.stats().treeOpens - treeOpens).toBe(1) // through the quiet tree
+      expect(cap.stats().ownEvents - ownEvents).toBe(0) // the open and the read raised nothing
+      expect(cap.stats().settled).toBe(1) // read to its T0 end
+      // at the T0 size: nothing
+      biReadFileShared(id, file, ...scanned, buf, 0, 4096, t0bytes.length, out)
+      expect([...out]).toEqual([0, 0])
+      // the path now names another file (renamed over since the scan): the file the path names
+      // is read, as openQuiet would open it (the inode the scan found is gone from the path)
+      fs.renameSync(path.join(mnt, 'old'), path.join(mnt, 'old.bak'))
+      fs.writeFileSync(path.join(mnt, 'old'), 'the new file')
+      biReadFileShared(id, path.join(mnt, 'old'), ...oldId, buf, 0, 4096, 0, out)
+      expect(buf.subarray(0, out[0]).toString()).toBe('the new file')
+      // a mount inside the tree: the tmpfs file the path names in bfs's namespace is not on the
+      // captured filesystem (EXDEV, as readLive says), never the one hidden under it; a file the
+      // scan found before a mount hid it is the one read
+      const sub = path.join(mnt, 'sub')
+      const hidden = idOf(path.join(sub, 'x'))
+      await must(`mount -t tmpfs -o size=1m bfs-readfile-sub ${sub}`)
+      try {
+        fs.writeFileSync(path.join(sub, 'x'), 'on the tmpfs')
+        expect(() => biReadFileShared(id, path.join(sub, 'x'), ...idOf(path.join(sub, 'x')), buf, 0, 4096, 0, out)).toThrow(/EXDEV/)
+        biReadFileShared(id, path.join(sub, 'x'), ...hidden, buf, 0, 4096, 0, out)
+        expect(buf.subarray(0, out[0]).toString()).toBe('hidden under the mount')
+      } finally {
+        await must(`umount ${sub}`)
+      }
+      // errors say which call failed
+      let err: NodeJS.ErrnoException | undefined
+      try {
+        biReadFileShared(id, path.join(mnt, 'missing'), ...scanned, buf, 0, 4096, 0, out)
+      } catch (e) {
+        err = e as NodeJS.ErrnoException
+      }
+      expect([err?.code, err?.syscall]).toEqual(['ENOENT', 'open'])
+      cap.unshare()
+      expect(() => biReadFileShared(id, file, ...scanned, buf, 0, 4096, 0, out)).toThrow(/ECANCELED/)
     } finally {
       cap.stop()
     }

@@ -50,7 +50,8 @@ static const uint64_t SIZES[NF] = {0, 1, 4095, 4096 + 17, 100000, 300000, (1 << 
 
 static char dir[4096];
 static uint8_t *t0copy[NF];
-static uint64_t t0ino[NF];
+static uint64_t t0ino[NF], t0dev[NF];
+static _Atomic uint64_t file_reads; /* bilog_read_file calls that returned bytes */
 static int rfd[NF];
 static bilog_t *eng;
 static int failures;
@@ -149,7 +150,30 @@ static void writer(int go_fd, uint64_t seed) {
 typedef struct {
   int first; /* reads files first, first + 2, ... */
   uint64_t seed;
+  int live;  /* through bilog_read_file (by path and scanned inode; blocks logged before the read as zeros) */
 } reader_arg_t;
+
+/* bilog_read_file's [o, e) of file i in buf: each block's part is its T0 bytes, or zeros when it
+ * was logged before the read (at most *logged such parts). */
+static void check_live(int i, const uint8_t *buf, uint64_t o, uint64_t e, uint64_t logged) {
+  uint64_t zeroed = 0;
+  for (uint64_t s0 = o; s0 < e;) {
+    uint64_t s1 = (s0 / 4096 + 1) * 4096 < e ? (s0 / 4096 + 1) * 4096 : e;
+    if (memcmp(buf + (s0 - o), t0copy[i] + s0, s1 - s0) != 0) {
+      for (uint64_t k = s0; k < s1; k++)
+        if (buf[k - o]) {
+          FAIL("f%d: read_file [%llu, %llu): block %llu is neither its T0 bytes nor zeros", i, (unsigned long long)o,
+               (unsigned long long)e, (unsigned long long)(s0 / 4096));
+          return;
+        }
+      zeroed++;
+    }
+    s0 = s1;
+  }
+  if (zeroed > logged)
+    FAIL("f%d: read_file [%llu, %llu): %llu blocks read as zeros, %llu counted", i, (unsigned long long)o,
+         (unsigned long long)e, (unsigned long long)zeroed, (unsigned long long)logged);
+}
 
 static void *reader(void *arg) {
   reader_arg_t *ra = arg;
@@ -173,16 +197,31 @@ static void *reader(void *arg) {
       uint64_t o = starts[k], e = SIZES[i];
       for (uint64_t m = 0; m < n; m++) /* the chunk ends where the next one starts */
         if (starts[m] > o && starts[m] < e) e = starts[m];
-      ssize_t r = bilog_read_t0(eng, rfd[i], buf, e - o, o, 1);
-      if (r != (ssize_t)(e - o)) {
-        FAIL("f%d: read_t0 [%llu, %llu) returned %zd", i, (unsigned long long)o, (unsigned long long)e, r);
-        continue;
-      }
-      if (memcmp(buf, t0copy[i] + o, e - o) != 0) {
-        uint64_t d = 0;
-        while (buf[d] == t0copy[i][o + d]) d++;
-        FAIL("f%d: read_t0 [%llu, %llu) differs from the T0 copy at %llu", i, (unsigned long long)o,
-             (unsigned long long)e, (unsigned long long)(o + d));
+      if (ra->live) {
+        char p[4200];
+        path_of(i, p, sizeof p);
+        uint64_t logged = 0;
+        int at_open = -1;
+        ssize_t r = bilog_read_file(eng, p, t0dev[i], t0ino[i], buf, e - o, o, &logged, &at_open);
+        if (r != (ssize_t)(e - o)) {
+          FAIL("f%d: read_file [%llu, %llu) returned %zd (at_open %d)", i, (unsigned long long)o, (unsigned long long)e, r,
+               at_open);
+          continue;
+        }
+        file_reads++;
+        check_live(i, buf, o, e, logged);
+      } else {
+        ssize_t r = bilog_read_t0(eng, rfd[i], buf, e - o, o, 1);
+        if (r != (ssize_t)(e - o)) {
+          FAIL("f%d: read_t0 [%llu, %llu) returned %zd", i, (unsigned long long)o, (unsigned long long)e, r);
+          continue;
+        }
+        if (memcmp(buf, t0copy[i] + o, e - o) != 0) {
+          uint64_t d = 0;
+          while (buf[d] == t0copy[i][o + d]) d++;
+          FAIL("f%d: read_t0 [%llu, %llu) differs from the T0 copy at %llu", i, (unsigned long long)o,
+               (unsigned long long)e, (unsigned long long)(o + d));
+        }
       }
       struct timespec ts2 = {0, (long)(rnd(&s) % 300000)}; /* let the writer interleave */
       nanosleep(&ts2, NULL);
@@ -347,6 +386,7 @@ int main(int argc, char **argv) {
     }
     close(fd);
     t0ino[i] = st.st_ino;
+    t0dev[i] = st.st_dev;
   }
   int go[2];
   if (pipe(go) != 0) return perror("pipe"), 1;
@@ -379,7 +419,8 @@ int main(int argc, char **argv) {
   close(go[1]);
 
   pthread_t rt[2];
-  reader_arg_t ra[2] = {{0, seed * 31 + 7}, {1, seed * 37 + 11}};
+  /* the odd files through bilog_read_file, as bfs's workers read (by path, quiet tree) */
+  reader_arg_t ra[2] = {{0, seed * 31 + 7, 0}, {1, seed * 37 + 11, 1}};
   for (int k = 0; k < 2; k++) pthread_create(&rt[k], NULL, reader, &ra[k]);
   for (int k = 0; k < 2; k++) pthread_join(rt[k], NULL);
   int ws;
@@ -393,6 +434,7 @@ int main(int argc, char **argv) {
   if (st.void_reason) FAIL("the run is void (reason %llu)", (unsigned long long)st.void_reason);
   if (st.images == 0) FAIL("no images were logged: the writer and the readers did not overlap");
   if (st.own_events == 0) FAIL("no events of our own reads were seen");
+  if (file_reads == 0) FAIL("no bilog_read_file read returned bytes");
   check_log(logpath, &st);
   bilog_free(eng);
 

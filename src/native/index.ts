@@ -142,9 +142,10 @@ interface Addon {
   bilogShare(h: BiCaptureHandle): number
   bilogOpenQuiet(h: BiCaptureHandle, path: PathLike): number
   bilogOpenQuietShared(id: number, path: PathLike): number
-  bilogT0StatIno(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): Float64Array
+  bilogT0StatIno(h: BiCaptureHandle, dev: number, inoHi: number, inoLo: number): Float64Array | undefined
   bilogUnshare(h: BiCaptureHandle): void
   bilogReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number]
+  bilogReadFileShared(id: number, path: PathLike, dev: number, inoHi: number, inoLo: number, buf: Buffer, bufOffset: number, length: number, position: number, out: Float64Array): void
   bilogMarkRead(h: BiCaptureHandle, fd: number, offset: number, length: number): void
   bilogT0Stat(h: BiCaptureHandle, fd: number): Float64Array
   bilogStop(h: BiCaptureHandle): Float64Array
@@ -215,6 +216,7 @@ export const ADDON_FUNCTIONS = [
   'bilogT0StatIno',
   'bilogUnshare',
   'bilogReadLiveShared',
+  'bilogReadFileShared',
   'bilogMarkRead',
   'bilogT0Stat',
   'bilogStop',
@@ -1021,6 +1023,7 @@ export class BiCapture {
    */
   t0StatIno(dev: number, inoHi: number, inoLo: number): { t0: BiT0Stat | null; uncovered: number } {
     const v = addon().bilogT0StatIno(this.h, dev, inoHi, inoLo)
+    if (!v) return { t0: null, uncovered: 0 } // (not seen, covered: the addon makes no array)
     return { t0: v[0] ? { sizeBytes: v[1]!, mtimeSec: v[2]!, mtimeNsec: v[3]!, ctimeSec: v[4]!, ctimeNsec: v[5]!, igen: v[6]!, uncovered: v[7]! } : null, uncovered: v[7]! }
   }
 
@@ -1064,6 +1067,34 @@ export class BiCapture {
  */
 export function biReadLiveShared(id: number, fd: number, buf: Buffer, bufOffset: number, length: number, position: number): [number, number] {
   return addon().bilogReadLiveShared(id, fd, buf, bufOffset, length, position)
+}
+
+/**
+ * One range of a file read through the capture shared as `id`, from any thread: what
+ * {@link biOpenQuietShared}, {@link biReadLiveShared} (until the range or the T0 size ends) and
+ * a close do, in one call and with fewer system calls. `dev`/`inoHi`/`inoLo` are the inode
+ * the caller's scan found at `path`: when the quiet open finds that inode, the path is not
+ * looked up a second time to prove it is the same file (otherwise it is, as openQuiet does:
+ * a file renamed over since the scan is read as the path names it now), and the open's fstat
+ * serves the read. (So the scanned inode is read even if a mount made since the scan hides
+ * its path in bfs's namespace: the quiet tree has no mounts.) `out` (a Float64Array of at
+ * least 2) receives `[bytes read, blocks read as zeros]`.
+ * @throws {NativeError} syscall `'open'` when the file could not be opened, `'read'` when it
+ *   could not be read (as {@link biReadLiveShared}); `'ECANCELED'` when no longer shared.
+ */
+export function biReadFileShared(
+  id: number,
+  path: PathLike,
+  dev: number,
+  inoHi: number,
+  inoLo: number,
+  buf: Buffer,
+  bufOffset: number,
+  length: number,
+  position: number,
+  out: Float64Array,
+): void {
+  addon().bilogReadFileShared(id, path, dev, inoHi, inoLo, buf, bufOffset, length, position, out)
 }
 
 /** {@link BiCapture.openQuiet} from any thread, through the capture shared as `id`. */

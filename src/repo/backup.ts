@@ -546,7 +546,7 @@ class TreeWriter {
         e.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
         this.warn(`${p.rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
       }
-      if (a) this.pending.delete(r.tag)
+      if (a || r.last) this.pending.delete(r.tag)
     }
   }
 
@@ -700,7 +700,7 @@ class TreeWriter {
       let pos = 0
       let first = -1
       while (pos < e.size) {
-        const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size, captured ? this.online!.sharedId : 0)
+        const r = await this.stream.planRead(tag, p, pos, e.size - pos, pos === 0, e.size, captured ? this.online!.sharedId : 0, captured ? [e.srcDev, e.srcInoHi, e.srcInoLo] : undefined)
         if (first < 0) first = r.streamBlock
         pos += r.bytes
         if (this.reporter.progress && pos < e.size) this.progress(rel, e.size - pos)

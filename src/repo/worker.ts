@@ -56,6 +56,13 @@ export interface PlannedRead {
    * live bytes, with blocks changed since T0 as zeros (ReadResult.logged counts them).
    */
   bilog?: number
+  /**
+   * With `bilog`: the inode the scan found at `path` (st_dev, st_ino's high and low 32 bits).
+   * The range is then read in one call (native.biReadFileShared): open, read and close, the
+   * path looked up once and the file stat'ed once. The file's last range reports `last`, not
+   * `after` (with --online a change after T0 is not one).
+   */
+  ino?: [number, number, number]
 }
 
 /** What reading one planned range found. */
@@ -71,7 +78,12 @@ export interface ReadResult {
   after?: [number, number, number, number, number]
   /** With `bilog`: blocks read as zeros because their before-images are in the capture. */
   logged?: number
+  /** The file's last range was read (set instead of `after` for a read with `ino`). */
+  last?: boolean
 }
+
+/** readPlanned's out argument of native.biReadFileShared: [bytes read, blocks logged]. */
+const fileOut = new Float64Array(2)
 
 const compressors = new Map<number, FrameCompressor>()
 /** Reused output buffer: one frame's worst-case compressed size. */
@@ -88,21 +100,33 @@ export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
     const padded = Math.ceil(r.bytes / BLOCK_BYTES) * BLOCK_BYTES
     let fd = -1
     try {
-      // --online: an fd whose reads raise no events (each would be a round trip through the listener)
-      fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openSource(path)
-      res.errorAt = 'read'
-      let got = 0
-      while (got < r.bytes) {
-        let n: number
-        if (r.bilog) {
-          const [k, z] = native.biReadLiveShared(r.bilog, fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
-          n = k
-          if (z) res.logged = (res.logged ?? 0) + z
-        } else n = fs.readSync(fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
-        if (n === 0) break
-        got += n
+      if (r.bilog && r.ino) {
+        // --online: open (quietly: no events), read and close in one native call
+        try {
+          native.biReadFileShared(r.bilog, path, r.ino[0], r.ino[1], r.ino[2], raw, r.unitOffsetBytes, r.bytes, r.fileOffset, fileOut)
+        } catch (err) {
+          res.errorAt = (err as native.NativeError).syscall === 'open' ? 'open' : 'read'
+          throw err
+        }
+        res.bytesRead = fileOut[0]!
+        if (fileOut[1]) res.logged = fileOut[1]
+      } else {
+        // --online: an fd whose reads raise no events (each would be a round trip through the listener)
+        fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openSource(path)
+        res.errorAt = 'read'
+        let got = 0
+        while (got < r.bytes) {
+          let n: number
+          if (r.bilog) {
+            const [k, z] = native.biReadLiveShared(r.bilog, fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
+            n = k
+            if (z) res.logged = (res.logged ?? 0) + z
+          } else n = fs.readSync(fd, raw, r.unitOffsetBytes + got, r.bytes - got, r.fileOffset + got)
+          if (n === 0) break
+          got += n
+        }
+        res.bytesRead = got
       }
-      res.bytesRead = got
       if (r.first) {
         try {
           const x = native.getXattrs(path)
@@ -111,7 +135,8 @@ export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
           res.xattrs = null
         }
       }
-      if (r.last) {
+      if (r.last && fd < 0) res.last = true
+      else if (r.last) {
         const st = native.fstatRecord(fd)
         res.after = [st[native.S_SIZE]!, st[native.S_MTIME_SEC]!, st[native.S_MTIME_NSEC]!, st[native.S_CTIME_SEC]!, st[native.S_CTIME_NSEC]!]
       }

@@ -101,13 +101,13 @@ export class StreamWriter {
    * in parallel, off the main thread). Returns the first stream block and how many bytes
    * of the range fit in the current unit; call again for the rest.
    */
-  async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number, bilog = 0): Promise<{ streamBlock: number; bytes: number }> {
+  async planRead(tag: number, path: Buffer, fileOffset: number, bytes: number, first: boolean, totalBytes: number, bilog = 0, ino?: [number, number, number]): Promise<{ streamBlock: number; bytes: number }> {
     if (this.error) throw this.error
     this.pool.prestart()
     if (this.fill === this.unitBlocks) await this.flushUnit()
     const fitBytes = Math.min(bytes, (this.unitBlocks - this.fill) * BLOCK_BYTES)
     const streamBlock = this.nextStreamBlock
-    this.reads.push({ tag, path, fileOffset, bytes: fitBytes, unitOffsetBytes: this.fill * BLOCK_BYTES, first, last: fileOffset + fitBytes >= totalBytes, ...(bilog ? { bilog } : {}) })
+    this.reads.push({ tag, path, fileOffset, bytes: fitBytes, unitOffsetBytes: this.fill * BLOCK_BYTES, first, last: fileOffset + fitBytes >= totalBytes, ...(bilog ? { bilog, ...(ino ? { ino } : {}) } : {}) })
     this.fill += Math.ceil(fitBytes / BLOCK_BYTES)
     return { streamBlock, bytes: fitBytes }
   }
