@@ -70,6 +70,17 @@ const WINDOW_BYTES = 8 << 20
 const CHUNK = 128
 /** Directory listings read ahead of the walk (in walk order) on the threadpool. */
 const SCAN_AHEAD = 4
+/**
+ * Only directories whose st_size is at least this are listed on the threadpool (ahead of
+ * the walk); smaller ones are listed synchronously when the walk gets there, as format 1
+ * does. A threadpool round trip (queue, futex wake-up, completion through the event loop,
+ * the walk waiting for it) costs more than listing and lstat-ing a few dozen page-cached
+ * entries: the Linux tree (~5,000 directories of ~15 entries) spent half its no-change
+ * backup waiting (native-notes/v2-backup.md, "Incremental on the Linux tree"). A directory
+ * of this size has some hundreds of entries (ext4: 4 KiB blocks of ~30-byte records; tmpfs
+ * 20 bytes an entry; btrfs twice the names' bytes).
+ */
+const SCAN_ASYNC_MIN_BYTES = 8192
 
 /** One chunk of a window's small files, read by readFilesAsync. */
 interface ReadChunk {
@@ -182,13 +193,24 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
  */
 class SafeCursor {
   private c: PrevCursor | null
+  /** Kept for release() after a failure set `c` to null. */
+  private readonly cursor: PrevCursor
+
   constructor(reader: TreeReader, dir: DirRef | null, private readonly unreadable: Workarounds) {
-    this.c = new PrevCursor(reader, dir)
+    this.c = this.cursor = new PrevCursor(reader, dir)
   }
 
   /** The previous entry of `name` when known without waiting (see PrevCursor.seekSync), else undefined: call seek(). */
   seekSync(name: Buffer): Entry2 | null | undefined {
-    return this.c ? this.c.seekSync(name) : null
+    try {
+      return this.c ? this.c.seekSync(name) : null
+    } catch (err) {
+      // (pages read synchronously: a piece failure surfaces here)
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      this.c = null
+      return null
+    }
   }
 
   async seek(name: Buffer): Promise<Entry2 | null> {
@@ -202,10 +224,15 @@ class SafeCursor {
     }
   }
 
+  /** Unpins the previous pages read (the directory is written). */
+  release(): void {
+    this.cursor.release()
+  }
+
   /** Whether entries of the previous listing were passed over (deleted since). */
   async finish(): Promise<number> {
     try {
-      return this.c ? await this.c.finish() : 1
+      return this.c ? (this.c.finishSync() ?? (await this.c.finish())) : 1
     } catch (err) {
       if (!isPieceFailure(err)) throw err
       this.unreadable.note(err)
@@ -350,7 +377,7 @@ class Walk2 {
         continue
       }
       const k = f.order[f.pos++]!
-      if (this.isWalkedDir(f.st, k * F) && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
+      if (this.isWalkedDir(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
     }
   }
 
@@ -367,6 +394,11 @@ class Walk2 {
     if (pr) this.scans.delete(key)
     else {
       if (parent && parent.frame.pos <= parent.k) parent.frame.pos = parent.k + 1
+      const big = parent ? parent.frame.st[parent.frame.order[parent.k]! * native.STAT_FIELDS + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES : true
+      if (!big) {
+        this.scanAhead()
+        return native.scanDir(p, true) // (throws as scanDirAsync rejects: the caller skips the directory)
+      }
       pr = native.scanDirAsync(p)
     }
     this.scanAhead()
@@ -524,19 +556,25 @@ class Walk2 {
       const at = this.frames.lastIndexOf(frame)
       if (at >= 0) this.frames.length = at
     }
-    if ((await cursor.finish()) > 0) changed = true
-    if (changed) this.stats.changedDirs++
-    if (same && !changed && held.length === prevDir!.entries) {
-      // every entry is the previous one: the DirWriter would encode them all to find the
-      // previous piece again (§2.13.3 rule 1); its ref is the answer
-      this.tree.stats.dirs++
-      this.tree.stats.reused++
-      return { ref: prevDir, subdirs }
+    // (the previous pages stay pinned until the directory is written: the DirWriter compares
+    // against them. A failure before this point fails the whole backup.)
+    try {
+      if ((await cursor.finish()) > 0) changed = true
+      if (changed) this.stats.changedDirs++
+      if (same && !changed && held.length === prevDir!.entries) {
+        // every entry is the previous one: the DirWriter would encode them all to find the
+        // previous piece again (§2.13.3 rule 1); its ref is the answer
+        this.tree.stats.dirs++
+        this.tree.stats.reused++
+        return { ref: prevDir, subdirs }
+      }
+      await flushHeld()
+      const ref = await w.close()
+      await this.ctx.packs.settle()
+      return { ref, subdirs }
+    } finally {
+      cursor.release()
     }
-    await flushHeld()
-    const ref = await w.close()
-    await this.ctx.packs.settle()
-    return { ref, subdirs }
   }
 
   /** Sends one chunk of a window's small files to the threadpool; each file's `pre` says where its bytes will be. */
