@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const load = fileURLToPath(new URL('../dist/cli/load.cjs', import.meta.url))
-// bin/bfs: none for most commands, --max-semi-space-size=2 for mount, =4 for backup
-const FLAG_SETS = [[], ['--max-semi-space-size=2'], ['--max-semi-space-size=4']]
+// bin/bfs: none for most commands, --max-semi-space-size=2 for mount, =4 and less inlining for backup
+const FLAG_SETS = [[], ['--max-semi-space-size=2'], ['--max-semi-space-size=4', '--max-inlined-bytecode-size-cumulative=200']]
 const env = { ...process.env, BFS_CODE_CACHE: 'write' }
 delete env.NODE_EXTRA_CA_CERTS
 for (const flags of FLAG_SETS) {

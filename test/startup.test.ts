@@ -15,7 +15,7 @@ describe('start-up', () => {
   afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 
   it('every command starts from a code cache V8 accepts: the default options, mount\'s and backup\'s', async () => {
-    for (const [args, flags] of [[['--version'], 'default'], [['mount', '--help'], '--max-semi-space-size=2'], [['backup', '--help'], '--max-semi-space-size=4']] as const) {
+    for (const [args, flags] of [[['--version'], 'default'], [['mount', '--help'], '--max-semi-space-size=2'], [['backup', '--help'], '--max-semi-space-size=4_--max-inlined-bytecode-size-cumulative=200']] as const) {
       const r = await bfs([...args], { env: { BFS_CODE_CACHE: 'check' } })
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr, args.join(' ')).toContain(`bfs.cjs.${flags}.cache: accepted`)

@@ -85,7 +85,7 @@ export type FadviseAdvice = 'sequential' | 'willneed' | 'dontneed' | 'normal'
 interface Addon {
   STAT_FIELDS: number
   /** All names back to back in `blob`; name i is blob[ends[i-1], ends[i]) with ends[-1] = 0. */
-  scanDirPacked(dirPath: PathLike): { blob: Buffer; ends: Uint32Array; stats: Float64Array }
+  scanDirPacked(dirPath: PathLike, sorted?: boolean): { blob: Buffer; ends: Uint32Array; stats: Float64Array }
   scanDirAsync(dirPath: PathLike): Promise<{ blob: Buffer; ends: Uint32Array; stats: Float64Array }>
   readFilesAsync(dirPath: PathLike, blob: Buffer, ends: Uint32Array, slots: Uint32Array, out: Buffer, recs: Float64Array, info: Int32Array): Promise<void>
   lstatRecord(path: PathLike): Float64Array
@@ -269,11 +269,13 @@ export function loadAddon(): unknown {
  * `name.buffer` is shared, and keeping any one name keeps the directory's
  * whole name block alive; `Buffer.from(name)` makes an independent copy.
  *
+ * `sorted`: in bytewise name order (as {@link scanDirAsync}), sorted in C.
+ *
  * @throws {NativeError} when the directory cannot be opened or read:
  *   syscall `'opendir'` (ENOENT, ENOTDIR, EACCES, ...) or `'readdir'`.
  */
-export function scanDir(dirPath: PathLike): DirScan {
-  const { blob, ends, stats } = addon().scanDirPacked(dirPath)
+export function scanDir(dirPath: PathLike, sorted = false): DirScan {
+  const { blob, ends, stats } = addon().scanDirPacked(dirPath, sorted)
   const count = ends.length
   const names: Buffer[] = new Array<Buffer>(count)
   let start = 0

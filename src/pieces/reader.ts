@@ -7,7 +7,7 @@ import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, de
 import { keys2 } from '../format/v2/layout.js'
 import { type IdIndex, type IdPage, decodeIdIndex, decodeIdPage } from '../format/v2/idtable.js'
 import { type MapInner, type MapLeaf, decodeMapInner, decodeMapLeaf } from '../format/v2/map.js'
-import { type BlobReader, type Store, StoreError } from '../store/store.js'
+import { type BlobReader, type Store, StoreError, type SyncBlobReader } from '../store/store.js'
 
 /**
  * Whether `err` is a failure to read a stored piece (a FormatError or a StoreError): what a
@@ -56,6 +56,15 @@ export interface PieceReaderOptions {
    * per piece; packs are immutable). 0 (default): open and close each pack per read.
    */
   openPacks?: number
+  /**
+   * Read pieces with synchronous preads when the store can (a local store: `store.sync`),
+   * the packs kept open (up to `openPacks`, default 16). For a backup, whose walk waits for
+   * each previous directory piece anyway: a threadpool round trip per piece (two on this
+   * 2-core machine's loaded event loop: the pread and its completion) cost more than the read
+   * of a page-cached pack (native-notes/v2-backup.md, "Incremental on the Linux tree"). Not
+   * for a mount, whose event loop must not block on a slow disk.
+   */
+  syncReads?: boolean
 }
 
 /** An open pack shared by reads: closed once evicted and no read holds it. */
@@ -128,6 +137,10 @@ function heapBytes(p: DecodedPiece): number {
  * missing pack, EIO) is the StoreError, which names the key. Nothing wrong is ever returned,
  * and failures are not cached (a retry after a transient EIO reads again).
  */
+/** Bytes of a pack read at once by synchronous reads (syncReads), and how many such blocks are kept. */
+const SYNC_BLOCK = 256 << 10
+const SYNC_BLOCKS = 16
+
 function closePack(p: OpenPack): void {
   p.blob.then((b) => b.close()).catch(() => {})
 }
@@ -143,6 +156,13 @@ export class PieceReader {
   /** Raw DIR payloads for the native listing (dirPayload): ~40 bytes an entry, against ~600 decoded. */
   private readonly raws: LRUCache<string, Buffer>
   private readonly dctx = new FrameDecompressor()
+  private readonly packWhere = new Map<string, string>()
+  /** Pages pieceSync(…, visitOnce) read, until unpin(): the backup's open path only. */
+  private readonly pinned = new Map<string, DecodedPiece>()
+  /** Aligned blocks of packs read by synchronous reads (syncReads): `pack key@offset` → bytes. */
+  private readonly syncBlocks = new LRUCache<string, Buffer>({ max: SYNC_BLOCKS })
+  /** Packs kept open for synchronous reads (syncReads), least recently used first. */
+  private readonly syncPacks: LRUCache<string, SyncBlobReader> | null
 
   constructor(
     readonly store: Store,
@@ -159,6 +179,18 @@ export class PieceReader {
           dispose: (p) => {
             p.evicted = true
             if (p.users === 0) closePack(p)
+          },
+        })
+      : null
+    this.syncPacks = opts.syncReads && store.sync
+      ? new LRUCache<string, SyncBlobReader>({
+          max: opts.openPacks || 16,
+          dispose: (b) => {
+            try {
+              b.closeSync()
+            } catch {
+              // (a close failure loses nothing: the pack was only read)
+            }
           },
         })
       : null
@@ -208,7 +240,16 @@ export class PieceReader {
 
   /** Where a piece is, for messages: the pack's place and the offset. */
   where(ref: PieceRef): string {
-    return `${this.store.where(keys2.pack(ref.run, ref.pack))} at offset ${ref.offset}`
+    // (every load names its place for the messages it might throw: the pack's place is
+    // remembered, path.join per piece showed in the backup's profile)
+    const k = `${ref.run}/${ref.pack}`
+    let w = this.packWhere.get(k)
+    if (w === undefined) {
+      w = this.store.where(keys2.pack(ref.run, ref.pack))
+      if (this.packWhere.size >= 4096) this.packWhere.clear()
+      this.packWhere.set(k, w)
+    }
+    return `${w} at offset ${ref.offset}`
   }
 
   /** The raw payload of a piece, checked (not cached: verify and tests use it). */
@@ -218,10 +259,30 @@ export class PieceReader {
     try {
       stored = await this.read(keys2.pack(ref.run, ref.pack), ref.offset, ref.storedLen)
     } catch (err) {
-      // the pack ends before the piece: damage (a truncated pack, or a ref that is wrong)
-      if (err instanceof StoreError && err.code === 'TRUNCATED') throw new FormatError('TRUNCATED', `${what}: the pack ends before the ${ref.storedLen}-byte piece (truncated or corrupt)`)
-      throw err
+      throw this.readFailure(err, ref, what)
     }
+    return this.checked(ref, stored, what)
+  }
+
+  /** payload() by synchronous reads (syncReads only: see `canReadSync`). */
+  private payloadSync(ref: PieceRef, what: string): Buffer {
+    let stored: Buffer
+    try {
+      stored = this.readSync(keys2.pack(ref.run, ref.pack), ref.offset, ref.storedLen)
+    } catch (err) {
+      throw this.readFailure(err, ref, what)
+    }
+    return this.checked(ref, stored, what)
+  }
+
+  private readFailure(err: unknown, ref: PieceRef, what: string): unknown {
+    // the pack ends before the piece: damage (a truncated pack, or a ref that is wrong)
+    if (err instanceof StoreError && err.code === 'TRUNCATED') return new FormatError('TRUNCATED', `${what}: the pack ends before the ${ref.storedLen}-byte piece (truncated or corrupt)`)
+    return err
+  }
+
+  /** The stored bytes of `ref` decompressed and checked against its id. */
+  private checked(ref: PieceRef, stored: Buffer, what: string): Buffer {
     this.stats.loads++
     this.stats.bytesRead += stored.length
     if (stored.length !== ref.storedLen) throw new FormatError('TRUNCATED', `${what}: read ${stored.length} bytes of a ${ref.storedLen}-byte piece`)
@@ -239,10 +300,36 @@ export class PieceReader {
   close(): void {
     this.closed = true
     this.packs?.clear()
+    this.syncPacks?.clear()
+    this.syncBlocks.clear()
+  }
+
+  /** Bytes of a pack by synchronous reads (syncReads), the pack kept open. */
+  private readSync(key: string, offset: number, length: number): Buffer {
+    let b = this.syncPacks!.get(key)
+    if (!b) {
+      b = this.store.sync!.openSync(key)
+      this.syncPacks!.set(key, b)
+    }
+    // a piece within one aligned SYNC_BLOCK of the pack: that block is read whole and kept
+    // (the next backup visits the previous generation's pieces near their write order: one
+    // pread per block instead of one per piece)
+    const start = offset - (offset % SYNC_BLOCK)
+    if (offset + length <= start + SYNC_BLOCK && offset + length <= b.sizeBytes) {
+      const bk = `${key}@${start}`
+      let blk = this.syncBlocks.get(bk)
+      if (!blk) {
+        blk = b.readSync({ offset: start, length: Math.min(SYNC_BLOCK, b.sizeBytes - start) })
+        this.syncBlocks.set(bk, blk)
+      }
+      return blk.subarray(offset - start, offset - start + length)
+    }
+    return b.readSync({ offset, length })
   }
 
   /** Bytes of a pack, through an open pack when packs are kept open. */
   private async read(key: string, offset: number, length: number): Promise<Buffer> {
+    if (this.syncPacks && !this.closed) return this.readSync(key, offset, length)
     if (!this.packs || this.closed) return this.store.get(key, { offset, length }) // (closed: nothing kept open after)
     let p = this.packs.get(key)
     if (!p) {
@@ -265,7 +352,7 @@ export class PieceReader {
   piece(ref: PieceRef): Promise<DecodedPiece> {
     this.stats.requests++
     const key = ref.id.toString('hex')
-    const hit = this.cache.get(key)
+    const hit = this.cache.get(key) ?? (this.pinned.size ? this.pinned.get(key) : undefined)
     if (hit) {
       this.stats.hits++
       return Promise.resolve(hit)
@@ -289,43 +376,97 @@ export class PieceReader {
     return p as Extract<DecodedPiece, { kind: K }>
   }
 
+  /** Whether pieceSync() can be used (syncReads on a store that reads synchronously). */
+  get canReadSync(): boolean {
+    return this.syncPacks !== null && !this.closed
+  }
+
+  /**
+   * piece() without a promise (canReadSync only): a piece another caller is loading
+   * asynchronously is loaded again here (both results are equal; the cache keeps one).
+   * `visitOnce`: a DIR or DIRDELTA page is not cached but pinned until unpin() (the
+   * backup's merge reads each once; its caller unpins it when the directory is written).
+   */
+  pieceSync(ref: PieceRef, visitOnce = false): DecodedPiece {
+    this.stats.requests++
+    const key = ref.id.toString('hex')
+    const hit = this.cache.get(key) ?? this.pinned.get(key)
+    if (hit) {
+      this.stats.hits++
+      return hit
+    }
+    const what = this.where(ref)
+    const raw = this.raws.get(key) ?? this.payloadSync(ref, what)
+    const kind = pieceKind(raw, what)
+    const d = kind === PieceKind.DirDelta ? this.applyDelta(ref, raw, what, (b) => this.pieceSync(b)) : this.decode(kind, raw, what)
+    // (a page the backup's merge reads is visited once: in the byte-bounded cache its entries
+    // would live on into V8's old space for nothing. It is pinned until unpin() instead —
+    // the directory's writer compares against it if the directory changed, and finds its
+    // unchanged entries to be the same objects. A DIRDELTA's base, index nodes, maps: cached.)
+    if (visitOnce && (kind === PieceKind.Dir || kind === PieceKind.DirDelta)) this.pinned.set(key, d)
+    else this.cache.set(key, d)
+    return d
+  }
+
+  /** Drops a page pieceSync(…, visitOnce) pinned (nothing when it is not pinned). */
+  unpin(ref: PieceRef): void {
+    if (this.pinned.size) this.pinned.delete(ref.id.toString('hex'))
+  }
+
+  /** pieceOf() without a promise (canReadSync only). */
+  pieceOfSync<K extends DecodedPiece['kind']>(ref: PieceRef, kinds: readonly K[], role: string, visitOnce = false): Extract<DecodedPiece, { kind: K }> {
+    const p = this.pieceSync(ref, visitOnce)
+    if (!(kinds as readonly number[]).includes(p.kind)) {
+      throw new FormatError('BAD_VALUE', `${this.where(ref)}: ${role} is a ${PIECE_KIND_NAMES[p.kind]} piece, expected ${kinds.map((k) => PIECE_KIND_NAMES[k]).join(' or ')}`)
+    }
+    return p as Extract<DecodedPiece, { kind: K }>
+  }
+
   private async load(ref: PieceRef, read?: Buffer): Promise<DecodedPiece> {
     // a DIR listed in C has its raw payload cached: decode that rather than read it again
     const raw = read ?? this.raws.get(ref.id.toString('hex')) ?? (await this.payload(ref))
     const what = this.where(ref)
     const kind = pieceKind(raw, what)
     let d: DecodedPiece
-    switch (kind) {
-      case PieceKind.Dir:
-        d = { kind, rawLen: raw.length, entries: decodeDir(raw, what) }
-        break
-      case PieceKind.DirDelta: {
-        const delta = decodeDirDelta(raw, what)
-        if (comparePieceRefs(delta.base, ref) >= 0) throw new FormatError('BAD_VALUE', `${what}: DIRDELTA's base is not written before it (R1)`)
-        const base = await this.piece(delta.base)
-        if (base.kind !== PieceKind.Dir) throw new FormatError('BAD_VALUE', `${what}: DIRDELTA's base is a ${PIECE_KIND_NAMES[base.kind]} piece, not a DIR (deltas have depth 1, R3)`)
-        d = { kind, rawLen: raw.length, delta, entries: applyDirDelta(base.entries, delta, what) }
-        break
-      }
-      case PieceKind.DirIndex:
-        d = { kind, rawLen: raw.length, index: decodeDirIndex(raw, what) }
-        break
-      case PieceKind.MapLeaf:
-        d = { kind, rawLen: raw.length, leaf: decodeMapLeaf(raw, what) }
-        break
-      case PieceKind.MapInner:
-        d = { kind, rawLen: raw.length, inner: decodeMapInner(raw, what) }
-        break
-      case PieceKind.IdPage:
-        d = { kind, rawLen: raw.length, page: decodeIdPage(raw, what) }
-        break
-      case PieceKind.IdIndex:
-        d = { kind, rawLen: raw.length, index: decodeIdIndex(raw, what) }
-        break
-      default:
-        d = { kind, rawLen: raw.length, payload: raw } as DecodedPiece
-    }
+    if (kind === PieceKind.DirDelta) {
+      const delta = decodeDirDelta(raw, what)
+      if (comparePieceRefs(delta.base, ref) >= 0) throw new FormatError('BAD_VALUE', `${what}: DIRDELTA's base is not written before it (R1)`)
+      const base = await this.piece(delta.base)
+      d = this.deltaOn(raw, what, delta, base)
+    } else d = this.decode(kind, raw, what)
     this.cache.set(ref.id.toString('hex'), d)
     return d
+  }
+
+  /** A DIRDELTA decoded and applied to its base, got by `baseOf` (synchronously). */
+  private applyDelta(ref: PieceRef, raw: Buffer, what: string, baseOf: (r: PieceRef) => DecodedPiece): DecodedPiece {
+    const delta = decodeDirDelta(raw, what)
+    if (comparePieceRefs(delta.base, ref) >= 0) throw new FormatError('BAD_VALUE', `${what}: DIRDELTA's base is not written before it (R1)`)
+    return this.deltaOn(raw, what, delta, baseOf(delta.base))
+  }
+
+  private deltaOn(raw: Buffer, what: string, delta: DirDelta, base: DecodedPiece): DecodedPiece {
+    if (base.kind !== PieceKind.Dir) throw new FormatError('BAD_VALUE', `${what}: DIRDELTA's base is a ${PIECE_KIND_NAMES[base.kind]} piece, not a DIR (deltas have depth 1, R3)`)
+    return { kind: PieceKind.DirDelta, rawLen: raw.length, delta, entries: applyDirDelta(base.entries, delta, what) }
+  }
+
+  /** A raw payload of any kind but DIRDELTA, decoded with every check of its decoder. */
+  private decode(kind: PieceKind, raw: Buffer, what: string): DecodedPiece {
+    switch (kind) {
+      case PieceKind.Dir:
+        return { kind, rawLen: raw.length, entries: decodeDir(raw, what) }
+      case PieceKind.DirIndex:
+        return { kind, rawLen: raw.length, index: decodeDirIndex(raw, what) }
+      case PieceKind.MapLeaf:
+        return { kind, rawLen: raw.length, leaf: decodeMapLeaf(raw, what) }
+      case PieceKind.MapInner:
+        return { kind, rawLen: raw.length, inner: decodeMapInner(raw, what) }
+      case PieceKind.IdPage:
+        return { kind, rawLen: raw.length, page: decodeIdPage(raw, what) }
+      case PieceKind.IdIndex:
+        return { kind, rawLen: raw.length, index: decodeIdIndex(raw, what) }
+      default:
+        return { kind, rawLen: raw.length, payload: raw } as DecodedPiece
+    }
   }
 }

@@ -1,6 +1,6 @@
 import { FormatError } from '../format/errors.js'
 import { type PieceRef, PieceKind, comparePieceRefs } from '../format/v2/common.js'
-import { type Entry2, FileType, findEntry, findIndexChild } from '../format/v2/dir.js'
+import { type DirIndex, type Entry2, FileType, findEntry, findIndexChild } from '../format/v2/dir.js'
 import type { PieceReader } from './reader.js'
 
 /** A non-empty directory as its entry holds it: the piece (DIR, DIRDELTA or DIRINDEX) and its entry count. */
@@ -120,29 +120,57 @@ export class TreeReader {
   }
 
   /**
+   * pages() without promises, when the piece reader can read synchronously
+   * (`PieceReader.canReadSync`: the backup's merge); the same checks. The pages are not
+   * cached but pinned (`visitOnce`): `pinned` gets each page's ref, for
+   * `PieceReader.unpin` once the caller is done with them.
+   */
+  *pagesSync(dir: DirRef, pinned: PieceRef[]): Generator<DirPage> {
+    yield* this.walkSync(dir.child, dir.entries, null, null, null, 'directory', pinned)
+  }
+
+  /** The kinds of piece a node may be. */
+  private static kinds(level: number | null): Array<typeof PieceKind.Dir | typeof PieceKind.DirDelta | typeof PieceKind.DirIndex> {
+    return level === null ? [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex] : level < 0 ? [PieceKind.Dir, PieceKind.DirDelta] : [PieceKind.DirIndex]
+  }
+
+  /** A FormatError about node `ref` in its `role`. */
+  private bad(ref: PieceRef, role: string, m: string): never {
+    throw new FormatError('BAD_VALUE', `${this.pieces.where(ref)}: ${role} ${m}`)
+  }
+
+  /** The checks of a DIRINDEX node against its parent. */
+  private checkIndex(ix: DirIndex, ref: PieceRef, entries: number, level: number | null, lo: Buffer | null, hi: Buffer | null, role: string): void {
+    if (level !== null && ix.level !== level) this.bad(ref, role, `is a level ${ix.level} DIRINDEX where level ${level} is expected`)
+    if (ix.totalEntries !== entries) this.bad(ref, role, `holds ${ix.totalEntries} entries, its parent says ${entries}`)
+    const kids = ix.children
+    // names inside the parent's range: every first name but the (empty) first lies in (lo, hi)
+    if (kids.length > 1 && ((lo && cmp(kids[1]!.firstName, lo) <= 0) || (hi && cmp(kids[kids.length - 1]!.firstName, hi) >= 0))) this.bad(ref, role, "has children outside its parent's name range")
+  }
+
+  /** The checks of a page (DIR or DIRDELTA) against its parent. */
+  private checkPage(list: Entry2[], ref: PieceRef, entries: number, lo: Buffer | null, hi: Buffer | null, role: string): void {
+    if (list.length !== entries) this.bad(ref, role, `holds ${list.length} entries, its parent says ${entries}`)
+    if (lo && !list[0]!.name.equals(lo)) this.bad(ref, role, `starts with ${show(list[0]!.name)}, its index says ${show(lo)}`)
+    if (hi && cmp(list[list.length - 1]!.name, hi) >= 0) this.bad(ref, role, `reaches ${show(list[list.length - 1]!.name)}, into the next page's names`)
+  }
+
+  /**
    * One node: `level` null for the directory's own piece (any kind), else the DIRINDEX level
    * expected (−1: a page). `lo`/`hi`: the name range the parent gives it (null: open).
    */
   private async *walk(ref: PieceRef, entries: number, level: number | null, lo: Buffer | null, hi: Buffer | null, start: Buffer | null, role: string, skip = 0): AsyncGenerator<DirPage & { skipped: number }> {
-    const where = (): string => this.pieces.where(ref)
-    const bad = (m: string): never => {
-      throw new FormatError('BAD_VALUE', `${where()}: ${role} ${m}`)
-    }
-    const kinds = level === null ? [PieceKind.Dir, PieceKind.DirDelta, PieceKind.DirIndex] : level < 0 ? [PieceKind.Dir, PieceKind.DirDelta] : [PieceKind.DirIndex]
-    const p = await this.pieces.pieceOf(ref, kinds as Array<typeof PieceKind.Dir | typeof PieceKind.DirDelta | typeof PieceKind.DirIndex>, role)
+    const p = await this.pieces.pieceOf(ref, TreeReader.kinds(level), role)
     if (p.kind === PieceKind.DirIndex) {
       const ix = p.index
-      if (level !== null && ix.level !== level) bad(`is a level ${ix.level} DIRINDEX where level ${level} is expected`)
-      if (ix.totalEntries !== entries) bad(`holds ${ix.totalEntries} entries, its parent says ${entries}`)
+      this.checkIndex(ix, ref, entries, level, lo, hi, role)
       const kids = ix.children
-      // names inside the parent's range: every first name but the (empty) first lies in (lo, hi)
-      if (kids.length > 1 && ((lo && cmp(kids[1]!.firstName, lo) <= 0) || (hi && cmp(kids[kids.length - 1]!.firstName, hi) >= 0))) bad("has children outside its parent's name range")
       let i = start ? findIndexChild(kids, start) : 0
       // by position: skip whole children by their entry counts
       while (skip > 0 && i < kids.length - 1 && skip >= kids[i]!.entries) skip -= kids[i++]!.entries
       for (; i < kids.length; i++) {
         const c = kids[i]!
-        if (comparePieceRefs(c.ref, ref) >= 0) bad(`child ${i} is not written before it (R1)`)
+        if (comparePieceRefs(c.ref, ref) >= 0) this.bad(ref, role, `child ${i} is not written before it (R1)`)
         const clo = c.firstName.length ? c.firstName : lo
         const chi = i + 1 < kids.length ? kids[i + 1]!.firstName : hi
         yield* this.walk(c.ref, c.entries, ix.level - 1, clo, chi, start, `page ${i} of a DIRINDEX`, skip)
@@ -152,10 +180,29 @@ export class TreeReader {
       return
     }
     const list = p.entries
-    if (list.length !== entries) bad(`holds ${list.length} entries, its parent says ${entries}`)
-    if (lo && !list[0]!.name.equals(lo)) bad(`starts with ${show(list[0]!.name)}, its index says ${show(lo)}`)
-    if (hi && cmp(list[list.length - 1]!.name, hi) >= 0) bad(`reaches ${show(list[list.length - 1]!.name)}, into the next page's names`)
+    this.checkPage(list, ref, entries, lo, hi, role)
     yield { entries: list, skipped: Math.min(skip, list.length) }
+  }
+
+  /** walk() without promises, every page from the first (pagesSync). */
+  private *walkSync(ref: PieceRef, entries: number, level: number | null, lo: Buffer | null, hi: Buffer | null, role: string, pinned: PieceRef[]): Generator<DirPage> {
+    const p = this.pieces.pieceOfSync(ref, TreeReader.kinds(level), role, true)
+    if (p.kind !== PieceKind.DirIndex) pinned.push(ref)
+    if (p.kind === PieceKind.DirIndex) {
+      const ix = p.index
+      this.checkIndex(ix, ref, entries, level, lo, hi, role)
+      const kids = ix.children
+      for (let i = 0; i < kids.length; i++) {
+        const c = kids[i]!
+        if (comparePieceRefs(c.ref, ref) >= 0) this.bad(ref, role, `child ${i} is not written before it (R1)`)
+        const clo = c.firstName.length ? c.firstName : lo
+        const chi = i + 1 < kids.length ? kids[i + 1]!.firstName : hi
+        yield* this.walkSync(c.ref, c.entries, ix.level - 1, clo, chi, `page ${i} of a DIRINDEX`, pinned)
+      }
+      return
+    }
+    this.checkPage(p.entries, ref, entries, lo, hi, role)
+    yield { entries: p.entries }
   }
 }
 
@@ -168,6 +215,8 @@ export class TreeReader {
 export class PrevCursor {
   /** The pages, the current one, and the position in it (entries are taken from a page synchronously). */
   private readonly it: AsyncIterator<DirPage> | null
+  /** The pages read synchronously (a PieceReader that can: then `it` is not used). */
+  private readonly syncIt: Iterator<DirPage> | null
   private page: Entry2[] = []
   private at = 0
   private ended: boolean
@@ -175,59 +224,76 @@ export class PrevCursor {
   /** Previous entries passed over without a match (deleted or renamed since). */
   gone = 0
 
-  constructor(reader: TreeReader, dir: DirRef | null) {
-    this.it = dir ? reader.pages(dir, null)[Symbol.asyncIterator]() : null
-    this.ended = !this.it
+  /** The pages read synchronously, pinned in the PieceReader until release(). */
+  private readonly pinned: PieceRef[] = []
+
+  constructor(private readonly reader: TreeReader, dir: DirRef | null) {
+    const sync = !!dir && reader.pieces.canReadSync
+    this.syncIt = sync ? reader.pagesSync(dir, this.pinned) : null
+    this.it = dir && !sync ? reader.pages(dir, null)[Symbol.asyncIterator]() : null
+    this.ended = !dir
+  }
+
+  /** The next page taken as the current one; false at the end. */
+  private took(r: IteratorResult<DirPage>): boolean {
+    if (r.done) {
+      this.ended = true
+      this.page = []
+      return false
+    }
+    this.page = r.value.entries
+    this.at = 0
+    return true
   }
 
   /** The current entry, the next page read when this one is done; null at the end. */
   private async cur(): Promise<Entry2 | null> {
     while (this.at >= this.page.length) {
       if (this.ended) return null
-      const r = await this.it!.next()
-      if (r.done) {
-        this.ended = true
-        this.page = []
-        return null
-      }
-      this.page = r.value.entries
-      this.at = 0
+      if (!this.took(this.syncIt ? this.syncIt.next() : await this.it!.next())) return null
     }
     return this.page[this.at]!
   }
 
   /**
-   * seek() without a promise when the answer lies in the page at hand (the common case):
-   * undefined when it does not (the current page is used up; nothing was consumed beyond
-   * it): then call seek().
+   * seek() without a promise when the answer lies in the page at hand (the common case), or
+   * when pages are read synchronously (then always): undefined when it does not (the
+   * current page is used up; nothing was consumed beyond it): then call seek().
    */
   seekSync(name: Buffer): Entry2 | null | undefined {
     if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
-    if (!this.it) {
+    if (this.ended && this.at >= this.page.length) {
       this.last = name
       return null
     }
-    while (this.at < this.page.length) {
-      const c = this.page[this.at]!
-      const d = Buffer.compare(c.name, name)
-      if (d > 0) {
+    for (;;) {
+      while (this.at < this.page.length) {
+        const c = this.page[this.at]!
+        const d = Buffer.compare(c.name, name)
+        if (d > 0) {
+          this.last = name
+          return null
+        }
+        this.at++
+        if (d === 0) {
+          this.last = name
+          return c
+        }
+        this.gone++
+      }
+      if (this.ended) {
         this.last = name
         return null
       }
-      this.at++
-      if (d === 0) {
-        this.last = name
-        return c
-      }
-      this.gone++
+      if (!this.syncIt) return undefined
+      this.took(this.syncIt.next())
     }
-    return this.ended ? ((this.last = name), null) : undefined
   }
 
   async seek(name: Buffer): Promise<Entry2 | null> {
     if (this.last && Buffer.compare(this.last, name) >= 0) throw new RangeError('PrevCursor: names must be strictly increasing')
     this.last = name
-    if (!this.it) return null
+    if (this.ended && this.at >= this.page.length) return null
     for (;;) {
       // within a page: no await
       const c = this.at < this.page.length ? this.page[this.at]! : await this.cur()
@@ -240,13 +306,27 @@ export class PrevCursor {
     }
   }
 
+  /** finish() without a promise (pages read synchronously), else undefined: call finish(). */
+  finishSync(): number | undefined {
+    if (!this.syncIt && !this.ended) return undefined
+    for (;;) {
+      this.gone += this.page.length - this.at
+      this.at = this.page.length
+      if (this.ended || !this.took(this.syncIt!.next())) return this.gone
+    }
+  }
+
+  /** Unpins the pages read synchronously (once the directory they are the previous listing of is written). */
+  release(): void {
+    for (const r of this.pinned) this.reader.pieces.unpin(r)
+    this.pinned.length = 0
+  }
+
   /** Counts the entries after the last name sought (deleted since) and closes the listing. */
   async finish(): Promise<number> {
-    if (this.it) {
-      while (await this.cur()) {
-        this.gone += this.page.length - this.at
-        this.at = this.page.length
-      }
+    while (await this.cur()) {
+      this.gone += this.page.length - this.at
+      this.at = this.page.length
     }
     return this.gone
   }

@@ -237,7 +237,7 @@ export class DirWriter {
     if (p) {
       this.known.set(hex(prev.ref.id), prev.ref)
       // rule 1: the same entries as the previous generation's (resolved) list
-      if (p.kind === PieceKind.Dir ? this.t.packs.idOf(dirPayload).equals(prev.ref.id) : sameList(p.entries, enc)) {
+      if (p.kind === PieceKind.Dir ? this.t.packs.idOf(dirPayload).equals(prev.ref.id) : sameList(p.entries, entries, enc)) {
         this.t.stats.reused++
         return prev.ref
       }
@@ -326,9 +326,9 @@ export class DirWriter {
 }
 
 /** Whether `list` encodes to exactly the entries `enc`. */
-function sameList(list: readonly Entry2[], enc: EncodedList): boolean {
+function sameList(list: readonly Entry2[], next: readonly Entry2[], enc: EncodedList): boolean {
   if (list.length !== enc.offs.length - 1) return false
-  for (let i = 0; i < list.length; i++) if (!entryBytes(list[i]!).equals(encAt(enc, i))) return false
+  for (let i = 0; i < list.length; i++) if (list[i] !== next[i] && !entryBytes(list[i]!).equals(encAt(enc, i))) return false
   return true
 }
 
@@ -342,7 +342,8 @@ function diffEncoded(base: readonly Entry2[], next: readonly Entry2[], enc: Enco
     if (c < 0) ops.push({ op: 'delete', name: base[i++]!.name })
     else if (c > 0) ops.push({ op: 'put', entry: next[j++]! })
     else {
-      if (!entryBytes(base[i]!).equals(encAt(enc, j))) ops.push({ op: 'put', entry: next[j]! })
+      // (the same object: an unchanged entry the backup took from the previous page as it is)
+      if (base[i] !== next[j] && !entryBytes(base[i]!).equals(encAt(enc, j))) ops.push({ op: 'put', entry: next[j]! })
       i++
       j++
     }

@@ -153,7 +153,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     const level = spec.level ?? DEFAULT_LEVEL
     const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, false)
     const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes })
-    const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES })
+    const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES, syncReads: true })
     const prev = spec.choosePrev(repo)
     const body = await spec.build({ run: N, pool, stream, packs, pieces, prev })
     // §2.20.3 step 6: the last unit, the hashes, the last pack, the stream record, then gens/N durable

@@ -72,6 +72,17 @@ const WINDOW_BYTES = 8 << 20
 const CHUNK = 128
 /** Directory listings read ahead of the walk (in walk order) on the threadpool. */
 const SCAN_AHEAD = 4
+/**
+ * Only directories whose st_size is at least this are listed on the threadpool (ahead of
+ * the walk); smaller ones are listed synchronously when the walk gets there, as format 1
+ * does. A threadpool round trip (queue, futex wake-up, completion through the event loop,
+ * the walk waiting for it) costs more than listing and lstat-ing a few dozen page-cached
+ * entries: the Linux tree (~5,000 directories of ~15 entries) spent half its no-change
+ * backup waiting (native-notes/v2-backup.md, "Incremental on the Linux tree"). A directory
+ * of this size has some hundreds of entries (ext4: 4 KiB blocks of ~30-byte records; tmpfs
+ * 20 bytes an entry; btrfs twice the names' bytes).
+ */
+const SCAN_ASYNC_MIN_BYTES = 8192
 
 /** One chunk of a window's small files, read by readFilesAsync. */
 interface ReadChunk {
@@ -187,13 +198,24 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
  */
 class SafeCursor {
   private c: PrevCursor | null
+  /** Kept for release() after a failure set `c` to null. */
+  private readonly cursor: PrevCursor
+
   constructor(reader: TreeReader, dir: DirRef | null, private readonly unreadable: Workarounds) {
-    this.c = new PrevCursor(reader, dir)
+    this.c = this.cursor = new PrevCursor(reader, dir)
   }
 
   /** The previous entry of `name` when known without waiting (see PrevCursor.seekSync), else undefined: call seek(). */
   seekSync(name: Buffer): Entry2 | null | undefined {
-    return this.c ? this.c.seekSync(name) : null
+    try {
+      return this.c ? this.c.seekSync(name) : null
+    } catch (err) {
+      // (pages read synchronously: a piece failure surfaces here)
+      if (!isPieceFailure(err)) throw err
+      this.unreadable.note(err)
+      this.c = null
+      return null
+    }
   }
 
   async seek(name: Buffer): Promise<Entry2 | null> {
@@ -207,10 +229,15 @@ class SafeCursor {
     }
   }
 
+  /** Unpins the previous pages read (the directory is written). */
+  release(): void {
+    this.cursor.release()
+  }
+
   /** Whether entries of the previous listing were passed over (deleted since). */
   async finish(): Promise<number> {
     try {
-      return this.c ? await this.c.finish() : 1
+      return this.c ? (this.c.finishSync() ?? (await this.c.finish())) : 1
     } catch (err) {
       if (!isPieceFailure(err)) throw err
       this.unreadable.note(err)
@@ -365,7 +392,7 @@ class Walk2 {
         continue
       }
       const k = f.order[f.pos++]!
-      if (this.isWalkedDir(f.st, k * F) && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
+      if (this.isWalkedDir(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
     }
   }
 
@@ -382,6 +409,11 @@ class Walk2 {
     if (pr) this.scans.delete(key)
     else {
       if (parent && parent.frame.pos <= parent.k) parent.frame.pos = parent.k + 1
+      const big = parent ? parent.frame.st[parent.frame.order[parent.k]! * native.STAT_FIELDS + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES : true
+      if (!big) {
+        this.scanAhead()
+        return native.scanDir(p, true) // (throws as scanDirAsync rejects: the caller skips the directory)
+      }
       pr = native.scanDirAsync(p)
     }
     this.scanAhead()
@@ -487,49 +519,10 @@ class Walk2 {
             else await add(old, true)
             continue
           }
-          const name = names[i]!
-          const full = Buffer.concat([p, SLASH, name])
-          const childRel = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1')
           if (!old) changed = true
-          const e = newEntry2(type, Buffer.from(name))
-          fillMeta(e, st, o)
-          e.ord = old && old.type === e.type ? old.ord : this.nextOrd++
-          this.stats.entries++
-          switch (type) {
-            case FileType.Dir: {
-              subdirs++
-              e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
-              const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, { frame, k: x.k })
-              e.dir = sub.ref
-              e.nlink = 2 + sub.subdirs
-              if (old && old.type === FileType.Dir && old.nlink === e.nlink && old.xattrs === e.xattrs && sameStat(old, st, o) && sameDirRef(old.dir, e.dir)) {
-                await add(old, true)
-                continue
-              }
-              break
-            }
-            case FileType.File:
-              if (!(await this.file(e, full, childRel, old, x.pre))) continue
-              break
-            case FileType.Symlink:
-              if (unchanged(old, e) && old.target) {
-                e.target = old.target
-                e.xattrs = old.xattrs
-              } else {
-                try {
-                  e.target = fs.readlinkSync(full, { encoding: 'buffer' })
-                } catch (err) {
-                  this.skip(childRel, `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
-                  continue
-                }
-                e.xattrs = xattrsOf(full)
-              }
-              break
-            default:
-              e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
-          }
-          if (e.type !== FileType.Dir && e.nlink > 1) await this.link(e)
-          await add(e, false)
+          if (type === FileType.Dir) subdirs++
+          const r = await this.entry(p, rel, frame, x, names[i]!, st, o)
+          if (r) await add(r.e, r.old)
         }
         for (const c of chunks) void c.done.then(() => this.freeChunks.length < WINDOW / CHUNK && this.freeChunks.push(c), () => undefined)
         if (this.reporter.progress && win.length) this.progress(rel, names[order[win[win.length - 1]!.k]!]!)
@@ -539,19 +532,75 @@ class Walk2 {
       const at = this.frames.lastIndexOf(frame)
       if (at >= 0) this.frames.length = at
     }
-    if ((await cursor.finish()) > 0) changed = true
-    if (changed) this.stats.changedDirs++
-    if (same && !changed && held.length === prevDir!.entries) {
-      // every entry is the previous one: the DirWriter would encode them all to find the
-      // previous piece again (§2.13.3 rule 1); its ref is the answer
-      this.tree.stats.dirs++
-      this.tree.stats.reused++
-      return { ref: prevDir, subdirs }
+    // (the previous pages stay pinned until the directory is written: the DirWriter compares
+    // against them. A failure before this point fails the whole backup.)
+    try {
+      if ((await cursor.finish()) > 0) changed = true
+      if (changed) this.stats.changedDirs++
+      if (same && !changed && held.length === prevDir!.entries) {
+        // every entry is the previous one: the DirWriter would encode them all to find the
+        // previous piece again (§2.13.3 rule 1); its ref is the answer
+        this.tree.stats.dirs++
+        this.tree.stats.reused++
+        return { ref: prevDir, subdirs }
+      }
+      await flushHeld()
+      const ref = await w.close()
+      await this.ctx.packs.settle()
+      return { ref, subdirs }
+    } finally {
+      cursor.release()
     }
-    await flushHeld()
-    const ref = await w.close()
-    await this.ctx.packs.settle()
-    return { ref, subdirs }
+  }
+
+  /**
+   * A new or changed entry of the listing (not an unchanged non-directory, which dir() takes
+   * inline): a subdirectory walked, a file stored, a symlink read. The entry to add and
+   * whether it is the previous one itself, or null when it is left out (skipped).
+   * (Out of dir() so that dir(), the hot loop over unchanged entries, stays small: V8
+   * compiled the whole of it again, 0.3–0.7 s each time, whenever one of these rarer paths
+   * first ran after it was optimized — native-notes/v2-backup.md.)
+   */
+  private async entry(p: Buffer, rel: string, frame: ScanFrame, x: { k: number; type: FileType; old: Entry2 | null; pre: PreRead | null }, name: Buffer, st: Float64Array, o: number): Promise<{ e: Entry2; old: boolean } | null> {
+    const type = x.type
+    const old = x.old
+    const full = Buffer.concat([p, SLASH, name])
+    const childRel = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1')
+    const e = newEntry2(type, Buffer.from(name))
+    fillMeta(e, st, o)
+    e.ord = old && old.type === e.type ? old.ord : this.nextOrd++
+    this.stats.entries++
+    switch (type) {
+      case FileType.Dir: {
+        e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
+        const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, { frame, k: x.k })
+        e.dir = sub.ref
+        e.nlink = 2 + sub.subdirs
+        if (old && old.type === FileType.Dir && old.nlink === e.nlink && old.xattrs === e.xattrs && sameStat(old, st, o) && sameDirRef(old.dir, e.dir)) return { e: old, old: true }
+        break
+      }
+      case FileType.File:
+        if (!(await this.file(e, full, childRel, old, x.pre))) return null
+        break
+      case FileType.Symlink:
+        if (unchanged(old, e) && old.target) {
+          e.target = old.target
+          e.xattrs = old.xattrs
+        } else {
+          try {
+            e.target = fs.readlinkSync(full, { encoding: 'buffer' })
+          } catch (err) {
+            this.skip(childRel, `cannot read symlink (${(err as NodeJS.ErrnoException).code})`)
+            return null
+          }
+          e.xattrs = xattrsOf(full)
+        }
+        break
+      default:
+        e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
+    }
+    if (e.type !== FileType.Dir && e.nlink > 1) await this.link(e)
+    return { e, old: false }
   }
 
   /** Sends one chunk of a window's small files to the threadpool; each file's `pre` says where its bytes will be. */
