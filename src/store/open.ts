@@ -1,6 +1,7 @@
 import { DiskStore } from './disk.js'
 import { FaultyStore } from './faulty.js'
 import { MemStore } from './mem.js'
+import { S3Store } from './s3.js'
 import { TieredStore } from './tiered.js'
 import type { Store, StoreDescription } from './store.js'
 
@@ -18,6 +19,8 @@ export function openStore(d: StoreDescription): Store {
       return new MemStore({ blobs: d.blobs, readOnly: true })
     case 'tiered':
       return new TieredStore({ hot: openStore(d.hot), cacheDir: d.cacheDir })
+    case 's3':
+      return new S3Store(d.location, d.options)
     case 'faulty':
       return new FaultyStore(openStore(d.inner), { seed: d.seed, rules: d.rules, exposeFd: d.exposeFd })
     default:
