@@ -23,6 +23,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import type { S3Client as S3ClientT } from '@aws-sdk/client-s3'
 import { pidAlive } from '../os/process.js'
 import {
@@ -37,21 +38,8 @@ export type { S3Location, S3Options }
 
 export type S3Description = Extract<StoreDescription, { kind: 's3' }>
 
-const URL_RE = /^s3:(https?):\/\/([^/?#]+)\/([^/?#]+)(?:\/([^?#]*))?$/
-const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
-
-/** `s3:http://HOST:PORT/BUCKET/PREFIX` → location; TypeError (one line) if it is not one. */
-export function parseS3Url(s: string): S3Location {
-  const m = URL_RE.exec(s)
-  if (!m) throw new TypeError(`${s}: not an S3 repository address (s3:http://HOST:PORT/BUCKET[/PREFIX] or s3:https://…)`)
-  const [, scheme, host, bucket, rawPrefix] = m
-  if (!BUCKET_RE.test(bucket!)) throw new TypeError(`${s}: ${JSON.stringify(bucket)} is not a valid bucket name`)
-  const prefix = (rawPrefix ?? '').replace(/\/+$/, '')
-  if (prefix !== '') checkKey(prefix)
-  return { endpoint: `${scheme}://${host}`, bucket: bucket!, prefix }
-}
-
-export const isS3Url = (s: string): boolean => s.startsWith('s3:')
+import { parseS3Url } from './s3-url.js'
+export { isS3Url, parseS3Url } from './s3-url.js'
 
 const DEFAULTS = { multipartThreshold: 64 << 20, partSize: 16 << 20, maxAttempts: 6, connectTimeoutMs: 5000, requestTimeoutMs: 30_000 }
 /** A multipart upload initiated longer ago than this is a dead writer's litter (sweep aborts it). */
@@ -59,10 +47,14 @@ const STALE_UPLOAD_MS = 3600_000
 const PART_CONCURRENCY = 4
 
 let sdkP: Promise<SDK> | null = null
+/**
+ * The SDK, loaded on first use with require (its CommonJS build): the CLI bundle runs as a
+ * vm.Script with a code cache (cli/load.cjs), where a dynamic import() has no loader.
+ */
 const sdk = (): Promise<SDK> => {
   // the SDK warns on stderr, once per process, that its releases after January 2027 need Node 22: not bfs's users' business
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  return (sdkP ??= import('@aws-sdk/client-s3'))
+  return (sdkP ??= Promise.resolve().then(() => createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK))
 }
 
 interface Credentials {
@@ -203,7 +195,13 @@ export class S3Store implements Store {
     return `s3:${endpoint}/${bucket}/${this.objectKey(key)}`.replace(/\/$/, '')
   }
 
+  /** The spool directory (made here if missing: callers stat what they are given). */
   localRoots(): string[] {
+    try {
+      fs.mkdirSync(this.spool, { recursive: true, mode: 0o700 })
+    } catch {
+      // reported by the first staged write
+    }
     return [this.spool]
   }
 
