@@ -108,7 +108,7 @@ if (!ENDPOINT) {
       const nb = await bfs(['ls'], { repo: `s3:${ENDPOINT}/bfs-no-such-bucket/x`, env })
       expect(nb.stderr).toMatch(/^bfs: .*no bucket "bfs-no-such-bucket" at http.*\n$/)
       const down = await bfs(['ls'], { repo: 's3:http://127.0.0.1:1/bfs-test/x', env })
-      expect(down.stderr).toMatch(/^bfs: .*cannot reach http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)\n$/)
+      expect(down.stderr).toMatch(/^bfs: .*cannot reach http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED, 6 attempts\)\n$/)
       const none = await bfs(['ls'], { repo, env: { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', HOME: work } })
       expect(none.stderr).toMatch(/^bfs: .*no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write them to .*\n$/)
       const url = await bfs(['ls'], { repo: 's3:http://h/B_ad', env })

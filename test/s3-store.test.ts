@@ -73,6 +73,33 @@ describe('parseS3Url', () => {
   })
 })
 
+describe('S3 store without a service', () => {
+  it('a service that accepts and never answers: each attempt times out, then one line says so', async () => {
+    const conns: net.Socket[] = []
+    const srv = net.createServer((c) => void conns.push(c)) // reads the request, answers nothing
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+    const keys = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+    process.env.AWS_ACCESS_KEY_ID ||= 'AKIDEXAMPLE'
+    process.env.AWS_SECRET_ACCESS_KEY ||= 'secret'
+    try {
+      const port = (srv.address() as net.AddressInfo).port
+      const s = new S3Store({ endpoint: `http://127.0.0.1:${port}`, bucket: 'b-silent', prefix: '' }, { requestTimeoutMs: 500, maxAttempts: 2, spoolDir })
+      const e = await storeError(s.get('k'))
+      expect(e.code).toBe('EIO')
+      expect(e.message).toBe(`s3:http://127.0.0.1:${port}/b-silent/k: cannot read: no answer from http://127.0.0.1:${port} within 500 ms (2 attempts)`)
+      expect(e.message).not.toContain('\n')
+      expect(conns.length).toBe(2) // both attempts reached it
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = keys.id
+      process.env.AWS_SECRET_ACCESS_KEY = keys.secret
+      if (keys.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+      if (keys.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+      for (const c of conns) c.destroy()
+      await new Promise((r) => srv.close(r))
+    }
+  })
+})
+
 if (!ENDPOINT) {
   describe('S3 store against a real S3 service', () => {
     it.skip('SKIPPED: S3_ENDPOINT is not set (make test-s3 runs these against a local Ceph RGW)', () => undefined)

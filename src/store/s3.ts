@@ -113,8 +113,12 @@ function classify(err: unknown): Failure {
   const status = e.$metadata?.httpStatusCode ?? e.$response?.statusCode
   const sysCode = e.code ?? (e.cause as { code?: string } | undefined)?.code
   if (status === undefined) {
-    const code = sysCode && NET_CODES.has(sysCode) ? sysCode : e.name === 'TimeoutError' || /timeout/i.test(e.message ?? '') ? 'timeout' : sysCode ?? e.name ?? 'Error'
-    const net = code === 'timeout' || NET_CODES.has(code) || /socket hang up|ECONNRESET|EPIPE/.test(e.message ?? '')
+    const msg = e.message ?? ''
+    // smithy's two timeouts: no connection within connectionTimeout, no answer within requestTimeout
+    const code = /without establishing a connection/i.test(msg) ? 'connect-timeout'
+      : /requestTimeout|timed out/i.test(msg) || e.name === 'TimeoutError' ? 'timeout'
+        : sysCode && NET_CODES.has(sysCode) ? sysCode : sysCode ?? e.name ?? 'Error'
+    const net = code === 'timeout' || code === 'connect-timeout' || NET_CODES.has(code) || /socket hang up|ECONNRESET|EPIPE/.test(e.message ?? '')
     return { status, code, message: e.message ?? String(err), retryable: net, ambiguous: net }
   }
   const code = e.Code ?? e.name ?? `HTTP ${status}`
@@ -222,7 +226,8 @@ export class S3Store implements Store {
         maxAttempts: 1, // retries are ours (send): the SDK's would retry a conditional PUT blindly
         requestChecksumCalculation: 'WHEN_REQUIRED', // else stream bodies go aws-chunked, which RGW answers 411
         responseChecksumValidation: 'WHEN_REQUIRED',
-        requestHandler: { connectionTimeout: this.opts.connectTimeoutMs, requestTimeout: this.opts.requestTimeoutMs },
+        // throwOnRequestTimeout: without it this SDK only logs a warning when requestTimeout passes, and waits on
+        requestHandler: { connectionTimeout: this.opts.connectTimeoutMs, requestTimeout: this.opts.requestTimeoutMs, throwOnRequestTimeout: true },
       })
     })().catch((err) => {
       this.clientP = null
@@ -261,8 +266,10 @@ export class S3Store implements Store {
     const { endpoint, bucket } = this.location
     const mk = (code: StoreErrorCode, msg: string): StoreError => new StoreError(code, key, `${w}: cannot ${doing}: ${msg}`, { cause })
     if (f.status === undefined) {
-      const why = f.code === 'timeout' ? 'timed out' : f.code
-      return mk('EIO', `cannot reach ${endpoint} (${why}${f.message && !f.message.includes(f.code) ? ': ' + f.message.split('\n')[0] : ''})`)
+      const tries = `${this.opts.maxAttempts} attempt${this.opts.maxAttempts > 1 ? 's' : ''}`
+      if (f.code === 'timeout') return mk('EIO', `no answer from ${endpoint} within ${this.opts.requestTimeoutMs} ms (${tries})`)
+      if (f.code === 'connect-timeout') return mk('EIO', `cannot reach ${endpoint} (no connection within ${this.opts.connectTimeoutMs} ms, ${tries})`)
+      return mk('EIO', `cannot reach ${endpoint} (${f.code}${f.message && !f.message.includes(f.code) ? ': ' + f.message.split('\n')[0] : ''}, ${tries})`)
     }
     switch (f.code) {
       case 'NoSuchBucket':
