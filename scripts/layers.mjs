@@ -21,7 +21,8 @@ export const RULES = {
   codec: { layers: ['native'], packages: ['zstd-napi'], builtins: ['node:crypto', 'node:module'] },
   // the virtual tape library and its timing model: a tier's device, below the store that will wrap it
   tape: { layers: ['native', 'os'], packages: [], builtins: '*' },
-  store: { layers: ['tape', 'os', 'native'], packages: [], builtins: '*' },
+  // the S3 tier (issue 18) talks to its service with the official AWS SDK v3
+  store: { layers: ['tape', 'os', 'native'], packages: ['@aws-sdk/client-s3'], builtins: '*' },
   blocks: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
   bilog: { layers: ['store', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
   // format 2 metadata: packs, the piece reader and its cache, directory trees and file maps (native-notes/pieces.md)

@@ -356,12 +356,22 @@ describe('the command line is strict', () => {
   })
 
   it('remote repository locations are refused, not made into local directories', async () => {
-    for (const loc of ['sftp:backup@host:/srv/repo', 's3:https://s3.example.com/bucket', 'rest:http://host:8000/', 'alice@host:repo', 'ssh://host/repo']) {
+    for (const loc of ['sftp:backup@host:/srv/repo', 'rest:http://host:8000/', 'alice@host:repo', 'ssh://host/repo']) {
       for (const res of [await bfs(['init'], { repo: loc, cwd: work }), await bfs(['--repo', loc, 'backup', path.join(src, 'a')], { cwd: work })]) {
         expect(res.code, loc).toBe(2)
         expect(res.stderr).toBe(`bfs: remote repositories are not supported ('${loc}'): give a local directory\n`)
       }
     }
+    // S3 is bfs's own (issue 18, format 2: test/s3-cli.test.ts); an address of another form (restic's) is a usage error
+    for (const loc of ['s3:s3.amazonaws.com/bucket', 's3://bucket/repo']) {
+      for (const res of [await bfs(['init'], { repo: loc, cwd: work }), await bfs(['--repo', loc, 'backup', path.join(src, 'a')], { cwd: work })]) {
+        expect(res.code, loc).toBe(2)
+        expect(res.stderr).toBe(`bfs: ${loc}: not an S3 repository address (s3:http://HOST:PORT/BUCKET[/PREFIX] or s3:https://…)\n`)
+      }
+    }
+    const f1 = await bfs(['init'], { repo: 's3:https://s3.example.com/bucket', cwd: work })
+    expect(f1.code).toBe(2)
+    expect(f1.stderr).toBe('bfs: s3:https://s3.example.com/bucket: a repository on S3 is format 2 only: bfs init --format 2\n')
     expect(fs.readdirSync(work).filter((n) => /^(sftp:|s3:|rest:|alice@|ssh:)/.test(n))).toEqual([])
   })
 

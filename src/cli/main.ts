@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { isS3Url, parseS3Url } from '../store/s3-url.js'
 import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
@@ -41,13 +42,22 @@ export function version(): string {
 
 /**
  * Repository locations bfs cannot use: remote URLs as restic, Borg and rclone spell them
- * (sftp:host:/path, s3:…, rest:…, user@host:path, ssh://…). Without this check such a
+ * (sftp:host:/path, rest:…, user@host:path, ssh://…), except bfs's own S3 addresses
+ * (`s3:http(s)://HOST:PORT/BUCKET/PREFIX`, issue 18: format 2 only). Without this check such a
  * string would quietly become a local directory of that name.
  */
 const REMOTE_REPO = /^(?:(?:sftp|s3|rest|b2|azure|gs|swift|rclone|ssh|http|https|ftp|smb|webdav)(?::|\+)|[^/\s:]+@[^/\s:]+:)/i
 
 /** The repository directory the options and environment name, checked for remote locations. */
 export function checkRepoDir(dir: string): string {
+  if (isS3Url(dir)) {
+    try {
+      parseS3Url(dir)
+    } catch (err) {
+      throw new BfsError('USAGE', (err as Error).message)
+    }
+    return dir
+  }
   if (REMOTE_REPO.test(dir)) throw new BfsError('USAGE', `remote repositories are not supported ('${dir}'): give a local directory`)
   if (dir === '') throw new BfsError('USAGE', 'the repository path is empty (--repo or BFS_REPO)')
   return dir
@@ -67,7 +77,7 @@ export async function main(argv: string[]): Promise<void> {
   program
     .name('bfs')
     .description('Backup filesystem: generations of block maps and zstd chunks, mountable read-only.')
-    .addOption(new Option('--repo <dir>', 'repository directory').env('BFS_REPO'))
+    .addOption(new Option('--repo <dir>', 'repository directory, or s3:http(s)://HOST:PORT/BUCKET/PREFIX (format 2)').env('BFS_REPO'))
     .version(`bfs ${version()}`, '--version', 'print the version of bfs')
     .addHelpText('after', EXIT_HELP)
     // Operands a command does not take are an error, never silently dropped (`bfs backup
@@ -85,6 +95,7 @@ export async function main(argv: string[]): Promise<void> {
       const dir = ctx.repoDir()
       // a format 2 repository reaches this only in the commands with no format 2 path yet
       if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
+      if (isS3Url(dir)) throw new BfsError('NOT_A_REPO', `${dir} is not a bfs repository (S3 holds format 2 repositories only: bfs init --format 2)`)
       return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
     },
     exitCode: 0,

@@ -1,6 +1,8 @@
 import { DiskStore } from './disk.js'
 import { FaultyStore } from './faulty.js'
 import { MemStore } from './mem.js'
+import { S3Store } from './s3.js'
+import { isS3Url } from './s3-url.js'
 import { TieredStore } from './tiered.js'
 import type { Store, StoreDescription } from './store.js'
 
@@ -18,9 +20,20 @@ export function openStore(d: StoreDescription): Store {
       return new MemStore({ blobs: d.blobs, readOnly: true })
     case 'tiered':
       return new TieredStore({ hot: openStore(d.hot), cacheDir: d.cacheDir })
+    case 's3':
+      return new S3Store(d.location, d.options)
     case 'faulty':
       return new FaultyStore(openStore(d.inner), { seed: d.seed, rules: d.rules, exposeFd: d.exposeFd })
     default:
       throw new TypeError(`unknown store kind ${JSON.stringify((d as { kind: unknown }).kind)}`)
   }
+}
+
+/**
+ * The store of a repository location (`--repo`): an S3 store for `s3:http(s)://…` addresses,
+ * else a disk store on the directory (ENOENT if it is missing). `create`: make the directory.
+ */
+export function storeAt(dir: string, o: { create?: boolean } = {}): Store {
+  if (isS3Url(dir)) return S3Store.fromUrl(dir)
+  return o.create ? DiskStore.create(dir) : DiskStore.open(dir)
 }

@@ -166,12 +166,40 @@ export interface FaultRule {
   shortBytes?: number
 }
 
+/** Where a repository lives in S3: `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]` (store/s3.ts). */
+export interface S3Location {
+  /** http://host:port or https://host[:port] */
+  endpoint: string
+  bucket: string
+  /** '' or key segments, without a trailing '/' */
+  prefix: string
+  region?: string
+}
+
+/** Tunables of an S3 store (store/s3.ts has the defaults). */
+export interface S3Options {
+  /** Puts of more bytes than this ('create', 'replace', staged) are multipart. Default 64 MiB. */
+  multipartThreshold?: number
+  /** Part size of multipart uploads (S3's minimum is 5 MiB). Default 16 MiB. */
+  partSize?: number
+  /** Attempts per request (network errors, timeouts, 5xx, throttling). Default 6. */
+  maxAttempts?: number
+  /** Connection timeout, ms. Default 5,000. */
+  connectTimeoutMs?: number
+  /** A request with no socket activity for this long fails (and is retried). Default 30,000. */
+  requestTimeoutMs?: number
+  /** Local directory of staged writes. Default $BFS_S3_SPOOL or <tmpdir>/bfs-s3-spool-<uid>; one sub-directory per location. */
+  spoolDir?: string
+}
+
 export type StoreDescription =
   | { kind: 'disk'; root: string }
   | { kind: 'mem'; blobs: Record<string, SharedArrayBuffer> }
   | { kind: 'faulty'; seed: number; rules: FaultRule[]; exposeFd?: boolean; inner: StoreDescription }
   /** A tiered store in another thread: its disk tier, and its buffer cache read by key (no catalog: blobs on tape and not cached are not found). */
   | { kind: 'tiered'; hot: StoreDescription; cacheDir: string }
+  /** An S3 store: its location and options (credentials are found again from the environment). */
+  | { kind: 's3'; location: S3Location; options: S3Options }
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/
 /** Temporary and staged names a store writes next to a key; no key may look like one. */

@@ -5,8 +5,9 @@
  */
 import path from 'node:path'
 import { keys2 } from '../../format/v2/layout.js'
-import { DiskStore } from '../../store/disk.js'
-import { StoreError } from '../../store/store.js'
+import { storeAt } from '../../store/open.js'
+import { isS3Url } from '../../store/s3-url.js'
+import { StoreError, type Store } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 
 /**
@@ -18,9 +19,9 @@ import { BfsError } from '../errors.js'
  * every other command meets it in ctx.openRepo.
  */
 export function isFormat2(dir: string): boolean {
-  let store: DiskStore
+  let store: Store
   try {
-    store = DiskStore.open(dir)
+    store = storeAt(dir)
   } catch (err) {
     if (err instanceof StoreError) return false
     throw err
@@ -30,12 +31,13 @@ export function isFormat2(dir: string): boolean {
 }
 
 /** The envelope version of a config file, or null when it is missing or not a config envelope. */
-function envelopeVersion(store: DiskStore, key: string): number | null {
+function envelopeVersion(store: Store, key: string): number | null {
   let b: Buffer
   try {
-    b = store.sync.getSync(key, { offset: 0, length: 10 })
+    b = store.sync!.getSync(key, { offset: 0, length: 10 })
   } catch (err) {
-    if (err instanceof StoreError) return null
+    // on S3, only a missing config means "not format 2": access denied or an unreachable endpoint is said as such
+    if (err instanceof StoreError && (err.code === 'ENOENT' || err.code === 'TRUNCATED' || !isS3Url(store.where('')))) return null
     throw err
   }
   return b.subarray(0, 8).toString('latin1') === 'BFSCONF\0' ? b.readUInt16LE(8) : null
@@ -46,5 +48,5 @@ function envelopeVersion(store: DiskStore, key: string): number | null {
  * (README "format 2"), naming the command and what a format 2 repository takes so far.
  */
 export function notYetOnFormat2(dir: string, command = 'this command'): BfsError {
-  return new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget)`)
+  return new BfsError('NOT_A_REPO', `${isS3Url(dir) ? dir : path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget)`)
 }

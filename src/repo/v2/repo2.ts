@@ -14,6 +14,8 @@ import { MANIFEST2_RE, RUN_RE, keys2 } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, guardLock } from '../../format/v2/records.js'
 import { FormatError } from '../../format/errors.js'
 import { DiskStore } from '../../store/disk.js'
+import { storeAt } from '../../store/open.js'
+import { isS3Url } from '../../store/s3-url.js'
 import { StoreError, syncOf, type Store, type SyncStore } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
@@ -54,9 +56,20 @@ export class Repo2 {
    * both; see native-notes/v2-backup.md).
    */
   static init(dir: string): Repo2 {
-    const abs = checkNewRepoDir(dir)
-    const store = DiskStore.create(abs)
-    for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.leases, keys2.locks, keys2.retired, keys2.tmp]) store.makePrefix(d)
+    let abs: string
+    let store: Store
+    if (isS3Url(dir)) {
+      // an S3 prefix has no empty directories to make; it must hold no repository yet
+      abs = dir
+      store = storeAt(dir)
+      if (syncOf(store).hasSync(keys2.config)) throw new BfsError('EXISTS', `${dir} is already a bfs repository`)
+      if (syncOf(store).listSync('').length > 0) throw new BfsError('BAD_INPUT', `${dir} is not empty; refusing to make it a repository`)
+    } else {
+      abs = checkNewRepoDir(dir)
+      const disk = DiskStore.create(abs)
+      for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.leases, keys2.locks, keys2.retired, keys2.tmp]) disk.makePrefix(d)
+      store = disk
+    }
     const created = new Date().toISOString()
     const config: ConfigV2 = {
       format: 2,
@@ -81,8 +94,8 @@ export class Repo2 {
 
   /** Opens a format 2 repository; its config's features are checked (§2.7). */
   static open(dir: string, warn?: (m: string) => void): Repo2 {
-    const abs = path.resolve(dir)
-    const store = testStore2(DiskStore.open(abs))
+    const abs = isS3Url(dir) ? dir : path.resolve(dir)
+    const store = testStore2(storeAt(abs))
     const s = syncOf(store)
     let config: ConfigV2 | null = null
     let problem = ''

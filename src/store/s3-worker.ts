@@ -1,0 +1,37 @@
+/** The S3 sync face's request thread (store/s3-sync.ts): runs one S3Store, answers one blocked caller at a time. */
+import { workerData, type MessagePort } from 'node:worker_threads'
+import { S3Store, type S3Description } from './s3.js'
+import type { SyncOp } from './s3-sync.js'
+import type { ByteRange, PutOptions } from './store.js'
+
+const { desc, port, flag } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array }
+const store = new S3Store(desc.location, desc.options)
+
+async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
+  switch (op) {
+    case 'get':
+      return store.get(key, args[0] as ByteRange | undefined)
+    case 'head':
+      return (await store.head(key)) ?? null
+    case 'getRange':
+      return store.getRange(key, args[0] as ByteRange, args[1] as string)
+    case 'put':
+      return store.put(key, args[0] as Uint8Array, args[1] as PutOptions)
+    case 'list':
+      return store.list(key)
+    case 'remove':
+      return store.remove(key, args[0] as { recursive?: boolean })
+    default:
+      throw new Error(`unknown S3 sync operation ${String(op)}`)
+  }
+}
+
+port.on('message', (m: { op: SyncOp; key: string; args: unknown[] }) => {
+  void run(m.op, m.key, m.args).then(
+    (r) => port.postMessage({ r }),
+    (e: { name?: string; code?: string; key?: string; message?: string }) => port.postMessage({ e: { name: e?.name ?? 'Error', code: e?.code ?? 'EIO', key: e?.key ?? m.key, message: e?.message ?? String(e) } }),
+  ).finally(() => {
+    Atomics.store(flag, 0, 1)
+    Atomics.notify(flag, 0)
+  })
+})
