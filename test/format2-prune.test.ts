@@ -11,6 +11,7 @@
  * that appears while prune marks stops it before anything is deleted.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -181,6 +182,32 @@ describe('format 2 prune', () => {
     const real = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
     expect(real.bytes.reclaimable).toBe(json.bytes.reclaimable)
     expect(real.streams.dropped).toEqual([2])
+  })
+
+  it("a DIRDELTA's base that is another root's own directory is walked whole: a protected generation's file the delta replaced keeps its data", async () => {
+    const repo = path.join(work, 'delta-base')
+    const src = path.join(work, 'delta-base-src')
+    const d = path.join(src, 'd')
+    fs.mkdirSync(d, { recursive: true })
+    for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(d, `f${String(i).padStart(3, '0')}`), `small ${i}\n`)
+    await ok(['init', '--format', '2'], repo)
+    await ok(['backup', src], repo) // gen1
+    // gen2: every entry changed (a whole new DIR) and f, whose only copy is stream 2
+    await sh(`touch -m -d '2020-01-02' '${d}'/f*`)
+    fs.writeFileSync(path.join(d, 'f'), randomBytes(300_000))
+    await ok(['backup', src], repo)
+    // gen3: only f rewritten: a DIRDELTA over gen2's DIR
+    fs.writeFileSync(path.join(d, 'f'), randomBytes(300_000))
+    await ok(['backup', src], repo)
+    await ok(['forget', '2'], repo)
+    // gen2 is kept by --grace: its directory is the base of gen3's delta, walked first through gen3
+    const plan = JSON.parse(await ok(['prune', '--dry-run', '--json', '--grace', '1h'], repo)) as Record<string, any>
+    expect(plan.streams.dropped).not.toContain(2)
+    await ok(['prune', '--grace', '1h'], repo)
+    await ok(['verify', '--all'], repo)
+    // gen2's retired manifest is what the grace keeps, and its stream still holds its f
+    expect(fs.readdirSync(path.join(repo, 'retired'))).toEqual([path.basename(keys2.retiredManifest(2, 1))])
+    expect(fs.readdirSync(path.join(repo, 'gens', '00000002')).filter((n) => n.startsWith('unit-')).length).toBeGreaterThan(0)
   })
 
   it('a mounted generation, then forgotten, keeps reading across a prune (its lease pins it); unmounted, the next prune reclaims it', async () => {
@@ -370,6 +397,25 @@ describe('format 2 prune', () => {
     expect(last.bytes.reclaimed).toBe(res.prune.bytes.reclaimable)
     const text = await ok(['forget', '--keep-last', '1', '--prune'], h.repo)
     expect(text).toMatch(/forgot gen3 [^]*reclaimed .* \(prune run \d+\)\n$/)
+  })
+
+  it('forget --prune whose prune fails: the forget is reported (text and --json), then the prune\'s error with its exit code', async () => {
+    const h = await history('forget-prune-fails', 3)
+    // a flipped byte in gen3's pack: prune refuses (exit 6); forget does not read pieces
+    const pack = path.join(h.repo, keys2.pack(3, 0))
+    const bad = fs.readFileSync(pack)
+    bad[80] ^= 0xff
+    fs.writeFileSync(pack, bad)
+    const t = await bfs(['forget', '1', '--prune'], { repo: h.repo })
+    expect(t.code).toBe(6)
+    expect(t.stdout).toMatch(/forgot gen1/)
+    expect(t.stderr).toMatch(/^bfs: gen3: .*prune deletes nothing/)
+    const j = await bfs(['forget', '2', '--prune', '--json'], { repo: h.repo })
+    expect(j.code).toBe(6)
+    const res = JSON.parse(j.stdout) as Record<string, any>
+    expect(res.forgotten).toEqual([2])
+    expect(res.prune.error).toMatch(/prune deletes nothing/)
+    expect(await ids(h.repo)).toEqual([3])
   })
 
   it('BI data is marked: the BI index overlays keep the blocks they name, the BI log its pages (a generation written by hand: no backup writes BI in format 2 yet)', async () => {

@@ -229,7 +229,10 @@ export async function mark(repo: Repo2, roots: ManifestV2[]): Promise<Marks> {
       for (const c of p.index.children) await dirPiece(c.ref)
       return
     }
-    if (p.kind === PieceKind.DirDelta) visit(p.delta.base) // its base is read with it: live (its entries are walked through the delta's result)
+    // its base is read with it, and may be another root's own directory: walked whole (only
+    // marking it seen would leave the entries the delta removed or changed unmarked when that
+    // root reaches it later — a protected or concurrent generation's data deleted)
+    if (p.kind === PieceKind.DirDelta) await dirPiece(p.delta.base)
     for (const e of p.entries) await entry(e)
   }
   const entry = async (e: Entry2): Promise<void> => {
