@@ -163,7 +163,15 @@ export function registerForget(program: Command, ctx: Ctx): void {
       }
       // --prune: after the forget's lock is released, a prune takes it again (its own run)
       let pruned: PruneOutcome | null = null
-      if (o.prune && !o.dryRun) pruned = await pruneNow(repo, ctx, { graceMs: 0, waitMs })
+      // a prune that fails (a held lock, damage) fails the command, after the forget it follows is reported
+      let pruneError: unknown = null
+      if (o.prune && !o.dryRun) {
+        try {
+          pruned = await pruneNow(repo, ctx, { graceMs: 0, waitMs })
+        } catch (err) {
+          pruneError = err
+        }
+      }
       if (o.json) {
         process.stdout.write(JSON.stringify({
           dryRun: !!o.dryRun,
@@ -171,12 +179,13 @@ export function registerForget(program: Command, ctx: Ctx): void {
           generations: chosen!.gens.map((g) => ({ generation: `gen${g.id}`, id: g.id, time: g.time, host: g.host, source: g.source, label: g.label, group: g.group, action: g.keep ? 'keep' : 'remove', reasons: g.reasons })),
           damaged: chosen!.damaged.map((d) => ({ generation: `gen${d.id}`, id: d.id, problem: d.problem })),
           forgotten,
-          ...(o.prune ? { prune: pruned ? pruneReport(pruned.sv, pruned.marks, pruned.d, false, pruned.run) : null } : {}),
+          ...(o.prune ? { prune: pruned ? pruneReport(pruned.sv, pruned.marks, pruned.d, false, pruned.run) : pruneError ? { error: (pruneError as Error).message } : null } : {}),
         }) + '\n')
       } else {
         printText(chosen!, byPolicy, !!o.dryRun, finished!, forgotten)
         if (pruned) printPrune(pruned.sv, pruned.marks, pruned.d, false, pruned.run)
-        else if (o.prune) process.stdout.write('prune: not simulated by --dry-run (after forgetting, bfs prune --dry-run says what it would reclaim)\n')
+        else if (o.prune && !pruneError) process.stdout.write('prune: not simulated by --dry-run (after forgetting, bfs prune --dry-run says what it would reclaim)\n')
       }
+      if (pruneError) throw pruneError
     })
 }
