@@ -104,7 +104,11 @@ export function dedupKeysOf(repo: Repo2, run: number): string[] {
 
 /** Deletes run N's dedup objects (an aborted or recovered run, §2.20.6). */
 export function removeDedupOf(repo: Repo2, run: number): void {
-  for (const k of dedupKeysOf(repo, run)) repo.sync.removeSync(k)
+  const keys = dedupKeysOf(repo, run)
+  for (const k of keys) repo.sync.removeSync(k)
+  // durable before the run is marked aborted: after a power cut they must not come back for
+  // a run whose gens/N is gone (lookups would skip them, but nothing would delete them)
+  if (keys.length) repo.sync.flushSync(keys2.index)
 }
 
 /** Every entry of one object, fully decoded and checked (verify). */
