@@ -1269,7 +1269,7 @@ static int tree_open(bilog_t *b, const char *path, int want_id, uint64_t want_de
   if (b->treefd >= 0) {
     /* beneath the clone's root, never across a mount (the clone has none: a path crossing a
      * submount in bfs's namespace would name the directory under it), no magic links */
-    struct bilog_open_how how = {.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME,
+    struct bilog_open_how how = {.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK,
                                  .resolve = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS};
     fd = (int)syscall(SYS_openat2, b->treefd, rel, &how, sizeof how);
     if (fd < 0 && errno == EPERM) {
@@ -1651,8 +1651,8 @@ static int open_quiet(bilog_t *b, const char *path, int want_id, uint64_t want_d
     *have_st = 1;
     return tfd;
   }
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK); /* (O_NONBLOCK: a fifo put there after the scan must not hang a worker) */
+  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return -errno;
   /* the open waited for the listener's answer, so its fd is in this thread's slot by now */
   pid_t tid = (pid_t)syscall(SYS_gettid);
@@ -1691,6 +1691,15 @@ ssize_t bilog_read_file(bilog_t *b, const char *path, uint64_t dev, uint64_t ino
   *at_open = 1;
   int fd = open_quiet(b, path, 1, dev, ino, &st, &have);
   if (fd < 0) return fd;
+  /* not the inode the scan found: the file was replaced (renamed over, or unlinked and its
+   * number reused) after the scan and before this read. Its T0 bytes are gone, and the
+   * capture knows the newcomer only from its first write (t0size ~0): reading it would store
+   * the scan's size and times over zeros. -ESTALE: the caller says it is not covered. */
+  if ((!have && fstat(fd, &st) != 0) || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
+    close(fd);
+    return -ESTALE;
+  }
+  have = 1;
   *at_open = 0;
   /* the open's stat serves the read: one fstat per file, as a plain open and read take */
   ssize_t r = read_span(b, fd, have ? &st : NULL, buf, len, off, 1, 1, logged);

@@ -529,7 +529,10 @@ class TreeWriter {
       if (r.error) {
         if (!this.failed.has(e)) {
           this.failed.add(e)
-          this.skip(p.rel, `cannot ${r.errorAt ?? 'read'} (${r.error})`)
+          // --online: the path names another inode than the scan found (native bilog_read_file)
+          const replaced = p.online && r.error === 'ESTALE'
+          if (replaced) this.online!.uncovered(p.rel, 'replaced after T0 before it was read (left out)')
+          this.skip(p.rel, replaced ? 'replaced after T0 before it was read: its T0 content is gone (not covered by --online)' : `cannot ${r.errorAt ?? 'read'} (${r.error})`)
           this.stats.files--
           if (p.isNew) this.stats.newFiles--
           else this.stats.changedFiles--
