@@ -15,7 +15,7 @@ import { BfsError } from './errors.js'
 import { compileExcludes, compileTagRules, type TagRules } from './exclude.js'
 import type { Group } from './groups.js'
 import { readPlanned, type ReadResult } from './worker.js'
-import { openSource } from './source.js'
+import { openTreeFile } from './source.js'
 import { BI_REASON_TEXT, OnlineCapture, type OnlineReport } from './online.js'
 
 /** A backup's options: the commit's (label, threads, lock wait, signal), the stream's (unit, frame, level), and these. */
@@ -717,7 +717,7 @@ class TreeWriter {
     let fd: number
     try {
       // --online: an fd whose reads raise no events
-      fd = captured ? this.online!.openQuiet(p) : openSource(p)
+      fd = captured ? this.online!.openQuiet(p) : openTreeFile(p)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.dropped.add(index)

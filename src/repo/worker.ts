@@ -7,7 +7,7 @@ import type { ReaderSpec } from '../blocks/spec.js'
 import type { Staged, Store, StoreDescription } from '../store/store.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
-import { openSource } from './source.js'
+import { openTreeFile } from './source.js'
 
 /**
  * Worker thread: compresses units into frames (hashing every block); restore and verify
@@ -112,7 +112,7 @@ export function readPlanned(raw: Buffer, reads: PlannedRead[]): ReadResult[] {
         if (fileOut[1]) res.logged = fileOut[1]
       } else {
         // --online: an fd whose reads raise no events (each would be a round trip through the listener)
-        fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openSource(path)
+        fd = r.bilog ? native.biOpenQuietShared(r.bilog, path) : openTreeFile(path)
         res.errorAt = 'read'
         let got = 0
         while (got < r.bytes) {

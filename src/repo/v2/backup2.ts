@@ -36,7 +36,7 @@ import { type BaseObject, storeObject } from '../objects.js'
 import { MAX_DELTA_DEPTH } from '../../format/maps.js'
 import { MapReader } from '../../pieces/maps.js'
 import { StreamSource2 } from './read2.js'
-import { openSource } from '../source.js'
+import { openTreeFile } from '../source.js'
 import { compileExcludes, compileTagRules, type TagRules } from '../exclude.js'
 import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
@@ -865,7 +865,7 @@ class Walk2 {
     if (pre && (await this.storeRead(e, full, rel, old, pre, linkKey))) return true
     let fd: number
     try {
-      fd = openSource(full)
+      fd = openTreeFile(full)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.stats.files--
