@@ -48,6 +48,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/limits.h>
@@ -1879,6 +1880,53 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* ---- exit watchdog -------------------------------------------------------- */
+
+/*
+ * exitWatchdog(ms, code): a detached thread that ends the process with _exit(code) after ms,
+ * for a process about to exit normally. exit() runs C and C++ exit handlers, which take
+ * stdio's stderr lock; libfuse cancels its worker threads when its loop ends, and one
+ * cancelled inside a write to stderr leaves that lock held: the mount server then hung in
+ * exit() for good (seen once: a lazily detached mount whose last file closed). Nothing the
+ * handlers would do is worth a process that never ends.
+ */
+static void *exit_watchdog_main(void *arg) {
+  struct {
+    long ms;
+    int code;
+  } *w = arg;
+  struct timespec ts = {w->ms / 1000, (w->ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  _exit(w->code);
+  return NULL;
+}
+
+static napi_value js_exit_watchdog(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 2);
+  double ms, code;
+  if (!get_integer_arg(env, argv[0], "ms", 0, 86400000, &ms) || !get_integer_arg(env, argv[1], "code", 0, 255, &code)) return NULL;
+  static struct {
+    long ms;
+    int code;
+  } w;
+  w.ms = (long)ms;
+  w.code = (int)code;
+  pthread_attr_t attr;
+  pthread_t t;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&t, &attr, exit_watchdog_main, &w);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    throw_errno(env, rc, "pthread_create", NULL);
+    return NULL;
+  }
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
 /* ---- fadvise ------------------------------------------------------------ */
 
 static napi_value js_fadvise(napi_env env, napi_callback_info info) {
@@ -2267,6 +2315,7 @@ NAPI_MODULE_INIT() {
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"exitWatchdog", NULL, js_exit_watchdog, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs'
 import { spawn } from 'node:child_process'
-import { detach } from '../native/index.js'
+import { detach, exitWatchdog } from '../native/index.js'
 import type { Vfs } from '../vfs/tree.js'
 import type { LazyVfs } from '../vfs/gen2.js'
 import { MountBusyError, serveFuse } from './adapter.js'
@@ -195,7 +195,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
       if (phase === 'lazy') {
         log(`${sig}: stopping now; files still open at ${mnt} fail from here on`)
         dropPidFile()
-        process.exit(0)
+        exitNow()
       }
       if (phase === 'unmounting') {
         lazyNext = true
@@ -231,5 +231,15 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
   // a read still in progress on a libfuse thread may use a unit file: leave them to exit
   if (drained) await vfs.close()
   else log('reads were still in progress; exiting without closing the unit files first')
+  exitNow()
+}
+
+/** process.exit(0), bounded: libfuse can leave exit() stuck on stderr's lock (native exitWatchdog). */
+function exitNow(): never {
+  try {
+    exitWatchdog(10_000, 0)
+  } catch {
+    // no thread for it: exit as before
+  }
   process.exit(0)
 }

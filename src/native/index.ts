@@ -106,6 +106,7 @@ interface Addon {
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
   flock(fd: number, mode: FlockMode): boolean
   detach(fd: number): void
+  exitWatchdog(ms: number, code: number): void
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
   xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
   blake3Into(src: Uint8Array, srcOffset: number, srcLength: number, key: Uint8Array | null, out: Uint8Array, outOffset: number, outLength: number): void
@@ -180,6 +181,7 @@ export const ADDON_FUNCTIONS = [
   'fadvise',
   'flock',
   'detach',
+  'exitWatchdog',
   'hashBlocks',
   'xxh64Into',
   'blake3Into',
@@ -507,6 +509,14 @@ export function thawFs(fd: number): void {
  */
 export function detach(fd: number): void {
   addon().detach(fd)
+}
+
+/**
+ * Ends the process with _exit(code) after `ms` unless it has ended by then: armed right
+ * before process.exit(), it bounds an exit that hangs in C exit handlers (native/bfs_native.c).
+ */
+export function exitWatchdog(ms: number, code: number): void {
+  addon().exitWatchdog(ms, code)
 }
 
 /**
