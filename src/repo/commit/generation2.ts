@@ -15,11 +15,10 @@ import { HASH_BYTES } from '../../codec/hash.js'
 import type { Entry2 } from '../../format/v2/dir.js'
 import type { PieceRef } from '../../format/v2/common.js'
 import { keys2 } from '../../format/v2/layout.js'
-import { type ManifestV2, type RunRecord, encodeManifestV2, encodeRunRecord, encodeStreamRecord } from '../../format/v2/records.js'
+import { type ManifestV2, type RunRecord, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
 import { PackWriter } from '../../pieces/packs.js'
 import { PieceReader } from '../../pieces/reader.js'
 import { pidAlive } from '../../os/process.js'
-import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { WorkerPool } from '../pool.js'
 import { type Repo2, envelope2 } from '../v2/repo2.js'
@@ -70,12 +69,6 @@ export interface Commit2Result {
   skippedPaths: string[]
 }
 
-const runKey = keys2.run
-
-function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void {
-  repo.sync.putSync(runKey(r.run), envelope2('run', encodeRunRecord(r)), { mode })
-}
-
 /**
  * Dead backup runs (§2.20.6): a `running` record of this host whose pid is gone, or of any
  * host whose lease (the record names it) is gone or dead (§2.8.5: on this host by pid and start
@@ -98,7 +91,7 @@ export async function recoverRuns2(repo: Repo2): Promise<number> {
       repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
       removeDedupOf(repo, r.run)
     }
-    putRun(repo, { ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+    repo.putRun({ ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
     n++
   }
   if (n) repo.sync.flushSync(keys2.runs)
@@ -117,20 +110,6 @@ function runDead(repo: Repo2, r: RunRecord, host: string): boolean {
   return !holderAlive(l.record)
 }
 
-/** Claims the next run id: runs/N created exclusively, N+1 when another writer got N. */
-function claimRun(repo: Repo2, kind: RunRecord['kind'], lease: string): RunRecord {
-  for (let n = repo.highestId() + 1; ; n++) {
-    const r: RunRecord = { run: n, kind, state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString(), gen: n }
-    try {
-      putRun(repo, r, 'exclusive')
-      return r
-    } catch (err) {
-      if (err instanceof StoreError && err.code === 'EEXIST') continue
-      throw err
-    }
-  }
-}
-
 /** Writes a format 2 generation; on any failure before the commit point, its run is aborted and gens/N removed. */
 export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: Generation2Spec): Promise<Commit2Result> {
   if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; no backup`)
@@ -141,7 +120,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
   let run: RunRecord
   try {
     await recoverRuns2(repo)
-    run = claimRun(repo, 'backup', lease.name)
+    run = repo.claimRun((n) => ({ run: n, kind: 'backup', state: 'running', host: os.hostname(), pid: process.pid, lease: lease.name, started: new Date().toISOString(), gen: n }))
   } catch (err) {
     lease.release()
     throw err
@@ -193,7 +172,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     // step 8, the commit point; then step 9
     repo.sync.putSync(keys2.manifest(N), envelope2('manifest', encodeManifestV2(man)), { mode: 'exclusive' })
     committed = true
-    putRun(repo, { ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')
+    repo.putRun({ ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')
     return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
   } catch (err) {
     throw storageError(err, repo, N)
@@ -209,7 +188,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
             repo.sync.removeSync(keys2.genDir(N), { recursive: true })
             removeDedupOf(repo, N)
           }
-          putRun(repo, { ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+          repo.putRun({ ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
         } catch {
           // the next writer's recovery finishes it (the record still says running, with our dead pid)
         }

@@ -27,7 +27,7 @@ import { FormatError } from '../../format/errors.js'
 import { keys2, PACK_RE, RETIRED_RE, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
 import {
   type LeaseRecord, type ManifestV2, type PrunePlan, type RunRecord, MAX_CLOCK_SKEW_MS,
-  decodeManifestV2, encodePrunePlan, encodeRunRecord, pinName,
+  decodeManifestV2, encodePrunePlan, pinName,
 } from '../../format/v2/records.js'
 import type { BiOverlayRow } from '../../format/v2/idtable.js'
 import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
@@ -467,27 +467,14 @@ export function rootsOf(sv: Survey): ManifestV2[] {
   return [...sv.committed, ...sv.retired.flatMap((r) => (r.protected && r.manifest && !sv.committed.some((c) => c.id === r.id && c.rev === r.rev) ? [r.manifest] : []))]
 }
 
-function putRun(repo: Repo2, r: RunRecord, mode: 'exclusive' | 'replace'): void {
-  repo.sync.putSync(keys2.run(r.run), envelope2('run', encodeRunRecord(r)), { mode })
-}
-
 /** Claims run P for this prune (runs/P exclusive, the next id when another writer got it). */
 export function claimPruneRun(repo: Repo2, lease: string): RunRecord {
-  for (let n = repo.highestId() + 1; ; n++) {
-    const r: RunRecord = { run: n, kind: 'prune', state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString() }
-    try {
-      putRun(repo, r, 'exclusive')
-      return r
-    } catch (err) {
-      if (err instanceof StoreError && err.code === 'EEXIST') continue
-      throw err
-    }
-  }
+  return repo.claimRun((n) => ({ run: n, kind: 'prune', state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString() }))
 }
 
 /** Ends run P: committed or aborted. */
 export function endPruneRun(repo: Repo2, r: RunRecord, state: 'committed' | 'aborted'): void {
-  putRun(repo, { ...r, state, ended: new Date().toISOString() }, 'replace')
+  repo.putRun({ ...r, state, ended: new Date().toISOString() }, 'replace')
   repo.sync.flushSync(keys2.runs)
 }
 
@@ -501,7 +488,7 @@ export function recoverMaintenanceRuns(repo: Repo2, self: number): number {
   for (const r of repo.runs()) {
     if (r.run === self || r.state !== 'running' || (r.kind !== 'prune' && r.kind !== 'compact')) continue
     if (runWriterLive(repo, r, host)) continue
-    putRun(repo, { ...r, state: 'aborted', ended: new Date().toISOString() }, 'replace')
+    repo.putRun({ ...r, state: 'aborted', ended: new Date().toISOString() }, 'replace')
     n++
   }
   if (n) repo.sync.flushSync(keys2.runs)

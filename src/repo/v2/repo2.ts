@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
 import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
 import { MANIFEST2_RE, RUN_RE, keys2 } from '../../format/v2/layout.js'
-import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, guardLock } from '../../format/v2/records.js'
+import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, encodeRunRecord, guardLock } from '../../format/v2/records.js'
 import { FormatError } from '../../format/errors.js'
 import { DiskStore } from '../../store/disk.js'
 import { storeAt } from '../../store/open.js'
@@ -219,6 +219,28 @@ export class Repo2 {
     for (const n of this.names(keys2.gens)) if (RUN_RE.test(n)) hi = Math.max(hi, Number(n))
     for (const id of this.generationIds()) hi = Math.max(hi, id)
     return hi
+  }
+
+  /** Writes a run record (§2.8.4): `exclusive` claims runs/N, `replace` moves its state on. */
+  putRun(r: RunRecord, mode: 'exclusive' | 'replace'): void {
+    this.sync.putSync(keys2.run(r.run), envelope2('run', encodeRunRecord(r)), { mode })
+  }
+
+  /**
+   * Claims the next run id: runs/N created exclusively with the record `make(N)`, N+1 when
+   * another writer got N (§2.20.3 step 2).
+   */
+  claimRun(make: (n: number) => RunRecord): RunRecord {
+    for (let n = this.highestId() + 1; ; n++) {
+      const r = make(n)
+      try {
+        this.putRun(r, 'exclusive')
+        return r
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'EEXIST') continue
+        throw err
+      }
+    }
   }
 
   static host(): string {
