@@ -286,6 +286,48 @@ describe('format 2: backup, ls, cat', () => {
   })
 })
 
+describe('format 2: an access is not a change', () => {
+  it('atimes moved by reads, listings and readlink: the next backup writes no piece and keeps the stored atimes; a content change stores the new one', async () => {
+    const repo = await init2('atime')
+    const src = path.join(work, 'src-atime')
+    await makeTree(src)
+    // atimes older than the mtimes: under relatime the next access moves them (and not the ctime)
+    await sh(`find '${src}' -exec touch -h -a -d '2001-02-03 04:05:06' {} +`)
+    const b1 = await bfs(['backup', src, '--json'], { repo })
+    expect(b1.code, b1.stderr).toBe(0)
+    const atimes = async (gen: string): Promise<Map<string, unknown>> => {
+      const r = await bfs(['ls', `${gen}:`, '--json'], { repo })
+      expect(r.code, r.stderr).toBe(0)
+      return new Map((JSON.parse(r.stdout) as Array<{ nameBase64: string; atime: unknown }>).map((x) => [x.nameBase64, x.atime]))
+    }
+    const before = await atimes('1')
+    expect(before.size).toBeGreaterThan(3)
+    for (const t of before.values()) expect(String(t)).toMatch(/^2001-02-03/)
+    // a user reads everything: files, directory listings, symlinks
+    await sh(`find '${src}' -type d -exec ls -a {} + >/dev/null; find '${src}' -type f -exec cat {} + >/dev/null; find '${src}' -type l -exec readlink {} + >/dev/null`)
+    const file = filesOf(src).find((f) => !f.includes('/'))!
+    expect(file).toBeTruthy()
+    expect(fs.statSync(path.join(src, file)).atime.getUTCFullYear()).toBeGreaterThan(2001)
+    const sizeBefore = await repoBytes(repo)
+    const b2 = await bfs(['backup', src, '--json'], { repo })
+    expect(b2.code, b2.stderr).toBe(0)
+    const m = statsOf(b2.stdout) as { id: number; stats: Record<string, number> }
+    expect(m.stats.newFiles + m.stats.changedFiles).toBe(0)
+    expect(m.stats.pieces, JSON.stringify(m.stats)).toBe(0)
+    expect((await repoBytes(repo)) - sizeBefore).toBeLessThan(4096)
+    expect(await atimes(String(m.id))).toEqual(before)
+    // a content change (mtime, ctime) is a change: that entry takes the atime it has now
+    fs.appendFileSync(path.join(src, file), 'more\n')
+    const b3 = await bfs(['backup', src, '--json'], { repo })
+    expect(b3.code, b3.stderr).toBe(0)
+    const n = statsOf(b3.stdout) as { id: number; stats: Record<string, number> }
+    expect(n.stats.changedFiles).toBe(1)
+    const now = fs.statSync(path.join(src, file), { bigint: true })
+    const key = Buffer.from(file).toString('base64')
+    expect((await atimes(String(n.id))).get(key)).toBe(new Date(Number(now.atimeNs / 1_000_000n)).toISOString().replace(/\.\d{3}Z$/, `.${String(now.atimeNs % 1_000_000_000n).padStart(9, '0')}Z`))
+  })
+})
+
 describe('format 2: the repository inside the source', () => {
   it('is left out of the backup (its files change while the walk runs)', async () => {
     const src = path.join(work, 'src-inside')

@@ -120,11 +120,19 @@ interface ScanFrame {
   pos: number
 }
 
-/** Whether an entry equals a listing's stat record o in every field fillMeta takes (the type aside). */
+/**
+ * Whether an entry equals a listing's stat record o in every field fillMeta takes (the type
+ * aside), except the atime: an access alone does not make an entry changed (format.md §2.20.3
+ * step 4). Reading a file or listing a directory moves its atime (relatime: once a day), and
+ * so does bfs's own readlink of every symlink; comparing it rewrote the directory pieces of
+ * everything read since the last backup, and their parents up to the root, in a backup where
+ * nothing changed. The entry keeps the atime of the backup that last stored it for another
+ * reason (Borg stores no atime at all by default).
+ */
 function sameStat(e: Entry2, st: Float64Array, o: number): boolean {
   return e.ctimeNsec === st[o + native.S_CTIME_NSEC] && e.ctimeSec === st[o + native.S_CTIME_SEC] && e.mtimeNsec === st[o + native.S_MTIME_NSEC] && e.mtimeSec === st[o + native.S_MTIME_SEC] &&
     e.srcInoLo === st[o + native.S_INO_LO] && e.srcInoHi === st[o + native.S_INO_HI] && e.srcDev === st[o + native.S_DEV] &&
-    e.atimeNsec === st[o + native.S_ATIME_NSEC] && e.atimeSec === st[o + native.S_ATIME_SEC] && e.mode === (st[o + native.S_MODE]! & 0o7777) &&
+    e.mode === (st[o + native.S_MODE]! & 0o7777) &&
     e.uid === st[o + native.S_UID] && e.gid === st[o + native.S_GID] &&
     (e.type === FileType.Dir || e.nlink === st[o + native.S_NLINK]) &&
     (e.type !== FileType.File && e.type !== FileType.Symlink ? true : e.size === st[o + native.S_SIZE]) &&
