@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-s3 test-load demo bench bench-quick bench-online bench-many bench-admin bench-tape install uninstall clean
+.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape install uninstall clean
 
 all: build
 
@@ -107,6 +107,11 @@ test-load: build
 
 demo: build
 	bash scripts/demo.sh
+
+# The main job on a repository in an S3 bucket (issue 18): a throw-away local Ceph RGW unless
+# S3_ENDPOINT is set (then S3_ACCESS_KEY/S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+demo-s3: build
+	bash scripts/demo-s3.sh
 
 bench: build
 	bash bench/run.sh full

@@ -6,14 +6,7 @@
 # runs side by side need different ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="ceph-mon ceph-osd radosgw ceph-common"
-missing=
-for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  echo "test-s3: installing Debian packages:$missing"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+.ci/ceph-pkgs.sh
 CEPH_DIR=${CEPH_DIR:-$(mktemp -u /var/tmp/bfs-ceph.XXXXXX)}
 export CEPH_DIR
 trap '.ci/ceph-down.sh' EXIT

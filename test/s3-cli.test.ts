@@ -55,6 +55,28 @@ if (!ENDPOINT) {
       expect(fs.readdirSync(process.cwd()).filter((n) => n.startsWith('s3:'))).toEqual([]) // no local directory named like the URL
     })
 
+    it('init creates a missing bucket (as restic does) and says so; a second repository in it does not', async () => {
+      const bucket = `bfs-init-${prefix}`.toLowerCase().slice(0, 63)
+      const at = (p: string): string => `s3:${ENDPOINT}/${bucket}/${p}`
+      const init = (p: string) => bfs(['init', '--format', '2'], { repo: at(p), env: { ...env, BFS_S3_SPOOL: spool } })
+      try {
+        const a = await init('one')
+        expect(a.stderr).toBe('')
+        expect(a.stdout).toBe(`created bucket "${bucket}" at ${ENDPOINT}\ninitialized bfs repository ${at('one')} (format 2)\n`)
+        const b = await init('two')
+        expect(b.stderr).toBe('')
+        expect(b.stdout).toBe(`initialized bfs repository ${at('two')} (format 2)\n`)
+        const g = await bfs(['generations'], { repo: at('one'), env: { ...env, BFS_S3_SPOOL: spool } })
+        expect(g.code, g.stderr).toBe(0)
+      } finally {
+        Object.assign(process.env, env)
+        const s = S3Store.fromUrl(at(''), { spoolDir: spool })
+        await s.remove('', { recursive: true })
+        await s.deleteBucket()
+        s.close()
+      }
+    })
+
     it('backup, generations, ls, cat, restore and verify: the restored tree equals the source', async () => {
       const b = await run(['backup', src])
       expect(b.stderr).toBe('')

@@ -2,6 +2,8 @@ import { Option, type Command } from 'commander'
 import { Repository } from '../repo/repository.js'
 import { BfsError } from '../repo/errors.js'
 import { isS3Url } from '../store/s3-url.js'
+import { S3Store } from '../store/s3.js'
+import { storeAt } from '../store/open.js'
 import type { Ctx } from './context.js'
 import { initV2 } from './v2.js'
 
@@ -10,8 +12,18 @@ export function registerInit(program: Command, ctx: Ctx): void {
     .command('init')
     .description('create an empty repository (the only command that creates one)')
     .addOption(new Option('--format <n>', 'on-disk format: 1 (the default) or 2 (issue 15, in development: file backups; backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget; no volumes, groups, --online or tape tier yet)').choices(['1', '2']).default('1'))
-    .action((o: { format: string }) => {
+    .action(async (o: { format: string }) => {
       if (o.format !== '2' && isS3Url(ctx.repoDir())) throw new BfsError('USAGE', `${ctx.repoDir()}: a repository on S3 is format 2 only: bfs init --format 2`)
+      if (isS3Url(ctx.repoDir())) {
+        const s3 = storeAt(ctx.repoDir())
+        if (s3 instanceof S3Store) {
+          try {
+            if (await s3.ensureBucket()) process.stdout.write(`created bucket ${JSON.stringify(s3.location.bucket)} at ${s3.location.endpoint}\n`)
+          } finally {
+            s3.close()
+          }
+        }
+      }
       if (o.format === '2') return void process.stdout.write(`initialized bfs repository ${initV2(ctx.repoDir())} (format 2)\n`)
       const repo = Repository.init(ctx.repoDir())
       process.stdout.write(`initialized bfs repository ${repo.dir}\n`)

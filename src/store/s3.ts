@@ -621,7 +621,25 @@ export class S3Store implements Store {
     return removed
   }
 
-  /** Creates the bucket if it does not exist (tests, `make demo-s3`); not used by bfs itself. */
+  /**
+   * `bfs init` on S3: creates the bucket when it is missing (as restic's init does) and says
+   * whether it did. An existing bucket is left alone, so a key allowed to write into a bucket
+   * but not to create buckets still inits (no CreateBucket is sent).
+   */
+  async ensureBucket(): Promise<boolean> {
+    if (!(await this.bucketMissing())) return false
+    await this.createBucket()
+    this.bucketChecked = true
+    return true
+  }
+
+  /** Deletes the (empty) bucket (tests clean up the buckets init made). */
+  async deleteBucket(): Promise<void> {
+    await this.send('', 'delete the bucket', (s) => new s.DeleteBucketCommand({ Bucket: this.location.bucket }))
+    this.bucketChecked = false
+  }
+
+  /** Creates the bucket if it does not exist (tests; ensureBucket for bfs init). */
   async createBucket(): Promise<void> {
     await this.send('', 'create the bucket', (s) => new s.CreateBucketCommand({ Bucket: this.location.bucket }), (f) => (f.code === 'BucketAlreadyOwnedByYou' || f.code === 'BucketAlreadyExists' ? null : undefined))
   }
