@@ -175,9 +175,47 @@ describe('format 2: damage, and verify', () => {
     const none = await bfs(['verify', '7'], { repo: r })
     expect(none.code).toBe(1)
     expect(none.stderr).toMatch(/^bfs: no generation 7 in .*\n$/)
+  })
+
+  it('verify --against: the source and a restore match (exit 0); a changed copy lists each difference as format 1 does (exit 4, and as JSON)', async () => {
     const ag = await bfs(['verify', '--against', s], { repo: r })
-    expect(ag.code).toBe(1)
-    expect(ag.stderr).toBe('bfs: --against is not supported on a format 2 repository yet\n')
+    expect(ag.stderr).toBe('')
+    expect(ag.stdout).toBe(`gen1 matches ${s}\n`)
+    expect(ag.code).toBe(0)
+    const dest = path.join(work, 'against-restored')
+    expect((await bfs(['restore', '1', dest], { repo: r })).code).toBe(0)
+    expect((await bfs(['verify', '--against', dest, '1'], { repo: r })).stdout).toBe(`gen1 matches ${dest}\n`)
+    // a copy, then one difference of each kind
+    const c = path.join(work, 'against-copy')
+    await sh(`cp -a '${s}' '${c}'`)
+    await sh(`cd '${c}' && printf 'X' | dd of=d0/f1.txt bs=1 seek=3 conv=notrunc status=none && touch -r '${s}/d0/f1.txt' d0/f1.txt`) // same size and mtime, other bytes
+    fs.chmodSync(path.join(c, 'd1/f2.txt'), 0o600)
+    fs.rmSync(path.join(c, 'd2/f3.txt'))
+    fs.writeFileSync(path.join(c, 'd3/extra.txt'), 'extra\n')
+    fs.rmSync(path.join(c, 'top-link'))
+    fs.symlinkSync('d1/f0.txt', path.join(c, 'top-link'))
+    fs.rmSync(path.join(c, 'broken'), { recursive: true })
+    fs.writeFileSync(path.join(c, 'broken'), 'a file now\n')
+    const bad = await bfs(['verify', '--against', c, '1'], { repo: r })
+    expect(bad.stderr).toBe('')
+    expect(bad.code).toBe(4)
+    const lines = bad.stdout.trim().split('\n')
+    // in walk order: names sorted, a directory's extra live names after its entries
+    expect(lines.slice(0, -1)).toEqual([
+      'T broken: type differs',
+      'M d0/f1.txt: content differs',
+      'M d1/f2.txt: mode 644 != 600',
+      '- d2/f3.txt: missing in the live tree',
+      '+ d3/extra.txt: not in the generation',
+      expect.stringMatching(/^M top-link: mtime .*, target d0\/f0\.txt != d1\/f0\.txt$/),
+    ])
+    expect(lines[lines.length - 1]).toBe(`6 differences between gen1 and ${c}`)
+    const j = await bfs(['verify', '--against', c, '1', '--json'], { repo: r })
+    expect(j.code).toBe(4)
+    expect(JSON.parse(j.stdout)).toMatchObject({ generation: 'gen1', against: c, ok: false, differences: 6 })
+    const missing = await bfs(['verify', '--against', path.join(work, 'no-such-dir'), '1'], { repo: r })
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^bfs: .*no-such-dir does not exist\n$/)
   })
 
   it('a damaged manifest: verify --all and verify N name it (exit 4); bare verify takes the latest that reads (exit 0)', async () => {

@@ -11,6 +11,7 @@ import { pieceRefToString } from '../format/v2/common.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { parseGenRef } from '../repo/repository.js'
 import { verifyGenerations2 } from '../repo/v2/verify2.js'
+import { verifyAgainst2 } from '../repo/v2/against2.js'
 import { backupTree2 } from '../repo/v2/backup2.js'
 import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
@@ -201,10 +202,9 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
 
 /**
  * `bfs verify [GEN]` (or `--all`) of a format 2 repository (repo/v2/verify2.ts): format 1's
- * output and exit codes (4 when something is damaged); `--against` refused by name.
+ * output and exit codes (4 when something is damaged); `--against DIR` compares with a live tree (repo/v2/against2.ts).
  */
 export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<string, unknown>): Promise<void> {
-  if (o.against !== undefined) throw new BfsError('BAD_INPUT', '--against is not supported on a format 2 repository yet')
   ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
@@ -213,6 +213,24 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
   let first: string | undefined
   const print = (l: string): void => void ((first ??= l), o.json ? lines.push(l) : (line.clear(), process.stdout.write(l + '\n')))
+  if (typeof o.against === 'string') {
+    // `latest` is DIR's own latest generation when DIR is a source of this repository (as on format 1)
+    const against = path.resolve(o.against)
+    const own = source === undefined && repo.generations().some((g) => 'manifest' in g && g.manifest.sources[0]?.path === against)
+    const m = repo.resolve(gen ?? 'latest', source ?? (own ? against : undefined))
+    ctx.history.set({ sources: m.sources.map((s) => s.path), gens: [m.id] })
+    await lease?.setPins([pinName(m.id, m.rev)])
+    const r = new GenReader2(repo, m)
+    const diffs = await withSignals((signal) => verifyAgainst2(r, '', against, print, signal)).finally(() => r.close())
+    if (diffs) {
+      ctx.exitCode = EXIT.VERIFY_FAILED
+      ctx.history.fail(`${count(diffs, 'difference')} between gen${m.id} and ${against}${first ? `: ${first}` : ''}`)
+    }
+    if (o.json) return line.summary(verifyJson({ generations: [m.id], against, lines, differences: diffs }))
+    if (diffs === 0 && !line.textSummary) return
+    process.stdout.write(diffs === 0 ? `gen${m.id} matches ${against}\n` : `${count(diffs, 'difference')} between gen${m.id} and ${against}\n`)
+    return
+  }
   let ids: number[]
   if (o.all) ids = repo.generationIds()
   else {

@@ -279,6 +279,54 @@ function fmtTime(s: number, ns: number): string {
   return `${new Date(s * 1000).toISOString().replace(/\.000Z$/, '')}.${String(ns).padStart(9, '0')}`
 }
 
+const LIVE_TYPE: Record<number, number> = { 0o100000: 1, 0o040000: 2, 0o120000: 3, 0o020000: 4, 0o060000: 5, 0o010000: 6, 0o140000: 7 }
+
+/** The entry type (format 1's EntryType and format 2's FileType: the same numbers) of an lstat record. */
+export function liveTypeOf(st: Float64Array): number | undefined {
+  return LIVE_TYPE[st[native.S_MODE]! & 0o170000]
+}
+
+/** What `verify --against` compares of an entry, in either format. */
+export interface AgainstFields {
+  type: number
+  mode: number
+  uid: number
+  gid: number
+  mtimeSec: number
+  mtimeNsec: number
+  target: Buffer | null
+  rdevMajor: number
+  rdevMinor: number
+  xattrs: Array<[Buffer, Buffer]> | null
+}
+
+/**
+ * The metadata differences of a stored entry (of the same type; its data `size`) and the
+ * live path `live` with lstat record `st`: mode, owner, mtime (not of directories: restoring
+ * their children moves it), size, device number, symlink target, xattrs.
+ */
+export function metaDiffs(e: AgainstFields, size: number, st: Float64Array, live: Buffer): string[] {
+  const d: string[] = []
+  if ((st[native.S_MODE]! & 0o7777) !== e.mode && e.type !== EntryType.Symlink) d.push(`mode ${e.mode.toString(8)} != ${(st[native.S_MODE]! & 0o7777).toString(8)}`)
+  if (st[native.S_UID] !== e.uid || st[native.S_GID] !== e.gid) d.push(`owner ${e.uid}:${e.gid} != ${st[native.S_UID]}:${st[native.S_GID]}`)
+  if (e.type !== EntryType.Dir && (st[native.S_MTIME_SEC] !== e.mtimeSec || st[native.S_MTIME_NSEC] !== e.mtimeNsec)) d.push(`mtime ${fmtTime(e.mtimeSec, e.mtimeNsec)} != ${fmtTime(st[native.S_MTIME_SEC]!, st[native.S_MTIME_NSEC]!)}`)
+  if (e.type === EntryType.File && st[native.S_SIZE] !== size) d.push(`size ${size} != ${st[native.S_SIZE]}`)
+  if ((e.type === EntryType.CharDev || e.type === EntryType.BlockDev) && (st[native.S_RDEV_MAJOR] !== e.rdevMajor || st[native.S_RDEV_MINOR] !== e.rdevMinor)) d.push('device number differs')
+  if (e.type === EntryType.Symlink) {
+    const t = fs.readlinkSync(live, { encoding: 'buffer' })
+    if (!t.equals(e.target!)) d.push(`target ${e.target} != ${t}`)
+  }
+  let lx: Array<[Buffer, Buffer]> = []
+  try {
+    lx = native.getXattrs(live)
+  } catch {
+    // unsupported: compare as none
+  }
+  const key = (x: Array<[Buffer, Buffer]> | null): string => (x ?? []).map(([n, v]) => `${n.toString('hex')}=${v.toString('hex')}`).sort().join(',')
+  if (key(lx) !== key(e.xattrs)) d.push('xattrs differ')
+  return d
+}
+
 /** Compares a file generation with a live tree (restore-and-compare without the restore). Prints one line per difference; returns how many. */
 export function verifyAgainst(repo: Repository, man: Manifest, dir: string, print: (line: string) => void): number {
   const root = path.resolve(dir)
@@ -317,31 +365,12 @@ export function verifyAgainst(repo: Repository, man: Manifest, dir: string, prin
       diff('-', rel, 'missing in the live tree')
       return
     }
-    const fmt = st[native.S_MODE]! & 0o170000
-    const liveType = { 0o100000: 1, 0o040000: 2, 0o120000: 3, 0o020000: 4, 0o060000: 5, 0o010000: 6, 0o140000: 7 }[fmt]
-    if (liveType !== e.type) {
+    if (liveTypeOf(st) !== e.type) {
       diff('T', rel, `type differs`)
       return
     }
-    const d: string[] = []
-    if ((st[native.S_MODE]! & 0o7777) !== e.mode && e.type !== EntryType.Symlink) d.push(`mode ${e.mode.toString(8)} != ${(st[native.S_MODE]! & 0o7777).toString(8)}`)
-    if (st[native.S_UID] !== e.uid || st[native.S_GID] !== e.gid) d.push(`owner ${e.uid}:${e.gid} != ${st[native.S_UID]}:${st[native.S_GID]}`)
-    if (e.type !== EntryType.Dir && (st[native.S_MTIME_SEC] !== e.mtimeSec || st[native.S_MTIME_NSEC] !== e.mtimeNsec)) d.push(`mtime ${fmtTime(e.mtimeSec, e.mtimeNsec)} != ${fmtTime(st[native.S_MTIME_SEC]!, st[native.S_MTIME_NSEC]!)}`)
     const data = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? entries[e.linkLeader]! : e
-    if (e.type === EntryType.File && st[native.S_SIZE] !== data.size) d.push(`size ${data.size} != ${st[native.S_SIZE]}`)
-    if ((e.type === EntryType.CharDev || e.type === EntryType.BlockDev) && (st[native.S_RDEV_MAJOR] !== e.rdevMajor || st[native.S_RDEV_MINOR] !== e.rdevMinor)) d.push('device number differs')
-    if (e.type === EntryType.Symlink) {
-      const t = fs.readlinkSync(live, { encoding: 'buffer' })
-      if (!t.equals(e.target!)) d.push(`target ${e.target} != ${t}`)
-    }
-    let lx: Array<[Buffer, Buffer]> = []
-    try {
-      lx = native.getXattrs(live)
-    } catch {
-      // unsupported: compare as none
-    }
-    const key = (x: Array<[Buffer, Buffer]> | null): string => (x ?? []).map(([n, v]) => `${n.toString('hex')}=${v.toString('hex')}`).sort().join(',')
-    if (key(lx) !== key(e.xattrs)) d.push('xattrs differ')
+    const d = metaDiffs(e, data.size, st, live)
     if (e.type === EntryType.File && st[native.S_NLINK]! > 1) {
       const leader = e.flags & ENTRY_FLAG_LINK_FOLLOWER ? e.linkLeader : i
       const ino = `${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`
