@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape install uninstall clean
+.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape bench-crash install uninstall clean
 
 all: build
 
@@ -138,6 +138,11 @@ bench-admin: build
 # The tape tier's scenarios on the virtual tape library, clock scale 0 (simulated hours).
 bench-tape: build
 	node bench/tape-sim.mjs
+
+# Issue 16's crash target: kill -9 at 100 random points over forget, prune, merge, compact and
+# backup on a real format 2 repository, every generation checked after each (bench/crash.mjs).
+bench-crash: build
+	node bench/crash.mjs --points $${CRASH_POINTS:-100}
 
 # The man page and the completion scripts, generated from the command definitions
 # (bfs generate), so they are never written twice.
