@@ -93,7 +93,7 @@ native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_
 
 test: build native-test
 	./node_modules/.bin/vitest run
-	@[ -n "$$S3_ENDPOINT" ] || echo "make test: the S3 tests (test/s3-store.test.ts, test/s3-cli.test.ts) were SKIPPED: S3_ENDPOINT is not set; make test-s3 runs them against a local Ceph RGW"
+	@[ -n "$$S3_ENDPOINT" ] || echo "make test: the S3 tests (test/s3-store.test.ts, test/s3-cli.test.ts, the S3 half of test/multihost.test.ts) were SKIPPED: S3_ENDPOINT is not set; make test-s3 runs them against a local Ceph RGW"
 
 # The S3 store against a real Ceph RGW on this machine (issue 18): installs ceph-mon, ceph-osd,
 # radosgw and ceph-common if missing (apt-get: root), starts a one-node cluster under
