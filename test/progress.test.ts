@@ -4,6 +4,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { durationText, figures, Progress, statusLine, statusObject, type ProgressStream } from '../src/cli/progress.js'
+import { recallServicePaths } from '../src/os/runtime.js'
+import { pidAlive } from '../src/os/process.js'
 import { BFS, bfs, sh, tmpdir } from './helpers.js'
 
 // vitest.config.ts turns status lines off for the other test files; these tests are about them
@@ -257,6 +259,60 @@ for (const format of ['1', '2']) {
     })
   })
 }
+
+describe('migrate and recall (format 1, a virtual tape library)', () => {
+  it('--json: status lines (units), then the summary; --quiet: nothing; on a terminal: a status line, cleared', async () => {
+    const repo = path.join(work, 'repo-tape')
+    const env = { ...EVERY, BFS_RUNTIME_DIR: path.join(work, 'tape-run'), BFS_RECALL_IDLE_S: '1' }
+    expect((await bfs(['init'], { repo })).code).toBe(0)
+    for (let g = 1; g <= 3; g++) {
+      fs.writeFileSync(path.join(src, 'd0', 'gen'), `generation ${g}\n`.repeat(50_000))
+      expect((await bfs(['backup', src, '--unit-blocks', '16', '--frame-blocks', '8'], { repo })).code).toBe(0)
+    }
+    fs.rmSync(path.join(src, 'd0', 'gen'))
+    expect((await bfs(['tier', 'add', 'tape1', '--vtl', path.join(work, 'tape-vtl'), '--clock-scale', '0', '--cartridges', '1'], { repo })).code).toBe(0)
+    const pids = new Set<number>()
+    const service = (): void => {
+      try {
+        const pid = Number(fs.readFileSync(recallServicePaths(repo, env).lock, 'utf8').trim())
+        if (pid > 0) pids.add(pid)
+      } catch {
+        // not started
+      }
+    }
+    try {
+      const m = await bfs(['migrate', 'gen1', '--json'], { repo, env })
+      expect(m.code, m.stderr).toBe(0)
+      const ml = jsonLines(m.stdout)
+      expect(ml.length).toBeGreaterThan(1)
+      for (const l of ml.slice(0, -1)) expect(l).toMatchObject({ message_type: 'status', action: 'migrate' })
+      expect(ml.at(-1)).toMatchObject({ message_type: 'summary', action: 'migrate', gens: [1] })
+      expect(ml.at(-2)!.total_files).toBe(ml.at(-1)!.units)
+      const q = await bfs(['migrate', 'gen2', '--quiet'], { repo, env })
+      expect([q.code, q.stdout, q.stderr]).toEqual([0, '', ''])
+      const t = await onTty(['migrate', 'gen3'], repo)
+      expect(t.code, t.out).toBe(0)
+      expect(t.out).toMatch(/\rmigrating: \d+\/\d+ units?, [^\r\n]*\x1b\[K/)
+      expect(t.out).toMatch(/\r\x1b\[Kmigrated [^\n]*\r?\n/)
+      const r = await bfs(['recall', 'gen1', '--json'], { repo, env })
+      service()
+      expect(r.code, r.stderr).toBe(0)
+      const rl = jsonLines(r.stdout)
+      expect(rl.length).toBeGreaterThan(1)
+      for (const l of rl.slice(0, -1)) expect(l).toMatchObject({ message_type: 'status', action: 'recall' })
+      expect(rl.at(-1)).toMatchObject({ message_type: 'summary', action: 'recall', gen: 1, failed: [] })
+      expect(rl.at(-2)!.total_files).toBe(rl.at(-1)!.recalled)
+      expect(rl.at(-2)!.files_done).toBeLessThanOrEqual(rl.at(-1)!.recalled)
+      expect(rl.at(-2)!.files_done).toBeGreaterThan(0)
+      const rq = await bfs(['recall', 'gen2', '--quiet'], { repo, env })
+      service()
+      expect([rq.code, rq.stdout, rq.stderr]).toEqual([0, '', ''])
+    } finally {
+      service()
+      for (const pid of pids) if (pidAlive(pid)) process.kill(pid, 'SIGKILL')
+    }
+  })
+})
 
 describe('--quiet and the note naming `latest`', () => {
   it('a repository of two sources: restore latest says which generation it took, not with --quiet', async () => {

@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { migrate, type MigrateResult } from '../repo/migrate.js'
 import { parseGenRef, type Repository } from '../repo/repository.js'
-import { count, humanBytes, ProgressLine, simTime, sizeValue, type CmdCtx } from './output.js'
+import { count, humanBytes, simTime, sizeValue, type CmdCtx } from './output.js'
+import { Progress } from './progress.js'
 
 const DURATION_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400, y: 365 * 86400 }
 
@@ -79,7 +80,8 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
     .option('--verify', 'read every tape file back and check each unit before removing its disk copy')
     .option('--dry-run', 'show what would be migrated')
     .option('--wait [seconds]', 'wait for another writer (and for a drive) to finish (default: forever)')
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), a lock wait ("wait"), then the result ("summary")')
+    .option('-q, --quiet', 'print nothing but warnings and errors (no progress, no summary)')
     .action(async (gens: string[], o) => {
       if (gens.length === 0 && o.olderThan === undefined && o.keepOnDisk === undefined) {
         throw new BfsError('USAGE', 'say what to migrate: generations, --older-than or --keep-on-disk')
@@ -89,7 +91,7 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
       if (Number.isNaN(waitMs)) throw new BfsError('USAGE', '--wait takes a number of seconds')
       const repo = ctx.openRepo()
       const ids = gens.length ? parseGenSelection(repo, gens) : undefined
-      const line = new ProgressLine()
+      const line = new Progress({ action: 'migrate', label: 'migrating:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       const ac = new AbortController()
       const onSig = (): void => ac.abort()
       process.on('SIGINT', onSig)
@@ -110,23 +112,25 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
           signal: ac.signal,
           reporter: {
             warn: (m) => line.warn(m),
-            note: (m) => line.note(m), // waiting for the lock
-            progress: (p) => line.update(`migrating: ${p.blobs}/${p.totalBlobs} units, ${humanBytes(p.bytes)} of ${humanBytes(p.totalBytes)} written, ${p.committedBlobs} committed`),
+            note: (m) => line.wait(m), // (the only note: waiting for the lock)
+            progress: (p) => line.update({ files: p.blobs, totalFiles: p.totalBlobs, bytes: p.bytes, totalBytes: p.totalBytes }),
           },
         })
       } finally {
-        line.clear()
+        line.finish()
         process.off('SIGINT', onSig)
         process.off('SIGTERM', onSig)
       }
       const p = res.plan
       if (o.json) {
         const w = res.write
-        process.stdout.write(JSON.stringify({
+        line.summary({
           tier: p.tier.name, gens: p.gens, dryRun: !!o.dryRun, units: p.units.length, bytes: p.bytes, kept: p.kept, onTape: p.onTape, leftovers: p.leftovers.length,
           removed: res.removed, files: w?.files ?? 0, cartridges: w?.cartridges ?? [], seconds: w?.seconds ?? 0, writeSeconds: w?.writeSeconds ?? 0, verifySeconds: w?.verifySeconds ?? 0,
           writeRate: w && w.writeSeconds > 0 ? w.bytes / w.writeSeconds : 0, feedRate: w && Number.isFinite(w.feedRate) ? w.feedRate : null, backhitches: w?.backhitches ?? 0, failed: w?.failed ?? [],
-        }) + '\n')
+        })
+      } else if (!line.textSummary) {
+        // --quiet: failures are said by the exit code and the warnings
       } else if (o.dryRun) {
         process.stdout.write(`would migrate ${count(p.units.length, 'unit')} (${humanBytes(p.bytes)}) of ${p.gens.map((g) => `gen${g}`).join(', ') || 'no generation'} to tier ${p.tier.name}${p.onTape ? `; ${count(p.onTape, 'unit')} already on tape` : ''}${p.kept ? `; ${count(p.kept, 'unit')} kept on disk for the newest generations` : ''}\n`)
       } else process.stdout.write(summary(res, !!o.verify))

@@ -58,50 +58,6 @@ export function shortDuration(s: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
 }
 
-/**
- * A progress line with totals: `12/40 files, 1.2 MiB/4.0 MiB (30%), 3.1 MiB/s, ETA 2s` (the
- * current path goes to ProgressLine.update's `tail`); `what` names what `files` counts (verify: units).
- * Rate and ETA from the bytes done since `startMs` (no ETA before the first bytes).
- */
-export function progressText(p: { files: number; totalFiles: number; bytes: number; totalBytes: number }, startMs: number, nowMs = Date.now(), what = 'file'): string {
-  const secs = Math.max(0.001, (nowMs - startMs) / 1000)
-  const rate = p.bytes / secs
-  const pct = p.totalBytes > 0 ? Math.floor((100 * p.bytes) / p.totalBytes) : p.totalFiles > 0 ? Math.floor((100 * p.files) / p.totalFiles) : 100
-  const eta = p.bytes > 0 && p.totalBytes >= p.bytes ? `, ETA ${shortDuration((p.totalBytes - p.bytes) / rate)}` : ''
-  return `${p.files}/${count(p.totalFiles, what)}, ${humanBytes(p.bytes)}/${humanBytes(p.totalBytes)} (${pct}%), ${humanBytes(Math.round(rate))}/s${eta}`
-}
-
-/** A one-line progress display on stderr, only when stderr is a terminal. */
-export class ProgressLine {
-  private readonly enabled = !!process.stderr.isTTY
-  private shown = false
-  /** `tail` (a path) follows `text` after two spaces, cut from its start (`…`) to fit the terminal. */
-  update(text: string, tail = ''): void {
-    if (!this.enabled) return
-    const cols = process.stderr.columns || 80
-    if (tail) {
-      const room = cols - 1 - text.length - 2
-      if (room >= 8) text += `  ${tail.length > room ? `…${tail.slice(tail.length - room + 1)}` : tail}`
-    }
-    process.stderr.write(`\r${text.slice(0, cols - 1).padEnd(cols - 1)}`)
-    this.shown = true
-  }
-  clear(): void {
-    if (this.shown) process.stderr.write(`\r${' '.repeat((process.stderr.columns || 80) - 1)}\r`)
-    this.shown = false
-  }
-  /** Prints a note (`bfs: …`, not a warning) on its own line without garbling the progress line. */
-  note(msg: string): void {
-    this.clear()
-    process.stderr.write(`bfs: ${msg}\n`)
-  }
-  /** Prints a warning on its own line without garbling the progress line. */
-  warn(msg: string): void {
-    this.clear()
-    process.stderr.write(`bfs: warning: ${msg}\n`)
-  }
-}
-
 /** Writes raw bytes (names may not be UTF-8) to stdout. */
 export function writeOut(parts: Array<string | Buffer>): void {
   process.stdout.write(Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p))))

@@ -24,7 +24,8 @@ import { RecallService } from '../store/recall/service.js'
 import { TapeStore, type ColdEntry } from '../store/tape.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import type { ReadPolicy } from '../store/tiered.js'
-import { count, humanBytes, ProgressLine, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
+import { count, humanBytes, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
+import { Progress, TTY_INTERVAL_MS } from './progress.js'
 
 /** Seconds a service waits with nothing to do before it exits ($BFS_RECALL_IDLE_S). */
 function idleSeconds(): number {
@@ -219,7 +220,8 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
     .option('--dry-run', 'print the estimate only')
     .addOption(new Option('--buffer-cache <size>', "the buffer cache's size limit (kept for later runs; default 10G)").argParser(parseSize))
     .option('--source <path>', 'latest and latest~K count only the generations of this source')
-    .option('--json', 'print the estimate and the result as JSON')
+    .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the estimate and the result ("summary")')
+    .option('-q, --quiet', 'print nothing but warnings and errors (no estimate, no progress, no summary)')
     .action(async (ref: string, o) => {
       const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
@@ -233,18 +235,18 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
       const limit = o.bufferCache ?? BufferCache.open(cacheDir(repo)).limitBytes
       const estLine = `${what}: ${count(est.units, 'unit')} needed: ${est.onTape.length} on tape (${humanBytes(est.tapeBytes)}${est.cartridges.length ? ` on ${count(est.cartridges.length, 'cartridge')}: ${est.cartridges.join(', ')}` : ''}), ${est.inCache} in the buffer cache, ${est.onDisk} on disk`
       const timeLine = `estimated tape time ${simTime(est.seconds)} (simulated${est.clockScale > 0 ? `; at clock scale ${est.clockScale}: ${simTime(est.seconds * est.clockScale)} of real time` : ''})`
-      if (!o.json) {
+      const line = new Progress({ action: 'recall', label: 'recalling:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
+      if (line.textSummary) {
         process.stdout.write(`${estLine}\n${est.onTape.length ? `${timeLine}\n` : ''}`)
         if (est.tapeBytes > limit) process.stderr.write(`bfs: warning: ${humanBytes(est.tapeBytes)} to recall is more than the buffer cache holds (${humanBytes(limit)}): the first units will be evicted before the last arrive (--buffer-cache SIZE)\n`)
       }
       const base = { gen: man.id, path: p, units: est.units, onTape: est.onTape.length, inCache: est.inCache, onDisk: est.onDisk, tapeBytes: est.tapeBytes, cartridges: est.cartridges, estimateSeconds: est.seconds, clockScale: est.clockScale }
       if (o.dryRun || est.onTape.length === 0) {
-        if (o.json) process.stdout.write(JSON.stringify({ ...base, dryRun: !!o.dryRun, recalled: 0, failed: [], tapeSeconds: 0 }) + '\n')
-        else if (!o.dryRun) process.stdout.write(`nothing to recall: everything ${what} needs is on disk or in the buffer cache\n`)
+        if (o.json) line.summary({ ...base, dryRun: !!o.dryRun, recalled: 0, failed: [], tapeSeconds: 0 })
+        else if (!o.dryRun && line.textSummary) process.stdout.write(`nothing to recall: everything ${what} needs is on disk or in the buffer cache\n`)
         return
       }
       const client = recallClient(repo, { cacheBytes: o.bufferCache })
-      const line = new ProgressLine()
       const ac = new AbortController()
       const onSig = (): void => ac.abort()
       process.on('SIGINT', onSig)
@@ -252,6 +254,7 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
       const failed: Array<{ key: string; error: string }> = []
       let t0: number | null = null
       let t1 = 0
+      let showDue = 0
       try {
         const before = await client.status().catch(() => null)
         t0 = before ? Math.max(0, ...before.tiers.map((t) => Math.max(0, ...t.engine.drives.map((d) => d.clock)))) : null
@@ -264,14 +267,19 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
             t0 ??= x.simNow
             t1 = x.simNow
             const frac = est.tapeBytes ? x.bytes / est.tapeBytes : x.done / x.total
-            line.update(`recalled ${x.done}/${x.total} units (${humanBytes(x.bytes)})${x.failed ? `, ${x.failed} failed` : ''}; tape time ${simTime(Math.max(0, x.simNow - (t0 ?? x.simNow)))}, ETA ${simTime(Math.max(0, est.seconds * (1 - frac)))} simulated`)
+            // JSON: the usual status object (files = units); a terminal: the tape's own clock and ETA (simulated time, not this process's rate)
+            if (line.mode === 'json') line.update({ files: x.done, totalFiles: x.total, bytes: x.bytes, totalBytes: est.tapeBytes })
+            else if (Date.now() >= showDue) {
+              showDue = Date.now() + TTY_INTERVAL_MS
+              line.show(`recalled ${x.done}/${x.total} units (${humanBytes(x.bytes)})${x.failed ? `, ${x.failed} failed` : ''}; tape time ${simTime(Math.max(0, x.simNow - (t0 ?? x.simNow)))}, ETA ${simTime(Math.max(0, est.seconds * (1 - frac)))} simulated`)
+            }
           },
         })
         for (const [key, pr] of perKey) pr.catch((err: Error) => failed.push({ key, error: err.message }))
         await done
         await new Promise((r) => setImmediate(r))
       } finally {
-        line.clear()
+        line.finish()
         process.off('SIGINT', onSig)
         process.off('SIGTERM', onSig)
         client.close()
@@ -279,7 +287,8 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
       if (ac.signal.aborted) throw new BfsError('INTERRUPTED', `interrupted; what was recalled stays in the buffer cache`)
       const tapeSeconds = t0 === null ? 0 : Math.max(0, t1 - t0)
       const ok = est.onTape.length - failed.length
-      if (o.json) process.stdout.write(JSON.stringify({ ...base, dryRun: false, recalled: ok, failed, tapeSeconds }) + '\n')
+      if (o.json) line.summary({ ...base, dryRun: false, recalled: ok, failed, tapeSeconds })
+      else if (!line.textSummary) for (const f of failed) process.stderr.write(`bfs: ${f.error}\n`)
       else {
         for (const f of failed) process.stderr.write(`bfs: ${f.error}\n`)
         process.stdout.write(`recalled ${count(ok, 'unit')} (${humanBytes(est.onTape.filter((e) => !failed.some((f) => f.key === e.key)).reduce((a, e) => a + e.sizeBytes, 0))}) of ${what} into the buffer cache ${cacheDir(repo)} in ${simTime(tapeSeconds)} of tape time (simulated)${failed.length ? `; ${count(failed.length, 'unit')} failed` : ''}; not pinned now: the least recently used go first when the cache fills\n`)
