@@ -220,6 +220,7 @@ describe('format 2: volume generations of an image file', () => {
       const r = await bfs(['backup', '--volume', ...args, shrink], { repo })
       expect([r.code, r.stderr]).toEqual([1, `bfs: ${name} is not supported on a format 2 repository yet\n`])
     }
-    expect(JSON.parse(await ok(['ls', '--json'], repo)).map((g: { id: number }) => g.id)).toEqual([1, 2])
+    expect(JSON.parse(await ok(['ls', '--json'], repo)).map((g: { id: number; kind: string; consistency: string }) => [g.id, g.kind, g.consistency])).toEqual([[1, 'volume', 'unmounted'], [2, 'volume', 'unmounted']])
+    expect(await ok(['generations'], repo)).toMatch(/^gen1  \S+  \S+shrink\.img  volume \(unmounted\)  host /)
   }, 300_000)
 })

@@ -126,12 +126,12 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
-        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, partial: g.manifest.partial, stats: g.manifest.stats }
+        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
     for (const g of rows) {
       const m = 'manifest' in g ? g.manifest : null
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
+      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
     }
     return
   }
