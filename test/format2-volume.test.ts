@@ -8,6 +8,7 @@
  * with `cmp` against a copy of the image taken at its backup; verify --all passes. Then the
  * older generation is forgotten and pruned: its dead unit goes, the pack holding the leaves
  * the kept generation still refers to stays, and the kept generation restores byte-identical.
+ * A damaged previous root piece makes the next backup read the image whole (§2.20.10).
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -198,6 +199,32 @@ describe('format 2: volume generations of an image file', () => {
     // a second prune finds nothing more
     expect(JSON.parse(await ok(['prune', '--json'], repo)).bytes.reclaimable).toBe(0)
   }, 600_000)
+
+  it("a previous generation whose root piece is damaged is not the base: the image is read and stored whole, with a warning, and restores; the damage stays in its generation", async () => {
+    const repo = path.join(work, 'repo-damage')
+    await ok(['init', '--format', '2'], repo)
+    const img = path.join(work, 'damage.img')
+    fs.writeFileSync(img, randomBytes(4 * MiB))
+    await ok(['backup', '--volume', img], repo)
+    // gen1's pack holds its one piece (the root's DIR: a 4 MiB random image's map is inline)
+    const pack = path.join(repo, keys2.pack(1, 0))
+    const bytes = fs.readFileSync(pack)
+    bytes[64 + 8] ^= 0xff
+    fs.writeFileSync(pack, bytes)
+    const fd = fs.openSync(img, 'r+')
+    fs.writeSync(fd, randomBytes(4096), 0, 4096, MiB)
+    fs.closeSync(fd)
+    const r = await bfs(['backup', '--volume', img, '--json'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^bfs: gen1 cannot be the base of this backup: its root directory does not read \(.*\); the volume is read in full$/m)
+    const g2 = JSON.parse(r.stdout.trim().split('\n').pop()!)
+    expect(g2.stats).toMatchObject({ newFiles: 1, bytesRead: 4 * MiB })
+    expect(g2.stats.storedBytes).toBeGreaterThan(4 * MiB - 4096) // whole, not the one changed block
+    const out = path.join(work, 'damage-restored.img')
+    await ok(['restore', 'gen2', out], repo)
+    await cmp(out, img)
+    expect((await bfs(['cat', 'gen1'], { repo })).code).toBe(6)
+  }, 300_000)
 
   it('an image that shrinks is warned about and restores exactly; a directory given as --volume is refused in one line; --base and --online are refused by name', async () => {
     const repo = path.join(work, 'repo-bad')
