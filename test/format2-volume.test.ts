@@ -226,7 +226,7 @@ describe('format 2: volume generations of an image file', () => {
     expect((await bfs(['cat', 'gen1'], { repo })).code).toBe(6)
   }, 300_000)
 
-  it('an image that shrinks is warned about and restores exactly; a directory given as --volume is refused in one line; --base and --online are refused by name', async () => {
+  it('an image that shrinks is warned about and restores exactly; a directory given as --volume is refused in one line; --base takes the difference against the generation named; --online is refused by name', async () => {
     const repo = path.join(work, 'repo-bad')
     await ok(['init', '--format', '2'], repo)
     const shrink = path.join(work, 'shrink.img')
@@ -243,11 +243,17 @@ describe('format 2: volume generations of an image file', () => {
     fs.mkdirSync(dir)
     const d = await bfs(['backup', '--volume', dir], { repo })
     expect([d.code, d.stderr]).toEqual([1, `bfs: ${dir} is not a block device or an image file\n`])
-    for (const [name, args] of [['--base', ['--base', '1']], ['--online', ['--online']]] as const) {
-      const r = await bfs(['backup', '--volume', ...args, shrink], { repo })
-      expect([r.code, r.stderr]).toEqual([1, `bfs: ${name} is not supported on a format 2 repository yet\n`])
-    }
-    expect(JSON.parse(await ok(['ls', '--json'], repo)).map((g: { id: number; kind: string; consistency: string }) => [g.id, g.kind, g.consistency])).toEqual([[1, 'volume', 'unmounted'], [2, 'volume', 'unmounted']])
+    const online = await bfs(['backup', '--volume', '--online', shrink], { repo })
+    expect([online.code, online.stderr]).toEqual([1, 'bfs: --online is not supported on a format 2 repository yet\n'])
+    // --base: the difference against an older generation (the shrunk image against gen1's 2 MiB)
+    const based = JSON.parse((await ok(['backup', '--volume', '--base', 'gen1', shrink, '--json'], repo)).trim().split('\n').pop()!)
+    expect(based.sources[0].parent).toBe(1)
+    expect(based.stats).toMatchObject({ changedFiles: 1, storedBytes: 0 }) // its first MiB is gen1's
+    await ok(['restore', 'latest', out + '.based'], repo)
+    await cmp(out + '.based', shrink)
+    const other = await bfs(['backup', '--volume', '--base', '1', dir + '.img'], { repo })
+    expect([other.code, other.stderr]).toEqual([1, `bfs: gen1 is a generation of ${shrink}, not of ${dir}.img\n`])
+    expect(JSON.parse(await ok(['ls', '--json'], repo)).map((g: { id: number; kind: string; consistency: string }) => [g.id, g.kind, g.consistency])).toEqual([[1, 'volume', 'unmounted'], [2, 'volume', 'unmounted'], [3, 'volume', 'unmounted']])
     expect(await ok(['generations'], repo)).toMatch(/^gen1  \S+  \S+shrink\.img  volume \(unmounted\)  host /)
   }, 300_000)
 })

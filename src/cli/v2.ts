@@ -36,7 +36,6 @@ const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
 /** Options of `bfs backup` that format 2 does not take yet: refused by name rather than ignored. */
 const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--base', (o) => o.base !== undefined],
   ['--freeze', (o) => !!o.freeze],
   ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
@@ -50,12 +49,16 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   // the mode as format 1 decides it (--volume, --mode, or auto: a device or an image file is a volume)
   const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold as number)
   const volume = decision.mode === 'volume'
+  if (o.base !== undefined && !volume) throw new BfsError('BAD_INPUT', '--base applies to volume backups')
   const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
   // --full compares with no previous generation; the progress totals are still the latest one's of SRC
   const est = o.full && !volume ? latestStats(repo, path.resolve(src)) : undefined
+  // `--base GEN`: a volume generation of this source (read again under the backup's lease)
+  const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
+  if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
   const common = {
     source: decision.source, label: o.label as string, full: !!o.full, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
     unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined,
@@ -65,7 +68,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     },
   }
   const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>

@@ -42,6 +42,8 @@ export interface Volume2Options extends CommitOptions, StreamSettings {
   reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }
   /** Read the whole volume, with no previous generation. */
   full?: boolean
+  /** `--base`: the generation to take the difference against (default: the newest volume generation of this source and host). */
+  baseId?: number
 }
 
 /** The image's one entry in a volume generation's root directory (format 1's name: the image's basename, or `<device>.img`). */
@@ -79,6 +81,7 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
       level: opts.level,
       choosePrev: (r) => {
         if (opts.full) return null
+        if (opts.baseId !== undefined) return r.manifest(opts.baseId) // (gone or damaged since it was named: the backup stops)
         for (const id of r.generationIds().reverse()) {
           try {
             const m = r.manifest(id)
