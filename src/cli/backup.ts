@@ -3,7 +3,6 @@ import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
-import type { Manifest } from '../format/manifest.js'
 import { backupTree } from '../repo/backup.js'
 import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
 import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
@@ -12,25 +11,10 @@ import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { DEFAULT_ONLINE_NICE } from '../repo/online.js'
 import { int, withSignals } from './common.js'
-import { count, humanBytes, resolveGen } from './output.js'
+import { consistencyNote, count, humanBytes, resolveGen } from './output.js'
 import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 import { addBackupSourceOptions, checkSeveral, checkSources, eachSource, sourceOptions } from './sources.js'
-
-/** The summary's consistency line of a volume generation. */
-function consistencyNote(m: Manifest, points: string[]): string {
-  const at = points.length ? ` at ${points.join(', ')}` : ''
-  switch (m.consistency) {
-    case 'frozen':
-      return `frozen (the filesystem${at} was frozen while ${m.source} was read: the image is clean)`
-    case 'read-only':
-      return `read-only (mounted read-only${at}: the image is clean)`
-    case 'mounted-rw':
-      return `mounted-rw: ${m.source} was mounted read-write${at} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload (ext4), or back up with --freeze`
-    default:
-      return `${m.consistency} (nothing on ${m.source} was mounted)`
-  }
-}
 
 /** Whether a path is a block device (false when it cannot be stat'ed: the backup reports that). */
 function isBlockDevice(p: string): boolean {

@@ -124,3 +124,18 @@ export function writeStdout(buf: Buffer, off: number, len: number): boolean {
   }
   return true
 }
+
+/** The summary's consistency line of a volume generation (format 1 and 2). */
+export function consistencyNote(m: Pick<Manifest, 'consistency' | 'source'>, points: string[]): string {
+  const at = points.length ? ` at ${points.join(', ')}` : ''
+  switch (m.consistency) {
+    case 'frozen':
+      return `frozen (the filesystem${at} was frozen while ${m.source} was read: the image is clean)`
+    case 'read-only':
+      return `read-only (mounted read-only${at}: the image is clean)`
+    case 'mounted-rw':
+      return `mounted-rw: ${m.source} was mounted read-write${at} and not frozen, so the image is at best crash-consistent: mount it with -o ro,noload (ext4), or back up with --freeze`
+    default:
+      return `${m.consistency} (nothing on ${m.source} was mounted)`
+  }
+}

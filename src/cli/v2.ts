@@ -13,6 +13,10 @@ import { parseGenRef } from '../repo/repository.js'
 import { verifyGenerations2 } from '../repo/v2/verify2.js'
 import { verifyAgainst2 } from '../repo/v2/against2.js'
 import { backupTree2 } from '../repo/v2/backup2.js'
+import { backupVolume2 } from '../repo/v2/volume2.js'
+import type { Commit2Result } from '../repo/commit/generation2.js'
+import type { BackupProgress } from '../repo/backup.js'
+import { decideMode } from '../repo/volume.js'
 import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
 import { restoreEntries } from '../repo/restore.js'
@@ -25,7 +29,7 @@ import { pinName } from '../format/v2/records.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, verifyJson } from './json.js'
-import { count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
+import { consistencyNote, count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
 import { Progress } from './progress.js'
 
 const SLASH = Buffer.from('/')
@@ -33,8 +37,6 @@ const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
 /** Options of `bfs backup` that format 2 does not take yet: refused by name rather than ignored. */
 const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--volume/--mode volume', (o) => !!o.volume || o.mode === 'volume'],
-  ['--base', (o) => o.base !== undefined],
   ['--freeze', (o) => !!o.freeze],
   ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
@@ -45,31 +47,44 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
+  // the mode as format 1 decides it (--volume, --mode, or auto: a device or an image file is a volume)
+  const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold as number)
+  const volume = decision.mode === 'volume'
+  if (o.base !== undefined && !volume) throw new BfsError('BAD_INPUT', '--base applies to volume backups')
+  const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
   // --full compares with no previous generation; the progress totals are still the latest one's of SRC
-  const est = o.full ? latestStats(repo, path.resolve(src)) : undefined
-  const res = await withSignals((signal) =>
-    backupTree2(repo, {
-      source: src, label: o.label as string, full: !!o.full, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
-      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
-      reporter: {
-        warn: (m) => (ctx.history.warn(m), prog.clear(), warn(m)),
-        progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
-      },
-    }),
+  const est = o.full && !volume ? latestStats(repo, path.resolve(src)) : undefined
+  // `--base GEN`: a volume generation of this source (read again under the backup's lease)
+  const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
+  if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
+  const common = {
+    source: decision.source, label: o.label as string, full: !!o.full, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
+    unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined,
+    reporter: {
+      warn: (m: string) => (ctx.history.warn(m), prog.clear(), warn(m)),
+      progress: (p: BackupProgress) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
+    },
+  }
+  const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
   ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
-  if (o.json) prog.summary({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
+  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
     process.stdout.write(
+      (volume ? modeLine : '') +
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
-        `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs ?? 0, 'dir')}\n` +
+        (volume
+          ? `  image: ${s.newFiles ? 'new' : s.changedFiles ? 'changed' : 'unchanged (not read)'}; ${count(s.mapPieces ?? 0, 'map piece')} written, ${s.mapPiecesReused ?? 0} reused\n`
+          : `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs ?? 0, 'dir')}\n`) +
         `  read ${humanBytes(s.bytesRead ?? 0)} of ${humanBytes(s.logicalBytes ?? 0)}, stored ${humanBytes(s.storedBytes ?? 0)} data + ${humanBytes(s.metaBytes ?? 0)} metadata (${count(s.pieces ?? 0, 'piece')}), ${(s.seconds ?? 0).toFixed(2)} s\n`,
     )
+    if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
   }
   if (res.skippedPaths.length) ctx.exitCode = 3
@@ -115,12 +130,12 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
-        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, partial: g.manifest.partial, stats: g.manifest.stats }
+        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
     for (const g of rows) {
       const m = 'manifest' in g ? g.manifest : null
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
+      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
     }
     return
   }
@@ -154,10 +169,11 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'cat')
-  const { gen, path: p } = splitRef(ref)
+  const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   try {
+    const p = await volumeImage(r, asked)
     const e = await r.lookup(p)
     if (!e) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${r.manifest.id}`)
     if (e.type !== FileType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
@@ -166,6 +182,16 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   } finally {
     await r.close()
   }
+}
+
+/**
+ * A path of `cat` or `restore`: a volume generation named without a path means its image
+ * (the root directory's one file), as on format 1; any other path is itself.
+ */
+async function volumeImage(r: GenReader2, p: string): Promise<string> {
+  if (r.manifest.kind !== 'volume' || p.split('/').some((c) => c !== '' && c !== '.')) return p
+  for await (const e of r.entries(r.manifest.rootEntry, '')) return e.name.toString()
+  return p
 }
 
 /**
@@ -179,10 +205,11 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
-  const { gen, path: p } = splitRef(ref)
+  const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
   ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
+  const p = await volumeImage(r, asked)
   const set = await restoreSet2(r, p)
   const root = set.entries[0]!
   let target = dest

@@ -221,7 +221,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
  * cache, which is where its writers' data is. With --freeze the read runs while the
  * filesystems on the device are frozen, and they are thawed on every way out.
  */
-async function readSource<T>(fd: number, source: string, isDev: boolean, toFreeze: MountEntry[], opts: VolumeOptions, read: (fd: number, direct: boolean, signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function readSource<T>(fd: number, source: string, isDev: boolean, toFreeze: MountEntry[], opts: Pick<VolumeOptions, 'signal' | 'freezeTimeoutS'>, read: (fd: number, direct: boolean, signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController()
   const onAbort = (): void => ac.abort()
   if (opts.signal?.aborted) ac.abort()
@@ -256,7 +256,7 @@ async function readSource<T>(fd: number, source: string, isDev: boolean, toFreez
 }
 
 /** The mounts of filesystems that write to `source` (a block device or an image file), from its stat record. */
-function sourceMounts(st: Float64Array, isDev: boolean): MountEntry[] {
+export function sourceMounts(st: Float64Array, isDev: boolean): MountEntry[] {
   const all = readMounts()
   return isDev
     ? deviceMounts(`${st[native.S_RDEV_MAJOR]}:${st[native.S_RDEV_MINOR]}`, all)

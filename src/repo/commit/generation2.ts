@@ -15,7 +15,7 @@ import { HASH_BYTES } from '../../codec/hash.js'
 import type { Entry2 } from '../../format/v2/dir.js'
 import type { PieceRef } from '../../format/v2/common.js'
 import { keys2 } from '../../format/v2/layout.js'
-import { type ManifestV2, type RunRecord, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
+import { type ManifestV2, type RunRecord, type VolumeConsistency, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
 import { PackWriter } from '../../pieces/packs.js'
 import { PieceReader } from '../../pieces/reader.js'
 import { pidAlive } from '../../os/process.js'
@@ -54,7 +54,9 @@ export interface Generation2Context {
 
 export interface Generation2Spec {
   source: string
-  kind: 'files'
+  kind: 'files' | 'volume'
+  /** Volume generations: what the filesystem on the source was doing while it was read (manifest `consistency`). */
+  consistency?: VolumeConsistency
   /** Stream geometry of this run. */
   unitBlocks: number
   frameBlocks: number
@@ -130,7 +132,8 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
   let committed = false
   try {
     const level = spec.level ?? DEFAULT_LEVEL
-    const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, false)
+    // (a volume is read on the main thread: a spare buffer fills while the workers compress, as format 1's)
+    const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, spec.kind === 'volume')
     const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes })
     const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES, syncReads: true })
     const prev = spec.choosePrev(repo)
@@ -168,6 +171,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
       rootEntry: body.rootEntry, links: body.links, biLog: null, biIndex: null,
       stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,
+      ...(spec.consistency !== undefined ? { consistency: spec.consistency } : {}),
     }
     // step 8, the commit point; then step 9
     repo.sync.putSync(keys2.manifest(N), envelope2('manifest', encodeManifestV2(man)), { mode: 'exclusive' })
