@@ -10,6 +10,7 @@ import fs from 'node:fs'
 import * as native from '../../native/index.js'
 import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
 import { BfsError } from '../errors.js'
+import { closeDeviceReader, openDeviceForRead, type DeviceReader } from '../device.js'
 import { liveTypeOf, metaDiffs } from '../verify.js'
 import type { GenReader2 } from './read2.js'
 
@@ -31,30 +32,51 @@ export async function verifyAgainst2(r: GenReader2, genPath: string, root: strin
   }
   /** Hard-link groups (the source identity the backup saw) → the live inode their first member has. */
   const groups = new Map<string, string>()
-  const buf = Buffer.allocUnsafe(1 << 20)
-  const contentEqual = async (e: Entry2, live: Buffer, rel: string): Promise<boolean> => {
+  const CH = 1 << 20
+  const contentEqual = async (e: Entry2, live: Buffer, rel: string, device = false): Promise<boolean> => {
     const f = await r.open(e, rel)
-    let fd: number
+    let dr: DeviceReader
     try {
-      fd = fs.openSync(live, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      // a device is read as a backup reads it: what is on it, not its (maybe stale) page cache
+      dr = device ? openDeviceForRead(live.toString()) : { fd: fs.openSync(live, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW), direct: false }
     } catch {
       return false
     }
+    const fd = dr.fd
+    const buf = dr.direct ? native.alignedBuffer(CH) : Buffer.allocUnsafe(CH)
+    // the stored bytes in CH-sized pieces (the reader hands over its own buffers: data[offset…offset+bytes], holes as zeros)
+    const want = Buffer.allocUnsafe(CH)
+    let have = 0
+    let pos = 0 // in the file: where `want` starts
     let same = true
-    let pos = 0 // in the file
+    const compare = (): boolean => {
+      // O_DIRECT reads whole aligned pieces; the last one may end past the size (short read)
+      for (let got = 0; got < have; ) {
+        const n = fs.readSync(fd, buf, got, dr.direct ? CH - got : have - got, pos + got)
+        if (n === 0) return false
+        got += n
+      }
+      return buf.subarray(0, have).equals(want.subarray(0, have))
+    }
     try {
       r.each(f, (data, offset, bytes) => {
-        // the file's bytes in order, in the reader's own buffers (data[offset…offset+bytes]; holes as zeros)
-        for (let got = 0; got < bytes; ) {
-          const n = fs.readSync(fd, buf, 0, Math.min(buf.length, bytes - got), pos)
-          if (n === 0 || !buf.subarray(0, n).equals(data.subarray(offset + got, offset + got + n))) return (same = false)
-          got += n
-          pos += n
+        for (let k = 0; k < bytes; ) {
+          const n = Math.min(bytes - k, CH - have)
+          data.copy(want, have, offset + k, offset + k + n)
+          have += n
+          k += n
+          if (have === CH) {
+            if (!compare()) return (same = false)
+            pos += have
+            have = 0
+          }
         }
         return true
       })
+      if (same && have > 0) same = compare()
     } finally {
-      fs.closeSync(fd)
+      if (device) closeDeviceReader(dr)
+      else fs.closeSync(fd)
     }
     return same
   }
@@ -96,6 +118,18 @@ export async function verifyAgainst2(r: GenReader2, genPath: string, root: strin
       // an unreadable live directory: its children were reported missing
     }
     for (const n of liveNames) if (!names.has(n.toString('latin1'))) diff('+', rel ? `${rel}/${n}` : n.toString(), 'not in the generation')
+  }
+  if (r.manifest.kind === 'volume' && genPath === '') {
+    // a volume: its image (the root's one file) against a live image file or device, by size and bytes, as on format 1
+    let img: Entry2 | null = null
+    for await (const page of r.pages(top, '')) img ??= page[0] ?? null
+    if (!img) throw new BfsError('CORRUPT', `gen${r.manifest.id}: a volume generation without its image`)
+    const isDev = fs.statSync(root).isBlockDevice()
+    const size = isDev ? (() => { const fd = fs.openSync(root, 'r'); try { return native.blockDeviceSize(fd) } finally { fs.closeSync(fd) } })() : fs.statSync(root).size
+    const name = img.name.toString()
+    if (size !== img.size) diff('M', name, `size ${img.size} != ${size}`)
+    else if (img.size > 0 && !(await contentEqual(img, Buffer.from(root), name, isDev))) diff('M', name, 'content differs')
+    return diffs
   }
   await walk(top, Buffer.from(root), '')
   return diffs
