@@ -19,6 +19,7 @@ import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 import { registerForget } from './forget.js'
 import { registerPrune } from './prune.js'
+import { registerMerge } from './merge.js'
 import { registerHistory } from './history.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
@@ -36,6 +37,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerRestore(program, ctx)
   registerVerify(program, ctx)
   registerForget(program, ctx)
+  registerMerge(program, ctx)
   registerPrune(program, ctx)
   registerHistory(program, ctx)
 }

@@ -27,6 +27,12 @@ export interface TreeWriterOptions {
   xxh64?: Xxh64Fn
   /** Write DIRDELTAs (config `defaults.dirDelta`, default true). */
   dirDelta?: boolean
+  /**
+   * Never reuse a previous DIRDELTA (bfs merge, format.md §2.20.5): a directory or page whose
+   * previous piece is a delta is written as a DIR even when its entries are unchanged (only a
+   * previous DIR, or a DIRINDEX node, is reused). Implies no new DIRDELTAs.
+   */
+  foldDeltas?: boolean
 }
 
 export interface TreeWriterStats {
@@ -40,6 +46,8 @@ export interface TreeWriterStats {
   deltaPieces: number
   /** DIRINDEX pieces written. */
   indexPieces: number
+  /** DIRDELTAs written again as DIRs (`foldDeltas`). */
+  deltasFolded: number
 }
 
 interface PrevPage {
@@ -69,7 +77,7 @@ const hex = (b: Buffer): string => b.toString('hex')
  * PieceReader's bounded cache. So a walk holds its open path, never the tree.
  */
 export class TreeWriter {
-  readonly stats: TreeWriterStats = { dirs: 0, reused: 0, dirPieces: 0, deltaPieces: 0, indexPieces: 0 }
+  readonly stats: TreeWriterStats = { dirs: 0, reused: 0, dirPieces: 0, deltaPieces: 0, indexPieces: 0, deltasFolded: 0 }
   /**
    * Previous-generation pieces that could not be read (damaged, missing, EIO): the directory
    * or page was written afresh instead of reused or delta-coded (§2.20.10; the backup warns
@@ -78,6 +86,7 @@ export class TreeWriter {
   readonly unreadable = new Workarounds()
   readonly xxh64: Xxh64Fn
   readonly dirDelta: boolean
+  readonly foldDeltas: boolean
 
   constructor(
     readonly packs: PackWriter,
@@ -85,7 +94,8 @@ export class TreeWriter {
     opts: TreeWriterOptions = {},
   ) {
     this.xxh64 = opts.xxh64 ?? xxh64Seed0
-    this.dirDelta = opts.dirDelta ?? true
+    this.foldDeltas = opts.foldDeltas ?? false
+    this.dirDelta = !this.foldDeltas && (opts.dirDelta ?? true)
   }
 
   /** Starts a directory whose previous generation was `prev` (null: new, or empty then). */
@@ -237,10 +247,11 @@ export class DirWriter {
     if (p) {
       this.known.set(hex(prev.ref.id), prev.ref)
       // rule 1: the same entries as the previous generation's (resolved) list
-      if (p.kind === PieceKind.Dir ? this.t.packs.idOf(dirPayload).equals(prev.ref.id) : sameList(p.entries, entries, enc)) {
+      if (p.kind === PieceKind.Dir ? this.t.packs.idOf(dirPayload).equals(prev.ref.id) : !this.t.foldDeltas && sameList(p.entries, entries, enc)) {
         this.t.stats.reused++
         return prev.ref
       }
+      if (p.kind === PieceKind.DirDelta && this.t.foldDeltas) this.t.stats.deltasFolded++
       // rule 2: a cumulative delta over the base
       if (this.t.dirDelta) {
         const baseRef = p.kind === PieceKind.Dir ? prev.ref : p.delta.base

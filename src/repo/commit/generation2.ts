@@ -15,13 +15,15 @@ import { HASH_BYTES } from '../../codec/hash.js'
 import type { Entry2 } from '../../format/v2/dir.js'
 import type { PieceRef } from '../../format/v2/common.js'
 import { keys2 } from '../../format/v2/layout.js'
-import { type ManifestV2, type RunRecord, type VolumeConsistency, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
+import { type ManifestV2, type RunRecord, type VolumeConsistency, decodeManifestV2, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
+import { FormatError } from '../../format/errors.js'
+import { StoreError } from '../../store/store.js'
 import { PackWriter } from '../../pieces/packs.js'
 import { PieceReader } from '../../pieces/reader.js'
 import { pidAlive } from '../../os/process.js'
 import { BfsError } from '../errors.js'
 import { WorkerPool } from '../pool.js'
-import { type Repo2, envelope2 } from '../v2/repo2.js'
+import { type Repo2, envelope2, payloadOf } from '../v2/repo2.js'
 import { holderAlive, Lease, listLeases, readLease } from '../v2/lease.js'
 import { removeDedupOf } from '../v2/dedup.js'
 import type { CommitOptions } from './generation.js'
@@ -72,7 +74,7 @@ export interface Commit2Result {
 }
 
 /**
- * Dead backup runs (§2.20.6): a `running` record of this host whose pid is gone, or of any
+ * Dead backup and merge runs (§2.20.6): a `running` record of this host whose pid is gone, or of any
  * host whose lease (the record names it) is gone or dead (§2.8.5: on this host by pid and start
  * time, elsewhere expired). With its manifest present the run committed (it died between
  * steps 8 and 9); without, nothing reachable references `gens/N/`: it is deleted, then the
@@ -86,12 +88,13 @@ export async function recoverRuns2(repo: Repo2): Promise<number> {
   let n = 0
   const host = os.hostname()
   for (const r of repo.runs()) {
-    if (r.state !== 'running' || r.kind !== 'backup' || (r.host === host && r.pid === process.pid)) continue
+    if (r.state !== 'running' || (r.kind !== 'backup' && r.kind !== 'merge') || (r.host === host && r.pid === process.pid)) continue
     if (!runDead(repo, r, host)) continue
-    const committed = repo.sync.hasSync(keys2.manifest(r.run))
+    const committed = r.kind === 'merge' ? mergeLanded(repo, r) : repo.sync.hasSync(keys2.manifest(r.run))
+    if (committed === null) continue // its target's manifest does not read: left for bfs verify
     if (!committed) {
       repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
-      removeDedupOf(repo, r.run)
+      if (r.kind === 'backup') removeDedupOf(repo, r.run)
     }
     repo.putRun({ ...r, state: committed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
     n++
@@ -100,6 +103,33 @@ export async function recoverRuns2(repo: Repo2): Promise<number> {
   // leases this host's dead processes left (kill -9): litter once their runs are recovered
   for (const l of listLeases(repo)) if (l.host === host && !holderAlive(l)) repo.sync.removeSync(keys2.lease(l.lease))
   return n
+}
+
+/**
+ * A dead merge run (§2.20.6, merge row): committed when its target's manifest is the revision
+ * it wrote (`run` = the merge's run), not when it is absent or another revision; null when that
+ * manifest does not read (nothing is decided).
+ */
+function mergeLanded(repo: Repo2, r: RunRecord): boolean | null {
+  const B = r.target!
+  try {
+    if (repo.manifest(B).run === r.run) return true
+  } catch (err) {
+    if (err instanceof BfsError && err.code === 'CORRUPT') return null
+    if (!(err instanceof BfsError && err.code === 'NO_SUCH_GEN')) throw err
+  }
+  // the revision it wrote may have been retired since (forgotten, or merged again): still a commit
+  const prefix = keys2.retiredManifest(B, 0).replace(/r0000$/, 'r')
+  for (const k of repo.sync.listSync(keys2.retired)) {
+    if (!k.startsWith(prefix)) continue
+    try {
+      if (decodeManifestV2(payloadOf('manifest', repo.sync.getSync(k), repo.store.where(k)), repo.store.where(k), true).run === r.run) return true
+    } catch (err) {
+      if (err instanceof FormatError || err instanceof StoreError) return null
+      throw err
+    }
+  }
+  return false
 }
 
 /** Whether a `running` record's writer is gone (see recoverRuns2). */

@@ -103,7 +103,8 @@ export function finishInterrupted(repo: Repo2, dryRun = false): number[] {
     const [id, rev] = [Number(m[1]), Number(m[2])]
     if (!repo.sync.hasSync(keys2.manifest(id))) continue
     const retired = readRetired(repo, k)
-    if (!retired || retired.retired?.reason !== 'forget' || retired.id !== id || retired.rev !== rev) continue
+    // `merged-into`: bfs merge retires the generations before its target as forget does (§2.20.5)
+    if (!retired || (retired.retired?.reason !== 'forget' && retired.retired?.reason !== 'merged-into') || retired.id !== id || retired.rev !== rev) continue
     let cur: ManifestV2
     try {
       cur = repo.manifest(id)
@@ -133,9 +134,21 @@ function readRetired(repo: Repo2, key: string): ManifestV2 | null {
 /**
  * Retires generation `id` (the caller holds the maintenance lock): the retired copy [exclusive],
  * durable, then the manifest deleted, durable. The copy is the manifest's own JSON (fields this
- * bfs does not know are kept) with the retirement fields added.
+ * bfs does not know are kept) with the retirement fields added. `reason`: `forget`, or
+ * `merged-into` (bfs merge retiring the generations before its target).
  */
-export function retireGeneration(repo: Repo2, id: number, retiredBy: number, now = new Date()): void {
+export function retireGeneration(repo: Repo2, id: number, retiredBy: number, now = new Date(), reason: 'forget' | 'merged-into' = 'forget'): void {
+  writeRetiredCopy(repo, id, retiredBy, reason, now)
+  repo.sync.removeSync(keys2.manifest(id))
+  repo.sync.flushSync(keys2.manifests)
+}
+
+/**
+ * The retired copy of generation `id`'s current manifest, `retired/gen-N-r<rev>` [exclusive],
+ * made durable; the manifest is left in place. A copy of that revision already there with the
+ * same reason (an interrupted forget or merge) counts as done. Returns the manifest copied.
+ */
+export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, reason: 'forget' | 'merged-into' | 'superseded', now = new Date()): ManifestV2 {
   const key = keys2.manifest(id)
   let file: Buffer
   try {
@@ -151,23 +164,22 @@ export function retireGeneration(repo: Repo2, id: number, retiredBy: number, now
     m = decodeManifestV2(payload, repo.store.where(key))
     json = JSON.parse(payload.toString('utf8')) as Record<string, unknown>
   } catch (err) {
-    if (err instanceof FormatError) throw new BfsError('CORRUPT', `gen${id} is damaged (${err.message}); forget leaves it alone`)
+    if (err instanceof FormatError) throw new BfsError('CORRUPT', `gen${id} is damaged (${err.message}); ${reason === 'forget' ? 'forget' : 'merge'} leaves it alone`)
     throw err
   }
   for (const f of ['retiredAt', 'retiredBy', 'reason']) delete json[f]
-  const out = Buffer.from(JSON.stringify({ ...json, retiredAt: now.toISOString(), retiredBy, reason: 'forget' }), 'utf8')
+  const out = Buffer.from(JSON.stringify({ ...json, retiredAt: now.toISOString(), retiredBy, reason }), 'utf8')
   const where = repo.store.where(keys2.retiredManifest(id, m.rev))
   decodeManifestV2(out, where, true) // what a reader of retired/ will decode
   try {
     repo.sync.putSync(keys2.retiredManifest(id, m.rev), envelope2('manifest', out), { mode: 'exclusive' })
   } catch (err) {
-    // an earlier forget retired this revision and died before deleting the manifest: finish it
+    // an earlier run retired this revision and died before the next step: finish it
     if (!(err instanceof StoreError && err.code === 'EEXIST')) throw err
     const prior = readRetired(repo, keys2.retiredManifest(id, m.rev))
-    if (!prior || prior.retired?.reason !== 'forget') throw new BfsError('CORRUPT', `${where} exists and is not a forget of gen${id}; forget leaves gen${id} alone`)
+    if (!prior || prior.retired?.reason !== reason) throw new BfsError('CORRUPT', `${where} exists and is not a ${reason} copy of gen${id}; gen${id} is left alone`)
   }
   // put fsynced retired/; its own entry in the top directory may be new (the first forget)
   repo.sync.flushSync('')
-  repo.sync.removeSync(key)
-  repo.sync.flushSync(keys2.manifests)
+  return m
 }
