@@ -106,7 +106,13 @@ struct bilog_open_how {
 #define RUN_BLOCKS 256   /* blocks per image record at most (1 MiB) */
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
-#define NBUCKETS_BITS0 14 /* the inode table's first size: 16,384 buckets; doubled at one inode per bucket */
+/* the inode table's first size: 16,384 buckets, doubled at one inode per bucket (native/test
+ * builds a tiny one, so that its runs grow the table many times under the lock's contention) */
+#ifndef NBUCKETS_BITS0
+#define NBUCKETS_BITS0 14
+#endif
+_Static_assert(NBUCKETS_BITS0 >= 1 && NBUCKETS_BITS0 <= 30, "NBUCKETS_BITS0: 1 to 30");
+#define REHASH_STEP 4 /* old buckets moved to the new table per insert while the table grows */
 #define QUIET_SLOTS 64
 /* old bytes held in memory before the flusher writes them out (native/test builds a small one) */
 #ifndef RING_BYTES
@@ -231,10 +237,14 @@ struct bilog {
   int taskdir;            /* /proc/self/task */
   /* the inode table (under mu): 2^nbits buckets, doubled when ninodes passes their number, so a
    * lookup walks one node on average however many files bfs reads (a fixed 16,384 buckets
-   * walked ~5 cold nodes per new file at 78k files, ~60 at 1M) */
-  inode_t **buckets;
-  unsigned nbits;
-  size_t ninodes;
+   * walked ~5 cold nodes per new file at 78k files, ~60 at 1M). The doubling is incremental:
+   * the previous table (old, 2^obits buckets) stays until every one of its chains has been
+   * moved, REHASH_STEP buckets per insert (omoved: how many), so no insert under the lock
+   * the listener needs (a writer waits on it) rehashes the whole table (~1M nodes at 1M files,
+   * tens of ms of cache misses). A lookup looks in both. */
+  inode_t **buckets, **old;
+  unsigned nbits, obits;
+  size_t ninodes, omoved;
   /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
    * answered on the writer's own CPU: waking the listener and then the writer are local
    * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
@@ -306,23 +316,39 @@ static inline size_t bucket_of(unsigned nbits, uint64_t dev, uint64_t ino) {
   return (size_t)(h >> (64 - nbits));
 }
 
-/* Adds p to the inode table (under mu), doubling the table first when it holds as many inodes
- * as buckets (best effort: without memory for a bigger one, the chains grow). */
+/* Moves up to n chains of the previous table into the current one (under mu); frees the
+ * previous table once it is empty. */
+static void rehash_step(bilog_t *b, size_t n) {
+  size_t osize = (size_t)1 << b->obits;
+  for (; b->old && n > 0 && b->omoved < osize; n--, b->omoved++)
+    for (inode_t *q = b->old[b->omoved], *nx; q; q = nx) {
+      nx = q->next;
+      size_t k = bucket_of(b->nbits, q->dev, q->ino);
+      q->next = b->buckets[k];
+      b->buckets[k] = q;
+    }
+  if (b->old && b->omoved >= osize) {
+    free(b->old);
+    b->old = NULL;
+  }
+}
+
+/* Adds p to the inode table (under mu). When it holds as many inodes as buckets, a table of
+ * twice the size becomes the current one and the chains of the previous one move over
+ * REHASH_STEP at a time, one step per insert: 2^nbits inserts at least before the next
+ * doubling, 2^(nbits-1) buckets to move, so a doubling always finds the previous one done
+ * (finished here if not). Best effort: without memory for a bigger table, the chains grow. */
 static void insert_inode(bilog_t *b, inode_t *p) {
+  rehash_step(b, REHASH_STEP);
   if (b->ninodes >= ((size_t)1 << b->nbits) && b->nbits < 40) {
-    unsigned nb = b->nbits + 1;
-    inode_t **t = calloc((size_t)1 << nb, sizeof *t);
+    rehash_step(b, SIZE_MAX);
+    inode_t **t = calloc((size_t)1 << (b->nbits + 1), sizeof *t);
     if (t) {
-      for (size_t i = 0; i < ((size_t)1 << b->nbits); i++)
-        for (inode_t *q = b->buckets[i], *n; q; q = n) {
-          n = q->next;
-          size_t k = bucket_of(nb, q->dev, q->ino);
-          q->next = t[k];
-          t[k] = q;
-        }
-      free(b->buckets);
+      b->old = b->buckets;
+      b->obits = b->nbits;
+      b->omoved = 0;
       b->buckets = t;
-      b->nbits = nb;
+      b->nbits++;
     }
   }
   size_t k = bucket_of(b->nbits, p->dev, p->ino);
@@ -334,6 +360,9 @@ static void insert_inode(bilog_t *b, inode_t *p) {
 static inode_t *find_inode(bilog_t *b, uint64_t dev, uint64_t ino) {
   for (inode_t *p = b->buckets[bucket_of(b->nbits, dev, ino)]; p; p = p->next)
     if (p->dev == dev && p->ino == ino) return p;
+  if (b->old) /* (a moved chain is empty there) */
+    for (inode_t *p = b->old[bucket_of(b->obits, dev, ino)]; p; p = p->next)
+      if (p->dev == dev && p->ino == ino) return p;
   return NULL;
 }
 
@@ -1813,6 +1842,7 @@ void bilog_free(bilog_t *b) {
   if (b->taskdir >= 0) close(b->taskdir);
   if (b->wakefd >= 0) close(b->wakefd);
   if (b->ring) munmap(b->ring, RING_BYTES);
+  rehash_step(b, SIZE_MAX); /* every inode in one table */
   if (b->buckets) {
     for (size_t i = 0; i < ((size_t)1 << b->nbits); i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
