@@ -257,13 +257,11 @@ struct bilog {
   size_t ninodes, omoved;
   /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
    * answered on the writer's own CPU: waking the listener and then the writer are local
-   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). Each waits on the group
-   * through an epoll of its own, registered EPOLLEXCLUSIVE: an event wakes one idle listener
-   * (the first registered that is waiting; another one only while that one is busy), not
-   * every one of them (fanotify's own wait queue is not exclusive: with poll, every event
-   * woke every listener, ~1.5 context switches per event instead of ~0.8). Each reads on its
-   * own (a read takes what is queued, another's finds nothing: EAGAIN) into its own buffer and
-   * handles what it read, the engine's state under mu. Until 2026-12-03 a listener lock
+   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
+   * group (fanotify's wait queue is not exclusive: an event wakes every one, ~1.5 context
+   * switches per event; the one on the writer's CPU usually reads it first). Each reads on
+   * its own (a read takes what is queued, another's finds nothing: EAGAIN) into its own buffer
+   * and handles what it read, the engine's state under mu. Until 2026-12-03 a listener lock
    * serialised them (a loser slept on it and was woken again when the winner let go). */
   pthread_t thr[BILOG_MAX_LISTENERS];
   struct listener *lis[BILOG_MAX_LISTENERS];
@@ -1007,11 +1005,13 @@ static void *listener(void *arg) {
     pthread_setaffinity_np(pthread_self(), sizeof cs, &cs); /* best effort */
   }
   struct pollfd pf[2] = {{.fd = b->fanfd, .events = POLLIN}, {.fd = b->wakefd, .events = POLLIN}};
-  /* an epoll of its own with the group as EPOLLEXCLUSIVE: an event wakes one idle listener,
-   * not all of them (BFS_BILOG_EXCLUSIVE=0, for measurements: poll, every listener woken) */
+  /* BFS_BILOG_EXCLUSIVE=1 (for measurements): an epoll of its own with the group registered
+   * EPOLLEXCLUSIVE, so an event wakes one idle listener, not all of them: fewer wake-ups, but
+   * the first idle listener rather than the one on the writer's CPU, and the writer's p99 was
+   * worse for it (native-notes/bilog.md, "The image's extra time") */
   int ep = -1;
   const char *ex = getenv("BFS_BILOG_EXCLUSIVE");
-  if (!(ex && *ex == '0') && (ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
+  if (ex && *ex == '1' && (ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
     struct epoll_event e1 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = b->fanfd};
     struct epoll_event e2 = {.events = EPOLLIN, .data.fd = b->wakefd};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, b->fanfd, &e1) != 0 || (b->wakefd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, b->wakefd, &e2) != 0)) {
