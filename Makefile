@@ -81,10 +81,10 @@ BILOG_TEST_SRC := native/test/bilog_test.c native/bilog.c
 BILOG_TEST_DEPS := $(BILOG_TEST_SRC) native/bilog.h native/xxh64.h
 native/build/test/bilog_test_tsan: $(BILOG_TEST_DEPS)
 	@mkdir -p $(@D)
-	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -fsanitize=thread -o $@ $(BILOG_TEST_SRC) -lpthread
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DNBUCKETS_BITS0=2 -fsanitize=thread -o $@ $(BILOG_TEST_SRC) -lpthread
 native/build/test/bilog_test_asan: $(BILOG_TEST_DEPS)
 	@mkdir -p $(@D)
-	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DNBUCKETS_BITS0=2 -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
 
 native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan native/build/test/bilog_test_tsan native/build/test/bilog_test_asan
 	TSAN_OPTIONS=halt_on_error=1 native/build/test/nread_stress_tsan $(NATIVE_TEST_SECONDS)

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/ioctl.h>
@@ -106,7 +107,13 @@ struct bilog_open_how {
 #define RUN_BLOCKS 256   /* blocks per image record at most (1 MiB) */
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
-#define NBUCKETS_BITS0 14 /* the inode table's first size: 16,384 buckets; doubled at one inode per bucket */
+/* the inode table's first size: 16,384 buckets, doubled at one inode per bucket (native/test
+ * builds a tiny one, so that its runs grow the table many times under the lock's contention) */
+#ifndef NBUCKETS_BITS0
+#define NBUCKETS_BITS0 14
+#endif
+_Static_assert(NBUCKETS_BITS0 >= 1 && NBUCKETS_BITS0 <= 30, "NBUCKETS_BITS0: 1 to 30");
+#define REHASH_STEP 4 /* old buckets moved to the new table per insert while the table grows */
 #define QUIET_SLOTS 64
 /* old bytes held in memory before the flusher writes them out (native/test builds a small one) */
 #ifndef RING_BYTES
@@ -115,7 +122,8 @@ struct bilog_open_how {
 _Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
                "the ring must hold the largest record twice");
 #define BILOG_MAX_LISTENERS 8
-#define FLUSHER_NAPS 25         /* empty 2 ms looks before the flusher sleeps until woken */
+#define FLUSH_MS 10             /* the flusher's look interval while records flow */
+#define FLUSHER_NAPS 5          /* empty looks (~50 ms) before the flusher sleeps until woken */
 #define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
 
 /* ---- optional phase profile (-DBILOG_PROF, bench/bilog-cap.c): not in the addon ------- */
@@ -203,8 +211,9 @@ typedef struct {
   _Atomic uint64_t heartbeat;
   _Atomic int void_flag; /* set by the watchdog when it took over */
   _Atomic int stop;
-  _Atomic int ninflight;
-  _Atomic int inflight[INFLIGHT_MAX]; /* event fds the listener read and has not answered */
+  /* per listener: the event fds it read and has not answered */
+  _Atomic int ninflight[BILOG_MAX_LISTENERS];
+  _Atomic int inflight[BILOG_MAX_LISTENERS][INFLIGHT_MAX];
 } shm_t;
 
 /* A writer thread seen by the listener: its /proc/TID/syscall, kept open. While a pread of
@@ -214,6 +223,15 @@ typedef struct {
   int fd;
   int own; /* a thread of this process (bfs's own reads are allowed at once) */
 } tslot_t;
+
+/* One listener thread's own state. */
+typedef struct listener {
+  struct bilog *b;
+  int idx; /* its slots in shm's inflight */
+  int cpu; /* pinned to it, or -1 */
+  char *evbuf;
+  tslot_t tcache[TCACHE];
+} listener_t;
 
 struct bilog {
   pthread_mutex_t mu;
@@ -227,21 +245,28 @@ struct bilog {
   int flusher_asleep; /* the flusher waits without a timeout (nothing logged for a while): emit wakes it */
   pthread_t fthr;
   int fthr_started;
-  tslot_t tcache[TCACHE]; /* the listener's alone */
   int taskdir;            /* /proc/self/task */
   /* the inode table (under mu): 2^nbits buckets, doubled when ninodes passes their number, so a
    * lookup walks one node on average however many files bfs reads (a fixed 16,384 buckets
-   * walked ~5 cold nodes per new file at 78k files, ~60 at 1M) */
-  inode_t **buckets;
-  unsigned nbits;
-  size_t ninodes;
+   * walked ~5 cold nodes per new file at 78k files, ~60 at 1M). The doubling is incremental:
+   * the previous table (old, 2^obits buckets) stays until every one of its chains has been
+   * moved, REHASH_STEP buckets per insert (omoved: how many), so no insert under the lock
+   * the listener needs (a writer waits on it) rehashes the whole table (~1M nodes at 1M files,
+   * tens of ms of cache misses). A lookup looks in both. */
+  inode_t **buckets, **old;
+  unsigned nbits, obits;
+  size_t ninodes, omoved;
   /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
    * answered on the writer's own CPU: waking the listener and then the writer are local
    * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
-   * group; whoever takes lmu first reads and answers what is queued, one at a time. */
+   * group (fanotify's wait queue is not exclusive: an event wakes every one, ~1.5 context
+   * switches per event; the one on the writer's CPU usually reads it first). Each reads on
+   * its own (a read takes what is queued, another's finds nothing: EAGAIN) into its own buffer
+   * and handles what it read, the engine's state under mu. Until 2026-12-03 a listener lock
+   * serialised them (a loser slept on it and was woken again when the winner let go). */
   pthread_t thr[BILOG_MAX_LISTENERS];
+  struct listener *lis[BILOG_MAX_LISTENERS];
   int thr_started; /* how many */
-  pthread_mutex_t lmu;
   _Atomic int stop;
   int stopped;
   shm_t *shm;
@@ -306,23 +331,39 @@ static inline size_t bucket_of(unsigned nbits, uint64_t dev, uint64_t ino) {
   return (size_t)(h >> (64 - nbits));
 }
 
-/* Adds p to the inode table (under mu), doubling the table first when it holds as many inodes
- * as buckets (best effort: without memory for a bigger one, the chains grow). */
+/* Moves up to n chains of the previous table into the current one (under mu); frees the
+ * previous table once it is empty. */
+static void rehash_step(bilog_t *b, size_t n) {
+  size_t osize = (size_t)1 << b->obits;
+  for (; b->old && n > 0 && b->omoved < osize; n--, b->omoved++)
+    for (inode_t *q = b->old[b->omoved], *nx; q; q = nx) {
+      nx = q->next;
+      size_t k = bucket_of(b->nbits, q->dev, q->ino);
+      q->next = b->buckets[k];
+      b->buckets[k] = q;
+    }
+  if (b->old && b->omoved >= osize) {
+    free(b->old);
+    b->old = NULL;
+  }
+}
+
+/* Adds p to the inode table (under mu). When it holds as many inodes as buckets, a table of
+ * twice the size becomes the current one and the chains of the previous one move over
+ * REHASH_STEP at a time, one step per insert: 2^nbits inserts at least before the next
+ * doubling, 2^(nbits-1) buckets to move, so a doubling always finds the previous one done
+ * (finished here if not). Best effort: without memory for a bigger table, the chains grow. */
 static void insert_inode(bilog_t *b, inode_t *p) {
+  rehash_step(b, REHASH_STEP);
   if (b->ninodes >= ((size_t)1 << b->nbits) && b->nbits < 40) {
-    unsigned nb = b->nbits + 1;
-    inode_t **t = calloc((size_t)1 << nb, sizeof *t);
+    rehash_step(b, SIZE_MAX);
+    inode_t **t = calloc((size_t)1 << (b->nbits + 1), sizeof *t);
     if (t) {
-      for (size_t i = 0; i < ((size_t)1 << b->nbits); i++)
-        for (inode_t *q = b->buckets[i], *n; q; q = n) {
-          n = q->next;
-          size_t k = bucket_of(nb, q->dev, q->ino);
-          q->next = t[k];
-          t[k] = q;
-        }
-      free(b->buckets);
+      b->old = b->buckets;
+      b->obits = b->nbits;
+      b->omoved = 0;
       b->buckets = t;
-      b->nbits = nb;
+      b->nbits++;
     }
   }
   size_t k = bucket_of(b->nbits, p->dev, p->ino);
@@ -334,6 +375,9 @@ static void insert_inode(bilog_t *b, inode_t *p) {
 static inode_t *find_inode(bilog_t *b, uint64_t dev, uint64_t ino) {
   for (inode_t *p = b->buckets[bucket_of(b->nbits, dev, ino)]; p; p = p->next)
     if (p->dev == dev && p->ino == ino) return p;
+  if (b->old) /* (a moved chain is empty there) */
+    for (inode_t *p = b->old[bucket_of(b->obits, dev, ino)]; p; p = p->next)
+      if (p->dev == dev && p->ino == ino) return p;
   return NULL;
 }
 
@@ -468,7 +512,7 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
   b->log_end += total;
   b->st.records++;
   b->st.log_bytes = b->log_end;
-  /* the flusher batches: woken early only when the ring fills up (else it looks every 2 ms) */
+  /* the flusher batches: woken early only when the ring fills up (else it looks every FLUSH_MS) */
   if (b->log_end - b->flushed >= RING_BYTES / 8 || b->flusher_asleep) {
     b->flusher_asleep = 0; /* one wake-up per burst after a quiet spell, none while records flow */
     pthread_cond_signal(&b->data_cv);
@@ -478,7 +522,9 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
 
 /*
  * The flusher thread: writes the ring's bytes [flushed, log_end) to the capture file, in
- * batches (it looks every 2 ms, or when emit finds the ring filling up or full). A failed
+ * batches (it looks every FLUSH_MS, 10 ms, or when emit finds the ring filling up or full:
+ * at 2 ms, 500 wake-ups a second were a tenth of the capture's CPU in an image backup with a
+ * writer at 2,000 writes/s, and each one a task for the woken writer to wait behind). A failed
  * write voids the run: log_errno is set, waiters are released and nothing more is logged
  * (what is in the ring stays readable). It stops once flusher_stop is set and all is out.
  * After FLUSHER_NAPS empty looks in a row (~50 ms without a record) it sleeps until emit wakes
@@ -504,11 +550,11 @@ static void *flusher(void *arg) {
         while (b->flusher_asleep && !b->flusher_stop) pthread_cond_wait(&b->data_cv, &b->mu);
         b->flusher_asleep = 0;
         naps = 0;
-        /* then the burst's records get their 2 ms to gather, as when it looks every 2 ms */
+        /* then the burst's records get their FLUSH_MS to gather, as when it looks every FLUSH_MS */
       }
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 2000000;
+      ts.tv_nsec += FLUSH_MS * 1000000L;
       if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
       if (!b->flusher_stop) pthread_cond_timedwait(&b->data_cv, &b->mu, &ts);
       continue;
@@ -634,7 +680,7 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
 /*
  * /proc/TID/syscall of the event's thread (blocked until we answer): the call it is in, and
  * whether it is one of this process's threads (*own). Returns the call's number, -1 when it is
- * not in one (a page fault), -2 when unknown. The file stays open in b->tcache (a pread at 0
+ * not in one (a page fault), -2 when unknown. The file stays open in the listener's tcache (a pread at 0
  * renders it afresh; it fails with ESRCH once its thread is gone, and then it is reopened, so
  * a reused TID is never taken for the old thread).
  *
@@ -643,8 +689,8 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
  * ~1 s (a preempted writer may wait that long for a CPU on a saturated machine), rather than
  * fall back to "unknown", which logs the whole file: far costlier for a big file.
  */
-static long proc_syscall(bilog_t *b, pid_t tid, long long a[6], int *own) {
-  tslot_t *s = &b->tcache[(unsigned)tid % TCACHE];
+static long proc_syscall(bilog_t *b, tslot_t *tcache, pid_t tid, long long a[6], int *own) {
+  tslot_t *s = &tcache[(unsigned)tid % TCACHE];
   char buf[512];
   *own = 0;
   for (int tries = 0;; tries++) {
@@ -834,7 +880,7 @@ static void answer(bilog_t *b, int fd) {
 
 static void ignore_mark(bilog_t *b, int fd);
 
-static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
+static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metadata *m) {
   atomic_fetch_add(&b->events, 1);
   if (m->mask & FAN_OPEN_PERM) atomic_fetch_add(&b->open_events, 1);
   int have_range = 0;
@@ -855,7 +901,7 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   long long a[6] = {0};
   int own = 0;
   PROF_T(t3);
-  long nr = proc_syscall(b, m->pid, a, &own);
+  long nr = proc_syscall(b, l->tcache, m->pid, a, &own);
   PROF_ADD(PH_PROC, t3);
   if (own) {
     atomic_fetch_add(&b->own_events, 1);
@@ -898,38 +944,35 @@ static void handle_event(bilog_t *b, struct fanotify_event_metadata *m) {
   if (want_mark) ignore_mark(b, m->fd);
 }
 
-typedef struct {
-  bilog_t *b;
-  int cpu; /* pinned to it, or -1 */
-} listener_arg_t;
-
 /* The watchdog took over (the run is void): say so in the log, once. */
 static void note_void(bilog_t *b) {
-  if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
-    pthread_mutex_lock(&b->mu);
+  if (!atomic_load(&b->shm->void_flag)) return;
+  pthread_mutex_lock(&b->mu);
+  if (!b->void_logged) {
     if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
     emit(b, BIK_UNCOVERED, BIR_LISTENER, NULL, 0, NULL, 0, 0, -1);
     b->void_logged = 1;
-    pthread_mutex_unlock(&b->mu);
   }
+  pthread_mutex_unlock(&b->mu);
 }
 
-/* Reads the queued events and answers them; with lmu held. Returns -1 at the end (stopping
- * and nothing queued); an empty read (EAGAIN: another listener took them) is not the end. */
-static int listen_once(bilog_t *b, int stopping) {
+/* Reads the queued events and answers them. Returns -1 at the end (stopping and nothing
+ * queued); an empty read (EAGAIN: another listener took them) is not the end. */
+static int listen_once(listener_t *l, int stopping) {
+  bilog_t *b = l->b;
   note_void(b);
   PROF_T(tr);
-  ssize_t len = read(b->fanfd, b->evbuf, EVBUF_BYTES);
+  ssize_t len = read(b->fanfd, l->evbuf, EVBUF_BYTES);
   PROF_ADD(PH_READ, tr);
   PROF_T(trd);
   if (len <= 0) return stopping && !(len < 0 && errno == EINTR) ? -1 : 0; /* EAGAIN: another listener took them */
   int k = 0;
   ssize_t left = len; /* FAN_EVENT_NEXT consumes its length argument */
-  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
-    if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[k++], m->fd);
-  atomic_store(&b->shm->ninflight, k);
+  for (struct fanotify_event_metadata *m = (void *)l->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left))
+    if (m->fd >= 0 && k < INFLIGHT_MAX) atomic_store(&b->shm->inflight[l->idx][k++], m->fd);
+  atomic_store(&b->shm->ninflight[l->idx], k);
   left = len;
-  for (struct fanotify_event_metadata *m = (void *)b->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
+  for (struct fanotify_event_metadata *m = (void *)l->evbuf; FAN_EVENT_OK(m, left); m = FAN_EVENT_NEXT(m, left)) {
     if (m->mask & FAN_Q_OVERFLOW) { /* events were dropped (their writes allowed unseen) */
       pthread_mutex_lock(&b->mu);
       if (!b->st.void_reason) b->st.void_reason = BIR_LISTENER;
@@ -938,7 +981,7 @@ static int listen_once(bilog_t *b, int stopping) {
     }
     if (m->vers != FANOTIFY_METADATA_VERSION || m->fd < 0) continue;
     PROF_T(tev);
-    handle_event(b, m);
+    handle_event(b, l, m);
     PROF_T(ta);
     answer(b, m->fd);
     PROF_ADD(PH_ANSWER, ta);
@@ -950,40 +993,48 @@ static int listen_once(bilog_t *b, int stopping) {
     PROF_ADD(PH_CLOSE, tcl);
     PROF_ADD(PH_EVENT, tev);
   }
-  atomic_store(&b->shm->ninflight, 0);
+  atomic_store(&b->shm->ninflight[l->idx], 0);
   return 0;
 }
 
 static void *listener(void *arg) {
-  listener_arg_t la = *(listener_arg_t *)arg;
-  free(arg);
-  bilog_t *b = la.b;
+  listener_t *l = arg;
+  bilog_t *b = l->b;
   prctl(PR_SET_NAME, "bfs-bilog", 0, 0, 0);
-  if (la.cpu >= 0) {
+  if (l->cpu >= 0) {
     cpu_set_t cs;
     CPU_ZERO(&cs);
-    CPU_SET(la.cpu, &cs);
+    CPU_SET(l->cpu, &cs);
     pthread_setaffinity_np(pthread_self(), sizeof cs, &cs); /* best effort */
   }
   struct pollfd pf[2] = {{.fd = b->fanfd, .events = POLLIN}, {.fd = b->wakefd, .events = POLLIN}};
+  /* BFS_BILOG_EXCLUSIVE=1 (for measurements): an epoll of its own with the group registered
+   * EPOLLEXCLUSIVE, so an event wakes one idle listener, not all of them: fewer wake-ups, but
+   * the first idle listener rather than the one on the writer's CPU, and the writer's p99 was
+   * worse for it (native-notes/bilog.md, "The image's extra time") */
+  int ep = -1;
+  const char *ex = getenv("BFS_BILOG_EXCLUSIVE");
+  if (ex && *ex == '1' && (ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
+    struct epoll_event e1 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = b->fanfd};
+    struct epoll_event e2 = {.events = EPOLLIN, .data.fd = b->wakefd};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, b->fanfd, &e1) != 0 || (b->wakefd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, b->wakefd, &e2) != 0)) {
+      close(ep);
+      ep = -1;
+    }
+  }
   for (;;) {
     atomic_fetch_add(&b->shm->heartbeat, 1);
-    if (atomic_load(&b->shm->void_flag) && !b->void_logged) {
-      pthread_mutex_lock(&b->lmu);
-      note_void(b);
-      pthread_mutex_unlock(&b->lmu);
-    }
+    note_void(b);
     int stopping = atomic_load(&b->stop);
-    int pr = poll(pf, b->wakefd >= 0 ? 2 : 1, stopping ? 0 : 100);
+    struct epoll_event evs[2];
+    int pr = ep >= 0 ? epoll_wait(ep, evs, 2, stopping ? 0 : 100) : poll(pf, b->wakefd >= 0 ? 2 : 1, stopping ? 0 : 100);
     if (pr <= 0) {
       if (stopping) break;
       continue;
     }
-    pthread_mutex_lock(&b->lmu);
-    int end = listen_once(b, stopping);
-    pthread_mutex_unlock(&b->lmu);
-    if (end < 0) break;
+    if (listen_once(l, stopping) < 0) break;
   }
+  if (ep >= 0) close(ep);
   return NULL;
 }
 
@@ -1003,10 +1054,15 @@ static int start_listeners(bilog_t *b, int prio) {
     if (total > n) cpus[0] = -1, n = 1;
   }
   for (int i = 0; i < n; i++) {
-    listener_arg_t *la = malloc(sizeof *la);
-    if (!la) return ENOMEM;
+    listener_t *la = calloc(1, sizeof *la);
+    if (!la || !(la->evbuf = malloc(EVBUF_BYTES))) {
+      free(la);
+      return ENOMEM;
+    }
     la->b = b;
+    la->idx = i;
     la->cpu = cpus[i];
+    for (int k = 0; k < TCACHE; k++) la->tcache[k].fd = -1;
     int rc = EPERM;
     if (prio > 0) {
       pthread_attr_t at;
@@ -1023,10 +1079,12 @@ static int start_listeners(bilog_t *b, int prio) {
     if (rc != 0) {
       rc = pthread_create(&b->thr[i], NULL, listener, la);
       if (rc != 0) {
+        free(la->evbuf);
         free(la);
         return rc;
       }
     }
+    b->lis[i] = la; /* (freed by bilog_free, after the join) */
     b->thr_started++;
   }
   return 0;
@@ -1081,10 +1139,12 @@ static void watchdog(bilog_t *b, pid_t parent, int fanfd) {
       nanosleep(&ts, NULL);
       continue;
     }
-    int n = atomic_load(&s->ninflight);
-    for (int i = 0; i < n && i < INFLIGHT_MAX; i++) {
-      struct fanotify_response r = {.fd = atomic_load(&s->inflight[i]), .response = FAN_ALLOW};
-      if (write(fanfd, &r, sizeof r) < 0) { /* answered already */ }
+    for (int l = 0; l < BILOG_MAX_LISTENERS; l++) {
+      int n = atomic_load(&s->ninflight[l]);
+      for (int i = 0; i < n && i < INFLIGHT_MAX; i++) {
+        struct fanotify_response r = {.fd = atomic_load(&s->inflight[l][i]), .response = FAN_ALLOW};
+        if (write(fanfd, &r, sizeof r) < 0) { /* answered already */ }
+      }
     }
     struct pollfd pf = {.fd = fanfd, .events = POLLIN};
     if (poll(&pf, 1, 20) <= 0) continue;
@@ -1298,10 +1358,8 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   b->fanfd = b->logfd = b->taskdir = b->treefd = -1;
   b->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: the listeners see the stop within 100 ms */
   pthread_rwlock_init(&b->tree_rw, NULL);
-  for (int i = 0; i < TCACHE; i++) b->tcache[i].fd = -1;
   pthread_mutex_init(&b->mu, NULL);
   pthread_mutex_init(&b->quiet_mu, NULL);
-  pthread_mutex_init(&b->lmu, NULL);
   for (int i = 0; i < QUIET_SLOTS; i++) b->quiet[i].fd = -1;
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
@@ -1808,11 +1866,17 @@ void bilog_free(bilog_t *b) {
   if (!b) return;
   bilog_stop(b);
   if (b->logfd >= 0) close(b->logfd);
-  for (int i = 0; i < TCACHE; i++)
-    if (b->tcache[i].fd >= 0) close(b->tcache[i].fd);
+  for (int l = 0; l < BILOG_MAX_LISTENERS; l++)
+    if (b->lis[l]) {
+      for (int i = 0; i < TCACHE; i++)
+        if (b->lis[l]->tcache[i].fd >= 0) close(b->lis[l]->tcache[i].fd);
+      free(b->lis[l]->evbuf);
+      free(b->lis[l]);
+    }
   if (b->taskdir >= 0) close(b->taskdir);
   if (b->wakefd >= 0) close(b->wakefd);
   if (b->ring) munmap(b->ring, RING_BYTES);
+  rehash_step(b, SIZE_MAX); /* every inode in one table */
   if (b->buckets) {
     for (size_t i = 0; i < ((size_t)1 << b->nbits); i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
@@ -1834,7 +1898,6 @@ void bilog_free(bilog_t *b) {
   free(b->tree_real);
   pthread_rwlock_destroy(&b->tree_rw);
   pthread_mutex_destroy(&b->mu);
-  pthread_mutex_destroy(&b->lmu);
   pthread_cond_destroy(&b->data_cv);
   pthread_cond_destroy(&b->space_cv);
   free(b);

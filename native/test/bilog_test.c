@@ -20,7 +20,14 @@
  * Then no_double_logging: a second capture while a writer process does 20,000 random 4 KiB
  * pwrites into a 16 MiB file: the images must total exactly the distinct blocks written
  * (the engine used to log a whole file when it caught a writer before it slept: "running"
- * in /proc/TID/syscall). Exit 0 when every check held.
+ * in /proc/TID/syscall).
+ *
+ * Then many_inodes: a third capture over MI_FILES small files, each read at T0 by one of two
+ * reader threads while a writer process overwrites one block of each, in another order: every
+ * read must give the T0 bytes, and every file must be in the engine's inode table afterwards.
+ * `make native-test` builds the engine with a 4-bucket table (-DNBUCKETS_BITS0=2), so this
+ * grows it ten times (and moves its chains incrementally) while the listener and the readers
+ * contend for its lock. Exit 0 when every check held.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -366,6 +373,131 @@ static void no_double_logging(uint64_t seed) {
   unlink(logpath);
 }
 
+/* ---- many inodes: the inode table grows under contention ----------------------------------- */
+
+#define MI_FILES 2000
+#define MI_BYTES 8192
+
+static uint8_t mi_byte(int i, int k, uint64_t seed) { return (uint8_t)((uint64_t)i * 131 + (uint64_t)k * 7 + seed); }
+
+typedef struct {
+  int first;
+  uint64_t seed;
+} mi_arg_t;
+
+static void *mi_reader(void *arg) {
+  mi_arg_t *a = arg;
+  uint8_t buf[MI_BYTES];
+  char p[4200];
+  for (int i = a->first; i < MI_FILES; i += 2) {
+    snprintf(p, sizeof p, "%s/mi/%d", dir, i);
+    int fd = open(p, O_RDONLY);
+    if (fd < 0) {
+      FAIL("many_inodes: %s: %s", p, strerror(errno));
+      continue;
+    }
+    ssize_t r = bilog_read_t0(eng, fd, buf, sizeof buf, 0, 1);
+    close(fd);
+    if (r != MI_BYTES) {
+      FAIL("many_inodes: %d: read_t0 returned %zd", i, r);
+      continue;
+    }
+    for (int k = 0; k < MI_BYTES; k++)
+      if (buf[k] != mi_byte(i, k, a->seed)) {
+        FAIL("many_inodes: %d: byte %d is not its T0 byte", i, k);
+        break;
+      }
+  }
+  return NULL;
+}
+
+static void many_inodes(uint64_t seed) {
+  char p[4200], logpath[4200];
+  static uint64_t ino[MI_FILES], dev[MI_FILES];
+  snprintf(p, sizeof p, "%s/mi", dir);
+  if (mkdir(p, 0755) != 0) {
+    FAIL("many_inodes: mkdir: %s", strerror(errno));
+    return;
+  }
+  uint8_t buf[MI_BYTES];
+  for (int i = 0; i < MI_FILES; i++) {
+    snprintf(p, sizeof p, "%s/mi/%d", dir, i);
+    for (int k = 0; k < MI_BYTES; k++) buf[k] = mi_byte(i, k, seed);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    struct stat st;
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fstat(fd, &st) != 0) {
+      FAIL("many_inodes: %s: %s", p, strerror(errno));
+      if (fd >= 0) close(fd);
+      return;
+    }
+    close(fd);
+    ino[i] = st.st_ino;
+    dev[i] = st.st_dev;
+  }
+  snprintf(logpath, sizeof logpath, "%s/mi.bilog", dir);
+  int go[2];
+  if (pipe(go) != 0) return;
+  fflush(stdout); /* (not twice through the child's exit) */
+  pid_t w = fork();
+  if (w == 0) { /* one block of every file, in an order of its own */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(go[1]);
+    char c, junk[4096];
+    memset(junk, 0xee, sizeof junk);
+    if (read(go[0], &c, 1) != 1) _exit(3);
+    uint64_t s = seed * 7919 + 5;
+    for (int n = 0; n < MI_FILES; n++) {
+      int i = (int)(((uint64_t)n * 1103 + seed) % MI_FILES); /* 1103 is prime: a permutation */
+      char q[4200];
+      snprintf(q, sizeof q, "%s/mi/%d", dir, i);
+      int f = open(q, O_WRONLY);
+      if (f < 0 || pwrite(f, junk, sizeof junk, (off_t)(rnd(&s) % 2 * 4096)) != (ssize_t)sizeof junk) _exit(5);
+      close(f);
+    }
+    _exit(0);
+  }
+  close(go[0]);
+  const char *sc = "?";
+  int err = bilog_start(dir, logpath, NULL, &eng, &sc);
+  if (err) {
+    FAIL("many_inodes: bilog_start: %s: %s", sc, strerror(err));
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    return;
+  }
+  if (write(go[1], "g", 1) != 1) FAIL("many_inodes: could not release the writer");
+  close(go[1]);
+  pthread_t rt[2];
+  mi_arg_t ma[2] = {{0, seed}, {1, seed}};
+  for (int k = 0; k < 2; k++) pthread_create(&rt[k], NULL, mi_reader, &ma[k]);
+  for (int k = 0; k < 2; k++) pthread_join(rt[k], NULL);
+  int ws;
+  waitpid(w, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("many_inodes: the writer failed (status %d)", ws);
+  int missing = 0;
+  for (int i = 0; i < MI_FILES; i++) {
+    bilog_t0stat_t ts;
+    if (bilog_t0_stat_ino(eng, dev[i], ino[i], &ts) != 1 || ts.size != MI_BYTES) missing++;
+  }
+  if (missing) FAIL("many_inodes: %d of %d files are not in the inode table with their T0 size", missing, MI_FILES);
+  bilog_stop(eng);
+  bilog_stats_t st;
+  bilog_stats(eng, &st);
+  bilog_free(eng);
+  eng = NULL;
+  if (st.void_reason) FAIL("many_inodes: the run is void (reason %llu)", (unsigned long long)st.void_reason);
+  if (st.images == 0) FAIL("many_inodes: no images: the writer and the readers did not overlap");
+  printf("many_inodes: files=%d events=%llu images=%llu\n", MI_FILES, (unsigned long long)st.events,
+         (unsigned long long)st.images);
+  for (int i = 0; i < MI_FILES; i++) {
+    snprintf(p, sizeof p, "%s/mi/%d", dir, i);
+    unlink(p);
+  }
+  snprintf(p, sizeof p, "%s/mi", dir);
+  rmdir(p);
+  unlink(logpath);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: bilog_test DIR SEED\n");
@@ -454,6 +586,7 @@ int main(int argc, char **argv) {
   }
   if (changed < NF / 2) FAIL("only %d of %d files changed: the writer did too little", changed, NF);
   no_double_logging(seed);
+  many_inodes(seed);
   printf("bilog_test: events=%llu own=%llu skipped=%llu images=%llu image_bytes=%llu truncates=%llu stale=%llu "
          "records=%llu changed=%d/%d: %s\n",
          (unsigned long long)st.events, (unsigned long long)st.own_events, (unsigned long long)st.skipped,
