@@ -19,6 +19,7 @@ import { registerRestore } from './restore.js'
 import { registerVerify } from './verify.js'
 import { registerForget } from './forget.js'
 import { registerPrune } from './prune.js'
+import { registerCompact } from './compact.js'
 import { registerHistory } from './history.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
@@ -37,5 +38,6 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerVerify(program, ctx)
   registerForget(program, ctx)
   registerPrune(program, ctx)
+  registerCompact(program, ctx)
   registerHistory(program, ctx)
 }
