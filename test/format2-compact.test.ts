@@ -20,7 +20,10 @@ import { keys2 } from '../src/format/v2/layout.js'
 import { parseUnitFile } from '../src/format/v2/unit.js'
 import { decodeRunRecord } from '../src/format/v2/records.js'
 import { payloadOf } from '../src/repo/v2/repo2.js'
-import { DEFAULT_COMPACT_LEVEL } from '../src/repo/v2/compact.js'
+import { DEFAULT_COMPACT_LEVEL, DamagedUnit, Recompressor } from '../src/repo/v2/compact.js'
+import { encodeUnitFileV2 } from '../src/format/v2/unit.js'
+import { FrameCompressor } from '../src/codec/zstd.js'
+import { frameCheck, hashBlocks } from '../src/codec/hash.js'
 
 let work: string
 const mounts = new Set<string>()
@@ -111,6 +114,41 @@ beforeAll(() => {
 afterAll(async () => {
   for (const m of [...mounts]) await umount(m)
   fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe('Recompressor (in process)', () => {
+  /** A v2 unit of `frames` frames of 2 blocks (the last 1), frame 1 dead (zeros, a dead range). */
+  function unitV2(level: number): { file: Buffer; raws: Buffer[] } {
+    const c = new FrameCompressor(level)
+    const raws = [text(8192, 1), Buffer.alloc(8192), text(4096, 2)]
+    const frames: Buffer[] = []
+    const seek = raws.map((raw) => {
+      const out = Buffer.alloc(FrameCompressor.bound(raw.length))
+      const f = Buffer.from(out.subarray(0, c.compressInto(out, raw)))
+      frames.push(f)
+      const h = Buffer.alloc((raw.length / 4096) * 8)
+      hashBlocks('xxh64', raw, 0, raw.length / 4096, h, 0)
+      return { compBytes: f.length, rawBytes: raw.length, check: frameCheck('xxh64', h) }
+    })
+    const parts = encodeUnitFileV2({ stream: 7, unitIndex: 3, rawBlocks: 5, frameBlocks: 2, revision: 1, level, hashAlg: 'xxh64' }, frames, seek, [{ start: 2, blocks: 2 }])
+    return { file: Buffer.concat(parts), raws }
+  }
+
+  it('rewrites a v2 unit: revision + 1, the level, dead ranges and checks carried over, same raw bytes; refuses damage and a unit under the wrong key', () => {
+    const { file } = unitV2(1)
+    const before = parseUnitFile(file, 4096, 'u', { stream: 7, unitIndex: 3 })
+    const out = Buffer.concat(new Recompressor(19, 'xxh64').rewrite(file, 'u', { stream: 7, unitIndex: 3 }).parts)
+    const after = parseUnitFile(out, 4096, 'u', { stream: 7, unitIndex: 3 })
+    expect({ version: after.version, revision: after.revision, level: after.level, dead: after.dead }).toEqual({ version: 2, revision: 2, level: 19, dead: [{ start: 2, blocks: 2 }] })
+    expect(after.seek.map((e) => [e.rawBytes, e.check.toString('hex')])).toEqual(before.seek.map((e) => [e.rawBytes, e.check.toString('hex')]))
+    expect(after.seek.every((e, i) => e.compBytes <= before.seek[i]!.compBytes)).toBe(true)
+    // rewriting again (another level) reads what it wrote
+    expect(parseUnitFile(Buffer.concat(new Recompressor(5, 'xxh64').rewrite(out, 'u', { stream: 7, unitIndex: 3 }).parts), 4096, 'u').revision).toBe(3)
+    const bad = Buffer.from(file)
+    bad[96 + 5] ^= 0x55
+    expect(() => new Recompressor(19, 'xxh64').rewrite(bad, 'u', { stream: 7, unitIndex: 3 })).toThrow(DamagedUnit)
+    expect(() => new Recompressor(19, 'xxh64').rewrite(file, 'u', { stream: 7, unitIndex: 4 })).toThrow(/its key says 7, 4/)
+  })
 })
 
 describe('bfs compact (format 2)', () => {

@@ -4,7 +4,7 @@ import { keys } from '../format/layout.js'
 import {
   decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES, type SeekTable, type UnitHeader,
 } from '../format/unit.js'
-import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../format/v2/unit.js'
+import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, UNIT_V2_VERSION, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../format/v2/unit.js'
 import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
 import { MAX_NATIVE_UNITS, type NativeSink } from './native.js'
 import type { GenGeometry, StreamSource } from './source.js'
@@ -52,6 +52,11 @@ export const PROCESS_OPEN_UNITS = 64
 /** One reader's share of PROCESS_OPEN_UNITS when `readers` read at once (worker threads): at least 4, so a reader never thrashes. */
 export function openUnitShare(readers: number): number {
   return Math.max(4, Math.floor(PROCESS_OPEN_UNITS / Math.max(1, readers)))
+}
+
+/** Whether a unit's first bytes say version 2 (its header is then 96 bytes, not 32). */
+function isV2(head: Buffer): boolean {
+  return head.length >= 10 && head.readUInt16LE(8) === UNIT_V2_VERSION
 }
 
 /**
@@ -275,7 +280,9 @@ export class UnitTable {
     try {
       const size = blob.sizeBytes
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
-      const head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
+      // a v1 header is 32 bytes (what a format 1 reader reads); a v2 header's 96 are read once it says version 2
+      let head = await blob.read({ offset: 0, length: UNIT_HEADER_BYTES })
+      if (isV2(head)) head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
       const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
       const table = l.table(await blob.read({ offset: l.at, length: l.length }))
       return { gen, unit, id, blob, table, where, users: 0, closed: false }
@@ -291,7 +298,8 @@ export class UnitTable {
     try {
       const size = blob.sizeBytes
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
-      const head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
+      let head = blob.readSync({ offset: 0, length: UNIT_HEADER_BYTES })
+      if (isV2(head)) head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
       const l = unitLayout(head, blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
       const table = l.table(blob.readSync({ offset: l.at, length: l.length }))
       return { gen, unit, id, blob, table, where, users: 0, closed: false }
