@@ -8,7 +8,7 @@
  */
 import path from 'node:path'
 import type { Command } from 'commander'
-import { BfsError } from '../repo/errors.js'
+import { BfsError, EXIT } from '../repo/errors.js'
 import { recoverRuns2 } from '../repo/commit/generation2.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { Lease } from '../repo/v2/lease.js'
@@ -162,6 +162,7 @@ export function registerPrune(program: Command, ctx: Ctx): void {
       if (o.compact) {
         // after the prune (dead units are not recompressed), under the maintenance lock again
         compacted = o.dryRun ? { sv: surveyCompact(repo, c), res: null, run: null, priority: null } : await compactNow(repo, { ...c, waitMs, history: ctx.history })
+        if (compacted.res?.damaged.length) ctx.exitCode = EXIT.VERIFY_FAILED // as bfs compact: a unit that does not check, left as it is
       }
       if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo), ...(compacted ? { compact: compactReport(compacted, c.level, !!o.dryRun) } : {}) }) + '\n')
       else {
