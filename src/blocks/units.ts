@@ -4,6 +4,7 @@ import { keys } from '../format/layout.js'
 import {
   decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES, type SeekTable, type UnitHeader,
 } from '../format/unit.js'
+import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, UNIT_V2_VERSION, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../format/v2/unit.js'
 import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
 import { MAX_NATIVE_UNITS, type NativeSink } from './native.js'
 import type { GenGeometry, StreamSource } from './source.js'
@@ -53,13 +54,39 @@ export function openUnitShare(readers: number): number {
   return Math.max(4, Math.floor(PROCESS_OPEN_UNITS / Math.max(1, readers)))
 }
 
-/** Checks a unit's header against its generation's geometry. */
-function checkHeader(head: Buffer, where: string, gen: number, unit: number, g: GenGeometry, raw: number): UnitHeader {
-  const header = decodeUnitHeader(head, where)
-  if (header.genId !== gen || header.unitIndex !== unit || header.rawBlocks !== raw || header.frameBlocks !== g.frameBlocks) {
+/** Whether a unit's first bytes say version 2 (its header is then 96 bytes, not 32). */
+function isV2(head: Buffer): boolean {
+  return head.length >= 10 && head.readUInt16LE(8) === UNIT_V2_VERSION
+}
+
+/**
+ * Where a unit's seek table (v1) or unit index (v2) lies, from its first bytes (up to 96) and
+ * its 32-byte trailer, with the header checked against the generation's geometry; `table`
+ * decodes and checks those bytes. Format 2 readers read both unit versions (format.md §2.9):
+ * v1 as the stream writer still writes them (`v1-streams`), v2 as compact rewrites them.
+ */
+function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable } {
+  const any = decodeAnyUnitHeader(head, where)
+  if (any.stream !== gen || any.unitIndex !== unit || any.rawBlocks !== raw || any.frameBlocks !== g.frameBlocks) {
     throw new FormatError('BAD_VALUE', `${where}: unit header does not match its manifest`)
   }
-  return header
+  if (size < any.headerBytes + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
+  if (any.version === 1) {
+    const header: UnitHeader = decodeUnitHeader(head.subarray(0, UNIT_HEADER_BYTES), where)
+    const t = decodeUnitTrailer(trailer, size, header, where)
+    return { at: t.seekTableOffset, length: t.tableBytes, table: (b) => decodeSeekTable(b, t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where) }
+  }
+  const h = decodeUnitHeaderV2(head, where)
+  if (h.flags & UNIT_FLAG_ENCRYPTED) throw new FormatError('UNSUPPORTED_FEATURE', `${where}: encrypted units are not read by this bfs yet`)
+  const t = decodeUnitTrailerV2(trailer, size, h, where)
+  return {
+    at: t.indexOffset,
+    length: t.indexBytes,
+    table: (b) => {
+      const x = decodeUnitIndex(b, t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
+      return { entries: x.seek, offsets: x.offsets }
+    },
+  }
 }
 
 /**
@@ -252,10 +279,12 @@ export class UnitTable {
     const blob = await this.store.open(key)
     try {
       const size = blob.sizeBytes
-      const header = checkHeader(await blob.read({ offset: 0, length: Math.min(UNIT_HEADER_BYTES, size) }), where, gen, unit, g, raw)
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
-      const t = decodeUnitTrailer(await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, where)
-      const table = decodeSeekTable(await blob.read({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where)
+      // a v1 header is 32 bytes (what a format 1 reader reads); a v2 header's 96 are read once it says version 2
+      let head = await blob.read({ offset: 0, length: UNIT_HEADER_BYTES })
+      if (isV2(head)) head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
+      const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
+      const table = l.table(await blob.read({ offset: l.at, length: l.length }))
       return { gen, unit, id, blob, table, where, users: 0, closed: false }
     } catch (err) {
       await blob.close().catch(() => undefined)
@@ -268,10 +297,11 @@ export class UnitTable {
     const blob: SyncBlobReader = syncOf(this.store, key).openSync(key)
     try {
       const size = blob.sizeBytes
-      const header = checkHeader(blob.readSync({ offset: 0, length: Math.min(UNIT_HEADER_BYTES, size) }), where, gen, unit, g, raw)
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
-      const t = decodeUnitTrailer(blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, header, where)
-      const table = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where)
+      let head = blob.readSync({ offset: 0, length: UNIT_HEADER_BYTES })
+      if (isV2(head)) head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
+      const l = unitLayout(head, blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
+      const table = l.table(blob.readSync({ offset: l.at, length: l.length }))
       return { gen, unit, id, blob, table, where, users: 0, closed: false }
     } catch (err) {
       blob.closeSync()

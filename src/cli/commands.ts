@@ -20,6 +20,7 @@ import { registerVerify } from './verify.js'
 import { registerForget } from './forget.js'
 import { registerPrune } from './prune.js'
 import { registerMerge } from './merge.js'
+import { registerCompact } from './compact.js'
 import { registerHistory } from './history.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
@@ -39,5 +40,6 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerForget(program, ctx)
   registerMerge(program, ctx)
   registerPrune(program, ctx)
+  registerCompact(program, ctx)
   registerHistory(program, ctx)
 }

@@ -36,3 +36,12 @@ export function parseSize(v: string): number {
   if (!m) throw new InvalidArgumentError('a size like 64M, 1G or 1048576')
   return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()))
 }
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
+
+/** `0`, `90s`, `30m`, `12h`, `2d`, `1w` → milliseconds. */
+export function parseGrace(v: string): number {
+  const m = /^(\d{1,9})([smhdw]?)$/.exec(v.trim())
+  if (!m || (m[2] === '' && m[1] !== '0')) throw new InvalidArgumentError('a duration like 0, 90s, 30m, 12h, 2d or 1w')
+  return Number(m[1]) * (m[2] ? UNIT_MS[m[2]]! : 0)
+}

@@ -7,8 +7,8 @@
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
 import path from 'node:path'
-import { InvalidArgumentError, type Command } from 'commander'
-import { BfsError } from '../repo/errors.js'
+import type { Command } from 'commander'
+import { BfsError, EXIT } from '../repo/errors.js'
 import { recoverRuns2 } from '../repo/commit/generation2.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { Lease } from '../repo/v2/lease.js'
@@ -17,20 +17,15 @@ import {
 } from '../repo/v2/prune.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import type { RunRecord } from '../format/v2/records.js'
-import { withSignals } from './common.js'
+import { parseGrace, withSignals } from './common.js'
+import { type CompactOutcome, compactNow, compactOptionsOf, compactReport, compactText, parseLevel } from './compact.js'
+import { DEFAULT_COMPACT_LEVEL, surveyCompact } from '../repo/v2/compact.js'
 import type { Ctx } from './context.js'
 import { humanBytes } from './output.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
-
-/** `0`, `90s`, `30m`, `12h`, `2d`, `1w` → milliseconds. */
-export function parseGrace(v: string): number {
-  const m = /^(\d{1,9})([smhdw]?)$/.exec(v.trim())
-  if (!m || (m[2] === '' && m[1] !== '0')) throw new InvalidArgumentError('a duration like 0, 90s, 30m, 12h, 2d or 1w')
-  return Number(m[1]) * (m[2] ? UNIT_MS[m[2]]! : 0)
-}
+export { parseGrace }
 
 const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
 const gensOf = (names: string[]): string => names.map((n) => n.replace(/^gen-0*(\d+)-r0*(\d+)$/, 'gen$1 rev $2')).join(', ')
@@ -130,7 +125,11 @@ export function registerPrune(program: Command, ctx: Ctx): void {
     .option('--grace <duration>', 'keep retired (forgotten) generations this long after they were forgotten, as roots (0, 90s, 30m, 12h, 2d, 1w)', parseGrace, 0)
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
     .option('--json', 'print the result as JSON')
+    .option('--compact', 'then recompress settled data at a high zstd level (bfs compact)')
+    .option('--level <n>', `with --compact: the zstd level (1 … 22; default ${DEFAULT_COMPACT_LEVEL})`, parseLevel)
+    .option('--min-age <duration>', 'with --compact: only data of backups committed at least this long ago (default 1w)', parseGrace)
     .action(async (o: Record<string, unknown>) => {
+      if ((o.level !== undefined || o.minAge !== undefined) && !o.compact) throw new BfsError('USAGE', '--level and --min-age go with --compact')
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (!(waitMs >= 0)) throw new BfsError('USAGE', '--wait takes a number of seconds')
       const graceMs = o.grace as number
@@ -158,7 +157,17 @@ export function registerPrune(program: Command, ctx: Ctx): void {
         d = done.d
         runNo = done.run
       }
-      if (o.json) process.stdout.write(JSON.stringify(report(sv!, marks!, d!, !!o.dryRun, runNo)) + '\n')
-      else printText(sv!, marks!, d!, !!o.dryRun, runNo)
+      let compacted: CompactOutcome | null = null
+      const c = compactOptionsOf(o)
+      if (o.compact) {
+        // after the prune (dead units are not recompressed), under the maintenance lock again
+        compacted = o.dryRun ? { sv: surveyCompact(repo, c), res: null, run: null, priority: null } : await compactNow(repo, { ...c, waitMs, history: ctx.history })
+        if (compacted.res?.damaged.length) ctx.exitCode = EXIT.VERIFY_FAILED // as bfs compact: a unit that does not check, left as it is
+      }
+      if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo), ...(compacted ? { compact: compactReport(compacted, c.level, !!o.dryRun) } : {}) }) + '\n')
+      else {
+        printText(sv!, marks!, d!, !!o.dryRun, runNo)
+        if (compacted) process.stdout.write(compactText(compacted, c.level, !!o.dryRun))
+      }
     })
 }

@@ -25,7 +25,8 @@ import { reportRestore } from './restore-report.js'
 import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
-import { pinName } from '../format/v2/records.js'
+import { type ManifestV2, pinName } from '../format/v2/records.js'
+import { keys2, UNIT2_RE } from '../format/v2/layout.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, verifyJson } from './json.js'
@@ -90,6 +91,25 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   if (res.skippedPaths.length) ctx.exitCode = 3
 }
 
+/**
+ * A generation's own data (its run's unit files): as its backup stored them (the manifest's
+ * `storedBytes`), and now — smaller after `bfs compact`, or after a prune deleted units no
+ * generation uses any more. Unit files only: the packs and hashes are never rewritten.
+ */
+function storedOf(repo: Repo2, m: ManifestV2): { backup: number; now: number } {
+  const backup = Number((m.stats as Record<string, unknown>).storedBytes ?? 0)
+  let now = 0
+  for (const k of repo.sync.listSync(keys2.genDir(m.run))) {
+    if (!UNIT2_RE.test(k.slice(k.lastIndexOf('/') + 1))) continue
+    try {
+      now += repo.sync.statSync(k).sizeBytes
+    } catch {
+      // deleted meanwhile
+    }
+  }
+  return { backup, now }
+}
+
 /** The stats of the newest readable generation of `source` (format 2), if any. */
 function latestStats(repo: Repo2, source: string): Record<string, number> | undefined {
   for (const id of repo.generationIds().reverse()) {
@@ -130,12 +150,14 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
-        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats }
+        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
     for (const g of rows) {
       const m = 'manifest' in g ? g.manifest : null
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
+      const st = m ? storedOf(repo, m) : null
+      const stored = st ? `  stored ${humanBytes(st.backup)}${st.now !== st.backup ? ` (now ${humanBytes(st.now)})` : ''}` : ''
+      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}${stored}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
     }
     return
   }

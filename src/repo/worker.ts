@@ -229,6 +229,7 @@ const handlers: Record<string, Handler> = {
   compress,
   restoreFiles: async (req) => (await import('./restore-worker.js')).restoreFiles(req),
   scanUnit: async (req) => (await import('./verify-worker.js')).scanUnit(req),
+  recompressUnit: async (req) => (await import('./v2/compact.js')).recompressUnit(req),
   /** Builds this thread's reader for a spec (sent to every worker before the jobs that name it). */
   readerSpec: async (req) => {
     ;(await import('../blocks/spec.js')).readerFromSpec(req.spec as ReaderSpec)

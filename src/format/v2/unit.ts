@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto'
 import { ByteWriter } from '../bytes.js'
 import { FormatError } from '../errors.js'
-import { type SeekEntry, type UnitHeader as UnitHeaderV1, decodeUnitHeader as decodeUnitHeaderV1, frameCountFor, UNIT_HEADER_BYTES as UNIT_V1_HEADER_BYTES } from '../unit.js'
+import {
+  type SeekEntry, type UnitHeader as UnitHeaderV1, decodeSeekTable as decodeSeekTableV1, decodeUnitHeader as decodeUnitHeaderV1, decodeUnitTrailer as decodeUnitTrailerV1, frameCountFor,
+  UNIT_HEADER_BYTES as UNIT_V1_HEADER_BYTES,
+} from '../unit.js'
 import { MAX_OBJECT_NUMBER, StrictReader } from './common.js'
 
 /**
@@ -237,4 +240,62 @@ export function decodeUnitIndex(index: Buffer, check: Buffer | null, h: UnitHead
   if (p) throw new FormatError('BAD_VALUE', `${what}: ${p}`)
   if ((dead.length > 0) !== ((h.flags & UNIT_FLAG_DEAD_RANGES) !== 0)) throw new FormatError('BAD_VALUE', `${what}: the header's dead-range flag and the unit index disagree`)
   return { seek, dead, offsets }
+}
+
+/**
+ * The parts of a whole unencrypted v2 unit file (header, frames, unit index, trailer), to be
+ * written in one atomic put. `frames[i]` is frame i's stored bytes; `seek[i]` its entry (its
+ * `compBytes` must be frames[i].length).
+ */
+export function encodeUnitFileV2(h: Omit<UnitHeaderV2, 'version' | 'frameCount' | 'flags' | 'salt'>, frames: readonly Uint8Array[], seek: readonly SeekEntry[], dead: readonly DeadRange[]): Buffer[] {
+  const frameCount = frameCountFor(h.rawBlocks, h.frameBlocks)
+  if (frames.length !== frameCount || seek.length !== frameCount) throw new RangeError(`unit file: ${frames.length} frames and ${seek.length} seek entries for ${frameCount}`)
+  const flags = dead.length ? UNIT_FLAG_DEAD_RANGES : 0
+  const header = encodeUnitHeaderV2({ ...h, flags, frameCount, salt: Buffer.alloc(32) })
+  let at = UNIT_V2_HEADER_BYTES
+  frames.forEach((f, i) => {
+    if (f.length !== seek[i]!.compBytes) throw new RangeError(`unit file: frame ${i} is ${f.length} bytes, its seek entry says ${seek[i]!.compBytes}`)
+    at += f.length
+  })
+  const index = encodeUnitIndex({ seek: [...seek], dead: [...dead] }, { rawBlocks: h.rawBlocks, frameCount, flags })
+  return [header, ...frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.length)), index, encodeUnitTrailer(at, frameCount, index)]
+}
+
+/** A unit file of either version, parsed from its bytes (header, frame offsets, seek entries, dead ranges). */
+export interface ParsedUnit {
+  version: 1 | 2
+  stream: number
+  unitIndex: number
+  rawBlocks: number
+  frameBlocks: number
+  frameCount: number
+  revision: number
+  /** v2: the header's level; v1: null (the level it was written at is not recorded). */
+  level: number | null
+  flags: number
+  seek: SeekEntry[]
+  /** offsets[i]: where frame i starts; offsets[frameCount]: the end of the last frame. */
+  offsets: number[]
+  dead: DeadRange[]
+}
+
+/** Parses a whole unit file (either version) and checks its layout; the frames are not decoded. */
+export function parseUnitFile(b: Buffer, blockBytes: number, what: string, expected?: { stream: number; unitIndex: number }): ParsedUnit {
+  const any = decodeAnyUnitHeader(b.subarray(0, Math.min(b.length, UNIT_V2_HEADER_BYTES)), what)
+  if (expected && (any.stream !== expected.stream || any.unitIndex !== expected.unitIndex)) {
+    throw new FormatError('BAD_VALUE', `${what}: unit header names stream ${any.stream}, unit ${any.unitIndex} (its key says ${expected.stream}, ${expected.unitIndex})`)
+  }
+  if (b.length < any.headerBytes + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${what}: unit file truncated`)
+  const t = b.subarray(b.length - UNIT_TRAILER_BYTES)
+  if (any.version === 1) {
+    const h = decodeUnitHeaderV1(b.subarray(0, UNIT_V1_HEADER_BYTES), what)
+    const tr = decodeUnitTrailerV1(t, b.length, h, what)
+    const table = decodeSeekTableV1(b.subarray(tr.seekTableOffset, tr.seekTableOffset + tr.tableBytes), tr.tableCheck, h, tr.seekTableOffset, blockBytes, what)
+    return { ...any, version: 1, level: null, seek: table.entries, offsets: table.offsets, dead: [] }
+  }
+  const h = decodeUnitHeaderV2(b, what)
+  if (h.flags & UNIT_FLAG_ENCRYPTED) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: encrypted units are not read by this bfs yet`)
+  const tr = decodeUnitTrailerV2(t, b.length, h, what)
+  const x = decodeUnitIndex(b.subarray(tr.indexOffset, tr.indexOffset + tr.indexBytes), tr.indexCheck, h, tr.indexOffset, blockBytes, what)
+  return { ...any, version: 2, level: h.level, seek: x.seek, offsets: x.offsets, dead: x.dead }
 }

@@ -1,0 +1,315 @@
+/**
+ * `bfs compact` on a format 2 repository (native-notes/format.md §2.20.8): settled units are
+ * recompressed at a high zstd level, frame by frame, at the same frame size and with the same
+ * raw bytes (so every frame check, every extent and every block hash stays as it is), written
+ * as v2 units (revision + 1, the level in the header) and atomically replaced (temporary
+ * file, fsync, rename, directory fsync: §2.20.2). The header's level is the resume marker: a
+ * unit already at the target level is skipped, so a compact killed anywhere resumes where it
+ * stopped. Readers keep working: an open descriptor keeps the old inode, a unit opened later
+ * is the new one, and their live blocks are byte-identical (§2.20.9).
+ *
+ * Under the maintenance lock, as a run of its own (kind `compact`), like prune; it touches only
+ * units of runs committed at least `minAgeMs` ago (a running backup writes only its own run).
+ */
+import os from 'node:os'
+import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
+import { FrameCompressor, FrameDecompressor, decompressFrame } from '../../codec/zstd.js'
+import { FormatError } from '../../format/errors.js'
+import { keys2, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
+import type { RunRecord } from '../../format/v2/records.js'
+import { UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
+import type { SeekEntry } from '../../format/unit.js'
+import { StoreError } from '../../store/store.js'
+import type { Repo2 } from './repo2.js'
+import { WorkerPool } from '../pool.js'
+import type { WorkerReply, WorkerRequest } from '../workers/protocol.js'
+
+/**
+ * The default target level, chosen by measurement (format.md §2.20.8: CPU per MB and ratio of
+ * levels 9 … 19 on the bench image and the Linux tree in 1 MiB frames).
+ */
+export const DEFAULT_COMPACT_LEVEL = 12
+/** Units of runs committed less than this long ago are not settled yet. */
+export const DEFAULT_MIN_AGE_MS = 7 * 86_400_000
+
+export interface CompactUnit {
+  stream: number
+  unit: number
+  key: string
+  /** Stored bytes now. */
+  bytes: number
+  /** Raw bytes (rawBlocks × 4096). */
+  rawBytes: number
+  version: 1 | 2
+  /** v2: the header's level; v1: null (written at the ingest level, not recorded). */
+  level: number | null
+}
+
+export interface CompactSurvey {
+  /** Settled units below the target level, in stream and unit order. */
+  todo: CompactUnit[]
+  /** Units already at (or above) the target level: done by an earlier compact. */
+  done: { units: number; bytes: number; rawBytes: number }
+  /** Units of runs committed less than --min-age ago. */
+  young: { units: number; bytes: number }
+  /** gens/N directories not looked at, with why (not committed, no run record). */
+  leftAlone: Array<{ run: number; why: string }>
+  /** Unit files whose header does not read: left for bfs verify. */
+  unreadable: Array<{ key: string; why: string }>
+}
+
+const nameOf = (k: string): string => k.slice(k.lastIndexOf('/') + 1)
+
+/** The units compact would rewrite, and what it leaves and why. Reads only unit headers. */
+export function surveyCompact(repo: Repo2, o: { level: number; minAgeMs: number; now?: Date }): CompactSurvey {
+  const now = (o.now ?? new Date()).getTime()
+  const runs = new Map<number, RunRecord>(repo.runs().map((r) => [r.run, r]))
+  const sv: CompactSurvey = { todo: [], done: { units: 0, bytes: 0, rawBytes: 0 }, young: { units: 0, bytes: 0 }, leftAlone: [], unreadable: [] }
+  for (const name of repo.sync.listSync(keys2.gens).map(nameOf)) {
+    if (!RUN_RE.test(name)) continue
+    const run = Number(name)
+    const rec = runs.get(run)
+    if (!rec) {
+      sv.leftAlone.push({ run, why: 'no run record' })
+      continue
+    }
+    if (rec.state !== 'committed') {
+      sv.leftAlone.push({ run, why: `its run is ${rec.state}` })
+      continue
+    }
+    const young = now - Date.parse(rec.ended ?? rec.started) < o.minAgeMs
+    const units = repo.sync
+      .listSync(keys2.genDir(run))
+      .map(nameOf)
+      .flatMap((f) => {
+        const m = UNIT2_RE.exec(f)
+        return m ? [Number(m[1])] : []
+      })
+      .sort((a, b) => a - b)
+    for (const u of units) {
+      const key = keys2.unit(run, u)
+      let head: Buffer
+      let bytes: number
+      try {
+        const blob = repo.sync.openSync(key)
+        try {
+          bytes = blob.sizeBytes
+          head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, bytes) })
+        } finally {
+          blob.closeSync()
+        }
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'ENOENT') continue
+        if (err instanceof StoreError) {
+          sv.unreadable.push({ key, why: err.message })
+          continue
+        }
+        throw err
+      }
+      if (young) {
+        sv.young.units++
+        sv.young.bytes += bytes
+        continue
+      }
+      let version: 1 | 2
+      let level: number | null
+      let rawBlocks: number
+      try {
+        const h = decodeAnyUnitHeader(head, repo.store.where(key))
+        version = h.version
+        rawBlocks = h.rawBlocks
+        level = h.version === 2 ? decodeUnitHeaderV2(head, repo.store.where(key)).level : null
+        if (h.stream !== run || h.unitIndex !== u) throw new FormatError('BAD_VALUE', `${repo.store.where(key)}: unit header names stream ${h.stream}, unit ${h.unitIndex}`)
+      } catch (err) {
+        if (!(err instanceof FormatError)) throw err
+        sv.unreadable.push({ key, why: err.message })
+        continue
+      }
+      const rawBytes = rawBlocks * BLOCK_BYTES
+      if (level !== null && level >= o.level) {
+        sv.done.units++
+        sv.done.bytes += bytes
+        sv.done.rawBytes += rawBytes
+        continue
+      }
+      sv.todo.push({ stream: run, unit: u, key, bytes, rawBytes, version, level })
+    }
+  }
+  return sv
+}
+
+/** A frame whose bytes do not check: the unit is left as it is (compact never rewrites damage). */
+export class DamagedUnit extends Error {}
+
+/** Compresses frames at one level; keeps its zstd contexts and buffers across units. */
+export class Recompressor {
+  private readonly c: FrameCompressor
+  private readonly d = new FrameDecompressor()
+  private out = Buffer.alloc(0)
+  private back = Buffer.alloc(0)
+  private hashes = Buffer.alloc(0)
+
+  constructor(
+    readonly level: number,
+    private readonly hashAlg: HashAlg,
+  ) {
+    this.c = new FrameCompressor(level)
+  }
+
+  /**
+   * The unit file `file` (either version) recompressed as a v2 unit at this level: each
+   * frame decoded (zstd's checksum), its blocks hashed against its frame check, compressed
+   * again and the result decoded back and compared; a frame the level does not make smaller
+   * keeps its bytes. Revision + 1; dead ranges carried over. DamagedUnit when a frame does
+   * not check.
+   */
+  rewrite(file: Buffer, where: string, expected: { stream: number; unitIndex: number }): { parts: Buffer[]; bytes: number } {
+    const p = parseUnitFile(file, BLOCK_BYTES, where, expected)
+    const frames: Buffer[] = []
+    const seek: SeekEntry[] = []
+    for (let i = 0; i < p.frameCount; i++) {
+      const e = p.seek[i]!
+      const old = file.subarray(p.offsets[i]!, p.offsets[i + 1]!)
+      let raw: Buffer
+      try {
+        raw = decompressFrame(old, e.rawBytes, this.d)
+      } catch (err) {
+        throw new DamagedUnit(`${where}: frame ${i}: ${(err as Error).message}`)
+      }
+      if (raw.length !== e.rawBytes) throw new DamagedUnit(`${where}: frame ${i} holds ${raw.length} bytes, its seek entry says ${e.rawBytes}`)
+      const blocks = e.rawBytes / BLOCK_BYTES
+      if (this.hashes.length < blocks * HASH_BYTES) this.hashes = Buffer.alloc(blocks * HASH_BYTES)
+      hashBlocks(this.hashAlg, raw, 0, blocks, this.hashes, 0)
+      if (!frameCheck(this.hashAlg, this.hashes.subarray(0, blocks * HASH_BYTES)).equals(e.check)) throw new DamagedUnit(`${where}: frame ${i} does not match its frame check`)
+      const bound = FrameCompressor.bound(e.rawBytes)
+      if (this.out.length < bound) this.out = Buffer.alloc(bound)
+      const n = this.c.compressInto(this.out, raw)
+      let frame = old
+      if (n < old.length) {
+        frame = Buffer.from(this.out.subarray(0, n))
+        // decoded back before it replaces anything: a compressor or memory fault must not become data loss
+        if (this.back.length < e.rawBytes) this.back = Buffer.alloc(e.rawBytes)
+        const m = this.d.decompressInto(this.back, frame)
+        if (m !== e.rawBytes || !this.back.subarray(0, m).equals(raw)) throw new Error(`${where}: frame ${i} recompressed at level ${this.level} does not decode to its bytes (not replaced)`)
+      }
+      frames.push(frame)
+      seek.push({ compBytes: frame.length, rawBytes: e.rawBytes, check: e.check })
+    }
+    const parts = encodeUnitFileV2(
+      { stream: p.stream, unitIndex: p.unitIndex, rawBlocks: p.rawBlocks, frameBlocks: p.frameBlocks, revision: p.revision + 1, level: this.level, hashAlg: this.hashAlg },
+      frames,
+      seek,
+      p.dead,
+    )
+    return { parts, bytes: parts.reduce((s, b) => s + b.length, 0) }
+  }
+}
+
+export interface CompactResult {
+  units: number
+  rawBytes: number
+  bytesBefore: number
+  bytesAfter: number
+  /** Units left as they were because a frame does not check (bfs verify names them). */
+  damaged: Array<{ key: string; why: string }>
+}
+
+/** The threads that recompress (2 cores on the reference machine: both, at nice 19). */
+export function compactThreads(): number {
+  return Math.max(1, Math.min(4, os.availableParallelism()))
+}
+
+/** One unit recompressed on a worker thread: the new file's bytes, or why the unit is left as it is. */
+export interface RecompressReply extends WorkerReply {
+  data?: ArrayBuffer
+  damaged?: string
+}
+
+const recompressors = new Map<string, Recompressor>()
+
+/** The worker thread's side (repo/worker.ts `recompressUnit`): Recompressor.rewrite of the unit's bytes. */
+export function recompressUnit(r: WorkerRequest): RecompressReply {
+  const req = r as WorkerRequest & { file: ArrayBuffer; where: string; stream: number; unit: number; level: number; hashAlg: HashAlg }
+  const k = `${req.level}:${req.hashAlg}`
+  let rc = recompressors.get(k)
+  if (!rc) recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg)))
+  try {
+    const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit })
+    const data = new ArrayBuffer(out.bytes)
+    let at = 0
+    for (const p of out.parts) {
+      new Uint8Array(data, at, p.length).set(p)
+      at += p.length
+    }
+    return { id: req.id, data }
+  } catch (err) {
+    if (err instanceof DamagedUnit || err instanceof FormatError) return { id: req.id, damaged: err.message }
+    throw err
+  }
+}
+
+/**
+ * Rewrites the survey's units, `threads` at a time on worker threads (they inherit the
+ * caller's priority); the main thread reads each unit and, when its new bytes come back,
+ * replaces it atomically (durable before the unit counts as done). Units finish in any order:
+ * each is whole on its own, and the level in its header is what a later compact looks at.
+ * `onUnit` after each (progress, interruption: it may throw, which stops the launching of
+ * units; those in flight finish or are dropped, whole either way).
+ */
+export async function compactUnits(repo: Repo2, todo: readonly CompactUnit[], level: number, onUnit: (done: CompactResult, u: CompactUnit) => void = () => {}, threads = compactThreads()): Promise<CompactResult> {
+  const res: CompactResult = { units: 0, rawBytes: 0, bytesBefore: 0, bytesAfter: 0, damaged: [] }
+  if (todo.length === 0) return res
+  const swept = new Set<number>()
+  const pool = new WorkerPool(Math.min(threads, todo.length))
+  let failed: unknown = null
+  const tasks = new Set<Promise<void>>()
+  try {
+    for (const u of todo) {
+      if (failed) break
+      if (!swept.has(u.stream)) {
+        // temporary files a killed compact left in this directory (a dead pid's: store sweep)
+        swept.add(u.stream)
+        await repo.store.sweep(keys2.genDir(u.stream), { shallow: true }).catch(() => 0)
+      }
+      let file: Buffer
+      try {
+        file = repo.sync.getSync(u.key)
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'ENOENT') continue // deleted meanwhile (cannot be: prune takes the lock)
+        throw err
+      }
+      const before = file.length
+      const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.length) as ArrayBuffer
+      const task: Promise<void> = pool
+        .run<RecompressReply>({ op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level, hashAlg: repo.config.hashAlg }, [ab])
+        .then((x) => {
+          if (failed) return
+          if (x.damaged !== undefined) res.damaged.push({ key: u.key, why: x.damaged })
+          else {
+            repo.sync.putSync(u.key, new Uint8Array(x.data!), { mode: 'replace' })
+            res.units++
+            res.rawBytes += u.rawBytes
+            res.bytesBefore += before
+            res.bytesAfter += x.data!.byteLength
+          }
+          onUnit(res, u)
+        })
+        .catch((err: unknown) => {
+          failed ??= err
+        })
+        .finally(() => tasks.delete(task))
+      tasks.add(task)
+      if (tasks.size >= pool.size) await Promise.race(tasks)
+    }
+    await Promise.all(tasks)
+  } finally {
+    await pool.close()
+  }
+  if (failed) throw failed
+  return res
+}
+
+/** Claims run C for this compact (runs/C exclusive). */
+export function claimCompactRun(repo: Repo2, lease: string): RunRecord {
+  return repo.claimRun((n) => ({ run: n, kind: 'compact', state: 'running', host: os.hostname(), pid: process.pid, lease, started: new Date().toISOString() }))
+}
