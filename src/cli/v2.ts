@@ -25,6 +25,7 @@ import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, verifyJson } from './json.js'
 import { count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
+import { onlineSummary } from './online-summary.js'
 import { Progress } from './progress.js'
 
 const SLASH = Buffer.from('/')
@@ -38,12 +39,12 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
   ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
   ['--one-file-system', (o) => !!o.oneFileSystem],
-  ['--online', (o) => o.online !== undefined],
-  ['--online-nice', (o) => o.onlineNice !== undefined],
 ]
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
+  if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
+  if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
@@ -53,6 +54,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     backupTree2(repo, {
       source: src, label: o.label as string, full: !!o.full, excludes: more.excludes, tagRules: more.tagRules, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
       unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined, signal,
+      online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined,
       reporter: {
         warn: (m) => (ctx.history.warn(m), prog.clear(), warn(m)),
         progress: (p) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
@@ -62,7 +64,8 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const m = res.manifest
   const s = m.stats as Record<string, number>
   ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
-  if (o.json) prog.summary({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
+  const online = res.online
+  if (o.json) prog.summary({ generation: `gen${m.id}`, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
     process.stdout.write(
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
@@ -70,8 +73,9 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
         `  read ${humanBytes(s.bytesRead ?? 0)} of ${humanBytes(s.logicalBytes ?? 0)}, stored ${humanBytes(s.storedBytes ?? 0)} data + ${humanBytes(s.metaBytes ?? 0)} metadata (${count(s.pieces ?? 0, 'piece')}), ${(s.seconds ?? 0).toFixed(2)} s\n`,
     )
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+    if (online) process.stdout.write(onlineSummary(online, 'tree'))
   }
-  if (res.skippedPaths.length) ctx.exitCode = 3
+  if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
 }
 
 /** The stats of the newest readable generation of `source` (format 2), if any. */
