@@ -1027,8 +1027,10 @@ class Walk2 {
       const extents: Extent[] = (stored?.object.extents ?? []).filter((x) => x.gen !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, stream: x.gen, streamBlock: x.streamBlock }))
       const last = extents[extents.length - 1]
       if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
-      // nothing differs from the previous version: its map stays (no piece written)
-      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+      // nothing differs from the previous version: its map stays (no piece written) — unless
+      // the previous generation has BI overlays: the base was its overlaid (T0) content, which
+      // its map alone does not hold; the map written from the base's extents folds them in
+      const m = stored?.sameAsBase && old && !this.ctx.prev?.biIndex ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
       this.stored(e, old, linkKey, m)
       if (digest) this.dedup.add(digest, size, m)
       return true
