@@ -200,6 +200,18 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
     expect((await bfs(['restore', res.generation, out4], { repo })).code).toBe(0)
     expect(await diffTree(copy, out4)).toBe('')
     expect(await sizesAndTimes(out4)).toBe(await sizesAndTimes(copy))
+    // a damaged BILIST: verify says so (exit 4); the BI index still reads, so restore does too
+    const [, pack, offset, len] = /^(\d+)\.(\d+)\.(\d+)\.(\d+):/.exec(res.biLog)!.slice(1)
+    const packFile = path.join(repo, 'gens', String(res.id).padStart(8, '0'), `pack-${pack!.padStart(8, '0')}`)
+    const bytes = fs.readFileSync(packFile)
+    bytes[Number(offset) + Number(len) - 1] ^= 0x55
+    fs.writeFileSync(packFile, bytes)
+    const vb = await bfs(['verify', res.generation], { repo })
+    expect(vb.code).toBe(4)
+    expect(vb.stdout + vb.stderr).toMatch(/FAIL gen2: BI log: /)
+    const out5 = path.join(work, 'restored-damaged-log')
+    expect((await bfs(['restore', res.generation, out5], { repo })).code).toBe(0)
+    expect(await diffTree(copy, out5)).toBe('')
 
     // control: the same tree, the same writer (started first), no --online
     await must(`rm -rf ${tree} ${stop} && cp -a ${copy} ${tree} && sync`)
