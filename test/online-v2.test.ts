@@ -287,4 +287,34 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
       { path: 'z/old', reason: 'created or replaced after T0' },
     ])
   }, 300_000)
+
+  it('a run whose capture is voided (bfs stopped while a writer waits) commits nothing and says so', async () => {
+    const mnt = await makeExt4('void')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(tree)
+    for (let i = 0; i < 8; i++) await must(`head -c 1000000 /dev/urandom > ${tree}/f${i}`)
+    const repo = await newRepo2(path.join(work, 'repo-void'))
+    const t0 = path.join(work, 't0-void')
+    await must(`mkfifo ${t0}`)
+    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0], repo)
+    children.push(b)
+    let out = ''
+    let err = ''
+    b.stdout!.on('data', (x: Buffer) => (out += x.toString()))
+    b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
+    const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
+    await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
+    b.kill('SIGSTOP')
+    // nothing is read yet: the write waits for the stopped listener until the watchdog (10 s) voids the run
+    expect((await sh(`dd if=/dev/zero of=${tree}/f7 bs=4096 count=1 conv=notrunc status=none`)).code).toBe(0)
+    b.kill('SIGCONT')
+    expect((await sh(`cat ${t0}`)).code).toBe(0) // lets bfs go on
+    expect(await exited).toBe(1)
+    expect(err).toMatch(/^bfs: the online capture was voided: the capture listener stalled, so the files read may not be as they were at T0; nothing was committed\n$/)
+    expect(out).toBe('')
+    expect((await bfs(['generations'], { repo })).stdout).not.toMatch(/gen1/)
+    // the run is recorded as aborted, its gens/1 gone: the next backup commits
+    expect(fs.existsSync(path.join(repo, 'gens', '00000001'))).toBe(false)
+    expect((await bfs(['backup', tree], { repo })).code).toBe(0)
+  }, 300_000)
 })
