@@ -442,9 +442,10 @@ class Walk2 {
   /**
    * An unchanged file of a previous generation with a BI index (§2.16): the previous entry,
    * or, when its identity has an overlay there, a copy whose map is the overlay folded in
-   * (this generation has no overlay for it: the file was not read).
+   * (this generation has no overlay for it: the file was not read). Null when the index or
+   * the map cannot be read (§2.20.10: the file is read again, and stored whole).
    */
-  private async folded(old: Entry2): Promise<Entry2> {
+  private async folded(old: Entry2): Promise<Entry2 | null> {
     if (!this.ctx.prev?.biIndex || old.type !== FileType.File) return old
     try {
       const row = await this.mapReader.overlayRow(old)
@@ -452,8 +453,9 @@ class Walk2 {
       const m = await this.maps.write(await this.mapReader.extents(old), old.size, old)
       return { ...old, map: m.map, dataBlocks: m.dataBlocks }
     } catch (err) {
-      if (!isPieceFailure(err) && !(err instanceof FormatError)) throw err
-      throw new BfsError('CORRUPT', `gen${this.ctx.prev.id}: the BI index or a map of an unchanged file cannot be read: ${(err as Error).message}`)
+      if (!isPieceFailure(err) && !(err instanceof FormatError) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      // (counted by baseOf, which fails the same way when the file is read again)
+      return null
     }
   }
 
@@ -595,8 +597,12 @@ class Walk2 {
           const type = x.type
           const old = x.old
           // an unchanged non-directory: its previous entry is the entry (nothing allocated, nothing read)
+          // (a previous generation with BI overlays: the file's entry with them folded into its
+          // map; null when they cannot be read: the file is read again)
+          let kept: Entry2 | null = null
           if (old && type !== FileType.Dir && old.type === type && sameStat(old, st, o) &&
-            (type === FileType.File ? !this.opts.full && !(old.flags & E_CHANGED_WHILE_READ) : type !== FileType.Symlink || old.target)) {
+            (type === FileType.File ? !this.opts.full && !(old.flags & E_CHANGED_WHILE_READ) : type !== FileType.Symlink || old.target) &&
+            (kept = type === FileType.File && this.ctx.prev?.biIndex ? await this.folded(old) : old)) {
             this.stats.entries++
             if (type === FileType.File) {
               this.stats.files++
@@ -606,12 +612,9 @@ class Walk2 {
             if (old.nlink > 1) await this.link(old)
             // --online: kept as stored, never read: writes to it from now on need no before-images
             if (type === FileType.File && this.online && this.captureFor(old)) this.online.keep(old.srcDev, old.srcInoHi, old.srcInoLo)
-            if (type === FileType.File && this.ctx.prev?.biIndex) {
-              const f = await this.folded(old)
-              if (f !== old) {
-                await add(f, false)
-                continue
-              }
+            if (kept !== old) {
+              await add(kept, false)
+              continue
             }
             if (same && held.length < DIR_MAX_ENTRIES) held.push(old)
             else await add(old, true)
@@ -945,11 +948,11 @@ class Walk2 {
     this.checkAbort()
     this.stats.files++
     this.stats.logicalBytes += e.size
-    if (!this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
-      const f = await this.folded(old)
+    const f = !this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ) ? await this.folded(old) : null
+    if (f) {
       e.map = f.map
       e.dataBlocks = f.dataBlocks
-      e.xattrs = old.xattrs
+      e.xattrs = f.xattrs
       this.stats.unchangedFiles++
       if (this.captureFor(e)) this.online!.keep(e.srcDev, e.srcInoHi, e.srcInoLo)
       return true
