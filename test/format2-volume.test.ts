@@ -244,7 +244,7 @@ describe('format 2: volume generations of an image file', () => {
     const d = await bfs(['backup', '--volume', dir], { repo })
     expect([d.code, d.stderr]).toEqual([1, `bfs: ${dir} is not a block device or an image file\n`])
     const online = await bfs(['backup', '--volume', '--online', shrink], { repo })
-    expect([online.code, online.stderr]).toEqual([1, 'bfs: --online is not supported on a format 2 repository yet\n'])
+    expect([online.code, online.stderr]).toEqual([1, 'bfs: --online is not supported on a format 2 volume backup yet\n'])
     // --base: the difference against an older generation (the shrunk image against gen1's 2 MiB)
     const based = JSON.parse((await ok(['backup', '--volume', '--base', 'gen1', shrink, '--json'], repo)).trim().split('\n').pop()!)
     expect(based.sources[0].parent).toBe(1)

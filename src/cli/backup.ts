@@ -1,3 +1,4 @@
+import { onlineSummary } from './online-summary.js'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Option, type Command } from 'commander'
@@ -119,19 +120,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
         )
         if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote(m, res.mountPoints ?? [])}\n`)
         if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
-        if (online) {
-          if (!online.captured) process.stdout.write(`  online: not available (${online.unavailable}); files were read as they were at the time\n`)
-          else {
-            process.stdout.write(
-              `  online: the ${decision.mode === 'volume' ? 'image' : 'tree'} as it was at T0 ${online.t0}` +
-                (online.uncovered.length ? `, except ${count(online.uncovered.length, 'file')} below` : '') +
-                `; ${count(online.events, 'event')} of other processes intercepted, ${humanBytes(online.imageBytes)} of before-images logged` +
-                (online.biBlocks ? `, ${humanBytes(online.biBlocks * 4096)} of them kept in the generation's BI log` : '') +
-                '\n',
-            )
-            if (online.uncovered.length) process.stdout.write(`  not covered (stored as read, may be inconsistent):\n${online.uncovered.map((u) => `    ${u.path} (${u.reason})\n`).join('')}`)
-          }
-        }
+        if (online) process.stdout.write(onlineSummary(online, decision.mode === 'volume' ? 'image' : 'tree'))
       }
       if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
       })

@@ -26,9 +26,11 @@ const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: n
  */
 export async function sameContent2(ra: GenReader2, rb: GenReader2, a: Entry2, b: Entry2, p: string, hashesOf: (stream: number) => Buffer): Promise<boolean> {
   if (a.size !== b.size) return false
-  if (!a.map && !b.map) return true
-  if (!a.map || !b.map) return false
-  if (a.map.kind === 'ref' && b.map.kind === 'ref' && samePiece(a.map.root, b.map.root)) return true
+  // (a generation with a BI index: its overlays may hold data its maps do not, §2.16)
+  const plain = !ra.manifest.biIndex && !rb.manifest.biIndex
+  if (plain && !a.map && !b.map) return true
+  if (plain && (!a.map || !b.map)) return false
+  if (plain && a.map!.kind === 'ref' && b.map!.kind === 'ref' && samePiece(a.map!.root, b.map!.root)) return true
   let x: Extent[]
   let y: Extent[]
   try {

@@ -365,9 +365,12 @@ async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null
     const streams = new StreamSource2(repo)
     const hashesOf = (s: number): Buffer => streams.cachedBlockHashes(s)
     const entries = new Map<number, Entry2>()
+    // one reader per generation over the shared pieces: each lays its own BI overlays (§2.16)
+    const readers = new Map<number, GenReader2>()
     try {
       for (const g of gens) {
         const man = repo.manifest(g.id)
+        readers.set(g.id, g.id === r.manifest.id ? r : new GenReader2(repo, man, 0, r.pieces))
         let e: Entry2 | null
         try {
           e = await r.tree.lookupPath(man.rootEntry, parts.map((c) => Buffer.from(c)))
@@ -377,7 +380,7 @@ async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null
           continue
         }
         if (e) entries.set(g.id, e)
-        await add(g, e, (prev) => sameContent2(r, r, entries.get(prev.g.id)!, e!, shown, hashesOf).then((same) => !same))
+        await add(g, e, (prev) => sameContent2(readers.get(prev.g.id)!, readers.get(g.id)!, entries.get(prev.g.id)!, e!, shown, hashesOf).then((same) => !same))
       }
     } finally {
       await close()

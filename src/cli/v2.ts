@@ -31,6 +31,7 @@ import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, verifyJson } from './json.js'
 import { consistencyNote, count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
+import { onlineSummary } from './online-summary.js'
 import { Progress } from './progress.js'
 
 const SLASH = Buffer.from('/')
@@ -42,8 +43,6 @@ const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
   ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
   ['--one-file-system', (o) => !!o.oneFileSystem],
-  ['--online', (o) => o.online !== undefined],
-  ['--online-nice', (o) => o.onlineNice !== undefined],
 ]
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
@@ -52,7 +51,11 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold as number)
   const volume = decision.mode === 'volume'
   if (o.base !== undefined && !volume) throw new BfsError('BAD_INPUT', '--base applies to volume backups')
+  // (--online of trees is built; of volumes not yet)
+  if (volume && o.online !== undefined) throw new BfsError('BAD_INPUT', '--online is not supported on a format 2 volume backup yet')
   const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
+  if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
+  if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
@@ -70,12 +73,13 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     },
   }
   const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
   ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
-  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, skippedPaths: res.skippedPaths })
+  const online = res.online
+  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
     process.stdout.write(
       (volume ? modeLine : '') +
@@ -87,8 +91,9 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     )
     if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+    if (online) process.stdout.write(onlineSummary(online, 'tree'))
   }
-  if (res.skippedPaths.length) ctx.exitCode = 3
+  if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
 }
 
 /**

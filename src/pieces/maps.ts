@@ -1,7 +1,9 @@
 import { FormatError } from '../format/errors.js'
 import { type Extent, type PieceRef, BLOCK_BYTES, PieceKind, canonicalExtents, comparePieceRefs, extentDataBlocks } from '../format/v2/common.js'
 import type { Entry2, FileMap } from '../format/v2/dir.js'
-import { buildMap, clipExtents, expectMapNode, findExtent, mapChildSlot, rootShift } from '../format/v2/map.js'
+import { buildMap, clipExtents, expectMapNode, findExtent, innerDataBlocks, mapChildSlot, rootShift } from '../format/v2/map.js'
+import { type BiOverlayRow, TableKind } from '../format/v2/idtable.js'
+import { IdTableReader } from './idtables.js'
 import type { PackWriter } from './packs.js'
 import { type PieceReader, Workarounds, isPieceFailure } from './reader.js'
 
@@ -95,13 +97,64 @@ const span = (shift: number): number => 2 ** shift
  * entry), `find` descends to the one leaf that holds a block (1–3 pieces, cached).
  */
 export class MapReader {
-  constructor(readonly pieces: PieceReader) {}
+  /** The generation's BI index (§2.16), whose overlays `extents` lays over a file's map. */
+  private readonly bi: IdTableReader | null
 
-  /** The canonical extent list of an entry's map ([] for no map). */
-  async extents(e: Pick<Entry2, 'map' | 'size' | 'dataBlocks'>): Promise<Extent[]> {
+  constructor(
+    readonly pieces: PieceReader,
+    /** The manifest's `biIndex` of the generation whose entries this reads (null: none). */
+    readonly biIndex: PieceRef | null = null,
+  ) {
+    this.bi = biIndex ? new IdTableReader(pieces, TableKind.BiOverlay) : null
+  }
+
+  /**
+   * The canonical extent list of an entry's map ([] for no map). An entry given with its
+   * identity, of a generation with a BI index, reads as it was at T0: the overlay of its
+   * identity's row is laid over the map (§2.16: "Readers look a file's identity up").
+   */
+  async extents(e: Pick<Entry2, 'map' | 'size' | 'dataBlocks'> & Partial<Pick<Entry2, 'srcDev' | 'srcInoHi' | 'srcInoLo'>>): Promise<Extent[]> {
+    const list = await this.mapExtents(e)
+    if (!this.bi || e.srcDev === undefined) return list
+    const row = await this.overlayRow(e as Pick<Entry2, 'srcDev' | 'srcInoHi' | 'srcInoLo'>)
+    if (!row?.overlay) return list
+    return overlayExtents(list, await this.overlayOf(row), Math.ceil(e.size / BLOCK_BYTES))
+  }
+
+  /** The BI index row of a file's identity, or null (none, or no BI index). */
+  async overlayRow(e: Pick<Entry2, 'srcDev' | 'srcInoHi' | 'srcInoLo'>): Promise<BiOverlayRow | null> {
+    if (!this.bi) return null
+    return (await this.bi.find(this.biIndex, { srcDev: e.srcDev, srcInoHi: e.srcInoHi, srcInoLo: e.srcInoLo })) as BiOverlayRow | null
+  }
+
+  /** A row's overlay extents (inline, or a MAPLEAF/MAPINNER tree over the T0 size). */
+  async overlayOf(row: BiOverlayRow): Promise<Extent[]> {
+    const o = row.overlay
+    if (!o) return []
+    if (o.kind === 'inline') return o.extents
+    const p = await this.pieces.pieceOf(o.root, [PieceKind.MapLeaf, PieceKind.MapInner], 'BI overlay map node')
+    const blocks = p.kind === PieceKind.MapLeaf ? extentDataBlocks(p.leaf.extents) : innerDataBlocks(p.inner)
+    const list = await this.tree(o.root, rootShift(row.t0Size), blocks)
+    const last = list[list.length - 1]
+    if (last && last.fileBlock + last.count > Math.ceil(row.t0Size / BLOCK_BYTES)) throw new FormatError('BAD_VALUE', `${this.pieces.where(o.root)}: BI overlay runs beyond the file's T0 size`)
+    return list
+  }
+
+  /** The canonical extent list of an entry's map alone ([] for no map), with no BI overlay. */
+  async mapExtents(e: Pick<Entry2, 'map' | 'size' | 'dataBlocks'>): Promise<Extent[]> {
     const map = e.map
     if (!map) return []
     if (map.kind === 'inline') return map.extents
+    const list = await this.tree(map.root, rootShift(e.size), e.dataBlocks)
+    const what = this.pieces.where(map.root)
+    if (list.length !== map.extentCount) throw new FormatError('BAD_VALUE', `${what}: map has ${list.length} extents, the entry says ${map.extentCount}`)
+    const last = list[list.length - 1]
+    if (last && last.fileBlock + last.count > Math.ceil(e.size / BLOCK_BYTES)) throw new FormatError('BAD_VALUE', `${what}: map runs beyond the file's size`)
+    return list
+  }
+
+  /** A map tree's extents, every node checked (its place, its data blocks against its parent's, R1). */
+  private async tree(root: PieceRef, rootShiftBits: number, rootBlocks: number): Promise<Extent[]> {
     const out: Extent[] = []
     const visit = async (ref: PieceRef, shift: number, base: number, blocks: number, parent: PieceRef | null): Promise<void> => {
       const what = this.pieces.where(ref)
@@ -115,13 +168,8 @@ export class MapReader {
         for (const c of p.inner.children) await visit(c.ref, shift - 8, base + c.slot * span(shift - 8), c.dataBlocks, ref)
       }
     }
-    await visit(map.root, rootShift(e.size), 0, e.dataBlocks, null)
-    const list = canonicalExtents(out)
-    const what = this.pieces.where(map.root)
-    if (list.length !== map.extentCount) throw new FormatError('BAD_VALUE', `${what}: map has ${list.length} extents, the entry says ${map.extentCount}`)
-    const last = list[list.length - 1]
-    if (last && last.fileBlock + last.count > Math.ceil(e.size / BLOCK_BYTES)) throw new FormatError('BAD_VALUE', `${what}: map runs beyond the file's size`)
-    return list
+    await visit(root, rootShiftBits, 0, rootBlocks, null)
+    return canonicalExtents(out)
   }
 
   /** The extent holding file block `block` (clipped to the leaf it was found in), or null for a hole. */
@@ -157,4 +205,29 @@ export class MapReader {
       blocks = c.dataBlocks
     }
   }
+}
+
+/**
+ * `base` (a canonical map) with `overlay` laid over it (§2.15 kind 2): each overlay extent
+ * replaces the blocks it covers (stream 0: zeros, a hole); the result canonical and clipped
+ * to `limit` blocks.
+ */
+export function overlayExtents(base: readonly Extent[], overlay: readonly Extent[], limit: number): Extent[] {
+  if (!overlay.length) return [...base]
+  const out: Extent[] = []
+  let k = 0 // the first overlay extent that ends after the current base extent's start
+  for (const b of base) {
+    const end = b.fileBlock + b.count
+    while (k < overlay.length && overlay[k]!.fileBlock + overlay[k]!.count <= b.fileBlock) k++
+    let from = b.fileBlock
+    for (let j = k; j < overlay.length && overlay[j]!.fileBlock < end && from < end; j++) {
+      const o = overlay[j]!
+      if (o.fileBlock > from) out.push({ fileBlock: from, count: o.fileBlock - from, stream: b.stream, streamBlock: b.streamBlock + (from - b.fileBlock) })
+      from = Math.max(from, o.fileBlock + o.count)
+    }
+    if (from < end) out.push({ fileBlock: from, count: end - from, stream: b.stream, streamBlock: b.streamBlock + (from - b.fileBlock) })
+  }
+  for (const o of overlay) if (o.stream !== 0) out.push({ ...o })
+  out.sort((a, b) => a.fileBlock - b.fileBlock)
+  return canonicalExtents(clipExtents(out, 0, limit))
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
-import { decodeBiLog, BiKind } from '../format/bilog.js'
+import { decodeBiLog, BiKind, type BiLogHeader, type BiRecord } from '../format/bilog.js'
 import { encodeGenBiLog, GenBiKind, type GenBiRecord } from '../format/bilog-gen.js'
 import type { Extent } from '../format/maps.js'
 import type { ManifestOnline } from '../format/manifest.js'
@@ -240,24 +240,11 @@ export class OnlineCapture {
    * (null when there is nothing to log). Removes the capture file.
    */
   async ingest(stream: StreamWriter, gen: number): Promise<Buffer | null> {
-    if (!this.logPath) return null
-    try {
-      if (this.stored.size === 0) return null
-      let file: Buffer
-      try {
-        file = fs.readFileSync(this.logPath)
-      } catch (err) {
-        throw new BfsError('IO', `cannot read the online capture file ${this.logPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-      }
-      const log = decodeBiLog(file, xxh64Seed0)
-      if (!log.ended) throw new BfsError('IO', `the online capture file ${this.logPath} has no end record (${log.tornBytes} bytes torn); nothing was committed`)
+    return this.ingestRecords(async (kept, header) => {
       const records: GenBiRecord[] = []
       const images: Array<{ rec: GenBiRecord; data: Buffer }> = []
       let blocks = 0
-      for (const r of log.records) {
-        if (r.kind !== BiKind.image && r.kind !== BiKind.truncate && r.kind !== BiKind.uncovered) continue
-        const object = this.stored.get(identity(r.dev, r.ino))
-        if (object === undefined) continue
+      for (const { r, object } of kept) {
         const ino = r.ino
         const rec: GenBiRecord = {
           seq: Number(r.seq),
@@ -293,7 +280,36 @@ export class OnlineCapture {
       this.report.biRecords = records.length
       this.report.biBlocks = blocks
       if (records.length === 0) return null
-      return encodeGenBiLog({ t0Sec: Number(log.header.t0Sec), t0Nsec: log.header.t0Nsec, records })
+      return encodeGenBiLog({ t0Sec: Number(header.t0Sec), t0Nsec: header.t0Nsec, records })
+    })
+  }
+
+  /**
+   * After stop: hands `use` the capture file's records (image, truncate, not covered) of the
+   * files noted stored (noteStored), in interception order, each with the object noted, and
+   * the file's header; returns what `use` returns, or null when no file was noted. The
+   * capture file is removed in every case. Format 1 (ingest) and format 2 (repo/v2/online2.ts)
+   * shape the records into their own BI logs.
+   */
+  async ingestRecords<T>(use: (kept: Array<{ r: BiRecord; object: number }>, header: BiLogHeader) => Promise<T>): Promise<T | null> {
+    if (!this.logPath) return null
+    try {
+      if (this.stored.size === 0) return null
+      let file: Buffer
+      try {
+        file = fs.readFileSync(this.logPath)
+      } catch (err) {
+        throw new BfsError('IO', `cannot read the online capture file ${this.logPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      }
+      const log = decodeBiLog(file, xxh64Seed0)
+      if (!log.ended) throw new BfsError('IO', `the online capture file ${this.logPath} has no end record (${log.tornBytes} bytes torn); nothing was committed`)
+      const kept: Array<{ r: BiRecord; object: number }> = []
+      for (const r of log.records) {
+        if (r.kind !== BiKind.image && r.kind !== BiKind.truncate && r.kind !== BiKind.uncovered) continue
+        const object = this.stored.get(identity(r.dev, r.ino))
+        if (object !== undefined) kept.push({ r, object })
+      }
+      return await use(kept, log.header)
     } finally {
       this.dispose()
     }
@@ -336,7 +352,7 @@ function writeT0File(t0File: string | undefined, t0: string): void {
 }
 
 /** Appends an image's non-zero blocks to the stream; its extents from file block `fb` (gen 0 for all-zero blocks). */
-async function putImage(stream: StreamWriter, gen: number, data: Buffer, fb: number): Promise<Extent[]> {
+export async function putImage(stream: StreamWriter, gen: number, data: Buffer, fb: number): Promise<Extent[]> {
   const out: Extent[] = []
   const add = (fileBlock: number, count: number, g: number, sb: number): void => {
     const last = out[out.length - 1]

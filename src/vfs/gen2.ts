@@ -183,7 +183,7 @@ export class Vfs2 {
   ) {
     this.pieces = parts.pieces
     this.tree = new TreeReader(this.pieces)
-    this.maps = new MapReader(this.pieces)
+    this.maps = new MapReader(this.pieces, manifest.biIndex) // (BI overlays first: §2.16)
     this.links = new IdTableReader(this.pieces, TableKind.Links)
     this.reader = parts.reader
     this.h = parts.handles

@@ -58,6 +58,8 @@ export interface ManifestV2 {
   consistency?: VolumeConsistency
   partial: boolean
   stats: Json
+  /** `--online` runs (issue 14): format 1's `online` record (native-notes/format.md §2.8.1). */
+  online?: Json
   /** Present in `retired/` copies only. */
   retired?: Retirement
 }
@@ -92,6 +94,7 @@ export function encodeManifestV2(m: ManifestV2): Buffer {
     ...(m.consistency !== undefined ? { consistency: m.consistency } : {}),
     partial: m.partial,
     stats: m.stats,
+    ...(m.online !== undefined ? { online: m.online } : {}),
     ...(m.retired ? { retiredAt: m.retired.retiredAt, retiredBy: m.retired.retiredBy, reason: m.retired.reason } : {}),
   }
   const b = Buffer.from(JSON.stringify(o), 'utf8')
@@ -173,6 +176,10 @@ export function decodeManifestV2(payload: Buffer, what: string, retired = false)
     stats: o.stats as Json,
   }
   if (consistency !== undefined) m.consistency = consistency
+  if (o.online !== undefined) {
+    if (typeof o.online !== 'object' || o.online === null || Array.isArray(o.online)) f.bad('online')
+    m.online = o.online as Json
+  }
   // R4 in part: a manifest's own refs are of runs up to its writer's
   for (const r of [m.links, m.biLog, m.biIndex, m.rootEntry.dir?.child]) if (r && r.run > run) f.bad('references')
   if (retired) m.retired = { retiredAt: f.time('retiredAt'), retiredBy: f.int('retiredBy', 1, ID_MAX), reason: f.oneOf('reason', ['forget', 'merged-into', 'superseded'] as const) }

@@ -16,6 +16,7 @@ import type { Entry2 } from '../../format/v2/dir.js'
 import type { PieceRef } from '../../format/v2/common.js'
 import { keys2 } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type VolumeConsistency, decodeManifestV2, encodeManifestV2, encodeStreamRecord } from '../../format/v2/records.js'
+import type { ManifestOnline } from '../../format/manifest.js'
 import { FormatError } from '../../format/errors.js'
 import { StoreError } from '../../store/store.js'
 import { PackWriter } from '../../pieces/packs.js'
@@ -43,6 +44,10 @@ export interface Generation2Body {
   stats: Record<string, number>
   warnings: string[]
   skippedPaths: string[]
+  /** `--online` (issue 14, §2.16): the BILIST and the BI index (null: nothing logged), and what the capture did (the manifest's `online`). */
+  biLog?: PieceRef | null
+  biIndex?: PieceRef | null
+  online?: ManifestOnline
 }
 
 export interface Generation2Context {
@@ -71,6 +76,8 @@ export interface Commit2Result {
   manifest: ManifestV2
   warnings: string[]
   skippedPaths: string[]
+  /** `--online` runs: what the capture did. */
+  online?: ManifestOnline
 }
 
 /**
@@ -199,15 +206,16 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: opts.tags ?? [],
       host: opts.host ?? os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
       sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
-      rootEntry: body.rootEntry, links: body.links, biLog: null, biIndex: null,
+      rootEntry: body.rootEntry, links: body.links, biLog: body.biLog ?? null, biIndex: body.biIndex ?? null,
       stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,
       ...(spec.consistency !== undefined ? { consistency: spec.consistency } : {}),
+      ...(body.online ? { online: body.online as unknown as Record<string, unknown> } : {}),
     }
     // step 8, the commit point; then step 9
     repo.sync.putSync(keys2.manifest(N), envelope2('manifest', encodeManifestV2(man)), { mode: 'exclusive' })
     committed = true
     repo.putRun({ ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')
-    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths }
+    return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths, ...(body.online ? { online: body.online } : {}) }
   } catch (err) {
     throw storageError(err, repo, N)
   } finally {

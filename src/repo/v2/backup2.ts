@@ -42,6 +42,8 @@ import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupPr
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
 import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
+import { BI_REASON_TEXT, OnlineCapture } from '../online.js'
+import { ingest2 } from './online2.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
@@ -53,6 +55,12 @@ export interface Backup2Options extends CommitOptions, StreamSettings {
   excludes?: string[]
   /** `--exclude-caches`, `--exclude-if-present NAME`. */
   tagRules?: TagRules
+  /** `--online` (issue 14, §2.16): the tree as it was at T0, through a before-image capture. */
+  online?: 'on' | 'auto'
+  /** With `online`: created once T0 is set. */
+  t0File?: string
+  /** With `online`: bfs's threads this much lower (nice) while the capture is on. */
+  onlineNice?: number
 }
 
 const SLASH = Buffer.from('/')
@@ -295,6 +303,9 @@ class Walk2 {
   private readonly stats = { entries: 0, files: 0, dirs: 0, logicalBytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
   /** Content dedup (§2.17): lookups, and this run's index objects. */
   private readonly dedup: Dedup
+  /** `--online`: the capture (null without); files stored with blocks read as zeros so far (their order: the images' order in the stream). */
+  private online: OnlineCapture | null = null
+  private onlineStored = 0
 
   constructor(
     private readonly repo: Repo2,
@@ -307,7 +318,8 @@ class Walk2 {
     this.tree = new TreeWriter(ctx.packs, ctx.pieces)
     this.maps = new MapWriter(ctx.packs, ctx.pieces)
     this.reader = new TreeReader(ctx.pieces)
-    this.mapReader = new MapReader(ctx.pieces)
+    // the previous generation's files as they were at its T0 (its BI overlays laid over their maps: §2.16)
+    this.mapReader = new MapReader(ctx.pieces, ctx.prev?.biIndex ?? null)
     this.streams = new StreamSource2(repo)
     this.dedup = new Dedup(repo, ctx.run)
     this.prevLinks = ctx.prev?.links ?? null
@@ -357,11 +369,27 @@ class Walk2 {
 
   async run() {
     const root = newEntry2(FileType.Dir, Buffer.alloc(0))
-    fillMeta(root, this.rootSt, 0)
-    root.ord = 0
-    const prevRoot = this.ctx.prev?.rootEntry ?? null
-    root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
-    const r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
+    let r: { ref: DirRef | null; subdirs: number }
+    let bi: Awaited<ReturnType<typeof ingest2>> | null = null
+    try {
+      this.startCapture()
+      fillMeta(root, this.rootSt, 0)
+      root.ord = 0
+      const prevRoot = this.ctx.prev?.rootEntry ?? null
+      root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
+      r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
+      // --online: every file was read (on this thread): writers stop paying now; the
+      // capture's records of the files stored go into the stream, the packs and the BI index
+      if (this.online) {
+        this.online.stop()
+        bi = await ingest2(this.online, this.ctx.stream, this.ctx.packs, this.ctx.pieces, this.maps)
+        this.online.report.biRecords = bi.records
+        this.online.report.biBlocks = bi.blocks
+      }
+    } catch (err) {
+      this.online?.abort() // writers released, the capture file removed
+      throw err
+    }
     root.dir = r.ref
     root.nlink = 2 + r.subdirs
     if (this.noBase.count) this.warn(`${this.noBase.count} changed file${this.noBase.count > 1 ? 's were' : ' was'} stored whole: ${this.noBase.count > 1 ? 'their' : 'its'} previous map or block hashes could not be read (${this.noBase.messages[0] ?? ''})`)
@@ -374,7 +402,69 @@ class Walk2 {
     if (this.noDedup.count) this.warn(`${this.noDedup.count} file${this.noDedup.count > 1 ? 's' : ''} already stored ${this.noDedup.count > 1 ? 'were' : 'was'} stored again: the stored copy's map could not be read (${this.noDedup.messages[0] ?? ''})`)
     if (this.dedup.problems.length) this.warn(`dedup index: ${this.dedup.problems.length} object${this.dedup.problems.length > 1 ? 's or pages' : ' or page'} could not be read and ${this.dedup.problems.length > 1 ? 'were' : 'was'} passed over (${this.dedup.problems[0]})`)
     const d = this.dedup.stats
-    return { rootEntry: root, links, nextOrd: this.nextOrd, stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed, dedupPagesRead: d.pages }, warnings: this.warnings, skippedPaths: this.skippedPaths }
+    return {
+      rootEntry: root, links, nextOrd: this.nextOrd,
+      stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed, dedupPagesRead: d.pages, ...(this.online ? { biRecords: bi?.records ?? 0 } : {}) },
+      warnings: this.warnings, skippedPaths: this.skippedPaths,
+      ...(this.online ? { online: this.online.report, biLog: bi?.biLog ?? null, biIndex: bi?.biIndex ?? null } : {}),
+    }
+  }
+
+  /** `--online`: sets the capture's mark (T0); its directory is never backed up. */
+  private startCapture(): void {
+    if (!this.opts.online) return
+    this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m), this.opts.onlineNice)
+    const dir = this.online.captureDir
+    if (dir) {
+      const st = native.lstatRecord(dir)
+      this.keepOut.add(`${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`)
+    }
+  }
+
+  /** --online: the capture when it runs and the file is on the source's filesystem (which the mark covers), else null. */
+  private captureFor(e: Entry2): OnlineCapture | null {
+    return this.online?.active && e.srcDev === this.rootSt[native.S_DEV] ? this.online : null
+  }
+
+  /**
+   * --online: the file as it was at T0 — its size and times then (its bytes are read through
+   * the capture). Lists it as not covered when writes to it raise no event (a writable fd or
+   * shared mapping from before T0) or its inode was born after T0 (format 1's atT0).
+   */
+  private atT0(cap: OnlineCapture, fd: number, e: Entry2, rel: string): void {
+    const t0 = cap.t0Stat(fd)
+    this.stats.logicalBytes += t0.sizeBytes - e.size
+    e.size = t0.sizeBytes
+    e.mtimeSec = t0.mtimeSec
+    e.mtimeNsec = t0.mtimeNsec
+    e.ctimeSec = t0.ctimeSec
+    e.ctimeNsec = t0.ctimeNsec
+    const born = fs.fstatSync(fd, { bigint: true }).birthtimeNs
+    const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : born > cap.t0Ns ? 'created or replaced after T0' : ''
+    if (why) {
+      e.flags |= E_CHANGED_WHILE_READ
+      cap.uncovered(rel, why)
+    }
+  }
+
+  /**
+   * An unchanged file of a previous generation with a BI index (§2.16): the previous entry,
+   * or, when its identity has an overlay there, a copy whose map is the overlay folded in
+   * (this generation has no overlay for it: the file was not read). Null when the index or
+   * the map cannot be read (§2.20.10: the file is read again, and stored whole).
+   */
+  private async folded(old: Entry2): Promise<Entry2 | null> {
+    if (!this.ctx.prev?.biIndex || old.type !== FileType.File) return old
+    try {
+      const row = await this.mapReader.overlayRow(old)
+      if (!row?.overlay) return old
+      const m = await this.maps.write(await this.mapReader.extents(old), old.size, old)
+      return { ...old, map: m.map, dataBlocks: m.dataBlocks }
+    } catch (err) {
+      if (!isPieceFailure(err) && !(err instanceof FormatError) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+      // (counted by baseOf, which fails the same way when the file is read again)
+      return null
+    }
   }
 
   private checkAbort(): void {
@@ -498,7 +588,8 @@ class Walk2 {
           if (type !== FileType.File) continue
           const size = st[o + native.S_SIZE]!
           // (hard-linked files go the general way: the first name met stores the data for all)
-          if (size <= 0 || size > small || st[o + native.S_NLINK]! > 1) continue
+          // (--online: every file is read through the capture, on this thread)
+          if (size <= 0 || size > small || st[o + native.S_NLINK]! > 1 || this.online?.active) continue
           if (!this.opts.full && old) {
             // unchanged (copied), or changed with a previous map (the block-incremental path)
             if (old.type === FileType.File && (old.map || (sameVersion(old, { type, srcDev: st[o + native.S_DEV]!, srcInoHi: st[o + native.S_INO_HI]!, srcInoLo: st[o + native.S_INO_LO]!, size, mtimeSec: st[o + native.S_MTIME_SEC]!, mtimeNsec: st[o + native.S_MTIME_NSEC]!, ctimeSec: st[o + native.S_CTIME_SEC]!, ctimeNsec: st[o + native.S_CTIME_NSEC]! } as Entry2) && !(old.flags & E_CHANGED_WHILE_READ)))) continue
@@ -514,8 +605,12 @@ class Walk2 {
           const type = x.type
           const old = x.old
           // an unchanged non-directory: its previous entry is the entry (nothing allocated, nothing read)
+          // (a previous generation with BI overlays: the file's entry with them folded into its
+          // map; null when they cannot be read: the file is read again)
+          let kept: Entry2 | null = null
           if (old && type !== FileType.Dir && old.type === type && sameStat(old, st, o) &&
-            (type === FileType.File ? !this.opts.full && !(old.flags & E_CHANGED_WHILE_READ) : type !== FileType.Symlink || old.target)) {
+            (type === FileType.File ? !this.opts.full && !(old.flags & E_CHANGED_WHILE_READ) : type !== FileType.Symlink || old.target) &&
+            (kept = type === FileType.File && this.ctx.prev?.biIndex ? await this.folded(old) : old)) {
             this.stats.entries++
             if (type === FileType.File) {
               this.stats.files++
@@ -523,6 +618,12 @@ class Walk2 {
               this.stats.unchangedFiles++
             }
             if (old.nlink > 1) await this.link(old)
+            // --online: kept as stored, never read: writes to it from now on need no before-images
+            if (type === FileType.File && this.online && this.captureFor(old)) this.online.keep(old.srcDev, old.srcInoHi, old.srcInoLo)
+            if (kept !== old) {
+              await add(kept, false)
+              continue
+            }
             if (same && held.length < DIR_MAX_ENTRIES) held.push(old)
             else await add(old, true)
             continue
@@ -855,11 +956,13 @@ class Walk2 {
     this.checkAbort()
     this.stats.files++
     this.stats.logicalBytes += e.size
-    if (!this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ)) {
-      e.map = old.map
-      e.dataBlocks = old.dataBlocks
-      e.xattrs = old.xattrs
+    const f = !this.opts.full && unchanged(old, e) && !(old.flags & E_CHANGED_WHILE_READ) ? await this.folded(old) : null
+    if (f) {
+      e.map = f.map
+      e.dataBlocks = f.dataBlocks
+      e.xattrs = f.xattrs
       this.stats.unchangedFiles++
+      if (this.captureFor(e)) this.online!.keep(e.srcDev, e.srcInoHi, e.srcInoLo)
       return true
     }
     const linkKey = e.nlink > 1 ? `${e.srcDev}:${e.srcInoHi}:${e.srcInoLo}` : ''
@@ -871,9 +974,16 @@ class Walk2 {
       return true
     }
     if (pre && (await this.storeRead(e, full, rel, old, pre, linkKey))) return true
+    // --online (the file on the source's filesystem): read through the capture, with an fd
+    // whose reads raise no events
+    const cap = this.captureFor(e)
+    if (this.online?.active && !cap) {
+      e.flags |= E_CHANGED_WHILE_READ
+      this.online.uncovered(rel, 'on another filesystem than the source, read as it is')
+    }
     let fd: number
     try {
-      fd = openTreeFile(full)
+      fd = cap ? cap.openQuiet(full) : openTreeFile(full)
     } catch (err) {
       this.skip(rel, `cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
       this.stats.files--
@@ -882,15 +992,24 @@ class Walk2 {
     }
     try {
       const st1 = native.fstatRecord(fd)
+      const scanned = e.size
       fillMeta(e, st1, 0)
+      if (cap) {
+        e.size = scanned // (logicalBytes counted it; atT0 counts the T0 size instead)
+        this.atT0(cap, fd, e, rel)
+      }
       e.xattrs = xattrsOf(full)
       const size = e.size
       let regions = size > 0 ? [0, size] : []
-      if (size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
+      // (with --online the whole T0 size is read: a hole punched since T0 was data then)
+      if (!cap && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
       // dedup (§2.17): the content's digest first; a copy already stored is referred to, nothing read again or stored
+      // (not with --online: the digest would be of the live bytes, not of the file at T0)
       let digest: Buffer | null = null
       let streamed: StreamDigest | null = null
-      if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size)
+      if (cap) {
+        // no dedup
+      } else if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size)
       else if (this.dedup.wants(size)) {
         digest = fileDigest(fd, size)
         if (digest && changedWhileRead(st1, native.fstatRecord(fd), false)) digest = null
@@ -902,11 +1021,16 @@ class Walk2 {
         }
       }
       const base = size > 0 && !this.opts.full && old?.type === FileType.File && old.map ? await this.baseOf(old) : null
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, ...(streamed ? { onData: (b: Buffer, o: number, l: number, p: number) => streamed.update(b, o, l, p) } : {}) })
+      // --online: the live bytes, with the blocks changed since T0 (before this read) as zeros:
+      // their before-images go into the BI log and the BI index, which readers lay over the map
+      let logged = 0
+      const hooks = cap ? { read: cap.readHook(fd, (n) => (logged += n)) } : streamed ? { onData: (b: Buffer, o: number, l: number, p: number) => streamed.update(b, o, l, p) } : {}
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, ...hooks })
       if (streamed) digest = streamed.digest()
       if (stored) this.stats.bytesRead += stored.bytesRead
-      const st2 = native.fstatRecord(fd)
-      if (changedWhileRead(st1, st2, !!stored?.short)) {
+      if (logged) cap!.noteStored(e.srcDev, e.srcInoHi, e.srcInoLo, this.onlineStored++)
+      // (--online: a change after T0 is not one: what was read is the file at T0)
+      if (cap ? !!stored?.short : changedWhileRead(st1, native.fstatRecord(fd), !!stored?.short)) {
         digest = null
         e.flags |= E_CHANGED_WHILE_READ
         this.warn(`${rel} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
@@ -914,8 +1038,10 @@ class Walk2 {
       const extents: Extent[] = (stored?.object.extents ?? []).filter((x) => x.gen !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, stream: x.gen, streamBlock: x.streamBlock }))
       const last = extents[extents.length - 1]
       if (last && last.fileBlock + last.count > Math.ceil(size / BLOCK_BYTES)) throw new Error(`internal: ${rel}: extents beyond the size`)
-      // nothing differs from the previous version: its map stays (no piece written)
-      const m = stored?.sameAsBase && old ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
+      // nothing differs from the previous version: its map stays (no piece written) — unless
+      // the previous generation has BI overlays: the base was its overlaid (T0) content, which
+      // its map alone does not hold; the map written from the base's extents folds them in
+      const m = stored?.sameAsBase && old && !this.ctx.prev?.biIndex ? { map: old.map, dataBlocks: old.dataBlocks } : await this.maps.write(extents, size, old?.type === FileType.File ? old : null)
       this.stored(e, old, linkKey, m)
       if (digest) this.dedup.add(digest, size, m)
       return true

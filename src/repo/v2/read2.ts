@@ -9,6 +9,7 @@
  */
 import type { Extent as V1Extent } from '../../format/maps.js'
 import type { Entry2 } from '../../format/v2/dir.js'
+import type { Extent } from '../../format/v2/common.js'
 import { FileType } from '../../format/v2/dir.js'
 import { keys2 } from '../../format/v2/layout.js'
 import type { ManifestV2 } from '../../format/v2/records.js'
@@ -63,7 +64,7 @@ export class GenReader2 {
   ) {
     this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes })
     this.tree = new TreeReader(this.pieces)
-    this.maps = new MapReader(this.pieces)
+    this.maps = new MapReader(this.pieces, manifest.biIndex) // (BI overlays first: §2.16)
   }
 
   /** The entry at a slash-separated path ('' or '/' = the root), or null. */
@@ -107,6 +108,20 @@ export class GenReader2 {
     const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
     this.blocks ??= new BlockReader({ store: this.repo.store, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
     return this.blocks.file(v1, e.size)
+  }
+
+  /** The bytes of `sizeBytes` read through `extents` (file blocks from 0; stream 0 and gaps read as zeros): a BI log image (verify). */
+  async readExtents(extents: readonly Extent[], sizeBytes: number): Promise<Buffer> {
+    const v1: V1Extent[] = extents.filter((x) => x.stream !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
+    this.blocks ??= new BlockReader({ store: this.repo.store, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    const out = Buffer.alloc(sizeBytes)
+    let pos = 0
+    this.each(this.blocks.file(v1, sizeBytes), (data, offset, bytes) => {
+      data.copy(out, pos, offset, offset + bytes)
+      pos += bytes
+      return true
+    })
+    return out
   }
 
   /** Hands a file's bytes to `write` in order (holes as zeros) until the end or until it returns false. */

@@ -98,10 +98,11 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
     problems,
     extents: async (d, i) => {
       const e = d as Entry1
-      if (e.type !== EntryType.File || !e.map) return []
+      // (no map: a BI overlay may still hold its data, §2.16)
+      if (e.type !== EntryType.File || (!e.map && !r.manifest.biIndex)) return []
       const flat: number[] = []
       try {
-        const list = await r.maps.extents({ map: e.map, size: e.size, dataBlocks: e.dataBlocks })
+        const list = await r.maps.extents({ map: e.map, size: e.size, dataBlocks: e.dataBlocks, srcDev: e.srcDev, srcInoHi: e.srcInoHi, srcInoLo: e.srcInoLo })
         for (const x of list) {
           // the run's stream record must read (cached), and the extent lie within its stream
           const s = r.repo.stream(x.stream)

@@ -10,10 +10,11 @@
  */
 import os from 'node:os'
 import { createHash } from 'node:crypto'
-import { BLOCK_BYTES, HASH_BYTES } from '../../codec/hash.js'
+import { BLOCK_BYTES, HASH_BYTES, xxh64Seed0 } from '../../codec/hash.js'
 import { decodeConfigV2 } from '../../format/v2/config.js'
 import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
-import { TableKind } from '../../format/v2/idtable.js'
+import { type BiOverlayRow, TableKind } from '../../format/v2/idtable.js'
+import { Bi2Kind, decodeBiList, decodeBiLogPage } from '../../format/v2/bilog.js'
 import { keys2 } from '../../format/v2/layout.js'
 import type { StreamRecord } from '../../format/v2/records.js'
 import { IdTableReader } from '../../pieces/idtables.js'
@@ -104,7 +105,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
             }
             if (c.type !== FileType.File) continue
             if (c.flags & E_LINKED) linked.set(`${c.srcDev}:${c.srcInoHi}:${c.srcInoLo}`, pathStr(cp()))
-            if (!c.map) continue
+            if (!c.map && !man.biIndex) continue // (no map: a BI overlay may still hold data, §2.16)
             try {
               const ext = await r.maps.extents(c)
               const past = new Set<number>()
@@ -143,12 +144,48 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
         problem(`gen${id}: links table: ${msg(err)}`)
       }
     }
-    for (const ref of [man.biLog, man.biIndex]) {
-      if (!ref) continue
+    // the BI log and index (§2.16): every BILOG page decodes, each image reads back (through
+    // its extents) to its check; every BI index row reads, its overlay inside its stream
+    const used = (x: { stream: number; streamBlock: number; count: number }, what: string): void => {
+      const rec = streamOf(x.stream)
+      if (!rec) return
+      if (x.streamBlock + x.count > rec.streamBlocks) return problem(`gen${id}: ${what} refers past the end of stream ${x.stream} (${rec.streamBlocks} blocks)`)
+      let set = usedUnits.get(x.stream)
+      if (!set) usedUnits.set(x.stream, (set = new Set()))
+      for (let u = Math.floor(x.streamBlock / rec.unitBlocks); u <= Math.floor((x.streamBlock + x.count - 1) / rec.unitBlocks); u++) set.add(u)
+    }
+    if (man.biLog) {
       try {
-        await r.pieces.payload(ref)
+        const list = decodeBiList(await r.pieces.payload(man.biLog), r.pieces.where(man.biLog))
+        let records = 0
+        let last = 0
+        for (const page of list.pages) {
+          check()
+          const p = decodeBiLogPage(await r.pieces.payload(page), r.pieces.where(page))
+          if (p.firstSeq <= last) problem(`gen${id}: ${r.pieces.where(page)}: BI log records out of order`)
+          last = p.records[p.records.length - 1]!.seq
+          records += p.records.length
+          for (const rec of p.records) {
+            if (rec.kind !== Bi2Kind.image) continue
+            for (const x of rec.data) if (x.stream !== 0) used(x, `BI log record ${rec.seq}`)
+            const first = rec.offset / BLOCK_BYTES
+            const bytes = await r.readExtents(rec.data.map((x) => ({ ...x, fileBlock: x.fileBlock - first })), rec.length)
+            if (xxh64Seed0(bytes) !== rec.check.readBigUInt64LE()) problem(`gen${id}: BI log record ${rec.seq}: the image does not match its check`)
+          }
+        }
+        if (records !== list.totalRecords) problem(`gen${id}: ${r.pieces.where(man.biLog)}: BILIST says ${list.totalRecords} records, its pages hold ${records}`)
       } catch (err) {
-        problem(`gen${id}: ${msg(err)}`)
+        problem(`gen${id}: BI log: ${msg(err)}`)
+      }
+    }
+    if (man.biIndex) {
+      try {
+        for await (const row of new IdTableReader(r.pieces, TableKind.BiOverlay).rows(man.biIndex)) {
+          check()
+          for (const x of await r.maps.overlayOf(row as BiOverlayRow)) if (x.stream !== 0) used(x, 'a BI overlay')
+        }
+      } catch (err) {
+        problem(`gen${id}: BI index: ${msg(err)}`)
       }
     }
     await r.close()

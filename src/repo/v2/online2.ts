@@ -1,0 +1,115 @@
+/**
+ * `bfs backup --online` on a format 2 repository (issue 14, native-notes/format.md §2.16):
+ * the ingestion of the capture file (BFSBILG, §2.16.1) before the commit. The capture itself
+ * (T0, the reads with the blocks changed since T0 as zeros, the files not covered) is format
+ * 1's (repo/online.ts); what differs is where its records go:
+ *
+ * 1. the before-images of the files this run stored are appended to the run's own stream
+ *    (all-zero blocks are stream 0 extents, nothing stored), in file order;
+ * 2. the records, in interception order, become BILOG pages listed by one BILIST (the
+ *    manifest's `biLog`);
+ * 3. per file identity, the images' data extents become a row of the BI index, an identity
+ *    table of kind 2 (the manifest's `biIndex`), which every reader lays over the file's map
+ *    (pieces/maps.ts, MapReader.extents).
+ */
+import { xxh64Seed0, BLOCK_BYTES } from '../../codec/hash.js'
+import { BiKind } from '../../format/bilog.js'
+import { type Bi2Record, BILOG_PAGE_BYTES, Bi2Kind, encodeBiList, encodeBiLogPage } from '../../format/v2/bilog.js'
+import { type Extent, type Identity, type PieceRef, compareIdentity } from '../../format/v2/common.js'
+import { type BiOverlayRow, TableKind } from '../../format/v2/idtable.js'
+import { IdTableWriter } from '../../pieces/idtables.js'
+import type { MapWriter } from '../../pieces/maps.js'
+import type { PackWriter } from '../../pieces/packs.js'
+import type { PieceReader } from '../../pieces/reader.js'
+import type { StreamWriter } from '../commit/index.js'
+import { type OnlineCapture, putImage } from '../online.js'
+
+export interface Ingested2 {
+  /** The BILIST (manifest `biLog`) and the BI index (manifest `biIndex`); null when nothing was logged for the files stored. */
+  biLog: PieceRef | null
+  biIndex: PieceRef | null
+  /** Records kept, and 4 KiB blocks of images kept. */
+  records: number
+  blocks: number
+}
+
+/** Rough bytes of a record in a BILOG page (for cutting pages well under the 1 MiB limit). */
+const recordBytes = (r: Bi2Record): number => 80 + r.data.length * 12
+
+/**
+ * After `cap.stop()`, before the stream is finished: the capture's records of the files
+ * noted stored into the run's stream, its packs (BILOG, BILIST) and its BI index. Removes the
+ * capture file.
+ */
+export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: PackWriter, pieces: PieceReader, maps: MapWriter): Promise<Ingested2> {
+  const none: Ingested2 = { biLog: null, biIndex: null, records: 0, blocks: 0 }
+  const out = await cap.ingestRecords(async (kept) => {
+    const records: Bi2Record[] = []
+    const images: Array<{ rec: Bi2Record; data: Buffer; object: number }> = []
+    let blocks = 0
+    for (const { r, object } of kept) {
+      const ino = r.ino
+      const rec: Bi2Record = {
+        seq: Number(r.seq),
+        kind: r.kind === BiKind.image ? Bi2Kind.image : r.kind === BiKind.truncate ? Bi2Kind.truncate : Bi2Kind.uncovered,
+        srcDev: Number(r.dev), srcInoHi: Number(ino >> 32n), srcInoLo: Number(ino & 0xffffffffn), igen: r.igen,
+        offset: Number(r.offset), length: r.kind === BiKind.image ? r.data.length : 0, oldSize: Number(r.t0Size),
+        mtimeSec: Number(r.mtimeSec), mtimeNsec: r.mtimeNsec, ctimeSec: Number(r.ctimeSec), ctimeNsec: r.ctimeNsec,
+        check: Buffer.alloc(8), data: [], reason: r.kind === BiKind.uncovered ? r.cause : 0,
+      }
+      // (unencrypted repositories: the repository seed is 0)
+      rec.check.writeBigUInt64LE(xxh64Seed0(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
+      if (r.kind === BiKind.image) {
+        images.push({ rec, data: r.data, object })
+        blocks += Math.ceil(r.data.length / BLOCK_BYTES)
+      }
+      records.push(rec)
+    }
+    if (!records.length) return none
+    // the images in file order (the order the files were stored, then offset): a reader of a
+    // file finds its images together, in the order it reads them
+    images.sort((a, b) => a.object - b.object || a.rec.offset - b.rec.offset)
+    for (const { rec, data } of images) {
+      const x = await putImage(stream, stream.genId, data, rec.offset / BLOCK_BYTES)
+      rec.data = x.map((e) => ({ fileBlock: e.fileBlock, count: e.count, stream: e.gen, streamBlock: e.gen === 0 ? 0 : e.streamBlock }))
+    }
+    // (2) BILOG pages, then the BILIST naming them (R1: children before their parent)
+    const pages: PieceRef[] = []
+    let page: Bi2Record[] = []
+    let bytes = 0
+    const cut = (): void => {
+      pages.push(packs.add(encodeBiLogPage({ firstSeq: page[0]!.seq, records: page })))
+      page = []
+      bytes = 0
+    }
+    for (const rec of records) {
+      page.push(rec)
+      bytes += recordBytes(rec)
+      if (bytes >= BILOG_PAGE_BYTES) cut()
+    }
+    if (page.length) cut()
+    const biLog = packs.add(encodeBiList({ pages, totalRecords: records.length }))
+    await packs.settle()
+    // (3) the BI index: per identity, the data extents of its images (an all-zero image needs
+    // none: the block is a hole in the map already, read as zeros when bfs stored the file)
+    const byId = new Map<string, { id: Identity; first: Bi2Record; extents: Extent[] }>()
+    for (const rec of records) {
+      const key = `${rec.srcDev}:${rec.srcInoHi}:${rec.srcInoLo}`
+      let f = byId.get(key)
+      if (!f) byId.set(key, (f = { id: { srcDev: rec.srcDev, srcInoHi: rec.srcInoHi, srcInoLo: rec.srcInoLo }, first: rec, extents: [] }))
+      for (const x of rec.data) if (x.stream !== 0) f.extents.push(x)
+    }
+    const table = new IdTableWriter(packs, pieces, TableKind.BiOverlay, null)
+    for (const f of [...byId.values()].sort((a, b) => compareIdentity(a.id, b.id))) {
+      const r = f.first
+      f.extents.sort((a, b) => a.fileBlock - b.fileBlock)
+      // inline when an entry's map would be (≤ 4 extents in ≤ 48 bytes), else a map tree over the T0 size
+      const m = f.extents.length ? await maps.write(f.extents, r.oldSize) : null
+      const overlay: BiOverlayRow['overlay'] = !m?.map ? null : m.map.kind === 'inline' ? { kind: 'inline', extents: m.map.extents } : { kind: 'ref', root: m.map.root }
+      await table.add({ ...f.id, igen: r.igen, t0Size: r.oldSize, t0MtimeSec: r.mtimeSec, t0MtimeNsec: r.mtimeNsec, t0CtimeSec: r.ctimeSec, t0CtimeNsec: r.ctimeNsec, flags: 0, overlay })
+    }
+    const t = await table.close()
+    return { biLog, biIndex: t?.ref ?? null, records: records.length, blocks }
+  })
+  return out ?? none
+}
