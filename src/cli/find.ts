@@ -169,6 +169,12 @@ function flatten(rel: Rel, o: FindOptions, prefix: Buffer[] = [], out: Match[] =
   return out
 }
 
+/** A directory piece walked (its id) and the matches below it, or their promise while a walk in JavaScript is under way. */
+interface MemoSlot {
+  id: Buffer
+  v: Rel | Promise<Rel>
+}
+
 class Find2 {
   /**
    * (piece id, pattern state) → the matches below that directory: a shared piece is read and
@@ -176,7 +182,7 @@ class Find2 {
    * piece share it), the matches once known: the native walk runs without a promise per
    * directory.
    */
-  private readonly memo = new Map<string, Rel | Promise<Rel>>()
+  private readonly memo = new Map<number, Map<number, MemoSlot[]>>()
   /** Directories walked by the native scan (of them DIRDELTA pages) and in JavaScript (tests: that the native path ran). */
   readonly stats = { native: 0, deltas: 0, js: 0 }
   /** The rows of DIRDELTA bases (by piece id): a base shared by the deltas of many generations is parsed once. */
@@ -189,15 +195,23 @@ class Find2 {
     private readonly native: boolean,
   ) {}
 
-  /** The matches below directory `d` (its piece's id as a latin1 string: `key`; `p`: its path, for messages). */
-  below(d: DirRef | (() => DirRef), m: number, p: () => string, key?: string): Rel | Promise<Rel> {
-    const k = `${key ?? (d as DirRef).child.id.toString('latin1')}${m}`
-    const hit = this.memo.get(k)
-    if (hit) return hit
+  /**
+   * The matches below directory `d`, whose piece id is the 32 bytes of `id` at `at` (`p`: its
+   * path, for messages). The memo is keyed by state, then by the id's first 48 bits, the
+   * whole id compared: no string per directory walked.
+   */
+  below(id: Buffer, at: number, d: DirRef | (() => DirRef), m: number, p: () => string): Rel | Promise<Rel> {
+    let byId = this.memo.get(m)
+    if (!byId) this.memo.set(m, (byId = new Map()))
+    const h = id.readUIntLE(at, 6)
+    let slots = byId.get(h)
+    if (slots) for (const s of slots) if (id.compare(s.id, 0, 32, at, at + 32) === 0) return s.v
     const got = this.walk(typeof d === 'function' ? d() : d, m, p)
-    this.memo.set(k, got)
+    const slot: MemoSlot = { id: id.subarray(at, at + 32), v: got }
+    if (slots) slots.push(slot)
+    else byId.set(h, (slots = [slot]))
     if (got instanceof Promise) {
-      got.then((v) => void this.memo.set(k, v), () => undefined) // (a rejection is the caller's, who awaits it)
+      got.then((v) => void (slot.v = v), () => undefined) // (a rejection is the caller's, who awaits it)
     }
     return got
   }
@@ -284,7 +298,7 @@ class Find2 {
           throw this.r.damageOf(err, cp())
         }
       }
-      const sub = this.below(ref, n, cp, b.toString('latin1', idAt, idAt + 32))
+      const sub = this.below(b, idAt, ref, n, cp)
       if (sub instanceof Promise) {
         return sub.then((x) => {
           if (e || x.length) out.push({ name, e, sub: x })
@@ -310,7 +324,7 @@ class Find2 {
         if (n === 0) continue
         const isDir = e.type === FileType.Dir
         const self = this.pat.matched(n) && (!this.pat.dirOnly || isDir)
-        const sub = isDir && e.dir && this.pat.descend(n) ? this.below(e.dir, n, () => `${p()}/${e.name.toString()}`) : null
+        const sub = isDir && e.dir && this.pat.descend(n) ? this.below(e.dir.child.id, 0, e.dir, n, () => `${p()}/${e.name.toString()}`) : null
         if (self || sub) parts.push({ name: e.name, e: self ? e : null, sub })
       }
       for (const x of parts) {
@@ -399,7 +413,7 @@ async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOpti
       const root = repo.manifest(g.id).rootEntry
       let rel: Rel
       try {
-        rel = root.type === FileType.Dir && root.dir ? await f.below(root.dir, pat.start, () => '') : NONE
+        rel = root.type === FileType.Dir && root.dir ? await f.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
       } catch (err) {
         if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
         damage(ctx, g.id, problemOf(err))
