@@ -389,13 +389,20 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
   }
   // 64 KiB writes, not one per line (55,680 lines for Makefile on 20 generations of Linux)
   const out = new OutBuffer()
+  // one formatting per mtime: most matches are the same entries in every generation
+  const times = new Map<number, string>()
+  const time = (sec: number): string => {
+    let t = times.get(sec)
+    if (t === undefined) times.set(sec, (t = shortTime(sec)))
+    return t
+  }
   let firstGroup = true
   for (const { g, matches } of results) {
     if (!matches.length) continue
     out.add([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
     for (const x of matches) {
-      out.add([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${shortTime(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/\n' : '\n'])
+      out.add([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${time(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/\n' : '\n'])
     }
   }
   out.flush()
