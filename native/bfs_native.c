@@ -45,6 +45,8 @@
 #include "blake3.h"
 #include "dirlist.h"
 
+#include <zstd.h>
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1767,6 +1769,142 @@ static napi_value js_dir_listing(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- dirScan -------------------------------------------------------------- */
+
+/*
+ * dirScan(payload, base, keep) -> Float64Array | null: a format 2 DIR page (base null) or
+ * DIRDELTA page (base: the raw payload of the DIR it names) as dl_scan's rows (dirlist.h:
+ * DL_ROW doubles an entry, offsets into payload or base) after one double, the page's entry
+ * count; with keep (a name), only the rows of directories with a piece and of entries named
+ * keep. baseRows (or null): what dirScan(base, null, null) returned, so that a base shared by
+ * many deltas is parsed once. For find (cli/find.ts): names are matched in place and only
+ * matches decoded in JavaScript. null: declined (read it in JavaScript).
+ */
+static int buffer_arg(napi_env env, napi_value v, const char *what, void **data, size_t *len) {
+  bool is_buf = false;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, v, data, len) != napi_ok) {
+    char m[96];
+    snprintf(m, sizeof m, "The \"%s\" argument must be an instance of Buffer", what);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", m);
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value js_dir_scan(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  void *data = NULL, *bdata = NULL, *keep = NULL;
+  size_t len = 0, blen = 0, keep_len = 0;
+  if (!buffer_arg(env, argv[0], "payload", &data, &len)) return NULL;
+  napi_valuetype bt, kt;
+  napi_typeof(env, argv[1], &bt);
+  if (bt != napi_null && bt != napi_undefined && !buffer_arg(env, argv[1], "base", &bdata, &blen)) return NULL;
+  napi_typeof(env, argv[2], &kt);
+  if (kt != napi_null && kt != napi_undefined && !buffer_arg(env, argv[2], "keep", &keep, &keep_len)) return NULL;
+  /* baseRows: a Float64Array that dirScan(base, null, null) returned (count, then every row) */
+  const double *base_rows = NULL;
+  size_t base_n = 0;
+  napi_valuetype rt;
+  napi_typeof(env, argv[3], &rt);
+  if (rt != napi_null && rt != napi_undefined) {
+    bool is_ta = false;
+    napi_typedarray_type tt;
+    size_t tl = 0;
+    void *td = NULL;
+    if (napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta ||
+        napi_get_typedarray_info(env, argv[3], &tt, &tl, &td, NULL, NULL) != napi_ok || tt != napi_float64_array || tl < 1 ||
+        (tl - 1) % DL_ROW != 0 || ((double *)td)[0] != (double)((tl - 1) / DL_ROW)) {
+      throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"baseRows\" argument must be a Float64Array dirScan returned for the base");
+      return NULL;
+    }
+    base_rows = (const double *)td + 1;
+    base_n = (tl - 1) / DL_ROW;
+  }
+  napi_value nul;
+  napi_get_null(env, &nul);
+  const uint8_t *p = data;
+  size_t cap;
+  if (len >= 2 && p[0] == 1) cap = dl_count(p, len);
+  else if (bdata) cap = dl_count(bdata, blen) + len / 2 + 1;
+  else return nul;
+  if (cap == 0) return nul;
+  double *rows = malloc(cap * DL_ROW * sizeof(double));
+  if (!rows) return nul;
+  size_t n = dl_scan(p, len, bdata, blen, base_rows, base_n, rows, cap);
+  if (n == 0) {
+    free(rows);
+    return nul;
+  }
+  size_t kept = n;
+  if (keep) { /* only directories with a piece and entries named keep */
+    kept = 0;
+    for (size_t i = 0; i < n; i++) {
+      double *r = rows + i * DL_ROW;
+      const uint8_t *src = r[DL_ROW_SRC] ? (const uint8_t *)bdata : p;
+      if (r[DL_ROW_REF] >= 0 ||
+          ((size_t)r[DL_ROW_NAME_LEN] == keep_len && memcmp(src + (size_t)r[DL_ROW_NAME], keep, keep_len) == 0)) {
+        if (kept != i) memcpy(rows + kept * DL_ROW, r, DL_ROW * sizeof(double));
+        kept++;
+      }
+    }
+  }
+  napi_value ab, out;
+  void *adata = NULL;
+  if (napi_create_arraybuffer(env, (1 + kept * DL_ROW) * sizeof(double), &adata, &ab) != napi_ok) {
+    free(rows);
+    return NULL;
+  }
+  ((double *)adata)[0] = (double)n;
+  memcpy((double *)adata + 1, rows, kept * DL_ROW * sizeof(double));
+  free(rows);
+  if (napi_create_typedarray(env, napi_float64_array, 1 + kept * DL_ROW, ab, 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
+/* ---- pieceRaw ------------------------------------------------------------- */
+
+/*
+ * pieceRaw(stored, maxRaw, key, id) -> Buffer | null: a stored piece (one zstd frame with its
+ * content size, format.md §2.11) decompressed and checked against its id (keyed BLAKE3 of
+ * the raw payload, §2.5) in one call: PieceReader's checks without three calls into two
+ * addons and a hash object per piece (find reads tens of thousands of small pieces). null:
+ * anything wrong (not one whole frame, over maxRaw, the id differs): the caller's JavaScript
+ * checks read it again and name the damage.
+ */
+static int get_blake3_key_arg(napi_env env, napi_value v, const uint8_t **key);
+static __thread ZSTD_DCtx *piece_dctx;
+
+static napi_value js_piece_raw(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 4);
+  void *data = NULL, *id = NULL;
+  size_t len = 0, id_len = 0;
+  double max_raw;
+  const uint8_t *key;
+  if (!buffer_arg(env, argv[0], "stored", &data, &len) || !get_integer_arg(env, argv[1], "maxRaw", 0, 1 << 30, &max_raw) ||
+      !get_blake3_key_arg(env, argv[2], &key) || !buffer_arg(env, argv[3], "id", &id, &id_len))
+    return NULL;
+  napi_value nul, out;
+  napi_get_null(env, &nul);
+  if (id_len != 32) return nul;
+  unsigned long long size = ZSTD_getFrameContentSize(data, len);
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > (unsigned long long)max_raw) return nul;
+  if (ZSTD_findFrameCompressedSize(data, len) != len) return nul;
+  if (!piece_dctx && !(piece_dctx = ZSTD_createDCtx())) return nul;
+  void *raw = NULL;
+  if (napi_create_buffer(env, size ? (size_t)size : 1, &raw, &out) != napi_ok) return NULL;
+  size_t n = ZSTD_decompressDCtx(piece_dctx, raw, (size_t)size, data, len);
+  if (ZSTD_isError(n) || n != size) return nul;
+  uint8_t got[32];
+  blake3_hasher h;
+  if (key) blake3_hasher_init_keyed(&h, key);
+  else blake3_hasher_init(&h);
+  blake3_hasher_update(&h, raw, n);
+  blake3_hasher_finalize(&h, got, 32);
+  if (memcmp(got, id, 32) != 0) return nul;
+  if (size == 0) return nul; /* (no piece is empty) */
+  return out;
+}
+
 /* ---- alignedBuffer ------------------------------------------------------ */
 
 static void free_aligned(napi_env env, void *data, void *hint) {
@@ -2312,6 +2450,8 @@ NAPI_MODULE_INIT() {
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adviseHugePages", NULL, js_advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dirScan", NULL, js_dir_scan, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pieceRaw", NULL, js_piece_raw, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -15,6 +15,7 @@
  */
 #include "dirlist.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -168,6 +169,168 @@ size_t dl_count(const uint8_t *p, size_t len) {
   return (size_t)n;
 }
 
+/* One entry as parse_entry reads it. */
+typedef struct {
+  const uint8_t *name;
+  size_t nl, start, ref_off, id_off; /* start: the entry's first byte; ref_off, id_off: its directory PieceRef's and its id's (dirs; else 0) */
+  unsigned type;
+  uint64_t flags, ord, mode, uid, gid, an, mn, cn, nlink, entries;
+  double as, ms, cs, st_size, blocks, rdev;
+  int has_xattrs;
+} dl_ent_t;
+
+/* One entry at r's position with the checks above (dlparse's, but for E_LINKED, which is
+ * only noted in e->flags); ref (a directory's PieceRef) filled when not NULL. 1 = read;
+ * 0 = declined. */
+static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
+  e->start = r->pos;
+  e->ref_off = e->id_off = 0;
+  e->entries = 0;
+  size_t nl = 0;
+  const uint8_t *name = rd_blob(r, NAME_MAX_READ, &nl);
+  if (r->bad || nl == 0 || memchr(name, '/', nl) || memchr(name, 0, nl)) return 0;
+  e->name = name;
+  e->nl = nl;
+  if (r->pos >= r->len) return 0;
+  unsigned type = r->p[r->pos++];
+  if (type < T_FILE || type > T_SOCK) return 0;
+  e->type = type;
+  uint64_t flags = rd_varint(r);
+  if (r->bad || (flags & ~(uint64_t)E_KNOWN)) return 0;
+  if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
+  if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
+  if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
+  if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
+  if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
+  e->flags = flags;
+  e->ord = rd_varint(r), e->mode = rd_varint(r), e->uid = rd_varint(r), e->gid = rd_varint(r);
+  e->as = rd_svarint(r);
+  e->an = rd_varint(r);
+  e->ms = rd_svarint(r);
+  e->mn = rd_varint(r);
+  e->cs = rd_svarint(r);
+  e->cn = rd_varint(r);
+  uint64_t size = rd_varint(r);
+  rd_varint(r); /* srcDev, srcInoHi, srcInoLo */
+  rd_varint(r);
+  rd_varint(r);
+  e->nlink = rd_varint(r);
+  if (r->bad || e->ord == 0 || e->mode > 07777 || e->an > 999999999 || e->mn > 999999999 || e->cn > 999999999) return 0;
+  if (type != T_FILE && type != T_SYMLINK && size != 0) return 0;
+  double st_size = 0, blocks = 0, rdev = 0;
+  switch (type) {
+    case T_DIR:
+      if (!(flags & E_EMPTY_DIR)) {
+        e->ref_off = r->pos;
+        rd_piece_ref(r, ref);
+        e->id_off = r->pos - ID_BYTES;
+        uint64_t entries = rd_varint(r);
+        if (entries < 1) return 0;
+        e->entries = entries;
+        if (ref) {
+          ref->entries = entries > UINT32_MAX ? 0 : (uint32_t)entries;
+          ref->has = entries <= UINT32_MAX;
+        }
+      }
+      st_size = 4096;
+      blocks = 8;
+      break;
+    case T_FILE: {
+      uint64_t data_blocks = rd_varint(r);
+      if (flags & E_INLINE_MAP) {
+        /* readExtentList(limit: the file's blocks, at most 4) and the entry's map rules */
+        size_t start = r->pos;
+        uint64_t x = rd_varint(r);
+        if (r->bad || x < 1 || x > INLINE_MAX_EXTENTS || x * 3 > r->len - r->pos) return 0;
+        int64_t limit = (int64_t)((size + 4095) / 4096), next = 0, last_stream = 0, data = 0;
+        int64_t pfb = -1, pcount = 0, psb = 0;
+        uint64_t pstream = 0;
+        for (uint64_t i = 0; i < x; i++) {
+          int64_t fb = next + (int64_t)rd_varint(r);
+          int64_t count = (int64_t)rd_varint(r);
+          uint64_t stream = rd_varint(r);
+          int64_t sb = 0;
+          if (stream != 0) {
+            uint64_t d = rd_varint(r);
+            sb = last_stream + ((d & 1) ? -(int64_t)((d + 1) / 2) : (int64_t)(d / 2));
+            last_stream = sb + count;
+          }
+          if (r->bad || count < 1 || stream == 0 || sb < 0 || fb + count > (int64_t)MAX_SAFE || fb + count > limit) return 0;
+          if (pfb >= 0 && pfb + pcount == fb && pstream == stream && psb + pcount == sb) return 0; /* not canonical */
+          pfb = fb, pcount = count, pstream = stream, psb = sb;
+          next = fb + count;
+          data += count;
+        }
+        if (r->pos - start > INLINE_MAX_BYTES || (uint64_t)data != data_blocks) return 0;
+      } else if (flags & E_MAP_REF) {
+        rd_piece_ref(r, NULL);
+        uint64_t extents = rd_varint(r);
+        if (extents < 1 || data_blocks < 1 || extents > data_blocks) return 0;
+      } else if (data_blocks != 0) {
+        return 0;
+      }
+      st_size = (double)size;
+      blocks = (double)data_blocks * 8;
+      break;
+    }
+    case T_SYMLINK: {
+      size_t tl = 0;
+      rd_blob(r, SYMLINK_TARGET_MAX, &tl);
+      if (r->bad || tl == 0) return 0;
+      st_size = (double)tl; /* as the JavaScript listing: the target's length */
+      break;
+    }
+    case T_CHR:
+    case T_BLK: {
+      uint64_t major = rd_varint(r), minor = rd_varint(r);
+      /* statpack.ts's makedev works on 32-bit signed minors: decline what it would not match */
+      if (minor > 0x7fffffffULL) return 0;
+      /* glibc's makedev, as statpack.ts */
+      if (major || minor)
+        rdev = (double)(major & 0xfff) * 256 + (double)(minor & 0xff) + (double)(minor & ~(uint64_t)0xff) * 4096 +
+               (double)(major / 4096) * 4294967296.0;
+      break;
+    }
+    default:
+      break;
+  }
+  e->has_xattrs = 0;
+  if (flags & E_XATTRS) {
+    uint64_t x = rd_varint(r);
+    if (r->bad || x == 0 || x * 2 > r->len - r->pos) return 0;
+    const uint8_t *pxn = NULL;
+    size_t pa = 0;
+    for (uint64_t i = 0; i < x; i++) {
+      size_t a = 0, b = 0;
+      const uint8_t *xn = rd_blob(r, XATTR_NAME_MAX, &a);
+      rd_blob(r, XATTR_VALUE_MAX, &b);
+      if (r->bad || a == 0 || memchr(xn, 0, a)) return 0;
+      if (pxn) { /* names strictly increasing, as Buffer.compare */
+        size_t m = pa < a ? pa : a;
+        int c = memcmp(pxn, xn, m);
+        if (c > 0 || (c == 0 && pa >= a)) return 0;
+      }
+      pxn = xn;
+      pa = a;
+    }
+    e->has_xattrs = 1;
+  }
+  if (r->bad) return 0;
+  if (ref && (type != T_DIR || (flags & E_EMPTY_DIR))) ref->has = 0;
+  e->st_size = st_size;
+  e->blocks = blocks;
+  e->rdev = rdev;
+  return 1;
+}
+
+/* Buffer.compare of two names: < 0, 0, > 0. */
+static int name_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
+  size_t m = al < bl ? al : bl;
+  int c = memcmp(a, b, m);
+  if (c) return c;
+  return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
 int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t names_cap, size_t *names_len,
              double *stats, size_t n_expected, dl_ref_t *refs) {
   if (dl_count(p, len) != n_expected || n_expected == 0) return 0;
@@ -177,166 +340,176 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
   const uint8_t *prev = NULL;
   size_t prev_len = 0;
   for (size_t k = 0; k < n_expected; k++) {
-    size_t nl = 0;
-    const uint8_t *name = rd_blob(&r, NAME_MAX_READ, &nl);
-    if (r.bad || nl == 0 || memchr(name, '/', nl) || memchr(name, 0, nl)) return 0;
-    if (prev) { /* strictly increasing, as Buffer.compare */
-      size_t m = prev_len < nl ? prev_len : nl;
-      int c = memcmp(prev, name, m);
-      if (c > 0 || (c == 0 && prev_len >= nl)) return 0;
-    }
-    prev = name;
-    prev_len = nl;
-    if (r.pos >= r.len) return 0;
-    unsigned type = r.p[r.pos++];
-    if (type < T_FILE || type > T_SOCK) return 0;
-    uint64_t flags = rd_varint(&r);
-    if (r.bad || (flags & ~(uint64_t)E_KNOWN)) return 0;
-    if (flags & E_LINKED) return 0; /* the links table has its inode and link count */
-    if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
-    if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
-    if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
-    if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
-    if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
-    uint64_t ord = rd_varint(&r), mode = rd_varint(&r), uid = rd_varint(&r), gid = rd_varint(&r);
-    double as = rd_svarint(&r);
-    uint64_t an = rd_varint(&r);
-    double ms = rd_svarint(&r);
-    uint64_t mn = rd_varint(&r);
-    double cs = rd_svarint(&r);
-    uint64_t cn = rd_varint(&r);
-    uint64_t size = rd_varint(&r);
-    rd_varint(&r); /* srcDev, srcInoHi, srcInoLo */
-    rd_varint(&r);
-    rd_varint(&r);
-    uint64_t nlink = rd_varint(&r);
-    if (r.bad || ord == 0 || mode > 07777 || an > 999999999 || mn > 999999999 || cn > 999999999) return 0;
-    if (type != T_FILE && type != T_SYMLINK && size != 0) return 0;
-    double st_size = 0, blocks = 0, rdev = 0;
-    switch (type) {
-      case T_DIR:
-        if (!(flags & E_EMPTY_DIR)) {
-          rd_piece_ref(&r, refs ? &refs[k] : NULL);
-          uint64_t entries = rd_varint(&r);
-          if (entries < 1) return 0;
-          if (refs) {
-            refs[k].entries = entries > UINT32_MAX ? 0 : (uint32_t)entries;
-            refs[k].has = entries <= UINT32_MAX;
-          }
-        }
-        st_size = 4096;
-        blocks = 8;
-        break;
-      case T_FILE: {
-        uint64_t data_blocks = rd_varint(&r);
-        if (flags & E_INLINE_MAP) {
-          /* readExtentList(limit: the file's blocks, at most 4) and the entry's map rules */
-          size_t start = r.pos;
-          uint64_t x = rd_varint(&r);
-          if (r.bad || x < 1 || x > INLINE_MAX_EXTENTS || x * 3 > r.len - r.pos) return 0;
-          int64_t limit = (int64_t)((size + 4095) / 4096), next = 0, last_stream = 0, data = 0;
-          int64_t pfb = -1, pcount = 0, psb = 0;
-          uint64_t pstream = 0;
-          for (uint64_t i = 0; i < x; i++) {
-            int64_t fb = next + (int64_t)rd_varint(&r);
-            int64_t count = (int64_t)rd_varint(&r);
-            uint64_t stream = rd_varint(&r);
-            int64_t sb = 0;
-            if (stream != 0) {
-              uint64_t d = rd_varint(&r);
-              sb = last_stream + ((d & 1) ? -(int64_t)((d + 1) / 2) : (int64_t)(d / 2));
-              last_stream = sb + count;
-            }
-            if (r.bad || count < 1 || stream == 0 || sb < 0 || fb + count > (int64_t)MAX_SAFE || fb + count > limit) return 0;
-            if (pfb >= 0 && pfb + pcount == fb && pstream == stream && psb + pcount == sb) return 0; /* not canonical */
-            pfb = fb, pcount = count, pstream = stream, psb = sb;
-            next = fb + count;
-            data += count;
-          }
-          if (r.pos - start > INLINE_MAX_BYTES || (uint64_t)data != data_blocks) return 0;
-        } else if (flags & E_MAP_REF) {
-          rd_piece_ref(&r, NULL);
-          uint64_t extents = rd_varint(&r);
-          if (extents < 1 || data_blocks < 1 || extents > data_blocks) return 0;
-        } else if (data_blocks != 0) {
-          return 0;
-        }
-        st_size = (double)size;
-        blocks = (double)data_blocks * 8;
-        break;
-      }
-      case T_SYMLINK: {
-        size_t tl = 0;
-        rd_blob(&r, SYMLINK_TARGET_MAX, &tl);
-        if (r.bad || tl == 0) return 0;
-        st_size = (double)tl; /* as the JavaScript listing: the target's length */
-        break;
-      }
-      case T_CHR:
-      case T_BLK: {
-        uint64_t major = rd_varint(&r), minor = rd_varint(&r);
-        /* statpack.ts's makedev works on 32-bit signed minors: decline what it would not match */
-        if (minor > 0x7fffffffULL) return 0;
-        /* glibc's makedev, as statpack.ts */
-        if (major || minor)
-          rdev = (double)(major & 0xfff) * 256 + (double)(minor & 0xff) + (double)(minor & ~(uint64_t)0xff) * 4096 +
-                 (double)(major / 4096) * 4294967296.0;
-        break;
-      }
-      default:
-        break;
-    }
-    int has_xattrs = 0;
-    if (flags & E_XATTRS) {
-      uint64_t x = rd_varint(&r);
-      if (r.bad || x == 0 || x * 2 > r.len - r.pos) return 0;
-      const uint8_t *pxn = NULL;
-      size_t pa = 0;
-      for (uint64_t i = 0; i < x; i++) {
-        size_t a = 0, b = 0;
-        const uint8_t *xn = rd_blob(&r, XATTR_NAME_MAX, &a);
-        rd_blob(&r, XATTR_VALUE_MAX, &b);
-        if (r.bad || a == 0 || memchr(xn, 0, a)) return 0;
-        if (pxn) { /* names strictly increasing, as Buffer.compare */
-          size_t m = pa < a ? pa : a;
-          int c = memcmp(pxn, xn, m);
-          if (c > 0 || (c == 0 && pa >= a)) return 0;
-        }
-        pxn = xn;
-        pa = a;
-      }
-      has_xattrs = 1;
-    }
-    if (r.bad) return 0;
-    if (refs && type != T_DIR) refs[k].has = 0;
-    if (refs && type == T_DIR && (flags & E_EMPTY_DIR)) refs[k].has = 0;
+    dl_ent_t e;
+    if (!parse_entry(&r, &e, refs ? &refs[k] : NULL)) return 0;
+    if (e.flags & E_LINKED) return 0; /* the links table has its inode and link count */
+    if (prev && name_cmp(prev, prev_len, e.name, e.nl) >= 0) return 0; /* strictly increasing */
+    prev = e.name;
+    prev_len = e.nl;
+    size_t nl = e.nl;
     if (out + nl + 1 > names_cap) return 0;
-    memcpy(names + out, name, nl);
+    memcpy(names + out, e.name, nl);
     names[out + nl] = 0;
     out += nl + 1;
     double *s = stats + k * DL_STAT_FIELDS;
     memset(s, 0, DL_STAT_FIELDS * sizeof(double));
-    s[F_MODE] = TYPE_BITS[type] + (double)mode;
-    s[F_UID] = (double)uid;
-    s[F_GID] = (double)gid;
-    s[F_SIZE] = st_size;
-    s[F_NLINK] = type == T_DIR ? (nlink ? (double)nlink : 1) : 1;
-    double ino = ino_base + (double)ord;
+    unsigned type = e.type;
+    s[F_MODE] = TYPE_BITS[type] + (double)e.mode;
+    s[F_UID] = (double)e.uid;
+    s[F_GID] = (double)e.gid;
+    s[F_SIZE] = e.st_size;
+    s[F_NLINK] = type == T_DIR ? (e.nlink ? (double)e.nlink : 1) : 1;
+    double ino = ino_base + (double)e.ord;
     double lo = ino - 4294967296.0 * (double)(uint64_t)(ino / 4294967296.0);
     s[F_INO_LO] = lo;
     s[F_INO_HI] = (ino - lo) / 4294967296.0;
-    s[F_RDEV] = rdev;
+    s[F_RDEV] = e.rdev;
     s[F_BLKSIZE] = 4096;
-    s[F_BLOCKS] = blocks;
-    s[F_ATIME] = as;
-    s[F_ATIME + 1] = (double)an;
-    s[F_MTIME] = ms;
-    s[F_MTIME + 1] = (double)mn;
-    s[F_CTIME] = cs;
-    s[F_CTIME + 1] = (double)cn;
-    s[F_FLAGS] = has_xattrs ? 0 : STAT_NO_XATTRS;
+    s[F_BLOCKS] = e.blocks;
+    s[F_ATIME] = e.as;
+    s[F_ATIME + 1] = (double)e.an;
+    s[F_MTIME] = e.ms;
+    s[F_MTIME + 1] = (double)e.mn;
+    s[F_CTIME] = e.cs;
+    s[F_CTIME + 1] = (double)e.cn;
+    s[F_FLAGS] = e.has_xattrs ? 0 : STAT_NO_XATTRS;
   }
   if (r.pos != r.len) return 0; /* trailing bytes */
   *names_len = out;
   return 1;
+}
+
+/* ---- dl_scan: a directory page as a table, for find (cli/find.ts) ---- */
+
+#define KIND_DIRDELTA 2
+
+/* One row (DL_ROW doubles, dirlist.h): offsets into payload p, whose number is src. */
+static void put_row(double *row, int src, const uint8_t *p, const dl_ent_t *e) {
+  row[DL_ROW_SRC] = src;
+  row[DL_ROW_ENTRY] = (double)e->start;
+  row[DL_ROW_NAME] = (double)(e->name - p);
+  row[DL_ROW_NAME_LEN] = (double)e->nl;
+  row[DL_ROW_TYPE] = e->type;
+  row[DL_ROW_REF] = e->ref_off ? (double)e->ref_off : -1;
+  row[DL_ROW_ID] = e->ref_off ? (double)e->id_off : -1;
+  row[DL_ROW_ENTRIES] = (double)e->entries;
+}
+
+/* The rows of every entry of a DIR payload (n = dl_count), names checked strictly increasing;
+ * src: the row's payload number. 1 = done. */
+static int scan_dir(const uint8_t *p, size_t len, size_t n, double *rows, int src) {
+  rd_t r = {p, 2, len, 0};
+  rd_varint(&r);
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  for (size_t k = 0; k < n; k++) {
+    dl_ent_t e;
+    dl_ref_t ref;
+    if (!parse_entry(&r, &e, &ref)) return 0;
+    if (prev && name_cmp(prev, prev_len, e.name, e.nl) >= 0) return 0;
+    prev = e.name;
+    prev_len = e.nl;
+    put_row(rows + k * DL_ROW, src, p, &e);
+  }
+  return r.pos == r.len;
+}
+
+size_t dl_scan(const uint8_t *p, size_t len, const uint8_t *base, size_t base_len, const double *base_rows, size_t base_n,
+               double *rows, size_t cap) {
+  if (len < 2 || p[1] != KIND_VERSION) return 0;
+  if (p[0] == KIND_DIR) {
+    size_t n = dl_count(p, len);
+    if (n == 0 || n > cap || !scan_dir(p, len, n, rows, 0)) return 0;
+    return n;
+  }
+  if (p[0] != KIND_DIRDELTA || !base) return 0;
+  size_t nb = dl_count(base, base_len);
+  if (nb == 0) return 0;
+  rd_t r = {p, 2, len, 0};
+  rd_piece_ref(&r, NULL); /* the base (the caller reads it: R1, R3) */
+  uint64_t result = rd_varint(&r);
+  uint64_t nops = rd_varint(&r);
+  if (r.bad || result < 1 || nops < 1 || nops * 2 > r.len - r.pos || result > cap) return 0;
+  double *brows = malloc(nb * DL_ROW * sizeof(double));
+  if (!brows) return 0;
+  size_t out = 0, i = 0;
+  int ok;
+  if (base_rows) { /* the base's rows as dl_scan gave them (the caller keeps them with the base) */
+    ok = base_n == nb;
+    if (ok) memcpy(brows, base_rows, nb * DL_ROW * sizeof(double));
+    for (size_t k = 0; ok && k < nb; k++) brows[k * DL_ROW + DL_ROW_SRC] = 1;
+  } else
+    ok = scan_dir(base, base_len, nb, brows, 1);
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  for (uint64_t k = 0; ok && k < nops; k++) {
+    if (r.pos >= r.len) {
+      ok = 0;
+      break;
+    }
+    uint8_t op = r.p[r.pos++];
+    dl_ent_t e;
+    dl_ref_t ref;
+    const uint8_t *name;
+    size_t nl;
+    if (op == 1) {
+      if (!parse_entry(&r, &e, &ref)) {
+        ok = 0;
+        break;
+      }
+      name = e.name, nl = e.nl;
+    } else if (op == 2) {
+      name = rd_blob(&r, NAME_MAX_READ, &nl);
+      if (r.bad || nl == 0 || memchr(name, '/', nl) || memchr(name, 0, nl)) {
+        ok = 0;
+        break;
+      }
+    } else {
+      ok = 0;
+      break;
+    }
+    if (prev && name_cmp(prev, prev_len, name, nl) >= 0) {
+      ok = 0;
+      break;
+    }
+    prev = name, prev_len = nl;
+    /* the base's entries before this name, then the op */
+    int hit = 0;
+    while (i < nb) {
+      const double *b = brows + i * DL_ROW;
+      int c = name_cmp(base + (size_t)b[DL_ROW_NAME], (size_t)b[DL_ROW_NAME_LEN], name, nl);
+      if (c > 0) break;
+      if (c == 0) {
+        hit = 1;
+        i++;
+        break;
+      }
+      if (out >= cap) {
+        ok = 0;
+        break;
+      }
+      memcpy(rows + out++ * DL_ROW, b, DL_ROW * sizeof(double));
+      i++;
+    }
+    if (!ok) break;
+    if (op == 2) {
+      if (!hit) ok = 0; /* a delete of a name the base does not have */
+      continue;
+    }
+    if (out >= cap) {
+      ok = 0;
+      break;
+    }
+    put_row(rows + out++ * DL_ROW, 0, p, &e);
+  }
+  while (ok && i < nb) {
+    if (out >= cap) {
+      ok = 0;
+      break;
+    }
+    memcpy(rows + out++ * DL_ROW, brows + i++ * DL_ROW, DL_ROW * sizeof(double));
+  }
+  free(brows);
+  if (!ok || r.bad || r.pos != r.len || out != result) return 0;
+  return out;
 }

@@ -28,6 +28,22 @@ size_t dl_count(const uint8_t *payload, size_t len);
 int dl_parse(const uint8_t *payload, size_t len, double ino_base, char *names, size_t names_cap, size_t *names_len,
              double *stats, size_t n, dl_ref_t *refs /* n of them, or NULL */);
 
+/* dl_scan's rows: DL_ROW doubles an entry. SRC: 0 = the payload, 1 = the base (a DIRDELTA's);
+ * ENTRY, NAME, REF, ID: byte offsets in that payload of the entry, its name, its directory
+ * PieceRef and that ref's id (REF, ID: -1 when the entry has no piece: not a directory, or an
+ * empty one); NAME_LEN; TYPE (format.md §2.13.1); ENTRIES: the directory's entry count. */
+enum { DL_ROW_SRC, DL_ROW_ENTRY, DL_ROW_NAME, DL_ROW_NAME_LEN, DL_ROW_TYPE, DL_ROW_REF, DL_ROW_ID, DL_ROW_ENTRIES, DL_ROW };
+
+/* The entries of a directory page as rows, in name order: a DIR payload (base NULL), or a
+ * DIRDELTA payload applied to its base (a DIR payload: the caller has read the base the delta
+ * names and checked R1). The checks of dl_parse on every entry (hard-linked entries are
+ * answered: a row has no inode number), names strictly increasing, a DIRDELTA's ops sorted,
+ * its deletes naming base entries, its result count. base_rows (or NULL): the base's base_n
+ * rows as dl_scan gave them for it (not read again; they must be of this base). Returns the number of rows (≤ cap), 0 =
+ * declined: read it in JavaScript, which reports the damage. */
+size_t dl_scan(const uint8_t *payload, size_t len, const uint8_t *base, size_t base_len, const double *base_rows, size_t base_n,
+               double *rows, size_t cap);
+
 /* A packed stat (DL_STAT_FIELDS doubles) as a struct stat, as the binding's populate_stat. */
 struct stat;
 void dl_to_stat(const double *s, struct stat *st);

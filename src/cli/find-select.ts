@@ -21,6 +21,12 @@ type NameMatch = (b: Buffer, s: number, e: number) => boolean
 export class PathPattern {
   readonly segs: Array<NameMatch | null>
   readonly dirOnly: boolean
+  /**
+   * The name when the pattern is a literal NAME at any depth (no wildcard, case counts): then
+   * only directories (to walk) and entries of that name can matter (find's native scan
+   * returns only those).
+   */
+  readonly leafName: Buffer | null
   /** States: bit i = "the first i components are matched". */
   readonly start: number
   private readonly full: number
@@ -37,6 +43,9 @@ export class PathPattern {
     // restic): one name, then any number of directories (`etc/**` = `etc/*/**`)
     if (parts.at(-1) === '**') parts.splice(-1, 0, '*')
     this.segs = parts.map((c) => (c === '**' ? null : component(c, ignoreCase, pattern)))
+    // NAME at any depth, literal: what else than a directory can match is an entry of that name
+    const lit = parts.length === 2 && parts[0] === '**' && !this.dirOnly && !ignoreCase && !/[*?[\\]/.test(parts[1]!) ? parts[1]! : null
+    this.leafName = lit === null || lit === '**' ? null : Buffer.from(lit)
     this.full = 1 << this.segs.length
     this.start = this.close(1)
   }

@@ -15,7 +15,10 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { EntryType, type Entry } from '../format/catalog.js'
 import type { CatalogIndex } from '../format/catalog.js'
-import { FileType, type Entry2 } from '../format/v2/dir.js'
+import { FileType, readEntry, type Entry2 } from '../format/v2/dir.js'
+import { PieceKind, StrictReader, comparePieceRefs, readPieceRef } from '../format/v2/common.js'
+import { DIR_ROW, ROW_ENTRIES, ROW_ENTRY, ROW_ID, ROW_NAME, ROW_NAME_LEN, ROW_REF, ROW_SRC, ROW_TYPE, ROWS_START, dirScan } from '../codec/dirlist.js'
+import type { DirRef } from '../pieces/tree-reader.js'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
 import { ObjectResolver } from '../repo/resolve.js'
@@ -25,7 +28,7 @@ import { GenReader2, StreamSource2 } from '../repo/v2/read2.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { type Lease, readerLease } from '../repo/v2/lease.js'
 import { pinName } from '../format/v2/records.js'
-import { PieceReader } from '../pieces/reader.js'
+import { PieceReader, isPieceFailure } from '../pieces/reader.js'
 import type { BlobReader, ByteRange, Store } from '../store/store.js'
 import { SOURCE_HELP, splitRef } from './common.js'
 import type { Ctx } from './context.js'
@@ -34,7 +37,7 @@ import { sameContent1 } from './diff.js'
 import { sameContent2 } from './diff2.js'
 import { PathPattern, parseTime, selectGens, shortTime, type GenInfo } from './find-select.js'
 import { lsEntry, type LsFields } from './json.js'
-import { writeOut } from './output.js'
+import { OutBuffer, writeOut } from './output.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -142,50 +145,191 @@ function find1(ci: CatalogIndex, pat: PathPattern, o: FindOptions): Match[] {
 
 // ---- format 2 ----
 
-/** Matches below a directory, relative to it (each path starts with '/'). */
-type Rel = Array<{ rel: Buffer; e: Entry2 }>
+/**
+ * Matches below a directory, as a tree relative to it: a name, its entry when that path
+ * matches, and the matches below it. Subtrees are shared between generations (Find2's memo);
+ * paths are built once, when a generation's matches are listed (`flatten`).
+ */
+interface RelNode {
+  name: Buffer
+  e: Entry2 | null
+  sub: Rel
+}
+type Rel = readonly RelNode[]
+const NONE: Rel = []
+
+/** A generation's matches from its tree: full paths, --newer/--older applied. */
+function flatten(rel: Rel, o: FindOptions, prefix: Buffer[] = [], out: Match[] = []): Match[] {
+  for (const x of rel) {
+    prefix.push(SLASH, x.name)
+    if (x.e && inTime(x.e, o)) out.push({ path: Buffer.concat(prefix), e: x.e })
+    if (x.sub.length) flatten(x.sub, o, prefix, out)
+    prefix.length -= 2
+  }
+  return out
+}
+
+/** A directory piece walked (its id) and the matches below it, or their promise while a walk in JavaScript is under way. */
+interface MemoSlot {
+  id: Buffer
+  v: Rel | Promise<Rel>
+}
 
 class Find2 {
   /**
    * (piece id, pattern state) → the matches below that directory: a shared piece is read and
-   * matched once. Promises, so that concurrent walks of one piece share one.
+   * matched once. A promise while a walk in JavaScript is under way (concurrent walks of one
+   * piece share it), the matches once known: the native walk runs without a promise per
+   * directory.
    */
-  private readonly memo = new Map<string, Promise<Rel>>()
+  private readonly memo = new Map<number, Map<number, MemoSlot[]>>()
+  /** Directories walked by the native scan (of them DIRDELTA pages) and in JavaScript (tests: that the native path ran). */
+  readonly stats = { native: 0, deltas: 0, js: 0 }
+  /** The rows of DIRDELTA bases (by piece id): a base shared by the deltas of many generations is parsed once. */
+  private readonly bases = new Map<string, Float64Array>()
+
   constructor(
     private readonly r: GenReader2,
     private readonly pat: PathPattern,
+    /** The pieces read synchronously: directory pages scanned in C (dirScan), names matched in place. */
+    private readonly native: boolean,
   ) {}
 
-  below(d: Entry2, m: number, p: string): Promise<Rel> {
-    if (!d.dir) return Promise.resolve([])
-    const key = `${d.dir.child.id.toString('hex')}:${m}`
-    let hit = this.memo.get(key)
-    if (!hit) {
-      this.memo.set(key, (hit = this.walk(d, m, p)))
-      hit.catch(() => undefined) // awaited by the caller; never an unhandled rejection meanwhile
+  /**
+   * The matches below directory `d`, whose piece id is the 32 bytes of `id` at `at` (`p`: its
+   * path, for messages). The memo is keyed by state, then by the id's first 48 bits, the
+   * whole id compared: no string per directory walked.
+   */
+  below(id: Buffer, at: number, d: DirRef | (() => DirRef), m: number, p: () => string): Rel | Promise<Rel> {
+    let byId = this.memo.get(m)
+    if (!byId) this.memo.set(m, (byId = new Map()))
+    const h = id.readUIntLE(at, 6)
+    let slots = byId.get(h)
+    if (slots) for (const s of slots) if (id.compare(s.id, 0, 32, at, at + 32) === 0) return s.v
+    const got = this.walk(typeof d === 'function' ? d() : d, m, p)
+    const slot: MemoSlot = { id: id.subarray(at, at + 32), v: got }
+    if (slots) slots.push(slot)
+    else byId.set(h, (slots = [slot]))
+    if (got instanceof Promise) {
+      got.then((v) => void (slot.v = v), () => undefined) // (a rejection is the caller's, who awaits it)
     }
-    return hit
+    return got
+  }
+
+  private walk(d: DirRef, m: number, p: () => string): Rel | Promise<Rel> {
+    const page = this.native ? this.scan(d) : null
+    if (page) {
+      this.stats.native++
+      if (page.bufs.length > 1) this.stats.deltas++
+      return this.walkRows(page.rows, page.bufs, m, p, ROWS_START, [])
+    }
+    this.stats.js++
+    return this.walkPages(d, m, p)
   }
 
   /**
-   * One directory: its pages in order, the subdirectories of a page walked concurrently (the
-   * piece loads overlap: a cold tree is thousands of small reads), the results in name order.
+   * A directory held in one DIR or DIRDELTA piece as dirScan's rows, and the payloads they
+   * point into; null for anything else (a DIRINDEX, a piece the scan declines, a read that
+   * fails: the JavaScript walk reads it again and names the damage).
    */
-  private async walk(d: Entry2, m: number, p: string): Promise<Rel> {
-    const out: Rel = []
-    for await (const page of this.r.pages(d, p)) {
-      const parts: Array<{ rel: Buffer; e: Entry2; self: boolean; sub: Promise<Rel> | null }> = []
+  private scan(d: DirRef): { rows: Float64Array; bufs: Buffer[] } | null {
+    const pieces = this.r.pieces
+    try {
+      const raw = pieces.rawSync(d.child)
+      let base: Buffer | null = null
+      let baseRows: Float64Array | null = null
+      if (raw[0] === PieceKind.DirDelta) {
+        const b = readPieceRef(new StrictReader(raw, 'DIRDELTA', 2))
+        if (comparePieceRefs(b, d.child) >= 0) return null // R1
+        base = pieces.rawSync(b) // R3 (a DIR) is dirScan's check
+        const k = b.id.toString('latin1')
+        baseRows = this.bases.get(k) ?? null
+        if (!baseRows) {
+          baseRows = dirScan(base, null)
+          if (!baseRows) return null
+          this.bases.set(k, baseRows)
+        }
+      } else if (raw[0] !== PieceKind.Dir) return null
+      const rows = dirScan(raw, base, this.pat.leafName, baseRows)
+      if (!rows || rows[0] !== d.entries) return null
+      return { rows, bufs: base ? [raw, base] : [raw] }
+    } catch (err) {
+      if (isPieceFailure(err)) return null
+      throw err
+    }
+  }
+
+  /**
+   * One directory from its rows, from row `from` on, into `out`: names matched in place; only
+   * matches (and the refs of directories walked) decoded. Synchronous while every directory
+   * below is (native), else continued when the one walked in JavaScript is done.
+   */
+  private walkRows(rows: Float64Array, bufs: Buffer[], m: number, p: () => string, from: number, out: RelNode[]): Rel | Promise<Rel> {
+    const pat = this.pat
+    for (let i = from; i < rows.length; i += DIR_ROW) {
+      const b = bufs[rows[i + ROW_SRC]!]!
+      const s = rows[i + ROW_NAME]!
+      const end = s + rows[i + ROW_NAME_LEN]!
+      const n = pat.step(m, b, s, end)
+      if (n === 0) continue
+      const isDir = rows[i + ROW_TYPE] === FileType.Dir
+      const self = pat.matched(n) && (!pat.dirOnly || isDir)
+      const refAt = rows[i + ROW_REF]!
+      const down = isDir && refAt >= 0 && pat.descend(n)
+      if (!self && !down) continue
+      const name = b.subarray(s, end)
+      let e: Entry2 | null = null
+      try {
+        if (self) e = readEntry(new StrictReader(b, p(), rows[i + ROW_ENTRY]!))
+      } catch (err) {
+        throw this.r.damageOf(err, p())
+      }
+      if (!down) {
+        out.push({ name, e, sub: NONE })
+        continue
+      }
+      const idAt = rows[i + ROW_ID]!
+      const entries = rows[i + ROW_ENTRIES]!
+      const cp = (): string => `${p()}/${name.toString()}`
+      const ref = (): DirRef => {
+        try {
+          return { child: readPieceRef(new StrictReader(b, 'a directory entry', refAt)), entries }
+        } catch (err) {
+          throw this.r.damageOf(err, cp())
+        }
+      }
+      const sub = this.below(b, idAt, ref, n, cp)
+      if (sub instanceof Promise) {
+        return sub.then((x) => {
+          if (e || x.length) out.push({ name, e, sub: x })
+          return this.walkRows(rows, bufs, m, p, i + DIR_ROW, out)
+        })
+      }
+      if (e || sub.length) out.push({ name, e, sub })
+    }
+    return out
+  }
+
+  /**
+   * One directory in JavaScript: its pages in order, the subdirectories of a page walked
+   * concurrently (the piece loads overlap: a cold tree is thousands of small reads).
+   */
+  private async walkPages(d: DirRef, m: number, p: () => string): Promise<Rel> {
+    const out: RelNode[] = []
+    const dir = { type: FileType.Dir, dir: d } as Entry2
+    for await (const page of this.r.pages(dir, p())) {
+      const parts: Array<{ name: Buffer; e: Entry2 | null; sub: Rel | Promise<Rel> | null }> = []
       for (const e of page) {
         const n = this.pat.step(m, e.name, 0, e.name.length)
         if (n === 0) continue
         const isDir = e.type === FileType.Dir
         const self = this.pat.matched(n) && (!this.pat.dirOnly || isDir)
-        const sub = isDir && e.dir && this.pat.descend(n) ? this.below(e, n, `${p}/${e.name.toString()}`) : null
-        if (self || sub) parts.push({ rel: Buffer.concat([SLASH, e.name]), e, self, sub })
+        const sub = isDir && e.dir && this.pat.descend(n) ? this.below(e.dir.child.id, 0, e.dir, n, () => `${p()}/${e.name.toString()}`) : null
+        if (self || sub) parts.push({ name: e.name, e: self ? e : null, sub })
       }
       for (const x of parts) {
-        if (x.self) out.push({ rel: x.rel, e: x.e })
-        if (x.sub) for (const y of await x.sub) out.push({ rel: Buffer.concat([x.rel, y.rel]), e: y.e })
+        const sub = x.sub ? await x.sub : NONE
+        if (x.e || sub.length) out.push({ name: x.name, e: x.e, sub })
       }
     }
     return out
@@ -218,8 +362,16 @@ function keepPacksOpen(store: Store): { store: Store; close(): Promise<void> } {
   return { store: proxy, close: async () => void (await Promise.allSettled([...blobs.values()].map((b) => b.then((x) => x.close())))) }
 }
 
-/** A reader for every generation of a format 2 repository: one piece cache, the packs kept open. */
-function sharedReader(repo: Repo2, first: number): { r: GenReader2; close(): Promise<void> } {
+/**
+ * A reader for every generation of a format 2 repository: one piece cache; pieces read
+ * synchronously when the store can (`sync`: find's native scan), else the packs kept open.
+ */
+function sharedReader(repo: Repo2, first: number, sync = false): { r: GenReader2; close(): Promise<void> } {
+  if (sync && repo.store.sync) {
+    const pieces = new PieceReader(repo.store, { cacheBytes: 128 << 20, syncReads: true, openPacks: 64 })
+    const r = new GenReader2(repo, repo.manifest(first), 0, pieces)
+    return { r, close: async () => (await r.close(), pieces.close()) }
+  }
   const packs = keepPacksOpen(repo.store)
   const r = new GenReader2(repo, repo.manifest(first), 0, new PieceReader(packs.store, { cacheBytes: 64 << 20 }))
   return { r, close: async () => (await r.close(), await packs.close()) }
@@ -235,38 +387,51 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
     }))) + '\n')
     return
   }
+  // 64 KiB writes, not one per line (55,680 lines for Makefile on 20 generations of Linux)
+  const out = new OutBuffer()
+  // one formatting per mtime: most matches are the same entries in every generation
+  const times = new Map<number, string>()
+  const time = (sec: number): string => {
+    let t = times.get(sec)
+    if (t === undefined) times.set(sec, (t = shortTime(sec)))
+    return t
+  }
   let firstGroup = true
   for (const { g, matches } of results) {
     if (!matches.length) continue
-    writeOut([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
+    out.add([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
     for (const x of matches) {
-      writeOut([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${shortTime(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/' : '', '\n'])
+      out.add([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${time(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/\n' : '\n'])
     }
   }
+  out.flush()
 }
 
 /** The matches in each of `gens` (format 2), into `results`; a damaged one is named and left out (exit 3). */
 async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOptions, ctx: Ctx, results: Array<{ g: GenInfo; matches: Match[] }>): Promise<void> {
   // one reader (one piece cache) for every generation: the walk only uses its tree reader
-  const { r, close } = sharedReader(repo, gens[0]!.id)
-  const f = new Find2(r, pat)
+  // (BFS_FIND_JS=1: the JavaScript walk alone, as a reference for tests)
+  const native = process.env.BFS_FIND_JS !== '1'
+  const { r, close } = sharedReader(repo, gens[0]!.id, native)
+  const f = new Find2(r, pat, native && r.pieces.canReadSync)
   try {
     for (const g of gens) {
-      const man = repo.manifest(g.id)
+      const root = repo.manifest(g.id).rootEntry
       let rel: Rel
       try {
-        rel = man.rootEntry.type === FileType.Dir ? await f.below(man.rootEntry, pat.start, '') : []
+        rel = root.type === FileType.Dir && root.dir ? await f.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
       } catch (err) {
         if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
         damage(ctx, g.id, problemOf(err))
         continue
       }
-      results.push({ g, matches: rel.filter((x) => inTime(x.e, o)).map((x) => ({ path: x.rel, e: x.e })) })
+      results.push({ g, matches: flatten(rel, o) })
     }
   } finally {
     await close()
   }
+  if (process.env.BFS_FIND_STATS === '1') warn(`find: ${f.stats.native} directories scanned natively (${f.stats.deltas} DIRDELTA), ${f.stats.js} in JavaScript; ${r.pieces.stats.loads} pieces read, ${r.pieces.stats.bytesRead} bytes`)
 }
 
 /** Pins every generation to be read in the reader's lease (§2.20.4), at the revision of its manifest. */

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import type * as Binding from 'zstd-napi/binding.js'
+import { pieceRaw } from '../native/index.js'
 
 /** The raw zstd-napi binding: contexts that compress into caller-owned buffers (no copies). */
 const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding
@@ -72,4 +73,14 @@ export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: F
   const n = dctx.decompressInto(dst, stored)
   if (n !== size) throw new Error(`zstd frame decompressed to ${n} bytes, its header says ${size}`)
   return dst
+}
+
+/**
+ * A stored piece (one whole zstd frame with its content size, at most `maxRawBytes`)
+ * decompressed and checked against its id (keyed BLAKE3 of the raw bytes) in one native call
+ * (find reads tens of thousands of small pieces); null when anything is wrong: the caller's
+ * own checks (decompressFrame, checkPieceId) then name it.
+ */
+export function decompressPiece(stored: Buffer, maxRawBytes: number, idKey: Uint8Array, id: Buffer): Buffer | null {
+  return pieceRaw(stored, maxRawBytes, idKey, id)
 }

@@ -101,6 +101,8 @@ interface Addon {
   alignedBuffer(bytes: number): Buffer
   adviseHugePages(buf: Uint8Array): boolean
   dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null
+  dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null, baseRows: Float64Array | null): Float64Array | null
+  pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
@@ -176,6 +178,8 @@ export const ADDON_FUNCTIONS = [
   'alignedBuffer',
   'adviseHugePages',
   'dirListing',
+  'dirScan',
+  'pieceRaw',
   'freezeFs',
   'thawFs',
   'fadvise',
@@ -476,6 +480,27 @@ export function adviseHugePages(buf: Uint8Array): boolean {
  */
 export function dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null {
   return addon().dirListing(payload, inoBase)
+}
+
+/**
+ * A format 2 directory page (a DIR payload, or a DIRDELTA payload and its base DIR's) as rows
+ * of DIR_ROW doubles (native/dirlist.h, dl_scan) after the page's entry count: offsets of
+ * each entry, its name and its directory ref in the payload (src 0) or the base (src 1), in
+ * name order; with `keep`, only directories with a piece and entries of that name; `baseRows`:
+ * what dirScan(base) returned (a base shared by many deltas parsed once). null: declined
+ * (anything the JavaScript decoder might refuse): read it in JavaScript.
+ */
+export function dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null = null, baseRows: Float64Array | null = null): Float64Array | null {
+  return addon().dirScan(payload, base, keep, baseRows)
+}
+
+/**
+ * A stored piece decompressed (one whole zstd frame with its content size, at most maxRaw
+ * bytes) and checked against its id (keyed BLAKE3 of the raw bytes) in one call; null when
+ * anything is wrong (the caller's own checks then name it).
+ */
+export function pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null {
+  return addon().pieceRaw(stored, maxRaw, key, id)
 }
 
 export function alignedBuffer(bytes: number): Buffer {

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { pieceIdOf, ZERO_ID_KEY } from '../codec/hash.js'
-import { decompressFrame, FrameDecompressor } from '../codec/zstd.js'
+import { decompressFrame, decompressPiece, FrameDecompressor } from '../codec/zstd.js'
 import { FormatError } from '../format/errors.js'
 import { type PieceRef, MAX_PIECE_RAW_BYTES, PIECE_KIND_NAMES, PieceKind, checkPieceId, comparePieceRefs, pieceKind } from '../format/v2/common.js'
 import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, decodeDirDelta, decodeDirIndex } from '../format/v2/dir.js'
@@ -211,7 +211,7 @@ export class PieceReader {
     const hit = this.raws.get(key)
     if (hit) {
       this.stats.hits++
-      return hit
+      return hit[0] === PieceKind.Dir ? hit : null // (rawSync keeps other kinds too: piece() decodes those from here)
     }
     if (this.cache.has(key) || this.loading.has(key)) return null // decoded already: not a DIR, or listed in JavaScript before
     const raw = await this.payload(ref)
@@ -224,6 +224,29 @@ export class PieceReader {
       }
       return null
     }
+    this.raws.set(key, raw)
+    return raw
+  }
+
+  /**
+   * The checked raw payload of any piece by synchronous reads (canReadSync only), kept in the
+   * raw payloads' cache: find's native scan of DIR and DIRDELTA pages (cli/find.ts).
+   */
+  rawSync(ref: PieceRef): Buffer {
+    this.stats.requests++
+    const key = ref.id.toString('hex')
+    const hit = this.raws.get(key)
+    if (hit) {
+      this.stats.hits++
+      return hit
+    }
+    // decompressed and checked in one native call; anything wrong is read again by payloadSync, whose checks name it
+    const stored = this.readSync(keys2.pack(ref.run, ref.pack), ref.offset, ref.storedLen)
+    let raw = stored.length === ref.storedLen ? decompressPiece(stored, MAX_PIECE_RAW_BYTES, this.idKey, ref.id) : null
+    if (raw) {
+      this.stats.loads++
+      this.stats.bytesRead += stored.length
+    } else raw = this.payloadSync(ref, this.where(ref))
     this.raws.set(key, raw)
     return raw
   }
