@@ -8,9 +8,10 @@
 //
 //   node bench/crash.mjs [--points 100] [--seed 1] [--dir /var/tmp/bfs-crash] [--ops forget,prune,merge,compact,backup]
 //
-// How a point works: the command is started, and SIGKILLed after a delay drawn uniformly from
-// [0, 1.2 × the time its last uninterrupted run took] (the first run of each command is not
-// killed: it measures). A command that ends before its kill is a "finished" point, not a
+// How a point works: the command is started, and SIGKILLed after bfs's start-up time (a
+// `bfs version`, measured first: no repository I/O happens before it) plus a delay drawn
+// uniformly from [0, 1.2 × the rest of its last uninterrupted run] (the first run of each
+// command is not killed: it measures). A command that ends before its kill is a "finished" point, not a
 // crash; the table says how many kills landed. What is checked after each point:
 // - every generation listed reads and equals its copy (verify --against, exit 0);
 // - every generation committed and not named by a forget that was started is listed (a
@@ -65,7 +66,7 @@ function fill(n) {
 function makeTree() {
   for (let d = 0; d < 12; d++) {
     fs.mkdirSync(path.join(src, `d${d}`, 'sub'), { recursive: true })
-    for (let f = 0; f < 20; f++) fs.writeFileSync(path.join(src, `d${d}`, f % 4 ? `f${f}.txt` : `sub/f${f}.bin`), f % 4 ? `d${d} f${f} ${rand()}\n`.repeat(1 + f * 20) : fill(16384 + Math.floor(rand() * 200000)))
+    for (let f = 0; f < 60; f++) fs.writeFileSync(path.join(src, `d${d}`, f % 4 ? `f${f}.txt` : `sub/f${f}.bin`), f % 4 ? `d${d} f${f} ${rand()}\n`.repeat(1 + f * 20) : fill(16384 + Math.floor(rand() * 200000)))
   }
   fs.symlinkSync('d0/f1.txt', path.join(src, 'link'))
 }
@@ -177,8 +178,9 @@ async function point(n) {
   }
   if (plan.backup) mutate()
   for (const id of plan.forgets ?? []) if (expected.get(id) === 'live') expected.set(id, 'maybe')
+  // after the process's start-up (no repository I/O before it), uniformly over the rest of its last run
   const est = lastMs.get(op)
-  const delay = est === undefined ? null : rand() * 1.2 * est
+  const delay = est === undefined ? null : startupMs + rand() * 1.2 * Math.max(1, est - startupMs)
   const before = listed().ids ?? []
   // a backup's copy is the tree now: taken before it runs, kept only if it commits
   const nextCopy = plan.backup ? path.join(copies, 'next') : null
@@ -187,6 +189,7 @@ async function point(n) {
     spawnSync('cp', ['-a', src, nextCopy])
   }
   const r = await runKilled(plan.args, delay)
+  if (process.env.CRASH_DEBUG) process.stderr.write(`\n${n} ${plan.args.join(' ')}: ${r.killed ? `killed at ${Math.round(delay)} ms` : `exit ${r.code} in ${Math.round(r.ms)} ms`} ${r.err.trim().split('\n')[0] ?? ''}\n`)
   const s = stats.get(op)
   s.points++
   if (r.killed) s.killed++
@@ -219,6 +222,16 @@ for (let g = 0; g < 8; g++) {
   expected.set(id, 'live')
   takeCopy(id)
 }
+// the start-up of a bfs process that touches no repository (median of 5): kills before it are no crash points
+const startupMs = (() => {
+  const t = []
+  for (let i = 0; i < 5; i++) {
+    const a = process.hrtime.bigint()
+    spawnSync(BFS, ['version'])
+    t.push(Number(process.hrtime.bigint() - a) / 1e6)
+  }
+  return t.sort((a, b) => a - b)[2]
+})()
 const t0 = Date.now()
 for (let n = 0; n < POINTS; n++) {
   await point(n)
@@ -239,7 +252,7 @@ const kills = [...stats.values()].reduce((a, s) => a + s.killed, 0)
 const report = [
   `# kill -9 points over ${ops.join(', ')} (${new Date().toISOString().slice(0, 10)}, seed ${opt('seed', 1)})`,
   '',
-  `bfs: ${BFS}; ${POINTS} points, ${kills} of them killed mid-run; ${Math.round((Date.now() - t0) / 1000)} s.` + (missing.length ? ` Not in this bfs: ${missing.join(', ')}.` : ''),
+  `bfs: ${BFS}; ${POINTS} points, ${kills} of them killed mid-run (after the ${Math.round(startupMs)} ms a bfs process takes to start); ${Math.round((Date.now() - t0) / 1000)} s.` + (missing.length ? ` Not in this bfs: ${missing.join(', ')}.` : ''),
   '',
   '| command | points | killed mid-run | finished before the kill | uninterrupted (measuring) | last run, ms |',
   '|---|---|---|---|---|---|',
