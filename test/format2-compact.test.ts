@@ -206,6 +206,16 @@ describe('bfs compact (format 2)', () => {
     expect(JSON.parse(await ok(['compact', '--min-age', '0', '--level', String(DEFAULT_COMPACT_LEVEL - 1), '--json'], h.repo)).units.compacted).toBe(0)
   })
 
+  it('generations: a merged generation\'s stored size is its own stream\'s (the merge run stores no data)', async () => {
+    const h = await history('merged-size', 3, 20_000)
+    await ok(['merge', 'gen2..gen3'], h.repo)
+    const g = JSON.parse((await bfs(['generations', '--json'], { repo: h.repo })).stdout) as Array<{ id: number; stored: { backup: number; now: number } }>
+    const three = g.find((x) => x.id === 3)!
+    expect(three.stored.backup).toBeGreaterThan(0)
+    expect(three.stored.now).toBe(three.stored.backup)
+    expect((await bfs(['generations'], { repo: h.repo })).stdout).not.toMatch(/\(now 0 B\)/)
+  })
+
   it('refuses bad options with a one-line error and exit 2; a format 1 repository by name', async () => {
     const h = await history('usage', 1, 10_000)
     for (const args of [['compact', '--level', '23'], ['compact', '--level', 'x'], ['compact', '--min-age', 'soon'], ['prune', '--level', '9']]) {

@@ -123,6 +123,14 @@ if (!ENDPOINT) {
       }
     })
 
+    it('compact and prune --compact are refused on S3 in one line (exit 1), nothing changed', async () => {
+      for (const args of [['compact'], ['prune', '--compact']]) {
+        const r = await run(args)
+        expect(r.code, args.join(' ')).toBe(1)
+        expect(r.stderr).toMatch(/^bfs: 'bfs (prune --)?compact' is not supported on an S3 repository yet .*; nothing was compacted\n$/)
+      }
+    })
+
     it('wrong credentials, a missing bucket, an unreachable endpoint: one line each, no stack trace', async () => {
       const bad = await run(['ls'], { AWS_SECRET_ACCESS_KEY: 'wrong' })
       expect(bad.code).not.toBe(0)

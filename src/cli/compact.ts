@@ -5,6 +5,7 @@
  * idle I/O class; resumable (a unit at the target level is skipped). `bfs prune --compact`
  * runs it after the prune.
  */
+import { isS3Url } from '../store/s3-url.js'
 import path from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
@@ -43,6 +44,13 @@ export interface CompactOutcome {
  * compact marks it aborted. Every unit is whole at every moment, so either way the next
  * compact goes on where this one stopped.
  */
+/**
+ * Compact replaces units in place (§2.20.9): on disk a reader's open descriptor keeps the old
+ * inode; on S3 a reader's next ranged GET of a replaced unit fails its If-Match, and the block
+ * reader does not reopen the unit yet (it would fail with EIO). Refused there until it does.
+ */
+export const S3_REFUSAL = "'bfs compact' is not supported on an S3 repository yet (readers of a unit it replaces would fail); nothing was compacted"
+
 export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: number; waitMs: number; line?: Progress; history?: Ctx['history'] }): Promise<CompactOutcome> {
   const lock = await Lease.maintenance(repo, 'compact', { waitMs: o.waitMs, onWait: warn })
   let lease: Lease | null = null
@@ -144,6 +152,7 @@ export function registerCompact(program: Command, ctx: Ctx): void {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs compact' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
+      if (isS3Url(dir)) throw new BfsError('BAD_INPUT', S3_REFUSAL)
       const repo = Repo2.open(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was compacted`)
       const line = new Progress({ action: 'compact', label: 'compacting:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })

@@ -6,6 +6,7 @@
  * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
+import { isS3Url } from '../store/s3-url.js'
 import path from 'node:path'
 import type { Command } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
@@ -18,7 +19,7 @@ import {
 import { Repo2 } from '../repo/v2/repo2.js'
 import type { RunRecord } from '../format/v2/records.js'
 import { parseGrace, withSignals } from './common.js'
-import { type CompactOutcome, compactNow, compactOptionsOf, compactReport, compactText, parseLevel } from './compact.js'
+import { type CompactOutcome, S3_REFUSAL, compactNow, compactOptionsOf, compactReport, compactText, parseLevel } from './compact.js'
 import { DEFAULT_COMPACT_LEVEL, surveyCompact } from '../repo/v2/compact.js'
 import type { Ctx } from './context.js'
 import { humanBytes } from './output.js'
@@ -130,6 +131,7 @@ export function registerPrune(program: Command, ctx: Ctx): void {
     .option('--min-age <duration>', 'with --compact: only data of backups committed at least this long ago (default 1w)', parseGrace)
     .action(async (o: Record<string, unknown>) => {
       if ((o.level !== undefined || o.minAge !== undefined) && !o.compact) throw new BfsError('USAGE', '--level and --min-age go with --compact')
+      if (o.compact && isS3Url(ctx.repoDir())) throw new BfsError('BAD_INPUT', S3_REFUSAL.replace("'bfs compact'", "'bfs prune --compact'"))
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (!(waitMs >= 0)) throw new BfsError('USAGE', '--wait takes a number of seconds')
       const graceMs = o.grace as number

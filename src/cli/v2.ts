@@ -104,7 +104,8 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
 function storedOf(repo: Repo2, m: ManifestV2): { backup: number; now: number } {
   const backup = Number((m.stats as Record<string, unknown>).storedBytes ?? 0)
   let now = 0
-  for (const k of repo.sync.listSync(keys2.genDir(m.run))) {
+  // the backup's own stream: gens/<id> (after a merge, `run` names the merge run, which stored no data)
+  for (const k of repo.sync.listSync(keys2.genDir(m.id))) {
     if (!UNIT2_RE.test(k.slice(k.lastIndexOf('/') + 1))) continue
     try {
       now += repo.sync.statSync(k).sizeBytes
