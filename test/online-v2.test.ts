@@ -113,6 +113,11 @@ async function sizesAndTimes(dir: string): Promise<string> {
   return must(`cd '${dir}' && find . -type f -printf '%P %s %T@\\n' | sort`)
 }
 
+/** An mtime in milliseconds as `ls --json` prints it, to the millisecond (2026-12-03T08:00:00.123). */
+function nsTimeOf(ms: number): string {
+  return new Date(Math.floor(ms)).toISOString().slice(0, 23)
+}
+
 // Slow on purpose (online.test.ts): one compression thread at level 19 and small units, so
 // that the reads last and the writer overlaps them.
 const BACKUP = ['--threads', '1', '--level', '19', '--unit-blocks', '16', '--exclude', '*-journal', '--json']
@@ -286,6 +291,54 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
       { path: 'z/new', reason: 'created or replaced after T0' },
       { path: 'z/old', reason: 'created or replaced after T0' },
     ])
+  }, 300_000)
+
+  it('the second name of a hard-linked file appended to after T0 has the T0 size, times and bytes too (cat, ls --json); the next backup stores the current bytes for both names', async () => {
+    const mnt = await makeExt4('linked')
+    const tree = path.join(mnt, 'tree')
+    fs.mkdirSync(path.join(tree, 'z'), { recursive: true })
+    await must(`head -c 100000 /dev/urandom > ${tree}/z/h1 && ln ${tree}/z/h1 ${tree}/z/h2`)
+    const atT0 = fs.readFileSync(path.join(tree, 'z', 'h1'))
+    const stT0 = fs.statSync(path.join(tree, 'z', 'h1'))
+    const repo = await newRepo2(path.join(work, 'repo-linked'))
+    // a fifo as --t0-file: bfs blocks there once T0 is set, before it reads anything; the
+    // append lands then, before the walk stats and reads either name
+    const t0 = path.join(work, 't0-linked')
+    await must(`mkfifo ${t0}`)
+    const b = spawnBfs(['backup', tree, '--online', '--t0-file', t0, '--json'], repo)
+    children.push(b)
+    let out = ''
+    let err = ''
+    b.stdout!.on('data', (x: Buffer) => (out += x.toString()))
+    b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
+    const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
+    await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
+    await must(`head -c 50000 /dev/urandom >> ${tree}/z/h1`)
+    expect((await sh(`cat ${t0}`)).code).toBe(0) // lets bfs go on
+    expect(await exited).toBe(0)
+    expect(err).toBe('')
+    const res = JSON.parse(out)
+    expect(res.online.uncovered).toEqual([])
+    const ls = JSON.parse((await bfs(['ls', `${res.generation}:z`, '--json'], { repo })).stdout) as Array<{ name: string; size: number; mtime: string; ctime: string }>
+    const [h1, h2] = ['h1', 'h2'].map((n) => ls.find((x) => x.name === n)!)
+    const mtimeT0 = nsTimeOf(stT0.mtimeMs)
+    expect(h1!.size).toBe(100_000)
+    expect(h2!.size).toBe(100_000)
+    expect(h2!.mtime).toBe(h1!.mtime)
+    expect(h2!.ctime).toBe(h1!.ctime)
+    expect(h1!.mtime.slice(0, 23)).toBe(mtimeT0)
+    for (const n of ['h1', 'h2']) expect((await bfs(['cat', `${res.generation}:z/${n}`], { repo })).out.equals(atT0)).toBe(true)
+
+    // the next (plain) backup: both names changed since the online generation, both stored as they are now
+    const now = fs.readFileSync(path.join(tree, 'z', 'h1'))
+    expect(now.length).toBe(150_000)
+    const r2 = await bfs(['backup', tree, '--json'], { repo })
+    expect(r2.stderr).toBe('')
+    expect(r2.code).toBe(0)
+    const g2 = JSON.parse(r2.stdout).generation
+    for (const n of ['h1', 'h2']) expect((await bfs(['cat', `${g2}:z/${n}`], { repo })).out.equals(now)).toBe(true)
+    const ls2 = JSON.parse((await bfs(['ls', `${g2}:z`, '--json'], { repo })).stdout) as Array<{ name: string; size: number }>
+    expect(ls2.map((x) => x.size)).toEqual([150_000, 150_000])
   }, 300_000)
 
   it('a run whose capture is voided (bfs stopped while a writer waits) commits nothing and says so', async () => {

@@ -115,6 +115,9 @@ interface PreRead {
   j: number
 }
 
+/** A hard-linked file stored in this run: its map, and the size, times and flags of the name read (what the map holds). */
+type LinkedCopy = StoredMap & Pick<Entry2, 'size' | 'mtimeSec' | 'mtimeNsec' | 'ctimeSec' | 'ctimeNsec' | 'flags'>
+
 /** A directory whose subdirectories are scanned ahead: its listing in walk order, and how far. */
 interface ScanFrame {
   dir: Buffer
@@ -288,8 +291,13 @@ class Walk2 {
   private nextOrd: number
   private readonly warnings: string[] = []
   private readonly skippedPaths: string[] = []
-  /** Hard-linked files stored in this run (dev:ino → map): stored once. */
-  private readonly links = new Map<string, StoredMap>()
+  /**
+   * Hard-linked files stored in this run (dev:ino → map): stored once. With the map, the size,
+   * times and changed-while-read flag of the name that was read: the other names take them
+   * (their scanned stat may be newer than the bytes stored — with --online, the T0 size and
+   * times describe the map, not the live stat).
+   */
+  private readonly links = new Map<string, LinkedCopy>()
   /** Listings read ahead (path → scan), the frames they come from (the open path), the window's reads in flight. */
   private readonly scans = new Map<string, Promise<native.DirScan>>()
   private readonly frames: ScanFrame[] = []
@@ -948,7 +956,7 @@ class Walk2 {
     e.dataBlocks = m.dataBlocks
     if (old) this.stats.changedFiles++
     else this.stats.newFiles++
-    if (linkKey) this.links.set(linkKey, m)
+    if (linkKey) this.links.set(linkKey, { map: m.map, dataBlocks: m.dataBlocks, size: e.size, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, ctimeSec: e.ctimeSec, ctimeNsec: e.ctimeNsec, flags: e.flags })
   }
 
   /** Fills a file entry's map: copied from an unchanged previous entry, else stored. False: skipped. */
@@ -970,6 +978,13 @@ class Walk2 {
     if (linked) {
       e.map = linked.map
       e.dataBlocks = linked.dataBlocks
+      this.stats.logicalBytes += linked.size - e.size
+      e.size = linked.size
+      e.mtimeSec = linked.mtimeSec
+      e.mtimeNsec = linked.mtimeNsec
+      e.ctimeSec = linked.ctimeSec
+      e.ctimeNsec = linked.ctimeNsec
+      e.flags |= linked.flags & E_CHANGED_WHILE_READ
       e.xattrs = xattrsOf(full)
       return true
     }
