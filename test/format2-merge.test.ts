@@ -226,6 +226,90 @@ describe('format 2 merge', () => {
     }
   }, 900_000)
 
+  const retiredNames = (repo: string): string[] => fs.readdirSync(path.join(repo, 'retired')).sort()
+  const retiredCopy = (repo: string, name: string): Record<string, any> => JSON.parse(payloadOf('manifest', fs.readFileSync(path.join(repo, 'retired', name)), name).toString('utf8')) as Record<string, any>
+  /** A `superseded` copy of gen`id`'s current manifest, as a merge that did not commit leaves it (retiredBy: a run that is not running). */
+  const plantSuperseded = (repo: string, id: number, retiredBy: number, retiredAt: string): string => {
+    const name = path.basename(keys2.manifest(id))
+    const json = JSON.parse(payloadOf('manifest', fs.readFileSync(path.join(repo, 'manifests', name)), name).toString('utf8')) as Record<string, any>
+    const copy = path.basename(keys2.retiredManifest(id, json.rev as number))
+    fs.writeFileSync(path.join(repo, 'retired', copy), envelope2('manifest', Buffer.from(JSON.stringify({ ...json, retiredAt, retiredBy, reason: 'superseded' }))))
+    return copy
+  }
+
+  it('a merge that fails between its superseded copy and the replace drops the copy: forget of its target, a later merge over it and prune work; a stale copy is replaced, with a fresh retiredAt', async () => {
+    const h = await history('abort', 5, false)
+    const failed = await bfs(['merge', 'gen1..gen3'], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'EIO' }] }) } })
+    expect(failed.code, failed.stderr).not.toBe(0)
+    expect(failed.stderr.trim().split('\n')).toHaveLength(1)
+    const m = runs(h.repo).find((r) => r.kind === 'merge')!
+    expect(m.state).toBe('aborted')
+    expect(fs.existsSync(path.join(h.repo, keys2.genDir(m.run)))).toBe(false)
+    expect(retiredNames(h.repo)).toEqual([]) // its superseded copy of gen3 r1 (still current) is gone
+    expect(await ids(h.repo)).toEqual([1, 2, 3, 4, 5])
+    expect(Repo2.open(h.repo).manifest(3).rev).toBe(1)
+    // the target can be forgotten
+    await ok(['forget', 'gen3'], h.repo)
+    expect(await ids(h.repo)).toEqual([1, 2, 4, 5])
+    // a superseded copy of a still-current revision that a recovery missed (an older bfs left it): prune says what it is, forget and merge replace it
+    const stale2 = plantSuperseded(h.repo, 2, 999, '2020-01-01T00:00:00.000Z')
+    const stale5 = plantSuperseded(h.repo, 5, 999, '2020-01-01T00:00:00.000Z')
+    const survey = JSON.parse(await ok(['prune', '--dry-run', '--json'], h.repo)) as Record<string, any>
+    expect(JSON.stringify(survey), JSON.stringify(survey)).toContain('left by a merge that did not commit: the next merge or forget of gen2 replaces it')
+    expect(JSON.stringify(survey)).not.toContain('an interrupted forget')
+    const t0 = Date.now()
+    const r = JSON.parse(await ok(['merge', 'gen1..gen5', '--json'], h.repo)) as Record<string, any>
+    expect(r).toMatchObject({ target: 5, rev: 2, retired: [1, 2, 4] })
+    expect(retiredCopy(h.repo, stale2)).toMatchObject({ id: 2, rev: 1, reason: 'merged-into' })
+    // the superseded copy of gen5 r1 is the merge's own, retired now (not 2020's: readers since are in prune's grace)
+    expect(retiredCopy(h.repo, stale5)).toMatchObject({ id: 5, rev: 1, reason: 'superseded', retiredBy: r.run })
+    expect(Date.parse(retiredCopy(h.repo, stale5).retiredAt as string)).toBeGreaterThanOrEqual(t0 - 1000)
+    expect(await ids(h.repo)).toEqual([5])
+    await ok(['prune'], h.repo)
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [5])
+  }, 600_000)
+
+  it('kill -9 between the superseded copy and the replace: recovery (here prune\'s) drops the copy; forget of the target and forget --keep-last then work', async () => {
+    const h = await history('abort-kill', 4, false)
+    const crash = await bfs(['merge', 'gen1..gen3'], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ keys: 'manifests/*', ops: ['put'], fault: 'kill' }] }) } })
+    expect(crash.stderr).toContain('killed by SIGKILL')
+    expect(retiredNames(h.repo)).toEqual(['gen-00000003-r0001'])
+    const killed = runs(h.repo).find((r) => r.kind === 'merge')!
+    const pruned = await bfs(['prune', '--json'], { repo: h.repo })
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(runs(h.repo).find((r) => r.run === killed.run)!.state).toBe('aborted')
+    expect(fs.existsSync(path.join(h.repo, keys2.genDir(killed.run)))).toBe(false)
+    expect(retiredNames(h.repo)).toEqual([])
+    await ok(['forget', 'gen3'], h.repo)
+    await ok(['forget', '--keep-last', '1'], h.repo)
+    expect(await ids(h.repo)).toEqual([4])
+    await ok(['prune'], h.repo)
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [4])
+  }, 600_000)
+
+  it('a replace that landed but does not read back: gens/M and the running record stay; the next merge\'s recovery finds it committed', async () => {
+    const h = await history('unread', 4, false)
+    // the replace lands and reports EIO; the read-back of gen3's manifest (its third get in this run) fails
+    const faults = { rules: [{ keys: 'manifests/gen-00000003', ops: ['put'], fault: 'unacked' }, { keys: 'manifests/gen-00000003', ops: ['get'], fault: 'EIO', after: 3, times: 1 }] }
+    const failed = await bfs(['merge', 'gen1..gen3'], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify(faults) } })
+    expect(failed.code, failed.stderr).not.toBe(0)
+    const m = runs(h.repo).find((r) => r.kind === 'merge')!
+    const m3 = Repo2.open(h.repo).manifest(3)
+    expect(m3).toMatchObject({ rev: 2, run: m.run }) // it landed
+    expect(m.state).toBe('running')
+    expect(fs.readdirSync(path.join(h.repo, keys2.genDir(m.run))).length).toBeGreaterThan(0) // what gen3 rev 2 references
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [1, 2, 3, 4])
+    const again = JSON.parse(await ok(['merge', 'gen1..gen3', '--json'], h.repo)) as Record<string, any>
+    expect(again).toMatchObject({ run: null, rev: 2, retired: [1, 2] })
+    expect(runs(h.repo).find((r) => r.run === m.run)!.state).toBe('committed')
+    await ok(['prune'], h.repo)
+    await ok(['verify', '--all'], h.repo)
+    await restoresIdentical(h, [3, 4])
+  }, 600_000)
+
   it('refuses bad ranges, missing generations, ranges of another source, format 1 repositories and a held lock in one line', async () => {
     const h = await history('refuse', 2, false)
     const other = path.join(work, 'refuse', 'other')

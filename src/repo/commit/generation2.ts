@@ -27,6 +27,7 @@ import { WorkerPool } from '../pool.js'
 import { type Repo2, envelope2, payloadOf } from '../v2/repo2.js'
 import { holderAlive, Lease, listLeases, readLease } from '../v2/lease.js'
 import { removeDedupOf } from '../v2/dedup.js'
+import { dropStaleSuperseded } from '../v2/forget.js'
 import type { CommitOptions } from './generation.js'
 import { storageError } from './recover.js'
 import { StreamWriter } from './stream.js'
@@ -100,6 +101,8 @@ export async function recoverRuns2(repo: Repo2): Promise<number> {
     const committed = r.kind === 'merge' ? mergeLanded(repo, r) : repo.sync.hasSync(keys2.manifest(r.run))
     if (committed === null) continue // its target's manifest does not read: left for bfs verify
     if (!committed) {
+      // a merge's superseded copy of the target's still-current revision goes first (§2.20.6)
+      if (r.kind === 'merge') dropSupersededOf(repo, r)
       repo.sync.removeSync(keys2.genDir(r.run), { recursive: true })
       if (r.kind === 'backup') removeDedupOf(repo, r.run)
     }
@@ -137,6 +140,18 @@ function mergeLanded(repo: Repo2, r: RunRecord): boolean | null {
     }
   }
   return false
+}
+
+/** A dead, uncommitted merge's `superseded` copy of its target's revision, when that revision is still the current one (see dropStaleSuperseded). */
+function dropSupersededOf(repo: Repo2, r: RunRecord): void {
+  let cur: ManifestV2
+  try {
+    cur = repo.manifest(r.target!)
+  } catch (err) {
+    if (err instanceof BfsError) return // gone or damaged: nothing current to compare with
+    throw err
+  }
+  dropStaleSuperseded(repo, cur, r.run)
 }
 
 /** Whether a `running` record's writer is gone (see recoverRuns2). */

@@ -146,7 +146,8 @@ export function retireGeneration(repo: Repo2, id: number, retiredBy: number, now
 /**
  * The retired copy of generation `id`'s current manifest, `retired/gen-N-r<rev>` [exclusive],
  * made durable; the manifest is left in place. A copy of that revision already there with the
- * same reason (an interrupted forget or merge) counts as done. Returns the manifest copied.
+ * same reason (an interrupted forget or merge) counts as done; a `superseded` one (a merge that
+ * did not commit: its revision is still the current one) is replaced. Returns the manifest copied.
  */
 export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, reason: 'forget' | 'merged-into' | 'superseded', now = new Date()): ManifestV2 {
   const key = keys2.manifest(id)
@@ -177,9 +178,33 @@ export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, rea
     // an earlier run retired this revision and died before the next step: finish it
     if (!(err instanceof StoreError && err.code === 'EEXIST')) throw err
     const prior = readRetired(repo, keys2.retiredManifest(id, m.rev))
-    if (!prior || prior.retired?.reason !== reason) throw new BfsError('CORRUPT', `${where} exists and is not a ${reason} copy of gen${id}; gen${id} is left alone`)
+    if (prior && prior.id === id && prior.rev === m.rev && prior.retired?.reason === 'superseded') {
+      // a merge that did not commit left it (its revision is still the current one): it protects
+      // nothing the manifest does not, and is rewritten — for a merge, with a fresh retiredAt,
+      // so that readers which started after that merge died get prune's grace
+      repo.sync.putSync(keys2.retiredManifest(id, m.rev), envelope2('manifest', out), { mode: 'replace' })
+    } else if (!prior || prior.retired?.reason !== reason) {
+      throw new BfsError('CORRUPT', `${where} exists and is not a ${reason} copy of gen${id}; gen${id} is left alone`)
+    }
   }
   // put fsynced retired/; its own entry in the top directory may be new (the first forget)
   repo.sync.flushSync('')
   return m
+}
+
+/**
+ * A merge that did not commit (§2.20.6): its `superseded` copy of the target's revision that is
+ * still the current one (`cur`, the manifest as read now), deleted — it is no retirement, and
+ * left there it would block the next forget or merge of that generation. Only the copy of merge
+ * run `run` (its retiredBy): another's may belong to a merge still running. Returns whether one
+ * was deleted.
+ */
+export function dropStaleSuperseded(repo: Repo2, cur: ManifestV2, run: number): boolean {
+  const key = keys2.retiredManifest(cur.id, cur.rev)
+  if (!repo.sync.hasSync(key)) return false
+  const copy = readRetired(repo, key)
+  if (!copy || copy.id !== cur.id || copy.rev !== cur.rev || copy.retired?.reason !== 'superseded' || copy.retired.retiredBy !== run) return false
+  repo.sync.removeSync(key)
+  repo.sync.flushSync(keys2.retired)
+  return true
 }

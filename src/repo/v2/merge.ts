@@ -18,11 +18,14 @@
  * 7. `runs/M` committed;
  * 8. A … B−1 retired and deleted (repo/v2/forget.ts retireGeneration).
  *
- * A crash before 6 leaves M running with a dead lease: recovery (recoverRuns2) deletes gens/M
- * and marks it aborted; B is untouched (its superseded copy, if written, is an ordinary retired
- * manifest of a revision still committed: prune keeps it until the merge is rerun or drops it
- * as unprotected — it references nothing B does not). After 6, rerunning the merge sees B
- * already merged from A (its `merged.from` ≤ A) and only retires what is left.
+ * A crash before 6 leaves M running with a dead lease: recovery (recoverRuns2) deletes M's
+ * superseded copy of B (its revision is still the current one), then gens/M, and marks it
+ * aborted; B is untouched. A failure before 6 in this process does the same at once, unless
+ * B's manifest does not read back (the replace may have landed): then nothing is deleted and
+ * M stays running for recovery. A superseded copy of B's current revision left anyway (an
+ * older bfs) is replaced by the next merge (fresh retiredAt) or forget of B. After 6,
+ * rerunning the merge sees B already merged from A (its `merged.from` ≤ A) and only retires
+ * what is left.
  *
  * Not built: `--relocate` (copying B's blocks that live in streams A … B−1 into stream M: the
  * data stays where it is), folding a BI overlay (a generation with one is refused; no format 2
@@ -39,7 +42,7 @@ import { type DirRef, TreeReader } from '../../pieces/tree-reader.js'
 import { TreeWriter } from '../../pieces/tree-writer.js'
 import { BfsError } from '../errors.js'
 import { recoverRuns2 } from '../commit/generation2.js'
-import { finishInterrupted, retireGeneration, writeRetiredCopy } from './forget.js'
+import { dropStaleSuperseded, finishInterrupted, retireGeneration, writeRetiredCopy } from './forget.js'
 import type { Lease } from './lease.js'
 import { type Repo2, envelope2 } from './repo2.js'
 
@@ -179,15 +182,23 @@ export async function mergeGenerations(repo: Repo2, o: MergeOptions): Promise<Me
     } finally {
       if (!committed) {
         try {
-          // recovery's rule: a replace that landed although it reported an error is a commit
-          let landed = false
+          // recovery's rule: a replace that landed although it reported an error is a commit; a
+          // manifest that does not read back decides nothing: gens/M and the running record stay
+          // for recovery (which judges the run once this process is gone), as after a crash
+          let cur: ManifestV2 | null = null
           try {
-            landed = repo.manifest(B.id).run === M
+            cur = repo.manifest(B.id)
           } catch {
-            landed = false
+            cur = null
           }
-          if (!landed) repo.sync.removeSync(keys2.genDir(M), { recursive: true })
-          repo.putRun({ ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+          if (cur) {
+            const landed = cur.run === M
+            if (!landed) {
+              dropStaleSuperseded(repo, cur, M)
+              repo.sync.removeSync(keys2.genDir(M), { recursive: true })
+            }
+            repo.putRun({ ...run, state: landed ? 'committed' : 'aborted', ended: new Date().toISOString() }, 'replace')
+          }
         } catch {
           // the next writer's recovery finishes it
         }

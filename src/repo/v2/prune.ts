@@ -117,9 +117,13 @@ export function survey(repo: Repo2, graceMs: number, self: string | null, now = 
         info.protected = true
         info.why = `in use by pid ${holder.pid} on ${holder.host} (${holder.command ?? holder.kind})`
       } else if (repo.sync.hasSync(keys2.manifest(id)) && committed.some((c) => c.id === id && c.rev === rev)) {
-        // an interrupted forget (both copies): still committed, walked as such; the copy stays for forget to finish
+        // an interrupted forget (both copies): still committed, walked as such; the copy stays for forget to finish.
+        // A `superseded` copy of the current revision: a merge that did not commit (its recovery
+        // deletes it; one a recovery missed is replaced by the next merge or forget of that generation)
         info.protected = true
-        info.why = 'still committed (an interrupted forget: the next forget finishes it)'
+        info.why = man.retired!.reason === 'superseded'
+          ? `still committed (left by a merge that did not commit: the next merge or forget of gen${id} replaces it)`
+          : 'still committed (an interrupted forget: the next forget finishes it)'
       }
     }
     retired.push(info)
