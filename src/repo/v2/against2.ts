@@ -33,6 +33,9 @@ export async function verifyAgainst2(r: GenReader2, genPath: string, root: strin
   /** Hard-link groups (the source identity the backup saw) → the live inode their first member has. */
   const groups = new Map<string, string>()
   const CH = 1 << 20
+  // one pair of buffers for every file (a tree of 78k files compared them each); a device gets an aligned one
+  const plainBuf = Buffer.allocUnsafe(CH)
+  const want = Buffer.allocUnsafe(CH)
   const contentEqual = async (e: Entry2, live: Buffer, rel: string, device = false): Promise<boolean> => {
     const f = await r.open(e, rel)
     let dr: DeviceReader
@@ -43,9 +46,8 @@ export async function verifyAgainst2(r: GenReader2, genPath: string, root: strin
       return false
     }
     const fd = dr.fd
-    const buf = dr.direct ? native.alignedBuffer(CH) : Buffer.allocUnsafe(CH)
-    // the stored bytes in CH-sized pieces (the reader hands over its own buffers: data[offset…offset+bytes], holes as zeros)
-    const want = Buffer.allocUnsafe(CH)
+    const buf = dr.direct ? native.alignedBuffer(CH) : plainBuf
+    // the stored bytes in CH-sized pieces into `want` (the reader hands over its own buffers: data[offset…offset+bytes], holes as zeros)
     let have = 0
     let pos = 0 // in the file: where `want` starts
     let same = true
