@@ -2,7 +2,7 @@
  * `bfs compact` (issue 16 item 4): recompresses the settled units of a format 2 repository at
  * a high zstd level, keeping frame sizes and raw bytes (native-notes/format.md §2.20.8,
  * repo/v2/compact.ts). Under the maintenance lock, as a run of its own; at nice 19 and in the
- * idle I/O class; resumable (a unit at the target level is skipped). `bfs prune --compact`
+ * lowest best-effort I/O priority; resumable (a unit at the target level is skipped). `bfs prune --compact`
  * runs it after the prune.
  */
 import { isS3Url } from '../store/s3-url.js'
@@ -34,7 +34,7 @@ export interface CompactOutcome {
   sv: CompactSurvey
   res: CompactResult | null
   run: number | null
-  priority: { nice: number | null; ioIdle: boolean } | null
+  priority: { nice: number | null; ioLow: boolean } | null
 }
 
 /**
@@ -77,7 +77,7 @@ export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: numb
       o.history?.add({ bytes: { compacted: res.rawBytes, before: res.bytesBefore, after: res.bytesAfter } })
       endPruneRun(repo, run, 'committed')
       done = true
-      return { sv, res, run: run.run, priority: { nice: prio.nice, ioIdle: prio.ioIdle } }
+      return { sv, res, run: run.run, priority: { nice: prio.nice, ioLow: prio.ioLow } }
     })
   } finally {
     if (run && !done) {
