@@ -29,15 +29,17 @@ export interface VolumeOptions extends BackupOptions {
   freezeTimeoutS?: number
 }
 
-/**
- * Backs up a block device or an image file as a volume generation: a catalog with one
- * regular file (named after the source) whose block map covers the volume's block space.
- * Holes and all-zero blocks are stored as holes; an incremental stores only blocks whose
- * hash differs from the base generation's, and an image whose size, mtime and ctime are
- * unchanged is not read at all.
- */
-export async function backupVolume(repo: Repository, opts: VolumeOptions): Promise<BackupResult> {
-  const source = path.resolve(opts.source)
+/** A volume source opened for reading (the caller closes `fd`): its fstat at the open, whether it is a block device, its size now. */
+export interface VolumeSource {
+  fd: number
+  st: Float64Array
+  isDev: boolean
+  /** The size now: a device's from the kernel, an image's from fstat. */
+  sizeOf: () => number
+}
+
+/** Opens an image file or block device to back up (format 1 and 2): one-line errors for a missing, unreadable or wrong-type source. */
+export function openVolumeSource(source: string): VolumeSource {
   let fd: number
   try {
     fd = openSource(source)
@@ -50,8 +52,25 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     const fmt = st1[native.S_MODE]! & S_IFMT
     if (fmt !== S_IFREG && fmt !== S_IFBLK) throw new BfsError('BAD_INPUT', `${source} is not a block device or an image file`)
     const isDev = fmt === S_IFBLK
+    return { fd, st: st1, isDev, sizeOf: () => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!) }
+  } catch (err) {
+    fs.closeSync(fd)
+    throw err
+  }
+}
+
+/**
+ * Backs up a block device or an image file as a volume generation: a catalog with one
+ * regular file (named after the source) whose block map covers the volume's block space.
+ * Holes and all-zero blocks are stored as holes; an incremental stores only blocks whose
+ * hash differs from the base generation's, and an image whose size, mtime and ctime are
+ * unchanged is not read at all.
+ */
+export async function backupVolume(repo: Repository, opts: VolumeOptions): Promise<BackupResult> {
+  const source = path.resolve(opts.source)
+  const { fd, st: st1, isDev, sizeOf } = openVolumeSource(source)
+  try {
     if (opts.online && isDev) throw new BfsError('BAD_INPUT', `--online covers image files, not block devices: ${source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
-    const sizeOf = (): number => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     // What writes to the source while it is read: filesystems mounted from the device (its

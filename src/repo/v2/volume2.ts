@@ -28,14 +28,9 @@ import { changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '..
 import { mountState } from '../device.js'
 import { BfsError } from '../errors.js'
 import { type BaseObject, storeObject } from '../objects.js'
-import { openSource } from '../source.js'
-import { readSource, sourceMounts } from '../volume.js'
+import { openVolumeSource, readSource, sourceMounts } from '../volume.js'
 import { StreamSource2 } from './read2.js'
 import type { Repo2 } from './repo2.js'
-
-const S_IFMT = 0o170000
-const S_IFREG = 0o100000
-const S_IFBLK = 0o060000
 
 export interface Volume2Options extends CommitOptions, StreamSettings {
   source: string
@@ -54,19 +49,8 @@ export function volumeEntryName(source: string, isDev: boolean): Buffer {
 /** Backs up an image file or a block device as a format 2 volume generation, block-incremental to the newest volume generation of the same source and host. */
 export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<Commit2Result & { mountPoints: string[] }> {
   const source = path.resolve(opts.source)
-  let fd: number
+  const { fd, st: st1, isDev, sizeOf } = openVolumeSource(source)
   try {
-    fd = openSource(source)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new BfsError('BAD_INPUT', code === 'ENOENT' ? `source ${source} does not exist` : code === 'EACCES' ? `cannot read ${source}: permission denied` : `cannot open ${source}: ${code ?? (err as Error).message}`)
-  }
-  try {
-    const st1 = native.fstatRecord(fd)
-    const fmt = st1[native.S_MODE]! & S_IFMT
-    if (fmt !== S_IFREG && fmt !== S_IFBLK) throw new BfsError('BAD_INPUT', `${source} is not a block device or an image file`)
-    const isDev = fmt === S_IFBLK
-    const sizeOf = (): number => (isDev ? native.blockDeviceSize(fd) : native.fstatRecord(fd)[native.S_SIZE]!)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     const mounts = sourceMounts(st1, isDev)
