@@ -887,7 +887,9 @@ describe('config v2 and features (§2.7)', () => {
   it('an unknown incompat feature is refused by name; rocompat makes it read-only; compat is ignored', () => {
     const withF = (cls: 'incompat' | 'rocompat' | 'compat', name: string): ConfigV2 => decodeConfigV2(encodeConfigV2({ ...CONFIG, features: { ...CONFIG.features, [cls]: [...CONFIG.features[cls], name] } }), 'c')
     expect(checkFeatures(CONFIG, 'c')).toEqual({ readOnly: false, readOnlyBecause: [], ignored: [] })
-    expect(code(() => checkFeatures(withF('incompat', 'bilog'), '/r/config'))).toBe('UNSUPPORTED_FEATURE')
+    // bilog (BI logs, issue 14) is known to this bfs; a bfs without the overlays refuses it
+    expect(checkFeatures(withF('incompat', 'bilog'), '/r/config').readOnly).toBe(false)
+    expect(code(() => checkFeatures(withF('incompat', 'bilog'), '/r/config', new Set(['pieces'])))).toBe('UNSUPPORTED_FEATURE')
     expect(() => checkFeatures(withF('incompat', 'warp-drive'), '/r/config')).toThrow("/r/config: this repository uses feature 'warp-drive', which this bfs does not support: a newer bfs is needed")
     expect(checkFeatures(withF('rocompat', 'some-index'), 'c')).toEqual({ readOnly: true, readOnlyBecause: ['some-index'], ignored: [] })
     expect(checkFeatures(withF('compat', 'history'), 'c')).toEqual({ readOnly: false, readOnlyBecause: [], ignored: ['history'] })

@@ -15,6 +15,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { bfs, BFS, diffTree, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
+import { checkFeatures } from '../src/format/v2/config.js'
+
+/** The features of a format 2 repository's config (or config-copy): the JSON after the 64-byte envelope header. */
+const features = (repo: string, name = 'config'): { incompat: string[]; rocompat: string[]; compat: string[] } =>
+  JSON.parse(fs.readFileSync(path.join(repo, name)).subarray(64).toString('utf8')).features
 
 const IS_ROOT = process.getuid?.() === 0
 const [major, minor] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
@@ -132,6 +137,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
     // it (block incremental) and new ones in full
     const repo = await newRepo2(path.join(work, 'repo'))
     expect((await bfs(['backup', tree], { repo })).code).toBe(0)
+    expect(features(repo).incompat).not.toContain('bilog')
     await must(`head -c 300000 /dev/urandom | dd of=${tree}/d0/f10 bs=4096 seek=100 conv=notrunc status=none && truncate -s 1000000 ${tree}/d1/f12 && echo more >> ${tree}/d2/f09`)
     await must(`mkdir -p ${tree}/d3/a ${tree}/d3/b && cp -a ${tree}/d1/. ${tree}/d3/a/ && cp -a ${tree}/d2/. ${tree}/d3/b/`)
     await must(`cp -a ${tree} ${copy} && sync`)
@@ -159,6 +165,11 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
     expect(res.stats.biRecords).toBe(res.online.biRecords)
     expect(res.biLog).toMatch(/^2\.\d+\.\d+\.\d+:[0-9a-f]{64}$/)
     expect(res.biIndex).toMatch(/^2\.\d+\.\d+\.\d+:[0-9a-f]{64}$/)
+    // the repository says that it holds BI logs (§2.7): a bfs without the overlays refuses it
+    // rather than read the torn maps; both copies of the config
+    expect(features(repo).incompat).toContain('bilog')
+    expect(features(repo, 'config-copy').incompat).toContain('bilog')
+    expect(() => checkFeatures({ features: features(repo) }, 'config', new Set(['pieces', 'upgrading', 'v1-streams']))).toThrow(/feature 'bilog', which this bfs does not support/)
 
     const out = path.join(work, 'restored')
     const rr = await bfs(['restore', res.generation, out], { repo })

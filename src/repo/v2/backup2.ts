@@ -44,6 +44,7 @@ import type { Repo2 } from './repo2.js'
 import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
 import { BI_REASON_TEXT, OnlineCapture } from '../online.js'
 import { ingest2 } from './online2.js'
+import { enableFeature } from './features.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings {
   source: string
@@ -380,7 +381,7 @@ class Walk2 {
     let r: { ref: DirRef | null; subdirs: number }
     let bi: Awaited<ReturnType<typeof ingest2>> | null = null
     try {
-      this.startCapture()
+      await this.startCapture()
       fillMeta(root, this.rootSt, 0)
       root.ord = 0
       const prevRoot = this.ctx.prev?.rootEntry ?? null
@@ -418,9 +419,14 @@ class Walk2 {
     }
   }
 
-  /** `--online`: sets the capture's mark (T0); its directory is never backed up. */
-  private startCapture(): void {
+  /**
+   * `--online`: sets the capture's mark (T0); its directory is never backed up. First the
+   * repository's `bilog` feature (§2.7): a bfs without the overlays must not read the
+   * generation it may write (the feature is set even if the run falls back to offline).
+   */
+  private async startCapture(): Promise<void> {
     if (!this.opts.online) return
+    await enableFeature(this.repo, 'bilog', 'backup --online', { onWait: (m) => this.reporter.warn(m) })
     this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m), this.opts.onlineNice)
     const dir = this.online.captureDir
     if (dir) {
