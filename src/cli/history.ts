@@ -70,11 +70,11 @@ function json(r: ListedRecord): Record<string, unknown> {
 export function registerHistory(program: Command, ctx: Ctx): void {
   program
     .command('history')
-    .description('list the runs recorded in the repository (backup, restore, verify, forget), oldest first: start, command, result (ok, partial, failed, interrupted, running), duration, generations, sources, bytes, warnings, error')
+    .description('list the runs recorded in the repository (backup, restore, verify, forget, prune, merge, compact), oldest first: start, command, result (ok, partial, failed, interrupted, running), duration, generations, sources, bytes, warnings, error')
     .option('--source <path>', 'only the runs about this source')
     .option('--last <n>', 'only the last n runs (after --source)', int('--last', 1, Number.MAX_SAFE_INTEGER))
     .option('--json', 'print a JSON array of the runs')
-    .addHelpText('after', '\nEvery run of backup, restore, verify and forget (not a dry run) is recorded in the repository when it starts and again when it ends, failed or interrupted ones too (a command line refused before the run starts is not); a run whose process is gone without finishing its record (kill -9, a crash) is listed as interrupted. Read-only commands (generations, ls, cat, find, log, diff, mount, history) are not recorded; nor are restore and verify by a user who cannot write the repository. A record that does not read is skipped with a warning.')
+    .addHelpText('after', '\nEvery run of backup, restore, verify, forget, prune, merge and compact (not a dry run) is recorded in the repository when it starts and again when it ends, failed or interrupted ones too (a command line refused before the run starts is not); a run whose process is gone without finishing its record (kill -9, a crash) is listed as interrupted. Read-only commands (generations, ls, cat, find, log, diff, mount, history) are not recorded, nor are migrate and recall; nor are restore and verify by a user who cannot write the repository. A record that does not read is skipped with a warning.')
     .action((o: { source?: string; last?: number; json?: boolean }) => {
       const dir = ctx.repoDir()
       if (isFormat2(dir)) Repo2.open(dir, warn)
