@@ -58,14 +58,25 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
 
 /** Makes a repository with `bfs init` (the only command that creates one) and returns its path. */
 export async function newRepo(dir: string, owner?: number): Promise<string> {
-  const r = await bfs(['init'], { repo: dir })
-  if (r.code !== 0) throw new Error(`bfs init ${dir}: ${r.stderr.trim()}`)
+  return newRepoF(1, dir, owner)
+}
+
+/** The repository formats tests run on when they run on both (format 2: `bfs init --format 2`). */
+export const FORMATS = [1, 2] as const
+
+/** A new repository of format `fmt` (and, with `owner`, owned by that uid). */
+export async function newRepoF(fmt: 1 | 2, dir: string, owner?: number): Promise<string> {
+  const r = await bfs(fmt === 1 ? ['init'] : ['init', '--format', '2'], { repo: dir })
+  if (r.code !== 0) throw new Error(`bfs init${fmt === 1 ? '' : ' --format 2'} ${dir}: ${r.stderr.trim()}`)
   if (owner !== undefined) {
     const c = await sh(`chown -R ${owner}:${owner} '${dir}'`)
     if (c.code !== 0) throw new Error(`chown ${dir}: ${c.stderr.trim()}`)
   }
   return dir
 }
+
+/** A backup summary's parent (format 1: `parent`; format 2: its one source's). */
+export const parentOf = (j: { parent?: number; sources?: Array<{ parent: number }> }): number | undefined => j.parent ?? j.sources?.[0]?.parent
 
 export function sh(cmd: string, opts: { cwd?: string } = {}): Promise<Run> {
   return run('bash', ['-c', cmd], { cwd: opts.cwd })

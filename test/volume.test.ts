@@ -3,7 +3,7 @@ import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { BFS, bfs, newRepo, sh, spawnBfs, tmpdir } from './helpers.js'
+import { BFS, bfs, FORMATS, newRepo, newRepoF, parentOf, sh, spawnBfs, tmpdir } from './helpers.js'
 import { Repository } from '../src/repo/repository.js'
 import { GenView } from '../src/vfs/tree.js'
 
@@ -11,17 +11,6 @@ import { GenView } from '../src/vfs/tree.js'
 // the loop mount from the bfs mount needs root and loop devices, as in CI.
 let work: string
 let tree: string
-/** The tests that run on both repository formats (format 2: `bfs init --format 2`). */
-const FORMATS = [1, 2] as const
-async function newRepoF(fmt: 1 | 2, dir: string, owner?: number): Promise<string> {
-  if (fmt === 1) return newRepo(dir, owner)
-  const r = await bfs(['init', '--format', '2'], { repo: dir })
-  if (r.code !== 0) throw new Error(`bfs init --format 2 ${dir}: ${r.stderr.trim()}`)
-  if (owner !== undefined) expect((await sh(`chown -R ${owner}:${owner} '${dir}'`)).code).toBe(0)
-  return dir
-}
-/** A backup summary's parent (format 1: `parent`; format 2: its one source's). */
-const parentOf = (j: { parent?: number; sources?: Array<{ parent: number }> }): number | undefined => j.parent ?? j.sources?.[0]?.parent
 /** A backup summary's source (format 1: `source`; format 2: its one source's path). */
 const sourceOf = (j: { source?: string; sources?: Array<{ path: string }> }): string | undefined => j.source ?? j.sources?.[0]?.path
 let diskImg: string

@@ -1,12 +1,11 @@
 import { onlineSummary } from './online-summary.js'
-import fs from 'node:fs'
 import path from 'node:path'
 import { Option, type Command } from 'commander'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
 import { backupTree } from '../repo/backup.js'
 import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
-import { backupVolume, checkFreeze, decideMode } from '../repo/volume.js'
+import { backupVolume, checkFreeze, decideMode, refuseOnlineDevice } from '../repo/volume.js'
 import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
 import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
@@ -16,15 +15,6 @@ import { consistencyNote, count, humanBytes, resolveGen } from './output.js'
 import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 import { addBackupSourceOptions, checkSeveral, checkSources, eachSource, sourceOptions } from './sources.js'
-
-/** Whether a path is a block device (false when it cannot be stat'ed: the backup reports that). */
-function isBlockDevice(p: string): boolean {
-  try {
-    return fs.statSync(p).isBlockDevice()
-  } catch {
-    return false
-  }
-}
 
 export function registerBackup(program: Command, ctx: Ctx): void {
   const cmd = program
@@ -77,7 +67,7 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
       if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
       if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
-      if (o.online && decision.mode === 'volume' && isBlockDevice(decision.source)) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${decision.source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
+      if (o.online && decision.mode === 'volume') refuseOnlineDevice(decision.source)
       if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       // recorded from here: what was refused above (options that do not go together) is not a run
       ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })

@@ -16,7 +16,7 @@ import { backupTree2 } from '../repo/v2/backup2.js'
 import { backupVolume2 } from '../repo/v2/volume2.js'
 import type { Commit2Result } from '../repo/commit/generation2.js'
 import type { BackupProgress } from '../repo/backup.js'
-import { decideMode } from '../repo/volume.js'
+import { decideMode, refuseOnlineDevice } from '../repo/volume.js'
 import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
 import { restoreEntries } from '../repo/restore.js'
@@ -51,8 +51,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold as number)
   const volume = decision.mode === 'volume'
   if (o.base !== undefined && !volume) throw new BfsError('BAD_INPUT', '--base applies to volume backups')
-  // (--online of trees is built; of volumes not yet)
-  if (volume && o.online !== undefined) throw new BfsError('BAD_INPUT', '--online is not supported on a format 2 volume backup yet')
+  if (o.online && volume) refuseOnlineDevice(decision.source)
   const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
   if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
@@ -65,6 +64,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
   if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
   const common = {
+    online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined,
     source: decision.source, label: o.label as string, full: !!o.full, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
     unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined,
     reporter: {
@@ -73,7 +73,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     },
   }
   const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
@@ -91,7 +91,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     )
     if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
     if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
-    if (online) process.stdout.write(onlineSummary(online, 'tree'))
+    if (online) process.stdout.write(onlineSummary(online, volume ? 'image' : 'tree'))
   }
   if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
 }

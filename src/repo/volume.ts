@@ -6,10 +6,10 @@ import type { Manifest } from '../format/manifest.js'
 import type { Repository } from './repository.js'
 import { BfsError } from './errors.js'
 import { ObjectResolver } from './resolve.js'
-import { storeObject } from './objects.js'
+import { type BaseObject, type StoredObject, storeObject } from './objects.js'
 import { openSource } from './source.js'
-import { SafeRefs, type BackupOptions, type BackupResult } from './backup.js'
-import { emptyStats, newStream, writeGeneration } from './commit/index.js'
+import { SafeRefs, type BackupOptions, type BackupProgress, type BackupResult } from './backup.js'
+import { emptyStats, newStream, writeGeneration, type StreamWriter } from './commit/index.js'
 import { closeDeviceReader, deviceMounts, filesystemOf, filesystemsOf, loopDevicesOf, mountState, openDeviceForRead, readMounts, type Consistency, type DeviceReader } from './device.js'
 import type { MountEntry } from '../os/mountinfo.js'
 import { DEFAULT_FREEZE_TIMEOUT_S, freezeFilesystems, type FrozenFilesystems } from './freeze.js'
@@ -60,6 +60,23 @@ export function openVolumeSource(source: string): VolumeSource {
 }
 
 /**
+ * --online covers trees and image files, not block devices (format 1 and 2): a one-line
+ * refusal when `source` is one (`isDev`; by default stat'ed here: a source that cannot be
+ * stat'ed is left for the backup to report).
+ */
+export function refuseOnlineDevice(source: string, isDev?: boolean): void {
+  let dev = isDev
+  if (dev === undefined) {
+    try {
+      dev = fs.statSync(source).isBlockDevice()
+    } catch {
+      dev = false
+    }
+  }
+  if (dev) throw new BfsError('BAD_INPUT', `--online covers directories and image files, not block devices: ${source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
+}
+
+/**
  * Backs up a block device or an image file as a volume generation: a catalog with one
  * regular file (named after the source) whose block map covers the volume's block space.
  * Holes and all-zero blocks are stored as holes; an incremental stores only blocks whose
@@ -70,7 +87,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
   const source = path.resolve(opts.source)
   const { fd, st: st1, isDev, sizeOf } = openVolumeSource(source)
   try {
-    if (opts.online && isDev) throw new BfsError('BAD_INPUT', `--online covers image files, not block devices: ${source} is one (writes to a device do not pass the filesystem hooks the capture uses; use --freeze, or a snapshot)`)
+    if (opts.online) refuseOnlineDevice(source, isDev)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     // What writes to the source while it is read: filesystems mounted from the device (its
@@ -134,20 +151,8 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
           img.size = size
           let imgSize = size
           if (cap) {
-            // the image as it was at T0: its size and times then
-            const t0 = cap.t0Stat(fd)
-            img.size = imgSize = t0.sizeBytes
-            img.mtimeSec = t0.mtimeSec
-            img.mtimeNsec = t0.mtimeNsec
-            img.ctimeSec = t0.ctimeSec
-            img.ctimeNsec = t0.ctimeNsec
-            // writes through an fd or mapping from before T0, and a loop device's (a kernel
-            // writer), raise no event: the image may be torn
-            const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : mounts.length ? `a filesystem on a loop device over it is mounted (${mounts.map((m) => m.point).join(', ')}): the loop device writes from the kernel, which the capture does not see` : ''
-            if (why) {
-              img.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
-              cap.uncovered(img.name.toString(), why)
-            }
+            if (imageAtT0(cap, fd, img, img.name.toString(), mounts)) img.flags |= ENTRY_FLAG_CHANGED_WHILE_READ
+            imgSize = img.size
           }
           const entries: Entry[] = [root, img]
           stats.files = 1
@@ -167,34 +172,7 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
             cap?.keep(img.srcDev, img.srcInoHi, img.srcInoLo)
           } else {
             const base = prevImg?.objGen ? refs.base(prevImg.objGen, prevImg.objIndex) : null
-            let regions = imgSize > 0 ? [0, imgSize] : []
-            // (with --online the whole T0 size is read: a hole punched since T0 was data then)
-            if (!cap && !isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-            let last = 0
-            let logged = 0
-            // --online: read through an fd whose reads raise no capture events (each would be a
-            // round trip through the listener, queued with the writers' events)
-            const quietFd = cap ? cap.openQuiet(Buffer.from(source)) : -1
-            let stored: Awaited<ReturnType<typeof storeObject>>
-            try {
-              stored = await readSource(quietFd >= 0 ? quietFd : fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
-                storeObject(readFd, imgSize, regions, stream, base, {
-                  direct,
-                  signal,
-                  alignFrames: true,
-                  // --online: the live bytes with the blocks changed since T0 as zeros (their images go into the BI log)
-                  ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
-                  onRead: (n) => {
-                    if (n - last >= 64 << 20) {
-                      last = n
-                      reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source, files: 0, bytes: n, expectedFiles: 1, expectedBytes: imgSize })
-                    }
-                  },
-                }),
-              )
-            } finally {
-              if (quietFd >= 0) native.close(quietFd)
-            }
+            const { stored, logged } = await storeVolume({ fd, st: st1, isDev, sizeOf }, source, imgSize, stream, base, cap, toFreeze, opts, reporter.progress)
             stats.bytesRead = stored.bytesRead
             const after = sizeOf()
             // (--online: what was read is the image at T0, whatever its size is now)
@@ -230,6 +208,69 @@ export async function backupVolume(repo: Repository, opts: VolumeOptions): Promi
     return { ...res, mountPoints: mounts.map((m) => m.point), ...(res.manifest.online ? { online: res.manifest.online } : {}) }
   } finally {
     fs.closeSync(fd)
+  }
+}
+
+/** The fields of a volume generation's image entry (format 1 and 2) that --online takes from T0. */
+interface ImageTimes {
+  size: number
+  mtimeSec: number
+  mtimeNsec: number
+  ctimeSec: number
+  ctimeNsec: number
+}
+
+/**
+ * --online (format 1 and 2): sets the image entry `e` (named `name`) to the image as it was at
+ * T0 — its size and times then. True when its copy may be torn, which is listed in the
+ * capture's report: writes through an fd or mapping from before T0, and a loop device's (a
+ * kernel writer: `mounts`, the filesystems on loop devices over the image), raise no event.
+ */
+export function imageAtT0(cap: OnlineCapture, fd: number, e: ImageTimes, name: string, mounts: MountEntry[]): boolean {
+  const t0 = cap.t0Stat(fd)
+  e.size = t0.sizeBytes
+  e.mtimeSec = t0.mtimeSec
+  e.mtimeNsec = t0.mtimeNsec
+  e.ctimeSec = t0.ctimeSec
+  e.ctimeNsec = t0.ctimeNsec
+  const why = t0.uncovered ? (BI_REASON_TEXT[t0.uncovered] ?? `reason ${t0.uncovered}`) : mounts.length ? `a filesystem on a loop device over it is mounted (${mounts.map((m) => m.point).join(', ')}): the loop device writes from the kernel, which the capture does not see` : ''
+  if (why) cap.uncovered(name, why)
+  return why !== ''
+}
+
+/**
+ * Reads a volume (`size` bytes) into `stream` as one object (format 1 and 2): an image's data
+ * regions only, by SEEK_DATA/SEEK_HOLE, a block-incremental against `base` when given,
+ * through {@link readSource}, with a progress report every 64 MiB. With the capture (`cap`,
+ * --online) the whole T0 size is read (a hole punched since T0 was data then), through an fd
+ * whose reads raise no capture events (each would be a round trip through the listener,
+ * queued with the writers' events), as the live bytes with the blocks changed since T0 read
+ * as zeros: `logged` counts those, whose images go into the BI log.
+ */
+export async function storeVolume(v: VolumeSource, source: string, size: number, stream: StreamWriter, base: BaseObject | null, cap: OnlineCapture | null, toFreeze: MountEntry[], opts: Pick<VolumeOptions, 'signal' | 'freezeTimeoutS'>, progress?: (p: BackupProgress) => void): Promise<{ stored: StoredObject; logged: number }> {
+  let regions = size > 0 ? [0, size] : []
+  if (!cap && !v.isDev && size > 0 && v.st[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(v.fd, size)
+  let last = 0
+  let logged = 0
+  const quietFd = cap ? cap.openQuiet(Buffer.from(source)) : -1
+  try {
+    const stored = await readSource(quietFd >= 0 ? quietFd : v.fd, source, v.isDev, toFreeze, opts, (readFd, direct, signal) =>
+      storeObject(readFd, size, regions, stream, base, {
+        direct,
+        signal,
+        alignFrames: true,
+        ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
+        onRead: (n) => {
+          if (n - last >= 64 << 20) {
+            last = n
+            progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source, files: 0, bytes: n, expectedFiles: 1, expectedBytes: size })
+          }
+        },
+      }),
+    )
+    return { stored, logged }
+  } finally {
+    if (quietFd >= 0) native.close(quietFd)
   }
 }
 

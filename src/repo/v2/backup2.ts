@@ -42,11 +42,10 @@ import { S_IFMT, TYPE_OF, changedWhileRead, fillMeta, sameVersion, type BackupPr
 import { READ_FILE_INFO, READ_FILE_MAX_BLOCKS, READ_FILE_SHORT, READ_FILE_XATTRS, ReadFileStep } from '../../native/index.js'
 import type { Repo2 } from './repo2.js'
 import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
-import { BI_REASON_TEXT, OnlineCapture } from '../online.js'
-import { ingest2 } from './online2.js'
-import { enableFeature } from './features.js'
+import { BI_REASON_TEXT, type OnlineCapture } from '../online.js'
+import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
 
-export interface Backup2Options extends CommitOptions, StreamSettings {
+export interface Backup2Options extends CommitOptions, StreamSettings, Online2Options {
   source: string
   /** Warnings, and progress (format 1's BackupProgress, from the counters the walk keeps). */
   reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }
@@ -56,12 +55,6 @@ export interface Backup2Options extends CommitOptions, StreamSettings {
   excludes?: string[]
   /** `--exclude-caches`, `--exclude-if-present NAME`. */
   tagRules?: TagRules
-  /** `--online` (issue 14, §2.16): the tree as it was at T0, through a before-image capture. */
-  online?: 'on' | 'auto'
-  /** With `online`: created once T0 is set. */
-  t0File?: string
-  /** With `online`: bfs's threads this much lower (nice) while the capture is on. */
-  onlineNice?: number
 }
 
 const SLASH = Buffer.from('/')
@@ -378,27 +371,22 @@ class Walk2 {
 
   async run() {
     const root = newEntry2(FileType.Dir, Buffer.alloc(0))
-    let r: { ref: DirRef | null; subdirs: number }
-    let bi: Awaited<ReturnType<typeof ingest2>> | null = null
-    try {
-      await this.startCapture()
+    // --online: every file is read (on this thread) with the capture on; then writers stop
+    // paying, and the capture's records of the files stored go into the stream, the packs
+    // and the BI index
+    const { out: r, captured } = await withCapture2(this.repo, this.opts, this.source, (m) => this.warn(m), this.ctx, this.maps, async (cap) => {
+      this.online = cap
+      const dir = cap?.captureDir // (never backed up)
+      if (dir) {
+        const st = native.lstatRecord(dir)
+        this.keepOut.add(`${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`)
+      }
       fillMeta(root, this.rootSt, 0)
       root.ord = 0
       const prevRoot = this.ctx.prev?.rootEntry ?? null
       root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
-      r = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
-      // --online: every file was read (on this thread): writers stop paying now; the
-      // capture's records of the files stored go into the stream, the packs and the BI index
-      if (this.online) {
-        this.online.stop()
-        bi = await ingest2(this.online, this.ctx.stream, this.ctx.packs, this.ctx.pieces, this.maps)
-        this.online.report.biRecords = bi.records
-        this.online.report.biBlocks = bi.blocks
-      }
-    } catch (err) {
-      this.online?.abort() // writers released, the capture file removed
-      throw err
-    }
+      return this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
+    })
     root.dir = r.ref
     root.nlink = 2 + r.subdirs
     if (this.noBase.count) this.warn(`${this.noBase.count} changed file${this.noBase.count > 1 ? 's were' : ' was'} stored whole: ${this.noBase.count > 1 ? 'their' : 'its'} previous map or block hashes could not be read (${this.noBase.messages[0] ?? ''})`)
@@ -411,27 +399,12 @@ class Walk2 {
     if (this.noDedup.count) this.warn(`${this.noDedup.count} file${this.noDedup.count > 1 ? 's' : ''} already stored ${this.noDedup.count > 1 ? 'were' : 'was'} stored again: the stored copy's map could not be read (${this.noDedup.messages[0] ?? ''})`)
     if (this.dedup.problems.length) this.warn(`dedup index: ${this.dedup.problems.length} object${this.dedup.problems.length > 1 ? 's or pages' : ' or page'} could not be read and ${this.dedup.problems.length > 1 ? 'were' : 'was'} passed over (${this.dedup.problems[0]})`)
     const d = this.dedup.stats
+    const { stats: biStats, ...bi } = captured
     return {
       rootEntry: root, links, nextOrd: this.nextOrd,
-      stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed, dedupPagesRead: d.pages, ...(this.online ? { biRecords: bi?.records ?? 0 } : {}) },
+      stats: { ...this.stats, ...this.tree.stats, mapPieces: this.maps.stats.written, dedupHits: d.hits, dedupBytes: d.bytes, dedupIndexed: d.indexed, dedupPagesRead: d.pages, ...biStats },
       warnings: this.warnings, skippedPaths: this.skippedPaths,
-      ...(this.online ? { online: this.online.report, biLog: bi?.biLog ?? null, biIndex: bi?.biIndex ?? null } : {}),
-    }
-  }
-
-  /**
-   * `--online`: sets the capture's mark (T0); its directory is never backed up. First the
-   * repository's `bilog` feature (§2.7): a bfs without the overlays must not read the
-   * generation it may write (the feature is set even if the run falls back to offline).
-   */
-  private async startCapture(): Promise<void> {
-    if (!this.opts.online) return
-    await enableFeature(this.repo, 'bilog', 'backup --online', { onWait: (m) => this.reporter.warn(m) })
-    this.online = OnlineCapture.start(this.source, this.opts.online, this.opts.t0File, (m) => this.warn(m), this.opts.onlineNice)
-    const dir = this.online.captureDir
-    if (dir) {
-      const st = native.lstatRecord(dir)
-      this.keepOut.add(`${st[native.S_DEV]}:${st[native.S_INO_HI]}:${st[native.S_INO_LO]}`)
+      ...bi,
     }
   }
 
@@ -461,24 +434,10 @@ class Walk2 {
     }
   }
 
-  /**
-   * An unchanged file of a previous generation with a BI index (§2.16): the previous entry,
-   * or, when its identity has an overlay there, a copy whose map is the overlay folded in
-   * (this generation has no overlay for it: the file was not read). Null when the index or
-   * the map cannot be read (§2.20.10: the file is read again, and stored whole).
-   */
+  /** An unchanged file kept as the previous generation has it, its BI overlay folded in (foldOverlay); null: read it again. */
   private async folded(old: Entry2): Promise<Entry2 | null> {
-    if (!this.ctx.prev?.biIndex || old.type !== FileType.File) return old
-    try {
-      const row = await this.mapReader.overlayRow(old)
-      if (!row?.overlay) return old
-      const m = await this.maps.write(await this.mapReader.extents(old), old.size, old)
-      return { ...old, map: m.map, dataBlocks: m.dataBlocks }
-    } catch (err) {
-      if (!isPieceFailure(err) && !(err instanceof FormatError) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
-      // (counted by baseOf, which fails the same way when the file is read again)
-      return null
-    }
+    // (a null is counted by baseOf, which fails the same way when the file is read again)
+    return old.type === FileType.File ? foldOverlay(this.mapReader, this.maps, old) : old
   }
 
   private checkAbort(): void {

@@ -17,12 +17,19 @@ import { BiKind } from '../../format/bilog.js'
 import { type Bi2Record, BILOG_PAGE_BYTES, Bi2Kind, encodeBiList, encodeBiLogPage } from '../../format/v2/bilog.js'
 import { type Extent, type Identity, type PieceRef, compareIdentity } from '../../format/v2/common.js'
 import { type BiOverlayRow, TableKind } from '../../format/v2/idtable.js'
+import type { Entry2 } from '../../format/v2/dir.js'
+import { FormatError } from '../../format/errors.js'
+import type { ManifestOnline } from '../../format/manifest.js'
 import { IdTableWriter } from '../../pieces/idtables.js'
-import type { MapWriter } from '../../pieces/maps.js'
+import type { MapReader, MapWriter } from '../../pieces/maps.js'
 import type { PackWriter } from '../../pieces/packs.js'
-import type { PieceReader } from '../../pieces/reader.js'
+import { type PieceReader, isPieceFailure } from '../../pieces/reader.js'
 import type { StreamWriter } from '../commit/index.js'
-import { type OnlineCapture, putImage } from '../online.js'
+import type { Generation2Context } from '../commit/generation2.js'
+import { BfsError } from '../errors.js'
+import { OnlineCapture, putImage } from '../online.js'
+import { enableFeature } from './features.js'
+import type { Repo2 } from './repo2.js'
 
 export interface Ingested2 {
   /** The BILIST (manifest `biLog`) and the BI index (manifest `biIndex`); null when nothing was logged for the files stored. */
@@ -112,4 +119,71 @@ export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: P
     return { biLog, biIndex: t?.ref ?? null, records: records.length, blocks }
   })
   return out ?? none
+}
+
+/** `--online` as a format 2 backup takes it (tree and volume alike). */
+export interface Online2Options {
+  online?: 'on' | 'auto'
+  /** Created once T0 is set. */
+  t0File?: string
+  /** bfs's threads this much lower (nice) while the capture is on. */
+  onlineNice?: number
+}
+
+/** What a format 2 run's build adds to its body and stats with `--online` (nothing without). */
+export interface Captured2 {
+  online?: ManifestOnline
+  biLog?: PieceRef | null
+  biIndex?: PieceRef | null
+  /** For the manifest's stats: `biRecords`. */
+  stats: { biRecords?: number }
+}
+
+/**
+ * A format 2 run's reads with the capture around them (tree and volume backups): T0 is set
+ * on the filesystem holding `watch` before `read` starts (`read` gets the capture, or null
+ * without `--online`); after it, the capture stops (writers stop paying) and its records of
+ * the files noted stored go into the run's stream, packs and BI index (ingest2). On any
+ * failure the capture is aborted: writers released, its file removed.
+ */
+export async function withCapture2<T>(repo: Repo2, opts: Online2Options, watch: string, warn: (m: string) => void, ctx: Generation2Context, maps: MapWriter, read: (cap: OnlineCapture | null) => Promise<T>): Promise<{ out: T; captured: Captured2 }> {
+  let cap: OnlineCapture | null = null
+  try {
+    if (opts.online) {
+      // first the repository's `bilog` feature (§2.7): a bfs without the overlays must not read
+      // the generation this run may write (set even if the run then falls back to offline)
+      await enableFeature(repo, 'bilog', 'backup --online', { onWait: warn })
+      cap = OnlineCapture.start(watch, opts.online, opts.t0File, warn, opts.onlineNice)
+    }
+    const out = await read(cap)
+    if (!cap) return { out, captured: { stats: {} } }
+    cap.stop()
+    const bi = await ingest2(cap, ctx.stream, ctx.packs, ctx.pieces, maps)
+    cap.report.biRecords = bi.records
+    cap.report.biBlocks = bi.blocks
+    return { out, captured: { online: cap.report, biLog: bi.biLog, biIndex: bi.biIndex, stats: { biRecords: bi.records } } }
+  } catch (err) {
+    cap?.abort()
+    throw err
+  }
+}
+
+/**
+ * An unchanged file of a previous generation with a BI index (§2.16), kept by this run: the
+ * previous entry, or, when its identity has an overlay there, a copy whose map is the overlay
+ * folded in (this generation has no overlay for it: the file was not read). `mapReader` reads
+ * the previous generation (its `biIndex`). Null when the index or the map cannot be read
+ * (§2.20.10: the caller reads the file again, and stores it whole).
+ */
+export async function foldOverlay(mapReader: MapReader, maps: MapWriter, old: Entry2): Promise<Entry2 | null> {
+  if (!mapReader.biIndex) return old
+  try {
+    const row = await mapReader.overlayRow(old)
+    if (!row?.overlay) return old
+    const m = await maps.write(await mapReader.extents(old), old.size, old)
+    return { ...old, map: m.map, dataBlocks: m.dataBlocks }
+  } catch (err) {
+    if (!isPieceFailure(err) && !(err instanceof FormatError) && !(err instanceof BfsError && err.code === 'CORRUPT')) throw err
+    return null
+  }
 }

@@ -9,6 +9,11 @@
  * equal: a changed region of a large image rewrites only the touched leaves and their
  * ancestors. The root's one-entry DIR piece is reused as it is when the image is unchanged.
  * An image whose identity, size, mtime and ctime are the previous generation's is not read.
+ *
+ * `--online` (issue 14, §2.16): format 1's capture around the read (repo/volume.ts and
+ * repo/online.ts: the image at T0, read through the capture with the blocks changed since T0
+ * as zeros), its records ingested as a tree backup's are (online2.ts: the before-images in
+ * the run's stream, BILOG/BILIST, a BI index row for the image's identity).
  */
 import os from 'node:os'
 import path from 'node:path'
@@ -27,12 +32,14 @@ import { type Commit2Result, type Generation2Context, writeGeneration2 } from '.
 import { changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { mountState } from '../device.js'
 import { BfsError } from '../errors.js'
-import { type BaseObject, storeObject } from '../objects.js'
-import { openVolumeSource, readSource, sourceMounts } from '../volume.js'
+import type { BaseObject } from '../objects.js'
+import { imageAtT0, openVolumeSource, refuseOnlineDevice, sourceMounts, storeVolume } from '../volume.js'
+import type { MountEntry } from '../../os/mountinfo.js'
+import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
 import { StreamSource2 } from './read2.js'
 import type { Repo2 } from './repo2.js'
 
-export interface Volume2Options extends CommitOptions, StreamSettings {
+export interface Volume2Options extends CommitOptions, StreamSettings, Online2Options {
   source: string
   reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }
   /** Read the whole volume, with no previous generation. */
@@ -51,6 +58,7 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
   const source = path.resolve(opts.source)
   const { fd, st: st1, isDev, sizeOf } = openVolumeSource(source)
   try {
+    if (opts.online) refuseOnlineDevice(source, isDev)
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     const mounts = sourceMounts(st1, isDev)
@@ -77,7 +85,7 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
         }
         return null
       },
-      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, opts, reporter }),
+      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, mounts, opts, reporter }),
     })
     return { ...res, mountPoints: mounts.map((m) => m.point) }
   } finally {
@@ -92,12 +100,14 @@ interface VolumeSource {
   isDev: boolean
   size: number
   sizeOf(): number
+  /** The filesystems mounted from the source (or from loop devices over the image). */
+  mounts: MountEntry[]
   opts: Volume2Options
   reporter: { warn(m: string): void; progress?(p: BackupProgress): void }
 }
 
 async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource) {
-  const { source, fd, st1, isDev, size, opts, reporter } = v
+  const { source, fd, st1, isDev, opts, reporter } = v
   const warnings: string[] = []
   const warn = (m: string): void => {
     warnings.push(m)
@@ -105,7 +115,8 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
   }
   const tree = new TreeWriter(ctx.packs, ctx.pieces)
   const maps = new MapWriter(ctx.packs, ctx.pieces)
-  const mapReader = new MapReader(ctx.pieces)
+  // the previous image as it was at its T0 (its BI overlay laid over its map: §2.16)
+  const mapReader = new MapReader(ctx.pieces, ctx.prev?.biIndex ?? null)
   const name = volumeEntryName(source, isDev)
 
   const root = newEntry2(FileType.Dir, Buffer.alloc(0))
@@ -119,9 +130,9 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
   fillMeta(img, st1, 0)
   img.ord = 1
   img.nlink = 1 // (format 1's: the image is the generation's only file; no links table)
-  img.size = size
+  img.size = v.size
 
-  const stats = { entries: 2, files: 1, dirs: 1, logicalBytes: size, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
+  const stats = { entries: 2, files: 1, dirs: 1, logicalBytes: v.size, newFiles: 0, changedFiles: 0, unchangedFiles: 0, skipped: 0, bytesRead: 0, changedDirs: 0 }
   // the previous generation's image entry (§2.20.10: a root piece that does not read makes this a full read)
   const prevDir = ctx.prev?.rootEntry.dir ?? null
   let prevImg: Entry2 | null = null
@@ -134,42 +145,44 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
       warn(`gen${ctx.prev!.id} cannot be the base of this backup: its root directory does not read (${(err as Error).message}); the volume is read in full`)
     }
   }
-  if (prevImg && prevImg.size > size) warn(`${source} shrank from ${prevImg.size} to ${size} bytes since gen${ctx.prev!.id}`)
-
-  if (!isDev && prevImg && sameVersion(prevImg, img) && !(prevImg.flags & E_CHANGED_WHILE_READ)) {
-    // an image whose identity, size, mtime and ctime are the previous generation's: not read
-    img.map = prevImg.map
-    img.dataBlocks = prevImg.dataBlocks
-    img.xattrs = prevImg.xattrs
-    stats.unchangedFiles = 1
-  } else {
+  // --online: T0 is set here, under the lock; the image is taken as it was then
+  const { captured } = await withCapture2(repo, opts, source, warn, ctx, maps, async (online) => {
+    const cap = online?.active ? online : null
+    if (cap && imageAtT0(cap, fd, img, name.toString(), v.mounts)) img.flags |= E_CHANGED_WHILE_READ
+    const size = img.size
+    stats.logicalBytes = size
+    if (prevImg && prevImg.size > size) warn(`${source} shrank from ${prevImg.size} to ${size} bytes since gen${ctx.prev!.id}`)
+    // an image whose identity, size, mtime and ctime are the previous generation's is not
+    // read (its BI overlay there, if any, folded into its map: this generation has none for it)
+    const kept = !isDev && prevImg && sameVersion(prevImg, img) && !(prevImg.flags & E_CHANGED_WHILE_READ) ? await foldOverlay(mapReader, maps, prevImg) : null
+    if (kept) {
+      img.map = kept.map
+      img.dataBlocks = kept.dataBlocks
+      img.xattrs = kept.xattrs
+      stats.unchangedFiles = 1
+      cap?.keep(img.srcDev, img.srcInoHi, img.srcInoLo) // (never read: its writes need no images)
+      return
+    }
     const base = prevImg?.map ? await baseOf(repo, mapReader, prevImg, warn) : null
-    let regions = size > 0 ? [0, size] : []
-    if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
-    let last = 0
-    const stored = await readSource(fd, source, isDev, [], opts, (readFd, direct, signal) =>
-      storeObject(readFd, size, regions, ctx.stream, base, {
-        direct,
-        signal,
-        alignFrames: true,
-        onRead: (n) => {
-          if (n - last >= 64 << 20) {
-            last = n
-            reporter.progress?.({ entries: 1, bytesRead: n, storedBytes: ctx.stream.storedBytes, path: source, files: 0, bytes: n, expectedFiles: 1, expectedBytes: size })
-          }
-        },
-      }),
-    )
+    const { stored, logged } = await storeVolume({ fd, st: st1, isDev, sizeOf: v.sizeOf }, source, size, ctx.stream, base, cap, [], opts, reporter.progress)
     stats.bytesRead = stored.bytesRead
-    const after = v.sizeOf()
-    if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
-    if (!isDev && changedWhileRead(st1, native.fstatRecord(fd), false)) {
-      img.flags |= E_CHANGED_WHILE_READ
-      warn(`${source} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
+    if (cap) {
+      // (what was read is the image at T0, whatever its size and times are now)
+      if (stored.short) throw new BfsError('IO', `${source}: short read at T0; nothing was committed`)
+      if (logged) cap.noteStored(img.srcDev, img.srcInoHi, img.srcInoLo, 0)
+    } else {
+      const after = v.sizeOf()
+      if (after !== size || stored.short) throw new BfsError('BAD_INPUT', `the size of ${source} changed during the backup (${size} → ${after} bytes); nothing was committed`)
+      if (!isDev && changedWhileRead(st1, native.fstatRecord(fd), false)) {
+        img.flags |= E_CHANGED_WHILE_READ
+        warn(`${source} changed while it was read; its copy may be inconsistent (it will be read again next time)`)
+      }
     }
     if (prevImg) stats.changedFiles = 1
     else stats.newFiles = 1
-    if (stored.sameAsBase && prevImg) {
+    // nothing differs from the previous image: its map stays — unless the previous generation
+    // has a BI index: the base was its overlaid (T0) content, which its map alone does not hold
+    if (stored.sameAsBase && prevImg && !ctx.prev?.biIndex) {
       img.map = prevImg.map
       img.dataBlocks = prevImg.dataBlocks
     } else {
@@ -178,15 +191,17 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
       img.map = m.map
       img.dataBlocks = m.dataBlocks
     }
-  }
+  })
   if (maps.unreadable.count) warn(`${maps.unreadable.count} map piece${maps.unreadable.count > 1 ? 's' : ''} of the previous generation could not be read and ${maps.unreadable.count > 1 ? 'were' : 'was'} written afresh (${maps.unreadable.messages[0] ?? ''})`)
+  const { stats: biStats, ...bi } = captured
   root.dir = await tree.writeDir([img], prevDir)
   if (!stats.unchangedFiles) stats.changedDirs = 1
   await ctx.packs.settle()
   return {
     rootEntry: root, links: null, nextOrd: 2,
-    stats: { ...stats, ...tree.stats, mapPieces: maps.stats.written, mapPiecesReused: maps.stats.reused },
+    stats: { ...stats, ...tree.stats, mapPieces: maps.stats.written, mapPiecesReused: maps.stats.reused, ...biStats },
     warnings, skippedPaths: [],
+    ...bi,
   }
 }
 
