@@ -57,7 +57,7 @@ export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, r
       deleted: d.units.delete, deletedBytes: d.units.deleteBytes, partlyUsed: d.units.partly, partlyUsedDeadBytes: d.units.partlyDeadBytes, zeroedBefore: d.units.zeroed, whole: d.units.kept,
       // step 7: chosen, their bytes before, and after (the estimate in a dry run); unused bytes left in units
       rewritten: rw ? rw.units : d.units.rewrite, rewrittenBytesBefore: rw ? rw.bytesBefore : d.units.rewriteBytes, rewrittenBytesAfter: rw ? rw.bytesAfter : d.units.rewriteBytes - d.units.rewriteReclaim,
-      unusedLeft: d.units.unusedLeft, damaged: rw ? rw.damaged : [], unreadable: d.unreadableUnits,
+      unusedLeft: d.units.unusedLeft, usedBytes: d.units.usedBytes, damaged: rw ? rw.damaged : [], unreadable: d.unreadableUnits,
     },
     packs: { deleted: d.plan.packs.delete.length, kept: d.packsKept },
     streams: { dropped: d.plan.streamsDrop },
