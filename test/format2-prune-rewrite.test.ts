@@ -22,6 +22,8 @@ import { parseUnitFile } from '../src/format/v2/unit.js'
 import { decodeRunRecord } from '../src/format/v2/records.js'
 import { payloadOf } from '../src/repo/v2/repo2.js'
 import { Recompressor } from '../src/repo/v2/compact.js'
+import { maxUnusedFor, parseMaxUnused } from '../src/cli/prune.js'
+import type { Repo2 } from '../src/repo/v2/repo2.js'
 
 let work: string
 const mounts = new Set<string>()
@@ -330,6 +332,18 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     expect(killedRunning).toBeGreaterThan(0)
     await finish(h, 'external SIGKILL')
   }, 900_000)
+
+  it('--max-unused values; on S3 no unit is rewritten (the default becomes unlimited, an explicit value below 100 % is refused)', () => {
+    expect(['0', '0%', '5%', '12.5', '100%', 'unlimited', 'UNLIMITED'].map(parseMaxUnused)).toEqual([0, 0, 5, 12.5, 100, 100, 100])
+    for (const v of ['101%', '-1', '5 %%', 'lots', '']) expect(() => parseMaxUnused(v), v).toThrow(/a percentage from 0% to 100%, or unlimited/)
+    const disk = { dir: '/var/tmp/r' } as Repo2
+    const s3 = { dir: 's3:http://127.0.0.1:9000/bucket/r' } as Repo2
+    expect(maxUnusedFor(disk, undefined)).toEqual({ pct: 5, s3: false })
+    expect(maxUnusedFor(disk, 0)).toEqual({ pct: 0, s3: false })
+    expect(maxUnusedFor(s3, undefined)).toEqual({ pct: 100, s3: true })
+    expect(maxUnusedFor(s3, 100)).toEqual({ pct: 100, s3: true })
+    expect(() => maxUnusedFor(s3, 5)).toThrow(/not supported on an S3 repository yet .*nothing was pruned/)
+  })
 
   it('verify reports a block a generation reads that lies in a unit\'s dead ranges', async () => {
     const h = await history('dead-live', 2)

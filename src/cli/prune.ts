@@ -2,7 +2,8 @@
  * `bfs prune` (issue 16 item 3): reclaims the space of a format 2 repository that no
  * committed generation, no protected retired one and no running backup references
  * (native-notes/format.md §2.20.7, repo/v2/prune.ts): units with no live block, packs with no
- * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data.
+ * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data; and
+ * the dead blocks of partly used units, rewritten (`--max-unused`, default 5 %).
  * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
@@ -86,6 +87,17 @@ export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean
   process.stdout.write(out.join('\n') + '\n')
 }
 
+/**
+ * The --max-unused a prune uses: on S3 no unit is rewritten (readers of a unit it replaces
+ * would fail, as compact's S3_REFUSAL says): the default becomes unlimited, and an explicit
+ * value below 100 % is refused (BAD_INPUT, nothing changed).
+ */
+export function maxUnusedFor(repo: Repo2, requested: number | undefined): { pct: number; s3: boolean } {
+  if (!isS3Url(repo.dir)) return { pct: requested ?? DEFAULT_MAX_UNUSED_PCT, s3: false }
+  if (requested !== undefined && requested < 100) throw new BfsError('BAD_INPUT', "'bfs prune --max-unused' below 100% is not supported on an S3 repository yet (readers of a unit it rewrites would fail); nothing was pruned")
+  return { pct: 100, s3: true }
+}
+
 export interface PruneOutcome {
   sv: Survey
   marks: Marks
@@ -118,7 +130,7 @@ export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; wait
       check()
       const marks = await mark(repo, rootsOf(sv))
       check()
-      const d = decide(repo, sv, marks, o.maxUnusedPct ?? DEFAULT_MAX_UNUSED_PCT)
+      const d = decide(repo, sv, marks, maxUnusedFor(repo, o.maxUnusedPct).pct)
       writePlan(repo, run.run, d)
       recheckLeases(repo, sv, lease!.name)
       ctx.history.add({ gens: sv.retired.filter((r) => !r.protected).map((r) => r.id), bytes: { reclaimed: d.plan.bytes.reclaim } })
@@ -146,8 +158,8 @@ export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; wait
 export function registerPrune(program: Command, ctx: Ctx): void {
   program
     .command('prune')
-    .description('reclaim the space of data no generation references any more (after forget) in a format 2 repository: deletes whole units, packs and retired manifests nothing needs; mounts, restores and backups may keep running')
-    .option('-n, --dry-run', 'say what would be reclaimed (bytes live, dead, reclaimable; units and packs to delete); change nothing')
+    .description('reclaim the space of data no generation references any more (after forget) in a format 2 repository: deletes whole units, packs and retired manifests nothing needs, and rewrites partly used units (--max-unused); mounts, restores and backups may keep running')
+    .option('-n, --dry-run', 'say what would be reclaimed (bytes live, dead, reclaimable; units and packs to delete, units to rewrite); change nothing')
     .option('--max-unused <percent>', `rewrite partly used units (their dead blocks zeroed) until the unused data left in units is at most this share of them, the units with the most unused first (restic's meaning); 0 rewrites every partly used unit, 100% or unlimited none (only units with no live block are deleted) (default ${DEFAULT_MAX_UNUSED_PCT}%)`, parseMaxUnused)
     .option('--grace <duration>', 'keep retired (forgotten) generations this long after they were forgotten, as roots (0, 90s, 30m, 12h, 2d, 1w)', parseGrace, 0)
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
@@ -173,7 +185,8 @@ export function registerPrune(program: Command, ctx: Ctx): void {
       let d: Decision
       let runNo: number | null = null
       let rw: CompactResult | null = null
-      const maxUnusedPct = (o.maxUnused as number | undefined) ?? DEFAULT_MAX_UNUSED_PCT
+      const mu = maxUnusedFor(repo, o.maxUnused as number | undefined)
+      const maxUnusedPct = mu.pct
       if (o.dryRun) {
         // reads only: no lock, no lease, no run, no history (a concurrent prune may delete what it reads: an error, never damage)
         sv = survey(repo, graceMs, null)

@@ -10,14 +10,19 @@
  *   and the whole of its run's own stream) — each piece once per id, every place a piece is
  *   referenced from marked live; live blocks per stream as a bitmap.
  * - **decide** (step 4): units with no live block, packs with no live piece, streams left with
- *   no unit, unprotected retired manifests, `gens/K/` of aborted runs.
+ *   no unit, unprotected retired manifests, `gens/K/` of aborted runs; and the partly used
+ *   units step 7 rewrites (`--max-unused`, restic's meaning: largest unused share first, until
+ *   the unused left is within the limit).
  * - **sweep** (steps 5, 6, 8, 10, 11): the plan [exclusive], the leases listed again (a live
  *   lease started before T1 that was not seen: abort, nothing deleted), then the deletions in
  *   that order; the run committed; older plans deleted.
+ * - **rewrite** (step 7, between 6 and 8; cli/prune.ts with compact.ts's compactUnits): the
+ *   chosen units' newly dead blocks zeroed, their dead ranges recorded, each atomically replaced.
  *
- * Not built: step 7 (rewriting partly used units: `--max-unused`), step 9 (dedup objects do
- * not exist yet), packing old history. Every deletion is of garbage and atomic on its own:
- * after kill -9 the next prune marks from scratch and finishes.
+ * Not built: step 9 (dedup objects do not exist yet), packing old history. Every deletion and
+ * every replace is of garbage (or keeps live blocks byte-identical) and atomic on its own:
+ * after kill -9 the next prune marks from scratch and finishes (a rewritten unit is known by
+ * its dead ranges).
  */
 import os from 'node:os'
 import { PieceKind, type Extent, type PieceRef } from '../../format/v2/common.js'
