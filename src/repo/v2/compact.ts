@@ -330,7 +330,7 @@ export interface UnitRewrite extends CompactUnit {
 }
 
 /**
- * Rewrites the survey's units, `threads` at a time on worker threads (they inherit the
+ * Rewrites the survey's units (compact's, or prune step 7's with their new dead ranges), `threads` at a time on worker threads (they inherit the
  * caller's priority); the main thread reads each unit and, when its new bytes come back,
  * replaces it atomically (durable before the unit counts as done). Units finish in any order:
  * each is whole on its own, and the level in its header is what a later compact looks at.
