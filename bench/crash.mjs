@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Issue 16's crash target: kill -9 at many random points spread over the maintenance commands
-// (forget, prune, and merge and compact where this bfs has them) and backups, on a real format 2
+// (forget, prune — half of its points with `--max-unused 0`, so that the rewrite of partly used
+// units is killed too — and merge and compact where this bfs has them) and backups, on a real format 2
 // repository; after every kill, the repository must hold every generation it should, each
 // restoring as the tree was when it was backed up (`bfs verify --against` a cp -a copy taken
 // then), and `bfs verify --all` must pass. Prints a table and writes
@@ -134,7 +135,8 @@ function argsFor(op) {
       return { args: ['forget', String(id)], forgets: [id] }
     }
     case 'prune':
-      return { args: ['prune'] }
+      // half of them rewrite every partly used unit (step 7 as a kill point), the others use the default --max-unused (5 %)
+      return { args: rand() < 0.5 ? ['prune', '--max-unused', '0'] : ['prune'] }
     case 'compact':
       return { args: ['compact', '--min-age', '0'] }
     case 'merge': {
@@ -242,7 +244,7 @@ process.stderr.write('\n')
 // the next run of each command finishes what a killed one left
 if (!failures.length) {
   for (const op of ops.filter((o) => o === 'prune')) {
-    const r = bfs(['prune'])
+    const r = bfs(['prune', '--max-unused', '0'])
     if (r.code !== 0) failures.push(`final prune: exit ${r.code}: ${r.stderr.trim()}`)
   }
   check('final')

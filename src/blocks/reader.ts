@@ -67,6 +67,8 @@ export interface UnitScan {
   rawBytes: number
   sizeBytes: number
   bad: Array<{ frame: number; reason: string }>
+  /** Format 2: the unit's dead ranges (unit-relative blocks a prune zeroed), when it has any. */
+  dead?: Array<{ start: number; blocks: number }>
 }
 
 /** How far ahead a sequential reader is prefetched by default. */
@@ -338,6 +340,8 @@ export class BlockReader {
           if (this.scanHashes.length < blocks * HASH_BYTES) this.scanHashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
           hashBlocks(this.hashAlg, raw, 0, blocks, this.scanHashes, 0)
           for (let b = 0; b < blocks; b++) {
+            // a dead block (zeroed by a prune, §2.9) keeps its old stored hash: the frame check covers its zeros
+            if (t.dead && inDead(t.dead, first + b)) continue
             const at = (first + b) * HASH_BYTES
             if (at + HASH_BYTES > expect.length || !this.scanHashes.subarray(b * HASH_BYTES, (b + 1) * HASH_BYTES).equals(expect.subarray(at, at + HASH_BYTES))) {
               bad.push({ frame: i, reason: `block ${first + b} of the unit does not match its stored block hash` })
@@ -349,7 +353,7 @@ export class BlockReader {
     } finally {
       u.users--
     }
-    return { frames: t.entries.length, rawBytes, sizeBytes: blob.sizeBytes, bad }
+    return { frames: t.entries.length, rawBytes, sizeBytes: blob.sizeBytes, bad, ...(t.dead ? { dead: t.dead } : {}) }
   }
 
   private scanComp = Buffer.alloc(0)
@@ -418,6 +422,20 @@ export class BlockReader {
     await this.units.close()
     this.frames.clear()
   }
+}
+
+/** Whether unit-relative block b lies in one of the (sorted) dead ranges. */
+function inDead(dead: ReadonlyArray<{ start: number; blocks: number }>, b: number): boolean {
+  let lo = 0
+  let hi = dead.length
+  while (lo < hi) {
+    const m = (lo + hi) >> 1
+    const d = dead[m]!
+    if (b < d.start) hi = m
+    else if (b >= d.start + d.blocks) lo = m + 1
+    else return true
+  }
+  return false
 }
 
 /** What the vfs gets: the asynchronous entry points only (a mount never blocks its event loop). */

@@ -84,7 +84,7 @@ function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, 
     length: t.indexBytes,
     table: (b) => {
       const x = decodeUnitIndex(b, t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
-      return { entries: x.seek, offsets: x.offsets }
+      return x.dead.length ? { entries: x.seek, offsets: x.offsets, dead: x.dead } : { entries: x.seek, offsets: x.offsets }
     },
   }
 }

@@ -179,11 +179,11 @@ export function registerForget(program: Command, ctx: Ctx): void {
           generations: chosen!.gens.map((g) => ({ generation: `gen${g.id}`, id: g.id, time: g.time, host: g.host, source: g.source, label: g.label, group: g.group, action: g.keep ? 'keep' : 'remove', reasons: g.reasons })),
           damaged: chosen!.damaged.map((d) => ({ generation: `gen${d.id}`, id: d.id, problem: d.problem })),
           forgotten,
-          ...(o.prune ? { prune: pruned ? pruneReport(pruned.sv, pruned.marks, pruned.d, false, pruned.run) : pruneError ? { error: (pruneError as Error).message } : null } : {}),
+          ...(o.prune ? { prune: pruned ? pruneReport(pruned.sv, pruned.marks, pruned.d, false, pruned.run, pruned.rewrite) : pruneError ? { error: (pruneError as Error).message } : null } : {}),
         }) + '\n')
       } else {
         printText(chosen!, byPolicy, !!o.dryRun, finished!, forgotten)
-        if (pruned) printPrune(pruned.sv, pruned.marks, pruned.d, false, pruned.run)
+        if (pruned) printPrune(pruned.sv, pruned.marks, pruned.d, false, pruned.run, pruned.rewrite)
         else if (o.prune && !pruneError) process.stdout.write('prune: not simulated by --dry-run (after forgetting, bfs prune --dry-run says what it would reclaim)\n')
       }
       if (pruneError) throw pruneError

@@ -2,7 +2,8 @@
  * `bfs prune` (issue 16 item 3): reclaims the space of a format 2 repository that no
  * committed generation, no protected retired one and no running backup references
  * (native-notes/format.md §2.20.7, repo/v2/prune.ts): units with no live block, packs with no
- * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data.
+ * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data; and
+ * the dead blocks of partly used units, rewritten (`--max-unused`, default 5 %).
  * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
@@ -14,8 +15,10 @@ import { recoverRuns2 } from '../repo/commit/generation2.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { Lease } from '../repo/v2/lease.js'
 import {
-  type Decision, type Marks, type Survey, claimPruneRun, decide, dropOldPlans, endPruneRun, mark, recheckLeases, recoverMaintenanceRuns, rootsOf, survey, sweep, writePlan,
+  type Decision, type Marks, type Survey, DEFAULT_MAX_UNUSED_PCT, claimPruneRun, decide, dropOldPlans, endPruneRun, mark, recheckLeases, recoverMaintenanceRuns, rootsOf, survey, sweep, writePlan,
 } from '../repo/v2/prune.js'
+import { type CompactResult, compactUnits } from '../repo/v2/compact.js'
+import { InvalidArgumentError } from 'commander'
 import { Repo2 } from '../repo/v2/repo2.js'
 import type { RunRecord } from '../format/v2/records.js'
 import { parseGrace, withSignals } from './common.js'
@@ -28,10 +31,19 @@ const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
 export { parseGrace }
 
+/** `--max-unused`: `5%`, `5`, `0`, `100%` or `unlimited` (= 100: no unit is rewritten) → percent. */
+export function parseMaxUnused(v: string): number {
+  const t = v.trim().toLowerCase()
+  if (t === 'unlimited') return 100
+  const m = /^(\d{1,3}(?:\.\d+)?)%?$/.exec(t)
+  if (!m || !(Number(m[1]) <= 100)) throw new InvalidArgumentError('a percentage from 0% to 100%, or unlimited')
+  return Number(m[1])
+}
+
 const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
 const gensOf = (names: string[]): string => names.map((n) => n.replace(/^gen-0*(\d+)-r0*(\d+)$/, 'gen$1 rev $2')).join(', ')
 
-export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): object {
+export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null, rw: CompactResult | null = null): object {
   return {
     dryRun,
     run,
@@ -42,7 +54,12 @@ export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, r
       kept: d.retiredKept.map((r) => ({ name: r.name, generation: `gen${r.id}`, rev: r.rev, why: r.why })),
     },
     pieces: marks.pieces,
-    units: { deleted: d.units.delete, deletedBytes: d.units.deleteBytes, partlyUsed: d.units.partly, partlyUsedDeadBytes: d.units.partlyDeadBytes, whole: d.units.kept },
+    units: {
+      deleted: d.units.delete, deletedBytes: d.units.deleteBytes, partlyUsed: d.units.partly, partlyUsedDeadBytes: d.units.partlyDeadBytes, zeroedBefore: d.units.zeroed, whole: d.units.kept,
+      // step 7: chosen, their bytes before, and after (the estimate in a dry run); unused bytes left in units
+      rewritten: rw ? rw.units : d.units.rewrite, rewrittenBytesBefore: rw ? rw.bytesBefore : d.units.rewriteBytes, rewrittenBytesAfter: rw ? rw.bytesAfter : d.units.rewriteBytes - d.units.rewriteReclaim,
+      unusedLeft: d.units.unusedLeft, usedBytes: d.units.usedBytes, damaged: rw ? rw.damaged : [], unreadable: d.unreadableUnits,
+    },
     packs: { deleted: d.plan.packs.delete.length, kept: d.packsKept },
     streams: { dropped: d.plan.streamsDrop },
     abortedRuns: d.plan.abortedDrop,
@@ -51,7 +68,7 @@ export function report(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, r
   }
 }
 
-export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null): void {
+export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean, run: number | null, rw: CompactResult | null = null): void {
   const out: string[] = []
   const w = dryRun ? 'would delete' : 'deleted'
   out.push(`roots: ${plural(sv.committed.length, 'committed generation')}${d.retiredKept.length ? `, ${plural(d.retiredKept.length, 'retired one')} kept` : ''}; ${plural(marks.pieces, 'piece')} walked`)
@@ -59,10 +76,26 @@ export function printText(sv: Survey, marks: Marks, d: Decision, dryRun: boolean
   for (const a of d.leftAlone) out.push(`  left gens/${String(a.run).padStart(8, '0')} alone: ${a.why}`)
   out.push(`bytes: live ${humanBytes(d.plan.bytes.live)}, dead ${humanBytes(d.plan.bytes.dead)}, reclaimable ${humanBytes(d.plan.bytes.reclaim)}`)
   out.push(`${w}: ${plural(d.units.delete, 'unit')} (${humanBytes(d.units.deleteBytes)}), ${plural(d.plan.packs.delete.length, 'pack')}, the records of ${plural(d.plan.streamsDrop.length, 'emptied stream')}, ${plural(d.plan.retiredDrop.length, 'retired manifest')}${d.plan.retiredDrop.length ? ` (${gensOf(d.plan.retiredDrop)})` : ''}, data of ${plural(d.plan.abortedDrop.length, 'aborted run')}`)
-  if (d.units.partly) out.push(`kept: ${plural(d.units.partly, 'partly used unit')} holding ~${humanBytes(d.units.partlyDeadBytes)} of dead data (rewriting partly used units is not built yet), ${plural(d.units.kept, 'fully used unit')}, ${plural(d.packsKept, 'pack')}`)
-  else out.push(`kept: ${plural(d.units.kept, 'fully used unit')}, ${plural(d.packsKept, 'pack')}`)
-  out.push(dryRun ? `dry run: would reclaim ${humanBytes(d.plan.bytes.reclaim)}; nothing was changed` : `reclaimed ${humanBytes(d.plan.bytes.reclaim)} (prune run ${run})`)
+  if (d.units.partly) {
+    const r = rw ? `rewrote ${rw.units} of them: ${humanBytes(rw.bytesBefore)} → ${humanBytes(rw.bytesAfter)}` : `${dryRun ? 'would rewrite' : 'rewrote'} ${d.units.rewrite} of them: ${humanBytes(d.units.rewriteBytes)} → ~${humanBytes(d.units.rewriteBytes - d.units.rewriteReclaim)}`
+    out.push(`partly used: ${plural(d.units.partly, 'unit')} holding ~${humanBytes(d.units.partlyDeadBytes)} of dead data; ${r}; ~${humanBytes(d.units.unusedLeft)} unused left`)
+  }
+  for (const x of rw?.damaged ?? []) out.push(`  left ${x.key} as it is: ${x.why} (bfs verify)`)
+  for (const x of d.unreadableUnits) out.push(`  left ${x.key} as it is: ${x.why} (bfs verify)`)
+  out.push(`kept: ${plural(d.units.kept, 'fully used unit')}${d.units.zeroed ? `, ${plural(d.units.zeroed, 'unit')} an earlier prune rewrote` : ''}, ${plural(d.packsKept, 'pack')}`)
+  out.push(dryRun ? `dry run: would reclaim ~${humanBytes(d.plan.bytes.reclaim)}; nothing was changed` : `reclaimed ~${humanBytes(d.plan.bytes.reclaim - d.units.rewriteReclaim + (rw ? rw.bytesBefore - rw.bytesAfter : 0))} (prune run ${run})`)
   process.stdout.write(out.join('\n') + '\n')
+}
+
+/**
+ * The --max-unused a prune uses: on S3 no unit is rewritten (readers of a unit it replaces
+ * would fail, as compact's S3_REFUSAL says): the default becomes unlimited, and an explicit
+ * value below 100 % is refused (BAD_INPUT, nothing changed).
+ */
+export function maxUnusedFor(repo: Repo2, requested: number | undefined): { pct: number; s3: boolean } {
+  if (!isS3Url(repo.dir)) return { pct: requested ?? DEFAULT_MAX_UNUSED_PCT, s3: false }
+  if (requested !== undefined && requested < 100) throw new BfsError('BAD_INPUT', "'bfs prune --max-unused' below 100% is not supported on an S3 repository yet (readers of a unit it rewrites would fail); nothing was pruned")
+  return { pct: 100, s3: true }
 }
 
 export interface PruneOutcome {
@@ -70,6 +103,8 @@ export interface PruneOutcome {
   marks: Marks
   d: Decision
   run: number
+  /** Step 7's outcome. */
+  rewrite: CompactResult
 }
 
 /**
@@ -77,7 +112,7 @@ export interface PruneOutcome {
  * recovery, run P, survey, mark, decide, plan, leases again, sweep, run committed, older plans
  * deleted. The caller has begun the history record (`bfs forget --prune` joins its own).
  */
-export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; waitMs: number }): Promise<PruneOutcome> {
+export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; waitMs: number; maxUnusedPct?: number }): Promise<PruneOutcome> {
   const lock = await Lease.maintenance(repo, 'prune', { waitMs: o.waitMs, onWait: warn })
   let lease: Lease | null = null
   let run: RunRecord | null = null
@@ -95,15 +130,17 @@ export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; wait
       check()
       const marks = await mark(repo, rootsOf(sv))
       check()
-      const d = decide(repo, sv, marks)
+      const d = decide(repo, sv, marks, maxUnusedFor(repo, o.maxUnusedPct).pct)
       writePlan(repo, run.run, d)
       recheckLeases(repo, sv, lease!.name)
       ctx.history.add({ gens: sv.retired.filter((r) => !r.protected).map((r) => r.id), bytes: { reclaimed: d.plan.bytes.reclaim } })
+      // step 7: partly used units rewritten (compact's machinery: worker threads, atomic replace, one at a time durable)
+      const rewrite = await compactUnits(repo, d.rewrite, repo.config.defaults.level, () => check())
       sweep(repo, d, check)
       endPruneRun(repo, run, 'committed')
       done = true
       dropOldPlans(repo, run.run)
-      return { sv, marks, d, run: run.run }
+      return { sv, marks, d, run: run.run, rewrite }
     })
   } finally {
     if (run && !done) {
@@ -121,8 +158,9 @@ export async function pruneNow(repo: Repo2, ctx: Ctx, o: { graceMs: number; wait
 export function registerPrune(program: Command, ctx: Ctx): void {
   program
     .command('prune')
-    .description('reclaim the space of data no generation references any more (after forget) in a format 2 repository: deletes whole units, packs and retired manifests nothing needs; mounts, restores and backups may keep running')
-    .option('-n, --dry-run', 'say what would be reclaimed (bytes live, dead, reclaimable; units and packs to delete); change nothing')
+    .description('reclaim the space of data no generation references any more (after forget) in a format 2 repository: deletes whole units, packs and retired manifests nothing needs, and rewrites partly used units (--max-unused); mounts, restores and backups may keep running')
+    .option('-n, --dry-run', 'say what would be reclaimed (bytes live, dead, reclaimable; units and packs to delete, units to rewrite); change nothing')
+    .option('--max-unused <percent>', `rewrite partly used units (their dead blocks zeroed) until the unused data left in units is at most this share of them, the units with the most unused first (restic's meaning); 0 rewrites every partly used unit, 100% or unlimited none (only units with no live block are deleted) (default ${DEFAULT_MAX_UNUSED_PCT}%)`, parseMaxUnused)
     .option('--grace <duration>', 'keep retired (forgotten) generations this long after they were forgotten, as roots (0, 90s, 30m, 12h, 2d, 1w)', parseGrace, 0)
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
     .option('--json', 'print the result as JSON')
@@ -146,18 +184,23 @@ export function registerPrune(program: Command, ctx: Ctx): void {
       let marks: Marks
       let d: Decision
       let runNo: number | null = null
+      let rw: CompactResult | null = null
+      const mu = maxUnusedFor(repo, o.maxUnused as number | undefined)
+      const maxUnusedPct = mu.pct
       if (o.dryRun) {
         // reads only: no lock, no lease, no run, no history (a concurrent prune may delete what it reads: an error, never damage)
         sv = survey(repo, graceMs, null)
         marks = await mark(repo, rootsOf(sv))
-        d = decide(repo, sv, marks)
+        d = decide(repo, sv, marks, maxUnusedPct)
       } else {
         ctx.history.begin(() => dir, 'prune')
-        const done = await pruneNow(repo, ctx, { graceMs, waitMs })
+        const done = await pruneNow(repo, ctx, { graceMs, waitMs, maxUnusedPct })
         sv = done.sv
         marks = done.marks
         d = done.d
         runNo = done.run
+        rw = done.rewrite
+        if (rw.damaged.length) ctx.exitCode = EXIT.VERIFY_FAILED // as compact: a unit that does not check is left as it is
       }
       let compacted: CompactOutcome | null = null
       const c = compactOptionsOf(o)
@@ -166,9 +209,9 @@ export function registerPrune(program: Command, ctx: Ctx): void {
         compacted = o.dryRun ? { sv: surveyCompact(repo, c), res: null, run: null, priority: null } : await compactNow(repo, { ...c, waitMs, history: ctx.history })
         if (compacted.res?.damaged.length) ctx.exitCode = EXIT.VERIFY_FAILED // as bfs compact: a unit that does not check, left as it is
       }
-      if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo), ...(compacted ? { compact: compactReport(compacted, c.level, !!o.dryRun) } : {}) }) + '\n')
+      if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo, rw), ...(compacted ? { compact: compactReport(compacted, c.level, !!o.dryRun) } : {}) }) + '\n')
       else {
-        printText(sv!, marks!, d!, !!o.dryRun, runNo)
+        printText(sv!, marks!, d!, !!o.dryRun, runNo, rw)
         if (compacted) process.stdout.write(compactText(compacted, c.level, !!o.dryRun))
       }
     })

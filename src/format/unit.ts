@@ -35,6 +35,8 @@ export interface SeekTable {
   entries: SeekEntry[]
   /** Byte offset of frame i in the unit file; offsets[frameCount] = start of the seek table. */
   offsets: number[]
+  /** Format 2 (§2.9): unit-relative block ranges a prune zeroed (dead blocks: their stored block hashes are not theirs any more). */
+  dead?: Array<{ start: number; blocks: number }>
 }
 
 export function frameCountFor(rawBlocks: number, frameBlocks: number): number {

@@ -392,7 +392,7 @@ export interface PrunePlan {
   leasesSeen: Array<{ lease: string; started: string }>
   /** `gen@rev` of every root walked. */
   roots: string[]
-  /** Per stream (decimal key): its dead blocks, the units to rewrite (none as built) and to delete. */
+  /** Per stream (decimal key): its dead blocks, the units step 7 rewrites (--max-unused) and to delete. */
   streams: Record<string, { deadBlocks: number; rewrite: number[]; delete: number[] }>
   /** Streams whose `stream` and `hashes` go (no unit left once the deletions are done). */
   streamsDrop: number[]

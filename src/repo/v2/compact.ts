@@ -17,7 +17,7 @@ import { FrameCompressor, FrameDecompressor, decompressFrame } from '../../codec
 import { FormatError } from '../../format/errors.js'
 import { keys2, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
 import type { RunRecord } from '../../format/v2/records.js'
-import { UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
+import { type DeadRange, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
 import type { SeekEntry } from '../../format/unit.js'
 import { StoreError } from '../../store/store.js'
 import type { Repo2 } from './repo2.js'
@@ -162,14 +162,45 @@ export class Recompressor {
    * again and the result decoded back and compared; a frame the level does not make smaller
    * keeps its bytes. Revision + 1; dead ranges carried over. DamagedUnit when a frame does
    * not check.
+   *
+   * With `dead` (prune's step 7, format.md §2.20.7): the unit's new dead ranges (a superset of
+   * its old ones, unit-relative). Then only the frames holding newly dead blocks change: a
+   * frame with no live block left becomes a frame of zeros; one with live blocks is decoded,
+   * checked as above, its dead blocks zeroed, its frame check recomputed and it is compressed
+   * at this level (decoded back and compared). Every other frame is copied byte for byte.
    */
-  rewrite(file: Buffer, where: string, expected: { stream: number; unitIndex: number }): { parts: Buffer[]; bytes: number } {
+  rewrite(file: Buffer, where: string, expected: { stream: number; unitIndex: number }, dead?: readonly DeadRange[]): { parts: Buffer[]; bytes: number } {
     const p = parseUnitFile(file, BLOCK_BYTES, where, expected)
     const frames: Buffer[] = []
     const seek: SeekEntry[] = []
+    const oldDead = blockSet(p.dead)
+    const newDead = dead ? blockSet(dead) : null
+    if (newDead) for (const b of oldDead) if (!newDead.has(b)) throw new RangeError(`${where}: block ${b} is dead and the new dead ranges leave it out`)
     for (let i = 0; i < p.frameCount; i++) {
       const e = p.seek[i]!
       const old = file.subarray(p.offsets[i]!, p.offsets[i + 1]!)
+      const blocks = e.rawBytes / BLOCK_BYTES
+      const first = i * p.frameBlocks
+      const zero: number[] = []
+      if (newDead) {
+        for (let b = first; b < first + blocks; b++) if (newDead.has(b) && !oldDead.has(b)) zero.push(b - first)
+        if (zero.length === 0) {
+          // no block of it died since it was written: its bytes as they are
+          frames.push(old)
+          seek.push(e)
+          continue
+        }
+        let live = 0
+        for (let b = first; b < first + blocks; b++) if (!newDead.has(b)) live++
+        if (live === 0) {
+          // nothing of it is read any more: a frame of zeros, without decoding the old bytes
+          const raw = this.zeros(e.rawBytes)
+          const frame = this.compress(raw, where, i)
+          frames.push(frame)
+          seek.push({ compBytes: frame.length, rawBytes: e.rawBytes, check: this.check(raw, blocks) })
+          continue
+        }
+      }
       let raw: Buffer
       try {
         raw = decompressFrame(old, e.rawBytes, this.d)
@@ -177,20 +208,19 @@ export class Recompressor {
         throw new DamagedUnit(`${where}: frame ${i}: ${(err as Error).message}`)
       }
       if (raw.length !== e.rawBytes) throw new DamagedUnit(`${where}: frame ${i} holds ${raw.length} bytes, its seek entry says ${e.rawBytes}`)
-      const blocks = e.rawBytes / BLOCK_BYTES
-      if (this.hashes.length < blocks * HASH_BYTES) this.hashes = Buffer.alloc(blocks * HASH_BYTES)
-      hashBlocks(this.hashAlg, raw, 0, blocks, this.hashes, 0)
-      if (!frameCheck(this.hashAlg, this.hashes.subarray(0, blocks * HASH_BYTES)).equals(e.check)) throw new DamagedUnit(`${where}: frame ${i} does not match its frame check`)
-      const bound = FrameCompressor.bound(e.rawBytes)
-      if (this.out.length < bound) this.out = Buffer.alloc(bound)
-      const n = this.c.compressInto(this.out, raw)
+      if (!this.check(raw, blocks).equals(e.check)) throw new DamagedUnit(`${where}: frame ${i} does not match its frame check`)
+      if (newDead) {
+        for (const b of zero) raw.fill(0, b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES)
+        const frame = this.compress(raw, where, i)
+        frames.push(frame)
+        seek.push({ compBytes: frame.length, rawBytes: e.rawBytes, check: this.check(raw, blocks) })
+        continue
+      }
+      const n = this.c.compressInto(this.buf(e.rawBytes), raw)
       let frame = old
       if (n < old.length) {
         frame = Buffer.from(this.out.subarray(0, n))
-        // decoded back before it replaces anything: a compressor or memory fault must not become data loss
-        if (this.back.length < e.rawBytes) this.back = Buffer.alloc(e.rawBytes)
-        const m = this.d.decompressInto(this.back, frame)
-        if (m !== e.rawBytes || !this.back.subarray(0, m).equals(raw)) throw new Error(`${where}: frame ${i} recompressed at level ${this.level} does not decode to its bytes (not replaced)`)
+        this.decodesTo(frame, raw, where, i)
       }
       frames.push(frame)
       seek.push({ compBytes: frame.length, rawBytes: e.rawBytes, check: e.check })
@@ -199,10 +229,51 @@ export class Recompressor {
       { stream: p.stream, unitIndex: p.unitIndex, rawBlocks: p.rawBlocks, frameBlocks: p.frameBlocks, revision: p.revision + 1, level: this.level, hashAlg: this.hashAlg },
       frames,
       seek,
-      p.dead,
+      dead ?? p.dead,
     )
     return { parts, bytes: parts.reduce((s, b) => s + b.length, 0) }
   }
+
+  /** The frame check of `blocks` blocks of raw data. */
+  private check(raw: Buffer, blocks: number): Buffer {
+    if (this.hashes.length < blocks * HASH_BYTES) this.hashes = Buffer.alloc(blocks * HASH_BYTES)
+    hashBlocks(this.hashAlg, raw, 0, blocks, this.hashes, 0)
+    return frameCheck(this.hashAlg, this.hashes.subarray(0, blocks * HASH_BYTES))
+  }
+
+  private buf(rawBytes: number): Buffer {
+    const bound = FrameCompressor.bound(rawBytes)
+    if (this.out.length < bound) this.out = Buffer.alloc(bound)
+    return this.out
+  }
+
+  private zeroBuf = Buffer.alloc(0)
+  private zeros(n: number): Buffer {
+    if (this.zeroBuf.length < n) this.zeroBuf = Buffer.alloc(n)
+    return this.zeroBuf.subarray(0, n)
+  }
+
+  /** `raw` compressed at this level, decoded back and compared before it is used. */
+  private compress(raw: Buffer, where: string, i: number): Buffer {
+    const n = this.c.compressInto(this.buf(raw.length), raw)
+    const frame = Buffer.from(this.out.subarray(0, n))
+    this.decodesTo(frame, raw, where, i)
+    return frame
+  }
+
+  /** A compressor or memory fault must not become data loss: the new frame is decoded back first. */
+  private decodesTo(frame: Buffer, raw: Buffer, where: string, i: number): void {
+    if (this.back.length < raw.length) this.back = Buffer.alloc(raw.length)
+    const m = this.d.decompressInto(this.back, frame)
+    if (m !== raw.length || !this.back.subarray(0, m).equals(raw)) throw new Error(`${where}: frame ${i} recompressed at level ${this.level} does not decode to its bytes (not replaced)`)
+  }
+}
+
+/** The blocks of a list of dead ranges. */
+function blockSet(dead: readonly DeadRange[]): Set<number> {
+  const s = new Set<number>()
+  for (const d of dead) for (let b = d.start; b < d.start + d.blocks; b++) s.add(b)
+  return s
 }
 
 export interface CompactResult {
@@ -229,12 +300,12 @@ const recompressors = new Map<string, Recompressor>()
 
 /** The worker thread's side (repo/worker.ts `recompressUnit`): Recompressor.rewrite of the unit's bytes. */
 export function recompressUnit(r: WorkerRequest): RecompressReply {
-  const req = r as WorkerRequest & { file: ArrayBuffer; where: string; stream: number; unit: number; level: number; hashAlg: HashAlg }
+  const req = r as WorkerRequest & { file: ArrayBuffer; where: string; stream: number; unit: number; level: number; hashAlg: HashAlg; dead?: DeadRange[] }
   const k = `${req.level}:${req.hashAlg}`
   let rc = recompressors.get(k)
   if (!rc) recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg)))
   try {
-    const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit })
+    const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit }, req.dead)
     const data = new ArrayBuffer(out.bytes)
     let at = 0
     for (const p of out.parts) {
@@ -249,14 +320,24 @@ export function recompressUnit(r: WorkerRequest): RecompressReply {
 }
 
 /**
- * Rewrites the survey's units, `threads` at a time on worker threads (they inherit the
+ * A unit to rewrite: compact's (recompressed at the call's level), or prune's step 7 (`dead`:
+ * its new dead ranges, the frames that hold newly dead blocks rewritten at `targetLevel`).
+ */
+export interface UnitRewrite extends CompactUnit {
+  dead?: DeadRange[]
+  /** The level of the rewritten frames and of the header (prune: the unit's own). */
+  targetLevel?: number
+}
+
+/**
+ * Rewrites the survey's units (compact's, or prune step 7's with their new dead ranges), `threads` at a time on worker threads (they inherit the
  * caller's priority); the main thread reads each unit and, when its new bytes come back,
  * replaces it atomically (durable before the unit counts as done). Units finish in any order:
  * each is whole on its own, and the level in its header is what a later compact looks at.
  * `onUnit` after each (progress, interruption: it may throw, which stops the launching of
  * units; those in flight finish or are dropped, whole either way).
  */
-export async function compactUnits(repo: Repo2, todo: readonly CompactUnit[], level: number, onUnit: (done: CompactResult, u: CompactUnit) => void = () => {}, threads = compactThreads()): Promise<CompactResult> {
+export async function compactUnits(repo: Repo2, todo: readonly UnitRewrite[], level: number, onUnit: (done: CompactResult, u: UnitRewrite) => void = () => {}, threads = compactThreads()): Promise<CompactResult> {
   const res: CompactResult = { units: 0, rawBytes: 0, bytesBefore: 0, bytesAfter: 0, damaged: [] }
   if (todo.length === 0) return res
   const swept = new Set<number>()
@@ -281,7 +362,7 @@ export async function compactUnits(repo: Repo2, todo: readonly CompactUnit[], le
       const before = file.length
       const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.length) as ArrayBuffer
       const task: Promise<void> = pool
-        .run<RecompressReply>({ op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level, hashAlg: repo.config.hashAlg }, [ab])
+        .run<RecompressReply>({ op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level: u.targetLevel ?? level, hashAlg: repo.config.hashAlg, ...(u.dead ? { dead: u.dead } : {}) }, [ab])
         .then((x) => {
           if (failed) return
           if (x.damaged !== undefined) res.damaged.push({ key: u.key, why: x.damaged })

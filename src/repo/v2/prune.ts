@@ -10,14 +10,19 @@
  *   and the whole of its run's own stream) — each piece once per id, every place a piece is
  *   referenced from marked live; live blocks per stream as a bitmap.
  * - **decide** (step 4): units with no live block, packs with no live piece, streams left with
- *   no unit, unprotected retired manifests, `gens/K/` of aborted runs.
+ *   no unit, unprotected retired manifests, `gens/K/` of aborted runs; and the partly used
+ *   units step 7 rewrites (`--max-unused`, restic's meaning: largest unused share first, until
+ *   the unused left is within the limit).
  * - **sweep** (steps 5, 6, 8, 10, 11): the plan [exclusive], the leases listed again (a live
  *   lease started before T1 that was not seen: abort, nothing deleted), then the deletions in
  *   that order; the run committed; older plans deleted.
+ * - **rewrite** (step 7, between 6 and 8; cli/prune.ts with compact.ts's compactUnits): the
+ *   chosen units' newly dead blocks zeroed, their dead ranges recorded, each atomically replaced.
  *
- * Not built: step 7 (rewriting partly used units: `--max-unused`), step 9 (dedup objects do
- * not exist yet), packing old history. Every deletion is of garbage and atomic on its own:
- * after kill -9 the next prune marks from scratch and finishes.
+ * Not built: step 9 (dedup objects do not exist yet), packing old history. Every deletion and
+ * every replace is of garbage (or keeps live blocks byte-identical) and atomic on its own:
+ * after kill -9 the next prune marks from scratch and finishes (a rewritten unit is known by
+ * its dead ranges).
  */
 import os from 'node:os'
 import { PieceKind, type Extent, type PieceRef } from '../../format/v2/common.js'
@@ -33,6 +38,10 @@ import type { BiOverlayRow } from '../../format/v2/idtable.js'
 import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
 import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
+import { BLOCK_BYTES } from '../../codec/hash.js'
+import { UNIT_HEADER_BYTES as UNIT_V1_HEADER_BYTES, decodeSeekTable, decodeUnitHeader, decodeUnitTrailer } from '../../format/unit.js'
+import { type DeadRange, UNIT_TRAILER_BYTES, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../../format/v2/unit.js'
+import type { UnitRewrite } from './compact.js'
 import { holderAlive, listLeases, readLease } from './lease.js'
 import { type Repo2, envelope2, payloadOf } from './repo2.js'
 
@@ -303,8 +312,20 @@ export function liveIn(m: StreamMarks, from: number, to: number): number {
 
 export interface Decision {
   plan: Omit<PrunePlan, 'run'>
-  /** Units deleted / kept partly used / kept whole, with bytes. */
-  units: { delete: number; deleteBytes: number; partly: number; partlyDeadBytes: number; kept: number }
+  /**
+   * Units deleted / kept partly used (with newly dead blocks: an estimate of their stored
+   * bytes the dead blocks take) / whose dead blocks an earlier prune zeroed / kept whole; the
+   * partly used ones rewritten by step 7 (`--max-unused`), their stored bytes now and the
+   * estimate of what the rewrite frees; the unused bytes left in units after this prune.
+   */
+  units: {
+    delete: number; deleteBytes: number; partly: number; partlyDeadBytes: number; zeroed: number; kept: number
+    rewrite: number; rewriteBytes: number; rewriteReclaim: number; unusedLeft: number; usedBytes: number
+  }
+  /** Step 7's units, most unused share first. */
+  rewrite: UnitRewrite[]
+  /** Partly used units whose header or unit index does not read: left as they are (bfs verify). */
+  unreadableUnits: Array<{ key: string; why: string }>
   packsKept: number
   /** Retired manifests kept, with why. */
   retiredKept: RetiredInfo[]
@@ -318,8 +339,92 @@ export interface Decision {
   deleteGens: string[]
 }
 
-/** Step 4: what goes. */
-export function decide(repo: Repo2, sv: Survey, marks: Marks): Decision {
+/**
+ * `--max-unused` (restic's meaning): after the prune, the unused bytes left in units may be at
+ * most this share of the units' bytes, i.e. unused ≤ p / (100 − p) × used. 100 (or
+ * `unlimited`): no unit is rewritten, only units with no live block are deleted.
+ */
+export const DEFAULT_MAX_UNUSED_PCT = 5
+
+/** The unused bytes a prune may leave for `used` bytes in use at `pct` percent (Infinity: unlimited). */
+export function maxUnusedBytes(pct: number, used: number): number {
+  return pct >= 100 ? Infinity : (pct / (100 - pct)) * used
+}
+
+/** A partly used unit as step 4 sees it: its version, level and dead ranges, and what its newly dead blocks take. */
+export interface UnitUsage {
+  version: 1 | 2
+  /** v2: the header's; v1: null. */
+  level: number | null
+  /** Dead ranges after the rewrite: the unit's non-live blocks (a superset of its old ranges). */
+  dead: DeadRange[]
+  /** Non-live blocks not zeroed yet (not in the unit's dead ranges). */
+  newlyDead: number
+  /** Estimated stored bytes of those blocks: per frame, its stored size × newly dead / not yet dead blocks. */
+  unused: number
+}
+
+/**
+ * Reads a unit's header, trailer and unit index (three range reads, either version) and
+ * weighs its newly dead blocks against `live` (unit-relative: whether block b is live).
+ */
+export function unitUsage(repo: Repo2, key: string, stream: number, unit: number, rawBlocks: number, live: (b: number) => boolean): UnitUsage {
+  const where = repo.store.where(key)
+  const blob = repo.sync.openSync(key)
+  try {
+    const size = blob.sizeBytes
+    const head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
+    const any = decodeAnyUnitHeader(head, where)
+    if (any.stream !== stream || any.unitIndex !== unit || any.rawBlocks !== rawBlocks) throw new FormatError('BAD_VALUE', `${where}: unit header names stream ${any.stream}, unit ${any.unitIndex}, ${any.rawBlocks} blocks`)
+    if (size < any.headerBytes + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
+    const trailer = blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES })
+    let comp: number[]
+    let old: DeadRange[] = []
+    let level: number | null = null
+    if (any.version === 1) {
+      const h = decodeUnitHeader(head.subarray(0, UNIT_V1_HEADER_BYTES), where)
+      const t = decodeUnitTrailer(trailer, size, h, where)
+      comp = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, h, t.seekTableOffset, BLOCK_BYTES, where).entries.map((e) => e.compBytes)
+    } else {
+      const h = decodeUnitHeaderV2(head, where)
+      const t = decodeUnitTrailerV2(trailer, size, h, where)
+      const x = decodeUnitIndex(blob.readSync({ offset: t.indexOffset, length: t.indexBytes }), t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
+      comp = x.seek.map((e) => e.compBytes)
+      old = x.dead
+      level = h.level
+    }
+    const wasDead = new Uint8Array(rawBlocks)
+    for (const r of old) wasDead.fill(1, r.start, r.start + r.blocks)
+    const dead: DeadRange[] = []
+    let newlyDead = 0
+    let unused = 0
+    for (let f = 0; f < comp.length; f++) {
+      const first = f * any.frameBlocks
+      const end = Math.min(rawBlocks, first + any.frameBlocks)
+      let notYet = 0
+      let fresh = 0
+      for (let b = first; b < end; b++) {
+        const isDead = wasDead[b] === 1 || !live(b)
+        if (isDead) {
+          const last = dead[dead.length - 1]
+          if (last && last.start + last.blocks === b) last.blocks++
+          else dead.push({ start: b, blocks: 1 })
+        }
+        if (wasDead[b]) continue
+        notYet++
+        if (isDead) fresh++
+      }
+      newlyDead += fresh
+      if (fresh) unused += Math.round((comp[f]! * fresh) / notYet)
+    }
+    return { version: any.version, level, dead, newlyDead, unused }
+  } finally {
+    blob.closeSync()
+  }
+}
+
+/** Step 4: what goes; with `maxUnusedPct` < 100, which partly used units step 7 rewrites. */
+export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEFAULT_MAX_UNUSED_PCT): Decision {
   const byRun = new Map(sv.runs.map((r) => [r.run, r]))
   const committedRuns = new Set(sv.committed.map((m) => m.id))
   const d: Decision = {
@@ -327,11 +432,20 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks): Decision {
       t1: sv.t1.toISOString(), leasesSeen: sv.leases.map((l) => ({ lease: l.lease, started: l.started })).filter((l) => /^[0-9a-f]{16}$/.test(l.lease)),
       roots: marks.roots, streams: {}, streamsDrop: [], packs: { delete: [] }, dedup: { merge: [] }, retiredDrop: [], abortedDrop: [], bytes: { live: 0, dead: 0, reclaim: 0 },
     },
-    units: { delete: 0, deleteBytes: 0, partly: 0, partlyDeadBytes: 0, kept: 0 },
+    units: { delete: 0, deleteBytes: 0, partly: 0, partlyDeadBytes: 0, zeroed: 0, kept: 0, rewrite: 0, rewriteBytes: 0, rewriteReclaim: 0, unusedLeft: 0, usedBytes: 0 },
+    rewrite: [], unreadableUnits: [],
     packsKept: 0, retiredKept: [], leftAlone: [],
     deleteUnits: [], deletePacks: [], deleteStreams: [], deleteRetired: [], deleteGens: [],
   }
   const b = d.plan.bytes
+  const candidates: Array<UnitRewrite & { unused: number }> = []
+  const streamLevel = (run: number): number => {
+    try {
+      return repo.stream(run).level
+    } catch {
+      return repo.config.defaults.level
+    }
+  }
   const size = (key: string): number => {
     try {
       return repo.sync.statSync(key).sizeBytes
@@ -411,14 +525,34 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks): Decision {
           b.reclaim += bytes
           b.dead += bytes
           unitsLeft--
+        } else if (live < raw) {
+          const key = keys2.unit(run, u)
+          let use: UnitUsage
+          try {
+            use = unitUsage(repo, key, run, u, raw, (x) => (sm!.bits[(from + x) >> 3]! & (1 << ((from + x) & 7))) !== 0)
+          } catch (err) {
+            if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+            d.unreadableUnits.push({ key, why: (err as Error).message })
+            b.live += bytes
+            continue
+          }
+          b.live += bytes - use.unused
+          b.dead += use.unused
+          d.units.usedBytes += bytes - use.unused
+          if (use.newlyDead === 0) {
+            d.units.zeroed++ // an earlier prune zeroed its dead blocks
+            continue
+          }
+          d.units.partly++
+          d.units.partlyDeadBytes += use.unused
+          candidates.push({
+            stream: run, unit: u, key, bytes, rawBytes: raw * BLOCK_BYTES, version: use.version, level: use.level,
+            dead: use.dead, targetLevel: use.level ?? streamLevel(run), unused: use.unused,
+          })
         } else {
-          const deadBytes = Math.round((bytes * (raw - live)) / raw)
-          b.live += bytes - deadBytes
-          b.dead += deadBytes
-          if (live < raw) {
-            d.units.partly++
-            d.units.partlyDeadBytes += deadBytes
-          } else d.units.kept++
+          b.live += bytes
+          d.units.usedBytes += bytes
+          d.units.kept++
         }
       }
       if (dead > 0 || del.length) d.plan.streams[String(run)] = { deadBlocks: dead, rewrite: [], delete: del }
@@ -454,6 +588,24 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks): Decision {
       }
     }
   }
+  // step 7's choice (restic's): the units with the largest unused share first, until what is left unused is within --max-unused
+  candidates.sort((x, y) => y.unused / y.bytes - x.unused / x.bytes || y.unused - x.unused || x.stream - y.stream || x.unit - y.unit)
+  let unused = d.units.partlyDeadBytes
+  const limit = maxUnusedBytes(maxUnusedPct, d.units.usedBytes)
+  for (const c of candidates) {
+    if (unused <= limit) break
+    unused -= c.unused
+    const { unused: u, ...job } = c
+    d.rewrite.push(job)
+    d.units.rewrite++
+    d.units.rewriteBytes += c.bytes
+    d.units.rewriteReclaim += u
+    b.reclaim += u
+    const st = (d.plan.streams[String(c.stream)] ??= { deadBlocks: 0, rewrite: [], delete: [] })
+    st.rewrite.push(c.unit)
+  }
+  for (const st of Object.values(d.plan.streams)) st.rewrite.sort((x, y) => x - y)
+  d.units.unusedLeft = unused
   for (const r of sv.retired) {
     if (r.protected) {
       d.retiredKept.push(r)

@@ -69,6 +69,14 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
 
   /** Per stream, the units the generations' maps read: only those must be there (prune deletes units nothing reads). */
   const usedUnits = new Map<number, Set<number>>()
+  /** Per stream, a bit per block the generations read: none may lie in a unit's dead range (R2, §2.9). */
+  const usedBlocks = new Map<number, Uint8Array>()
+  const markUsed = (x: { stream: number; streamBlock: number; count: number }, rec: StreamRecord): void => {
+    let bits = usedBlocks.get(x.stream)
+    if (!bits) usedBlocks.set(x.stream, (bits = new Uint8Array(Math.ceil(rec.streamBlocks / 8))))
+    const end = Math.min(x.streamBlock + x.count, rec.streamBlocks)
+    for (let b = x.streamBlock; b < end; b++) bits[b >> 3]! |= 1 << (b & 7)
+  }
 
   for (const id of ids) {
     check()
@@ -117,6 +125,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
                   if (!set) usedUnits.set(x.stream, (set = new Set()))
                   const last = Math.min(x.streamBlock + x.count, rec.streamBlocks) - 1
                   for (let u = Math.floor(x.streamBlock / rec.unitBlocks); u <= Math.floor(last / rec.unitBlocks); u++) set.add(u)
+                  markUsed(x, rec)
                 }
                 if (rec && x.streamBlock + x.count > rec.streamBlocks && !past.has(x.stream)) {
                   past.add(x.stream)
@@ -153,6 +162,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
       let set = usedUnits.get(x.stream)
       if (!set) usedUnits.set(x.stream, (set = new Set()))
       for (let u = Math.floor(x.streamBlock / rec.unitBlocks); u <= Math.floor((x.streamBlock + x.count - 1) / rec.unitBlocks); u++) set.add(u)
+      markUsed(x, rec)
     }
     if (man.biLog) {
       try {
@@ -271,6 +281,16 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
             rawBytes += x.scan.rawBytes
             if (x.scan.rawBytes !== (last - first) * BLOCK_BYTES) problem(`${where}: holds ${x.scan.rawBytes / BLOCK_BYTES} blocks, the stream record says ${last - first}`)
             for (const b of x.scan.bad) problem(`${where}: frame ${b.frame}: ${b.reason}`)
+            // a block a generation reads must not be one a prune zeroed
+            const bits = usedBlocks.get(rec.stream)
+            for (const r of x.scan.dead ?? []) {
+              for (let b = first + r.start; b < first + r.start + r.blocks; b++) {
+                if (bits && bits[b >> 3]! & (1 << (b & 7))) {
+                  problem(`${where}: stream block ${b} is in the unit's dead ranges (zeroed by a prune), and a generation refers to it`)
+                  break
+                }
+              }
+            }
           }, (err) => problem(`${where}: ${msg(err)}`))
           .finally(() => {
             tasks.delete(task)
