@@ -564,6 +564,24 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     }, 300_000)
   }
 
+  for (const fmt of FORMATS) {
+    it(`--volume --online of an image named through a symlink reads the image (format ${fmt})`, async () => {
+      const w = path.join(work, `img-link-f${fmt}`)
+      fs.mkdirSync(w)
+      const mnt = await makeExt4(`image-link-f${fmt}`)
+      const img = path.join(mnt, 'disk.img')
+      await must(`head -c 3M /dev/urandom > ${img} && ln -s disk.img ${mnt}/link.img`)
+      const repo = await newRepoF(fmt, path.join(w, 'repo'))
+      // the capture's own open of the image does not follow symlinks: bfs opens the real path
+      const r = await bfs(['backup', path.join(mnt, 'link.img'), '--volume', '--online', '--json'], { repo })
+      expect(r.stderr).toBe('')
+      expect(r.code).toBe(0)
+      const res = JSON.parse(r.stdout)
+      expect(res.online.captured).toBe(true)
+      await must(`BFS_REPO=${repo} ${BFS} cat '${res.generation}:link.img' | cmp - ${img}`)
+    }, 300_000)
+  }
+
   it('--volume --online on format 2, incremental: a block-incremental against the parent (itself online) while a writer changes the image; equal to the copy at T0, and so is the parent', async () => {
     const w = path.join(work, 'img-inc')
     fs.mkdirSync(w)

@@ -252,7 +252,7 @@ export async function storeVolume(v: VolumeSource, source: string, size: number,
   if (!cap && !v.isDev && size > 0 && v.st[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(v.fd, size)
   let last = 0
   let logged = 0
-  const quietFd = cap ? cap.openQuiet(Buffer.from(source)) : -1
+  const quietFd = cap ? quietOpen(cap, source, v) : -1
   try {
     const stored = await readSource(quietFd >= 0 ? quietFd : v.fd, source, v.isDev, toFreeze, opts, (readFd, direct, signal) =>
       storeObject(readFd, size, regions, stream, base, {
@@ -272,6 +272,28 @@ export async function storeVolume(v: VolumeSource, source: string, size: number,
   } finally {
     if (quietFd >= 0) native.close(quietFd)
   }
+}
+
+/**
+ * --online: the image opened again by path through the capture (its reads raise no events),
+ * or -1 to read through `v.fd` (bfs's own reads are answered at once, one round trip each)
+ * when that open fails (a symlink: the capture's open does not follow it; the path gone) or
+ * finds another inode than the one opened at the start (renamed over since: its T0 state,
+ * identity and before-images are the opened file's, so its bytes must be too).
+ */
+function quietOpen(cap: OnlineCapture, source: string, v: VolumeSource): number {
+  let fd = -1
+  try {
+    fd = cap.openQuiet(Buffer.from(fs.realpathSync(source)))
+    if (fd < 0) return -1
+    const st = fs.fstatSync(fd, { bigint: true })
+    const ino = (BigInt(v.st[native.S_INO_HI]!) << 32n) | BigInt(v.st[native.S_INO_LO]!)
+    if (st.dev === BigInt(v.st[native.S_DEV]!) && st.ino === ino) return fd
+  } catch {
+    // read through v.fd
+  }
+  if (fd >= 0) native.close(fd)
+  return -1
 }
 
 /**
