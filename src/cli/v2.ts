@@ -16,7 +16,7 @@ import { backupTree2 } from '../repo/v2/backup2.js'
 import { backupVolume2 } from '../repo/v2/volume2.js'
 import type { Commit2Result } from '../repo/commit/generation2.js'
 import type { BackupProgress } from '../repo/backup.js'
-import { decideMode } from '../repo/volume.js'
+import { checkFreezeOptions, decideMode } from '../repo/volume.js'
 import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
 import { restoreEntries } from '../repo/restore.js'
@@ -39,10 +39,7 @@ const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
 /** Options of `bfs backup` that format 2 does not take yet: refused by name rather than ignored. */
 const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--freeze', (o) => !!o.freeze],
-  ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
   ['--group', (o) => o.group !== undefined],
-  ['--one-file-system', (o) => !!o.oneFileSystem],
 ]
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
@@ -56,6 +53,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
   if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
+  checkFreezeOptions(o, decision, [ctx.repoDir()]) // format 1's refusals, before anything is written (maybe on the filesystem to freeze)
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
@@ -73,7 +71,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     },
   }
   const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout as number | undefined, signal }) : backupTree2(repo, { ...common, oneFileSystem: !!o.oneFileSystem, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>

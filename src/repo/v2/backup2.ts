@@ -9,8 +9,9 @@
  *
  * Changed files are block-incrementals against their previous map; hard-linked entries are
  * flagged `linked` and counted in the links table. Step 1 limits (native-notes/v2-backup.md):
- * whole hashes files read for the block-incremental, links rows in memory, no groups or
- * --one-file-system. Excludes (issue 17) as format 1's: exclude.ts.
+ * whole hashes files read for the block-incremental, links rows in memory, no groups.
+ * Excludes (issue 17) as format 1's: exclude.ts; --one-file-system as format 1's (a
+ * directory on another filesystem is stored, empty, and not walked).
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -61,6 +62,8 @@ export interface Backup2Options extends CommitOptions, StreamSettings {
   t0File?: string
   /** With `online`: bfs's threads this much lower (nice) while the capture is on. */
   onlineNice?: number
+  /** `--one-file-system`: a directory on another filesystem than the source's (a mount point) is stored as an empty directory, not walked (format 1's rule). */
+  oneFileSystem?: boolean
 }
 
 const SLASH = Buffer.from('/')
@@ -484,6 +487,11 @@ class Walk2 {
     return !st[o + native.S_ERRNO] && (st[o + native.S_MODE]! & S_IFMT) === 0o040000 && !this.keepOut.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)
   }
 
+  /** `--one-file-system`: whether entry o of a listing is on another filesystem than the source (a directory there is not walked). */
+  private otherFs(st: Float64Array, o: number): boolean {
+    return !!this.opts.oneFileSystem && st[o + native.S_DEV] !== this.rootSt[native.S_DEV]
+  }
+
   /**
    * Starts listings of the next directories in walk order, up to SCAN_AHEAD held: the
    * innermost open directory's next subdirectories, then (it has none left) its parent's.
@@ -498,7 +506,7 @@ class Walk2 {
         continue
       }
       const k = f.order[f.pos++]!
-      if (this.isWalkedDir(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
+      if (this.isWalkedDir(f.st, k * F) && !this.otherFs(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
     }
   }
 
@@ -690,7 +698,8 @@ class Walk2 {
     switch (type) {
       case FileType.Dir: {
         e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
-        const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, { frame, k: x.k })
+        // --one-file-system: the mount point's own entry (the other filesystem's root), empty
+        const sub = this.otherFs(st, o) ? (this.stats.dirs++, { ref: null, subdirs: 0 }) : await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, { frame, k: x.k })
         e.dir = sub.ref
         e.nlink = 2 + sub.subdirs
         if (old && old.type === FileType.Dir && old.nlink === e.nlink && old.xattrs === e.xattrs && sameStat(old, st, o) && sameDirRef(old.dir, e.dir)) return { e: old, old: true }

@@ -28,7 +28,8 @@ import { changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '..
 import { mountState } from '../device.js'
 import { BfsError } from '../errors.js'
 import { type BaseObject, storeObject } from '../objects.js'
-import { openVolumeSource, readSource, sourceMounts } from '../volume.js'
+import { freezeTargets, openVolumeSource, readSource, sourceMounts } from '../volume.js'
+import type { MountEntry } from '../../os/mountinfo.js'
 import { StreamSource2 } from './read2.js'
 import type { Repo2 } from './repo2.js'
 
@@ -39,6 +40,10 @@ export interface Volume2Options extends CommitOptions, StreamSettings {
   full?: boolean
   /** `--base`: the generation to take the difference against (default: the newest volume generation of this source and host). */
   baseId?: number
+  /** `--freeze`: the filesystems mounted from the device frozen (FIFREEZE) while it is read (format 1's readSource and watchdog). */
+  freeze?: boolean
+  /** `--freeze-timeout`: thaw after this many seconds whatever happens (default 600). */
+  freezeTimeoutS?: number
 }
 
 /** The image's one entry in a volume generation's root directory (format 1's name: the image's basename, or `<device>.img`). */
@@ -54,12 +59,14 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     const mounts = sourceMounts(st1, isDev)
+    // --freeze: what to freeze, or format 1's one-line refusal (before the run is claimed)
+    const toFreeze = opts.freeze ? freezeTargets(source, isDev, mounts, repo.store.localRoots()) : []
     const { unitBlocks, frameBlocks } = streamGeometry(opts, 'volume')
     const host = opts.host ?? os.hostname()
     const res = await writeGeneration2(repo, opts, {
       source,
       kind: 'volume',
-      consistency: mountState(mounts),
+      consistency: opts.freeze ? 'frozen' : mountState(mounts),
       unitBlocks,
       frameBlocks,
       level: opts.level,
@@ -77,7 +84,7 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
         }
         return null
       },
-      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, opts, reporter }),
+      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, toFreeze, opts, reporter }),
     })
     return { ...res, mountPoints: mounts.map((m) => m.point) }
   } finally {
@@ -92,12 +99,14 @@ interface VolumeSource {
   isDev: boolean
   size: number
   sizeOf(): number
+  /** --freeze: the mounts to freeze while the device is read (none without). */
+  toFreeze: MountEntry[]
   opts: Volume2Options
   reporter: { warn(m: string): void; progress?(p: BackupProgress): void }
 }
 
 async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource) {
-  const { source, fd, st1, isDev, size, opts, reporter } = v
+  const { source, fd, st1, isDev, size, toFreeze, opts, reporter } = v
   const warnings: string[] = []
   const warn = (m: string): void => {
     warnings.push(m)
@@ -147,7 +156,7 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
     let regions = size > 0 ? [0, size] : []
     if (!isDev && size > 0 && st1[native.S_BLOCKS]! * 512 < size) regions = native.dataRegions(fd, size)
     let last = 0
-    const stored = await readSource(fd, source, isDev, [], opts, (readFd, direct, signal) =>
+    const stored = await readSource(fd, source, isDev, toFreeze, opts, (readFd, direct, signal) =>
       storeObject(readFd, size, regions, ctx.stream, base, {
         direct,
         signal,
