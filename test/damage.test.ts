@@ -394,30 +394,32 @@ describe('a damaged config does not take the repository down', () => {
 })
 
 describe('verify --all, unit trailers, generation names (item 6)', () => {
-  it('verify --all checks groups/: a damaged group file is reported (exit 4)', async () => {
-    const dir = path.join(work, 'groups')
-    const repo = path.join(dir, 'repo')
-    const src = path.join(dir, 'src')
-    fs.mkdirSync(path.join(src, 'web'), { recursive: true })
-    fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
-    expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
-    expect((await bfs(['group', 'add', 'other', '--include', 'x'], { repo })).code).toBe(0)
-    await backup(src, repo, ['--group', 'web'])
-    expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
-    flip(path.join(repo, 'groups', 'other'), -3)
-    const v = await bfs(['verify', '--all'], { repo })
-    expect(v.stdout).toMatch(/^FAIL .*groups\/other: checksum mismatch/m)
-    expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
-    expect(v.code).toBe(4)
-    // group ls lists the group that reads and names the damaged one; the web group still backs up
-    const ls = await bfs(['group', 'ls'], { repo })
-    expect(ls.code).toBe(0)
-    expect(ls.stdout).toBe('web\n  include web\n')
-    expect(ls.stderr).toMatch(/^bfs: warning: damaged group file: .*groups\/other: checksum mismatch.*\n$/)
-    await backup(src, repo, ['--group', 'web'])
-    expect((await bfs(['group', 'show', 'other'], { repo })).code).toBe(6)
-  })
+  for (const fmt of [1, 2] as const) {
+    it(`verify --all checks groups/: a damaged group file is reported (exit 4) (format ${fmt})`, async () => {
+      const dir = path.join(work, `groups-${fmt}`)
+      const repo = path.join(dir, 'repo')
+      const src = path.join(dir, 'src')
+      fs.mkdirSync(path.join(src, 'web'), { recursive: true })
+      fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
+      expect((await bfs(fmt === 2 ? ['init', '--format', '2'] : ['init'], { repo })).code).toBe(0)
+      expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
+      expect((await bfs(['group', 'add', 'other', '--include', 'x'], { repo })).code).toBe(0)
+      await backup(src, repo, ['--group', 'web'])
+      expect((await bfs(['verify', '--all'], { repo })).code).toBe(0)
+      flip(path.join(repo, 'groups', 'other'), -3)
+      const v = await bfs(['verify', '--all'], { repo })
+      expect(v.stdout).toMatch(/^FAIL .*groups\/other: checksum mismatch/m)
+      expect(v.stdout.match(/^FAIL/gm)).toHaveLength(1)
+      expect(v.code).toBe(4)
+      // group ls lists the group that reads and names the damaged one; the web group still backs up
+      const ls = await bfs(['group', 'ls'], { repo })
+      expect(ls.code).toBe(0)
+      expect(ls.stdout).toBe('web\n  include web\n')
+      expect(ls.stderr).toMatch(/^bfs: warning: damaged group file: .*groups\/other: checksum mismatch.*\n$/)
+      await backup(src, repo, ['--group', 'web'])
+      expect((await bfs(['group', 'show', 'other'], { repo })).code).toBe(6)
+    })
+  }
 
   it('group files are replaced through the store: no temporary file stays, a dead writer\'s is swept by the next writer, a live one stays, none is a group', async () => {
     const dir = path.join(work, 'groups-tmp')

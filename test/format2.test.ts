@@ -1050,10 +1050,11 @@ describe('the format 1 guard lock (§2.23.1)', () => {
     const list = (): string => JSON.stringify(['manifests', 'gens', 'tmp', '.'].map((d) => fs.readdirSync(path.join(repo, d)).sort()))
     const before = list()
     // this bfs knows format 2 when both copies say so, before it looks at the lock: a format 1
-    // writer (here group add; backup has a format 2 path since issue 15) refuses in one line
-    const r = await bfs(['group', 'add', 'g', '--include', '*'], { repo })
+    // writer (here tier add; backup since issue 15, group since 2026-12-03 have format 2 paths) refuses in one line
+    const r = await bfs(['tier', 'add', 't', '--vtl', path.join(work, 'guard-vtl')], { repo })
     expect(r.code).toBe(6)
-    expect(r.stderr).toBe(`bfs: ${repo} is a format 2 repository: 'bfs group' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify and forget)\n`)
+    expect(r.stderr).toBe(`bfs: ${repo} is a format 2 repository: 'bfs tier' does not support format 2 yet (so far it takes backup, generations, group, ls, cat, diff, find, log, mount, restore, verify and forget)\n`)
+    expect(fs.existsSync(path.join(work, 'guard-vtl'))).toBe(false)
     expect(list()).toBe(before)
     // a format 1 bfs from before that check (or this one, when only config-copy survives as
     // version 1 and config is taken for damage) gets as far as the lock: the guard stops it

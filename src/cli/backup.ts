@@ -5,7 +5,7 @@ import { isFormat2 } from '../repo/v2/detect.js'
 import { backupV2 } from './v2.js'
 import { backupTree } from '../repo/backup.js'
 import { streamGeometry, DEFAULT_FRAME_BLOCKS, DEFAULT_LEVEL, DEFAULT_UNIT_BLOCKS } from '../repo/commit/index.js'
-import { backupVolume, checkFreeze, decideMode, refuseOnlineDevice } from '../repo/volume.js'
+import { backupVolume, checkFreezeOptions, decideMode, refuseOnlineDevice } from '../repo/volume.js'
 import { DEFAULT_FREEZE_TIMEOUT_S } from '../repo/freeze.js'
 import { readGroup } from '../repo/groups.js'
 import { BfsError, EXIT } from '../repo/errors.js'
@@ -63,12 +63,10 @@ export function registerBackup(program: Command, ctx: Ctx): void {
       const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold)
       const modeLine = `mode: ${decision.mode === 'volume' ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
       if (o.base && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', '--base applies to volume backups')
-      if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
-      if (o.freeze && decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
       if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
       if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
       if (o.online && decision.mode === 'volume') refuseOnlineDevice(decision.source)
-      if (o.freeze) checkFreeze(decision.source, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
+      checkFreezeOptions(o, decision, [ctx.repoDir()]) // before anything is written, maybe on the filesystem to freeze
       // recorded from here: what was refused above (options that do not go together) is not a run
       ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] })
       const repo = openRepo()

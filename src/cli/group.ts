@@ -1,10 +1,20 @@
 import type { Command } from 'commander'
-import { addGroup, listGroups, readGroup, removeGroup, type Group } from '../repo/groups.js'
+import { addGroup, listGroups, readGroup, removeGroup, type Group, type GroupRepo } from '../repo/groups.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import type { Repository } from '../repo/repository.js'
 import { count } from './output.js'
 import type { Ctx } from './context.js'
 import { groupJson, printJson } from './json.js'
 
 export function registerGroup(program: Command, ctx: Ctx): void {
+  // format 2 (format.md §2.14.2): the same group files, through its store
+  const openRepo = (): GroupRepo => (isFormat2(ctx.repoDir()) ? Repo2.open(ctx.repoDir(), (m) => void process.stderr.write(`bfs: ${m}\n`)) : ctx.openRepo())
+  /** A group's generations (one line each): format 1's chain, or format 2's manifests with that group. */
+  const chainOf = (repo: GroupRepo, name: string): Array<{ id: number; time: string; source: string; files: number }> =>
+    repo instanceof Repo2
+      ? repo.generations().flatMap((g) => ('manifest' in g && g.manifest.group === name ? [{ id: g.id, time: g.manifest.time, source: g.manifest.sources.map((s) => s.path).join(' '), files: Number((g.manifest.stats as Record<string, unknown>).files ?? 0) }] : []))
+      : (repo as Repository).generations(name).map((m) => ({ id: m.id, time: m.time, source: m.source, files: m.stats.files }))
   const group = program.command('group').description('file groups: named include/exclude lists, each backed up on its own chain')
   const showGroup = (g: Group): string =>
     `${g.name}\n${g.includes.map((p) => `  include ${p}\n`).join('')}${g.excludes.map((p) => `  exclude ${p}\n`).join('')}`
@@ -16,7 +26,7 @@ export function registerGroup(program: Command, ctx: Ctx): void {
     .option('--exclude <pattern>', 'files to leave out even if included (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--json', 'print the group as JSON')
     .action((name: string, o) => {
-      const g = addGroup(ctx.openRepo(), name, o.include, o.exclude)
+      const g = addGroup(openRepo(), name, o.include, o.exclude)
       if (o.json) return printJson(groupJson(g))
       process.stdout.write(showGroup(g))
     })
@@ -25,7 +35,7 @@ export function registerGroup(program: Command, ctx: Ctx): void {
     .description('list the groups (a damaged group file is named on stderr; the others are listed)')
     .option('--json', 'print JSON')
     .action((o) => {
-      const { groups, damaged } = listGroups(ctx.openRepo())
+      const { groups, damaged } = listGroups(openRepo())
       if (o.json) printJson(groups.map((g) => groupJson(g)))
       else for (const g of groups) process.stdout.write(showGroup(g))
       for (const d of damaged) process.stderr.write(`bfs: warning: damaged group file: ${d}\n`)
@@ -36,17 +46,17 @@ export function registerGroup(program: Command, ctx: Ctx): void {
     .description('show a group and its generations')
     .option('--json', 'print JSON')
     .action((name: string, o) => {
-      const repo = ctx.openRepo()
-      if (o.json) return printJson(groupJson(readGroup(repo, name), repo.generations(name)))
+      const repo = openRepo()
+      if (o.json) return printJson(groupJson(readGroup(repo, name), chainOf(repo, name)))
       process.stdout.write(showGroup(readGroup(repo, name)))
-      for (const m of repo.generations(name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${count(m.stats.files, 'file')}\n`)
+      for (const m of chainOf(repo, name)) process.stdout.write(`  gen${m.id} ${m.time} ${m.source} ${count(m.files, 'file')}\n`)
     })
   group
     .command('rm')
     .argument('<name>')
     .description('remove a group (its generations stay)')
     .action((name: string) => {
-      removeGroup(ctx.openRepo(), name)
+      removeGroup(openRepo(), name)
       process.stdout.write(`removed group ${name}\n`)
     })
 }

@@ -54,9 +54,9 @@ export function lsEntry(x: LsFields, data: Pick<Entry, 'size'>, path: Buffer): R
 }
 
 /** A group (`group add|ls|show --json`), with its generations for `show`. */
-export function groupJson(g: Group, gens?: Manifest[]): Record<string, unknown> {
+export function groupJson(g: Group, gens?: Array<Pick<Manifest, 'id' | 'time' | 'source'> & { files: number }>): Record<string, unknown> {
   const out: Record<string, unknown> = { name: g.name, includes: g.includes, excludes: g.excludes }
-  if (gens) out.generations = gens.map((m) => ({ generation: `gen${m.id}`, id: m.id, time: m.time, source: m.source, files: m.stats.files }))
+  if (gens) out.generations = gens.map((m) => ({ generation: `gen${m.id}`, id: m.id, time: m.time, source: m.source, files: m.files }))
   return out
 }
 

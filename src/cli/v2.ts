@@ -16,9 +16,10 @@ import { backupTree2 } from '../repo/v2/backup2.js'
 import { backupVolume2 } from '../repo/v2/volume2.js'
 import type { Commit2Result } from '../repo/commit/generation2.js'
 import type { BackupProgress } from '../repo/backup.js'
-import { decideMode, refuseOnlineDevice } from '../repo/volume.js'
+import { checkFreezeOptions, decideMode, refuseOnlineDevice } from '../repo/volume.js'
 import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
+import { readGroup } from '../repo/groups.js'
 import { restoreEntries } from '../repo/restore.js'
 import { restoreSet2 } from '../repo/v2/restore2.js'
 import { reportRestore } from './restore-report.js'
@@ -37,16 +38,7 @@ import { Progress } from './progress.js'
 const SLASH = Buffer.from('/')
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 
-/** Options of `bfs backup` that format 2 does not take yet: refused by name rather than ignored. */
-const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--freeze', (o) => !!o.freeze],
-  ['--freeze-timeout', (o) => o.freezeTimeout !== undefined],
-  ['--group', (o) => o.group !== undefined],
-  ['--one-file-system', (o) => !!o.oneFileSystem],
-]
-
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
-  for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   // the mode as format 1 decides it (--volume, --mode, or auto: a device or an image file is a volume)
   const decision = o.volume || o.mode === 'volume' ? { mode: 'volume' as const, source: src, reason: 'requested' } : o.mode === 'file' ? { mode: 'file' as const, source: src, reason: 'requested' } : decideMode(src, o.volumeThreshold as number)
   const volume = decision.mode === 'volume'
@@ -55,11 +47,15 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const modeLine = `mode: ${volume ? 'volume' : 'files'}${decision.reason === 'requested' ? '' : ` (${decision.reason})`}\n`
   if (o.t0File !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--t0-file applies with --online')
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
+  checkFreezeOptions(o, decision, [ctx.repoDir()]) // format 1's refusals, before anything is written (maybe on the filesystem to freeze)
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = Repo2.open(ctx.repoDir(), warn)
+  // --group (format.md §2.14.2): format 1's group file and refusals
+  const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
+  if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
-  // --full compares with no previous generation; the progress totals are still the latest one's of SRC
-  const est = o.full && !volume ? latestStats(repo, path.resolve(src)) : undefined
+  // --full compares with no previous generation; the progress totals are still the latest one's of SRC (in the group)
+  const est = o.full && !volume ? latestStats(repo, path.resolve(src), group?.name ?? null) : undefined
   // `--base GEN`: a volume generation of this source (read again under the backup's lease)
   const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
   if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
@@ -73,7 +69,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
     },
   }
   const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, baseId: base?.id, signal }) : backupTree2(repo, { ...common, excludes: more.excludes, tagRules: more.tagRules, signal }),
+    volume ? backupVolume2(repo, { ...common, baseId: base?.id, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout as number | undefined, signal }) : backupTree2(repo, { ...common, oneFileSystem: !!o.oneFileSystem, group, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
   ).finally(() => prog.finish())
   const m = res.manifest
   const s = m.stats as Record<string, number>
@@ -116,12 +112,12 @@ function storedOf(repo: Repo2, m: ManifestV2): { backup: number; now: number } {
   return { backup, now }
 }
 
-/** The stats of the newest readable generation of `source` (format 2), if any. */
-function latestStats(repo: Repo2, source: string): Record<string, number> | undefined {
+/** The stats of the newest readable generation of `source` and `group` (format 2), if any. */
+function latestStats(repo: Repo2, source: string, group: string | null): Record<string, number> | undefined {
   for (const id of repo.generationIds().reverse()) {
     try {
       const m = repo.manifest(id)
-      if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source) return m.stats as Record<string, number>
+      if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source && m.group === group) return m.stats as Record<string, number>
     } catch {
       // a damaged manifest: the one before
     }
@@ -142,28 +138,30 @@ function readOptions(o: Record<string, unknown>): { source?: string } {
 }
 
 export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, unknown>): Promise<void> {
-  const { source } = readOptions(o)
+  // (`bfs generations --group NAME`: that group's chain, as on format 1)
+  const { source } = readOptions(ref ? o : { ...o, group: undefined })
   const repo = Repo2.open(ctx.repoDir(), warn)
+  const group = !ref && o.group !== undefined ? readGroup(repo, String(o.group)).name : undefined
   // §2.20.4: a lease before the manifests are listed (removed at exit; none where the repository is read-only)
   const lease = readerLease(repo, 'ls')
   if (!ref) {
     // a damaged manifest is listed, marked, and named on stderr; the others list as usual (§2.20.10)
     // the filters of `bfs generations` (cli/sources.ts); a damaged manifest matches none but is still named
     const filter = genFilter(o)
-    const all = repo.generations()
+    const all = repo.generations().filter((g) => group === undefined || !('manifest' in g) || g.manifest.group === group)
     const rows = filter ? all.filter((g) => 'manifest' in g && matches(filter, { time: g.manifest.time, host: g.manifest.host, tags: g.manifest.tags, label: g.manifest.label, sources: g.manifest.sources.map((s) => s.path) })) : all
     const damaged = all.filter((g) => 'problem' in g)
     for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
-        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
+        ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, group: g.manifest.group, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
     for (const g of rows) {
       const m = 'manifest' in g ? g.manifest : null
       const st = m ? storedOf(repo, m) : null
       const stored = st ? `  stored ${humanBytes(st.backup)}${st.now !== st.backup ? ` (now ${humanBytes(st.now)})` : ''}` : ''
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}${stored}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
+      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.group ? ` [${m.group}]` : ''}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}${stored}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
     }
     return
   }
@@ -305,7 +303,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   }))
   const res = await withSignals((signal) =>
     verifyGenerations2(repo, ids, print, {
-      signal,
+      signal, all: !!o.all,
       progress: (x) => line.update({ files: x.units, totalFiles: x.totalUnits, bytes: x.bytes, totalBytes: x.totalBytes, path: x.path }),
     }),
   ).finally(() => line.finish())

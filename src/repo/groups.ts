@@ -1,15 +1,16 @@
 import path from 'node:path'
-import { envelopeFor, type Repository } from './repository.js'
+import { envelopeFor } from './repository.js'
 import { decodeEnvelope } from '../format/envelope.js'
 import { FormatError } from '../format/errors.js'
 import { BfsError } from './errors.js'
 import { globToRegExp } from './exclude.js'
-import { syncOf, type SyncStore } from '../store/store.js'
+import { syncOf, type Store, type SyncStore } from '../store/store.js'
 
 /**
  * File groups (C5): named include/exclude lists stored as REPO/groups/<name> (a BFSGRUP
  * envelope, JSON). A group file is replaced atomically (tmp → fsync → rename), never
  * edited in place. A file may belong to several groups; each group has its own chain.
+ * The same object and code on format 2 (native-notes/format.md §2.14.2): only the store is used.
  */
 export interface Group {
   name: string
@@ -18,10 +19,16 @@ export interface Group {
   created: string
 }
 
+/** What group files need of a repository (format 1's Repository, format 2's Repo2): its store and its name for messages. */
+export interface GroupRepo {
+  readonly dir: string
+  readonly store: Store
+}
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const groupKey = (name: string): string => `groups/${name}`
 /** Group files are read and written through the store's synchronous face. */
-const meta = (repo: Repository): SyncStore => syncOf(repo.store)
+const meta = (repo: GroupRepo): SyncStore => syncOf(repo.store)
 
 /** Checks one pattern: non-empty, relative, no '..', balanced brackets; returns it normalized (no trailing '/' duplication). */
 export function checkPattern(p: string, what: string): string {
@@ -43,7 +50,7 @@ export function checkPattern(p: string, what: string): string {
   return p
 }
 
-export function readGroup(repo: Repository, name: string): Group {
+export function readGroup(repo: GroupRepo, name: string): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
   let file: Buffer
   try {
@@ -61,7 +68,7 @@ export function readGroup(repo: Repository, name: string): Group {
 }
 
 /** One line per group file that does not read (verify --all); a writer's temporary files are not groups. */
-export function checkGroups(repo: Repository): string[] {
+export function checkGroups(repo: GroupRepo): string[] {
   const out: string[] = []
   for (const k of meta(repo).listSync('groups')) {
     const name = path.basename(k)
@@ -83,7 +90,7 @@ export function checkGroups(repo: Repository): string[] {
  * The groups that read, sorted by name, and one line per group file that does not: one
  * damaged group file does not hide the others (damage stays local).
  */
-export function listGroups(repo: Repository): { groups: Group[]; damaged: string[] } {
+export function listGroups(repo: GroupRepo): { groups: Group[]; damaged: string[] } {
   const groups: Group[] = []
   const damaged: string[] = []
   for (const n of meta(repo).listSync('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort()) {
@@ -98,7 +105,7 @@ export function listGroups(repo: Repository): { groups: Group[]; damaged: string
 }
 
 /** Creates a group, or adds patterns to an existing one. */
-export function addGroup(repo: Repository, name: string, includes: string[], excludes: string[]): Group {
+export function addGroup(repo: GroupRepo, name: string, includes: string[], excludes: string[]): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
   const existing = meta(repo).hasSync(groupKey(name)) ? readGroup(repo, name) : null
   if (!existing && includes.length === 0) throw new BfsError('BAD_INPUT', `group '${name}' needs at least one --include`)
@@ -121,13 +128,13 @@ export function addGroup(repo: Repository, name: string, includes: string[], exc
   return g
 }
 
-function writeGroup(repo: Repository, g: Group): void {
+function writeGroup(repo: GroupRepo, g: Group): void {
   const file = envelopeFor('group', Buffer.from(JSON.stringify(g)), false)
   // replaced atomically (tmp → fsync → rename → fsync groups/): a reader sees the old or the new group
   meta(repo).putSync(groupKey(g.name), file, { mode: 'replace' })
 }
 
-export function removeGroup(repo: Repository, name: string): void {
+export function removeGroup(repo: GroupRepo, name: string): void {
   readGroup(repo, name)
   meta(repo).removeSync(groupKey(name))
   meta(repo).flushSync('groups')

@@ -363,12 +363,24 @@ export function checkFreeze(source: string, repoRoots: string[]): void {
 }
 
 /**
+ * `--freeze` and `--freeze-timeout` against the mode decided, for either format, before
+ * anything is written (the repository neither): `--freeze-timeout` needs `--freeze`,
+ * `--freeze` needs a volume backup, and then {@link checkFreeze}'s refusals.
+ */
+export function checkFreezeOptions(o: { freeze?: unknown; freezeTimeout?: unknown }, decision: ModeDecision, repoRoots: string[]): void {
+  if (o.freezeTimeout !== undefined && !o.freeze) throw new BfsError('BAD_INPUT', '--freeze-timeout applies with --freeze')
+  if (!o.freeze) return
+  if (decision.mode !== 'volume') throw new BfsError('BAD_INPUT', `--freeze applies to volume backups of block devices; ${decision.source} would be backed up as files (${decision.reason})`)
+  checkFreeze(decision.source, repoRoots)
+}
+
+/**
  * The filesystems --freeze freezes (one mount point each), or a one-line refusal: the
  * source must be a block device with a mounted filesystem, and the repository must not be
  * on one of them (the backup writes into it while they are frozen: it would hang).
+ * `roots`: the repository's local directories (its store's localRoots()). Format 1 and 2.
  */
-/** The filesystems to freeze; refuses when one holds any of the repository's local directories (`roots`: its store's localRoots()). */
-function freezeTargets(source: string, isDev: boolean, mounts: MountEntry[], roots: string[]): MountEntry[] {
+export function freezeTargets(source: string, isDev: boolean, mounts: MountEntry[], roots: string[]): MountEntry[] {
   if (!isDev) throw new BfsError('BAD_INPUT', `--freeze needs a block device; ${source} is an image file`)
   if (mounts.length === 0) throw new BfsError('BAD_INPUT', `--freeze: no filesystem on ${source} is mounted, so there is nothing to freeze`)
   const fss = filesystemsOf(mounts)

@@ -65,6 +65,8 @@ export interface Generation2Spec {
   kind: 'files' | 'volume'
   /** Volume generations: what the filesystem on the source was doing while it was read (manifest `consistency`). */
   consistency?: VolumeConsistency
+  /** File backups of a group (`--group`, format.md §2.14.2): its name (manifest `group`); null or absent otherwise. */
+  group?: string | null
   /** Stream geometry of this run. */
   unitBlocks: number
   frameBlocks: number
@@ -219,7 +221,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     const stats = { ...body.stats, storedBytes: stream.storedBytes, metaBytes, pieces: packStats.pieces, pieceBytes: packStats.storedBytes, packs: packStats.packs, seconds: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000 }
     const man: ManifestV2 = {
       format: 2, id: N, rev: 1, run: N, time: startTime.toISOString(), endTime: new Date().toISOString(), label: opts.label ?? '', tags: opts.tags ?? [],
-      host: opts.host ?? os.hostname(), user: os.userInfo().username, kind: spec.kind, group: null,
+      host: opts.host ?? os.hostname(), user: os.userInfo().username, kind: spec.kind, group: spec.group ?? null,
       sources: [{ path: spec.source, parent: prev?.id ?? 0, nextOrd: body.nextOrd, ordBase: 0 }],
       rootEntry: body.rootEntry, links: body.links, biLog: body.biLog ?? null, biIndex: body.biIndex ?? null,
       stream: blocks > 0 ? { blocks } : null, merged: null, partial: body.skippedPaths.length > 0, stats,

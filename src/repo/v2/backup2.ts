@@ -9,8 +9,11 @@
  *
  * Changed files are block-incrementals against their previous map; hard-linked entries are
  * flagged `linked` and counted in the links table. Step 1 limits (native-notes/v2-backup.md):
- * whole hashes files read for the block-incremental, links rows in memory, no groups or
- * --one-file-system. Excludes (issue 17) as format 1's: exclude.ts.
+ * whole hashes files read for the block-incremental, links rows in memory.
+ * Excludes (issue 17) as format 1's: exclude.ts; --one-file-system as format 1's (a
+ * directory on another filesystem is stored, empty, and not walked); --group as format 1's
+ * (format.md §2.14.2: files outside the group are not listed, directories that keep nothing
+ * and are not in the group are left out, on the group's own chain).
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -44,6 +47,7 @@ import type { Repo2 } from './repo2.js'
 import { Dedup, StreamDigest, contentDigest, fileDigest } from './dedup.js'
 import { BI_REASON_TEXT, type OnlineCapture } from '../online.js'
 import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
+import type { Group } from '../groups.js'
 
 export interface Backup2Options extends CommitOptions, StreamSettings, Online2Options {
   source: string
@@ -55,6 +59,10 @@ export interface Backup2Options extends CommitOptions, StreamSettings, Online2Op
   excludes?: string[]
   /** `--exclude-caches`, `--exclude-if-present NAME`. */
   tagRules?: TagRules
+  /** `--one-file-system`: a directory on another filesystem than the source's (a mount point) is stored as an empty directory, not walked (format 1's rule). */
+  oneFileSystem?: boolean
+  /** `--group`: only this group's files (format.md §2.14.2), on the group's own chain (manifest `group`). */
+  group?: Group
 }
 
 const SLASH = Buffer.from('/')
@@ -117,6 +125,8 @@ interface ScanFrame {
   dir: Buffer
   /** The directory's path from the source (for excludes). */
   rel: string
+  /** `--group`: the directory is in the group (it, or a directory above it, matches an include): everything below it is; always true without a group. */
+  included: boolean
   /** A tagged directory (--exclude-caches, --exclude-if-present): the only entries kept, its tag files. */
   onlyTags: Set<number> | null
   names: Buffer[]
@@ -181,9 +191,11 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
   const reporter = opts.reporter ?? { warn: () => undefined }
   // parents are per host and source (format.md §2.20.3 step 3)
   const host = opts.host ?? os.hostname()
+  const group = opts.group?.name ?? null
   return writeGeneration2(repo, opts, {
     source,
     kind: 'files',
+    group,
     unitBlocks,
     frameBlocks,
     level: opts.level,
@@ -192,7 +204,7 @@ export async function backupTree2(repo: Repo2, opts: Backup2Options): Promise<Co
       for (const id of r.generationIds().reverse()) {
         try {
           const m = r.manifest(id)
-          if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source && m.host === host) return m
+          if (m.kind === 'files' && m.sources.length === 1 && m.sources[0]!.path === source && m.host === host && m.group === group) return m
         } catch (err) {
           if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
           reporter.warn(`gen${id} cannot be the base of this backup: ${err.message}`)
@@ -331,19 +343,30 @@ class Walk2 {
     }
     this.idReader = new IdTableReader(ctx.pieces, TableKind.Links)
     this.nextOrd = ctx.prev?.sources[0]?.nextOrd ?? 1
-    this.isExcluded = (opts.excludes ?? []).length ? compileExcludes(opts.excludes!) : null
+    const excludes = [...(opts.excludes ?? []), ...(opts.group?.excludes ?? [])]
+    this.isExcluded = excludes.length ? compileExcludes(excludes) : null
+    this.isIncluded = opts.group ? compileExcludes(opts.group.includes) : null
     this.tagged = compileTagRules(opts.tagRules ?? {})
   }
 
   private readonly isExcluded: ((rel: string, isDir: boolean) => boolean) | null
+  /** `--group`: whether a path matches one of the group's includes (null without a group: everything is in). */
+  private readonly isIncluded: ((rel: string, isDir: boolean) => boolean) | null
   private readonly tagged: ReturnType<typeof compileTagRules>
+  /** `--group`: non-directory entries kept so far (none at the end: the backup fails). */
+  private kept = 0
 
-  /** Whether entry i of a directory's listing is left out by an exclude or a tag (`isDir`: it is a directory). */
+  /**
+   * Whether entry i of a directory's listing is left out by an exclude or a tag (`isDir`: it
+   * is a directory), or, with --group, a non-directory outside the group (not read, not listed).
+   */
   private leftOut(f: ScanFrame, i: number, isDir: boolean): boolean {
     if (f.onlyTags && !f.onlyTags.has(i)) return true
-    if (!this.isExcluded) return false
+    if (!this.isExcluded && (isDir || f.included)) return false
     const name = f.names[i]!.toString('latin1')
-    return this.isExcluded(f.rel ? `${f.rel}/${name}` : name, isDir)
+    const rel = f.rel ? `${f.rel}/${name}` : name
+    if (this.isExcluded?.(rel, isDir)) return true
+    return !isDir && !f.included && !this.isIncluded!(rel, false)
   }
 
   /** At most every 100 ms, after a window of entries (one clock read per window). */
@@ -385,7 +408,10 @@ class Walk2 {
       root.ord = 0
       const prevRoot = this.ctx.prev?.rootEntry ?? null
       root.xattrs = unchanged(prevRoot, root) ? prevRoot.xattrs : xattrsOf(Buffer.from(this.source))
-      return this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null)
+      const out = await this.dir(Buffer.from(this.source), '', prevRoot?.dir ?? null, !this.isIncluded)
+      // --group (format 1's rule): a group that keeps no file commits nothing
+      if (this.opts.group && this.kept === 0) throw new BfsError('BAD_INPUT', `group '${this.opts.group.name}' matches no files in ${this.source}; nothing was committed`)
+      return out
     })
     root.dir = r.ref
     root.nlink = 2 + r.subdirs
@@ -449,6 +475,11 @@ class Walk2 {
     return !st[o + native.S_ERRNO] && (st[o + native.S_MODE]! & S_IFMT) === 0o040000 && !this.keepOut.has(`${st[o + native.S_DEV]}:${st[o + native.S_INO_HI]}:${st[o + native.S_INO_LO]}`)
   }
 
+  /** `--one-file-system`: whether entry o of a listing is on another filesystem than the source (a directory there is not walked). */
+  private otherFs(st: Float64Array, o: number): boolean {
+    return !!this.opts.oneFileSystem && st[o + native.S_DEV] !== this.rootSt[native.S_DEV]
+  }
+
   /**
    * Starts listings of the next directories in walk order, up to SCAN_AHEAD held: the
    * innermost open directory's next subdirectories, then (it has none left) its parent's.
@@ -463,7 +494,7 @@ class Walk2 {
         continue
       }
       const k = f.order[f.pos++]!
-      if (this.isWalkedDir(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
+      if (this.isWalkedDir(f.st, k * F) && !this.otherFs(f.st, k * F) && f.st[k * F + native.S_SIZE]! >= SCAN_ASYNC_MIN_BYTES && !this.leftOut(f, k, true)) this.startScan(Buffer.concat([f.dir, SLASH, f.names[k]!]))
     }
   }
 
@@ -492,7 +523,7 @@ class Walk2 {
   }
 
   /** One directory, its subtree first: returns its DirRef (null when empty) and its number of subdirectories. */
-  private async dir(p: Buffer, rel: string, prevDir: DirRef | null, parent: { frame: ScanFrame; k: number } | null = null): Promise<{ ref: DirRef | null; subdirs: number }> {
+  private async dir(p: Buffer, rel: string, prevDir: DirRef | null, included: boolean, parent: { frame: ScanFrame; k: number } | null = null): Promise<{ ref: DirRef | null; subdirs: number }> {
     this.checkAbort()
     this.stats.dirs++
     let scan: native.DirScan
@@ -509,7 +540,7 @@ class Walk2 {
     const order = names.map((_, i) => i).sort((a, b) => Buffer.compare(names[a]!, names[b]!))
     // the position in `order` of each entry taken (for the parent frame of subdirectories)
     const onlyTags = this.tagged?.(p, names, (i) => !st[i * F + native.S_ERRNO] && (st[i * F + native.S_MODE]! & S_IFMT) === 0o100000) ?? null
-    const frame: ScanFrame = { dir: p, rel, onlyTags, names, st, order, pos: 0 }
+    const frame: ScanFrame = { dir: p, rel, included, onlyTags, names, st, order, pos: 0 }
     this.frames.push(frame)
     this.scanAhead()
     const cursor = new SafeCursor(this.reader, prevDir, this.tree.unreadable)
@@ -585,6 +616,7 @@ class Walk2 {
             (type === FileType.File ? !this.opts.full && !(old.flags & E_CHANGED_WHILE_READ) : type !== FileType.Symlink || old.target) &&
             (kept = type === FileType.File && this.ctx.prev?.biIndex ? await this.folded(old) : old)) {
             this.stats.entries++
+            this.kept++
             if (type === FileType.File) {
               this.stats.files++
               this.stats.logicalBytes += old.size
@@ -601,10 +633,15 @@ class Walk2 {
             else await add(old, true)
             continue
           }
+          const r = await this.entry(p, rel, frame, x, names[i]!, st, o)
+          if (!r) {
+            if (old) changed = true // (skipped, or --group: a directory left out, that the previous generation had)
+            continue
+          }
           if (!old) changed = true
           if (type === FileType.Dir) subdirs++
-          const r = await this.entry(p, rel, frame, x, names[i]!, st, o)
-          if (r) await add(r.e, r.old)
+          else this.kept++
+          await add(r.e, r.old)
         }
         for (const c of chunks) void c.done.then(() => this.freeChunks.length < WINDOW / CHUNK && this.freeChunks.push(c), () => undefined)
         if (this.reporter.progress && win.length) this.progress(rel, names[order[win[win.length - 1]!.k]!]!)
@@ -655,7 +692,12 @@ class Walk2 {
     switch (type) {
       case FileType.Dir: {
         e.xattrs = unchanged(old, e) ? old.xattrs : xattrsOf(full)
-        const sub = await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, { frame, k: x.k })
+        // --one-file-system: the mount point's own entry (the other filesystem's root), empty
+        // --group: a directory is in the group when it, or one above it, matches an include
+        const included = frame.included || this.isIncluded!(childRel, true)
+        const sub = this.otherFs(st, o) ? (this.stats.dirs++, { ref: null, subdirs: 0 }) : await this.dir(full, childRel, old?.type === FileType.Dir ? old.dir : null, included, { frame, k: x.k })
+        // --group: a directory outside the group that keeps nothing is left out
+        if (!included && sub.ref === null) return null
         e.dir = sub.ref
         e.nlink = 2 + sub.subdirs
         if (old && old.type === FileType.Dir && old.nlink === e.nlink && old.xattrs === e.xattrs && sameStat(old, st, o) && sameDirRef(old.dir, e.dir)) return { e: old, old: true }

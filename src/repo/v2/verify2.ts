@@ -27,6 +27,7 @@ import { GenReader2, StreamSource2 } from './read2.js'
 import { dedupKeysOf, readDedupObject } from './dedup.js'
 import { extentDataBlocks } from '../../format/v2/common.js'
 import { type Repo2, payloadOf } from './repo2.js'
+import { checkGroups } from '../groups.js'
 
 const msg = (err: unknown): string => (err as Error).message
 const SLASH = Buffer.from('/')
@@ -34,7 +35,7 @@ const SLASH = Buffer.from('/')
 /** Decoded pieces a verify keeps (a DIRDELTA's base is read once for all the deltas over it). */
 const VERIFY_PIECE_CACHE = 16 << 20
 
-export async function verifyGenerations2(repo: Repo2, ids: number[], print: (line: string) => void, opts: Pick<VerifyOptions, 'signal' | 'progress'> = {}): Promise<VerifyResult> {
+export async function verifyGenerations2(repo: Repo2, ids: number[], print: (line: string) => void, opts: Pick<VerifyOptions, 'signal' | 'progress' | 'all'> = {}): Promise<VerifyResult> {
   let problems = 0
   const problem = (line: string): void => {
     problems++
@@ -52,6 +53,8 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
       problem(`${msg(err)}${key === keys2.configCopy ? ` (repair: cp ${repo.store.where(keys2.config)} ${where})` : ''}`)
     }
   }
+  // --all: every group file (format 1's objects and check, format.md §2.14.2)
+  if (opts.all) for (const p of checkGroups(repo)) problem(p)
 
   /** Streams the generations' maps name: their records read (null: reported). */
   const streams = new Map<number, StreamRecord | null>()

@@ -33,7 +33,7 @@ import { changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '..
 import { mountState } from '../device.js'
 import { BfsError } from '../errors.js'
 import type { BaseObject } from '../objects.js'
-import { imageAtT0, openVolumeSource, refuseOnlineDevice, sourceMounts, storeVolume } from '../volume.js'
+import { freezeTargets, imageAtT0, openVolumeSource, refuseOnlineDevice, sourceMounts, storeVolume } from '../volume.js'
 import type { MountEntry } from '../../os/mountinfo.js'
 import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
 import { StreamSource2 } from './read2.js'
@@ -46,6 +46,10 @@ export interface Volume2Options extends CommitOptions, StreamSettings, Online2Op
   full?: boolean
   /** `--base`: the generation to take the difference against (default: the newest volume generation of this source and host). */
   baseId?: number
+  /** `--freeze`: the filesystems mounted from the device frozen (FIFREEZE) while it is read (format 1's readSource and watchdog). */
+  freeze?: boolean
+  /** `--freeze-timeout`: thaw after this many seconds whatever happens (default 600). */
+  freezeTimeoutS?: number
 }
 
 /** The image's one entry in a volume generation's root directory (format 1's name: the image's basename, or `<device>.img`). */
@@ -62,12 +66,14 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
     const size = sizeOf()
     const reporter = opts.reporter ?? { warn: () => undefined }
     const mounts = sourceMounts(st1, isDev)
+    // --freeze: what to freeze, or format 1's one-line refusal (before the run is claimed)
+    const toFreeze = opts.freeze ? freezeTargets(source, isDev, mounts, repo.store.localRoots()) : []
     const { unitBlocks, frameBlocks } = streamGeometry(opts, 'volume')
     const host = opts.host ?? os.hostname()
     const res = await writeGeneration2(repo, opts, {
       source,
       kind: 'volume',
-      consistency: mountState(mounts),
+      consistency: opts.freeze ? 'frozen' : mountState(mounts),
       unitBlocks,
       frameBlocks,
       level: opts.level,
@@ -85,7 +91,7 @@ export async function backupVolume2(repo: Repo2, opts: Volume2Options): Promise<
         }
         return null
       },
-      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, mounts, opts, reporter }),
+      build: (ctx) => buildVolume(repo, ctx, { source, fd, st1, isDev, size, sizeOf, mounts, toFreeze, opts, reporter }),
     })
     return { ...res, mountPoints: mounts.map((m) => m.point) }
   } finally {
@@ -102,12 +108,14 @@ interface VolumeSource {
   sizeOf(): number
   /** The filesystems mounted from the source (or from loop devices over the image). */
   mounts: MountEntry[]
+  /** --freeze: the mounts to freeze while the device is read (none without). */
+  toFreeze: MountEntry[]
   opts: Volume2Options
   reporter: { warn(m: string): void; progress?(p: BackupProgress): void }
 }
 
 async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource) {
-  const { source, fd, st1, isDev, opts, reporter } = v
+  const { source, fd, st1, isDev, toFreeze, opts, reporter } = v
   const warnings: string[] = []
   const warn = (m: string): void => {
     warnings.push(m)
@@ -164,7 +172,7 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
       return
     }
     const base = prevImg?.map ? await baseOf(repo, mapReader, prevImg, warn) : null
-    const { stored, logged } = await storeVolume({ fd, st: st1, isDev, sizeOf: v.sizeOf }, source, size, ctx.stream, base, cap, [], opts, reporter.progress)
+    const { stored, logged } = await storeVolume({ fd, st: st1, isDev, sizeOf: v.sizeOf }, source, size, ctx.stream, base, cap, toFreeze, opts, reporter.progress)
     stats.bytesRead = stored.bytesRead
     if (cap) {
       // (what was read is the image at T0, whatever its size and times are now)
