@@ -44,6 +44,7 @@
 
 #include "blake3.h"
 #include "dirlist.h"
+#include "findwalk.h"
 
 #include <zstd.h>
 
@@ -1861,6 +1862,107 @@ static napi_value js_dir_scan(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- findWalk ------------------------------------------------------------- */
+
+/*
+ * findWalk(root, key, spec, refs, ids) -> [counts, paths, rows, ents, entOffs, piecesRead]:
+ * bfs find's walk of generations in C (findwalk.c). root: the repository's directory (bytes);
+ * key: the 32-byte piece id key; spec: the pattern (findwalk.h); refs: five doubles a
+ * generation (run, pack, offset, stored length, entry count of its root directory's piece),
+ * ids: 32 bytes a generation. counts[g]: the generation's matches (its rows, in order after
+ * those of the generations before), or -1: declined (walk it in JavaScript). rows: three
+ * doubles a match (path offset and length in paths, entry number); entOffs: two doubles an
+ * entry (start, end in ents). Throws only for bad arguments.
+ */
+static napi_value fw_f64(napi_env env, const void *src, size_t doubles) {
+  napi_value ab, out;
+  void *d = NULL;
+  if (napi_create_arraybuffer(env, (doubles ? doubles : 1) * sizeof(double), &d, &ab) != napi_ok) return NULL;
+  if (doubles) memcpy(d, src, doubles * sizeof(double));
+  if (napi_create_typedarray(env, napi_float64_array, doubles, ab, 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value fw_buf(napi_env env, const void *src, size_t len) {
+  napi_value out;
+  void *d = NULL;
+  if (napi_create_buffer_copy(env, len, len ? src : "", &d, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value js_find_walk(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 5);
+  void *root = NULL, *key = NULL, *spec = NULL, *ids = NULL;
+  size_t root_len = 0, key_len = 0, spec_len = 0, ids_len = 0;
+  if (!buffer_arg(env, argv[0], "root", &root, &root_len) || !buffer_arg(env, argv[1], "key", &key, &key_len) ||
+      !buffer_arg(env, argv[2], "spec", &spec, &spec_len) || !buffer_arg(env, argv[4], "ids", &ids, &ids_len))
+    return NULL;
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  size_t tl = 0;
+  void *td = NULL;
+  if (napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[3], &tt, &tl, &td, NULL, NULL) != napi_ok || tt != napi_float64_array || tl % 5 != 0 ||
+      ids_len != tl / 5 * 32 || key_len != 32 || root_len == 0 || root_len > 4000 || memchr(root, 0, root_len)) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "findWalk(root, key, spec, refs, ids): bad arguments");
+    return NULL;
+  }
+  char path[4096];
+  memcpy(path, root, root_len);
+  path[root_len] = 0;
+  fw_t *w = fw_new(path, key, spec, spec_len);
+  if (!w) {
+    throw_type(env, "ERR_INVALID_ARG_VALUE", "findWalk: a bad pattern spec");
+    return NULL;
+  }
+  size_t gens = tl / 5;
+  const double *refs = td;
+  double *counts = malloc((gens ? gens : 1) * sizeof(double));
+  fw_vec_t paths = {0}, rows = {0};
+  napi_value out = NULL;
+  if (!counts) goto end;
+  for (size_t g = 0; g < gens; g++) {
+    const double *r = refs + g * 5;
+    dl_ref_t ref = {(uint64_t)r[0], (uint64_t)r[1], (uint64_t)r[2], (uint32_t)r[3], (uint32_t)r[4], {0}, 1};
+    memcpy(ref.id, (uint8_t *)ids + g * 32, 32);
+    size_t before = rows.len;
+    int32_t node = fw_walk(w, &ref);
+    if (node == -2) {
+      counts[g] = -1;
+      continue;
+    }
+    if (!fw_flatten(w, node, &paths, &rows)) goto end;
+    counts[g] = (double)((rows.len - before) / (3 * sizeof(double)));
+  }
+  {
+    napi_value a[6];
+    a[0] = fw_f64(env, counts, gens);
+    a[1] = fw_buf(env, paths.p, paths.len);
+    a[2] = fw_f64(env, rows.p, rows.len / sizeof(double));
+    a[3] = fw_buf(env, fw_entries(w)->p, fw_entries(w)->len);
+    a[4] = fw_f64(env, fw_entry_offsets(w)->p, fw_entry_offsets(w)->len / sizeof(double));
+    if (napi_create_double(env, (double)fw_pieces_read(w), &a[5]) != napi_ok) goto end;
+    for (int i = 0; i < 6; i++)
+      if (!a[i]) goto end;
+    if (napi_create_array_with_length(env, 6, &out) != napi_ok) {
+      out = NULL;
+      goto end;
+    }
+    for (uint32_t i = 0; i < 6; i++) napi_set_element(env, out, i, a[i]);
+  }
+end:
+  free(counts);
+  free(paths.p);
+  free(rows.p);
+  fw_free(w);
+  if (!out) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) throw_range(env, "findWalk: out of memory");
+  }
+  return out;
+}
+
 /* ---- pieceRaw ------------------------------------------------------------- */
 
 /*
@@ -2451,6 +2553,7 @@ NAPI_MODULE_INIT() {
     {"adviseHugePages", NULL, js_advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirScan", NULL, js_dir_scan, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"findWalk", NULL, js_find_walk, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pieceRaw", NULL, js_piece_raw, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -513,3 +513,27 @@ size_t dl_scan(const uint8_t *p, size_t len, const uint8_t *base, size_t base_le
   if (!ok || r.bad || r.pos != r.len || out != result) return 0;
   return out;
 }
+
+/* ---- dl_entry_at: one entry again, for find's walk in C (findwalk.c) ---- */
+
+int dl_entry_at(const uint8_t *p, size_t len, size_t off, size_t *end, dl_ref_t *ref) {
+  if (off >= len) return 0;
+  rd_t r = {p, off, len, 0};
+  dl_ent_t e;
+  dl_ref_t rf;
+  memset(&rf, 0, sizeof rf);
+  if (!parse_entry(&r, &e, &rf) || r.bad) return 0;
+  if (end) *end = r.pos;
+  if (ref) *ref = rf;
+  return 1;
+}
+
+int dl_delta_base(const uint8_t *p, size_t len, dl_ref_t *ref) {
+  if (len < 2 || p[0] != KIND_DIRDELTA || p[1] != KIND_VERSION) return 0;
+  rd_t r = {p, 2, len, 0};
+  memset(ref, 0, sizeof *ref);
+  rd_piece_ref(&r, ref);
+  if (r.bad) return 0;
+  ref->has = 1;
+  return 1;
+}

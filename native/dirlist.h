@@ -44,6 +44,14 @@ enum { DL_ROW_SRC, DL_ROW_ENTRY, DL_ROW_NAME, DL_ROW_NAME_LEN, DL_ROW_TYPE, DL_R
 size_t dl_scan(const uint8_t *payload, size_t len, const uint8_t *base, size_t base_len, const double *base_rows, size_t base_n,
                double *rows, size_t cap);
 
+/* The entry of a DIR or DIRDELTA payload that starts at byte off (a row's DL_ROW_ENTRY), parsed
+ * again with dl_scan's checks: *end its end (one past its last byte), *ref its directory
+ * PieceRef (ref->has = 0: none). 1 = read; 0 = declined. */
+int dl_entry_at(const uint8_t *p, size_t len, size_t off, size_t *end, dl_ref_t *ref);
+
+/* The base PieceRef a DIRDELTA payload names (entries left 0). 1 = read; 0 = not a DIRDELTA, or bad. */
+int dl_delta_base(const uint8_t *p, size_t len, dl_ref_t *ref);
+
 /* A packed stat (DL_STAT_FIELDS doubles) as a struct stat, as the binding's populate_stat. */
 struct stat;
 void dl_to_stat(const double *s, struct stat *st);

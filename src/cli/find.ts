@@ -38,6 +38,7 @@ import { sameContent2 } from './diff2.js'
 import { PathPattern, parseTime, selectGens, shortTime, type GenInfo } from './find-select.js'
 import { lsEntry, type LsFields } from './json.js'
 import { OutBuffer, writeOut } from './output.js'
+import { findWalk } from '../native/index.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -396,13 +397,22 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
     if (t === undefined) times.set(sec, (t = shortTime(sec)))
     return t
   }
+  // one formatting per entry: the walk in C hands the same entry object to every generation that holds it
+  const heads = new Map<object, Buffer>()
+  const NL = Buffer.from('\n')
+  const DIR_NL = Buffer.from('/\n')
   let firstGroup = true
   for (const { g, matches } of results) {
     if (!matches.length) continue
     out.add([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
     for (const x of matches) {
-      out.add([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${time(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/\n' : '\n'])
+      let head = heads.get(x.e)
+      if (!head) heads.set(x.e, (head = Buffer.from(`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${time(x.e.mtimeSec)}  `)))
+      out.bytes(head, 0, head.length)
+      out.bytes(x.path, 0, x.path.length)
+      const end = x.e.type === EntryType.Dir ? DIR_NL : NL
+      out.bytes(end, 0, end.length)
     }
   }
   out.flush()
@@ -413,14 +423,26 @@ async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOpti
   // one reader (one piece cache) for every generation: the walk only uses its tree reader
   // (BFS_FIND_JS=1: the JavaScript walk alone, as a reference for tests)
   const native = process.env.BFS_FIND_JS !== '1'
-  const { r, close } = sharedReader(repo, gens[0]!.id, native)
-  const f = new Find2(r, pat, native && r.pieces.canReadSync)
+  const stats = process.env.BFS_FIND_STATS === '1'
+  // the whole walk in C where it can (native/findwalk.c): one call for every generation; a
+  // generation it declines (damage, a DIRINDEX, a pack not on disk) is walked in JavaScript
+  const t0 = performance.now()
+  const done = native ? walkInC(repo, gens, pat) : null
+  if (stats && done) warn(`find: ${done.size} generations walked in C (${done.pieces ?? 0} pieces read) in ${(performance.now() - t0).toFixed(0)} ms`)
+  const rest = done ? gens.filter((g) => !done.has(g.id)) : gens
+  const f = rest.length ? sharedReader(repo, rest[0]!.id, native) : null
+  const walker = f && new Find2(f.r, pat, native && f.r.pieces.canReadSync)
   try {
     for (const g of gens) {
+      const got = done?.get(g.id)
+      if (got) {
+        results.push({ g, matches: got.filter((x) => inTime(x.e, o)) })
+        continue
+      }
       const root = repo.manifest(g.id).rootEntry
       let rel: Rel
       try {
-        rel = root.type === FileType.Dir && root.dir ? await f.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
+        rel = root.type === FileType.Dir && root.dir ? await walker!.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
       } catch (err) {
         if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
         damage(ctx, g.id, problemOf(err))
@@ -429,9 +451,63 @@ async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOpti
       results.push({ g, matches: flatten(rel, o) })
     }
   } finally {
-    await close()
+    await f?.close()
   }
-  if (process.env.BFS_FIND_STATS === '1') warn(`find: ${f.stats.native} directories scanned natively (${f.stats.deltas} DIRDELTA), ${f.stats.js} in JavaScript; ${r.pieces.stats.loads} pieces read, ${r.pieces.stats.bytesRead} bytes`)
+  if (stats && f && walker) warn(`find: ${walker.stats.native} directories scanned natively (${walker.stats.deltas} DIRDELTA), ${walker.stats.js} in JavaScript; ${f.r.pieces.stats.loads} pieces read, ${f.r.pieces.stats.bytesRead} bytes`)
+}
+
+/**
+ * The matches of the generations the walk in C answers (findWalk: a local repository with
+ * unkeyed piece ids, a pattern it matches: PathPattern.nativeSpec), by generation id, without
+ * --newer/--older; null when it cannot run. A generation it declines, or whose matched
+ * entries the decoder refuses, is not in the map: the JavaScript walk reads it and names
+ * any damage.
+ */
+function walkInC(repo: Repo2, gens: GenInfo[], pat: PathPattern): (Map<number, Match[]> & { pieces?: number }) | null {
+  const where = repo.store.describe()
+  if (!pat.nativeSpec || where?.kind !== 'disk' || repo.config.encryption !== null) return null
+  const out: Map<number, Match[]> & { pieces?: number } = new Map()
+  const walked: GenInfo[] = []
+  const refs: number[] = []
+  const ids: Buffer[] = []
+  for (const g of gens) {
+    const root = repo.manifest(g.id).rootEntry
+    if (root.type !== FileType.Dir || !root.dir) out.set(g.id, []) // nothing below it
+    else {
+      const c = root.dir.child
+      walked.push(g)
+      refs.push(c.run, c.pack, c.offset, c.storedLen, root.dir.entries)
+      ids.push(c.id)
+    }
+  }
+  if (!walked.length) return out
+  const [counts, paths, rows, ents, entOffs, pieces] = findWalk(Buffer.from(where.root), Buffer.alloc(32), pat.nativeSpec, new Float64Array(refs), Buffer.concat(ids))
+  out.pieces = pieces
+  const decoded: Array<Entry2 | undefined> = []
+  let row = 0
+  for (let k = 0; k < walked.length; k++) {
+    const n = counts[k]!
+    if (n < 0) continue
+    const matches: Match[] = new Array(n)
+    let ok = true
+    for (let i = 0; i < n; i++, row += 3) {
+      const ent = rows[row + 2]!
+      let e = decoded[ent]
+      if (!e) {
+        try {
+          e = decoded[ent] = readEntry(new StrictReader(ents.subarray(entOffs[2 * ent]!, entOffs[2 * ent + 1]!), 'a directory entry', 0))
+        } catch {
+          ok = false // (the JavaScript walk reads it again and names the damage)
+          row += 3 * (n - i)
+          break
+        }
+      }
+      const at = rows[row]!
+      matches[i] = { path: paths.subarray(at, at + rows[row + 1]!), e }
+    }
+    if (ok) out.set(walked[k]!.id, matches)
+  }
+  return out
 }
 
 /** Pins every generation to be read in the reader's lease (§2.20.4), at the revision of its manifest. */

@@ -1,0 +1,479 @@
+/*
+ * bfs find's walk of format 2 generations in C (findwalk.h; native-notes/native-addon.md,
+ * "find's walk in C"). The pieces of every generation are read here (pread from the packs,
+ * one zstd frame, keyed BLAKE3 against the reference's id, dl_scan's checks), names matched
+ * against the pattern's components here, and the matches below a directory kept per (piece
+ * id, pattern state): a piece shared by many generations is walked once. JavaScript gets,
+ * per generation, the matching paths and the matched entries' bytes (it decodes those with
+ * readEntry): one call for the whole search instead of calls and objects per piece and row.
+ *
+ * The pattern: the components PathPattern compiles (cli/find-select.ts), of the kinds that
+ * match the same on bytes as its RegExps on the names' UTF-8 text: `**`, literal bytes, and
+ * ASCII globs with `*` only (ASCII bytes decode to themselves and no other byte decodes to
+ * ASCII, so a byte match is the text match). Anything else stays JavaScript's walk.
+ */
+#include "findwalk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "blake3.h"
+#include "dirsrc.h"
+
+#define FW_MAX_RAW (1u << 20)      /* MAX_PIECE_RAW_BYTES */
+#define FW_MAX_STORED (1114112u)   /* MAX_PIECE_STORED_BYTES */
+#define FW_FDS 64
+#define FW_MAX_SEGS 31
+#define FW_NONE (-1)
+#define FW_DECLINED (-2)
+#define T_DIR 2
+
+typedef struct {
+  uint8_t type; /* 0 **, 1 literal, 2 glob (* only) */
+  const uint8_t *b;
+  size_t n;
+} fw_seg_t;
+
+typedef struct {
+  uint32_t name_off, name_len;
+  int32_t ent, sub;
+} fw_child_t;
+
+typedef struct {
+  uint32_t first, count;
+} fw_node_t;
+
+typedef struct {
+  uint8_t id[32];
+  uint32_t m;
+  int32_t v; /* node, FW_NONE, FW_DECLINED */
+  uint8_t used;
+} fw_memo_t;
+
+typedef struct {
+  uint8_t id[32];
+  uint8_t *raw;
+  size_t len;
+  double *rows;
+  size_t n;
+  uint8_t used;
+} fw_base_t;
+
+struct fw_s {
+  char *root;
+  uint8_t key[32];
+  uint8_t *spec;
+  fw_seg_t segs[FW_MAX_SEGS];
+  int nseg, dir_only;
+  uint32_t start, full;
+  ZSTD_DCtx *dctx;
+  uint8_t *comp;
+  struct {
+    uint64_t run, pack, used;
+    int fd;
+  } fds[FW_FDS];
+  uint64_t tick, pieces;
+  fw_memo_t *memo;
+  size_t memo_cap, memo_n;
+  fw_base_t *bases;
+  size_t bases_cap, bases_n;
+  fw_vec_t names, ents, ent_offs, children, tmp, nodes;
+  int32_t *ent_tab; /* entry numbers by their bytes' hash (-1 free): one copy of equal entries */
+  size_t ent_cap;
+};
+
+int fw_vec_put(fw_vec_t *v, const void *p, size_t n) {
+  if (v->len + n > v->cap) {
+    size_t c = v->cap ? v->cap : 4096;
+    while (c < v->len + n) c *= 2;
+    uint8_t *q = realloc(v->p, c);
+    if (!q) return 0;
+    v->p = q, v->cap = c;
+  }
+  memcpy(v->p + v->len, p, n);
+  v->len += n;
+  return 1;
+}
+
+/* ---- the pattern (PathPattern's states: bit i = the first i components matched) ---- */
+
+static uint32_t fw_close(const fw_t *w, uint32_t m) {
+  for (int i = 0; i < w->nseg; i++)
+    if ((m & (1u << i)) && w->segs[i].type == 0) m |= 1u << (i + 1);
+  return m;
+}
+
+/* `*`-only glob over bytes (iterative, one backtrack point). */
+static int fw_glob(const uint8_t *g, size_t gn, const uint8_t *s, size_t sn) {
+  size_t gi = 0, si = 0, star = (size_t)-1, mark = 0;
+  while (si < sn) {
+    if (gi < gn && g[gi] == '*') {
+      star = gi++;
+      mark = si;
+    } else if (gi < gn && g[gi] == s[si]) {
+      gi++, si++;
+    } else if (star != (size_t)-1) {
+      gi = star + 1;
+      si = ++mark;
+    } else
+      return 0;
+  }
+  while (gi < gn && g[gi] == '*') gi++;
+  return gi == gn;
+}
+
+static uint32_t fw_step(const fw_t *w, uint32_t m, const uint8_t *s, size_t n) {
+  uint32_t out = 0;
+  for (int i = 0; i < w->nseg; i++) {
+    if (!(m & (1u << i))) continue;
+    const fw_seg_t *g = &w->segs[i];
+    if (g->type == 0) out |= 1u << i;
+    else if (g->type == 1 ? (g->n == n && memcmp(g->b, s, n) == 0) : fw_glob(g->b, g->n, s, n)) out |= 1u << (i + 1);
+  }
+  return out ? fw_close(w, out) : 0;
+}
+
+fw_t *fw_new(const char *root, const uint8_t key[32], const uint8_t *spec, size_t spec_len) {
+  if (spec_len < 2 || spec[0] < 1 || spec[0] > FW_MAX_SEGS) return NULL;
+  fw_t *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  w->root = strdup(root);
+  w->spec = malloc(spec_len);
+  w->dctx = ZSTD_createDCtx();
+  w->comp = malloc(FW_MAX_STORED);
+  w->memo_cap = 1 << 14;
+  w->memo = calloc(w->memo_cap, sizeof *w->memo);
+  for (int i = 0; i < FW_FDS; i++) w->fds[i].fd = -1;
+  if (!w->root || !w->spec || !w->dctx || !w->comp || !w->memo) goto bad;
+  memcpy(w->key, key, 32);
+  memcpy(w->spec, spec, spec_len);
+  w->nseg = spec[0];
+  w->dir_only = spec[1] != 0;
+  size_t pos = 2;
+  for (int i = 0; i < w->nseg; i++) {
+    if (spec_len - pos < 3) goto bad;
+    fw_seg_t *g = &w->segs[i];
+    g->type = w->spec[pos];
+    g->n = (size_t)w->spec[pos + 1] | (size_t)w->spec[pos + 2] << 8;
+    pos += 3;
+    if (g->type > 2 || spec_len - pos < g->n || (g->type != 0 && g->n == 0)) goto bad;
+    g->b = w->spec + pos;
+    pos += g->n;
+  }
+  if (pos != spec_len) goto bad;
+  w->full = 1u << w->nseg;
+  w->start = fw_close(w, 1);
+  return w;
+bad:
+  fw_free(w);
+  return NULL;
+}
+
+void fw_free(fw_t *w) {
+  if (!w) return;
+  for (int i = 0; i < FW_FDS; i++)
+    if (w->fds[i].fd >= 0) close(w->fds[i].fd);
+  for (size_t i = 0; i < w->bases_cap; i++)
+    if (w->bases[i].used) free(w->bases[i].raw), free(w->bases[i].rows);
+  free(w->bases);
+  free(w->memo);
+  free(w->ent_tab);
+  ZSTD_freeDCtx(w->dctx);
+  free(w->comp);
+  free(w->root);
+  free(w->spec);
+  fw_vec_t *vs[] = {&w->names, &w->ents, &w->ent_offs, &w->children, &w->tmp, &w->nodes};
+  for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) free(vs[i]->p);
+  free(w);
+}
+
+const fw_vec_t *fw_entries(fw_t *w) { return &w->ents; }
+const fw_vec_t *fw_entry_offsets(fw_t *w) { return &w->ent_offs; }
+uint64_t fw_pieces_read(fw_t *w) { return w->pieces; }
+
+/* ---- pieces ---- */
+
+static int fw_fd(fw_t *w, uint64_t run, uint64_t pack) {
+  int lru = 0;
+  for (int i = 0; i < FW_FDS; i++) {
+    if (w->fds[i].fd >= 0 && w->fds[i].run == run && w->fds[i].pack == pack) {
+      w->fds[i].used = ++w->tick;
+      return w->fds[i].fd;
+    }
+    if (w->fds[i].fd < 0 || (w->fds[lru].fd >= 0 && w->fds[i].used < w->fds[lru].used)) lru = i;
+  }
+  char path[4096 + 64];
+  if (ds_pack_path(w->root, run, pack, path, sizeof path) != 0) return -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (w->fds[lru].fd >= 0) close(w->fds[lru].fd);
+  w->fds[lru].fd = fd, w->fds[lru].run = run, w->fds[lru].pack = pack, w->fds[lru].used = ++w->tick;
+  return fd;
+}
+
+/* The checked raw payload of ref (malloc'd, *len its length), or NULL. */
+static uint8_t *fw_load(fw_t *w, const dl_ref_t *ref, size_t *len) {
+  if (ref->stored_len == 0 || ref->stored_len > FW_MAX_STORED) return NULL;
+  int fd = fw_fd(w, ref->run, ref->pack);
+  if (fd < 0) return NULL;
+  size_t got = 0;
+  while (got < ref->stored_len) {
+    ssize_t n = pread(fd, w->comp + got, ref->stored_len - got, (off_t)(ref->offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  if (got != ref->stored_len) return NULL;
+  unsigned long long size = ZSTD_getFrameContentSize(w->comp, got);
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > FW_MAX_RAW || size < 2) return NULL;
+  if (ZSTD_findFrameCompressedSize(w->comp, got) != got) return NULL;
+  uint8_t *raw = malloc((size_t)size);
+  if (!raw) return NULL;
+  size_t n = ZSTD_decompressDCtx(w->dctx, raw, (size_t)size, w->comp, got);
+  uint8_t id[32];
+  if (!ZSTD_isError(n) && n == size) {
+    blake3_hasher h;
+    blake3_hasher_init_keyed(&h, w->key);
+    blake3_hasher_update(&h, raw, n);
+    blake3_hasher_finalize(&h, id, 32);
+  }
+  if (ZSTD_isError(n) || n != size || memcmp(id, ref->id, 32) != 0) {
+    free(raw);
+    return NULL;
+  }
+  w->pieces++;
+  *len = n;
+  return raw;
+}
+
+static uint64_t fw_hash(const uint8_t id[32], uint32_t m) {
+  uint64_t h;
+  memcpy(&h, id, 8);
+  return (h ^ ((uint64_t)m * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+}
+
+static fw_memo_t *fw_memo_slot(fw_t *w, const uint8_t id[32], uint32_t m) {
+  size_t mask = w->memo_cap - 1;
+  for (size_t i = fw_hash(id, m) >> 20 & mask;; i = (i + 1) & mask) {
+    fw_memo_t *s = &w->memo[i];
+    if (!s->used || (s->m == m && memcmp(s->id, id, 32) == 0)) return s;
+  }
+}
+
+static int fw_memo_put(fw_t *w, const uint8_t id[32], uint32_t m, int32_t v) {
+  if ((w->memo_n + 1) * 2 > w->memo_cap) {
+    fw_memo_t *old = w->memo;
+    size_t oc = w->memo_cap;
+    w->memo = calloc(oc * 2, sizeof *w->memo);
+    if (!w->memo) {
+      w->memo = old;
+      return 0;
+    }
+    w->memo_cap = oc * 2;
+    for (size_t i = 0; i < oc; i++)
+      if (old[i].used) *fw_memo_slot(w, old[i].id, old[i].m) = old[i];
+    free(old);
+  }
+  fw_memo_t *s = fw_memo_slot(w, id, m);
+  if (!s->used) w->memo_n++;
+  memcpy(s->id, id, 32);
+  s->m = m, s->v = v, s->used = 1;
+  return 1;
+}
+
+/* A DIRDELTA's base (its payload and all its rows), read and scanned once. */
+static fw_base_t *fw_base(fw_t *w, const dl_ref_t *ref) {
+  if (w->bases_cap == 0 || (w->bases_n + 1) * 2 > w->bases_cap) {
+    size_t oc = w->bases_cap, nc = oc ? oc * 2 : 1024;
+    fw_base_t *old = w->bases, *nb = calloc(nc, sizeof *nb);
+    if (!nb) return NULL;
+    for (size_t i = 0; i < oc; i++) {
+      if (!old[i].used) continue;
+      size_t j = (size_t)(fw_hash(old[i].id, 0) >> 20) & (nc - 1);
+      while (nb[j].used) j = (j + 1) & (nc - 1);
+      nb[j] = old[i];
+    }
+    free(old);
+    w->bases = nb, w->bases_cap = nc;
+  }
+  size_t mask = w->bases_cap - 1, j = (size_t)(fw_hash(ref->id, 0) >> 20) & mask;
+  for (; w->bases[j].used; j = (j + 1) & mask)
+    if (memcmp(w->bases[j].id, ref->id, 32) == 0) return &w->bases[j];
+  size_t len;
+  uint8_t *raw = fw_load(w, ref, &len);
+  if (!raw) return NULL;
+  size_t n = dl_count(raw, len); /* 0: not a DIR (R3) */
+  double *rows = n ? malloc(n * DL_ROW * sizeof(double)) : NULL;
+  if (!rows || dl_scan(raw, len, NULL, 0, NULL, 0, rows, n) != n) {
+    free(raw);
+    free(rows);
+    return NULL;
+  }
+  fw_base_t *b = &w->bases[j];
+  memcpy(b->id, ref->id, 32);
+  b->raw = raw, b->len = len, b->rows = rows, b->n = n, b->used = 1;
+  w->bases_n++;
+  return b;
+}
+
+/* ---- matched entries: equal bytes (an entry unchanged in a changed directory) kept once ---- */
+
+static uint64_t fw_bytes_hash(const uint8_t *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  return h ^ (h >> 29);
+}
+
+static const double *fw_ent_off(const fw_t *w, int32_t k) { return (const double *)w->ent_offs.p + 2 * k; }
+
+static int fw_ent_slot(const fw_t *w, const uint8_t *p, size_t n, size_t *slot) {
+  size_t mask = w->ent_cap - 1;
+  for (size_t i = fw_bytes_hash(p, n) & mask;; i = (i + 1) & mask) {
+    int32_t k = w->ent_tab[i];
+    if (k < 0) {
+      *slot = i;
+      return -1;
+    }
+    const double *o = fw_ent_off(w, k);
+    if ((size_t)(o[1] - o[0]) == n && memcmp(w->ents.p + (size_t)o[0], p, n) == 0) return k;
+  }
+}
+
+/* The entry number of these bytes, added when new; -1: out of memory. */
+static int32_t fw_entry(fw_t *w, const uint8_t *p, size_t n) {
+  size_t count = w->ent_offs.len / (2 * sizeof(double));
+  if ((count + 1) * 2 > w->ent_cap) {
+    size_t nc = w->ent_cap ? w->ent_cap * 2 : 4096;
+    int32_t *t = malloc(nc * sizeof *t);
+    if (!t) return -1;
+    memset(t, 0xff, nc * sizeof *t);
+    free(w->ent_tab);
+    w->ent_tab = t, w->ent_cap = nc;
+    for (size_t k = 0; k < count; k++) {
+      const double *o = fw_ent_off(w, (int32_t)k);
+      size_t slot;
+      fw_ent_slot(w, w->ents.p + (size_t)o[0], (size_t)(o[1] - o[0]), &slot);
+      w->ent_tab[slot] = (int32_t)k;
+    }
+  }
+  size_t slot;
+  int32_t k = fw_ent_slot(w, p, n, &slot);
+  if (k >= 0) return k;
+  double off[2] = {(double)w->ents.len, (double)(w->ents.len + n)};
+  if (!fw_vec_put(&w->ents, p, n) || !fw_vec_put(&w->ent_offs, off, sizeof off)) return -1;
+  w->ent_tab[slot] = (int32_t)count;
+  return (int32_t)count;
+}
+
+/* ---- the walk ---- */
+
+static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
+  fw_memo_t *hit = fw_memo_slot(w, ref->id, m);
+  if (hit->used) return hit->v;
+  int32_t result = FW_DECLINED;
+  size_t len = 0, n = 0;
+  uint8_t *raw = fw_load(w, ref, &len);
+  double *rows = NULL;
+  const uint8_t *base = NULL;
+  size_t base_len = 0;
+  size_t tmp0 = w->tmp.len;
+  if (!raw) goto done;
+  if (raw[0] == 2) { /* DIRDELTA: its base first (R1: written before it; R3: a DIR, dl_scan's check) */
+    dl_ref_t bref;
+    if (!dl_delta_base(raw, len, &bref)) goto done;
+    if (!(bref.run < ref->run || (bref.run == ref->run && (bref.pack < ref->pack || (bref.pack == ref->pack && bref.offset < ref->offset)))))
+      goto done;
+    fw_base_t *b = fw_base(w, &bref);
+    if (!b) goto done;
+    base = b->raw, base_len = b->len;
+    size_t cap = b->n + len / 2 + 1;
+    rows = malloc(cap * DL_ROW * sizeof(double));
+    if (!rows) goto done;
+    n = dl_scan(raw, len, base, base_len, b->rows, b->n, rows, cap);
+  } else if (raw[0] == 1) {
+    size_t cap = dl_count(raw, len);
+    rows = cap ? malloc(cap * DL_ROW * sizeof(double)) : NULL;
+    if (!rows) goto done;
+    n = dl_scan(raw, len, NULL, 0, NULL, 0, rows, cap);
+  } else
+    goto done; /* a DIRINDEX, or not a directory page */
+  if (n == 0 || n != ref->entries) goto done;
+  for (size_t i = 0; i < n; i++) {
+    const double *r = rows + i * DL_ROW;
+    const uint8_t *src = r[DL_ROW_SRC] ? base : raw;
+    size_t src_len = r[DL_ROW_SRC] ? base_len : len;
+    const uint8_t *name = src + (size_t)r[DL_ROW_NAME];
+    size_t nl = (size_t)r[DL_ROW_NAME_LEN];
+    uint32_t s = fw_step(w, m, name, nl);
+    if (s == 0) continue;
+    int is_dir = r[DL_ROW_TYPE] == T_DIR;
+    int self = (s & w->full) && (!w->dir_only || is_dir);
+    int down = is_dir && r[DL_ROW_REF] >= 0 && (s & (w->full - 1));
+    if (!self && !down) continue;
+    fw_child_t c = {0, (uint32_t)nl, FW_NONE, FW_NONE};
+    size_t end;
+    dl_ref_t cref;
+    if (!dl_entry_at(src, src_len, (size_t)r[DL_ROW_ENTRY], &end, &cref)) goto fail;
+    if (self && (c.ent = fw_entry(w, src + (size_t)r[DL_ROW_ENTRY], end - (size_t)r[DL_ROW_ENTRY])) < 0) goto fail;
+    if (down) {
+      if (!cref.has || cref.entries != (uint32_t)r[DL_ROW_ENTRIES]) goto fail;
+      int32_t sub = fw_dir(w, &cref, s);
+      if (sub == FW_DECLINED) goto fail;
+      c.sub = sub;
+    }
+    if (c.ent == FW_NONE && c.sub == FW_NONE) continue;
+    c.name_off = (uint32_t)w->names.len;
+    if (!fw_vec_put(&w->names, name, nl) || !fw_vec_put(&w->tmp, &c, sizeof c)) goto fail;
+  }
+  {
+    size_t count = (w->tmp.len - tmp0) / sizeof(fw_child_t);
+    if (count == 0) {
+      result = FW_NONE;
+    } else {
+      fw_node_t node = {(uint32_t)(w->children.len / sizeof(fw_child_t)), (uint32_t)count};
+      if (!fw_vec_put(&w->children, w->tmp.p + tmp0, w->tmp.len - tmp0) || !fw_vec_put(&w->nodes, &node, sizeof node)) goto fail;
+      result = (int32_t)(w->nodes.len / sizeof node - 1);
+    }
+  }
+  goto done;
+fail:
+  result = FW_DECLINED;
+done:
+  w->tmp.len = tmp0;
+  free(raw);
+  free(rows);
+  if (!fw_memo_put(w, ref->id, m, result)) return FW_DECLINED;
+  return result;
+}
+
+int32_t fw_walk(fw_t *w, const dl_ref_t *root) { return fw_dir(w, root, w->start); }
+
+static int fw_flat(fw_t *w, int32_t node, fw_vec_t *prefix, fw_vec_t *paths, fw_vec_t *rows) {
+  const fw_node_t *nd = (const fw_node_t *)w->nodes.p + node;
+  uint32_t first = nd->first, count = nd->count;
+  size_t keep = prefix->len;
+  for (uint32_t k = 0; k < count; k++) {
+    const fw_child_t *c = (const fw_child_t *)w->children.p + first + k;
+    prefix->len = keep;
+    if (!fw_vec_put(prefix, "/", 1) || !fw_vec_put(prefix, w->names.p + c->name_off, c->name_len)) return 0;
+    if (c->ent >= 0) {
+      double row[3] = {(double)paths->len, (double)prefix->len, (double)c->ent};
+      if (!fw_vec_put(paths, prefix->p, prefix->len) || !fw_vec_put(rows, row, sizeof row)) return 0;
+    }
+    if (c->sub >= 0 && !fw_flat(w, c->sub, prefix, paths, rows)) return 0;
+  }
+  prefix->len = keep;
+  return 1;
+}
+
+int fw_flatten(fw_t *w, int32_t node, fw_vec_t *paths, fw_vec_t *rows) {
+  if (node < 0) return 1;
+  fw_vec_t prefix = {0};
+  int ok = fw_flat(w, node, &prefix, paths, rows);
+  free(prefix.p);
+  return ok;
+}
