@@ -1862,6 +1862,126 @@ static napi_value js_dir_scan(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- dirDiff -------------------------------------------------------------- */
+
+/*
+ * dirDiff(payloadA, baseA, baseRowsA, payloadB, baseB, baseRowsB) -> Float64Array | null: two
+ * directory pages (each a DIR, or a DIRDELTA with its base DIR, as dirScan takes them) merged
+ * by name in C, for bfs diff (cli/diff2.ts): element 0 and 1 the entry counts of A and B,
+ * then DIFF_ROW doubles for each name whose entries differ: kind (1 only in A, 2 only in B,
+ * 3 in both with other bytes), A's payload number (0 payload, 1 base) and entry offset, B's.
+ * Entries with the same bytes (the same name, metadata, map and directory piece: nothing
+ * below changed) are left out without a JavaScript object. null: declined (read them in
+ * JavaScript, which names any damage).
+ */
+static double *dd_scan(const uint8_t *p, size_t len, const uint8_t *b, size_t blen, const double *brows, size_t bn, size_t *n) {
+  size_t cap;
+  if (len >= 2 && p[0] == 1) cap = dl_count(p, len);
+  else if (b) cap = dl_count(b, blen) + len / 2 + 1;
+  else return NULL;
+  if (cap == 0) return NULL;
+  double *rows = malloc(cap * DL_ROW * sizeof(double));
+  if (!rows) return NULL;
+  *n = dl_scan(p, len, b, blen, brows, bn, rows, cap);
+  if (*n == 0) {
+    free(rows);
+    return NULL;
+  }
+  return rows;
+}
+
+static int dd_base_rows(napi_env env, napi_value v, const double **rows, size_t *n) {
+  napi_valuetype rt;
+  napi_typeof(env, v, &rt);
+  *rows = NULL, *n = 0;
+  if (rt == napi_null || rt == napi_undefined) return 1;
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  size_t tl = 0;
+  void *td = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &tt, &tl, &td, NULL, NULL) != napi_ok ||
+      tt != napi_float64_array || tl < 1 || (tl - 1) % DL_ROW != 0 || ((double *)td)[0] != (double)((tl - 1) / DL_ROW)) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"baseRows\" argument must be a Float64Array dirScan returned for the base");
+    return 0;
+  }
+  *rows = (const double *)td + 1, *n = (tl - 1) / DL_ROW;
+  return 1;
+}
+
+#define DIFF_ROW 5
+
+static napi_value js_dir_diff(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 6);
+  void *pd[2] = {NULL, NULL}, *bd[2] = {NULL, NULL};
+  size_t pl[2] = {0, 0}, bl[2] = {0, 0};
+  const double *br[2];
+  size_t bn[2];
+  for (int s = 0; s < 2; s++) {
+    if (!buffer_arg(env, argv[3 * s], "payload", &pd[s], &pl[s])) return NULL;
+    napi_valuetype bt;
+    napi_typeof(env, argv[3 * s + 1], &bt);
+    if (bt != napi_null && bt != napi_undefined && !buffer_arg(env, argv[3 * s + 1], "base", &bd[s], &bl[s])) return NULL;
+    if (!dd_base_rows(env, argv[3 * s + 2], &br[s], &bn[s])) return NULL;
+  }
+  napi_value nul, out = NULL;
+  napi_get_null(env, &nul);
+  size_t n[2] = {0, 0};
+  double *rows[2];
+  rows[0] = dd_scan(pd[0], pl[0], bd[0], bl[0], br[0], bn[0], &n[0]);
+  rows[1] = rows[0] ? dd_scan(pd[1], pl[1], bd[1], bl[1], br[1], bn[1], &n[1]) : NULL;
+  double *res = rows[1] ? malloc((2 + (n[0] + n[1]) * DIFF_ROW) * sizeof(double)) : NULL;
+  size_t k = 2;
+  int ok = res != NULL;
+  size_t i = 0, j = 0;
+  while (ok && (i < n[0] || j < n[1])) {
+    const double *ra = i < n[0] ? rows[0] + i * DL_ROW : NULL, *rb = j < n[1] ? rows[1] + j * DL_ROW : NULL;
+    const uint8_t *sa = ra ? (ra[DL_ROW_SRC] ? bd[0] : pd[0]) : NULL, *sb = rb ? (rb[DL_ROW_SRC] ? bd[1] : pd[1]) : NULL;
+    int c;
+    if (!ra) c = 1;
+    else if (!rb) c = -1;
+    else {
+      size_t al = (size_t)ra[DL_ROW_NAME_LEN], blen = (size_t)rb[DL_ROW_NAME_LEN];
+      int m = memcmp(sa + (size_t)ra[DL_ROW_NAME], sb + (size_t)rb[DL_ROW_NAME], al < blen ? al : blen);
+      c = m ? m : (al < blen ? -1 : al > blen ? 1 : 0);
+    }
+    double *o = res + k;
+    if (c < 0) {
+      o[0] = 1, o[1] = ra[DL_ROW_SRC], o[2] = ra[DL_ROW_ENTRY], o[3] = -1, o[4] = -1;
+      k += DIFF_ROW, i++;
+    } else if (c > 0) {
+      o[0] = 2, o[1] = -1, o[2] = -1, o[3] = rb[DL_ROW_SRC], o[4] = rb[DL_ROW_ENTRY];
+      k += DIFF_ROW, j++;
+    } else {
+      size_t ea, eb;
+      size_t xa = (size_t)ra[DL_ROW_ENTRY], xb = (size_t)rb[DL_ROW_ENTRY];
+      if (!dl_entry_at(sa, ra[DL_ROW_SRC] ? bl[0] : pl[0], xa, &ea, NULL) || !dl_entry_at(sb, rb[DL_ROW_SRC] ? bl[1] : pl[1], xb, &eb, NULL)) {
+        ok = 0;
+        break;
+      }
+      if (ea - xa != eb - xb || memcmp(sa + xa, sb + xb, ea - xa) != 0) {
+        o[0] = 3, o[1] = ra[DL_ROW_SRC], o[2] = (double)xa, o[3] = rb[DL_ROW_SRC], o[4] = (double)xb;
+        k += DIFF_ROW;
+      }
+      i++, j++;
+    }
+  }
+  free(rows[0]);
+  free(rows[1]);
+  if (!ok || !res) {
+    free(res);
+    return nul;
+  }
+  res[0] = (double)n[0], res[1] = (double)n[1];
+  napi_value ab;
+  void *adata = NULL;
+  if (napi_create_arraybuffer(env, k * sizeof(double), &adata, &ab) == napi_ok) {
+    memcpy(adata, res, k * sizeof(double));
+    if (napi_create_typedarray(env, napi_float64_array, k, ab, 0, &out) != napi_ok) out = NULL;
+  }
+  free(res);
+  return out;
+}
+
 /* ---- findWalk ------------------------------------------------------------- */
 
 /*
@@ -2554,6 +2674,7 @@ NAPI_MODULE_INIT() {
     {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirScan", NULL, js_dir_scan, NULL, NULL, NULL, napi_enumerable, NULL},
     {"findWalk", NULL, js_find_walk, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dirDiff", NULL, js_dir_diff, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pieceRaw", NULL, js_piece_raw, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},

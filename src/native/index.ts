@@ -104,6 +104,7 @@ interface Addon {
   dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null, baseRows: Float64Array | null): Float64Array | null
   pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null
   findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult
+  dirDiff(a: Buffer, baseA: Buffer | null, baseRowsA: Float64Array | null, b: Buffer, baseB: Buffer | null, baseRowsB: Float64Array | null): Float64Array | null
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
@@ -182,6 +183,7 @@ export const ADDON_FUNCTIONS = [
   'dirScan',
   'pieceRaw',
   'findWalk',
+  'dirDiff',
   'freezeFs',
   'thawFs',
   'fadvise',
@@ -522,6 +524,17 @@ export type FindWalkResult = [counts: Float64Array, paths: Buffer, rows: Float64
  */
 export function findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult {
   return addon().findWalk(root, key, spec, refs, ids)
+}
+
+/**
+ * Two directory pages (each as dirScan takes it: a DIR payload, or a DIRDELTA's with its base
+ * DIR's and optionally the base's rows) merged by name in C for bfs diff: [0] and [1] the
+ * entry counts of A and B, then five doubles for each name whose entries differ: kind (1 only
+ * in A, 2 only in B, 3 both, other bytes), A's payload (0, or 1 its base) and entry offset,
+ * B's (-1 where absent). Entries with equal bytes are left out. null: declined.
+ */
+export function dirDiff(a: Buffer, baseA: Buffer | null, baseRowsA: Float64Array | null, b: Buffer, baseB: Buffer | null, baseRowsB: Float64Array | null): Float64Array | null {
+  return addon().dirDiff(a, baseA, baseRowsA, b, baseB, baseRowsB)
 }
 
 export function alignedBuffer(bytes: number): Buffer {
