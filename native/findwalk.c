@@ -16,6 +16,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@
 #define FW_MAX_STORED (1114112u)   /* MAX_PIECE_STORED_BYTES */
 #define FW_FDS 64
 #define FW_MAX_SEGS 31
+#define FW_MAX_DEPTH 512
 #define FW_NONE (-1)
 #define FW_DECLINED (-2)
 #define T_DIR 2
@@ -71,11 +74,18 @@ struct fw_s {
   int nseg, dir_only;
   uint32_t start, full;
   ZSTD_DCtx *dctx;
-  uint8_t *comp;
   struct {
     uint64_t run, pack, used;
-    int fd;
-  } fds[FW_FDS];
+    const uint8_t *map; /* the whole pack, read-only (packs are immutable) */
+    size_t size;
+  } packs[FW_FDS];
+  /* per recursion depth: a raw payload and its rows, reused (no malloc, free and fresh pages per piece) */
+  struct {
+    uint8_t *raw;
+    double *rows;
+    size_t raw_cap, rows_cap;
+  } lv[FW_MAX_DEPTH];
+  int depth;
   uint64_t tick, pieces;
   fw_memo_t *memo;
   size_t memo_cap, memo_n;
@@ -144,11 +154,9 @@ fw_t *fw_new(const char *root, const uint8_t key[32], const uint8_t *spec, size_
   w->root = strdup(root);
   w->spec = malloc(spec_len);
   w->dctx = ZSTD_createDCtx();
-  w->comp = malloc(FW_MAX_STORED);
   w->memo_cap = 1 << 14;
   w->memo = calloc(w->memo_cap, sizeof *w->memo);
-  for (int i = 0; i < FW_FDS; i++) w->fds[i].fd = -1;
-  if (!w->root || !w->spec || !w->dctx || !w->comp || !w->memo) goto bad;
+  if (!w->root || !w->spec || !w->dctx || !w->memo) goto bad;
   memcpy(w->key, key, 32);
   memcpy(w->spec, spec, spec_len);
   w->nseg = spec[0];
@@ -176,14 +184,14 @@ bad:
 void fw_free(fw_t *w) {
   if (!w) return;
   for (int i = 0; i < FW_FDS; i++)
-    if (w->fds[i].fd >= 0) close(w->fds[i].fd);
+    if (w->packs[i].map) munmap((void *)w->packs[i].map, w->packs[i].size);
+  for (int i = 0; i < FW_MAX_DEPTH; i++) free(w->lv[i].raw), free(w->lv[i].rows);
   for (size_t i = 0; i < w->bases_cap; i++)
     if (w->bases[i].used) free(w->bases[i].raw), free(w->bases[i].rows);
   free(w->bases);
   free(w->memo);
   free(w->ent_tab);
   ZSTD_freeDCtx(w->dctx);
-  free(w->comp);
   free(w->root);
   free(w->spec);
   fw_vec_t *vs[] = {&w->names, &w->ents, &w->ent_offs, &w->children, &w->tmp, &w->nodes};
@@ -197,57 +205,68 @@ uint64_t fw_pieces_read(fw_t *w) { return w->pieces; }
 
 /* ---- pieces ---- */
 
-static int fw_fd(fw_t *w, uint64_t run, uint64_t pack) {
+/* The pack mapped whole (*size its bytes), or NULL. */
+static const uint8_t *fw_pack(fw_t *w, uint64_t run, uint64_t pack, size_t *size) {
   int lru = 0;
   for (int i = 0; i < FW_FDS; i++) {
-    if (w->fds[i].fd >= 0 && w->fds[i].run == run && w->fds[i].pack == pack) {
-      w->fds[i].used = ++w->tick;
-      return w->fds[i].fd;
+    if (w->packs[i].map && w->packs[i].run == run && w->packs[i].pack == pack) {
+      w->packs[i].used = ++w->tick;
+      *size = w->packs[i].size;
+      return w->packs[i].map;
     }
-    if (w->fds[i].fd < 0 || (w->fds[lru].fd >= 0 && w->fds[i].used < w->fds[lru].used)) lru = i;
+    if (!w->packs[i].map || (w->packs[lru].map && w->packs[i].used < w->packs[lru].used)) lru = i;
   }
   char path[4096 + 64];
-  if (ds_pack_path(w->root, run, pack, path, sizeof path) != 0) return -1;
+  if (ds_pack_path(w->root, run, pack, path, sizeof path) != 0) return NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  if (w->fds[lru].fd >= 0) close(w->fds[lru].fd);
-  w->fds[lru].fd = fd, w->fds[lru].run = run, w->fds[lru].pack = pack, w->fds[lru].used = ++w->tick;
-  return fd;
+  if (fd < 0) return NULL;
+  struct stat st;
+  void *m = MAP_FAILED;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) return NULL;
+  if (w->packs[lru].map) munmap((void *)w->packs[lru].map, w->packs[lru].size);
+  w->packs[lru].map = m, w->packs[lru].size = (size_t)st.st_size, w->packs[lru].run = run, w->packs[lru].pack = pack, w->packs[lru].used = ++w->tick;
+  *size = (size_t)st.st_size;
+  return m;
+}
+
+/* The checked raw payload of ref into *buf (grown as needed, *cap its size; *len its length): 1, or 0. */
+static int fw_load_into(fw_t *w, const dl_ref_t *ref, uint8_t **buf, size_t *cap, size_t *len) {
+  size_t psize;
+  if (ref->stored_len == 0 || ref->stored_len > FW_MAX_STORED) return 0;
+  const uint8_t *pk = fw_pack(w, ref->run, ref->pack, &psize);
+  if (!pk || ref->offset > psize || psize - ref->offset < ref->stored_len) return 0; /* a pack that ends before the piece */
+  const uint8_t *comp = pk + ref->offset;
+  size_t got = ref->stored_len;
+  unsigned long long size = ZSTD_getFrameContentSize(comp, got);
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > FW_MAX_RAW || size < 2) return 0;
+  if (ZSTD_findFrameCompressedSize(comp, got) != got) return 0;
+  if (*cap < size) {
+    uint8_t *q = realloc(*buf, (size_t)size);
+    if (!q) return 0;
+    *buf = q, *cap = (size_t)size;
+  }
+  size_t n = ZSTD_decompressDCtx(w->dctx, *buf, (size_t)size, comp, got);
+  if (ZSTD_isError(n) || n != size) return 0;
+  uint8_t id[32];
+  blake3_hasher h;
+  blake3_hasher_init_keyed(&h, w->key);
+  blake3_hasher_update(&h, *buf, n);
+  blake3_hasher_finalize(&h, id, 32);
+  if (memcmp(id, ref->id, 32) != 0) return 0;
+  w->pieces++;
+  *len = n;
+  return 1;
 }
 
 /* The checked raw payload of ref (malloc'd, *len its length), or NULL. */
 static uint8_t *fw_load(fw_t *w, const dl_ref_t *ref, size_t *len) {
-  if (ref->stored_len == 0 || ref->stored_len > FW_MAX_STORED) return NULL;
-  int fd = fw_fd(w, ref->run, ref->pack);
-  if (fd < 0) return NULL;
-  size_t got = 0;
-  while (got < ref->stored_len) {
-    ssize_t n = pread(fd, w->comp + got, ref->stored_len - got, (off_t)(ref->offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  if (got != ref->stored_len) return NULL;
-  unsigned long long size = ZSTD_getFrameContentSize(w->comp, got);
-  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > FW_MAX_RAW || size < 2) return NULL;
-  if (ZSTD_findFrameCompressedSize(w->comp, got) != got) return NULL;
-  uint8_t *raw = malloc((size_t)size);
-  if (!raw) return NULL;
-  size_t n = ZSTD_decompressDCtx(w->dctx, raw, (size_t)size, w->comp, got);
-  uint8_t id[32];
-  if (!ZSTD_isError(n) && n == size) {
-    blake3_hasher h;
-    blake3_hasher_init_keyed(&h, w->key);
-    blake3_hasher_update(&h, raw, n);
-    blake3_hasher_finalize(&h, id, 32);
-  }
-  if (ZSTD_isError(n) || n != size || memcmp(id, ref->id, 32) != 0) {
-    free(raw);
-    return NULL;
-  }
-  w->pieces++;
-  *len = n;
-  return raw;
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  if (fw_load_into(w, ref, &buf, &cap, len)) return buf;
+  free(buf);
+  return NULL;
 }
 
 static uint64_t fw_hash(const uint8_t id[32], uint32_t m) {
@@ -371,17 +390,30 @@ static int32_t fw_entry(fw_t *w, const uint8_t *p, size_t n) {
 
 /* ---- the walk ---- */
 
+/* Level lv's rows buffer with room for cap rows, or NULL. */
+static double *fw_rows(fw_t *w, int lv, size_t cap) {
+  if (w->lv[lv].rows_cap < cap) {
+    double *q = realloc(w->lv[lv].rows, cap * DL_ROW * sizeof(double));
+    if (!q) return NULL;
+    w->lv[lv].rows = q, w->lv[lv].rows_cap = cap;
+  }
+  return w->lv[lv].rows;
+}
+
 static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
   fw_memo_t *hit = fw_memo_slot(w, ref->id, m);
   if (hit->used) return hit->v;
+  if (w->depth >= FW_MAX_DEPTH) return FW_DECLINED;
+  int lv = w->depth++;
   int32_t result = FW_DECLINED;
   size_t len = 0, n = 0;
-  uint8_t *raw = fw_load(w, ref, &len);
   double *rows = NULL;
   const uint8_t *base = NULL;
   size_t base_len = 0;
   size_t tmp0 = w->tmp.len;
-  if (!raw) goto done;
+  const uint8_t *raw = NULL;
+  if (!fw_load_into(w, ref, &w->lv[lv].raw, &w->lv[lv].raw_cap, &len)) goto done;
+  raw = w->lv[lv].raw;
   if (raw[0] == 2) { /* DIRDELTA: its base first (R1: written before it; R3: a DIR, dl_scan's check) */
     dl_ref_t bref;
     if (!dl_delta_base(raw, len, &bref)) goto done;
@@ -391,13 +423,11 @@ static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
     if (!b) goto done;
     base = b->raw, base_len = b->len;
     size_t cap = b->n + len / 2 + 1;
-    rows = malloc(cap * DL_ROW * sizeof(double));
-    if (!rows) goto done;
+    if (!(rows = fw_rows(w, lv, cap))) goto done;
     n = dl_scan(raw, len, base, base_len, b->rows, b->n, rows, cap);
   } else if (raw[0] == 1) {
     size_t cap = dl_count(raw, len);
-    rows = cap ? malloc(cap * DL_ROW * sizeof(double)) : NULL;
-    if (!rows) goto done;
+    if (!cap || !(rows = fw_rows(w, lv, cap))) goto done;
     n = dl_scan(raw, len, NULL, 0, NULL, 0, rows, cap);
   } else
     goto done; /* a DIRINDEX, or not a directory page */
@@ -444,8 +474,7 @@ fail:
   result = FW_DECLINED;
 done:
   w->tmp.len = tmp0;
-  free(raw);
-  free(rows);
+  w->depth--;
   if (!fw_memo_put(w, ref->id, m, result)) return FW_DECLINED;
   return result;
 }
