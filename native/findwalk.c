@@ -400,38 +400,76 @@ static double *fw_rows(fw_t *w, int lv, size_t cap) {
   return w->lv[lv].rows;
 }
 
-static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
-  fw_memo_t *hit = fw_memo_slot(w, ref->id, m);
-  if (hit->used) return hit->v;
-  if (w->depth >= FW_MAX_DEPTH) return FW_DECLINED;
+static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m);
+
+static int fw_before(const dl_ref_t *a, const dl_ref_t *b) { /* R1: a written before b */
+  return a->run < b->run || (a->run == b->run && (a->pack < b->pack || (a->pack == b->pack && a->offset < b->offset)));
+}
+
+static int fw_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
+  size_t n = al < bl ? al : bl;
+  int c = memcmp(a, b, n);
+  return c ? c : al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+/*
+ * One node of a directory onto w->tmp: its own piece (level -2: a DIR, DIRDELTA or DIRINDEX),
+ * a DIRINDEX of the level expected (>= 0), or a page (-1: a DIR or DIRDELTA), with the checks
+ * of TreeReader's walk (pieces/tree-reader.ts): the entry count its parent gives, a DIRINDEX's
+ * level and name range, R1 for its children, a page's first name (lo) and its last below hi.
+ * 1 = done; 0 = declined.
+ */
+static int fw_fill(fw_t *w, const dl_ref_t *ref, uint64_t entries, int level, const uint8_t *lo, size_t lol, const uint8_t *hi, size_t hil, uint32_t m) {
+  if (w->depth >= FW_MAX_DEPTH) return 0;
   int lv = w->depth++;
-  int32_t result = FW_DECLINED;
+  int ok = 0;
   size_t len = 0, n = 0;
   double *rows = NULL;
-  const uint8_t *base = NULL;
+  const uint8_t *base = NULL, *raw = NULL;
   size_t base_len = 0;
-  size_t tmp0 = w->tmp.len;
-  const uint8_t *raw = NULL;
-  if (!fw_load_into(w, ref, &w->lv[lv].raw, &w->lv[lv].raw_cap, &len)) goto done;
+  dl_ixchild_t *kids = NULL;
+  if (!fw_load_into(w, ref, &w->lv[lv].raw, &w->lv[lv].raw_cap, &len)) goto out;
   raw = w->lv[lv].raw;
+  if (raw[0] == 3) { /* DIRINDEX */
+    if (level == -1) goto out;
+    uint64_t ix_level, total;
+    kids = malloc(4096 * sizeof *kids);
+    size_t k = kids ? dl_index(raw, len, &ix_level, &total, kids, 4096) : 0;
+    if (k == 0 || (level >= 0 && ix_level != (uint64_t)level) || total != entries) goto out;
+    if (k > 1 && ((lo && fw_cmp(kids[1].first, kids[1].first_len, lo, lol) <= 0) || (hi && fw_cmp(kids[k - 1].first, kids[k - 1].first_len, hi, hil) >= 0)))
+      goto out;
+    for (size_t i = 0; i < k; i++) {
+      if (!fw_before(&kids[i].ref, ref)) goto out;
+      const uint8_t *clo = kids[i].first_len ? kids[i].first : lo;
+      size_t clol = kids[i].first_len ? kids[i].first_len : lol;
+      const uint8_t *chi = i + 1 < k ? kids[i + 1].first : hi;
+      size_t chil = i + 1 < k ? kids[i + 1].first_len : hil;
+      if (!fw_fill(w, &kids[i].ref, kids[i].entries, (int)ix_level - 1, clo, clol, chi, chil, m)) goto out;
+    }
+    ok = 1;
+    goto out;
+  }
+  if (level >= 0) goto out; /* a DIRINDEX expected */
   if (raw[0] == 2) { /* DIRDELTA: its base first (R1: written before it; R3: a DIR, dl_scan's check) */
     dl_ref_t bref;
-    if (!dl_delta_base(raw, len, &bref)) goto done;
-    if (!(bref.run < ref->run || (bref.run == ref->run && (bref.pack < ref->pack || (bref.pack == ref->pack && bref.offset < ref->offset)))))
-      goto done;
+    if (!dl_delta_base(raw, len, &bref) || !fw_before(&bref, ref)) goto out;
     fw_base_t *b = fw_base(w, &bref);
-    if (!b) goto done;
+    if (!b) goto out;
     base = b->raw, base_len = b->len;
     size_t cap = b->n + len / 2 + 1;
-    if (!(rows = fw_rows(w, lv, cap))) goto done;
+    if (!(rows = fw_rows(w, lv, cap))) goto out;
     n = dl_scan(raw, len, base, base_len, b->rows, b->n, rows, cap);
   } else if (raw[0] == 1) {
     size_t cap = dl_count(raw, len);
-    if (!cap || !(rows = fw_rows(w, lv, cap))) goto done;
+    if (!cap || !(rows = fw_rows(w, lv, cap))) goto out;
     n = dl_scan(raw, len, NULL, 0, NULL, 0, rows, cap);
   } else
-    goto done; /* a DIRINDEX, or not a directory page */
-  if (n == 0 || n != ref->entries) goto done;
+    goto out; /* not a directory piece */
+  if (n == 0 || n != entries) goto out;
+#define ROW_NAME_AT(r) ((r)[DL_ROW_SRC] ? base : raw) + (size_t)(r)[DL_ROW_NAME], (size_t)(r)[DL_ROW_NAME_LEN]
+  if (lo && fw_cmp(ROW_NAME_AT(rows), lo, lol) != 0) goto out;
+  if (hi && fw_cmp(ROW_NAME_AT(rows + (n - 1) * DL_ROW), hi, hil) >= 0) goto out;
+#undef ROW_NAME_AT
   for (size_t i = 0; i < n; i++) {
     const double *r = rows + i * DL_ROW;
     const uint8_t *src = r[DL_ROW_SRC] ? base : raw;
@@ -447,34 +485,42 @@ static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
     fw_child_t c = {0, (uint32_t)nl, FW_NONE, FW_NONE};
     size_t end;
     dl_ref_t cref;
-    if (!dl_entry_at(src, src_len, (size_t)r[DL_ROW_ENTRY], &end, &cref)) goto fail;
-    if (self && (c.ent = fw_entry(w, src + (size_t)r[DL_ROW_ENTRY], end - (size_t)r[DL_ROW_ENTRY])) < 0) goto fail;
+    if (!dl_entry_at(src, src_len, (size_t)r[DL_ROW_ENTRY], &end, &cref)) goto out;
+    if (self && (c.ent = fw_entry(w, src + (size_t)r[DL_ROW_ENTRY], end - (size_t)r[DL_ROW_ENTRY])) < 0) goto out;
     if (down) {
-      if (!cref.has || cref.entries != (uint32_t)r[DL_ROW_ENTRIES]) goto fail;
+      if (!cref.has || cref.entries != (uint32_t)r[DL_ROW_ENTRIES]) goto out;
       int32_t sub = fw_dir(w, &cref, s);
-      if (sub == FW_DECLINED) goto fail;
+      if (sub == FW_DECLINED) goto out;
       c.sub = sub;
     }
     if (c.ent == FW_NONE && c.sub == FW_NONE) continue;
     c.name_off = (uint32_t)w->names.len;
-    if (!fw_vec_put(&w->names, name, nl) || !fw_vec_put(&w->tmp, &c, sizeof c)) goto fail;
+    if (!fw_vec_put(&w->names, name, nl) || !fw_vec_put(&w->tmp, &c, sizeof c)) goto out;
   }
-  {
+  ok = 1;
+out:
+  free(kids);
+  w->depth--;
+  return ok;
+}
+
+/* The matches below a directory (its piece ref, pattern state m): memoised. */
+static int32_t fw_dir(fw_t *w, const dl_ref_t *ref, uint32_t m) {
+  fw_memo_t *hit = fw_memo_slot(w, ref->id, m);
+  if (hit->used) return hit->v;
+  size_t tmp0 = w->tmp.len;
+  int32_t result = FW_DECLINED;
+  if (fw_fill(w, ref, ref->entries, -2, NULL, 0, NULL, 0, m)) {
     size_t count = (w->tmp.len - tmp0) / sizeof(fw_child_t);
     if (count == 0) {
       result = FW_NONE;
     } else {
       fw_node_t node = {(uint32_t)(w->children.len / sizeof(fw_child_t)), (uint32_t)count};
-      if (!fw_vec_put(&w->children, w->tmp.p + tmp0, w->tmp.len - tmp0) || !fw_vec_put(&w->nodes, &node, sizeof node)) goto fail;
-      result = (int32_t)(w->nodes.len / sizeof node - 1);
+      if (fw_vec_put(&w->children, w->tmp.p + tmp0, w->tmp.len - tmp0) && fw_vec_put(&w->nodes, &node, sizeof node))
+        result = (int32_t)(w->nodes.len / sizeof node - 1);
     }
   }
-  goto done;
-fail:
-  result = FW_DECLINED;
-done:
   w->tmp.len = tmp0;
-  w->depth--;
   if (!fw_memo_put(w, ref->id, m, result)) return FW_DECLINED;
   return result;
 }
