@@ -26,9 +26,9 @@ fw_t *fw_new(const char *root, const uint8_t key[32], const uint8_t *spec, size_
 void fw_free(fw_t *w);
 
 /* The matches below a generation's root directory: a node (>= 0), -1 for none, -2 declined
- * (a piece that cannot be read or checked, a DIRINDEX, anything dl_scan declines: walk that
- * generation in JavaScript, which names the damage). Pieces (with the pattern state) already
- * walked are not walked again. */
+ * (a piece that cannot be read or checked, anything dl_scan or dl_index declines, a path
+ * deeper than 512 directories: walk that generation in JavaScript, which names the damage).
+ * Directories (with the pattern state) already walked are not walked again. */
 int32_t fw_walk(fw_t *w, const dl_ref_t *root);
 
 /* Appends the matches below node (fw_walk's) in path order: each path ('/' + names from the

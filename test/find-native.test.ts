@@ -52,7 +52,7 @@ beforeAll(async () => {
       "mv caf* raw* *ber.TXT big/",
       'echo linked > big/h1 && ln big/h1 big/h2 && ln big/h1 big/sub/h3',
       'echo m > big/sub/Makefile && echo m > big/sub/deep/x/y/Makefile && echo m > Makefile',
-      // paged: its pages are under a DIRINDEX (walked in JavaScript)
+      // paged: its pages are under a DIRINDEX
       'cd paged && seq -f "a-file-with-a-rather-long-name-%05g" 1 5000 | xargs touch && cd ..',
       "touch -d '2020-01-01 00:00:00' big/f*",
     ].join(' && '),
