@@ -443,7 +443,7 @@ function printFind(o: FindOptions, results: Found[]): void {
     if (t === undefined) times.set(sec, (t = shortTime(sec)))
     return t
   }
-  // one formatting per entry: the walk in C hands the same entry object to every generation that holds it
+  // one formatting per entry of the walk in C: it hands the same entry object to every generation that holds it
   const heads = new Map<object, Buffer>()
   const NL = Buffer.from('\n')
   const DIR_NL = Buffer.from('/\n')
@@ -452,16 +452,19 @@ function printFind(o: FindOptions, results: Found[]): void {
     if (!matches.length) continue
     out.add([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
-    const line = (e: Match['e'], path: Buffer, s: number, end: number): void => {
-      let head = heads.get(e)
-      if (!head) heads.set(e, (head = Buffer.from(`${(TYPES[e.type] ?? '?').padEnd(8)} ${String(e.size).padStart(12)}  ${time(e.mtimeSec)}  `)))
+    const line = (e: Match['e'], path: Buffer, s: number, end: number, shared: boolean): void => {
+      let head = shared ? heads.get(e) : undefined
+      if (!head) {
+        head = Buffer.from(`${(TYPES[e.type] ?? '?').padEnd(8)} ${String(e.size).padStart(12)}  ${time(e.mtimeSec)}  `)
+        if (shared) heads.set(e, head)
+      }
       out.bytes(head, 0, head.length)
       out.bytes(path, s, end)
       const nl = e.type === EntryType.Dir ? DIR_NL : NL
       out.bytes(nl, 0, nl.length)
     }
-    if (matches instanceof RowMatches) matches.each((e, s, end) => line(e, matches.paths, s, end))
-    else for (const x of matches) line(x.e, x.path, 0, x.path.length)
+    if (matches instanceof RowMatches) matches.each((e, s, end) => line(e, matches.paths, s, end, true))
+    else for (const x of matches) line(x.e, x.path, 0, x.path.length, false)
   }
   out.flush()
 }
@@ -473,7 +476,7 @@ async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOpti
   const native = process.env.BFS_FIND_JS !== '1'
   const stats = process.env.BFS_FIND_STATS === '1'
   // the whole walk in C where it can (native/findwalk.c): one call for every generation; a
-  // generation it declines (damage, a DIRINDEX, a pack not on disk) is walked in JavaScript
+  // generation it declines (damage, a pack not on disk) is walked in JavaScript
   const t0 = performance.now()
   const done = native ? walkInC(repo, gens, pat) : null
   if (stats && done) warn(`find: ${done.size} generations walked in C (${done.pieces ?? 0} pieces read) in ${(performance.now() - t0).toFixed(0)} ms`)
