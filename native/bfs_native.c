@@ -44,6 +44,7 @@
 
 #include "blake3.h"
 #include "dirlist.h"
+#include "findwalk.h"
 
 #include <zstd.h>
 
@@ -1861,6 +1862,227 @@ static napi_value js_dir_scan(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- dirDiff -------------------------------------------------------------- */
+
+/*
+ * dirDiff(payloadA, baseA, baseRowsA, payloadB, baseB, baseRowsB) -> Float64Array | null: two
+ * directory pages (each a DIR, or a DIRDELTA with its base DIR, as dirScan takes them) merged
+ * by name in C, for bfs diff (cli/diff2.ts): element 0 and 1 the entry counts of A and B,
+ * then DIFF_ROW doubles for each name whose entries differ: kind (1 only in A, 2 only in B,
+ * 3 in both with other bytes), A's payload number (0 payload, 1 base) and entry offset, B's.
+ * Entries with the same bytes (the same name, metadata, map and directory piece: nothing
+ * below changed) are left out without a JavaScript object. null: declined (read them in
+ * JavaScript, which names any damage).
+ */
+static double *dd_scan(const uint8_t *p, size_t len, const uint8_t *b, size_t blen, const double *brows, size_t bn, size_t *n) {
+  size_t cap;
+  if (len >= 2 && p[0] == 1) cap = dl_count(p, len);
+  else if (b) cap = dl_count(b, blen) + len / 2 + 1;
+  else return NULL;
+  if (cap == 0) return NULL;
+  double *rows = malloc(cap * DL_ROW * sizeof(double));
+  if (!rows) return NULL;
+  *n = dl_scan(p, len, b, blen, brows, bn, rows, cap);
+  if (*n == 0) {
+    free(rows);
+    return NULL;
+  }
+  return rows;
+}
+
+static int dd_base_rows(napi_env env, napi_value v, const double **rows, size_t *n) {
+  napi_valuetype rt;
+  napi_typeof(env, v, &rt);
+  *rows = NULL, *n = 0;
+  if (rt == napi_null || rt == napi_undefined) return 1;
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  size_t tl = 0;
+  void *td = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &tt, &tl, &td, NULL, NULL) != napi_ok ||
+      tt != napi_float64_array || tl < 1 || (tl - 1) % DL_ROW != 0 || ((double *)td)[0] != (double)((tl - 1) / DL_ROW)) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"baseRows\" argument must be a Float64Array dirScan returned for the base");
+    return 0;
+  }
+  *rows = (const double *)td + 1, *n = (tl - 1) / DL_ROW;
+  return 1;
+}
+
+#define DIFF_ROW 5
+
+static napi_value js_dir_diff(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 6);
+  void *pd[2] = {NULL, NULL}, *bd[2] = {NULL, NULL};
+  size_t pl[2] = {0, 0}, bl[2] = {0, 0};
+  const double *br[2];
+  size_t bn[2];
+  for (int s = 0; s < 2; s++) {
+    if (!buffer_arg(env, argv[3 * s], "payload", &pd[s], &pl[s])) return NULL;
+    napi_valuetype bt;
+    napi_typeof(env, argv[3 * s + 1], &bt);
+    if (bt != napi_null && bt != napi_undefined && !buffer_arg(env, argv[3 * s + 1], "base", &bd[s], &bl[s])) return NULL;
+    if (!dd_base_rows(env, argv[3 * s + 2], &br[s], &bn[s])) return NULL;
+  }
+  napi_value nul, out = NULL;
+  napi_get_null(env, &nul);
+  size_t n[2] = {0, 0};
+  double *rows[2];
+  rows[0] = dd_scan(pd[0], pl[0], bd[0], bl[0], br[0], bn[0], &n[0]);
+  rows[1] = rows[0] ? dd_scan(pd[1], pl[1], bd[1], bl[1], br[1], bn[1], &n[1]) : NULL;
+  double *res = rows[1] ? malloc((2 + (n[0] + n[1]) * DIFF_ROW) * sizeof(double)) : NULL;
+  size_t k = 2;
+  int ok = res != NULL;
+  size_t i = 0, j = 0;
+  while (ok && (i < n[0] || j < n[1])) {
+    const double *ra = i < n[0] ? rows[0] + i * DL_ROW : NULL, *rb = j < n[1] ? rows[1] + j * DL_ROW : NULL;
+    const uint8_t *sa = ra ? (ra[DL_ROW_SRC] ? bd[0] : pd[0]) : NULL, *sb = rb ? (rb[DL_ROW_SRC] ? bd[1] : pd[1]) : NULL;
+    int c;
+    if (!ra) c = 1;
+    else if (!rb) c = -1;
+    else {
+      size_t al = (size_t)ra[DL_ROW_NAME_LEN], blen = (size_t)rb[DL_ROW_NAME_LEN];
+      int m = memcmp(sa + (size_t)ra[DL_ROW_NAME], sb + (size_t)rb[DL_ROW_NAME], al < blen ? al : blen);
+      c = m ? m : (al < blen ? -1 : al > blen ? 1 : 0);
+    }
+    double *o = res + k;
+    if (c < 0) {
+      o[0] = 1, o[1] = ra[DL_ROW_SRC], o[2] = ra[DL_ROW_ENTRY], o[3] = -1, o[4] = -1;
+      k += DIFF_ROW, i++;
+    } else if (c > 0) {
+      o[0] = 2, o[1] = -1, o[2] = -1, o[3] = rb[DL_ROW_SRC], o[4] = rb[DL_ROW_ENTRY];
+      k += DIFF_ROW, j++;
+    } else {
+      size_t ea, eb;
+      size_t xa = (size_t)ra[DL_ROW_ENTRY], xb = (size_t)rb[DL_ROW_ENTRY];
+      if (!dl_entry_at(sa, ra[DL_ROW_SRC] ? bl[0] : pl[0], xa, &ea, NULL) || !dl_entry_at(sb, rb[DL_ROW_SRC] ? bl[1] : pl[1], xb, &eb, NULL)) {
+        ok = 0;
+        break;
+      }
+      if (ea - xa != eb - xb || memcmp(sa + xa, sb + xb, ea - xa) != 0) {
+        o[0] = 3, o[1] = ra[DL_ROW_SRC], o[2] = (double)xa, o[3] = rb[DL_ROW_SRC], o[4] = (double)xb;
+        k += DIFF_ROW;
+      }
+      i++, j++;
+    }
+  }
+  free(rows[0]);
+  free(rows[1]);
+  if (!ok || !res) {
+    free(res);
+    return nul;
+  }
+  res[0] = (double)n[0], res[1] = (double)n[1];
+  napi_value ab;
+  void *adata = NULL;
+  if (napi_create_arraybuffer(env, k * sizeof(double), &adata, &ab) == napi_ok) {
+    memcpy(adata, res, k * sizeof(double));
+    if (napi_create_typedarray(env, napi_float64_array, k, ab, 0, &out) != napi_ok) out = NULL;
+  }
+  free(res);
+  return out;
+}
+
+/* ---- findWalk ------------------------------------------------------------- */
+
+/*
+ * findWalk(root, key, spec, refs, ids) -> [counts, paths, rows, ents, entOffs, piecesRead]:
+ * bfs find's walk of generations in C (findwalk.c). root: the repository's directory (bytes);
+ * key: the 32-byte piece id key; spec: the pattern (findwalk.h); refs: five doubles a
+ * generation (run, pack, offset, stored length, entry count of its root directory's piece),
+ * ids: 32 bytes a generation. counts[g]: the generation's matches (its rows, in order after
+ * those of the generations before), or -1: declined (walk it in JavaScript). rows: three
+ * doubles a match (path offset and length in paths, entry number); entOffs: two doubles an
+ * entry (start, end in ents). Throws only for bad arguments.
+ */
+static napi_value fw_f64(napi_env env, const void *src, size_t doubles) {
+  napi_value ab, out;
+  void *d = NULL;
+  if (napi_create_arraybuffer(env, (doubles ? doubles : 1) * sizeof(double), &d, &ab) != napi_ok) return NULL;
+  if (doubles) memcpy(d, src, doubles * sizeof(double));
+  if (napi_create_typedarray(env, napi_float64_array, doubles, ab, 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value fw_buf(napi_env env, const void *src, size_t len) {
+  napi_value out;
+  void *d = NULL;
+  if (napi_create_buffer_copy(env, len, len ? src : "", &d, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value js_find_walk(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 5);
+  void *root = NULL, *key = NULL, *spec = NULL, *ids = NULL;
+  size_t root_len = 0, key_len = 0, spec_len = 0, ids_len = 0;
+  if (!buffer_arg(env, argv[0], "root", &root, &root_len) || !buffer_arg(env, argv[1], "key", &key, &key_len) ||
+      !buffer_arg(env, argv[2], "spec", &spec, &spec_len) || !buffer_arg(env, argv[4], "ids", &ids, &ids_len))
+    return NULL;
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  size_t tl = 0;
+  void *td = NULL;
+  if (napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[3], &tt, &tl, &td, NULL, NULL) != napi_ok || tt != napi_float64_array || tl % 5 != 0 ||
+      ids_len != tl / 5 * 32 || key_len != 32 || root_len == 0 || root_len > 4000 || memchr(root, 0, root_len)) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "findWalk(root, key, spec, refs, ids): bad arguments");
+    return NULL;
+  }
+  char path[4096];
+  memcpy(path, root, root_len);
+  path[root_len] = 0;
+  fw_t *w = fw_new(path, key, spec, spec_len);
+  if (!w) {
+    throw_type(env, "ERR_INVALID_ARG_VALUE", "findWalk: a bad pattern spec");
+    return NULL;
+  }
+  size_t gens = tl / 5;
+  const double *refs = td;
+  double *counts = malloc((gens ? gens : 1) * sizeof(double));
+  fw_vec_t paths = {0}, rows = {0};
+  napi_value out = NULL;
+  if (!counts) goto end;
+  for (size_t g = 0; g < gens; g++) {
+    const double *r = refs + g * 5;
+    dl_ref_t ref = {(uint64_t)r[0], (uint64_t)r[1], (uint64_t)r[2], (uint32_t)r[3], (uint32_t)r[4], {0}, 1};
+    memcpy(ref.id, (uint8_t *)ids + g * 32, 32);
+    size_t before = rows.len;
+    int32_t node = fw_walk(w, &ref);
+    if (node == -2) {
+      counts[g] = -1;
+      continue;
+    }
+    if (!fw_flatten(w, node, &paths, &rows)) goto end;
+    counts[g] = (double)((rows.len - before) / (3 * sizeof(double)));
+  }
+  {
+    napi_value a[6];
+    a[0] = fw_f64(env, counts, gens);
+    a[1] = fw_buf(env, paths.p, paths.len);
+    a[2] = fw_f64(env, rows.p, rows.len / sizeof(double));
+    a[3] = fw_buf(env, fw_entries(w)->p, fw_entries(w)->len);
+    a[4] = fw_f64(env, fw_entry_offsets(w)->p, fw_entry_offsets(w)->len / sizeof(double));
+    if (napi_create_double(env, (double)fw_pieces_read(w), &a[5]) != napi_ok) goto end;
+    for (int i = 0; i < 6; i++)
+      if (!a[i]) goto end;
+    if (napi_create_array_with_length(env, 6, &out) != napi_ok) {
+      out = NULL;
+      goto end;
+    }
+    for (uint32_t i = 0; i < 6; i++) napi_set_element(env, out, i, a[i]);
+  }
+end:
+  free(counts);
+  free(paths.p);
+  free(rows.p);
+  fw_free(w);
+  if (!out) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) throw_range(env, "findWalk: out of memory");
+  }
+  return out;
+}
+
 /* ---- pieceRaw ------------------------------------------------------------- */
 
 /*
@@ -2451,6 +2673,8 @@ NAPI_MODULE_INIT() {
     {"adviseHugePages", NULL, js_advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirScan", NULL, js_dir_scan, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"findWalk", NULL, js_find_walk, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dirDiff", NULL, js_dir_diff, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pieceRaw", NULL, js_piece_raw, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -49,7 +49,7 @@
       # calls are -O2).
       "target_name": "fastpath",
       "type": "static_library",
-      "sources": ["nread.c", "statcache.c", "hooks.c", "dirlist.c", "dirsrc.c"],
+      "sources": ["nread.c", "statcache.c", "hooks.c", "dirlist.c", "dirsrc.c", "findwalk.c"],
       "dependencies": ["blake3"],
       "defines": ["_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-fPIC"],

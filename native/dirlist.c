@@ -513,3 +513,57 @@ size_t dl_scan(const uint8_t *p, size_t len, const uint8_t *base, size_t base_le
   if (!ok || r.bad || r.pos != r.len || out != result) return 0;
   return out;
 }
+
+/* ---- dl_entry_at: one entry again, for find's walk in C (findwalk.c) ---- */
+
+int dl_entry_at(const uint8_t *p, size_t len, size_t off, size_t *end, dl_ref_t *ref) {
+  if (off >= len) return 0;
+  rd_t r = {p, off, len, 0};
+  dl_ent_t e;
+  dl_ref_t rf;
+  memset(&rf, 0, sizeof rf);
+  if (!parse_entry(&r, &e, &rf) || r.bad) return 0;
+  if (end) *end = r.pos;
+  if (ref) *ref = rf;
+  return 1;
+}
+
+int dl_delta_base(const uint8_t *p, size_t len, dl_ref_t *ref) {
+  if (len < 2 || p[0] != KIND_DIRDELTA || p[1] != KIND_VERSION) return 0;
+  rd_t r = {p, 2, len, 0};
+  memset(ref, 0, sizeof *ref);
+  rd_piece_ref(&r, ref);
+  if (r.bad) return 0;
+  ref->has = 1;
+  return 1;
+}
+
+#define KIND_DIRINDEX 3
+#define INDEX_MAX_LEVEL 4
+#define INDEX_MAX_CHILDREN 4096
+#define MIN_INDEX_CHILD_BYTES 38
+
+size_t dl_index(const uint8_t *p, size_t len, uint64_t *level, uint64_t *total, dl_ixchild_t *kids, size_t cap) {
+  if (len < 2 || p[0] != KIND_DIRINDEX || p[1] != KIND_VERSION) return 0;
+  rd_t r = {p, 2, len, 0};
+  *level = rd_varint(&r);
+  *total = rd_varint(&r);
+  uint64_t n = rd_varint(&r);
+  if (r.bad || n < 1 || n > INDEX_MAX_CHILDREN || n > cap || n * MIN_INDEX_CHILD_BYTES > r.len - r.pos || *level > INDEX_MAX_LEVEL) return 0;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    dl_ixchild_t *c = &kids[i];
+    c->first = rd_blob(&r, NAME_MAX_READ, &c->first_len);
+    memset(&c->ref, 0, sizeof c->ref);
+    rd_piece_ref(&r, &c->ref);
+    c->entries = rd_varint(&r);
+    if (r.bad || c->entries < 1) return 0;
+    c->ref.has = 1;
+    if (i == 0 ? c->first_len != 0 : (c->first_len == 0 || memchr(c->first, '/', c->first_len) || memchr(c->first, 0, c->first_len)))
+      return 0;
+    if (i > 0 && name_cmp(kids[i - 1].first, kids[i - 1].first_len, c->first, c->first_len) >= 0) return 0;
+    sum += c->entries;
+  }
+  if (r.pos != r.len || sum != *total) return 0;
+  return (size_t)n;
+}

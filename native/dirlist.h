@@ -44,6 +44,28 @@ enum { DL_ROW_SRC, DL_ROW_ENTRY, DL_ROW_NAME, DL_ROW_NAME_LEN, DL_ROW_TYPE, DL_R
 size_t dl_scan(const uint8_t *payload, size_t len, const uint8_t *base, size_t base_len, const double *base_rows, size_t base_n,
                double *rows, size_t cap);
 
+/* The entry of a DIR or DIRDELTA payload that starts at byte off (a row's DL_ROW_ENTRY), parsed
+ * again with dl_scan's checks: *end its end (one past its last byte), *ref its directory
+ * PieceRef (ref->has = 0: none). 1 = read; 0 = declined. */
+int dl_entry_at(const uint8_t *p, size_t len, size_t off, size_t *end, dl_ref_t *ref);
+
+/* The base PieceRef a DIRDELTA payload names (entries left 0). 1 = read; 0 = not a DIRDELTA, or bad. */
+int dl_delta_base(const uint8_t *p, size_t len, dl_ref_t *ref);
+
+/* A DIRINDEX child: its first name (empty for the first child), its piece, its entry count. */
+typedef struct {
+  const uint8_t *first;
+  size_t first_len;
+  dl_ref_t ref;
+  uint64_t entries;
+} dl_ixchild_t;
+
+/* A DIRINDEX payload with decodeDirIndex's checks (format.md §2.13.5: its level ≤ 4, 1 … 4096
+ * children of ≥ 1 entry each summing to its total, first names valid and strictly increasing
+ * after an empty first): its level, total and children (at most cap). The child count, or 0:
+ * declined. */
+size_t dl_index(const uint8_t *p, size_t len, uint64_t *level, uint64_t *total, dl_ixchild_t *kids, size_t cap);
+
 /* A packed stat (DL_STAT_FIELDS doubles) as a struct stat, as the binding's populate_stat. */
 struct stat;
 void dl_to_stat(const double *s, struct stat *st);

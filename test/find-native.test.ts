@@ -4,7 +4,7 @@
  * checked against the JavaScript walk (BFS_FIND_JS=1: every page decoded into entries) and
  * against fixed expectations (a walk that is wrong in both ways still fails), on a history
  * built for it: a 200-entry directory changed a little in every generation (DIRDELTA pieces,
- * whose base is read with them), a directory paged under a DIRINDEX (walked in JavaScript),
+ * whose base is read with them), a directory paged under a DIRINDEX (walked in C by findwalk.c, and by the page scan for patterns C does not take),
  * hard links (which the mount's listing declines and find does not), names with bytes ≥ 0x80
  * (valid and invalid UTF-8), mtimes for --newer/--older, and two sources. dirScan itself is
  * compared with the decoder on every page of the repository, whole and damaged. No FUSE.
@@ -52,7 +52,7 @@ beforeAll(async () => {
       "mv caf* raw* *ber.TXT big/",
       'echo linked > big/h1 && ln big/h1 big/h2 && ln big/h1 big/sub/h3',
       'echo m > big/sub/Makefile && echo m > big/sub/deep/x/y/Makefile && echo m > Makefile',
-      // paged: its pages are under a DIRINDEX (walked in JavaScript)
+      // paged: its pages are under a DIRINDEX
       'cd paged && seq -f "a-file-with-a-rather-long-name-%05g" 1 5000 | xargs touch && cd ..',
       "touch -d '2020-01-01 00:00:00' big/f*",
     ].join(' && '),
@@ -83,15 +83,17 @@ afterAll(() => {
 })
 
 /** find with the native walk and with the JavaScript one: the same stdout, stderr and exit code; the native walk's counts. */
-async function both(args: string[]): Promise<{ stdout: string; code: number; native: number; deltas: number; js: number }> {
+async function both(args: string[]): Promise<{ stdout: string; code: number; native: number; deltas: number; js: number; inC: number; piecesInC: number }> {
   const n = await bfs(['find', ...args], { repo, env: { BFS_FIND_STATS: '1' } })
   const j = await bfs(['find', ...args], { repo, env: { BFS_FIND_JS: '1' } })
   expect(n.stdout, args.join(' ')).toBe(j.stdout)
   expect(n.code, `${args.join(' ')}: ${n.stderr}`).toBe(j.code)
+  // (the walk in C, native/findwalk.c, declines a generation with a DIRINDEX: those are walked here)
+  const c = /^bfs: find: (\d+) generations walked in C \((\d+) pieces read\) in \d+ ms\n/m.exec(n.stderr)
   const m = /^bfs: find: (\d+) directories scanned natively \((\d+) DIRDELTA\), (\d+) in JavaScript; \d+ pieces read, \d+ bytes$/m.exec(n.stderr)
-  expect(m, n.stderr).not.toBeNull()
-  expect(n.stderr.replace(m![0] + '\n', '')).toBe(j.stderr)
-  return { stdout: n.stdout, code: n.code, native: +m![1]!, deltas: +m![2]!, js: +m![3]! }
+  expect(m ?? c, n.stderr).not.toBeNull() // (every generation walked in C: no line of the page scan)
+  expect(n.stderr.replace(m ? m[0] + '\n' : '', '').replace(c?.[0] ?? '', '')).toBe(j.stderr)
+  return { stdout: n.stdout, code: n.code, native: m ? +m[1]! : 0, deltas: m ? +m[2]! : 0, js: m ? +m[3]! : 0, inC: c ? +c[1]! : 0, piecesInC: c ? +c[2]! : 0 }
 }
 
 interface Hit { generation: string; matches: Array<{ path: string; pathBase64: string; type: string; size: number; mtime: string; nlink: number }> }
@@ -99,8 +101,14 @@ const paths = (out: string): Record<string, string[]> =>
   Object.fromEntries((JSON.parse(out) as Hit[]).map((g) => [g.generation, g.matches.map((x) => Buffer.from(x.pathBase64, 'base64').toString('latin1'))]))
 
 describe('bfs find: the native walk of format 2 trees', () => {
-  it('a name at any depth: the same answers as the JavaScript walk, DIRDELTA pages scanned natively, a DIRINDEX in JavaScript', async () => {
-    const r = await both(['--json', 'Makefile'])
+  it('a name at any depth: the same answers as the JavaScript walk, in C (a DIRINDEX too), and through the page scan for a pattern C does not take', async () => {
+    const c = await both(['--json', 'Makefile'])
+    expect(c.inC).toBe(6) // every generation, paged/ (a DIRINDEX) included
+    expect(c.piecesInC).toBeLessThan(8 * 6) // unchanged directories read once
+    // [M]: a class, which C does not match: the page scan (DIRDELTA pages natively, the DIRINDEX's pages in JavaScript)
+    const r = await both(['--json', '[M]akefile'])
+    expect(r.stdout).toBe(c.stdout)
+    expect(r.inC).toBe(0)
     expect(r.code).toBe(0)
     const p = paths(r.stdout)
     expect(p.gen1).toEqual(['/Makefile', '/big/sub/Makefile', '/big/sub/deep/x/y/Makefile'])
@@ -138,6 +146,14 @@ describe('bfs find: the native walk of format 2 trees', () => {
       if (want) expect(p, args.join(' ')).toEqual(want)
       else expect(Object.keys(p).length, args.join(' ')).toBeGreaterThan(0)
     }
+    // every page of the DIRINDEX walked in C, in name order, the one removed in gen6 gone
+    const ix = await both(['--json', '/paged/*'])
+    expect(ix.inC).toBe(6)
+    const px = paths(ix.stdout)
+    expect(px.gen1).toHaveLength(5000)
+    expect(px.gen6).toHaveLength(4999)
+    expect(px.gen6).not.toContain('/paged/a-file-with-a-rather-long-name-00007')
+    expect([...px.gen1!].sort()).toEqual(px.gen1)
     // f19*: one removed per generation (f190 in gen3, f191 in gen4, …)
     const r = paths((await both(['--json', 'f19*'])).stdout)
     expect(r.gen1!.length).toBe(10)
@@ -208,6 +224,38 @@ describe('bfs find: the native walk of format 2 trees', () => {
     expect(n.stdout).toBe(j.stdout)
     expect(n.stderr).toMatch(/^bfs: warning: gen6 is damaged and was not searched: \/big: .*\n$/)
     expect(Object.keys(paths((await bfs(['find', '--json', 'Makefile'], { repo: dmg })).stdout))).toEqual(['gen1', 'gen2', 'gen3', 'gen4', 'gen5'])
+  })
+
+  it('a damaged DIRINDEX and a damaged page under it: C declines the generations that hold them, named as the JavaScript walk names them', async () => {
+    for (const which of ['index', 'page'] as const) {
+      const dmg = path.join(work, `damaged-${which}`)
+      fs.cpSync(repo, dmg, { recursive: true })
+      const r2 = Repo2.open(dmg)
+      const pieces = new PieceReader(r2.store)
+      const root = await pieces.piece(r2.manifest(1).rootEntry.dir!.child)
+      const paged = (root.kind === PieceKind.Dir || root.kind === PieceKind.DirDelta ? root.entries : []).find((e) => e.name.toString() === 'paged')!
+      let ref = paged.dir!.child
+      const raw = await pieces.payload(ref)
+      expect(raw[0]).toBe(PieceKind.DirIndex)
+      if (which === 'page') ref = decodeDirIndex(raw, 'test').children[1]!.ref
+      const pack = path.join(dmg, 'gens', String(ref.run).padStart(8, '0'), `pack-${String(ref.pack).padStart(8, '0')}`)
+      const fd = fs.openSync(pack, 'r+')
+      const byte = Buffer.alloc(1)
+      fs.readSync(fd, byte, 0, 1, ref.offset + Math.floor(ref.storedLen / 2))
+      byte[0] ^= 0x5a
+      fs.writeSync(fd, byte, 0, 1, ref.offset + Math.floor(ref.storedLen / 2))
+      fs.closeSync(fd)
+      const n = await bfs(['find', 'Makefile'], { repo: dmg, env: { BFS_FIND_STATS: '1' } })
+      const j = await bfs(['find', 'Makefile'], { repo: dmg, env: { BFS_FIND_JS: '1' } })
+      expect(j.code, which).toBe(3)
+      expect(n.code, which).toBe(3)
+      expect(n.stdout, which).toBe(j.stdout)
+      expect(j.stderr, which).toMatch(/^bfs: warning: gen1 is damaged and was not searched: \/paged: /)
+      const c = /^bfs: find: (\d+) generations walked in C .*\n/m.exec(n.stderr)
+      expect(c, n.stderr).not.toBeNull()
+      expect(+c![1]!, which).toBeLessThan(6)
+      expect(n.stderr.replace(c![0], '').replace(/^bfs: find: \d+ directories scanned natively .*\n/m, ''), which).toBe(j.stderr)
+    }
   })
 })
 

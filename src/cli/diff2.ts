@@ -16,6 +16,12 @@ import { Repo2 } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
 import { pinName } from '../format/v2/records.js'
 import { kindOf, sameBlocks, SLASH, whatChanged, type Change, type DiffStats } from './diff-common.js'
+import { readEntry } from '../format/v2/dir.js'
+import { PieceKind, StrictReader, comparePieceRefs, readPieceRef } from '../format/v2/common.js'
+import { isPieceFailure } from '../pieces/reader.js'
+import type { DirRef } from '../pieces/tree-reader.js'
+import { dirScan } from '../codec/dirlist.js'
+import { dirDiff } from '../native/index.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 const samePiece = (a: { run: number; pack: number; offset: number }, b: { run: number; pack: number; offset: number }): boolean =>
@@ -111,9 +117,60 @@ export async function diffV2(
     else if (b.type === FileType.Dir) for (const c of await list(B, b, p)) await one(B, c, Buffer.concat([p, SLASH, c.name]), '+')
   }
 
+  // ---- directories compared in C (dirDiff): only the entries whose bytes differ are decoded ----
+  const inC = pieces.canReadSync && process.env.BFS_DIFF_JS !== '1'
+  /** DIRDELTA bases' rows by piece id: a base shared by many deltas is scanned once. */
+  const bases = new Map<string, Float64Array>()
+  /** A directory held in one DIR or DIRDELTA page, as dirDiff takes it; null for anything else (a DIRINDEX, damage: read in JavaScript). */
+  const page = (d: DirRef): [Buffer, Buffer | null, Float64Array | null] | null => {
+    const raw = pieces.rawSync(d.child)
+    if (raw[0] === PieceKind.Dir) return [raw, null, null]
+    if (raw[0] !== PieceKind.DirDelta) return null
+    const b = readPieceRef(new StrictReader(raw, 'DIRDELTA', 2))
+    if (comparePieceRefs(b, d.child) >= 0) return null // R1
+    const base = pieces.rawSync(b)
+    const k = b.id.toString('latin1')
+    let rows = bases.get(k)
+    if (!rows) {
+      const r = dirScan(base, null)
+      if (!r) return null
+      bases.set(k, (rows = r))
+    }
+    return [raw, base, rows]
+  }
+  /** The names whose entries differ in two directories, decoded, in name order (null: compare them in JavaScript). */
+  const differing = (a: DirRef, b: DirRef): Array<[Entry2 | null, Entry2 | null]> | null => {
+    try {
+      const pa = page(a)
+      const pb = pa && page(b)
+      const d = pb && dirDiff(pa![0], pa![1], pa![2], pb[0], pb[1], pb[2])
+      if (!d || d[0] !== a.entries || d[1] !== b.entries) return null
+      const out: Array<[Entry2 | null, Entry2 | null]> = []
+      for (let i = 2; i < d.length; i += 5) {
+        out.push([
+          d[i + 1]! >= 0 ? readEntry(new StrictReader((d[i + 1] ? pa![1] : pa![0])!, 'a directory entry', d[i + 2]!)) : null,
+          d[i + 3]! >= 0 ? readEntry(new StrictReader((d[i + 3] ? pb[1] : pb[0])!, 'a directory entry', d[i + 4]!)) : null,
+        ])
+      }
+      return out
+    } catch (err) {
+      if (isPieceFailure(err)) return null // (the JavaScript listing reads it again and names the damage)
+      throw err
+    }
+  }
+
   /** Merge-joins two directories' entries; the same piece on both sides: nothing below changed. */
   const children = async (a: Entry2, b: Entry2, p: Buffer): Promise<void> => {
     if (a.dir && b.dir && samePiece(a.dir.child, b.dir.child)) return
+    const diffs = inC && a.dir && b.dir ? differing(a.dir, b.dir) : null
+    if (diffs) {
+      for (const [x, y] of diffs) {
+        if (x && y) await both(x, y, Buffer.concat([p, SLASH, x.name]))
+        else if (x) await one(A, x, Buffer.concat([p, SLASH, x.name]), '-')
+        else await one(B, y!, Buffer.concat([p, SLASH, y!.name]), '+')
+      }
+      return
+    }
     const xs = await list(A, a, p)
     const ys = await list(B, b, p)
     let x = 0

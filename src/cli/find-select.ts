@@ -27,6 +27,13 @@ export class PathPattern {
    * returns only those).
    */
   readonly leafName: Buffer | null
+  /**
+   * The pattern for find's walk in C (native/findwalk.h: component count, dirOnly, then each
+   * component as type 0 `**`, 1 literal bytes or 2 an ASCII glob with `*` only, a 2-byte
+   * length and its bytes), or null when a component is of another kind (`?`, `[`, `\`,
+   * --ignore-case, a non-ASCII glob): those are matched by RegExps on the names' text.
+   */
+  readonly nativeSpec: Buffer | null
   /** States: bit i = "the first i components are matched". */
   readonly start: number
   private readonly full: number
@@ -47,6 +54,7 @@ export class PathPattern {
     const lit = parts.length === 2 && parts[0] === '**' && !this.dirOnly && !ignoreCase && !/[*?[\\]/.test(parts[1]!) ? parts[1]! : null
     this.leafName = lit === null || lit === '**' ? null : Buffer.from(lit)
     this.full = 1 << this.segs.length
+    this.nativeSpec = nativeSpecOf(parts, this.dirOnly, ignoreCase)
     this.start = this.close(1)
   }
 
@@ -77,6 +85,24 @@ export class PathPattern {
   descend(m: number): boolean {
     return (m & (this.full - 1)) !== 0
   }
+}
+
+/** PathPattern.nativeSpec of its components (`**` already spliced as the constructor does). */
+function nativeSpecOf(parts: string[], dirOnly: boolean, ignoreCase: boolean): Buffer | null {
+  if (parts.length > 31) return null
+  const out: Buffer[] = [Buffer.from([parts.length, dirOnly ? 1 : 0])]
+  for (const c of parts) {
+    let type: number
+    if (c === '**') type = 0
+    else if (!/[*?[\\]/.test(c) && !ignoreCase) type = 1
+    // `*` alone among the wildcards, ASCII only, case counting: a byte match is the text match
+    else if (!ignoreCase && /^[\x20-\x7e]*$/.test(c) && !/[?[\\]/.test(c)) type = 2
+    else return null
+    const b = type === 0 ? Buffer.alloc(0) : Buffer.from(c)
+    if (b.length > 0xffff) return null
+    out.push(Buffer.from([type, b.length & 0xff, b.length >> 8]), b)
+  }
+  return Buffer.concat(out)
 }
 
 function bad(pattern: string, why: string): BfsError {

@@ -38,6 +38,7 @@ import { sameContent2 } from './diff2.js'
 import { PathPattern, parseTime, selectGens, shortTime, type GenInfo } from './find-select.js'
 import { lsEntry, type LsFields } from './json.js'
 import { OutBuffer, writeOut } from './output.js'
+import { findWalk } from '../native/index.js'
 
 const TYPES: Record<number, string> = { [EntryType.File]: 'file', [EntryType.Dir]: 'dir', [EntryType.Symlink]: 'symlink', [EntryType.CharDev]: 'chardev', [EntryType.BlockDev]: 'blockdev', [EntryType.Fifo]: 'fifo', [EntryType.Socket]: 'socket' }
 const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -46,6 +47,52 @@ const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
 interface Match {
   path: Buffer
   e: LsFields & { size: number }
+}
+
+/**
+ * A generation's matches as the walk in C gives them, without an object per match: rows
+ * [from, to) of `rows` (path offset and length in `paths`, entry number), the entries
+ * decoded by number, `keep` (by entry number: passes --newer/--older; null: every one).
+ */
+class RowMatches {
+  readonly length: number
+  constructor(
+    readonly paths: Buffer,
+    readonly rows: Float64Array,
+    readonly from: number,
+    readonly to: number,
+    readonly ents: Entry2[],
+    readonly keep: Uint8Array | null,
+  ) {
+    let n = (to - from) / 3
+    if (keep) {
+      n = 0
+      for (let i = from; i < to; i += 3) n += keep[rows[i + 2]!]!
+    }
+    this.length = n
+  }
+
+  /** Each kept match in order: its entry and its path, bytes [s, e) of `paths`. */
+  each(f: (e: Entry2, s: number, end: number) => void): void {
+    const r = this.rows
+    for (let i = this.from; i < this.to; i += 3) {
+      const ent = r[i + 2]!
+      if (this.keep && !this.keep[ent]) continue
+      f(this.ents[ent]!, r[i]!, r[i]! + r[i + 1]!)
+    }
+  }
+
+  toArray(): Match[] {
+    const out: Match[] = []
+    this.each((e, s, end) => void out.push({ path: this.paths.subarray(s, end), e }))
+    return out
+  }
+}
+
+/** What find found in one generation. */
+interface Found {
+  g: GenInfo
+  matches: Match[] | RowMatches
 }
 
 interface FindOptions {
@@ -379,11 +426,11 @@ function sharedReader(repo: Repo2, first: number, sync = false): { r: GenReader2
 
 // ---- output ----
 
-function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[] }>): void {
+function printFind(o: FindOptions, results: Found[]): void {
   if (o.json) {
     process.stdout.write(JSON.stringify(results.filter((x) => x.matches.length).map(({ g, matches }) => ({
       generation: `gen${g.id}`, id: g.id, time: g.time, source: g.source, hits: matches.length,
-      matches: matches.map((x) => lsEntry(x.e, x.e, x.path)),
+      matches: (matches instanceof RowMatches ? matches.toArray() : matches).map((x) => lsEntry(x.e, x.e, x.path)),
     }))) + '\n')
     return
   }
@@ -396,31 +443,57 @@ function printFind(o: FindOptions, results: Array<{ g: GenInfo; matches: Match[]
     if (t === undefined) times.set(sec, (t = shortTime(sec)))
     return t
   }
+  // one formatting per entry of the walk in C: it hands the same entry object to every generation that holds it
+  const heads = new Map<object, Buffer>()
+  const NL = Buffer.from('\n')
+  const DIR_NL = Buffer.from('/\n')
   let firstGroup = true
   for (const { g, matches } of results) {
     if (!matches.length) continue
     out.add([`${firstGroup ? '' : '\n'}Found matching entries in gen${g.id} from ${g.time.replace('T', ' ').replace(/(\.\d+)?Z$/, '')}:\n`])
     firstGroup = false
-    for (const x of matches) {
-      out.add([`${(TYPES[x.e.type] ?? '?').padEnd(8)} ${String(x.e.size).padStart(12)}  ${time(x.e.mtimeSec)}  `, x.path, x.e.type === EntryType.Dir ? '/\n' : '\n'])
+    const line = (e: Match['e'], path: Buffer, s: number, end: number, shared: boolean): void => {
+      let head = shared ? heads.get(e) : undefined
+      if (!head) {
+        head = Buffer.from(`${(TYPES[e.type] ?? '?').padEnd(8)} ${String(e.size).padStart(12)}  ${time(e.mtimeSec)}  `)
+        if (shared) heads.set(e, head)
+      }
+      out.bytes(head, 0, head.length)
+      out.bytes(path, s, end)
+      const nl = e.type === EntryType.Dir ? DIR_NL : NL
+      out.bytes(nl, 0, nl.length)
     }
+    if (matches instanceof RowMatches) matches.each((e, s, end) => line(e, matches.paths, s, end, true))
+    else for (const x of matches) line(x.e, x.path, 0, x.path.length, false)
   }
   out.flush()
 }
 
 /** The matches in each of `gens` (format 2), into `results`; a damaged one is named and left out (exit 3). */
-async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOptions, ctx: Ctx, results: Array<{ g: GenInfo; matches: Match[] }>): Promise<void> {
+async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOptions, ctx: Ctx, results: Found[]): Promise<void> {
   // one reader (one piece cache) for every generation: the walk only uses its tree reader
   // (BFS_FIND_JS=1: the JavaScript walk alone, as a reference for tests)
   const native = process.env.BFS_FIND_JS !== '1'
-  const { r, close } = sharedReader(repo, gens[0]!.id, native)
-  const f = new Find2(r, pat, native && r.pieces.canReadSync)
+  const stats = process.env.BFS_FIND_STATS === '1'
+  // the whole walk in C where it can (native/findwalk.c): one call for every generation; a
+  // generation it declines (damage, a pack not on disk) is walked in JavaScript
+  const t0 = performance.now()
+  const done = native ? walkInC(repo, gens, pat) : null
+  if (stats && done) warn(`find: ${done.size} generations walked in C (${done.pieces ?? 0} pieces read) in ${(performance.now() - t0).toFixed(0)} ms`)
+  const rest = done ? gens.filter((g) => !done.has(g.id)) : gens
+  const f = rest.length ? sharedReader(repo, rest[0]!.id, native) : null
+  const walker = f && new Find2(f.r, pat, native && f.r.pieces.canReadSync)
   try {
     for (const g of gens) {
+      const got = done?.get(g.id)
+      if (got) {
+        results.push({ g, matches: got.timed(o) })
+        continue
+      }
       const root = repo.manifest(g.id).rootEntry
       let rel: Rel
       try {
-        rel = root.type === FileType.Dir && root.dir ? await f.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
+        rel = root.type === FileType.Dir && root.dir ? await walker!.below(root.dir.child.id, 0, root.dir, pat.start, () => '') : NONE
       } catch (err) {
         if (!(err instanceof BfsError) || err.code !== 'CORRUPT') throw err
         damage(ctx, g.id, problemOf(err))
@@ -429,9 +502,72 @@ async function find2(repo: Repo2, gens: GenInfo[], pat: PathPattern, o: FindOpti
       results.push({ g, matches: flatten(rel, o) })
     }
   } finally {
-    await close()
+    await f?.close()
   }
-  if (process.env.BFS_FIND_STATS === '1') warn(`find: ${f.stats.native} directories scanned natively (${f.stats.deltas} DIRDELTA), ${f.stats.js} in JavaScript; ${r.pieces.stats.loads} pieces read, ${r.pieces.stats.bytesRead} bytes`)
+  if (stats && f && walker) warn(`find: ${walker.stats.native} directories scanned natively (${walker.stats.deltas} DIRDELTA), ${walker.stats.js} in JavaScript; ${f.r.pieces.stats.loads} pieces read, ${f.r.pieces.stats.bytesRead} bytes`)
+}
+
+/**
+ * The matches of the generations the walk in C answers (findWalk: a local repository with
+ * unkeyed piece ids, a pattern it matches: PathPattern.nativeSpec), by generation id, without
+ * --newer/--older; null when it cannot run. A generation it declines, or whose matched
+ * entries the decoder refuses, is not in the map: the JavaScript walk reads it and names
+ * any damage.
+ */
+function walkInC(repo: Repo2, gens: GenInfo[], pat: PathPattern): (Map<number, { timed(o: FindOptions): RowMatches }> & { pieces?: number }) | null {
+  const where = repo.store.describe()
+  if (!pat.nativeSpec || where?.kind !== 'disk' || repo.config.encryption !== null) return null
+  const out: Map<number, { timed(o: FindOptions): RowMatches }> & { pieces?: number } = new Map()
+  const walked: GenInfo[] = []
+  const refs: number[] = []
+  const ids: Buffer[] = []
+  const none = new RowMatches(Buffer.alloc(0), new Float64Array(0), 0, 0, [], null)
+  for (const g of gens) {
+    const root = repo.manifest(g.id).rootEntry
+    if (root.type !== FileType.Dir || !root.dir) out.set(g.id, { timed: () => none }) // nothing below it
+    else {
+      const c = root.dir.child
+      walked.push(g)
+      refs.push(c.run, c.pack, c.offset, c.storedLen, root.dir.entries)
+      ids.push(c.id)
+    }
+  }
+  if (!walked.length) return out
+  const [counts, paths, rows, ents, entOffs, pieces] = findWalk(Buffer.from(where.root), Buffer.alloc(32), pat.nativeSpec, new Float64Array(refs), Buffer.concat(ids))
+  out.pieces = pieces
+  // every matched entry decoded once (the entries of every generation: C keeps equal ones once)
+  const decoded: Entry2[] = new Array(entOffs.length / 2)
+  const bad = new Uint8Array(entOffs.length / 2)
+  for (let k = 0; k < decoded.length; k++) {
+    try {
+      decoded[k] = readEntry(new StrictReader(ents.subarray(entOffs[2 * k]!, entOffs[2 * k + 1]!), 'a directory entry', 0))
+    } catch {
+      bad[k] = 1 // (a generation that holds it is walked in JavaScript, which names the damage)
+    }
+  }
+  const keeps = new Map<string, Uint8Array | null>()
+  const keepOf = (o: FindOptions): Uint8Array | null => {
+    if (o.newer === undefined && o.older === undefined) return null
+    const k = `${o.newer}/${o.older}`
+    let keep = keeps.get(k)
+    if (keep === undefined) {
+      keep = new Uint8Array(decoded.length)
+      for (let i = 0; i < decoded.length; i++) keep[i] = decoded[i] && inTime(decoded[i]!, o) ? 1 : 0
+      keeps.set(k, keep)
+    }
+    return keep
+  }
+  let row = 0
+  for (let k = 0; k < walked.length; k++) {
+    const n = counts[k]!
+    if (n < 0) continue
+    const from = row
+    const to = (row += 3 * n)
+    let ok = true
+    for (let i = from; i < to && ok; i += 3) if (bad[rows[i + 2]!]) ok = false
+    if (ok) out.set(walked[k]!.id, { timed: (o) => new RowMatches(paths, rows, from, to, decoded, keepOf(o)) })
+  }
+  return out
 }
 
 /** Pins every generation to be read in the reader's lease (§2.20.4), at the revision of its manifest. */
@@ -441,7 +577,7 @@ async function pinAll(lease: Lease | null, repo: Repo2, gens: GenInfo[]): Promis
 
 async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<void> {
   const pat = new PathPattern(pattern, !!o.ignoreCase)
-  const results: Array<{ g: GenInfo; matches: Match[] }> = []
+  const results: Found[] = []
   if (isFormat2(ctx.repoDir())) {
     const repo = Repo2.open(ctx.repoDir(), warn)
     // §2.20.4: a lease before the manifests are listed, so that forget/prune leaves what is read

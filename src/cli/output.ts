@@ -84,6 +84,15 @@ export class OutBuffer {
     }
   }
 
+  /** Bytes [s, e) of `b` (no array of parts). */
+  bytes(b: Buffer, s: number, e: number): void {
+    if (this.len + e - s > this.buf.length) {
+      this.flush()
+      if (e - s > this.buf.length) this.buf = Buffer.allocUnsafe(e - s)
+    }
+    this.len += b.copy(this.buf, this.len, s, e)
+  }
+
   flush(): void {
     if (this.len === 0) return
     // a copy: stdout may keep the chunk past this call (a pipe that is full)

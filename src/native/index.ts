@@ -103,6 +103,8 @@ interface Addon {
   dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null
   dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null, baseRows: Float64Array | null): Float64Array | null
   pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null
+  findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult
+  dirDiff(a: Buffer, baseA: Buffer | null, baseRowsA: Float64Array | null, b: Buffer, baseB: Buffer | null, baseRowsB: Float64Array | null): Float64Array | null
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
@@ -180,6 +182,8 @@ export const ADDON_FUNCTIONS = [
   'dirListing',
   'dirScan',
   'pieceRaw',
+  'findWalk',
+  'dirDiff',
   'freezeFs',
   'thawFs',
   'fadvise',
@@ -501,6 +505,36 @@ export function dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | nul
  */
 export function pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null {
   return addon().pieceRaw(stored, maxRaw, key, id)
+}
+
+/**
+ * findWalk's answer (native/findwalk.c): per generation its match count (its rows follow
+ * those of the generations before) or -1, declined (walk it in JavaScript); every match's
+ * path ('/' + names from the root) as offset and length in `paths` and its entry number
+ * (three doubles a match); the matched entries' bytes as their pieces hold them (readEntry
+ * decodes one), two doubles an entry (start, end in `ents`); the pieces read.
+ */
+export type FindWalkResult = [counts: Float64Array, paths: Buffer, rows: Float64Array, ents: Buffer, entOffs: Float64Array, piecesRead: number]
+
+/**
+ * bfs find's walk of format 2 generations in C, one call for the whole search: `root` the
+ * repository's directory (packs read there), `key` the piece id key, `spec` the pattern
+ * (PathPattern.nativeSpec), five doubles a generation in `refs` (run, pack, offset, stored
+ * length, entry count of its root directory's piece) and 32 bytes a generation in `ids`.
+ */
+export function findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult {
+  return addon().findWalk(root, key, spec, refs, ids)
+}
+
+/**
+ * Two directory pages (each as dirScan takes it: a DIR payload, or a DIRDELTA's with its base
+ * DIR's and optionally the base's rows) merged by name in C for bfs diff: [0] and [1] the
+ * entry counts of A and B, then five doubles for each name whose entries differ: kind (1 only
+ * in A, 2 only in B, 3 both, other bytes), A's payload (0, or 1 its base) and entry offset,
+ * B's (-1 where absent). Entries with equal bytes are left out. null: declined.
+ */
+export function dirDiff(a: Buffer, baseA: Buffer | null, baseRowsA: Float64Array | null, b: Buffer, baseB: Buffer | null, baseRowsB: Float64Array | null): Float64Array | null {
+  return addon().dirDiff(a, baseA, baseRowsA, b, baseB, baseRowsB)
 }
 
 export function alignedBuffer(bytes: number): Buffer {
