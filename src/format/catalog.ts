@@ -194,6 +194,28 @@ export const ID_OBJ_INDEX = 11
 export const ID_LEADER = 12
 export const ID_FIELDS = 13
 
+/** Indices of CatalogIndex.stat()'s output. */
+export const ST_TYPE = 0
+export const ST_MODE = 1
+export const ST_UID = 2
+export const ST_GID = 3
+export const ST_ATIME_SEC = 4
+export const ST_ATIME_NSEC = 5
+export const ST_MTIME_SEC = 6
+export const ST_MTIME_NSEC = 7
+export const ST_CTIME_SEC = 8
+export const ST_CTIME_NSEC = 9
+export const ST_SIZE = 10
+export const ST_OBJ_GEN = 11
+export const ST_OBJ_INDEX = 12
+export const ST_RDEV_MAJOR = 13
+export const ST_RDEV_MINOR = 14
+/** Symlinks: the target's length. */
+export const ST_TARGET_LEN = 15
+/** How many extended attributes the entry has. */
+export const ST_XATTRS = 16
+export const ST_FIELDS = 17
+
 /**
  * A catalog kept as its encoded bytes plus a few typed columns, decoding an entry
  * only when asked. The mount uses it: 84k entries as objects cost ~140 ms to build
@@ -403,6 +425,79 @@ export class CatalogIndex {
         out[ID_OBJ_INDEX] = vi()
       }
     }
+  }
+
+  /**
+   * The fields of entry i a stat needs, read straight from the bytes into `out` (indices
+   * ST_*), without decoding the entry: the mount's readdir asks this of every child (an
+   * Entry object per child was a fifth of a cold `find`'s server time). Same bytes and
+   * meaning as readEntry's (checked when the index was built).
+   */
+  stat(i: number, out: Float64Array): void {
+    const b = this.payload
+    let pos = this.offset[i]!
+    const vi = (): number => {
+      let x = b[pos++]!
+      if (x < 0x80) return x
+      let v = x & 0x7f
+      let mul = 0x80
+      do {
+        x = b[pos++]!
+        v += (x & 0x7f) * mul
+        mul *= 0x80
+      } while (x >= 0x80)
+      return v
+    }
+    const si = (): number => {
+      const z = vi()
+      return z % 2 === 0 ? z / 2 : -(z + 1) / 2
+    }
+    const type = b[pos++]!
+    const flags = b[pos++]!
+    vi() // parent
+    const nameLen = vi()
+    pos += nameLen
+    out[ST_TYPE] = type
+    out[ST_MODE] = vi()
+    out[ST_UID] = vi()
+    out[ST_GID] = vi()
+    out[ST_ATIME_SEC] = si()
+    out[ST_ATIME_NSEC] = vi()
+    out[ST_MTIME_SEC] = si()
+    out[ST_MTIME_NSEC] = vi()
+    out[ST_CTIME_SEC] = si()
+    out[ST_CTIME_NSEC] = vi()
+    out[ST_SIZE] = vi()
+    vi(); vi(); vi(); vi() // srcDev, srcInoHi, srcInoLo, nlink
+    out[ST_OBJ_GEN] = 0
+    out[ST_OBJ_INDEX] = 0
+    out[ST_RDEV_MAJOR] = 0
+    out[ST_RDEV_MINOR] = 0
+    out[ST_TARGET_LEN] = 0
+    switch (type) {
+      case EntryType.Dir:
+        vi(); vi()
+        break
+      case EntryType.File:
+        if (flags & ENTRY_FLAG_LINK_FOLLOWER) vi()
+        else {
+          out[ST_OBJ_GEN] = vi()
+          out[ST_OBJ_INDEX] = vi()
+        }
+        break
+      case EntryType.Symlink: {
+        const len = vi()
+        out[ST_TARGET_LEN] = len
+        pos += len
+        break
+      }
+      case EntryType.CharDev:
+      case EntryType.BlockDev:
+        out[ST_RDEV_MAJOR] = vi()
+        out[ST_RDEV_MINOR] = vi()
+        break
+    }
+    out[ST_XATTRS] = flags & ENTRY_FLAG_XATTRS ? vi() : 0
   }
 
   /** Raw name bytes of entry i (a view into the catalog). */
