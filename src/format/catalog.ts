@@ -1,4 +1,4 @@
-import { ByteReader, ByteWriter } from './bytes.js'
+import { ByteReader, ByteWriter, rdSetPos, rdSi, rdSkip, rdU8, rdVi } from './bytes.js'
 import { FormatError } from './errors.js'
 
 /**
@@ -434,41 +434,25 @@ export class CatalogIndex {
    * meaning as readEntry's (checked when the index was built).
    */
   stat(i: number, out: Float64Array): void {
+    // bytes.ts's cursor readers: no closure allocated per call (this runs per entry)
     const b = this.payload
-    let pos = this.offset[i]!
-    const vi = (): number => {
-      let x = b[pos++]!
-      if (x < 0x80) return x
-      let v = x & 0x7f
-      let mul = 0x80
-      do {
-        x = b[pos++]!
-        v += (x & 0x7f) * mul
-        mul *= 0x80
-      } while (x >= 0x80)
-      return v
-    }
-    const si = (): number => {
-      const z = vi()
-      return z % 2 === 0 ? z / 2 : -(z + 1) / 2
-    }
-    const type = b[pos++]!
-    const flags = b[pos++]!
-    vi() // parent
-    const nameLen = vi()
-    pos += nameLen
+    rdSetPos(this.offset[i]!)
+    const type = rdU8(b)
+    const flags = rdU8(b)
+    rdVi(b) // parent
+    rdSkip(rdVi(b)) // name
     out[ST_TYPE] = type
-    out[ST_MODE] = vi()
-    out[ST_UID] = vi()
-    out[ST_GID] = vi()
-    out[ST_ATIME_SEC] = si()
-    out[ST_ATIME_NSEC] = vi()
-    out[ST_MTIME_SEC] = si()
-    out[ST_MTIME_NSEC] = vi()
-    out[ST_CTIME_SEC] = si()
-    out[ST_CTIME_NSEC] = vi()
-    out[ST_SIZE] = vi()
-    vi(); vi(); vi(); vi() // srcDev, srcInoHi, srcInoLo, nlink
+    out[ST_MODE] = rdVi(b)
+    out[ST_UID] = rdVi(b)
+    out[ST_GID] = rdVi(b)
+    out[ST_ATIME_SEC] = rdSi(b)
+    out[ST_ATIME_NSEC] = rdVi(b)
+    out[ST_MTIME_SEC] = rdSi(b)
+    out[ST_MTIME_NSEC] = rdVi(b)
+    out[ST_CTIME_SEC] = rdSi(b)
+    out[ST_CTIME_NSEC] = rdVi(b)
+    out[ST_SIZE] = rdVi(b)
+    rdVi(b); rdVi(b); rdVi(b); rdVi(b) // srcDev, srcInoHi, srcInoLo, nlink
     out[ST_OBJ_GEN] = 0
     out[ST_OBJ_INDEX] = 0
     out[ST_RDEV_MAJOR] = 0
@@ -476,28 +460,28 @@ export class CatalogIndex {
     out[ST_TARGET_LEN] = 0
     switch (type) {
       case EntryType.Dir:
-        vi(); vi()
+        rdVi(b); rdVi(b)
         break
       case EntryType.File:
-        if (flags & ENTRY_FLAG_LINK_FOLLOWER) vi()
+        if (flags & ENTRY_FLAG_LINK_FOLLOWER) rdVi(b)
         else {
-          out[ST_OBJ_GEN] = vi()
-          out[ST_OBJ_INDEX] = vi()
+          out[ST_OBJ_GEN] = rdVi(b)
+          out[ST_OBJ_INDEX] = rdVi(b)
         }
         break
       case EntryType.Symlink: {
-        const len = vi()
+        const len = rdVi(b)
         out[ST_TARGET_LEN] = len
-        pos += len
+        rdSkip(len)
         break
       }
       case EntryType.CharDev:
       case EntryType.BlockDev:
-        out[ST_RDEV_MAJOR] = vi()
-        out[ST_RDEV_MINOR] = vi()
+        out[ST_RDEV_MAJOR] = rdVi(b)
+        out[ST_RDEV_MINOR] = rdVi(b)
         break
     }
-    out[ST_XATTRS] = flags & ENTRY_FLAG_XATTRS ? vi() : 0
+    out[ST_XATTRS] = flags & ENTRY_FLAG_XATTRS ? rdVi(b) : 0
   }
 
   /** Raw name bytes of entry i (a view into the catalog). */

@@ -1,4 +1,4 @@
-import { ByteReader, ByteWriter } from './bytes.js'
+import { ByteReader, ByteWriter, rdSetPos, rdVi } from './bytes.js'
 import { FormatError } from './errors.js'
 
 /**
@@ -122,6 +122,35 @@ export class MapsIndex {
       readMapObject(r, i, what, false)
     }
     if (r.remaining !== 0) throw new FormatError('TRAILING_BYTES', `${what}: ${r.remaining} bytes after the last object`)
+  }
+
+  /**
+   * Object i's data (non-hole) blocks within its size, counted in place when it is a full map
+   * (as ObjectResolver.dataBlocks counts a full map's decoded extents); -1 for a delta, or no
+   * such object (decode it then). A directory listing asks this of every file (st_blocks).
+   */
+  fullDataBlocks(i: number, blockBytes: number): number {
+    if (!(i >= 0 && i < this.length)) return -1
+    const b = this.payload
+    rdSetPos(this.offset[i]!) // bytes.ts's cursor: no closure per call (this runs per file)
+    const size = rdVi(b)
+    if (rdVi(b) !== 0) return -1 // baseGen: a delta
+    rdVi(b); rdVi(b) // baseIndex, depth
+    const blocks = Math.ceil(size / blockBytes)
+    const count = rdVi(b)
+    let next = 0
+    let n = 0
+    for (let j = 0; j < count; j++) {
+      const fileBlock = next + rdVi(b)
+      const c = rdVi(b)
+      const gen = rdVi(b)
+      if (gen !== 0) {
+        rdVi(b) // stream block delta
+        if (fileBlock < blocks) n += Math.min(c, blocks - fileBlock)
+      }
+      next = fileBlock + c
+    }
+    return n
   }
 
   object(i: number): MapObject | undefined {
