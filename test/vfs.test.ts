@@ -150,6 +150,14 @@ describe('readdir packed for the binding, and listings published ahead (format 1
     }
     // a directory below: nothing left to publish
     expect(vfs.publishAhead(P('/a'), 1 << 20, sink)).toBe(0)
+    // from a deep directory: its subtree, then what a depth-first walk visits after it (the
+    // later siblings of it and of its ancestors), never the ancestors themselves
+    const fresh = new Vfs(Repository.open(repo), { generation: 1 })
+    const after: string[] = []
+    fresh.publishAhead(P('/a/b/c/d/e/f/g'), 1 << 20, (p) => void after.push(p.toString('latin1')))
+    expect(after).toEqual(dirs.slice(dirs.indexOf('/a/b/c/d/e/f/g') + 1))
+    expect(after).toContain('/emptydir')
+    await fresh.close()
     // the whole-repository mount publishes nothing (its root grows)
     const whole = new Vfs(Repository.open(repo))
     expect(whole.publishAhead(P('/gen1'), 1 << 20, sink)).toBe(0)

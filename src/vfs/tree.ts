@@ -231,8 +231,9 @@ export class GenView {
 
   /**
    * Publishes, in the order `find` visits them (depth first, by name), the listings of the
-   * directories below `dir` that were not published yet, `.` and `..` included, until about
-   * `budget` entries went out. Returns the entries published.
+   * directories that come after `dir` in that order (those below it, then the later
+   * siblings of it and of its ancestors, with theirs) that were not published yet, `.` and
+   * `..` included, until about `budget` entries went out. Returns the entries published.
    */
   publishBelow(dir: number, dirPath: Buffer, budget: number, allXattrs: boolean, sink: (path: Buffer, l: PackedListing) => void): number {
     const cat = this.cat
@@ -240,10 +241,10 @@ export class GenView {
     let sent = 0
     // explicit stack of [index, path]: a deep tree must not overflow the call stack
     const stack: Array<[number, Buffer]> = []
-    const pushChildren = (d: number, p: Buffer): void => {
-      const first = cat.firstChild[d]!
+    const pushChildren = (d: number, p: Buffer, from = 0): void => {
+      const first = Math.max(cat.firstChild[d]!, from)
       // pushed in reverse, so popped in name order
-      for (let c = first + cat.childCount[d]! - 1; c >= first; c--) {
+      for (let c = cat.firstChild[d]! + cat.childCount[d]! - 1; c >= first; c--) {
         if (cat.type[c] !== EntryType.Dir) continue
         // p + "/" + name (p "/": the root)
         const s = cat.nameStart[c]!
@@ -256,6 +257,18 @@ export class GenView {
         stack.push([c, child])
       }
     }
+    // after the subtree, where a depth-first walk goes next: the later siblings of `dir`,
+    // then of its parent, … up to the root's children (find overtaking what was published
+    // lands on such a sibling: it is then the next one published, not only its own subtree)
+    const up: Array<[number, Buffer]> = []
+    for (let x = dir, p = dirPath; x !== 0 && p.length > 1; ) {
+      const slash = p.lastIndexOf(SLASH)
+      const pp = slash <= 0 ? p.subarray(0, 1) : p.subarray(0, slash)
+      up.push([x, pp])
+      x = cat.parent[x]!
+      p = pp
+    }
+    for (let k = up.length - 1; k >= 0; k--) pushChildren(cat.parent[up[k]![0]]!, up[k]![1], up[k]![0] + 1)
     pushChildren(dir, dirPath)
     // (directories published before are gone through, not skipped: below them may be some
     // that a smaller budget left out)
