@@ -327,8 +327,8 @@ static napi_value js_fp_stat_info(napi_env env, napi_callback_info info) {
   sc_info_t i;
   memset(&i, 0, sizeof i);
   if (fp->hooks.sc) sc_info(fp->hooks.sc, &i);
-  double v[4] = {(double)i.entries, (double)i.hits, (double)i.misses, (double)i.inserts};
-  return fp_f64_array(env, v, 4);
+  double v[5] = {(double)i.entries, (double)i.hits, (double)i.misses, (double)i.inserts, (double)i.listed};
+  return fp_f64_array(env, v, 5);
 }
 
 /* A Buffer argument's bytes as a NUL-terminated copy (caller frees); NULL after throwing. */
@@ -390,6 +390,72 @@ static napi_value js_fp_stat_seen(napi_env env, napi_callback_info info) {
   free(dir);
   free(name);
   return NULL;
+}
+
+/* fastPathPublishListing(fp, dir, names, stats): a directory's whole readdir answer,
+ * published ahead of its readdir (format 1's mount): names a Buffer of NUL-ended names,
+ * `.` and `..` first; stats a Float64Array of STAT_FIELDS (18) doubles per name, in the
+ * binding's layout (vfs/statpack.ts). The libfuse threads then serve the directory's readdir
+ * (sc_readdir) and its entries' getattr from it. Returns the entries published (0: names and
+ * stats disagree, or no stat cache: nothing published). */
+#define FP_STAT_FIELDS 18
+static napi_value js_fp_publish_listing(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  const double *f;
+  size_t count = 0, dlen = 0;
+  if (!fp_args(env, info, 4, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  bool is_buf = false;
+  void *nd = NULL;
+  size_t nlen = 0;
+  if (napi_is_buffer(env, argv[2], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[2], &nd, &nlen) != napi_ok) {
+    fp_throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"names\" argument must be a Buffer");
+    return NULL;
+  }
+  if (!fp_f64(env, argv[3], "stats", &f, &count)) return NULL;
+  char *dir = fp_bytes(env, argv[1], "dir", &dlen);
+  if (dir == NULL) return NULL;
+  size_t total = count / FP_STAT_FIELDS;
+  size_t published = 0;
+  if (fp->hooks.sc != NULL && total >= 2 && count % FP_STAT_FIELDS == 0) {
+    size_t n = total - 2;
+    const char **np = malloc((n ? n : 1) * sizeof(char *));
+    size_t *nl = malloc((n ? n : 1) * sizeof(size_t));
+    struct stat *sts = malloc((n ? n : 1) * sizeof(struct stat));
+    uint32_t *fl = malloc((n ? n : 1) * sizeof(uint32_t));
+    struct stat dot, dotdot;
+    const char *p = (const char *)nd, *end = p + nlen;
+    int ok = np && nl && sts && fl;
+    for (size_t k = 0; ok && k < total; k++) {
+      const char *z = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+      if (z == NULL) {
+        ok = 0;
+        break;
+      }
+      const double *s = f + k * FP_STAT_FIELDS;
+      if (s[0] == 0) ok = 0; /* an entry without a type: not a listing the binding would keep */
+      if (k == 0) dl_to_stat(s, &dot);
+      else if (k == 1) dl_to_stat(s, &dotdot);
+      else {
+        np[k - 2] = p;
+        nl[k - 2] = (size_t)(z - p);
+        dl_to_stat(s, &sts[k - 2]);
+        fl[k - 2] = (uint32_t)s[17] & SC_NO_XATTRS;
+      }
+      p = z + 1;
+    }
+    if (ok && p == end) {
+      sc_publish_full(fp->hooks.sc, dir, dlen, n, np, nl, sts, fl, &dot, &dotdot);
+      published = n;
+    }
+    free(np);
+    free(nl);
+    free(sts);
+    free(fl);
+  }
+  free(dir);
+  return fp_number(env, (double)published);
 }
 
 static napi_value js_fp_stat_get(napi_env env, napi_callback_info info) {
@@ -527,7 +593,7 @@ static napi_value js_fp_readdir_for_test(napi_env env, napi_callback_info info) 
   napi_create_array(env, &arr);
   void *buf[2] = {(void *)env, (void *)arr};
   ds_t *ds = __atomic_load_n(&fp->hooks.ds, __ATOMIC_ACQUIRE);
-  int rc = ds ? ds_readdir(ds, fp->hooks.sc, path, buf, fp_collect) : -1;
+  int rc = ds ? ds_readdir(ds, fp->hooks.sc, path, buf, fp_collect) : sc_readdir(fp->hooks.sc, path, buf, fp_collect);
   free(path);
   napi_get_null(env, &nul);
   return rc == 0 ? arr : nul;
@@ -570,6 +636,7 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathStatInfo", NULL, js_fp_stat_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathStatSeen", NULL, js_fp_stat_seen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathStatGet", NULL, js_fp_stat_get, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathPublishListing", NULL, js_fp_publish_listing, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathDirSource", NULL, js_fp_dir_source, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathDirInfo", NULL, js_fp_dir_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathReaddirForTest", NULL, js_fp_readdir_for_test, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -26,7 +26,9 @@ static int hook_readdir(void *ctx, const char *path, void *buf,
                         int (*fill)(void *buf, const char *name, const struct stat *st, off_t off)) {
   bfs_hooks_t *h = (bfs_hooks_t *)ctx;
   ds_t *ds = __atomic_load_n(&h->ds, __ATOMIC_ACQUIRE);
-  return ds ? ds_readdir(ds, h->sc, path, buf, fill) : -1;
+  if (ds) return ds_readdir(ds, h->sc, path, buf, fill);
+  /* format 1: a listing JavaScript published ahead (sc_publish_full), else JavaScript */
+  return sc_readdir(h->sc, path, buf, fill);
 }
 
 void bfs_hooks_init(bfs_hooks_t *h, nr_t *nr, sc_t *sc) {

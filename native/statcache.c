@@ -53,6 +53,8 @@ typedef struct sc_listing_s {
   uint64_t hash;                       /* of the directory's path */
   uint32_t n, mask, dir_len;
   int ref;                             /* set by lookups (under the read lock: atomic) */
+  int full;                            /* sc_publish_full: the whole listing, `.` and `..` too (sc_readdir) */
+  struct stat dot, dotdot;             /* full: the stats of `.` and `..` */
   sc_lent_t *ents;
   uint32_t *index;
   char *names;
@@ -82,6 +84,7 @@ struct sc_s {
   int getattr;
   sc_build_t b;
   uint64_t hits, misses, inserts;
+  uint64_t listed; /* readdirs served by sc_readdir (atomic) */
 };
 
 static uint64_t sc_hash(const char *a, size_t alen) {
@@ -493,9 +496,55 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
   return found;
 }
 
+static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                           const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
+                           const struct stat *dot, const struct stat *dotdot);
+
 void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
                 const struct stat *stats, const uint32_t *flags, const void *refs) {
-  if (c == NULL || n == 0 || n > c->max_entries) return;
+  if (n == 0) return;
+  sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, refs, NULL, NULL);
+}
+
+void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                     const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const struct stat *dot,
+                     const struct stat *dotdot) {
+  sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, NULL, dot, dotdot);
+}
+
+int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, const char *name, const struct stat *st, off_t off)) {
+  if (c == NULL || path == NULL) return -1;
+  size_t len = sc_dir_len(path, strlen(path));
+  int served = -1;
+  pthread_rwlock_rdlock(&c->lock);
+  sc_listing_t *l = c->nlistings ? sc_listing_find(c, sc_hash(path, len), path, len) : NULL;
+  if (l != NULL && l->full) {
+    /* the filler (libfuse's) copies name and stat into its own buffer: nothing of the
+     * listing is kept past the read lock */
+    fill(buf, ".", &l->dot, 0);
+    fill(buf, "..", &l->dotdot, 0);
+    char name[4097];
+    for (uint32_t k = 0; k < l->n; k++) {
+      const sc_lent_t *e = &l->ents[k];
+      if (e->name_len >= sizeof name) continue;
+      memcpy(name, l->names + e->name_off, e->name_len);
+      name[e->name_len] = 0;
+      struct stat st = e->st;
+      if (st.st_ino == 0) st.st_ino = 0xffffffff; /* readdir(3) hides d_ino 0 (as the binding) */
+      if (fill(buf, name, &st, 0) == 1) break;
+    }
+    if (!__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);
+    served = 0;
+    __atomic_fetch_add(&c->listed, 1, __ATOMIC_RELAXED);
+  }
+  pthread_rwlock_unlock(&c->lock);
+  return served;
+}
+
+static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                           const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
+                           const struct stat *dot, const struct stat *dotdot) {
+  if (c == NULL || n > c->max_entries) return;
   dir_len = sc_dir_len(dir, dir_len);
   size_t names_len = 0;
   for (size_t k = 0; k < n; k++) names_len += name_lens[k];
@@ -533,6 +582,11 @@ void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *
     l->index[i] = (uint32_t)k + 1;
   }
   l->n = (uint32_t)n;
+  if (dot != NULL && dotdot != NULL) {
+    l->full = 1;
+    l->dot = *dot;
+    l->dotdot = *dotdot;
+  }
   sc_listing_t *dead = NULL;
   pthread_rwlock_wrlock(&c->lock);
   sc_listing_put(c, l, &dead);
@@ -575,6 +629,7 @@ void sc_info(sc_t *c, sc_info_t *out) {
   pthread_rwlock_unlock(&c->lock);
   out->hits = __atomic_load_n(&c->hits, __ATOMIC_RELAXED);
   out->misses = __atomic_load_n(&c->misses, __ATOMIC_RELAXED);
+  out->listed = __atomic_load_n(&c->listed, __ATOMIC_RELAXED);
 }
 
 /* Write lock held: every listing goes on the returned chain. */

@@ -18,6 +18,7 @@ typedef struct sc_s sc_t;
 
 typedef struct {
   uint64_t entries, hits, misses, inserts;
+  uint64_t listed; /* readdirs served by sc_readdir */
 } sc_info_t;
 
 /* Flags of an entry (fuse_hooks.h: FUSE_NATIVE_STAT_NO_XATTRS / _NO_CACHE). */
@@ -42,6 +43,16 @@ void sc_seen(sc_t *c, const char *dir, const char *name, size_t name_len, const 
 struct dl_ref_s;
 void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
                 const struct stat *stats, const uint32_t *flags, const void *refs /* dl_ref_t[n] */);
+/* A directory's whole listing (format 1: published by JavaScript ahead of its readdir):
+ * as sc_publish without piece references, plus the stats of `.` and `..`; n may be 0.
+ * sc_readdir then serves the directory. Replaces dir's listing. Any thread. */
+void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                     const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const struct stat *dot,
+                     const struct stat *dotdot);
+/* readdir of path from a listing published by sc_publish_full (`.`, `..`, then its entries
+ * in the order published, given to fill): 0 when served, -1 (nothing filled) when there is
+ * none. Any thread. */
+int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, const char *name, const struct stat *st, off_t off));
 /* 1 and *st, *ref (a dl_ref_t) filled when path is a cached directory with a piece
  * reference (published by sc_publish), else 0. */
 int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref);

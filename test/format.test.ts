@@ -142,6 +142,23 @@ describe('block maps', () => {
       expect(code(() => new MapsIndex(bad, 'm'))).toBe(code(() => decodeMaps(bad, 'm')))
     }
   })
+  it("MapsIndex.fullDataBlocks counts a full map's data blocks within its size as the resolver does, and declines a delta", () => {
+    const e = (fileBlock: number, count: number, gen: number, streamBlock: number): Extent => ({ fileBlock, count, gen, streamBlock })
+    const full = (sizeBytes: number, extents: Extent[]): MapObject => ({ sizeBytes, baseGen: 0, baseIndex: 0, depth: 0, extents })
+    const list: MapObject[] = [
+      full(0, []),
+      full(10 * 4096, [e(0, 10, 1, 0)]),
+      full(10 * 4096, [e(0, 2, 1, 0), e(2, 3, 0, 0), e(5, 5, 1, 2)]), // a hole listed as gen 0
+      full(3 * 4096 + 1, [e(1, 8, 2, 300)]), // past the size: clipped to 4 blocks
+      full(200 * 4096, [e(0, 1, 1, 5), e(150, 100, 3, 70000)]), // clipped to 50 blocks
+      { sizeBytes: 4096, baseGen: 1, baseIndex: 0, depth: 1, extents: [e(0, 1, 2, 0)] },
+    ]
+    const x = new MapsIndex(encodeMaps(list), 'm')
+    const resolver = new ObjectResolver(arrayMaps(() => list))
+    list.forEach((o, i) => expect(x.fullDataBlocks(i, 4096), `object ${i}`).toBe(o.baseGen ? -1 : resolver.dataBlocks(2, i)))
+    expect([x.fullDataBlocks(1, 4096), x.fullDataBlocks(2, 4096), x.fullDataBlocks(3, 4096), x.fullDataBlocks(4, 4096)]).toEqual([10, 7, 3, 51])
+    expect(x.fullDataBlocks(list.length, 4096)).toBe(-1)
+  })
   it('overlays a delta on its base: newer wins per block, zeros punch holes, clipped to size', () => {
     const e = (fileBlock: number, count: number, gen: number, streamBlock: number): Extent => ({ fileBlock, count, gen, streamBlock })
     const base = [e(0, 10, 1, 100)]

@@ -129,6 +129,78 @@ describe('one generation mounted read-only', () => {
   })
 })
 
+/** The pid and log file `bfs mount` printed. */
+function serverOf(stdout: string): { pid: number; log: string } {
+  const m = /\(pid (\d+), log (.*)\);/.exec(stdout)
+  expect(m, stdout).not.toBeNull()
+  return { pid: Number(m![1]), log: m![2]! }
+}
+/** The stat cache's counters in the server's stats line (kill -USR2), waiting (up to 60 s) for a new line. */
+async function statCacheStats(server: { pid: number; log: string }): Promise<Record<string, number>> {
+  const lines = (): string[] => fs.readFileSync(server.log, 'utf8').split('\n').filter((l) => l.includes(' stat cache: '))
+  const before = lines().length
+  process.kill(server.pid, 'SIGUSR2')
+  for (let t = Date.now() + 60_000; Date.now() < t; await new Promise((r) => setTimeout(r, 50))) {
+    const l = lines()
+    if (l.length > before) return JSON.parse(/ stat cache: (\{[^}]*\});/.exec(l[l.length - 1]!)![1]!) as Record<string, number>
+  }
+  throw new Error(`no stats line in ${server.log}`)
+}
+
+describe('listings published ahead (format 1, one generation)', () => {
+  it('directories below a listed one are answered on the libfuse threads, exactly as the source: stat, ls -ai, find, rsync', async () => {
+    const mnt = mkmnt('m-ahead')
+    const m = await mount(['gen1', mnt])
+    expect(m.code, m.stderr).toBe(0)
+    const server = serverOf(m.stdout)
+    // the root's readdir is answered in JavaScript, which then publishes the listings below
+    expect((await sh(`ls '${mnt}'`)).code).toBe(0)
+    await new Promise((r) => setTimeout(r, 500))
+    expect(await statTree(mnt)).toBe(await statTree(src))
+    expect((await sh(`cd '${mnt}' && find . | sort`)).stdout).toBe((await sh(`cd '${src}' && find . | sort`)).stdout)
+    // . and .. of a directory served from a published listing: the inodes stat gives
+    const ls = (await sh(`ls -ai1 '${mnt}/a/b/c'`)).stdout
+    const ino = async (p: string): Promise<string> => (await sh(`stat -c %i '${p}'`)).stdout.trim()
+    expect(ls).toMatch(new RegExp(`^\\s*${await ino(`${mnt}/a/b/c`)} \\.\n\\s*${await ino(`${mnt}/a/b`)} \\.\\.\n`))
+    expect((await sh(`ls -a '${mnt}/emptydir'`)).stdout).toBe('.\n..\n')
+    const rs = await sh(`rsync -a -n -i -H -X --specials --devices '${mnt}/' '${src}/'`)
+    expect(rs.stderr).toBe('')
+    expect(rs.stdout).toBe('')
+    const st = await statCacheStats(server)
+    // a, a/b … a/b/c/d/e/f/g/h and emptydir: none of them asked JavaScript
+    expect(st.listed).toBeGreaterThanOrEqual(10)
+  })
+
+  it('a file changed in a newer generation is served new after a remount at the same path, never from the older mount', async () => {
+    const csrc = path.join(work, 'chg-src')
+    const crepo = await newRepo(path.join(work, 'chg-repo'))
+    fs.mkdirSync(path.join(csrc, 'd/e'), { recursive: true })
+    fs.writeFileSync(path.join(csrc, 'd/e/f.txt'), 'old\n')
+    fs.writeFileSync(path.join(csrc, 'd/keep.txt'), 'keep\n')
+    expect((await bfs(['backup', csrc], { repo: crepo })).code).toBe(0)
+    const mnt = mkmnt('m-chg')
+    expect((await mount(['latest', mnt], crepo)).code).toBe(0)
+    const walk = async (): Promise<string> => (await sh(`cd '${mnt}' && ls -la . d d/e >/dev/null && find . -printf '%p %s %n %T@\n' | sort && cat d/e/f.txt`)).stdout
+    const srcWalk = async (): Promise<string> => (await sh(`cd '${csrc}' && find . -printf '%p %s %n %T@\n' | sort && cat d/e/f.txt`)).stdout
+    expect(await walk()).toBe(await srcWalk())
+    await umount(mnt)
+    // a newer generation: a changed file (size, time), a new one, a removed directory
+    fs.writeFileSync(path.join(csrc, 'd/e/f.txt'), 'new and longer\n')
+    fs.utimesSync(path.join(csrc, 'd/e/f.txt'), 1_000_000_000, 1_000_000_000)
+    fs.writeFileSync(path.join(csrc, 'd/e/g.txt'), 'g\n')
+    fs.rmSync(path.join(csrc, 'd/keep.txt'))
+    fs.mkdirSync(path.join(csrc, 'd/e/h'))
+    expect((await bfs(['backup', csrc], { repo: crepo })).code).toBe(0)
+    expect((await mount(['latest', mnt], crepo)).code).toBe(0)
+    expect(await walk()).toBe(await srcWalk())
+    expect((await sh(`cat '${mnt}/d/e/f.txt'`)).stdout).toBe('new and longer\n')
+    await umount(mnt)
+    // and the older generation, mounted again, is still the old one
+    expect((await mount(['gen1', mnt], crepo)).code).toBe(0)
+    expect((await sh(`cd '${mnt}' && ls d/e && cat d/e/f.txt d/keep.txt`)).stdout).toBe('f.txt\nold\nkeep\n')
+  })
+})
+
 describe('the native read path', () => {
   // A sparse file over many small units and frames, then changed in place: gen2's extents
   // point into both generations' units. Random ranges are read in a child process (sync

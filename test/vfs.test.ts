@@ -2,7 +2,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
-import { Vfs, VfsError } from '../src/vfs/tree.js'
+import { Vfs, VfsError, type PackedListing } from '../src/vfs/tree.js'
+import { STAT_FIELDS, packAttr } from '../src/vfs/statpack.js'
 import { bfs, makeTree, tmpdir, newRepo } from './helpers.js'
 
 let work: string
@@ -85,6 +86,82 @@ describe('vfs of one generation', () => {
     expect(vfs.getattr(P('/odd\nname\xff\xfe.txt')).size).toBe(9)
     // directory link count = 2 + subdirectories
     expect(vfs.getattr(P('/a')).nlink).toBe(3)
+    await vfs.close()
+  })
+})
+
+describe('readdir packed for the binding, and listings published ahead (format 1)', () => {
+  /** A packed listing's names (NUL-ended in one Buffer). */
+  const namesOf = (l: PackedListing): string[] => {
+    const out: string[] = []
+    for (let s = 0, z; (z = l.names.indexOf(0, s)) >= 0; s = z + 1) out.push(l.names.toString('latin1', s, z))
+    return out
+  }
+  /** What the JavaScript readdir answers for `dir`, packed as the adapter packs it, `.` and `..` included. */
+  const expected = (vfs: Vfs, dir: string): { names: string[]; stats: Float64Array } => {
+    const d = vfs.readdir(P(dir))
+    const stats = new Float64Array((d.names.length + 2) * STAT_FIELDS)
+    packAttr(stats, 0, vfs.getattr(P(dir)), true, true)
+    packAttr(stats, STAT_FIELDS, vfs.getattr(P(dir === '/' ? '/' : dir.slice(0, dir.lastIndexOf('/')) || '/')), true, true)
+    d.attrs.forEach((a, i) => packAttr(stats, (i + 2) * STAT_FIELDS, a, d.hasXattrs![i]!))
+    return { names: ['.', '..', ...d.names.map((n) => n.toString('latin1'))], stats }
+  }
+  const dirsOf = (vfs: Vfs, dir = '/'): string[] => {
+    const d = vfs.readdir(P(dir))
+    const subs = d.names.filter((_, i) => (d.attrs[i]!.mode & 0o170000) === 0o040000).map((n) => (dir === '/' ? '/' : `${dir}/`) + n.toString('latin1'))
+    return [dir, ...subs.flatMap((s) => dirsOf(vfs, s))]
+  }
+
+  it('every directory: the same names and stats (hard links, symlinks, devices, fifo, sparse, xattrs, odd names) as attr() gives', async () => {
+    const vfs = new Vfs(Repository.open(repo), { generation: 1 })
+    const dirs = dirsOf(vfs)
+    expect(dirs.length).toBeGreaterThan(8)
+    for (const dir of dirs) {
+      const l = vfs.listing(P(dir))!
+      const want = expected(vfs, dir)
+      expect(namesOf(l), dir).toEqual(want.names)
+      // `.` and `..` are the adapter's to fill: compare the children
+      expect([...l.stats.subarray(2 * STAT_FIELDS)], dir).toEqual([...want.stats.subarray(2 * STAT_FIELDS)])
+    }
+    expect(errno(() => vfs.listing(P('/hello.txt')))).toBe('ENOTDIR')
+    expect(errno(() => vfs.listing(P('/nope')))).toBe('ENOENT')
+    await vfs.close()
+  })
+
+  it('publishes each directory below the one listed once, depth first by name, as readdir would answer it; a small budget goes on where it stopped', async () => {
+    const vfs = new Vfs(Repository.open(repo), { generation: 1 })
+    const dirs = dirsOf(vfs)
+    const all = new Map<string, PackedListing>()
+    const order: string[] = []
+    const sink = (p: Buffer, l: PackedListing): void => {
+      const k = p.toString('latin1')
+      expect(all.has(k), k).toBe(false)
+      all.set(k, l)
+      order.push(k)
+    }
+    // a budget of one entry: one directory per call, each call going on from where the last stopped
+    let calls = 0
+    while (vfs.publishAhead(P('/'), 1, sink) > 0) expect(++calls).toBeLessThan(100)
+    expect(order).toEqual(dirs.slice(1)) // the order find visits them in; not the root (its readdir was answered)
+    for (const [dir, l] of all) {
+      const want = expected(vfs, dir)
+      expect(namesOf(l), dir).toEqual(want.names)
+      expect([...l.stats], dir).toEqual([...want.stats])
+    }
+    // a directory below: nothing left to publish
+    expect(vfs.publishAhead(P('/a'), 1 << 20, sink)).toBe(0)
+    // from a deep directory: its subtree, then what a depth-first walk visits after it (the
+    // later siblings of it and of its ancestors), never the ancestors themselves
+    const fresh = new Vfs(Repository.open(repo), { generation: 1 })
+    const after: string[] = []
+    fresh.publishAhead(P('/a/b/c/d/e/f/g'), 1 << 20, (p) => void after.push(p.toString('latin1')))
+    expect(after).toEqual(dirs.slice(dirs.indexOf('/a/b/c/d/e/f/g') + 1))
+    expect(after).toContain('/emptydir')
+    await fresh.close()
+    // the whole-repository mount publishes nothing (its root grows)
+    const whole = new Vfs(Repository.open(repo))
+    expect(whole.publishAhead(P('/gen1'), 1 << 20, sink)).toBe(0)
+    await whole.close()
     await vfs.close()
   })
 })

@@ -177,3 +177,34 @@ export class ByteReader {
     return n
   }
 }
+
+/**
+ * A cursor over bytes checked before (CatalogIndex's pass): readers for the per-entry paths
+ * that must not allocate (CatalogIndex.stat, MapsIndex.fullDataBlocks). Single-threaded use.
+ */
+let rdPos = 0
+export function rdSetPos(pos: number): void {
+  rdPos = pos
+}
+export function rdSkip(n: number): void {
+  rdPos += n
+}
+export function rdU8(b: Buffer): number {
+  return b[rdPos++]!
+}
+export function rdVi(b: Buffer): number {
+  let x = b[rdPos++]!
+  if (x < 0x80) return x
+  let v = x & 0x7f
+  let mul = 0x80
+  do {
+    x = b[rdPos++]!
+    v += (x & 0x7f) * mul
+    mul *= 0x80
+  } while (x >= 0x80)
+  return v
+}
+export function rdSi(b: Buffer): number {
+  const z = rdVi(b)
+  return z % 2 === 0 ? z / 2 : -(z + 1) / 2
+}

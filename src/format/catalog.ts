@@ -1,4 +1,4 @@
-import { ByteReader, ByteWriter } from './bytes.js'
+import { ByteReader, ByteWriter, rdSetPos, rdSi, rdSkip, rdU8, rdVi } from './bytes.js'
 import { FormatError } from './errors.js'
 
 /**
@@ -193,6 +193,28 @@ export const ID_OBJ_INDEX = 11
 /** The entry holding the data (the hard-link leader, or the entry itself). */
 export const ID_LEADER = 12
 export const ID_FIELDS = 13
+
+/** Indices of CatalogIndex.stat()'s output. */
+export const ST_TYPE = 0
+export const ST_MODE = 1
+export const ST_UID = 2
+export const ST_GID = 3
+export const ST_ATIME_SEC = 4
+export const ST_ATIME_NSEC = 5
+export const ST_MTIME_SEC = 6
+export const ST_MTIME_NSEC = 7
+export const ST_CTIME_SEC = 8
+export const ST_CTIME_NSEC = 9
+export const ST_SIZE = 10
+export const ST_OBJ_GEN = 11
+export const ST_OBJ_INDEX = 12
+export const ST_RDEV_MAJOR = 13
+export const ST_RDEV_MINOR = 14
+/** Symlinks: the target's length. */
+export const ST_TARGET_LEN = 15
+/** How many extended attributes the entry has. */
+export const ST_XATTRS = 16
+export const ST_FIELDS = 17
 
 /**
  * A catalog kept as its encoded bytes plus a few typed columns, decoding an entry
@@ -403,6 +425,63 @@ export class CatalogIndex {
         out[ID_OBJ_INDEX] = vi()
       }
     }
+  }
+
+  /**
+   * The fields of entry i a stat needs, read straight from the bytes into `out` (indices
+   * ST_*), without decoding the entry: the mount's readdir asks this of every child (an
+   * Entry object per child was a fifth of a cold `find`'s server time). Same bytes and
+   * meaning as readEntry's (checked when the index was built).
+   */
+  stat(i: number, out: Float64Array): void {
+    // bytes.ts's cursor readers: no closure allocated per call (this runs per entry)
+    const b = this.payload
+    rdSetPos(this.offset[i]!)
+    const type = rdU8(b)
+    const flags = rdU8(b)
+    rdVi(b) // parent
+    rdSkip(rdVi(b)) // name
+    out[ST_TYPE] = type
+    out[ST_MODE] = rdVi(b)
+    out[ST_UID] = rdVi(b)
+    out[ST_GID] = rdVi(b)
+    out[ST_ATIME_SEC] = rdSi(b)
+    out[ST_ATIME_NSEC] = rdVi(b)
+    out[ST_MTIME_SEC] = rdSi(b)
+    out[ST_MTIME_NSEC] = rdVi(b)
+    out[ST_CTIME_SEC] = rdSi(b)
+    out[ST_CTIME_NSEC] = rdVi(b)
+    out[ST_SIZE] = rdVi(b)
+    rdVi(b); rdVi(b); rdVi(b); rdVi(b) // srcDev, srcInoHi, srcInoLo, nlink
+    out[ST_OBJ_GEN] = 0
+    out[ST_OBJ_INDEX] = 0
+    out[ST_RDEV_MAJOR] = 0
+    out[ST_RDEV_MINOR] = 0
+    out[ST_TARGET_LEN] = 0
+    switch (type) {
+      case EntryType.Dir:
+        rdVi(b); rdVi(b)
+        break
+      case EntryType.File:
+        if (flags & ENTRY_FLAG_LINK_FOLLOWER) rdVi(b)
+        else {
+          out[ST_OBJ_GEN] = rdVi(b)
+          out[ST_OBJ_INDEX] = rdVi(b)
+        }
+        break
+      case EntryType.Symlink: {
+        const len = rdVi(b)
+        out[ST_TARGET_LEN] = len
+        rdSkip(len)
+        break
+      }
+      case EntryType.CharDev:
+      case EntryType.BlockDev:
+        out[ST_RDEV_MAJOR] = rdVi(b)
+        out[ST_RDEV_MINOR] = rdVi(b)
+        break
+    }
+    out[ST_XATTRS] = flags & ENTRY_FLAG_XATTRS ? rdVi(b) : 0
   }
 
   /** Raw name bytes of entry i (a view into the catalog). */

@@ -1,4 +1,4 @@
-import { ByteReader, ByteWriter } from './bytes.js'
+import { ByteReader, ByteWriter, rdSetPos, rdVi } from './bytes.js'
 import { FormatError } from './errors.js'
 
 /**
@@ -59,14 +59,17 @@ export function writeExtents(w: ByteWriter, extents: readonly Extent[], first = 
 }
 
 /** Reads object `i` at the reader's position, checking it as it goes. */
-function readMapObject(r: ByteReader, i: number, what: string): MapObject {
+function readMapObject(r: ByteReader, i: number, what: string): MapObject
+/** `decode` false: only reads and checks it, allocating nothing (MapsIndex's pass over every object). */
+function readMapObject(r: ByteReader, i: number, what: string, decode: false): null
+function readMapObject(r: ByteReader, i: number, what: string, decode = true): MapObject | null {
   const sizeBytes = r.varint()
   const baseGen = r.varint()
   const baseIndex = r.varint()
   const depth = r.varint()
   if ((baseGen === 0) !== (depth === 0) || depth > MAX_DELTA_DEPTH) throw new FormatError('BAD_VALUE', `${what}: object ${i} has base gen ${baseGen} and depth ${depth}`)
   const count = r.count(3, 'extent')
-  const extents: Extent[] = new Array(count)
+  const extents: Extent[] = decode ? new Array(count) : []
   let next = 0
   let lastStream = 0
   for (let j = 0; j < count; j++) {
@@ -80,10 +83,10 @@ function readMapObject(r: ByteReader, i: number, what: string): MapObject {
       lastStream = streamBlock + c
     }
     if (c <= 0) throw new FormatError('BAD_VALUE', `${what}: object ${i} extent ${j} is empty`)
-    extents[j] = { fileBlock, count: c, gen, streamBlock }
+    if (decode) extents[j] = { fileBlock, count: c, gen, streamBlock }
     next = fileBlock + c
   }
-  return { sizeBytes, baseGen, baseIndex, depth, extents }
+  return decode ? { sizeBytes, baseGen, baseIndex, depth, extents } : null
 }
 
 export function decodeMaps(payload: Buffer, what: string): MapObject[] {
@@ -114,9 +117,40 @@ export class MapsIndex {
     this.offset = new Uint32Array(n)
     for (let i = 0; i < n; i++) {
       this.offset[i] = r.pos
-      readMapObject(r, i, what)
+      // checked as object() will decode it, without building it (78k objects and their
+      // extents were most of the mount's first `ls` of the Linux tree, with their GC)
+      readMapObject(r, i, what, false)
     }
     if (r.remaining !== 0) throw new FormatError('TRAILING_BYTES', `${what}: ${r.remaining} bytes after the last object`)
+  }
+
+  /**
+   * Object i's data (non-hole) blocks within its size, counted in place when it is a full map
+   * (as ObjectResolver.dataBlocks counts a full map's decoded extents); -1 for a delta, or no
+   * such object (decode it then). A directory listing asks this of every file (st_blocks).
+   */
+  fullDataBlocks(i: number, blockBytes: number): number {
+    if (!(i >= 0 && i < this.length)) return -1
+    const b = this.payload
+    rdSetPos(this.offset[i]!) // bytes.ts's cursor: no closure per call (this runs per file)
+    const size = rdVi(b)
+    if (rdVi(b) !== 0) return -1 // baseGen: a delta
+    rdVi(b); rdVi(b) // baseIndex, depth
+    const blocks = Math.ceil(size / blockBytes)
+    const count = rdVi(b)
+    let next = 0
+    let n = 0
+    for (let j = 0; j < count; j++) {
+      const fileBlock = next + rdVi(b)
+      const c = rdVi(b)
+      const gen = rdVi(b)
+      if (gen !== 0) {
+        rdVi(b) // stream block delta
+        if (fileBlock < blocks) n += Math.min(c, blocks - fileBlock)
+      }
+      next = fileBlock + c
+    }
+    return n
   }
 
   object(i: number): MapObject | undefined {

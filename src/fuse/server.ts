@@ -160,6 +160,11 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
     fs.rmSync(pidFile(mnt), { force: true })
     throw new MountError('io', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
+  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; ${'pieceStats' in vfs ? `pieces: ${JSON.stringify(vfs.pieceStats)}; ` : ''}stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
+  // kill -USR2 <pid>: cache counters and memory to the log. Listened to before the caller
+  // hears "ready": a SIGUSR2 sent as soon as `bfs mount` returned (the tests do) found no
+  // listener yet and killed the server (SIGUSR2's default action), leaving its mount dead.
+  process.on('SIGUSR2', () => log(statsLine()))
   if (o.readyFd) announceReady(o.readyFd)
   // the record is ours unless a newer mount at this path (ours was detached) wrote its own
   const dropPidFile = (): void => {
@@ -169,7 +174,6 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
       // gone already
     }
   }
-  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; ${'pieceStats' in vfs ? `pieces: ${JSON.stringify(vfs.pieceStats)}; ` : ''}stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
   vfs.startWarming()
   // true once no native read is in progress, so the unit files may be closed
   const drained = await new Promise<boolean>((resolve) => {
@@ -214,8 +218,6 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
         lazyNext = true
       })
     }
-    // kill -USR2 <pid>: cache counters and memory to the log
-    process.on('SIGUSR2', () => log(statsLine()))
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
     dropEarly()

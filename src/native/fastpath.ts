@@ -80,6 +80,8 @@ export interface StatCacheStats {
   hits: number
   misses: number
   inserts: number
+  /** readdirs answered on the libfuse threads from listings published ahead (format 1: FastPath.publishListing). */
+  listed: number
 }
 
 /** What the stat cache keeps of a stat, as {@link FastPath.statGetForTest} shows it. */
@@ -119,6 +121,7 @@ interface FastPathAddon {
   fastPathStatInfo(fp: Ext): Float64Array
   fastPathStatSeen(fp: Ext, dir: Buffer | null, name: Buffer | null, fields: Float64Array, flags: number, more?: boolean): void
   fastPathStatGet(fp: Ext, path: Buffer): Float64Array | null
+  fastPathPublishListing(fp: Ext, dir: Buffer, names: Buffer, stats: Float64Array): number
   fastPathDirSource(fp: Ext, root: Buffer, key: Buffer, inoBase: number, rootStat: Float64Array, rootRef: Float64Array | null, rootId: Buffer | null): void
   fastPathDirInfo(fp: Ext): Float64Array
   fastPathReaddirForTest(fp: Ext, path: Buffer): Array<[name: string, ino: number, mode: number]> | null
@@ -143,6 +146,7 @@ export const FASTPATH_FUNCTIONS = [
   'fastPathStatInfo',
   'fastPathStatSeen',
   'fastPathStatGet',
+  'fastPathPublishListing',
   'fastPathDirSource',
   'fastPathDirInfo',
   'fastPathReaddirForTest',
@@ -264,7 +268,7 @@ export class FastPath {
 
   statInfo(): StatCacheStats {
     const v = addon().fastPathStatInfo(this.ext)
-    return { entries: v[0]!, hits: v[1]!, misses: v[2]!, inserts: v[3]! }
+    return { entries: v[0]!, hits: v[1]!, misses: v[2]!, inserts: v[3]!, listed: v[4] ?? 0 }
   }
 
   /**
@@ -279,6 +283,16 @@ export class FastPath {
   statReplyForTest(dir: Buffer, entries: Array<[name: Buffer, st: Omit<CachedStat, 'flags'>, flags?: number]>): void {
     for (const [name, st, flags] of entries) this.statSeenForTest(dir, name, st, flags ?? 0, true)
     addon().fastPathStatSeen(this.ext, dir, null, new Float64Array(0), 0, false)
+  }
+
+  /**
+   * A directory's whole readdir answer, published before the kernel asks (format 1's mount):
+   * `names` NUL-ended, `.` and `..` first, `stats` packed (vfs/statpack.ts, one per name).
+   * The libfuse threads then answer its readdir, and its entries' getattr, without
+   * JavaScript. Only for trees that never change. Returns the entries published (0: none).
+   */
+  publishListing(dir: Buffer, names: Buffer, stats: Float64Array): number {
+    return addon().fastPathPublishListing(this.ext, dir, names, stats)
   }
 
   /** Tests: what a libfuse thread's getattr of `path` would be answered with, or null (asks JavaScript). */

@@ -10,6 +10,8 @@ export interface MapSource {
    * (native-notes/format.md §"Before-image log"), or undefined; absent: no BI logs.
    */
   biOverlay?(gen: number, index: number): Extent[] | undefined
+  /** A full map's data blocks counted without decoding it (MapsIndex.fullDataBlocks); -1: decode it. */
+  fullDataBlocks?(gen: number, index: number): number
 }
 
 /** A MapSource over plain arrays of objects per generation. */
@@ -42,6 +44,10 @@ export class ObjectResolver {
    * resolving them all churned the memo the reads depend on.
    */
   dataBlocks(gen: number, index: number): number {
+    if (this.src.fullDataBlocks && !this.src.biOverlay?.(gen, index)) {
+      const n = this.src.fullDataBlocks(gen, index)
+      if (n >= 0) return n
+    }
     const hit = this.memo.get(`${gen}:${index}`)
     if (hit) return dataBlocks(hit)
     const o = this.object(gen, index)

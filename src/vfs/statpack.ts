@@ -4,7 +4,26 @@
  * Float64Array in this layout skips the per-entry stat objects (and the binding's walk over
  * them): a format 2 directory's entries are written here straight from their decoded form.
  */
-import type { Attr } from './tree.js'
+/** A file's attributes as the mount serves them (vfs/tree.ts and vfs/gen2.ts make them). */
+export interface Attr {
+  ino: number
+  /** Type and permission bits, as st_mode. */
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  size: number
+  /** 512-byte units actually stored (holes excluded). */
+  blocks: number
+  rdevMajor: number
+  rdevMinor: number
+  atimeSec: number
+  atimeNsec: number
+  mtimeSec: number
+  mtimeNsec: number
+  ctimeSec: number
+  ctimeNsec: number
+}
 
 export const STAT_FIELDS = 18
 /** Field 17: flags. */

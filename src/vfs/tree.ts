@@ -1,4 +1,5 @@
-import { EntryType, type CatalogIndex, type Entry } from '../format/catalog.js'
+import { EntryType, ST_ATIME_NSEC, ST_ATIME_SEC, ST_CTIME_NSEC, ST_CTIME_SEC, ST_FIELDS, ST_GID, ST_MODE, ST_MTIME_NSEC, ST_MTIME_SEC, ST_OBJ_GEN, ST_OBJ_INDEX, ST_RDEV_MAJOR, ST_RDEV_MINOR, ST_SIZE, ST_TARGET_LEN, ST_TYPE, ST_UID, ST_XATTRS, type CatalogIndex, type Entry } from '../format/catalog.js'
+import { F_ATIME, F_BLKSIZE, F_BLOCKS, F_CTIME, F_FLAGS, F_GID, F_MODE, F_MTIME, F_NLINK, F_RDEV, F_SIZE, F_UID, STAT_FIELDS, STAT_NO_CACHE, STAT_NO_XATTRS, makedev, packIno, type Attr } from './statpack.js'
 import type { Extent, MapObject, MapsIndex } from '../format/maps.js'
 import type { Manifest } from '../format/manifest.js'
 import { BLOCK_BYTES } from '../codec/hash.js'
@@ -24,25 +25,7 @@ export class VfsError extends Error {
 }
 
 /** Attributes of one node; times with nanoseconds. */
-export interface Attr {
-  ino: number
-  /** Type and permission bits, as st_mode. */
-  mode: number
-  nlink: number
-  uid: number
-  gid: number
-  size: number
-  /** 512-byte units actually stored (holes excluded). */
-  blocks: number
-  rdevMajor: number
-  rdevMinor: number
-  atimeSec: number
-  atimeNsec: number
-  mtimeSec: number
-  mtimeNsec: number
-  ctimeSec: number
-  ctimeNsec: number
-}
+export type { Attr } from './statpack.js'
 
 const TYPE_BITS: Record<number, number> = {
   [EntryType.File]: 0o100000,
@@ -57,6 +40,7 @@ const TYPE_BITS: Record<number, number> = {
 /** Inode numbers: gen × 2^32 + 16 + entry index (the hard-link leader's for links); 1…15 are the repository root's own nodes. */
 const GEN_INO = 2 ** 32
 const SLASH = 0x2f
+const DOT = 0x2e
 
 /** One node: either an entry of a generation, or a synthetic node of the all-generations root. */
 export type Node =
@@ -77,13 +61,19 @@ const RESOLVED_MEMO = 8192
 class LazyMaps implements MapSource {
   private readonly index = new Map<number, MapsIndex>()
   constructor(private readonly repo: Repository) {}
-  mapObject(gen: number, i: number): MapObject | undefined {
+  private of(gen: number): MapsIndex {
     let x = this.index.get(gen)
     if (!x) {
       x = this.repo.mapsIndex(gen)
       this.index.set(gen, x)
     }
-    return x.object(i)
+    return x
+  }
+  mapObject(gen: number, i: number): MapObject | undefined {
+    return this.of(gen).object(i)
+  }
+  fullDataBlocks(gen: number, i: number): number {
+    return this.of(gen).fullDataBlocks(i, BLOCK_BYTES)
   }
   biOverlay(gen: number, i: number): Extent[] | undefined {
     return this.repo.biOverlay(gen, i)
@@ -182,6 +172,154 @@ export class GenView {
       ctimeNsec: e.ctimeNsec,
     }
   }
+
+  private readonly raw = new Float64Array(ST_FIELDS)
+  private readonly rawLeader = new Float64Array(ST_FIELDS)
+
+  /**
+   * attr(i) written straight into a packed stat at arr[o] (vfs/statpack.ts), read from the
+   * catalog's bytes without an Entry or Attr object: readdir's per-child path. `allXattrs`:
+   * every entry says it may have xattrs (a tape tier's virtual one).
+   */
+  packStat(i: number, arr: Float64Array, o: number, allXattrs: boolean): void {
+    const r = this.raw
+    this.cat.stat(i, r)
+    const type = r[ST_TYPE]!
+    const l = this.leader(i)
+    let size = 0
+    let blocks = 0
+    if (type === EntryType.File) {
+      let gen = r[ST_OBJ_GEN]!
+      let index = r[ST_OBJ_INDEX]!
+      size = r[ST_SIZE]!
+      if (l !== i) {
+        // a hard link: the data (size, blocks) is its leader's
+        const d = this.rawLeader
+        this.cat.stat(l, d)
+        size = d[ST_SIZE]!
+        gen = d[ST_OBJ_GEN]!
+        index = d[ST_OBJ_INDEX]!
+      }
+      blocks = gen ? this.resolver.dataBlocks(gen, index) * (BLOCK_BYTES / 512) : 0
+    } else if (type === EntryType.Symlink) size = r[ST_TARGET_LEN]!
+    else if (type === EntryType.Dir) {
+      size = BLOCK_BYTES
+      blocks = BLOCK_BYTES / 512
+    }
+    const major = r[ST_RDEV_MAJOR]!
+    const minor = r[ST_RDEV_MINOR]!
+    arr[o + F_MODE] = TYPE_BITS[type]! | r[ST_MODE]!
+    arr[o + F_UID] = r[ST_UID]!
+    arr[o + F_GID] = r[ST_GID]!
+    arr[o + F_SIZE] = size
+    arr[o + F_NLINK] = type === EntryType.Dir ? this.dirLinks[i]! : this.linkCount.get(l) ?? 1
+    packIno(arr, o, this.ino(i))
+    arr[o + F_RDEV] = major || minor ? makedev(major, minor) : 0
+    arr[o + F_BLKSIZE] = 4096
+    arr[o + F_BLOCKS] = blocks
+    arr[o + F_ATIME] = r[ST_ATIME_SEC]!
+    arr[o + F_ATIME + 1] = r[ST_ATIME_NSEC]!
+    arr[o + F_MTIME] = r[ST_MTIME_SEC]!
+    arr[o + F_MTIME + 1] = r[ST_MTIME_NSEC]!
+    arr[o + F_CTIME] = r[ST_CTIME_SEC]!
+    arr[o + F_CTIME + 1] = r[ST_CTIME_NSEC]!
+    arr[o + F_FLAGS] = allXattrs || r[ST_XATTRS]! > 0 ? 0 : STAT_NO_XATTRS
+  }
+
+  /** Directories whose whole listing was published to the native side (Vfs.publishAhead). */
+  private published: Uint8Array | null = null
+
+  /**
+   * Publishes, in the order `find` visits them (depth first, by name), the listings of the
+   * directories that come after `dir` in that order (those below it, then the later
+   * siblings of it and of its ancestors, with theirs) that were not published yet, `.` and
+   * `..` included, until about `budget` entries went out. Returns the entries published.
+   */
+  publishBelow(dir: number, dirPath: Buffer, budget: number, allXattrs: boolean, sink: (path: Buffer, l: PackedListing) => void): number {
+    const cat = this.cat
+    const done = (this.published ??= new Uint8Array(cat.length))
+    let sent = 0
+    // explicit stack of [index, path]: a deep tree must not overflow the call stack
+    const stack: Array<[number, Buffer]> = []
+    const pushChildren = (d: number, p: Buffer, from = 0): void => {
+      const first = Math.max(cat.firstChild[d]!, from)
+      // pushed in reverse, so popped in name order
+      for (let c = cat.firstChild[d]! + cat.childCount[d]! - 1; c >= first; c--) {
+        if (cat.type[c] !== EntryType.Dir) continue
+        // p + "/" + name (p "/": the root)
+        const s = cat.nameStart[c]!
+        const len = cat.nameLen[c]!
+        const lead = p.length === 1 ? 1 : p.length + 1
+        const child = Buffer.allocUnsafe(lead + len)
+        for (let k = 0; k < lead - 1; k++) child[k] = p[k]!
+        child[lead - 1] = SLASH
+        for (let k = 0; k < len; k++) child[lead + k] = cat.payload[s + k]!
+        stack.push([c, child])
+      }
+    }
+    // after the subtree, where a depth-first walk goes next: the later siblings of `dir`,
+    // then of its parent, … up to the root's children (find overtaking what was published
+    // lands on such a sibling: it is then the next one published, not only its own subtree)
+    const up: Array<[number, Buffer]> = []
+    for (let x = dir, p = dirPath; x !== 0 && p.length > 1; ) {
+      const slash = p.lastIndexOf(SLASH)
+      const pp = slash <= 0 ? p.subarray(0, 1) : p.subarray(0, slash)
+      up.push([x, pp])
+      x = cat.parent[x]!
+      p = pp
+    }
+    for (let k = up.length - 1; k >= 0; k--) pushChildren(cat.parent[up[k]![0]]!, up[k]![1], up[k]![0] + 1)
+    pushChildren(dir, dirPath)
+    // (directories published before are gone through, not skipped: below them may be some
+    // that a smaller budget left out)
+    while (stack.length && sent < budget) {
+      const [d, p] = stack.pop()!
+      if (!done[d]) {
+        const l = this.listing(d, allXattrs)
+        this.packStat(d, l.stats, 0, allXattrs)
+        this.packStat(cat.parent[d]!, l.stats, STAT_FIELDS, allXattrs)
+        l.stats[F_FLAGS] = STAT_NO_CACHE
+        l.stats[STAT_FIELDS + F_FLAGS] = STAT_NO_CACHE
+        sink(p, l)
+        done[d] = 1
+        sent += cat.childCount[d]! + 2
+      }
+      pushChildren(d, p)
+    }
+    return sent
+  }
+
+  /** The children of directory `dir` packed (PackedListing; slots 0 and 1 for `.` and `..`). */
+  listing(dir: number, allXattrs: boolean): PackedListing {
+    const cat = this.cat
+    const first = cat.firstChild[dir]!
+    const n = cat.childCount[dir]!
+    let bytes = 5 // ".\0..\0"
+    for (let c = first; c < first + n; c++) bytes += cat.nameLen[c]! + 1
+    const names = Buffer.allocUnsafe(bytes)
+    names[0] = DOT
+    names[1] = 0
+    names[2] = DOT
+    names[3] = DOT
+    names[4] = 0
+    const stats = new Float64Array((n + 2) * STAT_FIELDS)
+    const payload = cat.payload
+    let at = 5
+    for (let k = 0; k < n; k++) {
+      const c = first + k
+      // byte by byte: Buffer#copy's own cost per call was more than a short name's copy
+      for (let s = cat.nameStart[c]!, e = s + cat.nameLen[c]!; s < e; s++) names[at++] = payload[s]!
+      names[at++] = 0
+      this.packStat(c, stats, (k + 2) * STAT_FIELDS, allXattrs)
+    }
+    return { names, stats }
+  }
+}
+
+/** What a readdir answers in the binding's packed form: names each ended by a NUL, `.` and `..` first; stats (vfs/statpack.ts) of `.` and `..` left to the caller. */
+export interface PackedListing {
+  names: Buffer
+  stats: Float64Array
 }
 
 /** An open regular file: the reader's open object (its resolved extents), kept for the life of the handle. */
@@ -410,6 +548,35 @@ export class Vfs {
       hasXattrs.push(!!n.view.entry(c).xattrs?.length)
     }
     return { names, attrs, hasXattrs }
+  }
+
+  /**
+   * readdir in the binding's packed form (GenView.listing: no name string, Attr or stat
+   * object per child) for a directory of a generation; null for the whole-repository
+   * mount's own directories (the root, by-date/), which readdir answers.
+   */
+  listing(path: Buffer): PackedListing | null {
+    const n = this.resolve(path)
+    if (n.kind !== 'entry') {
+      if (n.kind === 'link') throw new VfsError('ENOTDIR')
+      return null
+    }
+    if (n.view.cat.type[n.index] !== EntryType.Dir) throw new VfsError('ENOTDIR')
+    return n.view.listing(n.index, this.virtualXattrs)
+  }
+
+  /**
+   * A single-generation mount: publishes (`sink`) the whole listings of directories below
+   * `path` that the kernel is likely to ask for next (GenView.publishBelow), about `budget`
+   * entries; the native side then answers their readdir without JavaScript. A generation
+   * never changes, so a published listing is what readdir would answer at any later time.
+   * The whole-repository mount publishes nothing (its root grows).
+   */
+  publishAhead(path: Buffer, budget: number, sink: (path: Buffer, l: PackedListing) => void): number {
+    if (this.opts.generation === undefined) return 0
+    const n = this.resolve(path)
+    if (n.kind !== 'entry' || n.view.cat.type[n.index] !== EntryType.Dir) return 0
+    return n.view.publishBelow(n.index, path, budget, this.virtualXattrs, sink)
   }
 
   readlink(path: Buffer): Buffer {
