@@ -155,6 +155,24 @@ describe('format 2 leases: what each command holds', () => {
     }
   })
 
+  it('a lease that lapsed stays lapsed after a later renewal lands (the machine slept past its expiry: prune may have judged it dead meanwhile)', async () => {
+    const r2 = Repo2.open(repo)
+    const l = Lease.take(r2, 'backup', { expiresAfterMs: 10 * 60_000 })
+    try {
+      await l.renew()
+      expect(l.lapsed()).toBe(false)
+      // as after a suspend of 11 minutes: the wall clock moved on, the last renewal is that old
+      const p = l as unknown as { lastRenewalWall: number }
+      p.lastRenewalWall -= 11 * 60_000
+      await l.renew() // the heartbeat on wake-up: it lands
+      expect(l.lapsed()).toBe(true)
+      await l.renew()
+      expect(l.lapsed()).toBe(true)
+    } finally {
+      l.release()
+    }
+  })
+
   it('a read-only repository (a read-only bind mount) is read without a lease; forget, which must lock it, fails in one line (exit 1)', async () => {
     const ro = path.join(work, 'ro')
     fs.mkdirSync(ro)

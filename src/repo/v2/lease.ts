@@ -116,6 +116,8 @@ export class Lease {
   /** Date.now() of the same: the monotonic clock stops while the machine sleeps, this one does not. */
   private lastRenewalWall: number
   private released = false
+  /** Once expired, always expired (lapsed()): set when a renewal landed too late, or lapsed() saw the age past the expiry. */
+  private lapsedOnce = false
   private readonly onExit = (): void => this.removeSync()
 
   private constructor(
@@ -240,6 +242,10 @@ export class Lease {
       .then(() => {
         if (this.released) return void this.removeSync() // released while the write was under way
         this.record = { ...this.record, renewed: rec.renewed } // pins set meanwhile stay (the queued write has them)
+        // a renewal that lands after the lease had expired does not bring it back: prune or
+        // another host may have judged it dead meanwhile (and deleted or rewritten what it
+        // protected), so lapsed() stays true from now on
+        if (this.ageAt(t, wall) >= this.record.expiresAfterMs - MAX_CLOCK_SKEW_MS) this.lapsedOnce = true
         this.lastRenewal = t
         this.lastRenewalWall = wall
       })
@@ -257,14 +263,21 @@ export class Lease {
   }
 
   /**
-   * True when the last renewal that landed is older than expiry − skew (§2.20.3 step 7: prune
-   * or another host's recovery may treat us as dead), by the monotonic clock or by the wall
+   * True when the lease was, at any moment, older than expiry − skew (§2.20.3 step 7: prune
+   * or another host's recovery may have treated us as dead then, even if a renewal has landed
+   * since), measured from the last renewal that landed, by the monotonic clock or by the wall
    * clock, whichever says older: CLOCK_MONOTONIC stops while the machine is suspended, and a
    * machine that slept past the expiry must not commit.
    */
   lapsed(): boolean {
-    const ageMs = Math.max(Number(process.hrtime.bigint() - this.lastRenewal) / 1e6, Date.now() - this.lastRenewalWall)
-    return ageMs >= this.record.expiresAfterMs - MAX_CLOCK_SKEW_MS
+    if (this.lapsedOnce) return true
+    if (this.ageAt(process.hrtime.bigint(), Date.now()) >= this.record.expiresAfterMs - MAX_CLOCK_SKEW_MS) this.lapsedOnce = true
+    return this.lapsedOnce
+  }
+
+  /** Milliseconds from the last renewal that landed to (mono, wall), by whichever clock says longer. */
+  private ageAt(mono: bigint, wall: number): number {
+    return Math.max(Number(mono - this.lastRenewal) / 1e6, wall - this.lastRenewalWall)
   }
 
   /** Stops the heartbeat and removes the lease (only if it is still ours). */

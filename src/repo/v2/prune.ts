@@ -415,7 +415,9 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
         if (isDead) fresh++
       }
       newlyDead += fresh
-      if (fresh) unused += Math.round((comp[f]! * fresh) / notYet)
+      // (at least a byte: a frame that compresses to almost nothing must not round its newly
+      // dead blocks away, or --max-unused 0 would pass over the unit)
+      if (fresh) unused += Math.max(1, Math.round((comp[f]! * fresh) / notYet))
     }
     return { version: any.version, level, dead, newlyDead, unused }
   } finally {
