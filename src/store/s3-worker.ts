@@ -1,11 +1,13 @@
 /** The S3 sync face's request thread (store/s3-sync.ts): runs one S3Store, answers one blocked caller at a time. */
 import { workerData, type MessagePort } from 'node:worker_threads'
 import { S3Store, type S3Description } from './s3.js'
+import { checkFetched, fetchWhole, ObjectCache } from './objcache.js'
 import type { SyncOp } from './s3-sync.js'
 import type { ByteRange, PutOptions } from './store.js'
 
 const { desc, port, flag } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array }
 const store = new S3Store(desc.location, desc.options)
+const caches = new Map<string, ObjectCache>()
 
 async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
   switch (op) {
@@ -21,6 +23,14 @@ async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
       return store.list(key)
     case 'remove':
       return store.remove(key, args[0] as { recursive?: boolean })
+    case 'fill': {
+      // the read cache's fill for a synchronous open (objcache.ts): the whole object, ranges in parallel
+      const dir = args[0] as string
+      let oc = caches.get(dir)
+      if (!oc) caches.set(dir, (oc = ObjectCache.open(dir, { owner: false })))
+      const f = await fetchWhole(store, key)
+      return oc.put(key, f, checkFetched(store.where(key), key, f))
+    }
     default:
       throw new Error(`unknown S3 sync operation ${String(op)}`)
   }

@@ -128,6 +128,21 @@ function classify(err: unknown): Failure {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * BFS_S3_LOG=FILE: every request sent (each attempt) is appended to FILE as one line,
+ * `<Command> <key> [<Range>]` — a debugging aid, and how the tests count the GETs a command
+ * made (every process and thread appends to the same file).
+ */
+const REQUEST_LOG = process.env.BFS_S3_LOG || ''
+function logRequest(cmd: object, key: string): void {
+  const input = (cmd as { input?: { Range?: string } }).input
+  try {
+    fs.appendFileSync(REQUEST_LOG, `${cmd.constructor.name.replace(/Command$/, '')} ${key || '-'}${input?.Range ? ' ' + input.Range : ''}\n`)
+  } catch {
+    // a debugging aid: never fails a request
+  }
+}
+
 /** An opened S3 object: its size and etag at open; reads are GET Range + If-Match. */
 class S3Blob implements BlobReader {
   private closed = false
@@ -247,7 +262,9 @@ export class S3Store implements Store {
     const prior: Failure[] = []
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await client.send(make(s) as never)) as T
+        const cmd = make(s)
+        if (REQUEST_LOG) logRequest(cmd, key)
+        return (await client.send(cmd as never)) as T
       } catch (err) {
         if (err instanceof StoreError) throw err
         const f = classify(err)
@@ -335,6 +352,23 @@ export class S3Store implements Store {
     const b = await this.body(res.Body, key)
     if (b.length < r.length) throw new StoreError('TRUNCATED', key, `${this.where(key)}: range ${r.offset}+${r.length} is past the end (${b.length} bytes there)`)
     return b
+  }
+
+  /**
+   * GET of a range, with what the answer says of the whole object: its size (Content-Range)
+   * and ETag. A range past the end is clamped by S3 (the bytes there are returned); `etag`:
+   * If-Match (EIO if the object changed).
+   */
+  async getRangeMeta(key: string, r: ByteRange, etag?: string): Promise<{ body: Buffer; sizeBytes: number; etag: string }> {
+    const res = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> }; ContentRange?: string; ContentLength?: number; ETag?: string }>(key, 'read', (s) =>
+      new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: `bytes=${r.offset}-${r.offset + r.length - 1}`, IfMatch: etag }),
+    (f) => {
+      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed while it was read (replaced or removed): reopen it`)
+      return undefined
+    })
+    const body = await this.body(res.Body, key)
+    const total = /\/(\d+)\s*$/.exec(res.ContentRange ?? '')
+    return { body, sizeBytes: total ? Number(total[1]) : body.length, etag: res.ETag ?? '' }
   }
 
   private async body(body: { transformToByteArray(): Promise<Uint8Array> } | undefined, key: string): Promise<Buffer> {

@@ -1,0 +1,538 @@
+/**
+ * The local read cache of a repository on S3 (issue 18 item 2; native-notes/store.md "S3: the
+ * read cache"): the objects bfs never changes — units, packs, a stream's record and hashes,
+ * dedup objects — are kept in the same disk buffer cache the tape tier uses (store/cache.ts,
+ * one entry per object at its own offsets, segmented LRU, a size limit), so a second read of
+ * them makes no request and a mount serves them through the native read path (the entry's
+ * descriptor is the blob's localFd).
+ *
+ *   CACHE/data/KEY   the object's bytes (BufferCache's entry)
+ *   CACHE/meta/KEY   {"size", "etag", "sha256"}: what the entry must be, written before it
+ *
+ * A fetched object is checked before it is kept: its size against the answer's, its MD5
+ * against the ETag when the ETag is one (a single-part upload: every object bfs writes under
+ * 64 MiB); each range of a large object is read with If-Match, so the parts are of one
+ * version. The first open of an entry in a process hashes it (SHA-256) against its meta
+ * record: a corrupt entry is removed and fetched again, never served. Every process may add
+ * entries (temporary name, rename); the first to open the cache owns it (evicts, keeps the
+ * limit) and counts what others added when it next rescans.
+ *
+ * Reads: a small object (≤ SMALL_OBJECT) is fetched whole with one GET at open. A larger one
+ * (units, packs) is, on the async face (a mount), opened with one HEAD and filled in the
+ * background by CHUNK ranges, FILL_PARALLEL at a time; a read before its bytes are in is one
+ * ranged GET of just what it needs (so a cold read costs about one small GET), and once the
+ * whole object is in, reads come from the entry (the mount's native path takes it over). On
+ * the sync face (cat, restore, verify: readers that go on to read most of what they open)
+ * the open fetches the whole object, the ranges in parallel in the S3 request thread.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { BufferCache, CacheBusy } from './cache.js'
+import type { S3Store } from './s3.js'
+import {
+  checkInBlob, checkKey, getByOpen, StoreError,
+  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type S3Location, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
+} from './store.js'
+
+/** Keys bfs never changes once written (format.md §2.3): units (replaced only by content-equivalent ones, never on S3), packs, streams, hashes, dedup objects. */
+const CACHEABLE_RE = /^(?:gens\/[0-9]+\/(?:unit-[0-9]+|pack-[0-9]+|hashes|stream)|index\/dedup-[A-Za-z0-9._-]+)$/
+export const cacheable = (key: string): boolean => CACHEABLE_RE.test(key)
+
+/** Objects up to this size are fetched whole with one GET. */
+export const SMALL_OBJECT = 1 << 20
+/** Range size of the fill of a larger object. */
+export const CHUNK = 4 << 20
+/** Range GETs in flight per object being filled. */
+export const FILL_PARALLEL = 4
+
+/**
+ * The cache directory of a repository at `loc`: under `base` (--cache-dir), else
+ * $BFS_CACHE_DIR, else $XDG_CACHE_HOME/bfs, else ~/.cache/bfs; one sub-directory per
+ * endpoint + bucket + prefix.
+ */
+export function cacheDirOf(loc: S3Location, base?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const root = base || env.BFS_CACHE_DIR || (env.XDG_CACHE_HOME ? path.join(env.XDG_CACHE_HOME, 'bfs') : path.join(os.homedir(), '.cache', 'bfs'))
+  const id = createHash('sha256').update(`${loc.endpoint}/${loc.bucket}/${loc.prefix}`).digest('hex').slice(0, 16)
+  return path.join(path.resolve(root), `s3-${loc.bucket}-${id}`)
+}
+
+interface Meta {
+  size: number
+  etag: string
+  sha256: string
+}
+
+/** A fetched object: its bytes, and what the answers said of it. */
+export interface Fetched {
+  chunks: Buffer[]
+  sizeBytes: number
+  etag: string
+}
+
+/**
+ * The whole object: ≤ SMALL_OBJECT (or `known` says so) one GET; else a first range that
+ * gives size and ETag (unless known), then the rest by CHUNK ranges, FILL_PARALLEL at a time,
+ * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK).
+ */
+export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void): Promise<Fetched> {
+  let sizeBytes: number
+  let etag: string
+  const chunks: Buffer[] = []
+  let next = 0
+  if (known) {
+    sizeBytes = known.sizeBytes
+    etag = known.etag
+  } else {
+    const first = await s3.getRangeMeta(key, { offset: 0, length: CHUNK })
+    sizeBytes = first.sizeBytes
+    etag = first.etag
+    chunks[0] = first.body
+    onChunk?.(0, first.body)
+    next = 1
+  }
+  const n = Math.max(1, Math.ceil(sizeBytes / CHUNK))
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++
+      const offset = i * CHUNK
+      const length = Math.min(CHUNK, sizeBytes - offset)
+      const b = length === 0 ? Buffer.alloc(0) : await s3.getRange(key, { offset, length }, etag || undefined)
+      chunks[i] = b
+      onChunk?.(i, b)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, n - next) }, worker))
+  return { chunks, sizeBytes, etag }
+}
+
+/** Checks what was fetched (size; MD5 against a single-part ETag) and returns its SHA-256. */
+export function checkFetched(where: string, key: string, f: Fetched): string {
+  const got = f.chunks.reduce((a, c) => a + c.length, 0)
+  if (got !== f.sizeBytes) throw new StoreError('EIO', key, `${where}: fetched ${got} bytes of an object of ${f.sizeBytes}: not cached`)
+  const etag = f.etag.replace(/"/g, '')
+  const sha = createHash('sha256')
+  const md5 = /^[0-9a-f]{32}$/i.test(etag) ? createHash('md5') : null
+  for (const c of f.chunks) {
+    sha.update(c)
+    md5?.update(c)
+  }
+  if (md5 && md5.digest('hex') !== etag.toLowerCase()) throw new StoreError('EIO', key, `${where}: the bytes fetched do not match the object's ETag (MD5): not served`)
+  return sha.digest('hex')
+}
+
+/** What a cache did in this process (tests, the bench). */
+export interface ObjectCacheCounters {
+  hits: number
+  fills: number
+  corrupt: number
+}
+
+/** One process's (or thread's) handle on a read cache directory. */
+export class ObjectCache {
+  /** Entries whose bytes this process hashed and found right: key → ino:size:mtime. */
+  private readonly verified = new Map<string, string>()
+  readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0 }
+
+  private constructor(
+    readonly cache: BufferCache,
+    private readonly warn: (m: string) => void,
+  ) {
+    cache.onDrop = (key) => this.dropMeta(key)
+  }
+
+  /** Opens (makes) the cache in `dir`: its owner if no other process is, else a writer of entries only. */
+  static open(dir: string, o: { limitBytes?: number; owner?: boolean; warn?: (m: string) => void } = {}): ObjectCache {
+    let cache: BufferCache
+    try {
+      cache = BufferCache.open(dir, { owner: o.owner !== false, limitBytes: o.limitBytes, make: true })
+    } catch (err) {
+      if (!(err instanceof CacheBusy)) throw err
+      cache = BufferCache.open(dir, { make: true })
+    }
+    return new ObjectCache(cache, o.warn ?? ((m) => void process.stderr.write(`bfs: ${m}\n`)))
+  }
+
+  get dir(): string {
+    return this.cache.dir
+  }
+
+  private metaFile(key: string): string {
+    return path.join(this.cache.dir, 'meta', key)
+  }
+
+  private readMeta(key: string): Meta | null {
+    try {
+      const m = JSON.parse(fs.readFileSync(this.metaFile(key), 'utf8')) as Meta
+      return typeof m.size === 'number' && typeof m.sha256 === 'string' && typeof m.etag === 'string' ? m : null
+    } catch {
+      return null
+    }
+  }
+
+  private dropMeta(key: string): void {
+    try {
+      fs.rmSync(this.metaFile(key), { force: true })
+    } catch {
+      // gone already
+    }
+  }
+
+  /**
+   * The entry of `key`, verified (SHA-256 against its meta record, once per process and file
+   * version), or null: none, or a bad one (removed, and said once).
+   */
+  entrySync(key: string): (BlobReader & SyncBlobReader) | null {
+    const b = this.cache.openEntrySync(key) as (BlobReader & SyncBlobReader) | null
+    if (!b) return null
+    const m = this.readMeta(key)
+    if (!m || m.size !== b.sizeBytes) {
+      // written by a process that died between the two, or its record lost: fetched again
+      b.closeSync()
+      return null
+    }
+    const fd = b.localFd
+    const st = fd === undefined ? null : fs.fstatSync(fd)
+    const sig = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : ''
+    if (!st || this.verified.get(key) !== sig) {
+      const h = createHash('sha256')
+      const buf = Buffer.allocUnsafe(1 << 20)
+      for (let off = 0; off < b.sizeBytes; ) {
+        const n = fs.readSync(fd!, buf, 0, Math.min(buf.length, b.sizeBytes - off), off)
+        if (n <= 0) break
+        h.update(buf.subarray(0, n))
+        off += n
+      }
+      if (h.digest('hex') !== m.sha256) {
+        b.closeSync()
+        this.counters.corrupt++
+        this.warn(`${this.cache.file(key)}: cache entry does not match its SHA-256 (corrupt on local disk); removed, fetching it again`)
+        this.verified.delete(key)
+        try {
+          fs.rmSync(this.cache.file(key), { force: true })
+        } catch {
+          // another process removed it
+        }
+        this.dropMeta(key)
+        return null
+      }
+      this.verified.set(key, sig)
+    }
+    this.counters.hits++
+    this.cache.touch(key)
+    return b
+  }
+
+  /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
+  trust(key: string, sig: string): void {
+    if (sig) this.verified.set(key, sig)
+  }
+
+  /** Keeps a fetched object: its meta record, then the entry (atomic). Returns the entry's signature for trust(), or '' if the disk refused (the read goes on without the cache). */
+  async put(key: string, f: Fetched, sha256: string): Promise<string> {
+    checkKey(key)
+    try {
+      const mf = this.metaFile(key)
+      fs.mkdirSync(path.dirname(mf), { recursive: true, mode: 0o700 })
+      const tmp = `${mf}.tmp-${os.hostname()}-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      fs.writeFileSync(tmp, JSON.stringify({ size: f.sizeBytes, etag: f.etag, sha256 } satisfies Meta) + '\n')
+      fs.renameSync(tmp, mf)
+      await this.cache.insertShared(key, sha256, f.chunks)
+      this.counters.fills++
+      // just hashed: this process need not hash the file again
+      const st = fs.statSync(this.cache.file(key))
+      const sig = `${st.ino}:${st.size}:${st.mtimeMs}`
+      this.verified.set(key, sig)
+      return sig
+    } catch (err) {
+      this.warn(`${this.cache.file(key)}: cannot keep it in the read cache (${(err as Error).message.split('\n')[0]})`)
+      return ''
+    }
+  }
+
+  /** Forgets an entry (its key was replaced or removed in the repository). */
+  async drop(key: string): Promise<void> {
+    this.verified.delete(key)
+    await this.cache.discard(key).catch(() => undefined)
+    this.dropMeta(key)
+  }
+
+  close(): void {
+    this.cache.close()
+  }
+}
+
+/** A fill in progress in this process: ranges as they arrive, then the entry. */
+interface Fill {
+  sizeBytes: number
+  etag: string
+  chunks: Array<Buffer | undefined>
+  done: boolean
+  p: Promise<void>
+}
+
+/** An object larger than SMALL_OBJECT opened while its fill runs: reads from the ranges in, else one ranged GET each; the entry (and its descriptor) once it is complete. */
+class FillingBlob implements BlobReader {
+  private entry: (BlobReader & SyncBlobReader) | null = null
+  private closed = false
+  constructor(
+    private readonly s: S3CachedStore,
+    readonly key: string,
+    readonly sizeBytes: number,
+    private readonly etag: string,
+    private readonly fill: Fill,
+  ) {}
+
+  private poll(): void {
+    if (this.entry || !this.fill.done || this.closed) return
+    this.entry = this.s.objects.entrySync(this.key)
+  }
+
+  get localFd(): number | undefined {
+    this.poll()
+    return this.entry?.localFd
+  }
+
+  async read(r: ByteRange, into?: Buffer): Promise<Buffer> {
+    const where = this.s.where(this.key)
+    checkInBlob(this.key, where, r, this.sizeBytes)
+    if (this.closed) throw new StoreError('EIO', this.key, `${where}: read after close`)
+    if (into && into.length < r.length) throw new TypeError(`buffer of ${into.length} bytes for a read of ${r.length}`)
+    this.poll()
+    if (this.entry) return this.entry.read(r, into)
+    if (r.length === 0) return Buffer.alloc(0)
+    const first = Math.floor(r.offset / CHUNK)
+    const last = Math.floor((r.offset + r.length - 1) / CHUNK)
+    let have = true
+    for (let i = first; i <= last && have; i++) have = this.fill.chunks[i] !== undefined
+    const out = into ?? Buffer.allocUnsafe(r.length)
+    if (have) {
+      for (let i = first; i <= last; i++) {
+        const c = this.fill.chunks[i]!
+        const from = Math.max(r.offset, i * CHUNK)
+        const to = Math.min(r.offset + r.length, i * CHUNK + c.length)
+        c.copy(out, from - r.offset, from - i * CHUNK, to - i * CHUNK)
+      }
+      return out.subarray(0, r.length)
+    }
+    const b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
+    b.copy(out, 0, 0, r.length)
+    return out.subarray(0, r.length)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const e = this.entry
+    this.entry = null
+    await e?.close()
+  }
+}
+
+/** The sync face: writes and mutable keys as S3's; immutable objects through the cache (fetched whole by the request thread on a miss). */
+class CachedSyncFace implements SyncStore {
+  constructor(private readonly s: S3CachedStore) {}
+
+  private get inner(): SyncStore {
+    return this.s.inner.sync
+  }
+
+  getSync(key: string, range?: ByteRange): Buffer {
+    if (!cacheable(key)) return this.inner.getSync(key, range)
+    const b = this.openSync(key)
+    try {
+      return b.readSync(range ?? { offset: 0, length: b.sizeBytes })
+    } finally {
+      b.closeSync()
+    }
+  }
+
+  openSync(key: string): SyncBlobReader {
+    if (!cacheable(key)) return this.inner.openSync(key)
+    const hit = this.s.objects.entrySync(key)
+    if (hit) return hit
+    // the request thread fetches the whole object (ranges in parallel), checks it and writes the entry
+    const sig = (this.s.inner.sync as unknown as { bridge(): { call(op: string, key: string, ...a: unknown[]): unknown } }).bridge().call('fill', key, this.s.objects.dir) as string
+    if (sig) {
+      this.s.objects.trust(key, sig)
+      const e = this.s.objects.entrySync(key)
+      if (e) return e
+    }
+    return this.inner.openSync(key)
+  }
+
+  putSync(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): void {
+    this.inner.putSync(key, data, opts)
+    if (cacheable(key) && opts?.mode === 'replace') void this.s.objects.drop(key)
+  }
+
+  writeStagedSync(st: Staged, data: readonly Uint8Array[]): number {
+    return this.inner.writeStagedSync(st, data)
+  }
+
+  hasSync(key: string): boolean {
+    return this.inner.hasSync(key)
+  }
+
+  statSync(key: string): BlobStat {
+    return this.inner.statSync(key)
+  }
+
+  listSync(prefix: string): string[] {
+    return this.inner.listSync(prefix)
+  }
+
+  removeSync(key: string, opts?: { recursive?: boolean }): void {
+    this.inner.removeSync(key, opts)
+    if (cacheable(key)) void this.s.objects.drop(key)
+  }
+
+  flushSync(prefix: string): void {
+    this.inner.flushSync(prefix)
+  }
+}
+
+/**
+ * An S3 store with the read cache in front of its immutable objects (see the top of this
+ * file). Everything else — writes, listings, mutable keys (config, manifests, runs, leases,
+ * locks) — goes to S3 as it is.
+ */
+export class S3CachedStore implements Store {
+  private readonly fills = new Map<string, Fill>()
+  private face: CachedSyncFace | null = null
+  private oc: ObjectCache | null = null
+
+  /** `open`: the cache, opened on first use (a command that reads no object makes no directory). */
+  constructor(
+    readonly inner: S3Store,
+    readonly cacheDir: string,
+    private readonly openCache: () => ObjectCache = () => ObjectCache.open(cacheDir),
+  ) {}
+
+  get objects(): ObjectCache {
+    return (this.oc ??= this.openCache())
+  }
+
+  get sync(): SyncStore {
+    return (this.face ??= new CachedSyncFace(this))
+  }
+
+  where(key: string): string {
+    return this.inner.where(key)
+  }
+
+  localRoots(): string[] {
+    try {
+      // made here if missing (callers stat what they are given; a backup's reads may fill it)
+      fs.mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 })
+    } catch {
+      return this.inner.localRoots()
+    }
+    return [...this.inner.localRoots(), this.cacheDir]
+  }
+
+  describe(): StoreDescription {
+    return { kind: 's3cached', s3: this.inner.describe(), cacheDir: this.cacheDir }
+  }
+
+  close(): void {
+    this.inner.close()
+    this.oc?.close()
+    this.oc = null
+  }
+
+  /** Fills still running in this process (a test waits for them). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.fills.values()].map((f) => f.p.catch(() => undefined)))
+  }
+
+  /** Fetches the whole object into the cache (one fill per key in this process); resolves when kept (or failed: reads go on from S3). */
+  private startFill(key: string, known?: { sizeBytes: number; etag: string }): Fill {
+    const running = this.fills.get(key)
+    if (running) return running
+    const f: Fill = { sizeBytes: known?.sizeBytes ?? 0, etag: known?.etag ?? '', chunks: [], done: false, p: Promise.resolve() }
+    f.p = (async () => {
+      try {
+        const got = await fetchWhole(this.inner, key, known, (i, b) => (f.chunks[i] = b))
+        const sha = checkFetched(this.where(key), key, got)
+        f.done = (await this.objects.put(key, got, sha)) !== ''
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err
+        // the reads go on with ranged GETs; a later open tries again
+      } finally {
+        f.chunks = []
+        if (this.fills.get(key) === f) this.fills.delete(key)
+      }
+    })()
+    this.fills.set(key, f)
+    return f
+  }
+
+  async open(key: string): Promise<BlobReader> {
+    if (!cacheable(key)) return this.inner.open(key)
+    checkKey(key)
+    const hit = this.objects.entrySync(key)
+    if (hit) return hit
+    const h = await this.inner.head(key)
+    if (!h) throw new StoreError('ENOENT', key, `${this.where(key)}: cannot open: no such blob`)
+    if (h.sizeBytes <= SMALL_OBJECT) {
+      await this.startFill(key, h).p
+      const e = this.objects.entrySync(key)
+      if (e) return e
+      return this.inner.open(key)
+    }
+    return new FillingBlob(this, key, h.sizeBytes, h.etag, this.startFill(key, h))
+  }
+
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    if (!cacheable(key)) return this.inner.get(key, range)
+    return getByOpen(this, key, range)
+  }
+
+  async put(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): Promise<void> {
+    await this.inner.put(key, data, opts)
+    if (cacheable(key) && opts?.mode === 'replace') await this.objects.drop(key)
+  }
+
+  stage(key: string): Promise<Staged> {
+    return this.inner.stage(key)
+  }
+
+  writeStaged(s: Staged, data: readonly Uint8Array[]): Promise<number> {
+    return this.inner.writeStaged(s, data)
+  }
+
+  commitStaged(s: Staged, opts?: { syncListing?: boolean }): Promise<void> {
+    void opts
+    return this.inner.commitStaged(s)
+  }
+
+  abortStaged(s: Staged): Promise<void> {
+    return this.inner.abortStaged(s)
+  }
+
+  has(key: string): Promise<boolean> {
+    return this.inner.has(key)
+  }
+
+  stat(key: string): Promise<BlobStat> {
+    return this.inner.stat(key)
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.inner.list(prefix)
+  }
+
+  async remove(key: string, opts?: { recursive?: boolean }): Promise<void> {
+    await this.inner.remove(key, opts)
+    if (cacheable(key)) await this.objects.drop(key)
+  }
+
+  flush(prefix: string): Promise<void> {
+    return this.inner.flush(prefix)
+  }
+
+  sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return this.inner.sweep(prefix, opts)
+  }
+}
