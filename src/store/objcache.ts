@@ -40,10 +40,16 @@ import {
 const CACHEABLE_RE = /^(?:gens\/[0-9]+\/(?:unit-[0-9]+|pack-[0-9]+|hashes|stream)|index\/dedup-[A-Za-z0-9._-]+)$/
 export const cacheable = (key: string): boolean => CACHEABLE_RE.test(key)
 
-/** Objects up to this size are fetched whole with one GET. */
-export const SMALL_OBJECT = 1 << 20
+/**
+ * A cold open (async face) asks for the first and the last PEEK_BYTES of the object at once
+ * (two GETs in parallel, no HEAD): an object that small is then whole; a unit's header,
+ * trailer and seek table are in them, so the open costs one round trip.
+ */
+export const PEEK_BYTES = 256 << 10
+/** Objects up to this size are fetched whole with one GET (the fill's range size). */
+export const SMALL_OBJECT = 4 << 20
 /** Range size of the fill of a larger object. */
-export const CHUNK = 4 << 20
+export const CHUNK = SMALL_OBJECT
 /** Range GETs in flight per object being filled. */
 export const FILL_PARALLEL = 4
 
@@ -282,6 +288,8 @@ class FillingBlob implements BlobReader {
     readonly sizeBytes: number,
     private readonly etag: string,
     private readonly fill: Fill,
+    /** Bytes the open fetched (its first and last PEEK_BYTES). */
+    private readonly peeks: Array<{ offset: number; body: Buffer }> = [],
   ) {}
 
   private poll(): void {
@@ -306,6 +314,14 @@ class FillingBlob implements BlobReader {
     const last = Math.floor((r.offset + r.length - 1) / CHUNK)
     let have = true
     for (let i = first; i <= last && have; i++) have = this.fill.chunks[i] !== undefined
+    for (const p of this.peeks) {
+      if (r.offset >= p.offset && r.offset + r.length <= p.offset + p.body.length) {
+        const b = p.body.subarray(r.offset - p.offset, r.offset - p.offset + r.length)
+        if (!into) return Buffer.from(b)
+        b.copy(into)
+        return into.subarray(0, r.length)
+      }
+    }
     const out = into ?? Buffer.allocUnsafe(r.length)
     if (have) {
       for (let i = first; i <= last; i++) {
@@ -473,15 +489,29 @@ export class S3CachedStore implements Store {
     checkKey(key)
     const hit = this.objects.entrySync(key)
     if (hit) return hit
-    const h = await this.inner.head(key)
-    if (!h) throw new StoreError('ENOENT', key, `${this.where(key)}: cannot open: no such blob`)
-    if (h.sizeBytes <= SMALL_OBJECT) {
-      await this.startFill(key, h).p
-      const e = this.objects.entrySync(key)
-      if (e) return e
-      return this.inner.open(key)
+    // one round trip: the first and the last PEEK_BYTES at once (size and ETag come with them)
+    const tailP = this.inner.getRangeMeta(key, { suffix: PEEK_BYTES }).catch(() => null)
+    let head
+    try {
+      head = await this.inner.getRangeMeta(key, { offset: 0, length: PEEK_BYTES })
+    } catch (err) {
+      // an empty object has no range to ask for (416)
+      if (err instanceof StoreError && err.code === 'TRUNCATED') return this.inner.open(key)
+      throw err
     }
-    return new FillingBlob(this, key, h.sizeBytes, h.etag, this.startFill(key, h))
+    const tail = await tailP
+    const known = { sizeBytes: head.sizeBytes, etag: head.etag }
+    if (head.body.length === head.sizeBytes) {
+      // small: whole already
+      const f: Fetched = { chunks: [head.body], ...known }
+      const sig = await this.objects.put(key, f, checkFetched(this.where(key), key, f))
+      const e = sig ? this.objects.entrySync(key) : null
+      if (e) return e
+      return new FillingBlob(this, key, known.sizeBytes, known.etag, { ...known, chunks: [], done: false, p: Promise.resolve() }, [{ offset: 0, body: head.body }])
+    }
+    const peeks = [{ offset: 0, body: head.body }]
+    if (tail && tail.etag === head.etag && tail.sizeBytes === head.sizeBytes) peeks.push({ offset: tail.offset, body: tail.body })
+    return new FillingBlob(this, key, known.sizeBytes, known.etag, this.startFill(key, known), peeks)
   }
 
   get(key: string, range?: ByteRange): Promise<Buffer> {

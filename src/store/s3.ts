@@ -359,16 +359,17 @@ export class S3Store implements Store {
    * and ETag. A range past the end is clamped by S3 (the bytes there are returned); `etag`:
    * If-Match (EIO if the object changed).
    */
-  async getRangeMeta(key: string, r: ByteRange, etag?: string): Promise<{ body: Buffer; sizeBytes: number; etag: string }> {
+  async getRangeMeta(key: string, r: ByteRange | { suffix: number }, etag?: string): Promise<{ body: Buffer; offset: number; sizeBytes: number; etag: string }> {
+    const range = 'suffix' in r ? `bytes=-${r.suffix}` : `bytes=${r.offset}-${r.offset + r.length - 1}`
     const res = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> }; ContentRange?: string; ContentLength?: number; ETag?: string }>(key, 'read', (s) =>
-      new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: `bytes=${r.offset}-${r.offset + r.length - 1}`, IfMatch: etag }),
+      new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: range, IfMatch: etag }),
     (f) => {
       if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed while it was read (replaced or removed): reopen it`)
       return undefined
     })
     const body = await this.body(res.Body, key)
-    const total = /\/(\d+)\s*$/.exec(res.ContentRange ?? '')
-    return { body, sizeBytes: total ? Number(total[1]) : body.length, etag: res.ETag ?? '' }
+    const cr = /(\d+)-\d+\/(\d+)\s*$/.exec(res.ContentRange ?? '')
+    return { body, offset: cr ? Number(cr[1]) : 0, sizeBytes: cr ? Number(cr[2]) : body.length, etag: res.ETag ?? '' }
   }
 
   private async body(body: { transformToByteArray(): Promise<Uint8Array> } | undefined, key: string): Promise<Buffer> {
