@@ -17,13 +17,14 @@
  * entries (temporary name, rename); the first to open the cache owns it (evicts, keeps the
  * limit) and counts what others added when it next rescans.
  *
- * Reads: a small object (≤ SMALL_OBJECT) is fetched whole with one GET at open. A larger one
- * (units, packs) is, on the async face (a mount), opened with one HEAD and filled in the
- * background by CHUNK ranges, FILL_PARALLEL at a time; a read before its bytes are in is one
- * ranged GET of just what it needs (so a cold read costs about one small GET), and once the
- * whole object is in, reads come from the entry (the mount's native path takes it over). On
- * the sync face (cat, restore, verify: readers that go on to read most of what they open)
- * the open fetches the whole object, the ranges in parallel in the S3 request thread.
+ * Reads, async face (a mount): a cold open asks for the first and the last PEEK_BYTES at once
+ * (no HEAD); an object that small is whole, and kept. A read the peeks do not hold is one
+ * ranged GET of just what it needs (a cold read costs about one GET of a frame); after its
+ * answer the whole object is filled in the background by CHUNK ranges, FILL_PARALLEL range
+ * GETs of fills in flight per store, and once kept, reads come from the entry (the mount's
+ * native path takes it over). Sync face (cat, restore, verify: readers that go on to read
+ * most of what they open): the open has the S3 request thread fetch the whole object, its
+ * ranges in parallel, and reads the entry.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -45,11 +46,13 @@ export const cacheable = (key: string): boolean => CACHEABLE_RE.test(key)
  * (two GETs in parallel, no HEAD): an object that small is then whole; a unit's header,
  * trailer and seek table are in them, so the open costs one round trip.
  */
-export const PEEK_BYTES = 256 << 10
+export const PEEK_BYTES = 64 << 10
 /** Objects up to this size are fetched whole with one GET (the fill's range size). */
 export const SMALL_OBJECT = 4 << 20
 /** Range size of the fill of a larger object. */
 export const CHUNK = SMALL_OBJECT
+/** How often an owner adding entries rescans the directory for others' (ms). */
+const RESCAN_MS = 60_000
 /** Range GETs in flight per object being filled. */
 export const FILL_PARALLEL = 4
 
@@ -82,7 +85,7 @@ export interface Fetched {
  * gives size and ETag (unless known), then the rest by CHUNK ranges, FILL_PARALLEL at a time,
  * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK).
  */
-export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void): Promise<Fetched> {
+export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter): Promise<Fetched> {
   let sizeBytes: number
   let etag: string
   const chunks: Buffer[] = []
@@ -104,13 +107,41 @@ export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: 
       const i = next++
       const offset = i * CHUNK
       const length = Math.min(CHUNK, sizeBytes - offset)
-      const b = length === 0 ? Buffer.alloc(0) : await s3.getRange(key, { offset, length }, etag || undefined)
+      let b: Buffer
+      if (length === 0) b = Buffer.alloc(0)
+      else {
+        await limit?.acquire()
+        try {
+          b = await s3.getRange(key, { offset, length }, etag || undefined)
+        } finally {
+          limit?.release()
+        }
+      }
       chunks[i] = b
       onChunk?.(i, b)
     }
   }
   await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, n - next) }, worker))
   return { chunks, sizeBytes, etag }
+}
+
+/** At most `n` at a time (the fills' range GETs of one store: a scan opening many units must not flood the link and the reads that wait). */
+export class Limiter {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor(private readonly n: number) {}
+  async acquire(): Promise<void> {
+    if (this.active < this.n) {
+      this.active++
+      return
+    }
+    await new Promise<void>((r) => this.waiting.push(r))
+  }
+  release(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.active--
+  }
 }
 
 /** Checks what was fetched (size; MD5 against a single-part ETag) and returns its SHA-256. */
@@ -140,6 +171,7 @@ export class ObjectCache {
   /** Entries whose bytes this process hashed and found right: key → ino:size:mtime. */
   private readonly verified = new Map<string, string>()
   readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0 }
+  private rescanned = Date.now()
 
   private constructor(
     readonly cache: BufferCache,
@@ -246,6 +278,11 @@ export class ObjectCache {
       fs.renameSync(tmp, mf)
       await this.cache.insertShared(key, sha256, f.chunks)
       this.counters.fills++
+      // the owner (a long-running mount) counts what other processes added, now and then
+      if (this.cache.owner && Date.now() - this.rescanned > RESCAN_MS) {
+        this.rescanned = Date.now()
+        this.cache.rescan()
+      }
       // just hashed: this process need not hash the file again
       const st = fs.statSync(this.cache.file(key))
       const sig = `${st.ino}:${st.size}:${st.mtimeMs}`
@@ -282,18 +319,20 @@ interface Fill {
 class FillingBlob implements BlobReader {
   private entry: (BlobReader & SyncBlobReader) | null = null
   private closed = false
+  private fill: Fill | null = null
   constructor(
     private readonly s: S3CachedStore,
     readonly key: string,
     readonly sizeBytes: number,
     private readonly etag: string,
-    private readonly fill: Fill,
+    /** Starts (or joins) the object's fill: after the first read the peeks do not serve (a mount opens a file's units at its open, to read none of most). */
+    private readonly begin: (() => Fill) | null,
     /** Bytes the open fetched (its first and last PEEK_BYTES). */
     private readonly peeks: Array<{ offset: number; body: Buffer }> = [],
   ) {}
 
   private poll(): void {
-    if (this.entry || !this.fill.done || this.closed) return
+    if (this.entry || !this.fill?.done || this.closed) return
     this.entry = this.s.objects.entrySync(this.key)
   }
 
@@ -310,10 +349,6 @@ class FillingBlob implements BlobReader {
     this.poll()
     if (this.entry) return this.entry.read(r, into)
     if (r.length === 0) return Buffer.alloc(0)
-    const first = Math.floor(r.offset / CHUNK)
-    const last = Math.floor((r.offset + r.length - 1) / CHUNK)
-    let have = true
-    for (let i = first; i <= last && have; i++) have = this.fill.chunks[i] !== undefined
     for (const p of this.peeks) {
       if (r.offset >= p.offset && r.offset + r.length <= p.offset + p.body.length) {
         const b = p.body.subarray(r.offset - p.offset, r.offset - p.offset + r.length)
@@ -322,17 +357,28 @@ class FillingBlob implements BlobReader {
         return into.subarray(0, r.length)
       }
     }
+    const fill = this.fill
+    const first = Math.floor(r.offset / CHUNK)
+    const last = Math.floor((r.offset + r.length - 1) / CHUNK)
+    let have = !!fill
+    for (let i = first; i <= last && have; i++) have = fill!.chunks[i] !== undefined
     const out = into ?? Buffer.allocUnsafe(r.length)
     if (have) {
       for (let i = first; i <= last; i++) {
-        const c = this.fill.chunks[i]!
+        const c = fill!.chunks[i]!
         const from = Math.max(r.offset, i * CHUNK)
         const to = Math.min(r.offset + r.length, i * CHUNK + c.length)
         c.copy(out, from - r.offset, from - i * CHUNK, to - i * CHUNK)
       }
       return out.subarray(0, r.length)
     }
-    const b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
+    let b: Buffer
+    try {
+      b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
+    } finally {
+      // the fill starts once the first read that needed a GET has its answer: that read goes first
+      if (!this.fill && this.begin && !this.closed) this.fill = this.begin()
+    }
     b.copy(out, 0, 0, r.length)
     return out.subarray(0, r.length)
   }
@@ -415,6 +461,8 @@ class CachedSyncFace implements SyncStore {
  */
 export class S3CachedStore implements Store {
   private readonly fills = new Map<string, Fill>()
+  /** The fills' range GETs in flight, at most (reads that wait are not counted: they go at once). */
+  private readonly limit = new Limiter(FILL_PARALLEL)
   private face: CachedSyncFace | null = null
   private oc: ObjectCache | null = null
 
@@ -469,7 +517,7 @@ export class S3CachedStore implements Store {
     const f: Fill = { sizeBytes: known?.sizeBytes ?? 0, etag: known?.etag ?? '', chunks: [], done: false, p: Promise.resolve() }
     f.p = (async () => {
       try {
-        const got = await fetchWhole(this.inner, key, known, (i, b) => (f.chunks[i] = b))
+        const got = await fetchWhole(this.inner, key, known, (i, b) => (f.chunks[i] = b), this.limit)
         const sha = checkFetched(this.where(key), key, got)
         f.done = (await this.objects.put(key, got, sha)) !== ''
       } catch (err) {
@@ -507,11 +555,11 @@ export class S3CachedStore implements Store {
       const sig = await this.objects.put(key, f, checkFetched(this.where(key), key, f))
       const e = sig ? this.objects.entrySync(key) : null
       if (e) return e
-      return new FillingBlob(this, key, known.sizeBytes, known.etag, { ...known, chunks: [], done: false, p: Promise.resolve() }, [{ offset: 0, body: head.body }])
+      return new FillingBlob(this, key, known.sizeBytes, known.etag, null, [{ offset: 0, body: head.body }])
     }
     const peeks = [{ offset: 0, body: head.body }]
     if (tail && tail.etag === head.etag && tail.sizeBytes === head.sizeBytes) peeks.push({ offset: tail.offset, body: tail.body })
-    return new FillingBlob(this, key, known.sizeBytes, known.etag, this.startFill(key, known), peeks)
+    return new FillingBlob(this, key, known.sizeBytes, known.etag, () => this.startFill(key, known), peeks)
   }
 
   get(key: string, range?: ByteRange): Promise<Buffer> {

@@ -130,14 +130,16 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /**
  * BFS_S3_LOG=FILE: every request sent (each attempt) is appended to FILE as one line,
- * `<Command> <key> [<Range>]` — a debugging aid, and how the tests count the GETs a command
+ * `<Command> <key> [<Range>] t=<start, ms since the epoch> ms=<duration>`, once answered or
+ * failed — a debugging aid, and how the tests count the GETs a command
  * made (every process and thread appends to the same file).
  */
 const REQUEST_LOG = process.env.BFS_S3_LOG || ''
-function logRequest(cmd: object, key: string): void {
+function logRequest(cmd: object, key: string, t0: number): void {
   const input = (cmd as { input?: { Range?: string } }).input
+  const t1 = performance.now()
   try {
-    fs.appendFileSync(REQUEST_LOG, `${cmd.constructor.name.replace(/Command$/, '')} ${key || '-'}${input?.Range ? ' ' + input.Range : ''}\n`)
+    fs.appendFileSync(REQUEST_LOG, `${cmd.constructor.name.replace(/Command$/, '')} ${key || '-'}${input?.Range ? ' ' + input.Range : ''} t=${(performance.timeOrigin + t0).toFixed(1)} ms=${(t1 - t0).toFixed(1)}\n`)
   } catch {
     // a debugging aid: never fails a request
   }
@@ -263,8 +265,13 @@ export class S3Store implements Store {
     for (let attempt = 0; ; attempt++) {
       try {
         const cmd = make(s)
-        if (REQUEST_LOG) logRequest(cmd, key)
-        return (await client.send(cmd as never)) as T
+        if (!REQUEST_LOG) return (await client.send(cmd as never)) as T
+        const t0 = performance.now()
+        try {
+          return (await client.send(cmd as never)) as T
+        } finally {
+          logRequest(cmd, key, t0)
+        }
       } catch (err) {
         if (err instanceof StoreError) throw err
         const f = classify(err)
