@@ -20,8 +20,8 @@
  * Reads, async face (a mount): a cold open asks for the first and the last PEEK_BYTES at once
  * (no HEAD); an object that small is whole, and kept. A read the peeks do not hold is one
  * ranged GET of just what it needs (a cold read costs about one GET of a frame); after its
- * answer the whole object is filled in the background by CHUNK ranges, FILL_PARALLEL range
- * GETs of fills in flight per store, and once kept, reads come from the entry (the mount's
+ * answer the whole object is filled in the background, in a thread of its own (FillThread), by
+ * CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads come from the entry (the mount's
  * native path takes it over). Sync face (cat, restore, verify: readers that go on to read
  * most of what they open): the open has the S3 request thread fetch the whole object, its
  * ranges in parallel, and reads the entry.
@@ -30,7 +30,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { BufferCache, CacheBusy } from './cache.js'
+import { workerFile } from './s3-sync.js'
 import type { S3Store } from './s3.js'
 import {
   checkInBlob, checkKey, getByOpen, StoreError,
@@ -85,7 +87,8 @@ export interface Fetched {
  * gives size and ETag (unless known), then the rest by CHUNK ranges, FILL_PARALLEL at a time,
  * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK).
  */
-export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter): Promise<Fetched> {
+export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter, chunkBytes = CHUNK): Promise<Fetched> {
+  const CHUNK = chunkBytes
   let sizeBytes: number
   let etag: string
   const chunks: Buffer[] = []
@@ -138,9 +141,14 @@ export class Limiter {
     await new Promise<void>((r) => this.waiting.push(r))
   }
   release(): void {
-    const next = this.waiting.shift()
-    if (next) next()
-    else this.active--
+    this.active--
+    this.pump()
+  }
+  private pump(): void {
+    while (this.active < this.n && this.waiting.length) {
+      this.active++
+      this.waiting.shift()!()
+    }
   }
 }
 
@@ -264,7 +272,17 @@ export class ObjectCache {
 
   /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
   trust(key: string, sig: string): void {
-    if (sig) this.verified.set(key, sig)
+    if (!sig) return
+    this.verified.set(key, sig)
+    this.counters.fills++
+  }
+
+  /** An entry was added (here or by another thread or process): the owner (a long-running mount) counts others' now and then. */
+  added(): void {
+    if (this.cache.owner && Date.now() - this.rescanned > RESCAN_MS) {
+      this.rescanned = Date.now()
+      this.cache.rescan()
+    }
   }
 
   /** Keeps a fetched object: its meta record, then the entry (atomic). Returns the entry's signature for trust(), or '' if the disk refused (the read goes on without the cache). */
@@ -278,11 +296,7 @@ export class ObjectCache {
       fs.renameSync(tmp, mf)
       await this.cache.insertShared(key, sha256, f.chunks)
       this.counters.fills++
-      // the owner (a long-running mount) counts what other processes added, now and then
-      if (this.cache.owner && Date.now() - this.rescanned > RESCAN_MS) {
-        this.rescanned = Date.now()
-        this.cache.rescan()
-      }
+      this.added()
       // just hashed: this process need not hash the file again
       const st = fs.statSync(this.cache.file(key))
       const sig = `${st.ino}:${st.size}:${st.mtimeMs}`
@@ -306,13 +320,57 @@ export class ObjectCache {
   }
 }
 
-/** A fill in progress in this process: ranges as they arrive, then the entry. */
+/** A fill in progress in this process (in its fill thread); `done` once the entry is kept. */
 interface Fill {
-  sizeBytes: number
-  etag: string
-  chunks: Array<Buffer | undefined>
   done: boolean
   p: Promise<void>
+}
+
+/**
+ * A mount's fills run in a thread of their own (the S3 request thread's script, answering by
+ * request id): receiving, hashing (MD5 and SHA-256) and writing megabytes must not hold the
+ * event loop that answers the kernel's reads.
+ */
+class FillThread {
+  private readonly worker: Worker
+  private readonly port: MessagePort
+  private next = 1
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
+
+  constructor(desc: unknown) {
+    const { port1, port2 } = new MessageChannel()
+    this.port = port1
+    this.worker = new Worker(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)) }, transferList: [port2] })
+    this.worker.unref()
+    this.port.on('message', (m: { id?: number; r?: unknown; e?: { code: string; key: string; message: string } }) => {
+      const p = m.id === undefined ? undefined : this.pending.get(m.id)
+      if (!p) return
+      this.pending.delete(m.id!)
+      if (m.e) p.reject(new StoreError((m.e.code as never) ?? 'EIO', m.e.key, m.e.message))
+      else p.resolve(m.r)
+      if (this.pending.size === 0) this.port.unref()
+    })
+    this.port.unref()
+    this.worker.on('error', (err) => {
+      for (const p of this.pending.values()) p.reject(err)
+      this.pending.clear()
+    })
+  }
+
+  /** Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept). */
+  fill(key: string, dir: string, known: { sizeBytes: number; etag: string }): Promise<string> {
+    const id = this.next++
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.port.ref()
+      this.port.postMessage({ op: 'fill', key, args: [dir, known], id })
+    }) as Promise<string>
+  }
+
+  close(): void {
+    void this.worker.terminate()
+    this.port.close()
+  }
 }
 
 /** An object larger than SMALL_OBJECT opened while its fill runs: reads from the ranges in, else one ranged GET each; the entry (and its descriptor) once it is complete. */
@@ -357,21 +415,7 @@ class FillingBlob implements BlobReader {
         return into.subarray(0, r.length)
       }
     }
-    const fill = this.fill
-    const first = Math.floor(r.offset / CHUNK)
-    const last = Math.floor((r.offset + r.length - 1) / CHUNK)
-    let have = !!fill
-    for (let i = first; i <= last && have; i++) have = fill!.chunks[i] !== undefined
     const out = into ?? Buffer.allocUnsafe(r.length)
-    if (have) {
-      for (let i = first; i <= last; i++) {
-        const c = fill!.chunks[i]!
-        const from = Math.max(r.offset, i * CHUNK)
-        const to = Math.min(r.offset + r.length, i * CHUNK + c.length)
-        c.copy(out, from - r.offset, from - i * CHUNK, to - i * CHUNK)
-      }
-      return out.subarray(0, r.length)
-    }
     let b: Buffer
     try {
       b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
@@ -461,8 +505,7 @@ class CachedSyncFace implements SyncStore {
  */
 export class S3CachedStore implements Store {
   private readonly fills = new Map<string, Fill>()
-  /** The fills' range GETs in flight, at most (reads that wait are not counted: they go at once). */
-  private readonly limit = new Limiter(FILL_PARALLEL)
+  private filler: FillThread | null = null
   private face: CachedSyncFace | null = null
   private oc: ObjectCache | null = null
 
@@ -501,6 +544,8 @@ export class S3CachedStore implements Store {
 
   close(): void {
     this.inner.close()
+    this.filler?.close()
+    this.filler = null
     this.oc?.close()
     this.oc = null
   }
@@ -511,20 +556,22 @@ export class S3CachedStore implements Store {
   }
 
   /** Fetches the whole object into the cache (one fill per key in this process); resolves when kept (or failed: reads go on from S3). */
-  private startFill(key: string, known?: { sizeBytes: number; etag: string }): Fill {
+  private startFill(key: string, known: { sizeBytes: number; etag: string }): Fill {
     const running = this.fills.get(key)
     if (running) return running
-    const f: Fill = { sizeBytes: known?.sizeBytes ?? 0, etag: known?.etag ?? '', chunks: [], done: false, p: Promise.resolve() }
+    const f: Fill = { done: false, p: Promise.resolve() }
     f.p = (async () => {
       try {
-        const got = await fetchWhole(this.inner, key, known, (i, b) => (f.chunks[i] = b), this.limit)
-        const sha = checkFetched(this.where(key), key, got)
-        f.done = (await this.objects.put(key, got, sha)) !== ''
-      } catch (err) {
-        if (!(err instanceof StoreError)) throw err
+        const objects = this.objects
+        const sig = await (this.filler ??= new FillThread(this.inner.describe())).fill(key, objects.dir, known)
+        if (sig) {
+          objects.trust(key, sig)
+          objects.added()
+          f.done = true
+        }
+      } catch {
         // the reads go on with ranged GETs; a later open tries again
       } finally {
-        f.chunks = []
         if (this.fills.get(key) === f) this.fills.delete(key)
       }
     })()

@@ -26,7 +26,7 @@ export interface S3SyncTarget {
 }
 
 /** The worker's script: tsc's dist/store/s3-worker.js (also from the CLI bundle in dist/cli/, and from src/ under the tests). */
-function workerFile(): string {
+export function workerFile(): string {
   const here = fileURLToPath(import.meta.url)
   if (here.endsWith('.ts')) return path.join(path.dirname(here), '..', '..', 'dist', 'store', 's3-worker.js')
   return fileURLToPath(new URL('../store/s3-worker.js', import.meta.url))
