@@ -126,7 +126,7 @@ if (!ENDPOINT) {
   manyHosts('S3 (Ceph RGW)', async (work) => {
     const spool = path.join(work, 'spool')
     const repo = `s3:${ENDPOINT}/${BUCKET}/multihost${Date.now().toString(36)}${process.pid}`
-    const env = { ...s3env, BFS_S3_SPOOL: spool }
+    const env = { ...s3env, BFS_S3_SPOOL: spool, BFS_CACHE_DIR: path.join(work, 'cache') } // not the user's ~/.cache/bfs
     Object.assign(process.env, s3env)
     const store = S3Store.fromUrl(repo, { spoolDir: spool })
     await store.createBucket()
