@@ -27,7 +27,8 @@ const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 /** `bfs args` as a process of host `host` (its own UTS namespace), with `env`. */
 function onHost(host: string, args: string[], env: Record<string, string>): Promise<Run> {
   // each host stages its S3 uploads in its own spool, as separate machines would
-  if (env.BFS_S3_SPOOL) env = { ...env, BFS_S3_SPOOL: path.join(env.BFS_S3_SPOOL, host) }
+  // (and keeps its own S3 read cache, not the user's ~/.cache/bfs)
+  if (env.BFS_S3_SPOOL) env = { ...env, BFS_S3_SPOOL: path.join(env.BFS_S3_SPOOL, host), BFS_CACHE_DIR: path.join(env.BFS_S3_SPOOL, `${host}-cache`) }
   const vars = Object.entries(env).map(([k, v]) => `${k}=${q(v)}`).join(' ')
   return sh(`env ${vars} unshare -u sh -c 'hostname "$0" && exec "$@"' ${q(host)} ${q(BFS)} ${args.map(q).join(' ')}`)
 }
@@ -125,7 +126,7 @@ if (!ENDPOINT) {
   manyHosts('S3 (Ceph RGW)', async (work) => {
     const spool = path.join(work, 'spool')
     const repo = `s3:${ENDPOINT}/${BUCKET}/multihost${Date.now().toString(36)}${process.pid}`
-    const env = { ...s3env, BFS_S3_SPOOL: spool }
+    const env = { ...s3env, BFS_S3_SPOOL: spool, BFS_CACHE_DIR: path.join(work, 'cache') } // not the user's ~/.cache/bfs
     Object.assign(process.env, s3env)
     const store = S3Store.fromUrl(repo, { spoolDir: spool })
     await store.createBucket()

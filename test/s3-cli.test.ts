@@ -25,7 +25,8 @@ if (!ENDPOINT) {
   const prefix = `cli${Date.now().toString(36)}${process.pid}`
   const repo = `s3:${ENDPOINT}/${BUCKET}/${prefix}`
   const spool = path.join(work, 'spool')
-  const run = (args: string[], more: Record<string, string> = {}) => bfs(args, { repo, env: { ...env, BFS_S3_SPOOL: spool, ...more } })
+  // the read cache (store/objcache.ts) under the test's directory, not the user's ~/.cache
+  const run = (args: string[], more: Record<string, string> = {}) => bfs(args, { repo, env: { ...env, BFS_S3_SPOOL: spool, BFS_CACHE_DIR: path.join(work, 'cache'), ...more } })
   const store = (): S3Store => {
     Object.assign(process.env, env)
     return S3Store.fromUrl(repo, { spoolDir: spool })
@@ -58,7 +59,7 @@ if (!ENDPOINT) {
     it('init creates a missing bucket (as restic does) and says so; a second repository in it does not', async () => {
       const bucket = `bfs-init-${prefix}`.toLowerCase().slice(0, 63)
       const at = (p: string): string => `s3:${ENDPOINT}/${bucket}/${p}`
-      const init = (p: string) => bfs(['init', '--format', '2'], { repo: at(p), env: { ...env, BFS_S3_SPOOL: spool } })
+      const init = (p: string) => bfs(['init', '--format', '2'], { repo: at(p), env: { ...env, BFS_S3_SPOOL: spool, BFS_CACHE_DIR: path.join(work, 'cache') } })
       try {
         const a = await init('one')
         expect(a.stderr).toBe('')
@@ -66,7 +67,7 @@ if (!ENDPOINT) {
         const b = await init('two')
         expect(b.stderr).toBe('')
         expect(b.stdout).toBe(`initialized bfs repository ${at('two')} (format 2)\n`)
-        const g = await bfs(['generations'], { repo: at('one'), env: { ...env, BFS_S3_SPOOL: spool } })
+        const g = await bfs(['generations'], { repo: at('one'), env: { ...env, BFS_S3_SPOOL: spool, BFS_CACHE_DIR: path.join(work, 'cache') } })
         expect(g.code, g.stderr).toBe(0)
       } finally {
         Object.assign(process.env, env)

@@ -3,6 +3,7 @@ import { Repository } from '../repo/repository.js'
 import { BfsError } from '../repo/errors.js'
 import { isS3Url } from '../store/s3-url.js'
 import { S3Store } from '../store/s3.js'
+import { S3CachedStore } from '../store/objcache.js'
 import { storeAt } from '../store/open.js'
 import type { Ctx } from './context.js'
 import { initV2 } from './v2.js'
@@ -15,7 +16,8 @@ export function registerInit(program: Command, ctx: Ctx): void {
     .action(async (o: { format: string }) => {
       if (o.format !== '2' && isS3Url(ctx.repoDir())) throw new BfsError('USAGE', `${ctx.repoDir()}: a repository on S3 is format 2 only: bfs init --format 2`)
       if (isS3Url(ctx.repoDir())) {
-        const s3 = storeAt(ctx.repoDir())
+        const st = storeAt(ctx.repoDir())
+        const s3 = st instanceof S3CachedStore ? st.inner : st
         if (s3 instanceof S3Store) {
           try {
             if (await s3.ensureBucket()) process.stdout.write(`created bucket ${JSON.stringify(s3.location.bucket)} at ${s3.location.endpoint}\n`)

@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import { isS3Url, parseS3Url } from '../store/s3-url.js'
 import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
@@ -78,6 +79,7 @@ export async function main(argv: string[]): Promise<void> {
     .name('bfs')
     .description('Backup filesystem: generations of block maps and zstd chunks, mountable read-only.')
     .addOption(new Option('--repo <dir>', 'repository directory, or s3:http(s)://HOST:PORT/BUCKET/PREFIX (format 2)').env('BFS_REPO'))
+    .addOption(new Option('--cache-dir <dir>', "read cache of repositories on S3: one sub-directory per bucket and prefix (default $XDG_CACHE_HOME/bfs or ~/.cache/bfs; 'off': none)").env('BFS_CACHE_DIR'))
     .version(`bfs ${version()}`, '--version', 'print the version of bfs')
     .addHelpText('after', EXIT_HELP)
     // Operands a command does not take are an error, never silently dropped (`bfs backup
@@ -101,6 +103,11 @@ export async function main(argv: string[]): Promise<void> {
     exitCode: 0,
     history: new RunRecorder(argv.slice(2)),
   }
+  // the S3 read cache's directory reaches storeAt (and a mount's background child) through the environment
+  program.hook('preAction', () => {
+    const c = program.opts().cacheDir as string | undefined
+    if (c) process.env.BFS_CACHE_DIR = c === 'off' ? 'off' : path.resolve(c)
+  })
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.
   const sub = subcommand(argv.slice(2))
   if (sub !== 'mount' && sub !== 'umount' && sub !== 'unmount') (await import('./commands.js')).registerCommands(program, ctx)
@@ -140,7 +147,7 @@ function helpPath(program: Command, argv: string[]): string {
 function subcommand(args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
-    if (a === '--repo') i++
+    if (a === '--repo' || a === '--cache-dir') i++
     else if (!a.startsWith('-')) return a
   }
   return undefined

@@ -87,6 +87,8 @@ export class BufferCache {
   private saveTimer: NodeJS.Timeout | null = null
   private dirty = false
   private counters = { hits: 0, misses: 0, inserts: 0, evictions: 0 }
+  /** Called with the key of every entry evicted or removed (a cache with records beside its entries removes them too). */
+  onDrop: ((key: string) => void) | null = null
 
   private constructor(
     readonly dir: string,
@@ -101,10 +103,11 @@ export class BufferCache {
    * another process has it), sweep dead writers' temporary files, load the index. Without
    * it the cache is only read (entries opened by key).
    */
-  static open(dir: string, o: { owner?: boolean; limitBytes?: number } = {}): BufferCache {
+  static open(dir: string, o: { owner?: boolean; limitBytes?: number; make?: boolean } = {}): BufferCache {
     const abs = path.resolve(dir)
     // only the owner makes the directory: a reader (bfs tier status, a mount) changes nothing
-    if (o.owner) fs.mkdirSync(path.join(abs, DATA), { recursive: true, mode: 0o700 })
+    // (`make`: a cache every process may add to, the S3 read cache)
+    if (o.owner || o.make) fs.mkdirSync(path.join(abs, DATA), { recursive: true, mode: 0o700 })
     const limit = o.limitBytes ?? readConfig(abs) ?? DEFAULT_CACHE_BYTES
     const c = new BufferCache(abs, !!o.owner, limit)
     if (o.owner) {
@@ -239,6 +242,58 @@ export class BufferCache {
     this.changed()
   }
 
+  /**
+   * An entry added by any process (a cache every reader fills, as the S3 read cache): the
+   * owner inserts and accounts for it; another process writes the file only (temporary name,
+   * rename: atomic), and the owner counts it at its next rescan().
+   */
+  async insertShared(key: string, sha256: string, chunks: readonly Buffer[]): Promise<void> {
+    if (this.owner) return this.insert(key, sha256, chunks)
+    checkKey(key)
+    await this.data.put(key, chunks, { mode: 'replace', syncListing: false })
+  }
+
+  /** Removes an entry found bad (any process: a corrupt file is nobody's to keep). */
+  async discard(key: string): Promise<void> {
+    if (this.owner) return this.remove(key)
+    this.onDrop?.(key)
+    await this.store?.remove(key)
+  }
+
+  /**
+   * The owner counts the entries other processes added (and forgets those removed) since it
+   * loaded: a walk of data/.
+   */
+  rescan(): void {
+    if (!this.owner) return
+    const seen = new Set<string>()
+    const walk = (dir: string, prefix: string): void => {
+      let list: fs.Dirent[]
+      try {
+        list = fs.readdirSync(dir, { withFileTypes: true })
+      } catch {
+        return
+      }
+      for (const d of list) {
+        if (d.name.includes('.tmp-')) continue
+        const key = prefix ? `${prefix}/${d.name}` : d.name
+        if (d.isDirectory()) walk(path.join(dir, d.name), key)
+        else if (d.isFile()) {
+          seen.add(key)
+          if (this.get(key)) continue
+          const st = fs.statSync(path.join(dir, d.name), { throwIfNoEntry: false })
+          if (!st) continue
+          this.probation.set(key, { key, bytes: st.size, sha256: '', seg: 'probation' })
+          this.used += st.size
+        }
+      }
+    }
+    walk(path.join(this.dir, DATA), '')
+    for (const seg of [this.probation, this.protectedSeg]) for (const k of [...seg.keys()]) if (!seen.has(k)) this.drop(k)
+    this.evict()
+    this.changed()
+  }
+
   /** A use of a cached entry (a hit): the second use protects it. */
   touch(key: string): void {
     if (!this.owner) return
@@ -301,6 +356,7 @@ export class BufferCache {
   async remove(key: string): Promise<void> {
     this.must()
     if (this.drop(key)) this.changed()
+    this.onDrop?.(key)
     await this.data.remove(key)
   }
 
@@ -389,6 +445,7 @@ export class BufferCache {
         if (this.pins.has(k)) continue
         this.drop(k)
         this.counters.evictions++
+        this.onDrop?.(k)
         // readers that have it open keep reading it (an open descriptor keeps the inode)
         try {
           this.data.sync.removeSync(k)

@@ -1,6 +1,7 @@
 import { DiskStore } from './disk.js'
 import { FaultyStore } from './faulty.js'
 import { MemStore } from './mem.js'
+import { cacheDirOf, ObjectCache, S3CachedStore } from './objcache.js'
 import { S3Store } from './s3.js'
 import { isS3Url } from './s3-url.js'
 import { TieredStore } from './tiered.js'
@@ -22,6 +23,8 @@ export function openStore(d: StoreDescription): Store {
       return new TieredStore({ hot: openStore(d.hot), cacheDir: d.cacheDir })
     case 's3':
       return new S3Store(d.location, d.options)
+    case 's3cached':
+      return new S3CachedStore(new S3Store(d.s3.location, d.s3.options), d.cacheDir, () => ObjectCache.open(d.cacheDir, { owner: false }))
     case 'faulty':
       return new FaultyStore(openStore(d.inner), { seed: d.seed, rules: d.rules, exposeFd: d.exposeFd })
     default:
@@ -34,6 +37,11 @@ export function openStore(d: StoreDescription): Store {
  * else a disk store on the directory (ENOENT if it is missing). `create`: make the directory.
  */
 export function storeAt(dir: string, o: { create?: boolean } = {}): Store {
-  if (isS3Url(dir)) return S3Store.fromUrl(dir)
+  if (isS3Url(dir)) {
+    const s3 = S3Store.fromUrl(dir)
+    // the read cache (objcache.ts): $BFS_CACHE_DIR (--cache-dir), else under ~/.cache/bfs; BFS_CACHE_DIR=off: none
+    if (process.env.BFS_CACHE_DIR === 'off') return s3
+    return new S3CachedStore(s3, cacheDirOf(s3.location))
+  }
   return o.create ? DiskStore.create(dir) : DiskStore.open(dir)
 }

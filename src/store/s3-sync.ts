@@ -26,13 +26,13 @@ export interface S3SyncTarget {
 }
 
 /** The worker's script: tsc's dist/store/s3-worker.js (also from the CLI bundle in dist/cli/, and from src/ under the tests). */
-function workerFile(): string {
+export function workerFile(): string {
   const here = fileURLToPath(import.meta.url)
   if (here.endsWith('.ts')) return path.join(path.dirname(here), '..', '..', 'dist', 'store', 's3-worker.js')
   return fileURLToPath(new URL('../store/s3-worker.js', import.meta.url))
 }
 
-export type SyncOp = 'get' | 'head' | 'getRange' | 'put' | 'list' | 'remove'
+export type SyncOp = 'get' | 'head' | 'getRange' | 'put' | 'list' | 'remove' | 'fill'
 
 /** One worker thread answering one blocked caller at a time. */
 class Bridge {
@@ -143,7 +143,8 @@ export class S3SyncFace implements SyncStore {
     this.b = null
   }
 
-  private head(key: string): { sizeBytes: number; etag: string; mtimeMs?: number } | undefined {
+  /** HEAD: size and ETag, or undefined if absent. */
+  head(key: string): { sizeBytes: number; etag: string; mtimeMs?: number } | undefined {
     return (this.bridge().call('head', key) as { sizeBytes: number; etag: string; mtimeMs?: number } | null) ?? undefined
   }
 

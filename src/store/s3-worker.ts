@@ -1,11 +1,15 @@
 /** The S3 sync face's request thread (store/s3-sync.ts): runs one S3Store, answers one blocked caller at a time. */
 import { workerData, type MessagePort } from 'node:worker_threads'
 import { S3Store, type S3Description } from './s3.js'
+import { checkFetched, fetchWhole, FILL_PARALLEL, Limiter, ObjectCache } from './objcache.js'
 import type { SyncOp } from './s3-sync.js'
 import type { ByteRange, PutOptions } from './store.js'
 
 const { desc, port, flag } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array }
 const store = new S3Store(desc.location, desc.options)
+const caches = new Map<string, ObjectCache>()
+/** Range GETs of fills in flight in this thread (a mount's fill thread fills many objects at once). */
+const fillLimit = new Limiter(FILL_PARALLEL)
 
 async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
   switch (op) {
@@ -21,15 +25,24 @@ async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
       return store.list(key)
     case 'remove':
       return store.remove(key, args[0] as { recursive?: boolean })
+    case 'fill': {
+      // the read cache's fill for a synchronous open (objcache.ts): the whole object, ranges in parallel
+      const dir = args[0] as string
+      let oc = caches.get(dir)
+      if (!oc) caches.set(dir, (oc = ObjectCache.open(dir, { owner: false })))
+      const f = await fetchWhole(store, key, (args[1] as { sizeBytes: number; etag: string } | undefined) ?? undefined, undefined, fillLimit)
+      return oc.put(key, f, checkFetched(store.where(key), key, f))
+    }
     default:
       throw new Error(`unknown S3 sync operation ${String(op)}`)
   }
 }
 
-port.on('message', (m: { op: SyncOp; key: string; args: unknown[] }) => {
+// `id`: the answer names its request (a caller with several in flight: the read cache's fill thread)
+port.on('message', (m: { op: SyncOp; key: string; args: unknown[]; id?: number }) => {
   void run(m.op, m.key, m.args).then(
-    (r) => port.postMessage({ r }),
-    (e: { name?: string; code?: string; key?: string; message?: string }) => port.postMessage({ e: { name: e?.name ?? 'Error', code: e?.code ?? 'EIO', key: e?.key ?? m.key, message: e?.message ?? String(e) } }),
+    (r) => port.postMessage({ id: m.id, r }),
+    (e: { name?: string; code?: string; key?: string; message?: string }) => port.postMessage({ id: m.id, e: { name: e?.name ?? 'Error', code: e?.code ?? 'EIO', key: e?.key ?? m.key, message: e?.message ?? String(e) } }),
   ).finally(() => {
     Atomics.store(flag, 0, 1)
     Atomics.notify(flag, 0)

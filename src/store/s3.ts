@@ -128,6 +128,23 @@ function classify(err: unknown): Failure {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * BFS_S3_LOG=FILE: every request sent (each attempt) is appended to FILE as one line,
+ * `<Command> <key> [<Range>] t=<start, ms since the epoch> ms=<duration>`, once answered or
+ * failed — a debugging aid, and how the tests count the GETs a command
+ * made (every process and thread appends to the same file).
+ */
+const REQUEST_LOG = process.env.BFS_S3_LOG || ''
+function logRequest(cmd: object, key: string, t0: number): void {
+  const input = (cmd as { input?: { Range?: string } }).input
+  const t1 = performance.now()
+  try {
+    fs.appendFileSync(REQUEST_LOG, `${cmd.constructor.name.replace(/Command$/, '')} ${key || '-'}${input?.Range ? ' ' + input.Range : ''} t=${(performance.timeOrigin + t0).toFixed(1)} ms=${(t1 - t0).toFixed(1)}\n`)
+  } catch {
+    // a debugging aid: never fails a request
+  }
+}
+
 /** An opened S3 object: its size and etag at open; reads are GET Range + If-Match. */
 class S3Blob implements BlobReader {
   private closed = false
@@ -247,7 +264,14 @@ export class S3Store implements Store {
     const prior: Failure[] = []
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await client.send(make(s) as never)) as T
+        const cmd = make(s)
+        if (!REQUEST_LOG) return (await client.send(cmd as never)) as T
+        const t0 = performance.now()
+        try {
+          return (await client.send(cmd as never)) as T
+        } finally {
+          logRequest(cmd, key, t0)
+        }
       } catch (err) {
         if (err instanceof StoreError) throw err
         const f = classify(err)
@@ -335,6 +359,24 @@ export class S3Store implements Store {
     const b = await this.body(res.Body, key)
     if (b.length < r.length) throw new StoreError('TRUNCATED', key, `${this.where(key)}: range ${r.offset}+${r.length} is past the end (${b.length} bytes there)`)
     return b
+  }
+
+  /**
+   * GET of a range, with what the answer says of the whole object: its size (Content-Range)
+   * and ETag. A range past the end is clamped by S3 (the bytes there are returned); `etag`:
+   * If-Match (EIO if the object changed).
+   */
+  async getRangeMeta(key: string, r: ByteRange | { suffix: number }, etag?: string): Promise<{ body: Buffer; offset: number; sizeBytes: number; etag: string }> {
+    const range = 'suffix' in r ? `bytes=-${r.suffix}` : `bytes=${r.offset}-${r.offset + r.length - 1}`
+    const res = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> }; ContentRange?: string; ContentLength?: number; ETag?: string }>(key, 'read', (s) =>
+      new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: range, IfMatch: etag }),
+    (f) => {
+      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed while it was read (replaced or removed): reopen it`)
+      return undefined
+    })
+    const body = await this.body(res.Body, key)
+    const cr = /(\d+)-\d+\/(\d+)\s*$/.exec(res.ContentRange ?? '')
+    return { body, offset: cr ? Number(cr[1]) : 0, sizeBytes: cr ? Number(cr[2]) : body.length, etag: res.ETag ?? '' }
   }
 
   private async body(body: { transformToByteArray(): Promise<Uint8Array> } | undefined, key: string): Promise<Buffer> {

@@ -200,6 +200,8 @@ export type StoreDescription =
   | { kind: 'tiered'; hot: StoreDescription; cacheDir: string }
   /** An S3 store: its location and options (credentials are found again from the environment). */
   | { kind: 's3'; location: S3Location; options: S3Options }
+  /** An S3 store with its local read cache (store/objcache.ts): in another thread, a writer of entries, not their owner. */
+  | { kind: 's3cached'; s3: { kind: 's3'; location: S3Location; options: S3Options }; cacheDir: string }
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/
 /** Temporary and staged names a store writes next to a key; no key may look like one. */

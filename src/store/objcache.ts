@@ -1,0 +1,663 @@
+/**
+ * The local read cache of a repository on S3 (issue 18 item 2; native-notes/store.md "S3: the
+ * read cache"): the objects bfs never changes — units, packs, a stream's record and hashes,
+ * dedup objects — are kept in the same disk buffer cache the tape tier uses (store/cache.ts,
+ * one entry per object at its own offsets, segmented LRU, a size limit), so a second read of
+ * them makes no request and a mount serves them through the native read path (the entry's
+ * descriptor is the blob's localFd).
+ *
+ *   CACHE/data/KEY   the object's bytes (BufferCache's entry)
+ *   CACHE/meta/KEY   {"size", "etag", "sha256"}: what the entry must be, written before it
+ *
+ * A fetched object is checked before it is kept: its size against the answer's, its MD5
+ * against the ETag when the ETag is one (a single-part upload: every object bfs writes under
+ * 64 MiB); each range of a large object is read with If-Match, so the parts are of one
+ * version. The first open of an entry in a process hashes it (SHA-256) against its meta
+ * record: a corrupt entry is removed and fetched again, never served. Every process may add
+ * entries (temporary name, rename); the first to open the cache owns it (evicts, keeps the
+ * limit) and counts what others added when it next rescans.
+ *
+ * Reads, async face (a mount): a cold open asks for the first and the last PEEK_BYTES at once
+ * (no HEAD); an object that small is whole, and kept. A read the peeks do not hold is one
+ * ranged GET of just what it needs (a cold read costs about one GET of a frame); after its
+ * answer the whole object is filled in the background, in a thread of its own (FillThread), by
+ * CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads come from the entry (the mount's
+ * native path takes it over). Sync face (cat, restore, verify: readers that go on to read
+ * most of what they open): the open has the S3 request thread fetch the whole object, its
+ * ranges in parallel, and reads the entry.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { BufferCache, CacheBusy } from './cache.js'
+import { workerFile } from './s3-sync.js'
+import type { S3Store } from './s3.js'
+import {
+  checkInBlob, checkKey, getByOpen, StoreError,
+  type BlobReader, type BlobStat, type ByteRange, type PutOptions, type S3Location, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
+} from './store.js'
+
+/** Keys bfs never changes once written (format.md §2.3): units (replaced only by content-equivalent ones, never on S3), packs, streams, hashes, dedup objects. */
+const CACHEABLE_RE = /^(?:gens\/[0-9]+\/(?:unit-[0-9]+|pack-[0-9]+|hashes|stream)|index\/dedup-[A-Za-z0-9._-]+)$/
+export const cacheable = (key: string): boolean => CACHEABLE_RE.test(key)
+
+/**
+ * A cold open (async face) asks for the first and the last PEEK_BYTES of the object at once
+ * (two GETs in parallel, no HEAD): an object that small is then whole; a unit's header,
+ * trailer and seek table are in them, so the open costs one round trip.
+ */
+export const PEEK_BYTES = 64 << 10
+/** Objects up to this size are fetched whole with one GET (the fill's range size). */
+export const SMALL_OBJECT = 4 << 20
+/** Range size of the fill of a larger object. */
+export const CHUNK = SMALL_OBJECT
+/** How often an owner adding entries rescans the directory for others' (ms). */
+const RESCAN_MS = 60_000
+/** Range GETs in flight per object being filled. */
+export const FILL_PARALLEL = 4
+
+/**
+ * The cache directory of a repository at `loc`: under `base` (--cache-dir), else
+ * $BFS_CACHE_DIR, else $XDG_CACHE_HOME/bfs, else ~/.cache/bfs; one sub-directory per
+ * endpoint + bucket + prefix.
+ */
+export function cacheDirOf(loc: S3Location, base?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const root = base || env.BFS_CACHE_DIR || (env.XDG_CACHE_HOME ? path.join(env.XDG_CACHE_HOME, 'bfs') : path.join(os.homedir(), '.cache', 'bfs'))
+  const id = createHash('sha256').update(`${loc.endpoint}/${loc.bucket}/${loc.prefix}`).digest('hex').slice(0, 16)
+  return path.join(path.resolve(root), `s3-${loc.bucket}-${id}`)
+}
+
+interface Meta {
+  size: number
+  etag: string
+  sha256: string
+}
+
+/** A fetched object: its bytes, and what the answers said of it. */
+export interface Fetched {
+  chunks: Buffer[]
+  sizeBytes: number
+  etag: string
+}
+
+/**
+ * The whole object: ≤ SMALL_OBJECT (or `known` says so) one GET; else a first range that
+ * gives size and ETag (unless known), then the rest by CHUNK ranges, FILL_PARALLEL at a time,
+ * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK).
+ */
+export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter, chunkBytes = CHUNK): Promise<Fetched> {
+  const CHUNK = chunkBytes
+  let sizeBytes: number
+  let etag: string
+  const chunks: Buffer[] = []
+  let next = 0
+  if (known) {
+    sizeBytes = known.sizeBytes
+    etag = known.etag
+  } else {
+    const first = await s3.getRangeMeta(key, { offset: 0, length: CHUNK })
+    sizeBytes = first.sizeBytes
+    etag = first.etag
+    chunks[0] = first.body
+    onChunk?.(0, first.body)
+    next = 1
+  }
+  const n = Math.max(1, Math.ceil(sizeBytes / CHUNK))
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++
+      const offset = i * CHUNK
+      const length = Math.min(CHUNK, sizeBytes - offset)
+      let b: Buffer
+      if (length === 0) b = Buffer.alloc(0)
+      else {
+        await limit?.acquire()
+        try {
+          b = await s3.getRange(key, { offset, length }, etag || undefined)
+        } finally {
+          limit?.release()
+        }
+      }
+      chunks[i] = b
+      onChunk?.(i, b)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(FILL_PARALLEL, n - next) }, worker))
+  return { chunks, sizeBytes, etag }
+}
+
+/** At most `n` at a time (the fills' range GETs of one store: a scan opening many units must not flood the link and the reads that wait). */
+export class Limiter {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor(private readonly n: number) {}
+  async acquire(): Promise<void> {
+    if (this.active < this.n) {
+      this.active++
+      return
+    }
+    await new Promise<void>((r) => this.waiting.push(r))
+  }
+  release(): void {
+    this.active--
+    this.pump()
+  }
+  private pump(): void {
+    while (this.active < this.n && this.waiting.length) {
+      this.active++
+      this.waiting.shift()!()
+    }
+  }
+}
+
+/** Checks what was fetched (size; MD5 against a single-part ETag) and returns its SHA-256. */
+export function checkFetched(where: string, key: string, f: Fetched): string {
+  const got = f.chunks.reduce((a, c) => a + c.length, 0)
+  if (got !== f.sizeBytes) throw new StoreError('EIO', key, `${where}: fetched ${got} bytes of an object of ${f.sizeBytes}: not cached`)
+  const etag = f.etag.replace(/"/g, '')
+  const sha = createHash('sha256')
+  const md5 = /^[0-9a-f]{32}$/i.test(etag) ? createHash('md5') : null
+  for (const c of f.chunks) {
+    sha.update(c)
+    md5?.update(c)
+  }
+  if (md5 && md5.digest('hex') !== etag.toLowerCase()) throw new StoreError('EIO', key, `${where}: the bytes fetched do not match the object's ETag (MD5): not served`)
+  return sha.digest('hex')
+}
+
+/** What a cache did in this process (tests, the bench). */
+export interface ObjectCacheCounters {
+  hits: number
+  fills: number
+  corrupt: number
+}
+
+/** One process's (or thread's) handle on a read cache directory. */
+export class ObjectCache {
+  /** Entries whose bytes this process hashed and found right: key → ino:size:mtime. */
+  private readonly verified = new Map<string, string>()
+  readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0 }
+  private rescanned = Date.now()
+
+  private constructor(
+    readonly cache: BufferCache,
+    private readonly warn: (m: string) => void,
+  ) {
+    cache.onDrop = (key) => this.dropMeta(key)
+  }
+
+  /** Opens (makes) the cache in `dir`: its owner if no other process is, else a writer of entries only. */
+  static open(dir: string, o: { limitBytes?: number; owner?: boolean; warn?: (m: string) => void } = {}): ObjectCache {
+    let cache: BufferCache
+    try {
+      cache = BufferCache.open(dir, { owner: o.owner !== false, limitBytes: o.limitBytes, make: true })
+    } catch (err) {
+      if (!(err instanceof CacheBusy)) throw err
+      cache = BufferCache.open(dir, { make: true })
+    }
+    return new ObjectCache(cache, o.warn ?? ((m) => void process.stderr.write(`bfs: ${m}\n`)))
+  }
+
+  get dir(): string {
+    return this.cache.dir
+  }
+
+  private metaFile(key: string): string {
+    return path.join(this.cache.dir, 'meta', key)
+  }
+
+  private readMeta(key: string): Meta | null {
+    try {
+      const m = JSON.parse(fs.readFileSync(this.metaFile(key), 'utf8')) as Meta
+      return typeof m.size === 'number' && typeof m.sha256 === 'string' && typeof m.etag === 'string' ? m : null
+    } catch {
+      return null
+    }
+  }
+
+  private dropMeta(key: string): void {
+    try {
+      fs.rmSync(this.metaFile(key), { force: true })
+    } catch {
+      // gone already
+    }
+  }
+
+  /**
+   * The entry of `key`, verified (SHA-256 against its meta record, once per process and file
+   * version), or null: none, or a bad one (removed, and said once).
+   */
+  entrySync(key: string): (BlobReader & SyncBlobReader) | null {
+    const b = this.cache.openEntrySync(key) as (BlobReader & SyncBlobReader) | null
+    if (!b) return null
+    const m = this.readMeta(key)
+    if (!m || m.size !== b.sizeBytes) {
+      // written by a process that died between the two, or its record lost: fetched again
+      b.closeSync()
+      return null
+    }
+    const fd = b.localFd
+    const st = fd === undefined ? null : fs.fstatSync(fd)
+    const sig = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : ''
+    if (!st || this.verified.get(key) !== sig) {
+      const h = createHash('sha256')
+      const buf = Buffer.allocUnsafe(1 << 20)
+      for (let off = 0; off < b.sizeBytes; ) {
+        const n = fs.readSync(fd!, buf, 0, Math.min(buf.length, b.sizeBytes - off), off)
+        if (n <= 0) break
+        h.update(buf.subarray(0, n))
+        off += n
+      }
+      if (h.digest('hex') !== m.sha256) {
+        b.closeSync()
+        this.counters.corrupt++
+        this.warn(`${this.cache.file(key)}: cache entry does not match its SHA-256 (corrupt on local disk); removed, fetching it again`)
+        this.verified.delete(key)
+        try {
+          fs.rmSync(this.cache.file(key), { force: true })
+        } catch {
+          // another process removed it
+        }
+        this.dropMeta(key)
+        return null
+      }
+      this.verified.set(key, sig)
+    }
+    this.counters.hits++
+    this.cache.touch(key)
+    return b
+  }
+
+  /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
+  trust(key: string, sig: string): void {
+    if (!sig) return
+    this.verified.set(key, sig)
+    this.counters.fills++
+  }
+
+  /** An entry was added (here or by another thread or process): the owner (a long-running mount) counts others' now and then. */
+  added(): void {
+    if (this.cache.owner && Date.now() - this.rescanned > RESCAN_MS) {
+      this.rescanned = Date.now()
+      this.cache.rescan()
+    }
+  }
+
+  /** Keeps a fetched object: its meta record, then the entry (atomic). Returns the entry's signature for trust(), or '' if the disk refused (the read goes on without the cache). */
+  async put(key: string, f: Fetched, sha256: string): Promise<string> {
+    checkKey(key)
+    try {
+      const mf = this.metaFile(key)
+      fs.mkdirSync(path.dirname(mf), { recursive: true, mode: 0o700 })
+      const tmp = `${mf}.tmp-${os.hostname()}-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      fs.writeFileSync(tmp, JSON.stringify({ size: f.sizeBytes, etag: f.etag, sha256 } satisfies Meta) + '\n')
+      fs.renameSync(tmp, mf)
+      await this.cache.insertShared(key, sha256, f.chunks)
+      this.counters.fills++
+      this.added()
+      // just hashed: this process need not hash the file again
+      const st = fs.statSync(this.cache.file(key))
+      const sig = `${st.ino}:${st.size}:${st.mtimeMs}`
+      this.verified.set(key, sig)
+      return sig
+    } catch (err) {
+      this.warn(`${this.cache.file(key)}: cannot keep it in the read cache (${(err as Error).message.split('\n')[0]})`)
+      return ''
+    }
+  }
+
+  /** Forgets an entry (its key was replaced or removed in the repository). */
+  async drop(key: string): Promise<void> {
+    this.verified.delete(key)
+    await this.cache.discard(key).catch(() => undefined)
+    this.dropMeta(key)
+  }
+
+  close(): void {
+    this.cache.close()
+  }
+}
+
+/** A fill in progress in this process (in its fill thread); `done` once the entry is kept. */
+interface Fill {
+  done: boolean
+  p: Promise<void>
+}
+
+/**
+ * A mount's fills run in a thread of their own (the S3 request thread's script, answering by
+ * request id): receiving, hashing (MD5 and SHA-256) and writing megabytes must not hold the
+ * event loop that answers the kernel's reads.
+ */
+class FillThread {
+  private readonly worker: Worker
+  private readonly port: MessagePort
+  private next = 1
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
+
+  constructor(desc: unknown) {
+    const { port1, port2 } = new MessageChannel()
+    this.port = port1
+    this.worker = new Worker(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)) }, transferList: [port2] })
+    this.worker.unref()
+    this.port.on('message', (m: { id?: number; r?: unknown; e?: { code: string; key: string; message: string } }) => {
+      const p = m.id === undefined ? undefined : this.pending.get(m.id)
+      if (!p) return
+      this.pending.delete(m.id!)
+      if (m.e) p.reject(new StoreError((m.e.code as never) ?? 'EIO', m.e.key, m.e.message))
+      else p.resolve(m.r)
+      if (this.pending.size === 0) this.port.unref()
+    })
+    this.port.unref()
+    this.worker.on('error', (err) => {
+      for (const p of this.pending.values()) p.reject(err)
+      this.pending.clear()
+    })
+  }
+
+  /** Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept). */
+  fill(key: string, dir: string, known: { sizeBytes: number; etag: string }): Promise<string> {
+    const id = this.next++
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.port.ref()
+      this.port.postMessage({ op: 'fill', key, args: [dir, known], id })
+    }) as Promise<string>
+  }
+
+  close(): void {
+    void this.worker.terminate()
+    this.port.close()
+  }
+}
+
+/** An object larger than SMALL_OBJECT opened while its fill runs: reads from the ranges in, else one ranged GET each; the entry (and its descriptor) once it is complete. */
+class FillingBlob implements BlobReader {
+  private entry: (BlobReader & SyncBlobReader) | null = null
+  private closed = false
+  private fill: Fill | null = null
+  constructor(
+    private readonly s: S3CachedStore,
+    readonly key: string,
+    readonly sizeBytes: number,
+    private readonly etag: string,
+    /** Starts (or joins) the object's fill: after the first read the peeks do not serve (a mount opens a file's units at its open, to read none of most). */
+    private readonly begin: (() => Fill) | null,
+    /** Bytes the open fetched (its first and last PEEK_BYTES). */
+    private readonly peeks: Array<{ offset: number; body: Buffer }> = [],
+  ) {}
+
+  private poll(): void {
+    if (this.entry || !this.fill?.done || this.closed) return
+    this.entry = this.s.objects.entrySync(this.key)
+  }
+
+  get localFd(): number | undefined {
+    this.poll()
+    return this.entry?.localFd
+  }
+
+  async read(r: ByteRange, into?: Buffer): Promise<Buffer> {
+    const where = this.s.where(this.key)
+    checkInBlob(this.key, where, r, this.sizeBytes)
+    if (this.closed) throw new StoreError('EIO', this.key, `${where}: read after close`)
+    if (into && into.length < r.length) throw new TypeError(`buffer of ${into.length} bytes for a read of ${r.length}`)
+    this.poll()
+    if (this.entry) return this.entry.read(r, into)
+    if (r.length === 0) return Buffer.alloc(0)
+    for (const p of this.peeks) {
+      if (r.offset >= p.offset && r.offset + r.length <= p.offset + p.body.length) {
+        const b = p.body.subarray(r.offset - p.offset, r.offset - p.offset + r.length)
+        if (!into) return Buffer.from(b)
+        b.copy(into)
+        return into.subarray(0, r.length)
+      }
+    }
+    const out = into ?? Buffer.allocUnsafe(r.length)
+    let b: Buffer
+    try {
+      b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
+    } finally {
+      // the fill starts once the first read that needed a GET has its answer: that read goes first
+      if (!this.fill && this.begin && !this.closed) this.fill = this.begin()
+    }
+    b.copy(out, 0, 0, r.length)
+    return out.subarray(0, r.length)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const e = this.entry
+    this.entry = null
+    await e?.close()
+  }
+}
+
+/** The sync face: writes and mutable keys as S3's; immutable objects through the cache (fetched whole by the request thread on a miss). */
+class CachedSyncFace implements SyncStore {
+  constructor(private readonly s: S3CachedStore) {}
+
+  private get inner(): SyncStore {
+    return this.s.inner.sync
+  }
+
+  getSync(key: string, range?: ByteRange): Buffer {
+    if (!cacheable(key)) return this.inner.getSync(key, range)
+    const b = this.openSync(key)
+    try {
+      return b.readSync(range ?? { offset: 0, length: b.sizeBytes })
+    } finally {
+      b.closeSync()
+    }
+  }
+
+  openSync(key: string): SyncBlobReader {
+    if (!cacheable(key)) return this.inner.openSync(key)
+    const hit = this.s.objects.entrySync(key)
+    if (hit) return hit
+    // the request thread fetches the whole object (ranges in parallel), checks it and writes the entry
+    const sig = (this.s.inner.sync as unknown as { bridge(): { call(op: string, key: string, ...a: unknown[]): unknown } }).bridge().call('fill', key, this.s.objects.dir) as string
+    if (sig) {
+      this.s.objects.trust(key, sig)
+      const e = this.s.objects.entrySync(key)
+      if (e) return e
+    }
+    return this.inner.openSync(key)
+  }
+
+  putSync(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): void {
+    this.inner.putSync(key, data, opts)
+    if (cacheable(key) && opts?.mode === 'replace') void this.s.objects.drop(key)
+  }
+
+  writeStagedSync(st: Staged, data: readonly Uint8Array[]): number {
+    return this.inner.writeStagedSync(st, data)
+  }
+
+  hasSync(key: string): boolean {
+    return this.inner.hasSync(key)
+  }
+
+  statSync(key: string): BlobStat {
+    return this.inner.statSync(key)
+  }
+
+  listSync(prefix: string): string[] {
+    return this.inner.listSync(prefix)
+  }
+
+  removeSync(key: string, opts?: { recursive?: boolean }): void {
+    this.inner.removeSync(key, opts)
+    if (cacheable(key)) void this.s.objects.drop(key)
+  }
+
+  flushSync(prefix: string): void {
+    this.inner.flushSync(prefix)
+  }
+}
+
+/**
+ * An S3 store with the read cache in front of its immutable objects (see the top of this
+ * file). Everything else — writes, listings, mutable keys (config, manifests, runs, leases,
+ * locks) — goes to S3 as it is.
+ */
+export class S3CachedStore implements Store {
+  private readonly fills = new Map<string, Fill>()
+  private filler: FillThread | null = null
+  private face: CachedSyncFace | null = null
+  private oc: ObjectCache | null = null
+
+  /** `open`: the cache, opened on first use (a command that reads no object makes no directory). */
+  constructor(
+    readonly inner: S3Store,
+    readonly cacheDir: string,
+    private readonly openCache: () => ObjectCache = () => ObjectCache.open(cacheDir),
+  ) {}
+
+  get objects(): ObjectCache {
+    return (this.oc ??= this.openCache())
+  }
+
+  get sync(): SyncStore {
+    return (this.face ??= new CachedSyncFace(this))
+  }
+
+  where(key: string): string {
+    return this.inner.where(key)
+  }
+
+  localRoots(): string[] {
+    try {
+      // made here if missing (callers stat what they are given; a backup's reads may fill it)
+      fs.mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 })
+    } catch {
+      return this.inner.localRoots()
+    }
+    return [...this.inner.localRoots(), this.cacheDir]
+  }
+
+  describe(): StoreDescription {
+    return { kind: 's3cached', s3: this.inner.describe(), cacheDir: this.cacheDir }
+  }
+
+  close(): void {
+    this.inner.close()
+    this.filler?.close()
+    this.filler = null
+    this.oc?.close()
+    this.oc = null
+  }
+
+  /** Fills still running in this process (a test waits for them). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.fills.values()].map((f) => f.p.catch(() => undefined)))
+  }
+
+  /** Fetches the whole object into the cache (one fill per key in this process); resolves when kept (or failed: reads go on from S3). */
+  private startFill(key: string, known: { sizeBytes: number; etag: string }): Fill {
+    const running = this.fills.get(key)
+    if (running) return running
+    const f: Fill = { done: false, p: Promise.resolve() }
+    f.p = (async () => {
+      try {
+        const objects = this.objects
+        const sig = await (this.filler ??= new FillThread(this.inner.describe())).fill(key, objects.dir, known)
+        if (sig) {
+          objects.trust(key, sig)
+          objects.added()
+          f.done = true
+        }
+      } catch {
+        // the reads go on with ranged GETs; a later open tries again
+      } finally {
+        if (this.fills.get(key) === f) this.fills.delete(key)
+      }
+    })()
+    this.fills.set(key, f)
+    return f
+  }
+
+  async open(key: string): Promise<BlobReader> {
+    if (!cacheable(key)) return this.inner.open(key)
+    checkKey(key)
+    const hit = this.objects.entrySync(key)
+    if (hit) return hit
+    // one round trip: the first and the last PEEK_BYTES at once (size and ETag come with them)
+    const tailP = this.inner.getRangeMeta(key, { suffix: PEEK_BYTES }).catch(() => null)
+    let head
+    try {
+      head = await this.inner.getRangeMeta(key, { offset: 0, length: PEEK_BYTES })
+    } catch (err) {
+      // an empty object has no range to ask for (416)
+      if (err instanceof StoreError && err.code === 'TRUNCATED') return this.inner.open(key)
+      throw err
+    }
+    const tail = await tailP
+    const known = { sizeBytes: head.sizeBytes, etag: head.etag }
+    if (head.body.length === head.sizeBytes) {
+      // small: whole already
+      const f: Fetched = { chunks: [head.body], ...known }
+      const sig = await this.objects.put(key, f, checkFetched(this.where(key), key, f))
+      const e = sig ? this.objects.entrySync(key) : null
+      if (e) return e
+      return new FillingBlob(this, key, known.sizeBytes, known.etag, null, [{ offset: 0, body: head.body }])
+    }
+    const peeks = [{ offset: 0, body: head.body }]
+    if (tail && tail.etag === head.etag && tail.sizeBytes === head.sizeBytes) peeks.push({ offset: tail.offset, body: tail.body })
+    return new FillingBlob(this, key, known.sizeBytes, known.etag, () => this.startFill(key, known), peeks)
+  }
+
+  get(key: string, range?: ByteRange): Promise<Buffer> {
+    if (!cacheable(key)) return this.inner.get(key, range)
+    return getByOpen(this, key, range)
+  }
+
+  async put(key: string, data: Uint8Array | readonly Uint8Array[], opts?: PutOptions): Promise<void> {
+    await this.inner.put(key, data, opts)
+    if (cacheable(key) && opts?.mode === 'replace') await this.objects.drop(key)
+  }
+
+  stage(key: string): Promise<Staged> {
+    return this.inner.stage(key)
+  }
+
+  writeStaged(s: Staged, data: readonly Uint8Array[]): Promise<number> {
+    return this.inner.writeStaged(s, data)
+  }
+
+  commitStaged(s: Staged, opts?: { syncListing?: boolean }): Promise<void> {
+    void opts
+    return this.inner.commitStaged(s)
+  }
+
+  abortStaged(s: Staged): Promise<void> {
+    return this.inner.abortStaged(s)
+  }
+
+  has(key: string): Promise<boolean> {
+    return this.inner.has(key)
+  }
+
+  stat(key: string): Promise<BlobStat> {
+    return this.inner.stat(key)
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.inner.list(prefix)
+  }
+
+  async remove(key: string, opts?: { recursive?: boolean }): Promise<void> {
+    await this.inner.remove(key, opts)
+    if (cacheable(key)) await this.objects.drop(key)
+  }
+
+  flush(prefix: string): Promise<void> {
+    return this.inner.flush(prefix)
+  }
+
+  sweep(prefix?: string, opts?: { shallow?: boolean }): Promise<number> {
+    return this.inner.sweep(prefix, opts)
+  }
+}
