@@ -345,6 +345,28 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     expect(() => maxUnusedFor(s3, 5)).toThrow(/not supported on an S3 repository yet .*nothing was pruned/)
   })
 
+  it('a reader of a generation a prune has reclaimed (one that read without a lease) gets a read error, not the zeros now stored there', async () => {
+    const h = await history('deadread', 3)
+    // what a reader without a lease (a read-only user) holds of gen1 while another user forgets
+    // and prunes it: its manifest and its directory pieces (put back below, as if still held)
+    const held = path.join(work, 'deadread-held')
+    fs.mkdirSync(held)
+    const keep = [keys2.manifest(1), ...fs.readdirSync(path.join(h.repo, keys2.genDir(1))).filter((n) => n.startsWith('pack-')).map((n) => `${keys2.genDir(1)}/${n}`)]
+    for (const k of keep) fs.copyFileSync(path.join(h.repo, k), path.join(held, k.replaceAll('/', '_')))
+    await ok(['forget', 'gen1'], h.repo)
+    const pr = JSON.parse(await ok(['prune', '--max-unused', '0', '--json'], h.repo))
+    expect(pr.units?.rewrite ?? pr.plan?.units?.rewrite ?? 1).toBeGreaterThan(0)
+    for (const k of keep) if (!fs.existsSync(path.join(h.repo, k))) fs.copyFileSync(path.join(held, k.replaceAll('/', '_')), path.join(h.repo, k))
+    // a1 lived only in gen1: its blocks were zeroed in the rewritten unit (dead ranges)
+    const r = await bfs(['cat', 'gen1:a1'], { repo: h.repo })
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/reclaimed by a prune/)
+    expect(r.stdout.length).toBe(0)
+    // a block of the same unit that is still live reads as it was
+    await ok(['cat', 'gen1:keep/b1'], h.repo)
+    expect(Buffer.compare(fs.readFileSync(path.join(h.snaps.get(1)!, 'keep/b1')), Buffer.from((await sh(`BFS_REPO='${h.repo}' ${BFS} cat gen1:keep/b1 | base64 -w0`)).stdout, 'base64'))).toBe(0)
+  })
+
   it('verify reports a block a generation reads that lies in a unit\'s dead ranges', async () => {
     const h = await history('dead-live', 2)
     const f = path.join(h.repo, keys2.unit(2, 0))

@@ -194,6 +194,7 @@ export class BlockReader {
         const from = (inUnit - frame * g.frameBlocks) * BLOCK_BYTES + (p - fb * BLOCK_BYTES)
         const n = Math.min(data.length - from, extEnd - p)
         if (n <= 0) throw new FormatError('BAD_VALUE', `gen${gen}: stream block ${sb} is past the end of unit ${unit}`)
+        if (this.frames.deadUnits.size) this.refuseDead(gen, unit, inUnit, n)
         data.copy(dst, p - pos, from, from + n)
         p += n
         lastGen = gen
@@ -278,6 +279,7 @@ export class BlockReader {
         const from = (inUnit - frame * g.frameBlocks) * BLOCK_BYTES + (p - fb * BLOCK_BYTES)
         const n = Math.min(data.length - from, extEnd - p)
         if (n <= 0) throw new FormatError('BAD_VALUE', `gen${gen}: stream block ${sb} is past the end of unit ${unit}`)
+        if (this.frames.deadUnits.size) this.refuseDead(gen, unit, inUnit, n)
         emit(p, n, data, from)
         p += n
       }
@@ -285,6 +287,22 @@ export class BlockReader {
   }
 
   private deferredScratch: Buffer | null = null
+
+  /**
+   * Refuses a read of `bytes` from unit-relative block `inUnit` on that lie in the unit's dead
+   * ranges (blocks a prune zeroed: format.md §2.9, §2.20.7 step 7). A generation that reads
+   * them was reclaimed while this reader read it without a lease (a read-only user, a lease
+   * that lapsed): a read error, never the zeros stored there now.
+   */
+  private refuseDead(gen: number, unit: number, inUnit: number, bytes: number): void {
+    const dead = this.frames.deadUnits.get(`${gen}:${unit}`)
+    if (!dead) return
+    const last = inUnit + Math.ceil(bytes / BLOCK_BYTES) - 1
+    for (const d of dead) {
+      if (d.start > last) break
+      if (d.start + d.blocks > inUnit) throw new FormatError('BAD_VALUE', `stream ${gen}, unit ${unit}: block ${Math.max(inUnit, d.start)} was reclaimed by a prune (the generation read is no longer in the repository, or was read without a lease)`)
+    }
+  }
 
   /** Reads up to `len` bytes at `pos` into `dst` without yielding; returns the count (0 at EOF). */
   readSync(f: OpenFile, dst: Buffer, len: number, pos: number): number {

@@ -251,6 +251,9 @@ export class UnitTable {
     const fd = info.blob.localFd
     if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
     const t = info.table
+    // a unit with dead ranges (a prune zeroed blocks in it) is read in JavaScript, which
+    // refuses a read of a dead block (BlockReader.refuseDead); the native path would serve zeros
+    if (t.dead) return
     const frames = new Float64Array(t.entries.length * 3)
     for (let f = 0; f < t.entries.length; f++) {
       frames[3 * f] = t.offsets[f]!
