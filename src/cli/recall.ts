@@ -15,7 +15,7 @@ import type { Repository } from '../repo/repository.js'
 import { cacheDir, openDataStore, type RepoDataStore } from '../repo/stores.js'
 import { RepoTapeCatalog } from '../repo/tapecat.js'
 import { planRecall } from '../repo/recallplan.js'
-import { readTier, tapeToBfs } from '../repo/tiers.js'
+import { readTier, tapeToBfs, type TapeRepo } from '../repo/tiers.js'
 import { lookupPath } from '../repo/tree.js'
 import { BufferCache, CacheBusy } from '../store/cache.js'
 import { RecallClient, ServiceSource, ServiceUnavailable } from '../store/recall/client.js'
@@ -26,6 +26,7 @@ import { VirtualTapeLibrary } from '../tape/vtl.js'
 import type { ReadPolicy } from '../store/tiered.js'
 import { count, humanBytes, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
 import { Progress, TTY_INTERVAL_MS } from './progress.js'
+import { openTapeRepo } from './taperepo.js'
 
 /** Seconds a service waits with nothing to do before it exits ($BFS_RECALL_IDLE_S). */
 function idleSeconds(): number {
@@ -46,7 +47,7 @@ export function spawnService(repoDir: string): void {
 }
 
 /** A client of the repository's recall service (started on demand unless `start` is false). */
-export function recallClient(repo: Repository, o: { cacheBytes?: number; start?: boolean } = {}): RecallClient {
+export function recallClient(repo: TapeRepo, o: { cacheBytes?: number; start?: boolean } = {}): RecallClient {
   return new RecallClient({ socketPath: recallServicePaths(repo.dir).socket, spawn: o.start === false ? null : () => spawnService(repo.dir), cacheBytes: o.cacheBytes })
 }
 
@@ -55,7 +56,7 @@ export function recallClient(repo: Repository, o: { cacheBytes?: number; start?:
  * service when units are on tape (this is what cat, restore and the mount use after the
  * issue-12 switch-over), else the disk store.
  */
-export function recallStores(repo: Repository, o: { cacheBytes?: number; timeoutMs?: number; policy?: ReadPolicy } = {}): RepoDataStore {
+export function recallStores(repo: TapeRepo, o: { cacheBytes?: number; timeoutMs?: number; policy?: ReadPolicy } = {}): RepoDataStore {
   return openDataStore(repo, {
     recall: 'service',
     policy: o.policy,
@@ -64,7 +65,7 @@ export function recallStores(repo: Repository, o: { cacheBytes?: number; timeout
 }
 
 /** The recall service's process: one per repository (a lock), until idle. */
-export async function runService(repo: Repository, idleS: number): Promise<number> {
+export async function runService(repo: TapeRepo, idleS: number): Promise<number> {
   const paths = recallServicePaths(repo.dir)
   const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} bfs recall service [${process.pid}] ${repo.dir}: ${line}\n`)
   const fd = fs.openSync(paths.lock, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600)
@@ -197,7 +198,7 @@ function statusLines(s: ServiceStatus | null, cache: { dir: string; entries: num
 }
 
 /** The recall service's and the buffer cache's lines for `bfs tier status` (never starts the service). */
-export async function serviceStatus(repo: Repository): Promise<{ text: string[]; json: { service: ServiceStatus | null; cache: { dir: string; entries: number; usedBytes: number; limitBytes: number } } }> {
+export async function serviceStatus(repo: TapeRepo): Promise<{ text: string[]; json: { service: ServiceStatus | null; cache: { dir: string; entries: number; usedBytes: number; limitBytes: number } } }> {
   const client = recallClient(repo, { start: false })
   let s: ServiceStatus | null = null
   try {
@@ -308,7 +309,7 @@ export function registerServe(tier: Command, ctx: CmdCtx): void {
       return n
     }, 60)
     .action(async (o) => {
-      ctx.exitCode = await runService(ctx.openRepo(), o.idle)
+      ctx.exitCode = await runService(openTapeRepo(ctx), o.idle)
     })
 }
 
