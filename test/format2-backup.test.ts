@@ -69,7 +69,7 @@ describe('format 2: init', () => {
     expect(json.features.compat).toEqual(['v1-streams'])
     expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(cfg)).toBe(true)
     expect(JSON.parse(fs.readFileSync(path.join(repo, 'lock'), 'utf8'))).toMatchObject({ pid: 0, command: 'format 2 repository' })
-    for (const args of [['recall', '1'], ['group', 'ls']]) {
+    for (const args of [['group', 'ls']]) {
       const r = await bfs(args, { repo })
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(6)
       expect(r.stderr).toMatch(/^bfs: .*format 2.*\n$/)
@@ -104,18 +104,18 @@ describe('format 2: commands and options without a format 2 path yet', () => {
     expect((await bfs(['backup', src], { repo })).code).toBe(0)
   })
 
-  it('recall and group refuse it in one line naming the command (exit 6) and write nothing', async () => {
-    // (`bfs mount` mounts it: test/format2-mount.test.ts; restore and verify: test/format2-restore.test.ts; tier and migrate: test/format2-tape.test.ts)
+  it('group refuses it in one line naming the command (exit 6) and writes nothing', async () => {
+    // (`bfs mount` mounts it: test/format2-mount.test.ts; restore and verify: test/format2-restore.test.ts; tier, migrate and recall: test/format2-tape.test.ts)
     const mnt = path.join(work, 'refusals-mnt')
     fs.mkdirSync(mnt, { recursive: true })
     const before = await snapshot(repo)
     const cmds: string[][] = [
-      ['recall', '1'], ['group', 'add', 'g', '--include', '*'], ['group', 'ls'],
+      ['group', 'add', 'g', '--include', '*'], ['group', 'ls'],
     ]
     for (const args of cmds) {
       const r = await bfs(args, { repo })
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(6)
-      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify, forget, tier and migrate)\n`)
+      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify, forget, tier, migrate and recall)\n`)
     }
     expect(await snapshot(repo)).toBe(before)
     expect(fs.existsSync(path.join(work, 'refusals-vtl'))).toBe(false)

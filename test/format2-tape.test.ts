@@ -5,26 +5,20 @@
  * migrated units by cat, restore (through the recall service) and a real FUSE mount, and
  * prune / compact / verify with units on tape.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
+import { pidAlive } from '../src/os/process.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { DiskStore } from '../src/store/disk.js'
-import { bfs, sh, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, sh, tmpdir } from './helpers.js'
+import { backupsAndTier, census as censusOf, hashTree, killServices, migrateKilled, writeTree } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>()
 const mounts = new Set<string>()
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 beforeAll(() => {
   work = tmpdir('bfs-f2tape-')
 })
@@ -38,50 +32,12 @@ afterEach(async () => {
 })
 afterAll(async () => {
   for (const m of [...mounts]) await umount(m)
-  // the recall services these tests started (their pids in their locks)
-  const killed: number[] = []
-  for (const lock of services) {
-    try {
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim())
-      if (pid > 0 && pidAlive(pid)) {
-        process.kill(pid, 'SIGKILL')
-        killed.push(pid)
-      }
-    } catch {
-      // none
-    }
-  }
-  for (let i = 0; i < 300 && killed.some(pidAlive); i++) await new Promise((r) => setTimeout(r, 100))
+  await killServices(services) // the recall services these tests started
   fs.rmSync(work, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
 }, 60_000)
 
 /** ~8 MB in 40 files, half compressible; `round` > 0 rewrites a fifth of them. */
-function tree(dir: string, round: number): void {
-  fs.mkdirSync(dir, { recursive: true })
-  for (let d = 0; d < 4; d++) {
-    fs.mkdirSync(path.join(dir, `d${d}`), { recursive: true })
-    for (let f = 0; f < 10; f++) {
-      if (round > 0 && (d + f + round) % 5 !== 0) continue
-      const b = randomBytes(60_000 + ((d * 10 + f) % 7) * 50_000)
-      if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 15)
-      fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), b)
-    }
-  }
-}
-
-function hashTree(dir: string): Map<string, string> {
-  const out = new Map<string, string>()
-  const walk = (rel: string): void => {
-    for (const n of fs.readdirSync(path.join(dir, rel)).sort()) {
-      const r = rel ? `${rel}/${n}` : n
-      const st = fs.lstatSync(path.join(dir, r))
-      if (st.isDirectory()) walk(r)
-      else out.set(r, createHash('sha256').update(fs.readFileSync(path.join(dir, r))).digest('hex'))
-    }
-  }
-  walk('')
-  return out
-}
+const tree = (dir: string, round: number): void => writeTree(dir, round, { dirs: 4, files: 10, base: 60_000 })
 
 interface Setup {
   repo: string
@@ -99,38 +55,16 @@ async function setup(name: string): Promise<Setup> {
   expect((await bfs(['init', '--format', '2'], { repo })).code).toBe(0)
   services.add(recallServicePaths(repo, env).lock)
   const src = path.join(work, `${name}-src`)
-  const expected = new Map<number, Map<string, string>>()
-  for (let round = 0; round < 3; round++) {
-    tree(src, round)
-    const b = await bfs(['backup', src, '--unit-blocks', '256', '--frame-blocks', '64'], { repo })
-    expect(b.code, b.stderr).toBe(0)
-    expected.set(round + 1, hashTree(src))
-  }
   const vtl = path.join(work, `${name}-vtl`)
-  const t = await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '3'], { repo })
-  expect(t.code, t.stderr).toBe(0)
+  const expected = await backupsAndTier(repo, src, vtl, tree)
   return { repo, src, vtl, env, expected }
 }
 
 const unitFiles = (repo: string, gen: number): string[] =>
   fs.readdirSync(path.join(repo, 'gens', String(gen).padStart(8, '0'))).filter((n) => /^unit-\d{8}$/.test(n)).map((n) => `gens/${String(gen).padStart(8, '0')}/${n}`)
 
-/** Every unit of the stream records of `gens`: on disk, on tape (catalog), both, or neither. */
-function census(repo: string, gens: number[], all: Map<number, string[]>): { disk: number; tape: number; both: number; lost: string[] } {
-  const cat = new RepoTapeCatalog(DiskStore.open(repo))
-  const out = { disk: 0, tape: 0, both: 0, lost: [] as string[] }
-  for (const g of gens) {
-    for (const k of all.get(g)!) {
-      const onDisk = fs.existsSync(path.join(repo, k))
-      const onTape = !!cat.entry(k)
-      if (onDisk && onTape) out.both++
-      else if (onDisk) out.disk++
-      else if (onTape) out.tape++
-      else out.lost.push(k)
-    }
-  }
-  return out
-}
+/** Every unit of the generations `gens` (their unit files when `all` was taken): on disk, on tape (catalog), both, or neither. */
+const census = (repo: string, gens: number[], all: Map<number, string[]>): ReturnType<typeof censusOf> => censusOf(repo, gens.flatMap((g) => all.get(g)!))
 
 /** Restores every generation (through the recall service) and compares it with its tree. */
 async function checkAll(s: Setup, label = ''): Promise<void> {
@@ -158,9 +92,6 @@ async function stopService(s: Setup): Promise<void> {
   if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL')
   for (let i = 0; i < 50 && pid > 0 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100))
 }
-
-const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
-  p.exitCode !== null || p.signalCode !== null ? Promise.resolve(p.signalCode ? null : p.exitCode) : new Promise((r) => p.once('close', (code, sig) => r(sig ? null : code)))
 
 describe('format 2: tape tier', () => {
   it("tier add and migrate: the chosen generations' units go to tape, the tape feature is set, cat, restore and verify read them back", async () => {
@@ -222,22 +153,9 @@ describe('format 2: tape tier', () => {
     const total = all.reduce((a, g) => a + units.get(g)!.length, 0)
     let killed = 0
     for (let round = 0; round < 5; round++) {
-      // a commit (flush, read-back, catalog record, disk copies removed) after every 1 MiB tape
-      // file; the kill comes a random moment (0–40 ms) after a random number of further catalog
-      // records, or of further unit files gone from disk, so that it lands in every phase
-      const records = (): number => (fs.existsSync(path.join(s.repo, 'tape')) ? fs.readdirSync(path.join(s.repo, 'tape')).filter((n) => /^rec-\d+$/.test(n)).length : 0)
+      // a commit (flush, read-back, catalog record, disk copies removed) after every 1 MiB tape file
       const onDisk = (): number => all.reduce((a, g) => a + unitFiles(s.repo, g).length, 0)
-      const byRecords = Math.random() < 0.5
-      const step = 1 + Math.floor(Math.random() * 3)
-      const target = byRecords ? records() + step : onDisk() - step
-      const p = spawnBfs(['migrate', 'gen1-3', '--verify', '--file-size', '1M', '--commit-files', '1'], s.repo)
-      const exited = exitOf(p)
-      let done = false
-      void exited.then(() => (done = true))
-      while (!done && (byRecords ? records() < target : onDisk() > target)) await new Promise((r) => setTimeout(r, 2))
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 40)))
-      p.kill('SIGKILL')
-      const code = await exited
+      const code = await migrateKilled(s.repo, ['gen1-3', '--verify', '--file-size', '1M', '--commit-files', '1'], onDisk)
       if (code === null) killed++
       const c = census(s.repo, all, units)
       expect(c.lost, `round ${round}`).toEqual([])
@@ -303,17 +221,28 @@ describe('format 2: tape tier', () => {
     expect(v.code, v.stdout + v.stderr).toBe(0)
   }, 300_000)
 
-  it('a real FUSE mount of a generation on tape reads it through the recall service; --offline eio fails at once; --tape-readahead is refused', async () => {
+  it('bfs recall of a subtree, then a real FUSE mount: --offline eio serves what was recalled and fails the rest at once; without it every file reads through the recall service; --tape-readahead is refused', async () => {
     const s = await setup('mount')
     expect((await bfs(['migrate', 'gen1', '--file-size', '2M'], { repo: s.repo })).code).toBe(0)
     const mnt = path.join(work, 'mnt')
     fs.mkdirSync(mnt)
-    // --offline eio, with an empty buffer cache: a read of a file on tape fails (EIO), ls works
+    // bfs recall of one directory: the estimate, then its units (only) into the buffer cache
+    const dry = await bfs(['recall', 'gen1:d1', '--dry-run', '--json'], { repo: s.repo, env: s.env })
+    expect(dry.code, dry.stderr).toBe(0)
+    const est = JSON.parse(dry.stdout.trim().split('\n').pop()!)
+    expect(est).toMatchObject({ gen: 1, path: 'd1', dryRun: true, inCache: 0, onDisk: 0, cartridges: ['BFS001L9'] })
+    expect(est.onTape).toBeGreaterThan(0)
+    expect(est.estimateSeconds).toBeGreaterThan(0)
+    const rc = await bfs(['recall', 'gen1:d1', '--json'], { repo: s.repo, env: s.env })
+    expect(rc.code, rc.stderr).toBe(0)
+    expect(JSON.parse(rc.stdout.trim().split('\n').pop()!)).toMatchObject({ recalled: est.onTape, failed: [] })
+    // --offline eio: a read of a file on tape fails (EIO) at once, ls works, what recall brought back reads
     let r = await bfs(['mount', 'gen1', mnt, '--offline', 'eio'], { repo: s.repo, env: s.env })
     expect(r.code, r.stderr).toBe(0)
     mounts.add(mnt)
     expect(fs.readdirSync(mnt).sort()).toEqual(['d0', 'd1', 'd2', 'd3'])
     expect(() => fs.readFileSync(path.join(mnt, 'd0/f0'))).toThrow(/EIO/)
+    for (const f of fs.readdirSync(path.join(mnt, 'd1'))) expect(createHash('sha256').update(fs.readFileSync(path.join(mnt, 'd1', f))).digest('hex')).toBe(s.expected.get(1)!.get(`d1/${f}`))
     await umount(mnt)
     r = await bfs(['mount', 'gen1', mnt], { repo: s.repo, env: s.env })
     expect(r.code, r.stderr).toBe(0)

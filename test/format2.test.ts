@@ -1051,7 +1051,7 @@ describe('the format 1 guard lock (§2.23.1)', () => {
     // writer (here group add; backup has a format 2 path since issue 15) refuses in one line
     const r = await bfs(['group', 'add', 'g', '--include', '*'], { repo })
     expect(r.code).toBe(6)
-    expect(r.stderr).toBe(`bfs: ${repo} is a format 2 repository: 'bfs group' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify, forget, tier and migrate)\n`)
+    expect(r.stderr).toBe(`bfs: ${repo} is a format 2 repository: 'bfs group' does not support format 2 yet (so far it takes backup, generations, ls, cat, diff, find, log, mount, restore, verify, forget, tier, migrate and recall)\n`)
     expect(list()).toBe(before)
     // a format 1 bfs from before that check (or this one, when only config-copy survives as
     // version 1 and config is taken for damage) gets as far as the lock: the guard stops it

@@ -4,6 +4,8 @@
  * service (`recallStores`).
  */
 import fs from 'node:fs'
+import path from 'node:path'
+import { isFormat2 } from '../repo/v2/detect.js'
 import { spawn } from 'node:child_process'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { EntryType } from '../format/catalog.js'
@@ -150,20 +152,19 @@ export interface RecallEstimate {
   clockScale: number
 }
 
-/** What a recall of `man` under `root` would bring back, and how long the tape would take (no tape touched). */
-export function estimateRecall(repo: Repository, manId: number, root: number): RecallEstimate {
-  const man = repo.manifest(manId)
+/** What a recall of the units `keys` (a subtree's: neededUnits, or format 2's unitsRead) would bring back, and how long the tape would take (no tape touched). */
+export function estimateRecall(repo: TapeRepo, keys: Iterable<string>): RecallEstimate {
   const catalog = new RepoTapeCatalog(repo.store)
   const cache = BufferCache.open(cacheDir(repo))
   const disk = repo.store.sync
   const est: RecallEstimate = { units: 0, onDisk: 0, inCache: 0, onTape: [], tapeBytes: 0, cartridges: [], seconds: 0, clockScale: 0 }
-  for (const u of neededUnits(repo, man, root)) {
+  for (const key of keys) {
     est.units++
-    if (disk.hasSync(u.key)) est.onDisk++
+    if (disk.hasSync(key)) est.onDisk++
     else {
-      const e = catalog.entry(u.key)
+      const e = catalog.entry(key)
       if (!e) continue // damaged: the reads will say so
-      if (cache.has(u.key, e.sizeBytes)) est.inCache++
+      if (cache.has(key, e.sizeBytes)) est.inCache++
       else {
         est.onTape.push(e)
         est.tapeBytes += e.sizeBytes
@@ -213,6 +214,25 @@ export async function serviceStatus(repo: TapeRepo): Promise<{ text: string[]; j
   return { text: statusLines(s, cache), json: { service: s, cache } }
 }
 
+/** The units format 1's generation `gen` reads under `p`. */
+function recallKeys1(repo: Repository, gen: string, p: string, o: { source?: string; quiet?: boolean }): { repo: TapeRepo; id: number; keys: string[] } {
+  const man = resolveGen(repo, gen, o)
+  const entries = repo.catalog(man.id)
+  const root = man.kind === 'volume' && !p ? 0 : lookupPath(entries, Buffer.from(p))
+  if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
+  if (entries[root]!.type !== EntryType.Dir && entries[root]!.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: holds no data (not a file or directory)`)
+  return { repo, id: man.id, keys: neededUnits(repo, man, root).map((u) => u.key) }
+}
+
+/** The units format 2's generation `gen` reads under `p` (its files' block maps). */
+async function recallKeys2(dir: string, gen: string, p: string, source: string | undefined): Promise<{ repo: TapeRepo; id: number; keys: Iterable<string> }> {
+  const { Repo2, tapeRepoOf } = await import('../repo/v2/repo2.js')
+  const { unitsRead } = await import('../repo/v2/tape2.js')
+  const repo = Repo2.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`))
+  const man = repo.resolve(gen, source === undefined ? undefined : path.resolve(source))
+  return { repo: tapeRepoOf(repo), id: man.id, keys: await unitsRead(repo, [man], p) }
+}
+
 export function registerRecall(program: Command, ctx: CmdCtx): void {
   program
     .command('recall')
@@ -224,15 +244,12 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
     .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the estimate and the result ("summary")')
     .option('-q, --quiet', 'print nothing but warnings and errors (no estimate, no progress, no summary)')
     .action(async (ref: string, o) => {
-      const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = resolveGen(repo, gen, o)
-      const entries = repo.catalog(man.id)
-      const root = man.kind === 'volume' && !p ? 0 : lookupPath(entries, Buffer.from(p))
-      if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
-      if (entries[root]!.type !== EntryType.Dir && entries[root]!.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: holds no data (not a file or directory)`)
+      // what the subtree reads: format 1's catalog, or format 2's tree (format.md §2.18)
+      const { repo, id, keys } = isFormat2(ctx.repoDir()) ? await recallKeys2(ctx.repoDir(), gen, p, o.source) : recallKeys1(ctx.openRepo(), gen, p, o)
+      const man = { id }
       const what = `gen${man.id}${p ? `:${p}` : ''}`
-      const est = estimateRecall(repo, man.id, root)
+      const est = estimateRecall(repo, keys)
       const limit = o.bufferCache ?? BufferCache.open(cacheDir(repo)).limitBytes
       const estLine = `${what}: ${count(est.units, 'unit')} needed: ${est.onTape.length} on tape (${humanBytes(est.tapeBytes)}${est.cartridges.length ? ` on ${count(est.cartridges.length, 'cartridge')}: ${est.cartridges.join(', ')}` : ''}), ${est.inCache} in the buffer cache, ${est.onDisk} on disk`
       const timeLine = `estimated tape time ${simTime(est.seconds)} (simulated${est.clockScale > 0 ? `; at clock scale ${est.clockScale}: ${simTime(est.seconds * est.clockScale)} of real time` : ''})`

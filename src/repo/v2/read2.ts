@@ -100,12 +100,7 @@ export class GenReader2 {
 
   /** A file entry opened for the block reader (its map resolved into extents). */
   async open(e: Entry2, p: string): Promise<OpenFile> {
-    let ext
-    try {
-      ext = await this.maps.extents(e)
-    } catch (err) {
-      throw this.damage(err, p)
-    }
+    const ext = await this.extentsOf(e, p)
     const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
     this.blocks ??= new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
     return this.blocks.file(v1, e.size)
@@ -113,13 +108,17 @@ export class GenReader2 {
 
   /** The store keys of the units a file entry's data is in (the tape tier's recalls). */
   async unitKeys(e: Entry2, p: string): Promise<string[]> {
-    let ext
+    const ext = await this.extentsOf(e, p)
+    return unitKeysOf(ext.flatMap((x) => [x.fileBlock, x.count, x.stream, x.streamBlock]), e.size, (s) => this.repo.stream(s).unitBlocks)
+  }
+
+  /** A file entry's map resolved into extents; damage as the one line of `genN:p`. */
+  private async extentsOf(e: Entry2, p: string): Promise<Extent[]> {
     try {
-      ext = await this.maps.extents(e)
+      return await this.maps.extents(e)
     } catch (err) {
       throw this.damage(err, p)
     }
-    return unitKeysOf(ext.flatMap((x) => [x.fileBlock, x.count, x.stream, x.streamBlock]), e.size, (s) => this.repo.stream(s).unitBlocks)
   }
 
   /** The bytes of `sizeBytes` read through `extents` (file blocks from 0; stream 0 and gaps read as zeros): a BI log image (verify). */

@@ -33,14 +33,14 @@ function streamUnits(repo: Repo2, n: number): Array<{ key: string; unit: number 
   return Array.from({ length: units }, (_, u) => ({ key: keys2.unit(n, u), unit: u }))
 }
 
-/** The keys of every unit the files of `gens` read (their block maps, into older streams). */
-export async function unitsRead(repo: Repo2, gens: ManifestV2[]): Promise<Set<string>> {
+/** The keys of every unit the files of `gens` (under `p`) read (their block maps, into older streams). */
+export async function unitsRead(repo: Repo2, gens: ManifestV2[], p = ''): Promise<Set<string>> {
   const out = new Set<string>()
   const ub = (s: number): number => repo.stream(s).unitBlocks
   for (const m of gens) {
     const r = new GenReader2(repo, m)
     try {
-      const set = await restoreSet2(r, '')
+      const set = await restoreSet2(r, p)
       for (let i = 0; i < set.entries.length; i++) {
         const e = set.entries[i]!
         if ((e.type as number) !== FileType.File) continue
