@@ -69,10 +69,10 @@ describe('format 2: init', () => {
     expect(json.features.compat).toEqual(['v1-streams'])
     expect(fs.readFileSync(path.join(repo, 'config-copy')).equals(cfg)).toBe(true)
     expect(JSON.parse(fs.readFileSync(path.join(repo, 'lock'), 'utf8'))).toMatchObject({ pid: 0, command: 'format 2 repository' })
-    for (const args of [['recall', '1'], ['migrate', '1', '--tier', 't'], ['tier', 'ls']]) {
+    // every command takes it (the last ones, tier, migrate, recall and group, since 2026-12-03)
+    for (const args of [['tier', 'ls'], ['group', 'ls'], ['history']]) {
       const r = await bfs(args, { repo })
-      expect(r.code, `${args[0]}: ${r.stderr}`).toBe(6)
-      expect(r.stderr).toMatch(/^bfs: .*format 2.*\n$/)
+      expect(r.code, `${args[0]}: ${r.stderr}`).toBe(0)
     }
     // a bad option value is a usage error (README "Exit status": 2)
     const bad = await bfs(['init', '--format', '3'], { repo: path.join(work, 'init3') })
@@ -91,7 +91,7 @@ async function snapshot(dir: string): Promise<string> {
   return (await sh(`cd '${dir}' && find . -printf '%p %s %T@\\n' | sort`)).stdout
 }
 
-describe('format 2: commands and options without a format 2 path yet', () => {
+describe('format 2: commands and options (all have a format 2 path now)', () => {
   let repo: string
   let src: string
   beforeAll(async () => {
@@ -104,18 +104,17 @@ describe('format 2: commands and options without a format 2 path yet', () => {
     expect((await bfs(['backup', src], { repo })).code).toBe(0)
   })
 
-  it('migrate, recall and tier refuse it in one line naming the command (exit 6) and write nothing', async () => {
-    // (`bfs mount` mounts it: test/format2-mount.test.ts; restore and verify: test/format2-restore.test.ts)
+  it('every command takes it now: tier, migrate, recall and group write nothing when they have nothing to do', async () => {
+    // (`bfs mount` mounts it: test/format2-mount.test.ts; restore and verify: test/format2-restore.test.ts; tier, migrate and recall: test/format2-tape.test.ts; group: test/volume.test.ts and the groups tests)
     const mnt = path.join(work, 'refusals-mnt')
     fs.mkdirSync(mnt, { recursive: true })
     const before = await snapshot(repo)
     const cmds: string[][] = [
-      ['migrate', '1', '--tier', 't'], ['recall', '1'], ['tier', 'add', 't', '--vtl', path.join(work, 'refusals-vtl')], ['tier', 'ls'],
+      ['tier', 'ls'], ['group', 'ls'], ['recall', '--dry-run', '1'], ['history'],
     ]
     for (const args of cmds) {
       const r = await bfs(args, { repo })
-      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(6)
-      expect(r.stderr, args.join(' ')).toBe(`bfs: ${repo} is a format 2 repository: 'bfs ${args[0]}' does not support format 2 yet (so far it takes backup, generations, group, ls, cat, diff, find, log, mount, restore, verify and forget)\n`)
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
     }
     expect(await snapshot(repo)).toBe(before)
     expect(fs.existsSync(path.join(work, 'refusals-vtl'))).toBe(false)

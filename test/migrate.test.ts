@@ -5,14 +5,12 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
-import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { openDataStore } from '../src/repo/stores.js'
-import { bfs, newRepo, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, newRepo, tmpdir } from './helpers.js'
 
-import { hashTree, readGeneration, unitKeys } from './tape-helpers.js'
+import { backupsAndTier, census as censusOf, migrateKilled, readGeneration, unitKeys, writeTree } from './tape-helpers.js'
 
 let work: string
 beforeAll(() => {
@@ -21,32 +19,12 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 
 /** ~24 MB in 120 files, half compressible; `round` changes some of them. */
-function tree(dir: string, round: number): void {
-  fs.mkdirSync(dir, { recursive: true })
-  for (let d = 0; d < 6; d++) {
-    fs.mkdirSync(path.join(dir, `d${d}`), { recursive: true })
-    for (let f = 0; f < 20; f++) {
-      if (round > 0 && (d + f + round) % 5 !== 0) continue
-      const b = randomBytes(80_000 + ((d * 20 + f) % 7) * 50_000)
-      if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 15)
-      fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), b)
-    }
-  }
-}
+const tree = (dir: string, round: number): void => writeTree(dir, round, { dirs: 6, files: 20, base: 80_000 })
 
 /** A repository with 3 generations of `src` (1 MiB units) and a tape tier (clock 0); each generation's tree restored for comparison. */
 async function setup(name: string): Promise<{ repo: string; expected: Map<number, Map<string, string>> }> {
   const repo = await newRepo(path.join(work, name))
-  const src = path.join(work, `${name}-src`)
-  const expected = new Map<number, Map<string, string>>()
-  for (let round = 0; round < 3; round++) {
-    tree(src, round)
-    const b = await bfs(['backup', src, '--unit-blocks', '256', '--frame-blocks', '64'], { repo })
-    expect(b.code, b.stderr).toBe(0)
-    expected.set(round + 1, hashTree(src))
-  }
-  const t = await bfs(['tier', 'add', 'tape1', '--vtl', path.join(work, `${name}-vtl`), '--clock-scale', '0', '--cartridges', '3'], { repo })
-  expect(t.code, t.stderr).toBe(0)
+  const expected = await backupsAndTier(repo, path.join(work, `${name}-src`), path.join(work, `${name}-vtl`), tree)
   return { repo, expected }
 }
 
@@ -65,24 +43,7 @@ async function checkAll(repo: string, expected: Map<number, Map<string, string>>
 }
 
 /** Where each unit of the generations is: on disk, on tape (catalog), both, or neither. */
-function census(repo: string, gens: number[]): { disk: number; tape: number; both: number; lost: string[] } {
-  const cat = new RepoTapeCatalog(Repository.open(repo).store)
-  const out = { disk: 0, tape: 0, both: 0, lost: [] as string[] }
-  for (const g of gens) {
-    for (const k of unitKeys(repo, g)) {
-      const onDisk = fs.existsSync(path.join(repo, k))
-      const onTape = !!cat.entry(k)
-      if (onDisk && onTape) out.both++
-      else if (onDisk) out.disk++
-      else if (onTape) out.tape++
-      else out.lost.push(k)
-    }
-  }
-  return out
-}
-
-const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
-  p.exitCode !== null || p.signalCode !== null ? Promise.resolve(p.signalCode ? null : p.exitCode) : new Promise((r) => p.once('close', (code, sig) => r(sig ? null : code)))
+const census = (repo: string, gens: number[]): ReturnType<typeof censusOf> => censusOf(repo, gens.flatMap((g) => unitKeys(repo, g)))
 
 describe('bfs migrate', () => {
   it('moves the chosen generations\' units to tape; metadata stays; every generation reads the same through the tiered store', async () => {
@@ -155,23 +116,9 @@ describe('bfs migrate', () => {
     const total = all.reduce((a, g) => a + unitKeys(repo, g).length, 0)
     let killed = 0
     for (let round = 0; round < 6; round++) {
-      // a commit (flush, read-back, catalog record, disk copies removed) after every 1 MiB tape
-      // file; the kill comes a random moment (0–40 ms) after a random number of further
-      // catalog records, or of further unit files gone from disk, so that it lands in every
-      // phase however fast this machine is
-      const records = (): number => (fs.existsSync(path.join(repo, 'tape')) ? fs.readdirSync(path.join(repo, 'tape')).filter((n) => /^rec-\d+$/.test(n)).length : 0)
+      // a commit (flush, read-back, catalog record, disk copies removed) after every 1 MiB tape file
       const onDisk = (): number => all.reduce((a, g) => a + fs.readdirSync(path.join(repo, 'gens', String(g).padStart(8, '0'))).filter((n) => /^unit-\d+$/.test(n)).length, 0)
-      const byRecords = Math.random() < 0.5
-      const step = 1 + Math.floor(Math.random() * 3)
-      const target = byRecords ? records() + step : onDisk() - step
-      const p = spawnBfs(['migrate', 'gen1-3', '--verify', '--file-size', '1M', '--commit-files', '1'], repo)
-      const exited = exitOf(p)
-      let done = false
-      void exited.then(() => (done = true))
-      while (!done && (byRecords ? records() < target : onDisk() > target)) await new Promise((r) => setTimeout(r, 2))
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 40)))
-      p.kill('SIGKILL')
-      const code = await exited
+      const code = await migrateKilled(repo, ['gen1-3', '--verify', '--file-size', '1M', '--commit-files', '1'], onDisk)
       if (code === null) killed++
       const c = census(repo, all)
       if (process.env.BFS_TEST_LOG) console.log(`round ${round}: exit ${code}, ${JSON.stringify({ ...c, lost: c.lost.length })}`)

@@ -3,7 +3,7 @@
  * data store (the tiered store when units are on tape) with the one block reader, as cat and
  * restore will once issue 12's switch-over routes them through it, and compare with a tree.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { BlockReader } from '../src/blocks/reader.js'
@@ -14,6 +14,10 @@ import { repoStreamSource } from '../src/repo/stream-source.js'
 import { dataEntry, pathOf, subtree } from '../src/repo/tree.js'
 import type { Store } from '../src/store/store.js'
 import { keys } from '../src/format/layout.js'
+import { pidAlive } from '../src/os/process.js'
+import { RepoTapeCatalog } from '../src/repo/tapecat.js'
+import { DiskStore } from '../src/store/disk.js'
+import { bfs, spawnBfs } from './helpers.js'
 
 /** sha256 of every regular file of gen `id` read through `store`, by path (latin1 of the raw bytes). */
 export async function readGeneration(repoDir: string, id: number, store: Store): Promise<Map<string, string>> {
@@ -65,4 +69,93 @@ export function hashTree(dir: string): Map<string, string> {
 export function unitKeys(repoDir: string, id: number): string[] {
   const repo = Repository.open(repoDir)
   return repo.manifest(id).units.map((u) => keys.unit(id, u.index))
+}
+
+/**
+ * A tree of `dirs` × `files` files (sizes from `base` up, half of them compressible); `round`
+ * > 0 rewrites a fifth of them (the generations the migrate tests back up).
+ */
+export function writeTree(dir: string, round: number, o: { dirs: number; files: number; base: number }): void {
+  fs.mkdirSync(dir, { recursive: true })
+  for (let d = 0; d < o.dirs; d++) {
+    fs.mkdirSync(path.join(dir, `d${d}`), { recursive: true })
+    for (let f = 0; f < o.files; f++) {
+      if (round > 0 && (d + f + round) % 5 !== 0) continue
+      const b = randomBytes(o.base + ((d * o.files + f) % 7) * 50_000)
+      if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 15)
+      fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), b)
+    }
+  }
+}
+
+/** Kills (SIGKILL) the recall services whose lock files are `locks` (their pids are in them) and waits for them to exit. */
+export async function killServices(locks: Iterable<string>, waitMs = 30_000): Promise<void> {
+  const killed: number[] = []
+  for (const lock of locks) {
+    try {
+      const pid = Number(fs.readFileSync(lock, 'utf8').trim())
+      if (pid > 0 && pidAlive(pid)) {
+        process.kill(pid, 'SIGKILL')
+        killed.push(pid)
+      }
+    } catch {
+      // none
+    }
+  }
+  for (const end = Date.now() + waitMs; killed.some(pidAlive) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100))
+  if (killed.some(pidAlive)) throw new Error('timed out waiting for the recall services to exit')
+}
+
+/**
+ * One round of the kill -9 tests: `bfs migrate ARGS` (commits after every tape file), killed a
+ * random moment (0–40 ms) after a random number (1–3) of further catalog records, or of
+ * further unit files gone from disk (`onDisk()` counts them), so that the kill lands in every
+ * phase however fast the machine is. The exit code, or null when it was killed.
+ */
+export async function migrateKilled(repo: string, args: string[], onDisk: () => number): Promise<number | null> {
+  const records = (): number => (fs.existsSync(path.join(repo, 'tape')) ? fs.readdirSync(path.join(repo, 'tape')).filter((n) => /^rec-\d+$/.test(n)).length : 0)
+  const byRecords = Math.random() < 0.5
+  const step = 1 + Math.floor(Math.random() * 3)
+  const target = byRecords ? records() + step : onDisk() - step
+  const p = spawnBfs(['migrate', ...args], repo)
+  const exited: Promise<number | null> = p.exitCode !== null || p.signalCode !== null ? Promise.resolve(p.signalCode ? null : p.exitCode) : new Promise((r) => p.once('close', (code, sig) => r(sig ? null : code)))
+  let done = false
+  void exited.then(() => (done = true))
+  while (!done && (byRecords ? records() < target : onDisk() > target)) await new Promise((r) => setTimeout(r, 2))
+  await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 40)))
+  p.kill('SIGKILL')
+  return exited
+}
+
+/** Where each of the units `keys` of the repository in `repo` (either format) is: on disk, on tape (catalog), both, or neither. */
+export function census(repo: string, keys: Iterable<string>): { disk: number; tape: number; both: number; lost: string[] } {
+  const cat = new RepoTapeCatalog(DiskStore.open(repo))
+  const out = { disk: 0, tape: 0, both: 0, lost: [] as string[] }
+  for (const k of keys) {
+    const onDisk = fs.existsSync(path.join(repo, k))
+    const onTape = !!cat.entry(k)
+    if (onDisk && onTape) out.both++
+    else if (onDisk) out.disk++
+    else if (onTape) out.tape++
+    else out.lost.push(k)
+  }
+  return out
+}
+
+/**
+ * Three backups of `src` (1 MiB units), the tree changed by `tree(src, round)` before each,
+ * then a tape tier `tape1` in `vtl` (clock scale 0, 3 cartridges): each generation's expected
+ * files (hashTree), by id. The repository exists (either format).
+ */
+export async function backupsAndTier(repo: string, src: string, vtl: string, tree: (dir: string, round: number) => void): Promise<Map<number, Map<string, string>>> {
+  const expected = new Map<number, Map<string, string>>()
+  for (let round = 0; round < 3; round++) {
+    tree(src, round)
+    const b = await bfs(['backup', src, '--unit-blocks', '256', '--frame-blocks', '64'], { repo })
+    if (b.code !== 0) throw new Error(`backup: ${b.stderr}`)
+    expected.set(round + 1, hashTree(src))
+  }
+  const t = await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '3'], { repo })
+  if (t.code !== 0) throw new Error(`tier add: ${t.stderr}`)
+  return expected
 }

@@ -18,7 +18,7 @@ import { BufferCache } from '../src/store/cache.js'
 import { extentUnits } from '../src/repo/needed.js'
 import { GenView } from '../src/vfs/tree.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
-import { hashTree, unitKeys } from './tape-helpers.js'
+import { hashTree, killServices, unitKeys } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>() // lock files of the services the tests started
@@ -28,19 +28,7 @@ beforeAll(() => {
 })
 afterAll(async () => {
   for (const m of mounts) await umount(m)
-  const killed: number[] = []
-  for (const lock of services) {
-    try {
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim())
-      if (pid > 0 && pidAlive(pid)) {
-        process.kill(pid, 'SIGKILL')
-        killed.push(pid)
-      }
-    } catch {
-      // none
-    }
-  }
-  await until('the recall services to exit', () => killed.every((pid) => !pidAlive(pid)), 30_000)
+  await killServices(services)
   // a mount server writes its last log line (in work/) as it exits after its unmount
   fs.rmSync(work, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
 })

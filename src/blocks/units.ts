@@ -65,7 +65,7 @@ function isV2(head: Buffer): boolean {
  * decodes and checks those bytes. Format 2 readers read both unit versions (format.md §2.9):
  * v1 as the stream writer still writes them (`v1-streams`), v2 as compact rewrites them.
  */
-function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable } {
+export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable } {
   const any = decodeAnyUnitHeader(head, where)
   if (any.stream !== gen || any.unitIndex !== unit || any.rawBlocks !== raw || any.frameBlocks !== g.frameBlocks) {
     throw new FormatError('BAD_VALUE', `${where}: unit header does not match its manifest`)

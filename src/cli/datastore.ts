@@ -6,6 +6,10 @@
  * modules and opens nothing more than its disk store (the native read path as before).
  */
 import type { Repository } from '../repo/repository.js'
+import type { TapeRepo } from '../repo/tiers.js'
+import type { Store } from '../store/store.js'
+import type { Repo2 } from '../repo/v2/repo2.js'
+import { isS3Url } from '../store/s3-url.js'
 import type { RepoDataStore } from '../repo/stores.js'
 import { useDataStore } from '../repo/stream-source.js'
 import { BfsError } from '../repo/errors.js'
@@ -26,7 +30,7 @@ export interface ReadStore {
 }
 
 /** Whether units were ever migrated (the tape catalog's directory has records) or a tape tier is configured: listings only. */
-function maybeOnTape(repo: Repository): boolean {
+function maybeOnTape(repo: TapeRepo): boolean {
   try {
     return repo.store.sync.listSync('tape').length > 0 || repo.store.sync.listSync('tiers').length > 0
   } catch {
@@ -40,6 +44,18 @@ function maybeOnTape(repo: Repository): boolean {
  * description); null (nothing opened) otherwise. close() it at the end.
  */
 export async function openReadStore(repo: Repository, o: ReadStoreOptions = {}): Promise<ReadStore | null> {
+  return openReadStoreOf(repo, o, (s) => useDataStore(repo, s))
+}
+
+/** A format 2 repository's tiered store for a reading command (format.md §2.18), made its readers' (Repo2.useData); null without a tape tier. */
+export async function openReadStore2(repo: Repo2, o: ReadStoreOptions = {}): Promise<ReadStore | null> {
+  if (isS3Url(repo.dir)) return null
+  const { tapeRepoOf } = await import('../repo/v2/repo2.js')
+  return openReadStoreOf(tapeRepoOf(repo), o, (s) => repo.useData(s))
+}
+
+/** openReadStore for either format: `use(store)` makes the repository's readers read through it (null: back to disk). */
+export async function openReadStoreOf(repo: TapeRepo, o: ReadStoreOptions, use: (s: Store | null) => void): Promise<ReadStore | null> {
   if (!maybeOnTape(repo)) return null
   const { mayReachTape } = await import('../repo/stores.js')
   // a tier without a catalog yet: a migrate may free units on disk while this reader runs
@@ -51,13 +67,13 @@ export async function openReadStore(repo: Repository, o: ReadStoreOptions = {}):
     await ds.close()
     return null
   }
-  useDataStore(repo, ds.store)
+  use(ds.store)
   const tiered = ds.tiered
   return {
     tiered,
     close: async () => {
       tiered.unpin(null, holder())
-      useDataStore(repo, null)
+      use(null)
       await ds.close()
     },
   }
@@ -69,7 +85,7 @@ export function holder(): string {
 }
 
 /** Recalls what `keys` need from tape in one pinned pass; a unit that cannot be recalled fails the command. */
-export async function recallFor(repo: Repository, rs: ReadStore, keys: string[]): Promise<void> {
+export async function recallFor(repo: TapeRepo, rs: ReadStore, keys: string[]): Promise<void> {
   const { bringIn, planTapePasses } = await import('../repo/tapepasses.js')
   const plan = planTapePasses(repo, rs.tiered, keys, Infinity)
   if (!plan.keys) return

@@ -1,6 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
-import { migrate, type MigrateResult } from '../repo/migrate.js'
+import { migrate, type MigrateOptions, type MigrateResult } from '../repo/migrate.js'
+import { isFormat2 } from '../repo/v2/detect.js'
+import { Repo2 } from '../repo/v2/repo2.js'
+import { migrate2 } from '../repo/v2/tape2.js'
 import { parseGenRef, type Repository } from '../repo/repository.js'
 import { count, humanBytes, simTime, sizeValue, type CmdCtx } from './output.js'
 import { Progress } from './progress.js'
@@ -15,7 +18,7 @@ export function parseDuration(v: string): number {
 }
 
 /** genN, N, latest, latest~K, and ranges genA-genB (or A-B, genA-B): generation ids. */
-export function parseGenSelection(repo: Repository, refs: string[]): number[] {
+export function parseGenSelection(repo: { dir: string; generationIds(): number[]; idOf(ref: string): number }, refs: string[]): number[] {
   const ids = new Set<number>()
   for (const ref of refs) {
     const r = /^(?:gen)?(\d+)-(?:gen)?(\d+)$/.exec(ref)
@@ -28,7 +31,7 @@ export function parseGenSelection(repo: Repository, refs: string[]): number[] {
       continue
     }
     const p = parseGenRef(ref)
-    ids.add('id' in p ? p.id : repo.resolveRef(ref).manifest.id)
+    ids.add('id' in p ? p.id : repo.idOf(ref))
   }
   return [...ids].sort((a, b) => a - b)
 }
@@ -89,8 +92,10 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
       if (!(o.fileSize >= 1 << 20)) throw new BfsError('USAGE', '--file-size must be at least 1M')
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('USAGE', '--wait takes a number of seconds')
-      const repo = ctx.openRepo()
-      const ids = gens.length ? parseGenSelection(repo, gens) : undefined
+      // format 2: the same migration under the maintenance lock (repo/v2/tape2.ts)
+      const v2 = isFormat2(ctx.repoDir()) ? Repo2.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`)) : null
+      const repo = v2 ?? ctx.openRepo()
+      const ids = gens.length ? parseGenSelection({ dir: repo.dir, generationIds: () => repo.generationIds(), idOf: (ref) => (v2 ? v2.resolve(ref).id : (repo as Repository).resolveRef(ref).manifest.id) }, gens) : undefined
       const line = new Progress({ action: 'migrate', label: 'migrating:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       const ac = new AbortController()
       const onSig = (): void => ac.abort()
@@ -98,7 +103,7 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
       process.on('SIGTERM', onSig)
       let res: MigrateResult
       try {
-        res = await migrate(repo, {
+        res = await (v2 ? (x: MigrateOptions) => migrate2(v2, x) : (x: MigrateOptions) => migrate(repo as Repository, x))({
           gens: ids,
           olderThanMs: o.olderThan,
           keepOnDisk: o.keepOnDisk,

@@ -2,7 +2,8 @@
  * `bfs mount GEN MOUNTPOINT` on a format 2 repository (issue 15 item 3): the lazy tree of
  * vfs/gen2.ts served by the same FUSE server as format 1's mount (background child, ready
  * pipe, pid file, signals, native reads); without GEN, every generation (Repo2Vfs: gen1/ …
- * genN/, latest, by-date/). The tape options are refused by name: format 2 has no tiers yet.
+ * genN/, latest, by-date/). Units on tape are read through the tiered store (--offline,
+ * --recall-timeout, --buffer-cache); --tape-readahead is refused by name.
  */
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
@@ -13,12 +14,14 @@ import { serveUntilUnmounted, startInBackground } from '../fuse/server.js'
 import { canonical, checkMountpoint } from '../fuse/umount.js'
 import { asBfsError } from './umount.js'
 import path from 'node:path'
+import { openReadStore2 } from './datastore.js'
 
-/** Options of `bfs mount` that format 2 does not take yet: refused by name rather than ignored. */
+/**
+ * Options of `bfs mount` that format 2 does not take yet: refused by name rather than ignored.
+ * (Units on tape are read through the tiered store, each read waiting for its unit's recall;
+ * the readahead over the tree and the prefetch at open are format 1's Vfs only.)
+ */
 const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--offline', (o) => o.offline !== undefined && o.offline !== 'wait'],
-  ['--recall-timeout', (o) => o.recallTimeout !== undefined],
-  ['--buffer-cache', (o) => o.bufferCache !== undefined],
   ['--tape-readahead', (o) => o.tapeReadahead !== undefined],
 ]
 
@@ -41,6 +44,9 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     if (o.nativeRead === false) args.push('--no-native-read')
     if (o.openUnits !== undefined) args.push('--open-units', String(o.openUnits))
     if (o.pieceCache !== undefined) args.push('--piece-cache', String(o.pieceCache))
+    if (o.offline !== undefined) args.push('--offline', String(o.offline))
+    if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
+    if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
     process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
     return
   }
@@ -56,6 +62,8 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   }
   const nativeReads = o.nativeRead !== false
   const cacheBytes = o.cacheSize as number
+  // units on tape: read through the tiered store and the repository's recall service (format.md §2.18)
+  const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined, policy: { offline: o.offline as 'wait' | 'eio' | undefined, recallTimeoutMs: o.recallTimeout === undefined ? undefined : (o.recallTimeout as number) * 1000 } })
   const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }
   await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, { ...vo, onOpen })), {
     mountpoint: mnt,
@@ -71,5 +79,5 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     log: o.log as string | undefined,
     what,
     serving: `${man ? `gen${man.id}` : 'all generations'} of ${repo.dir} (format 2)`,
-  }))
+  })).finally(() => rs?.close())
 }

@@ -4,6 +4,8 @@
  * service (`recallStores`).
  */
 import fs from 'node:fs'
+import path from 'node:path'
+import { isFormat2 } from '../repo/v2/detect.js'
 import { spawn } from 'node:child_process'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { EntryType } from '../format/catalog.js'
@@ -15,7 +17,7 @@ import type { Repository } from '../repo/repository.js'
 import { cacheDir, openDataStore, type RepoDataStore } from '../repo/stores.js'
 import { RepoTapeCatalog } from '../repo/tapecat.js'
 import { planRecall } from '../repo/recallplan.js'
-import { readTier, tapeToBfs } from '../repo/tiers.js'
+import { readTier, tapeToBfs, type TapeRepo } from '../repo/tiers.js'
 import { lookupPath } from '../repo/tree.js'
 import { BufferCache, CacheBusy } from '../store/cache.js'
 import { RecallClient, ServiceSource, ServiceUnavailable } from '../store/recall/client.js'
@@ -26,6 +28,7 @@ import { VirtualTapeLibrary } from '../tape/vtl.js'
 import type { ReadPolicy } from '../store/tiered.js'
 import { count, humanBytes, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
 import { Progress, TTY_INTERVAL_MS } from './progress.js'
+import { openTapeRepo } from './taperepo.js'
 
 /** Seconds a service waits with nothing to do before it exits ($BFS_RECALL_IDLE_S). */
 function idleSeconds(): number {
@@ -46,7 +49,7 @@ export function spawnService(repoDir: string): void {
 }
 
 /** A client of the repository's recall service (started on demand unless `start` is false). */
-export function recallClient(repo: Repository, o: { cacheBytes?: number; start?: boolean } = {}): RecallClient {
+export function recallClient(repo: TapeRepo, o: { cacheBytes?: number; start?: boolean } = {}): RecallClient {
   return new RecallClient({ socketPath: recallServicePaths(repo.dir).socket, spawn: o.start === false ? null : () => spawnService(repo.dir), cacheBytes: o.cacheBytes })
 }
 
@@ -55,7 +58,7 @@ export function recallClient(repo: Repository, o: { cacheBytes?: number; start?:
  * service when units are on tape (this is what cat, restore and the mount use after the
  * issue-12 switch-over), else the disk store.
  */
-export function recallStores(repo: Repository, o: { cacheBytes?: number; timeoutMs?: number; policy?: ReadPolicy } = {}): RepoDataStore {
+export function recallStores(repo: TapeRepo, o: { cacheBytes?: number; timeoutMs?: number; policy?: ReadPolicy } = {}): RepoDataStore {
   return openDataStore(repo, {
     recall: 'service',
     policy: o.policy,
@@ -64,7 +67,7 @@ export function recallStores(repo: Repository, o: { cacheBytes?: number; timeout
 }
 
 /** The recall service's process: one per repository (a lock), until idle. */
-export async function runService(repo: Repository, idleS: number): Promise<number> {
+export async function runService(repo: TapeRepo, idleS: number): Promise<number> {
   const paths = recallServicePaths(repo.dir)
   const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} bfs recall service [${process.pid}] ${repo.dir}: ${line}\n`)
   const fd = fs.openSync(paths.lock, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600)
@@ -149,20 +152,19 @@ export interface RecallEstimate {
   clockScale: number
 }
 
-/** What a recall of `man` under `root` would bring back, and how long the tape would take (no tape touched). */
-export function estimateRecall(repo: Repository, manId: number, root: number): RecallEstimate {
-  const man = repo.manifest(manId)
+/** What a recall of the units `keys` (a subtree's: neededUnits, or format 2's unitsRead) would bring back, and how long the tape would take (no tape touched). */
+export function estimateRecall(repo: TapeRepo, keys: Iterable<string>): RecallEstimate {
   const catalog = new RepoTapeCatalog(repo.store)
   const cache = BufferCache.open(cacheDir(repo))
   const disk = repo.store.sync
   const est: RecallEstimate = { units: 0, onDisk: 0, inCache: 0, onTape: [], tapeBytes: 0, cartridges: [], seconds: 0, clockScale: 0 }
-  for (const u of neededUnits(repo, man, root)) {
+  for (const key of keys) {
     est.units++
-    if (disk.hasSync(u.key)) est.onDisk++
+    if (disk.hasSync(key)) est.onDisk++
     else {
-      const e = catalog.entry(u.key)
+      const e = catalog.entry(key)
       if (!e) continue // damaged: the reads will say so
-      if (cache.has(u.key, e.sizeBytes)) est.inCache++
+      if (cache.has(key, e.sizeBytes)) est.inCache++
       else {
         est.onTape.push(e)
         est.tapeBytes += e.sizeBytes
@@ -197,7 +199,7 @@ function statusLines(s: ServiceStatus | null, cache: { dir: string; entries: num
 }
 
 /** The recall service's and the buffer cache's lines for `bfs tier status` (never starts the service). */
-export async function serviceStatus(repo: Repository): Promise<{ text: string[]; json: { service: ServiceStatus | null; cache: { dir: string; entries: number; usedBytes: number; limitBytes: number } } }> {
+export async function serviceStatus(repo: TapeRepo): Promise<{ text: string[]; json: { service: ServiceStatus | null; cache: { dir: string; entries: number; usedBytes: number; limitBytes: number } } }> {
   const client = recallClient(repo, { start: false })
   let s: ServiceStatus | null = null
   try {
@@ -212,6 +214,25 @@ export async function serviceStatus(repo: Repository): Promise<{ text: string[];
   return { text: statusLines(s, cache), json: { service: s, cache } }
 }
 
+/** The units format 1's generation `gen` reads under `p`. */
+function recallKeys1(repo: Repository, gen: string, p: string, o: { source?: string; quiet?: boolean }): { repo: TapeRepo; id: number; keys: string[] } {
+  const man = resolveGen(repo, gen, o)
+  const entries = repo.catalog(man.id)
+  const root = man.kind === 'volume' && !p ? 0 : lookupPath(entries, Buffer.from(p))
+  if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
+  if (entries[root]!.type !== EntryType.Dir && entries[root]!.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: holds no data (not a file or directory)`)
+  return { repo, id: man.id, keys: neededUnits(repo, man, root).map((u) => u.key) }
+}
+
+/** The units format 2's generation `gen` reads under `p` (its files' block maps). */
+async function recallKeys2(dir: string, gen: string, p: string, source: string | undefined): Promise<{ repo: TapeRepo; id: number; keys: Iterable<string> }> {
+  const { Repo2, tapeRepoOf } = await import('../repo/v2/repo2.js')
+  const { unitsRead } = await import('../repo/v2/tape2.js')
+  const repo = Repo2.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`))
+  const man = repo.resolve(gen, source === undefined ? undefined : path.resolve(source))
+  return { repo: tapeRepoOf(repo), id: man.id, keys: await unitsRead(repo, [man], p) }
+}
+
 export function registerRecall(program: Command, ctx: CmdCtx): void {
   program
     .command('recall')
@@ -223,15 +244,12 @@ export function registerRecall(program: Command, ctx: CmdCtx): void {
     .option('--json', 'print JSON lines: progress (message_type "status", at most once a second), then the estimate and the result ("summary")')
     .option('-q, --quiet', 'print nothing but warnings and errors (no estimate, no progress, no summary)')
     .action(async (ref: string, o) => {
-      const repo = ctx.openRepo()
       const { gen, path: p } = splitRef(ref)
-      const man = resolveGen(repo, gen, o)
-      const entries = repo.catalog(man.id)
-      const root = man.kind === 'volume' && !p ? 0 : lookupPath(entries, Buffer.from(p))
-      if (root < 0) throw new BfsError('BAD_INPUT', `${p}: no such file or directory in gen${man.id}`)
-      if (entries[root]!.type !== EntryType.Dir && entries[root]!.type !== EntryType.File) throw new BfsError('BAD_INPUT', `${p}: holds no data (not a file or directory)`)
+      // what the subtree reads: format 1's catalog, or format 2's tree (format.md §2.18)
+      const { repo, id, keys } = isFormat2(ctx.repoDir()) ? await recallKeys2(ctx.repoDir(), gen, p, o.source) : recallKeys1(ctx.openRepo(), gen, p, o)
+      const man = { id }
       const what = `gen${man.id}${p ? `:${p}` : ''}`
-      const est = estimateRecall(repo, man.id, root)
+      const est = estimateRecall(repo, keys)
       const limit = o.bufferCache ?? BufferCache.open(cacheDir(repo)).limitBytes
       const estLine = `${what}: ${count(est.units, 'unit')} needed: ${est.onTape.length} on tape (${humanBytes(est.tapeBytes)}${est.cartridges.length ? ` on ${count(est.cartridges.length, 'cartridge')}: ${est.cartridges.join(', ')}` : ''}), ${est.inCache} in the buffer cache, ${est.onDisk} on disk`
       const timeLine = `estimated tape time ${simTime(est.seconds)} (simulated${est.clockScale > 0 ? `; at clock scale ${est.clockScale}: ${simTime(est.seconds * est.clockScale)} of real time` : ''})`
@@ -308,7 +326,7 @@ export function registerServe(tier: Command, ctx: CmdCtx): void {
       return n
     }, 60)
     .action(async (o) => {
-      ctx.exitCode = await runService(ctx.openRepo(), o.idle)
+      ctx.exitCode = await runService(openTapeRepo(ctx), o.idle)
     })
 }
 

@@ -4,7 +4,8 @@ import { EXIT } from '../repo/errors.js'
 import type { RestoreResult } from '../repo/restore.js'
 import type { Ctx } from './context.js'
 import { restoreJson } from './json.js'
-import { count, humanBytes } from './output.js'
+import { count, humanBytes, simTime } from './output.js'
+import type { TapePlan } from '../repo/tapepasses.js'
 import type { Progress } from './progress.js'
 
 /** The end of a restore, either format: the result line (or the JSON summary; nothing with --quiet), exit 1 when something was not restored. */
@@ -18,4 +19,11 @@ export function reportRestore(ctx: Ctx, prog: Progress, gen: number, p: string, 
   if (!prog.textSummary) return
   const removed = res.removedDirs ? `; removed ${count(res.removedDirs, 'directory', 'directories')} it had created that the errors left empty` : ''
   process.stdout.write(`restored gen${gen}${p ? `:${p}` : ''} to ${path.resolve(target)}: ${count(res.entries, 'entry', 'entries')}, ${humanBytes(res.bytes)}${res.errors.length ? `, ${count(res.errors.length, 'error')}` : ''}${removed}\n`)
+}
+
+/** The restore's line about its recalls from tape (both formats). */
+export function showTapePlan(line: Progress): (x: TapePlan) => void {
+  return (x) => {
+    if (x.onTape) line.show(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
+  }
 }

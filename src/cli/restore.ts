@@ -6,11 +6,11 @@ import { BfsError } from '../repo/errors.js'
 import { restoreTree } from '../repo/restore.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { restoreV2 } from './v2.js'
-import { reportRestore } from './restore-report.js'
+import { reportRestore, showTapePlan } from './restore-report.js'
 import { lookupPath } from '../repo/tree.js'
 import { int, parseSize, SOURCE_HELP, splitRef, withSignals } from './common.js'
 import { holder, openReadStore } from './datastore.js'
-import { count, resolveGen, simTime } from './output.js'
+import { resolveGen } from './output.js'
 import { Progress } from './progress.js'
 import type { Ctx } from './context.js'
 
@@ -48,9 +48,7 @@ export function registerRestore(program: Command, ctx: Ctx): void {
           reporter: {
             warn: (m) => (ctx.history.warn(m), line.warn(m)),
             progress: (x) => line.update(x),
-            tapePlan: (x) => {
-              if (x.onTape) line.show(`recalling ${count(x.onTape, 'unit')} from tape in ${count(x.passes.length, 'pass', 'passes')} (estimated tape time ${simTime(x.seconds)}, simulated)`)
-            },
+            tapePlan: showTapePlan(line),
           },
         }),
       ).finally(async () => {

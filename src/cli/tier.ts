@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { addVtlTier, listTiers, openTier, tapeToBfs } from '../repo/tiers.js'
+import { openTapeRepo } from './taperepo.js'
 import { MODELS } from '../tape/model.js'
 import { TAPE_OPS } from '../tape/model.js'
 import type { LibraryStatus } from '../tape/vtl.js'
@@ -55,7 +56,7 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .option('--clock-scale <f>', 'real seconds slept per simulated second: 1 = real time, 0 = account the time only', scale, 1)
     .option('--json', 'print the tier as JSON')
     .action((name: string, o) => {
-      const repo = ctx.openRepo()
+      const repo = openTapeRepo(ctx)
       const { tier: t, library } = addVtlTier(repo, name, { dir: o.vtl, model: o.model, cartridges: o.cartridges, drives: o.drives, clockScale: o.clockScale })
       const st = library.status()
       if (o.json) process.stdout.write(JSON.stringify({ ...t, cartridges: st.cartridges.map((c) => c.label), drives: st.drives.length, clockScale: st.clockScale }) + '\n')
@@ -66,7 +67,7 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .description('list the tiers')
     .option('--json', 'print JSON')
     .action((o) => {
-      const rows = listTiers(ctx.openRepo()).map((t) => {
+      const rows = listTiers(openTapeRepo(ctx)).map((t) => {
         try {
           const s = VirtualTapeLibrary.readState(t.dir)
           return { ...t, cartridges: s.cartridges.length, drives: s.drives.length, clockScale: s.clockScale, ok: true, error: '' }
@@ -89,7 +90,7 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .argument('<name>')
     .option('--json', 'print JSON')
     .action(async (name: string, o) => {
-      const repo = ctx.openRepo()
+      const repo = openTapeRepo(ctx)
       const { library } = openTier(repo, name)
       let st: LibraryStatus
       try {

@@ -22,9 +22,10 @@ import { genFilter, matches } from './sources.js'
 import { readGroup } from '../repo/groups.js'
 import { restoreEntries } from '../repo/restore.js'
 import { restoreSet2 } from '../repo/v2/restore2.js'
-import { reportRestore } from './restore-report.js'
+import { reportRestore, showTapePlan } from './restore-report.js'
+import { holder, openReadStore2, recallFor } from './datastore.js'
 import { GenReader2 } from '../repo/v2/read2.js'
-import { Repo2 } from '../repo/v2/repo2.js'
+import { Repo2, tapeRepoOf } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
 import { type ManifestV2, pinName } from '../format/v2/records.js'
 import { keys2, UNIT2_RE } from '../format/v2/layout.js'
@@ -198,15 +199,19 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, repo.resolve(gen, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
+  const rs = await openReadStore2(repo)
   try {
     const p = await volumeImage(r, asked)
     const e = await r.lookup(p)
     if (!e) throw new BfsError('BAD_INPUT', `${p}: no such file in gen${r.manifest.id}`)
     if (e.type !== FileType.File) throw new BfsError('BAD_INPUT', `${p}: is not a regular file`)
     const f = await r.open(e, p)
+    // units on tape: recalled (pinned) before the synchronous read, in the tape's order, as on format 1
+    if (rs) await recallFor(tapeRepoOf(repo), rs, await r.unitKeys(e, p))
     r.each(f, writeStdout)
   } finally {
     await r.close()
+    await rs?.close()
   }
 }
 
@@ -223,10 +228,9 @@ async function volumeImage(r: GenReader2, p: string): Promise<string> {
 /**
  * `bfs restore GEN[:PATH] DEST` of a format 2 generation: the tree read directory by directory
  * below PATH (repo/v2/restore2.ts), restored by format 1's restore (the same options, output
- * and exit codes); `--buffer-cache` (units on tape) refused by name.
+ * and exit codes; units on tape recalled up front in tape order, in passes of `--buffer-cache`).
  */
 export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
-  if (o.bufferCache !== undefined) throw new BfsError('BAD_INPUT', '--buffer-cache is not supported on a format 2 repository yet (it has no tape tier)')
   ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
   const { source } = readOptions(o)
   const repo = Repo2.open(ctx.repoDir(), warn)
@@ -241,14 +245,18 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   let target = dest
   if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
   const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
+  // units on tape: read through the tiered store (workers too), planned up front
+  const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined })
+  const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache as number | undefined } : null
   const res = await withSignals((signal) =>
     restoreEntries(set, {
-      root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal,
-      reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(x) },
+      root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal, tape,
+      reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(x), tapePlan: showTapePlan(line) },
     }),
   ).finally(async () => {
     line.finish()
     await r.close()
+    await rs?.close()
   })
   reportRestore(ctx, line, r.manifest.id, p, target, res)
 }

@@ -28,7 +28,7 @@ import { WriterLock } from './commit/index.js'
 import { neededUnits } from './needed.js'
 import type { Repository } from './repository.js'
 import { RepoTapeCatalog } from './tapecat.js'
-import { listTiers, readTier, tapeToBfs, type Tier } from './tiers.js'
+import { listTiers, readTier, tapeToBfs, type TapeRepo, type Tier } from './tiers.js'
 
 export interface MigrateOptions {
   /** Generation ids to migrate (undefined: every readable generation, filtered by the others). */
@@ -81,7 +81,7 @@ export interface MigrateResult {
 const DEFAULT_DRIVE_WAIT_MS = 10 * 60_000
 
 /** The tier to migrate to: the one named, or the only one. */
-export function chooseTier(repo: Repository, name?: string): Tier {
+export function chooseTier(repo: TapeRepo, name?: string): Tier {
   if (name !== undefined) return readTier(repo, name)
   const all = listTiers(repo)
   if (all.length === 0) throw new BfsError('BAD_INPUT', `${repo.dir} has no tier to migrate to (add one with 'bfs tier add NAME --vtl DIR')`)
@@ -96,24 +96,46 @@ export function unitTailBytes(man: Manifest, unit: number): number {
 
 /** Which units a migration would write (no lock, no writes). */
 export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: MigrateOptions, now = Date.now()): MigratePlan {
+  return planUnits(repo, catalog, o, {
+    generations: repo.generations(),
+    keep: (newest) => new Set(newest.flatMap((m) => neededUnits(repo, m).map((u) => u.key))),
+    units: (m) => m.units.map((u) => ({ key: keys.unit(m.id, u.index), unit: u.index, bytes: u.bytes })),
+    absent: 'damaged',
+  }, now)
+}
+
+/** What a format's planning gives planUnits. */
+export interface MigrationSource<M extends { id: number; time: string }> {
+  /** The readable generations, oldest first. */
+  generations: M[]
+  /** The keys of every unit the `newest` generations read (kept on disk by --keep-on-disk). */
+  keep(newest: M[]): Set<string>
+  /** A generation's own units; `bytes` read from disk when undefined. */
+  units(m: M): Array<{ key: string; unit: number; bytes?: number }>
+  /** A unit neither on disk nor on tape: damage (format 1), or deleted by a prune (format 2). */
+  absent: 'damaged' | 'pruned'
+}
+
+/** The selection of either format: the chosen generations' own units still on disk, less what the newest read. */
+export function planUnits<M extends { id: number; time: string }>(repo: TapeRepo, catalog: RepoTapeCatalog, o: MigrateOptions, src: MigrationSource<M>, now = Date.now()): MigratePlan {
   const tier = chooseTier(repo, o.tier)
-  const all = repo.generations()
+  const all = src.generations
   let chosen = o.gens ? all.filter((m) => o.gens!.includes(m.id)) : all
   if (o.gens) for (const id of o.gens) if (!all.some((m) => m.id === id)) throw new BfsError('NO_SUCH_GEN', `no generation gen${id} in ${repo.dir}`)
   if (o.olderThanMs !== undefined) chosen = chosen.filter((m) => now - Date.parse(m.time) > o.olderThanMs!)
   // what the newest generations read stays on disk (they are the ones restored and mounted)
-  const keep = new Set<string>()
+  let keep = new Set<string>()
   if (o.keepOnDisk !== undefined && o.keepOnDisk > 0) {
     const newest = all.slice(-o.keepOnDisk)
-    for (const m of newest) for (const u of neededUnits(repo, m)) keep.add(u.key)
+    keep = src.keep(newest)
     const newestIds = new Set(newest.map((m) => m.id))
     chosen = chosen.filter((m) => !newestIds.has(m.id))
   }
   const disk = repo.store.sync
   const plan: MigratePlan = { tier, gens: chosen.map((m) => m.id), units: [], bytes: 0, leftovers: [], kept: 0, onTape: 0 }
   for (const m of chosen) {
-    for (const u of m.units) {
-      const key = keys.unit(m.id, u.index)
+    for (const u of src.units(m)) {
+      const key = u.key
       const onDisk = disk.hasSync(key)
       if (catalog.entry(key)) {
         plan.onTape++
@@ -121,15 +143,16 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
         continue
       }
       if (!onDisk) {
-        o.reporter?.warn?.(`${repo.store.where(key)} is missing and not on tape: gen${m.id} is damaged there (bfs verify)`)
+        if (src.absent === 'damaged') o.reporter?.warn?.(`${repo.store.where(key)} is missing and not on tape: gen${m.id} is damaged there (bfs verify)`)
         continue
       }
       if (keep.has(key)) {
         plan.kept++
         continue
       }
-      plan.units.push({ key, gen: m.id, unit: u.index, bytes: u.bytes })
-      plan.bytes += u.bytes
+      const bytes = u.bytes ?? disk.statSync(key).sizeBytes
+      plan.units.push({ key, gen: m.id, unit: u.unit, bytes })
+      plan.bytes += bytes
     }
   }
   return plan
@@ -138,17 +161,37 @@ export function planMigration(repo: Repository, catalog: RepoTapeCatalog, o: Mig
 /** Runs a migration (see the file's comment). */
 export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise<MigrateResult> {
   const lock = o.dryRun ? null : await WriterLock.acquire(repo.store, 'migrate', o.lockWaitMs ?? 0, { onWait: (m) => o.reporter?.note?.(m) })
+  try {
+    const catalog = await openCatalog(repo, !!lock, o)
+    const plan = planMigration(repo, catalog, o)
+    if (o.dryRun) return { plan, write: null, removed: 0 }
+    const manifests = new Map(repo.generations().map((m) => [m.id, m]))
+    return await writeToTape(repo, catalog, plan, o, async (u) => ({ head: UNIT_HEADER_BYTES, tail: unitTailBytes(manifests.get(u.gen)!, u.unit) }))
+  } finally {
+    lock?.release()
+  }
+}
+
+/** The tape catalog, after a locked run swept a killed migration's half-written record (its pid is dead). */
+export async function openCatalog(repo: TapeRepo, locked: boolean, o: MigrateOptions): Promise<RepoTapeCatalog> {
+  if (locked) await repo.store.sweep('tape')
+  const catalog = new RepoTapeCatalog(repo.store)
+  for (const p of catalog.problems) o.reporter?.warn?.(`${p.problem} (its units are unknown to this catalog)`)
+  return catalog
+}
+
+/**
+ * Steps 2–4 of the file's comment, for either format (the caller holds its lock): the
+ * leftovers' disk copies removed, the plan's units written to tape, each tape file's units
+ * removed from disk once its catalog record is durable. `ends(u)`: the bytes of the unit's
+ * header and of its seek table (unit index) and trailer, which the catalog keeps copies of.
+ */
+export async function writeToTape(repo: TapeRepo & { config: { repoId: string } }, catalog: RepoTapeCatalog, plan: MigratePlan, o: MigrateOptions, ends: (u: MigratePlan['units'][number]) => Promise<{ head: number; tail: number }>): Promise<MigrateResult> {
   let lib: VirtualTapeLibrary | null = null
   let tape: TapeStore | null = null
   try {
     const disk = repo.store
-    // a killed migration's half-written catalog record (its pid is dead) is litter
-    if (lock) await disk.sweep('tape')
-    const catalog = new RepoTapeCatalog(disk)
-    for (const p of catalog.problems) o.reporter?.warn?.(`${p.problem} (its units are unknown to this catalog)`)
-    const plan = planMigration(repo, catalog, o)
     const res: MigrateResult = { plan, write: null, removed: 0 }
-    if (o.dryRun) return res
     const removeCopies = async (ks: string[]): Promise<void> => {
       const dirs = new Set<string>()
       for (const k of ks) {
@@ -167,21 +210,24 @@ export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise
     }
     const repoId = /^[0-9a-f]{32}$/.test(repo.config.repoId) ? Buffer.from(repo.config.repoId, 'hex') : undefined
     tape = new TapeStore({ tier: plan.tier.name, library: lib, catalog, repoId, engine: { windowMs: 0 } })
-    const manifests = new Map(repo.generations().map((m) => [m.id, m]))
-    const items: WriteItem[] = plan.units.map((u) => ({
-      key: u.key,
-      sizeBytes: u.bytes,
-      headBytes: UNIT_HEADER_BYTES,
-      tailBytes: unitTailBytes(manifests.get(u.gen)!, u.unit),
-      open: async () => {
-        const b = await disk.open(u.key)
-        if (b.sizeBytes !== u.bytes) {
-          await b.close()
-          throw new StoreError('EIO', u.key, `${disk.where(u.key)}: ${b.sizeBytes} bytes, its manifest says ${u.bytes}: damaged, not migrated (bfs verify)`)
-        }
-        return b
-      },
-    }))
+    const items: WriteItem[] = []
+    for (const u of plan.units) {
+      const e = await ends(u)
+      items.push({
+        key: u.key,
+        sizeBytes: u.bytes,
+        headBytes: e.head,
+        tailBytes: e.tail,
+        open: async () => {
+          const b = await disk.open(u.key)
+          if (b.sizeBytes !== u.bytes) {
+            await b.close()
+            throw new StoreError('EIO', u.key, `${disk.where(u.key)}: ${b.sizeBytes} bytes, its manifest says ${u.bytes}: damaged, not migrated (bfs verify)`)
+          }
+          return b
+        },
+      })
+    }
     try {
       res.write = await tape.writeBlobs(items, {
         fileBytes: o.fileBytes,
@@ -202,6 +248,5 @@ export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise
   } finally {
     await tape?.close()
     await lib?.close()
-    lock?.release()
   }
 }

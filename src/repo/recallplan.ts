@@ -10,7 +10,7 @@ import { locateSeconds, modelByName, readThroughSeconds, type TapeModel } from '
 import { assignCartridges, planBatch, type DriveView, type RecallRequest } from '../tape/schedule.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import type { ColdEntry } from '../store/tape.js'
-import type { Repository } from './repository.js'
+import type { TapeRepo } from './tiers.js'
 import { readTier, tapeToBfs } from './tiers.js'
 
 export interface RecallOrder {
@@ -90,7 +90,7 @@ export interface RecallPlan {
 }
 
 /** Plans recalling `entries` with each tier's library as it is now (its drives' cartridges and positions). */
-export function planRecall(repo: Repository, entries: ColdEntry[]): RecallPlan {
+export function planRecall(repo: TapeRepo, entries: ColdEntry[]): RecallPlan {
   const byTier = new Map<string, ColdEntry[]>()
   for (const e of entries) byTier.set(e.loc.tier, [...(byTier.get(e.loc.tier) ?? []), e])
   const all: RecallOrder['order'] = []

@@ -35,13 +35,18 @@ export interface RestoreOptions {
 
 /** The store keys of the units a file's extents (fileBlock, count, gen, streamBlock)* read within its size. */
 function unitsOf(repo: Repository, flat: number[], sizeBytes: number): string[] {
+  return unitKeysOf(flat, sizeBytes, (gen) => repo.manifest(gen).unitBlocks)
+}
+
+/** The same for either format: `unitBlocks(s)` of stream s (unit keys are `gens/S/unit-U` in both). */
+export function unitKeysOf(flat: number[], sizeBytes: number, unitBlocks: (stream: number) => number): string[] {
   const blocks = Math.ceil(sizeBytes / BLOCK_BYTES)
   const out = new Set<string>()
   for (let j = 0; j < flat.length; j += 4) {
     const [fileBlock, count, gen, streamBlock] = [flat[j]!, flat[j + 1]!, flat[j + 2]!, flat[j + 3]!]
     if (gen === 0 || fileBlock >= blocks) continue
     const n = Math.min(count, blocks - fileBlock)
-    const ub = repo.manifest(gen).unitBlocks
+    const ub = unitBlocks(gen)
     for (let u = Math.floor(streamBlock / ub); u * ub < streamBlock + n; u++) out.add(keys.unit(gen, u))
   }
   return [...out]

@@ -14,12 +14,11 @@ import { TieredStore, type ReadPolicy } from '../store/tiered.js'
 import type { EngineOptions } from '../tape/engine.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
 import { BfsError } from './errors.js'
-import type { Repository } from './repository.js'
 import { RepoTapeCatalog, TAPE_PREFIX } from './tapecat.js'
-import { readTier, tapeToBfs } from './tiers.js'
+import { readTier, tapeToBfs, type TapeRepo } from './tiers.js'
 
 /** Where a repository's disk buffer cache lives: REPO/cache (see tape.md for why, and how to put it elsewhere). */
-export function cacheDir(repo: Repository): string {
+export function cacheDir(repo: TapeRepo): string {
   return repo.store.localDir(keys.cache)
 }
 
@@ -37,7 +36,7 @@ export interface DataStoreOptions {
   /** 'local': engine options. */
   engine?: EngineOptions
   /** 'service': how a client reaches and starts the service (recall/client.ts). */
-  service?: (repo: Repository, catalog: RepoTapeCatalog, cache: BufferCache) => ColdSource
+  service?: (repo: TapeRepo, catalog: RepoTapeCatalog, cache: BufferCache) => ColdSource
   /** How reads of units on tape behave (the mount's --offline and recall deadline). */
   policy?: ReadPolicy
 }
@@ -53,7 +52,7 @@ export interface RepoDataStore {
 }
 
 /** Whether any unit was ever migrated (a tape catalog record exists). */
-export function hasTapeCatalog(repo: Repository): boolean {
+export function hasTapeCatalog(repo: TapeRepo): boolean {
   return repo.store.sync.listSync(TAPE_PREFIX).some((k) => /\/rec-\d{8,}$/.test(k))
 }
 
@@ -62,11 +61,11 @@ export function hasTapeCatalog(repo: Repository): boolean {
  * migrated already, or a tape tier is configured (a `bfs migrate` may free units on disk
  * while a mount started before it still serves them).
  */
-export function mayReachTape(repo: Repository): boolean {
+export function mayReachTape(repo: TapeRepo): boolean {
   return hasTapeCatalog(repo) || repo.store.sync.listSync('tiers').length > 0
 }
 
-export function openDataStore(repo: Repository, o: DataStoreOptions = {}): RepoDataStore {
+export function openDataStore(repo: TapeRepo, o: DataStoreOptions = {}): RepoDataStore {
   const disk = repo.store
   // through the recall service, a configured tier is enough: the catalog is read again on a miss
   if (!((o.recall ?? 'service') === 'service' ? mayReachTape(repo) : hasTapeCatalog(repo))) return { store: disk, tiered: null, catalog: null, tapes: [], close: async () => undefined }

@@ -208,3 +208,19 @@ export function readRecord(file: Buffer, what: string): TapeCatRecord {
 export function sha256Hex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex')
 }
+
+/**
+ * The keys the tape catalog of the repository in `store` knows (units on tape, with or
+ * without a disk copy); empty, without reading anything more than a listing, when it has no
+ * records. Format 2's prune, compact and verify leave these units alone (format.md §2.18).
+ */
+export function tapeKeys(store: Store): Set<string> {
+  let recs: string[]
+  try {
+    recs = syncOf(store).listSync(TAPE_PREFIX)
+  } catch {
+    return new Set()
+  }
+  if (!recs.some((k) => /\/rec-\d{8,}$/.test(k))) return new Set()
+  return new Set([...new RepoTapeCatalog(store).all()].map((e) => e.key))
+}

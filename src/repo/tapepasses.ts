@@ -8,7 +8,7 @@
  */
 import { BfsError } from './errors.js'
 import { planRecall, recallPasses } from './recallplan.js'
-import type { Repository } from './repository.js'
+import type { TapeRepo } from './tiers.js'
 import type { ColdEntry } from '../store/tape.js'
 import type { TieredStore } from '../store/tiered.js'
 
@@ -30,7 +30,7 @@ export interface TapePlan {
  * `passBytes` (default: the buffer cache's limit). Keys the catalog does not know are left
  * to the readers (which report them missing).
  */
-export function planTapePasses(repo: Repository, tiered: TieredStore, keys: Iterable<string>, passBytes?: number): TapePlan {
+export function planTapePasses(repo: TapeRepo, tiered: TieredStore, keys: Iterable<string>, passBytes?: number): TapePlan {
   const cold = tiered.cold
   const entries: ColdEntry[] = []
   const seen = new Set<string>()

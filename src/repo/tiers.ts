@@ -1,10 +1,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { envelopeFor, type Repository } from './repository.js'
+import { envelopeFor } from './repository.js'
 import { decodeEnvelope } from '../format/envelope.js'
 import { FormatError } from '../format/errors.js'
 import { BfsError } from './errors.js'
 import { syncOf, type SyncStore } from '../store/store.js'
+import type { DiskStore } from '../store/disk.js'
 import { TapeError } from '../tape/device.js'
 import { modelByName, MODELS } from '../tape/model.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
@@ -24,10 +25,20 @@ export interface Tier {
   created: string
 }
 
+/**
+ * What the tape tier needs of a repository, of either format: where it is and its disk store
+ * (tiers, the tape catalog and the buffer cache are files of a disk repository). A format 1
+ * Repository is one; a format 2 repository gives one with v2/tape2.ts tapeRepoOf.
+ */
+export interface TapeRepo {
+  readonly dir: string
+  readonly store: DiskStore
+}
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const tierKey = (name: string): string => `tiers/${name}`
 /** Tier files are read and written through the store's synchronous face. */
-const meta = (repo: Repository): SyncStore => syncOf(repo.store)
+const meta = (repo: TapeRepo): SyncStore => syncOf(repo.store)
 
 /** A TapeError as the CLI reports it. */
 export function tapeToBfs(err: unknown): unknown {
@@ -47,7 +58,7 @@ function checkName(name: string): void {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid tier name (letters, digits, . _ -)`)
 }
 
-export function readTier(repo: Repository, name: string): Tier {
+export function readTier(repo: TapeRepo, name: string): Tier {
   checkName(name)
   let file: Buffer
   try {
@@ -64,7 +75,7 @@ export function readTier(repo: Repository, name: string): Tier {
   }
 }
 
-export function listTiers(repo: Repository): Tier[] {
+export function listTiers(repo: TapeRepo): Tier[] {
   return meta(repo)
     .listSync('tiers')
     .map((k) => path.basename(k))
@@ -86,7 +97,7 @@ export interface AddVtlOptions {
  * between the two leaves a library no tier names; `bfs tier add` then refuses its
  * directory, which can be removed by hand.
  */
-export function addVtlTier(repo: Repository, name: string, o: AddVtlOptions): { tier: Tier; library: VirtualTapeLibrary } {
+export function addVtlTier(repo: TapeRepo, name: string, o: AddVtlOptions): { tier: Tier; library: VirtualTapeLibrary } {
   checkName(name)
   if (meta(repo).hasSync(tierKey(name))) throw new BfsError('EXISTS', `tier '${name}' already exists in ${repo.dir}`)
   const model = modelByName(o.model)
@@ -111,7 +122,7 @@ export function addVtlTier(repo: Repository, name: string, o: AddVtlOptions): { 
 }
 
 /** Opens a tier's library. */
-export function openTier(repo: Repository, name: string): { tier: Tier; library: VirtualTapeLibrary } {
+export function openTier(repo: TapeRepo, name: string): { tier: Tier; library: VirtualTapeLibrary } {
   const tier = readTier(repo, name)
   try {
     return { tier, library: VirtualTapeLibrary.open(tier.dir) }

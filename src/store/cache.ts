@@ -587,6 +587,12 @@ export interface ColdSource {
   unpin(keys: string[] | null, holder: string): void
   /** Writes go here, when the source takes them (the tape store in one process). */
   readonly writer: Store | null
+  /**
+   * The cache is owned by another process (the recall service), which may evict an entry this
+   * process has just seen there: a pinned fetch then asks the source even for a cached key
+   * (the service pins it and answers at once, or recalls it if it went meanwhile).
+   */
+  readonly sharedCache?: boolean
 }
 
 /** Where a cold blob is now. */
@@ -701,7 +707,7 @@ export class CacheStore implements Store {
       if (running) {
         out.set(key, running)
         if (!o.ahead && this.aheadKeys.delete(key)) promote.push(key)
-      } else if (this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
+      } else if (!(o.pin && this.source.sharedCache) && this.cache.has(key, e.sizeBytes)) out.set(key, Promise.resolve())
       else want.push(e)
     }
     if (want.length) {

@@ -134,7 +134,7 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
   return {
     pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES, openPacks: MOUNT_OPEN_PACKS }),
     reader: new BlockReader({
-      store: repo.store,
+      store: repo.data, // (the tiered store when units are on tape: format.md §2.18)
       source: new StreamSource2(repo),
       hashAlg: repo.config.hashAlg,
       cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,

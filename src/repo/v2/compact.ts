@@ -16,6 +16,7 @@ import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '.
 import { FrameCompressor, FrameDecompressor, decompressFrame } from '../../codec/zstd.js'
 import { FormatError } from '../../format/errors.js'
 import { keys2, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
+import { tapeKeys } from '../tapecat.js'
 import type { RunRecord } from '../../format/v2/records.js'
 import { type DeadRange, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
 import type { SeekEntry } from '../../format/unit.js'
@@ -65,6 +66,8 @@ export function surveyCompact(repo: Repo2, o: { level: number; minAgeMs: number;
   const now = (o.now ?? new Date()).getTime()
   const runs = new Map<number, RunRecord>(repo.runs().map((r) => [r.run, r]))
   const sv: CompactSurvey = { todo: [], done: { units: 0, bytes: 0, rawBytes: 0 }, young: { units: 0, bytes: 0 }, leftAlone: [], unreadable: [] }
+  // units the tape catalog knows stay as the catalog describes them (format.md §2.18)
+  const onTape = tapeKeys(repo.store)
   for (const name of repo.sync.listSync(keys2.gens).map(nameOf)) {
     if (!RUN_RE.test(name)) continue
     const run = Number(name)
@@ -88,6 +91,7 @@ export function surveyCompact(repo: Repo2, o: { level: number; minAgeMs: number;
       .sort((a, b) => a - b)
     for (const u of units) {
       const key = keys2.unit(run, u)
+      if (onTape.has(key)) continue
       let head: Buffer
       let bytes: number
       try {

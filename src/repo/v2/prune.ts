@@ -30,6 +30,7 @@ import { pieceReader, readPieceRef } from '../../format/v2/common.js'
 import { type Entry2, FileType } from '../../format/v2/dir.js'
 import { FormatError } from '../../format/errors.js'
 import { keys2, PACK_RE, RETIRED_RE, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
+import { tapeKeys } from '../tapecat.js'
 import {
   type LeaseRecord, type ManifestV2, type PrunePlan, type RunRecord, MAX_CLOCK_SKEW_MS,
   decodeManifestV2, encodePrunePlan, pinName,
@@ -428,6 +429,10 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
 /** Step 4: what goes; with `maxUnusedPct` < 100, which partly used units step 7 rewrites. */
 export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEFAULT_MAX_UNUSED_PCT): Decision {
   const byRun = new Map(sv.runs.map((r) => [r.run, r]))
+  // units the tape catalog knows: never deleted or rewritten here, and they keep their stream's records (format.md §2.18)
+  const onTape = tapeKeys(repo.store)
+  const tapePerRun = new Map<string, number>()
+  for (const k of onTape) tapePerRun.set(k.slice(0, k.lastIndexOf('/')), (tapePerRun.get(k.slice(0, k.lastIndexOf('/'))) ?? 0) + 1)
   const committedRuns = new Set(sv.committed.map((m) => m.id))
   const d: Decision = {
     plan: {
@@ -494,9 +499,11 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
     const unitFiles = new Map<number, number>()
     for (const f of files) {
       const m = UNIT2_RE.exec(f)
-      if (m) unitFiles.set(Number(m[1]), size(keys2.unit(run, Number(m[1]))))
+      if (m && !onTape.has(keys2.unit(run, Number(m[1])))) unitFiles.set(Number(m[1]), size(keys2.unit(run, Number(m[1]))))
     }
-    let unitsLeft = unitFiles.size
+    const tapeHere = tapePerRun.get(keys2.genDir(run)) ?? 0
+    d.units.kept += tapeHere
+    let unitsLeft = unitFiles.size + tapeHere
     if (files.includes('stream')) {
       let geometry: { unitBlocks: number; streamBlocks: number; units: number } | null = marks.streams.get(run) ?? null
       if (!geometry) {

@@ -21,6 +21,7 @@ import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
 import { TreeReader } from '../../pieces/tree-reader.js'
 import { BfsError } from '../errors.js'
 import { eachBytes } from '../read.js'
+import { unitKeysOf } from '../restore.js'
 import { type Repo2, payloadOf } from './repo2.js'
 
 /** Stream geometry and hashes of format 2 streams, from their stream records (read once each, immutable). */
@@ -99,21 +100,31 @@ export class GenReader2 {
 
   /** A file entry opened for the block reader (its map resolved into extents). */
   async open(e: Entry2, p: string): Promise<OpenFile> {
-    let ext
+    const ext = await this.extentsOf(e, p)
+    const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
+    this.blocks ??= new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    return this.blocks.file(v1, e.size)
+  }
+
+  /** The store keys of the units a file entry's data is in (the tape tier's recalls). */
+  async unitKeys(e: Entry2, p: string): Promise<string[]> {
+    const ext = await this.extentsOf(e, p)
+    return unitKeysOf(ext.flatMap((x) => [x.fileBlock, x.count, x.stream, x.streamBlock]), e.size, (s) => this.repo.stream(s).unitBlocks)
+  }
+
+  /** A file entry's map resolved into extents; damage as the one line of `genN:p`. */
+  private async extentsOf(e: Entry2, p: string): Promise<Extent[]> {
     try {
-      ext = await this.maps.extents(e)
+      return await this.maps.extents(e)
     } catch (err) {
       throw this.damage(err, p)
     }
-    const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
-    this.blocks ??= new BlockReader({ store: this.repo.store, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
-    return this.blocks.file(v1, e.size)
   }
 
   /** The bytes of `sizeBytes` read through `extents` (file blocks from 0; stream 0 and gaps read as zeros): a BI log image (verify). */
   async readExtents(extents: readonly Extent[], sizeBytes: number): Promise<Buffer> {
     const v1: V1Extent[] = extents.filter((x) => x.stream !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
-    this.blocks ??= new BlockReader({ store: this.repo.store, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    this.blocks ??= new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
     const out = Buffer.alloc(sizeBytes)
     let pos = 0
     this.each(this.blocks.file(v1, sizeBytes), (data, offset, bytes) => {

@@ -20,6 +20,7 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
+import type { TapeRepo } from '../tiers.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
 export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
@@ -31,6 +32,14 @@ export function payloadOf(kind: Envelope2Kind, file: Buffer, what: string): Buff
   const env = decodeEnvelope2(kind, file, what)
   if (env.flags !== 0) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: compressed or encrypted ${kind} envelopes are not read by this bfs yet`)
   return env.stored
+}
+
+/** A format 2 repository as the tape tier's modules take it (a disk repository only). */
+export function tapeRepoOf(repo: Repo2): TapeRepo & { config: { repoId: string } } {
+  if (isS3Url(repo.dir)) throw new BfsError('BAD_INPUT', `${repo.dir} is on S3: a tape tier needs a repository on local disk`)
+  // (a test layer may wrap the store: the tier's files are the directory's either way)
+  const store = repo.store instanceof DiskStore ? repo.store : DiskStore.open(repo.dir)
+  return { dir: repo.dir, store, config: repo.config }
 }
 
 export class Repo2 {
@@ -46,6 +55,21 @@ export class Repo2 {
 
   get sync(): SyncStore {
     return syncOf(this.store)
+  }
+
+  private dataStore: Store | null = null
+
+  /**
+   * The store units are read from: the repository's store, or — with units on tape — the
+   * tiered store a reading command made its readers' (useData; format.md §2.18).
+   */
+  get data(): Store {
+    return this.dataStore ?? this.store
+  }
+
+  /** Makes `s` the store every reader of units made from now on reads through (null: the repository's own). */
+  useData(s: Store | null): void {
+    this.dataStore = s
   }
 
   /**

@@ -12,7 +12,9 @@ import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
 import { FormatError } from '../../format/errors.js'
 import { BfsError } from '../errors.js'
 import { WorkerReaders } from '../readers.js'
-import type { RestoreSet } from '../restore.js'
+import { unitKeysOf, type RestoreSet } from '../restore.js'
+import { planTapePasses } from '../tapepasses.js'
+import { tapeRepoOf } from './repo2.js'
 import { type GenReader2, StreamSource2 } from './read2.js'
 
 /** A format 2 entry carried as a format 1 catalog entry (the map kept for the data phase). */
@@ -115,6 +117,9 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
       return flat
     },
     readers: (pool) =>
-      new WorkerReaders({ dir: r.repo.dir, store: r.repo.store, hashAlg: r.repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool),
+      new WorkerReaders({ dir: r.repo.dir, store: r.repo.data, hashAlg: r.repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool),
+    // units on tape (the tiered store is r.repo.data): format 1's planning, in tape order
+    unitsOf: (flat, size) => unitKeysOf(flat, size, (s) => r.repo.stream(s).unitBlocks),
+    planTape: (tiered, units, passBytes) => planTapePasses(tapeRepoOf(r.repo), tiered, units, passBytes),
   }
 }

@@ -368,6 +368,8 @@ export class RecallClient {
 /** The repository's tape catalog and its recall service as the ColdSource of a CacheStore (in a client process). */
 export class ServiceSource implements ColdSource {
   readonly writer = null
+  /** The service owns the cache and evicts (a pinned fetch of a cached key asks it: CacheStore.fetch). */
+  readonly sharedCache = true
 
   constructor(
     private readonly catalog: TapeCatalog,
