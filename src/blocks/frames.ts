@@ -162,7 +162,6 @@ export class FrameCache {
     }
   }
 
-  /** Decompresses and checks one frame into a (recycled) buffer and caches it. */
   /**
    * Units met with dead ranges (format 2: blocks a prune zeroed, §2.9), by `gen:unit`: a read
    * of such a block is refused (BlockReader) rather than served as the zeros now stored there
@@ -170,6 +169,7 @@ export class FrameCache {
    */
   readonly deadUnits = new Map<string, ReadonlyArray<{ start: number; blocks: number }>>()
 
+  /** Decompresses and checks one frame into a (recycled) buffer and caches it. */
   private decode(u: UnitInfo, frame: number, comp: Buffer): Buffer {
     if (u.table.dead) this.deadUnits.set(`${u.gen}:${u.unit}`, u.table.dead)
     const e = u.table.entries[frame]!
