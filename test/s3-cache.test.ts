@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { S3Store } from '../src/store/s3.js'
-import { CHUNK, ObjectCache, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
+import { CHUNK, FILL_CHUNK, ObjectCache, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
 import { bfs, diffTree, makeTree, sh, tmpdir } from './helpers.js'
 
 const ENDPOINT = process.env.S3_ENDPOINT
@@ -219,5 +219,56 @@ if (!ENDPOINT) {
         s.close()
       }
     }, 60_000)
+
+    it('store level: a fill waits while reads need GETs (a cold read is one GET, not one behind a fill); it starts once reads pause, or after its longest wait', async () => {
+      // the fill thread (a new worker of this process) logs its GETs; this thread's were set up without a log
+      Object.assign(process.env, env, { BFS_S3_LOG: log })
+      const gens = (await store().list('gens')).sort()
+      const keys = (await store().list(gens[gens.length - 1]!)).filter((k) => /unit-/.test(k))
+      let large: string | undefined
+      for (const k of keys) if ((await store().stat(k)).sizeBytes > SMALL_OBJECT) large = k
+      const whole = await store().get(large!)
+      const mid = { offset: Math.floor(whole.length / 2), length: 4096 }
+      const fillGets = (lines: string[]): string[] => lines.filter((l) => l.startsWith(`GetObject ${large} bytes=0-${FILL_CHUNK - 1} `))
+      const kept = (dir: string): boolean => fs.existsSync(path.join(dir, 'data', large!))
+      const until = async (ok: () => boolean): Promise<void> => {
+        for (let i = 0; i < 600 && !ok(); i++) await new Promise((r) => setTimeout(r, 100))
+      }
+      for (const pace of [{ idleMs: 60_000, deferMs: 60_000 }, { idleMs: 100, deferMs: 60_000 }, { idleMs: 60_000, deferMs: 300 }]) {
+        const dir = newCache()
+        const s = new S3CachedStore(S3Store.fromUrl(repo, { spoolDir: spool }), dir, () => ObjectCache.open(dir), pace)
+        try {
+          requests()
+          const b = await s.open(large!)
+          expect((await b.read(mid)).equals(whole.subarray(mid.offset, mid.offset + mid.length))).toBe(true)
+          expect(s.fillState.queued + s.fillState.running).toBe(1)
+          if (pace.idleMs === 60_000 && pace.deferMs === 60_000) {
+            // reads going on: each is one ranged GET, the fill stays queued
+            for (const off of [0, 1 << 20, 2 << 20, whole.length - 8192]) {
+              expect((await b.read({ offset: off, length: 8192 })).equals(whole.subarray(off, off + 8192))).toBe(true)
+            }
+            expect(s.fillState).toEqual({ running: 0, queued: 1 })
+            expect(fillGets(requests())).toEqual([])
+            expect(b.localFd).toBeUndefined()
+            // settle() starts it
+            await s.settle()
+            expect(kept(dir)).toBe(true)
+            expect(fillGets(requests()).length).toBe(1)
+          } else {
+            // idle for idleMs, or deferMs waited: the fill starts by itself, by FILL_CHUNK ranges
+            await until(() => kept(dir))
+            expect(kept(dir)).toBe(true)
+            await s.settle()
+            expect(fillGets(requests()).length).toBe(1)
+          }
+          expect(b.localFd).toBeTypeOf('number')
+          expect((await b.read(mid)).equals(whole.subarray(mid.offset, mid.offset + mid.length))).toBe(true)
+          await b.close()
+        } finally {
+          s.close()
+        }
+      }
+      delete process.env.BFS_S3_LOG
+    }, 120_000)
   })
 }

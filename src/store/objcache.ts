@@ -57,6 +57,43 @@ export const CHUNK = SMALL_OBJECT
 const RESCAN_MS = 60_000
 /** Range GETs in flight per object being filled. */
 export const FILL_PARALLEL = 4
+/**
+ * A mount's fills give way to its reads (a cold read must cost about one GET, not one GET
+ * behind megabytes of fills): a fill waits until no read has needed a GET for FILL_IDLE_MS…
+ */
+export const FILL_IDLE_MS = 50
+/** …or until it has waited FILL_DEFER_MS (a reader that never pauses still gets its objects kept). */
+export const FILL_DEFER_MS = 1000
+/** Range size of a mount's fills: before each range a running fill waits while reads are waiting for GETs… */
+export const FILL_CHUNK = 1 << 20
+/** …for at most FILL_PAUSE_MS per range. */
+export const FILL_PAUSE_MS = 250
+
+/** A clock shared by threads in an Int32 (ms, wrapping every 24 days: a wrapped difference counts as long ago). */
+export const msNow = (): number => Date.now() & 0x7fffffff
+
+/**
+ * What a fill thread does before each range GET and before hashing what it got: waits while
+ * reads of its mount wait for a GET (`busy[0]`, shared) or one ended less than FILL_IDLE_MS
+ * ago (`busy[1]`, msNow(): the read still decodes and answers), for at most FILL_PAUSE_MS.
+ */
+export async function giveWay(busy: Int32Array, maxMs = FILL_PAUSE_MS): Promise<void> {
+  const until = Date.now() + maxMs
+  for (;;) {
+    const v = Atomics.load(busy, 0)
+    const left = until - Date.now()
+    if (left <= 0) return
+    const since = msNow() - Atomics.load(busy, 1)
+    const quietIn = since >= 0 && since < FILL_IDLE_MS ? FILL_IDLE_MS - since : 0
+    if (v <= 0 && quietIn === 0) return
+    if (v <= 0) {
+      await new Promise((r) => setTimeout(r, Math.min(left, quietIn)))
+      continue
+    }
+    const w = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, t: number): { async: boolean; value: Promise<string> | string } }).waitAsync(busy, 0, v, left)
+    if (w.async) await w.value
+  }
+}
 
 /**
  * The cache directory of a repository at `loc`: under `base` (--cache-dir), else
@@ -85,9 +122,10 @@ export interface Fetched {
 /**
  * The whole object: ≤ SMALL_OBJECT (or `known` says so) one GET; else a first range that
  * gives size and ETag (unless known), then the rest by CHUNK ranges, FILL_PARALLEL at a time,
- * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK).
+ * each If-Match. `onChunk` sees each range as it arrives (offsets are i·CHUNK); `gate` is
+ * awaited before each range GET (a mount's fill giving way to its reads).
  */
-export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter, chunkBytes = CHUNK): Promise<Fetched> {
+export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: number; etag: string }, onChunk?: (i: number, b: Buffer) => void, limit?: Limiter, chunkBytes = CHUNK, gate?: () => Promise<void>): Promise<Fetched> {
   const CHUNK = chunkBytes
   let sizeBytes: number
   let etag: string
@@ -113,6 +151,7 @@ export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: 
       let b: Buffer
       if (length === 0) b = Buffer.alloc(0)
       else {
+        await gate?.()
         await limit?.acquire()
         try {
           b = await s3.getRange(key, { offset, length }, etag || undefined)
@@ -167,6 +206,22 @@ export function checkFetched(where: string, key: string, f: Fetched): string {
   return sha.digest('hex')
 }
 
+/** Piece size of an entry's hash: one read and one hash update each (about 1 ms of SHA-256 per MiB here). */
+export const HASH_PIECE = 1 << 20
+
+/** SHA-256 of the first `size` bytes of `fd`, read by HASH_PIECE asynchronously: the event loop turns between pieces. */
+export async function hashFd(fd: number, size: number): Promise<string> {
+  const h = createHash('sha256')
+  const buf = Buffer.allocUnsafe(Math.min(HASH_PIECE, Math.max(1, size)))
+  for (let off = 0; off < size; ) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, Math.min(buf.length, size - off), off, (err, got) => (err ? reject(err) : resolve(got))))
+    if (n <= 0) break
+    h.update(buf.subarray(0, n))
+    off += n
+  }
+  return h.digest('hex')
+}
+
 /** What a cache did in this process (tests, the bench). */
 export interface ObjectCacheCounters {
   hits: number
@@ -178,6 +233,8 @@ export interface ObjectCacheCounters {
 export class ObjectCache {
   /** Entries whose bytes this process hashed and found right: key → ino:size:mtime. */
   private readonly verified = new Map<string, string>()
+  /** Hashes in progress on the async face: key NUL signature → SHA-256 hex. */
+  private readonly checking = new Map<string, Promise<string>>()
   readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0 }
   private rescanned = Date.now()
 
@@ -226,48 +283,109 @@ export class ObjectCache {
   }
 
   /**
-   * The entry of `key`, verified (SHA-256 against its meta record, once per process and file
-   * version), or null: none, or a bad one (removed, and said once).
+   * The entry of `key` and what checking it takes: null (none, or no good record: written by a
+   * process that died between the two, or its record lost — fetched again), or the reader, its
+   * record and its signature (ino:size:mtime), `verified` if this process hashed that version.
    */
-  entrySync(key: string): (BlobReader & SyncBlobReader) | null {
+  private candidate(key: string): { b: BlobReader & SyncBlobReader; m: Meta; sig: string; verified: boolean } | null {
     const b = this.cache.openEntrySync(key) as (BlobReader & SyncBlobReader) | null
     if (!b) return null
     const m = this.readMeta(key)
-    if (!m || m.size !== b.sizeBytes) {
-      // written by a process that died between the two, or its record lost: fetched again
+    const fd = b.localFd
+    const st = !m || m.size !== b.sizeBytes || fd === undefined ? null : fs.fstatSync(fd)
+    if (!m || !st) {
       b.closeSync()
       return null
     }
-    const fd = b.localFd
-    const st = fd === undefined ? null : fs.fstatSync(fd)
-    const sig = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : ''
-    if (!st || this.verified.get(key) !== sig) {
-      const h = createHash('sha256')
-      const buf = Buffer.allocUnsafe(1 << 20)
-      for (let off = 0; off < b.sizeBytes; ) {
-        const n = fs.readSync(fd!, buf, 0, Math.min(buf.length, b.sizeBytes - off), off)
-        if (n <= 0) break
-        h.update(buf.subarray(0, n))
-        off += n
+    const sig = `${st.ino}:${st.size}:${st.mtimeMs}`
+    return { b, m, sig, verified: this.verified.get(key) === sig }
+  }
+
+  /** The end of a check: a match is served (and remembered); a mismatch is removed and said. */
+  private settled(key: string, c: { b: BlobReader & SyncBlobReader; m: Meta; sig: string }, digest: string): (BlobReader & SyncBlobReader) | null {
+    if (digest !== c.m.sha256) {
+      c.b.closeSync()
+      const st = fs.statSync(this.cache.file(key), { throwIfNoEntry: false })
+      // removed, or replaced by a new fill, while it was hashed: not this one's to remove
+      if (!st || `${st.ino}:${st.size}:${st.mtimeMs}` !== c.sig) return null
+      this.counters.corrupt++
+      this.warn(`${this.cache.file(key)}: cache entry does not match its SHA-256 (corrupt on local disk); removed, fetching it again`)
+      this.verified.delete(key)
+      try {
+        fs.rmSync(this.cache.file(key), { force: true })
+      } catch {
+        // another process removed it
       }
-      if (h.digest('hex') !== m.sha256) {
-        b.closeSync()
-        this.counters.corrupt++
-        this.warn(`${this.cache.file(key)}: cache entry does not match its SHA-256 (corrupt on local disk); removed, fetching it again`)
-        this.verified.delete(key)
-        try {
-          fs.rmSync(this.cache.file(key), { force: true })
-        } catch {
-          // another process removed it
-        }
-        this.dropMeta(key)
-        return null
-      }
-      this.verified.set(key, sig)
+      this.dropMeta(key)
+      return null
     }
+    this.verified.set(key, c.sig)
+    return this.served(key, c.b)
+  }
+
+  private served(key: string, b: BlobReader & SyncBlobReader): BlobReader & SyncBlobReader {
     this.counters.hits++
     this.cache.touch(key)
     return b
+  }
+
+  /**
+   * The entry of `key`, verified (SHA-256 against its meta record, once per process and file
+   * version), or null: none, or a bad one (removed, and said once). Synchronous: the hash of
+   * an entry not verified yet blocks the caller (the sync face: cat, restore, verify; a mount
+   * uses entry()).
+   */
+  entrySync(key: string): (BlobReader & SyncBlobReader) | null {
+    const c = this.candidate(key)
+    if (!c) return null
+    if (c.verified) return this.served(key, c.b)
+    const h = createHash('sha256')
+    const buf = Buffer.allocUnsafe(HASH_PIECE)
+    const fd = c.b.localFd!
+    for (let off = 0; off < c.b.sizeBytes; ) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, c.b.sizeBytes - off), off)
+      if (n <= 0) break
+      h.update(buf.subarray(0, n))
+      off += n
+    }
+    return this.settled(key, c, h.digest('hex'))
+  }
+
+  /**
+   * entrySync() for an event loop that must not block (a mount): an entry not verified yet in
+   * this process is read and hashed by HASH_PIECE, each piece read asynchronously (the
+   * threadpool) and hashed in one short turn, before it is served: a corrupt entry is still
+   * removed and fetched again, never served. One check per entry version at a time.
+   */
+  async entry(key: string): Promise<(BlobReader & SyncBlobReader) | null> {
+    const c = this.candidate(key)
+    if (!c) return null
+    if (c.verified) return this.served(key, c.b)
+    const k = `${key}\0${c.sig}`
+    let p = this.checking.get(k)
+    if (!p) {
+      p = hashFd(c.b.localFd!, c.b.sizeBytes).finally(() => this.checking.delete(k))
+      this.checking.set(k, p)
+    }
+    let digest: string
+    try {
+      digest = await p
+    } catch (err) {
+      c.b.closeSync()
+      throw err
+    }
+    // another check of this version may have settled it meanwhile (a corrupt one is removed and said once: settled() finds it gone)
+    if (this.verified.get(key) === c.sig) return this.served(key, c.b)
+    return this.settled(key, c, digest)
+  }
+
+  /** The entry of `key` if this process has verified its version already, else null: never hashes (a poll on a mount's event loop). */
+  entryVerified(key: string): (BlobReader & SyncBlobReader) | null {
+    const c = this.candidate(key)
+    if (!c) return null
+    if (c.verified) return this.served(key, c.b)
+    c.b.closeSync()
+    return null
   }
 
   /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
@@ -337,10 +455,11 @@ class FillThread {
   private next = 1
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
 
-  constructor(desc: unknown) {
+  /** `busy`: the reads waiting for a GET in this process (shared): the thread's fills give way to them. */
+  constructor(desc: unknown, busy: Int32Array) {
     const { port1, port2 } = new MessageChannel()
     this.port = port1
-    this.worker = new Worker(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)) }, transferList: [port2] })
+    this.worker = new Worker(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)), busy }, transferList: [port2] })
     this.worker.unref()
     this.port.on('message', (m: { id?: number; r?: unknown; e?: { code: string; key: string; message: string } }) => {
       const p = m.id === undefined ? undefined : this.pending.get(m.id)
@@ -363,7 +482,7 @@ class FillThread {
     return new Promise<unknown>((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
       this.port.ref()
-      this.port.postMessage({ op: 'fill', key, args: [dir, known], id })
+      this.port.postMessage({ op: 'fill', key, args: [dir, known, FILL_CHUNK], id })
     }) as Promise<string>
   }
 
@@ -378,6 +497,8 @@ class FillingBlob implements BlobReader {
   private entry: (BlobReader & SyncBlobReader) | null = null
   private closed = false
   private fill: Fill | null = null
+  /** An async check of the entry the fill kept, when it was not trusted at once. */
+  private checking: Promise<void> | null = null
   constructor(
     private readonly s: S3CachedStore,
     readonly key: string,
@@ -390,8 +511,17 @@ class FillingBlob implements BlobReader {
   ) {}
 
   private poll(): void {
-    if (this.entry || !this.fill?.done || this.closed) return
-    this.entry = this.s.objects.entrySync(this.key)
+    if (this.entry || !this.fill?.done || this.closed || this.checking) return
+    // the fill thread hashed what it wrote: served at once; else (its file changed since) checked without blocking
+    this.entry = this.s.objects.entryVerified(this.key)
+    if (this.entry) return
+    this.checking = this.s.objects.entry(this.key).then(
+      (e) => {
+        if (this.closed) void e?.close()
+        else this.entry = e
+      },
+      () => undefined,
+    )
   }
 
   get localFd(): number | undefined {
@@ -418,7 +548,7 @@ class FillingBlob implements BlobReader {
     const out = into ?? Buffer.allocUnsafe(r.length)
     let b: Buffer
     try {
-      b = await this.s.inner.getRange(this.key, r, this.etag || undefined)
+      b = await this.s.foreground(() => this.s.inner.getRange(this.key, r, this.etag || undefined))
     } finally {
       // the fill starts once the first read that needed a GET has its answer: that read goes first
       if (!this.fill && this.begin && !this.closed) this.fill = this.begin()
@@ -505,6 +635,12 @@ class CachedSyncFace implements SyncStore {
  */
 export class S3CachedStore implements Store {
   private readonly fills = new Map<string, Fill>()
+  /** Fills asked for and not started yet (FILL_IDLE_MS, FILL_DEFER_MS), in the order asked. */
+  private readonly queued = new Map<string, { since: number; go(): void }>()
+  private timer: NodeJS.Timeout | null = null
+  /** Reads (and cold opens) waiting for a GET now, and when the last one ended (msNow()), shared with the fill thread; the same as performance.now(). */
+  private readonly busy = new Int32Array(new SharedArrayBuffer(8))
+  private lastRead = -Infinity
   private filler: FillThread | null = null
   private face: CachedSyncFace | null = null
   private oc: ObjectCache | null = null
@@ -514,7 +650,50 @@ export class S3CachedStore implements Store {
     readonly inner: S3Store,
     readonly cacheDir: string,
     private readonly openCache: () => ObjectCache = () => ObjectCache.open(cacheDir),
+    /** When fills start: after reads are idle this long, or after waiting this long at most (tests). */
+    private readonly pace: { idleMs: number; deferMs: number } = { idleMs: FILL_IDLE_MS, deferMs: FILL_DEFER_MS },
   ) {}
+
+  /** Fills started and not yet finished, and fills waiting to start (tests, the bench). */
+  get fillState(): { running: number; queued: number } {
+    return { running: this.fills.size - this.queued.size, queued: this.queued.size }
+  }
+
+  /** A GET a read waits for: fills do not start meanwhile, and running ones pause before their next range. */
+  async foreground<T>(get: () => Promise<T>): Promise<T> {
+    Atomics.add(this.busy, 0, 1)
+    try {
+      return await get()
+    } finally {
+      Atomics.store(this.busy, 1, msNow())
+      Atomics.sub(this.busy, 0, 1)
+      Atomics.notify(this.busy, 0)
+      this.lastRead = performance.now()
+      this.pump()
+    }
+  }
+
+  /** Starts the queued fills that may start now; else sets a timer for the next that may. */
+  private pump(): void {
+    if (this.timer) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+    if (this.queued.size === 0) return
+    const now = performance.now()
+    const idle = Atomics.load(this.busy, 0) === 0 && now - this.lastRead >= this.pace.idleMs
+    let next = Infinity
+    for (const [key, q] of this.queued) {
+      if (idle || now - q.since >= this.pace.deferMs) {
+        this.queued.delete(key)
+        q.go()
+      } else next = Math.min(next, q.since + this.pace.deferMs)
+    }
+    if (this.queued.size === 0) return
+    if (Atomics.load(this.busy, 0) === 0) next = Math.min(next, this.lastRead + this.pace.idleMs)
+    this.timer = setTimeout(() => this.pump(), Math.max(1, Math.ceil(next - now)))
+    this.timer.unref()
+  }
 
   get objects(): ObjectCache {
     return (this.oc ??= this.openCache())
@@ -543,6 +722,9 @@ export class S3CachedStore implements Store {
   }
 
   close(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    this.queued.clear()
     this.inner.close()
     this.filler?.close()
     this.filler = null
@@ -550,20 +732,30 @@ export class S3CachedStore implements Store {
     this.oc = null
   }
 
-  /** Fills still running in this process (a test waits for them). */
+  /** Starts every queued fill now and waits for all of them (a test; the bench). */
   async settle(): Promise<void> {
+    for (const [key, q] of this.queued) {
+      this.queued.delete(key)
+      q.go()
+    }
     await Promise.all([...this.fills.values()].map((f) => f.p.catch(() => undefined)))
   }
 
-  /** Fetches the whole object into the cache (one fill per key in this process); resolves when kept (or failed: reads go on from S3). */
+  /**
+   * Fetches the whole object into the cache (one fill per key in this process), in the fill
+   * thread, once the reads give it room (pump); resolves when kept (or failed: reads go on
+   * from S3).
+   */
   private startFill(key: string, known: { sizeBytes: number; etag: string }): Fill {
     const running = this.fills.get(key)
     if (running) return running
     const f: Fill = { done: false, p: Promise.resolve() }
+    const started = new Promise<void>((go) => this.queued.set(key, { since: performance.now(), go }))
     f.p = (async () => {
       try {
+        await started
         const objects = this.objects
-        const sig = await (this.filler ??= new FillThread(this.inner.describe())).fill(key, objects.dir, known)
+        const sig = await (this.filler ??= new FillThread(this.inner.describe(), this.busy)).fill(key, objects.dir, known)
         if (sig) {
           objects.trust(key, sig)
           objects.added()
@@ -576,19 +768,21 @@ export class S3CachedStore implements Store {
       }
     })()
     this.fills.set(key, f)
+    this.pump()
     return f
   }
 
   async open(key: string): Promise<BlobReader> {
     if (!cacheable(key)) return this.inner.open(key)
     checkKey(key)
-    const hit = this.objects.entrySync(key)
+    // checked without blocking the event loop that answers the kernel (a mount)
+    const hit = await this.objects.entry(key)
     if (hit) return hit
     // one round trip: the first and the last PEEK_BYTES at once (size and ETag come with them)
-    const tailP = this.inner.getRangeMeta(key, { suffix: PEEK_BYTES }).catch(() => null)
+    const tailP = this.foreground(() => this.inner.getRangeMeta(key, { suffix: PEEK_BYTES })).catch(() => null)
     let head
     try {
-      head = await this.inner.getRangeMeta(key, { offset: 0, length: PEEK_BYTES })
+      head = await this.foreground(() => this.inner.getRangeMeta(key, { offset: 0, length: PEEK_BYTES }))
     } catch (err) {
       // an empty object has no range to ask for (416)
       if (err instanceof StoreError && err.code === 'TRUNCATED') return this.inner.open(key)
@@ -600,7 +794,7 @@ export class S3CachedStore implements Store {
       // small: whole already
       const f: Fetched = { chunks: [head.body], ...known }
       const sig = await this.objects.put(key, f, checkFetched(this.where(key), key, f))
-      const e = sig ? this.objects.entrySync(key) : null
+      const e = sig ? await this.objects.entry(key) : null
       if (e) return e
       return new FillingBlob(this, key, known.sizeBytes, known.etag, null, [{ offset: 0, body: head.body }])
     }

@@ -1,11 +1,13 @@
 /** The S3 sync face's request thread (store/s3-sync.ts): runs one S3Store, answers one blocked caller at a time. */
 import { workerData, type MessagePort } from 'node:worker_threads'
 import { S3Store, type S3Description } from './s3.js'
-import { checkFetched, fetchWhole, FILL_PARALLEL, Limiter, ObjectCache } from './objcache.js'
+import { CHUNK, checkFetched, fetchWhole, FILL_PARALLEL, giveWay, Limiter, ObjectCache } from './objcache.js'
 import type { SyncOp } from './s3-sync.js'
 import type { ByteRange, PutOptions } from './store.js'
 
-const { desc, port, flag } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array }
+/** `busy`: a mount's fill thread only: its reads waiting for a GET, to which fills give way. */
+const { desc, port, flag, busy } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array; busy?: Int32Array }
+const gate = busy ? (): Promise<void> => giveWay(busy) : undefined
 const store = new S3Store(desc.location, desc.options)
 const caches = new Map<string, ObjectCache>()
 /** Range GETs of fills in flight in this thread (a mount's fill thread fills many objects at once). */
@@ -30,7 +32,9 @@ async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
       const dir = args[0] as string
       let oc = caches.get(dir)
       if (!oc) caches.set(dir, (oc = ObjectCache.open(dir, { owner: false })))
-      const f = await fetchWhole(store, key, (args[1] as { sizeBytes: number; etag: string } | undefined) ?? undefined, undefined, fillLimit)
+      const f = await fetchWhole(store, key, (args[1] as { sizeBytes: number; etag: string } | undefined) ?? undefined, undefined, fillLimit, (args[2] as number | undefined) ?? CHUNK, gate)
+      // hashing and writing megabytes: after the reads waiting now
+      await gate?.()
       return oc.put(key, f, checkFetched(store.where(key), key, f))
     }
     default:
