@@ -4,7 +4,9 @@
 //  1. RGW's own latency: 200 ranged GETs of 128 KiB (and of 4 KiB) at random offsets of the
 //     generation's units, one at a time, through bfs's S3 client (S3Store.getRange);
 //  2. cold: ROUNDS × (empty cache directory, fresh mount, one 4 KiB pread per unit of FILE in a
-//     random order: each the first touch of its unit — open + frame);
+//     random order: each the first touch of its unit — open + frame), back to back, or GAP_MS
+//     (environment) apart; the first pread of each mount (which waits for the opens of all
+//     the file's units) is also reported apart;
 //  3. warm: the cache filled (FILE read whole through a mount), a fresh mount, bench/pread.mjs
 //     (2,000 random 4 KiB preads) — against the same through a mount of LOCALREPO.
 // Prints JSON lines (µs). Needs AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; BFS_S3_SPOOL as for bfs.
@@ -47,6 +49,8 @@ for (const len of [128 << 10, 4096]) {
 
 // 2. cold: the first 4 KiB pread of each unit of FILE, on a fresh mount with an empty cache
 const cold = []
+const first = []
+const gapMs = Number(process.env.GAP_MS || 0)
 let cache = ''
 for (let r = 0; r < Number(roundsArg); r++) {
   cache = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-s3read-'))
@@ -63,7 +67,10 @@ for (let r = 0; r < Number(roundsArg); r++) {
       const off = u * UNIT + Math.floor(Math.random() * Math.max(1, span / 4096)) * 4096
       const t0 = process.hrtime.bigint()
       fs.readSync(fd, buf, 0, 4096, off)
-      cold.push(Number(process.hrtime.bigint() - t0) / 1000)
+      const us = Number(process.hrtime.bigint() - t0) / 1000
+      cold.push(us)
+      if (u === order[0]) first.push(us)
+      if (gapMs) await new Promise((r) => setTimeout(r, gapMs))
     }
     fs.closeSync(fd)
   } finally {
@@ -71,7 +78,8 @@ for (let r = 0; r < Number(roundsArg); r++) {
   }
   if (r + 1 < Number(roundsArg)) fs.rmSync(cache, { recursive: true, force: true })
 }
-console.log(JSON.stringify({ what: 'cold 4 KiB pread through a mount on RGW (first touch of each unit, empty cache)', load1: load(), ...stats(cold) }))
+console.log(JSON.stringify({ what: `cold 4 KiB pread through a mount on RGW (first touch of each unit, empty cache, ${gapMs ? gapMs + ' ms apart' : 'back to back'})`, load1: load(), ...stats(cold) }))
+console.log(JSON.stringify({ what: 'the same, the first pread of each mount', load1: load(), ...stats(first) }))
 
 // 3. warm: the cache filled, then pread.mjs through a fresh mount; the same on the local repository
 execFileSync(BFS, ['--repo', repo, '--cache-dir', cache, 'cat', `latest:/${file}`], { stdio: ['ignore', 'ignore', 'inherit'] })

@@ -13,16 +13,21 @@
  * against the ETag when the ETag is one (a single-part upload: every object bfs writes under
  * 64 MiB); each range of a large object is read with If-Match, so the parts are of one
  * version. The first open of an entry in a process hashes it (SHA-256) against its meta
- * record: a corrupt entry is removed and fetched again, never served. Every process may add
+ * record: a corrupt entry is removed and fetched again, never served. On the async face (a
+ * mount) that hash reads the entry by HASH_PIECE asynchronously and hashes each piece in a
+ * turn of its own (entry()): the event loop that answers the kernel is never held for a whole
+ * unit; the sync face hashes in one go (entrySync()). Every process may add
  * entries (temporary name, rename); the first to open the cache owns it (evicts, keeps the
  * limit) and counts what others added when it next rescans.
  *
  * Reads, async face (a mount): a cold open asks for the first and the last PEEK_BYTES at once
  * (no HEAD); an object that small is whole, and kept. A read the peeks do not hold is one
  * ranged GET of just what it needs (a cold read costs about one GET of a frame); after its
- * answer the whole object is filled in the background, in a thread of its own (FillThread), by
- * CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads come from the entry (the mount's
- * native path takes it over). Sync face (cat, restore, verify: readers that go on to read
+ * answer the whole object is to be filled in the background, in a thread of its own
+ * (FillThread), by FILL_CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads
+ * come from the entry (the mount's native path takes it over). Fills give way to reads: one
+ * starts once no read has waited for a GET for FILL_IDLE_MS (or after FILL_DEFER_MS), and a
+ * running one waits before each range while a read waits for a GET (giveWay). Sync face (cat, restore, verify: readers that go on to read
  * most of what they open): the open has the S3 request thread fetch the whole object, its
  * ranges in parallel, and reads the entry.
  */
