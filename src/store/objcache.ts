@@ -27,9 +27,9 @@
  * (FillThread), by FILL_CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads
  * come from the entry (the mount's native path takes it over). Fills give way to reads: one
  * starts once no read has waited for a GET for FILL_IDLE_MS (or after FILL_DEFER_MS), and a
- * running one waits before each range while a read waits for a GET (giveWay). Sync face (cat, restore, verify: readers that go on to read
- * most of what they open): the open has the S3 request thread fetch the whole object, its
- * ranges in parallel, and reads the entry.
+ * running one waits before each range while a read waits for a GET (giveWay). Sync face
+ * (cat, restore, verify: readers that go on to read most of what they open): the open has
+ * the S3 request thread fetch the whole object, its ranges in parallel, and reads the entry.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -643,7 +643,7 @@ export class S3CachedStore implements Store {
   /** Fills asked for and not started yet (FILL_IDLE_MS, FILL_DEFER_MS), in the order asked. */
   private readonly queued = new Map<string, { since: number; go(): void }>()
   private timer: NodeJS.Timeout | null = null
-  /** Reads (and cold opens) waiting for a GET now, and when the last one ended (msNow()), shared with the fill thread; the same as performance.now(). */
+  /** [reads (and cold opens) waiting for a GET now, when the last one ended (msNow())]: shared with the fill thread (giveWay). */
   private readonly busy = new Int32Array(new SharedArrayBuffer(8))
   private lastRead = -Infinity
   private filler: FillThread | null = null
