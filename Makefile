@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape bench-crash install uninstall clean
+.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape bench-crash bench-compact bench-merge install uninstall clean
 
 all: build
 
@@ -143,6 +143,17 @@ bench-tape: build
 # backup on a real format 2 repository, every generation checked after each (bench/crash.mjs).
 bench-crash: build
 	node bench/crash.mjs --points $${CRASH_POINTS:-100}
+
+# Issue 16's compaction target: `bfs compact` of the bench image while a reader preads 4 KiB
+# through a mount every 5 ms, with the same reader alone before and after (bench/compact-mount.sh;
+# the image comes from `make bench`'s corpus in BENCH_DIR).
+bench-compact: build
+	bash bench/compact-mount.sh
+
+# Issue 16's restore-after-merge target: restore of gen20 of 20 incrementals, before and after
+# `bfs merge`, against one full generation of the same tree (bench/merge-restore.sh).
+bench-merge: build
+	bash bench/merge-restore.sh
 
 # The man page and the completion scripts, generated from the command definitions
 # (bfs generate), so they are never written twice.

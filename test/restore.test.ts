@@ -522,12 +522,14 @@ describe("the workers' frame cache (restore, verify)", () => {
   // a restore after incrementals meets frames of many streams in turn: a cache of one frame
   // decompressed them again and again (2.3x the CPU of a full generation's restore;
   // native-notes/v2-backup.md "Restore after incrementals")
-  it('holds 32 MiB of frames per worker, at least 8 MiB, and 256 MiB over the pool at most', () => {
-    expect(workerReaderCacheBytes(1)).toBe(32 << 20)
-    expect(workerReaderCacheBytes(2)).toBe(32 << 20)
+  it('holds 64 MiB of frames per worker, at least 8 MiB, and 256 MiB over the pool at most', () => {
+    expect(workerReaderCacheBytes(1)).toBe(64 << 20)
+    expect(workerReaderCacheBytes(2)).toBe(64 << 20)
+    expect(workerReaderCacheBytes(4)).toBe(64 << 20)
+    expect(workerReaderCacheBytes(8)).toBe(32 << 20)
     expect(workerReaderCacheBytes(16)).toBe(16 << 20)
     expect(workerReaderCacheBytes(64)).toBe(8 << 20)
     for (let n = 1; n <= 256; n++) expect(workerReaderCacheBytes(n)).toBeGreaterThanOrEqual(8 << 20)
-    for (let n = 8; n <= 32; n++) expect(n * workerReaderCacheBytes(n)).toBeLessThanOrEqual(256 << 20)
+    for (let n = 4; n <= 32; n++) expect(n * workerReaderCacheBytes(n)).toBeLessThanOrEqual(256 << 20)
   })
 })

@@ -35,17 +35,17 @@ function originOf(repo: Repository): ReaderOrigin {
 let specs = 0
 
 /**
- * Decompressed frames each worker's reader keeps: 32 MiB (8 MiB at least; 256 MiB over the
- * whole pool at most). A restore walks the tree in order and hands files out to the workers
- * in turn, so after incrementals each worker meets, within a few files, frames of many runs'
- * streams (one per run that changed something in the directory) and comes back to each: a
- * cache of one 1 MiB frame decompressed the same frames again and again. Restore of the 20th
- * of 20 incremental generations (bench quick Linux tree, 1 % changed per generation, format 2),
- * process CPU against a single full generation: 2.3x with 1 MiB, 1.03-1.09x with 32 MiB
- * (native-notes/v2-backup.md, "Restore after incrementals").
+ * Decompressed frames each worker's reader keeps: 64 MiB (8 MiB at least; 256 MiB over the
+ * whole pool at most). A restore hands out its files in the order of their data, one lane of
+ * jobs per worker (repo/restore.ts dataOrder, repo/lanes.ts); after incrementals or a merge a
+ * lane's files also read the blocks later runs added, a few frames per run that stay in use
+ * over a long stretch of the lane, while the frames of the first run stream past. 64 MiB
+ * keeps those of 20 runs (native-notes/v2-backup.md, "Restore after incrementals"): the
+ * Linux tree's 20th of 20 generations after merge decompressed 1,630 frames for 1,496
+ * distinct (1,914 with 32 MiB, 1,601 with 128 MiB at 140 MB more RSS).
  */
 export function workerReaderCacheBytes(workers: number): number {
-  return Math.max(8 << 20, Math.min(32 << 20, Math.floor((256 << 20) / Math.max(1, workers))))
+  return Math.max(8 << 20, Math.min(64 << 20, Math.floor((256 << 20) / Math.max(1, workers))))
 }
 
 /**

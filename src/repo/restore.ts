@@ -6,6 +6,7 @@ import { EntryType, ENTRY_FLAG_LINK_FOLLOWER, type Entry } from '../format/catal
 import type { Manifest } from '../format/manifest.js'
 import { Repository } from './repository.js'
 import { WorkerPool } from './pool.js'
+import { Lanes } from './lanes.js'
 import { WorkerReaders } from './readers.js'
 import { ObjectResolver } from './resolve.js'
 import { BfsError } from './errors.js'
@@ -66,6 +67,24 @@ export interface RestoreResult {
 /** Bytes of file data per job handed to a worker: large enough to amortize, small enough to balance. */
 const JOB_BYTES = 16 << 20
 const JOB_FILES = 2000
+
+/**
+ * Files to restore by where their data starts: the generation (format 2: stream) and stream
+ * block of their first extent (flattened: fileBlock, count, gen, streamBlock, …; gen 0 is a
+ * hole), files without data first; ties keep their catalog order (Array.prototype.sort is stable).
+ */
+export function dataOrder(a: { f: { extents: number[] } }, b: { f: { extents: number[] } }): number {
+  const x = firstData(a.f.extents)
+  const y = firstData(b.f.extents)
+  if (x < 0 || y < 0) return x < 0 && y < 0 ? 0 : x < 0 ? -1 : 1
+  return a.f.extents[x]! - b.f.extents[y]! || a.f.extents[x + 1]! - b.f.extents[y + 1]!
+}
+
+/** The index of the first extent's gen that is not a hole in flattened extents, or -1. */
+function firstData(flat: number[]): number {
+  for (let j = 2; j < flat.length; j += 4) if (flat[j]) return j
+  return -1
+}
 
 /** Where a restore's file data stands: done of the totals known before the first byte is written. */
 export interface RestoreProgress {
@@ -336,7 +355,8 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
       }
     }
 
-    // Phase 2: file data on the workers, in catalog (= stream) order, in jobs of ~16 MiB.
+    // Phase 2: file data on the workers, in the order of the data in the streams (dataOrder),
+    // in jobs of ~16 MiB.
     // Units on tape (a tiered store): planned up front, recalled pass by pass (restoreTape).
     const failedFiles = new Set<number>()
     let bytes = 0
@@ -374,6 +394,13 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
             units: tape && set.unitsOf ? set.unitsOf(flat, d.size) : [],
           })
         }
+        // Where the data lies, not the catalog, decides the order: a backup's writers
+        // interleave files in the stream, and incrementals or a merge put a file's changed
+        // blocks in later units. In catalog order each job's files touched frames all over
+        // the units, and a frame was decompressed again by the next job on the other worker
+        // (the Linux tree: 1.8 decodes per frame for a full generation, 2.6 after 20
+        // incrementals and a merge).
+        all.sort(dataOrder)
         /** Jobs of ~16 MiB (at most JOB_FILES files) of `list`, in its order. */
         const makeJobs = (list: typeof all): RestoreFile[][] => {
           const jobs: RestoreFile[][] = [[]]
@@ -397,17 +424,18 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
         // the middle of a file would leave it half written.
         const runJobs = async (jobs: RestoreFile[][]): Promise<void> => {
-          let next = 0
-          const runner = async (): Promise<void> => {
-            while (next < jobs.length) {
+          const lanes = new Lanes(jobs.length, pool.size)
+          // two runners per worker keep its queue fed; each runs its worker's lane
+          const runner = async (w: number): Promise<void> => {
+            for (let j = lanes.take(w); j >= 0; j = lanes.take(w)) {
               if (opts.signal?.aborted) {
                 interrupted = true
                 return
               }
-              const files = jobs[next++]!
+              const files = jobs[j]!
               if (!files.length) continue
               const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
-              const reply = await pool.run({ op: 'restoreFiles', job })
+              const reply = await pool.run({ op: 'restoreFiles', job }, [], w)
               const r = reply.result as RestoreJobResult
               bytes += r.bytes
               filesDone += files.length - r.failed.length
@@ -418,7 +446,7 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
               opts.reporter?.progress?.({ files: filesDone, bytes, totalFiles, totalBytes, path: last.dir ? `${last.dir}/${last.name}` : last.name })
             }
           }
-          await Promise.all(Array.from({ length: pool.size * 2 }, runner))
+          await Promise.all(Array.from({ length: pool.size * 2 }, (_, i) => runner(i % pool.size)))
           if (interrupted) throw new BfsError('INTERRUPTED', 'restore interrupted')
         }
         if (!tape || !set.planTape) await runJobs(makeJobs(all))
