@@ -160,7 +160,9 @@ export function restoreFiles(req: WorkerRequest): WorkerReply {
   const job = req.job as RestoreJob
   const result: RestoreJobResult = { bytes: 0, errors: [], failed: [], setidDropped: 0 }
   const reader = specReader(job.specId)
-  const dirs = new DirFds(job.baseFd, 4)
+  // files come in the order of their data (restore.ts dataOrder), which moves between a few
+  // directories at a time where the backup's writers interleaved them
+  const dirs = new DirFds(job.baseFd, 16)
   try {
     for (const f of job.files) {
       try {

@@ -156,9 +156,11 @@ export async function fetchWhole(s3: S3Store, key: string, known?: { sizeBytes: 
       let b: Buffer
       if (length === 0) b = Buffer.alloc(0)
       else {
-        await gate?.()
+        // the slot first, then give way: ranges queued at the limiter must not go out
+        // behind a read that came while they waited (a scan's many fills share it)
         await limit?.acquire()
         try {
+          await gate?.()
           b = await s3.getRange(key, { offset, length }, etag || undefined)
         } finally {
           limit?.release()
@@ -504,6 +506,13 @@ class FillingBlob implements BlobReader {
   private fill: Fill | null = null
   /** An async check of the entry the fill kept, when it was not trusted at once. */
   private checking: Promise<void> | null = null
+  /** After a check that found no entry: not before this time again (ms). */
+  private recheckAt = 0
+
+  private again(): void {
+    this.checking = null
+    this.recheckAt = Date.now() + 1000
+  }
   constructor(
     private readonly s: S3CachedStore,
     readonly key: string,
@@ -516,16 +525,19 @@ class FillingBlob implements BlobReader {
   ) {}
 
   private poll(): void {
-    if (this.entry || !this.fill?.done || this.closed || this.checking) return
+    if (this.entry || !this.fill?.done || this.closed || this.checking || Date.now() < this.recheckAt) return
     // the fill thread hashed what it wrote: served at once; else (its file changed since) checked without blocking
     this.entry = this.s.objects.entryVerified(this.key)
     if (this.entry) return
+    // none kept after all (evicted, or found corrupt and removed): read by range again, and a
+    // later poll checks again (the fill itself is not restarted)
     this.checking = this.s.objects.entry(this.key).then(
       (e) => {
         if (this.closed) void e?.close()
         else this.entry = e
+        if (!e) this.again()
       },
-      () => undefined,
+      () => this.again(),
     )
   }
 
