@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bfs, newRepo, tmpdir } from './helpers.js'
+import { bfs, newRepo, newRepoF, tmpdir } from './helpers.js'
 
 describe('start-up', () => {
   const work = tmpdir('bfs-startup-')
@@ -19,6 +19,31 @@ describe('start-up', () => {
       const r = await bfs([...args], { env: { BFS_CODE_CACHE: 'check' } })
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr, args.join(' ')).toContain(`bfs.cjs.${flags}.cache: accepted`)
+    }
+  })
+
+  it('a format 2 mount answers its first ls without loading zstd-napi (its 1 MB addon is loaded on first use only), then reads', async () => {
+    const repo = await newRepoF(2, path.join(work, 'repo2'))
+    const src = path.join(work, 'src2')
+    fs.mkdirSync(path.join(src, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'd', 'f.txt'), 'hello\n'.repeat(1000))
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    const mnt = path.join(work, 'mnt2')
+    fs.mkdirSync(mnt)
+    const m = await bfs(['mount', 'gen1', mnt], { repo })
+    expect(m.code, m.stderr).toBe(0)
+    try {
+      const pid = Number(/\(pid (\d+),/.exec(m.stdout)?.[1])
+      expect(pid).toBeGreaterThan(0)
+      expect(fs.readdirSync(mnt)).toEqual(['d'])
+      expect(fs.readdirSync(path.join(mnt, 'd'))).toEqual(['f.txt'])
+      const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8')
+      expect(maps).toContain('bfs_native.node') // (the check reads the right process)
+      expect(maps).not.toContain('zstd-napi')
+      // (a unit's first read may still be served in JavaScript, which loads it then)
+      expect(fs.readFileSync(path.join(mnt, 'd', 'f.txt'), 'utf8')).toBe('hello\n'.repeat(1000))
+    } finally {
+      expect((await bfs(['umount', mnt])).code).toBe(0)
     }
   })
 
