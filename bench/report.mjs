@@ -45,6 +45,8 @@ const ROWS = {
     ['find_s', '`find | wc -l` s (cold)', 'time'],
     ['cat_s', 'cat every file s (cold)', 'time'],
     ['cat_mbps', 'cat every file MB/s', 'rate', ['cat_s', 'file_bytes']],
+    ['pread_cold', '2000×4KiB random pread over files ≥ 4 KiB outside tools/ (cold) median / p99 µs', 'pair'],
+    ['pread_warm', 'the same preads (warm) median / p99 µs', 'pair'],
     ['cp_tools_s', '`cp -a tools/` s (cold)', 'time'],
     ['mount_check', 'mounted tree identical to source (`diff -r`)', 'check'],
     ['mount_rss_mib', 'mount daemon peak RSS (VmHWM) MiB', 'int'],
@@ -154,7 +156,8 @@ for (const corpus of ['tree', 'img']) {
     ? `${(cm.apparent_bytes / 1e9).toFixed(2)} GB, ${cm.files.toLocaleString('en')} files, ${cm.dirs.toLocaleString('en')} dirs, ${cm.symlinks} symlinks`
     : `${(cm.apparent_bytes / 2 ** 30).toFixed(2)} GiB sparse ext4 image, ${(cm.allocated_bytes / 1e9).toFixed(2)} GB allocated`
   lines.push(`## corpus \`${corpus}\` (${desc})`, '')
-  lines.push(`| metric | ${TOOLS.map((t) => HEAD[t]).join(' | ')} | bfs / best peer |`)
+  const bfsHead = meta.bfs_format ? `bfs (format ${meta.bfs_format === 'default' ? "bfs's default" : meta.bfs_format})` : HEAD.bfs
+  lines.push(`| metric | ${TOOLS.map((t) => (t === 'bfs' ? bfsHead : HEAD[t])).join(' | ')} | bfs / best peer |`)
   lines.push(`|---|${TOOLS.map(() => '---').join('|')}|---|`)
   tables[corpus] = []
   for (const row of ROWS[corpus]) {

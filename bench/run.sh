@@ -438,7 +438,12 @@ mount_check() {  # rep 1: the mounted data must equal the source
 
 step_mount_tree() {
   local rep tool root rss
-  MOUNT_METRICS="mount_ready_s mount_ls_s find_s cat_s cp_tools_s mount_check mount_rss_mib"
+  MOUNT_METRICS="mount_ready_s mount_ls_s find_s cat_s pread_cold_median_us pread_warm_median_us cp_tools_s mount_check mount_rss_mib"
+  # the pread rows' files: every regular file of 4 KiB or more outside tools/ (which
+  # session B copies after the preads), relative to the tree's root, sorted
+  PREAD_LIST=$RUN/pread-$NAME.list
+  (cd "$SRC" && find . -path ./tools -prune -o -type f -size +4095c -printf '%P\n' | LC_ALL=C sort) >"$PREAD_LIST"
+  log "   pread files: $(wc -l <"$PREAD_LIST") (4 KiB or more, outside tools/)"
   step_begin "mounted generation: ls, find, cat of every file, cp -a tools/ (each cold), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in bfs squashfs restic borg native tar; do
@@ -460,9 +465,12 @@ step_mount_tree() {
         rss=$(vmhwm_mib "$MPID"); [ -n "$rss" ] && rec "$NAME" mount_rss_mib "$tool" "$rep" "$rss"
         stop_mount "$tool"
       fi
-      # session B: cp -a tools/ from a fresh cold mount
+      # session B, on a fresh cold mount: 2000 random 4 KiB preads over the files of
+      # 4 KiB or more outside tools/ (cold, then the same again warm), then cp -a tools/
       want_rep "$NAME.cp_tools_s.$tool" "$rep" || continue
       if [ "$tool" = native ]; then root=$SRC; else start_mount "$tool" 0 "$rep" || continue; root=$MROOT; fi
+      drop_caches
+      pread_run "$tool" "$rep" cold --list "$PREAD_LIST" "$root" && pread_run "$tool" "$rep" warm --list "$PREAD_LIST" "$root"
       rm -rf "$OUTDIR/cp"; mkdir -p "$OUTDIR/cp"
       timed_read cp_tools_s "$tool" "$rep" cp cp -a "$root/tools" "$OUTDIR/cp/"
       rm -rf "$OUTDIR/cp"
@@ -472,9 +480,9 @@ step_mount_tree() {
   step_end "mount"
 }
 
-pread_run() {  # pread_run TOOL REP STATE(cold|warm) FILE
-  local tool=$1 rep=$2 state=$3 file=$4 out
-  if ! out=$(node "$BENCH_SRC/pread.mjs" "$file" 2000 42 2>&1); then
+pread_run() {  # pread_run TOOL REP STATE(cold|warm) FILE | --list LIST ROOT
+  local tool=$1 rep=$2 state=$3 out; shift 3
+  if ! out=$(node "$BENCH_SRC/pread.mjs" "$@" 2000 42 2>&1); then
     rec_status "$NAME" "pread_${state}_median_us" "$tool" fail "pread failed: $out"; return 1
   fi
   rec "$NAME" "pread_${state}_median_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).median_us)' "$out")"
@@ -522,6 +530,13 @@ bench_corpus() {  # bench_corpus NAME KIND SRC
   NAME=$1 KIND=$2 SRC=$3
   export BENCH_KIND=$KIND BENCH_IMG=$SRC/$IMG_NAME
   REPO_OK=(); GEN=(); NGEN=(); FIRST_WALL=()
+  # the bfs column's repository format: explicit (`bfs init --format N`), so the table
+  # does not change meaning with bfs's default; BENCH_BFS_FORMAT=1 measures format 1
+  if [ -n "${BENCH_BFS_FORMAT:-}" ]; then export BFS_FORMAT=$BENCH_BFS_FORMAT
+  elif [ "${BFS_HAS[format2]:-0}" = 1 ]; then export BFS_FORMAT=2
+  else unset BFS_FORMAT; fi
+  rec_meta bfs_format "\"${BFS_FORMAT:-default}\""
+  log "bfs column: repository format ${BFS_FORMAT:-default}"
   step_full_backup
   step_on nochange && step_nochange
   step_on incremental && step_incremental
@@ -530,6 +545,7 @@ bench_corpus() {  # bench_corpus NAME KIND SRC
     if [ "$KIND" = tree ]; then step_mount_tree; else step_mount_img; fi
   fi
   rm -rf "$OUTDIR/restore" "$OUTDIR/cp"
+  unset BFS_FORMAT
 }
 
 # --------------------------------------------------------------------------

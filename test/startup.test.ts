@@ -5,10 +5,11 @@
  * compile; and a background mount's launcher, which waits on a pipe rather than for the
  * server, still exits with the server's status when it fails before it is ready.
  */
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bfs, newRepo, tmpdir } from './helpers.js'
+import { bfs, newRepo, newRepoF, tmpdir } from './helpers.js'
 
 describe('start-up', () => {
   const work = tmpdir('bfs-startup-')
@@ -19,6 +20,45 @@ describe('start-up', () => {
       const r = await bfs([...args], { env: { BFS_CODE_CACHE: 'check' } })
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr, args.join(' ')).toContain(`bfs.cjs.${flags}.cache: accepted`)
+    }
+  })
+
+  it('a format 2 mount answers its first ls without loading zstd-napi (its 1 MB addon is loaded on first use only), and serves a file\'s first read natively', async () => {
+    const repo = await newRepoF(2, path.join(work, 'repo2'))
+    const src = path.join(work, 'src2')
+    fs.mkdirSync(path.join(src, 'd'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'd', 'f.txt'), 'hello\n'.repeat(1000))
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    const mnt = path.join(work, 'mnt2')
+    fs.mkdirSync(mnt)
+    const m = await bfs(['mount', 'gen1', mnt], { repo })
+    expect(m.code, m.stderr).toBe(0)
+    try {
+      const pid = Number(/\(pid (\d+),/.exec(m.stdout)?.[1])
+      expect(pid).toBeGreaterThan(0)
+      expect(fs.readdirSync(mnt)).toEqual(['d'])
+      expect(fs.readdirSync(path.join(mnt, 'd'))).toEqual(['f.txt'])
+      const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8')
+      expect(maps).toContain('bfs_native.node') // (the check reads the right process)
+      expect(maps).not.toContain('zstd-napi')
+      // the first read of a file is served natively: its unit was registered before the
+      // open was answered (a read handed back to JavaScript counts as a fallback)
+      // (the repository's files dropped from the page cache first: with the unit's index to
+      // read from disk, a read sent before the unit is registered loses the race every time)
+      for (const f of fs.readdirSync(repo, { recursive: true }) as string[]) {
+        if (fs.statSync(path.join(repo, f)).isFile()) execFileSync('dd', [`if=${path.join(repo, f)}`, 'iflag=nocache', 'count=0', 'status=none'])
+      }
+      expect(fs.readFileSync(path.join(mnt, 'd', 'f.txt'), 'utf8')).toBe('hello\n'.repeat(1000))
+      const log = /log ([^)]+)\)/.exec(m.stdout)![1]!
+      process.kill(pid, 'SIGUSR2')
+      let stats = ''
+      for (let i = 0; i < 200 && !stats; i++) {
+        await new Promise((r) => setTimeout(r, 50))
+        stats = fs.readFileSync(log, 'utf8').split('\n').find((l) => l.includes('native reads:')) ?? ''
+      }
+      expect(stats).toMatch(/native reads: \{"served":[1-9]\d*,"fallbacks":0,/)
+    } finally {
+      expect((await bfs(['umount', mnt])).code).toBe(0)
     }
   })
 

@@ -435,6 +435,28 @@ export class BlockReader {
     return new Float64Array(out)
   }
 
+  /**
+   * Settles once the unit of the file's first data extent is open (so registered with the
+   * native read path, when there is one), or undefined when it is open already or the file
+   * has no data extent. Never rejects (a unit that cannot be opened fails the read that
+   * needs it). A mount awaits it before it answers the open: nativeExtents only starts the
+   * unit's opening, and the file's first read, sent right after the open, found the unit
+   * not registered yet and went to JavaScript (a frame read and decompressed on the event
+   * loop): for every unit's first file, the slowest reads of a cold mount.
+   */
+  firstUnitOpen(f: OpenFile): Promise<void> | undefined {
+    for (const e of f.extents) {
+      if (e.kind === Kind.Deferred) continue
+      const unit = Math.floor(e.streamBlock / this.geo(e.gen).unitBlocks)
+      if (this.units.isLocal(e.gen, unit) !== undefined) return undefined
+      return this.units.unit(e.gen, unit).then(
+        () => undefined,
+        () => undefined,
+      )
+    }
+    return undefined
+  }
+
   /** Closes every unit and forgets every frame. */
   async close(): Promise<void> {
     await this.units.close()

@@ -64,7 +64,9 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   const cacheBytes = o.cacheSize as number
   // units on tape: read through the tiered store and the repository's recall service (format.md §2.18)
   const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined, policy: { offline: o.offline as 'wait' | 'eio' | undefined, recallTimeoutMs: o.recallTimeout === undefined ? undefined : (o.recallTimeout as number) * 1000 } })
-  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined }
+  // (units on local disk only: with a tiered store, a unit's open may wait for a recall)
+  const openWaitsForUnit = nativeReads && !rs && repo.store.describe()?.kind === 'disk'
+  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined, openWaitsForUnit }
   await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, { ...vo, onOpen })), {
     mountpoint: mnt,
     allowOther: !!o.allowOther,

@@ -2,20 +2,26 @@ import { createRequire } from 'node:module'
 import type * as Binding from 'zstd-napi/binding.js'
 import { pieceRaw } from '../native/index.js'
 
-/** The raw zstd-napi binding: contexts that compress into caller-owned buffers (no copies). */
-const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding
+/**
+ * The raw zstd-napi binding: contexts that compress into caller-owned buffers (no copies).
+ * Loaded on first use, not when this module is: a 1 MB addon (its own libzstd) that a
+ * format 2 mount never needs before it answers (its pieces and native reads use
+ * bfs_native's zstd) cost every command's start its dlopen, ~5–10 ms (issue 15, mount ready).
+ */
+let loaded: typeof Binding | undefined
+const zb = (): typeof Binding => (loaded ??= createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding)
 
 /** Compresses independent zstd frames with the content checksum on (XXH64 of the raw bytes, checked on decompress). */
 export class FrameCompressor {
-  private readonly cctx = new binding.CCtx()
+  private readonly cctx = new (zb().CCtx)()
   constructor(level: number) {
-    this.cctx.setParameter(binding.CParameter.compressionLevel, level)
-    this.cctx.setParameter(binding.CParameter.checksumFlag, 1)
-    this.cctx.setParameter(binding.CParameter.contentSizeFlag, 1)
+    this.cctx.setParameter(zb().CParameter.compressionLevel, level)
+    this.cctx.setParameter(zb().CParameter.checksumFlag, 1)
+    this.cctx.setParameter(zb().CParameter.contentSizeFlag, 1)
   }
   /** Worst-case compressed size of `rawBytes`. */
   static bound(rawBytes: number): number {
-    return binding.compressBound(rawBytes)
+    return zb().compressBound(rawBytes)
   }
   /** Compresses `src` into `dst`; returns the number of bytes written. */
   compressInto(dst: Uint8Array, src: Uint8Array): number {
@@ -25,10 +31,11 @@ export class FrameCompressor {
 
 /** Decompresses whole frames into caller-owned buffers. Throws on corrupt input or checksum mismatch. */
 export class FrameDecompressor {
-  private readonly dctx = new binding.DCtx()
+  /** Made at the first frame (the readers that hold one may never decompress in JavaScript). */
+  private dctx: InstanceType<typeof Binding.DCtx> | undefined
   /** Decompresses one frame; returns the number of raw bytes written. */
   decompressInto(dst: Uint8Array, src: Uint8Array): number {
-    return this.dctx.decompress(dst, src)
+    return (this.dctx ??= new (zb().DCtx)()).decompress(dst, src)
   }
 }
 
@@ -56,7 +63,7 @@ export function decompressBuffer(stored: Buffer, rawBytes: number): Buffer {
 export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: FrameDecompressor = new FrameDecompressor()): Buffer {
   let size: number | null
   try {
-    size = binding.getFrameContentSize(stored)
+    size = zb().getFrameContentSize(stored)
   } catch (err) {
     throw new Error(`not a zstd frame (${(err as Error).message})`)
   }
@@ -64,7 +71,7 @@ export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: F
   if (size > maxRawBytes) throw new Error(`zstd frame of ${size} bytes, at most ${maxRawBytes} allowed`)
   let frameBytes: number
   try {
-    frameBytes = binding.findFrameCompressedSize(stored)
+    frameBytes = zb().findFrameCompressedSize(stored)
   } catch (err) {
     throw new Error(`not a whole zstd frame (${(err as Error).message})`)
   }

@@ -73,6 +73,12 @@ export interface Vfs2Options {
   pieceCacheBytes?: number
   /** List single-piece directories in C (default true; tests compare both ways). */
   nativeListing?: boolean
+  /**
+   * open answers once the unit of the file's first data is open (registered with the
+   * native read path), so the first read is served natively (BlockReader.firstUnitOpen).
+   * Only for units on local disk: a unit on tape would hold the open until its recall.
+   */
+  openWaitsForUnit?: boolean
 }
 
 interface Handle {
@@ -173,6 +179,7 @@ export class Vfs2 {
   /** Directory entries by path (latin1), least recently used first. */
   private readonly dirs = new Map<string, Entry2>()
   private readonly h: Handles
+  private readonly openWaitsForUnit: boolean
 
   /** `parts`: the piece cache, block reader and handles, shared by the views of a whole-repository mount (pieces are shared between generations). */
   constructor(
@@ -189,6 +196,7 @@ export class Vfs2 {
     this.h = parts.handles
     this.inoBase = manifest.id * GEN_INO + 16 + (manifest.sources[0]?.ordBase ?? 0)
     this.nativeListing = opts.nativeListing ?? true
+    this.openWaitsForUnit = opts.openWaitsForUnit ?? false
   }
 
   /** A piece or store failure as EIO for this path (the message names the generation, the path and the place). */
@@ -385,12 +393,15 @@ export class Vfs2 {
     const h = this.newHandle()
     this.h.map.set(h, { file })
     if (this.h.native) {
+      let x: Float64Array | null = null
       try {
-        const x = this.reader.nativeExtents(file)
+        x = this.reader.nativeExtents(file)
         if (x) this.h.native.file(h, file.sizeBytes, x)
       } catch {
         // a stream record that cannot be read, or no room: this handle is read in JavaScript, whose reads say what is wrong
       }
+      // the first read comes right after the open: with its unit registered it is served natively
+      if (x && this.openWaitsForUnit) await this.reader.firstUnitOpen(file)
     }
     return h
   }
