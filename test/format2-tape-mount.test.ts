@@ -8,7 +8,6 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
 import type { ChildProcess } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
@@ -18,7 +17,7 @@ import { Repo2, tapeRepoOf } from '../src/repo/v2/repo2.js'
 import { GenReader2 } from '../src/repo/v2/read2.js'
 import { BufferCache } from '../src/store/cache.js'
 import { bfs, sh, tmpdir } from './helpers.js'
-import { engineStatus, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unmountBfs, until } from './tape-helpers.js'
+import { engineStatus, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unmountBfs, until, writeReadTree } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>() // lock files of the services the tests started
@@ -47,11 +46,7 @@ interface Setup {
   vtl: string
 }
 
-/**
- * A format 2 repository with one generation of a tree (files over several 128 KiB units,
- * small files, a subdirectory; `many` small files first in the tree's order), migrated to a
- * tier at clock scale 0.
- */
+/** A format 2 repository with one generation of tape-helpers' writeReadTree (a hard link, a hole), migrated to a tier at clock scale 0. */
 async function setup(name: string, o: { many?: number } = {}): Promise<Setup> {
   const repo = path.join(work, name)
   expect((await bfs(['init', '--format', '2'], { repo })).code).toBe(0)
@@ -59,16 +54,7 @@ async function setup(name: string, o: { many?: number } = {}): Promise<Setup> {
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
   services.add(recallServicePaths(repo, env).lock)
   const src = path.join(work, `${name}-src`)
-  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
-  for (let f = 0; f < 8; f++) {
-    const b = randomBytes(90_000 + f * 61_000)
-    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
-    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
-  }
-  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
-  if (o.many) fs.mkdirSync(path.join(src, 'many'))
-  for (let i = 0; i < (o.many ?? 0); i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
-  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
+  writeReadTree(src, o.many)
   const b = await bfs(['backup', src, '--unit-blocks', '32', '--frame-blocks', '8'], { repo, env })
   expect(b.code, b.stderr).toBe(0)
   const vtl = path.join(work, `${name}-vtl`)

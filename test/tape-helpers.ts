@@ -242,3 +242,25 @@ export const kernelStack = (pid: number | undefined): string => {
     return ''
   }
 }
+
+/**
+ * The tree the mount tests read from tape: files over several 128 KiB units (sub/, sub/deep/),
+ * small files, `many` small files in many/ that come first in the tree's order (before
+ * small.txt and sub/), a hard link and a file with a hole.
+ */
+export function writeReadTree(src: string, many = 0): void {
+  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
+  for (let f = 0; f < 8; f++) {
+    const b = randomBytes(90_000 + f * 61_000)
+    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
+    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
+  }
+  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
+  if (many) fs.mkdirSync(path.join(src, 'many'))
+  for (let i = 0; i < many; i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
+  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
+  fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
+  const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
+  fs.writeSync(holey, randomBytes(5000), 0, 5000, 600_000)
+  fs.closeSync(holey)
+}

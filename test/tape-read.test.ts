@@ -18,7 +18,7 @@ import { BufferCache } from '../src/store/cache.js'
 import { extentUnits } from '../src/repo/needed.js'
 import { GenView } from '../src/vfs/tree.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
-import { engineStatus, hashTree, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unitKeys, unmountBfs, until } from './tape-helpers.js'
+import { engineStatus, hashTree, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unitKeys, unmountBfs, until, writeReadTree } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>() // lock files of the services the tests started
@@ -56,21 +56,7 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
   services.add(recallServicePaths(repo, env).lock)
   const src = path.join(work, `${name}-src`)
-  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
-  for (let f = 0; f < 8; f++) {
-    const b = randomBytes(90_000 + f * 61_000)
-    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
-    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
-  }
-  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
-  // many/m00 …: small files that come first in the tree's order (before small.txt and sub/)
-  if (o.many) fs.mkdirSync(path.join(src, 'many'))
-  for (let i = 0; i < (o.many ?? 0); i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
-  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
-  fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
-  const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
-  fs.writeSync(holey, randomBytes(5000), 0, 5000, 600_000)
-  fs.closeSync(holey)
+  writeReadTree(src, o.many)
   const b = await bfs(['backup', src, '--unit-blocks', '32', '--frame-blocks', '8'], { repo, env })
   expect(b.code, b.stderr).toBe(0)
   const vtl = path.join(work, `${name}-vtl`)

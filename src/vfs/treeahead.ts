@@ -102,8 +102,28 @@ export class AheadWindow<F> {
   private readonly keys = new Set<string>()
   private units = 0
   private bytes = 0
+  /** Opens in a row in traversal order (the walk starts from the second). */
+  streak = 0
 
   constructor(readonly o: TreeAheadOptions) {}
+
+  /**
+   * Counts an open of file `f` (`first`: none before it). In order: the window up to `f` is
+   * consumed, true. Elsewhere: the window is cleared (what was asked stays asked), false: the
+   * caller starts its walk over.
+   */
+  counted(f: F, inOrder: boolean, first: boolean): boolean {
+    if (!inOrder) {
+      if (!first) this.counters.elsewhere++
+      this.streak = 1
+      this.clear()
+      return false
+    }
+    this.counters.inOrder++
+    this.streak++
+    if (this.files.has(f)) this.consume(f)
+    return true
+  }
 
   has(f: F): boolean {
     return this.files.has(f)
@@ -170,7 +190,6 @@ export class AheadWindow<F> {
 export class TreeAhead {
   private readonly w: AheadWindow<number>
   private last = -1
-  private streak = 0
   /** The last file taken into the window (the walk goes on after it); -1: none yet. */
   private frontier = -1
   /**
@@ -196,30 +215,20 @@ export class TreeAhead {
   opened(i: number): void {
     if (this.w.o.maxUnits <= 0) return
     const cat = this.src.cat
-    const inWindow = this.w.has(i)
-    const inOrder = inWindow || (this.last >= 0 && (within(cat, this.last, i, NEAR_FILES) || within(cat, i, this.last, NEAR_FILES)))
-    if (inOrder) {
-      this.counters.inOrder++
-      this.streak++
-    } else {
-      if (this.last >= 0) this.counters.elsewhere++
-      this.streak = 1
-      this.reset()
-    }
-    if (inWindow) this.w.consume(i)
+    const inOrder = this.w.has(i) || (this.last >= 0 && (within(cat, this.last, i, NEAR_FILES) || within(cat, i, this.last, NEAR_FILES)))
+    if (!this.w.counted(i, inOrder, this.last < 0)) this.reset()
     const scope = this.scope < 0 ? cat.parent[i]! : commonDir(cat, this.scope, i)
     if (scope !== this.scope) {
       this.scope = scope
       this.done = false // wider: the walk goes on past where the narrower one ended
     }
     this.last = i
-    if (this.streak < 2) return
+    if (this.w.streak < 2) return
     if (this.frontier < 0) this.frontier = i
     if (!this.done && this.w.wantsMore) this.fill()
   }
 
   private reset(): void {
-    this.w.clear()
     this.frontier = -1
     this.scope = -1
     this.done = false

@@ -51,7 +51,6 @@ const keyOf = (p: Path): string => p.map((c) => c.toString('latin1')).join('/')
 export class TreeAhead2 {
   private readonly w: AheadWindow<string>
   private last: Path | null = null
-  private streak = 0
   /** The last file taken into the window (the walk goes on after it); null: none yet. */
   private frontier: Path | null = null
   /** The walk from the frontier, kept between top-ups (null: start one from the frontier). */
@@ -94,22 +93,13 @@ export class TreeAhead2 {
 
   private async step(p: Path): Promise<void> {
     const key = keyOf(p)
-    const inWindow = this.w.has(key)
-    let inOrder = inWindow
+    let inOrder = this.w.has(key)
     if (!inOrder && this.last) {
       const c = comparePaths(this.last, p)
       if (c < 0) inOrder = await this.within(this.last, key, NEAR_FILES)
       else if (c > 0) inOrder = await this.within(p, keyOf(this.last), NEAR_FILES)
     }
-    if (inOrder) {
-      this.counters.inOrder++
-      this.streak++
-    } else {
-      if (this.last) this.counters.elsewhere++
-      this.streak = 1
-      this.reset()
-    }
-    if (inWindow) this.w.consume(key)
+    if (!this.w.counted(key, inOrder, !this.last)) this.reset()
     const dir = p.slice(0, -1)
     let scope: Path = dir
     if (this.scope) {
@@ -123,13 +113,12 @@ export class TreeAhead2 {
       this.stopWalk()
     }
     this.last = p
-    if (this.streak < 2) return
+    if (this.w.streak < 2) return
     if (!this.frontier) this.frontier = p
     if (!this.done && this.w.wantsMore) await this.fill()
   }
 
   private reset(): void {
-    this.w.clear()
     this.frontier = null
     this.scope = null
     this.done = false
