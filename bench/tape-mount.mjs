@@ -11,6 +11,7 @@
 // migrate`, but with its units scattered over the whole tape, as a generation written among
 // many others would be. Every figure is simulated time by the library's clock (scale 0),
 // read from the recall service's status (its drive's clock) before and after.
+// BENCH_MOUNT_FORMAT=2: (j) on a format 2 repository (`bfs init --format 2`; (k) is format 1's only).
 import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
@@ -29,6 +30,10 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
   const { UNIT_HEADER_BYTES } = await d('format/unit.js')
   const { keys } = await d('format/layout.js')
   const { recallServicePaths } = await d('os/runtime.js')
+  const F2 = process.env.BENCH_MOUNT_FORMAT === '2'
+  const { Repo2 } = await d('repo/v2/repo2.js')
+  const { DiskStore } = await d('store/disk.js')
+  if (F2 && only?.includes('k')) throw new Error('BENCH_MOUNT_FORMAT=2: (j) only')
 
   const N = Number(process.env.BENCH_MOUNT_FILES || 1000)
   const SLOT = 20
@@ -115,14 +120,17 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       fs.mkdirSync(sub, { recursive: true })
       fs.writeFileSync(path.join(sub, `f${String(i).padStart(5, '0')}`), randomBytes(upf * (256 << 10)))
     }
-    bfs(['init'])
+    bfs(F2 ? ['init', '--format', '2'] : ['init'])
     bfs(['backup', src, '--unit-blocks', '64', '--frame-blocks', '16'])
     bfs(['tier', 'add', 'tape', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '1', '--drives', '1'])
     {
-      const repo = Repository.open(repoDir)
-      const man = repo.manifest(1)
-      const units = man.units.map((u) => ({ key: keys.unit(1, u.index), index: u.index }))
-      const catalog = new RepoTapeCatalog(repo.store)
+      // format 2: its stream 1's unit files (the catalog's head and tail from each unit's own header and trailer)
+      const repo = F2 ? null : Repository.open(repoDir)
+      const man = repo?.manifest(1)
+      const units = F2
+        ? fs.readdirSync(path.join(repoDir, 'gens/00000001')).filter((n) => /^unit-\d{8}$/.test(n)).sort().map((n, index) => ({ key: `gens/00000001/${n}`, index }))
+        : man.units.map((u) => ({ key: keys.unit(1, u.index), index: u.index }))
+      const catalog = new RepoTapeCatalog(F2 ? DiskStore.open(repoDir) : repo.store)
       const lib = VirtualTapeLibrary.open(vtl)
       const drive = await lib.drive(0)
       const label = lib.state().cartridges[0]
@@ -139,7 +147,8 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       await dismount(lib, drive)
       await lib.move({ slot: lib.slotOf(label) }, { drive: 0 })
       await drive.load()
-      const repoId = /^[0-9a-f]{32}$/.test(repo.config.repoId) ? Buffer.from(repo.config.repoId, 'hex') : Buffer.alloc(16)
+      const id = F2 ? Repo2.open(repoDir).config.repoId : repo.config.repoId
+      const repoId = /^[0-9a-f]{32}$/.test(id) ? Buffer.from(id, 'hex') : Buffer.alloc(16)
       for (let f = 0; f < files; f++) {
         const start = f * fileRecords
         const blobs = []
@@ -148,7 +157,9 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
           if (!u) continue
           const data = fs.readFileSync(path.join(repoDir, u.key))
           if (data.length > SLOT * rb) throw new Error(`${u.key}: larger than a slot`)
-          blobs.push({ key: u.key, s, data, tailBytes: unitTailBytes(man, u.index) })
+          const tailBytes = F2 ? data.length - Number(data.readBigUInt64LE(data.length - 32)) : unitTailBytes(man, u.index)
+          const headBytes = F2 && data.readUInt16LE(8) === 2 ? 96 : UNIT_HEADER_BYTES
+          blobs.push({ key: u.key, s, data, tailBytes, headBytes })
         }
         const batch = randomBytes(8)
         await drive.write([encodeTapeFileHeader({ repoId, batch, recordBytes: rb, dataBytes: PER_FILE * SLOT * rb, blobs: blobs.map((b) => ({ key: b.key, bytes: b.data.length, offset: b.s * SLOT * rb })) })])
@@ -170,7 +181,7 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
           await drive.flush()
           await catalog.commitBatch({
             tier: 'tape', cartridge: label, batch, file: f, fileBlock: start, recordBytes: rb, dataBlocks: PER_FILE * SLOT,
-            blobs: blobs.map((b) => ({ key: b.key, sizeBytes: b.data.length, sha256: createHash('sha256').update(b.data).digest(), offset: b.s * SLOT * rb, head: b.data.subarray(0, UNIT_HEADER_BYTES), tail: b.data.subarray(b.data.length - b.tailBytes) })),
+            blobs: blobs.map((b) => ({ key: b.key, sizeBytes: b.data.length, sha256: createHash('sha256').update(b.data).digest(), offset: b.s * SLOT * rb, head: b.data.subarray(0, b.headBytes), tail: b.data.subarray(b.data.length - b.tailBytes) })),
           })
         }
       }
@@ -204,12 +215,12 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       } finally {
         umount()
       }
-      log(`(j) clock scale ${scale}, ${upf} units per file, tape readahead ${ra}, frame readahead ${frames}: find | xargs -P8 cat through the mount: ${h(st.clock - t0)} h simulated, ${st.served} recalls, ${st.mounts} mounts; ${real.toFixed(0)} s real`)
+      log(`(j) format ${F2 ? 2 : 1}, clock scale ${scale}, ${upf} units per file, tape readahead ${ra}, frame readahead ${frames}: find | xargs -P8 cat through the mount: ${h(st.clock - t0)} h simulated, ${st.served} recalls, ${st.mounts} mounts; ${real.toFixed(0)} s real`)
       const what = ra === null ? "the mount's defaults: the readahead over the tree (up to 256 units asked for ahead once opens follow the tree's order) and the per-file prefetch at open" : ra ? `\`--tape-readahead ${ra}\`` : upf > 1 ? '`--tape-readahead 0`: each open asks for all its units (the per-file prefetch), nothing ahead' : frames === 0 ? '`--tape-readahead 0 --readahead 0`: each open waits for its one recall, nothing else asked for' : '`--tape-readahead 0`: each open waits for its recall; the frame readahead reaches into the next units of the stream'
       jrows.push(`| ${scale} | ${N / upf} files of ${upf} unit${upf > 1 ? 's' : ''} (${what}) | **${h(st.clock - t0)}** | ${st.served} | ${st.mounts} | ${real.toFixed(0)} s | ≤ 4.2 h |`)
     }
     if (jrows.length) {
-      p('### (j) `find | xargs -P8 cat` through a real mount (no `bfs recall` first)')
+      p(`### (j) \`find | xargs -P8 cat\` through a real mount (no \`bfs recall\` first)${F2 ? ', format 2' : ''}`)
       p()
       p(`A real repository (\`bfs backup --unit-blocks 64\`: units of 256 KiB, files of 1 or 10 units), its ${N} units at random slots of one full cartridge (tape files of ${PER_FILE} slots of ${SLOT} MiB, as in (d)), the disk copies removed as migrate does; \`bfs mount gen1\`, then \`find . -type f | xargs -P8 -n1 cat\` in it. Every read of a unit on tape waits for its recall through the repository's recall service; opening a file asks for all its units (the mount's per-file prefetch). Simulated hours by the drive's clock (the service's status), from the cartridge in its slot to the last read; the copy is checked with \`diff -r\` afterwards. Baselines as (f) (the same model, 1,000 units scattered over one full tape): arrival order 13.3 h, PBS-like (its restore to disk) 8.0 h, lower bound 1.15 h. Clock scale: at 0 the library takes no real time, so a reader's next request (xargs starts a new cat: fork, exec, open, a few milliseconds) comes after the engine has already started its next batch with the little that was queued, and the scheduler sees a shallower queue than any real drive would give it (a recall takes about a minute, by which time every reader has asked again); at 0.01 (a 48 s locate takes 0.48 s of real time) those real overheads are small against tape time, as on a real library, and the figure is the one to compare with the target.`)
       p()

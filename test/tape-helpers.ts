@@ -17,7 +17,8 @@ import { keys } from '../src/format/layout.js'
 import { pidAlive } from '../src/os/process.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { DiskStore } from '../src/store/disk.js'
-import { bfs, spawnBfs } from './helpers.js'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { bfs, sh, spawnBfs } from './helpers.js'
 
 /** sha256 of every regular file of gen `id` read through `store`, by path (latin1 of the raw bytes). */
 export async function readGeneration(repoDir: string, id: number, store: Store): Promise<Map<string, string>> {
@@ -158,4 +159,108 @@ export async function backupsAndTier(repo: string, src: string, vtl: string, tre
   const t = await bfs(['tier', 'add', 'tape1', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '3'], { repo })
   if (t.code !== 0) throw new Error(`tier add: ${t.stderr}`)
   return expected
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Waits (polling every 50 ms) until `ok()`; throws naming `what` after `ms`. */
+export async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/** Unmounts a bfs mount: bfs umount, else lazily, else fusermount -uz. */
+export async function unmountBfs(mnt: string): Promise<void> {
+  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
+  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
+}
+
+/** user.bfs.residency of a file of a mount (getfattr's value; empty when it has none). */
+export const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
+
+/** A process a test started, its exit and what it wrote to stdout (when piped). */
+export interface Started {
+  p: ChildProcess
+  exited: Promise<number | null>
+  stdout: Buffer[]
+}
+
+/** Starts `cmd args`, remembered in `children` (the test's teardown kills what is left). */
+export function startIn(children: Set<ChildProcess>, cmd: string, args: string[], out: 'ignore' | 'pipe' = 'ignore'): Started {
+  const p = spawn(cmd, args, { stdio: ['ignore', out, 'ignore'] })
+  children.add(p)
+  const stdout: Buffer[] = []
+  p.stdout?.on('data', (d: Buffer) => stdout.push(d))
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)))
+  return { p, exited, stdout }
+}
+
+/**
+ * Holds drive 0 of the library in `vtl` until release(): another process with the drive's
+ * flock (flock(1), no fork), as a migration holding it would: a recall cannot start, so it
+ * stays in the engine's queue, where a cancel takes it out.
+ */
+export async function holdDrive(vtl: string, start: (cmd: string, args: string[], out: 'pipe') => Started): Promise<{ release: () => Promise<void> }> {
+  const h = start('flock', ['-x', '-F', path.join(vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], 'pipe')
+  await until('the drive to be held', () => Buffer.concat(h.stdout).includes('held') || h.p.exitCode !== null, 60_000)
+  if (h.p.exitCode !== null) throw new Error('flock of the drive exited')
+  return {
+    release: async () => {
+      h.p.kill('SIGKILL')
+      await h.exited
+    },
+  }
+}
+
+/** The recall service's engine queue and counters for tier `tier` (bfs tier status --json); zeros while no service lists it. */
+export async function engineStatus(repo: string, env: Record<string, string>, tier = 'tape1'): Promise<{ pending: number; cancelled: number; served: number; inflight: number }> {
+  const st = await bfs(['tier', 'status', tier, '--json'], { repo, env })
+  if (st.code !== 0) throw new Error(`bfs tier status: ${st.stderr}`)
+  const j = JSON.parse(st.stdout) as { service: { inflight: number; tiers: Array<{ engine: { pending: number; counters: { cancelled: number; served: number } } }> } | null }
+  const e = j.service?.tiers[0]?.engine // (a service just started may not list its tier yet)
+  if (!j.service || !e) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
+  return { pending: e.pending, cancelled: e.counters.cancelled, served: e.counters.served, inflight: j.service.inflight }
+}
+
+/** Whether process `pid` is in state D (uninterruptible or killable sleep: a read waiting in the kernel). */
+export const inD = (pid: number | undefined): boolean => {
+  try {
+    return /^State:\s+D/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** The kernel stack of pid: in an O_DIRECT read it shows request_wait_answer called from fuse_direct_io. */
+export const kernelStack = (pid: number | undefined): string => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stack`, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * The tree the mount tests read from tape: files over several 128 KiB units (sub/, sub/deep/),
+ * small files, `many` small files in many/ that come first in the tree's order (before
+ * small.txt and sub/), a hard link and a file with a hole.
+ */
+export function writeReadTree(src: string, many = 0): void {
+  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
+  for (let f = 0; f < 8; f++) {
+    const b = randomBytes(90_000 + f * 61_000)
+    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
+    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
+  }
+  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
+  if (many) fs.mkdirSync(path.join(src, 'many'))
+  for (let i = 0; i < many; i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
+  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
+  fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
+  const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
+  fs.writeSync(holey, randomBytes(5000), 0, 5000, 600_000)
+  fs.closeSync(holey)
 }

@@ -7,7 +7,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
 import { pidAlive } from '../src/os/process.js'
@@ -18,7 +18,7 @@ import { BufferCache } from '../src/store/cache.js'
 import { extentUnits } from '../src/repo/needed.js'
 import { GenView } from '../src/vfs/tree.js'
 import { bfs, newRepo, sh, tmpdir } from './helpers.js'
-import { hashTree, killServices, unitKeys } from './tape-helpers.js'
+import { engineStatus, hashTree, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unitKeys, unmountBfs, until, writeReadTree } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>() // lock files of the services the tests started
@@ -33,18 +33,8 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
 })
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
-
 async function umount(mnt: string): Promise<void> {
-  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
-  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
+  await unmountBfs(mnt)
   mounts.delete(mnt)
 }
 
@@ -66,21 +56,7 @@ async function setup(name: string, o: { clockScale?: number; cacheBytes?: string
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
   services.add(recallServicePaths(repo, env).lock)
   const src = path.join(work, `${name}-src`)
-  fs.mkdirSync(path.join(src, 'sub', 'deep'), { recursive: true })
-  for (let f = 0; f < 8; f++) {
-    const b = randomBytes(90_000 + f * 61_000)
-    if (f % 2) for (let i = 0; i < b.length; i++) b[i] = 97 + (b[i]! & 7)
-    fs.writeFileSync(path.join(src, f < 4 ? 'sub' : 'sub/deep', `f${f}`), b)
-  }
-  fs.writeFileSync(path.join(src, 'small.txt'), 'hello from tape\n')
-  // many/m00 …: small files that come first in the tree's order (before small.txt and sub/)
-  if (o.many) fs.mkdirSync(path.join(src, 'many'))
-  for (let i = 0; i < (o.many ?? 0); i++) fs.writeFileSync(path.join(src, 'many', `m${String(i).padStart(2, '0')}`), randomBytes(20_000))
-  fs.writeFileSync(path.join(src, 'top.bin'), randomBytes(300_000))
-  fs.linkSync(path.join(src, 'sub', 'f1'), path.join(src, 'sub', 'f1-link'))
-  const holey = fs.openSync(path.join(src, 'sub', 'holey'), 'w')
-  fs.writeSync(holey, randomBytes(5000), 0, 5000, 600_000)
-  fs.closeSync(holey)
+  writeReadTree(src, o.many)
   const b = await bfs(['backup', src, '--unit-blocks', '32', '--frame-blocks', '8'], { repo, env })
   expect(b.code, b.stderr).toBe(0)
   const vtl = path.join(work, `${name}-vtl`)
@@ -316,7 +292,6 @@ describe('the mount with --offline eio and a recall deadline', () => {
     await umount(mnt)
   }, 600_000)
 
-  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
 describe('a reader interrupted while it waits for tape', () => {
@@ -343,27 +318,7 @@ describe('a reader interrupted while it waits for tape', () => {
   })
   const servers = new Set<number>()
 
-  function start(cmd: string, args: string[], out: 'ignore' | 'pipe' = 'ignore'): { p: ChildProcess; exited: Promise<number | null>; stdout: Buffer[] } {
-    const p = spawn(cmd, args, { stdio: ['ignore', out, 'ignore'] })
-    children.add(p)
-    const stdout: Buffer[] = []
-    p.stdout?.on('data', (d: Buffer) => stdout.push(d))
-    const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)))
-    return { p, exited, stdout }
-  }
-
-  /** Holds drive 0 of the library until release(): another process with the drive's flock (flock(1), no fork). */
-  async function holdDrive(): Promise<{ release: () => Promise<void> }> {
-    const h = start('flock', ['-x', '-F', path.join(s.vtl, 'drive-0.lock'), 'sh', '-c', 'echo held; exec sleep 600'], 'pipe')
-    await until('the drive to be held', () => Buffer.concat(h.stdout).includes('held') || h.p.exitCode !== null, 60_000)
-    expect(h.p.exitCode).toBeNull()
-    return {
-      release: async () => {
-        h.p.kill('SIGKILL')
-        await h.exited
-      },
-    }
-  }
+  const start = (cmd: string, args: string[], out: 'ignore' | 'pipe' = 'ignore'): ReturnType<typeof startIn> => startIn(children, cmd, args, out)
 
   async function mountGen(name: string): Promise<{ mnt: string; log: string }> {
     const mnt = path.join(work, name)
@@ -380,14 +335,7 @@ describe('a reader interrupted while it waits for tape', () => {
   }
 
   /** The recall service's engine queue and counters (bfs tier status --json). */
-  async function engine(): Promise<{ pending: number; cancelled: number; served: number; inflight: number }> {
-    const st = await bfs(['tier', 'status', 'tape1', '--json'], { repo: s.repo, env })
-    expect(st.code, st.stderr).toBe(0)
-    const j = JSON.parse(st.stdout) as { service: { inflight: number; tiers: Array<{ engine: { pending: number; counters: { cancelled: number; served: number } } }> } | null }
-    const e = j.service?.tiers[0]?.engine // (a service just started may not list its tier yet)
-    if (!j.service || !e) return { pending: 0, cancelled: 0, served: 0, inflight: 0 }
-    return { pending: e.pending, cancelled: e.counters.cancelled, served: e.counters.served, inflight: j.service.inflight }
-  }
+  const engine = (): ReturnType<typeof engineStatus> => engineStatus(s.repo, env)
 
   /** The unit keys of a file of gen1 (as the mount computes them). */
   function fileUnits(rel: string): string[] {
@@ -400,14 +348,6 @@ describe('a reader interrupted while it waits for tape', () => {
     const c = BufferCache.open(cacheDir(Repository.open(s.repo)))
     return keys.filter((k) => c.has(k))
   }
-  const inD = (pid: number | undefined): boolean => {
-    try {
-      return /^State:\s+D/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
-    } catch {
-      return false
-    }
-  }
-
   // A synchronous read (O_DIRECT: no page cache, no background readahead; the kernel's
   // request_wait_answer) that reached the mount: the kernel sends FUSE_INTERRUPT when its
   // reader gets a signal, and the patched binding passes it on (FUSE_NATIVE_BFS_PATCH 5).
@@ -418,14 +358,6 @@ describe('a reader interrupted while it waits for tape', () => {
     expect(x).toBeDefined()
     return x!
   }
-  /** The kernel stack of pid: in its O_DIRECT read it shows request_wait_answer called from fuse_direct_io. */
-  const stack = (pid: number | undefined): string => {
-    try {
-      return fs.readFileSync(`/proc/${pid}/stack`, 'utf8')
-    } catch {
-      return ''
-    }
-  }
   /** Resolves the exit code, or 'held' if the process has not exited within ms. */
   const exitWithin = (c: { exited: Promise<number | null> }, ms: number): Promise<number | null | 'held'> =>
     Promise.race([c.exited, sleep(ms).then(() => 'held' as const)])
@@ -434,10 +366,10 @@ describe('a reader interrupted while it waits for tape', () => {
     const x = uncached()
     const xu = fileUnits(x)
     const before = await engine()
-    const drive = await holdDrive()
+    const drive = await holdDrive(s.vtl, start)
     const { mnt, log } = await mountGen('mnt-intr-sync')
     const a = start('dd', [`if=${path.join(mnt, x)}`, 'of=/dev/null', 'bs=65536', 'count=1', 'iflag=direct'])
-    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(stack(a.p.pid)) && (await engine()).pending === xu.length)
+    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(kernelStack(a.p.pid)) && (await engine()).pending === xu.length)
     a.p.kill('SIGKILL')
     expect(await exitWithin(a, 10_000), fs.readFileSync(log, 'utf8')).not.toBe('held')
     await until('the recalls to be cancelled', async () => {
@@ -454,7 +386,7 @@ describe('a reader interrupted while it waits for tape', () => {
     const x = uncached()
     const xu = fileUnits(x)
     const before = await engine()
-    const drive = await holdDrive()
+    const drive = await holdDrive(s.vtl, start)
     const { mnt, log } = await mountGen('mnt-intr-eintr')
     // reads with O_DIRECT into an aligned buffer; on KeyboardInterrupt (Python's SIGINT
     // handler: the read returned EINTR) says so, and closes the file when sent SIGUSR1
@@ -473,7 +405,7 @@ describe('a reader interrupted while it waits for tape', () => {
     ].join('\n')
     const a = start('python3', ['-c', py, path.join(mnt, x)], 'pipe')
     const said = (w: string): boolean => Buffer.concat(a.stdout).toString().includes(w)
-    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(stack(a.p.pid)) && (await engine()).pending === xu.length)
+    await until('the reader to wait for its read in the kernel', async () => /request_wait_answer[^]*fuse_direct_io/.test(kernelStack(a.p.pid)) && (await engine()).pending === xu.length)
     a.p.kill('SIGINT')
     await until('the read to return EINTR', () => said('interrupted') || said('read') || a.p.exitCode !== null, 10_000)
     expect(Buffer.concat(a.stdout).toString()).toBe('interrupted\n')
@@ -497,7 +429,7 @@ describe('a reader interrupted while it waits for tape', () => {
     expect(units.length).toBeGreaterThan(1)
     expect(cachedKeys(units)).toEqual([])
     const before = await engine()
-    const drive = await holdDrive()
+    const drive = await holdDrive(s.vtl, start)
     const { mnt, log } = await mountGen('mnt-intr-kill')
     const f = path.join(mnt, 'top.bin')
     const reader = start('cat', [f])
@@ -535,7 +467,7 @@ describe('a reader interrupted while it waits for tape', () => {
     expect(xu.filter((k) => yu.includes(k))).toEqual([]) // no unit shared
     expect(cachedKeys([...xu, ...yu])).toEqual([])
     const before = await engine()
-    const drive = await holdDrive()
+    const drive = await holdDrive(s.vtl, start)
     const { mnt, log } = await mountGen('mnt-intr-two')
     const a = start('cat', [path.join(mnt, x)])
     await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
@@ -573,7 +505,7 @@ describe('a reader interrupted while it waits for tape', () => {
     expect(x).toBeDefined()
     const xu = fileUnits(x)
     const before = await engine()
-    const drive = await holdDrive()
+    const drive = await holdDrive(s.vtl, start)
     const { mnt } = await mountGen('mnt-intr-both')
     const a = start('cat', [path.join(mnt, x)])
     await until('the first reader to wait', async () => inD(a.p.pid) && (await engine()).pending === xu.length)
@@ -617,7 +549,6 @@ describe('the mount\'s readahead over the tree', () => {
     mounts.add(mnt)
     return { mnt }
   }
-  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 
   it('--tape-readahead 0: opens in order ask for nothing ahead', async () => {
     const { mnt } = await mountGen('mnt-ra0', ['--tape-readahead', '0', '--readahead', '0'])
@@ -700,7 +631,6 @@ describe('a mount started before the generation is migrated', () => {
     await umount(mnt)
   }, 600_000)
 
-  const residency = async (f: string): Promise<string> => (await sh(`getfattr --only-values -n user.bfs.residency '${f}'`)).stdout
 })
 
 describe('a repository without a tape tier', () => {

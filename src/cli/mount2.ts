@@ -3,7 +3,10 @@
  * vfs/gen2.ts served by the same FUSE server as format 1's mount (background child, ready
  * pipe, pid file, signals, native reads); without GEN, every generation (Repo2Vfs: gen1/ …
  * genN/, latest, by-date/). Units on tape are read through the tiered store (--offline,
- * --recall-timeout, --buffer-cache); --tape-readahead is refused by name.
+ * --recall-timeout, --buffer-cache) as on format 1's mount: `user.bfs.residency`, the
+ * prefetch of a file's units at open, a close that gives up what only closed files' reads
+ * wait for (vfs/tapereads.ts, shared with format 1), and the readahead over the tree
+ * (`--tape-readahead`, vfs/treeahead2.ts: a walk over directory pieces after each open).
  */
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
@@ -16,17 +19,7 @@ import { asBfsError } from './umount.js'
 import path from 'node:path'
 import { openReadStore2 } from './datastore.js'
 
-/**
- * Options of `bfs mount` that format 2 does not take yet: refused by name rather than ignored.
- * (Units on tape are read through the tiered store, each read waiting for its unit's recall;
- * the readahead over the tree and the prefetch at open are format 1's Vfs only.)
- */
-const NOT_YET: Array<[string, (o: Record<string, unknown>) => boolean]> = [
-  ['--tape-readahead', (o) => o.tapeReadahead !== undefined],
-]
-
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
-  for (const [name, used] of NOT_YET) if (used(o)) throw new BfsError('BAD_INPUT', `${name} is not supported on a format 2 repository yet`)
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
   const repo = Repo2.open(dir, warn)
   // the serving process (--foreground, also the background child) holds a lease pinning what it
@@ -47,6 +40,7 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     if (o.offline !== undefined) args.push('--offline', String(o.offline))
     if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
     if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
+    if (o.tapeReadahead !== undefined) args.push('--tape-readahead', String(o.tapeReadahead))
     process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
     return
   }
@@ -66,7 +60,7 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined, policy: { offline: o.offline as 'wait' | 'eio' | undefined, recallTimeoutMs: o.recallTimeout === undefined ? undefined : (o.recallTimeout as number) * 1000 } })
   // (units on local disk only: with a tiered store, a unit's open may wait for a recall)
   const openWaitsForUnit = nativeReads && !rs && repo.store.describe()?.kind === 'disk'
-  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined, openWaitsForUnit }
+  const vo = { cacheBytes, readaheadFrames: o.readahead as number | undefined, nativeReads, maxOpenUnits: o.openUnits as number | undefined, pieceCacheBytes: o.pieceCache as number | undefined, openWaitsForUnit, tape: rs?.tiered ?? null, tapeReadaheadUnits: o.tapeReadahead as number | undefined }
   await asBfsError(() => serveUntilUnmounted(() => (man ? new Vfs2(repo, man, vo) : new Repo2Vfs(repo, { ...vo, onOpen })), {
     mountpoint: mnt,
     allowOther: !!o.allowOther,

@@ -77,7 +77,7 @@ export function toStat(a: Attr, hasXattrs: boolean): Record<string, unknown> {
  * is read on its first lookup or readdir): each handler calls back exactly once, with the
  * result or with the errno `fail` maps its error to.
  */
-function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) => number): Record<string, unknown> {
+function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) => number, failRead: (err: unknown, path: string) => number): Record<string, unknown> {
   const wrap = <A extends unknown[]>(op: string, fn: (path: string, ...a: A) => Promise<unknown[]>) =>
     (path: string, ...args: [...A, (...r: unknown[]) => void]) => {
       const cb = args.pop() as (...r: unknown[]) => void
@@ -120,9 +120,9 @@ function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) =>
       vfs.release(fd)
       return []
     }),
-    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void, req?: InterruptibleRead) => {
       // buf is libfuse's memory: fill it before calling back, never keep it after.
-      vfs.read(fd, buf, len, pos).then(cb, (err) => cb(fail(err, 'read', path)))
+      vfs.read(fd, buf, len, pos, req).then(cb, (err) => cb(failRead(err, path)))
     },
   }
 }
@@ -190,7 +190,7 @@ const fusermount = (flag: string, point: string): Promise<string | null> =>
  */
 export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promise<FuseServer> {
   // the ops below are format 1's; a LazyVfs replaces them (lazyOps) and shares the rest
-  // (attachNative, virtualXattrs and cancelsOnFlush: false)
+  // (attachNative, virtualXattrs, cancelsOnFlush and flush)
   const vfs = served as Vfs
   const Fuse = fuseBinding()
   // A read past bfs's recall deadline is logged once per file and half minute: the kernel's
@@ -213,6 +213,11 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
     }
     opts.log(`${op} ${path}: ${(err as Error).message}`)
     return ERRNO.EIO!
+  }
+  // a read's error; with a tape tier, one the kernel interrupted while it waited for a recall (its reader got a signal) is said once
+  const failRead = (err: unknown, path: string): number => {
+    if ((err as { interrupted?: boolean }).interrupted) opts.log(`read of ${path} interrupted while it waited for tape (EINTR): its close gives up the unit recalls no other open file needs`)
+    return fail(err, 'read', path)
   }
   /** Wraps a synchronous handler: its result or its error reaches the callback exactly once. */
   const sync = <A extends unknown[]>(op: string, fn: (path: string, ...a: A) => unknown[]) =>
@@ -318,16 +323,13 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
     // signal while it waited): with a tape tier, a read waiting for a recall answers EINTR
     read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void, req?: InterruptibleRead) => {
       // buf is libfuse's memory: fill it before calling back, never keep it after.
-      vfs.read(fd, buf, len, pos, req).then(cb, (err) => {
-        if ((err as { interrupted?: boolean }).interrupted) opts.log(`read of ${path} interrupted while it waited for tape (EINTR): its close gives up the unit recalls no other open file needs`)
-        cb(fail(err, 'read', path))
-      })
+      vfs.read(fd, buf, len, pos, req).then(cb, (err) => cb(failRead(err, path)))
     },
     write: erofs, create: erofs, truncate: erofs, ftruncate: erofs, unlink: erofs, rmdir: erofs, mkdir: erofs,
     rename: erofs, link: erofs, symlink: erofs, chmod: erofs, chown: erofs, utimens: erofs, setxattr: erofs,
     removexattr: erofs, mknod: erofs,
   }
-  if ('lazy' in served) Object.assign(ops, lazyOps(served, fail))
+  if ('lazy' in served) Object.assign(ops, lazyOps(served, fail, failRead))
   // With a tape tier, a close(2) is the one message that tells a reader went away while it
   // waited for a recall (native-notes/tape.md, "Interrupting a read"): flush() gives up the
   // recalls that only closed files' reads wait for, and answers those reads. Without one, no flush op: the kernel

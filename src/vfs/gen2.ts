@@ -24,7 +24,11 @@ import { TreeReader } from '../pieces/tree-reader.js'
 import { StreamSource2 } from '../repo/v2/read2.js'
 import type { Repo2 } from '../repo/v2/repo2.js'
 import { dirListing } from '../codec/dirlist.js'
-import { VfsError, type Attr, type NativeReads } from './tree.js'
+import { DEFAULT_TAPE_READAHEAD_UNITS, VfsError, type Attr, type NativeReads } from './tree.js'
+import { RESIDENCY_XATTR, TapeReads, prefetchAtOpen, residencyOf, unitsOnTape, type InterruptibleRead, type TapeHandle, type TapeTier } from './tapereads.js'
+import { TreeAhead2 } from './treeahead2.js'
+import type { TreeAheadCounters } from './treeahead.js'
+import { unitKeysOf } from '../repo/restore.js'
 import { F_ATIME, F_BLKSIZE, F_BLOCKS, F_CTIME, F_FLAGS, F_GID, F_MODE, F_MTIME, F_NLINK, F_RDEV, F_SIZE, F_UID, STAT_FIELDS, STAT_NO_XATTRS, makedev, packAttr, packIno } from './statpack.js'
 
 /**
@@ -79,10 +83,19 @@ export interface Vfs2Options {
    * Only for units on local disk: a unit on tape would hold the open until its recall.
    */
   openWaitsForUnit?: boolean
+  /**
+   * The repository's tiered store when units are on tape (the block reader reads through it),
+   * as format 1's VfsOptions.tape: `user.bfs.residency`, the prefetch at open, a close gives
+   * up what only closed files' reads wait for (vfs/tapereads.ts).
+   */
+  tape?: TapeTier | null
+  /** With a tape tier: the readahead over the tree, units at most (VfsOptions.tapeReadaheadUnits; vfs/treeahead2.ts). */
+  tapeReadaheadUnits?: number
 }
 
-interface Handle {
-  file: OpenFile
+interface Handle extends TapeHandle {
+  /** With a tape tier: the unit keys of its file (else empty). */
+  keys: string[]
 }
 
 /**
@@ -133,10 +146,14 @@ export interface Vfs2Parts {
   pieces: PieceReader
   reader: BlockReader
   handles: Handles
+  /** With a tape tier: it, and the reads a flush or the kernel's interrupt may give up. */
+  tape: { tier: TapeTier; reads: TapeReads<Handle> } | null
 }
 
 export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
   const cacheBytes = opts.cacheBytes ?? 16 << 20
+  const handles: Handles = { map: new Map(), next: 0, native: null }
+  const tier = opts.tape ?? null
   return {
     pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES, openPacks: MOUNT_OPEN_PACKS }),
     reader: new BlockReader({
@@ -147,8 +164,28 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
       maxOpenUnits: opts.maxOpenUnits,
       readaheadFrames: opts.readaheadFrames,
     }),
-    handles: { map: new Map(), next: 0, native: null },
+    handles,
+    tape: tier ? { tier, reads: new TapeReads<Handle>(tier, (h) => h.keys, () => handles.map.values()) } : null,
   }
+}
+
+/** A read of an open handle (through TapeReads with a tape tier). */
+async function readHandle(parts: Vfs2Parts, handle: number, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
+  const h = parts.handles.map.get(handle)
+  if (!h) throw new VfsError('EBADF')
+  if (parts.tape) return parts.tape.reads.read(parts.reader, h, dst, len, pos, req)
+  try {
+    return await parts.reader.read(h.file, dst, len, pos)
+  } catch (err) {
+    throw Object.assign(new VfsError('EIO'), { cause: err })
+  }
+}
+
+function releaseHandle(parts: Vfs2Parts, handle: number): void {
+  const h = parts.handles.map.get(handle)
+  if (h) parts.tape?.reads.released(h)
+  parts.handles.map.delete(handle)
+  parts.handles.native?.release(handle)
 }
 
 /** st_size of an entry (directories: 4096, as format 1 answers). */
@@ -176,10 +213,14 @@ export class Vfs2 {
   private readonly inoBase: number
   /** List single-piece directories in C (native/dirlist.c); false: always in JavaScript. */
   private readonly nativeListing: boolean
+  private readonly tapeReadaheadUnits: number
   /** Directory entries by path (latin1), least recently used first. */
   private readonly dirs = new Map<string, Entry2>()
   private readonly h: Handles
   private readonly openWaitsForUnit: boolean
+  private readonly parts: Vfs2Parts
+  /** With a tape tier: the readahead over this generation's tree (null: off, or not made yet). */
+  private ahead: TreeAhead2 | null = null
 
   /** `parts`: the piece cache, block reader and handles, shared by the views of a whole-repository mount (pieces are shared between generations). */
   constructor(
@@ -194,6 +235,8 @@ export class Vfs2 {
     this.links = new IdTableReader(this.pieces, TableKind.Links)
     this.reader = parts.reader
     this.h = parts.handles
+    this.parts = parts
+    this.tapeReadaheadUnits = opts.tapeReadaheadUnits ?? DEFAULT_TAPE_READAHEAD_UNITS
     this.inoBase = manifest.id * GEN_INO + 16 + (manifest.sources[0]?.ordBase ?? 0)
     this.nativeListing = opts.nativeListing ?? true
     this.openWaitsForUnit = opts.openWaitsForUnit ?? false
@@ -292,7 +335,7 @@ export class Vfs2 {
     arr[o + F_MTIME + 1] = e.mtimeNsec
     arr[o + F_CTIME] = e.ctimeSec
     arr[o + F_CTIME + 1] = e.ctimeNsec
-    arr[o + F_FLAGS] = e.xattrs?.length ? 0 : STAT_NO_XATTRS
+    arr[o + F_FLAGS] = this.parts.tape || e.xattrs?.length ? 0 : STAT_NO_XATTRS
   }
 
   /**
@@ -301,7 +344,8 @@ export class Vfs2 {
    */
   dirSource(): { root: Buffer; key: Buffer; inoBase: number; rootStat: Float64Array; rootRef: Float64Array | null; rootId: Buffer | null } | null {
     const where = this.repo.store.describe()
-    if (!this.nativeListing || where?.kind !== 'disk' || !this.pieces.plainIds) return null
+    // (not with a tape tier: its listings would tell the native side that files have no xattrs, user.bfs.residency)
+    if (!this.nativeListing || where?.kind !== 'disk' || !this.pieces.plainIds || this.parts.tape) return null
     const root = this.manifest.rootEntry
     const rootStat = new Float64Array(STAT_FIELDS)
     packAttr(rootStat, 0, this.attrOf(root, null), !!root.xattrs?.length)
@@ -320,7 +364,7 @@ export class Vfs2 {
   async stat(path: Buffer): Promise<{ attr: Attr; hasXattrs: boolean }> {
     const e = await this.resolve(path)
     try {
-      return { attr: await this.attr(e), hasXattrs: !!e.xattrs?.length }
+      return { attr: await this.attr(e), hasXattrs: !!this.parts.tape || !!e.xattrs?.length }
     } catch (err) {
       throw this.damage(err, path)
     }
@@ -341,6 +385,8 @@ export class Vfs2 {
         const raw = await this.pieces.dirPayload(e.dir.child)
         const d = raw && dirListing(raw, this.inoBase)
         if (d && d[1].length === (e.dir.entries + 2) * STAT_FIELDS) {
+          // with a tape tier every file has user.bfs.residency: never "no xattrs"
+          if (this.parts.tape) for (let o = 2 * STAT_FIELDS + F_FLAGS; o < d[1].length; o += STAT_FIELDS) d[1][o] = d[1][o]! & ~STAT_NO_XATTRS
           const self = await this.attr(e)
           return { names: d[0], stats: d[1], self, parent: await parentOf(self) }
         }
@@ -372,9 +418,55 @@ export class Vfs2 {
     return ((await this.resolve(path)).xattrs ?? []).map(([name]) => name)
   }
 
+  /** user.bfs.residency of a regular file with a tape tier (vfs/tapereads.ts residencyOf: format 1's), else its stored xattrs. */
   async getxattr(path: Buffer, name: Buffer): Promise<Buffer> {
-    for (const [k, v] of (await this.resolve(path)).xattrs ?? []) if (k.equals(name)) return v
+    const e = await this.resolve(path)
+    const t = this.parts.tape
+    if (t && e.type === FileType.File && name.toString('latin1') === RESIDENCY_XATTR) return Buffer.from(residencyOf(t.tier, await this.unitKeys(e, path)))
+    for (const [k, v] of e.xattrs ?? []) if (k.equals(name)) return v
     throw new VfsError('ENODATA')
+  }
+
+  /** The store keys of the units a regular file's data is in (its map resolved), in file order. */
+  private async unitKeys(e: Entry2, path: Buffer): Promise<string[]> {
+    let extents
+    try {
+      extents = await this.maps.extents(e)
+    } catch (err) {
+      throw this.damage(err, path)
+    }
+    return this.keysOf(extents, e.size)
+  }
+
+  private keysOf(extents: ReadonlyArray<{ fileBlock: number; count: number; stream: number; streamBlock: number }>, size: number): string[] {
+    return unitKeysOf(extents.flatMap((x) => [x.fileBlock, x.count, x.stream, x.streamBlock]), size, (s) => this.repo.stream(s).unitBlocks)
+  }
+
+  /** The readahead over this generation's tree (null: off). */
+  private treeAhead(t: TapeTier): TreeAhead2 | null {
+    if (this.tapeReadaheadUnits <= 0) return null
+    return (this.ahead ??= new TreeAhead2(
+      {
+        list: async (dir, ref, after, limit) => {
+          const d = ref ?? (await this.walk(Buffer.from(dir.map((c) => c.toString('latin1')).join('/'), 'latin1')))
+          return d.type === FileType.Dir ? this.tree.list(d.dir, { after, limit }) : { entries: [], more: false }
+        },
+        unitsOnTape: async (path, e) => unitsOnTape(t, this.keysOf(await this.maps.extents(e), e.size)),
+        ask: (keys) => {
+          try {
+            t.prefetch(keys, { ahead: true })
+          } catch {
+            // only a hint
+          }
+        },
+      },
+      { maxUnits: this.tapeReadaheadUnits, maxBytes: t.cacheLimitBytes / 4 },
+    ))
+  }
+
+  /** The readahead over the tree's counters (null: none made): the server's stats line. */
+  get tapeAheadStats(): TreeAheadCounters | null {
+    return this.ahead ? { ...this.ahead.counters } : null
   }
 
   /** Opens a regular file: its map resolved (map pieces read now), a handle number returned. */
@@ -391,7 +483,21 @@ export class Vfs2 {
     const v1: V1Extent[] = extents.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
     const file = this.reader.file(v1, e.size)
     const h = this.newHandle()
-    this.h.map.set(h, { file })
+    const t = this.parts.tape
+    let keys: string[] = []
+    if (t) {
+      try {
+        keys = this.keysOf(extents, e.size)
+      } catch {
+        // a stream record that cannot be read: the reads say what is wrong
+      }
+    }
+    this.h.map.set(h, { file, keys })
+    if (t && t.tier.policy.offline !== 'eio') {
+      prefetchAtOpen(t.tier, () => keys)
+      // after the open is answered, one open at a time (a hint: never fails the open)
+      this.treeAhead(t.tier)?.opened(trim(path).toString('latin1').split('/').map((c) => Buffer.from(c, 'latin1')))
+    }
     if (this.h.native) {
       let x: Float64Array | null = null
       try {
@@ -414,18 +520,16 @@ export class Vfs2 {
   }
 
   release(handle: number): void {
-    this.h.map.delete(handle)
-    this.h.native?.release(handle)
+    releaseHandle(this.parts, handle)
   }
 
-  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
-    const h = this.h.map.get(handle)
-    if (!h) throw new VfsError('EBADF')
-    try {
-      return await this.reader.read(h.file, dst, len, pos)
-    } catch (err) {
-      throw Object.assign(new VfsError('EIO'), { cause: err })
-    }
+  read(handle: number, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
+    return readHandle(this.parts, handle, dst, len, pos, req)
+  }
+
+  /** A close(2) of a descriptor of `handle` (FUSE_FLUSH; only with a tape tier): TapeReads.flush. */
+  flush(handle: number): { reads: number; cancelled: number } | null {
+    return this.parts.tape?.reads.flush(this.h.map.get(handle)) ?? null
   }
 
   /** Lets a native path serve reads of handles opened from now on (and units opened so far). */
@@ -434,9 +538,14 @@ export class Vfs2 {
     this.reader.attachNative(n)
   }
 
-  /** No tape tier on format 2 yet: no virtual xattrs, no flush. */
-  readonly virtualXattrs = false
-  readonly cancelsOnFlush = false
+  /** With a tape tier: every regular file has user.bfs.residency (the native side never answers "no xattrs"), and a close reaches flush(). */
+  get virtualXattrs(): boolean {
+    return !!this.parts.tape
+  }
+
+  get cancelsOnFlush(): boolean {
+    return !!this.parts.tape
+  }
 
   /** The block reader (the server's stats line reads frames.stats and frames.openUnitCount). */
   get frames(): AsyncBlockReader {
@@ -479,8 +588,6 @@ function splitTime(iso: string): [number, number] {
  */
 export class Repo2Vfs {
   readonly lazy = true
-  readonly virtualXattrs = false
-  readonly cancelsOnFlush = false
   private readonly parts: Vfs2Parts
   private gens: ManifestV2[] = []
   private readonly known = new Map<number, ManifestV2 | null>()
@@ -629,18 +736,23 @@ export class Repo2Vfs {
   }
 
   release(handle: number): void {
-    this.parts.handles.map.delete(handle)
-    this.parts.handles.native?.release(handle)
+    releaseHandle(this.parts, handle)
   }
 
-  async read(handle: number, dst: Buffer, len: number, pos: number): Promise<number> {
-    const h = this.parts.handles.map.get(handle)
-    if (!h) throw new VfsError('EBADF')
-    try {
-      return await this.parts.reader.read(h.file, dst, len, pos)
-    } catch (err) {
-      throw Object.assign(new VfsError('EIO'), { cause: err })
-    }
+  read(handle: number, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
+    return readHandle(this.parts, handle, dst, len, pos, req)
+  }
+
+  flush(handle: number): { reads: number; cancelled: number } | null {
+    return this.parts.tape?.reads.flush(this.parts.handles.map.get(handle)) ?? null
+  }
+
+  get virtualXattrs(): boolean {
+    return !!this.parts.tape
+  }
+
+  get cancelsOnFlush(): boolean {
+    return !!this.parts.tape
   }
 
   attachNative(n: NativeReads): void {
@@ -656,6 +768,20 @@ export class Repo2Vfs {
 
   get pieceStats(): Record<string, number> {
     return { ...this.parts.pieces.stats, cachedBytes: this.parts.pieces.cachedBytes, generationsViewed: this.views.size }
+  }
+
+  /** The readahead over the tree's counters, summed over the generations (null: none made). */
+  get tapeAheadStats(): TreeAheadCounters | null {
+    let sum: TreeAheadCounters | null = null
+    for (const v of this.views.values()) {
+      const c = v.tapeAheadStats
+      if (!c) continue
+      sum ??= { inOrder: 0, elsewhere: 0, askedUnits: 0 }
+      sum.inOrder += c.inOrder
+      sum.elsewhere += c.elsewhere
+      sum.askedUnits += c.askedUnits
+    }
+    return sum
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,10 @@ import type { NativeSink } from '../blocks/native.js'
 import { repoBlockReader } from '../repo/stream-source.js'
 import { extentUnits } from '../repo/needed.js'
 import { TreeAhead } from './treeahead.js'
+import { VfsError } from './errors.js'
+import { RESIDENCY_XATTR, TapeReads, prefetchAtOpen, residencyOf, unitsOnTape, type InterruptibleRead, type TapeHandle, type TapeTier } from './tapereads.js'
+
+export { RESIDENCY_XATTR, type InterruptibleRead, type TapeTier }
 
 /** Units asked for ahead at most by the tape readahead over the tree (`bfs mount --tape-readahead`). */
 export const DEFAULT_TAPE_READAHEAD_UNITS = 256
@@ -17,12 +21,8 @@ export const DEFAULT_TAPE_READAHEAD_UNITS = 256
 /** A native read path (bfs's C read path: src/native/fastpath.ts's FastPath, wired in by the fuse adapter) as the vfs sees it. */
 export type NativeReads = NativeSink
 
-/** An error a filesystem operation answers with (an errno name). */
-export class VfsError extends Error {
-  constructor(readonly errno: 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'ENODATA' | 'EIO' | 'EROFS' | 'EINVAL' | 'EBADF' | 'ENOTSUP' | 'ERANGE' | 'EINTR') {
-    super(errno)
-  }
-}
+/** An error a filesystem operation answers with (vfs/errors.ts; imported from here by the mount's other modules). */
+export { VfsError }
 
 /** Attributes of one node; times with nanoseconds. */
 export type { Attr } from './statpack.js'
@@ -323,40 +323,11 @@ export interface PackedListing {
 }
 
 /** An open regular file: the reader's open object (its resolved extents), kept for the life of the handle. */
-interface Handle {
+interface Handle extends TapeHandle {
   view: GenView
   index: number
-  file: OpenFile
-  /** With a tape tier: its reads in JavaScript (see Vfs.flush). */
-  waits?: TapeWaits
   /** With a tape tier: its file's unit keys, computed when a flush first needs them. */
   keys?: string[]
-}
-
-/** A handle's reads in JavaScript on a mount with a tape tier, and whether it was closed (see Vfs.flush). */
-interface TapeWaits {
-  /** Reads in progress. */
-  reads: number
-  /** Aborted when a flush interrupts them (then replaced: later reads are not). */
-  ctl: AbortController
-  /** A descriptor of it was closed (FUSE flush) and it has not been read since: it wants nothing. */
-  closed: boolean
-  /**
-   * A read of it waiting for tape was interrupted by the kernel (its reader got a signal) and
-   * answered EINTR: its next flush gives up what its file is still waiting for, as for a
-   * stranded read (then cleared).
-   */
-  interrupted?: boolean
-}
-
-/**
- * What fuse-native passes with a read (the patched binding, FUSE_NATIVE_BFS_PATCH 5):
- * `oninterrupt` is called once if the kernel interrupts the request while it waits for its
- * answer (its reader got a signal in a synchronous read). The read must still be answered.
- */
-export interface InterruptibleRead {
-  interrupted: boolean
-  oninterrupt: (() => void) | null
 }
 
 export interface VfsOptions {
@@ -394,24 +365,6 @@ export interface VfsOptions {
   onClose?: () => Promise<void>
 }
 
-/** What the vfs uses of the repository's tiered store (store/tiered.ts TieredStore) when units are on tape. */
-export interface TapeTier {
-  readonly policy: { offline?: 'wait' | 'eio' }
-  /** Where a unit is now: disk, cache (recalled) or tape; undefined if nowhere. */
-  residencySync(key: string): 'disk' | 'cache' | 'tape' | undefined
-  /** A unit's catalog entry, when it was migrated. */
-  coldEntry(key: string): { sizeBytes: number } | undefined
-  /** Asks for units on tape (not pinned); `ahead`: no reader waits for them yet. */
-  prefetch(keys: string[], o?: { ahead?: boolean }): unknown
-  /** Whether a recall of `key` asked for by this process is outstanding. */
-  recalling?(key: string): boolean
-  /** Gives up this process's outstanding recalls of `keys` (its waiters fail); returns how many. */
-  cancel?(keys: string[]): number
-  readonly cacheLimitBytes: number
-}
-
-/** The extended attribute that tells where a file's data is (mount of a repository with a tape tier). */
-export const RESIDENCY_XATTR = 'user.bfs.residency'
 
 /**
  * The read-only tree the mount serves, without any FUSE in it: one generation at the root,
@@ -438,6 +391,7 @@ export class Vfs {
     this.reader = repoBlockReader(repo, { cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes, maxOpenUnits: opts.maxOpenUnits, readaheadFrames: opts.readaheadFrames })
     this.maps = new LazyMaps(repo)
     this.now = opts.now ?? Date.now
+    this.tapeReads = opts.tape ? new TapeReads<Handle>(opts.tape, (h) => this.keysOf(h), () => this.handles.values()) : null
     this.refresh(true)
     if (opts.generation !== undefined) this.view(opts.generation)
   }
@@ -594,7 +548,7 @@ export class Vfs {
 
   getxattr(path: Buffer, name: Buffer): Buffer {
     const n = this.resolve(path)
-    if (this.opts.tape && n.kind === 'entry' && name.toString('latin1') === RESIDENCY_XATTR && n.view.cat.type[n.index] === EntryType.File) return Buffer.from(this.residency(n.view, n.index))
+    if (this.opts.tape && n.kind === 'entry' && name.toString('latin1') === RESIDENCY_XATTR && n.view.cat.type[n.index] === EntryType.File) return Buffer.from(residencyOf(this.opts.tape, this.fileUnits(n.view, n.index)))
     if (n.kind === 'entry') for (const [k, v] of n.view.entry(n.index).xattrs ?? []) if (k.equals(name)) return v
     throw new VfsError('ENODATA')
   }
@@ -611,7 +565,7 @@ export class Vfs {
     const handle: Handle = { view: n.view, index: n.index, file: this.reader.file(n.view.extents(n.index), d.size, d.objGen ? { gen: d.objGen, index: d.objIndex } : undefined) }
     this.handles.set(h, handle)
     if (this.opts.tape && this.opts.tape.policy.offline !== 'eio') {
-      this.prefetch(n.view.extents(n.index), d.size)
+      prefetchAtOpen(this.opts.tape, () => this.fileUnits(n.view, n.index))
       try {
         this.aheadOf(n.view)?.opened(n.index)
       } catch {
@@ -635,52 +589,9 @@ export class Vfs {
     return !!this.opts.tape
   }
 
-  /** Where each unit of a file is, by the tiered store: disk, cache (recalled), tape. */
-  private unitResidency(extents: readonly Extent[], size: number): Array<'disk' | 'cache' | 'tape'> {
-    const t = this.opts.tape!
-    // a unit nowhere (damaged) counts as disk: its reads say what is wrong
-    return extentUnits(this.repo, extents, size).map((k) => t.residencySync(k) ?? 'disk')
-  }
-
-  /**
-   * user.bfs.residency of a regular file: `disk`, `cache` or `tape` when all its units are
-   * there (a file without data: `disk`); a mix names the slowest tier with its share,
-   * `tape 3/5 units` (the rest in the cache or on disk), `cache 2/5 units` (the rest on disk).
-   */
-  private residency(v: GenView, i: number): string {
-    const d = v.entry(v.leader(i))
-    const r = this.unitResidency(v.extents(i), d.size)
-    for (const tier of ['tape', 'cache'] as const) {
-      const n = r.filter((x) => x === tier).length
-      if (n) return n === r.length ? tier : `${tier} ${n}/${r.length} units`
-    }
-    return 'disk'
-  }
-
-  /**
-   * Asks for the units of a file being opened that are on tape (not pinned: the cache
-   * evicts them as usual), so that concurrent readers give the scheduler many requests to
-   * order (native-notes/tape.md bench (f)); at most `budget` bytes (default a quarter of
-   * the buffer cache). Returns the bytes asked for.
-   */
-  private prefetch(extents: readonly Extent[], size: number, budget = this.opts.tape!.cacheLimitBytes / 4): number {
-    const t = this.opts.tape!
-    let bytes = 0
-    try {
-      const keys = extentUnits(this.repo, extents, size)
-      const want: string[] = []
-      for (const k of keys) {
-        if (t.residencySync(k) !== 'tape') continue
-        const b = t.coldEntry(k)?.sizeBytes ?? 0
-        if (bytes + b > budget && (want.length || budget <= 0)) break
-        bytes += b
-        want.push(k)
-      }
-      if (want.length) t.prefetch(want)
-    } catch {
-      // a prefetch is only a hint: the reads say what is wrong
-    }
-    return bytes
+  /** The store keys of the units file `i` of `v` reads (its resolved block map), in file order. */
+  private fileUnits(v: GenView, i: number): string[] {
+    return extentUnits(this.repo, v.extents(i), v.entry(v.leader(i)).size)
   }
 
   /** The tape readahead over `v`'s tree (null when off). */
@@ -695,13 +606,7 @@ export class Vfs {
           cat: v.cat,
           unitsOnTape: (i) => {
             try {
-              const out: Array<{ key: string; bytes: number }> = []
-              for (const key of extentUnits(this.repo, v.extents(i), v.entry(v.leader(i)).size)) {
-                // where it is first: a unit on disk costs one stat, while a catalog miss
-                // reads the catalog's directory again (a unit may have just been migrated)
-                if (t.residencySync(key) === 'tape') out.push({ key, bytes: t.coldEntry(key)?.sizeBytes ?? 0 })
-              }
-              return out
+              return unitsOnTape(t, this.fileUnits(v, i))
             } catch {
               return [] // a readahead is only a hint: the reads say what is wrong
             }
@@ -734,7 +639,7 @@ export class Vfs {
 
   release(handle: number): void {
     const h = this.handles.get(handle)
-    if (h) this.stranded.delete(h)
+    if (h) this.tapeReads?.released(h)
     this.handles.delete(handle)
     this.native?.release(handle)
   }
@@ -749,63 +654,19 @@ export class Vfs {
     return !!this.opts.tape
   }
 
-  /**
-   * A close(2) of a descriptor of `handle` (FUSE_FLUSH; the release comes only once the
-   * kernel's background reads of it are answered). The handle wants nothing from now on
-   * (until it is read again: a process sharing the descriptor, fork or dup). Reads of closed
-   * handles still in progress in JavaScript while units of their files are being recalled
-   * are *stranded*: their readers went away (killed, interrupted) while they waited for
-   * tape. Each flush while some are stranded (rare: any other flush returns at once) gives
-   * up the recalls they wait for that no open, not closed handle's file needs (the recall
-   * service cancels each unless another process wants it) and answers the stranded reads of
-   * those units EINTR at once. Stranded reads of a unit another handle still needs are left
-   * to complete: another reader of the same file may be waiting for the very pages they
-   * bring (the kernel's readahead is shared by the file's readers), and that wait is
-   * killable, while a synchronous read of its own would not be once it reached us. A
-   * process sharing a closed descriptor that is still reading is not failed for good: the
-   * kernel retries a page read that came back with an error, which asks again. Returns
-   * what it did, or null when it did nothing.
-   */
+  /** A close(2) of a descriptor of `handle` (FUSE_FLUSH): TapeReads.flush (vfs/tapereads.ts) says what it gives up; null when it did nothing. */
   flush(handle: number): { reads: number; cancelled: number } | null {
-    const h = this.handles.get(handle)
-    const t = this.opts.tape
-    if (!h || !t?.recalling) return null
-    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
-    w.closed = true
-    if (w.reads > 0) this.stranded.add(h)
-    // a read of it was interrupted while it waited for tape (answered EINTR then, see readTape):
-    // its reader is gone now, and what it waited for is given up like a stranded read's
-    const gone = w.interrupted === true
-    w.interrupted = false
-    if (this.stranded.size === 0 && !gone) return null
-    // the units stranded (and interrupted) reads may be waiting for
-    const waited = new Set<string>()
-    for (const s of gone ? [...this.stranded, h] : this.stranded) for (const k of this.keysOf(s)) if (t.recalling(k)) waited.add(k)
-    if (waited.size === 0) return null // reads from disk or the cache: they end by themselves
-    for (const o of this.handles.values()) {
-      if (o.waits?.closed) continue
-      for (const k of this.keysOf(o)) waited.delete(k)
-      if (waited.size === 0) return null
-    }
-    let reads = 0
-    for (const s of [...this.stranded]) {
-      if (!this.keysOf(s).some((k) => waited.has(k))) continue
-      reads += s.waits!.reads
-      s.waits!.ctl.abort()
-      s.waits!.ctl = new AbortController()
-      this.stranded.delete(s)
-    }
-    return { reads, cancelled: t.cancel ? t.cancel([...waited]) : 0 }
+    return this.tapeReads?.flush(this.handles.get(handle)) ?? null
   }
 
-  /** Closed handles with reads in progress (see flush). */
-  private readonly stranded = new Set<Handle>()
+  /** With a tape tier: the reads that a flush or the kernel's interrupt may give up (vfs/tapereads.ts). */
+  private readonly tapeReads: TapeReads<Handle> | null
 
   /** The unit keys of an open handle's file (remembered for the handle). */
   private keysOf(h: Handle): string[] {
     if (!h.keys) {
       try {
-        h.keys = extentUnits(this.repo, h.view.extents(h.index), h.view.entry(h.view.leader(h.index)).size)
+        h.keys = this.fileUnits(h.view, h.index)
       } catch {
         h.keys = [] // a map that cannot be read: its reads say what is wrong
       }
@@ -828,55 +689,11 @@ export class Vfs {
   async read(handle: number, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
     const h = this.handles.get(handle)
     if (!h) throw new VfsError('EBADF')
-    if (this.opts.tape) return this.readTape(h, dst, len, pos, req)
+    if (this.tapeReads) return this.tapeReads.read(this.reader, h, dst, len, pos, req)
     try {
       return await this.reader.read(h.file, dst, len, pos)
     } catch (err) {
       throw Object.assign(new VfsError('EIO'), { cause: err })
-    }
-  }
-
-  /**
-   * read() with a tape tier: counted for flush(), which may interrupt it (EINTR at once).
-   * It reads into its own buffer, copied into `dst` only when it is answered with data: an
-   * interrupted read's load goes on, and libfuse's buffer must not be written after the answer.
-   * When the kernel interrupts it (`req`: its reader got a signal in a synchronous read)
-   * while units of its file are being recalled, it answers EINTR at once and marks the
-   * handle, whose next flush (the killed reader's close) gives up what it waited for. Not
-   * at once: a reader that survives the signal (it handles it) reads again and keeps
-   * its recall's place in the queue.
-   */
-  private async readTape(h: Handle, dst: Buffer, len: number, pos: number, req?: InterruptibleRead): Promise<number> {
-    const w = (h.waits ??= { reads: 0, ctl: new AbortController(), closed: false })
-    if (w.closed) {
-      // read after a close: another process shares the descriptor, it wants the file again
-      w.closed = false
-      this.stranded.delete(h)
-    }
-    const signal = w.ctl.signal
-    const own = Buffer.allocUnsafe(Math.min(len, Math.max(0, h.file.sizeBytes - pos)))
-    const stop = req ? new AbortController() : null
-    if (req) {
-      req.oninterrupt = () => {
-        const t = this.opts.tape
-        // a read from disk or the cache ends by itself: answered as usual
-        if (!t?.recalling || !this.keysOf(h).some((k) => t.recalling!(k))) return
-        w.interrupted = true
-        stop!.abort()
-      }
-    }
-    w.reads++
-    try {
-      const n = await untilAborted(this.reader.read(h.file, own, own.length, pos), signal, stop?.signal)
-      own.copy(dst, 0, 0, n)
-      return n
-    } catch (err) {
-      if (signal.aborted) throw new VfsError('EINTR')
-      if (stop?.signal.aborted) throw Object.assign(new VfsError('EINTR'), { interrupted: true })
-      throw Object.assign(new VfsError('EIO'), { cause: err })
-    } finally {
-      if (req) req.oninterrupt = null
-      if (--w.reads === 0) this.stranded.delete(h)
     }
   }
 
@@ -897,30 +714,6 @@ export class Vfs {
     await this.reader.close()
     await this.opts.onClose?.()
   }
-}
-
-/** `p`, or a rejection as soon as `signal` (or `also`) aborts (p goes on; its outcome is then dropped). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal, also?: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => reject(signal.reason)
-    const abortAlso = (): void => reject(also!.reason)
-    signal.addEventListener('abort', abort, { once: true })
-    also?.addEventListener('abort', abortAlso, { once: true })
-    const done = (): void => {
-      signal.removeEventListener('abort', abort)
-      also?.removeEventListener('abort', abortAlso)
-    }
-    p.then(
-      (v) => {
-        done()
-        resolve(v)
-      },
-      (e: unknown) => {
-        done()
-        reject(e)
-      },
-    )
-  })
 }
 
 /** The largest handle number (fuse-native passes them as int32). */

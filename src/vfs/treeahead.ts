@@ -21,9 +21,9 @@
 import { EntryType, type CatalogIndex } from '../format/catalog.js'
 
 /** Opens this many files apart (either way, in traversal order) still count as in order: parallel readers open out of step. */
-const NEAR_FILES = 16
+export const NEAR_FILES = 16
 /** Entries looked at per top-up at most, so that a tree of files already on disk does not hold the event loop. */
-const MAX_WALK = 1024
+export const MAX_WALK = 1024
 
 /** What the readahead needs from the mount for one generation. */
 export interface TreeAheadSource {
@@ -88,21 +88,108 @@ export interface TreeAheadCounters {
   askedUnits: number
 }
 
-/** The readahead of one generation of a mount. */
-export class TreeAhead {
+/**
+ * The window of a readahead over the tree: the files (`F`: whatever names a file) whose units
+ * were asked for ahead, in traversal order, with those units (consumed as opens reach them),
+ * and what is left of the budget. Files with nothing on tape are not kept: a tree on disk
+ * walked in order costs no memory here. Shared by format 1's TreeAhead and format 2's
+ * TreeAhead2 (vfs/treeahead2.ts), whose walks differ.
+ */
+export class AheadWindow<F> {
   readonly counters: TreeAheadCounters = { inOrder: 0, elsewhere: 0, askedUnits: 0 }
-  private last = -1
-  private streak = 0
-  /**
-   * Files whose units were asked for ahead, in traversal order, with those units (consumed as
-   * opens reach them). Files with nothing on tape are not kept: a tree on disk walked in
-   * order costs no memory here.
-   */
-  private readonly window = new Map<number, { keys: string[]; bytes: number }>()
+  private readonly files = new Map<F, { keys: string[]; bytes: number }>()
   /** The units in the window (a unit shared by neighbours is asked for once). */
   private readonly keys = new Set<string>()
   private units = 0
   private bytes = 0
+  /** Opens in a row in traversal order (the walk starts from the second). */
+  streak = 0
+
+  constructor(readonly o: TreeAheadOptions) {}
+
+  /**
+   * Counts an open of file `f` (`first`: none before it). In order: the window up to `f` is
+   * consumed, true. Elsewhere: the window is cleared (what was asked stays asked), false: the
+   * caller starts its walk over.
+   */
+  counted(f: F, inOrder: boolean, first: boolean): boolean {
+    if (!inOrder) {
+      if (!first) this.counters.elsewhere++
+      this.streak = 1
+      this.clear()
+      return false
+    }
+    this.counters.inOrder++
+    this.streak++
+    if (this.files.has(f)) this.consume(f)
+    return true
+  }
+
+  has(f: F): boolean {
+    return this.files.has(f)
+  }
+
+  clear(): void {
+    this.files.clear()
+    this.keys.clear()
+    this.units = 0
+    this.bytes = 0
+  }
+
+  /** Files up to and including `f` in the window were reached by the readers. */
+  consume(f: F): void {
+    for (const [x, w] of this.files) {
+      this.files.delete(x)
+      for (const k of w.keys) this.keys.delete(k)
+      this.units -= w.keys.length
+      this.bytes -= w.bytes
+      if (x === f) break
+    }
+  }
+
+  /** Whether a top-up is due: a quarter of the window was used (fewer, larger requests). */
+  get wantsMore(): boolean {
+    return this.units <= (this.o.maxUnits * 3) / 4 && this.bytes <= (this.o.maxBytes * 3) / 4
+  }
+
+  /** Whether the window is full. */
+  get full(): boolean {
+    return this.units >= this.o.maxUnits || this.bytes >= this.o.maxBytes
+  }
+
+  /**
+   * Takes file `f`'s units on tape into the window, what fits (a file larger than what is
+   * left of the budget gets what fits: its reader asks for the rest); pushes those to ask
+   * for onto `ask`.
+   */
+  take(f: F, onTape: ReadonlyArray<{ key: string; bytes: number }>, ask: string[]): void {
+    const keys: string[] = []
+    let bytes = 0
+    for (const u of onTape) {
+      if ((this.units + keys.length >= this.o.maxUnits || this.bytes + bytes + u.bytes > this.o.maxBytes) && (keys.length || this.units)) break
+      if (this.keys.has(u.key)) continue
+      this.keys.add(u.key)
+      keys.push(u.key)
+      bytes += u.bytes
+    }
+    if (keys.length) {
+      ask.push(...keys)
+      this.files.set(f, { keys, bytes })
+      this.units += keys.length
+      this.bytes += bytes
+    }
+  }
+
+  /** Counts `keys` asked for (after the caller asked for them). */
+  asked(keys: readonly string[]): void {
+    this.counters.askedUnits += keys.length
+  }
+}
+
+/** The readahead of one generation of a mount. */
+export class TreeAhead {
+  private readonly w: AheadWindow<number>
+  private last = -1
   /** The last file taken into the window (the walk goes on after it); -1: none yet. */
   private frontier = -1
   /**
@@ -115,55 +202,36 @@ export class TreeAhead {
 
   constructor(
     private readonly src: TreeAheadSource,
-    private readonly o: TreeAheadOptions,
-  ) {}
+    o: TreeAheadOptions,
+  ) {
+    this.w = new AheadWindow(o)
+  }
+
+  get counters(): TreeAheadCounters {
+    return this.w.counters
+  }
 
   /** Regular file `i` was opened. */
   opened(i: number): void {
-    if (this.o.maxUnits <= 0) return
+    if (this.w.o.maxUnits <= 0) return
     const cat = this.src.cat
-    const inWindow = this.window.has(i)
-    const inOrder = inWindow || (this.last >= 0 && (within(cat, this.last, i, NEAR_FILES) || within(cat, i, this.last, NEAR_FILES)))
-    if (inOrder) {
-      this.counters.inOrder++
-      this.streak++
-    } else {
-      if (this.last >= 0) this.counters.elsewhere++
-      this.streak = 1
-      this.reset()
-    }
-    if (inWindow) this.consume(i)
+    const inOrder = this.w.has(i) || (this.last >= 0 && (within(cat, this.last, i, NEAR_FILES) || within(cat, i, this.last, NEAR_FILES)))
+    if (!this.w.counted(i, inOrder, this.last < 0)) this.reset()
     const scope = this.scope < 0 ? cat.parent[i]! : commonDir(cat, this.scope, i)
     if (scope !== this.scope) {
       this.scope = scope
       this.done = false // wider: the walk goes on past where the narrower one ended
     }
     this.last = i
-    if (this.streak < 2) return
+    if (this.w.streak < 2) return
     if (this.frontier < 0) this.frontier = i
-    // top up once a quarter of the window was used (fewer, larger requests)
-    if (!this.done && (this.units <= (this.o.maxUnits * 3) / 4 && this.bytes <= (this.o.maxBytes * 3) / 4)) this.fill()
+    if (!this.done && this.w.wantsMore) this.fill()
   }
 
   private reset(): void {
-    this.window.clear()
-    this.keys.clear()
-    this.units = 0
-    this.bytes = 0
     this.frontier = -1
     this.scope = -1
     this.done = false
-  }
-
-  /** Files up to and including `i` in the window were reached by the readers. */
-  private consume(i: number): void {
-    for (const [f, w] of this.window) {
-      this.window.delete(f)
-      for (const k of w.keys) this.keys.delete(k)
-      this.units -= w.keys.length
-      this.bytes -= w.bytes
-      if (f === i) break
-    }
   }
 
   private fill(): void {
@@ -176,26 +244,11 @@ export class TreeAhead {
         break
       }
       this.frontier = f
-      const keys: string[] = []
-      let bytes = 0
-      for (const u of this.src.unitsOnTape(f)) {
-        // a file larger than what is left of the budget gets what fits (its reader asks for the rest)
-        if ((this.units + keys.length >= this.o.maxUnits || this.bytes + bytes + u.bytes > this.o.maxBytes) && (keys.length || this.units)) break
-        if (this.keys.has(u.key)) continue
-        this.keys.add(u.key)
-        keys.push(u.key)
-        bytes += u.bytes
-      }
-      if (keys.length) {
-        ask.push(...keys)
-        this.window.set(f, { keys, bytes })
-        this.units += keys.length
-        this.bytes += bytes
-      }
-      if (this.units >= this.o.maxUnits || this.bytes >= this.o.maxBytes || ++looked >= MAX_WALK) break
+      this.w.take(f, this.src.unitsOnTape(f), ask)
+      if (this.w.full || ++looked >= MAX_WALK) break
     }
     if (ask.length) {
-      this.counters.askedUnits += ask.length
+      this.w.asked(ask)
       this.src.ask(ask)
     }
   }
