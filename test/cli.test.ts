@@ -369,7 +369,7 @@ describe('the command line is strict', () => {
         expect(res.stderr).toBe(`bfs: ${loc}: not an S3 repository address (s3:http://HOST:PORT/BUCKET[/PREFIX] or s3:https://…)\n`)
       }
     }
-    const f1 = await bfs(['init'], { repo: 's3:https://s3.example.com/bucket', cwd: work })
+    const f1 = await bfs(['init', '--format', '1'], { repo: 's3:https://s3.example.com/bucket', cwd: work })
     expect(f1.code).toBe(2)
     expect(f1.stderr).toBe('bfs: s3:https://s3.example.com/bucket: a repository on S3 is format 2 only: bfs init --format 2\n')
     expect(fs.readdirSync(work).filter((n) => /^(sftp:|s3:|rest:|alice@|ssh:)/.test(n))).toEqual([])

@@ -401,7 +401,7 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
       const src = path.join(dir, 'src')
       fs.mkdirSync(path.join(src, 'web'), { recursive: true })
       fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
-      expect((await bfs(fmt === 2 ? ['init', '--format', '2'] : ['init'], { repo })).code).toBe(0)
+      expect((await bfs(['init', '--format', String(fmt)], { repo })).code).toBe(0)
       expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
       expect((await bfs(['group', 'add', 'other', '--include', 'x'], { repo })).code).toBe(0)
       await backup(src, repo, ['--group', 'web'])

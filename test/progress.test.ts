@@ -175,7 +175,7 @@ for (const format of ['1', '2']) {
   describe(`format ${format}: backup, restore and verify`, () => {
     const repo = path.join(work, `repo${format}`)
     beforeAll(async () => {
-      const r = await bfs(format === '1' ? ['init'] : ['init', '--format', '2'], { repo })
+      const r = await bfs(['init', '--format', format], { repo })
       expect(r.code, r.stderr).toBe(0)
     })
 
