@@ -115,7 +115,7 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       fs.mkdirSync(sub, { recursive: true })
       fs.writeFileSync(path.join(sub, `f${String(i).padStart(5, '0')}`), randomBytes(upf * (256 << 10)))
     }
-    bfs(['init'])
+    bfs(['init', '--format', '1']) // format 1: its units are placed on tape through format 1's Repository below
     bfs(['backup', src, '--unit-blocks', '64', '--frame-blocks', '16'])
     bfs(['tier', 'add', 'tape', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '1', '--drives', '1'])
     {
