@@ -5,8 +5,8 @@
 # Corpus: a copy of the Linux tree (full: corpus/full/tree; quick: corpus/quick/tree) in
 # $RUN/admin/src, changed before each of generations 2..20 by `mutate.mjs gen` (1 % of the
 # files, seeded by the generation number: 60 % of them changed, 20 % removed, as many added),
-# backed up by bfs in format 1 (`bfs1`, the default), bfs in format 2 (`bfs2`,
-# `bfs init --format 2`) and restic. Then `bfs diff latest~1 latest` against `restic diff`, and
+# backed up by bfs in format 1 (`bfs1`, `bfs init --format 1`), bfs in format 2 (`bfs2`,
+# `bfs init --format 2`, the default) and restic. Then `bfs diff latest~1 latest` against `restic diff`, and
 # `bfs find NAME` against `restic find NAME` over the 20 generations, for a name with thousands
 # of hits (Makefile) and a name with one (ext4_jbd2.c): per repetition each tool once cold
 # (page cache dropped; restic's cache directory kept, as a user has it) and once warm.

@@ -4,7 +4,7 @@
 # Corpus: 1,000 directories × 1,000 files of 0–200 random bytes (full), 100 × 1,000 (quick),
 # built by bench/many-corpus.mjs from a fixed seed into $BENCH_DIR/corpus/MODE/many (ext4
 # under /var/tmp, stamp many.ok: built once, reused). Columns: bfs (a format 2 repository,
-# `bfs init --format 2`), bfs1 (format 1, bfs's default), restic, borg; squashfs
+# `bfs init --format 2`), bfs1 (format 1, `bfs init --format 1`; bfs's default until 2026-12-03), restic, borg; squashfs
 # (mksquashfs + squashfuse) for the mount rows.
 
 MANY_SEED=15

@@ -105,7 +105,9 @@ online_backup() {
   local repo=$RUN/repo/$name-$mode logf=$RUN/logs/$name-$mode-$rep t0f=$ONLINE_DIR/t0 args=() bpid wpid rc t0 t1 l0 msg v i
   OB_WALL=""; ONLINE_OK[$name-$mode]=0
   rm -rf "$repo" "$t0f"
-  "$BFS" --repo "$repo" init >"$logf.init" 2>&1 || { rec_status "$name" backup_wall_s "$mode" fail "init failed: $(tail_log "$logf.init")"; return 1; }
+  # format 1 (the default until 2026-12-03): these rows and bi_stored_bytes (format 1's
+  # gens/N/bilog files, below) stay comparable with earlier runs
+  "$BFS" --repo "$repo" init $([ "${BFS_HAS[format2]:-0}" = 1 ] && echo --format 1) >"$logf.init" 2>&1 || { rec_status "$name" backup_wall_s "$mode" fail "init failed: $(tail_log "$logf.init")"; return 1; }
   [ "$kind" = img ] && args+=(--volume)
   args+=("$src")
   [ "$mode" = online ] && args+=(--online --t0-file "$t0f")

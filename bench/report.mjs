@@ -294,7 +294,7 @@ if (records.some((r) => r.corpus === 'many')) {
   } else ctx.incrTarget = '≤ 2× changed + 1 MB'
   lines.push(`## issue 15: many (${(cm.files || 0).toLocaleString('en')} files of 0–200 bytes in ${(cm.dirs || 0).toLocaleString('en')} directories, ${((cm.file_bytes || 0) / 1e6).toFixed(1)} MB of file data)`, '')
   lines.push('Corpus built by `bench/many-corpus.mjs` (seed 15, fixed mtimes) on ext4 in /var/tmp; the bfs column is a format 2 repository (`bfs init --format 2`), ' +
-    '`bfs format 1` the default format. 1 % changed = a line appended to every 100th file (sorted walk)' +
+    '`bfs format 1` a format 1 one (`bfs init --format 1`). 1 % changed = a line appended to every 100th file (sorted walk)' +
     (changed.median !== undefined ? `: ${Math.round(nchanged.median).toLocaleString('en')} files, ${(changed.median / 1e6).toFixed(2)} MB in the changed files (the "changed" of the target), of which ${(appended.median / 1e3).toFixed(0)} kB appended since the full backup (median over the rounds)` : '') +
     '; growth is the mean over the rounds. Mount: `bfs mount gen1 MNT` / `squashfuse IMAGE MNT` after dropping the page cache; `find` cold on that mount; the server\'s RSS read right after it. ' +
     'ls / cat: `bfs ls gen1:DIR`, `bfs cat gen1:FILE`; `restic ls SNAP /SRC/DIR`, `restic dump`; `borg list REPO::g1 DIR`, `borg extract --stdout`; whole commands (process start included). ' +
@@ -329,7 +329,7 @@ if (records.some((r) => r.corpus === 'many')) {
 }
 // ---- the admin step (bench/admin.sh, issue 17): diff, find, rename/copy growth ---------
 const ATOOLS = ['bfs1', 'bfs2', 'restic', 'borg']
-const AHEAD = { bfs1: 'bfs format 1 (default)', bfs2: 'bfs format 2', restic: 'restic', borg: 'borg' }
+const AHEAD = { bfs1: 'bfs format 1', bfs2: 'bfs format 2', restic: 'restic', borg: 'borg' }
 // [metric, label, kind, scale, target text, test(bfs median, restic median) -> bool]
 const quick = (lim) => (b, r) => (b === undefined || r === undefined ? undefined : b <= lim && b <= r / 3)
 const ADMIN_ROWS = [

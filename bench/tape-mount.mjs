@@ -120,7 +120,8 @@ export async function mountScenarios({ ROOT, BASE, m, p, log, h, only }) {
       fs.mkdirSync(sub, { recursive: true })
       fs.writeFileSync(path.join(sub, `f${String(i).padStart(5, '0')}`), randomBytes(upf * (256 << 10)))
     }
-    bfs(F2 ? ['init', '--format', '2'] : ['init'])
+    // format 1 unless BENCH_MOUNT_FORMAT=2: format 1's units are placed on tape through its Repository below
+    bfs(F2 ? ['init', '--format', '2'] : ['init', '--format', '1'])
     bfs(['backup', src, '--unit-blocks', '64', '--frame-blocks', '16'])
     bfs(['tier', 'add', 'tape', '--vtl', vtl, '--clock-scale', '0', '--cartridges', '1', '--drives', '1'])
     {

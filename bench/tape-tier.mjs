@@ -413,7 +413,7 @@ export async function tierScenarios({ ROOT, BASE, m, p, log, h, seeds, only }) {
       if (r.status !== 0) throw new Error(`bfs ${args.join(' ')}: ${r.stderr}`)
       return r.stdout
     }
-    bfs(['init'])
+    bfs(['init', '--format', '1']) // format 1, as before format 2 became the default: results stay comparable
     bfs(['backup', path.join(dir, 'src')])
     bfs(['tier', 'add', 't', '--vtl', path.join(dir, 'vtl'), '--clock-scale', '0', '--cartridges', '2'])
     const j = JSON.parse(bfs(['migrate', 'gen1', '--json', '--file-size', '256M', '--commit-files', '64']))

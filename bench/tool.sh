@@ -12,7 +12,7 @@
 #   tool.sh cat     TOOL REPO GEN SRC PATH    write file PATH (relative to SRC) of the first backup to stdout
 #
 # TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | bfs2 (bfs, format 2) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
-# Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
+# Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default, format 2 since 2026-12-03), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
 set -euo pipefail
 op=$1 tool=$2
 shift 2
@@ -20,11 +20,15 @@ shift 2
 export RESTIC_PASSWORD=${RESTIC_PASSWORD:-bfs-bench}
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
-if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=; fi   # format 1 is bfs's default
+# format 1 explicitly (format 2 is bfs's default since 2026-12-03); a bfs from before
+# `init --format` (BENCH_BFS) writes format 1 only and takes no --format
+if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=1; fi
 if [ "$tool" = bfs2 ]; then tool=bfs BFS_FORMAT=2; fi
 
 case "$op:$tool" in
-  init:bfs) exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ;;
+  init:bfs)
+    if [ "${BFS_FORMAT:-}" = 1 ] && ! grep -q -- --format <<<"$("$BFS" init --help 2>&1)"; then BFS_FORMAT=; fi
+    exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ;;
   init:tar | init:squashfs) mkdir -p "$1" ;;
   init:restic) exec restic -q -r "$1" init ;;
   init:borg) exec borg init -e none "$1" ;;

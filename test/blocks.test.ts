@@ -17,7 +17,7 @@ import { FaultyStore } from '../src/store/faulty.js'
 import { MemStore } from '../src/store/mem.js'
 import { StoreError, type FaultRule, type Store } from '../src/store/store.js'
 import { GenView } from '../src/vfs/tree.js'
-import { bfs, newRepo, ROOT, sh, tmpdir } from './helpers.js'
+import { bfs, newRepoF, ROOT, sh, tmpdir } from './helpers.js'
 
 // Small units and frames (16 and 4 blocks: 64 KiB and 16 KiB) so reads cross both.
 const GEOMETRY = ['--unit-blocks', '16', '--frame-blocks', '4']
@@ -73,7 +73,8 @@ beforeAll(async () => {
   work = tmpdir('bfs-blocks-')
   src = path.join(work, 'src')
   fs.mkdirSync(src)
-  repoDir = await newRepo(path.join(work, 'repo'))
+  // format 1: the test reads format 1's block maps (Repository, GenView)
+  repoDir = await newRepoF(1, path.join(work, 'repo'))
   fs.writeFileSync(path.join(src, 'big.bin'), randomBuf(1 << 20, 1)) // 256 blocks: 16 units, 64 frames
   fs.writeFileSync(path.join(src, 'text.txt'), Array.from({ length: 9000 }, (_, i) => `line ${i} of a compressible file\n`).join(''))
   await must(`truncate -s 8M '${src}/sparse.img'`)

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
+import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, newRepoF, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
 
 let work: string
 let src: string
@@ -10,7 +10,8 @@ let repo: string
 beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
-  repo = await newRepo(path.join(work, 'repo'))
+  // format 1: these tests check format 1's summary JSON (`parent`), listing and messages
+  repo = await newRepoF(1, path.join(work, 'repo'))
   await makeTree(src)
 })
 afterAll(() => {
@@ -194,7 +195,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
   })
 
   it('a foreign or corrupt metadata file is named in the error', async () => {
-    const r = await newRepo(path.join(work, 'repo-corrupt'))
+    const r = await newRepoF(1, path.join(work, 'repo-corrupt')) // format 1's catalog
     expect((await bfs(['backup', path.join(src, 'a')], { repo: r })).code).toBe(0)
     const cat = path.join(r, 'gens/00000001/catalog')
     const buf = fs.readFileSync(cat)
@@ -239,7 +240,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     // a writer that keeps changing the file for the whole backup
     const writer = (await sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`)).stdout.trim()
     try {
-      const r = await bfs(['backup', s, '--json'], { repo: await newRepo(path.join(work, 'repo-changing')) })
+      const r = await bfs(['backup', s, '--json'], { repo: await newRepoF(1, path.join(work, 'repo-changing')) })
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
     } finally {
@@ -252,7 +253,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
 
   it('--wait waits for a live writer; a bounded wait gives up with exit 5', async () => {
     const r = path.join(work, 'repo-wait')
-    expect((await bfs(['init'], { repo: r })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: r })).code).toBe(0) // format 1's writer lock (format 2 backups take none)
     // A live writer: a detached process that lives until this test lets it go. (It used to
     // sleep 3 s, and on a loaded machine it could be gone before bfs even looked at it.)
     const holderProc = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' })
@@ -287,7 +288,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
 
   it('a second writer fails clearly; --wait waits', async () => {
     const r = path.join(work, 'repo-lock')
-    expect((await bfs(['init'], { repo: r })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: r })).code).toBe(0) // format 1's writer lock (format 2 backups take none)
     fs.writeFileSync(path.join(r, 'lock'), JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), time: 'now', command: 'test' }))
     const res = await bfs(['backup', path.join(src, 'a')], { repo: r })
     expect(res.code).toBe(5)
@@ -369,7 +370,7 @@ describe('the command line is strict', () => {
         expect(res.stderr).toBe(`bfs: ${loc}: not an S3 repository address (s3:http://HOST:PORT/BUCKET[/PREFIX] or s3:https://…)\n`)
       }
     }
-    const f1 = await bfs(['init'], { repo: 's3:https://s3.example.com/bucket', cwd: work })
+    const f1 = await bfs(['init', '--format', '1'], { repo: 's3:https://s3.example.com/bucket', cwd: work })
     expect(f1.code).toBe(2)
     expect(f1.stderr).toBe('bfs: s3:https://s3.example.com/bucket: a repository on S3 is format 2 only: bfs init --format 2\n')
     expect(fs.readdirSync(work).filter((n) => /^(sftp:|s3:|rest:|alice@|ssh:)/.test(n))).toEqual([])
@@ -397,7 +398,7 @@ describe('the command line is strict', () => {
   })
 
   it('counts are spelled with the right plural', async () => {
-    const r = await newRepo(path.join(work, 'repo-plural'))
+    const r = await newRepoF(1, path.join(work, 'repo-plural'))
     const one = path.join(work, 'plural-src')
     fs.mkdirSync(path.join(one, 'd'), { recursive: true })
     fs.writeFileSync(path.join(one, 'd/f'), 'x')

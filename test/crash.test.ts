@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, sh, spawnBfs, tmpdir, newRepo } from './helpers.js'
+import { bfs, diffTree, sh, spawnBfs, tmpdir, newRepo, newRepoF } from './helpers.js'
 
 let work: string
 let src: string
@@ -39,9 +39,11 @@ const exitOf = (p: ReturnType<typeof spawnBfs>): Promise<number | null> =>
     ? Promise.resolve(p.signalCode ? null : p.exitCode)
     : new Promise((r) => p.once('close', (code, sig) => r(sig ? null : code))) // 'close': its output is read too
 
+// Format 1's writer (its lock, gens/N and tmp/ leftovers, summary JSON): `bfs init --format 1`.
+// Format 2's crash safety: format2*.test.ts and bench/crash.mjs.
 describe('crash safety', () => {
   it('kill -9 at random moments never leaves a half generation; the next backup works and is incremental', async () => {
-    const repo = await newRepo(path.join(work, 'repo-kill'))
+    const repo = await newRepoF(1, path.join(work, 'repo-kill'))
     const t0 = performance.now()
     expect((await bfs(['backup', src], { repo })).code).toBe(0) // gen1
     // kill within the time a full backup takes on this machine, so most rounds die mid-way however fast it is
@@ -80,7 +82,7 @@ describe('crash safety', () => {
   })
 
   it('Ctrl-C (SIGINT) stops a backup with exit 130 and commits nothing', async () => {
-    const repo = await newRepo(path.join(work, 'repo-int'))
+    const repo = await newRepoF(1, path.join(work, 'repo-int'))
     expect((await bfs(['backup', src], { repo })).code).toBe(0)
     const p = spawnBfs(['backup', src, '--full'], repo)
     const exited = exitOf(p)
@@ -107,7 +109,7 @@ describe('crash safety', () => {
     fs.mkdirSync(mnt)
     expect((await sh(`mount -t tmpfs -o size=12m tmpfs '${mnt}'`)).code).toBe(0)
     try {
-      const repo = await newRepo(path.join(mnt, 'repo'))
+      const repo = await newRepoF(1, path.join(mnt, 'repo'))
       const small = path.join(work, 'small-src')
       fs.mkdirSync(small)
       fs.writeFileSync(path.join(small, 'a'), 'a small file\n')

@@ -24,6 +24,9 @@ function flip(file: string, offset: number): void {
   fs.writeFileSync(file, b)
 }
 
+// Format 1's damage handling and recovery (its manifests, gens/N, catalogs, config, lock and
+// summary JSON): the repositories are made with `bfs init --format 1`; format 2's are in the
+// format2*.test.ts files. (The unit trailer test runs on the default format: same units.)
 const manifest = (repo: string, id: number): string => path.join(repo, 'manifests', `gen-${String(id).padStart(8, '0')}`)
 const genDir = (repo: string, id: number): string => path.join(repo, 'gens', String(id).padStart(8, '0'))
 
@@ -44,7 +47,7 @@ async function threeGenerations(name: string): Promise<{ repo: string; src: stri
   const src1 = path.join(dir, 'src1')
   const repo = path.join(dir, 'repo')
   await makeTree(src)
-  expect((await bfs(['init'], { repo })).code).toBe(0)
+  expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
   await backup(src, repo)
   expect((await sh(`cp -a '${src}' '${src1}'`)).code).toBe(0)
   expect((await sh(`printf 'CHANGED-BLOCK' | dd of='${src}/random.bin' bs=1 seek=1048576 conv=notrunc status=none`)).code).toBe(0)
@@ -170,7 +173,7 @@ describe('one damaged manifest stays local (item 5)', () => {
     fs.mkdirSync(dir, { recursive: true })
     const img = path.join(dir, 'disk.img')
     expect((await sh(`head -c 6M /dev/urandom > '${img}'`)).code).toBe(0)
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     await backup(img, repo, ['--volume'])
     expect((await sh(`printf 'second' | dd of='${img}' bs=1 seek=20480 conv=notrunc status=none`)).code).toBe(0)
     expect((await backup(img, repo, ['--volume'])).json.parent).toBe(1) // a delta over gen1, in gen2
@@ -268,7 +271,7 @@ describe('recovery removes only what a crashed writer can have left (item 4)', (
     const src = path.join(dir, 'src')
     const repo = path.join(dir, 'repo')
     fs.mkdirSync(src, { recursive: true })
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     fs.writeFileSync(path.join(src, 'small'), 'x\n')
     await backup(src, repo)
     // enough incompressible data that the writer is still at it when it is killed
@@ -301,7 +304,7 @@ describe('a damaged config does not take the repository down', () => {
     const src = path.join(dir, 'src')
     fs.mkdirSync(src, { recursive: true })
     fs.writeFileSync(path.join(src, 'f.txt'), 'data\n')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     await backup(src, repo)
     const v1 = fs.readFileSync(path.join(repo, 'config'))
     // a later bfs's repository: both copies carry envelope version 3 (payload checksum intact);
@@ -364,7 +367,7 @@ describe('a damaged config does not take the repository down', () => {
     const src = path.join(dir, 'src')
     const repo = path.join(dir, 'repo')
     await makeTree(src)
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     // a repository whose block hash is sha256-64, made before config-copy existed
     const cfg = { format: 1, repoId: '0123456789abcdef0123456789abcdef', created: '2026-01-01T00:00:00.000Z', blockBytes: 4096, hashAlg: 'sha256-64', compression: 'zstd' }
     const file = encodeEnvelope('config', 0, JSON.stringify(cfg).length, Buffer.from(JSON.stringify(cfg)))
@@ -401,7 +404,7 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
       const src = path.join(dir, 'src')
       fs.mkdirSync(path.join(src, 'web'), { recursive: true })
       fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
-      expect((await bfs(fmt === 2 ? ['init', '--format', '2'] : ['init'], { repo })).code).toBe(0)
+      expect((await bfs(['init', '--format', String(fmt)], { repo })).code).toBe(0)
       expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
       expect((await bfs(['group', 'add', 'other', '--include', 'x'], { repo })).code).toBe(0)
       await backup(src, repo, ['--group', 'web'])
@@ -427,7 +430,7 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
     const src = path.join(dir, 'src')
     fs.mkdirSync(path.join(src, 'web'), { recursive: true })
     fs.writeFileSync(path.join(src, 'web/index.html'), '<p>hi</p>\n')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     expect((await bfs(['group', 'add', 'web', '--include', 'web'], { repo })).code).toBe(0)
     expect((await bfs(['group', 'add', 'web', '--include', 'more'], { repo })).code).toBe(0) // replaced
     expect(fs.readdirSync(path.join(repo, 'groups'))).toEqual(['web'])
@@ -496,7 +499,7 @@ describe('latest within a source (item 10)', () => {
     fs.mkdirSync(b, { recursive: true })
     fs.writeFileSync(path.join(a, 'file'), 'a1\n')
     fs.writeFileSync(path.join(b, 'file'), 'b1\n')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     expect((await backup(a, repo)).json.id).toBe(1)
     expect((await backup(b, repo)).json.id).toBe(2)
     fs.writeFileSync(path.join(a, 'file'), 'a2\n')
@@ -544,7 +547,7 @@ describe('latest within a source (item 10)', () => {
     const img = path.join(dir, 'disk.img')
     const other = path.join(dir, 'other.img')
     expect((await sh(`head -c 4M /dev/urandom > '${img}' && head -c 1M /dev/urandom > '${other}'`)).code).toBe(0)
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     expect((await backup(img, repo, ['--volume'])).json.id).toBe(1)
     expect((await backup(other, repo, ['--volume'])).json.id).toBe(2)
     expect((await sh(`printf 'x' | dd of='${img}' bs=1 seek=8192 conv=notrunc status=none`)).code).toBe(0)
@@ -612,7 +615,7 @@ describe('mounts of a repository with a damaged generation', () => {
     fs.mkdirSync(b, { recursive: true })
     fs.writeFileSync(path.join(a, 'file'), 'a\n')
     fs.writeFileSync(path.join(b, 'file'), 'b\n')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     await backup(a, repo)
     await backup(b, repo)
     const m = path.join(dir, 'm')

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, sh, tmpdir, newRepo } from './helpers.js'
+import { bfs, sh, tmpdir, newRepo, newRepoF } from './helpers.js'
 
 // Black-box tests of the real CLI and a real mount over a misbehaving data store
 // (BFS_TEST_FAULTS / BFS_TEST_CLAIM, repo/test-hooks.ts; honoured only with NODE_ENV=test,
@@ -102,10 +102,10 @@ describe('verify', () => {
 })
 
 describe('the mount', () => {
-  const mountWith = async (name: string, env: Record<string, string>): Promise<{ mnt: string; stdout: string }> => {
+  const mountWith = async (name: string, env: Record<string, string>, r = repo): Promise<{ mnt: string; stdout: string }> => {
     const mnt = path.join(work, name)
     fs.mkdirSync(mnt)
-    const m = await bfs(['mount', 'gen1', mnt], { repo, env })
+    const m = await bfs(['mount', 'gen1', mnt], { repo: r, env })
     expect(m.stderr).toBe('')
     expect(m.code).toBe(0)
     mounts.add(mnt)
@@ -148,8 +148,11 @@ describe('the mount', () => {
   })
 
   it('a Claimer serves its own bytes for the range it claims; the native path serves the rest (deferred extents end to end)', async () => {
+    // format 1: the Claimer hook (BFS_TEST_CLAIM) is installed on format 1's Repository
+    const r1 = await newRepoF(1, path.join(work, 'repo-claim'))
+    expect((await bfs(['backup', src, '--unit-blocks', '16', '--frame-blocks', '4'], { repo: r1 })).code).toBe(0)
     // blocks 3 and 4 of every object read as 'Z'
-    const { mnt, stdout } = await mountWith('m-claim', { BFS_TEST_CLAIM: JSON.stringify({ fileBlock: 3, count: 2, byte: 0x5a }) })
+    const { mnt, stdout } = await mountWith('m-claim', { BFS_TEST_CLAIM: JSON.stringify({ fileBlock: 3, count: 2, byte: 0x5a }) }, r1)
     // first reads (nothing in the page cache yet): one far from the claim, one in it
     expect((await sh(`dd if='${mnt}/data.bin' bs=4096 skip=60 count=1 status=none | cmp - <(dd if='${src}/data.bin' bs=4096 skip=60 count=1 status=none)`)).code).toBe(0)
     expect((await sh(`dd if='${mnt}/data.bin' bs=4096 skip=3 count=1 status=none | tr -d Z | wc -c`)).stdout.trim()).toBe('0')

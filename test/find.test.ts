@@ -293,7 +293,7 @@ if (FORMAT === '1') {
       const vrepo = path.join(work, 'vrepo')
       const img = path.join(work, 'vol', 'disk.img')
       fs.mkdirSync(path.dirname(img))
-      expect((await bfs(['init'], { repo: vrepo })).code).toBe(0)
+      expect((await bfs(['init', '--format', FORMAT], { repo: vrepo })).code).toBe(0)
       fs.writeFileSync(img, Buffer.alloc(1 << 20, 7))
       fs.utimesSync(img, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'))
       const b1 = await bfs(['backup', '--volume', img], { repo: vrepo })

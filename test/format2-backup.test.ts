@@ -79,9 +79,13 @@ describe('format 2: init', () => {
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/^bfs: option '--format <n>' argument '3' is invalid.*\n$/)
     expect(fs.existsSync(path.join(work, 'init3'))).toBe(false)
-    // format 1 stays the default
+    // format 2 is the default; --format 1 still makes a format 1 repository
+    const dflt = path.join(work, 'default')
+    const d = await bfs(['init'], { repo: dflt })
+    expect([d.code, d.stdout]).toEqual([0, `initialized bfs repository ${dflt} (format 2)\n`])
+    expect(fs.readFileSync(path.join(dflt, 'config')).readUInt16LE(8)).toBe(2)
     const v1 = path.join(work, 'v1')
-    expect((await bfs(['init'], { repo: v1 })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: v1 })).code).toBe(0)
     expect(fs.readFileSync(path.join(v1, 'config')).readUInt16LE(8)).toBe(1)
   })
 })
@@ -232,7 +236,7 @@ describe('format 2: backup, ls, cat', () => {
 
   it('ls --json prints the fields of format 1, the same values for the same tree (names as bytes: UTF-8 or null, with base64), plus linked, ord and dataBlocks', async () => {
     const v1 = path.join(work, 'tree-v1')
-    expect((await bfs(['init'], { repo: v1 })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: v1 })).code).toBe(0)
     const b1 = await bfs(['backup', src], { repo: v1 })
     expect(b1.code, b1.stderr).toBe(0)
     const refs = ['1:', '1:a', '1:a/link', '1:a/b/c', 'latest:hello.txt']

@@ -224,7 +224,7 @@ describe('bfs compact (format 2)', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1)
     }
     const v1 = path.join(work, 'v1')
-    await ok(['init'], v1)
+    await ok(['init', '--format', '1'], v1)
     const r = await bfs(['compact'], { repo: v1 })
     expect(r.code).toBe(6)
     expect(r.stderr).toMatch(/format 1 repository: 'bfs compact' needs a format 2 one/)

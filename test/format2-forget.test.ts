@@ -327,7 +327,7 @@ describe('format 2 forget: crash safety and the maintenance lock', () => {
 describe('format 2 forget: refusals', () => {
   it('a format 1 repository: one line, exit 6, nothing written; not a repository: exit 6', async () => {
     const r1 = path.join(work, 'f1')
-    await ok(['init'], r1)
+    await ok(['init', '--format', '1'], r1)
     const s = path.join(work, 'f1src')
     fs.mkdirSync(s)
     fs.writeFileSync(path.join(s, 'a'), 'a\n')

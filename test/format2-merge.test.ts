@@ -331,7 +331,7 @@ describe('format 2 merge', () => {
     }
     expect(await ids(h.repo)).toEqual([1, 2, 3, 4])
     const v1 = path.join(work, 'refuse', 'v1')
-    await ok(['init'], v1)
+    await ok(['init', '--format', '1'], v1)
     const r1 = await bfs(['merge', '1..2'], { repo: v1 })
     expect(r1.code).toBe(6)
     expect(r1.stderr).toBe(`bfs: ${v1} is a format 1 repository: 'bfs merge' needs a format 2 one (bfs init --format 2); nothing was changed\n`)

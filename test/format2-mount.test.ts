@@ -167,7 +167,7 @@ describe('format 2: one generation mounted read-only', () => {
     expect(none.stderr.split('\n').length).toBe(2)
     // --piece-cache is format 2's: a format 1 repository refuses it by name
     const r1 = path.join(work, 'v1-repo')
-    expect((await bfs(['init'], { repo: r1 })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: r1 })).code).toBe(0)
     const v1 = await bfs(['mount', '--piece-cache', '1M', '1', mnt], { repo: r1 })
     expect([v1.code, v1.stderr]).toEqual([1, 'bfs: --piece-cache applies to format 2 repositories only\n'])
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mnt)

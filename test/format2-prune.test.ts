@@ -461,7 +461,7 @@ describe('format 2 prune', () => {
     const bad = await bfs(['prune', '--grace', 'soon'], { repo: h.repo })
     expect(bad.code).toBe(2)
     const v1 = path.join(work, 'v1')
-    await ok(['init'], v1)
+    await ok(['init', '--format', '1'], v1)
     const r1 = await bfs(['prune'], { repo: v1 })
     expect(r1.code).toBe(6)
     expect(r1.stderr.trim().split('\n')).toEqual([`bfs: ${v1} is a format 1 repository: 'bfs prune' needs a format 2 one (bfs init --format 2); nothing was changed`])

@@ -1039,7 +1039,7 @@ describe('the format 1 guard lock (§2.23.1)', () => {
     const src = path.join(work, 'src')
     fs.mkdirSync(src)
     fs.writeFileSync(path.join(src, 'f'), 'data')
-    expect((await bfs(['init'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
     // what format 2's init leaves (§2.23.1): config and config-copy of version 2, and the guard.
     // Without the guard this bfs reads the version 2 config as damage, infers its settings
     // and commits a format 1 generation into the repository (checked by hand, 2026-12-02).
@@ -1059,7 +1059,7 @@ describe('the format 1 guard lock (§2.23.1)', () => {
     // a format 1 bfs from before that check (or this one, when only config-copy survives as
     // version 1 and config is taken for damage) gets as far as the lock: the guard stops it
     const v1copy = path.join(work, 'v1-config-copy')
-    expect((await bfs(['init'], { repo: path.join(work, 'scratch-v1') })).code).toBe(0)
+    expect((await bfs(['init', '--format', '1'], { repo: path.join(work, 'scratch-v1') })).code).toBe(0)
     fs.copyFileSync(path.join(work, 'scratch-v1', 'config-copy'), v1copy)
     fs.copyFileSync(v1copy, path.join(repo, 'config-copy'))
     const before2 = list()

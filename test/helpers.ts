@@ -56,18 +56,22 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
   })
 }
 
-/** Makes a repository with `bfs init` (the only command that creates one) and returns its path. */
+/** Makes a repository with `bfs init` (the only command that creates one; the default format, 2) and returns its path. */
 export async function newRepo(dir: string, owner?: number): Promise<string> {
-  return newRepoF(1, dir, owner)
+  return initRepo(['init'], dir, owner)
 }
 
-/** The repository formats tests run on when they run on both (format 2: `bfs init --format 2`). */
+/** The repository formats tests run on when they run on both (`bfs init --format N`). */
 export const FORMATS = [1, 2] as const
 
 /** A new repository of format `fmt` (and, with `owner`, owned by that uid). */
 export async function newRepoF(fmt: 1 | 2, dir: string, owner?: number): Promise<string> {
-  const r = await bfs(fmt === 1 ? ['init'] : ['init', '--format', '2'], { repo: dir })
-  if (r.code !== 0) throw new Error(`bfs init${fmt === 1 ? '' : ' --format 2'} ${dir}: ${r.stderr.trim()}`)
+  return initRepo(['init', '--format', String(fmt)], dir, owner)
+}
+
+async function initRepo(args: string[], dir: string, owner?: number): Promise<string> {
+  const r = await bfs(args, { repo: dir })
+  if (r.code !== 0) throw new Error(`bfs ${args.join(' ')} ${dir}: ${r.stderr.trim()}`)
   if (owner !== undefined) {
     const c = await sh(`chown -R ${owner}:${owner} '${dir}'`)
     if (c.code !== 0) throw new Error(`chown ${dir}: ${c.stderr.trim()}`)

@@ -90,7 +90,7 @@ describe.each([1, 2])('format %i', (format) => {
   let repo: string
   beforeAll(async () => {
     repo = path.join(work, `repo${format}`)
-    const r = await bfs(format === 2 ? ['init', '--format', '2'] : ['init'], { repo })
+    const r = await bfs(['init', '--format', String(format)], { repo })
     expect(r.code, r.stderr).toBe(0)
   })
 
@@ -137,7 +137,7 @@ describe.each([1, 2])('format %i', (format) => {
     fs.writeFileSync(path.join(s, 'secret'), 'secret')
     fs.chmodSync(path.join(s, 'secret'), 0o000)
     const r2 = path.join(work, `repo-nobody${format}`)
-    expect((await bfs(format === 2 ? ['init', '--format', '2'] : ['init'], { repo: r2 })).code).toBe(0)
+    expect((await bfs(['init', '--format', String(format)], { repo: r2 })).code).toBe(0)
     expect((await sh(`chown -R 65534:65534 '${r2}'`)).code).toBe(0)
     const u = await sh(`BFS_REPO='${r2}' setpriv --reuid=65534 --regid=65534 --clear-groups '${BFS}' backup '${s}'; echo "exit=$?"`)
     expect(u.stdout).toMatch(/exit=3/)
@@ -215,7 +215,7 @@ describe.each([1, 2])('format %i', (format) => {
 
   it('verify that finds damage is recorded failed (exit 4) with the problem', async () => {
     const r3 = path.join(work, `repo-damage${format}`)
-    expect((await bfs(format === 2 ? ['init', '--format', '2'] : ['init'], { repo: r3 })).code).toBe(0)
+    expect((await bfs(['init', '--format', String(format)], { repo: r3 })).code).toBe(0)
     expect((await bfs(['backup', small], { repo: r3 })).code).toBe(0)
     const unit = path.join(r3, 'gens', '00000001', 'unit-00000000')
     const b = fs.readFileSync(unit)
@@ -230,7 +230,7 @@ describe.each([1, 2])('format %i', (format) => {
 
   it('a damaged or foreign record is skipped with a warning; a history that cannot be written leaves the backup unharmed', async () => {
     const r4 = path.join(work, `repo-broken${format}`)
-    expect((await bfs(format === 2 ? ['init', '--format', '2'] : ['init'], { repo: r4 })).code).toBe(0)
+    expect((await bfs(['init', '--format', String(format)], { repo: r4 })).code).toBe(0)
     expect((await bfs(['backup', small], { repo: r4 })).code).toBe(0)
     const dir = path.join(r4, 'history')
     fs.writeFileSync(path.join(dir, '20260101T000000Z-0badf00d'), 'not a record')

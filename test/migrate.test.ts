@@ -8,7 +8,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { openDataStore } from '../src/repo/stores.js'
-import { bfs, newRepo, tmpdir } from './helpers.js'
+import { bfs, newRepoF, tmpdir } from './helpers.js'
 
 import { backupsAndTier, census as censusOf, migrateKilled, readGeneration, unitKeys, writeTree } from './tape-helpers.js'
 
@@ -23,7 +23,8 @@ const tree = (dir: string, round: number): void => writeTree(dir, round, { dirs:
 
 /** A repository with 3 generations of `src` (1 MiB units) and a tape tier (clock 0); each generation's tree restored for comparison. */
 async function setup(name: string): Promise<{ repo: string; expected: Map<number, Map<string, string>> }> {
-  const repo = await newRepo(path.join(work, name))
+  // format 1: the test reads the migrated repository through format 1's Repository and data store; format 2: format2-tape.test.ts
+  const repo = await newRepoF(1, path.join(work, name))
   const expected = await backupsAndTier(repo, path.join(work, `${name}-src`), path.join(work, `${name}-vtl`), tree)
   return { repo, expected }
 }
@@ -142,7 +143,7 @@ describe('bfs migrate', () => {
   })
 
   it('bad input: one line, a documented exit code', async () => {
-    const repo = await newRepo(path.join(work, 'bad'))
+    const repo = await newRepoF(1, path.join(work, 'bad'))
     const none = await bfs(['migrate'], { repo })
     expect(none.code).toBe(2)
     expect(none.stderr).toMatch(/^bfs: say what to migrate: generations, --older-than or --keep-on-disk\n$/)

@@ -7,7 +7,7 @@ import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError } from '../src/vfs/tree.js'
 import { createFastPath, MAX_NATIVE_UNITS, NATIVE_DEFERRED, type FastPath } from '../src/native/fastpath.js'
 import { MAX_NATIVE_UNITS as VFS_MAX_NATIVE_UNITS, type NativeSink as NativeReads } from '../src/blocks/native.js'
-import { bfs, newRepo, ROOT, sh, tmpdir } from './helpers.js'
+import { bfs, newRepoF, ROOT, sh, tmpdir } from './helpers.js'
 
 // The C read path (native/nread.c) against the JavaScript reader of the mount (src/vfs),
 // byte for byte, without FUSE: FastPath.readForTest runs on this thread the same C read a
@@ -44,7 +44,8 @@ async function backup(src: string): Promise<void> {
 
 beforeAll(async () => {
   work = tmpdir('bfs-nread-')
-  repo = await newRepo(path.join(work, 'repo'))
+  // format 1: the test compares the C read path with format 1's Vfs (Repository)
+  repo = await newRepoF(1, path.join(work, 'repo'))
   const src = path.join(work, 'src')
   fs.mkdirSync(src)
   const f = (n: string): string => path.join(src, n)
@@ -185,7 +186,7 @@ describe('the native read path against the JavaScript reader', () => {
   })
 
   it('a corrupt frame: -1 natively, EIO in JavaScript, the frames around it still served', async () => {
-    const r = await newRepo(path.join(work, 'repo-bad'))
+    const r = await newRepoF(1, path.join(work, 'repo-bad'))
     const s = path.join(work, 'bad-src')
     fs.mkdirSync(s)
     const data = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `line ${i}`).join('\n'))

@@ -173,7 +173,8 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     await makeTree(tree)
     // a first (offline) generation, then changes: the online one reads changed files
     // against it (block incremental) and new ones in full
-    const repo = await newRepo(path.join(work, 'repo'))
+    // format 1: the summary's `parent` and `biLog.bytes` are format 1's (format 2: online-v2.test.ts)
+    const repo = await newRepoF(1, path.join(work, 'repo'))
     expect((await bfs(['backup', tree], { repo })).code).toBe(0)
     await must(`head -c 300000 /dev/urandom | dd of=${tree}/d0/f10 bs=4096 seek=100 conv=notrunc status=none && truncate -s 1000000 ${tree}/d1/f12 && echo more >> ${tree}/d2/f09`)
     await must(`mkdir -p ${tree}/d3/a ${tree}/d3/b && cp -a ${tree}/d1/. ${tree}/d3/a/ && cp -a ${tree}/d2/. ${tree}/d3/b/`)
@@ -239,7 +240,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
 
     // control: the same tree, the same writer (started first), no --online
     await must(`rm -rf ${tree} ${stop} && cp -a ${copy} ${tree} && sync`)
-    const repo2 = await newRepo(path.join(work, 'repo2'))
+    const repo2 = await newRepoF(1, path.join(work, 'repo2'))
     const control = startWriter(tree, '-', stop, 1)
     await waitFor(() => control.ops() >= 5, 'the control writer to start')
     const c = await bfs(['backup', tree, ...BACKUP], { repo: repo2 })
@@ -321,7 +322,8 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     await must(`head -c 300000 /dev/urandom > ${tree}/a; head -c 300000 /dev/urandom > ${tree}/b; echo kept > ${tree}/c`)
     const copy = path.join(work, 'stale-copy')
     await must(`cp -a ${tree} ${copy}`)
-    const repo = await newRepo(path.join(work, 'repo-stale'))
+    // format 1: format 2 lists b as 'created or replaced after T0' (its reason wording differs)
+    const repo = await newRepoF(1, path.join(work, 'repo-stale'))
     // a permission listener of the test's own holds the worker's open of a (read first: the
     // walk has scanned b by then), replaces b (another inode at the path), then lets it go
     const helper = spawn('python3', [path.join(ROOT, 'test', 'fixtures', 'replace-on-open.py'), path.join(tree, 'a'), path.join(tree, 'b')], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -428,7 +430,8 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     await must(`mount -t tmpfs -o size=8M bfs-online-test ${tm}`)
     mounts.push(tm)
     fs.writeFileSync(path.join(tm, 'a'), 'hello\n')
-    const repo = await newRepo(path.join(work, 'repo-tmpfs'))
+    // format 1: format 2's backup prints its warnings without `warning:`
+    const repo = await newRepoF(1, path.join(work, 'repo-tmpfs'))
     const r = await bfs(['backup', tm, '--online'], { repo })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('')

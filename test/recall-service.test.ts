@@ -19,7 +19,7 @@ import { RecallClient, ServiceSource } from '../src/store/recall/client.js'
 import { VirtualTapeLibrary } from '../src/tape/vtl.js'
 import { TieredStore } from '../src/store/tiered.js'
 import { pidAlive } from '../src/os/process.js'
-import { BFS, bfs, newRepo, tmpdir } from './helpers.js'
+import { BFS, bfs, newRepoF, tmpdir } from './helpers.js'
 import { hashTree, readGeneration, unitKeys } from './tape-helpers.js'
 
 
@@ -51,7 +51,8 @@ interface Setup {
 
 /** A repository with two generations, both migrated to a tier with the given clock scale; its own runtime dir. */
 async function setup(name: string, clockScale: number): Promise<Setup> {
-  const repo = await newRepo(path.join(work, name))
+  // format 1: the test reads the repository through format 1's Repository (its tape catalog, data store, buffer cache)
+  const repo = await newRepoF(1, path.join(work, name))
   const env = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '2' }
   const src = path.join(work, `${name}-src`)
   const expected = new Map<number, Map<string, string>>()

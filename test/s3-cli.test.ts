@@ -50,7 +50,7 @@ if (!ENDPOINT) {
       const again = await run(['init', '--format', '2'])
       expect(again.code).not.toBe(0)
       expect(again.stderr).toBe(`bfs: ${repo} is already a bfs repository\n`)
-      const f1 = await run(['init'], {})
+      const f1 = await run(['init', '--format', '1'], {})
       expect(f1.code).toBe(2)
       expect(f1.stderr).toMatch(/^bfs: .*: a repository on S3 is format 2 only: bfs init --format 2\n$/)
       expect(fs.readdirSync(process.cwd()).filter((n) => n.startsWith('s3:'))).toEqual([]) // no local directory named like the URL

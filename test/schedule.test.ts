@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT, bfs, newRepo, sh, tmpdir } from './helpers.js'
+import { ROOT, bfs, newRepoF, sh, tmpdir } from './helpers.js'
 
 // `make install` into a temporary DESTDIR, the installed systemd units checked by
 // systemd-analyze verify, and the backup service's ExecStart and the cron line run for real
@@ -20,7 +20,8 @@ const unitDir = (): string => path.join(stage, PREFIX, 'lib/systemd/system')
 beforeAll(async () => {
   work = tmpdir('bfs-sched-')
   stage = path.join(work, 'stage')
-  repo = await newRepo(path.join(work, 'repo'))
+  // format 1: the service tests check format 1's summary lines and its writer lock (--wait)
+  repo = await newRepoF(1, path.join(work, 'repo'))
   src = path.join(work, 'src')
   fs.mkdirSync(path.join(src, 'sub'), { recursive: true })
   fs.writeFileSync(path.join(src, 'keep.txt'), 'kept\n')
@@ -239,7 +240,7 @@ describe('under systemd, warnings and errors reach the journal at their priority
   }
 
   it('<4> before each warning and <3> before the error line when stderr is the journal stream; nothing otherwise', async () => {
-    const r = await newRepo(path.join(work, 'repo-journal'))
+    const r = await newRepoF(1, path.join(work, 'repo-journal')) // format 1's two warning lines of generations
     for (let i = 0; i < 2; i++) expect((await bfs(['backup', src], { repo: r })).code).toBe(0)
     fs.writeFileSync(path.join(r, 'manifests', 'gen-00000001'), 'not a manifest') // gen1 damaged: generations warns, exit 0
     const warn = await asJournal(`--repo ${q(r)} generations`, true)

@@ -17,7 +17,7 @@ import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { BufferCache } from '../src/store/cache.js'
 import { extentUnits } from '../src/repo/needed.js'
 import { GenView } from '../src/vfs/tree.js'
-import { bfs, newRepo, sh, tmpdir } from './helpers.js'
+import { bfs, newRepo, newRepoF, sh, tmpdir } from './helpers.js'
 import { engineStatus, hashTree, holdDrive, inD, kernelStack, killServices, residency, sleep, startIn, unitKeys, unmountBfs, until, writeReadTree } from './tape-helpers.js'
 
 let work: string
@@ -51,7 +51,8 @@ interface Setup {
  * files, a subdirectory, a hard link, a hole), migrated to a tier of the given clock scale.
  */
 async function setup(name: string, o: { clockScale?: number; cacheBytes?: string; many?: number; migrate?: boolean } = {}): Promise<Setup> {
-  const repo = await newRepo(path.join(work, name))
+  // format 1: the test reads the repository through format 1's Repository (tape catalog, units); format 2's tape tier: format2-tape.test.ts
+  const repo = await newRepoF(1, path.join(work, name))
   const env: Record<string, string> = { BFS_RUNTIME_DIR: path.join(work, `${name}-run`), BFS_RECALL_IDLE_S: '3' }
   fs.mkdirSync(env.BFS_RUNTIME_DIR!, { recursive: true })
   services.add(recallServicePaths(repo, env).lock)

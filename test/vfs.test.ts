@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Repository } from '../src/repo/repository.js'
 import { Vfs, VfsError, type PackedListing } from '../src/vfs/tree.js'
 import { STAT_FIELDS, packAttr } from '../src/vfs/statpack.js'
-import { bfs, makeTree, tmpdir, newRepo } from './helpers.js'
+import { bfs, makeTree, tmpdir, newRepoF } from './helpers.js'
 
 let work: string
 let src: string
@@ -12,7 +12,8 @@ let repo: string
 beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
-  repo = await newRepo(path.join(work, 'repo'))
+  // format 1: the test drives format 1's Vfs (Repository) directly
+  repo = await newRepoF(1, path.join(work, 'repo'))
   await makeTree(src)
   // small frames and units so reads cross frame and unit boundaries
   expect((await bfs(['backup', src, '--unit-blocks', '128', '--frame-blocks', '8'], { repo })).code).toBe(0)

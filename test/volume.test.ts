@@ -155,7 +155,7 @@ describe('volume backup of an ext4 image', () => {
     for (const b of zeroAt) data.fill(0, b * 4096, (b + 1) * 4096)
     data.fill(0, 800 * 4096, 870 * 4096) // a run longer than a 32-block frame
     fs.writeFileSync(img, data)
-    const repo = await newRepo(path.join(work, 'repo-phase'))
+    const repo = await newRepoF(1, path.join(work, 'repo-phase')) // format 1: read back through format 1's Repository and GenView
     const r = await bfs(['backup', img, '--volume', '--frame-blocks', '32', '--unit-blocks', '256'], { repo })
     expect(r.code, r.stderr).toBe(0)
     const rp = Repository.open(repo)
@@ -602,7 +602,8 @@ describe('volume backup of a block device', () => {
     devMounts.push(mp2)
     expect((await sh(`mount --bind '${nd}' '${nd}' && mount -o remount,bind,nodev '${nd}' '${nd}'`)).code).toBe(0)
     devMounts.push(nd)
-    const repo = await newRepo(path.join(work, 'repo-auto-noopen'))
+    // format 1: format 2's backup prints the `mode:` line (and its reason) only for volume backups
+    const repo = await newRepoF(1, path.join(work, 'repo-auto-noopen'))
     const r = await bfs(['backup', mp2, '--volume-threshold', '5'], { repo })
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)

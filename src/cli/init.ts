@@ -12,7 +12,7 @@ export function registerInit(program: Command, ctx: Ctx): void {
   program
     .command('init')
     .description('create an empty repository (the only command that creates one)')
-    .addOption(new Option('--format <n>', 'on-disk format: 1 (the default) or 2 (issue 15, in development: file and volume backups, --online of trees; backup, generations, ls, cat, diff, find, log, mount, restore, verify (and --against), forget, merge, prune and compact; no groups, --volume --online or tape tier yet)').choices(['1', '2']).default('1'))
+    .addOption(new Option('--format <n>', 'on-disk format: 2 (the default: metadata in content-addressed pieces shared between generations; every command takes it; the only format on S3) or 1 (the earlier format, still read and written: backup, restore, mount, verify and the read commands take it; forget, merge, prune and compact need format 2)').choices(['1', '2']).default('2'))
     .action(async (o: { format: string }) => {
       if (o.format !== '2' && isS3Url(ctx.repoDir())) throw new BfsError('USAGE', `${ctx.repoDir()}: a repository on S3 is format 2 only: bfs init --format 2`)
       if (isS3Url(ctx.repoDir())) {

@@ -45,7 +45,7 @@ function envelopeVersion(store: Store, key: string): number | null {
 
 /**
  * The refusal of a command that has no format 2 path yet (issue 15 step 1): one line, exit 6
- * (README "format 2"), naming the command and what a format 2 repository takes so far.
+ * (README "formats 1 and 2"), naming the command and what a format 2 repository takes so far.
  */
 export function notYetOnFormat2(dir: string, command = 'this command'): BfsError {
   return new BfsError('NOT_A_REPO', `${isS3Url(dir) ? dir : path.resolve(dir)} is a format 2 repository: 'bfs ${command}' does not support format 2 yet (so far it takes backup, generations, group, ls, cat, diff, find, log, mount, restore, verify, forget, tier, migrate and recall)`)

@@ -15,6 +15,7 @@ import { keys2 } from '../../format/v2/layout.js'
 import type { ManifestV2 } from '../../format/v2/records.js'
 import { FormatError } from '../../format/errors.js'
 import { BlockReader, type OpenFile } from '../../blocks/reader.js'
+import { PROCESS_OPEN_UNITS } from '../../blocks/units.js'
 import type { GenGeometry, StreamSource } from '../../blocks/source.js'
 import { MapReader } from '../../pieces/maps.js'
 import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
@@ -98,11 +99,19 @@ export class GenReader2 {
     }
   }
 
+  /**
+   * The block reader of this command's reads: at most PROCESS_OPEN_UNITS unit files open at
+   * once, as format 1's commands (cat of a file of more units than descriptors: EMFILE).
+   */
+  private blockReader(): BlockReader {
+    return new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg, maxOpenUnits: PROCESS_OPEN_UNITS })
+  }
+
   /** A file entry opened for the block reader (its map resolved into extents). */
   async open(e: Entry2, p: string): Promise<OpenFile> {
     const ext = await this.extentsOf(e, p)
     const v1: V1Extent[] = ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
-    this.blocks ??= new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    this.blocks ??= this.blockReader()
     return this.blocks.file(v1, e.size)
   }
 
@@ -124,7 +133,7 @@ export class GenReader2 {
   /** The bytes of `sizeBytes` read through `extents` (file blocks from 0; stream 0 and gaps read as zeros): a BI log image (verify). */
   async readExtents(extents: readonly Extent[], sizeBytes: number): Promise<Buffer> {
     const v1: V1Extent[] = extents.filter((x) => x.stream !== 0).map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
-    this.blocks ??= new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg })
+    this.blocks ??= this.blockReader()
     const out = Buffer.alloc(sizeBytes)
     let pos = 0
     this.each(this.blocks.file(v1, sizeBytes), (data, offset, bytes) => {

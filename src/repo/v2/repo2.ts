@@ -194,7 +194,14 @@ export class Repo2 {
   resolve(ref: string, source?: string): ManifestV2 {
     const parsed = parseGenRef(ref)
     if ('id' in parsed) {
-      const m = this.manifest(parsed.id)
+      let m: ManifestV2
+      try {
+        m = this.manifest(parsed.id)
+      } catch (err) {
+        // named as the user wrote it (`gen99` or `99`), as format 1 does
+        if (err instanceof BfsError && err.code === 'NO_SUCH_GEN') throw new BfsError('NO_SUCH_GEN', `no generation ${ref} in ${this.dir}`)
+        throw err
+      }
       if (source !== undefined && m.sources[0]?.path !== source) throw new BfsError('BAD_INPUT', `gen${m.id} is a generation of ${m.sources[0]?.path}, not of ${source}`)
       return m
     }
