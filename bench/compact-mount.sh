@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/compact-mount.sh — issue 16: compaction throughput while a mount serves reads.
 #
-# A format 2 repository holding the bench image (2 GiB ext4 image of the Linux tree, as one
-# file) backed up at the ingest level is copied fresh for each round. Per round: the
+# A format 2 repository holding the bench image (2 GiB ext4 image of the Linux tree, backed
+# up with --volume as the bench does: 128 KiB frames) at the ingest level is copied fresh for each round. Per round: the
 # generation is mounted; a steady reader (bench/pread-paced.mjs: a 4 KiB pread at a fresh
 # random offset every 5 ms through the mount) runs 20 s alone ("before"), then for as long
 # as `bfs compact --min-age 0` runs ("during"), then 20 s alone again ("after"); unmount.
@@ -30,6 +30,7 @@ command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 MNT="$W/mnt"
 cleanup() {
   if mountpoint -q "$MNT" 2>/dev/null; then "${BFS[@]}" umount "$MNT" >/dev/null 2>&1 || fusermount -uz "$MNT" 2>/dev/null || true; fi
+  mountpoint -q "$MNT" 2>/dev/null || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -37,10 +38,11 @@ rm -rf "$W"
 mkdir -p "$W" "$MNT"
 "${BFS[@]}" --repo "$W/orig" init --format 2 >/dev/null
 t0=$(date +%s.%N)
-"${BFS[@]}" --repo "$W/orig" backup -q "$SRC"
-t1=$(date +%s.%N)
-echo "backup of $SRC: $(echo "$t1 - $t0" | bc) s, repository $(du -sb "$W/orig" | cut -f1) bytes"
 FILE=$(cd "$SRC" && ls | head -1)
+# as the bench stores images: a volume (128 KiB frames), shown in the mount as one file
+"${BFS[@]}" --repo "$W/orig" backup -q --volume "$SRC/$FILE"
+t1=$(date +%s.%N)
+echo "backup of $SRC/$FILE: $(echo "$t1 - $t0" | bc) s, repository $(du -sb "$W/orig" | cut -f1) bytes"
 
 rows=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -48,7 +50,7 @@ for r in $(seq 1 "$ROUNDS"); do
   cp -a "$W/orig" "$W/repo"
   sync
   "${BFS[@]}" --repo "$W/repo" mount latest "$MNT" >/dev/null
-  IMG="$MNT/$FILE"
+  IMG="$MNT/$(ls "$MNT" | head -1)"
   load0=$(cut -d' ' -f1 /proc/loadavg)
   before=$(node "$HERE/pread-paced.mjs" "$IMG" --seconds "$READ_S" --seed $((r * 10 + 1)))
   node "$HERE/pread-paced.mjs" "$IMG" --seconds 5 --seed $((r * 10 + 2)) --until-file "$W/done" >"$W/during.json" &
@@ -81,7 +83,7 @@ const mb = (x) => (x / 1e6).toFixed(1)
 const lines = []
 lines.push(`# Compaction while a mount serves reads (issue 16), ${new Date().toISOString().slice(0, 16)}Z`)
 lines.push('')
-lines.push(`Source: ${src} (one file) backed up to a format 2 repository at the ingest level; per round a fresh copy of it, \`bfs compact --min-age 0\` (default level) while a reader does a 4 KiB pread at a fresh random offset every 5 ms through a mount of the generation (bench/pread-paced.mjs); the same reader alone for ${process.env.BENCH_COMPACT_READ_S || 20} s before and after. Load average (1 min) at each round's start and end is given: 2 cores, shared.`)
+lines.push(`Source: ${src} (\`--volume\`) backed up to a format 2 repository at the ingest level; per round a fresh copy of it, \`bfs compact --min-age 0\` (default level) while a reader does a 4 KiB pread at a fresh random offset every 5 ms through a mount of the generation (bench/pread-paced.mjs); the same reader alone for ${process.env.BENCH_COMPACT_READ_S || 20} s before and after. Load average (1 min) at each round's start and end is given: 2 cores, shared.`)
 lines.push('')
 lines.push('| round | compact wall s | compact CPU s | raw MB | MB/s of raw data | reads before: n, median / p99 / max µs | during | after | >1 ms during | load |')
 lines.push('|---|---|---|---|---|---|---|---|---|---|')

@@ -26,6 +26,7 @@ OUT="$ROOT/bench/results/$(date -u +%F)-merge-restore.md"
 
 cleanup() {
   if mountpoint -q "$W/out" 2>/dev/null; then umount "$W/out" || true; fi
+  mountpoint -q "$W/out" 2>/dev/null || rm -rf "$W"
 }
 trap cleanup EXIT
 rm -rf "$W"
