@@ -240,7 +240,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     // a writer that keeps changing the file for the whole backup
     const writer = (await sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`)).stdout.trim()
     try {
-      const r = await bfs(['backup', s, '--json'], { repo: await newRepoF(1, path.join(work, 'repo-changing')) })
+      const r = await bfs(['backup', s, '--json'], { repo: await newRepo(path.join(work, 'repo-changing')) }) // the default format (2)
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
     } finally {

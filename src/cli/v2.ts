@@ -37,7 +37,8 @@ import { onlineSummary } from './online-summary.js'
 import { Progress } from './progress.js'
 
 const SLASH = Buffer.from('/')
-const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+/** A warning, as format 1 prints it (`bfs: warning: …`: the journal's level, the history's first warnings). */
+const warn = (m: string): void => void process.stderr.write(`bfs: warning: ${m}\n`)
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   // the mode as format 1 decides it (--volume, --mode, or auto: a device or an image file is a volume)
@@ -152,7 +153,7 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     const all = repo.generations().filter((g) => group === undefined || !('manifest' in g) || g.manifest.group === group)
     const rows = filter ? all.filter((g) => 'manifest' in g && matches(filter, { time: g.manifest.time, host: g.manifest.host, tags: g.manifest.tags, label: g.manifest.label, sources: g.manifest.sources.map((s) => s.path) })) : all
     const damaged = all.filter((g) => 'problem' in g)
-    for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
+    for (const d of damaged) warn(`gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
         ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, group: g.manifest.group, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
