@@ -158,7 +158,7 @@ describe('format 2: commands and options (all have a format 2 path now)', () => 
     const wrong = await bfs(['ls', '1:', '--source', '/elsewhere'], { repo })
     expect(wrong.code).toBe(1)
     expect(wrong.stderr).toBe(`bfs: gen1 is a generation of ${src}, not of /elsewhere\n`)
-    expect((await bfs(['ls', '--source', '/elsewhere'], { repo })).stdout).toBe('')
+    expect((await bfs(['ls', '--source', '/elsewhere'], { repo })).stdout).toBe('ID  TIME  LABEL  SOURCE  KIND  FILES  SIZE  STORED  HOST  TAGS\n') // the header only, as format 1
     // (a group's chain: test/volume.test.ts "groups"; a group that does not exist is format 1's error)
     const group = await bfs(['generations', '--group', 'g'], { repo })
     expect(group.code).toBe(1)
@@ -177,8 +177,9 @@ describe('format 2: commands and options (all have a format 2 path now)', () => 
     fs.writeFileSync(man, b)
     const ls = await bfs(['ls'], { repo: r })
     expect(ls.code, ls.stderr).toBe(0)
-    expect(ls.stdout).toMatch(/^gen1 .*\ngen2  \(manifest unreadable\)  DAMAGED\n$/)
-    expect(ls.stderr).toMatch(/^bfs: warning: gen2 is damaged: .*gen-00000002.*\n$/)
+    expect(ls.stdout).toMatch(/^ID +TIME .*\ngen1 .*\ngen2 +- +- +\(manifest unreadable\) +DAMAGED +- +- +- +- +-\n$/)
+    // as format 1: each damaged generation, then how many
+    expect(ls.stderr).toMatch(/^bfs: warning: gen2 is damaged: .*gen-00000002.*\nbfs: warning: 1 damaged generation; the others are intact \(details: bfs verify --all\)\n$/)
     const json = JSON.parse((await bfs(['generations', '--json'], { repo: r })).stdout) as Array<Record<string, unknown>>
     expect(json.map((g) => [g.id, g.damaged ?? null])).toEqual([[1, null], [2, 'manifest unreadable']])
     expect((await bfs(['cat', 'latest:d/f'], { repo: r })).stdout).toBe('first\n')
@@ -578,7 +579,7 @@ describe('format 2: crash safety', () => {
     await expectSameFiles(repo, '3', src, ['small.txt', 'big0', 'big7'])
     expect((await bfs(['generations'], { repo })).stdout).toBe((await bfs(['ls'], { repo })).stdout)
     const ls = await bfs(['ls'], { repo })
-    expect(ls.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(['gen1', 'gen3'])
+    expect(ls.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(['ID', 'gen1', 'gen3'])
   })
 
   it('SIGINT during a backup: exit 130, one line, the run aborted and its files removed at once; the next backup succeeds', async () => {

@@ -35,6 +35,7 @@ import { lsEntry, verifyJson } from './json.js'
 import { consistencyNote, count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
 import { onlineSummary } from './online-summary.js'
 import { Progress } from './progress.js'
+import { damagedRow, warnDamaged, writeGenerationsTable } from './gentable.js'
 
 const SLASH = Buffer.from('/')
 /** A warning, as format 1 prints it (`bfs: warning: …`: the journal's level, the history's first warnings). */
@@ -153,18 +154,28 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     const all = repo.generations().filter((g) => group === undefined || !('manifest' in g) || g.manifest.group === group)
     const rows = filter ? all.filter((g) => 'manifest' in g && matches(filter, { time: g.manifest.time, host: g.manifest.host, tags: g.manifest.tags, label: g.manifest.label, sources: g.manifest.sources.map((s) => s.path) })) : all
     const damaged = all.filter((g) => 'problem' in g)
-    for (const d of damaged) warn(`gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
+    warnDamaged(damaged as Array<{ id: number; problem: string }>)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
         ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, group: g.manifest.group, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
-    for (const g of rows) {
-      const m = 'manifest' in g ? g.manifest : null
-      const st = m ? storedOf(repo, m) : null
-      const stored = st ? `  stored ${humanBytes(st.backup)}${st.now !== st.backup ? ` (now ${humanBytes(st.now)})` : ''}` : ''
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.group ? ` [${m.group}]` : ''}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}${stored}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
-    }
+    // format 1's table (cli/generations.ts); format 2's own: several sources in SOURCE, `partial` in
+    // KIND, and in STORED what the generation's own units hold now, after a compact or a prune
+    writeGenerationsTable(rows.map((g) => {
+      if (!('manifest' in g)) return damagedRow(g.id, 'manifest unreadable')
+      const m = g.manifest
+      const s = m.stats as Record<string, number>
+      const st = storedOf(repo, m)
+      const meta = s.metaBytes ?? 0
+      const parent = m.sources.some((x) => x.parent)
+      return [
+        `gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.sources.map((x) => x.path).join(' ') + (m.group ? ` [${m.group}]` : ''),
+        m.kind + (parent ? '+' : '') + (m.consistency ? ` (${m.consistency})` : '') + (m.partial ? ' partial' : ''),
+        String(s.files ?? 0), humanBytes(s.logicalBytes ?? 0), humanBytes(st.backup + meta) + (st.now !== st.backup ? ` (now ${humanBytes(st.now + meta)})` : ''),
+        m.host || '-', m.tags.join(',') || '-',
+      ]
+    }))
     return
   }
   const { gen, path: asked } = splitRef(ref)
