@@ -78,7 +78,8 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const s = m.stats as Record<string, number>
   ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
   const online = res.online
-  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
+  // `parent` at the top as format 1 has it (0: a full backup); sources[0].parent stays
+  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, parent: m.sources[0]!.parent, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
     // dirs: as format 1 counts them, below the source (the manifest's stats.dirs counts its root too)
     process.stdout.write(
