@@ -154,7 +154,7 @@ describe('format 2: commands and options (all have a format 2 path now)', () => 
     expect((await bfs(['cat', 'latest:d/f', '--source', src], { repo })).stdout).toBe('two, longer\n')
     const other = await bfs(['cat', 'latest:d/f', '--source', '/elsewhere'], { repo })
     expect(other.code).toBe(1)
-    expect(other.stderr).toMatch(/^bfs: no generation latest of \/elsewhere in .*\n$/)
+    expect(other.stderr).toMatch(/^bfs: no generations of \/elsewhere in .* \(it holds generations of .*\)\n$/) // format 1's message
     const wrong = await bfs(['ls', '1:', '--source', '/elsewhere'], { repo })
     expect(wrong.code).toBe(1)
     expect(wrong.stderr).toBe(`bfs: gen1 is a generation of ${src}, not of /elsewhere\n`)

@@ -136,6 +136,13 @@ function lsLine(x: Entry2, name: Buffer | string): Array<string | Buffer> {
   return [`${modeString(x.type, x.mode)} ${String(x.nlink).padStart(3)} ${String(x.uid).padEnd(5)} ${String(x.gid).padEnd(5)} ${size.padStart(10)} ${when} `, name, x.type === FileType.Symlink && x.target ? Buffer.concat([Buffer.from(' -> '), x.target]) : '', '\n']
 }
 
+/** repo.resolve with format 1's notes on stderr (resolveGen in cli/output.ts): which source a bare `latest` took, damaged generations it passed over; none with --quiet. */
+export function resolve2(repo: Repo2, ref: string, o: { quiet?: unknown }, source?: string, sourceHint?: string): ManifestV2 {
+  const r = repo.resolveRef(ref, { source, sourceHint })
+  if (!o.quiet) for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  return r.manifest
+}
+
 /** `--group` (groups are not in format 2 yet) refused by name; `--source` as an absolute path. */
 function readOptions(o: Record<string, unknown>): { source?: string } {
   if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
@@ -181,7 +188,7 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     return
   }
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const e = await r.lookup(asked)
   if (!e) throw new BfsError('BAD_INPUT', `${asked}: no such file or directory in gen${r.manifest.id}`)
@@ -211,7 +218,7 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'cat')
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const rs = await openReadStore2(repo)
   try {
@@ -250,7 +257,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const p = await volumeImage(r, asked)
@@ -291,8 +298,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   if (typeof o.against === 'string') {
     // `latest` is DIR's own latest generation when DIR is a source of this repository (as on format 1)
     const against = path.resolve(o.against)
-    const own = source === undefined && repo.generations().some((g) => 'manifest' in g && g.manifest.sources[0]?.path === against)
-    const m = repo.resolve(gen ?? 'latest', source ?? (own ? against : undefined))
+    const m = resolve2(repo, gen ?? 'latest', o, source, against)
     ctx.history.set({ sources: m.sources.map((s) => s.path), gens: [m.id] })
     await lease?.setPins([pinName(m.id, m.rev)])
     const r = new GenReader2(repo, m)
