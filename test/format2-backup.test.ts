@@ -189,7 +189,7 @@ describe('format 2: commands and options (all have a format 2 path now)', () => 
     // the next backup takes gen1 as its parent and commits gen3
     const next = await bfs(['backup', src], { repo: r })
     expect(next.code, next.stderr).toBe(0)
-    expect(next.stdout).toMatch(/^gen3 committed \(incremental to gen1; format 2\)/)
+    expect(next.stdout).toMatch(/^gen3 committed \(incremental to gen1; format 2\)/m) // below the mode: line
     expect((await bfs(['cat', 'latest:d/f'], { repo: r })).stdout).toBe('second\n')
   })
 })
@@ -545,7 +545,7 @@ describe('format 2: crash safety', () => {
     expect(run.state).toBe('committed')
     const next = await bfs(['backup', src], { repo })
     expect(next.code, next.stderr).toBe(0)
-    expect(next.stdout).toMatch(/^gen2 committed \(incremental to gen1; format 2\)/)
+    expect(next.stdout).toMatch(/^gen2 committed \(incremental to gen1; format 2\)/m) // below the mode: line
   })
 
   it('kill -9 during a backup: the next backup succeeds, the killed run is aborted and its files gone, older generations read', async () => {

@@ -83,7 +83,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   else if (prog.textSummary) {
     // dirs: as format 1 counts them, below the source (the manifest's stats.dirs counts its root too)
     process.stdout.write(
-      (volume ? modeLine : '') +
+      modeLine + // as format 1: files or volume, and why (auto mode)
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
         (volume
           ? `  image: ${s.newFiles ? 'new' : s.changedFiles ? 'changed' : 'unchanged (not read)'}; ${count(s.mapPieces ?? 0, 'map piece')} written, ${s.mapPiecesReused ?? 0} reused\n`
