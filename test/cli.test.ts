@@ -10,8 +10,8 @@ let repo: string
 beforeAll(async () => {
   work = tmpdir()
   src = path.join(work, 'src')
-  // format 1: these tests check format 1's summary JSON (`parent`), listing and messages
-  repo = await newRepoF(1, path.join(work, 'repo'))
+  // the default format (2): its summary JSON (`parent`), listing and messages are format 1's
+  repo = await newRepo(path.join(work, 'repo'))
   await makeTree(src)
 })
 afterAll(() => {
@@ -81,7 +81,9 @@ describe('backup, list, cat, restore, verify', () => {
     const nochange = JSON.parse((await bfs(['backup', src, '--json'], { repo })).stdout)
     expect(nochange.stats.bytesRead).toBe(0)
     expect(nochange.stats.storedBytes).toBe(0)
-    expect(nochange.stats.unchangedFiles).toBe(nochange.stats.files - 1) // the hard link follower is neither
+    expect(nochange.stats.newFiles + nochange.stats.changedFiles).toBe(0)
+    // format 2 counts the hard link follower as unchanged (format 1 counted it as neither: files - 1)
+    expect(nochange.stats.unchangedFiles).toBe(nochange.stats.files)
   })
 
   it('verifies a generation of many units, and finds a flipped byte in the last one', async () => {
@@ -240,7 +242,7 @@ describe('bad input gets one clear line and a documented exit code', () => {
     // a writer that keeps changing the file for the whole backup
     const writer = (await sh(`(while true; do printf y | dd of='${s}/big' bs=1 seek=$((RANDOM * 9000)) conv=notrunc status=none; done) >/dev/null 2>&1 & echo $!`)).stdout.trim()
     try {
-      const r = await bfs(['backup', s, '--json'], { repo: await newRepoF(1, path.join(work, 'repo-changing')) })
+      const r = await bfs(['backup', s, '--json'], { repo: await newRepo(path.join(work, 'repo-changing')) }) // the default format (2)
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/^bfs: warning: big changed while it was read; its copy may be inconsistent/m)
     } finally {
@@ -404,6 +406,9 @@ describe('the command line is strict', () => {
     fs.writeFileSync(path.join(one, 'd/f'), 'x')
     const b = await bfs(['backup', one], { repo: r })
     expect(b.stdout).toMatch(/; 1 dir\n/)
+    // the default format (2) counts the directories below the source as format 1 does (was: 2 dirs)
+    const b2 = await bfs(['backup', one], { repo: await newRepo(path.join(work, 'repo-plural2')) })
+    expect(b2.stdout).toMatch(/; 1 dir\n/)
     const rs = await bfs(['restore', 'gen1:d/f', path.join(work, 'plural-out')], { repo: r })
     expect(rs.stdout).toMatch(/: 1 entry, 1 B\n$/)
     const v = await bfs(['verify', 'gen1'], { repo: r })

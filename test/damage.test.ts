@@ -490,8 +490,8 @@ describe('verify --all, unit trailers, generation names (item 6)', () => {
 })
 
 describe('latest within a source (item 10)', () => {
-  it('several sources: --source picks the chain, a path the command is about is used, and bare latest says what it chose', async () => {
-    const dir = path.join(work, 'sources')
+  it.each([1, 2])('several sources: --source picks the chain, a path the command is about is used, and bare latest says what it chose (format %i)', async (fmt) => {
+    const dir = path.join(work, `sources-f${fmt}`)
     const repo = path.join(dir, 'repo')
     const a = path.join(dir, 'a')
     const b = path.join(dir, 'b')
@@ -499,7 +499,7 @@ describe('latest within a source (item 10)', () => {
     fs.mkdirSync(b, { recursive: true })
     fs.writeFileSync(path.join(a, 'file'), 'a1\n')
     fs.writeFileSync(path.join(b, 'file'), 'b1\n')
-    expect((await bfs(['init', '--format', '1'], { repo })).code).toBe(0)
+    expect((await bfs(['init', '--format', String(fmt)], { repo })).code).toBe(0)
     expect((await backup(a, repo)).json.id).toBe(1)
     expect((await backup(b, repo)).json.id).toBe(2)
     fs.writeFileSync(path.join(a, 'file'), 'a2\n')

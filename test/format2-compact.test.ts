@@ -192,7 +192,7 @@ describe('bfs compact (format 2)', () => {
       expect(g.stored.now).toBe(after.get(`${String(g.id).padStart(8, '0')}/unit-00000000`)!.bytes)
       expect(g.stored.now).toBeLessThan(g.stored.backup)
     }
-    expect(await ok(['generations'], h.repo)).toMatch(/^gen1 .* stored [\d.]+ KiB \(now [\d.]+ KiB\)$/m)
+    expect(await ok(['generations'], h.repo)).toMatch(/^gen1 .* files +\d+ +\S+ \S+ +[\d.]+ KiB \(now [\d.]+ KiB\) +\S+ +-$/m)
 
     // at the target level already: nothing to do; a higher level recompresses again
     const again = JSON.parse(await ok(['compact', '--min-age', '0', '--json'], h.repo)) as Record<string, any>

@@ -261,7 +261,7 @@ describe('damage stays local', () => {
     fs.renameSync(path.join(src, 'd/frag'), path.join(src, 'd/frag-moved'))
     const r = await bfs(['backup', src, '--json'], { repo })
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stderr).toMatch(/^bfs: 1 file already stored was stored again: the stored copy's map could not be read \(.*pack-00000000/m)
+    expect(r.stderr).toMatch(/^bfs: warning: 1 file already stored was stored again: the stored copy's map could not be read \(.*pack-00000000/m)
     const g = JSON.parse(r.stdout.trim().split('\n').pop()!) as Summary
     expect(g.stats.dedupHits).toBe(0)
     expect(g.stats.storedBytes).toBeGreaterThanOrEqual(1 << 20)
@@ -293,7 +293,7 @@ describe('a damaged index object', () => {
     fs.renameSync(path.join(src, 'f'), path.join(src, 'g'))
     const r = await bfs(['backup', src, '--json'], { repo })
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stderr).toMatch(/^bfs: dedup index: 1 object or page could not be read and was passed over \(.*dedup-00000001-0000.*directory check/m)
+    expect(r.stderr).toMatch(/^bfs: warning: dedup index: 1 object or page could not be read and was passed over \(.*dedup-00000001-0000.*directory check/m)
     const g = JSON.parse(r.stdout.trim().split('\n').pop()!) as Summary
     expect(g.stats.dedupHits).toBe(0)
     expect(g.stats.storedBytes).toBeGreaterThanOrEqual(300_000)

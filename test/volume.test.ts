@@ -602,8 +602,7 @@ describe('volume backup of a block device', () => {
     devMounts.push(mp2)
     expect((await sh(`mount --bind '${nd}' '${nd}' && mount -o remount,bind,nodev '${nd}' '${nd}'`)).code).toBe(0)
     devMounts.push(nd)
-    // format 1: format 2's backup prints the `mode:` line (and its reason) only for volume backups
-    const repo = await newRepoF(1, path.join(work, 'repo-auto-noopen'))
+    const repo = await newRepo(path.join(work, 'repo-auto-noopen')) // the default format (2): its `mode:` line says why, as format 1's
     const r = await bfs(['backup', mp2, '--volume-threshold', '5'], { repo })
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)

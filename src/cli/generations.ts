@@ -4,6 +4,7 @@ import { lsV2 } from './v2.js'
 import type { Manifest } from '../format/manifest.js'
 import { readGroup } from '../repo/groups.js'
 import { humanBytes } from './output.js'
+import { damagedRow, warnDamaged, writeGenerationsTable } from './gentable.js'
 import { addGenerationFilters, genFilter, matches } from './sources.js'
 import type { Ctx } from './context.js'
 
@@ -19,20 +20,16 @@ export function listGenerations(ctx: Ctx, o: { json?: boolean; group?: string } 
   const damagedAll = repo.damagedGenerations()
   const damaged = filter ? [] : damagedAll
   const rows: Array<{ id: number; m?: Manifest; bad?: (typeof damaged)[number] }> = [...gens.map((m) => ({ id: m.id, m })), ...damaged.map((d) => ({ id: d.id, bad: d }))].sort((a, b) => a.id - b.id)
-  for (const d of damagedAll) process.stderr.write(`bfs: warning: gen${d.id} is damaged: ${d.problem}\n`)
-  if (damagedAll.length) process.stderr.write(`bfs: warning: ${damagedAll.length} damaged generation${damagedAll.length > 1 ? 's' : ''}; the others are intact (details: bfs verify --all)\n`)
+  warnDamaged(damagedAll)
   if (o.json) {
     process.stdout.write(JSON.stringify(rows.map(({ id, m, bad }) => m
       ? { generation: `gen${m.id}`, id: m.id, time: m.time, label: m.label, source: m.source, host: m.host, tags: m.tags ?? [], kind: m.kind, group: m.group, parent: m.parent, files: m.stats.files, logicalBytes: m.stats.logicalBytes, storedBytes: m.stats.storedBytes + m.stats.metaBytes, partial: m.partial, consistency: m.consistency ?? null }
       : { generation: `gen${id}`, id, damaged: bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable', problem: bad!.problem })) + '\n')
     return
   }
-  const table = rows.map(({ id, m, bad }) => m
+  writeGenerationsTable(rows.map(({ id, m, bad }) => m
     ? [`gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.source + (m.group ? ` [${m.group}]` : ''), m.kind + (m.parent ? '+' : '') + (m.consistency ? ` (${m.consistency})` : ''), String(m.stats.files), humanBytes(m.stats.logicalBytes), humanBytes(m.stats.storedBytes + m.stats.metaBytes), m.host || '-', (m.tags ?? []).join(',') || '-']
-    : [`gen${id}`, '-', '-', `(${bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable'})`, 'DAMAGED', '-', '-', '-', '-', '-'])
-  const head = ['ID', 'TIME', 'LABEL', 'SOURCE', 'KIND', 'FILES', 'SIZE', 'STORED', 'HOST', 'TAGS']
-  const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)))
-  for (const r of [head, ...table]) process.stdout.write(r.map((c, i) => (i >= 5 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n')
+    : damagedRow(id, bad!.kind === 'missing-manifest' ? 'manifest missing' : 'manifest unreadable')))
 }
 
 export function registerGenerations(program: Command, ctx: Ctx): void {

@@ -18,6 +18,7 @@ import { canonical, checkMountpoint } from '../fuse/umount.js'
 import { asBfsError } from './umount.js'
 import path from 'node:path'
 import { openReadStore2 } from './datastore.js'
+import { resolve2 } from './v2.js'
 
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -27,7 +28,7 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   const lease = o.foreground ? readerLease(repo, 'mount') : null
   const mnt = canonical(b ?? a)
   // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
-  const man = b === undefined ? null : repo.resolve(a, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
+  const man = b === undefined ? null : resolve2(repo, a, o, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
   const genRef = man ? `gen${man.id}` : null
   const what = man ? `gen${man.id}` : `repository ${repo.dir}`
   await asBfsError(() => checkMountpoint(mnt, repo.store.localRoots()))

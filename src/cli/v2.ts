@@ -35,9 +35,11 @@ import { lsEntry, verifyJson } from './json.js'
 import { consistencyNote, count, humanBytes, modeString, OutBuffer, writeOut, writeStdout } from './output.js'
 import { onlineSummary } from './online-summary.js'
 import { Progress } from './progress.js'
+import { damagedRow, warnDamaged, writeGenerationsTable } from './gentable.js'
 
 const SLASH = Buffer.from('/')
-const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
+/** A warning, as format 1 prints it (`bfs: warning: …`: the journal's level, the history's first warnings). */
+const warn = (m: string): void => void process.stderr.write(`bfs: warning: ${m}\n`)
 
 export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>, more: { excludes: string[]; tagRules: TagRules; tags: string[]; host: string }): Promise<void> {
   // the mode as format 1 decides it (--volume, --mode, or auto: a device or an image file is a volume)
@@ -76,14 +78,16 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const s = m.stats as Record<string, number>
   ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
   const online = res.online
-  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
+  // `parent` at the top as format 1 has it (0: a full backup); sources[0].parent stays
+  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, parent: m.sources[0]!.parent, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
   else if (prog.textSummary) {
+    // dirs: as format 1 counts them, below the source (the manifest's stats.dirs counts its root too)
     process.stdout.write(
-      (volume ? modeLine : '') +
+      modeLine + // as format 1: files or volume, and why (auto mode)
       `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
         (volume
           ? `  image: ${s.newFiles ? 'new' : s.changedFiles ? 'changed' : 'unchanged (not read)'}; ${count(s.mapPieces ?? 0, 'map piece')} written, ${s.mapPiecesReused ?? 0} reused\n`
-          : `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(s.dirs ?? 0, 'dir')}\n`) +
+          : `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(Math.max(0, (s.dirs ?? 0) - 1), 'dir')}\n`) +
         `  read ${humanBytes(s.bytesRead ?? 0)} of ${humanBytes(s.logicalBytes ?? 0)}, stored ${humanBytes(s.storedBytes ?? 0)} data + ${humanBytes(s.metaBytes ?? 0)} metadata (${count(s.pieces ?? 0, 'piece')}), ${(s.seconds ?? 0).toFixed(2)} s\n`,
     )
     if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
@@ -132,6 +136,13 @@ function lsLine(x: Entry2, name: Buffer | string): Array<string | Buffer> {
   return [`${modeString(x.type, x.mode)} ${String(x.nlink).padStart(3)} ${String(x.uid).padEnd(5)} ${String(x.gid).padEnd(5)} ${size.padStart(10)} ${when} `, name, x.type === FileType.Symlink && x.target ? Buffer.concat([Buffer.from(' -> '), x.target]) : '', '\n']
 }
 
+/** repo.resolve with format 1's notes on stderr (resolveGen in cli/output.ts): which source a bare `latest` took, damaged generations it passed over; none with --quiet. */
+export function resolve2(repo: Repo2, ref: string, o: { quiet?: unknown }, source?: string, sourceHint?: string): ManifestV2 {
+  const r = repo.resolveRef(ref, { source, sourceHint })
+  if (!o.quiet) for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  return r.manifest
+}
+
 /** `--group` (groups are not in format 2 yet) refused by name; `--source` as an absolute path. */
 function readOptions(o: Record<string, unknown>): { source?: string } {
   if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
@@ -152,22 +163,32 @@ export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, 
     const all = repo.generations().filter((g) => group === undefined || !('manifest' in g) || g.manifest.group === group)
     const rows = filter ? all.filter((g) => 'manifest' in g && matches(filter, { time: g.manifest.time, host: g.manifest.host, tags: g.manifest.tags, label: g.manifest.label, sources: g.manifest.sources.map((s) => s.path) })) : all
     const damaged = all.filter((g) => 'problem' in g)
-    for (const d of damaged) warn(`warning: gen${d.id} is damaged: ${(d as { problem: string }).problem}`)
+    warnDamaged(damaged as Array<{ id: number; problem: string }>)
     if (o.json) {
       return void process.stdout.write(JSON.stringify(rows.map((g) => 'manifest' in g
         ? { generation: `gen${g.id}`, id: g.id, time: g.manifest.time, label: g.manifest.label, source: g.manifest.sources[0]?.path, host: g.manifest.host, tags: g.manifest.tags, group: g.manifest.group, parent: g.manifest.sources[0]?.parent, kind: g.manifest.kind, consistency: g.manifest.consistency ?? null, partial: g.manifest.partial, stats: g.manifest.stats, stored: storedOf(repo, g.manifest) }
         : { generation: `gen${g.id}`, id: g.id, damaged: 'manifest unreadable', problem: g.problem })) + '\n')
     }
-    for (const g of rows) {
-      const m = 'manifest' in g ? g.manifest : null
-      const st = m ? storedOf(repo, m) : null
-      const stored = st ? `  stored ${humanBytes(st.backup)}${st.now !== st.backup ? ` (now ${humanBytes(st.now)})` : ''}` : ''
-      process.stdout.write(m ? `gen${m.id}  ${m.time}  ${m.sources.map((s) => s.path).join(' ')}${m.group ? ` [${m.group}]` : ''}${m.kind === 'volume' ? `  volume${m.consistency ? ` (${m.consistency})` : ''}` : ''}${m.label ? `  ${m.label}` : ''}  host ${m.host}${m.tags.length ? `  tags ${m.tags.join(',')}` : ''}${m.partial ? '  (partial)' : ''}${stored}\n` : `gen${g.id}  (manifest unreadable)  DAMAGED\n`)
-    }
+    // format 1's table (cli/generations.ts); format 2's own: several sources in SOURCE, `partial` in
+    // KIND, and in STORED what the generation's own units hold now, after a compact or a prune
+    writeGenerationsTable(rows.map((g) => {
+      if (!('manifest' in g)) return damagedRow(g.id, 'manifest unreadable')
+      const m = g.manifest
+      const s = m.stats as Record<string, number>
+      const st = storedOf(repo, m)
+      const meta = s.metaBytes ?? 0
+      const parent = m.sources.some((x) => x.parent)
+      return [
+        `gen${m.id}`, m.time.replace(/\.\d+Z$/, 'Z'), m.label || '-', m.sources.map((x) => x.path).join(' ') + (m.group ? ` [${m.group}]` : ''),
+        m.kind + (parent ? '+' : '') + (m.consistency ? ` (${m.consistency})` : '') + (m.partial ? ' partial' : ''),
+        String(s.files ?? 0), humanBytes(s.logicalBytes ?? 0), humanBytes(st.backup + meta) + (st.now !== st.backup ? ` (now ${humanBytes(st.now + meta)})` : ''),
+        m.host || '-', m.tags.join(',') || '-',
+      ]
+    }))
     return
   }
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const e = await r.lookup(asked)
   if (!e) throw new BfsError('BAD_INPUT', `${asked}: no such file or directory in gen${r.manifest.id}`)
@@ -197,7 +218,7 @@ export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): 
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'cat')
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const rs = await openReadStore2(repo)
   try {
@@ -236,7 +257,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const repo = Repo2.open(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
   const { gen, path: asked } = splitRef(ref)
-  const r = new GenReader2(repo, repo.resolve(gen, source))
+  const r = new GenReader2(repo, resolve2(repo, gen, o, source))
   ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const p = await volumeImage(r, asked)
@@ -277,8 +298,7 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   if (typeof o.against === 'string') {
     // `latest` is DIR's own latest generation when DIR is a source of this repository (as on format 1)
     const against = path.resolve(o.against)
-    const own = source === undefined && repo.generations().some((g) => 'manifest' in g && g.manifest.sources[0]?.path === against)
-    const m = repo.resolve(gen ?? 'latest', source ?? (own ? against : undefined))
+    const m = resolve2(repo, gen ?? 'latest', o, source, against)
     ctx.history.set({ sources: m.sources.map((s) => s.path), gens: [m.id] })
     await lease?.setPins([pinName(m.id, m.rev)])
     const r = new GenReader2(repo, m)

@@ -192,6 +192,33 @@ export class Repo2 {
    * `source` when given; a generation named by number must be of it.
    */
   resolve(ref: string, source?: string): ManifestV2 {
+    return this.resolveRef(ref, { source }).manifest
+  }
+
+  /**
+   * resolve() with format 1's notes (Repository.resolveRef): a bare `latest` is within
+   * `sourceHint` when the repository holds generations of it (a path argument); else, with
+   * several sources, a note says which generation and source it took; and a warning names the
+   * damaged generations newer than the one taken (not considered).
+   */
+  resolveRef(ref: string, opts: { source?: string; sourceHint?: string } = {}): { manifest: ManifestV2; notes: string[] } {
+    const parsed = parseGenRef(ref)
+    if ('id' in parsed) return { manifest: this.resolveOne(ref, opts.source), notes: [] }
+    const all = this.generations()
+    const sources = [...new Set(all.flatMap((g) => ('manifest' in g ? [g.manifest.sources[0]?.path ?? ''] : [])))]
+    if (opts.source !== undefined && !sources.includes(opts.source)) {
+      throw new BfsError('NO_SUCH_GEN', `no generations of ${opts.source} in ${this.dir}${sources.length ? ` (it holds generations of ${sources.slice(0, 4).join(', ')}${sources.length > 4 ? ', …' : ''})` : ''}`)
+    }
+    const within = opts.source ?? (opts.sourceHint !== undefined && sources.includes(opts.sourceHint) ? opts.sourceHint : undefined)
+    const m = this.resolveOne(ref, within)
+    const notes: string[] = []
+    if (within === undefined && sources.length > 1) notes.push(`${ref} is gen${m.id} (${m.sources[0]?.path}); the repository holds ${sources.length} sources, pick one with --source`)
+    const skipped = all.filter((g) => 'problem' in g && g.id > m.id)
+    if (skipped.length) notes.push(`warning: ${ref} is gen${m.id}; ${skipped.map((d) => `gen${d.id}`).join(', ')} ${skipped.length > 1 ? 'are' : 'is'} damaged and ${skipped.length > 1 ? 'were' : 'was'} not considered (see bfs verify --all)`)
+    return { manifest: m, notes }
+  }
+
+  private resolveOne(ref: string, source?: string): ManifestV2 {
     const parsed = parseGenRef(ref)
     if ('id' in parsed) {
       let m: ManifestV2
