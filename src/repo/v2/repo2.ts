@@ -210,7 +210,8 @@ export class Repo2 {
       throw new BfsError('NO_SUCH_GEN', `no generations of ${opts.source} in ${this.dir}${sources.length ? ` (it holds generations of ${sources.slice(0, 4).join(', ')}${sources.length > 4 ? ', …' : ''})` : ''}`)
     }
     const within = opts.source ?? (opts.sourceHint !== undefined && sources.includes(opts.sourceHint) ? opts.sourceHint : undefined)
-    const m = this.resolveOne(ref, within)
+    // the manifests just read (each read and decoded once per resolve, not twice)
+    const m = this.resolveOne(ref, within, all)
     const notes: string[] = []
     if (within === undefined && sources.length > 1) notes.push(`${ref} is gen${m.id} (${m.sources[0]?.path}); the repository holds ${sources.length} sources, pick one with --source`)
     const skipped = all.filter((g) => 'problem' in g && g.id > m.id)
@@ -218,7 +219,7 @@ export class Repo2 {
     return { manifest: m, notes }
   }
 
-  private resolveOne(ref: string, source?: string): ManifestV2 {
+  private resolveOne(ref: string, source?: string, all?: ReturnType<Repo2['generations']>): ManifestV2 {
     const parsed = parseGenRef(ref)
     if ('id' in parsed) {
       let m: ManifestV2
@@ -232,7 +233,7 @@ export class Repo2 {
       if (source !== undefined && m.sources[0]?.path !== source) throw new BfsError('BAD_INPUT', `gen${m.id} is a generation of ${m.sources[0]?.path}, not of ${source}`)
       return m
     }
-    const gens = this.generations().flatMap((g) => ('manifest' in g && (source === undefined || g.manifest.sources[0]?.path === source) ? [g.manifest] : []))
+    const gens = (all ?? this.generations()).flatMap((g) => ('manifest' in g && (source === undefined || g.manifest.sources[0]?.path === source) ? [g.manifest] : []))
     const m = gens[gens.length - 1 - parsed.back]
     if (!m) throw new BfsError('NO_SUCH_GEN', `no generation ${ref}${source !== undefined ? ` of ${source}` : ''} in ${this.dir}`)
     return m
