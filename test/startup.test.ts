@@ -23,6 +23,26 @@ describe('start-up', () => {
     }
   })
 
+  it('a zstd-napi that cannot load is named as such (exit 1), never reported as a corrupt repository or damaged generation', async () => {
+    // format 1 keeps its catalogs as zstd envelopes that JavaScript decompresses with zstd-napi
+    const repo = await newRepoF(1, path.join(work, 'repo-noz'))
+    const src = path.join(work, 'src-noz')
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, 'f.txt'), 'hello\n'.repeat(1000))
+    expect((await bfs(['backup', src], { repo })).code).toBe(0)
+    // a real process whose require of the addon fails, as after a broken install
+    const pre = path.join(work, 'no-zstd.cjs')
+    fs.writeFileSync(pre, "const M = require('module'); const load = M._load; M._load = function (req, ...rest) { if (String(req).startsWith('zstd-napi')) throw new Error('simulated: addon missing'); return load.call(this, req, ...rest) }\n")
+    const env = { NODE_OPTIONS: `--require ${pre}` }
+    for (const args of [['ls', 'gen1'], ['verify', 'gen1']]) {
+      const r = await bfs(args, { repo, env })
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1)
+      expect(r.stderr.trim()).toBe("bfs: cannot load the zstd library (zstd-napi: simulated: addon missing); reinstall bfs ('make build')")
+    }
+    // and without the fault the same commands work: the repository was never in question
+    expect((await bfs(['verify', 'gen1'], { repo })).code).toBe(0)
+  })
+
   it('a format 2 mount answers its first ls without loading zstd-napi (its 1 MB addon is loaded on first use only), and serves a file\'s first read natively', async () => {
     const repo = await newRepoF(2, path.join(work, 'repo2'))
     const src = path.join(work, 'src2')

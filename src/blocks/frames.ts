@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { FrameDecompressor } from '../codec/zstd.js'
+import { FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { FormatError } from '../format/errors.js'
 import { StoreError, type SyncBlobReader } from '../store/store.js'
@@ -178,6 +178,7 @@ export class FrameCache {
     try {
       n = this.dec.decompressInto(out, comp)
     } catch (err) {
+      rethrowUnavailable(err)
       this.recycle(out)
       throw new FormatError('BAD_CHECKSUM', `${u.where}: frame ${frame} is corrupt (${(err as Error).message})`)
     }

@@ -1,5 +1,5 @@
 import { BLOCK_BYTES, HASH_BYTES, hashBlocks, zeroBlockHash, type HashAlg } from '../codec/hash.js'
-import { FrameDecompressor } from '../codec/zstd.js'
+import { FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import type { Extent } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { syncOf, type Store, type SyncBlobReader } from '../store/store.js'
@@ -347,6 +347,7 @@ export class BlockReader {
           const n = this.scanDec.decompressInto(raw, comp)
           if (n !== e.rawBytes) throw new Error(`${n} bytes instead of ${e.rawBytes}`)
         } catch (err) {
+          rethrowUnavailable(err)
           bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
           continue
         }

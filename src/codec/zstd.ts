@@ -9,7 +9,35 @@ import { pieceRaw } from '../native/index.js'
  * bfs_native's zstd) cost every command's start its dlopen, ~5–10 ms (issue 15, mount ready).
  */
 let loaded: typeof Binding | undefined
-const zb = (): typeof Binding => (loaded ??= createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding)
+const zb = (): typeof Binding => (loaded ??= loadBinding())
+
+/**
+ * The addon could not be loaded: an installation problem, not damage. Callers that turn a
+ * decompression failure into "corrupt" rethrow this one unchanged, so a missing or broken
+ * zstd-napi is never reported as a corrupt repository. Its `code` is ELIBACC ("cannot access
+ * a needed shared library"), which the CLI reports as a runtime failure (exit 1).
+ */
+export class CodecUnavailable extends Error {
+  readonly code = 'ELIBACC'
+  constructor(message: string) {
+    super(message)
+    this.name = 'CodecUnavailable'
+  }
+}
+
+/** Rethrows `err` when it is a CodecUnavailable (for the catch blocks that report corruption). */
+export function rethrowUnavailable(err: unknown): void {
+  if (err instanceof CodecUnavailable) throw err
+}
+
+function loadBinding(): typeof Binding {
+  try {
+    return createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding
+  } catch (err) {
+    const why = ((err as Error)?.message ?? String(err)).split('\n')[0]
+    throw new CodecUnavailable(`cannot load the zstd library (zstd-napi: ${why}); reinstall bfs ('make build')`)
+  }
+}
 
 /** Compresses independent zstd frames with the content checksum on (XXH64 of the raw bytes, checked on decompress). */
 export class FrameCompressor {
@@ -61,9 +89,10 @@ export function decompressBuffer(stored: Buffer, rawBytes: number): Buffer {
  * checked when the frame has one.
  */
 export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: FrameDecompressor = new FrameDecompressor()): Buffer {
+  const z = zb() // outside the try: a missing addon is not "not a zstd frame"
   let size: number | null
   try {
-    size = zb().getFrameContentSize(stored)
+    size = z.getFrameContentSize(stored)
   } catch (err) {
     throw new Error(`not a zstd frame (${(err as Error).message})`)
   }
@@ -71,7 +100,7 @@ export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: F
   if (size > maxRawBytes) throw new Error(`zstd frame of ${size} bytes, at most ${maxRawBytes} allowed`)
   let frameBytes: number
   try {
-    frameBytes = zb().findFrameCompressedSize(stored)
+    frameBytes = z.findFrameCompressedSize(stored)
   } catch (err) {
     throw new Error(`not a whole zstd frame (${(err as Error).message})`)
   }

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { pieceIdOf, ZERO_ID_KEY } from '../codec/hash.js'
-import { decompressFrame, decompressPiece, FrameDecompressor } from '../codec/zstd.js'
+import { decompressFrame, decompressPiece, FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import { FormatError } from '../format/errors.js'
 import { type PieceRef, MAX_PIECE_RAW_BYTES, PIECE_KIND_NAMES, PieceKind, checkPieceId, comparePieceRefs, pieceKind } from '../format/v2/common.js'
 import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, decodeDirDelta, decodeDirIndex } from '../format/v2/dir.js'
@@ -313,6 +313,7 @@ export class PieceReader {
     try {
       raw = decompressFrame(stored, MAX_PIECE_RAW_BYTES, this.dctx)
     } catch (err) {
+      rethrowUnavailable(err)
       throw new FormatError('BAD_CHECKSUM', `${what}: the piece's ${ref.storedLen} stored bytes do not decompress (${(err as Error).message}): the pack is corrupt`)
     }
     checkPieceId(raw, ref, (b) => pieceIdOf(b, this.idKey), what)

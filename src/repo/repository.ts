@@ -9,7 +9,7 @@ import { CatalogIndex, decodeCatalog, type Entry } from '../format/catalog.js'
 import { decodeMaps, MapsIndex, type Extent, type MapObject } from '../format/maps.js'
 import { decodeGenBiLog, genBiOverlays, type GenBiLog } from '../format/bilog-gen.js'
 import { FormatError } from '../format/errors.js'
-import { compressBuffer, decompressBuffer, FrameDecompressor } from '../codec/zstd.js'
+import { compressBuffer, decompressBuffer, FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 import { StoreError, syncOf, type SyncStore } from '../store/store.js'
@@ -454,6 +454,7 @@ export class Repository {
             if (n !== env.rawBytes) throw new Error(`decompressed ${n} bytes, expected ${env.rawBytes}`)
           } else payload = decompressBuffer(env.stored, env.rawBytes)
         } catch (err) {
+          rethrowUnavailable(err)
           throw new FormatError('BAD_CHECKSUM', `${what}: cannot decompress (${(err as Error).message})`)
         }
       }

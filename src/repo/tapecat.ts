@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { decodeEnvelope, FLAG_ZSTD } from '../format/envelope.js'
 import { FormatError } from '../format/errors.js'
 import { decodeTapeCat, encodeTapeCat, unitBlocks, type TapeBatchRecord, type TapeCatRecord } from '../format/tapecat.js'
-import { decompressBuffer } from '../codec/zstd.js'
+import { decompressBuffer, rethrowUnavailable } from '../codec/zstd.js'
 import { StoreError, syncOf, type Store } from '../store/store.js'
 import type { ColdEntry, TapeBatch, TapeCatalog } from '../store/tape.js'
 import { envelopeFor } from './repository.js'
@@ -198,6 +198,7 @@ export function readRecord(file: Buffer, what: string): TapeCatRecord {
     try {
       payload = decompressBuffer(env.stored, env.rawBytes)
     } catch (err) {
+      rethrowUnavailable(err)
       throw new FormatError('BAD_CHECKSUM', `${what}: cannot decompress (${(err as Error).message})`)
     }
   }

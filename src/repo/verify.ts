@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { rethrowUnavailable } from '../codec/zstd.js'
 import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
@@ -23,7 +24,11 @@ export interface VerifyResult {
   rawBytes: number
 }
 
-const msg = (err: unknown): string => (err as Error).message
+/** A problem's text; an addon that cannot load is not damage: it ends the verify (exit 1, its own line). */
+const msg = (err: unknown): string => {
+  rethrowUnavailable(err)
+  return (err as Error).message
+}
 
 export interface VerifyOptions {
   /** `verify --all`: also report every damaged generation and check groups/. */

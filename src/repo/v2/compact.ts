@@ -13,7 +13,7 @@
  */
 import os from 'node:os'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
-import { FrameCompressor, FrameDecompressor, decompressFrame } from '../../codec/zstd.js'
+import { FrameCompressor, FrameDecompressor, decompressFrame, rethrowUnavailable } from '../../codec/zstd.js'
 import { FormatError } from '../../format/errors.js'
 import { keys2, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
 import { tapeKeys } from '../tapecat.js'
@@ -209,6 +209,7 @@ export class Recompressor {
       try {
         raw = decompressFrame(old, e.rawBytes, this.d)
       } catch (err) {
+        rethrowUnavailable(err)
         throw new DamagedUnit(`${where}: frame ${i}: ${(err as Error).message}`)
       }
       if (raw.length !== e.rawBytes) throw new DamagedUnit(`${where}: frame ${i} holds ${raw.length} bytes, its seek entry says ${e.rawBytes}`)

@@ -8,6 +8,7 @@
  * itself checked against the stream record's sha256). One FAIL line per problem, as format 1's
  * verify (repo/verify.ts) prints them; the damage of a directory names genN:path.
  */
+import { rethrowUnavailable } from '../../codec/zstd.js'
 import os from 'node:os'
 import { createHash } from 'node:crypto'
 import { BLOCK_BYTES, HASH_BYTES, xxh64Seed0 } from '../../codec/hash.js'
@@ -30,7 +31,11 @@ import { extentDataBlocks } from '../../format/v2/common.js'
 import { type Repo2, payloadOf } from './repo2.js'
 import { checkGroups } from '../groups.js'
 
-const msg = (err: unknown): string => (err as Error).message
+/** A problem's text; an addon that cannot load is not damage: it ends the verify (exit 1, its own line). */
+const msg = (err: unknown): string => {
+  rethrowUnavailable(err)
+  return (err as Error).message
+}
 const SLASH = Buffer.from('/')
 
 /** Decoded pieces a verify keeps (a DIRDELTA's base is read once for all the deltas over it). */
