@@ -77,6 +77,8 @@ export class TreeAhead2 {
     if (this.w.o.maxUnits <= 0 || this.queued >= MAX_QUEUED) return
     this.queued++
     this.queue = this.queue
+      // a macrotask later: the open's reply goes to the kernel first, the hint after it
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => this.step(path))
       .catch(() => {
         // a hint only: a directory or map that cannot be read stops this walk (the reads say what is wrong)
