@@ -11,6 +11,7 @@ import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { aad } from '../src/crypto/aad.js'
+import { openEnvelope, sealEnvelope } from '../src/crypto/envelope.js'
 import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, seal } from '../src/crypto/aead.js'
 import {
   LABELS,
@@ -108,6 +109,8 @@ const V = {
   },
   configPayload: `{"format":2,"repoId":"0123456789abcdef0123456789abcdef","created":"2026-12-02T10:00:00.000Z","blockBytes":4096,"hashAlg":"xxh64","compression":"zstd","features":{"incompat":["pieces","encryption"],"rocompat":[],"compat":[]},"defaults":{"unitBlocks":5120,"frameBlocks":{"files":256,"volume":32},"level":3,"packBytes":16777216,"dirDelta":true,"dedupMinBytes":1},"encryption":{"aead":"aes-256-gcm","keys":"keys/"},"mac":null}`,
   configMac: 'RawFFvvrK9Ok70l9WJwd4D+5Z8A21wkQk+RWjfhOM38=',
+  /** manifest/12/r2, payload {"id":12}, object salt, AES-256-GCM: header ‖ salt ‖ sealed payload */
+  envelope: '4246534d414e4900020002000000000009000000000000001900000000000000c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfc61b054a1ea42b720f43103fb882ddc12bb2062cc03b1584b2',
   aads: {
     'unitFrame(7,2,1,3,1048576)': '6266732f756e69740700000002000000010000000300000000001000',
     'unitIndex(7,2,1)': '6266732f756e69742d696e646578070000000200000001000000',
@@ -180,6 +183,34 @@ describe('golden vectors (§2.24): the code against an independent implementatio
     expect(got).toEqual(V.aads)
     expect(() => aad.unitFrame(2 ** 32, 0, 0, 0, 0)).toThrow(RangeError)
     expect(() => aad.packPiece(1, 0, -1, 10)).toThrow(RangeError)
+  })
+
+  it('an encrypted envelope (§2.6), byte for byte; tampering with any header byte, the salt, the payload or the name fails', () => {
+    const payload = Buffer.from('{"id":12}')
+    const file = sealEnvelope(keys, 'manifest', 'manifest/12/r2', payload, payload.length, { salt: IN.objectSalt })
+    expect(file.toString('hex')).toBe(V.envelope)
+    expect(openEnvelope(keys, 'manifest', 'manifest/12/r2', file, 'm')).toEqual({ stored: payload, rawBytes: 9, compressed: false })
+    // a fresh salt by default: the same object sealed twice shares no byte past the header's first 32
+    const again = sealEnvelope(keys, 'manifest', 'manifest/12/r2', payload, payload.length)
+    expect(again.subarray(32, 64).equals(file.subarray(32, 64))).toBe(false)
+    expect(openEnvelope(keys, 'manifest', 'manifest/12/r2', again, 'm').stored).toEqual(payload)
+    // every byte: a flip is refused (a header field by the decoder or the tag, the rest by the tag)
+    for (let i = 0; i < file.length; i++) {
+      const t = Buffer.from(file)
+      t[i] ^= 0x01
+      expect(() => openEnvelope(keys, 'manifest', 'manifest/12/r2', t, 'm'), `byte ${i}`).toThrow(FormatError)
+    }
+    // moved to another name (another revision, another kind's name), or opened with another repository's keys
+    expect(() => openEnvelope(keys, 'manifest', 'manifest/12/r3', file, 'm')).toThrow(expect.objectContaining({ code: 'BAD_CHECKSUM' }))
+    expect(() => openEnvelope(keys, 'manifest', 'retired/12/r2', file, 'm')).toThrow(expect.objectContaining({ code: 'BAD_CHECKSUM' }))
+    expect(() => openEnvelope(deriveRepoKeys(IN.masterKey, 'f'.repeat(32), 'aes-256-gcm'), 'manifest', 'manifest/12/r2', file, 'm')).toThrow(expect.objectContaining({ code: 'BAD_CHECKSUM' }))
+    // a plaintext envelope where an encrypted one belongs: refused (downgrade), as damage
+    expect(() => openEnvelope(keys, 'manifest', 'manifest/12/r2', encodeEnvelope2('manifest', 0, 9, payload), 'm')).toThrow(/not encrypted, in an encrypted repository/)
+    // compressed flag carried; config and key files are never sealed
+    const z = sealEnvelope(keys, 'run', 'run/12', Buffer.from([1, 2, 3]), 100, { compressed: true })
+    expect(openEnvelope(keys, 'run', 'run/12', z, 'r')).toEqual({ stored: Buffer.from([1, 2, 3]), rawBytes: 100, compressed: true })
+    expect(() => sealEnvelope(keys, 'config', 'config', payload, 9)).toThrow(RangeError)
+    expect(() => sealEnvelope(keys, 'keyfile', 'k', payload, 9)).toThrow(RangeError)
   })
 
   it('the labels are §2.22 text', () => {
