@@ -19,11 +19,7 @@ import { KEY_BYTES, NONCE_BYTES, type ObjectKey, SALT_BYTES, openWithNonce, seal
 /** What a writer puts in a new key file: scrypt N = 2^17, r = 8, p = 1 (128 MiB, ~0.3–0.5 s here). */
 export const SCRYPT_DEFAULTS = { N: 1 << 17, r: 8, p: 1 } as const
 
-/** The passphrase opens none of the repository's key files (or the repository has none). */
-export class PassphraseError extends Error {
-  override readonly name = 'PassphraseError'
-  readonly code = 'BAD_PASSPHRASE'
-}
+export { PassphraseError } from './errors.js'
 
 /** HKDF labels (§2.22): the info of each repository key. */
 export const LABELS = {
