@@ -4,6 +4,7 @@ import { isS3Url, parseS3Url } from '../store/s3-url.js'
 import { Command, CommanderError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { FormatError } from '../format/errors.js'
+import { PassphraseError } from '../crypto/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
 import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
@@ -171,6 +172,7 @@ export function reportError(err: unknown): { code: number; line: string | null }
   }
   if (err instanceof BfsError) return say(err.exitCode, err.message)
   if (err instanceof FormatError) return say(EXIT.BAD_REPO, err.message)
+  if (err instanceof PassphraseError) return say(EXIT.BAD_PASSPHRASE, err.message)
   const e = err as NodeJS.ErrnoException
   if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return say(EXIT.ERROR, e.code === 'ENOSPC' ? 'disk full' : e.message)
   return say(EXIT.INTERNAL, `internal error: ${e?.message ?? String(err)} (BFS_DEBUG=1 shows where)`)

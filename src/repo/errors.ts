@@ -13,6 +13,8 @@ export const EXIT = {
   LOCKED: 5,
   /** Not a bfs repository, or a stored file is foreign or corrupt, or the repository's format does not have the command. */
   BAD_REPO: 6,
+  /** An encrypted repository's passphrase opens none of its key files (issue 18). */
+  BAD_PASSPHRASE: 7,
   /** Interrupted by a signal; nothing was committed. */
   INTERRUPTED: 130,
   /** A bug in bfs. */
