@@ -174,7 +174,7 @@ for (const corpus of ['tree', 'img']) {
 // reads; the compaction's own records are tool bfs, compact_*)
 const CSIZE = { tree: 0.95, img: 0.97 }   // issue 16: stored after compact ≤ this × tar|zstd -3
 const READ_LIMIT = 1.1                    // and the reads within 10 % of before
-const spread = (c, f) => (c.median === undefined ? (c.status === 'fail' ? 'FAIL' : c.note || '') : c.n > 1 ? `${f(c.median)} (${f(c.min)}–${f(c.max)}, n=${c.n})` : f(c.median))
+const spread = (c, f) => (c.median === undefined ? (c.status === 'fail' ? 'FAIL' : c.note || '') : c.n > 1 ? `${f(c.median)} (${f(c.min) === f(c.max) ? '' : `${f(c.min)}–${f(c.max)}, `}n=${c.n})` : f(c.median))
 const scaled = (c, k) => (c.median === undefined ? c : { ...c, median: c.median / k, min: c.min / k, max: c.max / k, values: c.values.map((v) => v / k) })
 for (const corpus of ['tree', 'img']) {
   if (!records.some((r) => r.corpus === corpus && r.metric && r.metric.startsWith('compact_'))) continue
