@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 NODEDIR ?= $(shell d=$$(dirname $$(dirname $$(readlink -f $$(command -v node)))); [ -f $$d/include/node/node_api.h ] && echo $$d)
 export npm_config_nodedir := $(NODEDIR)
 
-.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape bench-crash bench-compact bench-merge install uninstall clean
+.PHONY: all deps build docs native native-test test test-s3 test-load demo demo-s3 bench bench-quick bench-online bench-many bench-admin bench-tape bench-crash bench-compact bench-compact-size bench-merge install uninstall clean
 
 all: build
 
@@ -149,6 +149,13 @@ bench-crash: build
 # the image comes from `make bench`'s corpus in BENCH_DIR).
 bench-compact: build
 	bash bench/compact-mount.sh
+
+# Issue 16's size and read targets after compaction, inside the bench (its compact step): full
+# backups by bfs and tar|zstd -3, `bfs compact` of a copy of bfs's repository (stored size
+# against tar's), and generation 1 read through mounts of the uncompacted and the compacted
+# repository, alternating. BENCH_MODE=quick for the small corpora; BENCH_DIR as for `make bench`.
+bench-compact-size: build
+	BENCH_STEPS=compact BENCH_TOOLS=bfs,tar bash bench/run.sh $(or $(BENCH_MODE),full)
 
 # Issue 16's restore-after-merge target: restore of gen20 of 20 incrementals, before and after
 # `bfs merge`, against one full generation of the same tree (bench/merge-restore.sh).

@@ -169,6 +169,72 @@ for (const corpus of ['tree', 'img']) {
   }
   lines.push('')
 }
+// ---- the compact step (issue 16): `bfs compact` of a copy of the full backup's repository --
+// columns: before compact (tool bfs: the uncompacted repository), after (tool bfsc for the
+// reads; the compaction's own records are tool bfs, compact_*)
+const CSIZE = { tree: 0.95, img: 0.97 }   // issue 16: stored after compact ≤ this × tar|zstd -3
+const READ_LIMIT = 1.1                    // and the reads within 10 % of before
+const spread = (c, f) => (c.median === undefined ? (c.status === 'fail' ? 'FAIL' : c.note || '') : c.n > 1 ? `${f(c.median)} (${f(c.min) === f(c.max) ? '' : `${f(c.min)}–${f(c.max)}, `}n=${c.n})` : f(c.median))
+const scaled = (c, k) => (c.median === undefined ? c : { ...c, median: c.median / k, min: c.min / k, max: c.max / k, values: c.values.map((v) => v / k) })
+for (const corpus of ['tree', 'img']) {
+  if (!records.some((r) => r.corpus === corpus && r.metric && r.metric.startsWith('compact_'))) continue
+  const cb = (m, t = 'bfs') => baseCell(corpus, m, t)
+  const wall = cb('compact_wall_s'), cpu = cb('compact_cpu_s'), raw = cb('compact_raw_bytes')
+  const sb = cb('compact_stored_before_bytes'), sa = cb('compact_stored_after_bytes')
+  const tar = baseCell(corpus, 'repo_full_mb', 'tar')
+  const tarB = tar.median !== undefined && tar.status !== 'fail' ? tar.median * 1e6 : undefined
+  const load = (k) => cb(k, 'host').median
+  const rounds = Math.max(0, ...records.filter((r) => r.corpus === corpus && r.metric?.startsWith('compact_pread_cold_median') && typeof r.value === 'number').map((r) => r.rep))
+  const nc = wall.n || 0
+  lines.push(`## issue 16: corpus \`${corpus}\` after \`bfs compact\``, '')
+  if (!nc) {   // not built, format 1, or the compaction failed: no table of empty cells
+    lines.push(`Not measured: ${wall.status === 'fail' ? 'FAIL, ' : ''}${wall.note || 'no compaction in this run'}.`, '')
+    continue
+  }
+  lines.push(`The bfs column's repository right after its full backup (generation 1 only, format ${meta.bfs_format ?? '?'}, ingest level), copied with \`cp -a\`; ` +
+    `\`bfs compact --min-age 0\` (default level, nice 19, low I/O priority) on the copy, ${nc} time${nc === 1 ? '' : 's'}, each on a fresh copy in page cache (median; one run when the first took over a minute). ` +
+    'Stored = `du -sb` of the repository directory, as the "repo size after full" row; tar|zstd -3 = that row\'s tar column' + (tarB ? ` (${(tarB / 1e6).toFixed(1)} MB)` : ' (not in this run: BENCH_TOOLS without tar)') + '. ' +
+    `Reads: generation 1 through a cold \`bfs mount\` of the uncompacted repository (before) and of the compacted copy (after), alternating before/after then after/before, ${rounds} round${rounds === 1 ? '' : 's'} (median, min–max); ` +
+    (corpus === 'img' ? 'dd bs=1M of the image, then on a fresh mount 2000 random 4 KiB preads cold and the same again warm (as the mount rows above). ' : 'on a fresh mount the mount rows\' 2000 random 4 KiB preads over the files of 4 KiB or more outside tools/, cold then warm. ') +
+    `Load average (1 min): ${load('compact_load1_start') ?? '?'} → ${load('compact_load1_end') ?? '?'} during the compactions, ${load('compact_load1_reads_start') ?? '?'} → ${load('compact_load1_reads_end') ?? '?'} during the reads (2 cores).`, '')
+  lines.push('| metric | before compact | after compact | after ÷ before | target | met |')
+  lines.push('|---|---|---|---|---|---|')
+  const rows = []
+  const row = (label, b, a, ratioText, target = '', met = '') => { rows.push({ label, before: b, after: a, ratio: ratioText, target, met }); lines.push(`| ${label.replace(/\|/g, '\\|')} | ${b} | ${a} | ${ratioText} | ${target} | ${met} |`) }
+  const yes = (ok) => (ok === undefined ? 'n/a' : ok ? 'yes' : '**NO**')
+  const rt = (a, b) => (a === undefined || b === undefined || !b ? undefined : a / b)
+  const r2 = (x, d = 2) => (x === undefined ? '' : `${x.toFixed(d)}×`)
+  const mb = (c) => spread(scaled(c, 1e6), (x) => x.toFixed(1))
+  row('stored MB (`du -sb` of the repository)', mb(sb), mb(sa), r2(rt(sa.median, sb.median), 3))
+  const tb = rt(sb.median, tarB), ta = rt(sa.median, tarB)
+  row('stored ÷ tar|zstd -3\'s', tb === undefined ? '' : tb.toFixed(3), ta === undefined ? '' : ta.toFixed(3), '', `≤ ${CSIZE[corpus]} after`, yes(ta === undefined ? undefined : ta <= CSIZE[corpus]))
+  const ub = cb('compact_units_before_bytes'), ua = cb('compact_units_after_bytes')
+  row('unit files MB (bfs compact --json: bytes.before / after)', mb(ub), mb(ua), r2(rt(ua.median, ub.median), 3))
+  row('compaction wall s', '', spread(wall, fmtTime), '')
+  row('compaction CPU s (user + sys)', '', spread(cpu, fmtTime), '')
+  row('compaction peak RSS MiB', '', spread(cb('compact_rss_mib'), (x) => String(Math.round(x))), '')
+  row('raw data compacted MB (bytes.raw)', '', raw.median === undefined ? '' : (raw.median / 1e6).toFixed(1), '')
+  const mbps = raw.median !== undefined && wall.median ? raw.median / 1e6 / wall.median : undefined
+  const mbcpu = raw.median !== undefined && cpu.median ? raw.median / 1e6 / cpu.median : undefined
+  row('compaction MB/s of raw data (wall; no reader)', '', mbps === undefined ? '' : mbps.toFixed(1), '', '≥ 15 (issue 16: with a mount reading, `make bench-compact`)', yes(mbps === undefined ? undefined : mbps >= 15))
+  row('compaction MB of raw data per CPU second', '', mbcpu === undefined ? '' : mbcpu.toFixed(1), '')
+  const reads = corpus === 'img'
+    ? [['compact_dd_s', 'dd image bs=1M s (cold)', fmtTime, true], ['compact_pread_cold_median_us', '2000×4KiB random pread (cold) median µs', (x) => String(Math.round(x)), true],
+       ['compact_pread_cold_p99_us', '… p99 µs (cold)', (x) => String(Math.round(x)), true], ['compact_pread_warm_median_us', 'the same preads (warm) median µs', (x) => String(Math.round(x))],
+       ['compact_pread_warm_p99_us', '… p99 µs (warm)', (x) => String(Math.round(x))]]
+    : [['compact_pread_cold_median_us', '2000×4KiB random pread over files ≥ 4 KiB (cold) median µs', (x) => String(Math.round(x)), true],
+       ['compact_pread_cold_p99_us', '… p99 µs (cold)', (x) => String(Math.round(x)), true], ['compact_pread_warm_median_us', 'the same preads (warm) median µs', (x) => String(Math.round(x))],
+       ['compact_pread_warm_p99_us', '… p99 µs (warm)', (x) => String(Math.round(x))]]
+  for (const [m, label, f, target] of reads) {
+    const b = cb(m, 'bfs'), a = cb(m, 'bfsc')
+    const ok = b.status === 'fail' || a.status === 'fail' ? false : rt(a.median, b.median)
+    row(label, spread(b, f), spread(a, f), typeof ok === 'number' ? r2(ok) : '', target ? `after ≤ ${READ_LIMIT}× before` : '', target ? yes(ok === false ? false : ok === undefined ? undefined : ok <= READ_LIMIT) : '')
+  }
+  const chk = baseCell(corpus, 'mount_check', 'bfsc')
+  row(`compacted ${corpus === 'img' ? 'image' : 'tree'} through the mount identical to source (\`${corpus === 'img' ? 'cmp' : 'diff -r'}\`)`, '', chk.status === 'fail' ? 'FAIL' : chk.status === 'ok' ? 'ok' : '', '')
+  tables[`compact_${corpus}`] = rows
+  lines.push('')
+}
 // ---- the online step (bench/online.sh): its own sources and columns -------------------
 // columns: the writer alone, during the offline backup, during the --online backup
 const OTOOLS = ['none', 'offline', 'online']

@@ -24,7 +24,10 @@ TOOLS=(bfs tar squashfs restic borg)
 #                               runs no other step), and many (bench/many.sh: the
 #                               issue 15 corpus of 1M / 100k small files, its own steps),
 #                               and admin (bench/admin.sh: issue 17's diff, find and
-#                               rename/copy figures on 20 generations of a copy of the tree)
+#                               rename/copy figures on 20 generations of a copy of the tree),
+#                               and compact (issue 16: `bfs compact` of a copy of the full
+#                               backup's bfs repository: its size against tar|zstd -3's, and
+#                               its mount's reads against the uncompacted one's)
 #   BENCH_CORPORA=img           of tree, img
 on_list() { [ -z "$2" ] || [[ ",$2," == *",$1,"* ]]; }
 tool_on() { on_list "$1" "${BENCH_TOOLS:-}"; }
@@ -34,7 +37,7 @@ check_list() {  # check_list VAR VALUE ALLOWED...: dies on a name not in ALLOWED
   for x in ${list//,/ }; do [[ " $* " == *" $x "* ]] || { echo "$var: unknown name '$x' (one of: $*)" >&2; exit 64; }; done
 }
 check_list BENCH_TOOLS "${BENCH_TOOLS:-}" "${TOOLS[@]}" native bfs1
-check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount online many admin
+check_list BENCH_STEPS "${BENCH_STEPS:-}" full nochange incremental restore mount compact online many admin
 check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
 FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
 # the per-corpus steps (full backup and the steps reading it) run unless BENCH_STEPS names
@@ -42,7 +45,7 @@ FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1
 corpus_steps_on() {
   local s
   [ -z "${BENCH_STEPS:-}" ] && return 0
-  for s in full nochange incremental restore mount; do step_on "$s" && return 0; done
+  for s in full nochange incremental restore mount compact; do step_on "$s" && return 0; done
   return 1
 }
 _all=("${TOOLS[@]}"); TOOLS=()
@@ -142,7 +145,7 @@ detect_bfs() {
   local c
   BFS_HAS[any]=0
   grep -q '^Usage: bfs' <<<"$("$BFS" --help 2>&1)" && BFS_HAS[any]=1   # fails without dist/
-  for c in init backup restore mount umount generations; do
+  for c in init backup restore mount umount generations compact; do
     BFS_HAS[$c]=0
     # exit 0 is not enough: commander prints the top-level help for an unknown command
     [ "${BFS_HAS[any]}" = 1 ] && grep -q "^Usage: bfs $c\b" <<<"$("$BFS" "$c" --help 2>&1)" && BFS_HAS[$c]=1
@@ -151,8 +154,8 @@ detect_bfs() {
   [ "${BFS_HAS[backup]}" = 1 ] && grep -q -- '--volume' <<<"$("$BFS" backup --help 2>&1)" && BFS_HAS[volume]=1
   BFS_HAS[format2]=0   # bfs init --format 2 (issue 15; the many step's bfs column)
   [ "${BFS_HAS[init]}" = 1 ] && grep -q -- '--format' <<<"$("$BFS" init --help 2>&1)" && BFS_HAS[format2]=1
-  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]} format2=${BFS_HAS[format2]}"
-  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]},\"format2\":${BFS_HAS[format2]}}"
+  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]} format2=${BFS_HAS[format2]} compact=${BFS_HAS[compact]}"
+  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]},\"format2\":${BFS_HAS[format2]},\"compact\":${BFS_HAS[compact]}}"
 }
 # bfs_can STEP -> 0 if bfs can run STEP (backup | restore | mount) on the current corpus
 bfs_can() {
@@ -359,7 +362,7 @@ start_mount() {
   MNT=$RUN/mnt/$tool; MPID=""
   mkdir -p "$MNT"; force_umount "$MNT"
   MROOT=$("${TOOL_SH[@]}" root "$tool" mount "$MNT" "${GEN[$tool]}" "$SRC")
-  [ "$tool" = bfs ] && before=" $(fuse_pids | tr '\n' ' ') "
+  [[ $tool == bfs* ]] && before=" $(fuse_pids | tr '\n' ' ') "
   drop_caches
   t0=$EPOCHREALTIME
   setsid "${TOOL_SH[@]}" mount "$tool" "$(repo_of "$tool")" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 9>&- &  # daemons must not hold the lock
@@ -378,7 +381,7 @@ start_mount() {
     sleep 0.005
   done
   if kill -0 "$LPID" 2>/dev/null && [ "$tool" = restic ]; then MPID=$LPID; else MPID=$(mount_pid "$MNT"); fi
-  if [ -z "$MPID" ] && [ "$tool" = bfs ]; then  # daemon with other argv: the one new process holding /dev/fuse
+  if [ -z "$MPID" ] && [[ $tool == bfs* ]]; then  # daemon with other argv: the one new process holding /dev/fuse
     local p new=()
     for p in $(fuse_pids); do [[ "$before" == *" $p "* ]] || new+=("$p"); done
     [ ${#new[@]} = 1 ] && MPID=${new[0]}
@@ -439,11 +442,7 @@ mount_check() {  # rep 1: the mounted data must equal the source
 step_mount_tree() {
   local rep tool root rss
   MOUNT_METRICS="mount_ready_s mount_ls_s find_s cat_s pread_cold_median_us pread_warm_median_us cp_tools_s mount_check mount_rss_mib"
-  # the pread rows' files: every regular file of 4 KiB or more outside tools/ (which
-  # session B copies after the preads), relative to the tree's root, sorted
-  PREAD_LIST=$RUN/pread-$NAME.list
-  (cd "$SRC" && find . -path ./tools -prune -o -type f -size +4095c -printf '%P\n' | LC_ALL=C sort) >"$PREAD_LIST"
-  log "   pread files: $(wc -l <"$PREAD_LIST") (4 KiB or more, outside tools/)"
+  pread_list
   step_begin "mounted generation: ls, find, cat of every file, cp -a tools/ (each cold), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in bfs squashfs restic borg native tar; do
@@ -480,14 +479,25 @@ step_mount_tree() {
   step_end "mount"
 }
 
-pread_run() {  # pread_run TOOL REP STATE(cold|warm) FILE | --list LIST ROOT
-  local tool=$1 rep=$2 state=$3 out; shift 3
+pread_list() {  # the tree's pread files -> PREAD_LIST (built once per corpus)
+  # every regular file of 4 KiB or more outside tools/ (which the mount step's session B
+  # copies after the preads), relative to the tree's root, sorted
+  PREAD_LIST=$RUN/pread-$NAME.list
+  [ -s "$PREAD_LIST" ] && return 0
+  (cd "$SRC" && find . -path ./tools -prune -o -type f -size +4095c -printf '%P\n' | LC_ALL=C sort) >"$PREAD_LIST"
+  log "   pread files: $(wc -l <"$PREAD_LIST") (4 KiB or more, outside tools/)"
+}
+
+# pread_run TOOL REP STATE(cold|warm) FILE | --list LIST ROOT: records
+# ${PREAD_PREFIX}pread_STATE_{median,p99}_us (the compact step sets PREAD_PREFIX=compact_)
+pread_run() {
+  local tool=$1 rep=$2 state=$3 out m=${PREAD_PREFIX:-}pread_$3; shift 3
   if ! out=$(node "$BENCH_SRC/pread.mjs" "$@" 2000 42 2>&1); then
-    rec_status "$NAME" "pread_${state}_median_us" "$tool" fail "pread failed: $out"; return 1
+    rec_status "$NAME" "${m}_median_us" "$tool" fail "pread failed: $out"; return 1
   fi
-  rec "$NAME" "pread_${state}_median_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).median_us)' "$out")"
-  rec "$NAME" "pread_${state}_p99_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).p99_us)' "$out")"
-  log "   pread $state $tool #$rep: $out"
+  rec "$NAME" "${m}_median_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).median_us)' "$out")"
+  rec "$NAME" "${m}_p99_us" "$tool" "$rep" "$(node -e 'console.log(JSON.parse(process.argv[1]).p99_us)' "$out")"
+  log "   ${PREAD_PREFIX:-}pread $state $tool #$rep: $out"
 }
 
 step_mount_img() {
@@ -526,6 +536,103 @@ step_mount_img() {
   step_end "mount"
 }
 
+# ---- compact (issue 16) --------------------------------------------------------
+# Right after the full backup, while bfs's repository holds generation 1 only (as tar's
+# archive holds the corpus once). REPS times (once when the first took over a minute): a
+# fresh `cp -a` copy of that repository, `bfs compact --min-age 0 --json` on it, timed
+# (wall, user + sys CPU, peak RSS); `du -sb` of the copy before and after, the measure of
+# the full backup's "repo size" row. Then generation 1 read through a cold mount of the
+# uncompacted repository (tool bfs) and of the last compacted copy (tool bfsc), alternating
+# bfs, bfsc / bfsc, bfs / … (BENCH_COMPACT_REPS rounds, default REPS): img: dd bs=1M, then
+# on a fresh mount 2000 random 4 KiB preads cold and warm (as step_mount_img); tree: the
+# mount step's preads (same files, same seed). Round 1 compares the compacted copy's mount
+# with the source (cmp / diff -r). The copy is removed afterwards: every other step reads
+# the uncompacted repository.
+step_compact() {
+  local rep tool src dst logf out before after cpu raw ub ua units order file ok=0
+  tool_on bfs || return 0
+  step_begin "compact: bfs compact --min-age 0 of a copy of the full backup's repository, median of $REPS; reads before / after"
+  if ! bfs_can backup || [ "${BFS_HAS[compact]:-0}" != 1 ]; then
+    rec_status "$NAME" compact_wall_s bfs na "n/a (not built)"; step_end compact; return 0
+  fi
+  if [ "${BFS_FORMAT:-}" = 1 ]; then
+    rec_status "$NAME" compact_wall_s bfs na "n/a (format 1: bfs compact needs a format 2 repository)"; step_end compact; return 0
+  fi
+  if [ "${REPO_OK[bfs]:-0}" != 1 ]; then
+    rec_status "$NAME" compact_wall_s bfs fail "skipped: no backup to compact"; step_end compact; return 0
+  fi
+  src=$(repo_of bfs) dst=$(repo_of bfsc)
+  rec "$NAME" compact_load1_start host 1 "$(cut -d' ' -f1 /proc/loadavg)"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    want_rep "$NAME.compact.bfs" "$rep" || continue
+    logf=$RUN/logs/$NAME-compact-bfs-$rep.log
+    rm -rf "$dst"
+    if ! cp -a "$src" "$dst"; then rec_status "$NAME" compact_wall_s bfs fail "cp -a of the repository failed"; ok=0; break; fi
+    before=$(du -sb "$dst" | cut -f1)
+    timed "$logf" "${TOOL_SH[@]}" compact bfs "$dst"
+    if [ "$RC" != 0 ]; then rec_status "$NAME" compact_wall_s bfs fail "exit $RC: $(tail_log "$logf")"; ok=0; break; fi
+    after=$(du -sb "$dst" | cut -f1)
+    # the summary line of --json: bytes.raw (raw bytes of the units compacted), before/after (units)
+    if ! out=$(node -e '
+      const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((x) => x.startsWith("{"))
+        .map((x) => { try { return JSON.parse(x) } catch { return {} } }).find((x) => x.message_type === "summary")
+      if (!l || !l.bytes) process.exit(1)
+      console.log(l.bytes.raw, l.bytes.before, l.bytes.after, l.units.compacted)' "$logf"); then
+      rec_status "$NAME" compact_wall_s bfs fail "no summary in bfs compact --json: $(tail_log "$logf")"; ok=0; break
+    fi
+    read -r raw ub ua units <<<"$out"
+    cpu=$(awk -F': ' '/User time \(seconds\)/{u=$2} /System time \(seconds\)/{s=$2} END{printf "%.2f", u+s}' "$logf.time")
+    rec "$NAME" compact_wall_s bfs "$rep" "$WALL"
+    rec "$NAME" compact_cpu_s bfs "$rep" "$cpu"
+    rec "$NAME" compact_rss_mib bfs "$rep" "$RSS_MIB"
+    rec "$NAME" compact_raw_bytes bfs "$rep" "$raw"
+    rec "$NAME" compact_units bfs "$rep" "$units"
+    rec "$NAME" compact_units_before_bytes bfs "$rep" "$ub"
+    rec "$NAME" compact_units_after_bytes bfs "$rep" "$ua"
+    rec "$NAME" compact_stored_before_bytes bfs "$rep" "$before"
+    rec "$NAME" compact_stored_after_bytes bfs "$rep" "$after"
+    note_first "$NAME.compact.bfs" "$rep" "$WALL"
+    ok=1
+    log "   compact #$rep: ${WALL} s wall, ${cpu} s CPU, ${RSS_MIB} MiB; $units units, $raw raw bytes; repository $before -> $after bytes"
+  done
+  rec "$NAME" compact_load1_end host 1 "$(cut -d' ' -f1 /proc/loadavg)"
+  if [ "$ok" != 1 ]; then rm -rf "$dst"; step_end compact; return 0; fi
+  if ! bfs_can mount; then
+    rec_status "$NAME" compact_dd_s bfs na "n/a (not built)"; rm -rf "$dst"; step_end compact; return 0
+  fi
+  # the reads: their own number of rounds; PREAD_PREFIX names their records compact_pread_*
+  local REPS=${BENCH_COMPACT_REPS:-$REPS} PREAD_PREFIX=compact_
+  GEN[bfsc]=${GEN[bfs]}
+  [ "$KIND" = tree ] && pread_list
+  log "   reads of generation 1, uncompacted (bfs) and compacted (bfsc), alternating, $REPS round(s)"
+  rec "$NAME" compact_load1_reads_start host 1 "$(cut -d' ' -f1 /proc/loadavg)"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    if ((rep % 2)); then order="bfs bfsc"; else order="bfsc bfs"; fi
+    for tool in $order; do
+      if [ "$KIND" = img ]; then
+        start_mount "$tool" 0 "$rep" || continue
+        file=$MROOT/$IMG_NAME
+        timed_read compact_dd_s "$tool" "$rep" compact-dd dd if="$file" of=/dev/null bs=1M
+        [ "$rep" = 1 ] && [ "$tool" = bfsc ] && mount_check bfsc
+        stop_mount "$tool"
+        start_mount "$tool" 0 "$rep" || continue
+        drop_caches
+        pread_run "$tool" "$rep" cold "$file" && pread_run "$tool" "$rep" warm "$file"
+        stop_mount "$tool"
+      else
+        start_mount "$tool" 0 "$rep" || continue
+        drop_caches
+        pread_run "$tool" "$rep" cold --list "$PREAD_LIST" "$MROOT" && pread_run "$tool" "$rep" warm --list "$PREAD_LIST" "$MROOT"
+        [ "$rep" = 1 ] && [ "$tool" = bfsc ] && mount_check bfsc
+        stop_mount "$tool"
+      fi
+    done
+  done
+  rec "$NAME" compact_load1_reads_end host 1 "$(cut -d' ' -f1 /proc/loadavg)"
+  rm -rf "$dst"
+  step_end compact
+}
+
 bench_corpus() {  # bench_corpus NAME KIND SRC
   NAME=$1 KIND=$2 SRC=$3
   export BENCH_KIND=$KIND BENCH_IMG=$SRC/$IMG_NAME
@@ -538,6 +645,7 @@ bench_corpus() {  # bench_corpus NAME KIND SRC
   rec_meta bfs_format "\"${BFS_FORMAT:-default}\""
   log "bfs column: repository format ${BFS_FORMAT:-default}"
   step_full_backup
+  step_on compact && step_compact   # while bfs's repository holds generation 1 only, as tar's archive
   step_on nochange && step_nochange
   step_on incremental && step_incremental
   step_on restore && step_restore
@@ -615,7 +723,7 @@ cleanup
 trap - EXIT
 rec_meta cold_ok "$COLD_OK"
 rec_meta elapsed_s "$(fsub "$BENCH_T0" "$EPOCHREALTIME")"
-OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && { case "${BENCH_STEPS:-}:${BENCH_TOOLS:-}" in many:) echo -many ;; admin:) echo -admin ;; *) echo -partial ;; esac; })}
+OUT=${BENCH_OUT:-$BENCH_SRC/results/$(date +%F)$([ "$MODE" = quick ] && echo -quick)$([ -n "${BENCH_BFS:-}" ] && echo -custom-bfs)$([ -n "$FILTERED" ] && { case "${BENCH_STEPS:-}:${BENCH_TOOLS:-}" in many:) echo -many ;; admin:) echo -admin ;; compact:bfs,tar | full,compact:bfs,tar) echo -compact-size ;; *) echo -partial ;; esac; })}
 mkdir -p "$(dirname "$OUT")"
 node "$BENCH_SRC/report.mjs" "$RESULTS" "$OUT" "$MODE" || die "report failed"
 rm -rf "$RUN/repo"

@@ -10,8 +10,10 @@
 #   tool.sh root    TOOL mount|restore DIR GEN SRC   path inside the mountpoint / restore dir holding SRC
 #   tool.sh ls      TOOL REPO GEN SRC PATH    list directory PATH (relative to SRC) of the first backup
 #   tool.sh cat     TOOL REPO GEN SRC PATH    write file PATH (relative to SRC) of the first backup to stdout
+#   tool.sh compact bfs REPO                  recompress every settled unit (the compact step, issue 16)
 #
-# TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | bfs2 (bfs, format 2) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
+# TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | bfs2 (bfs, format 2) |
+#       bfsc (bfs: the compact step's compacted copy of the bfs repository) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
 # Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default, format 2 since 2026-12-03), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
 set -euo pipefail
 op=$1 tool=$2
@@ -24,6 +26,7 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 # `init --format` (BENCH_BFS) writes format 1 only and takes no --format
 if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=1; fi
 if [ "$tool" = bfs2 ]; then tool=bfs BFS_FORMAT=2; fi
+if [ "$tool" = bfsc ]; then tool=bfs; fi
 
 case "$op:$tool" in
   init:bfs)
@@ -60,6 +63,9 @@ case "$op:$tool" in
   cat:bfs) exec "$BFS" --repo "$1" cat "$2:$4" ;;
   cat:restic) exec restic -q -r "$1" dump "$2" "$3/$4" ;;
   cat:borg) exec borg extract --stdout "$1::$2" "$4" ;;
+
+  # every unit, whatever its age (the full backup is seconds old), at bfs's default level
+  compact:bfs) exec "$BFS" --repo "$1" compact --min-age 0 --json ;;
 
   root:restic)
     if [ "$1" = mount ]; then echo "$2/ids/$3$4"   # ids/<short id>/<absolute source path>
