@@ -118,8 +118,13 @@ function ratio(cells, kind) {
   if (!peers.length) return '—'
   const best = peers.reduce((x, y) => ((higher ? cells[y].median > cells[x].median : cells[y].median < cells[x].median) ? y : x))
   const r = (a, z) => (z === 0 ? (a === 0 ? '1.00' : '∞') : (a / z).toFixed(2))
-  const txt = kind === 'pair' ? `${r(b.median, cells[best].median)} / ${r(b.p99, cells[best].p99)}` : r(b.median, cells[best].median)
-  return `${txt}× (${best})`
+  if (kind === 'pair') {
+    // the p99 against the best peer by p99, which need not be the best by median
+    const withP = peers.filter((t) => cells[t].p99 !== undefined)
+    const bestP = withP.length ? withP.reduce((x, y) => (cells[y].p99 < cells[x].p99 ? y : x)) : best
+    return `${r(b.median, cells[best].median)} / ${r(b.p99, cells[bestP].p99)}× (${best}${bestP === best ? '' : ` / ${bestP}`})`
+  }
+  return `${r(b.median, cells[best].median)}× (${best})`
 }
 
 function sh(cmd, args) { const r = spawnSync(cmd, args, { encoding: 'utf8' }); return ((r.stdout || '') + (r.stderr || '')).trim().split('\n')[0] }

@@ -220,6 +220,35 @@ if (!ENDPOINT) {
       }
     }, 60_000)
 
+    it('store level: closing the store ends a fill that was still waiting to start (its promise settles; nothing is fetched after the close)', async () => {
+      Object.assign(process.env, env)
+      const dir = newCache()
+      // reads "never" pause, so the fill stays queued until the close
+      const s = new S3CachedStore(S3Store.fromUrl(repo, { spoolDir: spool }), dir, () => ObjectCache.open(dir), { idleMs: 600_000, deferMs: 600_000 })
+      let closed = false
+      try {
+        const gens = (await s.list('gens')).sort()
+        const keys = (await s.list(gens[gens.length - 1]!)).filter((k) => /unit-/.test(k))
+        let large: string | undefined
+        for (const k of keys) if ((await s.stat(k)).sizeBytes > SMALL_OBJECT) large = k
+        const whole = await store().get(large!)
+        const b = await s.open(large!)
+        const r = { offset: Math.floor(whole.length / 2), length: 4096 }
+        expect((await b.read(r)).equals(whole.subarray(r.offset, r.offset + r.length))).toBe(true)
+        expect(s.fillState).toEqual({ running: 0, queued: 1 })
+        await b.close()
+        s.close()
+        closed = true
+        // settle() waits for every fill: before the fix the queued one never settled and this hung
+        const outcome = await Promise.race([s.settle().then(() => 'settled'), new Promise((r) => setTimeout(() => r('hung'), 30_000))])
+        expect(outcome).toBe('settled')
+        expect(s.fillState).toEqual({ running: 0, queued: 0 })
+        expect(fs.existsSync(path.join(dir, 'data', large!))).toBe(false)
+      } finally {
+        if (!closed) s.close()
+      }
+    }, 60_000)
+
     it('store level: a fill waits while reads need GETs (a cold read is one GET, not one behind a fill); it starts once reads pause, or after its longest wait', async () => {
       // the fill thread (a new worker of this process) logs its GETs; this thread's were set up without a log
       Object.assign(process.env, env, { BFS_S3_LOG: log })

@@ -653,7 +653,7 @@ class CachedSyncFace implements SyncStore {
 export class S3CachedStore implements Store {
   private readonly fills = new Map<string, Fill>()
   /** Fills asked for and not started yet (FILL_IDLE_MS, FILL_DEFER_MS), in the order asked. */
-  private readonly queued = new Map<string, { since: number; go(): void }>()
+  private readonly queued = new Map<string, { since: number; go(): void; stop(err: Error): void }>()
   private timer: NodeJS.Timeout | null = null
   /** [reads (and cold opens) waiting for a GET now, when the last one ended (msNow())]: shared with the fill thread (giveWay). */
   private readonly busy = new Int32Array(new SharedArrayBuffer(8))
@@ -741,7 +741,10 @@ export class S3CachedStore implements Store {
   close(): void {
     if (this.timer) clearTimeout(this.timer)
     this.timer = null
+    // a fill that never started ends now (its promise settles: settle() and whoever awaits it go on)
+    const queued = [...this.queued.values()]
     this.queued.clear()
+    for (const q of queued) q.stop(new Error('the store was closed'))
     this.inner.close()
     this.filler?.close()
     this.filler = null
@@ -767,7 +770,7 @@ export class S3CachedStore implements Store {
     const running = this.fills.get(key)
     if (running) return running
     const f: Fill = { done: false, p: Promise.resolve() }
-    const started = new Promise<void>((go) => this.queued.set(key, { since: performance.now(), go }))
+    const started = new Promise<void>((go, stop) => this.queued.set(key, { since: performance.now(), go, stop }))
     f.p = (async () => {
       try {
         await started
