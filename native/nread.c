@@ -685,8 +685,10 @@ int nr_release_native (nr_t *nr, uint64_t fh) {
     pthread_mutex_lock(&nr->fmu);
     nr_file_t **pp = &nr->files[fh % NR_FILE_BUCKETS];
     while (*pp != NULL && (*pp)->fh != fh) pp = &(*pp)->next;
-    if (*pp != NULL && (*pp)->adopted) rc = 0;
-    else if (*pp != NULL) { f = *pp; *pp = f->next; }
+    /* adopted, or not ours (JavaScript kept the handle when adopting failed): JavaScript releases it,
+       so its entry and open file are freed; only a handle found here is released here */
+    if (*pp == NULL || (*pp)->adopted) rc = 0;
+    else { f = *pp; *pp = f->next; }
     pthread_mutex_unlock(&nr->fmu);
   }
   if (f != NULL) { free(f->ext); free(f); }
