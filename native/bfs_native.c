@@ -2043,7 +2043,7 @@ static napi_value js_find_walk(napi_env env, napi_callback_info info) {
   if (!counts) goto end;
   for (size_t g = 0; g < gens; g++) {
     const double *r = refs + g * 5;
-    dl_ref_t ref = {(uint64_t)r[0], (uint64_t)r[1], (uint64_t)r[2], (uint32_t)r[3], (uint32_t)r[4], {0}, 1};
+    dl_ref_t ref = {.run = (uint64_t)r[0], .pack = (uint64_t)r[1], .offset = (uint64_t)r[2], .stored_len = (uint32_t)r[3], .entries = (uint32_t)r[4], .has = 1};
     memcpy(ref.id, (uint8_t *)ids + g * 32, 32);
     size_t before = rows.len;
     int32_t node = fw_walk(w, &ref);

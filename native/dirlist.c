@@ -29,6 +29,8 @@
 #define XATTR_VALUE_MAX 65536
 #define INLINE_MAX_EXTENTS 4
 #define INLINE_MAX_BYTES 48
+_Static_assert(DL_MAP_MAX == INLINE_MAX_EXTENTS, "a dl_ref_t holds every inline extent");
+_Static_assert(sizeof(dl_fext_t) * DL_MAP_MAX <= 64, "a file's map shares a directory reference's bytes");
 #define ID_BYTES 32
 #define MAX_OBJECT_NUMBER 99999999ULL      /* common.ts */
 #define PACK_HEADER_BYTES 64ULL            /* common.ts */
@@ -183,6 +185,7 @@ typedef struct {
  * only noted in e->flags); ref (a directory's PieceRef) filled when not NULL. 1 = read;
  * 0 = declined. */
 static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
+  if (ref) ref->file = ref->nmap = 0;
   e->start = r->pos;
   e->ref_off = e->id_off = 0;
   e->entries = 0;
@@ -237,6 +240,9 @@ static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
       break;
     case T_FILE: {
       uint64_t data_blocks = rd_varint(r);
+      /* the native open (native/hooks.c) takes the extents of an inline map (or of none) */
+      int whole = 1;
+      uint8_t nmap = 0;
       if (flags & E_INLINE_MAP) {
         /* readExtentList(limit: the file's blocks, at most 4) and the entry's map rules */
         size_t start = r->pos;
@@ -258,6 +264,9 @@ static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
           if (r->bad || count < 1 || stream == 0 || sb < 0 || fb + count > (int64_t)MAX_SAFE || fb + count > limit) return 0;
           if (pfb >= 0 && pfb + pcount == fb && pstream == stream && psb + pcount == sb) return 0; /* not canonical */
           pfb = fb, pcount = count, pstream = stream, psb = sb;
+          if (fb > UINT32_MAX || count > UINT32_MAX || stream > UINT32_MAX || sb > UINT32_MAX) whole = 0;
+          else if (ref && i < DL_MAP_MAX) ref->map[i] = (dl_fext_t){(uint32_t)fb, (uint32_t)count, (uint32_t)stream, (uint32_t)sb};
+          nmap = (uint8_t)(i + 1);
           next = fb + count;
           data += count;
         }
@@ -266,8 +275,13 @@ static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
         rd_piece_ref(r, NULL);
         uint64_t extents = rd_varint(r);
         if (extents < 1 || data_blocks < 1 || extents > data_blocks) return 0;
+        whole = 0; /* its map is in map pieces */
       } else if (data_blocks != 0) {
         return 0;
+      }
+      if (ref) {
+        ref->file = (uint8_t)whole;
+        ref->nmap = whole ? nmap : 0;
       }
       st_size = (double)size;
       blocks = (double)data_blocks * 8;

@@ -11,12 +11,31 @@
 /* Doubles per stat: statpack.ts STAT_FIELDS, fuse-native's FUSE_NATIVE_STAT_FIELDS. */
 #define DL_STAT_FIELDS 18
 
-/* A directory entry's piece reference (format.md §2.4 PieceRef) and its entry count. */
+/* An extent of a file's inline map (format.md §2.13.1), in 4 KiB blocks: file block, count,
+ * stream, stream block. */
 typedef struct {
-  uint64_t run, pack, offset;
-  uint32_t stored_len, entries;
-  uint8_t id[32];
-  uint8_t has; /* 0: not a directory, or an empty one */
+  uint32_t fb, count, stream, sb;
+} dl_fext_t;
+
+/* Inline extents a dl_ref_t holds: all an inline map may have (INLINE_MAX_EXTENTS). */
+#define DL_MAP_MAX 4
+
+/* A directory entry's piece reference (format.md §2.4 PieceRef) and its entry count; or,
+ * for a regular file, its whole data map when the entry holds it inline (the native open:
+ * native/hooks.c). The two share their bytes: a directory never has a map. */
+typedef struct {
+  union {
+    struct {
+      uint64_t run, pack, offset;
+      uint32_t stored_len, entries;
+      uint8_t id[32];
+    };
+    dl_fext_t map[DL_MAP_MAX]; /* file: map[0 .. nmap) */
+  };
+  uint8_t has;  /* 0: not a directory, or an empty one */
+  uint8_t file; /* 1: a regular file whose extents are map[0 .. nmap) (none: no data); 0: unknown
+                 * (a map piece, or values beyond 32 bits: JavaScript opens it) */
+  uint8_t nmap;
 } dl_ref_t;
 
 /* The entry count of a DIR payload (after its header checks), or 0 when it is not one. */

@@ -18,6 +18,10 @@
  *   fastPathStatInfo(fp) -> Float64Array [entries, hits, misses, inserts]
  *   fastPathStatSeen(fp, dir|null, name, Float64Array [mode, size, ino, nlink, mtimeSec, mtimeNsec], flags)
  *   fastPathStatGet(fp, path) -> Float64Array (as above, + flags) | null     (tests)
+ *   fastPathUnit(..., stream, unit, unitBlocks) also says where the unit is (the native open)
+ *   fastPathOpenFiles(fp, on)          opens answered in C (hooks.c hook_open)
+ *   fastPathAdopt(fp, fh) -> bool      JavaScript serves native handle fh too (release goes there)
+ *   fastPathOpenForTest(fp, path) -> fh | -1      fastPathReleaseForTest(fp, fh) -> 0 | -1
  *   fastPathClose also empties the stat cache.
  *
  * Fast paths are never freed (a libfuse thread may call a hook of one at any time until the
@@ -25,6 +29,7 @@
  */
 #include <node_api.h>
 
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -200,11 +205,11 @@ static void fp_refused(napi_env env, const char *why) {
 }
 
 static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
+  napi_value argv[8];
   double id, fd, frame_bytes;
   const double *frames;
   size_t count;
-  if (!fp_args(env, info, 5, argv)) return NULL;
+  if (!fp_args(env, info, 8, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL || !fp_integer(env, argv[1], "id", 0, NR_MAX_UNITS - 1, &id) ||
       !fp_integer(env, argv[2], "fd", 1, 2147483647.0, &fd) ||
@@ -212,9 +217,71 @@ static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
       !fp_f64(env, argv[4], "frames", &frames, &count))
     return NULL;
   if (fp->hooks.nr == NULL) return NULL;
+  /* optional: where the unit is (stream, unit, unitBlocks), for the native open */
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, argv[5], &t);
+  double stream = 0, unit = 0, unit_blocks = 0;
+  bool at = t != napi_undefined;
+  if (at && (!fp_integer(env, argv[5], "stream", 0, 4294967295.0, &stream) || !fp_integer(env, argv[6], "unit", 0, 4294967295.0, &unit) ||
+             !fp_integer(env, argv[7], "unitBlocks", 1, 4294967295.0, &unit_blocks)))
+    return NULL;
   const char *why = nr_unit(fp->hooks.nr, (uint32_t)id, (int)fd, (uint64_t)frame_bytes, frames, count);
+  if (why == NULL && at) why = nr_unit_at(fp->hooks.nr, (uint32_t)id, (uint64_t)stream, (uint64_t)unit, (uint64_t)unit_blocks);
   if (why) fp_refused(env, why);
   return NULL;
+}
+
+static char *fp_bytes(napi_env env, napi_value v, const char *name, size_t *len);
+
+/* fastPathOpenFiles(fp, on): opens of files a C listing holds the map of are answered in C */
+static napi_value js_fp_open_files(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bool on = false;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  if (napi_get_value_bool(env, argv[1], &on) != napi_ok) {
+    fp_throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"on\" argument must be of type boolean");
+    return NULL;
+  }
+  __atomic_store_n(&fp->hooks.open_files, on && fp->hooks.nr && fp->hooks.sc ? 1 : 0, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* fastPathAdopt(fp, fh) -> bool: JavaScript serves native handle fh too (its release goes there) */
+static napi_value js_fp_adopt(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  double fh;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL || !fp_integer(env, argv[1], "fh", 0, 9007199254740991.0, &fh)) return NULL;
+  napi_get_boolean(env, fp->hooks.nr ? nr_adopt(fp->hooks.nr, (uint64_t)fh) : false, &out);
+  return out;
+}
+
+/* Tests: the open hook as a libfuse thread calls it (read-only): the handle, or -1 (JavaScript) */
+static napi_value js_fp_open_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t len = 0;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  char *path = fp_bytes(env, argv[1], "path", &len);
+  if (path == NULL) return NULL;
+  uint64_t fh = 0;
+  int rc = fp->hooks.table.open ? fp->hooks.table.open(&fp->hooks, path, O_RDONLY, &fh) : -1;
+  free(path);
+  return fp_number(env, rc == 0 ? (double)fh : -1);
+}
+
+/* Tests: the release hook: 0 (released in C) or -1 (JavaScript's) */
+static napi_value js_fp_release_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  double fh;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL || !fp_integer(env, argv[1], "fh", 0, 9007199254740991.0, &fh)) return NULL;
+  return fp_number(env, fp->hooks.table.release ? fp->hooks.table.release(&fp->hooks, (uint64_t)fh) : -1);
 }
 
 static napi_value js_fp_retire(napi_env env, napi_callback_info info) {
@@ -252,7 +319,7 @@ static napi_value js_fp_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-#define FP_INFO_FIELDS 6
+#define FP_INFO_FIELDS 9
 
 static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -261,9 +328,14 @@ static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   if (fp == NULL) return NULL;
   nr_info_t i;
   memset(&i, 0, sizeof i);
-  if (fp->hooks.nr) nr_info(fp->hooks.nr, &i);
+  uint64_t opens = 0, declined = 0, releases = 0;
+  if (fp->hooks.nr) {
+    nr_info(fp->hooks.nr, &i);
+    nr_open_info(fp->hooks.nr, &opens, &declined, &releases);
+  }
   double v[FP_INFO_FIELDS] = {(double)i.served, (double)i.fallbacks, (double)i.hits, (double)i.misses,
-                              (double)i.cached_bytes, (double)i.shared_loads};
+                              (double)i.cached_bytes, (double)i.shared_loads, (double)opens, (double)declined,
+                              (double)releases};
   void *data = NULL;
   napi_value ab, ta;
   if (napi_create_arraybuffer(env, sizeof v, &data, &ab) != napi_ok) return NULL;
@@ -641,6 +713,10 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathDirInfo", NULL, js_fp_dir_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathReaddirForTest", NULL, js_fp_readdir_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
       {"packPathForTest", NULL, js_fp_pack_path, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathOpenFiles", NULL, js_fp_open_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathAdopt", NULL, js_fp_adopt, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathOpenForTest", NULL, js_fp_open_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathReleaseForTest", NULL, js_fp_release_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -38,6 +38,10 @@ typedef struct fuse_native_hooks {
    * libfuse 2.9's fuse_fill_dir_t, offsets 0), else < 0: ask JavaScript (nothing filled) */
   int (*readdir)(void *ctx, const char *path, void *buf,
                  int (*fill)(void *buf, const char *name, const struct stat *st, off_t off));
+  /* libfuse thread: 0 and *fh set when the open was answered, else < 0: ask JavaScript */
+  int (*open)(void *ctx, const char *path, int flags, uint64_t *fh);
+  /* libfuse thread: 0 when fh was released here, else < 0: ask JavaScript */
+  int (*release)(void *ctx, uint64_t fh);
 } fuse_native_hooks_t;
 /* ---- end of fuse_native_hooks_t ---- */
 

@@ -1,5 +1,7 @@
 #include "hooks.h"
+#include "dirlist.h"
 
+#include <fcntl.h>
 #include <string.h>
 
 _Static_assert(SC_NO_XATTRS == FUSE_NATIVE_STAT_NO_XATTRS && SC_NO_CACHE == FUSE_NATIVE_STAT_NO_CACHE, "stat flags");
@@ -31,6 +33,27 @@ static int hook_readdir(void *ctx, const char *path, void *buf,
   return sc_readdir(h->sc, path, buf, fill);
 }
 
+/* A read-only open of a regular file whose whole map a listing published in C holds
+ * (sc_get_file: dirsrc.c's listings of a format 2 generation), every unit it reads
+ * registered: a native handle (nr_open_blocks), without JavaScript. Anything else (the
+ * mount did not turn it on: a tape tier, BI overlays, no native reads; a map in map
+ * pieces; a unit not open yet; a path listed in JavaScript) goes to JavaScript's open. */
+static int hook_open(void *ctx, const char *path, int flags, uint64_t *fh) {
+  bfs_hooks_t *h = (bfs_hooks_t *)ctx;
+  if (!__atomic_load_n(&h->open_files, __ATOMIC_ACQUIRE) || (flags & O_ACCMODE) != O_RDONLY) return -1;
+  struct stat st;
+  dl_ref_t ref;
+  if (!sc_get_file(h->sc, path, &st, &ref) || !S_ISREG(st.st_mode) || st.st_size < 0 || ref.nmap > DL_MAP_MAX) return -1;
+  nr_bext_t x[DL_MAP_MAX];
+  for (uint8_t i = 0; i < ref.nmap; i++) x[i] = (nr_bext_t){ref.map[i].fb, ref.map[i].count, ref.map[i].stream, ref.map[i].sb};
+  return nr_open_blocks(h->nr, (uint64_t)st.st_size, x, ref.nmap, fh) == 0 ? 0 : -1;
+}
+
+/* A native handle JavaScript never adopted is released here; JavaScript's own go there. */
+static int hook_release(void *ctx, uint64_t fh) {
+  return nr_release_native(((bfs_hooks_t *)ctx)->nr, fh) ? 0 : -1;
+}
+
 void bfs_hooks_init(bfs_hooks_t *h, nr_t *nr, sc_t *sc) {
   memset(&h->table, 0, sizeof h->table);
   h->table.magic = FUSE_NATIVE_HOOKS_MAGIC;
@@ -46,5 +69,10 @@ void bfs_hooks_init(bfs_hooks_t *h, nr_t *nr, sc_t *sc) {
     h->table.no_xattrs = hook_no_xattrs;
     h->table.stat_seen = hook_stat_seen;
     h->table.readdir = hook_readdir;
+  }
+  h->open_files = 0;
+  if (nr != NULL && sc != NULL) {
+    h->table.open = hook_open;
+    h->table.release = hook_release;
   }
 }

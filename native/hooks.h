@@ -17,6 +17,7 @@ typedef struct bfs_hooks {
   nr_t *nr;                  /* NULL: every read is served in JavaScript */
   sc_t *sc;                  /* NULL: every getattr goes to JavaScript */
   ds_t *ds;                  /* set once (atomically) by the mount; NULL: readdir in JavaScript */
+  int open_files;            /* set (atomically) by the mount: open files of listed maps in C (hook_open) */
 } bfs_hooks_t;
 
 /* Fills h->table for the parts that are not NULL. */

@@ -46,6 +46,7 @@ typedef struct { uint64_t file_off, len, unit_off; uint32_t unit; } nr_ext_t;
 typedef struct nr_file_s {
   uint64_t fh, size;
   uint32_t n;
+  int adopted;  // a native handle JavaScript serves too (nr_adopt): its release is JavaScript's
   nr_ext_t *ext;
   struct nr_file_s *next;
 } nr_file_t;
@@ -58,8 +59,29 @@ typedef struct nr_frame_s {
   struct nr_frame_s *hnext, *prev, *next;
 } nr_frame_t;
 
+// Where a unit is: (stream, unit) -> id, and a stream's unit size (nr_unit_at). Entries are
+// never removed (ids never change their unit) until close.
+typedef struct nr_loc_s {
+  uint64_t key;  // stream << 32 | unit
+  uint32_t id;
+  struct nr_loc_s *next;
+} nr_loc_t;
+
+typedef struct nr_stream_s {
+  uint64_t stream, unit_blocks;
+  struct nr_stream_s *next;
+} nr_stream_t;
+
+#define NR_LOC_BUCKETS 4096
+#define NR_STREAM_BUCKETS 256
+
 struct nr_s {
   nr_unit_t *units[NR_UNIT_CHUNKS];  // chunks allocated on demand, kept until close
+  pthread_mutex_t lmu;               // locs, streams
+  nr_loc_t *locs[NR_LOC_BUCKETS];
+  nr_stream_t *streams[NR_STREAM_BUCKETS];
+  uint64_t next_fh;                  // (fmu) the next native handle, less NR_NATIVE_FH
+  uint64_t opens, declined, releases;
   pthread_mutex_t fmu;               // files
   nr_file_t *files[NR_FILE_BUCKETS];
   pthread_mutex_t cmu;               // frame cache
@@ -357,6 +379,7 @@ nr_t *nr_new (uint64_t max_bytes) {
   nr_t *nr = calloc(1, sizeof(nr_t));
   if (nr == NULL) return NULL;
   pthread_mutex_init(&nr->fmu, NULL);
+  pthread_mutex_init(&nr->lmu, NULL);
   pthread_mutex_init(&nr->cmu, NULL);
   pthread_cond_init(&nr->loaded, NULL);
   nr->max_bytes = max_bytes;
@@ -457,6 +480,12 @@ const char *nr_file (nr_t *nr, uint64_t fh, uint64_t size, const double *d, size
   f->fh = fh;
   f->size = size;
   pthread_mutex_lock(&nr->fmu);
+  if (nr->closed) {  // (closed before the lock: nr_close frees the table under it)
+    pthread_mutex_unlock(&nr->fmu);
+    free(f->ext);
+    free(f);
+    return NULL;
+  }
   nr_file_t **pp = &nr->files[f->fh % NR_FILE_BUCKETS];
   while (*pp != NULL && (*pp)->fh != f->fh) pp = &(*pp)->next;
   nr_file_t *old = *pp;
@@ -503,6 +532,14 @@ int nr_close (nr_t *nr) {
         while (nr->files[b] != NULL) { nr_file_t *f = nr->files[b]; nr->files[b] = f->next; free(f->ext); free(f); }
       }
       pthread_mutex_unlock(&nr->fmu);
+      pthread_mutex_lock(&nr->lmu);
+      for (int b = 0; b < NR_LOC_BUCKETS; b++) {
+        while (nr->locs[b] != NULL) { nr_loc_t *l = nr->locs[b]; nr->locs[b] = l->next; free(l); }
+      }
+      for (int b = 0; b < NR_STREAM_BUCKETS; b++) {
+        while (nr->streams[b] != NULL) { nr_stream_t *t = nr->streams[b]; nr->streams[b] = t->next; free(t); }
+      }
+      pthread_mutex_unlock(&nr->lmu);
       for (int c = 0; c < NR_UNIT_CHUNKS; c++) {
         nr_unit_t *chunk = nr->units[c];
         if (chunk == NULL) continue;
@@ -518,6 +555,7 @@ int nr_close (nr_t *nr) {
 void nr_free (nr_t *nr) {
   if (nr == NULL) return;
   pthread_mutex_destroy(&nr->fmu);
+  pthread_mutex_destroy(&nr->lmu);
   pthread_mutex_destroy(&nr->cmu);
   pthread_cond_destroy(&nr->loaded);
   free(nr);
@@ -525,4 +563,152 @@ void nr_free (nr_t *nr) {
 
 void nr_set_test_load_delay_us (nr_t *nr, uint32_t us) {
   __atomic_store_n(&nr->test_delay_us, us, __ATOMIC_RELAXED);
+}
+
+// ---- the native open (nread.h) ----------------------------------------------------------
+
+#define NR_BLOCK 4096ULL
+
+static uint64_t nr_loc_key (uint64_t stream, uint64_t unit) { return stream << 32 | unit; }
+
+static uint32_t nr_loc_bucket (uint64_t key) { return (uint32_t) ((key * 0x9E3779B97F4A7C15ULL) >> 52) % NR_LOC_BUCKETS; }
+
+const char *nr_unit_at (nr_t *nr, uint32_t id, uint64_t stream, uint64_t unit, uint64_t unit_blocks) {
+  if (nr->closed) return NULL;
+  if (id >= (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS || stream > UINT32_MAX || unit > UINT32_MAX || unit_blocks == 0 || unit_blocks > UINT32_MAX) return "bad unit location";
+  uint64_t key = nr_loc_key(stream, unit);
+  pthread_mutex_lock(&nr->lmu);
+  nr_stream_t *t = nr->streams[stream % NR_STREAM_BUCKETS];
+  while (t != NULL && t->stream != stream) t = t->next;
+  if (t == NULL) {
+    t = malloc(sizeof *t);
+    if (t == NULL) { pthread_mutex_unlock(&nr->lmu); return "out of memory"; }
+    t->stream = stream;
+    t->unit_blocks = unit_blocks;
+    t->next = nr->streams[stream % NR_STREAM_BUCKETS];
+    nr->streams[stream % NR_STREAM_BUCKETS] = t;
+  } else if (t->unit_blocks != unit_blocks) {
+    pthread_mutex_unlock(&nr->lmu);
+    return "a stream's unit size changed";
+  }
+  nr_loc_t *l = nr->locs[nr_loc_bucket(key)];
+  while (l != NULL && l->key != key) l = l->next;
+  const char *why = NULL;
+  if (l == NULL) {
+    l = malloc(sizeof *l);
+    if (l == NULL) why = "out of memory";
+    else {
+      l->key = key;
+      l->id = id;
+      l->next = nr->locs[nr_loc_bucket(key)];
+      nr->locs[nr_loc_bucket(key)] = l;
+    }
+  } else if (l->id != id) why = "a unit's id changed";
+  pthread_mutex_unlock(&nr->lmu);
+  return why;
+}
+
+// A unit registered now (a read may still find it retired later: it then falls back).
+static int nr_unit_live (nr_t *nr, uint32_t id) {
+  nr_unit_t *u = nr_unit_get(nr, id);
+  if (u == NULL) return 0;
+  nr_unit_put(u);
+  return 1;
+}
+
+int nr_open_blocks (nr_t *nr, uint64_t size, const nr_bext_t *x, size_t n, uint64_t *fh) {
+  // (the active/closed handshake of nr_read: close never frees the tables under this)
+  __atomic_add_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  int rc = -1;
+  nr_file_t *f = NULL;
+  if (__atomic_load_n(&nr->closed, __ATOMIC_SEQ_CST) || n > 64) goto out;
+  // the native extents as nativeExtents (blocks/reader.ts) makes them: split at unit ends
+  nr_ext_t ext[256];
+  uint32_t m = 0;
+  uint64_t prev_end = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (x[i].count == 0 || x[i].fb < prev_end || (x[i].fb + x[i].count) * NR_BLOCK > size + NR_BLOCK) goto out;  // (nr_file's rule)
+    prev_end = x[i].fb + x[i].count;
+    pthread_mutex_lock(&nr->lmu);
+    nr_stream_t *t = nr->streams[x[i].stream % NR_STREAM_BUCKETS];
+    while (t != NULL && t->stream != x[i].stream) t = t->next;
+    uint64_t ub = t ? t->unit_blocks : 0;
+    pthread_mutex_unlock(&nr->lmu);
+    if (ub == 0) goto out;  // no unit of this stream registered yet
+    uint64_t fb = x[i].fb, sb = x[i].sb, left = x[i].count;
+    while (left > 0) {
+      uint64_t unit = sb / ub, in = sb - unit * ub, k = ub - in < left ? ub - in : left;
+      if (m >= sizeof ext / sizeof ext[0] || unit > UINT32_MAX) goto out;
+      uint64_t key = nr_loc_key(x[i].stream, unit);
+      pthread_mutex_lock(&nr->lmu);
+      nr_loc_t *l = nr->locs[nr_loc_bucket(key)];
+      while (l != NULL && l->key != key) l = l->next;
+      uint32_t id = l ? l->id : NR_DEFERRED;
+      pthread_mutex_unlock(&nr->lmu);
+      if (id == NR_DEFERRED || !nr_unit_live(nr, id)) goto out;  // not open: JavaScript opens it
+      ext[m++] = (nr_ext_t) {fb * NR_BLOCK, k * NR_BLOCK, in * NR_BLOCK, id};
+      fb += k;
+      sb += k;
+      left -= k;
+    }
+  }
+  f = calloc(1, sizeof(nr_file_t));
+  if (f == NULL) goto out;
+  f->ext = malloc(sizeof(nr_ext_t) * (m ? m : 1));
+  if (f->ext == NULL) goto out;
+  memcpy(f->ext, ext, sizeof(nr_ext_t) * m);
+  f->n = m;
+  f->size = size;
+  pthread_mutex_lock(&nr->fmu);
+  // a number no open handle has (2^31 of them before it wraps)
+  do f->fh = NR_NATIVE_FH + (nr->next_fh++ & 0x7fffffffULL);
+  while (nr_file_find(nr, f->fh) != NULL);
+  f->next = nr->files[f->fh % NR_FILE_BUCKETS];
+  nr->files[f->fh % NR_FILE_BUCKETS] = f;
+  pthread_mutex_unlock(&nr->fmu);
+  *fh = f->fh;
+  f = NULL;
+  rc = 0;
+out:
+  if (f != NULL) { free(f->ext); free(f); }
+  __atomic_add_fetch(rc == 0 ? &nr->opens : &nr->declined, 1, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  return rc;
+}
+
+int nr_release_native (nr_t *nr, uint64_t fh) {
+  if (fh < NR_NATIVE_FH) return 0;
+  __atomic_add_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  int rc = 1;
+  nr_file_t *f = NULL;
+  if (!__atomic_load_n(&nr->closed, __ATOMIC_SEQ_CST)) {
+    pthread_mutex_lock(&nr->fmu);
+    nr_file_t **pp = &nr->files[fh % NR_FILE_BUCKETS];
+    while (*pp != NULL && (*pp)->fh != fh) pp = &(*pp)->next;
+    /* adopted, or not ours (JavaScript kept the handle when adopting failed): JavaScript releases it,
+       so its entry and open file are freed; only a handle found here is released here */
+    if (*pp == NULL || (*pp)->adopted) rc = 0;
+    else { f = *pp; *pp = f->next; }
+    pthread_mutex_unlock(&nr->fmu);
+  }
+  if (f != NULL) { free(f->ext); free(f); }
+  if (rc) __atomic_add_fetch(&nr->releases, 1, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  return rc;
+}
+
+int nr_adopt (nr_t *nr, uint64_t fh) {
+  int found = 0;
+  if (nr->closed) return 0;
+  pthread_mutex_lock(&nr->fmu);
+  nr_file_t *f = nr_file_find(nr, fh);
+  if (f != NULL) { f->adopted = 1; found = 1; }
+  pthread_mutex_unlock(&nr->fmu);
+  return found;
+}
+
+void nr_open_info (nr_t *nr, uint64_t *opens, uint64_t *declined, uint64_t *releases) {
+  *opens = __atomic_load_n(&nr->opens, __ATOMIC_RELAXED);
+  *declined = __atomic_load_n(&nr->declined, __ATOMIC_RELAXED);
+  *releases = __atomic_load_n(&nr->releases, __ATOMIC_RELAXED);
 }

@@ -50,6 +50,36 @@ void nr_release(nr_t *nr, uint64_t fh);
 /* Bytes read into buf (0 at the end of the file), or -1: let JavaScript serve this read. */
 int nr_read(nr_t *nr, uint64_t fh, char *buf, size_t len, int64_t offset);
 void nr_info(nr_t *nr, nr_info_t *out);
+
+/* ---- the native open (native/hooks.c; native-notes/native-addon.md, "open in C") ----
+ * A handle opened here, on a libfuse thread, is numbered NR_NATIVE_FH and up (JavaScript's
+ * handles stay below): JavaScript never saw its open. A read of it that the native path
+ * cannot serve reaches JavaScript with that number, which then opens the file by its path
+ * and says so (nr_adopt); its release is then JavaScript's too. */
+#define NR_NATIVE_FH 0x80000000ULL
+
+/* Unit `id` is unit `unit` of stream `stream`, whose units hold unit_blocks 4 KiB blocks
+ * each (the JS thread, when it registers the unit; ids never change their unit). NULL, or
+ * why it was refused. */
+const char *nr_unit_at(nr_t *nr, uint32_t id, uint64_t stream, uint64_t unit, uint64_t unit_blocks);
+
+/* An extent of a file in 4 KiB blocks: file block, count, stream, stream block. */
+typedef struct { uint64_t fb, count, stream, sb; } nr_bext_t;
+
+/* Any thread: registers a new handle (*fh, >= NR_NATIVE_FH) for a file of `size` bytes
+ * whose data is x[0 .. n) (sorted, gaps are holes), when every unit it reads is located
+ * (nr_unit_at) and registered now; 0. Else -1 and nothing is registered: let JavaScript
+ * open it (it opens the units). */
+int nr_open_blocks(nr_t *nr, uint64_t size, const nr_bext_t *x, size_t n, uint64_t *fh);
+/* Any thread (release): 1 when fh was a native handle JavaScript never adopted and is
+ * forgotten now (or unknown: nothing to do), 0 when JavaScript must release it (one of its
+ * own, or adopted). */
+int nr_release_native(nr_t *nr, uint64_t fh);
+/* JS thread: JavaScript serves native handle fh from now on too (a read fell back to it),
+ * so its release goes to JavaScript. 1 if fh was registered. */
+int nr_adopt(nr_t *nr, uint64_t fh);
+/* Native opens and releases so far. */
+void nr_open_info(nr_t *nr, uint64_t *opens, uint64_t *declined, uint64_t *releases);
 /* Stops the path (later reads return -1) and returns the reads still in progress; when
  * there are none it frees the tables (unit fds may be closed then). Never waits. */
 int nr_close(nr_t *nr);

@@ -413,6 +413,7 @@ static void sc_build_add(sc_t *c, const char *name, size_t nlen, const struct st
   }
   sc_lent_t *e = &b->ents[b->n++];
   e->ref.has = 0;
+  e->ref.file = 0;
   e->st = *st;
   e->flags = flags;
   e->name_off = (uint32_t)b->names_len;
@@ -573,7 +574,7 @@ static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, c
     e->name_off = (uint32_t)off;
     e->name_len = (uint32_t)name_lens[k];
     if (r) e->ref = r[k];
-    else e->ref.has = 0;
+    else e->ref.has = e->ref.file = 0;
     memcpy(l->names + off, names[k], name_lens[k]);
     off += name_lens[k];
     uint64_t h = sc_hash(l->names + e->name_off, e->name_len);
@@ -595,7 +596,8 @@ static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, c
   sc_free_chain(dead);
 }
 
-int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) {
+/* The listing entry of path (write nothing when there is none): its stat and reference. */
+static int sc_get_lent(sc_t *c, const char *path, struct stat *st, void *ref, int want_file) {
   if (c == NULL || path == NULL) return 0;
   size_t len = strlen(path);
   const char *slash = NULL;
@@ -611,7 +613,7 @@ int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) {
   sc_listing_t *l = c->nlistings ? sc_listing_find(c, sc_hash(path, dl), path, dl) : NULL;
   if (l != NULL) {
     long k = sc_listing_lookup(l, slash + 1, len - (size_t)(slash - path) - 1);
-    if (k >= 0 && l->ents[k].ref.has) {
+    if (k >= 0 && (want_file ? l->ents[k].ref.file : l->ents[k].ref.has)) {
       *st = l->ents[k].st;
       memcpy(ref, &l->ents[k].ref, sizeof(dl_ref_t));
       found = 1;
@@ -621,6 +623,10 @@ int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) {
   pthread_rwlock_unlock(&c->lock);
   return found;
 }
+
+int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) { return sc_get_lent(c, path, st, ref, 0); }
+
+int sc_get_file(sc_t *c, const char *path, struct stat *st, void *ref) { return sc_get_lent(c, path, st, ref, 1); }
 
 void sc_info(sc_t *c, sc_info_t *out) {
   pthread_rwlock_rdlock(&c->lock);

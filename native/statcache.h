@@ -56,6 +56,9 @@ int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, cons
 /* 1 and *st, *ref (a dl_ref_t) filled when path is a cached directory with a piece
  * reference (published by sc_publish), else 0. */
 int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref);
+/* 1 and *st, *ref (a dl_ref_t) filled when path is a cached regular file whose whole map
+ * the listing holds (ref->file: published by sc_publish from a DIR piece), else 0. */
+int sc_get_file(sc_t *c, const char *path, struct stat *st, void *ref);
 void sc_info(sc_t *c, sc_info_t *out);
 /* Drops every entry (the table itself stays usable). */
 void sc_clear(sc_t *c);

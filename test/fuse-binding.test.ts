@@ -30,9 +30,9 @@ describe('the patch', () => {
     expect(hookStruct(PATCH).replace(/^\+/gm, '')).toBe(ours)
   })
 
-  it('stays small: only what must live in the binding (under 1000 lines; patch 5 added the read interrupts)', () => {
+  it('stays small: only what must live in the binding (under 1030 lines; patch 5 added the read interrupts, then the open and release hooks)', () => {
     const lines = fs.readFileSync(PATCH, 'utf8').split('\n').length - 1
-    expect(lines).toBeLessThan(1000)
+    expect(lines).toBeLessThan(1030)
     // no build machinery, no read path, no stat cache table in it
     expect(fs.readFileSync(PATCH, 'utf8')).not.toMatch(/bfs-build\.js|fuse-config\.js|ZSTD_|pthread_rwlock|nativeRead/)
   })

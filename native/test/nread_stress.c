@@ -18,6 +18,9 @@
  *   - resizes the frame cache,
  *   - closes the read path while reads are in progress (nr_close until it returns 0; reads
  *     after it must answer -1), then starts a new one: a round.
+ * OPENERS threads meanwhile do what the native open does on libfuse threads: open a random
+ * run of stream blocks (nr_open_blocks: every unit located by nr_unit_at and registered, else
+ * declined), read it and check the bytes, release it (nr_release_native).
  * Exit status 0 when every check held; the counters are printed.
  */
 #ifndef _GNU_SOURCE
@@ -46,6 +49,8 @@
 #define FILES 24
 #define MAX_EXT 12
 #define READERS 8
+#define OPENERS 2
+#define UNIT_BLOCKS 22 /* 4 KiB blocks of a unit as the native open sees them (<= UNIT_RAW) */
 #define BAD_UNIT 7
 #define BAD_FRAME 2
 
@@ -69,6 +74,8 @@ static nr_t *_Atomic cur;     /* the read path of this round */
 static _Atomic int closing;   /* nr_close has been called in this round */
 static _Atomic int stop;
 static _Atomic uint64_t n_served, n_fallback, n_after_close, n_reads;
+static _Atomic uint64_t n_opens, n_declined;
+static _Atomic int openers_in; /* openers using the round's read path */
 static _Atomic int failed;
 
 static uint32_t rng_next(uint64_t *s) {
@@ -204,12 +211,56 @@ static void *reader(void *arg) {
   return NULL;
 }
 
+/* As the native open (hooks.c): a file of `count` blocks at stream block sb, opened, read, released. */
+static void *opener(void *arg) {
+  uint64_t s = 0xC2B2AE3D27D4EB4FULL * ((uintptr_t)arg + 7);
+  static _Thread_local uint8_t buf[6 * 4096];
+  while (!atomic_load(&stop)) {
+    atomic_fetch_add(&openers_in, 1);
+    nr_t *nr = atomic_load(&cur);
+    if (nr == NULL) {
+      atomic_fetch_sub(&openers_in, 1);
+      sched_yield();
+      continue;
+    }
+    uint64_t count = 1 + rng_next(&s) % 40, sb = rng_next(&s) % (UNITS * UNIT_BLOCKS - count);
+    uint64_t size = count * 4096 - rng_next(&s) % 4096;
+    nr_bext_t x = {0, count, 1, sb};
+    uint64_t fh = 0;
+    if (nr_open_blocks(nr, size, &x, 1, &fh) != 0) {
+      atomic_fetch_add(&n_declined, 1);
+    } else {
+      atomic_fetch_add(&n_opens, 1);
+      if (fh < NR_NATIVE_FH) fail("a native handle below NR_NATIVE_FH");
+      uint64_t pos = rng_next(&s) % size;
+      size_t len = 1 + rng_next(&s) % sizeof buf;
+      int n = nr_read(nr, fh, (char *)buf, len, (int64_t)pos);
+      if (n >= 0) {
+        uint64_t want = size - pos < len ? size - pos : len;
+        if ((uint64_t)n != want) fail("native open: served a wrong byte count");
+        for (int i = 0; i < n; i++) {
+          uint64_t p = pos + (uint64_t)i, b = sb + p / 4096;
+          uint32_t u = (uint32_t)(b / UNIT_BLOCKS);
+          uint64_t uo = (b % UNIT_BLOCKS) * 4096 + p % 4096;
+          if (u == BAD_UNIT && uo / FRAME_BYTES == BAD_FRAME) { fail("native open: served bytes of a corrupt frame"); break; }
+          if (buf[i] != gen(u, uo)) { fail("native open: wrong byte"); break; }
+        }
+      }
+      if (nr_release_native(nr, fh) != 1) fail("native open: release not answered");
+      if (nr_release_native(nr, 5) != 0) fail("native release took a JavaScript handle");
+    }
+    atomic_fetch_sub(&openers_in, 1);
+  }
+  return NULL;
+}
+
 static int fds[UNITS]; /* registered units' fds, 0 = not registered */
 
 static void register_unit(nr_t *nr, uint32_t u) {
   int fd = open(upath[u], O_RDONLY);
   if (fd < 0) { perror("open"); exit(2); }
   const char *why = nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3);
+  if (!why) why = nr_unit_at(nr, u, 1, u, UNIT_BLOCKS);
   if (why) { fail(why); close(fd); return; }
   fds[u] = fd;
 }
@@ -299,6 +350,7 @@ static void round_(double seconds, uint64_t *s, uint32_t delay_us) {
          (unsigned long long)second, polls);
   /* no reader still uses nr: they all saw cur == NULL or finished */
   for (int i = 0; i < FILES; i++) while (atomic_load(&slots[i].readers) > 0) sched_yield();
+  while (atomic_load(&openers_in) > 0) sched_yield();
   nr_free(nr);
 }
 
@@ -354,13 +406,17 @@ int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 4;
   make_units();
   make_files();
-  pthread_t t[READERS];
+  pthread_t t[READERS], o[OPENERS];
   for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, reader, (void *)k);
+  for (uintptr_t k = 0; k < OPENERS; k++) pthread_create(&o[k], NULL, opener, (void *)k);
   uint64_t s = 42;
   int rounds = seconds >= 2 ? (int)(seconds / 1.0) : 1;
   for (int r = 0; r < rounds && !atomic_load(&failed); r++) round_(seconds / rounds, &s, r % 2 ? 300 : 0);
   atomic_store(&stop, 1);
   for (int k = 0; k < READERS; k++) pthread_join(t[k], NULL);
+  for (int k = 0; k < OPENERS; k++) pthread_join(o[k], NULL);
+  printf("native opens: %llu opened, %llu declined\n", (unsigned long long)n_opens, (unsigned long long)n_declined);
+  if (n_opens == 0 || n_declined == 0) fail("native open: none opened, or none declined");
   single_flight(0);
   single_flight(1);
   for (uint32_t u = 0; u < UNITS; u++) unlink(upath[u]);

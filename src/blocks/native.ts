@@ -7,12 +7,18 @@
 
 /** A native read path that serves reads without this process's event loop, once it knows a handle's extents and the units they point into. */
 export interface NativeSink {
-  /** A unit it may read: id, descriptor, full frame size in bytes, [offset, compBytes, rawBytes] per frame. */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void
+  /**
+   * A unit it may read: id, descriptor, full frame size in bytes, [offset, compBytes, rawBytes]
+   * per frame; `at`: where it is (stream, unit, the stream's unit size in blocks), which lets
+   * the native open (native/hooks.c) map a file's extents to unit ids without JavaScript.
+   */
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: { stream: number; unit: number; unitBlocks: number }): void
   /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed), or -1 if read since last asked (kept, once). */
   retire(id: number): number
   file(handle: number, size: number, extents: Float64Array): void
   release(handle: number): void
+  /** A handle the native open gave is served in JavaScript too from now on: its release comes to JavaScript. */
+  adopt?(handle: number): void
 }
 
 /** Unit ids the native read path accepts (its table holds 2^22). */

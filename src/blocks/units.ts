@@ -261,7 +261,8 @@ export class UnitTable {
       frames[3 * f + 2] = t.entries[f]!.rawBytes
     }
     try {
-      this.native.unit(info.id, fd, this.source.geometry(info.gen).frameBlocks * BLOCK_BYTES, frames)
+      const g = this.source.geometry(info.gen)
+      this.native.unit(info.id, fd, g.frameBlocks * BLOCK_BYTES, frames, { stream: info.gen, unit: info.unit, unitBlocks: g.unitBlocks })
       this.registered.add(info)
     } catch {
       // a table the native path refuses (or no memory): its reads stay in JavaScript,

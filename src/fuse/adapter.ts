@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { readMounts, type MountEntry } from '../os/mountinfo.js'
 import { createRequire } from 'node:module'
 import { VfsError, type Attr, type InterruptibleRead, type Vfs } from '../vfs/tree.js'
-import { createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
+import { NATIVE_FH, createFastPath, type NativeReadStats, type StatCacheStats } from '../native/fastpath.js'
 import type { LazyVfs } from '../vfs/gen2.js'
 import { STAT_FIELDS, makedev, packAttr } from '../vfs/statpack.js'
 
@@ -122,7 +122,10 @@ function lazyOps(vfs: LazyVfs, fail: (err: unknown, op: string, path: string) =>
     }),
     read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void, req?: InterruptibleRead) => {
       // buf is libfuse's memory: fill it before calling back, never keep it after.
-      vfs.read(fd, buf, len, pos, req).then(cb, (err) => cb(failRead(err, path)))
+      // A handle opened natively (native/hooks.c) whose read the native path handed back (its
+      // unit retired meanwhile, an I/O error, a corrupt frame): opened here by its path first.
+      const r = 'adopt' in vfs && fd >= NATIVE_FH ? vfs.adopt(fd, P(path)).then(() => vfs.read(fd, buf, len, pos, req)) : vfs.read(fd, buf, len, pos, req)
+      r.then(cb, (err) => cb(failRead(err, path)))
     },
   }
 }
@@ -154,6 +157,8 @@ export interface FuseServer {
   nativeStats(): NativeReadStats | null
   /** getattr answered on the libfuse threads (hits) or not (misses), and what the cache holds. */
   statCacheStats(): StatCacheStats
+  /** Operations that reached JavaScript (the event loop), by name, since the mount. */
+  jsOps(): Record<string, number>
 }
 
 /**
@@ -166,6 +171,7 @@ const AHEAD_ENTRIES = 8192
 /** A file's reads failing on bfs's recall deadline are logged once in this long. */
 const DEADLINE_LOG_MS = 30_000
 
+const U32 = 0xffffffff
 /** Frames of the largest size the native read path's cache holds at least (see --cache-size). */
 const NATIVE_MIN_FRAMES = 8
 
@@ -347,6 +353,17 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
       },
     })
   }
+  // every operation that reaches JavaScript is counted (the stats line: what still costs an
+  // event-loop round trip, beside what the hook table answers on the libfuse threads)
+  const jsOps: Record<string, number> = {}
+  for (const [name, fn] of Object.entries(ops)) {
+    if (typeof fn !== 'function' || name === 'init') continue
+    const f = fn as (...a: unknown[]) => unknown
+    ;(ops as Record<string, unknown>)[name] = (...a: unknown[]): unknown => {
+      jsOps[name] = (jsOps[name] ?? 0) + 1
+      return f(...a)
+    }
+  }
   const ttl = opts.attrTimeoutS ?? 86400
   const native = (opts.nativeReadCacheBytes ?? 0) > 0
   // a cache smaller than a few frames would keep none, and decompress a whole frame for
@@ -358,6 +375,10 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
   // a format 2 generation: readdir in C on the libfuse threads where it can (native/dirsrc.c)
   const dirSource = 'dirSource' in served && typeof served.dirSource === 'function' ? served.dirSource() : null
   if (dirSource) fp.dirSource(dirSource)
+  // and the opens of its files whose maps those listings hold, where JavaScript's open would
+  // only register the handle (native/hooks.c hook_open; BFS_OPEN_JS=1: every open in
+  // JavaScript, for comparisons)
+  if (dirSource?.openFiles && native && process.env.BFS_OPEN_JS !== '1') fp.openFiles(true)
   fpRef = fp
   const fuse = new Fuse(opts.mountpoint, ops, {
     timeout: false, // tape recalls may take minutes; the kernel has its own limits
@@ -380,13 +401,15 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
       if (err) return reject(err)
       if (native) {
         vfs.attachNative({
-          unit: (id, fd, frameBytes, frames) => {
+          unit: (id, fd, frameBytes, frames, at) => {
             if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
-            fp.unit(id, fd, frameBytes, frames)
+            // (where it is, for the native open: numbers beyond 32 bits are never opened there)
+            fp.unit(id, fd, frameBytes, frames, at && at.stream <= U32 && at.unit <= U32 && at.unitBlocks <= U32 ? at : undefined)
           },
           retire: (id) => fp.retire(id),
           file: (h, size, extents) => fp.file(h, size, extents),
           release: (h) => fp.release(h),
+          adopt: (h) => void fp.adopt(h),
         })
       }
       const mnt = opts.mountpoint
@@ -454,6 +477,7 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
           t.unref()
         },
         nativeStats: () => (native ? fp.info() : null),
+        jsOps: () => ({ ...jsOps }),
         statCacheStats: () => ({ ...fp.statInfo(), ...(dirSource ? { readdirInC: fp.dirInfo().served, readdirFallbacks: fp.dirInfo().fallbacks } : {}) }),
       }
       void devAtStart.then(() => resolve(server), () => resolve(server))

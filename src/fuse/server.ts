@@ -160,7 +160,7 @@ export async function serveUntilUnmounted(makeVfs: () => Vfs | LazyVfs, o: Serve
     fs.rmSync(pidFile(mnt), { force: true })
     throw new MountError('io', `cannot start serving ${mnt}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
-  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; ${'pieceStats' in vfs ? `pieces: ${JSON.stringify(vfs.pieceStats)}; ` : ''}${'tapeAheadStats' in vfs && vfs.tapeAheadStats ? `tape readahead: ${JSON.stringify(vfs.tapeAheadStats)}; ` : ''}stat cache: ${JSON.stringify(server.statCacheStats())}; memory MiB: ${memoryLine()}`
+  const statsLine = (): string => `cache: ${JSON.stringify(vfs.frames.stats)}; open units: ${vfs.frames.openUnitCount}; native reads: ${JSON.stringify(server.nativeStats())}; ${'pieceStats' in vfs ? `pieces: ${JSON.stringify(vfs.pieceStats)}; ` : ''}${'tapeAheadStats' in vfs && vfs.tapeAheadStats ? `tape readahead: ${JSON.stringify(vfs.tapeAheadStats)}; ` : ''}stat cache: ${JSON.stringify(server.statCacheStats())}; ops in JavaScript: ${JSON.stringify(server.jsOps())}; memory MiB: ${memoryLine()}`
   // kill -USR2 <pid>: cache counters and memory to the log. Listened to before the caller
   // hears "ready": a SIGUSR2 sent as soon as `bfs mount` returned (the tests do) found no
   // listener yet and killed the server (SIGUSR2's default action), leaving its mount dead.

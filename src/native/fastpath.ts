@@ -33,6 +33,21 @@ export interface NativeReadStats {
   cachedBytes: number
   /** Misses that waited for another thread's load of the same frame instead of loading it again. */
   sharedLoads: number
+  /** Opens answered on the libfuse threads (native/hooks.c hook_open), and those it handed to JavaScript. */
+  opens: number
+  openFallbacks: number
+  /** Releases of native handles answered on the libfuse threads. */
+  releases: number
+}
+
+/** Handles the native open gives are this and up (JavaScript's stay below; nread.h NR_NATIVE_FH). */
+export const NATIVE_FH = 0x80000000
+
+/** Where a unit is, for the native open: its stream, its number there, and the stream's unit size in 4 KiB blocks. */
+export interface UnitPlace {
+  stream: number
+  unit: number
+  unitBlocks: number
 }
 
 export interface FastPathOptions {
@@ -109,7 +124,7 @@ interface FastPathAddon {
   fastPathId(fp: Ext): number
   fastPathById(id: number): Ext
   fastPathCache(fp: Ext, bytes: number): void
-  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array): void
+  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array, stream?: number, unit?: number, unitBlocks?: number): void
   fastPathRetire(fp: Ext, id: number): number
   fastPathFile(fp: Ext, fh: number, size: number, extents: Float64Array): void
   fastPathRelease(fp: Ext, fh: number): void
@@ -126,6 +141,10 @@ interface FastPathAddon {
   fastPathDirInfo(fp: Ext): Float64Array
   fastPathReaddirForTest(fp: Ext, path: Buffer): Array<[name: string, ino: number, mode: number]> | null
   packPathForTest(root: Buffer, run: number, pack: number): string | null
+  fastPathOpenFiles(fp: Ext, on: boolean): void
+  fastPathAdopt(fp: Ext, fh: number): boolean
+  fastPathOpenForTest(fp: Ext, path: Buffer): number
+  fastPathReleaseForTest(fp: Ext, fh: number): number
 }
 
 /** Every fast-path function of the addon (checked at first use, and against the built addon by test/native.test.ts, as ADDON_FUNCTIONS in index.ts). */
@@ -151,6 +170,10 @@ export const FASTPATH_FUNCTIONS = [
   'fastPathDirInfo',
   'fastPathReaddirForTest',
   'packPathForTest',
+  'fastPathOpenFiles',
+  'fastPathAdopt',
+  'fastPathOpenForTest',
+  'fastPathReleaseForTest',
 ] as const satisfies ReadonlyArray<keyof FastPathAddon>
 type FastPathFunction = { [K in keyof FastPathAddon]: FastPathAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof FastPathAddon]
 const everyFastPathFunctionListed: Exclude<FastPathFunction, (typeof FASTPATH_FUNCTIONS)[number]> extends never ? true : never = true
@@ -217,8 +240,38 @@ export class FastPath {
    * keeps the first.
    * @throws {TypeError} ERR_INVALID_ARG_VALUE for a table it refuses (it is then not registered).
    */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array): void {
-    addon().fastPathUnit(this.ext, id, fd, frameBytes, frames)
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: UnitPlace): void {
+    if (at) addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, at.stream, at.unit, at.unitBlocks)
+    else addon().fastPathUnit(this.ext, id, fd, frameBytes, frames)
+  }
+
+  /**
+   * From now on, a read-only open of a regular file whose whole map a listing made in C
+   * holds (a format 2 generation's directories, native/dirsrc.c), every unit it reads
+   * registered (with its {@link UnitPlace}), is answered on the libfuse thread: a handle
+   * >= {@link NATIVE_FH} that JavaScript never sees opened, read natively, released in C.
+   * Only where JavaScript's open would do nothing but that (no tape tier, no BI overlays).
+   */
+  openFiles(on: boolean): void {
+    addon().fastPathOpenFiles(this.ext, on)
+  }
+
+  /**
+   * A read of native handle `fh` fell back to JavaScript, which now serves it too: its
+   * release then goes to JavaScript (which calls {@link release}). False if fh is not one.
+   */
+  adopt(fh: number): boolean {
+    return addon().fastPathAdopt(this.ext, fh)
+  }
+
+  /** Tests: the open hook on this thread: the native handle, or -1 (JavaScript would open it). */
+  openForTest(path: Buffer): number {
+    return addon().fastPathOpenForTest(this.ext, path)
+  }
+
+  /** Tests: the release hook on this thread: 0 (released natively) or -1 (JavaScript's). */
+  releaseForTest(fh: number): number {
+    return addon().fastPathReleaseForTest(this.ext, fh)
   }
 
   /**
@@ -248,7 +301,7 @@ export class FastPath {
 
   info(): NativeReadStats {
     const v = addon().fastPathInfo(this.ext)
-    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]! }
+    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]!, opens: v[6] ?? 0, openFallbacks: v[7] ?? 0, releases: v[8] ?? 0 }
   }
 
   /** From now on, readdir of this generation in C where it can (once per fast path). */

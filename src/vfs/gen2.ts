@@ -342,7 +342,7 @@ export class Vfs2 {
    * What readdir in C needs to serve this generation without JavaScript (native/dirsrc.c),
    * or null: only for a repository on local disk, unencrypted, with the native listing on.
    */
-  dirSource(): { root: Buffer; key: Buffer; inoBase: number; rootStat: Float64Array; rootRef: Float64Array | null; rootId: Buffer | null } | null {
+  dirSource(): { root: Buffer; key: Buffer; inoBase: number; rootStat: Float64Array; rootRef: Float64Array | null; rootId: Buffer | null; openFiles: boolean } | null {
     const where = this.repo.store.describe()
     // (not with a tape tier: its listings would tell the native side that files have no xattrs, user.bfs.residency)
     if (!this.nativeListing || where?.kind !== 'disk' || !this.pieces.plainIds || this.parts.tape) return null
@@ -357,6 +357,10 @@ export class Vfs2 {
       rootStat,
       rootRef: c ? new Float64Array([c.run, c.pack, c.offset, c.storedLen, root.dir!.entries]) : null,
       rootId: c ? c.id : null,
+      // open in C too (native/hooks.c hook_open): what open() below does for such a file is
+      // only the handle's registration. Not with BI overlays (a file's extents are its map
+      // with its identity's overlay laid over it: MapReader.extents)
+      openFiles: !this.manifest.biIndex,
     }
   }
 
@@ -469,8 +473,8 @@ export class Vfs2 {
     return this.ahead ? { ...this.ahead.counters } : null
   }
 
-  /** Opens a regular file: its map resolved (map pieces read now), a handle number returned. */
-  async open(path: Buffer): Promise<number> {
+  /** A regular file's extents (its map resolved: map pieces read now) and its block reader's open file. */
+  private async openFile(path: Buffer): Promise<{ e: Entry2; extents: Awaited<ReturnType<MapReader['extents']>>; file: OpenFile }> {
     const e = await this.resolve(path)
     if (e.type === FileType.Dir) throw new VfsError('EISDIR')
     if (e.type !== FileType.File) throw new VfsError('ENOTSUP')
@@ -481,7 +485,37 @@ export class Vfs2 {
       throw this.damage(err, path)
     }
     const v1: V1Extent[] = extents.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock }))
-    const file = this.reader.file(v1, e.size)
+    return { e, extents, file: this.reader.file(v1, e.size) }
+  }
+
+  /** Native handles being adopted (adopt): one open each, however many reads come back. */
+  private readonly adopting = new Map<number, Promise<void>>()
+
+  /**
+   * A handle the native open gave (>= NATIVE_FH: native/hooks.c, without this process),
+   * one of whose reads the native path handed back (its unit retired meanwhile, an I/O
+   * error, a corrupt frame): the file opened here by its path under that number, so that
+   * read(), which reports what is wrong, serves it; its release then comes here too.
+   */
+  adopt(handle: number, path: Buffer): Promise<void> {
+    if (this.h.map.has(handle)) return Promise.resolve()
+    let p = this.adopting.get(handle)
+    if (!p) {
+      p = this.openFile(path).then(({ file }) => {
+        // (native opens are only on where there is no tape tier: no unit keys to keep)
+        this.h.map.set(handle, { file, keys: [] })
+        this.h.native?.adopt?.(handle)
+      })
+      const done = (): void => void this.adopting.delete(handle)
+      p.then(done, done)
+      this.adopting.set(handle, p)
+    }
+    return p
+  }
+
+  /** Opens a regular file: its map resolved (map pieces read now), a handle number returned. */
+  async open(path: Buffer): Promise<number> {
+    const { e, extents, file } = await this.openFile(path)
     const h = this.newHandle()
     const t = this.parts.tape
     let keys: string[] = []

@@ -1,0 +1,180 @@
+/**
+ * Opens and releases of a format 2 generation answered on the libfuse threads (issue 15,
+ * `cp -a`: native/hooks.c hook_open / hook_release, the fuse-native patch's open and release
+ * hooks): real mounts, each served by its own `bfs mount` process. A file whose map the C
+ * listing holds, its units registered, is opened and released without JavaScript; the first
+ * file of a unit, BFS_OPEN_JS=1, and a native handle whose read the native path hands back
+ * (a corrupt frame) go through JavaScript as before. Every mount is unmounted in teardown.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { keys2 } from '../src/format/v2/layout.js'
+
+let work: string
+const mounts = new Set<string>()
+
+async function mount(repo: string, args: string[], env?: Record<string, string>): Promise<{ pid: number; log: string; mnt: string }> {
+  const mnt = path.resolve(args[args.length - 1]!)
+  fs.mkdirSync(mnt, { recursive: true })
+  const res = await bfs(['mount', ...args], { repo, env })
+  expect(res.code, res.stderr).toBe(0)
+  mounts.add(mnt)
+  const m = /\(pid (\d+), log (.*)\);/.exec(res.stdout)
+  expect(m, res.stdout).not.toBeNull()
+  return { pid: Number(m![1]), log: m![2]!, mnt }
+}
+async function umount(mnt: string): Promise<void> {
+  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
+  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
+  mounts.delete(mnt)
+}
+
+interface Counters {
+  native: Record<string, number>
+  js: Record<string, number>
+}
+
+/** The server's native read counters and its operations in JavaScript, from a new stats line (kill -USR2; up to 60 s). */
+async function counters(server: { pid: number; log: string }): Promise<Counters> {
+  const lines = (): string[] => fs.readFileSync(server.log, 'utf8').split('\n').filter((l) => l.includes(' ops in JavaScript: '))
+  const before = lines().length
+  process.kill(server.pid, 'SIGUSR2')
+  for (let t = Date.now() + 60_000; Date.now() < t; await new Promise((r) => setTimeout(r, 50))) {
+    const l = lines()
+    if (l.length > before) {
+      const line = l[l.length - 1]!
+      return {
+        native: JSON.parse(/ native reads: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>,
+        js: JSON.parse(/ ops in JavaScript: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>,
+      }
+    }
+  }
+  throw new Error(`no stats line in ${server.log}`)
+}
+
+/** Counters once every release the kernel sends after the reader's close has arrived (releases are asynchronous). */
+async function settled(server: { pid: number; log: string }): Promise<Counters> {
+  for (let t = Date.now() + 30_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    const c = await counters(server)
+    if (c.native.opens + (c.js.open ?? 0) === c.native.releases + (c.js.release ?? 0) || Date.now() > t) return c
+  }
+}
+
+let src: string
+let repo: string
+let files: number
+
+beforeAll(async () => {
+  expect(fs.existsSync('/dev/fuse')).toBe(true)
+  work = tmpdir('bfs-openc-')
+  src = path.join(work, 'src')
+  // many small files in directories without hard links (listed in C), and the odd tree
+  for (let d = 0; d < 12; d++) {
+    fs.mkdirSync(path.join(src, 'many', `d${d}`), { recursive: true })
+    for (let f = 0; f < 25; f++) fs.writeFileSync(path.join(src, 'many', `d${d}`, `f${f}.txt`), `file ${d}/${f}\n`.repeat(1 + ((d * 25 + f) % 300)))
+  }
+  fs.writeFileSync(path.join(src, 'many', 'empty'), '')
+  await makeTree(path.join(src, 'odd'))
+  // (cp -a opens one of a file's hard links, and links the others)
+  files = Number((await sh(`find '${src}' -type f -printf '%i\\n' | sort -u | wc -l`)).stdout.trim())
+  repo = path.join(work, 'repo')
+  expect((await bfs(['init', '--format', '2'], { repo })).code).toBe(0)
+  const r = await bfs(['backup', src, '--frame-blocks', '16'], { repo })
+  expect(r.code, r.stderr).toBe(0)
+})
+afterEach(async () => {
+  for (const m of [...mounts]) await umount(m)
+})
+afterAll(async () => {
+  for (const m of [...mounts]) await umount(m)
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+describe('format 2 mount: open and release on the libfuse threads', () => {
+  it('cp -a of the tree is byte-identical, with opens and releases answered natively (JavaScript opens only what C cannot: a unit not open yet, maps in map pieces, directories with hard links)', async () => {
+    const s = await mount(repo, ['gen1', path.join(work, 'm1')])
+    const out = path.join(work, 'cp1')
+    const cp = await sh(`cp -a '${s.mnt}/.' '${out}'`)
+    expect(cp.stderr).toBe('')
+    expect(await diffTree(src, out)).toBe('')
+    expect(await statTree(out)).toBe(await statTree(src))
+    const c = await settled(s)
+    // every regular file was opened once, in C or in JavaScript
+    expect(c.native.opens + (c.js.open ?? 0)).toBe(files)
+    // the 301 files of many/ are listed in C; of them only the first of each unit goes to JavaScript
+    expect(c.native.opens).toBeGreaterThanOrEqual(280)
+    expect(c.js.open ?? 0).toBeLessThan(files - 280)
+    expect(c.native.openFallbacks).toBeGreaterThan(0) // the first file of a unit
+    // each handle released where it was opened
+    expect(c.native.releases).toBe(c.native.opens)
+    expect(c.js.release ?? 0).toBe(c.js.open ?? 0)
+    // a second cp finds the units open: no file of many/ is opened, read or released in JavaScript
+    const out2 = path.join(work, 'cp2')
+    expect((await sh(`cp -a '${s.mnt}/many' '${out2}'`)).code).toBe(0)
+    expect(await diffTree(path.join(src, 'many'), out2)).toBe('')
+    const c2 = await settled(s)
+    expect(c2.native.opens - c.native.opens).toBe(301)
+    expect(c2.native.releases - c.native.releases).toBe(301)
+    expect(c2.js.open ?? 0).toBe(c.js.open ?? 0)
+    expect(c2.js.read ?? 0).toBe(c.js.read ?? 0)
+    expect(c2.js.release ?? 0).toBe(c.js.release ?? 0)
+  })
+
+  it('BFS_OPEN_JS=1 opens every file in JavaScript (as before), with the same bytes', async () => {
+    const s = await mount(repo, ['gen1', path.join(work, 'm2')], { BFS_OPEN_JS: '1' })
+    const out = path.join(work, 'cp-js')
+    expect((await sh(`cp -a '${s.mnt}/.' '${out}'`)).stderr).toBe('')
+    expect(await diffTree(src, out)).toBe('')
+    const c = await settled(s)
+    expect(c.native.opens).toBe(0)
+    expect(c.native.releases).toBe(0)
+    expect(c.js.open).toBe(files)
+    expect(c.js.release).toBe(files)
+  })
+
+  it('a native handle whose read the native path hands back (a corrupt frame) is opened in JavaScript by its path: the read fails EIO naming the frame, its release goes to JavaScript, other files read on', async () => {
+    const s2 = path.join(work, 'src-rot')
+    fs.mkdirSync(path.join(s2, 'a'), { recursive: true })
+    fs.mkdirSync(path.join(s2, 'z'), { recursive: true })
+    for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(s2, 'a', `f${i}`), `small ${i}\n`)
+    // incompressible: most of the unit's bytes are this file's frames
+    const big = Buffer.alloc(2 << 20)
+    let x = 7
+    for (let i = 0; i < big.length; i++) {
+      x = (x * 1103515245 + 12345) >>> 0
+      big[i] = x >>> 24
+    }
+    fs.writeFileSync(path.join(s2, 'z', 'big.bin'), big)
+    const r2 = path.join(work, 'repo-rot')
+    expect((await bfs(['init', '--format', '2'], { repo: r2 })).code).toBe(0)
+    expect((await bfs(['backup', s2, '--frame-blocks', '16'], { repo: r2 })).code).toBe(0)
+    const unit = path.join(r2, keys2.unit(1, 0))
+    const b = fs.readFileSync(unit)
+    b[Math.floor(b.length * 0.6)] ^= 0xff
+    fs.writeFileSync(unit, b)
+    const s = await mount(r2, ['gen1', path.join(work, 'm3')])
+    // listed (in C: the listings hold the maps), the first file opens the unit (in JavaScript);
+    // then big.bin is opened natively
+    expect((await sh(`ls -R '${s.mnt}'`)).code).toBe(0)
+    expect((await sh(`cat '${s.mnt}/a/f0'`)).stdout).toBe('small 0\n')
+    const before = await settled(s)
+    const cat = await sh(`cat '${s.mnt}/z/big.bin' > /dev/null`)
+    expect(cat.code).not.toBe(0)
+    expect(cat.stderr).toMatch(/Input\/output error/)
+    const c = await settled(s)
+    expect(c.native.opens - before.native.opens).toBe(1)
+    expect((c.js.open ?? 0) - (before.js.open ?? 0)).toBe(0)
+    expect(c.native.fallbacks - before.native.fallbacks).toBeGreaterThan(0)
+    expect((c.js.read ?? 0) - (before.js.read ?? 0)).toBeGreaterThan(0)
+    // adopted: released in JavaScript, not twice
+    expect((c.js.release ?? 0) - (before.js.release ?? 0)).toBe(1)
+    expect(c.native.releases - before.native.releases).toBe(0)
+    expect(fs.readFileSync(s.log, 'utf8')).toMatch(/read \/z\/big\.bin: .*unit-00000000: frame \d+ is corrupt/)
+    // the rest of the unit reads on, natively
+    for (let i = 1; i < 5; i++) expect((await sh(`cat '${s.mnt}/a/f${i}'`)).stdout).toBe(`small ${i}\n`)
+    const after = await settled(s)
+    expect(after.native.opens - c.native.opens).toBe(4)
+  })
+})
