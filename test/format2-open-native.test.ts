@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { bfs, diffTree, makeRotTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
 
 let work: string
@@ -136,17 +136,7 @@ describe('format 2 mount: open and release on the libfuse threads', () => {
 
   it('a native handle whose read the native path hands back (a corrupt frame) is opened in JavaScript by its path: the read fails EIO naming the frame, its release goes to JavaScript, other files read on', async () => {
     const s2 = path.join(work, 'src-rot')
-    fs.mkdirSync(path.join(s2, 'a'), { recursive: true })
-    fs.mkdirSync(path.join(s2, 'z'), { recursive: true })
-    for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(s2, 'a', `f${i}`), `small ${i}\n`)
-    // incompressible: most of the unit's bytes are this file's frames
-    const big = Buffer.alloc(2 << 20)
-    let x = 7
-    for (let i = 0; i < big.length; i++) {
-      x = (x * 1103515245 + 12345) >>> 0
-      big[i] = x >>> 24
-    }
-    fs.writeFileSync(path.join(s2, 'z', 'big.bin'), big)
+    makeRotTree(s2)
     const r2 = path.join(work, 'repo-rot')
     expect((await bfs(['init', '--format', '2'], { repo: r2 })).code).toBe(0)
     expect((await bfs(['backup', s2, '--frame-blocks', '16'], { repo: r2 })).code).toBe(0)

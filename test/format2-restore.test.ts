@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, diffTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
+import { bfs, diffTree, makeRotTree, makeTree, sh, statTree, tmpdir } from './helpers.js'
 import { Repo2, envelope2, payloadOf } from '../src/repo/v2/repo2.js'
 import { encodeStreamRecord } from '../src/format/v2/records.js'
 import { createHash } from 'node:crypto'
@@ -273,17 +273,7 @@ describe('format 2: damage, and verify', () => {
 
   it('a rotted unit: restore fails the files in the damaged frame in one line each and restores the others (exit 1); verify exits 4 naming the unit and frame; a rotted hashes file is named too', async () => {
     const s2 = path.join(work, 'src-unit')
-    fs.mkdirSync(path.join(s2, 'a'), { recursive: true })
-    fs.mkdirSync(path.join(s2, 'z'), { recursive: true })
-    for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(s2, 'a', `f${i}`), `small ${i}\n`)
-    // incompressible: most of the unit's bytes are this file's frames
-    const big = Buffer.alloc(2 << 20)
-    let x = 7
-    for (let i = 0; i < big.length; i++) {
-      x = (x * 1103515245 + 12345) >>> 0
-      big[i] = x >>> 24
-    }
-    fs.writeFileSync(path.join(s2, 'z', 'big.bin'), big)
+    makeRotTree(s2)
     const r2 = await init2(path.join(work, 'repo-unit'))
     expect((await bfs(['backup', s2, '--frame-blocks', '16'], { repo: r2 })).code).toBe(0)
     expect((await bfs(['verify'], { repo: r2 })).code).toBe(0)

@@ -93,6 +93,24 @@ export function tmpdir(prefix = 'bfs-test-'): string {
 }
 
 /**
+ * The tree the damage tests rot: a/f0…f4 (small files) and z/big.bin, 2 MiB of incompressible
+ * bytes (a fixed LCG), so that most of the unit's bytes are big.bin's frames and a flipped byte
+ * in the middle of the unit lands in one of them.
+ */
+export function makeRotTree(dir: string): void {
+  fs.mkdirSync(path.join(dir, 'a'), { recursive: true })
+  fs.mkdirSync(path.join(dir, 'z'), { recursive: true })
+  for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, 'a', `f${i}`), `small ${i}\n`)
+  const big = Buffer.alloc(2 << 20)
+  let x = 7
+  for (let i = 0; i < big.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    big[i] = x >>> 24
+  }
+  fs.writeFileSync(path.join(dir, 'z', 'big.bin'), big)
+}
+
+/**
  * A tree with every file type bfs must keep: odd names (newline, invalid UTF-8), hard
  * links, a symlink, a sparse file, xattrs, a fifo, empty file and dir, a deep path,
  * setuid and read-only modes, ns mtimes, a multi-unit file.
