@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { S3Store } from '../src/store/s3.js'
-import { CHUNK, FILL_CHUNK, ObjectCache, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
+import { CHUNK, FILL_CHUNK, ObjectCache, PEEK_BYTES, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
+import { DamagedUnit, Recompressor } from '../src/repo/v2/compact.js'
+import { isChanged } from '../src/store/store.js'
 import { bfs, diffTree, makeTree, sh, tmpdir } from './helpers.js'
 
 const ENDPOINT = process.env.S3_ENDPOINT
@@ -299,5 +301,171 @@ if (!ENDPOINT) {
       }
       delete process.env.BFS_S3_LOG
     }, 120_000)
+
+    /** The units of the latest generation, and each one's bytes. */
+    const latestUnits = async (): Promise<Array<{ key: string; bytes: Buffer }>> => {
+      const gens = (await store().list('gens')).sort()
+      const keys = (await store().list(gens[gens.length - 1]!)).filter((k) => /unit-/.test(k))
+      return Promise.all(keys.map(async (key) => ({ key, bytes: await store().get(key) })))
+    }
+    /** 4 KiB of `file` at each offset, through the mount. */
+    const preads = (file: string, offsets: number[]): Buffer[] => {
+      const fd = fs.openSync(file, 'r')
+      try {
+        return offsets.map((off) => {
+          const b = Buffer.alloc(4096)
+          expect(fs.readSync(fd, b, 0, 4096, off)).toBe(4096)
+          return b
+        })
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+    const isPeek = (l: string): boolean => l.includes(` bytes=-${PEEK_BYTES} `) || l.includes(` bytes=0-${PEEK_BYTES - 1} `)
+    /** A fill's range (FILL_CHUNK-aligned); a frame of a unit never starts at a multiple of it (a unit's header comes first). */
+    const isFill = (l: string): boolean => Number(/ bytes=(\d+)-/.exec(l)?.[1] ?? -1) % FILL_CHUNK === 0
+
+    it('unit indexes are kept: a later mount reads a cold frame with one GET and no peek; units replaced since (new ETags) are detected, their indexes read again, the bytes right', async () => {
+      const cache = newCache()
+      fs.mkdirSync(mnt, { recursive: true })
+      const want = fs.readFileSync(big())
+      // one 4 KiB read in frames all over big.bin (24 MiB: two units), each in a frame of its own
+      const offsets = [4096, (5 << 20) + 123 * 4096, (13 << 20) + 7 * 4096, (21 << 20) + 4096, want.length - 4096]
+      const mountAndRead = async (): Promise<void> => {
+        const m = await run(['mount', 'latest', mnt], cache)
+        expect(m.code, m.stderr).toBe(0)
+        try {
+          const got = preads(path.join(mnt, 'big.bin'), offsets)
+          offsets.forEach((off, i) => expect(got[i]!.equals(want.subarray(off, off + 4096)), `at ${off}`).toBe(true))
+        } finally {
+          expect((await run(['umount', mnt], cache)).code).toBe(0)
+        }
+      }
+      const sub = (): string => path.join(cache, fs.readdirSync(cache).find((d) => d.startsWith('s3-'))!)
+      const records = (): string[] => fs.readdirSync(path.join(sub(), 'indexes'), { recursive: true }).map(String).filter((f) => /unit-\d+$/.test(f)).sort()
+      /** Unit data leaves the cache as an eviction would take it; the index records stay. */
+      const evictData = (): void => {
+        for (const d of ['data', 'meta']) fs.rmSync(path.join(sub(), d, 'gens'), { recursive: true, force: true })
+      }
+      const units = await latestUnits()
+
+      // 1. cold, nothing kept: every unit of the file is opened (peeked), and its index kept
+      requests()
+      await mountAndRead()
+      expect(unitGets(requests()).filter(isPeek).length).toBeGreaterThan(0)
+      expect(records()).toEqual(units.map((u) => u.key).sort())
+
+      // 2. the data gone, the indexes kept: no peek, one GET per read (its frame)
+      evictData()
+      await mountAndRead()
+      const gets = unitGets(requests()).filter((l) => !isFill(l))
+      expect(gets.filter(isPeek)).toEqual([])
+      expect(gets.length).toBe(offsets.length)
+
+      // 3. every unit replaced as compact does (a v2 unit, revision + 1, level 12): written
+      // as v1 units by the backup, the frames now start 64 bytes later, so the kept indexes
+      // point at the wrong bytes — each read through one must fail If-Match and open again
+      for (const u of units) {
+        expect(u.bytes.readUInt16LE(8)).toBe(1)
+        const [stream, unit] = [Number(u.key.split('/')[1]), Number(/unit-(\d+)/.exec(u.key)![1])]
+        let parts: Buffer[] | undefined
+        for (const alg of ['xxh64', 'sha256-64'] as const) {
+          try {
+            parts = new Recompressor(12, alg).rewrite(u.bytes, u.key, { stream, unitIndex: unit }).parts
+            break
+          } catch (err) {
+            if (!(err instanceof DamagedUnit)) throw err
+          }
+        }
+        const next = Buffer.concat(parts!)
+        expect(next.readUInt16LE(8)).toBe(2)
+        await store().put(u.key, next, { mode: 'replace' })
+      }
+      evictData()
+      requests()
+      await mountAndRead()
+      const again = unitGets(requests())
+      // each unit read: its stale index found out, the new one peeked
+      expect(new Set(again.filter(isPeek).map((l) => l.split(' ')[1])).size).toBe(2)
+      // and kept: a fourth mount reads the new versions with one GET each again
+      evictData()
+      await mountAndRead()
+      const fourth = unitGets(requests()).filter((l) => !isFill(l))
+      expect(fourth.filter(isPeek)).toEqual([])
+      expect(fourth.length).toBe(offsets.length)
+      // the whole file, cold, against the source
+      evictData()
+      const m = await run(['mount', 'latest', mnt], cache)
+      expect(m.code, m.stderr).toBe(0)
+      try {
+        expect(fs.readFileSync(path.join(mnt, 'big.bin')).equals(want)).toBe(true)
+      } finally {
+        expect((await run(['umount', mnt], cache)).code).toBe(0)
+      }
+    }, 180_000)
+
+    it('store level: an index record is used only as what it is — a corrupt one is removed and the object peeked; a stale one fails its first frame read (changed) and is dropped', async () => {
+      Object.assign(process.env, env)
+      const dir = newCache()
+      const warned: string[] = []
+      const s = new S3CachedStore(S3Store.fromUrl(repo, { spoolDir: spool }), dir, () => ObjectCache.open(dir, { warn: (m) => warned.push(m) }), { idleMs: 600_000, deferMs: 600_000 })
+      try {
+        const units = await latestUnits()
+        const u = units.find((x) => x.bytes.length > 2 * PEEK_BYTES)!
+        const recordFile = path.join(dir, 'indexes', u.key)
+        // an open reads the header and the tail, and says the index was read: kept
+        const b = await s.open(u.key)
+        const head = await b.read({ offset: 0, length: 96 })
+        const tail = await b.read({ offset: u.bytes.length - 4096, length: 4096 })
+        b.indexRead?.()
+        await b.close()
+        for (let i = 0; i < 100 && !fs.existsSync(recordFile); i++) await new Promise((r) => setTimeout(r, 20))
+        const rec = await s.objects.readIndex(u.key)
+        expect(rec?.size).toBe(u.bytes.length)
+        expect(rec?.ranges.map((r) => [r.offset, r.body.length])).toEqual([[u.bytes.length - 4096, 4096], [0, 96]])
+        // opened from it: no request, the same bytes; a read past it is a GET
+        const b2 = await s.open(u.key)
+        expect(s.objects.counters.indexHits).toBe(1)
+        expect((await b2.read({ offset: 0, length: 96 })).equals(head)).toBe(true)
+        expect((await b2.read({ offset: u.bytes.length - 4096, length: 4096 })).equals(tail)).toBe(true)
+        const mid = { offset: Math.floor(u.bytes.length / 2), length: 4096 }
+        expect((await b2.read(mid)).equals(u.bytes.subarray(mid.offset, mid.offset + mid.length))).toBe(true)
+        await b2.close()
+        // a flipped byte in the record: removed, said, not used
+        const text = fs.readFileSync(recordFile, 'utf8')
+        const j = JSON.parse(text) as { data: string }
+        const data = Buffer.from(j.data, 'base64')
+        data[5] ^= 1
+        fs.writeFileSync(recordFile, JSON.stringify({ ...JSON.parse(text), data: data.toString('base64') }))
+        const b3 = await s.open(u.key)
+        expect(s.objects.counters.indexHits).toBe(1)
+        expect(warned.join('\n')).toMatch(/index record does not check \(corrupt on local disk\); removed/)
+        expect(fs.existsSync(recordFile)).toBe(false)
+        await b3.close()
+        // a record of another version (the ETag of what was there before a replace): its first read past it fails, and it is dropped
+        fs.writeFileSync(recordFile, text)
+        const stale = JSON.parse(text) as { etag: string }
+        expect((await s.objects.readIndex(u.key))?.etag).toBe(stale.etag)
+        await store().put(u.key, u.bytes, { mode: 'replace' }) // the same bytes: the same ETag (MD5), so still good
+        const b4 = await s.open(u.key)
+        expect((await b4.read(mid)).equals(u.bytes.subarray(mid.offset, mid.offset + mid.length))).toBe(true)
+        await b4.close()
+        const changedBytes = Buffer.from(u.bytes)
+        changedBytes[changedBytes.length >> 1] ^= 1 // another version (a test's: no reader reads it as a unit)
+        await store().put(u.key, changedBytes, { mode: 'replace' })
+        try {
+          const b5 = await s.open(u.key)
+          expect(s.objects.counters.indexHits).toBe(3)
+          const err = await b5.read(mid).then(() => null, (e: unknown) => e)
+          expect(isChanged(err)).toBe(true)
+          expect(fs.existsSync(recordFile)).toBe(false)
+          await b5.close()
+        } finally {
+          await store().put(u.key, u.bytes, { mode: 'replace' })
+        }
+      } finally {
+        s.close()
+      }
+    }, 60_000)
   })
 }

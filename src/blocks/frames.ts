@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache'
 import { FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../codec/hash.js'
 import { FormatError } from '../format/errors.js'
-import { StoreError, type SyncBlobReader } from '../store/store.js'
+import { isChanged, StoreError, type SyncBlobReader } from '../store/store.js'
 import type { StreamSource } from './source.js'
 import type { ReaderStats, UnitInfo, UnitTable } from './units.js'
 
@@ -112,27 +112,35 @@ export class FrameCache {
   }
 
   private async load(gen: number, unit: number, frame: number): Promise<Buffer> {
-    let u = await this.units.unit(gen, unit)
-    while (u.closed) u = await this.units.unit(gen, unit) // closed to keep the bound meanwhile: open again
-    u.users++
-    try {
-      const e = u.table.entries[frame]
-      if (!e) throw new FormatError('BAD_VALUE', `gen${gen}: frame ${frame} is past the end of unit ${unit}`)
-      const scratch = this.compBuffer(e.compBytes)
+    for (let attempt = 0; ; attempt++) {
+      let u = await this.units.unit(gen, unit)
+      while (u.closed) u = await this.units.unit(gen, unit) // closed to keep the bound meanwhile: open again
+      u.users++
       try {
-        let comp: Buffer
+        const e = u.table.entries[frame]
+        if (!e) throw new FormatError('BAD_VALUE', `gen${gen}: frame ${frame} is past the end of unit ${unit}`)
+        const scratch = this.compBuffer(e.compBytes)
         try {
-          comp = await u.blob.read({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
-        } catch (err) {
-          throw shortUnit(err, u, frame)
+          let comp: Buffer
+          try {
+            comp = await u.blob.read({ offset: u.table.offsets[frame]!, length: e.compBytes }, scratch)
+          } catch (err) {
+            // the unit was replaced since its index was read (format.md §2.20.2): read the new
+            // index and the frame again, once
+            if (attempt === 0 && isChanged(err)) {
+              this.units.forget(u)
+              continue
+            }
+            throw shortUnit(err, u, frame)
+          }
+          this.units.localNow(u)
+          return this.decode(u, frame, comp)
+        } finally {
+          this.spare(scratch)
         }
-        this.units.localNow(u)
-        return this.decode(u, frame, comp)
       } finally {
-        this.spare(scratch)
+        u.users--
       }
-    } finally {
-      u.users--
     }
   }
 

@@ -205,6 +205,23 @@ export class UnitTable {
     }
   }
 
+  /**
+   * A unit whose blob changed since it was opened (StoreError.changed: replaced by a prune or
+   * a compact, its old index kept by the store): closed and forgotten, so that the next unit()
+   * opens it again and reads its new header and index. Loads reading it now fail the same way
+   * and ask again.
+   */
+  forget(info: UnitInfo): void {
+    const k = `${info.gen}:${info.unit}`
+    if (this.openUnits.get(k) === info) {
+      this.openUnits.delete(k)
+      this.units.delete(k)
+    }
+    if (info.closed) return
+    info.closed = true
+    void info.blob.close().catch(() => undefined)
+  }
+
   /** The native read path's id for a unit (assigned on first use, never reused). */
   unitId(gen: number, unit: number): number {
     const k = `${gen}:${unit}`
@@ -289,6 +306,8 @@ export class UnitTable {
       if (isV2(head)) head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
       const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
       const table = l.table(await blob.read({ offset: l.at, length: l.length }))
+      // read and checked: a store far away may keep these bytes (S3: a later cold read is one GET)
+      blob.indexRead?.()
       return { gen, unit, id, blob, table, where, users: 0, closed: false }
     } catch (err) {
       await blob.close().catch(() => undefined)

@@ -40,7 +40,7 @@ import { BufferCache, CacheBusy } from './cache.js'
 import { workerFile } from './s3-sync.js'
 import type { S3Store } from './s3.js'
 import {
-  checkInBlob, checkKey, getByOpen, StoreError,
+  checkInBlob, checkKey, getByOpen, isChanged, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type PutOptions, type S3Location, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
 } from './store.js'
 
@@ -234,6 +234,29 @@ export interface ObjectCacheCounters {
   hits: number
   fills: number
   corrupt: number
+  /** Opens served by an index record (no request). */
+  indexHits: number
+}
+
+/**
+ * An object's index as an open read it (a unit's header, trailer and seek table), kept in
+ * CACHE/indexes/KEY so that a later open of that version needs no request: a cold read is then
+ * one GET (the frame's), not two round trips. `etag` is the version's: every read through it
+ * that the bytes do not hold is a GET with If-Match, so a record of a replaced object fails
+ * that read (412), is dropped, and the reader opens the object again.
+ */
+export interface IndexRecord {
+  size: number
+  etag: string
+  ranges: Array<{ offset: number; body: Buffer }>
+}
+
+/** An index record is not kept when its ranges add up to more than this (a unit's is a few KiB). */
+export const INDEX_RECORD_MAX = 256 << 10
+
+/** What an index record's SHA-256 covers: its fields and its bytes. */
+function indexDigest(size: number, etag: string, spans: Array<[number, number]>, data: Buffer): string {
+  return createHash('sha256').update(JSON.stringify([size, etag, spans])).update('\n').update(data).digest('hex')
 }
 
 /** One process's (or thread's) handle on a read cache directory. */
@@ -242,7 +265,7 @@ export class ObjectCache {
   private readonly verified = new Map<string, string>()
   /** Hashes in progress on the async face: key NUL signature → SHA-256 hex. */
   private readonly checking = new Map<string, Promise<string>>()
-  readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0 }
+  readonly counters: ObjectCacheCounters = { hits: 0, fills: 0, corrupt: 0, indexHits: 0 }
   private rescanned = Date.now()
 
   private constructor(
@@ -433,11 +456,74 @@ export class ObjectCache {
     }
   }
 
-  /** Forgets an entry (its key was replaced or removed in the repository). */
+  /** Forgets an entry and its index record (its key was replaced or removed in the repository). */
   async drop(key: string): Promise<void> {
     this.verified.delete(key)
     await this.cache.discard(key).catch(() => undefined)
     this.dropMeta(key)
+    await this.dropIndex(key)
+  }
+
+  private indexFile(key: string): string {
+    return path.join(this.cache.dir, 'indexes', key)
+  }
+
+  /**
+   * The index record of `key`, or null: none, or one that does not check (its SHA-256, torn or
+   * corrupt on local disk: removed). Read asynchronously (a mount's open).
+   */
+  async readIndex(key: string): Promise<IndexRecord | null> {
+    const f = this.indexFile(key)
+    let text: string
+    try {
+      text = await fs.promises.readFile(f, 'utf8')
+    } catch {
+      return null
+    }
+    try {
+      const j = JSON.parse(text) as { size: number; etag: string; spans: Array<[number, number]>; data: string; sha256: string }
+      const data = Buffer.from(j.data, 'base64')
+      if (!Number.isSafeInteger(j.size) || typeof j.etag !== 'string' || !j.etag || !Array.isArray(j.spans) || indexDigest(j.size, j.etag, j.spans, data) !== j.sha256) throw new Error('bad record')
+      const ranges: IndexRecord['ranges'] = []
+      let at = 0
+      for (const [offset, length] of j.spans) {
+        if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > j.size || at + length > data.length) throw new Error('bad span')
+        ranges.push({ offset, body: data.subarray(at, at + length) })
+        at += length
+      }
+      return { size: j.size, etag: j.etag, ranges }
+    } catch {
+      this.warn(`${f}: index record does not check (corrupt on local disk); removed, reading the index from the store again`)
+      await fs.promises.rm(f, { force: true }).catch(() => undefined)
+      return null
+    }
+  }
+
+  /** Keeps an index record (temporary name, rename; asynchronous). A failure only means the next open asks the store. */
+  async keepIndex(key: string, r: IndexRecord): Promise<void> {
+    checkKey(key)
+    const spans = r.ranges.map((x): [number, number] => [x.offset, x.body.length])
+    const data = Buffer.concat(r.ranges.map((x) => x.body))
+    if (!r.etag || data.length > INDEX_RECORD_MAX) return
+    const f = this.indexFile(key)
+    const tmp = `${f}.tmp-${os.hostname()}-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+    try {
+      await fs.promises.mkdir(path.dirname(f), { recursive: true, mode: 0o700 })
+      await fs.promises.writeFile(tmp, JSON.stringify({ size: r.size, etag: r.etag, spans, data: data.toString('base64'), sha256: indexDigest(r.size, r.etag, spans, data) }) + '\n')
+      await fs.promises.rename(tmp, f)
+    } catch {
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined)
+    }
+  }
+
+  /** Removes the index record of `key` (only if it is of version `etag`, when given: another open may have kept a newer one). */
+  async dropIndex(key: string, etag?: string): Promise<void> {
+    const f = this.indexFile(key)
+    if (etag !== undefined) {
+      const r = await this.readIndex(key)
+      if (!r || r.etag !== etag) return
+    }
+    await fs.promises.rm(f, { force: true }).catch(() => undefined)
   }
 
   close(): void {
@@ -503,6 +589,8 @@ class FillThread {
 class FillingBlob implements BlobReader {
   private entry: (BlobReader & SyncBlobReader) | null = null
   private closed = false
+  /** A read found the object replaced since this version was opened. */
+  private stale = false
   private fill: Fill | null = null
   /** An async check of the entry the fill kept, when it was not trusted at once. */
   private checking: Promise<void> | null = null
@@ -520,9 +608,35 @@ class FillingBlob implements BlobReader {
     private readonly etag: string,
     /** Starts (or joins) the object's fill: after the first read the peeks do not serve (a mount opens a file's units at its open, to read none of most). */
     private readonly begin: (() => Fill) | null,
-    /** Bytes the open fetched (its first and last PEEK_BYTES). */
+    /** Bytes the open fetched (its first and last PEEK_BYTES), or an index record's ranges. */
     private readonly peeks: Array<{ offset: number; body: Buffer }> = [],
+    /** Opened from an index record (no request): its reads past the record still check the version (If-Match). */
+    private readonly fromRecord = false,
   ) {}
+
+  /** What was read before indexRead() (the index, as the reader read it): an index record's ranges; null once said or given up. */
+  private seen: Array<{ offset: number; body: Buffer }> | null = []
+  private seenBytes = 0
+
+  private saw(offset: number, b: Buffer): void {
+    if (!this.seen) return
+    this.seenBytes += b.length
+    if (this.seenBytes > INDEX_RECORD_MAX) this.seen = null
+    else this.seen.push({ offset, body: Buffer.from(b) })
+  }
+
+  /** The reader read and checked the index with the reads so far: kept as an index record (not for a blob opened from one). */
+  indexRead(): void {
+    const seen = this.seen
+    this.seen = null
+    if (!seen?.length || this.fromRecord || !this.etag || this.closed) return
+    // a read inside another (a v2 header's first 32 bytes, then its 96) is not kept twice
+    const ranges: typeof seen = []
+    for (const r of [...seen].sort((a, b) => b.body.length - a.body.length)) {
+      if (!ranges.some((o) => o.offset <= r.offset && r.offset + r.body.length <= o.offset + o.body.length)) ranges.push(r)
+    }
+    void this.s.objects.keepIndex(this.key, { size: this.sizeBytes, etag: this.etag, ranges })
+  }
 
   private poll(): void {
     if (this.entry || !this.fill?.done || this.closed || this.checking || Date.now() < this.recheckAt) return
@@ -557,6 +671,7 @@ class FillingBlob implements BlobReader {
     for (const p of this.peeks) {
       if (r.offset >= p.offset && r.offset + r.length <= p.offset + p.body.length) {
         const b = p.body.subarray(r.offset - p.offset, r.offset - p.offset + r.length)
+        this.saw(r.offset, b)
         if (!into) return Buffer.from(b)
         b.copy(into)
         return into.subarray(0, r.length)
@@ -566,10 +681,19 @@ class FillingBlob implements BlobReader {
     let b: Buffer
     try {
       b = await this.s.foreground(() => this.s.inner.getRange(this.key, r, this.etag || undefined))
+    } catch (err) {
+      // replaced since this version was opened (a record of it is stale): no record of it any
+      // more, no fill of it; the reader opens the object again (StoreError.changed)
+      if (isChanged(err)) {
+        this.stale = true
+        await this.s.objects.dropIndex(this.key, this.etag)
+      }
+      throw err
     } finally {
       // the fill starts once the first read that needed a GET has its answer: that read goes first
-      if (!this.fill && this.begin && !this.closed) this.fill = this.begin()
+      if (!this.fill && this.begin && !this.closed && !this.stale) this.fill = this.begin()
     }
+    this.saw(r.offset, b.subarray(0, r.length))
     b.copy(out, 0, 0, r.length)
     return out.subarray(0, r.length)
   }
@@ -798,6 +922,14 @@ export class S3CachedStore implements Store {
     // checked without blocking the event loop that answers the kernel (a mount)
     const hit = await this.objects.entry(key)
     if (hit) return hit
+    // its index kept by an earlier open (of this version, as far as we know): no request now;
+    // a read past the record is a GET with If-Match, and a replaced object fails it (stale)
+    const rec = await this.objects.readIndex(key)
+    if (rec) {
+      this.objects.counters.indexHits++
+      const known = { sizeBytes: rec.size, etag: rec.etag }
+      return new FillingBlob(this, key, rec.size, rec.etag, () => this.startFill(key, known), rec.ranges, true)
+    }
     // one round trip: the first and the last PEEK_BYTES at once (size and ETag come with them)
     const tailP = this.foreground(() => this.inner.getRangeMeta(key, { suffix: PEEK_BYTES })).catch(() => null)
     let head

@@ -353,7 +353,7 @@ export class S3Store implements Store {
     const res = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> } }>(key, 'read', (s) =>
       new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: `bytes=${r.offset}-${r.offset + r.length - 1}`, IfMatch: etag }),
     (f) => {
-      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed since it was opened (replaced or removed): reopen it`)
+      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed since it was opened (replaced or removed): reopen it`, { changed: true })
       return undefined
     })
     const b = await this.body(res.Body, key)
@@ -371,7 +371,7 @@ export class S3Store implements Store {
     const res = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> }; ContentRange?: string; ContentLength?: number; ETag?: string }>(key, 'read', (s) =>
       new s.GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Range: range, IfMatch: etag }),
     (f) => {
-      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed while it was read (replaced or removed): reopen it`)
+      if (f.status === 412) throw new StoreError('EIO', key, `${this.where(key)}: changed while it was read (replaced or removed): reopen it`, { changed: true })
       return undefined
     })
     const body = await this.body(res.Body, key)

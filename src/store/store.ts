@@ -27,15 +27,25 @@ export type StoreErrorCode = 'ENOENT' | 'EEXIST' | 'EIO' | 'ENOSPC' | 'EDQUOT' |
 /** The one error type of the store layer: a code, the key, and a one-line message naming where(key). */
 export class StoreError extends Error {
   override readonly name = 'StoreError'
+  /**
+   * The blob was replaced or removed since it was opened (S3: a read's If-Match failed, 412):
+   * what the reader learnt at its open (a unit's index) no longer holds. The block reader opens
+   * the unit again and retries once (format.md §2.20.2).
+   */
+  readonly changed: boolean
   constructor(
     readonly code: StoreErrorCode,
     readonly key: string,
     message: string,
-    opts?: { cause?: unknown },
+    opts?: { cause?: unknown; changed?: boolean },
   ) {
     super(message, opts)
+    this.changed = opts?.changed ?? false
   }
 }
+
+/** Whether `err` says the blob changed since it was opened (StoreError.changed). */
+export const isChanged = (err: unknown): boolean => err instanceof StoreError && err.changed
 
 export interface BlobStat {
   sizeBytes: number
@@ -76,6 +86,13 @@ export interface BlobReader {
    */
   readonly localFd: number | undefined
   close(): Promise<void>
+  /**
+   * Said by a reader that has read and checked the blob's index (a unit's header, trailer and
+   * seek table: UnitTable) with the reads made so far: a store that fetches from far away may
+   * keep those bytes, so that a later open of the same version reads them without a request
+   * (S3: objcache.ts, the index records). Optional; nothing to do for local stores.
+   */
+  indexRead?(): void
 }
 
 /** A BlobReader that can also read without yielding (from a store's sync face). */
