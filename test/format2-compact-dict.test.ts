@@ -151,6 +151,34 @@ describe('compact: a dictionary per stream of small frames', () => {
     expect(units(tree, 1).map((u) => parseUnitFile(fs.readFileSync(u), 4096, u).level).every((l) => l === 12)).toBe(true)
   })
 
+  it('kill -9 before the dictionary is written, after it and before the first unit, and after one unit: every moment reads and verifies; the next compact reuses the dictionary and finishes', async () => {
+    const points: Array<Record<string, unknown>> = [
+      { keys: 'gens/*/dict-*', ops: ['put'] }, // nothing written yet
+      { keys: 'gens/*/unit-*', ops: ['put'] }, // the dictionary durable, no unit names it yet
+      { keys: 'gens/*/unit-*', ops: ['put'], after: 1 }, // one unit uses it
+    ]
+    let k = 0
+    for (const p of points) {
+      const repo = await volumeRepo(`kill-${k++}`)
+      const crash = await bfs(['compact', '--min-age', '0'], { repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ ...p, fault: 'kill' }] }) } })
+      expect(crash.stderr, JSON.stringify(p)).toContain('killed by SIGKILL')
+      const written = dicts(repo, 1)
+      expect(written, JSON.stringify(p)).toHaveLength(p.keys === 'gens/*/dict-*' ? 0 : 1)
+      expect(unitDicts(repo, 1).filter((x) => x !== 0), JSON.stringify(p)).toHaveLength((p.after as number | undefined) ?? 0)
+      await ok(['verify', '--all'], repo)
+      expect((await sh(`'${path.resolve('bin/bfs')}' --repo '${repo}' cat gen1:disk.img | cmp - '${img}'`)).code).toBe(0)
+      const next = await bfs(['compact', '--min-age', '0', '--json'], { repo })
+      expect(next.code, next.stderr).toBe(0)
+      const after = dicts(repo, 1)
+      expect(after).toHaveLength(1)
+      if (written.length) expect(after).toEqual(written) // reused, not trained again
+      const id = parseInt(DICT_RE.exec(after[0]!)![1]!, 16)
+      expect(new Set(unitDicts(repo, 1))).toEqual(new Set([id]))
+      await ok(['verify', '--all'], repo)
+      expect((await sh(`'${path.resolve('bin/bfs')}' --repo '${repo}' cat gen1:disk.img | cmp - '${img}'`)).code).toBe(0)
+    }
+  })
+
   it('a damaged dictionary is damage: cat fails with one line naming it (exit 6), verify finds it (exit 4); nothing reads wrong bytes', async () => {
     const repo = await volumeRepo('r5')
     await ok(['compact', '--min-age', '0'], repo)
