@@ -15,6 +15,8 @@ import { bfs, sh, tmpdir } from './helpers.js'
 import { DICT_RE, keys2 } from '../src/format/v2/layout.js'
 import { parseUnitFile } from '../src/format/v2/unit.js'
 import { decodeDict } from '../src/format/v2/dict.js'
+import { decodeConfigV2 } from '../src/format/v2/config.js'
+import { payloadOf } from '../src/repo/v2/repo2.js'
 
 let work: string
 const mounts = new Set<string>()
@@ -94,6 +96,9 @@ describe('compact: a dictionary per stream of small frames', () => {
     const dict = decodeDict(fs.readFileSync(path.join(repo, keys2.genDir(1), d!)), d!, { stream: 1, id: out.dictionaries.written[0]!.id })
     expect(dict.bytes.length).toBeGreaterThan(1024)
     expect(new Set(unitDicts(repo, 1))).toEqual(new Set([dict.id]))
+    // the repository says so: a bfs that does not know dictionaries refuses it by name
+    const cfg = decodeConfigV2(payloadOf('config', fs.readFileSync(path.join(repo, 'config')), 'config'), 'config')
+    expect(cfg.features.incompat).toContain('unit-dictionaries')
     expect(Number((await sh(`du -sb '${repo}' | cut -f1`)).stdout.trim())).toBeLessThan(before)
     // read back: cat, restore, verify
     const cat = await sh(`'${path.resolve('bin/bfs')}' --repo '${repo}' cat gen1:disk.img | cmp - '${img}'`)
