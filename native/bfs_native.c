@@ -47,6 +47,7 @@
 #include "findwalk.h"
 
 #include <zstd.h>
+#include <zdict.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -2127,6 +2128,72 @@ static napi_value js_piece_raw(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- trainDictionary ---------------------------------------------------- */
+
+/*
+ * trainDictionary(samples, sizes, capacity) -> Buffer: a zstd dictionary of at most
+ * `capacity` bytes trained on the samples concatenated in `samples`, whose lengths are the
+ * u32 LE values of `sizes` (ZDICT_trainFromBuffer: fastCover with zstd's defaults, as
+ * `zstd --train`; its id is derived from its content). Throws RangeError when zstd cannot
+ * train one (too few or too small samples). Compact's per-stream dictionaries, format.md
+ * §2.9.1. Runs on the calling thread (compact's, never a mount's).
+ */
+static napi_value js_train_dictionary(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 3);
+  void *data = NULL, *sz = NULL;
+  size_t len = 0, sz_len = 0;
+  double capacity;
+  if (!get_bytes_arg(env, argv[0], "samples", &data, &len) || !get_bytes_arg(env, argv[1], "sizes", &sz, &sz_len) ||
+      !get_integer_arg(env, argv[2], "capacity", 256, 1 << 20, &capacity))
+    return NULL;
+  if (sz_len % 4 != 0 || sz_len / 4 > 0xffffffu) {
+    throw_range(env, "sizes must hold u32 values");
+    return NULL;
+  }
+  unsigned n = (unsigned)(sz_len / 4);
+  size_t *sizes = malloc(sizeof(size_t) * (n ? n : 1));
+  if (!sizes) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  size_t total = 0;
+  for (unsigned k = 0; k < n; k++) {
+    uint32_t v;
+    memcpy(&v, (const char *)sz + 4 * k, 4);
+    sizes[k] = v;
+    total += v;
+  }
+  if (total != len) {
+    free(sizes);
+    throw_range(env, "sizes do not add up to the samples' length");
+    return NULL;
+  }
+  void *dict = malloc((size_t)capacity);
+  if (!dict) {
+    free(sizes);
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  size_t got = ZDICT_trainFromBuffer(dict, (size_t)capacity, data, sizes, n);
+  free(sizes);
+  if (ZDICT_isError(got)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "cannot train a dictionary: %s", ZDICT_getErrorName(got));
+    free(dict);
+    throw_range(env, msg);
+    return NULL;
+  }
+  napi_value out;
+  void *copy = NULL;
+  if (napi_create_buffer_copy(env, got, dict, &copy, &out) != napi_ok) {
+    free(dict);
+    throw_napi_failure(env, "napi_create_buffer_copy");
+    return NULL;
+  }
+  free(dict);
+  return out;
+}
+
 /* ---- alignedBuffer ------------------------------------------------------ */
 
 static void free_aligned(napi_env env, void *data, void *hint) {
@@ -2676,6 +2743,7 @@ NAPI_MODULE_INIT() {
     {"findWalk", NULL, js_find_walk, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirDiff", NULL, js_dir_diff, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pieceRaw", NULL, js_piece_raw, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"trainDictionary", NULL, js_train_dictionary, NULL, NULL, NULL, napi_enumerable, NULL},
     {"freezeFs", NULL, js_freeze_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"thawFs", NULL, js_thaw_fs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},

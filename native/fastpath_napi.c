@@ -205,11 +205,11 @@ static void fp_refused(napi_env env, const char *why) {
 }
 
 static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  double id, fd, frame_bytes;
+  napi_value argv[9];
+  double id, fd, frame_bytes, dict = 0;
   const double *frames;
   size_t count;
-  if (!fp_args(env, info, 8, argv)) return NULL;
+  if (!fp_args(env, info, 9, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL || !fp_integer(env, argv[1], "id", 0, NR_MAX_UNITS - 1, &id) ||
       !fp_integer(env, argv[2], "fd", 1, 2147483647.0, &fd) ||
@@ -225,13 +225,34 @@ static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
   if (at && (!fp_integer(env, argv[5], "stream", 0, 4294967295.0, &stream) || !fp_integer(env, argv[6], "unit", 0, 4294967295.0, &unit) ||
              !fp_integer(env, argv[7], "unitBlocks", 1, 4294967295.0, &unit_blocks)))
     return NULL;
-  const char *why = nr_unit(fp->hooks.nr, (uint32_t)id, (int)fd, (uint64_t)frame_bytes, frames, count);
+  /* optional: the dictionary slot its frames need (fastPathDict) */
+  napi_valuetype dt = napi_undefined;
+  napi_typeof(env, argv[8], &dt);
+  if (dt != napi_undefined && !fp_integer(env, argv[8], "dict", 0, NR_MAX_DICTS - 1, &dict)) return NULL;
+  const char *why = nr_unit(fp->hooks.nr, (uint32_t)id, (int)fd, (uint64_t)frame_bytes, frames, count, (uint32_t)dict);
   if (why == NULL && at) why = nr_unit_at(fp->hooks.nr, (uint32_t)id, (uint64_t)stream, (uint64_t)unit, (uint64_t)unit_blocks);
   if (why) fp_refused(env, why);
   return NULL;
 }
 
 static char *fp_bytes(napi_env env, napi_value v, const char *name, size_t *len);
+
+/* fastPathDict(fp, slot, dict): slot (1 … 255) holds the zstd dictionary `dict` (a Buffer,
+ * copied) for the units registered with it (format.md §2.9.1) */
+static napi_value js_fp_dict(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  double slot;
+  size_t len = 0;
+  if (!fp_args(env, info, 3, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL || !fp_integer(env, argv[1], "slot", 1, NR_MAX_DICTS - 1, &slot)) return NULL;
+  char *bytes = fp_bytes(env, argv[2], "dict", &len);
+  if (bytes == NULL) return NULL;
+  const char *why = fp->hooks.nr ? nr_dict(fp->hooks.nr, (uint32_t)slot, bytes, len) : NULL;
+  free(bytes);
+  if (why) fp_refused(env, why);
+  return NULL;
+}
 
 /* fastPathOpenFiles(fp, on): opens of files a C listing holds the map of are answered in C */
 static napi_value js_fp_open_files(napi_env env, napi_callback_info info) {
@@ -697,6 +718,7 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathById", NULL, js_fp_by_id, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathCache", NULL, js_fp_cache, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathUnit", NULL, js_fp_unit, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathDict", NULL, js_fp_dict, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathRetire", NULL, js_fp_retire, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathFile", NULL, js_fp_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathRelease", NULL, js_fp_release, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -29,6 +29,7 @@ typedef struct {
   uint32_t *comp;        // compressed bytes of each frame
   uint32_t *raw;         // raw bytes of each frame
   int fd;
+  uint32_t dict;         // 0, or the slot of the dictionary its frames were compressed with (nr_dict)
   // NR_EMPTY → (register) NR_LIVE → (retire, when no read holds it) NR_EMPTY. Readers hold
   // `refs` while they use the tables and the fd; see nr_unit_get and nr_retire.
   int state, refs;
@@ -98,6 +99,10 @@ struct nr_s {
   uint32_t spare_cap[NR_SPARE];
   int nspare;
   uint64_t spare_bytes;              // counted against max_bytes with the cached frames
+  // Decompression dictionaries (format 2 units compacted with one, format.md §2.9.1), by
+  // slot; set once by the control thread before any unit naming the slot is published,
+  // read by any thread, freed by nr_free only.
+  ZSTD_DDict *dicts[NR_MAX_DICTS];
 };
 
 static pthread_key_t nr_tls_key;
@@ -231,7 +236,8 @@ static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rl
     if (r <= 0) return -1;
     got += (size_t) r;
   }
-  size_t dn = ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
+  size_t dn = u->dict ? ZSTD_decompress_usingDDict(t->dctx, data, rlen, t->comp, clen, nr->dicts[u->dict])
+                      : ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
   if (t->comp_cap > NR_KEEP_COMP) {  // each thread keeps at most a small input buffer
     free(t->comp);
     t->comp = NULL;
@@ -393,9 +399,21 @@ void nr_set_cache (nr_t *nr, uint64_t max_bytes) {
   pthread_mutex_unlock(&nr->cmu);
 }
 
-const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *d, size_t count) {
+const char *nr_dict (nr_t *nr, uint32_t slot, const void *dict, size_t len) {
+  if (nr->closed) return NULL;
+  if (slot == 0 || slot >= NR_MAX_DICTS) return "dictionary slot out of range";
+  if (nr->dicts[slot] != NULL) return NULL;  // registered already: slots never change
+  if (dict == NULL || len == 0) return "empty dictionary";
+  ZSTD_DDict *d = ZSTD_createDDict(dict, len);
+  if (d == NULL) return "dictionary refused";
+  __atomic_store_n(&nr->dicts[slot], d, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *d, size_t count, uint32_t dict) {
   if (nr->closed) return NULL;
   if (id >= (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) return "unit id out of range";
+  if (dict >= NR_MAX_DICTS || (dict != 0 && __atomic_load_n(&nr->dicts[dict], __ATOMIC_ACQUIRE) == NULL)) return "unknown dictionary";
   if (fd <= 0 || frame_bytes == 0 || frame_bytes > 0xffffffffULL || (d == NULL && count != 0) || count % 3 != 0 || count / 3 > 0xffffffffULL) return "bad unit";
   uint32_t frames = (uint32_t) (count / 3);
   for (uint32_t k = 0; k < frames; k++) {
@@ -426,6 +444,7 @@ const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const 
   u->frames = frames;
   u->frame_bytes = frame_bytes;
   u->fd = fd;
+  u->dict = dict;
   __atomic_store_n(&u->accessed, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // published last
   return NULL;
@@ -554,6 +573,7 @@ int nr_close (nr_t *nr) {
 
 void nr_free (nr_t *nr) {
   if (nr == NULL) return;
+  for (uint32_t k = 0; k < NR_MAX_DICTS; k++) ZSTD_freeDDict(nr->dicts[k]);
   pthread_mutex_destroy(&nr->fmu);
   pthread_mutex_destroy(&nr->lmu);
   pthread_mutex_destroy(&nr->cmu);

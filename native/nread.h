@@ -35,10 +35,17 @@ typedef struct {
 nr_t *nr_new(uint64_t max_bytes);
 /* Changes the frame cache's bound (evicting down to it). */
 void nr_set_cache(nr_t *nr, uint64_t max_bytes);
+/* Dictionary slots (1 … NR_MAX_DICTS - 1; 0 means none). */
+#define NR_MAX_DICTS 256u
+/* Slot `slot` holds the zstd dictionary dict[0 .. len) (copied): frames of units registered
+ * with that slot decompress with it. NULL on success (also when the slot is set already:
+ * slots never change), else why it was refused. Control thread only. */
+const char *nr_dict(nr_t *nr, uint32_t slot, const void *dict, size_t len);
 /* Unit `id` is readable through `fd`; each frame but the last holds frame_bytes raw bytes;
- * frames: [file offset, compressed bytes, raw bytes] per frame. NULL on success (also when
- * the id is registered already: units never change), else why it was refused. */
-const char *nr_unit(nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *frames, size_t count);
+ * frames: [file offset, compressed bytes, raw bytes] per frame; dict: 0, or the slot of the
+ * dictionary its frames need (set before). NULL on success (also when the id is registered
+ * already: units never change), else why it was refused. */
+const char *nr_unit(nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *frames, size_t count, uint32_t dict);
 /* Unregisters unit `id` unless a read holds it: 0 (its fd may be closed now), the number of
  * reads holding it, or -1 when it was read since the last call (kept once, mark cleared). */
 int nr_retire(nr_t *nr, uint32_t id);

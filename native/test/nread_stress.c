@@ -259,7 +259,7 @@ static int fds[UNITS]; /* registered units' fds, 0 = not registered */
 static void register_unit(nr_t *nr, uint32_t u) {
   int fd = open(upath[u], O_RDONLY);
   if (fd < 0) { perror("open"); exit(2); }
-  const char *why = nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3);
+  const char *why = nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0);
   if (!why) why = nr_unit_at(nr, u, 1, u, UNIT_BLOCKS);
   if (why) { fail(why); close(fd); return; }
   fds[u] = fd;
@@ -373,7 +373,7 @@ static void single_flight(int corrupt) {
   nr_set_test_load_delay_us(sf_nr, 50 * 1000);
   int fd = open(upath[u], O_RDONLY);
   double ext[4] = {0, UNIT_RAW, u, 0};
-  if (nr_unit(sf_nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3) || nr_file(sf_nr, 1, UNIT_RAW, ext, 4)) fail("single flight: register");
+  if (nr_unit(sf_nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(sf_nr, 1, UNIT_RAW, ext, 4)) fail("single flight: register");
   pthread_barrier_init(&sf_barrier, NULL, READERS);
   pthread_t t[READERS];
   for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, sf_reader, (void *)k);

@@ -184,7 +184,7 @@ export class FrameCache {
     const out = this.frameBuffer(e.rawBytes)
     let n: number
     try {
-      n = this.dec.decompressInto(out, comp)
+      n = this.dec.decompressInto(out, comp, u.dict?.dec)
     } catch (err) {
       rethrowUnavailable(err)
       this.recycle(out)

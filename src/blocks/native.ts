@@ -12,7 +12,13 @@ export interface NativeSink {
    * per frame; `at`: where it is (stream, unit, the stream's unit size in blocks), which lets
    * the native open (native/hooks.c) map a file's extents to unit ids without JavaScript.
    */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: { stream: number; unit: number; unitBlocks: number }): void
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: { stream: number; unit: number; unitBlocks: number }, dict?: number): void
+  /**
+   * Dictionary slot `slot` (1 … {@link MAX_NATIVE_DICTS} - 1) holds a zstd dictionary: a unit
+   * registered with `dict` = slot decompresses every frame with it. Absent: units with a
+   * dictionary stay in JavaScript.
+   */
+  dict?(slot: number, bytes: Buffer): void
   /** Unregisters a unit unless a read holds it; returns how many do (0: its fd may be closed), or -1 if read since last asked (kept, once). */
   retire(id: number): number
   file(handle: number, size: number, extents: Float64Array): void
@@ -20,6 +26,9 @@ export interface NativeSink {
   /** A handle the native open gave is served in JavaScript too from now on: its release comes to JavaScript. */
   adopt?(handle: number): void
 }
+
+/** Dictionary slots the native read path has (native/nread.h NR_MAX_DICTS; slot 0 means none). */
+export const MAX_NATIVE_DICTS = 256
 
 /** Unit ids the native read path accepts (its table holds 2^22). */
 export const MAX_NATIVE_UNITS = 1 << 22

@@ -344,7 +344,7 @@ export class BlockReader {
         }
         const raw = this.scanRaw.subarray(0, e.rawBytes)
         try {
-          const n = this.scanDec.decompressInto(raw, comp)
+          const n = this.scanDec.decompressInto(raw, comp, u.dict?.dec)
           if (n !== e.rawBytes) throw new Error(`${n} bytes instead of ${e.rawBytes}`)
         } catch (err) {
           rethrowUnavailable(err)

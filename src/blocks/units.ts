@@ -5,8 +5,11 @@ import {
   decodeSeekTable, decodeUnitHeader, decodeUnitTrailer, UNIT_HEADER_BYTES, UNIT_TRAILER_BYTES, type SeekTable, type UnitHeader,
 } from '../format/unit.js'
 import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, UNIT_V2_VERSION, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../format/v2/unit.js'
+import { decodeDict } from '../format/v2/dict.js'
+import { keys2 } from '../format/v2/layout.js'
+import { DecompressionDictionary } from '../codec/zstd.js'
 import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
-import { MAX_NATIVE_UNITS, type NativeSink } from './native.js'
+import { MAX_NATIVE_DICTS, MAX_NATIVE_UNITS, type NativeSink } from './native.js'
 import type { GenGeometry, StreamSource } from './source.js'
 
 /** Counters a reader exposes for measuring which caching pays (the mount's stats line prints them). */
@@ -34,6 +37,15 @@ export interface UnitInfo {
   users: number
   /** Closed to stay within the open-unit bound: open it again to read. */
   closed: boolean
+  /** The dictionary every frame of the unit needs (a compact's, format.md §2.9.1), or undefined. */
+  readonly dict?: UnitDict
+}
+
+/** A stream's dictionary, as the readers of its units hold it. */
+export interface UnitDict {
+  readonly stream: number
+  readonly id: number
+  readonly dec: DecompressionDictionary
 }
 
 /** Units whose seek tables warm() loads ahead by default (each keeps a unit open). */
@@ -65,7 +77,7 @@ function isV2(head: Buffer): boolean {
  * decodes and checks those bytes. Format 2 readers read both unit versions (format.md §2.9):
  * v1 as the stream writer still writes them (`v1-streams`), v2 as compact rewrites them.
  */
-export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable } {
+export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable; dict: number } {
   const any = decodeAnyUnitHeader(head, where)
   if (any.stream !== gen || any.unitIndex !== unit || any.rawBlocks !== raw || any.frameBlocks !== g.frameBlocks) {
     throw new FormatError('BAD_VALUE', `${where}: unit header does not match its manifest`)
@@ -74,12 +86,13 @@ export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: s
   if (any.version === 1) {
     const header: UnitHeader = decodeUnitHeader(head.subarray(0, UNIT_HEADER_BYTES), where)
     const t = decodeUnitTrailer(trailer, size, header, where)
-    return { at: t.seekTableOffset, length: t.tableBytes, table: (b) => decodeSeekTable(b, t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where) }
+    return { at: t.seekTableOffset, length: t.tableBytes, table: (b) => decodeSeekTable(b, t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where), dict: 0 }
   }
   const h = decodeUnitHeaderV2(head, where)
   if (h.flags & UNIT_FLAG_ENCRYPTED) throw new FormatError('UNSUPPORTED_FEATURE', `${where}: encrypted units are not read by this bfs yet`)
   const t = decodeUnitTrailerV2(trailer, size, h, where)
   return {
+    dict: h.dict ?? 0,
     at: t.indexOffset,
     length: t.indexBytes,
     table: (b) => {
@@ -254,6 +267,37 @@ export class UnitTable {
 
   /** Units the native read path was told about. */
   private readonly registered = new WeakSet<UnitInfo>()
+  /** Dictionaries handed to the native read path (stream:id → slot, 1 … 255, never reused). */
+  private readonly dictSlots = new Map<string, number>()
+  /** Dictionaries loaded, by stream:id (a stream has one; it never changes once written). */
+  private readonly dicts = new Map<string, Promise<UnitDict>>()
+  /** The same, once loaded (the synchronous opens use them). */
+  private readonly loadedDicts = new Map<string, UnitDict>()
+
+  /** Stream `gen`'s dictionary `id` (gens/N/dict-<id>), read and checked once. */
+  private dictionary(gen: number, id: number): Promise<UnitDict> {
+    const k = `${gen}:${id}`
+    let p = this.dicts.get(k)
+    if (!p) {
+      const key = keys2.dict(gen, id)
+      p = this.store.get(key).then((b) => {
+        const d = loadDict(b, this.store.where(key), gen, id)
+        this.loadedDicts.set(k, d)
+        return d
+      })
+      p.catch(() => this.dicts.delete(k)) // a failure is reported to its reader; the next one tries again
+      this.dicts.set(k, p)
+    }
+    return p
+  }
+
+  private dictionarySync(gen: number, id: number): UnitDict {
+    const key = keys2.dict(gen, id)
+    const d = loadDict(syncOf(this.store, key).getSync(key), this.store.where(key), gen, id)
+    this.loadedDicts.set(`${gen}:${id}`, d)
+    this.dicts.set(`${gen}:${id}`, Promise.resolve(d))
+    return d
+  }
 
   /**
    * A unit opened without a local descriptor whose blob has one now (a unit on tape, read
@@ -268,6 +312,23 @@ export class UnitTable {
     const fd = info.blob.localFd
     if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
     const t = info.table
+    let slot = 0
+    if (info.dict) {
+      // its frames need the stream's dictionary: handed to the native path once, by slot
+      const k = `${info.dict.stream}:${info.dict.id}`
+      const known = this.dictSlots.get(k)
+      if (known !== undefined) slot = known
+      else {
+        if (!this.native.dict || this.dictSlots.size + 1 >= MAX_NATIVE_DICTS) return // (stays in JavaScript)
+        slot = this.dictSlots.size + 1
+        try {
+          this.native.dict(slot, Buffer.from(info.dict.dec.bytes))
+        } catch {
+          return // a dictionary the native path refuses: its units are read in JavaScript
+        }
+        this.dictSlots.set(k, slot)
+      }
+    }
     // a unit with dead ranges (a prune zeroed blocks in it) is read in JavaScript, which
     // refuses a read of a dead block (BlockReader.refuseDead); the native path would serve zeros
     if (t.dead) return
@@ -279,7 +340,7 @@ export class UnitTable {
     }
     try {
       const g = this.source.geometry(info.gen)
-      this.native.unit(info.id, fd, g.frameBlocks * BLOCK_BYTES, frames, { stream: info.gen, unit: info.unit, unitBlocks: g.unitBlocks })
+      this.native.unit(info.id, fd, g.frameBlocks * BLOCK_BYTES, frames, { stream: info.gen, unit: info.unit, unitBlocks: g.unitBlocks }, slot || undefined)
       this.registered.add(info)
     } catch {
       // a table the native path refuses (or no memory): its reads stay in JavaScript,
@@ -306,9 +367,10 @@ export class UnitTable {
       if (isV2(head)) head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
       const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
       const table = l.table(await blob.read({ offset: l.at, length: l.length }))
+      const dict = l.dict ? await this.dictionary(gen, l.dict) : undefined
       // read and checked: a store far away may keep these bytes (S3: a later cold read is one GET)
       blob.indexRead?.()
-      return { gen, unit, id, blob, table, where, users: 0, closed: false }
+      return { gen, unit, id, blob, table, where, users: 0, closed: false, ...(dict ? { dict } : {}) }
     } catch (err) {
       await blob.close().catch(() => undefined)
       throw err
@@ -325,7 +387,8 @@ export class UnitTable {
       if (isV2(head)) head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
       const l = unitLayout(head, blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
       const table = l.table(blob.readSync({ offset: l.at, length: l.length }))
-      return { gen, unit, id, blob, table, where, users: 0, closed: false }
+      const dict = l.dict ? (this.loadedDicts.get(`${gen}:${l.dict}`) ?? this.dictionarySync(gen, l.dict)) : undefined
+      return { gen, unit, id, blob, table, where, users: 0, closed: false, ...(dict ? { dict } : {}) }
     } catch (err) {
       blob.closeSync()
       throw err
@@ -367,6 +430,19 @@ export class UnitTable {
     this.units.clear()
     this.openUnits.clear()
   }
+}
+
+/** A dictionary file's bytes, checked (§2.9.1) and loaded for decompression. */
+function loadDict(b: Buffer, where: string, stream: number, id: number): UnitDict {
+  const d = decodeDict(b, where, { stream, id })
+  let dec: DecompressionDictionary
+  try {
+    dec = new DecompressionDictionary(d.bytes)
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ELIBACC') throw err
+    throw new FormatError('BAD_VALUE', `${where}: not a zstd dictionary (${(err as Error).message})`)
+  }
+  return { stream, id, dec }
 }
 
 /** Closes a blob now when it can be (its sync face), else without waiting. */

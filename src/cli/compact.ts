@@ -11,7 +11,9 @@ import { InvalidArgumentError, type Command } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { isFormat2 } from '../repo/v2/detect.js'
 import { Lease } from '../repo/v2/lease.js'
-import { type CompactResult, type CompactSurvey, DEFAULT_COMPACT_LEVEL, DEFAULT_MIN_AGE_MS, claimCompactRun, compactUnits, surveyCompact } from '../repo/v2/compact.js'
+import {
+  type CompactResult, type CompactSurvey, type CompactTarget, DEFAULT_COMPACT_LEVEL, DEFAULT_MIN_AGE_MS, DEFAULT_SMALL_FRAME_LEVEL, claimCompactRun, compactUnits, prepareDictionaries, surveyCompact,
+} from '../repo/v2/compact.js'
 import { endPruneRun, recoverMaintenanceRuns } from '../repo/v2/prune.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import type { RunRecord } from '../format/v2/records.js'
@@ -35,7 +37,15 @@ export interface CompactOutcome {
   res: CompactResult | null
   run: number | null
   priority: { nice: number | null; ioLow: boolean } | null
+  /** Dictionaries this compact trained and wrote (format.md §2.9.1). */
+  dicts?: Array<{ stream: number; id: number; bytes: number }>
 }
+
+/** The levels, in words, for the summaries. */
+const levelWords = (t: CompactTarget): string =>
+  t.level !== null
+    ? `zstd level ${t.level}${t.dictionaries === false ? '' : ' (small frames with a dictionary)'}`
+    : `zstd level ${DEFAULT_COMPACT_LEVEL} (small frames: ${DEFAULT_SMALL_FRAME_LEVEL}${t.dictionaries === false ? '' : ' with a dictionary'})`
 
 /**
  * A compact under the maintenance lock: lock, lease, run C claimed, dead prune/compact runs
@@ -51,7 +61,7 @@ export interface CompactOutcome {
  */
 export const S3_REFUSAL = "'bfs compact' is not supported on an S3 repository yet (readers of a unit it replaces would fail); nothing was compacted"
 
-export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: number; waitMs: number; line?: Progress; history?: Ctx['history'] }): Promise<CompactOutcome> {
+export async function compactNow(repo: Repo2, o: CompactTarget & { minAgeMs: number; waitMs: number; line?: Progress; history?: Ctx['history'] }): Promise<CompactOutcome> {
   const lock = await Lease.maintenance(repo, 'compact', { waitMs: o.waitMs, onWait: warn })
   let lease: Lease | null = null
   let run: RunRecord | null = null
@@ -63,12 +73,14 @@ export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: numb
     return await withSignals(async (signal) => {
       run = claimCompactRun(repo, lease!.name)
       recoverMaintenanceRuns(repo, run.run)
-      const sv = surveyCompact(repo, { level: o.level, minAgeMs: o.minAgeMs })
+      const sv = surveyCompact(repo, o)
+      // each stream's dictionary is durable before the first unit that names it is replaced
+      const dicts = prepareDictionaries(repo, sv.todo)
       const totalBytes = sv.todo.reduce((s, u) => s + u.rawBytes, 0)
       o.line?.update({ files: 0, totalFiles: sv.todo.length, bytes: 0, totalBytes })
       let seen = 0
       let seenBytes = 0
-      const res = await compactUnits(repo, sv.todo, o.level, (_r, u) => {
+      const res = await compactUnits(repo, sv.todo, o.level ?? DEFAULT_COMPACT_LEVEL, (_r, u) => {
         seen++
         seenBytes += u.rawBytes
         o.line?.update({ files: seen, totalFiles: sv.todo.length, bytes: seenBytes, totalBytes, path: repo.store.where(u.key) })
@@ -77,7 +89,7 @@ export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: numb
       o.history?.add({ bytes: { compacted: res.rawBytes, before: res.bytesBefore, after: res.bytesAfter } })
       endPruneRun(repo, run, 'committed')
       done = true
-      return { sv, res, run: run.run, priority: { nice: prio.nice, ioLow: prio.ioLow } }
+      return { sv, res, run: run.run, priority: { nice: prio.nice, ioLow: prio.ioLow }, dicts }
     })
   } finally {
     if (run && !done) {
@@ -92,13 +104,14 @@ export async function compactNow(repo: Repo2, o: { level: number; minAgeMs: numb
   }
 }
 
-export function compactReport(c: CompactOutcome, level: number, dryRun: boolean): Record<string, unknown> {
+export function compactReport(c: CompactOutcome, t: CompactTarget, dryRun: boolean): Record<string, unknown> {
   const todoBytes = c.sv.todo.reduce((s, u) => s + u.bytes, 0)
   const todoRaw = c.sv.todo.reduce((s, u) => s + u.rawBytes, 0)
   return {
     dryRun,
     run: c.run,
-    level,
+    level: t.level ?? { largeFrames: DEFAULT_COMPACT_LEVEL, smallFrames: DEFAULT_SMALL_FRAME_LEVEL },
+    dictionaries: { on: t.dictionaries !== false, written: c.dicts ?? [], units: c.sv.todo.filter((u) => u.dict || u.wantDict).length },
     units: {
       todo: c.sv.todo.length, todoBytes, todoRawBytes: todoRaw,
       compacted: c.res?.units ?? 0, alreadyCompact: c.sv.done.units, tooYoung: c.sv.young.units,
@@ -110,17 +123,19 @@ export function compactReport(c: CompactOutcome, level: number, dryRun: boolean)
   }
 }
 
-export function compactText(c: CompactOutcome, level: number, dryRun: boolean): string {
+export function compactText(c: CompactOutcome, t: CompactTarget, dryRun: boolean): string {
+  const level = levelWords(t)
   const out: string[] = []
   const todoBytes = c.sv.todo.reduce((s, u) => s + u.bytes, 0)
   const todoRaw = c.sv.todo.reduce((s, u) => s + u.rawBytes, 0)
-  if (dryRun) out.push(`would compact ${plural(c.sv.todo.length, 'unit')} (${humanBytes(todoBytes)} stored, ${humanBytes(todoRaw)} raw) at zstd level ${level}`)
+  if (dryRun) out.push(`would compact ${plural(c.sv.todo.length, 'unit')} (${humanBytes(todoBytes)} stored, ${humanBytes(todoRaw)} raw) at ${level}`)
   else if (c.res) {
     const r = c.res
-    out.push(`compacted ${plural(r.units, 'unit')} at zstd level ${level}: ${humanBytes(r.bytesBefore)} → ${humanBytes(r.bytesAfter)}${r.bytesBefore ? ` (${((100 * r.bytesAfter) / r.bytesBefore).toFixed(1)} %)` : ''}, ${humanBytes(r.rawBytes)} raw (compact run ${c.run})`)
+    out.push(`compacted ${plural(r.units, 'unit')} at ${level}: ${humanBytes(r.bytesBefore)} → ${humanBytes(r.bytesAfter)}${r.bytesBefore ? ` (${((100 * r.bytesAfter) / r.bytesBefore).toFixed(1)} %)` : ''}, ${humanBytes(r.rawBytes)} raw (compact run ${c.run})`)
+    for (const d of c.dicts ?? []) out.push(`  trained a ${humanBytes(d.bytes)} dictionary for gens/${String(d.stream).padStart(8, '0')}`)
     for (const d of r.damaged) out.push(`  left as it is: ${d.why} (bfs verify)`)
   }
-  if (c.sv.done.units) out.push(`already at level ≥ ${level}: ${plural(c.sv.done.units, 'unit')} (${humanBytes(c.sv.done.bytes)})`)
+  if (c.sv.done.units) out.push(`already compacted: ${plural(c.sv.done.units, 'unit')} (${humanBytes(c.sv.done.bytes)})`)
   if (c.sv.young.units) out.push(`not settled yet (younger than --min-age): ${plural(c.sv.young.units, 'unit')} (${humanBytes(c.sv.young.bytes)})`)
   for (const u of c.sv.unreadable) out.push(`  not read: ${u.why} (bfs verify)`)
   for (const a of c.sv.leftAlone) out.push(`  left gens/${String(a.run).padStart(8, '0')} alone: ${a.why}`)
@@ -129,15 +144,16 @@ export function compactText(c: CompactOutcome, level: number, dryRun: boolean): 
 }
 
 /** Options shared by `bfs compact` and `bfs prune --compact`. */
-export function compactOptionsOf(o: Record<string, unknown>): { level: number; minAgeMs: number } {
-  return { level: (o.level as number | undefined) ?? DEFAULT_COMPACT_LEVEL, minAgeMs: (o.minAge as number | undefined) ?? DEFAULT_MIN_AGE_MS }
+export function compactOptionsOf(o: Record<string, unknown>): CompactTarget & { minAgeMs: number } {
+  return { level: (o.level as number | undefined) ?? null, dictionaries: o.dictionary !== false, minAgeMs: (o.minAge as number | undefined) ?? DEFAULT_MIN_AGE_MS }
 }
 
 export function registerCompact(program: Command, ctx: Ctx): void {
   program
     .command('compact')
-    .description(`recompress settled data of a format 2 repository at a high zstd level (default ${DEFAULT_COMPACT_LEVEL}), keeping frame sizes, at low CPU and I/O priority; resumable, and mounts keep reading`)
-    .option('--level <n>', `zstd level to recompress at (1 … 22; default ${DEFAULT_COMPACT_LEVEL})`, parseLevel)
+    .description(`recompress settled data of a format 2 repository at a high zstd level (default ${DEFAULT_COMPACT_LEVEL}; volumes' small frames ${DEFAULT_SMALL_FRAME_LEVEL} with a dictionary per stream), keeping frame sizes, at low CPU and I/O priority; resumable, and mounts keep reading`)
+    .option('--level <n>', `zstd level to recompress at (1 … 22; default ${DEFAULT_COMPACT_LEVEL}, and ${DEFAULT_SMALL_FRAME_LEVEL} for frames of 256 KiB or less)`, parseLevel)
+    .option('--no-dictionary', 'no dictionary for small frames (by default a stream of 32 MiB or more in frames of 256 KiB or less gets one, trained on its own data)')
     .option('--min-age <duration>', 'only data of backups committed at least this long ago (0, 90s, 30m, 12h, 2d, 1w; default 1w)', parseGrace)
     .option('-n, --dry-run', 'say which units would be recompressed; change nothing')
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
@@ -146,7 +162,7 @@ export function registerCompact(program: Command, ctx: Ctx): void {
     .action(async (o: Record<string, unknown>) => {
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (!(waitMs >= 0)) throw new BfsError('USAGE', '--wait takes a number of seconds')
-      const { level, minAgeMs } = compactOptionsOf(o)
+      const target = compactOptionsOf(o)
       const dir = ctx.repoDir()
       if (!isFormat2(dir)) {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
@@ -159,17 +175,17 @@ export function registerCompact(program: Command, ctx: Ctx): void {
       let c: CompactOutcome
       if (o.dryRun) {
         // reads only unit headers: no lock, no lease, no run
-        c = { sv: surveyCompact(repo, { level, minAgeMs }), res: null, run: null, priority: null }
+        c = { sv: surveyCompact(repo, target), res: null, run: null, priority: null }
       } else {
         ctx.history.begin(() => dir, 'compact')
-        c = await compactNow(repo, { level, minAgeMs, waitMs, line, history: ctx.history }).finally(() => line.finish())
+        c = await compactNow(repo, { ...target, waitMs, line, history: ctx.history }).finally(() => line.finish())
       }
       if (c.res?.damaged.length) {
         // exit 4, as verify's: damage was found (those units are left as they were)
         ctx.exitCode = EXIT.VERIFY_FAILED
         ctx.history.warn(`${plural(c.res.damaged.length, 'unit')} left as they were: a frame does not check (bfs verify)`)
       }
-      if (o.json) return line.summary(compactReport(c, level, !!o.dryRun))
-      if (line.textSummary) process.stdout.write(compactText(c, level, !!o.dryRun))
+      if (o.json) return line.summary(compactReport(c, target, !!o.dryRun))
+      if (line.textSummary) process.stdout.write(compactText(c, target, !!o.dryRun))
     })
 }

@@ -23,7 +23,7 @@ import { Repo2 } from '../repo/v2/repo2.js'
 import type { RunRecord } from '../format/v2/records.js'
 import { parseGrace, withSignals } from './common.js'
 import { type CompactOutcome, S3_REFUSAL, compactNow, compactOptionsOf, compactReport, compactText, parseLevel } from './compact.js'
-import { DEFAULT_COMPACT_LEVEL, surveyCompact } from '../repo/v2/compact.js'
+import { DEFAULT_COMPACT_LEVEL, DEFAULT_SMALL_FRAME_LEVEL, surveyCompact } from '../repo/v2/compact.js'
 import type { Ctx } from './context.js'
 import { humanBytes } from './output.js'
 
@@ -165,10 +165,11 @@ export function registerPrune(program: Command, ctx: Ctx): void {
     .option('--wait [seconds]', 'wait for the maintenance lock held by another process (default: forever)')
     .option('--json', 'print the result as JSON')
     .option('--compact', 'then recompress settled data at a high zstd level (bfs compact)')
-    .option('--level <n>', `with --compact: the zstd level (1 … 22; default ${DEFAULT_COMPACT_LEVEL})`, parseLevel)
+    .option('--level <n>', `with --compact: the zstd level (1 … 22; default ${DEFAULT_COMPACT_LEVEL}, and ${DEFAULT_SMALL_FRAME_LEVEL} for frames of 256 KiB or less)`, parseLevel)
+    .option('--no-dictionary', 'with --compact: no dictionary for small frames')
     .option('--min-age <duration>', 'with --compact: only data of backups committed at least this long ago (default 1w)', parseGrace)
     .action(async (o: Record<string, unknown>) => {
-      if ((o.level !== undefined || o.minAge !== undefined) && !o.compact) throw new BfsError('USAGE', '--level and --min-age go with --compact')
+      if ((o.level !== undefined || o.minAge !== undefined || o.dictionary === false) && !o.compact) throw new BfsError('USAGE', '--level, --min-age and --no-dictionary go with --compact')
       if (o.compact && isS3Url(ctx.repoDir())) throw new BfsError('BAD_INPUT', S3_REFUSAL.replace("'bfs compact'", "'bfs prune --compact'"))
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (!(waitMs >= 0)) throw new BfsError('USAGE', '--wait takes a number of seconds')
@@ -209,10 +210,10 @@ export function registerPrune(program: Command, ctx: Ctx): void {
         compacted = o.dryRun ? { sv: surveyCompact(repo, c), res: null, run: null, priority: null } : await compactNow(repo, { ...c, waitMs, history: ctx.history })
         if (compacted.res?.damaged.length) ctx.exitCode = EXIT.VERIFY_FAILED // as bfs compact: a unit that does not check, left as it is
       }
-      if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo, rw), ...(compacted ? { compact: compactReport(compacted, c.level, !!o.dryRun) } : {}) }) + '\n')
+      if (o.json) process.stdout.write(JSON.stringify({ ...report(sv!, marks!, d!, !!o.dryRun, runNo, rw), ...(compacted ? { compact: compactReport(compacted, c, !!o.dryRun) } : {}) }) + '\n')
       else {
         printText(sv!, marks!, d!, !!o.dryRun, runNo, rw)
-        if (compacted) process.stdout.write(compactText(compacted, c.level, !!o.dryRun))
+        if (compacted) process.stdout.write(compactText(compacted, c, !!o.dryRun))
       }
     })
 }

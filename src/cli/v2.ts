@@ -28,7 +28,7 @@ import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2, tapeRepoOf } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
 import { type ManifestV2, pinName } from '../format/v2/records.js'
-import { keys2, UNIT2_RE } from '../format/v2/layout.js'
+import { DICT_RE, keys2, UNIT2_RE } from '../format/v2/layout.js'
 import { splitRef, withSignals } from './common.js'
 import type { Ctx } from './context.js'
 import { lsEntry, verifyJson } from './json.js'
@@ -100,14 +100,16 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
 /**
  * A generation's own data (its run's unit files): as its backup stored them (the manifest's
  * `storedBytes`), and now — smaller after `bfs compact`, or after a prune deleted units no
- * generation uses any more. Unit files only: the packs and hashes are never rewritten.
+ * generation uses any more. Unit files and the dictionaries compact wrote for them (§2.9.1): the
+ * packs and hashes are never rewritten.
  */
 function storedOf(repo: Repo2, m: ManifestV2): { backup: number; now: number } {
   const backup = Number((m.stats as Record<string, unknown>).storedBytes ?? 0)
   let now = 0
   // the backup's own stream: gens/<id> (after a merge, `run` names the merge run, which stored no data)
   for (const k of repo.sync.listSync(keys2.genDir(m.id))) {
-    if (!UNIT2_RE.test(k.slice(k.lastIndexOf('/') + 1))) continue
+    const name = k.slice(k.lastIndexOf('/') + 1)
+    if (!UNIT2_RE.test(name) && !DICT_RE.test(name)) continue
     try {
       now += repo.sync.statSync(k).sizeBytes
     } catch {

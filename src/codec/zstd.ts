@@ -55,15 +55,39 @@ export class FrameCompressor {
   compressInto(dst: Uint8Array, src: Uint8Array): number {
     return this.cctx.compress2(dst, src)
   }
+  /**
+   * Every later frame is compressed with zstd dictionary `dict` (its id goes in each frame's
+   * header, so a decoder given another dictionary refuses the frame). Set once, after the level.
+   */
+  useDictionary(dict: Uint8Array): this {
+    this.cctx.loadDictionary(dict)
+    return this
+  }
+}
+
+/** A zstd dictionary loaded for decompression (shared by any number of decompressors). */
+export class DecompressionDictionary {
+  readonly ddict: InstanceType<typeof Binding.DDict>
+  constructor(readonly bytes: Uint8Array) {
+    this.ddict = new (zb().DDict)(bytes)
+  }
+  /** The dictionary's own id (0: a raw-content dictionary). */
+  get id(): number {
+    return this.ddict.getDictID()
+  }
 }
 
 /** Decompresses whole frames into caller-owned buffers. Throws on corrupt input or checksum mismatch. */
 export class FrameDecompressor {
   /** Made at the first frame (the readers that hold one may never decompress in JavaScript). */
   private dctx: InstanceType<typeof Binding.DCtx> | undefined
-  /** Decompresses one frame; returns the number of raw bytes written. */
-  decompressInto(dst: Uint8Array, src: Uint8Array): number {
-    return (this.dctx ??= new (zb().DCtx)()).decompress(dst, src)
+  /**
+   * Decompresses one frame; returns the number of raw bytes written. `dict`: the dictionary
+   * the frame was compressed with (a frame whose header names another id is refused).
+   */
+  decompressInto(dst: Uint8Array, src: Uint8Array, dict?: DecompressionDictionary): number {
+    const d = (this.dctx ??= new (zb().DCtx)())
+    return dict ? d.decompressUsingDDict(dst, src, dict.ddict) : d.decompress(dst, src)
   }
 }
 
@@ -88,7 +112,7 @@ export function decompressBuffer(stored: Buffer, rawBytes: number): Buffer {
  * a plain Error on anything wrong (the caller names the place); zstd's content checksum is
  * checked when the frame has one.
  */
-export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: FrameDecompressor = new FrameDecompressor()): Buffer {
+export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: FrameDecompressor = new FrameDecompressor(), dict?: DecompressionDictionary): Buffer {
   const z = zb() // outside the try: a missing addon is not "not a zstd frame"
   let size: number | null
   try {
@@ -106,7 +130,7 @@ export function decompressFrame(stored: Uint8Array, maxRawBytes: number, dctx: F
   }
   if (frameBytes !== stored.length) throw new Error(`${stored.length} bytes hold a zstd frame of ${frameBytes} bytes and something else`)
   const dst = Buffer.allocUnsafe(size)
-  const n = dctx.decompressInto(dst, stored)
+  const n = dctx.decompressInto(dst, stored, dict)
   if (n !== size) throw new Error(`zstd frame decompressed to ${n} bytes, its header says ${size}`)
   return dst
 }

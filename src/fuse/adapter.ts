@@ -401,11 +401,12 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
       if (err) return reject(err)
       if (native) {
         vfs.attachNative({
-          unit: (id, fd, frameBytes, frames, at) => {
+          unit: (id, fd, frameBytes, frames, at, dict) => {
             if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
             // (where it is, for the native open: numbers beyond 32 bits are never opened there)
-            fp.unit(id, fd, frameBytes, frames, at && at.stream <= U32 && at.unit <= U32 && at.unitBlocks <= U32 ? at : undefined)
+            fp.unit(id, fd, frameBytes, frames, at && at.stream <= U32 && at.unit <= U32 && at.unitBlocks <= U32 ? at : undefined, dict)
           },
+          dict: (slot, bytes) => fp.dict(slot, bytes),
           retire: (id) => fp.retire(id),
           file: (h, size, extents) => fp.file(h, size, extents),
           release: (h) => fp.release(h),

@@ -124,7 +124,8 @@ interface FastPathAddon {
   fastPathId(fp: Ext): number
   fastPathById(id: number): Ext
   fastPathCache(fp: Ext, bytes: number): void
-  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array, stream?: number, unit?: number, unitBlocks?: number): void
+  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array, stream?: number, unit?: number, unitBlocks?: number, dict?: number): void
+  fastPathDict(fp: Ext, slot: number, dict: Buffer): void
   fastPathRetire(fp: Ext, id: number): number
   fastPathFile(fp: Ext, fh: number, size: number, extents: Float64Array): void
   fastPathRelease(fp: Ext, fh: number): void
@@ -154,6 +155,7 @@ export const FASTPATH_FUNCTIONS = [
   'fastPathById',
   'fastPathCache',
   'fastPathUnit',
+  'fastPathDict',
   'fastPathRetire',
   'fastPathFile',
   'fastPathRelease',
@@ -240,9 +242,19 @@ export class FastPath {
    * keeps the first.
    * @throws {TypeError} ERR_INVALID_ARG_VALUE for a table it refuses (it is then not registered).
    */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: UnitPlace): void {
-    if (at) addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, at.stream, at.unit, at.unitBlocks)
-    else addon().fastPathUnit(this.ext, id, fd, frameBytes, frames)
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: UnitPlace, dict?: number): void {
+    if (at) addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, at.stream, at.unit, at.unitBlocks, dict)
+    else addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, undefined, undefined, undefined, dict)
+  }
+
+  /**
+   * Dictionary slot `slot` (1 … 255, never reused) holds the zstd dictionary `dict` (copied):
+   * the frames of every unit registered with that slot were compressed with it (units a
+   * compact gave a dictionary, format.md §2.9.1). Registering a set slot again keeps the first.
+   * @throws {TypeError} ERR_INVALID_ARG_VALUE for a dictionary zstd refuses.
+   */
+  dict(slot: number, dict: Buffer): void {
+    addon().fastPathDict(this.ext, slot, dict)
   }
 
   /**

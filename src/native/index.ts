@@ -103,6 +103,7 @@ interface Addon {
   dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null
   dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null, baseRows: Float64Array | null): Float64Array | null
   pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null
+  trainDictionary(samples: Buffer, sizes: Buffer, capacity: number): Buffer
   findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult
   dirDiff(a: Buffer, baseA: Buffer | null, baseRowsA: Float64Array | null, b: Buffer, baseB: Buffer | null, baseRowsB: Float64Array | null): Float64Array | null
   freezeFs(fd: number): void
@@ -182,6 +183,7 @@ export const ADDON_FUNCTIONS = [
   'dirListing',
   'dirScan',
   'pieceRaw',
+  'trainDictionary',
   'findWalk',
   'dirDiff',
   'freezeFs',
@@ -522,6 +524,17 @@ export type FindWalkResult = [counts: Float64Array, paths: Buffer, rows: Float64
  * (PathPattern.nativeSpec), five doubles a generation in `refs` (run, pack, offset, stored
  * length, entry count of its root directory's piece) and 32 bytes a generation in `ids`.
  */
+/**
+ * A zstd dictionary of at most `capacity` bytes trained on `samples` (zstd's fastCover, as
+ * `zstd --train`; its id comes from its content). Throws RangeError when zstd cannot train
+ * one. Synchronous and CPU-bound (a second or so for 16 MiB of samples): compact's thread only.
+ */
+export function trainDictionary(samples: readonly Buffer[], capacity: number): Buffer {
+  const sizes = Buffer.alloc(4 * samples.length)
+  samples.forEach((b, i) => sizes.writeUInt32LE(b.length, 4 * i))
+  return addon().trainDictionary(Buffer.concat(samples as Buffer[]), sizes, capacity)
+}
+
 export function findWalk(root: Buffer, key: Buffer, spec: Buffer, refs: Float64Array, ids: Buffer): FindWalkResult {
   return addon().findWalk(root, key, spec, refs, ids)
 }

@@ -16,6 +16,8 @@ export const FEATURES: Readonly<Record<string, FeatureClass>> = {
   bilog: 'incompat',
   tape: 'incompat',
   encryption: 'incompat',
+  /** Units whose frames need a stream dictionary (compact, §2.9.1). */
+  'unit-dictionaries': 'incompat',
   'multi-source': 'compat',
   'dedup-index': 'compat',
   history: 'compat',
@@ -26,7 +28,7 @@ export const FEATURES: Readonly<Record<string, FeatureClass>> = {
  * The features this bfs implements (issue 15 step 1's set; a later step adds its own when it
  * lands). Compat features need not be listed: they are safe to ignore.
  */
-export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape'])
+export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape', 'unit-dictionaries'])
 
 const FEATURE_RE = /^[a-z0-9-]{1,32}$/
 

@@ -7,6 +7,10 @@ const pad = (n: number, width: number): string => {
   return String(n).padStart(width, '0')
 }
 const pad8 = (n: number): string => pad(n, 8)
+const dictHex = (id: number): string => {
+  if (!Number.isInteger(id) || id < 1 || id > 0xffffffff) throw new RangeError(`dictionary id ${id} is not 1 … 2^32 - 1`)
+  return id.toString(16).padStart(8, '0')
+}
 
 export const keys2 = {
   config: 'config',
@@ -26,6 +30,8 @@ export const keys2 = {
   stream: (n: number) => `gens/${pad8(n)}/stream`,
   unit: (n: number, unit: number) => `gens/${pad8(n)}/unit-${pad8(unit)}`,
   hashes: (n: number) => `gens/${pad8(n)}/hashes`,
+  /** A compression dictionary of stream n (§2.9.1), by its 32-bit id. */
+  dict: (n: number, id: number) => `gens/${pad8(n)}/dict-${dictHex(id)}`,
   pack: (n: number, pack: number) => `gens/${pad8(n)}/pack-${pad8(pack)}`,
   index: 'index',
   dedup: (run: number, seq: number) => `index/dedup-${pad8(run)}-${pad(seq, 4)}`,
@@ -51,4 +57,5 @@ export const MANIFEST2_RE = /^gen-(\d{8})$/
 export const RETIRED_RE = /^gen-(\d{8})-r(\d{4})$/
 export const PACK_RE = /^pack-(\d{8})$/
 export const UNIT2_RE = /^unit-(\d{8})$/
+export const DICT_RE = /^dict-([0-9a-f]{8})$/
 export const LEASE_RE = /^[0-9a-f]{16}$/

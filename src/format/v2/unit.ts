@@ -20,6 +20,10 @@ export const UNIT_TRAILER_BYTES = 32
 export const SEEK_ENTRY_BYTES = 16
 export const UNIT_FLAG_ENCRYPTED = 1
 export const UNIT_FLAG_DEAD_RANGES = 2
+/** Every frame was compressed with the stream's dictionary `dict` (a compact's, §2.9.1). */
+export const UNIT_FLAG_DICT = 4
+/** Where a v2 header holds the dictionary id (u32 LE; 0 when the flag is clear). */
+const DICT_AT = 40
 /** Block hash algorithms in the unit header. */
 export const HASH_ALG_CODES = { xxh64: 1, 'sha256-64': 2 } as const
 export type HashAlg = keyof typeof HASH_ALG_CODES
@@ -39,6 +43,8 @@ export interface UnitHeaderV2 {
   hashAlg: HashAlg
   /** 32 bytes: the salt when encrypted, else zeros. */
   salt: Buffer
+  /** The id of the dictionary (`gens/S/dict-<id>`, §2.9.1) every frame needs; 0: none. Absent means 0. */
+  dict?: number
 }
 
 /** What a reader needs of either version. */
@@ -53,6 +59,8 @@ export interface AnyUnitHeader {
   frameCount: number
   revision: number
   flags: number
+  /** The dictionary every frame needs (§2.9.1), 0: none (always 0 in v1). */
+  dict: number
 }
 
 /** A dead range: unit-relative blocks [start, start + blocks). */
@@ -67,13 +75,15 @@ export interface UnitIndex {
 }
 
 function headerProblem(h: UnitHeaderV2): string | null {
-  if (h.flags & ~(UNIT_FLAG_ENCRYPTED | UNIT_FLAG_DEAD_RANGES)) return `has unknown flags 0x${h.flags.toString(16)}`
+  if (h.flags & ~(UNIT_FLAG_ENCRYPTED | UNIT_FLAG_DEAD_RANGES | UNIT_FLAG_DICT)) return `has unknown flags 0x${h.flags.toString(16)}`
   if (!(h.stream >= 1 && h.stream <= MAX_OBJECT_NUMBER) || !(h.unitIndex >= 0 && h.unitIndex <= MAX_OBJECT_NUMBER)) return `names stream ${h.stream}, unit ${h.unitIndex}`
   if (!(h.rawBlocks >= 1 && h.rawBlocks <= 0xffffffff) || !(h.frameBlocks >= 1 && h.frameBlocks <= 0xffffffff)) return `has ${h.rawBlocks} blocks in frames of ${h.frameBlocks}`
   if (h.frameCount !== frameCountFor(h.rawBlocks, h.frameBlocks)) return `has frame count ${h.frameCount}, not ⌈${h.rawBlocks} / ${h.frameBlocks}⌉`
   if (!(h.revision >= 0 && h.revision <= 0xffffffff)) return `has revision ${h.revision}`
   if (h.flags & UNIT_FLAG_DEAD_RANGES && h.revision === 0) return 'has dead ranges at revision 0'
   if (!(h.level >= 1 && h.level <= 22)) return `has zstd level ${h.level}`
+  const dict = h.dict ?? 0
+  if (!(Number.isInteger(dict) && dict >= 0 && dict <= 0xffffffff) || (dict !== 0) !== ((h.flags & UNIT_FLAG_DICT) !== 0)) return `has dictionary ${dict} with flags 0x${h.flags.toString(16)}`
   if (!(h.hashAlg in HASH_ALG_CODES)) return `has hash algorithm ${h.hashAlg}`
   if (h.salt.length !== 32 || (h.flags & UNIT_FLAG_ENCRYPTED) !== 0 !== h.salt.some((b) => b !== 0)) return h.flags & UNIT_FLAG_ENCRYPTED ? 'is encrypted without a salt' : 'has a salt but is not encrypted'
   return null
@@ -95,6 +105,7 @@ export function encodeUnitHeaderV2(h: Omit<UnitHeaderV2, 'version'>): Buffer {
   b.writeUInt32LE(h.revision, 32)
   b.writeUInt8(h.level, 36)
   b.writeUInt8(HASH_ALG_CODES[h.hashAlg], 37)
+  b.writeUInt32LE(h.dict ?? 0, DICT_AT)
   h.salt.copy(b, 64)
   return b
 }
@@ -105,7 +116,7 @@ export function decodeUnitHeaderV2(b: Buffer, what: string, expected?: { stream:
   if (b.toString('latin1', 0, 8) !== UNIT_MAGIC) throw new FormatError('BAD_MAGIC', `${what}: not a bfs unit file (bad magic)`)
   const version = b.readUInt16LE(8)
   if (version !== UNIT_V2_VERSION) throw new FormatError('BAD_VERSION', `${what}: unit format version ${version} is not supported here (expected ${UNIT_V2_VERSION})`)
-  for (let i = 38; i < 64; i++) if (b[i] !== 0) throw new FormatError('BAD_VALUE', `${what}: reserved unit header bytes are not 0 (corrupt, or a newer format)`)
+  for (let i = 38; i < 64; i++) if (b[i] !== 0 && (i < DICT_AT || i >= DICT_AT + 4)) throw new FormatError('BAD_VALUE', `${what}: reserved unit header bytes are not 0 (corrupt, or a newer format)`)
   const algCode = b[37]!
   const hashAlg = (Object.keys(HASH_ALG_CODES) as HashAlg[]).find((k) => HASH_ALG_CODES[k] === algCode)
   if (!hashAlg) throw new FormatError('BAD_VALUE', `${what}: unknown block hash algorithm ${algCode}`)
@@ -121,6 +132,7 @@ export function decodeUnitHeaderV2(b: Buffer, what: string, expected?: { stream:
     level: b[36]!,
     hashAlg,
     salt: Buffer.from(b.subarray(64, 96)),
+    dict: b.readUInt32LE(DICT_AT),
   }
   const p = headerProblem(h)
   if (p) throw new FormatError('BAD_VALUE', `${what}: unit header ${p}`)
@@ -134,10 +146,10 @@ export function decodeUnitHeaderV2(b: Buffer, what: string, expected?: { stream:
 export function decodeAnyUnitHeader(b: Buffer, what: string): AnyUnitHeader {
   if (b.length >= 10 && b.toString('latin1', 0, 8) === UNIT_MAGIC && b.readUInt16LE(8) === 1) {
     const h: UnitHeaderV1 = decodeUnitHeaderV1(b.subarray(0, UNIT_V1_HEADER_BYTES), what)
-    return { version: 1, headerBytes: UNIT_V1_HEADER_BYTES, stream: h.genId, unitIndex: h.unitIndex, rawBlocks: h.rawBlocks, frameBlocks: h.frameBlocks, frameCount: h.frameCount, revision: 0, flags: 0 }
+    return { version: 1, headerBytes: UNIT_V1_HEADER_BYTES, stream: h.genId, unitIndex: h.unitIndex, rawBlocks: h.rawBlocks, frameBlocks: h.frameBlocks, frameCount: h.frameCount, revision: 0, flags: 0, dict: 0 }
   }
   const h = decodeUnitHeaderV2(b, what)
-  return { version: 2, headerBytes: UNIT_V2_HEADER_BYTES, stream: h.stream, unitIndex: h.unitIndex, rawBlocks: h.rawBlocks, frameBlocks: h.frameBlocks, frameCount: h.frameCount, revision: h.revision, flags: h.flags }
+  return { version: 2, headerBytes: UNIT_V2_HEADER_BYTES, stream: h.stream, unitIndex: h.unitIndex, rawBlocks: h.rawBlocks, frameBlocks: h.frameBlocks, frameCount: h.frameCount, revision: h.revision, flags: h.flags, dict: h.dict ?? 0 }
 }
 
 function deadProblem(dead: readonly DeadRange[], rawBlocks: number): string | null {
@@ -250,7 +262,7 @@ export function decodeUnitIndex(index: Buffer, check: Buffer | null, h: UnitHead
 export function encodeUnitFileV2(h: Omit<UnitHeaderV2, 'version' | 'frameCount' | 'flags' | 'salt'>, frames: readonly Uint8Array[], seek: readonly SeekEntry[], dead: readonly DeadRange[]): Buffer[] {
   const frameCount = frameCountFor(h.rawBlocks, h.frameBlocks)
   if (frames.length !== frameCount || seek.length !== frameCount) throw new RangeError(`unit file: ${frames.length} frames and ${seek.length} seek entries for ${frameCount}`)
-  const flags = dead.length ? UNIT_FLAG_DEAD_RANGES : 0
+  const flags = (dead.length ? UNIT_FLAG_DEAD_RANGES : 0) | (h.dict ? UNIT_FLAG_DICT : 0)
   const header = encodeUnitHeaderV2({ ...h, flags, frameCount, salt: Buffer.alloc(32) })
   let at = UNIT_V2_HEADER_BYTES
   frames.forEach((f, i) => {
@@ -273,6 +285,8 @@ export interface ParsedUnit {
   /** v2: the header's level; v1: null (the level it was written at is not recorded). */
   level: number | null
   flags: number
+  /** The dictionary every frame needs, 0: none. */
+  dict: number
   seek: SeekEntry[]
   /** offsets[i]: where frame i starts; offsets[frameCount]: the end of the last frame. */
   offsets: number[]

@@ -26,17 +26,26 @@ export async function enableFeature(repo: Repo2, name: string, command: string, 
   if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this bfs may only read this repository (it uses a feature it does not know)`)
   const lock = await Lease.maintenance(repo, command, { waitMs: o.waitMs ?? FEATURE_LOCK_WAIT_MS, onWait: o.onWait })
   try {
-    // the config as it is now (another command may have set features since this one read it)
-    const now = decodeConfigV2(payloadOf('config', repo.sync.getSync(keys2.config), repo.store.where(keys2.config)), repo.store.where(keys2.config))
-    for (const c of ['incompat', 'rocompat', 'compat'] as const) for (const f of now.features[c]) if (!repo.config.features[c].includes(f)) repo.config.features[c].push(f)
-    if (now.features[cls].includes(name)) return false
-    now.features[cls].push(name)
-    const file = envelope2('config', encodeConfigV2(now))
-    repo.sync.putSync(keys2.configCopy, file, { mode: 'replace' })
-    repo.sync.putSync(keys2.config, file, { mode: 'replace' })
-    repo.config.features[cls].push(name)
-    return true
+    return enableFeatureLocked(repo, name)
   } finally {
     lock.release()
   }
+}
+
+/** enableFeature for a caller that holds the maintenance lock already (compact, prune). */
+export function enableFeatureLocked(repo: Repo2, name: string): boolean {
+  const cls: FeatureClass | undefined = FEATURES[name]
+  if (!cls) throw new TypeError(`unknown feature ${name}`)
+  if (repo.config.features[cls].includes(name)) return false
+  if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this bfs may only read this repository (it uses a feature it does not know)`)
+  // the config as it is now (another command may have set features since this one read it)
+  const now = decodeConfigV2(payloadOf('config', repo.sync.getSync(keys2.config), repo.store.where(keys2.config)), repo.store.where(keys2.config))
+  for (const c of ['incompat', 'rocompat', 'compat'] as const) for (const f of now.features[c]) if (!repo.config.features[c].includes(f)) repo.config.features[c].push(f)
+  if (now.features[cls].includes(name)) return false
+  now.features[cls].push(name)
+  const file = envelope2('config', encodeConfigV2(now))
+  repo.sync.putSync(keys2.configCopy, file, { mode: 'replace' })
+  repo.sync.putSync(keys2.config, file, { mode: 'replace' })
+  repo.config.features[cls].push(name)
+  return true
 }

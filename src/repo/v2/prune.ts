@@ -29,7 +29,7 @@ import { PieceKind, type Extent, type PieceRef } from '../../format/v2/common.js
 import { pieceReader, readPieceRef } from '../../format/v2/common.js'
 import { type Entry2, FileType } from '../../format/v2/dir.js'
 import { FormatError } from '../../format/errors.js'
-import { keys2, PACK_RE, RETIRED_RE, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
+import { DICT_RE, keys2, PACK_RE, RETIRED_RE, RUN_RE, UNIT2_RE } from '../../format/v2/layout.js'
 import { tapeKeys } from '../tapecat.js'
 import {
   type LeaseRecord, type ManifestV2, type PrunePlan, type RunRecord, MAX_CLOCK_SKEW_MS,
@@ -565,8 +565,16 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
         }
       }
       if (dead > 0 || del.length) d.plan.streams[String(run)] = { deadBlocks: dead, rewrite: [], delete: del }
+      // the stream's compression dictionaries (§2.9.1) go with its last unit
+      const dictKeys = files.filter((f) => DICT_RE.test(f)).map((f) => `${keys2.genDir(run)}/${f}`)
       if (unitsLeft === 0) {
         d.plan.streamsDrop.push(run)
+        for (const k of dictKeys) {
+          const n = size(k)
+          b.reclaim += n
+          b.dead += n
+          d.deleteStreams.push(k)
+        }
         for (const k of [keys2.hashes(run), keys2.stream(run)]) {
           if (!files.includes(k.slice(k.lastIndexOf('/') + 1))) continue
           const n = size(k)
@@ -575,7 +583,7 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           d.deleteStreams.push(k)
         }
       } else {
-        for (const k of [keys2.hashes(run), keys2.stream(run)]) b.live += size(k)
+        for (const k of [keys2.hashes(run), keys2.stream(run), ...dictKeys]) b.live += size(k)
       }
     }
     // packs
