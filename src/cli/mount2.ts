@@ -8,6 +8,7 @@
  * wait for (vfs/tapereads.ts, shared with format 1), and the readahead over the tree
  * (`--tape-readahead`, vfs/treeahead2.ts: a walk over directory pieces after each open).
  */
+import { openRepo2 } from './open2.js'
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
@@ -22,7 +23,7 @@ import { resolve2 } from './v2.js'
 
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
-  const repo = Repo2.open(dir, warn)
+  const repo = await openRepo2(dir, warn)
   // the serving process (--foreground, also the background child) holds a lease pinning what it
   // serves (format.md §2.20.4), taken before the manifests are listed; removed when it exits
   const lease = o.foreground ? readerLease(repo, 'mount') : null

@@ -27,11 +27,11 @@ export async function enableFeature(repo: Repo2, name: string, command: string, 
   const lock = await Lease.maintenance(repo, command, { waitMs: o.waitMs ?? FEATURE_LOCK_WAIT_MS, onWait: o.onWait })
   try {
     // the config as it is now (another command may have set features since this one read it)
-    const now = decodeConfigV2(payloadOf('config', repo.sync.getSync(keys2.config), repo.store.where(keys2.config)), repo.store.where(keys2.config))
+    const now = repo.decodeConfig(repo.sync.getSync(keys2.config), repo.store.where(keys2.config))
     for (const c of ['incompat', 'rocompat', 'compat'] as const) for (const f of now.features[c]) if (!repo.config.features[c].includes(f)) repo.config.features[c].push(f)
     if (now.features[cls].includes(name)) return false
     now.features[cls].push(name)
-    const file = envelope2('config', encodeConfigV2(now))
+    const file = repo.configFile(now)
     repo.sync.putSync(keys2.configCopy, file, { mode: 'replace' })
     repo.sync.putSync(keys2.config, file, { mode: 'replace' })
     repo.config.features[cls].push(name)

@@ -38,7 +38,7 @@ export class StreamSource2 implements StreamSource {
 
   blockHashes(stream: number): Buffer {
     const key = keys2.hashes(stream)
-    return payloadOf('hashes', this.repo.sync.getSync(key), this.repo.store.where(key))
+    return this.repo.unsealHashes(stream, this.repo.sync.getSync(key))
   }
 
   private readonly hashesRead = new Map<number, Buffer>()
@@ -64,7 +64,7 @@ export class GenReader2 {
     /** A piece reader to share (bfs find and log: one cache for every generation); else its own. */
     pieces?: PieceReader,
   ) {
-    this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes })
+    this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes, keys: repo.sealing })
     this.tree = new TreeReader(this.pieces)
     this.maps = new MapReader(this.pieces, manifest.biIndex) // (BI overlays first: §2.16)
   }
