@@ -534,7 +534,8 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           b.reclaim += bytes
           b.dead += bytes
           unitsLeft--
-        } else if (live < raw) {
+        } else if (live < raw && !repo.encrypted) {
+          // (encrypted: a partly used unit is kept whole; rewriting sealed units is not wired, format.md §2.22.1)
           const key = keys2.unit(run, u)
           let use: UnitUsage
           try {

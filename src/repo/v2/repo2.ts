@@ -24,6 +24,7 @@ import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKe
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
+import type { UnitSealing } from '../../blocks/units.js'
 import type { TapeRepo } from '../tiers.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
@@ -175,6 +176,11 @@ export class Repo2 {
   /** The keys for sealed packs, units and hashes: an encrypted repository's (unlocked), else undefined. */
   get sealing(): RepoKeys | undefined {
     return this.encrypted ? this.keys : undefined
+  }
+
+  /** What a unit reader needs of an encrypted repository's keys (null: not encrypted). */
+  get unitSealing(): UnitSealing | null {
+    return this.encrypted ? { aead: this.keys.aead, kEnc: this.keys.kEnc } : null
   }
 
   /** Whether the keys are there (an encrypted repository after unlock()). */

@@ -257,7 +257,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
   }
   const pool = new WorkerPool(os.availableParallelism())
   const source = new StreamSource2(repo)
-  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool)
+  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s), sealing: repo.unitSealing }, pool)
   let units = 0
   let frames = 0
   let rawBytes = 0
