@@ -9,11 +9,7 @@ import type { Ctx } from './context.js'
 import { initV2 } from './v2.js'
 import { Repo2, encryptionWired } from '../repo/v2/repo2.js'
 
-/** Tests only (NODE_ENV=test): BFS_TEST_SCRYPT_N makes key files cheap to open (scrypt N; r 8, p 1). */
-function testScrypt(): { N: number; r: number; p: number } | undefined {
-  const n = process.env.NODE_ENV === 'test' ? Number(process.env.BFS_TEST_SCRYPT_N) : NaN
-  return Number.isSafeInteger(n) && n > 0 ? { N: n, r: 8, p: 1 } : undefined
-}
+import { testScrypt } from './key.js'
 
 export function registerInit(program: Command, ctx: Ctx): void {
   program
@@ -24,6 +20,7 @@ export function registerInit(program: Command, ctx: Ctx): void {
     .addOption(new Option('--encrypt', 'encrypt every object with a key derived from a passphrase (--password-file FILE, BFS_PASSWORD, or asked twice on the terminal)').hideHelp())
     .addOption(new Option('--aead <name>', 'with --encrypt: the AEAD (aes-256-gcm, or chacha20-poly1305 for CPUs without AES instructions)').choices(['aes-256-gcm', 'chacha20-poly1305']).default('aes-256-gcm').hideHelp())
     .action(async (o: { format: string; encrypt?: boolean; aead: string }) => {
+      if (!o.encrypt && process.env.BFS_REQUIRE_ENCRYPTION === '1') throw new BfsError('USAGE', 'BFS_REQUIRE_ENCRYPTION=1: only encrypted repositories may be made (bfs init --encrypt)')
       if (o.encrypt) {
         if (o.format !== '2') throw new BfsError('USAGE', '--encrypt needs format 2')
         if (!encryptionWired()) throw new BfsError('USAGE', 'encrypted repositories are not available in this bfs yet')

@@ -100,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
       // a format 2 repository reaches this only in the commands with no format 2 path yet
       if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
       if (isS3Url(dir)) throw new BfsError('NOT_A_REPO', `${dir} is not a bfs repository (S3 holds format 2 repositories only: bfs init --format 2)`)
+      if (process.env.BFS_REQUIRE_ENCRYPTION === '1' && fs.existsSync(path.join(dir, 'config'))) throw new BfsError('BAD_INPUT', `${path.resolve(dir)}: a format 1 repository is never encrypted, and BFS_REQUIRE_ENCRYPTION=1 refuses unencrypted ones`)
       return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
     },
     exitCode: 0,

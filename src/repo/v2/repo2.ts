@@ -61,6 +61,16 @@ export function encryptionWired(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.NODE_ENV === 'test' && env.BFS_TEST_ENCRYPTION === '1'
 }
 
+/** Whether `keys/` holds anything (a missing `keys/` holds nothing). */
+function hasKeyFiles(s: SyncStore): boolean {
+  try {
+    return s.listSync(keys2.keys).length > 0
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'ENOENT') return false
+    throw err
+  }
+}
+
 export class Repo2 {
   private readonly streams = new Map<number, StreamRecord>()
 
@@ -195,17 +205,24 @@ export class Repo2 {
    */
   async unlock(passphrase: string | Buffer): Promise<void> {
     if (!this.encrypted || this.repoKeys) return
-    const { masterKey } = await unlock(this.store, this.config.repoId, passphrase)
+    ;(await this.unlockWithMaster(passphrase)).masterKey.fill(0)
+  }
+
+  /** unlock(), handing the master key and the key file that opened to the caller (bfs key add), who zeroes it. */
+  async unlockWithMaster(passphrase: string | Buffer): Promise<{ keyId: string; masterKey: Buffer }> {
+    if (!this.encrypted) throw new Error(`${this.dir}: not encrypted`)
+    const { masterKey, keyId } = await unlock(this.store, this.config.repoId, passphrase)
     const keys = deriveRepoKeys(masterKey, this.config.repoId, this.config.encryption!.aead)
-    masterKey.fill(0)
     // the MAC of the config this process read (config, or its copy when config does not read)
     try {
       checkConfigMac(keys, this.configPayload!, this.configWhere)
     } catch (err) {
+      masterKey.fill(0)
       if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
       throw err
     }
     this.repoKeys = keys
+    return { keyId, masterKey }
   }
 
   /** The config payload this process read, and where (the MAC is checked over it). */
@@ -289,6 +306,8 @@ export class Repo2 {
       if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
       throw err
     }
+    // §2.22 downgrade refusal: a repository with key files is encrypted, whatever its config says
+    if (config.encryption === null && hasKeyFiles(s)) throw new BfsError('CORRUPT', `${store.where(keys2.config)}: says the repository is not encrypted, but it has key files in ${store.where(keys2.keys)} (a tampered config: refused)`)
     if (process.env.BFS_REQUIRE_ENCRYPTION === '1' && config.encryption === null) throw new BfsError('BAD_INPUT', `${abs}: not an encrypted repository, and BFS_REQUIRE_ENCRYPTION=1 refuses unencrypted ones`)
     const repo = new Repo2(abs, store, config, access.readOnly)
     repo.configPayload = payload
