@@ -22,11 +22,11 @@ export const RULES = {
   // the virtual tape library and its timing model: a tier's device, below the store that will wrap it
   tape: { layers: ['native', 'os'], packages: [], builtins: '*' },
   // encryption (issue 18, format.md §2.22): key derivation, key files, AEAD of one message; FormatError
-  // for tampering. repo, cli and pieces (sealed packs) import it; blocks and bilog will when units and BI logs are encrypted
+  // for tampering. repo, cli, pieces (sealed packs) and blocks (sealed units) import it
   crypto: { layers: ['format'], packages: [], builtins: ['node:crypto'] },
   // the S3 tier (issue 18) talks to its service with the official AWS SDK v3
   store: { layers: ['tape', 'os', 'native'], packages: ['@aws-sdk/client-s3'], builtins: '*' },
-  blocks: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
+  blocks: { layers: ['store', 'codec', 'crypto', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
   bilog: { layers: ['store', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
   // format 2 metadata: packs, the piece reader and its cache, directory trees and file maps (native-notes/pieces.md)
   pieces: { layers: ['store', 'codec', 'crypto', 'format'], packages: ['lru-cache'], builtins: [] },
