@@ -8,7 +8,7 @@
  * wait for (vfs/tapereads.ts, shared with format 1), and the readahead over the tree
  * (`--tape-readahead`, vfs/treeahead2.ts: a walk over directory pieces after each open).
  */
-import { openRepo2 } from './open2.js'
+import { askedPassphrase, openRepo2 } from './open2.js'
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
@@ -43,7 +43,10 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
     if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
     if (o.tapeReadahead !== undefined) args.push('--tape-readahead', String(o.tapeReadahead))
-    process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
+    // a passphrase asked at the terminal goes to the child on its stdin (it has no terminal)
+    const pass = repo.encrypted ? askedPassphrase : null
+    const secret = pass === null ? {} : { input: `${pass}\n`, env: { ...process.env, BFS_PASSWORD_STDIN: '1' } }
+    process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what, ...secret })))
     return
   }
   const pins = new Set<string>()

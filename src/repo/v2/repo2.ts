@@ -49,8 +49,8 @@ export function tapeRepoOf(repo: Repo2): TapeRepo & { config: { repoId: string }
 
 /**
  * The features Repo2.open accepts. `encryption` only in tests (NODE_ENV=test and
- * BFS_TEST_ENCRYPTION=1) while its wiring is in progress (§2.22.1): elsewhere an encrypted
- * repository is refused by the feature check, so no half-encrypted one can be written.
+ * BFS_TEST_ENCRYPTION=1) until it is exposed (format.md §2.22.2): elsewhere an encrypted
+ * repository is refused by the feature check.
  */
 function supportedFeatures(env: NodeJS.ProcessEnv = process.env): ReadonlySet<string> {
   return encryptionWired(env) ? new Set([...SUPPORTED_FEATURES, 'encryption']) : SUPPORTED_FEATURES
@@ -116,8 +116,8 @@ export class Repo2 {
    * An encrypted format 2 repository (§2.21–2.22): `init` with the `encryption` feature, a
    * config with its MAC, and the first key file wrapping a new master key under `passphrase`.
    * The key file is written before the config (a directory without config is not a
-   * repository yet). Issue 18, wiring in progress: not reachable from the CLI (§2.22.1 says
-   * which objects are sealed so far); tests make encrypted repositories through it.
+   * repository yet). Issue 18: `bfs init --encrypt` calls it only under the test switch
+   * (encryptionWired; format.md §2.22.2 says what is left before it is exposed).
    */
   static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number } }): Promise<Repo2> {
     const aead = o.aead ?? 'aes-256-gcm'
@@ -166,7 +166,13 @@ export class Repo2 {
     }
     if (!enc) return finish(null) as T
     const keys = deriveRepoKeys(enc.masterKey, config.repoId, enc.aead)
-    return enc.addFirstKey(store, config.repoId).then(() => finish(keys)) as T
+    return enc.addFirstKey(store, config.repoId).then(
+      () => (enc.masterKey.fill(0), finish(keys)),
+      (err: unknown) => {
+        enc.masterKey.fill(0)
+        throw err
+      },
+    ) as T
   }
 
   /** The repository's keys once unlocked (null: not encrypted, or not unlocked yet). */
