@@ -2288,7 +2288,9 @@ static napi_value js_thaw_fs(napi_env env, napi_callback_info info) { return fre
  * detach(fd): become a daemon in place. setsid() (leave the terminal's session,
  * so its Ctrl-C and hang-up no longer reach us; EPERM when already a session
  * leader is fine), then dup2(fd, 1) and dup2(fd, 2) so stdout and stderr go to
- * `fd` (a log file) and whoever waits on the old ones sees end-of-file.
+ * `fd` (a log file) and whoever waits on the old ones sees end-of-file; stdin
+ * becomes /dev/null (bin/bfs leaves a terminal there until now: an encrypted
+ * repository's passphrase may have been asked on it).
  */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
   GET_ARGS(env, info, 1);
@@ -2301,6 +2303,13 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
     throw_errno(env, errno, "dup2", NULL);
     return NULL;
+  }
+  int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (nul >= 0) {
+    if (nul != 0) {
+      dup2(nul, 0);
+      close(nul);
+    }
   }
   napi_value v;
   napi_get_undefined(env, &v);

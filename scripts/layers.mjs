@@ -22,14 +22,14 @@ export const RULES = {
   // the virtual tape library and its timing model: a tier's device, below the store that will wrap it
   tape: { layers: ['native', 'os'], packages: [], builtins: '*' },
   // encryption (issue 18, format.md §2.22): key derivation, key files, AEAD of one message; FormatError
-  // for tampering. Only repo (and cli) import it so far; blocks, pieces and bilog will when objects are encrypted
+  // for tampering. repo, cli, pieces (sealed packs) and blocks (sealed units) import it
   crypto: { layers: ['format'], packages: [], builtins: ['node:crypto'] },
   // the S3 tier (issue 18) talks to its service with the official AWS SDK v3
   store: { layers: ['tape', 'os', 'native'], packages: ['@aws-sdk/client-s3'], builtins: '*' },
-  blocks: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
+  blocks: { layers: ['store', 'codec', 'crypto', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },
   bilog: { layers: ['store', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
   // format 2 metadata: packs, the piece reader and its cache, directory trees and file maps (native-notes/pieces.md)
-  pieces: { layers: ['store', 'codec', 'format'], packages: ['lru-cache'], builtins: [] },
+  pieces: { layers: ['store', 'codec', 'crypto', 'format'], packages: ['lru-cache'], builtins: [] },
   repo: { layers: ['pieces', 'blocks', 'bilog', 'store', 'tape', 'codec', 'crypto', 'format', 'native', 'os'], packages: [], builtins: '*' },
   vfs: { layers: ['repo', 'pieces', 'blocks', 'codec', 'format'], packages: [], builtins: ['node:crypto'] },
   fuse: { layers: ['vfs', 'blocks', 'native', 'os'], packages: ['fuse-native'], builtins: '*' },

@@ -980,7 +980,10 @@ describe('manifest, stream, run and lease records (§2.8)', () => {
     for (const bad of [{ units: 2 }, { frameBlocks: 300 }, { hashes: { bytes: 64, sha256: 'ab'.repeat(32) } }, { hashes: { bytes: 64 + 8 * 12_000, sha256: null } }, { streamBlocks: 0, units: 0 }]) {
       expect(() => encodeStreamRecord({ ...s, ...bad }), JSON.stringify(bad)).toThrow(FormatError)
     }
-    expect(decodeStreamRecord(Buffer.from(JSON.stringify({ ...JSON.parse(b.toString()), hashes: { bytes: 99, sha256: null } })), 's', true).hashes.sha256).toBeNull()
+    // encrypted (§2.10): no sha256; the sealed file's size, 16 bytes of tag per chunk of 8,192 hashes
+    const sealed = (bytes: number): Buffer => Buffer.from(JSON.stringify({ ...JSON.parse(b.toString()), hashes: { bytes, sha256: null } }))
+    expect(decodeStreamRecord(sealed(64 + 8 * 12_000 + 16 * 2), 's', true).hashes.sha256).toBeNull()
+    for (const bytes of [99, 64 + 8 * 12_000, 64 + 8 * 12_000 + 16]) expect(() => decodeStreamRecord(sealed(bytes), 's', true), String(bytes)).toThrow(FormatError)
   })
   it('run record: golden payload; states and kinds', () => {
     const r: RunRecord = { run: 12, kind: 'backup', state: 'committed', host: 'h1', pid: 4242, lease: '0123456789abcdef', started: '2026-12-02T10:00:00.000Z', ended: '2026-12-02T10:05:00.000Z', gen: 12 }

@@ -4,6 +4,8 @@ import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '.
 import { FormatError } from '../format/errors.js'
 import { isChanged, StoreError, type SyncBlobReader } from '../store/store.js'
 import type { StreamSource } from './source.js'
+import { NONCE_TAG, open } from '../crypto/aead.js'
+import { aad } from '../crypto/aad.js'
 import type { ReaderStats, UnitInfo, UnitTable } from './units.js'
 
 /** Frames at least this big are pooled (smaller ones are the short last frame of a unit). */
@@ -181,6 +183,9 @@ export class FrameCache {
   private decode(u: UnitInfo, frame: number, comp: Buffer): Buffer {
     if (u.table.dead) this.deadUnits.set(`${u.gen}:${u.unit}`, u.table.dead)
     const e = u.table.entries[frame]!
+    // encrypted: frame i is AEAD(unitKey, nonce(1, i), aad, zstd frame) ‖ tag (§2.9); a
+    // failed tag is damage, as a failed checksum
+    if (u.key) comp = openFrame(u, frame, e.rawBytes, comp)
     const out = this.frameBuffer(e.rawBytes)
     let n: number
     try {
@@ -207,6 +212,11 @@ export class FrameCache {
   clear(): void {
     this.frames.clear()
   }
+}
+
+/** An encrypted unit's frame `frame` (its stored bytes, the tag included) opened: the zstd frame. FormatError BAD_CHECKSUM when it does not authenticate. */
+export function openFrame(u: Pick<UnitInfo, 'key' | 'gen' | 'unit' | 'revision' | 'where'>, frame: number, rawBytes: number, stored: Buffer): Buffer {
+  return open(u.key!, NONCE_TAG.unitFrame, frame, aad.unitFrame(u.gen, u.unit, u.revision, frame, rawBytes), stored, `${u.where}: frame ${frame}`)
 }
 
 /** A unit that ends before a frame its seek table lists is a damaged stored file (FormatError TRUNCATED); other errors stay as they are. */

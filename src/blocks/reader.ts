@@ -4,10 +4,10 @@ import type { Extent } from '../format/maps.js'
 import { FormatError } from '../format/errors.js'
 import { syncOf, type Store, type SyncBlobReader } from '../store/store.js'
 import { Kind, firstExtentEndingAfter, overlayClaims, type Claimer, type ObjectRef, type ReadExtent } from './extents.js'
-import { checkFrame, FrameCache } from './frames.js'
+import { checkFrame, FrameCache, openFrame } from './frames.js'
 import { MAX_NATIVE_UNITS, NATIVE_DEFERRED, type NativeSink } from './native.js'
 import type { GenGeometry, StreamSource } from './source.js'
-import { DEFAULT_OPEN_UNITS, UnitTable, WARM_UNITS, type ReaderStats } from './units.js'
+import { DEFAULT_OPEN_UNITS, UnitTable, WARM_UNITS, type ReaderStats, type UnitSealing } from './units.js'
 
 export interface ReaderOptions {
   store: Store
@@ -25,6 +25,8 @@ export interface ReaderOptions {
   fullCheck?: boolean
   /** Layers that serve ranges of objects themselves (deferred extents). */
   claimers?: Claimer[]
+  /** An encrypted repository's unit keys (§2.9): its units are v2 and sealed; a plain one is refused. */
+  sealing?: UnitSealing | null
 }
 
 /** An open object: its extents with kinds, its size, and where the last read ended (readahead). */
@@ -103,7 +105,7 @@ export class BlockReader {
     this.store = o.store
     this.source = o.source
     this.hashAlg = o.hashAlg
-    this.units = new UnitTable(o.store, o.source, this.stats, o.maxOpenUnits ?? DEFAULT_OPEN_UNITS)
+    this.units = new UnitTable(o.store, o.source, this.stats, o.maxOpenUnits ?? DEFAULT_OPEN_UNITS, o.sealing ?? null)
     this.frames = new FrameCache(this.units, o.source, this.stats, o.cacheBytes ?? 16 << 20, o.fullCheck ? o.hashAlg : null)
     this.readaheadFrames = o.readaheadFrames
     this.readaheadBytes = o.readaheadBytes ?? READAHEAD_BYTES
@@ -343,6 +345,15 @@ export class BlockReader {
           continue
         }
         const raw = this.scanRaw.subarray(0, e.rawBytes)
+        if (u.key) {
+          try {
+            comp = openFrame(u, i, e.rawBytes, comp)
+          } catch (err) {
+            if (!(err instanceof FormatError)) throw err
+            bad.push({ frame: i, reason: 'authentication failed (corrupt or tampered with)' })
+            continue
+          }
+        }
         try {
           const n = this.scanDec.decompressInto(raw, comp, u.dict?.dec)
           if (n !== e.rawBytes) throw new Error(`${n} bytes instead of ${e.rawBytes}`)

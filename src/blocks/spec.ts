@@ -2,6 +2,7 @@ import type { HashAlg } from '../codec/hash.js'
 import { openStore } from '../store/open.js'
 import type { StoreDescription } from '../store/store.js'
 import { BlockReader } from './reader.js'
+import type { UnitSealing } from './units.js'
 import { plainSource, type GenGeometry } from './source.js'
 
 /** A generation's geometry in a form that crosses threads (structured clone). */
@@ -27,6 +28,8 @@ export interface ReaderSpec {
   cacheBytes: number
   /** This worker's share of the process's open-unit budget. */
   maxOpenUnits: number
+  /** An encrypted repository's unit keys (units.ts UnitSealing). */
+  sealing?: UnitSealing | null
 }
 
 /** The geometry of a generation as a spec carries it. */
@@ -50,7 +53,7 @@ export function readerFromSpec(spec: ReaderSpec): BlockReader {
   if (!r) {
     const src = plainSource({})
     r = {
-      reader: new BlockReader({ store: openStore(spec.store), source: src, hashAlg: spec.hashAlg, cacheBytes: spec.cacheBytes, maxOpenUnits: spec.maxOpenUnits }),
+      reader: new BlockReader({ store: openStore(spec.store), source: src, hashAlg: spec.hashAlg, cacheBytes: spec.cacheBytes, maxOpenUnits: spec.maxOpenUnits, sealing: spec.sealing ?? null }),
       add: src.add,
       gens: new Set(),
     }

@@ -10,6 +10,19 @@ import { keys2 } from '../format/v2/layout.js'
 import { DecompressionDictionary } from '../codec/zstd.js'
 import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
 import { MAX_NATIVE_DICTS, MAX_NATIVE_UNITS, type NativeSink } from './native.js'
+import { type AeadName, type ObjectKey, NONCE_TAG, open } from '../crypto/aead.js'
+import { aad } from '../crypto/aad.js'
+import { objectKey } from '../crypto/keys.js'
+
+/**
+ * What reading an encrypted repository's units takes (§2.9, §2.22): the AEAD and kEnc, from
+ * which each unit's key is derived once, when it is opened. Plain data: it crosses to worker
+ * threads in a ReaderSpec.
+ */
+export interface UnitSealing {
+  aead: AeadName
+  kEnc: Uint8Array
+}
 import type { GenGeometry, StreamSource } from './source.js'
 
 /** Counters a reader exposes for measuring which caching pays (the mount's stats line prints them). */
@@ -37,6 +50,10 @@ export interface UnitInfo {
   users: number
   /** Closed to stay within the open-unit bound: open it again to read. */
   closed: boolean
+  /** An encrypted unit's key (its frames are opened before zstd; never read natively), else null. */
+  readonly key: ObjectKey | null
+  /** The unit's revision (an encrypted frame's AAD binds it). */
+  readonly revision: number
   /** The dictionary every frame of the unit needs (a compact's, format.md §2.9.1), or undefined. */
   readonly dict?: UnitDict
 }
@@ -77,28 +94,38 @@ function isV2(head: Buffer): boolean {
  * decodes and checks those bytes. Format 2 readers read both unit versions (format.md §2.9):
  * v1 as the stream writer still writes them (`v1-streams`), v2 as compact rewrites them.
  */
-export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number): { at: number; length: number; table: (b: Buffer) => SeekTable; dict: number } {
+export function unitLayout(head: Buffer, trailer: Buffer, size: number, where: string, gen: number, unit: number, g: GenGeometry, raw: number, sealing: UnitSealing | null = null): { at: number; length: number; table: (b: Buffer) => SeekTable; key: ObjectKey | null; revision: number; dict: number } {
   const any = decodeAnyUnitHeader(head, where)
   if (any.stream !== gen || any.unitIndex !== unit || any.rawBlocks !== raw || any.frameBlocks !== g.frameBlocks) {
     throw new FormatError('BAD_VALUE', `${where}: unit header does not match its manifest`)
   }
   if (size < any.headerBytes + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
+  const plainHere = (): FormatError => new FormatError('BAD_VALUE', `${where}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
   if (any.version === 1) {
+    if (sealing) throw plainHere()
     const header: UnitHeader = decodeUnitHeader(head.subarray(0, UNIT_HEADER_BYTES), where)
     const t = decodeUnitTrailer(trailer, size, header, where)
-    return { at: t.seekTableOffset, length: t.tableBytes, table: (b) => decodeSeekTable(b, t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where), dict: 0 }
+    return { at: t.seekTableOffset, length: t.tableBytes, table: (b) => decodeSeekTable(b, t.tableCheck, header, t.seekTableOffset, BLOCK_BYTES, where), key: null, revision: 0, dict: 0 }
   }
   const h = decodeUnitHeaderV2(head, where)
-  if (h.flags & UNIT_FLAG_ENCRYPTED) throw new FormatError('UNSUPPORTED_FEATURE', `${where}: encrypted units are not read by this bfs yet`)
+  const encrypted = (h.flags & UNIT_FLAG_ENCRYPTED) !== 0
+  if (encrypted && !sealing) throw new FormatError('UNSUPPORTED_FEATURE', `${where}: an encrypted unit, in a repository that is not encrypted`)
+  if (!encrypted && sealing) throw plainHere()
+  // the unit's key, derived once per open unit (§2.22.1: never per message)
+  const key = sealing ? objectKey({ aead: sealing.aead, kEnc: Buffer.from(sealing.kEnc.buffer, sealing.kEnc.byteOffset, sealing.kEnc.length) }, h.salt, 'unit') : null
   const t = decodeUnitTrailerV2(trailer, size, h, where)
   return {
     dict: h.dict ?? 0,
     at: t.indexOffset,
     length: t.indexBytes,
     table: (b) => {
-      const x = decodeUnitIndex(b, t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
+      // encrypted: the unit index is one AEAD message, nonce (2, 0) (§2.9)
+      const plain = key ? open(key, NONCE_TAG.unitIndex, 0, aad.unitIndex(gen, unit, h.revision), b, `${where} (unit index)`) : b
+      const x = decodeUnitIndex(plain, key ? null : t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
       return x.dead.length ? { entries: x.seek, offsets: x.offsets, dead: x.dead } : { entries: x.seek, offsets: x.offsets }
     },
+    key,
+    revision: h.revision,
   }
 }
 
@@ -124,6 +151,7 @@ export class UnitTable {
     private readonly source: StreamSource,
     private readonly stats: ReaderStats,
     private readonly maxOpenUnits = DEFAULT_OPEN_UNITS,
+    private readonly sealing: UnitSealing | null = null,
   ) {}
 
   /** Units open now. */
@@ -311,6 +339,9 @@ export class UnitTable {
   private registerNative(info: UnitInfo): void {
     const fd = info.blob.localFd
     if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
+    // an encrypted unit is read in JavaScript, which opens its frames (§2.22.1: the native
+    // read path does not decrypt)
+    if (info.key) return
     const t = info.table
     let slot = 0
     if (info.dict) {
@@ -365,12 +396,12 @@ export class UnitTable {
       // a v1 header is 32 bytes (what a format 1 reader reads); a v2 header's 96 are read once it says version 2
       let head = await blob.read({ offset: 0, length: UNIT_HEADER_BYTES })
       if (isV2(head)) head = await blob.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
-      const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
+      const l = unitLayout(head, await blob.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw, this.sealing)
       const table = l.table(await blob.read({ offset: l.at, length: l.length }))
       const dict = l.dict ? await this.dictionary(gen, l.dict) : undefined
       // read and checked: a store far away may keep these bytes (S3: a later cold read is one GET)
       blob.indexRead?.()
-      return { gen, unit, id, blob, table, where, users: 0, closed: false, ...(dict ? { dict } : {}) }
+      return { gen, unit, id, blob, table, where, users: 0, closed: false, key: l.key, revision: l.revision, ...(dict ? { dict } : {}) }
     } catch (err) {
       await blob.close().catch(() => undefined)
       throw err
@@ -385,10 +416,10 @@ export class UnitTable {
       if (size < UNIT_HEADER_BYTES + UNIT_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${where}: unit file truncated`)
       let head = blob.readSync({ offset: 0, length: UNIT_HEADER_BYTES })
       if (isV2(head)) head = blob.readSync({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
-      const l = unitLayout(head, blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw)
+      const l = unitLayout(head, blob.readSync({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, where, gen, unit, g, raw, this.sealing)
       const table = l.table(blob.readSync({ offset: l.at, length: l.length }))
       const dict = l.dict ? (this.loadedDicts.get(`${gen}:${l.dict}`) ?? this.dictionarySync(gen, l.dict)) : undefined
-      return { gen, unit, id, blob, table, where, users: 0, closed: false, ...(dict ? { dict } : {}) }
+      return { gen, unit, id, blob, table, where, users: 0, closed: false, key: l.key, revision: l.revision, ...(dict ? { dict } : {}) }
     } catch (err) {
       blob.closeSync()
       throw err

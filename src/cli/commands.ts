@@ -22,6 +22,7 @@ import { registerPrune } from './prune.js'
 import { registerMerge } from './merge.js'
 import { registerCompact } from './compact.js'
 import { registerHistory } from './history.js'
+import { registerKey } from './key.js'
 
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerTier(program, ctx)
@@ -42,4 +43,5 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerPrune(program, ctx)
   registerCompact(program, ctx)
   registerHistory(program, ctx)
+  registerKey(program, ctx)
 }

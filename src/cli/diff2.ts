@@ -5,6 +5,7 @@
  * same map (inline extents or map piece) is the same content; otherwise the extents, then
  * the streams' stored block hashes, are compared. No file data is read.
  */
+import { openRepo2 } from './open2.js'
 import path from 'node:path'
 import type { Entry2 } from '../format/v2/dir.js'
 import { FileType } from '../format/v2/dir.js'
@@ -59,12 +60,12 @@ export async function diffV2(
 ): Promise<{ a: number; b: number; stats: DiffStats }> {
   if (o.group !== undefined) throw new BfsError('BAD_INPUT', '--group is not supported on a format 2 repository yet')
   const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
-  const repo = Repo2.open(dir, warn)
+  const repo = await openRepo2(dir, warn)
   const lease = readerLease(repo, 'ls') // §2.20.4 (removed at exit)
   // one piece reader for both trees, reading synchronously from packs kept open when the store
   // can: a diff reads a few thousand small pieces, and an open + fstat + close (or a threadpool
   // round trip) per piece was most of its time
-  const pieces = new PieceReader(repo.store, { cacheBytes: 64 << 20, syncReads: true, openPacks: 64 })
+  const pieces = new PieceReader(repo.store, { cacheBytes: 64 << 20, syncReads: true, openPacks: 64, keys: repo.sealing })
   const A = new GenReader2(repo, repo.resolve(ga, source), 0, pieces)
   const B = new GenReader2(repo, repo.resolve(gb, source), 0, pieces)
   await lease?.setPins([...new Set([pinName(A.manifest.id, A.manifest.rev), pinName(B.manifest.id, B.manifest.rev)])])

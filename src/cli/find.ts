@@ -11,6 +11,7 @@
  * the same piece is the same subtree) is read and matched once, whatever the number of
  * generations that hold it.
  */
+import { openRepo2 } from './open2.js'
 import path from 'node:path'
 import type { Command } from 'commander'
 import { EntryType, type Entry } from '../format/catalog.js'
@@ -415,12 +416,12 @@ function keepPacksOpen(store: Store): { store: Store; close(): Promise<void> } {
  */
 function sharedReader(repo: Repo2, first: number, sync = false): { r: GenReader2; close(): Promise<void> } {
   if (sync && repo.store.sync) {
-    const pieces = new PieceReader(repo.store, { cacheBytes: 128 << 20, syncReads: true, openPacks: 64 })
+    const pieces = new PieceReader(repo.store, { cacheBytes: 128 << 20, syncReads: true, openPacks: 64, keys: repo.sealing })
     const r = new GenReader2(repo, repo.manifest(first), 0, pieces)
     return { r, close: async () => (await r.close(), pieces.close()) }
   }
   const packs = keepPacksOpen(repo.store)
-  const r = new GenReader2(repo, repo.manifest(first), 0, new PieceReader(packs.store, { cacheBytes: 64 << 20 }))
+  const r = new GenReader2(repo, repo.manifest(first), 0, new PieceReader(packs.store, { cacheBytes: 64 << 20, keys: repo.sealing }))
   return { r, close: async () => (await r.close(), await packs.close()) }
 }
 
@@ -579,7 +580,7 @@ async function findCommand(ctx: Ctx, pattern: string, o: FindOptions): Promise<v
   const pat = new PathPattern(pattern, !!o.ignoreCase)
   const results: Found[] = []
   if (isFormat2(ctx.repoDir())) {
-    const repo = Repo2.open(ctx.repoDir(), warn)
+    const repo = await openRepo2(ctx.repoDir(), warn)
     // §2.20.4: a lease before the manifests are listed, so that forget/prune leaves what is read
     const lease = readerLease(repo, 'ls', undefined, 'find')
     try {
@@ -649,7 +650,7 @@ async function log(ctx: Ctx, ref: string, o: FindOptions, held: (l: Lease | null
     })()
   }
   if (isFormat2(ctx.repoDir())) {
-    const repo = Repo2.open(ctx.repoDir(), warn)
+    const repo = await openRepo2(ctx.repoDir(), warn)
     // §2.20.4: a lease before the manifests are listed (as find)
     const lease = readerLease(repo, 'ls', undefined, 'log')
     held(lease)

@@ -4,6 +4,7 @@
  * (repo/v2/lease.ts). Forgetting retires the manifest (repo/v2/forget.ts) and deletes no data:
  * the other generations read as before. Format 1 repositories are refused (exit 6).
  */
+import { openRepo2 } from './open2.js'
 import path from 'node:path'
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { BfsError } from '../repo/errors.js'
@@ -123,7 +124,7 @@ export function registerForget(program: Command, ctx: Ctx): void {
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs forget' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
       const source = typeof o.source === 'string' ? path.resolve(o.source) : undefined
-      const repo = Repo2.open(dir, warn)
+      const repo = await openRepo2(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was forgotten`)
       const plan = (exclude: number[] = []): ForgetPlan => {
         if (!byPolicy) return planByIds(repo, namedIds(repo, refs, source).filter((id) => !exclude.includes(id)))

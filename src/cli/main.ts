@@ -80,6 +80,7 @@ export async function main(argv: string[]): Promise<void> {
     .name('bfs')
     .description('Backup filesystem: generations of block maps and zstd chunks, mountable read-only.')
     .addOption(new Option('--repo <dir>', 'repository directory, or s3:http(s)://HOST:PORT/BUCKET/PREFIX (format 2)').env('BFS_REPO'))
+    .addOption(new Option('--password-file <file>', "an encrypted repository's passphrase: the file's content without one trailing newline (else $BFS_PASSWORD, else asked on the terminal)").hideHelp())
     .addOption(new Option('--cache-dir <dir>', "read cache of repositories on S3: one sub-directory per bucket and prefix (default $XDG_CACHE_HOME/bfs or ~/.cache/bfs; 'off': none)").env('BFS_CACHE_DIR'))
     .version(`bfs ${version()}`, '--version', 'print the version of bfs')
     .addHelpText('after', EXIT_HELP)
@@ -99,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
       // a format 2 repository reaches this only in the commands with no format 2 path yet
       if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
       if (isS3Url(dir)) throw new BfsError('NOT_A_REPO', `${dir} is not a bfs repository (S3 holds format 2 repositories only: bfs init --format 2)`)
+      if (process.env.BFS_REQUIRE_ENCRYPTION === '1' && fs.existsSync(path.join(dir, 'config'))) throw new BfsError('BAD_INPUT', `${path.resolve(dir)}: a format 1 repository is never encrypted, and BFS_REQUIRE_ENCRYPTION=1 refuses unencrypted ones`)
       return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
     },
     exitCode: 0,
@@ -108,6 +110,9 @@ export async function main(argv: string[]): Promise<void> {
   program.hook('preAction', () => {
     const c = program.opts().cacheDir as string | undefined
     if (c) process.env.BFS_CACHE_DIR = c === 'off' ? 'off' : path.resolve(c)
+    // (through the environment: a mount's background child reads it too; cli/open2.ts)
+    const pw = program.opts().passwordFile as string | undefined
+    if (pw !== undefined) process.env.BFS_PASSWORD_FILE = path.resolve(pw)
   })
   // `bfs mount` is timed from start to first answer: it loads only what a mount needs.
   const sub = subcommand(argv.slice(2))
@@ -148,7 +153,7 @@ function helpPath(program: Command, argv: string[]): string {
 function subcommand(args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
-    if (a === '--repo' || a === '--cache-dir') i++
+    if (a === '--repo' || a === '--cache-dir' || a === '--password-file') i++
     else if (!a.startsWith('-')) return a
   }
   return undefined

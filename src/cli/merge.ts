@@ -4,6 +4,7 @@
  * step, and retires A … B−1 (repo/v2/merge.ts, native-notes/format.md §2.20.5). Under the
  * maintenance lock, as a run of its own; data is not moved (no --relocate yet).
  */
+import { openRepo2 } from './open2.js'
 import path from 'node:path'
 import type { Command } from 'commander'
 import { BfsError } from '../repo/errors.js'
@@ -55,7 +56,7 @@ export function registerMerge(program: Command, ctx: Ctx): void {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs merge' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
-      const repo = Repo2.open(dir, warn)
+      const repo = await openRepo2(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was merged`)
       repo.manifest(to) // a target that is not there fails before the lock is taken
       ctx.history.begin(() => dir, 'merge', { gens: [to] })

@@ -1,3 +1,4 @@
+import { openRepo2 } from './open2.js'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { BfsError, EXIT } from '../repo/errors.js'
 import { migrate, type MigrateOptions, type MigrateResult } from '../repo/migrate.js'
@@ -93,7 +94,7 @@ export function registerMigrate(program: Command, ctx: CmdCtx): void {
       const waitMs = o.wait === undefined ? 0 : o.wait === true ? Number.MAX_SAFE_INTEGER : Number(o.wait) * 1000
       if (Number.isNaN(waitMs)) throw new BfsError('USAGE', '--wait takes a number of seconds')
       // format 2: the same migration under the maintenance lock (repo/v2/tape2.ts)
-      const v2 = isFormat2(ctx.repoDir()) ? Repo2.open(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`)) : null
+      const v2 = isFormat2(ctx.repoDir()) ? await openRepo2(ctx.repoDir(), (m) => process.stderr.write(`bfs: warning: ${m}\n`)) : null
       const repo = v2 ?? ctx.openRepo()
       const ids = gens.length ? parseGenSelection({ dir: repo.dir, generationIds: () => repo.generationIds(), idOf: (ref) => (v2 ? v2.resolve(ref).id : (repo as Repository).resolveRef(ref).manifest.id) }, gens) : undefined
       const line = new Progress({ action: 'migrate', label: 'migrating:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })

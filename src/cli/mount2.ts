@@ -8,6 +8,7 @@
  * wait for (vfs/tapereads.ts, shared with format 1), and the readahead over the tree
  * (`--tape-readahead`, vfs/treeahead2.ts: a walk over directory pieces after each open).
  */
+import { askedPassphrase, openRepo2 } from './open2.js'
 import { BfsError } from '../repo/errors.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readerLease } from '../repo/v2/lease.js'
@@ -22,7 +23,7 @@ import { resolve2 } from './v2.js'
 
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
-  const repo = Repo2.open(dir, warn)
+  const repo = await openRepo2(dir, warn)
   // the serving process (--foreground, also the background child) holds a lease pinning what it
   // serves (format.md §2.20.4), taken before the manifests are listed; removed when it exits
   const lease = o.foreground ? readerLease(repo, 'mount') : null
@@ -42,7 +43,10 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
     if (o.recallTimeout !== undefined) args.push('--recall-timeout', String(o.recallTimeout))
     if (o.bufferCache !== undefined) args.push('--buffer-cache', String(o.bufferCache))
     if (o.tapeReadahead !== undefined) args.push('--tape-readahead', String(o.tapeReadahead))
-    process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what })))
+    // a passphrase asked at the terminal goes to the child on its stdin (it has no terminal)
+    const pass = repo.encrypted ? askedPassphrase : null
+    const secret = pass === null ? {} : { input: `${pass}\n`, env: { ...process.env, BFS_PASSWORD_STDIN: '1' } }
+    process.stdout.write(await asBfsError(() => startInBackground({ mountpoint: mnt, args, log: o.log as string | undefined, what, ...secret })))
     return
   }
   const pins = new Set<string>()

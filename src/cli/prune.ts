@@ -7,6 +7,7 @@
  * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
+import { openRepo2 } from './open2.js'
 import { isS3Url } from '../store/s3-url.js'
 import path from 'node:path'
 import type { Command } from 'commander'
@@ -179,7 +180,7 @@ export function registerPrune(program: Command, ctx: Ctx): void {
         ctx.openRepo() // not a repository at all: exit 6 with its own message
         throw new BfsError('NOT_A_REPO', `${path.resolve(dir)} is a format 1 repository: 'bfs prune' needs a format 2 one (bfs init --format 2); nothing was changed`)
       }
-      const repo = Repo2.open(dir, warn)
+      const repo = await openRepo2(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was pruned`)
       let sv: Survey
       let marks: Marks

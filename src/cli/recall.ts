@@ -228,7 +228,7 @@ function recallKeys1(repo: Repository, gen: string, p: string, o: { source?: str
 async function recallKeys2(dir: string, gen: string, p: string, source: string | undefined): Promise<{ repo: TapeRepo; id: number; keys: Iterable<string> }> {
   const { Repo2, tapeRepoOf } = await import('../repo/v2/repo2.js')
   const { unitsRead } = await import('../repo/v2/tape2.js')
-  const repo = Repo2.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`))
+  const repo = await (await import('./open2.js')).openRepo2(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`))
   const man = repo.resolve(gen, source === undefined ? undefined : path.resolve(source))
   return { repo: tapeRepoOf(repo), id: man.id, keys: await unitsRead(repo, [man], p) }
 }

@@ -4,6 +4,7 @@
  * meets a format 2 repository in ctx.openRepo (cli/main.ts), which refuses it in one line
  * naming the command (notYetOnFormat2, exit 6).
  */
+import { openRepo2 } from './open2.js'
 import fs from 'node:fs'
 import path from 'node:path'
 import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
@@ -52,8 +53,9 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
   checkFreezeOptions(o, decision, [ctx.repoDir()]) // format 1's refusals, before anything is written (maybe on the filesystem to freeze)
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  const repo = await openRepo2(ctx.repoDir(), warn)
   // --group (format.md §2.14.2): format 1's group file and refusals
+  if (o.group !== undefined && repo.encrypted) throw new BfsError('BAD_INPUT', `${repo.dir} is encrypted: file groups are not supported in encrypted repositories yet`)
   const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
   if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
@@ -154,7 +156,7 @@ function readOptions(o: Record<string, unknown>): { source?: string } {
 export async function lsV2(ctx: Ctx, ref: string | undefined, o: Record<string, unknown>): Promise<void> {
   // (`bfs generations --group NAME`: that group's chain, as on format 1)
   const { source } = readOptions(ref ? o : { ...o, group: undefined })
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  const repo = await openRepo2(ctx.repoDir(), warn)
   const group = !ref && o.group !== undefined ? readGroup(repo, String(o.group)).name : undefined
   // §2.20.4: a lease before the manifests are listed (removed at exit; none where the repository is read-only)
   const lease = readerLease(repo, 'ls')
@@ -217,7 +219,7 @@ function jsonOf(x: Entry2, p: Buffer): Record<string, unknown> {
 
 export async function catV2(ctx: Ctx, ref: string, o: Record<string, unknown>): Promise<void> {
   const { source } = readOptions(o)
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  const repo = await openRepo2(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'cat')
   const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, resolve2(repo, gen, o, source))
@@ -256,7 +258,7 @@ async function volumeImage(r: GenReader2, p: string): Promise<string> {
 export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
   ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
   const { source } = readOptions(o)
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  const repo = await openRepo2(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'restore')
   const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, resolve2(repo, gen, o, source))
@@ -291,7 +293,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
 export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<string, unknown>): Promise<void> {
   ctx.history.begin(ctx.repoDir, 'verify', {}, { readOnly: true })
   const { source } = readOptions(o)
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  const repo = await openRepo2(ctx.repoDir(), warn)
   const lease = readerLease(repo, 'verify')
   const lines: string[] = []
   const line = new Progress({ action: 'verify', label: 'verifying:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })

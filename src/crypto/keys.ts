@@ -91,7 +91,7 @@ export function deriveRepoKeys(masterKey: Buffer, repoId: string, aead: AeadName
 }
 
 /** The key of one object: HKDF-SHA256(kEnc, its 32-byte salt, "bfs v2 " ‖ kind). */
-export function objectKey(keys: RepoKeys, salt: Buffer, kind: ObjectKind): ObjectKey {
+export function objectKey(keys: Pick<RepoKeys, 'aead' | 'kEnc'>, salt: Buffer, kind: ObjectKind): ObjectKey {
   if (!KINDS.has(kind)) throw new RangeError(`unknown object kind ${String(kind)}`)
   if (salt.length !== SALT_BYTES) throw new RangeError(`an object salt is ${SALT_BYTES} bytes`)
   return { aead: keys.aead, key: hkdf(keys.kEnc, salt, `bfs v2 ${kind}`) }

@@ -32,6 +32,10 @@ export interface BackgroundOptions {
   log?: string
   /** What is mounted, for the message ("gen3", "repository /r"). */
   what: string
+  /** Written to the child's stdin, which is then closed (an encrypted repository's passphrase asked at the terminal: never in its environment or arguments). */
+  input?: string
+  /** The child's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv
 }
 
 /**
@@ -41,8 +45,12 @@ export interface BackgroundOptions {
 export async function startInBackground(o: BackgroundOptions): Promise<string> {
   const log = logFile(o.mountpoint, o.log)
   const logFd = fs.openSync(log, 'a', 0o600)
-  const child = spawn(process.execPath, [process.argv[1]!, ...o.args], { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: process.env })
+  const child = spawn(process.execPath, [process.argv[1]!, ...o.args], { detached: true, stdio: [o.input === undefined ? 'ignore' : 'pipe', logFd, logFd, 'pipe'], env: o.env ?? process.env })
   fs.closeSync(logFd)
+  if (o.input !== undefined) {
+    child.stdin!.on('error', () => undefined) // a child that exits without reading it
+    child.stdin!.end(o.input)
+  }
   const ready = await new Promise<boolean>((resolve) => {
     let buf = ''
     const pipe = child.stdio[3] as NodeJS.ReadableStream

@@ -1,9 +1,13 @@
 import { pieceIdOf, ZERO_ID_KEY } from '../codec/hash.js'
 import { FrameCompressor } from '../codec/zstd.js'
-import { type PieceRef, MAX_PIECE_RAW_BYTES, MAX_PIECE_STORED_BYTES, MAX_OBJECT_NUMBER, pieceKind } from '../format/v2/common.js'
+import { type PieceRef, MAX_PIECE_RAW_BYTES, MAX_PIECE_STORED_BYTES, MAX_OBJECT_NUMBER, PACK_HEADER_BYTES, pieceKind } from '../format/v2/common.js'
 import { keys2 } from '../format/v2/layout.js'
 import { PackBuilder } from '../format/v2/pack.js'
 import type { Store } from '../store/store.js'
+import { type ObjectKey, NONCE_TAG, TAG_BYTES, newSalt, seal } from '../crypto/aead.js'
+import { aad } from '../crypto/aad.js'
+import { type RepoKeys, objectKey } from '../crypto/keys.js'
+import { PACK_FLAG_ENCRYPTED } from '../format/v2/pack.js'
 
 /** Default pack size limit (config `defaults.packBytes`, format.md §2.7, §2.11). */
 export const DEFAULT_PACK_BYTES = 16 << 20
@@ -21,6 +25,11 @@ export interface PackWriterOptions {
   idKey?: Buffer
   /** Number of the first pack (default 0; a run's packs are numbered from 0). */
   firstPack?: number
+  /**
+   * An encrypted repository's keys (§2.11, §2.22): each pack takes a fresh salt, each piece
+   * and the table are sealed, piece ids are keyed with kId (idKey is then ignored).
+   */
+  keys?: RepoKeys
 }
 
 export interface PackWriterStats {
@@ -55,6 +64,10 @@ export class PackWriter {
   readonly packBytes: number
   readonly stats: PackWriterStats = { pieces: 0, rawBytes: 0, storedBytes: 0, packs: 0, packFileBytes: 0 }
   private readonly idKey: Buffer
+  private readonly keys: RepoKeys | null
+  /** The open pack's object key (encrypted). */
+  private openKey: ObjectKey | null = null
+  private readonly sealKeys = new Map<PackBuilder, ObjectKey>()
   private readonly compressor: FrameCompressor
   private scratch: Buffer = Buffer.alloc(0)
   private open: PackBuilder | null = null
@@ -72,7 +85,8 @@ export class PackWriter {
     this.run = opts.run
     this.packBytes = opts.packBytes ?? DEFAULT_PACK_BYTES
     if (!(this.packBytes >= MIN_PACK_BYTES && this.packBytes <= MAX_PACK_BYTES)) throw new RangeError(`pack writer: packBytes ${this.packBytes} is outside 1 MiB … 1 GiB`)
-    this.idKey = opts.idKey ?? ZERO_ID_KEY
+    this.keys = opts.keys ?? null
+    this.idKey = this.keys ? this.keys.kId : (opts.idKey ?? ZERO_ID_KEY)
     this.compressor = new FrameCompressor(opts.level ?? 3)
     this.nextPack = opts.firstPack ?? 0
   }
@@ -94,13 +108,21 @@ export class PackWriter {
     const bound = FrameCompressor.bound(payload.length)
     if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, 64 << 10))
     const n = this.compressor.compressInto(this.scratch, payload)
-    if (n > MAX_PIECE_STORED_BYTES) throw new RangeError(`piece compresses to ${n} bytes, over the stored limit`)
-    const stored = Buffer.from(this.scratch.subarray(0, n))
-    if (this.open && this.open.pieces > 0 && this.open.storedBytes + stored.length > this.packBytes) this.seal()
+    const tag = this.keys ? TAG_BYTES : 0
+    if (n + tag > MAX_PIECE_STORED_BYTES) throw new RangeError(`piece compresses to ${n} bytes, over the stored limit`)
+    if (this.open && this.open.pieces > 0 && this.open.storedBytes + n + tag > this.packBytes) this.seal()
     if (!this.open) {
-      this.open = new PackBuilder({ run: this.run, pack: this.nextPack++, flags: 0, salt: Buffer.alloc(32) })
+      if (this.keys) {
+        const salt = newSalt()
+        this.open = new PackBuilder({ run: this.run, pack: this.nextPack++, flags: PACK_FLAG_ENCRYPTED, salt })
+        this.openKey = objectKey(this.keys, salt, 'pack')
+        this.sealKeys.set(this.open, this.openKey)
+      } else this.open = new PackBuilder({ run: this.run, pack: this.nextPack++, flags: 0, salt: Buffer.alloc(32) })
       if (this.nextPack - 1 > MAX_OBJECT_NUMBER) throw new RangeError('pack writer: out of pack numbers')
     }
+    // encrypted: the piece at offset o is AEAD(packKey, nonce(3, o), aad, zstd frame) ‖ tag (§2.11)
+    const at = PACK_HEADER_BYTES + this.open.storedBytes
+    const stored = this.openKey ? seal(this.openKey, NONCE_TAG.packPiece, at, aad.packPiece(this.run, this.open.header.pack, at, n + tag), this.scratch.subarray(0, n)) : Buffer.from(this.scratch.subarray(0, n))
     const ref = this.open.add(stored, payload.length, kind, id)
     this.stats.pieces++
     this.stats.rawBytes += payload.length
@@ -118,6 +140,7 @@ export class PackWriter {
   private seal(): void {
     if (this.open && this.open.pieces > 0) this.sealed.push(this.open)
     this.open = null
+    this.openKey = null
   }
 
   /** Writes the sealed packs (in pack order); rethrows the first write failure. */
@@ -137,7 +160,9 @@ export class PackWriter {
   private async writePack(b: PackBuilder): Promise<void> {
     if (this.failed) return
     const key = keys2.pack(this.run, b.header.pack)
-    const parts = b.finishParts()
+    const k = this.sealKeys.get(b)
+    this.sealKeys.delete(b)
+    const parts = k ? b.finishParts((plain) => seal(k, NONCE_TAG.packTable, 0, aad.packTable(this.run, b.header.pack), plain)) : b.finishParts()
     const staged = await this.store.stage(key)
     try {
       const n = await this.store.writeStaged(staged, parts)

@@ -2,9 +2,13 @@ import { LRUCache } from 'lru-cache'
 import { pieceIdOf, ZERO_ID_KEY } from '../codec/hash.js'
 import { decompressFrame, decompressPiece, FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
 import { FormatError } from '../format/errors.js'
-import { type PieceRef, MAX_PIECE_RAW_BYTES, PIECE_KIND_NAMES, PieceKind, checkPieceId, comparePieceRefs, pieceKind } from '../format/v2/common.js'
+import { type PieceRef, MAX_PIECE_RAW_BYTES, PACK_HEADER_BYTES, PIECE_KIND_NAMES, PieceKind, checkPieceId, comparePieceRefs, pieceKind } from '../format/v2/common.js'
 import { type DirDelta, type DirIndex, type Entry2, applyDirDelta, decodeDir, decodeDirDelta, decodeDirIndex } from '../format/v2/dir.js'
 import { keys2 } from '../format/v2/layout.js'
+import { PACK_FLAG_ENCRYPTED, decodePackHeader } from '../format/v2/pack.js'
+import { type ObjectKey, NONCE_TAG, open } from '../crypto/aead.js'
+import { aad } from '../crypto/aad.js'
+import { type RepoKeys, objectKey } from '../crypto/keys.js'
 import { type IdIndex, type IdPage, decodeIdIndex, decodeIdPage } from '../format/v2/idtable.js'
 import { type MapInner, type MapLeaf, decodeMapInner, decodeMapLeaf } from '../format/v2/map.js'
 import { type BlobReader, type Store, StoreError, type SyncBlobReader } from '../store/store.js'
@@ -49,6 +53,12 @@ export type DecodedPiece =
 export interface PieceReaderOptions {
   /** The BLAKE3 key of piece ids (32 zero bytes for an unencrypted repository). */
   idKey?: Buffer
+  /**
+   * An encrypted repository's keys (§2.11, §2.22): each pack's header is read once for its
+   * salt (its object key cached), each piece authenticated and decrypted before zstd, ids
+   * keyed with kId (idKey is then ignored); a plain pack is refused as damage.
+   */
+  keys?: RepoKeys
   /** Bytes of decoded pieces to keep (estimated; default 64 MiB, at least 1 MiB). */
   cacheBytes?: number
   /**
@@ -148,6 +158,9 @@ function closePack(p: OpenPack): void {
 export class PieceReader {
   readonly stats: PieceReaderStats = { requests: 0, hits: 0, joined: 0, loads: 0, bytesRead: 0 }
   private readonly idKey: Buffer
+  private readonly keys: RepoKeys | null
+  /** Encrypted: the object key of each pack read (`run/pack`). */
+  private readonly packKeys = new LRUCache<string, ObjectKey>({ max: 4096 })
   private readonly cache: LRUCache<string, DecodedPiece>
   private readonly loading = new Map<string, Promise<DecodedPiece>>()
   private closed = false
@@ -168,7 +181,8 @@ export class PieceReader {
     readonly store: Store,
     opts: PieceReaderOptions = {},
   ) {
-    this.idKey = opts.idKey ?? ZERO_ID_KEY
+    this.keys = opts.keys ?? null
+    this.idKey = this.keys ? this.keys.kId : (opts.idKey ?? ZERO_ID_KEY)
     this.cache = new LRUCache<string, DecodedPiece>({
       maxSize: Math.max(opts.cacheBytes ?? DEFAULT_PIECE_CACHE_BYTES, 1 << 20),
       sizeCalculation: (p) => heapBytes(p),
@@ -242,7 +256,7 @@ export class PieceReader {
     }
     // decompressed and checked in one native call; anything wrong is read again by payloadSync, whose checks name it
     const stored = this.readSync(keys2.pack(ref.run, ref.pack), ref.offset, ref.storedLen)
-    let raw = stored.length === ref.storedLen ? decompressPiece(stored, MAX_PIECE_RAW_BYTES, this.idKey, ref.id) : null
+    let raw = stored.length === ref.storedLen && !this.keys ? decompressPiece(stored, MAX_PIECE_RAW_BYTES, this.idKey, ref.id) : null
     if (raw) {
       this.stats.loads++
       this.stats.bytesRead += stored.length
@@ -284,7 +298,42 @@ export class PieceReader {
     } catch (err) {
       throw this.readFailure(err, ref, what)
     }
-    return this.checked(ref, stored, what)
+    return this.checked(ref, stored, what, this.keys ? await this.packKey(ref) : null)
+  }
+
+  /** An encrypted pack's object key, from its header (read once per pack; §2.11). */
+  private async packKey(ref: PieceRef): Promise<ObjectKey> {
+    const k = `${ref.run}/${ref.pack}`
+    const hit = this.packKeys.get(k)
+    if (hit) return hit
+    let head: Buffer
+    try {
+      head = await this.read(keys2.pack(ref.run, ref.pack), 0, PACK_HEADER_BYTES)
+    } catch (err) {
+      throw this.readFailure(err, ref, this.where(ref))
+    }
+    return this.packKeyOf(ref, head)
+  }
+
+  private packKeySync(ref: PieceRef): ObjectKey {
+    const hit = this.packKeys.get(`${ref.run}/${ref.pack}`)
+    if (hit) return hit
+    let head: Buffer
+    try {
+      head = this.readSync(keys2.pack(ref.run, ref.pack), 0, PACK_HEADER_BYTES)
+    } catch (err) {
+      throw this.readFailure(err, ref, this.where(ref))
+    }
+    return this.packKeyOf(ref, head)
+  }
+
+  private packKeyOf(ref: PieceRef, head: Buffer): ObjectKey {
+    const what = this.store.where(keys2.pack(ref.run, ref.pack))
+    const h = decodePackHeader(head, what, { run: ref.run, pack: ref.pack })
+    if (!(h.flags & PACK_FLAG_ENCRYPTED)) throw new FormatError('BAD_VALUE', `${what}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
+    const key = objectKey(this.keys!, h.salt, 'pack')
+    this.packKeys.set(`${ref.run}/${ref.pack}`, key)
+    return key
   }
 
   /** payload() by synchronous reads (syncReads only: see `canReadSync`). */
@@ -295,7 +344,7 @@ export class PieceReader {
     } catch (err) {
       throw this.readFailure(err, ref, what)
     }
-    return this.checked(ref, stored, what)
+    return this.checked(ref, stored, what, this.keys ? this.packKeySync(ref) : null)
   }
 
   private readFailure(err: unknown, ref: PieceRef, what: string): unknown {
@@ -305,10 +354,11 @@ export class PieceReader {
   }
 
   /** The stored bytes of `ref` decompressed and checked against its id. */
-  private checked(ref: PieceRef, stored: Buffer, what: string): Buffer {
+  private checked(ref: PieceRef, stored: Buffer, what: string, key: ObjectKey | null): Buffer {
     this.stats.loads++
     this.stats.bytesRead += stored.length
     if (stored.length !== ref.storedLen) throw new FormatError('TRUNCATED', `${what}: read ${stored.length} bytes of a ${ref.storedLen}-byte piece`)
+    if (key) stored = open(key, NONCE_TAG.packPiece, ref.offset, aad.packPiece(ref.run, ref.pack, ref.offset, ref.storedLen), stored, what)
     let raw: Buffer
     try {
       raw = decompressFrame(stored, MAX_PIECE_RAW_BYTES, this.dctx)

@@ -26,6 +26,9 @@ export function isRepositoryDir(dir: string): boolean {
     return false
   }
   if (!['config', 'config-copy'].some((f) => store.sync.hasSync(f))) return false
+  // an encrypted repository (§2.22: any keys/): no history yet, whose records hold command
+  // lines and paths in plaintext (issue 18: not sealed yet, §2.22.1)
+  if (store.sync.hasSync('keys') || fs.existsSync(store.where('keys'))) return false
   // a format 2 repository this bfs does not read as one (a damaged config, a version 1 copy):
   // its guard lock (format.md §2.23.1) will stop the command, which must write nothing there
   if (!isFormat2(dir) && store.sync.hasSync('lock')) {

@@ -1,4 +1,4 @@
-import { openUnitShare } from '../blocks/units.js'
+import { openUnitShare, type UnitSealing } from '../blocks/units.js'
 import type { ReaderSpec } from '../blocks/spec.js'
 import type { GenGeometry } from '../blocks/source.js'
 import type { HashAlg } from '../codec/hash.js'
@@ -17,6 +17,8 @@ export interface ReaderOrigin {
   store: Store
   hashAlg: HashAlg
   geometry(gen: number): GenGeometry
+  /** An encrypted repository's unit keys. */
+  sealing?: UnitSealing | null
 }
 
 /** A format 1 repository as a ReaderOrigin. */
@@ -63,7 +65,7 @@ export class WorkerReaders {
     const store = origin.store.describe()
     // every store a repository is opened on today describes itself (disk, and faulty over it)
     if (!store) throw new Error(`${origin.dir}: this repository's store cannot be shared with worker threads`)
-    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: origin.hashAlg, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size) }
+    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: origin.hashAlg, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size), sealing: origin.sealing ?? null }
     this.origin = origin
   }
 

@@ -7,6 +7,9 @@ import type { ReaderSpec } from '../blocks/spec.js'
 import type { Staged, Store, StoreDescription } from '../store/store.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
+import { type AeadName, type ObjectKey, NONCE_TAG, TAG_BYTES, seal } from '../crypto/aead.js'
+import { aad } from '../crypto/aad.js'
+import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, encodeUnitHeaderV2, encodeUnitIndex, encodeUnitTrailer } from '../format/v2/unit.js'
 import { openTreeFile } from './source.js'
 
 /**
@@ -30,6 +33,11 @@ export interface CompressRequest extends WorkerRequest {
   unitIndex: number
   /** File ranges to read into the unit first (the main thread only plans them). */
   reads?: PlannedRead[]
+  /**
+   * An encrypted repository (§2.9, §2.22): write a v2 unit (revision 0) under this salt, its
+   * frames and unit index sealed with the unit's key (derived on the main thread, once per unit).
+   */
+  seal?: { aead: AeadName; key: Uint8Array; salt: Uint8Array }
 }
 
 export interface CompressReply extends WorkerReply {
@@ -176,21 +184,27 @@ async function compress(r: WorkerRequest): Promise<CompressReply> {
   let out = unitOut
   const frameSizes: number[] = []
   let pos = 0
+  const k: ObjectKey | null = req.seal ? { aead: req.seal.aead, key: Buffer.from(req.seal.key.buffer, req.seal.key.byteOffset, req.seal.key.length) } : null
+  const tag = k ? TAG_BYTES : 0
   for (let f = 0; f < frames; f++) {
     const b0 = f * frameBlocks
     const nb = Math.min(frameBlocks, rawBlocks - b0)
     hashBlocks(req.hashAlg, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
     frameCheck(req.hashAlg, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
-    const n = c.compressInto(compressOut, raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
+    const z = c.compressInto(compressOut, raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
+    const n = z + tag
     if (pos + n > out.length) {
       const grown = Buffer.allocUnsafe(Math.max(pos + n, Math.floor(out.length * 1.5)))
       out.copy(grown, 0, 0, pos)
       out = unitOut = grown
     }
-    compressOut.copy(out, pos, 0, n)
+    // encrypted: frame f is AEAD(unitKey, nonce(1, f), aad, zstd frame) ‖ tag (§2.9)
+    if (k) seal(k, NONCE_TAG.unitFrame, f, aad.unitFrame(req.genId, req.unitIndex, 0, f, nb * BLOCK_BYTES), compressOut.subarray(0, z)).copy(out, pos)
+    else compressOut.copy(out, pos, 0, n)
     frameSizes.push(n)
     pos += n
   }
+  if (k) return sealedUnit(req, store, k, frames, frameSizes, checks, out.subarray(0, pos), hashes, readResults)
   const header = encodeUnitHeader({ genId: req.genId, unitIndex: req.unitIndex, rawBlocks, frameBlocks, frameCount: frames })
   const entries: SeekEntry[] = frameSizes.map((compBytes, f) => ({
     compBytes,
@@ -202,6 +216,18 @@ async function compress(r: WorkerRequest): Promise<CompressReply> {
   // thread (no multi-MiB transfer per unit left for the main thread's GC to free).
   if (!store.sync) throw new Error(`${store.where('')}: the compress workers need a store with a synchronous face`)
   const fileBytes = store.sync.writeStagedSync(req.staged, [header, out.subarray(0, pos), tail])
+  return { id: req.id, fileBytes, hashes: toAB(hashes), readResults }
+}
+
+/** An encrypted unit's file (v2, revision 0): header with the salt, the sealed frames, the sealed unit index, the trailer. */
+function sealedUnit(req: CompressRequest, store: Store, k: ObjectKey, frames: number, frameSizes: number[], checks: Buffer, body: Buffer, hashes: Buffer, readResults: ReadResult[] | undefined): CompressReply {
+  const flags = UNIT_FLAG_ENCRYPTED
+  const header = encodeUnitHeaderV2({ flags, stream: req.genId, unitIndex: req.unitIndex, rawBlocks: req.rawBlocks, frameBlocks: req.frameBlocks, frameCount: frames, revision: 0, level: req.level, hashAlg: req.hashAlg, salt: Buffer.from(req.seal!.salt) })
+  const seek = frameSizes.map((compBytes, f) => ({ compBytes, rawBytes: Math.min(req.frameBlocks, req.rawBlocks - f * req.frameBlocks) * BLOCK_BYTES, check: checks.subarray(f * HASH_BYTES, (f + 1) * HASH_BYTES) }))
+  const index = seal(k, NONCE_TAG.unitIndex, 0, aad.unitIndex(req.genId, req.unitIndex, 0), encodeUnitIndex({ seek, dead: [] }, { rawBlocks: req.rawBlocks, frameCount: frames, flags }))
+  const trailer = encodeUnitTrailer(UNIT_V2_HEADER_BYTES + body.length, frames, index, true)
+  if (!store.sync) throw new Error(`${store.where('')}: the compress workers need a store with a synchronous face`)
+  const fileBytes = store.sync.writeStagedSync(req.staged, [header, body, index, trailer])
   return { id: req.id, fileBytes, hashes: toAB(hashes), readResults }
 }
 

@@ -155,13 +155,15 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
   const handles: Handles = { map: new Map(), next: 0, native: null }
   const tier = opts.tape ?? null
   return {
-    pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES, openPacks: MOUNT_OPEN_PACKS }),
+    pieces: new PieceReader(repo.store, { cacheBytes: opts.pieceCacheBytes ?? MOUNT_PIECE_CACHE_BYTES, openPacks: MOUNT_OPEN_PACKS, keys: repo.sealing }),
     reader: new BlockReader({
       store: repo.data, // (the tiered store when units are on tape: format.md §2.18)
       source: new StreamSource2(repo),
       hashAlg: repo.config.hashAlg,
-      cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,
+      // (encrypted units are read in JavaScript, not natively: the whole cache then)
+      cacheBytes: opts.nativeReads && !repo.encrypted ? 1 << 20 : cacheBytes,
       maxOpenUnits: opts.maxOpenUnits,
+      sealing: repo.unitSealing,
       readaheadFrames: opts.readaheadFrames,
     }),
     handles,

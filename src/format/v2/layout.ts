@@ -59,3 +59,28 @@ export const PACK_RE = /^pack-(\d{8})$/
 export const UNIT2_RE = /^unit-(\d{8})$/
 export const DICT_RE = /^dict-([0-9a-f]{8})$/
 export const LEASE_RE = /^[0-9a-f]{16}$/
+
+/**
+ * The logical name of an envelope object (§2.6, §2.22.1), bound by an encrypted envelope's
+ * AAD: its kind and numbers, not its store key, so upgrade's staging renames
+ * (`upgrade/manifests/…` → `manifests/…`) keep it. A committed manifest is `manifest/N`
+ * (a reader cannot know its revision before opening it: §2.22.1), a retired one
+ * `retired/N/rR`. Throws RangeError for a key that holds no envelope.
+ */
+export function logicalName(key: string): string {
+  const num = (s: string): string => String(Number(s))
+  let m: RegExpExecArray | null
+  if (key === keys2.config || key === keys2.configCopy) return 'config'
+  if ((m = /^(?:upgrade\/)?runs\/(\d{8})$/.exec(key))) return `run/${num(m[1]!)}`
+  if ((m = /^(?:upgrade\/)?manifests\/gen-(\d{8})$/.exec(key))) return `manifest/${num(m[1]!)}`
+  if ((m = /^retired\/gen-(\d{8})-r(\d{4})$/.exec(key))) return `retired/${num(m[1]!)}/r${num(m[2]!)}`
+  if ((m = /^gens\/(\d{8})\/stream$/.exec(key))) return `stream/${num(m[1]!)}`
+  if ((m = /^gens\/(\d{8})\/hashes$/.exec(key))) return `hashes/${num(m[1]!)}`
+  if ((m = /^leases\/([^/]+)$/.exec(key))) return `lease/${m[1]}`
+  if ((m = /^locks\/([^/]+)$/.exec(key))) return `lock/${m[1]}`
+  if ((m = /^history\/([^/]+)$/.exec(key))) return `history/${m[1]}`
+  if ((m = /^prune\/plan-(\d{8})$/.exec(key))) return `plan/${num(m[1]!)}`
+  if ((m = /^groups\/([^/]+)$/.exec(key))) return `group/${m[1]}`
+  if ((m = /^tiers\/([^/]+)$/.exec(key))) return `tier/${m[1]}`
+  throw new RangeError(`${key} is not an envelope object of a format 2 repository`)
+}

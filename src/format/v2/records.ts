@@ -201,9 +201,9 @@ export interface StreamRecord {
   created: string
 }
 
-export function encodeStreamRecord(s: StreamRecord): Buffer {
+export function encodeStreamRecord(s: StreamRecord, encrypted = false): Buffer {
   const b = Buffer.from(JSON.stringify({ stream: s.stream, unitBlocks: s.unitBlocks, frameBlocks: s.frameBlocks, streamBlocks: s.streamBlocks, units: s.units, level: s.level, hashAlg: s.hashAlg, hashes: { bytes: s.hashes.bytes, sha256: s.hashes.sha256 }, created: s.created }), 'utf8')
-  decodeStreamRecord(b, 'stream record (encoder)')
+  decodeStreamRecord(b, 'stream record (encoder)', encrypted)
   return b
 }
 
@@ -230,7 +230,8 @@ export function decodeStreamRecord(payload: Buffer, what: string, encrypted = fa
   const sha = (h as Json).sha256
   if (sha === null ? !encrypted : typeof sha !== 'string' || !HEX64_RE.test(sha)) hf.bad('sha256')
   s.hashes.sha256 = sha as string | null
-  if (!encrypted && s.hashes.bytes !== 64 + 8 * s.streamBlocks) hf.bad('bytes')
+  // encrypted (§2.10): chunks of 8,192 hashes, each with its 16-byte tag
+  if (s.hashes.bytes !== 64 + 8 * s.streamBlocks + (encrypted ? 16 * Math.ceil(s.streamBlocks / 8192) : 0)) hf.bad('bytes')
   return s
 }
 

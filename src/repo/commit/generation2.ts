@@ -135,7 +135,7 @@ function mergeLanded(repo: Repo2, r: RunRecord): boolean | null {
   for (const k of repo.sync.listSync(keys2.retired)) {
     if (!k.startsWith(prefix)) continue
     try {
-      if (decodeManifestV2(payloadOf('manifest', repo.sync.getSync(k), repo.store.where(k)), repo.store.where(k), true).run === r.run) return true
+      if (decodeManifestV2(repo.unseal('manifest', k, repo.sync.getSync(k)), repo.store.where(k), true).run === r.run) return true
     } catch (err) {
       if (err instanceof FormatError || err instanceof StoreError) return null
       throw err
@@ -188,8 +188,9 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     const level = spec.level ?? DEFAULT_LEVEL
     // (a volume is read on the main thread: a spare buffer fills while the workers compress, as format 1's)
     const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, spec.kind === 'volume')
-    const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes })
-    const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES, syncReads: true })
+    stream.sealing = repo.sealing ?? null
+    const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes, keys: repo.sealing })
+    const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES, syncReads: true, keys: repo.sealing })
     const prev = spec.choosePrev(repo)
     const body = await spec.build({ run: N, pool, stream, packs, pieces, prev })
     // §2.20.3 step 6: the last unit, the hashes, the last pack, the stream record, then gens/N durable
@@ -198,12 +199,12 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     let metaBytes = packStats.packFileBytes
     if (blocks > 0) {
       const hashes = stream.hashes.subarray(0, blocks * HASH_BYTES)
-      const hashesFile = envelope2('hashes', Buffer.from(hashes))
+      const hashesFile = repo.sealHashes(N, Buffer.from(hashes))
       repo.sync.putSync(keys2.hashes(N), hashesFile, { syncListing: false })
-      const rec = envelope2('stream', encodeStreamRecord({
+      const rec = repo.seal('stream', keys2.stream(N), encodeStreamRecord({
         stream: N, unitBlocks: stream.unitBlocks, frameBlocks: stream.frameBlocks, streamBlocks: blocks, units: Math.ceil(blocks / stream.unitBlocks),
-        level, hashAlg: repo.config.hashAlg, hashes: { bytes: hashesFile.length, sha256: createHash('sha256').update(hashes).digest('hex') }, created: new Date().toISOString(),
-      }))
+        level, hashAlg: repo.config.hashAlg, hashes: { bytes: hashesFile.length, sha256: repo.encrypted ? null : createHash('sha256').update(hashes).digest('hex') }, created: new Date().toISOString(),
+      }, repo.encrypted))
       repo.sync.putSync(keys2.stream(N), rec, { syncListing: false })
       metaBytes += hashesFile.length + rec.length
     }
@@ -229,7 +230,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
       ...(body.online ? { online: body.online as unknown as Record<string, unknown> } : {}),
     }
     // step 8, the commit point; then step 9
-    repo.sync.putSync(keys2.manifest(N), envelope2('manifest', encodeManifestV2(man)), { mode: 'exclusive' })
+    repo.sync.putSync(keys2.manifest(N), repo.seal('manifest', keys2.manifest(N), encodeManifestV2(man)), { mode: 'exclusive' })
     committed = true
     repo.putRun({ ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')
     return { manifest: man, warnings: body.warnings, skippedPaths: body.skippedPaths, ...(body.online ? { online: body.online } : {}) }

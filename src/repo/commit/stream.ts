@@ -1,3 +1,5 @@
+import { newSalt } from '../../crypto/aead.js'
+import { type RepoKeys, objectKey } from '../../crypto/keys.js'
 import { BLOCK_BYTES, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
 import type { UnitRef } from '../../format/manifest.js'
 import type { Staged, Store, StoreDescription } from '../../store/store.js'
@@ -42,6 +44,8 @@ export class StreamWriter {
   /** 8-byte hash of every stream block, filled as units come back from the workers. */
   hashes: Buffer
   storedBytes = 0
+  /** An encrypted repository's keys: units are written as sealed v2 units (§2.9). Set before the first unit. */
+  sealing: Pick<RepoKeys, 'aead' | 'kEnc'> | null = null
   /** The store as the workers open it (they write the units' staged blobs themselves). */
   private readonly described: StoreDescription
 
@@ -160,6 +164,11 @@ export class StreamWriter {
     try {
       staged = await this.store.stage(key)
       const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, store: this.described, staged, genId: this.genId, unitIndex }
+      if (this.sealing) {
+        // a fresh salt per unit, its key derived here once (the worker seals every frame with it)
+        const salt = newSalt()
+        req.seal = { aead: this.sealing.aead, key: objectKey(this.sealing, salt, 'unit').key, salt }
+      }
       reply = await this.pool.run<CompressReply>(req, [], unitIndex)
     } catch (err) {
       // a staged blob is invisible; dropping it here only saves the next writer's sweep the work

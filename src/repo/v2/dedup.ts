@@ -166,7 +166,8 @@ export class Dedup {
   readonly problems: string[] = []
 
   constructor(private readonly repo: Repo2, private readonly run: number) {
-    this.minBytes = Math.max(1, repo.config.defaults.dedupMinBytes)
+    // an encrypted repository has no dedup index yet (issue 18: its objects are not sealed, §2.22.1)
+    this.minBytes = repo.encrypted ? Number.POSITIVE_INFINITY : Math.max(1, repo.config.defaults.dedupMinBytes)
   }
 
   /** Whether a file of this size is a candidate. */
@@ -309,6 +310,7 @@ export class Dedup {
 
   /** Indexes a file this run stored (its map is in this run's tree). */
   add(digest: Buffer, size: number, m: StoredMap): void {
+    if (this.repo.encrypted) return
     if (!m.map || m.dataBlocks < 1) return // all zeros: nothing stored, nothing to share
     if (!this.batch.add({ digest, sizeBytes: size, gen: this.run, rev: 1, dataBlocks: m.dataBlocks, map: m.map })) return
     if (this.batch.count >= DEDUP_OBJECT_ENTRIES) this.writeBatch()

@@ -6,11 +6,11 @@
  * that needs the feature is written, so an older bfs that does not know it refuses the
  * repository (incompat) or opens it read-only (rocompat) instead of misreading it.
  */
-import { type FeatureClass, FEATURES, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { type FeatureClass, FEATURES } from '../../format/v2/config.js'
 import { keys2 } from '../../format/v2/layout.js'
 import { BfsError } from '../errors.js'
 import { Lease } from './lease.js'
-import { envelope2, payloadOf, type Repo2 } from './repo2.js'
+import type { Repo2 } from './repo2.js'
 
 /** How long a command that needs a feature waits for the maintenance lock (a prune may hold it). */
 const FEATURE_LOCK_WAIT_MS = 10 * 60_000
@@ -39,11 +39,11 @@ export function enableFeatureLocked(repo: Repo2, name: string): boolean {
   if (repo.config.features[cls].includes(name)) return false
   if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this bfs may only read this repository (it uses a feature it does not know)`)
   // the config as it is now (another command may have set features since this one read it)
-  const now = decodeConfigV2(payloadOf('config', repo.sync.getSync(keys2.config), repo.store.where(keys2.config)), repo.store.where(keys2.config))
+  const now = repo.decodeConfig(repo.sync.getSync(keys2.config), repo.store.where(keys2.config))
   for (const c of ['incompat', 'rocompat', 'compat'] as const) for (const f of now.features[c]) if (!repo.config.features[c].includes(f)) repo.config.features[c].push(f)
   if (now.features[cls].includes(name)) return false
   now.features[cls].push(name)
-  const file = envelope2('config', encodeConfigV2(now))
+  const file = repo.configFile(now)
   repo.sync.putSync(keys2.configCopy, file, { mode: 'replace' })
   repo.sync.putSync(keys2.config, file, { mode: 'replace' })
   repo.config.features[cls].push(name)

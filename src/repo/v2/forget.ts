@@ -124,7 +124,7 @@ export function finishInterrupted(repo: Repo2, dryRun = false): number[] {
 
 function readRetired(repo: Repo2, key: string): ManifestV2 | null {
   try {
-    return decodeManifestV2(payloadOf('manifest', repo.sync.getSync(key), repo.store.where(key)), repo.store.where(key), true)
+    return decodeManifestV2(repo.unseal('manifest', key, repo.sync.getSync(key)), repo.store.where(key), true)
   } catch (err) {
     if (err instanceof FormatError || err instanceof StoreError) return null
     throw err
@@ -158,7 +158,7 @@ export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, rea
     if (err instanceof StoreError && err.code === 'ENOENT') throw new BfsError('NO_SUCH_GEN', `no generation ${id} in ${repo.dir}`)
     throw err
   }
-  const payload = payloadOf('manifest', file, repo.store.where(key))
+  const payload = repo.unseal('manifest', key, file)
   let m: ManifestV2
   let json: Record<string, unknown>
   try {
@@ -173,7 +173,7 @@ export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, rea
   const where = repo.store.where(keys2.retiredManifest(id, m.rev))
   decodeManifestV2(out, where, true) // what a reader of retired/ will decode
   try {
-    repo.sync.putSync(keys2.retiredManifest(id, m.rev), envelope2('manifest', out), { mode: 'exclusive' })
+    repo.sync.putSync(keys2.retiredManifest(id, m.rev), repo.seal('manifest', keys2.retiredManifest(id, m.rev), out), { mode: 'exclusive' })
   } catch (err) {
     // an earlier run retired this revision and died before the next step: finish it
     if (!(err instanceof StoreError && err.code === 'EEXIST')) throw err
@@ -182,7 +182,7 @@ export function writeRetiredCopy(repo: Repo2, id: number, retiredBy: number, rea
       // a merge that did not commit left it (its revision is still the current one): it protects
       // nothing the manifest does not, and is rewritten — for a merge, with a fresh retiredAt,
       // so that readers which started after that merge died get prune's grace
-      repo.sync.putSync(keys2.retiredManifest(id, m.rev), envelope2('manifest', out), { mode: 'replace' })
+      repo.sync.putSync(keys2.retiredManifest(id, m.rev), repo.seal('manifest', keys2.retiredManifest(id, m.rev), out), { mode: 'replace' })
     } else if (!prior || prior.retired?.reason !== reason) {
       throw new BfsError('CORRUPT', `${where} exists and is not a ${reason} copy of gen${id}; gen${id} is left alone`)
     }

@@ -85,7 +85,7 @@ export function readLease(repo: Repo2, key: string): { bytes: Buffer; record: Le
     throw err
   }
   try {
-    return { bytes, record: decodeLease(payloadOf('lease', bytes, repo.store.where(key)), repo.store.where(key)) }
+    return { bytes, record: decodeLease(repo.unseal('lease', key, bytes), repo.store.where(key)) }
   } catch (err) {
     if (err instanceof FormatError) return { bytes, record: null }
     throw err
@@ -148,7 +148,7 @@ export class Lease {
       const name = randomBytes(8).toString('hex')
       const rec = ownRecord(name, kind, o)
       try {
-        repo.sync.putSync(keys2.lease(name), envelope2('lease', encodeLease(rec)), { mode: 'exclusive', durable: false })
+        repo.sync.putSync(keys2.lease(name), repo.seal('lease', keys2.lease(name), encodeLease(rec)), { mode: 'exclusive', durable: false })
         if (fresh) repo.sync.flushSync('') // leases/ was just made: its entry in the top directory too (§2.20.2)
         return new Lease(repo, keys2.lease(name), rec, o.heartbeatMs ?? LEASE_HEARTBEAT_MS)
       } catch (err) {
@@ -178,7 +178,7 @@ export class Lease {
     for (;;) {
       const rec = ownRecord('maintenance', 'maintenance', { ...opts, command: opts.command ?? command })
       try {
-        repo.sync.putSync(key, envelope2('lease', encodeLease(rec)), { mode: 'exclusive', durable: false })
+        repo.sync.putSync(key, repo.seal('lease', key, encodeLease(rec)), { mode: 'exclusive', durable: false })
         if (fresh) repo.sync.flushSync('')
         if (waiting) opts.onWait?.(`got the maintenance lock after ${Math.round((Date.now() - start) / 1000)} s`)
         return new Lease(repo, key, rec, opts.heartbeatMs ?? LEASE_HEARTBEAT_MS)
@@ -238,7 +238,7 @@ export class Lease {
     const t = process.hrtime.bigint()
     const wall = Date.now()
     this.renewing = this.repo.store
-      .put(this.key, envelope2('lease', encodeLease(rec)), { mode: 'replace', durable: false })
+      .put(this.key, this.repo.seal('lease', this.key, encodeLease(rec)), { mode: 'replace', durable: false })
       .then(() => {
         if (this.released) return void this.removeSync() // released while the write was under way
         this.record = { ...this.record, renewed: rec.renewed } // pins set meanwhile stay (the queued write has them)

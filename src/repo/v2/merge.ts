@@ -132,8 +132,8 @@ export async function mergeGenerations(repo: Repo2, o: MergeOptions): Promise<Me
     const M = run.run
     let committed = false
     try {
-      const packs = new PackWriter(repo.store, { run: M, packBytes: repo.config.defaults.packBytes })
-      const pieces = new PieceReader(repo.store, { cacheBytes: MERGE_PIECE_CACHE })
+      const packs = new PackWriter(repo.store, { run: M, packBytes: repo.config.defaults.packBytes, keys: repo.sealing })
+      const pieces = new PieceReader(repo.store, { cacheBytes: MERGE_PIECE_CACHE, keys: repo.sealing })
       let folded: { rootEntry: Entry2; sources: ManifestV2['sources'] }
       try {
         const remember = new Set(B.sources.flatMap((s) => (s.rootEntry?.dir ? [dirKey(s.rootEntry.dir)] : [])))
@@ -173,7 +173,7 @@ export async function mergeGenerations(repo: Repo2, o: MergeOptions): Promise<Me
       }
       delete next.retired
       // step 6: the commit point
-      repo.sync.putSync(keys2.manifest(B.id), envelope2('manifest', encodeManifestV2(next)), { mode: 'replace' })
+      repo.sync.putSync(keys2.manifest(B.id), repo.seal('manifest', keys2.manifest(B.id), encodeManifestV2(next)), { mode: 'replace' })
       committed = true
       B = next
       repo.putRun({ ...run, state: 'committed', ended: new Date().toISOString() }, 'replace')

@@ -108,7 +108,7 @@ export function survey(repo: Repo2, graceMs: number, self: string | null, now = 
     }
     let man: ManifestV2 | null = null
     try {
-      man = decodeManifestV2(payloadOf('manifest', file, repo.store.where(k)), repo.store.where(k), true)
+      man = decodeManifestV2(repo.unseal('manifest', k, file), repo.store.where(k), true)
     } catch (err) {
       if (!(err instanceof FormatError)) throw err
     }
@@ -186,7 +186,7 @@ export interface Marks {
 
 /** Step 3: walks every root; each piece is decoded once per id, every place it is referenced from is live. */
 export async function mark(repo: Repo2, roots: ManifestV2[]): Promise<Marks> {
-  const reader = new PieceReader(repo.store, { cacheBytes: PRUNE_PIECE_CACHE })
+  const reader = new PieceReader(repo.store, { cacheBytes: PRUNE_PIECE_CACHE, keys: repo.sealing })
   const marks: Marks = { roots: [], streams: new Map(), unknownStreams: new Set(), packs: new Map(), pieces: 0 }
   const seenIds = new Set<string>()
   const seenPlaces = new Set<string>()
@@ -534,7 +534,8 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           b.reclaim += bytes
           b.dead += bytes
           unitsLeft--
-        } else if (live < raw) {
+        } else if (live < raw && !repo.encrypted) {
+          // (encrypted: a partly used unit is kept whole; rewriting sealed units is not wired, format.md §2.22.1)
           const key = keys2.unit(run, u)
           let use: UnitUsage
           try {
@@ -671,7 +672,7 @@ export function recoverMaintenanceRuns(repo: Repo2, self: number): number {
 /** Step 5: the plan [exclusive], durable. */
 export function writePlan(repo: Repo2, run: number, d: Decision): void {
   const fresh = !repo.sync.listSync('').includes(keys2.prune)
-  repo.sync.putSync(keys2.plan(run), envelope2('plan', encodePrunePlan({ run, ...d.plan })), { mode: 'exclusive' })
+  repo.sync.putSync(keys2.plan(run), repo.seal('plan', keys2.plan(run), encodePrunePlan({ run, ...d.plan })), { mode: 'exclusive' })
   if (fresh) repo.sync.flushSync('')
 }
 

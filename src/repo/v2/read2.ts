@@ -38,7 +38,7 @@ export class StreamSource2 implements StreamSource {
 
   blockHashes(stream: number): Buffer {
     const key = keys2.hashes(stream)
-    return payloadOf('hashes', this.repo.sync.getSync(key), this.repo.store.where(key))
+    return this.repo.unsealHashes(stream, this.repo.sync.getSync(key))
   }
 
   private readonly hashesRead = new Map<number, Buffer>()
@@ -64,7 +64,7 @@ export class GenReader2 {
     /** A piece reader to share (bfs find and log: one cache for every generation); else its own. */
     pieces?: PieceReader,
   ) {
-    this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes })
+    this.pieces = pieces ?? new PieceReader(repo.store, { cacheBytes, keys: repo.sealing })
     this.tree = new TreeReader(this.pieces)
     this.maps = new MapReader(this.pieces, manifest.biIndex) // (BI overlays first: §2.16)
   }
@@ -104,7 +104,7 @@ export class GenReader2 {
    * once, as format 1's commands (cat of a file of more units than descriptors: EMFILE).
    */
   private blockReader(): BlockReader {
-    return new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg, maxOpenUnits: PROCESS_OPEN_UNITS })
+    return new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg, maxOpenUnits: PROCESS_OPEN_UNITS, sealing: this.repo.unitSealing })
   }
 
   /** A file entry opened for the block reader (its map resolved into extents). */

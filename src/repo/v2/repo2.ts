@@ -8,9 +8,9 @@
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { DEFAULTS, SUPPORTED_FEATURES, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
 import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
-import { MANIFEST2_RE, RUN_RE, keys2 } from '../../format/v2/layout.js'
+import { MANIFEST2_RE, RUN_RE, keys2, logicalName } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, encodeRunRecord, guardLock } from '../../format/v2/records.js'
 import { FormatError } from '../../format/errors.js'
 import { DiskStore } from '../../store/disk.js'
@@ -20,6 +20,11 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
+import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, newMasterKey } from '../../crypto/keys.js'
+import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
+import type { AeadName } from '../../format/v2/keyfile.js'
+import { addKey, unlock } from './keys.js'
+import type { UnitSealing } from '../../blocks/units.js'
 import type { TapeRepo } from '../tiers.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
@@ -40,6 +45,30 @@ export function tapeRepoOf(repo: Repo2): TapeRepo & { config: { repoId: string }
   // (a test layer may wrap the store: the tier's files are the directory's either way)
   const store = repo.store instanceof DiskStore ? repo.store : DiskStore.open(repo.dir)
   return { dir: repo.dir, store, config: repo.config }
+}
+
+/**
+ * The features Repo2.open accepts. `encryption` only in tests (NODE_ENV=test and
+ * BFS_TEST_ENCRYPTION=1) until it is exposed (format.md §2.22.2): elsewhere an encrypted
+ * repository is refused by the feature check.
+ */
+function supportedFeatures(env: NodeJS.ProcessEnv = process.env): ReadonlySet<string> {
+  return encryptionWired(env) ? new Set([...SUPPORTED_FEATURES, 'encryption']) : SUPPORTED_FEATURES
+}
+
+/** Whether encrypted repositories may be made and opened: tests only while the wiring is in progress (§2.22.1). */
+export function encryptionWired(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.NODE_ENV === 'test' && env.BFS_TEST_ENCRYPTION === '1'
+}
+
+/** Whether `keys/` holds anything (a missing `keys/` holds nothing). */
+function hasKeyFiles(s: SyncStore): boolean {
+  try {
+    return s.listSync(keys2.keys).length > 0
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'ENOENT') return false
+    throw err
+  }
 }
 
 export class Repo2 {
@@ -80,6 +109,23 @@ export class Repo2 {
    * both; see native-notes/v2-backup.md).
    */
   static init(dir: string): Repo2 {
+    return Repo2.create(dir, null)
+  }
+
+  /**
+   * An encrypted format 2 repository (§2.21–2.22): `init` with the `encryption` feature, a
+   * config with its MAC, and the first key file wrapping a new master key under `passphrase`.
+   * The key file is written before the config (a directory without config is not a
+   * repository yet). Issue 18: `bfs init --encrypt` calls it only under the test switch
+   * (encryptionWired; format.md §2.22.2 says what is left before it is exposed).
+   */
+  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number } }): Promise<Repo2> {
+    const aead = o.aead ?? 'aes-256-gcm'
+    const masterKey = newMasterKey()
+    return Repo2.create(dir, { aead, masterKey, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) })
+  }
+
+  private static create<T extends Repo2 | Promise<Repo2>>(dir: string, enc: { aead: AeadName; masterKey: Buffer; addFirstKey: (store: Store, repoId: string) => Promise<string> } | null): T {
     let abs: string
     let store: Store
     if (isS3Url(dir)) {
@@ -91,7 +137,7 @@ export class Repo2 {
     } else {
       abs = checkNewRepoDir(dir)
       const disk = DiskStore.create(abs)
-      for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.leases, keys2.locks, keys2.retired, keys2.tmp]) disk.makePrefix(d)
+      for (const d of [keys2.manifests, keys2.gens, keys2.runs, keys2.leases, keys2.locks, keys2.retired, keys2.tmp, ...(enc ? [keys2.keys] : [])]) disk.makePrefix(d)
       store = disk
     }
     const created = new Date().toISOString()
@@ -102,18 +148,139 @@ export class Repo2 {
       blockBytes: 4096,
       hashAlg: 'xxh64',
       compression: 'zstd',
-      features: { incompat: ['pieces'], rocompat: [], compat: ['v1-streams'] },
+      features: { incompat: enc ? ['pieces', 'encryption'] : ['pieces'], rocompat: [], compat: ['v1-streams'] },
       defaults: { ...DEFAULTS, frameBlocks: { ...DEFAULTS.frameBlocks } },
-      encryption: null,
+      encryption: enc ? { aead: enc.aead, keys: `${keys2.keys}/` } : null,
       mac: null,
       extra: {},
     }
     const s = syncOf(store)
     s.putSync(keys2.guardLock, guardLock(created))
-    const file = envelope2('config', encodeConfigV2(config))
-    s.putSync(keys2.configCopy, file)
-    s.putSync(keys2.config, file)
-    return new Repo2(abs, store, config, false)
+    const finish = (keys: RepoKeys | null): Repo2 => {
+      const repo = new Repo2(abs, store, config, false)
+      repo.repoKeys = keys
+      const file = repo.configFile(config)
+      s.putSync(keys2.configCopy, file)
+      s.putSync(keys2.config, file)
+      return repo
+    }
+    if (!enc) return finish(null) as T
+    const keys = deriveRepoKeys(enc.masterKey, config.repoId, enc.aead)
+    return enc.addFirstKey(store, config.repoId).then(
+      () => (enc.masterKey.fill(0), finish(keys)),
+      (err: unknown) => {
+        enc.masterKey.fill(0)
+        throw err
+      },
+    ) as T
+  }
+
+  /** The repository's keys once unlocked (null: not encrypted, or not unlocked yet). */
+  private repoKeys: RepoKeys | null = null
+
+  /** Whether the repository is encrypted (its config has `encryption`; §2.22). */
+  get encrypted(): boolean {
+    return this.config.encryption !== null
+  }
+
+  /** The keys of an encrypted repository (unlock() first); a programming error otherwise. */
+  get keys(): RepoKeys {
+    if (!this.repoKeys) throw new Error(this.encrypted ? `${this.dir}: encrypted repository used before unlock()` : `${this.dir}: not encrypted`)
+    return this.repoKeys
+  }
+
+  /** The keys for sealed packs, units and hashes: an encrypted repository's (unlocked), else undefined. */
+  get sealing(): RepoKeys | undefined {
+    return this.encrypted ? this.keys : undefined
+  }
+
+  /** What a unit reader needs of an encrypted repository's keys (null: not encrypted). */
+  get unitSealing(): UnitSealing | null {
+    return this.encrypted ? { aead: this.keys.aead, kEnc: this.keys.kEnc } : null
+  }
+
+  /** Whether the keys are there (an encrypted repository after unlock()). */
+  get unlocked(): boolean {
+    return this.repoKeys !== null
+  }
+
+  /**
+   * Opens the master key with `passphrase` (the first key file it opens; PassphraseError, exit
+   * 7, when none), derives the repository keys once and checks the config's MAC (a config that
+   * does not check is damage, exit 6: §2.22's downgrade refusal). A no-op when not encrypted.
+   */
+  async unlock(passphrase: string | Buffer): Promise<void> {
+    if (!this.encrypted || this.repoKeys) return
+    ;(await this.unlockWithMaster(passphrase)).masterKey.fill(0)
+  }
+
+  /** unlock(), handing the master key and the key file that opened to the caller (bfs key add), who zeroes it. */
+  async unlockWithMaster(passphrase: string | Buffer): Promise<{ keyId: string; masterKey: Buffer }> {
+    if (!this.encrypted) throw new Error(`${this.dir}: not encrypted`)
+    const { masterKey, keyId } = await unlock(this.store, this.config.repoId, passphrase)
+    const keys = deriveRepoKeys(masterKey, this.config.repoId, this.config.encryption!.aead)
+    // the MAC of the config this process read (config, or its copy when config does not read)
+    try {
+      checkConfigMac(keys, this.configPayload!, this.configWhere)
+    } catch (err) {
+      masterKey.fill(0)
+      if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
+      throw err
+    }
+    this.repoKeys = keys
+    return { keyId, masterKey }
+  }
+
+  /** The config payload this process read, and where (the MAC is checked over it). */
+  private configPayload: Buffer | null = null
+  private configWhere = ''
+
+  /** The bytes of `config` (and `config-copy`) for `c`: with its MAC when encrypted. */
+  configFile(c: ConfigV2): Buffer {
+    if (c.encryption === null) return envelope2('config', encodeConfigV2({ ...c, mac: null }))
+    const payload = encodeConfigV2({ ...c, mac: null })
+    return envelope2('config', encodeConfigV2({ ...c, mac: configMac(this.keys, payload) }))
+  }
+
+  /** Decodes a config's bytes read now (features.ts re-reads it under the lock): its MAC checked when encrypted. */
+  decodeConfig(file: Buffer, what: string): ConfigV2 {
+    const payload = payloadOf('config', file, what)
+    const c = decodeConfigV2(payload, what)
+    if (c.encryption !== null || this.encrypted) checkConfigMac(this.keys, payload, what)
+    return c
+  }
+
+  /**
+   * An envelope object's bytes for store key `key` (§2.6): plain, or — encrypted repository —
+   * sealed under a fresh salt with the key's logical name in its AAD (§2.22).
+   */
+  seal(kind: Envelope2Kind, key: string, payload: Buffer): Buffer {
+    if (!this.encrypted) return envelope2(kind, payload)
+    return sealEnvelope(this.keys, kind, logicalName(key), payload, payload.length)
+  }
+
+  /** A stream's hashes file (§2.10): plain, or sealed in chunks. */
+  sealHashes(stream: number, hashes: Buffer): Buffer {
+    return this.encrypted ? sealHashes(this.keys, stream, hashes) : envelope2('hashes', hashes)
+  }
+
+  /** The hashes of stream `stream`'s hashes file read as `file` (FormatError on damage). */
+  unsealHashes(stream: number, file: Buffer): Buffer {
+    const what = this.store.where(keys2.hashes(stream))
+    return this.encrypted ? openHashes(this.keys, stream, file, what) : payloadOf('hashes', file, what)
+  }
+
+  /**
+   * The payload of envelope object `key` read as `file`: checked (plain), or authenticated and
+   * decrypted (encrypted; a plain envelope there is refused as damage, §2.22). FormatError
+   * on damage, as payloadOf.
+   */
+  unseal(kind: Envelope2Kind, key: string, file: Buffer): Buffer {
+    const what = this.store.where(key)
+    if (!this.encrypted) return payloadOf(kind, file, what)
+    const o = openEnvelope(this.keys, kind, logicalName(key), file, what)
+    if (o.compressed) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: compressed encrypted ${kind} envelopes are not read by this bfs yet`)
+    return o.stored
   }
 
   /** Opens a format 2 repository; its config's features are checked (§2.7). */
@@ -122,10 +289,14 @@ export class Repo2 {
     const store = testStore2(storeAt(abs))
     const s = syncOf(store)
     let config: ConfigV2 | null = null
+    let payload: Buffer | null = null
+    let where = ''
     let problem = ''
     for (const key of [keys2.config, keys2.configCopy]) {
       try {
-        config = decodeConfigV2(payloadOf('config', s.getSync(key), store.where(key)), store.where(key))
+        payload = payloadOf('config', s.getSync(key), store.where(key))
+        where = store.where(key)
+        config = decodeConfigV2(payload, store.where(key))
         if (key === keys2.configCopy) warn?.(`${problem}; using its copy ${store.where(key)}`)
         break
       } catch (err) {
@@ -136,12 +307,18 @@ export class Repo2 {
     if (!config) throw new BfsError('CORRUPT', `${problem}, and its copy cannot be read either`)
     let access
     try {
-      access = checkFeatures(config, store.where(keys2.config))
+      access = checkFeatures(config, store.where(keys2.config), supportedFeatures())
     } catch (err) {
       if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
       throw err
     }
-    return new Repo2(abs, store, config, access.readOnly)
+    // §2.22 downgrade refusal: a repository with key files is encrypted, whatever its config says
+    if (config.encryption === null && hasKeyFiles(s)) throw new BfsError('CORRUPT', `${store.where(keys2.config)}: says the repository is not encrypted, but it has key files in ${store.where(keys2.keys)} (a tampered config: refused)`)
+    if (process.env.BFS_REQUIRE_ENCRYPTION === '1' && config.encryption === null) throw new BfsError('BAD_INPUT', `${abs}: not an encrypted repository, and BFS_REQUIRE_ENCRYPTION=1 refuses unencrypted ones`)
+    const repo = new Repo2(abs, store, config, access.readOnly)
+    repo.configPayload = payload
+    repo.configWhere = where
+    return repo
   }
 
   /** Names (the last key component) of the direct children of a prefix. */
@@ -164,7 +341,7 @@ export class Repo2 {
       throw err
     }
     try {
-      return decodeManifestV2(payloadOf('manifest', file, this.store.where(key)), this.store.where(key))
+      return decodeManifestV2(this.unseal('manifest', key, file), this.store.where(key))
     } catch (err) {
       if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
       throw err
@@ -245,7 +422,7 @@ export class Repo2 {
     if (!r) {
       const key = keys2.stream(n)
       try {
-        r = decodeStreamRecord(payloadOf('stream', this.sync.getSync(key), this.store.where(key)), this.store.where(key))
+        r = decodeStreamRecord(this.unseal('stream', key, this.sync.getSync(key)), this.store.where(key), this.encrypted)
       } catch (err) {
         if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
         throw err
@@ -263,7 +440,7 @@ export class Repo2 {
       if (!m) continue
       const key = keys2.run(Number(m[1]))
       try {
-        out.push(decodeRunRecord(payloadOf('run', this.sync.getSync(key), this.store.where(key)), this.store.where(key)))
+        out.push(decodeRunRecord(this.unseal('run', key, this.sync.getSync(key)), this.store.where(key)))
       } catch (err) {
         if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
       }
@@ -282,7 +459,7 @@ export class Repo2 {
 
   /** Writes a run record (§2.8.4): `exclusive` claims runs/N, `replace` moves its state on. */
   putRun(r: RunRecord, mode: 'exclusive' | 'replace'): void {
-    this.sync.putSync(keys2.run(r.run), envelope2('run', encodeRunRecord(r)), { mode })
+    this.sync.putSync(keys2.run(r.run), this.seal('run', keys2.run(r.run), encodeRunRecord(r)), { mode })
   }
 
   /**

@@ -54,7 +54,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
   for (const key of [keys2.config, keys2.configCopy]) {
     const where = repo.store.where(key)
     try {
-      decodeConfigV2(payloadOf('config', repo.sync.getSync(key), where), where)
+      repo.decodeConfig(repo.sync.getSync(key), where)
     } catch (err) {
       problem(`${msg(err)}${key === keys2.configCopy ? ` (repair: cp ${repo.store.where(keys2.config)} ${where})` : ''}`)
     }
@@ -241,7 +241,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
     try {
       const file = repo.sync.getSync(key)
       if (file.length !== rec.hashes.bytes) throw new Error(`${file.length} bytes, the stream record says ${rec.hashes.bytes}`)
-      hashes = payloadOf('hashes', file, where)
+      hashes = repo.unsealHashes(s, file)
       if (hashes.length !== rec.streamBlocks * HASH_BYTES) throw new Error(`${hashes.length / HASH_BYTES} hashes for ${rec.streamBlocks} blocks`)
       if (rec.hashes.sha256 !== null && createHash('sha256').update(hashes).digest('hex') !== rec.hashes.sha256) throw new Error("does not match the stream record's sha256")
     } catch (err) {
@@ -257,7 +257,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
   }
   const pool = new WorkerPool(os.availableParallelism())
   const source = new StreamSource2(repo)
-  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s) }, pool)
+  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s), sealing: repo.unitSealing }, pool)
   let units = 0
   let frames = 0
   let rawBytes = 0

@@ -1,0 +1,48 @@
+/**
+ * Opens a format 2 repository for a command: Repo2.open, then — an encrypted repository
+ * (§2.21–2.22) — its passphrase (`--password-file FILE`, which reaches here as
+ * $BFS_PASSWORD_FILE so a mount's background child has it too; else $BFS_PASSWORD; else a
+ * prompt) unlocks the master key and the repository keys are derived once, the config's MAC
+ * checked. A wrong passphrase is PassphraseError (exit 7).
+ */
+import fs from 'node:fs'
+import { Repo2 } from '../repo/v2/repo2.js'
+import { readPassphrase } from './passphrase.js'
+
+export async function openRepo2(dir: string, warn?: (m: string) => void): Promise<Repo2> {
+  const repo = Repo2.open(dir, warn)
+  await unlockRepo2(repo)
+  return repo
+}
+
+/**
+ * The passphrase this process asked for at the terminal (null: none, or it came from a file or
+ * the environment, which a mount's background child reads as well): the mount hands it to
+ * its child on the child's stdin.
+ */
+export let askedPassphrase: string | null = null
+
+/** Unlocks an encrypted repository with the passphrase of this command line (a no-op otherwise). */
+export async function unlockRepo2(repo: Repo2): Promise<void> {
+  if (!repo.encrypted || repo.unlocked) return
+  let passphrase: string
+  if (process.env.BFS_PASSWORD_STDIN === '1') {
+    // a mount's background child: its parent asked at the terminal and wrote it here (server.ts)
+    delete process.env.BFS_PASSWORD_STDIN
+    passphrase = fs.readFileSync(0, 'utf8').replace(/\r?\n$/, '')
+  } else {
+    const fromTerminal = !process.env.BFS_PASSWORD_FILE && !process.env.BFS_PASSWORD
+    // a mount that will detach (bin/bfs): the prompt goes to fd 2 by plain writes and the
+    // terminal's input stream is closed after it, so the daemon keeps no descriptor of the
+    // terminal (a tty stream holds a private one)
+    const detaching = process.env.BFS_DETACH === '1' && fromTerminal && !!process.stdin.isTTY
+    const tty = detaching ? { input: process.stdin, output: { write: (s: string) => (fs.writeSync(2, s), true) } as unknown as NodeJS.WriteStream } : undefined
+    try {
+      passphrase = await readPassphrase({ passwordFile: process.env.BFS_PASSWORD_FILE || undefined, prompt: `passphrase for ${repo.dir}: `, tty })
+    } finally {
+      if (detaching) process.stdin.destroy()
+    }
+    if (fromTerminal) askedPassphrase = passphrase
+  }
+  await repo.unlock(passphrase)
+}
