@@ -76,7 +76,7 @@ export async function compactNow(repo: Repo2, o: CompactTarget & { minAgeMs: num
       recoverMaintenanceRuns(repo, run.run)
       const sv = surveyCompact(repo, o)
       // each stream's dictionary is durable before the first unit that names it is replaced
-      const dicts = prepareDictionaries(repo, sv.todo)
+      const dicts = prepareDictionaries(repo, sv)
       const totalBytes = sv.todo.reduce((s, u) => s + u.rawBytes, 0)
       o.line?.update({ files: 0, totalFiles: sv.todo.length, bytes: 0, totalBytes })
       let seen = 0

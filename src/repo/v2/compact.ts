@@ -374,14 +374,22 @@ export function recompressUnit(r: WorkerRequest): RecompressReply {
     dict?: { id: number; bytes: Uint8Array }
     oldDict?: { id: number; bytes: Uint8Array }
   }
-  const k = `${req.level}:${req.hashAlg}:${req.stream}:${req.dict?.id ?? 0}`
+  // one compressor per level (and dictionary); units come in stream order, so a worker keeps
+  // the dictionaries of the last two streams only (each holds a compression context and tables)
+  const k = req.dict ? `${req.level}:${req.hashAlg}:${req.stream}:${req.dict.id}` : `${req.level}:${req.hashAlg}`
   let rc = recompressors.get(k)
-  if (!rc) recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg, req.dict?.bytes)))
+  if (!rc) {
+    if (req.dict) for (const key of [...recompressors.keys()].filter((x) => x.split(':').length > 2).slice(0, -1)) recompressors.delete(key)
+    recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg, req.dict?.bytes)))
+  }
   let old: DecompressionDictionary | undefined
   if (req.oldDict) {
     const ok = `${req.stream}:${req.oldDict.id}`
     old = oldDicts.get(ok)
-    if (!old) oldDicts.set(ok, (old = new DecompressionDictionary(req.oldDict.bytes)))
+    if (!old) {
+      if (oldDicts.size >= 2) oldDicts.delete(oldDicts.keys().next().value!)
+      oldDicts.set(ok, (old = new DecompressionDictionary(req.oldDict.bytes)))
+    }
   }
   try {
     const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit }, req.dead, old)
@@ -511,10 +519,11 @@ export function streamDictIds(repo: Repo2, stream: number): number[] {
  * (gens/S/dict-<id>, §2.9.1) before any unit names it. A stream whose frames are too few or
  * too uniform to train on is compacted without one. Returns the dictionaries written.
  */
-export function prepareDictionaries(repo: Repo2, todo: CompactUnit[]): Array<{ stream: number; id: number; bytes: number }> {
+export function prepareDictionaries(repo: Repo2, sv: CompactSurvey): Array<{ stream: number; id: number; bytes: number }> {
   const written: Array<{ stream: number; id: number; bytes: number }> = []
   const byStream = new Map<number, CompactUnit[]>()
-  for (const u of todo) if (u.wantDict) byStream.set(u.stream, [...(byStream.get(u.stream) ?? []), u])
+  for (const u of sv.todo) if (u.wantDict) byStream.set(u.stream, [...(byStream.get(u.stream) ?? []), u])
+  const settled = new Set<CompactUnit>()
   for (const [stream, units] of byStream) {
     let dict: { id: number; bytes: Buffer } | undefined
     for (const id of streamDictIds(repo, stream)) {
@@ -541,14 +550,26 @@ export function prepareDictionaries(repo: Repo2, todo: CompactUnit[]): Array<{ s
         dict = { id, bytes }
         // older bfs must refuse the repository, not misread its units (the caller holds the maintenance lock)
         enableFeatureLocked(repo, 'unit-dictionaries')
-        const key = keys2.dict(stream, id)
-        if (!repo.sync.hasSync(key)) repo.sync.putSync(key, encodeDict({ stream, id, bytes }), { mode: 'replace' })
+        // (replaced, not skipped, when a file of that name exists: the loop above found it
+        // damaged, and the same samples train the same bytes, so this repairs it)
+        repo.sync.putSync(keys2.dict(stream, id), encodeDict({ stream, id, bytes }), { mode: 'replace' })
         written.push({ stream, id, bytes: bytes.length })
       }
     }
     for (const u of units) {
       delete u.wantDict
       if (dict) u.dict = dict
+      // no dictionary to be had (too few non-zero frames, or zstd could not train one): a unit
+      // at the target level already is done, not rewritten by every compact for nothing
+      else if (u.level !== null && u.level >= (u.targetLevel ?? 0)) settled.add(u)
+    }
+  }
+  if (settled.size) {
+    sv.todo = sv.todo.filter((u) => !settled.has(u))
+    for (const u of settled) {
+      sv.done.units++
+      sv.done.bytes += u.bytes
+      sv.done.rawBytes += u.rawBytes
     }
   }
   return written
