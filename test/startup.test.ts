@@ -82,6 +82,28 @@ describe('start-up', () => {
     }
   })
 
+  it('a format 2 mount\'s modules do not bring in the format 2 command stack (backup, verify, restore: cli/v2.ts)', () => {
+    // The modules a module loads when it is imported (its static imports, type-only ones left
+    // out: the bundle initialises exactly these), followed through src/.
+    const src = path.resolve(__dirname, '..', 'src')
+    const loaded = (from: string): Set<string> => {
+      const seen = new Set<string>()
+      const visit = (file: string): void => {
+        if (seen.has(file)) return
+        seen.add(file)
+        const text = fs.readFileSync(file, 'utf8')
+        for (const m of text.matchAll(/^import\s+(?!type\s)[^'"]*?from\s+'(\.[^']+)'/gm)) visit(path.resolve(path.dirname(file), m[1].replace(/\.js$/, '.ts')))
+        for (const m of text.matchAll(/^import\s+'(\.[^']+)'/gm)) visit(path.resolve(path.dirname(file), m[1].replace(/\.js$/, '.ts')))
+      }
+      visit(path.join(src, from))
+      return new Set([...seen].map((f) => path.relative(src, f)))
+    }
+    const mount2 = loaded('cli/mount2.ts')
+    // (the walk does reach what the mount needs: it is not vacuous)
+    for (const f of ['vfs/gen2.ts', 'repo/v2/repo2.ts', 'fuse/server.ts']) expect(mount2, f).toContain(f)
+    for (const f of ['cli/v2.ts', 'repo/v2/backup2.ts', 'repo/v2/verify2.ts', 'repo/v2/restore2.ts']) expect(mount2, f).not.toContain(f)
+  })
+
   it('a background mount that fails before it is ready exits with the server\'s status; one killed first exits 1 saying so, and leaves no mount', async () => {
     const mnt = path.join(work, 'mnt')
     fs.mkdirSync(mnt)

@@ -19,7 +19,11 @@ import { canonical, checkMountpoint } from '../fuse/umount.js'
 import { asBfsError } from './umount.js'
 import path from 'node:path'
 import { openReadStore2 } from './datastore.js'
-import { resolve2 } from './v2.js'
+
+function resolved<M>(r: { manifest: M; notes: string[] }, o: Record<string, unknown>): M {
+  if (!o.quiet) for (const n of r.notes) process.stderr.write(`bfs: ${n}\n`)
+  return r.manifest
+}
 
 export async function mountV2(dir: string, a: string, b: string | undefined, o: Record<string, unknown>): Promise<void> {
   const warn = (m: string): void => void process.stderr.write(`bfs: ${m}\n`)
@@ -29,7 +33,9 @@ export async function mountV2(dir: string, a: string, b: string | undefined, o: 
   const lease = o.foreground ? readerLease(repo, 'mount') : null
   const mnt = canonical(b ?? a)
   // the server mounts the generation resolved here (a backup in between must not change what `latest` meant)
-  const man = b === undefined ? null : resolve2(repo, a, o, typeof o.source === 'string' ? path.resolve(o.source) : undefined)
+  // (repo.resolveRef as cli/v2.ts's resolve2, not imported from there: v2.js would bring the
+  // whole format 2 command stack — backup, verify, restore, tape plans — into the mount's start)
+  const man = b === undefined ? null : resolved(repo.resolveRef(a, { source: typeof o.source === 'string' ? path.resolve(o.source) : undefined }), o)
   const genRef = man ? `gen${man.id}` : null
   const what = man ? `gen${man.id}` : `repository ${repo.dir}`
   await asBfsError(() => checkMountpoint(mnt, repo.store.localRoots()))

@@ -1,6 +1,9 @@
 import os from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { lazyBuiltin } from '../os/builtin.js'
 import type { WorkerReply, WorkerRequest } from './workers/protocol.js'
+
+const workerThreads = lazyBuiltin<typeof import('node:worker_threads')>('node:worker_threads')
 
 /**
  * N worker threads, started on first use (a backup with nothing to read never starts
@@ -18,7 +21,7 @@ export class WorkerPool {
 
   private start(): void {
     for (let i = 0; i < this.size; i++) {
-      const w = new Worker(new URL('../repo/worker.js', import.meta.url)) // '../repo/': also right from the bundle in dist/cli/
+      const w = new (workerThreads().Worker)(new URL('../repo/worker.js', import.meta.url)) // '../repo/': also right from the bundle in dist/cli/
       w.on('message', (reply: WorkerReply) => {
         const p = this.pending.get(reply.id)
         if (!p) return

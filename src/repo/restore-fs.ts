@@ -6,8 +6,10 @@
  * followed, whoever planted it and whenever (native-notes/native-addon.md,
  * "Directory-fd-relative calls").
  */
-import { threadId } from 'node:worker_threads'
+import { lazyBuiltin } from '../os/builtin.js'
 import * as native from '../native/index.js'
+
+const workerThreads = lazyBuiltin<typeof import('node:worker_threads')>('node:worker_threads')
 
 let consts: native.AtConstants | undefined
 /** The addon's constants (loaded on first use, so importing this module never loads the addon). */
@@ -87,7 +89,7 @@ export class DirFds {
 let tmpCounter = 0
 /** A temporary name for a new entry beside the one it will replace (made with O_EXCL-like calls, so a clash is retried). */
 export function tmpName(): string {
-  return `.bfs-restore.${process.pid}.${threadId}.${++tmpCounter}`
+  return `.bfs-restore.${process.pid}.${workerThreads().threadId}.${++tmpCounter}`
 }
 
 /** The error restore reports for an entry it may not replace. */

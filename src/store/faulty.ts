@@ -1,9 +1,11 @@
-import { threadId } from 'node:worker_threads'
+import { lazyBuiltin } from '../os/builtin.js'
 import {
   checkInBlob, partsOf, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type FaultRule, type PutOptions, type Staged, type Store, type StoreDescription,
   type StoreOp, type SyncBlobReader, type SyncStore,
 } from './store.js'
+
+const workerThreads = lazyBuiltin<typeof import('node:worker_threads')>('node:worker_threads')
 
 export type { FaultRule } from './store.js'
 
@@ -101,7 +103,7 @@ export class FaultyStore implements Store {
     readonly inner: Store,
     private readonly opts: FaultyOptions,
   ) {
-    this.rnd = mulberry32(opts.seed ^ Math.imul(threadId, 0x9e3779b1))
+    this.rnd = mulberry32(opts.seed ^ Math.imul(workerThreads().threadId, 0x9e3779b1))
     this.exposeFd = !!opts.exposeFd
     this.armed = opts.rules.map((rule) => {
       if (!DEFAULT_OPS[rule.fault]) throw new TypeError(`unknown fault ${JSON.stringify(rule.fault)}`)

@@ -35,7 +35,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import type { MessagePort, Worker } from 'node:worker_threads'
+import { lazyBuiltin } from '../os/builtin.js'
 import { BufferCache, CacheBusy } from './cache.js'
 import { workerFile } from './s3-sync.js'
 import type { S3Store } from './s3.js'
@@ -43,6 +44,8 @@ import {
   checkInBlob, checkKey, getByOpen, isChanged, StoreError,
   type BlobReader, type BlobStat, type ByteRange, type PutOptions, type S3Location, type Staged, type Store, type StoreDescription, type SyncBlobReader, type SyncStore,
 } from './store.js'
+
+const workerThreads = lazyBuiltin<typeof import('node:worker_threads')>('node:worker_threads')
 
 /** Keys bfs never changes once written (format.md §2.3): units (replaced only by content-equivalent ones, never on S3), packs, streams, hashes, dedup objects. */
 const CACHEABLE_RE = /^(?:gens\/[0-9]+\/(?:unit-[0-9]+|pack-[0-9]+|hashes|stream)|index\/dedup-[A-Za-z0-9._-]+)$/
@@ -550,9 +553,9 @@ class FillThread {
 
   /** `busy`: the reads waiting for a GET in this process (shared): the thread's fills give way to them. */
   constructor(desc: unknown, busy: Int32Array) {
-    const { port1, port2 } = new MessageChannel()
+    const { port1, port2 } = new (workerThreads().MessageChannel)()
     this.port = port1
-    this.worker = new Worker(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)), busy }, transferList: [port2] })
+    this.worker = new (workerThreads().Worker)(workerFile(), { workerData: { desc, port: port2, flag: new Int32Array(new SharedArrayBuffer(4)), busy }, transferList: [port2] })
     this.worker.unref()
     this.port.on('message', (m: { id?: number; r?: unknown; e?: { code: string; key: string; message: string } }) => {
       const p = m.id === undefined ? undefined : this.pending.get(m.id)

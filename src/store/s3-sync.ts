@@ -10,11 +10,14 @@
  */
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads'
+import type { MessagePort, Worker } from 'node:worker_threads'
+import { lazyBuiltin } from '../os/builtin.js'
 import {
   checkInBlob, checkKey, checkRange, partsOf, StoreError,
   type BlobStat, type ByteRange, type PutOptions, type Staged, type SyncBlobReader, type SyncStore,
 } from './store.js'
+
+const workerThreads = lazyBuiltin<typeof import('node:worker_threads')>('node:worker_threads')
 
 /** What the face needs of its S3Store (an interface, so that s3.ts and this file do not import each other). */
 export interface S3SyncTarget {
@@ -42,9 +45,9 @@ class Bridge {
   private dead: string | null = null
 
   constructor(private readonly s: S3SyncTarget) {
-    const { port1, port2 } = new MessageChannel()
+    const { port1, port2 } = new (workerThreads().MessageChannel)()
     this.port = port1
-    this.worker = new Worker(workerFile(), { workerData: { desc: s.describe(), port: port2, flag: this.flag }, transferList: [port2] })
+    this.worker = new (workerThreads().Worker)(workerFile(), { workerData: { desc: s.describe(), port: port2, flag: this.flag }, transferList: [port2] })
     this.worker.unref()
     this.port.unref()
     this.worker.on('error', (err) => (this.dead = err.message))
@@ -64,7 +67,7 @@ class Bridge {
         throw new StoreError('EIO', key, `${this.s.where(key)}: the S3 request thread did not answer in time`)
       }
     }
-    const m = receiveMessageOnPort(this.port)?.message as { r?: unknown; e?: { name: string; code: string; key: string; message: string } } | undefined
+    const m = workerThreads().receiveMessageOnPort(this.port)?.message as { r?: unknown; e?: { name: string; code: string; key: string; message: string } } | undefined
     if (!m) throw new StoreError('EIO', key, `${this.s.where(key)}: the S3 request thread failed${this.dead ? ': ' + this.dead : ''}`)
     if (m.e) {
       if (m.e.name === 'TypeError') throw new TypeError(m.e.message)

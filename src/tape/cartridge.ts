@@ -14,8 +14,11 @@
  * the file is cut there: EOD is the end of the last complete write.
  */
 import fs from 'node:fs'
-import { crc32 } from 'node:zlib'
+import { lazyBuiltin } from '../os/builtin.js'
 import { TapeError } from './device.js'
+
+const zlib = lazyBuiltin<typeof import('node:zlib')>('node:zlib')
+const crc32 = (b: Buffer): number => zlib().crc32(b)
 
 export const CART_MAGIC = 'BFSTAPE\0'
 export const ENTRY_MAGIC = 'BFSTREC\0'

@@ -24,7 +24,10 @@
  * Checksums of the blobs are in the repository's catalog (the header goes to tape before
  * the bytes are read, so it cannot hold them); a unit checks its own frames anyway.
  */
-import { crc32 } from 'node:zlib'
+import { lazyBuiltin } from '../os/builtin.js'
+
+const zlib = lazyBuiltin<typeof import('node:zlib')>('node:zlib')
+const crc32 = (b: Buffer): number => zlib().crc32(b)
 
 export const TAPE_FILE_MAGIC = 'BFSTFIL\0'
 export const TAPE_FILE_VERSION = 1

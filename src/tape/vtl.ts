@@ -21,7 +21,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
 import { flock } from '../native/index.js'
 import { addTotals, emptyTotals, SimClock, type OpTotals } from './clock.js'
 import { CartridgeFile } from './cartridge.js'

@@ -4,12 +4,15 @@
  * still outstanding (recalls and pins). `ServiceSource` makes it the ColdSource of a
  * CacheStore: every process reading a repository with units on tape reads through it.
  */
-import net from 'node:net'
+import type net from 'node:net'
+import { lazyBuiltin } from '../../os/builtin.js'
 import type { BufferCache, ColdSource, FillOptions } from '../cache.js'
 import { withTimeout } from '../cache.js'
 import { StoreError } from '../store.js'
 import type { ColdEntry, TapeCatalog } from '../tape.js'
 import { encode, lineReader, type ClientMessage, type ServiceMessage, type ServiceStatus } from './protocol.js'
+
+const netMod = lazyBuiltin<typeof import('node:net')>('node:net')
 
 export interface ClientOptions {
   socketPath: string
@@ -84,7 +87,7 @@ export class RecallClient {
 
   private tryConnect(): Promise<net.Socket | null> {
     return new Promise((resolve) => {
-      const s = net.createConnection(this.o.socketPath)
+      const s = netMod().createConnection(this.o.socketPath)
       s.once('connect', () => {
         s.removeAllListeners('error')
         resolve(s)

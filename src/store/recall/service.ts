@@ -12,11 +12,14 @@
  * into the cache only then (cache.ts); clients open cache entries themselves.
  */
 import fs from 'node:fs'
-import net from 'node:net'
+import type net from 'node:net'
+import { lazyBuiltin } from '../../os/builtin.js'
 import { BufferCache } from '../cache.js'
 import { StoreError } from '../store.js'
 import type { ColdEntry, TapeCatalog, TapeStore } from '../tape.js'
 import { encode, lineReader, PROTOCOL_VERSION, type ClientMessage, type ServiceMessage, type ServiceStatus } from './protocol.js'
+
+const netMod = lazyBuiltin<typeof import('node:net')>('node:net')
 
 export interface ServiceOptions {
   socketPath: string
@@ -76,7 +79,7 @@ export class RecallService {
     } catch {
       // none
     }
-    const server = net.createServer((s) => this.accept(s))
+    const server = netMod().createServer((s) => this.accept(s))
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
