@@ -184,7 +184,7 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     await restoresIdentical(h, [8])
   }, 600_000)
 
-  it('--max-unused picks the units with the largest unused share first and stops once what is left is within the limit; the default is 5 %; the plan lists them', async () => {
+  it('--max-unused picks the units with the largest unused share first and stops once what is left is within the limit; the default is 2 %; the plan lists them', async () => {
     const h = await history('default', 6)
     await ok(['forget', '1', '3', '5'], h.repo)
     // streams 1, 3, 5 partly used: 3 and 5 hold ~1.5 MiB dead of ~1.6 MiB, stream 1 also all of c's first version (live)
@@ -201,10 +201,10 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     const chosen = Object.entries(planOf(one.run).streams as Record<string, { rewrite: number[] }>).filter(([, v]) => v.rewrite.length).map(([k]) => Number(k))
     expect(chosen).toHaveLength(1)
     expect([3, 5]).toContain(chosen[0]) // not stream 1: the smallest unused share
-    // the default, 5 %: the other two
+    // the default, 2 %: the other two
     const rest = JSON.parse(await ok(['prune', '--json'], h.repo)) as Record<string, any>
     expect(rest.units).toMatchObject({ partlyUsed: 2, rewritten: 2, zeroedBefore: 1 })
-    expect(rest.units.unusedLeft).toBeLessThanOrEqual((5 / 95) * rest.units.usedBytes)
+    expect(rest.units.unusedLeft).toBeLessThanOrEqual((2 / 98) * rest.units.usedBytes)
     const p = planOf(rest.run)
     expect(Object.keys(p.streams).filter((k) => p.streams[k].rewrite.length).map(Number).sort()).toEqual([1, 3, 5].filter((s) => s !== chosen[0]))
     await ok(['verify', '--all'], h.repo)
@@ -338,7 +338,7 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     for (const v of ['101%', '-1', '5 %%', 'lots', '']) expect(() => parseMaxUnused(v), v).toThrow(/a percentage from 0% to 100%, or unlimited/)
     const disk = { dir: '/var/tmp/r' } as Repo2
     const s3 = { dir: 's3:http://127.0.0.1:9000/bucket/r' } as Repo2
-    expect(maxUnusedFor(disk, undefined)).toEqual({ pct: 5, s3: false })
+    expect(maxUnusedFor(disk, undefined)).toEqual({ pct: 2, s3: false })
     expect(maxUnusedFor(disk, 0)).toEqual({ pct: 0, s3: false })
     expect(maxUnusedFor(s3, undefined)).toEqual({ pct: 100, s3: true })
     expect(maxUnusedFor(s3, 100)).toEqual({ pct: 100, s3: true })

@@ -3,7 +3,7 @@
  * committed generation, no protected retired one and no running backup references
  * (native-notes/format.md §2.20.7, repo/v2/prune.ts): units with no live block, packs with no
  * live piece, emptied streams' records, unprotected retired manifests, aborted runs' data; and
- * the dead blocks of partly used units, rewritten (`--max-unused`, default 5 %).
+ * the dead blocks of partly used units, rewritten (`--max-unused`, default 2 %).
  * Under the maintenance lock, as a run of its own; mounts, restores and backups keep running
  * (their leases pin what they use). `--dry-run` changes nothing.
  */
