@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { bfs, sh, tmpdir } from './helpers.js'
+import { bfs, okBfs, sh, tmpdir, umountBfs } from './helpers.js'
 import { DICT_RE, keys2 } from '../src/format/v2/layout.js'
 import { parseUnitFile } from '../src/format/v2/unit.js'
 import { decodeDict } from '../src/format/v2/dict.js'
@@ -21,14 +21,9 @@ import { payloadOf } from '../src/repo/v2/repo2.js'
 let work: string
 const mounts = new Set<string>()
 
-const ok = async (args: string[], repo: string): Promise<string> => {
-  const res = await bfs(args, { repo })
-  expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0)
-  return res.stdout
-}
+const ok = okBfs
 async function umount(mnt: string): Promise<void> {
-  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
-  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
+  await umountBfs(mnt)
   mounts.delete(mnt)
 }
 

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { expect } from 'vitest'
 
 export const ROOT = path.resolve(import.meta.dirname, '..')
 export const BFS = path.join(ROOT, 'bin', 'bfs')
@@ -23,6 +24,19 @@ export function bfs(args: string[], opts: { repo?: string; cwd?: string; input?:
   delete env.BFS_REPO
   if (opts.repo) env.BFS_REPO = opts.repo
   return run(BFS, args, { cwd: opts.cwd, env, input: opts.input })
+}
+
+/** `bfs ARGS` on `repo`, expected to exit 0 (the message names the command and its stderr); its stdout. */
+export async function okBfs(args: string[], repo: string, env?: Record<string, string>): Promise<string> {
+  const res = await bfs(args, { repo, env })
+  expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(0)
+  return res.stdout
+}
+
+/** Unmounts a bfs mount for a test's teardown: `bfs umount`, else `--lazy`, and fusermount -uz if /proc/mounts still lists it. */
+export async function umountBfs(mnt: string): Promise<void> {
+  if ((await bfs(['umount', mnt])).code !== 0) await bfs(['umount', '--lazy', mnt])
+  if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await sh(`fusermount -uz '${mnt}'`)
 }
 
 /** Every child is killed after this, so that a hang (a stuck mount, say) fails its test instead of stalling the run. */
