@@ -68,6 +68,7 @@ import { PackBuilder, decodePackHeader, decodePackTable, decodePackTrailer, enco
 import {
   type UnitHeaderV2,
   UNIT_FLAG_DEAD_RANGES,
+  UNIT_FLAG_DICT,
   decodeAnyUnitHeader,
   decodeUnitHeaderV2,
   decodeUnitIndex,
@@ -76,6 +77,7 @@ import {
   encodeUnitIndex,
   encodeUnitTrailer,
 } from '../src/format/v2/unit.js'
+import { decodeDict, encodeDict } from '../src/format/v2/dict.js'
 import { ENV_FLAG_ENCRYPTED, ENV_FLAG_ZSTD, decodeEnvelope2, encodeEnvelope2, hashOffset } from '../src/format/v2/envelope.js'
 import { type ConfigV2, DEFAULTS, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../src/format/v2/config.js'
 import { isFormat2, notYetOnFormat2 } from '../src/repo/v2/detect.js'
@@ -182,6 +184,12 @@ const GOLDEN: Record<string, string> = {
   'unit-v2-header':
     '424653554e49540002000200070000000200000064000000400000000200000001000000130100000000000000000000' +
     '000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000',
+  // the same header naming dictionary 0x4cbd156e (flag bit2, bytes 40–43; §2.9.1)
+  'unit-v2-header-dict':
+    '424653554e49540002000600070000000200000064000000400000000200000001000000130100006e15bd4c00000000' +
+    '000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000',
+  // a dictionary file of stream 7 (§2.9.1) holding a 16-byte zstd dictionary with id 0x4cbd156e
+  'dict-file': '424653444943540001000000070000006e15bd4c10000000c73ebdb886e29fff000000000000000000000000000000000000000000000000000000000000000037a430ec6e15bd4c0001020304050607',
   'unit-v2-index': 'e8030000000004000102030405060708f401000000400200111213141516171803000307362301',
   'unit-v2-trailer': '3c06000000000000020000002700000083431964bef0f3a642465355454e4400',
   'unit-v2-index-plain': 'e8030000000004000102030405060708f401000000400200111213141516171800',
@@ -777,7 +785,15 @@ describe('unit file v2 (§2.9)', () => {
   it('header, unit index (seek table + dead ranges), trailer: golden bytes and decode', () => {
     const hb = encodeUnitHeaderV2(h)
     pin('unit-v2-header', hb)
-    expect(decodeUnitHeaderV2(hb, 'u')).toEqual({ version: 2, ...h })
+    expect(decodeUnitHeaderV2(hb, 'u')).toEqual({ version: 2, ...h, dict: 0 })
+    // a header naming a dictionary (§2.9.1), and a dictionary file
+    const hd = { ...h, flags: UNIT_FLAG_DEAD_RANGES | UNIT_FLAG_DICT, dict: 0x4cbd156e }
+    pin('unit-v2-header-dict', encodeUnitHeaderV2(hd))
+    expect(decodeUnitHeaderV2(encodeUnitHeaderV2(hd), 'u')).toEqual({ version: 2, ...hd })
+    expect(() => encodeUnitHeaderV2({ ...h, dict: 5 })).toThrow(RangeError) // an id without the flag
+    const zd = Buffer.concat([Buffer.from('37a430ec6e15bd4c', 'hex'), Buffer.from([0, 1, 2, 3, 4, 5, 6, 7])])
+    pin('dict-file', encodeDict({ stream: 7, id: 0x4cbd156e, bytes: zd }))
+    expect(decodeDict(encodeDict({ stream: 7, id: 0x4cbd156e, bytes: zd }), 'd', { stream: 7, id: 0x4cbd156e })).toEqual({ stream: 7, id: 0x4cbd156e, bytes: zd })
     const index = encodeUnitIndex({ seek, dead }, h)
     pin('unit-v2-index', index)
     const T = 96 + 1500
@@ -796,7 +812,7 @@ describe('unit file v2 (§2.9)', () => {
   })
   it('format 1 units still decode (their header says version 1); v2 headers need their reserved bytes zero', () => {
     const v1 = Buffer.from('424653554e495400010000000700000002000000640000004000000002000000', 'hex') // test/format.test.ts
-    expect(decodeAnyUnitHeader(v1, 'u')).toEqual({ version: 1, headerBytes: 32, stream: 7, unitIndex: 2, rawBlocks: 100, frameBlocks: 64, frameCount: 2, revision: 0, flags: 0 })
+    expect(decodeAnyUnitHeader(v1, 'u')).toEqual({ version: 1, headerBytes: 32, stream: 7, unitIndex: 2, rawBlocks: 100, frameBlocks: 64, frameCount: 2, revision: 0, flags: 0, dict: 0 })
     const hb = encodeUnitHeaderV2(h)
     expect(decodeAnyUnitHeader(hb, 'u')).toMatchObject({ version: 2, headerBytes: 96, revision: 1 })
     for (let i = 38; i < 96; i++) {
