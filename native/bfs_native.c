@@ -2438,9 +2438,11 @@ fail:
 }
 
 /* ---- XXH64 block hashes ------------------------------------------------- */
-/* XXH64 (seed 0), written from the public xxHash specification. Used for bfs's block
- * hashes and frame checks: ~10x faster than SHA-256, 64 bits suffice to tell a block
- * from the previous version at the same position and to detect corruption. */
+/* XXH64, written from the public xxHash specification. Used for bfs's block hashes, frame
+ * checks and page cuts: ~10x faster than SHA-256, 64 bits suffice to tell a block from the
+ * previous version at the same position and to detect corruption. The seed is 0 in
+ * unencrypted repositories and the repository's blockSeed in encrypted ones (format.md
+ * §2.22); callers pass it as an optional BigInt. */
 
 #define XXP1 11400714785074694791ULL
 #define XXP2 14029467366897019727ULL
@@ -2461,12 +2463,12 @@ static inline uint64_t xx_merge(uint64_t acc, uint64_t v) {
   return acc * XXP1 + XXP4;
 }
 
-static uint64_t xxh64(const uint8_t *p, size_t len) {
+static uint64_t xxh64(const uint8_t *p, size_t len, uint64_t seed) {
   const uint8_t *end = p + len;
   uint64_t h;
   if (len >= 32) {
     const uint8_t *limit = end - 32;
-    uint64_t v1 = XXP1 + XXP2, v2 = XXP2, v3 = 0, v4 = (uint64_t)0 - XXP1;
+    uint64_t v1 = seed + XXP1 + XXP2, v2 = seed + XXP2, v3 = seed, v4 = seed - XXP1;
     do {
       v1 = xx_round(v1, xx_read64(p));
       v2 = xx_round(v2, xx_read64(p + 8));
@@ -2480,7 +2482,7 @@ static uint64_t xxh64(const uint8_t *p, size_t len) {
     h = xx_merge(h, v3);
     h = xx_merge(h, v4);
   } else {
-    h = XXP5;
+    h = seed + XXP5;
   }
   h += (uint64_t)len;
   while (p + 8 <= end) {
@@ -2518,9 +2520,34 @@ static int get_buffer_arg(napi_env env, napi_value v, const char *name, uint8_t 
   return 1;
 }
 
-/* hashBlocks(src, srcOffset, blocks, out, outOffset): XXH64 of each 4096-byte block, 8 bytes LE each. */
+/* The optional seed argument of hashBlocks and xxh64Into: undefined is 0, else a BigInt in
+ * 0 … 2^64-1 (anything else is a TypeError/RangeError). */
+static int get_seed_arg(napi_env env, napi_value v, uint64_t *seed) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) {
+    throw_napi_failure(env, "napi_typeof");
+    return 0;
+  }
+  if (t == napi_undefined) {
+    *seed = 0;
+    return 1;
+  }
+  bool lossless = false;
+  if (t != napi_bigint || napi_get_value_bigint_uint64(env, v, seed, &lossless) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The argument 'seed' must be a BigInt");
+    return 0;
+  }
+  if (!lossless) {
+    throw_range(env, "seed: outside 0 … 2^64-1");
+    return 0;
+  }
+  return 1;
+}
+
+/* hashBlocks(src, srcOffset, blocks, out, outOffset, seed?): XXH64 (seed, default 0) of each
+ * 4096-byte block, 8 bytes LE each. */
 static napi_value js_hash_blocks(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 5);
+  GET_ARGS(env, info, 6);
   uint8_t *src, *out;
   size_t src_len, out_len;
   double src_off, blocks, out_off;
@@ -2530,21 +2557,23 @@ static napi_value js_hash_blocks(napi_env env, napi_callback_info info) {
       !get_buffer_arg(env, argv[3], "out", &out, &out_len) ||
       !get_integer_arg(env, argv[4], "outOffset", 0, MAX_SAFE_INTEGER, &out_off))
     return NULL;
+  uint64_t seed;
+  if (!get_seed_arg(env, argv[5], &seed)) return NULL;
   size_t n = (size_t)blocks;
   if ((size_t)src_off + n * 4096 > src_len || (size_t)out_off + n * 8 > out_len) {
     throw_range(env, "hashBlocks: range outside the buffers");
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
-    uint64_t h = xxh64(src + (size_t)src_off + i * 4096, 4096);
+    uint64_t h = xxh64(src + (size_t)src_off + i * 4096, 4096, seed);
     memcpy(out + (size_t)out_off + i * 8, &h, 8);
   }
   return NULL;
 }
 
-/* xxh64Into(src, out, outOffset): XXH64 of the whole of src, 8 bytes LE. */
+/* xxh64Into(src, out, outOffset, seed?): XXH64 (seed, default 0) of the whole of src, 8 bytes LE. */
 static napi_value js_xxh64_into(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 3);
+  GET_ARGS(env, info, 4);
   uint8_t *src, *out;
   size_t src_len, out_len;
   double out_off;
@@ -2552,11 +2581,13 @@ static napi_value js_xxh64_into(napi_env env, napi_callback_info info) {
       !get_buffer_arg(env, argv[1], "out", &out, &out_len) ||
       !get_integer_arg(env, argv[2], "outOffset", 0, MAX_SAFE_INTEGER, &out_off))
     return NULL;
+  uint64_t seed;
+  if (!get_seed_arg(env, argv[3], &seed)) return NULL;
   if ((size_t)out_off + 8 > out_len) {
     throw_range(env, "xxh64Into: output outside the buffer");
     return NULL;
   }
-  uint64_t h = xxh64(src, src_len);
+  uint64_t h = xxh64(src, src_len, seed);
   memcpy(out + (size_t)out_off, &h, 8);
   return NULL;
 }

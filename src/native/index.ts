@@ -112,8 +112,8 @@ interface Addon {
   flock(fd: number, mode: FlockMode): boolean
   detach(fd: number): void
   exitWatchdog(ms: number, code: number): void
-  hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void
-  xxh64Into(src: Buffer, out: Buffer, outOffset: number): void
+  hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number, seed?: bigint): void
+  xxh64Into(src: Buffer, out: Buffer, outOffset: number, seed?: bigint): void
   blake3Into(src: Uint8Array, srcOffset: number, srcLength: number, key: Uint8Array | null, out: Uint8Array, outOffset: number, outLength: number): void
   blake3HasherNew(key: Uint8Array | null): Blake3Handle
   blake3HasherUpdate(hasher: Blake3Handle, src: Uint8Array, srcOffset: number, srcLength: number): void
@@ -620,17 +620,17 @@ export function flock(fd: number, mode: FlockMode): boolean {
 }
 
 /**
- * XXH64 (seed 0) of each of `blocks` 4096-byte blocks of `src` starting at byte
- * `srcOffset`, written as 8 little-endian bytes each into `out` at `outOffset`.
- * Throws RangeError if either range falls outside its buffer.
+ * XXH64 with `seed` (default 0; a BigInt in 0 … 2^64-1) of each of `blocks` 4096-byte blocks
+ * of `src` starting at byte `srcOffset`, written as 8 little-endian bytes each into `out` at
+ * `outOffset`. Throws RangeError if either range falls outside its buffer.
  */
-export function hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number): void {
-  addon().hashBlocks(src, srcOffset, blocks, out, outOffset)
+export function hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number, seed: bigint = 0n): void {
+  addon().hashBlocks(src, srcOffset, blocks, out, outOffset, seed)
 }
 
-/** XXH64 (seed 0) of the whole of `src`, written as 8 little-endian bytes into `out` at `outOffset`. */
-export function xxh64Into(src: Buffer, out: Buffer, outOffset: number): void {
-  addon().xxh64Into(src, out, outOffset)
+/** XXH64 with `seed` (default 0) of the whole of `src`, written as 8 little-endian bytes into `out` at `outOffset`. */
+export function xxh64Into(src: Buffer, out: Buffer, outOffset: number, seed: bigint = 0n): void {
+  addon().xxh64Into(src, out, outOffset, seed)
 }
 
 // ---- BLAKE3 -------------------------------------------------------------------------------
