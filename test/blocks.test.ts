@@ -111,7 +111,7 @@ function objectOf(gen: number, name: string): { extents: Extent[]; size: number;
 }
 
 function reader(opts: { store?: Store; cacheBytes?: number; maxOpenUnits?: number; readaheadFrames?: number; claimers?: Claimer[]; fullCheck?: boolean } = {}): BlockReader {
-  return new BlockReader({ store: opts.store ?? DiskStore.open(repoDir), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, ...opts })
+  return new BlockReader({ store: opts.store ?? DiskStore.open(repoDir), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, blockSeed: 0n, ...opts })
 }
 
 function open(r: BlockReader, gen: number, name: string): OpenFile {
@@ -221,7 +221,7 @@ describe('BlockReader over real repositories (16-block units, 4-block frames, 5 
         const blocks = Math.ceil(want.length / BLOCK_BYTES)
         const padded = Buffer.concat([want, zero.subarray(0, blocks * BLOCK_BYTES - want.length)])
         const exp = Buffer.alloc(blocks * HASH_BYTES)
-        hashBlocks(repo.config.hashAlg, padded, 0, blocks, exp, 0)
+        hashBlocks(repo.config.hashAlg, padded, 0, blocks, exp, 0, 0n)
         const cur = r.hashCursor(open(r, gen, name))
         const got = Buffer.alloc(blocks * HASH_BYTES, 0xcc)
         // monotonic chunks of odd sizes (as backup asks), then a step back

@@ -28,6 +28,7 @@ import {
   unwrapKeyFile,
   type ObjectKind,
 } from '../src/crypto/keys.js'
+import { UNENCRYPTED_SEED, ZERO_BLOCK, frameCheck, hashBlocks, pageCutHash, zeroBlockHash } from '../src/codec/hash.js'
 import { FormatError } from '../src/format/errors.js'
 import { decodeConfigV2 } from '../src/format/v2/config.js'
 import { decodeEnvelope2, encodeEnvelope2 } from '../src/format/v2/envelope.js'
@@ -111,6 +112,11 @@ const V = {
   configMac: 'RawFFvvrK9Ok70l9WJwd4D+5Z8A21wkQk+RWjfhOM38=',
   /** manifest/12/r2, payload {"id":12}, object salt, AES-256-GCM: header ‖ salt ‖ sealed payload */
   envelope: '4246534d414e4900020002000000000009000000000000001900000000000000c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfc61b054a1ea42b720f43103fb882ddc12bb2062cc03b1584b2',
+  // seeded XXH64 (§2.22): the block byte i = i mod 256, its frame check with an all-zero second block, the page-cut hash of `bfs golden name`
+  xxh64: {
+    seeded: { block: '68c786d3428ccf62', zeroBlock: '13c9bb6b0b33edf3', frameCheck: '93fd2981fc20176b', pageCut: '5361774424376004560' },
+    seed0: { block: 'a4f66a18be646e0f', zeroBlock: 'dbbbd8326f9b86ac', frameCheck: 'd4f54dfec4299ecb', pageCut: '16247259057982921058' },
+  },
   aads: {
     'unitFrame(7,2,1,3,1048576)': '6266732f756e69740700000002000000010000000300000000001000',
     'unitIndex(7,2,1)': '6266732f756e69742d696e646578070000000200000001000000',
@@ -141,6 +147,24 @@ describe('golden vectors (§2.24): the code against an independent implementatio
     expect([keys.kEnc, keys.kId, keys.kContent, keys.kBlockSeed, keys.kConfigMac].map((b) => b.toString('hex'))).toEqual([V.kEnc, V.kId, V.kContent, V.kBlockSeed, V.kConfigMac])
     expect(keys.blockSeed).toBe(BigInt(V.blockSeed))
     for (const kind of Object.keys(V.objectKeys) as ObjectKind[]) expect(objectKey(keys, IN.objectSalt, kind).key.toString('hex'), kind).toBe(V.objectKeys[kind])
+  })
+
+  it('seeded XXH64 (§2.22): block hash, zero-block hash, frame check and page cut with blockSeed; seed 0 as unencrypted repositories have it', () => {
+    const golden = Buffer.from(Array.from({ length: 4096 }, (_, i) => i & 0xff))
+    for (const [seed, v] of [[keys.blockSeed, V.xxh64.seeded], [UNENCRYPTED_SEED, V.xxh64.seed0]] as const) {
+      const h = Buffer.alloc(16)
+      hashBlocks('xxh64', Buffer.concat([golden, ZERO_BLOCK]), 0, 2, h, 0, seed)
+      expect(h.subarray(0, 8).toString('hex'), `seed ${seed}`).toBe(v.block)
+      expect(h.subarray(8).toString('hex')).toBe(v.zeroBlock)
+      expect(zeroBlockHash('xxh64', seed).toString('hex')).toBe(v.zeroBlock)
+      expect(frameCheck('xxh64', h, seed).toString('hex')).toBe(v.frameCheck)
+      expect(pageCutHash(seed)(Buffer.from('bfs golden name'))).toBe(BigInt(v.pageCut))
+    }
+    expect(V.xxh64.seeded.block).not.toBe(V.xxh64.seed0.block)
+    // unkeyed SHA-256 takes no seed: an encrypted repository's hashAlg is xxh64 (its config says so, or it is refused)
+    expect(() => hashBlocks('sha256-64', golden, 0, 1, Buffer.alloc(8), 0, keys.blockSeed)).toThrow(/no seed/)
+    const cfg = JSON.parse(V.configPayload) as Record<string, unknown>
+    expect(() => decodeConfigV2(Buffer.from(JSON.stringify({ ...cfg, hashAlg: 'sha256-64' })), 'config')).toThrow(/hashAlg/)
   })
 
   it('one sealed message per region tag under each AEAD, and each opens', () => {

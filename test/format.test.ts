@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 import { ByteReader, ByteWriter } from '../src/format/bytes.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/format/envelope.js'
@@ -348,15 +349,66 @@ describe('block hashes', () => {
     }
     expect(one(Buffer.alloc(0))).toBe('ef46db3751d8e999')
     expect(one(Buffer.from('a'))).toBe('d24ec4f1a98c6e5b')
-    expect(zeroBlockHash('xxh64').readBigUInt64LE(0).toString(16)).toBe('ac869b6f32d8bbdb')
+    expect(zeroBlockHash('xxh64', 0n).readBigUInt64LE(0).toString(16)).toBe('ac869b6f32d8bbdb')
     const two = Buffer.alloc(8192)
     two.write('hello', 4096)
     const h = Buffer.alloc(16)
-    hashBlocks('xxh64', two, 0, 2, h, 0)
-    expect(h.subarray(0, 8).equals(zeroBlockHash('xxh64'))).toBe(true)
-    expect(frameCheck('xxh64', h).toString('hex')).toBe(Buffer.from(one(h), 'hex').reverse().toString('hex'))
+    hashBlocks('xxh64', two, 0, 2, h, 0, 0n)
+    expect(h.subarray(0, 8).equals(zeroBlockHash('xxh64', 0n))).toBe(true)
+    expect(frameCheck('xxh64', h, 0n).toString('hex')).toBe(Buffer.from(one(h), 'hex').reverse().toString('hex'))
     // the older algorithm still works
-    expect(zeroBlockHash('sha256-64').toString('hex')).toBe('ad7facb2586fc6e9')
+    expect(zeroBlockHash('sha256-64', 0n).toString('hex')).toBe('ad7facb2586fc6e9')
+  })
+
+  it('the addon\'s seeded XXH64 (encrypted repositories, format.md §2.22): xxHash\'s own sanity vectors; no seed and seed 0 are today\'s hashes', async () => {
+    const native = await import('../src/native/index.js')
+    const addon = createRequire(import.meta.url)('../native/build/Release/bfs_native.node') as {
+      hashBlocks(s: Buffer, so: number, n: number, o: Buffer, oo: number, seed?: unknown): void
+      xxh64Into(s: Buffer, o: Buffer, oo: number, seed?: unknown): void
+    }
+    // xxHash's sanity buffer (xxhsum's older self-test): byte i = gen >> 24, gen = gen² mod 2^32 from PRIME32
+    const PRIME32 = 2654435761n
+    const sanity = Buffer.alloc(222)
+    let g = PRIME32
+    for (let i = 0; i < sanity.length; i++) {
+      sanity[i] = Number((g >> 24n) & 0xffn)
+      g = (g * g) & 0xffffffffn
+    }
+    const xx = (b: Buffer, seed?: bigint): string => {
+      const o = Buffer.alloc(8)
+      native.xxh64Into(b, o, 0, seed)
+      return o.readBigUInt64LE(0).toString(16).padStart(16, '0')
+    }
+    for (const [len, seed, want] of [
+      [0, 0n, 'ef46db3751d8e999'], [0, PRIME32, 'ac75fda2929b17ef'],
+      [1, 0n, '4fce394cc88952d8'], [1, PRIME32, '739840cb819fa723'],
+      [14, 0n, 'cffa8db881bc3a3d'], [14, PRIME32, '5b9611585efcc9cb'],
+      [222, 0n, '9dd507880debb03d'], [222, PRIME32, 'dc515172b8ee0600'],
+    ] as const) expect(xx(sanity.subarray(0, len), seed), `${len} bytes, seed ${seed}`).toBe(want)
+    // hashBlocks: each block as xxh64Into hashes it, seed for seed; omitted = 0; a seed changes every hash
+    const data = Buffer.concat([Buffer.alloc(4096, 7), sanity, Buffer.alloc(4096 - 222, 1)])
+    for (const seed of [undefined, 0n, 1n, PRIME32, (1n << 64n) - 1n]) {
+      const h = Buffer.alloc(16)
+      native.hashBlocks(data, 0, 2, h, 0, seed)
+      expect(h.readBigUInt64LE(0).toString(16).padStart(16, '0')).toBe(xx(data.subarray(0, 4096), seed))
+      expect(h.readBigUInt64LE(8).toString(16).padStart(16, '0')).toBe(xx(data.subarray(4096), seed))
+    }
+    const at = (seed?: bigint): string => {
+      const h = Buffer.alloc(16)
+      native.hashBlocks(data, 0, 2, h, 0, seed)
+      return h.toString('hex')
+    }
+    expect(at(0n)).toBe(at())
+    expect(at(1n).slice(0, 16)).not.toBe(at().slice(0, 16))
+    expect(at(1n).slice(16)).not.toBe(at().slice(16))
+    expect(at(1n)).not.toBe(at(2n))
+    // a seed is a BigInt in 0 … 2^64-1, nothing else
+    const o = Buffer.alloc(8)
+    expect(() => addon.xxh64Into(data, o, 0, 1)).toThrow(TypeError)
+    expect(() => addon.xxh64Into(data, o, 0, '1')).toThrow(TypeError)
+    expect(() => addon.xxh64Into(data, o, 0, -1n)).toThrow(RangeError)
+    expect(() => addon.hashBlocks(data, 0, 1, o, 0, 1n << 64n)).toThrow(RangeError)
+    expect(() => addon.hashBlocks(data, 0, 1, o, 0, 1)).toThrow(TypeError)
   })
 })
 

@@ -127,8 +127,8 @@ describe('Recompressor (in process)', () => {
       const f = Buffer.from(out.subarray(0, c.compressInto(out, raw)))
       frames.push(f)
       const h = Buffer.alloc((raw.length / 4096) * 8)
-      hashBlocks('xxh64', raw, 0, raw.length / 4096, h, 0)
-      return { compBytes: f.length, rawBytes: raw.length, check: frameCheck('xxh64', h) }
+      hashBlocks('xxh64', raw, 0, raw.length / 4096, h, 0, 0n)
+      return { compBytes: f.length, rawBytes: raw.length, check: frameCheck('xxh64', h, 0n) }
     })
     const parts = encodeUnitFileV2({ stream: 7, unitIndex: 3, rawBlocks: 5, frameBlocks: 2, revision: 1, level, hashAlg: 'xxh64' }, frames, seek, [{ start: 2, blocks: 2 }])
     return { file: Buffer.concat(parts), raws }
@@ -137,17 +137,17 @@ describe('Recompressor (in process)', () => {
   it('rewrites a v2 unit: revision + 1, the level, dead ranges and checks carried over, same raw bytes; refuses damage and a unit under the wrong key', () => {
     const { file } = unitV2(1)
     const before = parseUnitFile(file, 4096, 'u', { stream: 7, unitIndex: 3 })
-    const out = Buffer.concat(new Recompressor(19, 'xxh64').rewrite(file, 'u', { stream: 7, unitIndex: 3 }).parts)
+    const out = Buffer.concat(new Recompressor(19, 'xxh64', 0n).rewrite(file, 'u', { stream: 7, unitIndex: 3 }).parts)
     const after = parseUnitFile(out, 4096, 'u', { stream: 7, unitIndex: 3 })
     expect({ version: after.version, revision: after.revision, level: after.level, dead: after.dead }).toEqual({ version: 2, revision: 2, level: 19, dead: [{ start: 2, blocks: 2 }] })
     expect(after.seek.map((e) => [e.rawBytes, e.check.toString('hex')])).toEqual(before.seek.map((e) => [e.rawBytes, e.check.toString('hex')]))
     expect(after.seek.every((e, i) => e.compBytes <= before.seek[i]!.compBytes)).toBe(true)
     // rewriting again (another level) reads what it wrote
-    expect(parseUnitFile(Buffer.concat(new Recompressor(5, 'xxh64').rewrite(out, 'u', { stream: 7, unitIndex: 3 }).parts), 4096, 'u').revision).toBe(3)
+    expect(parseUnitFile(Buffer.concat(new Recompressor(5, 'xxh64', 0n).rewrite(out, 'u', { stream: 7, unitIndex: 3 }).parts), 4096, 'u').revision).toBe(3)
     const bad = Buffer.from(file)
     bad[96 + 5] ^= 0x55
-    expect(() => new Recompressor(19, 'xxh64').rewrite(bad, 'u', { stream: 7, unitIndex: 3 })).toThrow(DamagedUnit)
-    expect(() => new Recompressor(19, 'xxh64').rewrite(file, 'u', { stream: 7, unitIndex: 4 })).toThrow(/its key says 7, 4/)
+    expect(() => new Recompressor(19, 'xxh64', 0n).rewrite(bad, 'u', { stream: 7, unitIndex: 3 })).toThrow(DamagedUnit)
+    expect(() => new Recompressor(19, 'xxh64', 0n).rewrite(file, 'u', { stream: 7, unitIndex: 4 })).toThrow(/its key says 7, 4/)
   })
 })
 

@@ -11,9 +11,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { spawn } from 'node:child_process'
-import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { BFS, ROOT, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { encodeEnvelope2 } from '../src/format/v2/envelope.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
+import { StreamSource2 } from '../src/repo/v2/read2.js'
+import { hashBlocks, xxh64Seed0, xxh64Seeded } from '../src/codec/hash.js'
 
 const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
@@ -335,4 +338,206 @@ describe('maintenance on an encrypted repository', () => {
     expect(await diffTree(src2, out)).toBe('')
     for (const needle of [NAME, CONTENT]) expect((await sh(`grep -rl -F -e '${needle}' '${r}'`)).code).toBe(1)
   })
+})
+
+describe("the repository's block seed (§2.22): block hashes, frame checks, page cuts and BI checks are XXH64 seeded with blockSeed", () => {
+  const MiB = 1 << 20
+  /** The 8-byte hashes of each 4 KiB block of `b` (the last padded with zeros) under `seed`, as hex strings. */
+  const hashesOf = (b: Buffer, seed: bigint): string[] => {
+    const padded = Buffer.concat([b, Buffer.alloc((4096 - (b.length % 4096)) % 4096)])
+    const h = Buffer.alloc((padded.length / 4096) * 8)
+    hashBlocks('xxh64', padded, 0, padded.length / 4096, h, 0, seed)
+    return Array.from({ length: padded.length / 4096 }, (_, i) => h.subarray(i * 8, i * 8 + 8).toString('hex'))
+  }
+  /** Every block hash repository `r` stores (its hashes files opened with the keys), and the repository (unlocked). */
+  const storedHashes = async (r: string): Promise<{ repo: Repo2; stored: Set<string> }> => {
+    const repo = Repo2.open(r)
+    await repo.unlock(ENC.BFS_PASSWORD)
+    const stored = new Set<string>()
+    const source = new StreamSource2(repo)
+    for (const g of fs.readdirSync(path.join(r, 'gens'))) {
+      if (!fs.existsSync(path.join(r, 'gens', g, 'hashes'))) continue
+      const h = source.blockHashes(Number(g))
+      for (let i = 0; i < h.length; i += 8) stored.add(h.subarray(i, i + 8).toString('hex'))
+    }
+    return { repo, stored }
+  }
+
+  it('a stored block hash is the seeded one, never seed 0\'s; two repositories differ; an incremental backup stores only the changed blocks; restore, cat, verify and a mount read it back', async () => {
+    const s = path.join(work, 'seed-src')
+    fs.mkdirSync(s)
+    const big = Buffer.from(Array.from({ length: 2 * MiB + 1000 }, (_, i) => ((i * 2654435761) >>> 13) & 0xff))
+    fs.writeFileSync(path.join(s, 'big.bin'), big)
+    // many names: the directory is cut into pages by the page-cut hash
+    for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(s, `n${i}`), `${i}`)
+    const r1 = path.join(work, 'seed-r1')
+    const r2 = path.join(work, 'seed-r2')
+    for (const r of [r1, r2]) {
+      expect((await run(['init', '--encrypt'], r)).code).toBe(0)
+      const b = await run(['backup', s, '--json'], r)
+      expect(b.code, b.stderr).toBe(0)
+    }
+    const a = await storedHashes(r1)
+    const b = await storedHashes(r2)
+    const seed = a.repo.blockSeed
+    expect(seed).toBe(a.repo.keys.blockSeed)
+    expect(seed).not.toBe(0n)
+    expect(b.repo.blockSeed).not.toBe(seed)
+    // every block of big.bin is stored under its seeded hash; none under seed 0's (nor the other repository's)
+    const seeded = hashesOf(big, seed)
+    for (const h of seeded) expect(a.stored.has(h)).toBe(true)
+    for (const h of hashesOf(big, 0n)) expect(a.stored.has(h)).toBe(false)
+    for (const h of hashesOf(big, b.repo.blockSeed)) expect(a.stored.has(h)).toBe(false)
+    for (const h of hashesOf(big, b.repo.blockSeed)) expect(b.stored.has(h)).toBe(true)
+    // the page cuts of this repository are its seeded XXH64 (the one place: Repo2.pageCut)
+    const name = Buffer.from('n1234')
+    expect(a.repo.pageCut(name)).toBe(xxh64Seeded(name, seed))
+    expect(a.repo.pageCut(name)).not.toBe(xxh64Seed0(name))
+
+    // block-incremental: three blocks change in the middle; the rest compare equal against
+    // gen1's stored (seeded) hashes, so only those are stored again
+    const changed = Buffer.from(big)
+    for (const blk of [100, 101, 300]) changed.fill(0x5a, blk * 4096 + 10, blk * 4096 + 20)
+    fs.writeFileSync(path.join(s, 'big.bin'), changed)
+    const g2 = await run(['backup', s, '--json'], r1)
+    expect(g2.code, g2.stderr).toBe(0)
+    const st = JSON.parse(g2.stdout).stats
+    expect(st.changedFiles).toBe(1)
+    expect(st.storedBytes).toBeLessThan(64 * 1024)
+    expect(st.storedBytes).toBeGreaterThan(0)
+    const c = await storedHashes(r1)
+    for (const h of hashesOf(changed, seed)) expect(c.stored.has(h)).toBe(true)
+    const cat = await run(['cat', 'latest:big.bin'], r1)
+    expect(cat.code, cat.stderr).toBe(0)
+    expect(cat.out.equals(changed)).toBe(true)
+    const out = path.join(work, 'seed-restored')
+    expect((await run(['restore', 'latest', out], r1)).code).toBe(0)
+    expect(await diffTree(s, out)).toBe('')
+    const v = await run(['verify', '--all'], r1)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+    const mnt = path.join(work, 'seed-mnt')
+    fs.mkdirSync(mnt)
+    const m = await run(['mount', 'latest', mnt], r1)
+    expect(m.code, m.stderr).toBe(0)
+    try {
+      expect(fs.readFileSync(path.join(mnt, 'big.bin')).equals(changed)).toBe(true)
+      expect(fs.readdirSync(mnt).length).toBe(3001)
+    } finally {
+      if ((await bfs(['umount', mnt])).code !== 0) await sh(`fusermount -uz '${mnt}'`)
+    }
+    // a frame whose check no longer matches is damage: verify reads every frame against its seeded check
+    expect(v.stdout).not.toMatch(/checksum mismatch/)
+  })
+
+  it('--volume: full and block-incremental generations round-trip byte for byte; verify passes', async () => {
+    const r = path.join(work, 'seed-vol')
+    expect((await run(['init', '--encrypt'], r)).code).toBe(0)
+    const img = path.join(work, 'seed-vol.img')
+    fs.writeFileSync(img, '')
+    fs.truncateSync(img, 16 * MiB)
+    const fd = fs.openSync(img, 'r+')
+    for (const at of [1, 7, 12]) fs.writeSync(fd, Buffer.from(Array.from({ length: MiB }, (_, i) => ((i + at) * 2654435761) >>> 24)), 0, MiB, at * MiB)
+    fs.closeSync(fd)
+    const g1 = await run(['backup', '--volume', img, '--json'], r)
+    expect(g1.code, g1.stderr).toBe(0)
+    const copy1 = fs.readFileSync(img)
+    const fd2 = fs.openSync(img, 'r+')
+    fs.writeSync(fd2, Buffer.alloc(4096, 0x77), 0, 4096, 7 * MiB + 8192)
+    fs.closeSync(fd2)
+    const g2 = await run(['backup', '--volume', img, '--json'], r)
+    expect(g2.code, g2.stderr).toBe(0)
+    expect(JSON.parse(g2.stdout).stats.storedBytes).toBeLessThan(64 * 1024)
+    for (const [gen, want] of [['gen1', copy1], ['gen2', fs.readFileSync(img)]] as const) {
+      const cat = await run(['cat', gen], r)
+      expect(cat.code, cat.stderr).toBe(0)
+      expect(cat.out.equals(want), gen).toBe(true)
+    }
+    const v = await run(['verify', '--all'], r)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+})
+
+const IS_ROOT = process.getuid?.() === 0
+const [KMAJOR, KMINOR] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
+const HAS_PRECONTENT = KMAJOR! > 6 || (KMAJOR === 6 && KMINOR! >= 14)
+
+describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online of an encrypted repository (root, Linux ≥ 6.14; test/online-v2.test.ts\'s writer)', () => {
+  const loops: string[] = []
+  const mounts: string[] = []
+  const children: ChildProcess[] = []
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    for (const m of mounts.reverse()) await sh(`umount '${m}' || umount -l '${m}'`)
+    for (const d of loops) await sh(`losetup -d ${d}`)
+  }, 120_000)
+  const must = async (cmd: string): Promise<string> => {
+    const r = await sh(cmd)
+    if (r.code !== 0) throw new Error(`${cmd}: ${r.stderr}`)
+    return r.stdout
+  }
+
+  it('the T0 tree (before-images in the BI log, checked with the seeded XXH64) restores, mounts and verifies byte for byte', async () => {
+    const img = path.join(work, 'online.img')
+    const fsDir = path.join(work, 'online-fs')
+    fs.mkdirSync(fsDir)
+    await must(`truncate -s 200M '${img}' && mkfs.ext4 -q -F '${img}'`)
+    const dev = (await must(`losetup --find --show '${img}'`)).trim()
+    loops.push(dev)
+    await must(`mount ${dev} '${fsDir}'`)
+    mounts.push(fsDir)
+    const tree = path.join(fsDir, 'tree')
+    const sizes = [0, 100, 4097, 65543, 300_000, 1 << 20, 2_500_000, 5_000_000]
+    for (let d = 0; d < 2; d++) {
+      fs.mkdirSync(path.join(tree, `d${d}`), { recursive: true })
+      for (const [i, size] of sizes.entries()) {
+        const f = path.join(tree, `d${d}`, `f${i}`)
+        await must(i % 2 ? `head -c ${size} /dev/urandom > '${f}'` : `yes "line $RANDOM of ${f}" | head -c ${size} > '${f}'`)
+      }
+    }
+    const writerPy = path.join(ROOT, 'test', 'fixtures', 'online-writer.py')
+    await must(`python3 '${writerPy}' setup '${tree}'`)
+    const r = path.join(work, 'seed-online')
+    expect((await run(['init', '--encrypt'], r)).code).toBe(0)
+    expect((await run(['backup', tree, '--exclude', '*-journal'], r)).code).toBe(0)
+    await must(`head -c 300000 /dev/urandom | dd of='${tree}/d0/f6' bs=4096 seek=100 conv=notrunc status=none && echo more >> '${tree}/d1/f4'`)
+    const copy = path.join(work, 'online-copy')
+    await must(`cp -a '${tree}' '${copy}' && sync`)
+    const t0 = path.join(work, 'online-t0')
+    const stop = path.join(work, 'online-stop')
+    const cpSrc = path.join(work, 'online-cp-source')
+    fs.writeFileSync(cpSrc, Buffer.alloc(123_457, 7))
+    const child = spawn('python3', [writerPy, 'run', tree, t0, stop, cpSrc, '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let ops = 0
+    child.stdout!.on('data', (b: Buffer) => (ops += b.toString().split('\n').length - 1))
+    const done = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)))
+    // slow on purpose (online-v2.test.ts): one thread, level 19, small units, so that the writer overlaps the reads
+    const b = await run(['backup', tree, '--online', '--t0-file', t0, '--threads', '1', '--level', '19', '--unit-blocks', '16', '--exclude', '*-journal', '--json'], r)
+    fs.writeFileSync(stop, '')
+    expect(await done).toBe(0)
+    expect(b.code, b.stderr).toBe(0)
+    const res = JSON.parse(b.stdout)
+    expect(res.online.captured).toBe(true)
+    expect(ops).toBeGreaterThan(0)
+    expect(res.online.images).toBeGreaterThan(0)
+    expect(res.online.biBlocks).toBeGreaterThan(0)
+    expect(await diffTree(copy, tree)).not.toBe('')
+    // verify reads every image of the BI log and compares it with its record's check (seeded XXH64)
+    const v = await run(['verify', res.generation], r)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+    expect(v.stdout + v.stderr).not.toMatch(/does not match/)
+    const out = path.join(work, 'online-restored')
+    const rr = await run(['restore', res.generation, out], r)
+    expect(rr.code, rr.stderr).toBe(0)
+    expect(await diffTree(copy, out)).toBe('')
+    const m = path.join(work, 'online-mnt')
+    fs.mkdirSync(m)
+    expect((await run(['mount', res.generation, m], r)).code).toBe(0)
+    try {
+      expect(await diffTree(copy, m)).toBe('')
+    } finally {
+      if ((await bfs(['umount', m])).code !== 0) await sh(`fusermount -uz '${m}'`)
+    }
+    for (const needle of ['line 1 of', 'app.sqlite']) expect((await sh(`grep -rl -F -e '${needle}' '${r}'`)).code).toBe(1)
+  }, 300_000)
 })

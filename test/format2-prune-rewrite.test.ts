@@ -373,7 +373,7 @@ describe('format 2 prune --max-unused (rewriting partly used units)', () => {
     const file = fs.readFileSync(f)
     // every block of gen2's unit declared dead and zeroed: gen2 reads them
     const p = parseUnitFile(file, 4096, 'u')
-    const out = Buffer.concat(new Recompressor(3, 'xxh64').rewrite(file, 'u', { stream: 2, unitIndex: 0 }, [{ start: 0, blocks: p.rawBlocks }]).parts)
+    const out = Buffer.concat(new Recompressor(3, 'xxh64', 0n).rewrite(file, 'u', { stream: 2, unitIndex: 0 }, [{ start: 0, blocks: p.rawBlocks }]).parts)
     fs.writeFileSync(f, out)
     const r = await bfs(['verify', '--all'], { repo: h.repo })
     expect(r.code).toBe(4)

@@ -57,7 +57,7 @@ interface Repo {
 function openRun(store: FaultyStore, run: number, cacheBytes?: number): Repo {
   const packs = new PackWriter(store, { run, packBytes: 1 << 20 })
   const reader = new PieceReader(store, { cacheBytes })
-  return { store, packs, reader, tree: new TreeWriter(packs, reader), maps: new MapWriter(packs, reader), treeReader: new TreeReader(reader) }
+  return { store, packs, reader, tree: new TreeWriter(packs, reader, { xxh64: xxh64Seed0 }), maps: new MapWriter(packs, reader), treeReader: new TreeReader(reader) }
 }
 
 /** Bytes of the pack files run `run` wrote. */
@@ -449,7 +449,7 @@ describe('directory pieces: deltas, pages, reuse', () => {
     }
     const store = DiskStore.create(newDir('bfs-pieces-huge-'))
     const packs = new PackWriter(store, { run: 1 })
-    const tree = new TreeWriter(packs, new PieceReader(store, { cacheBytes: 8 << 20 }))
+    const tree = new TreeWriter(packs, new PieceReader(store, { cacheBytes: 8 << 20 }), { xxh64: xxh64Seed0 })
     const w = tree.openDir(null)
     let ord = 1
     for (let p = 0; p < PAGES; p++) {
@@ -559,7 +559,7 @@ describe('identity tables (the links table)', () => {
     const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
     const rows = Array.from({ length: 10_000 }, (_, i) => row(i))
     const g1 = openRun(store, 1)
-    const w1 = new IdTableWriter(g1.packs, g1.reader, TableKind.Links, null)
+    const w1 = new IdTableWriter(g1.packs, g1.reader, TableKind.Links, null, xxh64Seed0)
     for (const r of rows) await w1.add(r)
     const t1 = (await w1.close())!
     await g1.packs.finish()
@@ -581,7 +581,7 @@ describe('identity tables (the links table)', () => {
     const rows2 = rows.slice()
     rows2[5000] = row(5000, 3)
     const g2 = openRun(store, 2)
-    const w2 = new IdTableWriter(g2.packs, g2.reader, TableKind.Links, t1.ref)
+    const w2 = new IdTableWriter(g2.packs, g2.reader, TableKind.Links, t1.ref, xxh64Seed0)
     for (const r of rows2) await w2.add(r)
     const t2 = (await w2.close())!
     await g2.packs.finish()
@@ -594,12 +594,12 @@ describe('identity tables (the links table)', () => {
   it('a small table is one IDPAGE, an empty one none, rows out of order are refused', async () => {
     const store = new FaultyStore(new MemStore(), { seed: 1, rules: [] })
     const g = openRun(store, 1)
-    const w = new IdTableWriter(g.packs, g.reader, TableKind.Links, null)
+    const w = new IdTableWriter(g.packs, g.reader, TableKind.Links, null, xxh64Seed0)
     for (let i = 0; i < 4096; i++) await w.add(row(i))
     const t = (await w.close())!
     expect(w.stats.written).toBe(1)
-    expect(await new IdTableWriter(g.packs, g.reader, TableKind.Links, null).close()).toBeNull()
-    const bad = new IdTableWriter(g.packs, g.reader, TableKind.Links, null)
+    expect(await new IdTableWriter(g.packs, g.reader, TableKind.Links, null, xxh64Seed0).close()).toBeNull()
+    const bad = new IdTableWriter(g.packs, g.reader, TableKind.Links, null, xxh64Seed0)
     await bad.add(row(5))
     await expect(bad.add(row(4))).rejects.toThrow(RangeError)
     await g.packs.finish()
@@ -794,7 +794,7 @@ describe('memory', () => {
     const store = DiskStore.create(newDir('bfs-pieces-mem-'))
     const packs = new PackWriter(store, { run: 1 })
     const reader = new PieceReader(store, { cacheBytes: 8 << 20 })
-    const tree = new TreeWriter(packs, reader)
+    const tree = new TreeWriter(packs, reader, { xxh64: xxh64Seed0 })
     gc()
     const before = process.memoryUsage().heapUsed
     let peak = 0

@@ -371,7 +371,7 @@ if (!ENDPOINT) {
         let parts: Buffer[] | undefined
         for (const alg of ['xxh64', 'sha256-64'] as const) {
           try {
-            parts = new Recompressor(12, alg).rewrite(u.bytes, u.key, { stream, unitIndex: unit }).parts
+            parts = new Recompressor(12, alg, 0n).rewrite(u.bytes, u.key, { stream, unitIndex: unit }).parts
             break
           } catch (err) {
             if (!(err instanceof DamagedUnit)) throw err

@@ -18,7 +18,7 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 /** Writes `units` full units of 16 blocks through a StreamWriter over `store`; the error finish() or reserve() threw, or null. */
 async function writeUnits(store: unknown, units: number): Promise<unknown> {
   const pool = new WorkerPool(2)
-  const w = new StreamWriter(store as never, pool, 1, 16, 4, 3, 'xxh64', false)
+  const w = new StreamWriter(store as never, pool, 1, 16, 4, 3, 'xxh64', 0n, false)
   try {
     for (let b = 0; b < units * 16; ) {
       const r = await w.reserve()

@@ -23,7 +23,7 @@ import { bfs, sh, spawnBfs } from './helpers.js'
 /** sha256 of every regular file of gen `id` read through `store`, by path (latin1 of the raw bytes). */
 export async function readGeneration(repoDir: string, id: number, store: Store): Promise<Map<string, string>> {
   const repo = Repository.open(repoDir)
-  const reader = new BlockReader({ store, source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, cacheBytes: 4 << 20 })
+  const reader = new BlockReader({ store, source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, blockSeed: 0n, cacheBytes: 4 << 20 })
   const resolver = new ObjectResolver(repo)
   const entries = repo.catalog(id)
   const out = new Map<string, string>()

@@ -27,7 +27,7 @@ export class FrameCache {
     private readonly stats: ReaderStats,
     cacheBytes: number,
     /** Verify every frame's frame check too (the repository's hash algorithm), not only zstd's checksum. */
-    private readonly fullCheck: HashAlg | null = null,
+    private readonly fullCheck: { alg: HashAlg; seed: bigint } | null = null,
   ) {
     this.frames = new LRUCache<string, Buffer>({
       maxSize: Math.max(cacheBytes, 1 << 20),
@@ -199,7 +199,7 @@ export class FrameCache {
       this.recycle(out)
       throw new FormatError('BAD_VALUE', `${u.where}: frame ${frame} has ${n} bytes, expected ${e.rawBytes}`)
     }
-    if (this.fullCheck && !checkFrame(this.fullCheck, out, e.check)) {
+    if (this.fullCheck && !checkFrame(this.fullCheck.alg, out, e.check, this.fullCheck.seed)) {
       this.recycle(out)
       throw new FormatError('BAD_CHECKSUM', `${u.where}: frame ${frame} checksum mismatch (data is corrupt)`)
     }
@@ -225,10 +225,10 @@ function shortUnit(err: unknown, u: UnitInfo, frame: number): unknown {
   return err
 }
 
-/** Whether a decompressed frame matches its frame check (the hash over its block hashes). */
-export function checkFrame(alg: HashAlg, raw: Buffer, check: Buffer): boolean {
+/** Whether a decompressed frame matches its frame check (the hash over its block hashes, with the repository's seed). */
+export function checkFrame(alg: HashAlg, raw: Buffer, check: Buffer, seed: bigint): boolean {
   const blocks = raw.length / BLOCK_BYTES
   const hashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-  hashBlocks(alg, raw, 0, blocks, hashes, 0)
-  return frameCheck(alg, hashes).equals(check)
+  hashBlocks(alg, raw, 0, blocks, hashes, 0, seed)
+  return frameCheck(alg, hashes, seed).equals(check)
 }

@@ -13,6 +13,8 @@ export interface ReaderOptions {
   store: Store
   source: StreamSource
   hashAlg: HashAlg
+  /** The repository's XXH64 seed (Repo2.blockSeed: 0 unless encrypted, format.md §2.22): frame checks and block hashes are checked with it. */
+  blockSeed: bigint
   /** Bytes of decompressed frames kept (default 16 MiB; never less than 1 MiB). */
   cacheBytes?: number
   /** Unit blobs open at once, one descriptor each on disk (default 1024; beyond it the least recently used close). */
@@ -97,6 +99,7 @@ export class BlockReader {
   private readonly store: Store
   private readonly source: StreamSource
   private readonly hashAlg: HashAlg
+  private readonly blockSeed: bigint
   private readonly readaheadFrames: number | undefined
   private readonly readaheadBytes: number
   private readonly claimers: readonly Claimer[]
@@ -105,8 +108,9 @@ export class BlockReader {
     this.store = o.store
     this.source = o.source
     this.hashAlg = o.hashAlg
+    this.blockSeed = o.blockSeed
     this.units = new UnitTable(o.store, o.source, this.stats, o.maxOpenUnits ?? DEFAULT_OPEN_UNITS, o.sealing ?? null)
-    this.frames = new FrameCache(this.units, o.source, this.stats, o.cacheBytes ?? 16 << 20, o.fullCheck ? o.hashAlg : null)
+    this.frames = new FrameCache(this.units, o.source, this.stats, o.cacheBytes ?? 16 << 20, o.fullCheck ? { alg: o.hashAlg, seed: o.blockSeed } : null)
     this.readaheadFrames = o.readaheadFrames
     this.readaheadBytes = o.readaheadBytes ?? READAHEAD_BYTES
     this.claimers = o.claimers ?? []
@@ -362,13 +366,13 @@ export class BlockReader {
           bad.push({ frame: i, reason: `cannot decompress: ${(err as Error).message}` })
           continue
         }
-        if (check === 'full' && !checkFrame(this.hashAlg, raw, e.check)) bad.push({ frame: i, reason: 'checksum mismatch' })
+        if (check === 'full' && !checkFrame(this.hashAlg, raw, e.check, this.blockSeed)) bad.push({ frame: i, reason: 'checksum mismatch' })
         else if (expect) {
           // the stored block hashes (format 2's hashes file) of the unit's blocks, from its first
           const blocks = e.rawBytes / BLOCK_BYTES
           const first = (rawBytes - e.rawBytes) / BLOCK_BYTES
           if (this.scanHashes.length < blocks * HASH_BYTES) this.scanHashes = Buffer.allocUnsafe(blocks * HASH_BYTES)
-          hashBlocks(this.hashAlg, raw, 0, blocks, this.scanHashes, 0)
+          hashBlocks(this.hashAlg, raw, 0, blocks, this.scanHashes, 0, this.blockSeed)
           for (let b = 0; b < blocks; b++) {
             // a dead block (zeroed by a prune, §2.9) keeps its old stored hash: the frame check covers its zeros
             if (t.dead && inDead(t.dead, first + b)) continue
@@ -401,7 +405,7 @@ export class BlockReader {
    * up), from the stored per-generation hashes: no frame is read. See HashCursor.
    */
   hashCursor(f: OpenFile): HashCursor {
-    return hashCursor(f.extents, this.hashAlg, (gen) => this.source.blockHashes(gen))
+    return hashCursor(f.extents, this.hashAlg, this.blockSeed, (gen) => this.source.blockHashes(gen))
   }
 
   // ---------------------------------------------------------------- native read path
@@ -499,8 +503,8 @@ export type AsyncBlockReader = Omit<BlockReader, 'readSync' | 'visitSync' | 'sca
  * extents. BlockReader.hashCursor serves an open object with it; backup's comparisons
  * (repo/objects.ts) call it with the base object's extents.
  */
-export function hashCursor(list: readonly ReadExtent[], hashAlg: HashAlg, blockHashes: (gen: number) => Buffer): HashCursor {
-  const zero = zeroBlockHash(hashAlg)
+export function hashCursor(list: readonly ReadExtent[], hashAlg: HashAlg, seed: bigint, blockHashes: (gen: number) => Buffer): HashCursor {
+  const zero = zeroBlockHash(hashAlg, seed)
   let bx = 0
   let lastFb = 0
   return {

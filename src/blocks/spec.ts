@@ -23,6 +23,8 @@ export interface ReaderSpec {
   id: string
   store: StoreDescription
   hashAlg: HashAlg
+  /** The repository's XXH64 seed (format.md §2.22). */
+  blockSeed: bigint
   geometry: Record<number, SpecGeometry>
   /** Decompressed-frame cache of the worker's reader, bytes. */
   cacheBytes: number
@@ -53,7 +55,7 @@ export function readerFromSpec(spec: ReaderSpec): BlockReader {
   if (!r) {
     const src = plainSource({})
     r = {
-      reader: new BlockReader({ store: openStore(spec.store), source: src, hashAlg: spec.hashAlg, cacheBytes: spec.cacheBytes, maxOpenUnits: spec.maxOpenUnits, sealing: spec.sealing ?? null }),
+      reader: new BlockReader({ store: openStore(spec.store), source: src, hashAlg: spec.hashAlg, blockSeed: spec.blockSeed, cacheBytes: spec.cacheBytes, maxOpenUnits: spec.maxOpenUnits, sealing: spec.sealing ?? null }),
       add: src.add,
       gens: new Set(),
     }

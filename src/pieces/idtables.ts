@@ -1,4 +1,3 @@
-import { xxh64Seed0 } from '../codec/hash.js'
 import { FormatError } from '../format/errors.js'
 import { type Identity, type PieceRef, type Xxh64Fn, PieceKind, compareIdentity, comparePieceRefs, identityBytes } from '../format/v2/common.js'
 import { INDEX_MAX_CHILDREN } from '../format/v2/dir.js'
@@ -54,7 +53,8 @@ export class IdTableWriter {
     readonly tableKind: TableKind,
     /** The previous generation's table (the manifest's `links`), whose unchanged pieces are reused. */
     private readonly prev: PieceRef | null,
-    private readonly xxh64: Xxh64Fn = xxh64Seed0,
+    /** XXH64 with the repository's seed (page cuts, §2.22): Repo2.pageCut. */
+    private readonly xxh64: Xxh64Fn,
   ) {}
 
   async add(row: IdRow): Promise<void> {

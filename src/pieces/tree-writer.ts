@@ -1,4 +1,3 @@
-import { xxh64Seed0 } from '../codec/hash.js'
 import { ByteWriter } from '../format/bytes.js'
 import { type PieceRef, type Xxh64Fn, PieceKind, finishPiece, pieceWriter } from '../format/v2/common.js'
 import {
@@ -23,8 +22,8 @@ import { type DecodedPiece, type PieceReader, Workarounds, isPieceFailure } from
 import type { DirRef } from './tree-reader.js'
 
 export interface TreeWriterOptions {
-  /** XXH64 with the repository's seed (page cuts, §2.13.5); default seed 0 (unencrypted). */
-  xxh64?: Xxh64Fn
+  /** XXH64 with the repository's seed (page cuts, §2.13.5, §2.22): Repo2.pageCut. No default, so no writer cuts with seed 0 by omission. */
+  xxh64: Xxh64Fn
   /** Write DIRDELTAs (config `defaults.dirDelta`, default true). */
   dirDelta?: boolean
   /**
@@ -91,9 +90,9 @@ export class TreeWriter {
   constructor(
     readonly packs: PackWriter,
     readonly pieces: PieceReader,
-    opts: TreeWriterOptions = {},
+    opts: TreeWriterOptions,
   ) {
-    this.xxh64 = opts.xxh64 ?? xxh64Seed0
+    this.xxh64 = opts.xxh64
     this.foldDeltas = opts.foldDeltas ?? false
     this.dirDelta = !this.foldDeltas && (opts.dirDelta ?? true)
   }

@@ -5,7 +5,7 @@ import * as native from '../native/index.js'
 import { EntryType, ENTRY_FLAG_CHANGED_WHILE_READ, ENTRY_FLAG_LINK_FOLLOWER, ENTRY_FLAG_XATTRS, newEntry, ID_CTIME_NSEC, ID_CTIME_SEC, ID_DEV, ID_FIELDS, ID_FLAGS, ID_INO_HI, ID_INO_LO, ID_LEADER, ID_MTIME_NSEC, ID_MTIME_SEC, ID_OBJ_GEN, ID_OBJ_INDEX, ID_SIZE, ID_TYPE, type CatalogIndex, type Entry } from '../format/catalog.js'
 import type { Extent, MapObject } from '../format/maps.js'
 import type { GenStats, Manifest } from '../format/manifest.js'
-import { BLOCK_BYTES } from '../codec/hash.js'
+import { BLOCK_BYTES, UNENCRYPTED_SEED } from '../codec/hash.js'
 import type { Repository } from './repository.js'
 import type { WorkerPool } from './pool.js'
 import { emptyStats, newStream, writeGeneration, type CommitOptions, type CommitResult, type GenerationBody, type StreamSettings, type StreamWriter } from './commit/index.js'
@@ -160,7 +160,7 @@ export class SafeRefs {
     try {
       for (const g of new Set(extents.map((x) => x.gen))) this.repo.hashes(g) // read now: a damaged hashes file means no base
       const o = this.resolver.object(gen, index)
-      return { gen, index, depth: o.depth, sizeBytes: o.sizeBytes, extents, hashesOf: (g) => this.repo.hashes(g), hashAlg: this.repo.config.hashAlg }
+      return { gen, index, depth: o.depth, sizeBytes: o.sizeBytes, extents, hashesOf: (g) => this.repo.hashes(g), hashAlg: this.repo.config.hashAlg, blockSeed: UNENCRYPTED_SEED }
     } catch (err) {
       return this.unusable(err)
     }

@@ -18,6 +18,8 @@ export interface BaseObject {
   /** Block hashes of generation `gen`'s stream, for any gen an extent names. */
   hashesOf(gen: number): Buffer
   hashAlg: HashAlg
+  /** The repository's XXH64 seed the base's hashes were stored with (and the new ones are computed with). */
+  blockSeed: bigint
 }
 
 export interface StoredObject {
@@ -125,7 +127,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
    * the base extents are walked once). A block whose old hash is unknown (a range another
    * layer claims) is made to differ: it is stored again.
    */
-  const old = base ? hashCursor(base.extents, base.hashAlg, (g) => base.hashesOf(g)) : null
+  const old = base ? hashCursor(base.extents, base.hashAlg, base.blockSeed, (g) => base.hashesOf(g)) : null
   let unknown = new Uint8Array(0)
   const fillOldHashes = (fb: number, n: number): void => {
     if (unknown.length < n) unknown = new Uint8Array(n)
@@ -227,7 +229,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
           newHashes = Buffer.alloc(n * HASH_BYTES)
           oldHashes = Buffer.alloc(n * HASH_BYTES)
         }
-        hashBlocks(base.hashAlg, c.buf, 0, n, newHashes, 0)
+        hashBlocks(base.hashAlg, c.buf, 0, n, newHashes, 0, base.blockSeed)
         fillOldHashes(c.fb, n)
         if (newHashes.compare(oldHashes, 0, n * HASH_BYTES, 0, n * HASH_BYTES) !== 0) {
           let run = -1 // first block of a run of changed data blocks

@@ -265,6 +265,7 @@ export class OnlineCapture {
           check: Buffer.alloc(8),
           extents: [],
         }
+        // seed 0: format 1's gens/N/bilog (format 1 is never encrypted, format.md §2.22)
         rec.check.writeBigUInt64LE(xxh64Seed0(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
         if (r.kind === BiKind.image) {
           images.push({ rec, data: r.data })
@@ -301,6 +302,8 @@ export class OnlineCapture {
       } catch (err) {
         throw new BfsError('IO', `cannot read the online capture file ${this.logPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
       }
+      // the local capture file's checks are seed 0 in every repository (format.md §2.16.1, §2.22):
+      // it is never stored and holds the images in plaintext anyway
       const log = decodeBiLog(file, xxh64Seed0)
       if (!log.ended) throw new BfsError('IO', `the online capture file ${this.logPath} has no end record (${log.tornBytes} bytes torn); nothing was committed`)
       const kept: Array<{ r: BiRecord; object: number }> = []

@@ -1,7 +1,7 @@
 import { openUnitShare, type UnitSealing } from '../blocks/units.js'
 import type { ReaderSpec } from '../blocks/spec.js'
 import type { GenGeometry } from '../blocks/source.js'
-import type { HashAlg } from '../codec/hash.js'
+import { type HashAlg, UNENCRYPTED_SEED } from '../codec/hash.js'
 import type { Store } from '../store/store.js'
 import type { WorkerPool } from './pool.js'
 import { Repository } from './repository.js'
@@ -16,6 +16,8 @@ export interface ReaderOrigin {
   dir: string
   store: Store
   hashAlg: HashAlg
+  /** The repository's XXH64 seed (Repo2.blockSeed; UNENCRYPTED_SEED for format 1). */
+  blockSeed: bigint
   geometry(gen: number): GenGeometry
   /** An encrypted repository's unit keys. */
   sealing?: UnitSealing | null
@@ -27,6 +29,7 @@ function originOf(repo: Repository): ReaderOrigin {
     dir: repo.dir,
     store: dataStoreOf(repo),
     hashAlg: repo.config.hashAlg,
+    blockSeed: UNENCRYPTED_SEED, // format 1 is never encrypted
     geometry: (gen) => {
       const m = repo.manifest(gen)
       return { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) }
@@ -65,7 +68,7 @@ export class WorkerReaders {
     const store = origin.store.describe()
     // every store a repository is opened on today describes itself (disk, and faulty over it)
     if (!store) throw new Error(`${origin.dir}: this repository's store cannot be shared with worker threads`)
-    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: origin.hashAlg, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size), sealing: origin.sealing ?? null }
+    this.spec = { id: `r${process.pid}.${++specs}`, store, hashAlg: origin.hashAlg, blockSeed: origin.blockSeed, geometry: {}, cacheBytes, maxOpenUnits: openUnitShare(pool.size), sealing: origin.sealing ?? null }
     this.origin = origin
   }
 

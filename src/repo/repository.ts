@@ -10,7 +10,7 @@ import { decodeMaps, MapsIndex, type Extent, type MapObject } from '../format/ma
 import { decodeGenBiLog, genBiOverlays, type GenBiLog } from '../format/bilog-gen.js'
 import { FormatError } from '../format/errors.js'
 import { compressBuffer, decompressBuffer, FrameDecompressor, rethrowUnavailable } from '../codec/zstd.js'
-import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg } from '../codec/hash.js'
+import { BLOCK_BYTES, DEFAULT_HASH_ALG, type HashAlg, UNENCRYPTED_SEED } from '../codec/hash.js'
 import { BfsError } from './errors.js'
 import { StoreError, syncOf, type SyncStore } from '../store/store.js'
 import { BlockReader } from '../blocks/reader.js'
@@ -513,7 +513,7 @@ function inferConfig(store: DiskStore): { config: RepoConfig; from: string | nul
     const geometry = { [m.id]: { unitBlocks: m.unitBlocks, frameBlocks: m.frameBlocks, unitRawBlocks: m.units.map((u) => u.rawBlocks) } }
     for (const alg of ['xxh64', 'sha256-64'] as HashAlg[]) {
       // frame 0 read with its frame check compared under `alg`: only the right one passes
-      const reader = new BlockReader({ store, source: plainSource(geometry), hashAlg: alg, fullCheck: true, maxOpenUnits: 1 })
+      const reader = new BlockReader({ store, source: plainSource(geometry), hashAlg: alg, blockSeed: UNENCRYPTED_SEED, fullCheck: true, maxOpenUnits: 1 })
       try {
         reader.readSync(reader.file([{ fileBlock: 0, count: 1, gen: m.id, streamBlock: 0 }], BLOCK_BYTES), Buffer.allocUnsafe(BLOCK_BYTES), BLOCK_BYTES, 0)
         return { config: { ...config, hashAlg: alg }, from: `gen${m.id}'s data` }

@@ -2,6 +2,7 @@ import type { GenGeometry, StreamSource } from '../blocks/source.js'
 import { BlockReader, type ReaderOptions } from '../blocks/reader.js'
 import type { Claimer } from '../blocks/extents.js'
 import type { Store } from '../store/store.js'
+import { UNENCRYPTED_SEED } from '../codec/hash.js'
 import type { Repository } from './repository.js'
 
 /**
@@ -72,7 +73,7 @@ export function dataStoreOf(repo: Repository): Store {
 }
 
 /** A BlockReader over a repository's data store, with the claimers installed for it. */
-export function repoBlockReader(repo: Repository, opts: Omit<ReaderOptions, 'store' | 'source' | 'hashAlg'> = {}): BlockReader {
+export function repoBlockReader(repo: Repository, opts: Omit<ReaderOptions, 'store' | 'source' | 'hashAlg' | 'blockSeed'> = {}): BlockReader {
   const claimers = layers.get(repo)?.claimers
-  return new BlockReader({ ...(claimers ? { claimers } : {}), ...opts, store: dataStoreOf(repo), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg })
+  return new BlockReader({ ...(claimers ? { claimers } : {}), ...opts, store: dataStoreOf(repo), source: repoStreamSource(repo), hashAlg: repo.config.hashAlg, blockSeed: UNENCRYPTED_SEED /* format 1 is never encrypted */ })
 }

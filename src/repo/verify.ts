@@ -271,7 +271,7 @@ async function checkBiImages(repo: Repository, g: number, problem: (line: string
       // (gen-0 extents are all-zero blocks: holes to the reader)
       const f = reader.file(r.extents.filter((e) => e.gen !== 0), r.offset + r.length)
       reader.readSync(f, buf, r.length, r.offset)
-      native.xxh64Into(buf, check, 0)
+      native.xxh64Into(buf, check, 0) // seed 0: format 1 is never encrypted (format.md §2.22)
       if (!check.equals(r.check)) problem(`gen${g}: BI log record ${r.seq} (object ${r.object}, ${r.length} bytes at ${r.offset}): the image does not match its checksum`)
     } catch (err) {
       problem(`gen${g}: BI log record ${r.seq}: ${msg(err)}`)

@@ -26,6 +26,8 @@ export interface CompressRequest extends WorkerRequest {
   frameBlocks: number
   level: number
   hashAlg: HashAlg
+  /** The repository's XXH64 seed of block hashes and frame checks (Repo2.blockSeed; 0 unless encrypted, format.md §2.22). */
+  blockSeed: bigint
   /** The repository's store (its description) and a staged write of the unit there: the worker writes it, the caller commits it. */
   store: StoreDescription
   staged: Staged
@@ -189,8 +191,8 @@ async function compress(r: WorkerRequest): Promise<CompressReply> {
   for (let f = 0; f < frames; f++) {
     const b0 = f * frameBlocks
     const nb = Math.min(frameBlocks, rawBlocks - b0)
-    hashBlocks(req.hashAlg, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES)
-    frameCheck(req.hashAlg, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES)).copy(checks, f * HASH_BYTES)
+    hashBlocks(req.hashAlg, raw, b0 * BLOCK_BYTES, nb, hashes, b0 * HASH_BYTES, req.blockSeed)
+    frameCheck(req.hashAlg, hashes.subarray(b0 * HASH_BYTES, (b0 + nb) * HASH_BYTES), req.blockSeed).copy(checks, f * HASH_BYTES)
     const z = c.compressInto(compressOut, raw.subarray(b0 * BLOCK_BYTES, (b0 + nb) * BLOCK_BYTES))
     const n = z + tag
     if (pos + n > out.length) {

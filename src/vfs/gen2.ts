@@ -160,6 +160,7 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
       store: repo.data, // (the tiered store when units are on tape: format.md §2.18)
       source: new StreamSource2(repo),
       hashAlg: repo.config.hashAlg,
+      blockSeed: repo.blockSeed,
       // (encrypted units are read in JavaScript, not natively: the whole cache then)
       cacheBytes: opts.nativeReads && !repo.encrypted ? 1 << 20 : cacheBytes,
       maxOpenUnits: opts.maxOpenUnits,

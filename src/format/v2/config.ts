@@ -142,6 +142,8 @@ export function decodeConfigV2(payload: Buffer, what: string): ConfigV2 {
     const ef = fields(e as Json, what, 'config encryption')
     encryption = { aead: ef.oneOf('aead', ['aes-256-gcm', 'chacha20-poly1305'] as const), keys: ef.str('keys') }
     if (!features.incompat.includes('encryption')) f.bad('features.incompat')
+    // block hashes of an encrypted repository are XXH64 with its secret seed (§2.22): never unkeyed SHA-256
+    if (hashAlg !== 'xxh64') f.bad('hashAlg')
   } else if (features.incompat.includes('encryption')) f.bad('encryption')
   if (o.mac !== null && typeof o.mac !== 'string') f.bad('mac')
   const extra: Json = {}

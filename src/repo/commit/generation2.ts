@@ -187,7 +187,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
   try {
     const level = spec.level ?? DEFAULT_LEVEL
     // (a volume is read on the main thread: a spare buffer fills while the workers compress, as format 1's)
-    const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, spec.kind === 'volume')
+    const stream = new StreamWriter(repo.store, pool, N, spec.unitBlocks, spec.frameBlocks, level, repo.config.hashAlg, repo.blockSeed, spec.kind === 'volume')
     stream.sealing = repo.sealing ?? null
     const packs = new PackWriter(repo.store, { run: N, packBytes: repo.config.defaults.packBytes, keys: repo.sealing })
     const pieces = new PieceReader(repo.store, { cacheBytes: BACKUP_PIECE_CACHE_BYTES, syncReads: true, keys: repo.sealing })

@@ -7,6 +7,7 @@ import { BfsError } from '../errors.js'
 import type { WorkerPool } from '../pool.js'
 import type { Repository } from '../repository.js'
 import { StreamWriter } from './stream.js'
+import { UNENCRYPTED_SEED } from '../../codec/hash.js'
 
 /** Blocks per unit: 20 MiB. */
 export const DEFAULT_UNIT_BLOCKS = 5120
@@ -36,7 +37,7 @@ export interface StreamSettings {
 export function newStream(repo: Repository, pool: WorkerPool, genId: number, opts: StreamSettings, kind: GenerationKind): StreamWriter {
   const { unitBlocks, frameBlocks } = streamGeometry(opts, kind)
   // A volume backup reads data in the main thread: it fills a spare buffer while the workers compress.
-  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg, kind === 'volume')
+  return new StreamWriter(repo.store, pool, genId, unitBlocks, frameBlocks, opts.level ?? DEFAULT_LEVEL, repo.config.hashAlg, UNENCRYPTED_SEED /* format 1 is never encrypted */, kind === 'volume')
 }
 
 /** Unit and frame size of a backup; a unit must hold a whole number of frames. */

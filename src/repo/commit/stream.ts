@@ -57,6 +57,8 @@ export class StreamWriter {
     readonly frameBlocks: number,
     readonly level: number,
     private readonly hashAlg: HashAlg,
+    /** The repository's XXH64 seed (Repo2.blockSeed; UNENCRYPTED_SEED for format 1). */
+    readonly blockSeed: bigint,
     spare: boolean,
   ) {
     for (let i = 0; i < pool.size + (spare ? 1 : 0); i++) {
@@ -163,7 +165,7 @@ export class StreamWriter {
     let staged: Staged | null = null
     try {
       staged = await this.store.stage(key)
-      const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, reads, store: this.described, staged, genId: this.genId, unitIndex }
+      const req: Omit<CompressRequest, 'id'> = { op: 'compress', raw: buf.buffer as SharedArrayBuffer, rawBlocks, frameBlocks: this.frameBlocks, level: this.level, hashAlg: this.hashAlg, blockSeed: this.blockSeed, reads, store: this.described, staged, genId: this.genId, unitIndex }
       if (this.sealing) {
         // a fresh salt per unit, its key derived here once (the worker seals every frame with it)
         const salt = newSalt()

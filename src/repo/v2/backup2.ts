@@ -329,7 +329,7 @@ class Walk2 {
     private readonly opts: Backup2Options,
     private readonly reporter: { warn(m: string): void; progress?(p: BackupProgress): void },
   ) {
-    this.tree = new TreeWriter(ctx.packs, ctx.pieces)
+    this.tree = new TreeWriter(ctx.packs, ctx.pieces, { xxh64: this.repo.pageCut })
     this.maps = new MapWriter(ctx.packs, ctx.pieces)
     this.reader = new TreeReader(ctx.pieces)
     // the previous generation's files as they were at its T0 (its BI overlays laid over their maps: §2.16)
@@ -792,7 +792,7 @@ class Walk2 {
   /** The links table, written once the walk is done (rows sorted by identity), or null. */
   private async linksTable(): Promise<PieceRef | null> {
     if (!this.linkRows.size) return null
-    const w = new IdTableWriter(this.ctx.packs, this.ctx.pieces, TableKind.Links, this.prevLinks)
+    const w = new IdTableWriter(this.ctx.packs, this.ctx.pieces, TableKind.Links, this.prevLinks, this.repo.pageCut)
     for (const row of [...this.linkRows.values()].sort(compareIdentity)) await w.add(row)
     const t = await w.close()
     return t?.ref ?? null
@@ -810,7 +810,7 @@ class Walk2 {
       const ext = await this.mapReader.extents(old)
       for (const x of ext) if (!this.hashes.has(x.stream)) this.hashes.set(x.stream, this.streams.blockHashes(x.stream))
       return {
-        gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: this.repo.config.hashAlg,
+        gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: this.repo.config.hashAlg, blockSeed: this.repo.blockSeed,
         extents: ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock })),
         hashesOf: (g) => this.hashes.get(g)!,
       }

@@ -207,6 +207,8 @@ export class Recompressor {
   constructor(
     readonly level: number,
     private readonly hashAlg: HashAlg,
+    /** The repository's XXH64 seed (Repo2.blockSeed) of the new frame checks. */
+    private readonly seed: bigint,
     dict?: Uint8Array,
   ) {
     this.c = new FrameCompressor(level)
@@ -303,8 +305,8 @@ export class Recompressor {
   /** The frame check of `blocks` blocks of raw data. */
   private check(raw: Buffer, blocks: number): Buffer {
     if (this.hashes.length < blocks * HASH_BYTES) this.hashes = Buffer.alloc(blocks * HASH_BYTES)
-    hashBlocks(this.hashAlg, raw, 0, blocks, this.hashes, 0)
-    return frameCheck(this.hashAlg, this.hashes.subarray(0, blocks * HASH_BYTES))
+    hashBlocks(this.hashAlg, raw, 0, blocks, this.hashes, 0, this.seed)
+    return frameCheck(this.hashAlg, this.hashes.subarray(0, blocks * HASH_BYTES), this.seed)
   }
 
   private buf(rawBytes: number): Buffer {
@@ -369,18 +371,18 @@ const oldDicts = new Map<string, DecompressionDictionary>()
 /** The worker thread's side (repo/worker.ts `recompressUnit`): Recompressor.rewrite of the unit's bytes. */
 export function recompressUnit(r: WorkerRequest): RecompressReply {
   const req = r as WorkerRequest & {
-    file: ArrayBuffer; where: string; stream: number; unit: number; level: number; hashAlg: HashAlg; dead?: DeadRange[]
+    file: ArrayBuffer; where: string; stream: number; unit: number; level: number; hashAlg: HashAlg; blockSeed: bigint; dead?: DeadRange[]
     /** The dictionary of the new frames (id, bytes), and the one the old frames need. */
     dict?: { id: number; bytes: Uint8Array }
     oldDict?: { id: number; bytes: Uint8Array }
   }
   // one compressor per level (and dictionary); units come in stream order, so a worker keeps
   // the dictionaries of the last two streams only (each holds a compression context and tables)
-  const k = req.dict ? `${req.level}:${req.hashAlg}:${req.stream}:${req.dict.id}` : `${req.level}:${req.hashAlg}`
+  const k = req.dict ? `${req.level}:${req.hashAlg}:${req.blockSeed}:${req.stream}:${req.dict.id}` : `${req.level}:${req.hashAlg}:${req.blockSeed}`
   let rc = recompressors.get(k)
   if (!rc) {
-    if (req.dict) for (const key of [...recompressors.keys()].filter((x) => x.split(':').length > 2).slice(0, -1)) recompressors.delete(key)
-    recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg, req.dict?.bytes)))
+    if (req.dict) for (const key of [...recompressors.keys()].filter((x) => x.split(':').length > 3).slice(0, -1)) recompressors.delete(key)
+    recompressors.set(k, (rc = new Recompressor(req.level, req.hashAlg, req.blockSeed, req.dict?.bytes)))
   }
   let old: DecompressionDictionary | undefined
   if (req.oldDict) {
@@ -463,7 +465,7 @@ export async function compactUnits(repo: Repo2, todo: readonly UnitRewrite[], le
       const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.length) as ArrayBuffer
       const task: Promise<void> = pool
         .run<RecompressReply>({
-          op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level: u.targetLevel ?? level, hashAlg: repo.config.hashAlg,
+          op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level: u.targetLevel ?? level, hashAlg: repo.config.hashAlg, blockSeed: repo.blockSeed,
           ...(u.dead ? { dead: u.dead } : {}), ...(target ? { dict: target } : {}), ...(cur ? { oldDict: cur } : {}),
         }, [ab])
         .then((x) => {

@@ -137,7 +137,7 @@ export async function mergeGenerations(repo: Repo2, o: MergeOptions): Promise<Me
       let folded: { rootEntry: Entry2; sources: ManifestV2['sources'] }
       try {
         const remember = new Set(B.sources.flatMap((s) => (s.rootEntry?.dir ? [dirKey(s.rootEntry.dir)] : [])))
-        const f = new Folder(pieces, new TreeWriter(packs, pieces, { foldDeltas: true }), () => step('fold'), remember)
+        const f = new Folder(pieces, new TreeWriter(packs, pieces, { foldDeltas: true, xxh64: repo.pageCut }), () => step('fold'), remember)
         const rootEntry = await f.entry(B.rootEntry)
         const sources = []
         for (const s of B.sources) sources.push(s.rootEntry ? { ...s, rootEntry: await f.entry(s.rootEntry) } : { ...s })

@@ -12,7 +12,7 @@
  *    table of kind 2 (the manifest's `biIndex`), which every reader lays over the file's map
  *    (pieces/maps.ts, MapReader.extents).
  */
-import { xxh64Seed0, BLOCK_BYTES } from '../../codec/hash.js'
+import { BLOCK_BYTES, pageCutHash } from '../../codec/hash.js'
 import { BiKind } from '../../format/bilog.js'
 import { type Bi2Record, BILOG_PAGE_BYTES, Bi2Kind, encodeBiList, encodeBiLogPage } from '../../format/v2/bilog.js'
 import { type Extent, type Identity, type PieceRef, compareIdentity } from '../../format/v2/common.js'
@@ -48,7 +48,9 @@ const recordBytes = (r: Bi2Record): number => 80 + r.data.length * 12
  * noted stored into the run's stream, its packs (BILOG, BILIST) and its BI index. Removes the
  * capture file.
  */
-export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: PackWriter, pieces: PieceReader, maps: MapWriter): Promise<Ingested2> {
+export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: PackWriter, pieces: PieceReader, maps: MapWriter, seed: bigint): Promise<Ingested2> {
+  // the records' checks and the BI index's page cuts with the repository's seed (§2.22)
+  const xxh64 = pageCutHash(seed)
   const none: Ingested2 = { biLog: null, biIndex: null, records: 0, blocks: 0 }
   const out = await cap.ingestRecords(async (kept) => {
     const records: Bi2Record[] = []
@@ -64,8 +66,7 @@ export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: P
         mtimeSec: Number(r.mtimeSec), mtimeNsec: r.mtimeNsec, ctimeSec: Number(r.ctimeSec), ctimeNsec: r.ctimeNsec,
         check: Buffer.alloc(8), data: [], reason: r.kind === BiKind.uncovered ? r.cause : 0,
       }
-      // (unencrypted repositories: the repository seed is 0)
-      rec.check.writeBigUInt64LE(xxh64Seed0(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
+      rec.check.writeBigUInt64LE(xxh64(r.kind === BiKind.image ? r.data : Buffer.alloc(0)))
       if (r.kind === BiKind.image) {
         images.push({ rec, data: r.data, object })
         blocks += Math.ceil(r.data.length / BLOCK_BYTES)
@@ -106,7 +107,7 @@ export async function ingest2(cap: OnlineCapture, stream: StreamWriter, packs: P
       if (!f) byId.set(key, (f = { id: { srcDev: rec.srcDev, srcInoHi: rec.srcInoHi, srcInoLo: rec.srcInoLo }, first: rec, extents: [] }))
       for (const x of rec.data) if (x.stream !== 0) f.extents.push(x)
     }
-    const table = new IdTableWriter(packs, pieces, TableKind.BiOverlay, null)
+    const table = new IdTableWriter(packs, pieces, TableKind.BiOverlay, null, xxh64)
     for (const f of [...byId.values()].sort((a, b) => compareIdentity(a.id, b.id))) {
       const r = f.first
       f.extents.sort((a, b) => a.fileBlock - b.fileBlock)
@@ -158,7 +159,7 @@ export async function withCapture2<T>(repo: Repo2, opts: Online2Options, watch: 
     const out = await read(cap)
     if (!cap) return { out, captured: { stats: {} } }
     cap.stop()
-    const bi = await ingest2(cap, ctx.stream, ctx.packs, ctx.pieces, maps)
+    const bi = await ingest2(cap, ctx.stream, ctx.packs, ctx.pieces, maps, repo.blockSeed)
     cap.report.biRecords = bi.records
     cap.report.biBlocks = bi.blocks
     return { out, captured: { online: cap.report, biLog: bi.biLog, biIndex: bi.biIndex, stats: { biRecords: bi.records } } }

@@ -104,7 +104,7 @@ export class GenReader2 {
    * once, as format 1's commands (cat of a file of more units than descriptors: EMFILE).
    */
   private blockReader(): BlockReader {
-    return new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg, maxOpenUnits: PROCESS_OPEN_UNITS, sealing: this.repo.unitSealing })
+    return new BlockReader({ store: this.repo.data, source: new StreamSource2(this.repo), hashAlg: this.repo.config.hashAlg, blockSeed: this.repo.blockSeed, maxOpenUnits: PROCESS_OPEN_UNITS, sealing: this.repo.unitSealing })
   }
 
   /** A file entry opened for the block reader (its map resolved into extents). */

@@ -26,6 +26,8 @@ import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
 import type { UnitSealing } from '../../blocks/units.js'
 import type { TapeRepo } from '../tiers.js'
+import { UNENCRYPTED_SEED, pageCutHash } from '../../codec/hash.js'
+import type { Xxh64Fn } from '../../format/v2/common.js'
 
 /** An uncompressed, unencrypted envelope v2 around a JSON (or binary) payload. */
 export function envelope2(kind: Envelope2Kind, payload: Buffer): Buffer {
@@ -197,6 +199,20 @@ export class Repo2 {
   /** What a unit reader needs of an encrypted repository's keys (null: not encrypted). */
   get unitSealing(): UnitSealing | null {
     return this.encrypted ? { aead: this.keys.aead, kEnc: this.keys.kEnc } : null
+  }
+
+  /**
+   * The XXH64 seed of block hashes, frame checks, page cuts and BI record checks (format.md
+   * §2.22): an encrypted repository's blockSeed (unlock() first), else UNENCRYPTED_SEED (0).
+   * The one place a format 2 repository's seed comes from.
+   */
+  get blockSeed(): bigint {
+    return this.encrypted ? this.keys.blockSeed : UNENCRYPTED_SEED
+  }
+
+  /** The page-cut hash of this repository's directory and identity-table pages (§2.13.5, §2.22). */
+  get pageCut(): Xxh64Fn {
+    return pageCutHash(this.blockSeed)
   }
 
   /** Whether the keys are there (an encrypted repository after unlock()). */

@@ -117,7 +117,7 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
       return flat
     },
     readers: (pool) =>
-      new WorkerReaders({ dir: r.repo.dir, store: r.repo.data, hashAlg: r.repo.config.hashAlg, geometry: (s) => source.geometry(s), sealing: r.repo.unitSealing }, pool),
+      new WorkerReaders({ dir: r.repo.dir, store: r.repo.data, hashAlg: r.repo.config.hashAlg, blockSeed: r.repo.blockSeed, geometry: (s) => source.geometry(s), sealing: r.repo.unitSealing }, pool),
     // units on tape (the tiered store is r.repo.data): format 1's planning, in tape order
     unitsOf: (flat, size) => unitKeysOf(flat, size, (s) => r.repo.stream(s).unitBlocks),
     planTape: (tiered, units, passBytes) => planTapePasses(tapeRepoOf(r.repo), tiered, units, passBytes),

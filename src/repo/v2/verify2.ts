@@ -11,7 +11,7 @@
 import { rethrowUnavailable } from '../../codec/zstd.js'
 import os from 'node:os'
 import { createHash } from 'node:crypto'
-import { BLOCK_BYTES, HASH_BYTES, xxh64Seed0 } from '../../codec/hash.js'
+import { BLOCK_BYTES, HASH_BYTES, xxh64Seeded } from '../../codec/hash.js'
 import { decodeConfigV2 } from '../../format/v2/config.js'
 import { E_LINKED, FileType, type Entry2 } from '../../format/v2/dir.js'
 import { type BiOverlayRow, TableKind } from '../../format/v2/idtable.js'
@@ -189,7 +189,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
             for (const x of rec.data) if (x.stream !== 0) used(x, `BI log record ${rec.seq}`)
             const first = rec.offset / BLOCK_BYTES
             const bytes = await r.readExtents(rec.data.map((x) => ({ ...x, fileBlock: x.fileBlock - first })), rec.length)
-            if (xxh64Seed0(bytes) !== rec.check.readBigUInt64LE()) problem(`gen${id}: BI log record ${rec.seq}: the image does not match its check`)
+            if (xxh64Seeded(bytes, repo.blockSeed) !== rec.check.readBigUInt64LE()) problem(`gen${id}: BI log record ${rec.seq}: the image does not match its check`)
           }
         }
         if (records !== list.totalRecords) problem(`gen${id}: ${r.pieces.where(man.biLog)}: BILIST says ${list.totalRecords} records, its pages hold ${records}`)
@@ -257,7 +257,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
   }
   const pool = new WorkerPool(os.availableParallelism())
   const source = new StreamSource2(repo)
-  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, geometry: (s) => source.geometry(s), sealing: repo.unitSealing }, pool)
+  const readers = new WorkerReaders({ dir: repo.dir, store: repo.store, hashAlg: repo.config.hashAlg, blockSeed: repo.blockSeed, geometry: (s) => source.geometry(s), sealing: repo.unitSealing }, pool)
   let units = 0
   let frames = 0
   let rawBytes = 0

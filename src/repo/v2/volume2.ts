@@ -121,7 +121,7 @@ async function buildVolume(repo: Repo2, ctx: Generation2Context, v: VolumeSource
     warnings.push(m)
     reporter.warn(m)
   }
-  const tree = new TreeWriter(ctx.packs, ctx.pieces)
+  const tree = new TreeWriter(ctx.packs, ctx.pieces, { xxh64: repo.pageCut })
   const maps = new MapWriter(ctx.packs, ctx.pieces)
   // the previous image as it was at its T0 (its BI overlay laid over its map: §2.16)
   const mapReader = new MapReader(ctx.pieces, ctx.prev?.biIndex ?? null)
@@ -226,7 +226,7 @@ async function baseOf(repo: Repo2, mapReader: MapReader, old: Entry2, warn: (m: 
     for (const x of ext) if (!hashes.has(x.stream)) hashes.set(x.stream, streams.blockHashes(x.stream))
     return {
       // (depth at the limit: storeObject returns the whole resolved map; format 2 maps are never deltas, §2.13.1)
-      gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: repo.config.hashAlg,
+      gen: 0, index: 0, depth: MAX_DELTA_DEPTH, sizeBytes: old.size, hashAlg: repo.config.hashAlg, blockSeed: repo.blockSeed,
       extents: ext.map((x) => ({ fileBlock: x.fileBlock, count: x.count, gen: x.stream, streamBlock: x.streamBlock })),
       hashesOf: (g) => hashes.get(g)!,
     }
