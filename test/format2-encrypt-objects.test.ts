@@ -121,3 +121,74 @@ describe('run history, sealed (§2.8.6)', () => {
     expect((JSON.parse(m.stdout) as unknown[]).length).toBe(1)
   })
 })
+
+describe('file groups, sealed (§2.14.2)', () => {
+  let repo: string
+  const GROUP = 'grp-plain-name'
+  const INCLUDE = `docs-${NAME}/**`
+  const EXCLUDE = '*.XYZZY-secret-exclude'
+  const groupFile = (r: string): string => path.join(r, 'groups', GROUP)
+
+  beforeAll(async () => {
+    repo = path.join(work, 'repo-groups')
+    await ok(['init', '--encrypt'], repo)
+    fs.mkdirSync(path.join(src, `docs-${NAME}`), { recursive: true })
+    fs.writeFileSync(path.join(src, `docs-${NAME}`, 'in.txt'), 'in the group\n')
+    fs.writeFileSync(path.join(src, `docs-${NAME}`, 'out.XYZZY-secret-exclude'), 'excluded\n')
+    await ok(['group', 'add', GROUP, '--include', INCLUDE, '--exclude', EXCLUDE], repo)
+    // a second group, in a copy (the damage tests move its file)
+    fs.cpSync(repo, path.join(work, 'repo-groups-other'), { recursive: true })
+    await ok(['group', 'add', 'other', '--include', 'sub/**'], path.join(work, 'repo-groups-other'))
+  })
+
+  it('group add, ls, show and backup --group work; the generation holds the group only', async () => {
+    expect(flagsOf(groupFile(repo)) & 2).toBe(2)
+    const ls = JSON.parse(await ok(['group', 'ls', '--json'], repo)) as Array<{ name: string; includes: string[]; excludes: string[] }>
+    expect(ls).toEqual([expect.objectContaining({ name: GROUP, includes: [INCLUDE], excludes: [EXCLUDE] })])
+    await ok(['backup', '--group', GROUP, src], repo)
+    const show = await ok(['group', 'show', GROUP], repo)
+    expect(show).toContain(`include ${INCLUDE}`)
+    expect(show).toMatch(/gen1 /)
+    const top = await ok(['ls', 'latest'], repo)
+    expect(top).toContain(`docs-${NAME}`)
+    expect(top).not.toContain('a.txt')
+    const inside = await ok(['ls', `latest:docs-${NAME}`], repo)
+    expect(inside).toContain('in.txt')
+    expect(inside).not.toContain('out.XYZZY')
+    const v = await run(['verify', '--all'], repo)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it("the repository's bytes hold no pattern (the same grep finds them in a plain repository)", async () => {
+    const plain = path.join(work, 'repo-groups-plain')
+    expect((await bfs(['init'], { repo: plain })).code).toBe(0)
+    expect((await bfs(['group', 'add', GROUP, '--include', INCLUDE, '--exclude', EXCLUDE], { repo: plain })).code).toBe(0)
+    expect(await inRepo(plain, INCLUDE)).toBe(true)
+    // a plain repository still writes format 1's BFSGRUP (version 1, JSON in the clear)
+    expect(fs.readFileSync(groupFile(plain)).readUInt16LE(8)).toBe(1)
+    for (const needle of [INCLUDE, EXCLUDE, NAME, '"includes"']) expect(await inRepo(repo, needle), needle).toBe(false)
+  })
+
+  it('a flipped byte, a group copied over another name, or a plain group file is damage: exit 6, one line', async () => {
+    const r = path.join(work, 'repo-groups-flip')
+    const damaged = async (how: (file: string) => void): Promise<void> => {
+      fs.rmSync(r, { recursive: true, force: true })
+      fs.cpSync(repo, r, { recursive: true })
+      how(groupFile(r))
+      for (const args of [['group', 'show', GROUP], ['backup', '--group', GROUP, src]]) {
+        const res = await run(args, r)
+        expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(6)
+        expect(res.stderr.trim().split('\n')).toHaveLength(1)
+        expect(res.stderr).not.toMatch(/\n\s+at /)
+      }
+      // ls names it and goes on; verify --all counts it
+      const ls = await run(['group', 'ls'], r)
+      expect(ls.stderr).toMatch(/damaged group file/)
+      expect((await run(['verify', '--all'], r)).code).toBe(4)
+    }
+    await damaged((f) => flip(f, 90))
+    // another group's sealed file under this group's name: refused by its AAD (the logical name)
+    await damaged((f) => fs.copyFileSync(path.join(work, 'repo-groups-other', 'groups', 'other'), f))
+    await damaged((f) => fs.copyFileSync(groupFile(path.join(work, 'repo-groups-plain')), f))
+  })
+})
