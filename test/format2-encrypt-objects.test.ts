@@ -1,7 +1,7 @@
 /**
  * The object kinds of an encrypted format 2 repository that were sealed after the first
  * wiring (issue 18; native-notes/format.md §2.22.2): run history records, file groups, the
- * dedup index. Real `bfs` processes on real repositories (behind the test switch
+ * dedup index (its digests keyed with kContent). Real `bfs` processes on real repositories (behind the test switch
  * NODE_ENV=test BFS_TEST_ENCRYPTION=1): each kind round-trips sealed, the repository's bytes
  * hold nothing of it in the clear, a flipped byte or a sealed object moved to another name is
  * damage, and a plain repository still writes the plain objects it wrote before.
@@ -10,6 +10,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bfs, sh, tmpdir } from './helpers.js'
+import { blake3Into } from '../src/native/index.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
+import { NONCE_TAG, open } from '../src/crypto/aead.js'
+import { aad } from '../src/crypto/aad.js'
+import { objectKey } from '../src/crypto/keys.js'
+import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
 
 const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
@@ -190,5 +196,105 @@ describe('file groups, sealed (§2.14.2)', () => {
     // another group's sealed file under this group's name: refused by its AAD (the logical name)
     await damaged((f) => fs.copyFileSync(path.join(work, 'repo-groups-other', 'groups', 'other'), f))
     await damaged((f) => fs.copyFileSync(groupFile(path.join(work, 'repo-groups-plain')), f))
+  })
+})
+
+describe('the dedup index, sealed (§2.17)', () => {
+  let repo: string
+  let plain: string
+  const big = Buffer.from(Array.from({ length: 2 << 20 }, (_, i) => (Math.imul(i, 2654435761) >>> 13) & 0xff))
+  const small = Buffer.from(`small file of ${NAME}\n`.repeat(500))
+  const dsrc = (): string => path.join(work, 'dsrc')
+  const index = (r: string): string[] => fs.readdirSync(path.join(r, 'index')).sort().map((f) => path.join(r, 'index', f))
+  const digest = (key: Buffer, b: Buffer): Buffer => {
+    const out = Buffer.alloc(32)
+    blake3Into(b, 0, b.length, key, out, 0, 32)
+    return out
+  }
+  /** Whether `needle` occurs in the bytes of any file under `dir`. */
+  const holds = (dir: string, needle: Buffer): boolean =>
+    (fs.readdirSync(dir, { recursive: true, withFileTypes: true }) as fs.Dirent[]).some((e) => e.isFile() && fs.readFileSync(path.join(e.parentPath, e.name)).includes(needle))
+  type Summary = { stats: { dedupHits: number; dedupIndexed: number; storedBytes: number } }
+  const backup = async (r: string, s: string, env: Record<string, string> = {}): Promise<Summary> => JSON.parse(await ok(['backup', '--json', s], r, env)) as Summary
+
+  beforeAll(async () => {
+    fs.mkdirSync(path.join(dsrc(), 'a'), { recursive: true })
+    fs.writeFileSync(path.join(dsrc(), 'a', 'big'), big)
+    fs.writeFileSync(path.join(dsrc(), 'a', 'small'), small)
+    repo = path.join(work, 'repo-dedup')
+    await ok(['init', '--encrypt'], repo)
+    plain = path.join(work, 'repo-dedup-plain')
+    expect((await bfs(['init'], { repo: plain })).code).toBe(0)
+    for (const r of [repo, plain]) {
+      const g1 = await backup(r, dsrc(), r === plain ? { BFS_TEST_ENCRYPTION: '' } : {})
+      expect(g1.stats.dedupIndexed).toBe(2)
+    }
+    // copies under other names: the second backup finds them in the index
+    fs.mkdirSync(path.join(dsrc(), 'b'))
+    fs.copyFileSync(path.join(dsrc(), 'a', 'big'), path.join(dsrc(), 'b', 'big-copy'))
+    fs.copyFileSync(path.join(dsrc(), 'a', 'small'), path.join(dsrc(), 'b', 'small-copy'))
+  })
+
+  it('an encrypted repository writes a sealed index and the next backup stores no copy', async () => {
+    const [obj] = index(repo)
+    expect(fs.readFileSync(obj!).readUInt16LE(10)).toBe(1) // flags bit0: encrypted
+    const g2 = await backup(repo, dsrc())
+    expect(g2.stats.dedupHits).toBe(2)
+    expect(g2.stats.storedBytes).toBe(0)
+    expect((await run(['cat', 'latest:b/big-copy'], repo)).out.equals(big)).toBe(true)
+    expect((await run(['cat', 'latest:b/small-copy'], repo)).out.equals(small)).toBe(true)
+    const v = await run(['verify', '--all'], repo)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it('its digests are keyed with kContent and appear nowhere in the clear; a plain repository keeps the all-zero key, in the clear', async () => {
+    // the plain index holds the unkeyed digests as they were (flags 0): the search below can find them
+    expect(fs.readFileSync(index(plain)[0]!).readUInt16LE(10)).toBe(0)
+    expect(holds(plain, digest(Buffer.alloc(32), big))).toBe(true)
+    expect(holds(plain, digest(Buffer.alloc(32), small))).toBe(true)
+    process.env.BFS_TEST_ENCRYPTION = '1'
+    try {
+      const r2 = Repo2.open(repo)
+      await r2.unlock('correct horse')
+      const entries = readDedupObject(r2, dedupKeysOf(r2, 1)[0]!)
+      const keyed = [digest(r2.keys.kContent, big), digest(r2.keys.kContent, small)]
+      expect(entries.map((e) => e.digest.toString('hex')).sort()).toEqual(keyed.map((d) => d.toString('hex')).sort())
+      for (const d of [...keyed, digest(Buffer.alloc(32), big), digest(Buffer.alloc(32), small)]) expect(holds(repo, d)).toBe(false)
+      // the layout §2.17 pins, opened here without the reader: page p at nonce (6, p) and position p, the directory at (7, 0) and position 0
+      const b = fs.readFileSync(index(repo)[0]!)
+      const k = objectKey(r2.keys, b.subarray(32, 64), 'dedup')
+      const D = Number(b.readBigUInt64LE(b.length - 32))
+      const dir = open(k, NONCE_TAG.dedupDirectory, 0, aad.dedup(1, 0, 0), b.subarray(D, b.length - 32), 'directory')
+      const page0 = open(k, NONCE_TAG.dedupPage, 0, aad.dedup(1, 0, 0), b.subarray(64, D), 'page 0') // one page: 2 entries
+      expect(page0.includes(keyed[0]!) && page0.includes(keyed[1]!)).toBe(true)
+      expect(dir.readUInt32LE(dir.length - 8)).toBe(64) // the fence: the sealed page at 64, 16 bytes longer than its entries
+      expect(dir.readUInt32LE(dir.length - 4)).toBe(page0.length + 16)
+    } finally {
+      delete process.env.BFS_TEST_ENCRYPTION
+    }
+    for (const needle of [NAME, 'small-copy']) expect(await inRepo(repo, needle), needle).toBe(false)
+  })
+
+  it('a flipped byte in a page is damage: verify exit 4, one FAIL line; a backup passes over it with one warning and stores the copy', async () => {
+    const r = path.join(work, 'repo-dedup-flip')
+    fs.cpSync(repo, r, { recursive: true })
+    const obj = index(r).find((f) => f.endsWith('dedup-00000001-0000'))!
+    flip(obj, 70) // in page 0
+    const v = await run(['verify', '1'], r)
+    expect(v.code).toBe(4)
+    expect(v.stdout.split('\n').filter((l) => l.startsWith('FAIL'))).toEqual([expect.stringMatching(/dedup-00000001-0000 page 0: authentication failed/)])
+    fs.mkdirSync(path.join(work, 'dsrc3'))
+    fs.copyFileSync(path.join(dsrc(), 'a', 'big'), path.join(work, 'dsrc3', 'again'))
+    const b = await run(['backup', '--json', path.join(work, 'dsrc3')], r)
+    expect(b.code, b.stderr).toBe(0)
+    expect(b.stderr.trim().split('\n')).toHaveLength(1)
+    expect(b.stderr).toMatch(/dedup index: .*authentication failed/)
+    expect((JSON.parse(b.stdout) as Summary).stats.dedupHits).toBe(0)
+    expect((await run(['cat', 'latest:again', '--source', path.join(work, 'dsrc3')], r)).out.equals(big)).toBe(true)
+    // a plain object where a sealed one belongs is refused too
+    fs.copyFileSync(index(plain)[0]!, obj)
+    const p = await run(['verify', '1'], r)
+    expect(p.code).toBe(4)
+    expect(p.stdout).toMatch(/not encrypted, in an encrypted repository/)
   })
 })
