@@ -45,7 +45,11 @@ export function isRepositoryDir(dir: string): boolean {
  * that ends before, a wrong passphrase among them, is not recorded).
  */
 export function isEncryptedDir(dir: string): boolean {
-  return fs.existsSync(path.join(dir, 'keys'))
+  try {
+    return fs.existsSync(DiskStore.open(dir).where('keys'))
+  } catch {
+    return false
+  }
 }
 
 /** How the records of an unlocked encrypted repository are sealed and opened (Repo2.seal/unseal with kind `history`). */
