@@ -4,9 +4,9 @@
  */
 import path from 'node:path'
 import type { Command } from 'commander'
-import { readHistory, type ListedRecord } from '../repo/history.js'
+import { historySealer, readHistory, type ListedRecord } from '../repo/history.js'
 import { isFormat2 } from '../repo/v2/detect.js'
-import { Repo2 } from '../repo/v2/repo2.js'
+import { openRepo2 } from './open2.js'
 import { int } from './common.js'
 import type { Ctx } from './context.js'
 import { count, humanBytes, shortDuration } from './output.js'
@@ -75,11 +75,11 @@ export function registerHistory(program: Command, ctx: Ctx): void {
     .option('--last <n>', 'only the last n runs (after --source)', int('--last', 1, Number.MAX_SAFE_INTEGER))
     .option('--json', 'print a JSON array of the runs')
     .addHelpText('after', '\nEvery run of backup, restore, verify, forget, prune, merge and compact (not a dry run) is recorded in the repository when it starts and again when it ends, failed or interrupted ones too (a command line refused before the run starts is not); a run whose process is gone without finishing its record (kill -9, a crash) is listed as interrupted. Read-only commands (generations, ls, cat, find, log, diff, mount, history) are not recorded, nor are migrate and recall; nor are restore and verify by a user who cannot write the repository. A record that does not read is skipped with a warning.')
-    .action((o: { source?: string; last?: number; json?: boolean }) => {
+    .action(async (o: { source?: string; last?: number; json?: boolean }) => {
       const dir = ctx.repoDir()
-      if (isFormat2(dir)) Repo2.open(dir, warn)
-      else ctx.openRepo() // not a repository: exit 6, as every command
-      let rows = readHistory(dir, warn)
+      // an encrypted repository (§2.22) is unlocked: its records are sealed
+      const sealer = isFormat2(dir) ? (await openRepo2(dir, warn), historySealer(dir)) : (ctx.openRepo(), undefined) // not a repository: exit 6, as every command
+      let rows = readHistory(dir, warn, sealer)
       if (o.source !== undefined) {
         const src = path.resolve(o.source)
         rows = rows.filter((r) => r.sources.includes(src))

@@ -6,6 +6,7 @@
  * checked. A wrong passphrase is PassphraseError (exit 7).
  */
 import fs from 'node:fs'
+import { historyUnlocked } from '../repo/history.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readPassphrase } from './passphrase.js'
 
@@ -45,4 +46,6 @@ export async function unlockRepo2(repo: Repo2): Promise<void> {
     if (fromTerminal) askedPassphrase = passphrase
   }
   await repo.unlock(passphrase)
+  // this run's history record can be sealed now (and `bfs history` opens the records)
+  historyUnlocked(repo.dir, { seal: (key, payload) => repo.seal('history', key, payload), open: (key, file) => repo.unseal('history', key, file) })
 }

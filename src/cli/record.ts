@@ -9,9 +9,10 @@
  * the process dies of it as it would have.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 import type { HistoryRecord } from '../format/history.js'
 import { HISTORY_WARNINGS_KEPT } from '../format/history.js'
-import { isRepositoryDir, newRecord, newRecordKey, stateOfExit, writeRecord } from '../repo/history.js'
+import { historySealer, isEncryptedDir, isRepositoryDir, newRecord, newRecordKey, onHistoryUnlocked, stateOfExit, writeRecord } from '../repo/history.js'
 
 const SIGNALS: Array<[NodeJS.Signals, number]> = [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]
 
@@ -20,6 +21,9 @@ export class RunRecorder {
   private dir = ''
   private key = ''
   private writeWarned = false
+  /** An encrypted repository (§2.22): the record is sealed, so written only once the command has unlocked it. */
+  private sealed = false
+  private stopListening: (() => void) | null = null
   private errorLine: string | null = null
   private readonly handlers = new Map<NodeJS.Signals, () => void>()
   private readonly onExit = (code: number): void => this.finish(code ?? Number(process.exitCode ?? 0), null)
@@ -57,6 +61,10 @@ export class RunRecorder {
     this.rec = newRecord(command, this.argv)
     this.key = newRecordKey(this.rec.started)
     this.set(info)
+    this.sealed = isEncryptedDir(dir)
+    // an encrypted repository: the `running` record is written when the command unlocks it
+    // (open2.ts); a run that ends before (a wrong passphrase) leaves no record
+    if (this.sealed && !historySealer(dir)) this.stopListening = onHistoryUnlocked((d) => d === path.resolve(this.dir) && this.write())
     this.write()
     for (const [sig, num] of SIGNALS) {
       const h = (): void => this.onSignal(sig, num)
@@ -106,6 +114,8 @@ export class RunRecorder {
     r.ended = new Date().toISOString()
     r.error = exit === 0 ? null : (error ?? this.errorLine ?? (r.state === 'interrupted' ? 'interrupted' : null))
     this.write()
+    this.stopListening?.()
+    this.stopListening = null
     for (const [sig, h] of this.handlers) process.off(sig, h)
     this.handlers.clear()
     process.off('exit', this.onExit)
@@ -124,8 +134,10 @@ export class RunRecorder {
 
   private write(): void {
     if (!this.rec) return
+    const sealer = this.sealed ? historySealer(this.dir) : undefined
+    if (this.sealed && !sealer) return // not unlocked (yet): nothing can be written
     try {
-      writeRecord(this.dir, this.key, this.rec)
+      writeRecord(this.dir, this.key, this.rec, sealer)
     } catch (err) {
       if (this.writeWarned) return
       this.writeWarned = true

@@ -55,7 +55,6 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
   const repo = await openRepo2(ctx.repoDir(), warn)
   // --group (format.md §2.14.2): format 1's group file and refusals
-  if (o.group !== undefined && repo.encrypted) throw new BfsError('BAD_INPUT', `${repo.dir} is encrypted: file groups are not supported in encrypted repositories yet`)
   const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
   if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
   const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })

@@ -57,7 +57,14 @@ export function historyName(iso: string, rand8: string): string {
   return `${iso.slice(0, 19).replace(/[-:]/g, '')}Z-${rand8}`
 }
 
+/** A record's envelope (plain: flags 0). */
 export function encodeHistory(r: HistoryRecord): Buffer {
+  const payload = encodeHistoryPayload(r)
+  return encodeEnvelope2('history', 0, payload.length, payload)
+}
+
+/** A record's JSON payload (what an encrypted repository seals, §2.8.6). */
+export function encodeHistoryPayload(r: HistoryRecord): Buffer {
   const cut = (s: string): string => (s.length > HISTORY_LINE_MAX ? `${s.slice(0, HISTORY_LINE_MAX - 1)}…` : s)
   const o: Json = {
     command: r.command, state: r.state, host: r.host, user: r.user, pid: r.pid, pidStart: r.pidStart, argv: r.argv,
@@ -66,7 +73,7 @@ export function encodeHistory(r: HistoryRecord): Buffer {
   }
   const payload = Buffer.from(JSON.stringify(o), 'utf8')
   decodeHistoryPayload(payload, 'history record (encoder)')
-  return encodeEnvelope2('history', 0, payload.length, payload)
+  return payload
 }
 
 export function decodeHistory(file: Buffer, what: string): HistoryRecord {
@@ -75,7 +82,7 @@ export function decodeHistory(file: Buffer, what: string): HistoryRecord {
   return decodeHistoryPayload(env.stored, what)
 }
 
-function decodeHistoryPayload(payload: Buffer, what: string): HistoryRecord {
+export function decodeHistoryPayload(payload: Buffer, what: string): HistoryRecord {
   const o = parseJsonObject(payload, what, 'history record')
   const f = fields(o, what, 'history record')
   const nullable = <T>(k: string, get: () => T): T | null => (o[k] === null ? null : get())

@@ -19,10 +19,17 @@ export interface Group {
   created: string
 }
 
-/** What group files need of a repository (format 1's Repository, format 2's Repo2): its store and its name for messages. */
+/**
+ * What group files need of a repository (format 1's Repository, format 2's Repo2): its store
+ * and its name for messages; an encrypted format 2 repository (unlocked) also seals and
+ * opens them (format.md §2.14.2: an encrypted envelope v2, logical name `group/<name>`).
+ */
 export interface GroupRepo {
   readonly dir: string
   readonly store: Store
+  readonly encrypted?: boolean
+  seal?(kind: 'group', key: string, payload: Buffer): Buffer
+  unseal?(kind: 'group', key: string, file: Buffer): Buffer
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -59,7 +66,9 @@ export function readGroup(repo: GroupRepo, name: string): Group {
     throw new BfsError('BAD_INPUT', `no group '${name}' in ${repo.dir} (create it with 'bfs group add ${name} --include PATTERN')`)
   }
   try {
-    const g = JSON.parse(decodeEnvelope('group', file, repo.store.where(groupKey(name))).stored.toString('utf8')) as Group
+    // an encrypted repository: only a sealed group file is one (a plain one there is refused as damage, §2.22)
+    const payload = repo.encrypted ? repo.unseal!('group', groupKey(name), file) : decodeEnvelope('group', file, repo.store.where(groupKey(name))).stored
+    const g = JSON.parse(payload.toString('utf8')) as Group
     if (g.name !== name || !Array.isArray(g.includes) || !Array.isArray(g.excludes)) throw new FormatError('BAD_VALUE', 'bad group')
     return g
   } catch (err) {
@@ -129,7 +138,9 @@ export function addGroup(repo: GroupRepo, name: string, includes: string[], excl
 }
 
 function writeGroup(repo: GroupRepo, g: Group): void {
-  const file = envelopeFor('group', Buffer.from(JSON.stringify(g)), false)
+  const payload = Buffer.from(JSON.stringify(g))
+  // plain: format 1's envelope, as ever; encrypted: sealed under a fresh salt (§2.14.2)
+  const file = repo.encrypted ? repo.seal!('group', groupKey(g.name), payload) : envelopeFor('group', payload, false)
   // replaced atomically (tmp → fsync → rename → fsync groups/): a reader sees the old or the new group
   meta(repo).putSync(groupKey(g.name), file, { mode: 'replace' })
 }

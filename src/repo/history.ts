@@ -8,8 +8,9 @@
  */
 import fs from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { decodeHistory, encodeHistory, HISTORY_NAME_RE, HISTORY_PREFIX, historyName, type HistoryRecord, type HistoryState } from '../format/history.js'
+import { decodeHistory, decodeHistoryPayload, encodeHistory, encodeHistoryPayload, HISTORY_NAME_RE, HISTORY_PREFIX, historyName, type HistoryRecord, type HistoryState } from '../format/history.js'
 import { pidAlive } from '../os/process.js'
 import { DiskStore } from '../store/disk.js'
 import { TEMP_MARK } from '../store/store.js'
@@ -26,9 +27,6 @@ export function isRepositoryDir(dir: string): boolean {
     return false
   }
   if (!['config', 'config-copy'].some((f) => store.sync.hasSync(f))) return false
-  // an encrypted repository (§2.22: any keys/): no history yet, whose records hold command
-  // lines and paths in plaintext (issue 18: not sealed yet, §2.22.1)
-  if (store.sync.hasSync('keys') || fs.existsSync(store.where('keys'))) return false
   // a format 2 repository this bfs does not read as one (a damaged config, a version 1 copy):
   // its guard lock (format.md §2.23.1) will stop the command, which must write nothing there
   if (!isFormat2(dir) && store.sync.hasSync('lock')) {
@@ -39,6 +37,46 @@ export function isRepositoryDir(dir: string): boolean {
     }
   }
   return true
+}
+
+/**
+ * Whether the repository in `dir` is encrypted (§2.22: it has `keys/`): its history records
+ * are sealed (§2.8.6), so they are written only once the command has unlocked it (a run
+ * that ends before, a wrong passphrase among them, is not recorded).
+ */
+export function isEncryptedDir(dir: string): boolean {
+  try {
+    return fs.existsSync(DiskStore.open(dir).where('keys'))
+  } catch {
+    return false
+  }
+}
+
+/** How the records of an unlocked encrypted repository are sealed and opened (Repo2.seal/unseal with kind `history`). */
+export interface HistorySealer {
+  seal(key: string, payload: Buffer): Buffer
+  open(key: string, file: Buffer): Buffer
+}
+
+const sealers = new Map<string, HistorySealer>()
+const unlockedListeners = new Set<(dir: string) => void>()
+
+/** An encrypted repository was unlocked in this process (cli/open2.ts): its records can be sealed and opened from now on. */
+export function historyUnlocked(dir: string, sealer: HistorySealer): void {
+  const abs = path.resolve(dir)
+  sealers.set(abs, sealer)
+  for (const l of [...unlockedListeners]) l(abs)
+}
+
+/** The sealer of the unlocked encrypted repository in `dir`, if any. */
+export function historySealer(dir: string): HistorySealer | undefined {
+  return sealers.get(path.resolve(dir))
+}
+
+/** Calls `l(dir)` whenever a repository is unlocked; returns the function that stops it. */
+export function onHistoryUnlocked(l: (dir: string) => void): () => void {
+  unlockedListeners.add(l)
+  return () => void unlockedListeners.delete(l)
 }
 
 /** The outcome an exit status means. */
@@ -68,15 +106,18 @@ export function newRecordKey(started: string): string {
   return `${HISTORY_PREFIX}/${historyName(started, randomBytes(4).toString('hex'))}`
 }
 
-/** Writes (or replaces) a record: temporary file, fsync, rename, fsync of `history/` (the store's put). */
-export function writeRecord(dir: string, key: string, r: HistoryRecord): void {
+/**
+ * Writes (or replaces) a record: temporary file, fsync, rename, fsync of `history/` (the
+ * store's put). With `sealer` (an encrypted repository) the record is an encrypted envelope.
+ */
+export function writeRecord(dir: string, key: string, r: HistoryRecord, sealer?: HistorySealer): void {
   const store = DiskStore.open(dir)
   if (!fs.existsSync(store.where(HISTORY_PREFIX))) {
     // the first record: history/ made and its entry in the top directory made durable
     store.makePrefix(HISTORY_PREFIX)
     store.sync.flushSync('')
   }
-  store.sync.putSync(key, encodeHistory(r), { mode: 'replace' })
+  store.sync.putSync(key, sealer ? sealer.seal(key, encodeHistoryPayload(r)) : encodeHistory(r), { mode: 'replace' })
 }
 
 export interface ListedRecord extends HistoryRecord {
@@ -97,10 +138,10 @@ export function recordOrphaned(r: HistoryRecord, host = os.hostname()): boolean 
 
 /**
  * Every record of the repository in `dir`, oldest first (by start, then name). A temporary
- * file is passed over; a foreign name or a record that does not decode is skipped with a
- * warning.
+ * file is passed over; a foreign name or a record that does not decode (or, sealed, does
+ * not authenticate) is skipped with a warning. `sealer`: an encrypted repository's, unlocked.
  */
-export function readHistory(dir: string, warn: (m: string) => void): ListedRecord[] {
+export function readHistory(dir: string, warn: (m: string) => void, sealer?: HistorySealer): ListedRecord[] {
   const store = DiskStore.open(dir)
   const out: ListedRecord[] = []
   for (const key of store.sync.listSync(HISTORY_PREFIX)) {
@@ -112,7 +153,8 @@ export function readHistory(dir: string, warn: (m: string) => void): ListedRecor
     }
     let r: HistoryRecord
     try {
-      r = decodeHistory(store.sync.getSync(key), store.where(key))
+      const file = store.sync.getSync(key)
+      r = sealer ? decodeHistoryPayload(sealer.open(key, file), store.where(key)) : decodeHistory(file, store.where(key))
     } catch (err) {
       warn(`${(err as Error).message}; skipped`)
       continue

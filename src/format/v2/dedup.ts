@@ -20,6 +20,8 @@ export const DEDUP_TRAILER_BYTES = 32
 /** A page's raw bytes at most (one entry larger than this is a page of its own). */
 export const DEDUP_PAGE_BYTES = 64 << 10
 const FENCE_BYTES = 16
+/** Header flag bit0: the pages and the directory are sealed (§2.17, §2.22). */
+export const DEDUP_FLAG_ENCRYPTED = 1
 
 /** One stored file: its content digest, size, the generation (and revision) whose tree holds the map, and the map. */
 export interface DedupEntry {
@@ -29,6 +31,23 @@ export interface DedupEntry {
   rev: number
   dataBlocks: number
   map: FileMap
+}
+
+/**
+ * How an encrypted repository seals an object's messages (§2.17, §2.22; the keys and the AEAD
+ * are the caller's: this layer never imports crypto): page p and the directory, each one
+ * AEAD message ‖ tag, under the key of `salt` (header bytes 32–63).
+ */
+export interface DedupSealer {
+  salt: Buffer
+  page(p: number, raw: Buffer): Buffer
+  directory(raw: Buffer): Buffer
+}
+
+/** The opening side of DedupSealer, for the salt an object's header holds; each throws FormatError when a message does not authenticate. */
+export interface DedupOpener {
+  page(p: number, stored: Buffer): Buffer
+  directory(stored: Buffer): Buffer
 }
 
 /** What a reader keeps of an object: its header fields, the two filters and the fences. */
@@ -42,6 +61,13 @@ export interface DedupDirectory {
   sizeBloom: Uint8Array
   /** Per page: the first 8 digest bytes of its first entry, offset, storedLen. */
   fences: Array<{ prefix: Buffer; offset: number; storedLen: number }>
+  /** An encrypted object's: its pages are opened with it (`openPage`). */
+  opener?: DedupOpener
+}
+
+/** The raw bytes of page p of an object read as `stored` (opened when the object is encrypted). */
+export function openPage(dir: DedupDirectory, p: number, stored: Buffer): Buffer {
+  return dir.opener ? dir.opener.page(p, stored) : stored
 }
 
 function fmix32(h: number): number {
@@ -163,8 +189,8 @@ export class DedupBatch {
     return decodeEntry(new StrictReader(this.w.finish(), 'dedup batch', this.startOf(i), this.ends[i]!))
   }
 
-  /** The object (run, seq) holding these entries, sorted by digest. */
-  encode(run: number, seq: number): Buffer {
+  /** The object (run, seq) holding these entries, sorted by digest; sealed with `sealer` (an encrypted repository). */
+  encode(run: number, seq: number, sealer?: DedupSealer): Buffer {
     const bytes = this.w.finish()
     const n = this.ends.length
     // latin1 strings compare as the bytes do, and much faster than Buffer.compare in a sort
@@ -178,19 +204,19 @@ export class DedupBatch {
       len += bytes.copy(body, len, this.startOf(i), this.ends[i]!)
       ends.push(len)
     }
-    return assemble(run, seq, body, ends, this.sizes)
+    return assemble(run, seq, body, ends, this.sizes, sealer)
   }
 }
 
 /** Encodes one object of run `run`; `entries` in any order (sorted here; of equal digests the first is kept). */
-export function encodeDedupObject(run: number, seq: number, entries: DedupEntry[]): Buffer {
+export function encodeDedupObject(run: number, seq: number, entries: DedupEntry[], sealer?: DedupSealer): Buffer {
   const b = new DedupBatch()
   for (const e of entries) b.add(e)
-  return b.encode(run, seq)
+  return b.encode(run, seq, sealer)
 }
 
 /** An object from its entries' bytes in digest order (`ends`: where each ends in `body`; each starts with its digest). */
-function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes: Set<number>): Buffer {
+function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes: Set<number>, sealer?: DedupSealer): Buffer {
   const digestAt = (i: number): number => (i ? ends[i - 1]! : 0)
   const head = Buffer.alloc(DEDUP_HEADER_BYTES)
   const fences: DedupDirectory['fences'] = []
@@ -204,8 +230,20 @@ function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes:
       firstEntry = i + 1
     }
   }
-  const parts: Buffer[] = [head, body]
-  const at = DEDUP_HEADER_BYTES + body.length
+  const parts: Buffer[] = [head]
+  if (!sealer) parts.push(body)
+  else {
+    // each page its own message (§2.17: nonce (6, p)): the fences name the sealed pages
+    let off = DEDUP_HEADER_BYTES
+    fences.forEach((f, p) => {
+      const sealed = sealer.page(p, body.subarray(f.offset - DEDUP_HEADER_BYTES, f.offset - DEDUP_HEADER_BYTES + f.storedLen))
+      parts.push(sealed)
+      f.offset = off
+      f.storedLen = sealed.length
+      off += sealed.length
+    })
+  }
+  const at = parts.reduce((n, b) => n + b.length, 0)
   // directory: u32 digest Bloom blocks, the blocks; u32 size Bloom bytes, the bytes; fences
   const n = ends.length
   const blocks = n ? Math.max(1, Math.ceil((n * 10) / 256)) : 0
@@ -223,7 +261,7 @@ function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes:
   for (const w of bloom) d.u32(w)
   d.u32(sizeBytes).bytes(sizeBloom)
   for (const f of fences) d.bytes(f.prefix).u32(f.offset).u32(f.storedLen)
-  const dir = d.finish()
+  const dir = sealer ? sealer.directory(d.finish()) : d.finish()
   const D = at
   parts.push(dir)
   const trailer = new ByteWriter(DEDUP_TRAILER_BYTES)
@@ -231,7 +269,8 @@ function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes:
   parts.push(trailer.finish())
   head.write(DEDUP_MAGIC, 0, 'latin1')
   head.writeUInt16LE(DEDUP_VERSION, 8)
-  head.writeUInt16LE(0, 10)
+  head.writeUInt16LE(sealer ? DEDUP_FLAG_ENCRYPTED : 0, 10)
+  if (sealer) sealer.salt.copy(head, 32)
   head.writeUInt32LE(run, 12)
   head.writeUInt32LE(seq, 16)
   head.writeUInt32LE(n, 20)
@@ -252,16 +291,28 @@ export function decodeDedupTrailer(tail: Buffer, size: number, what: string): { 
   return { D, dirLen, entries: tail.readUInt32LE(12), check: tail.subarray(16, 24) }
 }
 
-export function decodeDedupDirectory(head: Buffer, dirBytes: Buffer, trailer: ReturnType<typeof decodeDedupTrailer>, run: number, seq: number, what: string): DedupDirectory {
+/**
+ * `openerOf` (an encrypted repository): the opener for the salt of an object's header. A
+ * plain object there, or a sealed one where there is none, is refused (§2.22).
+ */
+export function decodeDedupDirectory(head: Buffer, dirBytes: Buffer, trailer: ReturnType<typeof decodeDedupTrailer>, run: number, seq: number, what: string, openerOf?: (salt: Buffer) => DedupOpener): DedupDirectory {
   if (head.length < DEDUP_HEADER_BYTES || head.toString('latin1', 0, 8) !== DEDUP_MAGIC) bad(what, 'not a BFSDDUP object')
   if (head.readUInt16LE(8) !== DEDUP_VERSION) bad(what, `version ${head.readUInt16LE(8)}`)
-  if (head.readUInt16LE(10) !== 0) bad(what, `flags ${head.readUInt16LE(10)} (encrypted objects are not supported yet)`)
-  if (head.readUInt32LE(28) !== 0 || !head.subarray(32, 64).equals(Buffer.alloc(32))) bad(what, 'reserved bytes are not zero')
+  const flags = head.readUInt16LE(10)
+  if (flags & ~DEDUP_FLAG_ENCRYPTED) bad(what, `flags ${flags}`)
+  const salt = head.subarray(32, 64)
+  const sealed = flags === DEDUP_FLAG_ENCRYPTED
+  if (sealed && !openerOf) bad(what, 'encrypted, in a repository that is not (or not unlocked)')
+  if (!sealed && openerOf) bad(what, 'not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)')
+  if (head.readUInt32LE(28) !== 0 || (!sealed && !salt.equals(Buffer.alloc(32)))) bad(what, 'reserved bytes are not zero')
+  if (sealed && salt.equals(Buffer.alloc(32))) bad(what, 'an encrypted object with an all-zero salt')
   if (head.readUInt32LE(12) !== run || head.readUInt32LE(16) !== seq) bad(what, `header says run ${head.readUInt32LE(12)} seq ${head.readUInt32LE(16)}`)
   const entries = head.readUInt32LE(20)
   const pages = head.readUInt32LE(24)
   if (entries !== trailer.entries) bad(what, `header says ${entries} entries, trailer ${trailer.entries}`)
   if (!createHash('sha256').update(dirBytes).digest().subarray(0, 8).equals(trailer.check)) bad(what, 'directory check does not match')
+  const opener = sealed ? openerOf!(Buffer.from(salt)) : undefined
+  if (opener) dirBytes = opener.directory(dirBytes)
   const r = new StrictReader(dirBytes, what)
   const blocks = r.u32()
   if (blocks * 32 > r.remaining) bad(what, `digest filter of ${blocks} blocks`)
@@ -280,7 +331,7 @@ export function decodeDedupDirectory(head: Buffer, dirBytes: Buffer, trailer: Re
   }
   if (next !== trailer.D) bad(what, `pages end at ${next}, the directory starts at ${trailer.D}`)
   if ((entries === 0) !== (pages === 0)) bad(what, `${entries} entries in ${pages} pages`)
-  return { run, seq, entries, digestBloom, sizeBloom, fences }
+  return { run, seq, entries, digestBloom, sizeBloom, fences, ...(opener ? { opener } : {}) }
 }
 
 /** The entries of one page (sorted by digest: checked). */

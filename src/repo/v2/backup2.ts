@@ -858,7 +858,7 @@ class Walk2 {
       if (c.info[inf + 1] !== ReadFileStep.Ok) continue
       const size = c.recs[j * 2 * native.STAT_FIELDS + native.S_SIZE]!
       if (!this.dedup.wants(size) || c.info[inf + 2] !== size || c.info[inf + 3]! & READ_FILE_SHORT) continue
-      const digest = contentDigest(c.out, c.slots[2 * j]! * BLOCK_BYTES, size)
+      const digest = contentDigest(c.out, c.slots[2 * j]! * BLOCK_BYTES, size, this.dedup.contentKey)
       c.digests[j] = digest
       const hit = await this.usable(this.dedup.lookup(digest, size), size)
       if (hit) {
@@ -1031,9 +1031,9 @@ class Walk2 {
       let streamed: StreamDigest | null = null
       if (cap) {
         // no dedup
-      } else if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size)
+      } else if (this.dedup.wants(size) && !this.dedup.maySize(size)) streamed = new StreamDigest(size, this.dedup.contentKey)
       else if (this.dedup.wants(size)) {
-        digest = fileDigest(fd, size)
+        digest = fileDigest(fd, size, this.dedup.contentKey)
         if (digest && changedWhileRead(st1, native.fstatRecord(fd), false)) digest = null
         const hit = digest ? await this.usable(this.dedup.lookup(digest, size), size) : null
         if (hit) {

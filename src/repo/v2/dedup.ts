@@ -15,9 +15,12 @@
 import fs from 'node:fs'
 import { Blake3Hasher, blake3Into } from '../../native/index.js'
 import {
-  type DedupDirectory, type DedupEntry, DEDUP_HEADER_BYTES, DEDUP_TRAILER_BYTES, DedupBatch,
-  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, findInPage, mayHaveDigest, mayHaveSize, pagesOf,
+  type DedupDirectory, type DedupEntry, type DedupOpener, type DedupSealer, DEDUP_HEADER_BYTES, DEDUP_TRAILER_BYTES, DedupBatch,
+  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, findInPage, mayHaveDigest, mayHaveSize, openPage, pagesOf,
 } from '../../format/v2/dedup.js'
+import { NONCE_TAG, newSalt, open, seal } from '../../crypto/aead.js'
+import { aad } from '../../crypto/aad.js'
+import { objectKey } from '../../crypto/keys.js'
 import { FormatError } from '../../format/errors.js'
 import { keys2 } from '../../format/v2/layout.js'
 import type { StoredMap } from '../../pieces/maps.js'
@@ -34,18 +37,47 @@ const PAGE_CACHE = 16
 const CONTENT_KEY = Buffer.alloc(32)
 const READ_BYTES = 1 << 20
 
+/** The content key of a repository: `kContent` when encrypted (§2.22: digests are no oracle without it), else all zeros. */
+export function contentKeyOf(repo: Repo2): Buffer {
+  return repo.encrypted ? repo.keys.kContent : CONTENT_KEY
+}
+
 /** The content digest of bytes in memory. */
-export function contentDigest(buf: Buffer, offset: number, length: number): Buffer {
+export function contentDigest(buf: Buffer, offset: number, length: number, key: Buffer = CONTENT_KEY): Buffer {
   const out = Buffer.allocUnsafe(32)
-  blake3Into(buf, offset, length, CONTENT_KEY, out, 0, 32)
+  blake3Into(buf, offset, length, key, out, 0, 32)
   return out
+}
+
+/** An encrypted repository's sealer for object (run, seq), under a fresh salt (§2.17: page p nonce (6, p), directory (7, 0)); undefined when plain. */
+export function dedupSealer(repo: Repo2, run: number, seq: number): DedupSealer | undefined {
+  if (!repo.encrypted) return undefined
+  const salt = newSalt()
+  const k = objectKey(repo.keys, salt, 'dedup')
+  return {
+    salt,
+    page: (p, raw) => seal(k, NONCE_TAG.dedupPage, p, aad.dedup(run, seq, p), raw),
+    directory: (raw) => seal(k, NONCE_TAG.dedupDirectory, 0, aad.dedup(run, seq, 0), raw),
+  }
+}
+
+/** An encrypted repository's opener factory for object (run, seq) (`what` names it in errors); undefined when plain. */
+export function dedupOpenerOf(repo: Repo2, run: number, seq: number, what: string): ((salt: Buffer) => DedupOpener) | undefined {
+  if (!repo.encrypted) return undefined
+  return (salt) => {
+    const k = objectKey(repo.keys, salt, 'dedup')
+    return {
+      page: (p, stored) => open(k, NONCE_TAG.dedupPage, p, aad.dedup(run, seq, p), stored, `${what} page ${p}`),
+      directory: (stored) => open(k, NONCE_TAG.dedupDirectory, 0, aad.dedup(run, seq, 0), stored, `${what} directory`),
+    }
+  }
 }
 
 let readBuf: Buffer | null = null
 /** The content digest of an open file's first `size` bytes (holes read as zeros), or null if it is shorter now. */
-export function fileDigest(fd: number, size: number): Buffer | null {
+export function fileDigest(fd: number, size: number, key: Buffer = CONTENT_KEY): Buffer | null {
   readBuf ??= Buffer.allocUnsafe(READ_BYTES)
-  const h = new Blake3Hasher(CONTENT_KEY)
+  const h = new Blake3Hasher(key)
   let pos = 0
   while (pos < size) {
     const n = fs.readSync(fd, readBuf, 0, Math.min(READ_BYTES, size - pos), pos)
@@ -64,10 +96,12 @@ const ZEROS = Buffer.alloc(64 << 10)
  * ranges were not in order or ran past the size (the file changed: no digest).
  */
 export class StreamDigest {
-  private readonly h = new Blake3Hasher(CONTENT_KEY)
+  private readonly h: Blake3Hasher
   private at = 0
   private bad = false
-  constructor(private readonly size: number) {}
+  constructor(private readonly size: number, key: Buffer = CONTENT_KEY) {
+    this.h = new Blake3Hasher(key)
+  }
 
   private zeros(n: number): void {
     while (n > 0) {
@@ -119,10 +153,10 @@ export function readDedupObject(repo: Repo2, key: string): DedupEntry[] {
   const b = repo.sync.getSync(key)
   if (b.length < DEDUP_HEADER_BYTES + DEDUP_TRAILER_BYTES) throw new FormatError('TRUNCATED', `${what}: ${b.length} bytes`)
   const t = decodeDedupTrailer(b.subarray(b.length - DEDUP_TRAILER_BYTES), b.length, what)
-  const dir = decodeDedupDirectory(b.subarray(0, DEDUP_HEADER_BYTES), b.subarray(t.D, t.D + t.dirLen), t, Number(m[1]), Number(m[2]), what)
+  const dir = decodeDedupDirectory(b.subarray(0, DEDUP_HEADER_BYTES), b.subarray(t.D, t.D + t.dirLen), t, Number(m[1]), Number(m[2]), what, dedupOpenerOf(repo, Number(m[1]), Number(m[2]), what))
   const out: DedupEntry[] = []
   dir.fences.forEach((f, p) => {
-    const entries = decodeDedupPage(b.subarray(f.offset, f.offset + f.storedLen), `${what} page ${p}`)
+    const entries = decodeDedupPage(openPage(dir, p, b.subarray(f.offset, f.offset + f.storedLen)), `${what} page ${p}`)
     if (!entries.length || !entries[0]!.digest.subarray(0, 8).equals(f.prefix)) throw new FormatError('BAD_VALUE', `${what} page ${p}: its fence does not match its first entry`)
     if (out.length && Buffer.compare(out[out.length - 1]!.digest, entries[0]!.digest) >= 0) throw new FormatError('BAD_VALUE', `${what} page ${p}: entries not sorted by digest`)
     for (const e of entries) {
@@ -165,9 +199,12 @@ export class Dedup {
   private seq = 0
   readonly problems: string[] = []
 
+  /** The key of this repository's content digests (kContent when encrypted, §2.22). */
+  readonly contentKey: Buffer
+
   constructor(private readonly repo: Repo2, private readonly run: number) {
-    // an encrypted repository has no dedup index yet (issue 18: its objects are not sealed, §2.22.1)
-    this.minBytes = repo.encrypted ? Number.POSITIVE_INFINITY : Math.max(1, repo.config.defaults.dedupMinBytes)
+    this.minBytes = Math.max(1, repo.config.defaults.dedupMinBytes)
+    this.contentKey = contentKeyOf(repo)
   }
 
   /** Whether a file of this size is a candidate. */
@@ -214,7 +251,7 @@ export class Dedup {
       const t = decodeDedupTrailer(this.repo.sync.getSync(key, { offset: size - DEDUP_TRAILER_BYTES, length: DEDUP_TRAILER_BYTES }), size, what)
       const dirBytes = this.repo.sync.getSync(key, { offset: t.D, length: t.dirLen })
       this.stats.objects++
-      return { key, dir: decodeDedupDirectory(head, dirBytes, t, run, seq, what), own }
+      return { key, dir: decodeDedupDirectory(head, dirBytes, t, run, seq, what, dedupOpenerOf(this.repo, run, seq, what)), own }
     } catch (err) {
       if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
       this.problem(err.message)
@@ -249,9 +286,9 @@ export class Dedup {
     }
     const f = o.dir.fences[p]!
     try {
-      page = this.repo.sync.getSync(o.key, { offset: f.offset, length: f.storedLen })
+      page = openPage(o.dir, p, this.repo.sync.getSync(o.key, { offset: f.offset, length: f.storedLen }))
     } catch (err) {
-      if (!(err instanceof StoreError)) throw err
+      if (!(err instanceof StoreError) && !(err instanceof FormatError)) throw err
       this.problem(err.message)
       return null
     }
@@ -310,7 +347,6 @@ export class Dedup {
 
   /** Indexes a file this run stored (its map is in this run's tree). */
   add(digest: Buffer, size: number, m: StoredMap): void {
-    if (this.repo.encrypted) return
     if (!m.map || m.dataBlocks < 1) return // all zeros: nothing stored, nothing to share
     if (!this.batch.add({ digest, sizeBytes: size, gen: this.run, rev: 1, dataBlocks: m.dataBlocks, map: m.map })) return
     if (this.batch.count >= DEDUP_OBJECT_ENTRIES) this.writeBatch()
@@ -319,7 +355,7 @@ export class Dedup {
   private writeBatch(): void {
     if (!this.batch.count) return
     const key = keys2.dedup(this.run, this.seq)
-    this.repo.sync.putSync(key, this.batch.encode(this.run, this.seq), { syncListing: false })
+    this.repo.sync.putSync(key, this.batch.encode(this.run, this.seq, dedupSealer(this.repo, this.run, this.seq)), { syncListing: false })
     this.stats.indexed += this.batch.count
     this.batch = new DedupBatch()
     const o = this.open(key, this.run, this.seq, true)
