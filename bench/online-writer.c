@@ -20,6 +20,9 @@
  *                     letter pattern (which compresses ~1000:1, and, left in the source,
  *                     makes later before-images compress like it)
  *   --trace P         write "start_ns latency_ns" per write to P
+ *   --warm            write nothing: read each FILE whole into the page cache with
+ *                     POSIX_FADV_RANDOM (no read-ahead), so its pages are cached in small
+ *                     folios, as a live image's working set is, and exit (online.sh: why)
  * Prints one JSON line: writes, seconds, writes_per_s, p50/p90/p99/p999/max µs, the largest
  * lag behind the schedule (ms), the distinct 4 KiB blocks written, files touched. */
 #define _GNU_SOURCE
@@ -72,12 +75,13 @@ int main(int argc, char **argv) {
   double rate = 2000, duration = 0;
   uint64_t seed = 1;
   const char *start_file = NULL, *stop_file = NULL, *list = NULL, *trace = NULL, *data = NULL;
+  int warm = 0;
   struct target *t = NULL;
   size_t nt = 0, cap = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int opt = a[0] == '-' && a[1] == '-';
-    if (opt && !v) return fprintf(stderr, "online-writer: %s needs a value\n", a), 64;
+    if (opt && !v && strcmp(a, "--warm")) return fprintf(stderr, "online-writer: %s needs a value\n", a), 64;
     if (!strcmp(a, "--rate")) rate = strtod(v, NULL), i++;
     else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10), i++;
     else if (!strcmp(a, "--start-file")) start_file = v, i++;
@@ -86,6 +90,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--list")) list = v, i++;
     else if (!strcmp(a, "--trace")) trace = v, i++;
     else if (!strcmp(a, "--data")) data = v, i++;
+    else if (!strcmp(a, "--warm")) warm = 1;
     else if (opt) return fprintf(stderr, "online-writer: unknown option %s\n", a), 64;
     else {
       if (nt == cap) t = realloc(t, (cap = cap ? cap * 2 : 64) * sizeof *t);
@@ -106,6 +111,20 @@ int main(int argc, char **argv) {
     }
     free(line);
     fclose(f);
+  }
+  if (warm) { /* 1 MiB preads without read-ahead: the page cache gets order-0 folios */
+    static char wbuf[1 << 20];
+    for (size_t i = 0; i < nt; i++) {
+      int fd = open(t[i].path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return perror(t[i].path), 1;
+      posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+      off_t pos = 0;
+      ssize_t r;
+      while ((r = pread(fd, wbuf, sizeof wbuf, pos)) > 0) pos += r;
+      if (r < 0) return perror(t[i].path), 1;
+      close(fd);
+    }
+    return 0;
   }
   if (!nt || rate <= 0) return fprintf(stderr, "usage: online-writer [--rate N] [--seed N] [--start-file P] [--stop-file P] [--duration S] [--list PATHS] FILE...\n"), 64;
   /* sizes now (stat opens nothing); a file under 4 KiB cannot take a write */

@@ -292,6 +292,9 @@ for (const corpus of ['online_tree', 'online_img']) {
   lines.push(`## online: \`${corpus === 'online_tree' ? 'bfs backup TREE' : 'bfs backup --volume IMG'} --online\` with a writer (issue 14)`, '')
   lines.push(`Source: ${corpus === 'online_tree' ? `the tree (as corpus \`tree\`) copied into` : `a ${of.image || '?'} image file (the first bytes of a reproducible tar of the tree) in`} a ${of.size || '?'} ext4 on a loop device (the capture marks the whole filesystem). ` +
     `Writer: ${of.rate || '?'} random 4 KiB pwrites/s ${wf ? `into ${wf.files} files of the tree (every 20th of 4 KiB or more; preads on the largest, \`${wf.largest}\`)` : 'into the image file'}, running during each backup (online: from T0, \`--t0-file\`), and alone for as long as the online backup took. ` +
+    (corpus === 'online_img' ? (meta.online_img_warm === 'cat'
+      ? 'Before each backup and the writer alone, the page cache is emptied and the image read with `cat` (on this kernel its pages then sit in 2 MiB folios, into which a 4 KiB write costs ~35–48 µs even with no backup running). '
+      : meta.online_img_warm ? 'Before each backup and the writer alone, the page cache is emptied and the image read without read-ahead (`online-writer --warm`: its pages in small folios, as a live image\'s working set; a `cat` leaves 2 MiB folios, into which a 4 KiB write costs ~35–48 µs with no backup running: BENCH_ONLINE_WARM=cat). ' : '') : '') +
     'No peer does this (restic, borg and the others need a snapshot): the comparison is the same bfs backup offline, during which the writer changes the source as it is read. ' +
     (records.some((r) => r.corpus === corpus && r.metric === 'bi_kept_bytes')
       ? 'The online generation keeps its BI log (`gens/N/bilog`), so the read rows compare a generation read through its BI log with one without.'

@@ -24,6 +24,7 @@
  *                 directory-fd-relative calls, for a restore that never follows a
  *                 symlink it did not create (constants: atConstants)
  *   fadvise       posix_fadvise
+ *   cachestat     cachestat(2): pages of a file range in the page cache
  *   flock         flock(LOCK_EX | LOCK_SH | LOCK_UN, always with LOCK_NB)
  *   blake3Into, blake3HasherNew / Update / Final / Reset
  *                 BLAKE3 (plain and keyed) with BLAKE3's official C implementation
@@ -2397,6 +2398,49 @@ fail:
   return NULL;
 }
 
+/* ---- cachestat ---------------------------------------------------------- */
+
+/*
+ * cachestat(fd, offsetBytes, lengthBytes) -> [cached, dirty, writeback] pages of the file's
+ * range in the page cache (length 0: to the end of the file), or null where the kernel has
+ * no cachestat(2) (Linux < 6.5: ENOSYS) or the file cannot say (EOPNOTSUPP, EBADF...). One
+ * syscall, no mapping of the file (mincore would need one). Volume backups of image files
+ * use it to leave the page cache as they found it (src/repo/cache-guard.ts).
+ */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct bfs_cachestat_range { uint64_t off, len; };
+struct bfs_cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+static napi_value js_cachestat(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 3);
+  int fd;
+  double off, len;
+  if (!get_fd_arg(env, argv[0], &fd) ||
+      !get_integer_arg(env, argv[1], "offsetBytes", 0, MAX_SAFE_INTEGER, &off) ||
+      !get_integer_arg(env, argv[2], "lengthBytes", 0, MAX_SAFE_INTEGER, &len))
+    return NULL;
+  struct bfs_cachestat_range r = {(uint64_t)off, (uint64_t)len};
+  struct bfs_cachestat cs;
+  memset(&cs, 0, sizeof cs);
+  napi_value v;
+  if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0) {
+    NAPI_TRY(env, napi_get_null(env, &v), fail);
+    return v;
+  }
+  NAPI_TRY(env, napi_create_array_with_length(env, 3, &v), fail);
+  uint64_t f[3] = {cs.nr_cache, cs.nr_dirty, cs.nr_writeback};
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_value n;
+    NAPI_TRY(env, napi_create_double(env, (double)f[i], &n), fail);
+    NAPI_TRY(env, napi_set_element(env, v, i, n), fail);
+  }
+  return v;
+fail:
+  return NULL;
+}
+
 /* ---- flock ------------------------------------------------------------- */
 
 /*
@@ -2789,6 +2833,7 @@ NAPI_MODULE_INIT() {
     {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
     {"exitWatchdog", NULL, js_exit_watchdog, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"cachestat", NULL, js_cachestat, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
     {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},

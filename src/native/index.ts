@@ -109,6 +109,7 @@ interface Addon {
   freezeFs(fd: number): void
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
+  cachestat(fd: number, offsetBytes: number, lengthBytes: number): [cached: number, dirty: number, writeback: number] | null
   flock(fd: number, mode: FlockMode): boolean
   detach(fd: number): void
   exitWatchdog(ms: number, code: number): void
@@ -189,6 +190,7 @@ export const ADDON_FUNCTIONS = [
   'freezeFs',
   'thawFs',
   'fadvise',
+  'cachestat',
   'flock',
   'detach',
   'exitWatchdog',
@@ -600,6 +602,15 @@ export function exitWatchdog(ms: number, code: number): void {
  */
 export function fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean {
   return addon().fadvise(fd, offsetBytes, lengthBytes, advice)
+}
+
+/**
+ * cachestat(2): how many pages of the file's range [offsetBytes, offsetBytes + lengthBytes)
+ * are in the page cache, dirty and under writeback (`lengthBytes` 0: to the end of the file);
+ * null where the kernel cannot say (Linux < 6.5, or a file without a page cache).
+ */
+export function cachestat(fd: number, offsetBytes: number, lengthBytes: number): [cached: number, dirty: number, writeback: number] | null {
+  return addon().cachestat(fd, offsetBytes, lengthBytes)
 }
 
 /** What {@link flock} does: take an exclusive or a shared lock, or release it. */

@@ -111,6 +111,11 @@ export interface StoreHooks {
    * them was not read (holes). A content digest taken while storing (format 2 dedup).
    */
   onData?(buf: Buffer, off: number, len: number, pos: number): void
+  /**
+   * Called after each read of the file with its range (`pos`, `len` bytes), once the bytes are
+   * in bfs's own buffer: the page cache may let them go (src/repo/cache-guard.ts).
+   */
+  afterRead?(pos: number, len: number): void
 }
 
 export async function storeObject(fd: number, sizeBytes: number, regions: number[], stream: StreamWriter, base: BaseObject | null, hooks: StoreHooks = {}): Promise<StoredObject> {
@@ -203,6 +208,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       // each run of non-zero blocks into the stream.
       for await (const c of readAhead(fd, fb, endBlock, sizeBytes, !!hooks.direct, hooks.read)) {
         bytesRead += c.got
+        hooks.afterRead?.(c.fb * BLOCK_BYTES, c.got)
         stopIfAborted()
         hooks.onRead?.(bytesRead)
         const n = c.blocks
@@ -267,6 +273,7 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
       const pos = fb * BLOCK_BYTES
       const want = Math.min(n * BLOCK_BYTES, sizeBytes - pos)
       const got = readUpTo(fd, space.buf, space.offsetBytes, want, pos, hooks.read)
+      hooks.afterRead?.(pos, got)
       hooks.onData?.(space.buf, space.offsetBytes, got, pos)
       if (got < want) short = true
       bytesRead += got

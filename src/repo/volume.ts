@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import * as native from '../native/index.js'
+import { PageCacheGuard } from './cache-guard.js'
 import { EntryType, newEntry, type Entry } from '../format/catalog.js'
 import type { Manifest } from '../format/manifest.js'
 import type { Repository } from './repository.js'
@@ -254,20 +255,24 @@ export async function storeVolume(v: VolumeSource, source: string, size: number,
   let logged = 0
   const quietFd = cap ? quietOpen(cap, source, v) : -1
   try {
-    const stored = await readSource(quietFd >= 0 ? quietFd : v.fd, source, v.isDev, toFreeze, opts, (readFd, direct, signal) =>
-      storeObject(readFd, size, regions, stream, base, {
+    const stored = await readSource(quietFd >= 0 ? quietFd : v.fd, source, v.isDev, toFreeze, opts, (readFd, direct, signal) => {
+      // an image file: what the backup brings into the page cache goes again once read (a
+      // device is read with O_DIRECT, or its cache dropped, by readSource)
+      const guard = v.isDev ? null : PageCacheGuard.open(readFd, size)
+      return storeObject(readFd, size, regions, stream, base, {
         direct,
         signal,
         alignFrames: true,
         ...(cap ? { read: cap.readHook(readFd, (n) => (logged += n)) } : {}),
+        ...(guard ? { afterRead: (pos: number, len: number) => guard.release(pos, len) } : {}),
         onRead: (n) => {
           if (n - last >= 64 << 20) {
             last = n
             progress?.({ entries: 1, bytesRead: n, storedBytes: stream.storedBytes, path: source, files: 0, bytes: n, expectedFiles: 1, expectedBytes: size })
           }
         },
-      }),
-    )
+      })
+    })
     return { stored, logged }
   } finally {
     if (quietFd >= 0) native.close(quietFd)
