@@ -351,7 +351,16 @@ describe("the repository's block seed (§2.22): block hashes, frame checks, page
   }
   /** Every block hash repository `r` stores (its hashes files opened with the keys), and the repository (unlocked). */
   const storedHashes = async (r: string): Promise<{ repo: Repo2; stored: Set<string> }> => {
-    const repo = Repo2.open(r)
+    // (in this process: the switch must be on here too, not only in the bfs processes' env)
+    const had = process.env.BFS_TEST_ENCRYPTION
+    process.env.BFS_TEST_ENCRYPTION = '1'
+    let repo: Repo2
+    try {
+      repo = Repo2.open(r)
+    } finally {
+      if (had === undefined) delete process.env.BFS_TEST_ENCRYPTION
+      else process.env.BFS_TEST_ENCRYPTION = had
+    }
     await repo.unlock(ENC.BFS_PASSWORD)
     const stored = new Set<string>()
     const source = new StreamSource2(repo)
