@@ -105,6 +105,22 @@ describe('run history, sealed (§2.8.6)', () => {
     expect(records(repo)).toEqual(before)
   })
 
+  it('with keys/ gone (damage, or someone with the storage), a run writes no plaintext record: the config says encrypted', async () => {
+    const r = path.join(work, 'repo-history-nokeys')
+    await ok(['init', '--encrypt'], r)
+    await ok(['backup', src], r)
+    const before = records(r)
+    fs.renameSync(path.join(r, 'keys'), path.join(work, 'keys-moved'))
+    try {
+      const b = await run(['backup', src], r)
+      expect(b.code, b.stderr).not.toBe(0)
+      expect(records(r)).toEqual(before)
+      expect(await inRepo(path.join(r, 'history'), NAME)).toBe(false)
+    } finally {
+      fs.renameSync(path.join(work, 'keys-moved'), path.join(r, 'keys'))
+    }
+  })
+
   it('a flipped byte, or a record moved to another name, is damage: one warning, the record skipped', async () => {
     const r = path.join(work, 'repo-history-flip')
     fs.cpSync(repo, r, { recursive: true })

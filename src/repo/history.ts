@@ -40,15 +40,26 @@ export function isRepositoryDir(dir: string): boolean {
 }
 
 /**
- * Whether the repository in `dir` is encrypted (§2.22: it has `keys/`): its history records
- * are sealed (§2.8.6), so they are written only once the command has unlocked it (a run
- * that ends before, a wrong passphrase among them, is not recorded).
+ * Whether the repository in `dir` is encrypted (§2.22): it has `keys/`, or its config says
+ * so (`"encryption":{`: a plain format 2 config holds `"encryption":null`, a format 1 config
+ * no such field), or the config cannot be read to tell (an existing one that fails to read:
+ * the command then fails in its own words). Its history records are sealed (§2.8.6), so they
+ * are written only once the command has unlocked it (a run that ends before, a wrong
+ * passphrase among them, is not recorded): a missing or unreadable `keys/` alone must not
+ * make the `running` record of an encrypted repository go out in plaintext.
  */
 export function isEncryptedDir(dir: string): boolean {
+  let store: DiskStore
   try {
-    return fs.existsSync(DiskStore.open(dir).where('keys'))
+    store = DiskStore.open(dir)
   } catch {
     return false
+  }
+  try {
+    if (fs.existsSync(store.where('keys'))) return true
+    return fs.readFileSync(store.where('config')).includes('"encryption":{')
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'
   }
 }
 
