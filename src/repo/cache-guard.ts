@@ -19,6 +19,8 @@ import * as native from '../native/index.js'
 
 /** The granularity of the decision: a multiple of every read chunk (4 MiB). */
 export const REGION_BYTES = 64 << 20
+/** The largest page-cache folio of a file here (PMD size on x86-64): a divisor of REGION_BYTES. */
+const FOLIO_BYTES = 2 << 20
 
 export class PageCacheGuard {
   /** cold[i]: region i was less than half cached when the backup began. */
@@ -57,9 +59,12 @@ export class PageCacheGuard {
     const last = Math.floor((pos + len - 1) / REGION_BYTES)
     for (let i = first; i <= last && i < this.cold.length; i++) {
       if (!this.cold[i]) continue
-      const from = Math.max(pos, i * REGION_BYTES)
+      // from the 2 MiB boundary below: a large folio that straddles the start of this read
+      // (a read starting at a SEEK_DATA offset, or sized by the stream's reserve) was only
+      // partly inside the last drop, and DONTNEED keeps folios it does not cover whole
+      const from = Math.max(Math.floor(pos / FOLIO_BYTES) * FOLIO_BYTES, i * REGION_BYTES)
       const to = Math.min(pos + len, (i + 1) * REGION_BYTES)
-      if (native.fadvise(this.fd, from, to - from, 'dontneed')) this.stats.droppedBytes += to - from
+      if (native.fadvise(this.fd, from, to - from, 'dontneed')) this.stats.droppedBytes += to - Math.max(pos, from)
     }
   }
 }
