@@ -20,7 +20,7 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
-import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, newMasterKey } from '../../crypto/keys.js'
+import { type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey } from '../../crypto/keys.js'
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
@@ -273,6 +273,14 @@ export class Repo2 {
   seal(kind: Envelope2Kind, key: string, payload: Buffer): Buffer {
     if (!this.encrypted) return envelope2(kind, payload)
     return sealEnvelope(this.keys, kind, logicalName(key), payload, payload.length)
+  }
+
+  /**
+   * The object id that stands for a user-given name in an encrypted repository (§2.14.2: a
+   * file group is `groups/<id>`, so its name is not an object name). Unlock first.
+   */
+  nameId(kind: NamedKind, name: string): string {
+    return nameId(this.keys, kind, name)
   }
 
   /** A stream's hashes file (§2.10): plain, or sealed in chunks. */
