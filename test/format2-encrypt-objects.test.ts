@@ -16,6 +16,7 @@ import { NONCE_TAG, open } from '../src/crypto/aead.js'
 import { aad } from '../src/crypto/aad.js'
 import { objectKey } from '../src/crypto/keys.js'
 import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
+import { encodeEnvelope2 } from '../src/format/v2/envelope.js'
 
 const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
@@ -364,5 +365,89 @@ describe('the dedup index, sealed (§2.17)', () => {
     const p = await run(['verify', '1'], r)
     expect(p.code).toBe(4)
     expect(p.stdout).toMatch(/not encrypted, in an encrypted repository/)
+  })
+})
+
+describe('init --encrypt --no-dedup (§2.7, §2.17): no content dedup, no index', () => {
+  let repo: string
+  const big = Buffer.from(Array.from({ length: 2 << 20 }, (_, i) => (Math.imul(i + 7, 2246822519) >>> 11) & 0xff))
+  const small = Buffer.from(`a small file, no dedup, of ${NAME}\n`.repeat(400))
+  const nsrc = (): string => path.join(work, 'nsrc')
+  type Summary = { stats: { dedupHits: number; dedupIndexed: number; storedBytes: number } }
+  const backup = async (r: string): Promise<Summary> => JSON.parse(await ok(['backup', '--json', nsrc()], r)) as Summary
+  const configOf = (r: string, f = 'config'): { features: { incompat: string[]; rocompat: string[] }; mac: string | null } => JSON.parse(fs.readFileSync(path.join(r, f)).subarray(64).toString())
+  const indexObjects = (r: string): string[] => (fs.existsSync(path.join(r, 'index')) ? fs.readdirSync(path.join(r, 'index')) : [])
+
+  beforeAll(async () => {
+    fs.mkdirSync(path.join(nsrc(), 'a'), { recursive: true })
+    fs.writeFileSync(path.join(nsrc(), 'a', 'big'), big)
+    fs.writeFileSync(path.join(nsrc(), 'a', 'small'), small)
+    repo = path.join(work, 'repo-nodedup')
+    expect(await ok(['init', '--encrypt', '--no-dedup'], repo)).toMatch(/encrypted: aes-256-gcm, no dedup/)
+  })
+
+  it('without --encrypt it is a usage error (exit 2, one line) and makes nothing', async () => {
+    for (const args of [['init', '--no-dedup'], ['init', '--no-dedup', '--format', '1']]) {
+      const r = path.join(work, 'repo-nodedup-plain')
+      const res = await bfs(args, { repo: r })
+      expect(res.code, res.stderr).toBe(2)
+      expect(res.stderr.trim().split('\n')).toHaveLength(1)
+      expect(res.stderr).toMatch(/--no-dedup needs --encrypt/)
+      expect(fs.existsSync(path.join(r, 'config'))).toBe(false)
+    }
+  })
+
+  it('the config records the rocompat feature no-dedup, under its MAC; a plain --encrypt repository has no such feature', async () => {
+    expect(configOf(repo).features.rocompat).toEqual(['no-dedup'])
+    expect(configOf(repo, 'config-copy').features.rocompat).toEqual(['no-dedup'])
+    expect(configOf(repo).mac).toEqual(expect.any(String))
+    const withIndex = path.join(work, 'repo-nodedup-not')
+    await ok(['init', '--encrypt'], withIndex)
+    expect(configOf(withIndex).features.rocompat).toEqual([])
+  })
+
+  it('backups take no digest and write no index: copies under other names are stored again; block-incremental and restore work', async () => {
+    const g1 = await backup(repo)
+    expect(g1.stats.dedupIndexed).toBe(0)
+    expect(g1.stats.dedupHits).toBe(0)
+    expect(indexObjects(repo)).toEqual([])
+    // the same copies that a repository with the index stores nothing for (§2.17's test above: storedBytes 0)
+    fs.mkdirSync(path.join(nsrc(), 'b'))
+    fs.copyFileSync(path.join(nsrc(), 'a', 'big'), path.join(nsrc(), 'b', 'big-copy'))
+    fs.copyFileSync(path.join(nsrc(), 'a', 'small'), path.join(nsrc(), 'b', 'small-copy'))
+    const g2 = await backup(repo)
+    expect(g2.stats.dedupHits).toBe(0)
+    expect(g2.stats.dedupIndexed).toBe(0)
+    expect(g2.stats.storedBytes).toBeGreaterThan(g1.stats.storedBytes / 2)
+    expect(indexObjects(repo)).toEqual([])
+    // a changed block of a file is still stored alone (the parent's block hashes, same path: not content dedup)
+    const fd = fs.openSync(path.join(nsrc(), 'a', 'big'), 'r+')
+    fs.writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 1 << 20)
+    fs.closeSync(fd)
+    const g3 = await backup(repo)
+    expect(g3.stats.storedBytes).toBeGreaterThan(0)
+    expect(g3.stats.storedBytes).toBeLessThan(big.length / 8)
+    expect(indexObjects(repo)).toEqual([])
+    const out = path.join(work, 'nodedup-out')
+    await ok(['restore', 'latest', out], repo)
+    const r = await sh(`diff -r '${nsrc()}' '${out}'`)
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    const v = await run(['verify', '--all'], repo)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it('someone who holds the storage cannot turn dedup back on: a config without no-dedup fails its MAC (exit 6)', async () => {
+    const r = path.join(work, 'repo-nodedup-tamper')
+    fs.cpSync(repo, r, { recursive: true })
+    for (const f of ['config', 'config-copy']) {
+      const json = JSON.parse(fs.readFileSync(path.join(r, f)).subarray(64).toString()) as { features: { rocompat: string[] } }
+      json.features.rocompat = []
+      const payload = Buffer.from(JSON.stringify(json))
+      fs.writeFileSync(path.join(r, f), encodeEnvelope2('config', 0, payload.length, payload))
+    }
+    const b = await run(['backup', nsrc()], r)
+    expect(b.code, b.stderr).toBe(6)
+    expect(b.stderr).toMatch(/mac does not check/)
+    expect(indexObjects(r)).toEqual([])
   })
 })
