@@ -23,7 +23,7 @@ export interface Group {
 /**
  * What group files need of a repository (format 1's Repository, format 2's Repo2): its store
  * and its name for messages; an encrypted format 2 repository (unlocked) also seals and
- * opens them (format.md §2.14.2: an encrypted envelope v2, logical name `group/<name>`).
+ * opens them (format.md §2.14.2: an encrypted envelope v2, logical name `group/<id>`, stored as `groups/<id>`, the id `nameId` of the name).
  */
 export interface GroupRepo {
   readonly dir: string
