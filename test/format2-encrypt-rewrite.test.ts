@@ -9,8 +9,8 @@
  * a new salt, every kept generation restoring byte-identical (and through mounts in their own
  * processes, one started before the prune), verify --all clean, and the
  * next prune finds nothing to rewrite; a prune killed (SIGKILL) between two replaces leaves
- * every generation intact and the next prune finishes; compact's round trip, and a compact
- * killed between two replaces.
+ * every generation intact and the next prune finishes; compact's round trip, a compact killed
+ * between two replaces, and a tampered frame (that unit left as it was, exit 4).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
@@ -319,4 +319,19 @@ describe('bfs prune and bfs compact rewrite sealed units (encrypted repository)'
     await ok(['verify', '--all'], k.repo)
     await restoresIdentical(k, [1, 2, 3])
   }, 900_000)
+
+  it('a sealed frame that does not authenticate: compact leaves that unit byte for byte as it was (exit 4, named) and compacts the others', async () => {
+    const h = await history('compact-bad', 2)
+    const f = path.join(h.repo, keys2.unit(1, 0))
+    const b = fs.readFileSync(f)
+    b[96 + 100] ^= 0x20 // inside frame 0's ciphertext
+    fs.writeFileSync(f, b)
+    const r = await bfs(['compact', '--min-age', '0', '--json'], { repo: h.repo, env: ENC })
+    expect(r.code, r.stderr).toBe(4)
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, any>
+    expect(j.units.damaged).toEqual([{ key: keys2.unit(1, 0), why: expect.stringMatching(/frame 0: authentication failed/) }])
+    expect(j.units.compacted).toBe(units(h.repo).size - 1)
+    expect(fs.readFileSync(f).equals(b)).toBe(true)
+    expect(units(h.repo).get('00000002/unit-00000000')!.revision).toBe(1)
+  }, 600_000)
 })
