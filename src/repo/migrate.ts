@@ -175,7 +175,7 @@ export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise
 /** The tape catalog, after a locked run swept a killed migration's half-written record (its pid is dead). */
 export async function openCatalog(repo: TapeRepo, locked: boolean, o: MigrateOptions): Promise<RepoTapeCatalog> {
   if (locked) await repo.store.sweep('tape')
-  const catalog = new RepoTapeCatalog(repo.store)
+  const catalog = new RepoTapeCatalog(repo.store, repo.tapeSeal ?? null)
   for (const p of catalog.problems) o.reporter?.warn?.(`${p.problem} (its units are unknown to this catalog)`)
   return catalog
 }
