@@ -14,6 +14,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { recallServicePaths } from '../src/os/runtime.js'
+import { Repo2, tapeRepoOf } from '../src/repo/v2/repo2.js'
 import { spawn } from 'node:child_process'
 import { BFS, bfs, sh, tmpdir } from './helpers.js'
 import { hashTree, killServices, unmountBfs } from './tape-helpers.js'
@@ -216,6 +217,7 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
 
   it('a passphrase typed at the terminal reaches the recall service the reader starts (on its stdin): a restore of units on tape only', async () => {
     const t = await setup('tty')
+    t.env.BFS_RECALL_IDLE_S = '600' // (killed in afterAll): its environment is looked at below
     const m = await bfs(['migrate', 'gen1-2', '--file-size', '1M'], { repo: t.repo, env: t.env })
     expect(m.code, m.stderr).toBe(0)
     expect(fs.existsSync(path.join(t.repo, 'cache'))).toBe(false) // nothing recalled yet: the restore must start the service
@@ -241,7 +243,43 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
     const pid = Number(fs.readFileSync(recallServicePaths(t.repo, t.env).lock, 'utf8').trim())
     expect(pid).toBeGreaterThan(0)
     expect(fs.readFileSync(recallServicePaths(t.repo, t.env).log, 'utf8')).toMatch(/started/)
+    // the service got it on its stdin: not in its environment or command line
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1')).toMatch(/tier\0serve/)
+    expect(fs.readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain('correct horse')
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1')).not.toContain('correct horse')
   }, 300_000)
+
+  it('forget and prune with units on tape: the sealed catalog is read, the tape units and their streams stay, the rest reads back', async () => {
+    const p = await setup('prune')
+    const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo: p.repo, env: p.env })
+    expect(m.code, m.stderr).toBe(0)
+    const before = recs(p.repo).map((f) => fs.readFileSync(f))
+    expect((await bfs(['forget', '1'], { repo: p.repo, env: p.env })).code).toBe(0)
+    const pr = await bfs(['prune', '--grace', '0'], { repo: p.repo, env: p.env })
+    expect(pr.code, pr.stderr).toBe(0)
+    // gen2 still reads much of stream 1, wholly on tape: its records stay, the catalog is untouched
+    expect(fs.existsSync(path.join(p.repo, 'gens/00000001/stream'))).toBe(true)
+    expect(fs.existsSync(path.join(p.repo, 'gens/00000001/hashes'))).toBe(true)
+    expect(recs(p.repo).map((f) => fs.readFileSync(f))).toEqual(before)
+    p.expected.delete(1)
+    await restoreAll(p, 'after prune')
+  }, 300_000)
+
+  it('the tape tier of an encrypted repository is not reached before unlock (in process)', () => {
+    const was = process.env.BFS_TEST_ENCRYPTION
+    const wasEnv = process.env.NODE_ENV
+    process.env.BFS_TEST_ENCRYPTION = '1'
+    process.env.NODE_ENV = 'test'
+    try {
+      const repo = Repo2.open(s.repo)
+      expect(repo.encrypted).toBe(true)
+      expect(() => tapeRepoOf(repo)).toThrow(/before unlock/)
+    } finally {
+      if (was === undefined) delete process.env.BFS_TEST_ENCRYPTION
+      else process.env.BFS_TEST_ENCRYPTION = was
+      process.env.NODE_ENV = wasEnv
+    }
+  })
 
   it('a plain tier file or catalog record put into an encrypted repository is refused (downgrade), and a plain repository still writes format 1 envelopes', async () => {
     const p = await setup('plain', false)
