@@ -154,6 +154,8 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
     expect(await inFiles(path.join(s.repo, 'tiers'), s.vtl)).toBe(false)
     expect(await inFiles(path.join(s.repo, 'tape'), 'tape1')).toBe(false)
     expect(await inFiles(path.join(s.repo, 'tape'), 'BFS001L9')).toBe(false)
+    // the tape files' header records are sealed: no unit key on tape (the units are the sealed files of the disk)
+    expect(await inFiles(s.vtl, 'gens/0000')).toBe(false)
     // (the greps find both in a plain repository's tier file and tape: the last test)
   }, 300_000)
 
@@ -299,6 +301,7 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
     expect(await inFiles(path.join(p.repo, 'tiers'), p.vtl)).toBe(true)
     expect(await inFiles(path.join(p.repo, 'tiers'), NAME)).toBe(true)
     expect(await inFiles(p.vtl, CONTENT)).toBe(true)
+    expect(await inFiles(p.vtl, 'gens/0000')).toBe(true) // plain header records list the unit keys
     // the plain repository's first record where the encrypted one's belongs
     const rs = recs(s.repo)
     const keep = fs.readFileSync(rs[0]!)

@@ -209,7 +209,7 @@ export async function writeToTape(repo: TapeRepo & { config: { repoId: string } 
       throw tapeToBfs(err)
     }
     const repoId = /^[0-9a-f]{32}$/.test(repo.config.repoId) ? Buffer.from(repo.config.repoId, 'hex') : undefined
-    tape = new TapeStore({ tier: plan.tier.name, library: lib, catalog, repoId, engine: { windowMs: 0 } })
+    tape = new TapeStore({ tier: plan.tier.name, library: lib, catalog, repoId, engine: { windowMs: 0 }, headerSealer: repo.tapeSeal?.tapeFile ?? null })
     const items: WriteItem[] = []
     for (const u of plan.units) {
       const e = await ends(u)

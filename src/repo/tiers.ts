@@ -9,6 +9,7 @@ import type { DiskStore } from '../store/disk.js'
 import { TapeError } from '../tape/device.js'
 import { modelByName, MODELS } from '../tape/model.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
+import type { TapeFileSealer } from '../tape/tapefile.js'
 
 /**
  * Storage tiers (issue 13): REPO/tiers/NAME, a BFSTIER envelope holding JSON. A tier is,
@@ -47,6 +48,8 @@ export interface TapeSeal {
   seal(kind: 'tier' | 'tapecat', key: string, payload: Buffer): Buffer
   /** The payload of `file` read at `key`; FormatError when it does not open (damage, tampering, or a plain object). */
   open(kind: 'tier' | 'tapecat', key: string, file: Buffer): Buffer
+  /** The header records of the tape files migration writes (src/tape/tapefile.ts). */
+  readonly tapeFile: TapeFileSealer
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/

@@ -20,7 +20,8 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
-import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, newMasterKey } from '../../crypto/keys.js'
+import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, newMasterKey, objectKey } from '../../crypto/keys.js'
+import { NONCE_TAG, newSalt, open as aeadOpen, seal as aeadSeal } from '../../crypto/aead.js'
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
@@ -57,9 +58,22 @@ export function tapeRepoOf(repo: Repo2): TapeRepo & { config: { repoId: string }
 export function tapeSealOf(repo: Repo2): TapeSeal | null {
   if (!repo.encrypted) return null
   if (!repo.unlocked) throw new Error(`${repo.dir}: the tape tier of an encrypted repository used before unlock()`)
+  const keys = repo.keys
   return {
     seal: (kind, key, payload) => repo.seal(kind, key, payload),
     open: (kind, key, file) => repo.unseal(kind, key, file),
+    // a tape file's header record (§2.18): salt ‖ AEAD(objKey(salt, "object"), nonce (0, 0), aad, list) ‖ tag
+    tapeFile: {
+      seal: (aad, plain) => {
+        const salt = newSalt()
+        return Buffer.concat([salt, aeadSeal(objectKey(keys, salt, 'object'), NONCE_TAG.envelope, 0, aad, plain)])
+      },
+      open: (aad, sealed, what) => {
+        const salt = sealed.subarray(0, 32)
+        if (salt.length < 32 || salt.every((x) => x === 0)) throw new FormatError('BAD_VALUE', `${what}: bad salt`)
+        return aeadOpen(objectKey(keys, salt, 'object'), NONCE_TAG.envelope, 0, aad, sealed.subarray(32), what)
+      },
+    },
   }
 }
 
