@@ -21,6 +21,9 @@
 // Bytes a cached frame counts against the cache size: its buffer (which may be a reused,
 // larger one) and its record.
 #define NR_COST(f) ((uint64_t) (f)->cap + sizeof(nr_frame_t))
+// A spare buffer counts as much as the frame it will hold, so that taking one for a load
+// leaves the total unchanged (nr_buffer).
+#define NR_SPARE_COST(cap) ((uint64_t) (cap) + sizeof(nr_frame_t))
 
 typedef struct {
   uint64_t frame_bytes;  // raw bytes of every frame but the last
@@ -91,10 +94,11 @@ struct nr_s {
   nr_frame_t *head, *tail;           // LRU of loaded frames, head = most recently used
   uint64_t bytes, max_bytes;
   uint64_t hits, misses, shared_loads, fallbacks, served;
+  uint64_t buffers;                  // (cmu) frame buffers malloc'd (nr_buffer)
   uint32_t test_delay_us;
   int closed, active, freed;
-  // Buffers of evicted frames, reused for the next loads: the cache is full in steady
-  // state, and a fresh 1 MiB malloc per miss costs page faults and fragments the heap.
+  // Buffers of evicted frames of another size than the load that evicted them, kept for a
+  // later load of their size (nr_buffer: a load reuses the buffer it evicts when it fits).
   char *spare[NR_SPARE];
   uint32_t spare_cap[NR_SPARE];
   int nspare;
@@ -172,43 +176,86 @@ static void nr_push_front (nr_t *nr, nr_frame_t *f) {
   nr->head = f;
 }
 
-static void nr_evict_to (nr_t *nr, uint64_t limit) {  // cmu held
+// Takes the least recently used frame out of the cache (not a loading one: those are not in
+// the LRU list) and frees its record; its buffer is the caller's. cmu held.
+static char *nr_evict_tail (nr_t *nr, uint32_t *cap) {
+  nr_frame_t *f = nr->tail;
+  nr_unlink(nr, f);
+  nr_frame_t **pp = &nr->frames[nr_bucket(f->key)];
+  while (*pp != f) pp = &(*pp)->hnext;
+  *pp = f->hnext;
+  nr->bytes -= NR_COST(f);
+  char *data = f->data;
+  *cap = f->cap;
+  free(f);
+  return data;
+}
+
+// Frees spare buffers, then the least recently used frames, until the cache is within limit;
+// cmu held. A miss never needs this to make room (nr_buffer recycles the buffers of the
+// frames it evicts): only a smaller bound (nr_set_cache), close, or loads that found no
+// frame to evict (every one loading) leave the cache over its bound.
+static void nr_evict_to (nr_t *nr, uint64_t limit) {
+  while (nr->bytes + nr->spare_bytes > limit && nr->nspare > 0) {
+    free(nr->spare[--nr->nspare]);
+    nr->spare_bytes -= NR_SPARE_COST(nr->spare_cap[nr->nspare]);
+  }
   while (nr->bytes + nr->spare_bytes > limit && nr->tail != NULL) {
-    nr_frame_t *f = nr->tail;
-    nr_unlink(nr, f);
-    nr_frame_t **pp = &nr->frames[nr_bucket(f->key)];
-    while (*pp != f) pp = &(*pp)->hnext;
-    *pp = f->hnext;
-    nr->bytes -= NR_COST(f);
-    if (limit > 0 && nr->nspare < NR_SPARE) {
-      nr->spare[nr->nspare] = f->data;
-      nr->spare_cap[nr->nspare++] = f->cap;
-      nr->spare_bytes += f->cap;
-    } else free(f->data);
-    free(f);
+    uint32_t cap;
+    free(nr_evict_tail(nr, &cap));
   }
 }
 
-// A buffer of at least n bytes (and not wastefully more), and its capacity; cmu held.
-static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
-  for (int k = 0; k < nr->nspare; k++) {
-    if (nr->spare_cap[k] >= n && nr->spare_cap[k] / 2 <= n) {
-      char *b = nr->spare[k];
-      *cap = nr->spare_cap[k];
-      nr->spare_bytes -= *cap;
-      nr->spare[k] = nr->spare[--nr->nspare];
-      nr->spare_cap[k] = nr->spare_cap[nr->nspare];
-      return b;
-    }
-  }
-  if (nr->nspare == NR_SPARE) {  // neither fits this size: let the older one go
+// A buffer of cap bytes serves a frame of n raw bytes (and is not wastefully larger).
+static inline int nr_fits (uint32_t cap, uint32_t n) { return cap >= n && cap / 2 <= n; }
+
+// Keeps a buffer that does not fit the load at hand for a later one; when NR_SPARE are kept
+// already, the oldest goes. cmu held.
+static void nr_spare_put (nr_t *nr, char *b, uint32_t cap) {
+  if (nr->nspare == NR_SPARE) {
     free(nr->spare[0]);
-    nr->spare_bytes -= nr->spare_cap[0];
+    nr->spare_bytes -= NR_SPARE_COST(nr->spare_cap[0]);
     nr->spare[0] = nr->spare[--nr->nspare];
     nr->spare_cap[0] = nr->spare_cap[nr->nspare];
   }
-  *cap = n > 0 ? n : 1;
-  return malloc(*cap);
+  nr->spare[nr->nspare] = b;
+  nr->spare_cap[nr->nspare++] = cap;
+  nr->spare_bytes += NR_SPARE_COST(cap);
+}
+
+// A buffer for a frame of n raw bytes, and its capacity; cmu held. A buffer that has served
+// before, whenever the cache is full: a spare that fits, else the least recently used
+// frame's (evicted for it). malloc only while the cache has room to grow (or nothing is left
+// to evict). Issue 15: fresh memory is paid for by page faults as the decoder first writes
+// it, 256 of them per 1 MiB frame, which cost ~3-5 ms of CPU per frame on the bench machine
+// (a VM: ~15 µs a fault) against ~0.7 ms for the decode itself. The eviction of main before
+// this (evicted buffers to at most two spares, counted against the bound with the frames,
+// then free) freed a 1 MiB buffer about every third miss of a full cache, and glibc gave
+// some of them back to the kernel: ~5 % of cold reads decoded into fresh pages.
+static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
+  if (n == 0) n = 1;
+  for (;;) {
+    for (int k = 0; k < nr->nspare; k++) {
+      if (nr_fits(nr->spare_cap[k], n)) {
+        char *b = nr->spare[k];
+        *cap = nr->spare_cap[k];
+        nr->spare_bytes -= NR_SPARE_COST(*cap);
+        nr->spare[k] = nr->spare[--nr->nspare];
+        nr->spare_cap[k] = nr->spare_cap[nr->nspare];
+        return b;
+      }
+    }
+    // room for one more (a frame larger than the whole cache is not cached: no room made)
+    if (nr->bytes + nr->spare_bytes + n + sizeof(nr_frame_t) <= nr->max_bytes || nr->tail == NULL ||
+        (uint64_t) n + sizeof(nr_frame_t) > nr->max_bytes) break;
+    uint32_t c;
+    char *b = nr_evict_tail(nr, &c);
+    if (nr_fits(c, n)) { *cap = c; return b; }
+    nr_spare_put(nr, b, c);  // (a frame of another size: kept for one of its size)
+  }
+  *cap = n;
+  nr->buffers++;
+  return malloc(n);
 }
 
 static void nr_spare_free (nr_t *nr) {  // cmu held
@@ -531,6 +578,7 @@ void nr_info (nr_t *nr, nr_info_t *out) {
   out->hits = nr->hits;
   out->misses = nr->misses;
   out->shared_loads = nr->shared_loads;
+  out->buffers = nr->buffers;
   out->cached_bytes = nr->bytes;
   pthread_mutex_unlock(&nr->cmu);
 }

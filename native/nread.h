@@ -28,6 +28,7 @@ typedef struct nr_s nr_t;
 typedef struct {
   uint64_t served, fallbacks, hits, misses, cached_bytes;
   uint64_t shared_loads; /* misses that waited for another thread's load of the same frame */
+  uint64_t buffers;      /* frame buffers allocated: only while the cache grows (or a size changes) */
 } nr_info_t;
 
 /* A new read path with a frame cache of max_bytes; NULL without memory. Never freed while
