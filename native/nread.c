@@ -18,6 +18,7 @@
 #define NR_FRAME_BUCKETS 4096
 #define NR_SPARE 2
 #define NR_KEEP_COMP (256 << 10)
+#define NR_POOL 256
 // Bytes a cached frame counts against the cache size: its buffer (which may be a reused,
 // larger one) and its record.
 #define NR_COST(f) ((uint64_t) (f)->cap + sizeof(nr_frame_t))
@@ -102,6 +103,11 @@ struct nr_s {
   char *spare[NR_SPARE];
   uint32_t spare_cap[NR_SPARE];
   int nspare;
+  // Buffers of pool_cap bytes faulted in ahead of the first loads by nr_prefault's thread,
+  // counted against max_bytes as spares are (spare_bytes); taken before any other.
+  char *pool[NR_POOL];
+  uint32_t pool_cap;
+  int npool, prefault_started;
   uint64_t spare_bytes;              // counted against max_bytes with the cached frames
   // Decompression dictionaries (format 2 units compacted with one, format.md §2.9.1), by
   // slot; set once by the control thread before any unit naming the slot is published,
@@ -196,6 +202,10 @@ static char *nr_evict_tail (nr_t *nr, uint32_t *cap) {
 // frames it evicts): only a smaller bound (nr_set_cache), close, or loads that found no
 // frame to evict (every one loading) leave the cache over its bound.
 static void nr_evict_to (nr_t *nr, uint64_t limit) {
+  while (nr->bytes + nr->spare_bytes > limit && nr->npool > 0) {
+    free(nr->pool[--nr->npool]);
+    nr->spare_bytes -= NR_SPARE_COST(nr->pool_cap);
+  }
   while (nr->bytes + nr->spare_bytes > limit && nr->nspare > 0) {
     free(nr->spare[--nr->nspare]);
     nr->spare_bytes -= NR_SPARE_COST(nr->spare_cap[nr->nspare]);
@@ -234,6 +244,11 @@ static void nr_spare_put (nr_t *nr, char *b, uint32_t cap) {
 // some of them back to the kernel: ~5 % of cold reads decoded into fresh pages.
 static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
   if (n == 0) n = 1;
+  if (nr->npool > 0 && nr_fits(nr->pool_cap, n)) {
+    *cap = nr->pool_cap;
+    nr->spare_bytes -= NR_SPARE_COST(*cap);
+    return nr->pool[--nr->npool];
+  }
   for (;;) {
     for (int k = 0; k < nr->nspare; k++) {
       if (nr_fits(nr->spare_cap[k], n)) {
@@ -259,6 +274,7 @@ static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
 }
 
 static void nr_spare_free (nr_t *nr) {  // cmu held
+  while (nr->npool > 0) free(nr->pool[--nr->npool]);
   while (nr->nspare > 0) free(nr->spare[--nr->nspare]);
   nr->spare_bytes = 0;
 }
@@ -494,6 +510,12 @@ const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const 
   u->dict = dict;
   __atomic_store_n(&u->accessed, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // published last
+  // BFS_NR_PREFAULT=1 in the mount's environment (a switch for measuring, not documented
+  // yet): the cache's buffers faulted in from the first unit on (nr_prefault)
+  if (!nr->prefault_started) {
+    const char *e = getenv("BFS_NR_PREFAULT");
+    if (e != NULL && strcmp(e, "1") == 0) nr_prefault(nr, (uint32_t) frame_bytes);
+  }
   return NULL;
 }
 
@@ -627,6 +649,54 @@ void nr_free (nr_t *nr) {
   pthread_mutex_destroy(&nr->cmu);
   pthread_cond_destroy(&nr->loaded);
   free(nr);
+}
+
+// nr_prefault's thread: buffers of `size` bytes, every page written once, into the pool while
+// the cache has room for them and the read path is open. It holds `active` (taken by
+// nr_prefault), so nr_close answers non-zero until it has returned; dropping it is its last
+// touch of nr.
+static void *nr_prefault_main (void *arg) {
+  nr_t *nr = (nr_t *) arg;
+  uint32_t size = nr->pool_cap;  // (set before the thread was created, never changed)
+  for (;;) {
+    if (__atomic_load_n(&nr->closed, __ATOMIC_SEQ_CST)) break;
+    pthread_mutex_lock(&nr->cmu);
+    int room = nr->npool < NR_POOL && nr->bytes + nr->spare_bytes + NR_SPARE_COST(size) <= nr->max_bytes;
+    pthread_mutex_unlock(&nr->cmu);
+    if (!room) break;
+    char *b = malloc(size);
+    if (b == NULL) break;
+    for (size_t k = 0; k < size; k += 4096) ((volatile char *) b)[k] = 0;
+    pthread_mutex_lock(&nr->cmu);
+    room = nr->npool < NR_POOL && nr->bytes + nr->spare_bytes + NR_SPARE_COST(size) <= nr->max_bytes;
+    if (room) {
+      nr->pool[nr->npool++] = b;
+      nr->spare_bytes += NR_SPARE_COST(size);
+      nr->buffers++;
+    }
+    pthread_mutex_unlock(&nr->cmu);
+    if (!room) { free(b); break; }
+  }
+  __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+void nr_prefault (nr_t *nr, uint32_t frame_bytes) {
+  if (nr->prefault_started || nr->closed || frame_bytes == 0) return;
+  nr->prefault_started = 1;
+  pthread_mutex_lock(&nr->cmu);
+  nr->pool_cap = frame_bytes;
+  pthread_mutex_unlock(&nr->cmu);
+  __atomic_add_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  pthread_attr_t at;
+  pthread_t t;
+  int ok = pthread_attr_init(&at) == 0;
+  if (ok) {
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    ok = pthread_create(&t, &at, nr_prefault_main, nr) == 0;
+    pthread_attr_destroy(&at);
+  }
+  if (!ok) __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
 }
 
 void nr_set_test_load_delay_us (nr_t *nr, uint32_t us) {

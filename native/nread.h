@@ -99,4 +99,10 @@ void nr_free(nr_t *nr);
  * same frame meet it. */
 void nr_set_test_load_delay_us(nr_t *nr, uint32_t us);
 
+/* Control thread, once per read path (later calls do nothing): a thread of its own allocates
+ * buffers of frame_bytes and writes every page of them while the cache has room, so that the
+ * first loads of a mount decode into memory already faulted in (issue 15: ~15 µs a page fault
+ * on the bench VM). nr_close answers non-zero until the thread has returned. */
+void nr_prefault(nr_t *nr, uint32_t frame_bytes);
+
 #endif
