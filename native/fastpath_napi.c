@@ -340,7 +340,7 @@ static napi_value js_fp_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-#define FP_INFO_FIELDS 9
+#define FP_INFO_FIELDS 10
 
 static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -356,7 +356,7 @@ static napi_value js_fp_info(napi_env env, napi_callback_info info) {
   }
   double v[FP_INFO_FIELDS] = {(double)i.served, (double)i.fallbacks, (double)i.hits, (double)i.misses,
                               (double)i.cached_bytes, (double)i.shared_loads, (double)opens, (double)declined,
-                              (double)releases};
+                              (double)releases, (double)i.buffers};
   void *data = NULL;
   napi_value ab, ta;
   if (napi_create_arraybuffer(env, sizeof v, &data, &ab) != napi_ok) return NULL;

@@ -18,9 +18,13 @@
 #define NR_FRAME_BUCKETS 4096
 #define NR_SPARE 2
 #define NR_KEEP_COMP (256 << 10)
+#define NR_POOL 256
 // Bytes a cached frame counts against the cache size: its buffer (which may be a reused,
 // larger one) and its record.
 #define NR_COST(f) ((uint64_t) (f)->cap + sizeof(nr_frame_t))
+// A spare buffer counts as much as the frame it will hold, so that taking one for a load
+// leaves the total unchanged (nr_buffer).
+#define NR_SPARE_COST(cap) ((uint64_t) (cap) + sizeof(nr_frame_t))
 
 typedef struct {
   uint64_t frame_bytes;  // raw bytes of every frame but the last
@@ -91,13 +95,19 @@ struct nr_s {
   nr_frame_t *head, *tail;           // LRU of loaded frames, head = most recently used
   uint64_t bytes, max_bytes;
   uint64_t hits, misses, shared_loads, fallbacks, served;
+  uint64_t buffers;                  // (cmu) frame buffers malloc'd (nr_buffer)
   uint32_t test_delay_us;
   int closed, active, freed;
-  // Buffers of evicted frames, reused for the next loads: the cache is full in steady
-  // state, and a fresh 1 MiB malloc per miss costs page faults and fragments the heap.
+  // Buffers of evicted frames of another size than the load that evicted them, kept for a
+  // later load of their size (nr_buffer: a load reuses the buffer it evicts when it fits).
   char *spare[NR_SPARE];
   uint32_t spare_cap[NR_SPARE];
   int nspare;
+  // Buffers of pool_cap bytes faulted in ahead of the first loads by nr_prefault's thread,
+  // counted against max_bytes as spares are (spare_bytes); taken before any other.
+  char *pool[NR_POOL];
+  uint32_t pool_cap;
+  int npool, prefault_started;
   uint64_t spare_bytes;              // counted against max_bytes with the cached frames
   // Decompression dictionaries (format 2 units compacted with one, format.md §2.9.1), by
   // slot; set once by the control thread before any unit naming the slot is published,
@@ -172,46 +182,99 @@ static void nr_push_front (nr_t *nr, nr_frame_t *f) {
   nr->head = f;
 }
 
-static void nr_evict_to (nr_t *nr, uint64_t limit) {  // cmu held
+// Takes the least recently used frame out of the cache (not a loading one: those are not in
+// the LRU list) and frees its record; its buffer is the caller's. cmu held.
+static char *nr_evict_tail (nr_t *nr, uint32_t *cap) {
+  nr_frame_t *f = nr->tail;
+  nr_unlink(nr, f);
+  nr_frame_t **pp = &nr->frames[nr_bucket(f->key)];
+  while (*pp != f) pp = &(*pp)->hnext;
+  *pp = f->hnext;
+  nr->bytes -= NR_COST(f);
+  char *data = f->data;
+  *cap = f->cap;
+  free(f);
+  return data;
+}
+
+// Frees spare buffers, then the least recently used frames, until the cache is within limit;
+// cmu held. A miss never needs this to make room (nr_buffer recycles the buffers of the
+// frames it evicts): only a smaller bound (nr_set_cache), close, or loads that found no
+// frame to evict (every one loading) leave the cache over its bound.
+static void nr_evict_to (nr_t *nr, uint64_t limit) {
+  while (nr->bytes + nr->spare_bytes > limit && nr->npool > 0) {
+    free(nr->pool[--nr->npool]);
+    nr->spare_bytes -= NR_SPARE_COST(nr->pool_cap);
+  }
+  while (nr->bytes + nr->spare_bytes > limit && nr->nspare > 0) {
+    free(nr->spare[--nr->nspare]);
+    nr->spare_bytes -= NR_SPARE_COST(nr->spare_cap[nr->nspare]);
+  }
   while (nr->bytes + nr->spare_bytes > limit && nr->tail != NULL) {
-    nr_frame_t *f = nr->tail;
-    nr_unlink(nr, f);
-    nr_frame_t **pp = &nr->frames[nr_bucket(f->key)];
-    while (*pp != f) pp = &(*pp)->hnext;
-    *pp = f->hnext;
-    nr->bytes -= NR_COST(f);
-    if (limit > 0 && nr->nspare < NR_SPARE) {
-      nr->spare[nr->nspare] = f->data;
-      nr->spare_cap[nr->nspare++] = f->cap;
-      nr->spare_bytes += f->cap;
-    } else free(f->data);
-    free(f);
+    uint32_t cap;
+    free(nr_evict_tail(nr, &cap));
   }
 }
 
-// A buffer of at least n bytes (and not wastefully more), and its capacity; cmu held.
-static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
-  for (int k = 0; k < nr->nspare; k++) {
-    if (nr->spare_cap[k] >= n && nr->spare_cap[k] / 2 <= n) {
-      char *b = nr->spare[k];
-      *cap = nr->spare_cap[k];
-      nr->spare_bytes -= *cap;
-      nr->spare[k] = nr->spare[--nr->nspare];
-      nr->spare_cap[k] = nr->spare_cap[nr->nspare];
-      return b;
-    }
-  }
-  if (nr->nspare == NR_SPARE) {  // neither fits this size: let the older one go
+// A buffer of cap bytes serves a frame of n raw bytes (and is not wastefully larger).
+static inline int nr_fits (uint32_t cap, uint32_t n) { return cap >= n && cap / 2 <= n; }
+
+// Keeps a buffer that does not fit the load at hand for a later one; when NR_SPARE are kept
+// already, the oldest goes. cmu held.
+static void nr_spare_put (nr_t *nr, char *b, uint32_t cap) {
+  if (nr->nspare == NR_SPARE) {
     free(nr->spare[0]);
-    nr->spare_bytes -= nr->spare_cap[0];
+    nr->spare_bytes -= NR_SPARE_COST(nr->spare_cap[0]);
     nr->spare[0] = nr->spare[--nr->nspare];
     nr->spare_cap[0] = nr->spare_cap[nr->nspare];
   }
-  *cap = n > 0 ? n : 1;
-  return malloc(*cap);
+  nr->spare[nr->nspare] = b;
+  nr->spare_cap[nr->nspare++] = cap;
+  nr->spare_bytes += NR_SPARE_COST(cap);
+}
+
+// A buffer for a frame of n raw bytes, and its capacity; cmu held. A buffer that has served
+// before, whenever the cache is full: a spare that fits, else the least recently used
+// frame's (evicted for it). malloc only while the cache has room to grow (or nothing is left
+// to evict). Issue 15: fresh memory is paid for by page faults as the decoder first writes
+// it, 256 of them per 1 MiB frame, which cost ~3-5 ms of CPU per frame on the bench machine
+// (a VM: ~15 µs a fault) against ~0.7 ms for the decode itself. The eviction of main before
+// this (evicted buffers to at most two spares, counted against the bound with the frames,
+// then free) freed a 1 MiB buffer about every third miss of a full cache, and glibc gave
+// some of them back to the kernel: ~5 % of cold reads decoded into fresh pages.
+static char *nr_buffer (nr_t *nr, uint32_t n, uint32_t *cap) {
+  if (n == 0) n = 1;
+  if (nr->npool > 0 && nr_fits(nr->pool_cap, n)) {
+    *cap = nr->pool_cap;
+    nr->spare_bytes -= NR_SPARE_COST(*cap);
+    return nr->pool[--nr->npool];
+  }
+  for (;;) {
+    for (int k = 0; k < nr->nspare; k++) {
+      if (nr_fits(nr->spare_cap[k], n)) {
+        char *b = nr->spare[k];
+        *cap = nr->spare_cap[k];
+        nr->spare_bytes -= NR_SPARE_COST(*cap);
+        nr->spare[k] = nr->spare[--nr->nspare];
+        nr->spare_cap[k] = nr->spare_cap[nr->nspare];
+        return b;
+      }
+    }
+    // room for one more (a frame larger than the whole cache is not cached: no room made)
+    if (nr->bytes + nr->spare_bytes + n + sizeof(nr_frame_t) <= nr->max_bytes || nr->tail == NULL ||
+        (uint64_t) n + sizeof(nr_frame_t) > nr->max_bytes) break;
+    uint32_t c;
+    char *b = nr_evict_tail(nr, &c);
+    if (nr_fits(c, n)) { *cap = c; return b; }
+    nr_spare_put(nr, b, c);  // (a frame of another size: kept for one of its size)
+  }
+  *cap = n;
+  nr->buffers++;
+  return malloc(n);
 }
 
 static void nr_spare_free (nr_t *nr) {  // cmu held
+  while (nr->npool > 0) free(nr->pool[--nr->npool]);
   while (nr->nspare > 0) free(nr->spare[--nr->nspare]);
   nr->spare_bytes = 0;
 }
@@ -447,6 +510,12 @@ const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const 
   u->dict = dict;
   __atomic_store_n(&u->accessed, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // published last
+  // BFS_NR_PREFAULT=1 in the mount's environment (a switch for measuring, not documented
+  // yet): the cache's buffers faulted in from the first unit on (nr_prefault)
+  if (!nr->prefault_started) {
+    const char *e = getenv("BFS_NR_PREFAULT");
+    if (e != NULL && strcmp(e, "1") == 0) nr_prefault(nr, (uint32_t) frame_bytes);
+  }
   return NULL;
 }
 
@@ -531,6 +600,7 @@ void nr_info (nr_t *nr, nr_info_t *out) {
   out->hits = nr->hits;
   out->misses = nr->misses;
   out->shared_loads = nr->shared_loads;
+  out->buffers = nr->buffers;
   out->cached_bytes = nr->bytes;
   pthread_mutex_unlock(&nr->cmu);
 }
@@ -579,6 +649,54 @@ void nr_free (nr_t *nr) {
   pthread_mutex_destroy(&nr->cmu);
   pthread_cond_destroy(&nr->loaded);
   free(nr);
+}
+
+// nr_prefault's thread: buffers of `size` bytes, every page written once, into the pool while
+// the cache has room for them and the read path is open. It holds `active` (taken by
+// nr_prefault), so nr_close answers non-zero until it has returned; dropping it is its last
+// touch of nr.
+static void *nr_prefault_main (void *arg) {
+  nr_t *nr = (nr_t *) arg;
+  uint32_t size = nr->pool_cap;  // (set before the thread was created, never changed)
+  for (;;) {
+    if (__atomic_load_n(&nr->closed, __ATOMIC_SEQ_CST)) break;
+    pthread_mutex_lock(&nr->cmu);
+    int room = nr->npool < NR_POOL && nr->bytes + nr->spare_bytes + NR_SPARE_COST(size) <= nr->max_bytes;
+    pthread_mutex_unlock(&nr->cmu);
+    if (!room) break;
+    char *b = malloc(size);
+    if (b == NULL) break;
+    for (size_t k = 0; k < size; k += 4096) ((volatile char *) b)[k] = 0;
+    pthread_mutex_lock(&nr->cmu);
+    room = nr->npool < NR_POOL && nr->bytes + nr->spare_bytes + NR_SPARE_COST(size) <= nr->max_bytes;
+    if (room) {
+      nr->pool[nr->npool++] = b;
+      nr->spare_bytes += NR_SPARE_COST(size);
+      nr->buffers++;
+    }
+    pthread_mutex_unlock(&nr->cmu);
+    if (!room) { free(b); break; }
+  }
+  __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+void nr_prefault (nr_t *nr, uint32_t frame_bytes) {
+  if (nr->prefault_started || nr->closed || frame_bytes == 0) return;
+  nr->prefault_started = 1;
+  pthread_mutex_lock(&nr->cmu);
+  nr->pool_cap = frame_bytes;
+  pthread_mutex_unlock(&nr->cmu);
+  __atomic_add_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
+  pthread_attr_t at;
+  pthread_t t;
+  int ok = pthread_attr_init(&at) == 0;
+  if (ok) {
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    ok = pthread_create(&t, &at, nr_prefault_main, nr) == 0;
+    pthread_attr_destroy(&at);
+  }
+  if (!ok) __atomic_sub_fetch(&nr->active, 1, __ATOMIC_SEQ_CST);
 }
 
 void nr_set_test_load_delay_us (nr_t *nr, uint32_t us) {

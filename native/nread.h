@@ -28,6 +28,7 @@ typedef struct nr_s nr_t;
 typedef struct {
   uint64_t served, fallbacks, hits, misses, cached_bytes;
   uint64_t shared_loads; /* misses that waited for another thread's load of the same frame */
+  uint64_t buffers;      /* frame buffers allocated: only while the cache grows (or a size changes) */
 } nr_info_t;
 
 /* A new read path with a frame cache of max_bytes; NULL without memory. Never freed while
@@ -97,5 +98,11 @@ void nr_free(nr_t *nr);
 /* Tests only: every load sleeps this long before it reads, so that concurrent misses of the
  * same frame meet it. */
 void nr_set_test_load_delay_us(nr_t *nr, uint32_t us);
+
+/* Control thread, once per read path (later calls do nothing): a thread of its own allocates
+ * buffers of frame_bytes and writes every page of them while the cache has room, so that the
+ * first loads of a mount decode into memory already faulted in (issue 15: ~15 µs a page fault
+ * on the bench VM). nr_close answers non-zero until the thread has returned. */
+void nr_prefault(nr_t *nr, uint32_t frame_bytes);
 
 #endif

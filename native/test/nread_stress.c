@@ -402,6 +402,100 @@ static void single_flight(int corrupt) {
   nr_free(sf_nr);
 }
 
+/* A full cache reuses the buffers of the frames it evicts (issue 15: fresh memory costs a
+ * page fault per 4 KiB as the decoder first writes it). One thread reads the first byte of
+ * every frame of every good unit in turn, three times over, through a cache of CACHE_FRAMES
+ * frames: every read a miss. Buffers are allocated only while the cache grows: at most
+ * CACHE_FRAMES, plus the spares of the two frame sizes (the last frame of a unit is smaller;
+ * it fits a full frame's buffer, but a buffer made for it does not fit a full frame). */
+#define CACHE_FRAMES 8
+static void recycle(void) {
+  nr_t *nr = nr_new(CACHE_FRAMES * (FRAME_BYTES + 256));
+  int fds[UNITS];
+  for (uint32_t u = 0; u < UNITS; u++) {
+    fds[u] = open(upath[u], O_RDONLY);
+    double ext[4] = {0, UNIT_RAW, u, 0};
+    if (nr_unit(nr, u, fds[u], FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(nr, 100 + u, UNIT_RAW, ext, 4)) fail("recycle: register");
+  }
+  uint64_t reads = 0;
+  for (int pass = 0; pass < 3; pass++) {
+    for (uint32_t u = 0; u < UNITS; u++) {
+      if (u == BAD_UNIT) continue;
+      for (uint32_t f = 0; f < FRAMES; f++) {
+        char b[64];
+        uint64_t off = (uint64_t)f * FRAME_BYTES + 7 * u;
+        int n = nr_read(nr, 100 + u, b, sizeof b, (int64_t)off);
+        reads++;
+        int ok = n == (int)sizeof b;
+        for (int j = 0; ok && j < n; j++) ok = (uint8_t)b[j] == gen(u, off + j);
+        if (!ok) fail("recycle: wrong bytes");
+      }
+    }
+  }
+  nr_info_t i;
+  nr_info(nr, &i);
+  printf("recycle: %llu reads, misses %llu, buffers allocated %llu, cached bytes %llu\n", (unsigned long long)reads,
+         (unsigned long long)i.misses, (unsigned long long)i.buffers, (unsigned long long)i.cached_bytes);
+  if (i.misses != reads) fail("recycle: a read hit (the test needs every read to miss)");
+  if (i.buffers > CACHE_FRAMES + 2) fail("recycle: a full cache allocated buffers instead of reusing the evicted ones");
+  if (i.cached_bytes > CACHE_FRAMES * (FRAME_BYTES + 256)) fail("recycle: the cache is over its bound");
+  /* a smaller bound frees what no longer fits; the reads still serve the right bytes */
+  nr_set_cache(nr, 2 * (FRAME_BYTES + 256));
+  nr_info(nr, &i);
+  if (i.cached_bytes > 2 * (FRAME_BYTES + 256)) fail("recycle: over the smaller bound");
+  char b[64];
+  if (nr_read(nr, 100, b, sizeof b, 5) != (int)sizeof b || (uint8_t)b[0] != gen(0, 5)) fail("recycle: read after the bound shrank");
+  if (nr_close(nr) != 0) fail("recycle: close");
+  nr_free(nr);
+  for (uint32_t u = 0; u < UNITS; u++) close(fds[u]);
+}
+
+/* nr_prefault: the pool fills to the cache's bound in buffers of one frame, and loads then
+ * take those instead of allocating; a close right after the start waits for its thread. */
+static void prefault(void) {
+  nr_t *nr = nr_new(CACHE_FRAMES * (FRAME_BYTES + 256));
+  nr_prefault(nr, FRAME_BYTES);
+  nr_prefault(nr, FRAME_BYTES); /* once per read path */
+  nr_info_t i;
+  /* (waits up to 20 s for its thread to fill the pool; the check below says whether it did) */
+  for (int k = 0; k < 200000; k++) { nr_info(nr, &i); if (i.buffers >= CACHE_FRAMES) break; usleep(100); }
+  usleep(20000); /* and a little more: a ninth buffer would show */
+  while (nr_close(nr) != 0) usleep(100);
+  nr_info(nr, &i);
+  printf("prefault: %llu buffers faulted in\n", (unsigned long long)i.buffers);
+  if (i.buffers != CACHE_FRAMES) fail("prefault: not one buffer per frame the cache holds");
+  nr_free(nr);
+  /* reads take the pool's buffers: no allocation while the cache fills */
+  nr = nr_new(CACHE_FRAMES * (FRAME_BYTES + 256));
+  nr_prefault(nr, FRAME_BYTES);
+  uint32_t u = BAD_UNIT + 2;
+  int fd = open(upath[u], O_RDONLY);
+  double ext[4] = {0, UNIT_RAW, u, 0};
+  if (nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(nr, 1, UNIT_RAW, ext, 4)) fail("prefault: register");
+  for (int k = 0; k < 200000; k++) { nr_info(nr, &i); if (i.buffers == CACHE_FRAMES) break; usleep(100); }
+  for (uint32_t f = 0; f < FRAMES; f++) {
+    char b[64];
+    uint64_t off = (uint64_t)f * FRAME_BYTES + 3;
+    int ok = nr_read(nr, 1, b, sizeof b, (int64_t)off) == (int)sizeof b;
+    for (size_t j = 0; ok && j < sizeof b; j++) ok = (uint8_t)b[j] == gen(u, off + j);
+    if (!ok) fail("prefault: wrong bytes");
+  }
+  nr_info(nr, &i);
+  if (i.misses != FRAMES || i.buffers != CACHE_FRAMES) fail("prefault: loads allocated beside the pool");
+  if (i.cached_bytes > CACHE_FRAMES * (FRAME_BYTES + 256)) fail("prefault: over the bound");
+  while (nr_close(nr) != 0) usleep(100);
+  nr_free(nr);
+  close(fd);
+  /* closed at once: the thread stops, and the read path is freed only after it */
+  for (int r = 0; r < 20; r++) {
+    nr = nr_new(64 * (FRAME_BYTES + 256));
+    nr_prefault(nr, FRAME_BYTES);
+    if (r % 2) usleep(200);
+    while (nr_close(nr) != 0) usleep(50);
+    nr_free(nr);
+  }
+}
+
 int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 4;
   make_units();
@@ -419,6 +513,8 @@ int main(int argc, char **argv) {
   if (n_opens == 0 || n_declined == 0) fail("native open: none opened, or none declined");
   single_flight(0);
   single_flight(1);
+  recycle();
+  prefault();
   for (uint32_t u = 0; u < UNITS; u++) unlink(upath[u]);
   rmdir(dir);
   printf("nread_stress: %llu reads, %llu served, %llu fallbacks (%llu after close)\n", (unsigned long long)n_reads,

@@ -38,6 +38,8 @@ export interface NativeReadStats {
   openFallbacks: number
   /** Releases of native handles answered on the libfuse threads. */
   releases: number
+  /** Frame buffers allocated: as the cache grows; a full cache reuses the buffers it evicts (issue 15). */
+  buffers: number
 }
 
 /** Handles the native open gives are this and up (JavaScript's stay below; nread.h NR_NATIVE_FH). */
@@ -313,7 +315,7 @@ export class FastPath {
 
   info(): NativeReadStats {
     const v = addon().fastPathInfo(this.ext)
-    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]!, opens: v[6] ?? 0, openFallbacks: v[7] ?? 0, releases: v[8] ?? 0 }
+    return { served: v[0]!, fallbacks: v[1]!, hits: v[2]!, misses: v[3]!, cachedBytes: v[4]!, sharedLoads: v[5]!, opens: v[6] ?? 0, openFallbacks: v[7] ?? 0, releases: v[8] ?? 0, buffers: v[9] ?? 0 }
   }
 
   /** From now on, readdir of this generation in C where it can (once per fast path). */
