@@ -23,11 +23,21 @@ export async function openRepo2(dir: string, warn?: (m: string) => void): Promis
  */
 export let askedPassphrase: string | null = null
 
+/**
+ * The passphrase that unlocked each repository (by its id) in this process: a command that
+ * opens the same repository twice (a second Repo2) neither asks again at the terminal nor
+ * reads a background child's stdin a second time (it would read nothing).
+ */
+const unlockedWith = new Map<string, string>()
+
 /** Unlocks an encrypted repository with the passphrase of this command line (a no-op otherwise). */
 export async function unlockRepo2(repo: Repo2): Promise<void> {
   if (!repo.encrypted || repo.unlocked) return
   let passphrase: string
-  if (process.env.BFS_PASSWORD_STDIN === '1') {
+  const known = unlockedWith.get(repo.config.repoId)
+  if (known !== undefined) {
+    passphrase = known
+  } else if (process.env.BFS_PASSWORD_STDIN === '1') {
     // a mount's background child: its parent asked at the terminal and wrote it here (server.ts)
     delete process.env.BFS_PASSWORD_STDIN
     passphrase = fs.readFileSync(0, 'utf8').replace(/\r?\n$/, '')
@@ -46,6 +56,7 @@ export async function unlockRepo2(repo: Repo2): Promise<void> {
     if (fromTerminal) askedPassphrase = passphrase
   }
   await repo.unlock(passphrase)
+  unlockedWith.set(repo.config.repoId, passphrase)
   // this run's history record can be sealed now (and `bfs history` opens the records)
   historyUnlocked(repo.dir, { seal: (key, payload) => repo.seal('history', key, payload), open: (key, file) => repo.unseal('history', key, file) })
 }
