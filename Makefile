@@ -93,11 +93,12 @@ native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_
 
 test: build native-test
 	./node_modules/.bin/vitest run
-	@[ -n "$$S3_ENDPOINT" ] || echo "make test: the S3 tests (test/s3-store.test.ts, test/s3-cli.test.ts, the S3 half of test/multihost.test.ts) were SKIPPED: S3_ENDPOINT is not set; make test-s3 runs them against a local Ceph RGW"
+	@[ -n "$$S3_ENDPOINT" ] || echo "make test: the S3 tests (test/s3-store.test.ts, test/s3-cli.test.ts, test/s3-encrypt.test.ts, the S3 half of test/multihost.test.ts) were SKIPPED: S3_ENDPOINT is not set; make test-s3 runs them against a local Ceph RGW"
 
 # The S3 store against a real Ceph RGW on this machine (issue 18): installs ceph-mon, ceph-osd,
 # radosgw and ceph-common if missing (apt-get: root), starts a one-node cluster under
-# /var/tmp (~8 s, ~0.7 GB of RAM), runs test/s3-store.test.ts, and always removes the cluster.
+# /var/tmp (~8 s, ~0.7 GB of RAM), runs the S3 tests (.ci/test-s3.sh: store, CLI, encrypted CLI,
+# read cache, multihost), and always removes the cluster.
 test-s3: build
 	bash .ci/test-s3.sh
 

@@ -16,4 +16,4 @@ vars=$(.ci/ceph-up.sh | tail -n 1)
 # shellcheck disable=SC2163,SC2086
 export $vars
 echo "test-s3: Ceph RGW up at $S3_ENDPOINT in $((SECONDS - t0)) s ($CEPH_DIR)"
-./node_modules/.bin/vitest run test/s3-store.test.ts test/s3-cli.test.ts test/s3-cache.test.ts test/multihost.test.ts "$@"
+./node_modules/.bin/vitest run test/s3-store.test.ts test/s3-cli.test.ts test/s3-encrypt.test.ts test/s3-cache.test.ts test/multihost.test.ts "$@"

@@ -22,6 +22,7 @@ import {
   configMac,
   deriveKek,
   deriveRepoKeys,
+  nameId,
   makeKeyFile,
   objectKey,
   readKeyFile,
@@ -69,6 +70,9 @@ const V = {
   kBlockSeed: '5337734f059c509049468b31d173da317df6f1216600e0483be71deb3617eeb9',
   blockSeed: '10398983086220195667',
   kConfigMac: '2f15482ca233d5bb06a23a0a96c250dd4cda39a1b032bf22c39221be06191c7c',
+  kName: '9bb30cf925188805096792d4e6b01cd17bf05c19f22ef5bd3a6a066b9325f233',
+  /** the object id of file group `bfs golden group` (§2.14.2) */
+  groupId: '6ea4298c344ce2c97e671c218655deac',
   objectKeys: {
     unit: '664e863235d002362dedc4c6031879b9a0096dcc452ba52bf4e61d740d965760',
     pack: '0302b7ae97bfb08717eaf47307f20b451f94463a92b10d03a5c0548fe6beb286',
@@ -144,7 +148,8 @@ describe('golden vectors (§2.24): the code against an independent implementatio
   })
 
   it('HKDF-SHA256 repository keys, the block-hash seed and per-object keys', () => {
-    expect([keys.kEnc, keys.kId, keys.kContent, keys.kBlockSeed, keys.kConfigMac].map((b) => b.toString('hex'))).toEqual([V.kEnc, V.kId, V.kContent, V.kBlockSeed, V.kConfigMac])
+    expect([keys.kEnc, keys.kId, keys.kContent, keys.kBlockSeed, keys.kConfigMac, keys.kName].map((b) => b.toString('hex'))).toEqual([V.kEnc, V.kId, V.kContent, V.kBlockSeed, V.kConfigMac, V.kName])
+    expect(nameId(keys, 'group', 'bfs golden group')).toBe(V.groupId)
     expect(keys.blockSeed).toBe(BigInt(V.blockSeed))
     for (const kind of Object.keys(V.objectKeys) as ObjectKind[]) expect(objectKey(keys, IN.objectSalt, kind).key.toString('hex'), kind).toBe(V.objectKeys[kind])
   })
@@ -238,7 +243,7 @@ describe('golden vectors (§2.24): the code against an independent implementatio
   })
 
   it('the labels are §2.22 text', () => {
-    expect(LABELS).toEqual({ kEnc: 'bfs v2 enc', kId: 'bfs v2 id', kContent: 'bfs v2 content', kBlockSeed: 'bfs v2 block seed', kConfigMac: 'bfs v2 config mac' })
+    expect(LABELS).toEqual({ kEnc: 'bfs v2 enc', kId: 'bfs v2 id', kContent: 'bfs v2 content', kBlockSeed: 'bfs v2 block seed', kConfigMac: 'bfs v2 config mac', kName: 'bfs v2 name' })
     expect(canonicalJson({ b: [1, { d: null, c: 'x' }], a: true })).toBe('{"a":true,"b":[1,{"c":"x","d":null}]}')
   })
 })

@@ -16,6 +16,7 @@ import { NONCE_TAG, open } from '../src/crypto/aead.js'
 import { aad } from '../src/crypto/aad.js'
 import { objectKey } from '../src/crypto/keys.js'
 import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
+import { encodeEnvelope2 } from '../src/format/v2/envelope.js'
 
 const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
@@ -146,10 +147,19 @@ describe('run history, sealed (§2.8.6)', () => {
 
 describe('file groups, sealed (§2.14.2)', () => {
   let repo: string
-  const GROUP = 'grp-plain-name'
+  const GROUP = 'grp-QUUX-secret-group'
   const INCLUDE = `docs-${NAME}/**`
   const EXCLUDE = '*.XYZZY-secret-exclude'
-  const groupFile = (r: string): string => path.join(r, 'groups', GROUP)
+  /** The group files of a repository (full paths, sorted). */
+  const groupFiles = (r: string): string[] => fs.readdirSync(path.join(r, 'groups')).sort().map((f) => path.join(r, 'groups', f))
+  /** An encrypted repository's only group file (a plain one's is groups/NAME). */
+  const groupFile = (r: string): string => {
+    const files = groupFiles(r)
+    expect(files).toHaveLength(1)
+    return files[0]!
+  }
+  /** Every object name (path under the repository) and whether `needle` is in one. */
+  const inNames = (r: string, needle: string): boolean => (fs.readdirSync(r, { recursive: true }) as string[]).some((p) => p.includes(needle))
 
   beforeAll(async () => {
     repo = path.join(work, 'repo-groups')
@@ -163,44 +173,74 @@ describe('file groups, sealed (§2.14.2)', () => {
     await ok(['group', 'add', 'other', '--include', 'sub/**'], path.join(work, 'repo-groups-other'))
   })
 
-  it('group add, ls, show and backup --group work; the generation holds the group only', async () => {
+  it('group add, ls, show, backup --group and generations --group work; the generation holds the group only', async () => {
+    // the group file is named by the keyed id of its name (32 hex digits), sealed
+    expect(path.basename(groupFile(repo))).toMatch(/^[0-9a-f]{32}$/)
     expect(flagsOf(groupFile(repo)) & 2).toBe(2)
     const ls = JSON.parse(await ok(['group', 'ls', '--json'], repo)) as Array<{ name: string; includes: string[]; excludes: string[] }>
     expect(ls).toEqual([expect.objectContaining({ name: GROUP, includes: [INCLUDE], excludes: [EXCLUDE] })])
     await ok(['backup', '--group', GROUP, src], repo)
+    await ok(['backup', src], repo)
     const show = await ok(['group', 'show', GROUP], repo)
     expect(show).toContain(`include ${INCLUDE}`)
     expect(show).toMatch(/gen1 /)
-    const top = await ok(['ls', 'latest'], repo)
+    expect(show).not.toMatch(/gen2 /)
+    const gens = JSON.parse(await ok(['generations', '--group', GROUP, '--json'], repo)) as Array<{ id: number }>
+    expect(gens.map((g) => g.id)).toEqual([1])
+    expect((await run(['generations', '--group', 'no-such-group'], repo)).code).not.toBe(0)
+    const top = await ok(['ls', 'gen1'], repo)
     expect(top).toContain(`docs-${NAME}`)
     expect(top).not.toContain('a.txt')
-    const inside = await ok(['ls', `latest:docs-${NAME}`], repo)
+    const inside = await ok(['ls', `gen1:docs-${NAME}`], repo)
     expect(inside).toContain('in.txt')
     expect(inside).not.toContain('out.XYZZY')
     const v = await run(['verify', '--all'], repo)
     expect(v.code, v.stdout + v.stderr).toBe(0)
+    // adding to the group rewrites the same object; the other repository lists both groups by name
+    await ok(['group', 'add', GROUP, '--include', 'extra/**'], repo)
+    expect(JSON.parse(await ok(['group', 'ls', '--json'], repo))[0].includes).toEqual([INCLUDE, 'extra/**'])
+    expect(groupFiles(repo)).toHaveLength(1)
+    const other = path.join(work, 'repo-groups-other')
+    expect((JSON.parse(await ok(['group', 'ls', '--json'], other)) as Array<{ name: string }>).map((g) => g.name)).toEqual([GROUP, 'other'])
+    expect(groupFiles(other)).toHaveLength(2)
   })
 
-  it("the repository's bytes hold no pattern (the same grep finds them in a plain repository)", async () => {
+  it("the repository's names and bytes hold no group name or pattern (the same checks find them in a plain repository)", async () => {
     const plain = path.join(work, 'repo-groups-plain')
     expect((await bfs(['init'], { repo: plain })).code).toBe(0)
     expect((await bfs(['group', 'add', GROUP, '--include', INCLUDE, '--exclude', EXCLUDE], { repo: plain })).code).toBe(0)
+    expect((await bfs(['backup', '--group', GROUP, src], { repo: plain })).code).toBe(0)
     expect(await inRepo(plain, INCLUDE)).toBe(true)
-    // a plain repository still writes format 1's BFSGRUP (version 1, JSON in the clear)
-    expect(fs.readFileSync(groupFile(plain)).readUInt16LE(8)).toBe(1)
-    for (const needle of [INCLUDE, EXCLUDE, NAME, '"includes"']) expect(await inRepo(repo, needle), needle).toBe(false)
+    expect(await inRepo(plain, GROUP)).toBe(true)
+    expect(inNames(plain, GROUP)).toBe(true)
+    // a plain repository still writes format 1's BFSGRUP under the group's name (version 1, JSON in the clear)
+    expect(fs.readFileSync(path.join(plain, 'groups', GROUP)).readUInt16LE(8)).toBe(1)
+    for (const r of [repo, path.join(work, 'repo-groups-other')]) {
+      for (const needle of [GROUP, 'other', 'QUUX']) expect(inNames(r, needle), `${r}: ${needle}`).toBe(false)
+      for (const needle of [GROUP, INCLUDE, EXCLUDE, NAME, '"includes"', 'QUUX']) expect(await inRepo(r, needle), `${r}: ${needle}`).toBe(false)
+    }
   })
 
-  it('a flipped byte, a group copied over another name, or a plain group file is damage: exit 6, one line', async () => {
+  it('the id is a keyed function of the name: another repository gives the same name another id', async () => {
+    const r2 = path.join(work, 'repo-groups-second')
+    await ok(['init', '--encrypt'], r2)
+    await ok(['group', 'add', GROUP, '--include', INCLUDE], r2)
+    expect(path.basename(groupFile(r2))).toMatch(/^[0-9a-f]{32}$/)
+    expect(path.basename(groupFile(r2))).not.toBe(path.basename(groupFile(repo)))
+  })
+
+  it('a flipped byte, a group copied over another group\'s id, a name that is not the id\'s, or a plain group file is damage: exit 6, one line', async () => {
     const r = path.join(work, 'repo-groups-flip')
-    const damaged = async (how: (file: string) => void): Promise<void> => {
+    const mine = path.basename(groupFile(repo))
+    const damaged = async (how: (file: string) => void | Promise<void>, msg: RegExp): Promise<void> => {
       fs.rmSync(r, { recursive: true, force: true })
       fs.cpSync(repo, r, { recursive: true })
-      how(groupFile(r))
-      for (const args of [['group', 'show', GROUP], ['backup', '--group', GROUP, src]]) {
+      await how(path.join(r, 'groups', mine))
+      for (const args of [['group', 'show', GROUP], ['backup', '--group', GROUP, src], ['group', 'rm', GROUP]]) {
         const res = await run(args, r)
         expect(res.code, `${args.join(' ')}: ${res.stderr}`).toBe(6)
         expect(res.stderr.trim().split('\n')).toHaveLength(1)
+        expect(res.stderr).toMatch(msg)
         expect(res.stderr).not.toMatch(/\n\s+at /)
       }
       // ls names it and goes on; verify --all counts it
@@ -208,10 +248,23 @@ describe('file groups, sealed (§2.14.2)', () => {
       expect(ls.stderr).toMatch(/damaged group file/)
       expect((await run(['verify', '--all'], r)).code).toBe(4)
     }
-    await damaged((f) => flip(f, 90))
-    // another group's sealed file under this group's name: refused by its AAD (the logical name)
-    await damaged((f) => fs.copyFileSync(path.join(work, 'repo-groups-other', 'groups', 'other'), f))
-    await damaged((f) => fs.copyFileSync(groupFile(path.join(work, 'repo-groups-plain')), f))
+    await damaged((f) => flip(f, 90), /authentication failed/)
+    // another group's sealed file under this group's id: refused by its AAD (group/<id>)
+    const other = groupFiles(path.join(work, 'repo-groups-other')).find((f) => path.basename(f) !== mine)!
+    await damaged((f) => fs.copyFileSync(other, f), /authentication failed/)
+    // a file sealed under this id (as only a key holder can) that holds another group's name: the id is not that name's
+    await damaged(async (f) => {
+      process.env.BFS_TEST_ENCRYPTION = '1'
+      try {
+        const r2 = Repo2.open(r)
+        await r2.unlock('correct horse')
+        const key = `groups/${mine}`
+        fs.writeFileSync(f, r2.seal('group', key, Buffer.from(JSON.stringify({ name: 'other', includes: ['x'], excludes: [], created: new Date().toISOString() }))))
+      } finally {
+        delete process.env.BFS_TEST_ENCRYPTION
+      }
+    }, /whose id is not this object's name/)
+    await damaged((f) => fs.copyFileSync(path.join(work, 'repo-groups-plain', 'groups', GROUP), f), /\S/)
   })
 })
 
@@ -312,5 +365,89 @@ describe('the dedup index, sealed (§2.17)', () => {
     const p = await run(['verify', '1'], r)
     expect(p.code).toBe(4)
     expect(p.stdout).toMatch(/not encrypted, in an encrypted repository/)
+  })
+})
+
+describe('init --encrypt --no-dedup (§2.7, §2.17): no content dedup, no index', () => {
+  let repo: string
+  const big = Buffer.from(Array.from({ length: 2 << 20 }, (_, i) => (Math.imul(i + 7, 2246822519) >>> 11) & 0xff))
+  const small = Buffer.from(`a small file, no dedup, of ${NAME}\n`.repeat(400))
+  const nsrc = (): string => path.join(work, 'nsrc')
+  type Summary = { stats: { dedupHits: number; dedupIndexed: number; storedBytes: number } }
+  const backup = async (r: string): Promise<Summary> => JSON.parse(await ok(['backup', '--json', nsrc()], r)) as Summary
+  const configOf = (r: string, f = 'config'): { features: { incompat: string[]; rocompat: string[] }; mac: string | null } => JSON.parse(fs.readFileSync(path.join(r, f)).subarray(64).toString())
+  const indexObjects = (r: string): string[] => (fs.existsSync(path.join(r, 'index')) ? fs.readdirSync(path.join(r, 'index')) : [])
+
+  beforeAll(async () => {
+    fs.mkdirSync(path.join(nsrc(), 'a'), { recursive: true })
+    fs.writeFileSync(path.join(nsrc(), 'a', 'big'), big)
+    fs.writeFileSync(path.join(nsrc(), 'a', 'small'), small)
+    repo = path.join(work, 'repo-nodedup')
+    expect(await ok(['init', '--encrypt', '--no-dedup'], repo)).toMatch(/encrypted: aes-256-gcm, no dedup/)
+  })
+
+  it('without --encrypt it is a usage error (exit 2, one line) and makes nothing', async () => {
+    for (const args of [['init', '--no-dedup'], ['init', '--no-dedup', '--format', '1']]) {
+      const r = path.join(work, 'repo-nodedup-plain')
+      const res = await bfs(args, { repo: r })
+      expect(res.code, res.stderr).toBe(2)
+      expect(res.stderr.trim().split('\n')).toHaveLength(1)
+      expect(res.stderr).toMatch(/--no-dedup needs --encrypt/)
+      expect(fs.existsSync(path.join(r, 'config'))).toBe(false)
+    }
+  })
+
+  it('the config records the rocompat feature no-dedup, under its MAC; a plain --encrypt repository has no such feature', async () => {
+    expect(configOf(repo).features.rocompat).toEqual(['no-dedup'])
+    expect(configOf(repo, 'config-copy').features.rocompat).toEqual(['no-dedup'])
+    expect(configOf(repo).mac).toEqual(expect.any(String))
+    const withIndex = path.join(work, 'repo-nodedup-not')
+    await ok(['init', '--encrypt'], withIndex)
+    expect(configOf(withIndex).features.rocompat).toEqual([])
+  })
+
+  it('backups take no digest and write no index: copies under other names are stored again; block-incremental and restore work', async () => {
+    const g1 = await backup(repo)
+    expect(g1.stats.dedupIndexed).toBe(0)
+    expect(g1.stats.dedupHits).toBe(0)
+    expect(indexObjects(repo)).toEqual([])
+    // the same copies that a repository with the index stores nothing for (§2.17's test above: storedBytes 0)
+    fs.mkdirSync(path.join(nsrc(), 'b'))
+    fs.copyFileSync(path.join(nsrc(), 'a', 'big'), path.join(nsrc(), 'b', 'big-copy'))
+    fs.copyFileSync(path.join(nsrc(), 'a', 'small'), path.join(nsrc(), 'b', 'small-copy'))
+    const g2 = await backup(repo)
+    expect(g2.stats.dedupHits).toBe(0)
+    expect(g2.stats.dedupIndexed).toBe(0)
+    expect(g2.stats.storedBytes).toBeGreaterThan(g1.stats.storedBytes / 2)
+    expect(indexObjects(repo)).toEqual([])
+    // a changed block of a file is still stored alone (the parent's block hashes, same path: not content dedup)
+    const fd = fs.openSync(path.join(nsrc(), 'a', 'big'), 'r+')
+    fs.writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 1 << 20)
+    fs.closeSync(fd)
+    const g3 = await backup(repo)
+    expect(g3.stats.storedBytes).toBeGreaterThan(0)
+    expect(g3.stats.storedBytes).toBeLessThan(big.length / 8)
+    expect(indexObjects(repo)).toEqual([])
+    const out = path.join(work, 'nodedup-out')
+    await ok(['restore', 'latest', out], repo)
+    const r = await sh(`diff -r '${nsrc()}' '${out}'`)
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    const v = await run(['verify', '--all'], repo)
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it('someone who holds the storage cannot turn dedup back on: a config without no-dedup fails its MAC (exit 6)', async () => {
+    const r = path.join(work, 'repo-nodedup-tamper')
+    fs.cpSync(repo, r, { recursive: true })
+    for (const f of ['config', 'config-copy']) {
+      const json = JSON.parse(fs.readFileSync(path.join(r, f)).subarray(64).toString()) as { features: { rocompat: string[] } }
+      json.features.rocompat = []
+      const payload = Buffer.from(JSON.stringify(json))
+      fs.writeFileSync(path.join(r, f), encodeEnvelope2('config', 0, payload.length, payload))
+    }
+    const b = await run(['backup', nsrc()], r)
+    expect(b.code, b.stderr).toBe(6)
+    expect(b.stderr).toMatch(/mac does not check/)
+    expect(indexObjects(r)).toEqual([])
   })
 })

@@ -16,10 +16,12 @@ export function registerInit(program: Command, ctx: Ctx): void {
     .command('init')
     .description('create an empty repository (the only command that creates one)')
     .addOption(new Option('--format <n>', 'on-disk format: 2 (the default: metadata in content-addressed pieces shared between generations; every command takes it; the only format on S3) or 1 (the earlier format, still read and written: backup, restore, mount, verify and the read commands take it; forget, merge, prune and compact need format 2)').choices(['1', '2']).default('2'))
-    // issue 18: hidden and refused outside tests until every object kind is sealed (format.md §2.22.1)
     .addOption(new Option('--encrypt', 'encrypt every object with a key derived from a passphrase (--password-file FILE, BFS_PASSWORD, or asked twice on the terminal)'))
     .addOption(new Option('--aead <name>', 'with --encrypt: the AEAD (aes-256-gcm, or chacha20-poly1305 for CPUs without AES instructions)').choices(['aes-256-gcm', 'chacha20-poly1305']).default('aes-256-gcm'))
-    .action(async (o: { format: string; encrypt?: boolean; aead: string }) => {
+    // issue 18 (format.md §2.17 "no-dedup"): no content dedup, so the repository's growth does not say whether a file's content was stored already
+    .addOption(new Option('--no-dedup', 'with --encrypt: no content dedup across files (no dedup index): a copy of a file is stored again, so what a backup stores does not tell whether that content was already in the repository'))
+    .action(async (o: { format: string; encrypt?: boolean; aead: string; dedup: boolean }) => {
+      if (!o.dedup && !o.encrypt) throw new BfsError('USAGE', '--no-dedup needs --encrypt (it closes the dedup oracle of an encrypted repository; an unencrypted repository holds its contents in the clear)')
       if (!o.encrypt && process.env.BFS_REQUIRE_ENCRYPTION === '1') throw new BfsError('USAGE', 'BFS_REQUIRE_ENCRYPTION=1: only encrypted repositories may be made (bfs init --encrypt)')
       if (o.encrypt) {
         if (o.format !== '2') throw new BfsError('USAGE', '--encrypt needs format 2')
@@ -39,8 +41,8 @@ export function registerInit(program: Command, ctx: Ctx): void {
       if (o.encrypt) {
         const { readPassphrase } = await import('./passphrase.js')
         const passphrase = await readPassphrase({ passwordFile: process.env.BFS_PASSWORD_FILE || undefined, prompt: 'new passphrase: ', confirm: true })
-        const repo = await Repo2.initEncrypted(ctx.repoDir(), { passphrase, aead: o.aead as 'aes-256-gcm' | 'chacha20-poly1305', scrypt: testScrypt() })
-        return void process.stdout.write(`initialized bfs repository ${repo.dir} (format 2, encrypted: ${o.aead}; keep the passphrase: without it nothing in the repository can be read)\n`)
+        const repo = await Repo2.initEncrypted(ctx.repoDir(), { passphrase, aead: o.aead as 'aes-256-gcm' | 'chacha20-poly1305', scrypt: testScrypt(), noDedup: !o.dedup })
+        return void process.stdout.write(`initialized bfs repository ${repo.dir} (format 2, encrypted: ${o.aead}${o.dedup ? '' : ', no dedup'}; keep the passphrase: without it nothing in the repository can be read)\n`)
       }
       if (o.format === '2') return void process.stdout.write(`initialized bfs repository ${initV2(ctx.repoDir())} (format 2)\n`)
       const repo = Repository.init(ctx.repoDir())

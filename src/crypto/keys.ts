@@ -2,7 +2,7 @@
  * The key hierarchy of an encrypted repository (native-notes/format.md §2.21–2.22):
  *
  *   passphrase ─scrypt─► KEK ─AEAD unwrap (key file)─► master key (64 random bytes)
- *   master key ─HKDF-SHA256(salt = repoId's 16 bytes, info = label)─► kEnc kId kContent kBlockSeed kConfigMac
+ *   master key ─HKDF-SHA256(salt = repoId's 16 bytes, info = label)─► kEnc kId kContent kBlockSeed kConfigMac kName
  *   kEnc ─HKDF-SHA256(salt = the object's 32-byte salt, info = "bfs v2 " ‖ kind)─► per-object key
  *
  * Pure computation over node:crypto; no store, no prompt. A passphrase that opens no key file
@@ -28,6 +28,7 @@ export const LABELS = {
   kContent: 'bfs v2 content',
   kBlockSeed: 'bfs v2 block seed',
   kConfigMac: 'bfs v2 config mac',
+  kName: 'bfs v2 name',
 } as const
 
 /** Per-object key kinds (§2.22): info = "bfs v2 " ‖ kind. */
@@ -48,6 +49,8 @@ export interface RepoKeys {
   readonly blockSeed: bigint
   /** HMAC-SHA256 key of the config. */
   readonly kConfigMac: Buffer
+  /** HMAC-SHA256 key of the object ids that stand for user-given names (§2.14.2: file groups). */
+  readonly kName: Buffer
 }
 
 const REPO_ID_RE = /^[0-9a-f]{32}$/
@@ -73,7 +76,7 @@ export function deriveKek(passphrase: string | Buffer, salt: Buffer, params: { N
   })
 }
 
-/** The five repository keys of §2.22 from the master key and the repository id (32 hex digits). */
+/** The six repository keys of §2.22 from the master key and the repository id (32 hex digits). */
 export function deriveRepoKeys(masterKey: Buffer, repoId: string, aead: AeadName): RepoKeys {
   if (masterKey.length !== MASTER_KEY_BYTES) throw new RangeError(`a master key is ${MASTER_KEY_BYTES} bytes`)
   if (!REPO_ID_RE.test(repoId)) throw new RangeError(`repoId ${repoId} is not 32 hex digits`)
@@ -87,7 +90,22 @@ export function deriveRepoKeys(masterKey: Buffer, repoId: string, aead: AeadName
     kBlockSeed,
     blockSeed: kBlockSeed.readBigUInt64LE(0),
     kConfigMac: hkdf(masterKey, salt, LABELS.kConfigMac),
+    kName: hkdf(masterKey, salt, LABELS.kName),
   }
+}
+
+/** The kinds of user-given names that an encrypted repository stores under a keyed id (§2.14.2). */
+export type NamedKind = 'group'
+
+/**
+ * The object id of a user-given name in an encrypted repository (§2.14.2): the first 16 bytes
+ * of HMAC-SHA256(kName, kind ‖ "/" ‖ the name's UTF-8 bytes), 32 hex digits. Without the
+ * master key a name cannot be tested against an id; the same name has the same id in one
+ * repository (so a writer finds the object to replace) and another in any other repository.
+ */
+export function nameId(keys: Pick<RepoKeys, 'kName'>, kind: NamedKind, name: string): string {
+  if (kind !== 'group') throw new RangeError(`unknown named kind ${String(kind)}`)
+  return createHmac('sha256', keys.kName).update(Buffer.from(`${kind}/${name}`, 'utf8')).digest().subarray(0, 16).toString('hex')
 }
 
 /** The key of one object: HKDF-SHA256(kEnc, its 32-byte salt, "bfs v2 " ‖ kind). */

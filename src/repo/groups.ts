@@ -10,7 +10,8 @@ import { syncOf, type Store, type SyncStore } from '../store/store.js'
  * File groups (C5): named include/exclude lists stored as REPO/groups/<name> (a BFSGRUP
  * envelope, JSON). A group file is replaced atomically (tmp → fsync → rename), never
  * edited in place. A file may belong to several groups; each group has its own chain.
- * The same object and code on format 2 (native-notes/format.md §2.14.2): only the store is used.
+ * The same object and code on format 2 (native-notes/format.md §2.14.2): only the store is used;
+ * an encrypted repository names the file by a keyed id of the group's name (`groups/<id>`).
  */
 export interface Group {
   name: string
@@ -22,7 +23,7 @@ export interface Group {
 /**
  * What group files need of a repository (format 1's Repository, format 2's Repo2): its store
  * and its name for messages; an encrypted format 2 repository (unlocked) also seals and
- * opens them (format.md §2.14.2: an encrypted envelope v2, logical name `group/<name>`).
+ * opens them (format.md §2.14.2: an encrypted envelope v2, logical name `group/<id>`, stored as `groups/<id>`, the id `nameId` of the name).
  */
 export interface GroupRepo {
   readonly dir: string
@@ -30,10 +31,20 @@ export interface GroupRepo {
   readonly encrypted?: boolean
   seal?(kind: 'group', key: string, payload: Buffer): Buffer
   unseal?(kind: 'group', key: string, file: Buffer): Buffer
+  /** An encrypted repository's object id of a group name (§2.14.2: 32 hex digits, keyed with kName). */
+  nameId?(kind: 'group', name: string): string
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
-const groupKey = (name: string): string => `groups/${name}`
+/** An encrypted repository's group object names: the keyed id of the name (§2.14.2). */
+const ID_RE = /^[0-9a-f]{32}$/
+/**
+ * The store key of group `name`: `groups/<name>` (plain, format 1's), or `groups/<id>` in an
+ * encrypted repository, the id a keyed hash of the name, so the name is not an object name.
+ */
+const groupKey = (repo: GroupRepo, name: string): string => `groups/${repo.encrypted ? repo.nameId!('group', name) : name}`
+/** Whether a file name under groups/ is a group's (a name, or an encrypted repository's id). */
+const isGroupFile = (repo: GroupRepo, base: string): boolean => (repo.encrypted ? ID_RE : NAME_RE).test(base)
 /** Group files are read and written through the store's synchronous face. */
 const meta = (repo: GroupRepo): SyncStore => syncOf(repo.store)
 
@@ -59,20 +70,35 @@ export function checkPattern(p: string, what: string): string {
 
 export function readGroup(repo: GroupRepo, name: string): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
+  const key = groupKey(repo, name)
   let file: Buffer
   try {
-    file = meta(repo).getSync(groupKey(name))
+    file = meta(repo).getSync(key)
   } catch {
     throw new BfsError('BAD_INPUT', `no group '${name}' in ${repo.dir} (create it with 'bfs group add ${name} --include PATTERN')`)
   }
+  return decodeGroup(repo, key, file, name)
+}
+
+/**
+ * The group in file `file` read from `key`; `name`: the name it must have (null: listing an
+ * encrypted repository, where the key's id is all there is). In an encrypted repository the
+ * AAD binds the file to its key (`group/<id>`) and the name inside must be the one whose id
+ * the key is, so a group file copied over another group's id is damage (§2.14.2).
+ */
+function decodeGroup(repo: GroupRepo, key: string, file: Buffer, name: string | null): Group {
+  const where = repo.store.where(key)
   try {
     // an encrypted repository: only a sealed group file is one (a plain one there is refused as damage, §2.22)
-    const payload = repo.encrypted ? repo.unseal!('group', groupKey(name), file) : decodeEnvelope('group', file, repo.store.where(groupKey(name))).stored
+    const payload = repo.encrypted ? repo.unseal!('group', key, file) : decodeEnvelope('group', file, where).stored
     const g = JSON.parse(payload.toString('utf8')) as Group
-    if (g.name !== name || !Array.isArray(g.includes) || !Array.isArray(g.excludes)) throw new FormatError('BAD_VALUE', 'bad group')
+    if (typeof g.name !== 'string' || !Array.isArray(g.includes) || !Array.isArray(g.excludes)) throw new FormatError('BAD_VALUE', 'bad group')
+    if (repo.encrypted && (!NAME_RE.test(g.name) || groupKey(repo, g.name) !== key)) throw new FormatError('BAD_VALUE', `${where}: holds group '${g.name.slice(0, 64)}', whose id is not this object's name (a group file copied over another group's)`)
+    if (name !== null && g.name !== name) throw new FormatError('BAD_VALUE', 'bad group')
     return g
   } catch (err) {
-    throw new BfsError('CORRUPT', err instanceof FormatError ? err.message : `${repo.store.where(groupKey(name))}: not a valid group file`)
+    const what = name !== null && repo.encrypted ? ` (group '${name}')` : ''
+    throw new BfsError('CORRUPT', err instanceof FormatError ? `${err.message}${what}` : `${where}: not a valid group file${what}`)
   }
 }
 
@@ -80,19 +106,31 @@ export function readGroup(repo: GroupRepo, name: string): Group {
 export function checkGroups(repo: GroupRepo): string[] {
   const out: string[] = []
   for (const k of meta(repo).listSync('groups')) {
-    const name = path.basename(k)
-    if (name.startsWith('.') && name.includes('.new-')) continue
-    if (!NAME_RE.test(name)) {
-      out.push(`${repo.store.where(k)}: not a group file (a group name is letters, digits, . _ -)`)
+    const base = path.basename(k)
+    if (base.startsWith('.') && base.includes('.new-')) continue
+    if (!isGroupFile(repo, base)) {
+      out.push(`${repo.store.where(k)}: not a group file (${repo.encrypted ? "an encrypted repository's group file is named by 32 hex digits" : 'a group name is letters, digits, . _ -'})`)
       continue
     }
     try {
-      readGroup(repo, name)
+      readGroupFile(repo, k)
     } catch (err) {
       out.push(`${(err as Error).message}${(err as Error).message.includes(repo.store.where(k)) ? '' : ` (${repo.store.where(k)})`}`)
     }
   }
   return out
+}
+
+/** The group in store key `key` (a file listed under groups/): by its name (plain) or its id (encrypted). */
+function readGroupFile(repo: GroupRepo, key: string): Group {
+  if (!repo.encrypted) return readGroup(repo, path.basename(key))
+  let file: Buffer
+  try {
+    file = meta(repo).getSync(key)
+  } catch (err) {
+    throw new BfsError('CORRUPT', `${repo.store.where(key)}: does not read (${(err as Error).message})`)
+  }
+  return decodeGroup(repo, key, file, null)
 }
 
 /**
@@ -102,21 +140,22 @@ export function checkGroups(repo: GroupRepo): string[] {
 export function listGroups(repo: GroupRepo): { groups: Group[]; damaged: string[] } {
   const groups: Group[] = []
   const damaged: string[] = []
-  for (const n of meta(repo).listSync('groups').map((k) => path.basename(k)).filter((n) => NAME_RE.test(n)).sort()) {
+  for (const k of meta(repo).listSync('groups').filter((k) => isGroupFile(repo, path.basename(k)))) {
     try {
-      groups.push(readGroup(repo, n))
+      groups.push(readGroupFile(repo, k))
     } catch (err) {
       if (!(err instanceof BfsError && err.code === 'CORRUPT')) throw err
       damaged.push(err.message)
     }
   }
-  return { groups, damaged }
+  // by name: an encrypted repository's ids sort otherwise
+  return { groups: groups.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), damaged }
 }
 
 /** Creates a group, or adds patterns to an existing one. */
 export function addGroup(repo: GroupRepo, name: string, includes: string[], excludes: string[]): Group {
   if (!NAME_RE.test(name)) throw new BfsError('BAD_INPUT', `'${name}' is not a valid group name (letters, digits, . _ -)`)
-  const existing = meta(repo).hasSync(groupKey(name)) ? readGroup(repo, name) : null
+  const existing = meta(repo).hasSync(groupKey(repo, name)) ? readGroup(repo, name) : null
   if (!existing && includes.length === 0) throw new BfsError('BAD_INPUT', `group '${name}' needs at least one --include`)
   const inc = [...(existing?.includes ?? [])]
   const exc = [...(existing?.excludes ?? [])]
@@ -140,13 +179,15 @@ export function addGroup(repo: GroupRepo, name: string, includes: string[], excl
 function writeGroup(repo: GroupRepo, g: Group): void {
   const payload = Buffer.from(JSON.stringify(g))
   // plain: format 1's envelope, as ever; encrypted: sealed under a fresh salt (§2.14.2)
-  const file = repo.encrypted ? repo.seal!('group', groupKey(g.name), payload) : envelopeFor('group', payload, false)
+  // (encrypted: under the name's id, its AAD `group/<id>`; the name only inside, §2.14.2)
+  const key = groupKey(repo, g.name)
+  const file = repo.encrypted ? repo.seal!('group', key, payload) : envelopeFor('group', payload, false)
   // replaced atomically (tmp → fsync → rename → fsync groups/): a reader sees the old or the new group
-  meta(repo).putSync(groupKey(g.name), file, { mode: 'replace' })
+  meta(repo).putSync(key, file, { mode: 'replace' })
 }
 
 export function removeGroup(repo: GroupRepo, name: string): void {
   readGroup(repo, name)
-  meta(repo).removeSync(groupKey(name))
+  meta(repo).removeSync(groupKey(repo, name))
   meta(repo).flushSync('groups')
 }

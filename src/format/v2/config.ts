@@ -18,6 +18,8 @@ export const FEATURES: Readonly<Record<string, FeatureClass>> = {
   encryption: 'incompat',
   /** Units whose frames need a stream dictionary (compact, §2.9.1). */
   'unit-dictionaries': 'incompat',
+  /** No content dedup (`init --encrypt --no-dedup`, §2.7/§2.17): a writer that does not know it would write the index. */
+  'no-dedup': 'rocompat',
   'multi-source': 'compat',
   'dedup-index': 'compat',
   history: 'compat',
@@ -28,7 +30,7 @@ export const FEATURES: Readonly<Record<string, FeatureClass>> = {
  * The features this bfs implements (issue 15 step 1's set; a later step adds its own when it
  * lands). Compat features need not be listed: they are safe to ignore.
  */
-export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape', 'unit-dictionaries', 'encryption'])
+export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape', 'unit-dictionaries', 'encryption', 'no-dedup'])
 
 const FEATURE_RE = /^[a-z0-9-]{1,32}$/
 

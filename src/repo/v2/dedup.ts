@@ -203,7 +203,8 @@ export class Dedup {
   readonly contentKey: Buffer
 
   constructor(private readonly repo: Repo2, private readonly run: number) {
-    this.minBytes = Math.max(1, repo.config.defaults.dedupMinBytes)
+    // `no-dedup` (§2.17): no file is a candidate, so no digest is taken, nothing is looked up or indexed
+    this.minBytes = repo.dedupContent ? Math.max(1, repo.config.defaults.dedupMinBytes) : Infinity
     this.contentKey = contentKeyOf(repo)
   }
 

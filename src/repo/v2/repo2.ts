@@ -20,7 +20,7 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
-import { type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, newMasterKey } from '../../crypto/keys.js'
+import { type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey } from '../../crypto/keys.js'
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
@@ -106,13 +106,13 @@ export class Repo2 {
    * The key file is written before the config (a directory without config is not a
    * repository yet. `bfs init --encrypt` calls it.
    */
-  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number } }): Promise<Repo2> {
+  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number }; noDedup?: boolean }): Promise<Repo2> {
     const aead = o.aead ?? 'aes-256-gcm'
     const masterKey = newMasterKey()
-    return Repo2.create(dir, { aead, masterKey, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) })
+    return Repo2.create(dir, { aead, masterKey, noDedup: o.noDedup === true, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) })
   }
 
-  private static create<T extends Repo2 | Promise<Repo2>>(dir: string, enc: { aead: AeadName; masterKey: Buffer; addFirstKey: (store: Store, repoId: string) => Promise<string> } | null): T {
+  private static create<T extends Repo2 | Promise<Repo2>>(dir: string, enc: { aead: AeadName; masterKey: Buffer; noDedup: boolean; addFirstKey: (store: Store, repoId: string) => Promise<string> } | null): T {
     let abs: string
     let store: Store
     if (isS3Url(dir)) {
@@ -135,7 +135,8 @@ export class Repo2 {
       blockBytes: 4096,
       hashAlg: 'xxh64',
       compression: 'zstd',
-      features: { incompat: enc ? ['pieces', 'encryption'] : ['pieces'], rocompat: [], compat: ['v1-streams'] },
+      // `init --encrypt --no-dedup`: the rocompat `no-dedup` (§2.7, §2.17): no content dedup, no index
+      features: { incompat: enc ? ['pieces', 'encryption'] : ['pieces'], rocompat: enc?.noDedup ? ['no-dedup'] : [], compat: ['v1-streams'] },
       defaults: { ...DEFAULTS, frameBlocks: { ...DEFAULTS.frameBlocks } },
       encryption: enc ? { aead: enc.aead, keys: `${keys2.keys}/` } : null,
       mac: null,
@@ -160,6 +161,14 @@ export class Repo2 {
         throw err
       },
     ) as T
+  }
+
+  /**
+   * Whether backups dedup content across files (§2.17): not when the config's rocompat
+   * features hold `no-dedup` (`init --encrypt --no-dedup`: no digest, lookup or index object).
+   */
+  get dedupContent(): boolean {
+    return !this.config.features.rocompat.includes('no-dedup')
   }
 
   /** The repository's keys once unlocked (null: not encrypted, or not unlocked yet). */
@@ -258,6 +267,14 @@ export class Repo2 {
   seal(kind: Envelope2Kind, key: string, payload: Buffer): Buffer {
     if (!this.encrypted) return envelope2(kind, payload)
     return sealEnvelope(this.keys, kind, logicalName(key), payload, payload.length)
+  }
+
+  /**
+   * The object id that stands for a user-given name in an encrypted repository (§2.14.2: a
+   * file group is `groups/<id>`, so its name is not an object name). Unlock first.
+   */
+  nameId(kind: NamedKind, name: string): string {
+    return nameId(this.keys, kind, name)
   }
 
   /** A stream's hashes file (§2.10): plain, or sealed in chunks. */
