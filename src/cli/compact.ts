@@ -172,8 +172,8 @@ export function registerCompact(program: Command, ctx: Ctx): void {
       if (isS3Url(dir)) throw new BfsError('BAD_INPUT', S3_REFUSAL)
       const repo = await openRepo2(dir, warn)
       if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; nothing was compacted`)
-      // issue 18: rewriting sealed units (a new salt, the frames sealed again) is not wired (format.md §2.22.1)
-      if (repo.encrypted) throw new BfsError('BAD_INPUT', `${repo.dir} is encrypted: bfs compact does not rewrite encrypted units yet; nothing was compacted`)
+      // encrypted: each unit sealed again under a fresh salt (format.md §2.22.3); no dictionaries (not sealed yet)
+      if (repo.encrypted) target.dictionaries = false
       const line = new Progress({ action: 'compact', label: 'compacting:', json: !!o.json, quiet: !!o.quiet, unit: 'unit' })
       let c: CompactOutcome
       if (o.dryRun) {

@@ -206,6 +206,7 @@ export function registerPrune(program: Command, ctx: Ctx): void {
       }
       let compacted: CompactOutcome | null = null
       const c = compactOptionsOf(o)
+      if (repo.encrypted) c.dictionaries = false // (no sealed dictionaries yet: format.md §2.22.3)
       if (o.compact) {
         // after the prune (dead units are not recompressed), under the maintenance lock again
         compacted = o.dryRun ? { sv: surveyCompact(repo, c), res: null, run: null, priority: null } : await compactNow(repo, { ...c, waitMs, history: ctx.history })

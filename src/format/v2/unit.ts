@@ -255,22 +255,35 @@ export function decodeUnitIndex(index: Buffer, check: Buffer | null, h: UnitHead
 }
 
 /**
- * The parts of a whole unencrypted v2 unit file (header, frames, unit index, trailer), to be
- * written in one atomic put. `frames[i]` is frame i's stored bytes; `seek[i]` its entry (its
- * `compBytes` must be frames[i].length).
+ * How an encrypted unit file is written (§2.9, §2.22): its salt, and the sealing of its unit
+ * index (the caller's AEAD under the unit's key, nonce (2, 0): this layer does no crypto).
+ * Its frames come to encodeUnitFileV2 sealed already, each seek entry's `compBytes` the
+ * sealed length (tag included).
  */
-export function encodeUnitFileV2(h: Omit<UnitHeaderV2, 'version' | 'frameCount' | 'flags' | 'salt'>, frames: readonly Uint8Array[], seek: readonly SeekEntry[], dead: readonly DeadRange[]): Buffer[] {
+export interface UnitFileSealing {
+  salt: Buffer
+  sealIndex: (plainIndex: Buffer) => Buffer
+}
+
+/**
+ * The parts of a whole v2 unit file (header, frames, unit index, trailer), to be written in
+ * one atomic put. `frames[i]` is frame i's stored bytes; `seek[i]` its entry (its `compBytes`
+ * must be frames[i].length). With `sealed`: an encrypted unit (flag bit0, the salt, the
+ * unit index sealed, the trailer's index check zeros).
+ */
+export function encodeUnitFileV2(h: Omit<UnitHeaderV2, 'version' | 'frameCount' | 'flags' | 'salt'>, frames: readonly Uint8Array[], seek: readonly SeekEntry[], dead: readonly DeadRange[], sealed?: UnitFileSealing): Buffer[] {
   const frameCount = frameCountFor(h.rawBlocks, h.frameBlocks)
   if (frames.length !== frameCount || seek.length !== frameCount) throw new RangeError(`unit file: ${frames.length} frames and ${seek.length} seek entries for ${frameCount}`)
-  const flags = (dead.length ? UNIT_FLAG_DEAD_RANGES : 0) | (h.dict ? UNIT_FLAG_DICT : 0)
-  const header = encodeUnitHeaderV2({ ...h, flags, frameCount, salt: Buffer.alloc(32) })
+  const flags = (dead.length ? UNIT_FLAG_DEAD_RANGES : 0) | (h.dict ? UNIT_FLAG_DICT : 0) | (sealed ? UNIT_FLAG_ENCRYPTED : 0)
+  const header = encodeUnitHeaderV2({ ...h, flags, frameCount, salt: sealed ? sealed.salt : Buffer.alloc(32) })
   let at = UNIT_V2_HEADER_BYTES
   frames.forEach((f, i) => {
     if (f.length !== seek[i]!.compBytes) throw new RangeError(`unit file: frame ${i} is ${f.length} bytes, its seek entry says ${seek[i]!.compBytes}`)
     at += f.length
   })
-  const index = encodeUnitIndex({ seek: [...seek], dead: [...dead] }, { rawBlocks: h.rawBlocks, frameCount, flags })
-  return [header, ...frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.length)), index, encodeUnitTrailer(at, frameCount, index)]
+  const plain = encodeUnitIndex({ seek: [...seek], dead: [...dead] }, { rawBlocks: h.rawBlocks, frameCount, flags })
+  const index = sealed ? sealed.sealIndex(plain) : plain
+  return [header, ...frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.length)), index, encodeUnitTrailer(at, frameCount, index, !!sealed)]
 }
 
 /** A unit file of either version, parsed from its bytes (header, frame offsets, seek entries, dead ranges). */
@@ -291,10 +304,16 @@ export interface ParsedUnit {
   /** offsets[i]: where frame i starts; offsets[frameCount]: the end of the last frame. */
   offsets: number[]
   dead: DeadRange[]
+  /** The header's salt: 32 bytes, zeros unless encrypted (v1: zeros). */
+  salt: Buffer
 }
 
-/** Parses a whole unit file (either version) and checks its layout; the frames are not decoded. */
-export function parseUnitFile(b: Buffer, blockBytes: number, what: string, expected?: { stream: number; unitIndex: number }): ParsedUnit {
+/**
+ * Parses a whole unit file (either version) and checks its layout; the frames are not decoded.
+ * An encrypted unit needs `openIndex` (the AEAD open of its sealed unit index under the unit's
+ * key, nonce (2, 0), §2.9: this layer does no crypto); without it one is refused.
+ */
+export function parseUnitFile(b: Buffer, blockBytes: number, what: string, expected?: { stream: number; unitIndex: number }, openIndex?: (sealedIndex: Buffer, h: UnitHeaderV2) => Buffer): ParsedUnit {
   const any = decodeAnyUnitHeader(b.subarray(0, Math.min(b.length, UNIT_V2_HEADER_BYTES)), what)
   if (expected && (any.stream !== expected.stream || any.unitIndex !== expected.unitIndex)) {
     throw new FormatError('BAD_VALUE', `${what}: unit header names stream ${any.stream}, unit ${any.unitIndex} (its key says ${expected.stream}, ${expected.unitIndex})`)
@@ -305,11 +324,13 @@ export function parseUnitFile(b: Buffer, blockBytes: number, what: string, expec
     const h = decodeUnitHeaderV1(b.subarray(0, UNIT_V1_HEADER_BYTES), what)
     const tr = decodeUnitTrailerV1(t, b.length, h, what)
     const table = decodeSeekTableV1(b.subarray(tr.seekTableOffset, tr.seekTableOffset + tr.tableBytes), tr.tableCheck, h, tr.seekTableOffset, blockBytes, what)
-    return { ...any, version: 1, level: null, seek: table.entries, offsets: table.offsets, dead: [] }
+    return { ...any, version: 1, level: null, seek: table.entries, offsets: table.offsets, dead: [], salt: Buffer.alloc(32) }
   }
   const h = decodeUnitHeaderV2(b, what)
-  if (h.flags & UNIT_FLAG_ENCRYPTED) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: encrypted units are not read by this bfs yet`)
+  const encrypted = (h.flags & UNIT_FLAG_ENCRYPTED) !== 0
+  if (encrypted && !openIndex) throw new FormatError('UNSUPPORTED_FEATURE', `${what}: an encrypted unit, read without its key`)
   const tr = decodeUnitTrailerV2(t, b.length, h, what)
-  const x = decodeUnitIndex(b.subarray(tr.indexOffset, tr.indexOffset + tr.indexBytes), tr.indexCheck, h, tr.indexOffset, blockBytes, what)
-  return { ...any, version: 2, level: h.level, seek: x.seek, offsets: x.offsets, dead: x.dead }
+  const stored = b.subarray(tr.indexOffset, tr.indexOffset + tr.indexBytes)
+  const x = encrypted ? decodeUnitIndex(openIndex!(stored, h), null, h, tr.indexOffset, blockBytes, what) : decodeUnitIndex(stored, tr.indexCheck, h, tr.indexOffset, blockBytes, what)
+  return { ...any, version: 2, level: h.level, seek: x.seek, offsets: x.offsets, dead: x.dead, salt: h.salt }
 }

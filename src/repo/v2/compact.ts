@@ -10,6 +10,9 @@
  *
  * Under the maintenance lock, as a run of its own (kind `compact`), like prune; it touches only
  * units of runs committed at least `minAgeMs` ago (a running backup writes only its own run).
+ *
+ * Encrypted repositories (§2.22.3): the same, each new unit sealed under a fresh salt (its
+ * frames and unit index opened with the old unit's key first), and no dictionaries.
  */
 import os from 'node:os'
 import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '../../codec/hash.js'
@@ -21,7 +24,10 @@ import { trainDictionary } from '../../native/index.js'
 import { enableFeatureLocked } from './features.js'
 import { tapeKeys } from '../tapecat.js'
 import type { RunRecord } from '../../format/v2/records.js'
-import { type DeadRange, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
+import { type DeadRange, type UnitHeaderV2, UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, encodeUnitFileV2, parseUnitFile } from '../../format/v2/unit.js'
+import { type AeadName, type ObjectKey, NONCE_TAG, newSalt, open, seal } from '../../crypto/aead.js'
+import { aad } from '../../crypto/aad.js'
+import { objectKey } from '../../crypto/keys.js'
 import type { SeekEntry } from '../../format/unit.js'
 import { StoreError } from '../../store/store.js'
 import type { Repo2 } from './repo2.js'
@@ -101,6 +107,9 @@ const nameOf = (k: string): string => k.slice(k.lastIndexOf('/') + 1)
 
 /** The units compact would rewrite, and what it leaves and why. Reads only unit headers. */
 export function surveyCompact(repo: Repo2, o: CompactTarget & { minAgeMs: number; now?: Date }): CompactSurvey {
+  // an encrypted repository gets no dictionary: one is plaintext derived from the data, and
+  // sealed dictionaries are not wired (format.md §2.9.1, §2.22.3)
+  if (repo.encrypted) o = { ...o, dictionaries: false }
   const now = (o.now ?? new Date()).getTime()
   const runs = new Map<number, RunRecord>(repo.runs().map((r) => [r.run, r]))
   const sv: CompactSurvey = { todo: [], done: { units: 0, bytes: 0, rawBytes: 0 }, young: { units: 0, bytes: 0 }, leftAlone: [], unreadable: [] }
@@ -193,6 +202,40 @@ export function surveyCompact(repo: Repo2, o: CompactTarget & { minAgeMs: number
 /** A frame whose bytes do not check: the unit is left as it is (compact never rewrites damage). */
 export class DamagedUnit extends Error {}
 
+/**
+ * An encrypted unit's rewrite (format.md §2.22.3): the key its frames and index are opened
+ * with (the old unit's salt), and the fresh salt and key the new unit is sealed under. Plain
+ * data (it crosses to a worker thread); derived on the main thread, once per unit.
+ */
+export interface UnitReseal {
+  aead: AeadName
+  /** HKDF(kEnc, the old unit's salt, "bfs v2 unit"). */
+  oldKey: Uint8Array
+  /** The old unit's salt (the new one must differ). */
+  oldSalt: Uint8Array
+  /** A fresh salt (newSalt) and its key. */
+  salt: Uint8Array
+  key: Uint8Array
+}
+
+const keyOf = (aead: AeadName, k: Uint8Array): ObjectKey => ({ aead, key: Buffer.from(k.buffer, k.byteOffset, k.length) })
+
+/** The sealed unit index of a unit revision, opened (nonce (2, 0), §2.9); FormatError BAD_CHECKSUM when it does not authenticate. */
+export function openUnitIndex(k: ObjectKey, h: Pick<UnitHeaderV2, 'stream' | 'unitIndex' | 'revision'>, sealed: Buffer, where: string): Buffer {
+  return open(k, NONCE_TAG.unitIndex, 0, aad.unitIndex(h.stream, h.unitIndex, h.revision), sealed, `${where} (unit index)`)
+}
+
+/**
+ * What rewriting an encrypted unit whose header holds `oldSalt` takes: its key, and a fresh
+ * salt (never the old one: a new key, so no (key, nonce) pair is used twice, §2.22.3) with
+ * its key.
+ */
+export function unitReseal(keys: { aead: AeadName; kEnc: Buffer }, oldSalt: Buffer): UnitReseal {
+  let salt = newSalt()
+  while (salt.equals(oldSalt)) salt = newSalt()
+  return { aead: keys.aead, oldKey: objectKey(keys, oldSalt, 'unit').key, oldSalt, salt, key: objectKey(keys, salt, 'unit').key }
+}
+
 /** Compresses frames at one level; keeps its zstd contexts and buffers across units. */
 export class Recompressor {
   private readonly c: FrameCompressor
@@ -231,9 +274,40 @@ export class Recompressor {
    * frame with no live block left becomes a frame of zeros; one with live blocks is decoded,
    * checked as above, its dead blocks zeroed, its frame check recomputed and it is compressed
    * at this level (decoded back and compared). Every other frame is copied byte for byte.
+   *
+   * With `reseal` (an encrypted unit, format.md §2.22.3): the old index and every frame used
+   * are opened with the old key (one that does not authenticate: DamagedUnit), and every frame
+   * of the new unit is sealed under the new key at revision + 1 (opened back and compared),
+   * its index sealed, the new salt in its header. "Copied byte for byte" then means its zstd
+   * bytes, sealed again.
    */
-  rewrite(file: Buffer, where: string, expected: { stream: number; unitIndex: number }, dead?: readonly DeadRange[], oldDict?: DecompressionDictionary): { parts: Buffer[]; bytes: number } {
-    const p = parseUnitFile(file, BLOCK_BYTES, where, expected)
+  rewrite(file: Buffer, where: string, expected: { stream: number; unitIndex: number }, dead?: readonly DeadRange[], oldDict?: DecompressionDictionary, reseal?: UnitReseal): { parts: Buffer[]; bytes: number } {
+    // encrypted (§2.22.3): the old frames and index are opened with the old unit's key; the
+    // new unit is sealed under a fresh salt's key at revision + 1. A plaintext unit given a
+    // key, or a sealed one given none, is refused (parseUnitFile / below): never laundered
+    const oldKey = reseal ? keyOf(reseal.aead, reseal.oldKey) : null
+    const newKey = reseal ? keyOf(reseal.aead, reseal.key) : null
+    let p: ReturnType<typeof parseUnitFile>
+    try {
+      p = parseUnitFile(file, BLOCK_BYTES, where, expected, oldKey ? (b, h) => openUnitIndex(oldKey, h, b, where) : undefined)
+    } catch (err) {
+      if (err instanceof FormatError && err.code === 'BAD_CHECKSUM') throw new DamagedUnit(err.message)
+      throw err
+    }
+    const encrypted = p.version === 2 && p.salt.some((b) => b !== 0)
+    if (reseal && !encrypted) throw new FormatError('BAD_VALUE', `${where}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
+    if (reseal && (!p.salt.equals(Buffer.from(reseal.oldSalt)) || Buffer.from(reseal.salt).equals(p.salt))) throw new RangeError(`${where}: the new unit's salt must be fresh, and the old key the old salt's`)
+    /** Frame i's zstd bytes: the stored frame, opened first when sealed (it authenticates, or the unit is damaged). */
+    const zstdOf = (i: number): Buffer => {
+      const stored = file.subarray(p.offsets[i]!, p.offsets[i + 1]!)
+      if (!oldKey) return stored
+      try {
+        return open(oldKey, NONCE_TAG.unitFrame, i, aad.unitFrame(p.stream, p.unitIndex, p.revision, i, p.seek[i]!.rawBytes), stored, `${where} frame ${i}`)
+      } catch (err) {
+        if (err instanceof FormatError) throw new DamagedUnit(err.message)
+        throw err
+      }
+    }
     if (p.dict !== 0 && oldDict?.id !== p.dict) throw new FormatError('BAD_VALUE', `${where}: its frames need dictionary ${p.dict}, which was not given`)
     // every frame of a unit with a dictionary is compressed with it (§2.9.1): old bytes are
     // kept only when they were made with the same dictionary, or with none for none
@@ -245,16 +319,17 @@ export class Recompressor {
     if (newDead) for (const b of oldDead) if (!newDead.has(b)) throw new RangeError(`${where}: block ${b} is dead and the new dead ranges leave it out`)
     for (let i = 0; i < p.frameCount; i++) {
       const e = p.seek[i]!
-      const old = file.subarray(p.offsets[i]!, p.offsets[i + 1]!)
       const blocks = e.rawBytes / BLOCK_BYTES
       const first = i * p.frameBlocks
       const zero: number[] = []
       if (newDead) {
         for (let b = first; b < first + blocks; b++) if (newDead.has(b) && !oldDead.has(b)) zero.push(b - first)
         if (zero.length === 0 && keepOld) {
-          // no block of it died since it was written: its bytes as they are
+          // no block of it died since it was written: its bytes as they are (sealed: its zstd
+          // frame as it is, opened and sealed again below under the new key and revision)
+          const old = zstdOf(i)
           frames.push(old)
-          seek.push(e)
+          seek.push({ ...e, compBytes: old.length })
           continue
         }
         let live = 0
@@ -268,6 +343,7 @@ export class Recompressor {
           continue
         }
       }
+      const old = zstdOf(i)
       let raw: Buffer
       try {
         raw = decompressFrame(old, e.rawBytes, this.d, p.dict ? oldDict : undefined)
@@ -293,11 +369,24 @@ export class Recompressor {
       frames.push(frame)
       seek.push({ compBytes: frame.length, rawBytes: e.rawBytes, check: e.check })
     }
+    const revision = p.revision + 1
+    if (newKey) {
+      // every frame sealed under the new key: frame i with nonce (1, i) and the new revision in
+      // its AAD (§2.9); opened back and compared before it is used, as a new zstd frame is
+      for (let i = 0; i < frames.length; i++) {
+        const a = aad.unitFrame(p.stream, p.unitIndex, revision, i, seek[i]!.rawBytes)
+        const sealed = seal(newKey, NONCE_TAG.unitFrame, i, a, frames[i]!)
+        if (!open(newKey, NONCE_TAG.unitFrame, i, a, sealed, `${where} frame ${i}`).equals(frames[i]!)) throw new Error(`${where}: frame ${i} sealed again does not open to its bytes (not replaced)`)
+        frames[i] = sealed
+        seek[i] = { ...seek[i]!, compBytes: sealed.length }
+      }
+    }
     const parts = encodeUnitFileV2(
-      { stream: p.stream, unitIndex: p.unitIndex, rawBlocks: p.rawBlocks, frameBlocks: p.frameBlocks, revision: p.revision + 1, level: this.level, hashAlg: this.hashAlg, dict: this.dictId },
+      { stream: p.stream, unitIndex: p.unitIndex, rawBlocks: p.rawBlocks, frameBlocks: p.frameBlocks, revision, level: this.level, hashAlg: this.hashAlg, dict: this.dictId },
       frames,
       seek,
       dead ?? p.dead,
+      newKey ? { salt: Buffer.from(reseal!.salt), sealIndex: (x) => seal(newKey, NONCE_TAG.unitIndex, 0, aad.unitIndex(p.stream, p.unitIndex, revision), x) } : undefined,
     )
     return { parts, bytes: parts.reduce((s, b) => s + b.length, 0) }
   }
@@ -375,6 +464,8 @@ export function recompressUnit(r: WorkerRequest): RecompressReply {
     /** The dictionary of the new frames (id, bytes), and the one the old frames need. */
     dict?: { id: number; bytes: Uint8Array }
     oldDict?: { id: number; bytes: Uint8Array }
+    /** An encrypted unit's keys and fresh salt (§2.22.3). */
+    reseal?: UnitReseal
   }
   // one compressor per level (and dictionary); units come in stream order, so a worker keeps
   // the dictionaries of the last two streams only (each holds a compression context and tables)
@@ -394,7 +485,7 @@ export function recompressUnit(r: WorkerRequest): RecompressReply {
     }
   }
   try {
-    const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit }, req.dead, old)
+    const out = rc.rewrite(Buffer.from(req.file), req.where, { stream: req.stream, unitIndex: req.unit }, req.dead, old, req.reseal)
     const data = new ArrayBuffer(out.bytes)
     let at = 0
     for (const p of out.parts) {
@@ -452,9 +543,17 @@ export async function compactUnits(repo: Repo2, todo: readonly UnitRewrite[], le
       // the dictionary its frames need now, and the one the new frames get: prune's rewrite
       // keeps the unit's own; compact gives the stream's (prepareDictionaries) or none
       let cur: { id: number; bytes: Buffer } | undefined
+      let reseal: UnitReseal | undefined
       try {
-        const id = decodeAnyUnitHeader(file.subarray(0, Math.min(file.length, UNIT_V2_HEADER_BYTES)), repo.store.where(u.key)).dict
-        cur = id ? streamDict(repo, u.stream, id) : undefined
+        const head = file.subarray(0, Math.min(file.length, UNIT_V2_HEADER_BYTES))
+        const h = decodeAnyUnitHeader(head, repo.store.where(u.key))
+        if (repo.encrypted) {
+          // §2.22.3: the unit's key (its salt) and a fresh salt for the new unit
+          const v2 = h.version === 2 ? decodeUnitHeaderV2(head, repo.store.where(u.key)) : null
+          if (!v2 || !(v2.flags & UNIT_FLAG_ENCRYPTED)) throw new FormatError('BAD_VALUE', `${repo.store.where(u.key)}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
+          reseal = unitReseal(repo.keys, v2.salt)
+        }
+        cur = h.dict ? streamDict(repo, u.stream, h.dict) : undefined
       } catch (err) {
         if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
         res.damaged.push({ key: u.key, why: err.message })
@@ -466,7 +565,7 @@ export async function compactUnits(repo: Repo2, todo: readonly UnitRewrite[], le
       const task: Promise<void> = pool
         .run<RecompressReply>({
           op: 'recompressUnit', file: ab, where: repo.store.where(u.key), stream: u.stream, unit: u.unit, level: u.targetLevel ?? level, hashAlg: repo.config.hashAlg, blockSeed: repo.blockSeed,
-          ...(u.dead ? { dead: u.dead } : {}), ...(target ? { dict: target } : {}), ...(cur ? { oldDict: cur } : {}),
+          ...(u.dead ? { dead: u.dead } : {}), ...(target ? { dict: target } : {}), ...(cur ? { oldDict: cur } : {}), ...(reseal ? { reseal } : {}),
         }, [ab])
         .then((x) => {
           if (failed) return

@@ -41,8 +41,9 @@ import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 import { BLOCK_BYTES } from '../../codec/hash.js'
 import { UNIT_HEADER_BYTES as UNIT_V1_HEADER_BYTES, decodeSeekTable, decodeUnitHeader, decodeUnitTrailer } from '../../format/unit.js'
-import { type DeadRange, UNIT_TRAILER_BYTES, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../../format/v2/unit.js'
-import type { UnitRewrite } from './compact.js'
+import { type DeadRange, UNIT_FLAG_ENCRYPTED, UNIT_TRAILER_BYTES, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../../format/v2/unit.js'
+import { type UnitRewrite, openUnitIndex } from './compact.js'
+import { objectKey } from '../../crypto/keys.js'
 import { holderAlive, listLeases, readLease } from './lease.js'
 import { type Repo2, envelope2, payloadOf } from './repo2.js'
 
@@ -386,13 +387,20 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
     let old: DeadRange[] = []
     let level: number | null = null
     if (any.version === 1) {
+      if (repo.encrypted) throw new FormatError('BAD_VALUE', `${where}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
       const h = decodeUnitHeader(head.subarray(0, UNIT_V1_HEADER_BYTES), where)
       const t = decodeUnitTrailer(trailer, size, h, where)
       comp = decodeSeekTable(blob.readSync({ offset: t.seekTableOffset, length: t.tableBytes }), t.tableCheck, h, t.seekTableOffset, BLOCK_BYTES, where).entries.map((e) => e.compBytes)
     } else {
       const h = decodeUnitHeaderV2(head, where)
       const t = decodeUnitTrailerV2(trailer, size, h, where)
-      const x = decodeUnitIndex(blob.readSync({ offset: t.indexOffset, length: t.indexBytes }), t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
+      const stored = blob.readSync({ offset: t.indexOffset, length: t.indexBytes })
+      const sealed = (h.flags & UNIT_FLAG_ENCRYPTED) !== 0
+      if (sealed !== repo.encrypted) throw new FormatError('BAD_VALUE', sealed ? `${where}: an encrypted unit, in a repository that is not encrypted` : `${where}: not encrypted, in an encrypted repository (refused: a plaintext object here is tampering or a downgrade)`)
+      // encrypted: the unit index is opened with the unit's key (§2.9; its rewrite: §2.22.3)
+      const x = sealed
+        ? decodeUnitIndex(openUnitIndex(objectKey(repo.keys, h.salt, 'unit'), h, stored, where), null, h, t.indexOffset, BLOCK_BYTES, where)
+        : decodeUnitIndex(stored, t.indexCheck, h, t.indexOffset, BLOCK_BYTES, where)
       comp = x.seek.map((e) => e.compBytes)
       old = x.dead
       level = h.level
@@ -537,8 +545,8 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           b.reclaim += bytes
           b.dead += bytes
           unitsLeft--
-        } else if (live < raw && !repo.encrypted) {
-          // (encrypted: a partly used unit is kept whole; rewriting sealed units is not wired, format.md §2.22.1)
+        } else if (live < raw) {
+          // (encrypted too: step 7 seals the new unit under a fresh salt, format.md §2.22.3)
           const key = keys2.unit(run, u)
           let use: UnitUsage
           try {
