@@ -10,7 +10,10 @@ import { FormatError } from '../src/format/errors.js'
 import { decodeEnvelope } from '../src/format/envelope.js'
 import { envelopeFor } from '../src/repo/repository.js'
 import { readRecord } from '../src/repo/tapecat.js'
-import { decodeTapeFileHeader, encodeTapeFileHeader, TapeFileError } from '../src/tape/tapefile.js'
+import { decodeTapeFileHeader, encodeTapeFileHeader, TapeFileError, type TapeFileSealer } from '../src/tape/tapefile.js'
+import zlib from 'node:zlib'
+import { NONCE_TAG, newSalt, open, seal } from '../src/crypto/aead.js'
+import { deriveRepoKeys, objectKey } from '../src/crypto/keys.js'
 
 const sha = (s: string): Buffer => createHash('sha256').update(s).digest()
 
@@ -109,6 +112,42 @@ describe('tape file header record', () => {
     expect(() => decodeTapeFileHeader(b.subarray(0, 100), 'f')).toThrow(TapeFileError)
     expect(() => decodeTapeFileHeader(Buffer.concat([b, Buffer.alloc(1)]), 'f')).toThrow(TapeFileError)
     expect(() => decodeTapeFileHeader(Buffer.from(JSON.stringify({ magic: 'bfs-sim-tape-file' })), 'f')).toThrow(/bad magic/)
+  })
+
+  // an encrypted repository's (format.md §2.18): the blob list sealed with the repository's keys
+  const sealerOf = (keys: ReturnType<typeof deriveRepoKeys>): TapeFileSealer => ({
+    seal: (aad, plain) => {
+      const salt = newSalt()
+      return Buffer.concat([salt, seal(objectKey(keys, salt, 'object'), NONCE_TAG.envelope, 0, aad, plain)])
+    },
+    open: (aad, sealed, what) => open(objectKey(keys, sealed.subarray(0, 32), 'object'), NONCE_TAG.envelope, 0, aad, sealed.subarray(32), what),
+  })
+  const repoId = '00112233445566778899aabbccddeeff'
+  const k1 = sealerOf(deriveRepoKeys(Buffer.alloc(64, 1), repoId, 'aes-256-gcm'))
+  const k2 = sealerOf(deriveRepoKeys(Buffer.alloc(64, 2), repoId, 'aes-256-gcm'))
+
+  it('sealed: round-trips with the keys, holds no key in the clear, is refused without them or with others, and every flipped byte fails', () => {
+    const b = encodeTapeFileHeader(h, k1)
+    expect(b.length).toBe(64 + 4 + 32 + 16 + 2 * (2 + 27 + 16))
+    expect(b.readUInt16LE(10)).toBe(1)
+    expect(b.readUInt32LE(44)).toBe(0)
+    expect(b.includes(Buffer.from('gens/'))).toBe(false)
+    expect(encodeTapeFileHeader(h).includes(Buffer.from('gens/'))).toBe(true)
+    expect(decodeTapeFileHeader(b, 'f', k1)).toEqual(h)
+    expect(() => decodeTapeFileHeader(b, 'f')).toThrow(/needs the repository's keys/)
+    expect(() => decodeTapeFileHeader(b, 'f', k2)).toThrow(/authentication failed/)
+    for (let i = 0; i < b.length; i += 5) {
+      const x = Buffer.from(b)
+      x[i]! ^= 0x40
+      expect(() => decodeTapeFileHeader(x, 'f', k1), `byte ${i}`).toThrow()
+      // with the CRC fixed up: the AEAD (or the header's own checks) still refuse it
+      if (i >= 60 && i < 64) continue
+      x.writeUInt32LE(0, 60)
+      x.writeUInt32LE(zlib.crc32(x), 60)
+      expect(() => decodeTapeFileHeader(x, 'f', k1), `byte ${i}, CRC fixed`).toThrow(i < 60 ? /./ : FormatError)
+    }
+    // a plain header is still read when a sealer is given (flags 0)
+    expect(decodeTapeFileHeader(encodeTapeFileHeader(h), 'f', k1)).toEqual(h)
   })
 })
 

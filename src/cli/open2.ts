@@ -30,6 +30,13 @@ export let askedPassphrase: string | null = null
  */
 const unlockedWith = new Map<string, string>()
 
+/**
+ * The passphrase of this process when no child could find it on its own (asked at the
+ * terminal, or handed over on stdin by a parent that asked): the recall service this process
+ * starts gets it on its stdin (format.md §2.18 "Encrypted repositories"). Null otherwise.
+ */
+export let passphraseForChildren: string | null = null
+
 /** Unlocks an encrypted repository with the passphrase of this command line (a no-op otherwise). */
 export async function unlockRepo2(repo: Repo2): Promise<void> {
   if (!repo.encrypted || repo.unlocked) return
@@ -41,6 +48,7 @@ export async function unlockRepo2(repo: Repo2): Promise<void> {
     // a mount's background child: its parent asked at the terminal and wrote it here (server.ts)
     delete process.env.BFS_PASSWORD_STDIN
     passphrase = fs.readFileSync(0, 'utf8').replace(/\r?\n$/, '')
+    passphraseForChildren = passphrase
   } else {
     const fromTerminal = !process.env.BFS_PASSWORD_FILE && !process.env.BFS_PASSWORD
     // a mount that will detach (bin/bfs): the prompt goes to fd 2 by plain writes and the
@@ -53,7 +61,7 @@ export async function unlockRepo2(repo: Repo2): Promise<void> {
     } finally {
       if (detaching) process.stdin.destroy()
     }
-    if (fromTerminal) askedPassphrase = passphrase
+    if (fromTerminal) askedPassphrase = passphraseForChildren = passphrase
   }
   await repo.unlock(passphrase)
   unlockedWith.set(repo.config.repoId, passphrase)

@@ -29,6 +29,7 @@ import type { ReadPolicy } from '../store/tiered.js'
 import { count, humanBytes, resolveGen, simTime, sizeValue, type CmdCtx } from './output.js'
 import { Progress, TTY_INTERVAL_MS } from './progress.js'
 import { openTapeRepo } from './taperepo.js'
+import { passphraseForChildren } from './open2.js'
 
 /** Seconds a service waits with nothing to do before it exits ($BFS_RECALL_IDLE_S). */
 function idleSeconds(): number {
@@ -36,12 +37,23 @@ function idleSeconds(): number {
   return Number.isFinite(v) && v > 0 ? v : 60
 }
 
-/** Starts the repository's recall service in the background (its own session; output to its log). */
+/**
+ * Starts the repository's recall service in the background (its own session; output to its
+ * log). An encrypted repository's service unlocks it itself: from $BFS_PASSWORD_FILE or
+ * $BFS_PASSWORD (inherited), or with the passphrase this process was given at the terminal
+ * (or by its parent), written to its stdin.
+ */
 export function spawnService(repoDir: string): void {
   const paths = recallServicePaths(repoDir)
   const logFd = fs.openSync(paths.log, 'a', 0o600)
   try {
-    const child = spawn(process.execPath, [process.argv[1]!, '--repo', repoDir, 'tier', 'serve', '--idle', String(idleSeconds())], { detached: true, stdio: ['ignore', logFd, logFd], env: process.env })
+    const pass = passphraseForChildren
+    const env = pass === null ? process.env : { ...process.env, BFS_PASSWORD_STDIN: '1' }
+    const child = spawn(process.execPath, [process.argv[1]!, '--repo', repoDir, 'tier', 'serve', '--idle', String(idleSeconds())], { detached: true, stdio: [pass === null ? 'ignore' : 'pipe', logFd, logFd], env })
+    if (pass !== null) {
+      child.stdin!.on('error', () => undefined) // a service that exits at once (another one runs) reads nothing
+      child.stdin!.end(`${pass}\n`)
+    }
     child.unref()
   } finally {
     fs.closeSync(logFd)
@@ -85,7 +97,7 @@ export async function runService(repo: TapeRepo, idleS: number): Promise<number>
     fs.closeSync(fd)
     return 1
   }
-  const catalog = new RepoTapeCatalog(repo.store)
+  const catalog = new RepoTapeCatalog(repo.store, repo.tapeSeal ?? null)
   // A stop that does not finish must not leave the service behind (four of them, started by
   // a bench's mounts, once outlived SIGTERM and their idle timeout, idle in epoll): the
   // buffer cache and the library are crash-safe (kill -9 of the service is tested), so
@@ -154,7 +166,7 @@ export interface RecallEstimate {
 
 /** What a recall of the units `keys` (a subtree's: neededUnits, or format 2's unitsRead) would bring back, and how long the tape would take (no tape touched). */
 export function estimateRecall(repo: TapeRepo, keys: Iterable<string>): RecallEstimate {
-  const catalog = new RepoTapeCatalog(repo.store)
+  const catalog = new RepoTapeCatalog(repo.store, repo.tapeSeal ?? null)
   const cache = BufferCache.open(cacheDir(repo))
   const disk = repo.store.sync
   const est: RecallEstimate = { units: 0, onDisk: 0, inCache: 0, onTape: [], tapeBytes: 0, cartridges: [], seconds: 0, clockScale: 0 }
@@ -326,7 +338,7 @@ export function registerServe(tier: Command, ctx: CmdCtx): void {
       return n
     }, 60)
     .action(async (o) => {
-      ctx.exitCode = await runService(openTapeRepo(ctx), o.idle)
+      ctx.exitCode = await runService(await openTapeRepo(ctx), o.idle)
     })
 }
 

@@ -55,8 +55,8 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .option('--drives <n>', 'tape drives', int('--drives', 1, 64), 1)
     .option('--clock-scale <f>', 'real seconds slept per simulated second: 1 = real time, 0 = account the time only', scale, 1)
     .option('--json', 'print the tier as JSON')
-    .action((name: string, o) => {
-      const repo = openTapeRepo(ctx)
+    .action(async (name: string, o) => {
+      const repo = await openTapeRepo(ctx)
       const { tier: t, library } = addVtlTier(repo, name, { dir: o.vtl, model: o.model, cartridges: o.cartridges, drives: o.drives, clockScale: o.clockScale })
       const st = library.status()
       if (o.json) process.stdout.write(JSON.stringify({ ...t, cartridges: st.cartridges.map((c) => c.label), drives: st.drives.length, clockScale: st.clockScale }) + '\n')
@@ -66,8 +66,8 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .command('ls')
     .description('list the tiers')
     .option('--json', 'print JSON')
-    .action((o) => {
-      const rows = listTiers(openTapeRepo(ctx)).map((t) => {
+    .action(async (o) => {
+      const rows = listTiers(await openTapeRepo(ctx)).map((t) => {
         try {
           const s = VirtualTapeLibrary.readState(t.dir)
           return { ...t, cartridges: s.cartridges.length, drives: s.drives.length, clockScale: s.clockScale, ok: true, error: '' }
@@ -90,7 +90,7 @@ export function registerTier(program: Command, ctx: Ctx): void {
     .argument('<name>')
     .option('--json', 'print JSON')
     .action(async (name: string, o) => {
-      const repo = openTapeRepo(ctx)
+      const repo = await openTapeRepo(ctx)
       const { library } = openTier(repo, name)
       let st: LibraryStatus
       try {

@@ -175,7 +175,7 @@ export async function migrate(repo: Repository, o: MigrateOptions = {}): Promise
 /** The tape catalog, after a locked run swept a killed migration's half-written record (its pid is dead). */
 export async function openCatalog(repo: TapeRepo, locked: boolean, o: MigrateOptions): Promise<RepoTapeCatalog> {
   if (locked) await repo.store.sweep('tape')
-  const catalog = new RepoTapeCatalog(repo.store)
+  const catalog = new RepoTapeCatalog(repo.store, repo.tapeSeal ?? null)
   for (const p of catalog.problems) o.reporter?.warn?.(`${p.problem} (its units are unknown to this catalog)`)
   return catalog
 }
@@ -209,7 +209,7 @@ export async function writeToTape(repo: TapeRepo & { config: { repoId: string } 
       throw tapeToBfs(err)
     }
     const repoId = /^[0-9a-f]{32}$/.test(repo.config.repoId) ? Buffer.from(repo.config.repoId, 'hex') : undefined
-    tape = new TapeStore({ tier: plan.tier.name, library: lib, catalog, repoId, engine: { windowMs: 0 } })
+    tape = new TapeStore({ tier: plan.tier.name, library: lib, catalog, repoId, engine: { windowMs: 0 }, headerSealer: repo.tapeSeal?.tapeFile ?? null })
     const items: WriteItem[] = []
     for (const u of plan.units) {
       const e = await ends(u)

@@ -69,7 +69,7 @@ export function openDataStore(repo: TapeRepo, o: DataStoreOptions = {}): RepoDat
   const disk = repo.store
   // through the recall service, a configured tier is enough: the catalog is read again on a miss
   if (!((o.recall ?? 'service') === 'service' ? mayReachTape(repo) : hasTapeCatalog(repo))) return { store: disk, tiered: null, catalog: null, tapes: [], close: async () => undefined }
-  const catalog = new RepoTapeCatalog(disk)
+  const catalog = new RepoTapeCatalog(disk, repo.tapeSeal ?? null)
   if ((o.recall ?? 'service') === 'service') {
     if (!o.service) throw new TypeError("openDataStore: recall 'service' needs the service client (recall/client.ts serviceSource)")
     const cache = BufferCache.open(cacheDir(repo))

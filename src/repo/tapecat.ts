@@ -14,6 +14,8 @@ import { decompressBuffer, rethrowUnavailable } from '../codec/zstd.js'
 import { StoreError, syncOf, type Store } from '../store/store.js'
 import type { ColdEntry, TapeBatch, TapeCatalog } from '../store/tape.js'
 import { envelopeFor } from './repository.js'
+import { BfsError } from './errors.js'
+import type { TapeSeal } from './tiers.js'
 
 export const TAPE_PREFIX = 'tape'
 const REC_RE = /^rec-(\d{8,})$/
@@ -65,8 +67,14 @@ export class RepoTapeCatalog implements TapeCatalog {
   private readonly lastByTier = new Map<string, string>()
   readonly problems: CatalogProblem[] = []
 
-  /** `store`: the repository's store (its sync face is used to read records). */
-  constructor(private readonly store: Store) {
+  /**
+   * `store`: the repository's store (its sync face is used to read records); `seal`: an
+   * encrypted repository's (unlocked) sealing of the records (format.md §2.18), else plain.
+   */
+  constructor(
+    private readonly store: Store,
+    private readonly seal: TapeSeal | null = null,
+  ) {
     this.refresh()
   }
 
@@ -117,9 +125,14 @@ export class RepoTapeCatalog implements TapeCatalog {
       const key = recKey(n)
       let rec: TapeCatRecord
       try {
-        rec = readRecord(sync.getSync(key), this.store.where(key))
+        rec = readRecord(sync.getSync(key), this.store.where(key), this.seal, key)
       } catch (err) {
         if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+        // sealed (encrypted repository): damage, not a record to pass over (format.md §2.18)
+        if (this.seal) {
+          this.loaded.delete(n) // (every refresh says so again)
+          throw new BfsError('CORRUPT', `${err.message} (a tape catalog record that does not open: nothing done)`)
+        }
         this.problems.push({ key, problem: err.message })
         continue
       }
@@ -153,10 +166,13 @@ export class RepoTapeCatalog implements TapeCatalog {
 
   /** Writes the next record number (exclusive create: a concurrent writer takes the next one). */
   private async commit(rec: TapeCatRecord): Promise<void> {
-    const file = envelopeFor('tapecat', encodeTapeCat(rec), true)
+    const payload = encodeTapeCat(rec)
+    const plain = this.seal ? null : envelopeFor('tapecat', payload, true)
     for (;;) {
       this.refresh()
       const n = this.maxRec + 1
+      // sealed: the record's number is in the AAD (its logical name tapecat/N), so it is sealed for that number
+      const file = plain ?? this.seal!.seal('tapecat', recKey(n), payload)
       try {
         await this.store.put(recKey(n), file, { mode: 'exclusive' })
       } catch (err) {
@@ -190,8 +206,9 @@ export class RepoTapeCatalog implements TapeCatalog {
   }
 }
 
-/** Decodes one record file (envelope, zstd, payload). */
-export function readRecord(file: Buffer, what: string): TapeCatRecord {
+/** Decodes one record file (envelope, zstd, payload), or — `seal` given — opens the sealed record at store key `key`. */
+export function readRecord(file: Buffer, what: string, seal: TapeSeal | null = null, key = ''): TapeCatRecord {
+  if (seal) return decodeTapeCat(seal.open('tapecat', key, file), what)
   const env = decodeEnvelope('tapecat', file, what)
   let payload = env.stored
   if (env.flags & FLAG_ZSTD) {
@@ -214,8 +231,10 @@ export function sha256Hex(b: Buffer): string {
  * The keys the tape catalog of the repository in `store` knows (units on tape, with or
  * without a disk copy); empty, without reading anything more than a listing, when it has no
  * records. Format 2's prune, compact and verify leave these units alone (format.md §2.18).
+ * An encrypted repository's (`seal` given): a record that does not open is damage (exit 6,
+ * RepoTapeCatalog): a unit it names might be on tape and must not be taken for absent.
  */
-export function tapeKeys(store: Store): Set<string> {
+export function tapeKeys(store: Store, seal: TapeSeal | null = null): Set<string> {
   let recs: string[]
   try {
     recs = syncOf(store).listSync(TAPE_PREFIX)
@@ -223,5 +242,6 @@ export function tapeKeys(store: Store): Set<string> {
     return new Set()
   }
   if (!recs.some((k) => /\/rec-\d{8,}$/.test(k))) return new Set()
-  return new Set([...new RepoTapeCatalog(store).all()].map((e) => e.key))
+  const cat = new RepoTapeCatalog(store, seal)
+  return new Set([...cat.all()].map((e) => e.key))
 }

@@ -9,6 +9,7 @@ import type { DiskStore } from '../store/disk.js'
 import { TapeError } from '../tape/device.js'
 import { modelByName, MODELS } from '../tape/model.js'
 import { VirtualTapeLibrary } from '../tape/vtl.js'
+import type { TapeFileSealer } from '../tape/tapefile.js'
 
 /**
  * Storage tiers (issue 13): REPO/tiers/NAME, a BFSTIER envelope holding JSON. A tier is,
@@ -33,6 +34,22 @@ export interface Tier {
 export interface TapeRepo {
   readonly dir: string
   readonly store: DiskStore
+  /**
+   * An encrypted repository's sealing of its tier files and tape catalog records (format.md
+   * §2.18 "Encrypted repositories"), given only once it is unlocked; absent or null: the
+   * plain envelopes of format 1, byte for byte as before.
+   */
+  readonly tapeSeal?: TapeSeal | null
+}
+
+/** Seals and opens the envelopes of the tape tier in an encrypted repository (store key → logical name, §2.6). */
+export interface TapeSeal {
+  /** The object's bytes for store key `key` (`tiers/NAME`, `tape/rec-N`). */
+  seal(kind: 'tier' | 'tapecat', key: string, payload: Buffer): Buffer
+  /** The payload of `file` read at `key`; FormatError when it does not open (damage, tampering, or a plain object). */
+  open(kind: 'tier' | 'tapecat', key: string, file: Buffer): Buffer
+  /** The header records of the tape files migration writes (src/tape/tapefile.ts). */
+  readonly tapeFile: TapeFileSealer
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -67,7 +84,8 @@ export function readTier(repo: TapeRepo, name: string): Tier {
     throw new BfsError('BAD_INPUT', `no tier '${name}' in ${repo.dir} (add one with 'bfs tier add ${name} --vtl DIR')`)
   }
   try {
-    const t = JSON.parse(decodeEnvelope('tier', file, repo.store.where(tierKey(name))).stored.toString('utf8')) as Tier
+    const payload = repo.tapeSeal ? repo.tapeSeal.open('tier', tierKey(name), file) : decodeEnvelope('tier', file, repo.store.where(tierKey(name))).stored
+    const t = JSON.parse(payload.toString('utf8')) as Tier
     if (t.name !== name || t.kind !== 'vtl' || typeof t.dir !== 'string' || typeof t.model !== 'string') throw new FormatError('BAD_VALUE', 'bad tier')
     return t
   } catch (err) {
@@ -113,7 +131,8 @@ export function addVtlTier(repo: TapeRepo, name: string, o: AddVtlOptions): { ti
   const tier: Tier = { name, kind: 'vtl', dir, model: model.name, created: new Date().toISOString() }
   try {
     // written once (tmp → fsync → rename → fsync tiers/)
-    meta(repo).putSync(tierKey(name), envelopeFor('tier', Buffer.from(JSON.stringify(tier)), false))
+    const payload = Buffer.from(JSON.stringify(tier))
+    meta(repo).putSync(tierKey(name), repo.tapeSeal ? repo.tapeSeal.seal('tier', tierKey(name), payload) : envelopeFor('tier', payload, false))
   } catch (err) {
     fs.rmSync(dir, { recursive: true, force: true })
     throw err

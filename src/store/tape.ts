@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { RecallCancelled, RecallEngine, type EngineOptions } from '../tape/engine.js'
 import { TapeError } from '../tape/device.js'
-import { decodeTapeFileHeader, encodeTapeFileHeader, tapeFileHeaderBytes } from '../tape/tapefile.js'
+import { decodeTapeFileHeader, encodeTapeFileHeader, tapeFileHeaderBytes, type TapeFileSealer } from '../tape/tapefile.js'
 import type { VirtualTapeDrive, VirtualTapeLibrary } from '../tape/vtl.js'
 import {
   checkInBlob, checkKey, partsOf, StoreError,
@@ -139,6 +139,8 @@ export interface TapeStoreOptions {
   engine?: RecallEngine | EngineOptions
   /** Default data bytes per tape file (4 GiB). */
   fileBytes?: number
+  /** An encrypted repository's: the header records it writes are sealed (format.md §2.18). */
+  headerSealer?: TapeFileSealer | null
 }
 
 export const DEFAULT_FILE_BYTES = 4 * 2 ** 30
@@ -198,6 +200,7 @@ export class TapeStore implements Store {
   private readonly ownEngine: boolean
   private readonly repoId: Buffer
   private readonly fileBytes: number
+  private readonly headerSealer: TapeFileSealer | null
   /** One writer at a time in this process (puts and migration): check-then-write is atomic under it. */
   private writing: Promise<unknown> = Promise.resolve()
   private readonly staged = new Map<string, { key: string; parts: Uint8Array[] | null }>()
@@ -209,6 +212,7 @@ export class TapeStore implements Store {
     this.catalog = o.catalog
     this.repoId = o.repoId && o.repoId.length === 16 ? o.repoId : Buffer.alloc(16)
     this.fileBytes = o.fileBytes ?? DEFAULT_FILE_BYTES
+    this.headerSealer = o.headerSealer ?? null
     if (o.engine instanceof RecallEngine) {
       this.engine = o.engine
       this.ownEngine = false
@@ -445,7 +449,7 @@ export class TapeStore implements Store {
     if (!(fileBytes >= 1)) throw new RangeError(`bad tape file size ${fileBytes}`)
     const res: WriteResult = { files: 0, blobs: 0, bytes: 0, failed: [], seconds: 0, writeSeconds: 0, verifySeconds: 0, feedRate: 0, backhitches: 0, cartridges: [] }
     if (items.length === 0) return res
-    const files = planFiles(items, fileBytes, this.library.model.recordBytes)
+    const files = planFiles(items, fileBytes, this.library.model.recordBytes, !!this.headerSealer)
     this.driveWaitMs = o.driveWaitMs ?? 0
     let readMs = 0
     let readBytes = 0
@@ -548,7 +552,7 @@ export class TapeStore implements Store {
       records += Math.ceil(it.sizeBytes / rb)
     }
     const dataBlocks = records
-    const header = encodeTapeFileHeader({ repoId: this.repoId, batch: batchId, recordBytes: rb, dataBytes: dataBlocks * rb, blobs: blobs.map((b) => ({ key: b.key, bytes: b.sizeBytes, offset: b.offset })) })
+    const header = encodeTapeFileHeader({ repoId: this.repoId, batch: batchId, recordBytes: rb, dataBytes: dataBlocks * rb, blobs: blobs.map((b) => ({ key: b.key, bytes: b.sizeBytes, offset: b.offset })) }, this.headerSealer)
     await drive.write([header])
     // spooled in memory, then written in large WRITEs (the drive streams from the spool)
     let spool: Buffer[] = []
@@ -631,7 +635,7 @@ export class TapeStore implements Store {
       await drive.locate(b.fileBlock)
       const head = await drive.read(1)
       try {
-        const h = decodeTapeFileHeader(head.records[0] ?? Buffer.alloc(0), `${b.cartridge} file ${b.file}`)
+        const h = decodeTapeFileHeader(head.records[0] ?? Buffer.alloc(0), `${b.cartridge} file ${b.file}`, this.headerSealer)
         if (!h.batch.equals(b.batch) || h.blobs.length !== b.blobs.length) throw new Error('the header record is not the one written')
       } catch (err) {
         failAll((err as Error).message)
@@ -704,13 +708,13 @@ export function sliceBlob(records: Buffer[], skip: number, bytes: number): Buffe
 }
 
 /** Cuts items into tape files of at most `fileBytes` of data (at least one blob each), their headers within one record. */
-function planFiles(items: WriteItem[], fileBytes: number, recordBytes: number): WriteItem[][] {
+function planFiles(items: WriteItem[], fileBytes: number, recordBytes: number, sealed: boolean): WriteItem[][] {
   const out: WriteItem[][] = []
   let cur: WriteItem[] = []
   let bytes = 0
   let keys: string[] = []
   for (const it of items) {
-    const over = cur.length > 0 && (bytes + it.sizeBytes > fileBytes || cur.length >= MAX_FILE_BLOBS || tapeFileHeaderBytes([...keys, it.key]) > recordBytes)
+    const over = cur.length > 0 && (bytes + it.sizeBytes > fileBytes || cur.length >= MAX_FILE_BLOBS || tapeFileHeaderBytes([...keys, it.key], sealed) > recordBytes)
     if (over) {
       out.push(cur)
       cur = []

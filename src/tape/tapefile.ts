@@ -23,6 +23,12 @@
  *
  * Checksums of the blobs are in the repository's catalog (the header goes to tape before
  * the bytes are read, so it cannot hold them); a unit checks its own frames anyway.
+ *
+ * Sealed (flags bit0; an encrypted repository, format.md §2.18): the blob count at 44 is 0
+ * and from 64 on the record holds the sealer's output over `u32 count ‖ the blob list`, with
+ * bytes 0–59 ‖ "bfs tape file header" as its AAD: 32-byte salt ‖ AEAD ‖ 16-byte tag (the
+ * repository's envelope sealing, its keys; this layer only calls the sealer). The CRC-32
+ * still covers the whole record, so damage is told from a wrong key without the keys.
  */
 import { lazyBuiltin } from '../os/builtin.js'
 
@@ -32,6 +38,19 @@ const crc32 = (b: Buffer): number => zlib().crc32(b)
 export const TAPE_FILE_MAGIC = 'BFSTFIL\0'
 export const TAPE_FILE_VERSION = 1
 const FIXED = 64
+/** Flags bit0: the blob list is sealed. */
+export const TAPE_FILE_FLAG_SEALED = 1
+/** What sealing adds to the blob list: the count (4), the salt (32) and the tag (16). */
+export const SEALED_OVERHEAD = 4 + 32 + 16
+const SEALED_AAD_TAIL = Buffer.from('bfs tape file header', 'latin1')
+
+/** Seals and opens a header's blob list (an encrypted repository's keys, given by the repository layer). */
+export interface TapeFileSealer {
+  /** salt ‖ AEAD(plain) ‖ tag: plain.length + 48 bytes. */
+  seal(aad: Buffer, plain: Buffer): Buffer
+  /** The plaintext; throws (FormatError) when it does not authenticate. */
+  open(aad: Buffer, sealed: Buffer, what: string): Buffer
+}
 
 export interface TapeFileBlob {
   key: string
@@ -52,28 +71,41 @@ export class TapeFileError extends Error {
   override readonly name = 'TapeFileError'
 }
 
-/** Bytes a header with these keys takes (to keep it within one record). */
-export function tapeFileHeaderBytes(keys: Iterable<string>): number {
-  let n = FIXED
+/** Bytes a header with these keys takes (to keep it within one record); `sealed`: with SEALED_OVERHEAD. */
+export function tapeFileHeaderBytes(keys: Iterable<string>, sealed = false): number {
+  let n = FIXED + (sealed ? SEALED_OVERHEAD : 0)
   for (const k of keys) n += 2 + Buffer.byteLength(k) + 16
   return n
 }
 
-export function encodeTapeFileHeader(h: TapeFileHeader): Buffer {
-  const size = tapeFileHeaderBytes(h.blobs.map((b) => b.key))
+export function encodeTapeFileHeader(h: TapeFileHeader, sealer: TapeFileSealer | null = null): Buffer {
+  const size = tapeFileHeaderBytes(h.blobs.map((b) => b.key), !!sealer)
   const b = Buffer.alloc(size)
   b.write(TAPE_FILE_MAGIC, 0, 'latin1')
   b.writeUInt16LE(TAPE_FILE_VERSION, 8)
-  b.writeUInt16LE(0, 10)
+  b.writeUInt16LE(sealer ? TAPE_FILE_FLAG_SEALED : 0, 10)
   b.writeUInt32LE(size, 12)
   if (h.repoId.length !== 16 || h.batch.length !== 8) throw new RangeError('repo id is 16 bytes, batch id 8')
   h.repoId.copy(b, 16)
   h.batch.copy(b, 32)
   b.writeUInt32LE(h.recordBytes, 40)
-  b.writeUInt32LE(h.blobs.length, 44)
+  b.writeUInt32LE(sealer ? 0 : h.blobs.length, 44)
   b.writeBigUInt64LE(BigInt(h.dataBytes), 48)
-  let o = FIXED
-  for (const x of h.blobs) {
+  if (sealer) {
+    const list = Buffer.alloc(size - FIXED - 32 - 16)
+    list.writeUInt32LE(h.blobs.length, 0)
+    writeList(list, 4, h.blobs)
+    const sealed = sealer.seal(Buffer.concat([b.subarray(0, 60), SEALED_AAD_TAIL]), list)
+    if (sealed.length !== size - FIXED) throw new RangeError(`a sealed blob list of ${sealed.length} bytes (${size - FIXED})`)
+    sealed.copy(b, FIXED)
+  } else writeList(b, FIXED, h.blobs)
+  b.writeUInt32LE(crc32(b), 60)
+  return b
+}
+
+function writeList(b: Buffer, at: number, blobs: TapeFileBlob[]): void {
+  let o = at
+  for (const x of blobs) {
     const k = Buffer.from(x.key, 'utf8')
     b.writeUInt16LE(k.length, o)
     k.copy(b, o + 2)
@@ -82,27 +114,41 @@ export function encodeTapeFileHeader(h: TapeFileHeader): Buffer {
     b.writeBigUInt64LE(BigInt(x.offset), o + 8)
     o += 16
   }
-  b.writeUInt32LE(crc32(b), 60)
-  return b
 }
 
-/** Decodes a header record; throws TapeFileError for anything that is not one (or is damaged). */
-export function decodeTapeFileHeader(b: Buffer, what: string): TapeFileHeader {
+/**
+ * Decodes a header record; throws TapeFileError for anything that is not one (or is damaged),
+ * and for a sealed one without `sealer` (the sealer's own error when it does not open).
+ */
+export function decodeTapeFileHeader(b: Buffer, what: string, sealer: TapeFileSealer | null = null): TapeFileHeader {
   const bad = (m: string): never => {
     throw new TapeFileError(`${what}: ${m}`)
   }
   if (b.length < FIXED || b.toString('latin1', 0, 8) !== TAPE_FILE_MAGIC) bad('not a bfs tape file header (bad magic)')
   if (b.readUInt16LE(8) !== TAPE_FILE_VERSION) bad(`tape file version ${b.readUInt16LE(8)} is not supported`)
-  if (b.readUInt16LE(10) !== 0 || b.readUInt32LE(56) !== 0) bad('flags or reserved field not 0')
+  const flags = b.readUInt16LE(10)
+  if ((flags & ~TAPE_FILE_FLAG_SEALED) !== 0 || b.readUInt32LE(56) !== 0) bad('unknown flags or reserved field not 0')
   const size = b.readUInt32LE(12)
   if (size !== b.length) bad(`header of ${size} bytes in a record of ${b.length}`)
   const want = b.readUInt32LE(60)
   const z = Buffer.from(b)
   z.writeUInt32LE(0, 60)
   if (crc32(z) !== want) bad('header checksum mismatch')
-  const n = b.readUInt32LE(44)
+  const head = { repoId: Buffer.from(b.subarray(16, 32)), batch: Buffer.from(b.subarray(32, 40)), recordBytes: b.readUInt32LE(40), dataBytes: Number(b.readBigUInt64LE(48)) }
+  if (flags & TAPE_FILE_FLAG_SEALED) {
+    if (!sealer) bad("sealed (an encrypted repository's tape file): its blob list needs the repository's keys")
+    if (b.readUInt32LE(44) !== 0 || size < FIXED + SEALED_OVERHEAD) bad('bad sealed header')
+    const list = sealer!.open(Buffer.concat([b.subarray(0, 60), SEALED_AAD_TAIL]), b.subarray(FIXED), what)
+    if (list.length < 4) bad('bad sealed header')
+    return { ...head, blobs: readList(list, 4, list.readUInt32LE(0), bad) }
+  }
+  return { ...head, blobs: readList(b, FIXED, b.readUInt32LE(44), bad) }
+}
+
+function readList(b: Buffer, at: number, n: number, bad: (m: string) => never): TapeFileBlob[] {
+  const size = b.length
   const blobs: TapeFileBlob[] = []
-  let o = FIXED
+  let o = at
   for (let i = 0; i < n; i++) {
     if (o + 2 > size) bad('truncated blob list')
     const kl = b.readUInt16LE(o)
@@ -113,5 +159,5 @@ export function decodeTapeFileHeader(b: Buffer, what: string): TapeFileHeader {
     o += 16
   }
   if (o !== size) bad('bytes after the blob list')
-  return { repoId: Buffer.from(b.subarray(16, 32)), batch: Buffer.from(b.subarray(32, 40)), recordBytes: b.readUInt32LE(40), dataBytes: Number(b.readBigUInt64LE(48)), blobs }
+  return blobs
 }

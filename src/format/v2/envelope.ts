@@ -22,6 +22,8 @@ export const MAGIC2 = {
   group: 'BFSGRUP\0',
   tier: 'BFSTIER\0',
   hashes: 'BFSHASH\0',
+  /** Tape catalog records: only sealed ones are envelope v2 (an encrypted repository; §2.18). */
+  tapecat: 'BFSTCAT\0',
 } as const
 export type Envelope2Kind = keyof typeof MAGIC2
 

@@ -82,5 +82,6 @@ export function logicalName(key: string): string {
   if ((m = /^prune\/plan-(\d{8})$/.exec(key))) return `plan/${num(m[1]!)}`
   if ((m = /^groups\/([^/]+)$/.exec(key))) return `group/${m[1]}`
   if ((m = /^tiers\/([^/]+)$/.exec(key))) return `tier/${m[1]}`
+  if ((m = /^tape\/rec-(\d{8,})$/.exec(key))) return `tapecat/${num(m[1]!)}`
   throw new RangeError(`${key} is not an envelope object of a format 2 repository`)
 }

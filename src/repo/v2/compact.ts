@@ -30,7 +30,7 @@ import { aad } from '../../crypto/aad.js'
 import { objectKey } from '../../crypto/keys.js'
 import type { SeekEntry } from '../../format/unit.js'
 import { StoreError } from '../../store/store.js'
-import type { Repo2 } from './repo2.js'
+import { type Repo2, tapeSealOf } from './repo2.js'
 import { WorkerPool } from '../pool.js'
 import type { WorkerReply, WorkerRequest } from '../workers/protocol.js'
 
@@ -114,7 +114,7 @@ export function surveyCompact(repo: Repo2, o: CompactTarget & { minAgeMs: number
   const runs = new Map<number, RunRecord>(repo.runs().map((r) => [r.run, r]))
   const sv: CompactSurvey = { todo: [], done: { units: 0, bytes: 0, rawBytes: 0 }, young: { units: 0, bytes: 0 }, leftAlone: [], unreadable: [] }
   // units the tape catalog knows stay as the catalog describes them (format.md §2.18)
-  const onTape = tapeKeys(repo.store)
+  const onTape = tapeKeys(repo.store, tapeSealOf(repo))
   for (const name of repo.sync.listSync(keys2.gens).map(nameOf)) {
     if (!RUN_RE.test(name)) continue
     const run = Number(name)

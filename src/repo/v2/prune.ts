@@ -45,7 +45,7 @@ import { type DeadRange, UNIT_FLAG_ENCRYPTED, UNIT_TRAILER_BYTES, UNIT_V2_HEADER
 import { type UnitRewrite, openUnitIndex } from './compact.js'
 import { objectKey } from '../../crypto/keys.js'
 import { holderAlive, listLeases, readLease } from './lease.js'
-import { type Repo2, envelope2, payloadOf } from './repo2.js'
+import { type Repo2, envelope2, payloadOf, tapeSealOf } from './repo2.js'
 
 const PRUNE_PIECE_CACHE = 16 << 20
 
@@ -441,7 +441,7 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
 export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEFAULT_MAX_UNUSED_PCT): Decision {
   const byRun = new Map(sv.runs.map((r) => [r.run, r]))
   // units the tape catalog knows: never deleted or rewritten here, and they keep their stream's records (format.md §2.18)
-  const onTape = tapeKeys(repo.store)
+  const onTape = tapeKeys(repo.store, tapeSealOf(repo))
   const tapePerRun = new Map<string, number>()
   for (const k of onTape) tapePerRun.set(k.slice(0, k.lastIndexOf('/')), (tapePerRun.get(k.slice(0, k.lastIndexOf('/'))) ?? 0) + 1)
   const committedRuns = new Set(sv.committed.map((m) => m.id))

@@ -20,12 +20,13 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
-import { type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey } from '../../crypto/keys.js'
+import { type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey, objectKey } from '../../crypto/keys.js'
+import { NONCE_TAG, newSalt, open as aeadOpen, seal as aeadSeal } from '../../crypto/aead.js'
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
 import { addKey, unlock } from './keys.js'
 import type { UnitSealing } from '../../blocks/units.js'
-import type { TapeRepo } from '../tiers.js'
+import type { TapeRepo, TapeSeal } from '../tiers.js'
 import { UNENCRYPTED_SEED, pageCutHash } from '../../codec/hash.js'
 import type { Xxh64Fn } from '../../format/v2/common.js'
 
@@ -46,7 +47,34 @@ export function tapeRepoOf(repo: Repo2): TapeRepo & { config: { repoId: string }
   if (isS3Url(repo.dir)) throw new BfsError('BAD_INPUT', `${repo.dir} is on S3: a tape tier needs a repository on local disk`)
   // (a test layer may wrap the store: the tier's files are the directory's either way)
   const store = repo.store instanceof DiskStore ? repo.store : DiskStore.open(repo.dir)
-  return { dir: repo.dir, store, config: repo.config }
+  return { dir: repo.dir, store, config: repo.config, tapeSeal: tapeSealOf(repo) }
+}
+
+/**
+ * How the repository's tier files and tape catalog records are sealed (format.md §2.18):
+ * null when it is not encrypted; an encrypted one must be unlocked first (the catalog is
+ * never read or written before: a programming error otherwise).
+ */
+export function tapeSealOf(repo: Repo2): TapeSeal | null {
+  if (!repo.encrypted) return null
+  if (!repo.unlocked) throw new Error(`${repo.dir}: the tape tier of an encrypted repository used before unlock()`)
+  const keys = repo.keys
+  return {
+    seal: (kind, key, payload) => repo.seal(kind, key, payload),
+    open: (kind, key, file) => repo.unseal(kind, key, file),
+    // a tape file's header record (§2.18): salt ‖ AEAD(objKey(salt, "object"), nonce (0, 0), aad, list) ‖ tag
+    tapeFile: {
+      seal: (aad, plain) => {
+        const salt = newSalt()
+        return Buffer.concat([salt, aeadSeal(objectKey(keys, salt, 'object'), NONCE_TAG.envelope, 0, aad, plain)])
+      },
+      open: (aad, sealed, what) => {
+        const salt = sealed.subarray(0, 32)
+        if (salt.length < 32 || salt.every((x) => x === 0)) throw new FormatError('BAD_VALUE', `${what}: bad salt`)
+        return aeadOpen(objectKey(keys, salt, 'object'), NONCE_TAG.envelope, 0, aad, sealed.subarray(32), what)
+      },
+    },
+  }
 }
 
 /** Whether `keys/` holds anything (a missing `keys/` holds nothing). */

@@ -61,7 +61,7 @@ async function unitEnds(repo: Repo2, disk: DiskStore, key: string, stream: numbe
     let head = await b.read({ offset: 0, length: UNIT_HEADER_BYTES })
     if (head.length >= 10 && head.readUInt16LE(8) === UNIT_V2_VERSION) head = await b.read({ offset: 0, length: Math.min(UNIT_V2_HEADER_BYTES, size) })
     const g = new StreamSource2(repo).geometry(stream)
-    const l = unitLayout(head, await b.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, disk.where(key), stream, unit, g, g.unitRawBlocks[unit]!)
+    const l = unitLayout(head, await b.read({ offset: size - UNIT_TRAILER_BYTES, length: UNIT_TRAILER_BYTES }), size, disk.where(key), stream, unit, g, g.unitRawBlocks[unit]!, repo.unitSealing)
     return { head: head.length, tail: size - l.at }
   } finally {
     await b.close()
@@ -72,8 +72,6 @@ async function unitEnds(repo: Repo2, disk: DiskStore, key: string, stream: numbe
 function enableTape(repo: Repo2): void {
   const f = repo.config.features
   if (f.incompat.includes('tape')) return
-  // the tape catalog keeps copies of unit headers and indexes in plaintext (issue 18: not sealed yet, format.md §2.22.1)
-  if (repo.encrypted) throw new BfsError('BAD_INPUT', `${repo.dir} is encrypted: tape tiers are not supported for encrypted repositories yet`)
   f.incompat.push('tape')
   const file = repo.configFile(repo.config)
   repo.sync.putSync(keys2.configCopy, file, { mode: 'replace' })

@@ -28,7 +28,7 @@ import type { ScanUnitReply, ScanUnitRequest } from '../verify-worker.js'
 import { GenReader2, StreamSource2 } from './read2.js'
 import { dedupKeysOf, readDedupObject } from './dedup.js'
 import { extentDataBlocks } from '../../format/v2/common.js'
-import { type Repo2, payloadOf } from './repo2.js'
+import { type Repo2, payloadOf, tapeSealOf } from './repo2.js'
 import { checkGroups } from '../groups.js'
 
 /** A problem's text; an addon that cannot load is not damage: it ends the verify (exit 1, its own line). */
@@ -251,7 +251,7 @@ export async function verifyGenerations2(repo: Repo2, ids: number[], print: (lin
     todo.push({ rec, hashes })
   }
   // units on tape and no longer on disk are not read back here (their catalog entries hold their SHA-256; format.md §2.18)
-  const onTape = tapeKeys(repo.store)
+  const onTape = tapeKeys(repo.store, tapeSealOf(repo))
   if (onTape.size) {
     for (const [s, us] of usedUnits) for (const u of [...us]) if (onTape.has(keys2.unit(s, u)) && !repo.sync.hasSync(keys2.unit(s, u))) us.delete(u)
   }
