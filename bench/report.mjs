@@ -15,9 +15,9 @@ const records = fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean)
 const meta = {}
 for (const r of records) if (r.meta) meta[r.meta] = r.value
 
-const TOOLS = ['bfs', 'tar', 'squashfs', 'restic', 'borg', 'native']
+const TOOLS = ['bfs', 'bfse', 'tar', 'squashfs', 'restic', 'borg', 'native']
 const PEERS = ['tar', 'squashfs', 'restic', 'borg']
-const HEAD = { bfs: 'bfs', tar: 'tar+zstd -3', squashfs: 'mksquashfs zstd(15) + squashfuse', restic: 'restic', borg: 'borg', native: 'native (source)' }
+const HEAD = { bfs: 'bfs', bfse: 'bfs encrypted', tar: 'tar+zstd -3', squashfs: 'mksquashfs zstd(15) + squashfuse', restic: 'restic', borg: 'borg', native: 'native (source)' }
 
 // [metric, label, kind, derived-from]
 // kinds: time (s), int, one (1 decimal), rate (MB/s, higher is better), check, pair (median / p99 µs)
@@ -127,6 +127,16 @@ function ratio(cells, kind) {
   return `${r(b.median, cells[best].median)}× (${best})`
 }
 
+// bfs encrypted ÷ bfs (issue 18 targets: backup and restore ≤ 1.1×; warm pread + ≤ 20 µs, so the
+// pread pairs say the difference in µs too)
+function encRatio(cells, kind) {
+  const e = cells.bfse, b = cells.bfs
+  if (kind === 'check' || !e || !b || e.median === undefined || b.median === undefined || e.status === 'fail' || b.status === 'fail') return ''
+  const r = (x, y) => (y === 0 ? (x === 0 ? '1.00' : '∞') : (x / y).toFixed(2))
+  if (kind === 'pair') return `${r(e.median, b.median)} / ${r(e.p99, b.p99)}× (${e.median - b.median >= 0 ? '+' : ''}${Math.round(e.median - b.median)} µs median)`
+  return `${r(e.median, b.median)}×`
+}
+
 function sh(cmd, args) { const r = spawnSync(cmd, args, { encoding: 'utf8' }); return ((r.stdout || '') + (r.stderr || '')).trim().split('\n')[0] }
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD'])
@@ -152,7 +162,7 @@ lines.push(`Run took ${meta.elapsed_s ? (meta.elapsed_s / 60).toFixed(1) : '?'} 
 const repsText = (meta.reps ?? 3) > 1 ? `median of ${meta.reps ?? 3} (min–max, n), one run when the first took over a minute` : 'one run of each step (quick mode: no medians)'
 lines.push('', `Method: every tool does the same work, interleaved; ${repsText}. Backups start with the source in page cache. ` +
   'Incremental = a line appended to every 100th file (tree) / ten random 4 KiB blocks overwritten (img). Restore and mount read generation 1. ' +
-  'Ratio = bfs / best peer (native excluded): below 1 is better for s, MiB, MB and µs, above 1 is better for MB/s.', '')
+  'Ratio = bfs / best peer (native and bfs encrypted excluded): below 1 is better for s, MiB, MB and µs, above 1 is better for MB/s.', '')
 const tables = {}
 for (const corpus of ['tree', 'img']) {
   const cm = meta[`corpus_${corpus}`]
@@ -162,15 +172,19 @@ for (const corpus of ['tree', 'img']) {
     : `${(cm.apparent_bytes / 2 ** 30).toFixed(2)} GiB sparse ext4 image, ${(cm.allocated_bytes / 1e9).toFixed(2)} GB allocated`
   lines.push(`## corpus \`${corpus}\` (${desc})`, '')
   const bfsHead = meta.bfs_format ? `bfs (format ${meta.bfs_format === 'default' ? "bfs's default" : meta.bfs_format})` : HEAD.bfs
-  lines.push(`| metric | ${TOOLS.map((t) => (t === 'bfs' ? bfsHead : HEAD[t])).join(' | ')} | bfs / best peer |`)
-  lines.push(`|---|${TOOLS.map(() => '---').join('|')}|---|`)
+  // bfs encrypted (issue 18): not a peer; its own column against bfs when it ran
+  const enc = records.some((r) => r.corpus === corpus && r.tool === 'bfse')
+  const cols = TOOLS.filter((t) => t !== 'bfse' || enc)
+  lines.push(`| metric | ${cols.map((t) => (t === 'bfs' ? bfsHead : HEAD[t])).join(' | ')} | bfs / best peer |${enc ? ' encrypted / bfs |' : ''}`)
+  lines.push(`|---|${cols.map(() => '---').join('|')}|---|${enc ? '---|' : ''}`)
   tables[corpus] = []
   for (const row of ROWS[corpus]) {
     const cells = {}
     for (const t of TOOLS) cells[t] = makeCell(corpus, row, t)
     const rt = ratio(cells, row[2])
-    tables[corpus].push({ metric: row[0], label: row[1], cells, ratio: rt })
-    lines.push(`| ${row[1].replace(/\|/g, '\\|')} | ${TOOLS.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |`)
+    const et = enc ? encRatio(cells, row[2]) : undefined
+    tables[corpus].push({ metric: row[0], label: row[1], cells, ratio: rt, ...(enc ? { encrypted_ratio: et } : {}) })
+    lines.push(`| ${row[1].replace(/\|/g, '\\|')} | ${cols.map((t) => cells[t].text.replace(/\|/g, '\\|')).join(' | ')} | ${rt} |${enc ? ` ${et} |` : ''}`)
   }
   lines.push('')
 }

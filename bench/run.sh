@@ -15,9 +15,10 @@ if [ "$MODE" = quick ]; then REPS=${BENCH_REPS:-1}; else REPS=${BENCH_REPS:-3}; 
 # n=1); its image and the time and RSS measured when it was built are reused while the
 # corpus and mksquashfs are unchanged (the table says so). BENCH_SQUASHFS=build rebuilds.
 SQUASHFS=${BENCH_SQUASHFS:-reuse}
-TOOLS=(bfs tar squashfs restic borg)
+TOOLS=(bfs bfse tar squashfs restic borg)
 # Subsets (bench/ab.sh uses them; a filtered run's report gets a -partial suffix):
-#   BENCH_TOOLS=bfs,restic      tools (columns), plus `native` for the mount reference
+#   BENCH_TOOLS=bfs,restic      tools (columns), plus `native` for the mount reference;
+#                               bfse is bfs with an encrypted repository (not a peer)
 #   BENCH_STEPS=restore,mount   of nochange, incremental, restore, mount (the full backup
 #                               always runs: every other step reads its repository), and
 #                               online (bench/online.sh: its own sources; `online` alone
@@ -154,12 +155,15 @@ detect_bfs() {
   [ "${BFS_HAS[backup]}" = 1 ] && grep -q -- '--volume' <<<"$("$BFS" backup --help 2>&1)" && BFS_HAS[volume]=1
   BFS_HAS[format2]=0   # bfs init --format 2 (issue 15; the many step's bfs column)
   [ "${BFS_HAS[init]}" = 1 ] && grep -q -- '--format' <<<"$("$BFS" init --help 2>&1)" && BFS_HAS[format2]=1
-  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]} format2=${BFS_HAS[format2]} compact=${BFS_HAS[compact]}"
-  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]},\"format2\":${BFS_HAS[format2]},\"compact\":${BFS_HAS[compact]}}"
+  BFS_HAS[encrypt]=0   # bfs init --encrypt in the help (issue 18: exposed 2026-12-04; the bfse column)
+  [ "${BFS_HAS[init]}" = 1 ] && grep -q -- '--encrypt' <<<"$("$BFS" init --help 2>&1)" && BFS_HAS[encrypt]=1
+  log "bfs: built=${BFS_HAS[any]} init=${BFS_HAS[init]} backup=${BFS_HAS[backup]} volume=${BFS_HAS[volume]} restore=${BFS_HAS[restore]} mount=${BFS_HAS[mount]} umount=${BFS_HAS[umount]} format2=${BFS_HAS[format2]} compact=${BFS_HAS[compact]} encrypt=${BFS_HAS[encrypt]}"
+  rec_meta bfs_features "{\"built\":${BFS_HAS[any]},\"init\":${BFS_HAS[init]},\"backup\":${BFS_HAS[backup]},\"volume\":${BFS_HAS[volume]},\"restore\":${BFS_HAS[restore]},\"mount\":${BFS_HAS[mount]},\"umount\":${BFS_HAS[umount]},\"format2\":${BFS_HAS[format2]},\"compact\":${BFS_HAS[compact]},\"encrypt\":${BFS_HAS[encrypt]}}"
 }
-# bfs_can STEP -> 0 if bfs can run STEP (backup | restore | mount) on the current corpus
+# bfs_can STEP [TOOL] -> 0 if bfs (TOOL bfse: with encryption) can run STEP (backup | restore | mount) on the current corpus
 bfs_can() {
   [ "${BFS_HAS[init]}" = 1 ] && [ "${BFS_HAS[backup]}" = 1 ] || return 1
+  [ "${2:-bfs}" != bfse ] || [ "${BFS_HAS[encrypt]}" = 1 ] || return 1
   [ "$KIND" = tree ] || [ "${BFS_HAS[volume]}" = 1 ] || return 1
   case $1 in
     backup) return 0 ;;
@@ -179,7 +183,7 @@ repo_bytes() { du -sb "$(repo_of "$1")" | cut -f1; }
 # skip_status METRIC TOOL STEP -> records n/a or skip for a tool that cannot run STEP; 0 if skipped
 skip_status() {
   local metric=$1 tool=$2 step=$3
-  if [ "$tool" = bfs ] && ! bfs_can "$step"; then rec_status "$NAME" "$metric" bfs na "n/a (not built)"; return 0; fi
+  if [[ $tool == bfs || $tool == bfse ]] && ! bfs_can "$step" "$tool"; then rec_status "$NAME" "$metric" "$tool" na "n/a (not built)"; return 0; fi
   if [ "$step" != backup ] && [ "$tool" != native ] && [ "${REPO_OK[$tool]:-0}" != 1 ]; then
     rec_status "$NAME" "$metric" "$tool" fail "skipped: no backup to read from"; return 0
   fi
@@ -220,7 +224,7 @@ step_full_backup() {
     done
   done
   for tool in "${TOOLS[@]}"; do [ "${REPO_OK[$tool]}" = skip ] && REPO_OK[$tool]=0; done
-  GEN[bfs]=gen1; GEN[borg]=g1; GEN[tar]=-; GEN[squashfs]=-
+  GEN[bfs]=gen1; GEN[bfse]=gen1; GEN[borg]=g1; GEN[tar]=-; GEN[squashfs]=-
   if [ "${REPO_OK[restic]:-0}" = 1 ]; then
     GEN[restic]=$(restic -q -r "$(repo_of restic)" snapshots --json 2>/dev/null \
       | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s);process.stdout.write(a[0].short_id||a[0].id.slice(0,8))})')
@@ -252,7 +256,7 @@ squashfs_cached() {  # squashfs_cached REPO -> 0 when a cached image was put in 
 }
 
 # the tools with incremental backups (bench_many adds bfs1)
-AGAIN_TOOLS=(bfs restic borg)
+AGAIN_TOOLS=(bfs bfse restic borg)
 # again_round KIND(nochange|incr) REP: one round of backups by the incremental tools
 again_round() {
   local kind=$1 rep=$2 tool logf
@@ -327,7 +331,7 @@ step_restore() {
   local rep tool dest root logf target
   step_begin "restore of the first generation (repository in page cache), median of $REPS"
   tool_on squashfs && rec_status "$NAME" restore_wall_s squashfs text "—"
-  local rtools=(bfs tar restic borg) ok=()
+  local rtools=(bfs bfse tar restic borg) ok=()
   for tool in "${rtools[@]}"; do tool_on "$tool" || continue; skip_status restore_wall_s "$tool" restore || ok+=("$tool"); done
   for ((rep = 1; rep <= REPS; rep++)); do
     for tool in "${ok[@]}"; do
@@ -411,8 +415,8 @@ mount_skip() {  # mount_skip TOOL -> 0 (and status records, once) when TOOL has 
     tar) [ "$2" = 1 ] && for m in $MOUNT_METRICS; do rec_status "$NAME" "$m" tar text "no mount"; done; return 0 ;;
     native) return 1 ;;
   esac
-  if [ "$tool" = bfs ] && ! bfs_can mount; then
-    [ "$2" = 1 ] && for m in $MOUNT_METRICS; do rec_status "$NAME" "$m" bfs na "n/a (not built)"; done; return 0
+  if [[ $tool == bfs || $tool == bfse ]] && ! bfs_can mount "$tool"; then
+    [ "$2" = 1 ] && for m in $MOUNT_METRICS; do rec_status "$NAME" "$m" "$tool" na "n/a (not built)"; done; return 0
   fi
   if [ "${REPO_OK[$tool]:-0}" != 1 ]; then
     [ "$2" = 1 ] && rec_status "$NAME" mount_ls_s "$tool" fail "skipped: no backup to mount"; return 0
@@ -445,7 +449,7 @@ step_mount_tree() {
   pread_list
   step_begin "mounted generation: ls, find, cat of every file, cp -a tools/ (each cold), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
-    for tool in bfs squashfs restic borg native tar; do
+    for tool in bfs bfse squashfs restic borg native tar; do
       tool_on "$tool" || continue
       mount_skip "$tool" "$rep" && continue
       # session A: mount time, find | wc -l, cat of every file, diff -r, daemon peak RSS
@@ -505,7 +509,7 @@ step_mount_img() {
   MOUNT_METRICS="mount_ready_s mount_ls_s dd_s pread_cold_median_us pread_warm_median_us mount_check mount_rss_mib"
   step_begin "mounted image: dd bs=1M, 2000 random 4 KiB preads (cold, then warm), median of $REPS"
   for ((rep = 1; rep <= REPS; rep++)); do
-    for tool in bfs squashfs restic borg native tar; do
+    for tool in bfs bfse squashfs restic borg native tar; do
       tool_on "$tool" || continue
       mount_skip "$tool" "$rep" && continue
       rss=""

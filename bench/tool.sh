@@ -13,7 +13,7 @@
 #   tool.sh compact bfs REPO                  recompress every settled unit (the compact step, issue 16)
 #
 # TOOL: bfs | bfs1 (bfs, repository in format 1 whatever BFS_FORMAT says) | bfs2 (bfs, format 2) |
-#       bfsc (bfs: the compact step's compacted copy of the bfs repository) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
+#       bfsc (bfs: the compact step's compacted copy of the bfs repository) | bfse (bfs, an encrypted repository: init --encrypt) | tar (tar | zstd -3 -T0) | squashfs (mksquashfs zstd + squashfuse) | restic | borg
 # Env: BFS (path of bin/bfs), BFS_FORMAT (bfs init --format N; unset: bfs's default, format 2 since 2026-12-03), BENCH_KIND (tree | img), BENCH_IMG (image path, img corpus)
 set -euo pipefail
 op=$1 tool=$2
@@ -27,11 +27,14 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 if [ "$tool" = bfs1 ]; then tool=bfs BFS_FORMAT=1; fi
 if [ "$tool" = bfs2 ]; then tool=bfs BFS_FORMAT=2; fi
 if [ "$tool" = bfsc ]; then tool=bfs; fi
+# bfse: bfs with an encrypted repository (issue 18: its cost against bfs in the same run); the
+# passphrase from the environment, as restic's; key files at the real scrypt cost, as users get
+if [ "$tool" = bfse ]; then tool=bfs BFS_ENCRYPT=1; export BFS_PASSWORD=${BFS_PASSWORD:-bfs-bench}; fi
 
 case "$op:$tool" in
   init:bfs)
     if [ "${BFS_FORMAT:-}" = 1 ] && ! grep -q -- --format <<<"$("$BFS" init --help 2>&1)"; then BFS_FORMAT=; fi
-    exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ;;
+    exec "$BFS" --repo "$1" init ${BFS_FORMAT:+--format "$BFS_FORMAT"} ${BFS_ENCRYPT:+--encrypt} ;;
   init:tar | init:squashfs) mkdir -p "$1" ;;
   init:restic) exec restic -q -r "$1" init ;;
   init:borg) exec borg init -e none "$1" ;;

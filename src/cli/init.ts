@@ -7,7 +7,7 @@ import { S3CachedStore } from '../store/objcache.js'
 import { storeAt } from '../store/open.js'
 import type { Ctx } from './context.js'
 import { initV2 } from './v2.js'
-import { Repo2, encryptionWired } from '../repo/v2/repo2.js'
+import { Repo2 } from '../repo/v2/repo2.js'
 
 import { testScrypt } from './key.js'
 
@@ -16,17 +16,15 @@ export function registerInit(program: Command, ctx: Ctx): void {
     .command('init')
     .description('create an empty repository (the only command that creates one)')
     .addOption(new Option('--format <n>', 'on-disk format: 2 (the default: metadata in content-addressed pieces shared between generations; every command takes it; the only format on S3) or 1 (the earlier format, still read and written: backup, restore, mount, verify and the read commands take it; forget, merge, prune and compact need format 2)').choices(['1', '2']).default('2'))
-    // issue 18: hidden and refused outside tests until every object kind is sealed (format.md §2.22.1)
-    .addOption(new Option('--encrypt', 'encrypt every object with a key derived from a passphrase (--password-file FILE, BFS_PASSWORD, or asked twice on the terminal)').hideHelp())
-    .addOption(new Option('--aead <name>', 'with --encrypt: the AEAD (aes-256-gcm, or chacha20-poly1305 for CPUs without AES instructions)').choices(['aes-256-gcm', 'chacha20-poly1305']).default('aes-256-gcm').hideHelp())
+    .addOption(new Option('--encrypt', 'encrypt every object with a key derived from a passphrase (--password-file FILE, BFS_PASSWORD, or asked twice on the terminal)'))
+    .addOption(new Option('--aead <name>', 'with --encrypt: the AEAD (aes-256-gcm, or chacha20-poly1305 for CPUs without AES instructions)').choices(['aes-256-gcm', 'chacha20-poly1305']).default('aes-256-gcm'))
     // issue 18 (format.md §2.17 "no-dedup"): no content dedup, so the repository's growth does not say whether a file's content was stored already
-    .addOption(new Option('--no-dedup', 'with --encrypt: no content dedup across files (no dedup index): a copy of a file is stored again, so what a backup stores does not tell whether that content was already in the repository').hideHelp())
+    .addOption(new Option('--no-dedup', 'with --encrypt: no content dedup across files (no dedup index): a copy of a file is stored again, so what a backup stores does not tell whether that content was already in the repository'))
     .action(async (o: { format: string; encrypt?: boolean; aead: string; dedup: boolean }) => {
       if (!o.dedup && !o.encrypt) throw new BfsError('USAGE', '--no-dedup needs --encrypt (it closes the dedup oracle of an encrypted repository; an unencrypted repository holds its contents in the clear)')
       if (!o.encrypt && process.env.BFS_REQUIRE_ENCRYPTION === '1') throw new BfsError('USAGE', 'BFS_REQUIRE_ENCRYPTION=1: only encrypted repositories may be made (bfs init --encrypt)')
       if (o.encrypt) {
         if (o.format !== '2') throw new BfsError('USAGE', '--encrypt needs format 2')
-        if (!encryptionWired()) throw new BfsError('USAGE', 'encrypted repositories are not available in this bfs yet')
       }
       if (o.format !== '2' && isS3Url(ctx.repoDir())) throw new BfsError('USAGE', `${ctx.repoDir()}: a repository on S3 is format 2 only: bfs init --format 2`)
       if (isS3Url(ctx.repoDir())) {

@@ -37,8 +37,7 @@ async function unlockWithMaster(repo: Repo2): Promise<{ keyId: string; masterKey
 }
 
 export function registerKey(program: Command, ctx: Ctx): void {
-  // issue 18: hidden until encrypted repositories leave the test switch (format.md §2.22.1)
-  const key = program.command('key', { hidden: true }).description("an encrypted repository's passphrases: each one a key file wrapping the repository's master key")
+  const key = program.command('key').description("an encrypted repository's passphrases: each one a key file wrapping the repository's master key")
   key
     .command('list')
     .description('list the key files (no passphrase needed: key files are not encrypted)')

@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<void> {
     .name('bfs')
     .description('Backup filesystem: generations of block maps and zstd chunks, mountable read-only.')
     .addOption(new Option('--repo <dir>', 'repository directory, or s3:http(s)://HOST:PORT/BUCKET/PREFIX (format 2)').env('BFS_REPO'))
-    .addOption(new Option('--password-file <file>', "an encrypted repository's passphrase: the file's content without one trailing newline (else $BFS_PASSWORD, else asked on the terminal)").hideHelp())
+    .addOption(new Option('--password-file <file>', "an encrypted repository's passphrase: the file's content without one trailing newline (else $BFS_PASSWORD, else asked on the terminal)"))
     .addOption(new Option('--cache-dir <dir>', "read cache of repositories on S3: one sub-directory per bucket and prefix (default $XDG_CACHE_HOME/bfs or ~/.cache/bfs; 'off': none)").env('BFS_CACHE_DIR'))
     .version(`bfs ${version()}`, '--version', 'print the version of bfs')
     .addHelpText('after', EXIT_HELP)

@@ -24,6 +24,13 @@ export async function openRepo2(dir: string, warn?: (m: string) => void): Promis
 export let askedPassphrase: string | null = null
 
 /**
+ * The passphrase that unlocked each repository (by its id) in this process: a command that
+ * opens the same repository twice (a second Repo2) neither asks again at the terminal nor
+ * reads a background child's stdin a second time (it would read nothing).
+ */
+const unlockedWith = new Map<string, string>()
+
+/**
  * The passphrase of this process when no child could find it on its own (asked at the
  * terminal, or handed over on stdin by a parent that asked): the recall service this process
  * starts gets it on its stdin (format.md §2.18 "Encrypted repositories"). Null otherwise.
@@ -34,7 +41,10 @@ export let passphraseForChildren: string | null = null
 export async function unlockRepo2(repo: Repo2): Promise<void> {
   if (!repo.encrypted || repo.unlocked) return
   let passphrase: string
-  if (process.env.BFS_PASSWORD_STDIN === '1') {
+  const known = unlockedWith.get(repo.config.repoId)
+  if (known !== undefined) {
+    passphrase = known
+  } else if (process.env.BFS_PASSWORD_STDIN === '1') {
     // a mount's background child: its parent asked at the terminal and wrote it here (server.ts)
     delete process.env.BFS_PASSWORD_STDIN
     passphrase = fs.readFileSync(0, 'utf8').replace(/\r?\n$/, '')
@@ -54,6 +64,7 @@ export async function unlockRepo2(repo: Repo2): Promise<void> {
     if (fromTerminal) askedPassphrase = passphraseForChildren = passphrase
   }
   await repo.unlock(passphrase)
+  unlockedWith.set(repo.config.repoId, passphrase)
   // this run's history record can be sealed now (and `bfs history` opens the records)
   historyUnlocked(repo.dir, { seal: (key, payload) => repo.seal('history', key, payload), open: (key, file) => repo.unseal('history', key, file) })
 }

@@ -30,7 +30,7 @@ export const FEATURES: Readonly<Record<string, FeatureClass>> = {
  * The features this bfs implements (issue 15 step 1's set; a later step adds its own when it
  * lands). Compat features need not be listed: they are safe to ignore.
  */
-export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape', 'unit-dictionaries', 'no-dedup'])
+export const SUPPORTED_FEATURES: ReadonlySet<string> = new Set(['pieces', 'upgrading', 'v1-streams', 'bilog', 'tape', 'unit-dictionaries', 'encryption', 'no-dedup'])
 
 const FEATURE_RE = /^[a-z0-9-]{1,32}$/
 

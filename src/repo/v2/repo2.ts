@@ -8,7 +8,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { DEFAULTS, SUPPORTED_FEATURES, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
 import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
 import { MANIFEST2_RE, RUN_RE, keys2, logicalName } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, encodeRunRecord, guardLock } from '../../format/v2/records.js'
@@ -77,20 +77,6 @@ export function tapeSealOf(repo: Repo2): TapeSeal | null {
   }
 }
 
-/**
- * The features Repo2.open accepts. `encryption` only in tests (NODE_ENV=test and
- * BFS_TEST_ENCRYPTION=1) until it is exposed (format.md §2.22.2): elsewhere an encrypted
- * repository is refused by the feature check.
- */
-function supportedFeatures(env: NodeJS.ProcessEnv = process.env): ReadonlySet<string> {
-  return encryptionWired(env) ? new Set([...SUPPORTED_FEATURES, 'encryption']) : SUPPORTED_FEATURES
-}
-
-/** Whether encrypted repositories may be made and opened: tests only while the wiring is in progress (§2.22.1). */
-export function encryptionWired(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.NODE_ENV === 'test' && env.BFS_TEST_ENCRYPTION === '1'
-}
-
 /** Whether `keys/` holds anything (a missing `keys/` holds nothing). */
 function hasKeyFiles(s: SyncStore): boolean {
   try {
@@ -146,8 +132,7 @@ export class Repo2 {
    * An encrypted format 2 repository (§2.21–2.22): `init` with the `encryption` feature, a
    * config with its MAC, and the first key file wrapping a new master key under `passphrase`.
    * The key file is written before the config (a directory without config is not a
-   * repository yet). Issue 18: `bfs init --encrypt` calls it only under the test switch
-   * (encryptionWired; format.md §2.22.2 says what is left before it is exposed).
+   * repository yet. `bfs init --encrypt` calls it.
    */
   static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number }; noDedup?: boolean }): Promise<Repo2> {
     const aead = o.aead ?? 'aes-256-gcm'
@@ -368,7 +353,7 @@ export class Repo2 {
     if (!config) throw new BfsError('CORRUPT', `${problem}, and its copy cannot be read either`)
     let access
     try {
-      access = checkFeatures(config, store.where(keys2.config), supportedFeatures())
+      access = checkFeatures(config, store.where(keys2.config))
     } catch (err) {
       if (err instanceof FormatError) throw new BfsError('CORRUPT', err.message)
       throw err
