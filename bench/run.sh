@@ -163,7 +163,8 @@ detect_bfs() {
 # bfs_can STEP [TOOL] -> 0 if bfs (TOOL bfse: with encryption) can run STEP (backup | restore | mount) on the current corpus
 bfs_can() {
   [ "${BFS_HAS[init]}" = 1 ] && [ "${BFS_HAS[backup]}" = 1 ] || return 1
-  [ "${2:-bfs}" != bfse ] || [ "${BFS_HAS[encrypt]}" = 1 ] || return 1
+  # (encryption needs format 2: with BENCH_BFS_FORMAT=1 the bfse column is n/a)
+  [ "${2:-bfs}" != bfse ] || { [ "${BFS_HAS[encrypt]}" = 1 ] && [ "${BFS_FORMAT:-}" != 1 ]; } || return 1
   [ "$KIND" = tree ] || [ "${BFS_HAS[volume]}" = 1 ] || return 1
   case $1 in
     backup) return 0 ;;
