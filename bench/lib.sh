@@ -78,6 +78,20 @@ warm() {  # read a source tree or image fully so backups start from page cache
 # Every mountpoint lives under $RUN/mnt; every process we start in the background
 # is listed in $RUN/pids. cleanup() unmounts and stops exactly those.
 is_mounted() { mountpoint -q "$1" 2>/dev/null; }
+# in_mount_table DIR: DIR is a mount point in /proc/mounts, found without a fork (bench paths
+# hold no spaces, which /proc/mounts would show as \040)
+in_mount_table() {
+  local dev mp rest
+  while read -r dev mp rest; do [ "$mp" = "$1" ] && return 0; done </proc/mounts
+  return 1
+}
+# poll_fifo_open: POLL_FD, a fifo opened read-write that no one writes, so that
+# `read -t SECONDS -u "$POLL_FD"` sleeps without forking a sleep(1) (once per run)
+poll_fifo_open() {
+  [ -n "${POLL_FD:-}" ] && return 0
+  local f
+  f=$(mktemp -u "${TMPDIR:-/tmp}/bfs-bench-poll.XXXXXX") && mkfifo -m 600 "$f" && exec {POLL_FD}<>"$f" && rm -f "$f"
+}
 force_umount() {
   local m=$1 i
   for i in 1 2 3; do

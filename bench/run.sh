@@ -368,22 +368,29 @@ start_mount() {
   mkdir -p "$MNT"; force_umount "$MNT"
   MROOT=$("${TOOL_SH[@]}" root "$tool" mount "$MNT" "${GEN[$tool]}" "$SRC")
   [[ $tool == bfs* ]] && before=" $(fuse_pids | tr '\n' ' ') "
+  # The wait below forks nothing until the mount is there (bash builtins only: /proc/mounts read by
+  # `read`, sleeps by `read -t` on a fifo no one writes): a mountpoint, awk and sleep per 5 ms
+  # poll cost ~80 ms of a bfs mount's cold start on 2 cores (0.32-0.34 s to the mount table
+  # against 0.24-0.25 s with no poller, 2026-12-04), CPU taken from the tool being timed.
+  # (The mount table names the mount point by its real path.)
+  local mnt_real repo; mnt_real=$(realpath "$MNT"); repo=$(repo_of "$tool")
+  poll_fifo_open
   drop_caches
   t0=$EPOCHREALTIME
-  setsid "${TOOL_SH[@]}" mount "$tool" "$(repo_of "$tool")" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 9>&- &  # daemons must not hold the lock
+  setsid "${TOOL_SH[@]}" mount "$tool" "$repo" "$MNT" "${GEN[$tool]}" >>"$logf" 2>&1 9>&- {POLL_FD}>&- &  # daemons must not hold the lock (nor the poll fifo)
   LPID=$!; track_pid "$LPID"
   while :; do
     now=$EPOCHREALTIME
-    if [ -z "$ready" ] && is_mounted "$MNT"; then ready=$(fsub "$t0" "$now"); fi
+    if [ -z "$ready" ] && in_mount_table "$mnt_real"; then ready=$(fsub "$t0" "$now"); fi
     if [ -n "$ready" ] && [ -n "$(ls -A "$MROOT" 2>/dev/null)" ]; then lsd=$(fsub "$t0" "$EPOCHREALTIME"); break; fi
     if [ "$launched" = 1 ] && ! kill -0 "$LPID" 2>/dev/null; then
       wait "$LPID"; rc=$?; launched=0
       if [ "$rc" != 0 ]; then rec_status "$NAME" mount_ls_s "$tool" fail "mount exited $rc: $(tail_log "$logf")"; return 1; fi
     fi
-    if awk -v a="$t0" -v b="$now" 'BEGIN{exit !(b-a > 120)}'; then
+    if (( ${now%.*} - ${t0%.*} > 120 )); then
       rec_status "$NAME" mount_ls_s "$tool" fail "mount did not answer ls within 120 s: $(tail_log "$logf")"; stop_mount "$tool"; return 1
     fi
-    sleep 0.005
+    read -r -t 0.005 -u "$POLL_FD" || true
   done
   if kill -0 "$LPID" 2>/dev/null && [ "$tool" = restic ]; then MPID=$LPID; else MPID=$(mount_pid "$MNT"); fi
   if [ -z "$MPID" ] && [[ $tool == bfs* ]]; then  # daemon with other argv: the one new process holding /dev/fuse
