@@ -16,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type History, restoresIdentical as restoresIdenticalIn, rewriteHistory } from './rewrite-history.js'
 import { bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeUnitFileV2, parseUnitFile } from '../src/format/v2/unit.js'
@@ -43,60 +44,9 @@ const ok = async (args: string[], repo: string, env: Record<string, string> = {}
   return res.stdout
 }
 
-/** Deterministic incompressible bytes. */
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n)
-  for (let o = 0, i = 0; o < n; o += 32, i++) createHash('sha256').update(`${seed}/${i}`).digest().copy(out, o)
-  return out
-}
-
-interface History {
-  repo: string
-  snaps: Map<number, string>
-}
-
-/**
- * test/format2-prune-rewrite.test.ts's history, in an encrypted repository: each generation
- * adds `a<i>` (1.5 MiB, gone in the next: its frames die whole), `keep/b<i>` (kept by the next
- * three) and overwrites 16 KiB of `c` in place; a forgotten odd generation's unit is then
- * partly used.
- */
-async function history(name: string, n: number): Promise<History> {
-  const d = path.join(work, name)
-  const src = path.join(d, 'src')
-  fs.mkdirSync(path.join(src, 'keep'), { recursive: true })
-  fs.writeFileSync(path.join(src, 'keep/const'), 'constant\n'.repeat(1000))
-  fs.writeFileSync(path.join(src, 'c'), bytes(512 * 1024, 'c'))
-  const repo = path.join(d, 'repo')
-  await ok(['init', '--encrypt'], repo)
-  const snaps = new Map<number, string>()
-  for (let i = 1; i <= n; i++) {
-    fs.rmSync(path.join(src, `a${i - 1}`), { force: true })
-    fs.writeFileSync(path.join(src, `a${i}`), bytes(1536 * 1024, `a${i}`))
-    fs.rmSync(path.join(src, 'keep', `b${i - 4}`), { force: true })
-    fs.writeFileSync(path.join(src, 'keep', `b${i}`), bytes(64 * 1024, `b${i}`))
-    // and some text, so that compact has something to gain
-    fs.writeFileSync(path.join(src, 'keep', `t${i}`), Array.from({ length: 20_000 }, (_, k) => `gen ${i} line ${k} ${k % 13}`).join('\n'))
-    const fd = fs.openSync(path.join(src, 'c'), 'r+')
-    fs.writeSync(fd, bytes(16 * 1024, `c${i}`), 0, 16 * 1024, (Math.floor((i - 1) / 2) % 32) * 16 * 1024)
-    fs.closeSync(fd)
-    await ok(['backup', src], repo)
-    const snap = path.join(d, `snap${i}`)
-    await sh(`cp -a '${src}' '${snap}'`)
-    snaps.set(i, snap)
-  }
-  return { repo, snaps }
-}
-
-async function restoresIdentical(h: History, gens: number[]): Promise<void> {
-  for (const g of gens) {
-    const out = path.join(work, `restore-${path.basename(path.dirname(h.repo))}-${g}`)
-    fs.rmSync(out, { recursive: true, force: true })
-    await ok(['restore', `gen${g}`, out], h.repo)
-    expect(await diffTree(h.snaps.get(g)!, out), `gen${g}`).toBe('')
-    fs.rmSync(out, { recursive: true, force: true })
-  }
-}
+/** test/format2-prune-rewrite.test.ts's history (test/rewrite-history.ts), in an encrypted repository, with text for compact. */
+const history = (name: string, n: number): Promise<History> => rewriteHistory(path.join(work, name), n, { ok, init: ['init', '--encrypt'], text: true })
+const restoresIdentical = (h: History, gens: number[]): Promise<void> => restoresIdenticalIn(h, gens, work, ok)
 
 interface UnitHead {
   flags: number

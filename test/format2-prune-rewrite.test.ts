@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type History, restoresIdentical as restoresIdenticalIn, rewriteHistory } from './rewrite-history.js'
 import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { parseUnitFile } from '../src/format/v2/unit.js'
@@ -40,60 +41,8 @@ async function umount(mnt: string): Promise<void> {
 }
 const du = async (dir: string): Promise<number> => Number((await sh(`du -sb '${dir}'`)).stdout.split('\t')[0])
 
-/** Deterministic incompressible bytes (the same history twice gives byte-identical units). */
-function bytes(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n)
-  for (let o = 0, i = 0; o < n; o += 32, i++) createHash('sha256').update(`${seed}/${i}`).digest().copy(out, o)
-  return out
-}
-
-interface History {
-  repo: string
-  src: string
-  snaps: Map<number, string>
-}
-
-/**
- * `n` generations whose units are partly shared: each adds `a<i>` (1.5 MiB, removed by the next
- * generation: its frames die whole), `keep/b<i>` (64 KiB, kept by the next three generations)
- * and overwrites 16 KiB of `c` in place, generations 2k−1 and 2k the same range (stored
- * block-incrementally: generation 2k−1's version dies once it is forgotten). A forgotten odd
- * generation's stream is then partly used: its b lives on, its a and its part of c do not.
- */
-async function history(name: string, n: number): Promise<History> {
-  const d = path.join(work, name)
-  const src = path.join(d, 'src')
-  fs.mkdirSync(path.join(src, 'keep'), { recursive: true })
-  fs.writeFileSync(path.join(src, 'keep/const'), 'constant\n'.repeat(1000))
-  fs.writeFileSync(path.join(src, 'c'), bytes(512 * 1024, 'c'))
-  const repo = path.join(d, 'repo')
-  await ok(['init', '--format', '2'], repo)
-  const snaps = new Map<number, string>()
-  for (let i = 1; i <= n; i++) {
-    fs.rmSync(path.join(src, `a${i - 1}`), { force: true })
-    fs.writeFileSync(path.join(src, `a${i}`), bytes(1536 * 1024, `a${i}`))
-    fs.rmSync(path.join(src, 'keep', `b${i - 4}`), { force: true })
-    fs.writeFileSync(path.join(src, 'keep', `b${i}`), bytes(64 * 1024, `b${i}`))
-    const fd = fs.openSync(path.join(src, 'c'), 'r+')
-    fs.writeSync(fd, bytes(16 * 1024, `c${i}`), 0, 16 * 1024, (Math.floor((i - 1) / 2) % 32) * 16 * 1024)
-    fs.closeSync(fd)
-    await ok(['backup', src], repo)
-    const snap = path.join(d, `snap${i}`)
-    await sh(`cp -a '${src}' '${snap}'`)
-    snaps.set(i, snap)
-  }
-  return { repo, src, snaps }
-}
-
-async function restoresIdentical(h: History, gens: number[]): Promise<void> {
-  for (const g of gens) {
-    const out = path.join(work, `restore-${path.basename(path.dirname(h.repo))}-${g}`)
-    fs.rmSync(out, { recursive: true, force: true })
-    await ok(['restore', `gen${g}`, out], h.repo)
-    expect(await diffTree(h.snaps.get(g)!, out), `gen${g}`).toBe('')
-    fs.rmSync(out, { recursive: true, force: true })
-  }
-}
+const history = (name: string, n: number): Promise<History> => rewriteHistory(path.join(work, name), n, { ok, init: ['init', '--format', '2'] })
+const restoresIdentical = (h: History, gens: number[]): Promise<void> => restoresIdenticalIn(h, gens, work, ok)
 
 /** A fresh repository of the given generations' trees, backed up in order from one source path (as the original's). */
 async function fresh(h: History, gens: number[], name: string): Promise<string> {
