@@ -111,6 +111,8 @@ export function manPage(program: Command): string {
   out.push('.SH ENVIRONMENT')
   out.push('.TP', '\\fBBFS_REPO\\fR', 'the repository directory when \\fB\\-\\-repo\\fR is not given (else /var/lib/bfs for root, else $XDG_DATA_HOME/bfs)')
   out.push('.TP', '\\fBBFS_RUNTIME_DIR\\fR', 'where background mounts keep their pid files and logs')
+  out.push('.TP', '\\fBBFS_STATE_DIR\\fR', 'where this host records each repository location it used, its id and whether it is encrypted (else $XDG_STATE_HOME/bfs, else ~/.local/state/bfs)')
+  out.push('.TP', '\\fBBFS_ACCEPT_CHANGED_REPO\\fR', 'set to 1: go on with a location this host used as an encrypted repository that is now unencrypted (and record it so)')
   out.push('.TP', '\\fBBFS_DEBUG\\fR', 'set to 1: a stack trace with an internal error, and the online capture\'s counters')
   out.push('.SH GENERATIONS', roff(exit.filter((l) => /^(Repository|Generations):/.test(l)).join('\n.br\n')))
   out.push('.SH FILES', '.TP', '\\fB/etc/bfs/\\fIJOB\\fB.env\\fR', 'the settings of the systemd units \\fBbfs\\-backup@\\fIJOB\\fB.service\\fR and \\fBbfs\\-forget@\\fIJOB\\fB.service\\fR (see the README, "Scheduled backups")')

@@ -6,7 +6,7 @@ import { S3Store } from '../store/s3.js'
 import { S3CachedStore } from '../store/objcache.js'
 import { storeAt } from '../store/open.js'
 import type { Ctx } from './context.js'
-import { initV2 } from './v2.js'
+import { canonicalLocation, rememberRepo } from '../os/repo-records.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 
 import { testScrypt } from './key.js'
@@ -25,7 +25,7 @@ export function registerInit(program: Command, ctx: Ctx): void {
       if (!o.encrypt && process.env.BFS_REQUIRE_ENCRYPTION === '1') throw new BfsError('USAGE', 'BFS_REQUIRE_ENCRYPTION=1: only encrypted repositories may be made (bfs init --encrypt)')
       if (o.encrypt) {
         if (o.format !== '2') throw new BfsError('USAGE', '--encrypt needs format 2')
-      }
+      } else if (process.env.BFS_PASSWORD_FILE) throw new BfsError('USAGE', '--password-file without --encrypt: an unencrypted repository has no passphrase (bfs init --encrypt)')
       if (o.format !== '2' && isS3Url(ctx.repoDir())) throw new BfsError('USAGE', `${ctx.repoDir()}: a repository on S3 is format 2 only: bfs init --format 2`)
       if (isS3Url(ctx.repoDir())) {
         const st = storeAt(ctx.repoDir())
@@ -42,10 +42,17 @@ export function registerInit(program: Command, ctx: Ctx): void {
         const { readPassphrase } = await import('./passphrase.js')
         const passphrase = await readPassphrase({ passwordFile: process.env.BFS_PASSWORD_FILE || undefined, prompt: 'new passphrase: ', confirm: true })
         const repo = await Repo2.initEncrypted(ctx.repoDir(), { passphrase, aead: o.aead as 'aes-256-gcm' | 'chacha20-poly1305', scrypt: testScrypt(), noDedup: !o.dedup })
+        // this host's record of the location (format.md §2.22.3): a new repository, whatever was recorded there
+        rememberRepo({ location: canonicalLocation(repo.dir), repoId: repo.config.repoId, encrypted: true, format: 2 }, null)
         return void process.stdout.write(`initialized bfs repository ${repo.dir} (format 2, encrypted: ${o.aead}${o.dedup ? '' : ', no dedup'}; keep the passphrase: without it nothing in the repository can be read)\n`)
       }
-      if (o.format === '2') return void process.stdout.write(`initialized bfs repository ${initV2(ctx.repoDir())} (format 2)\n`)
+      if (o.format === '2') {
+        const r2 = Repo2.init(ctx.repoDir())
+        rememberRepo({ location: canonicalLocation(r2.dir), repoId: r2.config.repoId, encrypted: false, format: 2 }, null)
+        return void process.stdout.write(`initialized bfs repository ${r2.dir} (format 2)\n`)
+      }
       const repo = Repository.init(ctx.repoDir())
+      rememberRepo({ location: canonicalLocation(repo.dir), repoId: repo.config.repoId, encrypted: false, format: 1 }, null)
       process.stdout.write(`initialized bfs repository ${repo.dir}\n`)
     })
 }

@@ -7,6 +7,7 @@ import { FormatError } from '../format/errors.js'
 import { PassphraseError } from '../crypto/errors.js'
 import { defaultRepoDir, Repository } from '../repo/repository.js'
 import { applyTestHooks } from '../repo/test-hooks.js'
+import { canonicalLocation, checkRepo } from '../os/repo-records.js'
 import { isFormat2, notYetOnFormat2 } from '../repo/v2/detect.js'
 import type { Ctx } from './context.js'
 import { journalPriorities, writeError } from './journal.js'
@@ -24,7 +25,8 @@ Exit status:
   5    the repository is locked by another writer, or its maintenance lock is
        held (see --wait)
   6    not a bfs repository, or a stored file is foreign or corrupt, or the
-       repository's format does not have the command
+       repository's format does not have the command, or a location this host
+       used as an encrypted repository is now unencrypted
   70   internal error (a bug: please report it)
   130  interrupted (nothing committed)
 
@@ -101,7 +103,10 @@ export async function main(argv: string[]): Promise<void> {
       if (isFormat2(dir)) throw notYetOnFormat2(dir, subcommand(argv.slice(2)))
       if (isS3Url(dir)) throw new BfsError('NOT_A_REPO', `${dir} is not a bfs repository (S3 holds format 2 repositories only: bfs init --format 2)`)
       if (process.env.BFS_REQUIRE_ENCRYPTION === '1' && fs.existsSync(path.join(dir, 'config'))) throw new BfsError('BAD_INPUT', `${path.resolve(dir)}: a format 1 repository is never encrypted, and BFS_REQUIRE_ENCRYPTION=1 refuses unencrypted ones`)
-      return applyTestHooks(Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`)))
+      const repo = Repository.open(dir, (m) => process.stderr.write(`bfs: warning: ${m}\n`))
+      // format 1 is never encrypted: refused where this host recorded an encrypted one (format.md §2.22.3)
+      checkRepo({ location: canonicalLocation(repo.dir), repoId: repo.config.repoId, encrypted: false, format: 1 })
+      return applyTestHooks(repo)
     },
     exitCode: 0,
     history: new RunRecorder(argv.slice(2)),

@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { canonicalLocation, refusesPlain } from '../os/repo-records.js'
 import type { HistoryRecord } from '../format/history.js'
 import { HISTORY_WARNINGS_KEPT } from '../format/history.js'
 import { historySealer, isEncryptedDir, isRepositoryDir, newRecord, newRecordKey, onHistoryUnlocked, stateOfExit, writeRecord } from '../repo/history.js'
@@ -57,6 +58,8 @@ export class RunRecorder {
     } catch {
       return
     }
+    // a repository this host's record refuses (format.md §2.22.3: swapped for a plain one) receives nothing
+    if (!isEncryptedDir(dir) && refusesPlain(canonicalLocation(dir))) return
     this.dir = dir
     this.rec = newRecord(command, this.argv)
     this.key = newRecordKey(this.rec.started)
