@@ -5,7 +5,8 @@
  * `bfs tier add` seals the tier file and `bfs migrate` the catalog records; nothing in the
  * repository or the library holds a file name or file content in the clear; cat, restore and
  * a FUSE mount (its own process) read the migrated generations back through the recall
- * service, which unlocks the repository itself; a flipped byte in a tier file or a catalog
+ * service, which unlocks the repository itself (and, when it cannot, the reader says why at
+ * once); a flipped byte in a tier file or a catalog
  * record, or a record moved to another number, is damage (one line, exit 6); an unencrypted
  * repository still writes format 1's plain envelopes.
  */
@@ -249,6 +250,33 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1')).toMatch(/tier\0serve/)
     expect(fs.readFileSync(`/proc/${pid}/environ`, 'latin1')).not.toContain('correct horse')
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1')).not.toContain('correct horse')
+  }, 300_000)
+
+  it('a recall service that cannot unlock the repository: the reader says why in its one line (not a start timeout)', async () => {
+    const w = await setup('wrongpass')
+    const m = await bfs(['migrate', 'gen1', '--file-size', '1M'], { repo: w.repo, env: w.env })
+    expect(m.code, m.stderr).toBe(0)
+    // the password file is a FIFO: the reader's read of it gets the passphrase, the service's
+    // (it reads $BFS_PASSWORD_FILE itself) a wrong one, as when the file changed since a mount
+    // began. The second is written once the reader has made the service's log (it has read
+    // and closed the FIFO by then: a writer opening it while the reader still held it open
+    // would add to the reader's passphrase)
+    const fifo = path.join(work, 'wrongpass-fifo')
+    const mk = await sh(`mkfifo '${fifo}'`)
+    expect(mk.code, mk.stderr).toBe(0)
+    const log = recallServicePaths(w.repo, w.env).log
+    expect(fs.existsSync(log)).toBe(false)
+    const feeder = spawn('bash', ['-c', `printf 'correct horse\\n' > '${fifo}'; while [ ! -e '${log}' ]; do sleep 0.05; done; printf 'not it\\n' > '${fifo}'`], { stdio: 'ignore' })
+    try {
+      const r = await bfs(['--password-file', fifo, 'cat', `gen1:dir-${NAME}-0/file-${NAME}-0.txt`], { repo: w.repo, env: { ...w.env, BFS_PASSWORD: '' } })
+      expect(r.code).not.toBe(0)
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1)
+      expect(r.stderr).toMatch(/the recall service could not start: wrong passphrase.*\(exit 7; its log: .*recall-[0-9a-f]+\.log\)/)
+      expect(r.stderr).not.toMatch(/did not start within/)
+      expect(r.out.length).toBe(0)
+    } finally {
+      feeder.kill()
+    }
   }, 300_000)
 
   it('forget and prune with units on tape: the sealed catalog is read, the tape units and their streams stay, the rest reads back', async () => {

@@ -20,7 +20,7 @@ import { planRecall } from '../repo/recallplan.js'
 import { readTier, tapeToBfs, type TapeRepo } from '../repo/tiers.js'
 import { lookupPath } from '../repo/tree.js'
 import { BufferCache, CacheBusy } from '../store/cache.js'
-import { RecallClient, ServiceSource, ServiceUnavailable } from '../store/recall/client.js'
+import { RecallClient, ServiceSource, ServiceUnavailable, type StartedService } from '../store/recall/client.js'
 import type { ServiceStatus } from '../store/recall/protocol.js'
 import { RecallService } from '../store/recall/service.js'
 import { TapeStore, type ColdEntry } from '../store/tape.js'
@@ -41,12 +41,18 @@ function idleSeconds(): number {
  * Starts the repository's recall service in the background (its own session; output to its
  * log). An encrypted repository's service unlocks it itself: from $BFS_PASSWORD_FILE or
  * $BFS_PASSWORD (inherited), or with the passphrase this process was given at the terminal
- * (or by its parent), written to its stdin.
+ * (or by its parent), written to its stdin. Returns its fate for the client: why it ended
+ * before answering (its error line from its log and its exit status), so a reader fails at
+ * once with that reason (a wrong passphrase) instead of after the start timeout.
  */
-export function spawnService(repoDir: string): void {
+export function spawnService(repoDir: string): StartedService {
   const paths = recallServicePaths(repoDir)
   const logFd = fs.openSync(paths.log, 'a', 0o600)
+  // where this service's lines start in its log (appended to): its error line is read from here
+  let from = 0
+  let ended: { code: number | null; signal: NodeJS.Signals | null } | null = null
   try {
+    from = fs.fstatSync(logFd).size
     const pass = passphraseForChildren
     const env = pass === null ? process.env : { ...process.env, BFS_PASSWORD_STDIN: '1' }
     const child = spawn(process.execPath, [process.argv[1]!, '--repo', repoDir, 'tier', 'serve', '--idle', String(idleSeconds())], { detached: true, stdio: [pass === null ? 'ignore' : 'pipe', logFd, logFd], env })
@@ -54,9 +60,38 @@ export function spawnService(repoDir: string): void {
       child.stdin!.on('error', () => undefined) // a service that exits at once (another one runs) reads nothing
       child.stdin!.end(`${pass}\n`)
     }
+    // (unref'd: this process does not wait for it, but still hears of its end while it runs)
+    child.on('exit', (code, signal) => void (ended = { code, signal }))
+    child.on('error', () => void (ended = { code: null, signal: null }))
     child.unref()
   } finally {
     fs.closeSync(logFd)
+  }
+  return {
+    // exit 0 is a service that found another one holding the lock (its clients find that one)
+    failure: async () => {
+      const e = ended as { code: number | null; signal: NodeJS.Signals | null } | null
+      if (e === null || e.code === 0) return null
+      let text = ''
+      try {
+        const fh = await fs.promises.open(paths.log, 'r')
+        try {
+          const { size } = await fh.stat()
+          const n = Math.min(Math.max(0, size - from), 64 * 1024)
+          const buf = Buffer.alloc(n)
+          await fh.read(buf, 0, n, size - n)
+          text = buf.toString('utf8')
+        } finally {
+          await fh.close()
+        }
+      } catch {
+        // no log to read: the exit status alone
+      }
+      // its error line (main.ts: `bfs: …`), the last one it wrote
+      const line = text.split('\n').filter((l) => /^(<\d>)?bfs: /.test(l)).pop()?.replace(/^(<\d>)?bfs: /, '').trim()
+      const status = e.code !== null ? `exit ${e.code}` : e.signal ? `killed by ${e.signal}` : 'could not be run'
+      return `${line ? `${line} (${status}` : `it ended (${status}`}; its log: ${paths.log})`
+    },
   }
 }
 

@@ -16,8 +16,13 @@ const netMod = lazyBuiltin<typeof import('node:net')>('node:net')
 
 export interface ClientOptions {
   socketPath: string
-  /** Starts a service (detached; it takes its lock and listens); null: never start one (status only). */
-  spawn: (() => void) | null
+  /**
+   * Starts a service (detached; it takes its lock and listens); null: never start one (status
+   * only). It may return the started process's fate: `failure()` says why it ended before
+   * answering (null while it runs, or when it ended well: another service had the lock), so
+   * the client fails at once with that reason instead of waiting out `startTimeoutMs`.
+   */
+  spawn: (() => StartedService | void) | null
   /** How long to wait for a service to answer after starting it (default 30 s). */
   startTimeoutMs?: number
   /** Sets the buffer cache's limit when connecting (--buffer-cache). */
@@ -52,6 +57,12 @@ interface Req {
 }
 
 /** The service could not be reached or started. */
+/** A service process a client started (cli/recall.ts spawnService). */
+export interface StartedService {
+  /** Why it ended without answering (one line, e.g. its error and exit status), or null. */
+  failure(): Promise<string | null>
+}
+
 export class ServiceUnavailable extends Error {
   override readonly name = 'ServiceUnavailable'
 }
@@ -101,13 +112,16 @@ export class RecallClient {
     let s = await this.tryConnect()
     if (!s) {
       if (!this.o.spawn) throw new ServiceUnavailable(`no recall service answers on ${this.o.socketPath}`)
-      this.o.spawn()
+      const started = this.o.spawn()
       this.starts++
       const deadline = performance.now() + (this.o.startTimeoutMs ?? 30_000)
       for (let delay = 10; !s; delay = Math.min(200, delay * 2)) {
         if (performance.now() > deadline) throw new ServiceUnavailable(`the recall service did not start within ${Math.round((this.o.startTimeoutMs ?? 30_000) / 1000)} s (its log: next to ${this.o.socketPath})`)
         await sleep(delay)
         s = await this.tryConnect()
+        // the service this client started ended (a wrong passphrase, a broken library): say why, now
+        const why = s || !started ? null : await started.failure()
+        if (why !== null) throw new ServiceUnavailable(`the recall service could not start: ${why}`)
       }
     }
     this.adopt(s)
