@@ -13,6 +13,10 @@
 //  3. warm: the cache filled (FILE read whole through a mount), a fresh mount, bench/pread.mjs
 //     (2,000 random 4 KiB preads) — against the same through a mount of LOCALREPO.
 // BFS_BUILD=DIR: the bfs build to measure (default: this checkout), e.g. another worktree.
+// The frame size measured is the generation's (the backup's --frame-blocks). SOURCE=DIR makes
+// the two repositories first (they must not exist): `bfs init`, then `bfs backup SOURCE`, with
+// `--frame-blocks $FRAME_BLOCKS` if set (32: 128 KiB frames, as volumes have); FILE is then a
+// path under SOURCE. The caller removes them.
 // Prints JSON lines (µs). Needs AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; BFS_S3_SPOOL as for bfs.
 import fs from 'node:fs'
 import os from 'node:os'
@@ -34,6 +38,17 @@ const stats = (us) => {
 }
 const bfs = (args, env = {}) => execFileSync(BFS, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }).toString()
 const load = () => os.loadavg()[0].toFixed(1)
+
+// 0. (SOURCE=DIR) the two repositories, backed up with FRAME_BLOCKS blocks per frame
+if (process.env.SOURCE) {
+  const fb = process.env.FRAME_BLOCKS ? ['--frame-blocks', process.env.FRAME_BLOCKS] : []
+  for (const r of [repo, local]) {
+    const t0 = process.hrtime.bigint()
+    bfs(['--repo', r, 'init'])
+    bfs(['--repo', r, 'backup', ...fb, path.resolve(process.env.SOURCE)])
+    console.log(JSON.stringify({ what: `backup of ${process.env.SOURCE} to ${r}`, frame_blocks: Number(process.env.FRAME_BLOCKS) || 'default', load1: load(), seconds: Number(process.hrtime.bigint() - t0) / 1e9 }))
+  }
+}
 
 // 1. RGW's own ranged GETs
 const s3 = S3Store.fromUrl(repo)

@@ -1,7 +1,8 @@
 /**
  * An encrypted repository on S3 (issue 18; native-notes/format.md §2.22.2): the real CLI —
- * init --encrypt, backup, restore, verify, file groups — against a real S3 service (`make
- * test-s3`: a local Ceph RGW), behind the test switch (NODE_ENV=test BFS_TEST_ENCRYPTION=1).
+ * init --encrypt, backup, restore, verify, file groups, a FUSE mount (in its own process) read
+ * by ls, stat, diff -r and cp -a, `bfs key add|list|remove` — against a real S3 service (`make
+ * test-s3`: a local Ceph RGW); NODE_ENV=test only makes scrypt cheap (BFS_TEST_SCRYPT_N).
  * The bucket is listed and read with the AWS SDK itself, not through bfs's store: no object
  * name and no object's bytes hold a file's or a group's name or a file's content, and a
  * flipped byte in an object is found. Skipped, and saying so, without S3_ENDPOINT.
@@ -11,7 +12,7 @@ import path from 'node:path'
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { S3Store } from '../src/store/s3.js'
-import { bfs, diffTree, makeTree, statTree, tmpdir } from './helpers.js'
+import { bfs, diffTree, makeTree, sh, statTree, tmpdir, umountBfs } from './helpers.js'
 
 const ENDPOINT = process.env.S3_ENDPOINT
 const BUCKET = process.env.S3_BUCKET ?? 'bfs-test'
@@ -33,6 +34,7 @@ if (!ENDPOINT) {
   const prefix = `enc${Date.now().toString(36)}${process.pid}`
   const repo = `s3:${ENDPOINT}/${BUCKET}/${prefix}`
   const spool = path.join(work, 'spool')
+  const mnt = path.join(work, 'mnt')
   let cacheN = 0
   /** Each call its own read cache unless `cache` is given: a later command never reads an object from an earlier one's cache. */
   const run = (args: string[], more: Record<string, string> = {}) =>
@@ -78,6 +80,7 @@ if (!ENDPOINT) {
   })
   afterAll(async () => {
     Object.assign(process.env, creds)
+    if ((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code === 0) await umountBfs(mnt) // a test that failed before its own unmount
     for (const r of [repo, `${repo}-plain`]) {
       const s = S3Store.fromUrl(r, { spoolDir: spool })
       await s.remove('', { recursive: true })
@@ -105,6 +108,79 @@ if (!ENDPOINT) {
       const v = await run(['verify', '--all'])
       expect(v.code, v.stdout + v.stderr).toBe(0)
       expect((await run(['ls', 'latest'], { BFS_PASSWORD: 'wrong' })).code).toBe(7)
+    })
+
+    it('a FUSE mount of the encrypted generation, in its own process, cold: ls -l, stat, diff -r and cp -a of a subtree are the source', async () => {
+      expect(fs.existsSync('/dev/fuse')).toBe(true)
+      fs.mkdirSync(mnt)
+      const m = await run(['mount', 'gen2', mnt])
+      expect(m.code, m.stderr).toBe(0)
+      expect(m.stdout).toMatch(/^mounted gen2 at /)
+      try {
+        expect(fs.readFileSync('/proc/mounts', 'utf8')).toMatch(new RegExp(` ${mnt} fuse\\.bfs ro,`))
+        // ls -l (numeric owners, ns times) of the top and a subdirectory; a directory's own size is the filesystem's, so not compared
+        const lsl = async (dir: string): Promise<string> => (await sh(`cd '${dir}' && ls -ln --time-style=full-iso . a dir-${NAME}`)).stdout.split('\n').filter((l) => !/^(total |d)/.test(l)).join('\n')
+        const ls = await lsl(mnt)
+        expect(ls).toContain(`file-${NAME}.txt`)
+        expect(ls).toBe(await lsl(src))
+        // every entry's type, mode, owner, size, ns mtime, link count, symlink target, by stat(1)
+        expect(await statTree(mnt)).toBe(await statTree(src))
+        expect(await diffTree(src, mnt)).toBe('')
+        expect(fs.readFileSync(path.join(mnt, `dir-${NAME}`, `file-${NAME}.txt`), 'utf8')).toBe(CONTENT.repeat(2000))
+        // a partial restore: cp -a of a subtree keeps modes, ns times, symlinks, hard links' content
+        const out = path.join(work, 'cp-a')
+        const cp = await sh(`cp -a '${mnt}/a' '${out}'`)
+        expect(cp.code, cp.stderr).toBe(0)
+        expect(await diffTree(path.join(src, 'a'), out)).toBe('')
+        // (a/hardlink.txt's other name, /hello.txt, is outside the subtree: the copy's has one link)
+        const want = await statTree(path.join(src, 'a'))
+        expect(want).toContain("|2|'./hardlink.txt'")
+        expect(await statTree(out)).toBe(want.replace("|2|'./hardlink.txt'", "|1|'./hardlink.txt'"))
+        expect(await statTree(out)).toContain('./link|symbolic link|777|0:0|12|1999-12-31 23:59:59.500000000')
+      } finally {
+        await umountBfs(mnt)
+      }
+      expect((await sh(`grep -q ' ${mnt} ' /proc/mounts`)).code).not.toBe(0)
+    })
+
+    it('bfs key add, list, remove on S3: an added passphrase opens the repository; a removed one is refused (exit 7), the other still opens it', async () => {
+      const keyIds = async (): Promise<Array<{ keyId: string; label: string }>> => JSON.parse(await ok(['key', 'list', '--json']))
+      const [first, ...none] = await keyIds()
+      expect(none).toEqual([])
+      expect(first!.keyId).toMatch(/^[0-9a-f]+$/)
+      expect(await ok(['key', 'add', '--label', 'second'], { BFS_NEW_PASSWORD: 'battery staple' })).toMatch(/^added key [0-9a-f]+\n$/)
+      const two = await keyIds()
+      expect(two.map((k) => k.label).sort()).toEqual(['', 'second'])
+      const second = two.find((k) => k.label === 'second')!
+      // the key files are objects in the bucket, under keys/
+      expect((await objects()).filter((n) => n.startsWith('keys/'))).toHaveLength(2)
+      const list = await ok(['key', 'list'])
+      expect(list.trim().split('\n')).toHaveLength(3) // heading and two keys
+      expect(list).toContain(second.keyId)
+      // the new passphrase opens it (names and content: the master key is the same)
+      const file = `gen2:dir-${NAME}/file-${NAME}.txt`
+      expect(await ok(['cat', file], { BFS_PASSWORD: 'battery staple' })).toBe(CONTENT.repeat(2000))
+      // adding needs a passphrase that opens it
+      expect((await run(['key', 'add'], { BFS_PASSWORD: 'nope', BFS_NEW_PASSWORD: 'x' })).code).toBe(7)
+      // the first removed with the second: the first is refused, one line, exit 7; the second opens it
+      expect(await ok(['key', 'remove', first!.keyId], { BFS_PASSWORD: 'battery staple' })).toBe(`removed key ${first!.keyId}\n`)
+      const refused = await run(['ls', 'gen2'])
+      expect(refused.code, refused.stderr).toBe(7)
+      expect(refused.stderr).toMatch(/wrong passphrase/)
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1)
+      expect((await keyIds()).map((k) => k.keyId)).toEqual([second.keyId])
+      expect(await ok(['cat', file], { BFS_PASSWORD: 'battery staple' })).toBe(CONTENT.repeat(2000))
+      // the last key is never removed
+      const last = await run(['key', 'remove', second.keyId], { BFS_PASSWORD: 'battery staple' })
+      expect(last.code).toBe(1)
+      expect(last.stderr).toMatch(/last key/)
+      // and back: the first passphrase added again, the second removed with it
+      await ok(['key', 'add'], { BFS_PASSWORD: 'battery staple', BFS_NEW_PASSWORD: 'correct horse' })
+      await ok(['key', 'remove', second.keyId])
+      expect((await run(['ls', 'gen2'], { BFS_PASSWORD: 'battery staple' })).code).toBe(7)
+      expect(await ok(['cat', file])).toBe(CONTENT.repeat(2000))
+      const v = await run(['verify', '--all'])
+      expect(v.code, v.stdout + v.stderr).toBe(0)
     })
 
     it("the bucket's object names and bytes hold no file name, group name or content (the listing is the service's own)", async () => {
