@@ -247,7 +247,7 @@ describe('bfs prune and bfs compact rewrite sealed units (encrypted repository)'
     const after = units(h.repo)
     for (const [k, u] of after) {
       const b = before.get(k)!
-      expect({ rev: u.revision, level: u.level, enc: u.flags & 1 }, k).toEqual({ rev: b.revision + 1, level: 12, enc: 1 })
+      expect({ rev: u.revision, level: u.level, enc: u.flags & 1 }, k).toEqual({ rev: b.revision + 1, level: 15, enc: 1 }) // files' 128 KiB frames: the small-frame level
       expect(u.salt, k).not.toBe(b.salt)
     }
     await ok(['verify', '--all'], h.repo)
