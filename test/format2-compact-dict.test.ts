@@ -145,7 +145,7 @@ describe('compact: a dictionary per stream of small frames', () => {
 
     const tree = path.join(work, 'r4')
     await ok(['init', '--format', '2'], tree)
-    await ok(['backup', src], tree)
+    await ok(['backup', src, '--frame-blocks', '256'], tree) // files' frames before 2026-12-04
     await ok(['compact', '--min-age', '0'], tree)
     expect(dicts(tree, 1)).toEqual([])
     expect(units(tree, 1).map((u) => parseUnitFile(fs.readFileSync(u), 4096, u).level).every((l) => l === 12)).toBe(true)

@@ -20,7 +20,7 @@ import { keys2 } from '../src/format/v2/layout.js'
 import { parseUnitFile } from '../src/format/v2/unit.js'
 import { decodeRunRecord } from '../src/format/v2/records.js'
 import { payloadOf } from '../src/repo/v2/repo2.js'
-import { DEFAULT_COMPACT_LEVEL, DamagedUnit, Recompressor } from '../src/repo/v2/compact.js'
+import { DEFAULT_COMPACT_LEVEL, DEFAULT_SMALL_FRAME_LEVEL, DamagedUnit, Recompressor } from '../src/repo/v2/compact.js'
 import { encodeUnitFileV2 } from '../src/format/v2/unit.js'
 import { FrameCompressor } from '../src/codec/zstd.js'
 import { frameCheck, hashBlocks } from '../src/codec/hash.js'
@@ -61,7 +61,7 @@ interface History {
 }
 
 /** `n` generations, each adding its own files (its own stream, so one unit per generation). */
-async function history(name: string, n: number, perGen = 600_000, replace = false): Promise<History> {
+async function history(name: string, n: number, perGen = 600_000, replace = false, backupArgs: string[] = []): Promise<History> {
   const d = path.join(work, name)
   const src = path.join(d, 'src')
   fs.mkdirSync(path.join(src, 'sub'), { recursive: true })
@@ -74,7 +74,7 @@ async function history(name: string, n: number, perGen = 600_000, replace = fals
     if (replace) for (const f of [`t${i - 1}`, `sub/s${i - 1}`]) fs.rmSync(path.join(src, f), { force: true })
     fs.writeFileSync(path.join(src, `t${i}`), text(perGen, i))
     fs.writeFileSync(path.join(src, 'sub', `s${i}`), text(perGen / 4, 1000 + i))
-    await ok(['backup', src], repo)
+    await ok(['backup', src, ...backupArgs], repo)
     const snap = path.join(d, `snap${i}`)
     await sh(`cp -a '${src}' '${snap}'`)
     snaps.set(i, snap)
@@ -173,7 +173,9 @@ describe('bfs compact (format 2)', () => {
     const after = units(h.repo)
     for (const [k, u] of after) {
       const b = before.get(k)!
-      expect({ k, version: u.version, revision: u.revision, level: u.level }).toEqual({ k, version: 2, revision: 1, level: DEFAULT_COMPACT_LEVEL })
+      // files' default 128 KiB frames are small ones: level 15 (no dictionary: streams under 32 MiB)
+      expect(Math.max(...b.raw)).toBe(128 << 10)
+      expect({ k, version: u.version, revision: u.revision, level: u.level }).toEqual({ k, version: 2, revision: 1, level: DEFAULT_SMALL_FRAME_LEVEL })
       expect(u.raw).toEqual(b.raw) // same frame sizes
       expect(u.checks).toEqual(b.checks) // same raw bytes
       expect(u.bytes).toBeLessThan(b.bytes)
@@ -203,7 +205,7 @@ describe('bfs compact (format 2)', () => {
     await ok(['verify', '--all'], h.repo)
     await restoresIdentical(h, [3])
     // a lower level: those units are at or above it
-    expect(JSON.parse(await ok(['compact', '--min-age', '0', '--level', String(DEFAULT_COMPACT_LEVEL - 1), '--json'], h.repo)).units.compacted).toBe(0)
+    expect(JSON.parse(await ok(['compact', '--min-age', '0', '--level', String(DEFAULT_SMALL_FRAME_LEVEL - 1), '--json'], h.repo)).units.compacted).toBe(0)
   })
 
   it('generations: a merged generation\'s stored size is its own stream\'s (the merge run stores no data)', async () => {
@@ -238,7 +240,8 @@ describe('bfs compact (format 2)', () => {
     ]
     let k = 0
     for (const p of points) {
-      const h = await history(`kill-${k++}`, 4, 300_000)
+      // 1 MiB frames (files' default before 2026-12-04): the large-frame target, level 12
+      const h = await history(`kill-${k++}`, 4, 300_000, false, ['--frame-blocks', '256'])
       const before = units(h.repo)
       const crash = await bfs(['compact', '--min-age', '0'], { repo: h.repo, env: { NODE_ENV: 'test', BFS_TEST_FAULTS: JSON.stringify({ rules: [{ ...p, fault: 'kill' }] }) } })
       expect(crash.stderr, JSON.stringify(p)).toContain('killed by SIGKILL')

@@ -20,7 +20,7 @@ import { type History, restoresIdentical as restoresIdenticalIn, rewriteHistory 
 import { bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeUnitFileV2, parseUnitFile } from '../src/format/v2/unit.js'
-import { DamagedUnit, Recompressor, openUnitIndex, unitReseal } from '../src/repo/v2/compact.js'
+import { DEFAULT_SMALL_FRAME_LEVEL, DamagedUnit, Recompressor, openUnitIndex, unitReseal } from '../src/repo/v2/compact.js'
 import { FrameCompressor, decompressFrame } from '../src/codec/zstd.js'
 import { frameCheck, hashBlocks } from '../src/codec/hash.js'
 import { NONCE_TAG, newSalt, open, seal } from '../src/crypto/aead.js'
@@ -247,7 +247,7 @@ describe('bfs prune and bfs compact rewrite sealed units (encrypted repository)'
     const after = units(h.repo)
     for (const [k, u] of after) {
       const b = before.get(k)!
-      expect({ rev: u.revision, level: u.level, enc: u.flags & 1 }, k).toEqual({ rev: b.revision + 1, level: 12, enc: 1 })
+      expect({ rev: u.revision, level: u.level, enc: u.flags & 1 }, k).toEqual({ rev: b.revision + 1, level: DEFAULT_SMALL_FRAME_LEVEL, enc: 1 }) // files' 128 KiB frames are small ones
       expect(u.salt, k).not.toBe(b.salt)
     }
     await ok(['verify', '--all'], h.repo)
@@ -264,7 +264,7 @@ describe('bfs prune and bfs compact rewrite sealed units (encrypted repository)'
     await restoresIdentical(k, [1, 2, 3])
     const next = JSON.parse((await ok(['compact', '--min-age', '0', '--json'], k.repo)).trim().split('\n').pop()!) as Record<string, any>
     expect(next.units.compacted).toBe(units(k.repo).size - 1)
-    expect([...units(k.repo).values()].every((u) => u.revision === 1 && u.level === 12)).toBe(true)
+    expect([...units(k.repo).values()].every((u) => u.revision === 1 && u.level === DEFAULT_SMALL_FRAME_LEVEL)).toBe(true)
     expect(tmpFiles(k.repo)).toEqual([])
     await ok(['verify', '--all'], k.repo)
     await restoresIdentical(k, [1, 2, 3])

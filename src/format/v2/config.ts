@@ -45,7 +45,7 @@ export interface ConfigDefaults {
 
 export const DEFAULTS: Readonly<ConfigDefaults> = Object.freeze({
   unitBlocks: 5120,
-  frameBlocks: Object.freeze({ files: 256, volume: 32 }),
+  frameBlocks: Object.freeze({ files: 32, volume: 32 }),
   level: 3,
   packBytes: 16 * 1024 * 1024,
   dirDelta: true,

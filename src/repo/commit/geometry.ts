@@ -12,12 +12,16 @@ import { UNENCRYPTED_SEED } from '../../codec/hash.js'
 /** Blocks per unit: 20 MiB. */
 export const DEFAULT_UNIT_BLOCKS = 5120
 /**
- * Frame size by kind of generation. File trees: 1 MiB frames compress ~10% better than
- * 256 KiB ones (Linux tree: 215 vs 231 MB), and files are read sequentially. Volumes are
- * read at random (loop mounts, preads): 128 KiB frames halve the decompression behind a
- * cold 4 KiB read (~110 µs instead of ~230 µs) for ~4% more stored bytes.
+ * Frame size by kind of generation: 128 KiB for both since 2026-12-04 (issue 15). A cold
+ * 4 KiB read decompresses its whole frame: a 1 MiB frame cost ~650–700 µs of zstd, and the
+ * mount's cold pread median was ~3× squashfuse's (128 KiB blocks); with 128 KiB frames the
+ * Linux tree's cold pread median fell from ~850 to ~290 µs, level with squashfuse, for
+ * 232 MB stored instead of 206 MB at backup (185 MB after `bfs compact`, whose level 15 and
+ * stream dictionary small frames get). Sequential reads prefetch by bytes, not frames
+ * (blocks/reader.ts), and every frame cache is sized in bytes. Generations written before
+ * keep their 1 MiB (files) or 256 KiB frames: readers take what the stream records.
  */
-export const DEFAULT_FRAME_BLOCKS = { files: 256, volume: 32 } as const
+export const DEFAULT_FRAME_BLOCKS = { files: 32, volume: 32 } as const
 export const DEFAULT_LEVEL = 3
 
 /** Which frame size default applies. */

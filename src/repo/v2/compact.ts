@@ -35,13 +35,14 @@ import { WorkerPool } from '../pool.js'
 import type { WorkerReply, WorkerRequest } from '../workers/protocol.js'
 
 /**
- * The default target level of large frames (format 2's file frames, 1 MiB), chosen by
+ * The default target level of large frames (file frames written before 2026-12-04, 1 MiB), chosen by
  * measurement (format.md §2.20.8: CPU per MB and ratio of levels 9 … 19 on the bench image
  * and the Linux tree in 1 MiB frames).
  */
 export const DEFAULT_COMPACT_LEVEL = 12
 /**
- * The default target level of small frames (≤ SMALL_FRAME_BYTES: volumes' 128 KiB frames),
+ * The default target level of small frames (≤ SMALL_FRAME_BYTES: the 128 KiB frames of volumes
+ * and, since 2026-12-04, of files; the Linux tree in them: 232 MB → 185 MB),
  * which also get a dictionary (format.md §2.9.1, measured there: level 15 with a dictionary
  * makes 128 KiB frames of the bench image 11 % smaller than level 12 alone).
  */
