@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { aad } from '../src/crypto/aad.js'
 import { openEnvelope, sealEnvelope } from '../src/crypto/envelope.js'
-import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, seal } from '../src/crypto/aead.js'
+import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, seal, sealInto } from '../src/crypto/aead.js'
 import {
   LABELS,
   PassphraseError,
@@ -265,6 +265,27 @@ describe('seal / open', () => {
         if (n >= 16) expect(s.subarray(0, n).equals(pt)).toBe(false)
         expect(open(k, NONCE_TAG.unitFrame, 9, IN.aad, s, 'x').equals(pt)).toBe(true) // (toEqual on 1 MiB takes seconds)
       }
+    }
+  })
+
+  it('sealInto writes seal()\'s bytes into a buffer at an offset, around every slice boundary, and touches nothing else', () => {
+    for (const aead of both) {
+      const k = keyOf(aead)
+      // 16 KiB slices: empty, less than one, exactly one, one and a byte, many and a part
+      for (const n of [0, 1, 16383, 16384, 16385, 150_001, 1 << 20]) {
+        const pt = Buffer.alloc(n)
+        for (let i = 0; i < n; i++) pt[i] = (i * 131 + 5) & 0xff
+        const want = seal(k, NONCE_TAG.unitFrame, 7, IN.aad, pt)
+        const out = Buffer.alloc(n + 16 + 40, 0xa5)
+        expect(sealInto(k, NONCE_TAG.unitFrame, 7, IN.aad, pt, out, 13)).toBe(n + 16)
+        expect(out.subarray(13, 13 + n + 16).equals(want), `${aead} ${n}`).toBe(true)
+        expect(out.subarray(0, 13).every((b) => b === 0xa5) && out.subarray(13 + n + 16).every((b) => b === 0xa5)).toBe(true)
+        expect(open(k, NONCE_TAG.unitFrame, 7, IN.aad, out.subarray(13, 13 + n + 16), 'x').equals(pt)).toBe(true)
+      }
+      // no room: refused before anything is written
+      const out = Buffer.alloc(40, 1)
+      expect(() => sealInto(k, NONCE_TAG.unitFrame, 0, IN.aad, Buffer.alloc(30), out, 0)).toThrow(RangeError)
+      expect(out.every((b) => b === 1)).toBe(true)
     }
   })
 

@@ -155,6 +155,32 @@ describe('passphrases', () => {
     oneLine(none.stderr)
   })
 
+  it('a backup started its compression workers while the passphrase was checked: a wrong passphrase or a bad source ends it (no worker left running), writing nothing', async () => {
+    // (cli/v2.ts starts an encrypted repository's workers before the scrypt: a pool left open would keep the process alive and this test would time out)
+    const r = copyRepo('repo-early-workers')
+    const listing = (): string[] => (fs.readdirSync(r, { recursive: true }) as string[]).filter((f) => !f.startsWith('history')).sort()
+    const before = listing()
+    const w = await run(['backup', src], r, { BFS_PASSWORD: 'wrong' })
+    expect(w.code).toBe(7)
+    oneLine(w.stderr)
+    expect(w.stderr).toMatch(/wrong passphrase/)
+    const gone = await run(['backup', path.join(work, 'no-such-source')], r)
+    expect(gone.code).toBe(1)
+    oneLine(gone.stderr)
+    expect(gone.stderr).toMatch(/does not exist/)
+    expect(listing()).toEqual(before)
+    // and the workers started early do the backup's work
+    const src2 = path.join(work, 'src-early-workers')
+    fs.cpSync(src, src2, { recursive: true, verbatimSymlinks: true })
+    fs.writeFileSync(path.join(src2, 'later.txt'), `${CONTENT} later\n`.repeat(1000))
+    const b = await run(['backup', src2], r)
+    expect(b.code, b.stderr).toBe(0)
+    const out = path.join(work, 'restore-early-workers')
+    const x = await run(['restore', 'latest', out], r)
+    expect(x.code, x.stderr).toBe(0)
+    expect(await diffTree(src2, out)).toBe('')
+  })
+
   it("a passphrase typed at the terminal reaches the mount's background child, never its environment", async () => {
     const mnt = path.join(work, 'mnt-tty')
     fs.mkdirSync(mnt)

@@ -4,8 +4,9 @@
  * meets a format 2 repository in ctx.openRepo (cli/main.ts), which refuses it in one line
  * naming the command (notYetOnFormat2, exit 6).
  */
-import { openRepo2 } from './open2.js'
+import { openRepo2, unlockRepo2 } from './open2.js'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { E_LINKED, FileType, type Entry2 } from '../format/v2/dir.js'
 import { pieceRefToString } from '../format/v2/common.js'
@@ -27,6 +28,7 @@ import { reportRestore, showTapePlan } from './restore-report.js'
 import { holder, openReadStore2, recallFor } from './datastore.js'
 import { GenReader2 } from '../repo/v2/read2.js'
 import { Repo2, tapeRepoOf } from '../repo/v2/repo2.js'
+import { WorkerPool } from '../repo/pool.js'
 import { readerLease } from '../repo/v2/lease.js'
 import { type ManifestV2, pinName } from '../format/v2/records.js'
 import { DICT_RE, keys2, UNIT2_RE } from '../format/v2/layout.js'
@@ -53,49 +55,61 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
   checkFreezeOptions(o, decision, [ctx.repoDir()]) // format 1's refusals, before anything is written (maybe on the filesystem to freeze)
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
-  const repo = await openRepo2(ctx.repoDir(), warn)
-  // --group (format.md §2.14.2): format 1's group file and refusals
-  const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
-  if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
-  const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
-  // --full compares with no previous generation; the progress totals are still the latest one's of SRC (in the group)
-  const est = o.full && !volume ? latestStats(repo, path.resolve(src), group?.name ?? null) : undefined
-  // `--base GEN`: a volume generation of this source (read again under the backup's lease)
-  const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
-  if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
-  const common = {
-    online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined,
-    source: decision.source, label: o.label as string, full: !!o.full, tags: more.tags, host: more.host, threads: o.threads as number | undefined, level: o.level as number,
-    unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined,
-    reporter: {
-      warn: (m: string) => (ctx.history.warn(m), prog.clear(), warn(m)),
-      progress: (p: BackupProgress) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
-    },
+  const repo = Repo2.open(ctx.repoDir(), warn)
+  // An encrypted repository: its compression workers start now, on their own threads, while the
+  // passphrase goes through scrypt (~0.4 s on the threadpool: cli/open2.ts), instead of after it
+  // (issue 18: the backup's time against a plain one). They get no key, data or work before
+  // the repository is unlocked: every job comes from the backup below.
+  const pool = repo.encrypted && !repo.unlocked ? new WorkerPool((o.threads as number | undefined) ?? os.availableParallelism()) : undefined
+  pool?.prestart()
+  try {
+    await unlockRepo2(repo)
+    // --group (format.md §2.14.2): format 1's group file and refusals
+    const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
+    if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)
+    const prog = new Progress({ action: 'backup', label: 'backing up:', json: !!o.json, quiet: !!o.quiet })
+    // --full compares with no previous generation; the progress totals are still the latest one's of SRC (in the group)
+    const est = o.full && !volume ? latestStats(repo, path.resolve(src), group?.name ?? null) : undefined
+    // `--base GEN`: a volume generation of this source (read again under the backup's lease)
+    const base = o.base !== undefined ? repo.resolve(String(o.base), path.resolve(decision.source)) : undefined
+    if (base && base.kind !== 'volume') throw new BfsError('BAD_INPUT', `--base gen${base.id} is not a volume generation`)
+    const common = {
+      online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined,
+      source: decision.source, label: o.label as string, full: !!o.full, tags: more.tags, host: more.host, threads: o.threads as number | undefined, pool, level: o.level as number,
+      unitBlocks: o.unitBlocks as number, frameBlocks: o.frameBlocks as number | undefined,
+      reporter: {
+        warn: (m: string) => (ctx.history.warn(m), prog.clear(), warn(m)),
+        progress: (p: BackupProgress) => prog.update({ files: p.files, totalFiles: p.expectedFiles ?? est?.files ?? null, bytes: p.bytes, totalBytes: p.expectedBytes ?? est?.logicalBytes ?? null, path: p.path }),
+      },
+    }
+    const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
+      volume ? backupVolume2(repo, { ...common, baseId: base?.id, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout as number | undefined, signal }) : backupTree2(repo, { ...common, oneFileSystem: !!o.oneFileSystem, group, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
+    ).finally(() => prog.finish())
+    const m = res.manifest
+    const s = m.stats as Record<string, number>
+    ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
+    const online = res.online
+    // `parent` at the top as format 1 has it (0: a full backup); sources[0].parent stays
+    if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, parent: m.sources[0]!.parent, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
+    else if (prog.textSummary) {
+      // dirs: as format 1 counts them, below the source (the manifest's stats.dirs counts its root too)
+      process.stdout.write(
+        modeLine + // as format 1: files or volume, and why (auto mode)
+        `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
+          (volume
+            ? `  image: ${s.newFiles ? 'new' : s.changedFiles ? 'changed' : 'unchanged (not read)'}; ${count(s.mapPieces ?? 0, 'map piece')} written, ${s.mapPiecesReused ?? 0} reused\n`
+            : `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(Math.max(0, (s.dirs ?? 0) - 1), 'dir')}\n`) +
+          `  read ${humanBytes(s.bytesRead ?? 0)} of ${humanBytes(s.logicalBytes ?? 0)}, stored ${humanBytes(s.storedBytes ?? 0)} data + ${humanBytes(s.metaBytes ?? 0)} metadata (${count(s.pieces ?? 0, 'piece')}), ${(s.seconds ?? 0).toFixed(2)} s\n`,
+      )
+      if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
+      if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
+      if (online) process.stdout.write(onlineSummary(online, volume ? 'image' : 'tree'))
+    }
+    if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
+  } finally {
+    // (writeGeneration2 closed them already, unless the backup ended before it started)
+    await pool?.close()
   }
-  const res: Commit2Result & { mountPoints?: string[] } = await withSignals((signal) =>
-    volume ? backupVolume2(repo, { ...common, baseId: base?.id, freeze: !!o.freeze, freezeTimeoutS: o.freezeTimeout as number | undefined, signal }) : backupTree2(repo, { ...common, oneFileSystem: !!o.oneFileSystem, group, excludes: more.excludes, tagRules: more.tagRules, signal, online: o.online as 'on' | 'auto' | undefined, t0File: o.t0File as string | undefined, onlineNice: o.onlineNice as number | undefined }),
-  ).finally(() => prog.finish())
-  const m = res.manifest
-  const s = m.stats as Record<string, number>
-  ctx.history.add({ sources: m.sources.map((x) => x.path), gens: [m.id], bytes: { read: s.bytesRead ?? 0, stored: s.storedBytes ?? 0, metadata: s.metaBytes ?? 0 } })
-  const online = res.online
-  // `parent` at the top as format 1 has it (0: a full backup); sources[0].parent stays
-  if (o.json) prog.summary({ generation: `gen${m.id}`, mode: decision.mode, modeReason: decision.reason, ...m, parent: m.sources[0]!.parent, rootEntry: undefined, links: m.links ? pieceRefToString(m.links) : null, biLog: m.biLog ? pieceRefToString(m.biLog) : null, biIndex: m.biIndex ? pieceRefToString(m.biIndex) : null, skippedPaths: res.skippedPaths })
-  else if (prog.textSummary) {
-    // dirs: as format 1 counts them, below the source (the manifest's stats.dirs counts its root too)
-    process.stdout.write(
-      modeLine + // as format 1: files or volume, and why (auto mode)
-      `gen${m.id} committed (${m.sources[0]!.parent ? `incremental to gen${m.sources[0]!.parent}` : 'full'}; format 2)\n` +
-        (volume
-          ? `  image: ${s.newFiles ? 'new' : s.changedFiles ? 'changed' : 'unchanged (not read)'}; ${count(s.mapPieces ?? 0, 'map piece')} written, ${s.mapPiecesReused ?? 0} reused\n`
-          : `  files: ${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged, ${s.skipped} skipped; ${count(Math.max(0, (s.dirs ?? 0) - 1), 'dir')}\n`) +
-        `  read ${humanBytes(s.bytesRead ?? 0)} of ${humanBytes(s.logicalBytes ?? 0)}, stored ${humanBytes(s.storedBytes ?? 0)} data + ${humanBytes(s.metaBytes ?? 0)} metadata (${count(s.pieces ?? 0, 'piece')}), ${(s.seconds ?? 0).toFixed(2)} s\n`,
-    )
-    if (m.consistency) process.stdout.write(`  consistency: ${consistencyNote({ consistency: m.consistency, source: m.sources[0]!.path }, res.mountPoints ?? [])}\n`)
-    if (res.skippedPaths.length) process.stdout.write(`  skipped:\n${res.skippedPaths.map((p) => `    ${p}\n`).join('')}`)
-    if (online) process.stdout.write(onlineSummary(online, volume ? 'image' : 'tree'))
-  }
-  if (res.skippedPaths.length || (online && online.uncovered.length)) ctx.exitCode = EXIT.PARTIAL
 }
 
 /**

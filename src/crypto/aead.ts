@@ -103,6 +103,32 @@ export function seal(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad:
   return sealWithNonce(k, nonceOf(tag, counter), aad, plaintext)
 }
 
+/** What sealInto feeds the cipher at a time (see there). */
+const SEAL_SLICE = 16 << 10
+
+/**
+ * seal() written into `out` at `at` instead of a new buffer: the same bytes (ciphertext ‖
+ * 16-byte tag); returns how many, plaintext.length + TAG_BYTES. node:crypto's update() returns
+ * a new buffer for what it is given: a whole compressed frame (~150 KiB) is a fresh allocation
+ * past malloc's mmap threshold, page-faulted in, and seal() copied it once more into its
+ * result. Fed SEAL_SLICE bytes at a time, each piece comes from memory malloc reuses at once,
+ * and is copied once, where it goes (the compress workers' unit buffer, repo/worker.ts).
+ */
+export function sealInto(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad: Uint8Array, plaintext: Uint8Array, out: Buffer, at: number): number {
+  checkKey(k)
+  const n = plaintext.length
+  if (at < 0 || at + n + TAG_BYTES > out.length) throw new RangeError(`sealInto: ${n + TAG_BYTES} bytes do not fit at ${at} of ${out.length}`)
+  const opts = { authTagLength: TAG_BYTES }
+  const nonce = nonceOf(tag, counter)
+  const c = k.aead === 'aes-256-gcm' ? createCipheriv(k.aead, k.key, nonce, opts) : createCipheriv(k.aead, k.key, nonce, opts)
+  c.setAAD(aad, { plaintextLength: n })
+  let pos = at
+  for (let i = 0; i < n; i += SEAL_SLICE) pos += c.update(plaintext.subarray(i, Math.min(n, i + SEAL_SLICE))).copy(out, pos)
+  pos += c.final().copy(out, pos) // empty for both AEADs (stream modes)
+  if (pos !== at + n) throw new Error(`sealInto: the cipher gave ${pos - at} bytes for ${n}`)
+  return pos + c.getAuthTag().copy(out, pos) - at
+}
+
 /** Opens what seal() made with the same key, tag, counter and AAD; else FormatError BAD_CHECKSUM. */
 export function open(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad: Uint8Array, sealed: Uint8Array, what: string): Buffer {
   return openWithNonce(k, nonceOf(tag, counter), aad, sealed, what)

@@ -74,6 +74,7 @@ export class WorkerPool {
     return Promise.all(Array.from({ length: this.size }, (_, i) => this.run<R>(req, [], i)))
   }
 
+  /** Ends the threads (idempotent: a pool handed to writeGeneration2 is closed by it and by its owner). */
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()))
   }

@@ -7,7 +7,7 @@ import type { ReaderSpec } from '../blocks/spec.js'
 import type { Staged, Store, StoreDescription } from '../store/store.js'
 import type { Handler, WorkerReply, WorkerRequest } from './workers/protocol.js'
 import * as native from '../native/index.js'
-import { type AeadName, type ObjectKey, NONCE_TAG, TAG_BYTES, seal } from '../crypto/aead.js'
+import { type AeadName, type ObjectKey, NONCE_TAG, TAG_BYTES, seal, sealInto } from '../crypto/aead.js'
 import { aad } from '../crypto/aad.js'
 import { UNIT_FLAG_ENCRYPTED, UNIT_V2_HEADER_BYTES, encodeUnitHeaderV2, encodeUnitIndex, encodeUnitTrailer } from '../format/v2/unit.js'
 import { openTreeFile } from './source.js'
@@ -201,7 +201,7 @@ async function compress(r: WorkerRequest): Promise<CompressReply> {
       out = unitOut = grown
     }
     // encrypted: frame f is AEAD(unitKey, nonce(1, f), aad, zstd frame) ‖ tag (§2.9)
-    if (k) seal(k, NONCE_TAG.unitFrame, f, aad.unitFrame(req.genId, req.unitIndex, 0, f, nb * BLOCK_BYTES), compressOut.subarray(0, z)).copy(out, pos)
+    if (k) sealInto(k, NONCE_TAG.unitFrame, f, aad.unitFrame(req.genId, req.unitIndex, 0, f, nb * BLOCK_BYTES), compressOut.subarray(0, z), out, pos)
     else compressOut.copy(out, pos, 0, n)
     frameSizes.push(n)
     pos += n

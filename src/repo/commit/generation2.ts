@@ -75,6 +75,17 @@ export interface Generation2Spec {
   build(ctx: Generation2Context): Promise<Generation2Body>
 }
 
+/** CommitOptions, and what only a format 2 commit takes. */
+export interface Commit2Options extends CommitOptions {
+  /**
+   * Compression workers the caller started already (an encrypted repository's: while its
+   * passphrase went through scrypt, cli/v2.ts). Used instead of a pool of the commit's own and
+   * closed as that one is, before a failed run's gens/N is removed; the caller closes it as
+   * well for the ways out before the commit starts (WorkerPool.close is idempotent).
+   */
+  pool?: WorkerPool
+}
+
 export interface Commit2Result {
   manifest: ManifestV2
   warnings: string[]
@@ -167,7 +178,7 @@ function runDead(repo: Repo2, r: RunRecord, host: string): boolean {
 }
 
 /** Writes a format 2 generation; on any failure before the commit point, its run is aborted and gens/N removed. */
-export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: Generation2Spec): Promise<Commit2Result> {
+export async function writeGeneration2(repo: Repo2, opts: Commit2Options, spec: Generation2Spec): Promise<Commit2Result> {
   if (repo.readOnly) throw new BfsError('BAD_INPUT', `${repo.dir}: this repository uses a feature this bfs may only read; no backup`)
   const t0 = process.hrtime.bigint()
   const startTime = new Date()
@@ -182,7 +193,7 @@ export async function writeGeneration2(repo: Repo2, opts: CommitOptions, spec: G
     throw err
   }
   const N = run.run
-  const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+  const pool = opts.pool ?? new WorkerPool(opts.threads ?? os.availableParallelism())
   let committed = false
   try {
     const level = spec.level ?? DEFAULT_LEVEL

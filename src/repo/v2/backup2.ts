@@ -32,7 +32,7 @@ import { type Workarounds, isPieceFailure } from '../../pieces/reader.js'
 import { type DirRef, PrevCursor, TreeReader } from '../../pieces/tree-reader.js'
 import { TreeWriter } from '../../pieces/tree-writer.js'
 import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
-import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
+import { type Commit2Options, type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
 import { BfsError } from '../errors.js'
 import { FormatError } from '../../format/errors.js'
 import { type BaseObject, storeObject } from '../objects.js'
@@ -49,7 +49,7 @@ import { BI_REASON_TEXT, type OnlineCapture } from '../online.js'
 import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
 import type { Group } from '../groups.js'
 
-export interface Backup2Options extends CommitOptions, StreamSettings, Online2Options {
+export interface Backup2Options extends Commit2Options, StreamSettings, Online2Options {
   source: string
   /** Warnings, and progress (format 1's BackupProgress, from the counters the walk keeps). */
   reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }

@@ -28,7 +28,7 @@ import { isPieceFailure } from '../../pieces/reader.js'
 import { TreeReader } from '../../pieces/tree-reader.js'
 import { TreeWriter } from '../../pieces/tree-writer.js'
 import { type CommitOptions, type StreamSettings, streamGeometry } from '../commit/index.js'
-import { type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
+import { type Commit2Options, type Commit2Result, type Generation2Context, writeGeneration2 } from '../commit/generation2.js'
 import { changedWhileRead, fillMeta, sameVersion, type BackupProgress } from '../backup.js'
 import { mountState } from '../device.js'
 import { BfsError } from '../errors.js'
@@ -39,7 +39,7 @@ import { type Online2Options, foldOverlay, withCapture2 } from './online2.js'
 import { StreamSource2 } from './read2.js'
 import type { Repo2 } from './repo2.js'
 
-export interface Volume2Options extends CommitOptions, StreamSettings, Online2Options {
+export interface Volume2Options extends Commit2Options, StreamSettings, Online2Options {
   source: string
   reporter?: CommitOptions['reporter'] & { progress?(p: BackupProgress): void }
   /** Read the whole volume, with no previous generation. */
