@@ -295,9 +295,10 @@ describe('setuid and setgid bits', () => {
       expect(await modes(asRoot)).toBe('su 4755 root:root\nsg 2755 root:root\nplain 755 root:root\nshared 2775 root:root\nshared/x 644 root:root\n')
 
       // nobody can read the repository and write the destination, not give files to root
-      expect((await sh(`chmod -R a+rX '${r}' && mkdir '${top}/out' && chown nobody:nogroup '${top}/out'`)).code).toBe(0)
+      // (and keep its own records of repository locations, as a user does in its home)
+      expect((await sh(`chmod -R a+rX '${r}' && mkdir '${top}/out' '${top}/state' && chown nobody:nogroup '${top}/out' '${top}/state'`)).code).toBe(0)
       const dest = path.join(top, 'out/restored')
-      const asNobody = await sh(`cd / && BFS_REPO='${r}' setpriv --reuid=nobody --regid=nogroup --clear-groups '${ROOT}/bin/bfs' restore gen1 '${dest}'`)
+      const asNobody = await sh(`cd / && BFS_REPO='${r}' BFS_STATE_DIR='${top}/state' setpriv --reuid=nobody --regid=nogroup --clear-groups '${ROOT}/bin/bfs' restore gen1 '${dest}'`)
       expect(await modes(dest)).toBe('su 755 nobody:nogroup\nsg 755 nobody:nogroup\nplain 755 nobody:nogroup\nshared 775 nobody:nogroup\nshared/x 644 nobody:nogroup\n')
       expect(asNobody.stderr).toBe('bfs: warning: 3 files restored without their setuid/setgid bits (their owner could not be restored)\n')
       expect(asNobody.code).toBe(0)
