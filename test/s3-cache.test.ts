@@ -182,9 +182,27 @@ if (!ENDPOINT) {
         const r = await run(['restore', 'latest', dest], cache)
         expect(r.code, r.stderr).toBe(0)
         expect(await diffTree(src, dest), pass).toBe('')
-        const gets = unitGets(requests())
-        if (pass === 'cold') expect(gets.length).toBeGreaterThan(0)
-        else expect(gets).toEqual([])
+        const lines = requests()
+        const gets = unitGets(lines)
+        if (pass === 'cold') {
+          expect(gets.length).toBeGreaterThan(0)
+          // each unit fetched once, whole, ahead of the workers (Store.warm): no byte twice
+          const ranges = new Map<string, Array<[number, number]>>()
+          for (const l of gets) {
+            const [, key, a, b] = /^GetObject (\S+) bytes=(\d+)-(\d+)/.exec(l) ?? []
+            expect(key, l).toBeDefined()
+            ranges.set(key!, [...(ranges.get(key!) ?? []), [Number(a), Number(b)]])
+          }
+          for (const [key, rs] of ranges) {
+            rs.sort((x, y) => x[0] - y[0])
+            for (let i = 1; i < rs.length; i++) expect(rs[i]![0], `${key}: a byte fetched twice`).toBeGreaterThan(rs[i - 1]![1])
+          }
+          // a pack the tree opens again and again is peeked at (its two ends) once, then read
+          // through its fill (readingAll): before, every open of it peeked again
+          const peeks = new Map<string, number>()
+          for (const l of lines.filter((x) => /^GetObject gens\/\d+\/pack-\S+ bytes=-/.test(x))) peeks.set(l.split(' ')[1]!, (peeks.get(l.split(' ')[1]!) ?? 0) + 1)
+          for (const [key, n] of peeks) expect(n, `${key} peeked ${n} times`).toBe(1)
+        } else expect(gets).toEqual([])
       }
     }, 180_000)
 
@@ -463,6 +481,52 @@ if (!ENDPOINT) {
         } finally {
           await store().put(u.key, u.bytes, { mode: 'replace' })
         }
+      } finally {
+        s.close()
+      }
+    }, 60_000)
+
+    it('store level: an object opened again while its fill is under way is not peeked again; readingAll starts fills at once, and warm() fetches an object whole before its reader opens it', async () => {
+      Object.assign(process.env, env)
+      const dir = newCache()
+      const inner = S3Store.fromUrl(repo, { spoolDir: spool })
+      // counted, not changed: an open's peeks are its getRangeMeta calls
+      let peeks = 0
+      const getRangeMeta = inner.getRangeMeta.bind(inner)
+      inner.getRangeMeta = (...a: Parameters<S3Store['getRangeMeta']>) => {
+        peeks++
+        return getRangeMeta(...a)
+      }
+      // fills that never start by themselves (no pause of reads is long enough)
+      const s = new S3CachedStore(inner, dir, () => ObjectCache.open(dir), { idleMs: 600_000, deferMs: 600_000 })
+      try {
+        const [u, v] = (await latestUnits()).filter((x) => x.bytes.length > 2 * PEEK_BYTES)
+        expect(v).toBeDefined()
+        const mid = { offset: Math.floor(u!.bytes.length / 2), length: 4096 }
+        const want = u!.bytes.subarray(mid.offset, mid.offset + mid.length)
+        const b1 = await s.open(u!.key)
+        expect(peeks).toBe(2)
+        expect((await b1.read(mid)).equals(want)).toBe(true) // a GET; its fill is asked for (and waits)
+        expect(s.fillState).toEqual({ running: 0, queued: 1 })
+        const b2 = await s.open(u!.key)
+        expect(peeks).toBe(2) // its size and ETag known from the fill asked for: no request
+        expect((await b2.read(mid)).equals(want)).toBe(true)
+        await b1.close()
+        await b2.close()
+        // a restore's process: the waiting fill starts now, and the object is kept
+        s.readingAll()
+        for (let i = 0; i < 300 && !s.objects.present(u!.key); i++) await new Promise((r) => setTimeout(r, 20))
+        expect(s.objects.present(u!.key)).toBe(true)
+        // warm: whole into the cache without an open (and without a peek); opened, it is the entry
+        expect(s.objects.present(v!.key)).toBe(false)
+        expect(await s.warm(v!.key)).toBe(true)
+        expect(peeks).toBe(2)
+        const b3 = await s.open(v!.key)
+        expect(b3.localFd).toBeTypeOf('number')
+        expect((await b3.read({ offset: 0, length: v!.bytes.length })).equals(v!.bytes)).toBe(true)
+        await b3.close()
+        expect(await s.warm(v!.key)).toBe(true) // kept already: nothing fetched
+        expect(await s.warm('config')).toBe(false) // not an object the cache keeps
       } finally {
         s.close()
       }

@@ -278,6 +278,9 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   ctx.history.set({ sources: r.manifest.sources.map((s) => s.path), gens: [r.manifest.id] })
   await lease?.setPins([pinName(r.manifest.id, r.manifest.rev)])
   const p = await volumeImage(r, asked)
+  // on S3: what the restore reads (the tree's packs, the maps, the units) is fetched whole into
+  // the read cache from its first read on, not once reads pause
+  repo.data.readingAll?.()
   const set = await restoreSet2(r, p)
   const root = set.entries[0]!
   let target = dest

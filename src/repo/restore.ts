@@ -64,6 +64,12 @@ export interface RestoreResult {
   removedDirs: number
 }
 
+/** A job for a worker (restore's data phase): its files, and the units they read when those are warmed first (RestoreSet.warm). */
+interface Job {
+  files: RestoreFile[]
+  units: Set<string>
+}
+
 /** Bytes of file data per job handed to a worker: large enough to amortize, small enough to balance. */
 const JOB_BYTES = 16 << 20
 const JOB_FILES = 2000
@@ -174,7 +180,15 @@ export interface RestoreSet {
   /** Units on tape (format 1 only): the store keys a file's extents read, and the recall plan. */
   unitsOf?(flat: number[], sizeBytes: number): string[]
   planTape?(tiered: TieredStore, units: string[], passBytes: number): TapePlan
+  /**
+   * Units in a remote store with a local cache (S3: Store.warm): fetches one into the cache
+   * ahead of the worker that will read it (needs unitsOf). Absent: units are local.
+   */
+  warm?(unitKey: string): Promise<boolean>
 }
+
+/** Jobs whose units are fetched into a remote store's cache ahead of the worker (each lane's next jobs): ~2 units ahead per worker. */
+const WARM_AHEAD = 2
 
 /** Restores a RestoreSet (see restoreTree: the same for both formats). */
 export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Promise<RestoreResult> {
@@ -391,7 +405,7 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
               extents: flat,
             },
             size: d.size,
-            units: tape && set.unitsOf ? set.unitsOf(flat, d.size) : [],
+            units: (tape || set.warm) && set.unitsOf ? set.unitsOf(flat, d.size) : [],
           })
         }
         // Where the data lies, not the catalog, decides the order: a backup's writers
@@ -401,19 +415,34 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
         // (the Linux tree: 1.8 decodes per frame for a full generation, 2.6 after 20
         // incrementals and a merge).
         all.sort(dataOrder)
-        /** Jobs of ~16 MiB (at most JOB_FILES files) of `list`, in its order. */
-        const makeJobs = (list: typeof all): RestoreFile[][] => {
-          const jobs: RestoreFile[][] = [[]]
+        /** Jobs of ~16 MiB (at most JOB_FILES files) of `list`, in its order, with the units they read (when they are warmed). */
+        const makeJobs = (list: typeof all): Job[] => {
+          const jobs: Job[] = [{ files: [], units: new Set() }]
           let jobBytes = 0
           for (const x of list) {
-            jobs[jobs.length - 1]!.push(x.f)
+            const job = jobs[jobs.length - 1]!
+            job.files.push(x.f)
+            if (set.warm) for (const k of x.units) job.units.add(k)
             jobBytes += x.size
-            if (jobBytes >= JOB_BYTES || jobs[jobs.length - 1]!.length >= JOB_FILES) {
-              jobs.push([])
+            if (jobBytes >= JOB_BYTES || job.files.length >= JOB_FILES) {
+              jobs.push({ files: [], units: new Set() })
               jobBytes = 0
             }
           }
           return jobs
+        }
+        /** Units being fetched into the remote store's cache (set.warm), or fetched. */
+        const warming = new Map<string, Promise<boolean>>()
+        const warmJob = (jobs: Job[], j: number): Promise<unknown> | null => {
+          const job = jobs[j]
+          if (!set.warm || !job || job.units.size === 0) return null
+          const ps: Array<Promise<boolean>> = []
+          for (const k of job.units) {
+            let p = warming.get(k)
+            if (!p) warming.set(k, (p = set.warm(k)))
+            ps.push(p)
+          }
+          return Promise.all(ps)
         }
         const totalFiles = all.length
         let totalBytes = 0
@@ -423,7 +452,7 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
         let interrupted = false
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
         // the middle of a file would leave it half written.
-        const runJobs = async (jobs: RestoreFile[][]): Promise<void> => {
+        const runJobs = async (jobs: Job[]): Promise<void> => {
           const lanes = new Lanes(jobs.length, pool.size)
           // two runners per worker keep its queue fed; each runs its worker's lane
           const runner = async (w: number): Promise<void> => {
@@ -432,8 +461,13 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
                 interrupted = true
                 return
               }
-              const files = jobs[j]!
+              const files = jobs[j]!.files
               if (!files.length) continue
+              // a remote store's units: this job's (and the lane's next ones') fetched into its
+              // cache while the workers decode, so that a worker never waits for a GET
+              for (let a = 1; a <= WARM_AHEAD; a++) void warmJob(jobs, j + a)
+              const warm = warmJob(jobs, j)
+              if (warm) await warm
               const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
               const reply = await pool.run({ op: 'restoreFiles', job }, [], w)
               const r = reply.result as RestoreJobResult

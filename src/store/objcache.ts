@@ -84,8 +84,10 @@ export const msNow = (): number => Date.now() & 0x7fffffff
  * What a fill thread does before each range GET and before hashing what it got: waits while
  * reads of its mount wait for a GET (`busy[0]`, shared) or one ended less than FILL_IDLE_MS
  * ago (`busy[1]`, msNow(): the read still decodes and answers), for at most FILL_PAUSE_MS.
+ * Not at all once the process reads most of what it opens (`busy[2]` set: Store.readingAll).
  */
 export async function giveWay(busy: Int32Array, maxMs = FILL_PAUSE_MS): Promise<void> {
+  if (busy.length > 2 && Atomics.load(busy, 2)) return
   const until = Date.now() + maxMs
   for (;;) {
     const v = Atomics.load(busy, 0)
@@ -421,6 +423,14 @@ export class ObjectCache {
     return null
   }
 
+  /** Whether `key` has an entry with a good-looking record (not hashed: the reader that opens it checks it). */
+  present(key: string): boolean {
+    const c = this.candidate(key)
+    if (!c) return false
+    c.b.closeSync()
+    return true
+  }
+
   /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
   trust(key: string, sig: string): void {
     if (!sig) return
@@ -538,6 +548,8 @@ export class ObjectCache {
 interface Fill {
   done: boolean
   p: Promise<void>
+  /** Its size and ETag, when known before it started (an open's peeks): a further open needs no peek. */
+  known?: { sizeBytes: number; etag: string }
 }
 
 /**
@@ -573,7 +585,7 @@ class FillThread {
   }
 
   /** Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept). */
-  fill(key: string, dir: string, known: { sizeBytes: number; etag: string }): Promise<string> {
+  fill(key: string, dir: string, known: { sizeBytes: number; etag: string } | undefined): Promise<string> {
     const id = this.next++
     return new Promise<unknown>((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
@@ -782,8 +794,8 @@ export class S3CachedStore implements Store {
   /** Fills asked for and not started yet (FILL_IDLE_MS, FILL_DEFER_MS), in the order asked. */
   private readonly queued = new Map<string, { since: number; go(): void; stop(err: Error): void }>()
   private timer: NodeJS.Timeout | null = null
-  /** [reads (and cold opens) waiting for a GET now, when the last one ended (msNow())]: shared with the fill thread (giveWay). */
-  private readonly busy = new Int32Array(new SharedArrayBuffer(8))
+  /** [reads (and cold opens) waiting for a GET now, when the last one ended (msNow()), 1 = readingAll]: shared with the fill thread (giveWay). */
+  private readonly busy = new Int32Array(new SharedArrayBuffer(12))
   private lastRead = -Infinity
   private filler: FillThread | null = null
   private face: CachedSyncFace | null = null
@@ -795,7 +807,7 @@ export class S3CachedStore implements Store {
     readonly cacheDir: string,
     private readonly openCache: () => ObjectCache = () => ObjectCache.open(cacheDir),
     /** When fills start: after reads are idle this long, or after waiting this long at most (tests). */
-    private readonly pace: { idleMs: number; deferMs: number } = { idleMs: FILL_IDLE_MS, deferMs: FILL_DEFER_MS },
+    private pace: { idleMs: number; deferMs: number } = { idleMs: FILL_IDLE_MS, deferMs: FILL_DEFER_MS },
   ) {}
 
   /** Fills started and not yet finished, and fills waiting to start (tests, the bench). */
@@ -893,10 +905,10 @@ export class S3CachedStore implements Store {
    * thread, once the reads give it room (pump); resolves when kept (or failed: reads go on
    * from S3).
    */
-  private startFill(key: string, known: { sizeBytes: number; etag: string }): Fill {
+  private startFill(key: string, known: { sizeBytes: number; etag: string } | undefined): Fill {
     const running = this.fills.get(key)
     if (running) return running
-    const f: Fill = { done: false, p: Promise.resolve() }
+    const f: Fill = { done: false, p: Promise.resolve(), known }
     const started = new Promise<void>((go, stop) => this.queued.set(key, { since: performance.now(), go, stop }))
     f.p = (async () => {
       try {
@@ -919,6 +931,34 @@ export class S3CachedStore implements Store {
     return f
   }
 
+  /** Fills start at the first read of an object, not when reads pause (Store.readingAll). */
+  readingAll(): void {
+    this.pace = { idleMs: 0, deferMs: 0 }
+    Atomics.store(this.busy, 2, 1)
+    // the fill thread loads the SDK (~0.2–0.5 s) while the command reads its config and manifest
+    this.filler ??= new FillThread(this.inner.describe(), this.busy)
+    this.pump()
+  }
+
+  /** Store.warm: the whole object into the cache now (no peek: the fill's first range says its size). */
+  async warm(key: string): Promise<boolean> {
+    if (!cacheable(key)) return false
+    try {
+      checkKey(key)
+      if (this.objects.present(key)) return true
+      const f = this.fills.get(key) ?? this.startFill(key, undefined)
+      const q = this.queued.get(key)
+      if (q) {
+        this.queued.delete(key)
+        q.go()
+      }
+      await f.p
+      return f.done
+    } catch {
+      return false
+    }
+  }
+
   async open(key: string): Promise<BlobReader> {
     if (!cacheable(key)) return this.inner.open(key)
     checkKey(key)
@@ -932,6 +972,14 @@ export class S3CachedStore implements Store {
       this.objects.counters.indexHits++
       const known = { sizeBytes: rec.size, etag: rec.etag }
       return new FillingBlob(this, key, rec.size, rec.etag, () => this.startFill(key, known), rec.ranges, true)
+    }
+    // its fill under way in this process, its size and ETag known: no request now (a
+    // restore's tree opens one pack hundreds of times while the pack's fill runs: each open
+    // peeked at both ends again, two GETs)
+    const filling = this.fills.get(key)
+    if (filling?.known) {
+      const known = filling.known
+      return new FillingBlob(this, key, known.sizeBytes, known.etag, () => this.startFill(key, known))
     }
     // one round trip: the first and the last PEEK_BYTES at once (size and ETag come with them)
     const tailP = this.foreground(() => this.inner.getRangeMeta(key, { suffix: PEEK_BYTES })).catch(() => null)

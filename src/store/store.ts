@@ -142,6 +142,19 @@ export interface Store {
   /** How to re-create this store in another thread (openStore), or null if it cannot be shared. */
   describe(): StoreDescription | null
   readonly sync: SyncStore | null
+  /**
+   * A store with a local cache in front of a remote one (S3): this process reads most of what
+   * it opens (a restore), so an object's whole fetch into the cache starts at its first read,
+   * not when reads pause. Absent: nothing to do.
+   */
+  readingAll?(): void
+  /**
+   * A store with a local cache in front of a remote one: fetches `key` whole into the cache
+   * now (joining a fetch under way), for a reader that will open it soon — restore's workers,
+   * a job or two ahead. Resolves true once it is local, false if not (the reader fetches it as
+   * it would have); never rejects. Absent: every key is local.
+   */
+  warm?(key: string): Promise<boolean>
 }
 
 /** The synchronous face: the same blobs, the same contract, no promises. */

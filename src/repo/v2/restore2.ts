@@ -14,6 +14,7 @@ import { BfsError } from '../errors.js'
 import { WorkerReaders } from '../readers.js'
 import { unitKeysOf, type RestoreSet } from '../restore.js'
 import { planTapePasses } from '../tapepasses.js'
+import type { Store } from '../../store/store.js'
 import { tapeRepoOf } from './repo2.js'
 import { type GenReader2, StreamSource2 } from './read2.js'
 
@@ -21,6 +22,12 @@ import { type GenReader2, StreamSource2 } from './read2.js'
 type Entry1 = Entry & { map: Entry2['map']; dataBlocks: number }
 
 const SLASH = Buffer.from('/')
+
+/** A store's warm (Store.warm), bound, or undefined for a store whose units are local. */
+function warmOf(store: Store): RestoreSet['warm'] {
+  const warm = store.warm
+  return warm ? (key) => warm.call(store, key) : undefined
+}
 
 /**
  * The entries of `path` (a subtree; '' = the whole generation) of the generation `r` reads,
@@ -121,5 +128,7 @@ export async function restoreSet2(r: GenReader2, path: string): Promise<RestoreS
     // units on tape (the tiered store is r.repo.data): format 1's planning, in tape order
     unitsOf: (flat, size) => unitKeysOf(flat, size, (s) => r.repo.stream(s).unitBlocks),
     planTape: (tiered, units, passBytes) => planTapePasses(tapeRepoOf(r.repo), tiered, units, passBytes),
+    // units on S3: fetched into the read cache a job or two before the workers read them
+    warm: warmOf(r.repo.data),
   }
 }
