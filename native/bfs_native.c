@@ -25,8 +25,6 @@
  *                 symlink it did not create (constants: atConstants)
  *   fadvise       posix_fadvise
  *   cachestat     cachestat(2): pages of a file range in the page cache
- *   setThreadSched  sched_setattr(2) of one thread: SCHED_OTHER, a nice value and a
- *                 time slice (EEVDF custom slice, Linux >= 6.12)
  *   flock         flock(LOCK_EX | LOCK_SH | LOCK_UN, always with LOCK_NB)
  *   blake3Into, blake3HasherNew / Update / Final / Reset
  *                 BLAKE3 (plain and keyed) with BLAKE3's official C implementation
@@ -56,7 +54,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/limits.h>
@@ -2444,46 +2441,6 @@ fail:
   return NULL;
 }
 
-/* ---- setThreadSched ----------------------------------------------------- */
-
-/*
- * setThreadSched(tid, nice, sliceNs) -> 0 or an errno: sched_setattr(2) of thread `tid` to
- * SCHED_OTHER at `nice` with a requested time slice of `sliceNs` (0: the kernel's default).
- * On EEVDF kernels (>= 6.12) a task's slice is how long it may run before a woken task of
- * earlier deadline preempts it (RUN_TO_PARITY protects the running task for its slice): a
- * short slice on bfs's own busy threads lets a writer that the online capture held up run
- * again at once instead of after up to a base slice (~0.75-3 ms). Older kernels ignore the
- * slice of a fair task. Never throws for the call itself: the caller treats it as a courtesy.
- */
-struct bfs_sched_attr {
-  uint32_t size, sched_policy;
-  uint64_t sched_flags;
-  int32_t sched_nice;
-  uint32_t sched_priority;
-  uint64_t sched_runtime, sched_deadline, sched_period;
-};
-
-static napi_value js_setThreadSched(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 3);
-  double tid, nice, slice;
-  if (!get_integer_arg(env, argv[0], "tid", 1, 2147483647, &tid) ||
-      !get_integer_arg(env, argv[1], "nice", -20, 19, &nice) ||
-      !get_integer_arg(env, argv[2], "sliceNs", 0, 100000000, &slice))
-    return NULL;
-  struct bfs_sched_attr a;
-  memset(&a, 0, sizeof a);
-  a.size = sizeof a;
-  a.sched_policy = SCHED_OTHER;
-  a.sched_nice = (int32_t)nice;
-  a.sched_runtime = (uint64_t)slice;
-  int rc = syscall(SYS_sched_setattr, (pid_t)tid, &a, 0) == 0 ? 0 : errno;
-  napi_value v;
-  NAPI_TRY(env, napi_create_int32(env, rc, &v), fail);
-  return v;
-fail:
-  return NULL;
-}
-
 /* ---- flock ------------------------------------------------------------- */
 
 /*
@@ -2877,7 +2834,6 @@ NAPI_MODULE_INIT() {
     {"exitWatchdog", NULL, js_exit_watchdog, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_enumerable, NULL},
     {"cachestat", NULL, js_cachestat, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"setThreadSched", NULL, js_setThreadSched, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"hashBlocks", NULL, js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
     {"xxh64Into", NULL, js_xxh64_into, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -415,28 +415,11 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
   it('lowerPriority: every thread of the process this much lower, then back', async () => {
     const { lowerPriority } = await import('../src/repo/online.js')
     const base = os.getPriority(process.pid)
-    // the thread's EEVDF slice (Linux >= 6.12 shows se.slice; older kernels ignore a fair task's slice)
-    const slice = (): number | null => {
-      const m = /^se\.slice\s*:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/task/${process.pid}/sched`, 'utf8'))
-      return m ? Number(m[1]) : null
-    }
-    const slice0 = slice()
     const restore = lowerPriority(4)
     try {
       expect(os.getPriority(process.pid)).toBe(Math.min(19, base + 4))
-      if (slice0 !== null) expect(slice()).toBe(100_000) // the least the kernel takes: a woken writer preempts at once
     } finally {
       restore()
-    }
-    expect(os.getPriority(process.pid)).toBe(base)
-    expect(slice()).toBe(slice0)
-    // no slice asked (BFS_ONLINE_SLICE_US=0): the nice value alone
-    const r2 = lowerPriority(2, 0)
-    try {
-      expect(os.getPriority(process.pid)).toBe(Math.min(19, base + 2))
-      expect(slice()).toBe(slice0)
-    } finally {
-      r2()
     }
     expect(os.getPriority(process.pid)).toBe(base)
   })

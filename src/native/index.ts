@@ -110,7 +110,6 @@ interface Addon {
   thawFs(fd: number): void
   fadvise(fd: number, offsetBytes: number, lengthBytes: number, advice: FadviseAdvice): boolean
   cachestat(fd: number, offsetBytes: number, lengthBytes: number): [cached: number, dirty: number, writeback: number] | null
-  setThreadSched(tid: number, nice: number, sliceNs: number): number
   flock(fd: number, mode: FlockMode): boolean
   detach(fd: number): void
   exitWatchdog(ms: number, code: number): void
@@ -192,7 +191,6 @@ export const ADDON_FUNCTIONS = [
   'thawFs',
   'fadvise',
   'cachestat',
-  'setThreadSched',
   'flock',
   'detach',
   'exitWatchdog',
@@ -613,17 +611,6 @@ export function fadvise(fd: number, offsetBytes: number, lengthBytes: number, ad
  */
 export function cachestat(fd: number, offsetBytes: number, lengthBytes: number): [cached: number, dirty: number, writeback: number] | null {
   return addon().cachestat(fd, offsetBytes, lengthBytes)
-}
-
-/**
- * sched_setattr(2) of one thread: SCHED_OTHER at `nice` with a requested time slice of
- * `sliceNs` (0: the kernel's default; 100,000–100,000,000 otherwise). Returns 0 or the errno
- * (EPERM, ESRCH for a thread gone, EINVAL for a slice an older kernel refuses). On EEVDF
- * (Linux >= 6.12) a running task is not preempted by a woken one before its slice is used
- * (RUN_TO_PARITY), so a short slice on busy threads lets woken tasks run sooner.
- */
-export function setThreadSched(tid: number, nice: number, sliceNs: number): number {
-  return addon().setThreadSched(tid, nice, sliceNs)
 }
 
 /** What {@link flock} does: take an exclusive or a shared lock, or release it. */

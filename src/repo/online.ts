@@ -30,20 +30,6 @@ export const BI_REASON_TEXT: Record<number, string> = {
 export const DEFAULT_ONLINE_NICE = 10
 
 /**
- * The time slice bfs's lowered threads ask for while the capture holds writers up: 100 µs,
- * the least the kernel takes (default: its base slice, 0.75 ms × (1 + log2 CPUs)). On EEVDF
- * kernels (Linux >= 6.12) a running task is protected from wake-up preemption for its slice
- * (RUN_TO_PARITY), whatever its nice value, so a writer the listener has just answered could
- * wait up to a base slice for the CPU a compression thread holds: the online image writer's
- * p99. `BFS_ONLINE_SLICE_US` (0: the kernel's default) is for measurements.
- */
-export function onlineSliceNs(): number {
-  const v = process.env.BFS_ONLINE_SLICE_US
-  if (v !== undefined && /^\d+$/.test(v)) return Number(v) === 0 ? 0 : Math.min(100_000, Math.max(100, Number(v))) * 1000
-  return 100_000
-}
-
-/**
  * Lowers the CPU priority (raises the nice value) of every thread of this process by `by`
  * (up to 19) and returns what puts them back. On Linux a nice value is per thread
  * (setpriority(PRIO_PROCESS, tid)); threads started meanwhile inherit the creating thread's,
@@ -52,10 +38,9 @@ export function onlineSliceNs(): number {
  * woken when the listener answers, then waits for a CPU; with bfs's compression and read
  * threads at nice 0 on a busy machine that wait was the writer's p99 (bench online step:
  * 473 → 159 µs on the tree, 1,677 → 309 µs on the image with nice +10). Failures (EPERM, a
- * thread gone: ESRCH) are ignored: this is a courtesy, not a promise. With `sliceNs` > 0 the
- * threads also ask for that time slice (see {@link onlineSliceNs}), and get the default back.
+ * thread gone: ESRCH) are ignored: this is a courtesy, not a promise.
  */
-export function lowerPriority(by: number, sliceNs = onlineSliceNs()): () => void {
+export function lowerPriority(by: number): () => void {
   if (by <= 0) return () => {}
   const before = new Map<number, number>()
   const tasks = (): number[] => {
@@ -73,8 +58,7 @@ export function lowerPriority(by: number, sliceNs = onlineSliceNs()): () => void
       if (fs.readFileSync(`/proc/self/task/${tid}/comm`, 'latin1').startsWith('bfs-bilog')) continue
       const p = os.getPriority(tid)
       before.set(tid, p)
-      // the slice with the nice value in one call where the kernel takes it (else nice alone)
-      if (sliceNs <= 0 || native.setThreadSched(tid, Math.min(19, p + by), sliceNs) !== 0) os.setPriority(tid, Math.min(19, p + by))
+      os.setPriority(tid, Math.min(19, p + by))
     } catch {
       // gone, or not allowed
     }
@@ -84,8 +68,7 @@ export function lowerPriority(by: number, sliceNs = onlineSliceNs()): () => void
     for (const tid of tasks()) {
       try {
         if (!before.has(tid) && fs.readFileSync(`/proc/self/task/${tid}/comm`, 'latin1').startsWith('bfs-bilog')) continue
-        const nice = before.get(tid) ?? base
-        if (sliceNs <= 0 || native.setThreadSched(tid, nice, 0) !== 0) os.setPriority(tid, nice)
+        os.setPriority(tid, before.get(tid) ?? base)
       } catch {
         // gone, or not allowed (raising a priority needs CAP_SYS_NICE; --online needs root)
       }
