@@ -18,6 +18,9 @@ ONLINE_RATE=${BENCH_ONLINE_RATE:-2000}   # writes/s of the writer (README: why 2
 # costs the writer ~35-48 µs with no backup running (2026-12-03: 47.8 µs "writer alone",
 # against 5.6-8 µs after the `small` warm or on an uncached image), not the issue's ~3 µs.
 ONLINE_WARM=${BENCH_ONLINE_WARM:-small}
+# BENCH_ONLINE_READS=0: skip the reads of the generations (the last rows), for A/B runs of the
+# backup and writer rows only (e.g. BFS_ONLINE_SLICE_US=0 against the default)
+ONLINE_READS=${BENCH_ONLINE_READS:-1}
 ONLINE_DIR=""      # $RUN/online while it exists
 ONLINE_DEV=""      # the loop device
 ONLINE_MNT=""      # where its filesystem is mounted
@@ -282,6 +285,7 @@ online_source() {
   done
   # the reads: REPS times, alternating which generation goes first
   for ((rep = 1; rep <= REPS; rep++)); do
+    [ "$ONLINE_READS" = 0 ] && break
     if [ $((rep % 2)) = 1 ]; then order="offline online"; else order="online offline"; fi
     for mode in $order; do online_read "$name" "$kind" "$mode" "$rel" "$rep"; done
   done
