@@ -2,7 +2,7 @@
  * The object kinds of an encrypted format 2 repository that were sealed after the first
  * wiring (issue 18; native-notes/format.md §2.22.2): run history records, file groups, the
  * dedup index (its digests keyed with kContent). Real `bfs` processes on real repositories (behind the test switch
- * NODE_ENV=test BFS_TEST_ENCRYPTION=1): each kind round-trips sealed, the repository's bytes
+ * NODE_ENV=test: a cheap scrypt): each kind round-trips sealed, the repository's bytes
  * hold nothing of it in the clear, a flipped byte or a sealed object moved to another name is
  * damage, and a plain repository still writes the plain objects it wrote before.
  */
@@ -18,7 +18,7 @@ import { objectKey } from '../src/crypto/keys.js'
 import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
 import { encodeEnvelope2 } from '../src/format/v2/envelope.js'
 
-const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
+const ENC = { NODE_ENV: 'test', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
 
 let work: string
@@ -254,15 +254,10 @@ describe('file groups, sealed (§2.14.2)', () => {
     await damaged((f) => fs.copyFileSync(other, f), /authentication failed/)
     // a file sealed under this id (as only a key holder can) that holds another group's name: the id is not that name's
     await damaged(async (f) => {
-      process.env.BFS_TEST_ENCRYPTION = '1'
-      try {
-        const r2 = Repo2.open(r)
-        await r2.unlock('correct horse')
-        const key = `groups/${mine}`
-        fs.writeFileSync(f, r2.seal('group', key, Buffer.from(JSON.stringify({ name: 'other', includes: ['x'], excludes: [], created: new Date().toISOString() }))))
-      } finally {
-        delete process.env.BFS_TEST_ENCRYPTION
-      }
+      const r2 = Repo2.open(r)
+      await r2.unlock('correct horse')
+      const key = `groups/${mine}`
+      fs.writeFileSync(f, r2.seal('group', key, Buffer.from(JSON.stringify({ name: 'other', includes: ['x'], excludes: [], created: new Date().toISOString() }))))
     }, /whose id is not this object's name/)
     await damaged((f) => fs.copyFileSync(path.join(work, 'repo-groups-plain', 'groups', GROUP), f), /\S/)
   })
@@ -295,7 +290,7 @@ describe('the dedup index, sealed (§2.17)', () => {
     plain = path.join(work, 'repo-dedup-plain')
     expect((await bfs(['init'], { repo: plain })).code).toBe(0)
     for (const r of [repo, plain]) {
-      const g1 = await backup(r, dsrc(), r === plain ? { BFS_TEST_ENCRYPTION: '' } : {})
+      const g1 = await backup(r, dsrc())
       expect(g1.stats.dedupIndexed).toBe(2)
     }
     // copies under other names: the second backup finds them in the index
@@ -321,26 +316,21 @@ describe('the dedup index, sealed (§2.17)', () => {
     expect(fs.readFileSync(index(plain)[0]!).readUInt16LE(10)).toBe(0)
     expect(holds(plain, digest(Buffer.alloc(32), big))).toBe(true)
     expect(holds(plain, digest(Buffer.alloc(32), small))).toBe(true)
-    process.env.BFS_TEST_ENCRYPTION = '1'
-    try {
-      const r2 = Repo2.open(repo)
-      await r2.unlock('correct horse')
-      const entries = readDedupObject(r2, dedupKeysOf(r2, 1)[0]!)
-      const keyed = [digest(r2.keys.kContent, big), digest(r2.keys.kContent, small)]
-      expect(entries.map((e) => e.digest.toString('hex')).sort()).toEqual(keyed.map((d) => d.toString('hex')).sort())
-      for (const d of [...keyed, digest(Buffer.alloc(32), big), digest(Buffer.alloc(32), small)]) expect(holds(repo, d)).toBe(false)
-      // the layout §2.17 pins, opened here without the reader: page p at nonce (6, p) and position p, the directory at (7, 0) and position 0
-      const b = fs.readFileSync(index(repo)[0]!)
-      const k = objectKey(r2.keys, b.subarray(32, 64), 'dedup')
-      const D = Number(b.readBigUInt64LE(b.length - 32))
-      const dir = open(k, NONCE_TAG.dedupDirectory, 0, aad.dedup(1, 0, 0), b.subarray(D, b.length - 32), 'directory')
-      const page0 = open(k, NONCE_TAG.dedupPage, 0, aad.dedup(1, 0, 0), b.subarray(64, D), 'page 0') // one page: 2 entries
-      expect(page0.includes(keyed[0]!) && page0.includes(keyed[1]!)).toBe(true)
-      expect(dir.readUInt32LE(dir.length - 8)).toBe(64) // the fence: the sealed page at 64, 16 bytes longer than its entries
-      expect(dir.readUInt32LE(dir.length - 4)).toBe(page0.length + 16)
-    } finally {
-      delete process.env.BFS_TEST_ENCRYPTION
-    }
+    const r2 = Repo2.open(repo)
+    await r2.unlock('correct horse')
+    const entries = readDedupObject(r2, dedupKeysOf(r2, 1)[0]!)
+    const keyed = [digest(r2.keys.kContent, big), digest(r2.keys.kContent, small)]
+    expect(entries.map((e) => e.digest.toString('hex')).sort()).toEqual(keyed.map((d) => d.toString('hex')).sort())
+    for (const d of [...keyed, digest(Buffer.alloc(32), big), digest(Buffer.alloc(32), small)]) expect(holds(repo, d)).toBe(false)
+    // the layout §2.17 pins, opened here without the reader: page p at nonce (6, p) and position p, the directory at (7, 0) and position 0
+    const b = fs.readFileSync(index(repo)[0]!)
+    const k = objectKey(r2.keys, b.subarray(32, 64), 'dedup')
+    const D = Number(b.readBigUInt64LE(b.length - 32))
+    const dir = open(k, NONCE_TAG.dedupDirectory, 0, aad.dedup(1, 0, 0), b.subarray(D, b.length - 32), 'directory')
+    const page0 = open(k, NONCE_TAG.dedupPage, 0, aad.dedup(1, 0, 0), b.subarray(64, D), 'page 0') // one page: 2 entries
+    expect(page0.includes(keyed[0]!) && page0.includes(keyed[1]!)).toBe(true)
+    expect(dir.readUInt32LE(dir.length - 8)).toBe(64) // the fence: the sealed page at 64, 16 bytes longer than its entries
+    expect(dir.readUInt32LE(dir.length - 4)).toBe(page0.length + 16)
     for (const needle of [NAME, 'small-copy']) expect(await inRepo(repo, needle), needle).toBe(false)
   })
 

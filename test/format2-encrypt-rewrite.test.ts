@@ -4,7 +4,7 @@
  * settled ones, each new unit sealed under a fresh salt at revision + 1. In process: the
  * Recompressor opens the old frames and index with the old unit's key and seals the new ones
  * under the new key (the old key opens nothing of the new unit), refuses a reused salt, a
- * plaintext unit and a tampered frame. Through the real CLI (NODE_ENV=test BFS_TEST_ENCRYPTION=1):
+ * plaintext unit and a tampered frame. Through the real CLI (NODE_ENV=test: a cheap scrypt):
  * a prune after forgetting half the history rewrites the partly used units smaller, each under
  * a new salt, every kept generation restoring byte-identical (and through mounts in their own
  * processes, one started before the prune), verify --all clean, and the
@@ -27,7 +27,7 @@ import { NONCE_TAG, newSalt, open, seal } from '../src/crypto/aead.js'
 import { aad } from '../src/crypto/aad.js'
 import { objectKey } from '../src/crypto/keys.js'
 
-const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
+const ENC = { NODE_ENV: 'test', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 
 let work: string
 const mounts = new Set<string>()

@@ -1,7 +1,7 @@
 /**
  * The tape tier of an encrypted format 2 repository (issue 18; native-notes/format.md §2.18
  * "Encrypted repositories"), through real `bfs` processes behind the test switch
- * (NODE_ENV=test BFS_TEST_ENCRYPTION=1) and a virtual tape library at clock scale 0:
+ * (NODE_ENV=test: a cheap scrypt) and a virtual tape library at clock scale 0:
  * `bfs tier add` seals the tier file and `bfs migrate` the catalog records; nothing in the
  * repository or the library holds a file name or file content in the clear; cat, restore and
  * a FUSE mount (its own process) read the migrated generations back through the recall
@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process'
 import { BFS, bfs, sh, tmpdir } from './helpers.js'
 import { hashTree, killServices, unmountBfs } from './tape-helpers.js'
 
-const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
+const ENC = { NODE_ENV: 'test', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
 const CONTENT = 'XYZZY-secret-content'
 
@@ -296,19 +296,9 @@ describe('format 2, encrypted: tape tier (§2.18)', () => {
   }, 300_000)
 
   it('the tape tier of an encrypted repository is not reached before unlock (in process)', () => {
-    const was = process.env.BFS_TEST_ENCRYPTION
-    const wasEnv = process.env.NODE_ENV
-    process.env.BFS_TEST_ENCRYPTION = '1'
-    process.env.NODE_ENV = 'test'
-    try {
-      const repo = Repo2.open(s.repo)
-      expect(repo.encrypted).toBe(true)
-      expect(() => tapeRepoOf(repo)).toThrow(/before unlock/)
-    } finally {
-      if (was === undefined) delete process.env.BFS_TEST_ENCRYPTION
-      else process.env.BFS_TEST_ENCRYPTION = was
-      process.env.NODE_ENV = wasEnv
-    }
+    const repo = Repo2.open(s.repo)
+    expect(repo.encrypted).toBe(true)
+    expect(() => tapeRepoOf(repo)).toThrow(/before unlock/)
   })
 
   it('a plain tier file or catalog record put into an encrypted repository is refused (downgrade), and a plain repository still writes format 1 envelopes', async () => {

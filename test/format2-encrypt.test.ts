@@ -18,7 +18,7 @@ import { Repo2 } from '../src/repo/v2/repo2.js'
 import { StreamSource2 } from '../src/repo/v2/read2.js'
 import { hashBlocks, xxh64Seed0, xxh64Seeded } from '../src/codec/hash.js'
 
-const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
+const ENC = { NODE_ENV: 'test', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-secret-name'
 const CONTENT = 'XYZZY-secret-content'
 
@@ -249,7 +249,7 @@ describe('passphrases', () => {
 
   it('works as a user runs it: no test environment, a key file at the real scrypt cost', async () => {
     // NODE_ENV is not "test" here, so no test switch or cheap scrypt applies (BFS_TEST_* ignored)
-    const user = { NODE_ENV: 'production', BFS_TEST_ENCRYPTION: '', BFS_TEST_SCRYPT_N: '', BFS_PASSWORD: 'a user passphrase' }
+    const user = { NODE_ENV: 'production', BFS_TEST_SCRYPT_N: '', BFS_PASSWORD: 'a user passphrase' }
     const r = path.join(work, 'user')
     const i = await bfs(['init', '--encrypt'], { repo: r, env: user })
     expect(i.code, i.stderr).toBe(0)
@@ -387,16 +387,7 @@ describe("the repository's block seed (§2.22): block hashes, frame checks, page
   }
   /** Every block hash repository `r` stores (its hashes files opened with the keys), and the repository (unlocked). */
   const storedHashes = async (r: string): Promise<{ repo: Repo2; stored: Set<string> }> => {
-    // (in this process: the switch must be on here too, not only in the bfs processes' env)
-    const had = process.env.BFS_TEST_ENCRYPTION
-    process.env.BFS_TEST_ENCRYPTION = '1'
-    let repo: Repo2
-    try {
-      repo = Repo2.open(r)
-    } finally {
-      if (had === undefined) delete process.env.BFS_TEST_ENCRYPTION
-      else process.env.BFS_TEST_ENCRYPTION = had
-    }
+    const repo = Repo2.open(r)
     await repo.unlock(ENC.BFS_PASSWORD)
     const stored = new Set<string>()
     const source = new StreamSource2(repo)

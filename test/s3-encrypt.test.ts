@@ -19,7 +19,7 @@ const BUCKET = process.env.S3_BUCKET ?? 'bfs-test'
 const creds = ENDPOINT
   ? { AWS_ACCESS_KEY_ID: process.env.S3_ACCESS_KEY ?? process.env.AWS_ACCESS_KEY_ID ?? '', AWS_SECRET_ACCESS_KEY: process.env.S3_SECRET_KEY ?? process.env.AWS_SECRET_ACCESS_KEY ?? '' }
   : {}
-const ENC = { NODE_ENV: 'test', BFS_TEST_ENCRYPTION: '1', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
+const ENC = { NODE_ENV: 'test', BFS_TEST_SCRYPT_N: '1024', BFS_PASSWORD: 'correct horse' }
 const NAME = 'PLUGH-s3-secret-name'
 const CONTENT = 'XYZZY-s3-secret-content '
 const GROUP = 'grp-QUUX-s3-group'

@@ -27,6 +27,7 @@ Exit status:
   6    not a bfs repository, or a stored file is foreign or corrupt, or the
        repository's format does not have the command, or a location this host
        used as an encrypted repository is now unencrypted
+  7    wrong passphrase: it opens none of an encrypted repository's key files
   70   internal error (a bug: please report it)
   130  interrupted (nothing committed)
 

@@ -364,8 +364,3 @@ export async function verifyV2(ctx: Ctx, gen: string | undefined, o: Record<stri
   if (res.problems === 0 && !line.textSummary) return
   process.stdout.write(res.problems === 0 ? `ok: ${ids.map((id) => `gen${id}`).join(', ')} verified (${count(res.units, 'unit')}, ${count(res.frames, 'frame')}, ${humanBytes(res.rawBytes)})\n` : `${count(res.problems, 'problem')} found\n`)
 }
-
-/** `bfs init --format 2`. */
-export function initV2(dir: string): string {
-  return Repo2.init(dir).dir
-}
