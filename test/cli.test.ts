@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { EXIT } from '../src/repo/errors.js'
 import { BFS, ROOT, bfs, diffTree, makeTree, newRepo, newRepoF, sh, spawnBfs, statTree, tmpdir } from './helpers.js'
 
 let work: string
@@ -194,6 +195,8 @@ describe('bad input gets one clear line and a documented exit code', () => {
     const help = await bfs(['--help'])
     expect(help.code).toBe(0)
     expect(help.stdout).toMatch(/Exit status:[\s\S]*5 +the repository is locked/)
+    // every code of EXIT is listed
+    for (const code of Object.values(EXIT)) expect(help.stdout, `exit ${code}`).toMatch(new RegExp(`\n  ${code} +\\S`))
   })
 
   it('a foreign or corrupt metadata file is named in the error', async () => {
