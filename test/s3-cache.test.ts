@@ -519,8 +519,16 @@ if (!ENDPOINT) {
         expect(s.objects.present(u!.key)).toBe(true)
         // warm: whole into the cache without an open (and without a peek); opened, it is the entry
         expect(s.objects.present(v!.key)).toBe(false)
+        const b4 = await s.open(v!.key) // opened before (two peeks), read after it is kept
+        expect(peeks).toBe(4)
         expect(await s.warm(v!.key)).toBe(true)
-        expect(peeks).toBe(2)
+        expect(peeks).toBe(4)
+        // its first read past the peeks is one GET, and the fill it asks for finds the entry: no second fetch
+        const vmid = { offset: Math.floor(v!.bytes.length / 2), length: 4096 }
+        expect((await b4.read(vmid)).equals(v!.bytes.subarray(vmid.offset, vmid.offset + vmid.length))).toBe(true)
+        expect(s.fillState).toEqual({ running: 0, queued: 0 })
+        expect(b4.localFd).toBeTypeOf('number')
+        await b4.close()
         const b3 = await s.open(v!.key)
         expect(b3.localFd).toBeTypeOf('number')
         expect((await b3.read({ offset: 0, length: v!.bytes.length })).equals(v!.bytes)).toBe(true)

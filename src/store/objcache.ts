@@ -908,6 +908,9 @@ export class S3CachedStore implements Store {
   private startFill(key: string, known: { sizeBytes: number; etag: string } | undefined): Fill {
     const running = this.fills.get(key)
     if (running) return running
+    // kept since the reader opened it (a fill of this process that ended meanwhile, or another
+    // process's): nothing to fetch again
+    if (this.objects.present(key)) return { done: true, p: Promise.resolve(), known }
     const f: Fill = { done: false, p: Promise.resolve(), known }
     const started = new Promise<void>((go, stop) => this.queued.set(key, { since: performance.now(), go, stop }))
     f.p = (async () => {
