@@ -23,7 +23,7 @@ import type { TagRules } from '../repo/exclude.js'
 import { genFilter, matches } from './sources.js'
 import { readGroup } from '../repo/groups.js'
 import { restoreEntries } from '../repo/restore.js'
-import { restoreSet2 } from '../repo/v2/restore2.js'
+import { restoreSet2, warmGeneration } from '../repo/v2/restore2.js'
 import { reportRestore, showTapePlan } from './restore-report.js'
 import { holder, openReadStore2, recallFor } from './datastore.js'
 import { GenReader2 } from '../repo/v2/read2.js'
@@ -281,20 +281,32 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   // on S3: what the restore reads (the tree's packs, the maps, the units) is fetched whole into
   // the read cache from its first read on, not once reads pause
   repo.data.readingAll?.()
-  const set = await restoreSet2(r, p)
+  // units on tape: read through the tiered store (workers too), planned up front
+  const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined })
+  const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache as number | undefined } : null
+  // the whole generation from S3: its units start coming while the tree is read and the
+  // directories are made (the main thread's work; the other core is idle)
+  const whole = p.split('/').every((c) => c === '' || c === '.')
+  const stopWarm = whole && !rs ? warmGeneration(r, (o.threads as number | undefined) ?? os.availableParallelism()) : () => undefined
+  let set
+  try {
+    set = await restoreSet2(r, p)
+  } catch (err) {
+    stopWarm()
+    await rs?.close()
+    throw err
+  }
   const root = set.entries[0]!
   let target = dest
   if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
   const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
-  // units on tape: read through the tiered store (workers too), planned up front
-  const rs = await openReadStore2(repo, { cacheBytes: o.bufferCache as number | undefined })
-  const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache as number | undefined } : null
   const res = await withSignals((signal) =>
     restoreEntries(set, {
       root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal, tape,
       reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(x), tapePlan: showTapePlan(line) },
     }),
   ).finally(async () => {
+    stopWarm()
     line.finish()
     await r.close()
     await rs?.close()
