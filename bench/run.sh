@@ -43,6 +43,8 @@ check_list BENCH_CORPORA "${BENCH_CORPORA:-}" tree img
 FILTERED=$([ -n "${BENCH_TOOLS:-}${BENCH_STEPS:-}${BENCH_CORPORA:-}" ] && echo 1)
 # the per-corpus steps (full backup and the steps reading it) run unless BENCH_STEPS names
 # only `online`
+# the image corpus is built (and described) only when a per-corpus step runs on it
+img_on() { corpus_steps_on && on_list img "${BENCH_CORPORA:-}"; }
 corpus_steps_on() {
   local s
   [ -z "${BENCH_STEPS:-}" ] && return 0
@@ -712,14 +714,14 @@ if linux_on; then
   build_full_tree
   if [ "$MODE" = full ]; then
     TREE=$BENCH_DIR/corpus/full/tree
-    corpus_steps_on && build_img 2G drivers fs net include
+    img_on && build_img 2G drivers fs net include
   else
     build_quick_tree
     TREE=$BENCH_DIR/corpus/quick/tree
-    corpus_steps_on && build_img 256M fs net include
+    img_on && build_img 256M fs net include
   fi
   corpus_meta tree "$TREE"
-  corpus_steps_on && corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
+  img_on && corpus_meta img "$BENCH_DIR/corpus/$MODE/img"
 fi
 detect_bfs
 
