@@ -1,6 +1,6 @@
 /**
  * This host's record of each repository location (issue 18; native-notes/format.md §2.22.3,
- * src/os/repo-records.ts), through real `bfs` processes: an encrypted repository swapped for a
+ * src/repo/repo-records.ts), through real `bfs` processes: an encrypted repository swapped for a
  * plain one at the same path (its files deleted, a plain repository made there by someone
  * with another record, i.e. another host) is refused (exit 6, one line) and nothing is written
  * to it; BFS_ACCEPT_CHANGED_REPO=1 goes on and updates the record; a repository that was

@@ -11,7 +11,7 @@ const dir = path.join('/var/tmp', `bfs-run-${randomBytes(6).toString('hex')}`)
 process.env.BFS_RUNTIME_DIR = dir
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-// This host's records of repository locations (src/os/repo-records.ts, format.md §2.22.3) go
+// This host's records of repository locations (src/repo/repo-records.ts, format.md §2.22.3) go
 // to a directory of this test file, removed after it: else every test repository would leave
 // a record in the real ~/.local/state/bfs.
 const state = path.join('/var/tmp', `bfs-state-${randomBytes(6).toString('hex')}`)

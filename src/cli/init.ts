@@ -6,7 +6,7 @@ import { S3Store } from '../store/s3.js'
 import { S3CachedStore } from '../store/objcache.js'
 import { storeAt } from '../store/open.js'
 import type { Ctx } from './context.js'
-import { canonicalLocation, rememberRepo } from '../os/repo-records.js'
+import { canonicalLocation, rememberRepo } from '../repo/repo-records.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 
 import { testScrypt } from './key.js'

@@ -9,16 +9,31 @@ import fs from 'node:fs'
 import { historyUnlocked } from '../repo/history.js'
 import { Repo2 } from '../repo/v2/repo2.js'
 import { readPassphrase } from './passphrase.js'
-import { canonicalLocation, checkRepo, rememberRepo } from '../os/repo-records.js'
+import { canonicalLocation, checkRepo, rememberRepo } from '../repo/repo-records.js'
 
 export async function openRepo2(dir: string, warn?: (m: string) => void): Promise<Repo2> {
+  const opened = openRepo2Checked(dir, warn)
+  await opened.unlock()
+  return opened.repo
+}
+
+/**
+ * openRepo2 in two steps, for a command that starts work between them (the backup of an
+ * encrypted repository starts its workers while scrypt runs): the repository opened and this
+ * host's record of the location checked (format.md §2.22.3: a repository swapped for a plain
+ * one is refused here, before anything is written), then `unlock()`.
+ */
+export function openRepo2Checked(dir: string, warn?: (m: string) => void): { repo: Repo2; unlock(): Promise<void> } {
   const repo = Repo2.open(dir, warn)
-  // this host's record of the location (format.md §2.22.3): a repository swapped for a plain one is refused here
   const seen = { location: canonicalLocation(repo.dir), repoId: repo.config.repoId, encrypted: repo.encrypted, format: 2 as const }
   const prev = checkRepo(seen)
-  await unlockRepo2(repo)
-  if (repo.encrypted) rememberRepo(seen, prev)
-  return repo
+  return {
+    repo,
+    unlock: async () => {
+      await unlockRepo2(repo)
+      if (repo.encrypted) rememberRepo(seen, prev)
+    },
+  }
 }
 
 /**

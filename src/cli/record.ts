@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { canonicalLocation, refusesPlain } from '../os/repo-records.js'
+import { canonicalLocation, refusesPlain } from '../repo/repo-records.js'
 import type { HistoryRecord } from '../format/history.js'
 import { HISTORY_WARNINGS_KEPT } from '../format/history.js'
 import { historySealer, isEncryptedDir, isRepositoryDir, newRecord, newRecordKey, onHistoryUnlocked, stateOfExit, writeRecord } from '../repo/history.js'

@@ -4,7 +4,7 @@
  * meets a format 2 repository in ctx.openRepo (cli/main.ts), which refuses it in one line
  * naming the command (notYetOnFormat2, exit 6).
  */
-import { openRepo2, unlockRepo2 } from './open2.js'
+import { openRepo2, openRepo2Checked } from './open2.js'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -55,7 +55,9 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   if (o.onlineNice !== undefined && !o.online) throw new BfsError('BAD_INPUT', '--online-nice applies with --online')
   checkFreezeOptions(o, decision, [ctx.repoDir()]) // format 1's refusals, before anything is written (maybe on the filesystem to freeze)
   ctx.history.begin(ctx.repoDir, 'backup', { sources: [path.resolve(src)] }) // recorded from here (a refusal above is not a run)
-  const repo = Repo2.open(ctx.repoDir(), warn)
+  // (this host's record of the location checked first: cli/open2.ts)
+  const opened = openRepo2Checked(ctx.repoDir(), warn)
+  const repo = opened.repo
   // An encrypted repository: its compression workers start now, on their own threads, while the
   // passphrase goes through scrypt (~0.4 s on the threadpool: cli/open2.ts), instead of after it
   // (issue 18: the backup's time against a plain one). They get no key, data or work before
@@ -63,7 +65,7 @@ export async function backupV2(ctx: Ctx, src: string, o: Record<string, unknown>
   const pool = repo.encrypted && !repo.unlocked ? new WorkerPool((o.threads as number | undefined) ?? os.availableParallelism()) : undefined
   pool?.prestart()
   try {
-    await unlockRepo2(repo)
+    await opened.unlock()
     // --group (format.md §2.14.2): format 1's group file and refusals
     const group = o.group !== undefined ? readGroup(repo, String(o.group)) : undefined
     if (group && volume) throw new BfsError('BAD_INPUT', `--group selects files; ${decision.source} would be backed up as a volume (use --mode file)`)

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BfsError } from '../repo/errors.js'
+import { BfsError } from './errors.js'
 import { isS3Url } from '../store/s3-url.js'
 
 /** What a command found at a location. */
