@@ -535,6 +535,22 @@ if (!ENDPOINT) {
         await b3.close()
         expect(await s.warm(v!.key)).toBe(true) // kept already: nothing fetched
         expect(await s.warm('config')).toBe(false) // not an object the cache keeps
+        // stopFetching (a restore that ends): a fetch under way ends, its warm settles (false
+        // unless it was kept already), nothing is left running; a later warm fetches again
+        const dir2 = newCache()
+        const s2 = new S3CachedStore(S3Store.fromUrl(repo, { spoolDir: spool }), dir2, () => ObjectCache.open(dir2))
+        try {
+          s2.readingAll()
+          const p = s2.warm(u!.key)
+          await new Promise((r) => setTimeout(r, 1))
+          s2.stopFetching()
+          const got = await p
+          expect(s2.objects.present(u!.key)).toBe(got)
+          expect(s2.fillState).toEqual({ running: 0, queued: 0 })
+          expect(await s2.warm(u!.key)).toBe(true)
+        } finally {
+          s2.close()
+        }
       } finally {
         s.close()
       }

@@ -288,8 +288,13 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const tape = rs ? { tiered: rs.tiered, holder: holder(), passBytes: o.bufferCache as number | undefined } : null
   // the whole generation from S3: its units start coming while the tree is read and the
   // directories are made (the main thread's work; the other core is idle)
-  const whole = p.split('/').every((c) => c === '' || c === '.')
-  const stopWarm = whole && !rs ? warmGeneration(r, (o.threads as number | undefined) ?? os.availableParallelism()) : () => undefined
+  const whole = asked.split('/').every((c) => c === '' || c === '.')
+  const warmStop = whole ? warmGeneration(r, (o.threads as number | undefined) ?? os.availableParallelism()) : () => undefined
+  // a restore that ends (done, interrupted, failed) waits for no fetch still under way
+  const stopWarm = (): void => {
+    warmStop()
+    repo.data.stopFetching?.()
+  }
   let set
   try {
     set = await restoreSet2(r, p)

@@ -452,6 +452,8 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
         let interrupted = false
         // On a signal no further job starts, but jobs under way finish: a worker stopped in
         // the middle of a file would leave it half written.
+        // an interrupt ends the wait for a job's units (the job does not start)
+        const aborted = new Promise<void>((r) => opts.signal?.addEventListener('abort', () => r(), { once: true }))
         const runJobs = async (jobs: Job[]): Promise<void> => {
           const lanes = new Lanes(jobs.length, pool.size)
           // two runners per worker keep its queue fed; each runs its worker's lane
@@ -467,7 +469,13 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
               // cache while the workers decode, so that a worker never waits for a GET
               for (let a = 1; a <= WARM_AHEAD; a++) void warmJob(jobs, j + a)
               const warm = warmJob(jobs, j)
-              if (warm) await warm
+              if (warm) {
+                await (opts.signal ? Promise.race([warm, aborted]) : warm)
+                if (opts.signal?.aborted) {
+                  interrupted = true
+                  return
+                }
+              }
               const job: RestoreJob = { files, specId: readers.spec.id, baseFd, baseDisplay: base, overwrite, chown: asRoot, euid, egid }
               const reply = await pool.run({ op: 'restoreFiles', job }, [], w)
               const r = reply.result as RestoreJobResult

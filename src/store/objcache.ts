@@ -425,10 +425,14 @@ export class ObjectCache {
 
   /** Whether `key` has an entry with a good-looking record (not hashed: the reader that opens it checks it). */
   present(key: string): boolean {
-    const c = this.candidate(key)
-    if (!c) return false
-    c.b.closeSync()
-    return true
+    try {
+      const c = this.candidate(key)
+      if (!c) return false
+      c.b.closeSync()
+      return true
+    } catch {
+      return false // unreadable (EMFILE, EACCES): as absent; the reader that opens it says why
+    }
   }
 
   /** An entry another thread of this process wrote and hashed (`sig` from its put): not hashed again here. */
@@ -595,6 +599,9 @@ class FillThread {
   }
 
   close(): void {
+    // the fills under way end (failed: their readers go on by range), none waits forever
+    for (const p of this.pending.values()) p.reject(new Error('the fill thread was closed'))
+    this.pending.clear()
     void this.worker.terminate()
     this.port.close()
   }
@@ -941,6 +948,15 @@ export class S3CachedStore implements Store {
     // the fill thread loads the SDK (~0.2–0.5 s) while the command reads its config and manifest
     this.filler ??= new FillThread(this.inner.describe(), this.busy)
     this.pump()
+  }
+
+  /** Store.stopFetching: the queued fills end unstarted, the running ones with the fill thread. */
+  stopFetching(): void {
+    const queued = [...this.queued.values()]
+    this.queued.clear()
+    for (const q of queued) q.stop(new Error('fetching stopped'))
+    this.filler?.close()
+    this.filler = null
   }
 
   /** Store.warm: the whole object into the cache now (no peek: the fill's first range says its size). */

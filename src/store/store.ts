@@ -155,6 +155,11 @@ export interface Store {
    * it would have); never rejects. Absent: every key is local.
    */
   warm?(key: string): Promise<boolean>
+  /**
+   * Ends the whole fetches under way and queued (their warm() resolves false, their readers go
+   * on with ranged reads): a restore that stops (interrupted, failed) must not wait for them.
+   */
+  stopFetching?(): void
 }
 
 /** The synchronous face: the same blobs, the same contract, no promises. */

@@ -47,7 +47,9 @@ export function warmGeneration(r: GenReader2, lanes: number): () => void {
   } catch {
     return () => undefined // the data phase reports it
   }
-  const n = Math.max(1, Math.min(lanes, units))
+  // at most 4 lanes' worth (64 units of 20 MiB raw): the read cache (10 GiB by default) must
+  // keep what is fetched ahead until its worker reads it
+  const n = Math.max(1, Math.min(lanes, 4, units))
   const starts = Array.from({ length: n + 1 }, (_, i) => Math.floor((i * units) / n))
   const order: string[] = []
   for (let k = 0; k < EARLY_UNITS_PER_LANE; k++) {
