@@ -222,6 +222,7 @@ typedef struct {
   pid_t tid;
   int fd;
   int own; /* a thread of this process (bfs's own reads are allowed at once) */
+  int statfd; /* its /proc/TID/stat (the CPU it last ran on), opened when first needed, or -1 */
 } tslot_t;
 
 /* One listener thread's own state. */
@@ -229,6 +230,7 @@ typedef struct listener {
   struct bilog *b;
   int idx; /* its slots in shm's inflight */
   int cpu; /* pinned to it, or -1 */
+  int ep;  /* its epoll (the group registered EPOLLEXCLUSIVE), or -1: it polls */
   char *evbuf;
   tslot_t tcache[TCACHE];
 } listener_t;
@@ -258,15 +260,31 @@ struct bilog {
   size_t ninodes, omoved;
   /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
    * answered on the writer's own CPU: waking the listener and then the writer are local
-   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). All of them poll the
-   * group (fanotify's wait queue is not exclusive: an event wakes every one, ~1.5 context
-   * switches per event; the one on the writer's CPU usually reads it first). Each reads on
-   * its own (a read takes what is queued, another's finds nothing: EAGAIN) into its own buffer
-   * and handles what it read, the engine's state under mu. Until 2026-12-03 a listener lock
-   * serialised them (a loser slept on it and was woken again when the winner let go). */
+   * wake-ups, no inter-processor interrupt (tens of µs each on a VM). Each waits in its own
+   * epoll; how an event wakes them: pref and excl below. Each reads on its own (a read takes
+   * what is queued, another's finds nothing: EAGAIN) into its own buffer and handles what it
+   * read, the engine's state under mu. Until 2026-12-03 a listener lock serialised them; until
+   * 2026-12-04 all of them polled the group, so every event woke every listener. */
   pthread_t thr[BILOG_MAX_LISTENERS];
   struct listener *lis[BILOG_MAX_LISTENERS];
   int thr_started; /* how many */
+  /* How an event wakes the listeners (native-notes/bilog.md, "One listener woken, on the
+   * writer's CPU"). Each listener waits in its own epoll. excl = 1: the group is registered
+   * EPOLLEXCLUSIVE in each, so an event wakes one idle listener, the first on the group's wait
+   * queue: pref, the one pinned to the CPU the last foreign writer was on (moved first when a
+   * writer is seen on another CPU). excl = 0: registered plainly, so an event wakes every
+   * listener (as poll did), chosen while writers hop between CPUs at more than 1 in 4 events
+   * (two windows in a row), until they stop. order_mu serialises the changes; fg_n, fg_remote
+   * and fg_hops count foreign events, those answered from another CPU than their writer's,
+   * and those whose writer was on another CPU than at its previous event. */
+  _Atomic int pref, excl;
+  int no_allwake; /* BFS_BILOG_FOLLOW=2 (measurements): never every listener */
+  _Atomic int nlis; /* lis[0 … nlis) are set (stored after each) */
+  pthread_mutex_t order_mu;
+  _Atomic uint64_t fg_n, fg_remote, fg_hops, win_hops;
+  _Atomic pid_t last_tid;
+  _Atomic int last_cpu;
+  int hop_windows, calm_windows; /* consecutive windows with more than 1 in 4 events hops, with at most 1 in 16 (under order_mu) */
   _Atomic int stop;
   int stopped;
   shm_t *shm;
@@ -274,7 +292,7 @@ struct bilog {
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
-  _Atomic uint64_t events, own_events, open_events, skipped, settled_files, tree_opens;
+  _Atomic uint64_t events, own_events, open_events, skipped, settled_files, tree_opens, st_reorders, st_allwake;
   _Atomic int no_marks; /* an ignore mark failed with ENOSPC/EINVAL: no more tried */
   /* set (before the writer is allowed) once an event of another process may change a file:
    * until then no file has changed since T0, and bilog_t0_stat_ino answers without the lock */
@@ -699,7 +717,8 @@ static long proc_syscall(bilog_t *b, tslot_t *tcache, pid_t tid, long long a[6],
     if (n <= 0) {
       char path[64];
       if (s->fd >= 0) close(s->fd);
-      s->fd = -1;
+      if (s->statfd >= 0) close(s->statfd);
+      s->fd = s->statfd = -1;
       snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
       int f = open(path, O_RDONLY | O_CLOEXEC);
       if (f < 0) return -2;
@@ -880,6 +899,92 @@ static void answer(bilog_t *b, int fd) {
 
 static void ignore_mark(bilog_t *b, int fd);
 
+/* The CPU a (blocked) thread last ran on, field 39 of /proc/TID/stat, or -1; its slot in tcache
+ * is the one proc_syscall just filled for it. */
+static int writer_cpu(tslot_t *tcache, pid_t tid) {
+  tslot_t *s = &tcache[(unsigned)tid % TCACHE];
+  if (s->fd < 0 || s->tid != tid) return -1;
+  char buf[1024];
+  if (s->statfd < 0) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+    if ((s->statfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return -1;
+  }
+  ssize_t n = pread(s->statfd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *q = strrchr(buf, ')');
+  if (!q) return -1;
+  q++;
+  for (int field = 2; field < 38; field++) { /* skip to field 39 (1-based; ')' ends field 2) */
+    q = strchr(q + 1, ' ');
+    if (!q) return -1;
+  }
+  return atoi(q + 1);
+}
+
+/* Registers the group in every listener's epoll again, listener j's first (an add goes to the
+ * tail of the group's wait queue), EPOLLEXCLUSIVE when excl. Under order_mu. */
+static void reorder(bilog_t *b, int j, int excl) {
+  for (int pass = 0; pass < 2; pass++)
+    for (int k = 0; k < atomic_load(&b->nlis); k++) {
+      if ((pass == 0) != (k == j) || b->lis[k]->ep < 0) continue;
+      struct epoll_event e = {.events = EPOLLIN | (excl ? EPOLLEXCLUSIVE : 0), .data.fd = b->fanfd};
+      epoll_ctl(b->lis[k]->ep, EPOLL_CTL_DEL, b->fanfd, NULL);
+      /* (an add fails only short of memory: that listener then wakes on its 100 ms timeout until
+       * the next change, the others as before; the queued events wait, nothing is lost) */
+      epoll_ctl(b->lis[k]->ep, EPOLL_CTL_ADD, b->fanfd, &e);
+    }
+  atomic_store(&b->pref, j);
+  atomic_store(&b->excl, excl);
+  atomic_fetch_add(&b->st_reorders, 1);
+}
+
+/*
+ * A foreign writer's event, read by listener l: where was the writer (the CPU it last ran on)?
+ * When on another CPU than l's (the exclusive wake-up went to the listener first on the queue,
+ * not to the writer's), that CPU's listener goes first from now on. And was it on another CPU
+ * than at its previous event (a hop)? At the end of every FOLLOW_WINDOW foreign events: after
+ * two windows in a row with more than 1 in 4 events hops (an idle machine's scheduler moves a
+ * writer woken by a listener to the idle CPU, each time: following it costs a cross-CPU
+ * wake-up per event), every listener is woken (plain registration, the local one answers), until
+ * two windows in a row with at most 1 in 16; then one again.
+ */
+#define FOLLOW_WINDOW 64
+static void follow_writer(bilog_t *b, listener_t *l, pid_t tid) {
+  uint64_t n = atomic_fetch_add(&b->fg_n, 1) + 1;
+  int cpu = writer_cpu(l->tcache, tid), j = -1;
+  for (int k = 0; cpu >= 0 && k < atomic_load(&b->nlis); k++)
+    if (b->lis[k]->cpu == cpu) j = k;
+  /* (a pair of atomics, not one: two listeners' events interleaving may miscount one hop) */
+  pid_t last_tid = atomic_exchange(&b->last_tid, tid);
+  int last_cpu = atomic_exchange(&b->last_cpu, cpu);
+  if (last_tid == tid && cpu >= 0 && last_cpu >= 0 && cpu != last_cpu) {
+    atomic_fetch_add(&b->fg_hops, 1);
+    atomic_fetch_add(&b->win_hops, 1);
+  }
+  if (atomic_load(&b->excl) && j >= 0 && cpu != l->cpu) {
+    atomic_fetch_add(&b->fg_remote, 1);
+    if (atomic_load(&b->pref) != j) {
+      pthread_mutex_lock(&b->order_mu);
+      if (atomic_load(&b->excl) && atomic_load(&b->pref) != j) reorder(b, j, 1);
+      pthread_mutex_unlock(&b->order_mu);
+    }
+  }
+  if (n % FOLLOW_WINDOW) return;
+  pthread_mutex_lock(&b->order_mu);
+  uint64_t hops = atomic_exchange(&b->win_hops, 0);
+  b->hop_windows = hops * 4 > FOLLOW_WINDOW ? b->hop_windows + 1 : 0;
+  b->calm_windows = hops * 16 <= FOLLOW_WINDOW ? b->calm_windows + 1 : 0;
+  int to = j >= 0 ? j : atomic_load(&b->pref);
+  if (atomic_load(&b->excl) && b->hop_windows >= 2 && !b->no_allwake) {
+    reorder(b, to, 0);
+    atomic_fetch_add(&b->st_allwake, 1);
+  } else if (!atomic_load(&b->excl) && b->calm_windows >= 2)
+    reorder(b, to, 1);
+  pthread_mutex_unlock(&b->order_mu);
+}
+
 static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metadata *m) {
   atomic_fetch_add(&b->events, 1);
   if (m->mask & FAN_OPEN_PERM) atomic_fetch_add(&b->open_events, 1);
@@ -908,6 +1013,7 @@ static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metada
     if (m->mask & FAN_OPEN_PERM) quiet_keep(b, m->pid, m->fd);
     return;
   }
+  if (l->ep >= 0 && nr != -2) follow_writer(b, l, m->pid);
   if (!BILOG_KNOWN_ABI) nr = -2;
 #ifdef BILOG_PROF
   if (nr == -2) ph_unknown++;
@@ -1008,20 +1114,7 @@ static void *listener(void *arg) {
     pthread_setaffinity_np(pthread_self(), sizeof cs, &cs); /* best effort */
   }
   struct pollfd pf[2] = {{.fd = b->fanfd, .events = POLLIN}, {.fd = b->wakefd, .events = POLLIN}};
-  /* BFS_BILOG_EXCLUSIVE=1 (for measurements): an epoll of its own with the group registered
-   * EPOLLEXCLUSIVE, so an event wakes one idle listener, not all of them: fewer wake-ups, but
-   * the first idle listener rather than the one on the writer's CPU, and the writer's p99 was
-   * worse for it (native-notes/bilog.md, "The image's extra time") */
-  int ep = -1;
-  const char *ex = getenv("BFS_BILOG_EXCLUSIVE");
-  if (ex && *ex == '1' && (ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
-    struct epoll_event e1 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = b->fanfd};
-    struct epoll_event e2 = {.events = EPOLLIN, .data.fd = b->wakefd};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, b->fanfd, &e1) != 0 || (b->wakefd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, b->wakefd, &e2) != 0)) {
-      close(ep);
-      ep = -1;
-    }
-  }
+  int ep = l->ep;
   for (;;) {
     atomic_fetch_add(&b->shm->heartbeat, 1);
     note_void(b);
@@ -1034,7 +1127,6 @@ static void *listener(void *arg) {
     }
     if (listen_once(l, stopping) < 0) break;
   }
-  if (ep >= 0) close(ep);
   return NULL;
 }
 
@@ -1062,7 +1154,21 @@ static int start_listeners(bilog_t *b, int prio) {
     la->b = b;
     la->idx = i;
     la->cpu = cpus[i];
-    for (int k = 0; k < TCACHE; k++) la->tcache[k].fd = -1;
+    la->ep = -1;
+    /* BFS_BILOG_FOLLOW=0 (measurements): no epoll, each listener polls the group, so every
+     * event wakes all of them (the way until 2026-12-04) */
+    const char *fo = getenv("BFS_BILOG_FOLLOW");
+    b->no_allwake = fo && *fo == '2';
+    if (n > 1 && !(fo && *fo == '0') && (la->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
+      struct epoll_event e1 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = b->fanfd};
+      struct epoll_event e2 = {.events = EPOLLIN, .data.fd = b->wakefd};
+      if (epoll_ctl(la->ep, EPOLL_CTL_ADD, b->fanfd, &e1) != 0 || (b->wakefd >= 0 && epoll_ctl(la->ep, EPOLL_CTL_ADD, b->wakefd, &e2) != 0)) {
+        close(la->ep);
+        la->ep = -1;
+      } else
+        atomic_store(&b->excl, 1);
+    }
+    for (int k = 0; k < TCACHE; k++) la->tcache[k].fd = la->tcache[k].statfd = -1;
     int rc = EPERM;
     if (prio > 0) {
       pthread_attr_t at;
@@ -1079,6 +1185,7 @@ static int start_listeners(bilog_t *b, int prio) {
     if (rc != 0) {
       rc = pthread_create(&b->thr[i], NULL, listener, la);
       if (rc != 0) {
+        if (la->ep >= 0) close(la->ep);
         free(la->evbuf);
         free(la);
         return rc;
@@ -1086,6 +1193,7 @@ static int start_listeners(bilog_t *b, int prio) {
     }
     b->lis[i] = la; /* (freed by bilog_free, after the join) */
     b->thr_started++;
+    atomic_store(&b->nlis, i + 1);
   }
   return 0;
 }
@@ -1360,6 +1468,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   pthread_rwlock_init(&b->tree_rw, NULL);
   pthread_mutex_init(&b->mu, NULL);
   pthread_mutex_init(&b->quiet_mu, NULL);
+  pthread_mutex_init(&b->order_mu, NULL);
   for (int i = 0; i < QUIET_SLOTS; i++) b->quiet[i].fd = -1;
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
@@ -1508,6 +1617,11 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->skipped = atomic_load(&b->skipped);
   out->settled = atomic_load(&b->settled_files);
   out->tree_opens = atomic_load(&b->tree_opens);
+  out->follow_events = atomic_load(&b->fg_n);
+  out->follow_remote = atomic_load(&b->fg_remote);
+  out->follow_hops = atomic_load(&b->fg_hops);
+  out->follow_reorders = atomic_load(&b->st_reorders);
+  out->follow_allwake = atomic_load(&b->st_allwake);
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1870,6 +1984,9 @@ void bilog_free(bilog_t *b) {
     if (b->lis[l]) {
       for (int i = 0; i < TCACHE; i++)
         if (b->lis[l]->tcache[i].fd >= 0) close(b->lis[l]->tcache[i].fd);
+      for (int i = 0; i < TCACHE; i++)
+        if (b->lis[l]->tcache[i].statfd >= 0) close(b->lis[l]->tcache[i].statfd);
+      if (b->lis[l]->ep >= 0) close(b->lis[l]->ep);
       free(b->lis[l]->evbuf);
       free(b->lis[l]);
     }
@@ -1898,6 +2015,7 @@ void bilog_free(bilog_t *b) {
   free(b->tree_real);
   pthread_rwlock_destroy(&b->tree_rw);
   pthread_mutex_destroy(&b->mu);
+  pthread_mutex_destroy(&b->order_mu);
   pthread_cond_destroy(&b->data_cv);
   pthread_cond_destroy(&b->space_cv);
   free(b);

@@ -54,7 +54,12 @@ typedef struct {
   uint64_t events, own_events, open_events, skipped, first_sights, images, image_bytes, truncates,
       uncovered, log_bytes, records, stale_blocks, void_reason, log_errno,
       settled,    /* files whose every T0 block bfs has read or logged (their writers need no images) */
-      tree_opens; /* bilog_open_quiet calls served through the quiet tree (no event at all) */
+      tree_opens, /* bilog_open_quiet calls served through the quiet tree (no event at all) */
+      /* how events woke the listeners (bilog.c, follow_writer): foreign writers' events, those
+       * answered from another CPU than the writer's while one listener is woken per event, those
+       * whose writer was on another CPU than at its previous event, how often the listeners'
+       * registration changed, and how often every listener came to be woken for a while */
+      follow_events, follow_remote, follow_hops, follow_reorders, follow_allwake;
 } bilog_stats_t;
 
 /** One file the capture does not cover (found in /proc before and after the mark). */

@@ -253,12 +253,13 @@ static napi_value js_bilog_info(napi_env env, napi_callback_info info) {
 static napi_value stats_array(napi_env env, bilog_t *b) {
   bilog_stats_t s;
   bilog_stats(b, &s);
-  double v[16] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
+  double v[21] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
                   (double)s.first_sights, (double)s.images, (double)s.image_bytes, (double)s.truncates,
                   (double)s.uncovered, (double)s.log_bytes, (double)s.records, (double)s.stale_blocks,
                   (double)s.void_reason, (double)s.log_errno, (double)s.settled,
-                  (double)s.tree_opens};
-  return bl_f64(env, v, 16);
+                  (double)s.tree_opens, (double)s.follow_events, (double)s.follow_remote,
+                  (double)s.follow_hops, (double)s.follow_reorders, (double)s.follow_allwake};
+  return bl_f64(env, v, 21);
 }
 
 static napi_value js_bilog_stats(napi_env env, napi_callback_info info) {

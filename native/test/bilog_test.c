@@ -22,6 +22,9 @@
  * (the engine used to log a whole file when it caught a writer before it slept: "running"
  * in /proc/TID/syscall).
  *
+ * Then follow_writer: a writer pinned to one CPU is answered by that CPU's listener, and one
+ * hopping between CPUs makes every listener wake for a while (bilog.c, follow_writer).
+ *
  * Then many_inodes: a third capture over MI_FILES small files, each read at T0 by one of two
  * reader threads while a writer process overwrites one block of each, in another order: every
  * read must give the T0 bytes, and every file must be in the engine's inode table afterwards.
@@ -42,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -373,6 +377,117 @@ static void no_double_logging(uint64_t seed) {
   unlink(logpath);
 }
 
+/* ---- one listener woken, on the writer's CPU ------------------------------------------------ */
+
+/*
+ * A writer process pinned to the last CPU this process may use (the listener woken first at the
+ * start is the one pinned to the first): after its first event, the listener on its CPU must be
+ * the one woken (at most a few events answered from another CPU, every listener never woken
+ * at once, no hop counted). Then a writer that moves to the other CPU before each write: every
+ * event is a hop, so every listener comes to be woken (allwake), and
+ * every write still completes with its block's image logged once. Needs >= 2 CPUs (and at
+ * most BILOG_MAX_LISTENERS, 8: more and the engine runs one unpinned listener) and SCHED_FIFO.
+ */
+#define FW_WRITES 3000
+static void follow_writer_test(uint64_t seed, int hop) {
+  cpu_set_t cs;
+  if (sched_getaffinity(0, sizeof cs, &cs) != 0) return;
+  int first = -1, last = -1, n = CPU_COUNT(&cs);
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &cs)) {
+      if (first < 0) first = c;
+      last = c;
+    }
+  if (n < 2 || n > 8) {
+    printf("follow_writer(%s): skipped (%d CPUs)\n", hop ? "hop" : "pinned", n);
+    return;
+  }
+  char p[4200], logpath[4200];
+  snprintf(p, sizeof p, "%s/fw", dir);
+  snprintf(logpath, sizeof logpath, "%s/fw.bilog", dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ftruncate(fd, ND_SIZE) != 0) {
+    FAIL("follow_writer: %s", strerror(errno));
+    return;
+  }
+  close(fd);
+  static uint8_t written[ND_SIZE / 4096];
+  memset(written, 0, sizeof written);
+  uint64_t s = seed * 7919 + 5, distinct = 0;
+  for (int k = 0; k < FW_WRITES; k++) {
+    uint64_t blk = rnd(&s) % (ND_SIZE / 4096);
+    if (!written[blk]) written[blk] = 1, distinct++;
+  }
+  int go[2];
+  if (pipe(go) != 0) return;
+  pid_t w = fork();
+  if (w == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(go[1]);
+    char c, buf[4096];
+    memset(buf, 0x3c, sizeof buf);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
+    if (read(go[0], &c, 1) != 1) _exit(3);
+    int f = open(p, O_WRONLY);
+    uint64_t s2 = seed * 7919 + 5;
+    for (int k = 0; k < FW_WRITES; k++) {
+      if (hop) {
+        CPU_ZERO(&one);
+        CPU_SET(k % 2 ? first : last, &one);
+        if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
+      }
+      if (pwrite(f, buf, sizeof buf, (off_t)(rnd(&s2) % (ND_SIZE / 4096) * 4096)) != (ssize_t)sizeof buf) _exit(5);
+    }
+    _exit(0);
+  }
+  close(go[0]);
+  bilog_t *e;
+  const char *sc = "?";
+  int err = bilog_start(dir, logpath, NULL, &e, &sc);
+  if (err) {
+    FAIL("follow_writer: bilog_start: %s: %s", sc, strerror(err));
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    return;
+  }
+  bilog_info_t info;
+  bilog_info(e, &info);
+  if (write(go[1], "g", 1) != 1) FAIL("follow_writer: could not release the writer");
+  close(go[1]);
+  int ws;
+  waitpid(w, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("follow_writer: the writer failed (status %d)", ws);
+  bilog_stop(e);
+  bilog_stats_t st;
+  bilog_stats(e, &st);
+  bilog_free(e);
+  printf("follow_writer(%s): fifo=%d events=%llu follow_events=%llu remote=%llu hops=%llu reorders=%llu allwake=%llu\n",
+         hop ? "hop" : "pinned", info.fifo, (unsigned long long)st.events, (unsigned long long)st.follow_events,
+         (unsigned long long)st.follow_remote, (unsigned long long)st.follow_hops, (unsigned long long)st.follow_reorders,
+         (unsigned long long)st.follow_allwake);
+  if (st.image_bytes != distinct * 4096)
+    FAIL("follow_writer: %llu image bytes for %llu distinct blocks written", (unsigned long long)st.image_bytes,
+         (unsigned long long)distinct);
+  if (st.follow_events < FW_WRITES)
+    FAIL("follow_writer: %llu events counted for %d writes", (unsigned long long)st.follow_events, FW_WRITES);
+  if (!info.fifo) {
+    printf("follow_writer: no SCHED_FIFO (errno %d): the wake-up checks are skipped\n", info.sched_errno);
+  } else if (!hop) {
+    /* the first event woke the first CPU's listener (remote), then the writer's own: 1 */
+    if (st.follow_reorders < 1) FAIL("follow_writer: the listener woken first never moved to the writer's CPU");
+    if (st.follow_allwake || st.follow_hops || st.follow_remote * 8 > st.follow_events)
+      FAIL("follow_writer: %llu of %llu events answered from another CPU than the pinned writer's",
+           (unsigned long long)st.follow_remote, (unsigned long long)st.follow_events);
+  } else if (!st.follow_allwake || st.follow_hops * 2 < st.follow_events)
+    FAIL("follow_writer: a writer hopping between CPUs (%llu hops in %llu events) did not make every listener wake",
+         (unsigned long long)st.follow_hops, (unsigned long long)st.follow_events);
+  unlink(p);
+  unlink(logpath);
+}
+
 /* ---- many inodes: the inode table grows under contention ----------------------------------- */
 
 #define MI_FILES 2000
@@ -586,6 +701,8 @@ int main(int argc, char **argv) {
   }
   if (changed < NF / 2) FAIL("only %d of %d files changed: the writer did too little", changed, NF);
   no_double_logging(seed);
+  follow_writer_test(seed, 0);
+  follow_writer_test(seed, 1);
   many_inodes(seed);
   printf("bilog_test: events=%llu own=%llu skipped=%llu images=%llu image_bytes=%llu truncates=%llu stale=%llu "
          "records=%llu changed=%d/%d: %s\n",

@@ -995,6 +995,18 @@ export interface BiStats {
   settled: number
   /** {@link BiCapture.openQuiet} calls served through the quiet tree: no event, no round trip. */
   treeOpens: number
+  /**
+   * How events woke the listeners (native-notes/bilog.md, "One listener woken, on the writer's
+   * CPU"): other processes' events; those answered from another CPU than the writer's while one
+   * listener is woken per event; those whose writer was on another CPU than at its previous
+   * event; how often the listeners' registration changed; how often every listener came to be
+   * woken for a while (writers hopping between CPUs).
+   */
+  followEvents: number
+  followRemote: number
+  followHops: number
+  followReorders: number
+  followAllwake: number
 }
 
 /** What a file looked like at T0. */
@@ -1014,7 +1026,7 @@ function biStats(v: Float64Array): BiStats {
   return {
     events: v[0], ownEvents: v[1], openEvents: v[2], skipped: v[3], firstSights: v[4], images: v[5], imageBytes: v[6],
     truncates: v[7], uncovered: v[8], logBytes: v[9], records: v[10], staleBlocks: v[11], voidReason: v[12], logErrno: v[13],
-    settled: v[14], treeOpens: v[15],
+    settled: v[14], treeOpens: v[15], followEvents: v[16], followRemote: v[17], followHops: v[18], followReorders: v[19], followAllwake: v[20],
   }
 }
 
