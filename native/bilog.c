@@ -230,7 +230,7 @@ typedef struct listener {
   struct bilog *b;
   int idx; /* its slots in shm's inflight */
   int cpu; /* pinned to it, or -1 */
-  int ep;  /* its epoll (the group registered EPOLLEXCLUSIVE), or -1: it polls */
+  int ep;  /* its epoll (the group registered EPOLLEXCLUSIVE, or plainly while all are woken), or -1: it polls */
   char *evbuf;
   tslot_t tcache[TCACHE];
 } listener_t;
@@ -271,19 +271,19 @@ struct bilog {
   /* How an event wakes the listeners (native-notes/bilog.md, "One listener woken, on the
    * writer's CPU"). Each listener waits in its own epoll. excl = 1: the group is registered
    * EPOLLEXCLUSIVE in each, so an event wakes one idle listener, the first on the group's wait
-   * queue: pref, the one pinned to the CPU the last foreign writer was on (moved first when a
-   * writer is seen on another CPU). excl = 0: registered plainly, so an event wakes every
+   * queue: pref, the one pinned to the CPU of the last writer found answered from another
+   * CPU (EPOLLEXCLUSIVE wakes "one or more": busy listeners ahead of it find the event on
+   * their ready list later and read nothing). excl = 0: registered plainly, so an event wakes every
    * listener (as poll did), chosen while writers hop between CPUs at more than 1 in 4 events
    * (two windows in a row), until they stop. order_mu serialises the changes; fg_n, fg_remote
    * and fg_hops count foreign events, those answered from another CPU than their writer's,
-   * and those whose writer was on another CPU than at its previous event. */
+   * and those whose writer was on another CPU than the previous foreign event's. */
   _Atomic int pref, excl;
   int no_allwake; /* BFS_BILOG_FOLLOW=2 (measurements): never every listener */
   _Atomic int nlis; /* lis[0 … nlis) are set (stored after each) */
   pthread_mutex_t order_mu;
   _Atomic uint64_t fg_n, fg_remote, fg_hops, win_hops;
-  _Atomic pid_t last_tid;
-  _Atomic int last_cpu;
+  _Atomic int last_cpu; /* of the last foreign event's writer, -1 at first */
   int hop_windows, calm_windows; /* consecutive windows with more than 1 in 4 events hops, with at most 1 in 16 (under order_mu) */
   _Atomic int stop;
   int stopped;
@@ -929,10 +929,12 @@ static void reorder(bilog_t *b, int j, int excl) {
   for (int pass = 0; pass < 2; pass++)
     for (int k = 0; k < atomic_load(&b->nlis); k++) {
       if ((pass == 0) != (k == j) || b->lis[k]->ep < 0) continue;
+      if (k == j && excl == atomic_load(&b->excl)) continue; /* (first already once the others are behind it) */
       struct epoll_event e = {.events = EPOLLIN | (excl ? EPOLLEXCLUSIVE : 0), .data.fd = b->fanfd};
       epoll_ctl(b->lis[k]->ep, EPOLL_CTL_DEL, b->fanfd, NULL);
-      /* (an add fails only short of memory: that listener then wakes on its 100 ms timeout until
-       * the next change, the others as before; the queued events wait, nothing is lost) */
+      /* an add fails only short of memory (or of max_user_watches): then that listener reads
+       * the group only on its 100 ms timeout (listener()) until the next change; queued events
+       * wait, nothing is lost */
       epoll_ctl(b->lis[k]->ep, EPOLL_CTL_ADD, b->fanfd, &e);
     }
   atomic_store(&b->pref, j);
@@ -944,11 +946,12 @@ static void reorder(bilog_t *b, int j, int excl) {
  * A foreign writer's event, read by listener l: where was the writer (the CPU it last ran on)?
  * When on another CPU than l's (the exclusive wake-up went to the listener first on the queue,
  * not to the writer's), that CPU's listener goes first from now on. And was it on another CPU
- * than at its previous event (a hop)? At the end of every FOLLOW_WINDOW foreign events: after
- * two windows in a row with more than 1 in 4 events hops (an idle machine's scheduler moves a
- * writer woken by a listener to the idle CPU, each time: following it costs a cross-CPU
- * wake-up per event), every listener is woken (plain registration, the local one answers), until
- * two windows in a row with at most 1 in 16; then one again.
+ * than the previous foreign event's writer (a hop)? Hops make following wrong: one writer that
+ * the scheduler moves (an idle machine moves a writer woken by a listener to the idle CPU, each
+ * time) or writers on several CPUs taking turns. At the end of every FOLLOW_WINDOW foreign
+ * events: after two windows in a row with more than 1 in 4 events hops, every listener is woken
+ * (plain registration: the local one answers), until two windows in a row with at most 1 in 16;
+ * then one again.
  */
 #define FOLLOW_WINDOW 64
 static void follow_writer(bilog_t *b, listener_t *l, pid_t tid) {
@@ -956,10 +959,8 @@ static void follow_writer(bilog_t *b, listener_t *l, pid_t tid) {
   int cpu = writer_cpu(l->tcache, tid), j = -1;
   for (int k = 0; cpu >= 0 && k < atomic_load(&b->nlis); k++)
     if (b->lis[k]->cpu == cpu) j = k;
-  /* (a pair of atomics, not one: two listeners' events interleaving may miscount one hop) */
-  pid_t last_tid = atomic_exchange(&b->last_tid, tid);
   int last_cpu = atomic_exchange(&b->last_cpu, cpu);
-  if (last_tid == tid && cpu >= 0 && last_cpu >= 0 && cpu != last_cpu) {
+  if (cpu >= 0 && last_cpu >= 0 && cpu != last_cpu) {
     atomic_fetch_add(&b->fg_hops, 1);
     atomic_fetch_add(&b->win_hops, 1);
   }
@@ -1123,6 +1124,9 @@ static void *listener(void *arg) {
     int pr = ep >= 0 ? epoll_wait(ep, evs, 2, stopping ? 0 : 100) : poll(pf, b->wakefd >= 0 ? 2 : 1, stopping ? 0 : 100);
     if (pr <= 0) {
       if (stopping) break;
+      /* a timeout: read anyway (non-blocking; EAGAIN when nothing is queued), so that a
+       * listener whose epoll lost the group (a failed re-registration) still answers */
+      if (ep >= 0 && listen_once(l, 0) < 0) break;
       continue;
     }
     if (listen_once(l, stopping) < 0) break;
@@ -1145,6 +1149,9 @@ static int start_listeners(bilog_t *b, int prio) {
     int total = CPU_COUNT(&cs);
     if (total > n) cpus[0] = -1, n = 1;
   }
+  const char *fol = getenv("BFS_BILOG_FOLLOW");
+  b->no_allwake = fol && *fol == '2'; /* (before any listener runs) */
+  atomic_store(&b->last_cpu, -1);
   for (int i = 0; i < n; i++) {
     listener_t *la = calloc(1, sizeof *la);
     if (!la || !(la->evbuf = malloc(EVBUF_BYTES))) {
@@ -1158,7 +1165,6 @@ static int start_listeners(bilog_t *b, int prio) {
     /* BFS_BILOG_FOLLOW=0 (measurements): no epoll, each listener polls the group, so every
      * event wakes all of them (the way until 2026-12-04) */
     const char *fo = getenv("BFS_BILOG_FOLLOW");
-    b->no_allwake = fo && *fo == '2';
     if (n > 1 && !(fo && *fo == '0') && (la->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
       struct epoll_event e1 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = b->fanfd};
       struct epoll_event e2 = {.events = EPOLLIN, .data.fd = b->wakefd};

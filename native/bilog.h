@@ -57,7 +57,7 @@ typedef struct {
       tree_opens, /* bilog_open_quiet calls served through the quiet tree (no event at all) */
       /* how events woke the listeners (bilog.c, follow_writer): foreign writers' events, those
        * answered from another CPU than the writer's while one listener is woken per event, those
-       * whose writer was on another CPU than at its previous event, how often the listeners'
+       * whose writer was on another CPU than the previous foreign event's, how often the listeners'
        * registration changed, and how often every listener came to be woken for a while */
       follow_events, follow_remote, follow_hops, follow_reorders, follow_allwake;
 } bilog_stats_t;

@@ -998,8 +998,8 @@ export interface BiStats {
   /**
    * How events woke the listeners (native-notes/bilog.md, "One listener woken, on the writer's
    * CPU"): other processes' events; those answered from another CPU than the writer's while one
-   * listener is woken per event; those whose writer was on another CPU than at its previous
-   * event; how often the listeners' registration changed; how often every listener came to be
+   * listener is woken per event; those whose writer was on another CPU than the previous
+   * foreign event's; how often the listeners' registration changed; how often every listener came to be
    * woken for a while (writers hopping between CPUs).
    */
   followEvents: number
