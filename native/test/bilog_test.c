@@ -312,40 +312,62 @@ static void check_log(const char *path, const bilog_stats_t *st) {
   free(m);
 }
 
-/* ---- no double logging ---------------------------------------------------------------- */
+/* ---- a writer process doing random 4 KiB pwrites during a capture ------------------------- */
 
 #define ND_SIZE (16u << 20)
 #define ND_WRITES 20000
 
-static void no_double_logging(uint64_t seed) {
+/*
+ * A capture of DIR while a writer process (forked before it starts, released once T0 is set)
+ * does `writes` random 4 KiB pwrites into a fresh ND_SIZE file, the blocks drawn from `seed0`.
+ * The writer runs on CPU `cpu` when >= 0 and, when `hop_cpu` >= 0, moves between `hop_cpu`
+ * (even writes) and `cpu` (odd) before each write. Fills *st, *info and *distinct (the
+ * distinct blocks written); returns 0, or -1 after a FAIL naming `what`.
+ */
+static int random_writes(const char *what, uint64_t seed0, int writes, int cpu, int hop_cpu, bilog_stats_t *st,
+                         bilog_info_t *info, uint64_t *distinct) {
   char p[4200], logpath[4200];
-  snprintf(p, sizeof p, "%s/nd", dir);
-  snprintf(logpath, sizeof logpath, "%s/nd.bilog", dir);
+  snprintf(p, sizeof p, "%s/rw", dir);
+  snprintf(logpath, sizeof logpath, "%s/rw.bilog", dir);
   int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0 || ftruncate(fd, ND_SIZE) != 0) {
-    FAIL("no_double_logging: %s", strerror(errno));
-    return;
+    FAIL("%s: %s", what, strerror(errno));
+    return -1;
   }
   close(fd);
   static uint8_t written[ND_SIZE / 4096];
-  uint64_t s = seed * 104729 + 3, distinct = 0;
-  for (int k = 0; k < ND_WRITES; k++) {
+  memset(written, 0, sizeof written);
+  uint64_t s = seed0;
+  *distinct = 0;
+  for (int k = 0; k < writes; k++) {
     uint64_t blk = rnd(&s) % (ND_SIZE / 4096);
-    if (!written[blk]) written[blk] = 1, distinct++;
+    if (!written[blk]) written[blk] = 1, ++*distinct;
   }
   int go[2];
-  if (pipe(go) != 0) return;
+  if (pipe(go) != 0) return -1;
   pid_t w = fork();
   if (w == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(go[1]);
     char c, buf[4096];
     memset(buf, 0x5a, sizeof buf);
+    cpu_set_t one;
+    if (cpu >= 0) {
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
+    }
     if (read(go[0], &c, 1) != 1) _exit(3);
     int f = open(p, O_WRONLY);
-    uint64_t s2 = seed * 104729 + 3;
-    for (int k = 0; k < ND_WRITES; k++)
+    uint64_t s2 = seed0;
+    for (int k = 0; k < writes; k++) {
+      if (hop_cpu >= 0) {
+        CPU_ZERO(&one);
+        CPU_SET(k % 2 ? cpu : hop_cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
+      }
       if (pwrite(f, buf, sizeof buf, (off_t)(rnd(&s2) % (ND_SIZE / 4096) * 4096)) != (ssize_t)sizeof buf) _exit(5);
+    }
     _exit(0);
   }
   close(go[0]);
@@ -353,28 +375,38 @@ static void no_double_logging(uint64_t seed) {
   const char *sc = "?";
   int err = bilog_start(dir, logpath, NULL, &e, &sc);
   if (err) {
-    FAIL("no_double_logging: bilog_start: %s: %s", sc, strerror(err));
+    FAIL("%s: bilog_start: %s: %s", what, sc, strerror(err));
     kill(w, SIGKILL);
     waitpid(w, NULL, 0);
-    return;
+    return -1;
   }
-  if (write(go[1], "g", 1) != 1) FAIL("no_double_logging: could not release the writer");
+  bilog_info(e, info);
+  if (write(go[1], "g", 1) != 1) FAIL("%s: could not release the writer", what);
   close(go[1]);
   int ws;
   waitpid(w, &ws, 0);
-  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("no_double_logging: the writer failed (status %d)", ws);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("%s: the writer failed (status %d)", what, ws);
   bilog_stop(e);
-  bilog_stats_t st;
-  bilog_stats(e, &st);
+  bilog_stats(e, st);
   bilog_free(e);
+  unlink(p);
+  unlink(logpath);
+  return 0;
+}
+
+/* ---- no double logging ---------------------------------------------------------------- */
+
+static void no_double_logging(uint64_t seed) {
+  bilog_stats_t st;
+  bilog_info_t info;
+  uint64_t distinct;
+  if (random_writes("no_double_logging", seed * 104729 + 3, ND_WRITES, -1, -1, &st, &info, &distinct)) return;
   if (st.image_bytes != distinct * 4096)
     FAIL("no_double_logging: %llu image bytes for %llu distinct blocks written (%llu bytes)",
          (unsigned long long)st.image_bytes, (unsigned long long)distinct, (unsigned long long)distinct * 4096);
   printf("no_double_logging: events=%llu images=%llu image_bytes=%llu distinct_blocks=%llu\n",
          (unsigned long long)st.events, (unsigned long long)st.images, (unsigned long long)st.image_bytes,
          (unsigned long long)distinct);
-  unlink(p);
-  unlink(logpath);
 }
 
 /* ---- one listener woken, on the writer's CPU ------------------------------------------------ */
@@ -405,68 +437,10 @@ static void follow_writer_test(uint64_t seed, int hop) {
     printf("follow_writer(%s): skipped (%d CPUs)\n", hop ? "hop" : "pinned", n);
     return;
   }
-  char p[4200], logpath[4200];
-  snprintf(p, sizeof p, "%s/fw", dir);
-  snprintf(logpath, sizeof logpath, "%s/fw.bilog", dir);
-  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0 || ftruncate(fd, ND_SIZE) != 0) {
-    FAIL("follow_writer: %s", strerror(errno));
-    return;
-  }
-  close(fd);
-  static uint8_t written[ND_SIZE / 4096];
-  memset(written, 0, sizeof written);
-  uint64_t s = seed * 7919 + 5, distinct = 0;
-  for (int k = 0; k < FW_WRITES; k++) {
-    uint64_t blk = rnd(&s) % (ND_SIZE / 4096);
-    if (!written[blk]) written[blk] = 1, distinct++;
-  }
-  int go[2];
-  if (pipe(go) != 0) return;
-  pid_t w = fork();
-  if (w == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(go[1]);
-    char c, buf[4096];
-    memset(buf, 0x3c, sizeof buf);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(last, &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
-    if (read(go[0], &c, 1) != 1) _exit(3);
-    int f = open(p, O_WRONLY);
-    uint64_t s2 = seed * 7919 + 5;
-    for (int k = 0; k < FW_WRITES; k++) {
-      if (hop) {
-        CPU_ZERO(&one);
-        CPU_SET(k % 2 ? first : last, &one);
-        if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(6);
-      }
-      if (pwrite(f, buf, sizeof buf, (off_t)(rnd(&s2) % (ND_SIZE / 4096) * 4096)) != (ssize_t)sizeof buf) _exit(5);
-    }
-    _exit(0);
-  }
-  close(go[0]);
-  bilog_t *e;
-  const char *sc = "?";
-  int err = bilog_start(dir, logpath, NULL, &e, &sc);
-  if (err) {
-    FAIL("follow_writer: bilog_start: %s: %s", sc, strerror(err));
-    kill(w, SIGKILL);
-    waitpid(w, NULL, 0);
-    return;
-  }
-  bilog_info_t info;
-  bilog_info(e, &info);
-  if (write(go[1], "g", 1) != 1) FAIL("follow_writer: could not release the writer");
-  close(go[1]);
-  int ws;
-  waitpid(w, &ws, 0);
-  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) FAIL("follow_writer: the writer failed (status %d)", ws);
-  bilog_stop(e);
   bilog_stats_t st;
-  bilog_stats(e, &st);
-  bilog_free(e);
+  bilog_info_t info;
+  uint64_t distinct;
+  if (random_writes("follow_writer", seed * 7919 + 5, FW_WRITES, last, hop ? first : -1, &st, &info, &distinct)) return;
   printf("follow_writer(%s): fifo=%d events=%llu follow_events=%llu remote=%llu hops=%llu reorders=%llu allwake=%llu\n",
          hop ? "hop" : "pinned", info.fifo, (unsigned long long)st.events, (unsigned long long)st.follow_events,
          (unsigned long long)st.follow_remote, (unsigned long long)st.follow_hops, (unsigned long long)st.follow_reorders,
@@ -490,8 +464,6 @@ static void follow_writer_test(uint64_t seed, int hop) {
       FAIL("follow_writer: %llu of %llu events answered from another CPU than the pinned writer's",
            (unsigned long long)st.follow_remote, (unsigned long long)st.follow_events);
   }
-  unlink(p);
-  unlink(logpath);
 }
 
 /* ---- many inodes: the inode table grows under contention ----------------------------------- */
