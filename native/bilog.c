@@ -105,6 +105,10 @@ struct bilog_open_how {
 #define BS 4096ULL
 #define CHUNK_BLOCKS 512 /* blocks per chunk of the per-inode tables (2 MiB of file) */
 #define RUN_BLOCKS 256   /* blocks per image record at most (1 MiB) */
+/* files up to this T0 size are read whole at their first event that may change them (pre_read),
+ * unless bilog_opts_t.preread_max or BFS_BILOG_PREREAD=BYTES (0: never; measurements) says
+ * otherwise */
+#define PREREAD_DEFAULT (64 * 1024)
 #define EVBUF_BYTES 65536
 #define INFLIGHT_MAX 512
 /* the inode table's first size: 16,384 buckets, doubled at one inode per bucket (native/test
@@ -198,6 +202,7 @@ typedef struct inode {
   int ignored; /* bfs keeps the file as an earlier generation stored it: its writes need no images */
   int settled; /* bfs has read (or the log holds) every block of its T0 bytes: nothing to log */
   int marked;  /* settled or ignored, and given an ignore mark (at its first event after that) */
+  int preread; /* read whole by the listener (pre_read): reads lay its images over, never zero them */
   uint64_t t0size;
   int64_t msec, csec;
   uint32_t mnsec, cnsec;
@@ -280,6 +285,7 @@ struct bilog {
    * and those whose writer was on another CPU than the previous foreign event's. */
   _Atomic int pref, excl;
   int no_allwake; /* BFS_BILOG_FOLLOW=2 (measurements): never every listener */
+  uint64_t preread_max; /* pre_read: files up to this T0 size; 0: never */
   _Atomic int nlis; /* lis[0 … nlis) are set (stored after each) */
   pthread_mutex_t order_mu;
   _Atomic uint64_t fg_n, fg_remote, fg_hops, win_hops;
@@ -685,8 +691,12 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
         SETBIT(c->logged, (b0 + j) % CHUNK_BLOCKS);
         c->img[(b0 + j) % CHUNK_BLOCKS] = ((doff + j * BS) << 13) | bytes;
       }
-      b->st.images++;
-      b->st.image_bytes += (uint64_t)r;
+      if (cause == BIC_PREREAD)
+        b->st.preread_bytes += (uint64_t)r;
+      else {
+        b->st.images++;
+        b->st.image_bytes += (uint64_t)r;
+      }
     }
     atomic_fetch_add(&b->shm->heartbeat, 1); /* a long copy is progress, not a stall */
     blk = b0 + n;
@@ -774,6 +784,7 @@ typedef struct {
   int note;         /* the call may change the size: record the T0 state first */
   int cause;        /* BIC_* */
   int trunc;        /* write a kind 2 record with new_eof */
+  int writable;     /* an open for writing (nothing to log yet): a small file may be pre_read */
   uint64_t off, end, new_eof;
 } action_t;
 
@@ -821,7 +832,8 @@ static void classify(const struct fanotify_event_metadata *m, int have_range, ui
       WHOLE(BIC_OTRUNC);
       act->trunc = size > 0;
       act->new_eof = 0;
-    }
+    } else if ((fl & O_ACCMODE) != O_RDONLY)
+      act->writable = 1;
     return;
   }
   uint64_t rend = roff + rcnt < roff ? UINT64_MAX : roff + rcnt;
@@ -898,6 +910,37 @@ static void answer(bilog_t *b, int fd) {
 }
 
 static void ignore_mark(bilog_t *b, int fd);
+static void settle_locked(bilog_t *b, inode_t *p);
+
+/* Whether neither bfs nor the listener has touched any block of the inode (none read, logged or
+ * stale). Under mu. */
+static int untouched(const inode_t *p) {
+  for (uint64_t i = 0; i < p->nchunks; i++) {
+    const chunk_t *c = p->chunks[i];
+    for (size_t w = 0; c && w < CHUNK_BLOCKS / 64; w++)
+      if (c->read[w] | c->logged[w] | c->stale[w]) return 0;
+  }
+  return 1;
+}
+
+/*
+ * A file of at most preread_max bytes at T0 that nothing has read or logged yet, at its first
+ * event that may change it (a write, a truncation, an open for writing): every block of its T0
+ * bytes is logged now (cause BIC_PREREAD), so the file is settled at once and given an ignore
+ * mark: its writers raise no more events. A writer of a small file, which would otherwise wait
+ * for the listener at every write until bfs reads the file, waits once, for a copy of at most
+ * preread_max bytes. The bytes are the file's content at T0, as bfs's own read would have
+ * found it: every read lays them over the live bytes (read_span), so the file is stored from
+ * them like any other, and they are not kept in the generation's BI log (which holds only
+ * images of blocks stored as zeros). Under mu; returns whether the file is now settled.
+ */
+static int pre_read(bilog_t *b, inode_t *p, int fd, pid_t tid, int nr) {
+  p->preread = 1; /* (before the copy: whatever part of it is logged is laid over) */
+  b->st.prereads++;
+  log_range(b, p, fd, 0, p->t0size, BIC_PREREAD, tid, nr);
+  settle_locked(b, p);
+  return p->settled;
+}
 
 /* The CPU a (blocked) thread last ran on, field 39 of /proc/TID/stat, or -1; its slot in tcache
  * is the one proc_syscall just filled for it. */
@@ -1027,7 +1070,9 @@ static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metada
   PROF_T(t4);
   classify(m, have_range, roff, rcnt, &st, nr, a, &act);
   PROF_ADD(PH_CLASSIFY, t4);
-  if (!act.note && !act.log) {
+  /* (the current size is the T0 size unless the file changed already; pre_read checks that) */
+  int maybe_pre = b->preread_max && (act.log || act.writable) && (uint64_t)st.st_size <= b->preread_max;
+  if (!act.note && !act.log && !maybe_pre) {
     atomic_fetch_add(&b->skipped, 1);
     return;
   }
@@ -1043,9 +1088,15 @@ static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metada
     atomic_fetch_add(&b->skipped, 1);
     if (!p->marked) p->marked = want_mark = 1;
   } else {
-    note_first(b, p, m->pid, (int)nr);
+    int pre = maybe_pre && p->t0size > 0 && p->t0size <= b->preread_max && !p->uncovered && !p->preread && untouched(p);
+    if (act.note || act.log || pre) note_first(b, p, m->pid, (int)nr);
     if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
-    if (act.log && act.off < act.end) log_range(b, p, m->fd, act.off, act.end, act.cause, m->pid, (int)nr);
+    if (pre) {
+      if (pre_read(b, p, m->fd, m->pid, (int)nr) && !p->marked) p->marked = want_mark = 1;
+    } else if (act.log && act.off < act.end)
+      log_range(b, p, m->fd, act.off, act.end, act.cause, m->pid, (int)nr);
+    else if (!act.note && !act.log)
+      atomic_fetch_add(&b->skipped, 1);
   }
   pthread_mutex_unlock(&b->mu);
   if (want_mark) ignore_mark(b, m->fd);
@@ -1479,6 +1530,12 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   pthread_cond_init(&b->data_cv, NULL);
   pthread_cond_init(&b->space_cv, NULL);
   b->stall_ms = opts && opts->stall_ms > 0 ? opts->stall_ms : 10000;
+  if (opts && opts->preread_max) {
+    b->preread_max = opts->preread_max > 0 ? (uint64_t)opts->preread_max : 0;
+  } else {
+    const char *pre = getenv("BFS_BILOG_PREREAD");
+    b->preread_max = pre && *pre ? strtoull(pre, NULL, 10) : PREREAD_DEFAULT;
+  }
   b->nbits = NBUCKETS_BITS0;
   b->buckets = calloc((size_t)1 << b->nbits, sizeof *b->buckets);
   b->evbuf = malloc(EVBUF_BYTES);
@@ -1628,6 +1685,7 @@ void bilog_stats(bilog_t *b, bilog_stats_t *out) {
   out->follow_hops = atomic_load(&b->fg_hops);
   out->follow_reorders = atomic_load(&b->st_reorders);
   out->follow_allwake = atomic_load(&b->st_allwake);
+  /* (prereads, preread_bytes: from b->st, under mu) */
   if (!out->void_reason && b->shm && atomic_load(&b->shm->void_flag)) out->void_reason = BIR_LISTENER;
 }
 
@@ -1707,7 +1765,8 @@ static int fd_check(bilog_t *b, int fd, const struct stat **known, struct stat *
 }
 
 /* bilog_read_t0, bilog_read_live and bilog_read_file: `live` zeroes the logged blocks instead of
- * laying their images over the live bytes, and counts them in *logged (the BI log holds them).
+ * laying their images over the live bytes, and counts them in *logged (the BI log holds them),
+ * except in a file the listener read whole (pre_read: its images are its content, laid over).
  * `known`: fd's stat when the caller has one (taken after the open, before this call), else
  * NULL. Two lock sections: the T0 state before the pread, the images, marks and settling after. */
 static ssize_t read_span(bilog_t *b, int fd, const struct stat *known, void *buf, size_t len, uint64_t off, int mark_read,
@@ -1759,7 +1818,7 @@ static ssize_t read_span(bilog_t *b, int fd, const struct stat *known, void *buf
     if (!c || !BIT(c->logged, i)) continue;
     uint64_t img = c->img[i], ioff = img >> 13, ibytes = img & 8191;
     uint64_t s = blk * BS > off ? blk * BS : off, e = (blk + 1) * BS < off + n ? (blk + 1) * BS : off + n;
-    if (live) {
+    if (live && !p->preread) {
       memset((uint8_t *)buf + (s - off), 0, e - s);
       if (logged) (*logged)++;
       continue;

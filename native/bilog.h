@@ -28,11 +28,17 @@ typedef struct {
   int stall_ms;
   /** SCHED_FIFO priority of the listener thread (1 … 99); 0 = 10; -1 = do not ask. */
   int fifo_priority;
+  /** Files of at most this many bytes at T0 are read whole at their first event that may change
+   *  them (bilog.c, pre_read); 0 = 64 KiB (or the env BFS_BILOG_PREREAD), -1 = never. */
+  long long preread_max;
 } bilog_opts_t;
 
 /** Record kinds and causes of the capture file (format.md §2.16.1). */
 enum { BIK_FIRST = 0, BIK_IMAGE = 1, BIK_TRUNC = 2, BIK_UNCOVERED = 3, BIK_END = 4 };
-enum { BIC_WRITE = 1, BIC_OTRUNC = 2, BIC_TRUNCATE = 3, BIC_FALLOCATE = 4, BIC_MMAP = 5, BIC_UNKNOWN = 6 };
+enum { BIC_WRITE = 1, BIC_OTRUNC = 2, BIC_TRUNCATE = 3, BIC_FALLOCATE = 4, BIC_MMAP = 5, BIC_UNKNOWN = 6,
+       /* a small file read whole at its first event that may change it (bilog.c, pre_read): its
+        * content at T0, laid over the live bytes by every read, not kept in a generation's BI log */
+       BIC_PREREAD = 7 };
 enum { BIR_FD_AT_T0 = 1, BIR_UNCLASSIFIED = 4, BIR_LISTENER = 5, BIR_MAP_AT_T0 = 6 };
 
 #define BILOG_HEADER_BYTES 64
@@ -59,7 +65,10 @@ typedef struct {
        * answered from another CPU than the writer's while one listener is woken per event, those
        * whose writer was on another CPU than the previous foreign event's, how often the listeners'
        * registration changed, and how often every listener came to be woken for a while */
-      follow_events, follow_remote, follow_hops, follow_reorders, follow_allwake;
+      follow_events, follow_remote, follow_hops, follow_reorders, follow_allwake,
+      /* small files read whole by the listener at their first event that may change them, and
+       * their bytes (cause BIC_PREREAD; not counted in images / image_bytes) */
+      prereads, preread_bytes;
 } bilog_stats_t;
 
 /** One file the capture does not cover (found in /proc before and after the mark). */

@@ -199,9 +199,9 @@ static napi_value bl_f64(napi_env env, const double *vals, size_t n) {
 }
 
 static napi_value js_bilog_start(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  if (!bl_args(env, info, 4, argv)) return NULL;
-  double stall, prio;
+  napi_value argv[5];
+  if (!bl_args(env, info, 5, argv)) return NULL;
+  double stall, prio, pre;
   char *watch = bl_path(env, argv[0], "watchPath");
   if (!watch) return NULL;
   char *logp = bl_path(env, argv[1], "logPath");
@@ -210,8 +210,9 @@ static napi_value js_bilog_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value ret = NULL;
-  if (bl_integer(env, argv[2], "stallMs", 0, 86400000, &stall) && bl_integer(env, argv[3], "fifoPriority", -1, 99, &prio)) {
-    bilog_opts_t o = {.stall_ms = (int)stall, .fifo_priority = (int)prio};
+  if (bl_integer(env, argv[2], "stallMs", 0, 86400000, &stall) && bl_integer(env, argv[3], "fifoPriority", -1, 99, &prio) &&
+      bl_integer(env, argv[4], "preReadMax", -1, 1 << 30, &pre)) {
+    bilog_opts_t o = {.stall_ms = (int)stall, .fifo_priority = (int)prio, .preread_max = (long long)pre};
     bilog_t *b = NULL;
     const char *sc = "bilog_start";
     int err = bilog_start(watch, logp, &o, &b, &sc);
@@ -253,13 +254,14 @@ static napi_value js_bilog_info(napi_env env, napi_callback_info info) {
 static napi_value stats_array(napi_env env, bilog_t *b) {
   bilog_stats_t s;
   bilog_stats(b, &s);
-  double v[21] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
+  double v[23] = {(double)s.events, (double)s.own_events, (double)s.open_events, (double)s.skipped,
                   (double)s.first_sights, (double)s.images, (double)s.image_bytes, (double)s.truncates,
                   (double)s.uncovered, (double)s.log_bytes, (double)s.records, (double)s.stale_blocks,
                   (double)s.void_reason, (double)s.log_errno, (double)s.settled,
                   (double)s.tree_opens, (double)s.follow_events, (double)s.follow_remote,
-                  (double)s.follow_hops, (double)s.follow_reorders, (double)s.follow_allwake};
-  return bl_f64(env, v, 21);
+                  (double)s.follow_hops, (double)s.follow_reorders, (double)s.follow_allwake,
+                  (double)s.prereads, (double)s.preread_bytes};
+  return bl_f64(env, v, 23);
 }
 
 static napi_value js_bilog_stats(napi_env env, napi_callback_info info) {

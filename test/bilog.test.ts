@@ -12,7 +12,7 @@ import path from 'node:path'
 import readline from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BiCapture, BI_REASON, biReadFileShared, biUnsupportedMessage, xxh64Into } from '../src/native/index.js'
-import { BiKind, decodeBiLog } from '../src/format/bilog.js'
+import { BiCause, BiKind, decodeBiLog } from '../src/format/bilog.js'
 import { ROOT, sh, tmpdir } from './helpers.js'
 
 const IS_ROOT = process.getuid?.() === 0
@@ -132,17 +132,17 @@ afterAll(async () => {
 })
 
 describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)', () => {
-  for (const type of ['ext4', 'xfs'] as const) {
-    it(`${type}: files read at T0 equal the copy taken before a writer changed them (and differ without the engine)`, async () => {
-      const mnt = await makeFs(type, `${type}-a`)
+  for (const [type, preRead] of [['ext4', true], ['xfs', true], ['ext4', false]] as const) {
+    it(`${type}${preRead ? '' : ', small files not read whole'}: files read at T0 equal the copy taken before a writer changed them (and differ without the engine)`, async () => {
+      const mnt = await makeFs(type, `${type}-a${preRead ? '' : '-nopre'}`)
       const dir = path.join(mnt, 'tree')
       fs.mkdirSync(dir)
       const copy = path.join(work, `${type}-copy`)
       const names = await makeFiles(dir, copy)
-      const logPath = path.join(work, `${type}.bilog`)
+      const logPath = path.join(work, `${type}${preRead ? '' : '-nopre'}.bilog`)
 
       // with the engine
-      const cap = BiCapture.start(mnt, logPath)
+      const cap = BiCapture.start(mnt, logPath, preRead ? {} : { preReadMax: -1 })
       const info = cap.info()
       expect(info.fifo).toBe(true) // root may ask for SCHED_FIFO
       expect(cap.uncovered()).toEqual([])
@@ -153,6 +153,10 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       expect(stats.voidReason).toBe(0)
       expect(stats.images).toBeGreaterThan(0)
       expect(stats.truncates).toBeGreaterThan(0)
+      // the files of at most 64 KiB the writer changed before they were read were read whole
+      // at its first change, the others logged block by block
+      if (preRead) expect(stats.preReads).toBeGreaterThan(0)
+      else expect([stats.preReads, stats.preReadBytes]).toEqual([0, 0])
       // the writer did change the files: the live tree no longer matches T0
       const live = new Map(names.map((n) => [n, fs.readFileSync(path.join(dir, n))]))
       expect(differences(live, copy).length).toBeGreaterThan(0)
@@ -163,7 +167,9 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       expect(file.tornBytes).toBe(0)
       expect(file.ended).toBe(true)
       expect(file.records.length).toBe(stats.records)
-      expect(file.records.filter((r) => r.kind === BiKind.image).length).toBe(stats.images)
+      const isPre = (r: { kind: number; cause: number }): boolean => r.kind === BiKind.image && r.cause === BiCause.preRead
+      expect(file.records.filter((r) => r.kind === BiKind.image && !isPre(r)).length).toBe(stats.images)
+      expect(file.records.filter(isPre).reduce((n, r) => n + r.data.length, 0)).toBe(stats.preReadBytes)
       expect(Number(file.header.t0Sec)).toBe(info.t0Sec)
       expect(file.header.flags & 1).toBe(1)
 
@@ -182,7 +188,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     fs.writeFileSync(file, t0bytes)
     await must('sync')
     const logPath = path.join(work, 'live.bilog')
-    const cap = BiCapture.start(mnt, logPath)
+    const cap = BiCapture.start(mnt, logPath, { preReadMax: -1 }) // (block by block: see the pre-read test)
     try {
       // another process overwrites blocks 2 and 5 (and half of block 9) after T0
       await must(`head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=2 conv=notrunc status=none && head -c 4096 /dev/urandom | dd of=${file} bs=4096 seek=5 conv=notrunc status=none && head -c 100 /dev/urandom | dd of=${file} bs=1 seek=${9 * 4096 + 50} conv=notrunc status=none`)
@@ -213,6 +219,82 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     for (const [b, data] of blocks) expect(data.equals(t0bytes.subarray(b * 4096, (b + 1) * 4096)), `image of block ${b}`).toBe(true)
   })
 
+  it('pre-read: a file of at most 64 KiB is read whole at its first event that may change it (an open for writing, an O_TRUNC open): every read lays its T0 bytes over (none zeroed), its writers raise no more events; a larger file, and one bfs began to read, are logged block by block', async () => {
+    const mnt = await makeFs('ext4', 'ext4-pre')
+    const t0 = new Map<string, Buffer>()
+    const make = (name: string, size: number, seed: number): string => {
+      const b = Buffer.alloc(size)
+      for (let i = 0; i + 4 <= size; i += 4) b.writeUInt32LE(((i + seed) * 2654435761) >>> 0, i)
+      const p = path.join(mnt, name)
+      fs.writeFileSync(p, b)
+      t0.set(name, b)
+      return p
+    }
+    const small = make('small', 5 * 4096 + 10, 1)
+    const trunc = make('trunc', 3 * 4096, 2)
+    const big = make('big', 65536 + 4096, 3)
+    const part = make('part', 8 * 4096, 4)
+    await must('sync')
+    const logPath = path.join(work, 'pre.bilog')
+    const cap = BiCapture.start(mnt, logPath)
+    const readAll = (p: string, size: number): [number, number, Buffer] => {
+      const fd = cap.openQuiet(p)
+      try {
+        const buf = Buffer.alloc(size + 4096, 0xee)
+        const [n, zeroed] = cap.readLive(fd, buf, 0, buf.length, 0)
+        return [n, zeroed, buf.subarray(0, n)]
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+    try {
+      // dd opens the small file for writing (no O_TRUNC): that open is its one event
+      const e0 = cap.stats().events
+      await must(`head -c 4096 /dev/urandom | dd of=${small} bs=4096 seek=2 conv=notrunc status=none`)
+      let st = cap.stats()
+      expect([st.preReads, st.preReadBytes, st.images, st.settled, st.events - e0]).toEqual([1, t0.get('small')!.length, 0, 1, 1])
+      // its writers raise nothing any more (writes, an append)
+      await must(`head -c 8192 /dev/urandom | dd of=${small} bs=4096 seek=3 conv=notrunc status=none && echo y >> ${small}`)
+      expect(cap.stats().events).toBe(st.events)
+      // read as at T0: its content, none of it zeroed (nothing for the generation's BI log)
+      const [n, zeroed, got] = readAll(small, t0.get('small')!.length)
+      expect([n, zeroed]).toEqual([t0.get('small')!.length, 0])
+      expect(got.equals(t0.get('small')!)).toBe(true)
+      expect(fs.readFileSync(small).equals(t0.get('small')!)).toBe(false)
+
+      // an O_TRUNC rewrite: read whole before the truncation
+      await must(`echo x > ${trunc}`)
+      st = cap.stats()
+      expect([st.preReads, st.preReadBytes, st.images]).toEqual([2, t0.get('small')!.length + t0.get('trunc')!.length, 0])
+      const [tn, tz, tgot] = readAll(trunc, t0.get('trunc')!.length)
+      expect([tn, tz]).toEqual([t0.get('trunc')!.length, 0])
+      expect(tgot.equals(t0.get('trunc')!)).toBe(true)
+
+      // over the limit: the written block only, read as zeros (its image goes to the BI log)
+      await must(`head -c 4096 /dev/urandom | dd of=${big} bs=4096 seek=3 conv=notrunc status=none`)
+      st = cap.stats()
+      expect([st.preReads, st.images]).toEqual([2, 1])
+      const [bn, bz] = readAll(big, t0.get('big')!.length)
+      expect([bn, bz]).toEqual([t0.get('big')!.length, 1])
+
+      // bfs read its first half before the write: block by block
+      const pfd = cap.openQuiet(part)
+      const pbuf = Buffer.alloc(8 * 4096)
+      expect(cap.readLive(pfd, pbuf, 0, 4 * 4096, 0)).toEqual([4 * 4096, 0])
+      await must(`head -c 4096 /dev/urandom | dd of=${part} bs=4096 seek=6 conv=notrunc status=none`)
+      expect([cap.stats().preReads, cap.stats().images]).toEqual([2, 2])
+      expect(cap.readLive(pfd, pbuf, 4 * 4096, 4 * 4096, 4 * 4096)).toEqual([4 * 4096, 1])
+      fs.closeSync(pfd)
+    } finally {
+      cap.stop()
+    }
+    // the capture file: the two files read whole as cause 7 records of their T0 bytes
+    const pre = decodeBiLog(fs.readFileSync(logPath), xxh64).records.filter((r) => r.kind === BiKind.image && r.cause === BiCause.preRead)
+    expect(pre.map((r) => [Number(r.offset), r.data.length])).toEqual([[0, t0.get('small')!.length], [0, t0.get('trunc')!.length]])
+    expect(pre[0].data.equals(t0.get('small')!)).toBe(true)
+    expect(pre[1].data.equals(t0.get('trunc')!)).toBe(true)
+  })
+
   it('settled: once bfs has read a file to its T0 end (every block read or logged), its writers raise no events after the first; a re-read after a change is stale; a file read in part still raises them', async () => {
     const mnt = await makeFs('ext4', 'ext4-settled')
     const whole = path.join(mnt, 'whole')
@@ -220,7 +302,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     fs.writeFileSync(whole, Buffer.alloc(8 * 4096, 5))
     fs.writeFileSync(part, Buffer.alloc(8 * 4096, 6))
     await must('sync')
-    const cap = BiCapture.start(mnt, path.join(work, 'settled.bilog'))
+    const cap = BiCapture.start(mnt, path.join(work, 'settled.bilog'), { preReadMax: -1 })
     try {
       // block 3 of whole changes before bfs reads it: logged, read as zeros; the rest read
       await must(`head -c 4096 /dev/urandom | dd of=${whole} bs=4096 seek=3 conv=notrunc status=none`)
@@ -262,7 +344,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     fs.writeFileSync(kept, Buffer.alloc(65536, 1))
     fs.writeFileSync(other, Buffer.alloc(65536, 2))
     await must('sync')
-    const cap = BiCapture.start(mnt, path.join(work, 'ignore.bilog'))
+    const cap = BiCapture.start(mnt, path.join(work, 'ignore.bilog'), { preReadMax: -1 })
     try {
       const st = fs.statSync(kept, { bigint: true })
       cap.ignore(Number(st.dev), Number(st.ino >> 32n), Number(st.ino & 0xffffffffn))
@@ -370,7 +452,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     }
     const scanned = idOf(file)
     const oldId = idOf(path.join(mnt, 'old'))
-    const cap = BiCapture.start(mnt, path.join(work, 'readfile.bilog'))
+    const cap = BiCapture.start(mnt, path.join(work, 'readfile.bilog'), { preReadMax: -1 })
     const id = cap.share()
     const out = new Float64Array(2)
     try {

@@ -159,6 +159,10 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
     expect(fs.readFileSync(t0, 'utf8')).toBe(res.online.t0 + '\n')
     expect(opsDuring).toBeGreaterThan(0)
     expect(res.online.images).toBeGreaterThan(0)
+    // and files of at most 64 KiB it wrote first were read whole then (stored as their data:
+    // the restore, the mount and cat below read them as at T0)
+    expect(res.online.preReads).toBeGreaterThan(0)
+    expect(res.online.preReadBytes).toBeGreaterThan(0)
     expect(await diffTree(copy, tree)).not.toBe('')
     // blocks written after T0 before bfs read them: in the BI log and the BI index, not the maps
     expect(res.online.biBlocks).toBeGreaterThan(0)

@@ -197,6 +197,10 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     // the writer really ran during the backup, and changed blocks bfs had not read yet
     expect(opsDuring).toBeGreaterThan(0)
     expect(res.online.images).toBeGreaterThan(0)
+    // and files of at most 64 KiB it wrote first were read whole then (stored as their data:
+    // the restore, the mount and cat below read them as at T0)
+    expect(res.online.preReads).toBeGreaterThan(0)
+    expect(res.online.preReadBytes).toBeGreaterThan(0)
     expect(await diffTree(copy, tree)).not.toBe('')
     // blocks written after T0 before bfs read them are in the generation's BI log, not its maps
     expect(res.online.biBlocks).toBeGreaterThan(0)

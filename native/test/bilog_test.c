@@ -28,6 +28,8 @@
  * Then many_inodes: a third capture over MI_FILES small files, each read at T0 by one of two
  * reader threads while a writer process overwrites one block of each, in another order: every
  * read must give the T0 bytes, and every file must be in the engine's inode table afterwards.
+ * Twice: with the small files read whole at their first write (pre_read, the default), and
+ * block by block (preread_max -1).
  * `make native-test` builds the engine with a 4-bucket table (-DNBUCKETS_BITS0=2), so this
  * grows it ten times (and moves its chains incrementally) while the listener and the readers
  * contend for its lock. Exit 0 when every check held.
@@ -504,7 +506,7 @@ static void *mi_reader(void *arg) {
   return NULL;
 }
 
-static void many_inodes(uint64_t seed) {
+static void many_inodes(uint64_t seed, long long preread_max) {
   char p[4200], logpath[4200];
   static uint64_t ino[MI_FILES], dev[MI_FILES];
   snprintf(p, sizeof p, "%s/mi", dir);
@@ -551,7 +553,8 @@ static void many_inodes(uint64_t seed) {
   }
   close(go[0]);
   const char *sc = "?";
-  int err = bilog_start(dir, logpath, NULL, &eng, &sc);
+  bilog_opts_t mo = {.preread_max = preread_max};
+  int err = bilog_start(dir, logpath, &mo, &eng, &sc);
   if (err) {
     FAIL("many_inodes: bilog_start: %s: %s", sc, strerror(err));
     kill(w, SIGKILL);
@@ -579,9 +582,13 @@ static void many_inodes(uint64_t seed) {
   bilog_free(eng);
   eng = NULL;
   if (st.void_reason) FAIL("many_inodes: the run is void (reason %llu)", (unsigned long long)st.void_reason);
-  if (st.images == 0) FAIL("many_inodes: no images: the writer and the readers did not overlap");
-  printf("many_inodes: files=%d events=%llu images=%llu\n", MI_FILES, (unsigned long long)st.events,
-         (unsigned long long)st.images);
+  /* by default the files (8 KiB) are read whole at their first write (pre_read), with
+   * preread_max -1 block by block */
+  if ((preread_max < 0 ? st.images : st.prereads) == 0)
+    FAIL("many_inodes: no %s: the writer and the readers did not overlap", preread_max < 0 ? "images" : "pre-reads");
+  if (preread_max < 0 && st.prereads) FAIL("many_inodes: %llu pre-reads with preread_max -1", (unsigned long long)st.prereads);
+  printf("many_inodes(preread_max %lld): files=%d events=%llu images=%llu prereads=%llu\n", preread_max, MI_FILES,
+         (unsigned long long)st.events, (unsigned long long)st.images, (unsigned long long)st.prereads);
   for (int i = 0; i < MI_FILES; i++) {
     snprintf(p, sizeof p, "%s/mi/%d", dir, i);
     unlink(p);
@@ -681,7 +688,8 @@ int main(int argc, char **argv) {
   no_double_logging(seed);
   follow_writer_test(seed, 0);
   follow_writer_test(seed, 1);
-  many_inodes(seed);
+  many_inodes(seed, 0);
+  many_inodes(seed, -1);
   printf("bilog_test: events=%llu own=%llu skipped=%llu images=%llu image_bytes=%llu truncates=%llu stale=%llu "
          "records=%llu changed=%d/%d: %s\n",
          (unsigned long long)st.events, (unsigned long long)st.own_events, (unsigned long long)st.skipped,

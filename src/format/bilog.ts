@@ -18,7 +18,7 @@ export const BILOG_MAX_DATA_BYTES = 1 << 20
 /** Record kinds. */
 export const BiKind = { firstSight: 0, image: 1, truncate: 2, uncovered: 3, end: 4 } as const
 /** Causes of image and truncate records. */
-export const BiCause = { write: 1, openTrunc: 2, truncate: 3, fallocate: 4, mmap: 5, unknown: 6 } as const
+export const BiCause = { write: 1, openTrunc: 2, truncate: 3, fallocate: 4, mmap: 5, unknown: 6, preRead: 7 } as const
 
 export interface BiLogHeader {
   version: number

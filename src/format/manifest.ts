@@ -93,6 +93,12 @@ export interface ManifestOnline {
   images: number
   imageBytes: number
   truncates: number
+  /**
+   * Small files the capture read whole at their first event that may change them, and their
+   * bytes (stored as the files' data, not in the BI log; absent when none; since 2026-12-04).
+   */
+  preReads?: number
+  preReadBytes?: number
   /** Records and 4 KiB blocks of the generation's BI log. */
   biRecords: number
   biBlocks: number

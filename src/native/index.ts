@@ -139,7 +139,7 @@ interface Addon {
   futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void
   fsetxattr(fd: number, name: Buffer | string, value: Buffer): void
   setxattrat(dirFd: number, path: PathLike, name: Buffer | string, value: Buffer, flags: number): void
-  bilogStart(watchPath: PathLike, logPath: PathLike, stallMs: number, fifoPriority: number): BiCaptureHandle
+  bilogStart(watchPath: PathLike, logPath: PathLike, stallMs: number, fifoPriority: number, preReadMax: number): BiCaptureHandle
   bilogInfo(h: BiCaptureHandle): Float64Array
   bilogStats(h: BiCaptureHandle): Float64Array
   bilogUncovered(h: BiCaptureHandle): Array<[number, number, number, number, number, string]>
@@ -1007,6 +1007,14 @@ export interface BiStats {
   followHops: number
   followReorders: number
   followAllwake: number
+  /**
+   * Small files (T0 size ≤ 64 KiB; `BFS_BILOG_PREREAD=BYTES` for another limit, 0 for none) read
+   * whole by the listener at their first event that may change them, and their bytes: their
+   * content at T0, laid over by every read (stored as the file's data, not kept in the BI log;
+   * not counted in `images` / `imageBytes`). native-notes/bilog.md, "Small files read whole".
+   */
+  preReads: number
+  preReadBytes: number
 }
 
 /** What a file looked like at T0. */
@@ -1027,6 +1035,7 @@ function biStats(v: Float64Array): BiStats {
     events: v[0], ownEvents: v[1], openEvents: v[2], skipped: v[3], firstSights: v[4], images: v[5], imageBytes: v[6],
     truncates: v[7], uncovered: v[8], logBytes: v[9], records: v[10], staleBlocks: v[11], voidReason: v[12], logErrno: v[13],
     settled: v[14], treeOpens: v[15], followEvents: v[16], followRemote: v[17], followHops: v[18], followReorders: v[19], followAllwake: v[20],
+    preReads: v[21], preReadBytes: v[22],
   }
 }
 
@@ -1047,13 +1056,15 @@ export class BiCapture {
    *
    * @param opts.stallMs watchdog limit in ms (default 10000).
    * @param opts.fifoPriority SCHED_FIFO priority of the listener, 1 … 99 (default 10), -1: do not ask.
+   * @param opts.preReadMax files of at most this many bytes at T0 are read whole at their first
+   *   event that may change them (default 64 KiB, or `BFS_BILOG_PREREAD`), -1: never.
    * @throws {NativeError} syscall `'fanotify_mark'` with code `'ENOTSUP'` on tmpfs, FUSE,
    *   overlayfs (no pre-content hooks) — {@link biUnsupportedMessage} words it for the user —,
    *   `'EINVAL'` on kernels without pre-content events, `'EPERM'` without CAP_SYS_ADMIN;
    *   `'open'` for the capture file.
    */
-  static start(watchPath: PathLike, logPath: PathLike, opts: { stallMs?: number; fifoPriority?: number } = {}): BiCapture {
-    return new BiCapture(addon().bilogStart(watchPath, logPath, opts.stallMs ?? 0, opts.fifoPriority ?? 0))
+  static start(watchPath: PathLike, logPath: PathLike, opts: { stallMs?: number; fifoPriority?: number; preReadMax?: number } = {}): BiCapture {
+    return new BiCapture(addon().bilogStart(watchPath, logPath, opts.stallMs ?? 0, opts.fifoPriority ?? 0, opts.preReadMax ?? 0))
   }
 
   /**

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import * as native from '../native/index.js'
-import { decodeBiLog, BiKind, type BiLogHeader, type BiRecord } from '../format/bilog.js'
+import { decodeBiLog, BiKind, BiCause, type BiLogHeader, type BiRecord } from '../format/bilog.js'
 import { encodeGenBiLog, GenBiKind, type GenBiRecord } from '../format/bilog-gen.js'
 import type { Extent } from '../format/maps.js'
 import type { ManifestOnline } from '../format/manifest.js'
@@ -226,6 +226,10 @@ export class OnlineCapture {
     o.images = st.images
     o.imageBytes = st.imageBytes
     o.truncates = st.truncates
+    if (st.preReads) {
+      o.preReads = st.preReads
+      o.preReadBytes = st.preReadBytes
+    }
     if (st.voidReason) {
       this.dispose()
       const errno = st.logErrno ? Object.entries(os.constants.errno).find(([, v]) => v === st.logErrno)?.[0] ?? `errno ${st.logErrno}` : ''
@@ -309,6 +313,9 @@ export class OnlineCapture {
       const kept: Array<{ r: BiRecord; object: number }> = []
       for (const r of log.records) {
         if (r.kind !== BiKind.image && r.kind !== BiKind.truncate && r.kind !== BiKind.uncovered) continue
+        // a small file read whole by the listener: every read laid these over (its content as
+        // stored), so no reader of the generation needs them (format.md §2.16.1, cause 7)
+        if (r.kind === BiKind.image && r.cause === BiCause.preRead) continue
         const object = this.stored.get(identity(r.dev, r.ino))
         if (object !== undefined) kept.push({ r, object })
       }
