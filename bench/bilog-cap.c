@@ -32,12 +32,13 @@ int main(int argc, char **argv) {
   bilog_stats_t st;
   bilog_stats(b, &st);
   printf("events=%llu skipped=%llu images=%llu image_bytes=%llu log_bytes=%llu records=%llu void=%llu log_errno=%d "
-         "follow_events=%llu remote=%llu hops=%llu reorders=%llu allwake=%llu\n",
+         "follow_events=%llu remote=%llu hops=%llu reorders=%llu allwake=%llu prereads=%llu preread_bytes=%llu\n",
          (unsigned long long)st.events, (unsigned long long)st.skipped, (unsigned long long)st.images,
          (unsigned long long)st.image_bytes, (unsigned long long)st.log_bytes, (unsigned long long)st.records,
          (unsigned long long)st.void_reason, err, (unsigned long long)st.follow_events,
          (unsigned long long)st.follow_remote, (unsigned long long)st.follow_hops,
-         (unsigned long long)st.follow_reorders, (unsigned long long)st.follow_allwake);
+         (unsigned long long)st.follow_reorders, (unsigned long long)st.follow_allwake,
+         (unsigned long long)st.prereads, (unsigned long long)st.preread_bytes);
   bilog_free(b);
   return err ? 1 : 0;
 }

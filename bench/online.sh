@@ -158,7 +158,7 @@ online_backup() {
   writer_rec "$name" "$mode" "$rep" "$logf.writer"
   if [ "$mode" = online ]; then
     v=$(json_get "$logf.json" 'j.online&&j.online.captured'); [ "$v" = true ] || rec_status "$name" bi_bytes online fail "no capture: $(json_get "$logf.json" 'JSON.stringify(j.online)')"
-    for v in imageBytes:bi_bytes events:bi_events images:bi_images biRecords:bi_kept_records; do
+    for v in imageBytes:bi_bytes events:bi_events images:bi_images biRecords:bi_kept_records preReads:bi_prereads preReadBytes:bi_preread_bytes; do
       rec_num "$name" "${v#*:}" online "$rep" "$(json_get "$logf.json" "j.online.${v%%:*}")"
     done
     # once the BI log is part of the generation: the blocks kept in it, and its file's size

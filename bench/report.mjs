@@ -273,6 +273,8 @@ const ONLINE_ROWS = [
   ['bi_mb', 'before-images captured MB (`online.imageBytes`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
   ['bi_kept_mb', 'BI blocks kept in the generation × 4096 MB (`online.biBlocks`)', 'one', (c) => { const r = ratioOf(c.online, { median: c.__bound }); return r === undefined ? undefined : [`${r.toFixed(2)}× the bound`, r <= 1] }, '≤ bytes of unread blocks overwritten'],
   ['bi_stored_mb', 'stored BI log file MB (`gens/N/bilog`: the records; the images are in the data stream, so in the repository size)', 'one'],
+  ['bi_preread_mb', 'small files read whole at their first write MB (`online.preReadBytes`: stored as the files\' data, not kept in the BI log)', 'one'],
+  ['bi_prereads', 'small files read whole at their first write', 'int'],
   ['bi_events', 'events of other processes intercepted', 'int'],
   ['bi_images', 'before-image records', 'int'],
   ['repo_mb', 'repository size after the backup MB', 'one', (c) => { const r = ratioOf(c.online, c.offline); return r === undefined ? undefined : [`${r.toFixed(3)}× offline`, undefined] }, ''],
@@ -286,7 +288,7 @@ const ONLINE_ROWS = [
 ]
 function onlineCell(corpus, row, tool) {
   const [metric, , kind] = row
-  const MB = { w_bound_mb: 'w_bound_bytes', bi_mb: 'bi_bytes', bi_kept_mb: 'bi_kept_bytes', bi_stored_mb: 'bi_stored_bytes' }
+  const MB = { w_bound_mb: 'w_bound_bytes', bi_mb: 'bi_bytes', bi_kept_mb: 'bi_kept_bytes', bi_stored_mb: 'bi_stored_bytes', bi_preread_mb: 'bi_preread_bytes' }
   if (MB[metric]) {
     const c = baseCell(corpus, MB[metric], tool)
     if (c.median !== undefined) for (const k of ['median', 'min', 'max']) c[k] /= 1e6
