@@ -491,19 +491,31 @@ static void ring_put(bilog_t *b, uint64_t at, const void *src, uint64_t len) {
  * were in the ring or in the page cache (there is no end record), so neither fsync nor a
  * write before allowing adds to the promise.
  */
+/*
+ * Until the ring has room for a record of len data bytes (or the log failed): waits for the
+ * flusher, releasing mu meanwhile (backpressure: the writer stays blocked). Returns whether it
+ * waited, i.e. whether mu was released: then another listener or a reader may have changed any
+ * inode's state, and a caller that looked at it must look again. Under mu.
+ */
+static int ring_wait(bilog_t *b, uint64_t len) {
+  uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
+  if (b->st.log_errno || b->log_end + total - b->flushed <= RING_BYTES) return 0;
+  PROF_T(tw);
+  while (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
+    b->flusher_asleep = 0;
+    pthread_cond_signal(&b->data_cv);
+    pthread_cond_wait(&b->space_cv, &b->mu);
+  }
+  PROF_ADD(PH_RINGWAIT, tw);
+  return 1;
+}
+
 static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t off, const void *data, uint32_t len,
                      pid_t tid, int nr) {
   uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
-  /* room in the ring: wait for the flusher (mu is released meanwhile; callers expect that) */
-  if (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
-    PROF_T(tw);
-    while (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
-      b->flusher_asleep = 0;
-      pthread_cond_signal(&b->data_cv);
-      pthread_cond_wait(&b->space_cv, &b->mu);
-    }
-    PROF_ADD(PH_RINGWAIT, tw);
-  }
+  /* room in the ring: wait for the flusher (mu is released meanwhile: log_range waits first,
+   * see there, so that its copy and block bits are not changed under it) */
+  ring_wait(b, len);
   if (b->st.log_errno) return 0;
   uint8_t h[BILOG_RECORD_BYTES];
   memset(h, 0, sizeof h);
@@ -671,6 +683,10 @@ static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end
     }
     uint64_t want = n * BS;
     if (b0 * BS + want > end) want = end - b0 * BS;
+    /* room for the record first: emit would wait releasing mu, and meanwhile another listener
+     * could copy its own image into copybuf (one per capture) or log these same blocks, and a
+     * reader mark them read. After a wait, look at the blocks again. */
+    if (ring_wait(b, want)) continue;
     ssize_t r = 0;
     PROF_T(tc);
     while ((uint64_t)r < want) {
@@ -832,8 +848,8 @@ static void classify(const struct fanotify_event_metadata *m, int have_range, ui
       WHOLE(BIC_OTRUNC);
       act->trunc = size > 0;
       act->new_eof = 0;
-    } else if ((fl & O_ACCMODE) != O_RDONLY)
-      act->writable = 1;
+    } else if ((fl & O_ACCMODE) != O_RDONLY && !(fl & O_APPEND))
+      act->writable = 1; /* (an append overwrites nothing: a log file opened to append is not copied) */
     return;
   }
   uint64_t rend = roff + rcnt < roff ? UINT64_MAX : roff + rcnt;
@@ -936,10 +952,15 @@ static int untouched(const inode_t *p) {
  */
 static int pre_read(bilog_t *b, inode_t *p, int fd, pid_t tid, int nr) {
   p->preread = 1; /* (before the copy: whatever part of it is logged is laid over) */
-  b->st.prereads++;
   log_range(b, p, fd, 0, p->t0size, BIC_PREREAD, tid, nr);
   settle_locked(b, p);
+  if (p->settled) b->st.prereads++;
   return p->settled;
+}
+
+/* Whether pre_read applies to the inode (under mu). */
+static int pre_readable(const bilog_t *b, const inode_t *p) {
+  return p->t0size > 0 && p->t0size <= b->preread_max && !p->uncovered && !p->preread && untouched(p);
 }
 
 /* The CPU a (blocked) thread last ran on, field 39 of /proc/TID/stat, or -1; its slot in tcache
@@ -1088,9 +1109,12 @@ static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metada
     atomic_fetch_add(&b->skipped, 1);
     if (!p->marked) p->marked = want_mark = 1;
   } else {
-    int pre = maybe_pre && p->t0size > 0 && p->t0size <= b->preread_max && !p->uncovered && !p->preread && untouched(p);
+    int pre = maybe_pre && pre_readable(b, p);
     if (act.note || act.log || pre) note_first(b, p, m->pid, (int)nr);
     if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
+    /* those may have waited for the ring, releasing mu: room for the copy now, then look again
+     * (so the copy is made and logged in one hold of mu) */
+    if (pre && ring_wait(b, p->t0size)) pre = pre_readable(b, p);
     if (pre) {
       if (pre_read(b, p, m->fd, m->pid, (int)nr) && !p->marked) p->marked = want_mark = 1;
     } else if (act.log && act.off < act.end)
@@ -1536,6 +1560,8 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
     const char *pre = getenv("BFS_BILOG_PREREAD");
     b->preread_max = pre && *pre ? strtoull(pre, NULL, 10) : PREREAD_DEFAULT;
   }
+  /* at most one image record (1 MiB): pre_read copies and logs a file in one hold of mu */
+  if (b->preread_max > (uint64_t)RUN_BLOCKS * BS) b->preread_max = (uint64_t)RUN_BLOCKS * BS;
   b->nbits = NBUCKETS_BITS0;
   b->buckets = calloc((size_t)1 << b->nbits, sizeof *b->buckets);
   b->evbuf = malloc(EVBUF_BYTES);

@@ -29,7 +29,8 @@ typedef struct {
   /** SCHED_FIFO priority of the listener thread (1 … 99); 0 = 10; -1 = do not ask. */
   int fifo_priority;
   /** Files of at most this many bytes at T0 are read whole at their first event that may change
-   *  them (bilog.c, pre_read); 0 = 64 KiB (or the env BFS_BILOG_PREREAD), -1 = never. */
+   *  them (bilog.c, pre_read); 0 = 64 KiB (or the env BFS_BILOG_PREREAD), -1 = never; at most
+   *  1 MiB (one image record: more is taken as 1 MiB). */
   long long preread_max;
 } bilog_opts_t;
 
@@ -66,8 +67,8 @@ typedef struct {
        * whose writer was on another CPU than the previous foreign event's, how often the listeners'
        * registration changed, and how often every listener came to be woken for a while */
       follow_events, follow_remote, follow_hops, follow_reorders, follow_allwake,
-      /* small files read whole by the listener at their first event that may change them, and
-       * their bytes (cause BIC_PREREAD; not counted in images / image_bytes) */
+      /* small files read whole (settled) by the listener at their first event that may change
+       * them, and the bytes copied so (cause BIC_PREREAD; not counted in images / image_bytes) */
       prereads, preread_bytes;
 } bilog_stats_t;
 

@@ -234,6 +234,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     const trunc = make('trunc', 3 * 4096, 2)
     const big = make('big', 65536 + 4096, 3)
     const part = make('part', 8 * 4096, 4)
+    const log = make('log', 2 * 4096, 5)
     await must('sync')
     const logPath = path.join(work, 'pre.bilog')
     const cap = BiCapture.start(mnt, logPath)
@@ -248,6 +249,9 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       }
     }
     try {
+      // appends overwrite nothing: an O_APPEND open and its writes copy nothing
+      await must(`echo appended >> ${log}`)
+      expect([cap.stats().preReads, cap.stats().preReadBytes, cap.stats().images]).toEqual([0, 0, 0])
       // dd opens the small file for writing (no O_TRUNC): that open is its one event
       const e0 = cap.stats().events
       await must(`head -c 4096 /dev/urandom | dd of=${small} bs=4096 seek=2 conv=notrunc status=none`)
