@@ -480,18 +480,6 @@ static void ring_put(bilog_t *b, uint64_t at, const void *src, uint64_t len) {
 }
 
 /*
- * Appends one record (under mu) to the ring; the flusher writes it to the capture file.
- * Returns the capture-file offset of its data, or 0 when the log failed (a write of the
- * flusher): then the run is void (the listener goes on allowing, logging nothing). May wait
- * for room in the ring, releasing mu meanwhile (backpressure: the writer stays blocked).
- *
- * Why memory is enough before FAN_ALLOW: the capture file is only read by this process, while
- * it runs (bilog_read_t0 reads the ring for bytes not yet written out) and after bilog_stop,
- * which writes everything out first. If the process dies, the run is void whether the bytes
- * were in the ring or in the page cache (there is no end record), so neither fsync nor a
- * write before allowing adds to the promise.
- */
-/*
  * Until the ring has room for a record of len data bytes (or the log failed): waits for the
  * flusher, releasing mu meanwhile (backpressure: the writer stays blocked). Returns whether it
  * waited, i.e. whether mu was released: then another listener or a reader may have changed any
@@ -510,6 +498,18 @@ static int ring_wait(bilog_t *b, uint64_t len) {
   return 1;
 }
 
+/*
+ * Appends one record (under mu) to the ring; the flusher writes it to the capture file.
+ * Returns the capture-file offset of its data, or 0 when the log failed (a write of the
+ * flusher): then the run is void (the listener goes on allowing, logging nothing). May wait
+ * for room in the ring, releasing mu meanwhile (backpressure: the writer stays blocked).
+ *
+ * Why memory is enough before FAN_ALLOW: the capture file is only read by this process, while
+ * it runs (bilog_read_t0 reads the ring for bytes not yet written out) and after bilog_stop,
+ * which writes everything out first. If the process dies, the run is void whether the bytes
+ * were in the ring or in the page cache (there is no end record), so neither fsync nor a
+ * write before allowing adds to the promise.
+ */
 static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t off, const void *data, uint32_t len,
                      pid_t tid, int nr) {
   uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
@@ -1112,9 +1112,13 @@ static void handle_event(bilog_t *b, listener_t *l, struct fanotify_event_metada
     int pre = maybe_pre && pre_readable(b, p);
     if (act.note || act.log || pre) note_first(b, p, m->pid, (int)nr);
     if (act.trunc && emit(b, BIK_TRUNC, act.cause, p, act.new_eof, NULL, 0, m->pid, (int)nr)) b->st.truncates++;
-    /* those may have waited for the ring, releasing mu: room for the copy now, then look again
-     * (so the copy is made and logged in one hold of mu) */
-    if (pre && ring_wait(b, p->t0size)) pre = pre_readable(b, p);
+    /* those may have waited for the ring, releasing mu (another listener may have read it whole
+     * meanwhile): room for the copy now, then look again, so that the copy is made and logged
+     * in one hold of mu */
+    if (pre) {
+      ring_wait(b, p->t0size);
+      pre = pre_readable(b, p);
+    }
     if (pre) {
       if (pre_read(b, p, m->fd, m->pid, (int)nr) && !p->marked) p->marked = want_mark = 1;
     } else if (act.log && act.off < act.end)
