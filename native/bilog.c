@@ -644,6 +644,8 @@ static int log_read(bilog_t *b, uint8_t *dst, uint64_t at, uint64_t len) {
 
 static void note_first(bilog_t *b, inode_t *p, pid_t tid, int nr) {
   if (p->first_logged) return;
+  /* room first: a wait releases mu, and another listener may write the record meanwhile */
+  if (ring_wait(b, 0) && p->first_logged) return;
   if (emit(b, BIK_FIRST, 0, p, 0, NULL, 0, tid, nr)) {
     p->first_logged = 1;
     b->st.first_sights++;
