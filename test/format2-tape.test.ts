@@ -13,7 +13,7 @@ import { recallServicePaths } from '../src/os/runtime.js'
 import { RepoTapeCatalog } from '../src/repo/tapecat.js'
 import { DiskStore } from '../src/store/disk.js'
 import { bfs, sh, tmpdir } from './helpers.js'
-import { backupsAndTier, census as censusOf, hashTree, killServices, migrateKilled, writeTree } from './tape-helpers.js'
+import { backupsAndTier, census as censusOf, hashTree, killServices, migrateKilled, until, writeTree } from './tape-helpers.js'
 
 let work: string
 const services = new Set<string>()
@@ -32,7 +32,11 @@ afterEach(async () => {
 afterAll(async () => {
   for (const m of [...mounts]) await umount(m)
   await killServices(services) // the recall services these tests started
-  // (a mount server writes its last log line into work/ as it exits after its unmount)
+  // (a mount server writes its last log line into work/ as it exits after its unmount, and
+  // made its runtime directory again when it did so after the removal below: every process
+  // started on a repository in work/ has its path on its command line; '[/]' keeps the shell
+  // that runs pgrep from matching itself)
+  await until('the processes of this file to exit', async () => (await sh(`pgrep -f -- '${work}[/]'`)).stdout.trim() === '', 120_000)
   for (let i = 0; ; i++) {
     try {
       fs.rmSync(work, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
@@ -42,7 +46,7 @@ afterAll(async () => {
       await new Promise((r) => setTimeout(r, 500))
     }
   }
-}, 60_000)
+}, 180_000)
 
 /** ~8 MB in 40 files, half compressible; `round` > 0 rewrites a fifth of them. */
 const tree = (dir: string, round: number): void => writeTree(dir, round, { dirs: 4, files: 10, base: 60_000 })
