@@ -17,3 +17,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const state = path.join('/var/tmp', `bfs-state-${randomBytes(6).toString('hex')}`)
 process.env.BFS_STATE_DIR = state
 afterAll(() => fs.rmSync(state, { recursive: true, force: true }))
+
+// The capture engine's measurement switches (native-notes/bilog.md) change what the online
+// tests check (e.g. BFS_BILOG_PREREAD=0: no small file read whole): none reaches the tests or
+// the bfs processes they start.
+for (const k of ['BFS_BILOG_PREREAD', 'BFS_BILOG_FOLLOW', 'BFS_BILOG_LISTENERS']) delete process.env[k]

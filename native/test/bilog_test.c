@@ -625,6 +625,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   snprintf(dir, sizeof dir, "%s", argv[1]);
+  unsetenv("BFS_BILOG_PREREAD"); /* a measurement switch: 0 would leave many_inodes nothing to pre-read */
   uint64_t seed = strtoull(argv[2], NULL, 10), s = seed | 1;
   for (int i = 0; i < NF; i++) {
     char p[4200];
