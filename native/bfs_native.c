@@ -43,6 +43,7 @@
  */
 #include <node_api.h>
 
+#include "aead.h"
 #include "blake3.h"
 #include "dirlist.h"
 #include "findwalk.h"
@@ -2702,6 +2703,67 @@ static int get_out_range_args(napi_env env, napi_value buf, napi_value off, napi
   return 1;
 }
 
+/* ---- AEAD (aead.c) ---- */
+
+/*
+ * aeadSeal(alg, key, nonce, aad, src, srcOffset, srcLength, out, outOffset): seals the source
+ * range into out at outOffset (ciphertext ‖ 16-byte tag); returns srcLength + 16.
+ * aeadOpen(same): opens the source range (ciphertext ‖ tag) into out at outOffset; returns
+ * srcLength - 16, or -1 when it does not authenticate (out's bytes there are then garbage).
+ * alg: 0 AES-256-GCM, 1 ChaCha20-Poly1305. out's range may be the source's exactly (in
+ * place), or not overlap it at all. Runs on the calling thread.
+ */
+static napi_value aead_call(napi_env env, napi_callback_info info, int seal) {
+  GET_ARGS(env, info, 9);
+  double alg, so, sn, oo;
+  void *key, *nonce, *aad, *src, *out;
+  size_t key_len, nonce_len, aad_len, src_size, out_size;
+  if (!get_integer_arg(env, argv[0], "alg", 0, 1, &alg) || !get_bytes_arg(env, argv[1], "key", &key, &key_len) ||
+      !get_bytes_arg(env, argv[2], "nonce", &nonce, &nonce_len) || !get_bytes_arg(env, argv[3], "aad", &aad, &aad_len) ||
+      !get_bytes_arg(env, argv[4], "src", &src, &src_size) ||
+      !get_integer_arg(env, argv[5], "srcOffset", 0, MAX_SAFE_INTEGER, &so) ||
+      !get_integer_arg(env, argv[6], "srcLength", 0, MAX_SAFE_INTEGER, &sn) ||
+      !get_bytes_arg(env, argv[7], "out", &out, &out_size) ||
+      !get_integer_arg(env, argv[8], "outOffset", 0, MAX_SAFE_INTEGER, &oo))
+    return NULL;
+  if (key_len != BFS_AEAD_KEY_BYTES || nonce_len != BFS_AEAD_NONCE_BYTES) {
+    throw_range(env, "aead: the key is 32 bytes and the nonce 12");
+    return NULL;
+  }
+  if (so + sn > (double)src_size) {
+    throw_range(env, "aead: the source range is outside its buffer");
+    return NULL;
+  }
+  if (!seal && sn < BFS_AEAD_TAG_BYTES) {
+    throw_range(env, "aead: a sealed message is at least its 16-byte tag");
+    return NULL;
+  }
+  double need = seal ? sn + BFS_AEAD_TAG_BYTES : sn - BFS_AEAD_TAG_BYTES;
+  if (oo + need > (double)out_size) {
+    throw_range(env, "aead: the output does not fit in its buffer");
+    return NULL;
+  }
+  const uint8_t *in = (const uint8_t *)src + (size_t)so;
+  uint8_t *dst = (uint8_t *)out + (size_t)oo;
+  /* in place, or apart: [in, in + sn) against [dst, dst + need) */
+  if (dst != in && dst < in + (size_t)sn && in < dst + (size_t)need) {
+    throw_range(env, "aead: the output overlaps the source (only in place is allowed)");
+    return NULL;
+  }
+  long long r = seal ? bfs_aead_seal((int)alg, key, nonce, aad, aad_len, in, (size_t)sn, dst)
+                     : bfs_aead_open((int)alg, key, nonce, aad, aad_len, in, (size_t)sn, dst);
+  if (r == BFS_AEAD_ERROR) {
+    napi_throw_error(env, NULL, "aead: OpenSSL could not set up the cipher");
+    return NULL;
+  }
+  napi_value v;
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
+static napi_value js_aead_seal(napi_env env, napi_callback_info info) { return aead_call(env, info, 1); }
+static napi_value js_aead_open(napi_env env, napi_callback_info info) { return aead_call(env, info, 0); }
+
 /* blake3Into(src, srcOffset, srcLength, key|null, out, outOffset, outLength) */
 static napi_value js_blake3_into(napi_env env, napi_callback_info info) {
   GET_ARGS(env, info, 7);
@@ -2804,6 +2866,8 @@ NAPI_MODULE_INIT() {
   if (napi_create_uint32(env, STAT_FIELDS, &stat_fields) != napi_ok) return NULL;
   napi_value at_constants = make_at_constants(env);
   if (!at_constants) return NULL;
+  napi_value aead_version_v;
+  if (napi_create_string_utf8(env, bfs_aead_version(), NAPI_AUTO_LENGTH, &aead_version_v) != napi_ok) return NULL;
   napi_value blake3_version_v;
   if (napi_create_string_utf8(env, blake3_version(), NAPI_AUTO_LENGTH, &blake3_version_v) != napi_ok) return NULL;
   napi_property_descriptor props[] = {
@@ -2854,6 +2918,9 @@ NAPI_MODULE_INIT() {
     {"fsetxattr", NULL, js_fsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setxattrat", NULL, js_setxattrat, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blake3Into", NULL, js_blake3_into, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"aeadSeal", NULL, js_aead_seal, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"aeadOpen", NULL, js_aead_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"aeadVersion", NULL, NULL, NULL, NULL, aead_version_v, napi_enumerable, NULL},
     {"blake3HasherNew", NULL, js_blake3_hasher_new, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blake3HasherUpdate", NULL, js_blake3_hasher_update, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blake3HasherFinal", NULL, js_blake3_hasher_final, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -57,7 +57,10 @@
     },
     {
       "target_name": "bfs_native",
-      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c"],
+      # aead.c calls libcrypto's EVP functions: not linked here, they resolve at load time
+      # against the ones the node binary exports (its own OpenSSL, whose headers ship with
+      # Node's in include/node/openssl), so the addon never mixes two OpenSSLs.
+      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c", "aead.c"],
       "dependencies": ["fastpath", "blake3"],
       "libraries": ["-lzstd", "-lpthread"],
       "defines": [

@@ -23,7 +23,7 @@ export const RULES = {
   tape: { layers: ['native', 'os'], packages: [], builtins: '*' },
   // encryption (issue 18, format.md §2.22): key derivation, key files, AEAD of one message; FormatError
   // for tampering. repo, cli, pieces (sealed packs) and blocks (sealed units) import it
-  crypto: { layers: ['format'], packages: [], builtins: ['node:crypto'] },
+  crypto: { layers: ['format', 'native'], packages: [], builtins: ['node:crypto'] },
   // the S3 tier (issue 18) talks to its service with the official AWS SDK v3
   store: { layers: ['tape', 'os', 'native'], packages: ['@aws-sdk/client-s3'], builtins: '*' },
   blocks: { layers: ['store', 'codec', 'crypto', 'format'], packages: ['lru-cache'], builtins: ['node:crypto', 'node:worker_threads'] },

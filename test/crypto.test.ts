@@ -8,11 +8,12 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { createHash } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { aad } from '../src/crypto/aad.js'
 import { openEnvelope, sealEnvelope } from '../src/crypto/envelope.js'
-import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, seal, sealInto } from '../src/crypto/aead.js'
+import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, openInto, seal, sealInto } from '../src/crypto/aead.js'
+import { aeadOpen, aeadSeal, aeadVersion } from '../src/native/index.js'
 import {
   LABELS,
   PassphraseError,
@@ -268,6 +269,32 @@ describe('seal / open', () => {
     }
   })
 
+  it('seal, sealInto, open and openInto (native/aead.c) make and open node:crypto\'s messages, byte for byte, under both AEADs', () => {
+    for (const aead of both) {
+      const k = keyOf(aead)
+      for (const n of [0, 1, 16, 4095, 65536, 150_001]) {
+        for (const a of [Buffer.alloc(0), IN.aad, Buffer.alloc(1000, 9)]) {
+          const pt = Buffer.alloc(n)
+          for (let i = 0; i < n; i++) pt[i] = (i * 53 + n) & 0xff
+          const nonce = nonceOf(NONCE_TAG.packPiece, n)
+          const c = aead === 'aes-256-gcm' ? createCipheriv(aead, k.key, nonce, { authTagLength: 16 }) : createCipheriv(aead, k.key, nonce, { authTagLength: 16 })
+          c.setAAD(a, { plaintextLength: n })
+          const want = Buffer.concat([c.update(pt), c.final(), c.getAuthTag()])
+          expect(seal(k, NONCE_TAG.packPiece, n, a, pt).equals(want), `${aead} ${n}`).toBe(true)
+          const out = Buffer.alloc(n + 16)
+          expect(sealInto(k, NONCE_TAG.packPiece, n, a, pt, out, 0)).toBe(n + 16)
+          expect(out.equals(want)).toBe(true)
+          expect(open(k, NONCE_TAG.packPiece, n, a, want, 'x').equals(pt)).toBe(true)
+          expect(openInto(k, NONCE_TAG.packPiece, n, a, want, Buffer.alloc(n), 'x').equals(pt)).toBe(true)
+          const d = aead === 'aes-256-gcm' ? createDecipheriv(aead, k.key, nonce, { authTagLength: 16 }) : createDecipheriv(aead, k.key, nonce, { authTagLength: 16 })
+          d.setAAD(a, { plaintextLength: n })
+          d.setAuthTag(want.subarray(n))
+          expect(Buffer.concat([d.update(want.subarray(0, n)), d.final()]).equals(pt)).toBe(true)
+        }
+      }
+    }
+  })
+
   it('sealInto writes seal()\'s bytes into a buffer at an offset, around every slice boundary, and touches nothing else', () => {
     for (const aead of both) {
       const k = keyOf(aead)
@@ -302,7 +329,14 @@ describe('seal / open', () => {
       throw new Error('tampering was not detected')
     }
     const what = 'gens/00000007/unit-00000000 frame 3'
-    for (const aead of both) {
+    // node:crypto's open and native/aead.c's openInto (into a buffer of its own, and in place)
+    const openers = [
+      open,
+      (k: ObjectKey, t: NonceTag, c: number, a: Uint8Array, s: Buffer, w: string) => openInto(k, t, c, a, s, Buffer.alloc(s.length), w),
+      (k: ObjectKey, t: NonceTag, c: number, a: Uint8Array, s: Buffer, w: string) => openInto(k, t, c, a, s, Buffer.from(s), w),
+    ]
+    for (const aead of both)
+      for (const open of openers) {
       const k = keyOf(aead)
       const pt = Buffer.from('a frame of four kilobytes, or so'.repeat(128))
       const s = seal(k, NONCE_TAG.unitFrame, 3, IN.aad, pt)
@@ -324,7 +358,59 @@ describe('seal / open', () => {
       bad(() => open(k, NONCE_TAG.unitFrame, 3, IN.aad, Buffer.concat([s, Buffer.alloc(1)]), what))
       bad(() => open(k, NONCE_TAG.unitFrame, 3, IN.aad, s.subarray(1), what))
       expect(() => open(k, NONCE_TAG.unitFrame, 3, IN.aad, s.subarray(0, 15), what)).toThrow(expect.objectContaining({ code: 'TRUNCATED' }))
+      }
+  })
+
+  it('openInto (native/aead.c) opens what node:crypto sealed, into a buffer or in place, around every size, and touches nothing past the plaintext', () => {
+    expect(aeadVersion()).toMatch(/^OpenSSL 3\./)
+    for (const aead of both) {
+      const k = keyOf(aead)
+      for (const n of [0, 1, 15, 16, 17, 4096, 150_001, 1 << 20]) {
+        const pt = Buffer.alloc(n)
+        for (let i = 0; i < n; i++) pt[i] = (i * 97 + 3) & 0xff
+        const s = seal(k, NONCE_TAG.unitFrame, 11, IN.aad, pt)
+        const out = Buffer.alloc(n + 40, 0xa5)
+        const got = openInto(k, NONCE_TAG.unitFrame, 11, IN.aad, s, out, 'x')
+        expect(got.buffer === out.buffer && got.byteOffset === out.byteOffset && got.length === n).toBe(true)
+        expect(got.equals(pt), `${aead} ${n}`).toBe(true)
+        expect(out.subarray(n).every((b) => b === 0xa5)).toBe(true)
+        const inPlace = Buffer.from(s)
+        expect(openInto(k, NONCE_TAG.unitFrame, 11, IN.aad, inPlace, inPlace, 'x').equals(pt)).toBe(true)
+        if (n) expect(() => openInto(k, NONCE_TAG.unitFrame, 11, IN.aad, s, Buffer.alloc(n - 1), 'x')).toThrow(RangeError)
+      }
     }
+  })
+
+  it('the native calls: in place or apart only, ranges and sizes checked, as node:crypto for every AAD length', () => {
+    const k = keyOf('aes-256-gcm')
+    const nonce = nonceOf(NONCE_TAG.unitFrame, 1)
+    const pt = Buffer.from('0123456789abcdef0123456789abcdef0123456789')
+    const buf = Buffer.alloc(100)
+    pt.copy(buf, 10)
+    // overlapping but not in place: refused, nothing written
+    const before = Buffer.from(buf)
+    expect(() => aeadSeal(0, k.key, nonce, IN.aad, buf, 10, pt.length, buf, 11)).toThrow(/overlaps/)
+    expect(() => aeadSeal(0, k.key, nonce, IN.aad, buf, 10, pt.length, buf, 0)).toThrow(/overlaps/)
+    expect(buf.equals(before)).toBe(true)
+    // in place: the same bytes as node:crypto
+    expect(aeadSeal(0, k.key, nonce, IN.aad, buf, 10, pt.length, buf, 10)).toBe(pt.length + 16)
+    expect(buf.subarray(10, 10 + pt.length + 16).equals(seal(k, NONCE_TAG.unitFrame, 1, IN.aad, pt))).toBe(true)
+    expect(aeadOpen(0, k.key, nonce, IN.aad, buf, 10, pt.length + 16, buf, 10)).toBe(pt.length)
+    expect(buf.subarray(10, 10 + pt.length).equals(pt)).toBe(true)
+    expect(aeadOpen(0, k.key, nonce, Buffer.from('x'), seal(k, NONCE_TAG.unitFrame, 1, IN.aad, pt), 0, pt.length + 16, Buffer.alloc(64), 0)).toBe(-1)
+    expect(() => aeadSeal(0, k.key.subarray(1), nonce, IN.aad, pt, 0, pt.length, Buffer.alloc(64), 0)).toThrow(/32 bytes/)
+    expect(() => aeadSeal(0, k.key, nonce.subarray(1), IN.aad, pt, 0, pt.length, Buffer.alloc(64), 0)).toThrow(/12/)
+    expect(() => aeadSeal(2, k.key, nonce, IN.aad, pt, 0, pt.length, Buffer.alloc(64), 0)).toThrow(RangeError)
+    expect(() => aeadSeal(0, k.key, nonce, IN.aad, pt, 1, pt.length, Buffer.alloc(64), 0)).toThrow(/source range/)
+    expect(() => aeadSeal(0, k.key, nonce, IN.aad, pt, 0, pt.length, Buffer.alloc(pt.length + 15), 0)).toThrow(/does not fit/)
+    expect(() => aeadOpen(0, k.key, nonce, IN.aad, pt, 0, 15, Buffer.alloc(64), 0)).toThrow(/at least/)
+    for (const aead of both)
+      for (const a of [0, 1, 15, 16, 17, 1000]) {
+        const ad = Buffer.alloc(a, 7)
+        const out = Buffer.alloc(pt.length + 16)
+        aeadSeal(aead === 'aes-256-gcm' ? 0 : 1, keyOf(aead).key, nonce, ad, pt, 0, pt.length, out, 0)
+        expect(out.equals(seal(keyOf(aead), NONCE_TAG.unitFrame, 1, ad, pt)), `${aead} aad ${a}`).toBe(true)
+      }
   })
 
   it('nonces: u32 LE tag ‖ u64 LE counter, distinct across every tag and counter; out-of-range ones refused', () => {

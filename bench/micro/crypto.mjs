@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Per-message cost of bfs's AEAD (src/crypto/aead.ts, format.md §2.22) on one core: seal and
 // open of 4 KiB, 128 KiB and 1 MiB messages under AES-256-GCM and ChaCha20-Poly1305
-// (node:crypto), next to what the same bytes cost without encryption on the same paths: zstd
+// (node:crypto; sealInto/openInto: native/aead.c into a reused buffer), next to what the same bytes cost without encryption on the same paths: zstd
 // level 3 compression and decompression of a 1 MiB / 128 KiB frame of mixed text (the
 // codec's), and the per-object key derivation (HKDF) a reader pays once per object opened.
 //
@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const load = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href)
-const { seal, open, newSalt } = await load('crypto/aead.js')
+const { seal, open, sealInto, openInto, newSalt } = await load('crypto/aead.js')
 const { deriveRepoKeys, objectKey } = await load('crypto/keys.js')
 const zstd = await load('codec/zstd.js')
 
@@ -65,6 +65,10 @@ for (const aead of ['aes-256-gcm', 'chacha20-poly1305']) {
     const label = `${aead} ${size >= 1 << 20 ? '1 MiB' : size / 1024 + ' KiB'}`
     measure(`seal ${label}`, n, () => { for (let i = 0; i < n; i++) seal(k, 1, i, aad, msg) })
     measure(`open ${label}`, n, () => { for (let i = 0; i < n; i++) open(k, 1, 3, aad, sealed, 'x') })
+    // the frame paths: native/aead.c into a reused buffer (repo/worker.ts, blocks/frames.ts)
+    const out = Buffer.allocUnsafe(size + 16)
+    measure(`sealInto (native) ${label}`, n, () => { for (let i = 0; i < n; i++) sealInto(k, 1, i, aad, msg, out, 0) })
+    measure(`openInto (native) ${label}`, n, () => { for (let i = 0; i < n; i++) openInto(k, 1, 3, aad, sealed, out, 'x') })
   }
 }
 {

@@ -4,7 +4,7 @@ import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '.
 import { FormatError } from '../format/errors.js'
 import { isChanged, StoreError, type SyncBlobReader } from '../store/store.js'
 import type { StreamSource } from './source.js'
-import { NONCE_TAG, open } from '../crypto/aead.js'
+import { NONCE_TAG, open, openInto, TAG_BYTES } from '../crypto/aead.js'
 import { aad } from '../crypto/aad.js'
 import type { ReaderStats, UnitInfo, UnitTable } from './units.js'
 
@@ -185,15 +185,19 @@ export class FrameCache {
     const e = u.table.entries[frame]!
     // encrypted: frame i is AEAD(unitKey, nonce(1, i), aad, zstd frame) ‖ tag (§2.9); a
     // failed tag is damage, as a failed checksum
-    if (u.key) comp = openFrame(u, frame, e.rawBytes, comp)
+    const plain = u.key ? this.compBuffer(comp.length - TAG_BYTES) : null
     const out = this.frameBuffer(e.rawBytes)
     let n: number
     try {
+      if (plain) comp = openFrame(u, frame, e.rawBytes, comp, plain)
       n = this.dec.decompressInto(out, comp, u.dict?.dec)
     } catch (err) {
-      rethrowUnavailable(err)
       this.recycle(out)
+      if (err instanceof FormatError) throw err
+      rethrowUnavailable(err)
       throw new FormatError('BAD_CHECKSUM', `${u.where}: frame ${frame} is corrupt (${(err as Error).message})`)
+    } finally {
+      if (plain) this.spare(plain)
     }
     if (n !== e.rawBytes) {
       this.recycle(out)
@@ -214,9 +218,15 @@ export class FrameCache {
   }
 }
 
-/** An encrypted unit's frame `frame` (its stored bytes, the tag included) opened: the zstd frame. FormatError BAD_CHECKSUM when it does not authenticate. */
-export function openFrame(u: Pick<UnitInfo, 'key' | 'gen' | 'unit' | 'revision' | 'where'>, frame: number, rawBytes: number, stored: Buffer): Buffer {
-  return open(u.key!, NONCE_TAG.unitFrame, frame, aad.unitFrame(u.gen, u.unit, u.revision, frame, rawBytes), stored, `${u.where}: frame ${frame}`)
+/**
+ * An encrypted unit's frame `frame` (its stored bytes, the tag included) opened: the zstd
+ * frame, in a new buffer or, given `into` (at least stored.length - TAG_BYTES), in its first
+ * bytes. FormatError BAD_CHECKSUM when it does not authenticate.
+ */
+export function openFrame(u: Pick<UnitInfo, 'key' | 'gen' | 'unit' | 'revision' | 'where'>, frame: number, rawBytes: number, stored: Buffer, into?: Buffer): Buffer {
+  const a = aad.unitFrame(u.gen, u.unit, u.revision, frame, rawBytes)
+  const what = `${u.where}: frame ${frame}`
+  return into ? openInto(u.key!, NONCE_TAG.unitFrame, frame, a, stored, into, what) : open(u.key!, NONCE_TAG.unitFrame, frame, a, stored, what)
 }
 
 /** A unit that ends before a frame its seek table lists is a damaged stored file (FormatError TRUNCATED); other errors stay as they are. */

@@ -351,7 +351,8 @@ export class BlockReader {
         const raw = this.scanRaw.subarray(0, e.rawBytes)
         if (u.key) {
           try {
-            comp = openFrame(u, i, e.rawBytes, comp)
+            if (this.scanPlain.length < e.compBytes) this.scanPlain = Buffer.allocUnsafe(e.compBytes)
+            comp = openFrame(u, i, e.rawBytes, comp, this.scanPlain)
           } catch (err) {
             if (!(err instanceof FormatError)) throw err
             bad.push({ frame: i, reason: 'authentication failed (corrupt or tampered with)' })
@@ -391,6 +392,7 @@ export class BlockReader {
   }
 
   private scanComp = Buffer.alloc(0)
+  private scanPlain = Buffer.alloc(0)
   private scanHashes = Buffer.alloc(0)
   private scanRaw = Buffer.alloc(0)
   private scanDecoder: FrameDecompressor | null = null

@@ -1,12 +1,15 @@
 /**
  * Authenticated encryption of one message (native-notes/format.md §2.22): AES-256-GCM or
- * ChaCha20-Poly1305 from node:crypto, a 12-byte nonce = u32 LE region tag ‖ u64 LE counter,
+ * ChaCha20-Poly1305 (native/aead.c: OpenSSL's EVP calls, on the OpenSSL inside node, the one
+ * node:crypto uses, with no allocation but the result's; node:crypto's update() allocated a
+ * buffer per call and cost 1.6–3× the CPU per message), a 12-byte nonce = u32 LE region tag ‖ u64 LE counter,
  * output = ciphertext ‖ 16-byte tag. A message that does not authenticate (a flipped byte of
  * ciphertext or tag, another AAD, tag or counter, another key) is a FormatError BAD_CHECKSUM:
  * to every caller, tampering reads exactly like corruption.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { FormatError } from '../format/errors.js'
+import { AEAD_AES256GCM, AEAD_CHACHA20POLY1305, aeadOpen, aeadSeal } from '../native/index.js'
 import type { AeadName } from '../format/v2/keyfile.js'
 
 export type { AeadName }
@@ -57,20 +60,17 @@ function checkKey(k: ObjectKey): void {
   if (k.aead !== 'aes-256-gcm' && k.aead !== 'chacha20-poly1305') throw new RangeError(`unknown AEAD ${String(k.aead)}`)
 }
 
+/** native/aead.c's number for an AEAD. */
+function algOf(k: ObjectKey): number {
+  return k.aead === 'aes-256-gcm' ? AEAD_AES256GCM : AEAD_CHACHA20POLY1305
+}
+
 /** AEAD under an explicit nonce (the key file's wrap uses a random one; objects use nonceOf). */
 export function sealWithNonce(k: ObjectKey, nonce: Buffer, aad: Uint8Array, plaintext: Uint8Array): Buffer {
   checkKey(k)
   if (nonce.length !== NONCE_BYTES) throw new RangeError(`a nonce is ${NONCE_BYTES} bytes`)
-  const opts = { authTagLength: TAG_BYTES }
-  // (two calls: @types/node's overloads take one AEAD name each)
-  const c = k.aead === 'aes-256-gcm' ? createCipheriv(k.aead, k.key, nonce, opts) : createCipheriv(k.aead, k.key, nonce, opts)
-  c.setAAD(aad, { plaintextLength: plaintext.length })
   const out = Buffer.allocUnsafe(plaintext.length + TAG_BYTES)
-  const body = c.update(plaintext)
-  body.copy(out, 0)
-  const fin = c.final() // empty for both AEADs (stream modes)
-  fin.copy(out, body.length)
-  c.getAuthTag().copy(out, plaintext.length)
+  aeadSeal(algOf(k), k.key, nonce, aad, plaintext, 0, plaintext.length, out, 0)
   return out
 }
 
@@ -79,19 +79,10 @@ export function openWithNonce(k: ObjectKey, nonce: Buffer, aad: Uint8Array, seal
   checkKey(k)
   if (nonce.length !== NONCE_BYTES) throw new RangeError(`a nonce is ${NONCE_BYTES} bytes`)
   if (sealed.length < TAG_BYTES) throw new FormatError('TRUNCATED', `${what}: ${sealed.length} bytes, shorter than an authentication tag`)
-  const ctLen = sealed.length - TAG_BYTES
-  const opts = { authTagLength: TAG_BYTES }
-  const d = k.aead === 'aes-256-gcm' ? createDecipheriv(k.aead, k.key, nonce, opts) : createDecipheriv(k.aead, k.key, nonce, opts)
-  d.setAAD(aad, { plaintextLength: ctLen })
-  d.setAuthTag(sealed.subarray(ctLen))
-  const body = d.update(sealed.subarray(0, ctLen))
-  try {
-    d.final()
-  } catch {
-    // one message for every cause: the bytes, the tag, the AAD, the nonce or the key are not what sealed it
-    throw new FormatError('BAD_CHECKSUM', `${what}: authentication failed (corrupt or tampered with)`)
-  }
-  return body
+  const out = Buffer.allocUnsafe(sealed.length - TAG_BYTES)
+  // one message for every cause: the bytes, the tag, the AAD, the nonce or the key are not what sealed it
+  if (aeadOpen(algOf(k), k.key, nonce, aad, sealed, 0, sealed.length, out, 0) < 0) throw new FormatError('BAD_CHECKSUM', `${what}: authentication failed (corrupt or tampered with)`)
+  return out
 }
 
 /**
@@ -103,30 +94,36 @@ export function seal(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad:
   return sealWithNonce(k, nonceOf(tag, counter), aad, plaintext)
 }
 
-/** What sealInto feeds the cipher at a time (see there). */
-const SEAL_SLICE = 16 << 10
-
 /**
  * seal() written into `out` at `at` instead of a new buffer: the same bytes (ciphertext ‖
- * 16-byte tag); returns how many, plaintext.length + TAG_BYTES. node:crypto's update() returns
- * a new buffer for what it is given: a whole compressed frame (~150 KiB) is a fresh allocation
- * past malloc's mmap threshold, page-faulted in, and seal() copied it once more into its
- * result. Fed SEAL_SLICE bytes at a time, each piece comes from memory malloc reuses at once,
- * and is copied once, where it goes (the compress workers' unit buffer, repo/worker.ts).
+ * 16-byte tag); returns how many, plaintext.length + TAG_BYTES. Sealed by native/aead.c, on
+ * the OpenSSL inside node, straight into `out` (the compress workers' unit buffer,
+ * repo/worker.ts): node:crypto's update() returns a new buffer for what it is given, which
+ * cost an allocation and a copy per frame.
  */
 export function sealInto(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad: Uint8Array, plaintext: Uint8Array, out: Buffer, at: number): number {
   checkKey(k)
   const n = plaintext.length
   if (at < 0 || at + n + TAG_BYTES > out.length) throw new RangeError(`sealInto: ${n + TAG_BYTES} bytes do not fit at ${at} of ${out.length}`)
-  const opts = { authTagLength: TAG_BYTES }
-  const nonce = nonceOf(tag, counter)
-  const c = k.aead === 'aes-256-gcm' ? createCipheriv(k.aead, k.key, nonce, opts) : createCipheriv(k.aead, k.key, nonce, opts)
-  c.setAAD(aad, { plaintextLength: n })
-  let pos = at
-  for (let i = 0; i < n; i += SEAL_SLICE) pos += c.update(plaintext.subarray(i, Math.min(n, i + SEAL_SLICE))).copy(out, pos)
-  pos += c.final().copy(out, pos) // empty for both AEADs (stream modes)
-  if (pos !== at + n) throw new Error(`sealInto: the cipher gave ${pos - at} bytes for ${n}`)
-  return pos + c.getAuthTag().copy(out, pos) - at
+  return aeadSeal(algOf(k), k.key, nonceOf(tag, counter), aad, plaintext, 0, n, out, at)
+}
+
+/**
+ * open() written into `out` (at least the plaintext's length, sealed.length - TAG_BYTES; it
+ * may be `sealed` itself: opened in place): returns out's first bytes, the plaintext. Opened
+ * by native/aead.c, on the OpenSSL inside node, with no allocation: node:crypto's update()
+ * returns a new buffer for what it is given, a whole frame's (~250 KiB) for every unit frame
+ * a restore or a mount opens. On a failure (FormatError BAD_CHECKSUM) out's first bytes are
+ * garbage.
+ */
+export function openInto(k: ObjectKey, tag: NonceTag, counter: number | bigint, aad: Uint8Array, sealed: Uint8Array, out: Buffer, what: string): Buffer {
+  checkKey(k)
+  if (sealed.length < TAG_BYTES) throw new FormatError('TRUNCATED', `${what}: ${sealed.length} bytes, shorter than an authentication tag`)
+  const ctLen = sealed.length - TAG_BYTES
+  if (out.length < ctLen) throw new RangeError(`openInto: ${ctLen} bytes do not fit in ${out.length}`)
+  // (one message for every cause, as open())
+  if (aeadOpen(algOf(k), k.key, nonceOf(tag, counter), aad, sealed, 0, sealed.length, out, 0) < 0) throw new FormatError('BAD_CHECKSUM', `${what}: authentication failed (corrupt or tampered with)`)
+  return out.subarray(0, ctLen)
 }
 
 /** Opens what seal() made with the same key, tag, counter and AAD; else FormatError BAD_CHECKSUM. */

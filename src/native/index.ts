@@ -116,6 +116,9 @@ interface Addon {
   hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: Buffer, outOffset: number, seed?: bigint): void
   xxh64Into(src: Buffer, out: Buffer, outOffset: number, seed?: bigint): void
   blake3Into(src: Uint8Array, srcOffset: number, srcLength: number, key: Uint8Array | null, out: Uint8Array, outOffset: number, outLength: number): void
+  aeadSeal(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number
+  aeadOpen(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number
+  readonly aeadVersion: string
   blake3HasherNew(key: Uint8Array | null): Blake3Handle
   blake3HasherUpdate(hasher: Blake3Handle, src: Uint8Array, srcOffset: number, srcLength: number): void
   blake3HasherFinal(hasher: Blake3Handle, out: Uint8Array, outOffset: number, outLength: number): void
@@ -197,6 +200,8 @@ export const ADDON_FUNCTIONS = [
   'hashBlocks',
   'xxh64Into',
   'blake3Into',
+  'aeadSeal',
+  'aeadOpen',
   'blake3HasherNew',
   'blake3HasherUpdate',
   'blake3HasherFinal',
@@ -642,6 +647,36 @@ export function hashBlocks(src: Buffer, srcOffset: number, blocks: number, out: 
 /** XXH64 with `seed` (default 0) of the whole of `src`, written as 8 little-endian bytes into `out` at `outOffset`. */
 export function xxh64Into(src: Buffer, out: Buffer, outOffset: number, seed: bigint = 0n): void {
   addon().xxh64Into(src, out, outOffset, seed)
+}
+
+// ---- AEAD ---------------------------------------------------------------------------------
+
+/** aeadSeal/aeadOpen's AEADs: 0 AES-256-GCM, 1 ChaCha20-Poly1305. */
+export const AEAD_AES256GCM = 0
+export const AEAD_CHACHA20POLY1305 = 1
+
+/**
+ * Seals `src[srcOffset, srcOffset + srcLength)` into `out` at `outOffset`: the ciphertext, then
+ * the 16-byte tag; returns srcLength + 16. The messages node:crypto's createCipheriv makes
+ * (native/aead.c, on the OpenSSL inside node), with no allocation. `out`'s range may be the
+ * source's exactly (in place; then 16 bytes more), else must not overlap it (RangeError).
+ */
+export function aeadSeal(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number {
+  return addon().aeadSeal(alg, key, nonce, aad, src, srcOffset, srcLength, out, outOffset)
+}
+
+/**
+ * Opens `src[srcOffset, srcOffset + srcLength)` (ciphertext ‖ 16-byte tag) into `out` at
+ * `outOffset`: returns srcLength - 16, or -1 when it does not authenticate (the bytes written
+ * are then garbage, never to be used). In place or apart, as aeadSeal.
+ */
+export function aeadOpen(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number {
+  return addon().aeadOpen(alg, key, nonce, aad, src, srcOffset, srcLength, out, outOffset)
+}
+
+/** The OpenSSL aeadSeal/aeadOpen use (the one inside node). */
+export function aeadVersion(): string {
+  return addon().aeadVersion
 }
 
 // ---- BLAKE3 -------------------------------------------------------------------------------
