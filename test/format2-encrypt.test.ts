@@ -181,6 +181,30 @@ describe('passphrases', () => {
     expect(await diffTree(src2, out)).toBe('')
   })
 
+  it('a restore starts its workers while the passphrase is checked: a wrong passphrase, a missing generation or path ends it (no worker left running), creating nothing', async () => {
+    // (cli/v2.ts restoreV2: a pool left open would keep the process alive and this test would time out)
+    const out = path.join(work, 'restore-early')
+    const w = await run(['restore', 'latest', out], repo, { BFS_PASSWORD: 'wrong' })
+    expect(w.code).toBe(7)
+    oneLine(w.stderr)
+    expect(w.stderr).toMatch(/wrong passphrase/)
+    expect(fs.existsSync(out)).toBe(false)
+    const none = await run(['restore', '999', out], repo)
+    expect(none.code).toBe(1)
+    oneLine(none.stderr)
+    expect(none.stderr).toMatch(/no generation 999/)
+    expect(fs.existsSync(out)).toBe(false)
+    // a subtree that is not there: refused after the unlock, before any file work
+    const miss = await run(['restore', 'latest:no/such/dir', out], repo)
+    expect(miss.code).toBe(1)
+    oneLine(miss.stderr)
+    expect(miss.stderr).toMatch(/no such file or directory/)
+    // and the workers started early restore the whole tree
+    const x = await run(['restore', 'latest', out], repo)
+    expect(x.code, x.stderr).toBe(0)
+    expect(await diffTree(src, out)).toBe('')
+  })
+
   it("a passphrase typed at the terminal reaches the mount's background child, never its environment", async () => {
     const mnt = path.join(work, 'mnt-tty')
     fs.mkdirSync(mnt)

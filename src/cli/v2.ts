@@ -273,7 +273,22 @@ async function volumeImage(r: GenReader2, p: string): Promise<string> {
 export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<string, unknown>): Promise<void> {
   ctx.history.begin(ctx.repoDir, 'restore', {}, { readOnly: true })
   const { source } = readOptions(o)
-  const repo = await openRepo2(ctx.repoDir(), warn)
+  const opened = openRepo2Checked(ctx.repoDir(), warn)
+  // An encrypted repository: the restore's workers start (~0.17 s here, with their modules)
+  // while the passphrase goes through scrypt, as backupV2's do. They get no key or work
+  // before the repository is unlocked: the reader spec and every job come from restoreEntries.
+  const pool = opened.repo.encrypted && !opened.repo.unlocked ? new WorkerPool((o.threads as number | undefined) ?? os.availableParallelism()) : undefined
+  // (and load the reading modules: they would otherwise load at the first job)
+  pool?.broadcast({ op: 'preloadReaders' }).catch(() => undefined)
+  try {
+    await opened.unlock()
+    await restoreV2Unlocked(ctx, opened.repo, ref, dest, o, source, pool)
+  } finally {
+    await pool?.close() // (idempotent: restoreEntries closes it when it gets that far)
+  }
+}
+
+async function restoreV2Unlocked(ctx: Ctx, repo: Repo2, ref: string, dest: string, o: Record<string, unknown>, source: string | undefined, pool: WorkerPool | undefined): Promise<void> {
   const lease = readerLease(repo, 'restore')
   const { gen, path: asked } = splitRef(ref)
   const r = new GenReader2(repo, resolve2(repo, gen, o, source))
@@ -309,7 +324,7 @@ export async function restoreV2(ctx: Ctx, ref: string, dest: string, o: Record<s
   const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
   const res = await withSignals((signal) =>
     restoreEntries(set, {
-      root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal, tape,
+      root: 0, dest: target, overwrite: !!o.overwrite, threads: o.threads as number | undefined, signal, tape, pool,
       reporter: { warn: (m) => (ctx.history.warn(m), line.warn(m)), progress: (x) => line.update(x), tapePlan: showTapePlan(line) },
     }),
   ).finally(async () => {

@@ -32,6 +32,8 @@ export interface RestoreOptions {
    * `holder`, in passes of half of `passBytes` (default: the buffer cache's limit).
    */
   tape?: { tiered: TieredStore; holder: string; passBytes?: number } | null
+  /** Workers started already (an encrypted repository's, during scrypt: cli/v2.ts); the restore uses and closes them. */
+  pool?: WorkerPool
 }
 
 /** The store keys of the units a file's extents (fileBlock, count, gen, streamBlock)* read within its size. */
@@ -377,7 +379,7 @@ export async function restoreEntries(set: RestoreSet, opts: RestoreOptions): Pro
     let filesDone = 0
     const tape = opts.tape ?? null
     try {
-      const pool = new WorkerPool(opts.threads ?? os.availableParallelism())
+      const pool = opts.pool ?? new WorkerPool(opts.threads ?? os.availableParallelism())
       const readers = set.readers(pool)
       try {
         const all: Array<{ f: RestoreFile; size: number; units: string[] }> = []

@@ -258,6 +258,11 @@ const handlers: Record<string, Handler> = {
   restoreFiles: async (req) => (await import('./restore-worker.js')).restoreFiles(req),
   scanUnit: async (req) => (await import('./verify-worker.js')).scanUnit(req),
   recompressUnit: async (req) => (await import('./v2/compact.js')).recompressUnit(req),
+  /** Loads the reading jobs' modules now (a pool started ahead of its jobs: cli/v2.ts restoreV2). */
+  preloadReaders: async (req) => {
+    await Promise.all([import('./restore-worker.js'), import('../blocks/spec.js')])
+    return { id: req.id }
+  },
   /** Builds this thread's reader for a spec (sent to every worker before the jobs that name it). */
   readerSpec: async (req) => {
     ;(await import('../blocks/spec.js')).readerFromSpec(req.spec as ReaderSpec)
