@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # librust-blake3-dev: BLAKE3's official C sources, compiled into the addon (native/blake3-dir.sh);
 # b3sum: the Rust BLAKE3 tool, the tests' independent oracle for it; strace: the tests check
 # a backup's fsync order under it.
-APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd librust-blake3-dev b3sum xfsprogs zsh man-db systemd strace
+APT_PKGS := fuse libfuse2 libfuse-dev libzstd-dev libsodium-dev pkg-config build-essential python3 attr rsync e2fsprogs util-linux procps zstd librust-blake3-dev b3sum xfsprogs zsh man-db systemd strace
 PREFIX ?= /usr/local
 # Node's own headers (Debian's nodejs ships them in /usr/include/node): node-gyp must not
 # try to download them, since this machine reaches only the npm and Debian registries.

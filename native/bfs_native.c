@@ -44,6 +44,8 @@
 #include <node_api.h>
 
 #include "aead.h"
+#include "scrypt.h"
+#include <sodium/utils.h>
 #include "blake3.h"
 #include "dirlist.h"
 #include "findwalk.h"
@@ -2703,6 +2705,81 @@ static int get_out_range_args(napi_env env, napi_value buf, napi_value off, napi
   return 1;
 }
 
+/* ---- scrypt (scrypt.c) ---- */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  uint8_t *pass, *salt, *out;
+  size_t pass_len, salt_len, out_len;
+  uint64_t n;
+  uint32_t r, p;
+  int err;
+} scrypt_job_t;
+
+static void scrypt_job_free(scrypt_job_t *j) {
+  if (j->pass) sodium_memzero(j->pass, j->pass_len), free(j->pass);
+  if (j->out) sodium_memzero(j->out, j->out_len), free(j->out);
+  free(j->salt);
+  free(j);
+}
+
+static void scrypt_job_execute(napi_env env, void *data) {
+  (void)env;
+  scrypt_job_t *j = data;
+  j->err = bfs_scrypt(j->pass, j->pass_len, j->salt, j->salt_len, j->n, j->r, j->p, j->out, j->out_len);
+}
+
+static void scrypt_job_complete(napi_env env, napi_status status, void *data) {
+  scrypt_job_t *j = data;
+  napi_value v, e;
+  if (status != napi_ok) j->err = ECANCELED;
+  if (j->err) {
+    reject_errno(env, j->deferred, j->err, "scrypt", NULL);
+  } else {
+    void *copy;
+    if (napi_create_buffer_copy(env, j->out_len, j->out, &copy, &v) == napi_ok) napi_resolve_deferred(env, j->deferred, v);
+    else {
+      throw_napi_failure(env, "napi_create_buffer_copy");
+      if (napi_get_and_clear_last_exception(env, &e) == napi_ok) napi_reject_deferred(env, j->deferred, e);
+    }
+  }
+  napi_delete_async_work(env, j->work);
+  scrypt_job_free(j);
+}
+
+/* scryptAsync(pass, salt, N, r, p, outLen) -> Promise<Buffer>: scrypt on the threadpool
+ * (libsodium's); rejects with an errno Error (EINVAL for parameters it refuses, ENOMEM). */
+static napi_value js_scrypt_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 6);
+  void *pass, *salt;
+  size_t pass_len, salt_len;
+  double n, r, p, out_len;
+  if (!get_bytes_arg(env, argv[0], "pass", &pass, &pass_len) || !get_bytes_arg(env, argv[1], "salt", &salt, &salt_len) ||
+      !get_integer_arg(env, argv[2], "N", 2, MAX_SAFE_INTEGER, &n) || !get_integer_arg(env, argv[3], "r", 1, 4294967295.0, &r) ||
+      !get_integer_arg(env, argv[4], "p", 1, 4294967295.0, &p) || !get_integer_arg(env, argv[5], "outLen", 1, 1 << 20, &out_len))
+    return NULL;
+  scrypt_job_t *j = calloc(1, sizeof *j);
+  napi_value promise, name;
+  if (!j || !(j->pass = malloc(pass_len ? pass_len : 1)) || !(j->salt = malloc(salt_len ? salt_len : 1)) || !(j->out = malloc((size_t)out_len))) {
+    if (j) scrypt_job_free(j);
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  memcpy(j->pass, pass, pass_len);
+  memcpy(j->salt, salt, salt_len);
+  j->pass_len = pass_len, j->salt_len = salt_len, j->out_len = (size_t)out_len;
+  j->n = (uint64_t)n, j->r = (uint32_t)r, j->p = (uint32_t)p;
+  NAPI_TRY(env, napi_create_promise(env, &j->deferred, &promise), fail);
+  NAPI_TRY(env, napi_create_string_utf8(env, "bfs.scrypt", NAPI_AUTO_LENGTH, &name), fail);
+  NAPI_TRY(env, napi_create_async_work(env, NULL, name, scrypt_job_execute, scrypt_job_complete, j, &j->work), fail);
+  NAPI_TRY(env, napi_queue_async_work(env, j->work), fail);
+  return promise;
+fail:
+  scrypt_job_free(j);
+  return NULL;
+}
+
 /* ---- AEAD (aead.c) ---- */
 
 /*
@@ -2866,6 +2943,8 @@ NAPI_MODULE_INIT() {
   if (napi_create_uint32(env, STAT_FIELDS, &stat_fields) != napi_ok) return NULL;
   napi_value at_constants = make_at_constants(env);
   if (!at_constants) return NULL;
+  napi_value scrypt_version_v;
+  if (napi_create_string_utf8(env, bfs_scrypt_version(), NAPI_AUTO_LENGTH, &scrypt_version_v) != napi_ok) return NULL;
   napi_value aead_version_v;
   if (napi_create_string_utf8(env, bfs_aead_version(), NAPI_AUTO_LENGTH, &aead_version_v) != napi_ok) return NULL;
   napi_value blake3_version_v;
@@ -2921,6 +3000,8 @@ NAPI_MODULE_INIT() {
     {"aeadSeal", NULL, js_aead_seal, NULL, NULL, NULL, napi_enumerable, NULL},
     {"aeadOpen", NULL, js_aead_open, NULL, NULL, NULL, napi_enumerable, NULL},
     {"aeadVersion", NULL, NULL, NULL, NULL, aead_version_v, napi_enumerable, NULL},
+    {"scryptAsync", NULL, js_scrypt_async, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"scryptVersion", NULL, NULL, NULL, NULL, scrypt_version_v, napi_enumerable, NULL},
     {"blake3HasherNew", NULL, js_blake3_hasher_new, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blake3HasherUpdate", NULL, js_blake3_hasher_update, NULL, NULL, NULL, napi_enumerable, NULL},
     {"blake3HasherFinal", NULL, js_blake3_hasher_final, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -60,9 +60,10 @@
       # aead.c calls libcrypto's EVP functions: not linked here, they resolve at load time
       # against the ones the node binary exports (its own OpenSSL, whose headers ship with
       # Node's in include/node/openssl), so the addon never mixes two OpenSSLs.
-      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c", "aead.c"],
+      "sources": ["bfs_native.c", "fastpath_napi.c", "bilog.c", "bilog_napi.c", "aead.c", "scrypt.c"],
       "dependencies": ["fastpath", "blake3"],
-      "libraries": ["-lzstd", "-lpthread"],
+      # libsodium (Debian's libsodium-dev): scrypt.c, the key files' KEK
+      "libraries": ["-lzstd", "-lpthread", "-lsodium"],
       "defines": [
         "_GNU_SOURCE",
         "_FILE_OFFSET_BITS=64",

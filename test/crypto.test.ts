@@ -8,12 +8,12 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, scryptSync } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { aad } from '../src/crypto/aad.js'
 import { openEnvelope, sealEnvelope } from '../src/crypto/envelope.js'
 import { NONCE_TAG, type NonceTag, type ObjectKey, newSalt, nonceOf, open, openInto, seal, sealInto } from '../src/crypto/aead.js'
-import { aeadOpen, aeadSeal, aeadVersion } from '../src/native/index.js'
+import { aeadOpen, aeadSeal, aeadVersion, scryptAsync, scryptVersion } from '../src/native/index.js'
 import {
   LABELS,
   PassphraseError,
@@ -146,6 +146,28 @@ describe('golden vectors (§2.24): the code against an independent implementatio
     expect(k.file.length).toBe(V.keyFileBytes)
     expect(createHash('sha256').update(k.file).digest('hex')).toBe(V.keyFileSha256)
     expect(await unwrapKeyFile(readKeyFile(k.file, 'golden'), IN.repoId, IN.passphrase)).toEqual(IN.masterKey)
+  })
+
+  it("scrypt (native/scrypt.c, libsodium's): RFC 7914's test vectors, node:crypto's bytes for other parameters, and refusals", async () => {
+    expect(scryptVersion()).toMatch(/^1\./)
+    // RFC 7914 §12 (the two that fit a test's time)
+    expect((await scryptAsync(Buffer.alloc(0), Buffer.alloc(0), 16, 1, 1, 64)).toString('hex')).toBe(
+      '77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906',
+    )
+    expect((await scryptAsync(Buffer.from('password'), Buffer.from('NaCl'), 1024, 8, 16, 64)).toString('hex')).toBe(
+      'fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640',
+    )
+    // node:crypto (OpenSSL's scrypt) as the oracle: N, r, p, lengths of passphrase, salt and key
+    for (const [N, r, p, len] of [[2, 1, 1, 1], [1 << 10, 8, 1, 32], [1 << 12, 1, 3, 48], [1 << 14, 8, 1, 32], [1 << 10, 32, 2, 100]] as const) {
+      const pass = Buffer.from(`correct horse ${N} ✓`)
+      const salt = Buffer.alloc(N % 7 === 0 ? 0 : 32, N & 0xff)
+      expect((await scryptAsync(pass, salt, N, r, p, len)).equals(scryptSync(pass, salt, len, { N, r, p, maxmem: 1 << 30 })), `${N} ${r} ${p} ${len}`).toBe(true)
+    }
+    // deriveKek takes a UTF-8 string or its bytes alike
+    expect((await deriveKek('pässword', IN.scryptSalt, { N: 1 << 10, r: 8, p: 1 })).equals(await deriveKek(Buffer.from('pässword'), IN.scryptSalt, { N: 1 << 10, r: 8, p: 1 }))).toBe(true)
+    await expect(scryptAsync(Buffer.from('x'), Buffer.from('y'), 1000, 8, 1, 32)).rejects.toThrow(/EINVAL/)
+    expect(() => scryptAsync(Buffer.from('x'), Buffer.from('y'), 1, 8, 1, 32)).toThrow(RangeError) // (the arguments are checked at the call)
+    await expect(deriveKek('x', IN.scryptSalt, { N: 1 << 22, r: 8, p: 1 })).rejects.toThrow(/would need/)
   })
 
   it('HKDF-SHA256 repository keys, the block-hash seed and per-object keys', () => {

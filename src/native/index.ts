@@ -119,6 +119,8 @@ interface Addon {
   aeadSeal(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number
   aeadOpen(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number
   readonly aeadVersion: string
+  scryptAsync(pass: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, outLen: number): Promise<Buffer>
+  readonly scryptVersion: string
   blake3HasherNew(key: Uint8Array | null): Blake3Handle
   blake3HasherUpdate(hasher: Blake3Handle, src: Uint8Array, srcOffset: number, srcLength: number): void
   blake3HasherFinal(hasher: Blake3Handle, out: Uint8Array, outOffset: number, outLength: number): void
@@ -202,6 +204,7 @@ export const ADDON_FUNCTIONS = [
   'blake3Into',
   'aeadSeal',
   'aeadOpen',
+  'scryptAsync',
   'blake3HasherNew',
   'blake3HasherUpdate',
   'blake3HasherFinal',
@@ -672,6 +675,21 @@ export function aeadSeal(alg: number, key: Uint8Array, nonce: Uint8Array, aad: U
  */
 export function aeadOpen(alg: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, src: Uint8Array, srcOffset: number, srcLength: number, out: Uint8Array, outOffset: number): number {
   return addon().aeadOpen(alg, key, nonce, aad, src, srcOffset, srcLength, out, outOffset)
+}
+
+/**
+ * scrypt(pass, salt, N, r, p) → outLen bytes (RFC 7914: the bytes node:crypto's scrypt gives),
+ * computed on the threadpool by libsodium's escrypt (native/scrypt.c: ~30 % less CPU here than
+ * OpenSSL's, which node:crypto runs). Rejects with an errno Error (EINVAL: parameters it
+ * refuses, e.g. N not a power of 2; ENOMEM).
+ */
+export function scryptAsync(pass: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, outLen: number): Promise<Buffer> {
+  return addon().scryptAsync(pass, salt, N, r, p, outLen)
+}
+
+/** The libsodium scryptAsync uses. */
+export function scryptVersion(): string {
+  return addon().scryptVersion
 }
 
 /** The OpenSSL aeadSeal/aeadOpen use (the one inside node). */
