@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aead.h"
 #include "hooks.h"
 #include "dirlist.h"
 
@@ -139,6 +140,7 @@ static napi_value js_fp_new(napi_env env, napi_callback_info info) {
   napi_get_value_bool(env, argv[2], &getattr);
   fastpath_t *fp = calloc(1, sizeof *fp);
   nr_t *nr = cache >= 0 ? nr_new((uint64_t)cache) : NULL;
+  if (nr) nr_set_opener(nr, bfs_aead_open); /* encrypted units' frames (native/aead.c) */
   sc_t *sc = entries > 0 ? sc_new((size_t)entries, getattr) : NULL;
   if (fp == NULL || (cache >= 0 && nr == NULL) || (entries > 0 && sc == NULL)) {
     free(fp);
@@ -205,11 +207,11 @@ static void fp_refused(napi_env env, const char *why) {
 }
 
 static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
+  napi_value argv[12];
   double id, fd, frame_bytes, dict = 0;
   const double *frames;
   size_t count;
-  if (!fp_args(env, info, 9, argv)) return NULL;
+  if (!fp_args(env, info, 12, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL || !fp_integer(env, argv[1], "id", 0, NR_MAX_UNITS - 1, &id) ||
       !fp_integer(env, argv[2], "fd", 1, 2147483647.0, &fd) ||
@@ -229,7 +231,28 @@ static napi_value js_fp_unit(napi_env env, napi_callback_info info) {
   napi_valuetype dt = napi_undefined;
   napi_typeof(env, argv[8], &dt);
   if (dt != napi_undefined && !fp_integer(env, argv[8], "dict", 0, NR_MAX_DICTS - 1, &dict)) return NULL;
-  const char *why = nr_unit(fp->hooks.nr, (uint32_t)id, (int)fd, (uint64_t)frame_bytes, frames, count, (uint32_t)dict);
+  /* optional: an encrypted unit's AEAD (0/1, native/aead.h), 32-byte key and revision (the
+   * frames' AAD, with stream and unit: `at` is then required) */
+  napi_valuetype st = napi_undefined;
+  napi_typeof(env, argv[9], &st);
+  nr_seal_t seal, *sealp = NULL;
+  if (st != napi_undefined) {
+    double alg, rev;
+    bool is_buf = false;
+    void *key = NULL;
+    size_t key_len = 0;
+    if (!fp_integer(env, argv[9], "sealAlg", 0, 1, &alg) || !fp_integer(env, argv[11], "revision", 0, 4294967295.0, &rev)) return NULL;
+    if (napi_is_buffer(env, argv[10], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[10], &key, &key_len) != napi_ok || key_len != sizeof seal.key || !at) {
+      fp_throw_type(env, "ERR_INVALID_ARG_TYPE", "a sealed unit needs its place and a 32-byte key Buffer");
+      return NULL;
+    }
+    seal.alg = (int)alg;
+    memcpy(seal.key, key, sizeof seal.key);
+    seal.stream = (uint32_t)stream, seal.unit = (uint32_t)unit, seal.revision = (uint32_t)rev;
+    sealp = &seal;
+  }
+  const char *why = nr_unit(fp->hooks.nr, (uint32_t)id, (int)fd, (uint64_t)frame_bytes, frames, count, (uint32_t)dict, sealp);
+  if (sealp) explicit_bzero(&seal, sizeof seal);
   if (why == NULL && at) why = nr_unit_at(fp->hooks.nr, (uint32_t)id, (uint64_t)stream, (uint64_t)unit, (uint64_t)unit_blocks);
   if (why) fp_refused(env, why);
   return NULL;

@@ -40,6 +40,9 @@ typedef struct {
   // Set by every read of the unit, cleared by a retire that then refuses: a second chance,
   // since JavaScript cannot see which units native reads use.
   int accessed;
+  // An encrypted unit: its frames are opened (nr->opener) before they are decompressed.
+  int sealed;
+  nr_seal_t seal;
 } nr_unit_t;
 
 #define NR_EMPTY 0
@@ -113,6 +116,7 @@ struct nr_s {
   // slot; set once by the control thread before any unit naming the slot is published,
   // read by any thread, freed by nr_free only.
   ZSTD_DDict *dicts[NR_MAX_DICTS];
+  nr_open_fn opener;  // set once by the control thread before any sealed unit is published
 };
 
 static pthread_key_t nr_tls_key;
@@ -280,6 +284,9 @@ static void nr_spare_free (nr_t *nr) {  // cmu held
 }
 
 // Reads and decompresses frame fr of unit u into data (rlen bytes); 0, or -1 on any error.
+static void nr_put32 (uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t) (v >> (8 * i)); }
+static void nr_put64 (uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t) (v >> (8 * i)); }
+
 static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rlen) {
   uint32_t delay = __atomic_load_n(&nr->test_delay_us, __ATOMIC_RELAXED);
   if (delay) usleep(delay);
@@ -298,6 +305,19 @@ static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rl
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
     got += (size_t) r;
+  }
+  if (u->sealed) {  // AEAD(key, nonce(1, fr), AAD) of the zstd frame ‖ tag, opened in place
+    uint8_t nonce[12] = {1, 0, 0, 0}, aad[28];
+    memcpy(aad, "bfs/unit", 8);
+    nr_put32(aad + 8, u->seal.stream);
+    nr_put32(aad + 12, u->seal.unit);
+    nr_put32(aad + 16, u->seal.revision);
+    nr_put32(aad + 20, fr);
+    nr_put32(aad + 24, rlen);
+    nr_put64(nonce + 4, fr);
+    long long n = clen >= 16 && nr->opener ? nr->opener(u->seal.alg, u->seal.key, nonce, aad, sizeof aad, (const uint8_t *) t->comp, clen, (uint8_t *) t->comp) : -1;
+    if (n != (long long) clen - 16) return -1;  // damaged or tampered with: JavaScript reports it
+    clen -= 16;
   }
   size_t dn = u->dict ? ZSTD_decompress_usingDDict(t->dctx, data, rlen, t->comp, clen, nr->dicts[u->dict])
                       : ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
@@ -473,8 +493,12 @@ const char *nr_dict (nr_t *nr, uint32_t slot, const void *dict, size_t len) {
   return NULL;
 }
 
-const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *d, size_t count, uint32_t dict) {
+void nr_set_opener (nr_t *nr, nr_open_fn fn) { nr->opener = fn; }
+
+const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *d, size_t count, uint32_t dict,
+                     const nr_seal_t *seal) {
   if (nr->closed) return NULL;
+  if (seal != NULL && nr->opener == NULL) return "no AEAD opener";
   if (id >= (uint32_t) NR_UNIT_CHUNK * NR_UNIT_CHUNKS) return "unit id out of range";
   if (dict >= NR_MAX_DICTS || (dict != 0 && __atomic_load_n(&nr->dicts[dict], __ATOMIC_ACQUIRE) == NULL)) return "unknown dictionary";
   if (fd <= 0 || frame_bytes == 0 || frame_bytes > 0xffffffffULL || (d == NULL && count != 0) || count % 3 != 0 || count / 3 > 0xffffffffULL) return "bad unit";
@@ -508,6 +532,9 @@ const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const 
   u->frame_bytes = frame_bytes;
   u->fd = fd;
   u->dict = dict;
+  u->sealed = seal != NULL;
+  if (seal != NULL) u->seal = *seal;
+  else explicit_bzero(&u->seal, sizeof u->seal);
   __atomic_store_n(&u->accessed, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // published last
   // BFS_NR_PREFAULT=1 in the mount's environment (a switch for measuring, not documented
@@ -534,6 +561,8 @@ int nr_retire (nr_t *nr, uint32_t id) {
         u->off = NULL; u->comp = u->raw = NULL;
         u->frames = 0;
         u->fd = 0;
+        explicit_bzero(&u->seal, sizeof u->seal);  // (a retired unit's key is not kept)
+        u->sealed = 0;
         __atomic_store_n(&u->state, NR_EMPTY, __ATOMIC_SEQ_CST);
       } else {
         __atomic_store_n(&u->state, NR_LIVE, __ATOMIC_SEQ_CST);  // in use: stays, ask again later
@@ -634,6 +663,7 @@ int nr_close (nr_t *nr) {
         if (chunk == NULL) continue;
         __atomic_store_n(&nr->units[c], NULL, __ATOMIC_RELEASE);
         for (int k = 0; k < NR_UNIT_CHUNK; k++) { free(chunk[k].off); free(chunk[k].comp); free(chunk[k].raw); }
+        explicit_bzero(chunk, sizeof(nr_unit_t) * NR_UNIT_CHUNK);  // (keys of sealed units)
         free(chunk);
       }
     }

@@ -42,11 +42,30 @@ void nr_set_cache(nr_t *nr, uint64_t max_bytes);
  * with that slot decompress with it. NULL on success (also when the slot is set already:
  * slots never change), else why it was refused. Control thread only. */
 const char *nr_dict(nr_t *nr, uint32_t slot, const void *dict, size_t len);
+/* An encrypted unit's frames (format.md §2.9, §2.22): frame i is stored as AEAD(key, nonce =
+ * u32 LE 1 ‖ u64 LE i, AAD = "bfs/unit" ‖ u32 LE stream, unit, revision, i, raw bytes of i)
+ * over its zstd frame, then the 16-byte tag. */
+typedef struct {
+  int alg;              /* the opener's number for the AEAD (native/aead.h) */
+  uint8_t key[32];      /* the unit's object key */
+  uint32_t stream, unit, revision;
+} nr_seal_t;
+/* Opens in[0 .. len) (ciphertext ‖ tag) into out (may be in): len - 16, or < 0 when it does
+ * not authenticate or cannot. bfs_aead_open's shape; set by the caller (nr_set_opener) so
+ * that nread.c itself needs no crypto library. */
+typedef long long (*nr_open_fn)(int alg, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                                const uint8_t *in, size_t len, uint8_t *out);
+/* The opener encrypted units' frames go through (control thread, before any such unit). */
+void nr_set_opener(nr_t *nr, nr_open_fn fn);
 /* Unit `id` is readable through `fd`; each frame but the last holds frame_bytes raw bytes;
- * frames: [file offset, compressed bytes, raw bytes] per frame; dict: 0, or the slot of the
- * dictionary its frames need (set before). NULL on success (also when the id is registered
- * already: units never change), else why it was refused. */
-const char *nr_unit(nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *frames, size_t count, uint32_t dict);
+ * frames: [file offset, compressed bytes, raw bytes] per frame (compressed bytes: as stored,
+ * with the tag of a sealed frame); dict: 0, or the slot of the dictionary its frames need (set
+ * before); seal: NULL, or the unit's key and identity (copied; refused without an opener).
+ * NULL on success (also when the id is registered already: units never change), else why it
+ * was refused. A frame that does not authenticate is a failed read (-1: JavaScript serves it
+ * and reports the damage). */
+const char *nr_unit(nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const double *frames, size_t count, uint32_t dict,
+                    const nr_seal_t *seal);
 /* Unregisters unit `id` unless a read holds it: 0 (its fd may be closed now), the number of
  * reads holding it, or -1 when it was read since the last call (kept once, mark cleared). */
 int nr_retire(nr_t *nr, uint32_t id);

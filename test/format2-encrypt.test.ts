@@ -119,6 +119,14 @@ describe('an encrypted repository reads back byte for byte', () => {
     try {
       expect(await diffTree(src, mnt)).toBe('')
       expect((await sh(`cat '${mnt}/dir-${NAME}/${NAME}.txt'`)).stdout).toBe(`${CONTENT}\n`.repeat(3))
+      // the encrypted frames were opened by the native read path (native/nread.c), not in JavaScript
+      const [, pid, log] = /\(pid (\d+), log (.*)\);/.exec(m.stdout)!
+      const lines = (): string[] => fs.readFileSync(log!, 'utf8').split('\n').filter((l) => l.includes(' native reads: '))
+      const n0 = lines().length
+      process.kill(Number(pid), 'SIGUSR2')
+      for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((r) => setTimeout(r, 50))
+      const native = JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
+      expect(native.served, JSON.stringify(native)).toBeGreaterThan(0)
     } finally {
       if ((await bfs(['umount', mnt])).code !== 0) await sh(`fusermount -uz '${mnt}'`)
     }
@@ -368,6 +376,34 @@ describe('tampering reads as damage', () => {
       fs.rmSync(`${r}-out`, { recursive: true, force: true })
     })
   }
+
+  it("a unit frame tampered with, read through a mount: the native path refuses it, that file's read fails (EIO) and the mount goes on", async () => {
+    const r = copyRepo('repo-mount-frame')
+    flip(gens(r, 1, `unit-${pad8(0)}`), 200) // frame 0: the small file and the start of random.bin (256 KiB frames)
+    const mnt = path.join(work, 'mnt-damaged')
+    fs.mkdirSync(mnt)
+    const m = await run(['mount', 'latest', mnt], r)
+    expect(m.code, m.stderr).toBe(0)
+    try {
+      const bad = await sh(`cat '${mnt}/dir-${NAME}/sub/random.bin' > /dev/null`)
+      expect(bad.code).not.toBe(0)
+      expect(bad.stderr).toMatch(/Input\/output error/)
+      // text.txt's frames are intact: read natively, byte for byte
+      expect((await sh(`cmp '${mnt}/text.txt' '${path.join(src, 'text.txt')}'`)).code).toBe(0)
+      const [, pid, log] = /\(pid (\d+), log (.*)\);/.exec(m.stdout)!
+      const lines = (): string[] => fs.readFileSync(log!, 'utf8').split('\n').filter((l) => l.includes(' native reads: '))
+      const n0 = lines().length
+      process.kill(Number(pid), 'SIGUSR2')
+      for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((res) => setTimeout(res, 50))
+      const native = JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
+      expect(native.served, JSON.stringify(native)).toBeGreaterThan(0) // text.txt
+      expect(native.fallbacks, JSON.stringify(native)).toBeGreaterThan(0) // the damaged frame, handed to JavaScript
+      expect(fs.readFileSync(log!, 'utf8')).toMatch(/authentication failed/)
+    } finally {
+      if ((await bfs(['umount', mnt])).code !== 0) await sh(`fusermount -uz '${mnt}'`)
+      fs.rmSync(r, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('maintenance on an encrypted repository', () => {

@@ -259,7 +259,7 @@ static int fds[UNITS]; /* registered units' fds, 0 = not registered */
 static void register_unit(nr_t *nr, uint32_t u) {
   int fd = open(upath[u], O_RDONLY);
   if (fd < 0) { perror("open"); exit(2); }
-  const char *why = nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0);
+  const char *why = nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0, NULL);
   if (!why) why = nr_unit_at(nr, u, 1, u, UNIT_BLOCKS);
   if (why) { fail(why); close(fd); return; }
   fds[u] = fd;
@@ -373,7 +373,7 @@ static void single_flight(int corrupt) {
   nr_set_test_load_delay_us(sf_nr, 50 * 1000);
   int fd = open(upath[u], O_RDONLY);
   double ext[4] = {0, UNIT_RAW, u, 0};
-  if (nr_unit(sf_nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(sf_nr, 1, UNIT_RAW, ext, 4)) fail("single flight: register");
+  if (nr_unit(sf_nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0, NULL) || nr_file(sf_nr, 1, UNIT_RAW, ext, 4)) fail("single flight: register");
   pthread_barrier_init(&sf_barrier, NULL, READERS);
   pthread_t t[READERS];
   for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, sf_reader, (void *)k);
@@ -415,7 +415,7 @@ static void recycle(void) {
   for (uint32_t u = 0; u < UNITS; u++) {
     fds[u] = open(upath[u], O_RDONLY);
     double ext[4] = {0, UNIT_RAW, u, 0};
-    if (nr_unit(nr, u, fds[u], FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(nr, 100 + u, UNIT_RAW, ext, 4)) fail("recycle: register");
+    if (nr_unit(nr, u, fds[u], FRAME_BYTES, utable[u], FRAMES * 3, 0, NULL) || nr_file(nr, 100 + u, UNIT_RAW, ext, 4)) fail("recycle: register");
   }
   uint64_t reads = 0;
   for (int pass = 0; pass < 3; pass++) {
@@ -471,7 +471,7 @@ static void prefault(void) {
   uint32_t u = BAD_UNIT + 2;
   int fd = open(upath[u], O_RDONLY);
   double ext[4] = {0, UNIT_RAW, u, 0};
-  if (nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0) || nr_file(nr, 1, UNIT_RAW, ext, 4)) fail("prefault: register");
+  if (nr_unit(nr, u, fd, FRAME_BYTES, utable[u], FRAMES * 3, 0, NULL) || nr_file(nr, 1, UNIT_RAW, ext, 4)) fail("prefault: register");
   for (int k = 0; k < 200000; k++) { nr_info(nr, &i); if (i.buffers == CACHE_FRAMES) break; usleep(100); }
   for (uint32_t f = 0; f < FRAMES; f++) {
     char b[64];
@@ -496,6 +496,112 @@ static void prefault(void) {
   }
 }
 
+/*
+ * Sealed units (nr_seal_t): a unit whose frames are "sealed" by a toy AEAD (a keystream XOR and
+ * a 16-byte tag over key, nonce, AAD and ciphertext; the real one is native/aead.c, tested
+ * through real mounts in test/format2-encrypt.test.ts) checks that nread opens each frame in
+ * place with format.md §2.9's nonce (u32 LE 1 ‖ u64 LE frame) and AAD ("bfs/unit" ‖ u32 LE
+ * stream, unit, revision, frame, raw bytes), built here independently, from READERS threads
+ * at once; a frame whose bytes were changed is a fallback (-1), never served; a sealed unit
+ * is refused without an opener.
+ */
+#define SEAL_STREAM 5u
+#define SEAL_UNIT 3u
+#define SEAL_REV 2u
+static uint64_t toy_fnv(uint64_t h, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+static void toy_tag(const uint8_t *key, const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t n, uint8_t tag[16]) {
+  for (int half = 0; half < 2; half++) {
+    uint64_t h = half ? 0x84222325cbf29ce4ULL : 0xcbf29ce484222325ULL;
+    h = toy_fnv(toy_fnv(toy_fnv(toy_fnv(h, key, 32), nonce, 12), aad, aad_len), ct, n);
+    memcpy(tag + 8 * half, &h, 8);
+  }
+}
+static void toy_xor(const uint8_t *key, const uint8_t *nonce, const uint8_t *in, size_t n, uint8_t *out) {
+  for (size_t i = 0; i < n; i++) out[i] = in[i] ^ key[i % 32] ^ nonce[i % 12] ^ (uint8_t)i;
+}
+static _Atomic uint64_t toy_opens;
+static long long toy_open(int alg, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out) {
+  atomic_fetch_add(&toy_opens, 1);
+  if (alg != 1 || len < 16) return -1;
+  uint8_t tag[16];
+  toy_tag(key, nonce, aad, aad_len, in, len - 16, tag);
+  if (memcmp(tag, in + len - 16, 16) != 0) return -1;
+  toy_xor(key, nonce, in, len - 16, out);
+  return (long long)len - 16;
+}
+static void le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static nr_t *sl_nr;
+static void *sl_reader(void *arg) {
+  uintptr_t k = (uintptr_t)arg;
+  for (int rep = 0; rep < 200; rep++) {
+    uint32_t f = (uint32_t)((k + rep) % FRAMES);
+    char b[300];
+    uint64_t off = (uint64_t)f * FRAME_BYTES + (rep * 37) % 1000;
+    int n = nr_read(sl_nr, 1, b, sizeof b, (int64_t)off);
+    if (f == BAD_FRAME) { if (n != -1) fail("sealed: a tampered frame was served"); continue; }
+    if (n != (int)sizeof b) { fail("sealed: a good frame was not served"); continue; }
+    for (size_t j = 0; j < sizeof b; j++) if ((uint8_t)b[j] != gen(SEAL_UNIT, off + j)) { fail("sealed: wrong bytes"); break; }
+  }
+  return NULL;
+}
+static void sealed(void) {
+  char path[96];
+  snprintf(path, sizeof path, "%s/sealed", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) { perror("open"); exit(2); }
+  ZSTD_CCtx *cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+  static uint8_t raw[FRAME_BYTES], comp[FRAME_BYTES * 2 + 16];
+  double table[FRAMES * 3];
+  nr_seal_t seal = {.alg = 1, .stream = SEAL_STREAM, .unit = SEAL_UNIT, .revision = SEAL_REV};
+  for (int i = 0; i < 32; i++) seal.key[i] = (uint8_t)(i * 7 + 1);
+  uint64_t pos = 64;
+  for (uint32_t f = 0; f < FRAMES; f++) {
+    uint32_t rlen = f == FRAMES - 1 ? LAST_FRAME : FRAME_BYTES;
+    for (uint32_t i = 0; i < rlen; i++) raw[i] = gen(SEAL_UNIT, (uint64_t)f * FRAME_BYTES + i);
+    size_t c = ZSTD_compress2(cc, comp, sizeof comp - 16, raw, rlen);
+    if (ZSTD_isError(c)) { fprintf(stderr, "zstd: %s\n", ZSTD_getErrorName(c)); exit(2); }
+    uint8_t nonce[12] = {1, 0, 0, 0, (uint8_t)f}, aad[28];
+    memcpy(aad, "bfs/unit", 8);
+    le32(aad + 8, SEAL_STREAM), le32(aad + 12, SEAL_UNIT), le32(aad + 16, SEAL_REV), le32(aad + 20, f), le32(aad + 24, rlen);
+    toy_xor(seal.key, nonce, comp, c, comp);
+    toy_tag(seal.key, nonce, aad, sizeof aad, comp, c, comp + c);
+    if (f == BAD_FRAME) comp[c / 3] ^= 0x01; /* tampered with after sealing */
+    if (pwrite(fd, comp, c + 16, (off_t)pos) != (ssize_t)(c + 16)) { perror("pwrite"); exit(2); }
+    table[3 * f] = (double)pos, table[3 * f + 1] = (double)(c + 16), table[3 * f + 2] = (double)rlen;
+    pos += c + 16;
+  }
+  ZSTD_freeCCtx(cc);
+  double ext[4] = {0, UNIT_RAW, SEAL_UNIT, 0};
+  nr_t *nr = nr_new(64 * (FRAME_BYTES + 256));
+  const char *why = nr_unit(nr, SEAL_UNIT, fd, FRAME_BYTES, table, FRAMES * 3, 0, &seal);
+  if (why == NULL || strcmp(why, "no AEAD opener") != 0) fail("sealed: registered without an opener");
+  nr_set_opener(nr, toy_open);
+  if (nr_unit(nr, SEAL_UNIT, fd, FRAME_BYTES, table, FRAMES * 3, 0, &seal) || nr_file(nr, 1, UNIT_RAW, ext, 4)) fail("sealed: register");
+  sl_nr = nr;
+  pthread_t t[READERS];
+  for (uintptr_t k = 0; k < READERS; k++) pthread_create(&t[k], NULL, sl_reader, (void *)k);
+  for (int k = 0; k < READERS; k++) pthread_join(t[k], NULL);
+  nr_info_t i;
+  nr_info(nr, &i);
+  printf("sealed: %llu opens, %llu served, %llu fallbacks\n", (unsigned long long)toy_opens, (unsigned long long)i.served, (unsigned long long)i.fallbacks);
+  if (toy_opens < FRAMES || i.served == 0 || i.fallbacks == 0) fail("sealed: frames not opened, none served or none refused");
+  /* the same bytes registered (as another unit id) under another revision do not open */
+  seal.revision = SEAL_REV + 1;
+  double ext2[4] = {0, UNIT_RAW, SEAL_UNIT + 1, 0};
+  if (nr_unit(nr, SEAL_UNIT + 1, fd, FRAME_BYTES, table, FRAMES * 3, 0, &seal) || nr_file(nr, 2, UNIT_RAW, ext2, 4)) fail("sealed: register again");
+  char b[64];
+  if (nr_read(nr, 2, b, sizeof b, (int64_t)FRAME_BYTES * (FRAMES - 1)) != -1) fail("sealed: a frame opened under another revision's AAD");
+  if (nr_read(nr, 1, b, sizeof b, (int64_t)FRAME_BYTES * (FRAMES - 1)) != (int)sizeof b) fail("sealed: the first unit stopped reading");
+  while (nr_close(nr) != 0) usleep(100);
+  nr_free(nr);
+  close(fd);
+  unlink(path);
+}
+
 int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 4;
   make_units();
@@ -515,6 +621,7 @@ int main(int argc, char **argv) {
   single_flight(1);
   recycle();
   prefault();
+  sealed();
   for (uint32_t u = 0; u < UNITS; u++) unlink(upath[u]);
   rmdir(dir);
   printf("nread_stress: %llu reads, %llu served, %llu fallbacks (%llu after close)\n", (unsigned long long)n_reads,

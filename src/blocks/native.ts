@@ -10,9 +10,11 @@ export interface NativeSink {
   /**
    * A unit it may read: id, descriptor, full frame size in bytes, [offset, compBytes, rawBytes]
    * per frame; `at`: where it is (stream, unit, the stream's unit size in blocks), which lets
-   * the native open (native/hooks.c) map a file's extents to unit ids without JavaScript.
+   * the native open (native/hooks.c) map a file's extents to unit ids without JavaScript;
+   * `seal`: an encrypted unit's AEAD (0 AES-256-GCM, 1 ChaCha20-Poly1305), object key and
+   * revision, with which the native path opens its frames (`at` is then required).
    */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: { stream: number; unit: number; unitBlocks: number }, dict?: number): void
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: { stream: number; unit: number; unitBlocks: number }, dict?: number, seal?: { alg: number; key: Buffer; revision: number }): void
   /**
    * Dictionary slot `slot` (1 … {@link MAX_NATIVE_DICTS} - 1) holds a zstd dictionary: a unit
    * registered with `dict` = slot decompresses every frame with it. Absent: units with a

@@ -10,7 +10,7 @@ import { keys2 } from '../format/v2/layout.js'
 import { DecompressionDictionary } from '../codec/zstd.js'
 import { syncOf, type BlobReader, type Store, type SyncBlobReader } from '../store/store.js'
 import { MAX_NATIVE_DICTS, MAX_NATIVE_UNITS, type NativeSink } from './native.js'
-import { type AeadName, type ObjectKey, NONCE_TAG, open } from '../crypto/aead.js'
+import { type AeadName, type ObjectKey, NONCE_TAG, algOf, open } from '../crypto/aead.js'
 import { aad } from '../crypto/aad.js'
 import { objectKey } from '../crypto/keys.js'
 
@@ -339,9 +339,6 @@ export class UnitTable {
   private registerNative(info: UnitInfo): void {
     const fd = info.blob.localFd
     if (!this.native || fd === undefined || info.id >= MAX_NATIVE_UNITS) return
-    // an encrypted unit is read in JavaScript, which opens its frames (§2.22.1: the native
-    // read path does not decrypt)
-    if (info.key) return
     const t = info.table
     let slot = 0
     if (info.dict) {
@@ -371,7 +368,9 @@ export class UnitTable {
     }
     try {
       const g = this.source.geometry(info.gen)
-      this.native.unit(info.id, fd, g.frameBlocks * BLOCK_BYTES, frames, { stream: info.gen, unit: info.unit, unitBlocks: g.unitBlocks }, slot || undefined)
+      // an encrypted unit: the native path opens its frames (native/aead.c) with its object key
+      const seal = info.key ? { alg: algOf(info.key), key: info.key.key, revision: info.revision } : undefined
+      this.native.unit(info.id, fd, g.frameBlocks * BLOCK_BYTES, frames, { stream: info.gen, unit: info.unit, unitBlocks: g.unitBlocks }, slot || undefined, seal)
       this.registered.add(info)
     } catch {
       // a table the native path refuses (or no memory): its reads stay in JavaScript,

@@ -60,8 +60,8 @@ function checkKey(k: ObjectKey): void {
   if (k.aead !== 'aes-256-gcm' && k.aead !== 'chacha20-poly1305') throw new RangeError(`unknown AEAD ${String(k.aead)}`)
 }
 
-/** native/aead.c's number for an AEAD. */
-function algOf(k: ObjectKey): number {
+/** native/aead.c's number for a key's AEAD (0 AES-256-GCM, 1 ChaCha20-Poly1305; the native read path's too). */
+export function algOf(k: ObjectKey): number {
   return k.aead === 'aes-256-gcm' ? AEAD_AES256GCM : AEAD_CHACHA20POLY1305
 }
 

@@ -401,10 +401,11 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
       if (err) return reject(err)
       if (native) {
         vfs.attachNative({
-          unit: (id, fd, frameBytes, frames, at, dict) => {
+          unit: (id, fd, frameBytes, frames, at, dict, seal) => {
             if (frameBytes * NATIVE_MIN_FRAMES > cacheBytes) fp.setCacheBytes((cacheBytes = frameBytes * NATIVE_MIN_FRAMES))
-            // (where it is, for the native open: numbers beyond 32 bits are never opened there)
-            fp.unit(id, fd, frameBytes, frames, at && at.stream <= U32 && at.unit <= U32 && at.unitBlocks <= U32 ? at : undefined, dict)
+            // (where it is, for the native open: numbers beyond 32 bits are never opened there;
+            // a sealed unit without it throws and stays in JavaScript)
+            fp.unit(id, fd, frameBytes, frames, at && at.stream <= U32 && at.unit <= U32 && at.unitBlocks <= U32 ? at : undefined, dict, seal)
           },
           dict: (slot, bytes) => fp.dict(slot, bytes),
           retire: (id) => fp.retire(id),

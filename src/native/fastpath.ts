@@ -52,6 +52,13 @@ export interface UnitPlace {
   unitBlocks: number
 }
 
+/** An encrypted unit's frame key (format.md §2.9, §2.22): AEAD number (native/aead.h), 32-byte object key, the unit's revision. */
+export interface UnitSeal {
+  alg: number
+  key: Buffer
+  revision: number
+}
+
 export interface FastPathOptions {
   /** Bytes of decompressed frames the native read path caches; undefined: no native read path. */
   readCacheBytes?: number
@@ -126,7 +133,7 @@ interface FastPathAddon {
   fastPathId(fp: Ext): number
   fastPathById(id: number): Ext
   fastPathCache(fp: Ext, bytes: number): void
-  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array, stream?: number, unit?: number, unitBlocks?: number, dict?: number): void
+  fastPathUnit(fp: Ext, id: number, fd: number, frameBytes: number, frames: Float64Array, stream?: number, unit?: number, unitBlocks?: number, dict?: number, sealAlg?: number, sealKey?: Buffer, revision?: number): void
   fastPathDict(fp: Ext, slot: number, dict: Buffer): void
   fastPathRetire(fp: Ext, id: number): number
   fastPathFile(fp: Ext, fh: number, size: number, extents: Float64Array): void
@@ -241,11 +248,15 @@ export class FastPath {
    * through `fd`; every frame but the last holds `frameBytes` raw bytes, and `frames` holds
    * [file offset, compressed bytes, raw bytes] per frame. The fd must stay open until
    * {@link close} returned 0 or {@link retire} returned 0. Registering a registered id again
-   * keeps the first.
+   * keeps the first. `seal`: an encrypted unit's AEAD (0 AES-256-GCM, 1 ChaCha20-Poly1305),
+   * object key and revision: its frames (compressed bytes counting their tag) are opened in C
+   * (native/aead.c) before they are decompressed; `at` is then required (the frames' AAD
+   * names the stream and unit). The key is copied, and zeroed when the unit is retired.
    * @throws {TypeError} ERR_INVALID_ARG_VALUE for a table it refuses (it is then not registered).
    */
-  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: UnitPlace, dict?: number): void {
-    if (at) addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, at.stream, at.unit, at.unitBlocks, dict)
+  unit(id: number, fd: number, frameBytes: number, frames: Float64Array, at?: UnitPlace, dict?: number, seal?: UnitSeal): void {
+    if (at) addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, at.stream, at.unit, at.unitBlocks, dict, seal?.alg, seal?.key, seal?.revision)
+    else if (seal) throw new TypeError('a sealed unit needs its place (at)')
     else addon().fastPathUnit(this.ext, id, fd, frameBytes, frames, undefined, undefined, undefined, dict)
   }
 

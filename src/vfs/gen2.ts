@@ -163,8 +163,8 @@ export function vfs2Parts(repo: Repo2, opts: Vfs2Options = {}): Vfs2Parts {
       source: new StreamSource2(repo),
       hashAlg: repo.config.hashAlg,
       blockSeed: repo.blockSeed,
-      // (encrypted units are read in JavaScript, not natively: the whole cache then)
-      cacheBytes: opts.nativeReads && !repo.encrypted ? 1 << 20 : cacheBytes,
+      // (encrypted units too are read natively since 2026-12-04: native/nread.c opens their frames)
+      cacheBytes: opts.nativeReads ? 1 << 20 : cacheBytes,
       maxOpenUnits: opts.maxOpenUnits,
       sealing: repo.unitSealing,
       readaheadFrames: opts.readaheadFrames,
