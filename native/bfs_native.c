@@ -2776,6 +2776,7 @@ static napi_value js_scrypt_async(napi_env env, napi_callback_info info) {
   NAPI_TRY(env, napi_queue_async_work(env, j->work), fail);
   return promise;
 fail:
+  if (j->work) napi_delete_async_work(env, j->work);
   scrypt_job_free(j);
   return NULL;
 }

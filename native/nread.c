@@ -287,6 +287,8 @@ static void nr_spare_free (nr_t *nr) {  // cmu held
 static void nr_put32 (uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t) (v >> (8 * i)); }
 static void nr_put64 (uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t) (v >> (8 * i)); }
 
+static void nr_trim_comp (nr_tls_t *t);
+
 static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rlen) {
   uint32_t delay = __atomic_load_n(&nr->test_delay_us, __ATOMIC_RELAXED);
   if (delay) usleep(delay);
@@ -315,18 +317,27 @@ static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rl
     nr_put32(aad + 20, fr);
     nr_put32(aad + 24, rlen);
     nr_put64(nonce + 4, fr);
-    long long n = clen >= 16 && nr->opener ? nr->opener(u->seal.alg, u->seal.key, nonce, aad, sizeof aad, (const uint8_t *) t->comp, clen, (uint8_t *) t->comp) : -1;
-    if (n != (long long) clen - 16) return -1;  // damaged or tampered with: JavaScript reports it
+    // (a sealed frame is never shorter than its tag and a byte: nr_unit refuses such tables)
+    long long n = clen > 16 && nr->opener ? nr->opener(u->seal.alg, u->seal.key, nonce, aad, sizeof aad, (const uint8_t *) t->comp, clen, (uint8_t *) t->comp) : -1;
+    if (clen <= 16 || n < 0 || n != (long long) clen - 16) {  // damaged or tampered with: JavaScript reports it
+      explicit_bzero(t->comp, clen);  // (bytes that did not authenticate are not kept)
+      nr_trim_comp(t);
+      return -1;
+    }
     clen -= 16;
   }
   size_t dn = u->dict ? ZSTD_decompress_usingDDict(t->dctx, data, rlen, t->comp, clen, nr->dicts[u->dict])
                       : ZSTD_decompressDCtx(t->dctx, data, rlen, t->comp, clen);
+  nr_trim_comp(t);
+  return ZSTD_isError(dn) || dn != rlen ? -1 : 0;
+}
+
+static void nr_trim_comp (nr_tls_t *t) {
   if (t->comp_cap > NR_KEEP_COMP) {  // each thread keeps at most a small input buffer
     free(t->comp);
     t->comp = NULL;
     t->comp_cap = 0;
   }
-  return ZSTD_isError(dn) || dn != rlen ? -1 : 0;
 }
 
 static nr_frame_t *nr_find (nr_t *nr, uint64_t key) {  // cmu held
@@ -505,6 +516,7 @@ const char *nr_unit (nr_t *nr, uint32_t id, int fd, uint64_t frame_bytes, const 
   uint32_t frames = (uint32_t) (count / 3);
   for (uint32_t k = 0; k < frames; k++) {
     if (!(d[3 * k] >= 0) || !(d[3 * k + 1] >= 1) || d[3 * k + 1] > 0xffffffffU || !(d[3 * k + 2] >= 1) || d[3 * k + 2] > (double) frame_bytes) return "bad frame";
+    if (seal != NULL && !(d[3 * k + 1] >= 17)) return "bad frame";  // a sealed frame: its tag and at least a byte
   }
   nr_unit_t *chunk = nr->units[id / NR_UNIT_CHUNK];
   if (chunk == NULL) {

@@ -580,6 +580,11 @@ static void sealed(void) {
   const char *why = nr_unit(nr, SEAL_UNIT, fd, FRAME_BYTES, table, FRAMES * 3, 0, &seal);
   if (why == NULL || strcmp(why, "no AEAD opener") != 0) fail("sealed: registered without an opener");
   nr_set_opener(nr, toy_open);
+  /* a sealed frame no longer than its tag (15, 16 bytes) is refused at registration */
+  for (double c = 15; c <= 16; c++) {
+    double tiny[3] = {64, c, 100};
+    if (nr_unit(nr, SEAL_UNIT + 2, fd, FRAME_BYTES, tiny, 3, 0, &seal) == NULL) fail("sealed: a frame no longer than its tag was accepted");
+  }
   if (nr_unit(nr, SEAL_UNIT, fd, FRAME_BYTES, table, FRAMES * 3, 0, &seal) || nr_file(nr, 1, UNIT_RAW, ext, 4)) fail("sealed: register");
   sl_nr = nr;
   pthread_t t[READERS];

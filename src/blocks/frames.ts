@@ -185,20 +185,28 @@ export class FrameCache {
     const e = u.table.entries[frame]!
     // encrypted: frame i is AEAD(unitKey, nonce(1, i), aad, zstd frame) ‖ tag (§2.9); a
     // failed tag is damage, as a failed checksum
+    // (opened into a scratch buffer of its own: the read's may be a store's cached bytes)
     const plain = u.key ? this.compBuffer(comp.length - TAG_BYTES) : null
-    const out = this.frameBuffer(e.rawBytes)
-    let n: number
     try {
-      if (plain) comp = openFrame(u, frame, e.rawBytes, comp, plain)
-      n = this.dec.decompressInto(out, comp, u.dict?.dec)
-    } catch (err) {
-      this.recycle(out)
-      if (err instanceof FormatError) throw err
-      rethrowUnavailable(err)
-      throw new FormatError('BAD_CHECKSUM', `${u.where}: frame ${frame} is corrupt (${(err as Error).message})`)
+      if (plain) comp = openFrame(u, frame, e.rawBytes, comp, plain) // (its errors keep their kind)
+      const out = this.frameBuffer(e.rawBytes)
+      let n: number
+      try {
+        n = this.dec.decompressInto(out, comp, u.dict?.dec)
+      } catch (err) {
+        rethrowUnavailable(err)
+        this.recycle(out)
+        throw new FormatError('BAD_CHECKSUM', `${u.where}: frame ${frame} is corrupt (${(err as Error).message})`)
+      }
+      return this.check(u, frame, out, n)
     } finally {
       if (plain) this.spare(plain)
     }
+  }
+
+  /** decode()'s checks of a decompressed frame, then the cache. */
+  private check(u: UnitInfo, frame: number, out: Buffer, n: number): Buffer {
+    const e = u.table.entries[frame]!
     if (n !== e.rawBytes) {
       this.recycle(out)
       throw new FormatError('BAD_VALUE', `${u.where}: frame ${frame} has ${n} bytes, expected ${e.rawBytes}`)
