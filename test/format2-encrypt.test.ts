@@ -12,7 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { BFS, ROOT, bfs, diffTree, sh, tmpdir } from './helpers.js'
+import { BFS, ROOT, bfs, diffTree, mountNativeStats, sh, tmpdir } from './helpers.js'
 import { encodeEnvelope2 } from '../src/format/v2/envelope.js'
 import { Repo2 } from '../src/repo/v2/repo2.js'
 import { StreamSource2 } from '../src/repo/v2/read2.js'
@@ -120,12 +120,7 @@ describe('an encrypted repository reads back byte for byte', () => {
       expect(await diffTree(src, mnt)).toBe('')
       expect((await sh(`cat '${mnt}/dir-${NAME}/${NAME}.txt'`)).stdout).toBe(`${CONTENT}\n`.repeat(3))
       // the encrypted frames were opened by the native read path (native/nread.c), not in JavaScript
-      const [, pid, log] = /\(pid (\d+), log (.*)\);/.exec(m.stdout)!
-      const lines = (): string[] => fs.readFileSync(log!, 'utf8').split('\n').filter((l) => l.includes(' native reads: '))
-      const n0 = lines().length
-      process.kill(Number(pid), 'SIGUSR2')
-      for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((r) => setTimeout(r, 50))
-      const native = JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
+      const native = await mountNativeStats(m.stdout)
       expect(native.served, JSON.stringify(native)).toBeGreaterThan(0)
     } finally {
       if ((await bfs(['umount', mnt])).code !== 0) await sh(`fusermount -uz '${mnt}'`)
@@ -390,15 +385,10 @@ describe('tampering reads as damage', () => {
       expect(bad.stderr).toMatch(/Input\/output error/)
       // text.txt's frames are intact: read natively, byte for byte
       expect((await sh(`cmp '${mnt}/text.txt' '${path.join(src, 'text.txt')}'`)).code).toBe(0)
-      const [, pid, log] = /\(pid (\d+), log (.*)\);/.exec(m.stdout)!
-      const lines = (): string[] => fs.readFileSync(log!, 'utf8').split('\n').filter((l) => l.includes(' native reads: '))
-      const n0 = lines().length
-      process.kill(Number(pid), 'SIGUSR2')
-      for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((res) => setTimeout(res, 50))
-      const native = JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
+      const native = await mountNativeStats(m.stdout)
       expect(native.served, JSON.stringify(native)).toBeGreaterThan(0) // text.txt
       expect(native.fallbacks, JSON.stringify(native)).toBeGreaterThan(0) // the damaged frame, handed to JavaScript
-      expect(fs.readFileSync(log!, 'utf8')).toMatch(/authentication failed/)
+      expect(fs.readFileSync(/\(pid \d+, log (.*)\);/.exec(m.stdout)![1]!, 'utf8')).toMatch(/authentication failed/)
     } finally {
       if ((await bfs(['umount', mnt])).code !== 0) await sh(`fusermount -uz '${mnt}'`)
       fs.rmSync(r, { recursive: true, force: true })

@@ -182,3 +182,16 @@ export function spawnBfs(args: string[], repo: string) {
   const env = { ...process.env, BFS_REPO: repo }
   return spawn(BFS, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
 }
+
+/**
+ * The native read path's counters of a mount started by `bfs mount` (its stdout names the
+ * daemon: "(pid N, log PATH);"): SIGUSR2 makes it log its stats line; waits up to 60 s for it.
+ */
+export async function mountNativeStats(mountStdout: string): Promise<Record<string, number>> {
+  const [, pid, log] = /\(pid (\d+), log (.*)\);/.exec(mountStdout)!
+  const lines = (): string[] => fs.readFileSync(log!, 'utf8').split('\n').filter((l) => l.includes(' native reads: '))
+  const n0 = lines().length
+  process.kill(Number(pid), 'SIGUSR2')
+  for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((r) => setTimeout(r, 50))
+  return JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
+}
