@@ -332,6 +332,15 @@ describe('bad input gets one clear line and a documented exit code', () => {
 })
 
 describe('the command line is strict', () => {
+  it('a checkout that was never built says so in one line (exit 1), not with a stack trace', async () => {
+    const root = path.join(work, 'unbuilt')
+    fs.mkdirSync(path.join(root, 'bin'), { recursive: true })
+    fs.copyFileSync(path.join(ROOT, 'bin', 'bfs'), path.join(root, 'bin', 'bfs'))
+    fs.chmodSync(path.join(root, 'bin', 'bfs'), 0o755)
+    const r = await sh(`'${path.join(root, 'bin', 'bfs')}' --version`)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`bfs: not built: run 'make build' in ${root}\n`)
+  })
   it('extra operands are a usage error (exit 2) and nothing is backed up', async () => {
     const r = await newRepo(path.join(work, 'repo-strict'))
     // backup takes several sources (issue 17), but not one inside another
