@@ -283,12 +283,13 @@ static void nr_spare_free (nr_t *nr) {  // cmu held
   nr->spare_bytes = 0;
 }
 
-// Reads and decompresses frame fr of unit u into data (rlen bytes); 0, or -1 on any error.
 static void nr_put32 (uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t) (v >> (8 * i)); }
 static void nr_put64 (uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t) (v >> (8 * i)); }
 
 static void nr_trim_comp (nr_tls_t *t);
 
+// Reads (and opens, when the unit is sealed) and decompresses frame fr of unit u into data
+// (rlen bytes); 0, or -1 on any error.
 static int nr_load (nr_t *nr, nr_unit_t *u, uint32_t fr, char *data, uint32_t rlen) {
   uint32_t delay = __atomic_load_n(&nr->test_delay_us, __ATOMIC_RELAXED);
   if (delay) usleep(delay);
