@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Per-message cost of bfs's AEAD (src/crypto/aead.ts, format.md §2.22) on one core: seal and
 // open of 4 KiB, 128 KiB and 1 MiB messages under AES-256-GCM and ChaCha20-Poly1305
-// (node:crypto; sealInto/openInto: native/aead.c into a reused buffer), next to what the same bytes cost without encryption on the same paths: zstd
+// (node:crypto, the baseline; bfs's seal/open and sealInto/openInto: native/aead.c), next to what the same bytes cost without encryption on the same paths: zstd
 // level 3 compression and decompression of a 1 MiB / 128 KiB frame of mixed text (the
 // codec's), and the per-object key derivation (HKDF) a reader pays once per object opened.
 //
@@ -9,13 +9,13 @@
 //
 // Each figure is the median over --runs passes of --mib MiB worth of messages, as µs of the
 // process's CPU (user + sys) per message, and the best pass's wall µs per message.
-import { randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const load = (p) => import(pathToFileURL(path.join(ROOT, 'dist', p)).href)
-const { seal, open, sealInto, openInto, newSalt } = await load('crypto/aead.js')
+const { seal, open, sealInto, openInto, newSalt, nonceOf } = await load('crypto/aead.js')
 const { deriveRepoKeys, objectKey } = await load('crypto/keys.js')
 const zstd = await load('codec/zstd.js')
 
@@ -63,9 +63,29 @@ for (const aead of ['aes-256-gcm', 'chacha20-poly1305']) {
     const msg = randomBytes(size)
     const sealed = seal(k, 1, 3, aad, msg)
     const label = `${aead} ${size >= 1 << 20 ? '1 MiB' : size / 1024 + ' KiB'}`
-    measure(`seal ${label}`, n, () => { for (let i = 0; i < n; i++) seal(k, 1, i, aad, msg) })
-    measure(`open ${label}`, n, () => { for (let i = 0; i < n; i++) open(k, 1, 3, aad, sealed, 'x') })
-    // the frame paths: native/aead.c into a reused buffer (repo/worker.ts, blocks/frames.ts)
+    // node:crypto, as src/crypto/aead.ts did until 2026-12-04 (the baseline of the native rows)
+    const nonce = nonceOf(1, 3)
+    const opts = { authTagLength: 16 }
+    measure(`seal, node:crypto ${label}`, n, () => {
+      for (let i = 0; i < n; i++) {
+        const c = createCipheriv(aead, k.key, nonce, opts)
+        c.setAAD(aad, { plaintextLength: size })
+        Buffer.concat([c.update(msg), c.final(), c.getAuthTag()])
+      }
+    })
+    measure(`open, node:crypto ${label}`, n, () => {
+      for (let i = 0; i < n; i++) {
+        const d = createDecipheriv(aead, k.key, nonce, opts)
+        d.setAAD(aad, { plaintextLength: size })
+        d.setAuthTag(sealed.subarray(size))
+        d.update(sealed.subarray(0, size))
+        d.final()
+      }
+    })
+    // bfs's: native/aead.c, seal/open into a new buffer, sealInto/openInto into a reused one
+    // (the frame paths: repo/worker.ts, blocks/frames.ts)
+    measure(`seal (native) ${label}`, n, () => { for (let i = 0; i < n; i++) seal(k, 1, i, aad, msg) })
+    measure(`open (native) ${label}`, n, () => { for (let i = 0; i < n; i++) open(k, 1, 3, aad, sealed, 'x') })
     const out = Buffer.allocUnsafe(size + 16)
     measure(`sealInto (native) ${label}`, n, () => { for (let i = 0; i < n; i++) sealInto(k, 1, i, aad, msg, out, 0) })
     measure(`openInto (native) ${label}`, n, () => { for (let i = 0; i < n; i++) openInto(k, 1, 3, aad, sealed, out, 'x') })

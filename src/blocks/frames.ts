@@ -4,7 +4,7 @@ import { BLOCK_BYTES, frameCheck, hashBlocks, HASH_BYTES, type HashAlg } from '.
 import { FormatError } from '../format/errors.js'
 import { isChanged, StoreError, type SyncBlobReader } from '../store/store.js'
 import type { StreamSource } from './source.js'
-import { NONCE_TAG, open, openInto, TAG_BYTES } from '../crypto/aead.js'
+import { NONCE_TAG, openInto, TAG_BYTES } from '../crypto/aead.js'
 import { aad } from '../crypto/aad.js'
 import type { ReaderStats, UnitInfo, UnitTable } from './units.js'
 
@@ -227,14 +227,12 @@ export class FrameCache {
 }
 
 /**
- * An encrypted unit's frame `frame` (its stored bytes, the tag included) opened: the zstd
- * frame, in a new buffer or, given `into` (at least stored.length - TAG_BYTES), in its first
- * bytes. FormatError BAD_CHECKSUM when it does not authenticate.
+ * An encrypted unit's frame `frame` (its stored bytes, the tag included) opened into `into`
+ * (at least stored.length - TAG_BYTES): the zstd frame, its first bytes. FormatError
+ * BAD_CHECKSUM when it does not authenticate.
  */
-export function openFrame(u: Pick<UnitInfo, 'key' | 'gen' | 'unit' | 'revision' | 'where'>, frame: number, rawBytes: number, stored: Buffer, into?: Buffer): Buffer {
-  const a = aad.unitFrame(u.gen, u.unit, u.revision, frame, rawBytes)
-  const what = `${u.where}: frame ${frame}`
-  return into ? openInto(u.key!, NONCE_TAG.unitFrame, frame, a, stored, into, what) : open(u.key!, NONCE_TAG.unitFrame, frame, a, stored, what)
+export function openFrame(u: Pick<UnitInfo, 'key' | 'gen' | 'unit' | 'revision' | 'where'>, frame: number, rawBytes: number, stored: Buffer, into: Buffer): Buffer {
+  return openInto(u.key!, NONCE_TAG.unitFrame, frame, aad.unitFrame(u.gen, u.unit, u.revision, frame, rawBytes), stored, into, `${u.where}: frame ${frame}`)
 }
 
 /** A unit that ends before a frame its seek table lists is a damaged stored file (FormatError TRUNCATED); other errors stay as they are. */
