@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { S3Store } from '../src/store/s3.js'
-import { CHUNK, FILL_CHUNK, ObjectCache, PEEK_BYTES, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
+import { CHUNK, FILL_CHUNK, ObjectCache, ORDERED_FILLS, PEEK_BYTES, S3CachedStore, SMALL_OBJECT } from '../src/store/objcache.js'
 import { DamagedUnit, Recompressor } from '../src/repo/v2/compact.js'
 import { isChanged } from '../src/store/store.js'
 import { bfs, diffTree, makeTree, sh, tmpdir } from './helpers.js'
@@ -555,5 +555,50 @@ if (!ENDPOINT) {
         s.close()
       }
     }, 60_000)
+
+    it('store level: with readingAll, warms asked for at once are fetched in the fill thread in the order asked, ORDERED_FILLS objects at a time, while the asking thread never turns its event loop', async () => {
+      Object.assign(process.env, env, { BFS_S3_LOG: log })
+      // six objects of 3 MiB (three FILL_CHUNK ranges each) under keys the cache keeps
+      const objs = Array.from({ length: 6 }, (_, i) => ({ key: `gens/00000099/unit-${String(i).padStart(8, '0')}`, bytes: randomBytes(3 * FILL_CHUNK) }))
+      for (const o of objs) await store().put(o.key, o.bytes)
+      const dir = newCache()
+      const s = new S3CachedStore(S3Store.fromUrl(repo, { spoolDir: spool }), dir, () => ObjectCache.open(dir))
+      try {
+        requests()
+        s.readingAll()
+        const warms = objs.map((o) => s.warm(o.key))
+        // the fills are posted to the fill thread in the next turns; after that, this thread
+        // blocks (as a restore reading its tree synchronously does) until all are kept
+        await new Promise((r) => setImmediate(r))
+        const wait = new Int32Array(new SharedArrayBuffer(4))
+        const t0 = Date.now()
+        while (!objs.every((o) => s.objects.present(o.key)) && Date.now() - t0 < 120_000) Atomics.wait(wait, 0, 0, 20)
+        expect(objs.map((o) => s.objects.present(o.key))).toEqual(objs.map(() => true))
+        expect(await Promise.all(warms)).toEqual(objs.map(() => true))
+        // each object's GETs (from its first one's start to its last one's end), from the log
+        const lines = requests().filter((l) => l.startsWith('GetObject gens/00000099/'))
+        const spans = objs.map((o) => {
+          const mine = lines.filter((l) => l.split(' ')[1] === o.key).map((l) => {
+            const t = Number(/ t=([\d.]+)/.exec(l)![1])
+            return [t, t + Number(/ ms=([\d.]+)/.exec(l)![1])] as const
+          })
+          expect(mine.length).toBe(3)
+          return { start: Math.min(...mine.map((x) => x[0])), end: Math.max(...mine.map((x) => x[1])) }
+        })
+        // begun in the order asked, and never more than ORDERED_FILLS under way at once
+        for (let i = 1; i < spans.length; i++) expect(spans[i]!.start).toBeGreaterThanOrEqual(spans[i - 1]!.start)
+        for (const a of spans) expect(spans.filter((b) => b.start <= a.start && a.start < b.end).length).toBeLessThanOrEqual(ORDERED_FILLS)
+        // what was kept is what was stored
+        for (const o of objs) {
+          const b = await s.open(o.key)
+          expect((await b.read({ offset: 0, length: o.bytes.length })).equals(o.bytes)).toBe(true)
+          await b.close()
+        }
+      } finally {
+        s.close()
+        for (const o of objs) await store().remove(o.key)
+        delete process.env.BFS_S3_LOG
+      }
+    }, 180_000)
   })
 }

@@ -27,7 +27,9 @@
  * (FillThread), by FILL_CHUNK ranges, FILL_PARALLEL range GETs in flight, and once kept, reads
  * come from the entry (the mount's native path takes it over). Fills give way to reads: one
  * starts once no read has waited for a GET for FILL_IDLE_MS (or after FILL_DEFER_MS), and a
- * running one waits before each range while a read waits for a GET (giveWay). Sync face
+ * running one waits before each range while a read waits for a GET (giveWay). A process that
+ * reads most of what it opens (readingAll: a restore) starts its fills at once, asks for many
+ * ahead of need, and the thread runs them in the order asked, ORDERED_FILLS at a time. Sync face
  * (cat, restore, verify: readers that go on to read most of what they open): the open has
  * the S3 request thread fetch the whole object, its ranges in parallel, and reads the entry.
  */
@@ -65,6 +67,8 @@ export const CHUNK = SMALL_OBJECT
 const RESCAN_MS = 60_000
 /** Range GETs in flight per object being filled. */
 export const FILL_PARALLEL = 4
+/** Whole fills at once in the fill thread of a process that reads most of what it opens (readingAll); more wait there, in the order asked. */
+export const ORDERED_FILLS = 2
 /**
  * A mount's fills give way to its reads (a cold read must cost about one GET, not one GET
  * behind megabytes of fills): a fill waits until no read has needed a GET for FILL_IDLE_MS…
@@ -588,13 +592,16 @@ class FillThread {
     })
   }
 
-  /** Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept). */
-  fill(key: string, dir: string, known: { sizeBytes: number; etag: string } | undefined): Promise<string> {
+  /**
+   * Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept).
+   * `ordered`: it waits in the thread for one of ORDERED_FILLS slots, in the order asked.
+   */
+  fill(key: string, dir: string, known: { sizeBytes: number; etag: string } | undefined, ordered = false): Promise<string> {
     const id = this.next++
     return new Promise<unknown>((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
       this.port.ref()
-      this.port.postMessage({ op: 'fill', key, args: [dir, known, FILL_CHUNK], id })
+      this.port.postMessage({ op: 'fill', key, args: [dir, known, FILL_CHUNK, ordered], id })
     }) as Promise<string>
   }
 
@@ -924,7 +931,7 @@ export class S3CachedStore implements Store {
       try {
         await started
         const objects = this.objects
-        const sig = await (this.filler ??= new FillThread(this.inner.describe(), this.busy)).fill(key, objects.dir, known)
+        const sig = await (this.filler ??= new FillThread(this.inner.describe(), this.busy)).fill(key, objects.dir, known, Atomics.load(this.busy, 2) === 1)
         if (sig) {
           objects.trust(key, sig)
           objects.added()

@@ -1,7 +1,7 @@
 /** The S3 sync face's request thread (store/s3-sync.ts): runs one S3Store, answers one blocked caller at a time. */
 import { workerData, type MessagePort } from 'node:worker_threads'
 import { S3Store, type S3Description } from './s3.js'
-import { CHUNK, checkFetched, fetchWhole, FILL_PARALLEL, giveWay, Limiter, ObjectCache } from './objcache.js'
+import { CHUNK, checkFetched, fetchWhole, FILL_PARALLEL, giveWay, Limiter, ObjectCache, ORDERED_FILLS } from './objcache.js'
 import type { SyncOp } from './s3-sync.js'
 import type { ByteRange, PutOptions } from './store.js'
 
@@ -12,6 +12,13 @@ const store = new S3Store(desc.location, desc.options)
 const caches = new Map<string, ObjectCache>()
 /** Range GETs of fills in flight in this thread (a mount's fill thread fills many objects at once). */
 const fillLimit = new Limiter(FILL_PARALLEL)
+/**
+ * Whole fills at once of a process that reads most of what it opens (Store.readingAll: a
+ * restore): asked for many at a time, ahead of need, they run in the order asked, a few at
+ * a time, with no turn of the asker's event loop between them (a restore's main thread
+ * reads the tree for ~1 s without one).
+ */
+const orderedFills = new Limiter(ORDERED_FILLS)
 
 async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
   switch (op) {
@@ -32,10 +39,16 @@ async function run(op: SyncOp, key: string, args: unknown[]): Promise<unknown> {
       const dir = args[0] as string
       let oc = caches.get(dir)
       if (!oc) caches.set(dir, (oc = ObjectCache.open(dir, { owner: false })))
-      const f = await fetchWhole(store, key, (args[1] as { sizeBytes: number; etag: string } | undefined) ?? undefined, undefined, fillLimit, (args[2] as number | undefined) ?? CHUNK, gate)
-      // hashing and writing megabytes: after the reads waiting now
-      await gate?.()
-      return oc.put(key, f, checkFetched(store.where(key), key, f))
+      const ordered = args[3] === true
+      if (ordered) await orderedFills.acquire()
+      try {
+        const f = await fetchWhole(store, key, (args[1] as { sizeBytes: number; etag: string } | undefined) ?? undefined, undefined, fillLimit, (args[2] as number | undefined) ?? CHUNK, gate)
+        // hashing and writing megabytes: after the reads waiting now
+        await gate?.()
+        return await oc.put(key, f, checkFetched(store.where(key), key, f))
+      } finally {
+        if (ordered) orderedFills.release()
+      }
     }
     default:
       throw new Error(`unknown S3 sync operation ${String(op)}`)
