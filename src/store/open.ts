@@ -39,6 +39,7 @@ export function openStore(d: StoreDescription): Store {
 export function storeAt(dir: string, o: { create?: boolean } = {}): Store {
   if (isS3Url(dir)) {
     const s3 = S3Store.fromUrl(dir)
+    s3.startEarly()
     // the read cache (objcache.ts): $BFS_CACHE_DIR (--cache-dir), else under ~/.cache/bfs; BFS_CACHE_DIR=off: none
     if (process.env.BFS_CACHE_DIR === 'off') return s3
     return new S3CachedStore(s3, cacheDirOf(s3.location))

@@ -133,16 +133,35 @@ class S3SyncBlob implements SyncBlobReader {
   }
 }
 
+/**
+ * The request threads of this thread's faces, by their store's description: faces of equal
+ * stores share one (each thread's SDK load is ~0.15 s of a core; a command's dispatch opened
+ * the repository's store once to tell its format and again to open it, and waited for two).
+ * The thread ends when the last face using it is closed.
+ */
+const bridges = new Map<string, { bridge: Bridge; users: number }>()
+
 export class S3SyncFace implements SyncStore {
   private b: Bridge | null = null
+  private id = ''
   constructor(private readonly s: S3SyncTarget) {}
 
   bridge(): Bridge {
-    return (this.b ??= new Bridge(this.s))
+    if (this.b) return this.b
+    this.id = JSON.stringify(this.s.describe())
+    let e = bridges.get(this.id)
+    if (!e) bridges.set(this.id, (e = { bridge: new Bridge(this.s), users: 0 }))
+    e.users++
+    return (this.b = e.bridge)
   }
 
   close(): void {
-    this.b?.close()
+    if (!this.b) return
+    const e = bridges.get(this.id)
+    if (e?.bridge === this.b && --e.users === 0) {
+      bridges.delete(this.id)
+      e.bridge.close()
+    }
     this.b = null
   }
 

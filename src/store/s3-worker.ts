@@ -9,6 +9,8 @@ import type { ByteRange, PutOptions } from './store.js'
 const { desc, port, flag, busy } = workerData as { desc: S3Description; port: MessagePort; flag: Int32Array; busy?: Int32Array }
 const gate = busy ? (): Promise<void> => giveWay(busy) : undefined
 const store = new S3Store(desc.location, desc.options)
+// the SDK loads as the thread starts, not at its first request (a failure is the request's to report)
+store.preload().catch(() => undefined)
 const caches = new Map<string, ObjectCache>()
 /** Range GETs of fills in flight in this thread (a mount's fill thread fills many objects at once). */
 const fillLimit = new Limiter(FILL_PARALLEL)

@@ -57,6 +57,18 @@ const sdk = (): Promise<SDK> => {
   return (sdkP ??= Promise.resolve().then(() => createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK))
 }
 
+/**
+ * The SDK loaded now, synchronously (~0.15 s of a core), unless it is already: a command on S3
+ * loads it in this thread anyway; loaded while the sync face's request thread loads its own
+ * (S3Store.startEarly), the two loads overlap.
+ */
+export function loadSdkNow(): void {
+  if (sdkP) return
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const s = createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK
+  sdkP = Promise.resolve(s)
+}
+
 interface Credentials {
   accessKeyId: string
   secretAccessKey: string
@@ -198,6 +210,21 @@ export class S3Store implements Store {
 
   get sync(): SyncStore {
     return (this.syncFace ??= new S3SyncFace(this))
+  }
+
+  /**
+   * A command's store (storeAt): its sync face's request thread starts now and loads its SDK
+   * while this thread loads its own, instead of this thread waiting for the request thread's
+   * load at its first synchronous call (the config, ~0.17 s) and loading its own after.
+   */
+  startEarly(): void {
+    ;(this.sync as S3SyncFace).bridge()
+    loadSdkNow()
+  }
+
+  /** Loads the SDK and makes the client now (the request thread's start, while its first call comes). */
+  async preload(): Promise<void> {
+    await this.client()
   }
 
   /** Stops the synchronous face's worker thread, if one was started (the store stays usable). */
