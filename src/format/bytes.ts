@@ -21,6 +21,10 @@ export class ByteWriter {
   get length(): number {
     return this.pos
   }
+  /** The buffer written into, as it is now (valid until the next write; bytes from `length` on are not written). */
+  get raw(): Buffer {
+    return this.buf
+  }
   u8(v: number): this {
     this.ensure(1)
     this.buf[this.pos++] = v

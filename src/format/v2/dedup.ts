@@ -79,13 +79,60 @@ function fmix32(h: number): number {
   return h >>> 0
 }
 
-/** The three bit positions of a size in a size filter of `bits` bits. */
-function sizeProbes(size: number, bits: number): [number, number, number] {
+/**
+ * Bits of an object's digest filter per entry (a writer's choice: readers take the block count
+ * the directory gives). 20: ~0.05 % false positives (10 gave ~1.5 %). A backup looks each new
+ * file up in every index object of its own run written so far and of earlier runs, so a false
+ * positive rate p costs p × objects page scans per file: with 10 bits, a full backup of
+ * 1,000,000 small files (15 objects by its end) scanned ~200,000 pages of ~1,400 entries and
+ * took 43 s instead of 13.
+ */
+export const DIGEST_BLOOM_BITS = 20
+
+/** The size's two hashes (the size filter probes h1 + j × h2, j = 0, 1, 2). */
+function sizeHashes(size: number): [number, number] {
   const lo = size >>> 0
   const hi = Math.floor(size / 0x1_0000_0000) >>> 0
   const h1 = fmix32(lo ^ fmix32(hi ^ 0x5bd1e995))
   const h2 = (fmix32(h1 ^ 0x9e3779b9) | 1) >>> 0
+  return [h1, h2]
+}
+
+/** The three bit positions of a size in a size filter of `bits` bits. */
+function sizeProbes(size: number, bits: number): [number, number, number] {
+  const [h1, h2] = sizeHashes(size)
   return [h1 % bits, (h1 + h2) % bits, (h1 + 2 * h2) % bits]
+}
+
+/**
+ * A lookup's filter probes, computed once for all the objects it is checked against (the
+ * same bits as mayHaveDigest and mayHaveSize).
+ */
+export class DedupProbe {
+  private readonly w = new Uint32Array(7)
+  private readonly h1: number
+  private readonly h2: number
+  constructor(digest: Buffer, size: number) {
+    for (let i = 0; i < 7; i++) this.w[i] = digest.readUInt32LE(i * 4)
+    ;[this.h1, this.h2] = sizeHashes(size)
+  }
+
+  /** mayHaveSize && mayHaveDigest. */
+  mayHave(dir: DedupDirectory): boolean {
+    const bits = dir.sizeBloom.length * 8
+    if (!bits) return false
+    const sb = dir.sizeBloom
+    for (let j = 0; j < 3; j++) {
+      const p = (this.h1 + j * this.h2) % bits
+      if (!(sb[p >>> 3]! & (1 << (p & 7)))) return false
+    }
+    const blocks = dir.digestBloom.length / 8
+    if (!blocks) return false
+    const b = (this.w[0]! % blocks) * 8
+    const bloom = dir.digestBloom
+    for (let i = 0; i < 7; i++) if (!(bloom[b + i]! & (1 << (this.w[i]! >>> 27)))) return false
+    return true
+  }
 }
 
 function digestBlock(d: Buffer, blocks: number): number {
@@ -160,7 +207,7 @@ export class DedupBatch {
   }
 
   private index(digest: Buffer): number {
-    const bytes = this.w.finish()
+    const bytes = this.w.raw // (no view made per call: a backup of 1M files asks ~2M times)
     for (let i = this.heads.get(digest.readUInt32LE(0)) ?? -1; i >= 0; i = this.chain[i]!) {
       const at = this.startOf(i)
       if (bytes.compare(digest, 0, ID_BYTES, at, at + ID_BYTES) === 0) return i
@@ -246,7 +293,7 @@ function assemble(run: number, seq: number, body: Buffer, ends: number[], sizes:
   const at = parts.reduce((n, b) => n + b.length, 0)
   // directory: u32 digest Bloom blocks, the blocks; u32 size Bloom bytes, the bytes; fences
   const n = ends.length
-  const blocks = n ? Math.max(1, Math.ceil((n * 10) / 256)) : 0
+  const blocks = n ? Math.max(1, Math.ceil((n * DIGEST_BLOOM_BITS) / 256)) : 0
   const bloom = new Uint32Array(blocks * 8)
   for (let e = 0; e < n; e++) {
     const d = digestAt(e)

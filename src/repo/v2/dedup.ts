@@ -16,7 +16,7 @@ import fs from 'node:fs'
 import { Blake3Hasher, blake3Into } from '../../native/index.js'
 import {
   type DedupDirectory, type DedupEntry, type DedupOpener, type DedupSealer, DEDUP_HEADER_BYTES, DEDUP_TRAILER_BYTES, DedupBatch,
-  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, findInPage, mayHaveDigest, mayHaveSize, openPage, pagesOf,
+  decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, DedupProbe, findInPage, mayHaveDigest, mayHaveSize, openPage, pagesOf,
 } from '../../format/v2/dedup.js'
 import { NONCE_TAG, newSalt, open, seal } from '../../crypto/aead.js'
 import { aad } from '../../crypto/aad.js'
@@ -314,8 +314,9 @@ export class Dedup {
   lookup(digest: Buffer, size: number): StoredMap | null {
     const mine = this.batch.find(digest)
     if (mine) return mine.sizeBytes === size ? this.hit(mine) : null
+    let probe: DedupProbe | null = null
     for (const o of this.load()) {
-      if (!mayHaveSize(o.dir, size) || !mayHaveDigest(o.dir, digest)) continue
+      if (!(probe ??= new DedupProbe(digest, size)).mayHave(o.dir)) continue
       for (const p of pagesOf(o.dir, digest)) {
         const page = this.page(o, p)
         if (!page) continue
