@@ -333,7 +333,13 @@ async function restoreGen2(ctx: Ctx, repo: Repo2, r: GenReader2, asked: string, 
   }
   const root = set.entries[0]!
   let target = dest
-  if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
+  try {
+    if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
+  } catch (err) {
+    stopWarm()
+    await rs?.close()
+    throw err
+  }
   const line = new Progress({ action: 'restore', label: 'restoring:', json: !!o.json, quiet: !!o.quiet })
   const res = await withSignals((signal) =>
     restoreEntries(set, {

@@ -28,8 +28,9 @@
  * come from the entry (the mount's native path takes it over). Fills give way to reads: one
  * starts once no read has waited for a GET for FILL_IDLE_MS (or after FILL_DEFER_MS), and a
  * running one waits before each range while a read waits for a GET (giveWay). A process that
- * reads most of what it opens (readingAll: a restore) starts its fills at once, asks for many
- * ahead of need, and the thread runs them in the order asked, ORDERED_FILLS at a time. Sync face
+ * reads most of what it opens (readingAll: a restore) starts its fills at once; fills asked for
+ * well ahead of need (warm's `ahead`: a whole generation's early units, asked for all at once)
+ * run in the thread in the order asked, ORDERED_FILLS at a time. Sync face
  * (cat, restore, verify: readers that go on to read most of what they open): the open has
  * the S3 request thread fetch the whole object, its ranges in parallel, and reads the entry.
  */
@@ -67,7 +68,7 @@ export const CHUNK = SMALL_OBJECT
 const RESCAN_MS = 60_000
 /** Range GETs in flight per object being filled. */
 export const FILL_PARALLEL = 4
-/** Whole fills at once in the fill thread of a process that reads most of what it opens (readingAll); more wait there, in the order asked. */
+/** Whole fills at once in the fill thread of those asked for well ahead of need (Store.warm's `ahead`); more wait there, in the order asked. */
 export const ORDERED_FILLS = 2
 /**
  * A mount's fills give way to its reads (a cold read must cost about one GET, not one GET
@@ -594,7 +595,8 @@ class FillThread {
 
   /**
    * Fills `key` into the cache at `dir`; resolves with the entry's signature ('' if not kept).
-   * `ordered`: it waits in the thread for one of ORDERED_FILLS slots, in the order asked.
+   * `ordered` (a fetch well ahead of need, Store.warm's `ahead`): it waits in the thread for one
+   * of ORDERED_FILLS slots, in the order asked; other fills do not wait for those slots.
    */
   fill(key: string, dir: string, known: { sizeBytes: number; etag: string } | undefined, ordered = false): Promise<string> {
     const id = this.next++
@@ -919,7 +921,7 @@ export class S3CachedStore implements Store {
    * thread, once the reads give it room (pump); resolves when kept (or failed: reads go on
    * from S3).
    */
-  private startFill(key: string, known: { sizeBytes: number; etag: string } | undefined): Fill {
+  private startFill(key: string, known: { sizeBytes: number; etag: string } | undefined, ahead = false): Fill {
     const running = this.fills.get(key)
     if (running) return running
     // kept since the reader opened it (a fill of this process that ended meanwhile, or another
@@ -931,7 +933,7 @@ export class S3CachedStore implements Store {
       try {
         await started
         const objects = this.objects
-        const sig = await (this.filler ??= new FillThread(this.inner.describe(), this.busy)).fill(key, objects.dir, known, Atomics.load(this.busy, 2) === 1)
+        const sig = await (this.filler ??= new FillThread(this.inner.describe(), this.busy)).fill(key, objects.dir, known, ahead)
         if (sig) {
           objects.trust(key, sig)
           objects.added()
@@ -966,13 +968,13 @@ export class S3CachedStore implements Store {
     this.filler = null
   }
 
-  /** Store.warm: the whole object into the cache now (no peek: the fill's first range says its size). */
-  async warm(key: string): Promise<boolean> {
+  /** Store.warm: the whole object into the cache now (no peek: the fill's first range says its size); `ahead`: an ordered fill (FillThread.fill). */
+  async warm(key: string, opts: { ahead?: boolean } = {}): Promise<boolean> {
     if (!cacheable(key)) return false
     try {
       checkKey(key)
       if (this.objects.present(key)) return true
-      const f = this.fills.get(key) ?? this.startFill(key, undefined)
+      const f = this.fills.get(key) ?? this.startFill(key, undefined, !!opts.ahead)
       const q = this.queued.get(key)
       if (q) {
         this.queued.delete(key)

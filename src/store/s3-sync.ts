@@ -4,9 +4,11 @@
  * manifests, the commit), and a network request cannot be made synchronously in Node. So the
  * face runs a second S3Store in a worker thread and blocks the calling thread in Atomics.wait
  * until the worker has answered on a MessagePort, then takes the answer with
- * receiveMessageOnPort (no event loop turn). The worker starts on the first call (~0.2 s: it
- * loads the SDK) and is unref'd, so it never keeps a process alive. Staged writes need no
- * worker: they go to the local spool file directly (what compression workers do).
+ * receiveMessageOnPort (no event loop turn). The worker starts on the first call, or at once
+ * for a command's store (S3Store.startEarly), loads the SDK as it starts (~0.2 s), is shared by
+ * the faces of equal stores in this thread, and is unref'd, so it never keeps a process alive.
+ * Staged writes need no worker: they go to the local spool file directly (what compression
+ * workers do).
  */
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,6 +53,11 @@ class Bridge {
     this.worker.unref()
     this.port.unref()
     this.worker.on('error', (err) => (this.dead = err.message))
+  }
+
+  /** The thread failed or stopped answering: every call fails now (a face asking for one gets a new thread). */
+  get isDead(): boolean {
+    return this.dead !== null
   }
 
   call(op: SyncOp, key: string, ...args: unknown[]): unknown {
@@ -150,7 +157,8 @@ export class S3SyncFace implements SyncStore {
     if (this.b) return this.b
     this.id = JSON.stringify(this.s.describe())
     let e = bridges.get(this.id)
-    if (!e) bridges.set(this.id, (e = { bridge: new Bridge(this.s), users: 0 }))
+    // (a dead one is left to the faces holding it, whose calls fail; their close() ends it)
+    if (!e || e.bridge.isDead) bridges.set(this.id, (e = { bridge: new Bridge(this.s), users: 0 }))
     e.users++
     return (this.b = e.bridge)
   }
@@ -158,10 +166,12 @@ export class S3SyncFace implements SyncStore {
   close(): void {
     if (!this.b) return
     const e = bridges.get(this.id)
-    if (e?.bridge === this.b && --e.users === 0) {
-      bridges.delete(this.id)
-      e.bridge.close()
-    }
+    if (e?.bridge === this.b) {
+      if (--e.users === 0) {
+        bridges.delete(this.id)
+        e.bridge.close()
+      }
+    } else this.b.close() // a dead one, replaced in the map since
     this.b = null
   }
 

@@ -15,10 +15,10 @@ const caches = new Map<string, ObjectCache>()
 /** Range GETs of fills in flight in this thread (a mount's fill thread fills many objects at once). */
 const fillLimit = new Limiter(FILL_PARALLEL)
 /**
- * Whole fills at once of a process that reads most of what it opens (Store.readingAll: a
- * restore): asked for many at a time, ahead of need, they run in the order asked, a few at
- * a time, with no turn of the asker's event loop between them (a restore's main thread
- * reads the tree for ~1 s without one).
+ * Whole fills asked for well ahead of need (Store.warm's `ahead`: a restore's early units,
+ * asked for all at once): they run in the order asked, a few at a time, with no turn of the
+ * asker's event loop between them (a restore's main thread reads the tree for ~1 s without
+ * one). Other fills (a unit a restore job needs now) do not wait for these slots.
  */
 const orderedFills = new Limiter(ORDERED_FILLS)
 

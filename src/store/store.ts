@@ -152,9 +152,11 @@ export interface Store {
    * A store with a local cache in front of a remote one: fetches `key` whole into the cache
    * now (joining a fetch under way), for a reader that will open it soon — restore's workers,
    * a job or two ahead. Resolves true once it is local, false if not (the reader fetches it as
-   * it would have); never rejects. Absent: every key is local.
+   * it would have); never rejects. Absent: every key is local. `ahead`: fetched well ahead of
+   * need (a whole generation's early units): such fetches wait for one another and run in the
+   * order asked, a few at a time; the others do not wait behind them.
    */
-  warm?(key: string): Promise<boolean>
+  warm?(key: string, opts?: { ahead?: boolean }): Promise<boolean>
   /**
    * Ends the whole fetches under way and queued (their warm() resolves false, their readers go
    * on with ranged reads): a restore that stops (interrupted, failed) must not wait for them.

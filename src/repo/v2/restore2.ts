@@ -32,9 +32,10 @@ const EARLY_UNITS_PER_LANE = 16
  * the cache from now on, while the tree is read, the directories are made and every file's
  * extents resolved (~0.8 s of the main thread on the Linux tree, the other core idle): in
  * `lanes` interleaved runs from evenly spaced starts, the order restore's lanes read a full
- * backup's data in (repo/lanes.ts). All are asked for at once; the store's fill thread runs
- * them in that order, ORDERED_FILLS at a time (Store.readingAll), with no turn of this event
- * loop between them: one after another from here, each next one waited for one, and the
+ * backup's data in (repo/lanes.ts). All are asked for at once (Store.warm's `ahead`); the
+ * store's fill thread runs them in that order, ORDERED_FILLS at a time, with no turn of this
+ * event loop between them, and the data phase's own fills (an incremental's older units) do
+ * not wait behind them: one after another from here, each next one waited for one, and the
  * tree's synchronous reads give none for most of a second. The data phase's own warming
  * (RestoreSet.warm) joins what is under way, and goes on past these. At most
  * EARLY_UNITS_PER_LANE per lane (the cache must not be filled far ahead of the reads).
@@ -54,7 +55,7 @@ export function warmGeneration(r: GenReader2, lanes: number): void {
   const n = Math.max(1, Math.min(lanes, 4, units))
   const starts = Array.from({ length: n + 1 }, (_, i) => Math.floor((i * units) / n))
   for (let k = 0; k < EARLY_UNITS_PER_LANE; k++) {
-    for (let i = 0; i < n; i++) if (starts[i]! + k < starts[i + 1]!) void warm.call(r.repo.data, keys.unit(r.manifest.run, starts[i]! + k))
+    for (let i = 0; i < n; i++) if (starts[i]! + k < starts[i + 1]!) void warm.call(r.repo.data, keys.unit(r.manifest.run, starts[i]! + k), { ahead: true })
   }
 }
 
