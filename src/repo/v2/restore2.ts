@@ -34,10 +34,10 @@ const EARLY_UNITS_PER_LANE = 16
  * `lanes` interleaved runs from evenly spaced starts, the order restore's lanes read a full
  * backup's data in (repo/lanes.ts). All are asked for at once (Store.warm's `ahead`); the
  * store's fill thread runs them in that order, ORDERED_FILLS at a time, with no turn of this
- * event loop between them, and the data phase's own fills (an incremental's older units) do
- * not wait behind them: one after another from here, each next one waited for one, and the
- * tree's synchronous reads give none for most of a second. The data phase's own warming
- * (RestoreSet.warm) joins what is under way, and goes on past these. At most
+ * event loop between them (asked for one after another from here, each next one waited for
+ * such a turn, and the tree's synchronous reads give none for most of a second). The data
+ * phase's own warming (RestoreSet.warm) joins what is under way, goes on past these, and does
+ * not wait behind them (an incremental's units in older runs). At most
  * EARLY_UNITS_PER_LANE per lane (the cache must not be filled far ahead of the reads).
  * Store.stopFetching ends those not fetched yet.
  */
