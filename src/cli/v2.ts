@@ -324,16 +324,10 @@ async function restoreGen2(ctx: Ctx, repo: Repo2, r: GenReader2, asked: string, 
   // a restore that ends (done, interrupted, failed) waits for no fetch still under way
   const stopWarm = (): void => repo.data.stopFetching?.()
   let set
-  try {
-    set = await restoreSet2(r, p)
-  } catch (err) {
-    stopWarm()
-    await rs?.close()
-    throw err
-  }
-  const root = set.entries[0]!
   let target = dest
   try {
+    set = await restoreSet2(r, p)
+    const root = set.entries[0]!
     if (root.type !== FileType.Dir && fs.existsSync(dest) && fs.statSync(dest).isDirectory()) target = path.join(dest, root.name.toString())
   } catch (err) {
     stopWarm()

@@ -51,10 +51,12 @@ let sdkP: Promise<SDK> | null = null
  * The SDK, loaded on first use with require (its CommonJS build): the CLI bundle runs as a
  * vm.Script with a code cache (cli/load.cjs), where a dynamic import() has no loader.
  */
-const sdk = (): Promise<SDK> => {
+const sdk = (): Promise<SDK> => (sdkP ??= Promise.resolve().then(requireSdk))
+
+function requireSdk(): SDK {
   // the SDK warns on stderr, once per process, that its releases after January 2027 need Node 22: not bfs's users' business
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  return (sdkP ??= Promise.resolve().then(() => createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK))
+  return createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK
 }
 
 /**
@@ -63,10 +65,7 @@ const sdk = (): Promise<SDK> => {
  * (S3Store.startEarly), the two loads overlap.
  */
 export function loadSdkNow(): void {
-  if (sdkP) return
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const s = createRequire(import.meta.url)('@aws-sdk/client-s3') as SDK
-  sdkP = Promise.resolve(s)
+  sdkP ??= Promise.resolve(requireSdk())
 }
 
 interface Credentials {

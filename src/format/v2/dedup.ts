@@ -104,59 +104,58 @@ function sizeProbes(size: number, bits: number): [number, number, number] {
   return [h1 % bits, (h1 + h2) % bits, (h1 + 2 * h2) % bits]
 }
 
-/**
- * A lookup's filter probes, computed once for all the objects it is checked against (the
- * same bits as mayHaveDigest and mayHaveSize).
- */
+/** The digest filter's words w0…w6: digest bytes 0–27 as u32 LE (block w0 mod B, bit w_i >>> 27 of word i). */
+function digestWords(d: Buffer): Uint32Array {
+  const w = new Uint32Array(7)
+  for (let i = 0; i < 7; i++) w[i] = d.readUInt32LE(i * 4)
+  return w
+}
+
+function hasDigestWords(dir: DedupDirectory, w: Uint32Array): boolean {
+  const blocks = dir.digestBloom.length / 8
+  if (!blocks) return false
+  const b = (w[0]! % blocks) * 8
+  const bloom = dir.digestBloom
+  for (let i = 0; i < 7; i++) if (!(bloom[b + i]! & (1 << (w[i]! >>> 27)))) return false
+  return true
+}
+
+function hasSizeHashes(dir: DedupDirectory, h1: number, h2: number): boolean {
+  const bits = dir.sizeBloom.length * 8
+  if (!bits) return false
+  const sb = dir.sizeBloom
+  for (let j = 0; j < 3; j++) {
+    const p = (h1 + j * h2) % bits
+    if (!(sb[p >>> 3]! & (1 << (p & 7)))) return false
+  }
+  return true
+}
+
+/** Whether a digest may be in the object (false: certainly not). */
+export function mayHaveDigest(dir: DedupDirectory, d: Buffer): boolean {
+  return hasDigestWords(dir, digestWords(d))
+}
+
+/** Whether a size may be in the object. */
+export function mayHaveSize(dir: DedupDirectory, size: number): boolean {
+  const [h1, h2] = sizeHashes(size)
+  return hasSizeHashes(dir, h1, h2)
+}
+
+/** A lookup's filter probes, computed once for all the objects it is checked against. */
 export class DedupProbe {
-  private readonly w = new Uint32Array(7)
+  private readonly w: Uint32Array
   private readonly h1: number
   private readonly h2: number
   constructor(digest: Buffer, size: number) {
-    for (let i = 0; i < 7; i++) this.w[i] = digest.readUInt32LE(i * 4)
+    this.w = digestWords(digest)
     ;[this.h1, this.h2] = sizeHashes(size)
   }
 
   /** mayHaveSize && mayHaveDigest. */
   mayHave(dir: DedupDirectory): boolean {
-    const bits = dir.sizeBloom.length * 8
-    if (!bits) return false
-    const sb = dir.sizeBloom
-    for (let j = 0; j < 3; j++) {
-      const p = (this.h1 + j * this.h2) % bits
-      if (!(sb[p >>> 3]! & (1 << (p & 7)))) return false
-    }
-    const blocks = dir.digestBloom.length / 8
-    if (!blocks) return false
-    const b = (this.w[0]! % blocks) * 8
-    const bloom = dir.digestBloom
-    for (let i = 0; i < 7; i++) if (!(bloom[b + i]! & (1 << (this.w[i]! >>> 27)))) return false
-    return true
+    return hasSizeHashes(dir, this.h1, this.h2) && hasDigestWords(dir, this.w)
   }
-}
-
-function digestBlock(d: Buffer, blocks: number): number {
-  return d.readUInt32LE(0) % blocks
-}
-
-/** Whether a digest may be in the object (false: certainly not). */
-export function mayHaveDigest(dir: DedupDirectory, d: Buffer): boolean {
-  const blocks = dir.digestBloom.length / 8
-  if (!blocks) return false
-  const b = digestBlock(d, blocks) * 8
-  for (let i = 0; i < 7; i++) {
-    const bit = d.readUInt32LE(i * 4) >>> 27
-    if (!(dir.digestBloom[b + i]! & (1 << bit))) return false
-  }
-  return true
-}
-
-/** Whether a size may be in the object. */
-export function mayHaveSize(dir: DedupDirectory, size: number): boolean {
-  const bits = dir.sizeBloom.length * 8
-  if (!bits) return false
-  for (const p of sizeProbes(size, bits)) if (!(dir.sizeBloom[p >>> 3]! & (1 << (p & 7)))) return false
-  return true
 }
 
 function encodeEntry(w: ByteWriter, e: DedupEntry): void {
