@@ -16,6 +16,7 @@ import { BFS, bfs, diffTree, sh, tmpdir } from './helpers.js'
 import { Repo2, envelope2 } from '../src/repo/v2/repo2.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeManifestV2, encodeRunRecord } from '../src/format/v2/records.js'
+import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
 import { type DedupEntry, DedupProbe, DIGEST_BLOOM_BITS, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, findInPage, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
 
 const MB = 1_000_000
@@ -203,7 +204,7 @@ describe('hits are used only from committed generations of that revision', () =>
     put(path.join(src, 'x'), data)
     put(path.join(src, 'keep.txt'), 'keep\n')
     const g1 = await backup(repo, src)
-    expect(g1.stats.dedupIndexed).toBe(2)
+    expect(g1.stats.dedupIndexed).toBe(1) // x; keep.txt (5 bytes) is under a new repository's dedupMinBytes (1024)
     fs.renameSync(path.join(src, 'x'), path.join(src, 'y'))
     return { src, repo }
   }
@@ -385,5 +386,110 @@ describe('within one backup', () => {
     expect(g.id).toBe(2)
     expect(fs.readdirSync(path.join(repo, 'index'))).toEqual(['dedup-00000002-0000'])
     expect(Repo2.open(repo).runs().find((r) => r.run === 1)?.state).toBe('aborted')
+  })
+})
+
+describe('which files are indexed: dedupMinBytes (§2.7, §2.17)', () => {
+  // two copies of a 500-byte file and two of a 2,000-byte file, all new in one backup
+  const s500 = randomBytes(500)
+  const l2000 = randomBytes(2000)
+  let src: string
+  /** The config's JSON as stored (the envelope's payload: after its 64-byte header). */
+  const rawConfig = (repo: string, f = 'config'): { defaults: Record<string, unknown> } => JSON.parse(fs.readFileSync(path.join(repo, f)).subarray(64).toString())
+  /** The sizes of the entries run `run` indexed. */
+  const indexedSizes = (repo: string, run: number): number[] => {
+    const r = Repo2.open(repo)
+    return dedupKeysOf(r, run).flatMap((k) => readDedupObject(r, k)).map((e) => e.sizeBytes).sort((a, b) => a - b)
+  }
+
+  beforeAll(() => {
+    src = path.join(work, 'min-src')
+    put(path.join(src, 'a/s1'), s500)
+    put(path.join(src, 'b/s2'), s500)
+    put(path.join(src, 'a/l1'), l2000)
+    put(path.join(src, 'b/l2'), l2000)
+  })
+
+  it('a new repository has dedupMinBytes 1024: of the two pairs only the 2,000-byte one is indexed and deduplicated', async () => {
+    const repo = await init2(path.join(work, 'min-default-repo'))
+    expect(Repo2.open(repo).config.defaults.dedupMinBytes).toBe(1024)
+    for (const f of ['config', 'config-copy']) expect(rawConfig(repo, f).defaults.dedupMinBytes, f).toBe(1024)
+    const g1 = await backup(repo, src)
+    expect(g1.stats.dedupIndexed).toBe(1)
+    expect(g1.stats.dedupHits).toBe(1) // b/l2 took a/l1's map; b/s2 was stored again
+    expect(g1.stats.dedupBytes).toBe(2000)
+    expect(indexedSizes(repo, 1)).toEqual([2000])
+    // later copies: the 2,000-byte one is a hit, the 500-byte one is stored
+    put(path.join(src, 'c/s3'), s500)
+    put(path.join(src, 'c/l3'), l2000)
+    try {
+      const g2 = await backup(repo, src)
+      expect(g2.stats.dedupHits).toBe(1)
+      expect(g2.stats.dedupBytes).toBe(2000)
+      expect(g2.stats.dedupIndexed).toBe(0)
+      const out = path.join(work, 'min-default-out')
+      expect((await bfs(['restore', String(g2.id), out], { repo })).code).toBe(0)
+      expect(await diffTree(src, out)).toBe('')
+    } finally {
+      fs.rmSync(path.join(src, 'c'), { recursive: true })
+    }
+  })
+
+  it('the bound is inclusive: a 1,024-byte file is indexed, a 1,023-byte one is not', async () => {
+    const s = path.join(work, 'min-bound-src')
+    put(path.join(s, 'under'), randomBytes(1023))
+    put(path.join(s, 'at'), randomBytes(1024))
+    const repo = await init2(path.join(work, 'min-bound-repo'))
+    expect((await backup(repo, s)).stats.dedupIndexed).toBe(1)
+    expect(indexedSizes(repo, 1)).toEqual([1024])
+  })
+
+  it('init --dedup-min-bytes 1 indexes every non-empty file: both pairs are deduplicated', async () => {
+    const repo = path.join(work, 'min-one-repo')
+    const r = await bfs(['init', '--dedup-min-bytes', '1'], { repo })
+    expect(r.code, r.stderr).toBe(0)
+    expect(Repo2.open(repo).config.defaults.dedupMinBytes).toBe(1)
+    const g1 = await backup(repo, src)
+    expect(g1.stats.dedupIndexed).toBe(2)
+    expect(g1.stats.dedupHits).toBe(2)
+    expect(g1.stats.dedupBytes).toBe(2500)
+    expect(indexedSizes(repo, 1)).toEqual([500, 2000])
+    const out = path.join(work, 'min-one-out')
+    expect((await bfs(['restore', '1', out], { repo })).code).toBe(0)
+    expect(await diffTree(src, out)).toBe('')
+  })
+
+  it('a config without dedupMinBytes (an existing repository) reads as 1 and indexes small files as before', async () => {
+    const repo = await init2(path.join(work, 'min-absent-repo'))
+    for (const f of ['config', 'config-copy']) {
+      const json = rawConfig(repo, f)
+      delete json.defaults.dedupMinBytes
+      fs.writeFileSync(path.join(repo, f), envelope2('config', Buffer.from(JSON.stringify(json))))
+    }
+    expect(Repo2.open(repo).config.defaults.dedupMinBytes).toBe(1)
+    const g1 = await backup(repo, src)
+    expect(g1.stats.dedupIndexed).toBe(2)
+    expect(g1.stats.dedupHits).toBe(2)
+    expect(indexedSizes(repo, 1)).toEqual([500, 2000])
+    // the backup left the config as it was: no field written into it
+    expect(rawConfig(repo).defaults).not.toHaveProperty('dedupMinBytes')
+  })
+
+  it('a bad --dedup-min-bytes, or one where it means nothing, is a usage error (exit 2, one line) and makes nothing', async () => {
+    const repo = path.join(work, 'min-bad-repo')
+    for (const [args, msg] of [
+      [['--dedup-min-bytes', '-1'], /--dedup-min-bytes must be a whole number of bytes ≥ 0/],
+      [['--dedup-min-bytes', '1.5'], /--dedup-min-bytes must be a whole number of bytes ≥ 0/],
+      [['--dedup-min-bytes', '1k'], /--dedup-min-bytes must be a whole number of bytes ≥ 0/],
+      [['--dedup-min-bytes', ''], /--dedup-min-bytes must be a whole number of bytes ≥ 0/],
+      [['--dedup-min-bytes'], /argument missing/],
+      [['--dedup-min-bytes', '1', '--format', '1'], /--dedup-min-bytes needs format 2/],
+      [['--dedup-min-bytes', '1', '--encrypt', '--no-dedup'], /--dedup-min-bytes with --no-dedup/],
+    ] as const) {
+      const r = await bfs(['init', ...args], { repo })
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2)
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toEqual([expect.stringMatching(msg)])
+      expect(fs.existsSync(repo), args.join(' ')).toBe(false)
+    }
   })
 })

@@ -334,6 +334,24 @@ describe('the dedup index, sealed (§2.17)', () => {
     for (const needle of [NAME, 'small-copy']) expect(await inRepo(repo, needle), needle).toBe(false)
   })
 
+  it('init --encrypt makes dedupMinBytes 1024 (files under 1 KiB not indexed); --dedup-min-bytes 1 indexes them, under the MAC', async () => {
+    const tiny = path.join(work, 'dsrc-tiny')
+    const t = Buffer.from(`tiny ${NAME}\n`.repeat(30)).subarray(0, 500)
+    fs.mkdirSync(tiny)
+    for (const f of ['x', 'y']) fs.writeFileSync(path.join(tiny, f), t)
+    const configOf = (r: string): { defaults: { dedupMinBytes: number }; mac: string | null } => JSON.parse(fs.readFileSync(path.join(r, 'config')).subarray(64).toString())
+    for (const [args, min, hits] of [[[], 1024, 0], [['--dedup-min-bytes', '1'], 1, 1]] as const) {
+      const r = path.join(work, `repo-dedup-min-${min}`)
+      await ok(['init', '--encrypt', ...args], r)
+      expect(configOf(r).defaults.dedupMinBytes).toBe(min)
+      expect(configOf(r).mac).toEqual(expect.any(String))
+      const g = await backup(r, tiny)
+      expect(g.stats.dedupIndexed, `dedupMinBytes ${min}`).toBe(hits)
+      expect(g.stats.dedupHits, `dedupMinBytes ${min}`).toBe(hits)
+      expect((await run(['cat', 'latest:y'], r)).out.equals(t)).toBe(true)
+    }
+  })
+
   it('a flipped byte in a page is damage: verify exit 4, one FAIL line; a backup passes over it with one warning and stores the copy', async () => {
     const r = path.join(work, 'repo-dedup-flip')
     fs.cpSync(repo, r, { recursive: true })

@@ -79,7 +79,7 @@ import {
 } from '../src/format/v2/unit.js'
 import { decodeDict, encodeDict } from '../src/format/v2/dict.js'
 import { ENV_FLAG_ENCRYPTED, ENV_FLAG_ZSTD, decodeEnvelope2, encodeEnvelope2, hashOffset } from '../src/format/v2/envelope.js'
-import { type ConfigV2, DEFAULTS, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../src/format/v2/config.js'
+import { type ConfigV2, DEFAULTS, checkFeatures, decodeConfigV2, encodeConfigV2, newRepoDefaults } from '../src/format/v2/config.js'
 import { isFormat2, notYetOnFormat2 } from '../src/repo/v2/detect.js'
 import {
   type LeaseRecord,
@@ -900,6 +900,19 @@ describe('config v2 and features (§2.7)', () => {
     const d = decodeConfigV2(Buffer.from(JSON.stringify(sparse)), 'c')
     expect(d.defaults).toEqual({ ...DEFAULTS, level: 19 })
     expect(JSON.parse(encodeConfigV2(d).toString()).futureField).toEqual({ x: 1 })
+  })
+  it('dedupMinBytes: a config without it reads as 1 (what every repository did before); a new one gets 1024 unless told', () => {
+    const o = JSON.parse(encodeConfigV2({ ...CONFIG, defaults: { ...CONFIG.defaults, dedupMinBytes: 777 } }).toString())
+    expect(decodeConfigV2(Buffer.from(JSON.stringify(o)), 'c').defaults.dedupMinBytes).toBe(777)
+    delete o.defaults.dedupMinBytes
+    expect(decodeConfigV2(Buffer.from(JSON.stringify(o)), 'c').defaults.dedupMinBytes).toBe(1)
+    delete o.defaults
+    expect(decodeConfigV2(Buffer.from(JSON.stringify(o)), 'c').defaults.dedupMinBytes).toBe(1)
+    expect(newRepoDefaults()).toEqual({ ...DEFAULTS, dedupMinBytes: 1024 })
+    expect(newRepoDefaults({ dedupMinBytes: 1 }).dedupMinBytes).toBe(1)
+    expect(newRepoDefaults({ dedupMinBytes: 0 }).dedupMinBytes).toBe(0)
+    expect(newRepoDefaults().frameBlocks).not.toBe(DEFAULTS.frameBlocks) // a fresh object, not the frozen one
+    for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => newRepoDefaults({ dedupMinBytes: bad }), String(bad)).toThrow(RangeError)
   })
   it('an unknown incompat feature is refused by name; rocompat makes it read-only; compat is ignored', () => {
     const withF = (cls: 'incompat' | 'rocompat' | 'compat', name: string): ConfigV2 => decodeConfigV2(encodeConfigV2({ ...CONFIG, features: { ...CONFIG.features, [cls]: [...CONFIG.features[cls], name] } }), 'c')

@@ -8,7 +8,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { DEFAULTS, type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2 } from '../../format/v2/config.js'
+import { type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2, newRepoDefaults } from '../../format/v2/config.js'
 import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
 import { MANIFEST2_RE, RUN_RE, keys2, logicalName } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, encodeRunRecord, guardLock } from '../../format/v2/records.js'
@@ -122,10 +122,11 @@ export class Repo2 {
    * it, exit 5), then config-copy, then config (a directory without config is not a
    * repository yet). Features: `pieces` (incompat), and `v1-streams` (compat) because this
    * step's stream writer still writes format 1 unit files (§2.9 says a format 2 reader reads
-   * both; see native-notes/v2-backup.md).
+   * both; see native-notes/v2-backup.md). Defaults: newRepoDefaults (`dedupMinBytes` 1024
+   * unless given: `bfs init --dedup-min-bytes`).
    */
-  static init(dir: string): Repo2 {
-    return Repo2.create(dir, null)
+  static init(dir: string, o: { dedupMinBytes?: number } = {}): Repo2 {
+    return Repo2.create(dir, null, o.dedupMinBytes)
   }
 
   /**
@@ -134,13 +135,15 @@ export class Repo2 {
    * The key file is written before the config (a directory without config is not a
    * repository yet. `bfs init --encrypt` calls it.
    */
-  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number }; noDedup?: boolean }): Promise<Repo2> {
+  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number }; noDedup?: boolean; dedupMinBytes?: number }): Promise<Repo2> {
     const aead = o.aead ?? 'aes-256-gcm'
     const masterKey = newMasterKey()
-    return Repo2.create(dir, { aead, masterKey, noDedup: o.noDedup === true, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) })
+    return Repo2.create(dir, { aead, masterKey, noDedup: o.noDedup === true, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) }, o.dedupMinBytes)
   }
 
-  private static create<T extends Repo2 | Promise<Repo2>>(dir: string, enc: { aead: AeadName; masterKey: Buffer; noDedup: boolean; addFirstKey: (store: Store, repoId: string) => Promise<string> } | null): T {
+  private static create<T extends Repo2 | Promise<Repo2>>(dir: string, enc: { aead: AeadName; masterKey: Buffer; noDedup: boolean; addFirstKey: (store: Store, repoId: string) => Promise<string> } | null, dedupMinBytes: number | undefined): T {
+    // dedupMinBytes 1024 unless `init --dedup-min-bytes` (§2.7, §2.17: smaller files are not indexed); checked before anything is made
+    const defaults = newRepoDefaults({ dedupMinBytes })
     let abs: string
     let store: Store
     if (isS3Url(dir)) {
@@ -165,7 +168,7 @@ export class Repo2 {
       compression: 'zstd',
       // `init --encrypt --no-dedup`: the rocompat `no-dedup` (§2.7, §2.17): no content dedup, no index
       features: { incompat: enc ? ['pieces', 'encryption'] : ['pieces'], rocompat: enc?.noDedup ? ['no-dedup'] : [], compat: ['v1-streams'] },
-      defaults: { ...DEFAULTS, frameBlocks: { ...DEFAULTS.frameBlocks } },
+      defaults,
       encryption: enc ? { aead: enc.aead, keys: `${keys2.keys}/` } : null,
       mac: null,
       extra: {},
