@@ -18,6 +18,7 @@ import {
   LABELS,
   PassphraseError,
   SCRYPT_DEFAULTS,
+  SCRYPT_V1,
   canonicalJson,
   checkConfigMac,
   configMac,
@@ -65,6 +66,10 @@ const V = {
   wrapped: '4688690b6b7ba2049fd8726efd17a9d9957cd8cfdf66946c870056c68ece6ea4dd50ab333ce71e9a2769c2ff595ae093544635f4a1b6eed134ee7e3ff135238a84bec96a0c234ae6bba65221b92cb8cb',
   keyFileSha256: 'c7a394321604174739cacd68064c8ecce6ca3d67711d27170246f1744735844a',
   keyFileBytes: 447,
+  kekLanes: '0e6c3955c9e14e82a931370c87971c4c7d536f6c45421bf15e352960a4e5848a',
+  wrappedLanes: 'd6e1c88a2c410de781a505c4c31b7ab6b6bb841dd0ecf8aba0cc4862daf5e4a4d0d3d79d95fa9c3c662b3d3edd52bf19490141a053e313608c030ceb0924841c0b044f4e3f05d8c0dfcb879fa8483dac',
+  keyFileLanesSha256: '688affd76aa0909ffb9c6615402f35843b31facf78ef9d3709b74e5115ddde6c',
+  keyFileLanesBytes: 462,
   kEnc: '4b4c870763a9b2933d0ec6e5f1fc26d81d9331a6114f44e2ab6677f460b40d6f',
   kId: 'd136e30baac5e736d531c5b755e95a3a4765df669216bceaeaf6c1da9d6d4f27',
   kContent: '6b73258587c2934f3f56df5c73a770154b1709ee0c4b7a5ee4c8eef1e734937f',
@@ -135,13 +140,28 @@ const V = {
 describe('golden vectors (§2.24): the code against an independent implementation of the spec', () => {
   const keys = deriveRepoKeys(IN.masterKey, IN.repoId, 'aes-256-gcm')
 
-  it('scrypt KEK (N 2^17, r 8, p 1) and the wrapped master key in a key file, byte for byte', async () => {
+  const golden = { repoId: IN.repoId, masterKey: IN.masterKey, passphrase: IN.passphrase, aead: 'aes-256-gcm', keyId: IN.keyId, host: 'host1', user: 'root', label: 'golden', created: '2026-12-03T16:00:00.000Z', salt: IN.scryptSalt, nonce: IN.wrapNonce } as const
+
+  it("the writers' KDF, scrypt-lanes (2 lanes of N 2^16, r 8, p 1, joined by HKDF), and the wrapped master key in a key file, byte for byte", async () => {
+    expect(SCRYPT_DEFAULTS).toEqual({ N: 1 << 16, r: 8, p: 1, lanes: 2 })
     const kek = await deriveKek(IN.passphrase, IN.scryptSalt, SCRYPT_DEFAULTS)
+    expect(kek.toString('hex')).toBe(V.kekLanes)
+    const k = await makeKeyFile(golden)
+    expect(k.record.kdf).toBe('scrypt-lanes')
+    expect(k.record.wrapped.toString('hex')).toBe(V.wrappedLanes)
+    expect(k.file.length).toBe(V.keyFileLanesBytes)
+    expect(createHash('sha256').update(k.file).digest('hex')).toBe(V.keyFileLanesSha256)
+    expect(await unwrapKeyFile(readKeyFile(k.file, 'golden'), IN.repoId, IN.passphrase)).toEqual(IN.masterKey)
+    // the lanes are not interchangeable: another lane count, or a lane's salt, is another KEK
+    expect((await deriveKek(IN.passphrase, IN.scryptSalt, { ...SCRYPT_DEFAULTS, lanes: 3 })).toString('hex')).not.toBe(V.kekLanes)
+    expect((await deriveKek(IN.passphrase, IN.scryptSalt, { N: 1 << 16, r: 8, p: 2 })).toString('hex')).not.toBe(V.kekLanes)
+  })
+
+  it('key files of the first writers (kdf scrypt, N 2^17, r 8, p 1) still open, byte for byte', async () => {
+    const kek = await deriveKek(IN.passphrase, IN.scryptSalt, SCRYPT_V1)
     expect(kek.toString('hex')).toBe(V.kek)
-    const k = await makeKeyFile({
-      repoId: IN.repoId, masterKey: IN.masterKey, passphrase: IN.passphrase, aead: 'aes-256-gcm', keyId: IN.keyId,
-      host: 'host1', user: 'root', label: 'golden', created: '2026-12-03T16:00:00.000Z', salt: IN.scryptSalt, nonce: IN.wrapNonce,
-    })
+    const k = await makeKeyFile({ ...golden, scrypt: SCRYPT_V1 })
+    expect(k.record.kdf).toBe('scrypt')
     expect(k.record.wrapped.toString('hex')).toBe(V.wrapped)
     expect(k.file.length).toBe(V.keyFileBytes)
     expect(createHash('sha256').update(k.file).digest('hex')).toBe(V.keyFileSha256)
@@ -168,6 +188,9 @@ describe('golden vectors (§2.24): the code against an independent implementatio
     await expect(scryptAsync(Buffer.from('x'), Buffer.from('y'), 1000, 8, 1, 32)).rejects.toThrow(/EINVAL/)
     expect(() => scryptAsync(Buffer.from('x'), Buffer.from('y'), 1, 8, 1, 32)).toThrow(RangeError) // (the arguments are checked at the call)
     await expect(deriveKek('x', IN.scryptSalt, { N: 1 << 22, r: 8, p: 1 })).rejects.toThrow(/would need/)
+    // every lane at once counts: 8 lanes of 2^17 × r 8 (128 MiB) is 1 GiB, one more doubling is refused
+    await expect(deriveKek('x', IN.scryptSalt, { N: 1 << 18, r: 8, p: 1, lanes: 8 })).rejects.toThrow(/would need/)
+    for (const lanes of [0, 1, 9, 2.5]) await expect(deriveKek('x', IN.scryptSalt, { N: 1 << 10, r: 8, p: 1, lanes })).rejects.toThrow(/lanes/)
   })
 
   it('HKDF-SHA256 repository keys, the block-hash seed and per-object keys', () => {
@@ -459,7 +482,7 @@ describe('seal / open', () => {
 // ---- key files ----
 
 describe('key files (§2.21)', () => {
-  const FAST = { N: 1 << 10, r: 8, p: 1 } // the format's smallest N: the tests' scrypt in milliseconds
+  const FAST = { N: 1 << 10, r: 8, p: 1, lanes: 2 } // the format's smallest N, in two lanes as writers do: the tests' scrypt in milliseconds
   const make = (o: { passphrase?: string; repoId?: string; aead?: 'aes-256-gcm' | 'chacha20-poly1305' } = {}) =>
     makeKeyFile({ repoId: o.repoId ?? IN.repoId, masterKey: IN.masterKey, passphrase: o.passphrase ?? 'pw', aead: o.aead ?? 'aes-256-gcm', host: 'h', user: 'u', label: '', scrypt: FAST })
 
@@ -475,6 +498,8 @@ describe('key files (§2.21)', () => {
       expect(await unwrapKeyFile({ ...rec, keyId: 'ffffffffffffffff' }, IN.repoId, 'pw')).toBeNull()
       // the parameters, salt and nonce are bound through the KEK and the nonce
       expect(await unwrapKeyFile({ ...rec, N: 1 << 11 }, IN.repoId, 'pw')).toBeNull()
+      expect(await unwrapKeyFile({ ...rec, lanes: 3 }, IN.repoId, 'pw')).toBeNull()
+      expect(await unwrapKeyFile({ ...rec, kdf: 'scrypt', lanes: undefined }, IN.repoId, 'pw')).toBeNull()
       expect(await unwrapKeyFile({ ...rec, salt: range(1, 33) }, IN.repoId, 'pw')).toBeNull()
       expect(await unwrapKeyFile({ ...rec, nonce: range(1, 13) }, IN.repoId, 'pw')).toBeNull()
       const w = Buffer.from(rec.wrapped)
@@ -499,6 +524,7 @@ describe('key files (§2.21)', () => {
     const rec = k.record
     const bads: Array<Partial<Record<keyof KeyFile, unknown>>> = [
       { N: 1000 }, { N: 1 << 9 }, { N: 1 << 21 }, { r: 0 }, { p: 17 }, { kdf: 'argon2id' }, { aead: 'aes-128-gcm' },
+      { lanes: 1 }, { lanes: 9 }, { lanes: undefined }, { kdf: 'scrypt' }, { lanes: 2.5 },
       { keyId: 'ABC' }, { format: 1 }, { created: 'yesterday' }, { label: 'x'.repeat(257) },
     ]
     for (const b of bads) {
@@ -530,10 +556,11 @@ describe('key management on a store (src/repo/v2/keys.ts)', () => {
     const store = DiskStore.create(path.join(work, 'r1'))
     await expect(unlock(store, IN.repoId, 'pw')).rejects.toThrow(/holds no key file/)
     const a = await addKey(store, IN.repoId, 'aes-256-gcm', IN.masterKey, 'first', meta, FAST)
-    const b = await addKey(store, IN.repoId, 'aes-256-gcm', IN.masterKey, 'second', { ...meta, label: 'desk' }, FAST)
+    // one key file of each KDF (a repository made before 2026-12-05 gets scrypt-lanes keys beside its scrypt one)
+    const b = await addKey(store, IN.repoId, 'aes-256-gcm', IN.masterKey, 'second', { ...meta, label: 'desk' }, { ...FAST, lanes: 2 })
     expect(fs.readdirSync(path.join(work, 'r1', 'keys')).sort()).toEqual([a, b].sort())
     const list = await listKeys(store)
-    expect(list.map((k) => ('record' in k ? [k.keyId, k.record.label, k.record.N] : k.problem)).sort()).toEqual([[a, 'laptop', 1024], [b, 'desk', 1024]].sort())
+    expect(list.map((k) => ('record' in k ? [k.keyId, k.record.label, k.record.N, k.record.kdf, k.record.lanes ?? 1] : k.problem)).sort()).toEqual([[a, 'laptop', 1024, 'scrypt', 1], [b, 'desk', 1024, 'scrypt-lanes', 2]].sort())
     expect(await unlock(store, IN.repoId, 'first')).toEqual({ masterKey: IN.masterKey, keyId: a })
     expect(await unlock(store, IN.repoId, 'second')).toEqual({ masterKey: IN.masterKey, keyId: b })
     const wrong = await unlock(store, IN.repoId, 'third').catch((e: unknown) => e)

@@ -282,7 +282,7 @@ describe('passphrases', () => {
     expect(i.code, i.stderr).toBe(0)
     const kf = fs.readdirSync(path.join(r, 'keys'))
     expect(kf).toHaveLength(1)
-    expect(fs.readFileSync(path.join(r, 'keys', kf[0]!), 'utf8')).toMatch(/"N":\s*131072/)
+    expect(fs.readFileSync(path.join(r, 'keys', kf[0]!), 'utf8')).toMatch(/"kdf":"scrypt-lanes","N":65536,"r":8,"p":1,"lanes":2,/)
     const b = await bfs(['backup', src], { repo: r, env: user })
     expect(b.code, b.stderr).toBe(0)
     const c = await bfs(['cat', `latest:dir-${NAME}/${NAME}.txt`], { repo: r, env: user })

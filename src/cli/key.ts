@@ -14,6 +14,7 @@ import { Repo2 } from '../repo/v2/repo2.js'
 import type { Ctx } from './context.js'
 import { printJson } from './json.js'
 import { readPassphrase } from './passphrase.js'
+import { type KdfParams, SCRYPT_DEFAULTS } from '../crypto/keys.js'
 
 const warn = (m: string): void => void process.stderr.write(`bfs: warning: ${m}\n`)
 
@@ -45,7 +46,7 @@ export function registerKey(program: Command, ctx: Ctx): void {
     .action(async (o: { json?: boolean }) => {
       const repo = openEncrypted(ctx)
       const keys = await listKeys(repo.store)
-      if (o.json) return printJson(keys.map((k) => ('record' in k ? { keyId: k.keyId, created: k.record.created, host: k.record.host, user: k.record.user, label: k.record.label, aead: k.record.aead, kdf: { name: k.record.kdf, N: k.record.N, r: k.record.r, p: k.record.p } } : { keyId: k.keyId, problem: k.problem })))
+      if (o.json) return printJson(keys.map((k) => ('record' in k ? { keyId: k.keyId, created: k.record.created, host: k.record.host, user: k.record.user, label: k.record.label, aead: k.record.aead, kdf: { name: k.record.kdf, N: k.record.N, r: k.record.r, p: k.record.p, ...(k.record.lanes === undefined ? {} : { lanes: k.record.lanes }) } } : { keyId: k.keyId, problem: k.problem })))
       process.stdout.write(`${'KEY'.padEnd(16)}  ${'CREATED'.padEnd(20)}  HOST  USER  LABEL\n`)
       for (const k of keys) {
         if ('problem' in k) process.stdout.write(`${k.keyId.padEnd(16)}  damaged: ${k.problem}\n`)
@@ -94,8 +95,8 @@ export function registerKey(program: Command, ctx: Ctx): void {
     })
 }
 
-/** Tests only (NODE_ENV=test): BFS_TEST_SCRYPT_N makes key files cheap to open (scrypt N; r 8, p 1). */
-export function testScrypt(): { N: number; r: number; p: number } | undefined {
+/** Tests only (NODE_ENV=test): BFS_TEST_SCRYPT_N makes key files cheap to open (scrypt N of each of the writers' two lanes; r 8, p 1). */
+export function testScrypt(): KdfParams | undefined {
   const n = process.env.NODE_ENV === 'test' ? Number(process.env.BFS_TEST_SCRYPT_N) : NaN
-  return Number.isSafeInteger(n) && n > 0 ? { N: n, r: 8, p: 1 } : undefined
+  return Number.isSafeInteger(n) && n > 0 ? { ...SCRYPT_DEFAULTS, N: n } : undefined
 }

@@ -12,7 +12,7 @@
 import { FormatError } from '../../format/errors.js'
 import type { AeadName, KeyFile } from '../../format/v2/keyfile.js'
 import { keys2 } from '../../format/v2/layout.js'
-import { PassphraseError, makeKeyFile, readKeyFile, unwrapKeyFile } from '../../crypto/keys.js'
+import { type KdfParams, PassphraseError, makeKeyFile, readKeyFile, unwrapKeyFile } from '../../crypto/keys.js'
 import { StoreError, type Store } from '../../store/store.js'
 import { BfsError } from '../errors.js'
 
@@ -66,7 +66,7 @@ export interface KeyMeta {
  * Adds a key file wrapping `masterKey` under `passphrase` (a new keyId; created exclusively,
  * so it never replaces another). Returns its keyId. Caller holds the maintenance lock.
  */
-export async function addKey(store: Store, repoId: string, aead: AeadName, masterKey: Buffer, passphrase: string | Buffer, meta: KeyMeta, scrypt?: { N: number; r: number; p: number }): Promise<string> {
+export async function addKey(store: Store, repoId: string, aead: AeadName, masterKey: Buffer, passphrase: string | Buffer, meta: KeyMeta, scrypt?: KdfParams): Promise<string> {
   for (;;) {
     const k = await makeKeyFile({ repoId, masterKey, passphrase, aead, ...meta, scrypt })
     try {

@@ -20,7 +20,7 @@ import { StoreError, syncOf, type Store, type SyncStore } from '../../store/stor
 import { BfsError } from '../errors.js'
 import { checkNewRepoDir, parseGenRef } from '../repository.js'
 import { testStore2 } from '../test-hooks.js'
-import { type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey, objectKey } from '../../crypto/keys.js'
+import { type KdfParams, type NamedKind, type RepoKeys, SCRYPT_DEFAULTS, checkConfigMac, configMac, deriveRepoKeys, nameId, newMasterKey, objectKey } from '../../crypto/keys.js'
 import { NONCE_TAG, newSalt, open as aeadOpen, seal as aeadSeal } from '../../crypto/aead.js'
 import { openEnvelope, openHashes, sealEnvelope, sealHashes } from '../../crypto/envelope.js'
 import type { AeadName } from '../../format/v2/keyfile.js'
@@ -135,7 +135,7 @@ export class Repo2 {
    * The key file is written before the config (a directory without config is not a
    * repository yet. `bfs init --encrypt` calls it.
    */
-  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: { N: number; r: number; p: number }; noDedup?: boolean; dedupMinBytes?: number }): Promise<Repo2> {
+  static async initEncrypted(dir: string, o: { passphrase: string | Buffer; aead?: AeadName; label?: string; scrypt?: KdfParams; noDedup?: boolean; dedupMinBytes?: number }): Promise<Repo2> {
     const aead = o.aead ?? 'aes-256-gcm'
     const masterKey = newMasterKey()
     return Repo2.create(dir, { aead, masterKey, noDedup: o.noDedup === true, addFirstKey: (store, repoId) => addKey(store, repoId, aead, masterKey, o.passphrase, { host: os.hostname(), user: os.userInfo().username, label: o.label ?? '' }, o.scrypt ?? SCRYPT_DEFAULTS) }, o.dedupMinBytes)
