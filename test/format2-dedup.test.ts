@@ -17,7 +17,7 @@ import { Repo2, envelope2 } from '../src/repo/v2/repo2.js'
 import { keys2 } from '../src/format/v2/layout.js'
 import { encodeManifestV2, encodeRunRecord } from '../src/format/v2/records.js'
 import { dedupKeysOf, readDedupObject } from '../src/repo/v2/dedup.js'
-import { type DedupEntry, DedupProbe, DIGEST_BLOOM_BITS, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, findInPage, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
+import { type DedupEntry, DedupBatch, DedupProbe, DIGEST_BLOOM_BITS, decodeDedupDirectory, decodeDedupPage, decodeDedupTrailer, encodeDedupObject, findInPage, mayHaveDigest, mayHaveSize, pagesOf } from '../src/format/v2/dedup.js'
 
 const MB = 1_000_000
 let work: string
@@ -350,6 +350,22 @@ describe('the object encoding', () => {
     expect(agree).toBeGreaterThan(1000) // both answers were met
     expect(() => decodeDedupDirectory(obj.subarray(0, 64), obj.subarray(t.D, t.D + t.dirLen), t, 7, 4, 'obj')).toThrow(/header says run 7 seq 3/)
   })
+
+  it('a batch cleared after its object encodes the next as a fresh batch does; the parts are the object', () => {
+    const entry = (i: number): DedupEntry => ({ digest: randomBytes(32), sizeBytes: 100 + i, gen: 7, rev: 1, dataBlocks: 1, map: { kind: 'inline', extents: [{ fileBlock: 0, count: 1, stream: 7, streamBlock: i }] } })
+    const first = Array.from({ length: 3000 }, (_, i) => entry(i))
+    const second = Array.from({ length: 500 }, (_, i) => entry(i))
+    const b = new DedupBatch()
+    for (const e of first) b.add(e)
+    expect(Buffer.concat(b.encodeParts(7, 0))).toEqual(encodeDedupObject(7, 0, first))
+    b.clear()
+    expect(b.count).toBe(0)
+    expect(b.find(first[0]!.digest)).toBeNull()
+    expect(b.sizes.size).toBe(0)
+    for (const e of second) b.add(e)
+    expect(b.find(second[499]!.digest)?.sizeBytes).toBe(599)
+    expect(b.encode(7, 1)).toEqual(encodeDedupObject(7, 1, second))
+  })
 })
 
 describe('within one backup', () => {
@@ -370,6 +386,33 @@ describe('within one backup', () => {
     expect((await bfs(['restore', '1', out], { repo })).code).toBe(0)
     expect(await diffTree(src, out)).toBe('')
     expect((await bfs(['verify'], { repo })).code).toBe(0)
+  })
+
+  it('lookups that read more index pages than are cached find every copy (pages are read into reused buffers)', async () => {
+    // 30,000 files of 1,100-1,399 bytes: one index object of ~25 pages of 64 KiB; then copies
+    // of 300 of them, spread over every page, as new files of another source
+    const src = path.join(work, 'pages-src')
+    const copies = path.join(work, 'pages-copies')
+    const repo = await init2(path.join(work, 'pages-repo'))
+    const files: string[] = []
+    for (let d = 0; d < 30; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`), { recursive: true })
+      for (let i = 0; i < 1000; i++) {
+        const f = path.join(src, `d${d}`, `f${i}`)
+        fs.writeFileSync(f, randomBytes(1100 + ((d * 1000 + i) % 300)))
+        files.push(f)
+      }
+    }
+    const g1 = await backup(repo, src)
+    expect(g1.stats.dedupIndexed).toBe(30_000)
+    for (let k = 0; k < 300; k++) put(path.join(copies, `c${k}`), fs.readFileSync(files[(k * 7919) % files.length]!))
+    const g2 = await backup(repo, copies)
+    expect(g2.stats.dedupHits).toBe(300)
+    expect(g2.stats.dedupPagesRead).toBeGreaterThan(16)
+    expect(g2.stream).toBeNull()
+    const out = path.join(work, 'pages-out')
+    expect((await bfs(['restore', '--source', copies, 'latest', out], { repo })).code).toBe(0)
+    expect(await diffTree(copies, out)).toBe('')
   })
 
   it('recovery deletes the index objects of a dead run', async () => {

@@ -7,6 +7,7 @@
  * and a trailing byte, a decoder either throws a FormatError or returns a value that encodes
  * back to exactly those bytes (it accepts only canonical encodings, never crashes otherwise).
  */
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -78,7 +79,7 @@ import {
   encodeUnitTrailer,
 } from '../src/format/v2/unit.js'
 import { decodeDict, encodeDict } from '../src/format/v2/dict.js'
-import { ENV_FLAG_ENCRYPTED, ENV_FLAG_ZSTD, decodeEnvelope2, encodeEnvelope2, hashOffset } from '../src/format/v2/envelope.js'
+import { ENV_FLAG_ENCRYPTED, ENV_FLAG_ZSTD, decodeEnvelope2, encodeEnvelope2, encodeEnvelope2Parts, hashOffset } from '../src/format/v2/envelope.js'
 import { type ConfigV2, DEFAULTS, checkFeatures, decodeConfigV2, encodeConfigV2, newRepoDefaults } from '../src/format/v2/config.js'
 import { isFormat2, notYetOnFormat2 } from '../src/repo/v2/detect.js'
 import {
@@ -872,6 +873,16 @@ describe('envelope v2 (§2.6)', () => {
     }
     for (let n = 0; n < b.length; n++) expect(() => decodeEnvelope2('lease', b.subarray(0, n), 'l')).toThrow(FormatError)
     expect(code(() => decodeEnvelope2('lease', Buffer.concat([b, Buffer.from([0])]), 'l'))).toBe('TRAILING_BYTES')
+  })
+  it('as parts (a run\'s hashes written without a copy): the header, then the stored bytes themselves; the same file', () => {
+    const a = randomBytes(4000)
+    const b = randomBytes(96)
+    const parts = encodeEnvelope2Parts('hashes', 0, 4096, [a, b])
+    expect(parts.length).toBe(3)
+    expect(parts[1]).toBe(a) // not a copy
+    expect(Buffer.concat(parts)).toEqual(encodeEnvelope2('hashes', 0, 4096, Buffer.concat([a, b])))
+    expect(decodeEnvelope2('hashes', Buffer.concat(parts), 'h').stored).toEqual(Buffer.concat([a, b]))
+    expect(() => encodeEnvelope2Parts('hashes', 0, 4095, [a, b])).toThrow(RangeError)
   })
 })
 

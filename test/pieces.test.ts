@@ -789,6 +789,77 @@ describe('pack writes', () => {
   })
 })
 
+describe('pack writes appended as they grow', () => {
+  // incompressible pieces of ~100 KiB
+  const piece = (): Buffer => {
+    const b = randomBytes(100_000)
+    return encodeDir([{ ...fileEntry('x', 1), xattrs: [[Buffer.from('user.x'), b.subarray(0, 65536)], [Buffer.from('user.y'), b.subarray(65536)]] }])
+  }
+
+  it('a store with appendStaged gets the open pack in runs of ≥ 1 MiB at settle(); the files are those a whole write gives', async () => {
+    const dir = newDir('bfs-pieces-append-')
+    const disk = DiskStore.create(dir)
+    const appends: number[] = []
+    const spy = Object.assign(Object.create(disk) as DiskStore, {
+      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[]) => {
+        appends.push(data.reduce((n, b) => n + b.length, 0))
+        return disk.appendStaged(st, data)
+      },
+    })
+    const mem = new MemStore()
+    const a = new PackWriter(spy, { run: 5, packBytes: 4 << 20 })
+    const b = new PackWriter(mem, { run: 5, packBytes: 4 << 20 })
+    const payloads = Array.from({ length: 60 }, piece)
+    const refs: PieceRef[] = []
+    for (const [i, p] of payloads.entries()) {
+      refs.push(a.add(p))
+      b.add(p)
+      await a.settle()
+      await b.settle()
+      if (i === 20) {
+        // pack 0 is not written yet, but most of it is on disk, under its temporary name
+        expect(await disk.list(keys2.genDir(5))).toEqual([])
+        const tmp = fs.readdirSync(path.join(dir, keys2.genDir(5)))
+        expect(tmp).toHaveLength(1)
+        expect(fs.statSync(path.join(dir, keys2.genDir(5), tmp[0]!)).size).toBeGreaterThan(1 << 20)
+      }
+    }
+    const sa = await a.finish()
+    const sb = await b.finish()
+    expect(sa).toEqual(sb)
+    expect(sa.packs).toBe(2)
+    // each append (but a pack's last, with its table and trailer) ≥ 1 MiB, and ~1 MiB: the writer held no more
+    expect(appends.length).toBeGreaterThanOrEqual(6) // pack 0: 3 of 11 pieces, then the rest; pack 1: one, then the rest
+    expect(Math.max(...appends)).toBeLessThan((1 << 20) + 2 * 100_100)
+    for (const k of await mem.list(keys2.genDir(5))) expect((await disk.get(k)).equals(await mem.get(k))).toBe(true)
+    expect(fs.readdirSync(path.join(dir, keys2.genDir(5))).sort()).toEqual([keys2.pack(5, 0), keys2.pack(5, 1)].map((k) => path.basename(k)))
+    for (const r of [refs[0]!, refs[35]!, refs[59]!]) expect((await new PieceReader(disk).piece(r)).kind).toBe(PieceKind.Dir)
+  })
+
+  it('an append that fails fails the run with its error, the writer stays failed, and no temporary file is left', async () => {
+    const dir = newDir('bfs-pieces-append-fail-')
+    const disk = DiskStore.create(dir)
+    let calls = 0
+    const failing = Object.assign(Object.create(disk) as DiskStore, {
+      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[]) => {
+        if (++calls === 3) throw new StoreError('ENOSPC', keys2.pack(6, 0), 'injected: disk full')
+        return disk.appendStaged(st, data)
+      },
+    })
+    const p = new PackWriter(failing, { run: 6 })
+    const err = await (async () => {
+      for (let i = 0; i < 40; i++) {
+        p.add(piece())
+        await p.settle()
+      }
+      await p.finish()
+    })().then(() => null, (e: unknown) => e)
+    expect((err as StoreError).code).toBe('ENOSPC')
+    expect(() => p.add(piece())).toThrow(StoreError)
+    expect(fs.readdirSync(path.join(dir, keys2.genDir(6)))).toEqual([])
+  })
+})
+
 describe('memory', () => {
   it('writing a 200k-entry tree keeps the heap bounded (the walk holds its open path, not the tree)', async () => {
     const store = DiskStore.create(newDir('bfs-pieces-mem-'))

@@ -132,9 +132,41 @@ describe('disk store specifics', () => {
       const e3 = await storeError(s.writeStaged(st, [Buffer.alloc(2 << 20, 1)]))
       expect(e3.code).toBe('ENOSPC')
       expect(fs.readdirSync(mnt)).toEqual([])
+      // appended: the first append fits, the second does not
+      const ap = await s.stage('appended')
+      expect(await s.appendStaged(ap, [Buffer.alloc(256 << 10, 1)])).toBe(256 << 10)
+      const e4 = await storeError(s.appendStaged(ap, [Buffer.alloc(2 << 20, 1)]))
+      expect(e4.code).toBe('ENOSPC')
+      expect(e4.message).toContain(s.where('appended'))
+      expect(fs.readdirSync(mnt)).toEqual([])
     } finally {
       await sh(`umount '${mnt}'`)
     }
+  })
+
+  it('appendStaged: a staged blob written in several appends is invisible until committed, then holds them in order; abort leaves nothing', async () => {
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
+    const st = await s.stage('gens/00000001/pack-00000000')
+    expect(await s.appendStaged(st, [Buffer.from('head'), Buffer.from('-a')])).toBe(6)
+    expect(await s.appendStaged(st, [])).toBe(0)
+    expect(await s.appendStaged(st, [Buffer.from('-b')])).toBe(2)
+    expect(await s.has('gens/00000001/pack-00000000')).toBe(false)
+    expect(await s.list('gens/00000001')).toEqual([])
+    await s.commitStaged(st)
+    expect((await s.get('gens/00000001/pack-00000000')).toString()).toBe('head-a-b')
+    const ab = await s.stage('gens/00000001/pack-00000001')
+    await s.appendStaged(ab, [Buffer.from('x')])
+    await s.abortStaged(ab)
+    expect(fs.readdirSync(path.join(s.where(''), 'gens/00000001'))).toEqual(['pack-00000000'])
+    // a tiered store appends through its disk store
+    const t = new TieredStore({ hot: s, cacheDir: path.join(diskDir(), 'cache') })
+    const ts = await t.stage('gens/00000001/pack-00000002')
+    expect(await t.appendStaged!(ts, [Buffer.from('tiered')])).toBe(6)
+    await t.commitStaged(ts)
+    expect((await s.get('gens/00000001/pack-00000002')).toString()).toBe('tiered')
+    // stores without it: the pack writer holds the pack and writes it once (writeStaged)
+    expect(new MemStore().appendStaged).toBeUndefined()
+    expect(new FaultyStore(s, { seed: 1, rules: [] }).appendStaged).toBeUndefined()
   })
 
   it('writes temporary names <key>.tmp-<host>-<pid>-<hex>, and sweep() reads the older <pid>-<hex> form too', async () => {

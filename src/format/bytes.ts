@@ -21,6 +21,10 @@ export class ByteWriter {
   get length(): number {
     return this.pos
   }
+  /** Starts again at byte 0, keeping the buffer (what finish() returned before is overwritten by the next writes). */
+  reset(): void {
+    this.pos = 0
+  }
   /** The buffer written into, as it is now (valid until the next write; bytes from `length` on are not written). */
   get raw(): Buffer {
     return this.buf

@@ -229,6 +229,11 @@ export class DiskStore implements Store {
     return this.writeTemp(tmp, key, data, false)
   }
 
+  async appendStaged(s: Staged, data: readonly Uint8Array[]): Promise<number> {
+    const { key, tmp } = this.staged(s)
+    return this.writeTemp(tmp, key, data, false, true)
+  }
+
   async commitStaged(s: Staged, opts: { syncListing?: boolean } = {}): Promise<void> {
     const { key, tmp } = this.staged(s)
     const f = this.file(key)
@@ -337,13 +342,15 @@ export class DiskStore implements Store {
   }
 
   /** Writes `parts` to the new file `tmp` (making its directory if needed), fsynced if `sync`; removes it on failure. */
-  private async writeTemp(tmp: string, key: string, parts: readonly Uint8Array[], sync: boolean): Promise<number> {
+  /** Writes `parts` to a new temporary file (`append`: at the end of it, created if need be: appendStaged). */
+  private async writeTemp(tmp: string, key: string, parts: readonly Uint8Array[], sync: boolean, append = false): Promise<number> {
     let fh: fs.promises.FileHandle
+    const flags = append ? 'a' : 'wx'
     try {
-      fh = await fs.promises.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+      fh = await fs.promises.open(tmp, flags, 0o644).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err
         await fs.promises.mkdir(path.dirname(tmp), { recursive: true })
-        return fs.promises.open(tmp, 'wx', 0o644)
+        return fs.promises.open(tmp, flags, 0o644)
       })
     } catch (err) {
       throw fail(err, key, this.where(key), 'write')

@@ -116,6 +116,13 @@ export interface Store {
   stage(key: string): Promise<Staged>
   /** Writes the staged blob's bytes (once per token); returns the byte count. */
   writeStaged(s: Staged, data: readonly Uint8Array[]): Promise<number>
+  /**
+   * Optional: appends bytes to the staged blob (the first call creates it); returns the byte
+   * count. For a writer that writes a big blob as it makes it instead of holding it whole (a
+   * format 2 pack: PackWriter). A token is written either by appends or by one writeStaged.
+   * Absent: the writer holds the blob and calls writeStaged.
+   */
+  appendStaged?(s: Staged, data: readonly Uint8Array[]): Promise<number>
   /** Makes a written staged blob durable and visible under its key; EEXIST if the key exists. */
   commitStaged(s: Staged, opts?: { syncListing?: boolean }): Promise<void>
   abortStaged(s: Staged): Promise<void>

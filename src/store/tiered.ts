@@ -171,7 +171,12 @@ export class TieredStore implements Store {
       this.cacheOnly = BufferCache.open(o.cacheDir)
     }
     this.sync = this.hot.sync ? new TieredSync(this, this.hot.sync) : null
+    const hot = this.hot
+    if (hot.appendStaged) this.appendStaged = (s, data) => hot.appendStaged!(s, data)
   }
+
+  /** The hot store's, when it has one (staged writes go there). */
+  readonly appendStaged?: (s: Staged, data: readonly Uint8Array[]) => Promise<number>
 
   private get cache(): BufferCache {
     return this.cold ? this.cold.cache : this.cacheOnly!

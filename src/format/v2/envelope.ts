@@ -50,18 +50,31 @@ export interface Envelope2 {
  * SHA-256. Encrypted (`salt` given, flag set): the salt, and the payload is the AEAD output.
  */
 export function encodeEnvelope2(kind: Envelope2Kind, flags: number, rawBytes: number, stored: Buffer, salt: Buffer | null = null): Buffer {
+  return Buffer.concat(encodeEnvelope2Parts(kind, flags, rawBytes, [stored], salt))
+}
+
+/**
+ * encodeEnvelope2 as the file's parts, [header, ...stored], the stored bytes not copied: a big
+ * payload (a run's hashes, 8 B per stored block) is written without a second copy of it.
+ */
+export function encodeEnvelope2Parts(kind: Envelope2Kind, flags: number, rawBytes: number, stored: readonly Buffer[], salt: Buffer | null = null): Buffer[] {
+  const storedBytes = stored.reduce((n, b) => n + b.length, 0)
   if (flags & ~(ENV_FLAG_ZSTD | ENV_FLAG_ENCRYPTED)) throw new RangeError(`envelope flags 0x${flags.toString(16)}`)
   if (!!(flags & ENV_FLAG_ENCRYPTED) !== !!salt || (salt && (salt.length !== 32 || salt.every((b) => b === 0)))) throw new RangeError('an encrypted envelope has a 32-byte salt (not all zeros), a plain one none')
-  if (!(flags & (ENV_FLAG_ZSTD | ENV_FLAG_ENCRYPTED)) && rawBytes !== stored.length) throw new RangeError('a plain, uncompressed payload has equal raw and stored lengths')
+  if (!(flags & (ENV_FLAG_ZSTD | ENV_FLAG_ENCRYPTED)) && rawBytes !== storedBytes) throw new RangeError('a plain, uncompressed payload has equal raw and stored lengths')
   const head = Buffer.alloc(ENVELOPE_BYTES)
   head.write(MAGIC2[kind], 0, 'latin1')
   head.writeUInt16LE(ENVELOPE_V2, 8)
   head.writeUInt16LE(flags, 10)
   head.writeBigUInt64LE(BigInt(rawBytes), 16)
-  head.writeBigUInt64LE(BigInt(stored.length), 24)
+  head.writeBigUInt64LE(BigInt(storedBytes), 24)
   if (salt) salt.copy(head, 32)
-  else createHash('sha256').update(stored).digest().copy(head, 32)
-  return Buffer.concat([head, stored])
+  else {
+    const h = createHash('sha256')
+    for (const b of stored) h.update(b)
+    h.digest().copy(head, 32)
+  }
+  return [head, ...stored]
 }
 
 /**

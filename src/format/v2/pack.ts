@@ -157,13 +157,17 @@ export function decodePackTable(table: Buffer, trailer: PackTrailer, encrypted: 
 }
 
 /**
- * Assembles one pack in memory: `add` appends a stored piece (compressed, and encrypted in
- * encrypted repositories — by the caller) and returns its PieceRef; `finish` returns the
- * file's bytes. Pure bookkeeping: it compresses, hashes and encrypts nothing itself, except
- * the table checksum of an unencrypted pack.
+ * Assembles one pack: `add` appends a stored piece (compressed, and encrypted in encrypted
+ * repositories — by the caller) and returns its PieceRef; `finish` returns the file's bytes.
+ * A writer that writes the file as it grows takes the bytes so far with `drain` (they are
+ * then no longer held here), and the rest with `finishParts`. Pure bookkeeping: it
+ * compresses, hashes and encrypts nothing itself, except the table checksum of an
+ * unencrypted pack.
  */
 export class PackBuilder {
-  private readonly parts: Buffer[] = []
+  /** The file's bytes not yet drained, in order (the header first until the first drain). */
+  private parts: Buffer[] = []
+  private partBytes = 0
   private readonly rows: PackRow[] = []
   private at = PACK_HEADER_BYTES
 
@@ -186,19 +190,36 @@ export class PackBuilder {
     if (p) throw new RangeError(`pack piece ${p}`)
     this.rows.push(row)
     this.parts.push(stored)
+    this.partBytes += stored.length
     this.at += stored.length
     return { run: this.header.run, pack: this.header.pack, offset: row.offset, storedLen: row.storedLen, id: row.id }
   }
 
+  /** Bytes of pieces added since the last drain (what a drain would take, the header aside). */
+  get undrainedBytes(): number {
+    return this.partBytes
+  }
+
+  /** The file's bytes so far that were not drained before, in order; they are the caller's now. */
+  drain(): Buffer[] {
+    const out = this.parts
+    this.parts = []
+    this.partBytes = 0
+    return out
+  }
+
   /**
-   * The whole file. Unencrypted: the table as is. Encrypted: `sealTable` turns the plaintext
+   * The whole file (nothing drained before). Unencrypted: the table as is. Encrypted: `sealTable` turns the plaintext
    * table into its stored form (AEAD message ‖ tag).
    */
   finish(sealTable?: (plainTable: Buffer) => Buffer): Buffer {
     return Buffer.concat(this.finishParts(sealTable))
   }
 
-  /** The whole file as its parts in order (header, pieces, table, trailer), for a writer that writes parts without joining them. */
+  /**
+   * The file as its parts in order (header, pieces, table, trailer), for a writer that writes
+   * parts without joining them; after drain(), only what follows the drained bytes.
+   */
   finishParts(sealTable?: (plainTable: Buffer) => Buffer): Buffer[] {
     const encrypted = (this.header.flags & PACK_FLAG_ENCRYPTED) !== 0
     if (encrypted !== !!sealTable) throw new RangeError('an encrypted pack needs sealTable, an unencrypted one none')

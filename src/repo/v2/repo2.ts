@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { type ConfigV2, checkFeatures, decodeConfigV2, encodeConfigV2, newRepoDefaults } from '../../format/v2/config.js'
-import { decodeEnvelope2, encodeEnvelope2, type Envelope2Kind } from '../../format/v2/envelope.js'
+import { decodeEnvelope2, encodeEnvelope2, encodeEnvelope2Parts, type Envelope2Kind } from '../../format/v2/envelope.js'
 import { MANIFEST2_RE, RUN_RE, keys2, logicalName } from '../../format/v2/layout.js'
 import { type ManifestV2, type RunRecord, type StreamRecord, decodeManifestV2, decodeRunRecord, decodeStreamRecord, encodeRunRecord, guardLock } from '../../format/v2/records.js'
 import { FormatError } from '../../format/errors.js'
@@ -309,8 +309,9 @@ export class Repo2 {
   }
 
   /** A stream's hashes file (§2.10): plain, or sealed in chunks. */
-  sealHashes(stream: number, hashes: Buffer): Buffer {
-    return this.encrypted ? sealHashes(this.keys, stream, hashes) : envelope2('hashes', hashes)
+  sealHashes(stream: number, hashes: Buffer): Buffer[] {
+    // (plain: the header and the hashes themselves, not a copy of them: 8 MB at 1M blocks)
+    return this.encrypted ? [sealHashes(this.keys, stream, hashes)] : encodeEnvelope2Parts('hashes', 0, hashes.length, [hashes])
   }
 
   /** The hashes of stream `stream`'s hashes file read as `file` (FormatError on damage). */
