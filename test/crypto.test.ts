@@ -538,6 +538,9 @@ describe('key files (§2.21)', () => {
     // N 2^20 with r 32 asks for 4 GiB: refused before scrypt allocates anything
     const o = JSON.parse(encodeKeyFile(rec).toString()) as Record<string, unknown>
     expect(() => decodeKeyFile(Buffer.from(JSON.stringify({ ...o, N: 1 << 20, r: 32 })), 'k')).toThrow(/memory/)
+    // every lane counts: 8 lanes of N 2^18, r 8 ask for 2 GiB at once, though one lane is 256 MiB
+    expect(() => decodeKeyFile(Buffer.from(JSON.stringify({ ...o, N: 1 << 18, r: 8, lanes: 8 })), 'k')).toThrow(/memory/)
+    expect(decodeKeyFile(Buffer.from(JSON.stringify({ ...o, N: 1 << 17, r: 8, lanes: 8 })), 'k').lanes).toBe(8)
     // an encrypted or compressed key file envelope is refused
     const payload = decodeEnvelope2('keyfile', k.file, 'k').stored
     expect(() => readKeyFile(encodeEnvelope2('keyfile', 1, payload.length, payload), 'k')).toThrow(/never compressed or encrypted/)

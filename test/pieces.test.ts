@@ -801,9 +801,9 @@ describe('pack writes appended as they grow', () => {
     const disk = DiskStore.create(dir)
     const appends: number[] = []
     const spy = Object.assign(Object.create(disk) as DiskStore, {
-      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[]) => {
+      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[], at: number) => {
         appends.push(data.reduce((n, b) => n + b.length, 0))
-        return disk.appendStaged(st, data)
+        return disk.appendStaged(st, data, at)
       },
     })
     const mem = new MemStore()
@@ -841,9 +841,9 @@ describe('pack writes appended as they grow', () => {
     const disk = DiskStore.create(dir)
     let calls = 0
     const failing = Object.assign(Object.create(disk) as DiskStore, {
-      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[]) => {
+      appendStaged: async (st: Parameters<DiskStore['appendStaged']>[0], data: readonly Uint8Array[], at: number) => {
         if (++calls === 3) throw new StoreError('ENOSPC', keys2.pack(6, 0), 'injected: disk full')
-        return disk.appendStaged(st, data)
+        return disk.appendStaged(st, data, at)
       },
     })
     const p = new PackWriter(failing, { run: 6 })

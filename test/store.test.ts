@@ -134,8 +134,8 @@ describe('disk store specifics', () => {
       expect(fs.readdirSync(mnt)).toEqual([])
       // appended: the first append fits, the second does not
       const ap = await s.stage('appended')
-      expect(await s.appendStaged(ap, [Buffer.alloc(256 << 10, 1)])).toBe(256 << 10)
-      const e4 = await storeError(s.appendStaged(ap, [Buffer.alloc(2 << 20, 1)]))
+      expect(await s.appendStaged(ap, [Buffer.alloc(256 << 10, 1)], 0)).toBe(256 << 10)
+      const e4 = await storeError(s.appendStaged(ap, [Buffer.alloc(2 << 20, 1)], 256 << 10))
       expect(e4.code).toBe('ENOSPC')
       expect(e4.message).toContain(s.where('appended'))
       expect(fs.readdirSync(mnt)).toEqual([])
@@ -147,26 +147,46 @@ describe('disk store specifics', () => {
   it('appendStaged: a staged blob written in several appends is invisible until committed, then holds them in order; abort leaves nothing', async () => {
     const s = DiskStore.create(path.join(diskDir(), 'root'))
     const st = await s.stage('gens/00000001/pack-00000000')
-    expect(await s.appendStaged(st, [Buffer.from('head'), Buffer.from('-a')])).toBe(6)
-    expect(await s.appendStaged(st, [])).toBe(0)
-    expect(await s.appendStaged(st, [Buffer.from('-b')])).toBe(2)
+    expect(await s.appendStaged(st, [Buffer.from('head'), Buffer.from('-a')], 0)).toBe(6)
+    expect(await s.appendStaged(st, [], 6)).toBe(0)
+    expect(await s.appendStaged(st, [Buffer.from('-b')], 6)).toBe(2)
     expect(await s.has('gens/00000001/pack-00000000')).toBe(false)
     expect(await s.list('gens/00000001')).toEqual([])
     await s.commitStaged(st)
     expect((await s.get('gens/00000001/pack-00000000')).toString()).toBe('head-a-b')
     const ab = await s.stage('gens/00000001/pack-00000001')
-    await s.appendStaged(ab, [Buffer.from('x')])
+    await s.appendStaged(ab, [Buffer.from('x')], 0)
     await s.abortStaged(ab)
     expect(fs.readdirSync(path.join(s.where(''), 'gens/00000001'))).toEqual(['pack-00000000'])
     // a tiered store appends through its disk store
     const t = new TieredStore({ hot: s, cacheDir: path.join(diskDir(), 'cache') })
     const ts = await t.stage('gens/00000001/pack-00000002')
-    expect(await t.appendStaged!(ts, [Buffer.from('tiered')])).toBe(6)
+    expect(await t.appendStaged!(ts, [Buffer.from('tiered')], 0)).toBe(6)
     await t.commitStaged(ts)
     expect((await s.get('gens/00000001/pack-00000002')).toString()).toBe('tiered')
     // stores without it: the pack writer holds the pack and writes it once (writeStaged)
     expect(new MemStore().appendStaged).toBeUndefined()
     expect(new FaultyStore(s, { seed: 1, rules: [] }).appendStaged).toBeUndefined()
+  })
+
+  it('appendStaged never makes a staged blob again: its temporary file removed or changed between appends fails the append (no blob without its first bytes)', async () => {
+    const s = DiskStore.create(path.join(diskDir(), 'root'))
+    const st = await s.stage('gens/00000002/pack-00000000')
+    expect(await s.appendStaged(st, [Buffer.from('header')], 0)).toBe(6)
+    // a second "first" append of the same token: the file exists
+    expect((await storeError(s.appendStaged(st, [Buffer.from('again')], 0))).code).toBe('EEXIST')
+    // the temporary file changed meanwhile (another writer, a torn copy): the count does not match
+    const { tmp } = s.staged(st)
+    fs.appendFileSync(tmp, 'x')
+    const changed = await storeError(s.appendStaged(st, [Buffer.from('-a')], 6))
+    expect(changed.code).toBe('EIO')
+    expect(changed.message).toMatch(/holds 7/)
+    // removed meanwhile (e.g. another host's sweep): the append fails, nothing is made again
+    fs.rmSync(tmp)
+    expect((await storeError(s.appendStaged(st, [Buffer.from('-b')], 7))).code).toBe('ENOENT')
+    expect(fs.existsSync(tmp)).toBe(false)
+    expect(await s.has('gens/00000002/pack-00000000')).toBe(false)
+    await expect(s.appendStaged(st, [], -1)).rejects.toThrow(RangeError)
   })
 
   it('writes temporary names <key>.tmp-<host>-<pid>-<hex>, and sweep() reads the older <pid>-<hex> form too', async () => {

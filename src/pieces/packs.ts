@@ -180,7 +180,7 @@ export class PackWriter {
     if (!st) this.staging.set(b, (st = { staged: this.store.stage(keys2.pack(this.run, b.header.pack)), bytes: 0 }))
     const staged = await st.staged
     try {
-      st.bytes += await this.store.appendStaged!(staged, parts)
+      st.bytes += await this.store.appendStaged!(staged, parts, st.bytes)
     } catch (err) {
       this.staging.delete(b)
       await this.store.abortStaged(staged).catch(() => {})
@@ -202,7 +202,7 @@ export class PackWriter {
     const staged = streamed ? await streamed.staged : await this.store.stage(key)
     try {
       // (a pack whose first pieces were appended gets the rest appended: its table and trailer at least)
-      const n = streamed ? streamed.bytes + (await this.store.appendStaged!(staged, parts)) : await this.store.writeStaged(staged, parts)
+      const n = streamed ? streamed.bytes + (await this.store.appendStaged!(staged, parts, streamed.bytes)) : await this.store.writeStaged(staged, parts)
       await this.store.commitStaged(staged, { syncListing: false })
       this.stats.packs++
       this.stats.packFileBytes += n

@@ -229,9 +229,10 @@ export class DiskStore implements Store {
     return this.writeTemp(tmp, key, data, false)
   }
 
-  async appendStaged(s: Staged, data: readonly Uint8Array[]): Promise<number> {
+  async appendStaged(s: Staged, data: readonly Uint8Array[], at: number): Promise<number> {
     const { key, tmp } = this.staged(s)
-    return this.writeTemp(tmp, key, data, false, true)
+    if (!Number.isSafeInteger(at) || at < 0) throw new RangeError(`appendStaged: at ${at}`)
+    return this.writeTemp(tmp, key, data, false, at)
   }
 
   async commitStaged(s: Staged, opts: { syncListing?: boolean } = {}): Promise<void> {
@@ -342,17 +343,30 @@ export class DiskStore implements Store {
   }
 
   /** Writes `parts` to the new file `tmp` (making its directory if needed), fsynced if `sync`; removes it on failure. */
-  /** Writes `parts` to a new temporary file (`append`: at the end of it, created if need be: appendStaged). */
-  private async writeTemp(tmp: string, key: string, parts: readonly Uint8Array[], sync: boolean, append = false): Promise<number> {
+  /**
+   * Writes `parts` to a new temporary file; with `appendAt` (appendStaged) > 0, at the end of
+   * the existing one, which must hold exactly `appendAt` bytes (never made again: a temporary
+   * file removed meanwhile fails the write instead of becoming a blob without its first bytes).
+   */
+  private async writeTemp(tmp: string, key: string, parts: readonly Uint8Array[], sync: boolean, appendAt = 0): Promise<number> {
     let fh: fs.promises.FileHandle
-    const flags = append ? 'a' : 'wx'
     try {
-      fh = await fs.promises.open(tmp, flags, 0o644).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err
-        await fs.promises.mkdir(path.dirname(tmp), { recursive: true })
-        return fs.promises.open(tmp, flags, 0o644)
-      })
+      if (appendAt > 0) {
+        fh = await fs.promises.open(tmp, fs.constants.O_WRONLY | fs.constants.O_APPEND)
+        const size = (await fh.stat().catch(async (err: unknown) => { await fh.close().catch(() => undefined); throw err })).size
+        if (size !== appendAt) {
+          await fh.close().catch(() => undefined)
+          throw new StoreError('EIO', key, `${tmp}: a staged blob of ${appendAt} bytes holds ${size}: changed by someone else while it was written`)
+        }
+      } else {
+        fh = await fs.promises.open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err
+          await fs.promises.mkdir(path.dirname(tmp), { recursive: true })
+          return fs.promises.open(tmp, 'wx', 0o644)
+        })
+      }
     } catch (err) {
+      if (err instanceof StoreError) throw err
       throw fail(err, key, this.where(key), 'write')
     }
     let bytes = 0

@@ -117,12 +117,15 @@ export interface Store {
   /** Writes the staged blob's bytes (once per token); returns the byte count. */
   writeStaged(s: Staged, data: readonly Uint8Array[]): Promise<number>
   /**
-   * Optional: appends bytes to the staged blob (the first call creates it); returns the byte
-   * count. For a writer that writes a big blob as it makes it instead of holding it whole (a
-   * format 2 pack: PackWriter). A token is written either by appends or by one writeStaged.
-   * Absent: the writer holds the blob and calls writeStaged.
+   * Optional: appends bytes to the staged blob; returns the byte count. `at` is how many bytes
+   * earlier appends wrote: 0 creates the blob (it must not exist), any other value appends to
+   * the blob only if it exists and holds exactly that many bytes (a temporary file removed or
+   * changed meanwhile, e.g. by another host's sweep, fails the write instead of being made
+   * again with only the later bytes). For a writer that writes a big blob as it makes it
+   * instead of holding it whole (a format 2 pack: PackWriter). A token is written either by
+   * appends or by one writeStaged. Absent: the writer holds the blob and calls writeStaged.
    */
-  appendStaged?(s: Staged, data: readonly Uint8Array[]): Promise<number>
+  appendStaged?(s: Staged, data: readonly Uint8Array[], at: number): Promise<number>
   /** Makes a written staged blob durable and visible under its key; EEXIST if the key exists. */
   commitStaged(s: Staged, opts?: { syncListing?: boolean }): Promise<void>
   abortStaged(s: Staged): Promise<void>

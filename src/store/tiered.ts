@@ -172,11 +172,11 @@ export class TieredStore implements Store {
     }
     this.sync = this.hot.sync ? new TieredSync(this, this.hot.sync) : null
     const hot = this.hot
-    if (hot.appendStaged) this.appendStaged = (s, data) => hot.appendStaged!(s, data)
+    if (hot.appendStaged) this.appendStaged = (s, data, at) => hot.appendStaged!(s, data, at)
   }
 
   /** The hot store's, when it has one (staged writes go there). */
-  readonly appendStaged?: (s: Staged, data: readonly Uint8Array[]) => Promise<number>
+  readonly appendStaged?: (s: Staged, data: readonly Uint8Array[], at: number) => Promise<number>
 
   private get cache(): BufferCache {
     return this.cold ? this.cold.cache : this.cacheOnly!
