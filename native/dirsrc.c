@@ -26,6 +26,7 @@
 #define DS_FDS 8
 #define DS_MAX_RAW (1u << 20) /* MAX_PIECE_RAW_BYTES */
 #define DS_MAX_STORED (1u << 21)
+#define DS_DECLINED 256
 
 struct ds_s {
   char *root; /* the repository's directory */
@@ -40,6 +41,11 @@ struct ds_s {
   } fds[DS_FDS];
   uint64_t tick;
   uint64_t served, fallbacks;
+  uint64_t lookups, lookup_fallbacks; /* listings loaded for a lookup; lookups that gave up loading */
+  /* pieces declined once (the first 8 bytes of their id; 0 = empty), direct-mapped: a lookup
+   * does not load, decompress and hash again a piece it cannot list (a DIRINDEX, a DIRDELTA, a
+   * directory with hard links), each time a name below it is looked up */
+  uint64_t declined[DS_DECLINED];
 };
 
 typedef struct {
@@ -95,9 +101,27 @@ ds_t *ds_new(const char *root, const uint8_t key[32], double ino_base, const str
   return d;
 }
 
-void ds_stats(ds_t *d, uint64_t *served, uint64_t *fallbacks) {
+void ds_stats(ds_t *d, uint64_t *served, uint64_t *fallbacks, uint64_t *lookups, uint64_t *lookup_fallbacks) {
   *served = __atomic_load_n(&d->served, __ATOMIC_RELAXED);
   *fallbacks = __atomic_load_n(&d->fallbacks, __ATOMIC_RELAXED);
+  *lookups = __atomic_load_n(&d->lookups, __ATOMIC_RELAXED);
+  *lookup_fallbacks = __atomic_load_n(&d->lookup_fallbacks, __ATOMIC_RELAXED);
+}
+
+static uint64_t ds_id64(const dl_ref_t *ref) {
+  uint64_t v;
+  memcpy(&v, ref->id, 8);
+  return v ? v : 1;
+}
+
+static int ds_was_declined(ds_t *d, const dl_ref_t *ref) {
+  uint64_t v = ds_id64(ref);
+  return __atomic_load_n(&d->declined[v % DS_DECLINED], __ATOMIC_RELAXED) == v;
+}
+
+static void ds_decline(ds_t *d, const dl_ref_t *ref) {
+  uint64_t v = ds_id64(ref);
+  __atomic_store_n(&d->declined[v % DS_DECLINED], v, __ATOMIC_RELAXED);
 }
 
 /* The pack's path, as keys2.pack (src/format/v2/layout.ts): gens/RUN/pack-PACK, 8 digits. */
@@ -186,6 +210,57 @@ static long ds_load(ds_t *d, ds_tls_t *t, const dl_ref_t *ref) {
   return (long)n;
 }
 
+/* Loads, checks and parses the piece ref of the directory path (plen bytes, "/" for the
+ * root), publishes its listing to sc and, with a filler, gives it ".", "..", then every
+ * entry. 0 = done; -1 = declined or failed (nothing filled, nothing published). */
+static int ds_list(ds_t *d, ds_tls_t *t, sc_t *sc, const char *path, size_t plen, const dl_ref_t *ref,
+                   const struct stat *self, const struct stat *parent, void *buf, ds_fill_t filler) {
+  long rawlen = ds_load(d, t, ref);
+  if (rawlen < 0) return -1;
+  size_t n = dl_count(t->raw, (size_t)rawlen);
+  if (n == 0 || n != ref->entries) {
+    ds_decline(d, ref);
+    return -1;
+  }
+  size_t cap = (size_t)rawlen;
+  char *names = malloc(cap);
+  double *stats = malloc(n * DL_STAT_FIELDS * sizeof(double));
+  dl_ref_t *refs = malloc(n * sizeof(dl_ref_t));
+  const char **np = malloc(n * sizeof(char *));
+  size_t *nl = malloc(n * sizeof(size_t));
+  struct stat *sts = malloc(n * sizeof(struct stat));
+  uint32_t *fl = malloc(n * sizeof(uint32_t));
+  size_t used = 0;
+  int alloc = names && stats && refs && np && nl && sts && fl;
+  int ok = alloc && dl_parse(t->raw, (size_t)rawlen, d->ino_base, names, cap, &used, stats, n, refs);
+  if (alloc && !ok) ds_decline(d, ref);
+  if (ok) {
+    if (filler) {
+      filler(buf, ".", self, 0);
+      filler(buf, "..", parent, 0);
+    }
+    size_t off = 0;
+    int full = 0; /* the filler's buffer is full: it stops there, the listing is still whole */
+    for (size_t k = 0; k < n; k++) {
+      np[k] = names + off;
+      nl[k] = strlen(names + off);
+      off += nl[k] + 1;
+      dl_to_stat(stats + k * DL_STAT_FIELDS, &sts[k]);
+      fl[k] = (uint32_t)stats[k * DL_STAT_FIELDS + 17];
+      if (filler && !full && filler(buf, np[k], &sts[k], 0) == 1) full = 1;
+    }
+    sc_publish(sc, path, plen, n, np, nl, sts, fl, refs);
+  }
+  free(names);
+  free(stats);
+  free(refs);
+  free(np);
+  free(nl);
+  free(sts);
+  free(fl);
+  return ok ? 0 : -1;
+}
+
 int ds_readdir(ds_t *d, sc_t *sc, const char *path, void *buf, ds_fill_t filler) {
   if (d == NULL || sc == NULL) return -1;
   ds_tls_t *t = ds_tls();
@@ -211,45 +286,55 @@ int ds_readdir(ds_t *d, sc_t *sc, const char *path, void *buf, ds_fill_t filler)
       if (!sc_get(sc, pp, &parent, NULL, 0)) goto fallback;
     }
   }
-  long rawlen = ds_load(d, t, &ref);
-  if (rawlen < 0) goto fallback;
-  size_t n = dl_count(t->raw, (size_t)rawlen);
-  if (n == 0 || n != ref.entries) goto fallback;
-  size_t cap = (size_t)rawlen;
-  char *names = malloc(cap);
-  double *stats = malloc(n * DL_STAT_FIELDS * sizeof(double));
-  dl_ref_t *refs = malloc(n * sizeof(dl_ref_t));
-  const char **np = malloc(n * sizeof(char *));
-  size_t *nl = malloc(n * sizeof(size_t));
-  struct stat *sts = malloc(n * sizeof(struct stat));
-  uint32_t *fl = malloc(n * sizeof(uint32_t));
-  size_t used = 0;
-  int ok = names && stats && refs && np && nl && sts && fl &&
-           dl_parse(t->raw, (size_t)rawlen, d->ino_base, names, cap, &used, stats, n, refs);
-  if (ok) {
-    filler(buf, ".", &self, 0);
-    filler(buf, "..", &parent, 0);
-    size_t off = 0;
-    for (size_t k = 0; k < n; k++) {
-      np[k] = names + off;
-      nl[k] = strlen(names + off);
-      off += nl[k] + 1;
-      dl_to_stat(stats + k * DL_STAT_FIELDS, &sts[k]);
-      fl[k] = (uint32_t)stats[k * DL_STAT_FIELDS + 17];
-      if (filler(buf, np[k], &sts[k], 0) == 1) break;
-    }
-    sc_publish(sc, path, plen, n, np, nl, sts, fl, refs);
+  if (ds_list(d, t, sc, path, plen, &ref, &self, &parent, buf, filler) == 0) {
     __atomic_fetch_add(&d->served, 1, __ATOMIC_RELAXED);
+    return 0;
   }
-  free(names);
-  free(stats);
-  free(refs);
-  free(np);
-  free(nl);
-  free(sts);
-  free(fl);
-  if (ok) return 0;
 fallback:
   __atomic_fetch_add(&d->fallbacks, 1, __ATOMIC_RELAXED);
   return -1;
+}
+
+int ds_root_stat(ds_t *d, struct stat *st) {
+  *st = d->root_st;
+  return 0;
+}
+
+int ds_lookup(ds_t *d, sc_t *sc, const char *path) {
+  if (d == NULL || sc == NULL || path == NULL || path[0] != '/') return -1;
+  size_t len = strlen(path);
+  const char *slash = strrchr(path, '/');
+  size_t dlen = (size_t)(slash - path); /* path's directory: path[0 .. dlen), 0 = the root */
+  if (len < 2 || slash == path + len - 1 || dlen >= 4096) return -1;
+  char dir[4096];
+  memcpy(dir, path, dlen);
+  dir[dlen] = 0;
+  ds_tls_t *t = NULL;
+  int loaded = 0;
+  /* each directory from the root down to path's own: a listing there already, or one
+   * loaded now from the piece reference its parent's listing holds */
+  for (size_t pos = 0;;) {
+    const char *dp = pos == 0 ? "/" : dir;
+    size_t dl = pos == 0 ? 1 : pos;
+    if (!sc_has_listing(sc, dp, dl)) {
+      dl_ref_t ref;
+      struct stat st;
+      char save = dir[pos];
+      dir[pos] = 0;
+      int known = pos == 0 ? (ref = d->root_ref).has : sc_get_dir(sc, dir, &st, &ref);
+      dir[pos] = save;
+      if (!known || ds_was_declined(d, &ref)) return -1; /* a listing JavaScript made, an empty or unlistable directory */
+      if (t == NULL && (t = ds_tls()) == NULL) return -1;
+      if (ds_list(d, t, sc, dp, dl, &ref, NULL, NULL, NULL, NULL) != 0) {
+        __atomic_fetch_add(&d->lookup_fallbacks, 1, __ATOMIC_RELAXED);
+        return -1;
+      }
+      loaded++;
+      __atomic_fetch_add(&d->lookups, 1, __ATOMIC_RELAXED);
+    }
+    if (pos == dlen) break;
+    const char *next = memchr(dir + pos + 1, '/', dlen - pos - 1);
+    pos = next ? (size_t)(next - dir) : dlen;
+  }
+  return loaded ? 0 : -1;
 }

@@ -672,11 +672,32 @@ static napi_value js_fp_dir_info(napi_env env, napi_callback_info info) {
   if (!fp_args(env, info, 1, argv)) return NULL;
   fastpath_t *fp = fp_of(env, argv[0]);
   if (fp == NULL) return NULL;
-  uint64_t served = 0, fallbacks = 0;
+  uint64_t served = 0, fallbacks = 0, lookups = 0, lookup_fallbacks = 0;
   ds_t *ds = __atomic_load_n(&fp->hooks.ds, __ATOMIC_ACQUIRE);
-  if (ds) ds_stats(ds, &served, &fallbacks);
-  double v[2] = {(double)served, (double)fallbacks};
-  return fp_f64_array(env, v, 2);
+  if (ds) ds_stats(ds, &served, &fallbacks, &lookups, &lookup_fallbacks);
+  double v[4] = {(double)served, (double)fallbacks, (double)lookups, (double)lookup_fallbacks};
+  return fp_f64_array(env, v, 4);
+}
+
+/* Tests: what the hook table's getattr answers on a libfuse thread for path ([ino, mode,
+ * size, nlink]), or null (asks JavaScript). */
+static napi_value js_fp_getattr_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  size_t len = 0;
+  if (!fp_args(env, info, 2, argv)) return NULL;
+  fastpath_t *fp = fp_of(env, argv[0]);
+  if (fp == NULL) return NULL;
+  char *path = fp_bytes(env, argv[1], "path", &len);
+  if (path == NULL) return NULL;
+  struct stat st;
+  int rc = fp->hooks.table.getattr ? fp->hooks.table.getattr(fp->hooks.table.ctx, path, &st) : -1;
+  free(path);
+  if (rc != 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  double v[4] = {(double)st.st_ino, (double)st.st_mode, (double)st.st_size, (double)st.st_nlink};
+  return fp_f64_array(env, v, 4);
 }
 
 /* Tests: what a libfuse thread's readdir of path would fill (names and stats), or null. */
@@ -757,6 +778,7 @@ napi_value bfs_fastpath_init(napi_env env, napi_value exports) {
       {"fastPathDirSource", NULL, js_fp_dir_source, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathDirInfo", NULL, js_fp_dir_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathReaddirForTest", NULL, js_fp_readdir_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fastPathGetattrForTest", NULL, js_fp_getattr_for_test, NULL, NULL, NULL, napi_enumerable, NULL},
       {"packPathForTest", NULL, js_fp_pack_path, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathOpenFiles", NULL, js_fp_open_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fastPathAdopt", NULL, js_fp_adopt, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -10,8 +10,17 @@ static int hook_read(void *ctx, uint64_t fh, char *buf, size_t len, int64_t offs
   return nr_read(((bfs_hooks_t *)ctx)->nr, fh, buf, len, offset);
 }
 
+/* The stat cache; on a miss in a format 2 generation, the listings of the path's
+ * directories loaded here from their pieces (ds_lookup: a lookup of a path whose directory
+ * was never listed, as `cat DIR/FILE` or `cp` of one file does, no longer goes to
+ * JavaScript), then the stat cache again. */
 static int hook_getattr(void *ctx, const char *path, struct stat *st) {
-  return sc_get(((bfs_hooks_t *)ctx)->sc, path, st, NULL, 1) ? 0 : -1;
+  bfs_hooks_t *h = (bfs_hooks_t *)ctx;
+  if (sc_get(h->sc, path, st, NULL, 1)) return 0;
+  ds_t *ds = __atomic_load_n(&h->ds, __ATOMIC_ACQUIRE);
+  if (ds == NULL) return -1;
+  if (path[0] == '/' && path[1] == 0) return ds_root_stat(ds, st); /* the root is in no listing */
+  return ds_lookup(ds, h->sc, path) == 0 && sc_get(h->sc, path, st, NULL, 0) ? 0 : -1;
 }
 
 static int hook_no_xattrs(void *ctx, const char *path) {

@@ -628,6 +628,16 @@ int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref) { return s
 
 int sc_get_file(sc_t *c, const char *path, struct stat *st, void *ref) { return sc_get_lent(c, path, st, ref, 1); }
 
+int sc_has_listing(sc_t *c, const char *dir, size_t len) {
+  if (c == NULL || dir == NULL || len == 0) return 0;
+  len = sc_dir_len(dir, len);
+  pthread_rwlock_rdlock(&c->lock);
+  sc_listing_t *l = c->nlistings ? sc_listing_find(c, sc_hash(dir, len), dir, len) : NULL;
+  if (l != NULL && !__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);
+  pthread_rwlock_unlock(&c->lock);
+  return l != NULL;
+}
+
 void sc_info(sc_t *c, sc_info_t *out) {
   pthread_rwlock_rdlock(&c->lock);
   out->entries = c->gen[0].count + c->gen[1].count + c->lentries;

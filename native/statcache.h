@@ -59,6 +59,10 @@ int sc_get_dir(sc_t *c, const char *path, struct stat *st, void *ref);
 /* 1 and *st, *ref (a dl_ref_t) filled when path is a cached regular file whose whole map
  * the listing holds (ref->file: published by sc_publish from a DIR piece), else 0. */
 int sc_get_file(sc_t *c, const char *path, struct stat *st, void *ref);
+/* 1 when the directory dir (len bytes, "/" for the root; need not be NUL-ended) has a
+ * listing (published by sc_publish, sc_publish_full or a readdir reply), else 0. Sets the
+ * listing's reference bit. Any thread. */
+int sc_has_listing(sc_t *c, const char *dir, size_t len);
 void sc_info(sc_t *c, sc_info_t *out);
 /* Drops every entry (the table itself stays usable). */
 void sc_clear(sc_t *c);

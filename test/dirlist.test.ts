@@ -225,7 +225,7 @@ describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thr
     await same('/wide')
     expect(fp.readdirForTest(Buffer.from('/sub/empty'))).toBeNull() // an empty directory has no piece: JavaScript answers it
     expect(fp.readdirForTest(Buffer.from('/small'))).toBeNull() // not a directory
-    expect(fp.dirInfo()).toEqual({ served: 3, fallbacks: 3 })
+    expect(fp.dirInfo()).toEqual({ served: 3, fallbacks: 3, lookups: 0, lookupFallbacks: 0 })
     // the pack path C opens is the store's
     expect(packPathForTest('/r', 1, 2)).toBe(path.join('/r', keys2.pack(1, 2)))
     expect(packPathForTest('/r', 12345678, 99999999)).toBe(path.join('/r', keys2.pack(12345678, 99999999)))
@@ -233,6 +233,51 @@ describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thr
     expect(fp.close()).toBe(0)
     await js.close()
     await v.close()
+  })
+
+  it('a lookup of a path whose directories were never listed: the listings on the way loaded in C, top down (hooks.c getattr, ds_lookup)', async () => {
+    const repo = Repo2.open(repoDir)
+    const man = repo.resolve('2')
+    const js = new Vfs2(repo, man, { nativeListing: false })
+    const v = new Vfs2(repo, man)
+    const fp = createFastPath({ statCache: { getattr: true } })
+    fp.dirSource(v.dirSource()!)
+    const same = async (p: string): Promise<void> => {
+      const g = fp.getattrForTest(Buffer.from(p))
+      expect(g, p).not.toBeNull()
+      const a = (await js.stat(Buffer.from(p === '/' ? '' : p.slice(1)))).attr
+      expect(g, p).toEqual([a.ino, a.mode, a.size, a.nlink])
+    }
+    await same('/') // the root: from the registered root stat
+    expect(fp.dirInfo().lookups).toBe(0)
+    await same('/sub/empty') // lists / and /sub
+    expect(fp.dirInfo()).toEqual({ served: 0, fallbacks: 0, lookups: 2, lookupFallbacks: 0 })
+    await same('/wide/f77') // lists /wide
+    await same('/wide/f600')
+    await same('/sym')
+    await same('/big')
+    expect(fp.dirInfo().lookups).toBe(3)
+    // not there, under a file, under an empty directory (no piece): JavaScript answers; nothing loaded
+    expect(fp.getattrForTest(Buffer.from('/wide/nope'))).toBeNull()
+    expect(fp.getattrForTest(Buffer.from('/small/x'))).toBeNull()
+    expect(fp.getattrForTest(Buffer.from('/sub/empty/x'))).toBeNull()
+    expect(fp.getattrForTest(Buffer.from('/nope/x'))).toBeNull()
+    expect(fp.dirInfo()).toEqual({ served: 0, fallbacks: 0, lookups: 3, lookupFallbacks: 0 })
+    // a directory listed for a lookup is then read in C, whole
+    expect(fp.readdirForTest(Buffer.from('/wide'))!.length).toBe(602)
+    expect(fp.close()).toBe(0)
+    // gen1 has hard links at its root: C declines that directory once, and then does not load it again
+    const man1 = repo.resolve('1')
+    const v1 = new Vfs2(repo, man1)
+    const fp1 = createFastPath({ statCache: { getattr: true } })
+    fp1.dirSource(v1.dirSource()!)
+    expect(fp1.getattrForTest(Buffer.from('/kinds/small'))).toBeNull()
+    expect(fp1.getattrForTest(Buffer.from('/kinds/big'))).toBeNull()
+    expect(fp1.dirInfo()).toEqual({ served: 0, fallbacks: 0, lookups: 0, lookupFallbacks: 1 })
+    expect(fp1.close()).toBe(0)
+    await js.close()
+    await v.close()
+    await v1.close()
   })
 
   it('declines a damaged piece (JavaScript then reports it)', async () => {
@@ -255,8 +300,9 @@ describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thr
     b[ref!.offset + (ref!.storedLen >> 1)] ^= 0x40
     fs.writeFileSync(pack, b)
     expect(fp.readdirForTest(Buffer.from('/wide'))).toBeNull()
+    expect(fp.getattrForTest(Buffer.from('/wide/f1'))).toBeNull() // nor does a lookup below it load it
     expect(fp.readdirForTest(Buffer.from('/sub'))).not.toBeNull()
-    expect(fp.dirInfo()).toEqual({ served: 2, fallbacks: 1 })
+    expect(fp.dirInfo()).toEqual({ served: 2, fallbacks: 1, lookups: 0, lookupFallbacks: 1 })
     await expect(v.readdir(Buffer.from('wide'))).rejects.toMatchObject({ errno: 'EIO' })
     expect(fp.close()).toBe(0)
   })

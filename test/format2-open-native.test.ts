@@ -34,6 +34,7 @@ async function umount(mnt: string): Promise<void> {
 interface Counters {
   native: Record<string, number>
   js: Record<string, number>
+  sc: Record<string, number>
 }
 
 /** The server's native read counters and its operations in JavaScript, from a new stats line (kill -USR2; up to 60 s). */
@@ -48,6 +49,7 @@ async function counters(server: { pid: number; log: string }): Promise<Counters>
       return {
         native: JSON.parse(/ native reads: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>,
         js: JSON.parse(/ ops in JavaScript: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>,
+        sc: JSON.parse(/ stat cache: (\{[^}]*\});/.exec(line)![1]!) as Record<string, number>,
       }
     }
   }
@@ -120,6 +122,60 @@ describe('format 2 mount: open and release on the libfuse threads', () => {
     expect(c2.js.open ?? 0).toBe(c.js.open ?? 0)
     expect(c2.js.read ?? 0).toBe(c.js.read ?? 0)
     expect(c2.js.release ?? 0).toBe(c.js.release ?? 0)
+  })
+
+  it('a path opened on a fresh mount without a listing of its directories (cat DIR/FILE, stat) is looked up and opened in C: the directories on the way are listed from their pieces', async () => {
+    const s = await mount(repo, ['gen1', path.join(work, 'm4')])
+    const before = await settled(s)
+    const same = async (rel: string): Promise<void> => {
+      const r = await sh(`cat '${s.mnt}/${rel}'`)
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout, rel).toBe(fs.readFileSync(path.join(src, rel), 'utf8'))
+    }
+    // no ls: the kernel looks up many, many/d3 and f7.txt, each a getattr of its path
+    await same('many/d3/f7.txt')
+    const c = await settled(s)
+    expect((c.js.getattr ?? 0) - (before.js.getattr ?? 0)).toBe(0)
+    expect(c.sc.lookupsInC! - before.sc.lookupsInC!).toBe(3) // /, /many, /many/d3
+    expect(c.sc.lookupFallbacks).toBe(0)
+    // the unit is open now: the next files open in C too, one more directory listed for d4
+    await same('many/d3/f8.txt')
+    await same('many/d4/f1.txt')
+    const c2 = await settled(s)
+    expect((c2.js.getattr ?? 0) - (before.js.getattr ?? 0)).toBe(0)
+    expect(c2.sc.lookupsInC! - c.sc.lookupsInC!).toBe(1)
+    expect(c2.native.opens - c.native.opens).toBe(2)
+    expect((c2.js.open ?? 0) - (c.js.open ?? 0)).toBe(0)
+    // stat of a file in another directory never listed: what the source says
+    const fmt = `-c '%s %a %Y %h %F'`
+    expect((await sh(`stat ${fmt} '${s.mnt}/many/d5/f2.txt'`)).stdout).toBe((await sh(`stat ${fmt} '${path.join(src, 'many/d5/f2.txt')}'`)).stdout)
+    // a name that is not there: ENOENT, from JavaScript once C has the listing (nothing loaded again)
+    const c3 = await settled(s)
+    const nope = await sh(`stat '${s.mnt}/many/d3/nope'`)
+    expect(nope.code).not.toBe(0)
+    expect(nope.stderr).toMatch(/No such file or directory/)
+    const c4 = await settled(s)
+    expect(c4.sc.lookupsInC).toBe(c3.sc.lookupsInC)
+    expect((c4.js.getattr ?? 0) - (c3.js.getattr ?? 0)).toBe(1)
+    // and a readdir of a directory listed for a lookup is answered in C, whole
+    expect((await sh(`ls '${s.mnt}/many/d3' | wc -l`)).stdout.trim()).toBe('25')
+  })
+
+  it('many readers at once on a fresh mount, by paths never listed: every file reads as the source, its lookups answered in C', async () => {
+    const s = await mount(repo, ['gen1', path.join(work, 'm5')])
+    const before = await settled(s)
+    // paths from the source (no readdir of the mount), eight md5sum processes at once
+    const sums = (root: string): Promise<{ code: number; stdout: string; stderr: string }> =>
+      sh(`cd '${src}' && find many -type f | sort | (cd '${root}' && xargs -P 8 -n 7 md5sum) | sort -k2`)
+    const want = await sums(src)
+    const got = await sums(s.mnt)
+    expect(got.stderr).toBe('')
+    expect(got.stdout).toBe(want.stdout)
+    expect(got.stdout.split('\n').filter(Boolean)).toHaveLength(301)
+    const c = await settled(s)
+    expect((c.js.getattr ?? 0) - (before.js.getattr ?? 0)).toBe(0)
+    expect(c.sc.lookupsInC! - before.sc.lookupsInC!).toBeGreaterThanOrEqual(14) // /, many, d0 … d11 (a race may load one twice)
+    expect(c.sc.lookupFallbacks).toBe(0)
   })
 
   it('BFS_OPEN_JS=1 opens every file in JavaScript (as before), with the same bytes', async () => {

@@ -480,7 +480,11 @@ export function serveFuse(served: Vfs | LazyVfs, opts: FuseServeOptions): Promis
         },
         nativeStats: () => (native ? fp.info() : null),
         jsOps: () => ({ ...jsOps }),
-        statCacheStats: () => ({ ...fp.statInfo(), ...(dirSource ? { readdirInC: fp.dirInfo().served, readdirFallbacks: fp.dirInfo().fallbacks } : {}) }),
+        statCacheStats: () => {
+          if (!dirSource) return fp.statInfo()
+          const d = fp.dirInfo()
+          return { ...fp.statInfo(), readdirInC: d.served, readdirFallbacks: d.fallbacks, lookupsInC: d.lookups, lookupFallbacks: d.lookupFallbacks }
+        },
       }
       void devAtStart.then(() => resolve(server), () => resolve(server))
     })

@@ -91,6 +91,10 @@ export interface DirSource {
 export interface DirSourceStats {
   served: number
   fallbacks: number
+  /** listings loaded in C for a lookup whose directory was never listed (hooks.c hook_getattr) */
+  lookups: number
+  /** lookups that tried to load a listing in C and handed the path to JavaScript */
+  lookupFallbacks: number
 }
 
 /** Tests: the path of a pack as readdir in C opens it. */
@@ -106,6 +110,12 @@ export interface StatCacheStats {
   inserts: number
   /** readdirs answered on the libfuse threads from listings published ahead (format 1: FastPath.publishListing). */
   listed: number
+  /** A format 2 generation's readdir in C ({@link DirSourceStats}): served, handed to JavaScript. */
+  readdirInC?: number
+  readdirFallbacks?: number
+  /** Listings loaded in C for lookups ({@link DirSourceStats.lookups}), and lookups handed to JavaScript after trying. */
+  lookupsInC?: number
+  lookupFallbacks?: number
 }
 
 /** What the stat cache keeps of a stat, as {@link FastPath.statGetForTest} shows it. */
@@ -150,6 +160,7 @@ interface FastPathAddon {
   fastPathDirSource(fp: Ext, root: Buffer, key: Buffer, inoBase: number, rootStat: Float64Array, rootRef: Float64Array | null, rootId: Buffer | null): void
   fastPathDirInfo(fp: Ext): Float64Array
   fastPathReaddirForTest(fp: Ext, path: Buffer): Array<[name: string, ino: number, mode: number]> | null
+  fastPathGetattrForTest(fp: Ext, path: Buffer): Float64Array | null
   packPathForTest(root: Buffer, run: number, pack: number): string | null
   fastPathOpenFiles(fp: Ext, on: boolean): void
   fastPathAdopt(fp: Ext, fh: number): boolean
@@ -180,6 +191,7 @@ export const FASTPATH_FUNCTIONS = [
   'fastPathDirSource',
   'fastPathDirInfo',
   'fastPathReaddirForTest',
+  'fastPathGetattrForTest',
   'packPathForTest',
   'fastPathOpenFiles',
   'fastPathAdopt',
@@ -336,7 +348,13 @@ export class FastPath {
 
   dirInfo(): DirSourceStats {
     const v = addon().fastPathDirInfo(this.ext)
-    return { served: v[0]!, fallbacks: v[1]! }
+    return { served: v[0]!, fallbacks: v[1]!, lookups: v[2] ?? 0, lookupFallbacks: v[3] ?? 0 }
+  }
+
+  /** Tests: what the hook table's getattr answers on a libfuse thread for `path` ([ino, mode, size, nlink]), or null (asks JavaScript). */
+  getattrForTest(path: Buffer): [ino: number, mode: number, size: number, nlink: number] | null {
+    const v = addon().fastPathGetattrForTest(this.ext, path)
+    return v ? [v[0]!, v[1]!, v[2]!, v[3]!] : null
   }
 
   /** Tests: what a libfuse thread's readdir of `path` would give the filler ([name, ino, mode] each), or null (asks JavaScript). */
