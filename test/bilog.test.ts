@@ -13,7 +13,7 @@ import readline from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BiCapture, BI_REASON, biReadFileShared, biUnsupportedMessage, xxh64Into } from '../src/native/index.js'
 import { BiCause, BiKind, decodeBiLog } from '../src/format/bilog.js'
-import { ROOT, sh, tmpdir } from './helpers.js'
+import { ROOT, sh, sigstop, tmpdir } from './helpers.js'
 
 const IS_ROOT = process.getuid?.() === 0
 const [major, minor] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
@@ -528,7 +528,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     const mnt = await makeFs('ext4', 'kill')
     fs.writeFileSync(path.join(mnt, 'victim'), Buffer.alloc(8192, 1))
     const capturer = await startCapturer(mnt, path.join(work, 'kill.bilog'), 600_000)
-    process.kill(capturer.child.pid!, 'SIGSTOP') // the listener cannot answer; the watchdog waits 10 minutes
+    await sigstop(capturer.child.pid!) // the listener cannot answer; the watchdog waits 10 minutes
     const writer = spawn('dd', ['if=/dev/zero', `of=${path.join(mnt, 'victim')}`, 'bs=4096', 'count=1', 'conv=notrunc', 'status=none'])
     children.push(writer)
     const writerDone = new Promise<number>((r) => writer.on('close', (c) => r(c ?? -1)))
@@ -542,7 +542,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     const mnt = await makeFs('ext4', 'stop')
     fs.writeFileSync(path.join(mnt, 'victim'), Buffer.alloc(8192, 1))
     const capturer = await startCapturer(mnt, path.join(work, 'stop.bilog'), 1000)
-    process.kill(capturer.child.pid!, 'SIGSTOP')
+    await sigstop(capturer.child.pid!)
     const writer = spawn('dd', ['if=/dev/zero', `of=${path.join(mnt, 'victim')}`, 'bs=4096', 'count=1', 'conv=notrunc', 'status=none'])
     children.push(writer)
     expect(await new Promise<number>((r) => writer.on('close', (c) => r(c ?? -1)))).toBe(0)

@@ -195,3 +195,30 @@ export async function mountNativeStats(mountStdout: string): Promise<Record<stri
   for (let t = Date.now() + 60_000; lines().length === n0 && Date.now() < t; ) await new Promise((r) => setTimeout(r, 50))
   return JSON.parse(/ native reads: (\{[^}]*\});/.exec(lines().pop()!)![1]!) as Record<string, number>
 }
+
+/**
+ * SIGSTOP to pid, then waits (up to 60 s) until every thread of it is stopped. A process's
+ * threads stop only as each next runs: under load a SCHED_FIFO listener of a BI capture can
+ * still answer an event after kill() returned, before the thread that took the signal has
+ * run and stopped the others. Tests that need "stopped" wait for it.
+ */
+export async function sigstop(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP')
+  for (let end = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 10))) {
+    let all = true
+    try {
+      for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+        const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
+        const state = st[st.lastIndexOf(')') + 2]
+        if (state !== 'T' && state !== 't') {
+          all = false
+          break
+        }
+      }
+    } catch {
+      all = false // a thread gone between the listing and its stat: look again
+    }
+    if (all) return
+    if (Date.now() > end) throw new Error(`process ${pid} did not stop`)
+  }
+}

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bfs, BFS, diffTree, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, BFS, diffTree, ROOT, sh, sigstop, spawnBfs, tmpdir } from './helpers.js'
 import { checkFeatures } from '../src/format/v2/config.js'
 
 /** The features of a format 2 repository's config (or config-copy): the JSON after the 64-byte envelope header. */
@@ -372,7 +372,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('format 2: backup --online (root, L
     b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
     const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
     await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
-    b.kill('SIGSTOP')
+    await sigstop(b.pid!)
     // nothing is read yet: the write waits for the stopped listener until the watchdog (10 s) voids the run
     expect((await sh(`dd if=/dev/zero of=${tree}/f7 bs=4096 count=1 conv=notrunc status=none`)).code).toBe(0)
     b.kill('SIGCONT')

@@ -17,7 +17,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bfs, BFS, diffTree, FORMATS, newRepo, newRepoF, parentOf, ROOT, sh, spawnBfs, tmpdir } from './helpers.js'
+import { bfs, BFS, diffTree, FORMATS, newRepo, newRepoF, parentOf, ROOT, sh, sigstop, spawnBfs, tmpdir } from './helpers.js'
 
 const IS_ROOT = process.getuid?.() === 0
 const [major, minor] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number)
@@ -368,7 +368,7 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('backup --online (root, Linux ≥ 6
     b.stderr!.on('data', (x: Buffer) => (err += x.toString()))
     const exited = new Promise<number>((r) => b.on('close', (code) => r(code ?? -1)))
     await waitFor(() => /^(wait_for_partner|fifo_open)$/.test(fs.readFileSync(`/proc/${b.pid}/wchan`, 'utf8')), 'bfs to open the t0 fifo')
-    b.kill('SIGSTOP')
+    await sigstop(b.pid!)
     // nothing is read yet: the write waits for the stopped listener until the watchdog (10 s) voids the run
     const dd = await sh(`dd if=/dev/zero of=${tree}/f7 bs=4096 count=1 conv=notrunc status=none`)
     expect(dd.code).toBe(0)
