@@ -9,6 +9,10 @@ import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BFS, bfs, makeTree, sh, spawnBfs, tmpdir } from './helpers.js'
+import { type Entry2, FileType } from '../src/format/v2/dir.js'
+import type { Extent } from '../src/format/v2/common.js'
+import { GenReader2 } from '../src/repo/v2/read2.js'
+import { Repo2 } from '../src/repo/v2/repo2.js'
 
 let work: string
 beforeAll(() => {
@@ -603,4 +607,150 @@ describe('format 2: crash safety', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(statsOf(r.stdout).id).toBe(2)
   })
+})
+
+/** A deterministic generator of sizes (xorshift32): the same tree shape every run. */
+function sizes(seed: number): () => number {
+  let x = seed
+  return () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) / 2 ** 32
+  }
+}
+
+/** Every file of a generation with its path and the extents of its map (holes left out). */
+async function filesWithExtents(repo: string, gen: string): Promise<{ run: number; streamBlocks: number; frameBlocks: number; files: Array<{ path: string; size: number; ext: Extent[] }> }> {
+  const r = Repo2.open(repo)
+  const man = r.resolve(gen)
+  const g = new GenReader2(r, man)
+  const files: Array<{ path: string; size: number; ext: Extent[] }> = []
+  const walk = async (dir: Entry2, p: string): Promise<void> => {
+    for await (const e of g.entries(dir, p)) {
+      const q = p ? `${p}/${e.name.toString()}` : e.name.toString()
+      if (e.type === FileType.Dir) await walk(e, q)
+      else if (e.type === FileType.File) files.push({ path: q, size: e.size, ext: e.map ? (await g.maps.extents(e)).filter((x) => x.stream !== 0) : [] })
+    }
+  }
+  await walk(man.rootEntry, '')
+  return { run: man.run, streamBlocks: man.stream?.blocks ?? 0, frameBlocks: man.stream ? r.stream(man.run).frameBlocks : 0, files }
+}
+
+/**
+ * Frame placement (format.md §2.20.3): the stored data of a file of at most a frame lies in
+ * one frame; a larger file's blocks are in phase with the frames (stream block ≡ file block
+ * mod F: each F aligned blocks of the file in one frame). Returns the files checked.
+ */
+function expectPlaced(files: Array<{ path: string; ext: Extent[] }>, run: number, F: number, only: (p: string) => boolean = () => true): { small: number; large: number } {
+  let small = 0
+  let large = 0
+  for (const f of files) {
+    if (!only(f.path)) continue
+    const own = f.ext.filter((x) => x.stream === run)
+    const n = own.reduce((a, x) => a + x.count, 0)
+    if (n === 0) continue
+    if (n <= F) {
+      const first = Math.min(...own.map((x) => x.streamBlock))
+      const last = Math.max(...own.map((x) => x.streamBlock + x.count - 1))
+      expect(Math.floor(last / F), `${f.path}: ${n} blocks at stream blocks ${first}…${last} straddle frames of ${F}`).toBe(Math.floor(first / F))
+      small++
+    } else {
+      for (const x of own) expect((x.streamBlock - x.fileBlock) % F, `${f.path}: file block ${x.fileBlock} at stream block ${x.streamBlock}, not in phase with frames of ${F}`).toBe(0)
+      large++
+    }
+  }
+  return { small, large }
+}
+
+describe('format 2: frame placement', () => {
+  /**
+   * A tree whose files, packed back to back, straddle frame boundaries: small files of 1–32
+   * blocks (read in chunks on the threadpool), larger ones (read by storeObject), one with
+   * zero blocks inside, a sparse one, an all-zero one, a copy (dedup) and tiny ones.
+   */
+  function placementTree(dir: string, seed: number, prefix = ''): void {
+    const rnd = sizes(seed)
+    fs.mkdirSync(path.join(dir, 'small'), { recursive: true })
+    fs.mkdirSync(path.join(dir, 'big'), { recursive: true })
+    for (let i = 0; i < 160; i++) fs.writeFileSync(path.join(dir, 'small', `${prefix}s${i}`), randomBytes(1 + Math.floor(rnd() * 32 * 4096)))
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(dir, 'small', `${prefix}t${i}`), randomBytes(1 + Math.floor(rnd() * 200)))
+    for (const b of [33, 47, 64, 100, 257]) fs.writeFileSync(path.join(dir, 'big', `${prefix}b${b}`), randomBytes(b * 4096 - Math.floor(rnd() * 4000)))
+    // zero blocks inside: a small file (blocks 1 and 2 of 5) and a large one (10–12 and 40–79 of 90)
+    const z5 = randomBytes(5 * 4096 - 100)
+    z5.fill(0, 4096, 3 * 4096)
+    fs.writeFileSync(path.join(dir, 'small', `${prefix}zeros-inside`), z5)
+    const z90 = randomBytes(90 * 4096)
+    z90.fill(0, 10 * 4096, 13 * 4096)
+    z90.fill(0, 40 * 4096, 80 * 4096)
+    fs.writeFileSync(path.join(dir, 'big', `${prefix}zeros-inside`), z90)
+    fs.writeFileSync(path.join(dir, 'small', `${prefix}all-zero`), Buffer.alloc(7 * 4096))
+    const sp = fs.openSync(path.join(dir, 'big', `${prefix}sparse`), 'w')
+    fs.writeSync(sp, randomBytes(3 * 4096), 0, 3 * 4096, 512 * 1024 + 4096)
+    fs.ftruncateSync(sp, 2 << 20)
+    fs.closeSync(sp)
+    fs.copyFileSync(path.join(dir, 'small', `${prefix}s3`), path.join(dir, 'small', `${prefix}s3-copy`))
+  }
+
+  for (const geometry of [[], ['--frame-blocks', '8', '--unit-blocks', '64']]) {
+    const F = geometry.length ? 8 : 32
+    it(`no file of ≤ ${F} blocks spans two frames, larger files are in phase with the frames${geometry.length ? ' (8-block frames, 64-block units: files read in chunks larger than a frame, frames across units)' : ''}; restore, verify and prune agree, incrementals too`, async () => {
+      const repo = await init2(`placement-${F}`)
+      const src = path.join(work, `src-placement-${F}`)
+      placementTree(src, 7)
+      const r1 = await bfs(['backup', src, ...geometry], { repo })
+      expect(r1.code, r1.stderr).toBe(0)
+      const g1 = await filesWithExtents(repo, '1')
+      expect(g1.frameBlocks).toBe(F)
+      const n1 = expectPlaced(g1.files, g1.run, F)
+      expect(n1.small + n1.large).toBeGreaterThan(180)
+      expect(n1.large).toBeGreaterThanOrEqual(F === 32 ? 6 : 100)
+      // not vacuous: packed back to back, these files would straddle; the stream holds padding
+      const distinct = new Set<number>()
+      for (const f of g1.files) for (const x of f.ext) for (let b = 0; b < x.count; b++) distinct.add(x.streamBlock + b)
+      expect(g1.streamBlocks).toBeGreaterThan(distinct.size + 100)
+      const out1 = path.join(work, `out-placement-${F}-1`)
+      expect((await bfs(['restore', '1', out1], { repo })).code).toBe(0)
+      expect((await sh(`diff -r '${src}' '${out1}'`)).code).toBe(0)
+      // incremental: new files, a small and a large file changed, one file made all zeros
+      placementTree(src, 11, 'new-')
+      fs.appendFileSync(path.join(src, 'small', 's5'), randomBytes(3000))
+      const fd = fs.openSync(path.join(src, 'big', 'b100'), 'r+')
+      fs.writeSync(fd, randomBytes(5000), 0, 5000, 70 * 4096 + 17)
+      fs.closeSync(fd)
+      fs.writeFileSync(path.join(src, 'small', 's6'), Buffer.alloc(fs.statSync(path.join(src, 'small', 's6')).size))
+      fs.copyFileSync(path.join(src, 'small', 's7'), path.join(src, 'small', 'dup-of-s7')) // a dedup hit on gen1's copy
+      const r2 = await bfs(['backup', src, ...geometry, '--json'], { repo })
+      expect(r2.code, r2.stderr).toBe(0)
+      expect((statsOf(r2.stdout) as { stats: Record<string, number> }).stats.dedupHits).toBeGreaterThanOrEqual(2) // dup-of-s7, new-s3-copy
+      const g2 = await filesWithExtents(repo, '2')
+      const n2 = expectPlaced(g2.files, g2.run, F, (p) => p.includes('/new-') || p.endsWith('/s5'))
+      expect(n2.small + n2.large).toBeGreaterThan(180)
+      const out2 = path.join(work, `out-placement-${F}-2`)
+      expect((await bfs(['restore', '2', out2], { repo })).code).toBe(0)
+      expect((await sh(`diff -r '${src}' '${out2}'`)).code).toBe(0)
+      const v = await bfs(['verify', '--all'], { repo })
+      expect(v.code, v.stdout + v.stderr).toBe(0)
+      // the padding is not unused data: prune plans no rewrite, even at --max-unused 0
+      const p = await bfs(['prune', '--dry-run', '--max-unused', '0', '--json'], { repo })
+      expect(p.code, p.stderr).toBe(0)
+      const units = (JSON.parse(p.stdout) as { units: Record<string, number> }).units
+      expect(units).toMatchObject({ deleted: 0, partlyUsed: 0, partlyUsedDeadBytes: 0, rewritten: 0, unusedLeft: 0 })
+      // gen1 forgotten: its files changed or gone are dead data, rewritten away; the padding is left as it is
+      expect((await bfs(['forget', '1'], { repo })).code).toBe(0)
+      const pr = await bfs(['prune', '--max-unused', '0', '--json'], { repo })
+      expect(pr.code, pr.stderr).toBe(0)
+      expect((JSON.parse(pr.stdout) as { units: Record<string, number> }).units.rewritten).toBeGreaterThan(0)
+      const after = JSON.parse((await bfs(['prune', '--dry-run', '--max-unused', '0', '--json'], { repo })).stdout) as { units: Record<string, number> }
+      expect(after.units).toMatchObject({ partlyUsed: 0, rewritten: 0 })
+      // compact recompresses the units, padding and all
+      const c = await bfs(['compact', '--min-age', '0'], { repo })
+      expect(c.code, c.stderr).toBe(0)
+      const v2 = await bfs(['verify', '--all'], { repo })
+      expect(v2.code, v2.stdout + v2.stderr).toBe(0)
+      fs.rmSync(out2, { recursive: true })
+      expect((await bfs(['restore', '2', out2], { repo })).code).toBe(0)
+      expect((await sh(`diff -r '${src}' '${out2}'`)).code).toBe(0)
+    })
+  }
 })

@@ -456,6 +456,37 @@ describe('format 2 prune', () => {
     await restoresIdentical(h, [2])
   })
 
+  it('zero blocks nothing refers to (a volume kept in phase with its frames) are not unused: a fresh backup plans no rewrite; a rewrite for real dead data leaves them out of the dead ranges, and verify passes', async () => {
+    const d = path.join(work, 'zero-slots')
+    fs.mkdirSync(d)
+    const repo = path.join(d, 'repo')
+    await ok(['init', '--format', '2'], repo)
+    // 2,000 blocks, every 7th one and a few short runs all zeros: the stream keeps their slots
+    const img = path.join(d, 'disk.img')
+    const v1 = randomBytes(2000 * 4096)
+    for (let b = 0; b < 2000; b += 7) v1.fill(0, b * 4096, (b + 1) * 4096)
+    for (const b of [100, 500, 1500]) v1.fill(0, b * 4096, (b + 5) * 4096)
+    fs.writeFileSync(img, v1)
+    await ok(['backup', '--volume', img], repo)
+    const plan = async (): Promise<Record<string, number>> => (JSON.parse(await ok(['prune', '--dry-run', '--max-unused', '0', '--json'], repo)) as { units: Record<string, number> }).units
+    expect(await plan()).toMatchObject({ deleted: 0, partlyUsed: 0, partlyUsedDeadBytes: 0, zeroedBefore: 0, whole: 1, rewritten: 0, unusedLeft: 0 })
+    // gen2 replaces 300 blocks; gen1 forgotten: those are dead in gen1's unit, the zero slots still not
+    const v2 = Buffer.from(v1)
+    randomBytes(300 * 4096).copy(v2, 800 * 4096)
+    fs.writeFileSync(img, v2)
+    await ok(['backup', '--volume', img], repo)
+    await ok(['forget', '1'], repo)
+    const before = await plan()
+    expect(before).toMatchObject({ partlyUsed: 1, rewritten: 1 })
+    // the estimate is of the replaced data only (257 incompressible blocks: 43 of the 300 were zeros), not of the zero slots
+    expect(before.partlyUsedDeadBytes).toBeGreaterThan(250 * 4096)
+    expect(before.partlyUsedDeadBytes).toBeLessThan(265 * 4096)
+    await ok(['prune', '--max-unused', '0'], repo)
+    await ok(['verify', '--all'], repo)
+    expect((await bfs(['cat', '2'], { repo })).out.equals(v2)).toBe(true)
+    expect(await plan()).toMatchObject({ partlyUsed: 0, zeroedBefore: 1, rewritten: 0 })
+  })
+
   it('refuses bad command lines, format 1 repositories and a held maintenance lock in one line', async () => {
     const h = await history('refuse', 2)
     const bad = await bfs(['prune', '--grace', 'soon'], { repo: h.repo })

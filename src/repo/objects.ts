@@ -106,6 +106,17 @@ export interface StoreHooks {
    */
   alignFrames?: boolean
   /**
+   * A format 2 file (format.md §2.20.3 "Frame placement"): its data does not straddle frames
+   * needlessly. Data of at most one frame (the blocks of `regions`) that does not fit in what
+   * is left of the stream's current frame starts the next frame, the slots skipped left as
+   * zeros (nothing refers to them); more than a frame is read as with `alignFrames` (in
+   * phase: each F aligned blocks of the file in one frame). With a base only the first rule
+   * applies (the changed blocks of a file of at most a frame then share one frame), and
+   * the slots are skipped only once a block goes into the stream (a file found unchanged
+   * skips nothing).
+   */
+  fitFrames?: boolean
+  /**
    * Called with every range of the file read, in file order, before anything else touches the
    * buffer (`pos`: the file offset of `buf[off]`); ranges never overlap, and what lies between
    * them was not read (holes). A content digest taken while storing (format 2 dedup).
@@ -167,11 +178,26 @@ export async function storeObject(fd: number, sizeBytes: number, regions: number
   // alignFrames (full reads only): stream block ≡ file block (mod F), so that the frames of
   // the stream and the file's F-block ranges coincide (units hold whole frames and fill
   // without gaps, so the phase survives unit boundaries)
-  const F = hooks.alignFrames && !base ? stream.frameBlocks : 0
-  /** alignFrames: zero blocks into the stream, unreferenced, until file block fb's slot is in phase. */
+  let dataBlocks = 0
+  if (hooks.fitFrames) for (let r = 0; r < regions.length; r += 2) dataBlocks += Math.max(0, Math.min(blocks, Math.ceil(regions[r + 1]! / BLOCK_BYTES)) - Math.floor(regions[r]! / BLOCK_BYTES))
+  const fits = !!hooks.fitFrames && dataBlocks <= stream.frameBlocks
+  const F = (hooks.alignFrames || (hooks.fitFrames && !fits)) && !base ? stream.frameBlocks : 0
+  /** fitFrames, data of at most a frame: before its first block only */
+  let fitPending = fits
+  /**
+   * alignFrames: zero blocks into the stream, unreferenced, until file block fb's slot is in
+   * phase; fitFrames (data of at most a frame), before the first block: until the next frame
+   * when the data does not fit in what is left of the current one.
+   */
   const padTo = async (fb: number): Promise<void> => {
-    if (!F) return
-    let pad = (((fb - stream.nextStreamBlock) % F) + F) % F
+    let pad = 0
+    if (F) pad = (((fb - stream.nextStreamBlock) % F) + F) % F
+    else if (fitPending) {
+      fitPending = false
+      const FB = stream.frameBlocks
+      const room = FB - (stream.nextStreamBlock % FB)
+      if (room < FB && dataBlocks > room) pad = room
+    }
     while (pad > 0) {
       const space = await stream.reserve()
       const k = Math.min(space.blocks, pad)

@@ -881,6 +881,25 @@ class Walk2 {
       if (to > from) c.out.copy(space!.buf, space!.offsetBytes + used * BLOCK_BYTES - (to - from), from, to)
       from = to
     }
+    // frame placement (format.md §2.20.3): a file's data that fits in a frame is not split
+    // across two, a larger file's is in phase with its frames; the slots skipped are zeros
+    // nothing refers to (they compress to a few bytes)
+    const F = stream.frameBlocks
+    const at = (): number => stream.nextStreamBlock + (space ? used : 0)
+    const pad = async (k: number): Promise<void> => {
+      while (k > 0) {
+        flush()
+        if (!space || used === space.blocks) {
+          if (space) stream.commit(used)
+          space = await stream.reserve()
+          used = 0
+        }
+        const m = Math.min(k, space.blocks - used)
+        space.buf.fill(0, space.offsetBytes + used * BLOCK_BYTES, space.offsetBytes + (used + m) * BLOCK_BYTES)
+        used += m
+        k -= m
+      }
+    }
     for (let j = 0; j < n; j++) {
       const ext: Extent[] = []
       c.extents[j] = ext
@@ -892,8 +911,16 @@ class Walk2 {
       const zero = c.info[j * READ_FILE_INFO + 4]!
       const blocks = Math.ceil(c.recs[j * 2 * native.STAT_FIELDS + native.S_SIZE]! / BLOCK_BYTES)
       const first = c.slots[2 * j]!
+      let data = 0
+      for (let b = 0; b < blocks; b++) if (!(zero & (1 << b))) data++
+      const inPhase = data > F
+      if (!inPhase && data > 0) {
+        const room = F - (at() % F)
+        if (room < F && data > room) await pad(room)
+      }
       for (let b = 0; b < blocks; b++) {
         if (zero & (1 << b)) continue
+        if (inPhase) await pad((((b - at()) % F) + F) % F)
         const src = (first + b) * BLOCK_BYTES
         if (!space || used === space.blocks) {
           flush()
@@ -1047,7 +1074,7 @@ class Walk2 {
       // their before-images go into the BI log and the BI index, which readers lay over the map
       let logged = 0
       const hooks = cap ? { read: cap.readHook(fd, (n) => (logged += n)) } : streamed ? { onData: (b: Buffer, o: number, l: number, p: number) => streamed.update(b, o, l, p) } : {}
-      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, ...hooks })
+      const stored = size === 0 ? null : await storeObject(fd, size, regions, this.ctx.stream, base, { signal: this.opts.signal, fitFrames: true, ...hooks })
       if (streamed) digest = streamed.digest()
       if (stored) this.stats.bytesRead += stored.bytesRead
       if (logged) cap!.noteStored(e.srcDev, e.srcInoHi, e.srcInoLo, this.onlineStored++)

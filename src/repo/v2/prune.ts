@@ -39,7 +39,7 @@ import type { BiOverlayRow } from '../../format/v2/idtable.js'
 import { PieceReader, isPieceFailure } from '../../pieces/reader.js'
 import { StoreError } from '../../store/store.js'
 import { BfsError } from '../errors.js'
-import { BLOCK_BYTES } from '../../codec/hash.js'
+import { BLOCK_BYTES, HASH_BYTES, ZERO_BLOCK, blockHash } from '../../codec/hash.js'
 import { UNIT_HEADER_BYTES as UNIT_V1_HEADER_BYTES, decodeSeekTable, decodeUnitHeader, decodeUnitTrailer } from '../../format/unit.js'
 import { type DeadRange, UNIT_FLAG_ENCRYPTED, UNIT_TRAILER_BYTES, UNIT_V2_HEADER_BYTES, decodeAnyUnitHeader, decodeUnitHeaderV2, decodeUnitIndex, decodeUnitTrailerV2 } from '../../format/v2/unit.js'
 import { type UnitRewrite, openUnitIndex } from './compact.js'
@@ -367,13 +367,23 @@ export interface UnitUsage {
   newlyDead: number
   /** Estimated stored bytes of those blocks: per frame, its stored size × newly dead / not yet dead blocks. */
   unused: number
+  /** Non-live zero blocks not in the dead ranges (`free`): not newly dead, not in `dead`, no unused bytes. */
+  zeros: number
+  /** Whether the unit has dead ranges already (an earlier prune rewrote it). */
+  hadDead: boolean
 }
 
 /**
  * Reads a unit's header, trailer and unit index (three range reads, either version) and
  * weighs its newly dead blocks against `live` (unit-relative: whether block b is live).
+ * `zero` (unit-relative): whether a block's stored hash is a zero block's. A non-live zero
+ * block outside the dead ranges is a writer's padding (frame placement, format.md §2.20.3)
+ * or zero data nothing ever referenced (all-zero blocks are holes): it takes next to no
+ * stored bytes and no rewrite would reclaim anything from it, so it is neither newly dead
+ * nor unused, and stays out of the new dead ranges (it is zeros already; verify checks it
+ * against its hash like any block outside them).
  */
-export function unitUsage(repo: Repo2, key: string, stream: number, unit: number, rawBlocks: number, live: (b: number) => boolean): UnitUsage {
+export function unitUsage(repo: Repo2, key: string, stream: number, unit: number, rawBlocks: number, live: (b: number) => boolean, zero: (b: number) => boolean = () => false): UnitUsage {
   const where = repo.store.where(key)
   const blob = repo.sync.openSync(key)
   try {
@@ -410,12 +420,17 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
     const dead: DeadRange[] = []
     let newlyDead = 0
     let unused = 0
+    let zeros = 0
     for (let f = 0; f < comp.length; f++) {
       const first = f * any.frameBlocks
       const end = Math.min(rawBlocks, first + any.frameBlocks)
       let notYet = 0
       let fresh = 0
       for (let b = first; b < end; b++) {
+        if (!wasDead[b] && !live(b) && zero(b)) {
+          zeros++
+          continue // (neither in the frame's not yet dead blocks: it costs the frame nothing)
+        }
         const isDead = wasDead[b] === 1 || !live(b)
         if (isDead) {
           const last = dead[dead.length - 1]
@@ -431,9 +446,27 @@ export function unitUsage(repo: Repo2, key: string, stream: number, unit: number
       // dead blocks away, or --max-unused 0 would pass over the unit)
       if (fresh) unused += Math.max(1, Math.round((comp[f]! * fresh) / notYet))
     }
-    return { version: any.version, level, dead, newlyDead, unused }
+    return { version: any.version, level, dead, newlyDead, unused, zeros, hadDead: old.length > 0 }
   } finally {
     blob.closeSync()
+  }
+}
+
+/** The hash of a zero block in this repository (its algorithm and seed). */
+function zeroHash(repo: Repo2): Buffer {
+  const z = Buffer.alloc(HASH_BYTES)
+  blockHash(repo.config.hashAlg, ZERO_BLOCK, z, 0, repo.blockSeed)
+  return z
+}
+
+/** A stream's block hashes (checked), or null when they do not read or do not match its length. */
+function streamHashes(repo: Repo2, run: number, streamBlocks: number): Buffer | null {
+  try {
+    const h = repo.unsealHashes(run, repo.sync.getSync(keys2.hashes(run)))
+    return h.length === streamBlocks * HASH_BYTES ? h : null
+  } catch (err) {
+    if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+    return null
   }
 }
 
@@ -531,12 +564,39 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
       const sm = marks.streams.get(run)
       const del: number[] = []
       let dead = 0
+      // the stream's block hashes, read when a unit has live and non-live blocks: its non-live
+      // zero blocks are not unused (unitUsage); not readable: every non-live block counts
+      let hashes: Buffer | null | undefined
+      const zeroAt = (): ((s: number) => boolean) => {
+        if (hashes === undefined) hashes = streamHashes(repo, run, geometry!.streamBlocks)
+        const h = hashes
+        if (!h) return () => false
+        const z = zeroHash(repo)
+        return (sb) => h.compare(z, 0, HASH_BYTES, sb * HASH_BYTES, (sb + 1) * HASH_BYTES) === 0
+      }
       for (const [u, bytes] of [...unitFiles].sort((x, y) => x[0] - y[0])) {
         const from = u * geometry.unitBlocks
         const to = Math.min(geometry.streamBlocks, from + geometry.unitBlocks)
         const raw = Math.max(0, to - from)
         const live = sm && raw > 0 ? liveIn(sm, from, to) : 0
         dead += raw - live
+        const isLive = (x: number): boolean => (sm!.bits[(from + x) >> 3]! & (1 << ((from + x) & 7))) !== 0
+        if (live > 0 && live < raw) {
+          // a unit whose only non-live blocks are zero blocks (frame placement's padding) is
+          // kept whole without reading it: nothing in it to reclaim (a block in its dead
+          // ranges keeps its old data's hash, so a unit with dead ranges is read below,
+          // unless they hold zero blocks only: zeros already)
+          const zero = zeroAt()
+          let other = 0
+          for (let x = 0; x < raw && other === 0; x++) if (!isLive(x) && !zero(from + x)) other++
+          if (other === 0) {
+            dead -= raw - live
+            b.live += bytes
+            d.units.usedBytes += bytes
+            d.units.kept++
+            continue
+          }
+        }
         if (live === 0) {
           del.push(u)
           d.deleteUnits.push(keys2.unit(run, u))
@@ -550,7 +610,8 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           const key = keys2.unit(run, u)
           let use: UnitUsage
           try {
-            use = unitUsage(repo, key, run, u, raw, (x) => (sm!.bits[(from + x) >> 3]! & (1 << ((from + x) & 7))) !== 0)
+            const zero = zeroAt()
+            use = unitUsage(repo, key, run, u, raw, isLive, (x) => zero(from + x))
           } catch (err) {
             if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
             d.unreadableUnits.push({ key, why: (err as Error).message })
@@ -560,8 +621,10 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
           b.live += bytes - use.unused
           b.dead += use.unused
           d.units.usedBytes += bytes - use.unused
+          dead -= use.zeros
           if (use.newlyDead === 0) {
-            d.units.zeroed++ // an earlier prune zeroed its dead blocks
+            if (use.hadDead) d.units.zeroed++ // an earlier prune zeroed its dead blocks
+            else d.units.kept++
             continue
           }
           d.units.partly++
