@@ -39,11 +39,15 @@ async function coldButFirstRegion(file: string): Promise<void> {
     fs.fdatasyncSync(fd)
     expect(fadvise(fd, 0, 0, 'dontneed')).toBe(true)
     const buf = Buffer.allocUnsafe(4 * MiB)
-    for (let pos = 0; pos < REGION; pos += buf.length) fs.readSync(fd, buf, 0, buf.length, pos)
-    for (let i = 0; i < 200; i++) {
-      fadvise(fd, REGION, 0, 'dontneed')
-      if (cachestat(fd, REGION, 0)![0] === 0) break
-      await new Promise((r) => setTimeout(r, 25))
+    // read again while pages are missing: this machine's proactive reclaim (DAMON pageout of
+    // cold regions) may take a few of them meanwhile
+    for (let n = 0; n < 5 && cachestat(fd, 0, REGION)![0] < REGION / 4096; n++) {
+      for (let pos = 0; pos < REGION; pos += buf.length) fs.readSync(fd, buf, 0, buf.length, pos)
+      for (let i = 0; i < 200; i++) {
+        fadvise(fd, REGION, 0, 'dontneed')
+        if (cachestat(fd, REGION, 0)![0] === 0) break
+        await new Promise((r) => setTimeout(r, 25))
+      }
     }
   } finally {
     fs.closeSync(fd)
@@ -78,7 +82,7 @@ describe('a volume backup of an image file and the page cache', () => {
       const repo = await newRepoF(fmt, path.join(work, `repo-${fmt}`))
       await coldButFirstRegion(img)
       const pages = REGION / 4096
-      expect(cached(img, 0, REGION)).toBe(pages)
+      expect(cached(img, 0, REGION)).toBeGreaterThan(pages * 0.99)
       expect(cached(img, REGION, 2 * REGION)).toBeLessThan(pages / 8)
       const r = await bfs(['backup', '--volume', img], { repo })
       expect(r.code, r.stderr).toBe(0)
