@@ -26,7 +26,7 @@
 #define DS_FDS 8
 #define DS_MAX_RAW (1u << 20) /* MAX_PIECE_RAW_BYTES */
 #define DS_MAX_STORED (1u << 21)
-#define DS_DECLINED 256
+#define DS_DECLINED 4096
 
 struct ds_s {
   char *root; /* the repository's directory */
@@ -42,7 +42,9 @@ struct ds_s {
   uint64_t tick;
   uint64_t served, fallbacks;
   uint64_t lookups, lookup_fallbacks; /* listings loaded for a lookup; lookups that gave up loading */
-  /* pieces declined once (the first 8 bytes of their id; 0 = empty), direct-mapped: a lookup
+  /* pieces declined once (the first 8 bytes of their id; 0 = empty), direct-mapped (4,096
+   * slots, 32 KiB: two declined directories share a slot, and load again, only past ~90 of
+   * them in use): a lookup
    * does not load, decompress and hash again a piece it cannot list (a DIRINDEX, a DIRDELTA, a
    * directory with hard links), each time a name below it is looked up */
   uint64_t declined[DS_DECLINED];
@@ -249,7 +251,12 @@ static int ds_list(ds_t *d, ds_tls_t *t, sc_t *sc, const char *path, size_t plen
       fl[k] = (uint32_t)stats[k * DL_STAT_FIELDS + 17];
       if (filler && !full && filler(buf, np[k], &sts[k], 0) == 1) full = 1;
     }
-    sc_publish(sc, path, plen, n, np, nl, sts, fl, refs);
+    /* a listing the stat cache does not keep (more entries than it holds): a readdir was
+     * served all the same; a lookup finds nothing, so it is declined like a DIRINDEX */
+    if (!sc_publish(sc, path, plen, n, np, nl, sts, fl, refs) && !filler) {
+      ds_decline(d, ref);
+      ok = 0;
+    }
   }
   free(names);
   free(stats);

@@ -191,7 +191,7 @@ static void sc_listing_unlink(sc_t *c, sc_listing_t *l) {
 /* Write lock held: publishes l (replacing the directory's older listing, which goes on
  * *dead), then evicts by CLOCK until the entries fit (evicted listings go on *dead too,
  * chained through hnext, to be freed after the lock is dropped). */
-static void sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
+static int sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
   sc_listing_t *old = sc_listing_find(c, l->hash, l->dir, l->dir_len);
   if (old) {
     sc_listing_unlink(c, old);
@@ -229,7 +229,7 @@ static void sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
   if (c->nlbuckets == 0) {
     l->hnext = *dead;
     *dead = l;
-    return;
+    return 0;
   }
   l->hnext = c->lbuckets[l->hash & (c->nlbuckets - 1)];
   c->lbuckets[l->hash & (c->nlbuckets - 1)] = l;
@@ -244,6 +244,7 @@ static void sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
   }
   c->nlistings++;
   c->lentries += l->n;
+  return 1;
 }
 
 static void sc_free_chain(sc_listing_t *l) {
@@ -497,20 +498,20 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
   return found;
 }
 
-static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
-                           const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
-                           const struct stat *dot, const struct stat *dotdot);
+static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                          const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
+                          const struct stat *dot, const struct stat *dotdot);
 
-void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
-                const struct stat *stats, const uint32_t *flags, const void *refs) {
-  if (n == 0) return;
-  sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, refs, NULL, NULL);
+int sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
+               const struct stat *stats, const uint32_t *flags, const void *refs) {
+  if (n == 0) return 0;
+  return sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, refs, NULL, NULL);
 }
 
 void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
                      const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const struct stat *dot,
                      const struct stat *dotdot) {
-  sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, NULL, dot, dotdot);
+  (void)sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, NULL, dot, dotdot);
 }
 
 int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, const char *name, const struct stat *st, off_t off)) {
@@ -542,10 +543,10 @@ int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, cons
   return served;
 }
 
-static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
-                           const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
-                           const struct stat *dot, const struct stat *dotdot) {
-  if (c == NULL || n > c->max_entries) return;
+static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                          const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
+                          const struct stat *dot, const struct stat *dotdot) {
+  if (c == NULL || n > c->max_entries) return 0;
   dir_len = sc_dir_len(dir, dir_len);
   size_t names_len = 0;
   for (size_t k = 0; k < n; k++) names_len += name_lens[k];
@@ -553,7 +554,7 @@ static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, c
   while (slots < n * 2) slots *= 2;
   size_t sz = sizeof(sc_listing_t) + n * sizeof(sc_lent_t) + (size_t)slots * sizeof(uint32_t) + names_len + dir_len + 1;
   sc_listing_t *l = malloc(sz);
-  if (l == NULL) return;
+  if (l == NULL) return 0;
   memset(l, 0, sizeof *l);
   l->ents = (sc_lent_t *)(l + 1);
   l->index = (uint32_t *)(l->ents + n);
@@ -590,10 +591,11 @@ static void sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, c
   }
   sc_listing_t *dead = NULL;
   pthread_rwlock_wrlock(&c->lock);
-  sc_listing_put(c, l, &dead);
-  c->inserts += n;
+  int kept = sc_listing_put(c, l, &dead);
+  if (kept) c->inserts += n;
   pthread_rwlock_unlock(&c->lock);
   sc_free_chain(dead);
+  return kept;
 }
 
 /* The listing entry of path (write nothing when there is none): its stat and reference. */

@@ -39,10 +39,11 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
 void sc_seen(sc_t *c, const char *dir, const char *name, size_t name_len, const struct stat *st, uint32_t flags);
 /* A whole listing published at once (the native readdir, on a libfuse thread; any thread):
  * n entries, names[i] of name_lens[i] bytes, their stats and flags, and per entry a
- * directory's piece reference (refs[i].has; refs may be NULL). Replaces dir's listing. */
+ * directory's piece reference (refs[i].has; refs may be NULL). Replaces dir's listing.
+ * 1 = kept; 0 = not (empty, more entries than the cache holds, no memory). */
 struct dl_ref_s;
-void sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
-                const struct stat *stats, const uint32_t *flags, const void *refs /* dl_ref_t[n] */);
+int sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
+               const struct stat *stats, const uint32_t *flags, const void *refs /* dl_ref_t[n] */);
 /* A directory's whole listing (format 1: published by JavaScript ahead of its readdir):
  * as sc_publish without piece references, plus the stats of `.` and `..`; n may be 0.
  * sc_readdir then serves the directory. Replaces dir's listing. Any thread. */

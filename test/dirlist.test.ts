@@ -266,6 +266,18 @@ describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thr
     // a directory listed for a lookup is then read in C, whole
     expect(fp.readdirForTest(Buffer.from('/wide'))!.length).toBe(602)
     expect(fp.close()).toBe(0)
+    // a directory of more entries than the stat cache holds: listed, not kept, so declined once
+    const small = createFastPath({ statCache: { getattr: true, maxEntries: 100 } })
+    small.dirSource(v.dirSource()!)
+    await (async () => {
+      const g = small.getattrForTest(Buffer.from('/sub'))
+      expect(g).not.toBeNull()
+      expect(small.getattrForTest(Buffer.from('/wide/f1'))).toBeNull()
+      expect(small.getattrForTest(Buffer.from('/wide/f2'))).toBeNull()
+      expect(small.dirInfo()).toEqual({ served: 0, fallbacks: 0, lookups: 1, lookupFallbacks: 1 })
+      expect(small.readdirForTest(Buffer.from('/wide'))!.length).toBe(602) // a readdir is served all the same
+    })()
+    expect(small.close()).toBe(0)
     // gen1 has hard links at its root: C declines that directory once, and then does not load it again
     const man1 = repo.resolve('1')
     const v1 = new Vfs2(repo, man1)

@@ -465,7 +465,8 @@ function streamHashes(repo: Repo2, run: number, streamBlocks: number): Buffer | 
     const h = repo.unsealHashes(run, repo.sync.getSync(keys2.hashes(run)))
     return h.length === streamBlocks * HASH_BYTES ? h : null
   } catch (err) {
-    if (!(err instanceof FormatError) && !(err instanceof StoreError)) throw err
+    // (RangeError: a hashes file over a Buffer's limit, a stream of ~2 TiB and more)
+    if (!(err instanceof FormatError) && !(err instanceof StoreError) && !(err instanceof RangeError)) throw err
     return null
   }
 }
