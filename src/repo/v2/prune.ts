@@ -473,6 +473,7 @@ function streamHashes(repo: Repo2, run: number, streamBlocks: number): Buffer | 
 
 /** Step 4: what goes; with `maxUnusedPct` < 100, which partly used units step 7 rewrites. */
 export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEFAULT_MAX_UNUSED_PCT): Decision {
+  let zeroBlockHash: Buffer | undefined // (a zero block's hash: computed once, when a stream needs it)
   const byRun = new Map(sv.runs.map((r) => [r.run, r]))
   // units the tape catalog knows: never deleted or rewritten here, and they keep their stream's records (format.md §2.18)
   const onTape = tapeKeys(repo.store, tapeSealOf(repo))
@@ -567,13 +568,13 @@ export function decide(repo: Repo2, sv: Survey, marks: Marks, maxUnusedPct = DEF
       let dead = 0
       // the stream's block hashes, read when a unit has live and non-live blocks: its non-live
       // zero blocks are not unused (unitUsage); not readable: every non-live block counts
-      let hashes: Buffer | null | undefined
+      let zeroPred: ((s: number) => boolean) | undefined
       const zeroAt = (): ((s: number) => boolean) => {
-        if (hashes === undefined) hashes = streamHashes(repo, run, geometry!.streamBlocks)
-        const h = hashes
-        if (!h) return () => false
-        const z = zeroHash(repo)
-        return (sb) => h.compare(z, 0, HASH_BYTES, sb * HASH_BYTES, (sb + 1) * HASH_BYTES) === 0
+        if (zeroPred) return zeroPred
+        const h = streamHashes(repo, run, geometry!.streamBlocks)
+        const z = (zeroBlockHash ??= zeroHash(repo))
+        zeroPred = h ? (sb) => h.compare(z, 0, HASH_BYTES, sb * HASH_BYTES, (sb + 1) * HASH_BYTES) === 0 : () => false
+        return zeroPred
       }
       for (const [u, bytes] of [...unitFiles].sort((x, y) => x[0] - y[0])) {
         const from = u * geometry.unitBlocks
