@@ -1775,6 +1775,101 @@ static napi_value js_dir_listing(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- dirListingLazyForTest ------------------------------------------------ */
+
+/*
+ * dirListingLazyForTest(payload, inoBase) -> [names, stats, heads, declined] | null: the
+ * listing dirListing gives, read the way the native readdir and its lookups read it
+ * (dirsrc.c): names and heads (st_mode and inode number per entry) from dl_heads' quick pass,
+ * each stat from dl_entry_stat at the entry's offset, packed as dl_parse packs it (left zero
+ * for an entry it declines: `declined` counts them; a lookup of one goes to JavaScript).
+ * null: the quick pass declines. Tests hold it to dirListing on damaged pieces.
+ */
+typedef struct {
+  size_t *offs;
+  double *heads;
+  const uint8_t **np;
+  size_t *nl;
+  double ino_base;
+} lazy_heads_t;
+
+static int lazy_head(void *ctx, size_t k, size_t off, const uint8_t *name, size_t nl, uint32_t mode, uint64_t ord) {
+  lazy_heads_t *h = (lazy_heads_t *)ctx;
+  h->offs[k] = off;
+  h->np[k] = name;
+  h->nl[k] = nl;
+  h->heads[2 * k] = mode;
+  h->heads[2 * k + 1] = h->ino_base + (double)ord;
+  return 1;
+}
+
+static napi_value js_dir_listing_lazy(napi_env env, napi_callback_info info) {
+  GET_ARGS(env, info, 2);
+  bool is_buf = false;
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"payload\" argument must be an instance of Buffer");
+    return NULL;
+  }
+  double ino_base;
+  if (!get_integer_arg(env, argv[1], "inoBase", 0, 9007199254740991.0, &ino_base)) return NULL;
+  napi_value nul;
+  napi_get_null(env, &nul);
+  const uint8_t *p = (const uint8_t *)data;
+  size_t n = dl_count(p, len);
+  if (n == 0) return nul;
+  lazy_heads_t h = {malloc(n * sizeof(size_t)), malloc(2 * n * sizeof(double)), malloc(n * sizeof(uint8_t *)),
+                    malloc(n * sizeof(size_t)), ino_base};
+  char *names = malloc(5 + len);
+  double *st = calloc((n + 2) * DL_STAT_FIELDS, sizeof(double));
+  napi_value out = nul;
+  if (h.offs && h.heads && h.np && h.nl && names && st && dl_heads(p, len, n, lazy_head, &h)) {
+    memcpy(names, ".\0..\0", 5);
+    size_t used = 5;
+    double declined = 0;
+    for (size_t k = 0; k < n; k++) {
+      memcpy(names + used, h.np[k], h.nl[k]);
+      used += h.nl[k];
+      names[used++] = 0;
+      struct stat s;
+      uint32_t flags;
+      if (!dl_entry_stat(p, len, h.offs[k], ino_base, &s, &flags, NULL)) {
+        declined++;
+        continue;
+      }
+      double *o = st + (k + 2) * DL_STAT_FIELDS;
+      o[0] = s.st_mode, o[1] = s.st_uid, o[2] = s.st_gid, o[3] = (double)s.st_size, o[5] = (double)s.st_nlink;
+      o[6] = (double)(s.st_ino & 0xffffffffu), o[7] = (double)(s.st_ino >> 32), o[8] = (double)s.st_rdev;
+      o[9] = (double)s.st_blksize, o[10] = (double)s.st_blocks;
+      o[11] = (double)s.st_atim.tv_sec, o[12] = (double)s.st_atim.tv_nsec, o[13] = (double)s.st_mtim.tv_sec;
+      o[14] = (double)s.st_mtim.tv_nsec, o[15] = (double)s.st_ctim.tv_sec, o[16] = (double)s.st_ctim.tv_nsec;
+      o[17] = flags;
+    }
+    napi_value a, b, c, dn;
+    void *nb = NULL;
+    if (napi_create_buffer_copy(env, used, names, &nb, &a) == napi_ok) {
+      b = make_f64_array(env, st, (n + 2) * DL_STAT_FIELDS);
+      c = make_f64_array(env, h.heads, 2 * n);
+      if (b && c && napi_create_double(env, declined, &dn) == napi_ok && napi_create_array_with_length(env, 4, &out) == napi_ok) {
+        napi_set_element(env, out, 0, a);
+        napi_set_element(env, out, 1, b);
+        napi_set_element(env, out, 2, c);
+        napi_set_element(env, out, 3, dn);
+      } else {
+        out = NULL;
+      }
+    }
+  }
+  free(h.offs);
+  free(h.heads);
+  free(h.np);
+  free(h.nl);
+  free(names);
+  free(st);
+  return out;
+}
+
 /* ---- dirScan -------------------------------------------------------------- */
 
 /*
@@ -2967,6 +3062,7 @@ NAPI_MODULE_INIT() {
     {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adviseHugePages", NULL, js_advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirListing", NULL, js_dir_listing, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dirListingLazyForTest", NULL, js_dir_listing_lazy, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirScan", NULL, js_dir_scan, NULL, NULL, NULL, napi_enumerable, NULL},
     {"findWalk", NULL, js_find_walk, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dirDiff", NULL, js_dir_diff, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -21,7 +21,7 @@
 
 #define KIND_DIR 1
 #define KIND_VERSION 1
-#define PAGE_MAX_ENTRIES 8192
+#define PAGE_MAX_ENTRIES DL_PAGE_MAX
 #define MIN_ENTRY_BYTES 19
 #define NAME_MAX_READ 4096
 #define SYMLINK_TARGET_MAX 65536
@@ -63,20 +63,25 @@ typedef struct {
 
 /* A varint as the StrictReader reads it: ≤ 8 bytes, shortest form, ≤ 2^53 − 1. */
 static uint64_t rd_varint_slow(rd_t *r) {
-  if (r->len - r->pos >= 8) { /* no bounds check per byte */
-    const uint8_t *q = r->p + r->pos;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-      uint8_t b = q[i];
-      v |= (uint64_t)(b & 0x7f) << (7 * i);
-      if ((b & 0x80) == 0) {
-        if ((i > 0 && b == 0) || v > MAX_SAFE) r->bad = 1;
-        r->pos += (size_t)i + 1;
-        return v;
-      }
+  if (r->len - r->pos >= 8) { /* one 8-byte load: no loop, no bounds check per byte */
+    uint64_t w;
+    memcpy(&w, r->p + r->pos, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    uint64_t stop = ~w & 0x8080808080808080ULL; /* the high bit of every byte that ends it */
+    if (stop == 0) {
+      r->bad = 1;
+      return 0;
     }
-    r->bad = 1;
-    return 0;
+    unsigned nb = ((unsigned)__builtin_ctzll(stop) >> 3) + 1; /* 1 … 8 bytes */
+    uint64_t x = (nb == 8 ? w : w & ((1ULL << (8 * nb)) - 1)) & 0x7f7f7f7f7f7f7f7fULL;
+    uint64_t v = (x & 0x7fULL) | ((x >> 1) & 0x3f80ULL) | ((x >> 2) & 0x1fc000ULL) | ((x >> 3) & 0xfe00000ULL) |
+                 ((x >> 4) & 0x7f0000000ULL) | ((x >> 5) & 0x3f800000000ULL) | ((x >> 6) & 0x1fc0000000000ULL) |
+                 ((x >> 7) & 0xfe000000000000ULL);
+    if ((nb > 1 && (w >> (8 * (nb - 1)) & 0xff) == 0) || v > MAX_SAFE) r->bad = 1;
+    r->pos += nb;
+    return v;
   }
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) {
@@ -391,6 +396,165 @@ int dl_parse(const uint8_t *p, size_t len, double ino_base, char *names, size_t 
   if (r.pos != r.len) return 0; /* trailing bytes */
   *names_len = out;
   return 1;
+}
+
+/* An entry's stat as dl_to_stat makes it of the stat dl_parse packs for it (the same
+ * fields, without the doubles), and that stat's flags field. */
+static void ent_stat(const dl_ent_t *e, double ino_base, struct stat *st, uint32_t *flags) {
+  memset(st, 0, sizeof *st);
+  st->st_mode = (mode_t)(TYPE_BITS[e->type] + (double)e->mode);
+  st->st_uid = (uid_t)e->uid;
+  st->st_gid = (gid_t)e->gid;
+  st->st_size = (off_t)e->st_size;
+  st->st_nlink = (nlink_t)(e->type == T_DIR && e->nlink ? e->nlink : 1);
+  st->st_ino = (ino_t)(uint64_t)(ino_base + (double)e->ord);
+  st->st_rdev = (dev_t)e->rdev;
+  st->st_blksize = 4096;
+  st->st_blocks = (blkcnt_t)e->blocks;
+  st->st_atim.tv_sec = (time_t)e->as;
+  st->st_atim.tv_nsec = (long)e->an;
+  st->st_mtim.tv_sec = (time_t)e->ms;
+  st->st_mtim.tv_nsec = (long)e->mn;
+  st->st_ctim.tv_sec = (time_t)e->cs;
+  st->st_ctim.tv_nsec = (long)e->cn;
+  *flags = e->has_xattrs ? 0 : STAT_NO_XATTRS;
+}
+
+int dl_entry_stat(const uint8_t *p, size_t len, size_t off, double ino_base, struct stat *st, uint32_t *flags, dl_ref_t *ref) {
+  if (off < 3 || off >= len) return 0;
+  rd_t r = {p, off, len, 0};
+  dl_ent_t e;
+  dl_ref_t rf;
+  if (!parse_entry(&r, &e, &rf) || (e.flags & E_LINKED)) return 0;
+  ent_stat(&e, ino_base, st, flags);
+  if (ref) *ref = rf;
+  return 1;
+}
+
+/* ---- dl_heads: the native readdir's quick pass ---- */
+
+/* Steps over k varints (their values unread), eight bytes a load: each byte whose high bit
+ * is clear ends one. A run of eight continuation bytes is no varint the parser reads. */
+static void rd_skipv(rd_t *r, unsigned k) {
+  while (k > 0 && !r->bad) {
+    if (r->len - r->pos < 8) { /* the payload's last bytes: one at a time */
+      for (; k > 0; k--) {
+        size_t i = 0;
+        while (r->pos + i < r->len && (r->p[r->pos + i] & 0x80) && i < 8) i++;
+        if (r->pos + i >= r->len || i >= 8) {
+          r->bad = 1;
+          return;
+        }
+        r->pos += i + 1;
+      }
+      return;
+    }
+    uint64_t w;
+    memcpy(&w, r->p + r->pos, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    uint64_t stop = ~w & 0x8080808080808080ULL, last = 0;
+    if (stop == 0) {
+      r->bad = 1;
+      return;
+    }
+    do {
+      last = stop;
+      stop &= stop - 1;
+      k--;
+    } while (k > 0 && stop);
+    r->pos += ((unsigned)__builtin_ctzll(last) >> 3) + 1; /* past the last varint ended in this word */
+  }
+}
+
+static void rd_skipblob(rd_t *r, size_t max) {
+  uint64_t l = rd_varint(r);
+  if (r->bad || l > max || l > r->len - r->pos) r->bad = 1;
+  else r->pos += (size_t)l;
+}
+
+int dl_heads(const uint8_t *p, size_t len, size_t n_expected, dl_head_t each, void *ctx) {
+  if (dl_count(p, len) != n_expected || n_expected == 0) return 0;
+  rd_t r = {p, 2, len, 0};
+  rd_varint(&r);
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  for (size_t k = 0; k < n_expected; k++) {
+    size_t start = r.pos, nl = 0;
+    const uint8_t *name = rd_blob(&r, NAME_MAX_READ, &nl);
+    if (r.bad || nl == 0 || memchr(name, '/', nl) || memchr(name, 0, nl)) return 0;
+    if (prev && name_cmp(prev, prev_len, name, nl) >= 0) return 0; /* strictly increasing */
+    prev = name;
+    prev_len = nl;
+    if (r.pos >= r.len) return 0;
+    unsigned type = r.p[r.pos++];
+    if (type < T_FILE || type > T_SOCK) return 0;
+    uint64_t flags = rd_varint(&r);
+    /* parse_entry's rules on flags; a hard-linked entry declines (as dl_parse) */
+    if (r.bad || (flags & ~(uint64_t)E_KNOWN) || (flags & E_LINKED)) return 0;
+    if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
+    if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
+    if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
+    if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
+    if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
+    uint64_t ord = rd_varint(&r);
+    uint64_t mode = rd_varint(&r);
+    if (r.bad || ord == 0 || mode > 07777) return 0;
+    rd_skipv(&r, 13); /* uid gid, three times (seconds, nanoseconds), size, srcDev srcInoHi srcInoLo, nlink */
+    switch (type) {
+      case T_DIR:
+        if (!(flags & E_EMPTY_DIR)) {
+          rd_skipv(&r, 4); /* the PieceRef: run pack offset storedLen, id; then the entry count */
+          rd_skip(&r, ID_BYTES);
+          rd_skipv(&r, 1);
+        }
+        break;
+      case T_FILE:
+        rd_skipv(&r, 1); /* data blocks */
+        if (flags & E_INLINE_MAP) {
+          uint64_t x = rd_varint(&r);
+          if (r.bad || x < 1 || x > INLINE_MAX_EXTENTS) return 0;
+          for (uint64_t i = 0; i < x; i++) {
+            rd_skipv(&r, 2); /* file block delta, count */
+            if (rd_varint(&r) == 0) return 0; /* stream 0: parse_entry declines it (no stream block follows) */
+            rd_skipv(&r, 1);
+          }
+        } else if (flags & E_MAP_REF) {
+          rd_skipv(&r, 4);
+          rd_skip(&r, ID_BYTES);
+          rd_skipv(&r, 1);
+        }
+        break;
+      case T_SYMLINK:
+        rd_skipblob(&r, SYMLINK_TARGET_MAX);
+        break;
+      case T_CHR:
+      case T_BLK:
+        rd_skipv(&r, 2);
+        break;
+      default:
+        break;
+    }
+    if (flags & E_XATTRS) {
+      uint64_t x = rd_varint(&r);
+      if (r.bad || x == 0 || x * 2 > r.len - r.pos) return 0;
+      for (uint64_t i = 0; i < x && !r.bad; i++) {
+        rd_skipblob(&r, XATTR_NAME_MAX);
+        rd_skipblob(&r, XATTR_VALUE_MAX);
+      }
+    }
+    if (r.bad || !each(ctx, k, start, name, nl, (uint32_t)TYPE_BITS[type] | (uint32_t)mode, ord)) return 0;
+  }
+  return r.pos == r.len;
+}
+
+const uint8_t *dl_entry_name(const uint8_t *p, size_t len, size_t off, size_t *nl) {
+  rd_t r = {p, off, len, 0};
+  size_t l = 0;
+  const uint8_t *name = rd_blob(&r, NAME_MAX_READ, &l);
+  *nl = r.bad ? 0 : l;
+  return r.bad ? p : name;
 }
 
 /* ---- dl_scan: a directory page as a table, for find (cli/find.ts) ---- */

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Entries a DIR page holds at most (format.md §2.13.1: PAGE_MAX_ENTRIES). */
+#define DL_PAGE_MAX 8192
+
 /* Doubles per stat: statpack.ts STAT_FIELDS, fuse-native's FUSE_NATIVE_STAT_FIELDS. */
 #define DL_STAT_FIELDS 18
 
@@ -46,6 +49,27 @@ size_t dl_count(const uint8_t *payload, size_t len);
  * ino_base + ord. 1 = done; 0 = declined (see dirlist.c): list it in JavaScript. */
 int dl_parse(const uint8_t *payload, size_t len, double ino_base, char *names, size_t names_cap, size_t *names_len,
              double *stats, size_t n, dl_ref_t *refs /* n of them, or NULL */);
+
+/* The native readdir's quick pass over a DIR payload of n entries (dirsrc.c): each entry's
+ * start offset, name (name_len bytes, not NUL-ended), st_mode (type and permission bits) and ord given
+ * to `each` (which returns 1 to go on, 0 to stop: declined). It checks what a listing shows
+ * and what finds the entries: the header and n, names (non-empty, no '/' or NUL, ≤ 4096
+ * bytes, strictly increasing), types, flags (known bits, their combinations; a hard-linked
+ * entry declines, as dl_parse), ord ≥ 1, the mode ≤ 07777, every entry's layout (its other fields are stepped
+ * over, not read) and the end. The rest of an entry (modes, times, sizes, maps, piece
+ * references, xattrs, varint forms) is read and checked by dl_entry_stat when the entry is
+ * looked up. 1 = done; 0 = declined. */
+struct stat;
+typedef int (*dl_head_t)(void *ctx, size_t k, size_t off, const uint8_t *name, size_t name_len, uint32_t mode, uint64_t ord);
+int dl_heads(const uint8_t *payload, size_t len, size_t n, dl_head_t each, void *ctx);
+/* The entry that starts at byte off of a DIR payload, read with every check of dl_parse:
+ * its stat (what dl_to_stat makes of the stat dl_parse packs for it), that stat's flags
+ * field, and ref as dl_parse's refs[k] (may be NULL). 1 = read; 0 = declined. */
+int dl_entry_stat(const uint8_t *payload, size_t len, size_t off, double ino_base, struct stat *st, uint32_t *flags,
+                  dl_ref_t *ref);
+/* The name of the entry that starts at off (unchecked beyond its bounds: dl_heads checked
+ * it): its bytes and *name_len (0 when out of bounds). */
+const uint8_t *dl_entry_name(const uint8_t *payload, size_t len, size_t off, size_t *name_len);
 
 /* dl_scan's rows: DL_ROW doubles an entry. SRC: 0 = the payload, 1 = the base (a DIRDELTA's);
  * ENTRY, NAME, REF, ID: byte offsets in that payload of the entry, its name, its directory

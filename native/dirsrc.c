@@ -27,6 +27,7 @@
 #define DS_MAX_RAW (1u << 20) /* MAX_PIECE_RAW_BYTES */
 #define DS_MAX_STORED (1u << 21)
 #define DS_DECLINED 4096
+#define NAME_BUF 4097 /* a name (≤ 4096 bytes: dirlist.c NAME_MAX_READ) and its NUL */
 
 struct ds_s {
   char *root; /* the repository's directory */
@@ -53,6 +54,8 @@ struct ds_s {
 typedef struct {
   ZSTD_DCtx *dctx;
   uint8_t *comp, *raw;
+  uint16_t modes[DL_PAGE_MAX]; /* ds_list: the entries' st_modes and ords, for its filler */
+  uint64_t ords[DL_PAGE_MAX];
 } ds_tls_t;
 
 static pthread_key_t ds_tls_key;
@@ -212,9 +215,25 @@ static long ds_load(ds_t *d, ds_tls_t *t, const dl_ref_t *ref) {
   return (long)n;
 }
 
-/* Loads, checks and parses the piece ref of the directory path (plen bytes, "/" for the
- * root), publishes its listing to sc and, with a filler, gives it ".", "..", then every
- * entry. 0 = done; -1 = declined or failed (nothing filled, nothing published). */
+/* The quick pass's entries (dl_heads) into the listing being built, and what a filler needs
+ * of them kept for it. */
+typedef struct {
+  sc_listing_t *l;
+  ds_tls_t *t;
+} ds_heads_t;
+
+static int ds_head(void *ctx, size_t k, size_t off, const uint8_t *name, size_t nl, uint32_t mode, uint64_t ord) {
+  ds_heads_t *h = (ds_heads_t *)ctx;
+  h->t->modes[k] = (uint16_t)mode;
+  h->t->ords[k] = ord;
+  return sc_add(h->l, off, (const char *)name, nl);
+}
+
+/* Loads and checks the piece ref of the directory path (plen bytes, "/" for the root),
+ * publishes its listing to sc and, with a filler, gives it ".", "..", then every entry.
+ * 0 = done; -1 = declined or failed (nothing filled, nothing published). The listing is
+ * the payload itself with its entries' offsets (statcache.h): a readdir reads only what it
+ * shows (names, types, inode numbers: dl_heads), a lookup reads its entry's stat. */
 static int ds_list(ds_t *d, ds_tls_t *t, sc_t *sc, const char *path, size_t plen, const dl_ref_t *ref,
                    const struct stat *self, const struct stat *parent, void *buf, ds_fill_t filler) {
   long rawlen = ds_load(d, t, ref);
@@ -224,48 +243,40 @@ static int ds_list(ds_t *d, ds_tls_t *t, sc_t *sc, const char *path, size_t plen
     ds_decline(d, ref);
     return -1;
   }
-  size_t cap = (size_t)rawlen;
-  char *names = malloc(cap);
-  double *stats = malloc(n * DL_STAT_FIELDS * sizeof(double));
-  dl_ref_t *refs = malloc(n * sizeof(dl_ref_t));
-  const char **np = malloc(n * sizeof(char *));
-  size_t *nl = malloc(n * sizeof(size_t));
-  struct stat *sts = malloc(n * sizeof(struct stat));
-  uint32_t *fl = malloc(n * sizeof(uint32_t));
-  size_t used = 0;
-  int alloc = names && stats && refs && np && nl && sts && fl;
-  int ok = alloc && dl_parse(t->raw, (size_t)rawlen, d->ino_base, names, cap, &used, stats, n, refs);
-  if (alloc && !ok) ds_decline(d, ref);
-  if (ok) {
-    if (filler) {
-      filler(buf, ".", self, 0);
-      filler(buf, "..", parent, 0);
-    }
-    size_t off = 0;
-    int full = 0; /* the filler's buffer is full: it stops there, the listing is still whole */
-    for (size_t k = 0; k < n; k++) {
-      np[k] = names + off;
-      nl[k] = strlen(names + off);
-      off += nl[k] + 1;
-      dl_to_stat(stats + k * DL_STAT_FIELDS, &sts[k]);
-      fl[k] = (uint32_t)stats[k * DL_STAT_FIELDS + 17];
-      if (filler && !full && filler(buf, np[k], &sts[k], 0) == 1) full = 1;
-    }
-    /* a listing the stat cache does not keep (more entries than it holds): a readdir was
-     * served all the same; a lookup finds nothing, so it is declined like a DIRINDEX */
-    if (!sc_publish(sc, path, plen, n, np, nl, sts, fl, refs) && !filler) {
-      ds_decline(d, ref);
-      ok = 0;
+  const uint8_t *p;
+  sc_listing_t *l = sc_begin(path, plen, n, t->raw, (size_t)rawlen, d->ino_base, &p);
+  if (l == NULL) return -1;
+  ds_heads_t h = {l, t};
+  if (!dl_heads(p, (size_t)rawlen, n, ds_head, &h)) {
+    sc_abandon(l);
+    ds_decline(d, ref);
+    return -1;
+  }
+  if (filler) {
+    filler(buf, ".", self, 0);
+    filler(buf, "..", parent, 0);
+    /* libfuse's filler takes d_type from st_mode and d_ino from st_ino (use_ino) */
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    char name[NAME_BUF];
+    for (size_t k = 0; k < n; k++) { /* a full buffer stops the filler; the listing is still whole */
+      size_t nl;
+      const uint8_t *np = dl_entry_name(p, (size_t)rawlen, sc_off(l, k), &nl);
+      if (nl == 0 || nl >= sizeof name) continue; /* dl_heads: names of 1 … 4096 bytes */
+      memcpy(name, np, nl);
+      name[nl] = 0;
+      st.st_mode = t->modes[k];
+      st.st_ino = (ino_t)(uint64_t)(d->ino_base + (double)t->ords[k]);
+      if (filler(buf, name, &st, 0) == 1) break;
     }
   }
-  free(names);
-  free(stats);
-  free(refs);
-  free(np);
-  free(nl);
-  free(sts);
-  free(fl);
-  return ok ? 0 : -1;
+  /* a listing the stat cache does not keep (more entries than it holds): a readdir was
+   * served all the same; a lookup finds nothing, so it is declined like a DIRINDEX */
+  if (!sc_commit(sc, l) && !filler) {
+    ds_decline(d, ref);
+    return -1;
+  }
+  return 0;
 }
 
 int ds_readdir(ds_t *d, sc_t *sc, const char *path, void *buf, ds_fill_t filler) {

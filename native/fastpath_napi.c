@@ -590,9 +590,16 @@ static napi_value js_fp_stat_get(napi_env env, napi_callback_info info) {
     napi_get_null(env, &out);
     return out;
   }
-  double v[7] = {(double)st.st_mode, (double)st.st_size, (double)st.st_ino, (double)st.st_nlink,
-                 (double)st.st_mtim.tv_sec, (double)st.st_mtim.tv_nsec, (double)flags};
-  return fp_f64_array(env, v, 7);
+  /* the summary, then the whole stat packed as statpack.ts packs it (flags at its field 17) */
+  double v[7 + DL_STAT_FIELDS] = {(double)st.st_mode, (double)st.st_size, (double)st.st_ino, (double)st.st_nlink,
+                                  (double)st.st_mtim.tv_sec, (double)st.st_mtim.tv_nsec, (double)flags,
+                                  (double)st.st_mode, (double)st.st_uid, (double)st.st_gid, (double)st.st_size, 0,
+                                  (double)st.st_nlink, (double)(st.st_ino & 0xffffffffu), (double)(st.st_ino >> 32),
+                                  (double)st.st_rdev, (double)st.st_blksize, (double)st.st_blocks,
+                                  (double)st.st_atim.tv_sec, (double)st.st_atim.tv_nsec, (double)st.st_mtim.tv_sec,
+                                  (double)st.st_mtim.tv_nsec, (double)st.st_ctim.tv_sec, (double)st.st_ctim.tv_nsec,
+                                  (double)flags};
+  return fp_f64_array(env, v, 7 + DL_STAT_FIELDS);
 }
 
 static napi_value js_fp_hooks(napi_env env, napi_callback_info info) {

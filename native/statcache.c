@@ -52,6 +52,11 @@ typedef struct sc_listing_s {
   struct sc_listing_s *cnext, *cprev;  /* the CLOCK ring (insertion order) */
   uint64_t hash;                       /* of the directory's path */
   uint32_t n, mask, dir_len;
+  uint32_t cap;                        /* raw: entries sc_begin made room for (n: added so far) */
+  const uint8_t *payload;              /* raw (sc_begin): the DIR payload its entries are read from, at offs[k] */
+  uint32_t payload_len;
+  uint32_t *offs;
+  double ino_base;
   int ref;                             /* set by lookups (under the read lock: atomic) */
   int full;                            /* sc_publish_full: the whole listing, `.` and `..` too (sc_readdir) */
   struct stat dot, dotdot;             /* full: the stats of `.` and `..` */
@@ -87,12 +92,24 @@ struct sc_s {
   uint64_t listed; /* readdirs served by sc_readdir (atomic) */
 };
 
+/* A path's or name's hash (this process only: nothing stores it). Eight bytes a step, not
+ * FNV-1a's one: a listing hashes every name it publishes. */
 static uint64_t sc_hash(const char *a, size_t alen) {
-  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
-  for (size_t i = 0; i < alen; i++) {
-    h ^= (unsigned char)a[i];
-    h *= 1099511628211ULL;
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)alen * 0xff51afd7ed558ccdULL);
+  while (alen >= 8) {
+    uint64_t w;
+    memcpy(&w, a, 8);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    a += 8;
+    alen -= 8;
   }
+  uint64_t w = 0;
+  memcpy(&w, a, alen);
+  h = (h ^ w) * 0xff51afd7ed558ccdULL;
+  h ^= h >> 33; /* murmur3's fmix64: the index takes the low bits */
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
   return h;
 }
 
@@ -261,9 +278,34 @@ static long sc_listing_lookup(const sc_listing_t *l, const char *name, size_t nl
   for (uint32_t i = (uint32_t)h & l->mask;; i = (i + 1) & l->mask) {
     uint32_t k = l->index[i];
     if (k == 0) return -1;
+    if (l->payload) {
+      size_t el;
+      const uint8_t *en = dl_entry_name(l->payload, l->payload_len, l->offs[k - 1], &el);
+      if (el == nlen && memcmp(en, name, nlen) == 0) return (long)(k - 1);
+      continue;
+    }
     const sc_lent_t *e = &l->ents[k - 1];
     if (e->name_len == nlen && memcmp(l->names + e->name_off, name, nlen) == 0) return (long)(k - 1);
   }
+}
+
+/* Entry k of l: its stat, flags and piece reference (either may be NULL). 0: a raw entry the
+ * full read declines (dl_entry_stat): nothing written. */
+static int sc_lent(const sc_listing_t *l, long k, struct stat *st, uint32_t *flags, dl_ref_t *ref) {
+  if (l->payload) {
+    struct stat s;
+    uint32_t f;
+    dl_ref_t r;
+    if (!dl_entry_stat(l->payload, l->payload_len, l->offs[k], l->ino_base, &s, &f, &r)) return 0;
+    if (st) *st = s;
+    if (flags) *flags = f;
+    if (ref) *ref = r;
+    return 1;
+  }
+  if (st) *st = l->ents[k].st;
+  if (flags) *flags = l->ents[k].flags;
+  if (ref) *ref = l->ents[k].ref;
+  return 1;
 }
 
 /* The reply received so far as one listing block (NULL: nothing to keep, or no memory). */
@@ -484,11 +526,7 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
       sc_listing_t *l = sc_listing_find(c, sc_hash(path, dl), path, dl);
       if (l != NULL) {
         long k = sc_listing_lookup(l, slash + 1, len - (size_t)(slash - path) - 1);
-        if (k >= 0) {
-          if (st) *st = l->ents[k].st;
-          if (flags) *flags = l->ents[k].flags;
-          found = 1;
-        }
+        if (k >= 0) found = sc_lent(l, k, st, flags, NULL);
         if (!__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);
       }
     }
@@ -502,10 +540,64 @@ static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, co
                           const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
                           const struct stat *dot, const struct stat *dotdot);
 
-int sc_publish(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names, const size_t *name_lens,
-               const struct stat *stats, const uint32_t *flags, const void *refs) {
-  if (n == 0) return 0;
-  return sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, refs, NULL, NULL);
+/* sc_begin's block: header, n entry offsets, the index, the directory's path, then a copy
+ * of the payload. */
+sc_listing_t *sc_begin(const char *dir, size_t dir_len, size_t n, const uint8_t *payload, size_t len, double ino_base,
+                       const uint8_t **copy) {
+  if (n == 0 || n > UINT32_MAX / 4 || len > UINT32_MAX) return NULL;
+  dir_len = sc_dir_len(dir, dir_len);
+  uint32_t slots = 4;
+  while (slots < n * 2) slots *= 2;
+  size_t sz = sizeof(sc_listing_t) + n * sizeof(uint32_t) + (size_t)slots * sizeof(uint32_t) + dir_len + 1 + len;
+  sc_listing_t *l = malloc(sz);
+  if (l == NULL) return NULL;
+  memset(l, 0, sizeof *l);
+  l->offs = (uint32_t *)(l + 1);
+  l->index = l->offs + n;
+  l->dir = (char *)(l->index + slots);
+  uint8_t *p = (uint8_t *)l->dir + dir_len + 1;
+  memcpy(p, payload, len);
+  l->payload = p;
+  l->payload_len = (uint32_t)len;
+  l->ino_base = ino_base;
+  memcpy(l->dir, dir, dir_len);
+  l->dir[dir_len] = 0;
+  l->dir_len = (uint32_t)dir_len;
+  l->hash = sc_hash(l->dir, l->dir_len);
+  l->mask = slots - 1;
+  l->cap = (uint32_t)n;
+  memset(l->index, 0, (size_t)slots * sizeof(uint32_t));
+  *copy = p;
+  return l;
+}
+
+int sc_add(sc_listing_t *l, size_t off, const char *name, size_t name_len) {
+  if (l->n >= l->cap || off >= l->payload_len) return 0;
+  uint32_t k = l->n;
+  l->offs[k] = (uint32_t)off;
+  uint32_t i = (uint32_t)sc_hash(name, name_len) & l->mask;
+  while (l->index[i]) i = (i + 1) & l->mask; /* names of a DIR piece are distinct */
+  l->index[i] = k + 1;
+  l->n = k + 1;
+  return 1;
+}
+
+size_t sc_off(const sc_listing_t *l, size_t k) { return l->offs[k]; }
+
+void sc_abandon(sc_listing_t *l) { free(l); }
+
+int sc_commit(sc_t *c, sc_listing_t *l) {
+  if (c == NULL || l->n == 0 || l->n != l->cap || l->n > c->max_entries) {
+    free(l);
+    return 0;
+  }
+  sc_listing_t *dead = NULL;
+  pthread_rwlock_wrlock(&c->lock);
+  int kept = sc_listing_put(c, l, &dead);
+  if (kept) c->inserts += l->n;
+  pthread_rwlock_unlock(&c->lock);
+  sc_free_chain(dead);
+  return kept;
 }
 
 void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
@@ -615,9 +707,11 @@ static int sc_get_lent(sc_t *c, const char *path, struct stat *st, void *ref, in
   sc_listing_t *l = c->nlistings ? sc_listing_find(c, sc_hash(path, dl), path, dl) : NULL;
   if (l != NULL) {
     long k = sc_listing_lookup(l, slash + 1, len - (size_t)(slash - path) - 1);
-    if (k >= 0 && (want_file ? l->ents[k].ref.file : l->ents[k].ref.has)) {
-      *st = l->ents[k].st;
-      memcpy(ref, &l->ents[k].ref, sizeof(dl_ref_t));
+    struct stat s;
+    dl_ref_t r;
+    if (k >= 0 && sc_lent(l, k, &s, NULL, &r) && (want_file ? r.file : r.has)) {
+      *st = s;
+      memcpy(ref, &r, sizeof(dl_ref_t));
       found = 1;
     }
     if (!__atomic_load_n(&l->ref, __ATOMIC_RELAXED)) __atomic_store_n(&l->ref, 1, __ATOMIC_RELAXED);

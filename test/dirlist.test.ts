@@ -16,6 +16,7 @@ import { Repo2 } from '../src/repo/v2/repo2.js'
 import { Vfs2 } from '../src/vfs/gen2.js'
 import { STAT_FIELDS } from '../src/vfs/statpack.js'
 import { dirListing } from '../src/codec/dirlist.js'
+import { dirListingLazyForTest } from '../src/native/index.js'
 import { PieceReader } from '../src/pieces/reader.js'
 import { decodeDir, FileType } from '../src/format/v2/dir.js'
 import type { PieceRef } from '../src/format/v2/common.js'
@@ -137,20 +138,50 @@ describe('the native listing of a format 2 directory', () => {
     let x = 99
     const rnd = (n: number): number => {
       x = (x * 1103515245 + 12345) >>> 0
-      return x % n
+      return Math.floor((x / 4294967296) * n) // the high bits: an LCG's low bits repeat within a few steps
     }
     let listed = 0
     let declined = 0
+    let lazyPartial = 0
     for (const ref of refs) {
       const raw = await pieces.payload(ref)
       expect(dirListing(raw, 1000)).not.toBeNull()
+      expect(dirListingLazyForTest(raw, 1000)?.[3]).toBe(0)
       // truncated anywhere: declined
-      for (let cut = 0; cut < raw.length; cut += Math.max(1, raw.length >> 6)) expect(dirListing(raw.subarray(0, cut), 1000)).toBeNull()
+      for (let cut = 0; cut < raw.length; cut += Math.max(1, raw.length >> 6)) {
+        expect(dirListing(raw.subarray(0, cut), 1000)).toBeNull()
+        expect(dirListingLazyForTest(raw.subarray(0, cut), 1000)).toBeNull()
+      }
       expect(dirListing(Buffer.concat([raw, Buffer.from([0])]), 1000)).toBeNull()
+      expect(dirListingLazyForTest(Buffer.concat([raw, Buffer.from([0])]), 1000)).toBeNull()
       for (let t = 0; t < 1500; t++) {
         const m = Buffer.from(raw)
         for (let f = 1 + rnd(3); f > 0; f--) m[rnd(m.length)] ^= 1 << rnd(8)
         const got = dirListing(m, 1000)
+        // the native readdir's way (a quick pass; each entry read whole at its lookup): what
+        // dirListing lists, it lists the same, every entry read; what dirListing declines, the
+        // quick pass declines or a lookup of some entry does (JavaScript then reports it)
+        const lazy = dirListingLazyForTest(m, 1000)
+        if (got !== null) {
+          expect(lazy, `flips ${t}`).not.toBeNull()
+          expect(lazy![3]).toBe(0)
+          expect(lazy![0].equals(got[0])).toBe(true)
+          // a struct stat holds uid and gid in 32 bits (what the kernel is given either way)
+          const want = Float64Array.from(got[1], (v, j) => (j % STAT_FIELDS === 1 || j % STAT_FIELDS === 2 ? v % 2 ** 32 : v))
+          if (!Buffer.from(lazy![1].buffer).equals(Buffer.from(want.buffer))) expect(Array.from(lazy![1])).toEqual(Array.from(want))
+          for (let i = 0; i < lazy![2].length / 2; i++) {
+            const o = (i + 2) * STAT_FIELDS
+            if (lazy![2][2 * i] !== got[1][o] || lazy![2][2 * i + 1] !== got[1][o + 6]! + got[1][o + 7]! * 2 ** 32) expect([i, lazy![2][2 * i], lazy![2][2 * i + 1]]).toEqual([i, got[1][o], got[1][o + 6]! + got[1][o + 7]! * 2 ** 32])
+          }
+        } else if (lazy !== null) {
+          lazyPartial++
+          expect(lazy[3], `flips ${t}: the quick pass and every entry's read accept what dirListing declines`).toBeGreaterThan(0)
+        }
+        // what a readdir shows from the quick pass is always well formed: a type and permission bits
+        if (lazy) for (let i = 0; i < lazy[2].length / 2; i++) {
+          const mode = lazy[2][2 * i]!
+          if (![0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000].includes(mode & 0o170000) || (mode & ~0o177777) !== 0) expect([t, i, mode.toString(8)]).toEqual([t, i, 'a type and ≤ 7777'])
+        }
         let decoded: ReturnType<typeof decodeDir> | null = null
         let why = ''
         try {
@@ -179,6 +210,7 @@ describe('the native listing of a format 2 directory', () => {
     }
     expect(declined).toBeGreaterThan(100)
     expect(listed).toBeGreaterThan(100) // flips in data the listing does not show
+    expect(lazyPartial).toBeGreaterThan(10) // flips the quick pass steps over, found at the entry's lookup
   }, 120_000)
 
   it('refuses what is not a Buffer, and declines what is not a DIR piece', () => {
@@ -214,8 +246,8 @@ describe('readdir in C (native/dirsrc.c), on the calling thread as a libfuse thr
       for (let i = 2; i < names.length; i++) {
         const g = fp.statGetForTest(Buffer.from(`${p === '/' ? '' : p}/${names[i]}`, 'latin1'))
         expect(g?.ino).toBe(want[i]![0])
-        expect(g?.size).toBe(d.stats[i * STAT_FIELDS + 3])
-        expect(g?.mtimeNsec).toBe(d.stats[i * STAT_FIELDS + 14])
+        // every field, as the decoder packs it (the stat is read from the kept payload at lookup)
+        expect(fp.statPackedForTest(Buffer.from(`${p === '/' ? '' : p}/${names[i]}`, 'latin1')), `${p}/${names[i]}`).toEqual(Array.from(d.stats.subarray(i * STAT_FIELDS, (i + 1) * STAT_FIELDS)))
       }
     }
     // a child first: nothing tells C where its piece is yet

@@ -397,6 +397,12 @@ export class FastPath {
     return v && { mode: v[0]!, size: v[1]!, ino: v[2]!, nlink: v[3]!, mtimeSec: v[4]!, mtimeNsec: v[5]!, flags: v[6]! }
   }
 
+  /** Tests: that stat whole, packed as statpack.ts packs it (STAT_FIELDS numbers, flags last), or null. */
+  statPackedForTest(path: Buffer): number[] | null {
+    const v = addon().fastPathStatGet(this.ext, path)
+    return v && Array.from(v.subarray(7))
+  }
+
   /** Tests only: every frame load first sleeps `us` microseconds, so that concurrent misses of one frame meet. */
   setTestLoadDelay(us: number): void {
     addon().fastPathTestLoadDelay(this.ext, us)

@@ -101,6 +101,7 @@ interface Addon {
   alignedBuffer(bytes: number): Buffer
   adviseHugePages(buf: Uint8Array): boolean
   dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null
+  dirListingLazyForTest(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array, heads: Float64Array, declined: number] | null
   dirScan(payload: Buffer, base: Buffer | null, keep: Buffer | null, baseRows: Float64Array | null): Float64Array | null
   pieceRaw(stored: Buffer, maxRaw: number, key: Uint8Array | null, id: Buffer): Buffer | null
   trainDictionary(samples: Buffer, sizes: Buffer, capacity: number): Buffer
@@ -187,6 +188,7 @@ export const ADDON_FUNCTIONS = [
   'alignedBuffer',
   'adviseHugePages',
   'dirListing',
+  'dirListingLazyForTest',
   'dirScan',
   'pieceRaw',
   'trainDictionary',
@@ -496,6 +498,16 @@ export function adviseHugePages(buf: Uint8Array): boolean {
  */
 export function dirListing(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array] | null {
   return addon().dirListing(payload, inoBase)
+}
+
+/**
+ * Tests: dirListing's answer read as the native readdir and its lookups read a piece
+ * (native/dirsrc.c): names and heads (st_mode and inode number per entry) from the quick pass
+ * (dl_heads), each stat from its entry's full read (dl_entry_stat; left zero for an entry it
+ * declines, which `declined` counts). null: the quick pass declines.
+ */
+export function dirListingLazyForTest(payload: Buffer, inoBase: number): [names: Buffer, stats: Float64Array, heads: Float64Array, declined: number] | null {
+  return addon().dirListingLazyForTest(payload, inoBase)
 }
 
 /**
