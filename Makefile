@@ -86,10 +86,23 @@ native/build/test/bilog_test_asan: $(BILOG_TEST_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DNBUCKETS_BITS0=2 -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
 
-native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan native/build/test/bilog_test_tsan native/build/test/bilog_test_asan
+# The native readdir's reads of a DIR piece and the stat cache's listings kept as pieces
+# (native/test/dirlist_fuzz.c: damaged payloads read three ways, lookups under publishing).
+DIRLIST_FUZZ_SRC := native/test/dirlist_fuzz.c native/dirlist.c native/statcache.c
+DIRLIST_FUZZ_DEPS := $(DIRLIST_FUZZ_SRC) native/dirlist.h native/statcache.h
+native/build/test/dirlist_fuzz_tsan: $(DIRLIST_FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -fsanitize=thread -o $@ $(DIRLIST_FUZZ_SRC) -lpthread
+native/build/test/dirlist_fuzz_asan: $(DIRLIST_FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(DIRLIST_FUZZ_SRC) -lpthread
+
+native-test: native/build/test/nread_stress_tsan native/build/test/nread_stress_asan native/build/test/bilog_test_tsan native/build/test/bilog_test_asan native/build/test/dirlist_fuzz_tsan native/build/test/dirlist_fuzz_asan
 	TSAN_OPTIONS=halt_on_error=1 native/build/test/nread_stress_tsan $(NATIVE_TEST_SECONDS)
 	ASAN_OPTIONS=detect_leaks=1 native/build/test/nread_stress_asan $(NATIVE_TEST_SECONDS)
 	TSAN_OPTIONS=halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 bash native/test/bilog_test.sh native/build/test/bilog_test_asan native/build/test/bilog_test_tsan
+	ASAN_OPTIONS=detect_leaks=1 native/build/test/dirlist_fuzz_asan $(NATIVE_TEST_SECONDS)
+	TSAN_OPTIONS=halt_on_error=1 native/build/test/dirlist_fuzz_tsan $(NATIVE_TEST_SECONDS)
 
 test: build native-test
 	./node_modules/.bin/vitest run
