@@ -402,6 +402,10 @@ describe('the command line is strict', () => {
       [['frobnicate'], /^bfs: unknown command 'frobnicate' \(see 'bfs --help'\)\n$/],
       [['backup'], /^bfs: missing required argument 'src' \(see 'bfs backup --help'\)\n$/],
       [['backup', '--level', '99', src], /^bfs: option '--level <n>' argument '99' is invalid\. --level must be a whole number from 1 to 19 \(see 'bfs backup --help'\)\n$/],
+      // decimal digits only: Number() would take '' as 0, '1e1' as 10, '0x10' as 16
+      [['backup', '--level', '1e1', src], /^bfs: option '--level <n>' argument '1e1' is invalid\. --level must be a whole number from 1 to 19 \(see 'bfs backup --help'\)\n$/],
+      [['backup', '--level', '0x10', src], /^bfs: option '--level <n>' argument '0x10' is invalid\. --level must be a whole number from 1 to 19 \(see 'bfs backup --help'\)\n$/],
+      [['backup', '--volume-threshold', '', src], /^bfs: option '--volume-threshold <files>' argument '' is invalid\. --volume-threshold must be a whole number from 0 to \d+ \(see 'bfs backup --help'\)\n$/],
       [['mount'], /^bfs: missing required argument 'gen-or-mountpoint' \(see 'bfs mount --help'\)\n$/],
     ]
     for (const [args, re] of cases) {

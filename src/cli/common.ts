@@ -1,10 +1,13 @@
 /** What several commands share: option parsers, GEN[:PATH], signals. */
 import { InvalidArgumentError } from 'commander'
 
-/** A whole-number option in [min, max]. */
+/**
+ * A whole-number option in [min, max] (min ≥ 0), written in decimal digits: Number() alone
+ * took '' and ' ' as 0, '1e3' as 1000, '0x10' as 16.
+ */
 export const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v)
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
   return n
 }
 

@@ -8,12 +8,7 @@ import { VirtualTapeLibrary } from '../tape/vtl.js'
 import { count, humanBytes, simTime } from './output.js'
 import type { Ctx } from './context.js'
 import { registerServe, serviceStatus } from './recall.js'
-
-const int = (name: string, min: number, max: number) => (v: string): number => {
-  const n = Number(v)
-  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
-  return n
-}
+import { int } from './common.js'
 
 const scale = (v: string): number => {
   const n = Number(v)
