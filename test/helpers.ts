@@ -219,6 +219,14 @@ export async function sigstop(pid: number): Promise<void> {
       all = false // a thread gone between the listing and its stat: look again
     }
     if (all) return
+    // a process that exited (or is exiting) never stops: say so now, not after a minute
+    let main = ''
+    try {
+      main = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    } catch {
+      throw new Error(`process ${pid} exited before it stopped`)
+    }
+    if (['Z', 'X'].includes(main[main.lastIndexOf(')') + 2]!)) throw new Error(`process ${pid} exited before it stopped`)
     if (Date.now() > end) throw new Error(`process ${pid} did not stop`)
   }
 }
