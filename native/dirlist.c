@@ -302,8 +302,9 @@ static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
     case T_CHR:
     case T_BLK: {
       uint64_t major = rd_varint(r), minor = rd_varint(r);
-      /* statpack.ts's makedev works on 32-bit signed minors: decline what it would not match */
-      if (minor > 0x7fffffffULL) return 0;
+      /* statpack.ts's makedev works on 32-bit signed minors: decline what it would not match;
+       * and a major of more than 32 bits makes no dev_t (its double would not convert) */
+      if (minor > 0x7fffffffULL || major > 0xffffffffULL) return 0;
       /* glibc's makedev, as statpack.ts */
       if (major || minor)
         rdev = (double)(major & 0xfff) * 256 + (double)(minor & 0xff) + (double)(minor & ~(uint64_t)0xff) * 4096 +
@@ -550,6 +551,10 @@ int dl_heads(const uint8_t *p, size_t len, size_t n_expected, dl_head_t each, vo
 }
 
 const uint8_t *dl_entry_name(const uint8_t *p, size_t len, size_t off, size_t *nl) {
+  if (off >= len) {
+    *nl = 0;
+    return p;
+  }
   rd_t r = {p, off, len, 0};
   size_t l = 0;
   const uint8_t *name = rd_blob(&r, NAME_MAX_READ, &l);

@@ -3,8 +3,10 @@
  *
  * Two stores. A readdir reply is kept whole, as one listing of its directory (one block:
  * entries, their names, and a small open-addressing index by name), so a reply costs one
- * allocation and one short write-lock, not one of each per entry. Listings are bounded by
- * their entries in all (max_entries) and evicted whole by CLOCK (a lookup sets the
+ * allocation and one short write-lock, not one of each per entry; a listing from the native
+ * readdir (sc_begin) is the DIR payload itself with its entries' offsets, each entry read
+ * from it at its lookup. Listings are bounded by their entries in all (max_entries; a raw
+ * listing counts at least one per SC_RAW_BYTES_PER_ENTRY of payload) and evicted whole by CLOCK (a lookup sets the
  * listing's reference bit; eviction gives a referenced listing a second turn). getattr
  * replies (a whole path, dir NULL) go to the per-path tables of before: two generations,
  * inserts to the young table; when it holds max_entries/2 entries the old table is dropped
@@ -34,6 +36,12 @@ typedef struct {
   size_t count;
 } sc_table_t;
 
+/* A raw listing (sc_begin: the DIR payload kept whole) counts at least one entry for every
+ * this many bytes of its payload against the bound, about what an entry of the decoded form
+ * takes: the bound (entries) stays a bound on memory when a few entries hold large xattrs or
+ * symlink targets (a payload may be 1 MiB). */
+#define SC_RAW_BYTES_PER_ENTRY 256u
+
 /* One entry of a listing: its stat and flags, its name at names + name_off, and (listings
  * published whole by the native readdir) a directory's piece reference (ref.has). */
 typedef struct {
@@ -46,12 +54,15 @@ typedef struct {
 
 /* A directory's last readdir reply: one malloc'd block holding this header, then n entries,
  * then the index (mask + 1 slots of entry number + 1, 0 = empty), then the names, then the
- * directory's path. */
+ * directory's path. A raw listing (sc_begin; payload set, ents and names NULL): this header,
+ * then n entry offsets, the index, the directory's path, then the payload. */
 typedef struct sc_listing_s {
   struct sc_listing_s *hnext;          /* bucket chain */
   struct sc_listing_s *cnext, *cprev;  /* the CLOCK ring (insertion order) */
   uint64_t hash;                       /* of the directory's path */
   uint32_t n, mask, dir_len;
+  uint32_t w;                          /* what it counts against the bound: n, or for a raw listing at
+                                        * least its payload's bytes / SC_RAW_BYTES_PER_ENTRY */
   uint32_t cap;                        /* raw: entries sc_begin made room for (n: added so far) */
   const uint8_t *payload;              /* raw (sc_begin): the DIR payload its entries are read from, at offs[k] */
   uint32_t payload_len;
@@ -202,7 +213,7 @@ static void sc_listing_unlink(sc_t *c, sc_listing_t *l) {
     if (c->hand == l) c->hand = l->cnext;
   }
   c->nlistings--;
-  c->lentries -= l->n;
+  c->lentries -= l->w;
 }
 
 /* Write lock held: publishes l (replacing the directory's older listing, which goes on
@@ -215,7 +226,7 @@ static int sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
     old->hnext = *dead;
     *dead = old;
   }
-  while (c->hand && c->lentries + l->n > c->max_entries) {
+  while (c->hand && c->lentries + l->w > c->max_entries) {
     sc_listing_t *v = c->hand;
     if (__atomic_exchange_n(&v->ref, 0, __ATOMIC_RELAXED) && c->nlistings > 1) {
       c->hand = v->cnext; /* referenced since its last turn: a second chance */
@@ -260,7 +271,7 @@ static int sc_listing_put(sc_t *c, sc_listing_t *l, sc_listing_t **dead) {
     c->hand->cprev = l;
   }
   c->nlistings++;
-  c->lentries += l->n;
+  c->lentries += l->w;
   return 1;
 }
 
@@ -347,7 +358,7 @@ static sc_listing_t *sc_build_finish(sc_t *c) {
     }
     if (!dup) l->index[i] = k + 1;
   }
-  l->n = (uint32_t)b->n; /* entries counted against the bound (duplicates too: they take room) */
+  l->n = l->w = (uint32_t)b->n; /* entries counted against the bound (duplicates too: they take room) */
   return l;
 }
 
@@ -587,7 +598,9 @@ size_t sc_off(const sc_listing_t *l, size_t k) { return l->offs[k]; }
 void sc_abandon(sc_listing_t *l) { free(l); }
 
 int sc_commit(sc_t *c, sc_listing_t *l) {
-  if (c == NULL || l->n == 0 || l->n != l->cap || l->n > c->max_entries) {
+  l->w = l->n;
+  if (l->payload_len / SC_RAW_BYTES_PER_ENTRY > l->w) l->w = l->payload_len / SC_RAW_BYTES_PER_ENTRY;
+  if (c == NULL || l->n == 0 || l->n != l->cap || l->w > c->max_entries) {
     free(l);
     return 0;
   }
@@ -675,7 +688,7 @@ static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, co
     while (l->index[i]) i = (i + 1) & l->mask; /* names of a DIR piece are distinct */
     l->index[i] = (uint32_t)k + 1;
   }
-  l->n = (uint32_t)n;
+  l->n = l->w = (uint32_t)n;
   if (dot != NULL && dotdot != NULL) {
     l->full = 1;
     l->dot = *dot;
