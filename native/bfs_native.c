@@ -1720,6 +1720,24 @@ static napi_value js_flush_block_device(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* dirListing's and dirListingLazyForTest's arguments (payload, inoBase): 1, or 0 with a
+ * JavaScript exception pending. */
+static int listing_args(napi_env env, napi_callback_info info, void **data, size_t *len, double *ino_base) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_napi_failure(env, "napi_get_cb_info");
+    return 0;
+  }
+  for (size_t i = argc; i < 2; i++) napi_get_undefined(env, &argv[i]);
+  bool is_buf = false;
+  if (napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[0], data, len) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"payload\" argument must be an instance of Buffer");
+    return 0;
+  }
+  return get_integer_arg(env, argv[1], "inoBase", 0, 9007199254740991.0, ino_base) ? 1 : 0;
+}
+
 /* ---- dirListing ----------------------------------------------------------- */
 
 /*
@@ -1730,16 +1748,10 @@ static napi_value js_flush_block_device(napi_env env, napi_callback_info info) {
  * entry, or anything the JavaScript decoder would refuse): list it in JavaScript.
  */
 static napi_value js_dir_listing(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 2);
-  bool is_buf = false;
   void *data = NULL;
   size_t len = 0;
-  if (napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
-    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"payload\" argument must be an instance of Buffer");
-    return NULL;
-  }
   double ino_base;
-  if (!get_integer_arg(env, argv[1], "inoBase", 0, 9007199254740991.0, &ino_base)) return NULL;
+  if (!listing_args(env, info, &data, &len, &ino_base)) return NULL;
   napi_value nul;
   napi_get_null(env, &nul);
   size_t n = dl_count((const uint8_t *)data, len);
@@ -1804,16 +1816,10 @@ static int lazy_head(void *ctx, size_t k, size_t off, const uint8_t *name, size_
 }
 
 static napi_value js_dir_listing_lazy(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 2);
-  bool is_buf = false;
   void *data = NULL;
   size_t len = 0;
-  if (napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
-    throw_type(env, "ERR_INVALID_ARG_TYPE", "The \"payload\" argument must be an instance of Buffer");
-    return NULL;
-  }
   double ino_base;
-  if (!get_integer_arg(env, argv[1], "inoBase", 0, 9007199254740991.0, &ino_base)) return NULL;
+  if (!listing_args(env, info, &data, &len, &ino_base)) return NULL;
   napi_value nul;
   napi_get_null(env, &nul);
   const uint8_t *p = (const uint8_t *)data;
