@@ -186,6 +186,15 @@ typedef struct {
   int has_xattrs;
 } dl_ent_t;
 
+/* An entry's flags: known bits only, and each where its type allows it. */
+static int flags_ok(unsigned type, uint64_t flags) {
+  if (flags & ~(uint64_t)E_KNOWN) return 0;
+  if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF | E_CHANGED_WHILE_READ))) return 0;
+  if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
+  if (type != T_DIR && (flags & (E_EMPTY_DIR | E_SYNTHETIC))) return 0;
+  return 1;
+}
+
 /* One entry at r's position with the checks above (dlparse's, but for E_LINKED, which is
  * only noted in e->flags); ref (a directory's PieceRef) filled when not NULL. 1 = read;
  * 0 = declined. */
@@ -204,12 +213,7 @@ static int parse_entry(rd_t *r, dl_ent_t *e, dl_ref_t *ref) {
   if (type < T_FILE || type > T_SOCK) return 0;
   e->type = type;
   uint64_t flags = rd_varint(r);
-  if (r->bad || (flags & ~(uint64_t)E_KNOWN)) return 0;
-  if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
-  if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
-  if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
-  if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
-  if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
+  if (r->bad || !flags_ok(type, flags)) return 0;
   e->flags = flags;
   e->ord = rd_varint(r), e->mode = rd_varint(r), e->uid = rd_varint(r), e->gid = rd_varint(r);
   e->as = rd_svarint(r);
@@ -493,12 +497,7 @@ int dl_heads(const uint8_t *p, size_t len, size_t n_expected, dl_head_t each, vo
     if (type < T_FILE || type > T_SOCK) return 0;
     uint64_t flags = rd_varint(&r);
     /* parse_entry's rules on flags; a hard-linked entry declines (as dl_parse) */
-    if (r.bad || (flags & ~(uint64_t)E_KNOWN) || (flags & E_LINKED)) return 0;
-    if (type != T_FILE && (flags & (E_INLINE_MAP | E_MAP_REF))) return 0;
-    if ((flags & (E_INLINE_MAP | E_MAP_REF)) == (E_INLINE_MAP | E_MAP_REF)) return 0;
-    if (type != T_DIR && (flags & E_EMPTY_DIR)) return 0;
-    if (type != T_FILE && (flags & E_CHANGED_WHILE_READ)) return 0;
-    if (type != T_DIR && (flags & E_SYNTHETIC)) return 0;
+    if (r.bad || !flags_ok(type, flags) || (flags & E_LINKED)) return 0;
     uint64_t ord = rd_varint(&r);
     uint64_t mode = rd_varint(&r);
     if (r.bad || ord == 0 || mode > 07777) return 0;

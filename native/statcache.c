@@ -42,14 +42,14 @@ typedef struct {
  * symlink targets (a payload may be 1 MiB). */
 #define SC_RAW_BYTES_PER_ENTRY 256u
 
-/* One entry of a listing: its stat and flags, its name at names + name_off, and (listings
- * published whole by the native readdir) a directory's piece reference (ref.has). */
+/* One entry of a decoded listing (a readdir reply JavaScript answered, or one it published
+ * ahead): its stat and flags, its name at names + name_off. Piece references are only in raw
+ * listings (sc_begin), read from their payload. */
 typedef struct {
   struct stat st;
   uint32_t flags;
   uint32_t name_off;
   uint32_t name_len;
-  dl_ref_t ref;
 } sc_lent_t;
 
 /* A directory's last readdir reply: one malloc'd block holding this header, then n entries,
@@ -300,8 +300,9 @@ static long sc_listing_lookup(const sc_listing_t *l, const char *name, size_t nl
   }
 }
 
-/* Entry k of l: its stat, flags and piece reference (either may be NULL). 0: a raw entry the
- * full read declines (dl_entry_stat): nothing written. */
+/* Entry k of l: its stat, flags and piece reference (any may be NULL; a decoded listing has
+ * no references: ref->has = ref->file = 0). 0: a raw entry the full read declines
+ * (dl_entry_stat): nothing written. */
 static int sc_lent(const sc_listing_t *l, long k, struct stat *st, uint32_t *flags, dl_ref_t *ref) {
   if (l->payload) {
     struct stat s;
@@ -315,7 +316,7 @@ static int sc_lent(const sc_listing_t *l, long k, struct stat *st, uint32_t *fla
   }
   if (st) *st = l->ents[k].st;
   if (flags) *flags = l->ents[k].flags;
-  if (ref) *ref = l->ents[k].ref;
+  if (ref) ref->has = ref->file = 0;
   return 1;
 }
 
@@ -466,8 +467,6 @@ static void sc_build_add(sc_t *c, const char *name, size_t nlen, const struct st
     b->names_cap = cap;
   }
   sc_lent_t *e = &b->ents[b->n++];
-  e->ref.has = 0;
-  e->ref.file = 0;
   e->st = *st;
   e->flags = flags;
   e->name_off = (uint32_t)b->names_len;
@@ -547,10 +546,6 @@ int sc_get(sc_t *c, const char *path, struct stat *st, uint32_t *flags, int coun
   return found;
 }
 
-static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
-                          const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
-                          const struct stat *dot, const struct stat *dotdot);
-
 /* sc_begin's block: header, n entry offsets, the index, the directory's path, then a copy
  * of the payload. */
 sc_listing_t *sc_begin(const char *dir, size_t dir_len, size_t n, const uint8_t *payload, size_t len, double ino_base,
@@ -613,12 +608,6 @@ int sc_commit(sc_t *c, sc_listing_t *l) {
   return kept;
 }
 
-void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
-                     const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const struct stat *dot,
-                     const struct stat *dotdot) {
-  (void)sc_publish_any(c, dir, dir_len, n, names, name_lens, stats, flags, NULL, dot, dotdot);
-}
-
 int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, const char *name, const struct stat *st, off_t off)) {
   if (c == NULL || path == NULL) return -1;
   size_t len = sc_dir_len(path, strlen(path));
@@ -648,10 +637,10 @@ int sc_readdir(sc_t *c, const char *path, void *buf, int (*fill)(void *buf, cons
   return served;
 }
 
-static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
-                          const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const void *refs,
-                          const struct stat *dot, const struct stat *dotdot) {
-  if (c == NULL || n > c->max_entries) return 0;
+void sc_publish_full(sc_t *c, const char *dir, size_t dir_len, size_t n, const char *const *names,
+                     const size_t *name_lens, const struct stat *stats, const uint32_t *flags, const struct stat *dot,
+                     const struct stat *dotdot) {
+  if (c == NULL || n > c->max_entries) return;
   dir_len = sc_dir_len(dir, dir_len);
   size_t names_len = 0;
   for (size_t k = 0; k < n; k++) names_len += name_lens[k];
@@ -659,7 +648,7 @@ static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, co
   while (slots < n * 2) slots *= 2;
   size_t sz = sizeof(sc_listing_t) + n * sizeof(sc_lent_t) + (size_t)slots * sizeof(uint32_t) + names_len + dir_len + 1;
   sc_listing_t *l = malloc(sz);
-  if (l == NULL) return 0;
+  if (l == NULL) return;
   memset(l, 0, sizeof *l);
   l->ents = (sc_lent_t *)(l + 1);
   l->index = (uint32_t *)(l->ents + n);
@@ -672,15 +661,12 @@ static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, co
   l->mask = slots - 1;
   memset(l->index, 0, (size_t)slots * sizeof(uint32_t));
   size_t off = 0;
-  const dl_ref_t *r = (const dl_ref_t *)refs;
   for (size_t k = 0; k < n; k++) {
     sc_lent_t *e = &l->ents[k];
     e->st = stats[k];
     e->flags = flags[k];
     e->name_off = (uint32_t)off;
     e->name_len = (uint32_t)name_lens[k];
-    if (r) e->ref = r[k];
-    else e->ref.has = e->ref.file = 0;
     memcpy(l->names + off, names[k], name_lens[k]);
     off += name_lens[k];
     uint64_t h = sc_hash(l->names + e->name_off, e->name_len);
@@ -689,18 +675,14 @@ static int sc_publish_any(sc_t *c, const char *dir, size_t dir_len, size_t n, co
     l->index[i] = (uint32_t)k + 1;
   }
   l->n = l->w = (uint32_t)n;
-  if (dot != NULL && dotdot != NULL) {
-    l->full = 1;
-    l->dot = *dot;
-    l->dotdot = *dotdot;
-  }
+  l->full = 1;
+  l->dot = *dot;
+  l->dotdot = *dotdot;
   sc_listing_t *dead = NULL;
   pthread_rwlock_wrlock(&c->lock);
-  int kept = sc_listing_put(c, l, &dead);
-  if (kept) c->inserts += n;
+  if (sc_listing_put(c, l, &dead)) c->inserts += n;
   pthread_rwlock_unlock(&c->lock);
   sc_free_chain(dead);
-  return kept;
 }
 
 /* The listing entry of path (write nothing when there is none): its stat and reference. */
