@@ -37,14 +37,14 @@ node_modules/.bfs-deps: package.json package-lock.json patches/fuse-native+2.2.6
 # found by blake3-dir.sh) and fuse-native's patched binding, fuse.node (fuse-native.c,
 # patched by `make deps`, against the system libfuse); fuse-native loads the latter from its
 # own build/Release/, so it is copied there (again after every reinstall of fuse-native).
-native/build/Release/bfs_native.node native/build/Release/fuse.node &: $(wildcard native/*.c native/*.h) native/binding.gyp native/blake3-dir.sh node_modules/.bfs-deps node_modules/.bfs-apt
+native/build/Release/bfs_native.node native/build/Release/fuse.node native/build/Release/bfs-bilog-wd &: $(wildcard native/*.c native/*.h) native/binding.gyp native/blake3-dir.sh node_modules/.bfs-deps node_modules/.bfs-apt
 	@sh native/blake3-dir.sh >/dev/null
 	cd native && ../node_modules/.bin/node-gyp rebuild $(if $(NODEDIR),--nodedir=$(NODEDIR)) >/dev/null
 
 node_modules/fuse-native/build/Release/fuse.node: native/build/Release/fuse.node
 	mkdir -p $(@D) && cp $< $@
 
-native: native/build/Release/bfs_native.node node_modules/fuse-native/build/Release/fuse.node
+native: native/build/Release/bfs_native.node native/build/Release/bfs-bilog-wd node_modules/fuse-native/build/Release/fuse.node
 
 # dist/cli/bfs.cjs: the whole CLI in one module (esbuild), what bin/bfs runs (through
 # dist/cli/load.cjs, which compiles it with a V8 code cache, one per set of Node options,
@@ -76,15 +76,20 @@ native/build/test/nread_stress_asan: $(STRESS_SRC) native/nread.h
 
 # The BI capture engine on a loop-mounted ext4 (native/test/bilog_test.c, run by
 # bilog_test.sh; skipped when not root or before Linux 6.14), with a 3 MiB ring so that its
-# flusher wraps around and the listener waits for room.
+# flusher wraps around and the listener waits for room, and the ring faulted in 8 KiB at a
+# time 64 KiB ahead, so that records keep meeting the pages being faulted in.
 BILOG_TEST_SRC := native/test/bilog_test.c native/bilog.c
-BILOG_TEST_DEPS := $(BILOG_TEST_SRC) native/bilog.h native/xxh64.h
+BILOG_TEST_DEPS := $(BILOG_TEST_SRC) native/bilog.h native/bilog_wd.h native/xxh64.h native/build/test/bfs-bilog-wd
+# the watchdog the engine spawns, next to the test programs (where it looks for it)
+native/build/test/bfs-bilog-wd: native/bilog_wd.c native/bilog_wd.h
+	@mkdir -p $(@D)
+	$(CC) $(STRESS_CFLAGS) -o $@ native/bilog_wd.c
 native/build/test/bilog_test_tsan: $(BILOG_TEST_DEPS)
 	@mkdir -p $(@D)
-	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DNBUCKETS_BITS0=2 -fsanitize=thread -o $@ $(BILOG_TEST_SRC) -lpthread
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DPREFAULT_STEP=8192 -DPREFAULT_LEAD=65536 -DNBUCKETS_BITS0=2 -fsanitize=thread -o $@ $(BILOG_TEST_SRC) -lpthread
 native/build/test/bilog_test_asan: $(BILOG_TEST_DEPS)
 	@mkdir -p $(@D)
-	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DNBUCKETS_BITS0=2 -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
+	$(CC) $(STRESS_CFLAGS) -DRING_BYTES='(3u << 20)' -DPREFAULT_STEP=8192 -DPREFAULT_LEAD=65536 -DNBUCKETS_BITS0=2 -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(BILOG_TEST_SRC) -lpthread
 
 # The native readdir's reads of a DIR piece and the stat cache's listings kept as pieces
 # (native/test/dirlist_fuzz.c: damaged payloads read three ways, lookups under publishing).
@@ -209,7 +214,7 @@ install: docs
 	install -m 755 bin/bfs "$$d$(LIBDIR)/bin/bfs"; \
 	install -m 644 package.json "$$d$(LIBDIR)/package.json"; \
 	cp -a dist "$$d$(LIBDIR)/dist"; \
-	install -m 755 native/build/Release/bfs_native.node native/build/Release/fuse.node "$$d$(LIBDIR)/native/build/Release/"; \
+	install -m 755 native/build/Release/bfs_native.node native/build/Release/fuse.node native/build/Release/bfs-bilog-wd "$$d$(LIBDIR)/native/build/Release/"; \
 	for m in $$mods; do cp -a --parents "$$m" "$$d$(LIBDIR)/"; done; \
 	ln -sfn "$$(realpath -m --relative-to='$(BINDIR)' '$(LIBDIR)/bin/bfs')" "$$d$(BINDIR)/bfs"; \
 	install -m 644 dist/share/bfs.1 "$$d$(MANDIR)/man1/bfs.1"; \

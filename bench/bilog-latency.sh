@@ -28,6 +28,9 @@ trap cleanup EXIT
 cc -O2 -o "$W/randw" "$ROOT/bench/bilog-randw.c"
 cc -O2 -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 ${PROF:+-DBILOG_PROF} -I"$ROOT/native" \
   -o "$W/cap" "$ROOT/bench/bilog-cap.c" "$BILOG_C" -lpthread
+# the engine's watchdog, where it looks for it (next to the program; BILOG_C of a version
+# before it was a program of its own forks instead and never runs this one)
+cc -O2 -std=gnu11 -D_GNU_SOURCE -o "$W/bfs-bilog-wd" "$ROOT/native/bilog_wd.c"
 truncate -s 1G "$W/img"
 mkfs.ext4 -q -F "$W/img"
 DEV=$(losetup --find --show "$W/img")

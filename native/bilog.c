@@ -15,9 +15,11 @@
  * writer's path. A full ring makes the listener wait for the flusher (backpressure).
  */
 #include "bilog.h"
+#include "bilog_wd.h"
 #include "xxh64.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -25,6 +27,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,7 +113,6 @@ struct bilog_open_how {
  * otherwise */
 #define PREREAD_DEFAULT (64 * 1024)
 #define EVBUF_BYTES 65536
-#define INFLIGHT_MAX 512
 /* the inode table's first size: 16,384 buckets, doubled at one inode per bucket (native/test
  * builds a tiny one, so that its runs grow the table many times under the lock's contention) */
 #ifndef NBUCKETS_BITS0
@@ -125,8 +127,17 @@ _Static_assert(NBUCKETS_BITS0 >= 1 && NBUCKETS_BITS0 <= 30, "NBUCKETS_BITS0: 1 t
 #endif
 _Static_assert(RING_BYTES % 4096 == 0 && RING_BYTES >= 2 * (BILOG_MAX_DATA + BILOG_RECORD_BYTES + 8),
                "the ring must hold the largest record twice");
-#define BILOG_MAX_LISTENERS 8
 #define FLUSH_MS 10             /* the flusher's look interval while records flow */
+/* the ring faulted in a huge page at a time, this far ahead of the capture file's end
+ * (prefault_ahead; native/test builds small ones, so that records meet the pages being
+ * faulted in all the time) */
+#ifndef PREFAULT_STEP
+#define PREFAULT_STEP (2u << 20)
+#endif
+#ifndef PREFAULT_LEAD
+#define PREFAULT_LEAD (8u << 20)
+#endif
+_Static_assert(PREFAULT_STEP % 4096 == 0 && PREFAULT_LEAD >= PREFAULT_STEP, "PREFAULT_STEP: whole pages, at most the lead");
 #define FLUSHER_NAPS 5          /* empty looks (~50 ms) before the flusher sleeps until woken */
 #define TCACHE 64              /* cached /proc/TID/syscall fds (direct-mapped by TID) */
 
@@ -211,15 +222,8 @@ typedef struct inode {
   struct inode *next;
 } inode_t;
 
-/* Shared with the watchdog process (MAP_SHARED | MAP_ANONYMOUS, inherited by fork). */
-typedef struct {
-  _Atomic uint64_t heartbeat;
-  _Atomic int void_flag; /* set by the watchdog when it took over */
-  _Atomic int stop;
-  /* per listener: the event fds it read and has not answered */
-  _Atomic int ninflight[BILOG_MAX_LISTENERS];
-  _Atomic int inflight[BILOG_MAX_LISTENERS][INFLIGHT_MAX];
-} shm_t;
+/* Shared with the watchdog process (bilog_wd.h: a memfd mapped by both). */
+typedef bilog_shm_t shm_t;
 
 /* A writer thread seen by the listener: its /proc/TID/syscall, kept open. While a pread of
  * fd succeeds, the thread it was opened for is alive, so it is the thread with that TID. */
@@ -250,6 +254,9 @@ struct bilog {
   pthread_cond_t data_cv, space_cv;
   int flusher_stop;
   int flusher_asleep; /* the flusher waits without a timeout (nothing logged for a while): emit wakes it */
+  /* the ring's first pass: [0, populated) is faulted in; the flusher is faulting in [pf_lo,
+   * pf_hi) without mu, which no record may reach meanwhile (prefault_ahead, ring_wait) */
+  uint64_t populated, pf_lo, pf_hi;
   pthread_t fthr;
   int fthr_started;
   int taskdir;            /* /proc/self/task */
@@ -294,7 +301,9 @@ struct bilog {
   _Atomic int stop;
   int stopped;
   shm_t *shm;
+  int shm_fd;
   pid_t wd_pid;
+  int wd_stop; /* write end of the watchdog's stop pipe: closed at stop (or by the kernel when bfs dies) */
   int stall_ms;
   bilog_info_t info;
   bilog_stats_t st; /* under mu, except the _Atomic-free counters the listener alone bumps */
@@ -308,7 +317,6 @@ struct bilog {
   size_t nunc, capunc;
   uint64_t log_dev, log_ino;
   uint8_t *copybuf;
-  char *evbuf;
   /* bfs's own opens (bilog_open_quiet): the event's fd, which raises no events, kept per
    * opening thread until that thread claims it (quiet_mu; the slot's fd is -1 when empty) */
   pthread_mutex_t quiet_mu;
@@ -342,12 +350,6 @@ static void quiet_keep(bilog_t *b, pid_t tid, int evfd) {
   b->quiet[i].fd = d;
   pthread_mutex_unlock(&b->quiet_mu);
   if (old >= 0) close(old); /* an open nobody claimed (not through bilog_open_quiet) */
-}
-
-static uint64_t now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
 static inline size_t bucket_of(unsigned nbits, uint64_t dev, uint64_t ino) {
@@ -487,13 +489,17 @@ static void ring_put(bilog_t *b, uint64_t at, const void *src, uint64_t len) {
  */
 static int ring_wait(bilog_t *b, uint64_t len) {
   uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
-  if (b->st.log_errno || b->log_end + total - b->flushed <= RING_BYTES) return 0;
+  /* (a record reaching the pages the flusher is faulting in waits for it too: prefault_ahead) */
+#define RING_BUSY(b, total) \
+  ((b)->log_end + (total) - (b)->flushed > RING_BYTES || ((b)->pf_hi && (b)->log_end + (total) > (b)->pf_lo))
+  if (b->st.log_errno || !RING_BUSY(b, total)) return 0;
   PROF_T(tw);
-  while (!b->st.log_errno && b->log_end + total - b->flushed > RING_BYTES) {
+  while (!b->st.log_errno && RING_BUSY(b, total)) {
     b->flusher_asleep = 0;
     pthread_cond_signal(&b->data_cv);
     pthread_cond_wait(&b->space_cv, &b->mu);
   }
+#undef RING_BUSY
   PROF_ADD(PH_RINGWAIT, tw);
   return 1;
 }
@@ -567,18 +573,44 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
  * it: a backup no one writes to paid ~500 wake-ups a second for nothing (0.2 s of CPU in a
  * 14 s backup of the Linux tree on a VM, where a context switch costs tens of µs).
  */
+/*
+ * The ring's pages, faulted in by the flusher rather than on the listener's path, a huge page
+ * at a time, PREFAULT_LEAD ahead of the capture file's end (the ring's first pass only; the
+ * pages below log_end were written, so faulted in, by emit). Each step touches its pages
+ * without mu, and a record that would reach them meanwhile waits in ring_wait. Until
+ * 2026-12-05 the whole ring was faulted in at start by one MADV_POPULATE_WRITE: 3 ms for
+ * memory the VM had used before, 80-250 ms for memory it had not (the host backs it then),
+ * for a ring most backups never fill, and the call held the process's mmap lock throughout,
+ * so every mmap of bfs meanwhile (the listeners' stacks, the watchdog's spawn, V8's heap)
+ * waited for it: bilog_start took 40-75 ms instead of ~6. A page fault takes only the
+ * mapping's own lock (Linux ≥ 6.4). Under mu (released while touching); returns with it held.
+ */
+static void prefault_ahead(bilog_t *b) {
+  while (!b->flusher_stop) {
+    uint64_t lo = (b->log_end + 4095) & ~4095ULL;
+    if (lo < b->populated) lo = b->populated;
+    uint64_t want = b->log_end + PREFAULT_LEAD < RING_BYTES ? b->log_end + PREFAULT_LEAD : RING_BYTES;
+    if (lo >= want) return;
+    uint64_t hi = lo + PREFAULT_STEP - lo % PREFAULT_STEP;
+    if (hi > RING_BYTES) hi = RING_BYTES;
+    b->pf_lo = lo;
+    b->pf_hi = hi;
+    pthread_mutex_unlock(&b->mu);
+    for (uint64_t o = lo; o < hi; o += 4096) ((volatile uint8_t *)b->ring)[o] = 0; /* beyond log_end: no record's bytes */
+    pthread_mutex_lock(&b->mu);
+    b->pf_lo = b->pf_hi = 0;
+    b->populated = hi;
+    pthread_cond_broadcast(&b->space_cv);
+  }
+}
+
 static void *flusher(void *arg) {
   bilog_t *b = arg;
   prctl(PR_SET_NAME, "bfs-bilog-fl", 0, 0, 0);
-  /* the ring's pages, faulted in here rather than one by one on the listener's path (without
-   * touching bytes the listener may be writing already); kernels before 5.14 say EINVAL */
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-  madvise(b->ring, RING_BYTES, MADV_POPULATE_WRITE);
   pthread_mutex_lock(&b->mu);
   int naps = 0;
   for (;;) {
+    prefault_ahead(b);
     if (b->flushed == b->log_end || b->st.log_errno) {
       if (b->flusher_stop) break;
       if (++naps > FLUSHER_NAPS) {
@@ -1287,73 +1319,6 @@ static int start_listeners(bilog_t *b, int prio) {
 
 /* ---- the watchdog process ------------------------------------------------------ */
 
-/*
- * Forked from the capturing process; uses only async-signal-safe calls. It leaves the
- * capturing process's session and ignores terminal signals (Ctrl-C, Ctrl-Z), keeps only the
- * fanotify fd, and
- * - exits when bfs dies (its parent changes): closing the last fd of the group makes the
- *   kernel allow every pending event;
- * - when the listener's heartbeat has not moved for stall_ms (bfs stopped or hung), voids
- *   the run and answers every event itself — the ones the listener read (their fd numbers
- *   are in shared memory) and every queued one — until bfs resumes and stops it, or dies.
- */
-static void watchdog(bilog_t *b, pid_t parent, int fanfd) {
-  setsid();
-  for (int s = 1; s < 32; s++) signal(s, SIG_DFL);
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGHUP, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  signal(SIGTSTP, SIG_IGN);
-  signal(SIGTTIN, SIG_IGN);
-  signal(SIGTTOU, SIG_IGN);
-  signal(SIGPIPE, SIG_IGN);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  prctl(PR_SET_NAME, "bfs-bilog-wd", 0, 0, 0);
-  /* every other inherited fd (the capture file, Node's, the event fds) closed */
-  if (fanfd > 3) syscall(SYS_close_range, 3, fanfd - 1, 0);
-  syscall(SYS_close_range, fanfd + 1, ~0U, 0);
-  shm_t *s = b->shm;
-  uint64_t last = atomic_load(&s->heartbeat), since = now_ms();
-  int takeover = 0;
-  char *buf = b->evbuf; /* the parent's, copied on write */
-  for (;;) {
-    if (getppid() != parent || atomic_load(&s->stop)) _exit(0);
-    uint64_t hb = atomic_load(&s->heartbeat), t = now_ms();
-    if (hb != last) {
-      last = hb;
-      since = t;
-    } else if (!takeover && t - since > (uint64_t)b->stall_ms) {
-      atomic_store(&s->void_flag, 1);
-      takeover = 1;
-    }
-    if (!takeover) {
-      struct timespec ts = {0, 20 * 1000000};
-      nanosleep(&ts, NULL);
-      continue;
-    }
-    for (int l = 0; l < BILOG_MAX_LISTENERS; l++) {
-      int n = atomic_load(&s->ninflight[l]);
-      for (int i = 0; i < n && i < INFLIGHT_MAX; i++) {
-        struct fanotify_response r = {.fd = atomic_load(&s->inflight[l][i]), .response = FAN_ALLOW};
-        if (write(fanfd, &r, sizeof r) < 0) { /* answered already */ }
-      }
-    }
-    struct pollfd pf = {.fd = fanfd, .events = POLLIN};
-    if (poll(&pf, 1, 20) <= 0) continue;
-    ssize_t len = read(fanfd, buf, EVBUF_BYTES);
-    if (len <= 0) continue;
-    for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
-      if (m->fd < 0) continue;
-      struct fanotify_response r = {.fd = m->fd, .response = FAN_ALLOW};
-      if (write(fanfd, &r, sizeof r) < 0) { /* nothing to do */ }
-      close(m->fd);
-    }
-  }
-}
-
 /* ---- what the capture does not cover: /proc ---------------------------------------- */
 
 static void add_unc(bilog_t *b, int reason, pid_t pid, int fd, uint64_t dev, uint64_t ino, const char *path) {
@@ -1544,13 +1509,85 @@ static int tree_open(bilog_t *b, const char *path, int want_id, uint64_t want_de
   return -1;
 }
 
+/* ---- the watchdog process -------------------------------------------------------- */
+
+/* The watchdog's executable: $BFS_BILOG_WD, else bfs-bilog-wd next to the binary that holds
+ * this code (the addon, native/build/Release/; a test program). 0 or an errno. */
+static int wd_path(char *out, size_t n) {
+  const char *env = getenv("BFS_BILOG_WD");
+  if (env && *env) return snprintf(out, n, "%s", env) < (int)n ? 0 : ENAMETOOLONG;
+  char self[PATH_MAX];
+  Dl_info di;
+  const char *bin = NULL;
+  if (dladdr((void *)bilog_start, &di) && di.dli_fname && strchr(di.dli_fname, '/')) bin = di.dli_fname;
+  if (!bin) { /* in the main program (glibc names it "" or argv[0]) */
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0) return ENOENT;
+    self[k] = 0;
+    bin = self;
+  }
+  const char *slash = strrchr(bin, '/');
+  return snprintf(out, n, "%.*s/%s", (int)(slash - bin), bin, BILOG_WD_NAME) < (int)n ? 0 : ENAMETOOLONG;
+}
+
+/*
+ * Starts the watchdog (bilog_wd.c) with posix_spawn: its group fd, shared page and stop pipe
+ * at the descriptors bilog_wd.h names. Not fork(): Node's address space took 100-200 ms to
+ * fork here (on the backup's path), and every page of it then stayed copy-on-write for the
+ * whole backup. 0 or an errno (exec failures included: glibc's posix_spawn reports them).
+ */
+static int spawn_watchdog(bilog_t *b) {
+  char path[PATH_MAX], pid_s[24], stall_s[24];
+  int err = wd_path(path, sizeof path);
+  if (err) return err;
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) return errno;
+  b->wd_stop = pfd[1];
+  /* copies above 5 first, so that placing one at 3, 4 or 5 never overwrites another's source */
+  int src[3] = {b->fanfd, b->shm_fd, pfd[0]}, tmp[3] = {-1, -1, -1};
+  for (int i = 0; i < 3 && !err; i++)
+    if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 16)) < 0) err = errno;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  int fa_ok = 0, at_ok = 0;
+  if (!err) err = posix_spawn_file_actions_init(&fa);
+  if (!err) fa_ok = 1;
+  /* nothing of bfs's: not its terminal, nor the pipe a `bfs backup | …` writes to */
+  if (!err) err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[0], BILOG_WD_FAN_FD);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[1], BILOG_WD_SHM_FD);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[2], BILOG_WD_STOP_FD);
+  if (!err) err = posix_spawnattr_init(&at);
+  if (!err) at_ok = 1;
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  if (!err) err = posix_spawnattr_setsigdefault(&at, &all);
+  if (!err) err = posix_spawnattr_setsigmask(&at, &none);
+  if (!err) err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  snprintf(pid_s, sizeof pid_s, "%d", (int)getpid());
+  snprintf(stall_s, sizeof stall_s, "%d", b->stall_ms);
+  char *argv[] = {path, pid_s, stall_s, NULL}, *envp[] = {NULL};
+  pid_t pid = -1;
+  if (!err) err = posix_spawn(&pid, path, &fa, &at, argv, envp);
+  if (!err) b->wd_pid = b->info.watchdog_pid = pid;
+  if (fa_ok) posix_spawn_file_actions_destroy(&fa);
+  if (at_ok) posix_spawnattr_destroy(&at);
+  for (int i = 0; i < 3; i++)
+    if (tmp[i] >= 0) close(tmp[i]);
+  close(pfd[0]);
+  return err;
+}
+
 int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t *opts, bilog_t **out,
                 const char **syscall_name) {
   bilog_t *b = calloc(1, sizeof *b);
   int err = 0;
   const char *where = "malloc";
   if (!b) return ENOMEM;
-  b->fanfd = b->logfd = b->taskdir = b->treefd = -1;
+  b->fanfd = b->logfd = b->taskdir = b->treefd = b->shm_fd = b->wd_stop = -1;
   b->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: the listeners see the stop within 100 ms */
   pthread_rwlock_init(&b->tree_rw, NULL);
   pthread_mutex_init(&b->mu, NULL);
@@ -1570,9 +1607,8 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   if (b->preread_max > (uint64_t)RUN_BLOCKS * BS) b->preread_max = (uint64_t)RUN_BLOCKS * BS;
   b->nbits = NBUCKETS_BITS0;
   b->buckets = calloc((size_t)1 << b->nbits, sizeof *b->buckets);
-  b->evbuf = malloc(EVBUF_BYTES);
-  /* mappings of their own, which the watchdog (forked) and any other child do not inherit: no
-   * copy-on-write faults on the listener's path */
+  /* mappings of their own, which a child forked by anyone else in the process does not
+   * inherit: no copy-on-write faults on the listener's path */
   b->copybuf = mmap(NULL, BILOG_MAX_DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (b->copybuf == MAP_FAILED) b->copybuf = NULL;
   b->ring = mmap(NULL, RING_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -1581,16 +1617,18 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
     madvise(b->ring, RING_BYTES, MADV_DONTFORK);
 #ifdef MADV_HUGEPAGE
     /* 16 huge pages instead of 8,192 small ones for the flusher to fault in (a page fault costs
-     * ~37 µs on the VMs bfs is measured on: 0.3 s of a CPU at every start otherwise); the
-     * kernel aligns an anonymous mapping of a multiple of 2 MiB on a 2 MiB boundary */
+     * ~37 µs on the VMs bfs is measured on); the kernel aligns an anonymous mapping of a
+     * multiple of 2 MiB on a 2 MiB boundary */
     madvise(b->ring, RING_BYTES, MADV_HUGEPAGE);
 #endif
   }
   if (b->copybuf) madvise(b->copybuf, BILOG_MAX_DATA, MADV_DONTFORK);
   b->taskdir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  b->shm_fd = memfd_create("bfs-bilog-shm", MFD_CLOEXEC);
+  if (b->shm_fd >= 0 && ftruncate(b->shm_fd, sizeof(shm_t)) == 0)
+    b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, b->shm_fd, 0);
   if (b->shm == MAP_FAILED) b->shm = NULL;
-  if (!b->buckets || !b->evbuf || !b->copybuf || !b->shm || !b->ring) {
+  if (!b->buckets || !b->copybuf || !b->shm || !b->ring) {
     err = ENOMEM;
     goto fail;
   }
@@ -1639,7 +1677,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
     goto fail;
   }
   scan_proc(b); /* an fd that closes between this scan and the one after the mark */
-  quiet_tree_start(b, watch_path, &wst); /* before the watchdog's fork (it closes every fd) */
+  quiet_tree_start(b, watch_path, &wst);
 
   /* the listeners, before the mark (events must find them running) */
   int prio = opts ? opts->fifo_priority : 0;
@@ -1650,15 +1688,10 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
 
   /* the watchdog, before the mark: it must not hold any event fd */
-  pid_t parent = getpid();
-  pid_t wd = fork();
-  if (wd < 0) {
-    err = errno;
-    where = "fork";
+  if ((err = spawn_watchdog(b))) {
+    where = "spawning the watchdog " BILOG_WD_NAME;
     goto fail;
   }
-  if (wd == 0) watchdog(b, parent, b->fanfd);
-  b->wd_pid = b->info.watchdog_pid = wd;
 
   if (fanotify_mark(b->fanfd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_PRE_ACCESS | FAN_OPEN_PERM, AT_FDCWD,
                     watch_path) != 0) {
@@ -2038,6 +2071,8 @@ int bilog_stop(bilog_t *b) {
   for (int i = 0; i < b->thr_started; i++) pthread_join(b->thr[i], NULL); /* they answer what is queued, then return */
   if (b->wd_pid > 0) {
     atomic_store(&b->shm->stop, 1);
+    close(b->wd_stop); /* wakes it */
+    b->wd_stop = -1;
     int status;
     while (waitpid(b->wd_pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -2105,9 +2140,10 @@ void bilog_free(bilog_t *b) {
     free(b->buckets);
   }
   if (b->shm) munmap(b->shm, sizeof(shm_t));
+  if (b->shm_fd >= 0) close(b->shm_fd);
+  if (b->wd_stop >= 0) close(b->wd_stop);
   free(b->unc);
   if (b->copybuf) munmap(b->copybuf, BILOG_MAX_DATA);
-  free(b->evbuf);
   free(b->tree_root);
   free(b->tree_real);
   pthread_rwlock_destroy(&b->tree_rw);

@@ -79,6 +79,22 @@
       }
     },
     {
+      # The BI capture's watchdog process (bilog_wd.c), which bilog.c starts with posix_spawn
+      # and finds next to bfs_native.node.
+      "target_name": "bfs-bilog-wd",
+      "type": "executable",
+      "sources": ["bilog_wd.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11"],
+      "configurations": {
+        "Release": {
+          "cflags!": ["-O3"],
+          "cflags": ["-O2"]
+        }
+      }
+    },
+    {
       # fuse-native's binding, patched (patches/fuse-native+2.2.6.patch), built here against
       # the system libfuse 2.9 (Debian libfuse-dev); the Makefile copies it to
       # node_modules/fuse-native/build/Release/, where fuse-native's index.js loads it from.

@@ -6,7 +6,7 @@
  * and a SIGSTOPped capturer never leave a writer hanging), coverage (fds and shared mappings
  * open at T0), unsupported filesystems. Needs root and Linux ≥ 6.14; skipped otherwise.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -552,6 +552,42 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     const file = decodeBiLog(fs.readFileSync(path.join(work, 'stop.bilog')), xxh64)
     expect(file.records.some((r) => r.kind === BiKind.uncovered && r.cause === BI_REASON.listener)).toBe(true)
     await waitFor(() => !isAlive(capturer.watchdogPid), 'the watchdog to exit')
+  })
+
+  it('the watchdog is the program bfs-bilog-wd, in a session of its own, holding only the group fd, its stop pipe and /dev/null; it exits when the capture stops', async () => {
+    const mnt = await makeFs('ext4', 'wd')
+    const capturer = await startCapturer(mnt, path.join(work, 'wd.bilog'), 600_000)
+    const wd = capturer.watchdogPid
+    expect(fs.readlinkSync(`/proc/${wd}/exe`)).toMatch(/\/bfs-bilog-wd$/) // exec'd, not a fork of Node
+    const stat = fs.readFileSync(`/proc/${wd}/stat`, 'utf8')
+    const [ppid, , sid] = stat.slice(stat.lastIndexOf(') ') + 4).split(' ').map(Number)
+    expect(ppid).toBe(capturer.child.pid)
+    expect(sid).toBe(wd) // setsid: Ctrl-C and Ctrl-Z at bfs's terminal do not reach it
+    const fds = Object.fromEntries(fs.readdirSync(`/proc/${wd}/fd`).map((f) => [f, fs.readlinkSync(`/proc/${wd}/fd/${f}`)]))
+    expect(Object.keys(fds).sort()).toEqual(['0', '1', '2', '3', '5'])
+    for (const f of ['0', '1', '2']) expect(fds[f]).toBe('/dev/null')
+    expect(fds['3']).toBe('anon_inode:[fanotify]')
+    expect(fds['5']).toMatch(/^pipe:/)
+    JSON.parse(await capturer.ask('stop'))
+    await waitFor(() => !isAlive(wd), 'the watchdog to exit')
+  })
+
+  it('without its watchdog program the capture does not start: an error naming it, and no mark is left behind', async () => {
+    const mnt = await makeFs('ext4', 'nowd')
+    fs.writeFileSync(path.join(mnt, 'f'), 'x')
+    process.env.BFS_BILOG_WD = path.join(work, 'no-such-watchdog')
+    let err: unknown
+    try {
+      BiCapture.start(mnt, path.join(work, 'nowd.bilog')).stop()
+    } catch (e) {
+      err = e
+    } finally {
+      delete process.env.BFS_BILOG_WD
+    }
+    expect(err).toMatchObject({ code: 'ENOENT', syscall: 'spawning the watchdog bfs-bilog-wd' })
+    // no mark: a write goes through at once
+    const w = spawnSync('dd', ['if=/dev/zero', `of=${path.join(mnt, 'f')}`, 'bs=4096', 'count=1', 'status=none'], { timeout: 60_000 })
+    expect(w.status).toBe(0)
   })
 
   it('lists files with a writable fd or a shared writable mapping open at T0, not read-only ones', async () => {

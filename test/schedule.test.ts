@@ -38,7 +38,7 @@ describe('make install DESTDIR=… PREFIX=…', () => {
     const at = (p: string): string => path.join(stage, PREFIX, p)
     // a relative link, so the stage works where it is and once copied to PREFIX
     expect(fs.readlinkSync(at('bin/bfs'))).toBe('../lib/bfs/bin/bfs')
-    for (const f of ['lib/bfs/dist/cli/run.js', 'lib/bfs/dist/cli/bfs.cjs', 'lib/bfs/dist/cli/load.cjs', 'lib/bfs/native/build/Release/bfs_native.node', 'lib/bfs/node_modules/commander/package.json', 'lib/bfs/node_modules/fuse-native/build/Release/fuse.node', 'share/man/man1/bfs.1', 'share/bash-completion/completions/bfs', 'share/zsh/site-functions/_bfs', 'share/doc/bfs/examples/backup-job.env', 'share/doc/bfs/examples/forget-job.env', 'share/doc/bfs/examples/bfs.cron']) expect(fs.existsSync(at(f)), f).toBe(true)
+    for (const f of ['lib/bfs/dist/cli/run.js', 'lib/bfs/dist/cli/bfs.cjs', 'lib/bfs/dist/cli/load.cjs', 'lib/bfs/native/build/Release/bfs_native.node', 'lib/bfs/native/build/Release/bfs-bilog-wd', 'lib/bfs/node_modules/commander/package.json', 'lib/bfs/node_modules/fuse-native/build/Release/fuse.node', 'share/man/man1/bfs.1', 'share/bash-completion/completions/bfs', 'share/zsh/site-functions/_bfs', 'share/doc/bfs/examples/backup-job.env', 'share/doc/bfs/examples/forget-job.env', 'share/doc/bfs/examples/bfs.cron']) expect(fs.existsSync(at(f)), f).toBe(true)
     expect(fs.readdirSync(unitDir()).sort()).toEqual(['bfs-backup@.service', 'bfs-backup@.timer', 'bfs-forget@.service', 'bfs-forget@.timer'])
     // dev-only packages stay out
     expect(fs.existsSync(at('lib/bfs/node_modules/vitest'))).toBe(false)
