@@ -575,8 +575,9 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
  */
 /*
  * The ring's pages, faulted in by the flusher rather than on the listener's path, a huge page
- * at a time, PREFAULT_LEAD ahead of the capture file's end (the ring's first pass only; the
- * pages below log_end were written, so faulted in, by emit). Each step touches its pages
+ * at a time from the step after the one holding the capture file's end to PREFAULT_LEAD
+ * beyond it (the ring's first pass only; the pages below log_end were written, so faulted
+ * in, by emit, which faults in the rest of its step itself). Each step touches its pages
  * without mu, and a record that would reach them meanwhile waits in ring_wait. Until
  * 2026-12-05 the whole ring was faulted in at start by one MADV_POPULATE_WRITE: 3 ms for
  * memory the VM had used before, 80-250 ms for memory it had not (the host backs it then),
@@ -587,7 +588,9 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
  */
 static void prefault_ahead(bilog_t *b) {
   while (!b->flusher_stop) {
-    uint64_t lo = (b->log_end + 4095) & ~4095ULL;
+    /* from the next step: the one holding log_end is emit's to fault in (a record never waits
+     * for the flusher, a normal-priority thread, to touch the pages right at the end) */
+    uint64_t lo = (b->log_end / PREFAULT_STEP + 1) * PREFAULT_STEP;
     if (lo < b->populated) lo = b->populated;
     uint64_t want = b->log_end + PREFAULT_LEAD < RING_BYTES ? b->log_end + PREFAULT_LEAD : RING_BYTES;
     if (lo >= want) return;
@@ -601,6 +604,7 @@ static void prefault_ahead(bilog_t *b) {
     b->pf_lo = b->pf_hi = 0;
     b->populated = hi;
     pthread_cond_broadcast(&b->space_cv);
+    atomic_fetch_add(&b->shm->heartbeat, 1); /* progress: a listener waiting for it is not stalled */
   }
 }
 
@@ -1519,8 +1523,8 @@ static int wd_path(char *out, size_t n) {
   char self[PATH_MAX];
   Dl_info di;
   const char *bin = NULL;
-  if (dladdr((void *)bilog_start, &di) && di.dli_fname && strchr(di.dli_fname, '/')) bin = di.dli_fname;
-  if (!bin) { /* in the main program (glibc names it "" or argv[0]) */
+  if (dladdr((void *)bilog_start, &di) && di.dli_fname && di.dli_fname[0] == '/') bin = di.dli_fname;
+  if (!bin) { /* in the main program (glibc names it "" or argv[0], maybe relative) */
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
     if (k <= 0) return ENOENT;
     self[k] = 0;
@@ -1530,15 +1534,21 @@ static int wd_path(char *out, size_t n) {
   return snprintf(out, n, "%.*s/%s", (int)(slash - bin), bin, BILOG_WD_NAME) < (int)n ? 0 : ENAMETOOLONG;
 }
 
+/* what spawn_watchdog says failed, for bilog_start's *syscall_name (the path it tried) */
+static __thread char wd_what[PATH_MAX + 64];
+
 /*
  * Starts the watchdog (bilog_wd.c) with posix_spawn: its group fd, shared page and stop pipe
- * at the descriptors bilog_wd.h names. Not fork(): Node's address space took 100-200 ms to
- * fork here (on the backup's path), and every page of it then stayed copy-on-write for the
- * whole backup. 0 or an errno (exec failures included: glibc's posix_spawn reports them).
+ * at the descriptors bilog_wd.h names, and waits until it says it runs. Not fork(): Node's
+ * address space took 100-200 ms to fork here (on the backup's path), and every page of it
+ * then stayed copy-on-write for the whole backup. 0 or an errno (exec failures included:
+ * glibc's posix_spawn reports them; ECHILD: it exited before it was ready, e.g. a watchdog
+ * of another build; ETIMEDOUT: not ready within 30 s), with wd_what set.
  */
 static int spawn_watchdog(bilog_t *b) {
-  char path[PATH_MAX], pid_s[24], stall_s[24];
+  char path[PATH_MAX], pid_s[24], stall_s[24], ver_s[24], size_s[24];
   int err = wd_path(path, sizeof path);
+  snprintf(wd_what, sizeof wd_what, "spawning the watchdog %s", err ? BILOG_WD_NAME : path);
   if (err) return err;
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) != 0) return errno;
@@ -1559,6 +1569,9 @@ static int spawn_watchdog(bilog_t *b) {
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[0], BILOG_WD_FAN_FD);
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[1], BILOG_WD_SHM_FD);
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, tmp[2], BILOG_WD_STOP_FD);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  if (!err) err = posix_spawn_file_actions_addclosefrom_np(&fa, BILOG_WD_STOP_FD + 1); /* (it closes them too) */
+#endif
   if (!err) err = posix_spawnattr_init(&at);
   if (!err) at_ok = 1;
   sigset_t all, none;
@@ -1569,15 +1582,35 @@ static int spawn_watchdog(bilog_t *b) {
   if (!err) err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   snprintf(pid_s, sizeof pid_s, "%d", (int)getpid());
   snprintf(stall_s, sizeof stall_s, "%d", b->stall_ms);
-  char *argv[] = {path, pid_s, stall_s, NULL}, *envp[] = {NULL};
+  snprintf(ver_s, sizeof ver_s, "%d", BILOG_WD_VERSION);
+  snprintf(size_s, sizeof size_s, "%zu", sizeof(shm_t));
+  char *argv[] = {path, pid_s, stall_s, ver_s, size_s, NULL}, *envp[] = {NULL};
   pid_t pid = -1;
   if (!err) err = posix_spawn(&pid, path, &fa, &at, argv, envp);
   if (!err) b->wd_pid = b->info.watchdog_pid = pid;
+  /* until it runs with its page mapped and its fds in place (~1 ms; generous under load) */
+  for (int i = 0; !err && !atomic_load(&b->shm->ready); i++) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      b->wd_pid = 0;
+      snprintf(wd_what, sizeof wd_what, "the watchdog %s exited at start (status %d)", path,
+               WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      err = ECHILD;
+    } else if (i >= 30 * 5000) {
+      snprintf(wd_what, sizeof wd_what, "the watchdog %s did not start within 30 s", path);
+      err = ETIMEDOUT;
+    } else {
+      struct timespec ts = {0, 200 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
   if (fa_ok) posix_spawn_file_actions_destroy(&fa);
   if (at_ok) posix_spawnattr_destroy(&at);
   for (int i = 0; i < 3; i++)
     if (tmp[i] >= 0) close(tmp[i]);
   close(pfd[0]);
+  close(b->shm_fd); /* the watchdog has its own; the mapping stays */
+  b->shm_fd = -1;
   return err;
 }
 
@@ -1625,8 +1658,12 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   if (b->copybuf) madvise(b->copybuf, BILOG_MAX_DATA, MADV_DONTFORK);
   b->taskdir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   b->shm_fd = memfd_create("bfs-bilog-shm", MFD_CLOEXEC);
-  if (b->shm_fd >= 0 && ftruncate(b->shm_fd, sizeof(shm_t)) == 0)
-    b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, b->shm_fd, 0);
+  if (b->shm_fd < 0 || ftruncate(b->shm_fd, sizeof(shm_t)) != 0) {
+    err = errno;
+    where = b->shm_fd < 0 ? "memfd_create" : "ftruncate";
+    goto fail;
+  }
+  b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, b->shm_fd, 0);
   if (b->shm == MAP_FAILED) b->shm = NULL;
   if (!b->buckets || !b->copybuf || !b->shm || !b->ring) {
     err = ENOMEM;
@@ -1689,7 +1726,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
 
   /* the watchdog, before the mark: it must not hold any event fd */
   if ((err = spawn_watchdog(b))) {
-    where = "spawning the watchdog " BILOG_WD_NAME;
+    where = wd_what;
     goto fail;
   }
 

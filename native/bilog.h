@@ -94,7 +94,8 @@ typedef struct {
  * Starts capture on the filesystem holding `watch_path`, appending to a new `log_path`
  * (created, truncated; opened before the mark). Returns 0, or an errno with *syscall naming
  * the call that failed ("fanotify_init", "fanotify_mark" — EOPNOTSUPP on tmpfs, FUSE,
- * overlayfs; EINVAL on kernels without pre-content events —, "open", "fork", ...).
+ * overlayfs; EINVAL on kernels without pre-content events —, "open", "spawning the watchdog
+ * PATH", "the watchdog PATH exited at start (status N)", ...).
  */
 int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t *opts, bilog_t **out,
                 const char **syscall);

@@ -42,19 +42,26 @@ static int stopped(int ms) {
 
 static char evbuf[EVBUF_BYTES] __attribute__((aligned(8)));
 
-int main(int argc, char **argv) {
-  if (argc != 3) return 2;
+/* argv[i] as a whole number > 0, or -1 */
+static long arg(char **argv, int i) {
   char *end;
-  long parent = strtol(argv[1], &end, 10);
-  long stall_ms = strtol(argv[2], &end, 10);
-  if (parent <= 1 || stall_ms <= 0) return 2;
+  errno = 0;
+  long v = strtol(argv[i], &end, 10);
+  return errno || end == argv[i] || *end || v <= 0 ? -1 : v;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 5) return 2;
+  long parent = arg(argv, 1), stall_ms = arg(argv, 2);
+  if (parent < 1 || stall_ms < 1 || arg(argv, 3) != BILOG_WD_VERSION || arg(argv, 4) != (long)sizeof(bilog_shm_t)) return 2;
   static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE};
   for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) signal(ignored[i], SIG_IGN);
   prctl(PR_SET_NAME, "bfs-bilog-wd", 0, 0, 0);
   syscall(SYS_close_range, BILOG_WD_STOP_FD + 1, ~0U, 0); /* anything else inherited */
   bilog_shm_t *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED, BILOG_WD_SHM_FD, 0);
   close(BILOG_WD_SHM_FD);
-  if (s == MAP_FAILED) return 3; /* bilog_start sees it exit and fails */
+  if (s == MAP_FAILED) return 3; /* bilog_start sees it exit before it is ready, and fails */
+  atomic_store(&s->ready, 1);
   uint64_t last = atomic_load(&s->heartbeat), since = now_ms();
   int takeover = 0;
   for (;;) {

@@ -572,22 +572,41 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
     await waitFor(() => !isAlive(wd), 'the watchdog to exit')
   })
 
-  it('without its watchdog program the capture does not start: an error naming it, and no mark is left behind', async () => {
+  it('without a watchdog that runs the capture does not start: an error naming it, no mark, thread or fd left behind', async () => {
     const mnt = await makeFs('ext4', 'nowd')
     fs.writeFileSync(path.join(mnt, 'f'), 'x')
-    process.env.BFS_BILOG_WD = path.join(work, 'no-such-watchdog')
-    let err: unknown
-    try {
-      BiCapture.start(mnt, path.join(work, 'nowd.bilog')).stop()
-    } catch (e) {
-      err = e
-    } finally {
-      delete process.env.BFS_BILOG_WD
+    const fds = (): string[] => fs.readdirSync('/proc/self/fd').sort()
+    const captureThreads = (): number => fs.readdirSync('/proc/self/task').filter((t) => fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').startsWith('bfs-bilog')).length
+    const missing = path.join(work, 'no-such-watchdog')
+    // a program that is not a watchdog (exits 1 at once): as one of another build would (exit 2)
+    for (const [wd, expected] of [
+      [missing, { code: 'ENOENT', syscall: `spawning the watchdog ${missing}` }],
+      ['/bin/false', { code: 'ECHILD', syscall: 'the watchdog /bin/false exited at start (status 1)' }],
+    ] as const) {
+      const before = fds()
+      process.env.BFS_BILOG_WD = wd
+      let err: unknown
+      try {
+        BiCapture.start(mnt, path.join(work, 'nowd.bilog')).stop()
+      } catch (e) {
+        err = e
+      } finally {
+        delete process.env.BFS_BILOG_WD
+      }
+      expect(err).toMatchObject(expected)
+      expect(fds()).toEqual(before)
+      expect(captureThreads()).toBe(0)
+      // no mark: a write goes through at once
+      const w = spawnSync('dd', ['if=/dev/zero', `of=${path.join(mnt, 'f')}`, 'bs=4096', 'count=1', 'status=none'], { timeout: 60_000 })
+      expect(w.status).toBe(0)
     }
-    expect(err).toMatchObject({ code: 'ENOENT', syscall: 'spawning the watchdog bfs-bilog-wd' })
-    // no mark: a write goes through at once
-    const w = spawnSync('dd', ['if=/dev/zero', `of=${path.join(mnt, 'f')}`, 'bs=4096', 'count=1', 'status=none'], { timeout: 60_000 })
-    expect(w.status).toBe(0)
+  })
+
+  it('bfs-bilog-wd refuses arguments of another build (version, shared page size) or none: exit 2', () => {
+    const wd = path.join(ROOT, 'native', 'build', 'Release', 'bfs-bilog-wd')
+    for (const args of [[], [String(process.pid), '1000', '999', '4252'], [String(process.pid), '1000', '1', '8'], [String(process.pid), 'x', '1', '4252']]) {
+      expect(spawnSync(wd, args, { timeout: 60_000 }).status, args.join(' ')).toBe(2)
+    }
   })
 
   it('lists files with a writable fd or a shared writable mapping open at T0, not read-only ones', async () => {

@@ -1107,8 +1107,8 @@ function biStats(v: Float64Array): BiStats {
 /**
  * A running before-image capture on one filesystem (Linux ≥ 6.14, root; ext4, xfs, btrfs).
  *
- * The listener is a C thread of this process (never Node's event loop); a forked watchdog
- * process voids the run and answers writers itself when the listener stalls for `stallMs`,
+ * The listener is a C thread of this process (never Node's event loop); a watchdog
+ * process (the program bfs-bilog-wd, next to the addon) voids the run and answers writers itself when the listener stalls for `stallMs`,
  * and exits when this process dies (the kernel then releases every writer).
  * Read files through {@link readAtT0}; say what you have stored with {@link markRead}.
  */
