@@ -268,6 +268,9 @@ struct bilog {
    * the listener needs (a writer waits on it) rehashes the whole table (~1M nodes at 1M files,
    * tens of ms of cache misses). A lookup looks in both. */
   inode_t **buckets, **old;
+  /* a bit per hash of every identity ever inserted (insert_inode, under mu), read without mu
+   * by bilog_t0_stat_ino: a clear bit means the table does not hold the inode */
+  _Atomic uint64_t *seen;
   unsigned nbits, obits;
   size_t ninodes, omoved;
   /* the listeners: one per CPU this process may run on (pinned), so that a writer's event is
@@ -379,7 +382,20 @@ static void rehash_step(bilog_t *b, size_t n) {
  * REHASH_STEP at a time, one step per insert: 2^nbits inserts at least before the next
  * doubling, 2^(nbits-1) buckets to move, so a doubling always finds the previous one done
  * (finished here if not). Best effort: without memory for a bigger table, the chains grow. */
+/* SEEN_BITS bits (512 KiB): ~2 % set after the Linux tree's 78k files, ~20 % at 1M */
+#define SEEN_BITS 22
+static inline void seen_bit(uint64_t dev, uint64_t ino, size_t *word, uint64_t *bit) {
+  uint64_t h = (ino * 0xC2B2AE3D27D4EB4FULL) ^ (dev * 0x9E3779B97F4A7C15ULL) ^ (ino >> 29);
+  h >>= 64 - SEEN_BITS;
+  *word = (size_t)(h >> 6);
+  *bit = 1ULL << (h & 63);
+}
+
 static void insert_inode(bilog_t *b, inode_t *p) {
+  size_t w;
+  uint64_t bit;
+  seen_bit(p->dev, p->ino, &w, &bit);
+  atomic_fetch_or(&b->seen[w], bit); /* before anything can find it, or allow a change to it */
   rehash_step(b, REHASH_STEP);
   if (b->ninodes >= ((size_t)1 << b->nbits) && b->nbits < 40) {
     rehash_step(b, SIZE_MAX);
@@ -1640,6 +1656,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   if (b->preread_max > (uint64_t)RUN_BLOCKS * BS) b->preread_max = (uint64_t)RUN_BLOCKS * BS;
   b->nbits = NBUCKETS_BITS0;
   b->buckets = calloc((size_t)1 << b->nbits, sizeof *b->buckets);
+  b->seen = calloc((size_t)1 << (SEEN_BITS - 6), sizeof *b->seen);
   /* mappings of their own, which a child forked by anyone else in the process does not
    * inherit: no copy-on-write faults on the listener's path */
   b->copybuf = mmap(NULL, BILOG_MAX_DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -1665,7 +1682,7 @@ int bilog_start(const char *watch_path, const char *log_path, const bilog_opts_t
   }
   b->shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, b->shm_fd, 0);
   if (b->shm == MAP_FAILED) b->shm = NULL;
-  if (!b->buckets || !b->copybuf || !b->shm || !b->ring) {
+  if (!b->buckets || !b->seen || !b->copybuf || !b->shm || !b->ring) {
     err = ENOMEM;
     goto fail;
   }
@@ -2052,6 +2069,20 @@ int bilog_t0_stat_ino(bilog_t *b, uint64_t dev, uint64_t ino, bilog_t0stat_t *ou
   /* nothing changed since T0 and nothing is uncovered (nunc is set before bilog_start returns):
    * the caller's stat is the T0 state */
   if (!atomic_load(&b->foreign) && b->nunc == 0) return 0;
+  /* not in the table: as below without mu (the backup's main thread asks this for every file
+   * before it plans the file's read, and waited for mu behind the workers' reads and the
+   * listener: 181 ms of it in the bench's online tree backup with the writer, against ~8 ms
+   * for the same 78k lookups uncontended). An inode is in the table before the listener
+   * allows any change to it (insert_inode sets its bit first). unc is set before
+   * bilog_start returns. */
+  size_t w;
+  uint64_t bit;
+  seen_bit(dev, ino, &w, &bit);
+  if (!(atomic_load(&b->seen[w]) & bit)) {
+    for (size_t i = 0; i < b->nunc; i++)
+      if (b->unc[i].dev == dev && b->unc[i].ino == ino) out->uncovered = b->unc[i].reason;
+    return 0;
+  }
   int found = 0;
   pthread_mutex_lock(&b->mu);
   inode_t *p = find_inode(b, dev, ino);
@@ -2176,6 +2207,7 @@ void bilog_free(bilog_t *b) {
       }
     free(b->buckets);
   }
+  free((void *)b->seen);
   if (b->shm) munmap(b->shm, sizeof(shm_t));
   if (b->shm_fd >= 0) close(b->shm_fd);
   if (b->wd_stop >= 0) close(b->wd_stop);

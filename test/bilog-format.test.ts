@@ -4,7 +4,10 @@
  * The engine's own output is decoded by test/bilog.test.ts.
  */
 import { describe, expect, it } from 'vitest'
-import { BiCause, BiKind, applyBiOverlay, biOverlays, decodeBiLog, encodeBiLogHeader, encodeBiRecord, type BiRecord } from '../src/format/bilog.js'
+import { BiCause, BiKind, applyBiOverlay, biOverlays, decodeBiLog, decodeBiLogFrom, encodeBiLogHeader, encodeBiRecord, fileBiLogSource, type BiRecord } from '../src/format/bilog.js'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { xxh64Into } from '../src/native/index.js'
 
 const xxh64 = (b: Buffer): bigint => {
@@ -57,6 +60,50 @@ describe('BI capture file (BFSBILG v1)', () => {
     expect(t0.length).toBe(5000)
     expect(t0.subarray(0, 100).equals(now)).toBe(true)
     expect(t0.subarray(4096).equals(image)).toBe(true)
+  })
+
+  it('read from a file through a small window, and with only the wanted images read (ingestion)', () => {
+    // two files, an image each (the second's damaged in its data): the window (100 bytes,
+    // then grown to a record's data) is refilled across every header and data
+    const other = { dev: 1792n, ino: 13n }
+    const recs = [
+      records[0]!,
+      records[1]!,
+      { ...rec(3, BiKind.firstSight, 0, 0n), ...other },
+      { ...rec(4, BiKind.image, BiCause.preRead, 0n, Buffer.alloc(3000, 0x5a)), ...other },
+      { ...rec(5, BiKind.end, 0, 4n, undefined, 0, -1), dev: 0n, ino: 0n, igen: 0, t0Size: 0n, mtimeSec: 0n, mtimeNsec: 0, ctimeSec: 0n, ctimeNsec: 0 },
+    ]
+    const all = Buffer.concat([header, ...recs.map((r) => encodeBiRecord(r, xxh64))])
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-bilog-format-'))
+    try {
+      const p = path.join(dir, 'capture.bilog')
+      const open = (b: Buffer): number => (fs.writeFileSync(p, b), fs.openSync(p, 'r'))
+      let fd = open(all)
+      const whole = decodeBiLogFrom(fileBiLogSource(fd, all.length, fs.readSync, 100), xxh64)
+      fs.closeSync(fd)
+      expect(whole).toMatchObject({ ended: true, tornBytes: 0 })
+      expect(whole.records).toEqual(recs)
+      expect(whole).toEqual(decodeBiLog(all, xxh64))
+      // only ino 12's images wanted; ino 13's image data damaged: not read, so not noticed
+      const bad = Buffer.from(all)
+      const dataAt = 64 + 104 + 104 + 904 + 104 + 104 + 10
+      bad[dataAt] ^= 1
+      fd = open(bad)
+      const wantedOnly = decodeBiLogFrom(fileBiLogSource(fd, bad.length, fs.readSync, 100), xxh64, (_k, _c, _d, ino) => ino === 12n)
+      fs.closeSync(fd)
+      expect(wantedOnly).toMatchObject({ ended: true, tornBytes: 0 })
+      expect(wantedOnly.records.map((r) => r.data.length)).toEqual([0, 904, 0, 0, 0])
+      expect(wantedOnly.records[1]!.data.equals(image)).toBe(true)
+      expect(wantedOnly.records.map((r) => r.seq)).toEqual(recs.map((r) => r.seq))
+      // the same damage in a wanted image stops decoding there
+      fd = open(bad)
+      const wantedAll = decodeBiLogFrom(fileBiLogSource(fd, bad.length, fs.readSync, 100), xxh64, () => true)
+      fs.closeSync(fd)
+      expect(wantedAll).toMatchObject({ ended: false, tornReason: 'record data checksum mismatch' })
+      expect(wantedAll.records.length).toBe(3)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('a torn tail at any byte is ignored: the records before it stay, the file is not ended', () => {
