@@ -336,6 +336,20 @@ describe.skipIf(!IS_ROOT || !HAS_PRECONTENT)('BI capture (root, Linux ≥ 6.14)'
       expect(() => cap.readLive(fd, buf, 0, 4096, 0)).toThrow(/ESTALE/)
       fs.closeSync(fd)
       fs.closeSync(pfd)
+      // a file read whole with no block logged (its per-block state is dropped once settled):
+      // read again unchanged, the same bytes; after a write, refused too
+      const clean = path.join(mnt, 'clean')
+      fs.writeFileSync(clean, Buffer.alloc(8 * 4096, 7)) // (after T0: a file of its own, unseen)
+      const cfd = cap.openQuiet(clean)
+      expect(cap.readLive(cfd, buf, 0, 8 * 4096, 0)).toEqual([8 * 4096, 0])
+      expect(cap.stats().settled).toBe(2)
+      buf.fill(0)
+      expect(cap.readLive(cfd, buf, 0, 8 * 4096, 0)).toEqual([8 * 4096, 0])
+      expect(buf.equals(Buffer.alloc(8 * 4096, 7))).toBe(true)
+      await must(`head -c 4096 /dev/urandom | dd of=${clean} bs=4096 seek=2 conv=notrunc status=none`)
+      expect(() => cap.readLive(cfd, buf, 0, 8 * 4096, 0)).toThrow(/ESTALE/)
+      expect(() => cap.readLive(cfd, buf, 3 * 4096, 4096, 3 * 4096)).toThrow(/ESTALE/)
+      fs.closeSync(cfd)
     } finally {
       cap.stop()
     }
