@@ -608,6 +608,9 @@ static void prefault_ahead(bilog_t *b) {
     /* from the next step: the one holding log_end is emit's to fault in (a record never waits
      * for the flusher, a normal-priority thread, to touch the pages right at the end) */
     uint64_t lo = (b->log_end / PREFAULT_STEP + 1) * PREFAULT_STEP;
+    /* except before the first record: the first step too (from the page after the header's),
+     * so that the first writers do not fault it in (the flusher starts before the mark) */
+    if (b->seq == 0) lo = (b->log_end + 4095) & ~4095ULL;
     if (lo < b->populated) lo = b->populated;
     uint64_t want = b->log_end + PREFAULT_LEAD < RING_BYTES ? b->log_end + PREFAULT_LEAD : RING_BYTES;
     if (lo >= want) return;
@@ -711,6 +714,9 @@ static void note_first(bilog_t *b, inode_t *p, pid_t tid, int nr) {
  * marked stale instead: bfs must not read them at T0 again.
  */
 static void log_range(bilog_t *b, inode_t *p, int fd, uint64_t off, uint64_t end, int cause, pid_t tid, int nr) {
+  /* settled meanwhile (the caller waited for the ring, releasing mu, while bfs read the file
+   * whole): nothing to log, as for any settled file */
+  if (p->settled) return;
   if (end > p->t0size) end = p->t0size;
   for (uint64_t blk = off / BS; blk * BS < end;) {
     chunk_t *c = get_chunk(p, blk, 1);
@@ -1015,7 +1021,7 @@ static int pre_read(bilog_t *b, inode_t *p, int fd, pid_t tid, int nr) {
 
 /* Whether pre_read applies to the inode (under mu). */
 static int pre_readable(const bilog_t *b, const inode_t *p) {
-  return p->t0size > 0 && p->t0size <= b->preread_max && !p->uncovered && !p->preread && untouched(p);
+  return p->t0size > 0 && p->t0size <= b->preread_max && !p->uncovered && !p->preread && !p->settled && untouched(p);
 }
 
 /* The CPU a (blocked) thread last ran on, field 39 of /proc/TID/stat, or -1; its slot in tcache
@@ -1338,21 +1344,30 @@ static int start_listeners(bilog_t *b, int prio) {
   return 0;
 }
 
-/* ---- the watchdog process ------------------------------------------------------ */
-
 /* ---- what the capture does not cover: /proc ---------------------------------------- */
 
+/* Under mu (taken here): the scan after the mark runs while the listeners read unc (get_inode),
+ * and may find an inode a listener put in the table since the mark, which is then flagged. */
 static void add_unc(bilog_t *b, int reason, pid_t pid, int fd, uint64_t dev, uint64_t ino, const char *path) {
   if (dev == b->log_dev && ino == b->log_ino) return;
+  pthread_mutex_lock(&b->mu);
   for (size_t i = 0; i < b->nunc; i++)
-    if (b->unc[i].dev == dev && b->unc[i].ino == ino && b->unc[i].reason == reason) return;
+    if (b->unc[i].dev == dev && b->unc[i].ino == ino && b->unc[i].reason == reason) {
+      pthread_mutex_unlock(&b->mu);
+      return;
+    }
   if (b->nunc == b->capunc) {
     size_t n = b->capunc ? b->capunc * 2 : 16;
     bilog_uncovered_t *t = realloc(b->unc, n * sizeof *t);
-    if (!t) return;
+    if (!t) {
+      pthread_mutex_unlock(&b->mu);
+      return;
+    }
     b->unc = t;
     b->capunc = n;
   }
+  inode_t *seen = find_inode(b, dev, ino);
+  if (seen && !seen->uncovered) seen->uncovered = reason;
   bilog_uncovered_t *u = &b->unc[b->nunc++];
   memset(u, 0, sizeof *u);
   u->reason = reason;
@@ -1361,6 +1376,7 @@ static void add_unc(bilog_t *b, int reason, pid_t pid, int fd, uint64_t dev, uin
   u->dev = dev;
   u->ino = ino;
   snprintf(u->path, sizeof u->path, "%s", path);
+  pthread_mutex_unlock(&b->mu);
 }
 
 /* Files on the filesystem open for writing, or mapped shared and writable, by any process. */
@@ -1606,14 +1622,23 @@ static int spawn_watchdog(bilog_t *b) {
   if (!err) err = posix_spawn(&pid, path, &fa, &at, argv, envp);
   if (!err) b->wd_pid = b->info.watchdog_pid = pid;
   /* until it runs with its page mapped and its fds in place (~1 ms; generous under load) */
-  for (int i = 0; !err && !atomic_load(&b->shm->ready); i++) {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      b->wd_pid = 0;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (!err && !atomic_load(&b->shm->ready)) {
+    int status = 0;
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (w == pid || (w < 0 && errno == ECHILD)) { /* (ECHILD: reaped by someone else) */
+      b->wd_pid = b->info.watchdog_pid = 0;
       snprintf(wd_what, sizeof wd_what, "the watchdog %s exited at start (status %d)", path,
-               WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+               w != pid ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
       err = ECHILD;
-    } else if (i >= 30 * 5000) {
+    } else if (now.tv_sec - t0.tv_sec >= 30) {
+      kill(pid, SIGKILL); /* a program that never says it runs: not left behind */
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      b->wd_pid = b->info.watchdog_pid = 0;
       snprintf(wd_what, sizeof wd_what, "the watchdog %s did not start within 30 s", path);
       err = ETIMEDOUT;
     } else {

@@ -154,12 +154,13 @@ export function fileBiLogSource(fd: number, size: number, readAt: (fd: number, b
 }
 
 /**
- * decodeBiLog over a source. With `dataOf`, an image record's data is read (and its
- * checksum checked) only when dataOf says its file's images are wanted; the others get an
- * empty `data` (their header, checksummed, and every invariant are still checked), so a
- * reader that keeps a few files' images does not read the rest.
+ * decodeBiLog over a source. Every record is checked as decodeBiLog checks it (its data's
+ * checksum too: a small file read whole by the listener was stored from its images, cause 7,
+ * which only this check covers); with `keep`, an image record's data is kept only when keep
+ * says so, and the others get an empty `data`, so a reader that keeps a few files' images
+ * holds only those (a window source reads the rest through its one buffer).
  */
-export function decodeBiLogFrom(src: BiLogSource, xxh64: Xxh64Fn, dataOf?: (kind: number, cause: number, dev: bigint, ino: bigint) => boolean): BiLogFile {
+export function decodeBiLogFrom(src: BiLogSource, xxh64: Xxh64Fn, keep?: (kind: number, cause: number, dev: bigint, ino: bigint) => boolean): BiLogFile {
   const size = src.size
   if (size < BILOG_HEADER_BYTES) throw new FormatError('TRUNCATED', `bilog: ${size} bytes, a header needs 64`)
   const buf = src.read(0, BILOG_HEADER_BYTES)
@@ -237,18 +238,16 @@ export function decodeBiLogFrom(src: BiLogSource, xxh64: Xxh64Fn, dataOf?: (kind
       syscall: h.readInt32LE(84),
       data: none,
     }
-    if (dataBytes > 0 && (!dataOf || dataOf(kind, r.cause, r.dev, r.ino))) {
-      const data = src.read(pos + BILOG_RECORD_BYTES, dataBytes)
-      if (data.length < dataBytes) {
-        reason = 'short record data'
-        break
-      }
-      if (dataCheck !== xxh64(data)) {
-        reason = 'record data checksum mismatch'
-        break
-      }
-      r.data = src.stable ? data : Buffer.from(data)
+    const data = dataBytes > 0 ? src.read(pos + BILOG_RECORD_BYTES, dataBytes) : none
+    if (data.length < dataBytes) {
+      reason = 'short record data'
+      break
     }
+    if (dataCheck !== xxh64(data)) {
+      reason = 'record data checksum mismatch'
+      break
+    }
+    if (dataBytes > 0 && (!keep || keep(kind, r.cause, r.dev, r.ino))) r.data = src.stable ? data : Buffer.from(data)
     if (r.seq !== BigInt(records.length + 1)) {
       reason = `seq ${r.seq} where ${records.length + 1} was due`
       break

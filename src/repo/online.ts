@@ -304,7 +304,8 @@ export class OnlineCapture {
       // a small file read whole by the listener: every read laid these images over (its
       // content as stored), so no reader of the generation needs them (format.md §2.16.1,
       // cause 7); nor the images of files not stored with blocks read as zeros. Only the
-      // images kept are read: the file is mostly the former (27 MB of the bench's 29)
+      // images kept are held (all are checked): the file is mostly the former (27 MB of the
+      // bench's 29), read through one 1 MiB window
       const wanted = (kind: number, cause: number, dev: bigint, ino: bigint): boolean => kind === BiKind.image && cause !== BiCause.preRead && this.stored.has(identity(dev, ino))
       let log: BiLogFile
       let fd = -1
