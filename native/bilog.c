@@ -504,19 +504,21 @@ static void ring_put(bilog_t *b, uint64_t at, const void *src, uint64_t len) {
  * waited, i.e. whether mu was released: then another listener or a reader may have changed any
  * inode's state, and a caller that looked at it must look again. Under mu.
  */
+/* Whether a record of total bytes must wait: the ring has no room for it, or it would reach
+ * the pages the flusher is faulting in (prefault_ahead). Under mu. */
+static inline int ring_busy(const bilog_t *b, uint64_t total) {
+  return b->log_end + total - b->flushed > RING_BYTES || (b->pf_hi && b->log_end + total > b->pf_lo);
+}
+
 static int ring_wait(bilog_t *b, uint64_t len) {
   uint64_t total = BILOG_RECORD_BYTES + len + (8 - len % 8) % 8;
-  /* (a record reaching the pages the flusher is faulting in waits for it too: prefault_ahead) */
-#define RING_BUSY(b, total) \
-  ((b)->log_end + (total) - (b)->flushed > RING_BYTES || ((b)->pf_hi && (b)->log_end + (total) > (b)->pf_lo))
-  if (b->st.log_errno || !RING_BUSY(b, total)) return 0;
+  if (b->st.log_errno || !ring_busy(b, total)) return 0;
   PROF_T(tw);
-  while (!b->st.log_errno && RING_BUSY(b, total)) {
+  while (!b->st.log_errno && ring_busy(b, total)) {
     b->flusher_asleep = 0;
     pthread_cond_signal(&b->data_cv);
     pthread_cond_wait(&b->space_cv, &b->mu);
   }
-#undef RING_BUSY
   PROF_ADD(PH_RINGWAIT, tw);
   return 1;
 }
@@ -580,17 +582,6 @@ static uint64_t emit(bilog_t *b, int kind, int cause, const inode_t *p, uint64_t
 }
 
 /*
- * The flusher thread: writes the ring's bytes [flushed, log_end) to the capture file, in
- * batches (it looks every FLUSH_MS, 10 ms, or when emit finds the ring filling up or full:
- * at 2 ms, 500 wake-ups a second were a tenth of the capture's CPU in an image backup with a
- * writer at 2,000 writes/s, and each one a task for the woken writer to wait behind). A failed
- * write voids the run: log_errno is set, waiters are released and nothing more is logged
- * (what is in the ring stays readable). It stops once flusher_stop is set and all is out.
- * After FLUSHER_NAPS empty looks in a row (~50 ms without a record) it sleeps until emit wakes
- * it: a backup no one writes to paid ~500 wake-ups a second for nothing (0.2 s of CPU in a
- * 14 s backup of the Linux tree on a VM, where a context switch costs tens of µs).
- */
-/*
  * The ring's pages, faulted in by the flusher rather than on the listener's path, a huge page
  * at a time from the step after the one holding the capture file's end to PREFAULT_LEAD
  * beyond it (the ring's first pass only; the pages below log_end were written, so faulted
@@ -628,6 +619,17 @@ static void prefault_ahead(bilog_t *b) {
   }
 }
 
+/*
+ * The flusher thread: writes the ring's bytes [flushed, log_end) to the capture file, in
+ * batches (it looks every FLUSH_MS, 10 ms, or when emit finds the ring filling up or full:
+ * at 2 ms, 500 wake-ups a second were a tenth of the capture's CPU in an image backup with a
+ * writer at 2,000 writes/s, and each one a task for the woken writer to wait behind). A failed
+ * write voids the run: log_errno is set, waiters are released and nothing more is logged
+ * (what is in the ring stays readable). It stops once flusher_stop is set and all is out.
+ * After FLUSHER_NAPS empty looks in a row (~50 ms without a record) it sleeps until emit wakes
+ * it: a backup no one writes to paid ~500 wake-ups a second for nothing (0.2 s of CPU in a
+ * 14 s backup of the Linux tree on a VM, where a context switch costs tens of µs).
+ */
 static void *flusher(void *arg) {
   bilog_t *b = arg;
   prctl(PR_SET_NAME, "bfs-bilog-fl", 0, 0, 0);
@@ -1847,6 +1849,18 @@ static void block_span(const inode_t *p, uint64_t off, uint64_t len, uint64_t *f
   *last_excl = end == p->t0size ? (end + BS - 1) / BS : end / BS;
 }
 
+/* Frees the inode's per-block state (chunks, their image tables, the array). */
+static void free_chunks(inode_t *p) {
+  for (uint64_t i = 0; i < p->nchunks; i++)
+    if (p->chunks[i]) {
+      free(p->chunks[i]->img);
+      free(p->chunks[i]);
+    }
+  free(p->chunks);
+  p->chunks = NULL;
+  p->nchunks = 0;
+}
+
 /* Marks the blocks of [off, off+len) as read by bfs (no more logging needed); -ENOMEM when a
  * chunk could not be made (the blocks before it are marked). Under b->mu. */
 static int mark_span(inode_t *p, uint64_t off, uint64_t len) {
@@ -1893,14 +1907,7 @@ static void settle_locked(bilog_t *b, inode_t *p) {
       for (size_t w = 0; p->chunks[i] && w < CHUNK_BLOCKS / 64; w++)
         if (p->chunks[i]->logged[w]) logged = 1;
     if (!logged) {
-      for (uint64_t i = 0; i < p->nchunks; i++)
-        if (p->chunks[i]) {
-          free(p->chunks[i]->img);
-          free(p->chunks[i]);
-        }
-      free(p->chunks);
-      p->chunks = NULL;
-      p->nchunks = 0;
+      free_chunks(p);
       p->dropped = 1;
     }
   }
@@ -2245,11 +2252,7 @@ void bilog_free(bilog_t *b) {
     for (size_t i = 0; i < ((size_t)1 << b->nbits); i++)
       for (inode_t *p = b->buckets[i], *n; p; p = n) {
         n = p->next;
-        for (uint64_t c = 0; c < p->nchunks; c++) {
-          if (p->chunks[c]) free(p->chunks[c]->img);
-          free(p->chunks[c]);
-        }
-        free(p->chunks);
+        free_chunks(p);
         free(p);
       }
     free(b->buckets);
